@@ -1,0 +1,111 @@
+"""The one configuration loader: every setting is an environment variable with a default.
+
+Variables are prefixed `REELBATCH_` (for example `REELBATCH_DATABASE_URL`). Defaults suit a
+developer machine; `REELBATCH_ENV=production` refuses the unsafe ones.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class ModelPricing(BaseModel):
+    """One row of the price list: what a video of `model` costs the customer and us."""
+
+    provider: str = "simulated"
+    credits_per_video: int = Field(gt=0)
+    # Our cost at the provider per video, in US dollar micros (margins; never customer-facing).
+    provider_cost_usd_micros: int = Field(default=0, ge=0)
+    # Attempts per task, the first included, before a transient failure becomes final.
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+
+DEFAULT_PRICING: dict[str, ModelPricing] = {
+    "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000),
+    "sora-2-pro": ModelPricing(credits_per_video=30, provider_cost_usd_micros=72_000),
+    "veo-3": ModelPricing(credits_per_video=20, provider_cost_usd_micros=84_000),
+    "veo-3-fast": ModelPricing(credits_per_video=12, provider_cost_usd_micros=50_000),
+}
+
+
+class Settings(BaseSettings):
+    """All settings of all processes. Each process reads only the ones it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="REELBATCH_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/reelbatch"
+    database_pool_size: int = Field(default=10, ge=1)
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Where gRPC servers listen and where clients find them (host:port).
+    billing_grpc_addr: str = "127.0.0.1:50051"
+    batch_grpc_addr: str = "127.0.0.1:50052"
+    webhook_grpc_addr: str = "127.0.0.1:50053"
+    grpc_deadline_seconds: float = Field(default=10.0, gt=0)
+
+    admin_token: str = DEV_ADMIN_TOKEN
+
+    # JSON object {model: ModelPricing}; replaces the default price list when set.
+    pricing: dict[str, ModelPricing] = Field(default_factory=lambda: dict(DEFAULT_PRICING))
+
+    # Request limits (gateway).
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_batch_items: int = Field(default=10_000, ge=1)
+    max_prompt_chars: int = Field(default=4_000, ge=1)
+
+    # Execution (batch service and workers).
+    dispatch_chunk_size: int = Field(default=50, ge=1, le=1000)
+    worker_concurrency: int = Field(default=256, ge=1)
+    worker_prefetch: int = Field(default=8, ge=1)
+    task_lease_seconds: float = Field(default=30.0, gt=0)
+    provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    retry_max_seconds: float = Field(default=30.0, ge=0)
+    simulated_latency_seconds: float = Field(default=0.5, ge=0)
+    asset_dir: str = ".reelbatch/assets"
+    public_base_url: str = "http://127.0.0.1:8000"
+    recovery_interval_seconds: float = Field(default=2.0, gt=0)
+    # A batch left in `reserving` this long is resumed by the recovery loop.
+    reserving_grace_seconds: float = Field(default=5.0, ge=0)
+
+    # Billing applies up to this many task outcomes in one transaction.
+    billing_chunk_size: int = Field(default=200, ge=1)
+    billing_chunk_wait_seconds: float = Field(default=0.02, ge=0)
+
+    # Outbox relay.
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("pricing", mode="before")
+    @classmethod
+    def _parse_pricing(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> Settings:
+        if self.env == "production" and self.admin_token == DEV_ADMIN_TOKEN:
+            raise ValueError("REELBATCH_ADMIN_TOKEN must be set to a secret in production")
+        if len(self.admin_token) < 12:
+            raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
+        return self
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Reads the environment once per process."""
+    return Settings()

@@ -1,0 +1,47 @@
+"""Process life: run until SIGTERM/SIGINT, then stop components in order within a grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleeps up to `seconds`; returns True if `stopping` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Runs `main(stopping)`; SIGTERM or SIGINT sets `stopping`, and `main` is expected to return."""
+
+    async def _run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await main(stopping)
+
+    asyncio.run(_run())
+
+
+def supervise(name: str, coro: Awaitable[None], stopping: asyncio.Event) -> asyncio.Task[None]:
+    """Runs a background loop; if it dies unexpectedly the process stops rather than limp on."""
+
+    async def _guard() -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background loop %s crashed; stopping the process", name)
+            stopping.set()
+
+    return asyncio.create_task(_guard(), name=name)

@@ -1,0 +1,47 @@
+"""Alembic wiring shared by the services: each service migrates its own schema, under a lock."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, create_engine, text
+
+from libs.db import sync_url
+
+
+def upgrade_to_head(script_location: Path, database_url: str) -> None:
+    """Applies a service's migrations (idempotent; safe when several processes start at once)."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", sync_url(database_url).replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def run_migrations(target_metadata: MetaData, schema: str) -> None:
+    """Body of a service's `env.py`: online migrations of `schema`, serialized by an advisory lock."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    engine = create_engine(url)
+    lock_id = zlib.crc32(f"reelbatch-migrate-{schema}".encode())
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+        try:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            connection.commit()
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                version_table_schema=schema,
+                include_schemas=True,
+                include_name=lambda name, type_, _parent: type_ != "schema" or name == schema,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+            connection.commit()
+    engine.dispose()

@@ -1,0 +1,161 @@
+"""Transactional outbox: events are rows written in the transaction that changes state, and a
+relay publishes them to the bus afterwards (at least once) and deletes them.
+
+Each service owns an `outbox` table in its schema (`outbox_table`), a trigger that wakes the
+relay with NOTIFY (`outbox_notify_ddl`), and runs one `OutboxRelay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import psycopg
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Table, Text, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from libs.bus import Bus, Envelope
+from libs.db import Database, libpq_url
+from libs.lifecycle import sleep_or_stop
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData, schema: str) -> Table:
+    """The outbox table of one service schema."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("message_id", Text, nullable=False, unique=True),
+        Column("routing_key", Text, nullable=False),
+        Column("message_type", Text, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        schema=schema,
+    )
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+def outbox_notify_ddl(schema: str) -> list[str]:
+    """DDL for the statement-level trigger that wakes the relay after each insert."""
+    channel = notify_channel(schema)
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {schema}.outbox_notify() RETURNS trigger AS $$
+        BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END; $$ LANGUAGE plpgsql
+        """,
+        f"""
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify()
+        """,
+    ]
+
+
+async def add_events(db: AsyncSession | AsyncConnection, table: Table, envelopes: Sequence[Envelope]) -> None:
+    """Writes events into the outbox inside the caller's transaction."""
+    if not envelopes:
+        return
+    await db.execute(
+        insert(table),
+        [
+            {
+                "message_id": e.message_id,
+                "routing_key": e.routing_key,
+                "message_type": e.message_type,
+                "body": e.body,
+                "headers": dict(e.headers),
+            }
+            for e in envelopes
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes outbox rows in id order, in chunks, and deletes them once the broker confirmed.
+
+    Several relays may run on one table (SKIP LOCKED); a crash between publish and delete
+    republishes the chunk, which consumers absorb (they are idempotent).
+    """
+
+    def __init__(self, database: Database, table: Table, bus: Bus, *, batch_size: int, poll_seconds: float) -> None:
+        self._db = database
+        self._table = table
+        self._bus = bus
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._channel = notify_channel(str(table.schema))
+        self.published = 0
+
+    async def relay_once(self) -> int:
+        """Publishes one chunk; returns how many events it published."""
+        t = self._table
+        async with self._db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.message_id, t.c.routing_key, t.c.message_type, t.c.body, t.c.headers)
+                    .order_by(t.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self._bus.publish(
+                [
+                    Envelope(
+                        routing_key=row.routing_key,
+                        message_type=row.message_type,
+                        body=row.body,
+                        message_id=row.message_id,
+                        headers=row.headers,
+                    )
+                    for row in rows
+                ]
+            )
+            await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Relays until `stopping` is set; survives database and broker outages."""
+        failures = 0
+        listener: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        try:
+            while not stopping.is_set():
+                try:
+                    if listener is None or listener.closed:
+                        listener = await self._listen()
+                    published = await self.relay_once()
+                    failures = 0
+                    if published < self._batch_size:
+                        await self._wait_for_work(listener, stopping)
+                except Exception as error:
+                    failures += 1
+                    log.warning("outbox relay on %s failed (%s); retrying", self._table.schema, error)
+                    if listener is not None:
+                        await listener.close()
+                        listener = None
+                    await sleep_or_stop(stopping, min(10.0, 0.1 * 2 ** min(failures, 7)))
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _listen(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        conn = await psycopg.AsyncConnection.connect(libpq_url(self._db.url), autocommit=True)
+        await conn.execute(f"LISTEN {self._channel}")
+        return conn
+
+    async def _wait_for_work(self, listener: psycopg.AsyncConnection[tuple[object, ...]], stopping: asyncio.Event) -> None:
+        if stopping.is_set():
+            return
+        async for _ in listener.notifies(timeout=self._poll_seconds, stop_after=1):
+            break
+
+

@@ -1,0 +1,1 @@
+"""gRPC plumbing: server construction with health and reflection, clients, error translation."""

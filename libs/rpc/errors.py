@@ -1,0 +1,148 @@
+"""The one mapping between `ServiceError` and gRPC status (with a `google.rpc.ErrorInfo` detail)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from libs.errors import ErrorCategory, ServiceError
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "reelbatch"
+
+STATUS_BY_CATEGORY: dict[ErrorCategory, grpc.StatusCode] = {
+    ErrorCategory.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCategory.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCategory.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCategory.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCategory.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCategory.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCategory.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCategory.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _status(code: grpc.StatusCode, message: str, reason: str, details: dict[str, str]) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=details)
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    proto = status_pb2.Status(code=code.value[0], message=message, details=[packed])
+    return rpc_status.to_status(proto)
+
+
+def status_for(error: ServiceError) -> grpc.Status:
+    """The gRPC status that carries `error` to the caller."""
+    return _status(STATUS_BY_CATEGORY[error.category], error.message, error.reason, error.details)
+
+
+def _is_dependency_down(error: BaseException) -> bool:
+    if isinstance(error, OperationalError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+class ErrorTranslatingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns exceptions escaping unary handlers into proper statuses; never leaks a traceback."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def translated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except ServiceError as error:
+                await context.abort_with_status(status_for(error))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                if _is_dependency_down(error):
+                    log.warning("dependency unavailable in %s: %s", method, error)
+                    await context.abort_with_status(
+                        _status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable", {})
+                    )
+                log.exception("unhandled error in %s", method)
+                await context.abort_with_status(
+                    _status(grpc.StatusCode.INTERNAL, "internal error", "internal", {})
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            translated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass(frozen=True)
+class RemoteError(Exception):
+    """A failed gRPC call, decoded: status code, stable reason and string details."""
+
+    code: grpc.StatusCode
+    reason: str
+    message: str
+    details: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}/{self.reason}: {self.message}"
+
+
+def remote_error(error: grpc.aio.AioRpcError) -> RemoteError:
+    """Decodes the ErrorInfo a server attached with `status_for` (or infers one)."""
+    code = error.code()
+    reason = code.name.lower()
+    details: dict[str, str] = {}
+    trailing = error.trailing_metadata() or ()
+    for key, value in trailing:
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for packed in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if packed.Unpack(info):
+                    reason = info.reason
+                    details = dict(info.metadata)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        reason = "unavailable"
+    return RemoteError(code=code, reason=reason, message=error.details() or "", details=details)
+
+
+_CATEGORY_BY_STATUS = {code: category for category, code in STATUS_BY_CATEGORY.items()}
+
+
+def as_service_error(error: RemoteError) -> ServiceError:
+    """Re-raises a downstream refusal as our own, keeping its category, reason and details.
+
+    A dependency that is down (or an unknown failure) becomes UNAVAILABLE.
+    """
+    category = _CATEGORY_BY_STATUS.get(error.code, ErrorCategory.UNAVAILABLE)
+    translated = ServiceError(error.message or error.reason, **error.details)
+    translated.category = category
+    translated.reason = error.reason if category is not ErrorCategory.UNAVAILABLE else "unavailable"
+    return translated
+
+
+__all__ = [
+    "as_service_error",
+    "ErrorTranslatingInterceptor",
+    "RemoteError",
+    "STATUS_BY_CATEGORY",
+    "remote_error",
+    "status_for",
+]
