@@ -39,16 +39,19 @@ class QueueSpec:
     name: str
     routing_keys: tuple[str, ...]
     delivery_limit: int = 20
+    is_dead_letter_queue: bool = False
 
     @property
     def dead_letter_name(self) -> str:
         return f"{self.name}.dead"
 
+    def dead_letters(self) -> QueueSpec:
+        """The queue that holds this queue's poison messages (for inspection and replay)."""
+        return QueueSpec(self.dead_letter_name, (), is_dead_letter_queue=True)
+
 
 DISPATCH_QUEUE = QueueSpec("batch.dispatch", ("task.dispatch",))
-BILLING_OUTCOMES_QUEUE = QueueSpec(
-    "billing.outcomes", ("task.succeeded", "task.failed", "batch.finished")
-)
+BILLING_OUTCOMES_QUEUE = QueueSpec("billing.outcomes", ("task.succeeded", "task.failed", "batch.finished"))
 BATCH_SETTLEMENTS_QUEUE = QueueSpec("batch.settlements", ("batch.settled",))
 
 # Every process declares all of them, so no event is published before its queue exists,
@@ -193,12 +196,20 @@ class RabbitBus:
         await self._connection.close()
 
 
-async def declare_topology(channel: AbstractChannel, only: QueueSpec | None = None) -> aio_pika.abc.AbstractQueue:
+async def declare_topology(
+    channel: AbstractChannel, only: QueueSpec | None = None
+) -> aio_pika.abc.AbstractQueue:
     """Declares the exchanges and queues (idempotent); returns the last queue declared."""
     exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     dead = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
     declared: aio_pika.abc.AbstractQueue | None = None
     for spec in (only,) if only else TOPOLOGY:
+        if spec.is_dead_letter_queue:
+            declared = await channel.declare_queue(
+                spec.name, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await declared.bind(dead, routing_key=spec.name)
+            continue
         dead_queue = await channel.declare_queue(
             spec.dead_letter_name, durable=True, arguments={"x-queue-type": "quorum"}
         )
@@ -242,8 +253,12 @@ class _ChunkedConsumer:
             while len(chunk) < self._max_batch:
                 remaining = deadline - asyncio.get_running_loop().time()
                 try:
-                    chunk.append(inbox.get_nowait() if remaining <= 0 else await asyncio.wait_for(inbox.get(), remaining))
-                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                    chunk.append(
+                        inbox.get_nowait()
+                        if remaining <= 0
+                        else await asyncio.wait_for(inbox.get(), remaining)
+                    )
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
             await self._process(chunk)
 

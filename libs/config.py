@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - refused outside development
 
 
 class ModelPricing(BaseModel):

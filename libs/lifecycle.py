@@ -14,7 +14,7 @@ async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
     """Sleeps up to `seconds`; returns True if `stopping` was set meanwhile."""
     try:
         await asyncio.wait_for(stopping.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 

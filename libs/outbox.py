@@ -12,7 +12,19 @@ import logging
 from collections.abc import Sequence
 
 import psycopg
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Table, Text, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -84,7 +96,9 @@ class OutboxRelay:
     republishes the chunk, which consumers absorb (they are idempotent).
     """
 
-    def __init__(self, database: Database, table: Table, bus: Bus, *, batch_size: int, poll_seconds: float) -> None:
+    def __init__(
+        self, database: Database, table: Table, bus: Bus, *, batch_size: int, poll_seconds: float
+    ) -> None:
         self._db = database
         self._table = table
         self._bus = bus
@@ -152,10 +166,10 @@ class OutboxRelay:
         await conn.execute(f"LISTEN {self._channel}")
         return conn
 
-    async def _wait_for_work(self, listener: psycopg.AsyncConnection[tuple[object, ...]], stopping: asyncio.Event) -> None:
+    async def _wait_for_work(
+        self, listener: psycopg.AsyncConnection[tuple[object, ...]], stopping: asyncio.Event
+    ) -> None:
         if stopping.is_set():
             return
         async for _ in listener.notifies(timeout=self._poll_seconds, stop_after=1):
             break
-
-

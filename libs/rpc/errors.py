@@ -52,21 +52,22 @@ def _is_dependency_down(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
-class ErrorTranslatingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorTranslatingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns exceptions escaping unary handlers into proper statuses; never leaks a traceback."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
         method = handler_call_details.method
 
-        async def translated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # grpc-stubs lacks `abort_with_status` on the aio context, hence `Any`.
+        async def translated(request: Any, context: Any) -> Any:
             try:
                 return await inner(request, context)
             except ServiceError as error:
@@ -109,7 +110,7 @@ def remote_error(error: grpc.aio.AioRpcError) -> RemoteError:
     code = error.code()
     reason = code.name.lower()
     details: dict[str, str] = {}
-    trailing = error.trailing_metadata() or ()
+    trailing: Any = error.trailing_metadata() or ()
     for key, value in trailing:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
@@ -139,10 +140,10 @@ def as_service_error(error: RemoteError) -> ServiceError:
 
 
 __all__ = [
-    "as_service_error",
+    "STATUS_BY_CATEGORY",
     "ErrorTranslatingInterceptor",
     "RemoteError",
-    "STATUS_BY_CATEGORY",
+    "as_service_error",
     "remote_error",
     "status_for",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,8 +15,13 @@ from libs.rpc.errors import ErrorTranslatingInterceptor
 class GrpcServer:
     """A started `grpc.aio` server plus the health servicer that reports its status."""
 
-    def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
-                 service_names: Sequence[str], port: int) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health_servicer: Any,  # grpc_health ships no type stubs
+        service_names: Sequence[str],
+        port: int,
+    ) -> None:
         self.server = server
         self.health = health_servicer
         self.service_names = tuple(service_names)
@@ -24,9 +30,7 @@ class GrpcServer:
     async def set_serving(self, serving: bool) -> None:
         """Reports SERVING or NOT_SERVING for every service of this server (and the server itself)."""
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in (*self.service_names, ""):
             await self.health.set(name, status)
@@ -52,7 +56,7 @@ async def start_grpc_server(
     )
     for add in register:
         add(server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

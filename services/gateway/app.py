@@ -1,0 +1,78 @@
+"""The FastAPI application of the public REST API, built from settings and backend stubs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from libs.config import Settings
+from services.gateway.auth import ApiKeyAuthenticator
+from services.gateway.backends import Backends, ReadinessProbe
+from services.gateway.errors import install_error_handlers
+from services.gateway.middleware import BodySizeLimitMiddleware, InternalErrorMiddleware, RequestIdMiddleware
+from services.gateway.routes.admin import admin_router
+from services.gateway.routes.customer import customer_router
+from services.gateway.routes.health import health_router
+from services.gateway.routes.videos import videos_router
+from services.gateway.schemas import CreateBatchRequest, ErrorResponse
+
+API_TITLE = "Reelbatch API"
+API_VERSION = "1.0.0"
+API_DESCRIPTION = (
+    "Refund-safe batch AI video generation. The price of a batch is frozen before anything runs; "
+    "every failed or cancelled video is refunded at once. Errors are always "
+    '`{"ok": false, "error": {"code", "message", ...}}`.'
+)
+
+
+INVALID_INPUT_DESCRIPTION = "Invalid input (`validation_error`, with `errors`: [{field, message}])."
+
+
+def create_app(settings: Settings, backends: Backends) -> FastAPI:
+    """The REST gateway: routes, authentication, limits and error mapping; connects to nothing."""
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+    install_error_handlers(app)
+    authenticator = ApiKeyAuthenticator(backends.billing, settings.grpc_deadline_seconds)
+    app.include_router(health_router(backends))
+    app.include_router(customer_router(settings, backends, authenticator))
+    app.include_router(admin_router(settings, backends))
+    app.include_router(videos_router(settings))
+    # The last added is the outermost: request id, then the last-resort 500, then the size limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the hand-parsed create body, with our error shape for 422s."""
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    create_body = CreateBatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(create_body.pop("$defs", {}))
+    schemas["CreateBatchRequest"] = create_body
+    error_ref = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            invalid = operation.get("responses", {}).get("422")
+            if invalid is not None:
+                invalid["description"] = INVALID_INPUT_DESCRIPTION
+                invalid["content"] = {"application/json": {"schema": error_ref}}
+    # FastAPI's own 422 body is never sent (our handler answers instead).
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return document
+
+
+__all__ = ["Backends", "ReadinessProbe", "create_app", "openapi_document"]

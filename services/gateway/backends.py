@@ -1,0 +1,21 @@
+"""What the gateway talks to: the two backend stubs and a readiness probe."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from reelbatch.proto.batch.v1 import batch_pb2_grpc
+from reelbatch.proto.billing.v1 import billing_pb2_grpc
+
+# Answers {dependency name: is it serving}, e.g. {"billing": True, "batch": False}.
+ReadinessProbe = Callable[[], Awaitable[Mapping[str, bool]]]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The gRPC services behind the REST API (real stubs in production, fakes in tests)."""
+
+    billing: billing_pb2_grpc.BillingServiceAsyncStub
+    batch: batch_pb2_grpc.BatchServiceAsyncStub
+    readiness: ReadinessProbe

@@ -1,0 +1,226 @@
+"""The one translation of failures into HTTP: gRPC status -> HTTP status and JSON error body.
+
+Every error the gateway answers has the shape `{"ok": false, "error": {"code", "message", ...}}`
+where `code` is a stable, machine-readable reason. Backend refusals keep their reason and details
+(e.g. `required_credits`); anything unexpected becomes a bare 500 `internal` without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.rpc.errors import RemoteError, remote_error
+
+log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying when a backend is down or busy.
+RETRY_AFTER_SECONDS = 2
+
+# Details that carry amounts: sent as integers, not the strings gRPC metadata is limited to.
+_INTEGER_DETAILS = frozenset({"required_credits", "available_credits", "retry_after_seconds"})
+
+# Keys of the error object that backend details may never overwrite.
+_RESERVED_KEYS = frozenset({"code", "message"})
+
+
+@dataclass(frozen=True)
+class HttpErrorRule:
+    """How one kind of gRPC failure is answered over HTTP.
+
+    `code` is the JSON error code; None keeps the reason the backend sent.
+    """
+
+    status: int
+    code: str | None
+    retry_after: bool = False
+
+
+# Looked up by (status code, reason) first, then by (status code, None).
+HTTP_RULES: Mapping[tuple[grpc.StatusCode, str | None], HttpErrorRule] = {
+    (grpc.StatusCode.INVALID_ARGUMENT, None): HttpErrorRule(422, "validation_error"),
+    (grpc.StatusCode.NOT_FOUND, None): HttpErrorRule(404, "not_found"),
+    (grpc.StatusCode.ALREADY_EXISTS, None): HttpErrorRule(409, None),
+    (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits"): HttpErrorRule(402, "insufficient_credits"),
+    (grpc.StatusCode.FAILED_PRECONDITION, None): HttpErrorRule(409, None),
+    (grpc.StatusCode.UNAUTHENTICATED, None): HttpErrorRule(401, "unauthorized"),
+    (grpc.StatusCode.PERMISSION_DENIED, None): HttpErrorRule(403, None),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, None): HttpErrorRule(429, "rate_limited", retry_after=True),
+    (grpc.StatusCode.UNAVAILABLE, None): HttpErrorRule(503, "unavailable", retry_after=True),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, None): HttpErrorRule(503, "unavailable", retry_after=True),
+}
+
+INTERNAL_RULE = HttpErrorRule(500, "internal")
+UNAVAILABLE_RULE = HTTP_RULES[(grpc.StatusCode.UNAVAILABLE, None)]
+
+# Generic codes for errors raised by the HTTP layer itself (routing, auth, limits).
+_CODE_BY_HTTP_STATUS: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error answered with the standard JSON error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra: dict[str, object] = dict(extra or {})
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+def error_body(code: str, message: str, extra: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The JSON error document: `{"ok": false, "error": {"code", "message", ...extra}}`."""
+    error: dict[str, object] = {"code": code, "message": message}
+    for key, value in (extra or {}).items():
+        if key not in _RESERVED_KEYS:
+            error[key] = value
+    return {"ok": False, "error": error}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """Renders an `ApiError` as its JSON response."""
+    return JSONResponse(
+        error_body(error.code, error.message, error.extra), status_code=error.status, headers=error.headers
+    )
+
+
+def rule_for(error: RemoteError) -> HttpErrorRule:
+    """The HTTP rule for a decoded gRPC failure (500 `internal` when no rule matches)."""
+    return HTTP_RULES.get((error.code, error.reason)) or HTTP_RULES.get((error.code, None)) or INTERNAL_RULE
+
+
+def _detail_value(key: str, value: str) -> object:
+    if key in _INTEGER_DETAILS:
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def api_error_from_remote(error: RemoteError) -> ApiError:
+    """Translates a backend refusal into the HTTP error the client sees."""
+    rule = rule_for(error)
+    if rule is INTERNAL_RULE:
+        # The backend's text may describe internals; the client only learns that it failed.
+        return ApiError(500, "internal", "internal error")
+    if rule.status == UNAVAILABLE_RULE.status:
+        return unavailable_error("a backend service is unavailable, retry later")
+    headers: dict[str, str] = {}
+    if rule.retry_after:
+        retry_after = error.details.get("retry_after_seconds", "")
+        headers["Retry-After"] = retry_after if retry_after.isdigit() else str(RETRY_AFTER_SECONDS)
+    extra = {key: _detail_value(key, value) for key, value in error.details.items()}
+    return ApiError(
+        rule.status, rule.code or error.reason, error.message or error.reason, extra=extra, headers=headers
+    )
+
+
+def unavailable_error(message: str, extra: Mapping[str, object] | None = None) -> ApiError:
+    """A 503 `unavailable` with Retry-After (a backend could not be reached)."""
+    return ApiError(
+        UNAVAILABLE_RULE.status,
+        "unavailable",
+        message,
+        extra=extra,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """`("body", "items", 3, "prompt")` -> `"items[3].prompt"`; the request part is dropped."""
+    parts = list(location)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:
+    """A 422 `validation_error` listing `{"field", "message"}` for each invalid input."""
+    fields = [
+        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg", ""))} for error in errors
+    ]
+    summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields[:3])
+    if len(fields) > 3:
+        summary += f" (and {len(fields) - 3} more)"
+    return ApiError(422, "validation_error", f"invalid request: {summary}", extra={"errors": fields})
+
+
+async def _handle_api_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error_response(error)
+
+
+async def _handle_rpc_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, grpc.aio.AioRpcError)
+    decoded = remote_error(error)
+    translated = api_error_from_remote(decoded)
+    if translated.status >= 500:
+        log.warning("backend call failed for %s %s: %s", request.method, request.url.path, decoded)
+    return error_response(translated)
+
+
+async def _handle_request_validation(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response(validation_error(error.errors()))
+
+
+async def _handle_http_exception(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _CODE_BY_HTTP_STATUS.get(error.status_code, "internal" if error.status_code >= 500 else "error")
+    message = error.detail if isinstance(error.detail, str) else code
+    return error_response(ApiError(error.status_code, code, message, headers=error.headers))
+
+
+async def _handle_connection_failure(request: Request, error: Exception) -> JSONResponse:
+    log.warning("backend unreachable for %s %s: %r", request.method, request.url.path, error)
+    return error_response(unavailable_error("a backend service is unavailable, retry later"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Registers the handlers that give every failure the standard JSON error shape.
+
+    Exceptions no handler takes are answered by `middleware.InternalErrorMiddleware`.
+    """
+    app.add_exception_handler(ApiError, _handle_api_error)
+    app.add_exception_handler(grpc.aio.AioRpcError, _handle_rpc_error)
+    app.add_exception_handler(RequestValidationError, _handle_request_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(ConnectionError, _handle_connection_failure)
+    app.add_exception_handler(TimeoutError, _handle_connection_failure)

@@ -1,0 +1,1 @@
+"""Thin REST routers: request -> gRPC call -> response model, no business rules."""

@@ -1,0 +1,233 @@
+"""Customer endpoints under /api/enterprise (authenticated by X-API-Key).
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories, which refer to local dependencies.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.config import Settings
+from services.gateway.auth import ApiKeyAuthenticator, tenant_dependency
+from services.gateway.backends import Backends
+from services.gateway.errors import validation_error
+from services.gateway.middleware import REQUEST_ID_HEADER, request_id_of
+from services.gateway.routes.params import (
+    DEFAULT_PAGE_SIZE,
+    UUID_PATTERN,
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    error_responses,
+)
+from services.gateway.schemas import (
+    MAX_REQUEST_ID_CHARS,
+    BatchAccepted,
+    BatchLimits,
+    BatchPage,
+    BatchStatus,
+    BatchView,
+    CreateBatchRequest,
+    CreditsView,
+    LedgerEntryView,
+    LedgerPage,
+    TaskPage,
+    TaskStatus,
+    TaskView,
+    is_valid_request_id,
+)
+
+# The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
+# so its schema is declared here for /openapi.json.
+_CREATE_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateBatchRequest"}}},
+    },
+    "parameters": [
+        {
+            "name": REQUEST_ID_HEADER,
+            "in": "header",
+            "required": False,
+            "description": (
+                f"Idempotency key: 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters. The same key and "
+                "body replay the first answer; the same key with another body is a 409. "
+                "Generated when absent."
+            ),
+            "schema": {"type": "string", "maxLength": MAX_REQUEST_ID_CHARS},
+        }
+    ],
+}
+
+
+def idempotency_key(request: Request) -> str:
+    """The client's X-Request-ID, or the id generated for this request when none was sent."""
+    presented = request.headers.get(REQUEST_ID_HEADER, "")
+    if not presented:
+        return request_id_of(request.scope)
+    if not is_valid_request_id(presented):
+        message = f"must be 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters"
+        raise validation_error([{"loc": ("header", REQUEST_ID_HEADER), "msg": message}])
+    return presented
+
+
+def parse_create_batch(body: bytes, limits: BatchLimits) -> CreateBatchRequest:
+    """Parses and validates the create body in one pass (orjson-speed, 10,000 items included)."""
+    try:
+        return CreateBatchRequest.model_validate_json(body, context=limits)
+    except ValidationError as error:
+        raise validation_error(
+            error.errors(include_url=False, include_context=False, include_input=False)
+        ) from None
+
+
+def customer_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
+    """The /api/enterprise routes, calling batch and billing with the caller's tenant id."""
+    router = APIRouter(
+        prefix="/api/enterprise",
+        tags=["customer"],
+        responses=error_responses(401, 500, 503),
+    )
+    authenticated = Depends(tenant_dependency(authenticator))
+    deadline = settings.grpc_deadline_seconds
+    limits = BatchLimits(max_batch_items=settings.max_batch_items, max_prompt_chars=settings.max_prompt_chars)
+
+    @router.post(
+        "/video-batch",
+        status_code=202,
+        response_model=BatchAccepted,
+        summary="Create a batch of videos (price frozen up front)",
+        openapi_extra=_CREATE_BATCH_BODY,
+        responses=error_responses(402, 409, 413, 422, 429),
+    )
+    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> BatchAccepted:
+        request_id = idempotency_key(request)
+        payload = parse_create_batch(await request.body(), limits)
+        response = await backends.batch.CreateBatch(
+            batch_pb2.CreateBatchRequest(
+                tenant_id=tenant_id,
+                request_id=request_id,
+                items=[batch_pb2.BatchItem(prompt=item.prompt, model=item.model) for item in payload.items],
+                webhook_url=payload.webhook_url or "",
+            ),
+            timeout=deadline,
+        )
+        return BatchAccepted.from_proto(response, request_id)
+
+    @router.get(
+        "/video-batch",
+        response_model=BatchPage,
+        summary="List the tenant's batches, newest first",
+        responses=error_responses(422),
+    )
+    async def list_video_batches(
+        tenant_id: Annotated[str, authenticated],
+        status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> BatchPage:
+        response = await backends.batch.ListBatches(
+            batch_pb2.ListBatchesRequest(
+                tenant_id=tenant_id, status=status or "", cursor=cursor or "", limit=limit
+            ),
+            timeout=deadline,
+        )
+        return BatchPage(
+            items=[BatchView.from_proto(batch) for batch in response.batches],
+            next_cursor=response.next_cursor or None,
+        )
+
+    @router.get(
+        "/video-batch/{batch_id}",
+        response_model=BatchView,
+        summary="Get a batch: progress and money",
+        responses=error_responses(404),
+    )
+    async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> BatchView:
+        batch = await backends.batch.GetBatch(
+            batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
+        )
+        return BatchView.from_proto(batch)
+
+    @router.get(
+        "/video-batch/{batch_id}/tasks",
+        response_model=TaskPage,
+        summary="List a batch's tasks in batch order",
+        responses=error_responses(404, 422),
+    )
+    async def list_video_batch_tasks(
+        tenant_id: Annotated[str, authenticated],
+        batch_id: BatchIdPath,
+        status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> TaskPage:
+        response = await backends.batch.ListTasks(
+            batch_pb2.ListTasksRequest(
+                tenant_id=tenant_id,
+                batch_id=batch_id,
+                status=status or "",
+                cursor=cursor or "",
+                limit=limit,
+            ),
+            timeout=deadline,
+        )
+        return TaskPage(
+            items=[TaskView.from_proto(task) for task in response.tasks],
+            next_cursor=response.next_cursor or None,
+        )
+
+    @router.post(
+        "/video-batch/{batch_id}/cancel",
+        response_model=BatchView,
+        summary="Cancel the tasks not yet started (they are refunded)",
+        responses=error_responses(404, 409),
+    )
+    async def cancel_video_batch(
+        tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
+    ) -> BatchView:
+        batch = await backends.batch.CancelBatch(
+            batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
+        )
+        return BatchView.from_proto(batch)
+
+    @router.get("/credits", response_model=CreditsView, summary="The tenant's balances")
+    async def get_credits(tenant_id: Annotated[str, authenticated]) -> CreditsView:
+        balance = await backends.billing.GetBalance(
+            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return CreditsView.from_proto(balance)
+
+    @router.get(
+        "/ledger",
+        response_model=LedgerPage,
+        summary="Changes of the available balance, newest first",
+        responses=error_responses(422),
+    )
+    async def list_ledger_entries(
+        tenant_id: Annotated[str, authenticated],
+        batch_id: Annotated[
+            str | None, Query(pattern=UUID_PATTERN, description="Only entries of this batch.")
+        ] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> LedgerPage:
+        response = await backends.billing.ListLedgerEntries(
+            billing_pb2.ListLedgerEntriesRequest(
+                tenant_id=tenant_id,
+                batch_id=(batch_id or "").lower(),
+                cursor=cursor or "",
+                limit=limit,
+            ),
+            timeout=deadline,
+        )
+        return LedgerPage(
+            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
+            next_cursor=response.next_cursor or None,
+        )
+
+    return router

@@ -1,0 +1,237 @@
+"""In-memory fakes of the billing and batch stubs used by the gateway tests.
+
+Refusals are raised as real `grpc.aio.AioRpcError`s whose trailing metadata is built from a
+`ServiceError` by `libs.rpc.errors.status_for`, so the gateway decodes them the production way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+
+from libs.errors import NotFound, ServiceError, Unauthenticated
+from libs.rpc.errors import status_for
+from services.gateway.app import Backends
+
+TENANT_ID = "7d0c1a52-6f0e-4a4e-9a51-2b8f0f6a1c01"
+OTHER_TENANT_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
+BATCH_ID = "550e8400-e29b-41d4-a716-446655440000"
+TASK_ID = "6fa459ea-ee8a-4ca4-894e-db77e160355e"
+API_KEY = "demo-key"
+ADMIN_TOKEN = "test-admin-token-123"
+CREATED_AT = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
+
+
+def rpc_error(error: ServiceError) -> grpc.aio.AioRpcError:
+    """The exception a grpc.aio stub raises when the server refused with `error`."""
+    status = status_for(error)
+    return grpc.aio.AioRpcError(
+        code=status.code,
+        initial_metadata=grpc.aio.Metadata(),
+        trailing_metadata=grpc.aio.Metadata(*status.trailing_metadata),
+        details=status.details,
+        debug_error_string="",
+    )
+
+
+def transport_error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    """A failure raised by gRPC itself (no ErrorInfo), e.g. UNAVAILABLE when nothing listens."""
+    return grpc.aio.AioRpcError(
+        code=code,
+        initial_metadata=grpc.aio.Metadata(),
+        trailing_metadata=grpc.aio.Metadata(),
+        details=details,
+        debug_error_string="",
+    )
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(moment)
+    return value
+
+
+class FakeStub:
+    """Records every call (method, request, timeout); raises a queued failure when one is set."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Message, float | None]] = []
+        self.failures: dict[str, BaseException] = {}
+
+    def _record(self, method: str, request: Message, timeout: float | None) -> None:
+        self.calls.append((method, request, timeout))
+        failure = self.failures.get(method)
+        if failure is not None:
+            raise failure
+
+    def requests(self, method: str) -> list[Any]:
+        """The requests received by `method`, in order."""
+        return [request for name, request, _ in self.calls if name == method]
+
+
+class FakeBilling(FakeStub):
+    """Billing with one tenant (`demo-key`) holding 5,000 credits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.api_keys: dict[str, str] = {API_KEY: TENANT_ID}
+        self.ledger: list[billing_pb2.LedgerEntry] = []
+
+    async def AuthenticateApiKey(
+        self, request: billing_pb2.AuthenticateApiKeyRequest, timeout: float | None = None
+    ) -> billing_pb2.AuthenticateApiKeyResponse:
+        self._record("AuthenticateApiKey", request, timeout)
+        tenant_id = self.api_keys.get(request.api_key)
+        if tenant_id is None:
+            raise rpc_error(Unauthenticated("unknown API key"))
+        return billing_pb2.AuthenticateApiKeyResponse(tenant_id=tenant_id, key_id="key-1")
+
+    async def GetBalance(
+        self, request: billing_pb2.GetBalanceRequest, timeout: float | None = None
+    ) -> billing_pb2.GetBalanceResponse:
+        self._record("GetBalance", request, timeout)
+        return billing_pb2.GetBalanceResponse(available_credits=4980, held_credits=20)
+
+    async def ListLedgerEntries(
+        self, request: billing_pb2.ListLedgerEntriesRequest, timeout: float | None = None
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        self._record("ListLedgerEntries", request, timeout)
+        return billing_pb2.ListLedgerEntriesResponse(entries=self.ledger, next_cursor="")
+
+    async def CreateTenant(
+        self, request: billing_pb2.CreateTenantRequest, timeout: float | None = None
+    ) -> billing_pb2.CreateTenantResponse:
+        self._record("CreateTenant", request, timeout)
+        return billing_pb2.CreateTenantResponse(tenant_id=OTHER_TENANT_ID)
+
+    async def CreateApiKey(
+        self, request: billing_pb2.CreateApiKeyRequest, timeout: float | None = None
+    ) -> billing_pb2.CreateApiKeyResponse:
+        self._record("CreateApiKey", request, timeout)
+        return billing_pb2.CreateApiKeyResponse(api_key=request.api_key or "rb_generated", key_id="key-2")
+
+    async def TopUp(
+        self, request: billing_pb2.TopUpRequest, timeout: float | None = None
+    ) -> billing_pb2.TopUpResponse:
+        self._record("TopUp", request, timeout)
+        replayed = request.reference == "payment-1-seen"
+        return billing_pb2.TopUpResponse(balance=5000 + request.credits, replayed=replayed)
+
+
+class FakeBatch(FakeStub):
+    """Batch holding one batch (BATCH_ID, owned by TENANT_ID) and pricing sora-2 at 10 credits."""
+
+    prices: Mapping[str, int] = {"sora-2": 10, "veo-3": 20}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch = batch_pb2.Batch(
+            batch_id=BATCH_ID,
+            tenant_id=TENANT_ID,
+            status="processing",
+            total_count=2,
+            success_count=1,
+            failed_count=0,
+            cancelled_count=0,
+            pending_count=1,
+            frozen_credits=20,
+            credits_spent=10,
+            refunded_credits=0,
+            settlement_status="pending",
+            created_at=timestamp(CREATED_AT),
+            request_id="demo-1",
+        )
+        self.tasks: list[batch_pb2.Task] = []
+
+    def _owned(self, tenant_id: str, batch_id: str) -> batch_pb2.Batch:
+        if batch_id != self.batch.batch_id or tenant_id not in ("", self.batch.tenant_id):
+            raise rpc_error(NotFound("batch not found"))
+        return self.batch
+
+    async def CreateBatch(
+        self, request: batch_pb2.CreateBatchRequest, timeout: float | None = None
+    ) -> batch_pb2.CreateBatchResponse:
+        self._record("CreateBatch", request, timeout)
+        unit_prices = {self.prices[item.model] for item in request.items}
+        required = sum(self.prices[item.model] for item in request.items)
+        response = batch_pb2.CreateBatchResponse(
+            batch_id=BATCH_ID,
+            total_count=len(request.items),
+            required_credits=required,
+            available_credits=5000,
+            status="queued",
+            request_id=request.request_id,
+        )
+        if len(unit_prices) == 1:
+            response.cost_per_video = unit_prices.pop()
+        return response
+
+    async def GetBatch(
+        self, request: batch_pb2.GetBatchRequest, timeout: float | None = None
+    ) -> batch_pb2.Batch:
+        self._record("GetBatch", request, timeout)
+        return self._owned(request.tenant_id, request.batch_id)
+
+    async def CancelBatch(
+        self, request: batch_pb2.CancelBatchRequest, timeout: float | None = None
+    ) -> batch_pb2.Batch:
+        self._record("CancelBatch", request, timeout)
+        batch = batch_pb2.Batch()
+        batch.CopyFrom(self._owned(request.tenant_id, request.batch_id))
+        batch.status = "cancelled"
+        batch.cancelled_count, batch.pending_count = batch.pending_count, 0
+        batch.finished_at.CopyFrom(timestamp(CREATED_AT.replace(minute=5)))
+        return batch
+
+    async def ListBatches(
+        self, request: batch_pb2.ListBatchesRequest, timeout: float | None = None
+    ) -> batch_pb2.ListBatchesResponse:
+        self._record("ListBatches", request, timeout)
+        return batch_pb2.ListBatchesResponse(batches=[self.batch], next_cursor="cursor-2")
+
+    async def ListTasks(
+        self, request: batch_pb2.ListTasksRequest, timeout: float | None = None
+    ) -> batch_pb2.ListTasksResponse:
+        self._record("ListTasks", request, timeout)
+        self._owned(request.tenant_id, request.batch_id)
+        return batch_pb2.ListTasksResponse(tasks=self.tasks, next_cursor="")
+
+
+class Readiness:
+    """A readiness probe whose answer the test decides."""
+
+    def __init__(self) -> None:
+        self.serving = {"billing": True, "batch": True}
+
+    async def __call__(self) -> Mapping[str, bool]:
+        return dict(self.serving)
+
+
+def fake_backends(billing: FakeBilling, batch: FakeBatch, readiness: Readiness) -> Backends:
+    """The fakes in the shape the app expects (they implement only the methods the gateway calls)."""
+    return Backends(
+        billing=cast("billing_pb2_grpc.BillingServiceAsyncStub", billing),
+        batch=cast("batch_pb2_grpc.BatchServiceAsyncStub", batch),
+        readiness=readiness,
+    )
+
+
+def assert_error_shape(body: Mapping[str, Any], code: str) -> Mapping[str, Any]:
+    """Checks `{"ok": false, "error": {"code": code, "message": <non-empty str>, ...}}`."""
+    assert body["ok"] is False
+    assert set(body) == {"ok", "error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    return cast(Mapping[str, Any], body["error"])
+
+
+CUSTOMER = {"X-API-Key": API_KEY}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
