@@ -7,9 +7,32 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import MetaData, create_engine, make_url, text
 
-from libs.db import sync_url
+from libs.db import libpq_url, sync_url
+
+
+def ensure_database(database_url: str) -> bool:
+    """Creates the database named in `database_url` if it is missing; returns True if it did.
+
+    Connects to the server's `postgres` database for that; needs CREATEDB rights, which a local
+    development server has. Production databases are provisioned beforehand and left untouched.
+    """
+    import psycopg
+    from psycopg import sql
+
+    url = make_url(database_url)
+    name = url.database
+    assert name, "the database URL names no database"
+    admin_dsn = libpq_url(url.set(database="postgres").render_as_string(hide_password=False))
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            return False  # another process created it a moment ago
+        return True
 
 
 def upgrade_to_head(script_location: Path, database_url: str) -> None:

@@ -40,7 +40,10 @@ def _serve_function(service: str) -> Callable[..., Awaitable[None]]:
 
 
 def migrate(settings: Settings) -> None:
-    """Applies the migrations of every service that owns tables."""
+    """Creates the database if needed, then applies every service's migrations."""
+    from libs.migrations import ensure_database
+
+    ensure_database(settings.database_url)
     for service in MIGRATED_SERVICES:
         importlib.import_module(f"services.{service}.bootstrap").migrate(settings.database_url)
 

@@ -6,6 +6,7 @@ returns every discrepancy it finds, so a failing test says exactly what is wrong
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -144,3 +145,13 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                         f" {billing_settlement} in billing"
                     )
     return InvariantReport(problems, len(batches), int(tenants[0]) if tenants else 0)
+
+
+def wait_for_all_settled(database_url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        report = check_invariants(database_url, require_settled=True)
+        if not report.discrepancies or time.monotonic() > deadline:
+            report.assert_clean()
+            return
+        time.sleep(0.2)

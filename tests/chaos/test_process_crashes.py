@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import create_database, create_vhost, delete_vhost, drop_database
-from tests.e2e.conftest import Api, wait_for_all_settled
+from tests.invariants import wait_for_all_settled
+from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.rest_api import Api
 from tests.stack import Stack
 
 
@@ -25,6 +26,7 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         Path(tmp_path_factory.mktemp("chaos")),
         overrides={
             "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.3",
+            "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "5",
             "REELBATCH_WORKER_CONCURRENCY": "8",
             "REELBATCH_TASK_LEASE_SECONDS": "2",
         },
@@ -89,6 +91,7 @@ def test_billing_killed_while_outcomes_flow_settles_everything_once_it_is_back(s
         lambda: sum(_task_counts(slow_stack, batch_id).get(s, 0) for s in ("succeeded", "failed")) == 50, 60
     )
     slow_stack.start("billing")
+    slow_stack.wait_ready()
 
     batch = api.wait_until_settled(customer, batch_id, timeout=90)
     assert (batch["status"], batch["success_count"], batch["failed_count"]) == ("partial", 45, 5)

@@ -2,141 +2,45 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.invariants import check_invariants
-from tests.stack import ADMIN_TOKEN, Stack
+from tests.invariants import wait_for_all_settled
+from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.rest_api import Api
+from tests.stack import Stack
 
 
-@pytest.fixture(scope="session")
-def stack(database_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The system on its own database and vhost, so no other test's consumers share its queues."""
+    db_name, database_url = create_database()
+    vhost, amqp_url = create_vhost()
     running = Stack(database_url, amqp_url, Path(tmp_path_factory.mktemp("stack")))
     try:
         running.start_all()
         yield running
     finally:
         codes = running.stop_all()
+        drop_database(db_name)
+        delete_vhost(vhost)
         unclean = {name: code for name, code in codes.items() if code not in (0, -9)}
         assert not unclean, f"processes did not stop cleanly: {unclean}\n" + "\n".join(
             running.log(name) for name in unclean
         )
 
 
-@dataclass(frozen=True)
-class Customer:
-    tenant_id: str
-    api_key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key}
-
-
-class Api:
-    """A thin REST client for the tests: what a customer and an admin would do with curl."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
-        self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    def new_customer(self, credits: int) -> Customer:
-        tenant = self.http.post(
-            "/api/admin/tenants", json={"name": f"studio-{uuid.uuid4().hex[:6]}"}, headers=self.admin
-        )
-        assert tenant.status_code == 201, tenant.text
-        tenant_id = tenant.json()["tenant_id"]
-        key = self.http.post(f"/api/admin/tenants/{tenant_id}/api-keys", headers=self.admin)
-        assert key.status_code == 201, key.text
-        if credits:
-            topup = self.http.post(
-                f"/api/admin/tenants/{tenant_id}/credits",
-                json={"credits": credits, "reference": f"payment-{uuid.uuid4()}"},
-                headers=self.admin,
-            )
-            assert topup.status_code == 200, topup.text
-        return Customer(tenant_id, key.json()["api_key"])
-
-    def create_batch(
-        self, customer: Customer, items: list[dict[str, str]], request_id: str | None = None
-    ) -> httpx.Response:
-        headers = dict(customer.headers)
-        if request_id:
-            headers["X-Request-ID"] = request_id
-        return self.http.post("/api/enterprise/video-batch", json={"items": items}, headers=headers)
-
-    def batch(self, customer: Customer, batch_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/api/enterprise/video-batch/{batch_id}", headers=customer.headers)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def wait_until_settled(self, customer: Customer, batch_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            batch = self.batch(customer, batch_id)
-            if batch["settlement_status"] != "pending":
-                return batch
-            if time.monotonic() > deadline:
-                raise AssertionError(f"batch not settled in {timeout}s: {batch}")
-            time.sleep(0.1)
-
-    def tasks(self, customer: Customer, batch_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": 1000}
-            if cursor:
-                params["cursor"] = cursor
-            page = self.http.get(
-                f"/api/enterprise/video-batch/{batch_id}/tasks", params=params, headers=customer.headers
-            )
-            assert page.status_code == 200, page.text
-            items += page.json()["items"]
-            cursor = page.json()["next_cursor"]
-            if not cursor:
-                return items
-
-    def ledger(self, customer: Customer, batch_id: str | None = None) -> list[dict[str, Any]]:
-        params = {"batch_id": batch_id} if batch_id else {}
-        response = self.http.get("/api/enterprise/ledger", params=params, headers=customer.headers)
-        assert response.status_code == 200, response.text
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
-
-    def credits(self, customer: Customer) -> dict[str, int]:
-        response = self.http.get("/api/enterprise/credits", headers=customer.headers)
-        assert response.status_code == 200, response.text
-        body: dict[str, int] = response.json()
-        return body
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(stack: Stack) -> Iterator[Api]:
     client = Api(stack.base_url)
     yield client
     client.http.close()
 
 
-def wait_for_all_settled(database_url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        report = check_invariants(database_url, require_settled=True)
-        if not report.discrepancies or time.monotonic() > deadline:
-            report.assert_clean()
-            return
-        time.sleep(0.2)
-
-
 @pytest.fixture(autouse=True)
-def money_invariants_hold_afterwards(stack: Stack, database_url: str) -> Iterator[None]:
+def money_invariants_hold_afterwards(stack: Stack) -> Iterator[None]:
     """After every end-to-end test: all batches settle and I1-I5 hold over the whole database."""
     yield
-    wait_for_all_settled(database_url)
+    wait_for_all_settled(stack.database_url)

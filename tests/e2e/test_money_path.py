@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.e2e.conftest import Api
+from tests.rest_api import Api
 
 SEED_PROMPTS = [
     "A cat playing piano",

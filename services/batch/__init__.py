@@ -1,0 +1,1 @@
+"""The batch service: batches of video tasks, their execution by workers, recovery and cancellation."""

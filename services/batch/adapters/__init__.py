@@ -1,0 +1,1 @@
+"""Storage, billing client, event encoding and video providers of the batch service."""

@@ -1,0 +1,1 @@
+"""Video provider adapters; each implements `services.batch.domain.provider.VideoProvider`."""

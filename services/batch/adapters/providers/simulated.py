@@ -1,0 +1,64 @@
+"""The simulated provider: no network, deterministic, latency configurable.
+
+Markers in the prompt choose the outcome: `#fail` is refused by content policy, `#flaky` fails
+transiently on attempts 1 and 2 and succeeds on 3, `#timeout` never answers in time. Anything
+else succeeds with a small but real MP4 file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoAsset
+
+FAIL_MARKER = "#fail"
+FLAKY_MARKER = "#flaky"
+TIMEOUT_MARKER = "#timeout"
+FLAKY_FAILED_ATTEMPTS = 2
+# Far past any sensible provider timeout: the worker's own timeout is what ends the attempt.
+NEVER_SECONDS = 24 * 3600.0
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def placeholder_mp4(label: str) -> bytes:
+    """A few hundred bytes starting with a valid 'ftyp' box (then a 'free' box with a label)."""
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2avc1mp41")
+    note = f"reelbatch simulated video {label}".encode().ljust(256, b"\0")
+    return ftyp + _box(b"free", note)
+
+
+class SimulatedProvider:
+    """A `VideoProvider` that writes its assets under `asset_dir/{batch_id}/{task_id}.mp4`."""
+
+    def __init__(self, *, latency_seconds: float, asset_dir: Path, public_base_url: str) -> None:
+        self._latency = latency_seconds
+        self._asset_dir = asset_dir
+        self._public_base_url = public_base_url.rstrip("/")
+
+    async def generate(self, job: ProviderJob) -> VideoAsset:
+        """Sleeps the configured latency, then answers as the prompt's marker says."""
+        if TIMEOUT_MARKER in job.prompt:
+            await asyncio.sleep(NEVER_SECONDS)
+        await asyncio.sleep(self._latency)
+        if FAIL_MARKER in job.prompt:
+            raise ProviderFailure(FailureType.CONTENT_POLICY, "blocked by content policy (simulated)")
+        if FLAKY_MARKER in job.prompt and job.attempt <= FLAKY_FAILED_ATTEMPTS:
+            raise ProviderFailure(
+                FailureType.PROVIDER_ERROR, f"provider error on attempt {job.attempt} (simulated)"
+            )
+        folder = self._asset_dir / str(job.batch_id)
+        path = folder / f"{job.task_id}.mp4"
+        content = placeholder_mp4(str(job.task_id))
+        # A few hundred bytes: writing them inline is cheaper than a hop to a thread.
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return VideoAsset(
+            path=str(path),
+            url=f"{self._public_base_url}/videos/{job.batch_id}/{job.task_id}.mp4",
+            size_bytes=len(content),
+        )

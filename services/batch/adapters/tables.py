@@ -1,0 +1,86 @@
+"""The batch schema, as SQLAlchemy Core tables (the migrations create exactly these)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+from libs.outbox import outbox_table
+
+SCHEMA = "batch"
+
+metadata = MetaData(schema=SCHEMA)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("request_id", Text, nullable=True),
+    Column("request_fingerprint", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("total_count", Integer, nullable=False),
+    Column("required_credits", BigInteger, nullable=False),
+    Column("cost_per_video", BigInteger, nullable=True),
+    Column("available_snapshot", BigInteger, nullable=True),
+    Column("frozen_credits", BigInteger, nullable=False, server_default=text("0")),
+    Column("rejected_required", BigInteger, nullable=True),
+    Column("rejected_available", BigInteger, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
+    Column("webhook_url", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
+    UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
+    Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_batches_created", "created_at", "id"),
+    Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column(
+        "batch_id", UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.batches.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("batch_index", Integer, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("claims", Integer, nullable=False, server_default=text("0")),
+    Column("claim_token", UUID(as_uuid=True), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("failure_type", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("video_url", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("batch_id", "batch_index", name="uq_tasks_batch_index"),
+    # Counters are derived by one GROUP BY over this index, never stored on the batch row.
+    Index("ix_tasks_batch_status", "batch_id", "status"),
+    Index("ix_tasks_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+)
+
+outbox = outbox_table(metadata, SCHEMA)

@@ -1,0 +1,129 @@
+"""Wiring of the batch service from Settings. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from libs.bus import Bus, RabbitBus
+from libs.config import Settings
+from libs.db import Database
+from libs.migrations import upgrade_to_head
+from libs.outbox import OutboxRelay
+from libs.rpc.client import open_channel
+from services.batch.adapters.billing_client import GrpcBilling
+from services.batch.adapters.providers.simulated import SimulatedProvider
+from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.tables import outbox
+from services.batch.domain.execution import ModelPolicy
+from services.batch.domain.provider import VideoProvider
+from services.batch.domain.retry import BackoffPolicy
+from services.batch.execution import OutcomeWriter, TaskExecutor
+from services.batch.handlers import BatchHandlers
+
+
+def migrate(database_url: str) -> None:
+    """Brings the batch schema to the latest revision (safe to run from several processes)."""
+    upgrade_to_head(Path(__file__).parent / "adapters" / "migrations", database_url)
+
+
+@dataclass
+class BatchServer:
+    """Everything the batch server process runs: API handlers, settlement intake, relay, recovery."""
+
+    database: Database
+    bus: Bus
+    billing_channel: grpc.aio.Channel
+    repository: BatchRepository
+    handlers: BatchHandlers
+    relay: OutboxRelay
+
+    async def close(self) -> None:
+        """Releases the connections (bus first: its consumers use the database)."""
+        await self.bus.close()
+        await self.billing_channel.close(grace=None)
+        await self.database.close()
+
+
+@dataclass
+class BatchWorker:
+    """Everything a worker process runs: the executor, its outcome writer and an outbox relay."""
+
+    database: Database
+    bus: Bus
+    repository: BatchRepository
+    executor: TaskExecutor
+    writer: OutcomeWriter
+    relay: OutboxRelay
+
+
+def _repository(settings: Settings, database: Database) -> BatchRepository:
+    return BatchRepository(database, dispatch_chunk_size=settings.dispatch_chunk_size)
+
+
+def _relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
+    return OutboxRelay(
+        database,
+        outbox,
+        bus,
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+    )
+
+
+def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
+    """Provider adapters by the name the price list uses."""
+    return {
+        "simulated": SimulatedProvider(
+            latency_seconds=settings.simulated_latency_seconds,
+            asset_dir=Path(settings.asset_dir),
+            public_base_url=settings.public_base_url,
+        )
+    }
+
+
+def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
+    """Provider and attempt limit of every priced model."""
+    return {
+        model: ModelPolicy(provider=price.provider, max_attempts=price.max_attempts)
+        for model, price in settings.pricing.items()
+    }
+
+
+async def build_server(settings: Settings) -> BatchServer:
+    """Connects the database pool, the bus and the billing channel of a batch server."""
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    bus = await RabbitBus.connect(settings.amqp_url)
+    channel = open_channel(settings.billing_grpc_addr)
+    repository = _repository(settings, database)
+    handlers = BatchHandlers(
+        repository,
+        GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds),
+        max_batch_items=settings.max_batch_items,
+        max_prompt_chars=settings.max_prompt_chars,
+    )
+    return BatchServer(database, bus, channel, repository, handlers, _relay(settings, database, bus))
+
+
+async def build_worker(
+    settings: Settings, providers: Mapping[str, VideoProvider] | None = None
+) -> BatchWorker:
+    """Connects the database pool and the bus of a worker; `providers` replaces the configured ones."""
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    bus = await RabbitBus.connect(settings.amqp_url)
+    repository = _repository(settings, database)
+    writer = OutcomeWriter(repository)
+    executor = TaskExecutor(
+        repository,
+        writer,
+        providers if providers is not None else build_providers(settings),
+        model_policies(settings),
+        concurrency=settings.worker_concurrency,
+        lease_seconds=settings.task_lease_seconds,
+        provider_timeout_seconds=settings.provider_timeout_seconds,
+        backoff=BackoffPolicy(settings.retry_base_seconds, settings.retry_max_seconds),
+    )
+    return BatchWorker(database, bus, repository, executor, writer, _relay(settings, database, bus))

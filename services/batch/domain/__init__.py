@@ -1,0 +1,1 @@
+"""Pure rules of batches and tasks: no I/O, no transport, no settings."""

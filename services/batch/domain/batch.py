@@ -1,0 +1,280 @@
+"""Batches and tasks: statuses, the final-status rule, counters and the create response."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType
+
+from libs.errors import InvalidArgument
+from services.batch.domain.errors import BatchNotFound
+
+BatchId = NewType("BatchId", uuid.UUID)
+TaskId = NewType("TaskId", uuid.UUID)
+TenantId = NewType("TenantId", uuid.UUID)
+
+
+class BatchStatus(StrEnum):
+    """Life of a batch: reserving -> queued -> processing -> a final status (or rejected)."""
+
+    RESERVING = "reserving"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+class TaskStatus(StrEnum):
+    """Life of a task: queued -> running -> succeeded | failed, or queued -> cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_TASK_STATUSES
+
+
+TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+PENDING_TASK_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
+
+
+class SettlementStatus(StrEnum):
+    """What billing did with the batch hold once every outcome was applied."""
+
+    PENDING = "pending"
+    SETTLED = "settled"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One requested video."""
+
+    prompt: str
+    model: str
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """Tasks of one batch by status, and the credits they represent (derived, never stored)."""
+
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    credits_spent: int = 0
+    refunded_credits: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.succeeded - self.failed - self.cancelled
+
+    @property
+    def all_terminal(self) -> bool:
+        return self.pending == 0
+
+
+def final_status(counts: TaskCounts, cancel_requested: bool) -> BatchStatus:
+    """The status of a batch whose tasks are all terminal.
+
+    completed: every task succeeded; cancelled: the customer cancelled and at least one task was
+    cancelled; failed: nothing succeeded; partial: anything else.
+    """
+    if not counts.all_terminal:
+        raise ValueError(f"batch still has {counts.pending} pending tasks")
+    if counts.succeeded == counts.total:
+        return BatchStatus.COMPLETED
+    if cancel_requested and counts.cancelled > 0:
+        return BatchStatus.CANCELLED
+    if counts.succeeded == 0:
+        return BatchStatus.FAILED
+    return BatchStatus.PARTIAL
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch as stored."""
+
+    id: BatchId
+    tenant_id: TenantId
+    request_id: str | None
+    request_fingerprint: str
+    status: BatchStatus
+    total_count: int
+    required_credits: int
+    cost_per_video: int | None
+    available_snapshot: int | None
+    frozen_credits: int
+    rejected_required: int | None
+    rejected_available: int | None
+    cancel_requested: bool
+    settlement_status: SettlementStatus
+    webhook_url: str | None
+    created_at: datetime
+    queued_at: datetime | None
+    finished_at: datetime | None
+    settled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its derived counters, as the API shows it."""
+
+    batch: BatchRecord
+    counts: TaskCounts
+
+    @property
+    def pending_count(self) -> int:
+        # A rejected batch never ran: its tasks are gone and nothing is pending.
+        return 0 if self.batch.status is BatchStatus.REJECTED else self.counts.pending
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as stored."""
+
+    id: TaskId
+    batch_id: BatchId
+    tenant_id: TenantId
+    batch_index: int
+    prompt: str
+    model: str
+    unit_price: int
+    status: TaskStatus
+    attempts: int
+    claims: int
+    failure_type: str | None
+    error_message: str | None
+    video_url: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    """Items of one model and the price billing quoted for each."""
+
+    model: str
+    count: int
+    unit_price: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What billing froze for a batch."""
+
+    frozen_credits: int
+    available_before: int
+
+
+@dataclass(frozen=True)
+class CreateBatchResult:
+    """The create response. Built only from fields that never change, so replays are identical."""
+
+    batch_id: BatchId
+    total_count: int
+    cost_per_video: int | None
+    required_credits: int
+    available_credits: int
+    status: str
+    request_id: str
+    replayed: bool
+
+
+def accepted_result(batch: BatchRecord, *, replayed: bool) -> CreateBatchResult:
+    """The response of a batch whose credits were frozen (its status may have moved on since)."""
+    assert batch.available_snapshot is not None, "only a reserved batch has an accepted response"
+    return CreateBatchResult(
+        batch_id=batch.id,
+        total_count=batch.total_count,
+        cost_per_video=batch.cost_per_video,
+        required_credits=batch.required_credits,
+        available_credits=batch.available_snapshot,
+        status=BatchStatus.QUEUED.value,
+        request_id=batch.request_id or "",
+        replayed=replayed,
+    )
+
+
+def quote_lines(items: Sequence[BatchItem]) -> list[tuple[str, int]]:
+    """(model, count) per model, in order of first appearance, for billing to price."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.model] = counts.get(item.model, 0) + 1
+    return list(counts.items())
+
+
+def required_credits(lines: Iterable[QuoteLine]) -> int:
+    """The price of the whole batch."""
+    return sum(line.count * line.unit_price for line in lines)
+
+
+def common_unit_price(lines: Sequence[QuoteLine]) -> int | None:
+    """The price per video when every item costs the same; None for a batch of mixed prices."""
+    prices = {line.unit_price for line in lines}
+    return prices.pop() if len(prices) == 1 else None
+
+
+def dispatch_chunks(task_ids: Sequence[TaskId], chunk_size: int) -> list[list[TaskId]]:
+    """Task ids (in batch order) cut into dispatch messages of at most `chunk_size` ids."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    return [list(task_ids[start : start + chunk_size]) for start in range(0, len(task_ids), chunk_size)]
+
+
+def parse_batch_id(value: str) -> BatchId:
+    """A batch id from the wire; a malformed id names no batch."""
+    try:
+        return BatchId(uuid.UUID(value))
+    except ValueError:
+        raise BatchNotFound("batch not found", batch_id=value) from None
+
+
+def parse_tenant_id(value: str) -> TenantId:
+    """A tenant id from the wire."""
+    try:
+        return TenantId(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument("tenant_id must be a UUID", field="tenant_id") from None
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A priced batch about to be stored (status reserving) with one task per item."""
+
+    id: BatchId
+    tenant_id: TenantId
+    request_id: str | None
+    request_fingerprint: str
+    items: tuple[BatchItem, ...]
+    unit_prices: dict[str, int]
+    required_credits: int
+    cost_per_video: int | None
+    webhook_url: str | None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Billing's final word on a batch hold."""
+
+    batch_id: BatchId
+    status: SettlementStatus
+    settled_at: datetime
+
+
+# A task whose lease expired this many times is failed rather than dispatched again: something
+# about it (or the workers) keeps killing its runner, and the customer deserves a refund, not a loop.
+MAX_TASK_CLAIMS = 3
+LOST_TASK_MESSAGE = f"worker lost the task {MAX_TASK_CLAIMS} times"
+CANCELLED_TASK_MESSAGE = "cancelled before it started"

@@ -1,0 +1,38 @@
+"""What callers ask the batch service to do, as plain data (no transport types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.batch.domain.batch import BatchItem
+
+
+@dataclass(frozen=True)
+class CreateBatch:
+    """Price, freeze and queue a batch; idempotent on (tenant_id, request_id) when request_id is set."""
+
+    tenant_id: str
+    request_id: str
+    items: tuple[BatchItem, ...]
+    webhook_url: str = ""
+
+
+@dataclass(frozen=True)
+class ListBatches:
+    """A page of batches, newest first; tenant_id "" is the admin scope."""
+
+    tenant_id: str
+    status: str = ""
+    cursor: str = ""
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class ListTasks:
+    """A page of one batch's tasks in batch order; tenant_id "" is the admin scope."""
+
+    tenant_id: str
+    batch_id: str
+    status: str = ""
+    cursor: str = ""
+    limit: int = 0

@@ -1,0 +1,45 @@
+"""Refusals of the batch service, each with a stable reason the caller can act on."""
+
+from __future__ import annotations
+
+from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError
+
+# Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
+
+
+class InsufficientCredits(ServiceError):
+    """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "insufficient_credits"
+
+    def __init__(self, required_credits: int, available_credits: int) -> None:
+        super().__init__(
+            "insufficient credits for this batch",
+            required_credits=required_credits,
+            available_credits=available_credits,
+        )
+        self.required_credits = required_credits
+        self.available_credits = available_credits
+
+
+class IdempotencyKeyReused(ServiceError):
+    """The request id was already used for a batch with another body."""
+
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "idempotency_key_reused"
+
+
+class BillingUnavailable(ServiceError):
+    """Billing could not be reached; the request may be retried with the same request id."""
+
+    category = ErrorCategory.UNAVAILABLE
+    reason = "unavailable"
+
+
+class BatchNotFound(NotFound):
+    """No such batch in the caller's scope (another tenant's batch is not found either)."""
+
+
+class InvalidCursor(InvalidArgument):
+    """A page cursor this service did not hand out."""

@@ -1,0 +1,108 @@
+"""Running one claimed task: attempts under a timeout, retries of transient failures, an outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+
+from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoProvider
+from services.batch.domain.retry import BackoffPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task this worker claimed: it may run it until its lease expires."""
+
+    task_id: TaskId
+    batch_id: BatchId
+    tenant_id: TenantId
+    batch_index: int
+    prompt: str
+    model: str
+    unit_price: int
+    claim_token: uuid.UUID
+    claims: int
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """Which provider makes a model's videos, and how many attempts a task of it gets."""
+
+    provider: str
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class AttemptPolicy:
+    """How hard to try one task."""
+
+    max_attempts: int
+    timeout_seconds: float
+    backoff: BackoffPolicy
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """The final result of a claimed task, to be written only if the claim still holds."""
+
+    task_id: TaskId
+    claim_token: uuid.UUID
+    status: TaskStatus
+    attempts: int
+    failure_type: FailureType | None = None
+    error_message: str | None = None
+    video_url: str | None = None
+
+    @classmethod
+    def failed(cls, task: ClaimedTask, attempts: int, failure_type: FailureType, message: str) -> TaskOutcome:
+        return cls(task.task_id, task.claim_token, TaskStatus.FAILED, attempts, failure_type, message)
+
+
+async def run_task(
+    task: ClaimedTask,
+    provider: VideoProvider,
+    policy: AttemptPolicy,
+    *,
+    slot: AbstractAsyncContextManager[object] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    uniform: Callable[[], float] = random.random,
+) -> TaskOutcome:
+    """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
+
+    `slot` bounds how many provider calls run at once; it is held only during a call (not while
+    waiting to retry) and the timeout starts once it is acquired.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        job = ProviderJob(task.task_id, task.batch_id, task.prompt, task.model, attempt)
+        try:
+            async with slot if slot is not None else nullcontext():
+                asset = await asyncio.wait_for(provider.generate(job), policy.timeout_seconds)
+        except TimeoutError:
+            failure = ProviderFailure(
+                FailureType.TIMEOUT, f"provider did not answer within {policy.timeout_seconds:g}s"
+            )
+        except ProviderFailure as refused:
+            failure = refused
+        except Exception as error:
+            # A bug or an unclassified provider response: never retried blindly, always recorded.
+            log.exception("task %s failed unexpectedly on attempt %d", task.task_id, attempt)
+            return TaskOutcome.failed(
+                task, attempt, FailureType.INTERNAL, f"internal error: {type(error).__name__}"
+            )
+        else:
+            return TaskOutcome(
+                task.task_id, task.claim_token, TaskStatus.SUCCEEDED, attempt, video_url=asset.url
+            )
+        if not failure.transient or attempt >= policy.max_attempts:
+            return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
+        await sleep(policy.backoff.delay(attempt, uniform))

@@ -1,0 +1,27 @@
+"""The fingerprint of a create request: what "the same body" means for idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+from services.batch.domain.batch import BatchItem
+
+
+def request_fingerprint(items: Sequence[BatchItem], webhook_url: str) -> str:
+    """sha256 (hex) of a canonical encoding of the items, in order, and the webhook URL.
+
+    JSON with sorted keys and no whitespace makes the encoding independent of how a client
+    formatted its request; the item order matters because tasks are addressed by index.
+    """
+    canonical = json.dumps(
+        {
+            "items": [{"model": item.model, "prompt": item.prompt} for item in items],
+            "webhook_url": webhook_url,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,67 @@
+"""What a video provider must offer, in domain terms, and how its failures are classified."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from services.batch.domain.batch import BatchId, TaskId
+
+
+class FailureType(StrEnum):
+    """Why a task failed; recorded on the task and in its TaskFailed event."""
+
+    TIMEOUT = "timeout"
+    PROVIDER_ERROR = "provider_error"
+    RATE_LIMITED = "rate_limited"
+    CONTENT_POLICY = "content_policy"
+    INVALID_INPUT = "invalid_input"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+TRANSIENT_FAILURES = frozenset({FailureType.TIMEOUT, FailureType.PROVIDER_ERROR, FailureType.RATE_LIMITED})
+
+
+def is_transient(failure_type: FailureType) -> bool:
+    """Transient failures are worth another attempt; the others fail the task at once."""
+    return failure_type in TRANSIENT_FAILURES
+
+
+@dataclass(frozen=True)
+class ProviderJob:
+    """One attempt at generating one video."""
+
+    task_id: TaskId
+    batch_id: BatchId
+    prompt: str
+    model: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class VideoAsset:
+    """A generated video: where we stored it and where customers fetch it."""
+
+    path: str
+    url: str
+    size_bytes: int
+
+
+class ProviderFailure(Exception):
+    """A classified failure of one attempt."""
+
+    def __init__(self, failure_type: FailureType, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        self.failure_type = failure_type
+        self.message = message
+        self.transient = is_transient(failure_type) if transient is None else transient
+
+
+class VideoProvider(Protocol):
+    """Submits a job and awaits its video (polling or waiting as the provider requires)."""
+
+    async def generate(self, job: ProviderJob) -> VideoAsset:
+        """Returns the asset or raises ProviderFailure."""
+        ...

@@ -1,0 +1,1 @@
+"""Transports of the batch service: gRPC server, bus consumers, process mains."""

@@ -1,0 +1,129 @@
+"""BatchService over gRPC: proto -> command -> handler -> proto. Errors travel as ServiceErrors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
+
+from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskRecord
+from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks
+from services.batch.handlers import BatchHandlers
+
+SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def batch_message(view: BatchView) -> batch_pb2.Batch:
+    """The Batch message of a batch and its counters."""
+    batch, counts = view.batch, view.counts
+    return batch_pb2.Batch(
+        batch_id=str(batch.id),
+        tenant_id=str(batch.tenant_id),
+        status=batch.status.value,
+        total_count=batch.total_count,
+        success_count=counts.succeeded,
+        failed_count=counts.failed,
+        cancelled_count=counts.cancelled,
+        pending_count=view.pending_count,
+        frozen_credits=batch.frozen_credits,
+        credits_spent=counts.credits_spent,
+        refunded_credits=counts.refunded_credits,
+        settlement_status=batch.settlement_status.value,
+        created_at=_timestamp(batch.created_at),
+        finished_at=_timestamp(batch.finished_at),
+        request_id=batch.request_id or "",
+        webhook_url=batch.webhook_url or "",
+    )
+
+
+def task_message(task: TaskRecord) -> batch_pb2.Task:
+    """The Task message of a task."""
+    return batch_pb2.Task(
+        task_id=str(task.id),
+        batch_id=str(task.batch_id),
+        batch_index=task.batch_index,
+        status=task.status.value,
+        model=task.model,
+        prompt=task.prompt,
+        unit_price=task.unit_price,
+        video_url=task.video_url or "",
+        error_message=task.error_message or "",
+        failure_type=task.failure_type or "",
+        attempts=task.attempts,
+        created_at=_timestamp(task.created_at),
+        finished_at=_timestamp(task.finished_at),
+    )
+
+
+def create_response(result: CreateBatchResult) -> batch_pb2.CreateBatchResponse:
+    """The CreateBatch response (cost_per_video unset for a batch of mixed prices)."""
+    response = batch_pb2.CreateBatchResponse(
+        batch_id=str(result.batch_id),
+        total_count=result.total_count,
+        required_credits=result.required_credits,
+        available_credits=result.available_credits,
+        status=result.status,
+        request_id=result.request_id,
+        replayed=result.replayed,
+    )
+    if result.cost_per_video is not None:
+        response.cost_per_video = result.cost_per_video
+    return response
+
+
+class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
+    """The gRPC face of `BatchHandlers`."""
+
+    def __init__(self, handlers: BatchHandlers) -> None:
+        self._handlers = handlers
+
+    async def CreateBatch(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.CreateBatchResponse:
+        command = CreateBatch(
+            tenant_id=request.tenant_id,
+            request_id=request.request_id,
+            items=tuple(BatchItem(prompt=item.prompt, model=item.model) for item in request.items),
+            webhook_url=request.webhook_url,
+        )
+        return create_response(await self._handlers.create_batch(command))
+
+    async def GetBatch(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.Batch:
+        return batch_message(await self._handlers.get_batch(request.tenant_id, request.batch_id))
+
+    async def ListBatches(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListBatchesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListBatchesResponse:
+        views, next_cursor = await self._handlers.list_batches(
+            ListBatches(request.tenant_id, request.status, request.cursor, request.limit)
+        )
+        return batch_pb2.ListBatchesResponse(
+            batches=[batch_message(view) for view in views], next_cursor=next_cursor
+        )
+
+    async def ListTasks(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListTasksResponse:
+        found, next_cursor = await self._handlers.list_tasks(
+            ListTasks(request.tenant_id, request.batch_id, request.status, request.cursor, request.limit)
+        )
+        return batch_pb2.ListTasksResponse(
+            tasks=[task_message(task) for task in found], next_cursor=next_cursor
+        )
+
+    async def CancelBatch(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.Batch:
+        return batch_message(await self._handlers.cancel_batch(request.tenant_id, request.batch_id))

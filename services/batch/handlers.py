@@ -1,0 +1,219 @@
+"""Use cases of the batch service: create, read, cancel, settle and recover batches."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from libs.errors import InvalidArgument, ServiceError
+from services.batch.adapters.repository import BatchRepository
+from services.batch.domain.batch import (
+    BatchId,
+    BatchRecord,
+    BatchStatus,
+    BatchView,
+    CreateBatchResult,
+    NewBatch,
+    QuoteLine,
+    Reservation,
+    Settlement,
+    TaskRecord,
+    TaskStatus,
+    TenantId,
+    accepted_result,
+    common_unit_price,
+    parse_batch_id,
+    parse_tenant_id,
+    quote_lines,
+    required_credits,
+)
+from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks
+from services.batch.domain.errors import (
+    BatchNotFound,
+    BillingUnavailable,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+)
+from services.batch.domain.fingerprint import request_fingerprint
+from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
+from services.batch.domain.validation import validate_items, validate_webhook_url
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID_CHARS = 255
+
+
+class Billing(Protocol):
+    """What the batch service needs from billing."""
+
+    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int]]) -> list[QuoteLine]:
+        """Prices (model, count) lines; an unknown model is an InvalidArgument."""
+        ...
+
+    async def reserve(
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+    ) -> Reservation:
+        """Freezes the batch's price (idempotent on batch_id); raises InsufficientCredits."""
+        ...
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What one recovery round repaired."""
+
+    reservations_resumed: int = 0
+    tasks_requeued: int = 0
+    tasks_lost: int = 0
+    batches_finished: int = 0
+
+
+def _scope(tenant_id: str) -> TenantId | None:
+    # An empty tenant is the admin scope; only the gateway's admin routes send it.
+    return parse_tenant_id(tenant_id) if tenant_id else None
+
+
+class BatchHandlers:
+    """The batch service's use cases, over a repository and billing."""
+
+    def __init__(
+        self,
+        repository: BatchRepository,
+        billing: Billing,
+        *,
+        max_batch_items: int,
+        max_prompt_chars: int,
+    ) -> None:
+        self._repo = repository
+        self._billing = billing
+        self._max_items = max_batch_items
+        self._max_prompt_chars = max_prompt_chars
+
+    async def create_batch(self, command: CreateBatch) -> CreateBatchResult:
+        """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
+        tenant_id = parse_tenant_id(command.tenant_id)
+        if len(command.request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgument("request_id is too long", field="request_id")
+        validate_items(command.items, max_items=self._max_items, max_prompt_chars=self._max_prompt_chars)
+        validate_webhook_url(command.webhook_url)
+        fingerprint = request_fingerprint(command.items, command.webhook_url)
+        request_id = command.request_id or None
+
+        # A replay needs neither a quote nor billing at all once its batch was queued.
+        batch = await self._repo.find_by_request_id(tenant_id, request_id) if request_id else None
+        created = False
+        if batch is None:
+            priced = await self._billing.quote(tenant_id, quote_lines(command.items))
+            new = NewBatch(
+                id=BatchId(uuid.uuid4()),
+                tenant_id=tenant_id,
+                request_id=request_id,
+                request_fingerprint=fingerprint,
+                items=command.items,
+                unit_prices={line.model: line.unit_price for line in priced},
+                required_credits=required_credits(priced),
+                cost_per_video=common_unit_price(priced),
+                webhook_url=command.webhook_url or None,
+            )
+            batch, created = await self._repo.insert_batch(new)
+        if batch.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "this request id was already used for a different batch", request_id=command.request_id
+            )
+        batch = await self.complete_reservation(batch.id)
+        return accepted_result(batch, replayed=not created)
+
+    async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
+        """Freezes the credits of a reserving batch and queues it (idempotent).
+
+        Raises InsufficientCredits for a rejected batch (every time, with the same details) and
+        BillingUnavailable while billing cannot be reached (the batch stays reserving).
+        """
+        batch = await self._repo.get_batch(batch_id)
+        if batch is None:
+            raise BatchNotFound("batch not found", batch_id=str(batch_id))
+        if batch.status is BatchStatus.RESERVING:
+            lines = await self._repo.reservation_lines(batch_id)
+            try:
+                reservation = await self._billing.reserve(batch.tenant_id, batch_id, lines)
+            except InsufficientCredits as refused:
+                await self._repo.mark_rejected(batch_id, refused.required_credits, refused.available_credits)
+            else:
+                await self._repo.mark_queued(batch_id, reservation)
+            reloaded = await self._repo.get_batch(batch_id)
+            assert reloaded is not None, "batches are never deleted"
+            batch = reloaded
+        if batch.status is BatchStatus.REJECTED:
+            raise InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
+        if batch.status is BatchStatus.RESERVING:
+            raise BillingUnavailable("the credits of this batch could not be frozen yet; retry")
+        return batch
+
+    async def get_batch(self, tenant_id: str, batch_id: str) -> BatchView:
+        """One batch with its counters; another tenant's batch is not found."""
+        view = await self._repo.batch_view(parse_batch_id(batch_id), _scope(tenant_id))
+        if view is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        return view
+
+    async def list_batches(self, query: ListBatches) -> tuple[list[BatchView], str]:
+        """A page of batches and the cursor of the next page ("" on the last one)."""
+        scope = _scope(query.tenant_id)
+        if query.status and query.status not in {status.value for status in BatchStatus}:
+            raise InvalidArgument("unknown batch status", field="status")
+        limit = page_size(query.limit)
+        after = BatchCursor.decode(query.cursor) if query.cursor else None
+        views = await self._repo.list_batches(scope, query.status, after, limit + 1)
+        if len(views) <= limit:
+            return views, ""
+        last = views[limit - 1].batch
+        return views[:limit], BatchCursor(last.created_at, last.id).encode()
+
+    async def list_tasks(self, query: ListTasks) -> tuple[list[TaskRecord], str]:
+        """A page of a batch's tasks in batch order and the next cursor ("" on the last page)."""
+        batch_id = parse_batch_id(query.batch_id)
+        if await self._repo.get_batch(batch_id, _scope(query.tenant_id)) is None:
+            raise BatchNotFound("batch not found", batch_id=query.batch_id)
+        try:
+            status = TaskStatus(query.status) if query.status else None
+        except ValueError:
+            raise InvalidArgument("unknown task status", field="status") from None
+        limit = page_size(query.limit)
+        after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
+        found = await self._repo.list_tasks(batch_id, status, after, limit + 1)
+        if len(found) <= limit:
+            return found, ""
+        return found[:limit], TaskCursor(found[limit - 1].batch_index).encode()
+
+    async def cancel_batch(self, tenant_id: str, batch_id: str) -> BatchView:
+        """Cancels the tasks not yet started (refunded as failure_type cancelled); running ones finish."""
+        parsed = parse_batch_id(batch_id)
+        scope = _scope(tenant_id)
+        if not await self._repo.cancel_batch(parsed, scope):
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        view = await self._repo.batch_view(parsed, scope)
+        assert view is not None, "batches are never deleted"
+        return view
+
+    async def record_settlements(self, settlements: Sequence[Settlement]) -> int:
+        """Applies billing's settlements (idempotent); returns how many batches changed."""
+        return await self._repo.record_settlements(settlements)
+
+    async def recover_once(self, *, reserving_grace_seconds: float, limit: int = 500) -> RecoveryReport:
+        """One round of repairs after crashes and outages; safe to run on several replicas."""
+        resumed = 0
+        for batch_id in await self._repo.stale_reserving_batches(reserving_grace_seconds, limit):
+            try:
+                await self.complete_reservation(batch_id)
+            except InsufficientCredits:
+                resumed += 1
+            except ServiceError as refused:
+                # Billing is down or refused: the batch stays reserving and the next round retries.
+                log.warning("reservation of batch %s not completed: %s", batch_id, refused.message)
+            else:
+                resumed += 1
+        requeued, lost = await self._repo.recover_expired_leases(limit)
+        finished = await self._repo.finish_forgotten_batches(limit)
+        return RecoveryReport(resumed, requeued, lost, finished)

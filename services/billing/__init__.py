@@ -1,0 +1,1 @@
+"""Billing: tenants, API keys, pricing and the double-entry credit ledger (gRPC server + event consumer)."""

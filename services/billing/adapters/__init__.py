@@ -1,0 +1,1 @@
+"""Billing adapters: tables, repository (all SQL), event encoding and the batch service client."""

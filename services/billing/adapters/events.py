@@ -1,0 +1,31 @@
+"""Billing's outgoing events, encoded as the protobuf contracts of `events.v1`."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.events.v1 import events_pb2
+
+from libs.bus import Envelope
+from services.billing.domain.settlement import BatchHold
+
+BATCH_SETTLED = "batch.settled"
+
+
+def batch_settled_event(hold: BatchHold) -> Envelope:
+    """`batch.settled`: the hold of a batch was released and its settlement is final."""
+    occurred_at = Timestamp()
+    if hold.settled_at is not None:
+        occurred_at.FromDatetime(hold.settled_at)
+    return Envelope.of(
+        BATCH_SETTLED,
+        events_pb2.BatchSettled(
+            batch_id=str(hold.batch_id),
+            tenant_id=str(hold.tenant_id),
+            frozen_credits=hold.frozen,
+            captured_credits=hold.captured,
+            refunded_credits=hold.refunded,
+            released_credits=hold.released,
+            settlement_status=hold.settlement_status.value,
+            occurred_at=occurred_at,
+        ),
+    )

@@ -1,0 +1,449 @@
+"""All billing SQL. Handlers open a `LedgerTransaction` and call its operations; the rules stay in
+the domain.
+
+Locking discipline (deadlock-free): batch_holds rows first (ascending batch_id), then account rows
+(ascending id). System accounts keep no balance and are never locked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.bus import Envelope
+from libs.db import Database
+from libs.outbox import add_events
+from services.billing.adapters.tables import (
+    accounts,
+    api_keys,
+    batch_hold_lines,
+    batch_holds,
+    ledger_entries,
+    outbox,
+    tenants,
+)
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import AccountKind, Posting, RefType, StatementLine, Transfer
+from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.settlement import BatchHold, OutcomeTally, SettlementStatus
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    """A tenant account and its balance (locked when read with `lock_available`)."""
+
+    id: int
+    balance: int
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored API key (its hash only)."""
+
+    key_id: uuid.UUID
+    tenant_id: TenantId
+    revoked: bool
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredTransfer:
+    """What an existing transfer did, for answering a replayed request."""
+
+    ref_type: RefType
+    amount: int
+
+
+_INSERT_TRANSFERS = text(
+    """
+    INSERT INTO billing.transfers
+        (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount)
+    SELECT * FROM unnest(
+        CAST(:keys AS text[]), CAST(:ref_types AS text[]), CAST(:ref_ids AS text[]),
+        CAST(:tenant_ids AS uuid[]), CAST(:batch_ids AS uuid[]),
+        CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:amounts AS bigint[])
+    )
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id, key
+    """
+)
+
+_INSERT_ENTRIES = text(
+    """
+    INSERT INTO billing.ledger_entries
+        (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
+    SELECT * FROM unnest(
+        CAST(:transfer_ids AS bigint[]), CAST(:account_ids AS bigint[]),
+        CAST(:tenant_ids AS uuid[]), CAST(:batch_ids AS uuid[]),
+        CAST(:ref_types AS text[]), CAST(:ref_ids AS text[]),
+        CAST(:amounts AS bigint[]), CAST(:balances AS bigint[])
+    )
+    """
+)
+
+_SET_BALANCES = text(
+    """
+    UPDATE billing.accounts AS a SET balance = v.balance
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:balances AS bigint[])) AS v(id, balance)
+    WHERE a.id = v.id
+    """
+)
+
+_ADD_TALLIES = text(
+    """
+    UPDATE billing.batch_holds AS h
+    SET captured = h.captured + v.captured,
+        refunded = h.refunded + v.refunded,
+        outcomes_applied = h.outcomes_applied + v.outcomes
+    FROM unnest(
+        CAST(:batch_ids AS uuid[]), CAST(:captured AS bigint[]),
+        CAST(:refunded AS bigint[]), CAST(:outcomes AS bigint[])
+    ) AS v(batch_id, captured, refunded, outcomes)
+    WHERE h.batch_id = v.batch_id
+    """
+)
+
+
+class BillingRepository:
+    """Opens ledger transactions on the billing schema."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        # System account ids never change once migrated; looked up once per process.
+        self._system_accounts: dict[AccountKind, int] = {}
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[LedgerTransaction]:
+        """One database transaction: committed on success, rolled back on any error."""
+        async with self._db.connection() as conn:
+            yield LedgerTransaction(conn, self._system_accounts)
+
+
+class LedgerTransaction:
+    """The billing operations available inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection, system_accounts: dict[AccountKind, int]) -> None:
+        self._conn = conn
+        self._system_accounts = system_accounts
+
+    # Tenants and API keys.
+
+    async def insert_tenant(self, tenant_id: TenantId, name: str) -> None:
+        """Creates a tenant and its available account."""
+        await self._conn.execute(insert(tenants).values(id=tenant_id, name=name))
+        await self._conn.execute(
+            insert(accounts).values(kind=AccountKind.AVAILABLE.value, tenant_id=tenant_id)
+        )
+
+    async def tenant_exists(self, tenant_id: TenantId) -> bool:
+        found = await self._conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id))
+        return found.first() is not None
+
+    async def insert_api_key(
+        self, key_id: uuid.UUID, tenant_id: TenantId, key_hash: str, prefix: str
+    ) -> bool:
+        """Stores a key hash; False when that hash is already registered."""
+        inserted = await self._conn.execute(
+            pg_insert(api_keys)
+            .values(id=key_id, tenant_id=tenant_id, key_hash=key_hash, key_prefix=prefix)
+            .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
+            .returning(api_keys.c.id)
+        )
+        return inserted.first() is not None
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        row = (
+            await self._conn.execute(
+                select(
+                    api_keys.c.id, api_keys.c.tenant_id, api_keys.c.revoked_at, api_keys.c.last_used_at
+                ).where(api_keys.c.key_hash == key_hash)
+            )
+        ).first()
+        if row is None:
+            return None
+        return ApiKeyRecord(
+            key_id=row.id,
+            tenant_id=TenantId(row.tenant_id),
+            revoked=row.revoked_at is not None,
+            last_used_at=row.last_used_at,
+        )
+
+    async def record_api_key_use(self, key_id: uuid.UUID, used_at: datetime) -> None:
+        await self._conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=used_at))
+
+    # Accounts.
+
+    async def system_account_id(self, kind: AccountKind) -> int:
+        """The id of the `revenue` or `grants` account."""
+        cached = self._system_accounts.get(kind)
+        if cached is None:
+            cached = (
+                await self._conn.execute(select(accounts.c.id).where(accounts.c.kind == kind.value))
+            ).scalar_one()
+            self._system_accounts[kind] = cached
+        return cached
+
+    def _available_of(self, tenant_id: TenantId) -> Select[tuple[int, int]]:
+        return select(accounts.c.id, accounts.c.balance).where(
+            accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id
+        )
+
+    async def lock_available(self, tenant_id: TenantId) -> AccountBalance | None:
+        """The tenant's available account, locked until the transaction ends (None: no such tenant)."""
+        row = (await self._conn.execute(self._available_of(tenant_id).with_for_update())).first()
+        return AccountBalance(row.id, row.balance) if row else None
+
+    async def available(self, tenant_id: TenantId) -> AccountBalance | None:
+        """The tenant's available account without locking it (None: no such tenant)."""
+        row = (await self._conn.execute(self._available_of(tenant_id))).first()
+        return AccountBalance(row.id, row.balance) if row else None
+
+    async def available_account_ids(self, tenant_ids: Collection[TenantId]) -> dict[TenantId, int]:
+        rows = await self._conn.execute(
+            select(accounts.c.tenant_id, accounts.c.id).where(
+                accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id.in_(list(tenant_ids))
+            )
+        )
+        return {TenantId(row.tenant_id): row.id for row in rows}
+
+    async def held_total(self, tenant_id: TenantId) -> int:
+        """What all of the tenant's batch holds still hold."""
+        total = await self._conn.execute(
+            select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
+                accounts.c.kind == AccountKind.HOLD.value, accounts.c.tenant_id == tenant_id
+            )
+        )
+        return int(total.scalar_one())
+
+    async def create_hold_account(self, tenant_id: TenantId, batch_id: BatchId) -> int:
+        created = await self._conn.execute(
+            insert(accounts)
+            .values(kind=AccountKind.HOLD.value, tenant_id=tenant_id, batch_id=batch_id)
+            .returning(accounts.c.id)
+        )
+        return int(created.scalar_one())
+
+    async def lock_balances(self, account_ids: Iterable[int]) -> dict[int, int]:
+        """Locks tenant accounts in ascending id order and returns their balances."""
+        rows = await self._conn.execute(
+            select(accounts.c.id, accounts.c.balance)
+            .where(accounts.c.id.in_(sorted(account_ids)))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
+        return {row.id: row.balance for row in rows}
+
+    # Transfers and entries.
+
+    async def insert_transfers(self, transfers: Sequence[Transfer]) -> dict[str, int]:
+        """Inserts transfers whose key is new; returns {key: transfer id} of those inserted only.
+
+        A key that exists (or repeats within `transfers`) is skipped by the unique constraint; a
+        concurrent transaction inserting the same key makes this one wait for its outcome.
+        """
+        if not transfers:
+            return {}
+        rows = await self._conn.execute(
+            _INSERT_TRANSFERS,
+            {
+                "keys": [t.key for t in transfers],
+                "ref_types": [t.ref_type.value for t in transfers],
+                "ref_ids": [t.ref_id for t in transfers],
+                "tenant_ids": [t.tenant_id for t in transfers],
+                "batch_ids": [t.batch_id for t in transfers],
+                "debits": [t.debit_account_id for t in transfers],
+                "credits": [t.credit_account_id for t in transfers],
+                "amounts": [t.amount for t in transfers],
+            },
+        )
+        return {row.key: row.id for row in rows}
+
+    async def find_transfer(self, key: str) -> StoredTransfer | None:
+        row = (
+            await self._conn.execute(
+                text("SELECT ref_type, amount FROM billing.transfers WHERE key = :key"), {"key": key}
+            )
+        ).first()
+        return StoredTransfer(RefType(row.ref_type), row.amount) if row else None
+
+    async def write_posting(self, posting: Posting) -> None:
+        """Inserts the entries of a posting and stores the closing balances of tracked accounts."""
+        entries = posting.entries
+        if entries:
+            await self._conn.execute(
+                _INSERT_ENTRIES,
+                {
+                    "transfer_ids": [e.transfer_id for e in entries],
+                    "account_ids": [e.account_id for e in entries],
+                    "tenant_ids": [e.tenant_id for e in entries],
+                    "batch_ids": [e.batch_id for e in entries],
+                    "ref_types": [e.ref_type.value for e in entries],
+                    "ref_ids": [e.ref_id for e in entries],
+                    "amounts": [e.amount for e in entries],
+                    "balances": [e.balance_after for e in entries],
+                },
+            )
+        if posting.balances:
+            ids = sorted(posting.balances)
+            await self._conn.execute(
+                _SET_BALANCES, {"ids": ids, "balances": [posting.balances[i] for i in ids]}
+            )
+
+    # Batch holds.
+
+    async def find_hold(self, batch_id: BatchId) -> BatchHold | None:
+        holds = await self._holds([batch_id], lock=False)
+        return holds.get(batch_id)
+
+    async def lock_holds(self, batch_ids: Iterable[BatchId]) -> dict[BatchId, BatchHold]:
+        """Locks the holds of `batch_ids` (ascending batch id) and returns those that exist."""
+        return await self._holds(sorted(set(batch_ids)), lock=True)
+
+    async def _holds(self, batch_ids: Sequence[BatchId], *, lock: bool) -> dict[BatchId, BatchHold]:
+        if not batch_ids:
+            return {}
+        query = (
+            select(batch_holds).where(batch_holds.c.batch_id.in_(batch_ids)).order_by(batch_holds.c.batch_id)
+        )
+        if lock:
+            query = query.with_for_update()
+        rows = (await self._conn.execute(query)).all()
+        if not rows:
+            return {}
+        prices: dict[BatchId, dict[str, int]] = {}
+        lines = await self._conn.execute(
+            select(
+                batch_hold_lines.c.batch_id, batch_hold_lines.c.model, batch_hold_lines.c.unit_price
+            ).where(batch_hold_lines.c.batch_id.in_([row.batch_id for row in rows]))
+        )
+        for line in lines:
+            prices.setdefault(BatchId(line.batch_id), {})[line.model] = line.unit_price
+        return {
+            BatchId(row.batch_id): _hold_from_row(row, prices.get(BatchId(row.batch_id), {})) for row in rows
+        }
+
+    async def insert_hold(self, hold: BatchHold, lines: Iterable[QuoteLine]) -> None:
+        await self._conn.execute(
+            insert(batch_holds).values(
+                batch_id=hold.batch_id,
+                tenant_id=hold.tenant_id,
+                hold_account_id=hold.hold_account_id,
+                item_count=hold.item_count,
+                frozen=hold.frozen,
+                available_before=hold.available_before,
+                available_after=hold.available_after,
+            )
+        )
+        await self._conn.execute(
+            insert(batch_hold_lines),
+            [
+                {
+                    "batch_id": hold.batch_id,
+                    "model": line.model,
+                    "unit_price": line.unit_price,
+                    "count": line.count,
+                }
+                for line in lines
+            ],
+        )
+
+    async def add_outcome_tallies(self, tallies: Mapping[BatchId, OutcomeTally]) -> None:
+        """Adds freshly applied outcomes to the counters of their batches (one row update each)."""
+        if not tallies:
+            return
+        batch_ids = sorted(tallies)
+        await self._conn.execute(
+            _ADD_TALLIES,
+            {
+                "batch_ids": batch_ids,
+                "captured": [tallies[b].captured for b in batch_ids],
+                "refunded": [tallies[b].refunded for b in batch_ids],
+                "outcomes": [tallies[b].outcomes for b in batch_ids],
+            },
+        )
+
+    async def record_settlement(self, hold: BatchHold) -> None:
+        await self._conn.execute(
+            update(batch_holds)
+            .where(batch_holds.c.batch_id == hold.batch_id)
+            .values(
+                released=hold.released,
+                settlement_status=hold.settlement_status.value,
+                settled_at=hold.settled_at,
+            )
+        )
+
+    async def add_events(self, envelopes: Sequence[Envelope]) -> None:
+        """Writes events to the outbox in this transaction (the relay publishes them after commit)."""
+        await add_events(self._conn, outbox, envelopes)
+
+    # The customer's statement.
+
+    async def statement(
+        self, tenant_id: TenantId, batch_id: BatchId | None, before_entry_id: int | None, limit: int
+    ) -> list[StatementLine]:
+        """Entries of the tenant's available account, newest first."""
+        available_id = (
+            select(accounts.c.id)
+            .where(accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                ledger_entries.c.id,
+                ledger_entries.c.ref_type,
+                ledger_entries.c.ref_id,
+                ledger_entries.c.batch_id,
+                ledger_entries.c.amount,
+                ledger_entries.c.balance_after,
+                ledger_entries.c.created_at,
+            )
+            .where(ledger_entries.c.account_id == available_id)
+            .order_by(ledger_entries.c.id.desc())
+            .limit(limit)
+        )
+        if batch_id is not None:
+            query = query.where(ledger_entries.c.batch_id == batch_id)
+        if before_entry_id is not None:
+            query = query.where(ledger_entries.c.id < before_entry_id)
+        rows = await self._conn.execute(query)
+        return [
+            StatementLine(
+                entry_id=row.id,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                batch_id=BatchId(row.batch_id) if row.batch_id else None,
+                credits_delta=row.amount,
+                balance_after=row.balance_after,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+
+def _hold_from_row(row: Row[tuple[object, ...]], unit_prices: dict[str, int]) -> BatchHold:
+    values = row._mapping
+    return BatchHold(
+        batch_id=BatchId(values["batch_id"]),
+        tenant_id=TenantId(values["tenant_id"]),
+        hold_account_id=values["hold_account_id"],
+        item_count=values["item_count"],
+        frozen=values["frozen"],
+        available_before=values["available_before"],
+        available_after=values["available_after"],
+        unit_prices=unit_prices,
+        captured=values["captured"],
+        refunded=values["refunded"],
+        outcomes_applied=values["outcomes_applied"],
+        released=values["released"],
+        settlement_status=SettlementStatus(values["settlement_status"]),
+        settled_at=values["settled_at"],
+    )

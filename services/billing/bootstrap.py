@@ -1,0 +1,74 @@
+"""Wires the billing service from Settings; nothing connects at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from libs.bus import Bus, RabbitBus
+from libs.config import ModelPricing, Settings
+from libs.db import Database
+from libs.migrations import upgrade_to_head
+from libs.outbox import OutboxRelay
+from libs.rpc.client import open_channel
+from services.billing.adapters.batch_client import BatchServiceOutcomes
+from services.billing.adapters.repository import BillingRepository
+from services.billing.adapters.tables import outbox
+from services.billing.domain.pricing import ModelPrice
+from services.billing.handlers import BillingHandlers
+
+
+def migrate(database_url: str) -> None:
+    """Brings the billing schema to the latest migration (safe to run from several processes)."""
+    upgrade_to_head(Path(__file__).parent / "adapters" / "migrations", database_url)
+
+
+def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
+    """The configured price list in domain terms."""
+    return {
+        model: ModelPrice(model=model, provider=row.provider, credits_per_video=row.credits_per_video)
+        for model, row in pricing.items()
+    }
+
+
+@dataclass
+class BillingApp:
+    """Everything a billing process runs on, and what it must close on the way out."""
+
+    database: Database
+    bus: Bus
+    owns_bus: bool
+    batch_channel: grpc.aio.Channel
+    handlers: BillingHandlers
+    relay: OutboxRelay
+
+    async def close(self) -> None:
+        await self.batch_channel.close(grace=None)
+        if self.owns_bus:
+            await self.bus.close()
+        await self.database.close()
+
+
+async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp:
+    """Builds the billing service. Pass `bus` to share one (embedded mode); else RabbitMQ is used."""
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    owns_bus = bus is None
+    if bus is None:
+        bus = await RabbitBus.connect(settings.amqp_url)
+    batch_channel = open_channel(settings.batch_grpc_addr)
+    handlers = BillingHandlers(
+        BillingRepository(database),
+        price_list(settings.pricing),
+        outcome_source=BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds),
+        chunk_size=settings.billing_chunk_size,
+    )
+    relay = OutboxRelay(
+        database,
+        outbox,
+        bus,
+        batch_size=settings.outbox_batch_size,
+        poll_seconds=settings.outbox_poll_seconds,
+    )
+    return BillingApp(database, bus, owns_bus, batch_channel, handlers, relay)

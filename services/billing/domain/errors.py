@@ -1,0 +1,153 @@
+"""Billing refusals, each with a stable reason a caller (or the gateway) can act on."""
+
+from __future__ import annotations
+
+from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError, Unauthenticated
+
+
+class InsufficientCredits(ServiceError):
+    """The tenant's available balance does not cover the batch."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "insufficient_credits"
+
+    def __init__(self, required_credits: int, available_credits: int) -> None:
+        super().__init__(
+            f"insufficient credits: {required_credits} required, {available_credits} available",
+            required_credits=required_credits,
+            available_credits=available_credits,
+        )
+
+
+class UnknownModel(InvalidArgument):
+    """A model that is not on the price list."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"unknown model {model!r}", model=model)
+
+
+class StaleQuote(ServiceError):
+    """The caller quoted a unit price that is no longer current."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "stale_quote"
+
+    def __init__(self, model: str, quoted_price: int, current_price: int) -> None:
+        super().__init__(
+            f"the price of {model!r} changed from {quoted_price} to {current_price}",
+            model=model,
+            quoted_price=quoted_price,
+            current_price=current_price,
+        )
+
+
+class TenantNotFound(NotFound):
+    """No such tenant."""
+
+    def __init__(self, tenant_id: object) -> None:
+        super().__init__("tenant not found", tenant_id=tenant_id)
+
+
+class SettlementNotFound(NotFound):
+    """No hold (hence no settlement) for this batch."""
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__("no credits were reserved for this batch", batch_id=batch_id)
+
+
+class HoldNotFound(ServiceError):
+    """A task outcome or a settlement for a batch whose credits were never reserved."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "hold_not_found"
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__("no credits are held for this batch", batch_id=batch_id)
+
+
+class BatchReservedByAnotherTenant(ServiceError):
+    """A batch id that is already reserved for a different tenant."""
+
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "batch_id_conflict"
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__("this batch id is already reserved by another tenant", batch_id=batch_id)
+
+
+class ModelNotReserved(ServiceError):
+    """A task outcome names a model the batch did not reserve credits for."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "model_not_reserved"
+
+    def __init__(self, batch_id: object, model: str) -> None:
+        super().__init__(f"batch reserved no credits for model {model!r}", batch_id=batch_id, model=model)
+
+
+class AlreadySettled(ServiceError):
+    """A new task outcome for a batch that was already settled."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "already_settled"
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__("the batch is already settled", batch_id=batch_id)
+
+
+class TooManyOutcomes(ServiceError):
+    """More distinct task outcomes than the batch has items."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "too_many_outcomes"
+
+    def __init__(self, batch_id: object, item_count: int) -> None:
+        super().__init__(
+            "more task outcomes than items in the batch", batch_id=batch_id, item_count=item_count
+        )
+
+
+class OutcomeConflict(ServiceError):
+    """A task already has the opposite outcome (captured vs refunded)."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "outcome_conflict"
+
+    def __init__(self, task_id: str, applied: str) -> None:
+        super().__init__(f"task already has outcome {applied}", task_id=task_id, applied=applied)
+
+
+class OutcomesMissing(ServiceError):
+    """Settlement refused: billing has not yet applied an outcome for every task of the batch."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "outcomes_missing"
+
+    def __init__(self, batch_id: object, outcomes_applied: int, item_count: int) -> None:
+        super().__init__(
+            f"{item_count - outcomes_applied} task outcomes are still missing",
+            batch_id=batch_id,
+            outcomes_applied=outcomes_applied,
+            item_count=item_count,
+        )
+
+
+class ApiKeyAlreadyExists(ServiceError):
+    """The exact key to register is already registered."""
+
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "api_key_exists"
+
+    def __init__(self) -> None:
+        super().__init__("this API key is already registered")
+
+
+class InvalidApiKey(Unauthenticated):
+    """An unknown or revoked API key (deliberately not saying which)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid API key")
+
+
+class LedgerInvariantViolated(Exception):
+    """A bug, never a customer error: the ledger would break one of its invariants."""

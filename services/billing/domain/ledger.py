@@ -1,0 +1,218 @@
+"""Double-entry rules: transfers, their business keys, and posting them as balanced entries.
+
+A transfer moves a positive amount from a debit account to a credit account and is posted as two
+entries that sum to zero. Tenant accounts (available, hold) keep a running balance, so their
+entries carry `balance_after`; system accounts (revenue, grants) do not (their balance is the sum
+of their entries), which keeps them from becoming one hot row that every capture must lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from libs.errors import InvalidArgument
+from services.billing.domain.errors import LedgerInvariantViolated
+from services.billing.domain.ids import BatchId, TaskId, TenantId
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class RefType(StrEnum):
+    """Why money moved; shown to customers on their ledger."""
+
+    TOPUP = "topup"
+    BATCH_UPFRONT = "batch_upfront"
+    BATCH_CAPTURE = "batch_capture"
+    BATCH_REFUND = "batch_refund"
+    BATCH_SETTLE = "batch_settle"
+
+
+class AccountKind(StrEnum):
+    """Tenant accounts (`available`, per-batch `hold`) and system accounts (`revenue`, `grants`)."""
+
+    AVAILABLE = "available"
+    HOLD = "hold"
+    REVENUE = "revenue"
+    GRANTS = "grants"
+
+
+class OutcomeKind(StrEnum):
+    """What a terminal task does to its reserved credits."""
+
+    CAPTURE = "capture"
+    REFUND = "refund"
+
+    @property
+    def ref_type(self) -> RefType:
+        return RefType.BATCH_CAPTURE if self is OutcomeKind.CAPTURE else RefType.BATCH_REFUND
+
+
+def topup_key(tenant_id: TenantId, reference: str) -> str:
+    """One top-up per (tenant, payment reference)."""
+    return f"topup:{tenant_id}:{reference}"
+
+
+def upfront_key(batch_id: BatchId) -> str:
+    """One freeze per batch."""
+    return f"batch_upfront:{batch_id}"
+
+
+def task_outcome_key(task_id: TaskId) -> str:
+    """One key for both capture and refund, so a task is never both captured and refunded."""
+    return f"task_outcome:{task_id}"
+
+
+def settle_key(batch_id: BatchId) -> str:
+    """One release of the remainder per batch."""
+    return f"batch_settle:{batch_id}"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A terminal task as billing sees it: capture its price or refund it."""
+
+    batch_id: BatchId
+    task_id: TaskId
+    model: str
+    kind: OutcomeKind
+
+    @property
+    def key(self) -> str:
+        return task_outcome_key(self.task_id)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A movement of `amount` credits from `debit_account_id` to `credit_account_id`."""
+
+    key: str
+    ref_type: RefType
+    ref_id: str
+    tenant_id: TenantId
+    batch_id: BatchId | None
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise LedgerInvariantViolated(f"transfer {self.key} has non-positive amount {self.amount}")
+        if self.debit_account_id == self.credit_account_id:
+            raise LedgerInvariantViolated(f"transfer {self.key} moves money onto its own account")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One side of a posted transfer: a signed amount on one account."""
+
+    transfer_id: int
+    account_id: int
+    tenant_id: TenantId
+    batch_id: BatchId | None
+    ref_type: RefType
+    ref_id: str
+    amount: int
+    # None on system accounts, which keep no running balance.
+    balance_after: int | None
+
+
+@dataclass(frozen=True)
+class Posting:
+    """Entries of a set of transfers, and the closing balances of the tracked accounts."""
+
+    entries: tuple[LedgerEntry, ...]
+    balances: dict[int, int]
+
+
+def post_transfers(transfers: Iterable[tuple[int, Transfer]], opening_balances: Mapping[int, int]) -> Posting:
+    """Posts `(transfer_id, transfer)` pairs in id order as two entries each.
+
+    `opening_balances` holds the current balance of every tracked account the transfers touch
+    (tenant accounts); an account absent from it is a system account without a running balance.
+    A tracked balance never goes negative: that would be a bug upstream (the database refuses it too).
+    """
+    balances = dict(opening_balances)
+    entries: list[LedgerEntry] = []
+    for transfer_id, transfer in sorted(transfers, key=lambda pair: pair[0]):
+        for account_id, amount in (
+            (transfer.debit_account_id, -transfer.amount),
+            (transfer.credit_account_id, transfer.amount),
+        ):
+            balance_after: int | None = None
+            if account_id in balances:
+                balance_after = balances[account_id] + amount
+                if balance_after < 0:
+                    raise LedgerInvariantViolated(f"account {account_id} would go negative by {transfer.key}")
+                balances[account_id] = balance_after
+            entries.append(
+                LedgerEntry(
+                    transfer_id=transfer_id,
+                    account_id=account_id,
+                    tenant_id=transfer.tenant_id,
+                    batch_id=transfer.batch_id,
+                    ref_type=transfer.ref_type,
+                    ref_id=transfer.ref_id,
+                    amount=amount,
+                    balance_after=balance_after,
+                )
+            )
+    return Posting(entries=tuple(entries), balances=balances)
+
+
+def tracked_accounts(transfers: Iterable[Transfer], system_account_ids: Iterable[int]) -> list[int]:
+    """The tenant accounts touched by `transfers`, in ascending id (the deadlock-free lock order)."""
+    system = set(system_account_ids)
+    touched: set[int] = set()
+    for transfer in transfers:
+        touched.update((transfer.debit_account_id, transfer.credit_account_id))
+    return sorted(touched - system)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One change of a tenant's available balance, as the customer's ledger shows it."""
+
+    entry_id: int
+    ref_type: RefType
+    ref_id: str
+    batch_id: BatchId | None
+    credits_delta: int
+    balance_after: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StatementPage:
+    """A page of statement lines, newest first, and the cursor of the next page ("" at the end)."""
+
+    lines: tuple[StatementLine, ...]
+    next_cursor: str
+
+
+def page_size(limit: int) -> int:
+    """The page size for a requested limit: 0 means the default; at most MAX_PAGE_SIZE."""
+    if limit == 0:
+        return DEFAULT_PAGE_SIZE
+    if limit < 0 or limit > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}", field="limit")
+    return limit
+
+
+def parse_cursor(cursor: str) -> int | None:
+    """The entry id a page continues before (None for the first page); opaque to callers."""
+    if not cursor:
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or int(cursor) <= 0:
+        raise InvalidArgument("invalid cursor", field="cursor")
+    return int(cursor)
+
+
+def statement_page(lines_plus_one: Sequence[StatementLine], size: int) -> StatementPage:
+    """A page from a query that fetched one line more than `size` to know whether more follow."""
+    lines = tuple(lines_plus_one[:size])
+    more = len(lines_plus_one) > size
+    return StatementPage(lines=lines, next_cursor=str(lines[-1].entry_id) if more and lines else "")

@@ -1,0 +1,1 @@
+"""Billing entrypoints: gRPC servicer, bus consumer and the process main."""

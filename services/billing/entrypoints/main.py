@@ -1,0 +1,81 @@
+"""The billing process: gRPC server, outcome consumer and outbox relay, until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from reelbatch.proto.billing.v1 import billing_pb2_grpc
+
+from libs.bus import Bus
+from libs.config import Settings, load_settings
+from libs.lifecycle import run_process, supervise
+from libs.rpc.server import start_grpc_server
+from libs.telemetry import configure_logging
+from services.billing.bootstrap import bootstrap
+from services.billing.entrypoints.consumer import start_outcome_consumer
+from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+async def serve(
+    settings: Settings,
+    stopping: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    *,
+    bus: Bus | None = None,
+) -> None:
+    """Runs billing until `stopping` is set, then drains and closes. Does not run migrations.
+
+    `bus` lets an embedded deployment share its in-process bus (it is then not closed here).
+    """
+    app = await bootstrap(settings, bus=bus)
+    relay_task: asyncio.Task[None] | None = None
+    try:
+        servicer = BillingServicer(app.handlers)
+
+        def register(server: grpc.aio.Server) -> None:
+            billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+        server = await start_grpc_server(settings.billing_grpc_addr, [register], [SERVICE_NAME])
+        try:
+            await start_outcome_consumer(
+                app.bus,
+                app.handlers,
+                chunk_size=settings.billing_chunk_size,
+                chunk_wait_seconds=settings.billing_chunk_wait_seconds,
+            )
+            relay_task = supervise("billing-outbox-relay", app.relay.run(stopping), stopping)
+            log.info("billing serving gRPC on port %d", server.port)
+            if ready is not None:
+                ready.set()
+            await stopping.wait()
+        finally:
+            await server.stop(SHUTDOWN_GRACE_SECONDS)
+    finally:
+        if relay_task is not None:
+            # The relay watches `stopping` itself; cancelling only bounds a relay stuck on I/O.
+            try:
+                await asyncio.wait_for(relay_task, SHUTDOWN_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("outbox relay did not stop within the grace period; cancelled")
+        await app.close()
+
+
+def main() -> None:
+    """Process entry point: `python -m services.billing.entrypoints.main`."""
+    settings = load_settings()
+    configure_logging("billing", settings.log_level)
+
+    async def run(stopping: asyncio.Event) -> None:
+        await serve(settings, stopping)
+
+    run_process(run)
+
+
+if __name__ == "__main__":
+    main()

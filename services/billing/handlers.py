@@ -1,0 +1,419 @@
+"""Billing use cases: each one a transaction that runs the domain rules against the repository."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from libs.errors import InvalidArgument
+from services.billing.adapters.events import batch_settled_event
+from services.billing.adapters.repository import BillingRepository, LedgerTransaction
+from services.billing.domain import api_keys
+from services.billing.domain.errors import (
+    ApiKeyAlreadyExists,
+    BatchReservedByAnotherTenant,
+    HoldNotFound,
+    InvalidApiKey,
+    LedgerInvariantViolated,
+    OutcomeConflict,
+    SettlementNotFound,
+    TenantNotFound,
+)
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import (
+    AccountKind,
+    RefType,
+    StatementPage,
+    TaskOutcome,
+    Transfer,
+    page_size,
+    parse_cursor,
+    post_transfers,
+    statement_page,
+    topup_key,
+    tracked_accounts,
+    upfront_key,
+)
+from services.billing.domain.pricing import (
+    ModelPrice,
+    Quote,
+    QuoteLine,
+    ensure_affordable,
+    ensure_quote_is_current,
+    quote,
+)
+from services.billing.domain.settlement import (
+    BatchHold,
+    OutcomeTally,
+    outcome_transfer,
+    release_transfer,
+    settle,
+    tally_outcomes,
+)
+
+
+class TaskOutcomeSource(Protocol):
+    """Where settlement fetches outcomes it has not received as events (the batch service)."""
+
+    async def terminal_outcomes(self, batch_id: BatchId) -> list[TaskOutcome]: ...
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    """A key in clear, returned once."""
+
+    api_key: str
+    key_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    tenant_id: TenantId
+    key_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class TopUpResult:
+    balance: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Balance:
+    available_credits: int
+    held_credits: int
+
+
+@dataclass(frozen=True)
+class PricedQuote:
+    quote: Quote
+    available_credits: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The freeze of a batch as first recorded (replays return it unchanged)."""
+
+    frozen_credits: int
+    available_before: int
+    available_after: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class TaskCharge:
+    credits: int
+    replayed: bool
+
+
+class BillingHandlers:
+    """The billing service layer; transports (gRPC, bus) call only these methods."""
+
+    def __init__(
+        self,
+        repository: BillingRepository,
+        price_list: Mapping[str, ModelPrice],
+        *,
+        outcome_source: TaskOutcomeSource | None,
+        chunk_size: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._repo = repository
+        self._prices = dict(price_list)
+        self._outcome_source = outcome_source
+        self._chunk_size = chunk_size
+        self._clock = clock
+
+    # Tenants and API keys.
+
+    async def create_tenant(self, name: str) -> TenantId:
+        """Creates a tenant with an empty available account."""
+        name = name.strip()
+        if not name:
+            raise InvalidArgument("name is required", field="name")
+        tenant_id = TenantId(uuid.uuid4())
+        async with self._repo.transaction() as tx:
+            await tx.insert_tenant(tenant_id, name)
+        return tenant_id
+
+    async def create_api_key(self, tenant_id: TenantId, api_key: str = "") -> IssuedApiKey:
+        """Issues a random key, or registers `api_key` exactly (demo tenants); duplicates are refused."""
+        if api_key:
+            api_keys.ensure_registrable(api_key)
+        else:
+            api_key = api_keys.generate_api_key()
+        key_id = uuid.uuid4()
+        async with self._repo.transaction() as tx:
+            if not await tx.tenant_exists(tenant_id):
+                raise TenantNotFound(tenant_id)
+            stored = await tx.insert_api_key(
+                key_id, tenant_id, api_keys.hash_api_key(api_key), api_keys.key_prefix(api_key)
+            )
+        if not stored:
+            raise ApiKeyAlreadyExists()
+        return IssuedApiKey(api_key=api_key, key_id=key_id)
+
+    async def authenticate_api_key(self, api_key: str) -> AuthenticatedKey:
+        """The tenant of a valid key; InvalidApiKey when unknown or revoked."""
+        if not api_key:
+            raise InvalidApiKey()
+        async with self._repo.transaction() as tx:
+            record = await tx.find_api_key(api_keys.hash_api_key(api_key))
+            if record is None or record.revoked:
+                raise InvalidApiKey()
+            now = self._clock()
+            if api_keys.should_record_use(record.last_used_at, now):
+                await tx.record_api_key_use(record.key_id, now)
+        return AuthenticatedKey(tenant_id=record.tenant_id, key_id=record.key_id)
+
+    # Credits.
+
+    async def top_up(self, tenant_id: TenantId, credits: int, reference: str) -> TopUpResult:
+        """Grants credits once per reference; a replay returns the current balance."""
+        if credits <= 0:
+            raise InvalidArgument("credits must be positive", field="credits")
+        if not reference:
+            raise InvalidArgument("reference is required", field="reference")
+        async with self._repo.transaction() as tx:
+            available = await tx.lock_available(tenant_id)
+            if available is None:
+                raise TenantNotFound(tenant_id)
+            transfer = Transfer(
+                key=topup_key(tenant_id, reference),
+                ref_type=RefType.TOPUP,
+                ref_id=reference,
+                tenant_id=tenant_id,
+                batch_id=None,
+                debit_account_id=await tx.system_account_id(AccountKind.GRANTS),
+                credit_account_id=available.id,
+                amount=credits,
+            )
+            inserted = await tx.insert_transfers([transfer])
+            if transfer.key not in inserted:
+                return TopUpResult(balance=available.balance, replayed=True)
+            posting = post_transfers([(inserted[transfer.key], transfer)], {available.id: available.balance})
+            await tx.write_posting(posting)
+        return TopUpResult(balance=posting.balances[available.id], replayed=False)
+
+    async def get_balance(self, tenant_id: TenantId) -> Balance:
+        async with self._repo.transaction() as tx:
+            available = await tx.available(tenant_id)
+            if available is None:
+                raise TenantNotFound(tenant_id)
+            held = await tx.held_total(tenant_id)
+        return Balance(available_credits=available.balance, held_credits=held)
+
+    async def list_ledger_entries(
+        self, tenant_id: TenantId, batch_id: BatchId | None, cursor: str, limit: int
+    ) -> StatementPage:
+        """The tenant's available-balance changes, newest first."""
+        size = page_size(limit)
+        before = parse_cursor(cursor)
+        async with self._repo.transaction() as tx:
+            if await tx.available(tenant_id) is None:
+                raise TenantNotFound(tenant_id)
+            lines = await tx.statement(tenant_id, batch_id, before, size + 1)
+        return statement_page(lines, size)
+
+    # Pricing.
+
+    def price_list(self) -> list[ModelPrice]:
+        return [self._prices[model] for model in sorted(self._prices)]
+
+    async def quote(self, tenant_id: TenantId | None, lines: Sequence[QuoteLine]) -> PricedQuote:
+        """Prices lines without moving money; the tenant's balance is included when given."""
+        priced = quote(lines, self._prices)
+        available_credits = 0
+        if tenant_id is not None:
+            async with self._repo.transaction() as tx:
+                available = await tx.available(tenant_id)
+            if available is None:
+                raise TenantNotFound(tenant_id)
+            available_credits = available.balance
+        return PricedQuote(quote=priced, available_credits=available_credits)
+
+    # Batch money flows.
+
+    async def reserve(
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+    ) -> Reservation:
+        """Freezes price x items of a batch in its own hold account, once per batch.
+
+        A replay is answered from the stored hold before re-pricing, so a price change after the
+        first reservation never fails the batch service's recovery of that batch.
+        """
+        async with self._repo.transaction() as tx:
+            reserved = await tx.find_hold(batch_id)
+        if reserved is not None:
+            return _replayed(reserved, tenant_id)
+        priced = quote(lines, self._prices)
+        ensure_quote_is_current(lines, priced)
+        async with self._repo.transaction() as tx:
+            available = await tx.lock_available(tenant_id)
+            if available is None:
+                raise TenantNotFound(tenant_id)
+            # A concurrent Reserve of this batch held the lock before us and has committed.
+            reserved = await tx.find_hold(batch_id)
+            if reserved is not None:
+                return _replayed(reserved, tenant_id)
+            ensure_affordable(priced.total, available.balance)
+            hold_account_id = await tx.create_hold_account(tenant_id, batch_id)
+            transfer = Transfer(
+                key=upfront_key(batch_id),
+                ref_type=RefType.BATCH_UPFRONT,
+                ref_id=str(batch_id),
+                tenant_id=tenant_id,
+                batch_id=batch_id,
+                debit_account_id=available.id,
+                credit_account_id=hold_account_id,
+                amount=priced.total,
+            )
+            inserted = await tx.insert_transfers([transfer])
+            if transfer.key not in inserted:
+                raise LedgerInvariantViolated(f"batch {batch_id} was frozen without a batch hold")
+            posting = post_transfers(
+                [(inserted[transfer.key], transfer)], {available.id: available.balance, hold_account_id: 0}
+            )
+            await tx.write_posting(posting)
+            per_model = priced.per_model()
+            hold = BatchHold(
+                batch_id=batch_id,
+                tenant_id=tenant_id,
+                hold_account_id=hold_account_id,
+                item_count=priced.item_count,
+                frozen=priced.total,
+                available_before=available.balance,
+                available_after=posting.balances[available.id],
+                unit_prices={model: line.unit_price for model, line in per_model.items()},
+            )
+            await tx.insert_hold(hold, per_model.values())
+        return Reservation(
+            frozen_credits=hold.frozen,
+            available_before=hold.available_before,
+            available_after=hold.available_after,
+            replayed=False,
+        )
+
+    async def charge_task(self, outcome: TaskOutcome) -> TaskCharge:
+        """Captures or refunds one task (a chunk of one); a repeat returns the first effect."""
+        applied = await self.apply_task_outcomes([outcome])
+        if outcome.key in applied:
+            return TaskCharge(credits=applied[outcome.key], replayed=False)
+        async with self._repo.transaction() as tx:
+            existing = await tx.find_transfer(outcome.key)
+        if existing is None:
+            raise LedgerInvariantViolated(f"task outcome {outcome.key} neither applied nor stored")
+        if existing.ref_type is not outcome.kind.ref_type:
+            raise OutcomeConflict(outcome.task_id, existing.ref_type.value)
+        return TaskCharge(credits=existing.amount, replayed=True)
+
+    async def apply_task_outcomes(self, outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
+        """Applies task outcomes, `chunk_size` per transaction; returns {key: credits} of fresh ones.
+
+        Outcomes already applied (earlier, or repeated within `outcomes`) are skipped by their key.
+        """
+        first_by_key: dict[str, TaskOutcome] = {}
+        for outcome in outcomes:
+            first_by_key.setdefault(outcome.key, outcome)
+        unique = list(first_by_key.values())
+        applied: dict[str, int] = {}
+        for start in range(0, len(unique), self._chunk_size):
+            applied |= await self._apply_chunk(unique[start : start + self._chunk_size])
+        return applied
+
+    async def _apply_chunk(self, outcomes: Sequence[TaskOutcome]) -> dict[str, int]:
+        async with self._repo.transaction() as tx:
+            holds = await tx.lock_holds(outcome.batch_id for outcome in outcomes)
+            for outcome in outcomes:
+                if outcome.batch_id not in holds:
+                    raise HoldNotFound(outcome.batch_id)
+            revenue = await tx.system_account_id(AccountKind.REVENUE)
+            available = await tx.available_account_ids({hold.tenant_id for hold in holds.values()})
+            transfers = [
+                outcome_transfer(
+                    outcome,
+                    holds[outcome.batch_id],
+                    revenue_account_id=revenue,
+                    available_account_id=available[holds[outcome.batch_id].tenant_id],
+                )
+                for outcome in outcomes
+            ]
+            inserted = await tx.insert_transfers(transfers)
+            if not inserted:
+                return {}
+            fresh_by_batch: dict[BatchId, list[TaskOutcome]] = defaultdict(list)
+            for outcome in outcomes:
+                if outcome.key in inserted:
+                    fresh_by_batch[outcome.batch_id].append(outcome)
+            tallies: dict[BatchId, OutcomeTally] = {
+                batch_id: tally_outcomes(holds[batch_id], fresh) for batch_id, fresh in fresh_by_batch.items()
+            }
+            fresh_transfers = [(inserted[t.key], t) for t in transfers if t.key in inserted]
+            await self._post(tx, fresh_transfers, revenue)
+            await tx.add_outcome_tallies(tallies)
+        return {transfer.key: transfer.amount for _, transfer in fresh_transfers}
+
+    async def settle(self, batch_id: BatchId) -> BatchHold:
+        """Releases the remainder of a batch hold once every task outcome is applied.
+
+        Missing outcomes are pulled from the batch service and applied (keyed as usual) first; if
+        some tasks are still not terminal the settlement is refused (OutcomesMissing), never guessed.
+        """
+        async with self._repo.transaction() as tx:
+            hold = await tx.find_hold(batch_id)
+        if hold is None:
+            raise HoldNotFound(batch_id)
+        if hold.is_settled:
+            return hold
+        if hold.outcomes_applied < hold.item_count and self._outcome_source is not None:
+            await self.apply_task_outcomes(await self._outcome_source.terminal_outcomes(batch_id))
+        async with self._repo.transaction() as tx:
+            hold = (await tx.lock_holds([batch_id]))[batch_id]
+            if hold.is_settled:
+                return hold
+            available_id = (await tx.available_account_ids([hold.tenant_id]))[hold.tenant_id]
+            balances = await tx.lock_balances([hold.hold_account_id, available_id])
+            settlement = settle(hold, balances[hold.hold_account_id])
+            if settlement.remainder > 0:
+                transfer = release_transfer(hold, settlement.remainder, available_account_id=available_id)
+                inserted = await tx.insert_transfers([transfer])
+                if transfer.key not in inserted:
+                    raise LedgerInvariantViolated(f"batch {batch_id} was released but is not settled")
+                await tx.write_posting(post_transfers([(inserted[transfer.key], transfer)], balances))
+            settled = replace(
+                hold,
+                released=settlement.remainder,
+                settlement_status=settlement.status,
+                settled_at=self._clock(),
+            )
+            await tx.record_settlement(settled)
+            await tx.add_events([batch_settled_event(settled)])
+        return settled
+
+    async def get_batch_settlement(self, batch_id: BatchId) -> BatchHold:
+        async with self._repo.transaction() as tx:
+            hold = await tx.find_hold(batch_id)
+        if hold is None:
+            raise SettlementNotFound(batch_id)
+        return hold
+
+    async def _post(self, tx: LedgerTransaction, transfers: list[tuple[int, Transfer]], revenue: int) -> None:
+        """Locks the tenant accounts the transfers touch (ascending id) and posts the transfers."""
+        grants = await tx.system_account_id(AccountKind.GRANTS)
+        balances = await tx.lock_balances(tracked_accounts((t for _, t in transfers), [revenue, grants]))
+        await tx.write_posting(post_transfers(transfers, balances))
+
+
+def _replayed(hold: BatchHold, tenant_id: TenantId) -> Reservation:
+    if hold.tenant_id != tenant_id:
+        raise BatchReservedByAnotherTenant(hold.batch_id)
+    return Reservation(
+        frozen_credits=hold.frozen,
+        available_before=hold.available_before,
+        available_after=hold.available_after,
+        replayed=True,
+    )

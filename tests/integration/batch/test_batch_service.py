@@ -1,0 +1,452 @@
+"""CreateBatch to BatchFinished through real PostgreSQL, RabbitMQ, workers and the recovery loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import grpc
+import psycopg
+import pytest
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.events.v1 import events_pb2
+
+from libs.bus import DISPATCH_QUEUE, Envelope, RabbitBus
+from libs.config import Settings
+from services.batch.entrypoints.worker import run_worker
+from tests.integration.batch.batch_harness import (
+    EventTap,
+    FakeBillingServer,
+    batch_server,
+    batch_worker,
+    eventually,
+    rpc_reason,
+    tenant,
+)
+
+if TYPE_CHECKING:
+    from tests.integration.batch.batch_harness import BatchStub as Stub
+
+SettingsFactory = Callable[..., Settings]
+
+
+def _request(tenant_id: str, prompts: list[str], request_id: str = "", model: str = "sora-2") -> Any:
+    return batch_pb2.CreateBatchRequest(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        items=[batch_pb2.BatchItem(prompt=prompt, model=model) for prompt in prompts],
+    )
+
+
+async def _finished(stub: Stub, tenant_id: str, batch_id: str) -> batch_pb2.Batch:
+    async def done() -> batch_pb2.Batch | None:
+        batch = await stub.GetBatch(batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id))
+        finished: batch_pb2.Batch | None = batch if batch.finished_at.seconds else None
+        return finished
+
+    return await eventually(done)
+
+
+async def _tasks(stub: Stub, tenant_id: str, batch_id: str, status: str = "") -> list[batch_pb2.Task]:
+    found: list[batch_pb2.Task] = []
+    cursor = ""
+    while True:
+        page = await stub.ListTasks(
+            batch_pb2.ListTasksRequest(
+                tenant_id=tenant_id, batch_id=batch_id, status=status, cursor=cursor, limit=7
+            )
+        )
+        found += page.tasks
+        if not page.next_cursor:
+            return found
+        cursor = page.next_cursor
+
+
+async def test_a_batch_runs_to_partial_with_one_content_policy_failure(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, event_tap: EventTap
+) -> None:
+    settings = make_settings(dispatch_chunk_size=8)
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    prompts = [f"a cat number {n}" for n in range(20)]
+    prompts[13] = "a forbidden cat #fail"
+    async with batch_server(settings) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, prompts, "req-partial"))
+        assert (created.status, created.total_count, created.required_credits) == ("queued", 20, 200)
+        assert (created.cost_per_video, created.available_credits, created.replayed) == (10, 1000, False)
+
+        dispatches = await event_tap.wait_for("task.dispatch", created.batch_id, count=3)
+        assert [len(d.task_ids) for d in dispatches] == [8, 8, 4]
+        async with batch_worker(settings):
+            finished = await event_tap.wait_for("batch.finished", created.batch_id)
+            batch = await _finished(stub, tenant_id, created.batch_id)
+
+        succeeded = event_tap.of("task.succeeded", created.batch_id)
+        failed = event_tap.of("task.failed", created.batch_id)
+        assert len(succeeded) == 19
+        assert [(f.batch_index, f.failure_type, f.attempts, f.unit_price) for f in failed] == [
+            (13, "content_policy", 1, 10)
+        ]
+        assert failed[0].error_message == "blocked by content policy (simulated)"
+        assert len(event_tap.of("batch.queued", created.batch_id)) == 1
+        assert (finished[0].status, finished[0].success_count, finished[0].failed_count) == ("partial", 19, 1)
+
+        assert batch.status == "partial"
+        assert (batch.success_count, batch.failed_count, batch.cancelled_count, batch.pending_count) == (
+            19,
+            1,
+            0,
+            0,
+        )
+        assert (batch.frozen_credits, batch.credits_spent, batch.refunded_credits) == (200, 190, 10)
+        tasks = await _tasks(stub, tenant_id, created.batch_id)
+        assert [task.batch_index for task in tasks] == list(range(20))
+        assert tasks[0].video_url == f"http://videos.test/videos/{created.batch_id}/{tasks[0].task_id}.mp4"
+        assert [t.batch_index for t in await _tasks(stub, tenant_id, created.batch_id, "failed")] == [13]
+
+
+async def test_reads_are_scoped_to_the_tenant_and_admin_sees_all(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer
+) -> None:
+    owner, stranger = tenant(), tenant()
+    fake_billing.servicer.balances[owner] = 1000
+    async with batch_server(make_settings()) as stub:
+        created = [await stub.CreateBatch(_request(owner, ["a", "b", "c"])) for _ in range(3)]
+        batch_id = created[0].batch_id
+        for call in (
+            stub.GetBatch(batch_pb2.GetBatchRequest(tenant_id=stranger, batch_id=batch_id)),
+            stub.ListTasks(batch_pb2.ListTasksRequest(tenant_id=stranger, batch_id=batch_id)),
+            stub.CancelBatch(batch_pb2.CancelBatchRequest(tenant_id=stranger, batch_id=batch_id)),
+            stub.GetBatch(batch_pb2.GetBatchRequest(tenant_id=owner, batch_id="not-a-uuid")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert rpc_reason(refused.value)[0] == grpc.StatusCode.NOT_FOUND
+        admin_view = await stub.GetBatch(batch_pb2.GetBatchRequest(tenant_id="", batch_id=batch_id))
+        assert admin_view.tenant_id == owner
+
+        first = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=owner, limit=2))
+        second = await stub.ListBatches(
+            batch_pb2.ListBatchesRequest(tenant_id=owner, cursor=first.next_cursor)
+        )
+        listed = [b.batch_id for b in [*first.batches, *second.batches]]
+        assert listed == [c.batch_id for c in reversed(created)]
+        assert second.next_cursor == ""
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=owner, cursor="garbage!"))
+        assert rpc_reason(refused.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "validation_error")
+
+
+async def test_the_same_request_id_ten_times_at_once_makes_one_batch_and_one_reservation(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    request = _request(tenant_id, ["a cat", "a dog", "a cow"], "req-concurrent")
+    async with batch_server(make_settings()) as stub:
+        responses = await asyncio.gather(*(stub.CreateBatch(request) for _ in range(10)))
+        replay = await stub.CreateBatch(request)
+
+        batch_id = responses[0].batch_id
+        assert [r.replayed for r in responses].count(False) == 1
+        assert replay.replayed
+        for response in [*responses, replay]:
+            response.replayed = False
+            assert response.SerializeToString() == responses[0].SerializeToString()
+        assert fake_billing.servicer.reserve_effects(batch_id) == 1
+        assert fake_billing.servicer.balances[tenant_id] == 970
+        rows = await (
+            await sql.execute("SELECT count(*) FROM batch.batches WHERE tenant_id = %s", (tenant_id,))
+        ).fetchone()
+        assert rows == (1,)
+
+        other_body = _request(tenant_id, ["a cat", "a dog", "a horse"], "req-concurrent")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(other_body)
+        assert rpc_reason(refused.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "idempotency_key_reused")
+
+
+async def test_invalid_requests_and_unknown_models_are_refused_before_anything_is_stored(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(make_settings()) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(_request(tenant_id, ["fine", "bad\x00prompt"]))
+        code, reason, details = rpc_reason(refused.value)
+        assert (code, reason, details["field"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "validation_error",
+            "items[1].prompt",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(_request(tenant_id, ["fine"], model="no-such-model"))
+        code, reason, details = rpc_reason(refused.value)
+        assert (code, reason, details["field"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "validation_error",
+            "lines[0].model",
+        )
+    rows = await (
+        await sql.execute("SELECT count(*) FROM batch.batches WHERE tenant_id = %s", (tenant_id,))
+    ).fetchone()
+    assert rows == (0,)
+
+
+async def test_insufficient_credits_reject_the_batch_without_tasks_or_dispatch(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, event_tap: EventTap
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 50
+    request = _request(tenant_id, [f"cat {n}" for n in range(10)], "req-poor")
+    async with batch_server(make_settings()) as stub:
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CreateBatch(request)
+            refusals.append(rpc_reason(refused.value))
+        assert refusals[0] == refusals[1]
+        code, reason, details = refusals[0]
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits")
+        assert (details["required_credits"], details["available_credits"]) == ("100", "50")
+
+        listed = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=tenant_id, status="rejected"))
+        assert len(listed.batches) == 1
+        rejected = listed.batches[0]
+        assert (rejected.total_count, rejected.pending_count, rejected.frozen_credits) == (10, 0, 0)
+        assert await _tasks(stub, tenant_id, rejected.batch_id) == []
+
+        # Events leave the outbox in order: once a later batch is queued, anything of the
+        # rejected one would have been published before it.
+        fake_billing.servicer.balances[tenant_id] = 500
+        later = await stub.CreateBatch(_request(tenant_id, ["a dog"]))
+        await event_tap.wait_for("task.dispatch", later.batch_id)
+        assert [key for key, m in event_tap.seen if getattr(m, "batch_id", "") == rejected.batch_id] == []
+
+
+async def test_flaky_tasks_succeed_on_the_third_attempt_and_timeouts_fail_after_max_attempts(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, event_tap: EventTap
+) -> None:
+    settings = make_settings()
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(settings) as stub, batch_worker(settings):
+        created = await stub.CreateBatch(_request(tenant_id, ["a #flaky cat", "a #timeout cat"]))
+        batch = await _finished(stub, tenant_id, created.batch_id)
+        flaky, timed_out = await _tasks(stub, tenant_id, created.batch_id)
+    assert (flaky.status, flaky.attempts, flaky.failure_type) == ("succeeded", 3, "")
+    assert (timed_out.status, timed_out.attempts, timed_out.failure_type) == ("failed", 3, "timeout")
+    assert timed_out.error_message
+    assert (batch.status, batch.credits_spent, batch.refunded_credits) == ("partial", 10, 10)
+    failed = await event_tap.wait_for("task.failed", created.batch_id)
+    assert (failed[0].failure_type, failed[0].attempts) == ("timeout", 3)
+
+
+async def test_expired_leases_are_dispatched_again_or_failed_after_three_claims(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    settings = make_settings()
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(settings) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, ["lost once", "lost thrice", "never lost"]))
+        # As if workers had died holding two of the tasks (once, and for the third time).
+        await sql.execute(
+            """
+            UPDATE batch.tasks SET status = 'running', claim_token = gen_random_uuid(),
+                   claims = CASE batch_index WHEN 0 THEN 1 ELSE 3 END,
+                   lease_expires_at = now() - interval '1 second'
+            WHERE batch_id = %s AND batch_index IN (0, 1)
+            """,
+            (created.batch_id,),
+        )
+        async with batch_worker(settings):
+            batch = await _finished(stub, tenant_id, created.batch_id)
+        tasks = await _tasks(stub, tenant_id, created.batch_id)
+        claims = await (
+            await sql.execute(
+                "SELECT claims FROM batch.tasks WHERE batch_id = %s ORDER BY batch_index", (created.batch_id,)
+            )
+        ).fetchall()
+    assert [t.status for t in tasks] == ["succeeded", "failed", "succeeded"]
+    assert (tasks[1].failure_type, tasks[1].error_message) == ("internal", "worker lost the task 3 times")
+    assert [row[0] for row in claims] == [2, 3, 1]
+    assert batch.status == "partial"
+
+
+async def test_a_batch_left_reserving_by_a_billing_outage_is_completed_by_recovery(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    settings = make_settings()
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    request = _request(tenant_id, ["a cat", "a dog"], "req-outage")
+    async with batch_server(settings) as stub:
+        # Quote works, Reserve does not: the batch is stored and left reserving.
+        fake_billing.servicer.reserve_down = True
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(request)
+        assert rpc_reason(refused.value)[0] == grpc.StatusCode.UNAVAILABLE
+        status = await (
+            await sql.execute("SELECT status FROM batch.batches WHERE tenant_id = %s", (tenant_id,))
+        ).fetchone()
+        assert status == ("reserving",)
+
+        fake_billing.servicer.reserve_down = False
+        async with batch_worker(settings):
+            listed = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=tenant_id))
+            batch = await _finished(stub, tenant_id, listed.batches[0].batch_id)
+        assert batch.status == "completed"
+        replay = await stub.CreateBatch(request)
+    assert (replay.batch_id, replay.replayed, replay.available_credits) == (batch.batch_id, True, 1000)
+    assert fake_billing.servicer.reserve_effects(batch.batch_id) == 1
+
+
+async def test_cancel_marks_queued_tasks_cancelled_and_emits_their_failures(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, event_tap: EventTap
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(make_settings()) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, [f"cat {n}" for n in range(5)]))
+        cancel = batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=created.batch_id)
+        cancelled = await stub.CancelBatch(cancel)
+        again = await stub.CancelBatch(cancel)
+        failures = await event_tap.wait_for("task.failed", created.batch_id, count=5)
+        finished = await event_tap.wait_for("batch.finished", created.batch_id)
+        tasks = await _tasks(stub, tenant_id, created.batch_id)
+    assert (cancelled.status, cancelled.cancelled_count, cancelled.pending_count) == ("cancelled", 5, 0)
+    assert cancelled.refunded_credits == 50
+    assert again == cancelled
+    assert {(f.failure_type, f.unit_price) for f in failures} == {("cancelled", 10)}
+    assert len(event_tap.of("task.failed", created.batch_id)) == 5
+    assert (finished[0].status, finished[0].cancelled_count) == ("cancelled", 5)
+    assert {(t.status, t.error_message) for t in tasks} == {("cancelled", "cancelled before it started")}
+
+
+async def test_a_ten_thousand_item_batch_is_accepted(
+    make_settings: SettingsFactory,
+    fake_billing: FakeBillingServer,
+    sql: psycopg.AsyncConnection[Any],
+    amqp_url: str,
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1_000_000
+    async with batch_server(make_settings()) as stub:
+        started = time.perf_counter()
+        created = await stub.CreateBatch(_request(tenant_id, [f"video {n}" for n in range(10_000)]))
+        print(f"CreateBatch of 10,000 items took {(time.perf_counter() - started) * 1000:.0f} ms")
+        count = await (
+            await sql.execute("SELECT count(*) FROM batch.tasks WHERE batch_id = %s", (created.batch_id,))
+        ).fetchone()
+        assert (created.total_count, created.required_credits, count) == (10_000, 100_000, (10_000,))
+
+        async def outbox_empty() -> bool | None:
+            row = await (await sql.execute("SELECT count(*) FROM batch.outbox")).fetchone()
+            return True if row == (0,) else None
+
+        await eventually(outbox_empty)
+    # Keep its 200 dispatch messages from landing on the workers of other tests.
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DISPATCH_QUEUE.name, passive=True)
+        await queue.purge()
+
+
+async def test_a_settlement_from_billing_is_recorded_once(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, amqp_url: str
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(make_settings()) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, ["a cat", "a dog"]))
+        await stub.CancelBatch(batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=created.batch_id))
+        bus = await RabbitBus.connect(amqp_url)
+        try:
+            for status in ("refunded", "settled"):
+                await bus.publish(
+                    [
+                        Envelope.of(
+                            "batch.settled",
+                            events_pb2.BatchSettled(
+                                batch_id=created.batch_id, tenant_id=tenant_id, settlement_status=status
+                            ),
+                        )
+                    ]
+                )
+        finally:
+            await bus.close()
+
+        async def settled() -> batch_pb2.Batch | None:
+            batch = await stub.GetBatch(
+                batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=created.batch_id)
+            )
+            return batch if batch.settlement_status != "pending" else None
+
+        first = await eventually(settled)
+        assert first.settlement_status == "refunded"
+
+
+async def test_a_stopping_worker_finishes_the_tasks_it_started(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    settings = make_settings(simulated_latency_seconds=0.5, provider_timeout_seconds=5.0)
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(settings) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, [f"cat {n}" for n in range(4)]))
+
+        async def all_running() -> bool | None:
+            row = await (
+                await sql.execute(
+                    "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND status = 'running'",
+                    (created.batch_id,),
+                )
+            ).fetchone()
+            return True if row == (4,) else None
+
+        async with batch_worker(settings):
+            await eventually(all_running)
+        # The worker returned: what it started is committed, nothing is left running.
+        tasks = await _tasks(stub, tenant_id, created.batch_id)
+    assert [t.status for t in tasks] == ["succeeded"] * 4
+
+
+async def test_tasks_of_a_worker_stopped_past_its_grace_are_recovered_by_another(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    slow = make_settings(
+        simulated_latency_seconds=30.0, provider_timeout_seconds=60.0, task_lease_seconds=0.5
+    )
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(slow) as stub:
+        created = await stub.CreateBatch(_request(tenant_id, ["cat 0", "cat 1"]))
+
+        async def all_running() -> bool | None:
+            row = await (
+                await sql.execute(
+                    "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND status = 'running'",
+                    (created.batch_id,),
+                )
+            ).fetchone()
+            return True if row == (2,) else None
+
+        stopping = asyncio.Event()
+        stuck = asyncio.create_task(run_worker(slow, stopping, grace_seconds=0.05))
+        await eventually(all_running)
+        stopping.set()
+        await asyncio.wait_for(stuck, 30)
+
+        async with batch_worker(make_settings(task_lease_seconds=0.5)):
+            batch = await _finished(stub, tenant_id, created.batch_id)
+        claims = await (
+            await sql.execute("SELECT claims FROM batch.tasks WHERE batch_id = %s", (created.batch_id,))
+        ).fetchall()
+    assert (batch.status, batch.success_count) == ("completed", 2)
+    assert [row[0] for row in claims] == [2, 2]

@@ -1,0 +1,1 @@
+"""Billing integration tests (real PostgreSQL and RabbitMQ)."""

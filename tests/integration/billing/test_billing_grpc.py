@@ -1,0 +1,239 @@
+"""Billing through a real gRPC server on port 0 with a real client stub, and settlement pulling
+outcomes from a (small, real) BatchService gRPC server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+from sqlalchemy import text
+
+from libs.db import Database
+from libs.rpc.client import open_channel
+from libs.rpc.errors import remote_error
+from libs.rpc.server import GrpcServer, start_grpc_server
+from services.billing.adapters.batch_client import BatchServiceOutcomes
+from services.billing.domain.errors import OutcomesMissing
+from services.billing.domain.ids import BatchId
+from services.billing.domain.pricing import QuoteLine
+from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
+
+from .billing_testkit import HandlersFactory, assert_ledger_invariants
+
+
+@pytest.fixture
+async def billing(make_handlers: HandlersFactory) -> AsyncIterator[billing_pb2_grpc.BillingServiceAsyncStub]:
+    servicer = BillingServicer(make_handlers(outcome_source=None))
+
+    def register(server: grpc.aio.Server) -> None:
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME])
+    channel = open_channel(f"127.0.0.1:{server.port}")
+    yield billing_pb2_grpc.BillingServiceStub(channel)
+    await channel.close(grace=None)
+    await server.stop(0)
+
+
+async def test_the_seed_demo_numbers_hold_end_to_end_over_grpc(
+    billing: billing_pb2_grpc.BillingServiceAsyncStub, database: Database
+) -> None:
+    tenant_id = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="demo"))).tenant_id
+    key = await billing.CreateApiKey(
+        billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id, api_key=f"demo-key-{uuid.uuid4().hex[:6]}")
+    )
+    assert (
+        await billing.AuthenticateApiKey(billing_pb2.AuthenticateApiKeyRequest(api_key=key.api_key))
+    ).tenant_id == (tenant_id)
+    topped = await billing.TopUp(
+        billing_pb2.TopUpRequest(tenant_id=tenant_id, credits=5000, reference="seed")
+    )
+    assert topped.balance == 5000
+
+    lines = [billing_pb2.QuoteLine(model="sora-2", count=20)]
+    quoted = await billing.Quote(billing_pb2.QuoteRequest(tenant_id=tenant_id, lines=lines))
+    assert (quoted.total_credits, quoted.lines[0].unit_price, quoted.available_credits) == (200, 10, 5000)
+
+    batch_id = str(uuid.uuid4())
+    reserved = await billing.Reserve(
+        billing_pb2.ReserveRequest(tenant_id=tenant_id, batch_id=batch_id, lines=quoted.lines)
+    )
+    assert (reserved.frozen_credits, reserved.available_before, reserved.available_after) == (200, 5000, 4800)
+
+    for n in range(19):
+        await billing.Capture(
+            billing_pb2.TaskChargeRequest(batch_id=batch_id, task_id=f"{batch_id}-{n}", model="sora-2")
+        )
+    refund = await billing.Refund(
+        billing_pb2.TaskChargeRequest(batch_id=batch_id, task_id=f"{batch_id}-19", model="sora-2")
+    )
+    assert (refund.credits, refund.replayed) == (10, False)
+
+    settlement = await billing.Settle(billing_pb2.SettleRequest(batch_id=batch_id))
+    assert (
+        settlement.frozen_credits,
+        settlement.captured_credits,
+        settlement.refunded_credits,
+        settlement.released_credits,
+        settlement.held_credits,
+        settlement.outcomes_applied,
+        settlement.settlement_status,
+    ) == (200, 190, 10, 0, 0, 20, "refunded")
+    balance = await billing.GetBalance(billing_pb2.GetBalanceRequest(tenant_id=tenant_id))
+    assert (balance.available_credits, balance.held_credits) == (4810, 0)
+
+    ledger = await billing.ListLedgerEntries(billing_pb2.ListLedgerEntriesRequest(tenant_id=tenant_id))
+    assert [(e.ref_type, e.credits_delta, e.balance_after) for e in ledger.entries] == [
+        ("batch_refund", 10, 4810),
+        ("batch_upfront", -200, 4800),
+        ("topup", 5000, 5000),
+    ]
+    assert ledger.entries[1].batch_id == batch_id
+    assert ledger.next_cursor == ""
+    async with database.connection() as conn:
+        revenue = (
+            await conn.execute(
+                text(
+                    "SELECT coalesce(sum(e.amount), 0) FROM billing.ledger_entries e"
+                    " JOIN billing.accounts a ON a.id = e.account_id"
+                    " WHERE a.kind = 'revenue' AND e.batch_id = :b"
+                ),
+                {"b": uuid.UUID(batch_id)},
+            )
+        ).scalar_one()
+    assert revenue == 190
+    await assert_ledger_invariants(database)
+
+
+async def test_refusals_travel_as_statuses_with_a_stable_reason_and_details(
+    billing: billing_pb2_grpc.BillingServiceAsyncStub,
+) -> None:
+    tenant_id = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="poor"))).tenant_id
+    await billing.TopUp(billing_pb2.TopUpRequest(tenant_id=tenant_id, credits=50, reference="r"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as insufficient:
+        await billing.Reserve(
+            billing_pb2.ReserveRequest(
+                tenant_id=tenant_id,
+                batch_id=str(uuid.uuid4()),
+                lines=[billing_pb2.QuoteLine(model="sora-2", count=6)],
+            )
+        )
+    refused = remote_error(insufficient.value)
+    assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits")
+    assert refused.details == {"required_credits": "60", "available_credits": "50"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as unknown_model:
+        await billing.Quote(billing_pb2.QuoteRequest(lines=[billing_pb2.QuoteLine(model="nope", count=1)]))
+    assert remote_error(unknown_model.value).code == grpc.StatusCode.INVALID_ARGUMENT
+    assert remote_error(unknown_model.value).details == {"model": "nope"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as unauthenticated:
+        await billing.AuthenticateApiKey(billing_pb2.AuthenticateApiKeyRequest(api_key="rb_live_nope"))
+    assert (remote_error(unauthenticated.value).code, remote_error(unauthenticated.value).reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "unauthorized",
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await billing.GetBatchSettlement(billing_pb2.GetBatchSettlementRequest(batch_id=str(uuid.uuid4())))
+    assert remote_error(missing.value).code == grpc.StatusCode.NOT_FOUND
+
+    register_demo_key = billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id, api_key="same-key-123")
+    await billing.CreateApiKey(register_demo_key)
+    with pytest.raises(grpc.aio.AioRpcError) as duplicate_key:
+        await billing.CreateApiKey(register_demo_key)
+    assert remote_error(duplicate_key.value).code == grpc.StatusCode.ALREADY_EXISTS
+
+
+BatchContext = grpc.aio.ServicerContext[object, object]
+
+
+class FakeBatchService(batch_pb2_grpc.BatchServiceServicer):
+    """Serves ListTasks from a dict, two tasks per page, and records the requests it got."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, list[batch_pb2.Task]] = {}
+        self.requests: list[batch_pb2.ListTasksRequest] = []
+
+    async def CreateBatch(
+        self, request: batch_pb2.CreateBatchRequest, context: BatchContext
+    ) -> batch_pb2.CreateBatchResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def GetBatch(self, request: batch_pb2.GetBatchRequest, context: BatchContext) -> batch_pb2.Batch:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def ListBatches(
+        self, request: batch_pb2.ListBatchesRequest, context: BatchContext
+    ) -> batch_pb2.ListBatchesResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def CancelBatch(
+        self, request: batch_pb2.CancelBatchRequest, context: BatchContext
+    ) -> batch_pb2.Batch:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def ListTasks(
+        self, request: batch_pb2.ListTasksRequest, context: BatchContext
+    ) -> batch_pb2.ListTasksResponse:
+        self.requests.append(request)
+        start = int(request.cursor or 0)
+        tasks = self.tasks.get(request.batch_id, [])
+        more = start + 2 < len(tasks)
+        return batch_pb2.ListTasksResponse(
+            tasks=tasks[start : start + 2], next_cursor=str(start + 2) if more else ""
+        )
+
+
+@pytest.fixture
+async def batch_service() -> AsyncIterator[tuple[FakeBatchService, GrpcServer]]:
+    fake = FakeBatchService()
+
+    def register(server: grpc.aio.Server) -> None:
+        batch_pb2_grpc.add_BatchServiceServicer_to_server(fake, server)
+
+    server = await start_grpc_server("127.0.0.1:0", [register], ["reelbatch.proto.batch.v1.BatchService"])
+    yield fake, server
+    await server.stop(0)
+
+
+async def test_settle_pulls_missing_outcomes_from_the_batch_service_over_grpc(
+    make_handlers: HandlersFactory,
+    batch_service: tuple[FakeBatchService, GrpcServer],
+    database: Database,
+) -> None:
+    fake, server = batch_service
+    channel = open_channel(f"127.0.0.1:{server.port}")
+    try:
+        handlers = make_handlers(
+            outcome_source=BatchServiceOutcomes(channel, deadline_seconds=5), chunk_size=2
+        )
+        tenant = await handlers.create_tenant("pulled")
+        await handlers.top_up(tenant, 100, "r")
+        batch = BatchId(uuid.uuid4())
+        await handlers.reserve(tenant, batch, [QuoteLine("sora-2", 5)])
+        statuses = ["succeeded", "failed", "cancelled", "succeeded", "running"]
+        fake.tasks[str(batch)] = [
+            batch_pb2.Task(task_id=f"{batch}-{n}", batch_id=str(batch), status=status, model="sora-2")
+            for n, status in enumerate(statuses)
+        ]
+
+        with pytest.raises(OutcomesMissing):
+            await handlers.settle(batch)
+        assert {r.tenant_id for r in fake.requests} == {""}, "pulls use the admin scope"
+        assert [r.cursor for r in fake.requests] == ["", "2", "4"]
+        pending = await handlers.get_batch_settlement(batch)
+        assert (pending.captured, pending.refunded, pending.outcomes_applied) == (20, 20, 4)
+
+        fake.tasks[str(batch)][4].status = "succeeded"
+        settled = await handlers.settle(batch)
+        assert (settled.captured, settled.refunded, settled.settlement_status.value) == (30, 20, "refunded")
+        assert (await handlers.get_balance(tenant)).available_credits == 70
+        await assert_ledger_invariants(database)
+    finally:
+        await channel.close(grace=None)

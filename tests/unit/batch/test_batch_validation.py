@@ -1,0 +1,93 @@
+"""Validation of create requests and the request fingerprint."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.errors import InvalidArgument
+from services.batch.domain.batch import BatchItem
+from services.batch.domain.fingerprint import request_fingerprint
+from services.batch.domain.validation import validate_items, validate_webhook_url
+
+
+def _validate(items: list[BatchItem]) -> None:
+    validate_items(items, max_items=5, max_prompt_chars=20)
+
+
+def _field_of(items: list[BatchItem]) -> str:
+    with pytest.raises(InvalidArgument) as refused:
+        _validate(items)
+    return refused.value.details["field"]
+
+
+def test_a_valid_batch_passes() -> None:
+    _validate([BatchItem("a cat\ton a mat\n", "sora-2"), BatchItem("a dog", "veo-3")])
+
+
+def test_an_empty_batch_is_refused() -> None:
+    assert _field_of([]) == "items"
+
+
+def test_too_many_items_are_refused() -> None:
+    assert _field_of([BatchItem("p", "m")] * 6) == "items"
+
+
+def test_an_empty_prompt_names_its_item() -> None:
+    assert _field_of([BatchItem("ok", "m"), BatchItem("  ", "m")]) == "items[1].prompt"
+
+
+def test_a_too_long_prompt_is_refused() -> None:
+    assert _field_of([BatchItem("x" * 21, "m")]) == "items[0].prompt"
+
+
+@pytest.mark.parametrize("bad", ["nul\x00byte", "bell\x07", "esc\x1b[2J", "del\x7f", "c1\x85"])
+def test_control_characters_in_a_prompt_are_refused(bad: str) -> None:
+    assert _field_of([BatchItem(bad, "m")]) == "items[0].prompt"
+
+
+def test_an_empty_model_names_its_item() -> None:
+    assert _field_of([BatchItem("p", "m"), BatchItem("p", "m"), BatchItem("p", "")]) == "items[2].model"
+
+
+def test_the_validation_error_has_the_stable_reason() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        _validate([])
+    assert refused.value.reason == "validation_error"
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "javascript:alert(1)", "http://a b", "https://x/\x00"])
+def test_webhook_urls_must_be_http(url: str) -> None:
+    with pytest.raises(InvalidArgument):
+        validate_webhook_url(url)
+
+
+def test_no_webhook_url_is_fine() -> None:
+    validate_webhook_url("")
+    validate_webhook_url("https://example.com/hook")
+
+
+ITEMS = [BatchItem("a cat", "sora-2"), BatchItem("a dog", "sora-2")]
+
+
+def test_fingerprint_is_stable() -> None:
+    first = request_fingerprint(ITEMS, "https://example.com/hook")
+    assert first == request_fingerprint(list(ITEMS), "https://example.com/hook")
+    assert len(first) == 64
+
+
+@pytest.mark.parametrize(
+    ("items", "webhook_url"),
+    [
+        (list(reversed(ITEMS)), ""),
+        ([BatchItem("a cat", "sora-2"), BatchItem("a dog", "veo-3")], ""),
+        ([BatchItem("a cat ", "sora-2"), BatchItem("a dog", "sora-2")], ""),
+        (ITEMS[:1], ""),
+        (ITEMS, "https://example.com/other"),
+    ],
+)
+def test_fingerprint_changes_with_any_part_of_the_body(items: list[BatchItem], webhook_url: str) -> None:
+    assert request_fingerprint(items, webhook_url) != request_fingerprint(ITEMS, "")
+
+
+def test_fingerprint_cannot_be_forged_by_moving_text_between_fields() -> None:
+    assert request_fingerprint([BatchItem("ab", "c")], "") != request_fingerprint([BatchItem("a", "bc")], "")
