@@ -1,14 +1,26 @@
 # Reelbatch: one command per job. Everything runs through uv (locked dependencies in uv.lock).
-UV ?= uv
+# On a machine with only Python, `make run` installs uv with pip first (`python3 -m uv` then).
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: setup run test test-fast lint format proto proto-check services bench clean
+.PHONY: uv setup run run-distributed demo test test-fast lint format proto proto-check services bench bench-quick clean
 
-setup: ## install the locked dependencies into .venv
+uv: ## install uv with pip when it is missing
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
+		|| $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+
+setup: uv ## install the locked dependencies into .venv
 	$(UV) sync --frozen
 
-run: setup ## run every service locally (PostgreSQL + RabbitMQ on 127.0.0.1), demo tenant `demo-key`
+run: setup ## everything in one process: embedded PostgreSQL, no RabbitMQ; demo tenant `demo-key`
 	$(RUN) reelbatch run
+
+run-distributed: setup services ## one process per service on local PostgreSQL + RabbitMQ
+	REELBATCH_MODE=distributed $(RUN) reelbatch run
+
+demo: setup ## replay the seed live demo against a running system (REELBATCH_DEMO_URL)
+	$(RUN) reelbatch demo
 
 test: setup services ## the whole suite: unit, integration and end-to-end, against real PostgreSQL and RabbitMQ
 	$(RUN) pytest
@@ -19,7 +31,7 @@ test-fast: setup ## unit tests only (no services needed)
 lint: setup ## ruff, mypy (strict), import contracts
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tests
+	$(RUN) mypy libs services tests bench
 	$(RUN) lint-imports
 
 format: setup
@@ -31,6 +43,12 @@ proto: setup ## regenerate libs/contracts from protos/
 
 proto-check: proto ## fail when the committed generated code is stale
 	git diff --exit-code -- libs/contracts
+
+bench: setup services ## every benchmark against its floor, in one run (about 5 minutes)
+	$(RUN) python -m bench.run_all
+
+bench-quick: setup services ## the benchmarks at tiny sizes (CI runs this so they never rot)
+	$(RUN) python -m bench.run_all --quick
 
 services: ## start PostgreSQL and RabbitMQ if they are down, and wait until they answer
 	scripts/ensure_services.sh

@@ -1,4 +1,8 @@
-"""The one message bus: RabbitMQ through aio-pika, with the topology every process declares.
+"""The message bus: the `Bus` protocol, the topology every process declares, and RabbitMQ.
+
+`connect_bus(settings)` picks the implementation: `RabbitBus` (RabbitMQ through aio-pika) or
+`libs.postgres_bus.PostgresBus` (durable queues in PostgreSQL, for embedded mode). Both share the
+consuming logic of `ChunkedConsumer`, so handlers see the same semantics on either.
 
 Guarantees: durable quorum queues, persistent messages, publisher confirms, manual acks, bounded
 prefetch, a delivery limit and a dead-letter queue per queue for poison messages. Consumers may
@@ -14,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import aio_pika
 from aio_pika.abc import (
@@ -25,6 +29,9 @@ from aio_pika.abc import (
 )
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import propagate
+
+if TYPE_CHECKING:
+    from libs.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +60,18 @@ class QueueSpec:
 DISPATCH_QUEUE = QueueSpec("batch.dispatch", ("task.dispatch",))
 BILLING_OUTCOMES_QUEUE = QueueSpec("billing.outcomes", ("task.succeeded", "task.failed", "batch.finished"))
 BATCH_SETTLEMENTS_QUEUE = QueueSpec("batch.settlements", ("batch.settled",))
+WEBHOOK_EVENTS_QUEUE = QueueSpec(
+    "webhook.events", ("batch.queued", "batch.settled", "task.succeeded", "task.failed")
+)
 
 # Every process declares all of them, so no event is published before its queue exists,
 # whatever order the processes start in.
-TOPOLOGY: tuple[QueueSpec, ...] = (DISPATCH_QUEUE, BILLING_OUTCOMES_QUEUE, BATCH_SETTLEMENTS_QUEUE)
+TOPOLOGY: tuple[QueueSpec, ...] = (
+    DISPATCH_QUEUE,
+    BILLING_OUTCOMES_QUEUE,
+    BATCH_SETTLEMENTS_QUEUE,
+    WEBHOOK_EVENTS_QUEUE,
+)
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,9 @@ class RabbitBus:
         declared = await declare_topology(channel, only=queue)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         await declared.consume(inbox.put, no_ack=False)
-        consumer = _ChunkedConsumer(queue.name, handler, message_types, max_batch, max_wait_seconds)
+        consumer = ChunkedConsumer(
+            queue.name, _RabbitReceipts(), handler, message_types, max_batch, max_wait_seconds
+        )
         for _ in range(concurrency):
             self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
 
@@ -230,23 +247,78 @@ async def declare_topology(
     return declared
 
 
-class _ChunkedConsumer:
+def routing_key_matches(pattern: str, routing_key: str) -> bool:
+    """Topic-exchange matching: words split on `.`, `*` is one word, `#` zero or more words."""
+
+    def match(pattern_words: Sequence[str], key_words: Sequence[str]) -> bool:
+        if not pattern_words:
+            return not key_words
+        head, rest = pattern_words[0], pattern_words[1:]
+        if head == "#":
+            return any(match(rest, key_words[skip:]) for skip in range(len(key_words) + 1))
+        if not key_words:
+            return False
+        return (head in ("*", key_words[0])) and match(rest, key_words[1:])
+
+    return match(pattern.split("."), routing_key.split("."))
+
+
+RawT = TypeVar("RawT")
+RawT_contra = TypeVar("RawT_contra", contravariant=True)
+
+
+class QueueReceipts(Protocol[RawT_contra]):
+    """How a broker settles the messages it handed out: what each bus implements for the consumer."""
+
+    def envelope_of(self, raw: RawT_contra) -> Envelope:
+        """The envelope of a message as received."""
+        ...
+
+    def redelivered(self, raw: RawT_contra) -> bool:
+        """Whether the message was handed out before."""
+        ...
+
+    async def ack(self, raws: Sequence[RawT_contra]) -> None:
+        """Removes handled messages from the queue."""
+        ...
+
+    async def requeue(self, raw: RawT_contra) -> None:
+        """Returns a message for another attempt (or dead-letters it past the delivery limit)."""
+        ...
+
+    async def dead_letter(self, raw: RawT_contra) -> None:
+        """Moves a message that can never be handled to the queue's dead-letter queue."""
+        ...
+
+
+class ChunkedConsumer(Generic[RawT]):
+    """The consuming loop both buses share: chunks, decoding, poison isolation, backoff, settlement.
+
+    Takes messages from an in-memory inbox filled by the broker, hands them to the handler in
+    chunks of up to `max_batch` (waiting at most `max_wait_seconds` to fill one), acks the chunk
+    when the handler returns, retries a failing chunk message by message, backs off before
+    requeueing a failing message, and dead-letters messages it cannot decode.
+    """
+
     def __init__(
         self,
         queue_name: str,
+        receipts: QueueReceipts[RawT],
         handler: Handler,
         message_types: Sequence[type[Message]],
         max_batch: int,
         max_wait_seconds: float,
     ) -> None:
         self._queue_name = queue_name
+        self._receipts = receipts
         self._handler = handler
         self._types = {t.DESCRIPTOR.full_name: t for t in message_types}
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
         self._failures = 0
 
-    async def run(self, inbox: asyncio.Queue[AbstractIncomingMessage]) -> None:
+    async def run(self, inbox: asyncio.Queue[RawT]) -> None:
+        """Consumes `inbox` until cancelled."""
         while True:
             chunk = [await inbox.get()]
             deadline = asyncio.get_running_loop().time() + self._max_wait
@@ -262,31 +334,25 @@ class _ChunkedConsumer:
                     break
             await self._process(chunk)
 
-    def _decode(self, raw: AbstractIncomingMessage) -> Delivery | None:
-        message_type = self._types.get(raw.type or "")
+    def _decode(self, raw: RawT) -> Delivery | None:
+        envelope = self._receipts.envelope_of(raw)
+        message_type = self._types.get(envelope.message_type)
         if message_type is None:
             return None
         try:
-            message = message_type.FromString(raw.body)
+            message = message_type.FromString(envelope.body)
         except DecodeError:
             return None
-        headers = {k: str(v) for k, v in (raw.headers or {}).items()}
-        envelope = Envelope(
-            routing_key=raw.routing_key or "",
-            message_type=raw.type or "",
-            body=raw.body,
-            message_id=raw.message_id or "",
-            headers=headers,
-        )
-        return Delivery(envelope=envelope, message=message, redelivered=bool(raw.redelivered))
+        return Delivery(envelope=envelope, message=message, redelivered=self._receipts.redelivered(raw))
 
-    async def _process(self, chunk: list[AbstractIncomingMessage]) -> None:
-        decoded: list[tuple[AbstractIncomingMessage, Delivery]] = []
+    async def _process(self, chunk: list[RawT]) -> None:
+        decoded: list[tuple[RawT, Delivery]] = []
         for raw in chunk:
             delivery = self._decode(raw)
             if delivery is None:
-                log.error("poison message on %s (type %r): dead-lettered", self._queue_name, raw.type)
-                await raw.reject(requeue=False)
+                message_type = self._receipts.envelope_of(raw).message_type
+                log.error("poison message on %s (type %r): dead-lettered", self._queue_name, message_type)
+                await self._receipts.dead_letter(raw)
             else:
                 decoded.append((raw, delivery))
         if not decoded:
@@ -303,8 +369,43 @@ class _ChunkedConsumer:
             log.exception("handler failed on %s (attempt streak %d)", self._queue_name, self._failures)
             # Back off before requeueing so a dependency outage does not burn the delivery limit.
             await asyncio.sleep(min(30.0, 0.2 * 2 ** min(self._failures, 8)))
-            await decoded[0][0].nack(requeue=True)
+            await self._receipts.requeue(decoded[0][0])
             return
         self._failures = 0
-        for raw, _ in decoded:
+        await self._receipts.ack([raw for raw, _ in decoded])
+
+
+class _RabbitReceipts:
+    """Settles aio-pika messages: ack, nack with requeue, reject to the dead-letter exchange."""
+
+    def envelope_of(self, raw: AbstractIncomingMessage) -> Envelope:
+        return Envelope(
+            routing_key=raw.routing_key or "",
+            message_type=raw.type or "",
+            body=raw.body,
+            message_id=raw.message_id or "",
+            headers={k: str(v) for k, v in (raw.headers or {}).items()},
+        )
+
+    def redelivered(self, raw: AbstractIncomingMessage) -> bool:
+        return bool(raw.redelivered)
+
+    async def ack(self, raws: Sequence[AbstractIncomingMessage]) -> None:
+        for raw in raws:
             await raw.ack()
+
+    async def requeue(self, raw: AbstractIncomingMessage) -> None:
+        # The quorum queue counts the return and dead-letters past its x-delivery-limit.
+        await raw.nack(requeue=True)
+
+    async def dead_letter(self, raw: AbstractIncomingMessage) -> None:
+        await raw.reject(requeue=False)
+
+
+async def connect_bus(settings: Settings) -> Bus:
+    """The bus `settings.bus` names: RabbitMQ at `amqp_url`, or the Postgres bus in `database_url`."""
+    if settings.bus == "postgres":
+        from libs.postgres_bus import PostgresBus
+
+        return await PostgresBus.connect(settings.database_url)
+    return await RabbitBus.connect(settings.amqp_url)

@@ -1,0 +1,175 @@
+"""Runs the whole system in embedded mode (`reelbatch run`, one process) for end-to-end and chaos tests.
+
+It exposes what the tests use of `tests.stack.Stack`: `base_url`, `database_url` (the embedded
+server's, for the invariant checker), `env`, `start`, `kill`, `stop`, `stop_all`, `wait_ready`,
+`log`, `run_cli`. The process runs in its own working directory with no database or broker URL,
+as on a newcomer's machine; its PostgreSQL data lives under that directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.stack import ADMIN_TOKEN, free_port
+
+PROCESS = "reelbatch"
+READY_BANNER = "Reelbatch is running"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class EmbeddedStack:
+    """`reelbatch run` with REELBATCH_MODE=embedded in `workdir`, on free localhost ports."""
+
+    workdir: Path
+    workers: int = 2
+    overrides: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.http_port = free_port()
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in ("REELBATCH_DATABASE_URL", "REELBATCH_AMQP_URL", "DATABASE_URL", "AMQP_URL")
+        }
+        self.env = {
+            **inherited,
+            "PYTHONPATH": str(REPO_ROOT),
+            "REELBATCH_MODE": "embedded",
+            "REELBATCH_ENV": "test",
+            "REELBATCH_DATA_DIR": str(self.workdir / ".reelbatch"),
+            "REELBATCH_HTTP_PORT": str(self.http_port),
+            "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+            "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
+            "REELBATCH_ASSET_DIR": str(self.workdir / "assets"),
+            "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.http_port}",
+            "REELBATCH_WORKERS": str(self.workers),
+            # Fast but real: every code path runs, only the waits are short (as in tests.stack).
+            "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.02",
+            "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "0.3",
+            "REELBATCH_RETRY_BASE_SECONDS": "0.02",
+            "REELBATCH_RETRY_MAX_SECONDS": "0.1",
+            "REELBATCH_TASK_LEASE_SECONDS": "3",
+            "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.5",
+            "REELBATCH_RESERVING_GRACE_SECONDS": "1",
+            "REELBATCH_LOG_LEVEL": "WARNING",
+            "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
+            "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
+            **self.overrides,
+        }
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.pgdata = self.workdir / ".reelbatch" / "pgdata"
+        self._banners_before = 0
+
+    @property
+    def database_url(self) -> str:
+        """The embedded server's database, read from its pid file (socket folder)."""
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        return f"postgresql+psycopg://postgres@/reelbatch?host={lines[4].strip()}"
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of the embedded PostgreSQL server, if it is alive."""
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return None
+        return None if state in ("Z", "X") else pid
+
+    def _signal_postgres(self, signum: signal.Signals, timeout: float = 10.0) -> None:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        os.kill(pid, signum)
+        deadline = time.monotonic() + timeout
+        while self.postmaster_pid() == pid:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL ({pid}) did not exit after {signum.name}")
+            time.sleep(0.05)
+
+    def run_cli(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", *args], env=self.env, cwd=self.workdir, check=True
+        )
+
+    def start(self, name: str = PROCESS) -> None:
+        """Starts (or restarts) `reelbatch run`, the only process of embedded mode."""
+        assert name == PROCESS, f"embedded mode runs one process, not {name!r}"
+        self._banners_before = self._output().count(READY_BANNER)
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=log,
+        )
+
+    def start_all(self) -> None:
+        self.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+            try:
+                # Ready once the services answer and the launcher has seeded the demo tenant.
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200 and (
+                    self._output().count(READY_BANNER) > self._banners_before
+                ):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("embedded stack not ready in time:\n" + self.log(PROCESS))
+
+    def kill(self, name: str = PROCESS) -> None:
+        """SIGKILL of the process: no cleanup at all. Its PostgreSQL, a daemon, keeps running."""
+        process = self.processes[name]
+        process.kill()
+        process.wait(10)
+
+    def kill_postgres(self) -> None:
+        """SIGKILL of the PostgreSQL server too, as when the whole machine goes down."""
+        self._signal_postgres(signal.SIGKILL)
+
+    def stop(self, name: str = PROCESS, timeout: float = 15.0) -> int:
+        """Ctrl-C (SIGINT), as a user stops it; SIGKILL if it does not stop in time."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        return int(process.returncode)
+
+    def stop_all(self) -> dict[str, int]:
+        codes = {name: self.stop(name) for name in list(self.processes)}
+        # After a SIGKILL nobody stopped the database: do it here so no test leaves a server behind.
+        self._signal_postgres(signal.SIGINT)  # a fast shutdown
+        return codes
+
+    def _output(self) -> str:
+        path = self.workdir / f"{PROCESS}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log(self, name: str = PROCESS) -> str:
+        path = self.workdir / f"{name}.log"
+        return f"--- {name} ---\n" + (path.read_text(errors="replace")[-4000:] if path.exists() else "")
