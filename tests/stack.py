@@ -56,6 +56,8 @@ class Stack:
             "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.5",
             "REELBATCH_RESERVING_GRACE_SECONDS": "1",
             "REELBATCH_LOG_LEVEL": "WARNING",
+            "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
+            "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
             **self.overrides,
         }
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -73,7 +75,7 @@ class Stack:
 
     def start_all(self) -> None:
         self.run_cli("migrate")
-        for name in ("billing", "batch", "gateway"):
+        for name in ("billing", "batch", "webhook", "gateway"):
             self.start(name)
         for index in range(self.workers):
             self.start(f"worker-{index}")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$reelbatch/proto/batch/v1/batch.proto\x12\x18reelbatch.proto.batch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\tBatchItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\x84\x01\n\x12\x43reateBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x32\n\x05items\x18\x03 \x03(\x0b\x32#.reelbatch.proto.batch.v1.BatchItem\x12\x13\n\x0bwebhook_url\x18\x04 \x01(\t\"\xd7\x01\n\x13\x43reateBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x1b\n\x0e\x63ost_per_video\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10required_credits\x18\x04 \x01(\x03\x12\x19\n\x11\x61vailable_credits\x18\x05 \x01(\x03\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x42\x11\n\x0f_cost_per_video\"6\n\x0fGetBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"\x9c\x03\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x13\n\x0btotal_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12\x15\n\rpending_count\x18\x08 \x01(\x03\x12\x16\n\x0e\x66rozen_credits\x18\t \x01(\x03\x12\x15\n\rcredits_spent\x18\n \x01(\x03\x12\x18\n\x10refunded_credits\x18\x0b \x01(\x03\x12\x19\n\x11settlement_status\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0bwebhook_url\x18\x10 \x01(\t\"V\n\x12ListBatchesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\\\n\x13ListBatchesResponse\x12\x30\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x1f.reelbatch.proto.batch.v1.Batch\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"f\n\x10ListTasksRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"\xb4\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12\x12\n\nunit_price\x18\x07 \x01(\x03\x12\x11\n\tvideo_url\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x11ListTasksResponse\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.reelbatch.proto.batch.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"9\n\x12\x43\x61ncelBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t2\x82\x04\n\x0c\x42\x61tchService\x12j\n\x0b\x43reateBatch\x12,.reelbatch.proto.batch.v1.CreateBatchRequest\x1a-.reelbatch.proto.batch.v1.CreateBatchResponse\x12V\n\x08GetBatch\x12).reelbatch.proto.batch.v1.GetBatchRequest\x1a\x1f.reelbatch.proto.batch.v1.Batch\x12j\n\x0bListBatches\x12,.reelbatch.proto.batch.v1.ListBatchesRequest\x1a-.reelbatch.proto.batch.v1.ListBatchesResponse\x12\x64\n\tListTasks\x12*.reelbatch.proto.batch.v1.ListTasksRequest\x1a+.reelbatch.proto.batch.v1.ListTasksResponse\x12\\\n\x0b\x43\x61ncelBatch\x12,.reelbatch.proto.batch.v1.CancelBatchRequest\x1a\x1f.reelbatch.proto.batch.v1.Batchb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$reelbatch/proto/batch/v1/batch.proto\x12\x18reelbatch.proto.batch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\tBatchItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\x9e\x01\n\x12\x43reateBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x32\n\x05items\x18\x03 \x03(\x0b\x32#.reelbatch.proto.batch.v1.BatchItem\x12\x13\n\x0bwebhook_url\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x05 \x01(\x05\"M\n\x12RetryFailedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xd7\x01\n\x13\x43reateBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\x12\x1b\n\x0e\x63ost_per_video\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10required_credits\x18\x04 \x01(\x03\x12\x19\n\x11\x61vailable_credits\x18\x05 \x01(\x03\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x42\x11\n\x0f_cost_per_video\"6\n\x0fGetBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"\xe8\x03\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x13\n\x0btotal_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12\x15\n\rpending_count\x18\x08 \x01(\x03\x12\x16\n\x0e\x66rozen_credits\x18\t \x01(\x03\x12\x15\n\rcredits_spent\x18\n \x01(\x03\x12\x18\n\x10refunded_credits\x18\x0b \x01(\x03\x12\x19\n\x11settlement_status\x18\x0c \x01(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0bwebhook_url\x18\x10 \x01(\t\x12/\n\x0b\x64\x65\x61\x64line_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11retry_of_batch_id\x18\x12 \x01(\t\"\xd3\x01\n\x12ListBatchesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x19\n\x11settlement_status\x18\x05 \x01(\t\x12\x30\n\x0c\x63reated_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_to\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x13ListBatchesResponse\x12\x30\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x1f.reelbatch.proto.batch.v1.Batch\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"|\n\x10ListTasksRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x14\n\x0c\x66\x61ilure_type\x18\x06 \x01(\t\"\xb4\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12\x12\n\nunit_price\x18\x07 \x01(\x03\x12\x11\n\tvideo_url\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x11ListTasksResponse\x12-\n\x05tasks\x18\x01 \x03(\x0b\x32\x1e.reelbatch.proto.batch.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"9\n\x12\x43\x61ncelBatchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"c\n\x0cOutcomeGroup\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61ilure_type\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x05 \x01(\x03\"\xe8\x02\n\x0e\x42\x61tchBreakdown\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x36\n\x06groups\x18\x02 \x03(\x0b\x32&.reelbatch.proto.batch.v1.OutcomeGroup\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tqueued_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10\x66irst_started_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etotal_attempts\x18\x08 \x01(\x03\"7\n\x16ListBatchTotalsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xd9\x01\n\x0b\x42\x61tchTotals\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x19\n\x11settlement_status\x18\x04 \x01(\t\x12\x13\n\x0btotal_count\x18\x05 \x01(\x03\x12\x16\n\x0e\x66rozen_credits\x18\x06 \x01(\x03\x12\x16\n\x0eterminal_count\x18\x07 \x01(\x03\x12\x19\n\x11succeeded_credits\x18\x08 \x01(\x03\x12\x1a\n\x12refundable_credits\x18\t \x01(\x03\"f\n\x17ListBatchTotalsResponse\x12\x36\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32%.reelbatch.proto.batch.v1.BatchTotals\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xd0\x06\n\x0c\x42\x61tchService\x12j\n\x0b\x43reateBatch\x12,.reelbatch.proto.batch.v1.CreateBatchRequest\x1a-.reelbatch.proto.batch.v1.CreateBatchResponse\x12V\n\x08GetBatch\x12).reelbatch.proto.batch.v1.GetBatchRequest\x1a\x1f.reelbatch.proto.batch.v1.Batch\x12j\n\x0bListBatches\x12,.reelbatch.proto.batch.v1.ListBatchesRequest\x1a-.reelbatch.proto.batch.v1.ListBatchesResponse\x12\x64\n\tListTasks\x12*.reelbatch.proto.batch.v1.ListTasksRequest\x1a+.reelbatch.proto.batch.v1.ListTasksResponse\x12\\\n\x0b\x43\x61ncelBatch\x12,.reelbatch.proto.batch.v1.CancelBatchRequest\x1a\x1f.reelbatch.proto.batch.v1.Batch\x12j\n\x0bRetryFailed\x12,.reelbatch.proto.batch.v1.RetryFailedRequest\x1a-.reelbatch.proto.batch.v1.CreateBatchResponse\x12h\n\x11GetBatchBreakdown\x12).reelbatch.proto.batch.v1.GetBatchRequest\x1a(.reelbatch.proto.batch.v1.BatchBreakdown\x12v\n\x0fListBatchTotals\x12\x30.reelbatch.proto.batch.v1.ListBatchTotalsRequest\x1a\x31.reelbatch.proto.batch.v1.ListBatchTotalsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHITEM']._serialized_start=99
   _globals['_BATCHITEM']._serialized_end=141
   _globals['_CREATEBATCHREQUEST']._serialized_start=144
-  _globals['_CREATEBATCHREQUEST']._serialized_end=276
-  _globals['_CREATEBATCHRESPONSE']._serialized_start=279
-  _globals['_CREATEBATCHRESPONSE']._serialized_end=494
-  _globals['_GETBATCHREQUEST']._serialized_start=496
-  _globals['_GETBATCHREQUEST']._serialized_end=550
-  _globals['_BATCH']._serialized_start=553
-  _globals['_BATCH']._serialized_end=965
-  _globals['_LISTBATCHESREQUEST']._serialized_start=967
-  _globals['_LISTBATCHESREQUEST']._serialized_end=1053
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=1055
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=1147
-  _globals['_LISTTASKSREQUEST']._serialized_start=1149
-  _globals['_LISTTASKSREQUEST']._serialized_end=1251
-  _globals['_TASK']._serialized_start=1254
-  _globals['_TASK']._serialized_end=1562
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1564
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1651
-  _globals['_CANCELBATCHREQUEST']._serialized_start=1653
-  _globals['_CANCELBATCHREQUEST']._serialized_end=1710
-  _globals['_BATCHSERVICE']._serialized_start=1713
-  _globals['_BATCHSERVICE']._serialized_end=2227
+  _globals['_CREATEBATCHREQUEST']._serialized_end=302
+  _globals['_RETRYFAILEDREQUEST']._serialized_start=304
+  _globals['_RETRYFAILEDREQUEST']._serialized_end=381
+  _globals['_CREATEBATCHRESPONSE']._serialized_start=384
+  _globals['_CREATEBATCHRESPONSE']._serialized_end=599
+  _globals['_GETBATCHREQUEST']._serialized_start=601
+  _globals['_GETBATCHREQUEST']._serialized_end=655
+  _globals['_BATCH']._serialized_start=658
+  _globals['_BATCH']._serialized_end=1146
+  _globals['_LISTBATCHESREQUEST']._serialized_start=1149
+  _globals['_LISTBATCHESREQUEST']._serialized_end=1360
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=1362
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=1454
+  _globals['_LISTTASKSREQUEST']._serialized_start=1456
+  _globals['_LISTTASKSREQUEST']._serialized_end=1580
+  _globals['_TASK']._serialized_start=1583
+  _globals['_TASK']._serialized_end=1891
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1893
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1980
+  _globals['_CANCELBATCHREQUEST']._serialized_start=1982
+  _globals['_CANCELBATCHREQUEST']._serialized_end=2039
+  _globals['_OUTCOMEGROUP']._serialized_start=2041
+  _globals['_OUTCOMEGROUP']._serialized_end=2140
+  _globals['_BATCHBREAKDOWN']._serialized_start=2143
+  _globals['_BATCHBREAKDOWN']._serialized_end=2503
+  _globals['_LISTBATCHTOTALSREQUEST']._serialized_start=2505
+  _globals['_LISTBATCHTOTALSREQUEST']._serialized_end=2560
+  _globals['_BATCHTOTALS']._serialized_start=2563
+  _globals['_BATCHTOTALS']._serialized_end=2780
+  _globals['_LISTBATCHTOTALSRESPONSE']._serialized_start=2782
+  _globals['_LISTBATCHTOTALSRESPONSE']._serialized_end=2884
+  _globals['_BATCHSERVICE']._serialized_start=2887
+  _globals['_BATCHSERVICE']._serialized_end=3735
 # @@protoc_insertion_point(module_scope)

@@ -52,10 +52,15 @@ class CreateBatchRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     request_id: _builtins.str
     """The client's X-Request-ID; empty means not idempotent."""
     webhook_url: _builtins.str
+    deadline_seconds: _builtins.int
+    """Optional, 1..604800 (7 days); 0 means none. Tasks not finished this long after creation are
+    cancelled and refunded.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
     def __init__(
@@ -65,14 +70,41 @@ class CreateBatchRequest(_message.Message):
         request_id: _builtins.str = ...,
         items: _abc.Iterable[Global___BatchItem] | None = ...,
         webhook_url: _builtins.str = ...,
+        deadline_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "request_id", b"request_id", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "items", b"items", "request_id", b"request_id", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateBatchRequest: _TypeAlias = CreateBatchRequest  # noqa: Y015
+
+@_typing.final
+class RetryFailedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    batch_id: _builtins.str
+    request_id: _builtins.str
+    """The client's X-Request-ID; empty means not idempotent."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "request_id", b"request_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryFailedRequest: _TypeAlias = RetryFailedRequest  # noqa: Y015
 
 @_typing.final
 class CreateBatchResponse(_message.Message):
@@ -160,6 +192,8 @@ class Batch(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    DEADLINE_AT_FIELD_NUMBER: _builtins.int
+    RETRY_OF_BATCH_ID_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     tenant_id: _builtins.str
     status: _builtins.str
@@ -176,10 +210,16 @@ class Batch(_message.Message):
     """pending, settled, refunded"""
     request_id: _builtins.str
     webhook_url: _builtins.str
+    retry_of_batch_id: _builtins.str
+    """The batch whose failed items this batch retries; empty otherwise."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deadline_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset when the batch has no deadline."""
+
     def __init__(
         self,
         *,
@@ -199,10 +239,12 @@ class Batch(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         request_id: _builtins.str = ...,
         webhook_url: _builtins.str = ...,
+        deadline_at: _timestamp_pb2.Timestamp | None = ...,
+        retry_of_batch_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline_at", b"deadline_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "deadline_at", b"deadline_at", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "retry_of_batch_id", b"retry_of_batch_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,10 +258,19 @@ class ListBatchesRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     status: _builtins.str
     cursor: _builtins.str
     limit: _builtins.int
+    settlement_status: _builtins.str
+    """Optional filters: settlement status, and created_at in [created_from, created_to)."""
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -227,10 +278,13 @@ class ListBatchesRequest(_message.Message):
         status: _builtins.str = ...,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        settlement_status: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "cursor", b"cursor", "limit", b"limit", "settlement_status", b"settlement_status", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -268,12 +322,15 @@ class ListTasksRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     batch_id: _builtins.str
     status: _builtins.str
     """Optional filter: queued, running, succeeded, failed, cancelled."""
     cursor: _builtins.str
     limit: _builtins.int
+    failure_type: _builtins.str
+    """Optional filter: timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal."""
     def __init__(
         self,
         *,
@@ -282,10 +339,11 @@ class ListTasksRequest(_message.Message):
         status: _builtins.str = ...,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        failure_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "failure_type", b"failure_type", "limit", b"limit", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -393,3 +451,172 @@ class CancelBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelBatchRequest: _TypeAlias = CancelBatchRequest  # noqa: Y015
+
+@_typing.final
+class OutcomeGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    failure_type: _builtins.str
+    """Empty unless failed or cancelled."""
+    model: _builtins.str
+    count: _builtins.int
+    credits: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        failure_type: _builtins.str = ...,
+        model: _builtins.str = ...,
+        count: _builtins.int = ...,
+        credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "credits", b"credits", "failure_type", b"failure_type", "model", b"model", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeGroup: _TypeAlias = OutcomeGroup  # noqa: Y015
+
+@_typing.final
+class BatchBreakdown(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    QUEUED_AT_FIELD_NUMBER: _builtins.int
+    FIRST_STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    SETTLED_AT_FIELD_NUMBER: _builtins.int
+    TOTAL_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    total_attempts: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeGroup]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def queued_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def first_started_at(self) -> _timestamp_pb2.Timestamp:
+        """First task start; unset until a task started."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        groups: _abc.Iterable[Global___OutcomeGroup] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        queued_at: _timestamp_pb2.Timestamp | None = ...,
+        first_started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        settled_at: _timestamp_pb2.Timestamp | None = ...,
+        total_attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "first_started_at", b"first_started_at", "queued_at", b"queued_at", "settled_at", b"settled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "created_at", b"created_at", "finished_at", b"finished_at", "first_started_at", b"first_started_at", "groups", b"groups", "queued_at", b"queued_at", "settled_at", b"settled_at", "total_attempts", b"total_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchBreakdown: _TypeAlias = BatchBreakdown  # noqa: Y015
+
+@_typing.final
+class ListBatchTotalsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBatchTotalsRequest: _TypeAlias = ListBatchTotalsRequest  # noqa: Y015
+
+@_typing.final
+class BatchTotals(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    FROZEN_CREDITS_FIELD_NUMBER: _builtins.int
+    TERMINAL_COUNT_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_CREDITS_FIELD_NUMBER: _builtins.int
+    REFUNDABLE_CREDITS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    tenant_id: _builtins.str
+    status: _builtins.str
+    settlement_status: _builtins.str
+    total_count: _builtins.int
+    frozen_credits: _builtins.int
+    terminal_count: _builtins.int
+    succeeded_credits: _builtins.int
+    """Price of succeeded tasks, and of failed plus cancelled tasks."""
+    refundable_credits: _builtins.int
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        settlement_status: _builtins.str = ...,
+        total_count: _builtins.int = ...,
+        frozen_credits: _builtins.int = ...,
+        terminal_count: _builtins.int = ...,
+        succeeded_credits: _builtins.int = ...,
+        refundable_credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "frozen_credits", b"frozen_credits", "refundable_credits", b"refundable_credits", "settlement_status", b"settlement_status", "status", b"status", "succeeded_credits", b"succeeded_credits", "tenant_id", b"tenant_id", "terminal_count", b"terminal_count", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTotals: _TypeAlias = BatchTotals  # noqa: Y015
+
+@_typing.final
+class ListBatchTotalsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTotals]: ...
+    def __init__(
+        self,
+        *,
+        batches: _abc.Iterable[Global___BatchTotals] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBatchTotalsResponse: _TypeAlias = ListBatchTotalsResponse  # noqa: Y015

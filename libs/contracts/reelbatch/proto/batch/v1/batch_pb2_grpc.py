@@ -59,6 +59,21 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CancelBatchRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.Batch.FromString,
                 _registered_method=True)
+        self.RetryFailed = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/RetryFailed',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.RetryFailedRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
+                _registered_method=True)
+        self.GetBatchBreakdown = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/GetBatchBreakdown',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchBreakdown.FromString,
+                _registered_method=True)
+        self.ListBatchTotals = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/ListBatchTotals',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -93,6 +108,32 @@ class BatchServiceServicer:
 
     def CancelBatch(self, request, context):
         """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
+        Also stops running and retrying tasks (workers learn of it within a second or so and ask the
+        provider to cancel); every task that did not succeed is refunded. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryFailed(self, request, context):
+        """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
+        same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
+        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
+        INVALID_ARGUMENT (reason "validation_error").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatchBreakdown(self, request, context):
+        """Task outcomes of one batch grouped by (status, failure_type, model), with its timing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBatchTotals(self, request, context):
+        """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +166,21 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.CancelBatch,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CancelBatchRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.Batch.SerializeToString,
+            ),
+            'RetryFailed': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryFailed,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.RetryFailedRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.SerializeToString,
+            ),
+            'GetBatchBreakdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatchBreakdown,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.GetBatchRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchBreakdown.SerializeToString,
+            ),
+            'ListBatchTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatchTotals,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +318,87 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/CancelBatch',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CancelBatchRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryFailed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/RetryFailed',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.RetryFailedRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatchBreakdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/GetBatchBreakdown',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.GetBatchRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchBreakdown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatchTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/ListBatchTotals',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,7 +43,20 @@ class BatchServiceStub:
     ListBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListTasksRequest, _batch_pb2.ListTasksResponse]
     CancelBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.CancelBatchRequest, _batch_pb2.Batch]
-    """Cancels tasks not yet started; they are refunded with failure_type "cancelled"."""
+    """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
+    Also stops running and retrying tasks (workers learn of it within a second or so and ask the
+    provider to cancel); every task that did not succeed is refunded. Idempotent.
+    """
+    RetryFailed: _grpc.UnaryUnaryMultiCallable[_batch_pb2.RetryFailedRequest, _batch_pb2.CreateBatchResponse]
+    """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
+    same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
+    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
+    INVALID_ARGUMENT (reason "validation_error").
+    """
+    GetBatchBreakdown: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]
+    """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
+    ListBatchTotals: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]
+    """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -57,7 +70,20 @@ class BatchServiceAsyncStub(BatchServiceStub):
     ListBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListTasksRequest, _batch_pb2.ListTasksResponse]  # type: ignore[assignment]
     CancelBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.CancelBatchRequest, _batch_pb2.Batch]  # type: ignore[assignment]
-    """Cancels tasks not yet started; they are refunded with failure_type "cancelled"."""
+    """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
+    Also stops running and retrying tasks (workers learn of it within a second or so and ask the
+    provider to cancel); every task that did not succeed is refunded. Idempotent.
+    """
+    RetryFailed: _aio.UnaryUnaryMultiCallable[_batch_pb2.RetryFailedRequest, _batch_pb2.CreateBatchResponse]  # type: ignore[assignment]
+    """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
+    same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
+    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
+    INVALID_ARGUMENT (reason "validation_error").
+    """
+    GetBatchBreakdown: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]  # type: ignore[assignment]
+    """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
+    ListBatchTotals: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]  # type: ignore[assignment]
+    """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -98,6 +124,37 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _batch_pb2.CancelBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_batch_pb2.Batch, _abc.Awaitable[_batch_pb2.Batch]]:
-        """Cancels tasks not yet started; they are refunded with failure_type "cancelled"."""
+        """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
+        Also stops running and retrying tasks (workers learn of it within a second or so and ask the
+        provider to cancel); every task that did not succeed is refunded. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryFailed(
+        self,
+        request: _batch_pb2.RetryFailedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.CreateBatchResponse, _abc.Awaitable[_batch_pb2.CreateBatchResponse]]:
+        """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
+        same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
+        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
+        INVALID_ARGUMENT (reason "validation_error").
+        """
+
+    @_abc_1.abstractmethod
+    def GetBatchBreakdown(
+        self,
+        request: _batch_pb2.GetBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.BatchBreakdown, _abc.Awaitable[_batch_pb2.BatchBreakdown]]:
+        """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
+
+    @_abc_1.abstractmethod
+    def ListBatchTotals(
+        self,
+        request: _batch_pb2.ListBatchTotalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.ListBatchTotalsResponse, _abc.Awaitable[_batch_pb2.ListBatchTotalsResponse]]:
+        """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -257,19 +257,23 @@ class ModelPrice(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     CREDITS_PER_VIDEO_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     credits_per_video: _builtins.int
+    provider_cost_usd_micros: _builtins.int
+    """Our cost at the provider per video, in US dollar micros (never customer-facing)."""
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         provider: _builtins.str = ...,
         credits_per_video: _builtins.int = ...,
+        provider_cost_usd_micros: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_video", b"credits_per_video", "model", b"model", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_video", b"credits_per_video", "model", b"model", "provider", b"provider", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -652,3 +656,431 @@ class ListLedgerEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLedgerEntriesResponse: _TypeAlias = ListLedgerEntriesResponse  # noqa: Y015
+
+@_typing.final
+class ListTenantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsRequest: _TypeAlias = ListTenantsRequest  # noqa: Y015
+
+@_typing.final
+class TenantSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_CREDITS_FIELD_NUMBER: _builtins.int
+    HELD_CREDITS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    name: _builtins.str
+    available_credits: _builtins.int
+    held_credits: _builtins.int
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        available_credits: _builtins.int = ...,
+        held_credits: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_credits", b"available_credits", "created_at", b"created_at", "held_credits", b"held_credits", "name", b"name", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantSummary: _TypeAlias = TenantSummary  # noqa: Y015
+
+@_typing.final
+class ListTenantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantSummary]: ...
+    def __init__(
+        self,
+        *,
+        tenants: _abc.Iterable[Global___TenantSummary] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsResponse: _TypeAlias = ListTenantsResponse  # noqa: Y015
+
+@_typing.final
+class GetBatchLedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    cursor: _builtins.str
+    """Entries are paged in transfer order; the totals always cover the whole batch."""
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBatchLedgerRequest: _TypeAlias = GetBatchLedgerRequest  # noqa: Y015
+
+@_typing.final
+class BatchTransfer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    REF_TYPE_FIELD_NUMBER: _builtins.int
+    REF_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FROM_ACCOUNT_FIELD_NUMBER: _builtins.int
+    TO_ACCOUNT_FIELD_NUMBER: _builtins.int
+    AVAILABLE_DELTA_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    transfer_id: _builtins.str
+    ref_type: _builtins.str
+    """"batch_upfront", "batch_capture", "batch_refund", "batch_settle"."""
+    ref_id: _builtins.str
+    amount: _builtins.int
+    from_account: _builtins.str
+    """Account kinds: "available", "hold", "revenue"."""
+    to_account: _builtins.str
+    available_delta: _builtins.int
+    """Change of the tenant's available balance (0 for captures, which move held credits to revenue)."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        transfer_id: _builtins.str = ...,
+        ref_type: _builtins.str = ...,
+        ref_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        from_account: _builtins.str = ...,
+        to_account: _builtins.str = ...,
+        available_delta: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "available_delta", b"available_delta", "created_at", b"created_at", "from_account", b"from_account", "ref_id", b"ref_id", "ref_type", b"ref_type", "to_account", b"to_account", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTransfer: _TypeAlias = BatchTransfer  # noqa: Y015
+
+@_typing.final
+class BatchLedger(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    UPFRONT_TOTAL_FIELD_NUMBER: _builtins.int
+    CAPTURE_TOTAL_FIELD_NUMBER: _builtins.int
+    REFUND_TOTAL_FIELD_NUMBER: _builtins.int
+    RELEASE_TOTAL_FIELD_NUMBER: _builtins.int
+    NET_SPENT_FIELD_NUMBER: _builtins.int
+    HELD_CREDITS_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    tenant_id: _builtins.str
+    upfront_total: _builtins.int
+    capture_total: _builtins.int
+    refund_total: _builtins.int
+    release_total: _builtins.int
+    """Released back to available at settlement."""
+    net_spent: _builtins.int
+    """upfront - refunds - release: what the customer paid for this batch (so far)."""
+    held_credits: _builtins.int
+    settlement_status: _builtins.str
+    next_cursor: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTransfer]: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        upfront_total: _builtins.int = ...,
+        capture_total: _builtins.int = ...,
+        refund_total: _builtins.int = ...,
+        release_total: _builtins.int = ...,
+        net_spent: _builtins.int = ...,
+        held_credits: _builtins.int = ...,
+        settlement_status: _builtins.str = ...,
+        entries: _abc.Iterable[Global___BatchTransfer] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "capture_total", b"capture_total", "entries", b"entries", "held_credits", b"held_credits", "net_spent", b"net_spent", "next_cursor", b"next_cursor", "refund_total", b"refund_total", "release_total", b"release_total", "settlement_status", b"settlement_status", "tenant_id", b"tenant_id", "upfront_total", b"upfront_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchLedger: _TypeAlias = BatchLedger  # noqa: Y015
+
+@_typing.final
+class ModelVolume(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VIDEOS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    videos: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        videos: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "videos", b"videos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelVolume: _TypeAlias = ModelVolume  # noqa: Y015
+
+@_typing.final
+class EstimateMarginRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivered(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVolume]: ...
+    def __init__(
+        self,
+        *,
+        delivered: _abc.Iterable[Global___ModelVolume] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstimateMarginRequest: _TypeAlias = EstimateMarginRequest  # noqa: Y015
+
+@_typing.final
+class MarginEstimate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVENUE_CREDITS_FIELD_NUMBER: _builtins.int
+    REVENUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    MARGIN_USD_MICROS_FIELD_NUMBER: _builtins.int
+    MARGIN_BASIS_POINTS_FIELD_NUMBER: _builtins.int
+    CREDIT_VALUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    revenue_credits: _builtins.int
+    revenue_usd_micros: _builtins.int
+    provider_cost_usd_micros: _builtins.int
+    margin_usd_micros: _builtins.int
+    margin_basis_points: _builtins.int
+    """Margin over revenue in basis points (7600 = 76%); 0 when there is no revenue."""
+    credit_value_usd_micros: _builtins.int
+    """What one credit sells for."""
+    def __init__(
+        self,
+        *,
+        revenue_credits: _builtins.int = ...,
+        revenue_usd_micros: _builtins.int = ...,
+        provider_cost_usd_micros: _builtins.int = ...,
+        margin_usd_micros: _builtins.int = ...,
+        margin_basis_points: _builtins.int = ...,
+        credit_value_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_value_usd_micros", b"credit_value_usd_micros", "margin_basis_points", b"margin_basis_points", "margin_usd_micros", b"margin_usd_micros", "provider_cost_usd_micros", b"provider_cost_usd_micros", "revenue_credits", b"revenue_credits", "revenue_usd_micros", b"revenue_usd_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginEstimate: _TypeAlias = MarginEstimate  # noqa: Y015
+
+@_typing.final
+class ReconcileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileRequest: _TypeAlias = ReconcileRequest  # noqa: Y015
+
+@_typing.final
+class Discrepancy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVARIANT_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    invariant: _builtins.str
+    """"I1", "I2" or "I3"."""
+    subject: _builtins.str
+    """What is wrong: "batch <id>", "account <id>", "transfer <key>", "ledger"."""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        invariant: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invariant", b"invariant", "message", b"message", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
+
+@_typing.final
+class ReconcileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_CHECKED_FIELD_NUMBER: _builtins.int
+    BATCHES_CHECKED_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    accounts_checked: _builtins.int
+    batches_checked: _builtins.int
+    @_builtins.property
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]: ...
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        discrepancies: _abc.Iterable[Global___Discrepancy] | None = ...,
+        accounts_checked: _builtins.int = ...,
+        batches_checked: _builtins.int = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "batches_checked", b"batches_checked", "checked_at", b"checked_at", "discrepancies", b"discrepancies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileResponse: _TypeAlias = ReconcileResponse  # noqa: Y015
+
+@_typing.final
+class ExportLedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Empty: every entry of every account (finance); else only that tenant's available account."""
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportLedgerRequest: _TypeAlias = ExportLedgerRequest  # noqa: Y015
+
+@_typing.final
+class LedgerExportRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    REF_TYPE_FIELD_NUMBER: _builtins.int
+    REF_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    BALANCE_AFTER_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    transfer_id: _builtins.str
+    tenant_id: _builtins.str
+    account: _builtins.str
+    """"available", "hold", "revenue", "grants"."""
+    batch_id: _builtins.str
+    ref_type: _builtins.str
+    ref_id: _builtins.str
+    amount: _builtins.int
+    balance_after: _builtins.int
+    """Empty for system accounts, which keep no running balance."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        ref_type: _builtins.str = ...,
+        ref_id: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        balance_after: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "balance_after", b"balance_after", "created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "account", b"account", "amount", b"amount", "balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "entry_id", b"entry_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "tenant_id", b"tenant_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__balance_after: _TypeAlias = _typing.Literal["balance_after"]  # noqa: Y015
+    _WhichOneofArgType__balance_after: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__balance_after) -> _WhichOneofReturnType__balance_after | None: ...
+
+Global___LedgerExportRow: _TypeAlias = LedgerExportRow  # noqa: Y015

@@ -99,6 +99,31 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListTenants',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.GetBatchLedger = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetBatchLedger',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBatchLedgerRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BatchLedger.FromString,
+                _registered_method=True)
+        self.EstimateMargin = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/EstimateMargin',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.EstimateMarginRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MarginEstimate.FromString,
+                _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/Reconcile',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileResponse.FromString,
+                _registered_method=True)
+        self.ExportLedger = channel.unary_stream(
+                '/reelbatch.proto.billing.v1.BillingService/ExportLedger',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -191,6 +216,41 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """Finance (admin). Tenants with their balances, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatchLedger(self, request, context):
+        """Every transfer of one batch (freeze, captures, refunds, release) with totals; NOT_FOUND if no hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateMargin(self, request, context):
+        """Revenue, provider cost and margin of a set of delivered videos (prices from the price list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reconcile(self, request, context):
+        """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportLedger(self, request, context):
+        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +318,31 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListLedgerEntries,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'GetBatchLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatchLedger,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBatchLedgerRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BatchLedger.SerializeToString,
+            ),
+            'EstimateMargin': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateMargin,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.EstimateMarginRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MarginEstimate.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'ExportLedger': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportLedger,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +696,141 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/ListLedgerEntries',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListTenants',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatchLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetBatchLedger',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBatchLedgerRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BatchLedger.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateMargin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/EstimateMargin',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.EstimateMarginRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MarginEstimate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/Reconcile',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ExportLedger',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,16 @@ class BillingServiceStub:
     GetBatchSettlement: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBatchSettlementRequest, _billing_pb2.BatchSettlement]
     ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
     """The tenant's view of its available balance, newest first."""
+    ListTenants: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListTenantsRequest, _billing_pb2.ListTenantsResponse]
+    """Finance (admin). Tenants with their balances, oldest first."""
+    GetBatchLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBatchLedgerRequest, _billing_pb2.BatchLedger]
+    """Every transfer of one batch (freeze, captures, refunds, release) with totals; NOT_FOUND if no hold."""
+    EstimateMargin: _grpc.UnaryUnaryMultiCallable[_billing_pb2.EstimateMarginRequest, _billing_pb2.MarginEstimate]
+    """Revenue, provider cost and margin of a set of delivered videos (prices from the price list)."""
+    Reconcile: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReconcileRequest, _billing_pb2.ReconcileResponse]
+    """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
+    ExportLedger: _grpc.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]
+    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -83,6 +93,16 @@ class BillingServiceAsyncStub(BillingServiceStub):
     GetBatchSettlement: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBatchSettlementRequest, _billing_pb2.BatchSettlement]  # type: ignore[assignment]
     ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
     """The tenant's view of its available balance, newest first."""
+    ListTenants: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListTenantsRequest, _billing_pb2.ListTenantsResponse]  # type: ignore[assignment]
+    """Finance (admin). Tenants with their balances, oldest first."""
+    GetBatchLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBatchLedgerRequest, _billing_pb2.BatchLedger]  # type: ignore[assignment]
+    """Every transfer of one batch (freeze, captures, refunds, release) with totals; NOT_FOUND if no hold."""
+    EstimateMargin: _aio.UnaryUnaryMultiCallable[_billing_pb2.EstimateMarginRequest, _billing_pb2.MarginEstimate]  # type: ignore[assignment]
+    """Revenue, provider cost and margin of a set of delivered videos (prices from the price list)."""
+    Reconcile: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReconcileRequest, _billing_pb2.ReconcileResponse]  # type: ignore[assignment]
+    """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
+    ExportLedger: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]  # type: ignore[assignment]
+    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -185,5 +205,45 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]:
         """The tenant's view of its available balance, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListTenants(
+        self,
+        request: _billing_pb2.ListTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListTenantsResponse, _abc.Awaitable[_billing_pb2.ListTenantsResponse]]:
+        """Finance (admin). Tenants with their balances, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetBatchLedger(
+        self,
+        request: _billing_pb2.GetBatchLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.BatchLedger, _abc.Awaitable[_billing_pb2.BatchLedger]]:
+        """Every transfer of one batch (freeze, captures, refunds, release) with totals; NOT_FOUND if no hold."""
+
+    @_abc_1.abstractmethod
+    def EstimateMargin(
+        self,
+        request: _billing_pb2.EstimateMarginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.MarginEstimate, _abc.Awaitable[_billing_pb2.MarginEstimate]]:
+        """Revenue, provider cost and margin of a set of delivered videos (prices from the price list)."""
+
+    @_abc_1.abstractmethod
+    def Reconcile(
+        self,
+        request: _billing_pb2.ReconcileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ReconcileResponse, _abc.Awaitable[_billing_pb2.ReconcileResponse]]:
+        """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
+
+    @_abc_1.abstractmethod
+    def ExportLedger(
+        self,
+        request: _billing_pb2.ExportLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_billing_pb2.LedgerExportRow], _abc.AsyncIterator[_billing_pb2.LedgerExportRow]]:
+        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(reelbatch/proto/webhook/v1/webhook.proto\x12\x1areelbatch.proto.webhook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x15ListDeliveriesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\xb1\x01\n\x0f\x44\x65liveryAttempt\x12\x16\n\x0e\x61ttempt_number\x18\x01 \x01(\x05\x12\x30\n\x0c\x61ttempted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x03\x12\x13\n\x0bhttp_status\x18\x04 \x01(\x05\x12\x13\n\x0b\x65rror_class\x18\x05 \x01(\t\x12\x15\n\rresponse_body\x18\x06 \x01(\t\"\xdf\x02\n\x08\x44\x65livery\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12=\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32+.reelbatch.proto.webhook.v1.DeliveryAttempt\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x16ListDeliveriesResponse\x12\x38\n\ndeliveries\x18\x01 \x03(\x0b\x32$.reelbatch.proto.webhook.v1.Delivery\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\x89\x01\n\x0eWebhookService\x12w\n\x0eListDeliveries\x12\x31.reelbatch.proto.webhook.v1.ListDeliveriesRequest\x1a\x32.reelbatch.proto.webhook.v1.ListDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(reelbatch/proto/webhook/v1/webhook.proto\x12\x1areelbatch.proto.webhook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x15ListDeliveriesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\xb1\x01\n\x0f\x44\x65liveryAttempt\x12\x16\n\x0e\x61ttempt_number\x18\x01 \x01(\x05\x12\x30\n\x0c\x61ttempted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x03\x12\x13\n\x0bhttp_status\x18\x04 \x01(\x05\x12\x13\n\x0b\x65rror_class\x18\x05 \x01(\t\x12\x15\n\rresponse_body\x18\x06 \x01(\t\"\xdf\x02\n\x08\x44\x65livery\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12=\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32+.reelbatch.proto.webhook.v1.DeliveryAttempt\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x16ListDeliveriesResponse\x12\x38\n\ndeliveries\x18\x01 \x03(\x0b\x32$.reelbatch.proto.webhook.v1.Delivery\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"!\n\x12ValidateUrlRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\"\x15\n\x13ValidateUrlResponse\"\xa9\x01\n\x08\x45ndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"a\n\x15\x43reateEndpointRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"`\n\x16\x43reateEndpointResponse\x12\x36\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32$.reelbatch.proto.webhook.v1.Endpoint\x12\x0e\n\x06secret\x18\x02 \x01(\t\"H\n\x14ListEndpointsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"e\n\x15ListEndpointsResponse\x12\x37\n\tendpoints\x18\x01 \x03(\x0b\x32$.reelbatch.proto.webhook.v1.Endpoint\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"?\n\x15\x44\x65leteEndpointRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\",\n\x17GetSigningSecretRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"/\n\x1aRotateSigningSecretRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xa1\x01\n\rSigningSecret\x12\x0e\n\x06secret\x18\x01 \x01(\t\x12\x17\n\x0fprevious_secret\x18\x02 \x01(\t\x12\x37\n\x13previous_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x17RedeliverMessageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"T\n\x14RecoverFailedRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x15RecoverFailedResponse\x12\x19\n\x11redelivered_count\x18\x01 \x01(\x03\x32\xa6\x08\n\x0eWebhookService\x12w\n\x0eListDeliveries\x12\x31.reelbatch.proto.webhook.v1.ListDeliveriesRequest\x1a\x32.reelbatch.proto.webhook.v1.ListDeliveriesResponse\x12n\n\x0bValidateUrl\x12..reelbatch.proto.webhook.v1.ValidateUrlRequest\x1a/.reelbatch.proto.webhook.v1.ValidateUrlResponse\x12w\n\x0e\x43reateEndpoint\x12\x31.reelbatch.proto.webhook.v1.CreateEndpointRequest\x1a\x32.reelbatch.proto.webhook.v1.CreateEndpointResponse\x12t\n\rListEndpoints\x12\x30.reelbatch.proto.webhook.v1.ListEndpointsRequest\x1a\x31.reelbatch.proto.webhook.v1.ListEndpointsResponse\x12i\n\x0e\x44\x65leteEndpoint\x12\x31.reelbatch.proto.webhook.v1.DeleteEndpointRequest\x1a$.reelbatch.proto.webhook.v1.Endpoint\x12r\n\x10GetSigningSecret\x12\x33.reelbatch.proto.webhook.v1.GetSigningSecretRequest\x1a).reelbatch.proto.webhook.v1.SigningSecret\x12x\n\x13RotateSigningSecret\x12\x36.reelbatch.proto.webhook.v1.RotateSigningSecretRequest\x1a).reelbatch.proto.webhook.v1.SigningSecret\x12m\n\x10RedeliverMessage\x12\x33.reelbatch.proto.webhook.v1.RedeliverMessageRequest\x1a$.reelbatch.proto.webhook.v1.Delivery\x12t\n\rRecoverFailed\x12\x30.reelbatch.proto.webhook.v1.RecoverFailedRequest\x1a\x31.reelbatch.proto.webhook.v1.RecoverFailedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERY']._serialized_end=730
   _globals['_LISTDELIVERIESRESPONSE']._serialized_start=732
   _globals['_LISTDELIVERIESRESPONSE']._serialized_end=835
-  _globals['_WEBHOOKSERVICE']._serialized_start=838
-  _globals['_WEBHOOKSERVICE']._serialized_end=975
+  _globals['_VALIDATEURLREQUEST']._serialized_start=837
+  _globals['_VALIDATEURLREQUEST']._serialized_end=870
+  _globals['_VALIDATEURLRESPONSE']._serialized_start=872
+  _globals['_VALIDATEURLRESPONSE']._serialized_end=893
+  _globals['_ENDPOINT']._serialized_start=896
+  _globals['_ENDPOINT']._serialized_end=1065
+  _globals['_CREATEENDPOINTREQUEST']._serialized_start=1067
+  _globals['_CREATEENDPOINTREQUEST']._serialized_end=1164
+  _globals['_CREATEENDPOINTRESPONSE']._serialized_start=1166
+  _globals['_CREATEENDPOINTRESPONSE']._serialized_end=1262
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=1264
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=1336
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_start=1338
+  _globals['_LISTENDPOINTSRESPONSE']._serialized_end=1439
+  _globals['_DELETEENDPOINTREQUEST']._serialized_start=1441
+  _globals['_DELETEENDPOINTREQUEST']._serialized_end=1504
+  _globals['_GETSIGNINGSECRETREQUEST']._serialized_start=1506
+  _globals['_GETSIGNINGSECRETREQUEST']._serialized_end=1550
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_start=1552
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_end=1599
+  _globals['_SIGNINGSECRET']._serialized_start=1602
+  _globals['_SIGNINGSECRET']._serialized_end=1763
+  _globals['_REDELIVERMESSAGEREQUEST']._serialized_start=1765
+  _globals['_REDELIVERMESSAGEREQUEST']._serialized_end=1829
+  _globals['_RECOVERFAILEDREQUEST']._serialized_start=1831
+  _globals['_RECOVERFAILEDREQUEST']._serialized_end=1915
+  _globals['_RECOVERFAILEDRESPONSE']._serialized_start=1917
+  _globals['_RECOVERFAILEDRESPONSE']._serialized_end=1967
+  _globals['_WEBHOOKSERVICE']._serialized_start=1970
+  _globals['_WEBHOOKSERVICE']._serialized_end=3032
 # @@protoc_insertion_point(module_scope)

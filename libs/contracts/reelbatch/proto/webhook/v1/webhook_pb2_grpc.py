@@ -39,6 +39,46 @@ class WebhookServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.ValidateUrl = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/ValidateUrl',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlResponse.FromString,
+                _registered_method=True)
+        self.CreateEndpoint = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/CreateEndpoint',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointResponse.FromString,
+                _registered_method=True)
+        self.ListEndpoints = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/ListEndpoints',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsResponse.FromString,
+                _registered_method=True)
+        self.DeleteEndpoint = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/DeleteEndpoint',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.DeleteEndpointRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Endpoint.FromString,
+                _registered_method=True)
+        self.GetSigningSecret = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/GetSigningSecret',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.GetSigningSecretRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
+                _registered_method=True)
+        self.RotateSigningSecret = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/RotateSigningSecret',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
+                _registered_method=True)
+        self.RedeliverMessage = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/RedeliverMessage',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RedeliverMessageRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Delivery.FromString,
+                _registered_method=True)
+        self.RecoverFailed = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/RecoverFailed',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -51,6 +91,62 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateUrl(self, request, context):
+        """Refuses (INVALID_ARGUMENT, reason unsafe_webhook_url) a URL the service would never deliver to:
+        not https (unless allowed), or resolving to a loopback, private, link-local or metadata address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEndpoint(self, request, context):
+        """Registers an account-level endpoint; the answer carries its signing secret, shown only once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEndpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEndpoint(self, request, context):
+        """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSigningSecret(self, request, context):
+        """The tenant's default secret, which signs deliveries to a batch's own webhook_url.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningSecret(self, request, context):
+        """A new default secret; the previous one still signs (alongside) until previous_expires_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverMessage(self, request, context):
+        """Sends a message again with the same webhook-id (pending, fresh attempt budget).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecoverFailed(self, request, context):
+        """Redelivers every failed message created at or after `since` (of one tenant, or all when empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +154,46 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.ListDeliveries,
                     request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'ValidateUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateUrl,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlResponse.SerializeToString,
+            ),
+            'CreateEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEndpoint,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointResponse.SerializeToString,
+            ),
+            'ListEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEndpoints,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsResponse.SerializeToString,
+            ),
+            'DeleteEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEndpoint,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.DeleteEndpointRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Endpoint.SerializeToString,
+            ),
+            'GetSigningSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSigningSecret,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.GetSigningSecretRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.SerializeToString,
+            ),
+            'RotateSigningSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningSecret,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.SerializeToString,
+            ),
+            'RedeliverMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverMessage,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RedeliverMessageRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Delivery.SerializeToString,
+            ),
+            'RecoverFailed': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecoverFailed,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +223,222 @@ class WebhookService:
             '/reelbatch.proto.webhook.v1.WebhookService/ListDeliveries',
             reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesRequest.SerializeToString,
             reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/ValidateUrl',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ValidateUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/CreateEndpoint',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.CreateEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/ListEndpoints',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.ListEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/DeleteEndpoint',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.DeleteEndpointRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Endpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSigningSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/GetSigningSecret',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.GetSigningSecretRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/RotateSigningSecret',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/RedeliverMessage',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RedeliverMessageRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecoverFailed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/RecoverFailed',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RecoverFailedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,12 +35,46 @@ class WebhookServiceStub:
     def __new__(cls, channel: _aio.Channel) -> WebhookServiceAsyncStub: ...
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.ListDeliveriesRequest, _webhook_pb2.ListDeliveriesResponse]
     """Deliveries of a batch (or of a tenant when batch_id is empty), newest first, with every attempt."""
+    ValidateUrl: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.ValidateUrlRequest, _webhook_pb2.ValidateUrlResponse]
+    """Refuses (INVALID_ARGUMENT, reason unsafe_webhook_url) a URL the service would never deliver to:
+    not https (unless allowed), or resolving to a loopback, private, link-local or metadata address.
+    """
+    CreateEndpoint: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.CreateEndpointRequest, _webhook_pb2.CreateEndpointResponse]
+    """Registers an account-level endpoint; the answer carries its signing secret, shown only once."""
+    ListEndpoints: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.ListEndpointsRequest, _webhook_pb2.ListEndpointsResponse]
+    DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.DeleteEndpointRequest, _webhook_pb2.Endpoint]
+    """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail."""
+    GetSigningSecret: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.GetSigningSecretRequest, _webhook_pb2.SigningSecret]
+    """The tenant's default secret, which signs deliveries to a batch's own webhook_url."""
+    RotateSigningSecret: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RotateSigningSecretRequest, _webhook_pb2.SigningSecret]
+    """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+    RedeliverMessage: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RedeliverMessageRequest, _webhook_pb2.Delivery]
+    """Sends a message again with the same webhook-id (pending, fresh attempt budget)."""
+    RecoverFailed: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RecoverFailedRequest, _webhook_pb2.RecoverFailedResponse]
+    """Redelivers every failed message created at or after `since` (of one tenant, or all when empty)."""
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhook_pb2.ListDeliveriesRequest, _webhook_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Deliveries of a batch (or of a tenant when batch_id is empty), newest first, with every attempt."""
+    ValidateUrl: _aio.UnaryUnaryMultiCallable[_webhook_pb2.ValidateUrlRequest, _webhook_pb2.ValidateUrlResponse]  # type: ignore[assignment]
+    """Refuses (INVALID_ARGUMENT, reason unsafe_webhook_url) a URL the service would never deliver to:
+    not https (unless allowed), or resolving to a loopback, private, link-local or metadata address.
+    """
+    CreateEndpoint: _aio.UnaryUnaryMultiCallable[_webhook_pb2.CreateEndpointRequest, _webhook_pb2.CreateEndpointResponse]  # type: ignore[assignment]
+    """Registers an account-level endpoint; the answer carries its signing secret, shown only once."""
+    ListEndpoints: _aio.UnaryUnaryMultiCallable[_webhook_pb2.ListEndpointsRequest, _webhook_pb2.ListEndpointsResponse]  # type: ignore[assignment]
+    DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_webhook_pb2.DeleteEndpointRequest, _webhook_pb2.Endpoint]  # type: ignore[assignment]
+    """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail."""
+    GetSigningSecret: _aio.UnaryUnaryMultiCallable[_webhook_pb2.GetSigningSecretRequest, _webhook_pb2.SigningSecret]  # type: ignore[assignment]
+    """The tenant's default secret, which signs deliveries to a batch's own webhook_url."""
+    RotateSigningSecret: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RotateSigningSecretRequest, _webhook_pb2.SigningSecret]  # type: ignore[assignment]
+    """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+    RedeliverMessage: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RedeliverMessageRequest, _webhook_pb2.Delivery]  # type: ignore[assignment]
+    """Sends a message again with the same webhook-id (pending, fresh attempt budget)."""
+    RecoverFailed: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RecoverFailedRequest, _webhook_pb2.RecoverFailedResponse]  # type: ignore[assignment]
+    """Redelivers every failed message created at or after `since` (of one tenant, or all when empty)."""
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -50,5 +84,70 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_pb2.ListDeliveriesResponse, _abc.Awaitable[_webhook_pb2.ListDeliveriesResponse]]:
         """Deliveries of a batch (or of a tenant when batch_id is empty), newest first, with every attempt."""
+
+    @_abc_1.abstractmethod
+    def ValidateUrl(
+        self,
+        request: _webhook_pb2.ValidateUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.ValidateUrlResponse, _abc.Awaitable[_webhook_pb2.ValidateUrlResponse]]:
+        """Refuses (INVALID_ARGUMENT, reason unsafe_webhook_url) a URL the service would never deliver to:
+        not https (unless allowed), or resolving to a loopback, private, link-local or metadata address.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateEndpoint(
+        self,
+        request: _webhook_pb2.CreateEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.CreateEndpointResponse, _abc.Awaitable[_webhook_pb2.CreateEndpointResponse]]:
+        """Registers an account-level endpoint; the answer carries its signing secret, shown only once."""
+
+    @_abc_1.abstractmethod
+    def ListEndpoints(
+        self,
+        request: _webhook_pb2.ListEndpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.ListEndpointsResponse, _abc.Awaitable[_webhook_pb2.ListEndpointsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteEndpoint(
+        self,
+        request: _webhook_pb2.DeleteEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.Endpoint, _abc.Awaitable[_webhook_pb2.Endpoint]]:
+        """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail."""
+
+    @_abc_1.abstractmethod
+    def GetSigningSecret(
+        self,
+        request: _webhook_pb2.GetSigningSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.SigningSecret, _abc.Awaitable[_webhook_pb2.SigningSecret]]:
+        """The tenant's default secret, which signs deliveries to a batch's own webhook_url."""
+
+    @_abc_1.abstractmethod
+    def RotateSigningSecret(
+        self,
+        request: _webhook_pb2.RotateSigningSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.SigningSecret, _abc.Awaitable[_webhook_pb2.SigningSecret]]:
+        """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+
+    @_abc_1.abstractmethod
+    def RedeliverMessage(
+        self,
+        request: _webhook_pb2.RedeliverMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.Delivery, _abc.Awaitable[_webhook_pb2.Delivery]]:
+        """Sends a message again with the same webhook-id (pending, fresh attempt budget)."""
+
+    @_abc_1.abstractmethod
+    def RecoverFailed(
+        self,
+        request: _webhook_pb2.RecoverFailedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.RecoverFailedResponse, _abc.Awaitable[_webhook_pb2.RecoverFailedResponse]]:
+        """Redelivers every failed message created at or after `since` (of one tenant, or all when empty)."""
 
 def add_WebhookServiceServicer_to_server(servicer: WebhookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Persistence, DNS, HTTP and gRPC adapters of the webhook service."""

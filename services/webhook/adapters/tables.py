@@ -1,0 +1,104 @@
+"""The webhook schema as SQLAlchemy Core tables (the migrations create exactly these)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+
+SCHEMA = "webhook"
+
+metadata = MetaData(schema=SCHEMA)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_types", ARRAY(Text), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    # Signing keys must be usable, so they are stored as issued (protect the database).
+    Column("secret", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="enabled"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("status IN ('enabled', 'disabled', 'deleted')", name="ck_endpoints_status"),
+    Index("ix_webhook_endpoints_tenant_id", "tenant_id", "created_at"),
+)
+
+signing_secrets = Table(
+    "signing_secrets",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+batch_destinations = Table(
+    "batch_destinations",
+    metadata,
+    Column("batch_id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("webhook_url", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    # The Standard Webhooks `webhook-id`: fixed at creation, reused by every attempt and replay.
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("batch_id", Uuid, nullable=True),
+    Column("event_type", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("endpoint_id", Uuid, ForeignKey("webhook.endpoints.id"), nullable=True),
+    Column("dedupe_key", Text, nullable=False, unique=True),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempt_count", Integer, nullable=False, server_default=text("0")),
+    # Attempts since creation or the last replay: the retry schedule is indexed by this.
+    Column("round_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("claim_token", Uuid, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_messages_status"),
+    Index("ix_webhook_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_webhook_messages_batch_id", "batch_id", "created_at"),
+    Index("ix_webhook_messages_tenant_id", "tenant_id", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("message_id", Text, ForeignKey("webhook.messages.id"), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", BigInteger, nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("error_class", Text, nullable=False),
+    Column("response_body", Text, nullable=False),
+    UniqueConstraint("message_id", "attempt_number", name="uq_webhook_attempts_number"),
+)

@@ -1,0 +1,77 @@
+"""Wires the webhook service from Settings; nothing connects at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from libs.bus import Bus, connect_bus
+from libs.config import Settings
+from libs.db import Database
+from libs.migrations import upgrade_to_head
+from libs.rpc.client import open_channel
+from services.webhook.adapters.batch_client import BatchServiceReader
+from services.webhook.adapters.network import HttpSender, SystemResolver
+from services.webhook.adapters.repository import WebhookRepository
+from services.webhook.domain.destinations import DestinationPolicy
+from services.webhook.handlers import DeliveryPolicy, WebhookHandlers
+
+
+def migrate(database_url: str) -> None:
+    """Brings the webhook schema to the latest migration (safe to run from several processes)."""
+    upgrade_to_head(Path(__file__).parent / "adapters" / "migrations", database_url)
+
+
+def destination_policy(settings: Settings) -> DestinationPolicy:
+    return DestinationPolicy(
+        allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
+    )
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        retry_schedule_seconds=tuple(settings.webhook_retry_schedule_seconds),
+        jitter_fraction=settings.webhook_retry_jitter,
+        lease_seconds=settings.webhook_lease_seconds,
+        secret_overlap_seconds=settings.webhook_secret_overlap_seconds,
+    )
+
+
+@dataclass
+class WebhookApp:
+    """Everything a webhook process runs on, and what it must close on the way out."""
+
+    database: Database
+    bus: Bus
+    owns_bus: bool
+    batch_channel: grpc.aio.Channel
+    sender: HttpSender
+    handlers: WebhookHandlers
+
+    async def close(self) -> None:
+        await self.sender.close()
+        await self.batch_channel.close(grace=None)
+        if self.owns_bus:
+            await self.bus.close()
+        await self.database.close()
+
+
+async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WebhookApp:
+    """Builds the webhook service. Pass `bus` to share one (embedded mode); else RabbitMQ is used."""
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    owns_bus = bus is None
+    if bus is None:
+        bus = await connect_bus(settings)
+    batch_channel = open_channel(settings.batch_grpc_addr)
+    sender = HttpSender(settings.webhook_timeout_seconds)
+    handlers = WebhookHandlers(
+        WebhookRepository(database),
+        destinations=destination_policy(settings),
+        delivery=delivery_policy(settings),
+        resolver=SystemResolver(),
+        sender=sender,
+        batches=BatchServiceReader(batch_channel, deadline_seconds=settings.grpc_deadline_seconds),
+    )
+    return WebhookApp(database, bus, owns_bus, batch_channel, sender, handlers)

@@ -1,0 +1,77 @@
+"""Webhook event types, which endpoints receive which, and the Standard Webhooks payload."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.webhook.domain.errors import UnknownEventType
+
+BATCH_QUEUED = "batch.queued"
+BATCH_COMPLETED = "batch.completed"
+BATCH_CANCELLED = "batch.cancelled"
+TASK_SUCCEEDED = "task.succeeded"
+TASK_FAILED = "task.failed"
+
+BATCH_EVENTS = (BATCH_QUEUED, BATCH_COMPLETED, BATCH_CANCELLED)
+# Task events can be 10,000 per batch: only endpoints that ask for them get them.
+OPT_IN_EVENTS = (TASK_SUCCEEDED, TASK_FAILED)
+ALL_EVENTS = BATCH_EVENTS + OPT_IN_EVENTS
+
+
+def normalize_event_types(requested: Iterable[str]) -> tuple[str, ...]:
+    """The endpoint's filter, deduplicated and validated; empty means the batch events."""
+    chosen = tuple(dict.fromkeys(requested))
+    unknown = [event_type for event_type in chosen if event_type not in ALL_EVENTS]
+    if unknown:
+        raise UnknownEventType(
+            f"unknown event type {unknown[0]!r}; known: {', '.join(ALL_EVENTS)}", event_type=unknown[0]
+        )
+    return chosen
+
+
+def endpoint_wants(event_types: Iterable[str], event_type: str) -> bool:
+    """Whether an endpoint with this filter receives `event_type`."""
+    chosen = tuple(event_types)
+    if not chosen:
+        return event_type in BATCH_EVENTS
+    return event_type in chosen
+
+
+def batch_url_wants(event_type: str) -> bool:
+    """A batch's own webhook_url gets the batch events, never the per-task ones."""
+    return event_type in BATCH_EVENTS
+
+
+def settled_event_type(batch_status: str) -> str:
+    """The event announcing a settled batch: cancelled batches are `batch.cancelled`."""
+    return BATCH_CANCELLED if batch_status == "cancelled" else BATCH_COMPLETED
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One event to announce, before it is fanned out to destinations."""
+
+    event_type: str
+    tenant_id: str
+    batch_id: str
+    # Identifies the source fact (batch or task); with the destination it makes the dedupe key.
+    source_key: str
+    occurred_at: datetime
+    data: Mapping[str, object]
+
+    def body(self) -> bytes:
+        """The JSON body, fixed once so every attempt sends (and signs) the same bytes."""
+        document = {"type": self.event_type, "timestamp": rfc3339(self.occurred_at), "data": self.data}
+        return json.dumps(document, separators=(",", ":"), sort_keys=False).encode()
+
+    def dedupe_key(self, destination: str) -> str:
+        """Unique per (source fact, event type, destination): a redelivered event adds nothing."""
+        return f"{self.event_type}:{self.source_key}:{destination}"
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC timestamp as `2026-01-20T10:00:00.123456Z`."""
+    return moment.isoformat().replace("+00:00", "Z")

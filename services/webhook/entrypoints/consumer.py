@@ -1,0 +1,93 @@
+"""The `webhook.events` consumer: batch and task events become webhook messages (idempotently)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.events.v1 import events_pb2
+
+from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
+from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED
+from services.webhook.handlers import WebhookHandlers
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    events_pb2.BatchQueued,
+    events_pb2.BatchSettled,
+    events_pb2.TaskSucceeded,
+    events_pb2.TaskFailed,
+)
+
+
+def _moment(value: Timestamp) -> datetime:
+    return value.ToDatetime(tzinfo=UTC) if value.seconds or value.nanos else datetime.now(UTC)
+
+
+class WebhookEventConsumer:
+    """Turns each event into messages; a redelivered event finds its dedupe keys taken."""
+
+    def __init__(self, handlers: WebhookHandlers) -> None:
+        self._handlers = handlers
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            message = delivery.message
+            if isinstance(message, events_pb2.BatchQueued):
+                await self._handlers.batch_queued(
+                    batch_id=message.batch_id,
+                    tenant_id=message.tenant_id,
+                    webhook_url=message.webhook_url,
+                    total_count=message.total_count,
+                    required_credits=message.required_credits,
+                    occurred_at=_moment(message.occurred_at),
+                )
+            elif isinstance(message, events_pb2.BatchSettled):
+                await self._handlers.batch_settled(
+                    batch_id=message.batch_id,
+                    tenant_id=message.tenant_id,
+                    frozen_credits=message.frozen_credits,
+                    captured_credits=message.captured_credits,
+                    refunded_credits=message.refunded_credits,
+                    settlement_status=message.settlement_status,
+                    occurred_at=_moment(message.occurred_at),
+                )
+            elif isinstance(message, events_pb2.TaskSucceeded):
+                await self._handlers.task_finished(
+                    event_type=TASK_SUCCEEDED,
+                    task_id=message.task_id,
+                    batch_id=message.batch_id,
+                    tenant_id=message.tenant_id,
+                    data={
+                        "batch_index": message.batch_index,
+                        "status": "succeeded",
+                        "video_url": message.video_url,
+                        "attempts": message.attempts,
+                    },
+                    occurred_at=_moment(message.occurred_at),
+                )
+            elif isinstance(message, events_pb2.TaskFailed):
+                await self._handlers.task_finished(
+                    event_type=TASK_FAILED,
+                    task_id=message.task_id,
+                    batch_id=message.batch_id,
+                    tenant_id=message.tenant_id,
+                    data={
+                        "batch_index": message.batch_index,
+                        "status": "cancelled" if message.failure_type == "cancelled" else "failed",
+                        "failure_type": message.failure_type,
+                        "error_message": message.error_message,
+                        "attempts": message.attempts,
+                    },
+                    occurred_at=_moment(message.occurred_at),
+                )
+
+
+async def start_event_consumer(bus: Bus, handlers: WebhookHandlers) -> WebhookEventConsumer:
+    """Starts consuming `webhook.events`."""
+    consumer = WebhookEventConsumer(handlers)
+    await bus.consume(
+        WEBHOOK_EVENTS_QUEUE, consumer.handle, MESSAGE_TYPES, prefetch=64, max_batch=32, max_wait_seconds=0.02
+    )
+    return consumer

@@ -1,0 +1,82 @@
+"""The deliverer loop: claim due messages, send each in its own coroutine, bounded in number.
+
+A hanging endpoint holds only the slots of its own messages; the loop keeps claiming for the
+others as soon as any slot frees up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from libs.lifecycle import sleep_or_stop
+from services.webhook.domain.records import ClaimedMessage
+from services.webhook.handlers import WebhookHandlers
+
+log = logging.getLogger(__name__)
+
+OUTAGE_BACKOFF_SECONDS = 1.0
+
+
+class Deliverer:
+    """Runs until `stopping`; in-flight sends are cancelled on the way out (their lease expires)."""
+
+    def __init__(
+        self, handlers: WebhookHandlers, *, concurrency: int, claim_batch_size: int, poll_seconds: float
+    ) -> None:
+        self._handlers = handlers
+        self._concurrency = concurrency
+        self._claim_batch_size = claim_batch_size
+        self._poll_seconds = poll_seconds
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        try:
+            while not stopping.is_set():
+                wanted = min(self._concurrency - len(self._in_flight), self._claim_batch_size)
+                claimed: list[ClaimedMessage] = []
+                if wanted > 0:
+                    try:
+                        claimed = await self._handlers.claim_due(wanted)
+                    except Exception:
+                        # A database outage must not end the process: wait and claim again.
+                        log.warning("claiming webhook messages failed; retrying", exc_info=True)
+                        await sleep_or_stop(stopping, max(self._poll_seconds, OUTAGE_BACKOFF_SECONDS))
+                        continue
+                for message in claimed:
+                    task = asyncio.create_task(self._deliver(message), name=f"webhook-{message.message_id}")
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._finished)
+                # A full claim means more may be due: claim again at once while slots remain.
+                if not claimed or len(claimed) < wanted:
+                    await self._wait_for_work(stopping)
+        finally:
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _wait_for_work(self, stopping: asyncio.Event) -> None:
+        self._slot_freed.clear()
+        waiters = [
+            asyncio.create_task(self._slot_freed.wait()),
+            asyncio.create_task(sleep_or_stop(stopping, self._poll_seconds)),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+
+    async def _deliver(self, message: ClaimedMessage) -> None:
+        try:
+            await self._handlers.deliver(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease expires and another pass retries it; one bad message must not stop the loop.
+            log.exception("delivery of webhook message %s failed unexpectedly", message.message_id)

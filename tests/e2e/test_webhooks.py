@@ -1,0 +1,120 @@
+"""Webhooks through the whole system: the seed demo's batch.completed, signed, once; SSRF at creation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.e2e.test_money_path import SEED_PROMPTS
+from tests.rest_api import Api
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    received: list[tuple[dict[str, str], bytes]] = []
+    handler = type("Recorder", (_Recorder,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/reelbatch", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_seed_demo_batch_completed_arrives_once_signed_with_the_settled_figures(
+    api: Api, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = receiver
+    customer = api.new_customer(credits=5000)
+    items = [{"prompt": prompt, "model": "sora-2"} for prompt in SEED_PROMPTS]
+    created = api.http.post(
+        "/api/enterprise/video-batch", json={"items": items, "webhook_url": url}, headers=customer.headers
+    )
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["batch_id"]
+    api.wait_until_settled(customer, batch_id)
+
+    def completed() -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for h, b in received if json.loads(b)["type"] == "batch.completed"]
+
+    deadline = time.monotonic() + 30
+    while not completed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(completed()) == 1
+    headers, body = completed()[0]
+    secret = api.http.get("/api/enterprise/webhook-secret", headers=customer.headers).json()["secret"]
+    data = Webhook(secret).verify(body, headers)["data"]
+    # The webhook carries exactly the batch fields the REST API shows once settled.
+    view = api.batch(customer, batch_id)
+    assert data == {key: view[key] for key in data}
+    assert set(data) >= {"batch_id", "status", "success_count", "failed_count", "credits_spent"}
+    assert (data["frozen_credits"], data["credits_spent"] + data["refunded_credits"]) == (200, 200)
+    assert data["settlement_status"] in ("settled", "refunded")
+
+    messages = api.http.get(
+        "/api/enterprise/webhook-messages", params={"batch_id": batch_id}, headers=customer.headers
+    ).json()["items"]
+    assert sorted((m["event_type"], m["status"]) for m in messages) == [
+        ("batch.completed", "delivered"),
+        ("batch.queued", "delivered"),
+    ]
+    admin_view = api.http.get(f"/api/admin/batches/{batch_id}/webhooks", headers=api.admin).json()["items"]
+    assert {m["message_id"] for m in admin_view} == {m["message_id"] for m in messages}
+    assert all(len(m["attempts"]) == 1 for m in admin_view)
+    assert headers["webhook-id"] in {m["message_id"] for m in messages}
+
+
+def test_metadata_address_webhook_url_is_refused_with_422_and_nothing_is_charged(api: Api) -> None:
+    customer = api.new_customer(credits=100)
+    response = api.http.post(
+        "/api/enterprise/video-batch",
+        json={"items": [{"prompt": "x", "model": "sora-2"}], "webhook_url": "http://169.254.169.254/latest"},
+        headers=customer.headers,
+    )
+
+    assert response.status_code == 422, response.text
+    assert api.credits(customer)["available_credits"] == 100
+
+
+def test_another_tenants_message_cannot_be_redelivered(api: Api) -> None:
+    owner, other = api.new_customer(credits=0), api.new_customer(credits=0)
+    endpoint = api.http.post(
+        "/api/enterprise/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/x", "event_types": ["task.failed"]},
+        headers=owner.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    assert endpoint.json()["secret"].startswith("whsec_")
+    endpoint_id = endpoint.json()["endpoint_id"]
+
+    foreign_delete = api.http.delete(
+        f"/api/enterprise/webhook-endpoints/{endpoint_id}", headers=other.headers
+    )
+    assert foreign_delete.status_code == 404
+    missing = api.http.post(
+        f"/api/enterprise/webhook-messages/msg_{'0' * 32}/redeliver", headers=other.headers
+    )
+    assert missing.status_code == 404
+    listed = api.http.get("/api/enterprise/webhook-endpoints", headers=owner.headers).json()["items"]
+    assert [e["endpoint_id"] for e in listed] == [endpoint_id]

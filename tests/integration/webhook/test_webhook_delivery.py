@@ -1,0 +1,289 @@
+"""Delivery over real HTTP: signing, retries, timeouts, 410, replay, isolation, crash, SSRF."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from services.webhook.domain.errors import UnsafeWebhookUrl
+from services.webhook.domain.records import Message
+from services.webhook.handlers import WebhookHandlers
+
+from .conftest import HandlersFactory
+from .receiver import HANG, Receiver
+
+NOW = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def settle(handlers: WebhookHandlers, tenant_id: str, batch_id: str) -> None:
+    await handlers.batch_settled(
+        batch_id=batch_id,
+        tenant_id=tenant_id,
+        frozen_credits=200,
+        captured_credits=190,
+        refunded_credits=10,
+        settlement_status="refunded",
+        occurred_at=NOW,
+    )
+
+
+async def only_message(handlers: WebhookHandlers, tenant_id: str, batch_id: str) -> Message:
+    found, _ = await handlers.list_deliveries(tenant_id, batch_id, "", 50)
+    assert len(found) == 1
+    return found[0]
+
+
+async def status_is(handlers: WebhookHandlers, tenant_id: str, batch_id: str, status: str) -> bool:
+    return (await only_message(handlers, tenant_id, batch_id)).status == status
+
+
+async def test_settled_batch_is_delivered_once_with_a_signature_standardwebhooks_accepts(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers()
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.batch_queued(
+        batch_id=batch_id,
+        tenant_id=tenant_id,
+        webhook_url=receiver.url(),
+        total_count=20,
+        required_credits=200,
+        occurred_at=NOW,
+    )
+    await settle(handlers, tenant_id, batch_id)
+    await settle(handlers, tenant_id, batch_id)  # a redelivered event adds nothing
+    run_deliverer(handlers)
+
+    await eventually(lambda: _count(receiver, 2))
+    await asyncio.sleep(0)
+    completed = [r for r in receiver.received if json.loads(r.body)["type"] == "batch.completed"]
+    assert len(completed) == 1
+    secret = (await handlers.signing_secret(tenant_id)).secret
+    payload = Webhook(secret).verify(completed[0].body, completed[0].headers)
+    assert payload["data"] == {
+        "batch_id": batch_id,
+        "status": "partial",
+        "total_count": 20,
+        "success_count": 19,
+        "failed_count": 1,
+        "cancelled_count": 0,
+        "pending_count": 0,
+        "frozen_credits": 200,
+        "credits_spent": 190,
+        "refunded_credits": 10,
+        "settlement_status": "refunded",
+        "created_at": "2026-01-20T00:00:00Z",
+        "finished_at": "2026-01-20T00:01:00Z",
+    }
+
+
+async def _count(receiver: Receiver, expected: int) -> bool:
+    return len(receiver.received) >= expected
+
+
+async def test_receiver_failing_twice_gets_three_attempts_with_the_same_webhook_id(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers()
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    receiver.script = [500, 500, 200]
+    await handlers.create_endpoint(tenant_id, receiver.url(), [], "")
+    await settle(handlers, tenant_id, batch_id)
+    run_deliverer(handlers)
+
+    await eventually(lambda: status_is(handlers, tenant_id, batch_id, "delivered"))
+    message = await only_message(handlers, tenant_id, batch_id)
+    assert [a.http_status for a in message.attempts] == [500, 500, 200]
+    assert [a.error_class for a in message.attempts] == ["5xx", "5xx", ""]
+    assert {r.headers["webhook-id"] for r in receiver.received} == {message.message_id}
+    assert len(receiver.received) == 3
+
+
+async def test_hanging_receiver_is_recorded_as_timeout_and_retried(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers(timeout=0.3)
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    receiver.script = [HANG, 200]
+    await handlers.create_endpoint(tenant_id, receiver.url(), [], "")
+    await settle(handlers, tenant_id, batch_id)
+    run_deliverer(handlers)
+
+    await eventually(lambda: status_is(handlers, tenant_id, batch_id, "delivered"))
+    attempts = (await only_message(handlers, tenant_id, batch_id)).attempts
+    assert [(a.error_class, a.http_status) for a in attempts] == [("timeout", 0), ("", 200)]
+    assert attempts[0].duration_ms >= 250
+
+
+async def test_gone_disables_the_endpoint_and_exhausted_messages_fail_then_replay_delivers(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers()
+    tenant_id = str(uuid.uuid4())
+    gone_batch, exhausted_batch = str(uuid.uuid4()), str(uuid.uuid4())
+    gone = Receiver(default=410)
+    await gone.start()
+    try:
+        endpoint, _ = await handlers.create_endpoint(tenant_id, gone.url(), [], "")
+        await settle(handlers, tenant_id, gone_batch)
+        receiver.script = [503, 503, 503]
+        await handlers.batch_queued(
+            batch_id=exhausted_batch,
+            tenant_id=str(uuid.uuid4()),
+            webhook_url=receiver.url(),
+            total_count=1,
+            required_credits=10,
+            occurred_at=NOW,
+        )
+        run_deliverer(handlers)
+
+        await eventually(lambda: status_is(handlers, tenant_id, gone_batch, "failed"))
+        listed, _ = await handlers.list_endpoints(tenant_id, "", 10)
+        assert [(e.endpoint_id, e.status) for e in listed] == [(endpoint.endpoint_id, "disabled")]
+        assert len(gone.received) == 1
+
+        await eventually(lambda: status_is(handlers, "", exhausted_batch, "failed"))
+        failed = await only_message(handlers, "", exhausted_batch)
+        assert [a.http_status for a in failed.attempts] == [503, 503, 503]
+
+        await handlers.redeliver("", failed.message_id)
+        await eventually(lambda: status_is(handlers, "", exhausted_batch, "delivered"))
+        assert {r.headers["webhook-id"] for r in receiver.received} == {failed.message_id}
+        assert len(receiver.received) == 4
+    finally:
+        await gone.stop()
+
+
+async def test_a_hanging_endpoint_does_not_delay_two_hundred_batches_to_another(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers(timeout=30.0)
+    hanging = Receiver(default=HANG)
+    await hanging.start()
+    try:
+        slow_tenant, fast_tenant = str(uuid.uuid4()), str(uuid.uuid4())
+        await handlers.create_endpoint(slow_tenant, hanging.url(), [], "")
+        await handlers.create_endpoint(fast_tenant, receiver.url(), [], "")
+        for _ in range(5):
+            await settle(handlers, slow_tenant, str(uuid.uuid4()))
+        run_deliverer(handlers)
+        await eventually(lambda: _count(hanging, 5))
+        started = time.monotonic()
+        for _ in range(200):
+            await settle(handlers, fast_tenant, str(uuid.uuid4()))
+
+        await eventually(lambda: _count(receiver, 200), timeout=20.0)
+        # Far less than the 30 s the hanging endpoint holds its own slots for.
+        assert time.monotonic() - started < 15
+        assert len(hanging.received) == 5
+    finally:
+        await hanging.stop()
+
+
+async def test_a_crashed_delivery_is_resent_after_its_lease_with_the_same_webhook_id(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    crashed = make_handlers(lease_seconds=0.5)
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await crashed.create_endpoint(tenant_id, receiver.url(), [], "")
+    await settle(crashed, tenant_id, batch_id)
+    # The first deliverer leases the message and dies before recording anything.
+    leased = await crashed.claim_due(100)
+    assert [m.message_id for m in leased] == [(await only_message(crashed, tenant_id, batch_id)).message_id]
+    assert await crashed.claim_due(100) == []
+
+    run_deliverer(make_handlers())
+    await eventually(lambda: status_is(crashed, tenant_id, batch_id, "delivered"))
+    message = await only_message(crashed, tenant_id, batch_id)
+    assert [r.headers["webhook-id"] for r in receiver.received] == [message.message_id]
+    assert len(message.attempts) == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["https://169.254.169.254/latest", "https://10.0.0.1/hook", "https://localhost/hook"]
+)
+async def test_private_and_metadata_destinations_are_refused_when_not_allowed(
+    make_handlers: HandlersFactory, url: str
+) -> None:
+    handlers = make_handlers(allow_private=False)
+
+    with pytest.raises(UnsafeWebhookUrl):
+        await handlers.validate_url(url)
+    with pytest.raises(UnsafeWebhookUrl):
+        await handlers.create_endpoint(str(uuid.uuid4()), url, [], "")
+
+
+async def test_delivery_time_check_blocks_a_destination_that_became_private(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    registering = make_handlers(allow_private=True)
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await registering.create_endpoint(tenant_id, receiver.url(), [], "")
+    await settle(registering, tenant_id, batch_id)
+
+    run_deliverer(make_handlers(allow_private=False))
+    await eventually(lambda: status_is(registering, tenant_id, batch_id, "failed"))
+    attempts = (await only_message(registering, tenant_id, batch_id)).attempts
+    assert [a.error_class for a in attempts] == ["blocked"]
+    assert receiver.received == []
+
+
+async def test_rotation_sends_both_signatures_and_each_secret_verifies(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers()
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    old = (await handlers.signing_secret(tenant_id)).secret
+    rotated = await handlers.rotate_signing_secret(tenant_id)
+    assert rotated.previous_secret == old and rotated.secret != old
+    await handlers.batch_queued(
+        batch_id=batch_id,
+        tenant_id=tenant_id,
+        webhook_url=receiver.url(),
+        total_count=1,
+        required_credits=10,
+        occurred_at=NOW,
+    )
+    run_deliverer(handlers)
+
+    await eventually(lambda: _count(receiver, 1))
+    request = receiver.received[0]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, rotated.secret):
+        assert Webhook(secret).verify(request.body, request.headers)["type"] == "batch.queued"
+
+
+async def test_task_events_reach_only_endpoints_that_opted_in(make_handlers: HandlersFactory) -> None:
+    handlers = make_handlers()
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/default", [], "")
+    opted, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/tasks", ["task.failed"], "")
+    task_id = str(uuid.uuid4())
+    for _ in range(2):
+        await handlers.task_finished(
+            event_type="task.failed",
+            task_id=task_id,
+            batch_id=batch_id,
+            tenant_id=tenant_id,
+            data={"status": "failed"},
+            occurred_at=NOW,
+        )
+
+    found, _ = await handlers.list_deliveries(tenant_id, batch_id, "", 50)
+    assert [(m.endpoint_id, m.event_type) for m in found] == [(opted.endpoint_id, "task.failed")]
