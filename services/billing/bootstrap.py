@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 
-from libs.bus import Bus, RabbitBus
+from libs.bus import Bus, connect_bus
 from libs.config import ModelPricing, Settings
 from libs.db import Database
 from libs.migrations import upgrade_to_head
@@ -28,7 +28,12 @@ def migrate(database_url: str) -> None:
 def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
     """The configured price list in domain terms."""
     return {
-        model: ModelPrice(model=model, provider=row.provider, credits_per_video=row.credits_per_video)
+        model: ModelPrice(
+            model=model,
+            provider=row.provider,
+            credits_per_video=row.credits_per_video,
+            provider_cost_usd_micros=row.provider_cost_usd_micros,
+        )
         for model, row in pricing.items()
     }
 
@@ -56,12 +61,14 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
     owns_bus = bus is None
     if bus is None:
-        bus = await RabbitBus.connect(settings.amqp_url)
+        bus = await connect_bus(settings)
     batch_channel = open_channel(settings.batch_grpc_addr)
+    batch_service = BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
         BillingRepository(database),
         price_list(settings.pricing),
-        outcome_source=BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds),
+        outcome_source=batch_service,
+        totals_source=batch_service,
         chunk_size=settings.billing_chunk_size,
     )
     relay = OutboxRelay(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -23,6 +23,13 @@ from services.billing.domain.errors import (
     SettlementNotFound,
     TenantNotFound,
 )
+from services.billing.domain.finance import (
+    EXPORT_PAGE_ROWS,
+    BatchLedgerTotals,
+    BatchTransferLine,
+    ExportRow,
+    TenantSummary,
+)
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import (
     AccountKind,
@@ -39,13 +46,16 @@ from services.billing.domain.ledger import (
     upfront_key,
 )
 from services.billing.domain.pricing import (
+    MarginEstimate,
     ModelPrice,
     Quote,
     QuoteLine,
     ensure_affordable,
     ensure_quote_is_current,
+    estimate_margin,
     quote,
 )
+from services.billing.domain.reconciliation import BatchOutcomeTotals, Discrepancy, find_discrepancies
 from services.billing.domain.settlement import (
     BatchHold,
     OutcomeTally,
@@ -60,6 +70,30 @@ class TaskOutcomeSource(Protocol):
     """Where settlement fetches outcomes it has not received as events (the batch service)."""
 
     async def terminal_outcomes(self, batch_id: BatchId) -> list[TaskOutcome]: ...
+
+
+class BatchTotalsSource(Protocol):
+    """Where reconciliation reads what every batch's task outcomes are worth (the batch service)."""
+
+    async def batch_totals(self) -> dict[BatchId, BatchOutcomeTotals]: ...
+
+
+@dataclass(frozen=True)
+class ReconciliationReport:
+    """Every discrepancy found, and how much was looked at."""
+
+    discrepancies: list[Discrepancy]
+    accounts_checked: int
+    batches_checked: int
+
+
+@dataclass(frozen=True)
+class BatchLedgerPage:
+    """A batch's totals and one page of its transfers ("" cursor on the last page)."""
+
+    totals: BatchLedgerTotals
+    transfers: list[BatchTransferLine]
+    next_cursor: str
 
 
 @dataclass(frozen=True)
@@ -120,9 +154,11 @@ class BillingHandlers:
         *,
         outcome_source: TaskOutcomeSource | None,
         chunk_size: int,
+        totals_source: BatchTotalsSource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repository
+        self._totals_source = totals_source
         self._prices = dict(price_list)
         self._outcome_source = outcome_source
         self._chunk_size = chunk_size
@@ -400,6 +436,72 @@ class BillingHandlers:
         if hold is None:
             raise SettlementNotFound(batch_id)
         return hold
+
+    # Finance.
+
+    async def list_tenants(self, cursor: str, limit: int) -> tuple[list[TenantSummary], str]:
+        """Tenants with their balances, oldest first, and the next cursor ("" on the last page)."""
+        size = page_size(limit)
+        async with self._repo.transaction() as tx:
+            found = await tx.tenant_summaries(parse_cursor(cursor), size + 1)
+        if len(found) <= size:
+            return found, ""
+        return found[:size], str(found[size - 1].position)
+
+    async def batch_ledger(self, batch_id: BatchId, cursor: str, limit: int) -> BatchLedgerPage:
+        """Totals of a batch's transfers (always whole) and one page of them in order."""
+        size = page_size(limit)
+        async with self._repo.transaction() as tx:
+            totals = await tx.batch_ledger_totals(batch_id)
+            if totals is None:
+                raise SettlementNotFound(batch_id)
+            lines = await tx.batch_transfers(batch_id, parse_cursor(cursor), size + 1)
+        more = len(lines) > size
+        lines = lines[:size]
+        return BatchLedgerPage(totals, lines, str(lines[-1].transfer_id) if more and lines else "")
+
+    def estimate_margin(self, delivered: Mapping[str, int]) -> MarginEstimate:
+        """Revenue, provider cost and margin of `{model: videos delivered}` at today's prices."""
+        return estimate_margin(delivered, self._prices)
+
+    async def reconcile(self) -> ReconciliationReport:
+        """Checks I1-I3 over all billing data, and against the batch service's outcomes when wired."""
+        async with self._repo.transaction() as tx:
+            audit = await tx.ledger_audit()
+        # Read after the audit: a hold settled in the audit had all its tasks terminal before, so
+        # the totals read now are final for it. Holds still pending are not compared.
+        totals = await self._totals_source.batch_totals() if self._totals_source is not None else None
+        reserved_since: frozenset[BatchId] = frozenset()
+        if totals is not None:
+            audited = {hold.batch_id for hold in audit.holds}
+            unheld = [batch_id for batch_id in totals if batch_id not in audited]
+            if unheld:
+                # Batches accepted while the audit ran have their hold by now.
+                async with self._repo.transaction() as tx:
+                    reserved_since = frozenset(await tx.existing_holds(unheld))
+        return ReconciliationReport(
+            discrepancies=find_discrepancies(audit, totals, reserved_since=reserved_since),
+            accounts_checked=len(audit.accounts),
+            batches_checked=len(audit.holds),
+        )
+
+    async def export_ledger(
+        self, tenant_id: TenantId | None, created_from: datetime | None, created_to: datetime | None
+    ) -> AsyncIterator[ExportRow]:
+        """Ledger entries in id order, read page by page (one short transaction each)."""
+        if tenant_id is not None:
+            async with self._repo.transaction() as tx:
+                if await tx.available(tenant_id) is None:
+                    raise TenantNotFound(tenant_id)
+        after = 0
+        while True:
+            async with self._repo.transaction() as tx:
+                rows = await tx.export_rows(tenant_id, created_from, created_to, after, EXPORT_PAGE_ROWS)
+            for row in rows:
+                yield row
+            if len(rows) < EXPORT_PAGE_ROWS:
+                return
+            after = rows[-1].entry_id
 
     async def _post(self, tx: LedgerTransaction, transfers: list[tuple[int, Transfer]], revenue: int) -> None:
         """Locks the tenant accounts the transfers touch (ascending id) and posts the transfers."""

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from libs.config import Settings
+from services.gateway.admin_ui.routes import dashboard_router, static_files
+from services.gateway.admin_ui.session import AdminSessions
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.backends import Backends, ReadinessProbe
 from services.gateway.errors import install_error_handlers
@@ -15,7 +17,9 @@ from services.gateway.middleware import BodySizeLimitMiddleware, InternalErrorMi
 from services.gateway.routes.admin import admin_router
 from services.gateway.routes.customer import customer_router
 from services.gateway.routes.health import health_router
+from services.gateway.routes.ledger_exports import customer_exports_router
 from services.gateway.routes.videos import videos_router
+from services.gateway.routes.webhooks import webhooks_router
 from services.gateway.schemas import CreateBatchRequest, ErrorResponse
 
 API_TITLE = "Reelbatch API"
@@ -37,8 +41,13 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     authenticator = ApiKeyAuthenticator(backends.billing, settings.grpc_deadline_seconds)
     app.include_router(health_router(backends))
     app.include_router(customer_router(settings, backends, authenticator))
-    app.include_router(admin_router(settings, backends))
+    admin_sessions = AdminSessions(settings.admin_token)
+    app.include_router(customer_exports_router(settings, backends, authenticator))
+    app.include_router(admin_router(settings, backends, admin_sessions))
+    app.include_router(dashboard_router(settings, backends, admin_sessions))
+    app.mount("/admin/static", static_files(), name="admin-static")
     app.include_router(videos_router(settings))
+    app.include_router(webhooks_router(settings, backends, authenticator))
     # The last added is the outermost: request id, then the last-resort 500, then the size limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(InternalErrorMiddleware)

@@ -1,4 +1,4 @@
-"""What the gateway talks to: the two backend stubs and a readiness probe."""
+"""What the gateway talks to: the backend stubs and a readiness probe."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
+from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
 # Answers {dependency name: is it serving}, e.g. {"billing": True, "batch": False}.
 ReadinessProbe = Callable[[], Awaitable[Mapping[str, bool]]]
@@ -18,4 +19,5 @@ class Backends:
 
     billing: billing_pb2_grpc.BillingServiceAsyncStub
     batch: batch_pb2_grpc.BatchServiceAsyncStub
+    webhook: webhook_pb2_grpc.WebhookServiceAsyncStub
     readiness: ReadinessProbe

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
+from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
 from libs.config import Settings
 from libs.rpc.client import open_channel
@@ -17,6 +18,7 @@ from services.gateway.backends import Backends, ReadinessProbe
 
 BILLING_SERVICE = "reelbatch.proto.billing.v1.BillingService"
 BATCH_SERVICE = "reelbatch.proto.batch.v1.BatchService"
+WEBHOOK_SERVICE = "reelbatch.proto.webhook.v1.WebhookService"
 
 # A readiness probe must answer quickly even when a backend hangs.
 HEALTH_CHECK_DEADLINE_SECONDS = 1.0
@@ -57,16 +59,22 @@ def health_probe(
 
 
 def build_backends(settings: Settings) -> GatewayBackends:
-    """Opens (lazily connecting) channels to billing and batch and wraps them in stubs."""
+    """Opens (lazily connecting) channels to billing, batch and webhook and wraps them in stubs."""
     billing_channel = open_channel(settings.billing_grpc_addr)
     batch_channel = open_channel(settings.batch_grpc_addr)
+    webhook_channel = open_channel(settings.webhook_grpc_addr)
     probe = health_probe(
-        {"billing": (billing_channel, BILLING_SERVICE), "batch": (batch_channel, BATCH_SERVICE)},
+        {
+            "billing": (billing_channel, BILLING_SERVICE),
+            "batch": (batch_channel, BATCH_SERVICE),
+            "webhook": (webhook_channel, WEBHOOK_SERVICE),
+        },
         min(HEALTH_CHECK_DEADLINE_SECONDS, settings.grpc_deadline_seconds),
     )
     backends = Backends(
         billing=billing_pb2_grpc.BillingServiceStub(billing_channel),
         batch=batch_pb2_grpc.BatchServiceStub(batch_channel),
+        webhook=webhook_pb2_grpc.WebhookServiceStub(webhook_channel),
         readiness=probe,
     )
-    return GatewayBackends(backends=backends, channels=(billing_channel, batch_channel))
+    return GatewayBackends(backends=backends, channels=(billing_channel, batch_channel, webhook_channel))

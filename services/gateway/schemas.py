@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
+from reelbatch.proto.webhook.v1 import webhook_pb2
 
 MAX_WEBHOOK_URL_CHARS = 2048
 MAX_REQUEST_ID_CHARS = 255
@@ -115,6 +116,13 @@ class CreateBatchRequest(BaseModel):
         default=None,
         description="Absolute http(s) URL (at most 2048 characters) that receives signed batch events.",
         examples=["https://customer.example/webhook"],
+    )
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Optional, 1..604800 (7 days): tasks not finished this long after creation are "
+        "cancelled and refunded.",
     )
 
     @field_validator("items", mode="before")
@@ -416,6 +424,296 @@ class Readiness(BaseModel):
 
     ok: bool = Field(description="True when every dependency is up.")
     dependencies: dict[str, Literal["up", "down"]] = Field(description="Health of each backend service.")
+
+
+# --------------------------------------------------------------------------------- admin / finance
+
+FailureType = Literal[
+    "timeout", "provider_error", "rate_limited", "content_policy", "invalid_input", "cancelled", "internal"
+]
+SettlementStatus = Literal["pending", "settled", "refunded"]
+Fault = Literal["provider", "customer_input", "us", "cancelled"]
+
+# "Whose fault was it?": who caused each kind of failure (every one is refunded all the same).
+FAULT_BY_FAILURE_TYPE: dict[str, Fault] = {
+    "timeout": "provider",
+    "provider_error": "provider",
+    "rate_limited": "provider",
+    "content_policy": "customer_input",
+    "invalid_input": "customer_input",
+    "internal": "us",
+    "cancelled": "cancelled",
+}
+
+
+class FailureGroupView(BaseModel):
+    """Failed or cancelled tasks of one failure type."""
+
+    failure_type: str = Field(description="timeout, provider_error, rate_limited, content_policy, ...")
+    fault: Fault = Field(description="Whose fault: provider, customer_input, us or cancelled.")
+    count: int = Field(description="Tasks that ended this way.")
+    refunded_credits: int = Field(description="Credits refunded for them.")
+
+
+class MarginView(BaseModel):
+    """What the delivered videos earned against what the provider charged us (USD micros)."""
+
+    revenue_credits: int = Field(description="Credits captured for delivered videos.")
+    revenue_usd_micros: int = Field(description="Revenue in US dollar micros.")
+    provider_cost_usd_micros: int = Field(description="Provider cost of the delivered videos.")
+    margin_usd_micros: int = Field(description="Revenue minus provider cost.")
+    margin_percent: float = Field(description="Margin over revenue, in percent (two decimals).")
+
+    @classmethod
+    def from_proto(cls, estimate: billing_pb2.MarginEstimate) -> Self:
+        """Builds the view from billing's estimate."""
+        return cls(
+            revenue_credits=estimate.revenue_credits,
+            revenue_usd_micros=estimate.revenue_usd_micros,
+            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
+            margin_usd_micros=estimate.margin_usd_micros,
+            margin_percent=estimate.margin_basis_points / 100,
+        )
+
+
+class TimingView(BaseModel):
+    """When the batch moved."""
+
+    created_at: AwareDatetime = Field(description="Accepted.")
+    queued_at: AwareDatetime | None = Field(description="Credits frozen and tasks queued.")
+    first_started_at: AwareDatetime | None = Field(description="First task picked up by a worker.")
+    finished_at: AwareDatetime | None = Field(description="Last task finished.")
+    settled_at: AwareDatetime | None = Field(description="Billing settled the batch.")
+    duration_seconds: float | None = Field(
+        description="From acceptance to the last task; null while running."
+    )
+    total_attempts: int = Field(description="Provider attempts over all tasks (retries included).")
+
+    @classmethod
+    def from_proto(cls, breakdown: batch_pb2.BatchBreakdown) -> Self:
+        """Builds the view from batch's breakdown."""
+        created_at = breakdown.created_at.ToDatetime(tzinfo=UTC)
+        finished_at = _timestamp(breakdown.finished_at, breakdown.HasField("finished_at"))
+        return cls(
+            created_at=created_at,
+            queued_at=_timestamp(breakdown.queued_at, breakdown.HasField("queued_at")),
+            first_started_at=_timestamp(breakdown.first_started_at, breakdown.HasField("first_started_at")),
+            finished_at=finished_at,
+            settled_at=_timestamp(breakdown.settled_at, breakdown.HasField("settled_at")),
+            duration_seconds=(finished_at - created_at).total_seconds() if finished_at else None,
+            total_attempts=breakdown.total_attempts,
+        )
+
+
+class AdminBatchDetail(AdminBatchView):
+    """The admin overview of a batch: progress, money, margin, timing and whose fault failures were."""
+
+    net_spent: int = Field(description="What the customer pays for the batch: frozen minus refunded.")
+    margin: MarginView = Field(description="Earnings of the delivered videos against provider cost.")
+    timing: TimingView = Field(description="When the batch moved.")
+    failures: list[FailureGroupView] = Field(description="Failed and cancelled tasks by failure type.")
+
+    @classmethod
+    def assemble(
+        cls, batch: batch_pb2.Batch, breakdown: batch_pb2.BatchBreakdown, estimate: billing_pb2.MarginEstimate
+    ) -> Self:
+        """Combines the batch, its breakdown and billing's margin estimate."""
+        view = AdminBatchView.from_proto(batch)
+        failures: dict[str, tuple[int, int]] = {}
+        for group in breakdown.groups:
+            if group.failure_type:
+                count, credits = failures.get(group.failure_type, (0, 0))
+                failures[group.failure_type] = (count + group.count, credits + group.credits)
+        return cls(
+            **view.model_dump(),
+            net_spent=batch.frozen_credits - batch.refunded_credits,
+            margin=MarginView.from_proto(estimate),
+            timing=TimingView.from_proto(breakdown),
+            failures=[
+                FailureGroupView(
+                    failure_type=failure_type,
+                    fault=FAULT_BY_FAILURE_TYPE.get(failure_type, "us"),
+                    count=count,
+                    refunded_credits=credits,
+                )
+                for failure_type, (count, credits) in sorted(failures.items(), key=lambda item: -item[1][0])
+            ],
+        )
+
+
+class BatchTransferView(BaseModel):
+    """One movement of a batch's credits."""
+
+    transfer_id: str = Field(description="Identifier of the transfer.")
+    ref_type: str = Field(description="batch_upfront, batch_capture, batch_refund or batch_settle.")
+    ref_id: str = Field(description="The batch (freeze, release) or task (capture, refund) concerned.")
+    amount: int = Field(description="Credits moved.")
+    from_account: str = Field(description="available, hold or revenue.")
+    to_account: str = Field(description="available, hold or revenue.")
+    credits_delta: int = Field(description="Change of the tenant's available balance (0 for captures).")
+    created_at: AwareDatetime = Field(description="When the transfer was written.")
+
+    @classmethod
+    def from_proto(cls, entry: billing_pb2.BatchTransfer) -> Self:
+        """Builds the view from billing's BatchTransfer."""
+        return cls(
+            transfer_id=entry.transfer_id,
+            ref_type=entry.ref_type,
+            ref_id=entry.ref_id,
+            amount=entry.amount,
+            from_account=entry.from_account,
+            to_account=entry.to_account,
+            credits_delta=entry.available_delta,
+            created_at=entry.created_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+class BatchBillingView(BaseModel):
+    """A batch's money: totals per kind of movement and its ledger entries (paged)."""
+
+    batch_id: str
+    tenant_id: str
+    upfront_total: int = Field(description="Credits frozen when the batch was accepted.")
+    capture_total: int = Field(description="Credits captured for delivered videos.")
+    refund_total: int = Field(description="Credits refunded for failed or cancelled videos.")
+    release_total: int = Field(description="Credits released at settlement (normally 0).")
+    net_spent: int = Field(description="upfront - refunds - release: what the customer paid.")
+    held_credits: int = Field(description="Still frozen (0 once settled).")
+    settlement_status: str = Field(description="pending, settled or refunded.")
+    entries: list[BatchTransferView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page of entries.")
+
+    @classmethod
+    def from_proto(cls, ledger: billing_pb2.BatchLedger) -> Self:
+        """Builds the view from billing's BatchLedger."""
+        return cls(
+            batch_id=ledger.batch_id,
+            tenant_id=ledger.tenant_id,
+            upfront_total=ledger.upfront_total,
+            capture_total=ledger.capture_total,
+            refund_total=ledger.refund_total,
+            release_total=ledger.release_total,
+            net_spent=ledger.net_spent,
+            held_credits=ledger.held_credits,
+            settlement_status=ledger.settlement_status,
+            entries=[BatchTransferView.from_proto(entry) for entry in ledger.entries],
+            next_cursor=ledger.next_cursor or None,
+        )
+
+
+class DeliveryAttemptView(BaseModel):
+    """One HTTP attempt at delivering a webhook."""
+
+    attempt_number: int
+    attempted_at: AwareDatetime
+    duration_ms: int
+    http_status: int | None = Field(description="null when no HTTP response was received.")
+    error_class: str | None = Field(description="timeout, connection, 4xx, 5xx or blocked; null on success.")
+    response_body: str = Field(description="First 1 KiB of the response body.")
+
+
+class DeliveryView(BaseModel):
+    """One webhook message and its attempts."""
+
+    message_id: str
+    event_type: str
+    url: str
+    status: str = Field(description="pending, delivered or failed.")
+    attempts: list[DeliveryAttemptView]
+    created_at: AwareDatetime
+    next_attempt_at: AwareDatetime | None
+    delivered_at: AwareDatetime | None
+
+    @classmethod
+    def from_proto(cls, delivery: webhook_pb2.Delivery) -> Self:
+        """Builds the view from the webhook service's Delivery."""
+        return cls(
+            message_id=delivery.message_id,
+            event_type=delivery.event_type,
+            url=delivery.url,
+            status=delivery.status,
+            attempts=[
+                DeliveryAttemptView(
+                    attempt_number=attempt.attempt_number,
+                    attempted_at=attempt.attempted_at.ToDatetime(tzinfo=UTC),
+                    duration_ms=attempt.duration_ms,
+                    http_status=attempt.http_status or None,
+                    error_class=attempt.error_class or None,
+                    response_body=attempt.response_body,
+                )
+                for attempt in delivery.attempts
+            ],
+            created_at=delivery.created_at.ToDatetime(tzinfo=UTC),
+            next_attempt_at=_timestamp(delivery.next_attempt_at, delivery.HasField("next_attempt_at")),
+            delivered_at=_timestamp(delivery.delivered_at, delivery.HasField("delivered_at")),
+        )
+
+
+class DeliveryPage(BaseModel):
+    """One page of webhook deliveries, newest first."""
+
+    items: list[DeliveryView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TenantSummaryView(BaseModel):
+    """A tenant and its balances."""
+
+    tenant_id: str
+    name: str
+    available_credits: int
+    held_credits: int
+    created_at: AwareDatetime
+
+    @classmethod
+    def from_proto(cls, tenant: billing_pb2.TenantSummary) -> Self:
+        """Builds the view from billing's TenantSummary."""
+        return cls(
+            tenant_id=tenant.tenant_id,
+            name=tenant.name,
+            available_credits=tenant.available_credits,
+            held_credits=tenant.held_credits,
+            created_at=tenant.created_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+class TenantPage(BaseModel):
+    """One page of tenants, oldest first."""
+
+    items: list[TenantSummaryView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class DiscrepancyView(BaseModel):
+    """One broken money invariant."""
+
+    invariant: str = Field(
+        description="I1 (batch money), I2 (balances and entries) or I3 (each effect once)."
+    )
+    subject: str = Field(description="What is wrong: a batch, an account, a transfer or the ledger.")
+    message: str = Field(description="What does not add up.")
+
+
+class ReconciliationView(BaseModel):
+    """The result of checking every credit: empty `discrepancies` means the books balance."""
+
+    discrepancies: list[DiscrepancyView]
+    accounts_checked: int
+    batches_checked: int
+    checked_at: AwareDatetime
+
+    @classmethod
+    def from_proto(cls, report: billing_pb2.ReconcileResponse) -> Self:
+        """Builds the view from billing's report."""
+        return cls(
+            discrepancies=[
+                DiscrepancyView(invariant=found.invariant, subject=found.subject, message=found.message)
+                for found in report.discrepancies
+            ],
+            accounts_checked=report.accounts_checked,
+            batches_checked=report.batches_checked,
+            checked_at=report.checked_at.ToDatetime(tzinfo=UTC),
+        )
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -1,4 +1,5 @@
-"""Reads task outcomes from the batch service, for settling a batch whose events are late."""
+"""Reads task outcomes from the batch service: for settling a batch whose events are late, and for
+reconciliation."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.rpc.errors import as_service_error, remote_error
-from services.billing.domain.ids import BatchId, TaskId
+from services.billing.domain.ids import BatchId, TaskId, parse_batch_id
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
+from services.billing.domain.reconciliation import BatchOutcomeTotals
 
 # Queued and running tasks are not terminal: they have no outcome yet.
 _OUTCOME_BY_STATUS = {
@@ -18,7 +20,7 @@ _OUTCOME_BY_STATUS = {
 
 
 class BatchServiceOutcomes:
-    """Pages through a batch's tasks (admin scope) and returns the outcomes of terminal ones."""
+    """Pages through batch's tasks and batch totals (admin scope)."""
 
     def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float, page_size: int = 500) -> None:
         self._stub = batch_pb2_grpc.BatchServiceStub(channel)
@@ -43,4 +45,29 @@ class BatchServiceOutcomes:
                     outcomes.append(TaskOutcome(batch_id, TaskId(task.task_id), task.model, kind))
             if not page.next_cursor:
                 return outcomes
+            cursor = page.next_cursor
+
+    async def batch_totals(self) -> dict[BatchId, BatchOutcomeTotals]:
+        """What every batch's task outcomes are worth; a refusal or outage is raised as a ServiceError."""
+        totals: dict[BatchId, BatchOutcomeTotals] = {}
+        cursor = ""
+        while True:
+            request = batch_pb2.ListBatchTotalsRequest(cursor=cursor, limit=self._page_size)
+            try:
+                page = await self._stub.ListBatchTotals(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as error:
+                raise as_service_error(remote_error(error)) from error
+            for batch in page.batches:
+                batch_id = parse_batch_id(batch.batch_id)
+                totals[batch_id] = BatchOutcomeTotals(
+                    batch_id=batch_id,
+                    status=batch.status,
+                    settlement_status=batch.settlement_status,
+                    total_count=batch.total_count,
+                    terminal_count=batch.terminal_count,
+                    succeeded_credits=batch.succeeded_credits,
+                    refundable_credits=batch.refundable_credits,
+                )
+            if not page.next_cursor:
+                return totals
             cursor = page.next_cursor

@@ -29,10 +29,19 @@ from services.billing.adapters.tables import (
     ledger_entries,
     outbox,
     tenants,
+    transfers,
 )
+from services.billing.domain.finance import BatchLedgerTotals, BatchTransferLine, ExportRow, TenantSummary
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, Posting, RefType, StatementLine, Transfer
 from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.reconciliation import (
+    AccountAudit,
+    EffectCount,
+    HoldAudit,
+    LedgerAudit,
+    TransferAudit,
+)
 from services.billing.domain.settlement import BatchHold, OutcomeTally, SettlementStatus
 
 
@@ -61,6 +70,9 @@ class StoredTransfer:
     ref_type: RefType
     amount: int
 
+
+# Hold accounts, summed per tenant in the tenant list.
+_hold_accounts = accounts.alias("hold_accounts")
 
 _INSERT_TRANSFERS = text(
     """
@@ -427,6 +439,255 @@ class LedgerTransaction:
             )
             for row in rows
         ]
+
+    # Finance reads.
+
+    async def tenant_summaries(self, after_position: int | None, limit: int) -> list[TenantSummary]:
+        """Tenants in creation order (by their available account id) with both balances."""
+        held = (
+            select(func.coalesce(func.sum(_hold_accounts.c.balance), 0))
+            .where(
+                _hold_accounts.c.kind == AccountKind.HOLD.value, _hold_accounts.c.tenant_id == tenants.c.id
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                accounts.c.id.label("position"),
+                tenants.c.id,
+                tenants.c.name,
+                tenants.c.created_at,
+                accounts.c.balance,
+                held.label("held"),
+            )
+            .join(accounts, accounts.c.tenant_id == tenants.c.id)
+            .where(accounts.c.kind == AccountKind.AVAILABLE.value)
+            .order_by(accounts.c.id)
+            .limit(limit)
+        )
+        if after_position is not None:
+            query = query.where(accounts.c.id > after_position)
+        rows = await self._conn.execute(query)
+        return [
+            TenantSummary(
+                position=row.position,
+                tenant_id=TenantId(row.id),
+                name=row.name,
+                available_credits=row.balance,
+                held_credits=int(row.held),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def batch_ledger_totals(self, batch_id: BatchId) -> BatchLedgerTotals | None:
+        """Transfer totals per ref type of a batch (None: billing never reserved it)."""
+        hold = (
+            await self._conn.execute(
+                select(batch_holds.c.tenant_id, batch_holds.c.settlement_status, accounts.c.balance)
+                .join(accounts, accounts.c.id == batch_holds.c.hold_account_id)
+                .where(batch_holds.c.batch_id == batch_id)
+            )
+        ).first()
+        if hold is None:
+            return None
+        sums = await self._conn.execute(
+            select(transfers.c.ref_type, func.sum(transfers.c.amount).label("total"))
+            .where(transfers.c.batch_id == batch_id)
+            .group_by(transfers.c.ref_type)
+        )
+        return BatchLedgerTotals(
+            batch_id=batch_id,
+            tenant_id=TenantId(hold.tenant_id),
+            settlement_status=hold.settlement_status,
+            held_credits=hold.balance,
+            by_ref_type={RefType(row.ref_type): int(row.total) for row in sums},
+        )
+
+    async def batch_transfers(
+        self, batch_id: BatchId, after_transfer_id: int | None, limit: int
+    ) -> list[BatchTransferLine]:
+        """A batch's transfers in the order they happened."""
+        debit = accounts.alias("debit")
+        credit = accounts.alias("credit")
+        query = (
+            select(
+                transfers.c.id,
+                transfers.c.ref_type,
+                transfers.c.ref_id,
+                transfers.c.amount,
+                transfers.c.created_at,
+                debit.c.kind.label("from_kind"),
+                credit.c.kind.label("to_kind"),
+            )
+            .join(debit, debit.c.id == transfers.c.debit_account_id)
+            .join(credit, credit.c.id == transfers.c.credit_account_id)
+            .where(transfers.c.batch_id == batch_id)
+            .order_by(transfers.c.id)
+            .limit(limit)
+        )
+        if after_transfer_id is not None:
+            query = query.where(transfers.c.id > after_transfer_id)
+        rows = await self._conn.execute(query)
+        return [
+            BatchTransferLine(
+                transfer_id=row.id,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                amount=row.amount,
+                from_account=AccountKind(row.from_kind),
+                to_account=AccountKind(row.to_kind),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def export_rows(
+        self,
+        tenant_id: TenantId | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        after_entry_id: int,
+        limit: int,
+    ) -> list[ExportRow]:
+        """Up to `limit` entries after `after_entry_id` in id order (a tenant: its available account only)."""
+        query = (
+            select(
+                ledger_entries.c.id,
+                ledger_entries.c.transfer_id,
+                ledger_entries.c.created_at,
+                accounts.c.tenant_id,
+                accounts.c.kind,
+                ledger_entries.c.batch_id,
+                ledger_entries.c.ref_type,
+                ledger_entries.c.ref_id,
+                ledger_entries.c.amount,
+                ledger_entries.c.balance_after,
+            )
+            .join(accounts, accounts.c.id == ledger_entries.c.account_id)
+            .where(ledger_entries.c.id > after_entry_id)
+            .order_by(ledger_entries.c.id)
+            .limit(limit)
+        )
+        if tenant_id is not None:
+            query = query.where(
+                accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id
+            )
+        if created_from is not None:
+            query = query.where(ledger_entries.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(ledger_entries.c.created_at < created_to)
+        rows = await self._conn.execute(query)
+        return [
+            ExportRow(
+                entry_id=row.id,
+                transfer_id=row.transfer_id,
+                created_at=row.created_at,
+                tenant_id=TenantId(row.tenant_id) if row.tenant_id else None,
+                account=AccountKind(row.kind),
+                batch_id=BatchId(row.batch_id) if row.batch_id else None,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                amount=row.amount,
+                balance_after=row.balance_after,
+            )
+            for row in rows
+        ]
+
+    async def existing_holds(self, batch_ids: Collection[BatchId]) -> set[BatchId]:
+        """Those of `batch_ids` that have a hold."""
+        rows = await self._conn.execute(
+            select(batch_holds.c.batch_id).where(batch_holds.c.batch_id.in_(list(batch_ids)))
+        )
+        return {BatchId(row.batch_id) for row in rows}
+
+    async def ledger_audit(self) -> LedgerAudit:
+        """The figures reconciliation checks, aggregated in the database (suspicious rows only)."""
+        ledger_sum = (
+            await self._conn.execute(text("SELECT coalesce(sum(amount), 0) FROM billing.ledger_entries"))
+        ).scalar_one()
+        transfer_rows = await self._conn.execute(text(_SUSPICIOUS_TRANSFERS))
+        account_rows = await self._conn.execute(text(_ACCOUNT_AUDIT))
+        effect_rows = await self._conn.execute(text(_REPEATED_EFFECTS))
+        hold_rows = (await self._conn.execute(text(_HOLD_AUDIT))).all()
+        moved: dict[BatchId, dict[RefType, int]] = {}
+        for row in await self._conn.execute(text(_BATCH_TRANSFER_TOTALS)):
+            moved.setdefault(BatchId(row.batch_id), {})[RefType(row.ref_type)] = int(row.total)
+        return LedgerAudit(
+            ledger_sum=int(ledger_sum),
+            transfers=[
+                TransferAudit(row.id, row.key, int(row.entry_count), int(row.entries_sum))
+                for row in transfer_rows
+            ],
+            accounts=[
+                AccountAudit(
+                    account_id=row.id,
+                    kind=AccountKind(row.kind),
+                    tenant_id=TenantId(row.tenant_id) if row.tenant_id else None,
+                    balance=row.balance,
+                    entries_sum=int(row.entries_sum),
+                    last_balance_after=row.last_balance_after,
+                )
+                for row in account_rows
+            ],
+            repeated_effects=[
+                EffectCount(RefType(row.ref_type), row.ref_id, int(row.n)) for row in effect_rows
+            ],
+            holds=[
+                HoldAudit(
+                    batch_id=BatchId(row.batch_id),
+                    tenant_id=TenantId(row.tenant_id),
+                    settlement_status=row.settlement_status,
+                    frozen=row.frozen,
+                    captured=row.captured,
+                    refunded=row.refunded,
+                    released=row.released,
+                    held=row.held,
+                    transferred=moved.get(BatchId(row.batch_id), {}),
+                )
+                for row in hold_rows
+            ],
+        )
+
+
+_SUSPICIOUS_TRANSFERS = """
+    SELECT t.id, t.key, count(e.id) AS entry_count, coalesce(sum(e.amount), 0) AS entries_sum
+    FROM billing.transfers t LEFT JOIN billing.ledger_entries e ON e.transfer_id = t.id
+    GROUP BY t.id HAVING count(e.id) <> 2 OR coalesce(sum(e.amount), 0) <> 0
+"""
+
+_ACCOUNT_AUDIT = """
+    SELECT a.id, a.kind, a.tenant_id, a.balance, coalesce(s.total, 0) AS entries_sum,
+        (SELECT e.balance_after FROM billing.ledger_entries e WHERE e.account_id = a.id
+         ORDER BY e.id DESC LIMIT 1) AS last_balance_after
+    FROM billing.accounts a
+    LEFT JOIN (SELECT account_id, sum(amount) AS total FROM billing.ledger_entries GROUP BY account_id) s
+        ON s.account_id = a.id
+    WHERE a.kind IN ('available', 'hold')
+"""
+
+# The unique key already makes a repeated key impossible; this catches one effect under two keys.
+_REPEATED_EFFECTS = """
+    SELECT ref_type, ref_id, count(*) AS n FROM billing.transfers
+    WHERE ref_type IN ('batch_upfront', 'batch_settle', 'topup')
+    GROUP BY ref_type, tenant_id, ref_id HAVING count(*) > 1
+    UNION ALL
+    SELECT min(ref_type), ref_id, count(*) FROM billing.transfers
+    WHERE ref_type IN ('batch_capture', 'batch_refund')
+    GROUP BY ref_id HAVING count(*) > 1
+"""
+
+_HOLD_AUDIT = """
+    SELECT h.batch_id, h.tenant_id, h.settlement_status, h.frozen, h.captured, h.refunded, h.released,
+        a.balance AS held
+    FROM billing.batch_holds h JOIN billing.accounts a ON a.id = h.hold_account_id
+    ORDER BY h.batch_id
+"""
+
+_BATCH_TRANSFER_TOTALS = """
+    SELECT batch_id, ref_type, sum(amount) AS total FROM billing.transfers
+    WHERE batch_id IS NOT NULL GROUP BY batch_id, ref_type
+"""
 
 
 def _hold_from_row(row: Row[tuple[object, ...]], unit_prices: dict[str, int]) -> BatchHold:

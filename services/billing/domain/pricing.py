@@ -8,14 +8,19 @@ from dataclasses import dataclass
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import InsufficientCredits, StaleQuote, UnknownModel
 
+# What one credit sells for, in US dollar micros ($0.01): the seed's 76% margin on sora-2 is
+# (10 credits x $0.01 - $0.024 provider cost) / $0.10.
+CREDIT_VALUE_USD_MICROS = 10_000
+
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """What one video of `model` costs the customer, in credits."""
+    """What one video of `model` costs the customer (credits) and us (provider, USD micros)."""
 
     model: str
     provider: str
     credits_per_video: int
+    provider_cost_usd_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,3 +86,42 @@ def ensure_affordable(required_credits: int, available_credits: int) -> None:
     """Refuses a freeze the available balance does not cover."""
     if required_credits > available_credits:
         raise InsufficientCredits(required_credits, available_credits)
+
+
+@dataclass(frozen=True)
+class MarginEstimate:
+    """Revenue, provider cost and margin of delivered videos."""
+
+    revenue_credits: int
+    revenue_usd_micros: int
+    provider_cost_usd_micros: int
+
+    @property
+    def margin_usd_micros(self) -> int:
+        return self.revenue_usd_micros - self.provider_cost_usd_micros
+
+    @property
+    def margin_basis_points(self) -> int:
+        """Margin over revenue in basis points (7600 = 76%), rounded down; 0 without revenue."""
+        if self.revenue_usd_micros == 0:
+            return 0
+        return self.margin_usd_micros * 10_000 // self.revenue_usd_micros
+
+
+def estimate_margin(delivered: Mapping[str, int], price_list: Mapping[str, ModelPrice]) -> MarginEstimate:
+    """What `{model: videos delivered}` earned and cost at today's prices (only delivered videos cost us)."""
+    revenue = 0
+    cost = 0
+    for model, videos in delivered.items():
+        if videos < 0:
+            raise InvalidArgument("videos must not be negative", field="videos", model=model)
+        price = price_list.get(model)
+        if price is None:
+            raise UnknownModel(model)
+        revenue += videos * price.credits_per_video
+        cost += videos * price.provider_cost_usd_micros
+    return MarginEstimate(
+        revenue_credits=revenue,
+        revenue_usd_micros=revenue * CREDIT_VALUE_USD_MICROS,
+        provider_cost_usd_micros=cost,
+    )

@@ -1,14 +1,34 @@
-"""Operator endpoints under /api/admin (authenticated by `Authorization: Bearer <admin token>`)."""
+"""Operator endpoints under /api/admin.
 
-from typing import Annotated
+Authenticated by `Authorization: Bearer <admin token>`; reads (GET) also accept the dashboard's
+session cookie, so the dashboard can link to JSON and CSV exports. No state change is ever made
+on a cookie alone.
 
-from fastapi import APIRouter, Body, Depends, Path, Query
-from reelbatch.proto.batch.v1 import batch_pb2
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
-from services.gateway.auth import admin_dependency
+from services.gateway.admin_ui.reads import AdminReads
+from services.gateway.admin_ui.session import AdminSessions
 from services.gateway.backends import Backends
+from services.gateway.errors import ApiError
+from services.gateway.routes.ledger_exports import (
+    CreatedFrom,
+    CreatedTo,
+    csv_download,
+    export_filename,
+    ledger_csv,
+    started,
+)
 from services.gateway.routes.params import (
     DEFAULT_PAGE_SIZE,
     BatchIdPath,
@@ -17,36 +37,56 @@ from services.gateway.routes.params import (
     error_responses,
 )
 from services.gateway.schemas import (
+    AdminBatchDetail,
     AdminBatchPage,
-    AdminBatchView,
     ApiKeyCreated,
+    BatchBillingView,
     BatchStatus,
     CreateApiKeyRequest,
     CreateTenantRequest,
     CreditsView,
+    DeliveryPage,
+    FailureType,
+    LedgerPage,
+    ReconciliationView,
+    SettlementStatus,
     TaskPage,
     TaskStatus,
-    TaskView,
     TenantCreated,
+    TenantPage,
     TopUpRequest,
     TopUpResult,
 )
 
-# Admin scope on batch reads: no tenant filter (see batch.proto).
-ALL_TENANTS = ""
-
 TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
+_admin_scheme = HTTPBearer(auto_error=False, description="The admin token (REELBATCH_ADMIN_TOKEN).")
 
-def admin_router(settings: Settings, backends: Backends) -> APIRouter:
-    """The /api/admin routes: tenants, API keys, top-ups and batches of every tenant."""
+
+def admin_access(sessions: AdminSessions) -> Callable[..., Coroutine[Any, Any, None]]:
+    """A dependency admitting the admin bearer token, or a dashboard session on reads."""
+
+    async def authenticated_admin(request: Request, _: Annotated[Any, Depends(_admin_scheme)]) -> None:
+        if sessions.bearer_ok(request):
+            return
+        if request.method in ("GET", "HEAD") and sessions.from_request(request) is not None:
+            return
+        raise ApiError(401, "unauthorized", "missing or invalid admin bearer token")
+
+    return authenticated_admin
+
+
+def admin_router(settings: Settings, backends: Backends, sessions: AdminSessions | None = None) -> APIRouter:
+    """The /api/admin routes: tenants, keys, top-ups, batches of every tenant, reconciliation, exports."""
+    sessions = sessions or AdminSessions(settings.admin_token)
     router = APIRouter(
         prefix="/api/admin",
         tags=["admin"],
-        dependencies=[Depends(admin_dependency(settings))],
+        dependencies=[Depends(admin_access(sessions))],
         responses=error_responses(401, 500, 503),
     )
     deadline = settings.grpc_deadline_seconds
+    reads = AdminReads(backends, deadline)
 
     @router.post(
         "/tenants",
@@ -103,6 +143,26 @@ def admin_router(settings: Settings, backends: Backends) -> APIRouter:
         return CreditsView.from_proto(balance)
 
     @router.get(
+        "/tenants",
+        response_model=TenantPage,
+        summary="List tenants with their balances, oldest first",
+        responses=error_responses(422),
+    )
+    async def list_tenants(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE) -> TenantPage:
+        return await reads.tenants(cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
+        "/tenants/{tenant_id}/ledger",
+        response_model=LedgerPage,
+        summary="Changes of a tenant's available balance, newest first",
+        responses=error_responses(404, 422),
+    )
+    async def list_tenant_ledger(
+        tenant_id: TenantIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
+    ) -> LedgerPage:
+        return await reads.tenant_ledger(tenant_id, cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
         "/batches",
         response_model=AdminBatchPage,
         summary="List batches of every tenant (or one), newest first",
@@ -113,31 +173,32 @@ def admin_router(settings: Settings, backends: Backends) -> APIRouter:
             str | None, Query(max_length=64, description="Only this tenant's batches.")
         ] = None,
         status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        settlement_status: Annotated[
+            SettlementStatus | None, Query(description="Only batches in this settlement status.")
+        ] = None,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> AdminBatchPage:
-        response = await backends.batch.ListBatches(
-            batch_pb2.ListBatchesRequest(
-                tenant_id=tenant_id or ALL_TENANTS, status=status or "", cursor=cursor or "", limit=limit
-            ),
-            timeout=deadline,
-        )
-        return AdminBatchPage(
-            items=[AdminBatchView.from_proto(batch) for batch in response.batches],
-            next_cursor=response.next_cursor or None,
+        return await reads.batches(
+            tenant_id=tenant_id or "",
+            status=status or "",
+            settlement_status=settlement_status or "",
+            created_from=created_from,
+            created_to=created_to,
+            cursor=cursor or "",
+            limit=limit,
         )
 
     @router.get(
         "/batches/{batch_id}",
-        response_model=AdminBatchView,
-        summary="Get any batch",
+        response_model=AdminBatchDetail,
+        summary="Any batch: progress, money, net, margin, timing and failures by whose fault",
         responses=error_responses(404),
     )
-    async def get_batch(batch_id: BatchIdPath) -> AdminBatchView:
-        batch = await backends.batch.GetBatch(
-            batch_pb2.GetBatchRequest(tenant_id=ALL_TENANTS, batch_id=batch_id), timeout=deadline
-        )
-        return AdminBatchView.from_proto(batch)
+    async def get_batch(batch_id: BatchIdPath) -> AdminBatchDetail:
+        return await reads.batch(batch_id)
 
     @router.get(
         "/batches/{batch_id}/tasks",
@@ -148,22 +209,56 @@ def admin_router(settings: Settings, backends: Backends) -> APIRouter:
     async def list_batch_tasks(
         batch_id: BatchIdPath,
         status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+        failure_type: Annotated[
+            FailureType | None, Query(description="Only tasks that failed this way.")
+        ] = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> TaskPage:
-        response = await backends.batch.ListTasks(
-            batch_pb2.ListTasksRequest(
-                tenant_id=ALL_TENANTS,
-                batch_id=batch_id,
-                status=status or "",
-                cursor=cursor or "",
-                limit=limit,
-            ),
-            timeout=deadline,
+        return await reads.tasks(
+            batch_id, status=status or "", failure_type=failure_type or "", cursor=cursor or "", limit=limit
         )
-        return TaskPage(
-            items=[TaskView.from_proto(task) for task in response.tasks],
-            next_cursor=response.next_cursor or None,
-        )
+
+    @router.get(
+        "/batches/{batch_id}/billing",
+        response_model=BatchBillingView,
+        summary="A batch's money: upfront, captures, refunds, net spent and its ledger entries",
+        responses=error_responses(404, 422),
+    )
+    async def get_batch_billing(
+        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = 500
+    ) -> BatchBillingView:
+        return await reads.billing(batch_id, cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
+        "/batches/{batch_id}/webhooks",
+        response_model=DeliveryPage,
+        summary="A batch's webhook deliveries with every attempt, newest first",
+        responses=error_responses(404, 422),
+    )
+    async def list_batch_webhooks(
+        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
+    ) -> DeliveryPage:
+        return await reads.webhooks(batch_id, cursor=cursor or "", limit=limit)
+
+    @router.get(
+        "/reconciliation",
+        response_model=ReconciliationView,
+        summary="Check every credit (I1-I3); an empty `discrepancies` list means the books balance",
+    )
+    async def reconcile() -> ReconciliationView:
+        return await reads.reconciliation()
+
+    @router.get(
+        "/ledger.csv",
+        summary="Export every ledger entry created in [created_from, created_to) as CSV (streamed)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}, "description": "One line per ledger entry."}},
+    )
+    async def export_ledger(
+        created_from: CreatedFrom = None, created_to: CreatedTo = None
+    ) -> StreamingResponse:
+        rows = await started(reads.ledger_rows("", created_from, created_to))
+        return csv_download(ledger_csv(rows), export_filename("ledger", created_from, created_to))
 
     return router

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
+from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
 from services.gateway.auth import ApiKeyAuthenticator, tenant_dependency
@@ -107,12 +108,18 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> BatchAccepted:
         request_id = idempotency_key(request)
         payload = parse_create_batch(await request.body(), limits)
+        if payload.webhook_url:
+            # The SSRF rule lives in the webhook service; a refusal answers 422 before any charge.
+            await backends.webhook.ValidateUrl(
+                webhook_pb2.ValidateUrlRequest(url=payload.webhook_url), timeout=deadline
+            )
         response = await backends.batch.CreateBatch(
             batch_pb2.CreateBatchRequest(
                 tenant_id=tenant_id,
                 request_id=request_id,
                 items=[batch_pb2.BatchItem(prompt=item.prompt, model=item.model) for item in payload.items],
                 webhook_url=payload.webhook_url or "",
+                deadline_seconds=payload.deadline_seconds or 0,
             ),
             timeout=deadline,
         )
@@ -194,6 +201,24 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
             batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
         )
         return BatchView.from_proto(batch)
+
+    @router.post(
+        "/video-batch/{batch_id}/retry-failed",
+        status_code=202,
+        response_model=BatchAccepted,
+        summary="Retry the failed items of a finished batch as a new batch (new reservation)",
+        openapi_extra={"parameters": _CREATE_BATCH_BODY["parameters"]},
+        responses=error_responses(402, 404, 409, 422),
+    )
+    async def retry_failed_video_batch(
+        request: Request, tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
+    ) -> BatchAccepted:
+        request_id = idempotency_key(request)
+        response = await backends.batch.RetryFailed(
+            batch_pb2.RetryFailedRequest(tenant_id=tenant_id, batch_id=batch_id, request_id=request_id),
+            timeout=deadline,
+        )
+        return BatchAccepted.from_proto(response, request_id)
 
     @router.get("/credits", response_model=CreditsView, summary="The tenant's balances")
     async def get_credits(tenant_id: Annotated[str, authenticated]) -> CreditsView:

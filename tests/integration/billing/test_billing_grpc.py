@@ -178,6 +178,16 @@ class FakeBatchService(batch_pb2_grpc.BatchServiceServicer):
     ) -> batch_pb2.Batch:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
 
+    async def GetBatchBreakdown(
+        self, request: batch_pb2.GetBatchRequest, context: BatchContext
+    ) -> batch_pb2.BatchBreakdown:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def ListBatchTotals(
+        self, request: batch_pb2.ListBatchTotalsRequest, context: BatchContext
+    ) -> batch_pb2.ListBatchTotalsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
     async def ListTasks(
         self, request: batch_pb2.ListTasksRequest, context: BatchContext
     ) -> batch_pb2.ListTasksResponse:
@@ -192,7 +202,7 @@ class FakeBatchService(batch_pb2_grpc.BatchServiceServicer):
 
 @pytest.fixture
 async def batch_service() -> AsyncIterator[tuple[FakeBatchService, GrpcServer]]:
-    fake = FakeBatchService()
+    fake = FakeBatchService()  # type: ignore[abstract]  # RetryFailed is not used here
 
     def register(server: grpc.aio.Server) -> None:
         batch_pb2_grpc.add_BatchServiceServicer_to_server(fake, server)

@@ -10,7 +10,14 @@ from fastapi.testclient import TestClient
 
 from libs.config import Settings
 from services.gateway.app import create_app
-from tests.unit.gateway.gateway_fakes import ADMIN_TOKEN, FakeBatch, FakeBilling, Readiness, fake_backends
+from tests.unit.gateway.gateway_fakes import (
+    ADMIN_TOKEN,
+    FakeBatch,
+    FakeBilling,
+    FakeWebhook,
+    Readiness,
+    fake_backends,
+)
 
 
 @pytest.fixture
@@ -36,23 +43,38 @@ def batch() -> FakeBatch:
 
 
 @pytest.fixture
+def webhook() -> FakeWebhook:
+    return FakeWebhook()
+
+
+@pytest.fixture
 def readiness() -> Readiness:
     return Readiness()
 
 
 @pytest.fixture
 def client(
-    settings: Settings, billing: FakeBilling, batch: FakeBatch, readiness: Readiness
+    settings: Settings,
+    billing: FakeBilling,
+    batch: FakeBatch,
+    readiness: Readiness,
+    webhook: FakeWebhook,
 ) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, fake_backends(billing, batch, readiness))) as test_client:
+    backends = fake_backends(billing, batch, readiness, webhook)
+    with TestClient(create_app(settings, backends)) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def roomy_client(
-    settings: Settings, billing: FakeBilling, batch: FakeBatch, readiness: Readiness
+    settings: Settings,
+    billing: FakeBilling,
+    batch: FakeBatch,
+    readiness: Readiness,
+    webhook: FakeWebhook,
 ) -> Iterator[TestClient]:
     """A client whose body limit is the production one (8 MiB), for 10,000-item batches."""
     roomy = settings.model_copy(update={"max_body_bytes": 8 * 1024 * 1024})
-    with TestClient(create_app(roomy, fake_backends(billing, batch, readiness))) as test_client:
+    backends = fake_backends(billing, batch, readiness, webhook)
+    with TestClient(create_app(roomy, backends)) as test_client:
         yield test_client

@@ -1,4 +1,4 @@
-"""In-memory fakes of the billing and batch stubs used by the gateway tests.
+"""In-memory fakes of the billing, batch and webhook stubs used by the gateway tests.
 
 Refusals are raised as real `grpc.aio.AioRpcError`s whose trailing metadata is built from a
 `ServiceError` by `libs.rpc.errors.status_for`, so the gateway decodes them the production way.
@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import NotFound, ServiceError, Unauthenticated
 from libs.rpc.errors import status_for
@@ -204,21 +205,47 @@ class FakeBatch(FakeStub):
         return batch_pb2.ListTasksResponse(tasks=self.tasks, next_cursor="")
 
 
+class FakeWebhook(FakeStub):
+    """Webhook with no deliveries unless the test sets some; every URL is acceptable by default."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliveries: list[webhook_pb2.Delivery] = []
+
+    async def ListDeliveries(
+        self, request: webhook_pb2.ListDeliveriesRequest, timeout: float | None = None
+    ) -> webhook_pb2.ListDeliveriesResponse:
+        self._record("ListDeliveries", request, timeout)
+        return webhook_pb2.ListDeliveriesResponse(deliveries=self.deliveries, next_cursor="")
+
+    async def ValidateUrl(
+        self, request: webhook_pb2.ValidateUrlRequest, timeout: float | None = None
+    ) -> webhook_pb2.ValidateUrlResponse:
+        self._record("ValidateUrl", request, timeout)
+        return webhook_pb2.ValidateUrlResponse()
+
+
 class Readiness:
     """A readiness probe whose answer the test decides."""
 
     def __init__(self) -> None:
-        self.serving = {"billing": True, "batch": True}
+        self.serving = {"billing": True, "batch": True, "webhook": True}
 
     async def __call__(self) -> Mapping[str, bool]:
         return dict(self.serving)
 
 
-def fake_backends(billing: FakeBilling, batch: FakeBatch, readiness: Readiness) -> Backends:
+def fake_backends(
+    billing: FakeBilling,
+    batch: FakeBatch,
+    readiness: Readiness,
+    webhook: FakeWebhook | None = None,
+) -> Backends:
     """The fakes in the shape the app expects (they implement only the methods the gateway calls)."""
     return Backends(
         billing=cast("billing_pb2_grpc.BillingServiceAsyncStub", billing),
         batch=cast("batch_pb2_grpc.BatchServiceAsyncStub", batch),
+        webhook=cast("webhook_pb2_grpc.WebhookServiceAsyncStub", webhook or FakeWebhook()),
         readiness=readiness,
     )
 

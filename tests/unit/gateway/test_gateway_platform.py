@@ -26,7 +26,7 @@ from tests.unit.gateway.gateway_fakes import (
 
 
 def test_healthz_answers_ok_without_asking_backends(client: TestClient, readiness: Readiness) -> None:
-    readiness.serving = {"billing": False, "batch": False}
+    readiness.serving = {"billing": False, "batch": False, "webhook": False}
 
     response = client.get("/healthz")
 
@@ -38,7 +38,10 @@ def test_readyz_is_200_when_every_backend_serves(client: TestClient) -> None:
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "dependencies": {"billing": "up", "batch": "up"}}
+    assert response.json() == {
+        "ok": True,
+        "dependencies": {"billing": "up", "batch": "up", "webhook": "up"},
+    }
 
 
 def test_readyz_is_503_with_retry_after_naming_the_backend_that_is_down(

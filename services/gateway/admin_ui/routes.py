@@ -1,0 +1,257 @@
+"""The dashboard's routes under /admin: sign-in, batches, a batch's tabs, tenants, reconciliation.
+
+Pages accept the session cookie or `Authorization: Bearer <admin token>`; without either they
+redirect to the sign-in page. Forms that change anything (sign-out) carry the session's CSRF token.
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs, quote
+
+import grpc
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from libs.config import Settings
+from services.gateway.admin_ui import pages
+from services.gateway.admin_ui.markup import Markup
+from services.gateway.admin_ui.reads import AdminReads
+from services.gateway.admin_ui.session import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
+from services.gateway.backends import Backends
+from services.gateway.routes.params import MAX_CURSOR_CHARS, is_uuid
+from services.gateway.schemas import DeliveryPage
+
+STATIC_DIR = Path(__file__).parent / "static"
+SIGN_IN_PATH = "/admin/sign-in"
+TASK_PAGE_SIZES = {"10": 10, "50": 50, "200": 200}
+
+Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS)]
+Filter = Annotated[str, Query(max_length=64)]
+
+
+class SignInRequired(Exception):
+    """Raised by a page when the request carries no admin credentials."""
+
+
+def static_files() -> StaticFiles:
+    """The dashboard's CSS (mounted at /admin/static)."""
+    return StaticFiles(directory=STATIC_DIR)
+
+
+def _html(markup: Markup, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        str(markup),
+        status_code=status_code,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            # Inline style attributes only carry progress-bar widths; no inline scripts at all.
+            "Content-Security-Policy": (
+                "default-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; frame-ancestors 'none'"
+            ),
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a small urlencoded form (first value of each); the body limit applies before."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return {}
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def _safe_next(path: str) -> str:
+    # Only local dashboard paths: never an open redirect to another site.
+    if path.startswith("/admin") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/admin/batches"
+
+
+def dashboard_router(settings: Settings, backends: Backends, sessions: AdminSessions) -> APIRouter:
+    """The HTML dashboard (hidden from the OpenAPI document)."""
+    router = APIRouter(prefix="/admin", include_in_schema=False)
+    reads = AdminReads(backends, settings.grpc_deadline_seconds)
+    secure_cookie = settings.env == "production"
+
+    def csrf_for(request: Request) -> str | None:
+        """The CSRF token for forms; raises SignInRequired when the request is not an admin's."""
+        session = sessions.from_request(request)
+        if session is not None:
+            return sessions.csrf_token(session)
+        if sessions.bearer_ok(request):
+            return None
+        raise SignInRequired
+
+    def sign_in_redirect(request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(target, safe='')}", status_code=303)
+
+    def not_found(message: str, csrf: str | None) -> HTMLResponse:
+        return _html(pages.not_found_page(message, csrf_token=csrf), 404)
+
+    @router.get("")
+    async def dashboard_home() -> RedirectResponse:
+        return RedirectResponse("/admin/batches", status_code=303)
+
+    @router.get("/sign-in")
+    async def sign_in_form(
+        next_path: Annotated[str, Query(alias="next", max_length=2048)] = "",
+    ) -> HTMLResponse:
+        return _html(pages.sign_in_page(_safe_next(next_path), None))
+
+    @router.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        form = await _form(request)
+        token = form.get("token", "")
+        target = _safe_next(form.get("next", ""))
+        if not same_origin(request):
+            return _html(pages.sign_in_page(target, "The form was sent from another site."), 403)
+        if not sessions.is_admin_token(token):
+            return _html(pages.sign_in_page(target, "That is not the admin token."), 401)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            sessions.issue(),
+            max_age=SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookie,
+        )
+        return response
+
+    @router.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        csrf_token = (await _form(request)).get("csrf_token", "")
+        session = sessions.from_request(request)
+        if session is None or not same_origin(request) or not sessions.csrf_ok(session, csrf_token):
+            return _html(pages.sign_in_page("/admin/batches", "Your session has ended; sign in again."), 403)
+        response = RedirectResponse(SIGN_IN_PATH, status_code=303)
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=secure_cookie
+        )
+        return response
+
+    @router.get("/batches")
+    async def batches_page(
+        request: Request,
+        status: Filter = "",
+        settlement_status: Filter = "",
+        tenant_id: Filter = "",
+        cursor: Cursor = "",
+    ) -> Response:
+        try:
+            csrf = csrf_for(request)
+        except SignInRequired:
+            return sign_in_redirect(request)
+        filters = {
+            "status": status if status in pages.BATCH_STATUSES else "",
+            "settlement_status": settlement_status if settlement_status in pages.SETTLEMENT_STATUSES else "",
+            "tenant_id": tenant_id if is_uuid(tenant_id) else "",
+        }
+        page = await reads.batches(
+            status=filters["status"],
+            settlement_status=filters["settlement_status"],
+            tenant_id=filters["tenant_id"],
+            cursor=cursor,
+        )
+        return _html(pages.batches_page(page.items, page.next_cursor, filters, csrf_token=csrf))
+
+    @router.get("/batches/{batch_id}")
+    async def batch_page(
+        request: Request,
+        batch_id: str,
+        tab: Filter = "overview",
+        status: Filter = "",
+        failure_type: Filter = "",
+        limit: Filter = "",
+        cursor: Cursor = "",
+    ) -> Response:
+        try:
+            csrf = csrf_for(request)
+        except SignInRequired:
+            return sign_in_redirect(request)
+        if not is_uuid(batch_id):
+            return not_found("No such batch.", csrf)
+        batch_id = batch_id.lower()
+        try:
+            batch = await reads.batch(batch_id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return not_found("No such batch.", csrf)
+            raise
+        tab = tab if tab in dict(pages.TABS) else "overview"
+        if tab == "tasks":
+            filters = {
+                "tab": "tasks",
+                "status": status if status in pages.TASK_STATUSES else "",
+                "failure_type": failure_type if failure_type in pages.FAILURE_TYPES else "",
+                "limit": limit if limit in TASK_PAGE_SIZES else "",
+                "cursor": cursor,
+            }
+            tasks = await reads.tasks(
+                batch_id,
+                status=filters["status"],
+                failure_type=filters["failure_type"],
+                cursor=cursor,
+                limit=TASK_PAGE_SIZES.get(limit, 50),
+            )
+            content = pages.tasks_tab(batch_id, tasks, filters)
+        elif tab == "billing":
+            content = pages.billing_tab(batch_id, await reads.billing(batch_id, cursor=cursor), cursor)
+        elif tab == "webhooks":
+            deliveries: DeliveryPage | None
+            try:
+                deliveries = await reads.webhooks(batch_id, cursor=cursor)
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                deliveries = None
+            content = pages.webhooks_tab(deliveries, batch.webhook_url)
+        else:
+            content = pages.overview_tab(batch)
+        return _html(pages.batch_page(batch, tab, content, csrf_token=csrf))
+
+    @router.get("/tenants")
+    async def tenants_page(request: Request, cursor: Cursor = "") -> Response:
+        try:
+            csrf = csrf_for(request)
+        except SignInRequired:
+            return sign_in_redirect(request)
+        page = await reads.tenants(cursor=cursor)
+        return _html(pages.tenants_page(page, cursor, csrf_token=csrf))
+
+    @router.get("/tenants/{tenant_id}")
+    async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
+        try:
+            csrf = csrf_for(request)
+        except SignInRequired:
+            return sign_in_redirect(request)
+        if not is_uuid(tenant_id):
+            return not_found("No such tenant.", csrf)
+        try:
+            credits = await reads.tenant_credits(tenant_id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return not_found("No such tenant.", csrf)
+            raise
+        ledger = await reads.tenant_ledger(tenant_id, cursor=cursor)
+        recent = await reads.batches(tenant_id=tenant_id, limit=10)
+        return _html(pages.tenant_page(tenant_id, credits, ledger, recent.items, csrf_token=csrf))
+
+    @router.get("/reconciliation")
+    async def reconciliation_page(request: Request) -> Response:
+        try:
+            csrf = csrf_for(request)
+        except SignInRequired:
+            return sign_in_redirect(request)
+        report = await reads.reconciliation()
+        return _html(pages.reconciliation_page(report, csrf_token=csrf))
+
+    return router
