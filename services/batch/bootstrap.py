@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from libs.bus import Bus, RabbitBus
+from libs.bus import Bus, connect_bus
 from libs.config import Settings
 from libs.db import Database
 from libs.migrations import upgrade_to_head
 from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
 from services.batch.adapters.billing_client import GrpcBilling
+from services.batch.adapters.providers._remote import RemoteJobSettings
+from services.batch.adapters.providers.fal import FalProvider
+from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
+from services.batch.adapters.providers.replicate import ReplicateProvider
 from services.batch.adapters.providers.simulated import SimulatedProvider
+from services.batch.adapters.providers.veo import VeoProvider
 from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.adapters.tables import outbox
 from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.provider import VideoProvider
 from services.batch.domain.retry import BackoffPolicy
-from services.batch.execution import OutcomeWriter, TaskExecutor
+from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
 from services.batch.handlers import BatchHandlers
 
 
@@ -61,7 +70,17 @@ class BatchWorker:
 
 
 def _repository(settings: Settings, database: Database) -> BatchRepository:
-    return BatchRepository(database, dispatch_chunk_size=settings.dispatch_chunk_size)
+    return BatchRepository(
+        database,
+        dispatch_chunk_size=settings.dispatch_chunk_size,
+        batch_window_chunks=settings.dispatch_window_chunks,
+        tenant_window_chunks=settings.tenant_dispatch_window_chunks,
+    )
+
+
+def worker_identity() -> str:
+    """Who claimed a task (tasks.claimed_by): host, process id and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
@@ -74,15 +93,70 @@ def _relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
     )
 
 
+def build_storage(settings: Settings) -> AssetStorage:
+    """Where videos are kept: the local asset directory the gateway serves."""
+    return LocalDirectoryStorage(Path(settings.asset_dir), settings.public_base_url)
+
+
 def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
-    """Provider adapters by the name the price list uses."""
-    return {
+    """Provider adapters by the name the price list uses; real ones only when their key is set."""
+    storage = build_storage(settings)
+    remote = RemoteJobSettings(
+        poll_seconds=settings.provider_poll_seconds,
+        max_poll_seconds=max(settings.provider_poll_seconds, settings.provider_poll_max_seconds),
+        max_retry_after_seconds=settings.provider_max_retry_after_seconds,
+        max_asset_bytes=settings.max_asset_bytes,
+        http_timeout_seconds=settings.provider_http_timeout_seconds,
+    )
+
+    def model_ids(provider: str) -> dict[str, str]:
+        return {
+            model: price.provider_model or model
+            for model, price in settings.pricing.items()
+            if price.provider == provider
+        }
+
+    providers: dict[str, VideoProvider] = {
         "simulated": SimulatedProvider(
             latency_seconds=settings.simulated_latency_seconds,
             asset_dir=Path(settings.asset_dir),
             public_base_url=settings.public_base_url,
+            storage=storage,
         )
     }
+    if settings.gemini_api_key is not None:
+        providers["veo"] = VeoProvider.connect(
+            api_key=settings.gemini_api_key.get_secret_value(),
+            storage=storage,
+            model_ids=model_ids("veo"),
+            settings=remote,
+            base_url=settings.gemini_base_url,
+        )
+    if settings.replicate_api_token is not None:
+        providers["replicate"] = ReplicateProvider.connect(
+            api_token=settings.replicate_api_token.get_secret_value(),
+            storage=storage,
+            model_ids=model_ids("replicate"),
+            settings=remote,
+            base_url=settings.replicate_base_url,
+        )
+    if settings.fal_key is not None:
+        providers["fal"] = FalProvider.connect(
+            api_key=settings.fal_key.get_secret_value(),
+            storage=storage,
+            model_ids=model_ids("fal"),
+            settings=remote,
+            queue_url=settings.fal_queue_url,
+        )
+    if settings.openai_api_key is not None:
+        providers["openai"] = OpenAIVideosProvider.connect(
+            api_key=settings.openai_api_key.get_secret_value(),
+            storage=storage,
+            model_ids=model_ids("openai"),
+            settings=remote,
+            base_url=settings.openai_base_url,
+        )
+    return providers
 
 
 def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
@@ -96,7 +170,7 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
 async def build_server(settings: Settings) -> BatchServer:
     """Connects the database pool, the bus and the billing channel of a batch server."""
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await RabbitBus.connect(settings.amqp_url)
+    bus = await connect_bus(settings)
     channel = open_channel(settings.billing_grpc_addr)
     repository = _repository(settings, database)
     handlers = BatchHandlers(
@@ -113,7 +187,7 @@ async def build_worker(
 ) -> BatchWorker:
     """Connects the database pool and the bus of a worker; `providers` replaces the configured ones."""
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await RabbitBus.connect(settings.amqp_url)
+    bus = await connect_bus(settings)
     repository = _repository(settings, database)
     writer = OutcomeWriter(repository)
     executor = TaskExecutor(
@@ -125,5 +199,9 @@ async def build_worker(
         lease_seconds=settings.task_lease_seconds,
         provider_timeout_seconds=settings.provider_timeout_seconds,
         backoff=BackoffPolicy(settings.retry_base_seconds, settings.retry_max_seconds),
+        slot_limits={model: price.max_in_flight for model, price in settings.pricing.items()},
+        worker_id=worker_identity(),
+        pacing=ClaimPacing(settings.claim_wait_seconds, settings.claim_wait_max_seconds),
+        cancel_check_seconds=settings.cancel_check_seconds,
     )
     return BatchWorker(database, bus, repository, executor, writer, _relay(settings, database, bus))

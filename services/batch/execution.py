@@ -2,20 +2,23 @@
 
 A worker process holds one `TaskExecutor`. Provider calls are asyncio coroutines bounded by one
 process-wide semaphore (never a thread per task); outcomes completed within a few milliseconds of
-each other are written in one transaction by the `OutcomeWriter`.
+each other are written in one transaction by the `OutcomeWriter`. Provider slots are shared by
+every worker through the database (see `BatchRepository.claim_tasks`): a dispatch message whose
+tasks cannot all start yet is kept, unacknowledged, and the rest claimed as slots free up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from libs.lifecycle import sleep_or_stop
 from services.batch.adapters.repository import BatchRepository
-from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import (
+    AttemptCounter,
     AttemptPolicy,
     ClaimedTask,
     ModelPolicy,
@@ -24,6 +27,7 @@ from services.batch.domain.execution import (
 )
 from services.batch.domain.provider import FailureType, VideoProvider
 from services.batch.domain.retry import BackoffPolicy
+from services.batch.domain.scheduling import CancelReason, cancelled_task_message
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,29 @@ class OutcomeWriter:
                 return
 
 
+@dataclass(frozen=True)
+class DispatchResult:
+    """What became of one dispatch message's tasks on this worker."""
+
+    ran: int
+    # Tasks still queued when this worker stopped claiming (it is shutting down): the message
+    # must not be acknowledged, so another worker gets them.
+    unclaimed: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimPacing:
+    """How a worker waits for provider slots: first poll after `first_seconds`, doubling to `max_seconds`."""
+
+    first_seconds: float = 0.05
+    max_seconds: float = 1.0
+
+
 class TaskExecutor:
-    """Claims the tasks of a dispatch message, runs them concurrently and records their outcomes."""
+    """Claims the tasks of dispatch messages, runs them concurrently, records their outcomes.
+
+    It also stops the tasks of batches cancelled while they run (see `check_cancellations`).
+    """
 
     def __init__(
         self,
@@ -111,6 +136,10 @@ class TaskExecutor:
         lease_seconds: float,
         provider_timeout_seconds: float,
         backoff: BackoffPolicy,
+        slot_limits: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
+        pacing: ClaimPacing | None = None,
+        cancel_check_seconds: float = 1.0,
     ) -> None:
         self._repo = repository
         self._writer = writer
@@ -120,37 +149,116 @@ class TaskExecutor:
         self._lease_seconds = lease_seconds
         self._timeout = provider_timeout_seconds
         self._backoff = backoff
-        self._in_flight: dict[TaskId, uuid.UUID] = {}
+        self._slot_limits = dict(slot_limits or {})
+        self._worker_id = worker_id
+        self._pacing = pacing or ClaimPacing()
+        self._cancel_check_seconds = cancel_check_seconds
+        self._in_flight: dict[TaskId, ClaimedTask] = {}
+        self._runners: dict[TaskId, asyncio.Task[TaskOutcome]] = {}
+        self._cancelling: dict[TaskId, CancelReason | None] = {}
+        self._claiming = True
+        # Replaced on every notification, so a waiter that took the event before claiming never
+        # misses a slot freed while its claim ran.
+        self._freed = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
         """Tasks claimed by this worker and not yet recorded."""
         return len(self._in_flight)
 
-    async def execute_dispatch(self, batch_id: BatchId, task_ids: Sequence[TaskId]) -> int:
-        """Runs the tasks of one dispatch message that are still queued; returns how many ran.
+    def stop_claiming(self) -> None:
+        """Claims nothing more (shutdown); dispatches waiting for slots give their tasks up."""
+        self._claiming = False
+        self._notify_freed()
 
-        Ids already claimed elsewhere or cancelled are skipped. Returns once every outcome is
-        committed; raises if they could not be (the tasks' leases then expire and recovery
-        dispatches them again).
+    def _notify_freed(self) -> None:
+        self._freed.set()
+        self._freed = asyncio.Event()
+
+    async def execute_dispatch(self, batch_id: BatchId, task_ids: Sequence[TaskId]) -> DispatchResult:
+        """Runs the tasks of one dispatch message that are still queued, as provider slots allow.
+
+        Ids already claimed elsewhere, cancelled or finished are skipped. Returns once every
+        claimed task's outcome is committed; raises if one could not be (the leases then expire
+        and recovery dispatches those tasks again).
         """
-        claimed = await self._repo.claim_tasks(batch_id, task_ids, self._lease_seconds)
-        for task in claimed:
-            self._in_flight[task.task_id] = task.claim_token
+        waiting = list(task_ids)
+        runners: list[asyncio.Task[None]] = []
+        claim_error: Exception | None = None
+        delay = self._pacing.first_seconds
         try:
-            async with asyncio.TaskGroup() as group:
-                for task in claimed:
-                    group.create_task(self._run_and_record(task))
-        finally:
-            for task in claimed:
-                self._in_flight.pop(task.task_id, None)
-        return len(claimed)
+            while waiting and self._claiming:
+                freed = self._freed
+                try:
+                    result = await self._repo.claim_tasks(
+                        batch_id,
+                        waiting,
+                        self._lease_seconds,
+                        slot_limits=self._slot_limits,
+                        worker_id=self._worker_id,
+                    )
+                except Exception as error:
+                    # Let the tasks already claimed finish before the message is retried.
+                    claim_error = error
+                    break
+                for task in result.claimed:
+                    self._in_flight[task.task_id] = task
+                    runners.append(asyncio.create_task(self._run_and_record(task)))
+                waiting = result.waiting
+                if not waiting:
+                    break
+                if result.claimed:
+                    delay = self._pacing.first_seconds
+                try:
+                    await asyncio.wait_for(freed.wait(), delay)
+                except TimeoutError:
+                    delay = min(delay * 2, self._pacing.max_seconds)
+            results = await asyncio.gather(*runners, return_exceptions=True)
+        except asyncio.CancelledError:
+            for runner in runners:
+                runner.cancel()
+            raise
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if claim_error is not None:
+            raise claim_error
+        if failures:
+            raise failures[0]
+        return DispatchResult(len(runners), len(waiting))
 
     async def _run_and_record(self, task: ClaimedTask) -> None:
-        outcome = await self._run(task)
-        await self._writer.submit(outcome)
+        counter = AttemptCounter()
+        runner = asyncio.create_task(self._run(task, counter))
+        self._runners[task.task_id] = runner
+        try:
+            try:
+                await asyncio.wait([runner])
+            except asyncio.CancelledError:
+                runner.cancel()
+                raise
+            outcome = self._cancelled_outcome(task, runner, counter)
+            await self._writer.submit(outcome)
+        finally:
+            self._runners.pop(task.task_id, None)
+            self._in_flight.pop(task.task_id, None)
+            self._cancelling.pop(task.task_id, None)
+            self._notify_freed()
 
-    async def _run(self, task: ClaimedTask) -> TaskOutcome:
+    def _cancelled_outcome(
+        self, task: ClaimedTask, runner: asyncio.Task[TaskOutcome], counter: AttemptCounter
+    ) -> TaskOutcome:
+        # A task whose batch was cancelled ends cancelled unless it succeeded first: a video that
+        # exists is delivered and paid for; anything else is refunded.
+        if task.task_id not in self._cancelling:
+            return runner.result()
+        message = cancelled_task_message(self._cancelling[task.task_id], started=True)
+        if runner.cancelled():
+            return TaskOutcome.cancelled(task, counter.started, message)
+        outcome = runner.result()
+        if outcome.status is TaskStatus.SUCCEEDED:
+            return outcome
+        return TaskOutcome.cancelled(task, outcome.attempts, message)
+
+    async def _run(self, task: ClaimedTask, counter: AttemptCounter) -> TaskOutcome:
         model = self._models.get(task.model)
         provider = self._providers.get(model.provider) if model is not None else None
         if model is None or provider is None:
@@ -158,17 +266,56 @@ class TaskExecutor:
                 task, 0, FailureType.INTERNAL, f"no provider configured for {task.model}"
             )
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
-        return await run_task(task, provider, policy, slot=self._slots)
+        return await run_task(task, provider, policy, slot=self._slots, counter=counter)
+
+    async def check_cancellations(self) -> int:
+        """Stops the running tasks of batches cancelled since they started; returns how many."""
+        held = list(self._in_flight.values())
+        if not held:
+            return 0
+        cancelled = await self._repo.cancelled_batches({task.batch_id for task in held})
+        stopped = 0
+        for task in held:
+            if task.batch_id not in cancelled or task.task_id in self._cancelling:
+                continue
+            runner = self._runners.get(task.task_id)
+            if runner is None or runner.done():
+                continue
+            self._cancelling[task.task_id] = cancelled[task.batch_id]
+            await self._cancel_at_provider(task)
+            runner.cancel()
+            stopped += 1
+        return stopped
+
+    async def _cancel_at_provider(self, task: ClaimedTask) -> None:
+        model = self._models.get(task.model)
+        provider = self._providers.get(model.provider) if model is not None else None
+        cancel = getattr(provider, "cancel", None)
+        if cancel is None:
+            return
+        try:
+            await asyncio.wait_for(cancel(task.task_id), self._cancel_check_seconds * 5)
+        except Exception:
+            # The job may still finish at the provider; we stop waiting for it either way and
+            # the task is refunded, so a failed cancel request costs us, never the customer.
+            log.warning("provider did not confirm the cancel of task %s", task.task_id, exc_info=True)
 
     async def renew_leases(self) -> int:
         """Extends the leases of every task this worker holds."""
-        return await self._repo.renew_leases(list(self._in_flight.values()), self._lease_seconds)
+        tokens = [task.claim_token for task in self._in_flight.values()]
+        return await self._repo.renew_leases(tokens, self._lease_seconds)
 
     async def keep_leases(self, stopping: asyncio.Event) -> None:
-        """Renews leases every third of a lease until `stopping` is set."""
-        while not await sleep_or_stop(stopping, self._lease_seconds / 3):
+        """Until `stopping` is set: watches for cancelled batches, renews leases every third of a lease."""
+        loop = asyncio.get_running_loop()
+        renew_every = self._lease_seconds / 3
+        next_renewal = loop.time() + renew_every
+        while not await sleep_or_stop(stopping, min(renew_every, self._cancel_check_seconds)):
             try:
-                await self.renew_leases()
+                await self.check_cancellations()
+                if loop.time() >= next_renewal:
+                    next_renewal = loop.time() + renew_every
+                    await self.renew_leases()
             except Exception:
                 # A missed renewal is survivable (two more before expiry); a crash of this loop is not.
-                log.exception("lease renewal failed")
+                log.exception("lease renewal or cancel check failed")

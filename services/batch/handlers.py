@@ -20,6 +20,7 @@ from services.batch.domain.batch import (
     QuoteLine,
     Reservation,
     Settlement,
+    SettlementStatus,
     TaskRecord,
     TaskStatus,
     TenantId,
@@ -30,8 +31,9 @@ from services.batch.domain.batch import (
     quote_lines,
     required_credits,
 )
-from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks
+from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
 from services.batch.domain.errors import (
+    BatchNotFinished,
     BatchNotFound,
     BillingUnavailable,
     IdempotencyKeyReused,
@@ -39,6 +41,9 @@ from services.batch.domain.errors import (
 )
 from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
+from services.batch.domain.provider import FailureType
+from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+from services.batch.domain.scheduling import validate_deadline
 from services.batch.domain.validation import validate_items, validate_webhook_url
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,8 @@ class RecoveryReport:
     tasks_requeued: int = 0
     tasks_lost: int = 0
     batches_finished: int = 0
+    deadlines_expired: int = 0
+    tasks_dispatched: int = 0
 
 
 def _scope(tenant_id: str) -> TenantId | None:
@@ -91,14 +98,22 @@ class BatchHandlers:
         self._max_items = max_batch_items
         self._max_prompt_chars = max_prompt_chars
 
-    async def create_batch(self, command: CreateBatch) -> CreateBatchResult:
+    async def create_batch(
+        self, command: CreateBatch, *, retry_of: BatchId | None = None
+    ) -> CreateBatchResult:
         """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
         tenant_id = parse_tenant_id(command.tenant_id)
         if len(command.request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidArgument("request_id is too long", field="request_id")
         validate_items(command.items, max_items=self._max_items, max_prompt_chars=self._max_prompt_chars)
         validate_webhook_url(command.webhook_url)
-        fingerprint = request_fingerprint(command.items, command.webhook_url)
+        validate_deadline(command.deadline_seconds)
+        fingerprint = request_fingerprint(
+            command.items,
+            command.webhook_url,
+            deadline_seconds=command.deadline_seconds,
+            retry_of=str(retry_of) if retry_of else "",
+        )
         request_id = command.request_id or None
 
         # A replay needs neither a quote nor billing at all once its batch was queued.
@@ -116,6 +131,8 @@ class BatchHandlers:
                 required_credits=required_credits(priced),
                 cost_per_video=common_unit_price(priced),
                 webhook_url=command.webhook_url or None,
+                deadline_seconds=command.deadline_seconds,
+                retry_of=retry_of,
             )
             batch, created = await self._repo.insert_batch(new)
         if batch.request_fingerprint != fingerprint:
@@ -124,6 +141,25 @@ class BatchHandlers:
             )
         batch = await self.complete_reservation(batch.id)
         return accepted_result(batch, replayed=not created)
+
+    async def retry_failed(self, command: RetryFailed) -> CreateBatchResult:
+        """A new batch (new reservation) from the failed, not cancelled, items of a finished batch."""
+        source_id = parse_batch_id(command.batch_id)
+        source = await self._repo.get_batch(source_id, parse_tenant_id(command.tenant_id))
+        if source is None:
+            raise BatchNotFound("batch not found", batch_id=command.batch_id)
+        if not source.is_finished:
+            raise BatchNotFinished("the batch has not finished yet", batch_id=command.batch_id)
+        items = await self._repo.failed_items(source_id)
+        if not items:
+            raise InvalidArgument("the batch has no failed items to retry", field="batch_id")
+        retry = CreateBatch(
+            tenant_id=command.tenant_id,
+            request_id=command.request_id,
+            items=tuple(items),
+            webhook_url=source.webhook_url or "",
+        )
+        return await self.create_batch(retry, retry_of=source_id)
 
     async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
         """Freezes the credits of a reserving batch and queues it (idempotent).
@@ -163,9 +199,19 @@ class BatchHandlers:
         scope = _scope(query.tenant_id)
         if query.status and query.status not in {status.value for status in BatchStatus}:
             raise InvalidArgument("unknown batch status", field="status")
+        if query.settlement_status and query.settlement_status not in {s.value for s in SettlementStatus}:
+            raise InvalidArgument("unknown settlement status", field="settlement_status")
         limit = page_size(query.limit)
         after = BatchCursor.decode(query.cursor) if query.cursor else None
-        views = await self._repo.list_batches(scope, query.status, after, limit + 1)
+        views = await self._repo.list_batches(
+            scope,
+            query.status,
+            after,
+            limit + 1,
+            settlement_status=query.settlement_status,
+            created_from=query.created_from,
+            created_to=query.created_to,
+        )
         if len(views) <= limit:
             return views, ""
         last = views[limit - 1].batch
@@ -180,15 +226,35 @@ class BatchHandlers:
             status = TaskStatus(query.status) if query.status else None
         except ValueError:
             raise InvalidArgument("unknown task status", field="status") from None
+        try:
+            failure_type = FailureType(query.failure_type) if query.failure_type else None
+        except ValueError:
+            raise InvalidArgument("unknown failure type", field="failure_type") from None
         limit = page_size(query.limit)
         after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
-        found = await self._repo.list_tasks(batch_id, status, after, limit + 1)
+        found = await self._repo.list_tasks(batch_id, status, after, limit + 1, failure_type=failure_type)
         if len(found) <= limit:
             return found, ""
         return found[:limit], TaskCursor(found[limit - 1].batch_index).encode()
 
+    async def batch_breakdown(self, tenant_id: str, batch_id: str) -> BatchBreakdown:
+        """A batch's tasks grouped by outcome, failure type and model, with its timing."""
+        breakdown = await self._repo.batch_breakdown(parse_batch_id(batch_id), _scope(tenant_id))
+        if breakdown is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        return breakdown
+
+    async def list_batch_totals(self, cursor: str, limit: int) -> tuple[list[BatchTotals], str]:
+        """Per-batch outcome totals of every batch in id order, and the next cursor ("" at the end)."""
+        size = page_size(limit)
+        after = parse_batch_id(cursor) if cursor else None
+        found = await self._repo.batch_totals(after, size + 1)
+        if len(found) <= size:
+            return found, ""
+        return found[:size], str(found[size - 1].batch_id)
+
     async def cancel_batch(self, tenant_id: str, batch_id: str) -> BatchView:
-        """Cancels the tasks not yet started (refunded as failure_type cancelled); running ones finish."""
+        """Cancels the batch: queued tasks at once, running ones by their workers; all refunded."""
         parsed = parse_batch_id(batch_id)
         scope = _scope(tenant_id)
         if not await self._repo.cancel_batch(parsed, scope):
@@ -214,6 +280,8 @@ class BatchHandlers:
                 log.warning("reservation of batch %s not completed: %s", batch_id, refused.message)
             else:
                 resumed += 1
+        expired = await self._repo.expire_deadlines(limit)
         requeued, lost = await self._repo.recover_expired_leases(limit)
         finished = await self._repo.finish_forgotten_batches(limit)
-        return RecoveryReport(resumed, requeued, lost, finished)
+        dispatched = await self._repo.top_up_windows(limit)
+        return RecoveryReport(resumed, requeued, lost, finished, expired, dispatched)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,11 +24,11 @@ from libs.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.tables import batches, outbox, tasks
 from services.batch.domain.batch import (
-    CANCELLED_TASK_MESSAGE,
     LOST_TASK_MESSAGE,
     MAX_TASK_CLAIMS,
     PENDING_TASK_STATUSES,
     BatchId,
+    BatchItem,
     BatchRecord,
     BatchStatus,
     BatchView,
@@ -44,9 +44,17 @@ from services.batch.domain.batch import (
     TenantId,
     final_status,
 )
-from services.batch.domain.execution import ClaimedTask, TaskOutcome
+from services.batch.domain.execution import ClaimedTask, ClaimResult, TaskOutcome
 from services.batch.domain.paging import BatchCursor
 from services.batch.domain.provider import FailureType
+from services.batch.domain.reporting import BatchBreakdown, BatchTotals, OutcomeGroup
+from services.batch.domain.scheduling import (
+    CancelReason,
+    WindowState,
+    cancelled_task_message,
+    claimable_slots,
+    plan_dispatch,
+)
 
 _PENDING = [status.value for status in PENDING_TASK_STATUSES]
 _COPY_TASKS = (
@@ -94,7 +102,22 @@ def _batch_record(row: Any) -> BatchRecord:
         queued_at=_utc(row.queued_at),
         finished_at=_utc(row.finished_at),
         settled_at=_utc(row.settled_at),
+        deadline_at=_utc(row.deadline_at),
+        cancel_reason=row.cancel_reason,
+        retry_of=BatchId(row.retry_of) if row.retry_of is not None else None,
     )
+
+
+def _cancel_reason(value: str | None) -> CancelReason | None:
+    return CancelReason(value) if value else None
+
+
+# Advisory lock keys: one per tenant for its dispatch window, one per model for its provider slots.
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+async def _advisory_lock(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(_LOCK, {"key": key})
 
 
 def _task_record(row: Any) -> TaskRecord:
@@ -123,9 +146,18 @@ def _task_record(row: Any) -> TaskRecord:
 class BatchRepository:
     """Batches, tasks and the batch outbox in PostgreSQL."""
 
-    def __init__(self, database: Database, *, dispatch_chunk_size: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        dispatch_chunk_size: int,
+        batch_window_chunks: int = 4,
+        tenant_window_chunks: int = 16,
+    ) -> None:
         self._db = database
         self._chunk_size = dispatch_chunk_size
+        self._batch_window_chunks = batch_window_chunks
+        self._tenant_window_chunks = tenant_window_chunks
 
     # --- create and reserve -------------------------------------------------------------------
 
@@ -149,6 +181,10 @@ class BatchRepository:
                         required_credits=new.required_credits,
                         cost_per_video=new.cost_per_video,
                         webhook_url=new.webhook_url,
+                        deadline_at=(
+                            func.now() + _seconds(new.deadline_seconds) if new.deadline_seconds else None
+                        ),
+                        retry_of=new.retry_of,
                     )
                     .on_conflict_do_nothing(index_elements=[batches.c.tenant_id, batches.c.request_id])
                     .returning(*batches.c)
@@ -222,7 +258,7 @@ class BatchRepository:
         return [QuoteLine(model=row.model, count=row.n, unit_price=row.unit_price) for row in rows]
 
     async def mark_queued(self, batch_id: BatchId, reservation: Reservation) -> bool:
-        """reserving -> queued, with BatchQueued and the dispatch messages; False if not reserving.
+        """reserving -> queued, with BatchQueued and the first dispatch window; False if not reserving.
 
         A batch cancelled while it was reserving has its tasks cancelled here instead of dispatched.
         """
@@ -246,20 +282,9 @@ class BatchRepository:
             assert batch.queued_at is not None
             await add_events(conn, outbox, [events.batch_queued(batch, batch.queued_at)])
             if batch.cancel_requested:
-                await self._cancel_queued_tasks(conn, batch_id)
+                await self._cancel_queued_tasks(conn, batch_id, _cancel_reason(batch.cancel_reason))
                 return True
-            task_ids = (
-                await conn.execute(
-                    select(tasks.c.id).where(tasks.c.batch_id == batch_id).order_by(tasks.c.batch_index)
-                )
-            ).scalars()
-            await add_events(
-                conn,
-                outbox,
-                events.task_dispatches(
-                    batch_id, batch.tenant_id, [TaskId(i) for i in task_ids], self._chunk_size
-                ),
-            )
+            await self._top_up_windows(conn, [batch.tenant_id])
             return True
 
     async def mark_rejected(self, batch_id: BatchId, required: int, available: int) -> None:
@@ -313,14 +338,28 @@ class BatchRepository:
         return BatchView(batch, counts[batch.id])
 
     async def list_batches(
-        self, tenant_id: TenantId | None, status: str, after: BatchCursor | None, limit: int
+        self,
+        tenant_id: TenantId | None,
+        status: str,
+        after: BatchCursor | None,
+        limit: int,
+        *,
+        settlement_status: str = "",
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> list[BatchView]:
-        """Newest first; at most `limit` batches after the cursor."""
+        """Newest first; at most `limit` batches after the cursor, filtered by whatever is set."""
         query = select(batches)
         if tenant_id is not None:
             query = query.where(batches.c.tenant_id == tenant_id)
         if status:
             query = query.where(batches.c.status == status)
+        if settlement_status:
+            query = query.where(batches.c.settlement_status == settlement_status)
+        if created_from is not None:
+            query = query.where(batches.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(batches.c.created_at < created_to)
         if after is not None:
             query = query.where(
                 func.row(batches.c.created_at, batches.c.id) < func.row(after.created_at, after.batch_id)
@@ -332,17 +371,124 @@ class BatchRepository:
         return [BatchView(record, counts[record.id]) for record in records]
 
     async def list_tasks(
-        self, batch_id: BatchId, status: TaskStatus | None, after_index: int | None, limit: int
+        self,
+        batch_id: BatchId,
+        status: TaskStatus | None,
+        after_index: int | None,
+        limit: int,
+        *,
+        failure_type: FailureType | None = None,
     ) -> list[TaskRecord]:
         """Tasks in batch order, after the cursor."""
         query = select(tasks).where(tasks.c.batch_id == batch_id)
         if status is not None:
             query = query.where(tasks.c.status == status.value)
+        if failure_type is not None:
+            query = query.where(tasks.c.failure_type == failure_type.value)
         if after_index is not None:
             query = query.where(tasks.c.batch_index > after_index)
         query = query.order_by(tasks.c.batch_index).limit(limit)
         async with self._db.connection() as conn:
             return [_task_record(row) for row in (await conn.execute(query)).all()]
+
+    async def batch_breakdown(self, batch_id: BatchId, tenant_id: TenantId | None) -> BatchBreakdown | None:
+        """The batch's tasks grouped by (status, failure_type, model), with its timing."""
+        query = select(batches).where(batches.c.id == batch_id)
+        if tenant_id is not None:
+            query = query.where(batches.c.tenant_id == tenant_id)
+        async with self._db.connection() as conn:
+            row = (await conn.execute(query)).one_or_none()
+            if row is None:
+                return None
+            batch = _batch_record(row)
+            groups = (
+                await conn.execute(
+                    select(
+                        tasks.c.status,
+                        tasks.c.failure_type,
+                        tasks.c.model,
+                        func.count().label("n"),
+                        func.coalesce(func.sum(tasks.c.unit_price), 0).label("credits"),
+                        func.coalesce(func.sum(tasks.c.attempts), 0).label("attempts"),
+                        func.min(tasks.c.started_at).label("first_started_at"),
+                    )
+                    .where(tasks.c.batch_id == batch_id)
+                    .group_by(tasks.c.status, tasks.c.failure_type, tasks.c.model)
+                    .order_by(tasks.c.status, tasks.c.failure_type, tasks.c.model)
+                )
+            ).all()
+        starts = [_utc(group.first_started_at) for group in groups if group.first_started_at is not None]
+        return BatchBreakdown(
+            batch_id=batch.id,
+            groups=tuple(
+                OutcomeGroup(
+                    status=group.status,
+                    failure_type=group.failure_type,
+                    model=group.model,
+                    count=int(group.n),
+                    credits=int(group.credits),
+                )
+                for group in groups
+            ),
+            created_at=batch.created_at,
+            queued_at=_utc(row.queued_at),
+            first_started_at=min((s for s in starts if s is not None), default=None),
+            finished_at=batch.finished_at,
+            settled_at=_utc(row.settled_at),
+            total_attempts=sum(int(group.attempts) for group in groups),
+        )
+
+    async def batch_totals(self, after: BatchId | None, limit: int) -> list[BatchTotals]:
+        """Per-batch outcome totals in batch id order (every tenant)."""
+        terminal = [status.value for status in TaskStatus if status.value not in _PENDING]
+        refundable = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+        page = select(batches).order_by(batches.c.id).limit(limit)
+        if after is not None:
+            page = page.where(batches.c.id > after)
+        chosen = page.subquery()
+        query = (
+            select(
+                chosen.c.id,
+                chosen.c.tenant_id,
+                chosen.c.status,
+                chosen.c.settlement_status,
+                chosen.c.total_count,
+                chosen.c.frozen_credits,
+                func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal"),
+                func.coalesce(
+                    func.sum(tasks.c.unit_price).filter(tasks.c.status == TaskStatus.SUCCEEDED.value), 0
+                ).label("succeeded"),
+                func.coalesce(func.sum(tasks.c.unit_price).filter(tasks.c.status.in_(refundable)), 0).label(
+                    "refundable"
+                ),
+            )
+            .select_from(chosen.outerjoin(tasks, tasks.c.batch_id == chosen.c.id))
+            .group_by(
+                chosen.c.id,
+                chosen.c.tenant_id,
+                chosen.c.status,
+                chosen.c.settlement_status,
+                chosen.c.total_count,
+                chosen.c.frozen_credits,
+            )
+            .order_by(chosen.c.id)
+        )
+        async with self._db.connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            BatchTotals(
+                batch_id=BatchId(row.id),
+                tenant_id=TenantId(row.tenant_id),
+                status=row.status,
+                settlement_status=row.settlement_status,
+                total_count=row.total_count,
+                frozen_credits=row.frozen_credits,
+                terminal_count=int(row.terminal),
+                succeeded_credits=int(row.succeeded),
+                refundable_credits=int(row.refundable),
+            )
+            for row in rows
+        ]
 
     async def _counts(
         self, conn: AsyncConnection, records: Sequence[BatchRecord]
@@ -393,13 +539,25 @@ class BatchRepository:
             batch = _batch_record(row)
             if batch.finished_at is not None or batch.status is BatchStatus.REJECTED:
                 return True
-            await conn.execute(update(batches).where(batches.c.id == batch_id).values(cancel_requested=True))
-            if batch.status is not BatchStatus.RESERVING:
-                # A reserving batch is cancelled when its reservation completes (mark_queued).
-                await self._cancel_queued_tasks(conn, batch_id)
+            await self._request_cancel(conn, batch, CancelReason.CUSTOMER)
             return True
 
-    async def _cancel_queued_tasks(self, conn: AsyncConnection, batch_id: BatchId) -> None:
+    async def _request_cancel(self, conn: AsyncConnection, batch: BatchRecord, reason: CancelReason) -> None:
+        # The first reason sticks: a customer cancel after the deadline fired changes nothing.
+        reason = _cancel_reason(batch.cancel_reason) or reason
+        await conn.execute(
+            update(batches)
+            .where(batches.c.id == batch.id)
+            .values(cancel_requested=True, cancel_reason=reason.value)
+        )
+        if batch.status is not BatchStatus.RESERVING:
+            # A reserving batch is cancelled when its reservation completes (mark_queued). Running
+            # tasks are stopped by their workers, which watch cancel_requested.
+            await self._cancel_queued_tasks(conn, batch.id, reason)
+
+    async def _cancel_queued_tasks(
+        self, conn: AsyncConnection, batch_id: BatchId, reason: CancelReason | None
+    ) -> None:
         rows = (
             await conn.execute(
                 update(tasks)
@@ -407,7 +565,7 @@ class BatchRepository:
                 .values(
                     status=TaskStatus.CANCELLED.value,
                     failure_type=FailureType.CANCELLED.value,
-                    error_message=CANCELLED_TASK_MESSAGE,
+                    error_message=cancelled_task_message(reason, started=False),
                     finished_at=func.now(),
                 )
                 .returning(*tasks.c)
@@ -419,11 +577,23 @@ class BatchRepository:
     # --- execution ----------------------------------------------------------------------------
 
     async def claim_tasks(
-        self, batch_id: BatchId, task_ids: Sequence[TaskId], lease_seconds: float
-    ) -> list[ClaimedTask]:
-        """queued -> running for those of `task_ids` still queued, each with a fresh claim token."""
+        self,
+        batch_id: BatchId,
+        task_ids: Sequence[TaskId],
+        lease_seconds: float,
+        *,
+        slot_limits: Mapping[str, int] | None = None,
+        worker_id: str | None = None,
+    ) -> ClaimResult:
+        """queued -> running for those of `task_ids` still queued that have a provider slot.
+
+        Each model has `slot_limits[model]` slots shared by every worker: the running tasks of the
+        model are counted under a per-model transaction advisory lock, so two workers can never
+        both take the last slot. Claimed tasks get a fresh claim token and `claimed_by`.
+        """
         if not task_ids:
-            return []
+            return ClaimResult([])
+        limits = slot_limits or {}
         async with self._db.connection() as conn:
             # The batch row first, as CancelBatch locks it: the same lock order on both paths.
             await conn.execute(
@@ -431,39 +601,107 @@ class BatchRepository:
                 .where(batches.c.id == batch_id, batches.c.status == BatchStatus.QUEUED.value)
                 .values(status=BatchStatus.PROCESSING.value)
             )
-            rows = (
+            queued = (
                 await conn.execute(
-                    update(tasks)
-                    .where(
+                    select(tasks.c.id, tasks.c.model, tasks.c.tenant_id).where(
                         tasks.c.id == any_(_uuids(task_ids)),
                         tasks.c.batch_id == batch_id,
                         tasks.c.status == TaskStatus.QUEUED.value,
                     )
-                    .values(
-                        status=TaskStatus.RUNNING.value,
-                        claim_token=func.gen_random_uuid(),
-                        claims=tasks.c.claims + 1,
-                        lease_expires_at=func.clock_timestamp() + _seconds(lease_seconds),
-                        started_at=func.coalesce(tasks.c.started_at, func.now()),
-                    )
-                    .returning(*tasks.c)
                 )
             ).all()
-        claimed = [
-            ClaimedTask(
-                task_id=TaskId(row.id),
-                batch_id=BatchId(row.batch_id),
-                tenant_id=TenantId(row.tenant_id),
-                batch_index=row.batch_index,
-                prompt=row.prompt,
-                model=row.model,
-                unit_price=row.unit_price,
-                claim_token=row.claim_token,
-                claims=row.claims,
-            )
-            for row in rows
-        ]
-        return sorted(claimed, key=lambda task: task.batch_index)
+            if not queued:
+                return ClaimResult([])
+            tenant_id = TenantId(queued[0].tenant_id)
+            wanted: dict[str, list[TaskId]] = defaultdict(list)
+            for row in queued:
+                wanted[row.model].append(TaskId(row.id))
+            claimed_rows: list[Any] = []
+            for model in sorted(wanted):
+                allowed = len(wanted[model])
+                limit = limits.get(model)
+                if limit is not None:
+                    allowed = min(allowed, await self._free_slots(conn, model, tenant_id, limit))
+                if allowed <= 0:
+                    continue
+                pick = (
+                    select(tasks.c.id)
+                    .where(
+                        tasks.c.id == any_(_uuids(wanted[model])), tasks.c.status == TaskStatus.QUEUED.value
+                    )
+                    .order_by(tasks.c.batch_index)
+                    .limit(allowed)
+                    # A row locked by a cancel in progress is looked at again on the next claim.
+                    .with_for_update(skip_locked=True)
+                )
+                claimed_rows += (
+                    await conn.execute(
+                        update(tasks)
+                        .where(tasks.c.id.in_(pick))
+                        .values(
+                            status=TaskStatus.RUNNING.value,
+                            claim_token=func.gen_random_uuid(),
+                            claims=tasks.c.claims + 1,
+                            claimed_by=worker_id,
+                            lease_expires_at=func.clock_timestamp() + _seconds(lease_seconds),
+                            started_at=func.coalesce(tasks.c.started_at, func.now()),
+                        )
+                        .returning(*tasks.c)
+                    )
+                ).all()
+        claimed = sorted(
+            (
+                ClaimedTask(
+                    task_id=TaskId(row.id),
+                    batch_id=BatchId(row.batch_id),
+                    tenant_id=TenantId(row.tenant_id),
+                    batch_index=row.batch_index,
+                    prompt=row.prompt,
+                    model=row.model,
+                    unit_price=row.unit_price,
+                    claim_token=row.claim_token,
+                    claims=row.claims,
+                )
+                for row in claimed_rows
+            ),
+            key=lambda task: task.batch_index,
+        )
+        taken = {task.task_id for task in claimed}
+        return ClaimResult(claimed, [TaskId(row.id) for row in queued if row.id not in taken])
+
+    async def _free_slots(self, conn: AsyncConnection, model: str, tenant_id: TenantId, limit: int) -> int:
+        """Provider slots of `model` the tenant may take now; holds the model's lock until commit."""
+        await _advisory_lock(conn, f"batch.slots:{model}")
+        running = {
+            TenantId(row.tenant_id): int(row.n)
+            for row in (
+                await conn.execute(
+                    select(tasks.c.tenant_id, func.count().label("n"))
+                    .where(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.model == model)
+                    .group_by(tasks.c.tenant_id)
+                )
+            ).all()
+        }
+        waiting = set(
+            (
+                await conn.execute(
+                    select(tasks.c.tenant_id)
+                    .where(
+                        tasks.c.dispatched_at.is_not(None),
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                        tasks.c.model == model,
+                    )
+                    .distinct()
+                )
+            ).scalars()
+        )
+        competing = len(set(running) | waiting | {tenant_id})
+        return claimable_slots(
+            limit=limit,
+            running=sum(running.values()),
+            running_mine=running.get(tenant_id, 0),
+            competing_tenants=competing,
+        )
 
     async def renew_leases(self, claim_tokens: Sequence[uuid.UUID], lease_seconds: float) -> int:
         """Extends the leases of tasks this worker still holds; returns how many it holds."""
@@ -479,6 +717,21 @@ class BatchRepository:
                 .values(lease_expires_at=func.clock_timestamp() + _seconds(lease_seconds))
             )
             return result.rowcount
+
+    async def cancelled_batches(self, batch_ids: Iterable[BatchId]) -> dict[BatchId, CancelReason | None]:
+        """Those of the batches whose cancel was requested, with the reason (customer or deadline)."""
+        ids = set(batch_ids)
+        if not ids:
+            return {}
+        async with self._db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    select(batches.c.id, batches.c.cancel_reason).where(
+                        batches.c.id == any_(_uuids(ids)), batches.c.cancel_requested
+                    )
+                )
+            ).all()
+            return {BatchId(row.id): _cancel_reason(row.cancel_reason) for row in rows}
 
     async def write_outcomes(self, outcomes: Sequence[TaskOutcome]) -> int:
         """Writes outcomes whose claim still holds, their events, and the finish check.
@@ -520,7 +773,168 @@ class BatchRepository:
             written = [_task_record(row) for row in rows]
             await add_events(conn, outbox, [events.task_outcome(task) for task in written])
             await self._finish_batches(conn, {task.batch_id for task in written})
+            # Last, so this transaction waits on nothing else while it holds the tenant locks.
+            await self._top_up_windows(conn, {task.tenant_id for task in written})
         return len(written)
+
+    # --- dispatch windows ---------------------------------------------------------------------
+
+    async def _top_up_windows(self, conn: AsyncConnection, tenant_ids: Iterable[TenantId]) -> int:
+        """Dispatches the next chunks of the tenants' batches, as far as their windows allow.
+
+        Under a per-tenant advisory lock (taken in ascending order) so two writers cannot both
+        fill the same free space. Batches locked by someone else (a cancel, a claim) are skipped:
+        the next outcome or the recovery loop tops them up. Returns how many tasks were dispatched.
+        """
+        dispatched = 0
+        batch_window = self._batch_window_chunks * self._chunk_size
+        for tenant_id in sorted(set(tenant_ids)):
+            await _advisory_lock(conn, f"batch.window:{tenant_id}")
+            open_batches = (
+                (
+                    await conn.execute(
+                        select(batches.c.id)
+                        .where(
+                            batches.c.tenant_id == tenant_id,
+                            batches.c.finished_at.is_(None),
+                            batches.c.status.in_([BatchStatus.QUEUED.value, BatchStatus.PROCESSING.value]),
+                            ~batches.c.cancel_requested,
+                        )
+                        .order_by(batches.c.created_at, batches.c.id)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            counted = (
+                await conn.execute(
+                    select(tasks.c.batch_id, func.count().label("n"))
+                    .where(
+                        tasks.c.tenant_id == tenant_id,
+                        tasks.c.dispatched_at.is_not(None),
+                        tasks.c.status.in_(_PENDING),
+                    )
+                    .group_by(tasks.c.batch_id)
+                )
+            ).all()
+            outstanding: dict[uuid.UUID, int] = {row.batch_id: int(row.n) for row in counted}
+            states: list[WindowState] = []
+            for batch_id in open_batches:
+                # Counting at most one window of undispatched tasks keeps this cheap for 10,000 items.
+                waiting = (
+                    select(tasks.c.id)
+                    .where(
+                        tasks.c.batch_id == batch_id,
+                        tasks.c.dispatched_at.is_(None),
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                    )
+                    .limit(batch_window)
+                    .subquery()
+                )
+                undispatched = (await conn.execute(select(func.count()).select_from(waiting))).scalar_one()
+                states.append(
+                    WindowState(BatchId(batch_id), int(outstanding.get(batch_id, 0)), int(undispatched))
+                )
+            # Batches skipped as locked still count against the tenant's window.
+            locked_elsewhere = sum(n for b, n in outstanding.items() if b not in set(open_batches))
+            if locked_elsewhere:
+                states.append(WindowState(BatchId(uuid.UUID(int=0)), int(locked_elsewhere), 0))
+            plan = plan_dispatch(
+                states,
+                chunk_size=self._chunk_size,
+                batch_window_chunks=self._batch_window_chunks,
+                tenant_window_chunks=self._tenant_window_chunks,
+            )
+            envelopes: list[Envelope] = []
+            for batch_id, count in plan.items():
+                pick = (
+                    select(tasks.c.id)
+                    .where(
+                        tasks.c.batch_id == batch_id,
+                        tasks.c.dispatched_at.is_(None),
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                    )
+                    .order_by(tasks.c.batch_index)
+                    .limit(count)
+                    .with_for_update(skip_locked=True)
+                )
+                rows = (
+                    await conn.execute(
+                        update(tasks)
+                        .where(tasks.c.id.in_(pick))
+                        .values(dispatched_at=func.now())
+                        .returning(tasks.c.id, tasks.c.batch_index)
+                    )
+                ).all()
+                ordered = [TaskId(row.id) for row in sorted(rows, key=lambda row: row.batch_index)]
+                envelopes += events.task_dispatches(batch_id, tenant_id, ordered, self._chunk_size)
+                dispatched += len(ordered)
+            await add_events(conn, outbox, envelopes)
+        return dispatched
+
+    async def top_up_windows(self, limit: int) -> int:
+        """Safety net: dispatches what fits in the windows of tenants with undispatched tasks."""
+        undispatched = exists().where(
+            tasks.c.batch_id == batches.c.id,
+            tasks.c.dispatched_at.is_(None),
+            tasks.c.status == TaskStatus.QUEUED.value,
+        )
+        async with self._db.connection() as conn:
+            tenant_ids = (
+                (
+                    await conn.execute(
+                        select(batches.c.tenant_id)
+                        .where(
+                            batches.c.finished_at.is_(None),
+                            batches.c.status.in_([BatchStatus.QUEUED.value, BatchStatus.PROCESSING.value]),
+                            ~batches.c.cancel_requested,
+                            undispatched,
+                        )
+                        .distinct()
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            return await self._top_up_windows(conn, [TenantId(t) for t in tenant_ids])
+
+    # --- deadlines and retries ----------------------------------------------------------------
+
+    async def expire_deadlines(self, limit: int) -> int:
+        """Cancels the batches whose deadline passed (workers stop their running tasks)."""
+        async with self._db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    select(batches)
+                    .where(
+                        batches.c.finished_at.is_(None),
+                        batches.c.deadline_at.is_not(None),
+                        ~batches.c.cancel_requested,
+                        batches.c.deadline_at < func.now(),
+                        batches.c.status != BatchStatus.REJECTED.value,
+                    )
+                    .order_by(batches.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                await self._request_cancel(conn, _batch_record(row), CancelReason.DEADLINE)
+        return len(rows)
+
+    async def failed_items(self, batch_id: BatchId) -> list[BatchItem]:
+        """The items of the batch's failed (not cancelled) tasks, in batch order."""
+        async with self._db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    select(tasks.c.prompt, tasks.c.model)
+                    .where(tasks.c.batch_id == batch_id, tasks.c.status == TaskStatus.FAILED.value)
+                    .order_by(tasks.c.batch_index)
+                )
+            ).all()
+        return [BatchItem(prompt=row.prompt, model=row.model) for row in rows]
 
     # --- finishing and recovery ---------------------------------------------------------------
 

@@ -47,11 +47,20 @@ batches = Table(
     Column("queued_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("settled_at", DateTime(timezone=True), nullable=True),
+    # 0002: optional deadline, why the batch was cancelled ('customer' or 'deadline'), retried batch.
+    Column("deadline_at", DateTime(timezone=True), nullable=True),
+    Column("cancel_reason", Text, nullable=True),
+    Column("retry_of", UUID(as_uuid=True), nullable=True),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_batches_created", "created_at", "id"),
     Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),
+    Index(
+        "ix_batches_deadline",
+        "deadline_at",
+        postgresql_where=text("finished_at IS NULL AND deadline_at IS NOT NULL AND NOT cancel_requested"),
+    ),
 )
 
 tasks = Table(
@@ -77,10 +86,31 @@ tasks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # 0002: when the task was put in a dispatch message (NULL: waiting for the batch's window), and
+    # which worker process last claimed it.
+    Column("dispatched_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_by", Text, nullable=True),
     UniqueConstraint("batch_id", "batch_index", name="uq_tasks_batch_index"),
     # Counters are derived by one GROUP BY over this index, never stored on the batch row.
     Index("ix_tasks_batch_status", "batch_id", "status"),
     Index("ix_tasks_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    # Provider slots: running tasks per model (and tenant, for the fair share) counted at every claim.
+    Index("ix_tasks_running_model", "model", "tenant_id", postgresql_where=text("status = 'running'")),
+    # Dispatch windows: what is dispatched and not finished, per tenant and batch...
+    Index(
+        "ix_tasks_outstanding",
+        "tenant_id",
+        "batch_id",
+        "model",
+        postgresql_where=text("dispatched_at IS NOT NULL AND status IN ('queued', 'running')"),
+    ),
+    # ...and the next tasks to dispatch, in batch order.
+    Index(
+        "ix_tasks_undispatched",
+        "batch_id",
+        "batch_index",
+        postgresql_where=text("dispatched_at IS NULL AND status = 'queued'"),
+    ),
 )
 
 outbox = outbox_table(metadata, SCHEMA)

@@ -124,6 +124,14 @@ class BatchRecord:
     queued_at: datetime | None
     finished_at: datetime | None
     settled_at: datetime | None
+    deadline_at: datetime | None = None
+    cancel_reason: str | None = None
+    retry_of: BatchId | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """Every task is terminal (a rejected batch never ran and is not finished in that sense)."""
+        return self.finished_at is not None and self.status is not BatchStatus.REJECTED
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,8 @@ class NewBatch:
     required_credits: int
     cost_per_video: int | None
     webhook_url: str | None
+    deadline_seconds: int = 0
+    retry_of: BatchId | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.batch.domain.batch import BatchItem
 
@@ -15,6 +16,17 @@ class CreateBatch:
     request_id: str
     items: tuple[BatchItem, ...]
     webhook_url: str = ""
+    # 0: no deadline; otherwise unfinished tasks are cancelled this long after creation.
+    deadline_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class RetryFailed:
+    """A new batch from the failed items of a finished batch; idempotent like CreateBatch."""
+
+    tenant_id: str
+    batch_id: str
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,10 @@ class ListBatches:
     status: str = ""
     cursor: str = ""
     limit: int = 0
+    settlement_status: str = ""
+    # created_at in [created_from, created_to) when set.
+    created_from: datetime | None = None
+    created_to: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -36,3 +52,4 @@ class ListTasks:
     status: str = ""
     cursor: str = ""
     limit: int = 0
+    failure_type: str = ""

@@ -37,6 +37,13 @@ class BillingUnavailable(ServiceError):
     reason = "unavailable"
 
 
+class BatchNotFinished(ServiceError):
+    """The batch still has tasks to run; only a finished batch can have its failures retried."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "batch_not_finished"
+
+
 class BatchNotFound(NotFound):
     """No such batch in the caller's scope (another tenant's batch is not found either)."""
 

@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoProvider
@@ -63,7 +63,34 @@ class TaskOutcome:
 
     @classmethod
     def failed(cls, task: ClaimedTask, attempts: int, failure_type: FailureType, message: str) -> TaskOutcome:
+        """A failed task (refunded)."""
         return cls(task.task_id, task.claim_token, TaskStatus.FAILED, attempts, failure_type, message)
+
+    @classmethod
+    def cancelled(cls, task: ClaimedTask, attempts: int, message: str) -> TaskOutcome:
+        """A running task stopped because its batch was cancelled (refunded)."""
+        return cls(
+            task.task_id, task.claim_token, TaskStatus.CANCELLED, attempts, FailureType.CANCELLED, message
+        )
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What one claim of a dispatch message's tasks got: tasks to run, and ids still waiting.
+
+    `waiting` are tasks still queued that could not be claimed yet (no provider slot free, or a
+    row locked for a moment); ids claimed elsewhere, cancelled or finished are in neither.
+    """
+
+    claimed: list[ClaimedTask]
+    waiting: list[TaskId] = field(default_factory=list)
+
+
+@dataclass
+class AttemptCounter:
+    """Attempts started so far on a task, readable when its run is cancelled midway."""
+
+    started: int = 0
 
 
 async def run_task(
@@ -74,6 +101,7 @@ async def run_task(
     slot: AbstractAsyncContextManager[object] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     uniform: Callable[[], float] = random.random,
+    counter: AttemptCounter | None = None,
 ) -> TaskOutcome:
     """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
 
@@ -83,6 +111,8 @@ async def run_task(
     attempt = 0
     while True:
         attempt += 1
+        if counter is not None:
+            counter.started = attempt
         job = ProviderJob(task.task_id, task.batch_id, task.prompt, task.model, attempt)
         try:
             async with slot if slot is not None else nullcontext():

@@ -9,17 +9,26 @@ from collections.abc import Sequence
 from services.batch.domain.batch import BatchItem
 
 
-def request_fingerprint(items: Sequence[BatchItem], webhook_url: str) -> str:
-    """sha256 (hex) of a canonical encoding of the items, in order, and the webhook URL.
+def request_fingerprint(
+    items: Sequence[BatchItem], webhook_url: str, *, deadline_seconds: int = 0, retry_of: str = ""
+) -> str:
+    """sha256 (hex) of a canonical encoding of the items, in order, and the other request fields.
 
     JSON with sorted keys and no whitespace makes the encoding independent of how a client
-    formatted its request; the item order matters because tasks are addressed by index.
+    formatted its request; the item order matters because tasks are addressed by index. Fields
+    added later (deadline, retried batch) enter the encoding only when set, so the fingerprints
+    of requests without them stay what they were.
     """
+    body: dict[str, object] = {
+        "items": [{"model": item.model, "prompt": item.prompt} for item in items],
+        "webhook_url": webhook_url,
+    }
+    if deadline_seconds:
+        body["deadline_seconds"] = deadline_seconds
+    if retry_of:
+        body["retry_of"] = retry_of
     canonical = json.dumps(
-        {
-            "items": [{"model": item.model, "prompt": item.prompt} for item in items],
-            "webhook_url": webhook_url,
-        },
+        body,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -65,3 +65,14 @@ class VideoProvider(Protocol):
     async def generate(self, job: ProviderJob) -> VideoAsset:
         """Returns the asset or raises ProviderFailure."""
         ...
+
+
+class CancellableProvider(VideoProvider, Protocol):
+    """A provider whose API can stop a running job."""
+
+    async def cancel(self, task_id: TaskId) -> bool:
+        """Asks the provider to stop the job running for `task_id`; False when none is running here.
+
+        The `generate` call of that task then fails with `FailureType.CANCELLED`.
+        """
+        ...

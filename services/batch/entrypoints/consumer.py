@@ -70,6 +70,7 @@ class DispatchConsumer:
             await asyncio.Event().wait()
         self._active += 1
         self._idle.clear()
+        handed_back = False
         try:
             for delivery in deliveries:
                 event = delivery.message
@@ -79,15 +80,21 @@ class DispatchConsumer:
                 if batch_id is None:
                     log.error("ignoring TaskDispatch without a batch id %s", delivery.envelope.message_id)
                     continue
-                await self._executor.execute_dispatch(BatchId(batch_id), task_ids)
+                result = await self._executor.execute_dispatch(BatchId(batch_id), task_ids)
+                handed_back = handed_back or result.unclaimed > 0
         finally:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
+        if handed_back:
+            # The worker stopped claiming with tasks of this message still queued: keep it
+            # unacknowledged so the broker hands it to another worker when this one disconnects.
+            await asyncio.Event().wait()
 
     async def drain(self, grace_seconds: float) -> bool:
         """Stops taking new messages; True if those in progress finished within the grace period."""
         self._accepting = False
+        self._executor.stop_claiming()
         try:
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
         except TimeoutError:

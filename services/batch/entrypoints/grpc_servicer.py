@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskRecord
-from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks
+from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
+from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.handlers import BatchHandlers
 
 SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
@@ -43,6 +44,8 @@ def batch_message(view: BatchView) -> batch_pb2.Batch:
         finished_at=_timestamp(batch.finished_at),
         request_id=batch.request_id or "",
         webhook_url=batch.webhook_url or "",
+        deadline_at=_timestamp(batch.deadline_at),
+        retry_of_batch_id=str(batch.retry_of) if batch.retry_of else "",
     )
 
 
@@ -95,8 +98,15 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             request_id=request.request_id,
             items=tuple(BatchItem(prompt=item.prompt, model=item.model) for item in request.items),
             webhook_url=request.webhook_url,
+            deadline_seconds=request.deadline_seconds,
         )
         return create_response(await self._handlers.create_batch(command))
+
+    async def RetryFailed(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.RetryFailedRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.CreateBatchResponse:
+        command = RetryFailed(request.tenant_id, request.batch_id, request.request_id)
+        return create_response(await self._handlers.retry_failed(command))
 
     async def GetBatch(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[object, object]
@@ -107,7 +117,19 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         self, request: batch_pb2.ListBatchesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListBatchesResponse:
         views, next_cursor = await self._handlers.list_batches(
-            ListBatches(request.tenant_id, request.status, request.cursor, request.limit)
+            ListBatches(
+                request.tenant_id,
+                request.status,
+                request.cursor,
+                request.limit,
+                settlement_status=request.settlement_status,
+                created_from=(
+                    request.created_from.ToDatetime(tzinfo=UTC) if request.HasField("created_from") else None
+                ),
+                created_to=request.created_to.ToDatetime(tzinfo=UTC)
+                if request.HasField("created_to")
+                else None,
+            )
         )
         return batch_pb2.ListBatchesResponse(
             batches=[batch_message(view) for view in views], next_cursor=next_cursor
@@ -117,7 +139,14 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:
         found, next_cursor = await self._handlers.list_tasks(
-            ListTasks(request.tenant_id, request.batch_id, request.status, request.cursor, request.limit)
+            ListTasks(
+                request.tenant_id,
+                request.batch_id,
+                request.status,
+                request.cursor,
+                request.limit,
+                failure_type=request.failure_type,
+            )
         )
         return batch_pb2.ListTasksResponse(
             tasks=[task_message(task) for task in found], next_cursor=next_cursor
@@ -127,3 +156,54 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         self, request: batch_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.Batch:
         return batch_message(await self._handlers.cancel_batch(request.tenant_id, request.batch_id))
+
+    async def GetBatchBreakdown(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.BatchBreakdown:
+        return breakdown_message(await self._handlers.batch_breakdown(request.tenant_id, request.batch_id))
+
+    async def ListBatchTotals(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListBatchTotalsResponse:
+        found, next_cursor = await self._handlers.list_batch_totals(request.cursor, request.limit)
+        return batch_pb2.ListBatchTotalsResponse(
+            batches=[totals_message(totals) for totals in found], next_cursor=next_cursor
+        )
+
+
+def breakdown_message(breakdown: BatchBreakdown) -> batch_pb2.BatchBreakdown:
+    """The BatchBreakdown message (unset timestamps for what has not happened yet)."""
+    return batch_pb2.BatchBreakdown(
+        batch_id=str(breakdown.batch_id),
+        groups=[
+            batch_pb2.OutcomeGroup(
+                status=group.status,
+                failure_type=group.failure_type or "",
+                model=group.model,
+                count=group.count,
+                credits=group.credits,
+            )
+            for group in breakdown.groups
+        ],
+        created_at=_timestamp(breakdown.created_at),
+        queued_at=_timestamp(breakdown.queued_at),
+        first_started_at=_timestamp(breakdown.first_started_at),
+        finished_at=_timestamp(breakdown.finished_at),
+        settled_at=_timestamp(breakdown.settled_at),
+        total_attempts=breakdown.total_attempts,
+    )
+
+
+def totals_message(totals: BatchTotals) -> batch_pb2.BatchTotals:
+    """The BatchTotals message of one batch."""
+    return batch_pb2.BatchTotals(
+        batch_id=str(totals.batch_id),
+        tenant_id=str(totals.tenant_id),
+        status=totals.status,
+        settlement_status=totals.settlement_status,
+        total_count=totals.total_count,
+        frozen_credits=totals.frozen_credits,
+        terminal_count=totals.terminal_count,
+        succeeded_credits=totals.succeeded_credits,
+        refundable_credits=totals.refundable_credits,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import astuple
 
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
@@ -35,12 +36,7 @@ async def run_recovery(handlers: BatchHandlers, settings: Settings, stopping: as
             # A database outage must not end the loop: the next round repairs what this one could not.
             log.exception("recovery round failed")
         else:
-            if (
-                report.tasks_requeued
-                or report.tasks_lost
-                or report.reservations_resumed
-                or report.batches_finished
-            ):
+            if any(astuple(report)):
                 log.info("recovery: %s", report)
         await sleep_or_stop(stopping, settings.recovery_interval_seconds)
 

@@ -11,6 +11,7 @@ import asyncio
 import struct
 from pathlib import Path
 
+from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoAsset
 
 FAIL_MARKER = "#fail"
@@ -33,12 +34,21 @@ def placeholder_mp4(label: str) -> bytes:
 
 
 class SimulatedProvider:
-    """A `VideoProvider` that writes its assets under `asset_dir/{batch_id}/{task_id}.mp4`."""
+    """A `VideoProvider` that stores its assets through `storage`.
 
-    def __init__(self, *, latency_seconds: float, asset_dir: Path, public_base_url: str) -> None:
+    Without a `storage`, videos go to `asset_dir/{batch_id}/{task_id}.mp4` (local directory).
+    """
+
+    def __init__(
+        self,
+        *,
+        latency_seconds: float,
+        asset_dir: Path,
+        public_base_url: str,
+        storage: AssetStorage | None = None,
+    ) -> None:
         self._latency = latency_seconds
-        self._asset_dir = asset_dir
-        self._public_base_url = public_base_url.rstrip("/")
+        self._storage = storage or LocalDirectoryStorage(asset_dir, public_base_url)
 
     async def generate(self, job: ProviderJob) -> VideoAsset:
         """Sleeps the configured latency, then answers as the prompt's marker says."""
@@ -51,14 +61,4 @@ class SimulatedProvider:
             raise ProviderFailure(
                 FailureType.PROVIDER_ERROR, f"provider error on attempt {job.attempt} (simulated)"
             )
-        folder = self._asset_dir / str(job.batch_id)
-        path = folder / f"{job.task_id}.mp4"
-        content = placeholder_mp4(str(job.task_id))
-        # A few hundred bytes: writing them inline is cheaper than a hop to a thread.
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        return VideoAsset(
-            path=str(path),
-            url=f"{self._public_base_url}/videos/{job.batch_id}/{job.task_id}.mp4",
-            size_bytes=len(content),
-        )
+        return await self._storage.store(job.batch_id, job.task_id, placeholder_mp4(str(job.task_id)))

@@ -1,0 +1,147 @@
+"""fal.ai queue: submit, status, result, cancel.
+
+Contract: `POST https://queue.fal.run/{model_id}` with the model's input (`{"prompt"}`) answers
+`{"request_id", "status_url", "response_url", "cancel_url"}`; `GET {status_url}` answers `status`
+in IN_QUEUE, IN_PROGRESS, COMPLETED (a failed request may carry `error`/`error_type`);
+`GET {response_url}` answers the model's output (`{"video": {"url"}}`) or an error
+(`{"detail": ...}`, 422 for refused input); `PUT {cancel_url}` answers 202 CANCELLATION_REQUESTED
+or 400 ALREADY_COMPLETED. The key travels as `Authorization: Key ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from services.batch.adapters.providers._remote import (
+    ProviderHttp,
+    ProviderUnavailable,
+    RemoteJobProvider,
+    RemoteJobSettings,
+    json_object,
+    mentions_content_policy,
+    refusal_of_input,
+    rejected_credentials,
+    snippet,
+)
+from services.batch.adapters.storage import AssetStorage
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
+
+PROVIDER = "fal"
+DEFAULT_QUEUE_URL = "https://queue.fal.run"
+
+_RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
+
+
+@dataclass(frozen=True)
+class FalRequest:
+    """A queued request and the URLs fal gave for it (they strip model sub-paths correctly)."""
+
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+
+
+def _detail_text(detail: Any) -> tuple[str, bool]:
+    """The text of a `detail` (a string or a list of `{"msg", "type"}`); whether it is a policy refusal."""
+    if isinstance(detail, list):
+        messages = [str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail]
+        types = [str(item.get("type", "")) for item in detail if isinstance(item, dict)]
+        text = "; ".join(messages)
+        return text, any(mentions_content_policy(kind) for kind in types) or mentions_content_policy(text)
+    text = str(detail)
+    return text, mentions_content_policy(text)
+
+
+def classify_refusal(response: httpx.Response) -> ProviderFailure:
+    """A 4xx answer: `{"detail": "..." | [{"loc", "msg", "type"}]}`."""
+    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        return rejected_credentials(PROVIDER, response)
+    try:
+        text, policy = _detail_text(json_object(response).get("detail", ""))
+    except ProviderUnavailable:
+        text, policy = snippet(response), False
+    message = f"fal refused the request (HTTP {response.status_code}): {text}"
+    if policy:
+        return ProviderFailure(FailureType.CONTENT_POLICY, message)
+    if response.status_code in (httpx.codes.BAD_REQUEST, httpx.codes.UNPROCESSABLE_ENTITY):
+        return refusal_of_input(message)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, message, transient=False)
+
+
+def video_url(result: dict[str, Any]) -> str:
+    """The video URL of a model output `{"video": {"url"}}` (or `{"video": url}`)."""
+    video = result.get("video")
+    url = video.get("url") if isinstance(video, dict) else video
+    if isinstance(url, str) and url:
+        return url
+    raise ProviderFailure(FailureType.PROVIDER_ERROR, "fal result has no video URL")
+
+
+class FalProvider(RemoteJobProvider[FalRequest]):
+    """fal.ai queue models; the job handle is the request with its URLs."""
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        api_key: str,
+        storage: AssetStorage,
+        model_ids: dict[str, str],
+        settings: RemoteJobSettings,
+        queue_url: str = DEFAULT_QUEUE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> FalProvider:
+        """An adapter with its own HTTP client (nothing connects before the first call)."""
+        http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=queue_url,
+            credentials={"Authorization": f"Key {api_key}"},
+            refusal=classify_refusal,
+            settings=settings,
+            transport=transport,
+        )
+        return cls(http, storage, model_ids=model_ids, settings=settings)
+
+    async def _submit(self, job: ProviderJob) -> FalRequest:
+        model_id = self.model_id(job.model)
+        queued = await self._http.send_json("POST", f"/{model_id}", json={"prompt": job.prompt})
+        request_id = queued.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "fal answered without a request id")
+        # Status and result live under the app id (owner/app), without the endpoint's sub-path.
+        base = f"/{'/'.join(model_id.split('/')[:2])}/requests/{request_id}"
+        return FalRequest(
+            request_id=request_id,
+            status_url=str(queued.get("status_url") or f"{base}/status"),
+            response_url=str(queued.get("response_url") or base),
+            cancel_url=str(queued.get("cancel_url") or f"{base}/cancel"),
+        )
+
+    async def _check(self, handle: FalRequest) -> str | None:
+        status = await self._http.send_json("GET", handle.status_url)
+        state = status.get("status")
+        if state in _RUNNING:
+            return None
+        if state in ("CANCELED", "CANCELLED"):
+            raise ProviderFailure(FailureType.CANCELLED, "fal request was cancelled", transient=False)
+        error = status.get("error")
+        if error:
+            text, policy = _detail_text(f"{status.get('error_type', '')} {error}")
+            failure_type = FailureType.CONTENT_POLICY if policy else FailureType.PROVIDER_ERROR
+            raise ProviderFailure(failure_type, f"fal request failed: {text.strip()}")
+        if state == "COMPLETED":
+            return video_url(await self._http.send_json("GET", handle.response_url))
+        raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"fal answered an unknown status {state!r}")
+
+    async def _cancel_remote(self, handle: FalRequest) -> bool:
+        try:
+            await self._http.send("PUT", handle.cancel_url)
+        except ProviderFailure as refused:
+            if refused.failure_type in (FailureType.INVALID_INPUT, FailureType.CONTENT_POLICY):
+                return False  # 400 ALREADY_COMPLETED: nothing left to stop.
+            raise
+        return True

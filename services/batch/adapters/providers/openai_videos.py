@@ -1,0 +1,115 @@
+"""OpenAI videos (Sora): create, poll, download.
+
+Contract: `POST /v1/videos` with `{"model", "prompt"}` answers a video job `{"id", "status"}`;
+`GET /v1/videos/{id}` answers `status` in queued, in_progress, completed, failed (with
+`error: {"code", "message"}`); `GET /v1/videos/{id}/content` streams the MP4. Errors are
+`{"error": {"message", "type", "code"}}` (`moderation_blocked` for refused prompts). The API has
+no cancel endpoint: cancelling deletes the job (`DELETE /v1/videos/{id}`). OpenAI reported
+shutting the API down for Sora 2 on 2026-09-24; another adapter can take its models then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.batch.adapters.providers._remote import (
+    ProviderHttp,
+    ProviderUnavailable,
+    RemoteJobProvider,
+    RemoteJobSettings,
+    json_object,
+    mentions_content_policy,
+    refusal_of_input,
+    rejected_credentials,
+    snippet,
+)
+from services.batch.adapters.storage import AssetStorage
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
+
+PROVIDER = "openai"
+DEFAULT_BASE_URL = "https://api.openai.com"
+
+_RUNNING = frozenset({"queued", "in_progress"})
+
+
+def _error_fields(error: Any) -> tuple[str, str]:
+    if not isinstance(error, dict):
+        return "", str(error or "")
+    return str(error.get("code") or error.get("type") or ""), str(error.get("message", ""))
+
+
+def classify_refusal(response: httpx.Response) -> ProviderFailure:
+    """A 4xx answer: `{"error": {"message", "type", "code"}}`."""
+    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        return rejected_credentials(PROVIDER, response)
+    try:
+        code, message = _error_fields(json_object(response).get("error"))
+    except ProviderUnavailable:
+        code, message = "", snippet(response)
+    text = f"openai refused the request ({code or response.status_code}): {message}"
+    if mentions_content_policy(code):
+        return ProviderFailure(FailureType.CONTENT_POLICY, text)
+    if response.status_code == httpx.codes.BAD_REQUEST:
+        return refusal_of_input(text)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+
+
+def classify_job_error(error: Any) -> ProviderFailure:
+    """A failed job's `error`: moderation is a content-policy refusal, the rest a provider fault."""
+    code, message = _error_fields(error)
+    text = f"openai video failed ({code}): {message}"
+    if mentions_content_policy(code) or mentions_content_policy(message):
+        return ProviderFailure(FailureType.CONTENT_POLICY, text)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+
+
+class OpenAIVideosProvider(RemoteJobProvider[str]):
+    """OpenAI video models; the job handle is the video id."""
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        api_key: str,
+        storage: AssetStorage,
+        model_ids: dict[str, str],
+        settings: RemoteJobSettings,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> OpenAIVideosProvider:
+        """An adapter with its own HTTP client (nothing connects before the first call)."""
+        http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=base_url,
+            credentials={"Authorization": f"Bearer {api_key}"},
+            refusal=classify_refusal,
+            settings=settings,
+            transport=transport,
+        )
+        return cls(http, storage, model_ids=model_ids, settings=settings)
+
+    async def _submit(self, job: ProviderJob) -> str:
+        video = await self._http.send_json(
+            "POST", "/v1/videos", json={"model": self.model_id(job.model), "prompt": job.prompt}
+        )
+        video_id = video.get("id")
+        if not isinstance(video_id, str) or not video_id:
+            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "openai answered without a video id")
+        return video_id
+
+    async def _check(self, handle: str) -> str | None:
+        video = await self._http.send_json("GET", f"/v1/videos/{handle}")
+        status = video.get("status")
+        if status == "completed":
+            return f"/v1/videos/{handle}/content"
+        if status == "failed":
+            raise classify_job_error(video.get("error"))
+        if status in _RUNNING:
+            return None
+        raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"openai answered an unknown status {status!r}")
+
+    async def _cancel_remote(self, handle: str) -> bool:
+        await self._http.send("DELETE", f"/v1/videos/{handle}")
+        return True

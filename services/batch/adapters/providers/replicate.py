@@ -1,0 +1,124 @@
+"""Replicate predictions: create, poll, cancel.
+
+Contract: `POST /v1/models/{owner}/{name}/predictions` (or `POST /v1/predictions` with a
+`version` when the model id is `owner/name:version`) with `{"input": {"prompt"}}` answers a
+prediction `{"id", "status"}`; `GET /v1/predictions/{id}` answers `status` in starting,
+processing, succeeded, failed, canceled, with `output` (a URL or a list of URLs) or `error`;
+`POST /v1/predictions/{id}/cancel` stops it. Errors are `{"title", "detail", "status"}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.batch.adapters.providers._remote import (
+    ProviderHttp,
+    ProviderUnavailable,
+    RemoteJobProvider,
+    RemoteJobSettings,
+    json_object,
+    mentions_content_policy,
+    refusal_of_input,
+    rejected_credentials,
+    snippet,
+)
+from services.batch.adapters.storage import AssetStorage
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
+
+PROVIDER = "replicate"
+DEFAULT_BASE_URL = "https://api.replicate.com"
+
+_RUNNING = frozenset({"starting", "processing"})
+
+
+def classify_refusal(response: httpx.Response) -> ProviderFailure:
+    """A 4xx answer (problem details: `{"title", "detail", "status"}`)."""
+    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        return rejected_credentials(PROVIDER, response)
+    try:
+        body = json_object(response)
+        detail = f"{body.get('title', '')}: {body.get('detail', '')}"
+    except ProviderUnavailable:
+        detail = snippet(response)
+    text = f"replicate refused the request (HTTP {response.status_code}) {detail}"
+    if response.status_code in (httpx.codes.BAD_REQUEST, httpx.codes.UNPROCESSABLE_ENTITY):
+        return refusal_of_input(text)
+    # 402 (out of credit at Replicate), 404 (no such model): ours to fix, not worth a retry.
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+
+
+def output_url(output: Any) -> str:
+    """The video URL of a prediction's `output` (a URL, a list of URLs, or `{"video": url}`)."""
+    if isinstance(output, list) and output:
+        output = output[0]
+    if isinstance(output, dict):
+        output = output.get("video") or output.get("url")
+    if isinstance(output, str) and output:
+        return output
+    raise ProviderFailure(FailureType.PROVIDER_ERROR, "replicate prediction succeeded without a video URL")
+
+
+def classify_prediction_error(error: Any) -> ProviderFailure:
+    """A failed prediction's `error` text: a safety refusal (E005 and kin) or a provider fault."""
+    text = f"replicate prediction failed: {error}"
+    if mentions_content_policy(str(error)):
+        return ProviderFailure(FailureType.CONTENT_POLICY, text)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+
+
+class ReplicateProvider(RemoteJobProvider[str]):
+    """Replicate models; the job handle is the prediction id."""
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        api_token: str,
+        storage: AssetStorage,
+        model_ids: dict[str, str],
+        settings: RemoteJobSettings,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> ReplicateProvider:
+        """An adapter with its own HTTP client (nothing connects before the first call)."""
+        http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=base_url,
+            credentials={"Authorization": f"Bearer {api_token}"},
+            refusal=classify_refusal,
+            settings=settings,
+            transport=transport,
+        )
+        return cls(http, storage, model_ids=model_ids, settings=settings)
+
+    async def _submit(self, job: ProviderJob) -> str:
+        model_id = self.model_id(job.model)
+        payload: dict[str, Any] = {"input": {"prompt": job.prompt}}
+        path = f"/v1/models/{model_id}/predictions"
+        if ":" in model_id:
+            path = "/v1/predictions"
+            payload["version"] = model_id.split(":", 1)[1]
+        prediction = await self._http.send_json("POST", path, json=payload)
+        prediction_id = prediction.get("id")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "replicate answered without an id")
+        return prediction_id
+
+    async def _check(self, handle: str) -> str | None:
+        prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}")
+        status = prediction.get("status")
+        if status == "succeeded":
+            return output_url(prediction.get("output"))
+        if status == "failed":
+            raise classify_prediction_error(prediction.get("error"))
+        if status == "canceled":
+            raise ProviderFailure(FailureType.CANCELLED, "replicate prediction was canceled", transient=False)
+        if status in _RUNNING:
+            return None
+        raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"replicate answered status {status!r}")
+
+    async def _cancel_remote(self, handle: str) -> bool:
+        await self._http.send("POST", f"/v1/predictions/{handle}/cancel")
+        return True

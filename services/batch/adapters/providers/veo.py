@@ -1,0 +1,143 @@
+"""Google Veo through the Gemini API: `predictLongRunning`, then operation polling.
+
+Contract: `POST /v1beta/models/{model}:predictLongRunning` with `{"instances": [{"prompt"}]}`
+answers an operation `{"name"}`; `GET /v1beta/{name}` answers `{"done", "error"?, "response"?}`
+where a success carries `response.generateVideoResponse.generatedSamples[].video.uri` (downloaded
+with the API key) and a safety refusal carries `raiMediaFilteredCount`/`raiMediaFilteredReasons`.
+Cancelling is the standard `POST /v1beta/{name}:cancel` (best effort). The key travels in the
+`x-goog-api-key` header, never in the URL, so it cannot reach an access log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.batch.adapters.providers._remote import (
+    ProviderHttp,
+    ProviderUnavailable,
+    RemoteJobProvider,
+    RemoteJobSettings,
+    json_object,
+    refusal_of_input,
+    rejected_credentials,
+    snippet,
+)
+from services.batch.adapters.storage import AssetStorage
+from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
+
+PROVIDER = "veo"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+# google.rpc.Code values an operation's `error.code` may carry.
+_CANCELLED = 1
+_INVALID_INPUT_CODES = frozenset({3, 9, 11})  # INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
+_DEADLINE_EXCEEDED = 4
+_RESOURCE_EXHAUSTED = 8
+_CREDENTIAL_CODES = frozenset({7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
+
+
+def _google_error(body: dict[str, Any]) -> tuple[str, str]:
+    error = body.get("error")
+    if not isinstance(error, dict):
+        return "", ""
+    return str(error.get("status", "")), str(error.get("message", ""))
+
+
+def classify_refusal(response: httpx.Response) -> ProviderFailure:
+    """A 4xx answer: `{"error": {"code", "message", "status"}}`."""
+    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        return rejected_credentials(PROVIDER, response)
+    try:
+        status, message = _google_error(json_object(response))
+    except ProviderUnavailable:
+        status, message = "", snippet(response)
+    text = f"veo refused the request ({status or response.status_code}): {message}"
+    if status in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE") or response.status_code == 400:
+        return refusal_of_input(text)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+
+
+def classify_operation_error(error: dict[str, Any]) -> ProviderFailure:
+    """A finished operation's `error` (a google.rpc.Status)."""
+    code = error.get("code")
+    text = f"veo operation failed (code {code}): {error.get('message', '')}"
+    if code == _CANCELLED:
+        return ProviderFailure(FailureType.CANCELLED, text, transient=False)
+    if code in _INVALID_INPUT_CODES:
+        return refusal_of_input(text)
+    if code == _DEADLINE_EXCEEDED:
+        return ProviderFailure(FailureType.TIMEOUT, text)
+    if code == _RESOURCE_EXHAUSTED:
+        return ProviderFailure(FailureType.RATE_LIMITED, text)
+    if code in _CREDENTIAL_CODES:
+        return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+
+
+def video_uri(operation: dict[str, Any]) -> str:
+    """The first generated sample's URI of a successful operation; raises for a safety refusal."""
+    response = operation.get("response")
+    generated = response.get("generateVideoResponse") if isinstance(response, dict) else None
+    if not isinstance(generated, dict):
+        raise ProviderFailure(FailureType.PROVIDER_ERROR, "veo operation finished without a response")
+    samples = generated.get("generatedSamples") or []
+    for sample in samples:
+        video = sample.get("video") if isinstance(sample, dict) else None
+        if isinstance(video, dict) and isinstance(video.get("uri"), str):
+            return str(video["uri"])
+    if generated.get("raiMediaFilteredCount"):
+        reasons = "; ".join(str(reason) for reason in generated.get("raiMediaFilteredReasons") or [])
+        raise ProviderFailure(FailureType.CONTENT_POLICY, f"veo filtered the video: {reasons}")
+    raise ProviderFailure(FailureType.PROVIDER_ERROR, "veo operation finished without a video")
+
+
+class VeoProvider(RemoteJobProvider[str]):
+    """Veo models through the Gemini API; the job handle is the operation name."""
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        api_key: str,
+        storage: AssetStorage,
+        model_ids: dict[str, str],
+        settings: RemoteJobSettings,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> VeoProvider:
+        """An adapter with its own HTTP client (nothing connects before the first call)."""
+        http = ProviderHttp(
+            provider=PROVIDER,
+            base_url=base_url,
+            credentials={"x-goog-api-key": api_key},
+            refusal=classify_refusal,
+            settings=settings,
+            transport=transport,
+        )
+        return cls(http, storage, model_ids=model_ids, settings=settings)
+
+    async def _submit(self, job: ProviderJob) -> str:
+        operation = await self._http.send_json(
+            "POST",
+            f"/v1beta/models/{self.model_id(job.model)}:predictLongRunning",
+            json={"instances": [{"prompt": job.prompt}]},
+        )
+        name = operation.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "veo answered without an operation name")
+        return name
+
+    async def _check(self, handle: str) -> str | None:
+        operation = await self._http.send_json("GET", f"/v1beta/{handle}")
+        if not operation.get("done"):
+            return None
+        error = operation.get("error")
+        if isinstance(error, dict):
+            raise classify_operation_error(error)
+        return video_uri(operation)
+
+    async def _cancel_remote(self, handle: str) -> bool:
+        await self._http.send("POST", f"/v1beta/{handle}:cancel")
+        return True

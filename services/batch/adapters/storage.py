@@ -1,0 +1,82 @@
+"""Where generated videos are kept: a local directory by default (served by the gateway).
+
+Every video passes through `AssetStorage.store`, which refuses anything that is not an MP4 file:
+a task is paid only once a real video is stored, never for an empty or broken download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.provider import FailureType, ProviderFailure, VideoAsset
+
+# An ISO base media file (MP4) starts with a box whose type, at bytes 4..8, is 'ftyp'.
+_MP4_SIGNATURE = b"ftyp"
+_MIN_VIDEO_BYTES = 16
+# Below this size a write costs less than the hop to a worker thread.
+_INLINE_WRITE_BYTES = 64 * 1024
+
+
+class InvalidVideo(ProviderFailure):
+    """The provider's asset is not a video we can serve; worth another attempt."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureType.PROVIDER_ERROR, message)
+
+
+def require_mp4(content: bytes) -> None:
+    """Raises `InvalidVideo` unless `content` looks like an MP4 file."""
+    if not content:
+        raise InvalidVideo("provider returned an empty video")
+    if len(content) < _MIN_VIDEO_BYTES or content[4:8] != _MP4_SIGNATURE:
+        raise InvalidVideo(f"provider returned something that is not an MP4 video ({len(content)} bytes)")
+
+
+def asset_key(batch_id: BatchId, task_id: TaskId) -> str:
+    """The object name of a task's video, also the path part of its public URL after /videos/."""
+    return f"{batch_id}/{task_id}.mp4"
+
+
+class AssetStorage(Protocol):
+    """Keeps a task's video and tells where customers download it."""
+
+    async def store(self, batch_id: BatchId, task_id: TaskId, content: bytes) -> VideoAsset:
+        """Validates and stores the video (replacing an earlier one of the same task)."""
+        ...
+
+
+class LocalDirectoryStorage:
+    """Videos under `asset_dir/{batch_id}/{task_id}.mp4`, served at `{public_base_url}/videos/...`."""
+
+    def __init__(self, asset_dir: Path, public_base_url: str) -> None:
+        self._asset_dir = asset_dir
+        self._public_base_url = public_base_url.rstrip("/")
+
+    async def store(self, batch_id: BatchId, task_id: TaskId, content: bytes) -> VideoAsset:
+        """Writes to a temporary name, then renames: the gateway never serves half a video."""
+        require_mp4(content)
+        path = self._asset_dir / asset_key(batch_id, task_id)
+        if len(content) <= _INLINE_WRITE_BYTES:
+            _write_atomically(path, content)
+        else:
+            await asyncio.to_thread(_write_atomically, path, content)
+        return VideoAsset(
+            path=str(path),
+            url=f"{self._public_base_url}/videos/{asset_key(batch_id, task_id)}",
+            size_bytes=len(content),
+        )
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        partial.write_bytes(content)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

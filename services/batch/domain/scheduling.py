@@ -1,0 +1,100 @@
+"""Who may run what, and when: provider slots with a fair share, dispatch windows, deadlines.
+
+Pure arithmetic over counts the repository reads under its locks; unit-tested without a database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from libs.errors import InvalidArgument
+from services.batch.domain.batch import BatchId
+
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600
+
+
+class CancelReason(StrEnum):
+    """Why a batch stopped early: the customer asked, or its deadline passed."""
+
+    CUSTOMER = "customer"
+    DEADLINE = "deadline"
+
+
+def cancelled_task_message(reason: CancelReason | None, *, started: bool) -> str:
+    """The error_message of a task cancelled for `reason` (before or after it started)."""
+    if reason is CancelReason.DEADLINE:
+        return "the batch deadline passed before it finished"
+    return "cancelled while running" if started else "cancelled before it started"
+
+
+def validate_deadline(deadline_seconds: int) -> None:
+    """0 (no deadline) or 1 second to 7 days."""
+    if deadline_seconds != 0 and not 1 <= deadline_seconds <= MAX_DEADLINE_SECONDS:
+        raise InvalidArgument(
+            f"deadline_seconds must be between 1 and {MAX_DEADLINE_SECONDS}",
+            field="deadline_seconds",
+        )
+
+
+def claimable_slots(*, limit: int, running: int, running_mine: int, competing_tenants: int) -> int:
+    """How many more tasks of one model a tenant may start now.
+
+    At most `limit` run at once across all workers. While several tenants (`competing_tenants`,
+    the caller's own included) have tasks of the model running or waiting for a slot, each may use
+    at most ceil(limit / competing_tenants) of them, so a large batch cannot keep every slot it
+    frees for itself; alone, a tenant may use them all.
+    """
+    free = limit - running
+    if free <= 0:
+        return 0
+    if competing_tenants <= 1:
+        return free
+    share = math.ceil(limit / competing_tenants)
+    return max(0, min(free, share - running_mine))
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """One unfinished batch of a tenant: tasks dispatched and not finished, tasks not dispatched."""
+
+    batch_id: BatchId
+    outstanding: int
+    undispatched: int
+
+
+def plan_dispatch(
+    batches: Sequence[WindowState],
+    *,
+    chunk_size: int,
+    batch_window_chunks: int,
+    tenant_window_chunks: int,
+) -> dict[BatchId, int]:
+    """How many more tasks of each batch to dispatch now (a tenant's batches, oldest first).
+
+    A batch may have at most batch_window_chunks x chunk_size tasks dispatched and unfinished, the
+    tenant the tenant window over all its batches. Chunks are handed out round-robin, so a new
+    batch of a tenant is not stuck behind its older, larger one.
+    """
+    if chunk_size < 1 or batch_window_chunks < 1 or tenant_window_chunks < 1:
+        raise ValueError("chunk size and windows must be positive")
+    batch_window = batch_window_chunks * chunk_size
+    tenant_free = tenant_window_chunks * chunk_size - sum(state.outstanding for state in batches)
+    outstanding = {state.batch_id: state.outstanding for state in batches}
+    undispatched = {state.batch_id: state.undispatched for state in batches}
+    planned: dict[BatchId, int] = {}
+    progress = True
+    while progress:
+        progress = False
+        for state in batches:
+            chunk = min(chunk_size, undispatched[state.batch_id])
+            if chunk == 0 or chunk > tenant_free or outstanding[state.batch_id] + chunk > batch_window:
+                continue
+            planned[state.batch_id] = planned.get(state.batch_id, 0) + chunk
+            outstanding[state.batch_id] += chunk
+            undispatched[state.batch_id] -= chunk
+            tenant_free -= chunk
+            progress = True
+    return planned

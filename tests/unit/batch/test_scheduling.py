@@ -1,0 +1,101 @@
+"""Provider slots with a fair share, dispatch windows, deadlines and cancel messages (pure rules)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from libs.errors import InvalidArgument
+from services.batch.domain.batch import BatchId, BatchItem
+from services.batch.domain.fingerprint import request_fingerprint
+from services.batch.domain.scheduling import (
+    MAX_DEADLINE_SECONDS,
+    CancelReason,
+    WindowState,
+    cancelled_task_message,
+    claimable_slots,
+    plan_dispatch,
+    validate_deadline,
+)
+
+
+def test_a_lone_tenant_may_take_every_free_slot() -> None:
+    assert claimable_slots(limit=10, running=4, running_mine=4, competing_tenants=1) == 6
+
+
+def test_no_slot_is_claimable_when_the_model_is_at_its_limit() -> None:
+    assert claimable_slots(limit=10, running=10, running_mine=0, competing_tenants=2) == 0
+    assert claimable_slots(limit=10, running=12, running_mine=12, competing_tenants=1) == 0
+
+
+def test_with_competition_a_tenant_is_held_to_its_share_of_the_limit() -> None:
+    # Two tenants on a limit of 10: five each, however many slots are free.
+    assert claimable_slots(limit=10, running=5, running_mine=5, competing_tenants=2) == 0
+    assert claimable_slots(limit=10, running=5, running_mine=0, competing_tenants=2) == 5
+    assert claimable_slots(limit=3, running=2, running_mine=2, competing_tenants=2) == 0
+    assert claimable_slots(limit=3, running=2, running_mine=0, competing_tenants=2) == 1
+
+
+def _batch(outstanding: int, undispatched: int) -> WindowState:
+    return WindowState(BatchId(uuid.uuid4()), outstanding, undispatched)
+
+
+def test_a_new_batch_gets_its_whole_window_in_chunks() -> None:
+    batch = _batch(0, 10_000)
+    plan = plan_dispatch([batch], chunk_size=50, batch_window_chunks=4, tenant_window_chunks=16)
+    assert plan == {batch.batch_id: 200}
+
+
+def test_a_batch_is_topped_up_only_by_whole_chunks_except_its_last() -> None:
+    running, ending = _batch(170, 5_000), _batch(0, 7)
+    plan = plan_dispatch([running, ending], chunk_size=50, batch_window_chunks=4, tenant_window_chunks=16)
+    assert plan == {ending.batch_id: 7}
+    freed = _batch(150, 5_000)
+    assert plan_dispatch([freed], chunk_size=50, batch_window_chunks=4, tenant_window_chunks=16) == {
+        freed.batch_id: 50
+    }
+
+
+def test_the_tenant_window_is_shared_round_robin_by_its_batches() -> None:
+    old, new = _batch(0, 10_000), _batch(0, 10_000)
+    plan = plan_dispatch([old, new], chunk_size=10, batch_window_chunks=4, tenant_window_chunks=3)
+    assert plan == {old.batch_id: 20, new.batch_id: 10}
+
+
+def test_nothing_is_dispatched_when_the_tenant_window_is_full() -> None:
+    assert (
+        plan_dispatch([_batch(40, 100)], chunk_size=10, batch_window_chunks=8, tenant_window_chunks=4) == {}
+    )
+
+
+def test_windows_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        plan_dispatch([], chunk_size=0, batch_window_chunks=1, tenant_window_chunks=1)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 3600, MAX_DEADLINE_SECONDS])
+def test_deadlines_of_one_second_to_seven_days_or_none_are_accepted(seconds: int) -> None:
+    validate_deadline(seconds)
+
+
+@pytest.mark.parametrize("seconds", [-1, MAX_DEADLINE_SECONDS + 1])
+def test_other_deadlines_are_refused_naming_the_field(seconds: int) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        validate_deadline(seconds)
+    assert refused.value.details["field"] == "deadline_seconds"
+
+
+def test_cancelled_tasks_say_why_they_stopped() -> None:
+    assert cancelled_task_message(CancelReason.CUSTOMER, started=False) == "cancelled before it started"
+    assert cancelled_task_message(CancelReason.CUSTOMER, started=True) == "cancelled while running"
+    assert cancelled_task_message(None, started=True) == "cancelled while running"
+    assert "deadline" in cancelled_task_message(CancelReason.DEADLINE, started=False)
+
+
+def test_a_deadline_or_a_retried_batch_changes_the_fingerprint_but_their_absence_does_not() -> None:
+    items = [BatchItem("a cat", "sora-2")]
+    plain = request_fingerprint(items, "")
+    assert request_fingerprint(items, "", deadline_seconds=0, retry_of="") == plain
+    assert request_fingerprint(items, "", deadline_seconds=60) != plain
+    assert request_fingerprint(items, "", retry_of=str(uuid.uuid4())) != plain
