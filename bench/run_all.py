@@ -1,0 +1,36 @@
+"""`make bench`: every benchmark in one run (`--quick` for CI: tiny sizes, checks only that they work)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from bench import accept_latency, hot_wallet, memory, pipeline_throughput, read_path
+
+BENCHMARKS = {
+    "accept_latency": accept_latency.main,
+    "pipeline_throughput": pipeline_throughput.main,
+    "hot_wallet": hot_wallet.main,
+    "read_path": read_path.main,
+    "memory": memory.main,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results = {}
+    for name, run in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        results[name] = run(["--quick"] if args.quick else [])
+    print(f"\nall benchmarks in {time.perf_counter() - started:.0f} s")
+    print(json.dumps({"benchmarks": results}))
+
+
+if __name__ == "__main__":
+    main()
