@@ -16,7 +16,7 @@ import uvicorn
 
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process
-from libs.telemetry import configure_logging
+from libs.telemetry import configure_telemetry
 from services.gateway.app import create_app
 from services.gateway.bootstrap import build_backends
 
@@ -47,7 +47,9 @@ class _EmbeddedServer(uvicorn.Server):
 def _bind(host: str, port: int) -> socket.socket:
     # Bound here rather than by uvicorn so a busy port raises OSError instead of exiting the process.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the listener's
+    # proto is TCP; with proto 0 every keep-alive response waited ~40 ms for a delayed ACK (Nagle).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
@@ -97,7 +99,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
 def main() -> None:
     """Runs the gateway as its own process."""
     settings = load_settings()
-    configure_logging("gateway", settings.log_level)
+    configure_telemetry("gateway", settings.log_level)
     run_process(lambda stopping: serve(settings, stopping))
 
 
