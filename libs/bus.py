@@ -4,6 +4,10 @@
 `libs.postgres_bus.PostgresBus` (durable queues in PostgreSQL, for embedded mode). Both share the
 consuming logic of `ChunkedConsumer`, so handlers see the same semantics on either.
 
+Tracing: `Envelope.of` puts the W3C `traceparent` of the writing transaction in the headers;
+`ChunkedConsumer` extracts it and runs the handler inside CONSUMER spans, one per distinct trace
+in the chunk (see `ChunkedConsumer`), so a message's processing joins the trace that caused it.
+
 Guarantees: durable quorum queues, persistent messages, publisher confirms, manual acks, bounded
 prefetch, a delivery limit and a dead-letter queue per queue for poison messages. Consumers may
 take messages in chunks (one handler call for up to `max_batch` messages) so a handler can apply
@@ -28,7 +32,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from google.protobuf.message import DecodeError, Message
-from opentelemetry import propagate
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 
 if TYPE_CHECKING:
     from libs.config import Settings
@@ -109,6 +114,14 @@ class Delivery:
 Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """Messages waiting in a queue (or an outbox) and the age of the oldest, when known."""
+
+    messages: int
+    oldest_age_seconds: float | None = None
+
+
 class Bus(Protocol):
     """What services need from a message bus; RabbitMQ in production, in-process when embedded."""
 
@@ -126,6 +139,14 @@ class Bus(Protocol):
         concurrency: int = 1,
     ) -> None: ...
 
+    async def ping(self) -> None:
+        """Raises if the broker is unreachable right now (for health checks)."""
+        ...
+
+    async def backlog(self, queue: QueueSpec) -> Backlog:
+        """How many messages wait in `queue` (for the queue depth and lag gauges)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -141,6 +162,7 @@ class RabbitBus:
         self._exchange: AbstractExchange | None = None
         self._publish_lock = asyncio.Lock()
         self._consumer_tasks: list[asyncio.Task[None]] = []
+        self._inspect_channel: AbstractChannel | None = None
 
     @classmethod
     async def connect(cls, url: str) -> RabbitBus:
@@ -204,6 +226,18 @@ class RabbitBus:
         )
         for _ in range(concurrency):
             self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
+
+    async def ping(self) -> None:
+        """Raises while the robust connection is down (it reconnects by itself meanwhile)."""
+        if self._connection.is_closed or not self._connection.connected.is_set():
+            raise ConnectionError("RabbitMQ connection is down")
+
+    async def backlog(self, queue: QueueSpec) -> Backlog:
+        """Ready messages in `queue` (a passive declare; RabbitMQ does not tell their age)."""
+        if self._inspect_channel is None or self._inspect_channel.is_closed:
+            self._inspect_channel = await self._connection.channel()
+        declared = await self._inspect_channel.declare_queue(queue.name, passive=True)
+        return Backlog(messages=int(declared.declaration_result.message_count or 0))
 
     async def close(self) -> None:
         for task in self._consumer_tasks:
@@ -298,6 +332,14 @@ class ChunkedConsumer(Generic[RawT]):
     chunks of up to `max_batch` (waiting at most `max_wait_seconds` to fill one), acks the chunk
     when the handler returns, retries a failing chunk message by message, backs off before
     requeueing a failing message, and dead-letters messages it cannot decode.
+
+    Tracing: the handler is still called once per chunk (one transaction for the chunk is the
+    point of chunking), inside one CONSUMER span per distinct trace among the chunk's messages.
+    Each span is a child of the producer context of the first message of its trace and links to
+    the producer contexts of the others, so every trace shows its hop. The handler runs with the
+    span of the largest group as the current span: what it writes (database spans, events) joins
+    that trace; the other traces reach it through span links. A chunk of one message (workers,
+    webhook) is therefore a plain child span of the trace that dispatched it.
     """
 
     def __init__(
@@ -308,8 +350,11 @@ class ChunkedConsumer(Generic[RawT]):
         message_types: Sequence[type[Message]],
         max_batch: int,
         max_wait_seconds: float,
+        *,
+        messaging_system: str = "rabbitmq",
     ) -> None:
         self._queue_name = queue_name
+        self._messaging_system = messaging_system
         self._receipts = receipts
         self._handler = handler
         self._types = {t.DESCRIPTOR.full_name: t for t in message_types}
@@ -332,7 +377,15 @@ class ChunkedConsumer(Generic[RawT]):
                     )
                 except (TimeoutError, asyncio.QueueEmpty):
                     break
-            await self._process(chunk)
+            try:
+                await self._process(chunk)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Settling can fail when the channel that delivered the chunk died with the broker
+                # connection; the broker then redelivers those messages on the restored channel, so
+                # the loop must live on (a dead loop would leave the queue consumed but unprocessed).
+                log.exception("could not settle a chunk of %d on %s", len(chunk), self._queue_name)
 
     def _decode(self, raw: RawT) -> Delivery | None:
         envelope = self._receipts.envelope_of(raw)
@@ -358,7 +411,7 @@ class ChunkedConsumer(Generic[RawT]):
         if not decoded:
             return
         try:
-            await self._handler([delivery for _, delivery in decoded])
+            await self._handle_traced([delivery for _, delivery in decoded])
         except Exception:
             if len(decoded) > 1:
                 log.warning("chunk of %d failed on %s; retrying one by one", len(decoded), self._queue_name)
@@ -373,6 +426,48 @@ class ChunkedConsumer(Generic[RawT]):
             return
         self._failures = 0
         await self._receipts.ack([raw for raw, _ in decoded])
+
+    async def _handle_traced(self, deliveries: Sequence[Delivery]) -> None:
+        """Calls the handler inside one CONSUMER span per distinct trace of the chunk."""
+        by_trace: dict[int, list[trace.SpanContext]] = {}
+        for delivery in deliveries:
+            producer = trace.get_current_span(propagate.extract(dict(delivery.envelope.headers)))
+            span_context = producer.get_span_context()
+            by_trace.setdefault(span_context.trace_id if span_context.is_valid else 0, []).append(
+                span_context
+            )
+        tracer = trace.get_tracer(__name__)
+        spans: list[trace.Span] = []
+        # Largest group first: its span is the one the handler's own work is recorded under.
+        for contexts in sorted(by_trace.values(), key=len, reverse=True):
+            parent, *others = contexts
+            parent_context = (
+                trace.set_span_in_context(trace.NonRecordingSpan(parent))
+                if parent.is_valid
+                else otel_context.Context()
+            )
+            spans.append(
+                tracer.start_span(
+                    f"{self._queue_name} process",
+                    context=parent_context,
+                    kind=trace.SpanKind.CONSUMER,
+                    links=[trace.Link(other) for other in others if other.is_valid],
+                    attributes={
+                        "messaging.system": self._messaging_system,
+                        "messaging.operation": "process",
+                        "messaging.destination.name": self._queue_name,
+                        "messaging.batch.message_count": len(contexts),
+                    },
+                )
+            )
+        try:
+            with trace.use_span(
+                spans[0], end_on_exit=False, record_exception=True, set_status_on_exception=True
+            ):
+                await self._handler(deliveries)
+        finally:
+            for span in spans:
+                span.end()
 
 
 class _RabbitReceipts:

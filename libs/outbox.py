@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from libs.bus import Bus, Envelope
+from libs.bus import Backlog, Bus, Envelope
 from libs.db import Database, libpq_url
 from libs.lifecycle import sleep_or_stop
 
@@ -136,6 +136,17 @@ class OutboxRelay:
             await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
         self.published += len(rows)
         return len(rows)
+
+    async def backlog(self) -> Backlog:
+        """Events written but not yet published, and the age of the oldest (the relay's lag)."""
+        t = self._table
+        async with self._db.connection() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), func.extract("epoch", func.now() - func.min(t.c.created_at)))
+                )
+            ).one()
+        return Backlog(messages=int(row[0]), oldest_age_seconds=None if row[1] is None else float(row[1]))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relays until `stopping` is set; survives database and broker outages."""

@@ -51,7 +51,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.bus import TOPOLOGY, ChunkedConsumer, Envelope, Handler, QueueSpec, routing_key_matches
+from libs.bus import TOPOLOGY, Backlog, ChunkedConsumer, Envelope, Handler, QueueSpec, routing_key_matches
 from libs.db import Database, libpq_url
 
 log = logging.getLogger(__name__)
@@ -253,12 +253,31 @@ class PostgresBus:
             message_types,
             max_batch,
             max_wait_seconds,
+            messaging_system="postgresql",
         )
         self._consumer_tasks.append(
             asyncio.create_task(self._fetch(subscription, inbox), name=f"postgres-bus-fetch-{queue.name}")
         )
         for _ in range(concurrency):
             self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
+
+    async def ping(self) -> None:
+        """Raises if the bus's database does not answer."""
+        await self._db.ping()
+
+    async def backlog(self, queue: QueueSpec) -> Backlog:
+        """Messages of `queue` not yet acknowledged, and how long the oldest has waited."""
+        async with self._db.connection() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(enqueued_at))"
+                        " FROM bus.messages WHERE queue = :queue"
+                    ),
+                    {"queue": queue.name},
+                )
+            ).one()
+        return Backlog(messages=int(row[0]), oldest_age_seconds=None if row[1] is None else float(row[1]))
 
     async def close(self) -> None:
         """Stops consuming, hands back the messages still held, and closes the pool."""

@@ -9,15 +9,20 @@
   here; the gateway instruments its FastAPI app; the bus carries W3C `traceparent` in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
-  the other processes.
+  the other processes. gRPC and HTTP latency come from the instrumentations; queue depth, queue
+  lag and outbox backlog from `BacklogGauges`, which samples them in the background (gauge
+  callbacks are synchronous, so they read the last sample instead of querying).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import orjson
 from opentelemetry import metrics, trace
@@ -25,11 +30,18 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import REGISTRY, generate_latest, start_http_server
+
+if TYPE_CHECKING:
+    from libs.bus import Backlog, Bus, QueueSpec
+    from libs.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
 
 _configured_service: str | None = None
 
@@ -93,7 +105,7 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
     if _configured_service is not None:
         return
     _configured_service = service
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service})
     tracer_provider = TracerProvider(resource=resource)
     exporter = _span_exporter()
     if exporter is not None:
@@ -102,7 +114,8 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
     GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
     GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
-    SQLAlchemyInstrumentor().instrument(enable_commenter=False)
+    # The instrumentation works on SQLAlchemy 2.1 but its declared range stops at 2.0.
+    SQLAlchemyInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
     HTTPXClientInstrumentor().instrument()
 
 
@@ -122,3 +135,117 @@ def metrics_text() -> bytes:
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Exposes `/metrics` on a port of its own (processes without an HTTP server)."""
     start_http_server(port, addr=host)
+
+
+def start_metrics_endpoint(port: int, host: str) -> bool:
+    """`serve_metrics` unless `port` is 0; a busy port is logged, not fatal (metrics are optional)."""
+    if port == 0:
+        return False
+    try:
+        serve_metrics(port, host)
+    except OSError as error:
+        log.warning("metrics endpoint not started on %s:%d: %s", host, port, error)
+        return False
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return True
+
+
+BacklogSource = Callable[[], Awaitable["Backlog"]]
+
+
+class BacklogGauges:
+    """Queue depth, queue lag and outbox backlog as observable gauges, sampled every few seconds.
+
+    Exposed as `reelbatch_queue_depth_messages` / `reelbatch_queue_lag_seconds` (label `queue`)
+    and `reelbatch_outbox_backlog_events` / `reelbatch_outbox_lag_seconds` (label `outbox`).
+    Lag is the age of the oldest waiting message; RabbitMQ does not report it, so for RabbitMQ
+    queues only the depth is exported.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[str, BacklogSource] = {}
+        self._outboxes: dict[str, BacklogSource] = {}
+        self._last: dict[tuple[str, str], Backlog] = {}
+        self._running = False
+        meter = metrics.get_meter("reelbatch.backlog")
+        for name, unit, description, kind, field in (
+            ("reelbatch_queue_depth_messages", "1", "Messages waiting in a queue", "queue", "messages"),
+            ("reelbatch_queue_lag", "s", "Age of the oldest message in a queue", "queue", "age"),
+            (
+                "reelbatch_outbox_backlog_events",
+                "1",
+                "Events not yet published by the relay",
+                "outbox",
+                "messages",
+            ),
+            ("reelbatch_outbox_lag", "s", "Age of the oldest unpublished event", "outbox", "age"),
+        ):
+            meter.create_observable_gauge(
+                name, callbacks=[self._observer(kind, field)], unit=unit, description=description
+            )
+
+    def watch_queues(self, bus: Bus, queues: Sequence[QueueSpec]) -> BacklogGauges:
+        """Samples the depth (and lag, where the bus knows it) of `queues`."""
+        for queue in queues:
+            self._queues[queue.name] = lambda queue=queue: bus.backlog(queue)  # type: ignore[misc]
+        return self
+
+    def watch_outbox(self, name: str, relay: OutboxRelay) -> BacklogGauges:
+        """Samples the backlog of the outbox `relay` publishes."""
+        self._outboxes[name] = relay.backlog
+        return self
+
+    def _observer(self, kind: str, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            for (sampled_kind, name), backlog in list(self._last.items()):
+                if sampled_kind != kind:
+                    continue
+                value = backlog.messages if field == "messages" else backlog.oldest_age_seconds
+                if value is not None:
+                    yield Observation(value, {kind: name})
+
+        return observe
+
+    async def sample_once(self) -> None:
+        """Samples every source once; a source that fails keeps no stale value."""
+        sources = [("queue", n, s) for n, s in self._queues.items()]
+        sources += [("outbox", n, s) for n, s in self._outboxes.items()]
+        results = await asyncio.gather(*(source() for _, _, source in sources), return_exceptions=True)
+        for (kind, name, _), result in zip(sources, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                self._last.pop((kind, name), None)
+                log.debug("backlog of %s %s not sampled: %r", kind, name, result)
+            else:
+                self._last[(kind, name)] = result
+
+    async def run(self, stopping: asyncio.Event, interval_seconds: float = 5.0) -> None:
+        """Samples until `stopping` is set (a second caller in the same process only waits)."""
+        if self._running:
+            await stopping.wait()
+            return
+        self._running = True
+        try:
+            await self._sample_until(stopping, interval_seconds)
+        finally:
+            self._running = False
+
+    async def _sample_until(self, stopping: asyncio.Event, interval_seconds: float) -> None:
+        while not stopping.is_set():
+            await self.sample_once()
+            try:
+                await asyncio.wait_for(stopping.wait(), interval_seconds)
+            except TimeoutError:
+                pass
+
+
+_backlog_gauges: BacklogGauges | None = None
+
+
+def backlog_gauges() -> BacklogGauges:
+    """The process's one `BacklogGauges` (services embedded in one process share it)."""
+    global _backlog_gauges
+    if _backlog_gauges is None:
+        _backlog_gauges = BacklogGauges()
+    return _backlog_gauges

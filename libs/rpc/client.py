@@ -6,6 +6,8 @@ import json
 
 import grpc
 
+from libs.rpc.tls import TlsFiles
+
 # Retries transparently when a server is briefly unreachable (restart, deploy); the calls we
 # make are idempotent by design (business keys), so a retried call never doubles an effect.
 _SERVICE_CONFIG = json.dumps(
@@ -26,15 +28,17 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
-    """An insecure channel to `target` (host:port) with retries on UNAVAILABLE."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-        ],
-    )
+_CHANNEL_OPTIONS = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+def open_channel(target: str, *, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """A channel to `target` (host:port) with retries on UNAVAILABLE; mutual TLS when `tls` is given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=_CHANNEL_OPTIONS)

@@ -1,0 +1,74 @@
+"""The batch service's domain metrics (batches by status, tasks by outcome, task durations) and
+the span around a task's provider calls.
+
+- `reelbatch_batches_total{status}`: batches that reached a status (queued, rejected, and the
+  final completed/partial/failed/cancelled), counted by the process that made the transition.
+- `reelbatch_tasks_total{outcome, failure_type}`: task outcomes written by workers (a late
+  outcome whose claim was lost is discarded and not counted).
+- `reelbatch_task_duration_seconds{model}`: from the first claim to the final outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from opentelemetry import metrics, trace
+
+from services.batch.domain.batch import BatchStatus, TaskRecord
+
+_meter = metrics.get_meter("reelbatch.batch")
+_tracer = trace.get_tracer("reelbatch.batch")
+_batches = _meter.create_counter("reelbatch_batches", description="Batches that reached a status")
+_tasks = _meter.create_counter(
+    "reelbatch_tasks", description="Tasks that reached a final state, by outcome and failure_type"
+)
+_task_duration = _meter.create_histogram(
+    "reelbatch_task_duration",
+    unit="s",
+    description="Time from a task's first claim to its final outcome, per model",
+    # Simulated jobs take well under a second, real providers minutes.
+    explicit_bucket_boundaries_advisory=[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+)
+
+
+def batch_reached(status: BatchStatus) -> None:
+    """Counts one batch entering `status`."""
+    _batches.add(1, {"status": status.value})
+
+
+def tasks_finished(tasks: Iterable[TaskRecord]) -> None:
+    """Counts final task outcomes and their durations."""
+    for task in tasks:
+        _tasks.add(1, {"outcome": task.status.value, "failure_type": task.failure_type or ""})
+        if task.started_at is not None and task.finished_at is not None:
+            seconds = (task.finished_at - task.started_at).total_seconds()
+            _task_duration.record(max(seconds, 0.0), {"model": task.model})
+
+
+@contextmanager
+def provider_span(task_id: object, model: str, provider: str) -> Iterator[trace.Span]:
+    """The span of a task's work at its provider, every attempt and backoff included."""
+    with _tracer.start_as_current_span(
+        f"provider generate {model}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "reelbatch.task_id": str(task_id),
+            "reelbatch.model": model,
+            "reelbatch.provider": provider,
+        },
+    ) as span:
+        yield span
+
+
+def describe_outcome(span: trace.Span, outcome: str, attempts: int, failure_type: str | None) -> None:
+    """Records a task's outcome on its provider span (a failed task marks the span as an error)."""
+    span.set_attributes(
+        {
+            "reelbatch.outcome": outcome,
+            "reelbatch.attempts": attempts,
+            "reelbatch.failure_type": failure_type or "",
+        }
+    )
+    if failure_type:
+        span.set_status(trace.StatusCode.ERROR, failure_type)
