@@ -8,14 +8,18 @@ from pathlib import Path
 import grpc
 
 from libs.bus import Bus, connect_bus
+from libs.config import CreditPack as ConfiguredPack
 from libs.config import ModelPricing, Settings
 from libs.db import Database
 from libs.migrations import upgrade_to_head
 from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
+from libs.rpc.tls import tls_from_settings
 from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
+from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
+from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import ModelPrice
 from services.billing.handlers import BillingHandlers
 
@@ -35,6 +39,16 @@ def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
             provider_cost_usd_micros=row.provider_cost_usd_micros,
         )
         for model, row in pricing.items()
+    }
+
+
+def pack_catalog(packs: dict[str, ConfiguredPack]) -> dict[str, CreditPack]:
+    """The configured prepaid packs in domain terms."""
+    return {
+        pack_id: CreditPack(
+            pack_id=pack_id, name=row.name, price_usd_cents=row.price_usd_cents, credits=row.credits
+        )
+        for pack_id, row in packs.items()
     }
 
 
@@ -62,7 +76,7 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp
     owns_bus = bus is None
     if bus is None:
         bus = await connect_bus(settings)
-    batch_channel = open_channel(settings.batch_grpc_addr)
+    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
     batch_service = BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
         BillingRepository(database),
@@ -70,6 +84,12 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp
         outcome_source=batch_service,
         totals_source=batch_service,
         chunk_size=settings.billing_chunk_size,
+        packs=pack_catalog(settings.packs),
+        credit_value_usd_micros=settings.credit_value_usd_micros,
+        stripe_verifier=StripeWebhookVerifier(
+            settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None,
+            settings.stripe_webhook_tolerance_seconds,
+        ),
     )
     relay = OutboxRelay(
         database,

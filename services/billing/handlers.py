@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from libs.errors import InvalidArgument
+from services.billing import metrics as billing_metrics
 from services.billing.adapters.events import batch_settled_event
-from services.billing.adapters.repository import BillingRepository, LedgerTransaction
+from services.billing.adapters.repository import BillingRepository, LedgerTransaction, PaymentEventRecord
 from services.billing.domain import api_keys
 from services.billing.domain.errors import (
     ApiKeyAlreadyExists,
+    ApiKeyNotFound,
     BatchReservedByAnotherTenant,
     HoldNotFound,
     InvalidApiKey,
@@ -45,7 +47,20 @@ from services.billing.domain.ledger import (
     tracked_accounts,
     upfront_key,
 )
+from services.billing.domain.margins import MarginReport, margin_report
+from services.billing.domain.packs import CreditPack, find_pack, packs_by_price
+from services.billing.domain.payments import (
+    CheckoutSession,
+    EventOutcome,
+    InvalidSignature,
+    Payment,
+    PaymentProvider,
+    PaymentRefused,
+    checkout_payment,
+    parse_stripe_event,
+)
 from services.billing.domain.pricing import (
+    DEFAULT_CREDIT_VALUE_USD_MICROS,
     MarginEstimate,
     ModelPrice,
     Quote,
@@ -64,6 +79,8 @@ from services.billing.domain.settlement import (
     settle,
     tally_outcomes,
 )
+from services.billing.domain.statements import Month, Statement, build_statement
+from services.billing.domain.video_access import VideoAccess, optional_uuid, validated_access
 
 
 class TaskOutcomeSource(Protocol):
@@ -144,6 +161,32 @@ class TaskCharge:
     replayed: bool
 
 
+class StripeEventVerifier(Protocol):
+    """Verifies a Stripe webhook delivery and decodes its event (InvalidSignature otherwise)."""
+
+    def verify(self, payload: bytes, signature_header: str) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    """The balance after a payment was credited (or found credited: `replayed`)."""
+
+    balance: int
+    credits: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class PaymentEventResult:
+    """What one payment-provider delivery did."""
+
+    event_id: str
+    event_type: str
+    outcome: EventOutcome
+    tenant_id: TenantId | None = None
+    credits: int = 0
+
+
 class BillingHandlers:
     """The billing service layer; transports (gRPC, bus) call only these methods."""
 
@@ -156,7 +199,13 @@ class BillingHandlers:
         chunk_size: int,
         totals_source: BatchTotalsSource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        packs: Mapping[str, CreditPack] | None = None,
+        credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
+        stripe_verifier: StripeEventVerifier | None = None,
     ) -> None:
+        self._packs = dict(packs or {})
+        self._credit_value_usd_micros = credit_value_usd_micros
+        self._stripe_verifier = stripe_verifier
         self._repo = repository
         self._totals_source = totals_source
         self._prices = dict(price_list)
@@ -205,6 +254,96 @@ class BillingHandlers:
             if api_keys.should_record_use(record.last_used_at, now):
                 await tx.record_api_key_use(record.key_id, now)
         return AuthenticatedKey(tenant_id=record.tenant_id, key_id=record.key_id)
+
+    async def list_api_keys(self, tenant_id: TenantId) -> list[api_keys.ApiKeyInfo]:
+        """The tenant's keys (prefix and history only), oldest first."""
+        async with self._repo.transaction() as tx:
+            if not await tx.tenant_exists(tenant_id):
+                raise TenantNotFound(tenant_id)
+            return await tx.list_api_keys(tenant_id)
+
+    async def get_api_key(self, tenant_id: TenantId, key_id: uuid.UUID) -> api_keys.ApiKeyInfo:
+        """One of the tenant's keys; ApiKeyNotFound for another tenant's."""
+        async with self._repo.transaction() as tx:
+            info = await tx.get_api_key(key_id, tenant_id)
+        if info is None:
+            raise ApiKeyNotFound(key_id)
+        return info
+
+    async def revoke_api_key(self, tenant_id: TenantId | None, key_id: uuid.UUID) -> api_keys.ApiKeyInfo:
+        """Revokes a key of `tenant_id` (any tenant's when None: operators); idempotent."""
+        async with self._repo.transaction() as tx:
+            if await tx.get_api_key(key_id, tenant_id) is None:
+                raise ApiKeyNotFound(key_id)
+            await tx.revoke_api_key(key_id, self._clock())
+            revoked = await tx.get_api_key(key_id, tenant_id)
+        assert revoked is not None  # the row exists: it was just read in this transaction
+        return revoked
+
+    async def create_admin_key(self, role: str, name: str) -> tuple[IssuedApiKey, api_keys.AdminRole]:
+        """Issues an operator key with a role; the clear key is returned only here."""
+        parsed_role = api_keys.parse_admin_role(role)
+        name = name.strip()
+        if len(name) > 200:
+            raise InvalidArgument("name must be at most 200 characters", field="name")
+        api_key = api_keys.generate_admin_key()
+        key_id = uuid.uuid4()
+        async with self._repo.transaction() as tx:
+            await tx.insert_admin_key(
+                key_id, api_keys.hash_api_key(api_key), api_keys.key_prefix(api_key), parsed_role, name
+            )
+        return IssuedApiKey(api_key=api_key, key_id=key_id), parsed_role
+
+    async def authenticate_admin_key(self, api_key: str) -> api_keys.AdminKeyInfo:
+        """The role of a valid operator key; InvalidApiKey when unknown or revoked."""
+        if not api_key:
+            raise InvalidApiKey()
+        async with self._repo.transaction() as tx:
+            info = await tx.find_admin_key(api_keys.hash_api_key(api_key))
+            if info is None or info.revoked_at is not None:
+                raise InvalidApiKey()
+            now = self._clock()
+            if api_keys.should_record_use(info.last_used_at, now):
+                await tx.record_admin_key_use(info.key_id, now)
+        return info
+
+    async def revoke_admin_key(self, key_id: uuid.UUID) -> api_keys.AdminKeyInfo:
+        """Revokes an operator key; idempotent."""
+        async with self._repo.transaction() as tx:
+            if await tx.get_admin_key(key_id) is None:
+                raise ApiKeyNotFound(key_id)
+            await tx.revoke_admin_key(key_id, self._clock())
+            revoked = await tx.get_admin_key(key_id)
+        assert revoked is not None  # the row exists: it was just read in this transaction
+        return revoked
+
+    async def list_admin_keys(self) -> list[api_keys.AdminKeyInfo]:
+        """Every operator key, oldest first."""
+        async with self._repo.transaction() as tx:
+            return await tx.list_admin_keys()
+
+    # Video access audit log.
+
+    async def record_video_access(self, access: VideoAccess) -> int:
+        """Appends one access attempt to the audit log; returns its id."""
+        async with self._repo.transaction() as tx:
+            return await tx.insert_video_access(validated_access(access))
+
+    async def list_video_access(
+        self, tenant_id: str, batch_id: str, cursor: str, limit: int
+    ) -> tuple[list[VideoAccess], str]:
+        """Attempts newest first, with the cursor of the next page ("" on the last)."""
+        size = page_size(limit)
+        before = parse_cursor(cursor)
+        tenant_filter = optional_uuid(tenant_id, "tenant_id")
+        batch_filter = optional_uuid(batch_id, "batch_id")
+        async with self._repo.transaction() as tx:
+            found = await tx.list_video_access(
+                str(tenant_filter or ""), str(batch_filter or ""), before, size + 1
+            )
+        page = found[:size]
+        next_cursor = str(page[-1].access_id) if len(found) > size else ""
+        return page, next_cursor
 
     # Credits.
 
@@ -326,7 +465,12 @@ class BillingHandlers:
                 available_after=posting.balances[available.id],
                 unit_prices={model: line.unit_price for model, line in per_model.items()},
             )
-            await tx.insert_hold(hold, per_model.values())
+            await tx.insert_hold(
+                hold,
+                per_model.values(),
+                {model: self._prices[model].provider_cost_usd_micros for model in per_model},
+            )
+        billing_metrics.record_transfers([transfer])
         return Reservation(
             frozen_credits=hold.frozen,
             available_before=hold.available_before,
@@ -391,6 +535,7 @@ class BillingHandlers:
             fresh_transfers = [(inserted[t.key], t) for t in transfers if t.key in inserted]
             await self._post(tx, fresh_transfers, revenue)
             await tx.add_outcome_tallies(tallies)
+        billing_metrics.record_transfers(transfer for _, transfer in fresh_transfers)
         return {transfer.key: transfer.amount for _, transfer in fresh_transfers}
 
     async def settle(self, batch_id: BatchId) -> BatchHold:
@@ -428,6 +573,7 @@ class BillingHandlers:
             )
             await tx.record_settlement(settled)
             await tx.add_events([batch_settled_event(settled)])
+        billing_metrics.record_transfers([transfer] if settlement.remainder > 0 else [])
         return settled
 
     async def get_batch_settlement(self, batch_id: BatchId) -> BatchHold:
@@ -436,6 +582,155 @@ class BillingHandlers:
         if hold is None:
             raise SettlementNotFound(batch_id)
         return hold
+
+    # Packs, payments and statements.
+
+    @property
+    def credit_value_usd_micros(self) -> int:
+        """What one credit sells for (revenue in margin reports)."""
+        return self._credit_value_usd_micros
+
+    def packs(self) -> list[CreditPack]:
+        """The pack catalog, cheapest first."""
+        return packs_by_price(self._packs)
+
+    async def record_invoice_payment(
+        self, tenant_id: TenantId, reference: str, pack_id: str, credits: int, amount_usd_cents: int
+    ) -> PaymentResult:
+        """Credits an offline payment once per invoice reference (a pack, or custom credits and amount).
+
+        A replayed reference returns the first payment's credits, whatever the replay asked for.
+        """
+        if pack_id:
+            if credits or amount_usd_cents:
+                raise InvalidArgument(
+                    "give a pack_id, or credits and amount_usd_cents, not both", field="pack_id"
+                )
+            pack = find_pack(self._packs, pack_id)
+            credits, amount_usd_cents = pack.credits, pack.price_usd_cents
+        payment = Payment(
+            tenant_id=tenant_id,
+            provider=PaymentProvider.INVOICE,
+            reference=reference.strip(),
+            credits=credits,
+            amount_usd_cents=amount_usd_cents,
+            pack_id=pack_id or None,
+        )
+        async with self._repo.transaction() as tx:
+            return await self._credit_payment(tx, payment)
+
+    async def handle_stripe_event(self, payload: bytes, signature_header: str) -> PaymentEventResult:
+        """Verifies and applies one Stripe webhook delivery; every delivery is recorded.
+
+        Idempotent per event id (a unique key on recorded events) and per payment (a unique key on
+        payments, and the purchase transfer's key). An unverified delivery raises InvalidSignature.
+        """
+        if self._stripe_verifier is None:
+            raise InvalidSignature("Stripe webhooks are not configured")
+        try:
+            event = parse_stripe_event(self._stripe_verifier.verify(payload, signature_header))
+        except InvalidArgument as refusal:
+            rejected = PaymentEventRecord(
+                PaymentProvider.STRIPE, None, "", EventOutcome.REJECTED, refusal.message
+            )
+            async with self._repo.transaction() as tx:
+                await tx.insert_payment_event(rejected)
+            raise
+        record = PaymentEventRecord(
+            PaymentProvider.STRIPE, event.event_id, event.event_type, EventOutcome.IGNORED
+        )
+        async with self._repo.transaction() as tx:
+            if not await tx.insert_payment_event(record):
+                repeat = replace(
+                    record, event_id=None, outcome=EventOutcome.DUPLICATE_EVENT, detail=event.event_id
+                )
+                await tx.insert_payment_event(repeat)
+                return PaymentEventResult(event.event_id, event.event_type, EventOutcome.DUPLICATE_EVENT)
+            if event.checkout is None:
+                return PaymentEventResult(event.event_id, event.event_type, EventOutcome.IGNORED)
+            record, credited = await self._apply_checkout(tx, record, event.checkout)
+            await tx.set_payment_event_outcome(record)
+        return PaymentEventResult(
+            event.event_id, event.event_type, record.outcome, record.tenant_id, credited
+        )
+
+    async def _apply_checkout(
+        self, tx: LedgerTransaction, record: PaymentEventRecord, session: CheckoutSession
+    ) -> tuple[PaymentEventRecord, int]:
+        """What a checkout session event did, and the credits it added (0 unless freshly credited)."""
+        if session.payment_status != "paid":
+            return replace(record, outcome=EventOutcome.NOT_PAID, payment_reference=session.session_id), 0
+        try:
+            payment = checkout_payment(session, self._packs.get(session.metadata.get("pack_id", "")))
+            if not await tx.tenant_exists(payment.tenant_id):
+                raise PaymentRefused(f"checkout session {session.session_id} names an unknown tenant")
+        except PaymentRefused as refusal:
+            refused = replace(
+                record,
+                outcome=EventOutcome.REFUSED,
+                detail=str(refusal),
+                payment_reference=session.session_id,
+            )
+            return refused, 0
+        credited = await self._credit_payment(tx, payment)
+        applied = replace(
+            record,
+            outcome=EventOutcome.DUPLICATE_PAYMENT if credited.replayed else EventOutcome.CREDITED,
+            tenant_id=payment.tenant_id,
+            payment_reference=payment.reference,
+        )
+        return applied, credited.credits
+
+    async def _credit_payment(self, tx: LedgerTransaction, payment: Payment) -> PaymentResult:
+        """Moves a payment's credits `payments -> available` once; a repeat returns the balance as is."""
+        available = await tx.lock_available(payment.tenant_id)
+        if available is None:
+            raise TenantNotFound(payment.tenant_id)
+        payment_id = await tx.insert_payment(payment)
+        if payment_id is None:
+            return PaymentResult(balance=available.balance, credits=0, replayed=True)
+        transfer = Transfer(
+            key=payment.key,
+            ref_type=RefType.PURCHASE,
+            ref_id=payment.ref_id,
+            tenant_id=payment.tenant_id,
+            batch_id=None,
+            debit_account_id=await tx.system_account_id(AccountKind.PAYMENTS),
+            credit_account_id=available.id,
+            amount=payment.credits,
+        )
+        inserted = await tx.insert_transfers([transfer])
+        if transfer.key not in inserted:
+            raise LedgerInvariantViolated(f"payment {payment.key} was credited without a payment record")
+        posting = post_transfers([(inserted[transfer.key], transfer)], {available.id: available.balance})
+        await tx.write_posting(posting)
+        await tx.link_payment_transfer(payment_id, inserted[transfer.key])
+        return PaymentResult(balance=posting.balances[available.id], credits=payment.credits, replayed=False)
+
+    async def statement(self, tenant_id: TenantId, month: Month) -> Statement:
+        """The tenant's available balance over one UTC month, derived from its ledger entries."""
+        async with self._repo.transaction() as tx:
+            available = await tx.available(tenant_id)
+            if available is None:
+                raise TenantNotFound(tenant_id)
+            before, during = await tx.available_movements(available.id, month.start, month.end)
+            models = await tx.model_usage(tenant_id, month.start, month.end)
+        opening = sum(before.values())
+        return build_statement(
+            month,
+            opening_balance=opening,
+            movements=during,
+            closing_balance=opening + sum(during.values()),
+            lifetime_purchased=before.get(RefType.PURCHASE, 0) + during.get(RefType.PURCHASE, 0),
+            lifetime_granted=before.get(RefType.TOPUP, 0) + during.get(RefType.TOPUP, 0),
+            models=models,
+        )
+
+    async def monthly_margins(self, month: Month) -> MarginReport:
+        """Revenue of the month's captures against the provider cost frozen with their batches."""
+        async with self._repo.transaction() as tx:
+            volumes = await tx.captured_volumes(month.start, month.end)
+        return margin_report(volumes, self._credit_value_usd_micros)
 
     # Finance.
 
@@ -462,7 +757,7 @@ class BillingHandlers:
 
     def estimate_margin(self, delivered: Mapping[str, int]) -> MarginEstimate:
         """Revenue, provider cost and margin of `{model: videos delivered}` at today's prices."""
-        return estimate_margin(delivered, self._prices)
+        return estimate_margin(delivered, self._prices, self._credit_value_usd_micros)
 
     async def reconcile(self) -> ReconciliationReport:
         """Checks I1-I3 over all billing data, and against the batch service's outcomes when wired."""

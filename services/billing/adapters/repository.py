@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,17 +24,24 @@ from libs.db import Database
 from libs.outbox import add_events
 from services.billing.adapters.tables import (
     accounts,
+    admin_keys,
     api_keys,
     batch_hold_lines,
     batch_holds,
     ledger_entries,
     outbox,
+    payment_events,
+    payments,
     tenants,
     transfers,
+    video_access_log,
 )
+from services.billing.domain.api_keys import AdminKeyInfo, AdminRole, ApiKeyInfo
 from services.billing.domain.finance import BatchLedgerTotals, BatchTransferLine, ExportRow, TenantSummary
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, Posting, RefType, StatementLine, Transfer
+from services.billing.domain.margins import CapturedVolume
+from services.billing.domain.payments import EventOutcome, Payment, PaymentProvider
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.reconciliation import (
     AccountAudit,
@@ -43,6 +51,8 @@ from services.billing.domain.reconciliation import (
     TransferAudit,
 )
 from services.billing.domain.settlement import BatchHold, OutcomeTally, SettlementStatus
+from services.billing.domain.statements import ModelUsage
+from services.billing.domain.video_access import VideoAccess
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,65 @@ class ApiKeyRecord:
     last_used_at: datetime | None
 
 
+_API_KEY_INFO_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.tenant_id,
+    api_keys.c.key_prefix,
+    api_keys.c.created_at,
+    api_keys.c.last_used_at,
+    api_keys.c.revoked_at,
+)
+_ADMIN_KEY_INFO_COLUMNS = (
+    admin_keys.c.id,
+    admin_keys.c.role,
+    admin_keys.c.name,
+    admin_keys.c.key_prefix,
+    admin_keys.c.created_at,
+    admin_keys.c.last_used_at,
+    admin_keys.c.revoked_at,
+)
+
+
+def _api_key_info(row: Row[*tuple[Any, ...]]) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        key_id=row.id,
+        tenant_id=row.tenant_id,
+        prefix=row.key_prefix,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _admin_key_info(row: Row[*tuple[Any, ...]]) -> AdminKeyInfo:
+    return AdminKeyInfo(
+        key_id=row.id,
+        role=AdminRole(row.role),
+        name=row.name,
+        prefix=row.key_prefix,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+@dataclass(frozen=True)
+class PaymentEventRecord:
+    """One payment-provider delivery as recorded (event_id None when it did not verify)."""
+
+    provider: PaymentProvider
+    event_id: str | None
+    event_type: str
+    outcome: EventOutcome
+    detail: str = ""
+    tenant_id: TenantId | None = None
+    payment_reference: str | None = None
+
+
+# Task outcomes recorded before transfers carried their model.
+UNRECORDED_MODEL = "unrecorded"
+
+
 @dataclass(frozen=True)
 class StoredTransfer:
     """What an existing transfer did, for answering a replayed request."""
@@ -77,11 +146,12 @@ _hold_accounts = accounts.alias("hold_accounts")
 _INSERT_TRANSFERS = text(
     """
     INSERT INTO billing.transfers
-        (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount)
+        (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
     SELECT * FROM unnest(
         CAST(:keys AS text[]), CAST(:ref_types AS text[]), CAST(:ref_ids AS text[]),
         CAST(:tenant_ids AS uuid[]), CAST(:batch_ids AS uuid[]),
-        CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:amounts AS bigint[])
+        CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]),
+        CAST(:models AS text[])
     )
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key
@@ -191,6 +261,119 @@ class LedgerTransaction:
     async def record_api_key_use(self, key_id: uuid.UUID, used_at: datetime) -> None:
         await self._conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=used_at))
 
+    async def list_api_keys(self, tenant_id: TenantId) -> list[ApiKeyInfo]:
+        """The tenant's keys, oldest first (hashes are never read)."""
+        rows = await self._conn.execute(
+            select(*_API_KEY_INFO_COLUMNS)
+            .where(api_keys.c.tenant_id == tenant_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id)
+        )
+        return [_api_key_info(row) for row in rows]
+
+    async def get_api_key(self, key_id: uuid.UUID, tenant_id: TenantId | None) -> ApiKeyInfo | None:
+        """One key, only if it belongs to `tenant_id` (any tenant when None)."""
+        query = select(*_API_KEY_INFO_COLUMNS).where(api_keys.c.id == key_id)
+        if tenant_id is not None:
+            query = query.where(api_keys.c.tenant_id == tenant_id)
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else _api_key_info(row)
+
+    async def revoke_api_key(self, key_id: uuid.UUID, revoked_at: datetime) -> None:
+        """Marks a key revoked; the first revocation time is kept."""
+        await self._conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=revoked_at)
+        )
+
+    async def insert_admin_key(
+        self, key_id: uuid.UUID, key_hash: str, prefix: str, role: AdminRole, name: str
+    ) -> None:
+        await self._conn.execute(
+            insert(admin_keys).values(
+                id=key_id, key_hash=key_hash, key_prefix=prefix, role=role.value, name=name
+            )
+        )
+
+    async def find_admin_key(self, key_hash: str) -> AdminKeyInfo | None:
+        query = select(*_ADMIN_KEY_INFO_COLUMNS).where(admin_keys.c.key_hash == key_hash)
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else _admin_key_info(row)
+
+    async def get_admin_key(self, key_id: uuid.UUID) -> AdminKeyInfo | None:
+        row = (
+            await self._conn.execute(select(*_ADMIN_KEY_INFO_COLUMNS).where(admin_keys.c.id == key_id))
+        ).first()
+        return None if row is None else _admin_key_info(row)
+
+    async def list_admin_keys(self) -> list[AdminKeyInfo]:
+        rows = await self._conn.execute(
+            select(*_ADMIN_KEY_INFO_COLUMNS).order_by(admin_keys.c.created_at, admin_keys.c.id)
+        )
+        return [_admin_key_info(row) for row in rows]
+
+    async def revoke_admin_key(self, key_id: uuid.UUID, revoked_at: datetime) -> None:
+        await self._conn.execute(
+            update(admin_keys)
+            .where(admin_keys.c.id == key_id, admin_keys.c.revoked_at.is_(None))
+            .values(revoked_at=revoked_at)
+        )
+
+    async def record_admin_key_use(self, key_id: uuid.UUID, used_at: datetime) -> None:
+        await self._conn.execute(
+            update(admin_keys).where(admin_keys.c.id == key_id).values(last_used_at=used_at)
+        )
+
+    # Video access audit log.
+
+    async def insert_video_access(self, access: VideoAccess) -> int:
+        """Appends one attempt; returns its id."""
+        inserted = await self._conn.execute(
+            insert(video_access_log)
+            .values(
+                occurred_at=access.occurred_at,
+                tenant_id=access.tenant_id,
+                key_id=access.key_id,
+                client_address=access.client_address,
+                batch_id=access.batch_id,
+                task_id=access.task_id,
+                mode=access.mode,
+                via=access.via,
+                result=access.result,
+            )
+            .returning(video_access_log.c.id)
+        )
+        return int(inserted.scalar_one())
+
+    async def list_video_access(
+        self, tenant_id: str, batch_id: str, before_id: int | None, limit: int
+    ) -> list[VideoAccess]:
+        """Attempts newest first, optionally of one tenant and/or batch, ids below `before_id`."""
+        log = video_access_log.c
+        query = select(video_access_log).order_by(log.id.desc()).limit(limit)
+        if tenant_id:
+            query = query.where(log.tenant_id == tenant_id)
+        if batch_id:
+            query = query.where(log.batch_id == batch_id)
+        if before_id is not None:
+            query = query.where(log.id < before_id)
+        rows = await self._conn.execute(query)
+        return [
+            VideoAccess(
+                tenant_id=row.tenant_id,
+                key_id=row.key_id,
+                client_address=row.client_address,
+                batch_id=row.batch_id,
+                task_id=row.task_id,
+                mode=row.mode,
+                via=row.via,
+                result=row.result,
+                occurred_at=row.occurred_at,
+                access_id=row.id,
+            )
+            for row in rows
+        ]
+
     # Accounts.
 
     async def system_account_id(self, kind: AccountKind) -> int:
@@ -274,6 +457,7 @@ class LedgerTransaction:
                 "debits": [t.debit_account_id for t in transfers],
                 "credits": [t.credit_account_id for t in transfers],
                 "amounts": [t.amount for t in transfers],
+                "models": [t.model for t in transfers],
             },
         )
         return {row.key: row.id for row in rows}
@@ -342,7 +526,11 @@ class LedgerTransaction:
             BatchId(row.batch_id): _hold_from_row(row, prices.get(BatchId(row.batch_id), {})) for row in rows
         }
 
-    async def insert_hold(self, hold: BatchHold, lines: Iterable[QuoteLine]) -> None:
+    async def insert_hold(
+        self, hold: BatchHold, lines: Iterable[QuoteLine], provider_costs: Mapping[str, int] | None = None
+    ) -> None:
+        """Stores a batch's hold and its frozen price lines (with today's provider cost per video)."""
+        costs = provider_costs or {}
         await self._conn.execute(
             insert(batch_holds).values(
                 batch_id=hold.batch_id,
@@ -362,6 +550,7 @@ class LedgerTransaction:
                     "model": line.model,
                     "unit_price": line.unit_price,
                     "count": line.count,
+                    "provider_cost_usd_micros": costs.get(line.model, 0),
                 }
                 for line in lines
             ],
@@ -592,6 +781,158 @@ class LedgerTransaction:
                 balance_after=row.balance_after,
             )
             for row in rows
+        ]
+
+    # Payments, statements and margins.
+
+    async def insert_payment_event(self, event: PaymentEventRecord) -> bool:
+        """Records one payment-provider delivery; False when its (verified) event id is already recorded.
+
+        A concurrent transaction recording the same event id makes this one wait for its outcome.
+        """
+        inserted = await self._conn.execute(
+            pg_insert(payment_events)
+            .values(
+                provider=event.provider.value,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                outcome=event.outcome.value,
+                detail=event.detail,
+                tenant_id=event.tenant_id,
+                payment_reference=event.payment_reference,
+            )
+            .on_conflict_do_nothing()
+            .returning(payment_events.c.id)
+        )
+        return inserted.first() is not None
+
+    async def set_payment_event_outcome(self, event: PaymentEventRecord) -> None:
+        """Stores what was finally done with a recorded (verified) event."""
+        await self._conn.execute(
+            update(payment_events)
+            .where(
+                payment_events.c.provider == event.provider.value, payment_events.c.event_id == event.event_id
+            )
+            .values(
+                outcome=event.outcome.value,
+                detail=event.detail,
+                tenant_id=event.tenant_id,
+                payment_reference=event.payment_reference,
+            )
+        )
+
+    async def insert_payment(self, payment: Payment) -> int | None:
+        """Records a payment; None when this payment (reference or payment intent) is already recorded."""
+        inserted = await self._conn.execute(
+            pg_insert(payments)
+            .values(
+                tenant_id=payment.tenant_id,
+                provider=payment.provider.value,
+                reference=payment.reference,
+                payment_intent=payment.payment_intent,
+                pack_id=payment.pack_id,
+                credits=payment.credits,
+                amount_usd_cents=payment.amount_usd_cents,
+            )
+            .on_conflict_do_nothing()
+            .returning(payments.c.id)
+        )
+        payment_id = inserted.scalar_one_or_none()
+        return int(payment_id) if payment_id is not None else None
+
+    async def link_payment_transfer(self, payment_id: int, transfer_id: int) -> None:
+        await self._conn.execute(
+            update(payments).where(payments.c.id == payment_id).values(transfer_id=transfer_id)
+        )
+
+    async def available_movements(
+        self, account_id: int, start: datetime, end: datetime
+    ) -> tuple[dict[RefType, int], dict[RefType, int]]:
+        """Signed sums per ref type of an account's entries before `start`, and within [start, end)."""
+        rows = await self._conn.execute(
+            select(
+                ledger_entries.c.ref_type,
+                func.coalesce(
+                    func.sum(ledger_entries.c.amount).filter(ledger_entries.c.created_at < start), 0
+                ),
+                func.coalesce(
+                    func.sum(ledger_entries.c.amount).filter(ledger_entries.c.created_at >= start), 0
+                ),
+            )
+            .where(ledger_entries.c.account_id == account_id, ledger_entries.c.created_at < end)
+            .group_by(ledger_entries.c.ref_type)
+        )
+        before: dict[RefType, int] = {}
+        during: dict[RefType, int] = {}
+        for ref_type, sum_before, sum_during in rows:
+            if sum_before:
+                before[RefType(ref_type)] = int(sum_before)
+            if sum_during:
+                during[RefType(ref_type)] = int(sum_during)
+        return before, during
+
+    async def model_usage(self, tenant_id: TenantId, start: datetime, end: datetime) -> list[ModelUsage]:
+        """Task outcomes of the tenant applied within [start, end), per model."""
+        captured = transfers.c.ref_type == RefType.BATCH_CAPTURE.value
+        refunded = transfers.c.ref_type == RefType.BATCH_REFUND.value
+        rows = await self._conn.execute(
+            select(
+                transfers.c.model,
+                func.count().filter(captured),
+                func.count().filter(refunded),
+                func.coalesce(func.sum(transfers.c.amount).filter(captured), 0),
+                func.coalesce(func.sum(transfers.c.amount).filter(refunded), 0),
+            )
+            .where(
+                transfers.c.tenant_id == tenant_id,
+                transfers.c.ref_type.in_([RefType.BATCH_CAPTURE.value, RefType.BATCH_REFUND.value]),
+                transfers.c.created_at >= start,
+                transfers.c.created_at < end,
+            )
+            .group_by(transfers.c.model)
+        )
+        return [
+            ModelUsage(
+                model=model or UNRECORDED_MODEL,
+                videos_delivered=int(delivered),
+                videos_refunded=int(refunds),
+                credits_captured=int(captured_credits),
+                credits_refunded=int(refunded_credits),
+            )
+            for model, delivered, refunds, captured_credits, refunded_credits in rows
+        ]
+
+    async def captured_volumes(self, start: datetime, end: datetime) -> list[CapturedVolume]:
+        """Captures within [start, end) per model, with the provider cost frozen with their batch."""
+        rows = await self._conn.execute(
+            select(
+                transfers.c.model,
+                func.count(),
+                func.sum(transfers.c.amount),
+                func.sum(batch_hold_lines.c.provider_cost_usd_micros),
+            )
+            .select_from(
+                transfers.outerjoin(
+                    batch_hold_lines,
+                    (batch_hold_lines.c.batch_id == transfers.c.batch_id)
+                    & (batch_hold_lines.c.model == transfers.c.model),
+                )
+            )
+            .where(
+                transfers.c.ref_type == RefType.BATCH_CAPTURE.value,
+                transfers.c.created_at >= start,
+                transfers.c.created_at < end,
+            )
+            .group_by(transfers.c.model)
+        )
+        return [
+            CapturedVolume(
+                model=model or UNRECORDED_MODEL,
+                videos=int(videos),
+                credits=int(credits),
+                provider_cost_usd_micros=int(cost or 0),
+            )
+            for model, videos, credits, cost in rows
         ]
 
     async def existing_holds(self, batch_ids: Collection[BatchId]) -> set[BatchId]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     text,
@@ -45,6 +46,43 @@ api_keys = Table(
     Index("ix_billing_api_keys_tenant_id", "tenant_id"),
 )
 
+# Operator keys (issue 8): no tenant, a role instead.
+admin_keys = Table(
+    "admin_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("key_prefix", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=text("''")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("role IN ('admin', 'finance')", name="ck_admin_keys_role"),
+)
+
+# Every attempt to play, download or embed a video. Ids are text: a forged link's are kept as presented.
+video_access_log = Table(
+    "video_access_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("client_address", Text, nullable=False),
+    Column("batch_id", Text, nullable=False),
+    Column("task_id", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("via", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Index("ix_billing_video_access_log_tenant_id", "tenant_id", "id"),
+    Index("ix_billing_video_access_log_batch_id", "batch_id", "id"),
+)
+
+# System accounts keep no balance; `grants` and `payments` are the two sources of credits.
+SYSTEM_KINDS_SQL = "('revenue', 'grants', 'payments')"
+ACCOUNT_KINDS_SQL = "('available', 'hold', 'revenue', 'grants', 'payments')"
+
 accounts = Table(
     "accounts",
     metadata,
@@ -54,13 +92,13 @@ accounts = Table(
     Column("batch_id", Uuid, nullable=True),
     Column("balance", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("kind IN ('available', 'hold', 'revenue', 'grants')", name="ck_accounts_kind"),
+    CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
     # Tenant accounts can never go negative, whatever the code does.
-    CheckConstraint("kind IN ('revenue', 'grants') OR balance >= 0", name="ck_accounts_not_negative"),
+    CheckConstraint(f"kind IN {SYSTEM_KINDS_SQL} OR balance >= 0", name="ck_accounts_not_negative"),
     CheckConstraint(
         "(kind = 'available' AND tenant_id IS NOT NULL AND batch_id IS NULL)"
         " OR (kind = 'hold' AND tenant_id IS NOT NULL AND batch_id IS NOT NULL)"
-        " OR (kind IN ('revenue', 'grants') AND tenant_id IS NULL AND batch_id IS NULL AND balance = 0)",
+        f" OR (kind IN {SYSTEM_KINDS_SQL} AND tenant_id IS NULL AND batch_id IS NULL AND balance = 0)",
         name="ck_accounts_owner",
     ),
     Index(
@@ -74,12 +112,12 @@ accounts = Table(
         "uq_accounts_system_kind",
         "kind",
         unique=True,
-        postgresql_where=text("kind IN ('revenue', 'grants')"),
+        postgresql_where=text(f"kind IN {SYSTEM_KINDS_SQL}"),
     ),
     Index("ix_accounts_hold_by_tenant", "tenant_id", postgresql_where=text("kind = 'hold'")),
 )
 
-REF_TYPES_SQL = "('topup', 'batch_upfront', 'batch_capture', 'batch_refund', 'batch_settle')"
+REF_TYPES_SQL = "('topup', 'purchase', 'batch_upfront', 'batch_capture', 'batch_refund', 'batch_settle')"
 
 transfers = Table(
     "transfers",
@@ -95,10 +133,15 @@ transfers = Table(
     Column("credit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The model of a task outcome (per-model statements and margins); NULL on other transfers.
+    Column("model", Text, nullable=True),
     CheckConstraint(f"ref_type IN {REF_TYPES_SQL}", name="ck_transfers_ref_type"),
     CheckConstraint("amount > 0", name="ck_transfers_amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="ck_transfers_distinct_accounts"),
     Index("ix_transfers_batch_id", "batch_id"),
+    Index(
+        "ix_transfers_capture_created_at", "created_at", postgresql_where=text("ref_type = 'batch_capture'")
+    ),
 )
 
 ledger_entries = Table(
@@ -117,6 +160,7 @@ ledger_entries = Table(
     CheckConstraint("amount <> 0", name="ck_ledger_entries_amount_nonzero"),
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
     Index("ix_ledger_entries_transfer_id", "transfer_id"),
+    Index("ix_ledger_entries_account_id_created_at", "account_id", "created_at"),
 )
 
 batch_holds = Table(
@@ -151,9 +195,62 @@ batch_hold_lines = Table(
     Column("model", Text, nullable=False),
     Column("unit_price", BigInteger, nullable=False),
     Column("count", BigInteger, nullable=False),
+    # Our provider cost per video when the batch was accepted (margins use the frozen cost).
+    Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("batch_id", "model", name="pk_batch_hold_lines"),
     CheckConstraint("unit_price > 0", name="ck_batch_hold_lines_price_positive"),
     CheckConstraint("count > 0", name="ck_batch_hold_lines_count_positive"),
+)
+
+# One row per payment received; (provider, reference) and a Stripe payment intent credit once.
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("payment_intent", Text, nullable=True),
+    Column("pack_id", Text, nullable=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("amount_usd_cents", BigInteger, nullable=False),
+    Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("provider IN ('stripe', 'invoice')", name="ck_payments_provider"),
+    CheckConstraint("credits > 0", name="ck_payments_credits_positive"),
+    CheckConstraint("amount_usd_cents >= 0", name="ck_payments_amount_not_negative"),
+    UniqueConstraint("provider", "reference", name="uq_payments_provider_reference"),
+    Index(
+        "uq_payments_payment_intent",
+        "provider",
+        "payment_intent",
+        unique=True,
+        postgresql_where=text("payment_intent IS NOT NULL"),
+    ),
+    Index("ix_payments_tenant_id", "tenant_id"),
+)
+
+# Every payment-provider delivery, verified or not. A verified event id is handled once.
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider", Text, nullable=False),
+    # NULL when the delivery did not verify: an unverified id is not trusted as a key.
+    Column("event_id", Text, nullable=True),
+    Column("event_type", Text, nullable=False, server_default=text("''")),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text, nullable=False, server_default=text("''")),
+    Column("tenant_id", Uuid, nullable=True),
+    Column("payment_reference", Text, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "uq_payment_events_provider_event_id",
+        "provider",
+        "event_id",
+        unique=True,
+        postgresql_where=text("event_id IS NOT NULL"),
+    ),
 )
 
 outbox = outbox_table(metadata, SCHEMA)

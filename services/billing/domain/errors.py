@@ -151,3 +151,10 @@ class InvalidApiKey(Unauthenticated):
 
 class LedgerInvariantViolated(Exception):
     """A bug, never a customer error: the ledger would break one of its invariants."""
+
+
+class ApiKeyNotFound(NotFound):
+    """No such key for this tenant (another tenant's key is not found either)."""
+
+    def __init__(self, key_id: object) -> None:
+        super().__init__("API key not found", key_id=key_id)

@@ -25,6 +25,8 @@ class RefType(StrEnum):
     """Why money moved; shown to customers on their ledger."""
 
     TOPUP = "topup"
+    # Paid credits: a pack or an invoice, moved from the `payments` source account.
+    PURCHASE = "purchase"
     BATCH_UPFRONT = "batch_upfront"
     BATCH_CAPTURE = "batch_capture"
     BATCH_REFUND = "batch_refund"
@@ -32,12 +34,14 @@ class RefType(StrEnum):
 
 
 class AccountKind(StrEnum):
-    """Tenant accounts (`available`, per-batch `hold`) and system accounts (`revenue`, `grants`)."""
+    """Tenant accounts (`available`, per-batch `hold`) and system accounts (`revenue`, and the two
+    sources of credits: `grants` for promotional top-ups, `payments` for paid credits)."""
 
     AVAILABLE = "available"
     HOLD = "hold"
     REVENUE = "revenue"
     GRANTS = "grants"
+    PAYMENTS = "payments"
 
 
 class OutcomeKind(StrEnum):
@@ -97,6 +101,8 @@ class Transfer:
     debit_account_id: int
     credit_account_id: int
     amount: int
+    # The model of a task outcome (capture or refund), for per-model statements and margins.
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if self.amount <= 0:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import InsufficientCredits, StaleQuote, UnknownModel
 
-# What one credit sells for, in US dollar micros ($0.01): the seed's 76% margin on sora-2 is
+# The default money value of one credit, in US dollar micros ($0.01; the setting
+# REELBATCH_CREDIT_VALUE_USD_MICROS overrides it): the seed's 76% margin on sora-2 is
 # (10 credits x $0.01 - $0.024 provider cost) / $0.10.
-CREDIT_VALUE_USD_MICROS = 10_000
+DEFAULT_CREDIT_VALUE_USD_MICROS = 10_000
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ class MarginEstimate:
         return self.margin_usd_micros * 10_000 // self.revenue_usd_micros
 
 
-def estimate_margin(delivered: Mapping[str, int], price_list: Mapping[str, ModelPrice]) -> MarginEstimate:
+def estimate_margin(
+    delivered: Mapping[str, int],
+    price_list: Mapping[str, ModelPrice],
+    credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
+) -> MarginEstimate:
     """What `{model: videos delivered}` earned and cost at today's prices (only delivered videos cost us)."""
     revenue = 0
     cost = 0
@@ -122,6 +127,6 @@ def estimate_margin(delivered: Mapping[str, int], price_list: Mapping[str, Model
         cost += videos * price.provider_cost_usd_micros
     return MarginEstimate(
         revenue_credits=revenue,
-        revenue_usd_micros=revenue * CREDIT_VALUE_USD_MICROS,
+        revenue_usd_micros=revenue * credit_value_usd_micros,
         provider_cost_usd_micros=cost,
     )

@@ -94,6 +94,7 @@ def outcome_transfer(
             revenue_account_id if outcome.kind is OutcomeKind.CAPTURE else available_account_id
         ),
         amount=hold.unit_price(outcome.model),
+        model=outcome.model,
     )
 
 

@@ -6,6 +6,7 @@ which the shared interceptor turns into statuses."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -14,11 +15,16 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
+from libs.errors import InvalidArgument
+from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_task_id, parse_tenant_id
 from services.billing.domain.ledger import OutcomeKind, StatementLine, TaskOutcome
-from services.billing.domain.pricing import CREDIT_VALUE_USD_MICROS, QuoteLine
+from services.billing.domain.margins import ModelMargin
+from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import BatchHold
+from services.billing.domain.statements import parse_month
+from services.billing.domain.video_access import VideoAccess
 from services.billing.handlers import BillingHandlers
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
@@ -49,6 +55,85 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.AuthenticateApiKeyResponse:
         key = await self._handlers.authenticate_api_key(request.api_key)
         return billing_pb2.AuthenticateApiKeyResponse(tenant_id=str(key.tenant_id), key_id=str(key.key_id))
+
+    async def ListApiKeys(
+        self, request: billing_pb2.ListApiKeysRequest, context: Context
+    ) -> billing_pb2.ListApiKeysResponse:
+        keys = await self._handlers.list_api_keys(parse_tenant_id(request.tenant_id))
+        return billing_pb2.ListApiKeysResponse(keys=[_api_key_info(key) for key in keys])
+
+    async def GetApiKey(
+        self, request: billing_pb2.GetApiKeyRequest, context: Context
+    ) -> billing_pb2.ApiKeyInfo:
+        key = await self._handlers.get_api_key(
+            parse_tenant_id(request.tenant_id), _parse_key_id(request.key_id)
+        )
+        return _api_key_info(key)
+
+    async def RevokeApiKey(
+        self, request: billing_pb2.RevokeApiKeyRequest, context: Context
+    ) -> billing_pb2.ApiKeyInfo:
+        tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
+        key = await self._handlers.revoke_api_key(tenant_id, _parse_key_id(request.key_id))
+        return _api_key_info(key)
+
+    async def CreateAdminKey(
+        self, request: billing_pb2.CreateAdminKeyRequest, context: Context
+    ) -> billing_pb2.CreateAdminKeyResponse:
+        issued, role = await self._handlers.create_admin_key(request.role, request.name)
+        return billing_pb2.CreateAdminKeyResponse(
+            api_key=issued.api_key, key_id=str(issued.key_id), role=role.value
+        )
+
+    async def AuthenticateAdminKey(
+        self, request: billing_pb2.AuthenticateAdminKeyRequest, context: Context
+    ) -> billing_pb2.AuthenticateAdminKeyResponse:
+        key = await self._handlers.authenticate_admin_key(request.api_key)
+        return billing_pb2.AuthenticateAdminKeyResponse(key_id=str(key.key_id), role=key.role.value)
+
+    async def RevokeAdminKey(
+        self, request: billing_pb2.RevokeAdminKeyRequest, context: Context
+    ) -> billing_pb2.AdminKeyInfo:
+        return _admin_key_info(await self._handlers.revoke_admin_key(_parse_key_id(request.key_id)))
+
+    async def ListAdminKeys(
+        self, request: billing_pb2.ListAdminKeysRequest, context: Context
+    ) -> billing_pb2.ListAdminKeysResponse:
+        keys = await self._handlers.list_admin_keys()
+        return billing_pb2.ListAdminKeysResponse(keys=[_admin_key_info(key) for key in keys])
+
+    async def RecordVideoAccess(
+        self, request: billing_pb2.VideoAccess, context: Context
+    ) -> billing_pb2.RecordVideoAccessResponse:
+        occurred_at = (
+            request.occurred_at.ToDatetime(tzinfo=UTC)
+            if request.HasField("occurred_at")
+            else datetime.now(UTC)
+        )
+        access_id = await self._handlers.record_video_access(
+            VideoAccess(
+                tenant_id=request.tenant_id,
+                key_id=request.key_id,
+                client_address=request.client_address,
+                batch_id=request.batch_id,
+                task_id=request.task_id,
+                mode=request.mode,
+                via=request.via,
+                result=request.result,
+                occurred_at=occurred_at,
+            )
+        )
+        return billing_pb2.RecordVideoAccessResponse(access_id=str(access_id))
+
+    async def ListVideoAccess(
+        self, request: billing_pb2.ListVideoAccessRequest, context: Context
+    ) -> billing_pb2.ListVideoAccessResponse:
+        entries, next_cursor = await self._handlers.list_video_access(
+            request.tenant_id, request.batch_id, request.cursor, request.limit
+        )
+        return billing_pb2.ListVideoAccessResponse(
+            entries=[_video_access(entry) for entry in entries], next_cursor=next_cursor
+        )
 
     async def TopUp(self, request: billing_pb2.TopUpRequest, context: Context) -> billing_pb2.TopUpResponse:
         result = await self._handlers.top_up(
@@ -201,7 +286,94 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             provider_cost_usd_micros=estimate.provider_cost_usd_micros,
             margin_usd_micros=estimate.margin_usd_micros,
             margin_basis_points=estimate.margin_basis_points,
-            credit_value_usd_micros=CREDIT_VALUE_USD_MICROS,
+            credit_value_usd_micros=self._handlers.credit_value_usd_micros,
+        )
+
+    async def ListPacks(
+        self, request: billing_pb2.ListPacksRequest, context: Context
+    ) -> billing_pb2.ListPacksResponse:
+        credit_value = self._handlers.credit_value_usd_micros
+        return billing_pb2.ListPacksResponse(
+            packs=[
+                billing_pb2.CreditPack(
+                    pack_id=pack.pack_id,
+                    name=pack.name,
+                    price_usd_cents=pack.price_usd_cents,
+                    credits=pack.credits,
+                    bonus_basis_points=pack.bonus_basis_points(credit_value),
+                )
+                for pack in self._handlers.packs()
+            ],
+            credit_value_usd_micros=credit_value,
+        )
+
+    async def HandleStripeEvent(
+        self, request: billing_pb2.HandleStripeEventRequest, context: Context
+    ) -> billing_pb2.HandleStripeEventResponse:
+        result = await self._handlers.handle_stripe_event(request.payload, request.signature)
+        return billing_pb2.HandleStripeEventResponse(
+            event_id=result.event_id,
+            event_type=result.event_type,
+            outcome=result.outcome.value,
+            tenant_id=str(result.tenant_id) if result.tenant_id else "",
+            credits=result.credits,
+        )
+
+    async def RecordPayment(
+        self, request: billing_pb2.RecordPaymentRequest, context: Context
+    ) -> billing_pb2.RecordPaymentResponse:
+        result = await self._handlers.record_invoice_payment(
+            parse_tenant_id(request.tenant_id),
+            request.reference,
+            request.pack_id,
+            request.credits,
+            request.amount_usd_cents,
+        )
+        return billing_pb2.RecordPaymentResponse(
+            balance=result.balance, credits=result.credits, replayed=result.replayed
+        )
+
+    async def GetStatement(
+        self, request: billing_pb2.GetStatementRequest, context: Context
+    ) -> billing_pb2.Statement:
+        statement = await self._handlers.statement(
+            parse_tenant_id(request.tenant_id), parse_month(request.month)
+        )
+        return billing_pb2.Statement(
+            month=statement.month.label,
+            opening_balance=statement.opening_balance,
+            purchases=statement.purchases,
+            grants=statement.grants,
+            spent=statement.spent,
+            refunded=statement.refunded,
+            released=statement.released,
+            closing_balance=statement.closing_balance,
+            closing_paid=statement.closing_sources.paid,
+            closing_granted=statement.closing_sources.granted,
+            models=[
+                billing_pb2.ModelUsage(
+                    model=usage.model,
+                    videos_delivered=usage.videos_delivered,
+                    videos_refunded=usage.videos_refunded,
+                    credits_captured=usage.credits_captured,
+                    credits_refunded=usage.credits_refunded,
+                )
+                for usage in statement.models
+            ],
+            period_start=_timestamp(statement.month.start),
+            period_end=_timestamp(statement.month.end),
+        )
+
+    async def GetMonthlyMargins(
+        self, request: billing_pb2.GetMonthlyMarginsRequest, context: Context
+    ) -> billing_pb2.MonthlyMargins:
+        month = parse_month(request.month)
+        report = await self._handlers.monthly_margins(month)
+        return billing_pb2.MonthlyMargins(
+            month=month.label,
+            credit_value_usd_micros=self._handlers.credit_value_usd_micros,
+            models=[_model_margin(line) for line in report.models],
+            total=_model_margin(report.total),
         )
 
     async def Reconcile(
@@ -299,4 +471,65 @@ def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
         credits_delta=line.credits_delta,
         balance_after=line.balance_after,
         created_at=created_at,
+    )
+
+
+def _parse_key_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("key_id must be a UUID", field="key_id") from None
+
+
+def _optional_timestamp(moment: datetime | None) -> Timestamp | None:
+    return None if moment is None else _timestamp(moment)
+
+
+def _api_key_info(key: ApiKeyInfo) -> billing_pb2.ApiKeyInfo:
+    return billing_pb2.ApiKeyInfo(
+        key_id=str(key.key_id),
+        tenant_id=str(key.tenant_id),
+        prefix=key.prefix,
+        created_at=_timestamp(key.created_at),
+        last_used_at=_optional_timestamp(key.last_used_at),
+        revoked_at=_optional_timestamp(key.revoked_at),
+    )
+
+
+def _admin_key_info(key: AdminKeyInfo) -> billing_pb2.AdminKeyInfo:
+    return billing_pb2.AdminKeyInfo(
+        key_id=str(key.key_id),
+        role=key.role.value,
+        name=key.name,
+        prefix=key.prefix,
+        created_at=_timestamp(key.created_at),
+        last_used_at=_optional_timestamp(key.last_used_at),
+        revoked_at=_optional_timestamp(key.revoked_at),
+    )
+
+
+def _video_access(entry: VideoAccess) -> billing_pb2.VideoAccess:
+    return billing_pb2.VideoAccess(
+        access_id=str(entry.access_id),
+        tenant_id=entry.tenant_id,
+        key_id=entry.key_id,
+        client_address=entry.client_address,
+        batch_id=entry.batch_id,
+        task_id=entry.task_id,
+        mode=entry.mode,
+        via=entry.via,
+        result=entry.result,
+        occurred_at=_timestamp(entry.occurred_at),
+    )
+
+
+def _model_margin(line: ModelMargin) -> billing_pb2.ModelMargin:
+    return billing_pb2.ModelMargin(
+        model=line.model,
+        videos=line.videos,
+        revenue_credits=line.revenue_credits,
+        revenue_usd_micros=line.revenue_usd_micros,
+        provider_cost_usd_micros=line.provider_cost_usd_micros,
+        margin_usd_micros=line.margin_usd_micros,
+        margin_basis_points=line.margin_basis_points,
     )

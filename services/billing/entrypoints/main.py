@@ -8,11 +8,12 @@ import logging
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
-from libs.bus import Bus
+from libs.bus import BILLING_OUTCOMES_QUEUE, Bus
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, supervise
-from libs.rpc.server import start_grpc_server
-from libs.telemetry import configure_logging
+from libs.rpc.server import DependencyMonitor, start_grpc_server
+from libs.rpc.tls import tls_from_settings
+from libs.telemetry import backlog_gauges, configure_telemetry
 from services.billing.bootstrap import bootstrap
 from services.billing.entrypoints.consumer import start_outcome_consumer
 from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
@@ -35,13 +36,28 @@ async def serve(
     """
     app = await bootstrap(settings, bus=bus)
     relay_task: asyncio.Task[None] | None = None
+    watchers: list[asyncio.Task[None]] = []
     try:
         servicer = BillingServicer(app.handlers)
 
         def register(server: grpc.aio.Server) -> None:
             billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
 
-        server = await start_grpc_server(settings.billing_grpc_addr, [register], [SERVICE_NAME])
+        server = await start_grpc_server(
+            settings.billing_grpc_addr, [register], [SERVICE_NAME], tls=tls_from_settings(settings)
+        )
+        monitor = DependencyMonitor(
+            server,
+            {"database": app.database.ping, "broker": app.bus.ping},
+            interval_seconds=settings.health_check_interval_seconds,
+        )
+        gauges = backlog_gauges().watch_outbox("billing", app.relay)
+        gauges.watch_queues(app.bus, [BILLING_OUTCOMES_QUEUE])
+        sampling = gauges.run(stopping, settings.backlog_sample_seconds)
+        watchers = [
+            supervise("billing-dependency-monitor", monitor.run(stopping), stopping),
+            supervise("billing-backlog-gauges", sampling, stopping),
+        ]
         try:
             await start_outcome_consumer(
                 app.bus,
@@ -63,13 +79,16 @@ async def serve(
                 await asyncio.wait_for(relay_task, SHUTDOWN_GRACE_SECONDS)
             except TimeoutError:
                 log.warning("outbox relay did not stop within the grace period; cancelled")
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         await app.close()
 
 
 def main() -> None:
     """Process entry point: `python -m services.billing.entrypoints.main`."""
     settings = load_settings()
-    configure_logging("billing", settings.log_level)
+    configure_telemetry("billing", settings.log_level)
 
     async def run(stopping: asyncio.Event) -> None:
         await serve(settings, stopping)

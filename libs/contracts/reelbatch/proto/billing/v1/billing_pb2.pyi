@@ -1084,3 +1084,827 @@ class LedgerExportRow(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__balance_after) -> _WhichOneofReturnType__balance_after | None: ...
 
 Global___LedgerExportRow: _TypeAlias = LedgerExportRow  # noqa: Y015
+
+@_typing.final
+class ApiKeyInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    tenant_id: _builtins.str
+    prefix: _builtins.str
+    """The first characters of the key (e.g. "rb_live_AbCd"), enough to recognise it."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_used_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset when never used / not revoked."""
+
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_used_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "key_id", b"key_id", "last_used_at", b"last_used_at", "prefix", b"prefix", "revoked_at", b"revoked_at", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKeyInfo: _TypeAlias = ApiKeyInfo  # noqa: Y015
+
+@_typing.final
+class ListApiKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApiKeysRequest: _TypeAlias = ListApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListApiKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKeyInfo]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___ApiKeyInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015
+
+@_typing.final
+class GetApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetApiKeyRequest: _TypeAlias = GetApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class RevokeApiKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Empty only for operators (any tenant's key); else the key must belong to this tenant."""
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeApiKeyRequest: _TypeAlias = RevokeApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class CreateAdminKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """"admin" or "finance"."""
+    name: _builtins.str
+    """What the key is for (shown in lists)."""
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAdminKeyRequest: _TypeAlias = CreateAdminKeyRequest  # noqa: Y015
+
+@_typing.final
+class CreateAdminKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    key_id: _builtins.str
+    role: _builtins.str
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "key_id", b"key_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAdminKeyResponse: _TypeAlias = CreateAdminKeyResponse  # noqa: Y015
+
+@_typing.final
+class AuthenticateAdminKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateAdminKeyRequest: _TypeAlias = AuthenticateAdminKeyRequest  # noqa: Y015
+
+@_typing.final
+class AuthenticateAdminKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    role: _builtins.str
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateAdminKeyResponse: _TypeAlias = AuthenticateAdminKeyResponse  # noqa: Y015
+
+@_typing.final
+class RevokeAdminKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAdminKeyRequest: _TypeAlias = RevokeAdminKeyRequest  # noqa: Y015
+
+@_typing.final
+class AdminKeyInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    role: _builtins.str
+    name: _builtins.str
+    prefix: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_used_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        name: _builtins.str = ...,
+        prefix: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_used_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "key_id", b"key_id", "last_used_at", b"last_used_at", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdminKeyInfo: _TypeAlias = AdminKeyInfo  # noqa: Y015
+
+@_typing.final
+class ListAdminKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdminKeysRequest: _TypeAlias = ListAdminKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListAdminKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdminKeyInfo]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___AdminKeyInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdminKeysResponse: _TypeAlias = ListAdminKeysResponse  # noqa: Y015
+
+@_typing.final
+class VideoAccess(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACCESS_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Who: the tenant and key the link or call was issued to (as presented when the link is forged)."""
+    key_id: _builtins.str
+    client_address: _builtins.str
+    batch_id: _builtins.str
+    """What."""
+    task_id: _builtins.str
+    mode: _builtins.str
+    """How: "play", "download" or "embed"; `via` is "api" (authenticated call) or "signed_url"."""
+    via: _builtins.str
+    result: _builtins.str
+    """Result: "allowed", or why not ("expired", "bad_signature", "key_revoked", "not_found", ...)."""
+    access_id: _builtins.str
+    """Filled in by ListVideoAccess."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When (set by billing when recorded if left empty)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        via: _builtins.str = ...,
+        result: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        access_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "batch_id", b"batch_id", "client_address", b"client_address", "key_id", b"key_id", "mode", b"mode", "occurred_at", b"occurred_at", "result", b"result", "task_id", b"task_id", "tenant_id", b"tenant_id", "via", b"via"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoAccess: _TypeAlias = VideoAccess  # noqa: Y015
+
+@_typing.final
+class RecordVideoAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_ID_FIELD_NUMBER: _builtins.int
+    access_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        access_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordVideoAccessResponse: _TypeAlias = RecordVideoAccessResponse  # noqa: Y015
+
+@_typing.final
+class ListVideoAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    batch_id: _builtins.str
+    cursor: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVideoAccessRequest: _TypeAlias = ListVideoAccessRequest  # noqa: Y015
+
+@_typing.final
+class ListVideoAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoAccess]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___VideoAccess] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVideoAccessResponse: _TypeAlias = ListVideoAccessResponse  # noqa: Y015
+
+@_typing.final
+class ListPacksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPacksRequest: _TypeAlias = ListPacksRequest  # noqa: Y015
+
+@_typing.final
+class CreditPack(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PRICE_USD_CENTS_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    BONUS_BASIS_POINTS_FIELD_NUMBER: _builtins.int
+    pack_id: _builtins.str
+    name: _builtins.str
+    price_usd_cents: _builtins.int
+    credits: _builtins.int
+    bonus_basis_points: _builtins.int
+    """Credits beyond what the price buys at list price, in basis points (1200 = 12% more)."""
+    def __init__(
+        self,
+        *,
+        pack_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        price_usd_cents: _builtins.int = ...,
+        credits: _builtins.int = ...,
+        bonus_basis_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bonus_basis_points", b"bonus_basis_points", "credits", b"credits", "name", b"name", "pack_id", b"pack_id", "price_usd_cents", b"price_usd_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditPack: _TypeAlias = CreditPack  # noqa: Y015
+
+@_typing.final
+class ListPacksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKS_FIELD_NUMBER: _builtins.int
+    CREDIT_VALUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    credit_value_usd_micros: _builtins.int
+    """What one credit is worth at list price, in US dollar micros."""
+    @_builtins.property
+    def packs(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditPack]: ...
+    def __init__(
+        self,
+        *,
+        packs: _abc.Iterable[Global___CreditPack] | None = ...,
+        credit_value_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_value_usd_micros", b"credit_value_usd_micros", "packs", b"packs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPacksResponse: _TypeAlias = ListPacksResponse  # noqa: Y015
+
+@_typing.final
+class HandleStripeEventRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    payload: _builtins.bytes
+    """The raw request body, exactly as received (the signature covers these bytes)."""
+    signature: _builtins.str
+    """The Stripe-Signature header."""
+    def __init__(
+        self,
+        *,
+        payload: _builtins.bytes = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleStripeEventRequest: _TypeAlias = HandleStripeEventRequest  # noqa: Y015
+
+@_typing.final
+class HandleStripeEventResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_type: _builtins.str
+    outcome: _builtins.str
+    """"credited", "duplicate_event", "duplicate_payment", "ignored", "not_paid" or "refused"."""
+    tenant_id: _builtins.str
+    credits: _builtins.int
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "event_id", b"event_id", "event_type", b"event_type", "outcome", b"outcome", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleStripeEventResponse: _TypeAlias = HandleStripeEventResponse  # noqa: Y015
+
+@_typing.final
+class RecordPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    AMOUNT_USD_CENTS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    reference: _builtins.str
+    """The invoice number (or bank reference): the payment's business key."""
+    pack_id: _builtins.str
+    """Either a pack id, or custom credits with the amount paid."""
+    credits: _builtins.int
+    amount_usd_cents: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        pack_id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+        amount_usd_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_usd_cents", b"amount_usd_cents", "credits", b"credits", "pack_id", b"pack_id", "reference", b"reference", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPaymentRequest: _TypeAlias = RecordPaymentRequest  # noqa: Y015
+
+@_typing.final
+class RecordPaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BALANCE_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    credits: _builtins.int
+    """Credits this call added (0 when replayed)."""
+    replayed: _builtins.bool
+    def __init__(
+        self,
+        *,
+        balance: _builtins.int = ...,
+        credits: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "credits", b"credits", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPaymentResponse: _TypeAlias = RecordPaymentResponse  # noqa: Y015
+
+@_typing.final
+class GetStatementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    month: _builtins.str
+    """"YYYY-MM" (UTC)."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["month", b"month", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementRequest: _TypeAlias = GetStatementRequest  # noqa: Y015
+
+@_typing.final
+class ModelUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VIDEOS_DELIVERED_FIELD_NUMBER: _builtins.int
+    VIDEOS_REFUNDED_FIELD_NUMBER: _builtins.int
+    CREDITS_CAPTURED_FIELD_NUMBER: _builtins.int
+    CREDITS_REFUNDED_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    videos_delivered: _builtins.int
+    videos_refunded: _builtins.int
+    credits_captured: _builtins.int
+    credits_refunded: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        videos_delivered: _builtins.int = ...,
+        videos_refunded: _builtins.int = ...,
+        credits_captured: _builtins.int = ...,
+        credits_refunded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_captured", b"credits_captured", "credits_refunded", b"credits_refunded", "model", b"model", "videos_delivered", b"videos_delivered", "videos_refunded", b"videos_refunded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelUsage: _TypeAlias = ModelUsage  # noqa: Y015
+
+@_typing.final
+class Statement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    OPENING_BALANCE_FIELD_NUMBER: _builtins.int
+    PURCHASES_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    CLOSING_BALANCE_FIELD_NUMBER: _builtins.int
+    CLOSING_PAID_FIELD_NUMBER: _builtins.int
+    CLOSING_GRANTED_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    opening_balance: _builtins.int
+    purchases: _builtins.int
+    """Paid credits (packs, invoices) and promotional grants added in the month."""
+    grants: _builtins.int
+    spent: _builtins.int
+    """Frozen for batches accepted in the month (positive), and what came back."""
+    refunded: _builtins.int
+    released: _builtins.int
+    closing_balance: _builtins.int
+    closing_paid: _builtins.int
+    """The closing balance by source, granted credits spent first."""
+    closing_granted: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]: ...
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        opening_balance: _builtins.int = ...,
+        purchases: _builtins.int = ...,
+        grants: _builtins.int = ...,
+        spent: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+        released: _builtins.int = ...,
+        closing_balance: _builtins.int = ...,
+        closing_paid: _builtins.int = ...,
+        closing_granted: _builtins.int = ...,
+        models: _abc.Iterable[Global___ModelUsage] | None = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_balance", b"closing_balance", "closing_granted", b"closing_granted", "closing_paid", b"closing_paid", "grants", b"grants", "models", b"models", "month", b"month", "opening_balance", b"opening_balance", "period_end", b"period_end", "period_start", b"period_start", "purchases", b"purchases", "refunded", b"refunded", "released", b"released", "spent", b"spent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Statement: _TypeAlias = Statement  # noqa: Y015
+
+@_typing.final
+class GetMonthlyMarginsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """"YYYY-MM" (UTC)."""
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMonthlyMarginsRequest: _TypeAlias = GetMonthlyMarginsRequest  # noqa: Y015
+
+@_typing.final
+class ModelMargin(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VIDEOS_FIELD_NUMBER: _builtins.int
+    REVENUE_CREDITS_FIELD_NUMBER: _builtins.int
+    REVENUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    MARGIN_USD_MICROS_FIELD_NUMBER: _builtins.int
+    MARGIN_BASIS_POINTS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Empty for the total line."""
+    videos: _builtins.int
+    revenue_credits: _builtins.int
+    revenue_usd_micros: _builtins.int
+    provider_cost_usd_micros: _builtins.int
+    margin_usd_micros: _builtins.int
+    margin_basis_points: _builtins.int
+    """Margin over revenue in basis points (7600 = 76%); 0 when there is no revenue."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        videos: _builtins.int = ...,
+        revenue_credits: _builtins.int = ...,
+        revenue_usd_micros: _builtins.int = ...,
+        provider_cost_usd_micros: _builtins.int = ...,
+        margin_usd_micros: _builtins.int = ...,
+        margin_basis_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["margin_basis_points", b"margin_basis_points", "margin_usd_micros", b"margin_usd_micros", "model", b"model", "provider_cost_usd_micros", b"provider_cost_usd_micros", "revenue_credits", b"revenue_credits", "revenue_usd_micros", b"revenue_usd_micros", "videos", b"videos"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelMargin: _TypeAlias = ModelMargin  # noqa: Y015
+
+@_typing.final
+class MonthlyMargins(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    CREDIT_VALUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    credit_value_usd_micros: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelMargin]: ...
+    @_builtins.property
+    def total(self) -> Global___ModelMargin: ...
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        credit_value_usd_micros: _builtins.int = ...,
+        models: _abc.Iterable[Global___ModelMargin] | None = ...,
+        total: Global___ModelMargin | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_value_usd_micros", b"credit_value_usd_micros", "models", b"models", "month", b"month", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonthlyMargins: _TypeAlias = MonthlyMargins  # noqa: Y015

@@ -124,6 +124,76 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListApiKeys',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.GetApiKey = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetApiKey',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetApiKeyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RevokeApiKey',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
+        self.CreateAdminKey = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/CreateAdminKey',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyResponse.FromString,
+                _registered_method=True)
+        self.AuthenticateAdminKey = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/AuthenticateAdminKey',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyResponse.FromString,
+                _registered_method=True)
+        self.RevokeAdminKey = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RevokeAdminKey',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeAdminKeyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AdminKeyInfo.FromString,
+                _registered_method=True)
+        self.ListAdminKeys = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListAdminKeys',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysResponse.FromString,
+                _registered_method=True)
+        self.RecordVideoAccess = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RecordVideoAccess',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.VideoAccess.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordVideoAccessResponse.FromString,
+                _registered_method=True)
+        self.ListVideoAccess = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListVideoAccess',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessResponse.FromString,
+                _registered_method=True)
+        self.ListPacks = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListPacks',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksResponse.FromString,
+                _registered_method=True)
+        self.HandleStripeEvent = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/HandleStripeEvent',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventResponse.FromString,
+                _registered_method=True)
+        self.RecordPayment = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RecordPayment',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentResponse.FromString,
+                _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetStatement',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetStatementRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.Statement.FromString,
+                _registered_method=True)
+        self.GetMonthlyMargins = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetMonthlyMargins',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -251,6 +321,103 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeys(self, request, context):
+        """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
+        NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAdminKey(self, request, context):
+        """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateAdminKey(self, request, context):
+        """UNAUTHENTICATED when unknown or revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAdminKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdminKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordVideoAccess(self, request, context):
+        """The video access audit log: every attempt to play, download or embed a video, allowed or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVideoAccess(self, request, context):
+        """Newest first; optional tenant and batch filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPacks(self, request, context):
+        """Buying credits (issue 10). The prepaid pack catalog, cheapest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleStripeEvent(self, request, context):
+        """One Stripe webhook delivery, verified here (Stripe-Signature, tolerance window) and recorded
+        whatever happens. Idempotent per Stripe event id and per payment (checkout session, payment
+        intent). A delivery that does not verify -> INVALID_ARGUMENT reason "invalid_signature".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPayment(self, request, context):
+        """An offline payment (invoice), credited once per `reference`: a pack, or custom credits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatement(self, request, context):
+        """The tenant's available balance over one UTC month: opening + movements = closing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMonthlyMargins(self, request, context):
+        """Revenue of the month's captured videos against the provider cost frozen with their batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +510,76 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ExportLedger,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'GetApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApiKey,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetApiKeyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'CreateAdminKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAdminKey,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyResponse.SerializeToString,
+            ),
+            'AuthenticateAdminKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateAdminKey,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyResponse.SerializeToString,
+            ),
+            'RevokeAdminKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAdminKey,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeAdminKeyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AdminKeyInfo.SerializeToString,
+            ),
+            'ListAdminKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdminKeys,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysResponse.SerializeToString,
+            ),
+            'RecordVideoAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVideoAccess,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.VideoAccess.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordVideoAccessResponse.SerializeToString,
+            ),
+            'ListVideoAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVideoAccess,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessResponse.SerializeToString,
+            ),
+            'ListPacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPacks,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksResponse.SerializeToString,
+            ),
+            'HandleStripeEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleStripeEvent,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventResponse.SerializeToString,
+            ),
+            'RecordPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPayment,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentResponse.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetStatementRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.Statement.SerializeToString,
+            ),
+            'GetMonthlyMargins': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMonthlyMargins,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -831,6 +1068,384 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/ExportLedger',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListApiKeys',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetApiKey',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetApiKeyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RevokeApiKey',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAdminKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/CreateAdminKey',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateAdminKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateAdminKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/AuthenticateAdminKey',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateAdminKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAdminKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RevokeAdminKey',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeAdminKeyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AdminKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdminKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListAdminKeys',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListAdminKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVideoAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RecordVideoAccess',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.VideoAccess.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordVideoAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVideoAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListVideoAccess',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListVideoAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListPacks',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListPacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleStripeEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/HandleStripeEvent',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.HandleStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RecordPayment',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetStatement',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetStatementRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.Statement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMonthlyMargins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetMonthlyMargins',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.FromString,
             options,
             channel_credentials,
             insecure,

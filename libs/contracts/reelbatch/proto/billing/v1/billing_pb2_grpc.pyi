@@ -66,6 +66,35 @@ class BillingServiceStub:
     """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
     ExportLedger: _grpc.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]
     """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]
+    """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
+    NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
+    """
+    GetApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    CreateAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAdminKeyRequest, _billing_pb2.CreateAdminKeyResponse]
+    """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once."""
+    AuthenticateAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateAdminKeyRequest, _billing_pb2.AuthenticateAdminKeyResponse]
+    """UNAUTHENTICATED when unknown or revoked."""
+    RevokeAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeAdminKeyRequest, _billing_pb2.AdminKeyInfo]
+    ListAdminKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListAdminKeysRequest, _billing_pb2.ListAdminKeysResponse]
+    RecordVideoAccess: _grpc.UnaryUnaryMultiCallable[_billing_pb2.VideoAccess, _billing_pb2.RecordVideoAccessResponse]
+    """The video access audit log: every attempt to play, download or embed a video, allowed or not."""
+    ListVideoAccess: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListVideoAccessRequest, _billing_pb2.ListVideoAccessResponse]
+    """Newest first; optional tenant and batch filters."""
+    ListPacks: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListPacksRequest, _billing_pb2.ListPacksResponse]
+    """Buying credits (issue 10). The prepaid pack catalog, cheapest first."""
+    HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_billing_pb2.HandleStripeEventRequest, _billing_pb2.HandleStripeEventResponse]
+    """One Stripe webhook delivery, verified here (Stripe-Signature, tolerance window) and recorded
+    whatever happens. Idempotent per Stripe event id and per payment (checkout session, payment
+    intent). A delivery that does not verify -> INVALID_ARGUMENT reason "invalid_signature".
+    """
+    RecordPayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RecordPaymentRequest, _billing_pb2.RecordPaymentResponse]
+    """An offline payment (invoice), credited once per `reference`: a pack, or custom credits."""
+    GetStatement: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetStatementRequest, _billing_pb2.Statement]
+    """The tenant's available balance over one UTC month: opening + movements = closing."""
+    GetMonthlyMargins: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]
+    """Revenue of the month's captured videos against the provider cost frozen with their batches."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -103,6 +132,35 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
     ExportLedger: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]  # type: ignore[assignment]
     """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
+    NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
+    """
+    GetApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    CreateAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAdminKeyRequest, _billing_pb2.CreateAdminKeyResponse]  # type: ignore[assignment]
+    """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once."""
+    AuthenticateAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateAdminKeyRequest, _billing_pb2.AuthenticateAdminKeyResponse]  # type: ignore[assignment]
+    """UNAUTHENTICATED when unknown or revoked."""
+    RevokeAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeAdminKeyRequest, _billing_pb2.AdminKeyInfo]  # type: ignore[assignment]
+    ListAdminKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListAdminKeysRequest, _billing_pb2.ListAdminKeysResponse]  # type: ignore[assignment]
+    RecordVideoAccess: _aio.UnaryUnaryMultiCallable[_billing_pb2.VideoAccess, _billing_pb2.RecordVideoAccessResponse]  # type: ignore[assignment]
+    """The video access audit log: every attempt to play, download or embed a video, allowed or not."""
+    ListVideoAccess: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListVideoAccessRequest, _billing_pb2.ListVideoAccessResponse]  # type: ignore[assignment]
+    """Newest first; optional tenant and batch filters."""
+    ListPacks: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListPacksRequest, _billing_pb2.ListPacksResponse]  # type: ignore[assignment]
+    """Buying credits (issue 10). The prepaid pack catalog, cheapest first."""
+    HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_billing_pb2.HandleStripeEventRequest, _billing_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
+    """One Stripe webhook delivery, verified here (Stripe-Signature, tolerance window) and recorded
+    whatever happens. Idempotent per Stripe event id and per payment (checkout session, payment
+    intent). A delivery that does not verify -> INVALID_ARGUMENT reason "invalid_signature".
+    """
+    RecordPayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.RecordPaymentRequest, _billing_pb2.RecordPaymentResponse]  # type: ignore[assignment]
+    """An offline payment (invoice), credited once per `reference`: a pack, or custom credits."""
+    GetStatement: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetStatementRequest, _billing_pb2.Statement]  # type: ignore[assignment]
+    """The tenant's available balance over one UTC month: opening + movements = closing."""
+    GetMonthlyMargins: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]  # type: ignore[assignment]
+    """Revenue of the month's captured videos against the provider cost frozen with their batches."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -245,5 +303,118 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_billing_pb2.LedgerExportRow], _abc.AsyncIterator[_billing_pb2.LedgerExportRow]]:
         """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _billing_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListApiKeysResponse, _abc.Awaitable[_billing_pb2.ListApiKeysResponse]]:
+        """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
+        NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
+        """
+
+    @_abc_1.abstractmethod
+    def GetApiKey(
+        self,
+        request: _billing_pb2.GetApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _billing_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAdminKey(
+        self,
+        request: _billing_pb2.CreateAdminKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CreateAdminKeyResponse, _abc.Awaitable[_billing_pb2.CreateAdminKeyResponse]]:
+        """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once."""
+
+    @_abc_1.abstractmethod
+    def AuthenticateAdminKey(
+        self,
+        request: _billing_pb2.AuthenticateAdminKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AuthenticateAdminKeyResponse, _abc.Awaitable[_billing_pb2.AuthenticateAdminKeyResponse]]:
+        """UNAUTHENTICATED when unknown or revoked."""
+
+    @_abc_1.abstractmethod
+    def RevokeAdminKey(
+        self,
+        request: _billing_pb2.RevokeAdminKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AdminKeyInfo, _abc.Awaitable[_billing_pb2.AdminKeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAdminKeys(
+        self,
+        request: _billing_pb2.ListAdminKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListAdminKeysResponse, _abc.Awaitable[_billing_pb2.ListAdminKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordVideoAccess(
+        self,
+        request: _billing_pb2.VideoAccess,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RecordVideoAccessResponse, _abc.Awaitable[_billing_pb2.RecordVideoAccessResponse]]:
+        """The video access audit log: every attempt to play, download or embed a video, allowed or not."""
+
+    @_abc_1.abstractmethod
+    def ListVideoAccess(
+        self,
+        request: _billing_pb2.ListVideoAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListVideoAccessResponse, _abc.Awaitable[_billing_pb2.ListVideoAccessResponse]]:
+        """Newest first; optional tenant and batch filters."""
+
+    @_abc_1.abstractmethod
+    def ListPacks(
+        self,
+        request: _billing_pb2.ListPacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListPacksResponse, _abc.Awaitable[_billing_pb2.ListPacksResponse]]:
+        """Buying credits (issue 10). The prepaid pack catalog, cheapest first."""
+
+    @_abc_1.abstractmethod
+    def HandleStripeEvent(
+        self,
+        request: _billing_pb2.HandleStripeEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.HandleStripeEventResponse, _abc.Awaitable[_billing_pb2.HandleStripeEventResponse]]:
+        """One Stripe webhook delivery, verified here (Stripe-Signature, tolerance window) and recorded
+        whatever happens. Idempotent per Stripe event id and per payment (checkout session, payment
+        intent). A delivery that does not verify -> INVALID_ARGUMENT reason "invalid_signature".
+        """
+
+    @_abc_1.abstractmethod
+    def RecordPayment(
+        self,
+        request: _billing_pb2.RecordPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RecordPaymentResponse, _abc.Awaitable[_billing_pb2.RecordPaymentResponse]]:
+        """An offline payment (invoice), credited once per `reference`: a pack, or custom credits."""
+
+    @_abc_1.abstractmethod
+    def GetStatement(
+        self,
+        request: _billing_pb2.GetStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Statement, _abc.Awaitable[_billing_pb2.Statement]]:
+        """The tenant's available balance over one UTC month: opening + movements = closing."""
+
+    @_abc_1.abstractmethod
+    def GetMonthlyMargins(
+        self,
+        request: _billing_pb2.GetMonthlyMarginsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.MonthlyMargins, _abc.Awaitable[_billing_pb2.MonthlyMargins]]:
+        """Revenue of the month's captured videos against the provider cost frozen with their batches."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
