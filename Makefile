@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup run run-distributed demo test test-fast lint format proto proto-check services bench bench-quick clean
+.PHONY: uv setup run run-distributed demo test test-fast lint format proto proto-check services bench bench-quick certs clean
 
 uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
@@ -49,6 +49,9 @@ bench: setup services ## every benchmark against its floor, in one run (about 5 
 
 bench-quick: setup services ## the benchmarks at tiny sizes (CI runs this so they never rot)
 	$(RUN) python -m bench.run_all --quick
+
+certs: ## a local CA and per-service certificates for mutual TLS on internal gRPC (certs/)
+	scripts/make_certs.sh certs
 
 services: ## start PostgreSQL and RabbitMQ if they are down, and wait until they answer
 	scripts/ensure_services.sh

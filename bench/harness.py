@@ -24,7 +24,13 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
     db_name, database_url = create_database()
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
-        env = {"REELBATCH_SIMULATED_LATENCY_SECONDS": "0", "REELBATCH_LOG_LEVEL": "WARNING"}
+        env = {
+            "REELBATCH_SIMULATED_LATENCY_SECONDS": "0",
+            "REELBATCH_LOG_LEVEL": "WARNING",
+            # Benchmarks measure capacity: the per-key fairness limits (issue 8) would cap it.
+            "REELBATCH_RATE_LIMIT_PER_SECOND": "0",
+            "REELBATCH_MAX_OPEN_BATCHES": "0",
+        }
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env)
         try:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - refused outside development
+DEV_VIDEO_URL_SECRET = "dev-video-url-secret"  # noqa: S105 - refused in production
 
 
 class ModelPricing(BaseModel):
@@ -36,7 +37,29 @@ DEFAULT_PRICING: dict[str, ModelPricing] = {
     "sora-2-pro": ModelPricing(credits_per_video=30, provider_cost_usd_micros=72_000),
     "veo-3": ModelPricing(credits_per_video=20, provider_cost_usd_micros=84_000),
     "veo-3-fast": ModelPricing(credits_per_video=12, provider_cost_usd_micros=50_000),
+    # The seed's "Veo-Pro": 50 credits ($0.50) against $0.21 at the provider = 58% gross margin.
+    "veo-3-pro": ModelPricing(credits_per_video=50, provider_cost_usd_micros=210_000),
 }
+
+
+class CreditPack(BaseModel):
+    """A prepaid pack: `credits` sold once for `price_usd_cents` (credits never expire)."""
+
+    name: str
+    price_usd_cents: int = Field(gt=0)
+    credits: int = Field(gt=0)
+
+
+# At $0.01 a credit, the packs give 12%, 20% and 27% more credits than their price buys at list.
+DEFAULT_PACKS: dict[str, CreditPack] = {
+    "pilot": CreditPack(name="Pilot", price_usd_cents=99_900, credits=111_888),
+    "growth": CreditPack(name="Growth", price_usd_cents=499_900, credits=599_880),
+    "enterprise": CreditPack(name="Enterprise", price_usd_cents=1_999_900, credits=2_539_873),
+}
+
+
+# Default Prometheus ports of the processes that have no HTTP server of their own.
+METRICS_PORT_DEFAULTS: dict[str, int] = {"billing": 9101, "batch": 9102, "webhook": 9103, "worker": 9104}
 
 
 class Settings(BaseSettings):
@@ -71,11 +94,39 @@ class Settings(BaseSettings):
 
     # JSON object {model: ModelPricing}; replaces the default price list when set.
     pricing: dict[str, ModelPricing] = Field(default_factory=lambda: dict(DEFAULT_PRICING))
+    # What one credit sells for, in US dollar micros (10_000 = $0.01): revenue in margin reports.
+    credit_value_usd_micros: int = Field(default=10_000, gt=0)
+    # JSON object {pack_id: CreditPack}; replaces the default pack catalog when set.
+    packs: dict[str, CreditPack] = Field(default_factory=lambda: dict(DEFAULT_PACKS))
+    # Stripe Checkout webhooks (billing verifies them): the endpoint's signing secret ("whsec_...")
+    # and how old a signed delivery may be. Without a secret every delivery is refused (and recorded).
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
     # Request limits (gateway).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1)
     max_prompt_chars: int = Field(default=4_000, ge=1)
+
+    # Security (gateway, issue 8). Per API key: a token bucket of `rate_limit_per_second` requests
+    # refilled continuously, at most `rate_limit_burst` at once; per tenant: at most
+    # `max_open_batches` batches not yet finished (reserving/queued/processing). 0 disables a limit.
+    # Limits are per gateway process: N replicas allow N times as much.
+    rate_limit_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    max_open_batches: int = Field(default=100, ge=0)
+    # Failed admin sign-ins (token, admin key, dashboard) per client address within the window.
+    admin_auth_max_failures: int = Field(default=10, ge=1)
+    admin_auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Signed video links: HMAC key (refused in production when left at the default) and lifetime.
+    video_url_secret: SecretStr = SecretStr(DEV_VIDEO_URL_SECRET)
+    video_url_ttl_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # Optional mutual TLS on internal gRPC (PEM file paths). With all three set, servers require
+    # client certificates signed by the CA and clients present theirs; unset means plaintext
+    # (embedded mode always runs plaintext on localhost). `make certs` writes a local CA.
+    grpc_tls_ca_file: str | None = None
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
 
     # Execution (batch service and workers).
     dispatch_chunk_size: int = Field(default=50, ge=1, le=1000)
@@ -115,8 +166,8 @@ class Settings(BaseSettings):
     # Fair dispatch, provider slots, cancel and deadlines (batch service and workers). A batch has
     # at most dispatch_window_chunks dispatch messages queued or running, a tenant at most
     # tenant_dispatch_window_chunks across its batches; the rest is dispatched as outcomes arrive.
-    dispatch_window_chunks: int = Field(default=4, ge=1)
-    tenant_dispatch_window_chunks: int = Field(default=16, ge=1)
+    dispatch_window_chunks: int = Field(default=16, ge=1)
+    tenant_dispatch_window_chunks: int = Field(default=64, ge=1)
     # How often a worker checks whether the batches of its running tasks were cancelled.
     cancel_check_seconds: float = Field(default=1.0, gt=0)
     # A worker waiting for provider slots polls after this, doubling up to claim_wait_max_seconds
@@ -153,7 +204,24 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("pricing", mode="before")
+    # Observability. Traces follow the standard OTEL_* variables (see libs/telemetry.py). Each
+    # non-gateway process serves Prometheus /metrics on metrics_host:metrics_port; unset means the
+    # per-process default in METRICS_PORT_DEFAULTS (billing 9101, batch 9102, webhook 9103,
+    # worker 9104), 0 disables it. The gateway (and embedded mode) serve /metrics on the HTTP port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # How often gRPC servers probe their database and broker (NOT_SERVING while one is down).
+    health_check_interval_seconds: float = Field(default=2.0, gt=0)
+    # How often queue depth/lag and outbox backlog gauges are sampled.
+    backlog_sample_seconds: float = Field(default=5.0, gt=0)
+
+    def metrics_port_for(self, process: str) -> int:
+        """The metrics port of `process` (billing, batch, webhook, worker); 0 when disabled."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return METRICS_PORT_DEFAULTS.get(process, 0)
+
+    @field_validator("pricing", "packs", mode="before")
     @classmethod
     def _parse_pricing(cls, value: object) -> object:
         if isinstance(value, str):
@@ -166,6 +234,11 @@ class Settings(BaseSettings):
             raise ValueError("REELBATCH_ADMIN_TOKEN must be set to a secret in production")
         if self.env == "production" and (self.webhook_allow_http or self.webhook_allow_private):
             raise ValueError("REELBATCH_WEBHOOK_ALLOW_HTTP/PRIVATE must be off in production")
+        if self.env == "production" and self.video_url_secret.get_secret_value() == DEV_VIDEO_URL_SECRET:
+            raise ValueError("REELBATCH_VIDEO_URL_SECRET must be set to a secret in production")
+        tls_files = (self.grpc_tls_ca_file, self.grpc_tls_cert_file, self.grpc_tls_key_file)
+        if any(tls_files) and not all(tls_files):
+            raise ValueError("REELBATCH_GRPC_TLS_CA_FILE, _CERT_FILE and _KEY_FILE must be set together")
         if len(self.admin_token) < 12:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
         return self

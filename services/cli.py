@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process
-from libs.telemetry import configure_logging
+from libs.telemetry import configure_logging, configure_telemetry, shutdown_telemetry, start_metrics_endpoint
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +53,14 @@ DEMO_URL = "http://127.0.0.1:8000"
 EMBEDDED_SHUTDOWN_SECONDS = 2.5
 EMBEDDED_WORKER_DRAIN_SECONDS = 1.5
 EMBEDDED_POSTGRES_STOP_SECONDS = 2
+
+
+def _start_telemetry(process: str, settings: Settings) -> None:
+    """Logs, traces and metrics of one process; every process but the gateway (which serves
+    `/metrics` on its HTTP port) gets a metrics port of its own."""
+    configure_telemetry(process, settings.log_level)
+    if process != "gateway":
+        start_metrics_endpoint(settings.metrics_port_for(process), settings.metrics_host)
 
 
 def _serve_function(service: str) -> Callable[..., Awaitable[None]]:
@@ -76,8 +84,9 @@ async def seed_demo(settings: Settings) -> str:
     from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
     from libs.rpc.client import open_channel
+    from libs.rpc.tls import tls_from_settings
 
-    async with open_channel(settings.billing_grpc_addr) as channel:
+    async with open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings)) as channel:
         billing = billing_pb2_grpc.BillingServiceStub(channel)
         deadline = settings.grpc_deadline_seconds
         try:
@@ -481,21 +490,32 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("migrate", settings.log_level)
         migrate(settings)
     elif args.command == "serve":
-        configure_logging(args.service, settings.log_level)
+        _start_telemetry(args.service, settings)
         serve_fn = _serve_function(args.service)
-        run_process(lambda stopping: serve_fn(settings, stopping))
+        try:
+            run_process(lambda stopping: serve_fn(settings, stopping))
+        finally:
+            shutdown_telemetry()
     elif args.command == "worker":
-        configure_logging("worker", settings.log_level)
+        _start_telemetry("worker", settings)
         worker = importlib.import_module("services.batch.entrypoints.worker")
-        run_process(lambda stopping: worker.run_worker(settings, stopping))
+        try:
+            run_process(lambda stopping: worker.run_worker(settings, stopping))
+        finally:
+            shutdown_telemetry()
     elif args.command == "seed-demo":
         print(asyncio.run(seed_demo(settings)))
     elif args.command == "demo":
         return run_demo(args.url)
     elif args.command == "run":
-        configure_logging("reelbatch", settings.log_level)
         if settings.mode == "embedded":
-            return _run_embedded(settings, args.workers)
+            # One process, one service name; the gateway's /metrics covers every service in it.
+            configure_telemetry("reelbatch", settings.log_level)
+            try:
+                return _run_embedded(settings, args.workers)
+            finally:
+                shutdown_telemetry()
+        configure_logging("reelbatch", settings.log_level)
         return _run_local(settings, args.workers)
     return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import ADMIN_TOKEN, free_port
+from tests.stack import ADMIN_TOKEN, STRIPE_WEBHOOK_SECRET, free_port
 
 PROCESS = "reelbatch"
 READY_BANNER = "Reelbatch is running"
@@ -52,6 +52,7 @@ class EmbeddedStack:
             "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
+            "REELBATCH_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
             "REELBATCH_ASSET_DIR": str(self.workdir / "assets"),
             "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.http_port}",
             "REELBATCH_WORKERS": str(self.workers),

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
+# The Stripe webhook signing secret of the test stacks (tests sign Checkout events with it).
+STRIPE_WEBHOOK_SECRET = "whsec_e2e_0123456789"
 
 
 def free_port() -> int:
@@ -45,6 +47,7 @@ class Stack:
             "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
+            "REELBATCH_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
             "REELBATCH_ASSET_DIR": str(self.workdir / "assets"),
             "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.http_port}",
             # Fast but real: every code path runs, only the waits are short.

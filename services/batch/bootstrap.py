@@ -17,6 +17,7 @@ from libs.db import Database
 from libs.migrations import upgrade_to_head
 from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
+from libs.rpc.tls import tls_from_settings
 from services.batch.adapters.billing_client import GrpcBilling
 from services.batch.adapters.providers._remote import RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
@@ -171,7 +172,7 @@ async def build_server(settings: Settings) -> BatchServer:
     """Connects the database pool, the bus and the billing channel of a batch server."""
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
     bus = await connect_bus(settings)
-    channel = open_channel(settings.billing_grpc_addr)
+    channel = open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings))
     repository = _repository(settings, database)
     handlers = BatchHandlers(
         repository,

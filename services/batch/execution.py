@@ -14,7 +14,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from opentelemetry import context as otel_context
+
 from libs.lifecycle import sleep_or_stop
+from services.batch import metrics as batch_metrics
 from services.batch.adapters.repository import BatchRepository
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import (
@@ -31,7 +34,8 @@ from services.batch.domain.scheduling import CancelReason, cancelled_task_messag
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple[TaskOutcome, "asyncio.Future[None]"]
+# An outcome, the future its submitter waits on, and the submitter's trace context.
+_Pending = tuple[TaskOutcome, "asyncio.Future[None]", otel_context.Context]
 
 
 class OutcomeWriter:
@@ -58,7 +62,7 @@ class OutcomeWriter:
     async def submit(self, outcome: TaskOutcome) -> None:
         """Queues the outcome and waits until its group is committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._inbox.put((outcome, done))
+        await self._inbox.put((outcome, done, otel_context.get_current()))
         await done
 
     async def run(self) -> None:
@@ -80,14 +84,23 @@ class OutcomeWriter:
             await self._write(group)
 
     async def _write(self, group: Sequence[_Pending]) -> None:
-        outcomes = [outcome for outcome, _ in group]
+        outcomes = [outcome for outcome, _, _ in group]
+        # The events of the group carry the trace of its first task (this loop has none of its
+        # own); a group usually holds tasks of one batch, and so of one trace.
+        token = otel_context.attach(group[0][2])
+        try:
+            await self._write_with_retries(group, outcomes)
+        finally:
+            otel_context.detach(token)
+
+    async def _write_with_retries(self, group: Sequence[_Pending], outcomes: Sequence[TaskOutcome]) -> None:
         for attempt in range(1, self._write_attempts + 1):
             try:
                 await self._repo.write_outcomes(outcomes)
             except Exception as error:
                 if attempt == self._write_attempts:
                     log.exception("could not write %d task outcomes", len(outcomes))
-                    for _, done in group:
+                    for _, done, _ in group:
                         if not done.done():
                             done.set_exception(error)
                     return
@@ -95,7 +108,7 @@ class OutcomeWriter:
                 # the tasks up to lease expiry and recovery.
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             else:
-                for _, done in group:
+                for _, done, _ in group:
                     if not done.done():
                         done.set_result(None)
                 return
@@ -266,7 +279,10 @@ class TaskExecutor:
                 task, 0, FailureType.INTERNAL, f"no provider configured for {task.model}"
             )
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
-        return await run_task(task, provider, policy, slot=self._slots, counter=counter)
+        with batch_metrics.provider_span(task.task_id, task.model, model.provider) as span:
+            outcome = await run_task(task, provider, policy, slot=self._slots, counter=counter)
+            batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        return outcome
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""

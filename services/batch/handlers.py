@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from libs.errors import InvalidArgument, ServiceError
+from services.batch import metrics as batch_metrics
 from services.batch.adapters.repository import BatchRepository
 from services.batch.domain.batch import (
     BatchId,
@@ -176,8 +177,10 @@ class BatchHandlers:
                 reservation = await self._billing.reserve(batch.tenant_id, batch_id, lines)
             except InsufficientCredits as refused:
                 await self._repo.mark_rejected(batch_id, refused.required_credits, refused.available_credits)
+                batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
-                await self._repo.mark_queued(batch_id, reservation)
+                if await self._repo.mark_queued(batch_id, reservation):
+                    batch_metrics.batch_reached(BatchStatus.QUEUED)
             reloaded = await self._repo.get_batch(batch_id)
             assert reloaded is not None, "batches are never deleted"
             batch = reloaded

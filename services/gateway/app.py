@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from libs.config import Settings
+from libs.telemetry import metrics_text
 from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.admin_ui.session import AdminSessions
-from services.gateway.auth import ApiKeyAuthenticator
+from services.gateway.auth import AdminAuthenticator, ApiKeyAuthenticator
 from services.gateway.backends import Backends, ReadinessProbe
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import BodySizeLimitMiddleware, InternalErrorMiddleware, RequestIdMiddleware
+from services.gateway.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
 from services.gateway.routes.admin import admin_router
+from services.gateway.routes.api_keys import api_keys_router
 from services.gateway.routes.customer import customer_router
 from services.gateway.routes.health import health_router
 from services.gateway.routes.ledger_exports import customer_exports_router
+from services.gateway.routes.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
 from services.gateway.routes.videos import videos_router
 from services.gateway.routes.webhooks import webhooks_router
 from services.gateway.schemas import CreateBatchRequest, ErrorResponse
@@ -31,6 +37,9 @@ API_DESCRIPTION = (
 )
 
 
+# Probes and scrapes would drown the traces that matter.
+UNTRACED_PATHS = "/healthz,/readyz,/metrics"
+
 INVALID_INPUT_DESCRIPTION = "Invalid input (`validation_error`, with `errors`: [{field, message}])."
 
 
@@ -38,20 +47,45 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     """The REST gateway: routes, authentication, limits and error mapping; connects to nothing."""
     app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
     install_error_handlers(app)
-    authenticator = ApiKeyAuthenticator(backends.billing, settings.grpc_deadline_seconds)
+    authenticator = ApiKeyAuthenticator(
+        backends.billing,
+        settings.grpc_deadline_seconds,
+        rate_limiter=TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+    )
+    admin_sessions = AdminSessions(settings.admin_token)
+    # One failed-attempt counter for the admin API and the dashboard sign-in alike.
+    admin_auth = AdminAuthenticator(
+        admin_sessions,
+        backends.billing,
+        settings.grpc_deadline_seconds,
+        FailedAttemptLimiter(settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds),
+    )
     app.include_router(health_router(backends))
     app.include_router(customer_router(settings, backends, authenticator))
-    admin_sessions = AdminSessions(settings.admin_token)
+    app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(customer_exports_router(settings, backends, authenticator))
-    app.include_router(admin_router(settings, backends, admin_sessions))
-    app.include_router(dashboard_router(settings, backends, admin_sessions))
+    app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
+    app.include_router(pricing_router(settings, backends, authenticator))
+    app.include_router(stripe_webhook_router(settings, backends))
+    app.include_router(admin_pricing_router(settings, backends, admin_auth))
+    app.include_router(
+        dashboard_router(settings, backends, admin_sessions, sign_in_failures=admin_auth.failures)
+    )
     app.mount("/admin/static", static_files(), name="admin-static")
-    app.include_router(videos_router(settings))
-    app.include_router(webhooks_router(settings, backends, authenticator))
+    app.include_router(videos_router(settings, backends, authenticator, admin_auth))
+    app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
     # The last added is the outermost: request id, then the last-resort 500, then the size limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text of this process (in embedded mode: of every service in it)."""
+        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    # Outermost of all: the server span is current in every middleware (X-Trace-ID) and route.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

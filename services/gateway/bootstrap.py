@@ -14,6 +14,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
 from libs.config import Settings
 from libs.rpc.client import open_channel
+from libs.rpc.tls import tls_from_settings
 from services.gateway.backends import Backends, ReadinessProbe
 
 BILLING_SERVICE = "reelbatch.proto.billing.v1.BillingService"
@@ -60,9 +61,10 @@ def health_probe(
 
 def build_backends(settings: Settings) -> GatewayBackends:
     """Opens (lazily connecting) channels to billing, batch and webhook and wraps them in stubs."""
-    billing_channel = open_channel(settings.billing_grpc_addr)
-    batch_channel = open_channel(settings.batch_grpc_addr)
-    webhook_channel = open_channel(settings.webhook_grpc_addr)
+    tls = tls_from_settings(settings)
+    billing_channel = open_channel(settings.billing_grpc_addr, tls=tls)
+    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls)
+    webhook_channel = open_channel(settings.webhook_grpc_addr, tls=tls)
     probe = health_probe(
         {
             "billing": (billing_channel, BILLING_SERVICE),

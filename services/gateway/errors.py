@@ -47,6 +47,8 @@ class HttpErrorRule:
 # Looked up by (status code, reason) first, then by (status code, None).
 HTTP_RULES: Mapping[tuple[grpc.StatusCode, str | None], HttpErrorRule] = {
     (grpc.StatusCode.INVALID_ARGUMENT, None): HttpErrorRule(422, "validation_error"),
+    # A payment-provider webhook that does not verify: 400, as the provider expects.
+    (grpc.StatusCode.INVALID_ARGUMENT, "invalid_signature"): HttpErrorRule(400, "invalid_signature"),
     (grpc.StatusCode.NOT_FOUND, None): HttpErrorRule(404, "not_found"),
     (grpc.StatusCode.ALREADY_EXISTS, None): HttpErrorRule(409, None),
     (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits"): HttpErrorRule(402, "insufficient_credits"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from opentelemetry import trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +19,7 @@ from services.gateway.schemas import is_valid_request_id
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+TRACE_ID_HEADER = "X-Trace-ID"
 
 
 def request_id_of(scope: Scope) -> str:
@@ -28,7 +30,8 @@ def request_id_of(scope: Scope) -> str:
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (the client's X-Request-ID, or a new uuid4) and echoes it back.
+    """Gives every request an id (the client's X-Request-ID, or a new uuid4) and echoes it back,
+    with the request's trace id in X-Trace-ID.
 
     A malformed client id is not echoed (it could not be a safe header); a fresh one is used
     instead, and the create-batch route refuses the request.
@@ -45,9 +48,16 @@ class RequestIdMiddleware:
         request_id = presented if is_valid_request_id(presented) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
+        # The trace id of the request's server span, so a customer complaint maps to a trace.
+        span_context = trace.get_current_span().get_span_context()
+        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else ""
+
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                if trace_id:
+                    headers[TRACE_ID_HEADER] = trace_id
             await send(message)
 
         await self.app(scope, receive, send_with_request_id)

@@ -12,6 +12,7 @@ from libs.config import Settings
 from libs.db import Database
 from libs.migrations import upgrade_to_head
 from libs.rpc.client import open_channel
+from libs.rpc.tls import tls_from_settings
 from services.webhook.adapters.batch_client import BatchServiceReader
 from services.webhook.adapters.network import HttpSender, SystemResolver
 from services.webhook.adapters.repository import WebhookRepository
@@ -64,7 +65,7 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WebhookApp
     owns_bus = bus is None
     if bus is None:
         bus = await connect_bus(settings)
-    batch_channel = open_channel(settings.batch_grpc_addr)
+    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
     sender = HttpSender(settings.webhook_timeout_seconds)
     handlers = WebhookHandlers(
         WebhookRepository(database),

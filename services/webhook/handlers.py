@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from libs.errors import InvalidArgument
+from services.webhook import metrics as webhook_metrics
 from services.webhook.adapters.repository import WebhookRepository
 from services.webhook.domain.delivery import AttemptResult, ErrorClass, Verdict, retry_delay, verdict_for
 from services.webhook.domain.destinations import (
@@ -262,8 +263,13 @@ class WebhookHandlers:
     async def deliver(self, claimed: ClaimedMessage) -> Verdict:
         """One attempt of a claimed message: re-check the destination, POST, record, schedule."""
         attempted_at = self._clock()
-        result = await self._attempt(claimed, attempted_at)
-        verdict = verdict_for(result)
+        with webhook_metrics.delivery_span(claimed.message_id, claimed.traceparent) as span:
+            result = await self._attempt(claimed, attempted_at)
+            verdict = verdict_for(result)
+            span.set_attributes(
+                {"http.response.status_code": result.http_status, "webhook.verdict": verdict.value}
+            )
+        webhook_metrics.attempt_finished(str(result.error_class) or "delivered")
         next_attempt_at: datetime | None = None
         status = "failed"
         if verdict is Verdict.DELIVERED:

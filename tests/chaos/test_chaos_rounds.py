@@ -136,11 +136,6 @@ def test_random_crashes_and_restarts_lose_no_task_and_break_no_invariant(chaos_s
         wait_for_all_settled(chaos_stack.database_url)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known: after a broker restart a consumer's robust channel sometimes fails to restore "
-    "(aio_pika RobustChannel._on_close RuntimeError in libs/bus.py), e.g. billing stops settling",
-)
 def test_a_rabbitmq_restart_mid_batch_loses_no_task_and_breaks_no_invariant(chaos_stack: Stack) -> None:
     api = Api(chaos_stack.base_url)
     customer = api.new_customer(credits=ITEMS * 10)

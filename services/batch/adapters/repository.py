@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import BindParameter
 from libs.bus import Envelope
 from libs.db import Database
 from libs.outbox import add_events
+from services.batch import metrics as batch_metrics
 from services.batch.adapters import events
 from services.batch.adapters.tables import batches, outbox, tasks
 from services.batch.domain.batch import (
@@ -775,6 +776,7 @@ class BatchRepository:
             await self._finish_batches(conn, {task.batch_id for task in written})
             # Last, so this transaction waits on nothing else while it holds the tenant locks.
             await self._top_up_windows(conn, {task.tenant_id for task in written})
+        batch_metrics.tasks_finished(written)
         return len(written)
 
     # --- dispatch windows ---------------------------------------------------------------------
@@ -990,6 +992,8 @@ class BatchRepository:
                     batch.id, batch.tenant_id, status, counts[batch.id], finished_at.astimezone(UTC)
                 )
             )
+            # Counted here, by whichever path finishes the batch (a rare rollback over-counts).
+            batch_metrics.batch_reached(status)
         await add_events(conn, outbox, finished)
 
     async def recover_expired_leases(self, limit: int) -> tuple[int, int]:

@@ -10,11 +10,12 @@ from dataclasses import astuple
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import BATCH_SETTLEMENTS_QUEUE
+from libs.bus import BATCH_SETTLEMENTS_QUEUE, DISPATCH_QUEUE
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, sleep_or_stop, supervise
-from libs.rpc.server import start_grpc_server
-from libs.telemetry import configure_logging
+from libs.rpc.server import DependencyMonitor, start_grpc_server
+from libs.rpc.tls import tls_from_settings
+from libs.telemetry import backlog_gauges, configure_telemetry
 from services.batch.bootstrap import build_server
 from services.batch.entrypoints.consumer import SettlementConsumer
 from services.batch.entrypoints.grpc_servicer import SERVICE_NAME, BatchServicer
@@ -60,6 +61,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
             settings.batch_grpc_addr,
             [lambda grpc: batch_pb2_grpc.add_BatchServiceServicer_to_server(servicer, grpc)],
             [SERVICE_NAME],
+            tls=tls_from_settings(settings),
         )
         await server.bus.consume(
             BATCH_SETTLEMENTS_QUEUE,
@@ -69,9 +71,19 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
             max_batch=SETTLEMENT_CHUNK,
             max_wait_seconds=0.05,
         )
+        monitor = DependencyMonitor(
+            grpc_server,
+            {"database": server.database.ping, "broker": server.bus.ping},
+            interval_seconds=settings.health_check_interval_seconds,
+        )
+        gauges = backlog_gauges().watch_outbox("batch", server.relay)
+        gauges.watch_queues(server.bus, [DISPATCH_QUEUE, BATCH_SETTLEMENTS_QUEUE])
+        sampling = gauges.run(stopping, settings.backlog_sample_seconds)
         loops = [
             supervise("batch-outbox-relay", server.relay.run(stopping), stopping),
             supervise("batch-recovery", run_recovery(server.handlers, settings, stopping), stopping),
+            supervise("batch-dependency-monitor", monitor.run(stopping), stopping),
+            supervise("batch-backlog-gauges", sampling, stopping),
         ]
         log.info("batch server listening on port %d", grpc_server.port)
         if ready is not None:
@@ -86,7 +98,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
 def main() -> None:
     """Process entry point: `python -m services.batch.entrypoints.main`."""
     settings = load_settings()
-    configure_logging("batch", settings.log_level)
+    configure_telemetry("batch", settings.log_level)
     run_process(lambda stopping: serve(settings, stopping))
 
 

@@ -16,7 +16,7 @@ from reelbatch.proto.events.v1 import events_pb2
 from libs.bus import DISPATCH_QUEUE
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, supervise
-from libs.telemetry import configure_logging
+from libs.telemetry import configure_telemetry
 from services.batch.bootstrap import build_worker
 from services.batch.domain.provider import VideoProvider
 from services.batch.entrypoints.consumer import DispatchConsumer
@@ -77,7 +77,7 @@ async def run_worker(
 def main() -> None:
     """Process entry point: `python -m services.batch.entrypoints.worker`."""
     settings = load_settings()
-    configure_logging("batch-worker", settings.log_level)
+    configure_telemetry("worker", settings.log_level)
     run_process(lambda stopping: run_worker(settings, stopping))
 
 

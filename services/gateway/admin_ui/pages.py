@@ -484,7 +484,9 @@ def tasks_tab(batch_id: str, page: TaskPage, filters: Mapping[str, str]) -> Mark
             attempts=task.attempts,
             failure_type=task.failure_type or "—",
             error=task.error_message or "—",
-            video=render('<a href="{url}">video</a>', url=task.video_url) if task.video_url else "—",
+            # Videos are served only through per-tenant signed links (ADR-021); the dashboard shows
+            # that the asset exists rather than a link that would answer 403.
+            video="stored" if task.video_url else "—",
         )
         for task in page.items
     )

@@ -7,6 +7,7 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
+import math
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, quote
@@ -22,6 +23,7 @@ from services.gateway.admin_ui.markup import Markup
 from services.gateway.admin_ui.reads import AdminReads
 from services.gateway.admin_ui.session import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
 from services.gateway.backends import Backends
+from services.gateway.rate_limits import FailedAttemptLimiter, client_address
 from services.gateway.routes.params import MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas import DeliveryPage
 
@@ -73,8 +75,18 @@ def _safe_next(path: str) -> str:
     return "/admin/batches"
 
 
-def dashboard_router(settings: Settings, backends: Backends, sessions: AdminSessions) -> APIRouter:
-    """The HTML dashboard (hidden from the OpenAPI document)."""
+def dashboard_router(
+    settings: Settings,
+    backends: Backends,
+    sessions: AdminSessions,
+    *,
+    sign_in_failures: FailedAttemptLimiter | None = None,
+) -> APIRouter:
+    """The HTML dashboard (hidden from the OpenAPI document).
+
+    Wrong tokens at sign-in count against the client address in `sign_in_failures` (shared with
+    the admin API); an address over the limit is answered 429 with Retry-After.
+    """
     router = APIRouter(prefix="/admin", include_in_schema=False)
     reads = AdminReads(backends, settings.grpc_deadline_seconds)
     secure_cookie = settings.env == "production"
@@ -112,7 +124,15 @@ def dashboard_router(settings: Settings, backends: Backends, sessions: AdminSess
         target = _safe_next(form.get("next", ""))
         if not same_origin(request):
             return _html(pages.sign_in_page(target, "The form was sent from another site."), 403)
+        address = client_address(request.scope.get("client"))
+        wait = sign_in_failures.retry_after(address) if sign_in_failures is not None else 0.0
+        if wait > 0:
+            blocked = _html(pages.sign_in_page(target, "Too many failed attempts; try again later."), 429)
+            blocked.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return blocked
         if not sessions.is_admin_token(token):
+            if sign_in_failures is not None:
+                sign_in_failures.record_failure(address)
             return _html(pages.sign_in_page(target, "That is not the admin token."), 401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(

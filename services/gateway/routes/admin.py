@@ -1,26 +1,24 @@
 """Operator endpoints under /api/admin.
 
-Authenticated by `Authorization: Bearer <admin token>`; reads (GET) also accept the dashboard's
-session cookie, so the dashboard can link to JSON and CSV exports. No state change is ever made
-on a cookie alone.
+Authenticated by `Authorization: Bearer <admin token or operator key>`; reads (GET) also accept
+the dashboard's session cookie, so the dashboard can link to JSON and CSV exports. No state change
+is ever made on a cookie alone.
 
 No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
 endpoints defined inside the router factories.
 """
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
 from services.gateway.admin_ui.reads import AdminReads
 from services.gateway.admin_ui.session import AdminSessions
+from services.gateway.auth import AdminAuthenticator, admin_dependency
 from services.gateway.backends import Backends
-from services.gateway.errors import ApiError
 from services.gateway.routes.ledger_exports import (
     CreatedFrom,
     CreatedTo,
@@ -60,30 +58,20 @@ from services.gateway.schemas import (
 
 TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
-_admin_scheme = HTTPBearer(auto_error=False, description="The admin token (REELBATCH_ADMIN_TOKEN).")
 
+def admin_router(
+    settings: Settings, backends: Backends, sessions: AdminSessions, admin_auth: AdminAuthenticator
+) -> APIRouter:
+    """The /api/admin routes: tenants, keys, top-ups, batches of every tenant, reconciliation, exports.
 
-def admin_access(sessions: AdminSessions) -> Callable[..., Coroutine[Any, Any, None]]:
-    """A dependency admitting the admin bearer token, or a dashboard session on reads."""
-
-    async def authenticated_admin(request: Request, _: Annotated[Any, Depends(_admin_scheme)]) -> None:
-        if sessions.bearer_ok(request):
-            return
-        if request.method in ("GET", "HEAD") and sessions.from_request(request) is not None:
-            return
-        raise ApiError(401, "unauthorized", "missing or invalid admin bearer token")
-
-    return authenticated_admin
-
-
-def admin_router(settings: Settings, backends: Backends, sessions: AdminSessions | None = None) -> APIRouter:
-    """The /api/admin routes: tenants, keys, top-ups, batches of every tenant, reconciliation, exports."""
-    sessions = sessions or AdminSessions(settings.admin_token)
+    Operators authenticate with the admin token, an operator key (`finance` keys may only read:
+    403 otherwise) or, on reads, the dashboard's session cookie (see `services.gateway.auth`).
+    """
     router = APIRouter(
         prefix="/api/admin",
         tags=["admin"],
-        dependencies=[Depends(admin_access(sessions))],
-        responses=error_responses(401, 500, 503),
+        dependencies=[Depends(admin_dependency(admin_auth))],
+        responses=error_responses(401, 403, 429, 500, 503),
     )
     deadline = settings.grpc_deadline_seconds
     reads = AdminReads(backends, deadline)

@@ -13,10 +13,11 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
-from services.gateway.auth import ApiKeyAuthenticator, tenant_dependency
+from services.gateway.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
 from services.gateway.backends import Backends
 from services.gateway.errors import validation_error
 from services.gateway.middleware import REQUEST_ID_HEADER, request_id_of
+from services.gateway.rate_limits import OpenBatchLimit
 from services.gateway.routes.params import (
     DEFAULT_PAGE_SIZE,
     UUID_PATTERN,
@@ -25,6 +26,7 @@ from services.gateway.routes.params import (
     PageLimit,
     error_responses,
 )
+from services.gateway.routes.videos import video_links
 from services.gateway.schemas import (
     MAX_REQUEST_ID_CHARS,
     BatchAccepted,
@@ -41,6 +43,7 @@ from services.gateway.schemas import (
     TaskView,
     is_valid_request_id,
 )
+from services.gateway.video_links import VideoMode
 
 # The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
 # so its schema is declared here for /openapi.json.
@@ -96,6 +99,16 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     authenticated = Depends(tenant_dependency(authenticator))
     deadline = settings.grpc_deadline_seconds
     limits = BatchLimits(max_batch_items=settings.max_batch_items, max_prompt_chars=settings.max_prompt_chars)
+    calling = Depends(caller_dependency(authenticator))
+    open_batches = OpenBatchLimit(backends.batch, settings.max_open_batches, deadline)
+    links = video_links(settings)
+    base_url = settings.public_base_url.rstrip("/")
+
+    def signed_video_url(task: TaskView, batch_id: str, caller: ApiCaller) -> TaskView:
+        if task.video_url is None:
+            return task
+        grant = links.grant(batch_id, task.task_id, VideoMode.DOWNLOAD, caller.tenant_id, caller.key_id)
+        return task.model_copy(update={"video_url": base_url + links.signed_path(grant)})
 
     @router.post(
         "/video-batch",
@@ -108,6 +121,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> BatchAccepted:
         request_id = idempotency_key(request)
         payload = parse_create_batch(await request.body(), limits)
+        await open_batches.ensure_room(tenant_id)
         if payload.webhook_url:
             # The SSRF rule lives in the webhook service; a refusal answers 422 before any charge.
             await backends.webhook.ValidateUrl(
@@ -167,7 +181,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         responses=error_responses(404, 422),
     )
     async def list_video_batch_tasks(
-        tenant_id: Annotated[str, authenticated],
+        caller: Annotated[ApiCaller, calling],
         batch_id: BatchIdPath,
         status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
         cursor: PageCursor = None,
@@ -175,7 +189,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     ) -> TaskPage:
         response = await backends.batch.ListTasks(
             batch_pb2.ListTasksRequest(
-                tenant_id=tenant_id,
+                tenant_id=caller.tenant_id,
                 batch_id=batch_id,
                 status=status or "",
                 cursor=cursor or "",
@@ -183,8 +197,9 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
             ),
             timeout=deadline,
         )
+        # A video's URL is a short-lived signed download link issued to this caller's key.
         return TaskPage(
-            items=[TaskView.from_proto(task) for task in response.tasks],
+            items=[signed_video_url(TaskView.from_proto(task), batch_id, caller) for task in response.tasks],
             next_cursor=response.next_cursor or None,
         )
 

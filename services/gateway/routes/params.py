@@ -47,6 +47,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     descriptions = {
         401: "Missing or invalid credentials (`unauthorized`).",
         402: "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`).",
+        403: "Authenticated but not allowed (`forbidden`), or a video link expired or tampered with.",
         404: "No such resource, or not yours (`not_found`).",
         409: "Conflict, e.g. the X-Request-ID was used with another body (`idempotency_key_reused`).",
         413: "Request body too large (`payload_too_large`).",

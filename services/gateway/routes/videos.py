@@ -1,42 +1,282 @@
-"""Generated video files, served from the asset directory.
+"""Generated videos: one access decision for play, download and embed, and its audit log.
 
-Anyone who knows both ids can download a video: access control on assets (signed URLs or the
-tenant's key) is a later issue.
+A customer asks for a link with its API key (`GET /api/enterprise/video-batch/{id}/tasks/{task}/video`)
+and receives a short-lived signed URL; the signed URL (`/videos/{batch}/{task}.mp4?...&sig=`) serves
+the file inline (play, embed) or as an attachment (download). Both go through `VideoAccessDecision`
+(owner tenant, key not revoked, file present; plus signature and expiry for links), and every
+attempt, allowed or not, is written to billing's video access log, which admins read at
+`GET /api/admin/video-access`. An unsigned, tampered or expired link is 403.
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
 """
 
 import asyncio
+import logging
+from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+import grpc
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
+from services.gateway.access_views import VideoAccessPage, VideoAccessView, VideoLink
+from services.gateway.auth import (
+    AdminAuthenticator,
+    ApiCaller,
+    ApiKeyAuthenticator,
+    admin_dependency,
+    caller_dependency,
+)
+from services.gateway.backends import Backends
 from services.gateway.errors import ApiError
-from services.gateway.routes.params import error_responses, is_uuid
+from services.gateway.rate_limits import client_address
+from services.gateway.routes.params import (
+    DEFAULT_PAGE_SIZE,
+    UUID_PATTERN,
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    error_responses,
+    is_uuid,
+)
+from services.gateway.video_links import LinkRefused, VideoLinks, VideoMode
+
+log = logging.getLogger(__name__)
+
+ALLOWED = "allowed"
+
+TaskIdPath = Annotated[str, Path(description="Identifier of the task (a UUID).")]
+ModeQuery = Annotated[
+    VideoMode, Query(description="play or embed (served inline), download (as an attachment).")
+]
 
 
-def videos_router(settings: Settings) -> APIRouter:
-    """GET /videos/{batch_id}/{task_id}.mp4 from `settings.asset_dir`."""
+def video_links(settings: Settings) -> VideoLinks:
+    """The link signer configured by settings."""
+    return VideoLinks(settings.video_url_secret.get_secret_value().encode(), settings.video_url_ttl_seconds)
+
+
+class VideoAccessDecision:
+    """Decides every video access the same way, and records each attempt in the audit log."""
+
+    def __init__(self, settings: Settings, backends: Backends) -> None:
+        self._asset_dir = FilePath(settings.asset_dir)
+        self._backends = backends
+        self._deadline = settings.grpc_deadline_seconds
+
+    async def decide(self, tenant_id: str, key_id: str, batch_id: str, task_id: str) -> FilePath:
+        """The file to serve; LinkRefused when the key is revoked, the batch not the tenant's, or no file."""
+        if not (is_uuid(batch_id) and is_uuid(task_id) and is_uuid(tenant_id) and is_uuid(key_id)):
+            raise LinkRefused("not_found", "video not found")
+        try:
+            key = await self._backends.billing.GetApiKey(
+                billing_pb2.GetApiKeyRequest(tenant_id=tenant_id, key_id=key_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise LinkRefused("key_revoked", "the API key of this link is no longer valid") from None
+            raise
+        if key.HasField("revoked_at"):
+            raise LinkRefused("key_revoked", "the API key of this link is no longer valid")
+        try:
+            await self._backends.batch.GetBatch(
+                batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise LinkRefused("not_found", "video not found") from None
+            raise
+        # Only UUID-shaped parts reach the file system, so no path can escape the asset directory.
+        video = self._asset_dir / batch_id.lower() / f"{task_id.lower()}.mp4"
+        if not await asyncio.to_thread(video.is_file):
+            raise LinkRefused("not_found", "video not found")
+        return video
+
+    async def record(
+        self,
+        request: Request,
+        *,
+        tenant_id: str,
+        key_id: str,
+        batch_id: str,
+        task_id: str,
+        mode: str,
+        via: str,
+        result: str,
+    ) -> None:
+        """Writes one attempt to the audit log (fields bounded: a forged link may carry anything)."""
+        occurred_at = billing_pb2.VideoAccess().occurred_at
+        occurred_at.FromDatetime(datetime.now(UTC))
+        await self._backends.billing.RecordVideoAccess(
+            billing_pb2.VideoAccess(
+                tenant_id=tenant_id[:100],
+                key_id=key_id[:100],
+                client_address=client_address(request.scope.get("client"))[:100],
+                batch_id=batch_id[:100],
+                task_id=task_id[:100],
+                mode=mode[:20],
+                via=via,
+                result=result,
+                occurred_at=occurred_at,
+            ),
+            timeout=self._deadline,
+        )
+
+
+def _refusal(refused: LinkRefused) -> ApiError:
+    if refused.reason == "not_found":
+        return ApiError(404, "not_found", refused.message)
+    return ApiError(403, "forbidden", refused.message, extra={"reason": refused.reason})
+
+
+def videos_router(
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    admin_auth: AdminAuthenticator,
+) -> APIRouter:
+    """The link endpoint (API key), the signed video files, and the admin access log."""
     router = APIRouter(tags=["videos"])
-    asset_dir = FilePath(settings.asset_dir)
+    links = video_links(settings)
+    decision = VideoAccessDecision(settings, backends)
+    base_url = settings.public_base_url.rstrip("/")
+    customer = Depends(caller_dependency(authenticator))
+    admin = Depends(admin_dependency(admin_auth))
+    deadline = settings.grpc_deadline_seconds
+
+    @router.get(
+        "/api/enterprise/video-batch/{batch_id}/tasks/{task_id}/video",
+        response_model=VideoLink,
+        summary="A short-lived signed link to play, download or embed a video",
+        responses=error_responses(401, 404, 422, 429, 503),
+    )
+    async def get_video_link(
+        request: Request,
+        caller: Annotated[ApiCaller, customer],
+        batch_id: BatchIdPath,
+        task_id: TaskIdPath,
+        mode: ModeQuery = VideoMode.DOWNLOAD,
+    ) -> VideoLink:
+        task_id = task_id.lower()
+        # Anything but a decision (a backend down) is recorded as an error, never as allowed.
+        result = "error"
+        try:
+            await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
+            result = ALLOWED
+        except LinkRefused as refused:
+            result = refused.reason
+            raise _refusal(refused) from None
+        finally:
+            await decision.record(
+                request,
+                tenant_id=caller.tenant_id,
+                key_id=caller.key_id,
+                batch_id=batch_id,
+                task_id=task_id,
+                mode=mode.value,
+                via="api",
+                result=result,
+            )
+        grant = links.grant(batch_id, task_id, mode, caller.tenant_id, caller.key_id)
+        return VideoLink(
+            url=base_url + links.signed_path(grant),
+            mode=mode.value,
+            expires_at=datetime.fromtimestamp(grant.expires_at, UTC),
+        )
 
     @router.get(
         "/videos/{batch_id}/{task_id}.mp4",
         response_class=FileResponse,
-        summary="Download a generated video",
-        responses={200: {"content": {"video/mp4": {}}}, **error_responses(404)},
+        summary="A video, through a signed link (no credentials; the link expires)",
+        responses={
+            200: {"content": {"video/mp4": {}}, "description": "The video."},
+            **error_responses(403, 404, 503),
+        },
     )
     async def get_video(
+        request: Request,
         batch_id: Annotated[str, Path(description="Identifier of the batch (a UUID).")],
-        task_id: Annotated[str, Path(description="Identifier of the task (a UUID).")],
+        task_id: TaskIdPath,
+        mode: Annotated[str | None, Query(max_length=20, description="play, download or embed.")] = None,
+        tenant: Annotated[str | None, Query(max_length=100, description="Set by the signer.")] = None,
+        key: Annotated[str | None, Query(max_length=100, description="Set by the signer.")] = None,
+        exp: Annotated[str | None, Query(max_length=20, description="Expiry (Unix seconds).")] = None,
+        sig: Annotated[str | None, Query(max_length=128, description="HMAC-SHA256 signature.")] = None,
     ) -> FileResponse:
-        # Only UUID-shaped parts reach the file system, so no path can escape the asset directory.
-        if not (is_uuid(batch_id) and is_uuid(task_id)):
-            raise ApiError(404, "not_found", "video not found")
-        video = asset_dir / batch_id.lower() / f"{task_id.lower()}.mp4"
-        if not await asyncio.to_thread(video.is_file):
-            raise ApiError(404, "not_found", "video not found")
-        return FileResponse(video, media_type="video/mp4")
+        presented = {
+            "mode": mode or "",
+            "tenant": tenant or "",
+            "key": key or "",
+            "exp": exp or "",
+            "sig": sig or "",
+        }
+        result = "error"
+        try:
+            grant = links.verify(batch_id, task_id, presented)
+            video = await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
+            result = ALLOWED
+        except LinkRefused as refused:
+            result = refused.reason
+            raise _refusal(refused) from None
+        finally:
+            await decision.record(
+                request,
+                tenant_id=presented["tenant"],
+                key_id=presented["key"],
+                batch_id=batch_id,
+                task_id=task_id,
+                mode=presented["mode"],
+                via="signed_url",
+                result=result,
+            )
+        disposition = "attachment" if grant.mode == VideoMode.DOWNLOAD else "inline"
+        headers = {
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if grant.mode != VideoMode.EMBED:
+            headers["X-Frame-Options"] = "DENY"
+        return FileResponse(
+            video,
+            media_type="video/mp4",
+            filename=f"{grant.task_id}.mp4",
+            content_disposition_type=disposition,
+            headers=headers,
+        )
+
+    @router.get(
+        "/api/admin/video-access",
+        response_model=VideoAccessPage,
+        tags=["admin"],
+        summary="The video access audit log: every play, download and embed attempt, newest first",
+        responses=error_responses(401, 403, 422, 429, 503),
+    )
+    async def list_video_access(
+        _: Annotated[object, admin],
+        tenant_id: Annotated[
+            str | None, Query(pattern=UUID_PATTERN, description="Only links issued to this tenant.")
+        ] = None,
+        batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN, description="Only this batch.")] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> VideoAccessPage:
+        page = await backends.billing.ListVideoAccess(
+            billing_pb2.ListVideoAccessRequest(
+                tenant_id=(tenant_id or "").lower(),
+                batch_id=(batch_id or "").lower(),
+                cursor=cursor or "",
+                limit=min(limit, 500),
+            ),
+            timeout=deadline,
+        )
+        return VideoAccessPage(
+            items=[VideoAccessView.from_proto(entry) for entry in page.entries],
+            next_cursor=page.next_cursor or None,
+        )
 
     return router

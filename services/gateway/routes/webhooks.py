@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
-from services.gateway.auth import ApiKeyAuthenticator, admin_dependency, tenant_dependency
+from services.gateway.auth import AdminAuthenticator, ApiKeyAuthenticator, admin_dependency, tenant_dependency
 from services.gateway.backends import Backends
 from services.gateway.routes.params import (
     DEFAULT_PAGE_SIZE,
@@ -139,11 +139,16 @@ def _secret_view(secret: webhook_pb2.SigningSecret) -> SigningSecretView:
     )
 
 
-def webhooks_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
+def webhooks_router(
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    admin_auth: AdminAuthenticator,
+) -> APIRouter:
     """Customer routes under /api/enterprise and the admin route under /api/admin."""
     router = APIRouter(tags=["webhooks"], responses=error_responses(401, 500, 503))
     customer = Depends(tenant_dependency(authenticator))
-    admin = Depends(admin_dependency(settings))
+    admin = Depends(admin_dependency(admin_auth))
     deadline = settings.grpc_deadline_seconds
     webhook = backends.webhook
 
@@ -260,7 +265,7 @@ def webhooks_router(settings: Settings, backends: Backends, authenticator: ApiKe
         tags=["admin"],
     )
     async def admin_batch_webhooks(
-        _: Annotated[None, admin],
+        _: Annotated[object, admin],
         batch_id: BatchIdPath,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,

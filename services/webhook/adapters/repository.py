@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import propagate
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,7 +46,8 @@ _CLAIM_SQL = text(
     SET lease_until = :lease_until, claim_token = :token
     FROM due
     WHERE m.id = due.id
-    RETURNING m.id, m.url, m.body, m.endpoint_id, m.tenant_id, m.round_attempts, m.attempt_count
+    RETURNING m.id, m.url, m.body, m.endpoint_id, m.tenant_id, m.round_attempts, m.attempt_count,
+        m.traceparent
     """
 )
 
@@ -240,6 +242,9 @@ class WebhookRepository:
         """Records messages due now; a dedupe key seen before is skipped. Returns how many are new."""
         if not new_messages:
             return 0
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        traceparent = carrier.get("traceparent")
         rows = [
             {
                 "id": message.message_id,
@@ -253,6 +258,7 @@ class WebhookRepository:
                 "status": "pending",
                 "next_attempt_at": now,
                 "created_at": now,
+                "traceparent": traceparent,
             }
             for message in new_messages
         ]
@@ -312,6 +318,7 @@ class WebhookRepository:
                     round_attempts=row.round_attempts,
                     attempt_count=row.attempt_count,
                     claim_token=str(token),
+                    traceparent=row.traceparent or "",
                 )
             )
         return claimed

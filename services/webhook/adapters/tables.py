@@ -83,6 +83,8 @@ messages = Table(
     Column("claim_token", Uuid, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # W3C traceparent of the event that created the message: its deliveries join that trace.
+    Column("traceparent", Text, nullable=True),
     CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_messages_status"),
     Index("ix_webhook_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index("ix_webhook_messages_batch_id", "batch_id", "created_at"),

@@ -90,6 +90,8 @@ class ClaimedMessage:
     round_attempts: int
     attempt_count: int
     claim_token: str
+    # W3C traceparent of the event that created the message ("" when unknown), for tracing.
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ import logging
 import grpc
 from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
-from libs.bus import Bus
+from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, supervise
-from libs.rpc.server import start_grpc_server
-from libs.telemetry import configure_logging
+from libs.rpc.server import DependencyMonitor, start_grpc_server
+from libs.rpc.tls import tls_from_settings
+from libs.telemetry import backlog_gauges, configure_telemetry
 from services.webhook.bootstrap import bootstrap
 from services.webhook.entrypoints.consumer import start_event_consumer
 from services.webhook.entrypoints.deliverer import Deliverer
@@ -37,13 +38,27 @@ async def serve(
     """
     app = await bootstrap(settings, bus=bus)
     deliverer_task: asyncio.Task[None] | None = None
+    watchers: list[asyncio.Task[None]] = []
     try:
         servicer = WebhookServicer(app.handlers)
 
         def register(server: grpc.aio.Server) -> None:
             webhook_pb2_grpc.add_WebhookServiceServicer_to_server(servicer, server)
 
-        server = await start_grpc_server(settings.webhook_grpc_addr, [register], [SERVICE_NAME])
+        server = await start_grpc_server(
+            settings.webhook_grpc_addr, [register], [SERVICE_NAME], tls=tls_from_settings(settings)
+        )
+        monitor = DependencyMonitor(
+            server,
+            {"database": app.database.ping, "broker": app.bus.ping},
+            interval_seconds=settings.health_check_interval_seconds,
+        )
+        gauges = backlog_gauges().watch_queues(app.bus, [WEBHOOK_EVENTS_QUEUE])
+        sampling = gauges.run(stopping, settings.backlog_sample_seconds)
+        watchers = [
+            supervise("webhook-dependency-monitor", monitor.run(stopping), stopping),
+            supervise("webhook-backlog-gauges", sampling, stopping),
+        ]
         try:
             await start_event_consumer(app.bus, app.handlers)
             deliverer = Deliverer(
@@ -65,13 +80,16 @@ async def serve(
                 await asyncio.wait_for(deliverer_task, SHUTDOWN_GRACE_SECONDS)
             except TimeoutError:
                 log.warning("webhook deliverer did not stop within the grace period; cancelled")
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         await app.close()
 
 
 def main() -> None:
     """Process entry point: `python -m services.webhook.entrypoints.main`."""
     settings = load_settings()
-    configure_logging("webhook", settings.log_level)
+    configure_telemetry("webhook", settings.log_level)
 
     async def run(stopping: asyncio.Event) -> None:
         await serve(settings, stopping)

@@ -26,6 +26,7 @@ OTHER_TENANT_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
 BATCH_ID = "550e8400-e29b-41d4-a716-446655440000"
 TASK_ID = "6fa459ea-ee8a-4ca4-894e-db77e160355e"
 API_KEY = "demo-key"
+KEY_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 ADMIN_TOKEN = "test-admin-token-123"
 CREATED_AT = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
 
@@ -83,6 +84,7 @@ class FakeBilling(FakeStub):
     def __init__(self) -> None:
         super().__init__()
         self.api_keys: dict[str, str] = {API_KEY: TENANT_ID}
+        self.key_revoked = False
         self.ledger: list[billing_pb2.LedgerEntry] = []
 
     async def AuthenticateApiKey(
@@ -92,7 +94,25 @@ class FakeBilling(FakeStub):
         tenant_id = self.api_keys.get(request.api_key)
         if tenant_id is None:
             raise rpc_error(Unauthenticated("unknown API key"))
-        return billing_pb2.AuthenticateApiKeyResponse(tenant_id=tenant_id, key_id="key-1")
+        return billing_pb2.AuthenticateApiKeyResponse(tenant_id=tenant_id, key_id=KEY_ID)
+
+    async def GetApiKey(
+        self, request: billing_pb2.GetApiKeyRequest, timeout: float | None = None
+    ) -> billing_pb2.ApiKeyInfo:
+        self._record("GetApiKey", request, timeout)
+        if request.key_id != KEY_ID or request.tenant_id != self.api_keys.get(API_KEY):
+            raise rpc_error(NotFound("API key not found"))
+        info = billing_pb2.ApiKeyInfo(key_id=KEY_ID, tenant_id=request.tenant_id, prefix=API_KEY[:12])
+        info.created_at.FromDatetime(CREATED_AT)
+        if self.key_revoked:
+            info.revoked_at.FromDatetime(CREATED_AT)
+        return info
+
+    async def RecordVideoAccess(
+        self, request: billing_pb2.VideoAccess, timeout: float | None = None
+    ) -> billing_pb2.RecordVideoAccessResponse:
+        self._record("RecordVideoAccess", request, timeout)
+        return billing_pb2.RecordVideoAccessResponse(access_id=str(len(self.requests("RecordVideoAccess"))))
 
     async def GetBalance(
         self, request: billing_pb2.GetBalanceRequest, timeout: float | None = None

@@ -147,7 +147,13 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
     response = client.get(f"{BATCH_URL}/tasks", headers=CUSTOMER, params={"status": "failed", "limit": 2})
 
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    # The stored URL is replaced by a short-lived signed download link issued to the caller's key.
+    signed = body["items"][0]["video_url"]
+    assert signed.startswith(f"http://127.0.0.1:8000/videos/{BATCH_ID}/{TASK_ID}.mp4?mode=download&")
+    assert "&sig=" in signed
+    body["items"][0]["video_url"] = f"http://127.0.0.1:8000/videos/{BATCH_ID}/{TASK_ID}.mp4"
+    assert body == {
         "items": [
             {
                 "task_id": TASK_ID,

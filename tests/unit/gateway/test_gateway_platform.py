@@ -130,37 +130,40 @@ def test_openapi_documents_every_route_and_the_error_shape(client: TestClient) -
     assert "HTTPValidationError" not in schemas
 
 
-def test_video_is_served_from_the_asset_directory(client: TestClient, settings: Settings) -> None:
+def test_an_unsigned_video_path_is_refused_and_audited(
+    client: TestClient, settings: Settings, billing: FakeBilling
+) -> None:
     video = Path(settings.asset_dir) / BATCH_ID / f"{TASK_ID}.mp4"
     video.parent.mkdir(parents=True)
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42 fake video")
 
     response = client.get(f"/videos/{BATCH_ID}/{TASK_ID}.mp4")
 
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "video/mp4"
-    assert response.content == b"\x00\x00\x00\x18ftypmp42 fake video"
+    assert response.status_code == 403
+    assert_error_shape(response.json(), "forbidden")
+    [audited] = billing.requests("RecordVideoAccess")
+    assert (audited.batch_id, audited.via, audited.result) == (BATCH_ID, "signed_url", "missing_signature")
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        f"/videos/{BATCH_ID}/{TASK_ID}.mp4",
         f"/videos/{BATCH_ID}/secret.mp4",
         f"/videos/..%2F..%2Fetc/{TASK_ID}.mp4",
         f"/videos/{BATCH_ID}/..%2F{TASK_ID}.mp4",
     ],
-    ids=["missing file", "not a uuid", "encoded traversal in batch", "encoded traversal in task"],
+    ids=["not a uuid", "encoded traversal in batch", "encoded traversal in task"],
 )
-def test_missing_or_odd_video_paths_are_json_404s(client: TestClient, settings: Settings, path: str) -> None:
+def test_odd_video_paths_never_serve_a_file(client: TestClient, settings: Settings, path: str) -> None:
     # A real file next to the asset directory that a traversal would reach.
     Path(settings.asset_dir).mkdir(parents=True)
     (Path(settings.asset_dir).parent / "secret.mp4").write_bytes(b"secret")
 
     response = client.get(path)
 
-    assert response.status_code == 404
-    assert_error_shape(response.json(), "not_found")
+    assert response.status_code in (403, 404)
+    assert response.json()["ok"] is False
+    assert b"secret" not in response.content
 
 
 async def test_api_key_lookups_are_cached_for_at_most_the_ttl() -> None:

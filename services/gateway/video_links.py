@@ -1,0 +1,116 @@
+"""Short-lived signed video links: an HMAC over path, mode, tenant, key and expiry.
+
+A link names who it was issued to (tenant and API key) so the serving side can refuse it once
+the key is revoked, and it carries its own expiry, so nothing is stored per link. Anyone holding
+a valid link can use it until it expires (that is what makes `<video src>` and downloads work
+without headers); the lifetime is short (`video_url_ttl_seconds`) for that reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlencode
+
+SIGNATURE_VERSION = "v1"
+
+
+class VideoMode(StrEnum):
+    """How a video is used: `play` and `embed` are served inline, `download` as an attachment."""
+
+    PLAY = "play"
+    DOWNLOAD = "download"
+    EMBED = "embed"
+
+
+def video_path(batch_id: str, task_id: str) -> str:
+    """The path a video is served at (ids lower-cased UUIDs)."""
+    return f"/videos/{batch_id}/{task_id}.mp4"
+
+
+@dataclass(frozen=True)
+class VideoGrant:
+    """What a link allows: this video, this way, for this tenant and key, until `expires_at`."""
+
+    batch_id: str
+    task_id: str
+    mode: VideoMode
+    tenant_id: str
+    key_id: str
+    expires_at: int
+
+
+class LinkRefused(Exception):
+    """A link that must not be honoured; `reason` goes to the audit log and the 403 answer."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class VideoLinks:
+    """Signs and verifies video links with one secret."""
+
+    def __init__(self, secret: bytes, ttl_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self._ttl = ttl_seconds
+        self._clock = clock
+
+    def grant(self, batch_id: str, task_id: str, mode: VideoMode, tenant_id: str, key_id: str) -> VideoGrant:
+        """A grant valid from now for the configured lifetime."""
+        return VideoGrant(batch_id, task_id, mode, tenant_id, key_id, int(self._clock()) + self._ttl)
+
+    def signed_path(self, grant: VideoGrant) -> str:
+        """The path and query of the link (append to the public base URL)."""
+        query = urlencode(
+            {
+                "mode": grant.mode.value,
+                "tenant": grant.tenant_id,
+                "key": grant.key_id,
+                "exp": str(grant.expires_at),
+                "sig": self._signature(grant),
+            }
+        )
+        return f"{video_path(grant.batch_id, grant.task_id)}?{query}"
+
+    def verify(self, batch_id: str, task_id: str, query: Mapping[str, str]) -> VideoGrant:
+        """The grant a presented link carries; LinkRefused when unsigned, tampered or expired."""
+        signature = query.get("sig", "")
+        if not signature:
+            raise LinkRefused("missing_signature", "video links must be signed")
+        try:
+            mode = VideoMode(query.get("mode", ""))
+        except ValueError:
+            raise LinkRefused("bad_signature", "invalid video link") from None
+        expires = query.get("exp", "")
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
+            raise LinkRefused("bad_signature", "invalid video link")
+        grant = VideoGrant(
+            batch_id, task_id, mode, query.get("tenant", ""), query.get("key", ""), int(expires)
+        )
+        if not hmac.compare_digest(
+            signature.encode("utf-8", "surrogateescape"), self._signature(grant).encode()
+        ):
+            raise LinkRefused("bad_signature", "invalid video link")
+        # Checked after the signature, so an attacker cannot learn anything from editing `exp`.
+        if grant.expires_at <= self._clock():
+            raise LinkRefused("expired", "this video link has expired")
+        return grant
+
+    def _signature(self, grant: VideoGrant) -> str:
+        message = "\n".join(
+            (
+                SIGNATURE_VERSION,
+                video_path(grant.batch_id, grant.task_id),
+                grant.mode.value,
+                grant.tenant_id,
+                grant.key_id,
+                str(grant.expires_at),
+            )
+        )
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()
