@@ -6,13 +6,14 @@ import argparse
 import json
 import time
 
-from bench import accept_latency, hot_wallet, memory, pipeline_throughput, read_path
+from bench import accept_latency, hot_wallet, memory, pipeline_throughput, provider_concurrency, read_path
 
 BENCHMARKS = {
     "accept_latency": accept_latency.main,
     "pipeline_throughput": pipeline_throughput.main,
     "hot_wallet": hot_wallet.main,
     "read_path": read_path.main,
+    "provider_concurrency": provider_concurrency.main,
     "memory": memory.main,
 }
 

@@ -21,7 +21,14 @@ class ModelPricing(BaseModel):
     """One row of the price list: what a video of `model` costs the customer and us."""
 
     provider: str = "simulated"
-    credits_per_video: int = Field(gt=0)
+    # A per-second model may leave it out: it is then the price of a video of `default_seconds`.
+    credits_per_video: int = Field(default=0, ge=0)
+    # Set for a model priced by duration: an item costs credits_per_second x its duration_seconds,
+    # which must lie in [min_seconds, max_seconds] (default_seconds when the item gives none).
+    credits_per_second: int | None = Field(default=None, gt=0)
+    min_seconds: int = Field(default=1, ge=1)
+    max_seconds: int = Field(default=60, ge=1)
+    default_seconds: int = Field(default=8, ge=1)
     # Our cost at the provider per video, in US dollar micros (margins; never customer-facing).
     provider_cost_usd_micros: int = Field(default=0, ge=0)
     # Attempts per task, the first included, before a transient failure becomes final.
@@ -31,12 +38,32 @@ class ModelPricing(BaseModel):
     # The provider's own name for the model (e.g. "veo-3.0-generate-001"); defaults to `model`.
     provider_model: str | None = None
 
+    @model_validator(mode="after")
+    def _price_per_video_or_per_second(self) -> ModelPricing:
+        if self.credits_per_second is None:
+            if self.credits_per_video <= 0:
+                raise ValueError("credits_per_video must be positive (or set credits_per_second)")
+            return self
+        if not self.min_seconds <= self.default_seconds <= self.max_seconds:
+            raise ValueError("min_seconds <= default_seconds <= max_seconds must hold")
+        if not self.credits_per_video:
+            # Margins and the price list quote a video of the default length.
+            self.credits_per_video = self.credits_per_second * self.default_seconds
+        return self
+
 
 DEFAULT_PRICING: dict[str, ModelPricing] = {
     "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000),
     "sora-2-pro": ModelPricing(credits_per_video=30, provider_cost_usd_micros=72_000),
     "veo-3": ModelPricing(credits_per_video=20, provider_cost_usd_micros=84_000),
-    "veo-3-fast": ModelPricing(credits_per_video=12, provider_cost_usd_micros=50_000),
+    # Priced per second (2 credits a second, 4..8 s): a video of the default 6 s still costs 12.
+    "veo-3-fast": ModelPricing(
+        credits_per_second=2,
+        min_seconds=4,
+        max_seconds=8,
+        default_seconds=6,
+        provider_cost_usd_micros=50_000,
+    ),
     # The seed's "Veo-Pro": 50 credits ($0.50) against $0.21 at the provider = 58% gross margin.
     "veo-3-pro": ModelPricing(credits_per_video=50, provider_cost_usd_micros=210_000),
 }
@@ -139,6 +166,18 @@ class Settings(BaseSettings):
     simulated_latency_seconds: float = Field(default=0.5, ge=0)
     asset_dir: str = ".reelbatch/assets"
     public_base_url: str = "http://127.0.0.1:8000"
+    # Video storage (issue 5): `local` keeps videos in asset_dir; `s3` puts them in an S3-compatible
+    # bucket (path-style `{endpoint}/{bucket}/{key}`, SigV4-signed), and the gateway answers a
+    # valid signed video link with a redirect to a presigned S3 URL valid for s3_presign_seconds.
+    # The endpoint must be reachable by customers' browsers for those redirects. The secret key is
+    # a SecretStr: it never appears in logs or reprs.
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = "https://s3.amazonaws.com"
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_presign_seconds: int = Field(default=60, ge=1, le=7 * 24 * 3600)
     recovery_interval_seconds: float = Field(default=2.0, gt=0)
     # A batch left in `reserving` this long is resumed by the recovery loop.
     reserving_grace_seconds: float = Field(default=5.0, ge=0)
@@ -239,6 +278,10 @@ class Settings(BaseSettings):
         tls_files = (self.grpc_tls_ca_file, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         if any(tls_files) and not all(tls_files):
             raise ValueError("REELBATCH_GRPC_TLS_CA_FILE, _CERT_FILE and _KEY_FILE must be set together")
+        if self.storage == "s3" and not (
+            self.s3_bucket and self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
+        ):
+            raise ValueError("REELBATCH_STORAGE=s3 needs REELBATCH_S3_BUCKET and an access key pair")
         if len(self.admin_token) < 12:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
         return self

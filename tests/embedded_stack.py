@@ -8,10 +8,13 @@ as on a newcomer's machine; its PostgreSQL data lives under that directory.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,11 @@ class EmbeddedStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # The embedded server runs as its own OS user, so its data must not sit under pytest's
+        # private (0700, and reset by any other pytest run) temp root: a world-traversable dir.
+        self.data_dir = Path(tempfile.mkdtemp(prefix="reelbatch-embedded-")) / ".reelbatch"
+        self.data_dir.parent.chmod(0o755)
+        atexit.register(shutil.rmtree, self.data_dir.parent, ignore_errors=True)
         self.http_port = free_port()
         inherited = {
             name: value
@@ -46,7 +54,7 @@ class EmbeddedStack:
             "PYTHONPATH": str(REPO_ROOT),
             "REELBATCH_MODE": "embedded",
             "REELBATCH_ENV": "test",
-            "REELBATCH_DATA_DIR": str(self.workdir / ".reelbatch"),
+            "REELBATCH_DATA_DIR": str(self.data_dir),
             "REELBATCH_HTTP_PORT": str(self.http_port),
             "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
@@ -70,7 +78,7 @@ class EmbeddedStack:
             **self.overrides,
         }
         self.base_url = f"http://127.0.0.1:{self.http_port}"
-        self.pgdata = self.workdir / ".reelbatch" / "pgdata"
+        self.pgdata = self.data_dir / "pgdata"
         self._banners_before = 0
 
     @property

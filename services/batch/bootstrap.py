@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 
 from libs.bus import Bus, connect_bus
 from libs.config import Settings
@@ -18,6 +19,7 @@ from libs.migrations import upgrade_to_head
 from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
+from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.batch.adapters.billing_client import GrpcBilling
 from services.batch.adapters.providers._remote import RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
@@ -26,6 +28,7 @@ from services.batch.adapters.providers.replicate import ReplicateProvider
 from services.batch.adapters.providers.simulated import SimulatedProvider
 from services.batch.adapters.providers.veo import VeoProvider
 from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.s3 import S3Storage
 from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.adapters.tables import outbox
 from services.batch.domain.execution import ModelPolicy
@@ -95,8 +98,19 @@ def _relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
 
 
 def build_storage(settings: Settings) -> AssetStorage:
-    """Where videos are kept: the local asset directory the gateway serves."""
+    """Where videos are kept: the local asset directory, or an S3 bucket (REELBATCH_STORAGE=s3)."""
+    if settings.storage == "s3":
+        return S3Storage(s3_client(settings), settings.public_base_url)
     return LocalDirectoryStorage(Path(settings.asset_dir), settings.public_base_url)
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """A client of the configured video bucket (its HTTP pool lives as long as the process)."""
+    return S3Client(
+        httpx.AsyncClient(timeout=settings.provider_http_timeout_seconds),
+        S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
+        S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
+    )
 
 
 def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:

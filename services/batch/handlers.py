@@ -55,8 +55,8 @@ MAX_REQUEST_ID_CHARS = 255
 class Billing(Protocol):
     """What the batch service needs from billing."""
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int]]) -> list[QuoteLine]:
-        """Prices (model, count) lines; an unknown model is an InvalidArgument."""
+    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
+        """Prices (model, count, duration_seconds) lines in order; bad model or duration: InvalidArgument."""
         ...
 
     async def reserve(
@@ -121,14 +121,18 @@ class BatchHandlers:
         batch = await self._repo.find_by_request_id(tenant_id, request_id) if request_id else None
         created = False
         if batch is None:
-            priced = await self._billing.quote(tenant_id, quote_lines(command.items))
+            requested = quote_lines(command.items)
+            priced = await self._billing.quote(tenant_id, requested)
             new = NewBatch(
                 id=BatchId(uuid.uuid4()),
                 tenant_id=tenant_id,
                 request_id=request_id,
                 request_fingerprint=fingerprint,
                 items=command.items,
-                unit_prices={line.model: line.unit_price for line in priced},
+                prices={
+                    (model, duration): line
+                    for (model, _, duration), line in zip(requested, priced, strict=True)
+                },
                 required_credits=required_credits(priced),
                 cost_per_video=common_unit_price(priced),
                 webhook_url=command.webhook_url or None,

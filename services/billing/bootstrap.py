@@ -37,6 +37,10 @@ def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
             provider=row.provider,
             credits_per_video=row.credits_per_video,
             provider_cost_usd_micros=row.provider_cost_usd_micros,
+            credits_per_second=row.credits_per_second,
+            min_seconds=row.min_seconds,
+            max_seconds=row.max_seconds,
+            default_seconds=row.default_seconds,
         )
         for model, row in pricing.items()
     }

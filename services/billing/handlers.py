@@ -463,12 +463,13 @@ class BillingHandlers:
                 frozen=priced.total,
                 available_before=available.balance,
                 available_after=posting.balances[available.id],
-                unit_prices={model: line.unit_price for model, line in per_model.items()},
+                unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
+                line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
             )
             await tx.insert_hold(
                 hold,
                 per_model.values(),
-                {model: self._prices[model].provider_cost_usd_micros for model in per_model},
+                {model: self._prices[model].provider_cost_usd_micros for model, _ in per_model},
             )
         billing_metrics.record_transfers([transfer])
         return Reservation(

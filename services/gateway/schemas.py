@@ -82,6 +82,16 @@ class BatchItemIn(BaseModel):
         description="Model name from the price list, e.g. `sora-2`; an unknown model is a 422.",
         examples=["sora-2"],
     )
+    duration_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description=(
+            "Video length in seconds, for a model priced per second (see `GET /api/enterprise/pricing`): "
+            "within the model's min..max, its default when left out. A 422 for a model priced per video."
+        ),
+        examples=[6],
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -37,6 +37,7 @@ from services.webhook.domain.records import (
     Endpoint,
     Message,
     NewMessage,
+    RotatedEndpointSecret,
     TenantSecret,
 )
 from services.webhook.domain.signing import SECRET_BYTES, secret_from_bytes, webhook_headers
@@ -343,6 +344,16 @@ class WebhookHandlers:
         if endpoint is None:
             raise EndpointNotFound(f"endpoint {endpoint_id} not found", endpoint_id=endpoint_id)
         return endpoint
+
+    async def rotate_endpoint_secret(self, tenant_id: str, endpoint_id: str) -> RotatedEndpointSecret:
+        """A new secret for the endpoint; the old one signs alongside it during the overlap."""
+        overlap_until = self._clock() + timedelta(seconds=self._delivery.secret_overlap_seconds)
+        rotated = await self._repository.rotate_endpoint_secret(
+            tenant_id, _uuid_or_missing(endpoint_id), new_secret(), overlap_until
+        )
+        if rotated is None:
+            raise EndpointNotFound(f"endpoint {endpoint_id} not found", endpoint_id=endpoint_id)
+        return rotated
 
     async def signing_secret(self, tenant_id: str) -> TenantSecret:
         return await self._repository.ensure_tenant_secret(tenant_id, new_secret())

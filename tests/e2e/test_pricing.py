@@ -13,6 +13,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import httpx
+
 from tests.rest_api import Api, Customer
 from tests.stack import STRIPE_WEBHOOK_SECRET
 
@@ -199,3 +201,39 @@ def test_the_monthly_margin_report_shows_the_seed_margins(api: Api) -> None:
     assert total["provider_cost_usd_micros"] == sum(
         line["provider_cost_usd_micros"] for line in lines.values()
     )
+
+
+def create_items(api: Api, customer: Customer, items: list[dict[str, object]]) -> httpx.Response:
+    """POSTs a batch whose items may carry non-string fields (duration_seconds)."""
+    return api.http.post("/api/enterprise/video-batch", json={"items": items}, headers=customer.headers)
+
+
+def test_a_batch_mixing_durations_freezes_each_item_at_its_own_price_and_refunds_it_so(api: Api) -> None:
+    customer = api.new_customer(credits=1_000)
+    prices = api.http.get("/api/enterprise/pricing", headers=customer.headers).json()["items"]
+    fast = next(item for item in prices if item["model"] == "veo-3-fast")
+    assert (fast["pricing_unit"], fast["credits_per_second"], fast["default_seconds"]) == ("second", 2, 6)
+
+    refused = create_items(api, customer, [{"prompt": "a harbour", "model": "sora-2", "duration_seconds": 5}])
+    assert refused.status_code == 422, refused.text
+    too_long = create_items(
+        api, customer, [{"prompt": "a harbour", "model": "veo-3-fast", "duration_seconds": 9}]
+    )
+    assert too_long.status_code == 422, too_long.text
+
+    items: list[dict[str, object]] = [
+        {"prompt": "ok", "model": "veo-3-fast", "duration_seconds": 4},  # 8
+        {"prompt": "ok #fail", "model": "veo-3-fast", "duration_seconds": 8},  # 16, refunded
+        {"prompt": "ok", "model": "veo-3-fast"},  # default 6 s: 12
+        {"prompt": "ok", "model": "sora-2"},  # 10 per video
+    ]
+    accepted = create_items(api, customer, items)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["required_credits"] == 8 + 16 + 12 + 10
+    assert accepted.json()["cost_per_video"] is None
+    batch_id = accepted.json()["batch_id"]
+    api.wait_until_settled(customer, batch_id)
+
+    refunds = [entry for entry in api.ledger(customer, batch_id) if entry["ref_type"] == "batch_refund"]
+    assert [entry["credits_delta"] for entry in refunds] == [16]
+    assert api.credits(customer)["available_credits"] == 1_000 - (8 + 12 + 10)

@@ -118,3 +118,35 @@ def test_another_tenants_message_cannot_be_redelivered(api: Api) -> None:
     assert missing.status_code == 404
     listed = api.http.get("/api/enterprise/webhook-endpoints", headers=owner.headers).json()["items"]
     assert [e["endpoint_id"] for e in listed] == [endpoint_id]
+
+
+def test_rotated_endpoint_secret_is_shown_once_and_both_secrets_verify_during_the_overlap(
+    api: Api, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = receiver
+    owner, other = api.new_customer(credits=100), api.new_customer(credits=0)
+    endpoint = api.http.post("/api/enterprise/webhook-endpoints", json={"url": url}, headers=owner.headers)
+    assert endpoint.status_code == 201, endpoint.text
+    endpoint_id, old = endpoint.json()["endpoint_id"], endpoint.json()["secret"]
+
+    path = f"/api/enterprise/webhook-endpoints/{endpoint_id}/rotate-secret"
+    assert api.http.post(path, headers=other.headers).status_code == 404
+    rotated = api.http.post(path, headers=owner.headers)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    assert new.startswith("whsec_") and new != old
+    assert rotated.json()["endpoint_id"] == endpoint_id and rotated.json()["previous_expires_at"]
+    listed = api.http.get("/api/enterprise/webhook-endpoints", headers=owner.headers).json()["items"]
+    assert all("secret" not in item for item in listed)
+
+    created = api.create_batch(owner, [{"prompt": "a lighthouse at dawn", "model": "sora-2"}])
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["batch_id"]
+    deadline = time.monotonic() + 30
+    while not (mine := [(h, b) for h, b in received if json.loads(b)["data"]["batch_id"] == batch_id]):
+        assert time.monotonic() < deadline, "no delivery to the rotated endpoint"
+        time.sleep(0.05)
+    headers, body = mine[0]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert Webhook(secret).verify(body, headers)["data"]["batch_id"] == batch_id

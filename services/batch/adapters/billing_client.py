@@ -28,18 +28,26 @@ class GrpcBilling:
         self._stub = billing_pb2_grpc.BillingServiceStub(channel)
         self._deadline = deadline_seconds
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int]]) -> list[QuoteLine]:
+    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
         """Prices the lines; an unknown model comes back as billing's INVALID_ARGUMENT, unchanged."""
         request = billing_pb2.QuoteRequest(
             tenant_id=str(tenant_id),
-            lines=[billing_pb2.QuoteLine(model=model, count=count) for model, count in lines],
+            lines=[
+                billing_pb2.QuoteLine(model=model, count=count, duration_seconds=duration)
+                for model, count, duration in lines
+            ],
         )
         try:
             response = await self._stub.Quote(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             raise self._translate(error) from None
         return [
-            QuoteLine(model=line.model, count=line.count, unit_price=line.unit_price)
+            QuoteLine(
+                model=line.model,
+                count=line.count,
+                unit_price=line.unit_price,
+                duration_seconds=line.duration_seconds,
+            )
             for line in response.lines
         ]
 
@@ -51,7 +59,12 @@ class GrpcBilling:
             tenant_id=str(tenant_id),
             batch_id=str(batch_id),
             lines=[
-                billing_pb2.QuoteLine(model=line.model, count=line.count, unit_price=line.unit_price)
+                billing_pb2.QuoteLine(
+                    model=line.model,
+                    count=line.count,
+                    unit_price=line.unit_price,
+                    duration_seconds=line.duration_seconds,
+                )
                 for line in lines
             ],
         )

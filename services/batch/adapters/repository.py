@@ -59,7 +59,8 @@ from services.batch.domain.scheduling import (
 
 _PENDING = [status.value for status in PENDING_TASK_STATUSES]
 _COPY_TASKS = (
-    "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, status) FROM STDIN"
+    "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, duration_seconds,"
+    " status) FROM STDIN"
 )
 
 
@@ -211,6 +212,7 @@ class BatchRepository:
         queued = TaskStatus.QUEUED.value
         async with driver.cursor() as cursor, cursor.copy(_COPY_TASKS) as copy:
             for index, item in enumerate(new.items):
+                priced = new.prices[(item.model, item.duration_seconds)]
                 await copy.write_row(
                     (
                         uuid.uuid4(),
@@ -219,7 +221,8 @@ class BatchRepository:
                         index,
                         item.prompt,
                         item.model,
-                        new.unit_prices[item.model],
+                        priced.unit_price,
+                        priced.duration_seconds,
                         queued,
                     )
                 )
@@ -250,13 +253,20 @@ class BatchRepository:
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
-                    select(tasks.c.model, tasks.c.unit_price, func.count().label("n"))
+                    select(
+                        tasks.c.model, tasks.c.unit_price, tasks.c.duration_seconds, func.count().label("n")
+                    )
                     .where(tasks.c.batch_id == batch_id)
-                    .group_by(tasks.c.model, tasks.c.unit_price)
+                    .group_by(tasks.c.model, tasks.c.unit_price, tasks.c.duration_seconds)
                     .order_by(func.min(tasks.c.batch_index))
                 )
             ).all()
-        return [QuoteLine(model=row.model, count=row.n, unit_price=row.unit_price) for row in rows]
+        return [
+            QuoteLine(
+                model=row.model, count=row.n, unit_price=row.unit_price, duration_seconds=row.duration_seconds
+            )
+            for row in rows
+        ]
 
     async def mark_queued(self, batch_id: BatchId, reservation: Reservation) -> bool:
         """reserving -> queued, with BatchQueued and the first dispatch window; False if not reserving.
@@ -931,12 +941,15 @@ class BatchRepository:
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
-                    select(tasks.c.prompt, tasks.c.model)
+                    select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds)
                     .where(tasks.c.batch_id == batch_id, tasks.c.status == TaskStatus.FAILED.value)
                     .order_by(tasks.c.batch_index)
                 )
             ).all()
-        return [BatchItem(prompt=row.prompt, model=row.model) for row in rows]
+        return [
+            BatchItem(prompt=row.prompt, model=row.model, duration_seconds=row.duration_seconds)
+            for row in rows
+        ]
 
     # --- finishing and recovery ---------------------------------------------------------------
 

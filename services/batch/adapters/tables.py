@@ -75,6 +75,8 @@ tasks = Table(
     Column("prompt", Text, nullable=False),
     Column("model", Text, nullable=False),
     Column("unit_price", BigInteger, nullable=False),
+    # The video length priced, for a model priced per second; 0 for a per-video model.
+    Column("duration_seconds", Integer, nullable=False, server_default=text("0")),
     Column("status", Text, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("claims", Integer, nullable=False, server_default=text("0")),

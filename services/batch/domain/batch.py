@@ -58,10 +58,11 @@ class SettlementStatus(StrEnum):
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One requested video."""
+    """One requested video; `duration_seconds` only for a model priced per second (0: its default)."""
 
     prompt: str
     model: str
+    duration_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,13 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """Items of one model and the price billing quoted for each."""
+    """Items of one model (and duration) and the price billing quoted for each."""
 
     model: str
     count: int
     unit_price: int
+    # The length billing priced (the model's default when the items gave none); 0: priced per video.
+    duration_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,12 +218,13 @@ def accepted_result(batch: BatchRecord, *, replayed: bool) -> CreateBatchResult:
     )
 
 
-def quote_lines(items: Sequence[BatchItem]) -> list[tuple[str, int]]:
-    """(model, count) per model, in order of first appearance, for billing to price."""
-    counts: dict[str, int] = {}
+def quote_lines(items: Sequence[BatchItem]) -> list[tuple[str, int, int]]:
+    """(model, count, duration_seconds) per (model, duration), in order of first appearance, to price."""
+    counts: dict[tuple[str, int], int] = {}
     for item in items:
-        counts[item.model] = counts.get(item.model, 0) + 1
-    return list(counts.items())
+        key = (item.model, item.duration_seconds)
+        counts[key] = counts.get(key, 0) + 1
+    return [(model, count, duration) for (model, duration), count in counts.items()]
 
 
 def required_credits(lines: Iterable[QuoteLine]) -> int:
@@ -266,7 +270,8 @@ class NewBatch:
     request_id: str | None
     request_fingerprint: str
     items: tuple[BatchItem, ...]
-    unit_prices: dict[str, int]
+    # The priced line of each requested (model, duration_seconds): every item's price and length.
+    prices: dict[tuple[str, int], QuoteLine]
     required_credits: int
     cost_per_video: int | None
     webhook_url: str | None

@@ -20,7 +20,12 @@ def request_fingerprint(
     of requests without them stay what they were.
     """
     body: dict[str, object] = {
-        "items": [{"model": item.model, "prompt": item.prompt} for item in items],
+        # A duration enters an item's encoding only when given, like the optional fields below.
+        "items": [
+            {"model": item.model, "prompt": item.prompt}
+            | ({"duration_seconds": item.duration_seconds} if item.duration_seconds else {})
+            for item in items
+        ],
         "webhook_url": webhook_url,
     }
     if deadline_seconds:

@@ -96,7 +96,10 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         command = CreateBatch(
             tenant_id=request.tenant_id,
             request_id=request.request_id,
-            items=tuple(BatchItem(prompt=item.prompt, model=item.model) for item in request.items),
+            items=tuple(
+                BatchItem(prompt=item.prompt, model=item.model, duration_seconds=item.duration_seconds)
+                for item in request.items
+            ),
             webhook_url=request.webhook_url,
             deadline_seconds=request.deadline_seconds,
         )

@@ -514,16 +514,17 @@ class LedgerTransaction:
         rows = (await self._conn.execute(query)).all()
         if not rows:
             return {}
-        prices: dict[BatchId, dict[str, int]] = {}
+        priced: dict[BatchId, set[tuple[str, int]]] = {}
         lines = await self._conn.execute(
             select(
                 batch_hold_lines.c.batch_id, batch_hold_lines.c.model, batch_hold_lines.c.unit_price
             ).where(batch_hold_lines.c.batch_id.in_([row.batch_id for row in rows]))
         )
         for line in lines:
-            prices.setdefault(BatchId(line.batch_id), {})[line.model] = line.unit_price
+            priced.setdefault(BatchId(line.batch_id), set()).add((line.model, line.unit_price))
         return {
-            BatchId(row.batch_id): _hold_from_row(row, prices.get(BatchId(row.batch_id), {})) for row in rows
+            BatchId(row.batch_id): _hold_from_row(row, frozenset(priced.get(BatchId(row.batch_id), ())))
+            for row in rows
         }
 
     async def insert_hold(
@@ -549,6 +550,7 @@ class LedgerTransaction:
                     "batch_id": hold.batch_id,
                     "model": line.model,
                     "unit_price": line.unit_price,
+                    "duration_seconds": line.duration_seconds,
                     "count": line.count,
                     "provider_cost_usd_micros": costs.get(line.model, 0),
                 }
@@ -915,7 +917,9 @@ class LedgerTransaction:
                 transfers.outerjoin(
                     batch_hold_lines,
                     (batch_hold_lines.c.batch_id == transfers.c.batch_id)
-                    & (batch_hold_lines.c.model == transfers.c.model),
+                    & (batch_hold_lines.c.model == transfers.c.model)
+                    # A model frozen at several prices (durations) has one line per price.
+                    & (batch_hold_lines.c.unit_price == transfers.c.amount),
                 )
             )
             .where(
@@ -1031,8 +1035,11 @@ _BATCH_TRANSFER_TOTALS = """
 """
 
 
-def _hold_from_row(row: Row[tuple[object, ...]], unit_prices: dict[str, int]) -> BatchHold:
+def _hold_from_row(row: Row[tuple[object, ...]], line_prices: frozenset[tuple[str, int]]) -> BatchHold:
     values = row._mapping
+    models = [model for model, _ in line_prices]
+    # A model frozen at one price keeps its per-model price; several prices go by the task's.
+    unit_prices = {model: price for model, price in line_prices if models.count(model) == 1}
     return BatchHold(
         batch_id=BatchId(values["batch_id"]),
         tenant_id=TenantId(values["tenant_id"]),
@@ -1042,6 +1049,7 @@ def _hold_from_row(row: Row[tuple[object, ...]], unit_prices: dict[str, int]) ->
         available_before=values["available_before"],
         available_after=values["available_after"],
         unit_prices=unit_prices,
+        line_prices=line_prices,
         captured=values["captured"],
         refunded=values["refunded"],
         outcomes_applied=values["outcomes_applied"],

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -197,7 +198,9 @@ batch_hold_lines = Table(
     Column("count", BigInteger, nullable=False),
     # Our provider cost per video when the batch was accepted (margins use the frozen cost).
     Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
-    PrimaryKeyConstraint("batch_id", "model", name="pk_batch_hold_lines"),
+    # Video length of the line's items for a model priced per second; 0 for per-video models.
+    Column("duration_seconds", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("batch_id", "model", "duration_seconds", name="pk_batch_hold_lines"),
     CheckConstraint("unit_price > 0", name="ck_batch_hold_lines_price_positive"),
     CheckConstraint("count > 0", name="ck_batch_hold_lines_count_positive"),
 )

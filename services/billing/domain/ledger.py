@@ -83,6 +83,9 @@ class TaskOutcome:
     task_id: TaskId
     model: str
     kind: OutcomeKind
+    # The price the batch service froze on the task (0 when unknown): it picks the hold line
+    # when a batch froze several prices of one model (items of different durations).
+    unit_price: int = 0
 
     @property
     def key(self) -> str:

@@ -1,4 +1,4 @@
-"""Pricing: turning requested lines (model x count) into a quote from the price list."""
+"""Pricing: turning requested lines (model x count, and duration where a model prices by it) into a quote."""
 
 from __future__ import annotations
 
@@ -16,21 +16,57 @@ DEFAULT_CREDIT_VALUE_USD_MICROS = 10_000
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """What one video of `model` costs the customer (credits) and us (provider, USD micros)."""
+    """What one video of `model` costs the customer (credits) and us (provider, USD micros).
+
+    A model with `credits_per_second` prices an item by its duration (`credits_per_video` is
+    then the price of a video of `default_seconds`, used by margin estimates).
+    """
 
     model: str
     provider: str
     credits_per_video: int
     provider_cost_usd_micros: int = 0
+    credits_per_second: int | None = None
+    min_seconds: int = 1
+    max_seconds: int = 60
+    default_seconds: int = 8
+
+    @property
+    def per_second(self) -> bool:
+        return self.credits_per_second is not None
+
+    def item_price(self, duration_seconds: int) -> tuple[int, int]:
+        """(price, duration) of one item; duration 0 means "not given" (the default, per second).
+
+        A duration outside [min_seconds, max_seconds], or any duration for a per-video model,
+        is an InvalidArgument.
+        """
+        if self.credits_per_second is None:
+            if duration_seconds:
+                raise InvalidArgument(
+                    "this model is priced per video and takes no duration_seconds",
+                    field="duration_seconds",
+                    model=self.model,
+                )
+            return self.credits_per_video, 0
+        seconds = duration_seconds or self.default_seconds
+        if not self.min_seconds <= seconds <= self.max_seconds:
+            raise InvalidArgument(
+                f"duration_seconds must be between {self.min_seconds} and {self.max_seconds}",
+                field="duration_seconds",
+                model=self.model,
+            )
+        return self.credits_per_second * seconds, seconds
 
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """`count` videos of `model`; `unit_price` 0 means "not quoted yet"."""
+    """`count` videos of `model` of `duration_seconds` (0: per video); `unit_price` 0: not quoted yet."""
 
     model: str
     count: int
     unit_price: int = 0
+    duration_seconds: int = 0
 
     @property
     def total(self) -> int:
@@ -51,13 +87,19 @@ class Quote:
     def item_count(self) -> int:
         return sum(line.count for line in self.lines)
 
-    def per_model(self) -> dict[str, QuoteLine]:
-        """The lines merged by model (one reserved line per model and batch)."""
-        merged: dict[str, QuoteLine] = {}
+    def per_model(self) -> dict[tuple[str, int], QuoteLine]:
+        """The lines merged by (model, duration): one reserved line, at one price, for each."""
+        merged: dict[tuple[str, int], QuoteLine] = {}
         for line in self.lines:
-            seen = merged.get(line.model)
+            key = (line.model, line.duration_seconds)
+            seen = merged.get(key)
             count = line.count + (seen.count if seen else 0)
-            merged[line.model] = QuoteLine(model=line.model, count=count, unit_price=line.unit_price)
+            merged[key] = QuoteLine(
+                model=line.model,
+                count=count,
+                unit_price=line.unit_price,
+                duration_seconds=line.duration_seconds,
+            )
         return merged
 
 
@@ -72,7 +114,10 @@ def quote(lines: Sequence[QuoteLine], price_list: Mapping[str, ModelPrice]) -> Q
         price = price_list.get(line.model)
         if price is None:
             raise UnknownModel(line.model)
-        priced.append(QuoteLine(model=line.model, count=line.count, unit_price=price.credits_per_video))
+        unit_price, duration = price.item_price(line.duration_seconds)
+        priced.append(
+            QuoteLine(model=line.model, count=line.count, unit_price=unit_price, duration_seconds=duration)
+        )
     return Quote(lines=tuple(priced))
 
 

@@ -38,6 +38,8 @@ class BatchHold:
     available_before: int
     available_after: int
     # Reserved price per model: captures and refunds use it, whatever the price list says later.
+    # A model frozen at several prices (items of different durations) is absent here and priced
+    # from `line_prices` by the task's own frozen price.
     unit_prices: Mapping[str, int]
     captured: int = 0
     refunded: int = 0
@@ -45,6 +47,8 @@ class BatchHold:
     released: int = 0
     settlement_status: SettlementStatus = SettlementStatus.PENDING
     settled_at: datetime | None = None
+    # Every (model, unit price) line frozen for the batch.
+    line_prices: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def held(self) -> int:
@@ -55,9 +59,16 @@ class BatchHold:
     def is_settled(self) -> bool:
         return self.settlement_status is not SettlementStatus.PENDING
 
-    def unit_price(self, model: str) -> int:
-        """The reserved price of `model`; an empty model is fine when the batch has only one."""
-        if not model and len(self.unit_prices) == 1:
+    def unit_price(self, model: str, task_price: int = 0) -> int:
+        """The reserved price of a task of `model` that the batch service priced at `task_price`.
+
+        A task price is taken only when the batch froze a line of that model at that price; a model
+        frozen at a single price uses it whatever the task says; an empty model is fine when the
+        batch has only one line.
+        """
+        if task_price and (model, task_price) in self.line_prices:
+            return task_price
+        if not model and len(self.unit_prices) == 1 and len(self.line_prices) <= 1:
             return next(iter(self.unit_prices.values()))
         price = self.unit_prices.get(model)
         if price is None:
@@ -93,7 +104,7 @@ def outcome_transfer(
         credit_account_id=(
             revenue_account_id if outcome.kind is OutcomeKind.CAPTURE else available_account_id
         ),
-        amount=hold.unit_price(outcome.model),
+        amount=hold.unit_price(outcome.model, outcome.unit_price),
         model=outcome.model,
     )
 
@@ -107,7 +118,7 @@ def tally_outcomes(hold: BatchHold, fresh: Iterable[TaskOutcome]) -> OutcomeTall
     for outcome in fresh:
         if hold.is_settled:
             raise AlreadySettled(hold.batch_id)
-        tally = tally.plus(outcome.kind, hold.unit_price(outcome.model))
+        tally = tally.plus(outcome.kind, hold.unit_price(outcome.model, outcome.unit_price))
     if hold.outcomes_applied + tally.outcomes > hold.item_count:
         raise TooManyOutcomes(hold.batch_id, hold.item_count)
     return tally

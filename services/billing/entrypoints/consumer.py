@@ -65,6 +65,7 @@ def _outcome(message: events_pb2.TaskSucceeded | events_pb2.TaskFailed, kind: Ou
         task_id=parse_task_id(message.task_id),
         model=message.model,
         kind=kind,
+        unit_price=message.unit_price,
     )
 
 

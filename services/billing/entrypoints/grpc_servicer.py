@@ -159,6 +159,10 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                     provider=price.provider,
                     credits_per_video=price.credits_per_video,
                     provider_cost_usd_micros=price.provider_cost_usd_micros,
+                    credits_per_second=price.credits_per_second or 0,
+                    min_seconds=price.min_seconds if price.per_second else 0,
+                    max_seconds=price.max_seconds if price.per_second else 0,
+                    default_seconds=price.default_seconds if price.per_second else 0,
                 )
                 for price in self._handlers.price_list()
             ]
@@ -169,7 +173,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         priced = await self._handlers.quote(tenant_id, _lines(request.lines))
         return billing_pb2.QuoteResponse(
             lines=[
-                billing_pb2.QuoteLine(model=line.model, count=line.count, unit_price=line.unit_price)
+                billing_pb2.QuoteLine(
+                    model=line.model,
+                    count=line.count,
+                    unit_price=line.unit_price,
+                    duration_seconds=line.duration_seconds,
+                )
                 for line in priced.quote.lines
             ],
             total_credits=priced.quote.total,
@@ -207,6 +216,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             task_id=parse_task_id(request.task_id),
             model=request.model,
             kind=kind,
+            unit_price=request.unit_price,
         )
         charge = await self._handlers.charge_task(outcome)
         return billing_pb2.TaskChargeResponse(credits=charge.credits, replayed=charge.replayed)
@@ -442,7 +452,15 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
 
 
 def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
-    return [QuoteLine(model=line.model, count=line.count, unit_price=line.unit_price) for line in lines]
+    return [
+        QuoteLine(
+            model=line.model,
+            count=line.count,
+            unit_price=line.unit_price,
+            duration_seconds=line.duration_seconds,
+        )
+        for line in lines
+    ]
 
 
 def _settlement(hold: BatchHold) -> billing_pb2.BatchSettlement:

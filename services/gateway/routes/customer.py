@@ -131,7 +131,12 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
             batch_pb2.CreateBatchRequest(
                 tenant_id=tenant_id,
                 request_id=request_id,
-                items=[batch_pb2.BatchItem(prompt=item.prompt, model=item.model) for item in payload.items],
+                items=[
+                    batch_pb2.BatchItem(
+                        prompt=item.prompt, model=item.model, duration_seconds=item.duration_seconds or 0
+                    )
+                    for item in payload.items
+                ],
                 webhook_url=payload.webhook_url or "",
                 deadline_seconds=payload.deadline_seconds or 0,
             ),

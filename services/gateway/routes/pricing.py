@@ -30,8 +30,16 @@ class ModelPriceView(BaseModel):
     """What one video of a model costs, in credits (the quote of every batch uses these prices)."""
 
     model: str
-    credits_per_video: int
-    pricing_unit: str = Field(default="video", description="Every model is priced per video.")
+    credits_per_video: int = Field(
+        description="Price of one video; for a model priced per second, of a video of `default_seconds`."
+    )
+    pricing_unit: str = Field(
+        default="video", description="`video`, or `second`: an item costs credits_per_second x its duration."
+    )
+    credits_per_second: int | None = None
+    min_seconds: int | None = None
+    max_seconds: int | None = None
+    default_seconds: int | None = None
 
 
 class PriceList(BaseModel):
@@ -207,6 +215,20 @@ def wants_csv(request: Request, format_: str | None) -> bool:
     return CSV_MEDIA_TYPE in request.headers.get("accept", "")
 
 
+def _price_view(price: billing_pb2.ModelPrice) -> ModelPriceView:
+    if not price.credits_per_second:
+        return ModelPriceView(model=price.model, credits_per_video=price.credits_per_video)
+    return ModelPriceView(
+        model=price.model,
+        credits_per_video=price.credits_per_video,
+        pricing_unit="second",
+        credits_per_second=price.credits_per_second,
+        min_seconds=price.min_seconds,
+        max_seconds=price.max_seconds,
+        default_seconds=price.default_seconds,
+    )
+
+
 def pricing_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
     """Customer routes: price list, packs, monthly statement."""
     router = APIRouter(prefix="/api/enterprise", tags=["pricing"], responses=error_responses(401, 500, 503))
@@ -216,12 +238,7 @@ def pricing_router(settings: Settings, backends: Backends, authenticator: ApiKey
     @router.get("/pricing", response_model=PriceList, summary="The price list, per model")
     async def get_pricing(_: Annotated[str, authenticated]) -> PriceList:
         response = await backends.billing.GetPricing(billing_pb2.GetPricingRequest(), timeout=deadline)
-        return PriceList(
-            items=[
-                ModelPriceView(model=price.model, credits_per_video=price.credits_per_video)
-                for price in response.models
-            ]
-        )
+        return PriceList(items=[_price_view(price) for price in response.models])
 
     @router.get("/packs", response_model=PackCatalog, summary="Prepaid packs (credits never expire)")
     async def list_packs(_: Annotated[str, authenticated]) -> PackCatalog:

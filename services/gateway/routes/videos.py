@@ -11,15 +11,13 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
-import asyncio
 import logging
 from datetime import UTC, datetime
-from pathlib import Path as FilePath
 from typing import Annotated
 
 import grpc
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
@@ -45,6 +43,7 @@ from services.gateway.routes.params import (
     is_uuid,
 )
 from services.gateway.video_links import LinkRefused, VideoLinks, VideoMode
+from services.gateway.video_store import VideoStore, video_store
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +63,13 @@ def video_links(settings: Settings) -> VideoLinks:
 class VideoAccessDecision:
     """Decides every video access the same way, and records each attempt in the audit log."""
 
-    def __init__(self, settings: Settings, backends: Backends) -> None:
-        self._asset_dir = FilePath(settings.asset_dir)
+    def __init__(self, settings: Settings, backends: Backends, store: VideoStore) -> None:
+        self._store = store
         self._backends = backends
         self._deadline = settings.grpc_deadline_seconds
 
-    async def decide(self, tenant_id: str, key_id: str, batch_id: str, task_id: str) -> FilePath:
-        """The file to serve; LinkRefused when the key is revoked, the batch not the tenant's, or no file."""
+    async def decide(self, tenant_id: str, key_id: str, batch_id: str, task_id: str) -> None:
+        """Returns if allowed; LinkRefused when the key is revoked, the batch not the tenant's, or no file."""
         if not (is_uuid(batch_id) and is_uuid(task_id) and is_uuid(tenant_id) and is_uuid(key_id)):
             raise LinkRefused("not_found", "video not found")
         try:
@@ -91,11 +90,9 @@ class VideoAccessDecision:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise LinkRefused("not_found", "video not found") from None
             raise
-        # Only UUID-shaped parts reach the file system, so no path can escape the asset directory.
-        video = self._asset_dir / batch_id.lower() / f"{task_id.lower()}.mp4"
-        if not await asyncio.to_thread(video.is_file):
+        # Only UUID-shaped parts reach the store, so no path can escape the asset directory.
+        if not await self._store.exists(batch_id.lower(), task_id.lower()):
             raise LinkRefused("not_found", "video not found")
-        return video
 
     async def record(
         self,
@@ -143,7 +140,8 @@ def videos_router(
     """The link endpoint (API key), the signed video files, and the admin access log."""
     router = APIRouter(tags=["videos"])
     links = video_links(settings)
-    decision = VideoAccessDecision(settings, backends)
+    store = video_store(settings)
+    decision = VideoAccessDecision(settings, backends, store)
     base_url = settings.public_base_url.rstrip("/")
     customer = Depends(caller_dependency(authenticator))
     admin = Depends(admin_dependency(admin_auth))
@@ -191,10 +189,11 @@ def videos_router(
 
     @router.get(
         "/videos/{batch_id}/{task_id}.mp4",
-        response_class=FileResponse,
+        response_class=Response,
         summary="A video, through a signed link (no credentials; the link expires)",
         responses={
-            200: {"content": {"video/mp4": {}}, "description": "The video."},
+            200: {"content": {"video/mp4": {}}, "description": "The video (local storage)."},
+            307: {"description": "Redirect to a short-lived presigned URL of the video (S3 storage)."},
             **error_responses(403, 404, 503),
         },
     )
@@ -207,7 +206,7 @@ def videos_router(
         key: Annotated[str | None, Query(max_length=100, description="Set by the signer.")] = None,
         exp: Annotated[str | None, Query(max_length=20, description="Expiry (Unix seconds).")] = None,
         sig: Annotated[str | None, Query(max_length=128, description="HMAC-SHA256 signature.")] = None,
-    ) -> FileResponse:
+    ) -> Response:
         presented = {
             "mode": mode or "",
             "tenant": tenant or "",
@@ -218,7 +217,7 @@ def videos_router(
         result = "error"
         try:
             grant = links.verify(batch_id, task_id, presented)
-            video = await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
+            await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
             result = ALLOWED
         except LinkRefused as refused:
             result = refused.reason
@@ -241,12 +240,8 @@ def videos_router(
         }
         if grant.mode != VideoMode.EMBED:
             headers["X-Frame-Options"] = "DENY"
-        return FileResponse(
-            video,
-            media_type="video/mp4",
-            filename=f"{grant.task_id}.mp4",
-            content_disposition_type=disposition,
-            headers=headers,
+        return store.response(
+            grant.batch_id.lower(), grant.task_id.lower(), disposition=disposition, headers=headers
         )
 
     @router.get(

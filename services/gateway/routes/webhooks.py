@@ -64,6 +64,13 @@ class EndpointCreated(EndpointView):
     secret: str = Field(description="whsec_ signing secret; shown only once.")
 
 
+class EndpointSecretRotated(EndpointView):
+    secret: str = Field(description="The new whsec_ signing secret; shown only once.")
+    previous_expires_at: datetime | None = Field(
+        description="Until then deliveries carry a signature with the previous secret too."
+    )
+
+
 class EndpointPage(BaseModel):
     items: list[EndpointView]
     next_cursor: str | None
@@ -199,6 +206,26 @@ def webhooks_router(
             webhook_pb2.DeleteEndpointRequest(tenant_id=tenant_id, endpoint_id=endpoint_id), timeout=deadline
         )
         return EndpointView.from_proto(endpoint)
+
+    @router.post(
+        "/api/enterprise/webhook-endpoints/{endpoint_id}/rotate-secret",
+        response_model=EndpointSecretRotated,
+        summary="Rotate an endpoint's signing secret (the old one keeps signing during the overlap)",
+        responses=error_responses(404),
+    )
+    async def rotate_endpoint_secret(
+        tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
+    ) -> EndpointSecretRotated:
+        rotated = await webhook.RotateEndpointSecret(
+            webhook_pb2.RotateEndpointSecretRequest(tenant_id=tenant_id, endpoint_id=endpoint_id),
+            timeout=deadline,
+        )
+        view = EndpointView.from_proto(rotated.endpoint)
+        return EndpointSecretRotated(
+            **view.model_dump(),
+            secret=rotated.secret,
+            previous_expires_at=_utc(rotated.previous_expires_at, rotated.HasField("previous_expires_at")),
+        )
 
     @router.get(
         "/api/enterprise/webhook-messages",

@@ -27,7 +27,9 @@ from services.webhook.domain.records import (
     Endpoint,
     Message,
     NewMessage,
+    RotatedEndpointSecret,
     TenantSecret,
+    secrets_signing_at,
 )
 
 # Leases the oldest due messages. SKIP LOCKED lets many deliverers claim side by side; a message
@@ -188,6 +190,37 @@ class WebhookRepository:
             .values(status="failed", next_attempt_at=None, lease_until=None, claim_token=None)
         )
 
+    async def rotate_endpoint_secret(
+        self, tenant_id: str, endpoint_id: str, new_secret: str, previous_valid_until: datetime
+    ) -> RotatedEndpointSecret | None:
+        """Makes `new_secret` the endpoint's; the old one keeps signing until `previous_valid_until`.
+
+        None when the endpoint is not the tenant's or was deleted. A second rotation inside the
+        overlap drops the oldest secret: at most two ever sign.
+        """
+        async with self._database.transaction() as session:
+            row = (
+                await session.execute(
+                    update(endpoints)
+                    .where(
+                        endpoints.c.id == uuid.UUID(endpoint_id),
+                        endpoints.c.tenant_id == uuid.UUID(tenant_id),
+                        endpoints.c.status != "deleted",
+                    )
+                    .values(
+                        previous_secret=endpoints.c.secret,
+                        previous_secret_expires_at=previous_valid_until,
+                        secret=new_secret,
+                    )
+                    .returning(*endpoints.c)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            return RotatedEndpointSecret(
+                endpoint=_endpoint(row), secret=row.secret, previous_expires_at=previous_valid_until
+            )
+
     # --- secrets ------------------------------------------------------------------------------
 
     async def ensure_tenant_secret(self, tenant_id: str, candidate: str) -> TenantSecret:
@@ -290,12 +323,22 @@ class WebhookRepository:
                 return []
             endpoint_ids = {row.endpoint_id for row in rows if row.endpoint_id is not None}
             tenant_ids = {row.tenant_id for row in rows if row.endpoint_id is None}
-            endpoint_secrets: dict[uuid.UUID, str] = {}
+            endpoint_secrets: dict[uuid.UUID, tuple[str, ...]] = {}
             if endpoint_ids:
                 result = await session.execute(
-                    select(endpoints.c.id, endpoints.c.secret).where(endpoints.c.id.in_(endpoint_ids))
+                    select(
+                        endpoints.c.id,
+                        endpoints.c.secret,
+                        endpoints.c.previous_secret,
+                        endpoints.c.previous_secret_expires_at,
+                    ).where(endpoints.c.id.in_(endpoint_ids))
                 )
-                endpoint_secrets = {row.id: row.secret for row in result}
+                endpoint_secrets = {
+                    row.id: secrets_signing_at(
+                        row.secret, row.previous_secret, row.previous_secret_expires_at, now
+                    )
+                    for row in result
+                }
             tenant_secrets: dict[uuid.UUID, TenantSecret] = {}
             if tenant_ids:
                 result = await session.execute(
@@ -305,7 +348,7 @@ class WebhookRepository:
         claimed: list[ClaimedMessage] = []
         for row in rows:
             if row.endpoint_id is not None:
-                secrets: tuple[str, ...] = (endpoint_secrets[row.endpoint_id],)
+                secrets = endpoint_secrets[row.endpoint_id]
             else:
                 secrets = tenant_secrets[row.tenant_id].signing_secrets(now)
             claimed.append(

@@ -36,6 +36,9 @@ endpoints = Table(
     Column("description", Text, nullable=False, server_default=""),
     # Signing keys must be usable, so they are stored as issued (protect the database).
     Column("secret", Text, nullable=False),
+    # The secret a rotation replaced: it still signs, alongside, until previous_secret_expires_at.
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
     Column("status", Text, nullable=False, server_default="enabled"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("disabled_at", DateTime(timezone=True), nullable=True),

@@ -19,6 +19,24 @@ class Endpoint:
     description: str = ""
 
 
+def secrets_signing_at(
+    current: str, previous: str | None, previous_expires_at: datetime | None, now: datetime
+) -> tuple[str, ...]:
+    """Every secret that signs at `now`: the current one, plus the previous during the overlap."""
+    if previous and previous_expires_at and now < previous_expires_at:
+        return (current, previous)
+    return (current,)
+
+
+@dataclass(frozen=True)
+class RotatedEndpointSecret:
+    """An endpoint's new secret (shown once) and when the one it replaced stops signing."""
+
+    endpoint: Endpoint
+    secret: str
+    previous_expires_at: datetime
+
+
 @dataclass(frozen=True)
 class TenantSecret:
     """The tenant's default signing secret (for batch webhook_urls) and the one it replaced."""
@@ -30,9 +48,7 @@ class TenantSecret:
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """Every secret that signs at `now`: the current one, plus the previous during overlap."""
-        if self.previous_secret and self.previous_expires_at and now < self.previous_expires_at:
-            return (self.secret, self.previous_secret)
-        return (self.secret,)
+        return secrets_signing_at(self.secret, self.previous_secret, self.previous_expires_at, now)
 
 
 @dataclass(frozen=True)

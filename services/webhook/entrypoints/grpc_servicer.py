@@ -160,6 +160,18 @@ class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
         secret = await self._handlers.rotate_signing_secret(_tenant(request.tenant_id, admin_allowed=False))
         return secret_proto(secret, datetime.now(UTC))
 
+    async def RotateEndpointSecret(
+        self, request: webhook_pb2.RotateEndpointSecretRequest, context: Context
+    ) -> webhook_pb2.RotateEndpointSecretResponse:
+        rotated = await self._handlers.rotate_endpoint_secret(
+            _tenant(request.tenant_id, admin_allowed=False), request.endpoint_id
+        )
+        return webhook_pb2.RotateEndpointSecretResponse(
+            endpoint=endpoint_proto(rotated.endpoint),
+            secret=rotated.secret,
+            previous_expires_at=_timestamp(rotated.previous_expires_at),
+        )
+
     async def RedeliverMessage(
         self, request: webhook_pb2.RedeliverMessageRequest, context: Context
     ) -> webhook_pb2.Delivery:

@@ -79,6 +79,7 @@ async def make_handlers(database: Database) -> AsyncIterator[HandlersFactory]:
         timeout: float = 1.0,
         allow_private: bool = True,
         lease_seconds: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> WebhookHandlers:
         sender = HttpSender(timeout)
         senders.append(sender)
@@ -94,6 +95,7 @@ async def make_handlers(database: Database) -> AsyncIterator[HandlersFactory]:
             resolver=SystemResolver(),
             sender=sender,
             batches=FixedBatches(),
+            clock=clock,
         )
 
     yield build

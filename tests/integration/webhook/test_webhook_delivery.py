@@ -7,12 +7,12 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.webhook.domain.errors import UnsafeWebhookUrl
+from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
 from services.webhook.handlers import WebhookHandlers
 
@@ -287,3 +287,48 @@ async def test_task_events_reach_only_endpoints_that_opted_in(make_handlers: Han
 
     found, _ = await handlers.list_deliveries(tenant_id, batch_id, "", 50)
     assert [(m.endpoint_id, m.event_type) for m in found] == [(opted.endpoint_id, "task.failed")]
+
+
+async def test_endpoint_rotation_signs_with_both_secrets_during_the_overlap_and_only_the_new_after(
+    make_handlers: HandlersFactory, receiver: Receiver, run_deliverer: Callable[[WebhookHandlers], None]
+) -> None:
+    handlers = make_handlers()
+    tenant_id = str(uuid.uuid4())
+    endpoint, old = await handlers.create_endpoint(tenant_id, receiver.url(), [], "")
+    rotated = await handlers.rotate_endpoint_secret(tenant_id, endpoint.endpoint_id)
+    assert rotated.secret.startswith("whsec_") and rotated.secret != old
+    await settle(handlers, tenant_id, str(uuid.uuid4()))
+    run_deliverer(handlers)
+
+    await eventually(lambda: _count(receiver, 1))
+    during = receiver.received[0]
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, rotated.secret):
+        assert Webhook(secret).verify(during.body, during.headers)["type"] == "batch.completed"
+
+    # A rotation made two hours ago with a one-hour overlap: the replaced secret has expired.
+    earlier = make_handlers(clock=lambda: datetime.now(UTC) - timedelta(hours=2))
+    expired = await earlier.rotate_endpoint_secret(tenant_id, endpoint.endpoint_id)
+    await settle(handlers, tenant_id, str(uuid.uuid4()))
+
+    await eventually(lambda: _count(receiver, 2))
+    after = receiver.received[1]
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    assert Webhook(expired.secret).verify(after.body, after.headers)["type"] == "batch.completed"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(rotated.secret).verify(after.body, after.headers)
+
+
+async def test_rotating_another_tenants_or_a_deleted_endpoint_is_not_found(
+    make_handlers: HandlersFactory,
+) -> None:
+    handlers = make_handlers()
+    owner = str(uuid.uuid4())
+    endpoint, _ = await handlers.create_endpoint(owner, "http://127.0.0.1:9/hook", [], "")
+    with pytest.raises(EndpointNotFound):
+        await handlers.rotate_endpoint_secret(str(uuid.uuid4()), endpoint.endpoint_id)
+    await handlers.delete_endpoint(owner, endpoint.endpoint_id)
+    with pytest.raises(EndpointNotFound):
+        await handlers.rotate_endpoint_secret(owner, endpoint.endpoint_id)
+    with pytest.raises(EndpointNotFound):
+        await handlers.rotate_endpoint_secret(owner, "not-a-uuid")

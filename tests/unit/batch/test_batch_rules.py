@@ -83,7 +83,7 @@ def test_dispatch_chunk_size_must_be_positive() -> None:
 
 def test_quote_lines_count_items_per_model_in_order_of_appearance() -> None:
     items = [BatchItem("a", "veo-3"), BatchItem("b", "sora-2"), BatchItem("c", "veo-3")]
-    assert quote_lines(items) == [("veo-3", 2), ("sora-2", 1)]
+    assert quote_lines(items) == [("veo-3", 2, 0), ("sora-2", 1, 0)]
 
 
 def test_required_credits_and_cost_per_video_of_a_single_price_batch() -> None:

@@ -12,6 +12,7 @@ from services.webhook.domain.delivery import AttemptResult, ErrorClass, Verdict,
 from services.webhook.domain.destinations import DestinationPolicy, check_resolved, parse_target
 from services.webhook.domain.errors import UnknownEventType, UnsafeWebhookUrl
 from services.webhook.domain.events import endpoint_wants, normalize_event_types, settled_event_type
+from services.webhook.domain.records import secrets_signing_at
 from services.webhook.domain.signing import secret_from_bytes, webhook_headers
 
 STRICT = DestinationPolicy()
@@ -96,3 +97,10 @@ def test_task_events_are_opt_in_and_unknown_types_are_refused() -> None:
 def test_a_settled_cancelled_batch_is_announced_as_cancelled() -> None:
     assert settled_event_type("cancelled") == "batch.cancelled"
     assert settled_event_type("partial") == "batch.completed"
+
+
+def test_a_replaced_secret_signs_alongside_the_new_one_only_until_it_expires() -> None:
+    expires = datetime(2026, 1, 21, tzinfo=UTC)
+    assert secrets_signing_at("new", "old", expires, datetime(2026, 1, 20, tzinfo=UTC)) == ("new", "old")
+    assert secrets_signing_at("new", "old", expires, expires) == ("new",)
+    assert secrets_signing_at("new", None, None, datetime(2026, 1, 20, tzinfo=UTC)) == ("new",)

@@ -258,11 +258,23 @@ class ModelPrice(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     CREDITS_PER_VIDEO_FIELD_NUMBER: _builtins.int
     PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    CREDITS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MIN_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_SECONDS_FIELD_NUMBER: _builtins.int
+    DEFAULT_SECONDS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     credits_per_video: _builtins.int
     provider_cost_usd_micros: _builtins.int
     """Our cost at the provider per video, in US dollar micros (never customer-facing)."""
+    credits_per_second: _builtins.int
+    """Set (> 0) for a model priced per second: an item costs credits_per_second x its duration in
+    [min_seconds, max_seconds] (default_seconds when not given); credits_per_video is then the
+    price at default_seconds.
+    """
+    min_seconds: _builtins.int
+    max_seconds: _builtins.int
+    default_seconds: _builtins.int
     def __init__(
         self,
         *,
@@ -270,10 +282,14 @@ class ModelPrice(_message.Message):
         provider: _builtins.str = ...,
         credits_per_video: _builtins.int = ...,
         provider_cost_usd_micros: _builtins.int = ...,
+        credits_per_second: _builtins.int = ...,
+        min_seconds: _builtins.int = ...,
+        max_seconds: _builtins.int = ...,
+        default_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_video", b"credits_per_video", "model", b"model", "provider", b"provider", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_second", b"credits_per_second", "credits_per_video", b"credits_per_video", "default_seconds", b"default_seconds", "max_seconds", b"max_seconds", "min_seconds", b"min_seconds", "model", b"model", "provider", b"provider", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -306,20 +322,26 @@ class QuoteLine(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     count: _builtins.int
     unit_price: _builtins.int
     """Filled in by billing."""
+    duration_seconds: _builtins.int
+    """Length of each video, for a model priced per second (0: the model's default length; in a
+    response, the length priced). Must be 0 for a model priced per video (INVALID_ARGUMENT).
+    """
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         count: _builtins.int = ...,
         unit_price: _builtins.int = ...,
+        duration_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "model", b"model", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "duration_seconds", b"duration_seconds", "model", b"model", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -439,19 +461,23 @@ class TaskChargeRequest(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     TASK_ID_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     task_id: _builtins.str
     model: _builtins.str
+    unit_price: _builtins.int
+    """The task's frozen price (optional): picks the line when the batch froze several prices of the model."""
     def __init__(
         self,
         *,
         batch_id: _builtins.str = ...,
         task_id: _builtins.str = ...,
         model: _builtins.str = ...,
+        unit_price: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "model", b"model", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "model", b"model", "task_id", b"task_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

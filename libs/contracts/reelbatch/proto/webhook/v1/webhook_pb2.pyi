@@ -499,3 +499,55 @@ class RecoverFailedResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecoverFailedResponse: _TypeAlias = RecoverFailedResponse  # noqa: Y015
+
+@_typing.final
+class RotateEndpointSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    endpoint_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        endpoint_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateEndpointSecretRequest: _TypeAlias = RotateEndpointSecretRequest  # noqa: Y015
+
+@_typing.final
+class RotateEndpointSecretResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """whsec_<base64>; never returned again."""
+    @_builtins.property
+    def endpoint(self) -> Global___Endpoint: ...
+    @_builtins.property
+    def previous_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until then deliveries carry a signature with the previous secret too."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: Global___Endpoint | None = ...,
+        secret: _builtins.str = ...,
+        previous_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "previous_expires_at", b"previous_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "previous_expires_at", b"previous_expires_at", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateEndpointSecretResponse: _TypeAlias = RotateEndpointSecretResponse  # noqa: Y015

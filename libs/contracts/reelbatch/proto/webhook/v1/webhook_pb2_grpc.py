@@ -69,6 +69,11 @@ class WebhookServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
                 _registered_method=True)
+        self.RotateEndpointSecret = channel.unary_unary(
+                '/reelbatch.proto.webhook.v1.WebhookService/RotateEndpointSecret',
+                request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretResponse.FromString,
+                _registered_method=True)
         self.RedeliverMessage = channel.unary_unary(
                 '/reelbatch.proto.webhook.v1.WebhookService/RedeliverMessage',
                 request_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RedeliverMessageRequest.SerializeToString,
@@ -133,6 +138,15 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateEndpointSecret(self, request, context):
+        """A new signing secret for the tenant's endpoint (NOT_FOUND for another tenant's or a deleted one);
+        the previous secret still signs (alongside) until previous_expires_at. The new secret is shown
+        only in this answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RedeliverMessage(self, request, context):
         """Sends a message again with the same webhook-id (pending, fresh attempt budget).
         """
@@ -184,6 +198,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.RotateSigningSecret,
                     request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.SerializeToString,
+            ),
+            'RotateEndpointSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateEndpointSecret,
+                    request_deserializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretResponse.SerializeToString,
             ),
             'RedeliverMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.RedeliverMessage,
@@ -385,6 +404,33 @@ class WebhookService:
             '/reelbatch.proto.webhook.v1.WebhookService/RotateSigningSecret',
             reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateSigningSecretRequest.SerializeToString,
             reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.SigningSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateEndpointSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.webhook.v1.WebhookService/RotateEndpointSecret',
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretRequest.SerializeToString,
+            reelbatch_dot_proto_dot_webhook_dot_v1_dot_webhook__pb2.RotateEndpointSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,11 @@ class WebhookServiceStub:
     """The tenant's default secret, which signs deliveries to a batch's own webhook_url."""
     RotateSigningSecret: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RotateSigningSecretRequest, _webhook_pb2.SigningSecret]
     """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+    RotateEndpointSecret: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RotateEndpointSecretRequest, _webhook_pb2.RotateEndpointSecretResponse]
+    """A new signing secret for the tenant's endpoint (NOT_FOUND for another tenant's or a deleted one);
+    the previous secret still signs (alongside) until previous_expires_at. The new secret is shown
+    only in this answer.
+    """
     RedeliverMessage: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RedeliverMessageRequest, _webhook_pb2.Delivery]
     """Sends a message again with the same webhook-id (pending, fresh attempt budget)."""
     RecoverFailed: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.RecoverFailedRequest, _webhook_pb2.RecoverFailedResponse]
@@ -71,6 +76,11 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """The tenant's default secret, which signs deliveries to a batch's own webhook_url."""
     RotateSigningSecret: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RotateSigningSecretRequest, _webhook_pb2.SigningSecret]  # type: ignore[assignment]
     """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+    RotateEndpointSecret: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RotateEndpointSecretRequest, _webhook_pb2.RotateEndpointSecretResponse]  # type: ignore[assignment]
+    """A new signing secret for the tenant's endpoint (NOT_FOUND for another tenant's or a deleted one);
+    the previous secret still signs (alongside) until previous_expires_at. The new secret is shown
+    only in this answer.
+    """
     RedeliverMessage: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RedeliverMessageRequest, _webhook_pb2.Delivery]  # type: ignore[assignment]
     """Sends a message again with the same webhook-id (pending, fresh attempt budget)."""
     RecoverFailed: _aio.UnaryUnaryMultiCallable[_webhook_pb2.RecoverFailedRequest, _webhook_pb2.RecoverFailedResponse]  # type: ignore[assignment]
@@ -133,6 +143,17 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_webhook_pb2.SigningSecret, _abc.Awaitable[_webhook_pb2.SigningSecret]]:
         """A new default secret; the previous one still signs (alongside) until previous_expires_at."""
+
+    @_abc_1.abstractmethod
+    def RotateEndpointSecret(
+        self,
+        request: _webhook_pb2.RotateEndpointSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhook_pb2.RotateEndpointSecretResponse, _abc.Awaitable[_webhook_pb2.RotateEndpointSecretResponse]]:
+        """A new signing secret for the tenant's endpoint (NOT_FOUND for another tenant's or a deleted one);
+        the previous secret still signs (alongside) until previous_expires_at. The new secret is shown
+        only in this answer.
+        """
 
     @_abc_1.abstractmethod
     def RedeliverMessage(

@@ -1,0 +1,45 @@
+"""What storage tests share: the test S3 server's address and key, and clients of its buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+from moto import settings as moto_settings
+
+from libs.s3 import S3Bucket, S3Client, S3Credentials
+
+REGION = "eu-west-1"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """The endpoint of the running server and a key pair it accepts."""
+
+    endpoint_url: str
+    credentials: S3Credentials
+
+
+def s3_client(
+    server: S3Server, http: httpx.AsyncClient, bucket: str, credentials: S3Credentials | None = None
+) -> S3Client:
+    """A client of `bucket` on the test server, with the server's key unless told otherwise."""
+    return S3Client(http, S3Bucket(server.endpoint_url, bucket, REGION), credentials or server.credentials)
+
+
+@contextmanager
+def presigned_urls_allowed() -> Iterator[None]:
+    """Switches moto's authentication off for a moment.
+
+    moto's SigV4 check reads only the Authorization header and fails (HTTP 500) on query-string
+    signatures, so presigned GETs are served unchecked here; the presigned signature itself is
+    checked against AWS's published example in tests/unit/storage.
+    """
+    enforced = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    try:
+        yield
+    finally:
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = enforced
