@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aio_pika
 
@@ -58,14 +60,9 @@ async def broker_floor(amqp_url: str, count: int) -> float:
 
 
 def celery_baseline(amqp_url: str, count: int) -> float:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.settimeout(60)
-    env = {
-        **os.environ,
-        "BENCH_CELERY_BROKER": amqp_url,
-        "BENCH_CELERY_REPORT_PORT": str(listener.getsockname()[1]),
-    }
+    report_file = Path(tempfile.mkdtemp(prefix="bench-celery-")) / "runs"
+    report_file.touch()
+    env = {**os.environ, "BENCH_CELERY_BROKER": amqp_url, "BENCH_CELERY_REPORT_FILE": str(report_file)}
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -87,27 +84,34 @@ def celery_baseline(amqp_url: str, count: int) -> float:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def runs() -> int:
+        return report_file.stat().st_size
+
+    def wait_for(expected: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while runs() < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"celery ran {runs()} of {expected} tasks")
+            time.sleep(0.005)
+
     try:
         os.environ["BENCH_CELERY_BROKER"] = amqp_url
         from bench.celery_noop import app, noop
 
         app.conf.broker_url = amqp_url
-        # Warm up: the worker is up once one task round-trips.
-        noop.delay(-1)
-        listener.recvfrom(64)
-        seen = 0
+        noop.delay(-1)  # warm-up: the worker is up once one task has run
+        wait_for(1)
         started = time.perf_counter()
         with app.producer_or_acquire() as producer:
             for index in range(count):
                 noop.apply_async((index,), producer=producer)
-        while seen < count:
-            listener.recvfrom(64)
-            seen += 1
+        wait_for(count + 1)
         return time.perf_counter() - started
     finally:
         worker.terminate()
         worker.wait(20)
-        listener.close()
+        shutil.rmtree(report_file.parent, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
