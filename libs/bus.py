@@ -165,8 +165,27 @@ class RabbitBus:
         self._inspect_channel: AbstractChannel | None = None
 
     @classmethod
-    async def connect(cls, url: str) -> RabbitBus:
-        connection = await aio_pika.connect_robust(url, client_properties={"connection_name": "reelbatch"})
+    async def connect(cls, url: str, *, give_up_after_seconds: float = 120.0) -> RabbitBus:
+        """Connects, waiting for a broker that is down (a restart, a deploy) rather than failing.
+
+        Once connected, the robust connection reconnects by itself; only the first connection
+        needs this loop. After `give_up_after_seconds` the error is raised (the supervisor decides).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + give_up_after_seconds
+        delay = 0.2
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(
+                    url, client_properties={"connection_name": "reelbatch"}
+                )
+                break
+            except (aio_pika.exceptions.AMQPConnectionError, ConnectionError, OSError) as error:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("broker unreachable (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         bus = cls(connection)
         channel = await connection.channel()
         await declare_topology(channel)

@@ -147,3 +147,26 @@ def test_a_rabbitmq_restart_mid_batch_loses_no_task_and_breaks_no_invariant(chao
     batch = api.wait_until_settled(customer, created.json()["batch_id"], timeout=30)
     assert batch["pending_count"] == 0
     wait_for_all_settled(chaos_stack.database_url)
+
+
+def test_a_worker_started_while_the_broker_is_down_waits_for_it_and_then_works(chaos_stack: Stack) -> None:
+    chaos_stack.stop("worker-0")
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
+    try:
+        chaos_stack.start("worker-0")
+        # Long enough for the process to boot and fail its first connection attempts.
+        time.sleep(3)
+        assert chaos_stack.processes["worker-0"].poll() is None, chaos_stack.log("worker-0")
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True)
+    _restart_the_dead(chaos_stack)
+    chaos_stack.wait_ready()
+    api = Api(chaos_stack.base_url)
+    customer = api.new_customer(credits=ITEMS * 10)
+    created = api.create_batch(customer, _items(random.Random(11)))
+    assert created.status_code == 202, created.text
+    batch = api.wait_until_settled(customer, created.json()["batch_id"], timeout=60)
+    assert batch["pending_count"] == 0
+    assert chaos_stack.processes["worker-0"].poll() is None
+    wait_for_all_settled(chaos_stack.database_url)
