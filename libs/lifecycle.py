@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +45,22 @@ def supervise(name: str, coro: Awaitable[None], stopping: asyncio.Event) -> asyn
             stopping.set()
 
     return asyncio.create_task(_guard(), name=name)
+
+
+async def stop_loops(
+    draining: Sequence[asyncio.Task[None]], watchers: Sequence[asyncio.Task[None]], grace_seconds: float
+) -> None:
+    """Ends a process's background loops in order.
+
+    `draining` loops watch `stopping` themselves and get `grace_seconds` each to finish their
+    current work (cancelling only bounds one stuck on I/O); `watchers` hold no work and are
+    cancelled at once.
+    """
+    for task in draining:
+        try:
+            await asyncio.wait_for(task, grace_seconds)
+        except TimeoutError:
+            log.warning("%s did not stop within %.0f s; cancelled", task.get_name(), grace_seconds)
+    for watcher in watchers:
+        watcher.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)

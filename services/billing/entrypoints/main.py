@@ -10,7 +10,7 @@ from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
 from libs.bus import BILLING_OUTCOMES_QUEUE, Bus
 from libs.config import Settings, load_settings
-from libs.lifecycle import run_process, supervise
+from libs.lifecycle import run_process, stop_loops, supervise
 from libs.rpc.server import DependencyMonitor, start_grpc_server
 from libs.rpc.tls import tls_from_settings
 from libs.telemetry import backlog_gauges, configure_telemetry
@@ -73,15 +73,7 @@ async def serve(
         finally:
             await server.stop(SHUTDOWN_GRACE_SECONDS)
     finally:
-        if relay_task is not None:
-            # The relay watches `stopping` itself; cancelling only bounds a relay stuck on I/O.
-            try:
-                await asyncio.wait_for(relay_task, SHUTDOWN_GRACE_SECONDS)
-            except TimeoutError:
-                log.warning("outbox relay did not stop within the grace period; cancelled")
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await stop_loops([relay_task] if relay_task else [], watchers, SHUTDOWN_GRACE_SECONDS)
         await app.close()
 
 

@@ -10,7 +10,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
 from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus
 from libs.config import Settings, load_settings
-from libs.lifecycle import run_process, supervise
+from libs.lifecycle import run_process, stop_loops, supervise
 from libs.rpc.server import DependencyMonitor, start_grpc_server
 from libs.rpc.tls import tls_from_settings
 from libs.telemetry import backlog_gauges, configure_telemetry
@@ -75,14 +75,7 @@ async def serve(
         finally:
             await server.stop(SHUTDOWN_GRACE_SECONDS)
     finally:
-        if deliverer_task is not None:
-            try:
-                await asyncio.wait_for(deliverer_task, SHUTDOWN_GRACE_SECONDS)
-            except TimeoutError:
-                log.warning("webhook deliverer did not stop within the grace period; cancelled")
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await stop_loops([deliverer_task] if deliverer_task else [], watchers, SHUTDOWN_GRACE_SECONDS)
         await app.close()
 
 
