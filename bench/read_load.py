@@ -1,52 +1,30 @@
-"""Load generator for the read path, run as its own process: closed loop of N clients for T seconds."""
+"""Load generator for the read path, run as its own process: GET batch and GET tasks alternately.
+
+`--rate 0` runs a closed loop (capacity); `--rate R` offers R requests/s whatever the answers do
+and counts each latency from when the request was due (bench/http_load.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import time
 
-import httpx
+import uvloop
+
+from bench.http_load import LoadResult, Request, closed_loop, open_loop
 
 
-async def run(base_url: str, api_key: str, batch_id: str, clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    paths = [
-        f"/api/enterprise/video-batch/{batch_id}",
-        f"/api/enterprise/video-batch/{batch_id}/tasks?limit=50",
+async def run(
+    base_url: str, api_key: str, batch_id: str, clients: int, seconds: float, rate: float
+) -> LoadResult:
+    headers = {"X-API-Key": api_key}
+    requests = [
+        Request("GET", f"/api/enterprise/video-batch/{batch_id}", headers),
+        Request("GET", f"/api/enterprise/video-batch/{batch_id}/tasks?limit=50", headers),
     ]
-
-    async def client(http: httpx.AsyncClient, offset: int) -> None:
-        nonlocal errors
-        turn = offset
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await http.get(paths[turn % 2])
-                errors += response.status_code != 200
-            except httpx.HTTPError:
-                errors += 1  # counted, not fatal: an overloaded server is a result to report
-            latencies.append(time.perf_counter() - started)
-            turn += 1
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"X-API-Key": api_key}, timeout=30, limits=limits
-    ) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http, i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": ordered[len(ordered) // 2] * 1000,
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-    }
+    if rate:
+        return await open_loop(base_url, requests, clients, rate=rate, seconds=seconds)
+    return await closed_loop(base_url, requests, clients, seconds=seconds)
 
 
 if __name__ == "__main__":
@@ -56,7 +34,9 @@ if __name__ == "__main__":
     parser.add_argument("batch_id")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rate", type=float, default=0.0, help="requests/s offered; 0 = closed loop")
     args = parser.parse_args()
-    print(
-        json.dumps(asyncio.run(run(args.base_url, args.api_key, args.batch_id, args.clients, args.seconds)))
+    result = uvloop.run(
+        run(args.base_url, args.api_key, args.batch_id, args.clients, args.seconds, args.rate)
     )
+    print(json.dumps(result.summary()))

@@ -7,6 +7,8 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
+import uvloop
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,8 @@ def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stopping.set)
         await main(stopping)
 
-    asyncio.run(_run())
+    # uvloop roughly halves the event loop's own cost per request; every process runs on it.
+    uvloop.run(_run())
 
 
 def supervise(name: str, coro: Awaitable[None], stopping: asyncio.Event) -> asyncio.Task[None]:

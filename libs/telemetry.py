@@ -4,8 +4,9 @@
 - Traces: OpenTelemetry, configured by the standard `OTEL_*` variables. The exporter follows
   `OTEL_TRACES_EXPORTER` (`otlp`, `console` or `none`); when unset it is `otlp` if an OTLP
   endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
-  otherwise `none` — spans are still created, so trace ids propagate, appear in logs and in the
-  gateway's `X-Trace-ID` header. gRPC (client and server), SQLAlchemy and httpx are instrumented
+  otherwise `none` — spans are then not recorded (sampler off) but still carry ids, so trace ids
+  propagate, appear in logs and in the gateway's `X-Trace-ID` header. With an exporter the sampler
+  follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). gRPC (client and server), SQLAlchemy and httpx are instrumented
   here; the gateway instruments its FastAPI app; the bus carries W3C `traceparent` in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
@@ -35,6 +36,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY, generate_latest, start_http_server
 
 if TYPE_CHECKING:
@@ -106,9 +108,14 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
         return
     _configured_service = service
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service})
-    tracer_provider = TracerProvider(resource=resource)
     exporter = _span_exporter()
-    if exporter is not None:
+    if exporter is None:
+        # Nothing would receive the spans: keep the ids (propagation, X-Trace-ID, log correlation)
+        # but record nothing, which saves the instrumentations' attribute work on every call.
+        tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    else:
+        # The sampler follows OTEL_TRACES_SAMPLER (default: parent-based, always on).
+        tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
