@@ -6,8 +6,9 @@
   endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
   otherwise `none` — spans are then not recorded (sampler off) but still carry ids, so trace ids
   propagate, appear in logs and in the gateway's `X-Trace-ID` header. With an exporter the sampler
-  follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). gRPC (client and server), SQLAlchemy and httpx are instrumented
-  here; the gateway instruments its FastAPI app; the bus carries W3C `traceparent` in headers.
+  follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). gRPC (client and server),
+  SQLAlchemy and httpx are instrumented here; the gateway instruments its FastAPI app; the bus
+  carries W3C `traceparent` in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
   the other processes. gRPC and HTTP latency come from the instrumentations; queue depth, queue
