@@ -1,4 +1,14 @@
-"""Benchmark 4: GET batch and GET tasks under load from a separate process on 127.0.0.1."""
+"""Benchmark 4: GET batch and GET tasks under load from a separate process on 127.0.0.1.
+
+Two measurements on the same stack and batch (100 settled tasks, pages of 50 with signed links):
+
+- capacity: a closed loop of 50 clients, each sending its next request as soon as the previous
+  answer arrived; the rate it reaches is what the stack can serve (latency then includes queueing);
+- latency at the target: an open loop offering 500 requests/s over 50 connections whatever the
+  answers do, each latency counted from when the request was due (no coordinated omission).
+
+The target of issue 9 is p99 < 50 ms at 500 requests/s with no errors.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +16,108 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 from bench.harness import customer, report, running_stack
+
+TARGET_RATE = 500.0
+TARGET_P99_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run."""
+
+    tasks: int
+    clients: int
+    capacity_seconds: float
+    rate: float
+    connections: int
+    rate_seconds: float
+
+
+FULL = Plan(tasks=100, clients=50, capacity_seconds=8.0, rate=TARGET_RATE, connections=50, rate_seconds=15.0)
+QUICK = Plan(tasks=10, clients=5, capacity_seconds=1.0, rate=50.0, connections=5, rate_seconds=1.0)
+
+
+def run_load(base_url: str, api_key: str, batch_id: str, *options: str) -> dict[str, Any]:
+    """bench.read_load in its own process (the server's CPU is not shared with the client's)."""
+    load = subprocess.run(
+        [sys.executable, "-m", "bench.read_load", base_url, api_key, batch_id, *options],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(load.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    clients, seconds = (5, 2.0) if args.quick else (50, 20.0)
+    plan = QUICK if args.quick else FULL
     with running_stack(workers=1) as stack:
-        api, who = customer(stack, credits=1000)
-        created = api.create_batch(who, [{"prompt": f"read path {i}", "model": "sora-2"} for i in range(100)])
+        api, who = customer(stack, credits=10 * plan.tasks)
+        created = api.create_batch(
+            who, [{"prompt": f"read path {i}", "model": "sora-2"} for i in range(plan.tasks)]
+        )
+        assert created.status_code == 202, created.text
         batch_id = created.json()["batch_id"]
         api.wait_until_settled(who, batch_id)
-        load = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.read_load",
-                stack.base_url,
-                who.api_key,
-                batch_id,
-                "--clients",
-                str(clients),
-                "--seconds",
-                str(seconds),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
         api.http.close()
-    result = json.loads(load.stdout.strip().splitlines()[-1])
+        capacity = run_load(
+            stack.base_url,
+            who.api_key,
+            batch_id,
+            "--clients",
+            str(plan.clients),
+            "--seconds",
+            str(plan.capacity_seconds),
+        )
+        offered = run_load(
+            stack.base_url,
+            who.api_key,
+            batch_id,
+            "--clients",
+            str(plan.connections),
+            "--seconds",
+            str(plan.rate_seconds),
+            "--rate",
+            str(plan.rate),
+        )
+    met = None
+    if plan.rate == TARGET_RATE:
+        met = (
+            offered["p99_ms"] < TARGET_P99_MS
+            and not offered["errors"]
+            and offered["rps"] >= 0.95 * TARGET_RATE
+        )
+    target = f"p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE:.0f} requests/s"
+    verdict = "not checked at --quick sizes" if met is None else "met" if met else "not met"
     return report(
         "read_path",
         [
+            ("requests", "GET batch and GET tasks?limit=50 alternately (a page of 50 signed video links)"),
             (
-                "load",
-                f"{clients} concurrent clients for {seconds:.0f} s, GET batch and GET tasks alternately",
+                "capacity",
+                f"{plan.clients} clients, closed loop, {plan.capacity_seconds:.0f} s: {_figures(capacity)}",
             ),
-            ("throughput", f"{result['rps']:.0f} requests/s (target: p99 < 50 ms at 500 requests/s)"),
-            ("p50 / p99", f"{result['p50_ms']:.1f} ms / {result['p99_ms']:.1f} ms"),
-            ("errors", f"{result['errors']} of {result['requests']}"),
+            (
+                f"at {plan.rate:.0f} req/s",
+                f"open loop, {plan.connections} connections, {plan.rate_seconds:.0f} s: {_figures(offered)}",
+            ),
+            ("target", f"{target}: {verdict}"),
         ],
-        result,
+        {"capacity": capacity, "offered_rate": plan.rate, "at_rate": offered, "target_met": met},
+    )
+
+
+def _figures(result: dict[str, Any]) -> str:
+    return (
+        f"{result['rps']:.0f} requests/s answered, p50 {result['p50_ms']:.1f} / p90 {result['p90_ms']:.1f} / "
+        f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']} of {result['requests']}"
     )
 
 

@@ -63,10 +63,14 @@ class QueueSpec:
 
 
 DISPATCH_QUEUE = QueueSpec("batch.dispatch", ("task.dispatch",))
-BILLING_OUTCOMES_QUEUE = QueueSpec("billing.outcomes", ("task.succeeded", "task.failed", "batch.finished"))
+# "task.outcomes" carries a chunk of task outcomes per message; the per-task keys stay bound so
+# messages published before the chunked event existed are still consumed.
+BILLING_OUTCOMES_QUEUE = QueueSpec(
+    "billing.outcomes", ("task.outcomes", "task.succeeded", "task.failed", "batch.finished")
+)
 BATCH_SETTLEMENTS_QUEUE = QueueSpec("batch.settlements", ("batch.settled",))
 WEBHOOK_EVENTS_QUEUE = QueueSpec(
-    "webhook.events", ("batch.queued", "batch.settled", "task.succeeded", "task.failed")
+    "webhook.events", ("batch.queued", "batch.settled", "task.outcomes", "task.succeeded", "task.failed")
 )
 
 # Every process declares all of them, so no event is published before its queue exists,

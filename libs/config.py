@@ -156,7 +156,8 @@ class Settings(BaseSettings):
     grpc_tls_key_file: str | None = None
 
     # Execution (batch service and workers).
-    dispatch_chunk_size: int = Field(default=50, ge=1, le=1000)
+    # Tasks per dispatch message: one claim transaction and one broker message each.
+    dispatch_chunk_size: int = Field(default=100, ge=1, le=1000)
     worker_concurrency: int = Field(default=256, ge=1)
     worker_prefetch: int = Field(default=8, ge=1)
     task_lease_seconds: float = Field(default=30.0, gt=0)
@@ -205,8 +206,10 @@ class Settings(BaseSettings):
     # Fair dispatch, provider slots, cancel and deadlines (batch service and workers). A batch has
     # at most dispatch_window_chunks dispatch messages queued or running, a tenant at most
     # tenant_dispatch_window_chunks across its batches; the rest is dispatched as outcomes arrive.
+    # With the default chunk of 100: 1,600 tasks of a batch and 3,200 of a tenant in flight (two
+    # workers' prefetch holds 16 messages; a tenant's other 16 chunks wait in the queue).
     dispatch_window_chunks: int = Field(default=16, ge=1)
-    tenant_dispatch_window_chunks: int = Field(default=64, ge=1)
+    tenant_dispatch_window_chunks: int = Field(default=32, ge=1)
     # How often a worker checks whether the batches of its running tasks were cancelled.
     cancel_check_seconds: float = Field(default=1.0, gt=0)
     # A worker waiting for provider slots polls after this, doubling up to claim_wait_max_seconds
@@ -214,9 +217,10 @@ class Settings(BaseSettings):
     claim_wait_seconds: float = Field(default=0.05, gt=0)
     claim_wait_max_seconds: float = Field(default=1.0, gt=0)
 
-    # Billing applies up to this many task outcomes in one transaction.
-    billing_chunk_size: int = Field(default=200, ge=1)
-    billing_chunk_wait_seconds: float = Field(default=0.02, ge=0)
+    # Billing applies up to this many task outcomes in one transaction (a worker's TaskOutcomes
+    # message carries up to 500); it waits this long for more messages to fill a chunk.
+    billing_chunk_size: int = Field(default=500, ge=1)
+    billing_chunk_wait_seconds: float = Field(default=0.005, ge=0)
 
     # Outbox relay.
     outbox_batch_size: int = Field(default=500, ge=1)

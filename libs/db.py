@@ -46,19 +46,21 @@ class Database:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled psycopg connection in autocommit, for hot read paths.
+        """A pooled psycopg connection in autocommit, for the hot paths.
 
         Each statement is its own snapshot, with no BEGIN/COMMIT round trips and none of the
         SQLAlchemy statement layers: a read costs about a quarter of a checkout from the engine
-        (psycopg prepares repeated statements itself). Use it for reads that need one statement,
-        or several that may see different instants.
+        (psycopg prepares repeated statements itself). Statements that must commit together go
+        inside `async with conn.transaction():` (the create path's insert and billing's Reserve
+        do); everything else keeps the engine's sessions and transactions.
         """
         if self._readers is None:
             self._readers = AsyncConnectionPool(
                 libpq_url(self.url),
                 min_size=1,
                 max_size=self._pool_size,
-                kwargs={"autocommit": True},
+                # UTC sessions: timestamps then decode without a time-zone conversion per row.
+                kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
                 open=False,
                 name="readers",
             )

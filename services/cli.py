@@ -499,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "worker":
         _start_telemetry("worker", settings)
         worker = importlib.import_module("services.batch.entrypoints.worker")
+        worker.spare_the_garbage_collector()
         try:
             run_process(lambda stopping: worker.run_worker(settings, stopping))
         finally:

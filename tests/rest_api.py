@@ -60,7 +60,9 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    def wait_until_settled(self, customer: Customer, batch_id: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_until_settled(
+        self, customer: Customer, batch_id: str, timeout: float = 60, poll_seconds: float = 0.1
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             batch = self.batch(customer, batch_id)
@@ -68,7 +70,7 @@ class Api:
                 return batch
             if time.monotonic() > deadline:
                 raise AssertionError(f"batch not settled in {timeout}s: {batch}")
-            time.sleep(0.1)
+            time.sleep(poll_seconds)
 
     def tasks(self, customer: Customer, batch_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

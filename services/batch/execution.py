@@ -24,6 +24,7 @@ from services.batch.domain.execution import (
     AttemptCounter,
     AttemptPolicy,
     ClaimedTask,
+    ClaimResult,
     ModelPolicy,
     TaskOutcome,
     run_task,
@@ -49,7 +50,7 @@ class OutcomeWriter:
         self,
         repository: BatchRepository,
         *,
-        max_group: int = 200,
+        max_group: int = 500,
         linger_seconds: float = 0.005,
         write_attempts: int = 5,
     ) -> None:
@@ -114,6 +115,68 @@ class OutcomeWriter:
                 return
 
 
+@dataclass
+class _ClaimRequest:
+    batch_id: BatchId
+    task_ids: list[TaskId]
+    done: asyncio.Future[ClaimResult]
+
+
+class ClaimCoalescer:
+    """Claims for dispatch messages, one transaction at a time; requests that arrive meanwhile
+    share the next one.
+
+    Every claim of a model takes the model's slot lock, so claims of all workers queue behind one
+    another; when they do, the messages waiting in this worker are claimed together instead of
+    each taking its turn (and a quiet worker still claims a lone message at once).
+    """
+
+    def __init__(
+        self,
+        repository: BatchRepository,
+        *,
+        lease_seconds: float,
+        slot_limits: Mapping[str, int],
+        worker_id: str | None,
+    ) -> None:
+        self._repo = repository
+        self._lease_seconds = lease_seconds
+        self._slot_limits = dict(slot_limits)
+        self._worker_id = worker_id
+        self._waiting: list[_ClaimRequest] = []
+        self._claiming: asyncio.Task[None] | None = None
+
+    async def claim(self, batch_id: BatchId, task_ids: Sequence[TaskId]) -> ClaimResult:
+        """Claims what it can of one message's tasks (see `BatchRepository.claim_dispatches`)."""
+        done: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_ClaimRequest(batch_id, list(task_ids), done))
+        if self._claiming is None:
+            self._claiming = asyncio.create_task(self._claim_waiting(), name="batch-claims")
+        return await done
+
+    async def _claim_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    results = await self._repo.claim_dispatches(
+                        [(request.batch_id, request.task_ids) for request in group],
+                        self._lease_seconds,
+                        slot_limits=self._slot_limits,
+                        worker_id=self._worker_id,
+                    )
+                except Exception as error:
+                    for request in group:
+                        if not request.done.done():
+                            request.done.set_exception(error)
+                else:
+                    for request, result in zip(group, results, strict=True):
+                        if not request.done.done():
+                            request.done.set_result(result)
+        finally:
+            self._claiming = None
+
+
 @dataclass(frozen=True)
 class DispatchResult:
     """What became of one dispatch message's tasks on this worker."""
@@ -162,8 +225,9 @@ class TaskExecutor:
         self._lease_seconds = lease_seconds
         self._timeout = provider_timeout_seconds
         self._backoff = backoff
-        self._slot_limits = dict(slot_limits or {})
-        self._worker_id = worker_id
+        self._claims = ClaimCoalescer(
+            repository, lease_seconds=lease_seconds, slot_limits=slot_limits or {}, worker_id=worker_id
+        )
         self._pacing = pacing or ClaimPacing()
         self._cancel_check_seconds = cancel_check_seconds
         self._in_flight: dict[TaskId, ClaimedTask] = {}
@@ -203,13 +267,7 @@ class TaskExecutor:
             while waiting and self._claiming:
                 freed = self._freed
                 try:
-                    result = await self._repo.claim_tasks(
-                        batch_id,
-                        waiting,
-                        self._lease_seconds,
-                        slot_limits=self._slot_limits,
-                        worker_id=self._worker_id,
-                    )
+                    result = await self._claims.claim(batch_id, waiting)
                 except Exception as error:
                     # Let the tasks already claimed finish before the message is retried.
                     claim_error = error

@@ -120,6 +120,7 @@ class BatchHandlers:
         # A replay needs neither a quote nor billing at all once its batch was queued.
         batch = await self._repo.find_by_request_id(tenant_id, request_id) if request_id else None
         created = False
+        priced: list[QuoteLine] | None = None
         if batch is None:
             requested = quote_lines(command.items)
             priced = await self._billing.quote(tenant_id, requested)
@@ -144,7 +145,9 @@ class BatchHandlers:
             raise IdempotencyKeyReused(
                 "this request id was already used for a different batch", request_id=command.request_id
             )
-        batch = await self.complete_reservation(batch.id)
+        # The batch just stored is reserved with the lines just quoted (its tasks were priced from
+        # them); a batch found by its request id is completed from what is stored.
+        batch = await self._complete(batch, priced if created else None)
         return accepted_result(batch, replayed=not created)
 
     async def retry_failed(self, command: RetryFailed) -> CreateBatchResult:
@@ -175,19 +178,31 @@ class BatchHandlers:
         batch = await self._repo.get_batch(batch_id)
         if batch is None:
             raise BatchNotFound("batch not found", batch_id=str(batch_id))
+        return await self._complete(batch)
+
+    async def _complete(self, batch: BatchRecord, lines: Sequence[QuoteLine] | None = None) -> BatchRecord:
+        """`complete_reservation` of a batch already read; `lines`: its quoted lines, when known."""
         if batch.status is BatchStatus.RESERVING:
-            lines = await self._repo.reservation_lines(batch_id)
+            if lines is None:
+                lines = await self._repo.reservation_lines(batch.id)
+            changed: BatchRecord | None
             try:
-                reservation = await self._billing.reserve(batch.tenant_id, batch_id, lines)
+                reservation = await self._billing.reserve(batch.tenant_id, batch.id, lines)
             except InsufficientCredits as refused:
-                await self._repo.mark_rejected(batch_id, refused.required_credits, refused.available_credits)
-                batch_metrics.batch_reached(BatchStatus.REJECTED)
+                changed = await self._repo.mark_rejected(
+                    batch.id, refused.required_credits, refused.available_credits
+                )
+                if changed is not None:
+                    batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
-                if await self._repo.mark_queued(batch_id, reservation):
+                changed = await self._repo.mark_queued(batch.id, reservation)
+                if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.QUEUED)
-            reloaded = await self._repo.get_batch(batch_id)
-            assert reloaded is not None, "batches are never deleted"
-            batch = reloaded
+            if changed is None:
+                # Someone else (a concurrent retry, the recovery loop) moved it on first.
+                changed = await self._repo.get_batch(batch.id)
+                assert changed is not None, "batches are never deleted"
+            batch = changed
         if batch.status is BatchStatus.REJECTED:
             raise InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
         if batch.status is BatchStatus.RESERVING:
@@ -227,8 +242,6 @@ class BatchHandlers:
     async def list_tasks(self, query: ListTasks) -> tuple[list[TaskRecord], str]:
         """A page of a batch's tasks in batch order and the next cursor ("" on the last page)."""
         batch_id = parse_batch_id(query.batch_id)
-        if await self._repo.get_batch(batch_id, _scope(query.tenant_id)) is None:
-            raise BatchNotFound("batch not found", batch_id=query.batch_id)
         try:
             status = TaskStatus(query.status) if query.status else None
         except ValueError:
@@ -239,7 +252,13 @@ class BatchHandlers:
             raise InvalidArgument("unknown failure type", field="failure_type") from None
         limit = page_size(query.limit)
         after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
-        found = await self._repo.list_tasks(batch_id, status, after, limit + 1, failure_type=failure_type)
+        # The scope check and the page are one statement (one round trip per page); a malformed
+        # question is refused before it, whoever owns the batch (the answer reveals nothing).
+        found = await self._repo.list_tasks(
+            batch_id, _scope(query.tenant_id), status, after, limit + 1, failure_type=failure_type
+        )
+        if found is None:
+            raise BatchNotFound("batch not found", batch_id=query.batch_id)
         if len(found) <= limit:
             return found, ""
         return found[:limit], TaskCursor(found[limit - 1].batch_index).encode()

@@ -10,6 +10,7 @@ the span around a task's provider calls.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -39,11 +40,15 @@ def batch_reached(status: BatchStatus) -> None:
 
 def tasks_finished(tasks: Iterable[TaskRecord]) -> None:
     """Counts final task outcomes and their durations."""
+    # One add per (outcome, failure_type) of the group, not one per task.
+    counted: Counter[tuple[str, str]] = Counter()
     for task in tasks:
-        _tasks.add(1, {"outcome": task.status.value, "failure_type": task.failure_type or ""})
+        counted[(task.status.value, task.failure_type or "")] += 1
         if task.started_at is not None and task.finished_at is not None:
             seconds = (task.finished_at - task.started_at).total_seconds()
             _task_duration.record(max(seconds, 0.0), {"model": task.model})
+    for (outcome, failure_type), count in counted.items():
+        _tasks.add(count, {"outcome": outcome, "failure_type": failure_type})
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from services.billing.domain.errors import (
     InvalidApiKey,
     LedgerInvariantViolated,
     OutcomeConflict,
+    OutcomesMissing,
     SettlementNotFound,
     TenantNotFound,
 )
@@ -404,11 +405,11 @@ class BillingHandlers:
         priced = quote(lines, self._prices)
         available_credits = 0
         if tenant_id is not None:
-            async with self._repo.transaction() as tx:
-                available = await tx.available(tenant_id)
+            # One autocommit read, no transaction: a quote is on every create's path.
+            available = await self._repo.available_balance(tenant_id)
             if available is None:
                 raise TenantNotFound(tenant_id)
-            available_credits = available.balance
+            available_credits = available
         return PricedQuote(quote=priced, available_credits=available_credits)
 
     # Batch money flows.
@@ -420,57 +421,59 @@ class BillingHandlers:
 
         A replay is answered from the stored hold before re-pricing, so a price change after the
         first reservation never fails the batch service's recovery of that batch.
+
+        One transaction of four round trips on a raw connection, the tenant's wallet row locked
+        for the last two: the batch's hold account is created first (a concurrent Reserve of the
+        same batch waits on its unique index, then replays), and every ledger write is one statement.
         """
-        async with self._repo.transaction() as tx:
-            reserved = await tx.find_hold(batch_id)
-        if reserved is not None:
-            return _replayed(reserved, tenant_id)
-        priced = quote(lines, self._prices)
-        ensure_quote_is_current(lines, priced)
-        async with self._repo.transaction() as tx:
-            available = await tx.lock_available(tenant_id)
-            if available is None:
-                raise TenantNotFound(tenant_id)
-            # A concurrent Reserve of this batch held the lock before us and has committed.
-            reserved = await tx.find_hold(batch_id)
-            if reserved is not None:
-                return _replayed(reserved, tenant_id)
-            ensure_affordable(priced.total, available.balance)
-            hold_account_id = await tx.create_hold_account(tenant_id, batch_id)
-            transfer = Transfer(
-                key=upfront_key(batch_id),
-                ref_type=RefType.BATCH_UPFRONT,
-                ref_id=str(batch_id),
-                tenant_id=tenant_id,
-                batch_id=batch_id,
-                debit_account_id=available.id,
-                credit_account_id=hold_account_id,
-                amount=priced.total,
-            )
-            inserted = await tx.insert_transfers([transfer])
-            if transfer.key not in inserted:
-                raise LedgerInvariantViolated(f"batch {batch_id} was frozen without a batch hold")
-            posting = post_transfers(
-                [(inserted[transfer.key], transfer)], {available.id: available.balance, hold_account_id: 0}
-            )
-            await tx.write_posting(posting)
-            per_model = priced.per_model()
-            hold = BatchHold(
-                batch_id=batch_id,
-                tenant_id=tenant_id,
-                hold_account_id=hold_account_id,
-                item_count=priced.item_count,
-                frozen=priced.total,
-                available_before=available.balance,
-                available_after=posting.balances[available.id],
-                unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
-                line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
-            )
-            await tx.insert_hold(
-                hold,
-                per_model.values(),
-                {model: self._prices[model].provider_cost_usd_micros for model, _ in per_model},
-            )
+        async with self._repo.reservation() as tx:
+            hold_account_id = await tx.create_hold_account_if_absent(tenant_id, batch_id)
+            if hold_account_id is not None:
+                available = await tx.lock_available(tenant_id)
+                if available is None:
+                    raise TenantNotFound(tenant_id)
+                priced = quote(lines, self._prices)
+                ensure_quote_is_current(lines, priced)
+                ensure_affordable(priced.total, available.balance)
+                transfer = Transfer(
+                    key=upfront_key(batch_id),
+                    ref_type=RefType.BATCH_UPFRONT,
+                    ref_id=str(batch_id),
+                    tenant_id=tenant_id,
+                    batch_id=batch_id,
+                    debit_account_id=available.id,
+                    credit_account_id=hold_account_id,
+                    amount=priced.total,
+                )
+                # The transfer's id is the database's (post_reservation); 0 only orders this one.
+                posting = post_transfers(
+                    [(0, transfer)], {available.id: available.balance, hold_account_id: 0}
+                )
+                per_model = priced.per_model()
+                hold = BatchHold(
+                    batch_id=batch_id,
+                    tenant_id=tenant_id,
+                    hold_account_id=hold_account_id,
+                    item_count=priced.item_count,
+                    frozen=priced.total,
+                    available_before=available.balance,
+                    available_after=posting.balances[available.id],
+                    unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
+                    line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
+                )
+                posted = await tx.post_reservation(
+                    transfer,
+                    posting,
+                    hold,
+                    per_model.values(),
+                    {model: self._prices[model].provider_cost_usd_micros for model, _ in per_model},
+                )
+                if posted is None:
+                    raise LedgerInvariantViolated(f"batch {batch_id} was frozen without a batch hold")
+        if hold_account_id is None:
+            # No such tenant, or the batch's hold account exists, and so does its hold (both are
+            # written by one transaction, which has committed: the insert above waited for it).
+            return await self._replay_reservation(tenant_id, batch_id)
         billing_metrics.record_transfers([transfer])
         return Reservation(
             frozen_credits=hold.frozen,
@@ -478,6 +481,15 @@ class BillingHandlers:
             available_after=hold.available_after,
             replayed=False,
         )
+
+    async def _replay_reservation(self, tenant_id: TenantId, batch_id: BatchId) -> Reservation:
+        async with self._repo.transaction() as tx:
+            if await tx.available(tenant_id) is None:
+                raise TenantNotFound(tenant_id)
+            reserved = await tx.find_hold(batch_id)
+        if reserved is None:
+            raise LedgerInvariantViolated(f"batch {batch_id} has a hold account but no batch hold")
+        return _replayed(reserved, tenant_id)
 
     async def charge_task(self, outcome: TaskOutcome) -> TaskCharge:
         """Captures or refunds one task (a chunk of one); a repeat returns the first effect."""
@@ -542,21 +554,30 @@ class BillingHandlers:
     async def settle(self, batch_id: BatchId) -> BatchHold:
         """Releases the remainder of a batch hold once every task outcome is applied.
 
-        Missing outcomes are pulled from the batch service and applied (keyed as usual) first; if
-        some tasks are still not terminal the settlement is refused (OutcomesMissing), never guessed.
+        Missing outcomes (`batch.finished` overtook them) are pulled from the batch service and
+        applied (keyed as usual), then the settlement is tried once more; if some tasks are still
+        not terminal it is refused (OutcomesMissing), never guessed.
         """
+        try:
+            return await self._settle_applied(batch_id)
+        except OutcomesMissing:
+            if self._outcome_source is None:
+                raise
+        await self.apply_task_outcomes(await self._outcome_source.terminal_outcomes(batch_id))
+        return await self._settle_applied(batch_id)
+
+    async def _settle_applied(self, batch_id: BatchId) -> BatchHold:
+        # One transaction, the hold locked first: the usual case (every outcome applied) needs no
+        # read beforehand, and a refusal writes nothing.
         async with self._repo.transaction() as tx:
-            hold = await tx.find_hold(batch_id)
-        if hold is None:
-            raise HoldNotFound(batch_id)
-        if hold.is_settled:
-            return hold
-        if hold.outcomes_applied < hold.item_count and self._outcome_source is not None:
-            await self.apply_task_outcomes(await self._outcome_source.terminal_outcomes(batch_id))
-        async with self._repo.transaction() as tx:
-            hold = (await tx.lock_holds([batch_id]))[batch_id]
+            holds = await tx.lock_holds([batch_id])
+            if batch_id not in holds:
+                raise HoldNotFound(batch_id)
+            hold = holds[batch_id]
             if hold.is_settled:
                 return hold
+            if hold.outcomes_applied < hold.item_count:
+                raise OutcomesMissing(batch_id, hold.outcomes_applied, hold.item_count)
             available_id = (await tx.available_account_ids([hold.tenant_id]))[hold.tenant_id]
             balances = await tx.lock_balances([hold.hold_account_id, available_id])
             settlement = settle(hold, balances[hold.hold_account_id])

@@ -218,7 +218,7 @@ async def _handle_connection_failure(request: Request, error: Exception) -> JSON
 def install_error_handlers(app: FastAPI) -> None:
     """Registers the handlers that give every failure the standard JSON error shape.
 
-    Exceptions no handler takes are answered by `middleware.InternalErrorMiddleware`.
+    Exceptions no handler takes are answered by `middleware.RequestContextMiddleware`.
     """
     app.add_exception_handler(ApiError, _handle_api_error)
     app.add_exception_handler(grpc.aio.AioRpcError, _handle_rpc_error)

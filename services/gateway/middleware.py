@@ -1,7 +1,8 @@
-"""ASGI middleware for every request: the request id, the last-resort 500, the body size limit.
+"""The ASGI middleware every request goes through: request id, last-resort 500, body size limit.
 
-Both are plain ASGI (not `BaseHTTPMiddleware`) so they neither buffer responses nor hide
-exceptions from the error handlers.
+One plain ASGI layer (not `BaseHTTPMiddleware`, which buffers responses and hides exceptions from
+the error handlers), not three: each layer costs a coroutine call and a `send` wrapper on every
+request, and this is the gateway's hottest code after the routes themselves.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import uuid
 
 from opentelemetry import trace
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.errors import ApiError, error_response
@@ -21,85 +21,30 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 TRACE_ID_HEADER = "X-Trace-ID"
 
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+_TRACE_ID = TRACE_ID_HEADER.lower().encode()
+_CONTENT_LENGTH = b"content-length"
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
 
 def request_id_of(scope: Scope) -> str:
-    """The id `RequestIdMiddleware` chose for this request."""
+    """The id `RequestContextMiddleware` chose for this request."""
     state = scope.get("state") or {}
     request_id = state.get("request_id")
     return request_id if isinstance(request_id, str) else ""
 
 
-class RequestIdMiddleware:
-    """Gives every request an id (the client's X-Request-ID, or a new uuid4) and echoes it back,
-    with the request's trace id in X-Trace-ID.
+class RequestContextMiddleware:
+    """What every HTTP request gets, outermost first:
 
-    A malformed client id is not echoed (it could not be a safe header); a fresh one is used
-    instead, and the create-batch route refuses the request.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        presented = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = presented if is_valid_request_id(presented) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        # The trace id of the request's server span, so a customer complaint maps to a trace.
-        span_context = trace.get_current_span().get_span_context()
-        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else ""
-
-        async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                if trace_id:
-                    headers[TRACE_ID_HEADER] = trace_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_request_id)
-
-
-class InternalErrorMiddleware:
-    """Turns an exception no handler took into a bare 500 `internal`: logged here, never shown.
-
-    It sits inside `RequestIdMiddleware`, so even this answer carries the request id.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking_start)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if response_started:
-                # Too late for an error body; the server closes the connection.
-                raise
-            response = error_response(ApiError(500, "internal", "internal error"))
-            await response(scope, receive, send)
-
-
-class BodySizeLimitMiddleware:
-    """Answers 413 `payload_too_large` before the app parses a body larger than `max_body_bytes`.
-
-    Content-Length is checked first; a body without it (chunked) is read and counted up front, so
-    the app never sees more than the limit and is never called for an oversized body.
+    - an id (the client's X-Request-ID, or a new uuid4) echoed back, with the request's trace id in
+      X-Trace-ID. A malformed client id is not echoed (it could not be a safe header); a fresh one
+      is used instead, and the create-batch route refuses the request;
+    - a bare 500 `internal` for an exception no handler took: logged here, never shown, and still
+      carrying the request id;
+    - a 413 `payload_too_large` before the app parses a body larger than `max_body_bytes`.
+      Content-Length is checked first; a body without it (chunked) is read and counted up front,
+      so the app never sees more than the limit and is never called for an oversized body.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
@@ -110,20 +55,55 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await self._refuse(scope, receive, send, 400, "bad_request", "invalid Content-Length header")
-                return
-            if int(declared) > self.max_body_bytes:
-                await self._refuse_too_large(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
-            await self.app(scope, receive, send)
-            return
-        await self._call_with_counted_body(scope, receive, send)
+        presented = declared = None
+        for name, value in scope["headers"]:
+            # The first of repeated headers counts, as with Starlette's `Headers.get`.
+            if name == _REQUEST_ID and presented is None:
+                presented = value
+            elif name == _CONTENT_LENGTH and declared is None:
+                declared = value
+        request_id = _request_id(presented)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        # The trace id of the request's server span, so a customer complaint maps to a trace.
+        span_context = trace.get_current_span().get_span_context()
+        echoed = [(_REQUEST_ID, request_id.encode())]
+        if span_context.is_valid:
+            echoed.append((_TRACE_ID, format(span_context.trace_id, "032x").encode()))
+        response_started = False
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                headers = [
+                    (name, value) for name, value in message.get("headers", ()) if not _is_echoed(name)
+                ]
+                message["headers"] = headers + echoed
+            await send(message)
+
+        try:
+            if declared is not None:
+                length = declared.decode("latin-1")
+                if not (length.isascii() and length.isdigit()):
+                    await _refuse(
+                        scope, receive, send_with_ids, 400, "bad_request", "invalid Content-Length header"
+                    )
+                elif int(length) > self.max_body_bytes:
+                    await self._refuse_too_large(scope, receive, send_with_ids)
+                else:
+                    await self.app(scope, receive, send_with_ids)
+            elif scope.get("method") in _BODYLESS_METHODS:
+                await self.app(scope, receive, send_with_ids)
+            else:
+                await self._call_with_counted_body(scope, receive, send_with_ids)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                # Too late for an error body; the server closes the connection.
+                raise
+            response = error_response(ApiError(500, "internal", "internal error"))
+            await response(scope, receive, send_with_ids)
 
     async def _call_with_counted_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[bytes] = []
@@ -153,7 +133,7 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay_body, send)
 
     async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._refuse(
+        await _refuse(
             scope,
             receive,
             send,
@@ -162,10 +142,22 @@ class BodySizeLimitMiddleware:
             f"request body exceeds {self.max_body_bytes} bytes",
         )
 
-    @staticmethod
-    async def _refuse(
-        scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str
-    ) -> None:
-        # The connection is closed after this answer, so the unread body does not matter.
-        response = error_response(ApiError(status, code, message, headers={"Connection": "close"}))
-        await response(scope, receive, send)
+
+def _request_id(presented: bytes | None) -> str:
+    if presented is not None:
+        # Header bytes are latin-1 (as Starlette decodes them); the check admits printable ASCII only.
+        candidate = presented.decode("latin-1")
+        if is_valid_request_id(candidate):
+            return candidate
+    return str(uuid.uuid4())
+
+
+def _is_echoed(name: bytes) -> bool:
+    lowered = name.lower()
+    return lowered in (_REQUEST_ID, _TRACE_ID)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
+    # The connection is closed after this answer, so the unread body does not matter.
+    response = error_response(ApiError(status, code, message, headers={"Connection": "close"}))
+    await response(scope, receive, send)

@@ -23,8 +23,7 @@ from services.batch.domain.batch import (
 
 BATCH_QUEUED = "batch.queued"
 TASK_DISPATCH = "task.dispatch"
-TASK_SUCCEEDED = "task.succeeded"
-TASK_FAILED = "task.failed"
+TASK_OUTCOMES = "task.outcomes"
 BATCH_FINISHED = "batch.finished"
 
 
@@ -64,40 +63,67 @@ def task_dispatches(
     ]
 
 
-def task_outcome(task: TaskRecord) -> Envelope:
-    """TaskSucceeded for a succeeded task, TaskFailed for a failed or cancelled one."""
+def _succeeded(task: TaskRecord) -> events_pb2.TaskSucceeded:
     assert task.finished_at is not None, "only a finished task has an outcome"
-    if task.status is TaskStatus.SUCCEEDED:
-        return Envelope.of(
-            TASK_SUCCEEDED,
-            events_pb2.TaskSucceeded(
-                task_id=str(task.id),
-                batch_id=str(task.batch_id),
-                tenant_id=str(task.tenant_id),
-                batch_index=task.batch_index,
-                model=task.model,
-                unit_price=task.unit_price,
-                video_url=task.video_url or "",
-                attempts=task.attempts,
-                occurred_at=_timestamp(task.finished_at),
-            ),
-        )
-    assert task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED), task.status
-    return Envelope.of(
-        TASK_FAILED,
-        events_pb2.TaskFailed(
-            task_id=str(task.id),
-            batch_id=str(task.batch_id),
-            tenant_id=str(task.tenant_id),
-            batch_index=task.batch_index,
-            model=task.model,
-            unit_price=task.unit_price,
-            failure_type=task.failure_type or "",
-            error_message=task.error_message or "",
-            attempts=task.attempts,
-            occurred_at=_timestamp(task.finished_at),
-        ),
+    return events_pb2.TaskSucceeded(
+        task_id=str(task.id),
+        batch_id=str(task.batch_id),
+        tenant_id=str(task.tenant_id),
+        batch_index=task.batch_index,
+        model=task.model,
+        unit_price=task.unit_price,
+        video_url=task.video_url or "",
+        attempts=task.attempts,
+        occurred_at=_timestamp(task.finished_at),
     )
+
+
+def _failed(task: TaskRecord) -> events_pb2.TaskFailed:
+    assert task.finished_at is not None, "only a finished task has an outcome"
+    assert task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED), task.status
+    return events_pb2.TaskFailed(
+        task_id=str(task.id),
+        batch_id=str(task.batch_id),
+        tenant_id=str(task.tenant_id),
+        batch_index=task.batch_index,
+        model=task.model,
+        unit_price=task.unit_price,
+        failure_type=task.failure_type or "",
+        error_message=task.error_message or "",
+        attempts=task.attempts,
+        occurred_at=_timestamp(task.finished_at),
+    )
+
+
+# A cancel of 10,000 queued tasks becomes 20 messages of about 100 KB, not one of 2 MB.
+MAX_OUTCOMES_PER_MESSAGE = 500
+
+
+def task_outcomes(finished: Sequence[TaskRecord]) -> list[Envelope]:
+    """The outcomes of finished tasks as TaskOutcomes messages: one or more per batch.
+
+    One message per batch (never mixing batches) keeps a batch whose outcomes a consumer cannot
+    apply yet from holding back the outcomes of another.
+    """
+    by_batch: dict[BatchId, list[TaskRecord]] = {}
+    for task in finished:
+        by_batch.setdefault(task.batch_id, []).append(task)
+    envelopes: list[Envelope] = []
+    for batch_id, batch_tasks in by_batch.items():
+        for start in range(0, len(batch_tasks), MAX_OUTCOMES_PER_MESSAGE):
+            chunk = batch_tasks[start : start + MAX_OUTCOMES_PER_MESSAGE]
+            envelopes.append(
+                Envelope.of(
+                    TASK_OUTCOMES,
+                    events_pb2.TaskOutcomes(
+                        batch_id=str(batch_id),
+                        tenant_id=str(chunk[0].tenant_id),
+                        succeeded=[_succeeded(t) for t in chunk if t.status is TaskStatus.SUCCEEDED],
+                        failed=[_failed(t) for t in chunk if t.status is not TaskStatus.SUCCEEDED],
+                    ),
+                )
+            )
+    return envelopes
 
 
 def batch_finished(

@@ -18,7 +18,8 @@ from services.batch.domain.provider import FailureType, ProviderFailure, VideoAs
 # An ISO base media file (MP4) starts with a box whose type, at bytes 4..8, is 'ftyp'.
 _MP4_SIGNATURE = b"ftyp"
 _MIN_VIDEO_BYTES = 16
-# Below this size a write costs less than the hop to a worker thread.
+# Below this size a write costs less than the hop to a worker thread (a thread sharing the GIL
+# with a busy event loop waits for it again after each of the few system calls of a small write).
 _INLINE_WRITE_BYTES = 64 * 1024
 
 
@@ -73,10 +74,26 @@ class LocalDirectoryStorage:
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        partial.write_bytes(content)
+        descriptor = _create(partial)
+        try:
+            unwritten = memoryview(content)
+            while unwritten:
+                unwritten = unwritten[os.write(descriptor, unwritten) :]
+        finally:
+            os.close(descriptor)
         os.replace(partial, path)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
+        raise
+
+
+def _create(path: Path) -> int:
+    # The batch's directory exists for all but its first video: try first, create it if missing.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)

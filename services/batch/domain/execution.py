@@ -116,7 +116,9 @@ async def run_task(
         job = ProviderJob(task.task_id, task.batch_id, task.prompt, task.model, attempt)
         try:
             async with slot if slot is not None else nullcontext():
-                asset = await asyncio.wait_for(provider.generate(job), policy.timeout_seconds)
+                # asyncio.timeout, not wait_for: no extra task per attempt.
+                async with asyncio.timeout(policy.timeout_seconds):
+                    asset = await provider.generate(job)
         except TimeoutError:
             failure = ProviderFailure(
                 FailureType.TIMEOUT, f"provider did not answer within {policy.timeout_seconds:g}s"

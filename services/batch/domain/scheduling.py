@@ -6,12 +6,13 @@ Pure arithmetic over counts the repository reads under its locks; unit-tested wi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
 from libs.errors import InvalidArgument
-from services.batch.domain.batch import BatchId
+from services.batch.domain.batch import BatchId, TenantId
 
 MAX_DEADLINE_SECONDS = 7 * 24 * 3600
 
@@ -54,6 +55,36 @@ def claimable_slots(*, limit: int, running: int, running_mine: int, competing_te
         return free
     share = math.ceil(limit / competing_tenants)
     return max(0, min(free, share - running_mine))
+
+
+def allot_slots(
+    *,
+    limit: int,
+    running: Mapping[TenantId, int],
+    waiting: AbstractSet[TenantId],
+    wanted: Sequence[tuple[TenantId, int]],
+) -> list[int]:
+    """Slots of one model for several claims in one transaction, in turn.
+
+    `running` counts the model's running tasks per tenant, `waiting` the tenants with tasks
+    waiting for a slot. Each claim (tenant, tasks wanted) gets what `claimable_slots` allows after
+    the claims before it, exactly as if each had been claimed and committed on its own.
+    """
+    counts = dict(running)
+    granted: list[int] = []
+    for tenant_id, count in wanted:
+        allowed = min(
+            count,
+            claimable_slots(
+                limit=limit,
+                running=sum(counts.values()),
+                running_mine=counts.get(tenant_id, 0),
+                competing_tenants=len(set(counts) | set(waiting) | {tenant_id}),
+            ),
+        )
+        counts[tenant_id] = counts.get(tenant_id, 0) + allowed
+        granted.append(allowed)
+    return granted
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.errors import InvalidArgument
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskRecord
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
@@ -16,12 +17,19 @@ from services.batch.handlers import BatchHandlers
 SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _timestamp(moment: datetime | None) -> Timestamp | None:
     if moment is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    # What `Timestamp.FromDatetime` computes (a naive time read as UTC), without its detour through
+    # calendar.timegm: a third of the cost, and a tasks page converts about a hundred of them.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds, micros = divmod((moment - _EPOCH) // _MICROSECOND, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
 def batch_message(view: BatchView) -> batch_pb2.Batch:
@@ -68,6 +76,16 @@ def task_message(task: TaskRecord) -> batch_pb2.Task:
     )
 
 
+def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...]:
+    """The items of a create request, sent as BatchItem messages or as columns (not both)."""
+    if not request.HasField("item_columns"):
+        return tuple(BatchItem(item.prompt, item.model, item.duration_seconds) for item in request.items)
+    columns = request.item_columns
+    if request.items or not len(columns.prompts) == len(columns.models) == len(columns.duration_seconds):
+        raise InvalidArgument("items must be sent as messages or as columns of one length", field="items")
+    return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
+
+
 def create_response(result: CreateBatchResult) -> batch_pb2.CreateBatchResponse:
     """The CreateBatch response (cost_per_video unset for a batch of mixed prices)."""
     response = batch_pb2.CreateBatchResponse(
@@ -96,10 +114,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         command = CreateBatch(
             tenant_id=request.tenant_id,
             request_id=request.request_id,
-            items=tuple(
-                BatchItem(prompt=item.prompt, model=item.model, duration_seconds=item.duration_seconds)
-                for item in request.items
-            ),
+            items=request_items(request),
             webhook_url=request.webhook_url,
             deadline_seconds=request.deadline_seconds,
         )

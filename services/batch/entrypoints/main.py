@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 GRPC_GRACE_SECONDS = 5.0
 LOOP_STOP_SECONDS = 5.0
 SETTLEMENT_CHUNK = 100
+# A settlement ends a batch's life (the customer polls for it): wait only briefly to fill a chunk,
+# a burst of settlements is already in the prefetch buffer together.
+SETTLEMENT_CHUNK_WAIT_SECONDS = 0.005
 
 
 async def run_recovery(handlers: BatchHandlers, settings: Settings, stopping: asyncio.Event) -> None:
@@ -69,7 +72,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
             [events_pb2.BatchSettled],
             prefetch=SETTLEMENT_CHUNK,
             max_batch=SETTLEMENT_CHUNK,
-            max_wait_seconds=0.05,
+            max_wait_seconds=SETTLEMENT_CHUNK_WAIT_SECONDS,
         )
         monitor = DependencyMonitor(
             grpc_server,

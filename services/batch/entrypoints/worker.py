@@ -8,6 +8,7 @@ recovery loop dispatches them again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 
@@ -74,10 +75,24 @@ async def run_worker(
         await worker.database.close()
 
 
+def spare_the_garbage_collector() -> None:
+    """Tunes the garbage collector of a worker process; call once, after the imports."""
+    # A worker allocates thousands of short-lived objects per dispatch chunk (rows, events,
+    # futures); with the default threshold (700) young collections run hundreds of times a second
+    # and the older ones walk every long-lived object (modules, SQLAlchemy, telemetry) again and
+    # again: measured, about a fifth of a worker's CPU. What the imports built is frozen out of
+    # the collector's sight and young collections are made rarer; reference counting still frees
+    # almost everything at once, so memory stays flat. Only in the worker's own process (embedded
+    # mode and tests run workers inside other processes).
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def main() -> None:
     """Process entry point: `python -m services.batch.entrypoints.worker`."""
     settings = load_settings()
     configure_telemetry("worker", settings.log_level)
+    spare_the_garbage_collector()
     run_process(lambda stopping: run_worker(settings, stopping))
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
@@ -143,55 +145,101 @@ class StoredTransfer:
 # Hold accounts, summed per tenant in the tenant list.
 _hold_accounts = accounts.alias("hold_accounts")
 
-_INSERT_TRANSFERS = text(
-    """
-    INSERT INTO billing.transfers
-        (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
-    SELECT * FROM unnest(
-        CAST(:keys AS text[]), CAST(:ref_types AS text[]), CAST(:ref_ids AS text[]),
-        CAST(:tenant_ids AS uuid[]), CAST(:batch_ids AS uuid[]),
-        CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]),
-        CAST(:models AS text[])
+# The statements of a chunk of outcomes (and of settlements) run on the psycopg connection of the
+# transaction (`LedgerTransaction._rows`) with their arrays in binary: psycopg's text format dumps
+# arrays element by element in Python, several times slower for the thousands of values a chunk
+# of 500 outcomes carries.
+_INSERT_TRANSFERS = """
+INSERT INTO billing.transfers
+    (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
+SELECT * FROM unnest(
+    CAST(%(keys)b AS text[]), CAST(%(ref_types)b AS text[]), CAST(%(ref_ids)b AS text[]),
+    CAST(%(tenant_ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[]),
+    CAST(%(debits)b AS bigint[]), CAST(%(credits)b AS bigint[]), CAST(%(amounts)b AS bigint[]),
+    CAST(%(models)b AS text[])
+)
+ON CONFLICT (key) DO NOTHING
+RETURNING id, key
+"""
+
+_INSERT_ENTRIES = """
+INSERT INTO billing.ledger_entries
+    (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
+SELECT * FROM unnest(
+    CAST(%(transfer_ids)b AS bigint[]), CAST(%(account_ids)b AS bigint[]),
+    CAST(%(tenant_ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[]),
+    CAST(%(ref_types)b AS text[]), CAST(%(ref_ids)b AS text[]),
+    CAST(%(amounts)b AS bigint[]), CAST(%(balances)b AS bigint[])
+)
+"""
+
+_SET_BALANCES = """
+UPDATE billing.accounts AS a SET balance = v.balance
+FROM unnest(CAST(%(ids)b AS bigint[]), CAST(%(balances)b AS bigint[])) AS v(id, balance)
+WHERE a.id = v.id
+"""
+
+# The hold account of a batch, unless it exists or the tenant does not (both answer no row): a
+# concurrent insert for the same batch waits on the unique index until that transaction ends.
+_CREATE_HOLD_ACCOUNT = """
+    INSERT INTO billing.accounts (kind, tenant_id, batch_id)
+    SELECT 'hold', %(tenant_id)s, %(batch_id)s
+    WHERE EXISTS (SELECT 1 FROM billing.tenants WHERE id = %(tenant_id)s)
+    ON CONFLICT (batch_id) WHERE kind = 'hold' DO NOTHING
+    RETURNING id
+"""
+_LOCK_AVAILABLE = "SELECT id, balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s FOR UPDATE"
+
+# Everything a reservation writes, in one statement (one round trip under the wallet lock): the
+# upfront transfer, its two entries (which take the transfer's new id), the closing balances, the
+# batch hold and its price lines. Answers the transfer's id, or no row if its key existed.
+_POST_RESERVATION = """
+    WITH transfer AS (
+        INSERT INTO billing.transfers
+            (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
+        VALUES (%(key)s, %(ref_type)s, %(ref_id)s, %(tenant_id)s, %(batch_id)s, %(debit)s, %(credit)s,
+                %(amount)s, NULL)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING id
+    ), entries AS (
+        INSERT INTO billing.ledger_entries
+            (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
+        SELECT transfer.id, e.account_id, %(tenant_id)s, %(batch_id)s, %(ref_type)s, %(ref_id)s, e.amount,
+               e.balance_after
+        FROM transfer, unnest(
+            %(entry_accounts)s::bigint[], %(entry_amounts)s::bigint[], %(entry_balances)s::bigint[]
+        ) AS e(account_id, amount, balance_after)
+    ), balances AS (
+        UPDATE billing.accounts AS a SET balance = v.balance
+        FROM unnest(%(ids)s::bigint[], %(balances)s::bigint[]) AS v(id, balance)
+        WHERE a.id = v.id
+    ), hold AS (
+        INSERT INTO billing.batch_holds
+            (batch_id, tenant_id, hold_account_id, item_count, frozen, available_before, available_after)
+        VALUES (%(batch_id)s, %(tenant_id)s, %(hold_account_id)s, %(item_count)s, %(frozen)s,
+                %(available_before)s, %(available_after)s)
+    ), lines AS (
+        INSERT INTO billing.batch_hold_lines
+            (batch_id, model, unit_price, duration_seconds, count, provider_cost_usd_micros)
+        SELECT %(batch_id)s, * FROM unnest(
+            %(models)s::text[], %(unit_prices)s::bigint[], %(durations)s::integer[], %(counts)s::bigint[],
+            %(costs)s::bigint[]
+        )
     )
-    ON CONFLICT (key) DO NOTHING
-    RETURNING id, key
-    """
-)
+    SELECT id FROM transfer
+"""
 
-_INSERT_ENTRIES = text(
-    """
-    INSERT INTO billing.ledger_entries
-        (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
-    SELECT * FROM unnest(
-        CAST(:transfer_ids AS bigint[]), CAST(:account_ids AS bigint[]),
-        CAST(:tenant_ids AS uuid[]), CAST(:batch_ids AS uuid[]),
-        CAST(:ref_types AS text[]), CAST(:ref_ids AS text[]),
-        CAST(:amounts AS bigint[]), CAST(:balances AS bigint[])
-    )
-    """
-)
-
-_SET_BALANCES = text(
-    """
-    UPDATE billing.accounts AS a SET balance = v.balance
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:balances AS bigint[])) AS v(id, balance)
-    WHERE a.id = v.id
-    """
-)
-
-_ADD_TALLIES = text(
-    """
-    UPDATE billing.batch_holds AS h
-    SET captured = h.captured + v.captured,
-        refunded = h.refunded + v.refunded,
-        outcomes_applied = h.outcomes_applied + v.outcomes
-    FROM unnest(
-        CAST(:batch_ids AS uuid[]), CAST(:captured AS bigint[]),
-        CAST(:refunded AS bigint[]), CAST(:outcomes AS bigint[])
-    ) AS v(batch_id, captured, refunded, outcomes)
-    WHERE h.batch_id = v.batch_id
-    """
-)
+_ADD_TALLIES = """
+UPDATE billing.batch_holds AS h
+SET captured = h.captured + v.captured,
+    refunded = h.refunded + v.refunded,
+    outcomes_applied = h.outcomes_applied + v.outcomes
+FROM unnest(
+    CAST(%(batch_ids)b AS uuid[]), CAST(%(captured)b AS bigint[]),
+    CAST(%(refunded)b AS bigint[]), CAST(%(outcomes)b AS bigint[])
+) AS v(batch_id, captured, refunded, outcomes)
+WHERE h.batch_id = v.batch_id
+"""
 
 
 class BillingRepository:
@@ -208,6 +256,99 @@ class BillingRepository:
         async with self._db.connection() as conn:
             yield LedgerTransaction(conn, self._system_accounts)
 
+    @asynccontextmanager
+    async def reservation(self) -> AsyncIterator[ReservationTransaction]:
+        """The transaction of a batch reservation, on a raw psycopg connection: the busiest write
+        path without the SQLAlchemy layers (committed on success, rolled back on any error)."""
+        async with self._db.reader() as conn, conn.transaction():
+            yield ReservationTransaction(conn)
+
+    async def available_balance(self, tenant_id: TenantId) -> int | None:
+        """The tenant's available balance, read outside any transaction (None: no such tenant)."""
+        async with self._db.reader() as conn:
+            cursor = await conn.execute(
+                "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s",
+                (AccountKind.AVAILABLE.value, tenant_id),
+            )
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else None
+
+
+class ReservationTransaction:
+    """What a batch reservation writes, inside one transaction on a raw psycopg connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def create_hold_account_if_absent(self, tenant_id: TenantId, batch_id: BatchId) -> int | None:
+        """Creates the batch's hold account; None if it already exists or the tenant does not.
+
+        A concurrent creation for the same batch makes this wait on the unique index until that
+        transaction ends; once it has committed, this answers None.
+        """
+        cursor = await self._conn.execute(
+            _CREATE_HOLD_ACCOUNT, {"tenant_id": tenant_id, "batch_id": batch_id}
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row is not None else None
+
+    async def lock_available(self, tenant_id: TenantId) -> AccountBalance | None:
+        """The tenant's available account, locked until the transaction ends (None: no such tenant)."""
+        cursor = await self._conn.execute(_LOCK_AVAILABLE, (AccountKind.AVAILABLE.value, tenant_id))
+        row = await cursor.fetchone()
+        return AccountBalance(int(row[0]), int(row[1])) if row is not None else None
+
+    async def post_reservation(
+        self,
+        transfer: Transfer,
+        posting: Posting,
+        hold: BatchHold,
+        lines: Iterable[QuoteLine],
+        provider_costs: Mapping[str, int],
+    ) -> int | None:
+        """Writes a reservation: its one transfer with the posting's entries and balances, and the
+        batch's hold with its frozen price lines (and today's provider cost per video).
+
+        One statement; the entries get the transfer's id from its insert (whatever id the posting
+        was computed with). Returns that id, or None (nothing written but the balances and the
+        hold, so the caller must roll back) when a transfer with the same key existed.
+        """
+        priced = list(lines)
+        entries = posting.entries
+        if any(entry.tenant_id != transfer.tenant_id or entry.ref_id != transfer.ref_id for entry in entries):
+            raise ValueError("a reservation posts the entries of its own transfer only")
+        ids = sorted(posting.balances)
+        inserted = await self._conn.execute(
+            _POST_RESERVATION,
+            {
+                "key": transfer.key,
+                "ref_type": transfer.ref_type.value,
+                "ref_id": transfer.ref_id,
+                "tenant_id": transfer.tenant_id,
+                "batch_id": transfer.batch_id,
+                "debit": transfer.debit_account_id,
+                "credit": transfer.credit_account_id,
+                "amount": transfer.amount,
+                "entry_accounts": [entry.account_id for entry in entries],
+                "entry_amounts": [entry.amount for entry in entries],
+                "entry_balances": [entry.balance_after for entry in entries],
+                "ids": ids,
+                "balances": [posting.balances[account_id] for account_id in ids],
+                "hold_account_id": hold.hold_account_id,
+                "item_count": hold.item_count,
+                "frozen": hold.frozen,
+                "available_before": hold.available_before,
+                "available_after": hold.available_after,
+                "models": [line.model for line in priced],
+                "unit_prices": [line.unit_price for line in priced],
+                "durations": [line.duration_seconds for line in priced],
+                "counts": [line.count for line in priced],
+                "costs": [provider_costs.get(line.model, 0) for line in priced],
+            },
+        )
+        row = await inserted.fetchone()
+        return int(row[0]) if row is not None else None
+
 
 class LedgerTransaction:
     """The billing operations available inside one transaction."""
@@ -215,6 +356,15 @@ class LedgerTransaction:
     def __init__(self, conn: AsyncConnection, system_accounts: dict[AccountKind, int]) -> None:
         self._conn = conn
         self._system_accounts = system_accounts
+
+    async def _rows(self, statement: str, params: Mapping[str, Any]) -> list[Any]:
+        """Runs a statement on the psycopg connection of this transaction; its rows."""
+        raw = await self._conn.get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] | None = raw.driver_connection
+        assert driver is not None
+        async with driver.cursor(row_factory=namedtuple_row) as cursor:
+            await cursor.execute(statement, params)
+            return await cursor.fetchall() if cursor.description is not None else []
 
     # Tenants and API keys.
 
@@ -418,14 +568,6 @@ class LedgerTransaction:
         )
         return int(total.scalar_one())
 
-    async def create_hold_account(self, tenant_id: TenantId, batch_id: BatchId) -> int:
-        created = await self._conn.execute(
-            insert(accounts)
-            .values(kind=AccountKind.HOLD.value, tenant_id=tenant_id, batch_id=batch_id)
-            .returning(accounts.c.id)
-        )
-        return int(created.scalar_one())
-
     async def lock_balances(self, account_ids: Iterable[int]) -> dict[int, int]:
         """Locks tenant accounts in ascending id order and returns their balances."""
         rows = await self._conn.execute(
@@ -446,7 +588,7 @@ class LedgerTransaction:
         """
         if not transfers:
             return {}
-        rows = await self._conn.execute(
+        rows = await self._rows(
             _INSERT_TRANSFERS,
             {
                 "keys": [t.key for t in transfers],
@@ -474,7 +616,7 @@ class LedgerTransaction:
         """Inserts the entries of a posting and stores the closing balances of tracked accounts."""
         entries = posting.entries
         if entries:
-            await self._conn.execute(
+            await self._rows(
                 _INSERT_ENTRIES,
                 {
                     "transfer_ids": [e.transfer_id for e in entries],
@@ -489,9 +631,7 @@ class LedgerTransaction:
             )
         if posting.balances:
             ids = sorted(posting.balances)
-            await self._conn.execute(
-                _SET_BALANCES, {"ids": ids, "balances": [posting.balances[i] for i in ids]}
-            )
+            await self._rows(_SET_BALANCES, {"ids": ids, "balances": [posting.balances[i] for i in ids]})
 
     # Batch holds.
 
@@ -527,43 +667,12 @@ class LedgerTransaction:
             for row in rows
         }
 
-    async def insert_hold(
-        self, hold: BatchHold, lines: Iterable[QuoteLine], provider_costs: Mapping[str, int] | None = None
-    ) -> None:
-        """Stores a batch's hold and its frozen price lines (with today's provider cost per video)."""
-        costs = provider_costs or {}
-        await self._conn.execute(
-            insert(batch_holds).values(
-                batch_id=hold.batch_id,
-                tenant_id=hold.tenant_id,
-                hold_account_id=hold.hold_account_id,
-                item_count=hold.item_count,
-                frozen=hold.frozen,
-                available_before=hold.available_before,
-                available_after=hold.available_after,
-            )
-        )
-        await self._conn.execute(
-            insert(batch_hold_lines),
-            [
-                {
-                    "batch_id": hold.batch_id,
-                    "model": line.model,
-                    "unit_price": line.unit_price,
-                    "duration_seconds": line.duration_seconds,
-                    "count": line.count,
-                    "provider_cost_usd_micros": costs.get(line.model, 0),
-                }
-                for line in lines
-            ],
-        )
-
     async def add_outcome_tallies(self, tallies: Mapping[BatchId, OutcomeTally]) -> None:
         """Adds freshly applied outcomes to the counters of their batches (one row update each)."""
         if not tallies:
             return
         batch_ids = sorted(tallies)
-        await self._conn.execute(
+        await self._rows(
             _ADD_TALLIES,
             {
                 "batch_ids": batch_ids,

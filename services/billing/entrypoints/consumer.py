@@ -1,5 +1,8 @@
 """The `billing.outcomes` consumer: task events become captures/refunds, `batch.finished` settles.
 
+Task outcomes arrive as `TaskOutcomes` (a chunk of one batch's outcomes per message), or one per
+message as `TaskSucceeded` / `TaskFailed` from older publishers.
+
 Each chunk applies all of its task outcomes in one transaction first, then settles the finished
 batches of the chunk. Redelivery is harmless: every effect is keyed. A settlement refused because
 outcomes are still missing fails the chunk, and the bus redelivers it later.
@@ -22,6 +25,7 @@ from services.billing.handlers import BillingHandlers
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
+    events_pb2.TaskOutcomes,
     events_pb2.TaskSucceeded,
     events_pb2.TaskFailed,
     events_pb2.BatchFinished,
@@ -39,7 +43,10 @@ class OutcomeConsumer:
         finished: dict[BatchId, None] = {}
         for delivery in deliveries:
             message = delivery.message
-            if isinstance(message, events_pb2.TaskSucceeded):
+            if isinstance(message, events_pb2.TaskOutcomes):
+                outcomes += (_outcome(task, OutcomeKind.CAPTURE) for task in message.succeeded)
+                outcomes += (_outcome(task, OutcomeKind.REFUND) for task in message.failed)
+            elif isinstance(message, events_pb2.TaskSucceeded):
                 outcomes.append(_outcome(message, OutcomeKind.CAPTURE))
             elif isinstance(message, events_pb2.TaskFailed):
                 outcomes.append(_outcome(message, OutcomeKind.REFUND))

@@ -4,9 +4,11 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories, which refer to local dependencies.
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
@@ -30,6 +32,7 @@ from services.gateway.routes.videos import video_links
 from services.gateway.schemas import (
     MAX_REQUEST_ID_CHARS,
     BatchAccepted,
+    BatchColumns,
     BatchLimits,
     BatchPage,
     BatchStatus,
@@ -42,6 +45,8 @@ from services.gateway.schemas import (
     TaskStatus,
     TaskView,
     is_valid_request_id,
+    json_bytes,
+    plainly_valid_batch,
 )
 from services.gateway.video_links import VideoMode
 
@@ -79,14 +84,27 @@ def idempotency_key(request: Request) -> str:
     return presented
 
 
-def parse_create_batch(body: bytes, limits: BatchLimits) -> CreateBatchRequest:
-    """Parses and validates the create body in one pass (orjson-speed, 10,000 items included)."""
+def parse_create_batch(body: bytes, limits: BatchLimits) -> BatchColumns:
+    """Parses and validates the create body: a plainly valid one column by column (10,000 items
+    in a few milliseconds), anything else with the model, which names the error."""
     try:
-        return CreateBatchRequest.model_validate_json(body, context=limits)
+        plain = plainly_valid_batch(orjson.loads(body), limits)
+    except orjson.JSONDecodeError:
+        plain = None
+    if plain is not None:
+        return plain
+    try:
+        return BatchColumns.of(CreateBatchRequest.model_validate_json(body, context=limits))
     except ValidationError as error:
         raise validation_error(
             error.errors(include_url=False, include_context=False, include_input=False)
         ) from None
+
+
+def json_answer(document: Mapping[str, Any]) -> Response:
+    """A 200 answering a read's fields as JSON: the route's `response_model` documents the shape,
+    and the fields come from the model's own `fields_of`, so nothing is validated twice."""
+    return Response(json_bytes(document), media_type="application/json")
 
 
 def customer_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
@@ -104,11 +122,14 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     links = video_links(settings)
     base_url = settings.public_base_url.rstrip("/")
 
-    def signed_video_url(task: TaskView, batch_id: str, caller: ApiCaller) -> TaskView:
-        if task.video_url is None:
-            return task
-        grant = links.grant(batch_id, task.task_id, VideoMode.DOWNLOAD, caller.tenant_id, caller.key_id)
-        return task.model_copy(update={"video_url": base_url + links.signed_path(grant)})
+    def sign_video_urls(tasks: list[dict[str, Any]], batch_id: str, caller: ApiCaller) -> None:
+        # A video's URL is a short-lived signed download link issued to this caller's key.
+        done = [task for task in tasks if task["video_url"] is not None]
+        paths = links.signed_paths(
+            batch_id, [task["task_id"] for task in done], VideoMode.DOWNLOAD, caller.tenant_id, caller.key_id
+        )
+        for task, path in zip(done, paths, strict=True):
+            task["video_url"] = base_url + path
 
     @router.post(
         "/video-batch",
@@ -118,7 +139,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         openapi_extra=_CREATE_BATCH_BODY,
         responses=error_responses(402, 409, 413, 422, 429),
     )
-    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> BatchAccepted:
+    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
         request_id = idempotency_key(request)
         payload = parse_create_batch(await request.body(), limits)
         await open_batches.ensure_room(tenant_id)
@@ -131,18 +152,21 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
             batch_pb2.CreateBatchRequest(
                 tenant_id=tenant_id,
                 request_id=request_id,
-                items=[
-                    batch_pb2.BatchItem(
-                        prompt=item.prompt, model=item.model, duration_seconds=item.duration_seconds or 0
-                    )
-                    for item in payload.items
-                ],
+                # Columns, not one message per item: three list copies in C for 10,000 items.
+                item_columns=batch_pb2.BatchItemColumns(
+                    prompts=payload.prompts, models=payload.models, duration_seconds=payload.durations
+                ),
                 webhook_url=payload.webhook_url or "",
                 deadline_seconds=payload.deadline_seconds or 0,
             ),
             timeout=deadline,
         )
-        return BatchAccepted.from_proto(response, request_id)
+        # The 202 body's fields as JSON (the route's response_model documents them).
+        return Response(
+            json_bytes(BatchAccepted.fields_of(response, request_id)),
+            status_code=202,
+            media_type="application/json",
+        )
 
     @router.get(
         "/video-batch",
@@ -155,16 +179,18 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
-    ) -> BatchPage:
+    ) -> Response:
         response = await backends.batch.ListBatches(
             batch_pb2.ListBatchesRequest(
                 tenant_id=tenant_id, status=status or "", cursor=cursor or "", limit=limit
             ),
             timeout=deadline,
         )
-        return BatchPage(
-            items=[BatchView.from_proto(batch) for batch in response.batches],
-            next_cursor=response.next_cursor or None,
+        return json_answer(
+            {
+                "items": [BatchView.fields_of(batch) for batch in response.batches],
+                "next_cursor": response.next_cursor or None,
+            }
         )
 
     @router.get(
@@ -173,11 +199,11 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         summary="Get a batch: progress and money",
         responses=error_responses(404),
     )
-    async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> BatchView:
+    async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> Response:
         batch = await backends.batch.GetBatch(
             batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
         )
-        return BatchView.from_proto(batch)
+        return json_answer(BatchView.fields_of(batch))
 
     @router.get(
         "/video-batch/{batch_id}/tasks",
@@ -191,7 +217,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
-    ) -> TaskPage:
+    ) -> Response:
         response = await backends.batch.ListTasks(
             batch_pb2.ListTasksRequest(
                 tenant_id=caller.tenant_id,
@@ -202,11 +228,9 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
             ),
             timeout=deadline,
         )
-        # A video's URL is a short-lived signed download link issued to this caller's key.
-        return TaskPage(
-            items=[signed_video_url(TaskView.from_proto(task), batch_id, caller) for task in response.tasks],
-            next_cursor=response.next_cursor or None,
-        )
+        tasks = [TaskView.fields_of(task) for task in response.tasks]
+        sign_video_urls(tasks, batch_id, caller)
+        return json_answer({"items": tasks, "next_cursor": response.next_cursor or None})
 
     @router.post(
         "/video-batch/{batch_id}/cancel",

@@ -29,10 +29,11 @@ def is_uuid(value: str) -> bool:
     return _UUID.fullmatch(value) is not None
 
 
-def batch_id_path(
+async def batch_id_path(
     batch_id: Annotated[str, Path(description="Identifier of the batch (a UUID).")],
 ) -> str:
     """The batch id of the path, lower-cased; a malformed one is simply not found."""
+    # async although it awaits nothing: FastAPI runs a sync dependency in a worker thread.
     if not is_uuid(batch_id):
         # 404, not 422: the shape of ids is nobody's business, and nothing exists there anyway.
         raise ApiError(404, "not_found", "batch not found")

@@ -10,12 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
-from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED
-from services.webhook.handlers import WebhookHandlers
+from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent
+from services.webhook.handlers import WebhookHandlers, task_event
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     events_pb2.BatchQueued,
     events_pb2.BatchSettled,
+    events_pb2.TaskOutcomes,
     events_pb2.TaskSucceeded,
     events_pb2.TaskFailed,
 )
@@ -32,8 +33,24 @@ class WebhookEventConsumer:
         self._handlers = handlers
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        # Task outcomes of consecutive deliveries are recorded together (one endpoint lookup per
+        # tenant); a batch event first records the task outcomes before it, keeping their order.
+        task_events: list[WebhookEvent] = []
         for delivery in deliveries:
             message = delivery.message
+            if isinstance(message, events_pb2.TaskOutcomes):
+                task_events += (_succeeded(task) for task in message.succeeded)
+                task_events += (_failed(task) for task in message.failed)
+                continue
+            if isinstance(message, events_pb2.TaskSucceeded):
+                task_events.append(_succeeded(message))
+                continue
+            if isinstance(message, events_pb2.TaskFailed):
+                task_events.append(_failed(message))
+                continue
+            if task_events:
+                await self._handlers.tasks_finished(task_events)
+                task_events = []
             if isinstance(message, events_pb2.BatchQueued):
                 await self._handlers.batch_queued(
                     batch_id=message.batch_id,
@@ -53,35 +70,41 @@ class WebhookEventConsumer:
                     settlement_status=message.settlement_status,
                     occurred_at=_moment(message.occurred_at),
                 )
-            elif isinstance(message, events_pb2.TaskSucceeded):
-                await self._handlers.task_finished(
-                    event_type=TASK_SUCCEEDED,
-                    task_id=message.task_id,
-                    batch_id=message.batch_id,
-                    tenant_id=message.tenant_id,
-                    data={
-                        "batch_index": message.batch_index,
-                        "status": "succeeded",
-                        "video_url": message.video_url,
-                        "attempts": message.attempts,
-                    },
-                    occurred_at=_moment(message.occurred_at),
-                )
-            elif isinstance(message, events_pb2.TaskFailed):
-                await self._handlers.task_finished(
-                    event_type=TASK_FAILED,
-                    task_id=message.task_id,
-                    batch_id=message.batch_id,
-                    tenant_id=message.tenant_id,
-                    data={
-                        "batch_index": message.batch_index,
-                        "status": "cancelled" if message.failure_type == "cancelled" else "failed",
-                        "failure_type": message.failure_type,
-                        "error_message": message.error_message,
-                        "attempts": message.attempts,
-                    },
-                    occurred_at=_moment(message.occurred_at),
-                )
+        if task_events:
+            await self._handlers.tasks_finished(task_events)
+
+
+def _succeeded(message: events_pb2.TaskSucceeded) -> WebhookEvent:
+    return task_event(
+        TASK_SUCCEEDED,
+        message.task_id,
+        message.batch_id,
+        message.tenant_id,
+        {
+            "batch_index": message.batch_index,
+            "status": "succeeded",
+            "video_url": message.video_url,
+            "attempts": message.attempts,
+        },
+        _moment(message.occurred_at),
+    )
+
+
+def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
+    return task_event(
+        TASK_FAILED,
+        message.task_id,
+        message.batch_id,
+        message.tenant_id,
+        {
+            "batch_index": message.batch_index,
+            "status": "cancelled" if message.failure_type == "cancelled" else "failed",
+            "failure_type": message.failure_type,
+            "error_message": message.error_message,
+            "attempts": message.attempts,
+        },
+        _moment(message.occurred_at),
+    )
 
 
 async def start_event_consumer(bus: Bus, handlers: WebhookHandlers) -> WebhookEventConsumer:

@@ -179,6 +179,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         events_pb2.BatchQueued,
         events_pb2.TaskSucceeded,
         events_pb2.TaskFailed,
+        events_pb2.TaskOutcomes,
         events_pb2.BatchFinished,
     )
 }

@@ -11,6 +11,7 @@ import aio_pika
 import psycopg
 import pytest
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
+from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import EXCHANGE
 from libs.config import Settings
@@ -93,7 +94,13 @@ async def event_tap(amqp_url: str) -> AsyncIterator[EventTap]:
     async def record(raw: aio_pika.abc.AbstractIncomingMessage) -> None:
         message_type = EVENT_TYPES.get(raw.type or "")
         if message_type is not None:
-            tap.seen.append((raw.routing_key or "", message_type.FromString(raw.body)))
+            message = message_type.FromString(raw.body)
+            if isinstance(message, events_pb2.TaskOutcomes):
+                # One message per chunk of outcomes: seen as the per-task events it carries.
+                tap.seen += [("task.succeeded", task) for task in message.succeeded]
+                tap.seen += [("task.failed", task) for task in message.failed]
+            else:
+                tap.seen.append((raw.routing_key or "", message))
         await raw.ack()
 
     await queue.consume(record)

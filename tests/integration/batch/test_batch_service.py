@@ -127,6 +127,15 @@ async def test_reads_are_scoped_to_the_tenant_and_admin_sees_all(
             assert rpc_reason(refused.value)[0] == grpc.StatusCode.NOT_FOUND
         admin_view = await stub.GetBatch(batch_pb2.GetBatchRequest(tenant_id="", batch_id=batch_id))
         assert admin_view.tenant_id == owner
+        # The scope check and the page are one statement: an empty page of the owner's batch is
+        # still an answer, and the admin scope (no tenant) sees every task.
+        none_failed = await stub.ListTasks(
+            batch_pb2.ListTasksRequest(tenant_id=owner, batch_id=batch_id, status="failed")
+        )
+        assert (list(none_failed.tasks), none_failed.next_cursor) == ([], "")
+        admin_tasks = await stub.ListTasks(batch_pb2.ListTasksRequest(tenant_id="", batch_id=batch_id))
+        assert [task.batch_index for task in admin_tasks.tasks] == [0, 1, 2]
+        assert {task.batch_id for task in admin_tasks.tasks} == {batch_id}
 
         first = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=owner, limit=2))
         second = await stub.ListBatches(
@@ -450,3 +459,67 @@ async def test_tasks_of_a_worker_stopped_past_its_grace_are_recovered_by_another
         ).fetchall()
     assert (batch.status, batch.success_count) == ("completed", 2)
     assert [row[0] for row in claims] == [2, 2]
+
+
+@pytest.mark.parametrize("size", [3, 300], ids=["one statement", "copy"])
+async def test_items_sent_as_columns_are_stored_exactly_and_replayed(
+    make_settings: SettingsFactory,
+    fake_billing: FakeBillingServer,
+    sql: psycopg.AsyncConnection[Any],
+    amqp_url: str,
+    size: int,
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1_000_000
+    awkward = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash \\N", "日本 😀 é", "plain"]
+    prompts = [f"{awkward[n % len(awkward)]} {n}" for n in range(size)]
+    models = ["veo-3" if n % 3 == 0 else "sora-2" for n in range(size)]
+    request = batch_pb2.CreateBatchRequest(
+        tenant_id=tenant_id,
+        request_id=f"columns-{size}",
+        item_columns=batch_pb2.BatchItemColumns(prompts=prompts, models=models, duration_seconds=[0] * size),
+    )
+    async with batch_server(make_settings()) as stub:
+        created = await stub.CreateBatch(request)
+        replayed = await stub.CreateBatch(request)
+        mismatched = batch_pb2.CreateBatchRequest(
+            tenant_id=tenant_id,
+            request_id=f"columns-{size}",
+            item_columns=batch_pb2.BatchItemColumns(
+                prompts=["x"], models=["sora-2"], duration_seconds=[0, 0]
+            ),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(mismatched)
+        assert rpc_reason(refused.value)[1:] == ("validation_error", {"field": "items"})
+
+        async def outbox_empty() -> bool | None:
+            row = await (await sql.execute("SELECT count(*) FROM batch.outbox")).fetchone()
+            return True if row == (0,) else None
+
+        # Cancelled, so its veo-3 tasks do not wait for provider slots in other tests.
+        await stub.CancelBatch(batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=created.batch_id))
+        await eventually(outbox_empty)  # every dispatch message is on the queue, to be purged
+    required = sum(20 if model == "veo-3" else 10 for model in models)
+    assert (created.total_count, created.required_credits, created.replayed) == (size, required, False)
+    assert (replayed.batch_id, replayed.replayed) == (created.batch_id, True)
+    rows = await (
+        await sql.execute(
+            "SELECT id, batch_index, prompt, model, unit_price, status FROM batch.tasks"
+            " WHERE batch_id = %s ORDER BY batch_index",
+            (created.batch_id,),
+        )
+    ).fetchall()
+    assert [(row[1], row[2], row[3], row[4]) for row in rows] == [
+        (n, prompts[n], models[n], 20 if models[n] == "veo-3" else 10) for n in range(size)
+    ]
+    ids = [row[0] for row in rows]
+    # UUIDv7 ids that grow with the index (cheap right-edge inserts into the primary key).
+    assert {task_id.version for task_id in ids} == {7} and ids == sorted(ids) and len(set(ids)) == size
+
+    # Keep its dispatch messages from landing on the workers of other tests.
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DISPATCH_QUEUE.name, passive=True)
+        await queue.purge()

@@ -111,3 +111,62 @@ async def test_consumer_settles_a_batch_whose_finish_event_overtook_its_duplicat
         stopping.set()
         await relaying
         await bus.close()
+
+
+async def test_chunked_task_outcomes_are_applied_once_and_the_batch_settles(
+    make_handlers: HandlersFactory,
+    outcomes: RecordedOutcomes,
+    database: Database,
+    amqp_url: str,
+    settled_events: AbstractQueue,
+) -> None:
+    handlers = make_handlers(outcome_source=outcomes, chunk_size=2)
+    tenant = await handlers.create_tenant("chunked consumer")
+    await handlers.top_up(tenant, 100, "r")
+    batch = BatchId(uuid.uuid4())
+    await handlers.reserve(tenant, batch, [QuoteLine("sora-2", 3)])
+
+    def succeeded(n: int) -> events_pb2.TaskSucceeded:
+        return events_pb2.TaskSucceeded(
+            task_id=f"{batch}-{n}", batch_id=str(batch), tenant_id=str(tenant), model="sora-2"
+        )
+
+    # One worker transaction's outcomes in one message, as workers publish them; a chunk of 2
+    # per billing transaction splits it. Delivered twice, then the finish.
+    chunk = events_pb2.TaskOutcomes(
+        batch_id=str(batch),
+        tenant_id=str(tenant),
+        succeeded=[succeeded(1), succeeded(3)],
+        failed=[
+            events_pb2.TaskFailed(
+                task_id=f"{batch}-2",
+                batch_id=str(batch),
+                tenant_id=str(tenant),
+                model="sora-2",
+                failure_type="content_policy",
+            )
+        ],
+    )
+    bus = await RabbitBus.connect(amqp_url)
+    try:
+        await start_outcome_consumer(bus, handlers, chunk_size=2, chunk_wait_seconds=0.01)
+        await bus.publish(
+            [
+                Envelope.of("task.outcomes", chunk),
+                Envelope.of("task.outcomes", chunk),
+                Envelope.of("batch.finished", events_pb2.BatchFinished(batch_id=str(batch), total_count=3)),
+            ]
+        )
+
+        async def is_settled() -> bool:
+            return (await handlers.get_batch_settlement(batch)).is_settled
+
+        await eventually(is_settled, timeout=20, what="settlement")
+        settlement = await handlers.get_batch_settlement(batch)
+        assert (settlement.captured, settlement.refunded, settlement.outcomes_applied) == (20, 10, 3)
+        assert (await handlers.get_balance(tenant)).available_credits == 80
+        # Every outcome came in the messages: nothing had to be pulled from the batch service.
+        assert outcomes.calls == 0
+        await assert_ledger_invariants(database)
+    finally:
+        await bus.close()

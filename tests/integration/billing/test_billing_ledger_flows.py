@@ -14,6 +14,7 @@ from libs.errors import InvalidArgument, NotFound, Unauthenticated
 from services.billing.domain.errors import (
     AlreadySettled,
     ApiKeyAlreadyExists,
+    BatchReservedByAnotherTenant,
     HoldNotFound,
     InsufficientCredits,
     OutcomeConflict,
@@ -88,6 +89,24 @@ async def test_reserving_more_than_the_balance_is_refused_and_writes_nothing(
     assert await count(database, "SELECT count(*) FROM billing.transfers WHERE batch_id = :b", b=batch) == 0
     assert await count(database, "SELECT count(*) FROM billing.batch_holds WHERE batch_id = :b", b=batch) == 0
     assert await count(database, "SELECT count(*) FROM billing.accounts WHERE batch_id = :b", b=batch) == 0
+
+
+async def test_a_reserve_for_an_unknown_tenant_or_another_tenants_batch_is_refused(
+    handlers: BillingHandlers, database: Database
+) -> None:
+    owner = await funded_tenant(handlers, 1000)
+    other = await funded_tenant(handlers, 1000)
+    batch = new_batch_id()
+    await handlers.reserve(owner, batch, [QuoteLine(SORA, 2)])
+
+    with pytest.raises(NotFound):
+        await handlers.reserve(uuid.uuid4(), new_batch_id(), [QuoteLine(SORA, 2)])  # type: ignore[arg-type]
+    with pytest.raises(BatchReservedByAnotherTenant):
+        await handlers.reserve(other, batch, [QuoteLine(SORA, 2)])
+
+    assert (await handlers.get_balance(other)).available_credits == 1000
+    assert await count(database, "SELECT count(*) FROM billing.accounts WHERE batch_id = :b", b=batch) == 1
+    await assert_ledger_invariants(database)
 
 
 async def test_ten_concurrent_reserves_of_one_batch_freeze_the_credits_once(

@@ -10,10 +10,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from reelbatch.proto.events.v1 import events_pb2
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from libs.bus import Delivery, Envelope
 from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
+from services.webhook.entrypoints.consumer import WebhookEventConsumer
 from services.webhook.handlers import WebhookHandlers
 
 from .conftest import HandlersFactory
@@ -287,6 +290,43 @@ async def test_task_events_reach_only_endpoints_that_opted_in(make_handlers: Han
 
     found, _ = await handlers.list_deliveries(tenant_id, batch_id, "", 50)
     assert [(m.endpoint_id, m.event_type) for m in found] == [(opted.endpoint_id, "task.failed")]
+
+
+async def test_a_chunk_of_task_outcomes_reaches_the_opted_in_endpoints_once_per_task(
+    make_handlers: HandlersFactory,
+) -> None:
+    handlers = make_handlers()
+    consumer = WebhookEventConsumer(handlers)
+    tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/default", [], "")
+    failures, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/failed", ["task.failed"], "")
+    everything, _ = await handlers.create_endpoint(
+        tenant_id, "http://127.0.0.1:9/all", ["task.succeeded", "task.failed"], ""
+    )
+    ok, refused = str(uuid.uuid4()), str(uuid.uuid4())
+    chunk = events_pb2.TaskOutcomes(
+        batch_id=batch_id,
+        tenant_id=tenant_id,
+        succeeded=[events_pb2.TaskSucceeded(task_id=ok, batch_id=batch_id, tenant_id=tenant_id, attempts=1)],
+        failed=[
+            events_pb2.TaskFailed(
+                task_id=refused, batch_id=batch_id, tenant_id=tenant_id, failure_type="content_policy"
+            )
+        ],
+    )
+    delivery = Delivery(envelope=Envelope.of("task.outcomes", chunk), message=chunk, redelivered=False)
+    # Delivered twice (at least once): the dedupe keys keep one message per task and endpoint.
+    await consumer.handle([delivery])
+    await consumer.handle([delivery])
+
+    found, _ = await handlers.list_deliveries(tenant_id, batch_id, "", 50)
+    assert sorted((m.endpoint_id or "", m.event_type) for m in found) == sorted(
+        [
+            (failures.endpoint_id, "task.failed"),
+            (everything.endpoint_id, "task.failed"),
+            (everything.endpoint_id, "task.succeeded"),
+        ]
+    )
 
 
 async def test_endpoint_rotation_signs_with_both_secrets_during_the_overlap_and_only_the_new_after(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from libs.errors import InvalidArgument
@@ -91,3 +94,48 @@ def test_fingerprint_changes_with_any_part_of_the_body(items: list[BatchItem], w
 
 def test_fingerprint_cannot_be_forged_by_moving_text_between_fields() -> None:
     assert request_fingerprint([BatchItem("ab", "c")], "") != request_fingerprint([BatchItem("a", "bc")], "")
+
+
+def _json_dumps_fingerprint(items: list[BatchItem], webhook_url: str, deadline_seconds: int = 0) -> str:
+    # The encoding fingerprints were first computed with: stored fingerprints must keep matching.
+    body: dict[str, object] = {
+        "items": [
+            {"model": item.model, "prompt": item.prompt}
+            | ({"duration_seconds": item.duration_seconds} if item.duration_seconds else {})
+            for item in items
+        ],
+        "webhook_url": webhook_url,
+    }
+    if deadline_seconds:
+        body["deadline_seconds"] = deadline_seconds
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain",
+        'quote " and \\ backslash',
+        "tab\tnewline\ncr\r",
+        "\x00\x01\x1f\x7f\x85",
+        "é 日本 😀 \u2028\ufeff",
+    ],
+)
+def test_fingerprint_is_the_canonical_json_dumps_encoding(text: str) -> None:
+    items = [BatchItem(text, "sora-2"), BatchItem("b", text, 6)]
+    assert request_fingerprint(items, text, deadline_seconds=60) == _json_dumps_fingerprint(items, text, 60)
+
+
+@pytest.mark.parametrize(
+    ("items", "field"),
+    [
+        ([BatchItem("ok", "m"), BatchItem("x" * 21, "m"), BatchItem("", "m")], "items[1].prompt"),
+        ([BatchItem("ok", "m"), BatchItem("a\x85", "m"), BatchItem("ok", "")], "items[1].prompt"),
+        ([BatchItem("ok", "m"), BatchItem("ok", " "), BatchItem("a\x00", "m")], "items[1].model"),
+        ([BatchItem("ok", "m"), BatchItem("ok", "m\x07")], "items[1].model"),
+        ([BatchItem("ok", "m"), BatchItem("ok", "m" * 201)], "items[1].model"),
+    ],
+)
+def test_the_first_offending_item_is_named_whatever_follows(items: list[BatchItem], field: str) -> None:
+    assert _field_of(items) == field

@@ -7,12 +7,13 @@ import uuid
 import pytest
 
 from libs.errors import InvalidArgument
-from services.batch.domain.batch import BatchId, BatchItem
+from services.batch.domain.batch import BatchId, BatchItem, TenantId
 from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.scheduling import (
     MAX_DEADLINE_SECONDS,
     CancelReason,
     WindowState,
+    allot_slots,
     cancelled_task_message,
     claimable_slots,
     plan_dispatch,
@@ -35,6 +36,19 @@ def test_with_competition_a_tenant_is_held_to_its_share_of_the_limit() -> None:
     assert claimable_slots(limit=10, running=5, running_mine=0, competing_tenants=2) == 5
     assert claimable_slots(limit=3, running=2, running_mine=2, competing_tenants=2) == 0
     assert claimable_slots(limit=3, running=2, running_mine=0, competing_tenants=2) == 1
+
+
+def test_claims_made_together_get_their_slots_in_turn_as_if_made_one_after_the_other() -> None:
+    mine, theirs = TenantId(uuid.uuid4()), TenantId(uuid.uuid4())
+    # Alone on a limit of 10 with 4 running: 6 free, the first message takes 5, the second 1.
+    alone = allot_slots(limit=10, running={mine: 4}, waiting=set(), wanted=[(mine, 5), (mine, 5)])
+    assert alone == [5, 1]
+    # Another tenant waits: each may hold 5; they run 3 and 0.
+    granted = allot_slots(
+        limit=10, running={mine: 3}, waiting={theirs}, wanted=[(mine, 5), (theirs, 5), (theirs, 5)]
+    )
+    assert granted == [2, 5, 0]
+    assert allot_slots(limit=3, running={}, waiting=set(), wanted=[]) == []
 
 
 def _batch(outstanding: int, undispatched: int) -> WindowState:

@@ -146,6 +146,19 @@ class FakeBilling(FakeStub):
         return billing_pb2.TopUpResponse(balance=5000 + request.credits, replayed=replayed)
 
 
+def sent_items(request: batch_pb2.CreateBatchRequest) -> list[batch_pb2.BatchItem]:
+    """The items of a CreateBatch request, whether sent as messages or as columns."""
+    if not request.HasField("item_columns"):
+        return list(request.items)
+    columns = request.item_columns
+    return [
+        batch_pb2.BatchItem(prompt=prompt, model=model, duration_seconds=duration)
+        for prompt, model, duration in zip(
+            columns.prompts, columns.models, columns.duration_seconds, strict=True
+        )
+    ]
+
+
 class FakeBatch(FakeStub):
     """Batch holding one batch (BATCH_ID, owned by TENANT_ID) and pricing sora-2 at 10 credits."""
 
@@ -180,11 +193,12 @@ class FakeBatch(FakeStub):
         self, request: batch_pb2.CreateBatchRequest, timeout: float | None = None
     ) -> batch_pb2.CreateBatchResponse:
         self._record("CreateBatch", request, timeout)
-        unit_prices = {self.prices[item.model] for item in request.items}
-        required = sum(self.prices[item.model] for item in request.items)
+        items = sent_items(request)
+        unit_prices = {self.prices[item.model] for item in items}
+        required = sum(self.prices[item.model] for item in items)
         response = batch_pb2.CreateBatchResponse(
             batch_id=BATCH_ID,
-            total_count=len(request.items),
+            total_count=len(items),
             required_credits=required,
             available_credits=5000,
             status="queued",

@@ -21,6 +21,7 @@ from tests.unit.gateway.gateway_fakes import (
     FakeBilling,
     assert_error_shape,
     rpc_error,
+    sent_items,
     transport_error,
 )
 
@@ -76,10 +77,12 @@ def test_seed_demo_batch_is_accepted_with_the_exact_202_body(client: TestClient,
     [sent] = batch.requests("CreateBatch")
     assert sent.tenant_id == TENANT_ID
     assert sent.request_id == request_id
-    assert [(item.prompt, item.model) for item in sent.items] == [
-        ("A cat playing piano", "sora-2"),
-        ("A dog in space", "sora-2"),
+    assert [(item.prompt, item.model, item.duration_seconds) for item in sent_items(sent)] == [
+        ("A cat playing piano", "sora-2", 0),
+        ("A dog in space", "sora-2", 0),
     ]
+    # As columns: three repeated fields, not one message per item.
+    assert sent.HasField("item_columns") and not sent.items
     assert sent.webhook_url == ""
 
 
@@ -111,7 +114,7 @@ def test_tab_newline_and_unicode_are_allowed_in_prompts(client: TestClient, batc
     response = client.post(URL, json={"items": items(1, prompt)}, headers=CUSTOMER)
 
     assert response.status_code == 202
-    assert batch.requests("CreateBatch")[0].items[0].prompt == prompt
+    assert sent_items(batch.requests("CreateBatch")[0])[0].prompt == prompt
 
 
 def test_insufficient_credits_is_402_with_integer_required_and_available(
@@ -250,7 +253,7 @@ def test_ten_thousand_items_are_parsed_quickly_and_forwarded(
 
     assert response.status_code == 202
     assert response.json()["required_credits"] == 100_000
-    assert len(batch.requests("CreateBatch")[0].items) == 10_000
+    assert len(sent_items(batch.requests("CreateBatch")[0])) == 10_000
     assert elapsed < 2.0
 
 
@@ -319,7 +322,7 @@ def test_chunked_body_under_the_limit_is_accepted(client: TestClient, batch: Fak
     response = client.post(URL, content=chunks(), headers={**CUSTOMER, "Content-Type": "application/json"})
 
     assert response.status_code == 202
-    assert batch.requests("CreateBatch")[0].items[0].prompt == "A cat playing piano"
+    assert sent_items(batch.requests("CreateBatch")[0])[0].prompt == "A cat playing piano"
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from fastapi.testclient import TestClient
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
+from services.gateway.routes.videos import video_links
+from services.gateway.schemas import BatchView, TaskView, json_bytes
+from services.gateway.video_links import VideoMode
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
     CREATED_AT,
     CUSTOMER,
+    KEY_ID,
     OTHER_TENANT_ID,
     TASK_ID,
     TENANT_ID,
@@ -334,3 +340,73 @@ def test_every_backend_call_carries_the_configured_deadline(
     timeouts = {timeout for _, _, timeout in [*batch.calls, *billing.calls]}
     assert len(batch.calls) + len(billing.calls) >= 5
     assert timeouts == {settings.grpc_deadline_seconds}
+
+
+@pytest.mark.parametrize(
+    "finished",
+    [
+        None,
+        datetime(2026, 1, 20, 10, 5, 7, 123456, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ],
+    ids=["unfinished", "microseconds", "whole second"],
+)
+def test_reads_answer_exactly_the_json_of_their_models(finished: datetime | None) -> None:
+    """The hot reads serialize `fields_of` themselves: byte for byte what the models would send."""
+    batch = batch_pb2.Batch(
+        batch_id=BATCH_ID,
+        status="partial",
+        total_count=3,
+        success_count=1,
+        failed_count=1,
+        cancelled_count=1,
+        frozen_credits=30,
+        credits_spent=10,
+        refunded_credits=20,
+        settlement_status="refunded",
+        created_at=timestamp(CREATED_AT.replace(microsecond=1)),
+        webhook_url="https://customer.example/hook" if finished else "",
+    )
+    task = batch_pb2.Task(
+        task_id=TASK_ID,
+        batch_index=7,
+        status="failed" if finished else "queued",
+        model="sora-2",
+        prompt='Ünïcode "quoted" prompt\n',
+        error_message="timed out" if finished else "",
+        failure_type="timeout" if finished else "",
+        attempts=3,
+    )
+    if finished is not None:
+        batch.finished_at.CopyFrom(timestamp(finished))
+        task.finished_at.CopyFrom(timestamp(finished))
+
+    assert json_bytes(BatchView.fields_of(batch)) == BatchView.from_proto(batch).model_dump_json().encode()
+    assert json_bytes(TaskView.fields_of(task)) == TaskView.from_proto(task).model_dump_json().encode()
+
+
+def test_every_link_of_a_tasks_page_is_signed_for_the_caller_and_verifies(
+    client: TestClient, batch: FakeBatch, settings: Settings
+) -> None:
+    batch.tasks = [
+        batch_pb2.Task(
+            task_id=f"b3c1d9a0-0000-4000-8000-00000000000{index}",
+            batch_id=BATCH_ID,
+            batch_index=index,
+            status="succeeded" if index % 2 == 0 else "failed",
+            video_url=f"http://127.0.0.1:8000/videos/{BATCH_ID}/{index}.mp4" if index % 2 == 0 else "",
+        )
+        for index in range(6)
+    ]
+
+    items = client.get(f"{BATCH_URL}/tasks", headers=CUSTOMER).json()["items"]
+
+    links = video_links(settings)
+    for item in items:
+        if item["status"] == "failed":
+            assert item["video_url"] is None
+            continue
+        path, _, query = item["video_url"].removeprefix(settings.public_base_url).partition("?")
+        assert path == f"/videos/{BATCH_ID}/{item['task_id']}.mp4"
+        grant = links.verify(BATCH_ID, item["task_id"], dict(part.split("=", 1) for part in query.split("&")))
+        assert (grant.tenant_id, grant.key_id, grant.mode) == (TENANT_ID, KEY_ID, VideoMode.DOWNLOAD)

@@ -221,6 +221,20 @@ def test_changing_any_part_of_a_link_breaks_its_signature(field: str, value: str
         links.verify(BATCH_ID, "b3c1d9a0-0000-4000-8000-000000000001", query)
 
 
+def test_links_signed_together_are_the_links_signed_one_by_one() -> None:
+    links = _links(1000.0)
+    task_ids = [TASK_ID, "b3c1d9a0-0000-4000-8000-000000000001"]
+
+    together = links.signed_paths(BATCH_ID, task_ids, VideoMode.DOWNLOAD, TENANT_ID, KEY_ID)
+
+    assert together == [
+        links.signed_path(links.grant(BATCH_ID, task_id, VideoMode.DOWNLOAD, TENANT_ID, KEY_ID))
+        for task_id in task_ids
+    ]
+    for task_id, path in zip(task_ids, together, strict=True):
+        assert links.verify(BATCH_ID, task_id, _query(path)).expires_at == 1300
+
+
 def test_the_link_endpoint_audits_and_signs_for_the_callers_key(
     client: TestClient, settings: Settings, billing: OperatorBilling
 ) -> None:

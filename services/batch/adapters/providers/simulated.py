@@ -54,7 +54,8 @@ class SimulatedProvider:
         """Sleeps the configured latency, then answers as the prompt's marker says."""
         if TIMEOUT_MARKER in job.prompt:
             await asyncio.sleep(NEVER_SECONDS)
-        await asyncio.sleep(self._latency)
+        if self._latency > 0:
+            await asyncio.sleep(self._latency)
         if FAIL_MARKER in job.prompt:
             raise ProviderFailure(FailureType.CONTENT_POLICY, "blocked by content policy (simulated)")
         if FLAKY_MARKER in job.prompt and job.attempt <= FLAKY_FAILED_ATTEMPTS:

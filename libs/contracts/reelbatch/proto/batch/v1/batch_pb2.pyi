@@ -57,6 +57,7 @@ class CreateBatchRequest(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
+    ITEM_COLUMNS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     request_id: _builtins.str
     """The client's X-Request-ID; empty means not idempotent."""
@@ -67,6 +68,13 @@ class CreateBatchRequest(_message.Message):
     """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
+    @_builtins.property
+    def item_columns(self) -> Global___BatchItemColumns:
+        """The items as columns, instead of `items` (set one or the other): item i is prompts[i],
+        models[i] and duration_seconds[i]. Three repeated scalars cost far less to build, encode and
+        read than 10,000 BatchItem messages.
+        """
+
     def __init__(
         self,
         *,
@@ -75,14 +83,47 @@ class CreateBatchRequest(_message.Message):
         items: _abc.Iterable[Global___BatchItem] | None = ...,
         webhook_url: _builtins.str = ...,
         deadline_seconds: _builtins.int = ...,
+        item_columns: Global___BatchItemColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "items", b"items", "request_id", b"request_id", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "request_id", b"request_id", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateBatchRequest: _TypeAlias = CreateBatchRequest  # noqa: Y015
+
+@_typing.final
+class BatchItemColumns(_message.Message):
+    """Items of a batch column by column; every column has one entry per item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPTS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def prompts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def duration_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """0: the model's default (see BatchItem.duration_seconds)."""
+
+    def __init__(
+        self,
+        *,
+        prompts: _abc.Iterable[_builtins.str] | None = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        duration_seconds: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "models", b"models", "prompts", b"prompts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchItemColumns: _TypeAlias = BatchItemColumns  # noqa: Y015
 
 @_typing.final
 class RetryFailedRequest(_message.Message):

@@ -182,6 +182,42 @@ class TaskFailed(_message.Message):
 Global___TaskFailed: _TypeAlias = TaskFailed  # noqa: Y015
 
 @_typing.final
+class TaskOutcomes(_message.Message):
+    """routing key "task.outcomes": the outcomes of one batch that one transaction recorded, so
+    consumers take a chunk of tasks in one message (each entry keeps its own idempotency key, the
+    task id). Workers publish this instead of one TaskSucceeded / TaskFailed per task; consumers
+    still accept those.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    tenant_id: _builtins.str
+    @_builtins.property
+    def succeeded(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskSucceeded]: ...
+    @_builtins.property
+    def failed(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskFailed]: ...
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        succeeded: _abc.Iterable[Global___TaskSucceeded] | None = ...,
+        failed: _abc.Iterable[Global___TaskFailed] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "failed", b"failed", "succeeded", b"succeeded", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskOutcomes: _TypeAlias = TaskOutcomes  # noqa: Y015
+
+@_typing.final
 class BatchFinished(_message.Message):
     """routing key "batch.finished": every task is terminal. May overtake task events."""
 
