@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +28,8 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
+            # A stale connection after a PostgreSQL restart is replaced before use, not failed on.
+            pool_pre_ping=True,
             pool_recycle=1800,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -63,6 +67,8 @@ class Database:
                 kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
                 open=False,
                 name="readers",
+                check=_check_if_idle,
+                reset=_mark_returned,
             )
             await self._readers.open(wait=False)
         async with self._readers.connection() as conn:
@@ -77,6 +83,22 @@ class Database:
         if self._readers is not None:
             await self._readers.close()
         await self.engine.dispose()
+
+
+# A connection back in the pool within this many seconds is handed out again without a check:
+# under load that is every checkout, so the hot path pays no extra round trip. One that sat idle
+# longer (as all do while PostgreSQL restarts) is checked first and replaced if it is dead.
+IDLE_CHECK_SECONDS = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+async def _mark_returned(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    if time.monotonic() - _returned_at.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+        await conn.execute("SELECT 1")
 
 
 def sync_url(url: str) -> str:
