@@ -34,7 +34,7 @@ class Database:
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._pool_size = pool_size
-        self._readers: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._direct: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -49,7 +49,7 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def reader(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def raw_connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled psycopg connection in autocommit, for the hot paths.
 
         Each statement is its own snapshot, with no BEGIN/COMMIT round trips and none of the
@@ -58,20 +58,20 @@ class Database:
         inside `async with conn.transaction():` (the create path's insert and billing's Reserve
         do); everything else keeps the engine's sessions and transactions.
         """
-        if self._readers is None:
-            self._readers = AsyncConnectionPool(
+        if self._direct is None:
+            self._direct = AsyncConnectionPool(
                 libpq_url(self.url),
                 min_size=1,
                 max_size=self._pool_size,
                 # UTC sessions: timestamps then decode without a time-zone conversion per row.
                 kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
                 open=False,
-                name="readers",
+                name="direct",
                 check=_check_if_idle,
                 reset=_mark_returned,
             )
-            await self._readers.open(wait=False)
-        async with self._readers.connection() as conn:
+            await self._direct.open(wait=False)
+        async with self._direct.connection() as conn:
             yield conn
 
     async def ping(self) -> None:
@@ -80,8 +80,8 @@ class Database:
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
-        if self._readers is not None:
-            await self._readers.close()
+        if self._direct is not None:
+            await self._direct.close()
         await self.engine.dispose()
 
 

@@ -527,7 +527,7 @@ class BatchRepository:
         if len(new.items) > _MAX_TASK_INDEX:
             raise ValueError(f"a batch holds at most {_MAX_TASK_INDEX} tasks")
         params = _batch_params(new)
-        async with self._db.reader() as conn:
+        async with self._db.raw_connection() as conn:
             if len(new.items) <= _ONE_STATEMENT_MAX_ITEMS:
                 lines = [new.prices[(item.model, item.duration_seconds)] for item in new.items]
                 params |= {
@@ -550,7 +550,7 @@ class BatchRepository:
 
     async def find_by_request_id(self, tenant_id: TenantId, request_id: str) -> BatchRecord | None:
         """The batch a (tenant, request id) already created, if any."""
-        async with self._db.reader() as conn:
+        async with self._db.raw_connection() as conn:
             row = await _fetch_one(conn, _FIND_BY_REQUEST_ID, (tenant_id, request_id))
         return _batch_record(row) if row is not None else None
 
@@ -660,7 +660,7 @@ class BatchRepository:
     async def batch_view(self, batch_id: BatchId, tenant_id: TenantId | None) -> BatchView | None:
         """The batch and its derived counters (one statement: the row and its counts agree)."""
         query = _BATCH_VIEW if tenant_id is None else _BATCH_VIEW + _IN_TENANT
-        async with self._db.reader() as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
+        async with self._db.raw_connection() as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(query, {"batch_id": batch_id, "tenant_id": tenant_id}, binary=True)
             row = await cursor.fetchone()
         return _batch_view(row) if row is not None else None
@@ -721,7 +721,7 @@ class BatchRepository:
             "after": after_index,
             "limit": limit,
         }
-        async with self._db.reader() as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
+        async with self._db.raw_connection() as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
             # Binary results: uuids and times load without parsing text (a fifth of the fetch).
             await cursor.execute(query, params, binary=True)
             rows: list[Any] = await cursor.fetchall()

@@ -260,12 +260,12 @@ class BillingRepository:
     async def reservation(self) -> AsyncIterator[ReservationTransaction]:
         """The transaction of a batch reservation, on a raw psycopg connection: the busiest write
         path without the SQLAlchemy layers (committed on success, rolled back on any error)."""
-        async with self._db.reader() as conn, conn.transaction():
+        async with self._db.raw_connection() as conn, conn.transaction():
             yield ReservationTransaction(conn)
 
     async def available_balance(self, tenant_id: TenantId) -> int | None:
         """The tenant's available balance, read outside any transaction (None: no such tenant)."""
-        async with self._db.reader() as conn:
+        async with self._db.raw_connection() as conn:
             cursor = await conn.execute(
                 "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s",
                 (AccountKind.AVAILABLE.value, tenant_id),
