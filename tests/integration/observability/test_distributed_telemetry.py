@@ -149,6 +149,18 @@ def test_one_create_batch_request_is_one_trace_across_every_service(
     assert hops("webhook", "billing"), "the settlement hop (billing -> RabbitMQ -> webhook) is not linked"
     gateway_root = [s for s in spans if s.service == "gateway" and not s.parent_span_id]
     assert gateway_root, "the trace starts at the gateway's HTTP span"
+
+    def rpc_hop(caller: str, served: str, method: str) -> bool:
+        """A SERVER span of `served` for `method` whose parent is a CLIENT span of `caller`."""
+        for span in spans:
+            if span.service == served and span.kind == Span.SPAN_KIND_SERVER and span.name == method:
+                parent = by_id.get(span.parent_span_id)
+                if parent and parent.service == caller and parent.kind == Span.SPAN_KIND_CLIENT:
+                    return True
+        return False
+
+    assert rpc_hop("gateway", "batch", "reelbatch.proto.batch.v1.BatchService/CreateBatch")
+    assert rpc_hop("batch", "billing", "reelbatch.proto.billing.v1.BillingService/Reserve")
     provider_spans = [s for s in spans if s.name == "provider generate sora-2"]
     assert {s.attributes.get("reelbatch.outcome") for s in provider_spans} == {"succeeded", "failed"}
 

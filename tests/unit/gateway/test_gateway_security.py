@@ -3,6 +3,8 @@ revocation in the auth cache, and signed video links."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -17,7 +19,7 @@ from services.gateway.app import create_app
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.errors import ApiError
 from services.gateway.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
-from services.gateway.video_links import LinkRefused, VideoLinks, VideoMode
+from services.gateway.video_links import HmacSha256, LinkRefused, VideoLinks, VideoMode
 from tests.unit.gateway.gateway_fakes import (
     ADMIN,
     API_KEY,
@@ -219,6 +221,13 @@ def test_changing_any_part_of_a_link_breaks_its_signature(field: str, value: str
     # Another video with the same query is refused too: the path is signed.
     with pytest.raises(LinkRefused):
         links.verify(BATCH_ID, "b3c1d9a0-0000-4000-8000-000000000001", query)
+
+
+@pytest.mark.parametrize("key", [b"", b"secret", b"k" * 64, b"long key " * 20])
+def test_the_precomputed_hmac_is_the_standard_hmac_sha256(key: bytes) -> None:
+    mac = HmacSha256(key)
+    for message in (b"", b"v1\n/videos/a/b.mp4\ndownload", bytes(range(256)) * 3):
+        assert mac.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def test_links_signed_together_are_the_links_signed_one_by_one() -> None:
