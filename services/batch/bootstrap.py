@@ -20,7 +20,7 @@ from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
 from libs.s3 import S3Bucket, S3Client, S3Credentials
-from services.batch.adapters.billing_client import GrpcBilling
+from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
 from services.batch.adapters.providers._remote import RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
 from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
@@ -190,7 +190,7 @@ async def build_server(settings: Settings) -> BatchServer:
     repository = _repository(settings, database)
     handlers = BatchHandlers(
         repository,
-        GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds),
+        MemoizedQuotes(GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds)),
         max_batch_items=settings.max_batch_items,
         max_prompt_chars=settings.max_prompt_chars,
     )

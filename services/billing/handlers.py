@@ -9,10 +9,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from libs.errors import InvalidArgument
+from libs.errors import InvalidArgument, ServiceError
+from libs.group_commit import GroupCommitter
 from services.billing import metrics as billing_metrics
 from services.billing.adapters.events import batch_settled_event
-from services.billing.adapters.repository import BillingRepository, LedgerTransaction, PaymentEventRecord
+from services.billing.adapters.repository import (
+    BillingRepository,
+    LedgerTransaction,
+    PaymentEventRecord,
+    PlannedReservation,
+)
 from services.billing.domain import api_keys
 from services.billing.domain.errors import (
     ApiKeyAlreadyExists,
@@ -156,6 +162,20 @@ class Reservation:
     replayed: bool
 
 
+# At most this many reservations share one transaction: bounds its arrays and the time the
+# wallets stay locked.
+DEFAULT_RESERVATION_GROUP_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    """One Reserve call waiting for its group (see `BillingHandlers.reserve`)."""
+
+    tenant_id: TenantId
+    batch_id: BatchId
+    lines: tuple[QuoteLine, ...]
+
+
 @dataclass(frozen=True)
 class TaskCharge:
     credits: int
@@ -203,6 +223,7 @@ class BillingHandlers:
         packs: Mapping[str, CreditPack] | None = None,
         credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
         stripe_verifier: StripeEventVerifier | None = None,
+        reservation_group_size: int = DEFAULT_RESERVATION_GROUP_SIZE,
     ) -> None:
         self._packs = dict(packs or {})
         self._credit_value_usd_micros = credit_value_usd_micros
@@ -213,6 +234,9 @@ class BillingHandlers:
         self._outcome_source = outcome_source
         self._chunk_size = chunk_size
         self._clock = clock
+        self._reservations: GroupCommitter[ReservationRequest, Reservation] = GroupCommitter(
+            self._reserve_group, max_group_size=reservation_group_size, name="billing-reservations"
+        )
 
     # Tenants and API keys.
 
@@ -422,64 +446,118 @@ class BillingHandlers:
         A replay is answered from the stored hold before re-pricing, so a price change after the
         first reservation never fails the batch service's recovery of that batch.
 
-        One transaction of four round trips on a raw connection, the tenant's wallet row locked
-        for the last two: the batch's hold account is created first (a concurrent Reserve of the
-        same batch waits on its unique index, then replays), and every ledger write is one statement.
+        Reservations are group-committed (`_reserve_group`): those that arrive while one
+        reservation transaction runs share the next, each still refused or replayed on its own.
         """
+        return await self._reservations.submit(ReservationRequest(tenant_id, batch_id, tuple(lines)))
+
+    async def _reserve_group(
+        self, requests: Sequence[ReservationRequest]
+    ) -> list[Reservation | BaseException]:
+        """One transaction for a group of reservations, in request order (the group commit).
+
+        Four round trips on a raw connection whatever the group's size, the wallets locked for the
+        last two: the hold accounts of the group's batches are created first (a concurrent Reserve
+        of one of them elsewhere waits on its unique index, then replays), then each request is
+        priced and checked against what the requests before it left in its wallet, so each is
+        refused (402) exactly when the remainder cannot cover it, and the accepted ones are posted
+        by one statement. A refused request's hold account is deleted again before the commit.
+        """
+        outcomes: list[Reservation | BaseException | None] = [None] * len(requests)
+        first_of_batch: dict[BatchId, int] = {}
+        for index, request in enumerate(requests):
+            first_of_batch.setdefault(request.batch_id, index)
+        planned: list[PlannedReservation] = []
         async with self._repo.reservation() as tx:
-            hold_account_id = await tx.create_hold_account_if_absent(tenant_id, batch_id)
-            if hold_account_id is not None:
-                available = await tx.lock_available(tenant_id)
-                if available is None:
-                    raise TenantNotFound(tenant_id)
-                priced = quote(lines, self._prices)
-                ensure_quote_is_current(lines, priced)
-                ensure_affordable(priced.total, available.balance)
-                transfer = Transfer(
-                    key=upfront_key(batch_id),
-                    ref_type=RefType.BATCH_UPFRONT,
-                    ref_id=str(batch_id),
-                    tenant_id=tenant_id,
-                    batch_id=batch_id,
-                    debit_account_id=available.id,
-                    credit_account_id=hold_account_id,
-                    amount=priced.total,
-                )
-                # The transfer's id is the database's (post_reservation); 0 only orders this one.
-                posting = post_transfers(
-                    [(0, transfer)], {available.id: available.balance, hold_account_id: 0}
-                )
-                per_model = priced.per_model()
-                hold = BatchHold(
-                    batch_id=batch_id,
-                    tenant_id=tenant_id,
-                    hold_account_id=hold_account_id,
-                    item_count=priced.item_count,
-                    frozen=priced.total,
-                    available_before=available.balance,
-                    available_after=posting.balances[available.id],
-                    unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
-                    line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
-                )
-                posted = await tx.post_reservation(
-                    transfer,
-                    posting,
-                    hold,
-                    per_model.values(),
-                    {model: self._prices[model].provider_cost_usd_micros for model, _ in per_model},
-                )
-                if posted is None:
-                    raise LedgerInvariantViolated(f"batch {batch_id} was frozen without a batch hold")
-        if hold_account_id is None:
-            # No such tenant, or the batch's hold account exists, and so does its hold (both are
-            # written by one transaction, which has committed: the insert above waited for it).
-            return await self._replay_reservation(tenant_id, batch_id)
-        billing_metrics.record_transfers([transfer])
-        return Reservation(
-            frozen_credits=hold.frozen,
-            available_before=hold.available_before,
-            available_after=hold.available_after,
-            replayed=False,
+            created = await tx.create_hold_accounts(
+                {batch_id: requests[index].tenant_id for batch_id, index in first_of_batch.items()}
+            )
+            wallets = (
+                await tx.lock_wallets(requests[first_of_batch[batch_id]].tenant_id for batch_id in created)
+                if created
+                else {}
+            )
+            balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
+            refused_accounts: list[int] = []
+            for batch_id, hold_account_id in sorted(
+                created.items(), key=lambda pair: first_of_batch[pair[0]]
+            ):
+                index = first_of_batch[batch_id]
+                request = requests[index]
+                wallet = wallets.get(request.tenant_id)
+                try:
+                    if wallet is None:
+                        raise TenantNotFound(request.tenant_id)
+                    item = self._plan_reservation(
+                        request, hold_account_id, wallet.id, balances[request.tenant_id]
+                    )
+                except ServiceError as refused:
+                    outcomes[index] = refused
+                    refused_accounts.append(hold_account_id)
+                    continue
+                balances[request.tenant_id] = item.hold.available_after
+                planned.append(item)
+            await tx.delete_accounts(refused_accounts)
+            opening = {wallet.id: wallet.balance for wallet in wallets.values()}
+            opening |= {item.hold.hold_account_id: 0 for item in planned}
+            posting = post_transfers(enumerate(item.transfer for item in planned), opening)
+            if await tx.post_reservations(planned, posting) != len(planned):
+                raise LedgerInvariantViolated("a batch was frozen without a batch hold")
+        billing_metrics.record_transfers([item.transfer for item in planned])
+        for item in planned:
+            outcomes[first_of_batch[item.hold.batch_id]] = Reservation(
+                frozen_credits=item.hold.frozen,
+                available_before=item.hold.available_before,
+                available_after=item.hold.available_after,
+                replayed=False,
+            )
+        # The rest are replays: the batch's hold account existed (so did its hold: both are written
+        # by one transaction, which has committed, since the insert above waited for it), or it was
+        # asked twice in this group, or there is no such tenant.
+        for index, request in enumerate(requests):
+            if outcomes[index] is None:
+                try:
+                    outcomes[index] = await self._replay_reservation(request.tenant_id, request.batch_id)
+                except ServiceError as refused:
+                    outcomes[index] = refused
+        assert all(outcome is not None for outcome in outcomes), "every request has its outcome"
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _plan_reservation(
+        self, request: ReservationRequest, hold_account_id: int, wallet_id: int, available: int
+    ) -> PlannedReservation:
+        """Prices a reservation and checks it against `available` (raises StaleQuote, UnknownModel,
+        InsufficientCredits...); no I/O."""
+        priced = quote(request.lines, self._prices)
+        ensure_quote_is_current(request.lines, priced)
+        ensure_affordable(priced.total, available)
+        transfer = Transfer(
+            key=upfront_key(request.batch_id),
+            ref_type=RefType.BATCH_UPFRONT,
+            ref_id=str(request.batch_id),
+            tenant_id=request.tenant_id,
+            batch_id=request.batch_id,
+            debit_account_id=wallet_id,
+            credit_account_id=hold_account_id,
+            amount=priced.total,
+        )
+        per_model = priced.per_model()
+        hold = BatchHold(
+            batch_id=request.batch_id,
+            tenant_id=request.tenant_id,
+            hold_account_id=hold_account_id,
+            item_count=priced.item_count,
+            frozen=priced.total,
+            available_before=available,
+            available_after=available - priced.total,
+            unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
+            line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
+        )
+        return PlannedReservation(
+            transfer=transfer,
+            hold=hold,
+            lines=tuple(per_model.values()),
+            provider_costs={model: self._prices[model].provider_cost_usd_micros for model, _ in per_model},
         )
 
     async def _replay_reservation(self, tenant_id: TenantId, batch_id: BatchId) -> Reservation:
@@ -558,45 +636,80 @@ class BillingHandlers:
         applied (keyed as usual), then the settlement is tried once more; if some tasks are still
         not terminal it is refused (OutcomesMissing), never guessed.
         """
-        try:
-            return await self._settle_applied(batch_id)
-        except OutcomesMissing:
-            if self._outcome_source is None:
-                raise
-        await self.apply_task_outcomes(await self._outcome_source.terminal_outcomes(batch_id))
-        return await self._settle_applied(batch_id)
+        outcome = (await self.settle_batches([batch_id]))[0]
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
 
-    async def _settle_applied(self, batch_id: BatchId) -> BatchHold:
-        # One transaction, the hold locked first: the usual case (every outcome applied) needs no
-        # read beforehand, and a refusal writes nothing.
+    async def settle_batches(self, batch_ids: Sequence[BatchId]) -> list[BatchHold | ServiceError]:
+        """`settle` of several batches: those whose outcomes are all applied in one transaction,
+        each refused on its own (HoldNotFound, OutcomesMissing...). Answers in the order asked."""
+        ordered = list(dict.fromkeys(batch_ids))
+        outcomes = await self._settle_applied(ordered)
+        if self._outcome_source is not None:
+            for batch_id in ordered:
+                if isinstance(outcomes[batch_id], OutcomesMissing):
+                    await self.apply_task_outcomes(await self._outcome_source.terminal_outcomes(batch_id))
+                    outcomes |= await self._settle_applied([batch_id])
+        return [outcomes[batch_id] for batch_id in batch_ids]
+
+    async def _settle_applied(self, batch_ids: Sequence[BatchId]) -> dict[BatchId, BatchHold | ServiceError]:
+        # One transaction for all of them, the holds locked first: the usual case (every outcome
+        # applied) needs no read beforehand, and a refusal writes nothing for its batch.
+        outcomes: dict[BatchId, BatchHold | ServiceError] = {}
         async with self._repo.transaction() as tx:
-            holds = await tx.lock_holds([batch_id])
-            if batch_id not in holds:
-                raise HoldNotFound(batch_id)
-            hold = holds[batch_id]
-            if hold.is_settled:
-                return hold
-            if hold.outcomes_applied < hold.item_count:
-                raise OutcomesMissing(batch_id, hold.outcomes_applied, hold.item_count)
-            available_id = (await tx.available_account_ids([hold.tenant_id]))[hold.tenant_id]
-            balances = await tx.lock_balances([hold.hold_account_id, available_id])
-            settlement = settle(hold, balances[hold.hold_account_id])
-            if settlement.remainder > 0:
-                transfer = release_transfer(hold, settlement.remainder, available_account_id=available_id)
-                inserted = await tx.insert_transfers([transfer])
-                if transfer.key not in inserted:
-                    raise LedgerInvariantViolated(f"batch {batch_id} was released but is not settled")
-                await tx.write_posting(post_transfers([(inserted[transfer.key], transfer)], balances))
-            settled = replace(
-                hold,
-                released=settlement.remainder,
-                settlement_status=settlement.status,
-                settled_at=self._clock(),
+            holds = await tx.lock_holds(batch_ids)
+            ready: list[BatchHold] = []
+            for batch_id in batch_ids:
+                hold = holds.get(batch_id)
+                if hold is None:
+                    outcomes[batch_id] = HoldNotFound(batch_id)
+                elif hold.is_settled:
+                    outcomes[batch_id] = hold
+                elif hold.outcomes_applied < hold.item_count:
+                    outcomes[batch_id] = OutcomesMissing(batch_id, hold.outcomes_applied, hold.item_count)
+                else:
+                    ready.append(hold)
+            if not ready:
+                return outcomes
+            available_ids = await tx.available_account_ids({hold.tenant_id for hold in ready})
+            balances = await tx.lock_balances(
+                [hold.hold_account_id for hold in ready] + list(available_ids.values())
             )
-            await tx.record_settlement(settled)
-            await tx.add_events([batch_settled_event(settled)])
-        billing_metrics.record_transfers([transfer] if settlement.remainder > 0 else [])
-        return settled
+            transfers: list[Transfer] = []
+            settled: list[BatchHold] = []
+            for hold in ready:
+                try:
+                    settlement = settle(hold, balances[hold.hold_account_id])
+                except ServiceError as refused:
+                    outcomes[hold.batch_id] = refused
+                    continue
+                if settlement.remainder > 0:
+                    transfers.append(
+                        release_transfer(
+                            hold, settlement.remainder, available_account_id=available_ids[hold.tenant_id]
+                        )
+                    )
+                settled.append(
+                    replace(
+                        hold,
+                        released=settlement.remainder,
+                        settlement_status=settlement.status,
+                        settled_at=self._clock(),
+                    )
+                )
+            if transfers:
+                inserted = await tx.insert_transfers(transfers)
+                if len(inserted) != len(transfers):
+                    raise LedgerInvariantViolated("a batch was released but is not settled")
+                await tx.write_posting(
+                    post_transfers([(inserted[transfer.key], transfer) for transfer in transfers], balances)
+                )
+            await tx.record_settlements(settled)
+            await tx.add_events([batch_settled_event(hold) for hold in settled])
+        billing_metrics.record_transfers(transfers)
+        outcomes |= {hold.batch_id: hold for hold in settled}
+        return outcomes
 
     async def get_batch_settlement(self, batch_id: BatchId) -> BatchHold:
         async with self._repo.transaction() as tx:

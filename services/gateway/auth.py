@@ -8,6 +8,8 @@ gateway process (at once in the process that revoked it).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -98,7 +100,7 @@ class ApiKeyAuthenticator:
     """Resolves API keys to callers through billing, remembering answers for a moment.
 
     Only successful lookups are cached, so a burst of requests costs one billing call while an
-    unknown (or revoked) key is always asked again.
+    unknown (or revoked) key is always asked again (once per burst of concurrent requests).
     """
 
     def __init__(
@@ -115,13 +117,32 @@ class ApiKeyAuthenticator:
         self._deadline_seconds = deadline_seconds
         self._rate_limiter = rate_limiter
         self._callers = _ExpiringCache[ApiCaller](ttl_seconds, max_entries, clock)
+        self._lookups: dict[bytes, asyncio.Future[ApiCaller]] = {}
 
     async def caller_for(self, api_key: str) -> ApiCaller:
-        """The tenant and key id of `api_key`; raises a 401 `ApiError` when billing refuses it."""
+        """The tenant and key id of `api_key`; raises a 401 `ApiError` when billing refuses it.
+
+        Concurrent requests with a key that is not cached share one billing call: when a cached
+        answer expires under load, every request in flight would otherwise ask at once.
+        """
         digest = _digest(api_key)
         cached = self._callers.get(digest)
         if cached is not None:
             return cached
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(digest, api_key))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(functools.partial(self._lookup_done, digest))
+        # Shielded: one caller giving up does not cancel the answer the others wait for.
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, digest: bytes, lookup: asyncio.Future[ApiCaller]) -> None:
+        self._lookups.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every waiter may have given up
+
+    async def _look_up(self, digest: bytes, api_key: str) -> ApiCaller:
         try:
             answer = await self._billing.AuthenticateApiKey(
                 billing_pb2.AuthenticateApiKeyRequest(api_key=api_key), timeout=self._deadline_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets as random_source
 import uuid
@@ -71,6 +72,31 @@ class DeliveryPolicy:
     jitter_fraction: float
     lease_seconds: float
     secret_overlap_seconds: float
+
+
+@dataclass(frozen=True)
+class QueuedBatch:
+    """A batch whose credits were frozen (the batch service's BatchQueued), to announce."""
+
+    batch_id: str
+    tenant_id: str
+    webhook_url: str
+    total_count: int
+    required_credits: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class SettledBatch:
+    """A batch billing settled (its BatchSettled), to announce with the settled figures."""
+
+    batch_id: str
+    tenant_id: str
+    frozen_credits: int
+    captured_credits: int
+    refunded_credits: int
+    settlement_status: str
+    occurred_at: datetime
 
 
 def new_message_id() -> str:
@@ -165,13 +191,22 @@ class WebhookHandlers:
 
     async def record_event(self, event: WebhookEvent, batch_url: str | None) -> int:
         """Fans one event out to the batch's URL and the tenant's matching endpoints (idempotent)."""
+        return await self._record_events([(event, batch_url)])
+
+    async def _record_events(self, events: Sequence[tuple[WebhookEvent, str | None]]) -> int:
+        """`record_event` of several (event, batch URL): one endpoint lookup per tenant, one write."""
+        endpoints_of = await self._repository.enabled_endpoints_of({event.tenant_id for event, _ in events})
+        with_secret: set[str] = set()
         new_messages: list[NewMessage] = []
-        if batch_url and batch_url_wants(event.event_type):
-            await self._repository.ensure_tenant_secret(event.tenant_id, new_secret())
-            new_messages.append(self._message(event, batch_url, None))
-        for endpoint in await self._repository.enabled_endpoints(event.tenant_id):
-            if endpoint_wants(endpoint.event_types, event.event_type):
-                new_messages.append(self._message(event, endpoint.url, endpoint.endpoint_id))
+        for event, batch_url in events:
+            if batch_url and batch_url_wants(event.event_type):
+                if event.tenant_id not in with_secret:
+                    await self._repository.ensure_tenant_secret(event.tenant_id, new_secret())
+                    with_secret.add(event.tenant_id)
+                new_messages.append(self._message(event, batch_url, None))
+            for endpoint in endpoints_of[event.tenant_id]:
+                if endpoint_wants(endpoint.event_types, event.event_type):
+                    new_messages.append(self._message(event, endpoint.url, endpoint.endpoint_id))
         return await self._repository.add_messages(new_messages, self._clock())
 
     @staticmethod
@@ -198,22 +233,37 @@ class WebhookHandlers:
         occurred_at: datetime,
     ) -> int:
         """Remembers the batch's webhook_url and announces `batch.queued`."""
-        if webhook_url:
-            await self._repository.remember_batch_url(batch_id, tenant_id, webhook_url)
-        event = WebhookEvent(
-            event_type=BATCH_QUEUED,
-            tenant_id=tenant_id,
-            batch_id=batch_id,
-            source_key=batch_id,
-            occurred_at=occurred_at,
-            data={
-                "batch_id": batch_id,
-                "status": "queued",
-                "total_count": total_count,
-                "frozen_credits": required_credits,
-            },
+        return await self.batches_queued(
+            [QueuedBatch(batch_id, tenant_id, webhook_url, total_count, required_credits, occurred_at)]
         )
-        return await self.record_event(event, webhook_url or None)
+
+    async def batches_queued(self, queued: Sequence[QueuedBatch]) -> int:
+        """`batch_queued` of several batches: one endpoint lookup per tenant and one write each
+        for their webhook_urls and their messages (every accepted batch sends one of these)."""
+        await self._repository.remember_batch_urls(
+            [(batch.batch_id, batch.tenant_id, batch.webhook_url) for batch in queued if batch.webhook_url]
+        )
+        return await self._record_events(
+            [
+                (
+                    WebhookEvent(
+                        event_type=BATCH_QUEUED,
+                        tenant_id=batch.tenant_id,
+                        batch_id=batch.batch_id,
+                        source_key=batch.batch_id,
+                        occurred_at=batch.occurred_at,
+                        data={
+                            "batch_id": batch.batch_id,
+                            "status": "queued",
+                            "total_count": batch.total_count,
+                            "frozen_credits": batch.required_credits,
+                        },
+                    ),
+                    batch.webhook_url or None,
+                )
+                for batch in queued
+            ]
+        )
 
     async def batch_settled(
         self,
@@ -226,32 +276,52 @@ class WebhookHandlers:
         settlement_status: str,
         occurred_at: datetime,
     ) -> int:
-        """Announces `batch.completed` (or `batch.cancelled`) with the settled figures.
+        """Announces `batch.completed` (or `batch.cancelled`) with the settled figures."""
+        return await self.batches_settled(
+            [
+                SettledBatch(
+                    batch_id,
+                    tenant_id,
+                    frozen_credits,
+                    captured_credits,
+                    refunded_credits,
+                    settlement_status,
+                    occurred_at,
+                )
+            ]
+        )
+
+    async def batches_settled(self, settled: Sequence[SettledBatch]) -> int:
+        """`batch_settled` of several batches: their snapshots asked concurrently, one lookup of
+        their remembered URLs, one endpoint lookup per tenant and one write.
 
         Counts and status come from the batch service; the money comes from the settlement event
         itself, because the batch service may not have applied that event yet when we ask.
         """
-        snapshot = await self._batches.batch(batch_id)
-        settled = BatchSnapshot(
-            **{
-                **snapshot.__dict__,
-                "frozen_credits": frozen_credits,
-                "credits_spent": captured_credits,
-                "refunded_credits": refunded_credits,
-                "settlement_status": settlement_status,
-                "pending_count": 0,
-            }
-        )
-        batch_url = await self._repository.batch_url(batch_id) or snapshot.webhook_url or None
-        event = WebhookEvent(
-            event_type=settled_event_type(snapshot.status),
-            tenant_id=tenant_id,
-            batch_id=batch_id,
-            source_key=batch_id,
-            occurred_at=occurred_at,
-            data=batch_data(settled),
-        )
-        return await self.record_event(event, batch_url)
+        snapshots = await asyncio.gather(*(self._batches.batch(batch.batch_id) for batch in settled))
+        remembered = await self._repository.batch_urls([batch.batch_id for batch in settled])
+        events: list[tuple[WebhookEvent, str | None]] = []
+        for batch, snapshot in zip(settled, snapshots, strict=True):
+            figures = BatchSnapshot(
+                **{
+                    **snapshot.__dict__,
+                    "frozen_credits": batch.frozen_credits,
+                    "credits_spent": batch.captured_credits,
+                    "refunded_credits": batch.refunded_credits,
+                    "settlement_status": batch.settlement_status,
+                    "pending_count": 0,
+                }
+            )
+            event = WebhookEvent(
+                event_type=settled_event_type(snapshot.status),
+                tenant_id=batch.tenant_id,
+                batch_id=batch.batch_id,
+                source_key=batch.batch_id,
+                occurred_at=batch.occurred_at,
+                data=batch_data(figures),
+            )
+            events.append((event, remembered.get(batch.batch_id) or snapshot.webhook_url or None))
+        return await self._record_events(events)
 
     async def task_finished(
         self,
@@ -274,11 +344,9 @@ class WebhookHandlers:
         A chunk of outcomes costs one endpoint lookup per tenant, not one per task: most tenants
         have no endpoint that asks for task events, and then nothing else happens.
         """
-        endpoints_of: dict[str, list[Endpoint]] = {}
+        endpoints_of = await self._repository.enabled_endpoints_of({event.tenant_id for event in events})
         new_messages: list[NewMessage] = []
         for event in events:
-            if event.tenant_id not in endpoints_of:
-                endpoints_of[event.tenant_id] = await self._repository.enabled_endpoints(event.tenant_id)
             for endpoint in endpoints_of[event.tenant_id]:
                 if endpoint_wants(endpoint.event_types, event.event_type):
                     new_messages.append(self._message(event, endpoint.url, endpoint.endpoint_id))

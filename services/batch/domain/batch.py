@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import NewType
+from typing import NamedTuple, NewType
 
 from libs.errors import InvalidArgument
 from services.batch.domain.errors import BatchNotFound
@@ -168,6 +168,26 @@ class TaskRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class TaskSummary(NamedTuple):
+    """A task as a page of tasks shows it, read straight from its row: ids as text and times as
+    microseconds since the epoch, so a page of 50 converts nothing per task (the read path's cost
+    was mostly building a `TaskRecord` and converting it again)."""
+
+    id: str
+    batch_id: str
+    batch_index: int
+    status: str
+    model: str
+    prompt: str
+    unit_price: int
+    video_url: str | None
+    error_message: str | None
+    failure_type: str | None
+    attempts: int
+    created_at_us: int
+    finished_at_us: int | None
 
 
 @dataclass(frozen=True)

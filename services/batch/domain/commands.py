@@ -18,6 +18,8 @@ class CreateBatch:
     webhook_url: str = ""
     # 0: no deadline; otherwise unfinished tasks are cancelled this long after creation.
     deadline_seconds: int = 0
+    # The request id was generated for this request (the client sent none): nothing to replay.
+    request_id_generated: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.errors import InvalidArgument
-from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskRecord
+from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.handlers import BatchHandlers
@@ -57,13 +57,13 @@ def batch_message(view: BatchView) -> batch_pb2.Batch:
     )
 
 
-def task_message(task: TaskRecord) -> batch_pb2.Task:
-    """The Task message of a task."""
+def task_message(task: TaskSummary) -> batch_pb2.Task:
+    """The Task message of a task of a page."""
     return batch_pb2.Task(
-        task_id=str(task.id),
-        batch_id=str(task.batch_id),
+        task_id=task.id,
+        batch_id=task.batch_id,
         batch_index=task.batch_index,
-        status=task.status.value,
+        status=task.status,
         model=task.model,
         prompt=task.prompt,
         unit_price=task.unit_price,
@@ -71,9 +71,16 @@ def task_message(task: TaskRecord) -> batch_pb2.Task:
         error_message=task.error_message or "",
         failure_type=task.failure_type or "",
         attempts=task.attempts,
-        created_at=_timestamp(task.created_at),
-        finished_at=_timestamp(task.finished_at),
+        created_at=_micros_timestamp(task.created_at_us),
+        finished_at=_micros_timestamp(task.finished_at_us),
     )
+
+
+def _micros_timestamp(micros: int | None) -> Timestamp | None:
+    if micros is None:
+        return None
+    seconds, rest = divmod(micros, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
 def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...]:
@@ -117,6 +124,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             items=request_items(request),
             webhook_url=request.webhook_url,
             deadline_seconds=request.deadline_seconds,
+            request_id_generated=request.request_id_generated,
         )
         return create_response(await self._handlers.create_batch(command))
 

@@ -41,7 +41,15 @@ from services.billing.adapters.tables import (
 from services.billing.domain.api_keys import AdminKeyInfo, AdminRole, ApiKeyInfo
 from services.billing.domain.finance import BatchLedgerTotals, BatchTransferLine, ExportRow, TenantSummary
 from services.billing.domain.ids import BatchId, TenantId
-from services.billing.domain.ledger import AccountKind, Posting, RefType, StatementLine, Transfer
+from services.billing.domain.ledger import (
+    AccountKind,
+    LedgerEntry,
+    Posting,
+    RefType,
+    StatementLine,
+    Transfer,
+    upfront_key,
+)
 from services.billing.domain.margins import CapturedVolume
 from services.billing.domain.payments import EventOutcome, Payment, PaymentProvider
 from services.billing.domain.pricing import QuoteLine
@@ -179,55 +187,89 @@ FROM unnest(CAST(%(ids)b AS bigint[]), CAST(%(balances)b AS bigint[])) AS v(id, 
 WHERE a.id = v.id
 """
 
-# The hold account of a batch, unless it exists or the tenant does not (both answer no row): a
-# concurrent insert for the same batch waits on the unique index until that transaction ends.
-_CREATE_HOLD_ACCOUNT = """
+# A group of reservations (`BillingHandlers.reserve`), four round trips whatever its size. The hold
+# accounts of its batches, in batch id order (two transactions never wait on each other's index
+# entries in opposite orders), except those that exist or whose tenant does not (both answer no
+# row; a concurrent insert for the same batch waits on the unique index until that transaction
+# ends); the group's wallets, locked in account id order; every accepted reservation posted by one
+# statement (upfront transfers, their entries, which take the transfers' new ids, the closing
+# balances, the batch holds and their price lines), in request order: transfer and entry ids
+# follow it, so each wallet's `balance_after` chain reads in id order.
+_CREATE_HOLD_ACCOUNTS = """
     INSERT INTO billing.accounts (kind, tenant_id, batch_id)
-    SELECT 'hold', %(tenant_id)s, %(batch_id)s
-    WHERE EXISTS (SELECT 1 FROM billing.tenants WHERE id = %(tenant_id)s)
+    SELECT 'hold', r.tenant_id, r.batch_id
+    FROM unnest(CAST(%(tenant_ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[])) AS r(tenant_id, batch_id)
+    WHERE EXISTS (SELECT 1 FROM billing.tenants WHERE id = r.tenant_id)
+    ORDER BY r.batch_id
     ON CONFLICT (batch_id) WHERE kind = 'hold' DO NOTHING
-    RETURNING id
+    RETURNING id, batch_id
 """
-_LOCK_AVAILABLE = "SELECT id, balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s FOR UPDATE"
-
-# Everything a reservation writes, in one statement (one round trip under the wallet lock): the
-# upfront transfer, its two entries (which take the transfer's new id), the closing balances, the
-# batch hold and its price lines. Answers the transfer's id, or no row if its key existed.
-_POST_RESERVATION = """
+_LOCK_WALLETS = """
+    SELECT tenant_id, id, balance FROM billing.accounts
+    WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+    ORDER BY id
+    FOR UPDATE
+"""
+_DELETE_ACCOUNTS = "DELETE FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[]))"
+_POST_RESERVATIONS = """
     WITH transfer AS (
         INSERT INTO billing.transfers
             (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
-        VALUES (%(key)s, %(ref_type)s, %(ref_id)s, %(tenant_id)s, %(batch_id)s, %(debit)s, %(credit)s,
-                %(amount)s, NULL)
+        SELECT r.key, %(ref_type)s, r.ref_id, r.tenant_id, r.batch_id, r.debit, r.credit, r.amount, NULL
+        FROM unnest(
+            CAST(%(keys)b AS text[]), CAST(%(ref_ids)b AS text[]), CAST(%(tenant_ids)b AS uuid[]),
+            CAST(%(batch_ids)b AS uuid[]), CAST(%(debits)b AS bigint[]), CAST(%(credits)b AS bigint[]),
+            CAST(%(amounts)b AS bigint[])
+        ) WITH ORDINALITY AS r(key, ref_id, tenant_id, batch_id, debit, credit, amount, n)
+        ORDER BY r.n
         ON CONFLICT (key) DO NOTHING
-        RETURNING id
+        RETURNING id, key
     ), entries AS (
         INSERT INTO billing.ledger_entries
             (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
-        SELECT transfer.id, e.account_id, %(tenant_id)s, %(batch_id)s, %(ref_type)s, %(ref_id)s, e.amount,
+        SELECT transfer.id, e.account_id, e.tenant_id, e.batch_id, %(ref_type)s, e.ref_id, e.amount,
                e.balance_after
-        FROM transfer, unnest(
-            %(entry_accounts)s::bigint[], %(entry_amounts)s::bigint[], %(entry_balances)s::bigint[]
-        ) AS e(account_id, amount, balance_after)
+        FROM unnest(
+            CAST(%(entry_keys)b AS text[]), CAST(%(entry_accounts)b AS bigint[]),
+            CAST(%(entry_tenants)b AS uuid[]), CAST(%(entry_batches)b AS uuid[]),
+            CAST(%(entry_ref_ids)b AS text[]), CAST(%(entry_amounts)b AS bigint[]),
+            CAST(%(entry_balances)b AS bigint[])
+        ) WITH ORDINALITY AS e(key, account_id, tenant_id, batch_id, ref_id, amount, balance_after, n)
+        JOIN transfer ON transfer.key = e.key
+        ORDER BY e.n
     ), balances AS (
         UPDATE billing.accounts AS a SET balance = v.balance
-        FROM unnest(%(ids)s::bigint[], %(balances)s::bigint[]) AS v(id, balance)
+        FROM unnest(CAST(%(ids)b AS bigint[]), CAST(%(balances)b AS bigint[])) AS v(id, balance)
         WHERE a.id = v.id
     ), hold AS (
         INSERT INTO billing.batch_holds
             (batch_id, tenant_id, hold_account_id, item_count, frozen, available_before, available_after)
-        VALUES (%(batch_id)s, %(tenant_id)s, %(hold_account_id)s, %(item_count)s, %(frozen)s,
-                %(available_before)s, %(available_after)s)
+        SELECT * FROM unnest(
+            CAST(%(batch_ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(credits)b AS bigint[]),
+            CAST(%(item_counts)b AS bigint[]), CAST(%(amounts)b AS bigint[]),
+            CAST(%(befores)b AS bigint[]), CAST(%(afters)b AS bigint[])
+        )
     ), lines AS (
         INSERT INTO billing.batch_hold_lines
             (batch_id, model, unit_price, duration_seconds, count, provider_cost_usd_micros)
-        SELECT %(batch_id)s, * FROM unnest(
-            %(models)s::text[], %(unit_prices)s::bigint[], %(durations)s::integer[], %(counts)s::bigint[],
-            %(costs)s::bigint[]
+        SELECT * FROM unnest(
+            CAST(%(line_batches)b AS uuid[]), CAST(%(models)b AS text[]), CAST(%(unit_prices)b AS bigint[]),
+            CAST(%(durations)b AS integer[]), CAST(%(counts)b AS bigint[]), CAST(%(costs)b AS bigint[])
         )
     )
-    SELECT id FROM transfer
+    SELECT count(*) FROM transfer
 """
+
+
+@dataclass(frozen=True)
+class PlannedReservation:
+    """One accepted reservation of a group: its upfront transfer, its hold and its frozen lines."""
+
+    transfer: Transfer
+    hold: BatchHold
+    lines: tuple[QuoteLine, ...]
+    provider_costs: Mapping[str, int]
+
 
 _ADD_TALLIES = """
 UPDATE billing.batch_holds AS h
@@ -238,6 +280,17 @@ FROM unnest(
     CAST(%(batch_ids)b AS uuid[]), CAST(%(captured)b AS bigint[]),
     CAST(%(refunded)b AS bigint[]), CAST(%(outcomes)b AS bigint[])
 ) AS v(batch_id, captured, refunded, outcomes)
+WHERE h.batch_id = v.batch_id
+"""
+
+
+_RECORD_SETTLEMENTS = """
+UPDATE billing.batch_holds AS h
+SET released = v.released, settlement_status = v.status, settled_at = v.settled_at
+FROM unnest(
+    CAST(%(batch_ids)b AS uuid[]), CAST(%(released)b AS bigint[]), CAST(%(statuses)b AS text[]),
+    CAST(%(settled_at)b AS timestamptz[])
+) AS v(batch_id, released, status, settled_at)
 WHERE h.batch_id = v.batch_id
 """
 
@@ -280,74 +333,83 @@ class ReservationTransaction:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
 
-    async def create_hold_account_if_absent(self, tenant_id: TenantId, batch_id: BatchId) -> int | None:
-        """Creates the batch's hold account; None if it already exists or the tenant does not.
+    async def create_hold_accounts(self, batches: Mapping[BatchId, TenantId]) -> dict[BatchId, int]:
+        """Creates the hold accounts of the batches (in batch id order); answers those created.
 
-        A concurrent creation for the same batch makes this wait on the unique index until that
-        transaction ends; once it has committed, this answers None.
+        A batch missing from the answer has its hold account already, or no such tenant. A
+        concurrent creation of one of them makes this wait until that transaction ends.
         """
+        ordered = sorted(batches)
         cursor = await self._conn.execute(
-            _CREATE_HOLD_ACCOUNT, {"tenant_id": tenant_id, "batch_id": batch_id}
+            _CREATE_HOLD_ACCOUNTS,
+            {"tenant_ids": [batches[batch_id] for batch_id in ordered], "batch_ids": ordered},
         )
-        row = await cursor.fetchone()
-        return int(row[0]) if row is not None else None
+        return {BatchId(row[1]): int(row[0]) for row in await cursor.fetchall()}
 
-    async def lock_available(self, tenant_id: TenantId) -> AccountBalance | None:
-        """The tenant's available account, locked until the transaction ends (None: no such tenant)."""
-        cursor = await self._conn.execute(_LOCK_AVAILABLE, (AccountKind.AVAILABLE.value, tenant_id))
-        row = await cursor.fetchone()
-        return AccountBalance(int(row[0]), int(row[1])) if row is not None else None
+    async def lock_wallets(self, tenant_ids: Iterable[TenantId]) -> dict[TenantId, AccountBalance]:
+        """The tenants' available accounts, locked in account id order until the transaction ends."""
+        cursor = await self._conn.execute(_LOCK_WALLETS, {"tenant_ids": sorted(set(tenant_ids))})
+        return {TenantId(row[0]): AccountBalance(int(row[1]), int(row[2])) for row in await cursor.fetchall()}
 
-    async def post_reservation(
-        self,
-        transfer: Transfer,
-        posting: Posting,
-        hold: BatchHold,
-        lines: Iterable[QuoteLine],
-        provider_costs: Mapping[str, int],
-    ) -> int | None:
-        """Writes a reservation: its one transfer with the posting's entries and balances, and the
-        batch's hold with its frozen price lines (and today's provider cost per video).
+    async def delete_accounts(self, account_ids: Collection[int]) -> None:
+        """Deletes hold accounts this transaction created for reservations it refused."""
+        if account_ids:
+            await self._conn.execute(_DELETE_ACCOUNTS, {"ids": list(account_ids)})
 
-        One statement; the entries get the transfer's id from its insert (whatever id the posting
-        was computed with). Returns that id, or None (nothing written but the balances and the
-        hold, so the caller must roll back) when a transfer with the same key existed.
+    async def post_reservations(self, planned: Sequence[PlannedReservation], posting: Posting) -> int:
+        """Writes the reservations of a group in one statement, in request order.
+
+        `posting` holds the entries of all their transfers and the closing balances of the
+        accounts they touch. Returns how many transfers were inserted: fewer than planned means a
+        transfer key existed, and the caller must roll back.
         """
-        priced = list(lines)
+        if not planned:
+            return 0
+        by_key = {item.transfer.key: item.transfer for item in planned}
         entries = posting.entries
-        if any(entry.tenant_id != transfer.tenant_id or entry.ref_id != transfer.ref_id for entry in entries):
-            raise ValueError("a reservation posts the entries of its own transfer only")
+        if any(entry.ref_id != by_key[_entry_key(entry)].ref_id for entry in entries):
+            raise ValueError("a reservation posts the entries of its own transfers only")
         ids = sorted(posting.balances)
+        lines = [(item.hold.batch_id, line, item.provider_costs) for item in planned for line in item.lines]
         inserted = await self._conn.execute(
-            _POST_RESERVATION,
+            _POST_RESERVATIONS,
             {
-                "key": transfer.key,
-                "ref_type": transfer.ref_type.value,
-                "ref_id": transfer.ref_id,
-                "tenant_id": transfer.tenant_id,
-                "batch_id": transfer.batch_id,
-                "debit": transfer.debit_account_id,
-                "credit": transfer.credit_account_id,
-                "amount": transfer.amount,
+                "ref_type": RefType.BATCH_UPFRONT.value,
+                "keys": [item.transfer.key for item in planned],
+                "ref_ids": [item.transfer.ref_id for item in planned],
+                "tenant_ids": [item.transfer.tenant_id for item in planned],
+                "batch_ids": [item.hold.batch_id for item in planned],
+                "debits": [item.transfer.debit_account_id for item in planned],
+                "credits": [item.transfer.credit_account_id for item in planned],
+                "amounts": [item.transfer.amount for item in planned],
+                "item_counts": [item.hold.item_count for item in planned],
+                "befores": [item.hold.available_before for item in planned],
+                "afters": [item.hold.available_after for item in planned],
+                "entry_keys": [_entry_key(entry) for entry in entries],
                 "entry_accounts": [entry.account_id for entry in entries],
+                "entry_tenants": [entry.tenant_id for entry in entries],
+                "entry_batches": [entry.batch_id for entry in entries],
+                "entry_ref_ids": [entry.ref_id for entry in entries],
                 "entry_amounts": [entry.amount for entry in entries],
                 "entry_balances": [entry.balance_after for entry in entries],
                 "ids": ids,
                 "balances": [posting.balances[account_id] for account_id in ids],
-                "hold_account_id": hold.hold_account_id,
-                "item_count": hold.item_count,
-                "frozen": hold.frozen,
-                "available_before": hold.available_before,
-                "available_after": hold.available_after,
-                "models": [line.model for line in priced],
-                "unit_prices": [line.unit_price for line in priced],
-                "durations": [line.duration_seconds for line in priced],
-                "counts": [line.count for line in priced],
-                "costs": [provider_costs.get(line.model, 0) for line in priced],
+                "line_batches": [batch_id for batch_id, _, _ in lines],
+                "models": [line.model for _, line, _ in lines],
+                "unit_prices": [line.unit_price for _, line, _ in lines],
+                "durations": [line.duration_seconds for _, line, _ in lines],
+                "counts": [line.count for _, line, _ in lines],
+                "costs": [costs.get(line.model, 0) for _, line, costs in lines],
             },
         )
         row = await inserted.fetchone()
-        return int(row[0]) if row is not None else None
+        return int(row[0]) if row is not None else 0
+
+
+def _entry_key(entry: LedgerEntry) -> str:
+    # A reservation's entries carry its batch id; its transfer key is made from it.
+    assert entry.batch_id is not None
+    return upfront_key(entry.batch_id)
 
 
 class LedgerTransaction:
@@ -682,15 +744,18 @@ class LedgerTransaction:
             },
         )
 
-    async def record_settlement(self, hold: BatchHold) -> None:
-        await self._conn.execute(
-            update(batch_holds)
-            .where(batch_holds.c.batch_id == hold.batch_id)
-            .values(
-                released=hold.released,
-                settlement_status=hold.settlement_status.value,
-                settled_at=hold.settled_at,
-            )
+    async def record_settlements(self, holds: Sequence[BatchHold]) -> None:
+        """Stores the settlement (released, status, time) of each hold, in one statement."""
+        if not holds:
+            return
+        await self._rows(
+            _RECORD_SETTLEMENTS,
+            {
+                "batch_ids": [hold.batch_id for hold in holds],
+                "released": [hold.released for hold in holds],
+                "statuses": [hold.settlement_status.value for hold in holds],
+                "settled_at": [hold.settled_at for hold in holds],
+            },
         )
 
     async def add_events(self, envelopes: Sequence[Envelope]) -> None:

@@ -55,13 +55,12 @@ class OutcomeConsumer:
         if outcomes:
             await self._handlers.apply_task_outcomes(outcomes)
         refused: ServiceError | None = None
-        for batch_id in finished:
-            try:
-                await self._handlers.settle(batch_id)
-            except ServiceError as error:
-                # Settle the other batches of the chunk anyway; the refusal is re-raised below.
-                log.info("settlement of batch %s deferred: %s", batch_id, error.reason)
-                refused = refused or error
+        settled = await self._handlers.settle_batches(list(finished)) if finished else []
+        for batch_id, outcome in zip(finished, settled, strict=True):
+            if isinstance(outcome, ServiceError):
+                # The other batches of the chunk are settled anyway; the refusal is re-raised below.
+                log.info("settlement of batch %s deferred: %s", batch_id, outcome.reason)
+                refused = refused or outcome
         if refused is not None:
             raise refused
 

@@ -158,6 +158,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
                 ),
                 webhook_url=payload.webhook_url or "",
                 deadline_seconds=payload.deadline_seconds or 0,
+                request_id_generated=not request.headers.get(REQUEST_ID_HEADER),
             ),
             timeout=deadline,
         )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import propagate
+from psycopg.rows import namedtuple_row
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database
 from services.webhook.adapters.tables import (
+    SCHEMA,
     attempts,
     batch_destinations,
     endpoints,
@@ -80,6 +82,13 @@ def _endpoint(row: Any) -> Endpoint:
     )
 
 
+_BATCH_URLS = f"SELECT batch_id, webhook_url FROM {SCHEMA}.batch_destinations WHERE batch_id = ANY(%s)"
+_ENABLED_ENDPOINTS = f"""
+SELECT id, tenant_id, url, event_types, status, created_at, description FROM {SCHEMA}.endpoints
+WHERE tenant_id = ANY(%s) AND status = 'enabled'
+"""
+
+
 def _tenant_secret(row: Any) -> TenantSecret:
     return TenantSecret(
         secret=row.secret,
@@ -99,32 +108,59 @@ class WebhookRepository:
 
     async def remember_batch_url(self, batch_id: str, tenant_id: str, webhook_url: str) -> None:
         """Keeps the batch's webhook_url (first writer wins; it never changes)."""
+        await self.remember_batch_urls([(batch_id, tenant_id, webhook_url)])
+
+    async def remember_batch_urls(self, destinations: Sequence[tuple[str, str, str]]) -> None:
+        """`remember_batch_url` of several (batch_id, tenant_id, webhook_url), in one statement."""
+        if not destinations:
+            return
         async with self._database.transaction() as session:
             await session.execute(
                 insert(batch_destinations)
-                .values(batch_id=uuid.UUID(batch_id), tenant_id=uuid.UUID(tenant_id), webhook_url=webhook_url)
+                .values(
+                    [
+                        {
+                            "batch_id": uuid.UUID(batch_id),
+                            "tenant_id": uuid.UUID(tenant_id),
+                            "webhook_url": url,
+                        }
+                        for batch_id, tenant_id, url in destinations
+                    ]
+                )
                 .on_conflict_do_nothing(index_elements=["batch_id"])
             )
 
     async def batch_url(self, batch_id: str) -> str | None:
         """The remembered webhook_url of a batch, if batch.queued was seen."""
-        async with self._database.transaction() as session:
-            result = await session.execute(
-                select(batch_destinations.c.webhook_url).where(
-                    batch_destinations.c.batch_id == uuid.UUID(batch_id)
-                )
-            )
-            return result.scalar_one_or_none()
+        return (await self.batch_urls([batch_id])).get(batch_id)
+
+    async def batch_urls(self, batch_ids: Sequence[str]) -> dict[str, str]:
+        """The remembered webhook_urls of those of the batches that have one, in one read."""
+        if not batch_ids:
+            return {}
+        async with self._database.raw_connection() as conn:
+            cursor = await conn.execute(_BATCH_URLS, ([uuid.UUID(batch_id) for batch_id in batch_ids],))
+            rows = await cursor.fetchall()
+        return {str(row[0]): row[1] for row in rows}
 
     async def enabled_endpoints(self, tenant_id: str) -> list[Endpoint]:
         """The tenant's endpoints that receive deliveries."""
-        async with self._database.transaction() as session:
-            result = await session.execute(
-                select(endpoints).where(
-                    endpoints.c.tenant_id == uuid.UUID(tenant_id), endpoints.c.status == "enabled"
-                )
-            )
-            return [_endpoint(row) for row in result]
+        return (await self.enabled_endpoints_of([tenant_id]))[tenant_id]
+
+    async def enabled_endpoints_of(self, tenant_ids: Collection[str]) -> dict[str, list[Endpoint]]:
+        """The endpoints that receive deliveries, per tenant (every tenant asked has its list).
+
+        One statement on the autocommit reader: every batch and task event looks this up.
+        """
+        found: dict[str, list[Endpoint]] = {tenant_id: [] for tenant_id in tenant_ids}
+        if not found:
+            return found
+        async with self._database.raw_connection() as conn, conn.cursor(row_factory=namedtuple_row) as cursor:
+            await cursor.execute(_ENABLED_ENDPOINTS, ([uuid.UUID(tenant_id) for tenant_id in found],))
+            rows: list[Any] = await cursor.fetchall()
+        for row in rows:
+            found[str(row.tenant_id)].append(_endpoint(row))
+        return found
 
     # --- endpoints ----------------------------------------------------------------------------
 

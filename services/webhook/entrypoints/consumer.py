@@ -11,7 +11,7 @@ from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent
-from services.webhook.handlers import WebhookHandlers, task_event
+from services.webhook.handlers import QueuedBatch, SettledBatch, WebhookHandlers, task_event
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     events_pb2.BatchQueued,
@@ -33,45 +33,69 @@ class WebhookEventConsumer:
         self._handlers = handlers
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
-        # Task outcomes of consecutive deliveries are recorded together (one endpoint lookup per
-        # tenant); a batch event first records the task outcomes before it, keeping their order.
+        # Consecutive deliveries of one kind are recorded together: task outcomes, queued batches
+        # and settled batches each cost one endpoint lookup per tenant and one write per run; a
+        # run is recorded before the next one begins, keeping their order.
         task_events: list[WebhookEvent] = []
+        queued: list[QueuedBatch] = []
+        settled: list[SettledBatch] = []
         for delivery in deliveries:
             message = delivery.message
-            if isinstance(message, events_pb2.TaskOutcomes):
-                task_events += (_succeeded(task) for task in message.succeeded)
-                task_events += (_failed(task) for task in message.failed)
-                continue
-            if isinstance(message, events_pb2.TaskSucceeded):
-                task_events.append(_succeeded(message))
-                continue
-            if isinstance(message, events_pb2.TaskFailed):
-                task_events.append(_failed(message))
-                continue
-            if task_events:
-                await self._handlers.tasks_finished(task_events)
-                task_events = []
-            if isinstance(message, events_pb2.BatchQueued):
-                await self._handlers.batch_queued(
-                    batch_id=message.batch_id,
-                    tenant_id=message.tenant_id,
-                    webhook_url=message.webhook_url,
-                    total_count=message.total_count,
-                    required_credits=message.required_credits,
-                    occurred_at=_moment(message.occurred_at),
+            if isinstance(
+                message, events_pb2.TaskOutcomes | events_pb2.TaskSucceeded | events_pb2.TaskFailed
+            ):
+                await self._record(queued=queued, settled=settled)
+                if isinstance(message, events_pb2.TaskOutcomes):
+                    task_events += (_succeeded(task) for task in message.succeeded)
+                    task_events += (_failed(task) for task in message.failed)
+                elif isinstance(message, events_pb2.TaskSucceeded):
+                    task_events.append(_succeeded(message))
+                else:
+                    task_events.append(_failed(message))
+            elif isinstance(message, events_pb2.BatchQueued):
+                await self._record(task_events=task_events, settled=settled)
+                queued.append(
+                    QueuedBatch(
+                        batch_id=message.batch_id,
+                        tenant_id=message.tenant_id,
+                        webhook_url=message.webhook_url,
+                        total_count=message.total_count,
+                        required_credits=message.required_credits,
+                        occurred_at=_moment(message.occurred_at),
+                    )
                 )
             elif isinstance(message, events_pb2.BatchSettled):
-                await self._handlers.batch_settled(
-                    batch_id=message.batch_id,
-                    tenant_id=message.tenant_id,
-                    frozen_credits=message.frozen_credits,
-                    captured_credits=message.captured_credits,
-                    refunded_credits=message.refunded_credits,
-                    settlement_status=message.settlement_status,
-                    occurred_at=_moment(message.occurred_at),
+                await self._record(task_events=task_events, queued=queued)
+                settled.append(
+                    SettledBatch(
+                        batch_id=message.batch_id,
+                        tenant_id=message.tenant_id,
+                        frozen_credits=message.frozen_credits,
+                        captured_credits=message.captured_credits,
+                        refunded_credits=message.refunded_credits,
+                        settlement_status=message.settlement_status,
+                        occurred_at=_moment(message.occurred_at),
+                    )
                 )
+        await self._record(task_events=task_events, queued=queued, settled=settled)
+
+    async def _record(
+        self,
+        *,
+        task_events: list[WebhookEvent] | None = None,
+        queued: list[QueuedBatch] | None = None,
+        settled: list[SettledBatch] | None = None,
+    ) -> None:
+        """Records the pending runs given (emptying them)."""
         if task_events:
             await self._handlers.tasks_finished(task_events)
+            task_events.clear()
+        if queued:
+            await self._handlers.batches_queued(queued)
+            queued.clear()
+        if settled:
+            await self._handlers.batches_settled(settled)
+            settled.clear()
 
 
 def _succeeded(message: events_pb2.TaskSucceeded) -> WebhookEvent:

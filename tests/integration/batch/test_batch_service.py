@@ -178,6 +178,61 @@ async def test_the_same_request_id_ten_times_at_once_makes_one_batch_and_one_res
         assert rpc_reason(refused.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "idempotency_key_reused")
 
 
+async def test_concurrent_creates_of_one_wallet_are_queued_together_and_only_what_it_cannot_cover_is_refused(
+    make_settings: SettingsFactory,
+    fake_billing: FakeBillingServer,
+    event_tap: EventTap,
+    sql: psycopg.AsyncConnection[Any],
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 250  # eight batches of 3 items at 10 credits
+    requests = [_request(tenant_id, [f"shot {i}-{n}" for n in range(3)], f"req-group-{i}") for i in range(10)]
+    async with batch_server(make_settings(dispatch_chunk_size=2)) as stub:
+        results = await asyncio.gather(*(stub.CreateBatch(r) for r in requests), return_exceptions=True)
+
+        accepted = [r for r in results if isinstance(r, batch_pb2.CreateBatchResponse)]
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert (len(accepted), len(refused)) == (8, 2)
+        assert {rpc_reason(error)[1] for error in refused} == {"insufficient_credits"}
+        assert {r.status for r in accepted} == {"queued"}
+        assert fake_billing.servicer.balances[tenant_id] == 10
+        statuses = await (
+            await sql.execute(
+                "SELECT status, count(*) FROM batch.batches WHERE tenant_id = %s"
+                " GROUP BY status ORDER BY status",
+                (tenant_id,),
+            )
+        ).fetchall()
+        assert statuses == [("queued", 8), ("rejected", 2)]
+        dispatched = await (
+            await sql.execute(
+                "SELECT count(*) FROM batch.tasks WHERE tenant_id = %s AND dispatched_at IS NOT NULL",
+                (tenant_id,),
+            )
+        ).fetchone()
+        assert dispatched == (24,)
+        for response in accepted:
+            [queued] = await event_tap.wait_for("batch.queued", response.batch_id)
+            assert (queued.total_count, queued.required_credits) == (3, 30)
+            dispatches = await event_tap.wait_for("task.dispatch", response.batch_id, count=2)
+            assert sorted(len(d.task_ids) for d in dispatches) == [1, 2]
+
+
+async def test_a_generated_request_id_reused_by_the_client_replays_its_batch(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    first = _request(tenant_id, ["a cat", "a dog"], "gen-0f3a")
+    first.request_id_generated = True
+    async with batch_server(make_settings()) as stub:
+        created = await stub.CreateBatch(first)
+        replay = await stub.CreateBatch(_request(tenant_id, ["a cat", "a dog"], "gen-0f3a"))
+
+    assert (created.replayed, replay.replayed, replay.batch_id) == (False, True, created.batch_id)
+    assert fake_billing.servicer.reserve_effects(created.batch_id) == 1
+
+
 async def test_invalid_requests_and_unknown_models_are_refused_before_anything_is_stored(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
 ) -> None:

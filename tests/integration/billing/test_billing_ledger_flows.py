@@ -24,7 +24,7 @@ from services.billing.domain.errors import (
 from services.billing.domain.ids import BatchId, TaskId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
-from services.billing.domain.settlement import SettlementStatus
+from services.billing.domain.settlement import BatchHold, SettlementStatus
 from services.billing.handlers import BillingHandlers
 
 from .billing_testkit import (
@@ -127,6 +127,90 @@ async def test_ten_concurrent_reserves_of_one_batch_freeze_the_credits_once(
     assert upfronts == 1
     balance = await handlers.get_balance(tenant)
     assert (balance.available_credits, balance.held_credits) == (800, 200)
+    await assert_ledger_invariants(database)
+
+
+async def test_concurrent_reserves_share_a_transaction_and_only_the_one_the_remainder_cannot_cover_is_refused(
+    handlers: BillingHandlers, database: Database
+) -> None:
+    tenant = await funded_tenant(handlers, 1000)
+    batches = [new_batch_id() for _ in range(5)]
+    counts = [30, 30, 50, 20, 10]  # 300, 300, 500 (only 400 left: refused), 200, 100 credits
+
+    results = await asyncio.gather(
+        *(
+            handlers.reserve(tenant, batch, [QuoteLine(SORA, n)])
+            for batch, n in zip(batches, counts, strict=True)
+        ),
+        return_exceptions=True,
+    )
+
+    refused = results[2]
+    assert isinstance(refused, InsufficientCredits)
+    assert refused.details == {"required_credits": "500", "available_credits": "400"}
+    accepted = [results[i] for i in (0, 1, 3, 4)]
+    assert [(r.frozen_credits, r.available_before, r.available_after, r.replayed) for r in accepted] == [  # type: ignore[union-attr]
+        (300, 1000, 700, False),
+        (300, 700, 400, False),
+        (200, 400, 200, False),
+        (100, 200, 100, False),
+    ]
+    balance = await handlers.get_balance(tenant)
+    assert (balance.available_credits, balance.held_credits) == (100, 900)
+    refused_batch = batches[2]
+    for table in ("accounts", "transfers", "batch_holds"):
+        sql = f"SELECT count(*) FROM billing.{table} WHERE batch_id = :b"
+        assert await count(database, sql, b=refused_batch) == 0, table
+    # The wallet's entries read in id order as the running balance the responses reported.
+    async with database.connection() as conn:
+        chain = (
+            await conn.execute(
+                text(
+                    "SELECT e.amount, e.balance_after FROM billing.ledger_entries AS e"
+                    " JOIN billing.accounts AS a ON a.id = e.account_id"
+                    " WHERE a.kind = 'available' AND a.tenant_id = :t AND e.ref_type = 'batch_upfront'"
+                    " ORDER BY e.id"
+                ),
+                {"t": tenant},
+            )
+        ).all()
+    assert [tuple(row) for row in chain] == [(-300, 700), (-300, 400), (-200, 200), (-100, 100)]
+    await assert_ledger_invariants(database)
+
+
+async def test_a_replay_and_refusals_inside_a_group_do_not_disturb_the_other_reservations(
+    handlers: BillingHandlers, database: Database
+) -> None:
+    tenant = await funded_tenant(handlers, 1000)
+    other = await funded_tenant(handlers, 50)
+    batch, second, stale, poor = (new_batch_id() for _ in range(4))
+
+    results = await asyncio.gather(
+        handlers.reserve(tenant, batch, [QuoteLine(SORA, 10)]),
+        handlers.reserve(tenant, batch, [QuoteLine(SORA, 10)]),  # the same batch again, same group
+        handlers.reserve(uuid.uuid4(), new_batch_id(), [QuoteLine(SORA, 1)]),  # type: ignore[arg-type]
+        handlers.reserve(tenant, stale, [QuoteLine(SORA, 1, unit_price=9)]),
+        handlers.reserve(other, poor, [QuoteLine(SORA, 6)]),
+        handlers.reserve(tenant, second, [QuoteLine(SORA, 5)]),
+        return_exceptions=True,
+    )
+
+    first, replay, unknown, stale_quote, too_poor, last = results
+    assert (first.frozen_credits, first.available_after, first.replayed) == (100, 900, False)  # type: ignore[union-attr]
+    assert (replay.frozen_credits, replay.available_after, replay.replayed) == (100, 900, True)  # type: ignore[union-attr]
+    assert isinstance(unknown, NotFound)
+    assert isinstance(stale_quote, StaleQuote)
+    assert isinstance(too_poor, InsufficientCredits)
+    assert (last.available_before, last.available_after) == (900, 850)  # type: ignore[union-attr]
+    assert (await handlers.get_balance(other)).available_credits == 50
+    for refused_batch in (stale, poor):
+        assert (
+            await count(
+                database, "SELECT count(*) FROM billing.accounts WHERE batch_id = :b", b=refused_batch
+            )
+            == 0
+        )
+    assert await count(database, "SELECT count(*) FROM billing.transfers WHERE batch_id = :b", b=batch) == 1
     await assert_ledger_invariants(database)
 
 
@@ -289,6 +373,55 @@ async def test_settlement_pulls_missing_outcomes_and_refuses_new_ones_afterwards
     assert await handlers.apply_task_outcomes([outcome(batch, "2", OutcomeKind.REFUND)]) == {}
     with pytest.raises(AlreadySettled):
         await handlers.apply_task_outcomes([outcome(batch, "5", OutcomeKind.REFUND)])
+    await assert_ledger_invariants(database)
+
+
+async def test_batches_settled_together_are_each_settled_or_refused_on_their_own(
+    handlers: BillingHandlers, outcomes: RecordedOutcomes, database: Database
+) -> None:
+    tenant, other = await funded_tenant(handlers, 100), await funded_tenant(handlers, 100)
+    captured, refunded, pulled, missing = (new_batch_id() for _ in range(4))
+    for owner, batch in ((tenant, captured), (tenant, refunded), (other, pulled), (other, missing)):
+        await handlers.reserve(owner, batch, [QuoteLine(SORA, 2)])
+    await handlers.apply_task_outcomes(
+        [
+            outcome(captured, "1", OutcomeKind.CAPTURE),
+            outcome(captured, "2", OutcomeKind.CAPTURE),
+            outcome(refunded, "1", OutcomeKind.CAPTURE),
+            outcome(refunded, "2", OutcomeKind.REFUND),
+            outcome(missing, "1", OutcomeKind.CAPTURE),
+        ]
+    )
+    outcomes.by_batch[pulled] = [
+        outcome(pulled, "1", OutcomeKind.REFUND),
+        outcome(pulled, "2", OutcomeKind.REFUND),
+    ]
+    unknown = new_batch_id()
+
+    results = await handlers.settle_batches([captured, refunded, pulled, missing, unknown])
+
+    first, second, third, fourth, fifth = results
+    assert isinstance(first, BatchHold) and first.settlement_status is SettlementStatus.SETTLED
+    assert isinstance(second, BatchHold) and (second.settlement_status, second.refunded) == (
+        SettlementStatus.REFUNDED,
+        10,
+    )
+    assert isinstance(third, BatchHold) and (third.refunded, third.settlement_status) == (
+        20,
+        SettlementStatus.REFUNDED,
+    )
+    assert isinstance(fourth, OutcomesMissing)
+    assert isinstance(fifth, HoldNotFound)
+    assert (await handlers.get_balance(tenant)).available_credits == 70
+    balance = await handlers.get_balance(other)
+    assert (balance.available_credits, balance.held_credits) == (80, 10)  # 20 refunded; 10 not settled
+    events = await count(database, "SELECT count(*) FROM billing.outbox WHERE routing_key = 'batch.settled'")
+    again = await handlers.settle_batches([captured, refunded, pulled])
+    assert again == results[:3]
+    assert (
+        await count(database, "SELECT count(*) FROM billing.outbox WHERE routing_key = 'batch.settled'")
+        == events
+    )
     await assert_ledger_invariants(database)
 
 

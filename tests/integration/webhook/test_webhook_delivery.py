@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from reelbatch.proto.events.v1 import events_pb2
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from libs.bus import Delivery, Envelope
+from libs.db import Database
 from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
 from services.webhook.entrypoints.consumer import WebhookEventConsumer
@@ -327,6 +329,95 @@ async def test_a_chunk_of_task_outcomes_reaches_the_opted_in_endpoints_once_per_
             (everything.endpoint_id, "task.succeeded"),
         ]
     )
+
+
+async def test_queued_batches_delivered_together_are_announced_once_each_to_their_urls_and_endpoints(
+    make_handlers: HandlersFactory,
+) -> None:
+    handlers = make_handlers()
+    consumer = WebhookEventConsumer(handlers)
+    tenant_id, quiet_tenant = str(uuid.uuid4()), str(uuid.uuid4())
+    endpoint, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/all", [], "")
+    with_url, plain, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+
+    def queued(batch_id: str, tenant: str, url: str = "") -> Delivery:
+        message = events_pb2.BatchQueued(
+            batch_id=batch_id, tenant_id=tenant, webhook_url=url, total_count=10, required_credits=100
+        )
+        return Delivery(envelope=Envelope.of("batch.queued", message), message=message, redelivered=False)
+
+    group = [
+        queued(with_url, tenant_id, "http://127.0.0.1:9/hook"),
+        queued(plain, tenant_id),
+        queued(other, quiet_tenant),
+    ]
+    # Delivered twice (at least once): the dedupe keys keep one message per batch and destination.
+    await consumer.handle(group)
+    await consumer.handle(group)
+
+    def destinations(found: list[Message]) -> list[tuple[str, str]]:
+        return sorted((m.endpoint_id or m.url, m.event_type) for m in found)
+
+    first, _ = await handlers.list_deliveries(tenant_id, with_url, "", 50)
+    assert destinations(first) == sorted(
+        [("http://127.0.0.1:9/hook", "batch.queued"), (endpoint.endpoint_id, "batch.queued")]
+    )
+    second, _ = await handlers.list_deliveries(tenant_id, plain, "", 50)
+    assert destinations(second) == [(endpoint.endpoint_id, "batch.queued")]
+    assert (await handlers.list_deliveries(quiet_tenant, other, "", 50))[0] == []
+
+
+async def test_settled_batches_delivered_together_each_announce_their_figures_once(
+    make_handlers: HandlersFactory, database: Database
+) -> None:
+    handlers = make_handlers()
+    consumer = WebhookEventConsumer(handlers)
+    tenant_id = str(uuid.uuid4())
+    endpoint, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/all", [], "")
+    with_url, plain = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.batch_queued(
+        batch_id=with_url,
+        tenant_id=tenant_id,
+        webhook_url="http://127.0.0.1:9/hook",
+        total_count=20,
+        required_credits=200,
+        occurred_at=NOW,
+    )
+
+    def settled(batch_id: str, refunded: int) -> Delivery:
+        message = events_pb2.BatchSettled(
+            batch_id=batch_id,
+            tenant_id=tenant_id,
+            frozen_credits=200,
+            captured_credits=200 - refunded,
+            refunded_credits=refunded,
+            settlement_status="refunded" if refunded else "settled",
+        )
+        return Delivery(envelope=Envelope.of("batch.settled", message), message=message, redelivered=False)
+
+    group = [settled(with_url, 10), settled(plain, 0)]
+    await consumer.handle(group)
+    await consumer.handle(group)  # redelivered: nothing new
+
+    first, _ = await handlers.list_deliveries(tenant_id, with_url, "", 50)
+    completed = [m for m in first if m.event_type == "batch.completed"]
+    assert sorted(m.endpoint_id or m.url for m in completed) == sorted(
+        ["http://127.0.0.1:9/hook", endpoint.endpoint_id]
+    )
+    second, _ = await handlers.list_deliveries(tenant_id, plain, "", 50)
+    assert [(m.endpoint_id, m.event_type) for m in second] == [(endpoint.endpoint_id, "batch.completed")]
+    async with database.connection() as conn:
+        bodies = (
+            await conn.execute(
+                text(
+                    "SELECT batch_id, body FROM webhook.messages WHERE event_type = 'batch.completed'"
+                    " AND tenant_id = :t"
+                ),
+                {"t": uuid.UUID(tenant_id)},
+            )
+        ).all()
+    figures = {(str(row.batch_id), json.loads(row.body)["data"]["refunded_credits"]) for row in bodies}
+    assert figures == {(with_url, 10), (plain, 0)}
 
 
 async def test_endpoint_rotation_signs_with_both_secrets_during_the_overlap_and_only_the_new_after(

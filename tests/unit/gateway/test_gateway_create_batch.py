@@ -95,7 +95,19 @@ def test_client_request_id_is_the_idempotency_key_and_is_echoed(client: TestClie
     assert response.headers["X-Request-ID"] == "demo-1234567890"
     [sent] = batch.requests("CreateBatch")
     assert sent.request_id == "demo-1234567890"
+    assert not sent.request_id_generated
     assert sent.webhook_url == "https://customer.com/webhook"
+
+
+def test_a_generated_request_id_is_marked_so_batch_skips_the_replay_lookup(
+    client: TestClient, batch: FakeBatch
+) -> None:
+    response = client.post(URL, json=SEED_DEMO, headers=CUSTOMER)
+
+    assert response.status_code == 202
+    [sent] = batch.requests("CreateBatch")
+    assert sent.request_id == response.json()["request_id"] != ""
+    assert sent.request_id_generated
 
 
 def test_batch_mixing_prices_answers_a_null_cost_per_video(client: TestClient) -> None:

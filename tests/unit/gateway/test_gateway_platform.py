@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import cast
 
@@ -182,6 +183,20 @@ async def test_api_key_lookups_are_cached_for_at_most_the_ttl() -> None:
     with pytest.raises(ApiError) as refused:
         await authenticator.tenant_for("demo-key")
     assert refused.value.status == 401
+    assert len(billing.requests("AuthenticateApiKey")) == 2
+
+
+async def test_concurrent_requests_with_an_uncached_key_share_one_billing_call() -> None:
+    billing = FakeBilling()
+    authenticator = ApiKeyAuthenticator(cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0)
+
+    tenants = await asyncio.gather(*(authenticator.tenant_for("demo-key") for _ in range(20)))
+    refused = await asyncio.gather(
+        *(authenticator.tenant_for("new-key") for _ in range(5)), return_exceptions=True
+    )
+
+    assert tenants == [TENANT_ID] * 20
+    assert all(isinstance(error, ApiError) and error.status == 401 for error in refused)
     assert len(billing.requests("AuthenticateApiKey")) == 2
 
 

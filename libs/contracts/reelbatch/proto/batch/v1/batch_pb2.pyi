@@ -58,6 +58,7 @@ class CreateBatchRequest(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
     ITEM_COLUMNS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_GENERATED_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     request_id: _builtins.str
     """The client's X-Request-ID; empty means not idempotent."""
@@ -65,6 +66,10 @@ class CreateBatchRequest(_message.Message):
     deadline_seconds: _builtins.int
     """Optional, 1..604800 (7 days); 0 means none. Tasks not finished this long after creation are
     cancelled and refunded.
+    """
+    request_id_generated: _builtins.bool
+    """True when request_id was generated for this request (the client sent no X-Request-ID): no
+    earlier batch can hold it, so the lookup for a replay is skipped.
     """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
@@ -84,10 +89,11 @@ class CreateBatchRequest(_message.Message):
         webhook_url: _builtins.str = ...,
         deadline_seconds: _builtins.int = ...,
         item_columns: Global___BatchItemColumns | None = ...,
+        request_id_generated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "request_id", b"request_id", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
