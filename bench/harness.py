@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -45,6 +46,59 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
 def customer(stack: Stack, credits: int) -> tuple[Api, Customer]:
     api = Api(stack.base_url)
     return api, api.new_customer(credits=credits)
+
+
+class CpuMeter:
+    """CPU seconds used by each process of a stack, and by PostgreSQL's processes, between two
+    readings (from /proc; Linux only). On a shared 2-core machine CPU per operation says what
+    limits a rate better than the rate itself."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._pids = {name: process.pid for name, process in stack.processes.items()}
+        self._start = self._read()
+
+    def per_operation_ms(self, operations: int) -> dict[str, float]:
+        """Milliseconds of CPU per operation since the meter was made, by process."""
+        now = self._read()
+        return {
+            name: round((now[name] - self._start.get(name, 0.0)) * 1000 / max(operations, 1), 3)
+            for name in now
+        }
+
+    def _read(self) -> dict[str, float]:
+        seconds = {name: _cpu_seconds(pid) for name, pid in self._pids.items()}
+        seconds["postgres"] = sum(_cpu_seconds(pid) for pid in _postgres_pids())
+        return seconds
+
+
+def cpu_figures(cpu: dict[str, float]) -> str:
+    """The processes that did work, busiest first, and their total."""
+    busy = sorted(((ms, name) for name, ms in cpu.items() if ms >= 0.05), reverse=True)
+    figures = ", ".join(f"{name} {ms:.2f}" for ms, name in busy)
+    return f"{figures} ms; total {sum(cpu.values()):.1f} ms"
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("postgres"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import customer, report, running_stack
+from bench.harness import CpuMeter, cpu_figures, customer, report, running_stack
 
 TARGET_RATE = 500.0
 TARGET_P99_MS = 50.0
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         batch_id = created.json()["batch_id"]
         api.wait_until_settled(who, batch_id)
         api.http.close()
+        meter = CpuMeter(stack)
         capacity = run_load(
             stack.base_url,
             who.api_key,
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "--seconds",
             str(plan.capacity_seconds),
         )
+        cpu = meter.per_operation_ms(int(capacity["requests"]))
         offered = run_load(
             stack.base_url,
             who.api_key,
@@ -108,9 +110,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"at {plan.rate:.0f} req/s",
                 f"open loop, {plan.connections} connections, {plan.rate_seconds:.0f} s: {_figures(offered)}",
             ),
+            ("CPU per request", cpu_figures(cpu) + " (capacity run)"),
             ("target", f"{target}: {verdict}"),
         ],
-        {"capacity": capacity, "offered_rate": plan.rate, "at_rate": offered, "target_met": met},
+        {
+            "capacity": capacity,
+            "offered_rate": plan.rate,
+            "at_rate": offered,
+            "cpu_ms_per_request": cpu,
+            "target_met": met,
+        },
     )
 
 
