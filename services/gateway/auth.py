@@ -12,17 +12,17 @@ import asyncio
 import functools
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 import grpc
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
+from libs.expiring_cache import ExpiringCache
 from services.gateway.admin_ui.session import AdminSessions
 from services.gateway.errors import ApiError
 from services.gateway.rate_limits import (
@@ -51,9 +51,6 @@ _admin_scheme = HTTPBearer(
 )
 
 
-V = TypeVar("V")
-
-
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message)
 
@@ -68,32 +65,6 @@ class ApiCaller:
 
     tenant_id: str
     key_id: str
-
-
-class _ExpiringCache(Generic[V]):
-    """Successful lookups by secret digest (never the clear secret), each valid for `ttl_seconds`."""
-
-    def __init__(self, ttl_seconds: float, max_entries: int, clock: Callable[[], float]) -> None:
-        self._ttl = ttl_seconds
-        self._max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[float, V]] = OrderedDict()
-
-    def get(self, digest: bytes) -> V | None:
-        cached = self._entries.get(digest)
-        if cached is None or cached[0] <= self._clock():
-            return None
-        return cached[1]
-
-    def put(self, digest: bytes, value: V) -> None:
-        self._entries[digest] = (self._clock() + self._ttl, value)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, matches: Callable[[V], bool]) -> None:
-        for digest in [digest for digest, (_, value) in self._entries.items() if matches(value)]:
-            del self._entries[digest]
 
 
 class ApiKeyAuthenticator:
@@ -116,7 +87,7 @@ class ApiKeyAuthenticator:
         self._billing = billing
         self._deadline_seconds = deadline_seconds
         self._rate_limiter = rate_limiter
-        self._callers = _ExpiringCache[ApiCaller](ttl_seconds, max_entries, clock)
+        self._callers = ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock)
         self._lookups: dict[bytes, asyncio.Future[ApiCaller]] = {}
 
     async def caller_for(self, api_key: str) -> ApiCaller:
@@ -236,7 +207,7 @@ class AdminAuthenticator:
         self.failures = failures
         self._billing = billing
         self._deadline_seconds = deadline_seconds
-        self._keys = _ExpiringCache[AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock)
+        self._keys = ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock)
 
     async def authenticate(self, request: Request) -> AdminPrincipal:
         """The operator behind `request`; 401 when none, 429 when its address is blocked."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.errors import ServiceError
+from libs.expiring_cache import ExpiringCache
 from libs.rpc.errors import as_service_error, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
 from services.batch.domain.errors import BillingUnavailable, InsufficientCredits
@@ -115,33 +115,26 @@ class MemoizedQuotes:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._billing = billing
-        self._ttl = ttl_seconds
-        self._max_entries = max_entries
-        self._clock = clock
-        # (tenant, model, requested duration) -> (expires at, unit price, duration priced).
-        self._prices: OrderedDict[tuple[TenantId, str, int], tuple[float, int, int]] = OrderedDict()
+        # (tenant, model, requested duration) -> (unit price, duration priced).
+        self._prices: ExpiringCache[tuple[TenantId, str, int], tuple[int, int]] = ExpiringCache(
+            ttl_seconds, max_entries, clock
+        )
 
     async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
         """Billing's quote, from memory when every line's price was learnt in the last `ttl_seconds`."""
-        now = self._clock()
         remembered: list[QuoteLine] = []
         for model, count, duration in lines:
             price = self._prices.get((tenant_id, model, duration))
-            if price is None or price[0] <= now:
+            if price is None:
                 break
             remembered.append(
-                QuoteLine(model=model, count=count, unit_price=price[1], duration_seconds=price[2])
+                QuoteLine(model=model, count=count, unit_price=price[0], duration_seconds=price[1])
             )
         else:
             return remembered
         priced = await self._billing.quote(tenant_id, lines)
-        expires_at = self._clock() + self._ttl
         for (model, _, duration), line in zip(lines, priced, strict=True):
-            key = (tenant_id, model, duration)
-            self._prices[key] = (expires_at, line.unit_price, line.duration_seconds)
-            self._prices.move_to_end(key)
-        while len(self._prices) > self._max_entries:
-            self._prices.popitem(last=False)
+            self._prices.put((tenant_id, model, duration), (line.unit_price, line.duration_seconds))
         return priced
 
     async def reserve(
