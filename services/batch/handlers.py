@@ -40,6 +40,7 @@ from services.batch.domain.errors import (
     BillingUnavailable,
     IdempotencyKeyReused,
     InsufficientCredits,
+    PriceChanged,
 )
 from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_ID_CHARS = 255
 # At most this many reserved batches are queued by one transaction.
 DEFAULT_QUEUE_GROUP_SIZE = 64
+# Re-pricings of one reserving batch in a row before it is left to the recovery loop.
+_REPRICE_ATTEMPTS = 3
 
 
 class Billing(Protocol):
@@ -201,7 +204,7 @@ class BatchHandlers:
                 lines = await self._repo.reservation_lines(batch.id)
             changed: BatchRecord | None
             try:
-                reservation = await self._billing.reserve(batch.tenant_id, batch.id, lines)
+                reserved = await self._reserve_at_current_prices(batch, lines)
             except InsufficientCredits as refused:
                 changed = await self._repo.mark_rejected(
                     batch.id, refused.required_credits, refused.available_credits
@@ -209,7 +212,7 @@ class BatchHandlers:
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
-                changed = await self._queueing.submit((batch.id, reservation))
+                changed = await self._queueing.submit((batch.id, reserved)) if reserved else None
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.QUEUED)
             if changed is None:
@@ -222,6 +225,25 @@ class BatchHandlers:
         if batch.status is BatchStatus.RESERVING:
             raise BillingUnavailable("the credits of this batch could not be frozen yet; retry")
         return batch
+
+    async def _reserve_at_current_prices(
+        self, batch: BatchRecord, lines: Sequence[QuoteLine]
+    ) -> Reservation | None:
+        """Billing's Reserve. When a price changed since the quote (a price list deployed in
+        between), the batch, still reserving, is re-priced and reserved again: nothing was frozen
+        for it yet, so the customer pays the price in force when its credits are frozen, which the
+        answer shows. None when the batch stopped reserving meanwhile."""
+        for _ in range(_REPRICE_ATTEMPTS):
+            try:
+                return await self._billing.reserve(batch.tenant_id, batch.id, lines)
+            except PriceChanged:
+                current = await self._billing.quote(
+                    batch.tenant_id, [(line.model, line.count, line.duration_seconds) for line in lines]
+                )
+                if await self._repo.reprice_reserving(batch.id, lines, current) is None:
+                    return None
+                lines = current
+        raise BillingUnavailable("prices keep changing; the batch stays reserving and is retried")
 
     async def get_batch(self, tenant_id: str, batch_id: str) -> BatchView:
         """One batch with its counters; another tenant's batch is not found."""

@@ -8,15 +8,12 @@ from collections.abc import Callable, Sequence
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
-from libs.errors import ServiceError
 from libs.expiring_cache import ExpiringCache
 from libs.rpc.errors import as_service_error, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
-from services.batch.domain.errors import BillingUnavailable, InsufficientCredits
+from services.batch.domain.errors import BillingUnavailable, InsufficientCredits, PriceChanged
 
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-# Billing's reason for a Reserve whose quoted unit price is no longer today's.
-_STALE_QUOTE = "stale_quote"
 # How long billing's price for a (tenant, model, duration) is reused without asking again.
 QUOTE_MEMO_SECONDS = 1.0
 QUOTE_MEMO_ENTRIES = 10_000
@@ -86,6 +83,8 @@ class GrpcBilling:
                     _int_detail(decoded.details, "required_credits", required),
                     _int_detail(decoded.details, "available_credits", 0),
                 ) from None
+            if decoded.reason == PriceChanged.reason:
+                raise PriceChanged(decoded.message, **decoded.details) from None
             raise self._translate(error) from None
         return Reservation(frozen_credits=response.frozen_credits, available_before=response.available_before)
 
@@ -140,10 +139,9 @@ class MemoizedQuotes:
     async def reserve(
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
     ) -> Reservation:
-        """`GrpcBilling.reserve`; a stale_quote refusal forgets every remembered price."""
+        """`GrpcBilling.reserve`; a PriceChanged refusal forgets every remembered price."""
         try:
             return await self._billing.reserve(tenant_id, batch_id, lines)
-        except ServiceError as refused:
-            if refused.reason == _STALE_QUOTE:
-                self._prices.clear()
+        except PriceChanged:
+            self._prices.clear()
             raise

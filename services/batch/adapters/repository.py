@@ -52,7 +52,9 @@ from services.batch.domain.batch import (
     TaskStatus,
     TaskSummary,
     TenantId,
+    common_unit_price,
     final_status,
+    required_credits,
 )
 from services.batch.domain.execution import ClaimedTask, ClaimResult, TaskOutcome
 from services.batch.domain.paging import BatchCursor
@@ -148,6 +150,18 @@ FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(frozen)b AS bigint[]), CAST(%(availa
     AS v(id, frozen, available)
 WHERE b.id = v.id AND b.id IN (SELECT id FROM reserving)
 RETURNING b.*"""
+# A reserving batch re-priced at billing's current prices (`reprice_reserving`).
+_REPRICE_BATCH = """
+UPDATE batch.batches SET required_credits = %(required)s, cost_per_video = %(cost_per_video)s
+WHERE id = %(id)s AND status = 'reserving'
+RETURNING *"""
+_REPRICE_TASKS = """
+UPDATE batch.tasks AS t SET unit_price = v.new_price, duration_seconds = v.new_duration
+FROM unnest(%(models)s::text[], %(old_prices)s::bigint[], %(old_durations)s::int[],
+    %(new_prices)s::bigint[], %(new_durations)s::int[])
+    AS v(model, old_price, old_duration, new_price, new_duration)
+WHERE t.batch_id = %(id)s AND t.model = v.model AND t.unit_price = v.old_price
+    AND t.duration_seconds = v.old_duration"""
 # In list order (the relay publishes in id order).
 _INSERT_EVENTS = """
 INSERT INTO batch.outbox (message_id, routing_key, message_type, body, headers)
@@ -682,6 +696,34 @@ class BatchRepository:
                 return None
             await conn.execute(delete(tasks).where(tasks.c.batch_id == batch_id))
             return _batch_record(rejected)
+
+    async def reprice_reserving(
+        self, batch_id: BatchId, stored: Sequence[QuoteLine], current: Sequence[QuoteLine]
+    ) -> BatchRecord | None:
+        """A reserving batch's tasks and total moved from its `stored` lines to billing's
+        `current` ones (same order), in one transaction; nothing was frozen for it yet.
+
+        Returns the repriced batch, or None if it was not reserving any more.
+        """
+        if len(stored) != len(current):
+            raise ValueError("every stored line needs its current price")
+        params = {
+            "id": batch_id,
+            "required": required_credits(current),
+            "cost_per_video": common_unit_price(current),
+            "models": [line.model for line in stored],
+            "old_prices": [line.unit_price for line in stored],
+            "old_durations": [line.duration_seconds for line in stored],
+            "new_prices": [line.unit_price for line in current],
+            "new_durations": [line.duration_seconds for line in current],
+        }
+        async with self._db.raw_connection() as conn, conn.transaction():
+            repriced = await _fetch_one(conn, _REPRICE_BATCH, params)
+            if repriced is None:
+                return None
+            # One UPDATE joins every task to its old line: lines can swap prices safely.
+            await conn.execute(_REPRICE_TASKS, params)
+        return _batch_record(repriced)
 
     async def stale_reserving_batches(self, older_than_seconds: float, limit: int) -> list[BatchId]:
         """Batches stuck in reserving (a crash or a billing outage interrupted their creation)."""

@@ -37,6 +37,14 @@ class BillingUnavailable(ServiceError):
     reason = "unavailable"
 
 
+class PriceChanged(ServiceError):
+    """Billing's price of a line changed between the quote and the reservation (a price list
+    deployed meanwhile); the batch is re-priced before anything is frozen."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "stale_quote"
+
+
 class BatchNotFinished(ServiceError):
     """The batch still has tasks to run; only a finished batch can have its failures retried."""
 

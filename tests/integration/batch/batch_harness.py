@@ -41,10 +41,17 @@ class BillingDown(ServiceError):
     reason = "unavailable"
 
 
+class StaleQuoteRefusal(ServiceError):
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "stale_quote"
+
+
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
     """Quote and Reserve as billing.proto describes them, with balances in memory."""
 
     def __init__(self) -> None:
+        self.prices = dict(PRICES)
+        self.stale_refusals = 0
         self.balances: dict[str, int] = {}
         self.reservations: dict[str, billing_pb2.ReserveResponse] = {}
         self.reserve_down = False
@@ -52,10 +59,10 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
     def _price(self, lines: Any) -> list[billing_pb2.QuoteLine]:
         priced = []
         for index, line in enumerate(lines):
-            if line.model not in PRICES:
+            if line.model not in self.prices:
                 raise InvalidArgument(f"unknown model {line.model}", field=f"lines[{index}].model")
             priced.append(
-                billing_pb2.QuoteLine(model=line.model, count=line.count, unit_price=PRICES[line.model])
+                billing_pb2.QuoteLine(model=line.model, count=line.count, unit_price=self.prices[line.model])
             )
         return priced
 
@@ -78,7 +85,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             return replay
         priced = self._price(request.lines)
         if [line.unit_price for line in priced] != [line.unit_price for line in request.lines]:
-            raise InvalidArgument("stale quote")
+            self.stale_refusals += 1
+            raise StaleQuoteRefusal("the price changed")
         required = sum(line.count * line.unit_price for line in priced)
         available = self.balances.get(request.tenant_id, 0)
         if required > available:

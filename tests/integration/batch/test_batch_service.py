@@ -370,6 +370,62 @@ async def test_a_batch_left_reserving_by_a_billing_outage_is_completed_by_recove
     assert fake_billing.servicer.reserve_effects(batch.batch_id) == 1
 
 
+async def _task_prices(sql: psycopg.AsyncConnection[Any], batch_id: str) -> set[int]:
+    rows = await (
+        await sql.execute("SELECT unit_price FROM batch.tasks WHERE batch_id = %s", (batch_id,))
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_a_price_changed_between_quote_and_reserve_is_frozen_at_the_new_price(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(make_settings()) as stub:
+        first = await stub.CreateBatch(_request(tenant_id, ["a cat"]))
+        # A new price list while the batch service still remembers the old price (1 s).
+        fake_billing.servicer.prices["sora-2"] = 13
+        second = await stub.CreateBatch(_request(tenant_id, ["a dog", "a fox", "an owl"]))
+    assert fake_billing.servicer.stale_refusals == 1
+    assert (first.required_credits, first.cost_per_video) == (10, 10)
+    assert (second.status, second.required_credits, second.cost_per_video) == ("queued", 39, 13)
+    assert await _task_prices(sql, second.batch_id) == {13}
+    stored = await (
+        await sql.execute(
+            "SELECT required_credits, frozen_credits FROM batch.batches WHERE id = %s", (second.batch_id,)
+        )
+    ).fetchone()
+    assert stored == (39, 39)
+    assert fake_billing.servicer.balances[tenant_id] == 1000 - 10 - 39
+
+
+async def test_a_batch_left_reserving_at_an_old_price_is_repriced_by_recovery(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    settings = make_settings()
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    request = _request(tenant_id, ["a cat", "a dog"], "req-repriced")
+    async with batch_server(settings) as stub:
+        fake_billing.servicer.reserve_down = True
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.CreateBatch(request)
+        # Billing comes back with a new price list: the stored price (10) is no longer current.
+        fake_billing.servicer.prices["sora-2"] = 7
+        fake_billing.servicer.reserve_down = False
+        async with batch_worker(settings):
+            listed = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=tenant_id))
+            batch = await _finished(stub, tenant_id, listed.batches[0].batch_id)
+        replay = await stub.CreateBatch(request)
+    assert fake_billing.servicer.stale_refusals >= 1
+    assert (batch.status, batch.frozen_credits, batch.credits_spent) == ("completed", 14, 14)
+    assert await _task_prices(sql, batch.batch_id) == {7}
+    assert (replay.batch_id, replay.replayed, replay.required_credits) == (batch.batch_id, True, 14)
+    assert fake_billing.servicer.balances[tenant_id] == 1000 - 14
+    assert fake_billing.servicer.reserve_effects(batch.batch_id) == 1
+
+
 async def test_cancel_marks_queued_tasks_cancelled_and_emits_their_failures(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer, event_tap: EventTap
 ) -> None:

@@ -8,9 +8,10 @@ from typing import cast
 
 import pytest
 
-from libs.errors import InvalidArgument, ServiceError
+from libs.errors import InvalidArgument
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
+from services.batch.domain.errors import PriceChanged
 
 TENANT = TenantId(uuid.uuid4())
 OTHER = TenantId(uuid.uuid4())
@@ -34,9 +35,7 @@ class CountingBilling:
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
     ) -> Reservation:
         if self.stale:
-            refused = ServiceError("the price changed")
-            refused.reason = "stale_quote"
-            raise refused
+            raise PriceChanged("the price changed")
         return Reservation(
             frozen_credits=sum(line.count * line.unit_price for line in lines), available_before=0
         )
@@ -91,7 +90,7 @@ async def test_a_stale_quote_refusal_forgets_the_remembered_prices() -> None:
     lines = await quotes.quote(TENANT, [("sora-2", 2, 0)])
     billing.stale = True
 
-    with pytest.raises(ServiceError):
+    with pytest.raises(PriceChanged):
         await quotes.reserve(TENANT, BatchId(uuid.uuid4()), lines)
     await quotes.quote(TENANT, [("sora-2", 2, 0)])
 
