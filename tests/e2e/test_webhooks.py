@@ -150,3 +150,36 @@ def test_rotated_endpoint_secret_is_shown_once_and_both_secrets_verify_during_th
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (old, new):
         assert Webhook(secret).verify(body, headers)["data"]["batch_id"] == batch_id
+
+
+def test_a_task_succeeded_webhook_links_to_its_video_only_through_the_api_key(
+    api: Api, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = receiver
+    owner, other = api.new_customer(credits=100), api.new_customer(credits=0)
+    endpoint = api.http.post(
+        "/api/enterprise/webhook-endpoints",
+        json={"url": url, "event_types": ["task.succeeded"]},
+        headers=owner.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    created = api.create_batch(owner, [{"prompt": "a lighthouse at dawn", "model": "sora-2"}])
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["batch_id"]
+    deadline = time.monotonic() + 30
+    while not (mine := [(h, b) for h, b in received if json.loads(b)["data"]["batch_id"] == batch_id]):
+        assert time.monotonic() < deadline, "no task.succeeded delivery"
+        time.sleep(0.05)
+    headers, body = mine[0]
+    data = Webhook(endpoint.json()["secret"]).verify(body, headers)["data"]
+    assert data["status"] == "succeeded" and "video_url" not in data
+
+    # The link answers the owner's key with a short-lived signed URL that plays; nobody else's.
+    link = data["video_link_url"]
+    assert link.endswith(f"/api/enterprise/video-batch/{batch_id}/tasks/{data['task_id']}/video")
+    assert api.http.get(link).status_code == 401
+    assert api.http.get(link, headers=other.headers).status_code == 404
+    signed = api.http.get(link, headers=owner.headers)
+    assert signed.status_code == 200, signed.text
+    video = api.http.get(signed.json()["url"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"

@@ -21,6 +21,14 @@ OPT_IN_EVENTS = (TASK_SUCCEEDED, TASK_FAILED)
 ALL_EVENTS = BATCH_EVENTS + OPT_IN_EVENTS
 
 
+def video_link_url(public_base_url: str, batch_id: str, task_id: str) -> str:
+    """Where a task's video is fetched from: the customer API's link endpoint, answered with a
+    short-lived signed URL to the caller's API key. A webhook carries this, not a signed URL,
+    because it may be delivered or replayed long after any signed URL would have expired, and a
+    payload leaked from a receiver's logs then grants nothing without the key."""
+    return f"{public_base_url.rstrip('/')}/api/enterprise/video-batch/{batch_id}/tasks/{task_id}/video"
+
+
 def normalize_event_types(requested: Iterable[str]) -> tuple[str, ...]:
     """The endpoint's filter, deduplicated and validated; empty means the batch events."""
     chosen = tuple(dict.fromkeys(requested))

@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
-from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent
+from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
 from services.webhook.handlers import QueuedBatch, SettledBatch, WebhookHandlers, task_event
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
@@ -29,8 +29,9 @@ def _moment(value: Timestamp) -> datetime:
 class WebhookEventConsumer:
     """Turns each event into messages; a redelivered event finds its dedupe keys taken."""
 
-    def __init__(self, handlers: WebhookHandlers) -> None:
+    def __init__(self, handlers: WebhookHandlers, public_base_url: str) -> None:
         self._handlers = handlers
+        self._public_base_url = public_base_url
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         # Consecutive deliveries of one kind are recorded together: task outcomes, queued batches
@@ -46,10 +47,10 @@ class WebhookEventConsumer:
             ):
                 await self._record(queued=queued, settled=settled)
                 if isinstance(message, events_pb2.TaskOutcomes):
-                    task_events += (_succeeded(task) for task in message.succeeded)
+                    task_events += (self._succeeded(task) for task in message.succeeded)
                     task_events += (_failed(task) for task in message.failed)
                 elif isinstance(message, events_pb2.TaskSucceeded):
-                    task_events.append(_succeeded(message))
+                    task_events.append(self._succeeded(message))
                 else:
                     task_events.append(_failed(message))
             elif isinstance(message, events_pb2.BatchQueued):
@@ -79,6 +80,23 @@ class WebhookEventConsumer:
                 )
         await self._record(task_events=task_events, queued=queued, settled=settled)
 
+    def _succeeded(self, message: events_pb2.TaskSucceeded) -> WebhookEvent:
+        # The stored video URL is not given out: it only opens with a signature (issue 8).
+        link = video_link_url(self._public_base_url, message.batch_id, message.task_id)
+        return task_event(
+            TASK_SUCCEEDED,
+            message.task_id,
+            message.batch_id,
+            message.tenant_id,
+            {
+                "batch_index": message.batch_index,
+                "status": "succeeded",
+                "video_link_url": link,
+                "attempts": message.attempts,
+            },
+            _moment(message.occurred_at),
+        )
+
     async def _record(
         self,
         *,
@@ -98,22 +116,6 @@ class WebhookEventConsumer:
             settled.clear()
 
 
-def _succeeded(message: events_pb2.TaskSucceeded) -> WebhookEvent:
-    return task_event(
-        TASK_SUCCEEDED,
-        message.task_id,
-        message.batch_id,
-        message.tenant_id,
-        {
-            "batch_index": message.batch_index,
-            "status": "succeeded",
-            "video_url": message.video_url,
-            "attempts": message.attempts,
-        },
-        _moment(message.occurred_at),
-    )
-
-
 def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
     return task_event(
         TASK_FAILED,
@@ -131,9 +133,11 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
     )
 
 
-async def start_event_consumer(bus: Bus, handlers: WebhookHandlers) -> WebhookEventConsumer:
-    """Starts consuming `webhook.events`."""
-    consumer = WebhookEventConsumer(handlers)
+async def start_event_consumer(
+    bus: Bus, handlers: WebhookHandlers, public_base_url: str
+) -> WebhookEventConsumer:
+    """Starts consuming `webhook.events`; video links in payloads start at `public_base_url`."""
+    consumer = WebhookEventConsumer(handlers, public_base_url)
     await bus.consume(
         WEBHOOK_EVENTS_QUEUE, consumer.handle, MESSAGE_TYPES, prefetch=64, max_batch=32, max_wait_seconds=0.02
     )

@@ -60,7 +60,7 @@ async def serve(
             supervise("webhook-backlog-gauges", sampling, stopping),
         ]
         try:
-            await start_event_consumer(app.bus, app.handlers)
+            await start_event_consumer(app.bus, app.handlers, settings.public_base_url)
             deliverer = Deliverer(
                 app.handlers,
                 concurrency=settings.webhook_concurrency,

@@ -298,7 +298,7 @@ async def test_a_chunk_of_task_outcomes_reaches_the_opted_in_endpoints_once_per_
     make_handlers: HandlersFactory,
 ) -> None:
     handlers = make_handlers()
-    consumer = WebhookEventConsumer(handlers)
+    consumer = WebhookEventConsumer(handlers, "http://api.test")
     tenant_id, batch_id = str(uuid.uuid4()), str(uuid.uuid4())
     await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/default", [], "")
     failures, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/failed", ["task.failed"], "")
@@ -335,7 +335,7 @@ async def test_queued_batches_delivered_together_are_announced_once_each_to_thei
     make_handlers: HandlersFactory,
 ) -> None:
     handlers = make_handlers()
-    consumer = WebhookEventConsumer(handlers)
+    consumer = WebhookEventConsumer(handlers, "http://api.test")
     tenant_id, quiet_tenant = str(uuid.uuid4()), str(uuid.uuid4())
     endpoint, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/all", [], "")
     with_url, plain, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
@@ -371,7 +371,7 @@ async def test_settled_batches_delivered_together_each_announce_their_figures_on
     make_handlers: HandlersFactory, database: Database
 ) -> None:
     handlers = make_handlers()
-    consumer = WebhookEventConsumer(handlers)
+    consumer = WebhookEventConsumer(handlers, "http://api.test")
     tenant_id = str(uuid.uuid4())
     endpoint, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/all", [], "")
     with_url, plain = str(uuid.uuid4()), str(uuid.uuid4())
