@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,14 @@ class CpuMeter:
     readings (from /proc; Linux only). On a shared 2-core machine CPU per operation says what
     limits a rate better than the rate itself."""
 
-    def __init__(self, stack: Stack) -> None:
-        self._pids = {name: process.pid for name, process in stack.processes.items()}
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self._pids = dict(pids)
         self._start = self._read()
+
+    @classmethod
+    def of(cls, stack: Stack) -> CpuMeter:
+        """A meter of every process of the stack (and PostgreSQL's)."""
+        return cls({name: process.pid for name, process in stack.processes.items()})
 
     def per_operation_ms(self, operations: int) -> dict[str, float]:
         """Milliseconds of CPU per operation since the meter was made, by process."""

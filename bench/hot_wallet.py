@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         running_stack(workers=2, asset_dir=videos) as stack,
     ):
         api, who = customer(stack, credits=affordable * 100)
-        meter = CpuMeter(stack)
+        meter = CpuMeter.of(stack)
         load = asyncio.run(create_all(stack.base_url, who.headers, batches, clients))
         latencies, codes, elapsed = load.latencies, load.statuses, load.elapsed
         accepted, refused = codes.count(202), codes.count(402)

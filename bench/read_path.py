@@ -7,7 +7,9 @@ Two measurements on the same stack and batch (100 settled tasks, pages of 50 wit
 - latency at the target: an open loop offering 500 requests/s over 50 connections whatever the
   answers do, each latency counted from when the request was due (no coordinated omission).
 
-The target of issue 9 is p99 < 50 ms at 500 requests/s with no errors.
+Both are repeated on the floor (bench/read_floor.py): the same chain of processes (uvicorn ->
+grpc.aio -> psycopg) with nothing of ours, reading the same rows, so the ratio says what our own
+code costs on this machine. The target of issue 9 is p99 < 50 ms at 500 requests/s with no errors.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import CpuMeter, cpu_figures, customer, report, running_stack
+from bench.read_floor import running_floor
 
 TARGET_RATE = 500.0
 TARGET_P99_MS = 50.0
@@ -53,6 +56,35 @@ def run_load(base_url: str, api_key: str, batch_id: str, *options: str) -> dict[
     return result
 
 
+@dataclass
+class Measured:
+    """Capacity, latency at the offered rate and CPU per request of one server chain."""
+
+    capacity: dict[str, Any]
+    at_rate: dict[str, Any]
+    cpu: dict[str, float]
+
+
+def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMeter) -> Measured:
+    """The closed loop (capacity, CPU per request), then the open loop at the plan's rate."""
+    capacity = run_load(
+        base_url, api_key, batch_id, "--clients", str(plan.clients), "--seconds", str(plan.capacity_seconds)
+    )
+    cpu = meter.per_operation_ms(int(capacity["requests"]))
+    at_rate = run_load(
+        base_url,
+        api_key,
+        batch_id,
+        "--clients",
+        str(plan.connections),
+        "--seconds",
+        str(plan.rate_seconds),
+        "--rate",
+        str(plan.rate),
+    )
+    return Measured(capacity, at_rate, cpu)
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -67,28 +99,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         batch_id = created.json()["batch_id"]
         api.wait_until_settled(who, batch_id)
         api.http.close()
-        meter = CpuMeter(stack)
-        capacity = run_load(
-            stack.base_url,
-            who.api_key,
-            batch_id,
-            "--clients",
-            str(plan.clients),
-            "--seconds",
-            str(plan.capacity_seconds),
-        )
-        cpu = meter.per_operation_ms(int(capacity["requests"]))
-        offered = run_load(
-            stack.base_url,
-            who.api_key,
-            batch_id,
-            "--clients",
-            str(plan.connections),
-            "--seconds",
-            str(plan.rate_seconds),
-            "--rate",
-            str(plan.rate),
-        )
+        ours = measure(plan, stack.base_url, who.api_key, batch_id, CpuMeter.of(stack))
+        # The floor reads the same rows of the same database, loaded the same way.
+        with running_floor(stack.database_url, who.tenant_id) as (floor_url, floor_pids):
+            floor = measure(plan, floor_url, who.api_key, batch_id, CpuMeter(floor_pids))
+    offered = ours.at_rate
     met = None
     if plan.rate == TARGET_RATE:
         met = (
@@ -98,26 +113,38 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         )
     target = f"p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE:.0f} requests/s"
     verdict = "not checked at --quick sizes" if met is None else "met" if met else "not met"
+    ours_cpu, floor_cpu = sum(ours.cpu.values()), sum(floor.cpu.values())
     return report(
         "read_path",
         [
             ("requests", "GET batch and GET tasks?limit=50 alternately (a page of 50 signed video links)"),
             (
                 "capacity",
-                f"{plan.clients} clients, closed loop, {plan.capacity_seconds:.0f} s: {_figures(capacity)}",
+                f"{plan.clients} clients, closed loop, {plan.capacity_seconds:.0f} s: "
+                + _figures(ours.capacity),
             ),
             (
                 f"at {plan.rate:.0f} req/s",
                 f"open loop, {plan.connections} connections, {plan.rate_seconds:.0f} s: {_figures(offered)}",
             ),
-            ("CPU per request", cpu_figures(cpu) + " (capacity run)"),
+            ("CPU per request", cpu_figures(ours.cpu) + " (capacity run)"),
+            ("floor capacity", _figures(floor.capacity)),
+            (f"floor at {plan.rate:.0f} req/s", _figures(floor.at_rate)),
+            ("floor CPU per request", cpu_figures(floor.cpu)),
+            (
+                "ratio to the floor",
+                f"CPU per request {ours_cpu / floor_cpu:.1f}x, capacity "
+                f"{floor.capacity['rps'] / ours.capacity['rps']:.1f}x lower",
+            ),
             ("target", f"{target}: {verdict}"),
         ],
         {
-            "capacity": capacity,
+            "capacity": ours.capacity,
             "offered_rate": plan.rate,
             "at_rate": offered,
-            "cpu_ms_per_request": cpu,
+            "cpu_ms_per_request": ours.cpu,
+            "floor": {"capacity": floor.capacity, "at_rate": floor.at_rate, "cpu_ms_per_request": floor.cpu},
+            "cpu_ratio_to_floor": ours_cpu / floor_cpu,
             "target_met": met,
         },
     )
