@@ -148,22 +148,23 @@ def caller_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Await
 
     # Annotations here are strings (postponed): FastAPI resolves them in this module's globals,
     # so dependencies refer only to module-level names.
-    async def authenticated_caller(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> ApiCaller:
-        return await _authenticated_caller(authenticator, api_key)
+    async def caller_of_request(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> ApiCaller:
+        return await authenticated_caller(authenticator, api_key)
 
-    return authenticated_caller
+    return caller_of_request
 
 
 def tenant_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Awaitable[str]]:
     """A FastAPI dependency returning the calling tenant's id (401 without a valid key, 429)."""
 
     async def authenticated_tenant(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> str:
-        return (await _authenticated_caller(authenticator, api_key)).tenant_id
+        return (await authenticated_caller(authenticator, api_key)).tenant_id
 
     return authenticated_tenant
 
 
-async def _authenticated_caller(authenticator: ApiKeyAuthenticator, api_key: str | None) -> ApiCaller:
+async def authenticated_caller(authenticator: ApiKeyAuthenticator, api_key: str | None) -> ApiCaller:
+    """The caller of an `X-API-Key` value, rate-checked: 401 without a valid key, 429 over its rate."""
     if not api_key:
         raise _unauthorized(f"missing {API_KEY_HEADER} header")
     caller = await authenticator.caller_for(api_key)

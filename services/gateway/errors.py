@@ -184,18 +184,28 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:
     return ApiError(422, "validation_error", f"invalid request: {summary}", extra={"errors": fields})
 
 
-async def _handle_api_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, ApiError)
-    return error_response(error)
+def failure_response(error: Exception, method: str, path: str) -> JSONResponse | None:
+    """The answer to a failure of a request's work: an `ApiError` as it says, a backend refusal
+    translated, a backend out of reach as 503; None for anything else (a bug: the last-resort 500
+    of `middleware.RequestContextMiddleware` answers it)."""
+    if isinstance(error, ApiError):
+        return error_response(error)
+    if isinstance(error, grpc.aio.AioRpcError):
+        decoded = remote_error(error)
+        translated = api_error_from_remote(decoded)
+        if translated.status >= 500:
+            log.warning("backend call failed for %s %s: %s", method, path, decoded)
+        return error_response(translated)
+    if isinstance(error, ConnectionError | TimeoutError):
+        log.warning("backend unreachable for %s %s: %r", method, path, error)
+        return error_response(unavailable_error("a backend service is unavailable, retry later"))
+    return None
 
 
-async def _handle_rpc_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, grpc.aio.AioRpcError)
-    decoded = remote_error(error)
-    translated = api_error_from_remote(decoded)
-    if translated.status >= 500:
-        log.warning("backend call failed for %s %s: %s", request.method, request.url.path, decoded)
-    return error_response(translated)
+async def _handle_failure(request: Request, error: Exception) -> JSONResponse:
+    response = failure_response(error, request.method, request.url.path)
+    assert response is not None, "registered only for the failures failure_response answers"
+    return response
 
 
 async def _handle_request_validation(_: Request, error: Exception) -> JSONResponse:
@@ -210,19 +220,12 @@ async def _handle_http_exception(_: Request, error: Exception) -> JSONResponse:
     return error_response(ApiError(error.status_code, code, message, headers=error.headers))
 
 
-async def _handle_connection_failure(request: Request, error: Exception) -> JSONResponse:
-    log.warning("backend unreachable for %s %s: %r", request.method, request.url.path, error)
-    return error_response(unavailable_error("a backend service is unavailable, retry later"))
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Registers the handlers that give every failure the standard JSON error shape.
 
     Exceptions no handler takes are answered by `middleware.RequestContextMiddleware`.
     """
-    app.add_exception_handler(ApiError, _handle_api_error)
-    app.add_exception_handler(grpc.aio.AioRpcError, _handle_rpc_error)
     app.add_exception_handler(RequestValidationError, _handle_request_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
-    app.add_exception_handler(ConnectionError, _handle_connection_failure)
-    app.add_exception_handler(TimeoutError, _handle_connection_failure)
+    for failure in (ApiError, grpc.aio.AioRpcError, ConnectionError, TimeoutError):
+        app.add_exception_handler(failure, _handle_failure)

@@ -17,6 +17,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 from libs.config import Settings
 from services.gateway.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
 from services.gateway.backends import Backends
+from services.gateway.batch_reads import BatchReads
 from services.gateway.errors import validation_error
 from services.gateway.middleware import REQUEST_ID_HEADER, request_id_of
 from services.gateway.rate_limits import OpenBatchLimit
@@ -28,7 +29,6 @@ from services.gateway.routes.params import (
     PageLimit,
     error_responses,
 )
-from services.gateway.routes.videos import video_links
 from services.gateway.schemas import (
     MAX_REQUEST_ID_CHARS,
     BatchAccepted,
@@ -43,12 +43,10 @@ from services.gateway.schemas import (
     LedgerPage,
     TaskPage,
     TaskStatus,
-    TaskView,
     is_valid_request_id,
     json_bytes,
     plainly_valid_batch,
 )
-from services.gateway.video_links import VideoMode
 
 # The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
 # so its schema is declared here for /openapi.json.
@@ -107,7 +105,9 @@ def json_answer(document: Mapping[str, Any]) -> Response:
     return Response(json_bytes(document), media_type="application/json")
 
 
-def customer_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
+def customer_router(
+    settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator, reads: BatchReads
+) -> APIRouter:
     """The /api/enterprise routes, calling batch and billing with the caller's tenant id."""
     router = APIRouter(
         prefix="/api/enterprise",
@@ -119,17 +119,6 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
     limits = BatchLimits(max_batch_items=settings.max_batch_items, max_prompt_chars=settings.max_prompt_chars)
     calling = Depends(caller_dependency(authenticator))
     open_batches = OpenBatchLimit(backends.batch, settings.max_open_batches, deadline)
-    links = video_links(settings)
-    base_url = settings.public_base_url.rstrip("/")
-
-    def sign_video_urls(tasks: list[dict[str, Any]], batch_id: str, caller: ApiCaller) -> None:
-        # A video's URL is a short-lived signed download link issued to this caller's key.
-        done = [task for task in tasks if task["video_url"] is not None]
-        paths = links.signed_paths(
-            batch_id, [task["task_id"] for task in done], VideoMode.DOWNLOAD, caller.tenant_id, caller.key_id
-        )
-        for task, path in zip(done, paths, strict=True):
-            task["video_url"] = base_url + path
 
     @router.post(
         "/video-batch",
@@ -201,10 +190,7 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         responses=error_responses(404),
     )
     async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> Response:
-        batch = await backends.batch.GetBatch(
-            batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
-        )
-        return json_answer(BatchView.fields_of(batch))
+        return Response(await reads.batch(tenant_id, batch_id), media_type="application/json")
 
     @router.get(
         "/video-batch/{batch_id}/tasks",
@@ -219,19 +205,8 @@ def customer_router(settings: Settings, backends: Backends, authenticator: ApiKe
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> Response:
-        response = await backends.batch.ListTasks(
-            batch_pb2.ListTasksRequest(
-                tenant_id=caller.tenant_id,
-                batch_id=batch_id,
-                status=status or "",
-                cursor=cursor or "",
-                limit=limit,
-            ),
-            timeout=deadline,
-        )
-        tasks = [TaskView.fields_of(task) for task in response.tasks]
-        sign_video_urls(tasks, batch_id, caller)
-        return json_answer({"items": tasks, "next_cursor": response.next_cursor or None})
+        page = await reads.task_page(caller, batch_id, status=status or "", cursor=cursor or "", limit=limit)
+        return Response(page, media_type="application/json")
 
     @router.post(
         "/video-batch/{batch_id}/cancel",
