@@ -7,8 +7,10 @@
   otherwise `none` — spans are then not recorded (sampler off) but still carry ids, so trace ids
   propagate, appear in logs and in the gateway's `X-Trace-ID` header. With an exporter the sampler
   follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). SQLAlchemy and httpx are
-  instrumented here; gRPC calls by libs.rpc's own interceptors (ADR-027); the gateway by FastAPI's
-  telemetry; the bus carries W3C `traceparent` in headers.
+  instrumented here, only when there is an exporter (ADR-024: without one they would record
+  nothing, and importing them costs every process ~1 s at start); gRPC calls by libs.rpc's own
+  interceptors (ADR-027); the gateway by FastAPI's telemetry; the bus carries W3C `traceparent`
+  in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
   the other processes. gRPC latency comes from libs.rpc, HTTP latency from FastAPI's telemetry;
@@ -29,8 +31,6 @@ from typing import TYPE_CHECKING
 import orjson
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
@@ -119,6 +119,21 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
+    if exporter is not None:
+        _instrument_sqlalchemy_and_httpx()
+
+
+def _instrument_sqlalchemy_and_httpx() -> None:
+    """Spans for every SQL statement and outgoing HTTP request (only worth it with an exporter).
+
+    Imported here, not at the top: the instrumentors import all of SQLAlchemy (which the gateway
+    does not otherwise load) and httpx with its command line (rich, pygments, click when they are
+    installed), about 1 s of CPU at every process start, for spans that, without an exporter,
+    nobody records.
+    """
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
     # The instrumentation works on SQLAlchemy 2.1 but its declared range stops at 2.0.
     SQLAlchemyInstrumentor().instrument(enable_commenter=False, skip_dep_check=True)
     HTTPXClientInstrumentor().instrument()

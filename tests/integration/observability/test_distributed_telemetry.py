@@ -163,6 +163,13 @@ def test_one_create_batch_request_is_one_trace_across_every_service(
     assert rpc_hop("batch", "billing", "reelbatch.proto.billing.v1.BillingService/Reserve")
     provider_spans = [s for s in spans if s.name == "provider generate sora-2"]
     assert {s.attributes.get("reelbatch.outcome") for s in provider_spans} == {"succeeded", "failed"}
+    # With an exporter, SQLAlchemy and httpx are instrumented (libs.telemetry installs them only then).
+    assert any(s.attributes.get("db.system") == "postgresql" for s in spans), "no SQL statement span"
+    deliveries = {s.span_id for s in spans if s.name == "webhook deliver"}
+    assert any(
+        s.kind == Span.SPAN_KIND_CLIENT and s.parent_span_id in deliveries and s.name.startswith("POST")
+        for s in spans
+    ), "no HTTP client span under a webhook delivery"
 
 
 def test_every_process_serves_metrics_matching_the_finished_seed_demo(
