@@ -41,6 +41,16 @@ from libs.telemetry import configure_logging, configure_telemetry, shutdown_tele
 if TYPE_CHECKING:
     import httpx
 
+# Two optional imports that only pay off for a human at a terminal, refused here, before any
+# service is imported (a None entry in sys.modules makes `import` raise ImportError, and both
+# libraries then fall back on their own): httpx's __init__ imports its command line
+# (`httpx._main`: rich, pygments, click) whenever those are installed, ~0.3-0.5 s of CPU at the
+# start of every process that imports httpx (gateway, batch, webhook, workers); mako, which
+# alembic uses, imports pygments to colour HTML tracebacks, ~0.5 s of every `migrate`. They are
+# installed here only as development dependencies, but that is where processes start most often.
+for _unused in ("httpx._main", "mako.ext.pygmentplugin"):
+    sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
+
 log = logging.getLogger("reelbatch")
 
 SERVICES = ("billing", "batch", "webhook", "gateway")
