@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
@@ -28,9 +28,11 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The system on its own database and vhost."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
-    running = Stack(database_url, amqp_url, Path(tmp_path_factory.mktemp("browser-stack")), workers=1)
+    running = Stack(
+        database_url, amqp_url, Path(tmp_path_factory.mktemp("browser-stack")), workers=1, migrated=True
+    )
     try:
         running.start_all()
         yield running

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
@@ -29,7 +29,7 @@ POSTGRES_ROUND = 4
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     stack = Stack(
         database_url,
@@ -42,6 +42,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.3",
             "REELBATCH_OUTBOX_POLL_SECONDS": "0.3",
         },
+        migrated=True,
     )
     try:
         stack.start_all()

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.stack import Stack
 
 SERVERS = {
@@ -32,7 +32,7 @@ SERVERS = {
 
 @pytest.fixture(scope="module")
 def health_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     stack = Stack(
         database_url,
@@ -40,6 +40,7 @@ def health_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         Path(tmp_path_factory.mktemp("dependency-health")),
         workers=1,
         overrides={"REELBATCH_HEALTH_CHECK_INTERVAL_SECONDS": "0.5"},
+        migrated=True,
     )
     try:
         stack.start_all()

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api, Customer
 from tests.stack import Stack
 
@@ -22,7 +22,7 @@ PRICE = 10
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Slow enough batches to cancel mid-run, fast cancel checks and recovery."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     running = Stack(
         database_url,
@@ -36,6 +36,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # About 100 videos a second: batches last long enough to be cancelled or to time out.
             "REELBATCH_PRICING": json.dumps({"sora-2": {"credits_per_video": PRICE, "max_in_flight": 40}}),
         },
+        migrated=True,
     )
     try:
         running.start_all()
@@ -161,13 +162,14 @@ def test_retry_failed_charges_a_new_batch_for_the_failed_items_only(stack: Stack
 def test_a_ten_thousand_item_batch_runs_and_settles_with_zero_latency(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     big = Stack(
         database_url,
         amqp_url,
         Path(tmp_path_factory.mktemp("ten-thousand")),
         overrides={"REELBATCH_SIMULATED_LATENCY_SECONDS": "0", "REELBATCH_OUTBOX_POLL_SECONDS": "0.2"},
+        migrated=True,
     )
     try:
         big.start_all()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
@@ -18,7 +18,7 @@ from tests.stack import Stack
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose tasks take long enough to be caught in flight."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     stack = Stack(
         database_url,
@@ -30,6 +30,7 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "REELBATCH_WORKER_CONCURRENCY": "8",
             "REELBATCH_TASK_LEASE_SECONDS": "2",
         },
+        migrated=True,
     )
     try:
         stack.start_all()

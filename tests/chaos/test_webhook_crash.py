@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.invariants import check_invariants, wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
@@ -82,7 +82,7 @@ def receiver() -> Iterator[tuple[str, SlowReceiver]]:
 @pytest.fixture
 def webhook_stack(tmp_path: Path) -> Iterator[Stack]:
     """One worker, and a short webhook lease so a killed deliverer's messages come due quickly."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     stack = Stack(
         database_url,
@@ -96,6 +96,7 @@ def webhook_stack(tmp_path: Path) -> Iterator[Stack]:
             "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0, 0.2, 0.5, 1, 1]",
             "REELBATCH_WEBHOOK_RETRY_JITTER": "0",
         },
+        migrated=True,
     )
     try:
         stack.start_all()

@@ -14,16 +14,16 @@ import pytest
 
 from tests.embedded_stack import EmbeddedStack
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
 
 def _distributed(workdir: Path) -> Iterator[Stack]:
     """The system on its own database and vhost, so no other test's consumers share its queues."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
-    running = Stack(database_url, amqp_url, workdir)
+    running = Stack(database_url, amqp_url, workdir, migrated=True)
     try:
         running.start_all()
         yield running

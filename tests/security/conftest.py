@@ -19,7 +19,7 @@ from services.billing.bootstrap import migrate, price_list
 from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
 from services.billing.handlers import BillingHandlers
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
 
@@ -62,7 +62,7 @@ async def billing(
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole system as separate processes, with security limits the tests can reach."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     workdir = Path(tmp_path_factory.mktemp("security-stack"))
     running = Stack(
@@ -78,6 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "REELBATCH_RATE_LIMIT_BURST": "10000",
             "REELBATCH_ADMIN_AUTH_MAX_FAILURES": "10000",
         },
+        migrated=True,
     )
     try:
         running.start_all()

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.stack import Stack, free_port
 
 
@@ -166,7 +166,7 @@ def observed_stack(
     collector: SpanCollector, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ObservedStack]:
     """Every service and two workers as processes, exporting traces to `collector`."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     workdir = Path(tmp_path_factory.mktemp("observed-stack"))
     running = ObservedStack(
@@ -180,6 +180,7 @@ def observed_stack(
             "REELBATCH_LOG_LEVEL": "DEBUG",
             "REELBATCH_BACKLOG_SAMPLE_SECONDS": "0.5",
         },
+        migrated=True,
     )
     try:
         running.start_all()
