@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,63 +26,98 @@ _MICROSECOND = timedelta(microseconds=1)
 def _timestamp(moment: datetime | None) -> Timestamp | None:
     if moment is None:
         return None
-    # What `Timestamp.FromDatetime` computes (a naive time read as UTC), without its detour through
-    # calendar.timegm: a third of the cost, and a tasks page converts about a hundred of them.
+    stamp = Timestamp()
+    _set_time(stamp, moment)
+    return stamp
+
+
+def _set_time(field: Timestamp, moment: datetime | None) -> None:
+    """Sets a message's timestamp field in place (unset for None).
+
+    What `Timestamp.FromDatetime` computes (a naive time read as UTC) without its detour through
+    calendar.timegm, and set field by field: building a Timestamp and copying it into a message
+    costs several times more, and a page of tasks carries a hundred of them.
+    """
+    if moment is None:
+        return
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    seconds, micros = divmod((moment - _EPOCH) // _MICROSECOND, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1000)
+    field.seconds, micros = divmod((moment - _EPOCH) // _MICROSECOND, 1_000_000)
+    field.nanos = micros * 1000
+
+
+def _set_micros(field: Timestamp, micros: int | None) -> None:
+    """`_set_time` of a time read as microseconds since the epoch."""
+    if micros is not None:
+        field.seconds, rest = divmod(micros, 1_000_000)
+        field.nanos = rest * 1000
+
+
+def _batch_fields(view: BatchView) -> dict[str, Any]:
+    batch, counts = view.batch, view.counts
+    return {
+        "batch_id": str(batch.id),
+        "tenant_id": str(batch.tenant_id),
+        "status": batch.status.value,
+        "total_count": batch.total_count,
+        "success_count": counts.succeeded,
+        "failed_count": counts.failed,
+        "cancelled_count": counts.cancelled,
+        "pending_count": view.pending_count,
+        "frozen_credits": batch.frozen_credits,
+        "credits_spent": counts.credits_spent,
+        "refunded_credits": counts.refunded_credits,
+        "settlement_status": batch.settlement_status.value,
+        "request_id": batch.request_id or "",
+        "webhook_url": batch.webhook_url or "",
+        "retry_of_batch_id": str(batch.retry_of) if batch.retry_of else "",
+    }
+
+
+def _set_batch_times(message: batch_pb2.Batch, view: BatchView) -> batch_pb2.Batch:
+    batch = view.batch
+    _set_time(message.created_at, batch.created_at)
+    _set_time(message.finished_at, batch.finished_at)
+    _set_time(message.deadline_at, batch.deadline_at)
+    return message
 
 
 def batch_message(view: BatchView) -> batch_pb2.Batch:
     """The Batch message of a batch and its counters."""
-    batch, counts = view.batch, view.counts
-    return batch_pb2.Batch(
-        batch_id=str(batch.id),
-        tenant_id=str(batch.tenant_id),
-        status=batch.status.value,
-        total_count=batch.total_count,
-        success_count=counts.succeeded,
-        failed_count=counts.failed,
-        cancelled_count=counts.cancelled,
-        pending_count=view.pending_count,
-        frozen_credits=batch.frozen_credits,
-        credits_spent=counts.credits_spent,
-        refunded_credits=counts.refunded_credits,
-        settlement_status=batch.settlement_status.value,
-        created_at=_timestamp(batch.created_at),
-        finished_at=_timestamp(batch.finished_at),
-        request_id=batch.request_id or "",
-        webhook_url=batch.webhook_url or "",
-        deadline_at=_timestamp(batch.deadline_at),
-        retry_of_batch_id=str(batch.retry_of) if batch.retry_of else "",
-    )
+    return _set_batch_times(batch_pb2.Batch(**_batch_fields(view)), view)
 
 
-def task_message(task: TaskSummary) -> batch_pb2.Task:
-    """The Task message of a task of a page."""
-    return batch_pb2.Task(
-        task_id=task.id,
-        batch_id=task.batch_id,
-        batch_index=task.batch_index,
-        status=task.status,
-        model=task.model,
-        prompt=task.prompt,
-        unit_price=task.unit_price,
-        video_url=task.video_url or "",
-        error_message=task.error_message or "",
-        failure_type=task.failure_type or "",
-        attempts=task.attempts,
-        created_at=_micros_timestamp(task.created_at_us),
-        finished_at=_micros_timestamp(task.finished_at_us),
-    )
+def batch_page(views: Sequence[BatchView], next_cursor: str) -> batch_pb2.ListBatchesResponse:
+    """The ListBatches response: each batch built in place in the response (no copies)."""
+    response = batch_pb2.ListBatchesResponse(next_cursor=next_cursor)
+    add = response.batches.add
+    for view in views:
+        _set_batch_times(add(**_batch_fields(view)), view)
+    return response
 
 
-def _micros_timestamp(micros: int | None) -> Timestamp | None:
-    if micros is None:
-        return None
-    seconds, rest = divmod(micros, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=rest * 1000)
+def task_page(tasks: Sequence[TaskSummary], next_cursor: str) -> batch_pb2.ListTasksResponse:
+    """The ListTasks response: each task built in place in the response, its times set field by
+    field (a third of the cost of Task and Timestamp messages built apart and copied in)."""
+    response = batch_pb2.ListTasksResponse(next_cursor=next_cursor)
+    add = response.tasks.add
+    for task in tasks:
+        message = add(
+            task_id=task.id,
+            batch_id=task.batch_id,
+            batch_index=task.batch_index,
+            status=task.status,
+            model=task.model,
+            prompt=task.prompt,
+            unit_price=task.unit_price,
+            video_url=task.video_url or "",
+            error_message=task.error_message or "",
+            failure_type=task.failure_type or "",
+            attempts=task.attempts,
+        )
+        _set_micros(message.created_at, task.created_at_us)
+        _set_micros(message.finished_at, task.finished_at_us)
+    return response
 
 
 def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...]:
@@ -157,9 +194,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 else None,
             )
         )
-        return batch_pb2.ListBatchesResponse(
-            batches=[batch_message(view) for view in views], next_cursor=next_cursor
-        )
+        return batch_page(views, next_cursor)
 
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
@@ -174,9 +209,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 failure_type=request.failure_type,
             )
         )
-        return batch_pb2.ListTasksResponse(
-            tasks=[task_message(task) for task in found], next_cursor=next_cursor
-        )
+        return task_page(found, next_cursor)
 
     async def CancelBatch(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext[object, object]
