@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from importlib.metadata import version
@@ -17,10 +18,15 @@ from psycopg import sql
 ADMIN_DSN = os.environ.get("REELBATCH_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("REELBATCH_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Migrated templates are named `rb_tpl_<hash of the schema's sources>`; one is built under a temporary
-# name and renamed when complete, so a template under its final name is always a finished one.
+# Migrated templates are named `rb_tpl_<hash of the schema's sources>_<unix time of the build>`; one
+# is built under a temporary name and renamed when complete, so a template under its final name is
+# always a finished one.
 TEMPLATE_PREFIX = "rb_tpl_"
 BUILDING_PREFIX = "rb_tplbuild_"
+# A template of other migrations (another checkout's, or from before a migration changed) is
+# dropped when a new one is built and it is older than this: sessions running other migrations at
+# the same time keep theirs instead of dropping each other's in turn.
+STALE_TEMPLATE_SECONDS = 24 * 3600
 # Serializes template builds across processes and pytest sessions sharing this server.
 _TEMPLATE_LOCK = zlib.crc32(b"reelbatch-test-migrated-template")
 
@@ -62,7 +68,7 @@ def create_migrated_database() -> tuple[str, str]:
                 )
             break
         except psycopg.errors.InvalidCatalogName:
-            # Another session built a template for other migrations and dropped this one.
+            # The template was dropped meanwhile (by hand, or as stale by another session).
             _template = None
             if attempt:
                 raise
@@ -89,21 +95,37 @@ def _ensure_template() -> str:
 
     Built under an advisory lock (one builder at a time across sessions), by `reelbatch migrate`
     into a temporary database, then closed to connections (a copy fails while the template has
-    sessions) and renamed to its final name. Leftovers of interrupted builds and templates of other
-    schemas are dropped while the lock is held.
+    sessions) and renamed to its final name. Leftovers of interrupted builds and stale templates
+    of other migrations are dropped while the lock is held.
     """
-    template = TEMPLATE_PREFIX + schema_fingerprint()
+    prefix = f"{TEMPLATE_PREFIX}{schema_fingerprint()}_"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_TEMPLATE_LOCK,))
         try:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone():
-                return template
-            stale = conn.execute(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, %s) OR starts_with(datname, %s)",
-                (BUILDING_PREFIX, TEMPLATE_PREFIX),
-            ).fetchall()
-            for (old,) in stale:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old)))
+            names = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database"
+                    " WHERE starts_with(datname, %s) OR starts_with(datname, %s)",
+                    (TEMPLATE_PREFIX, BUILDING_PREFIX),
+                )
+            ]
+            current = sorted(name for name in names if name.startswith(prefix))
+            if current:
+                return current[-1]
+            now = int(time.time())
+            for old in names:
+                built = old.rpartition("_")[2]
+                # A template name without a build time is of an earlier naming: stale as well.
+                if (
+                    old.startswith(BUILDING_PREFIX)
+                    or not built.isdigit()
+                    or now - int(built) > STALE_TEMPLATE_SECONDS
+                ):
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old))
+                    )
+            template = f"{prefix}{now}"
             building = f"{BUILDING_PREFIX}{uuid.uuid4().hex[:12]}"
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
             try:
