@@ -18,10 +18,28 @@ ADMIN_TOKEN = "e2e-admin-token-0123456789"
 STRIPE_WEBHOOK_SECRET = "whsec_e2e_0123456789"
 
 
+# Where the stack's gRPC servers (billing, batch, webhook) listen.
+GRPC_ADDRESS_VARIABLES = (
+    "REELBATCH_BILLING_GRPC_ADDR",
+    "REELBATCH_BATCH_GRPC_ADDR",
+    "REELBATCH_WEBHOOK_GRPC_ADDR",
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _accepts(address: str) -> bool:
+    """Whether a TCP connection to `host:port` is accepted (the server listens)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -90,10 +108,18 @@ class Stack:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        # /readyz is asked only once every gRPC server of the stack listens: a probe refused
+        # earlier puts the gateway's channel into reconnect backoff (1 s, 1.6 s, 2.6 s, ...), which
+        # delays readiness by seconds after the servers are up (the gateway starts faster).
+        unheard = [self.env[variable] for variable in GRPC_ADDRESS_VARIABLES]
         while time.monotonic() < deadline:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+            unheard = [address for address in unheard if not _accepts(address)]
+            if unheard:
+                time.sleep(0.05)
+                continue
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
                     return
