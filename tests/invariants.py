@@ -84,10 +84,11 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
 
         # I1 and I4 per accepted batch.
         batches = conn.execute(
-            "SELECT id, status, total_count, settlement_status FROM batch.batches "
+            "SELECT id, status, total_count, settlement_status, succeeded_count, failed_count,"
+            " cancelled_count, credits_spent, refunded_credits FROM batch.batches "
             "WHERE status NOT IN ('rejected', 'reserving')"
         ).fetchall()
-        for batch_id, status, total_count, settlement_status in batches:
+        for batch_id, status, total_count, settlement_status, *stored_counters in batches:
             counts: dict[str, int] = dict(
                 conn.execute(
                     "SELECT status, count(*) FROM batch.tasks WHERE batch_id = %s GROUP BY status",
@@ -101,6 +102,16 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                     (batch_id,),
                 ).fetchall()
             )
+            # The counters a batch keeps on its row (ADR-031) are what its tasks say.
+            counted = [
+                counts.get("succeeded", 0),
+                counts.get("failed", 0),
+                counts.get("cancelled", 0),
+                money.get("succeeded", 0),
+                money.get("failed", 0) + money.get("cancelled", 0),
+            ]
+            if stored_counters != counted:
+                problems.append(f"I4: batch {batch_id} counters {stored_counters} != its tasks' {counted}")
             if sum(counts.values()) != total_count:
                 problems.append(
                     f"I4: batch {batch_id} has {sum(counts.values())} tasks, expected {total_count}"

@@ -54,6 +54,7 @@ from services.batch.domain.batch import (
     TenantId,
     common_unit_price,
     final_status,
+    outcome_counts,
     required_credits,
 )
 from services.batch.domain.execution import ClaimedTask, ClaimResult, TaskOutcome
@@ -162,6 +163,20 @@ FROM unnest(%(models)s::text[], %(old_prices)s::bigint[], %(old_durations)s::int
     AS v(model, old_price, old_duration, new_price, new_duration)
 WHERE t.batch_id = %(id)s AND t.model = v.model AND t.unit_price = v.old_price
     AND t.duration_seconds = v.old_duration"""
+# Finished tasks added to their batches' counters; the rows locked in id order first, as every
+# writer of batch rows does, so two writers never deadlock.
+_COUNT_OUTCOMES = """
+WITH locked AS (
+    SELECT id FROM batch.batches WHERE id = ANY(CAST(%(ids)b AS uuid[])) ORDER BY id FOR UPDATE
+)
+UPDATE batch.batches AS b
+SET succeeded_count = b.succeeded_count + v.succeeded, failed_count = b.failed_count + v.failed,
+    cancelled_count = b.cancelled_count + v.cancelled, credits_spent = b.credits_spent + v.spent,
+    refunded_credits = b.refunded_credits + v.refunded
+FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(succeeded)b AS bigint[]), CAST(%(failed)b AS bigint[]),
+    CAST(%(cancelled)b AS bigint[]), CAST(%(spent)b AS bigint[]), CAST(%(refunded)b AS bigint[]))
+    AS v(id, succeeded, failed, cancelled, spent, refunded)
+WHERE b.id = v.id AND b.id IN (SELECT id FROM locked)"""
 # In list order (the relay publishes in id order).
 _INSERT_EVENTS = """
 INSERT INTO batch.outbox (message_id, routing_key, message_type, body, headers)
@@ -173,6 +188,26 @@ async def _rows(conn: AsyncConnection, statement: str, params: Mapping[str, Any]
     async with (await _driver(conn)).cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(statement, params)
         return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def _count_outcomes(conn: AsyncConnection, finished: Sequence[TaskRecord]) -> None:
+    """Adds tasks that just finished to their batches' counters, in the transaction that
+    finished them (so counters and tasks never disagree)."""
+    added = sorted(outcome_counts(finished).items())
+    if not added:
+        return
+    await _rows(
+        conn,
+        _COUNT_OUTCOMES,
+        {
+            "ids": [batch_id for batch_id, _ in added],
+            "succeeded": [counts.succeeded for _, counts in added],
+            "failed": [counts.failed for _, counts in added],
+            "cancelled": [counts.cancelled for _, counts in added],
+            "spent": [counts.credits_spent for _, counts in added],
+            "refunded": [counts.refunded_credits for _, counts in added],
+        },
+    )
 
 
 async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
@@ -443,25 +478,10 @@ _TASK_SUMMARY_COLUMNS = """t.id::text, t.batch_id::text, t.batch_index, t.status
     (extract(epoch FROM t.finished_at) * 1000000)::bigint"""
 
 # The batch row and its counters in one statement: the same sums as `_counts`, by FILTER.
+# The batch row holds its counters (ADR-031): a poll of a 10,000-task batch reads one row.
 _BATCH_VIEW = f"""
-SELECT {_BATCH_COLUMNS}, c.succeeded, c.failed, c.cancelled, c.credits_spent, c.refunded_credits
+SELECT {_BATCH_COLUMNS}
 FROM batch.batches AS b
-CROSS JOIN LATERAL (
-    SELECT
-        count(*) FILTER (WHERE t.status = '{TaskStatus.SUCCEEDED.value}') AS succeeded,
-        count(*) FILTER (WHERE t.status = '{TaskStatus.FAILED.value}') AS failed,
-        count(*) FILTER (WHERE t.status = '{TaskStatus.CANCELLED.value}') AS cancelled,
-        coalesce(sum(t.unit_price) FILTER (WHERE t.status = '{TaskStatus.SUCCEEDED.value}'), 0)::bigint
-            AS credits_spent,
-        coalesce(
-            sum(t.unit_price) FILTER (
-                WHERE t.status IN ('{TaskStatus.FAILED.value}', '{TaskStatus.CANCELLED.value}')
-            ),
-            0
-        )::bigint AS refunded_credits
-    FROM batch.tasks AS t
-    WHERE t.batch_id = b.id
-) AS c
 WHERE b.id = %(batch_id)s"""
 
 _IN_TENANT = " AND b.tenant_id = %(tenant_id)s"
@@ -497,17 +517,19 @@ def _task_summaries(cursor: Any) -> Callable[[Sequence[Any]], TaskSummary]:
     return TaskSummary._make
 
 
-def _batch_view(row: Any) -> BatchView:
-    batch = _batch_record(row)
-    counts = TaskCounts(
-        total=batch.total_count,
-        succeeded=row.succeeded,
-        failed=row.failed,
-        cancelled=row.cancelled,
+def _task_counts(row: Any) -> TaskCounts:
+    return TaskCounts(
+        total=row.total_count,
+        succeeded=row.succeeded_count,
+        failed=row.failed_count,
+        cancelled=row.cancelled_count,
         credits_spent=row.credits_spent,
         refunded_credits=row.refunded_credits,
     )
-    return BatchView(batch, counts)
+
+
+def _batch_view(row: Any) -> BatchView:
+    return BatchView(_batch_record(row), _task_counts(row))
 
 
 def _queued_by_dispatch(
@@ -780,9 +802,7 @@ class BatchRepository:
             )
         query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
         async with self._db.connection() as conn:
-            records = [_batch_record(row) for row in (await conn.execute(query)).all()]
-            counts = await self._counts(conn, records)
-        return [BatchView(record, counts[record.id]) for record in records]
+            return [_batch_view(row) for row in (await conn.execute(query)).all()]
 
     async def list_tasks(
         self,
@@ -915,41 +935,6 @@ class BatchRepository:
             for row in rows
         ]
 
-    async def _counts(
-        self, conn: AsyncConnection, records: Sequence[BatchRecord]
-    ) -> dict[BatchId, TaskCounts]:
-        # One GROUP BY over (batch_id, status): counters are never stored per task on the batch row.
-        rows = (
-            await conn.execute(
-                select(
-                    tasks.c.batch_id,
-                    tasks.c.status,
-                    func.count().label("n"),
-                    func.coalesce(func.sum(tasks.c.unit_price), 0).label("credits"),
-                )
-                .where(tasks.c.batch_id == any_(_uuids(record.id for record in records)))
-                .group_by(tasks.c.batch_id, tasks.c.status)
-            )
-        ).all()
-        by_batch: dict[BatchId, dict[str, tuple[int, int]]] = defaultdict(dict)
-        for row in rows:
-            by_batch[BatchId(row.batch_id)][row.status] = (int(row.n), int(row.credits))  # sum() is numeric
-        counts: dict[BatchId, TaskCounts] = {}
-        for record in records:
-            found = by_batch.get(record.id, {})
-            succeeded = found.get(TaskStatus.SUCCEEDED.value, (0, 0))
-            failed = found.get(TaskStatus.FAILED.value, (0, 0))
-            cancelled = found.get(TaskStatus.CANCELLED.value, (0, 0))
-            counts[record.id] = TaskCounts(
-                total=record.total_count,
-                succeeded=succeeded[0],
-                failed=failed[0],
-                cancelled=cancelled[0],
-                credits_spent=succeeded[1],
-                refunded_credits=failed[1] + cancelled[1],
-            )
-        return counts
-
     # --- cancel -------------------------------------------------------------------------------
 
     async def cancel_batch(self, batch_id: BatchId, tenant_id: TenantId | None) -> bool:
@@ -996,7 +981,9 @@ class BatchRepository:
                 .returning(*tasks.c)
             )
         ).all()
-        await add_events(conn, outbox, events.task_outcomes([_task_record(row) for row in rows]))
+        cancelled = [_task_record(row) for row in rows]
+        await _count_outcomes(conn, cancelled)
+        await add_events(conn, outbox, events.task_outcomes(cancelled))
         await self._finish_batches(conn, [batch_id])
 
     # --- execution ----------------------------------------------------------------------------
@@ -1161,6 +1148,7 @@ class BatchRepository:
                 },
             )
             written = [_task_record(row) for row in rows]
+            await _count_outcomes(conn, written)
             # Outcomes, BatchFinished and the next dispatches reach the outbox in one statement.
             emitted = events.task_outcomes(written)
             # The top-up first: it locks the open batch rows of the tenants (skipping those held
@@ -1361,7 +1349,7 @@ class BatchRepository:
                 await conn.execute(select(batches).where(batches.c.id == any_(_uuids(held_ending))))
             ).all()
         done = [_batch_record(row) for row in ending_rows]
-        counts = await self._counts(conn, done)
+        counts = {BatchId(row.id): _task_counts(row) for row in ending_rows}
         finished: list[Envelope] = []
         for batch in done:
             status = final_status(counts[batch.id], batch.cancel_requested)
@@ -1424,6 +1412,7 @@ class BatchRepository:
                     )
                 ).all()
                 failed_tasks = [_task_record(row) for row in failed_rows]
+                await _count_outcomes(conn, failed_tasks)
                 await add_events(conn, outbox, events.task_outcomes(failed_tasks))
             requeued_rows: Sequence[Any] = []
             if retry:

@@ -51,6 +51,12 @@ batches = Table(
     Column("deadline_at", DateTime(timezone=True), nullable=True),
     Column("cancel_reason", Text, nullable=True),
     Column("retry_of", UUID(as_uuid=True), nullable=True),
+    # 0004: outcome counters, written in the transaction that finishes the tasks (ADR-031).
+    Column("succeeded_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("failed_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("cancelled_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("credits_spent", BigInteger, nullable=False, server_default=text("0")),
+    Column("refunded_credits", BigInteger, nullable=False, server_default=text("0")),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),

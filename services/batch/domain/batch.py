@@ -67,7 +67,8 @@ class BatchItem:
 
 @dataclass(frozen=True)
 class TaskCounts:
-    """Tasks of one batch by status, and the credits they represent (derived, never stored)."""
+    """Tasks of one batch by status, and the credits they represent (kept on the batch row,
+    counted when the tasks finish: `outcome_counts`)."""
 
     total: int
     succeeded: int = 0
@@ -83,6 +84,26 @@ class TaskCounts:
     @property
     def all_terminal(self) -> bool:
         return self.pending == 0
+
+
+def outcome_counts(finished: Iterable[TaskRecord]) -> dict[BatchId, TaskCounts]:
+    """What tasks just finished add to their batches' counters (`total` is 0: a change, not a
+    batch), by batch. Each task counts once: it reaches a terminal status once."""
+    added: dict[BatchId, list[int]] = {}
+    for task in finished:
+        counters = added.setdefault(task.batch_id, [0, 0, 0, 0, 0])
+        if task.status is TaskStatus.SUCCEEDED:
+            counters[0] += 1
+            counters[3] += task.unit_price
+        elif task.status is TaskStatus.FAILED:
+            counters[1] += 1
+            counters[4] += task.unit_price
+        elif task.status is TaskStatus.CANCELLED:
+            counters[2] += 1
+            counters[4] += task.unit_price
+        else:
+            raise ValueError(f"task {task.id} is {task.status.value}, not finished")
+    return {batch_id: TaskCounts(0, *counters) for batch_id, counters in added.items()}
 
 
 def final_status(counts: TaskCounts, cancel_requested: bool) -> BatchStatus:

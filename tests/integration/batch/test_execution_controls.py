@@ -277,11 +277,14 @@ async def test_recovery_tops_up_a_window_that_no_outcome_will_top_up(
             "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND dispatched_at IS NOT NULL",
             created.batch_id,
         )
-        # As if the dispatched tasks had finished in a transaction that could not top the window up.
+        # As if the dispatched tasks had finished (and been counted) in a transaction that could
+        # not top the window up.
         await sql.execute(
-            "UPDATE batch.tasks SET status = 'succeeded', finished_at = now() "
-            "WHERE batch_id = %s AND dispatched_at IS NOT NULL",
-            (created.batch_id,),
+            "WITH done AS (UPDATE batch.tasks SET status = 'succeeded', finished_at = now() "
+            "WHERE batch_id = %s AND dispatched_at IS NOT NULL RETURNING unit_price) "
+            "UPDATE batch.batches SET succeeded_count = succeeded_count + (SELECT count(*) FROM done), "
+            "credits_spent = credits_spent + (SELECT sum(unit_price) FROM done) WHERE id = %s",
+            (created.batch_id, created.batch_id),
         )
         async with batch_worker(settings):
             batch = await _finished(stub, tenant_id, created.batch_id)

@@ -17,11 +17,14 @@ from services.batch.domain.batch import (
     SettlementStatus,
     TaskCounts,
     TaskId,
+    TaskRecord,
+    TaskStatus,
     TenantId,
     accepted_result,
     common_unit_price,
     dispatch_chunks,
     final_status,
+    outcome_counts,
     parse_batch_id,
     quote_lines,
     required_credits,
@@ -165,3 +168,41 @@ def test_garbage_batch_cursors_are_refused(garbage: str) -> None:
 def test_a_batch_cursor_is_not_a_task_cursor() -> None:
     with pytest.raises(InvalidCursor):
         TaskCursor.decode(BatchCursor(datetime.now(UTC), uuid.uuid4()).encode())
+
+
+def _finished_task(batch_id: BatchId, status: TaskStatus, price: int) -> TaskRecord:
+    return TaskRecord(
+        id=TaskId(uuid.uuid4()),
+        batch_id=batch_id,
+        tenant_id=TenantId(uuid.uuid4()),
+        batch_index=0,
+        prompt="p",
+        model="sora-2",
+        unit_price=price,
+        status=status,
+        attempts=1,
+        claims=1,
+        failure_type=None,
+        error_message=None,
+        video_url=None,
+        created_at=datetime(2026, 12, 2, tzinfo=UTC),
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def test_finished_tasks_add_to_their_own_batches_counters() -> None:
+    first, second = BatchId(uuid.uuid4()), BatchId(uuid.uuid4())
+    finished = [
+        _finished_task(first, TaskStatus.SUCCEEDED, 10),
+        _finished_task(first, TaskStatus.SUCCEEDED, 10),
+        _finished_task(first, TaskStatus.FAILED, 10),
+        _finished_task(second, TaskStatus.CANCELLED, 25),
+    ]
+
+    assert outcome_counts(finished) == {
+        first: TaskCounts(0, succeeded=2, failed=1, credits_spent=20, refunded_credits=10),
+        second: TaskCounts(0, cancelled=1, refunded_credits=25),
+    }
+    with pytest.raises(ValueError, match="not finished"):
+        outcome_counts([_finished_task(first, TaskStatus.RUNNING, 10)])
