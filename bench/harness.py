@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.isolation import create_database, create_vhost, delete_vhost, drop_database
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api, Customer
 from tests.stack import Stack
 
@@ -22,7 +22,7 @@ from tests.stack import Stack
 @contextmanager
 def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
     """Every service as its own process on a fresh database and vhost; removed afterwards."""
-    db_name, database_url = create_database()
+    db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
         env = {
@@ -33,7 +33,7 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
             "REELBATCH_MAX_OPEN_BATCHES": "0",
         }
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
-        stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env)
+        stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
             stack.start_all()
             yield stack
