@@ -10,9 +10,9 @@ uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
 		|| $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
+# Compiled to bytecode once here: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines)
+# every process would otherwise compile ~12 MB of source at start (~3x its start-up CPU).
 setup: uv ## install the locked dependencies into .venv, compiled to bytecode
-	# Compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every
-	# process would otherwise compile ~12 MB of source at start (~3x its start-up CPU).
 	$(UV) sync --frozen --compile-bytecode
 	$(UV) run --frozen python -m compileall -q libs services
 

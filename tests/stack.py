@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,10 +27,22 @@ GRPC_ADDRESS_VARIABLES = (
 )
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel gave us for free could be taken,
+# before our server binds it, as the local port of any outgoing connection (a readiness probe, a
+# pool's connection to PostgreSQL), and the server would fail with "address already in use".
+_SERVER_PORTS = range(20_000, 32_768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port no process listens on, outside the range outgoing connections take theirs from."""
+    while True:
+        port = random.choice(_SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _accepts(address: str) -> bool:
