@@ -28,6 +28,8 @@ import uvloop
 from psycopg_pool import AsyncConnectionPool
 from reelbatch.proto.batch.v1 import batch_pb2
 
+from tests.stack import free_port
+
 _SERVICE = "floor.Reads"
 _BATCH_ROW = """SELECT id::text, status, total_count, frozen_credits,
     (extract(epoch FROM created_at) * 1000000)::bigint AS created_us
@@ -154,13 +156,6 @@ def http_app(grpc_port: int, tenant_id: str) -> Any:
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,7 +172,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 def running_floor(database_url: str, tenant_id: str) -> Iterator[tuple[str, dict[str, int]]]:
     """The floor's two processes on free ports: (base URL, pids by name)."""
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     module = [sys.executable, "-m", "bench.read_floor"]
     processes = {
         "floor-grpc": subprocess.Popen([*module, "grpc", str(grpc_port), dsn]),

@@ -23,8 +23,8 @@ from tests.integration.batch.batch_harness import (
     EventTap,
     FakeBilling,
     FakeBillingServer,
-    free_port,
 )
+from tests.stack import free_port
 
 
 @pytest.fixture(scope="session")

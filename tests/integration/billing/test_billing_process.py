@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.config import Settings
 from libs.rpc.client import open_channel
 from services.billing.entrypoints.main import serve
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.stack import free_port
 
 
 async def test_serve_answers_grpc_once_ready_and_returns_when_stopping_is_set(

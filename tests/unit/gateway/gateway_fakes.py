@@ -60,6 +60,22 @@ def timestamp(moment: datetime) -> Timestamp:
     return value
 
 
+def succeeded_task() -> batch_pb2.Task:
+    """Task TASK_ID of BATCH_ID, succeeded, with its stored (unsigned) video URL."""
+    return batch_pb2.Task(
+        task_id=TASK_ID,
+        batch_id=BATCH_ID,
+        batch_index=0,
+        status="succeeded",
+        model="sora-2",
+        prompt="A cat playing piano",
+        unit_price=10,
+        video_url=f"http://127.0.0.1:8000/videos/{BATCH_ID}/{TASK_ID}.mp4",
+        attempts=1,
+        finished_at=timestamp(CREATED_AT),
+    )
+
+
 class FakeStub:
     """Records every call (method, request, timeout); raises a queued failure when one is set."""
 

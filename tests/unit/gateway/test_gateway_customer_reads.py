@@ -24,6 +24,7 @@ from tests.unit.gateway.gateway_fakes import (
     FakeBatch,
     FakeBilling,
     assert_error_shape,
+    succeeded_task,
     timestamp,
 )
 
@@ -124,18 +125,7 @@ def test_another_tenants_batch_is_404(client: TestClient, batch: FakeBatch) -> N
 
 def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: FakeBatch) -> None:
     batch.tasks = [
-        batch_pb2.Task(
-            task_id=TASK_ID,
-            batch_id=BATCH_ID,
-            batch_index=0,
-            status="succeeded",
-            model="sora-2",
-            prompt="A cat playing piano",
-            unit_price=10,
-            video_url=f"http://127.0.0.1:8000/videos/{BATCH_ID}/{TASK_ID}.mp4",
-            attempts=1,
-            finished_at=timestamp(CREATED_AT),
-        ),
+        succeeded_task(),
         batch_pb2.Task(
             task_id="b3c1d9a0-0000-4000-8000-000000000001",
             batch_id=BATCH_ID,

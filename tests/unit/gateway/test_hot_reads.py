@@ -8,7 +8,6 @@ from typing import Any
 import grpc
 import pytest
 from fastapi.testclient import TestClient
-from reelbatch.proto.batch.v1 import batch_pb2
 from starlette.responses import Response
 
 from libs.config import Settings
@@ -20,7 +19,6 @@ from services.gateway.hot_reads import BATCH_ROUTE, TASKS_ROUTE, HotReadLane, Ta
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,
-    CREATED_AT,
     TASK_ID,
     FakeBatch,
     FakeBilling,
@@ -28,7 +26,7 @@ from tests.unit.gateway.gateway_fakes import (
     Readiness,
     fake_backends,
     rpc_error,
-    timestamp,
+    succeeded_task,
 )
 
 BATCH_URL = f"/api/enterprise/video-batch/{BATCH_ID}"
@@ -38,20 +36,7 @@ ASKED = {"X-API-Key": API_KEY, "X-Request-ID": "parity-1"}
 @pytest.fixture
 def batch() -> FakeBatch:
     fake = FakeBatch()
-    fake.tasks = [
-        batch_pb2.Task(
-            task_id=TASK_ID,
-            batch_id=BATCH_ID,
-            batch_index=0,
-            status="succeeded",
-            model="sora-2",
-            prompt="A cat playing piano",
-            unit_price=10,
-            video_url=f"http://127.0.0.1:8000/videos/{BATCH_ID}/{TASK_ID}.mp4",
-            attempts=1,
-            finished_at=timestamp(CREATED_AT),
-        )
-    ]
+    fake.tasks = [succeeded_task()]
     return fake
 
 
