@@ -57,6 +57,25 @@ class GroupCommitter(Generic[RequestT, ResultT]):
         # Shielded: cancelling a caller must not cancel the future the group will set.
         return await asyncio.shield(done)
 
+    async def submit_many(self, requests: Sequence[RequestT]) -> list[ResultT | BaseException]:
+        """The outcomes of `requests`, in order, each its result or its own exception; they join
+        the waiting group together (a caller that already holds a group of requests, e.g. one RPC
+        carrying several, pays one wait instead of one per request)."""
+        loop = asyncio.get_running_loop()
+        waiting = [_Waiting(request, loop.create_future()) for request in requests]
+        for item in waiting:
+            item.done.add_done_callback(_retrieve)
+        self._waiting.extend(waiting)
+        if waiting and self._running is None:
+            self._running = asyncio.create_task(self._run_waiting(), name=self._name)
+        outcomes: list[ResultT | BaseException] = []
+        for item in waiting:
+            try:
+                outcomes.append(await asyncio.shield(item.done))
+            except Exception as error:  # that request's own outcome
+                outcomes.append(error)
+        return outcomes
+
     async def _run_waiting(self) -> None:
         try:
             while self._waiting:

@@ -42,6 +42,11 @@ def status_for(error: ServiceError) -> grpc.Status:
     return _status(STATUS_BY_CATEGORY[error.category], error.message, error.reason, error.details)
 
 
+def status_code_for(error: ServiceError) -> grpc.StatusCode:
+    """The status code of `error` (an item's refusal inside a many-item answer carries its name)."""
+    return STATUS_BY_CATEGORY[error.category]
+
+
 def _is_dependency_down(error: BaseException) -> bool:
     # Imported here: the gateway uses this module only as a gRPC client and has no database;
     # importing SQLAlchemy would cost it ~0.7 s of CPU at start. Servers have it loaded already.
@@ -101,6 +106,12 @@ def remote_error(error: grpc.aio.AioRpcError) -> RemoteError:
     return RemoteError(code=code, reason=reason, message=error.details() or "", details=details)
 
 
+def item_refusal(code_name: str, reason: str, message: str, details: dict[str, str]) -> RemoteError:
+    """The refusal of one item of a many-item call, decoded as its own call's failure would be."""
+    code = grpc.StatusCode.__members__.get(code_name, grpc.StatusCode.UNKNOWN)
+    return RemoteError(code=code, reason=reason, message=message, details=dict(details))
+
+
 _CATEGORY_BY_STATUS = {code: category for category, code in STATUS_BY_CATEGORY.items()}
 
 
@@ -121,6 +132,8 @@ __all__ = [
     "RemoteError",
     "as_service_error",
     "failure_status",
+    "item_refusal",
     "remote_error",
+    "status_code_for",
     "status_for",
 ]

@@ -46,7 +46,7 @@ _rpc_duration = metrics.get_meter("reelbatch.rpc").create_histogram(
 
 
 _tracer = trace.get_tracer("reelbatch.rpc")
-# The W3C headers a caller's TraceContextInterceptor sends (gRPC metadata keys are lower case).
+# The W3C headers a caller's TracedChannel sends (gRPC metadata keys are lower case).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 
 

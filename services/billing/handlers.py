@@ -451,6 +451,19 @@ class BillingHandlers:
         """
         return await self._reservations.submit(ReservationRequest(tenant_id, batch_id, tuple(lines)))
 
+    async def reserve_many(self, requests: Sequence[ReservationRequest]) -> list[Reservation | ServiceError]:
+        """`reserve` of several batches, answered in order: each its reservation or its own refusal.
+
+        They join the reservation group together. A failure that is not a refusal (the database
+        is down) fails the whole call, as it would fail each Reserve.
+        """
+        outcomes: list[Reservation | ServiceError] = []
+        for outcome in await self._reservations.submit_many(requests):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ServiceError):
+                raise outcome
+            outcomes.append(outcome)
+        return outcomes
+
     async def _reserve_group(
         self, requests: Sequence[ReservationRequest]
     ) -> list[Reservation | BaseException]:

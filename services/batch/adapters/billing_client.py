@@ -1,15 +1,18 @@
-"""Billing over gRPC (BillingService.Quote and Reserve), in the terms of the batch domain."""
+"""Billing over gRPC (BillingService.Quote and ReserveMany), in the terms of the batch domain."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
-from libs.rpc.errors import as_service_error, remote_error
+from libs.group_commit import GroupCommitter
+from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
 from services.batch.domain.errors import BillingUnavailable, InsufficientCredits, PriceChanged
 
@@ -17,6 +20,37 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # How long billing's price for a (tenant, model, duration) is reused without asking again.
 QUOTE_MEMO_SECONDS = 1.0
 QUOTE_MEMO_ENTRIES = 10_000
+# At most this many reservations share one ReserveMany call.
+RESERVE_GROUP_SIZE = 64
+
+
+@dataclass(frozen=True)
+class _Reserve:
+    """One reservation waiting for its ReserveMany call."""
+
+    tenant_id: TenantId
+    batch_id: BatchId
+    lines: tuple[QuoteLine, ...]
+
+
+def _reserve_request(item: _Reserve) -> billing_pb2.ReserveRequest:
+    return billing_pb2.ReserveRequest(
+        tenant_id=str(item.tenant_id),
+        batch_id=str(item.batch_id),
+        lines=[
+            billing_pb2.QuoteLine(
+                model=line.model,
+                count=line.count,
+                unit_price=line.unit_price,
+                duration_seconds=line.duration_seconds,
+            )
+            for line in item.lines
+        ],
+    )
+
+
+def _reservation(answer: billing_pb2.ReserveResponse) -> Reservation:
+    return Reservation(frozen_credits=answer.frozen_credits, available_before=answer.available_before)
 
 
 def _int_detail(details: dict[str, str], key: str, default: int) -> int:
@@ -29,9 +63,18 @@ def _int_detail(details: dict[str, str], key: str, default: int) -> int:
 class GrpcBilling:
     """The `Billing` port on a gRPC channel; refusals come back as domain errors."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        deadline_seconds: float,
+        reserve_group_size: int = RESERVE_GROUP_SIZE,
+    ) -> None:
         self._stub = billing_pb2_grpc.BillingServiceStub(channel)
         self._deadline = deadline_seconds
+        self._reservations: GroupCommitter[_Reserve, Reservation] = GroupCommitter(
+            self._reserve_group, max_group_size=reserve_group_size, name="billing-reserve-calls"
+        )
 
     async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
         """Prices the lines; an unknown model comes back as billing's INVALID_ARGUMENT, unchanged."""
@@ -59,34 +102,55 @@ class GrpcBilling:
     async def reserve(
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
     ) -> Reservation:
-        """Freezes the batch's price; idempotent on batch_id, so a repeated call is safe."""
-        request = billing_pb2.ReserveRequest(
-            tenant_id=str(tenant_id),
-            batch_id=str(batch_id),
-            lines=[
-                billing_pb2.QuoteLine(
-                    model=line.model,
-                    count=line.count,
-                    unit_price=line.unit_price,
-                    duration_seconds=line.duration_seconds,
-                )
-                for line in lines
-            ],
-        )
+        """Freezes the batch's price; idempotent on batch_id, so a repeated call is safe.
+
+        Concurrent reservations share one ReserveMany call (each still decided on its own): the
+        creates of a busy tenant cost one round trip to billing per group, not one each.
+        """
+        return await self._reservations.submit(_Reserve(tenant_id, batch_id, tuple(lines)))
+
+    async def _reserve_group(self, group: Sequence[_Reserve]) -> list[Reservation | BaseException]:
+        request = billing_pb2.ReserveManyRequest(reservations=[_reserve_request(item) for item in group])
         try:
-            response = await self._stub.Reserve(request, timeout=self._deadline)
+            response = await self._stub.ReserveMany(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
-            decoded = remote_error(error)
-            if decoded.reason == InsufficientCredits.reason:
-                required = sum(line.count * line.unit_price for line in lines)
-                raise InsufficientCredits(
-                    _int_detail(decoded.details, "required_credits", required),
-                    _int_detail(decoded.details, "available_credits", 0),
-                ) from None
-            if decoded.reason == PriceChanged.reason:
-                raise PriceChanged(decoded.message, **decoded.details) from None
+            if error.code() is grpc.StatusCode.UNIMPLEMENTED:
+                # A billing of the previous release (rolling deploy): one Reserve each.
+                return list(await asyncio.gather(*map(self._reserve_one, group), return_exceptions=True))
             raise self._translate(error) from None
-        return Reservation(frozen_credits=response.frozen_credits, available_before=response.available_before)
+        outcomes: list[Reservation | BaseException] = []
+        for item, outcome in zip(group, response.outcomes, strict=True):
+            if outcome.HasField("refused"):
+                refused = outcome.refused
+                decoded = item_refusal(refused.code, refused.reason, refused.message, dict(refused.details))
+                outcomes.append(self._refusal(item, decoded))
+            else:
+                outcomes.append(_reservation(outcome.reserved))
+        return outcomes
+
+    async def _reserve_one(self, item: _Reserve) -> Reservation:
+        try:
+            response = await self._stub.Reserve(_reserve_request(item), timeout=self._deadline)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _UNREACHABLE:
+                raise self._translate(error) from None
+            raise self._refusal(item, remote_error(error)) from None
+        return _reservation(response)
+
+    @staticmethod
+    def _refusal(item: _Reserve, decoded: RemoteError) -> Exception:
+        """A refused reservation in the batch domain's terms."""
+        if decoded.reason == InsufficientCredits.reason:
+            required = sum(line.count * line.unit_price for line in item.lines)
+            return InsufficientCredits(
+                _int_detail(decoded.details, "required_credits", required),
+                _int_detail(decoded.details, "available_credits", 0),
+            )
+        if decoded.reason == PriceChanged.reason:
+            return PriceChanged(decoded.message, **decoded.details)
+        if decoded.code in _UNREACHABLE:
+            return BillingUnavailable("billing is unavailable; retry")
+        return as_service_error(decoded)
 
     @staticmethod
     def _translate(error: grpc.aio.AioRpcError) -> Exception:

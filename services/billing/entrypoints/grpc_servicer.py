@@ -15,7 +15,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
-from libs.errors import InvalidArgument
+from libs.errors import InvalidArgument, ServiceError
+from libs.rpc.errors import status_code_for
 from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_task_id, parse_tenant_id
@@ -25,7 +26,7 @@ from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import BatchHold
 from services.billing.domain.statements import parse_month
 from services.billing.domain.video_access import VideoAccess
-from services.billing.handlers import BillingHandlers
+from services.billing.handlers import BillingHandlers, ReservationRequest
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 
@@ -197,6 +198,40 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             available_after=reservation.available_after,
             replayed=reservation.replayed,
         )
+
+    async def ReserveMany(
+        self, request: billing_pb2.ReserveManyRequest, context: Context
+    ) -> billing_pb2.ReserveManyResponse:
+        asked: list[ReservationRequest] = []
+        malformed: dict[int, ServiceError] = {}
+        for index, item in enumerate(request.reservations):
+            try:
+                asked.append(
+                    ReservationRequest(
+                        parse_tenant_id(item.tenant_id),
+                        parse_batch_id(item.batch_id),
+                        tuple(_lines(item.lines)),
+                    )
+                )
+            except ServiceError as refused:
+                malformed[index] = refused
+        decided = iter(await self._handlers.reserve_many(asked))
+        response = billing_pb2.ReserveManyResponse()
+        for index in range(len(request.reservations)):
+            outcome = malformed.get(index) or next(decided)
+            answer = response.outcomes.add()
+            if isinstance(outcome, ServiceError):
+                answer.refused.CopyFrom(_refusal(outcome))
+            else:
+                answer.reserved.CopyFrom(
+                    billing_pb2.ReserveResponse(
+                        frozen_credits=outcome.frozen_credits,
+                        available_before=outcome.available_before,
+                        available_after=outcome.available_after,
+                        replayed=outcome.replayed,
+                    )
+                )
+        return response
 
     async def Capture(
         self, request: billing_pb2.TaskChargeRequest, context: Context
@@ -449,6 +484,12 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
     if row.balance_after is not None:
         message.balance_after = row.balance_after
     return message
+
+
+def _refusal(error: ServiceError) -> billing_pb2.Refusal:
+    return billing_pb2.Refusal(
+        code=status_code_for(error).name, reason=error.reason, message=error.message, details=error.details
+    )
 
 
 def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:

@@ -17,7 +17,7 @@ from reelbatch.proto.events.v1 import events_pb2
 
 from libs.config import Settings
 from libs.errors import ErrorCategory, InvalidArgument, ServiceError
-from libs.rpc.errors import remote_error
+from libs.rpc.errors import remote_error, status_code_for
 from libs.rpc.server import GrpcServer
 from services.batch.entrypoints.main import serve
 from services.batch.entrypoints.worker import run_worker
@@ -46,7 +46,7 @@ class StaleQuoteRefusal(ServiceError):
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
-    """Quote and Reserve as billing.proto describes them, with balances in memory."""
+    """Quote, Reserve and ReserveMany as billing.proto describes them, with balances in memory."""
 
     def __init__(self) -> None:
         self.prices = dict(PRICES)
@@ -54,6 +54,9 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self.balances: dict[str, int] = {}
         self.reservations: dict[str, billing_pb2.ReserveResponse] = {}
         self.reserve_down = False
+        # False: ReserveMany answers UNIMPLEMENTED, as a billing of the previous release would.
+        self.reserve_many_supported = True
+        self.reserve_many_calls: list[int] = []
 
     def _price(self, lines: Any) -> list[billing_pb2.QuoteLine]:
         priced = []
@@ -97,6 +100,30 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             frozen_credits=required, available_before=available, available_after=available - required
         )
         self.reservations[request.batch_id] = response
+        return response
+
+    async def ReserveMany(
+        self, request: billing_pb2.ReserveManyRequest, context: Any
+    ) -> billing_pb2.ReserveManyResponse:
+        if not self.reserve_many_supported:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        if self.reserve_down:
+            raise BillingDown("billing is down")
+        self.reserve_many_calls.append(len(request.reservations))
+        response = billing_pb2.ReserveManyResponse()
+        for item in request.reservations:
+            outcome = response.outcomes.add()
+            try:
+                outcome.reserved.CopyFrom(await self.Reserve(item, context))
+            except ServiceError as refused:
+                outcome.refused.CopyFrom(
+                    billing_pb2.Refusal(
+                        code=status_code_for(refused).name,
+                        reason=refused.reason,
+                        message=refused.message,
+                        details=refused.details,
+                    )
+                )
         return response
 
     def reserve_effects(self, batch_id: str) -> int:

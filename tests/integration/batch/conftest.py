@@ -37,7 +37,7 @@ def batch_database_url(database_url: str) -> str:
 
 @pytest.fixture
 async def fake_billing() -> AsyncIterator[FakeBillingServer]:
-    # Only Quote and Reserve: the generated base answers UNIMPLEMENTED for the rest at runtime.
+    # Only Quote, Reserve and ReserveMany: the generated base refuses the rest at runtime.
     servicer = FakeBilling()  # type: ignore[abstract]
     server = await start_grpc_server(
         "127.0.0.1:0",

@@ -178,12 +178,17 @@ async def test_the_same_request_id_ten_times_at_once_makes_one_batch_and_one_res
         assert rpc_reason(refused.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "idempotency_key_reused")
 
 
+@pytest.mark.parametrize("billing_has_reserve_many", [True, False], ids=["reserve-many", "previous-billing"])
 async def test_concurrent_creates_of_one_wallet_are_queued_together_and_only_what_it_cannot_cover_is_refused(
     make_settings: SettingsFactory,
     fake_billing: FakeBillingServer,
     event_tap: EventTap,
     sql: psycopg.AsyncConnection[Any],
+    billing_has_reserve_many: bool,
 ) -> None:
+    # Reservations travel in shared ReserveMany calls; a billing without it (rolling deploy) is
+    # asked one Reserve each, with the same outcome.
+    fake_billing.servicer.reserve_many_supported = billing_has_reserve_many
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 250  # eight batches of 3 items at 10 credits
     requests = [_request(tenant_id, [f"shot {i}-{n}" for n in range(3)], f"req-group-{i}") for i in range(10)]
@@ -196,6 +201,8 @@ async def test_concurrent_creates_of_one_wallet_are_queued_together_and_only_wha
         assert {rpc_reason(error)[1] for error in refused} == {"insufficient_credits"}
         assert {r.status for r in accepted} == {"queued"}
         assert fake_billing.servicer.balances[tenant_id] == 10
+        # Each reservation was asked exactly once (in a group of any size), or never in a group.
+        assert sum(fake_billing.servicer.reserve_many_calls) == (10 if billing_has_reserve_many else 0)
         statuses = await (
             await sql.execute(
                 "SELECT status, count(*) FROM batch.batches WHERE tenant_id = %s"

@@ -150,6 +150,50 @@ async def test_refusals_travel_as_statuses_with_a_stable_reason_and_details(
     assert remote_error(duplicate_key.value).code == grpc.StatusCode.ALREADY_EXISTS
 
 
+async def test_reserve_many_decides_each_reservation_on_its_own_in_request_order(
+    billing: billing_pb2_grpc.BillingServiceAsyncStub, database: Database
+) -> None:
+    tenant_id = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="many"))).tenant_id
+    await billing.TopUp(billing_pb2.TopUpRequest(tenant_id=tenant_id, credits=250, reference="r"))
+    sora = [billing_pb2.QuoteLine(model="sora-2", count=10, unit_price=10)]
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+
+    def ask(
+        batch_id: str, lines: list[billing_pb2.QuoteLine], tenant: str = tenant_id
+    ) -> billing_pb2.ReserveRequest:
+        return billing_pb2.ReserveRequest(tenant_id=tenant, batch_id=batch_id, lines=lines)
+
+    answer = await billing.ReserveMany(
+        billing_pb2.ReserveManyRequest(
+            reservations=[
+                ask(first, sora),  # 100 of 250
+                ask(second, [billing_pb2.QuoteLine(model="sora-2", count=20, unit_price=10)]),  # 200 of 150
+                ask(third, sora),  # 100 of 150: what the refused one left
+                ask(first, sora),  # asked twice: a replay of the first
+                ask(str(uuid.uuid4()), [billing_pb2.QuoteLine(model="sora-2", count=1, unit_price=9)]),
+                ask("not-a-batch-id", sora),
+            ]
+        )
+    )
+
+    kinds = [outcome.WhichOneof("outcome") for outcome in answer.outcomes]
+    assert kinds == ["reserved", "refused", "reserved", "reserved", "refused", "refused"]
+    reserved = [answer.outcomes[i].reserved for i in (0, 2, 3)]
+    assert [(r.frozen_credits, r.available_before, r.available_after, r.replayed) for r in reserved] == [
+        (100, 250, 150, False),
+        (100, 150, 50, False),
+        (100, 250, 150, True),
+    ]
+    insufficient, stale, malformed = (answer.outcomes[i].refused for i in (1, 4, 5))
+    assert (insufficient.code, insufficient.reason) == ("FAILED_PRECONDITION", "insufficient_credits")
+    assert dict(insufficient.details) == {"required_credits": "200", "available_credits": "150"}
+    assert (stale.code, stale.reason) == ("FAILED_PRECONDITION", "stale_quote")
+    assert (malformed.code, malformed.reason) == ("INVALID_ARGUMENT", "validation_error")
+    balance = await billing.GetBalance(billing_pb2.GetBalanceRequest(tenant_id=tenant_id))
+    assert (balance.available_credits, balance.held_credits) == (50, 200)
+    await assert_ledger_invariants(database)
+
+
 BatchContext = grpc.aio.ServicerContext[object, object]
 
 

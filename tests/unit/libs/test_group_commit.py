@@ -91,3 +91,29 @@ async def test_a_cancelled_caller_does_not_cancel_its_group() -> None:
 
     assert await committer.submit(4) == 8
     assert runner.groups == [[2], [4]]
+
+
+async def test_requests_submitted_together_join_one_group_and_each_gets_its_own_outcome() -> None:
+    runner = Doubler()
+    runner.release.clear()
+    committer = GroupCommitter(runner.run, max_group_size=8, name="test")
+    first = asyncio.ensure_future(committer.submit(2))
+    await asyncio.sleep(0)
+    together = asyncio.ensure_future(committer.submit_many([4, 5, 6]))
+    await asyncio.sleep(0)
+    runner.release.set()
+
+    assert await first == 4
+    outcomes = await together
+    assert outcomes[0] == 8 and outcomes[2] == 12
+    assert isinstance(outcomes[1], ValueError)  # that request's own failure, returned, not raised
+    assert runner.groups == [[2], [4, 5, 6]]
+
+
+async def test_a_failed_group_fails_every_request_submitted_together() -> None:
+    committer = GroupCommitter(Doubler().run, max_group_size=8, name="test")
+
+    outcomes = await committer.submit_many([2, -1])
+
+    assert [type(outcome) for outcome in outcomes] == [RuntimeError, RuntimeError]
+    assert await committer.submit_many([]) == []

@@ -74,6 +74,11 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveResponse.FromString,
                 _registered_method=True)
+        self.ReserveMany = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ReserveMany',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
+                _registered_method=True)
         self.Capture = channel.unary_unary(
                 '/reelbatch.proto.billing.v1.BillingService/Capture',
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TaskChargeRequest.SerializeToString,
@@ -248,6 +253,14 @@ class BillingServiceServicer:
     def Reserve(self, request, context):
         """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
         Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveMany(self, request, context):
+        """Several reservations in one call (the batch service's group of concurrent creates): each is
+        decided exactly as by Reserve, on its own, and answered in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -460,6 +473,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.Reserve,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveResponse.SerializeToString,
+            ),
+            'ReserveMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveMany,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
             ),
             'Capture': grpc.unary_unary_rpc_method_handler(
                     servicer.Capture,
@@ -798,6 +816,33 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/Reserve',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ReserveMany',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

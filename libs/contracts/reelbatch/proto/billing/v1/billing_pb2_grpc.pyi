@@ -48,6 +48,10 @@ class BillingServiceStub:
     """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
     Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
     """
+    ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
+    """Several reservations in one call (the batch service's group of concurrent creates): each is
+    decided exactly as by Reserve, on its own, and answered in request order.
+    """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]
     """Per-task outcome effects; idempotent on task_id."""
     Refund: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]
@@ -113,6 +117,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     Reserve: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.ReserveResponse]  # type: ignore[assignment]
     """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
     Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
+    """
+    ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
+    """Several reservations in one call (the batch service's group of concurrent creates): each is
+    decided exactly as by Reserve, on its own, and answered in request order.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]  # type: ignore[assignment]
     """Per-task outcome effects; idempotent on task_id."""
@@ -224,6 +232,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.ReserveResponse, _abc.Awaitable[_billing_pb2.ReserveResponse]]:
         """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
         Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
+        """
+
+    @_abc_1.abstractmethod
+    def ReserveMany(
+        self,
+        request: _billing_pb2.ReserveManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
+        """Several reservations in one call (the batch service's group of concurrent creates): each is
+        decided exactly as by Reserve, on its own, and answered in request order.
         """
 
     @_abc_1.abstractmethod
