@@ -355,14 +355,13 @@ RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.uni
     t.status, t.attempts, t.claims, t.failure_type, t.error_message, t.video_url,
     t.created_at, t.started_at, t.finished_at
 """
-# The tenant's open batches, locked unless someone else holds them, with their window counts.
+# The tenant's open batches that still have tasks to dispatch, locked unless someone else holds
+# them, with their window counts. Batches with nothing left to dispatch cannot take a chunk: they
+# count only through the tenant's total, so they are neither read nor locked (a tenant with
+# hundreds of open, fully dispatched batches would otherwise make every create and every outcome
+# transaction lock and count all of them).
 _OPEN_WINDOWS = """
-SELECT b.id,
-    (SELECT count(*) FROM (
-        SELECT 1 FROM batch.tasks AS t
-        WHERE t.batch_id = b.id AND t.dispatched_at IS NULL AND t.status = 'queued'
-        LIMIT %(batch_window)s
-    ) AS waiting) AS undispatched,
+SELECT b.id, waiting.undispatched,
     (SELECT count(*) FROM batch.tasks AS t
      WHERE t.tenant_id = b.tenant_id AND t.batch_id = b.id
         AND t.dispatched_at IS NOT NULL AND t.status IN ('queued', 'running')) AS outstanding,
@@ -370,8 +369,17 @@ SELECT b.id,
      WHERE t.tenant_id = %(tenant_id)s
         AND t.dispatched_at IS NOT NULL AND t.status IN ('queued', 'running')) AS tenant_outstanding
 FROM batch.batches AS b
+-- LATERAL with LIMIT: one index probe per batch, which the planner cannot turn into a join that
+-- scans every undispatched task of the table once per batch (as it did with EXISTS).
+CROSS JOIN LATERAL (
+    SELECT count(*) AS undispatched FROM (
+        SELECT 1 FROM batch.tasks AS t
+        WHERE t.batch_id = b.id AND t.dispatched_at IS NULL AND t.status = 'queued'
+        LIMIT %(batch_window)s
+    ) AS undispatched_tasks
+) AS waiting
 WHERE b.tenant_id = %(tenant_id)s AND b.finished_at IS NULL AND b.status IN ('queued', 'processing')
-    AND NOT b.cancel_requested
+    AND NOT b.cancel_requested AND waiting.undispatched > 0
 ORDER BY b.created_at, b.id
 FOR UPDATE OF b SKIP LOCKED
 """
@@ -1186,9 +1194,9 @@ class BatchRepository:
         batch_window = self._batch_window_chunks * self._chunk_size
         for tenant_id in sorted(set(tenant_ids)):
             await _rows(conn, _WINDOW_LOCK, {"key": f"batch.window:{tenant_id}"})
-            # Every open batch of the tenant with its counts, in one round trip (a tenant may have
-            # hundreds of open batches): undispatched tasks (at most one window, which keeps this
-            # cheap for 10,000 items), dispatched unfinished ones, and the tenant's total of those.
+            # The tenant's batches that can still take a chunk, with their counts, in one round
+            # trip: undispatched tasks (at most one window, which keeps this cheap for 10,000
+            # items), dispatched unfinished ones, and the tenant's total of those.
             open_rows = await _rows(
                 conn, _OPEN_WINDOWS, {"tenant_id": tenant_id, "batch_window": batch_window}
             )
@@ -1197,14 +1205,15 @@ class BatchRepository:
             states = [
                 WindowState(BatchId(row.id), int(row.outstanding), int(row.undispatched)) for row in open_rows
             ]
-            # Batches skipped as locked still count against the tenant's window.
-            locked_elsewhere = (
+            # Batches skipped as locked, or with nothing left to dispatch, still count against
+            # the tenant's window.
+            outstanding_elsewhere = (
                 int(open_rows[0].tenant_outstanding) - sum(state.outstanding for state in states)
                 if open_rows
                 else 0
             )
-            if locked_elsewhere > 0:
-                states.append(WindowState(BatchId(uuid.UUID(int=0)), locked_elsewhere, 0))
+            if outstanding_elsewhere > 0:
+                states.append(WindowState(BatchId(uuid.UUID(int=0)), outstanding_elsewhere, 0))
             plan = plan_dispatch(
                 states,
                 chunk_size=self._chunk_size,
