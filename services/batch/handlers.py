@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Protocol
 from libs.errors import InvalidArgument, ServiceError
 from libs.group_commit import GroupCommitter
 from services.batch import metrics as batch_metrics
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.repository import SMALL_BATCH_MAX_ITEMS, BatchRepository
 from services.batch.domain.batch import (
     BatchId,
     BatchRecord,
@@ -111,6 +112,11 @@ class BatchHandlers:
         self._queueing: GroupCommitter[tuple[BatchId, Reservation], BatchRecord | None] = GroupCommitter(
             repository.mark_queued_many, max_group_size=queue_group_size, name="batch-queueing"
         )
+        # Small batches are stored the same way: those created while one insert runs share the
+        # next statement (one round trip and one commit), each still created or replayed alone.
+        self._inserts: GroupCommitter[NewBatch, tuple[BatchRecord, bool]] = GroupCommitter(
+            self._insert_group, max_group_size=queue_group_size, name="batch-inserts"
+        )
 
     async def create_batch(
         self, command: CreateBatch, *, retry_of: BatchId | None = None
@@ -157,7 +163,10 @@ class BatchHandlers:
                 deadline_seconds=command.deadline_seconds,
                 retry_of=retry_of,
             )
-            batch, created = await self._repo.insert_batch(new)
+            if len(new.items) <= SMALL_BATCH_MAX_ITEMS:
+                batch, created = await self._inserts.submit(new)
+            else:
+                batch, created = await self._repo.insert_batch(new)
         if batch.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused(
                 "this request id was already used for a different batch", request_id=command.request_id
@@ -166,6 +175,17 @@ class BatchHandlers:
         # them); a batch found by its request id is completed from what is stored.
         batch = await self._complete(batch, priced if created else None)
         return accepted_result(batch, replayed=not created)
+
+    async def _insert_group(
+        self, group: Sequence[NewBatch]
+    ) -> Sequence[tuple[BatchRecord, bool] | BaseException]:
+        try:
+            return await self._repo.insert_small_batches(group)
+        except Exception:
+            if len(group) == 1:
+                raise
+            # One batch the database refuses must not fail the others: each is stored alone.
+            return await asyncio.gather(*map(self._repo.insert_batch, group), return_exceptions=True)
 
     async def retry_failed(self, command: RetryFailed) -> CreateBatchResult:
         """A new batch (new reservation) from the failed, not cancelled, items of a finished batch."""

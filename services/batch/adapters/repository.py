@@ -77,6 +77,40 @@ _COPY_TASKS = (
 # Batches up to this size are stored by one statement (one round trip, atomic without a
 # transaction); larger ones COPY their tasks, which costs less per row.
 _ONE_STATEMENT_MAX_ITEMS = 256
+# Batches up to this size may be stored together with others (`insert_small_batches`).
+SMALL_BATCH_MAX_ITEMS = 100
+# The columns of a grouped insert, and the `_batch_params` each of the first ten comes from.
+_GROUP_INSERT_KEYS = (
+    "ids",
+    "tenant_ids",
+    "request_ids",
+    "fingerprints",
+    "totals",
+    "required",
+    "costs",
+    "webhook_urls",
+    "deadlines",
+    "retry_of",
+    "task_batch_ids",
+    "id_heads",
+    "indexes",
+    "prompts",
+    "models",
+    "prices",
+    "durations",
+)
+_GROUP_BATCH_VALUES = (
+    "id",
+    "tenant_id",
+    "request_id",
+    "fingerprint",
+    "total",
+    "required",
+    "cost_per_video",
+    "webhook_url",
+    "deadline",
+    "retry_of",
+)
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
     required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
@@ -95,6 +129,40 @@ WITH b AS ({_INSERT_BATCH}
         WITH ORDINALITY AS i(prompt, model, price, duration, n)
 )
 SELECT * FROM b"""
+# Several small batches and all their tasks in one statement (the create path's group commit).
+# A request id repeated within the group or already stored inserts nothing (DO NOTHING also
+# skips the second of two rows of one statement); those batches are looked up afterwards.
+_INSERT_BATCHES_WITH_TASKS = """
+WITH b AS (
+    INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
+        required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
+    SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.required,
+        v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of
+    FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(tenant_ids)s AS uuid[]), CAST(%(request_ids)s AS text[]),
+        CAST(%(fingerprints)s AS text[]), CAST(%(totals)s AS int[]), CAST(%(required)s AS bigint[]),
+        CAST(%(costs)s AS bigint[]), CAST(%(webhook_urls)s AS text[]), CAST(%(deadlines)s AS int[]),
+        CAST(%(retry_of)s AS uuid[]))
+        WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
+            webhook_url, deadline, retry_of, n)
+    ORDER BY v.n
+    ON CONFLICT (tenant_id, request_id) DO NOTHING
+    RETURNING *
+), t AS (
+    INSERT INTO batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price,
+        duration_seconds, status)
+    SELECT (i.id_head || lpad(to_hex(i.batch_index), 6, '0'))::uuid, b.id, b.tenant_id, i.batch_index,
+        i.prompt, i.model, i.price, i.duration, 'queued'
+    FROM unnest(CAST(%(task_batch_ids)s AS uuid[]), CAST(%(id_heads)s AS text[]),
+        CAST(%(indexes)s AS int[]), CAST(%(prompts)s AS text[]), CAST(%(models)s AS text[]),
+        CAST(%(prices)s AS bigint[]), CAST(%(durations)s AS int[]))
+        AS i(batch_id, id_head, batch_index, prompt, model, price, duration)
+    JOIN b ON b.id = i.batch_id
+)
+SELECT * FROM b"""
+_FIND_BY_REQUEST_IDS = """
+SELECT b.* FROM batch.batches AS b
+JOIN unnest(CAST(%(tenant_ids)s AS uuid[]), CAST(%(request_ids)s AS text[])) AS r(tenant_id, request_id)
+    ON b.tenant_id = r.tenant_id AND b.request_id = r.request_id"""
 # COPY's text format: backslash, tab, newline and carriage return must be escaped; nothing else.
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -621,6 +689,57 @@ class BatchRepository:
             existing = await _fetch_one(conn, _FIND_BY_REQUEST_ID, (new.tenant_id, new.request_id))
         assert existing is not None, "the conflicting batch has committed"
         return _batch_record(existing), False
+
+    async def insert_small_batches(self, group: Sequence[NewBatch]) -> list[tuple[BatchRecord, bool]]:
+        """`insert_batch` of several batches of at most `SMALL_BATCH_MAX_ITEMS` items, in one
+        statement (one round trip and one commit for the group), answered in order."""
+        if any(len(new.items) > SMALL_BATCH_MAX_ITEMS for new in group):
+            raise ValueError(f"a grouped insert holds batches of at most {SMALL_BATCH_MAX_ITEMS} items")
+        if not group:
+            return []
+        params: dict[str, list[Any]] = {key: [] for key in _GROUP_INSERT_KEYS}
+        for new in group:
+            batch = _batch_params(new)
+            for key, value in zip(_GROUP_INSERT_KEYS[:10], _GROUP_BATCH_VALUES, strict=True):
+                params[key].append(batch[value])
+            for index, item in enumerate(new.items):
+                line = new.prices[(item.model, item.duration_seconds)]
+                params["task_batch_ids"].append(new.id)
+                params["id_heads"].append(batch["id_head"])
+                params["indexes"].append(index)
+                params["prompts"].append(item.prompt)
+                params["models"].append(item.model)
+                params["prices"].append(line.unit_price)
+                params["durations"].append(line.duration_seconds)
+        async with self._db.raw_connection() as conn:
+            async with conn.cursor(row_factory=namedtuple_row) as cursor:
+                await cursor.execute(_INSERT_BATCHES_WITH_TASKS, params)
+                rows: list[Any] = await cursor.fetchall()
+                inserted = {BatchId(row.id): _batch_record(row) for row in rows}
+            existing: dict[tuple[TenantId, str | None], BatchRecord] = {}
+            others = [new for new in group if new.id not in inserted]
+            if others:
+                async with conn.cursor(row_factory=namedtuple_row) as cursor:
+                    await cursor.execute(
+                        _FIND_BY_REQUEST_IDS,
+                        {
+                            "tenant_ids": [new.tenant_id for new in others],
+                            "request_ids": [new.request_id for new in others],
+                        },
+                    )
+                    found_rows: list[Any] = await cursor.fetchall()
+                    for row in found_rows:
+                        record = _batch_record(row)
+                        existing[(record.tenant_id, record.request_id)] = record
+        answers: list[tuple[BatchRecord, bool]] = []
+        for new in group:
+            if new.id in inserted:
+                answers.append((inserted[new.id], True))
+                continue
+            found = existing.get((new.tenant_id, new.request_id))
+            assert found is not None, "the conflicting batch has committed"
+            answers.append((found, False))
+        return answers
 
     async def find_by_request_id(self, tenant_id: TenantId, request_id: str) -> BatchRecord | None:
         """The batch a (tenant, request id) already created, if any."""

@@ -1,0 +1,103 @@
+"""Small batches stored together (`insert_small_batches`, the create path's group commit): each
+is created or replayed exactly as `insert_batch` would, and one the database refuses does not
+take the others of its group down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from libs.db import Database
+from services.batch.adapters.repository import BatchRepository
+from services.batch.domain.batch import BatchId, BatchItem, BatchStatus, NewBatch, QuoteLine, TenantId
+from services.batch.handlers import BatchHandlers
+
+
+@pytest.fixture
+async def repository(batch_database_url: str) -> AsyncIterator[BatchRepository]:
+    database = Database(batch_database_url, pool_size=3)
+    try:
+        yield BatchRepository(database, dispatch_chunk_size=100)
+    finally:
+        await database.close()
+
+
+def _new(
+    tenant_id: TenantId, request_id: str | None, prompts: list[str], fingerprint: str = "fp"
+) -> NewBatch:
+    items = tuple(BatchItem(prompt=prompt, model="sora-2") for prompt in prompts)
+    return NewBatch(
+        id=BatchId(uuid.uuid4()),
+        tenant_id=tenant_id,
+        request_id=request_id,
+        request_fingerprint=fingerprint,
+        items=items,
+        prices={("sora-2", 0): QuoteLine(model="sora-2", count=len(items), unit_price=10)},
+        required_credits=10 * len(items),
+        cost_per_video=10,
+        webhook_url=None,
+    )
+
+
+async def _tasks(sql: psycopg.AsyncConnection[Any], batch_id: BatchId) -> list[tuple[int, str, int]]:
+    rows = await (
+        await sql.execute(
+            "SELECT batch_index, prompt, unit_price FROM batch.tasks WHERE batch_id = %s"
+            " ORDER BY batch_index",
+            (batch_id,),
+        )
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def test_a_group_stores_each_batch_with_its_tasks_and_replays_repeated_request_ids(
+    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id, other_tenant = TenantId(uuid.uuid4()), TenantId(uuid.uuid4())
+    (stored, created) = (await repository.insert_small_batches([_new(tenant_id, "earlier", ["x"])]))[0]
+    assert created
+    group = [
+        _new(tenant_id, "a", ["a cat", "a dog\twith a tab"]),
+        _new(tenant_id, "earlier", ["y"], fingerprint="other"),  # stored before this group
+        _new(tenant_id, "a", ["a cat again"]),  # repeats the first of this group
+        _new(other_tenant, "a", ["same id, another tenant"]),
+        _new(tenant_id, None, ["no request id"]),
+        _new(tenant_id, None, ["no request id either"]),
+    ]
+
+    answers = await repository.insert_small_batches(group)
+
+    assert [created for _, created in answers] == [True, False, False, True, True, True]
+    first, earlier, repeated, other, anonymous, anonymous_too = (batch for batch, _ in answers)
+    assert earlier.id == stored.id and earlier.request_fingerprint == "fp"
+    assert repeated.id == first.id == group[0].id
+    assert (other.tenant_id, other.request_id) == (other_tenant, "a")
+    assert len({first.id, other.id, anonymous.id, anonymous_too.id}) == 4
+    assert {batch.status for batch in (first, other, anonymous)} == {BatchStatus.RESERVING}
+    assert (first.total_count, first.required_credits) == (2, 20)
+    assert await _tasks(sql, first.id) == [(0, "a cat", 10), (1, "a dog\twith a tab", 10)]
+    assert await _tasks(sql, other.id) == [(0, "same id, another tenant", 10)]
+    assert await _tasks(sql, group[2].id) == []  # the replayed one stored nothing
+
+
+async def test_a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_group_is_stored(
+    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    handlers = BatchHandlers(repository, billing=None, max_batch_items=10, max_prompt_chars=100)  # type: ignore[arg-type]
+    tenant_id = TenantId(uuid.uuid4())
+    # PostgreSQL text cannot hold NUL: the statement of the whole group fails on this one.
+    refused = _new(tenant_id, "bad\x00id", ["x"])
+    good = [_new(tenant_id, f"good-{n}", [f"shot {n}"]) for n in range(2)]
+
+    outcomes = await handlers._insert_group([good[0], refused, good[1]])
+
+    assert isinstance(outcomes[1], psycopg.DataError)
+    for new, outcome in zip(good, (outcomes[0], outcomes[2]), strict=True):
+        assert not isinstance(outcome, BaseException)
+        batch, created = outcome
+        assert created and batch.id == new.id
+        assert len(await _tasks(sql, new.id)) == 1
