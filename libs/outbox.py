@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -20,7 +21,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    delete,
     func,
     insert,
     select,
@@ -106,34 +106,36 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._channel = notify_channel(str(table.schema))
         self.published = 0
+        name = sql.Identifier(str(table.schema), table.name)
+        self._select_chunk = sql.SQL(
+            "SELECT id, message_id, routing_key, message_type, body, headers FROM {} ORDER BY id"
+            " LIMIT %s FOR UPDATE SKIP LOCKED"
+        ).format(name)
+        self._delete_chunk = sql.SQL("DELETE FROM {} WHERE id = ANY(CAST(%b AS bigint[]))").format(name)
 
     async def relay_once(self) -> int:
         """Publishes one chunk; returns how many events it published."""
-        t = self._table
-        async with self._db.connection() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.id, t.c.message_id, t.c.routing_key, t.c.message_type, t.c.body, t.c.headers)
-                    .order_by(t.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        # Raw psycopg (prepared statements, an id array instead of one bind per id): the relay
+        # runs once per group of creates and per outcome transaction, on every service.
+        async with self._db.raw_connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                await cursor.execute(self._select_chunk, (self._batch_size,))
+                rows = await cursor.fetchall()
             if not rows:
                 return 0
             await self._bus.publish(
                 [
                     Envelope(
-                        routing_key=row.routing_key,
-                        message_type=row.message_type,
-                        body=row.body,
-                        message_id=row.message_id,
-                        headers=row.headers,
+                        routing_key=routing_key,
+                        message_type=message_type,
+                        body=body,
+                        message_id=message_id,
+                        headers=headers,
                     )
-                    for row in rows
+                    for _, message_id, routing_key, message_type, body, headers in rows
                 ]
             )
-            await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
+            await conn.execute(self._delete_chunk, ([row[0] for row in rows],))
         self.published += len(rows)
         return len(rows)
 

@@ -138,10 +138,10 @@ WITH b AS (
         required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
     SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.required,
         v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of
-    FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(tenant_ids)s AS uuid[]), CAST(%(request_ids)s AS text[]),
-        CAST(%(fingerprints)s AS text[]), CAST(%(totals)s AS int[]), CAST(%(required)s AS bigint[]),
-        CAST(%(costs)s AS bigint[]), CAST(%(webhook_urls)s AS text[]), CAST(%(deadlines)s AS int[]),
-        CAST(%(retry_of)s AS uuid[]))
+    FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(request_ids)b AS text[]),
+        CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]), CAST(%(required)b AS bigint[]),
+        CAST(%(costs)b AS bigint[]), CAST(%(webhook_urls)b AS text[]), CAST(%(deadlines)b AS int[]),
+        CAST(%(retry_of)b AS uuid[]))
         WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
             webhook_url, deadline, retry_of, n)
     ORDER BY v.n
@@ -152,16 +152,16 @@ WITH b AS (
         duration_seconds, status)
     SELECT (i.id_head || lpad(to_hex(i.batch_index), 6, '0'))::uuid, b.id, b.tenant_id, i.batch_index,
         i.prompt, i.model, i.price, i.duration, 'queued'
-    FROM unnest(CAST(%(task_batch_ids)s AS uuid[]), CAST(%(id_heads)s AS text[]),
-        CAST(%(indexes)s AS int[]), CAST(%(prompts)s AS text[]), CAST(%(models)s AS text[]),
-        CAST(%(prices)s AS bigint[]), CAST(%(durations)s AS int[]))
+    FROM unnest(CAST(%(task_batch_ids)b AS uuid[]), CAST(%(id_heads)b AS text[]),
+        CAST(%(indexes)b AS int[]), CAST(%(prompts)b AS text[]), CAST(%(models)b AS text[]),
+        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]))
         AS i(batch_id, id_head, batch_index, prompt, model, price, duration)
     JOIN b ON b.id = i.batch_id
 )
 SELECT * FROM b"""
 _FIND_BY_REQUEST_IDS = """
 SELECT b.* FROM batch.batches AS b
-JOIN unnest(CAST(%(tenant_ids)s AS uuid[]), CAST(%(request_ids)s AS text[])) AS r(tenant_id, request_id)
+JOIN unnest(CAST(%(tenant_ids)b AS uuid[]), CAST(%(request_ids)b AS text[])) AS r(tenant_id, request_id)
     ON b.tenant_id = r.tenant_id AND b.request_id = r.request_id"""
 # COPY's text format: backslash, tab, newline and carriage return must be escaped; nothing else.
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -248,7 +248,8 @@ WHERE b.id = v.id AND b.id IN (SELECT id FROM locked)"""
 # In list order (the relay publishes in id order).
 _INSERT_EVENTS = """
 INSERT INTO batch.outbox (message_id, routing_key, message_type, body, headers)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[])"""
+SELECT * FROM unnest(CAST(%b AS text[]), CAST(%b AS text[]), CAST(%b AS text[]), CAST(%b AS bytea[]),
+    CAST(%b AS jsonb[]))"""
 
 
 async def _rows(conn: AsyncConnection, statement: str, params: Mapping[str, Any]) -> list[Any]:
