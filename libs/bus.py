@@ -35,6 +35,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from libs.lifecycle import wait_at_most
+
 if TYPE_CHECKING:
     from libs.config import Settings
 
@@ -394,9 +396,7 @@ class ChunkedConsumer(Generic[RawT]):
                 remaining = deadline - asyncio.get_running_loop().time()
                 try:
                     chunk.append(
-                        inbox.get_nowait()
-                        if remaining <= 0
-                        else await asyncio.wait_for(inbox.get(), remaining)
+                        inbox.get_nowait() if remaining <= 0 else await wait_at_most(inbox.get(), remaining)
                     )
                 except (TimeoutError, asyncio.QueueEmpty):
                     break

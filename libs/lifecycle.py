@@ -7,16 +7,30 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import uvloop
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+async def wait_at_most(awaitable: Awaitable[T], seconds: float) -> T:
+    """The result of `awaitable`, or TimeoutError once `seconds` have passed.
+
+    Loops that run until their task is cancelled use this instead of `asyncio.wait_for`: on
+    Python 3.11 a cancellation that arrives just as wait_for's awaitable completes is lost
+    (CPython gh-86296), and the loop then never stops (seen as a consumer's close() hanging).
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
 
 async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
     """Sleeps up to `seconds`; returns True if `stopping` was set meanwhile."""
     try:
-        await asyncio.wait_for(stopping.wait(), seconds)
+        await wait_at_most(stopping.wait(), seconds)
     except TimeoutError:
         return False
     return True

@@ -53,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.bus import TOPOLOGY, Backlog, ChunkedConsumer, Envelope, Handler, QueueSpec, routing_key_matches
 from libs.db import Database, libpq_url
+from libs.lifecycle import wait_at_most
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class PostgresBus:
             ]
             # Claims should name a live session from the start; without one they still expire.
             try:
-                await asyncio.wait_for(self._session_started.wait(), _SESSION_WAIT_SECONDS)
+                await wait_at_most(self._session_started.wait(), _SESSION_WAIT_SECONDS)
             except TimeoutError:
                 log.warning("bus listener not connected yet; claims rely on the visibility timeout")
         subscription = _Subscription(queue, prefetch)
@@ -322,7 +323,7 @@ class PostgresBus:
                 if len(claimed) == room:
                     continue
             try:
-                await asyncio.wait_for(subscription.wake.wait(), self._poll)
+                await wait_at_most(subscription.wake.wait(), self._poll)
             except TimeoutError:
                 pass
 

@@ -39,6 +39,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY, generate_latest, start_http_server
 
+from libs.lifecycle import wait_at_most
+
 if TYPE_CHECKING:
     from libs.bus import Backlog, Bus, QueueSpec
     from libs.outbox import OutboxRelay
@@ -255,7 +257,7 @@ class BacklogGauges:
         while not stopping.is_set():
             await self.sample_once()
             try:
-                await asyncio.wait_for(stopping.wait(), interval_seconds)
+                await wait_at_most(stopping.wait(), interval_seconds)
             except TimeoutError:
                 pass
 

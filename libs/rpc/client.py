@@ -120,6 +120,17 @@ class TracedUnaryUnary:
     ) -> Any:
         if trace.get_current_span().is_recording():
             return self._spanned(request, timeout, metadata, credentials, wait_for_ready, compression)
+        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
+
+    def _invoke(
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: bool | None,
+        compression: Any,
+    ) -> Any:
         return self._call(
             request,
             timeout=timeout,
@@ -129,26 +140,11 @@ class TracedUnaryUnary:
             compression=compression,
         )
 
-    async def _spanned(
-        self,
-        request: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
-    ) -> Any:
+    async def _spanned(self, *call: Any) -> Any:
         with _tracer.start_as_current_span(
             self._span_name, kind=trace.SpanKind.CLIENT, attributes=self._attributes
         ):
-            return await self._call(
-                request,
-                timeout=timeout,
-                metadata=_with_trace_context(metadata),
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
+            return await self._invoke(*call)
 
 
 def _with_trace_context(metadata: Any) -> Any:

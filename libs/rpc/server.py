@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, propagate, trace
 
+from libs.lifecycle import wait_at_most
 from libs.rpc.errors import failure_status
 from libs.rpc.tls import TlsFiles
 
@@ -274,6 +275,6 @@ class DependencyMonitor:
         while not stopping.is_set():
             await self.check_once()
             try:
-                await asyncio.wait_for(stopping.wait(), self._interval)
+                await wait_at_most(stopping.wait(), self._interval)
             except TimeoutError:
                 pass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 
-from libs.lifecycle import sleep_or_stop
+from libs.lifecycle import sleep_or_stop, wait_at_most
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.repository import BatchRepository
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
@@ -78,7 +78,7 @@ class OutcomeWriter:
                     group.append(
                         self._inbox.get_nowait()
                         if remaining <= 0
-                        else await asyncio.wait_for(self._inbox.get(), remaining)
+                        else await wait_at_most(self._inbox.get(), remaining)
                     )
                 except (TimeoutError, asyncio.QueueEmpty):
                     break
@@ -281,7 +281,7 @@ class TaskExecutor:
                 if result.claimed:
                     delay = self._pacing.first_seconds
                 try:
-                    await asyncio.wait_for(freed.wait(), delay)
+                    await wait_at_most(freed.wait(), delay)
                 except TimeoutError:
                     delay = min(delay * 2, self._pacing.max_seconds)
             results = await asyncio.gather(*runners, return_exceptions=True)

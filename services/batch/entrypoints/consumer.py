@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.bus import Delivery
+from libs.lifecycle import wait_at_most
 from services.batch.domain.batch import BatchId, Settlement, SettlementStatus, TaskId
 from services.batch.execution import TaskExecutor
 from services.batch.handlers import BatchHandlers
@@ -96,7 +97,7 @@ class DispatchConsumer:
         self._accepting = False
         self._executor.stop_claiming()
         try:
-            await asyncio.wait_for(self._idle.wait(), grace_seconds)
+            await wait_at_most(self._idle.wait(), grace_seconds)
         except TimeoutError:
             return False
         return True
