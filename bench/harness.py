@@ -125,7 +125,24 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"python": platform.python_version(), "cpu": cpu, "commit": commit}
+    return {
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "commit": commit,
+        "host_speed_ms": host_speed_ms(),
+    }
+
+
+def host_speed_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop, timed now. Shared VMs change speed from one
+    minute to the next (seen here: 140 to 270 ms on one host within the hour), so every report
+    carries this figure: two runs compare only after dividing by it, and ratios to a floor
+    measured in the same run are what to hold a figure to."""
+    started = time.process_time()
+    total = 0
+    for n in range(2_000_000):
+        total += n * n % 7
+    return round((time.process_time() - started) * 1000, 1)
 
 
 def report(name: str, rows: list[tuple[str, str]], result: dict[str, Any]) -> dict[str, Any]:

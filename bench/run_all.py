@@ -7,6 +7,7 @@ import json
 import time
 
 from bench import accept_latency, hot_wallet, memory, pipeline_throughput, provider_concurrency, read_path
+from bench.harness import host_speed_ms
 
 BENCHMARKS = {
     "accept_latency": accept_latency.main,
@@ -24,13 +25,20 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     args = parser.parse_args()
     started = time.perf_counter()
+    speed_before = host_speed_ms()
     results = {}
     for name, run in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
         results[name] = run(["--quick"] if args.quick else [])
+    speed_after = host_speed_ms()
     print(f"\nall benchmarks in {time.perf_counter() - started:.0f} s")
-    print(json.dumps({"benchmarks": results}))
+    print(
+        f"host speed (a fixed Python loop, lower is faster): {speed_before} ms before, {speed_after} ms after"
+    )
+    print(
+        json.dumps({"benchmarks": results, "host_speed_ms": {"before": speed_before, "after": speed_after}})
+    )
 
 
 if __name__ == "__main__":
