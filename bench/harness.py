@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
+import psycopg
+
+from tests.isolation import ADMIN_DSN, create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api, Customer
 from tests.stack import Stack
 
@@ -36,6 +38,9 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
             stack.start_all()
+            # The previous benchmark's writes are flushed now, not by a checkpoint during this one.
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                admin.execute("CHECKPOINT")
             yield stack
         finally:
             stack.stop_all()

@@ -412,6 +412,20 @@ def _entry_key(entry: LedgerEntry) -> str:
     return upfront_key(entry.batch_id)
 
 
+# The holds of some batches, in batch id order (locked: every writer of holds locks in this order).
+_READ_HOLDS = """
+SELECT * FROM billing.batch_holds WHERE batch_id = ANY(CAST(%(ids)b AS uuid[])) ORDER BY batch_id"""
+_LOCK_HOLDS = _READ_HOLDS + "\nFOR UPDATE"
+_AVAILABLE_ACCOUNT_IDS = """
+SELECT tenant_id, id FROM billing.accounts
+WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))"""
+_LOCK_BALANCES = """
+SELECT id, balance FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[])) ORDER BY id FOR UPDATE"""
+_HOLD_LINES = """
+SELECT batch_id, model, unit_price FROM billing.batch_hold_lines
+WHERE batch_id = ANY(CAST(%(ids)b AS uuid[]))"""
+
+
 class LedgerTransaction:
     """The billing operations available inside one transaction."""
 
@@ -614,11 +628,7 @@ class LedgerTransaction:
         return AccountBalance(row.id, row.balance) if row else None
 
     async def available_account_ids(self, tenant_ids: Collection[TenantId]) -> dict[TenantId, int]:
-        rows = await self._conn.execute(
-            select(accounts.c.tenant_id, accounts.c.id).where(
-                accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id.in_(list(tenant_ids))
-            )
-        )
+        rows = await self._rows(_AVAILABLE_ACCOUNT_IDS, {"tenant_ids": list(tenant_ids)})
         return {TenantId(row.tenant_id): row.id for row in rows}
 
     async def held_total(self, tenant_id: TenantId) -> int:
@@ -632,12 +642,7 @@ class LedgerTransaction:
 
     async def lock_balances(self, account_ids: Iterable[int]) -> dict[int, int]:
         """Locks tenant accounts in ascending id order and returns their balances."""
-        rows = await self._conn.execute(
-            select(accounts.c.id, accounts.c.balance)
-            .where(accounts.c.id.in_(sorted(account_ids)))
-            .order_by(accounts.c.id)
-            .with_for_update()
-        )
+        rows = await self._rows(_LOCK_BALANCES, {"ids": sorted(account_ids)})
         return {row.id: row.balance for row in rows}
 
     # Transfers and entries.
@@ -708,24 +713,18 @@ class LedgerTransaction:
     async def _holds(self, batch_ids: Sequence[BatchId], *, lock: bool) -> dict[BatchId, BatchHold]:
         if not batch_ids:
             return {}
-        query = (
-            select(batch_holds).where(batch_holds.c.batch_id.in_(batch_ids)).order_by(batch_holds.c.batch_id)
-        )
-        if lock:
-            query = query.with_for_update()
-        rows = (await self._conn.execute(query)).all()
+        # Raw statements: every outcome chunk and settlement locks its holds (SQLAlchemy's IN with
+        # one bind per id cost more than the statements themselves).
+        rows = await self._rows(_LOCK_HOLDS if lock else _READ_HOLDS, {"ids": list(batch_ids)})
         if not rows:
             return {}
         priced: dict[BatchId, set[tuple[str, int]]] = {}
-        lines = await self._conn.execute(
-            select(
-                batch_hold_lines.c.batch_id, batch_hold_lines.c.model, batch_hold_lines.c.unit_price
-            ).where(batch_hold_lines.c.batch_id.in_([row.batch_id for row in rows]))
-        )
-        for line in lines:
+        for line in await self._rows(_HOLD_LINES, {"ids": [row.batch_id for row in rows]}):
             priced.setdefault(BatchId(line.batch_id), set()).add((line.model, line.unit_price))
         return {
-            BatchId(row.batch_id): _hold_from_row(row, frozenset(priced.get(BatchId(row.batch_id), ())))
+            BatchId(row.batch_id): _hold_from_row(
+                row._asdict(), frozenset(priced.get(BatchId(row.batch_id), ()))
+            )
             for row in rows
         }
 
@@ -1209,8 +1208,7 @@ _BATCH_TRANSFER_TOTALS = """
 """
 
 
-def _hold_from_row(row: Row[tuple[object, ...]], line_prices: frozenset[tuple[str, int]]) -> BatchHold:
-    values = row._mapping
+def _hold_from_row(values: Mapping[str, Any], line_prices: frozenset[tuple[str, int]]) -> BatchHold:
     models = [model for model, _ in line_prices]
     # A model frozen at one price keeps its per-model price; several prices go by the task's.
     unit_prices = {model: price for model, price in line_prices if models.count(model) == 1}
