@@ -20,6 +20,11 @@ from tests.stack import Stack
 
 MEMORY_FS = Path("/dev/shm")
 WORKERS = 2
+BURSTS = 3
+
+
+def _rate(phase: Phase) -> float:
+    return phase.rate
 
 
 async def create_all(base_url: str, headers: dict[str, str], batches: int, clients: int) -> LoadResult:
@@ -97,9 +102,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         # 1. The control plane: the batches are accepted while the execution fleet, which runs on
         #    machines of its own in production, is away; their tasks wait in RabbitMQ. Then the
         #    workers come back and everything runs and settles.
+        #    A burst lasts about a second, so it is run BURSTS times (each on a new wallet) and
+        #    the median burst is the figure; all of them are shown.
         for name in workers:
             stack.stop(name)
-        alone = run_phase(stack, batches, clients, affordable)
+        bursts = sorted((run_phase(stack, batches, clients, affordable) for _ in range(BURSTS)), key=_rate)
+        alone = bursts[len(bursts) // 2]
         for name in workers:
             stack.start(name)
         settle_and_check(stack)
@@ -109,13 +117,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     return report(
         "hot_wallet",
         [
-            ("batches x items", f"{batches} x 10 from {clients} concurrent clients, one wallet, twice"),
+            (
+                "batches x items",
+                f"{batches} x 10 from {clients} concurrent clients, one wallet per burst",
+            ),
             (
                 "accepted per second",
-                f"{alone.rate:.0f} batches/s (target >= 200): the control plane "
-                "(gateway, batch, billing, webhook, PostgreSQL, RabbitMQ), workers away",
+                f"{alone.rate:.0f} batches/s, median of {BURSTS} bursts "
+                f"({' / '.join(f'{burst.rate:.0f}' for burst in bursts)}; target >= 200): the control "
+                "plane (gateway, batch, billing, webhook, PostgreSQL, RabbitMQ), workers away",
             ),
-            ("p50 / p99", f"{alone.p50 * 1000:.0f} ms / {alone.p99 * 1000:.0f} ms"),
+            ("p50 / p99", f"{alone.p50 * 1000:.0f} ms / {alone.p99 * 1000:.0f} ms (the median burst)"),
             ("CPU per batch", cpu_figures(alone.cpu)),
             (
                 "with 2 workers on the same cores",
@@ -125,14 +137,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             ("CPU per batch", cpu_figures(shared.cpu) + " (running the tasks too)"),
             (
                 "accepted / refused 402",
-                f"{alone.accepted} / {alone.refused} each time (the wallet covered exactly {affordable})",
+                f"{alone.accepted} / {alone.refused} every burst (the wallet covered exactly {affordable})",
             ),
-            ("overdraft", "none: final available 0 both times, I1-I5 clean after everything settled"),
+            ("overdraft", "none: final available 0 every burst, I1-I5 clean after everything settled"),
             ("simulated videos written to", "memory (tmpfs)" if in_memory else "disk"),
         ],
         {
             "batches": batches,
             "batches_per_s": alone.rate,
+            "bursts_batches_per_s": [burst.rate for burst in bursts],
             "p50_ms": alone.p50 * 1000,
             "p99_ms": alone.p99 * 1000,
             "accepted": alone.accepted,

@@ -62,6 +62,14 @@ batches = Table(
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_batches_created", "created_at", "id"),
     Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),
+    # 0005: the window top-up reads one tenant's open batches in creation order.
+    Index(
+        "ix_batches_open_by_tenant",
+        "tenant_id",
+        "created_at",
+        "id",
+        postgresql_where=text("finished_at IS NULL"),
+    ),
     Index(
         "ix_batches_deadline",
         "deadline_at",
