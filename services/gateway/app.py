@@ -14,9 +14,10 @@ from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.admin_ui.session import AdminSessions
 from services.gateway.auth import AdminAuthenticator, ApiKeyAuthenticator
 from services.gateway.backends import Backends, ReadinessProbe
+from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
 from services.gateway.errors import install_error_handlers
-from services.gateway.hot_reads import HotReadLane
+from services.gateway.hot_lane import HotLane
 from services.gateway.middleware import RequestContextMiddleware
 from services.gateway.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
 from services.gateway.routes.admin import admin_router
@@ -44,13 +45,13 @@ UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 INVALID_INPUT_DESCRIPTION = "Invalid input (`validation_error`, with `errors`: [{field, message}])."
 
 
-def create_app(settings: Settings, backends: Backends, *, hot_read_lane: bool = True) -> FastAPI:
+def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> FastAPI:
     """The REST gateway: routes, authentication, limits and error mapping; connects to nothing.
 
-    `hot_read_lane=False` leaves every read to the FastAPI routes (the lane's parity tests).
+    `hot_lane=False` leaves every request to the FastAPI routes (the lane's parity tests).
     """
     # FastAPI's own telemetry is off: RequestContextMiddleware traces each request and records
-    # `http.server.request.duration` at a third of its cost, for the hot-read lane as well (ADR-029).
+    # `http.server.request.duration` at a third of its cost, for the hot lane as well (ADR-029).
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -73,7 +74,8 @@ def create_app(settings: Settings, backends: Backends, *, hot_read_lane: bool = 
     )
     app.include_router(health_router(backends))
     reads = BatchReads(settings, backends)
-    app.include_router(customer_router(settings, backends, authenticator, reads))
+    creation = BatchCreation(settings, backends)
+    app.include_router(customer_router(settings, backends, authenticator, reads, creation))
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
@@ -86,9 +88,10 @@ def create_app(settings: Settings, backends: Backends, *, hot_read_lane: bool = 
     app.mount("/admin/static", static_files(), name="admin-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
-    if hot_read_lane:
-        # Inside the layer below: the polled reads get the same span, ids and last-resort 500.
-        app.add_middleware(HotReadLane, reads=reads, authenticator=authenticator)
+    if hot_lane:
+        # Inside the layer below: the lane's answers get the same span, ids, body limit and
+        # last-resort 500.
+        app.add_middleware(HotLane, reads=reads, creation=creation, authenticator=authenticator)
     # Server span and metric, request id, last-resort 500 and body size limit, in one layer.
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS

@@ -1,7 +1,7 @@
 """The two reads clients poll, a batch and a page of its tasks, answered as JSON bytes.
 
 Shared by the FastAPI routes (services/gateway/routes/customer.py), which document them and answer
-every request, and the hot-read lane (services/gateway/hot_reads.py), which answers the plainly
+every request, and the hot lane (services/gateway/hot_lane.py), which answers the plainly
 valid ones without FastAPI's layers: one backend call and one rendering for both.
 """
 

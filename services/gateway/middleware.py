@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 TRACE_ID_HEADER = "X-Trace-ID"
-# Where a route not served by FastAPI's router (services/gateway/hot_reads.py) names its template;
+# Where a route not served by FastAPI's router (services/gateway/hot_lane.py) names its template;
 # FastAPI's routes are found in `scope["route"]`.
 ROUTE_TEMPLATE_KEY = "reelbatch.route_template"
 

@@ -7,20 +7,16 @@ endpoints defined inside the router factories, which refer to local dependencies
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import ValidationError
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
-from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
 from services.gateway.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
 from services.gateway.backends import Backends
+from services.gateway.batch_creation import BatchCreation, idempotency_key
 from services.gateway.batch_reads import BatchReads
-from services.gateway.errors import validation_error
 from services.gateway.middleware import REQUEST_ID_HEADER, request_id_of
-from services.gateway.rate_limits import OpenBatchLimit
 from services.gateway.routes.params import (
     DEFAULT_PAGE_SIZE,
     UUID_PATTERN,
@@ -32,20 +28,15 @@ from services.gateway.routes.params import (
 from services.gateway.schemas import (
     MAX_REQUEST_ID_CHARS,
     BatchAccepted,
-    BatchColumns,
-    BatchLimits,
     BatchPage,
     BatchStatus,
     BatchView,
-    CreateBatchRequest,
     CreditsView,
     LedgerEntryView,
     LedgerPage,
     TaskPage,
     TaskStatus,
-    is_valid_request_id,
     json_bytes,
-    plainly_valid_batch,
 )
 
 # The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
@@ -71,32 +62,9 @@ _CREATE_BATCH_BODY: dict[str, Any] = {
 }
 
 
-def idempotency_key(request: Request) -> str:
+def request_idempotency_key(request: Request) -> str:
     """The client's X-Request-ID, or the id generated for this request when none was sent."""
-    presented = request.headers.get(REQUEST_ID_HEADER, "")
-    if not presented:
-        return request_id_of(request.scope)
-    if not is_valid_request_id(presented):
-        message = f"must be 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters"
-        raise validation_error([{"loc": ("header", REQUEST_ID_HEADER), "msg": message}])
-    return presented
-
-
-def parse_create_batch(body: bytes, limits: BatchLimits) -> BatchColumns:
-    """Parses and validates the create body: a plainly valid one column by column (10,000 items
-    in a few milliseconds), anything else with the model, which names the error."""
-    try:
-        plain = plainly_valid_batch(orjson.loads(body), limits)
-    except orjson.JSONDecodeError:
-        plain = None
-    if plain is not None:
-        return plain
-    try:
-        return BatchColumns.of(CreateBatchRequest.model_validate_json(body, context=limits))
-    except ValidationError as error:
-        raise validation_error(
-            error.errors(include_url=False, include_context=False, include_input=False)
-        ) from None
+    return idempotency_key(request.headers.get(REQUEST_ID_HEADER, ""), request_id_of(request.scope))
 
 
 def json_answer(document: Mapping[str, Any]) -> Response:
@@ -106,7 +74,11 @@ def json_answer(document: Mapping[str, Any]) -> Response:
 
 
 def customer_router(
-    settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator, reads: BatchReads
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    reads: BatchReads,
+    creation: BatchCreation,
 ) -> APIRouter:
     """The /api/enterprise routes, calling batch and billing with the caller's tenant id."""
     router = APIRouter(
@@ -116,9 +88,7 @@ def customer_router(
     )
     authenticated = Depends(tenant_dependency(authenticator))
     deadline = settings.grpc_deadline_seconds
-    limits = BatchLimits(max_batch_items=settings.max_batch_items, max_prompt_chars=settings.max_prompt_chars)
     calling = Depends(caller_dependency(authenticator))
-    open_batches = OpenBatchLimit(backends.batch, settings.max_open_batches, deadline)
 
     @router.post(
         "/video-batch",
@@ -129,34 +99,14 @@ def customer_router(
         responses=error_responses(402, 409, 413, 422, 429),
     )
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
-        request_id = idempotency_key(request)
-        payload = parse_create_batch(await request.body(), limits)
-        await open_batches.ensure_room(tenant_id)
-        if payload.webhook_url:
-            # The SSRF rule lives in the webhook service; a refusal answers 422 before any charge.
-            await backends.webhook.ValidateUrl(
-                webhook_pb2.ValidateUrlRequest(url=payload.webhook_url), timeout=deadline
-            )
-        response = await backends.batch.CreateBatch(
-            batch_pb2.CreateBatchRequest(
-                tenant_id=tenant_id,
-                request_id=request_id,
-                # Columns, not one message per item: three list copies in C for 10,000 items.
-                item_columns=batch_pb2.BatchItemColumns(
-                    prompts=payload.prompts, models=payload.models, duration_seconds=payload.durations
-                ),
-                webhook_url=payload.webhook_url or "",
-                deadline_seconds=payload.deadline_seconds or 0,
-                request_id_generated=not request.headers.get(REQUEST_ID_HEADER),
-            ),
-            timeout=deadline,
+        accepted = await creation.create(
+            tenant_id,
+            request.headers.get(REQUEST_ID_HEADER, ""),
+            request_id_of(request.scope),
+            await request.body(),
         )
         # The 202 body's fields as JSON (the route's response_model documents them).
-        return Response(
-            json_bytes(BatchAccepted.fields_of(response, request_id)),
-            status_code=202,
-            media_type="application/json",
-        )
+        return Response(accepted, status_code=202, media_type="application/json")
 
     @router.get(
         "/video-batch",
@@ -233,7 +183,7 @@ def customer_router(
     async def retry_failed_video_batch(
         request: Request, tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
     ) -> BatchAccepted:
-        request_id = idempotency_key(request)
+        request_id = request_idempotency_key(request)
         response = await backends.batch.RetryFailed(
             batch_pb2.RetryFailedRequest(tenant_id=tenant_id, batch_id=batch_id, request_id=request_id),
             timeout=deadline,

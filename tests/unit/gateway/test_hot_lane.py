@@ -1,4 +1,4 @@
-"""The hot-read lane answers exactly as the FastAPI routes do, and leaves them everything else."""
+"""The hot lane answers exactly as the FastAPI routes do, and leaves them everything else."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 from starlette.responses import Response
 
 from libs.config import Settings
-from libs.errors import InvalidArgument, NotFound
+from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError
 from services.gateway.app import create_app
 from services.gateway.auth import ApiKeyAuthenticator
+from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
-from services.gateway.hot_reads import BATCH_ROUTE, TASKS_ROUTE, HotReadLane, TaskQuery, plain_read
+from services.gateway.hot_lane import BATCH_ROUTE, TASKS_ROUTE, HotLane, TaskQuery, plain_read
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,
@@ -30,6 +31,8 @@ from tests.unit.gateway.gateway_fakes import (
 )
 
 BATCH_URL = f"/api/enterprise/video-batch/{BATCH_ID}"
+CREATE_URL = "/api/enterprise/video-batch"
+CREATE_BODY = b'{"items": [{"prompt": "a cat", "model": "sora-2"}, {"prompt": "a dog", "model": "sora-2"}]}'
 ASKED = {"X-API-Key": API_KEY, "X-Request-ID": "parity-1"}
 
 
@@ -47,7 +50,7 @@ def both(settings: Settings, batch: FakeBatch) -> Iterator[tuple[TestClient, Tes
     backends = fake_backends(FakeBilling(), batch, Readiness(), FakeWebhook())
     with (
         TestClient(create_app(limited, backends)) as lane,
-        TestClient(create_app(limited, backends, hot_read_lane=False)) as routes,
+        TestClient(create_app(limited, backends, hot_lane=False)) as routes,
     ):
         yield lane, routes
 
@@ -186,13 +189,119 @@ def test_the_lane_answers_plain_reads_itself_and_passes_the_rest_on(
         await Response(b"{}", media_type="application/json")(scope, receive, send)
 
     authenticator = ApiKeyAuthenticator(backends.billing, settings.grpc_deadline_seconds)
-    lane = HotReadLane(routes, reads=BatchReads(settings, backends), authenticator=authenticator)
+    lane = HotLane(
+        routes,
+        reads=BatchReads(settings, backends),
+        creation=BatchCreation(settings, backends),
+        authenticator=authenticator,
+    )
     client = TestClient(lane)  # no lifespan: `routes` only answers requests
     answered = [client.get(path, headers=ASKED) for path in (BATCH_URL, f"{BATCH_URL}/tasks")]
     client.get(f"{BATCH_URL}/tasks?limit=0", headers=ASKED)
     client.post(f"{BATCH_URL}/cancel", headers=ASKED)
+    created = client.post(CREATE_URL, content=CREATE_BODY, headers=ASKED)
 
     assert [response.json().get("batch_id") for response in answered] == [BATCH_ID, None]
     assert answered[1].json()["items"][0]["task_id"] == TASK_ID
+    assert (created.status_code, created.json()["request_id"]) == (202, "parity-1")
     assert passed_on == [f"{BATCH_URL}/tasks", f"{BATCH_URL}/cancel"]
-    assert [name for name, _, _ in batch.calls] == ["GetBatch", "ListTasks"]
+    assert [name for name, _, _ in batch.calls if name != "ListBatches"] == [
+        "GetBatch",
+        "ListTasks",
+        "CreateBatch",
+    ]
+
+
+class InsufficientCredits(ServiceError):
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "insufficient_credits"
+
+
+class IdempotencyKeyReused(ServiceError):
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "idempotency_key_reused"
+
+
+def _created(client: TestClient, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    response = client.post(path, content=body, headers=headers)
+    document = response.json()
+    echoed = response.headers.get("x-request-id")
+    generated = echoed != headers.get("X-Request-ID")
+    if generated and isinstance(document, dict) and document.get("request_id") == echoed:
+        document["request_id"] = "<the generated request id>"
+    return {
+        "status": response.status_code,
+        "body": document,
+        "content-type": response.headers.get("content-type"),
+        "retry-after": response.headers.get("retry-after"),
+        "request id": "<generated>" if generated else echoed,
+        "has trace id": "x-trace-id" in response.headers,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        (CREATE_URL, ASKED, CREATE_BODY),
+        (CREATE_URL, {"X-API-Key": API_KEY}, CREATE_BODY),
+        (f"{CREATE_URL}?unused=1", ASKED, CREATE_BODY),
+        (CREATE_URL, ASKED, b'{"items": []}'),
+        (CREATE_URL, ASKED, b'{"items": [{"prompt": "", "model": "sora-2"}]}'),
+        (CREATE_URL, ASKED, b"not json"),
+        (CREATE_URL, ASKED, b""),
+        (CREATE_URL, {"X-API-Key": API_KEY, "X-Request-ID": "tab\there"}, CREATE_BODY),
+        (CREATE_URL, {"X-Request-ID": "parity-5"}, CREATE_BODY),
+        (CREATE_URL, {"X-API-Key": "wrong-key", "X-Request-ID": "parity-6"}, CREATE_BODY),
+        (f"{CREATE_URL}/", ASKED, CREATE_BODY),
+        (
+            CREATE_URL,
+            ASKED,
+            b'{"items": [{"prompt": "a cat", "model": "sora-2"}], "webhook_url": "https://x.example/h"}',
+        ),
+    ],
+    ids=[
+        "create",
+        "generated request id",
+        "unknown parameter",
+        "no items",
+        "empty prompt",
+        "not json",
+        "empty body",
+        "bad request id",
+        "no key",
+        "wrong key",
+        "trailing slash",
+        "webhook url",
+    ],
+)
+def test_the_lane_creates_as_the_routes_do(
+    both: tuple[TestClient, TestClient], path: str, headers: dict[str, str], body: bytes
+) -> None:
+    lane, routes = both
+    assert _created(lane, path, headers, body) == _created(routes, path, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (rpc_error(InsufficientCredits("not enough credits", required_credits=20, available_credits=5)), 402),
+        (rpc_error(IdempotencyKeyReused("this request id was used for another batch")), 409),
+        (rpc_error(InvalidArgument("unknown model", field="items[0].model")), 422),
+        (
+            grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down", ""
+            ),
+            503,
+        ),
+        (ConnectionRefusedError("batch is down"), 503),
+    ],
+    ids=["insufficient credits", "request id reused", "unknown model", "backend down", "connection refused"],
+)
+def test_create_failures_are_answered_as_the_routes_answer_them(
+    both: tuple[TestClient, TestClient], batch: FakeBatch, failure: BaseException, status: int
+) -> None:
+    lane, routes = both
+    batch.failures = {"CreateBatch": failure}
+    answered = _created(lane, CREATE_URL, ASKED, CREATE_BODY)
+    assert answered["status"] == status
+    assert answered == _created(routes, CREATE_URL, ASKED, CREATE_BODY)

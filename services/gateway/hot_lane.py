@@ -1,0 +1,174 @@
+"""The hot lane: the requests clients send most, answered without FastAPI's routing layers.
+
+A client waiting for its batch asks for the batch and its tasks again and again, and a busy
+tenant creates batches by the hundred a second; on these paths FastAPI's routing, dependency
+solving and response handling cost more CPU than the request's own work (ADR-029, ADR-035). The
+lane answers the plainly valid GETs of a batch and of a page of its tasks (a UUID batch id and,
+for tasks, nothing but `status`, `cursor` and `limit`, each once, with values FastAPI would accept
+as they are) and every POST to the create path. Everything else goes on to the FastAPI routes,
+which answer it (errors included) as /openapi.json documents. Both share the authentication, the
+backend calls and rendering (`BatchReads`, `BatchCreation`) and the error answers
+(`failure_response`), and the lane runs inside `RequestContextMiddleware`, so span, metric,
+request id, body limit and last-resort 500 are the same too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import get_args
+from urllib.parse import parse_qsl
+
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.gateway.auth import API_KEY_HEADER, ApiKeyAuthenticator, authenticated_caller
+from services.gateway.batch_creation import BatchCreation
+from services.gateway.batch_reads import BatchReads
+from services.gateway.errors import failure_response
+from services.gateway.middleware import REQUEST_ID_HEADER, ROUTE_TEMPLATE_KEY, request_id_of
+from services.gateway.routes.params import DEFAULT_PAGE_SIZE, MAX_CURSOR_CHARS, MAX_PAGE_SIZE, is_uuid
+from services.gateway.schemas import TaskStatus
+
+CREATE_ROUTE = "/api/enterprise/video-batch"
+BATCH_ROUTE = "/api/enterprise/video-batch/{batch_id}"
+TASKS_ROUTE = "/api/enterprise/video-batch/{batch_id}/tasks"
+
+_PREFIX = "/api/enterprise/video-batch/"
+_API_KEY = API_KEY_HEADER.lower().encode()
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+_TASK_STATUSES = frozenset(get_args(TaskStatus))
+_PAGE_PARAMETERS = frozenset({"status", "cursor", "limit"})
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """The page of tasks asked for."""
+
+    status: str = ""
+    cursor: str = ""
+    limit: int = DEFAULT_PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class PlainRead:
+    """A read the lane answers: which route, the batch id (lower case), the page for tasks."""
+
+    route: str
+    batch_id: str
+    page: TaskQuery | None = None
+
+
+def plain_read(path: str, query_string: bytes) -> PlainRead | None:
+    """The read a GET asks for when it is plainly valid; None sends it to the FastAPI routes."""
+    if not path.startswith(_PREFIX):
+        return None
+    batch_id, slash, tail = path[len(_PREFIX) :].partition("/")
+    if not is_uuid(batch_id):
+        return None
+    if not slash:
+        # FastAPI ignores query parameters this route does not declare; so does the lane.
+        return PlainRead(BATCH_ROUTE, batch_id.lower())
+    if tail != "tasks":
+        return None
+    page = _task_query(query_string)
+    return PlainRead(TASKS_ROUTE, batch_id.lower(), page) if page is not None else None
+
+
+def _task_query(query_string: bytes) -> TaskQuery | None:
+    try:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
+    except ValueError:
+        return None
+    values = dict(pairs)
+    if len(values) != len(pairs) or not values.keys() <= _PAGE_PARAMETERS:
+        return None  # a repeated or unknown parameter: FastAPI decides what it means
+    status = values.get("status")
+    cursor = values.get("cursor")
+    limit = values.get("limit")
+    if status is not None and status not in _TASK_STATUSES:
+        return None
+    if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR_CHARS:
+        return None
+    # Plain decimal digits only: signs, spaces and leading zeros are FastAPI's to judge.
+    if limit is not None and not (
+        limit.isascii() and limit.isdigit() and limit[0] != "0" and int(limit) <= MAX_PAGE_SIZE
+    ):
+        return None
+    return TaskQuery(status or "", cursor or "", int(limit) if limit else DEFAULT_PAGE_SIZE)
+
+
+def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
+    # The first of repeated headers counts, as with Starlette's `Headers.get`.
+    for name, value in headers:
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+async def _body(receive: Receive) -> bytes:
+    # As Starlette's `Request.body()` reads it (the size limit is enforced around the lane).
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class HotLane:
+    """ASGI middleware: answers `plain_read`s and creates itself, passes every other request on."""
+
+    def __init__(
+        self, app: ASGIApp, reads: BatchReads, creation: BatchCreation, authenticator: ApiKeyAuthenticator
+    ) -> None:
+        self.app = app
+        self._reads = reads
+        self._creation = creation
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["method"] == "GET":
+                read = plain_read(scope["path"], scope["query_string"])
+                if read is not None:
+                    scope[ROUTE_TEMPLATE_KEY] = read.route
+                    await self._answer(self._read(read, scope), scope, receive, send)
+                    return
+            elif scope["method"] == "POST" and scope["path"] == CREATE_ROUTE:
+                scope[ROUTE_TEMPLATE_KEY] = CREATE_ROUTE
+                await self._answer(self._create(scope, receive), scope, receive, send, status=202)
+                return
+        await self.app(scope, receive, send)
+
+    async def _read(self, read: PlainRead, scope: Scope) -> bytes:
+        caller = await authenticated_caller(self._authenticator, _header(scope["headers"], _API_KEY))
+        if read.page is None:
+            return await self._reads.batch(caller.tenant_id, read.batch_id)
+        page = read.page
+        return await self._reads.task_page(
+            caller, read.batch_id, status=page.status, cursor=page.cursor, limit=page.limit
+        )
+
+    async def _create(self, scope: Scope, receive: Receive) -> bytes:
+        headers = scope["headers"]
+        caller = await authenticated_caller(self._authenticator, _header(headers, _API_KEY))
+        return await self._creation.create(
+            caller.tenant_id, _header(headers, _REQUEST_ID) or "", request_id_of(scope), await _body(receive)
+        )
+
+    async def _answer(
+        self, work: Awaitable[bytes], scope: Scope, receive: Receive, send: Send, *, status: int = 200
+    ) -> None:
+        response: Response
+        try:
+            response = Response(await work, status_code=status, media_type="application/json")
+        except Exception as error:
+            failed = failure_response(error, scope["method"], scope["path"])
+            if failed is None:
+                raise
+            response = failed
+        await response(scope, receive, send)
