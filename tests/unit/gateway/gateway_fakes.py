@@ -17,7 +17,7 @@ from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
-from libs.errors import NotFound, ServiceError, Unauthenticated
+from libs.errors import ErrorCategory, NotFound, ServiceError, Unauthenticated
 from libs.rpc.errors import status_for
 from services.gateway.app import Backends
 
@@ -29,6 +29,20 @@ API_KEY = "demo-key"
 KEY_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 ADMIN_TOKEN = "test-admin-token-123"
 CREATED_AT = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
+
+
+class InsufficientCreditsError(ServiceError):
+    """The batch service's 402 refusal, as the gateway receives it."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "insufficient_credits"
+
+
+class IdempotencyKeyReusedError(ServiceError):
+    """The batch service's 409 refusal of a request id used with another body."""
+
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "idempotency_key_reused"
 
 
 def rpc_error(error: ServiceError) -> grpc.aio.AioRpcError:

@@ -19,6 +19,8 @@ from tests.unit.gateway.gateway_fakes import (
     TENANT_ID,
     FakeBatch,
     FakeBilling,
+    IdempotencyKeyReusedError,
+    InsufficientCreditsError,
     assert_error_shape,
     rpc_error,
     sent_items,
@@ -32,16 +34,6 @@ SEED_DEMO = {
         {"prompt": "A dog in space", "model": "sora-2"},
     ]
 }
-
-
-class InsufficientCreditsError(ServiceError):
-    category = ErrorCategory.FAILED_PRECONDITION
-    reason = "insufficient_credits"
-
-
-class IdempotencyKeyReusedError(ServiceError):
-    category = ErrorCategory.ALREADY_EXISTS
-    reason = "idempotency_key_reused"
 
 
 class RateLimitedError(ServiceError):

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.responses import Response
 
 from libs.config import Settings
-from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError
+from libs.errors import InvalidArgument, NotFound
 from services.gateway.app import create_app
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.batch_creation import BatchCreation
@@ -24,16 +24,24 @@ from tests.unit.gateway.gateway_fakes import (
     FakeBatch,
     FakeBilling,
     FakeWebhook,
+    IdempotencyKeyReusedError,
+    InsufficientCreditsError,
     Readiness,
     fake_backends,
     rpc_error,
     succeeded_task,
+    transport_error,
 )
 
 BATCH_URL = f"/api/enterprise/video-batch/{BATCH_ID}"
 CREATE_URL = "/api/enterprise/video-batch"
 CREATE_BODY = b'{"items": [{"prompt": "a cat", "model": "sora-2"}, {"prompt": "a dog", "model": "sora-2"}]}'
 ASKED = {"X-API-Key": API_KEY, "X-Request-ID": "parity-1"}
+# A backend out of reach, as a gRPC status and as a refused connection: 503 either way.
+BACKEND_DOWN = [
+    (transport_error(grpc.StatusCode.UNAVAILABLE, "down"), 503),
+    (ConnectionRefusedError("batch is down"), 503),
+]
 
 
 @pytest.fixture
@@ -122,13 +130,7 @@ def test_the_lane_answers_as_the_routes_do(
     [
         (rpc_error(NotFound("batch not found")), 404),
         (rpc_error(InvalidArgument("bad cursor", field="cursor")), 422),
-        (
-            grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down", ""
-            ),
-            503,
-        ),
-        (ConnectionRefusedError("batch is down"), 503),
+        *BACKEND_DOWN,
     ],
     ids=["not found", "refused cursor", "backend down", "connection refused"],
 )
@@ -212,16 +214,6 @@ def test_the_lane_answers_plain_reads_itself_and_passes_the_rest_on(
     ]
 
 
-class InsufficientCredits(ServiceError):
-    category = ErrorCategory.FAILED_PRECONDITION
-    reason = "insufficient_credits"
-
-
-class IdempotencyKeyReused(ServiceError):
-    category = ErrorCategory.ALREADY_EXISTS
-    reason = "idempotency_key_reused"
-
-
 def _created(client: TestClient, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     response = client.post(path, content=body, headers=headers)
     document = response.json()
@@ -284,16 +276,15 @@ def test_the_lane_creates_as_the_routes_do(
 @pytest.mark.parametrize(
     ("failure", "status"),
     [
-        (rpc_error(InsufficientCredits("not enough credits", required_credits=20, available_credits=5)), 402),
-        (rpc_error(IdempotencyKeyReused("this request id was used for another batch")), 409),
-        (rpc_error(InvalidArgument("unknown model", field="items[0].model")), 422),
         (
-            grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down", ""
+            rpc_error(
+                InsufficientCreditsError("not enough credits", required_credits=20, available_credits=5)
             ),
-            503,
+            402,
         ),
-        (ConnectionRefusedError("batch is down"), 503),
+        (rpc_error(IdempotencyKeyReusedError("this request id was used for another batch")), 409),
+        (rpc_error(InvalidArgument("unknown model", field="items[0].model")), 422),
+        *BACKEND_DOWN,
     ],
     ids=["insufficient credits", "request id reused", "unknown model", "backend down", "connection refused"],
 )
