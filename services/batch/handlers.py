@@ -272,6 +272,12 @@ class BatchHandlers:
             raise BatchNotFound("batch not found", batch_id=batch_id)
         return view
 
+    async def count_open_batches(self, tenant_id: str, limit: int) -> int:
+        """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""
+        if limit < 1:
+            raise InvalidArgument("limit must be positive", field="limit")
+        return await self._repo.count_open_batches(parse_tenant_id(tenant_id), limit)
+
     async def list_batches(self, query: ListBatches) -> tuple[list[BatchView], str]:
         """A page of batches and the cursor of the next page ("" on the last one)."""
         scope = _scope(query.tenant_id)

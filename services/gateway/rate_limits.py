@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from services.gateway.errors import ApiError
@@ -157,6 +158,19 @@ class OpenBatchLimit:
 
     async def open_batches(self, tenant_id: str) -> int:
         """How many of the tenant's batches are unfinished (counted up to `max_open`)."""
+        try:
+            counted = await self._batch.CountOpenBatches(
+                batch_pb2.CountOpenBatchesRequest(tenant_id=tenant_id, limit=self._max_open),
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return await self._listed_open_batches(tenant_id)
+        return counted.open_batches
+
+    async def _listed_open_batches(self, tenant_id: str) -> int:
+        # A batch service of the previous release (rolling deploy) has no count: list them.
         pages = await asyncio.gather(
             *(
                 self._batch.ListBatches(

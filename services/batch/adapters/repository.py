@@ -330,6 +330,11 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
 
 # The create path's idempotency lookup, on the autocommit reader (one round trip, no transaction).
 _FIND_BY_REQUEST_ID = "SELECT * FROM batch.batches WHERE tenant_id = %s AND request_id = %s"
+# Unfinished is `finished_at IS NULL`: reserving, queued and processing (a rejection finishes too).
+_COUNT_OPEN_BATCHES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM batch.batches WHERE tenant_id = %s AND finished_at IS NULL LIMIT %s
+) AS open_batches"""
 
 
 _UUID_ARRAY = ARRAY(PG_UUID(as_uuid=True))
@@ -900,6 +905,13 @@ class BatchRepository:
             await cursor.execute(query, {"batch_id": batch_id, "tenant_id": tenant_id}, binary=True)
             row = await cursor.fetchone()
         return _batch_view(row) if row is not None else None
+
+    async def count_open_batches(self, tenant_id: TenantId, limit: int) -> int:
+        """How many of the tenant's batches are unfinished, counted up to `limit` (an index range
+        of `ix_batches_open_by_tenant`, however many batches the tenant has)."""
+        async with self._db.raw_connection() as conn:
+            row = await _fetch_one(conn, _COUNT_OPEN_BATCHES, (tenant_id, limit))
+        return int(row[0])
 
     async def list_batches(
         self,

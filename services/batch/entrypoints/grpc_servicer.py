@@ -196,6 +196,12 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         )
         return batch_page(views, next_cursor)
 
+    async def CountOpenBatches(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.CountOpenBatchesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.CountOpenBatchesResponse:
+        count = await self._handlers.count_open_batches(request.tenant_id, request.limit)
+        return batch_pb2.CountOpenBatchesResponse(open_batches=count)
+
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:

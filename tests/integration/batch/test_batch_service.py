@@ -641,3 +641,31 @@ async def test_items_sent_as_columns_are_stored_exactly_and_replayed(
         channel = await connection.channel()
         queue = await channel.declare_queue(DISPATCH_QUEUE.name, passive=True)
         await queue.purge()
+
+
+async def test_open_batches_are_counted_per_tenant_up_to_the_limit(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id, other = tenant(), tenant()
+    fake_billing.servicer.balances[tenant_id] = 30  # three 1-item batches; the fourth is rejected
+    async with batch_server(make_settings()) as stub:
+        created = [
+            await stub.CreateBatch(_request(tenant_id, [f"shot {n}"], f"req-open-{n}")) for n in range(3)
+        ]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.CreateBatch(_request(tenant_id, ["one too many"], "req-open-3"))
+        # One of the three finishes (as the last outcome of a batch would mark it).
+        await sql.execute(
+            "UPDATE batch.batches SET status = 'completed', finished_at = now() WHERE id = %s",
+            (created[0].batch_id,),
+        )
+
+        def count(tenant: str, limit: int) -> Any:
+            return stub.CountOpenBatches(batch_pb2.CountOpenBatchesRequest(tenant_id=tenant, limit=limit))
+
+        assert (await count(tenant_id, 100)).open_batches == 2  # the rejected one is finished too
+        assert (await count(tenant_id, 1)).open_batches == 1
+        assert (await count(other, 100)).open_batches == 0
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await count(tenant_id, 0)
+        assert rpc_reason(refused.value)[0] == grpc.StatusCode.INVALID_ARGUMENT

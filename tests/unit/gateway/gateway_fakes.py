@@ -213,6 +213,8 @@ class FakeBatch(FakeStub):
             request_id="demo-1",
         )
         self.tasks: list[batch_pb2.Task] = []
+        # False: a batch service of the previous release, without CountOpenBatches.
+        self.counts_open_batches = True
 
     def _owned(self, tenant_id: str, batch_id: str) -> batch_pb2.Batch:
         if batch_id != self.batch.batch_id or tenant_id not in ("", self.batch.tenant_id):
@@ -254,6 +256,15 @@ class FakeBatch(FakeStub):
         batch.cancelled_count, batch.pending_count = batch.pending_count, 0
         batch.finished_at.CopyFrom(timestamp(CREATED_AT.replace(minute=5)))
         return batch
+
+    async def CountOpenBatches(
+        self, request: batch_pb2.CountOpenBatchesRequest, timeout: float | None = None
+    ) -> batch_pb2.CountOpenBatchesResponse:
+        self._record("CountOpenBatches", request, timeout)
+        if not self.counts_open_batches:
+            raise transport_error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        # As ListBatches below answers: one batch in each unfinished status.
+        return batch_pb2.CountOpenBatchesResponse(open_batches=min(3, request.limit))
 
     async def ListBatches(
         self, request: batch_pb2.ListBatchesRequest, timeout: float | None = None

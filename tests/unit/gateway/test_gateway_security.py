@@ -70,14 +70,13 @@ def _client(settings: Settings, billing: FakeBilling, **limits: object) -> TestC
 
 @pytest.fixture
 def strict_client(settings: Settings, billing: OperatorBilling) -> Iterator[TestClient]:
-    """Tiny limits: 3 requests of burst, 3 failed admin attempts, 3 open batches."""
+    """Tiny limits: 3 requests of burst, 3 failed admin attempts."""
     with _client(
         settings,
         billing,
         rate_limit_per_second=0.5,
         rate_limit_burst=3,
         admin_auth_max_failures=3,
-        max_open_batches=3,
     ) as client:
         yield client
 
@@ -116,14 +115,34 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(strict_client: TestClient
     assert assert_error_shape(answers[3].json(), "rate_limited")["retry_after_seconds"] == 2
 
 
-def test_a_tenant_with_too_many_open_batches_gets_429(strict_client: TestClient, settings: Settings) -> None:
-    # The fake batch service reports one batch in each unfinished status: 3 open.
-    response = strict_client.post(
-        "/api/enterprise/video-batch",
-        json={"items": [{"prompt": "A cat", "model": "sora-2"}]},
-        headers=CUSTOMER,
-    )
+@pytest.mark.parametrize("counts", [True, False], ids=["counted", "listed by a previous batch service"])
+def test_a_tenant_with_too_many_open_batches_gets_429(
+    settings: Settings, billing: OperatorBilling, counts: bool
+) -> None:
+    # The fake batch service reports one batch in each unfinished status: 3 open, counted by
+    # CountOpenBatches or, from a batch service without it, listed status by status.
+    batch = FakeBatch()
+    batch.counts_open_batches = counts
+    limited = settings.model_copy(update={"max_open_batches": 3})
+    with TestClient(create_app(limited, fake_backends(billing, batch, Readiness(), FakeWebhook()))) as client:
+        response = client.post(
+            "/api/enterprise/video-batch",
+            json={"items": [{"prompt": "A cat", "model": "sora-2"}]},
+            headers=CUSTOMER,
+        )
+        roomy = settings.model_copy(update={"max_open_batches": 4})
+        with TestClient(
+            create_app(roomy, fake_backends(billing, batch, Readiness(), FakeWebhook()))
+        ) as other:
+            accepted = other.post(
+                "/api/enterprise/video-batch",
+                json={"items": [{"prompt": "A cat", "model": "sora-2"}]},
+                headers=CUSTOMER,
+            )
 
+    assert accepted.status_code == 202
+    asked = {name for name, _, _ in batch.calls}
+    assert ("ListBatches" in asked) is not counts and "CountOpenBatches" in asked
     assert response.status_code == 429
     assert response.headers["retry-after"] == "5"
     assert "3 batches" in assert_error_shape(response.json(), "rate_limited")["message"]

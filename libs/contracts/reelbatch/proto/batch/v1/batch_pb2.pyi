@@ -342,6 +342,48 @@ class ListBatchesRequest(_message.Message):
 Global___ListBatchesRequest: _TypeAlias = ListBatchesRequest  # noqa: Y015
 
 @_typing.final
+class CountOpenBatchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    limit: _builtins.int
+    """Counting stops here (the answer is then `limit`); must be positive."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountOpenBatchesRequest: _TypeAlias = CountOpenBatchesRequest  # noqa: Y015
+
+@_typing.final
+class CountOpenBatchesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_BATCHES_FIELD_NUMBER: _builtins.int
+    open_batches: _builtins.int
+    def __init__(
+        self,
+        *,
+        open_batches: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["open_batches", b"open_batches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountOpenBatchesResponse: _TypeAlias = CountOpenBatchesResponse  # noqa: Y015
+
+@_typing.final
 class ListBatchesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -74,6 +74,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.FromString,
                 _registered_method=True)
+        self.CountOpenBatches = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/CountOpenBatches',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -139,6 +144,14 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountOpenBatches(self, request, context):
+        """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
+        to `limit`: the gateway's open-batch limit asks on every create.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +194,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.ListBatchTotals,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.SerializeToString,
+            ),
+            'CountOpenBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountOpenBatches,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +417,33 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/ListBatchTotals',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListBatchTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountOpenBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/CountOpenBatches',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

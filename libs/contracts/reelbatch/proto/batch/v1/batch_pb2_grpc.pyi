@@ -57,6 +57,10 @@ class BatchServiceStub:
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
     ListBatchTotals: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]
     """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+    CountOpenBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.CountOpenBatchesRequest, _batch_pb2.CountOpenBatchesResponse]
+    """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
+    to `limit`: the gateway's open-batch limit asks on every create.
+    """
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -84,6 +88,10 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
     ListBatchTotals: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]  # type: ignore[assignment]
     """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+    CountOpenBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.CountOpenBatchesRequest, _batch_pb2.CountOpenBatchesResponse]  # type: ignore[assignment]
+    """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
+    to `limit`: the gateway's open-batch limit asks on every create.
+    """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -156,5 +164,15 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_batch_pb2.ListBatchTotalsResponse, _abc.Awaitable[_batch_pb2.ListBatchTotalsResponse]]:
         """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+
+    @_abc_1.abstractmethod
+    def CountOpenBatches(
+        self,
+        request: _batch_pb2.CountOpenBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.CountOpenBatchesResponse, _abc.Awaitable[_batch_pb2.CountOpenBatchesResponse]]:
+        """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
+        to `limit`: the gateway's open-batch limit asks on every create.
+        """
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
