@@ -74,43 +74,24 @@ _COPY_TASKS = (
     "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, duration_seconds,"
     " status) FROM STDIN"
 )
-# Batches up to this size are stored by one statement (one round trip, atomic without a
-# transaction); larger ones COPY their tasks, which costs less per row.
-_ONE_STATEMENT_MAX_ITEMS = 256
-# Batches up to this size may be stored together with others (`insert_small_batches`).
-SMALL_BATCH_MAX_ITEMS = 100
-# The columns of a grouped insert, and the `_batch_params` each of the first ten comes from.
-_GROUP_INSERT_KEYS = (
-    "ids",
-    "tenant_ids",
-    "request_ids",
-    "fingerprints",
-    "totals",
-    "required",
-    "costs",
-    "webhook_urls",
-    "deadlines",
-    "retry_of",
-    "task_batch_ids",
-    "id_heads",
-    "indexes",
-    "prompts",
-    "models",
-    "prices",
-    "durations",
-)
-_GROUP_BATCH_VALUES = (
-    "id",
-    "tenant_id",
-    "request_id",
-    "fingerprint",
-    "total",
-    "required",
-    "cost_per_video",
-    "webhook_url",
-    "deadline",
-    "retry_of",
-)
+# Batches up to this size are stored by one statement, alone or with others created at the same
+# time (`insert_small_batches`: one round trip, atomic without a transaction); larger ones COPY
+# their tasks, which costs less per row.
+SMALL_BATCH_MAX_ITEMS = 256
+# The statement's batch columns: its parameter of each, and the `_batch_params` value it takes.
+_GROUP_BATCH_COLUMNS = {
+    "ids": "id",
+    "tenant_ids": "tenant_id",
+    "request_ids": "request_id",
+    "fingerprints": "fingerprint",
+    "totals": "total",
+    "required": "required",
+    "costs": "cost_per_video",
+    "webhook_urls": "webhook_url",
+    "deadlines": "deadline",
+    "retry_of": "retry_of",
+}
+_GROUP_TASK_COLUMNS = ("task_batch_ids", "id_heads", "indexes", "prompts", "models", "prices", "durations")
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
     required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
@@ -118,17 +99,6 @@ VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(t
     %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second', %(retry_of)s)
 ON CONFLICT (tenant_id, request_id) DO NOTHING
 RETURNING *"""
-_INSERT_BATCH_WITH_TASKS = f"""
-WITH b AS ({_INSERT_BATCH}
-), t AS (
-    INSERT INTO batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price,
-        duration_seconds, status)
-    SELECT (%(id_head)s || lpad(to_hex(i.n - 1), 6, '0'))::uuid, b.id, b.tenant_id, i.n - 1, i.prompt,
-        i.model, i.price, i.duration, 'queued'
-    FROM b, unnest(%(prompts)s::text[], %(models)s::text[], %(prices)s::bigint[], %(durations)s::int[])
-        WITH ORDINALITY AS i(prompt, model, price, duration, n)
-)
-SELECT * FROM b"""
 # Several small batches and all their tasks in one statement (the create path's group commit).
 # A request id repeated within the group or already stored inserts nothing (DO NOTHING also
 # skips the second of two rows of one statement); those batches are looked up afterwards.
@@ -672,24 +642,16 @@ class BatchRepository:
         unique index until the first one commits, then finds that batch. Raw psycopg on the
         autocommit pool: a small batch is one statement, a large one a transaction with a COPY.
         """
+        if len(new.items) <= SMALL_BATCH_MAX_ITEMS:
+            return (await self.insert_small_batches([new]))[0]
         if len(new.items) > _MAX_TASK_INDEX:
             raise ValueError(f"a batch holds at most {_MAX_TASK_INDEX} tasks")
         params = _batch_params(new)
         async with self._db.raw_connection() as conn:
-            if len(new.items) <= _ONE_STATEMENT_MAX_ITEMS:
-                lines = [new.prices[(item.model, item.duration_seconds)] for item in new.items]
-                params |= {
-                    "prompts": [item.prompt for item in new.items],
-                    "models": [item.model for item in new.items],
-                    "prices": [line.unit_price for line in lines],
-                    "durations": [line.duration_seconds for line in lines],
-                }
-                inserted = await _fetch_one(conn, _INSERT_BATCH_WITH_TASKS, params)
-            else:
-                async with conn.transaction():
-                    inserted = await _fetch_one(conn, _INSERT_BATCH, params)
-                    if inserted is not None:
-                        await _copy_tasks(conn, new, params["id_head"])
+            async with conn.transaction():
+                inserted = await _fetch_one(conn, _INSERT_BATCH, params)
+                if inserted is not None:
+                    await _copy_tasks(conn, new, params["id_head"])
             if inserted is not None:
                 return _batch_record(inserted), True
             existing = await _fetch_one(conn, _FIND_BY_REQUEST_ID, (new.tenant_id, new.request_id))
@@ -703,10 +665,10 @@ class BatchRepository:
             raise ValueError(f"a grouped insert holds batches of at most {SMALL_BATCH_MAX_ITEMS} items")
         if not group:
             return []
-        params: dict[str, list[Any]] = {key: [] for key in _GROUP_INSERT_KEYS}
+        params: dict[str, list[Any]] = {key: [] for key in (*_GROUP_BATCH_COLUMNS, *_GROUP_TASK_COLUMNS)}
         for new in group:
             batch = _batch_params(new)
-            for key, value in zip(_GROUP_INSERT_KEYS[:10], _GROUP_BATCH_VALUES, strict=True):
+            for key, value in _GROUP_BATCH_COLUMNS.items():
                 params[key].append(batch[value])
             for index, item in enumerate(new.items):
                 line = new.prices[(item.model, item.duration_seconds)]
