@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 
-from bench.harness import CpuMeter, cpu_figures, customer, percentile, report, running_stack
+from bench.harness import CpuMeter, cpu_figures, customer, percentile, report, running_stack, video_directory
 from bench.http_load import LoadResult, Request, closed_loop
 from tests.invariants import check_invariants, wait_for_all_settled
 from tests.stack import Stack
 
-MEMORY_FS = Path("/dev/shm")
 WORKERS = 2
 BURSTS = 3
 
@@ -90,13 +87,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     batches, clients = (20, 5) if args.quick else (200, 50)
     affordable = batches - batches // 10  # the last 10% must be refused: the wallet cannot cover them
-    # As in benchmark 2, simulated videos go to memory where the machine has it (on this disk a
-    # file creation can cost ~1 ms of kernel CPU after mass deletions, which would be measured as
-    # the control plane's cost).
-    in_memory = not args.videos_on_disk and MEMORY_FS.is_dir()
     workers = [f"worker-{n}" for n in range(WORKERS)]
     with (
-        tempfile.TemporaryDirectory(prefix="bench-videos-", dir=MEMORY_FS if in_memory else None) as videos,
+        video_directory(args.videos_on_disk) as (videos, in_memory),
         running_stack(workers=WORKERS, asset_dir=videos) as stack,
     ):
         # 1. The control plane: the batches are accepted while the execution fleet, which runs on

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import aio_pika
 
-from bench.harness import Stopwatch, customer, report, running_stack
+from bench.harness import Stopwatch, customer, report, running_stack, video_directory
 
 SETTLED_POLL_SECONDS = 0.05
-MEMORY_FS = Path("/dev/shm")
 WARM_UP_ITEMS = 100
 
 
@@ -125,14 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--videos-on-disk", action="store_true")
     args = parser.parse_args(argv)
     items = 200 if args.quick else 5_000
-    # The simulated provider writes one small video file per task. On this machine's journal-less
-    # ext4, creating a file within minutes of mass deletions (any test run's clean-up) costs up to
-    # ~1 ms of kernel CPU (inode allocation steps over recently deleted inodes one by one): a
-    # property of the disk, not of the control plane, so the videos go to memory when the
-    # machine has it (`--videos-on-disk` keeps them in the default temporary directory).
-    in_memory = not args.videos_on_disk and MEMORY_FS.is_dir()
     with (
-        tempfile.TemporaryDirectory(prefix="bench-videos-", dir=MEMORY_FS if in_memory else None) as videos,
+        video_directory(args.videos_on_disk) as (videos, in_memory),
         running_stack(workers=2, asset_dir=videos) as stack,
     ):
         api, who = customer(stack, credits=(items + WARM_UP_ITEMS) * 10)

@@ -119,6 +119,8 @@ class OutcomeWriter:
 class _ClaimRequest:
     batch_id: BatchId
     task_ids: list[TaskId]
+    # The models of these tasks when an earlier claim left them waiting (empty on a first claim).
+    models: frozenset[str]
     done: asyncio.Future[ClaimResult]
 
 
@@ -146,10 +148,15 @@ class ClaimCoalescer:
         self._waiting: list[_ClaimRequest] = []
         self._claiming: asyncio.Task[None] | None = None
 
-    async def claim(self, batch_id: BatchId, task_ids: Sequence[TaskId]) -> ClaimResult:
-        """Claims what it can of one message's tasks (see `BatchRepository.claim_dispatches`)."""
+    async def claim(
+        self, batch_id: BatchId, task_ids: Sequence[TaskId], models: frozenset[str] = frozenset()
+    ) -> ClaimResult:
+        """Claims what it can of one message's tasks (see `BatchRepository.claim_dispatches`).
+
+        `models` are the tasks' models as an earlier claim reported them (`waiting_models`).
+        """
         done: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_ClaimRequest(batch_id, list(task_ids), done))
+        self._waiting.append(_ClaimRequest(batch_id, list(task_ids), models, done))
         if self._claiming is None:
             self._claiming = asyncio.create_task(self._claim_waiting(), name="batch-claims")
         return await done
@@ -159,6 +166,9 @@ class ClaimCoalescer:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 try:
+                    group = await self._answer_full(group)
+                    if not group:
+                        continue
                     results = await self._repo.claim_dispatches(
                         [(request.batch_id, request.task_ids) for request in group],
                         self._lease_seconds,
@@ -176,6 +186,27 @@ class ClaimCoalescer:
         finally:
             self._claiming = None
 
+    async def _answer_full(self, group: list[_ClaimRequest]) -> list[_ClaimRequest]:
+        """Answers, as still waiting, the requests whose models are all at their slot limit; returns
+        the others. While a model is full (1,000 jobs at the provider, 20 messages waiting), each
+        poll then costs one count instead of a claim transaction reading every waiting task."""
+        limits = {
+            model: self._slot_limits[model]
+            for request in group
+            for model in request.models
+            if model in self._slot_limits
+        }
+        if not limits:
+            return group
+        full = await self._repo.models_at_limit(limits)
+        claimable: list[_ClaimRequest] = []
+        for request in group:
+            if request.models and request.models <= full:
+                request.done.set_result(ClaimResult([], request.task_ids, request.models))
+            else:
+                claimable.append(request)
+        return claimable
+
 
 @dataclass(frozen=True)
 class DispatchResult:
@@ -189,7 +220,8 @@ class DispatchResult:
 
 @dataclass(frozen=True)
 class ClaimPacing:
-    """How a worker waits for provider slots: first poll after `first_seconds`, doubling to `max_seconds`."""
+    """How a worker polls for provider slots freed elsewhere: first poll after `first_seconds`,
+    doubling to `max_seconds` while polls find none (a slot freed by this worker wakes it at once)."""
 
     first_seconds: float = 0.05
     max_seconds: float = 1.0
@@ -237,6 +269,10 @@ class TaskExecutor:
         # Replaced on every notification, so a waiter that took the event before claiming never
         # misses a slot freed while its claim ran.
         self._freed = asyncio.Event()
+        # The shared poll clock of dispatch messages waiting for slots (see `_schedule_poll`):
+        # its next delay doubles while polls find nothing and resets when a claim gets a slot.
+        self._poll_delay = self._pacing.first_seconds
+        self._poll_timer: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
@@ -252,6 +288,19 @@ class TaskExecutor:
         self._freed.set()
         self._freed = asyncio.Event()
 
+    def _schedule_poll(self) -> None:
+        # Slots freed by other workers are found by polling. One clock for every waiting dispatch
+        # message: they wake together and their claims share one transaction, where a clock each
+        # (20 messages waiting on a full model) made ~4x as many claim rounds, each reading every
+        # waiting task to find no slot.
+        if self._poll_timer is None:
+            self._poll_timer = asyncio.get_running_loop().call_later(self._poll_delay, self._poll_due)
+
+    def _poll_due(self) -> None:
+        self._poll_timer = None
+        self._poll_delay = min(self._poll_delay * 2, self._pacing.max_seconds)
+        self._notify_freed()
+
     async def execute_dispatch(self, batch_id: BatchId, task_ids: Sequence[TaskId]) -> DispatchResult:
         """Runs the tasks of one dispatch message that are still queued, as provider slots allow.
 
@@ -260,14 +309,14 @@ class TaskExecutor:
         and recovery dispatches those tasks again).
         """
         waiting = list(task_ids)
+        models: frozenset[str] = frozenset()
         runners: list[asyncio.Task[None]] = []
         claim_error: Exception | None = None
-        delay = self._pacing.first_seconds
         try:
             while waiting and self._claiming:
                 freed = self._freed
                 try:
-                    result = await self._claims.claim(batch_id, waiting)
+                    result = await self._claims.claim(batch_id, waiting, models)
                 except Exception as error:
                     # Let the tasks already claimed finish before the message is retried.
                     claim_error = error
@@ -275,15 +324,13 @@ class TaskExecutor:
                 for task in result.claimed:
                     self._in_flight[task.task_id] = task
                     runners.append(asyncio.create_task(self._run_and_record(task)))
-                waiting = result.waiting
+                waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
                 if result.claimed:
-                    delay = self._pacing.first_seconds
-                try:
-                    await wait_at_most(freed.wait(), delay)
-                except TimeoutError:
-                    delay = min(delay * 2, self._pacing.max_seconds)
+                    self._poll_delay = self._pacing.first_seconds
+                self._schedule_poll()
+                await freed.wait()
             results = await asyncio.gather(*runners, return_exceptions=True)
         except asyncio.CancelledError:
             for runner in runners:

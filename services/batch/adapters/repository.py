@@ -480,6 +480,10 @@ UNION ALL
 SELECT DISTINCT tenant_id, 0, true FROM batch.tasks
 WHERE dispatched_at IS NOT NULL AND status = 'queued' AND model = %(model)s
 """
+_RUNNING_BY_MODEL = """
+SELECT model, count(*) FROM batch.tasks
+WHERE status = 'running' AND model = ANY(%(models)s) GROUP BY model
+"""
 _CLAIM = """
 UPDATE batch.tasks AS t
 SET status = 'running', claim_token = gen_random_uuid(), claims = t.claims + 1,
@@ -1176,9 +1180,21 @@ class BatchRepository:
                     (claimed[row.id] for row in rows if row.id in claimed), key=lambda task: task.batch_index
                 ),
                 [TaskId(row.id) for row in rows if row.id not in claimed],
+                frozenset(row.model for row in rows if row.id not in claimed),
             )
             for rows in queued_rows
         ]
+
+    async def models_at_limit(self, slot_limits: Mapping[str, int]) -> set[str]:
+        """Those of the models whose running tasks fill their slot limit, by one unlocked count.
+
+        A hint, not a decision: a slot freed just after the count is found by the next claim.
+        """
+        if not slot_limits:
+            return set()
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_RUNNING_BY_MODEL, {"models": list(slot_limits)})).fetchall()
+        return {model for model, running in rows if running >= slot_limits[model]}
 
     async def _slot_usage(
         self, conn: AsyncConnection, model: str

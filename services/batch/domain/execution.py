@@ -84,6 +84,9 @@ class ClaimResult:
 
     claimed: list[ClaimedTask]
     waiting: list[TaskId] = field(default_factory=list)
+    # The models of the waiting tasks: while every one of them is at its slot limit, claiming
+    # the waiting ids again can only find them waiting (see `ClaimCoalescer`).
+    waiting_models: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from services.batch.adapters.repository import BatchRepository
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import TaskOutcome
 from services.batch.domain.provider import FailureType
+from services.batch.execution import ClaimCoalescer
 
 
 @pytest.fixture
@@ -83,6 +84,46 @@ async def test_messages_claimed_together_take_the_model_slots_in_turn(
     assert row == (3, 3)
     batch = await repository.get_batch(batch_id)
     assert batch is not None and batch.status.value == "processing"
+
+
+async def test_while_its_model_is_full_a_waiting_message_costs_one_count_and_is_claimed_once_a_slot_frees(
+    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    model, other = _model(), _model()
+    batch_id, ids = await _queued_batch(sql, model, 3)
+    (claim,) = await repository.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 2})
+    assert (len(claim.claimed), claim.waiting, claim.waiting_models) == (2, [ids[2]], frozenset({model}))
+    assert await repository.models_at_limit({model: 2, other: 2}) == {model}
+
+    claim_transactions: list[int] = []
+    real_claim = repository.claim_dispatches
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        claim_transactions.append(1)
+        return await real_claim(*args, **kwargs)
+
+    coalescer = ClaimCoalescer(repository, lease_seconds=30.0, slot_limits={model: 2}, worker_id="w")
+    repository.claim_dispatches = counted  # type: ignore[method-assign]
+    try:
+        waiting = await coalescer.claim(batch_id, claim.waiting, claim.waiting_models)
+        assert (waiting.claimed, waiting.waiting, claim_transactions) == ([], [ids[2]], [])
+
+        first = claim.claimed[0]
+        await repository.write_outcomes(
+            [
+                TaskOutcome(
+                    first.task_id, first.claim_token, TaskStatus.SUCCEEDED, 1, video_url="http://v/1.mp4"
+                )
+            ]
+        )
+        claimed = await coalescer.claim(batch_id, waiting.waiting, waiting.waiting_models)
+    finally:
+        del repository.claim_dispatches
+    assert ([task.task_id for task in claimed.claimed], claimed.waiting, claim_transactions) == (
+        [ids[2]],
+        [],
+        [1],
+    )
 
 
 async def test_one_outcome_write_is_one_event_per_batch_and_the_last_one_finishes_the_batch(
