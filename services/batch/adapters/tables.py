@@ -7,7 +7,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -81,9 +80,9 @@ tasks = Table(
     "tasks",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
-    Column(
-        "batch_id", UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.batches.id", ondelete="CASCADE"), nullable=False
-    ),
+    # Must name a batch of batches.id, checked once per statement by triggers (migration 0006,
+    # ADR-037) rather than by a foreign key, whose check ran once per task row.
+    Column("batch_id", UUID(as_uuid=True), nullable=False),
     Column("tenant_id", UUID(as_uuid=True), nullable=False),
     Column("batch_index", Integer, nullable=False),
     Column("prompt", Text, nullable=False),
