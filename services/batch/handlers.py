@@ -117,6 +117,8 @@ class BatchHandlers:
         self._inserts: GroupCommitter[NewBatch, tuple[BatchRecord, bool]] = GroupCommitter(
             self._insert_group, max_group_size=queue_group_size, name="batch-inserts"
         )
+        # First dispatches of large batches, run after their create answered (see `_dispatch_soon`).
+        self._dispatching: set[asyncio.Task[int]] = set()
 
     async def create_batch(
         self, command: CreateBatch, *, retry_of: BatchId | None = None
@@ -235,6 +237,8 @@ class BatchHandlers:
                 changed = await self._queueing.submit((batch.id, reserved)) if reserved else None
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.QUEUED)
+                    if not changed.cancel_requested and not self._repo.dispatches_when_queued(changed):
+                        self._dispatch_soon(changed.tenant_id)
             if changed is None:
                 # Someone else (a concurrent retry, the recovery loop) moved it on first.
                 changed = await self._repo.get_batch(batch.id)
@@ -245,6 +249,18 @@ class BatchHandlers:
         if batch.status is BatchStatus.RESERVING:
             raise BillingUnavailable("the credits of this batch could not be frozen yet; retry")
         return batch
+
+    def _dispatch_soon(self, tenant_id: TenantId) -> None:
+        """Tops up the tenant's windows in the background: the answer does not wait for it."""
+        top_up = asyncio.create_task(self._repo.top_up_tenant(tenant_id), name="batch-first-dispatch")
+        self._dispatching.add(top_up)
+        top_up.add_done_callback(self._dispatched)
+
+    def _dispatched(self, top_up: asyncio.Task[int]) -> None:
+        self._dispatching.discard(top_up)
+        if not top_up.cancelled() and top_up.exception() is not None:
+            # The recovery loop's top-up dispatches the batch instead, within its period.
+            log.error("first dispatch of a large batch failed", exc_info=top_up.exception())
 
     async def _reserve_at_current_prices(
         self, batch: BatchRecord, lines: Sequence[QuoteLine]

@@ -463,7 +463,8 @@ async def test_a_ten_thousand_item_batch_is_accepted(
 ) -> None:
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 1_000_000
-    async with batch_server(make_settings()) as stub:
+    settings = make_settings()
+    async with batch_server(settings) as stub:
         started = time.perf_counter()
         created = await stub.CreateBatch(_request(tenant_id, [f"video {n}" for n in range(10_000)]))
         print(f"CreateBatch of 10,000 items took {(time.perf_counter() - started) * 1000:.0f} ms")
@@ -471,6 +472,19 @@ async def test_a_ten_thousand_item_batch_is_accepted(
             await sql.execute("SELECT count(*) FROM batch.tasks WHERE batch_id = %s", (created.batch_id,))
         ).fetchone()
         assert (created.total_count, created.required_credits, count) == (10_000, 100_000, (10_000,))
+
+        # Larger than a window: its first window is dispatched right after the answer (ADR-039).
+        async def dispatched() -> int | None:
+            row = await (
+                await sql.execute(
+                    "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND dispatched_at IS NOT NULL",
+                    (created.batch_id,),
+                )
+            ).fetchone()
+            return row[0] if row and row[0] else None
+
+        window = settings.dispatch_window_chunks * settings.dispatch_chunk_size
+        assert await eventually(dispatched) == window
 
         async def outbox_empty() -> bool | None:
             row = await (await sql.execute("SELECT count(*) FROM batch.outbox")).fetchone()

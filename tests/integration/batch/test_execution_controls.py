@@ -272,11 +272,17 @@ async def test_recovery_tops_up_a_window_that_no_outcome_will_top_up(
     fake_billing.servicer.balances[tenant_id] = 10_000
     async with batch_server(settings) as stub:
         created = await stub.CreateBatch(_request(tenant_id, [f"n {n}" for n in range(6)]))
-        first = await _scalar(
-            sql,
-            "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND dispatched_at IS NOT NULL",
-            created.batch_id,
-        )
+
+        async def first_window() -> int | None:
+            # Larger than its window: the first one is dispatched just after the answer (ADR-039).
+            dispatched = await _scalar(
+                sql,
+                "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND dispatched_at IS NOT NULL",
+                created.batch_id,
+            )
+            return dispatched or None
+
+        first = await eventually(first_window)
         # As if the dispatched tasks had finished (and been counted) in a transaction that could
         # not top the window up.
         await sql.execute(
