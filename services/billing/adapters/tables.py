@@ -140,6 +140,9 @@ transfers = Table(
     CheckConstraint("amount > 0", name="ck_transfers_amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="ck_transfers_distinct_accounts"),
     Index("ix_transfers_batch_id", "batch_id"),
+    # Deleting a hold account (a refused reservation) checks both references by these (0005).
+    Index("ix_transfers_debit_account_id", "debit_account_id"),
+    Index("ix_transfers_credit_account_id", "credit_account_id"),
     Index(
         "ix_transfers_capture_created_at", "created_at", postgresql_where=text("ref_type = 'batch_capture'")
     ),
@@ -187,6 +190,7 @@ batch_holds = Table(
     CheckConstraint("captured + refunded + released <= frozen", name="ck_batch_holds_within_frozen"),
     CheckConstraint("outcomes_applied <= item_count", name="ck_batch_holds_outcomes_within_items"),
     Index("ix_billing_batch_holds_tenant_id", "tenant_id"),
+    Index("ix_batch_holds_hold_account_id", "hold_account_id"),
 )
 
 batch_hold_lines = Table(
