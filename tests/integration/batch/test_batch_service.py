@@ -593,7 +593,7 @@ async def test_tasks_of_a_worker_stopped_past_its_grace_are_recovered_by_another
     assert [row[0] for row in claims] == [2, 2]
 
 
-@pytest.mark.parametrize("size", [3, 300], ids=["one statement", "copy"])
+@pytest.mark.parametrize("size", [3, 2_500], ids=["one statement", "copy"])
 async def test_items_sent_as_columns_are_stored_exactly_and_replayed(
     make_settings: SettingsFactory,
     fake_billing: FakeBillingServer,
