@@ -296,6 +296,14 @@ class TaskExecutor:
         if self._poll_timer is None:
             self._poll_timer = asyncio.get_running_loop().call_later(self._poll_delay, self._poll_due)
 
+    def _poll_soon(self) -> None:
+        # A claim got slots: more may be freeing, so the clock starts over at its first delay
+        # (a poll already due later is brought forward).
+        self._poll_delay = self._pacing.first_seconds
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
+            self._poll_timer = None
+
     def _poll_due(self) -> None:
         self._poll_timer = None
         self._poll_delay = min(self._poll_delay * 2, self._pacing.max_seconds)
@@ -328,7 +336,7 @@ class TaskExecutor:
                 if not waiting:
                     break
                 if result.claimed:
-                    self._poll_delay = self._pacing.first_seconds
+                    self._poll_soon()
                 self._schedule_poll()
                 await freed.wait()
             results = await asyncio.gather(*runners, return_exceptions=True)
