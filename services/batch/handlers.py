@@ -21,6 +21,7 @@ from services.batch.domain.batch import (
     CreateBatchResult,
     NewBatch,
     QuoteLine,
+    RejectionReason,
     Reservation,
     Settlement,
     SettlementStatus,
@@ -41,6 +42,7 @@ from services.batch.domain.errors import (
     BillingUnavailable,
     IdempotencyKeyReused,
     InsufficientCredits,
+    ModelUnavailable,
     PriceChanged,
 )
 from services.batch.domain.fingerprint import request_fingerprint
@@ -88,6 +90,15 @@ class RecoveryReport:
 def _scope(tenant_id: str) -> TenantId | None:
     # An empty tenant is the admin scope; only the gateway's admin routes send it.
     return parse_tenant_id(tenant_id) if tenant_id else None
+
+
+def _rejection(batch: BatchRecord) -> ServiceError:
+    """The refusal a rejected batch answers with, the same on every replay."""
+    if batch.rejection_reason == RejectionReason.MODEL_UNAVAILABLE:
+        return ModelUnavailable(
+            "a model of this batch is no longer offered; nothing was frozen", field="items"
+        )
+    return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
 
 
 class BatchHandlers:
@@ -211,8 +222,9 @@ class BatchHandlers:
     async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
         """Freezes the credits of a reserving batch and queues it (idempotent).
 
-        Raises InsufficientCredits for a rejected batch (every time, with the same details) and
-        BillingUnavailable while billing cannot be reached (the batch stays reserving).
+        Raises, for a rejected batch, InsufficientCredits or ModelUnavailable (every time, with
+        the same details) and BillingUnavailable while billing cannot be reached (the batch
+        stays reserving).
         """
         batch = await self._repo.get_batch(batch_id)
         if batch is None:
@@ -229,8 +241,16 @@ class BatchHandlers:
                 reserved = await self._reserve_at_current_prices(batch, lines)
             except InsufficientCredits as refused:
                 changed = await self._repo.mark_rejected(
-                    batch.id, refused.required_credits, refused.available_credits
+                    batch.id,
+                    RejectionReason.INSUFFICIENT_CREDITS,
+                    refused.required_credits,
+                    refused.available_credits,
                 )
+                if changed is not None:
+                    batch_metrics.batch_reached(BatchStatus.REJECTED)
+            except ModelUnavailable:
+                # Withdrawn from the price list since the quote: retrying cannot succeed.
+                changed = await self._repo.mark_rejected(batch.id, RejectionReason.MODEL_UNAVAILABLE)
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
@@ -245,7 +265,7 @@ class BatchHandlers:
                 assert changed is not None, "batches are never deleted"
             batch = changed
         if batch.status is BatchStatus.REJECTED:
-            raise InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
+            raise _rejection(batch)
         if batch.status is BatchStatus.RESERVING:
             raise BillingUnavailable("the credits of this batch could not be frozen yet; retry")
         return batch
@@ -377,8 +397,8 @@ class BatchHandlers:
         for batch_id in await self._repo.stale_reserving_batches(reserving_grace_seconds, limit):
             try:
                 await self.complete_reservation(batch_id)
-            except InsufficientCredits:
-                resumed += 1
+            except (InsufficientCredits, ModelUnavailable):
+                resumed += 1  # rejected: settled for good
             except ServiceError as refused:
                 # Billing is down or refused: the batch stays reserving and the next round retries.
                 log.warning("reservation of batch %s not completed: %s", batch_id, refused.message)

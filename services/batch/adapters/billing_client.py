@@ -14,7 +14,12 @@ from libs.expiring_cache import ExpiringCache
 from libs.group_commit import GroupCommitter
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
-from services.batch.domain.errors import BillingUnavailable, InsufficientCredits, PriceChanged
+from services.batch.domain.errors import (
+    BillingUnavailable,
+    InsufficientCredits,
+    ModelUnavailable,
+    PriceChanged,
+)
 
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # How long billing's price for a (tenant, model, duration) is reused without asking again.
@@ -150,13 +155,21 @@ class GrpcBilling:
             return PriceChanged(decoded.message, **decoded.details)
         if decoded.code in _UNREACHABLE:
             return BillingUnavailable("billing is unavailable; retry")
-        return as_service_error(decoded)
+        return _refused(decoded)
 
     @staticmethod
     def _translate(error: grpc.aio.AioRpcError) -> Exception:
         if error.code() in _UNREACHABLE:
             return BillingUnavailable("billing is unavailable; retry")
-        return as_service_error(remote_error(error))
+        return _refused(remote_error(error))
+
+
+def _refused(decoded: RemoteError) -> Exception:
+    """Billing's refusal as ours; its unknown model (INVALID_ARGUMENT naming the `model`, as
+    billing's UnknownModel does) as `ModelUnavailable`, with the same message and details."""
+    if decoded.code is grpc.StatusCode.INVALID_ARGUMENT and "model" in decoded.details:
+        return ModelUnavailable(decoded.message, **decoded.details)
+    return as_service_error(decoded)
 
 
 class MemoizedQuotes:

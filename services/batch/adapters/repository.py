@@ -43,6 +43,7 @@ from services.batch.domain.batch import (
     BatchView,
     NewBatch,
     QuoteLine,
+    RejectionReason,
     Reservation,
     Settlement,
     SettlementStatus,
@@ -356,6 +357,7 @@ def _batch_record(row: Any) -> BatchRecord:
         deadline_at=_utc(row.deadline_at),
         cancel_reason=row.cancel_reason,
         retry_of=BatchId(row.retry_of) if row.retry_of is not None else None,
+        rejection_reason=row.rejection_reason,
     )
 
 
@@ -821,8 +823,15 @@ class BatchRepository:
                     await self._cancel_queued_tasks(conn, batch.id, _cancel_reason(batch.cancel_reason))
         return [queued.get(batch_id) for batch_id in ids]
 
-    async def mark_rejected(self, batch_id: BatchId, required: int, available: int) -> BatchRecord | None:
-        """reserving -> rejected; its tasks are deleted, since a rejected batch never ran.
+    async def mark_rejected(
+        self,
+        batch_id: BatchId,
+        reason: RejectionReason,
+        required: int | None = None,
+        available: int | None = None,
+    ) -> BatchRecord | None:
+        """reserving -> rejected for `reason` (with the credits billing compared, when it was
+        short of them); its tasks are deleted, since a rejected batch never ran.
 
         Returns the rejected batch, or None if it was not reserving any more.
         """
@@ -833,6 +842,7 @@ class BatchRepository:
                     .where(batches.c.id == batch_id, batches.c.status == BatchStatus.RESERVING.value)
                     .values(
                         status=BatchStatus.REJECTED.value,
+                        rejection_reason=reason.value,
                         rejected_required=required,
                         rejected_available=available,
                         finished_at=func.now(),

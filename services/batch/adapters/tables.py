@@ -56,6 +56,8 @@ batches = Table(
     Column("cancelled_count", BigInteger, nullable=False, server_default=text("0")),
     Column("credits_spent", BigInteger, nullable=False, server_default=text("0")),
     Column("refunded_credits", BigInteger, nullable=False, server_default=text("0")),
+    # 0007: why a rejected batch was rejected (`RejectionReason`).
+    Column("rejection_reason", Text, nullable=True),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),

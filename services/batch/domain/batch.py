@@ -123,6 +123,14 @@ def final_status(counts: TaskCounts, cancel_requested: bool) -> BatchStatus:
     return BatchStatus.PARTIAL
 
 
+class RejectionReason(StrEnum):
+    """Why a batch was rejected before anything was frozen for it."""
+
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    # A model of the batch left the price list between its quote and its reservation.
+    MODEL_UNAVAILABLE = "model_unavailable"
+
+
 @dataclass(frozen=True)
 class BatchRecord:
     """A batch as stored."""
@@ -149,6 +157,8 @@ class BatchRecord:
     deadline_at: datetime | None = None
     cancel_reason: str | None = None
     retry_of: BatchId | None = None
+    # Why a rejected batch was rejected (`RejectionReason`); None on others.
+    rejection_reason: str | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -23,6 +23,11 @@ class InsufficientCredits(ServiceError):
         self.available_credits = available_credits
 
 
+class ModelUnavailable(InvalidArgument):
+    """A model of the batch is not on billing's price list (withdrawn after the quote, or never
+    there); a batch that was stored for it is recorded as rejected and owes nothing."""
+
+
 class IdempotencyKeyReused(ServiceError):
     """The request id was already used for a batch with another body."""
 

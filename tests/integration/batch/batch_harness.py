@@ -60,9 +60,10 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
 
     def _price(self, lines: Any) -> list[billing_pb2.QuoteLine]:
         priced = []
-        for index, line in enumerate(lines):
+        for line in lines:
             if line.model not in self.prices:
-                raise InvalidArgument(f"unknown model {line.model}", field=f"lines[{index}].model")
+                # As billing's UnknownModel: INVALID_ARGUMENT naming the model.
+                raise InvalidArgument(f"unknown model {line.model!r}", model=line.model)
             priced.append(
                 billing_pb2.QuoteLine(model=line.model, count=line.count, unit_price=self.prices[line.model])
             )

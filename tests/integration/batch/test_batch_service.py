@@ -257,10 +257,10 @@ async def test_invalid_requests_and_unknown_models_are_refused_before_anything_i
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.CreateBatch(_request(tenant_id, ["fine"], model="no-such-model"))
         code, reason, details = rpc_reason(refused.value)
-        assert (code, reason, details["field"]) == (
+        assert (code, reason, details) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "validation_error",
-            "lines[0].model",
+            {"model": "no-such-model"},
         )
     rows = await (
         await sql.execute("SELECT count(*) FROM batch.batches WHERE tenant_id = %s", (tenant_id,))
@@ -405,6 +405,60 @@ async def test_a_price_changed_between_quote_and_reserve_is_frozen_at_the_new_pr
     ).fetchone()
     assert stored == (39, 39)
     assert fake_billing.servicer.balances[tenant_id] == 1000 - 10 - 39
+
+
+async def _rejection_of(sql: psycopg.AsyncConnection[Any], tenant_id: str, request_id: str) -> Any:
+    """(status, rejection reason, frozen credits, tasks) of the tenant's batch with that request id."""
+    return await (
+        await sql.execute(
+            "SELECT b.status, b.rejection_reason, b.frozen_credits, count(t.id) FROM batch.batches AS b"
+            " LEFT JOIN batch.tasks AS t ON t.batch_id = b.id"
+            " WHERE b.tenant_id = %s AND b.request_id = %s GROUP BY b.id",
+            (tenant_id, request_id),
+        )
+    ).fetchone()
+
+
+async def test_a_model_withdrawn_between_quote_and_reserve_rejects_the_batch_for_good(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    request = _request(tenant_id, ["a dog", "a fox"], "req-withdrawn")
+    async with batch_server(make_settings()) as stub:
+        await stub.CreateBatch(_request(tenant_id, ["a cat"]))
+        # A new price list without the model while the batch service still remembers its quote.
+        del fake_billing.servicer.prices["sora-2"]
+        refusals = []
+        for _ in range(2):  # the create, then its replay
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CreateBatch(request)
+            refusals.append(rpc_reason(refused.value))
+    assert refusals == [(grpc.StatusCode.INVALID_ARGUMENT, "validation_error", {"field": "items"})] * 2
+    # Rejected, not left reserving for recovery to retry forever; nothing frozen, no tasks.
+    assert await _rejection_of(sql, tenant_id, "req-withdrawn") == ("rejected", "model_unavailable", 0, 0)
+    assert fake_billing.servicer.balances[tenant_id] == 1000 - 10
+
+
+async def test_a_batch_left_reserving_whose_model_is_then_withdrawn_is_rejected_by_recovery(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    async with batch_server(make_settings()) as stub:
+        fake_billing.servicer.reserve_down = True
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateBatch(_request(tenant_id, ["a cat"], "req-left"))
+        assert rpc_reason(refused.value)[0] == grpc.StatusCode.UNAVAILABLE
+        del fake_billing.servicer.prices["sora-2"]
+        fake_billing.servicer.reserve_down = False
+
+        async def rejected() -> Any:
+            row = await _rejection_of(sql, tenant_id, "req-left")
+            return row if row[0] != "reserving" else None
+
+        assert await eventually(rejected) == ("rejected", "model_unavailable", 0, 0)
+    assert fake_billing.servicer.balances[tenant_id] == 1000
 
 
 async def test_a_batch_left_reserving_at_an_old_price_is_repriced_by_recovery(
