@@ -165,9 +165,12 @@ class GrpcBilling:
 
 
 def _refused(decoded: RemoteError) -> Exception:
-    """Billing's refusal as ours; its unknown model (INVALID_ARGUMENT naming the `model`, as
-    billing's UnknownModel does) as `ModelUnavailable`, with the same message and details."""
-    if decoded.code is grpc.StatusCode.INVALID_ARGUMENT and "model" in decoded.details:
+    """Billing's refusal as ours; its unknown model as `ModelUnavailable`, same message and details.
+
+    Billing's UnknownModel is the INVALID_ARGUMENT whose only detail is the `model`; its other
+    refusals of a line (a count that is not positive) name the model too, but with a `field`.
+    """
+    if decoded.code is grpc.StatusCode.INVALID_ARGUMENT and set(decoded.details) == {"model"}:
         return ModelUnavailable(decoded.message, **decoded.details)
     return as_service_error(decoded)
 
