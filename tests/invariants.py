@@ -85,7 +85,7 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
         # I1 and I4 per accepted batch.
         batches = conn.execute(
             "SELECT id, status, total_count, settlement_status, succeeded_count, failed_count,"
-            " cancelled_count, credits_spent, refunded_credits FROM batch.batches "
+            " cancelled_count, credits_spent, refunded_credits, undispatched_count FROM batch.batches "
             "WHERE status NOT IN ('rejected', 'reserving')"
         ).fetchall()
         for batch_id, status, total_count, settlement_status, *stored_counters in batches:
@@ -95,6 +95,11 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                     (batch_id,),
                 ).fetchall()
             )
+            undispatched = conn.execute(
+                "SELECT count(*) FROM batch.tasks WHERE batch_id = %s AND status = 'queued'"
+                " AND dispatched_at IS NULL",
+                (batch_id,),
+            ).fetchone()
             money: dict[str, int] = dict(
                 conn.execute(
                     "SELECT status, coalesce(sum(unit_price), 0) FROM batch.tasks WHERE batch_id = %s "
@@ -102,13 +107,14 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                     (batch_id,),
                 ).fetchall()
             )
-            # The counters a batch keeps on its row (ADR-031) are what its tasks say.
+            # The counters a batch keeps on its row (ADR-031, ADR-042) are what its tasks say.
             counted = [
                 counts.get("succeeded", 0),
                 counts.get("failed", 0),
                 counts.get("cancelled", 0),
                 money.get("succeeded", 0),
                 money.get("failed", 0) + money.get("cancelled", 0),
+                undispatched[0] if undispatched else 0,
             ]
             if stored_counters != counted:
                 problems.append(f"I4: batch {batch_id} counters {stored_counters} != its tasks' {counted}")

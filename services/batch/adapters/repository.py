@@ -95,9 +95,10 @@ _GROUP_BATCH_COLUMNS = {
 _GROUP_TASK_COLUMNS = ("task_batch_ids", "id_heads", "indexes", "prompts", "models", "prices", "durations")
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
-    required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
-VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(required)s,
-    %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second', %(retry_of)s)
+    undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
+VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
+    %(required)s, %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second',
+    %(retry_of)s)
 ON CONFLICT (tenant_id, request_id) DO NOTHING
 RETURNING *"""
 # Several small batches and all their tasks in one statement (the create path's group commit).
@@ -106,8 +107,8 @@ RETURNING *"""
 _INSERT_BATCHES_WITH_TASKS = """
 WITH b AS (
     INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
-        required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
-    SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.required,
+        undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
+    SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.total, v.required,
         v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of
     FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(request_ids)b AS text[]),
         CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]), CAST(%(required)b AS bigint[]),
@@ -408,31 +409,28 @@ RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.uni
     t.created_at, t.started_at, t.finished_at
 """
 # The tenant's open batches that still have tasks to dispatch, locked unless someone else holds
-# them, with their window counts. Batches with nothing left to dispatch cannot take a chunk: they
-# count only through the tenant's total, so they are neither read nor locked (a tenant with
-# hundreds of open, fully dispatched batches would otherwise make every create and every outcome
-# transaction lock and count all of them).
+# them, with their window counts, all from the batch rows (ADR-042): a batch's outstanding tasks
+# (dispatched, not finished) are its total less its finished and undispatched ones, the tenant's
+# are the sum over its open batches. Batches with nothing left to dispatch count only through
+# that sum, so they are neither returned nor locked. At most as many batches as the tenant's
+# window has free tasks are read (each one planned takes at least one), so a backlog of thousands
+# of waiting batches costs nothing while the window is full.
 _OPEN_WINDOWS = """
-SELECT b.id, waiting.undispatched,
-    (SELECT count(*) FROM batch.tasks AS t
-     WHERE t.tenant_id = b.tenant_id AND t.batch_id = b.id
-        AND t.dispatched_at IS NOT NULL AND t.status IN ('queued', 'running')) AS outstanding,
-    (SELECT count(*) FROM batch.tasks AS t
-     WHERE t.tenant_id = %(tenant_id)s
-        AND t.dispatched_at IS NOT NULL AND t.status IN ('queued', 'running')) AS tenant_outstanding
-FROM batch.batches AS b
--- LATERAL with LIMIT: one index probe per batch, which the planner cannot turn into a join that
--- scans every undispatched task of the table once per batch (as it did with EXISTS).
-CROSS JOIN LATERAL (
-    SELECT count(*) AS undispatched FROM (
-        SELECT 1 FROM batch.tasks AS t
-        WHERE t.batch_id = b.id AND t.dispatched_at IS NULL AND t.status = 'queued'
-        LIMIT %(batch_window)s
-    ) AS undispatched_tasks
-) AS waiting
+WITH tenant AS (
+    SELECT coalesce(sum(total_count - succeeded_count - failed_count - cancelled_count
+        - undispatched_count), 0) AS outstanding
+    FROM batch.batches
+    WHERE tenant_id = %(tenant_id)s AND finished_at IS NULL
+)
+SELECT b.id, least(b.undispatched_count, %(batch_window)s) AS undispatched,
+    b.total_count - b.succeeded_count - b.failed_count - b.cancelled_count - b.undispatched_count
+        AS outstanding,
+    tenant.outstanding AS tenant_outstanding
+FROM batch.batches AS b CROSS JOIN tenant
 WHERE b.tenant_id = %(tenant_id)s AND b.finished_at IS NULL AND b.status IN ('queued', 'processing')
-    AND NOT b.cancel_requested AND waiting.undispatched > 0
+    AND NOT b.cancel_requested AND b.undispatched_count > 0
 ORDER BY b.created_at, b.id
+LIMIT (SELECT greatest(%(tenant_window)s - outstanding, 0) FROM tenant)
 FOR UPDATE OF b SKIP LOCKED
 """
 _RECORD_SETTLEMENTS = """
@@ -449,22 +447,31 @@ WHERE b.id = v.id AND b.id IN (SELECT id FROM pending)
 RETURNING b.id
 """
 _WINDOW_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
-# The next `n` undispatched tasks of each planned batch, in batch order, marked dispatched: one
-# statement for the whole plan (a group of new batches plans one line each).
+# The next `n` undispatched tasks of each planned batch, in batch order, marked dispatched, and
+# taken off their batches' undispatched counts (rows the top-up locked): one statement for the
+# whole plan (a group of new batches plans one line each).
 _DISPATCH_PLANNED = """
-UPDATE batch.tasks AS t SET dispatched_at = now()
-WHERE t.id IN (
-    SELECT picked.id
-    FROM unnest(CAST(%(batch_ids)b AS uuid[]), CAST(%(counts)b AS int[])) AS p(batch_id, n)
-    CROSS JOIN LATERAL (
-        SELECT id FROM batch.tasks
-        WHERE batch_id = p.batch_id AND dispatched_at IS NULL AND status = 'queued'
-        ORDER BY batch_index
-        LIMIT p.n
-        FOR UPDATE SKIP LOCKED
-    ) AS picked
+WITH picked AS (
+    UPDATE batch.tasks AS t SET dispatched_at = now()
+    WHERE t.id IN (
+        SELECT picked.id
+        FROM unnest(CAST(%(batch_ids)b AS uuid[]), CAST(%(counts)b AS int[])) AS p(batch_id, n)
+        CROSS JOIN LATERAL (
+            SELECT id FROM batch.tasks
+            WHERE batch_id = p.batch_id AND dispatched_at IS NULL AND status = 'queued'
+            ORDER BY batch_index
+            LIMIT p.n
+            FOR UPDATE SKIP LOCKED
+        ) AS picked
+    )
+    RETURNING t.id, t.batch_id, t.batch_index
+), counted AS (
+    UPDATE batch.batches AS b
+    SET undispatched_count = b.undispatched_count
+        - (SELECT count(*) FROM picked WHERE picked.batch_id = b.id)
+    WHERE b.id = ANY(CAST(%(batch_ids)b AS uuid[]))
 )
-RETURNING t.id, t.batch_id, t.batch_index
+SELECT id, batch_id, batch_index FROM picked
 """
 _RENEW_LEASES = """
 UPDATE batch.tasks SET lease_expires_at = clock_timestamp() + %(lease)s
@@ -1125,6 +1132,13 @@ class BatchRepository:
             )
         ).all()
         cancelled = [_task_record(row) for row in rows]
+        never_dispatched = sum(1 for row in rows if row.dispatched_at is None)
+        if never_dispatched:
+            await conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(undispatched_count=batches.c.undispatched_count - never_dispatched)
+            )
         await _count_outcomes(conn, cancelled)
         await add_events(conn, outbox, events.task_outcomes(cancelled))
         await self._finish_batches(conn, [batch_id])
@@ -1342,10 +1356,16 @@ class BatchRepository:
         for tenant_id in sorted(set(tenant_ids)):
             await _rows(conn, _WINDOW_LOCK, {"key": f"batch.window:{tenant_id}"})
             # The tenant's batches that can still take a chunk, with their counts, in one round
-            # trip: undispatched tasks (at most one window, which keeps this cheap for 10,000
-            # items), dispatched unfinished ones, and the tenant's total of those.
+            # trip: undispatched tasks (at most one window), dispatched unfinished ones, and the
+            # tenant's total of those.
             open_rows = await _rows(
-                conn, _OPEN_WINDOWS, {"tenant_id": tenant_id, "batch_window": batch_window}
+                conn,
+                _OPEN_WINDOWS,
+                {
+                    "tenant_id": tenant_id,
+                    "batch_window": batch_window,
+                    "tenant_window": self._tenant_window_chunks * self._chunk_size,
+                },
             )
             if locked is not None:
                 locked.update(BatchId(row.id) for row in open_rows)
@@ -1391,11 +1411,6 @@ class BatchRepository:
 
     async def top_up_windows(self, limit: int) -> int:
         """Safety net: dispatches what fits in the windows of tenants with undispatched tasks."""
-        undispatched = exists().where(
-            tasks.c.batch_id == batches.c.id,
-            tasks.c.dispatched_at.is_(None),
-            tasks.c.status == TaskStatus.QUEUED.value,
-        )
         async with self._db.connection() as conn:
             tenant_ids = (
                 (
@@ -1405,7 +1420,7 @@ class BatchRepository:
                             batches.c.finished_at.is_(None),
                             batches.c.status.in_([BatchStatus.QUEUED.value, BatchStatus.PROCESSING.value]),
                             ~batches.c.cancel_requested,
-                            undispatched,
+                            batches.c.undispatched_count > 0,
                         )
                         .distinct()
                         .limit(limit)

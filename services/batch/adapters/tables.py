@@ -58,6 +58,9 @@ batches = Table(
     Column("refunded_credits", BigInteger, nullable=False, server_default=text("0")),
     # 0007: why a rejected batch was rejected (`RejectionReason`).
     Column("rejection_reason", Text, nullable=True),
+    # 0008: tasks still queued and not yet in a dispatch message (ADR-042), less as they are
+    # dispatched or cancelled, so the dispatch window is arithmetic over the batch rows.
+    Column("undispatched_count", BigInteger, nullable=False, server_default=text("0")),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),

@@ -296,3 +296,58 @@ async def test_recovery_tops_up_a_window_that_no_outcome_will_top_up(
             batch = await _finished(stub, tenant_id, created.batch_id)
     assert first == 2
     assert (batch.status, batch.success_count) == ("completed", 6)
+
+
+async def test_waiting_batches_are_dispatched_oldest_first_and_count_what_is_left_to_dispatch(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    # A tenant window of 4 tasks: two batches of 2 fill it, the other three wait for it.
+    settings = make_settings(
+        pricing=_limited(1000),
+        simulated_latency_seconds=0.02,
+        dispatch_chunk_size=2,
+        dispatch_window_chunks=1,
+        tenant_dispatch_window_chunks=2,
+    )
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 10_000
+
+    async def stored_and_actual() -> list[tuple[int, int]]:
+        rows = await (
+            await sql.execute(
+                "SELECT b.undispatched_count, (SELECT count(*) FROM batch.tasks AS t WHERE t.batch_id = b.id"
+                " AND t.status = 'queued' AND t.dispatched_at IS NULL) FROM batch.batches AS b"
+                " WHERE b.tenant_id = %s ORDER BY b.created_at, b.id",
+                (tenant_id,),
+            )
+        ).fetchall()
+        return [(int(stored), int(actual)) for stored, actual in rows]
+
+    async with batch_server(settings) as stub:
+        created = [
+            await stub.CreateBatch(_request(tenant_id, [f"b{b} n{n}" for n in range(2)])) for b in range(5)
+        ]
+        waiting = await stored_and_actual()
+        await stub.CancelBatch(
+            batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=created[4].batch_id)
+        )
+        after_cancel = await stored_and_actual()
+        async with batch_worker(settings):
+            finished = [await _finished(stub, tenant_id, batch.batch_id) for batch in created]
+        first_dispatch = await (
+            await sql.execute(
+                "SELECT b.id, min(t.dispatched_at) FROM batch.batches AS b JOIN batch.tasks AS t"
+                " ON t.batch_id = b.id WHERE b.tenant_id = %s AND t.dispatched_at IS NOT NULL"
+                " GROUP BY b.id, b.created_at ORDER BY b.created_at, b.id",
+                (tenant_id,),
+            )
+        ).fetchall()
+        at_the_end = await stored_and_actual()
+    assert waiting == [(0, 0), (0, 0), (2, 2), (2, 2), (2, 2)]
+    assert after_cancel == [(0, 0), (0, 0), (2, 2), (2, 2), (0, 0)]
+    assert [batch.status for batch in finished] == ["completed"] * 4 + ["cancelled"]
+    # Oldest first: each batch's first dispatch is no earlier than the one created before it.
+    assert [str(batch_id) for batch_id, _ in first_dispatch] == [batch.batch_id for batch in created[:4]]
+    times = [at for _, at in first_dispatch]
+    assert times == sorted(times)
+    assert at_the_end == [(0, 0)] * 5
