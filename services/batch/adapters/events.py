@@ -33,19 +33,24 @@ def _timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
-def batch_queued(batch: BatchRecord, occurred_at: datetime) -> Envelope:
-    """Credits are frozen and the tasks dispatched."""
-    return Envelope.of(
-        BATCH_QUEUED,
-        events_pb2.BatchQueued(
-            batch_id=str(batch.id),
-            tenant_id=str(batch.tenant_id),
-            total_count=batch.total_count,
-            required_credits=batch.required_credits,
-            webhook_url=batch.webhook_url or "",
-            occurred_at=_timestamp(occurred_at),
-        ),
-    )
+def batches_queued(batches: Sequence[BatchRecord]) -> Envelope:
+    """Credits are frozen and the tasks dispatched, for every batch one transaction queued: one
+    message for the group (each broker message costs ~1 ms of CPU across publisher, broker and
+    consumer, as much as the rest of a small batch's create)."""
+    announced = []
+    for batch in batches:
+        assert batch.queued_at is not None, "only a queued batch is announced"
+        announced.append(
+            events_pb2.BatchQueued(
+                batch_id=str(batch.id),
+                tenant_id=str(batch.tenant_id),
+                total_count=batch.total_count,
+                required_credits=batch.required_credits,
+                webhook_url=batch.webhook_url or "",
+                occurred_at=_timestamp(batch.queued_at),
+            )
+        )
+    return Envelope.of(BATCH_QUEUED, events_pb2.BatchesQueued(batches=announced))
 
 
 def task_dispatches(

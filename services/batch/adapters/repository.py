@@ -764,7 +764,7 @@ class BatchRepository:
         ]
 
     async def mark_queued(self, batch_id: BatchId, reservation: Reservation) -> BatchRecord | None:
-        """reserving -> queued, with BatchQueued and (see `dispatches_when_queued`) the first
+        """reserving -> queued, announced (BatchesQueued) with (see `dispatches_when_queued`) the first
         dispatch window; None if not reserving.
 
         A batch cancelled while it was reserving has its tasks cancelled here instead of dispatched.
@@ -792,8 +792,8 @@ class BatchRepository:
         """`mark_queued` of several batches in one transaction (the create path's group commit).
 
         One UPDATE for all of them, one window top-up per tenant (of the batches that
-        `dispatches_when_queued`), and their BatchQueued events and first dispatch messages in
-        one outbox insert. Answers in the order asked.
+        `dispatches_when_queued`), and one BatchesQueued event for all of them and their first
+        dispatch messages in one outbox insert. Answers in the order asked.
         """
         if not reserved:
             return []
@@ -812,10 +812,7 @@ class BatchRepository:
             )
             queued = {BatchId(row.id): _batch_record(row) for row in rows}
             in_order = [queued[batch_id] for batch_id in ids if batch_id in queued]
-            outbox_events: list[Envelope] = []
-            for batch in in_order:
-                assert batch.queued_at is not None
-                outbox_events.append(events.batch_queued(batch, batch.queued_at))
+            outbox_events = [events.batches_queued(in_order)] if in_order else []
             dispatching = {
                 batch.tenant_id
                 for batch in in_order

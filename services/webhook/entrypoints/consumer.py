@@ -14,6 +14,9 @@ from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookE
 from services.webhook.handlers import QueuedBatch, SettledBatch, WebhookHandlers, task_event
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
+    events_pb2.BatchesQueued,
+    # What the batch service published before it grouped queued batches; still read, so messages
+    # published before an upgrade are announced too.
     events_pb2.BatchQueued,
     events_pb2.BatchSettled,
     events_pb2.TaskOutcomes,
@@ -53,18 +56,10 @@ class WebhookEventConsumer:
                     task_events.append(self._succeeded(message))
                 else:
                     task_events.append(_failed(message))
-            elif isinstance(message, events_pb2.BatchQueued):
+            elif isinstance(message, events_pb2.BatchesQueued | events_pb2.BatchQueued):
                 await self._record(task_events=task_events, settled=settled)
-                queued.append(
-                    QueuedBatch(
-                        batch_id=message.batch_id,
-                        tenant_id=message.tenant_id,
-                        webhook_url=message.webhook_url,
-                        total_count=message.total_count,
-                        required_credits=message.required_credits,
-                        occurred_at=_moment(message.occurred_at),
-                    )
-                )
+                announced = message.batches if isinstance(message, events_pb2.BatchesQueued) else [message]
+                queued += (_queued(batch) for batch in announced)
             elif isinstance(message, events_pb2.BatchSettled):
                 await self._record(task_events=task_events, queued=queued)
                 settled.append(
@@ -114,6 +109,17 @@ class WebhookEventConsumer:
         if settled:
             await self._handlers.batches_settled(settled)
             settled.clear()
+
+
+def _queued(message: events_pb2.BatchQueued) -> QueuedBatch:
+    return QueuedBatch(
+        batch_id=message.batch_id,
+        tenant_id=message.tenant_id,
+        webhook_url=message.webhook_url,
+        total_count=message.total_count,
+        required_credits=message.required_credits,
+        occurred_at=_moment(message.occurred_at),
+    )
 
 
 def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:

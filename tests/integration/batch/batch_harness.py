@@ -204,7 +204,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
     cls.DESCRIPTOR.full_name: cls
     for cls in (
         events_pb2.TaskDispatch,
-        events_pb2.BatchQueued,
+        events_pb2.BatchesQueued,
         events_pb2.TaskSucceeded,
         events_pb2.TaskFailed,
         events_pb2.TaskOutcomes,
@@ -220,11 +220,14 @@ class EventTap:
     seen: list[tuple[str, Message]] = field(default_factory=list)
 
     def of(self, routing_key: str, batch_id: str) -> list[Any]:
-        return [
-            message
-            for key, message in self.seen
-            if key == routing_key and getattr(message, "batch_id", None) == batch_id
-        ]
+        """The events of one batch on `routing_key` (a group's BatchesQueued unfolded)."""
+        found = []
+        for key, message in self.seen:
+            if key != routing_key:
+                continue
+            parts = message.batches if isinstance(message, events_pb2.BatchesQueued) else [message]
+            found += [part for part in parts if getattr(part, "batch_id", None) == batch_id]
+        return found
 
     async def wait_for(self, routing_key: str, batch_id: str, count: int = 1) -> list[Any]:
         async def enough() -> list[Any] | None:

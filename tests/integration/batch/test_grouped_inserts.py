@@ -10,10 +10,19 @@ from typing import Any
 
 import psycopg
 import pytest
+from reelbatch.proto.events.v1 import events_pb2
 
 from libs.db import Database
 from services.batch.adapters.repository import BatchRepository
-from services.batch.domain.batch import BatchId, BatchItem, BatchStatus, NewBatch, QuoteLine, TenantId
+from services.batch.domain.batch import (
+    BatchId,
+    BatchItem,
+    BatchStatus,
+    NewBatch,
+    QuoteLine,
+    Reservation,
+    TenantId,
+)
 from services.batch.handlers import BatchHandlers
 
 
@@ -101,3 +110,36 @@ async def test_a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_grou
         batch, created = outcome
         assert created and batch.id == new.id
         assert len(await _tasks(sql, new.id)) == 1
+
+
+async def test_a_group_queued_together_is_announced_in_one_message_naming_each_batch_in_order(
+    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    tenant_id, other_tenant = TenantId(uuid.uuid4()), TenantId(uuid.uuid4())
+    group = [_new(tenant_id, None, ["a"]), _new(other_tenant, None, ["b", "c"]), _new(tenant_id, None, ["d"])]
+    await repository.insert_small_batches(group)
+
+    queued = await repository.mark_queued_many(
+        [(new.id, Reservation(frozen_credits=new.required_credits, available_before=100)) for new in group]
+    )
+
+    assert [batch.status for batch in queued if batch is not None] == [BatchStatus.QUEUED] * 3
+    rows = await (
+        await sql.execute(
+            "SELECT body FROM batch.outbox WHERE routing_key = 'batch.queued' AND message_type = %s",
+            (events_pb2.BatchesQueued.DESCRIPTOR.full_name,),
+        )
+    ).fetchall()
+    ours = {str(new.id) for new in group}
+    announcements = [
+        message
+        for message in (events_pb2.BatchesQueued.FromString(row[0]) for row in rows)
+        if {batch.batch_id for batch in message.batches} & ours
+    ]
+    assert len(announcements) == 1
+    announced = announcements[0].batches
+    assert [batch.batch_id for batch in announced] == [str(new.id) for new in group]
+    assert [(batch.tenant_id, batch.total_count, batch.required_credits) for batch in announced] == [
+        (str(new.tenant_id), len(new.items), new.required_credits) for new in group
+    ]
+    assert all(batch.occurred_at.seconds > 0 for batch in announced)

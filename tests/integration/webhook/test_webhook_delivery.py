@@ -331,8 +331,11 @@ async def test_a_chunk_of_task_outcomes_reaches_the_opted_in_endpoints_once_per_
     )
 
 
+# The batch service announces a group in one BatchesQueued; a lone BatchQueued is what it
+# published before, still read after an upgrade.
+@pytest.mark.parametrize("grouped", [True, False], ids=["one BatchesQueued", "lone BatchQueued"])
 async def test_queued_batches_delivered_together_are_announced_once_each_to_their_urls_and_endpoints(
-    make_handlers: HandlersFactory,
+    make_handlers: HandlersFactory, grouped: bool
 ) -> None:
     handlers = make_handlers()
     consumer = WebhookEventConsumer(handlers, "http://api.test")
@@ -340,17 +343,24 @@ async def test_queued_batches_delivered_together_are_announced_once_each_to_thei
     endpoint, _ = await handlers.create_endpoint(tenant_id, "http://127.0.0.1:9/all", [], "")
     with_url, plain, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 
-    def queued(batch_id: str, tenant: str, url: str = "") -> Delivery:
-        message = events_pb2.BatchQueued(
+    def queued(batch_id: str, tenant: str, url: str = "") -> events_pb2.BatchQueued:
+        return events_pb2.BatchQueued(
             batch_id=batch_id, tenant_id=tenant, webhook_url=url, total_count=10, required_credits=100
         )
+
+    def delivery(message: events_pb2.BatchQueued | events_pb2.BatchesQueued) -> Delivery:
         return Delivery(envelope=Envelope.of("batch.queued", message), message=message, redelivered=False)
 
-    group = [
+    announced = [
         queued(with_url, tenant_id, "http://127.0.0.1:9/hook"),
         queued(plain, tenant_id),
         queued(other, quiet_tenant),
     ]
+    group = (
+        [delivery(events_pb2.BatchesQueued(batches=announced))]
+        if grouped
+        else [delivery(message) for message in announced]
+    )
     # Delivered twice (at least once): the dedupe keys keep one message per batch and destination.
     await consumer.handle(group)
     await consumer.handle(group)

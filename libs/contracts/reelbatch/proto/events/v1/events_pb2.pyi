@@ -87,6 +87,31 @@ class BatchQueued(_message.Message):
 Global___BatchQueued: _TypeAlias = BatchQueued  # noqa: Y015
 
 @_typing.final
+class BatchesQueued(_message.Message):
+    """routing key "batch.queued": the batches one transaction queued, announced in one message (one
+    broker message per group of creates instead of one per batch; the batch service publishes only
+    this, and consumers still accept a lone BatchQueued published before it did).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchQueued]: ...
+    def __init__(
+        self,
+        *,
+        batches: _abc.Iterable[Global___BatchQueued] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchesQueued: _TypeAlias = BatchesQueued  # noqa: Y015
+
+@_typing.final
 class TaskSucceeded(_message.Message):
     """routing key "task.succeeded"."""
 
