@@ -83,7 +83,7 @@ def customer(stack: Stack, credits: int) -> tuple[Api, Customer]:
 
 
 class CpuMeter:
-    """CPU seconds used by each process of a stack, and by PostgreSQL's processes, between two
+    """CPU seconds used by each process of a stack, and by PostgreSQL's and RabbitMQ's, between two
     readings (from /proc; Linux only). On a shared 2-core machine CPU per operation says what
     limits a rate better than the rate itself."""
 
@@ -106,7 +106,9 @@ class CpuMeter:
 
     def _read(self) -> dict[str, float]:
         seconds = {name: _cpu_seconds(pid) for name, pid in self._pids.items()}
-        seconds["postgres"] = sum(_cpu_seconds(pid) for pid in _postgres_pids())
+        seconds["postgres"] = sum(_cpu_seconds(pid) for pid in _processes_named("postgres"))
+        # The broker's Erlang VM: every message costs it CPU on the same cores.
+        seconds["rabbitmq"] = sum(_cpu_seconds(pid) for pid in _processes_named("beam.smp"))
         return seconds
 
 
@@ -128,12 +130,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _postgres_pids() -> list[int]:
+def _processes_named(command: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().startswith("postgres"):
+                if (entry / "comm").read_text().startswith(command):
                     pids.append(int(entry.name))
             except OSError:
                 continue
