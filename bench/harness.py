@@ -112,6 +112,30 @@ class CpuMeter:
         return seconds
 
 
+class StolenTime:
+    """The share of the machine's CPU time the hypervisor gave to other guests between two
+    readings (`steal` in /proc/stat). On this shared VM it reached most of a core for seconds at a
+    time: a rate or a tail latency measured meanwhile is the host's, and the report says so."""
+
+    def __init__(self) -> None:
+        self._start = (_stolen_seconds(), time.monotonic())
+
+    def share(self) -> float:
+        """Stolen CPU time over the cores' time since the meter was made (0.0 to 1.0)."""
+        stolen, started = self._start
+        elapsed = (time.monotonic() - started) * (os.cpu_count() or 1)
+        return (_stolen_seconds() - stolen) / elapsed if elapsed > 0 else 0.0
+
+
+def _stolen_seconds() -> float:
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    # cpu  user nice system idle iowait irq softirq steal ...
+    return int(fields[8]) / _TICKS if len(fields) > 8 else 0.0
+
+
 def cpu_figures(cpu: dict[str, float]) -> str:
     """The processes that did work, busiest first, and their total."""
     busy = sorted(((ms, name) for name, ms in cpu.items() if ms >= 0.05), reverse=True)

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 import orjson
 
-from bench.harness import CpuMeter, cpu_figures, customer, percentile, report, running_stack, video_directory
+from bench.harness import (
+    CpuMeter,
+    StolenTime,
+    cpu_figures,
+    customer,
+    percentile,
+    report,
+    running_stack,
+    video_directory,
+)
 from bench.http_load import LoadResult, Request, closed_loop
 from tests.invariants import check_invariants, wait_for_all_settled
 from tests.stack import Stack
@@ -45,6 +54,7 @@ class Phase:
     refused: int
     final_available: int
     cpu: dict[str, float]
+    stolen: float
 
 
 def run_phase(stack: Stack, batches: int, clients: int, affordable: int) -> Phase:
@@ -54,9 +64,9 @@ def run_phase(stack: Stack, batches: int, clients: int, affordable: int) -> Phas
     asyncio.run(create_all(stack.base_url, warm.headers, clients, clients))
     warm_api.http.close()
     api, who = customer(stack, credits=affordable * 100)
-    meter = CpuMeter.of(stack)
+    meter, stolen = CpuMeter.of(stack), StolenTime()
     load = asyncio.run(create_all(stack.base_url, who.headers, batches, clients))
-    cpu = meter.per_operation_ms(batches)
+    cpu, stolen_share = meter.per_operation_ms(batches), stolen.share()
     codes = load.statuses
     accepted, refused = codes.count(202), codes.count(402)
     assert not load.errors and accepted + refused == batches, (load.errors, sorted(set(codes)))
@@ -71,6 +81,7 @@ def run_phase(stack: Stack, batches: int, clients: int, affordable: int) -> Phas
         refused=refused,
         final_available=final["available_credits"],
         cpu={name: ms for name, ms in cpu.items() if not name.startswith("worker") or ms > 0},
+        stolen=stolen_share,
     )
 
 
@@ -123,6 +134,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             ("p50 / p99", f"{alone.p50 * 1000:.0f} ms / {alone.p99 * 1000:.0f} ms (the median burst)"),
             ("CPU per batch", cpu_figures(alone.cpu)),
             (
+                "host CPU stolen",
+                f"{alone.stolen:.0%} of the cores in the median burst "
+                f"({' / '.join(f'{burst.stolen:.0%}' for burst in bursts)}; the hypervisor's other guests)",
+            ),
+            (
                 "with 2 workers on the same cores",
                 f"{shared.rate:.0f} batches/s, p50 {shared.p50 * 1000:.0f} ms"
                 f" / p99 {shared.p99 * 1000:.0f} ms",
@@ -144,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "accepted": alone.accepted,
             "refused": alone.refused,
             "cpu_ms_per_batch": alone.cpu,
+            "bursts_stolen_share": [burst.stolen for burst in bursts],
             "with_workers": {
                 "batches_per_s": shared.rate,
                 "p50_ms": shared.p50 * 1000,

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import CpuMeter, cpu_figures, customer, report, running_stack
+from bench.harness import CpuMeter, StolenTime, cpu_figures, customer, report, running_stack
 from bench.read_floor import running_floor
 
 TARGET_RATE = 500.0
@@ -63,6 +63,7 @@ class Measured:
     capacity: dict[str, Any]
     at_rate: dict[str, Any]
     cpu: dict[str, float]
+    stolen_at_rate: float
 
 
 def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMeter) -> Measured:
@@ -71,6 +72,7 @@ def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMe
         base_url, api_key, batch_id, "--clients", str(plan.clients), "--seconds", str(plan.capacity_seconds)
     )
     cpu = meter.per_operation_ms(int(capacity["requests"]))
+    stolen = StolenTime()
     at_rate = run_load(
         base_url,
         api_key,
@@ -82,7 +84,7 @@ def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMe
         "--rate",
         str(plan.rate),
     )
-    return Measured(capacity, at_rate, cpu)
+    return Measured(capacity, at_rate, cpu, stolen.share())
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -128,6 +130,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"open loop, {plan.connections} connections, {plan.rate_seconds:.0f} s: {_figures(offered)}",
             ),
             ("CPU per request", cpu_figures(ours.cpu) + " (capacity run)"),
+            (
+                "host CPU stolen",
+                f"{ours.stolen_at_rate:.0%} of the cores during the {plan.rate:.0f} req/s run "
+                f"(the floor's: {floor.stolen_at_rate:.0%}; the hypervisor's other guests)",
+            ),
             ("floor capacity", _figures(floor.capacity)),
             (f"floor at {plan.rate:.0f} req/s", _figures(floor.at_rate)),
             ("floor CPU per request", cpu_figures(floor.cpu)),
@@ -145,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "cpu_ms_per_request": ours.cpu,
             "floor": {"capacity": floor.capacity, "at_rate": floor.at_rate, "cpu_ms_per_request": floor.cpu},
             "cpu_ratio_to_floor": ours_cpu / floor_cpu,
+            "stolen_share_at_rate": ours.stolen_at_rate,
+            "floor_stolen_share_at_rate": floor.stolen_at_rate,
             "target_met": met,
         },
     )

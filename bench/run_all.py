@@ -7,7 +7,7 @@ import json
 import time
 
 from bench import accept_latency, hot_wallet, memory, pipeline_throughput, provider_concurrency, read_path
-from bench.harness import host_speed_ms
+from bench.harness import StolenTime, host_speed_ms
 
 BENCHMARKS = {
     "accept_latency": accept_latency.main,
@@ -26,18 +26,27 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     speed_before = host_speed_ms()
+    stolen = StolenTime()
     results = {}
     for name, run in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
         results[name] = run(["--quick"] if args.quick else [])
+    stolen_share = stolen.share()
     speed_after = host_speed_ms()
     print(f"\nall benchmarks in {time.perf_counter() - started:.0f} s")
     print(
         f"host speed (a fixed Python loop, lower is faster): {speed_before} ms before, {speed_after} ms after"
     )
+    print(f"host CPU stolen by the hypervisor's other guests over the run: {stolen_share:.0%} of the cores")
     print(
-        json.dumps({"benchmarks": results, "host_speed_ms": {"before": speed_before, "after": speed_after}})
+        json.dumps(
+            {
+                "benchmarks": results,
+                "host_speed_ms": {"before": speed_before, "after": speed_after},
+                "stolen_share": stolen_share,
+            }
+        )
     )
 
 
