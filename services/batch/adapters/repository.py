@@ -1130,7 +1130,8 @@ class BatchRepository:
         ).all()
         cancelled = [_task_record(row) for row in rows]
         # The one place tasks finish without having been dispatched: their batch's undispatched
-        # count (ADR-042) drops with them, or its window would count them as outstanding.
+        # count (ADR-042) drops with them, or they would be taken off its outstanding tasks twice
+        # (as finished and as undispatched) and the tenant's window would admit that many more.
         never_dispatched = sum(1 for row in rows if row.dispatched_at is None)
         if never_dispatched:
             await conn.execute(
