@@ -87,14 +87,16 @@ class CpuMeter:
     readings (from /proc; Linux only). On a shared 2-core machine CPU per operation says what
     limits a rate better than the rate itself."""
 
-    def __init__(self, pids: Mapping[str, int]) -> None:
+    def __init__(self, pids: Mapping[str, int], *, broker: bool = True) -> None:
         self._pids = dict(pids)
+        self._broker = broker
         self._start = self._read()
 
     @classmethod
-    def of(cls, stack: Stack) -> CpuMeter:
-        """A meter of every process of the stack (and PostgreSQL's)."""
-        return cls({name: process.pid for name, process in stack.processes.items()})
+    def of(cls, stack: Stack, *, broker: bool = True) -> CpuMeter:
+        """A meter of every process of the stack (and PostgreSQL's, and RabbitMQ's unless
+        `broker` is False: for a path that does not use it, its own work is noise)."""
+        return cls({name: process.pid for name, process in stack.processes.items()}, broker=broker)
 
     def per_operation_ms(self, operations: int) -> dict[str, float]:
         """Milliseconds of CPU per operation since the meter was made, by process."""
@@ -107,8 +109,9 @@ class CpuMeter:
     def _read(self) -> dict[str, float]:
         seconds = {name: _cpu_seconds(pid) for name, pid in self._pids.items()}
         seconds["postgres"] = sum(_cpu_seconds(pid) for pid in _processes_named("postgres"))
-        # The broker's Erlang VM: every message costs it CPU on the same cores.
-        seconds["rabbitmq"] = sum(_cpu_seconds(pid) for pid in _processes_named("beam.smp"))
+        if self._broker:
+            # The broker's Erlang VM: every message costs it CPU on the same cores.
+            seconds["rabbitmq"] = sum(_cpu_seconds(pid) for pid in _processes_named("beam.smp"))
         return seconds
 
 

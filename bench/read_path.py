@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +64,20 @@ class Measured:
     capacity: dict[str, Any]
     at_rate: dict[str, Any]
     cpu: dict[str, float]
+    cpu_at_rate: dict[str, float]
     stolen_at_rate: float
 
 
-def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMeter) -> Measured:
+def measure(
+    plan: Plan, base_url: str, api_key: str, batch_id: str, new_meter: Callable[[], CpuMeter]
+) -> Measured:
     """The closed loop (capacity, CPU per request), then the open loop at the plan's rate."""
+    meter = new_meter()
     capacity = run_load(
         base_url, api_key, batch_id, "--clients", str(plan.clients), "--seconds", str(plan.capacity_seconds)
     )
     cpu = meter.per_operation_ms(int(capacity["requests"]))
-    stolen = StolenTime()
+    stolen, meter = StolenTime(), new_meter()
     at_rate = run_load(
         base_url,
         api_key,
@@ -84,7 +89,8 @@ def measure(plan: Plan, base_url: str, api_key: str, batch_id: str, meter: CpuMe
         "--rate",
         str(plan.rate),
     )
-    return Measured(capacity, at_rate, cpu, stolen.share())
+    cpu_at_rate = meter.per_operation_ms(int(at_rate["requests"]))
+    return Measured(capacity, at_rate, cpu, cpu_at_rate, stolen.share())
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -101,10 +107,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         batch_id = created.json()["batch_id"]
         api.wait_until_settled(who, batch_id)
         api.http.close()
-        ours = measure(plan, stack.base_url, who.api_key, batch_id, CpuMeter.of(stack))
+        ours = measure(plan, stack.base_url, who.api_key, batch_id, lambda: CpuMeter.of(stack, broker=False))
         # The floor reads the same rows of the same database, loaded the same way.
         with running_floor(stack.database_url, who.tenant_id) as (floor_url, floor_pids):
-            floor = measure(plan, floor_url, who.api_key, batch_id, CpuMeter(floor_pids))
+            floor = measure(
+                plan, floor_url, who.api_key, batch_id, lambda: CpuMeter(floor_pids, broker=False)
+            )
     offered = ours.at_rate
     met = None
     if plan.rate == TARGET_RATE:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     target = f"p99 < {TARGET_P99_MS:.0f} ms at {TARGET_RATE:.0f} requests/s"
     verdict = "not checked at --quick sizes" if met is None else "met" if met else "not met"
     ours_cpu, floor_cpu = sum(ours.cpu.values()), sum(floor.cpu.values())
+    ours_at_rate, floor_at_rate = sum(ours.cpu_at_rate.values()), sum(floor.cpu_at_rate.values())
     return report(
         "read_path",
         [
@@ -139,6 +148,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             (f"floor at {plan.rate:.0f} req/s", _figures(floor.at_rate)),
             ("floor CPU per request", cpu_figures(floor.cpu)),
             (
+                f"CPU per request at {plan.rate:.0f}/s",
+                f"ours {cpu_figures(ours.cpu_at_rate)}; the floor's {cpu_figures(floor.cpu_at_rate)}: "
+                f"{ours_at_rate / floor_at_rate:.1f}x (requests spaced out wake every process per request)",
+            ),
+            (
                 "ratio to the floor",
                 f"CPU per request {ours_cpu / floor_cpu:.1f}x, capacity "
                 f"{floor.capacity['rps'] / ours.capacity['rps']:.1f}x lower",
@@ -152,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "cpu_ms_per_request": ours.cpu,
             "floor": {"capacity": floor.capacity, "at_rate": floor.at_rate, "cpu_ms_per_request": floor.cpu},
             "cpu_ratio_to_floor": ours_cpu / floor_cpu,
+            "cpu_ms_per_request_at_rate": ours.cpu_at_rate,
+            "floor_cpu_ms_per_request_at_rate": floor.cpu_at_rate,
+            "cpu_ratio_to_floor_at_rate": ours_at_rate / floor_at_rate,
             "stolen_share_at_rate": ours.stolen_at_rate,
             "floor_stolen_share_at_rate": floor.stolen_at_rate,
             "target_met": met,
