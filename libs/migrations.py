@@ -40,13 +40,19 @@ def ensure_database(database_url: str) -> bool:
 
 def upgrade_to_head(script_location: Path, database_url: str) -> None:
     """Applies a service's migrations (idempotent; safe when several processes start at once)."""
+    upgrade_to(script_location, database_url, "head")
+
+
+def upgrade_to(script_location: Path, database_url: str, revision: str) -> None:
+    """Applies a service's migrations up to `revision` (a migration's test starts from the one
+    before it)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("sqlalchemy.url", sync_url(database_url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def run_migrations(target_metadata: MetaData, schema: str) -> None:

@@ -37,10 +37,12 @@ from services.batch.domain.retry import BackoffPolicy
 from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
 from services.batch.handlers import BatchHandlers
 
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+
 
 def migrate(database_url: str) -> None:
     """Brings the batch schema to the latest revision (safe to run from several processes)."""
-    upgrade_to_head(Path(__file__).parent / "adapters" / "migrations", database_url)
+    upgrade_to_head(MIGRATIONS, database_url)
 
 
 @dataclass

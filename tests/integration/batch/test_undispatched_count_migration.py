@@ -7,35 +7,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
-from alembic import command
-from alembic.config import Config
 
-from libs.db import libpq_url, sync_url
-from services.batch import bootstrap
+from libs.db import libpq_url
+from libs.migrations import upgrade_to
+from services.batch.bootstrap import MIGRATIONS
 from tests.isolation import create_database, drop_database
-
-MIGRATIONS = Path(bootstrap.__file__).parent / "adapters" / "migrations"
 
 
 @pytest.fixture
 def database_at_0007() -> Iterator[str]:
     name, url = create_database()
     try:
-        _upgrade(url, "0007")
+        upgrade_to(MIGRATIONS, url, "0007")
         yield url
     finally:
         drop_database(name)
-
-
-def _upgrade(url: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    command.upgrade(config, revision)
 
 
 def _batch(
@@ -69,7 +58,7 @@ def test_open_batches_count_their_undispatched_tasks_after_the_upgrade(database_
         reserving = _batch(conn, "reserving", [("queued", False)] * 2)
         finished = _batch(conn, "completed", [("succeeded", True), ("cancelled", False)])
 
-    _upgrade(database_at_0007, "head")
+    upgrade_to(MIGRATIONS, database_at_0007, "head")
 
     with psycopg.connect(libpq_url(database_at_0007), autocommit=True) as conn:
         counts: dict[object, object] = dict(
