@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp
 
 from libs.config import Settings
 from libs.telemetry import metrics_text
@@ -45,7 +46,7 @@ UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 INVALID_INPUT_DESCRIPTION = "Invalid input (`validation_error`, with `errors`: [{field, message}])."
 
 
-def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> FastAPI:
+def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> ASGIApp:
     """The REST gateway: routes, authentication, limits and error mapping; connects to nothing.
 
     `hot_lane=False` leaves every request to the FastAPI routes (the lane's parity tests).
@@ -88,10 +89,6 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     app.mount("/admin/static", static_files(), name="admin-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
-    if hot_lane:
-        # Inside the layer below: the lane's answers get the same span, ids, body limit and
-        # last-resort 500.
-        app.add_middleware(HotLane, reads=reads, creation=creation, authenticator=authenticator)
     # Server span and metric, request id, last-resort 500 and body size limit, in one layer.
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
@@ -108,7 +105,11 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    if not hot_lane:
+        return app
+    # In front of FastAPI and the layers Starlette wraps around it (ADR-044); the lane answers
+    # inside a RequestContextMiddleware of its own, configured as the app's.
+    return HotLane(app, reads, creation, authenticator, max_body_bytes=settings.max_body_bytes)
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:

@@ -1,15 +1,16 @@
-"""The hot lane: the requests clients send most, answered without FastAPI's routing layers.
+"""The hot lane: the requests clients send most, answered in front of FastAPI.
 
 A client waiting for its batch asks for the batch and its tasks again and again, and a busy
 tenant creates batches by the hundred a second; on these paths FastAPI's routing, dependency
-solving and response handling cost more CPU than the request's own work (ADR-029, ADR-035). The
-lane answers the plainly valid GETs of a batch and of a page of its tasks (a UUID batch id and,
-for tasks, nothing but `status`, `cursor` and `limit`, each once, with values FastAPI would accept
-as they are) and every POST to the create path. Everything else goes on to the FastAPI routes,
-which answer it (errors included) as /openapi.json documents. Both share the authentication, the
-backend calls and rendering (`BatchReads`, `BatchCreation`) and the error answers
-(`failure_response`), and the lane runs inside `RequestContextMiddleware`, so span, metric,
-request id, body limit and last-resort 500 are the same too.
+solving, response handling and the middleware stack Starlette builds around every app cost more
+CPU than the request's own work (ADR-029, ADR-035, ADR-044). The lane answers the plainly valid
+GETs of a batch and of a page of its tasks (a UUID batch id and, for tasks, nothing but `status`,
+`cursor` and `limit`, each once, with values FastAPI would accept as they are) and every POST to
+the create path. Everything else goes on to the FastAPI app, whose routes answer it (errors
+included) as /openapi.json documents. Both share the authentication, the backend calls and
+rendering (`BatchReads`, `BatchCreation`) and the error answers (`failure_response`), and both run
+inside a `RequestContextMiddleware` configured alike, so span, metric, request id, body limit and
+last-resort 500 are the same too.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from typing import get_args
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.gateway.auth import API_KEY_HEADER, ApiKeyAuthenticator, authenticated_caller
 from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
 from services.gateway.errors import failure_response
-from services.gateway.middleware import REQUEST_ID_HEADER, ROUTE_TEMPLATE_KEY, request_id_of
+from services.gateway.middleware import (
+    REQUEST_ID_HEADER,
+    ROUTE_TEMPLATE_KEY,
+    RequestContextMiddleware,
+    request_id_of,
+)
 from services.gateway.routes.params import DEFAULT_PAGE_SIZE, MAX_CURSOR_CHARS, MAX_PAGE_SIZE, is_uuid
 from services.gateway.schemas import TaskStatus
 
@@ -40,6 +45,10 @@ _API_KEY = API_KEY_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _TASK_STATUSES = frozenset(get_args(TaskStatus))
 _PAGE_PARAMETERS = frozenset({"status", "cursor", "limit"})
+# Where the lane leaves the read it recognised for its own answering step (None for a create).
+_PLAIN_READ_KEY = "reelbatch.plain_read"
+# As Starlette's `Response(media_type="application/json")` starts an answer (the length first).
+_JSON = b"application/json"
 
 
 @dataclass(frozen=True)
@@ -120,15 +129,23 @@ async def _body(receive: Receive) -> bytes:
 
 
 class HotLane:
-    """ASGI middleware: answers `plain_read`s and creates itself, passes every other request on."""
+    """ASGI app in front of the FastAPI app: answers `plain_read`s and creates itself, inside its
+    own `RequestContextMiddleware`; passes every other request (and the lifespan) to `app`."""
 
     def __init__(
-        self, app: ASGIApp, reads: BatchReads, creation: BatchCreation, authenticator: ApiKeyAuthenticator
+        self,
+        app: ASGIApp,
+        reads: BatchReads,
+        creation: BatchCreation,
+        authenticator: ApiKeyAuthenticator,
+        *,
+        max_body_bytes: int,
     ) -> None:
         self.app = app
         self._reads = reads
         self._creation = creation
         self._authenticator = authenticator
+        self._in_context = RequestContextMiddleware(self._serve, max_body_bytes=max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -136,13 +153,21 @@ class HotLane:
                 read = plain_read(scope["path"], scope["query_string"])
                 if read is not None:
                     scope[ROUTE_TEMPLATE_KEY] = read.route
-                    await self._answer(self._read(read, scope), scope, receive, send)
+                    scope[_PLAIN_READ_KEY] = read
+                    await self._in_context(scope, receive, send)
                     return
             elif scope["method"] == "POST" and scope["path"] == CREATE_ROUTE:
                 scope[ROUTE_TEMPLATE_KEY] = CREATE_ROUTE
-                await self._answer(self._create(scope, receive), scope, receive, send, status=202)
+                await self._in_context(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        read: PlainRead | None = scope.get(_PLAIN_READ_KEY)
+        if read is not None:
+            await self._answer(self._read(read, scope), scope, receive, send, status=200)
+        else:
+            await self._answer(self._create(scope, receive), scope, receive, send, status=202)
 
     async def _read(self, read: PlainRead, scope: Scope) -> bytes:
         caller = await authenticated_caller(self._authenticator, _header(scope["headers"], _API_KEY))
@@ -161,14 +186,17 @@ class HotLane:
         )
 
     async def _answer(
-        self, work: Awaitable[bytes], scope: Scope, receive: Receive, send: Send, *, status: int = 200
+        self, work: Awaitable[bytes], scope: Scope, receive: Receive, send: Send, *, status: int
     ) -> None:
-        response: Response
         try:
-            response = Response(await work, status_code=status, media_type="application/json")
+            body = await work
         except Exception as error:
             failed = failure_response(error, scope["method"], scope["path"])
             if failed is None:
                 raise
-            response = failed
-        await response(scope, receive, send)
+            await failed(scope, receive, send)
+            return
+        # The two messages a starlette `Response` would send, without building one.
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -196,6 +196,7 @@ def test_the_lane_answers_plain_reads_itself_and_passes_the_rest_on(
         reads=BatchReads(settings, backends),
         creation=BatchCreation(settings, backends),
         authenticator=authenticator,
+        max_body_bytes=settings.max_body_bytes,
     )
     client = TestClient(lane)  # no lifespan: `routes` only answers requests
     answered = [client.get(path, headers=ASKED) for path in (BATCH_URL, f"{BATCH_URL}/tasks")]
@@ -206,6 +207,8 @@ def test_the_lane_answers_plain_reads_itself_and_passes_the_rest_on(
     assert [response.json().get("batch_id") for response in answered] == [BATCH_ID, None]
     assert answered[1].json()["items"][0]["task_id"] == TASK_ID
     assert (created.status_code, created.json()["request_id"]) == (202, "parity-1")
+    # The lane's own request context echoes the id without the FastAPI app's middleware.
+    assert [response.headers["X-Request-ID"] for response in (*answered, created)] == ["parity-1"] * 3
     assert passed_on == [f"{BATCH_URL}/tasks", f"{BATCH_URL}/cancel"]
     assert [name for name, _, _ in batch.calls if name != "CountOpenBatches"] == [
         "GetBatch",
