@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -100,11 +101,14 @@ class CpuMeter:
 
     def per_operation_ms(self, operations: int) -> dict[str, float]:
         """Milliseconds of CPU per operation since the meter was made, by process."""
-        now = self._read()
         return {
-            name: round((now[name] - self._start.get(name, 0.0)) * 1000 / max(operations, 1), 3)
-            for name in now
+            name: round(seconds * 1000 / max(operations, 1), 3) for name, seconds in self.seconds().items()
         }
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds since the meter was made, by process."""
+        now = self._read()
+        return {name: now[name] - self._start.get(name, 0.0) for name in now}
 
     def _read(self) -> dict[str, float]:
         seconds = {name: _cpu_seconds(pid) for name, pid in self._pids.items()}
@@ -128,6 +132,39 @@ class StolenTime:
         stolen, started = self._start
         elapsed = (time.monotonic() - started) * (os.cpu_count() or 1)
         return (_stolen_seconds() - stolen) / elapsed if elapsed > 0 else 0.0
+
+
+class ForeignCpu:
+    """The CPU the machine spent between two readings outside the processes a benchmark measures,
+    this process and its children (the load generators), in cores: the work of everything else on
+    the host. Seen here: RabbitMQ's epmd check, which boots a whole Erlang VM once a minute
+    (`erl -sname epmd-starter-...`, 0.2-0.8 s of a core), and kernel threads. On 2 cores already
+    three-quarters busy, a second of it is a stall every request waiting then sees."""
+
+    def __init__(self) -> None:
+        self._start = (_busy_seconds(), _own_cpu_seconds(), time.monotonic())
+
+    def cores(self, measured_seconds: float) -> float:
+        """Cores used by other work since the reading was made, given what the measured processes
+        used meanwhile (`CpuMeter.seconds`, summed)."""
+        busy, own, started = self._start
+        other = (_busy_seconds() - busy) - (_own_cpu_seconds() - own) - measured_seconds
+        elapsed = time.monotonic() - started
+        return max(other, 0.0) / elapsed if elapsed > 0 else 0.0
+
+
+def _busy_seconds() -> float:
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    # cpu  user nice system idle iowait irq softirq steal ...: what the guest itself ran.
+    return sum(int(fields[index]) for index in (1, 2, 3, 6, 7)) / _TICKS
+
+
+def _own_cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _stolen_seconds() -> float:
