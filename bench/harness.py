@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from libs.config import Settings
+from tests.invariants import check_invariants, wait_for_all_settled
 from tests.isolation import ADMIN_DSN, create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api, Customer
 from tests.stack import Stack
@@ -46,7 +47,12 @@ def video_directory(on_disk: bool = False) -> Iterator[tuple[str, bool]]:
 
 @contextmanager
 def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
-    """Every service as its own process on a fresh database and vhost; removed afterwards."""
+    """Every service as its own process on a fresh database and vhost; removed afterwards.
+
+    A benchmark that ends normally must leave the money right: I1-I5 are checked before the stack
+    goes, once everything has settled when there are workers to run the tasks (without workers
+    the accepted batches stay queued, their credits held, and are checked as they stand).
+    """
     db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
@@ -72,10 +78,20 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")
             yield stack
+            assert_money_invariants(stack.database_url, settled=workers > 0)
         finally:
             stack.stop_all()
             drop_database(db_name)
             delete_vhost(vhost)
+
+
+def assert_money_invariants(database_url: str, *, settled: bool = True) -> None:
+    """I1-I5 (tests/invariants.py) hold; with `settled`, once every batch has finished and settled
+    (waiting up to five minutes for it)."""
+    if settled:
+        wait_for_all_settled(database_url, timeout=300)
+    else:
+        check_invariants(database_url, require_settled=False).assert_clean()
 
 
 def customer(stack: Stack, credits: int) -> tuple[Api, Customer]:
@@ -137,9 +153,9 @@ class StolenTime:
 class ForeignCpu:
     """The CPU the machine spent between two readings outside the processes a benchmark measures,
     this process and its children (the load generators), in cores: the work of everything else on
-    the host. Seen here: RabbitMQ's epmd check, which boots a whole Erlang VM once a minute
-    (`erl -sname epmd-starter-...`, 0.2-0.8 s of a core), and kernel threads. On 2 cores already
-    three-quarters busy, a second of it is a stall every request waiting then sees."""
+    the host. Seen here: RabbitMQ's epmd check, which boots a whole Erlang VM every minute or two
+    (`erl -sname epmd-starter-...`, ~0.2 s of CPU within ~0.3 s), and kernel threads. On 2 cores
+    already three-quarters busy, such a burst is a stall every request waiting then sees."""
 
     def __init__(self) -> None:
         self._start = (_busy_seconds(), _own_cpu_seconds(), time.monotonic())

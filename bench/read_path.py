@@ -106,7 +106,7 @@ def measure(
 
     Several runs, and the median of their p99s, because one run is at the host's mercy: on these
     2 cores three-quarters busy at 500 requests/s, half a second of other work (the broker's
-    once-a-minute epmd check boots an Erlang VM) or of stolen time stalls every request in flight.
+    epmd check boots an Erlang VM every minute or two) or of stolen time stalls every request in flight.
     Three back-to-back 15 s runs fit in one minute, so that check lands in one of them at most;
     every run's figures are reported, so the one it hit is seen, not hidden.
     """
