@@ -1,0 +1,263 @@
+"""Stateful property: any interleaving of top-ups, reservations, task outcomes and settlements,
+replays included, run through the real billing handlers on PostgreSQL, keeps every balance equal
+to a plain model of the money, and the ledger invariants after every step.
+
+Hypothesis drives a rule-based state machine: each rule calls the handlers and updates the model
+the way the product promises (a reference tops up once, a reservation freezes price x items or is
+refused and writes nothing, the first outcome of a task counts and a refund returns its price at
+once, a batch settles only when every task has its outcome). After every step the balances and
+holds are read back and compared, and I1-I3 are checked from the tables. The example-based flows
+in test_billing_ledger_flows.py pin single behaviours; this explores their orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from libs.config import DEFAULT_PRICING
+from libs.db import Database
+from services.billing.adapters.repository import BillingRepository
+from services.billing.bootstrap import price_list
+from services.billing.domain.errors import InsufficientCredits, OutcomesMissing
+from services.billing.domain.ids import BatchId, TaskId, TenantId
+from services.billing.domain.ledger import OutcomeKind, TaskOutcome
+from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.settlement import SettlementStatus
+from services.billing.handlers import BillingHandlers
+
+from .billing_testkit import assert_ledger_invariants, funded_tenant, new_batch_id
+
+T = TypeVar("T")
+
+# Per-video models of the default price list, with their price in credits.
+PRICES = {model: DEFAULT_PRICING[model].credits_per_video for model in ("sora-2", "veo-3")}
+REFERENCES = ("pay-1", "pay-2", "pay-3")  # few, so that replays are frequent
+TENANTS = 2
+# Small chunks: a list of outcomes spans several transactions.
+CHUNK_SIZE = 3
+
+
+@dataclass
+class ModelTask:
+    task_id: TaskId
+    model: str
+    outcome: OutcomeKind | None = None
+
+    @property
+    def price(self) -> int:
+        return PRICES[self.model]
+
+
+@dataclass
+class ModelBatch:
+    tenant: TenantId
+    lines: list[QuoteLine]
+    tasks: list[ModelTask]
+    settled: bool = False
+    frozen: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.frozen = sum(task.price for task in self.tasks)
+
+    def total(self, kind: OutcomeKind) -> int:
+        return sum(task.price for task in self.tasks if task.outcome is kind)
+
+    @property
+    def held(self) -> int:
+        """What the hold account still holds: frozen minus every applied outcome."""
+        return self.frozen - self.total(OutcomeKind.CAPTURE) - self.total(OutcomeKind.REFUND)
+
+
+class BillingMoney(RuleBasedStateMachine):
+    """The billing handlers on a real database, next to a model of what the money must be."""
+
+    database_url: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The handlers' pools and group commits live on one loop for the whole example.
+        self.loop = asyncio.new_event_loop()
+        self.database = Database(self.database_url, pool_size=4)
+        self.handlers = BillingHandlers(
+            BillingRepository(self.database),
+            price_list(dict(DEFAULT_PRICING)),
+            outcome_source=None,
+            chunk_size=CHUNK_SIZE,
+        )
+        self.tenants = [self.run(funded_tenant(self.handlers, 0)) for _ in range(TENANTS)]
+        self.available = dict.fromkeys(self.tenants, 0)
+        self.references: set[tuple[TenantId, str]] = set()
+        self.batches: dict[BatchId, ModelBatch] = {}
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(work)
+
+    def teardown(self) -> None:
+        self.run(self.database.close())
+        self.loop.close()
+
+    # In the order the batches were reserved: their ids are random, and Hypothesis replays a
+    # failing example by the positions it drew.
+    def _open_batches(self) -> list[BatchId]:
+        return [batch_id for batch_id, batch in self.batches.items() if not batch.settled]
+
+    def _settled_batches(self) -> list[BatchId]:
+        return [batch_id for batch_id, batch in self.batches.items() if batch.settled]
+
+    # ------------------------------------------------------------------------------------- rules
+
+    @rule(
+        tenant=st.integers(0, TENANTS - 1), credits=st.integers(1, 120), reference=st.sampled_from(REFERENCES)
+    )
+    def top_up(self, tenant: int, credits: int, reference: str) -> None:
+        tenant_id = self.tenants[tenant]
+        result = self.run(self.handlers.top_up(tenant_id, credits, reference))
+        replay = (tenant_id, reference) in self.references
+        assert result.replayed is replay
+        if not replay:
+            self.references.add((tenant_id, reference))
+            self.available[tenant_id] += credits
+        assert result.balance == self.available[tenant_id]
+
+    @rule(
+        tenant=st.integers(0, TENANTS - 1),
+        lines=st.lists(
+            st.tuples(st.sampled_from(sorted(PRICES)), st.integers(1, 4)),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda line: line[0],
+        ),
+    )
+    def reserve_a_new_batch(self, tenant: int, lines: list[tuple[str, int]]) -> None:
+        tenant_id, batch_id = self.tenants[tenant], new_batch_id()
+        quote = [QuoteLine(model, count) for model, count in lines]
+        tasks = [
+            ModelTask(TaskId(f"{batch_id}-{model}-{n}"), model)
+            for model, count in lines
+            for n in range(count)
+        ]
+        batch = ModelBatch(tenant_id, quote, tasks)
+        if batch.frozen > self.available[tenant_id]:
+            with pytest.raises(InsufficientCredits):
+                self.run(self.handlers.reserve(tenant_id, batch_id, quote))
+            return
+        reservation = self.run(self.handlers.reserve(tenant_id, batch_id, quote))
+        assert (reservation.frozen_credits, reservation.replayed) == (batch.frozen, False)
+        assert reservation.available_before == self.available[tenant_id]
+        self.available[tenant_id] -= batch.frozen
+        assert reservation.available_after == self.available[tenant_id]
+        self.batches[batch_id] = batch
+
+    @precondition(lambda self: self.batches)
+    @rule(data=st.data())
+    def replay_a_reservation(self, data: st.DataObject) -> None:
+        batch_id = data.draw(st.sampled_from(list(self.batches)))
+        batch = self.batches[batch_id]
+        reservation = self.run(self.handlers.reserve(batch.tenant, batch_id, batch.lines))
+        assert (reservation.frozen_credits, reservation.replayed) == (batch.frozen, True)
+
+    @precondition(lambda self: self._open_batches())
+    @rule(data=st.data())
+    def apply_outcomes(self, data: st.DataObject) -> None:
+        """Outcomes of one or two open batches in one call, repeats and second opinions included."""
+        chosen = data.draw(
+            st.lists(st.sampled_from(self._open_batches()), min_size=1, max_size=2, unique=True)
+        )
+        candidates = [(batch_id, task) for batch_id in chosen for task in self.batches[batch_id].tasks]
+        picks = data.draw(
+            st.lists(
+                st.tuples(st.sampled_from(candidates), st.sampled_from(list(OutcomeKind))),
+                min_size=1,
+                max_size=8,
+            )
+        )
+        outcomes = [TaskOutcome(batch_id, task.task_id, task.model, kind) for (batch_id, task), kind in picks]
+        applied = self.run(self.handlers.apply_task_outcomes(outcomes))
+        expected: dict[str, int] = {}
+        for (batch_id, task), kind in picks:
+            key = TaskOutcome(batch_id, task.task_id, task.model, kind).key
+            if task.outcome is not None or key in expected:
+                continue  # a task's first outcome is its only one
+            task.outcome = kind
+            expected[key] = task.price
+            if kind is OutcomeKind.REFUND:
+                self.available[self.batches[batch_id].tenant] += task.price
+        assert applied == expected
+
+    @precondition(lambda self: self._open_batches())
+    @rule(data=st.data())
+    def settle(self, data: st.DataObject) -> None:
+        batch_id = data.draw(st.sampled_from(self._open_batches()))
+        batch = self.batches[batch_id]
+        if any(task.outcome is None for task in batch.tasks):
+            with pytest.raises(OutcomesMissing):
+                self.run(self.handlers.settle(batch_id))
+            return
+        hold = self.run(self.handlers.settle(batch_id))
+        assert hold.settlement_status is SettlementStatus.SETTLED
+        assert (hold.captured, hold.refunded) == (
+            batch.total(OutcomeKind.CAPTURE),
+            batch.total(OutcomeKind.REFUND),
+        )
+        batch.settled = True
+
+    @precondition(lambda self: self._settled_batches())
+    @rule(data=st.data())
+    def replay_after_settlement(self, data: st.DataObject) -> None:
+        """A settled batch settles again as it did, and an outcome sent again changes nothing."""
+        batch_id = data.draw(st.sampled_from(self._settled_batches()))
+        batch = self.batches[batch_id]
+        task = data.draw(st.sampled_from(batch.tasks))
+        kind = data.draw(st.sampled_from(list(OutcomeKind)))
+        assert (
+            self.run(
+                self.handlers.apply_task_outcomes([TaskOutcome(batch_id, task.task_id, task.model, kind)])
+            )
+            == {}
+        )
+        hold = self.run(self.handlers.settle(batch_id))
+        assert (hold.settlement_status, hold.captured) == (
+            SettlementStatus.SETTLED,
+            batch.total(OutcomeKind.CAPTURE),
+        )
+
+    # -------------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def balances_are_the_models(self) -> None:
+        for tenant_id in self.tenants:
+            balance = self.run(self.handlers.get_balance(tenant_id))
+            held = sum(batch.held for batch in self.batches.values() if batch.tenant == tenant_id)
+            assert (balance.available_credits, balance.held_credits) == (self.available[tenant_id], held)
+            assert balance.available_credits >= 0
+
+    @invariant()
+    def the_ledger_balances(self) -> None:
+        self.run(assert_ledger_invariants(self.database))
+
+
+def test_any_order_of_money_movements_keeps_the_balances_and_the_ledger(billing_database_url: str) -> None:
+    BillingMoney.database_url = billing_database_url
+    run_state_machine_as_test(
+        BillingMoney,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
