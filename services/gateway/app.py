@@ -89,10 +89,15 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     app.mount("/admin/static", static_files(), name="admin-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
-    # Server span and metric, request id, last-resort 500 and body size limit, in one layer.
-    app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
-    )
+
+    def in_request_context(inner: ASGIApp) -> ASGIApp:
+        # Server span and metric, request id, last-resort 500 and body size limit, in one layer:
+        # around the app, and around the hot lane's answers, configured once.
+        return RequestContextMiddleware(
+            inner, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
+        )
+
+    app.add_middleware(in_request_context)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -107,9 +112,14 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     app.openapi = openapi  # type: ignore[method-assign]
     if not hot_lane:
         return app
-    # In front of FastAPI and the layers Starlette wraps around it (ADR-044); the lane answers
-    # inside a RequestContextMiddleware of its own, configured as the app's.
-    return HotLane(app, reads, creation, authenticator, max_body_bytes=settings.max_body_bytes)
+    # In front of FastAPI and the layers Starlette wraps around it (ADR-044).
+    return HotLane(
+        app,
+        reads,
+        creation,
+        authenticator,
+        in_request_context=in_request_context,
+    )
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:

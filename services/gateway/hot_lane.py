@@ -9,13 +9,13 @@ GETs of a batch and of a page of its tasks (a UUID batch id and, for tasks, noth
 the create path. Everything else goes on to the FastAPI app, whose routes answer it (errors
 included) as /openapi.json documents. Both share the authentication, the backend calls and
 rendering (`BatchReads`, `BatchCreation`) and the error answers (`failure_response`), and both run
-inside a `RequestContextMiddleware` configured alike, so span, metric, request id, body limit and
-last-resort 500 are the same too.
+inside the app's `RequestContextMiddleware` configuration (`create_app` wraps both), so span,
+metric, request id, body limit and last-resort 500 are the same too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import get_args
 from urllib.parse import parse_qsl
@@ -27,12 +27,7 @@ from services.gateway.auth import API_KEY_HEADER, ApiKeyAuthenticator, authentic
 from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
 from services.gateway.errors import failure_response
-from services.gateway.middleware import (
-    REQUEST_ID_HEADER,
-    ROUTE_TEMPLATE_KEY,
-    RequestContextMiddleware,
-    request_id_of,
-)
+from services.gateway.middleware import REQUEST_ID_HEADER, ROUTE_TEMPLATE_KEY, request_id_of
 from services.gateway.routes.params import DEFAULT_PAGE_SIZE, MAX_CURSOR_CHARS, MAX_PAGE_SIZE, is_uuid
 from services.gateway.schemas import TaskStatus
 
@@ -129,8 +124,9 @@ async def _body(receive: Receive) -> bytes:
 
 
 class HotLane:
-    """ASGI app in front of the FastAPI app: answers `plain_read`s and creates itself, inside its
-    own `RequestContextMiddleware`; passes every other request (and the lifespan) to `app`."""
+    """ASGI app in front of the FastAPI app: answers `plain_read`s and creates itself, inside the
+    request context `in_request_context` wraps around its answering step (the app's middleware,
+    configured as for the app); passes every other request (and the lifespan) to `app`."""
 
     def __init__(
         self,
@@ -139,13 +135,13 @@ class HotLane:
         creation: BatchCreation,
         authenticator: ApiKeyAuthenticator,
         *,
-        max_body_bytes: int,
+        in_request_context: Callable[[ASGIApp], ASGIApp],
     ) -> None:
         self.app = app
         self._reads = reads
         self._creation = creation
         self._authenticator = authenticator
-        self._in_context = RequestContextMiddleware(self._serve, max_body_bytes=max_body_bytes)
+        self._in_context = in_request_context(self._serve)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -17,6 +17,7 @@ from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
 from services.gateway.hot_lane import BATCH_ROUTE, TASKS_ROUTE, HotLane, TaskQuery, plain_read
+from services.gateway.middleware import RequestContextMiddleware
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,
@@ -196,7 +197,7 @@ def test_the_lane_answers_plain_reads_itself_and_passes_the_rest_on(
         reads=BatchReads(settings, backends),
         creation=BatchCreation(settings, backends),
         authenticator=authenticator,
-        max_body_bytes=settings.max_body_bytes,
+        in_request_context=lambda answer: RequestContextMiddleware(answer, settings.max_body_bytes),
     )
     client = TestClient(lane)  # no lifespan: `routes` only answers requests
     answered = [client.get(path, headers=ASKED) for path in (BATCH_URL, f"{BATCH_URL}/tasks")]
