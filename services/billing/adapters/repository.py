@@ -1,8 +1,18 @@
 """All billing SQL. Handlers open a `LedgerTransaction` and call its operations; the rules stay in
 the domain.
 
-Locking discipline (deadlock-free): batch_holds rows first (ascending batch_id), then account rows
-(ascending id). System accounts keep no balance and are never locked.
+Locking discipline (deadlock-free, ADR-046; every row lock of billing is taken by a statement of
+this module that ends in `ROW_LOCK`):
+1. batch_holds rows first, ascending batch_id, in one statement (`lock_holds`);
+2. then tenant account rows (`available`, `hold`), ascending id, in one statement per transaction
+   (`lock_balances`, `lock_wallets`, `lock_available`). System accounts keep no balance and are
+   never locked.
+3. Both with `FOR NO KEY UPDATE`, never `FOR UPDATE`: every insert of a transfer, ledger entry or
+   hold line takes `FOR KEY SHARE` on the rows its foreign keys reference (accounts, holds), which
+   conflicts with `FOR UPDATE` but not with `FOR NO KEY UPDATE`. With `FOR UPDATE`, two replicas
+   posting to one wallet deadlocked: each inserted transfers referencing the wallet (key-share
+   locks), then each waited to lock it for the other's key share. Balance updates change no key
+   column, so `FOR NO KEY UPDATE` is all they need, and key-share locks order with nothing.
 """
 
 from __future__ import annotations
@@ -153,6 +163,9 @@ class StoredTransfer:
 # Hold accounts, summed per tenant in the tenant list.
 _hold_accounts = accounts.alias("hold_accounts")
 
+# The row lock of every billing locking read (see the module's docstring for the order).
+ROW_LOCK = "FOR NO KEY UPDATE"
+
 # The statements of a chunk of outcomes (and of settlements) run on the psycopg connection of the
 # transaction (`LedgerTransaction._rows`) with their arrays in binary: psycopg's text format dumps
 # arrays element by element in Python, several times slower for the thousands of values a chunk
@@ -204,11 +217,11 @@ _CREATE_HOLD_ACCOUNTS = """
     ON CONFLICT (batch_id) WHERE kind = 'hold' DO NOTHING
     RETURNING id, batch_id
 """
-_LOCK_WALLETS = """
+_LOCK_WALLETS = f"""
     SELECT tenant_id, id, balance FROM billing.accounts
     WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
     ORDER BY id
-    FOR UPDATE
+    {ROW_LOCK}
 """
 _DELETE_ACCOUNTS = "DELETE FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[]))"
 _POST_RESERVATIONS = """
@@ -415,12 +428,16 @@ def _entry_key(entry: LedgerEntry) -> str:
 # The holds of some batches, in batch id order (locked: every writer of holds locks in this order).
 _READ_HOLDS = """
 SELECT * FROM billing.batch_holds WHERE batch_id = ANY(CAST(%(ids)b AS uuid[])) ORDER BY batch_id"""
-_LOCK_HOLDS = _READ_HOLDS + "\nFOR UPDATE"
+_LOCK_HOLDS = f"{_READ_HOLDS}\n{ROW_LOCK}"
 _AVAILABLE_ACCOUNT_IDS = """
 SELECT tenant_id, id FROM billing.accounts
 WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))"""
-_LOCK_BALANCES = """
-SELECT id, balance FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[])) ORDER BY id FOR UPDATE"""
+_LOCK_AVAILABLE = f"""
+SELECT id, balance FROM billing.accounts WHERE kind = 'available' AND tenant_id = %(tenant_id)s
+{ROW_LOCK}"""
+_LOCK_BALANCES = f"""
+SELECT id, balance FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[])) ORDER BY id
+{ROW_LOCK}"""
 _HOLD_LINES = """
 SELECT batch_id, model, unit_price FROM billing.batch_hold_lines
 WHERE batch_id = ANY(CAST(%(ids)b AS uuid[]))"""
@@ -619,8 +636,8 @@ class LedgerTransaction:
 
     async def lock_available(self, tenant_id: TenantId) -> AccountBalance | None:
         """The tenant's available account, locked until the transaction ends (None: no such tenant)."""
-        row = (await self._conn.execute(self._available_of(tenant_id).with_for_update())).first()
-        return AccountBalance(row.id, row.balance) if row else None
+        rows = await self._rows(_LOCK_AVAILABLE, {"tenant_id": tenant_id})
+        return AccountBalance(rows[0].id, rows[0].balance) if rows else None
 
     async def available(self, tenant_id: TenantId) -> AccountBalance | None:
         """The tenant's available account without locking it (None: no such tenant)."""
