@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from reelbatch.proto.batch.v1 import batch_pb2
 
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - refused outside development
 DEV_VIDEO_URL_SECRET = "dev-video-url-secret"  # noqa: S105 - refused in production
@@ -130,10 +131,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
-    # Request limits (gateway).
+    # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_batch_items: int = Field(default=10_000, ge=1)
-    max_prompt_chars: int = Field(default=4_000, ge=1)
+    # The batch service enforces them; their defaults are the ones its contract publishes.
+    max_batch_items: int = Field(default=batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS, ge=1)
+    max_prompt_chars: int = Field(default=batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS, ge=1)
 
     # Security (gateway, issue 8). Per API key: a token bucket of `rate_limit_per_second` requests
     # refilled continuously, at most `rate_limit_burst` at once; per tenant: at most

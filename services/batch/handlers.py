@@ -49,12 +49,11 @@ from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
-from services.batch.domain.scheduling import validate_deadline
-from services.batch.domain.validation import validate_items, validate_webhook_url
+from services.batch.domain.validation import validate_create
+from services.batch.limits import create_limits
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_ID_CHARS = 255
 # At most this many reserved batches are queued by one transaction.
 DEFAULT_QUEUE_GROUP_SIZE = 64
 # Re-pricings of one reserving batch in a row before it is left to the recovery loop.
@@ -115,8 +114,7 @@ class BatchHandlers:
     ) -> None:
         self._repo = repository
         self._billing = billing
-        self._max_items = max_batch_items
-        self._max_prompt_chars = max_prompt_chars
+        self._limits = create_limits(max_batch_items=max_batch_items, max_prompt_chars=max_prompt_chars)
         # Reserved batches are queued by group commit: those reserved while one queueing
         # transaction runs share the next (one UPDATE, one window top-up per tenant, one outbox
         # insert), instead of each taking the tenant's window lock in turn.
@@ -136,11 +134,7 @@ class BatchHandlers:
     ) -> CreateBatchResult:
         """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
         tenant_id = parse_tenant_id(command.tenant_id)
-        if len(command.request_id) > MAX_REQUEST_ID_CHARS:
-            raise InvalidArgument("request_id is too long", field="request_id")
-        validate_items(command.items, max_items=self._max_items, max_prompt_chars=self._max_prompt_chars)
-        validate_webhook_url(command.webhook_url)
-        validate_deadline(command.deadline_seconds)
+        validate_create(command, self._limits)
         fingerprint = request_fingerprint(
             command.items,
             command.webhook_url,

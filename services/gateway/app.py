@@ -43,7 +43,9 @@ API_DESCRIPTION = (
 # Probes and scrapes would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-INVALID_INPUT_DESCRIPTION = "Invalid input (`validation_error`, with `errors`: [{field, message}])."
+INVALID_INPUT_DESCRIPTION = (
+    "Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once)."
+)
 
 
 def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> ASGIApp:

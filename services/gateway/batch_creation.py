@@ -2,26 +2,31 @@
 
 Shared by the FastAPI route (services/gateway/routes/customer.py), which documents it and answers
 every request, and the hot lane (services/gateway/hot_lane.py), which answers the plainly routed
-ones without FastAPI's layers: one parse, one set of checks and one backend call for both.
+ones without FastAPI's layers: one parse, one shape check and one backend call for both. The rules
+of a batch are the batch service's: it answers every violation at once, which `errors` maps.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import grpc
 import orjson
 from pydantic import ValidationError
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
+from libs.errors import FieldViolation
+from libs.rpc.errors import remote_error
 from services.gateway.backends import Backends
-from services.gateway.errors import validation_error
+from services.gateway.errors import api_error_from_remote, validation_error
 from services.gateway.middleware import REQUEST_ID_HEADER
 from services.gateway.rate_limits import OpenBatchLimit
 from services.gateway.schemas import (
     MAX_REQUEST_ID_CHARS,
     BatchAccepted,
     BatchColumns,
-    BatchLimits,
     CreateBatchRequest,
     is_valid_request_id,
     json_bytes,
@@ -39,17 +44,17 @@ def idempotency_key(presented: str, generated: str) -> str:
     return presented
 
 
-def parse_create_batch(body: bytes, limits: BatchLimits) -> BatchColumns:
-    """Parses and validates the create body: a plainly valid one column by column (10,000 items
-    in a few milliseconds), anything else with the model, which names the error."""
+def parse_create_batch(body: bytes) -> BatchColumns:
+    """Parses the create body and checks its shape: a plainly right one column by column (10,000
+    items in a few milliseconds), anything else with the model, which names the error."""
     try:
-        plain = plainly_valid_batch(orjson.loads(body), limits)
+        plain = plainly_valid_batch(orjson.loads(body))
     except orjson.JSONDecodeError:
         plain = None
     if plain is not None:
         return plain
     try:
-        return BatchColumns.of(CreateBatchRequest.model_validate_json(body, context=limits))
+        return BatchColumns.of(CreateBatchRequest.model_validate_json(body))
     except ValidationError as error:
         raise validation_error(
             error.errors(include_url=False, include_context=False, include_input=False)
@@ -63,9 +68,6 @@ class BatchCreation:
         self._batch = backends.batch
         self._webhook = backends.webhook
         self._deadline = settings.grpc_deadline_seconds
-        self._limits = BatchLimits(
-            max_batch_items=settings.max_batch_items, max_prompt_chars=settings.max_prompt_chars
-        )
         self._open_batches = OpenBatchLimit(backends.batch, settings.max_open_batches, self._deadline)
 
     async def create(
@@ -73,13 +75,10 @@ class BatchCreation:
     ) -> bytes:
         """The 202 body (`BatchAccepted`) as JSON; refusals raise (`ApiError`, gRPC errors)."""
         request_id = idempotency_key(presented_request_id, generated_request_id)
-        payload = parse_create_batch(body, self._limits)
+        payload = parse_create_batch(body)
         await self._open_batches.ensure_room(tenant_id)
         if payload.webhook_url:
-            # The SSRF rule lives in the webhook service; a refusal answers 422 before any charge.
-            await self._webhook.ValidateUrl(
-                webhook_pb2.ValidateUrlRequest(url=payload.webhook_url), timeout=self._deadline
-            )
+            await self._check_webhook_url(payload.webhook_url)
         response = await self._batch.CreateBatch(
             batch_pb2.CreateBatchRequest(
                 tenant_id=tenant_id,
@@ -95,3 +94,15 @@ class BatchCreation:
             timeout=self._deadline,
         )
         return json_bytes(BatchAccepted.fields_of(response, request_id))
+
+    async def _check_webhook_url(self, url: str) -> None:
+        """The SSRF rule lives in the webhook service; a refusal answers 422 before any charge, as
+        a violation of the body's `webhook_url` (the field the client sent it in)."""
+        try:
+            await self._webhook.ValidateUrl(webhook_pb2.ValidateUrlRequest(url=url), timeout=self._deadline)
+        except grpc.aio.AioRpcError as error:
+            refusal = remote_error(error)
+            if refusal.code is not grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            at_webhook_url = FieldViolation(("webhook_url",), refusal.reason, refusal.message)
+            raise api_error_from_remote(replace(refusal, violations=(at_webhook_url,))) from None

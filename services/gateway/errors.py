@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, violations_summary
 from libs.rpc.errors import RemoteError, remote_error
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,9 @@ def api_error_from_remote(error: RemoteError) -> ApiError:
     if rule.retry_after:
         retry_after = error.details.get("retry_after_seconds", "")
         headers["Retry-After"] = retry_after if retry_after.isdigit() else str(RETRY_AFTER_SECONDS)
-    extra = {key: _detail_value(key, value) for key, value in error.details.items()}
+    extra: dict[str, object] = {key: _detail_value(key, value) for key, value in error.details.items()}
+    if error.violations:
+        extra["errors"] = field_errors(error.violations)
     return ApiError(
         rule.status, rule.code or error.reason, error.message or error.reason, extra=extra, headers=headers
     )
@@ -159,29 +162,36 @@ def unavailable_error(message: str, extra: Mapping[str, object] | None = None) -
     )
 
 
-def field_path(location: Sequence[int | str]) -> str:
-    """`("body", "items", 3, "prompt")` -> `"items[3].prompt"`; the request part is dropped."""
-    parts = list(location)
-    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
-        parts = parts[1:]
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
+_REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def field_errors(violations: Sequence[FieldViolation]) -> list[dict[str, object]]:
+    """The `error.errors` list: `{"loc", "code", "message", "field"}` per violation."""
+    return [
+        {
+            "loc": list(violation.location),
+            "code": violation.code,
+            "message": violation.message,
+            "field": violation.field,
+        }
+        for violation in violations
+    ]
+
+
+def _violation(error: Mapping[str, Any]) -> FieldViolation:
+    location = tuple(error.get("loc", ()))
+    if location and location[0] in _REQUEST_PARTS:
+        location = location[1:]  # where in the request is clear from `loc` itself
+    return FieldViolation(location or ("body",), str(error.get("type", "invalid")), str(error.get("msg", "")))
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:
-    """A 422 `validation_error` listing `{"field", "message"}` for each invalid input."""
-    fields = [
-        {"field": field_path(error.get("loc", ())), "message": str(error.get("msg", ""))} for error in errors
-    ]
-    summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields[:3])
-    if len(fields) > 3:
-        summary += f" (and {len(fields) - 3} more)"
-    return ApiError(422, "validation_error", f"invalid request: {summary}", extra={"errors": fields})
+    """A 422 `validation_error` listing every invalid input (pydantic's errors, at most 100), in the
+    shape the backends' field violations are answered in."""
+    violations = [_violation(error) for error in errors[:MAX_FIELD_VIOLATIONS]]
+    return ApiError(
+        422, "validation_error", violations_summary(violations), extra={"errors": field_errors(violations)}
+    )
 
 
 def failure_response(error: Exception, method: str, path: str) -> JSONResponse | None:

@@ -1,9 +1,9 @@
 """The public REST contract: request and response models (they also drive /openapi.json).
 
-Requests forbid unknown fields. Size limits that come from settings (items per batch, prompt
-length) are checked with the `BatchLimits` passed as validation context, so one model serves any
-configuration. Responses are built from gRPC messages by their `from_proto` constructors; the
-hot reads answer the same fields (`fields_of`) as JSON without building the model.
+Requests forbid unknown fields. The create body is checked for its shape only; its rules are the
+batch service's, whose contract publishes the bounds the document shows. Responses are built from
+gRPC messages by their `from_proto` constructors; the hot reads answer the same fields
+(`fields_of`) as JSON without building the model.
 """
 
 from __future__ import annotations
@@ -12,26 +12,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
-MAX_WEBHOOK_URL_CHARS = 2048
-MAX_REQUEST_ID_CHARS = 255
-MAX_MODEL_CHARS = 200
-MAX_DURATION_SECONDS = 3600
-MAX_DEADLINE_SECONDS = 7 * 24 * 3600
+# The idempotency key's bound, as the batch service's contract publishes it.
+MAX_REQUEST_ID_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS
+# What an int32 field of the batch contract can carry: a larger JSON integer cannot be sent at all.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
-# Control characters (C0, DEL, C1) except tab and newline, which prompts may contain.
-_FORBIDDEN_PROMPT_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
-_URL_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 BatchStatus = Literal[
     "reserving", "queued", "processing", "completed", "partial", "failed", "cancelled", "rejected"
@@ -39,22 +34,9 @@ BatchStatus = Literal[
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-@dataclass(frozen=True)
-class BatchLimits:
-    """The configured bounds of a batch request (from settings)."""
-
-    max_batch_items: int
-    max_prompt_chars: int
-
-
 def is_valid_request_id(value: str) -> bool:
     """True for 1..255 printable ASCII characters (an acceptable X-Request-ID)."""
     return 0 < len(value) <= MAX_REQUEST_ID_CHARS and _PRINTABLE_ASCII.fullmatch(value) is not None
-
-
-def _limits(info: ValidationInfo) -> BatchLimits | None:
-    context = info.context
-    return context if isinstance(context, BatchLimits) else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,53 +62,42 @@ def json_bytes(document: Mapping[str, Any]) -> bytes:
 # ---------------------------------------------------------------------------------------- requests
 
 
+# The create body is checked here for its shape only (JSON types, and integers the contract's int32
+# fields can carry); its rules (prompt text, lengths, ranges, URL) are the batch service's, which
+# answers every violation at once. The bounds below are published from the contract, not enforced.
+_Int32 = Annotated[int, Field(strict=True, ge=_INT32_MIN, le=_INT32_MAX)]
+
+
 class BatchItemIn(BaseModel):
     """One video to generate."""
 
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(
+        strict=True,
         description=(
-            "What the video shows: 1..REELBATCH_MAX_PROMPT_CHARS (default 4000) characters; any Unicode, "
-            "tab and newline allowed, other control characters (and NUL) rejected."
+            "What the video shows: 1..REELBATCH_MAX_PROMPT_CHARS (default "
+            f"{batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS}) characters, not blank; any Unicode, "
+            "tab and line breaks (LF, CR) allowed, other control characters (and NUL) rejected."
         ),
         examples=["A cat playing piano"],
     )
     model: str = Field(
-        min_length=1,
-        max_length=MAX_MODEL_CHARS,
+        strict=True,
         description="Model name from the price list, e.g. `sora-2`; an unknown model is a 422.",
         examples=["sora-2"],
+        json_schema_extra={"minLength": 1, "maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_MODEL_CHARS},
     )
-    duration_seconds: int | None = Field(
+    duration_seconds: _Int32 | None = Field(
         default=None,
-        ge=1,
-        le=MAX_DURATION_SECONDS,
         description=(
             "Video length in seconds, for a model priced per second (see `GET /api/enterprise/pricing`): "
-            "within the model's min..max, its default when left out. A 422 for a model priced per video."
+            "within the model's min..max, its default when left out (or 0). A 422 for a model priced "
+            "per video."
         ),
         examples=[6],
+        json_schema_extra={"minimum": 0, "maximum": batch_pb2.CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS},
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _check_prompt(cls, prompt: str, info: ValidationInfo) -> str:
-        if not prompt.strip():
-            raise ValueError("prompt must not be empty")
-        if _FORBIDDEN_PROMPT_CHARS.search(prompt):
-            raise ValueError("prompt must not contain control characters (tab and newline are allowed)")
-        limits = _limits(info)
-        if limits is not None and len(prompt) > limits.max_prompt_chars:
-            raise ValueError(f"prompt must be at most {limits.max_prompt_chars} characters")
-        return prompt
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, model: str) -> str:
-        if not model.strip():
-            raise ValueError("model must not be empty")
-        return model
 
 
 class CreateBatchRequest(BaseModel):
@@ -135,50 +106,27 @@ class CreateBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[BatchItemIn] = Field(
-        min_length=1,
-        description="1..REELBATCH_MAX_BATCH_ITEMS (default 10000) videos, executed independently.",
+        description=(
+            "1..REELBATCH_MAX_BATCH_ITEMS (default "
+            f"{batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS}) videos, executed independently."
+        ),
+        json_schema_extra={"minItems": 1},
     )
     webhook_url: str | None = Field(
         default=None,
-        description="Absolute http(s) URL (at most 2048 characters) that receives signed batch events.",
+        strict=True,
+        description="Absolute http(s) URL that receives signed batch events.",
         examples=["https://customer.example/webhook"],
+        json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS},
     )
-    deadline_seconds: int | None = Field(
+    deadline_seconds: _Int32 | None = Field(
         default=None,
-        ge=1,
-        le=MAX_DEADLINE_SECONDS,
-        description="Optional, 1..604800 (7 days): tasks not finished this long after creation are "
-        "cancelled and refunded.",
+        description=(
+            f"Optional, 1..{batch_pb2.CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS} (7 days; 0 or absent: none): "
+            "tasks not finished this long after creation are cancelled and refunded."
+        ),
+        json_schema_extra={"minimum": 0, "maximum": batch_pb2.CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS},
     )
-
-    @field_validator("items", mode="before")
-    @classmethod
-    def _check_item_count(cls, items: object, info: ValidationInfo) -> object:
-        # Checked before the items are validated one by one, so an oversized batch fails fast.
-        limits = _limits(info)
-        if limits is not None and isinstance(items, list) and len(items) > limits.max_batch_items:
-            raise ValueError(f"a batch holds at most {limits.max_batch_items} items, got {len(items)}")
-        return items
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, url: str | None) -> str | None:
-        return None if url is None else _checked_webhook_url(url)
-
-
-def _checked_webhook_url(url: str) -> str:
-    if len(url) > MAX_WEBHOOK_URL_CHARS:
-        raise ValueError(f"webhook_url must be at most {MAX_WEBHOOK_URL_CHARS} characters")
-    if _URL_UNSAFE_CHARS.search(url):
-        raise ValueError("webhook_url must not contain spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError as error:
-        raise ValueError("webhook_url must be an absolute http(s) URL") from error
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("webhook_url must be an absolute http(s) URL")
-    return url
 
 
 @dataclass(frozen=True)
@@ -208,52 +156,43 @@ _BODY_KEYS = frozenset(CreateBatchRequest.model_fields)
 _ITEM_KEYS = frozenset(BatchItemIn.model_fields)
 
 
-def plainly_valid_batch(document: object, limits: BatchLimits) -> BatchColumns | None:
-    """The request when it is plainly valid, checked a column at a time; None otherwise.
+def _is_int32(value: object) -> bool:
+    return type(value) is int and _INT32_MIN <= value <= _INT32_MAX  # bool is not int here
 
-    `CreateBatchRequest` builds one model and runs two Python validators per item: most of the cost
-    of accepting 10,000 items. This check accepts only what the model accepts, with exact JSON types
-    (a string prompt, an integer duration, ...), using whole-column operations that run in C. On
-    None the caller validates with the model, which accepts or names the error exactly as before.
+
+def plainly_valid_batch(document: object) -> BatchColumns | None:
+    """The request when its shape is plainly right, checked a column at a time; None otherwise.
+
+    `CreateBatchRequest` builds one model per item: most of the cost of accepting 10,000 items.
+    This check accepts only what the model accepts, with exact JSON types (a string prompt, an
+    int32 duration, ...), using whole-column operations that run in C. On None the caller
+    validates with the model, which names the error. The rules are the batch service's.
     """
     if type(document) is not dict or not document.keys() <= _BODY_KEYS:
         return None
     items = document.get("items")
-    if type(items) is not list or not 1 <= len(items) <= limits.max_batch_items:
+    if type(items) is not list or set(map(type, items)) - {dict}:
         return None
-    if set(map(type, items)) != {dict} or not set().union(*items) <= _ITEM_KEYS:
+    if not set().union(*items) <= _ITEM_KEYS:
         return None
     prompts = [item.get("prompt") for item in items]
     models = [item.get("model") for item in items]
     durations = [item.get("duration_seconds") for item in items]
-    if set(map(type, prompts)) != {str} or set(map(type, models)) != {str}:
-        return None
-    if not set(map(type, durations)) <= {int, type(None)}:  # bool is not int here
-        return None
-    if max(map(len, prompts)) > limits.max_prompt_chars or not all(map(str.strip, prompts)):
-        return None
-    if _FORBIDDEN_PROMPT_CHARS.search("\n".join(prompts)):
-        return None
-    if not all(model.strip() and len(model) <= MAX_MODEL_CHARS for model in set(models)):
+    if set(map(type, prompts)) - {str} or set(map(type, models)) - {str}:
         return None
     distinct_durations = set(durations)
-    if not all(duration is None or 1 <= duration <= MAX_DURATION_SECONDS for duration in distinct_durations):
+    if not all(duration is None or _is_int32(duration) for duration in distinct_durations):
         return None
     webhook_url = document.get("webhook_url")
     deadline = document.get("deadline_seconds")
-    if webhook_url is not None:
-        if type(webhook_url) is not str:
-            return None
-        try:
-            _checked_webhook_url(webhook_url)
-        except ValueError:
-            return None
-    if deadline is not None and (type(deadline) is not int or not 1 <= deadline <= MAX_DEADLINE_SECONDS):
+    if webhook_url is not None and type(webhook_url) is not str:
+        return None
+    if deadline is not None and not _is_int32(deadline):
         return None
     return BatchColumns(
         prompts=prompts,
         models=models,
-        durations=[0] * len(items) if distinct_durations == {None} else [d or 0 for d in durations],
+        durations=[0] * len(items) if distinct_durations <= {None} else [d or 0 for d in durations],
         webhook_url=webhook_url,
         deadline_seconds=deadline,
     )
@@ -847,8 +786,13 @@ class ReconciliationView(BaseModel):
 class FieldError(BaseModel):
     """One invalid input."""
 
-    field: str = Field(description="Path of the invalid input, e.g. `items[3].prompt`.")
+    loc: list[str | int] = Field(description='Where the invalid input is, e.g. `["items", 3, "prompt"]`.')
+    code: str = Field(
+        description="Stable code of the broken rule, e.g. empty, too_long, too_many, control_character, "
+        "out_of_range, invalid_url, missing, string_type."
+    )
     message: str = Field(description="What is wrong with it.")
+    field: str = Field(description="`loc` as one path, e.g. `items[3].prompt`.")
 
 
 class ErrorDetail(BaseModel):
@@ -863,7 +807,10 @@ class ErrorDetail(BaseModel):
         )
     )
     message: str = Field(description="Human-readable explanation.")
-    errors: list[FieldError] | None = Field(default=None, description="Invalid inputs (validation_error).")
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="Every invalid input of the request at once, at most 100 (validation_error).",
+    )
     required_credits: int | None = Field(default=None, description="Batch price (insufficient_credits).")
     available_credits: int | None = Field(default=None, description="Balance (insufficient_credits).")
 

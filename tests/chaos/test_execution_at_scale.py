@@ -121,10 +121,12 @@ def test_a_deadline_cancels_and_refunds_the_unfinished_tasks(stack: Stack, api: 
 def test_an_out_of_range_deadline_is_a_validation_error(stack: Stack, api: Api) -> None:
     customer = api.new_customer(credits=100)
     items = [{"prompt": "x", "model": "sora-2"}]
-    for deadline in (0, 7 * 24 * 3600 + 1):
+    # 0 means no deadline, over REST as over gRPC (the batch service's one rule).
+    for deadline in (-1, 7 * 24 * 3600 + 1):
         refused = _create(api, customer, {"items": items, "deadline_seconds": deadline})
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "validation_error"
+        assert [error["loc"] for error in refused.json()["error"]["errors"]] == [["deadline_seconds"]]
 
 
 def test_retry_failed_charges_a_new_batch_for_the_failed_items_only(stack: Stack, api: Api) -> None:

@@ -11,10 +11,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
-from libs.errors import InvalidArgument
 from services.batch.domain.batch import BatchId, TenantId
-
-MAX_DEADLINE_SECONDS = 7 * 24 * 3600
 
 
 class CancelReason(StrEnum):
@@ -29,15 +26,6 @@ def cancelled_task_message(reason: CancelReason | None, *, started: bool) -> str
     if reason is CancelReason.DEADLINE:
         return "the batch deadline passed before it finished"
     return "cancelled while running" if started else "cancelled before it started"
-
-
-def validate_deadline(deadline_seconds: int) -> None:
-    """0 (no deadline) or 1 second to 7 days."""
-    if deadline_seconds != 0 and not 1 <= deadline_seconds <= MAX_DEADLINE_SECONDS:
-        raise InvalidArgument(
-            f"deadline_seconds must be between 1 and {MAX_DEADLINE_SECONDS}",
-            field="deadline_seconds",
-        )
 
 
 def claimable_slots(*, limit: int, running: int, running_mine: int, competing_tenants: int) -> int:

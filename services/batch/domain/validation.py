@@ -1,73 +1,147 @@
-"""Validation of a create request, before anything is priced or stored."""
+"""The rules of a create request, checked before anything is priced or stored: their one home.
+
+Every broken rule is reported at once, as a field violation with the field's path (e.g.
+`items[150].prompt`) and a stable code; callers (the gateway included) only check the shape of
+their own wire format and pass these on.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 
-from libs.errors import InvalidArgument
+from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, InvalidArgument
 from services.batch.domain.batch import BatchItem
-
-MAX_MODEL_CHARS = 200
-MAX_WEBHOOK_URL_CHARS = 2048
+from services.batch.domain.commands import CreateBatch
 
 # Unicode category "Cc" is exactly U+0000-U+001F and U+007F-U+009F (NUL, the C0/C1 controls and
-# DEL); tab and line breaks are ordinary prose. One regex scans a whole batch at C speed.
+# DEL); tab and line breaks (LF, and CR of a CRLF a Windows client sends) are ordinary prose. One
+# regex scans a whole batch at C speed.
 _FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+_PROMPT, _MODEL, _DURATION = attrgetter("prompt"), attrgetter("model"), attrgetter("duration_seconds")
+
+# The codes of the violations (BadRequest.FieldViolation.reason; `code` in the REST error).
+EMPTY = "empty"
+TOO_LONG = "too_long"
+TOO_MANY = "too_many"
+CONTROL_CHARACTER = "control_character"
+OUT_OF_RANGE = "out_of_range"
+INVALID_URL = "invalid_url"
+
+
+@dataclass(frozen=True)
+class CreateLimits:
+    """The bounds of a create request: the contract's fixed ones and the configured batch size and
+    prompt length (built once, in the service's bootstrap)."""
+
+    max_items: int
+    max_prompt_chars: int
+    max_model_chars: int
+    max_duration_seconds: int
+    max_webhook_url_chars: int
+    max_deadline_seconds: int
+    max_request_id_chars: int
 
 
 def _has_forbidden_control(text: str) -> bool:
     return _FORBIDDEN_CONTROL.search(text) is not None
 
 
-def _all_valid(items: Sequence[BatchItem], max_prompt_chars: int) -> bool:
+def _all_valid(items: Sequence[BatchItem], limits: CreateLimits) -> bool:
     """True when no item breaks a rule: one pass over the batch with no Python work per character."""
-    prompts = [item.prompt for item in items]
-    models = {item.model for item in items}
+    # attrgetter maps run in C: 10,000 items' columns in well under a millisecond.
+    prompts = list(map(_PROMPT, items))
+    models = set(map(_MODEL, items))
+    durations = set(map(_DURATION, items))
     return (
-        max(map(len, prompts)) <= max_prompt_chars
+        max(map(len, prompts)) <= limits.max_prompt_chars
         and all(map(str.strip, prompts))
         and not _has_forbidden_control("\n".join(prompts))
-        and all(model.strip() and len(model) <= MAX_MODEL_CHARS for model in models)
+        and all(model.strip() and len(model) <= limits.max_model_chars for model in models)
         and not _has_forbidden_control("\n".join(models))
+        and min(durations) >= 0
+        and max(durations) <= limits.max_duration_seconds
     )
 
 
-def validate_items(items: Sequence[BatchItem], *, max_items: int, max_prompt_chars: int) -> None:
-    """Raises InvalidArgument naming the first offending field."""
+def _text_violation(location: tuple[str | int, ...], text: str, max_chars: int) -> FieldViolation | None:
+    name = location[-1]
+    if not text.strip():
+        return FieldViolation(location, EMPTY, f"{name} must not be empty")
+    if len(text) > max_chars:
+        return FieldViolation(location, TOO_LONG, f"{name} must be at most {max_chars} characters")
+    if _has_forbidden_control(text):
+        # Tab and line breaks are allowed; the OpenAPI document says so at length.
+        return FieldViolation(location, CONTROL_CHARACTER, f"{name} contains a control character")
+    return None
+
+
+def _item_violations(index: int, item: BatchItem, limits: CreateLimits) -> list[FieldViolation]:
+    found = [
+        _text_violation(("items", index, "prompt"), item.prompt, limits.max_prompt_chars),
+        _text_violation(("items", index, "model"), item.model, limits.max_model_chars),
+    ]
+    if not 0 <= item.duration_seconds <= limits.max_duration_seconds:
+        maximum = limits.max_duration_seconds
+        message = f"duration_seconds must be between 1 and {maximum} (0 or absent: the model's default)"
+        found.append(FieldViolation(("items", index, "duration_seconds"), OUT_OF_RANGE, message))
+    return [violation for violation in found if violation is not None]
+
+
+def item_violations(items: Sequence[BatchItem], limits: CreateLimits) -> list[FieldViolation]:
+    """Every broken rule of the items, in order, up to MAX_FIELD_VIOLATIONS."""
     if not items:
-        raise InvalidArgument("a batch needs at least one item", field="items")
-    if len(items) > max_items:
-        raise InvalidArgument(
-            f"a batch holds at most {max_items} items", field="items", max_items=max_items, count=len(items)
-        )
-    if _all_valid(items, max_prompt_chars):
-        return
-    # Something is wrong: find the first offending field, item by item.
+        return [FieldViolation(("items",), EMPTY, "a batch needs at least one item")]
+    found: list[FieldViolation] = []
+    if len(items) > limits.max_items:
+        message = f"a batch holds at most {limits.max_items} items, got {len(items)}"
+        found.append(FieldViolation(("items",), TOO_MANY, message))
+    if _all_valid(items, limits):
+        return found
+    # Something is wrong: name every offending field, item by item, until the cap.
     for index, item in enumerate(items):
-        prompt_field = f"items[{index}].prompt"
-        if not item.prompt.strip():
-            raise InvalidArgument("prompt must not be empty", field=prompt_field)
-        if len(item.prompt) > max_prompt_chars:
-            raise InvalidArgument(
-                f"prompt is longer than {max_prompt_chars} characters",
-                field=prompt_field,
-                max_chars=max_prompt_chars,
-            )
-        if _has_forbidden_control(item.prompt):
-            raise InvalidArgument("prompt contains control characters", field=prompt_field)
-        model_field = f"items[{index}].model"
-        if not item.model.strip():
-            raise InvalidArgument("model must not be empty", field=model_field)
-        if len(item.model) > MAX_MODEL_CHARS or _has_forbidden_control(item.model):
-            raise InvalidArgument("model is not a valid model name", field=model_field)
+        found += _item_violations(index, item, limits)
+        if len(found) >= MAX_FIELD_VIOLATIONS:
+            break
+    return found[:MAX_FIELD_VIOLATIONS]
 
 
-def validate_webhook_url(url: str) -> None:
-    """An optional http(s) URL."""
+def webhook_url_violation(url: str, limits: CreateLimits) -> FieldViolation | None:
+    """The shape of an optional http(s) URL (where it may point is the webhook service's rule)."""
     if not url:
-        return
-    if len(url) > MAX_WEBHOOK_URL_CHARS or not url.startswith(("http://", "https://")):
-        raise InvalidArgument("webhook_url must be an http(s) URL", field="webhook_url")
-    if _has_forbidden_control(url) or any(char.isspace() for char in url):
-        raise InvalidArgument("webhook_url must be an http(s) URL", field="webhook_url")
+        return None
+    if len(url) > limits.max_webhook_url_chars:
+        message = f"webhook_url must be at most {limits.max_webhook_url_chars} characters"
+        return FieldViolation(("webhook_url",), TOO_LONG, message)
+    if (
+        not url.startswith(("http://", "https://"))
+        or _has_forbidden_control(url)
+        or any(char.isspace() for char in url)
+    ):
+        return FieldViolation(("webhook_url",), INVALID_URL, "webhook_url must be an absolute http(s) URL")
+    return None
+
+
+def create_violations(command: CreateBatch, limits: CreateLimits) -> list[FieldViolation]:
+    """Every broken rule of a create request (items, webhook URL, deadline, request id), capped."""
+    found = item_violations(command.items, limits)
+    url = webhook_url_violation(command.webhook_url, limits)
+    if url is not None:
+        found.append(url)
+    if not 0 <= command.deadline_seconds <= limits.max_deadline_seconds:
+        message = f"deadline_seconds must be between 1 and {limits.max_deadline_seconds} (0 or absent: none)"
+        found.append(FieldViolation(("deadline_seconds",), OUT_OF_RANGE, message))
+    if len(command.request_id) > limits.max_request_id_chars:
+        message = f"request_id must be at most {limits.max_request_id_chars} characters"
+        found.append(FieldViolation(("request_id",), TOO_LONG, message))
+    return found[:MAX_FIELD_VIOLATIONS]
+
+
+def validate_create(command: CreateBatch, limits: CreateLimits) -> None:
+    """Raises InvalidArgument with every violation of the request (none: it may be priced)."""
+    violations = create_violations(command, limits)
+    if violations:
+        raise InvalidArgument.of(violations)

@@ -151,6 +151,11 @@ def rpc_reason(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, dict[
     return decoded.code, decoded.reason, decoded.details
 
 
+def rpc_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    """The paths of the fields a refusal names (its google.rpc.BadRequest detail)."""
+    return [violation.field for violation in remote_error(error).violations]
+
+
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
     """Polls `check` until it returns something other than None, within `timeout`."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -24,6 +24,7 @@ from tests.integration.batch.batch_harness import (
     batch_worker,
     eventually,
     rpc_reason,
+    rpc_violations,
     tenant,
 )
 
@@ -248,11 +249,11 @@ async def test_invalid_requests_and_unknown_models_are_refused_before_anything_i
     async with batch_server(make_settings()) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.CreateBatch(_request(tenant_id, ["fine", "bad\x00prompt"]))
-        code, reason, details = rpc_reason(refused.value)
-        assert (code, reason, details["field"]) == (
+        code, reason, _ = rpc_reason(refused.value)
+        assert (code, reason, rpc_violations(refused.value)) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "validation_error",
-            "items[1].prompt",
+            ["items[1].prompt"],
         )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.CreateBatch(_request(tenant_id, ["fine"], model="no-such-model"))

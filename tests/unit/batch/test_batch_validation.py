@@ -7,45 +7,57 @@ import json
 
 import pytest
 
-from libs.errors import InvalidArgument
+from libs.errors import MAX_FIELD_VIOLATIONS, InvalidArgument
 from services.batch.domain.batch import BatchItem
+from services.batch.domain.commands import CreateBatch
 from services.batch.domain.fingerprint import request_fingerprint
-from services.batch.domain.validation import validate_items, validate_webhook_url
+from services.batch.domain.validation import validate_create
+from services.batch.limits import create_limits
+
+LIMITS = create_limits(max_batch_items=5, max_prompt_chars=20)
 
 
-def _validate(items: list[BatchItem]) -> None:
-    validate_items(items, max_items=5, max_prompt_chars=20)
+def _refusal(items: list[BatchItem], **fields: object) -> InvalidArgument:
+    command = CreateBatch(tenant_id="t", request_id="", items=tuple(items), **fields)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument) as refused:
+        validate_create(command, LIMITS)
+    return refused.value
+
+
+def _verdict(items: list[BatchItem], **fields: object) -> list[tuple[str, str]]:
+    return [(violation.field, violation.code) for violation in _refusal(items, **fields).violations]
 
 
 def _field_of(items: list[BatchItem]) -> str:
-    with pytest.raises(InvalidArgument) as refused:
-        _validate(items)
-    return refused.value.details["field"]
+    return _verdict(items)[0][0]
 
 
 def test_a_valid_batch_passes() -> None:
-    _validate([BatchItem("a cat\ton a mat\n", "sora-2"), BatchItem("a dog", "veo-3")])
+    command = CreateBatch(
+        "t", "", (BatchItem("a cat\ton a mat\r\n", "sora-2"), BatchItem("a dog", "veo-3", 6))
+    )
+    validate_create(command, LIMITS)
 
 
 def test_an_empty_batch_is_refused() -> None:
-    assert _field_of([]) == "items"
+    assert _verdict([]) == [("items", "empty")]
 
 
 def test_too_many_items_are_refused() -> None:
-    assert _field_of([BatchItem("p", "m")] * 6) == "items"
+    assert _verdict([BatchItem("p", "m")] * 6) == [("items", "too_many")]
 
 
 def test_an_empty_prompt_names_its_item() -> None:
-    assert _field_of([BatchItem("ok", "m"), BatchItem("  ", "m")]) == "items[1].prompt"
+    assert _verdict([BatchItem("ok", "m"), BatchItem("  ", "m")]) == [("items[1].prompt", "empty")]
 
 
 def test_a_too_long_prompt_is_refused() -> None:
-    assert _field_of([BatchItem("x" * 21, "m")]) == "items[0].prompt"
+    assert _verdict([BatchItem("x" * 21, "m")]) == [("items[0].prompt", "too_long")]
 
 
-@pytest.mark.parametrize("bad", ["nul\x00byte", "bell\x07", "esc\x1b[2J", "del\x7f", "c1\x85"])
+@pytest.mark.parametrize("bad", ["nul\x00byte", "bell\x07", "esc\x1b[2J", "del\x7f", "c1\x85", "vt\x0b"])
 def test_control_characters_in_a_prompt_are_refused(bad: str) -> None:
-    assert _field_of([BatchItem(bad, "m")]) == "items[0].prompt"
+    assert _verdict([BatchItem(bad, "m")]) == [("items[0].prompt", "control_character")]
 
 
 def test_an_empty_model_names_its_item() -> None:
@@ -53,20 +65,75 @@ def test_an_empty_model_names_its_item() -> None:
 
 
 def test_the_validation_error_has_the_stable_reason() -> None:
+    assert _refusal([]).reason == "validation_error"
+
+
+def test_every_violation_of_the_request_is_reported_at_once() -> None:
+    items = [
+        BatchItem("ok", "m"),
+        BatchItem("", "m"),
+        BatchItem("x" * 21, "m" * 201),
+        BatchItem("ok", "m", -1),
+        BatchItem("a\x00b", "m\x07", 3601),
+        BatchItem("ok", "m"),
+    ]
+    verdict = _verdict(items, webhook_url="ftp://x", deadline_seconds=-1)
+    assert verdict == [
+        ("items", "too_many"),
+        ("items[1].prompt", "empty"),
+        ("items[2].prompt", "too_long"),
+        ("items[2].model", "too_long"),
+        ("items[3].duration_seconds", "out_of_range"),
+        ("items[4].prompt", "control_character"),
+        ("items[4].model", "control_character"),
+        ("items[4].duration_seconds", "out_of_range"),
+        ("webhook_url", "invalid_url"),
+        ("deadline_seconds", "out_of_range"),
+    ]
+    refusal = _refusal(items, webhook_url="ftp://x", deadline_seconds=-1)
+    assert refusal.message.startswith("invalid request: items: a batch holds at most 5 items")
+    assert refusal.message.endswith("(and 7 more)")
+
+
+def test_the_violations_reported_are_capped() -> None:
+    limits = create_limits(max_batch_items=10_000, max_prompt_chars=20)
+    command = CreateBatch("t", "", (BatchItem("", ""),) * 10_000)
     with pytest.raises(InvalidArgument) as refused:
-        _validate([])
-    assert refused.value.reason == "validation_error"
+        validate_create(command, limits)
+    assert len(refused.value.violations) == MAX_FIELD_VIOLATIONS
+    assert refused.value.violations[-1].field == f"items[{MAX_FIELD_VIOLATIONS // 2 - 1}].model"
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "javascript:alert(1)", "http://a b", "https://x/\x00"])
+@pytest.mark.parametrize(
+    ("seconds", "accepted"), [(0, True), (1, True), (604_800, True), (-1, False), (604_801, False)]
+)
+def test_deadlines_of_one_second_to_seven_days_or_none_are_accepted(seconds: int, accepted: bool) -> None:
+    command = CreateBatch("t", "", (BatchItem("p", "m"),), deadline_seconds=seconds)
+    if accepted:
+        validate_create(command, LIMITS)
+    else:
+        assert _verdict([BatchItem("p", "m")], deadline_seconds=seconds) == [
+            ("deadline_seconds", "out_of_range")
+        ]
+
+
+def test_a_request_id_longer_than_the_contract_allows_is_refused() -> None:
+    command = CreateBatch("t", "r" * 256, (BatchItem("p", "m"),))
+    with pytest.raises(InvalidArgument) as refused:
+        validate_create(command, LIMITS)
+    assert [violation.field for violation in refused.value.violations] == ["request_id"]
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "javascript:alert(1)", "http://a b", "https://x/\x00", "https://x/" + "a" * 2040]
+)
 def test_webhook_urls_must_be_http(url: str) -> None:
-    with pytest.raises(InvalidArgument):
-        validate_webhook_url(url)
+    assert [field for field, _ in _verdict([BatchItem("p", "m")], webhook_url=url)] == ["webhook_url"]
 
 
 def test_no_webhook_url_is_fine() -> None:
-    validate_webhook_url("")
-    validate_webhook_url("https://example.com/hook")
+    for url in ("", "https://example.com/hook"):
+        validate_create(CreateBatch("t", "", (BatchItem("p", "m"),), webhook_url=url), LIMITS)
 
 
 ITEMS = [BatchItem("a cat", "sora-2"), BatchItem("a dog", "sora-2")]

@@ -6,18 +6,15 @@ import uuid
 
 import pytest
 
-from libs.errors import InvalidArgument
 from services.batch.domain.batch import BatchId, BatchItem, TenantId
 from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.scheduling import (
-    MAX_DEADLINE_SECONDS,
     CancelReason,
     WindowState,
     allot_slots,
     cancelled_task_message,
     claimable_slots,
     plan_dispatch,
-    validate_deadline,
 )
 
 
@@ -86,18 +83,6 @@ def test_nothing_is_dispatched_when_the_tenant_window_is_full() -> None:
 def test_windows_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         plan_dispatch([], chunk_size=0, batch_window_chunks=1, tenant_window_chunks=1)
-
-
-@pytest.mark.parametrize("seconds", [0, 1, 3600, MAX_DEADLINE_SECONDS])
-def test_deadlines_of_one_second_to_seven_days_or_none_are_accepted(seconds: int) -> None:
-    validate_deadline(seconds)
-
-
-@pytest.mark.parametrize("seconds", [-1, MAX_DEADLINE_SECONDS + 1])
-def test_other_deadlines_are_refused_naming_the_field(seconds: int) -> None:
-    with pytest.raises(InvalidArgument) as refused:
-        validate_deadline(seconds)
-    assert refused.value.details["field"] == "deadline_seconds"
 
 
 def test_cancelled_tasks_say_why_they_stopped() -> None:

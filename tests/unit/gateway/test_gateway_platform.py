@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
 from libs.config import Settings
+from libs.errors import field_location, field_path
 from libs.rpc.errors import RemoteError
 from services.gateway.auth import ApiKeyAuthenticator
-from services.gateway.errors import ApiError, api_error_from_remote, field_path
+from services.gateway.errors import ApiError, api_error_from_remote
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
     CUSTOMER,
@@ -240,7 +241,8 @@ def test_grpc_failures_map_to_http_through_one_table(
     assert ("Retry-After" in translated.headers) == (status in (429, 503))
 
 
-def test_field_paths_read_like_json_paths() -> None:
-    assert field_path(("body", "items", 3, "prompt")) == "items[3].prompt"
-    assert field_path(("query", "limit")) == "limit"
-    assert field_path(()) == "body"
+def test_field_paths_read_like_json_paths_and_back() -> None:
+    assert field_path(("items", 3, "prompt")) == "items[3].prompt"
+    assert field_path(("limit",)) == "limit"
+    assert field_location("items[3].prompt") == ("items", 3, "prompt")
+    assert field_location("webhook_url") == ("webhook_url",)

@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -22,6 +23,37 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CreateBatchLimit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CreateBatchLimitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreateBatchLimit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREATE_BATCH_LIMIT_UNSPECIFIED: _CreateBatchLimit.ValueType  # 0
+    CREATE_BATCH_LIMIT_MAX_MODEL_CHARS: _CreateBatchLimit.ValueType  # 200
+    CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS: _CreateBatchLimit.ValueType  # 255
+    CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: _CreateBatchLimit.ValueType  # 2048
+    CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: _CreateBatchLimit.ValueType  # 3600
+    CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: _CreateBatchLimit.ValueType  # 4000
+    CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS: _CreateBatchLimit.ValueType  # 10000
+    CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS: _CreateBatchLimit.ValueType  # 604800
+
+class CreateBatchLimit(_CreateBatchLimit, metaclass=_CreateBatchLimitEnumTypeWrapper):
+    """The fixed bounds of a create request, enforced by the batch service alone and published here for
+    clients (the gateway's OpenAPI reads them). Items per batch and prompt length are settings
+    (REELBATCH_MAX_BATCH_ITEMS, REELBATCH_MAX_PROMPT_CHARS); their defaults are published here too.
+    """
+
+CREATE_BATCH_LIMIT_UNSPECIFIED: CreateBatchLimit.ValueType  # 0
+CREATE_BATCH_LIMIT_MAX_MODEL_CHARS: CreateBatchLimit.ValueType  # 200
+CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS: CreateBatchLimit.ValueType  # 255
+CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: CreateBatchLimit.ValueType  # 2048
+CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: CreateBatchLimit.ValueType  # 3600
+CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: CreateBatchLimit.ValueType  # 4000
+CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS: CreateBatchLimit.ValueType  # 10000
+CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS: CreateBatchLimit.ValueType  # 604800
+Global___CreateBatchLimit: _TypeAlias = CreateBatchLimit  # noqa: Y015
+
 @_typing.final
 class BatchItem(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -32,7 +64,9 @@ class BatchItem(_message.Message):
     prompt: _builtins.str
     model: _builtins.str
     duration_seconds: _builtins.int
-    """Video length for a model priced per second (0: the model's default); must be 0 otherwise."""
+    """Video length for a model priced per second (0: the model's default), at most
+    CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS; must be 0 otherwise.
+    """
     def __init__(
         self,
         *,

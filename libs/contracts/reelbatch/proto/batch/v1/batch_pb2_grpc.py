@@ -88,6 +88,10 @@ class BatchServiceServicer:
         """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
         the same key with another body -> ALREADY_EXISTS (reason "idempotency_key_reused").
         Insufficient credits -> FAILED_PRECONDITION (reason "insufficient_credits"), batch recorded as rejected.
+        Every broken item rule at once (at most 100) -> INVALID_ARGUMENT (reason "validation_error")
+        with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
+        "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
+        "out_of_range", "too_many", "invalid_url").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,6 +38,10 @@ class BatchServiceStub:
     """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
     the same key with another body -> ALREADY_EXISTS (reason "idempotency_key_reused").
     Insufficient credits -> FAILED_PRECONDITION (reason "insufficient_credits"), batch recorded as rejected.
+    Every broken item rule at once (at most 100) -> INVALID_ARGUMENT (reason "validation_error")
+    with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
+    "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
+    "out_of_range", "too_many", "invalid_url").
     """
     GetBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]
     ListBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]
@@ -69,6 +73,10 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
     the same key with another body -> ALREADY_EXISTS (reason "idempotency_key_reused").
     Insufficient credits -> FAILED_PRECONDITION (reason "insufficient_credits"), batch recorded as rejected.
+    Every broken item rule at once (at most 100) -> INVALID_ARGUMENT (reason "validation_error")
+    with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
+    "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
+    "out_of_range", "too_many", "invalid_url").
     """
     GetBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]  # type: ignore[assignment]
     ListBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]  # type: ignore[assignment]
@@ -103,6 +111,10 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
         the same key with another body -> ALREADY_EXISTS (reason "idempotency_key_reused").
         Insufficient credits -> FAILED_PRECONDITION (reason "insufficient_credits"), batch recorded as rejected.
+        Every broken item rule at once (at most 100) -> INVALID_ARGUMENT (reason "validation_error")
+        with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
+        "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
+        "out_of_range", "too_many", "invalid_url").
         """
 
     @_abc_1.abstractmethod
