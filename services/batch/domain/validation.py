@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from libs.errors import InvalidArgument
 from services.batch.domain.batch import BatchItem
+from services.batch.domain.provider import DEFAULT_RETRIED_FAILURES, RETRYABLE_FAILURES, FailureType
 
 MAX_MODEL_CHARS = 200
 MAX_WEBHOOK_URL_CHARS = 2048
@@ -71,3 +72,29 @@ def validate_webhook_url(url: str) -> None:
         raise InvalidArgument("webhook_url must be an http(s) URL", field="webhook_url")
     if _has_forbidden_control(url) or any(char.isspace() for char in url):
         raise InvalidArgument("webhook_url must be an http(s) URL", field="webhook_url")
+
+
+def retried_failure_types(requested: Sequence[str]) -> frozenset[FailureType]:
+    """The failure types whose items a retry-failed retries: those requested (each a retryable
+    type), or by default every type a new attempt can change."""
+    if not requested:
+        return DEFAULT_RETRIED_FAILURES
+    if len(requested) > len(FailureType):
+        raise InvalidArgument("failure_types names each failure type at most once", field="failure_types")
+    retryable = sorted(RETRYABLE_FAILURES)
+    chosen: set[FailureType] = set()
+    for index, name in enumerate(requested):
+        if name == FailureType.CANCELLED:
+            raise InvalidArgument(
+                "cancelled items are never retried",
+                field=f"failure_types[{index}]",
+                allowed=",".join(retryable),
+            )
+        try:
+            failure_type = FailureType(name)
+        except ValueError:
+            raise InvalidArgument(
+                "unknown failure type", field=f"failure_types[{index}]", allowed=",".join(retryable)
+            ) from None
+        chosen.add(failure_type)
+    return frozenset(chosen)
