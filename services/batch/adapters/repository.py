@@ -677,11 +677,13 @@ class BatchRepository:
     # --- create and reserve -------------------------------------------------------------------
 
     async def insert_batch(self, new: NewBatch) -> tuple[BatchRecord, bool]:
-        """Stores the batch and its tasks, or returns the batch already holding the request id.
+        """Stores the batch and its tasks, or returns the batch already holding the request id
+        or, for a retry, its source's place (ADR-046).
 
-        Returns (batch, created). A concurrent insert of the same (tenant, request id) waits on the
-        unique index until the first one commits, then finds that batch. Raw psycopg on the
-        autocommit pool: a small batch is one statement, a large one a transaction with a COPY.
+        Returns (batch, created). A concurrent insert of the same (tenant, request id), or of
+        another retry of the same source, waits on the unique index until the first one commits,
+        then finds that batch. Raw psycopg on the autocommit pool: a small batch is one statement,
+        a large one (and any retry) a transaction with a COPY.
         """
         # A retry is stored alone, whatever its size: its conflict may be on its source's place.
         if len(new.items) <= SMALL_BATCH_MAX_ITEMS and new.retry_of is None:
