@@ -49,7 +49,7 @@ from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
-from services.batch.domain.validation import validate_create
+from services.batch.domain.validation import retried_failure_types, validate_create
 from services.batch.limits import create_limits
 
 log = logging.getLogger(__name__)
@@ -170,11 +170,17 @@ class BatchHandlers:
                 deadline_seconds=command.deadline_seconds,
                 retry_of=retry_of,
             )
-            if len(new.items) <= SMALL_BATCH_MAX_ITEMS:
+            if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)
             else:
                 batch, created = await self._repo.insert_batch(new)
-        if batch.request_fingerprint != fingerprint:
+        # The same key with another body is refused; a retry found by its source's place (it holds
+        # another request id) answers whatever this call asked (ADR-048).
+        if (
+            request_id is not None
+            and batch.request_id == request_id
+            and batch.request_fingerprint != fingerprint
+        ):
             raise IdempotencyKeyReused(
                 "this request id was already used for a different batch", request_id=command.request_id
             )
@@ -195,23 +201,44 @@ class BatchHandlers:
             return await asyncio.gather(*map(self._repo.insert_batch, group), return_exceptions=True)
 
     async def retry_failed(self, command: RetryFailed) -> CreateBatchResult:
-        """A new batch (new reservation) from the failed, not cancelled, items of a finished batch."""
+        """A new batch (new reservation) from the failed items of a finished batch, at most once.
+
+        The source's first retry answers every later call, whatever its request id or failure
+        types (replayed); only a rejected retry, which froze nothing, leaves the place to a new
+        one. The place is a unique key (`retry_slot`), so concurrent calls on several replicas
+        freeze once. A request id already used is honoured first, as CreateBatch does.
+        """
+        failure_types = retried_failure_types(command.failure_types)
         source_id = parse_batch_id(command.batch_id)
         source = await self._repo.get_batch(source_id, parse_tenant_id(command.tenant_id))
         if source is None:
             raise BatchNotFound("batch not found", batch_id=command.batch_id)
         if not source.is_finished:
             raise BatchNotFinished("the batch has not finished yet", batch_id=command.batch_id)
-        items = await self._repo.failed_items(source_id)
+        if len(command.request_id) > self._limits.max_request_id_chars:
+            raise InvalidArgument("request_id is too long", field="request_id")
+        key_used = bool(command.request_id) and (
+            await self._repo.find_by_request_id(source.tenant_id, command.request_id) is not None
+        )
+        if not key_used:
+            # The common repeat, answered without a quote; the unique key decides the races.
+            retry = await self._repo.live_retry(source_id)
+            if retry is not None:
+                return accepted_result(await self._complete(retry), replayed=True)
+        items = await self._repo.failed_items(source_id, failure_types)
         if not items:
-            raise InvalidArgument("the batch has no failed items to retry", field="batch_id")
-        retry = CreateBatch(
+            raise InvalidArgument(
+                "the batch has no failed items of these failure types to retry",
+                field="batch_id",
+                failure_types=",".join(sorted(failure_types)),
+            )
+        create = CreateBatch(
             tenant_id=command.tenant_id,
             request_id=command.request_id,
             items=tuple(items),
             webhook_url=source.webhook_url or "",
         )
-        return await self.create_batch(retry, retry_of=source_id)
+        return await self.create_batch(create, retry_of=source_id)
 
     async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
         """Freezes the credits of a reserving batch and queues it (idempotent).

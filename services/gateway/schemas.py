@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -198,6 +198,29 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     )
 
 
+# What a retry-failed may ask for: every failure type but `cancelled`, which is never retried.
+RetryableFailureType = Literal[
+    "timeout", "provider_error", "rate_limited", "internal", "content_policy", "invalid_input"
+]
+
+
+class RetryFailedRequest(BaseModel):
+    """Which failed items of a finished batch to retry (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_types: list[RetryableFailureType] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(get_args(RetryableFailureType)),
+        description=(
+            "Retry the items that failed in these ways. Absent or null: every failure a new attempt "
+            "can change (all but `content_policy` and `invalid_input`). Cancelled items are never retried."
+        ),
+        examples=[["timeout", "provider_error", "content_policy"]],
+    )
+
+
 class CreateTenantRequest(BaseModel):
     """A new customer account."""
 
@@ -308,6 +331,15 @@ class BatchView(BaseModel):
     created_at: AwareDatetime = Field(description="When the batch was accepted (RFC 3339, UTC).")
     finished_at: AwareDatetime | None = Field(description="When the last video finished; null until then.")
     webhook_url: str | None = Field(description="Where batch events are delivered; null if none.")
+    retry_of: str | None = Field(
+        description="The batch whose failed items this batch retries (retry-failed); null otherwise."
+    )
+    retries: list[str] = Field(
+        description=(
+            "Batches retrying this batch's failed items, oldest first: at most one that was not "
+            "rejected (a rejected retry froze nothing)."
+        )
+    )
 
     @classmethod
     def from_proto(cls, batch: batch_pb2.Batch) -> Self:
@@ -333,6 +365,8 @@ class BatchView(BaseModel):
             "created_at": _timestamp(batch.created_at, True),
             "finished_at": _timestamp(batch.finished_at, batch.HasField("finished_at")),
             "webhook_url": _none_if_empty(batch.webhook_url),
+            "retry_of": _none_if_empty(batch.retry_of_batch_id),
+            "retries": list(batch.retry_batch_ids),
         }
 
 

@@ -140,18 +140,29 @@ def test_retry_failed_charges_a_new_batch_for_the_failed_items_only(stack: Stack
     first = api.wait_until_settled(customer, batch_id)
     assert (first["failed_count"], first["refunded_credits"]) == (3, 30)
 
+    # `#fail` is a content_policy refusal: not retried unless asked for (ADR-048).
+    by_default = api.http.post(retry_url, headers=customer.headers)
     headers = {**customer.headers, "X-Request-ID": "retry-1"}
-    retried = api.http.post(retry_url, headers=headers)
-    replay = api.http.post(retry_url, headers=headers)
+    asked = {"failure_types": ["content_policy"]}
+    retried = api.http.post(retry_url, json=asked, headers=headers)
+    replay = api.http.post(retry_url, json=asked, headers=headers)
+    # A double click without any request id: the same retry, nothing frozen again.
+    keyless = api.http.post(retry_url, json=asked, headers=customer.headers)
     assert retried.status_code == 202, retried.text
+    retry_id = retried.json()["batch_id"]
     assert (retried.json()["total_count"], retried.json()["required_credits"]) == (3, 30)
-    assert replay.status_code == 202 and replay.json()["batch_id"] == retried.json()["batch_id"]
-    second = api.wait_until_settled(customer, retried.json()["batch_id"])
-    tasks = api.tasks(customer, retried.json()["batch_id"])
+    assert [
+        (r.status_code, r.json()["batch_id"], r.headers.get("Idempotent-Replayed")) for r in (replay, keyless)
+    ] == [(202, retry_id, "true")] * 2
+    second = api.wait_until_settled(customer, retry_id)
+    tasks = api.tasks(customer, retry_id)
+    source = api.http.get(f"/api/enterprise/video-batch/{batch_id}", headers=customer.headers).json()
 
     assert early.status_code == 409 and early.json()["error"]["code"] == "batch_not_finished"
+    assert by_default.status_code == 422 and by_default.json()["error"]["code"] == "validation_error"
     assert [task["status"] for task in tasks] == ["failed"] * 3
-    assert (second["failed_count"], second["refunded_credits"]) == (3, 30)
+    assert (second["failed_count"], second["refunded_credits"], second["retry_of"]) == (3, 30, batch_id)
+    assert (source["retry_of"], source["retries"]) == (None, [retry_id])
     assert api.credits(customer) == {"available_credits": 1_000 - 90, "held_credits": 0}
     completed = _create(api, customer, {"items": [{"prompt": "fine", "model": "sora-2"}]})
     api.wait_until_settled(customer, completed.json()["batch_id"])

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Interval, any_, bindparam, delete, exists, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
@@ -93,14 +93,23 @@ _GROUP_BATCH_COLUMNS = {
     "retry_of": "retry_of",
 }
 _GROUP_TASK_COLUMNS = ("task_batch_ids", "id_heads", "indexes", "prompts", "models", "prices", "durations")
+# A retry takes its source's one place (`retry_slot`, ADR-048): a conflict on it, as on the
+# request id, inserts nothing, and the batch already holding the key is looked up instead.
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
-    undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
+    undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
+    retry_slot)
 VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
     %(required)s, %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second',
-    %(retry_of)s)
-ON CONFLICT (tenant_id, request_id) DO NOTHING
+    %(retry_of)s, %(retry_of)s)
+ON CONFLICT DO NOTHING
 RETURNING *"""
+# The retry holding a batch's place; else (it was rejected meanwhile) the batch's latest retry.
+_FIND_RETRY = """
+SELECT * FROM batch.batches WHERE retry_of = %s
+ORDER BY retry_slot IS NULL, created_at DESC, id DESC
+LIMIT 1"""
+_FIND_LIVE_RETRY = "SELECT * FROM batch.batches WHERE retry_slot = %s"
 # Several small batches and all their tasks in one statement (the create path's group commit).
 # A request id repeated within the group or already stored inserts nothing (DO NOTHING also
 # skips the second of two rows of one statement); those batches are looked up afterwards.
@@ -551,7 +560,9 @@ _TASK_SUMMARY_COLUMNS = """t.id::text, t.batch_id::text, t.batch_index, t.status
 # The batch row and its counters in one statement: the same sums as `_counts`, by FILTER.
 # The batch row holds its counters (ADR-031): a poll of a 10,000-task batch reads one row.
 _BATCH_VIEW = f"""
-SELECT {_BATCH_COLUMNS}
+SELECT {_BATCH_COLUMNS},
+    ARRAY(SELECT r.id FROM batch.batches AS r WHERE r.retry_of = b.id ORDER BY r.created_at, r.id)
+        AS retries
 FROM batch.batches AS b
 WHERE b.id = %(batch_id)s"""
 
@@ -600,7 +611,18 @@ def _task_counts(row: Any) -> TaskCounts:
 
 
 def _batch_view(row: Any) -> BatchView:
-    return BatchView(_batch_record(row), _task_counts(row))
+    retries = tuple(BatchId(retry) for retry in row.retries or ())
+    return BatchView(_batch_record(row), _task_counts(row), retries)
+
+
+_RETRY = batches.alias("retry")
+# A batch's retries, oldest first, as a column of a query of `batches` (NULL when there are none).
+_RETRIES_COLUMN = (
+    select(func.array_agg(aggregate_order_by(_RETRY.c.id, _RETRY.c.created_at, _RETRY.c.id)))
+    .where(_RETRY.c.retry_of == batches.c.id)
+    .scalar_subquery()
+    .label("retries")
+)
 
 
 def _queued_by_dispatch(
@@ -655,13 +677,16 @@ class BatchRepository:
     # --- create and reserve -------------------------------------------------------------------
 
     async def insert_batch(self, new: NewBatch) -> tuple[BatchRecord, bool]:
-        """Stores the batch and its tasks, or returns the batch already holding the request id.
+        """Stores the batch and its tasks, or returns the batch already holding the request id
+        or, for a retry, its source's place (ADR-048).
 
-        Returns (batch, created). A concurrent insert of the same (tenant, request id) waits on the
-        unique index until the first one commits, then finds that batch. Raw psycopg on the
-        autocommit pool: a small batch is one statement, a large one a transaction with a COPY.
+        Returns (batch, created). A concurrent insert of the same (tenant, request id), or of
+        another retry of the same source, waits on the unique index until the first one commits,
+        then finds that batch. Raw psycopg on the autocommit pool: a small batch is one statement,
+        a large one (and any retry) a transaction with a COPY.
         """
-        if len(new.items) <= SMALL_BATCH_MAX_ITEMS:
+        # A retry is stored alone, whatever its size: its conflict may be on its source's place.
+        if len(new.items) <= SMALL_BATCH_MAX_ITEMS and new.retry_of is None:
             return (await self.insert_small_batches([new]))[0]
         if len(new.items) > _MAX_TASK_INDEX:
             raise ValueError(f"a batch holds at most {_MAX_TASK_INDEX} tasks")
@@ -674,6 +699,8 @@ class BatchRepository:
             if inserted is not None:
                 return _batch_record(inserted), True
             existing = await _fetch_one(conn, _FIND_BY_REQUEST_ID, (new.tenant_id, new.request_id))
+            if existing is None and new.retry_of is not None:
+                existing = await _fetch_one(conn, _FIND_RETRY, (new.retry_of,))
         assert existing is not None, "the conflicting batch has committed"
         return _batch_record(existing), False
 
@@ -682,6 +709,8 @@ class BatchRepository:
         statement (one round trip and one commit for the group), answered in order."""
         if any(len(new.items) > SMALL_BATCH_MAX_ITEMS for new in group):
             raise ValueError(f"a grouped insert holds batches of at most {SMALL_BATCH_MAX_ITEMS} items")
+        if any(new.retry_of is not None for new in group):
+            raise ValueError("a retry is stored alone (insert_batch), holding its source's place")
         if not group:
             return []
         params: dict[str, list[Any]] = {key: [] for key in (*_GROUP_BATCH_COLUMNS, *_GROUP_TASK_COLUMNS)}
@@ -732,6 +761,12 @@ class BatchRepository:
         """The batch a (tenant, request id) already created, if any."""
         async with self._db.raw_connection() as conn:
             row = await _fetch_one(conn, _FIND_BY_REQUEST_ID, (tenant_id, request_id))
+        return _batch_record(row) if row is not None else None
+
+    async def live_retry(self, source_id: BatchId) -> BatchRecord | None:
+        """The retry holding the source batch's one place (ADR-048): any retry not rejected."""
+        async with self._db.raw_connection() as conn:
+            row = await _fetch_one(conn, _FIND_LIVE_RETRY, (source_id,))
         return _batch_record(row) if row is not None else None
 
     async def get_batch(self, batch_id: BatchId, tenant_id: TenantId | None = None) -> BatchRecord | None:
@@ -846,6 +881,8 @@ class BatchRepository:
                     .where(batches.c.id == batch_id, batches.c.status == BatchStatus.RESERVING.value)
                     .values(
                         status=BatchStatus.REJECTED.value,
+                        # A rejected retry froze nothing: its source may be retried again.
+                        retry_slot=None,
                         rejection_reason=reason.value,
                         rejected_required=required,
                         rejected_available=available,
@@ -932,7 +969,7 @@ class BatchRepository:
         created_to: datetime | None = None,
     ) -> list[BatchView]:
         """Newest first; at most `limit` batches after the cursor, filtered by whatever is set."""
-        query = select(batches)
+        query = select(batches, _RETRIES_COLUMN)
         if tenant_id is not None:
             query = query.where(batches.c.tenant_id == tenant_id)
         if status:
@@ -1455,13 +1492,19 @@ class BatchRepository:
                 await self._request_cancel(conn, _batch_record(row), CancelReason.DEADLINE)
         return len(rows)
 
-    async def failed_items(self, batch_id: BatchId) -> list[BatchItem]:
-        """The items of the batch's failed (not cancelled) tasks, in batch order."""
+    async def failed_items(
+        self, batch_id: BatchId, failure_types: AbstractSet[FailureType]
+    ) -> list[BatchItem]:
+        """The items of the batch's tasks that failed in one of these ways, in batch order."""
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
                     select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds)
-                    .where(tasks.c.batch_id == batch_id, tasks.c.status == TaskStatus.FAILED.value)
+                    .where(
+                        tasks.c.batch_id == batch_id,
+                        tasks.c.status == TaskStatus.FAILED.value,
+                        tasks.c.failure_type.in_(sorted(failure_types)),
+                    )
                     .order_by(tasks.c.batch_index)
                 )
             ).all()

@@ -61,8 +61,19 @@ batches = Table(
     # 0008: tasks still queued and not yet in a dispatch message (ADR-042), less as they are
     # dispatched or cancelled, so the dispatch window is arithmetic over the batch rows.
     Column("undispatched_count", BigInteger, nullable=False, server_default=text("0")),
+    # 0009: the source batch of a retry that was not rejected (ADR-048); NULL otherwise.
+    Column("retry_slot", UUID(as_uuid=True), nullable=True),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
+    # One live retry per source batch is this index, not an application check (ADR-048).
+    Index("uq_batches_retry_slot", "retry_slot", unique=True),
+    Index(
+        "ix_batches_retry_of",
+        "retry_of",
+        "created_at",
+        "id",
+        postgresql_where=text("retry_of IS NOT NULL"),
+    ),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_batches_created", "created_at", "id"),
     Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),

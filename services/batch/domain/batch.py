@@ -172,6 +172,8 @@ class BatchView:
 
     batch: BatchRecord
     counts: TaskCounts
+    # The batches retrying this one's failed items, oldest first (ADR-048).
+    retries: tuple[BatchId, ...] = ()
 
     @property
     def pending_count(self) -> int:

@@ -24,11 +24,14 @@ class CreateBatch:
 
 @dataclass(frozen=True)
 class RetryFailed:
-    """A new batch from the failed items of a finished batch; idempotent like CreateBatch."""
+    """A new batch from the failed items of a finished batch; idempotent per source batch (one
+    live retry each, ADR-048) and on (tenant_id, request_id) like CreateBatch."""
 
     tenant_id: str
     batch_id: str
     request_id: str
+    # Failure types to retry; empty: all but content_policy and invalid_input (never cancelled).
+    failure_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ class FailureType(StrEnum):
 
 
 TRANSIENT_FAILURES = frozenset({FailureType.TIMEOUT, FailureType.PROVIDER_ERROR, FailureType.RATE_LIMITED})
+# retry-failed (ADR-048): a cancelled item is never retried (the customer stopped it); the same
+# prompt is refused again for content policy or invalid input, so those are retried only on request.
+RETRYABLE_FAILURES = frozenset(FailureType) - {FailureType.CANCELLED}
+INPUT_FAILURES = frozenset({FailureType.CONTENT_POLICY, FailureType.INVALID_INPUT})
+DEFAULT_RETRIED_FAILURES = RETRYABLE_FAILURES - INPUT_FAILURES
 
 
 def is_transient(failure_type: FailureType) -> bool:

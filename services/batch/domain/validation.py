@@ -15,6 +15,7 @@ from operator import attrgetter
 from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, InvalidArgument
 from services.batch.domain.batch import BatchItem
 from services.batch.domain.commands import CreateBatch
+from services.batch.domain.provider import DEFAULT_RETRIED_FAILURES, RETRYABLE_FAILURES, FailureType
 
 # Unicode category "Cc" is exactly U+0000-U+001F and U+007F-U+009F (NUL, the C0/C1 controls and
 # DEL); tab and line breaks (LF, and CR of a CRLF a Windows client sends) are ordinary prose. One
@@ -145,3 +146,29 @@ def validate_create(command: CreateBatch, limits: CreateLimits) -> None:
     violations = create_violations(command, limits)
     if violations:
         raise InvalidArgument.of(violations)
+
+
+def retried_failure_types(requested: Sequence[str]) -> frozenset[FailureType]:
+    """The failure types whose items a retry-failed retries: those requested (each a retryable
+    type), or by default every type a new attempt can change."""
+    if not requested:
+        return DEFAULT_RETRIED_FAILURES
+    if len(requested) > len(FailureType):
+        raise InvalidArgument("failure_types names each failure type at most once", field="failure_types")
+    retryable = sorted(RETRYABLE_FAILURES)
+    chosen: set[FailureType] = set()
+    for index, name in enumerate(requested):
+        if name == FailureType.CANCELLED:
+            raise InvalidArgument(
+                "cancelled items are never retried",
+                field=f"failure_types[{index}]",
+                allowed=",".join(retryable),
+            )
+        try:
+            failure_type = FailureType(name)
+        except ValueError:
+            raise InvalidArgument(
+                "unknown failure type", field=f"failure_types[{index}]", allowed=",".join(retryable)
+            ) from None
+        chosen.add(failure_type)
+    return frozenset(chosen)

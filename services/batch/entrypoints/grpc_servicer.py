@@ -71,6 +71,7 @@ def _batch_fields(view: BatchView) -> dict[str, Any]:
         "request_id": batch.request_id or "",
         "webhook_url": batch.webhook_url or "",
         "retry_of_batch_id": str(batch.retry_of) if batch.retry_of else "",
+        "retry_batch_ids": [str(retry) for retry in view.retries],
     }
 
 
@@ -168,7 +169,9 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def RetryFailed(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.RetryFailedRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.CreateBatchResponse:
-        command = RetryFailed(request.tenant_id, request.batch_id, request.request_id)
+        command = RetryFailed(
+            request.tenant_id, request.batch_id, request.request_id, tuple(request.failure_types)
+        )
         return create_response(await self._handlers.retry_failed(command))
 
     async def GetBatch(  # noqa: N802 (gRPC method name)

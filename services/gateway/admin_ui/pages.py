@@ -315,6 +315,26 @@ def _tabs(batch_id: str, active: str) -> Markup:
     )
 
 
+def _batch_link(batch_id: str) -> Markup:
+    return render(
+        '<a class="mono" href="/admin/batches/{batch_id}">{short_id}</a>',
+        batch_id=batch_id,
+        short_id=batch_id[:8],
+    )
+
+
+def _retry_links(batch: AdminBatchView) -> Markup:
+    """The batch this one retries and the batches retrying it (retry-failed), when there are any."""
+    parts = []
+    if batch.retry_of:
+        parts.append(render(" · retry of {link}", link=_batch_link(batch.retry_of)))
+    if batch.retries:
+        parts.append(
+            render(" · retried as {links}", links=Markup(", ".join(map(_batch_link, batch.retries))))
+        )
+    return join(parts)
+
+
 def batch_page(batch: AdminBatchDetail, tab: str, content: Markup, *, csrf_token: str | None) -> Markup:
     """A batch: header with progress, the tab bar and the active tab's content."""
     live = is_live(batch)
@@ -325,7 +345,7 @@ def batch_page(batch: AdminBatchDetail, tab: str, content: Markup, *, csrf_token
   {live_note}
 </div>
 <p class="muted">Tenant <a class="mono" href="/admin/tenants/{tenant_id}">{tenant_id}</a>
-  · request <span class="mono">{request_id}</span></p>
+  · request <span class="mono">{request_id}</span>{retry_links}</p>
 <div class="progress-line">{progress}<span>{done} / {total} finished</span></div>
 {tabs}
 <section class="tab-panel" id="tab-{tab}">{content}</section>""",
@@ -338,6 +358,7 @@ def batch_page(batch: AdminBatchDetail, tab: str, content: Markup, *, csrf_token
         else Markup(""),
         tenant_id=batch.tenant_id,
         request_id=batch.request_id or "—",
+        retry_links=_retry_links(batch),
         progress=progress(batch),
         done=batch.total_count - batch.pending_count,
         total=batch.total_count,

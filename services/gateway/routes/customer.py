@@ -7,7 +7,7 @@ endpoints defined inside the router factories, which refer to local dependencies
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
@@ -34,6 +34,7 @@ from services.gateway.schemas import (
     CreditsView,
     LedgerEntryView,
     LedgerPage,
+    RetryFailedRequest,
     TaskPage,
     TaskStatus,
     json_bytes,
@@ -60,6 +61,10 @@ _CREATE_BATCH_BODY: dict[str, Any] = {
         }
     ],
 }
+
+
+# On an answer that replays an earlier one (the same batch, nothing frozen again).
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def request_idempotency_key(request: Request) -> str:
@@ -176,19 +181,38 @@ def customer_router(
         "/video-batch/{batch_id}/retry-failed",
         status_code=202,
         response_model=BatchAccepted,
-        summary="Retry the failed items of a finished batch as a new batch (new reservation)",
+        summary="Retry the failed items of a finished batch as a new batch (new reservation), once",
+        description=(
+            "A batch is retried at most once: a repeated, concurrent or later call answers the first "
+            f"retry batch with the header `{REPLAYED_HEADER}: true` and freezes nothing more, whatever "
+            "its X-Request-ID or `failure_types`. Only a retry refused with 402 (nothing frozen) leaves "
+            "room for another call. A retry batch's own failed items can be retried once in turn."
+        ),
         openapi_extra={"parameters": _CREATE_BATCH_BODY["parameters"]},
         responses=error_responses(402, 404, 409, 422),
     )
     async def retry_failed_video_batch(
-        request: Request, tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
-    ) -> BatchAccepted:
+        request: Request,
+        tenant_id: Annotated[str, authenticated],
+        batch_id: BatchIdPath,
+        body: Annotated[RetryFailedRequest | None, Body()] = None,
+    ) -> Response:
         request_id = request_idempotency_key(request)
         response = await backends.batch.RetryFailed(
-            batch_pb2.RetryFailedRequest(tenant_id=tenant_id, batch_id=batch_id, request_id=request_id),
+            batch_pb2.RetryFailedRequest(
+                tenant_id=tenant_id,
+                batch_id=batch_id,
+                request_id=request_id,
+                failure_types=(body.failure_types or []) if body else [],
+            ),
             timeout=deadline,
         )
-        return BatchAccepted.from_proto(response, request_id)
+        return Response(
+            json_bytes(BatchAccepted.fields_of(response, request_id)),
+            status_code=202,
+            media_type="application/json",
+            headers={REPLAYED_HEADER: "true"} if response.replayed else None,
+        )
 
     @router.get("/credits", response_model=CreditsView, summary="The tenant's balances")
     async def get_credits(tenant_id: Annotated[str, authenticated]) -> CreditsView:

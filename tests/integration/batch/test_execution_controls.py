@@ -229,7 +229,8 @@ async def test_retry_failed_makes_a_new_batch_of_the_failed_items_only_once(
     settings = make_settings(pricing=_limited(1000))
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 10_000
-    prompts = ["ok 0", "bad 1 #fail", "ok 2", "bad 3 #fail"]
+    # Timeouts, which a retry can change (content_policy failures are not retried by default).
+    prompts = ["ok 0", "bad 1 #timeout", "ok 2", "bad 3 #timeout"]
     async with batch_server(settings) as stub:
         created = await stub.CreateBatch(_request(tenant_id, prompts, webhook_url="https://hooks.test/x"))
         retry = batch_pb2.RetryFailedRequest(tenant_id=tenant_id, batch_id=created.batch_id, request_id="r-1")
@@ -258,7 +259,7 @@ async def test_retry_failed_makes_a_new_batch_of_the_failed_items_only_once(
     assert (retried.total_count, retried.required_credits, retried.replayed) == (2, 2 * PRICE, False)
     assert (replay.batch_id, replay.replayed) == (retried.batch_id, True)
     assert retried.batch_id != created.batch_id
-    assert [t.prompt for t in items] == ["bad 1 #fail", "bad 3 #fail"]
+    assert [t.prompt for t in items] == ["bad 1 #timeout", "bad 3 #timeout"]
     assert (second.retry_of_batch_id, second.webhook_url) == (created.batch_id, "https://hooks.test/x")
     assert rpc_reason(nothing_failed.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "validation_error")
     assert rpc_reason(elsewhere.value)[0] == grpc.StatusCode.NOT_FOUND

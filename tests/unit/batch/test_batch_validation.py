@@ -11,7 +11,8 @@ from libs.errors import MAX_FIELD_VIOLATIONS, InvalidArgument
 from services.batch.domain.batch import BatchItem
 from services.batch.domain.commands import CreateBatch
 from services.batch.domain.fingerprint import request_fingerprint
-from services.batch.domain.validation import validate_create
+from services.batch.domain.provider import FailureType
+from services.batch.domain.validation import retried_failure_types, validate_create
 from services.batch.limits import create_limits
 
 LIMITS = create_limits(max_batch_items=5, max_prompt_chars=20)
@@ -206,3 +207,32 @@ def test_fingerprint_is_the_canonical_json_dumps_encoding(text: str) -> None:
 )
 def test_the_first_offending_item_is_named_whatever_follows(items: list[BatchItem], field: str) -> None:
     assert _field_of(items) == field
+
+
+def test_retry_failed_retries_only_failures_a_new_attempt_can_change_unless_asked() -> None:
+    assert retried_failure_types([]) == {
+        FailureType.TIMEOUT,
+        FailureType.PROVIDER_ERROR,
+        FailureType.RATE_LIMITED,
+        FailureType.INTERNAL,
+    }
+    assert retried_failure_types(["content_policy", "invalid_input", "content_policy"]) == {
+        FailureType.CONTENT_POLICY,
+        FailureType.INVALID_INPUT,
+    }
+
+
+@pytest.mark.parametrize(
+    ("requested", "field"),
+    [
+        (["cancelled"], "failure_types[0]"),
+        (["timeout", "Timeout"], "failure_types[1]"),
+        ([""] * 8, "failure_types"),
+    ],
+)
+def test_retry_failed_refuses_a_failure_type_it_cannot_retry_naming_it(
+    requested: list[str], field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        retried_failure_types(requested)
+    assert refused.value.details["field"] == field

@@ -24,6 +24,7 @@ from services.gateway.app import Backends
 TENANT_ID = "7d0c1a52-6f0e-4a4e-9a51-2b8f0f6a1c01"
 OTHER_TENANT_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
 BATCH_ID = "550e8400-e29b-41d4-a716-446655440000"
+RETRY_ID = "9c5b94b1-35ad-49bb-b118-8e8fc24abf80"
 TASK_ID = "6fa459ea-ee8a-4ca4-894e-db77e160355e"
 API_KEY = "demo-key"
 KEY_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -239,6 +240,24 @@ class FakeBatch(FakeStub):
         if len(unit_prices) == 1:
             response.cost_per_video = unit_prices.pop()
         return response
+
+    async def RetryFailed(
+        self, request: batch_pb2.RetryFailedRequest, timeout: float | None = None
+    ) -> batch_pb2.CreateBatchResponse:
+        """As the batch service: BATCH_ID's one retry (RETRY_ID), replayed from the second call on."""
+        self._record("RetryFailed", request, timeout)
+        self._owned(request.tenant_id, request.batch_id)
+        first = self.requests("RetryFailed")[0]
+        return batch_pb2.CreateBatchResponse(
+            batch_id=RETRY_ID,
+            total_count=1,
+            cost_per_video=10,
+            required_credits=10,
+            available_credits=4990,
+            status="queued",
+            request_id=first.request_id,
+            replayed=len(self.requests("RetryFailed")) > 1,
+        )
 
     async def GetBatch(
         self, request: batch_pb2.GetBatchRequest, timeout: float | None = None

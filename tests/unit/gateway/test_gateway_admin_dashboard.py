@@ -161,6 +161,21 @@ def test_a_running_batch_page_refreshes_itself(client: TestClient, batch: Report
     assert "● live" in html
 
 
+def test_a_batch_page_links_the_batch_it_retries_and_its_retries(
+    client: TestClient, batch: ReportingBatch
+) -> None:
+    source, retry = "0b6c1c66-8a3f-4c43-9f53-6b3c2f0f3a10", "5e2a9d0e-1f4b-4a7e-b2a8-0c3d9e4f5a61"
+    batch.batch.retry_of_batch_id = source
+    batch.batch.retry_batch_ids.append(retry)
+
+    html = client.get(f"/admin/batches/{BATCH_ID}", headers=ADMIN).text
+    detail = client.get(f"/api/admin/batches/{BATCH_ID}", headers=ADMIN).json()
+
+    assert f'retry of <a class="mono" href="/admin/batches/{source}">{source[:8]}</a>' in html
+    assert f'retried as <a class="mono" href="/admin/batches/{retry}">{retry[:8]}</a>' in html
+    assert (detail["retry_of"], detail["retries"]) == (source, [retry])
+
+
 def test_billing_tab_shows_upfront_refund_and_net(client: TestClient) -> None:
     html = client.get(f"/admin/batches/{BATCH_ID}?tab=billing", headers=ADMIN).text
 

@@ -45,6 +45,8 @@ BATCH_FIELDS = {
     "created_at",
     "finished_at",
     "webhook_url",
+    "retry_of",
+    "retries",
 }
 
 
@@ -69,6 +71,8 @@ def test_batch_has_exactly_the_documented_fields_with_rfc3339_utc_times(
         "created_at": "2026-01-20T10:00:00Z",
         "finished_at": None,
         "webhook_url": None,
+        "retry_of": None,
+        "retries": [],
     }
     [sent] = batch.requests("GetBatch")
     assert (sent.tenant_id, sent.batch_id) == (TENANT_ID, BATCH_ID)

@@ -172,20 +172,29 @@ class RetryFailedRequest(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     batch_id: _builtins.str
     request_id: _builtins.str
-    """The client's X-Request-ID; empty means not idempotent."""
+    """The client's X-Request-ID; empty means none (the retry is still idempotent per source batch)."""
+    @_builtins.property
+    def failure_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Failure types whose items are retried: timeout, provider_error, rate_limited, internal,
+        content_policy, invalid_input (never cancelled). Empty: every type a retry can change, that is
+        all but content_policy and invalid_input.
+        """
+
     def __init__(
         self,
         *,
         tenant_id: _builtins.str = ...,
         batch_id: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        failure_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "request_id", b"request_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "failure_types", b"failure_types", "request_id", b"request_id", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -279,6 +288,7 @@ class Batch(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     DEADLINE_AT_FIELD_NUMBER: _builtins.int
     RETRY_OF_BATCH_ID_FIELD_NUMBER: _builtins.int
+    RETRY_BATCH_IDS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     tenant_id: _builtins.str
     status: _builtins.str
@@ -305,6 +315,12 @@ class Batch(_message.Message):
     def deadline_at(self) -> _timestamp_pb2.Timestamp:
         """Unset when the batch has no deadline."""
 
+    @_builtins.property
+    def retry_batch_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The batches retrying this batch's failed items, oldest first: at most one that was not
+        rejected (a rejected retry froze nothing and freed the place for another).
+        """
+
     def __init__(
         self,
         *,
@@ -326,10 +342,11 @@ class Batch(_message.Message):
         webhook_url: _builtins.str = ...,
         deadline_at: _timestamp_pb2.Timestamp | None = ...,
         retry_of_batch_id: _builtins.str = ...,
+        retry_batch_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline_at", b"deadline_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "deadline_at", b"deadline_at", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "retry_of_batch_id", b"retry_of_batch_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "deadline_at", b"deadline_at", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "retry_batch_ids", b"retry_batch_ids", "retry_of_batch_id", b"retry_of_batch_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -126,9 +126,14 @@ class BatchServiceServicer:
 
     def RetryFailed(self, request, context):
         """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
-        same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
-        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
-        INVALID_ARGUMENT (reason "validation_error").
+        same prompts, models and webhook_url. Idempotent per source batch: a batch has at most one live
+        retry (a database constraint), so a repeat, concurrent or later call answers that retry with
+        `replayed` set, whatever its request_id or failure_types (ADR-048); a retry that was rejected
+        (nothing frozen) frees the place. A retry batch's own failures can be retried once in turn.
+        Also idempotent on (tenant_id, request_id) like CreateBatch (checked first).
+        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items of the
+        asked failure types, or an unknown or unretryable failure type -> INVALID_ARGUMENT (reason
+        "validation_error", field "batch_id" or "failure_types").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,9 +53,14 @@ class BatchServiceStub:
     """
     RetryFailed: _grpc.UnaryUnaryMultiCallable[_batch_pb2.RetryFailedRequest, _batch_pb2.CreateBatchResponse]
     """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
-    same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
-    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
-    INVALID_ARGUMENT (reason "validation_error").
+    same prompts, models and webhook_url. Idempotent per source batch: a batch has at most one live
+    retry (a database constraint), so a repeat, concurrent or later call answers that retry with
+    `replayed` set, whatever its request_id or failure_types (ADR-048); a retry that was rejected
+    (nothing frozen) frees the place. A retry batch's own failures can be retried once in turn.
+    Also idempotent on (tenant_id, request_id) like CreateBatch (checked first).
+    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items of the
+    asked failure types, or an unknown or unretryable failure type -> INVALID_ARGUMENT (reason
+    "validation_error", field "batch_id" or "failure_types").
     """
     GetBatchBreakdown: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
@@ -88,9 +93,14 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """
     RetryFailed: _aio.UnaryUnaryMultiCallable[_batch_pb2.RetryFailedRequest, _batch_pb2.CreateBatchResponse]  # type: ignore[assignment]
     """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
-    same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
-    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
-    INVALID_ARGUMENT (reason "validation_error").
+    same prompts, models and webhook_url. Idempotent per source batch: a batch has at most one live
+    retry (a database constraint), so a repeat, concurrent or later call answers that retry with
+    `replayed` set, whatever its request_id or failure_types (ADR-048); a retry that was rejected
+    (nothing frozen) frees the place. A retry batch's own failures can be retried once in turn.
+    Also idempotent on (tenant_id, request_id) like CreateBatch (checked first).
+    Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items of the
+    asked failure types, or an unknown or unretryable failure type -> INVALID_ARGUMENT (reason
+    "validation_error", field "batch_id" or "failure_types").
     """
     GetBatchBreakdown: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]  # type: ignore[assignment]
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
@@ -156,9 +166,14 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_batch_pb2.CreateBatchResponse, _abc.Awaitable[_batch_pb2.CreateBatchResponse]]:
         """A new batch (new reservation) from the failed, not cancelled, items of a finished batch, with the
-        same prompts, models and webhook_url; idempotent on (tenant_id, request_id) like CreateBatch.
-        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items ->
-        INVALID_ARGUMENT (reason "validation_error").
+        same prompts, models and webhook_url. Idempotent per source batch: a batch has at most one live
+        retry (a database constraint), so a repeat, concurrent or later call answers that retry with
+        `replayed` set, whatever its request_id or failure_types (ADR-048); a retry that was rejected
+        (nothing frozen) frees the place. A retry batch's own failures can be retried once in turn.
+        Also idempotent on (tenant_id, request_id) like CreateBatch (checked first).
+        Batch not finished -> FAILED_PRECONDITION (reason "batch_not_finished"); no failed items of the
+        asked failure types, or an unknown or unretryable failure type -> INVALID_ARGUMENT (reason
+        "validation_error", field "batch_id" or "failure_types").
         """
 
     @_abc_1.abstractmethod
