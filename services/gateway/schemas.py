@@ -28,6 +28,13 @@ MAX_MODEL_CHARS = 200
 MAX_DURATION_SECONDS = 3600
 MAX_DEADLINE_SECONDS = 7 * 24 * 3600
 
+# The most credits one request may add (a top-up, an offline payment). A balance is bounded
+# further by billing, which refuses a credit that would take it past a bigint (422).
+MAX_CREDITS_PER_REQUEST = 2**62
+# One line of text without control characters: PostgreSQL refuses NUL in text, and names and
+# references are shown in the dashboard and CSV exports.
+SINGLE_LINE_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
 # Control characters (C0, DEL, C1) except tab and newline, which prompts may contain.
 _FORBIDDEN_PROMPT_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
@@ -100,6 +107,7 @@ class BatchItemIn(BaseModel):
     )
     duration_seconds: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_DURATION_SECONDS,
         description=(
@@ -145,6 +153,7 @@ class CreateBatchRequest(BaseModel):
     )
     deadline_seconds: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_DEADLINE_SECONDS,
         description="Optional, 1..604800 (7 days): tasks not finished this long after creation are "
@@ -264,7 +273,12 @@ class CreateTenantRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="Display name of the tenant.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Display name of the tenant.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -294,10 +308,13 @@ class TopUpRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    credits: int = Field(strict=True, gt=0, le=2**62, description="Whole credits to add (> 0).")
+    credits: int = Field(
+        strict=True, gt=0, le=MAX_CREDITS_PER_REQUEST, description="Whole credits to add (> 0)."
+    )
     reference: str = Field(
         min_length=1,
         max_length=255,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
         description="Business key of the payment or grant; repeating it returns the first result.",
     )
 
