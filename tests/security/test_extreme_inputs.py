@@ -75,6 +75,8 @@ CRAFTED_CURSORS = (
     LONE_SURROGATE,
     "\x00",
 )
+# Sent to every body field besides the values of its own type.
+WRONG_JSON_TYPES: tuple[Any, ...] = (None, 2**64, -(2**64), 1e308, [], {})
 STRINGS: tuple[Any, ...] = ("", "\x00", "\x01\x1f\x7f", LONE_SURROGATE, "a" * 10_240, "é" * 300)
 
 
@@ -234,7 +236,7 @@ class Walk:
         if operation.body_schema is None or body is None:
             return
         for location, name, schema in self.body_fields(operation.body_schema):
-            for value in extremes(name, schema):
+            for value in (*extremes(name, schema), *WRONG_JSON_TYPES):
                 changed = json.loads(json.dumps(body))
                 _place(changed, location, value)
                 label = f"{operation.label} body {'.'.join(map(str, location))}={_short(value)}"
@@ -368,6 +370,51 @@ def valid_values(api: Api, customer: Customer) -> dict[str, str]:
     }
 
 
+# Credentials are not parameters of the document; each is sent at extreme values on a customer
+# route, an operator route and a dashboard page.
+CREDENTIAL_PATHS = ("/api/enterprise/credits", "/api/admin/tenants", "/admin/batches")
+CREDENTIAL_VALUES: tuple[bytes, ...] = (
+    b"",
+    b"x" * 10_240,
+    "\u00e9".encode("latin-1"),
+    b"\xed\xa0\x80",
+    b"\xff\xfe",
+    b"rb_live_" + b"A" * 43,
+)
+
+
+def credential_probes() -> Iterator[Probe]:
+    for path in CREDENTIAL_PATHS:
+        for value in CREDENTIAL_VALUES:
+            for name, prefix in (("X-API-Key", b""), ("Authorization", b"Bearer "), ("Cookie", b"rb_admin=")):
+                yield Probe(
+                    f"GET {path} header {name}={_short(value)}",
+                    "GET",
+                    path,
+                    {name: (prefix + value).rstrip()},
+                )
+
+
+def test_a_top_up_past_the_largest_balance_is_a_422_in_the_envelope(api: Api) -> None:
+    tenant = api.new_customer(credits=0)
+    url = f"/api/admin/tenants/{tenant.tenant_id}/credits"
+    first = api.http.post(url, json={"credits": 2**62, "reference": "whale-1"}, headers=api.admin)
+    second = api.http.post(url, json={"credits": 2**62, "reference": "whale-2"}, headers=api.admin)
+    payment = api.http.post(
+        f"/api/admin/tenants/{tenant.tenant_id}/payments",
+        json={"reference": "INV-whale", "credits": 2**62, "amount_usd_cents": 1},
+        headers=api.admin,
+    )
+
+    assert first.status_code == 200, first.text
+    for refused in (second, payment):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "validation_error"
+        assert "largest balance" in refused.json()["error"]["message"]
+    balance = api.http.get(f"/api/admin/tenants/{tenant.tenant_id}/credits", headers=api.admin).json()
+    assert balance["available_credits"] == 2**62
+
+
 @pytest.mark.timeout(240)
 def test_no_parameter_at_an_extreme_value_reaches_a_server_error(
     stack: Stack, api: Api, customer: Customer, valid_values: dict[str, str]
@@ -376,23 +423,23 @@ def test_no_parameter_at_an_extreme_value_reaches_a_server_error(
     credentials = {"X-API-Key": customer.api_key, "Authorization": f"Bearer {ADMIN_TOKEN}"}
     walk = Walk(document, valid_values, credentials)
     failures: list[str] = []
-    sent = 0
     started = time.monotonic()
     log_offsets = {path: path.stat().st_size for path in stack.workdir.glob("*.log")}
+    operations = [*walk.operations(), *DASHBOARD_OPERATIONS]
+    probes = [*(probe for operation in operations for probe in walk.probes(operation)), *credential_probes()]
     with httpx.Client(base_url=stack.base_url, timeout=30) as http:
-        for operation in [*walk.operations(), *DASHBOARD_OPERATIONS]:
-            for probe in walk.probes(operation):
-                request = http.build_request(
-                    probe.method, httpx.URL(probe.url), headers=_raw(probe.headers), content=probe.body
-                )
-                response = http.send(request)
-                sent += 1
-                problem = _problem(response)
-                if problem:
-                    failures.append(f"{probe.label}: {problem}")
+        for probe in probes:
+            request = http.build_request(
+                probe.method, httpx.URL(probe.url), headers=_raw(probe.headers), content=probe.body
+            )
+            problem = _problem(http.send(request))
+            if problem:
+                failures.append(f"{probe.label}: {problem}")
     elapsed = time.monotonic() - started
     failures += _logged_faults(log_offsets)
-    assert not failures, f"{len(failures)} of {sent} probes failed ({elapsed:.0f} s):\n" + "\n".join(
+    assert len(operations) > 50
+    assert len(probes) > 1200
+    assert not failures, f"{len(failures)} of {len(probes)} probes failed ({elapsed:.0f} s):\n" + "\n".join(
         failures[:200]
     )
 
