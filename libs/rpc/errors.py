@@ -94,17 +94,32 @@ def _is_dependency_down(error: BaseException) -> bool:
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
+def _is_value_refused_by_storage(error: BaseException) -> bool:
+    # PostgreSQL's "data exception" class (SQLSTATE 22: a number past bigint, NUL in text, a date
+    # out of range) judges a value, never the system's state: the request's value, when a rule
+    # of the domain missed it.
+    import psycopg
+    from sqlalchemy.exc import DataError
+
+    return isinstance(error, DataError | psycopg.DataError)
+
+
 def failure_status(error: Exception, method: str) -> grpc.Status:
     """The status a unary handler's escaping exception is answered with; never leaks a traceback.
 
     A refusal keeps its category, reason and details; a dependency that is down becomes
-    UNAVAILABLE (the caller retries); anything else is logged and becomes INTERNAL.
+    UNAVAILABLE (the caller retries); a value the database cannot store becomes INVALID_ARGUMENT
+    (logged: the domain should have refused it first); anything else is logged and becomes INTERNAL.
     """
     if isinstance(error, ServiceError):
         return status_for(error)
     if _is_dependency_down(error):
         log.warning("dependency unavailable in %s: %s", method, error)
         return _status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable", {})
+    if _is_value_refused_by_storage(error):
+        log.warning("a value was refused by the database in %s: %s", method, error.__cause__ or error)
+        message = "a value is out of the range that can be stored"
+        return _status(grpc.StatusCode.INVALID_ARGUMENT, message, "validation_error", {})
     log.error("unhandled error in %s", method, exc_info=error)
     return _status(grpc.StatusCode.INTERNAL, "internal error", "internal", {})
 

@@ -46,6 +46,7 @@ from services.billing.domain.ledger import (
     StatementPage,
     TaskOutcome,
     Transfer,
+    ensure_room_for_credit,
     page_size,
     parse_cursor,
     post_transfers,
@@ -395,6 +396,7 @@ class BillingHandlers:
             inserted = await tx.insert_transfers([transfer])
             if transfer.key not in inserted:
                 return TopUpResult(balance=available.balance, replayed=True)
+            ensure_room_for_credit(available.balance, await tx.held_total(tenant_id), credits)
             posting = post_transfers([(inserted[transfer.key], transfer)], {available.id: available.balance})
             await tx.write_posting(posting)
         return TopUpResult(balance=posting.balances[available.id], replayed=False)
@@ -850,6 +852,7 @@ class BillingHandlers:
         inserted = await tx.insert_transfers([transfer])
         if transfer.key not in inserted:
             raise LedgerInvariantViolated(f"payment {payment.key} was credited without a payment record")
+        ensure_room_for_credit(available.balance, await tx.held_total(payment.tenant_id), payment.credits)
         posting = post_transfers([(inserted[transfer.key], transfer)], {available.id: available.balance})
         await tx.write_posting(posting)
         await tx.link_payment_transfer(payment_id, inserted[transfer.key])

@@ -9,6 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from services.gateway.schemas import SINGLE_LINE_TEXT_PATTERN
+
 
 def _moment(value: Timestamp, present: bool) -> datetime | None:
     return value.ToDatetime(tzinfo=UTC) if present else None
@@ -56,7 +58,7 @@ class CreateAdminKeyRequest(BaseModel):
     name: str = Field(
         default="",
         max_length=200,
-        pattern=r"^[^\x00-\x1f\x7f]*$",
+        pattern=SINGLE_LINE_TEXT_PATTERN,
         description="What the key is for (no control characters).",
     )
 

@@ -28,7 +28,7 @@ from services.gateway.batch_creation import BatchCreation
 from services.gateway.batch_reads import BatchReads
 from services.gateway.errors import failure_response
 from services.gateway.middleware import REQUEST_ID_HEADER, ROUTE_TEMPLATE_KEY, request_id_of
-from services.gateway.routes.params import DEFAULT_PAGE_SIZE, MAX_CURSOR_CHARS, MAX_PAGE_SIZE, is_uuid
+from services.gateway.routes.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, is_page_cursor, is_uuid
 from services.gateway.schemas import TaskStatus
 
 CREATE_ROUTE = "/api/enterprise/video-batch"
@@ -93,7 +93,7 @@ def _task_query(query_string: bytes) -> TaskQuery | None:
     limit = values.get("limit")
     if status is not None and status not in _TASK_STATUSES:
         return None
-    if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR_CHARS:
+    if cursor is not None and not (cursor and is_page_cursor(cursor)):
         return None
     # Plain decimal digits only: signs, spaces and leading zeros are FastAPI's to judge.
     if limit is not None and not (

@@ -26,6 +26,13 @@ MAX_REQUEST_ID_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS
 # What an int32 field of the batch contract can carry: a larger JSON integer cannot be sent at all.
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
+# The most credits one request may add (a top-up, an offline payment). A balance is bounded
+# further by billing, which refuses a credit that would take it past a bigint (422).
+MAX_CREDITS_PER_REQUEST = 2**62
+# One line of text without control characters: PostgreSQL refuses NUL in text, and names and
+# references are shown in the dashboard and CSV exports.
+SINGLE_LINE_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 
 BatchStatus = Literal[
@@ -180,6 +187,8 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     durations = [item.get("duration_seconds") for item in items]
     if set(map(type, prompts)) - {str} or set(map(type, models)) - {str}:
         return None
+    if set(map(type, durations)) - {int, type(None)}:  # also keeps unhashable values out of the set
+        return None
     distinct_durations = set(durations)
     if not all(duration is None or _is_int32(duration) for duration in distinct_durations):
         return None
@@ -226,7 +235,12 @@ class CreateTenantRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="Display name of the tenant.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Display name of the tenant.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -256,10 +270,13 @@ class TopUpRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    credits: int = Field(strict=True, gt=0, le=2**62, description="Whole credits to add (> 0).")
+    credits: int = Field(
+        strict=True, gt=0, le=MAX_CREDITS_PER_REQUEST, description="Whole credits to add (> 0)."
+    )
     reference: str = Field(
         min_length=1,
         max_length=255,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
         description="Business key of the payment or grant; repeating it returns the first result.",
     )
 

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.errors import InvalidArgument
+from libs.rpc.timestamps import request_instant
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
@@ -189,12 +190,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 request.cursor,
                 request.limit,
                 settlement_status=request.settlement_status,
-                created_from=(
-                    request.created_from.ToDatetime(tzinfo=UTC) if request.HasField("created_from") else None
-                ),
-                created_to=request.created_to.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_to")
-                else None,
+                created_from=request_instant(request, "created_from"),
+                created_to=request_instant(request, "created_to"),
             )
         )
         return batch_page(views, next_cursor)

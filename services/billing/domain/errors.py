@@ -41,6 +41,16 @@ class StaleQuote(ServiceError):
         )
 
 
+class BalanceLimitExceeded(InvalidArgument):
+    """A credit that would take a tenant's balance past the largest one the ledger can hold."""
+
+    def __init__(self, credits: int, room: int) -> None:
+        super().__init__(
+            f"{credits} credits would exceed the largest balance; at most {max(room, 0)} can be added",
+            field="credits",
+        )
+
+
 class TenantNotFound(NotFound):
     """No such tenant."""
 

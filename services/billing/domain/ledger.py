@@ -14,11 +14,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from libs.errors import InvalidArgument
-from services.billing.domain.errors import LedgerInvariantViolated
+from services.billing.domain.errors import BalanceLimitExceeded, LedgerInvariantViolated
 from services.billing.domain.ids import BatchId, TaskId, TenantId
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+
+# The largest number a PostgreSQL bigint holds: ledger ids, amounts and balances are bigints.
+BIGINT_MAX = 2**63 - 1
 
 
 class RefType(StrEnum):
@@ -215,9 +218,20 @@ def parse_cursor(cursor: str) -> int | None:
     """The entry id a page continues before (None for the first page); opaque to callers."""
     if not cursor:
         return None
-    if not cursor.isascii() or not cursor.isdigit() or int(cursor) <= 0:
+    # Ids are bigints: a larger number is no position of ours (and PostgreSQL would refuse it).
+    if not cursor.isascii() or not cursor.isdigit() or not 0 < int(cursor) <= BIGINT_MAX:
         raise InvalidArgument("invalid cursor", field="cursor")
     return int(cursor)
+
+
+def ensure_room_for_credit(available: int, held: int, credits: int) -> None:
+    """Refuses a top-up or payment that would take what a tenant owns past what a balance holds.
+
+    Held credits count as well: any of them may come back to `available` as a refund, which must
+    never overflow (nor be refused, being money the tenant already owns).
+    """
+    if available + held + credits > BIGINT_MAX:
+        raise BalanceLimitExceeded(credits, BIGINT_MAX - available - held)
 
 
 def statement_page(lines_plus_one: Sequence[StatementLine], size: int) -> StatementPage:

@@ -44,12 +44,22 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+FIRST_MONTH = Month(1970, 1)
+LAST_MONTH = Month(9999, 11)
+
+
 def parse_month(text: str) -> Month:
     """`YYYY-MM` as a Month; InvalidArgument otherwise."""
     found = _MONTH.match(text)
-    if found is None or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1970:
+    if found is None or not 1 <= int(found.group(2)) <= 12:
         raise InvalidArgument("month must be YYYY-MM", field="month")
-    return Month(int(found.group(1)), int(found.group(2)))
+    month = Month(int(found.group(1)), int(found.group(2)))
+    # The period must end within the calendar datetimes hold: 9999-12 would end in year 10000.
+    if not FIRST_MONTH <= month <= LAST_MONTH:
+        raise InvalidArgument(
+            f"month must be between {FIRST_MONTH.label} and {LAST_MONTH.label}", field="month"
+        )
+    return month
 
 
 def month_of(moment: datetime) -> Month:

@@ -17,6 +17,7 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.errors import InvalidArgument, ServiceError
 from libs.rpc.errors import status_code_for
+from libs.rpc.timestamps import request_instant
 from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_task_id, parse_tenant_id
@@ -443,8 +444,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
         rows = self._handlers.export_ledger(
             parse_tenant_id(request.tenant_id) if request.tenant_id else None,
-            request.created_from.ToDatetime(tzinfo=UTC) if request.HasField("created_from") else None,
-            request.created_to.ToDatetime(tzinfo=UTC) if request.HasField("created_to") else None,
+            request_instant(request, "created_from"),
+            request_instant(request, "created_to"),
         )
         async for row in rows:
             yield _export_row(row)

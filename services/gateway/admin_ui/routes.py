@@ -24,14 +24,14 @@ from services.gateway.admin_ui.reads import AdminReads
 from services.gateway.admin_ui.session import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
 from services.gateway.backends import Backends
 from services.gateway.rate_limits import FailedAttemptLimiter, client_address
-from services.gateway.routes.params import MAX_CURSOR_CHARS, is_uuid
+from services.gateway.routes.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas import DeliveryPage
 
 STATIC_DIR = Path(__file__).parent / "static"
 SIGN_IN_PATH = "/admin/sign-in"
 TASK_PAGE_SIZES = {"10": 10, "50": 50, "200": 200}
 
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS)]
+Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
 Filter = Annotated[str, Query(max_length=64)]
 
 

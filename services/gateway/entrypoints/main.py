@@ -19,6 +19,7 @@ from libs.lifecycle import run_process
 from libs.telemetry import configure_telemetry
 from services.gateway.app import create_app
 from services.gateway.bootstrap import build_backends
+from services.gateway.http_protocol import JsonErrorHttpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Even
             log_config=None,
             lifespan="on",
             access_log=False,
+            # Requests the parser refuses get the JSON error envelope too.
+            http=JsonErrorHttpProtocol,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
         server = _EmbeddedServer(config)

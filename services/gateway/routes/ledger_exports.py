@@ -13,18 +13,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
 from services.gateway.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.backends import Backends
-from services.gateway.routes.params import error_responses
+from services.gateway.routes.params import Instant, error_responses
 
 CreatedFrom = Annotated[
-    AwareDatetime | None, Query(description="Only what was created at or after this instant (RFC 3339).")
+    Instant | None, Query(description="Only what was created at or after this instant (RFC 3339).")
 ]
-CreatedTo = Annotated[AwareDatetime | None, Query(description="Only what was created before this instant.")]
+CreatedTo = Annotated[Instant | None, Query(description="Only what was created before this instant.")]
 
 CSV_RESPONSE: dict[int | str, dict[str, object]] = {
     200: {"content": {"text/csv": {}}, "description": "One line per ledger entry."}

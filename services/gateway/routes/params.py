@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
+from pydantic import AfterValidator, AwareDatetime
 
 from services.gateway.errors import ApiError
 from services.gateway.schemas import ErrorResponse
@@ -17,11 +19,41 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CURSOR_CHARS = 1024
 
+# Our cursors are URL-safe base64 or digits: printable ASCII. Their content is the backends' to
+# judge (each refuses a position it cannot hold); the edge only bounds their shape.
+CURSOR_PATTERN = r"^[\x21-\x7e]*$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+# A calendar month: the backends judge which months they hold (billing: 1970-01..9999-11).
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, 1..{MAX_PAGE_SIZE}.")]
 PageCursor = Annotated[
     str | None,
-    Query(max_length=MAX_CURSOR_CHARS, description="`next_cursor` of the previous page; omit for the first."),
+    Query(
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page; omit for the first.",
+    ),
 ]
+MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
+
+
+def is_page_cursor(value: str) -> bool:
+    """True for a value `PageCursor` accepts (the hot lane's check of the same rule)."""
+    return len(value) <= MAX_CURSOR_CHARS and _CURSOR.fullmatch(value) is not None
+
+
+def _within_calendar(moment: datetime) -> datetime:
+    # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 text but before year 1 once in UTC: no
+    # datetime, protobuf Timestamp or comparison downstream can hold it.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+"""An RFC 3339 instant with its offset, within years 1..9999 in UTC (answered in UTC)."""
 
 
 def is_uuid(value: str) -> bool:

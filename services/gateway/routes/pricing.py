@@ -17,11 +17,9 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.config import Settings
 from services.gateway.auth import AdminAuthenticator, ApiKeyAuthenticator, admin_dependency, tenant_dependency
 from services.gateway.backends import Backends
-from services.gateway.routes.params import error_responses
-from services.gateway.schemas import ErrorResponse
+from services.gateway.routes.params import MonthQuery, error_responses
+from services.gateway.schemas import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN, ErrorResponse
 
-MONTH_PATTERN = r"^\d{4}-\d{2}$"
-MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
 TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -151,11 +149,16 @@ class AdminPaymentRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference: str = Field(min_length=1, max_length=200, description="Invoice number: credited once.")
-    pack_id: str | None = Field(default=None, max_length=64)
+    reference: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Invoice number: credited once.",
+    )
+    pack_id: str | None = Field(default=None, max_length=64, pattern=SINGLE_LINE_TEXT_PATTERN)
     # Bounded so a huge number is a 422, never an int64 overflow deeper down.
-    credits: int = Field(default=0, ge=0, le=2**62)
-    amount_usd_cents: int = Field(default=0, ge=0, le=2**62)
+    credits: int = Field(default=0, strict=True, ge=0, le=MAX_CREDITS_PER_REQUEST)
+    amount_usd_cents: int = Field(default=0, strict=True, ge=0, le=MAX_CREDITS_PER_REQUEST)
 
 
 class PaymentRecorded(BaseModel):

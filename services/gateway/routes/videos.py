@@ -12,6 +12,7 @@ endpoints defined inside the router factories.
 """
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -48,6 +49,7 @@ from services.gateway.video_store import VideoStore, video_store
 log = logging.getLogger(__name__)
 
 ALLOWED = "allowed"
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 TaskIdPath = Annotated[str, Path(description="Identifier of the task (a UUID).")]
 ModeQuery = Annotated[
@@ -111,18 +113,24 @@ class VideoAccessDecision:
         occurred_at.FromDatetime(datetime.now(UTC))
         await self._backends.billing.RecordVideoAccess(
             billing_pb2.VideoAccess(
-                tenant_id=tenant_id[:100],
-                key_id=key_id[:100],
-                client_address=client_address(request.scope.get("client"))[:100],
-                batch_id=batch_id[:100],
-                task_id=task_id[:100],
-                mode=mode[:20],
+                tenant_id=_audit_text(tenant_id, 100),
+                key_id=_audit_text(key_id, 100),
+                client_address=_audit_text(client_address(request.scope.get("client")), 100),
+                batch_id=_audit_text(batch_id, 100),
+                task_id=_audit_text(task_id, 100),
+                mode=_audit_text(mode, 20),
                 via=via,
                 result=result,
                 occurred_at=occurred_at,
             ),
             timeout=self._deadline,
         )
+
+
+def _audit_text(value: str, limit: int) -> str:
+    """`value` as the audit log keeps it: at most `limit` printable ASCII characters, anything else
+    as `?` (a forged link may carry NUL, which PostgreSQL text cannot hold, or lone surrogates)."""
+    return _UNPRINTABLE.sub("?", value[:limit])
 
 
 def _refusal(refused: LinkRefused) -> ApiError:

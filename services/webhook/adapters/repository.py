@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import propagate
 from psycopg.rows import namedtuple_row
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import Database
+from libs.errors import InvalidArgument
 from services.webhook.adapters.tables import (
     SCHEMA,
     attempts,
@@ -56,18 +58,33 @@ _CLAIM_SQL = text(
 )
 
 
+_Key = TypeVar("_Key")
+_MESSAGE_ID = re.compile(r"msg_[0-9a-f]{32}")
+
+
 def _encode_cursor(created_at: datetime, key: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+def _decode_cursor(cursor: str, key_of: Callable[[str], _Key]) -> tuple[datetime, _Key] | None:
+    """The position a page continues after (None for the first page), its key parsed by `key_of`;
+    InvalidArgument when the cursor is none of ours (clients echo it, so it may be anything)."""
     if not cursor:
         return None
     try:
         moment, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(moment), key
+        created_at, parsed_key = datetime.fromisoformat(moment), key_of(key)
     except (ValueError, UnicodeDecodeError):
-        return None
+        raise InvalidArgument("cursor is not valid", field="cursor") from None
+    if created_at.tzinfo is None:
+        raise InvalidArgument("cursor is not valid", field="cursor")
+    return created_at, parsed_key
+
+
+def _message_key(key: str) -> str:
+    if not _MESSAGE_ID.fullmatch(key):
+        raise ValueError("not a message id")
+    return key
 
 
 def _endpoint(row: Any) -> Endpoint:
@@ -184,13 +201,13 @@ class WebhookRepository:
         query = select(endpoints).where(
             endpoints.c.tenant_id == uuid.UUID(tenant_id), endpoints.c.status != "deleted"
         )
-        after = _decode_cursor(cursor)
+        after = _decode_cursor(cursor, uuid.UUID)
         if after is not None:
             moment, key = after
             query = query.where(
                 or_(
                     endpoints.c.created_at < moment,
-                    and_(endpoints.c.created_at == moment, endpoints.c.id < uuid.UUID(key)),
+                    and_(endpoints.c.created_at == moment, endpoints.c.id < key),
                 )
             )
         query = query.order_by(endpoints.c.created_at.desc(), endpoints.c.id.desc()).limit(limit + 1)
@@ -509,7 +526,7 @@ class WebhookRepository:
             query = query.where(messages.c.batch_id == uuid.UUID(batch_id))
         if message_id is not None:
             query = query.where(messages.c.id == message_id)
-        after = _decode_cursor(cursor)
+        after = _decode_cursor(cursor, _message_key)
         if after is not None:
             moment, key = after
             query = query.where(

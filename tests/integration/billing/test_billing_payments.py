@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from libs.config import DEFAULT_PACKS, DEFAULT_PRICING, ModelPricing
 from libs.db import Database
+from libs.errors import InvalidArgument
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.bootstrap import pack_catalog, price_list
@@ -29,6 +30,7 @@ from services.billing.handlers import BillingHandlers
 from .billing_testkit import assert_ledger_invariants, new_batch_id
 
 SECRET = "whsec_test_integration"
+LARGEST_BIGINT = 2**63 - 1
 PILOT = DEFAULT_PACKS["pilot"]
 
 
@@ -310,3 +312,31 @@ async def test_monthly_margins_reproduce_the_seed_margins_from_frozen_provider_c
     cost = lines[sora].provider_cost_usd_micros + lines[veo].provider_cost_usd_micros
     assert (revenue, cost) == (1_300_000, 492_000)
     assert (lines[sora].videos, lines[veo].videos) == (3, 2)
+
+
+async def test_a_credit_that_would_take_a_balance_past_bigint_is_refused_and_moves_nothing(
+    database: Database,
+) -> None:
+    handlers = sales_handlers(database)
+    tenant_id = await handlers.create_tenant("whale")
+    await handlers.top_up(tenant_id, 2**62, "grant-1")
+    batch_id = new_batch_id()
+    await handlers.reserve(tenant_id, batch_id, [QuoteLine("sora-2", 1)])  # 10 credits held
+    # available + held reach the largest bigint exactly: still a balance the ledger holds.
+    filled = await handlers.top_up(tenant_id, 2**62 - 1, "grant-2")
+    assert filled.balance == LARGEST_BIGINT - 10
+
+    # Held credits count: a refund of them must never overflow `available` afterwards.
+    with pytest.raises(InvalidArgument, match="largest balance"):
+        await handlers.top_up(tenant_id, 1, "grant-3")
+    with pytest.raises(InvalidArgument, match="largest balance"):
+        await handlers.record_invoice_payment(tenant_id, "INV-OVER", "", 1, 1)
+
+    await handlers.apply_task_outcomes(
+        [TaskOutcome(batch_id, TaskId(f"{batch_id}-0"), "sora-2", OutcomeKind.REFUND)]
+    )
+    await handlers.settle(batch_id)
+    balance = await handlers.get_balance(tenant_id)
+    assert (balance.available_credits, balance.held_credits) == (LARGEST_BIGINT, 0)
+    assert await purchases_of(database, tenant_id) == []
+    await assert_ledger_invariants(database)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from libs.bus import Delivery, Envelope
 from libs.db import Database
+from libs.errors import InvalidArgument
 from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
 from services.webhook.entrypoints.consumer import WebhookEventConsumer
@@ -473,3 +475,28 @@ async def test_rotating_another_tenants_or_a_deleted_endpoint_is_not_found(
         await handlers.rotate_endpoint_secret(owner, endpoint.endpoint_id)
     with pytest.raises(EndpointNotFound):
         await handlers.rotate_endpoint_secret(owner, "not-a-uuid")
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("2026-01-01T00:00:00+00:00|x"),
+        _cursor(f"2026-01-01T00:00:00+00:00|{'9' * 30}"),
+        _cursor("2026-01-01T00:00:00|0f8fad5b-d9cb-469f-a165-70867728950e"),
+        _cursor("not a time|0f8fad5b-d9cb-469f-a165-70867728950e"),
+        "%%%",
+    ],
+)
+async def test_a_cursor_that_is_none_of_ours_is_invalid_argument(
+    make_handlers: HandlersFactory, cursor: str
+) -> None:
+    handlers = make_handlers()
+
+    with pytest.raises(InvalidArgument) as refused:
+        await handlers.list_endpoints(str(uuid.uuid4()), cursor, 10)
+
+    assert refused.value.details == {"field": "cursor"}

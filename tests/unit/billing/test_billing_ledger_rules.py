@@ -104,7 +104,7 @@ def test_page_size_defaults_and_is_bounded() -> None:
             page_size(bad)
 
 
-@pytest.mark.parametrize("garbage", ["abc", "-3", "0", "1.5", "١٢"])
+@pytest.mark.parametrize("garbage", ["abc", "-3", "0", "1.5", "١٢", str(2**63), "9" * 30])
 def test_garbage_cursors_are_rejected(garbage: str) -> None:
     with pytest.raises(InvalidArgument):
         parse_cursor(garbage)
@@ -119,3 +119,4 @@ def test_a_page_has_a_next_cursor_only_when_more_lines_follow() -> None:
     assert parse_cursor(statement_page(lines, 2).next_cursor) == 8
     assert statement_page(lines[:2], 2).next_cursor == ""
     assert parse_cursor("") is None
+    assert parse_cursor(str(2**63 - 1)) == 2**63 - 1

@@ -24,10 +24,19 @@ def test_a_month_spans_utc_midnight_to_utc_midnight_and_december_rolls_over() ->
     assert month_of(late_evening_in_new_york) == december
 
 
-@pytest.mark.parametrize("text", ["2025-13", "2025-1", "25-01", "2025-00", "", "2025-01-01"])
+@pytest.mark.parametrize(
+    "text",
+    ["2025-13", "2025-1", "25-01", "2025-00", "", "2025-01-01", "9999-12", "0000-01", "1969-12", "10000-01"],
+)
 def test_a_malformed_month_is_a_validation_error(text: str) -> None:
     with pytest.raises(InvalidArgument):
         parse_month(text)
+
+
+def test_the_last_month_whose_end_a_datetime_holds_is_accepted() -> None:
+    last = parse_month("9999-11")
+
+    assert (last.start, last.end) == (datetime(9999, 11, 1, tzinfo=UTC), datetime(9999, 12, 1, tzinfo=UTC))
 
 
 def test_a_statement_adds_up_from_opening_to_closing() -> None:

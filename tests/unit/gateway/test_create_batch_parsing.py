@@ -63,6 +63,8 @@ NOT_PLAIN = [
     {"items": [{**OK, "duration_seconds": 6.0}]},
     {"items": [{**OK, "duration_seconds": "6"}]},
     {"items": [{**OK, "duration_seconds": 2**31}]},
+    {"items": [{**OK, "duration_seconds": []}]},  # unhashable: must not reach a set
+    {"items": [{**OK, "duration_seconds": {}}]},
     {"items": [OK], "webhook_url": 5},
     {"items": [OK], "deadline_seconds": False},
     {"items": [OK], "deadline_seconds": 60.0},
