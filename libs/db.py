@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -35,6 +39,7 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._pool_size = pool_size
         self._direct: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._sweep: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -67,12 +72,46 @@ class Database:
                 kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
                 open=False,
                 name="direct",
-                check=_check_if_idle,
+                check=self._check_if_idle,
                 reset=_mark_returned,
             )
             await self._direct.open(wait=False)
         async with self._direct.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                if conn.broken:
+                    # Shielded: a cancelled caller must not cancel the sweep half-way, which
+                    # would lose the connections it had taken out of the pool.
+                    await asyncio.shield(self._sweep_dead_connections())
+                raise
+
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The pool's checkout check: a round trip only for a connection that sat idle."""
+        if time.monotonic() - _returned_at.get(conn, 0.0) <= IDLE_CHECK_SECONDS:
+            return
+        try:
+            await conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            if conn.broken:
+                # The pool tries another after a pause; make sure that one is alive.
+                await asyncio.shield(self._sweep_dead_connections())
+            raise
+
+    def _sweep_dead_connections(self) -> asyncio.Task[None]:
+        """Checks every idle connection of the direct pool (in a task of its own), replacing the
+        dead ones; callers that meet a dead connection while a sweep runs share it.
+
+        The server ended this connection (restart, failover, `pg_terminate_backend`) and most
+        likely its idle siblings with it. Unchecked (they were returned less than a second ago),
+        each would fail a call of its own; found by the pool's checkout check, each would make
+        its caller wait out the pool's growing backoff (1 s, 2 s, 4 s...). Swept, the blip fails
+        the calls that met it, as SQLAlchemy's pool invalidates its connections on a disconnect.
+        """
+        assert self._direct is not None
+        if self._sweep is None or self._sweep.done():
+            self._sweep = asyncio.get_running_loop().create_task(_sweep(self._direct))
+        return self._sweep
 
     async def ping(self) -> None:
         """Raises if the database does not answer a real query."""
@@ -80,6 +119,8 @@ class Database:
             await conn.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
         if self._direct is not None:
             await self._direct.close()
         await self.engine.dispose()
@@ -96,9 +137,11 @@ async def _mark_returned(conn: psycopg.AsyncConnection[Any]) -> None:
     _returned_at[conn] = time.monotonic()
 
 
-async def _check_if_idle(conn: psycopg.AsyncConnection[Any]) -> None:
-    if time.monotonic() - _returned_at.get(conn, 0.0) > IDLE_CHECK_SECONDS:
-        await conn.execute("SELECT 1")
+async def _sweep(pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
+    try:
+        await pool.check()
+    except Exception as error:  # the pool's own checkout check remains; log and carry on
+        log.warning("checking the direct pool after a lost connection failed: %s", error)
 
 
 def sync_url(url: str) -> str:
