@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -32,10 +34,14 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            # A stale connection after a PostgreSQL restart is replaced before use, not failed on.
-            pool_pre_ping=True,
+            # No pool_pre_ping: its round trip on every checkout cost 0.1-0.2 ms of CPU per
+            # transaction here (20-40% of a one-statement one). Only a connection that sat idle
+            # is pinged (`_ping_if_idle`); a disconnect met in use invalidates every older pooled
+            # connection (SQLAlchemy's own disconnect handling), so a blip fails once.
             pool_recycle=1800,
         )
+        event.listen(self.engine.sync_engine, "checkin", _mark_checked_in)
+        event.listen(self.engine.sync_engine, "checkout", _ping_if_idle)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._pool_size = pool_size
         self._direct: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
@@ -135,6 +141,26 @@ _returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = w
 
 async def _mark_returned(conn: psycopg.AsyncConnection[Any]) -> None:
     _returned_at[conn] = time.monotonic()
+
+
+def _mark_checked_in(dbapi_connection: Any, record: Any) -> None:
+    record.info["returned_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """The engine pool's checkout check, as the direct pool's: a round trip only for a connection
+    that sat idle (a new one has no return time). A dead one invalidates the whole pool, which
+    then hands out a new connection at once (no pause, unlike a failed check of psycopg_pool)."""
+    if time.monotonic() - record.info.get("returned_at", time.monotonic()) <= IDLE_CHECK_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as error:
+        raise InvalidatePoolError(f"idle connection is dead: {error}") from error
 
 
 async def _sweep(pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:

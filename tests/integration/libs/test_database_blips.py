@@ -101,22 +101,30 @@ async def test_a_blip_fails_one_call_of_the_engine_pool_not_one_per_connection(
     assert await _failures_after_a_blip(name, db.connection, select_one_on_the_driver) <= 1
 
 
-async def test_after_a_blip_idle_connections_are_replaced_without_a_wait_per_dead_one(
-    database: tuple[str, Database], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("pool", ["direct", "engine"])
+async def test_after_a_blip_idle_connections_are_replaced_without_a_failure_or_a_wait_per_dead_one(
+    database: tuple[str, Database], monkeypatch: pytest.MonkeyPatch, pool: str
 ) -> None:
     """Connections that sat idle (as all do when traffic is light) are checked on checkout; the
-    first dead one found sweeps the others, so the caller waits out one pause of the pool, not a
-    doubling pause per dead connection (1 s, 2 s, 4 s...)."""
+    first dead one found replaces the others, so no call fails and none waits out a doubling
+    pause per dead connection (psycopg_pool's 1 s, 2 s, 4 s... after each failed check)."""
     name, db = database
 
-    async def select_one(conn: psycopg.AsyncConnection[Any]) -> None:
+    async def select_one_raw(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("SELECT 1")
 
-    await _fill_pool(db.raw_connection, select_one)
+    async def select_one_engine(conn: Any) -> None:
+        await conn.exec_driver_sql("SELECT 1")
+
+    connection: Callable[[], AbstractAsyncContextManager[Any]] = (
+        db.raw_connection if pool == "direct" else db.connection
+    )
+    run: Callable[[Any], Any] = select_one_raw if pool == "direct" else select_one_engine
+    await _fill_pool(connection, run)
     terminate_every_backend(name)
     monkeypatch.setattr(db_module, "IDLE_CHECK_SECONDS", 0.0)
     started = time.monotonic()
     for _ in range(POOL):
-        async with db.raw_connection() as conn:
-            await select_one(conn)
+        async with connection() as conn:
+            await run(conn)
     assert time.monotonic() - started < 2.5
