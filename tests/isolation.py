@@ -187,6 +187,30 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def terminate_every_backend(name: str, timeout: float = 10.0) -> int:
+    """Ends every connection to database `name` (as a restart or a failover does) and waits until
+    they are gone; returns how many it ended."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)), now() FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()
+        assert row is not None
+        ended, terminated_at = int(row[0]), row[1]
+        deadline = time.monotonic() + timeout
+        # Connections opened since (pools replace theirs at once) are not waited for.
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = %s AND backend_start < %s AND pid <> pg_backend_pid()",
+            (name, terminated_at),
+        ).fetchone() != (0,):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"connections to {name} still alive after {timeout} s")
+            time.sleep(0.01)
+    return ended
+
+
 def create_vhost() -> tuple[str, str]:
     """Creates an empty RabbitMQ vhost for guest; returns (name, AMQP URL)."""
     name = f"rb_test_{uuid.uuid4().hex[:12]}"

@@ -83,13 +83,25 @@ def status_code_for(error: ServiceError) -> grpc.StatusCode:
 
 
 def _is_dependency_down(error: BaseException) -> bool:
+    """Whether `error` says the database (or another dependency) is out of reach for now.
+
+    SQLAlchemy wraps the driver's errors, but the hot paths run statements on the psycopg
+    connection itself, so its errors arrive unwrapped: both spellings count. PostgreSQL ending a
+    connection (`pg_terminate_backend`, a restart, a failover) raises `psycopg.OperationalError`
+    (`AdminShutdown` is one), as do a pool that has no connection to give and a lost socket.
+    """
     # Imported here: the gateway uses this module only as a gRPC client and has no database;
     # importing SQLAlchemy would cost it ~0.7 s of CPU at start. Servers have it loaded already.
-    from sqlalchemy.exc import DBAPIError, OperationalError
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import OperationalError as WrappedOperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    if isinstance(error, OperationalError):
+    if isinstance(error, (psycopg.OperationalError, WrappedOperationalError, PoolTimeout)):
         return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if isinstance(error, DBAPIError) and (
+        error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError)
+    ):
         return True
     return isinstance(error, (ConnectionError, TimeoutError))
 

@@ -85,11 +85,24 @@ def test_seed_demo_batch_completed_arrives_once_signed_with_the_settled_figures(
     assert headers["webhook-id"] in {m["message_id"] for m in messages}
 
 
-def test_metadata_address_webhook_url_is_refused_with_422_and_nothing_is_charged(api: Api) -> None:
+@pytest.mark.parametrize(
+    "webhook_url",
+    [
+        "http://169.254.169.254/latest",
+        # Other spellings of it, refused as well although these stacks allow private addresses.
+        "http://[::ffff:a9fe:a9fe]/latest",
+        "http://0xa9fea9fe/latest",
+        "http://169.254.170.2/v2/credentials",
+        "http://metadata.google.internal./computeMetadata/v1/",
+    ],
+)
+def test_metadata_address_webhook_url_is_refused_with_422_and_nothing_is_charged(
+    api: Api, webhook_url: str
+) -> None:
     customer = api.new_customer(credits=100)
     response = api.http.post(
         "/api/enterprise/video-batch",
-        json={"items": [{"prompt": "x", "model": "sora-2"}], "webhook_url": "http://169.254.169.254/latest"},
+        json={"items": [{"prompt": "x", "model": "sora-2"}], "webhook_url": webhook_url},
         headers=customer.headers,
     )
 

@@ -1,7 +1,9 @@
 """Where we agree to send webhooks (SSRF rule), checked at registration and again at delivery.
 
 Resolution is the caller's job (an adapter); these rules judge a URL and the addresses its host
-resolved to, so a name that resolves to 127.0.0.1 is refused like 127.0.0.1 itself.
+resolved to, so a name that resolves to 127.0.0.1 is refused like 127.0.0.1 itself. The host is
+first reduced to the one spelling delivery uses (`normalized_host`): an IP address in any of its
+number forms is that address, so it needs no DNS and is judged as itself.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from services.webhook.domain.addresses import (
+    IpAddress as IpAddress,  # re-exported: the adapters speak of addresses through this module
+)
+from services.webhook.domain.addresses import (
+    embedded_ipv4,
+    ends_in_a_number,
+    is_metadata_address,
+    is_metadata_hostname,
+    is_transition_address,
+    parse_ipv4_number_form,
+)
 from services.webhook.domain.errors import UnsafeWebhookUrl
 
 MAX_URL_CHARS = 2048
-
-# Cloud metadata services answer on these even where they are not link-local.
-_METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),
-        ipaddress.ip_address("100.100.100.200"),
-        ipaddress.ip_address("fd00:ec2::254"),
-    }
-)
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,40 @@ def parse_target(url: str, policy: DestinationPolicy) -> WebhookTarget:
     if parts.username or parts.password:
         raise UnsafeWebhookUrl("webhook URL must not carry credentials", url=url)
     default_port = 443 if scheme == "https" else 80
-    return WebhookTarget(url=url, scheme=scheme, host=parts.hostname, port=port or default_port)
+    host = normalized_host(parts.hostname, url)
+    return WebhookTarget(url=url, scheme=scheme, host=host, port=port or default_port)
+
+
+def normalized_host(host: str, url: str) -> str:
+    """The host as delivery reaches it: ASCII (IDNA), lowercase, without the trailing dot of a
+    fully qualified name, and an IP address in its canonical form whatever its spelling
+    (`0xa9fea9fe`, `2852039166`, `169.254.43518`, full-width digits...). Raises UnsafeWebhookUrl
+    for a host that parsers would read differently (a zone id, a number form no parser accepts)
+    or a metadata service's name.
+    """
+    if "%" in host:
+        raise UnsafeWebhookUrl("webhook URL must not carry an IPv6 zone id or an escaped host", url=url)
+    if not host.isascii():
+        try:
+            # Nameprep folds full-width digits and dots: to a resolver they are 169.254...
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as error:
+            raise UnsafeWebhookUrl("webhook URL has a malformed host", url=url) from error
+    host = host.lower()
+    literal = literal_address(host)
+    if literal is not None:
+        return str(literal)
+    if ends_in_a_number(host):
+        address = parse_ipv4_number_form(host)
+        if address is None:
+            raise UnsafeWebhookUrl("webhook URL has a malformed IPv4 host", url=url)
+        return str(address)
+    host = host.removesuffix(".")
+    if not host or "" in host.split("."):
+        raise UnsafeWebhookUrl("webhook URL has a malformed host", url=url)
+    if is_metadata_hostname(host):
+        raise UnsafeWebhookUrl("webhook URL names a cloud metadata service", url=url, host=host)
+    return host
 
 
 def literal_address(host: str) -> IpAddress | None:
@@ -75,12 +110,20 @@ def literal_address(host: str) -> IpAddress | None:
 
 
 def is_forbidden_address(address: IpAddress) -> bool:
-    """Loopback, private, link-local, metadata, multicast, reserved or unspecified addresses."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_forbidden_address(address.ipv4_mapped)
+    """Loopback, private, link-local, metadata, multicast, reserved or unspecified addresses.
+
+    An IPv6 address that carries IPv4 addresses (IPv4-mapped, NAT64, 6to4, Teredo) is refused when
+    any of them would be; a transition form is otherwise judged by them alone, not by its prefix.
+    """
+    if is_metadata_address(address):
+        return True
+    embedded = embedded_ipv4(address)
+    if any(is_forbidden_address(inner) for inner in embedded):
+        return True
+    if embedded and is_transition_address(address):
+        return False
     return (
-        address in _METADATA_ADDRESSES
-        or address.is_loopback
+        address.is_loopback
         or address.is_private
         or address.is_link_local
         or address.is_multicast
@@ -96,7 +139,7 @@ def check_resolved(target: WebhookTarget, addresses: Sequence[IpAddress], policy
         raise UnsafeWebhookUrl("webhook host does not resolve", url=target.url, host=target.host)
     if policy.allow_private:
         # Metadata services stay off limits even in demos: they hand out credentials.
-        blocked = [address for address in addresses if address in _METADATA_ADDRESSES]
+        blocked = [address for address in addresses if is_metadata_address(address)]
     else:
         blocked = [address for address in addresses if is_forbidden_address(address)]
     if blocked:
