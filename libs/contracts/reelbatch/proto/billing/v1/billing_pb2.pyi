@@ -873,7 +873,7 @@ class LedgerEntry(_message.Message):
     entry_id: _builtins.str
     """The entry's id."""
     ref_type: _builtins.str
-    """"topup", "batch_upfront", "batch_refund", "batch_settle"."""
+    """"topup", "purchase", "batch_upfront", "batch_refund", "batch_settle"."""
     ref_id: _builtins.str
     """The business key of the transfer (payment reference, batch id or task id)."""
     batch_id: _builtins.str
@@ -1407,11 +1407,11 @@ class LedgerExportRow(_message.Message):
     tenant_id: _builtins.str
     """The account's tenant; empty for a system account."""
     account: _builtins.str
-    """"available", "hold", "revenue", "grants"."""
+    """"available", "hold", "revenue", "grants", "payments"."""
     batch_id: _builtins.str
     """The batch concerned; empty when none."""
     ref_type: _builtins.str
-    """topup, batch_upfront, batch_capture, batch_refund, batch_settle, ..."""
+    """topup, purchase, batch_upfront, batch_capture, batch_refund or batch_settle."""
     ref_id: _builtins.str
     """The transfer's business key."""
     amount: _builtins.int
