@@ -31,11 +31,13 @@ test: setup services ## the whole suite: unit, integration and end-to-end, again
 test-fast: setup ## unit tests only (no services needed)
 	$(RUN) pytest tests/unit
 
-lint: setup ## ruff, mypy (strict), import contracts
+lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs services tests bench
 	$(RUN) lint-imports
+	$(RUN) buf lint protos
+	$(RUN) scripts/check_proto_breaking.sh
 
 format: setup
 	$(RUN) ruff check --fix .

@@ -1,5 +1,8 @@
 """The money invariants I1-I5 of ARCHITECTURE.md, checked straight from the database.
 
+docs/architecture.md (section 3) states each invariant and lists every test that checks it; this
+module is the check run after every end-to-end, chaos and benchmark run.
+
 This is an auditor's view: it reads both services' schemas directly (no service does that) and
 returns every discrepancy it finds, so a failing test says exactly what is wrong.
 """

@@ -30,13 +30,21 @@ class _CreateBatchLimit:
 class _CreateBatchLimitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreateBatchLimit.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CREATE_BATCH_LIMIT_UNSPECIFIED: _CreateBatchLimit.ValueType  # 0
+    """Not a limit (proto3's required zero value)."""
     CREATE_BATCH_LIMIT_MAX_MODEL_CHARS: _CreateBatchLimit.ValueType  # 200
+    """Characters of an item's model name."""
     CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS: _CreateBatchLimit.ValueType  # 255
+    """Characters of the idempotency key (request_id)."""
     CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: _CreateBatchLimit.ValueType  # 2048
+    """Characters of the webhook URL."""
     CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: _CreateBatchLimit.ValueType  # 3600
+    """Seconds of one video (BatchItem.duration_seconds)."""
     CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: _CreateBatchLimit.ValueType  # 4000
+    """Characters of a prompt, by default (REELBATCH_MAX_PROMPT_CHARS)."""
     CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS: _CreateBatchLimit.ValueType  # 10000
+    """Items per batch, by default (REELBATCH_MAX_BATCH_ITEMS)."""
     CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS: _CreateBatchLimit.ValueType  # 604800
+    """Seconds of CreateBatchRequest.deadline_seconds (7 days)."""
 
 class CreateBatchLimit(_CreateBatchLimit, metaclass=_CreateBatchLimitEnumTypeWrapper):
     """The fixed bounds of a create request, enforced by the batch service alone and published here for
@@ -45,24 +53,36 @@ class CreateBatchLimit(_CreateBatchLimit, metaclass=_CreateBatchLimitEnumTypeWra
     """
 
 CREATE_BATCH_LIMIT_UNSPECIFIED: CreateBatchLimit.ValueType  # 0
+"""Not a limit (proto3's required zero value)."""
 CREATE_BATCH_LIMIT_MAX_MODEL_CHARS: CreateBatchLimit.ValueType  # 200
+"""Characters of an item's model name."""
 CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS: CreateBatchLimit.ValueType  # 255
+"""Characters of the idempotency key (request_id)."""
 CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: CreateBatchLimit.ValueType  # 2048
+"""Characters of the webhook URL."""
 CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: CreateBatchLimit.ValueType  # 3600
+"""Seconds of one video (BatchItem.duration_seconds)."""
 CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: CreateBatchLimit.ValueType  # 4000
+"""Characters of a prompt, by default (REELBATCH_MAX_PROMPT_CHARS)."""
 CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS: CreateBatchLimit.ValueType  # 10000
+"""Items per batch, by default (REELBATCH_MAX_BATCH_ITEMS)."""
 CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS: CreateBatchLimit.ValueType  # 604800
+"""Seconds of CreateBatchRequest.deadline_seconds (7 days)."""
 Global___CreateBatchLimit: _TypeAlias = CreateBatchLimit  # noqa: Y015
 
 @_typing.final
 class BatchItem(_message.Message):
+    """One requested video."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMPT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
+    """What to generate; not empty, no control characters."""
     model: _builtins.str
+    """A model of billing's price list; an unknown model is INVALID_ARGUMENT."""
     duration_seconds: _builtins.int
     """Video length for a model priced per second (0: the model's default), at most
     CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS; must be 0 otherwise.
@@ -84,6 +104,8 @@ Global___BatchItem: _TypeAlias = BatchItem  # noqa: Y015
 
 @_typing.final
 class CreateBatchRequest(_message.Message):
+    """A new batch: its items (as `items` or as `item_columns`) and options."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -94,9 +116,11 @@ class CreateBatchRequest(_message.Message):
     ITEM_COLUMNS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_GENERATED_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant the batch is created for (the gateway authenticated its key)."""
     request_id: _builtins.str
     """The client's X-Request-ID; empty means not idempotent."""
     webhook_url: _builtins.str
+    """Where to deliver this batch's webhooks; empty for none (account endpoints still get them)."""
     deadline_seconds: _builtins.int
     """Optional, 1..604800 (7 days); 0 means none. Tasks not finished this long after creation are
     cancelled and refunded.
@@ -106,7 +130,9 @@ class CreateBatchRequest(_message.Message):
     earlier batch can hold it, so the lookup for a replay is skipped.
     """
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
+        """The items, in order (their batch_index is their position)."""
+
     @_builtins.property
     def item_columns(self) -> Global___BatchItemColumns:
         """The items as columns, instead of `items` (set one or the other): item i is prompts[i],
@@ -143,9 +169,13 @@ class BatchItemColumns(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def prompts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def prompts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Item i's prompt."""
+
     @_builtins.property
-    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Item i's model."""
+
     @_builtins.property
     def duration_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """0: the model's default (see BatchItem.duration_seconds)."""
@@ -167,6 +197,8 @@ Global___BatchItemColumns: _TypeAlias = BatchItemColumns  # noqa: Y015
 
 @_typing.final
 class RetryFailedRequest(_message.Message):
+    """Which finished batch's failed items to retry."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -174,7 +206,9 @@ class RetryFailedRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     FAILURE_TYPES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant that owns the source batch (and so the retry)."""
     batch_id: _builtins.str
+    """The finished batch whose failed items are retried."""
     request_id: _builtins.str
     """The client's X-Request-ID; empty means none (the retry is still idempotent per source batch)."""
     @_builtins.property
@@ -202,6 +236,8 @@ Global___RetryFailedRequest: _TypeAlias = RetryFailedRequest  # noqa: Y015
 
 @_typing.final
 class CreateBatchResponse(_message.Message):
+    """The accepted batch with its price and the balance snapshot of the freeze."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -213,15 +249,21 @@ class CreateBatchResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The new batch (or, when replayed, the first one)."""
     total_count: _builtins.int
+    """Number of items."""
     cost_per_video: _builtins.int
     """Unset when the batch mixes models of different prices."""
     required_credits: _builtins.int
+    """Credits frozen for the batch (the sum of the items' prices)."""
     available_credits: _builtins.int
     """Available balance snapshot taken when the credits were frozen (before the freeze)."""
     status: _builtins.str
+    """The batch's status (queued once its credits are frozen)."""
     request_id: _builtins.str
+    """The idempotency key the batch was created with."""
     replayed: _builtins.bool
+    """True when this answers an earlier request with the same key (nothing new was created or frozen)."""
     def __init__(
         self,
         *,
@@ -246,12 +288,16 @@ Global___CreateBatchResponse: _TypeAlias = CreateBatchResponse  # noqa: Y015
 
 @_typing.final
 class GetBatchRequest(_message.Message):
+    """Which batch to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The caller's tenant; empty means admin scope (see the file comment)."""
     batch_id: _builtins.str
+    """The batch."""
     def __init__(
         self,
         *,
@@ -268,6 +314,8 @@ Global___GetBatchRequest: _TypeAlias = GetBatchRequest  # noqa: Y015
 
 @_typing.final
 class Batch(_message.Message):
+    """A batch with its task counters and money totals, as the REST API shows it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -290,27 +338,43 @@ class Batch(_message.Message):
     RETRY_OF_BATCH_ID_FIELD_NUMBER: _builtins.int
     RETRY_BATCH_IDS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch's id."""
     tenant_id: _builtins.str
+    """The tenant that owns it."""
     status: _builtins.str
     """reserving, queued, processing, completed, partial, failed, cancelled, rejected"""
     total_count: _builtins.int
+    """Number of tasks (items)."""
     success_count: _builtins.int
+    """Tasks that succeeded."""
     failed_count: _builtins.int
+    """Tasks that failed (cancelled ones not included)."""
     cancelled_count: _builtins.int
+    """Tasks cancelled."""
     pending_count: _builtins.int
+    """Tasks not yet in a terminal state (0 for a rejected batch)."""
     frozen_credits: _builtins.int
+    """Credits frozen when the batch was accepted (0 when rejected)."""
     credits_spent: _builtins.int
+    """Price of the succeeded tasks: what was captured."""
     refunded_credits: _builtins.int
+    """Price of the failed and cancelled tasks: what was refunded."""
     settlement_status: _builtins.str
     """pending, settled, refunded"""
     request_id: _builtins.str
+    """Its idempotency key."""
     webhook_url: _builtins.str
+    """Its own webhook URL; empty for none."""
     retry_of_batch_id: _builtins.str
     """The batch whose failed items this batch retries; empty otherwise."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch was created (UTC)."""
+
     @_builtins.property
-    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When every task was terminal; unset until then."""
+
     @_builtins.property
     def deadline_at(self) -> _timestamp_pb2.Timestamp:
         """Unset when the batch has no deadline."""
@@ -354,6 +418,8 @@ Global___Batch: _TypeAlias = Batch  # noqa: Y015
 
 @_typing.final
 class ListBatchesRequest(_message.Message):
+    """Which batches to list, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -364,15 +430,23 @@ class ListBatchesRequest(_message.Message):
     CREATED_FROM_FIELD_NUMBER: _builtins.int
     CREATED_TO_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The caller's tenant; empty means admin scope (see the file comment)."""
     status: _builtins.str
+    """Optional filter on Batch.status."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
     settlement_status: _builtins.str
     """Optional filters: settlement status, and created_at in [created_from, created_to)."""
     @_builtins.property
-    def created_from(self) -> _timestamp_pb2.Timestamp: ...
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive lower bound on created_at; unset for none."""
+
     @_builtins.property
-    def created_to(self) -> _timestamp_pb2.Timestamp: ...
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive upper bound on created_at; unset for none."""
+
     def __init__(
         self,
         *,
@@ -394,11 +468,14 @@ Global___ListBatchesRequest: _TypeAlias = ListBatchesRequest  # noqa: Y015
 
 @_typing.final
 class CountOpenBatchesRequest(_message.Message):
+    """Whose unfinished batches to count."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose batches are counted."""
     limit: _builtins.int
     """Counting stops here (the answer is then `limit`); must be positive."""
     def __init__(
@@ -417,10 +494,13 @@ Global___CountOpenBatchesRequest: _TypeAlias = CountOpenBatchesRequest  # noqa: 
 
 @_typing.final
 class CountOpenBatchesResponse(_message.Message):
+    """The count, capped at the request's limit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OPEN_BATCHES_FIELD_NUMBER: _builtins.int
     open_batches: _builtins.int
+    """Unfinished batches, at most the request's limit."""
     def __init__(
         self,
         *,
@@ -436,13 +516,18 @@ Global___CountOpenBatchesResponse: _TypeAlias = CountOpenBatchesResponse  # noqa
 
 @_typing.final
 class ListBatchesResponse(_message.Message):
+    """A page of batches."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCHES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Batch]: ...
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Batch]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -459,6 +544,8 @@ Global___ListBatchesResponse: _TypeAlias = ListBatchesResponse  # noqa: Y015
 
 @_typing.final
 class ListTasksRequest(_message.Message):
+    """Which tasks of a batch to list, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -468,11 +555,15 @@ class ListTasksRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     FAILURE_TYPE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The caller's tenant; empty means admin scope (see the file comment)."""
     batch_id: _builtins.str
+    """The batch whose tasks to list."""
     status: _builtins.str
     """Optional filter: queued, running, succeeded, failed, cancelled."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
     failure_type: _builtins.str
     """Optional filter: timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal."""
     def __init__(
@@ -495,6 +586,8 @@ Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
 
 @_typing.final
 class Task(_message.Message):
+    """One item of a batch and what became of it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
@@ -511,21 +604,35 @@ class Task(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    """The task's id: the key of its capture or refund."""
     batch_id: _builtins.str
+    """Its batch."""
     batch_index: _builtins.int
+    """Position of the item in the batch as submitted, from 0."""
     status: _builtins.str
+    """queued, running, succeeded, failed, cancelled"""
     model: _builtins.str
+    """The model asked for."""
     prompt: _builtins.str
+    """The item's prompt."""
     unit_price: _builtins.int
+    """The task's frozen price in credits."""
     video_url: _builtins.str
+    """Where the video is stored once succeeded; empty otherwise."""
     error_message: _builtins.str
+    """What went wrong, for a failed or cancelled task; empty otherwise."""
     failure_type: _builtins.str
     """timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal"""
     attempts: _builtins.int
+    """Provider calls made so far."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the task was created with its batch (UTC)."""
+
     @_builtins.property
-    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it reached a terminal state; unset until then."""
+
     def __init__(
         self,
         *,
@@ -553,13 +660,18 @@ Global___Task: _TypeAlias = Task  # noqa: Y015
 
 @_typing.final
 class ListTasksResponse(_message.Message):
+    """A page of tasks."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TASKS_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]:
+        """In batch order."""
+
     def __init__(
         self,
         *,
@@ -576,12 +688,16 @@ Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
 
 @_typing.final
 class CancelBatchRequest(_message.Message):
+    """Which batch to cancel."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The caller's tenant; empty means admin scope (see the file comment)."""
     batch_id: _builtins.str
+    """The batch to cancel."""
     def __init__(
         self,
         *,
@@ -598,6 +714,8 @@ Global___CancelBatchRequest: _TypeAlias = CancelBatchRequest  # noqa: Y015
 
 @_typing.final
 class OutcomeGroup(_message.Message):
+    """Tasks of one batch sharing (status, failure_type, model), and what they are priced at."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
@@ -606,11 +724,15 @@ class OutcomeGroup(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     status: _builtins.str
+    """The tasks' status (as Task.status)."""
     failure_type: _builtins.str
     """Empty unless failed or cancelled."""
     model: _builtins.str
+    """Their model."""
     count: _builtins.int
+    """How many tasks."""
     credits: _builtins.int
+    """Their frozen prices summed."""
     def __init__(
         self,
         *,
@@ -630,6 +752,8 @@ Global___OutcomeGroup: _TypeAlias = OutcomeGroup  # noqa: Y015
 
 @_typing.final
 class BatchBreakdown(_message.Message):
+    """Where a batch's tasks ended up, and when things happened."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -641,21 +765,33 @@ class BatchBreakdown(_message.Message):
     SETTLED_AT_FIELD_NUMBER: _builtins.int
     TOTAL_ATTEMPTS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     total_attempts: _builtins.int
+    """Provider calls made over all its tasks."""
     @_builtins.property
-    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeGroup]: ...
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeGroup]:
+        """One entry per (status, failure_type, model) present."""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch was created."""
+
     @_builtins.property
-    def queued_at(self) -> _timestamp_pb2.Timestamp: ...
+    def queued_at(self) -> _timestamp_pb2.Timestamp:
+        """When its credits were frozen and it was queued; unset if never."""
+
     @_builtins.property
     def first_started_at(self) -> _timestamp_pb2.Timestamp:
         """First task start; unset until a task started."""
 
     @_builtins.property
-    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When every task was terminal; unset until then."""
+
     @_builtins.property
-    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def settled_at(self) -> _timestamp_pb2.Timestamp:
+        """When billing settled it; unset until then."""
+
     def __init__(
         self,
         *,
@@ -678,12 +814,16 @@ Global___BatchBreakdown: _TypeAlias = BatchBreakdown  # noqa: Y015
 
 @_typing.final
 class ListBatchTotalsRequest(_message.Message):
+    """A page of every accepted batch's totals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
     def __init__(
         self,
         *,
@@ -700,6 +840,8 @@ Global___ListBatchTotalsRequest: _TypeAlias = ListBatchTotalsRequest  # noqa: Y0
 
 @_typing.final
 class BatchTotals(_message.Message):
+    """One batch's task outcomes in credits, as billing's reconciliation compares them with the ledger."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -712,15 +854,23 @@ class BatchTotals(_message.Message):
     SUCCEEDED_CREDITS_FIELD_NUMBER: _builtins.int
     REFUNDABLE_CREDITS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     status: _builtins.str
+    """As Batch.status."""
     settlement_status: _builtins.str
+    """As Batch.settlement_status."""
     total_count: _builtins.int
+    """Number of tasks."""
     frozen_credits: _builtins.int
+    """Credits frozen for it."""
     terminal_count: _builtins.int
+    """Tasks in a terminal state."""
     succeeded_credits: _builtins.int
     """Price of succeeded tasks, and of failed plus cancelled tasks."""
     refundable_credits: _builtins.int
+    """Price of the failed and cancelled tasks."""
     def __init__(
         self,
         *,
@@ -744,13 +894,18 @@ Global___BatchTotals: _TypeAlias = BatchTotals  # noqa: Y015
 
 @_typing.final
 class ListBatchTotalsResponse(_message.Message):
+    """A page of batch totals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCHES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTotals]: ...
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTotals]:
+        """Totals of one batch each."""
+
     def __init__(
         self,
         *,

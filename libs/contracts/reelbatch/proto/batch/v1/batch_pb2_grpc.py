@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class BatchServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -82,7 +84,9 @@ class BatchServiceStub:
 
 
 class BatchServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
 
     def CreateBatch(self, request, context):
         """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
@@ -98,19 +102,22 @@ class BatchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBatch(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One batch with its counters; NOT_FOUND when absent or another tenant's.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBatches(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Batches newest first, with optional filters.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Tasks of one batch in batch order (batch_index), with optional filters; NOT_FOUND like GetBatch.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -218,7 +225,9 @@ def add_BatchServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BatchService:
-    """Missing associated documentation comment in .proto file."""
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
 
     @staticmethod
     def CreateBatch(request,

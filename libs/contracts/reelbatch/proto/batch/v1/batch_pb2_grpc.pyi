@@ -30,6 +30,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class BatchServiceStub:
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -44,8 +48,11 @@ class BatchServiceStub:
     "out_of_range", "too_many", "invalid_url").
     """
     GetBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]
+    """One batch with its counters; NOT_FOUND when absent or another tenant's."""
     ListBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]
+    """Batches newest first, with optional filters."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListTasksRequest, _batch_pb2.ListTasksResponse]
+    """Tasks of one batch in batch order (batch_index), with optional filters; NOT_FOUND like GetBatch."""
     CancelBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.CancelBatchRequest, _batch_pb2.Batch]
     """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
     Also stops running and retrying tasks (workers learn of it within a second or so and ask the
@@ -73,6 +80,10 @@ class BatchServiceStub:
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.CreateBatchResponse]  # type: ignore[assignment]
     """Idempotent on (tenant_id, request_id): the same key and body replay the first response;
@@ -84,8 +95,11 @@ class BatchServiceAsyncStub(BatchServiceStub):
     "out_of_range", "too_many", "invalid_url").
     """
     GetBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]  # type: ignore[assignment]
+    """One batch with its counters; NOT_FOUND when absent or another tenant's."""
     ListBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]  # type: ignore[assignment]
+    """Batches newest first, with optional filters."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListTasksRequest, _batch_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Tasks of one batch in batch order (batch_index), with optional filters; NOT_FOUND like GetBatch."""
     CancelBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.CancelBatchRequest, _batch_pb2.Batch]  # type: ignore[assignment]
     """Cancels tasks not yet started; they are refunded with failure_type "cancelled".
     Also stops running and retrying tasks (workers learn of it within a second or so and ask the
@@ -112,6 +126,10 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Batches of video tasks: creation (with the credit freeze), reads, cancellation and retries. Called
+    by the gateway; billing reads ListBatchTotals and ListTasks to reconcile and to settle.
+    """
+
     @_abc_1.abstractmethod
     def CreateBatch(
         self,
@@ -132,21 +150,24 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _batch_pb2.GetBatchRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_batch_pb2.Batch, _abc.Awaitable[_batch_pb2.Batch]]: ...
+    ) -> _typing.Union[_batch_pb2.Batch, _abc.Awaitable[_batch_pb2.Batch]]:
+        """One batch with its counters; NOT_FOUND when absent or another tenant's."""
 
     @_abc_1.abstractmethod
     def ListBatches(
         self,
         request: _batch_pb2.ListBatchesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_batch_pb2.ListBatchesResponse, _abc.Awaitable[_batch_pb2.ListBatchesResponse]]: ...
+    ) -> _typing.Union[_batch_pb2.ListBatchesResponse, _abc.Awaitable[_batch_pb2.ListBatchesResponse]]:
+        """Batches newest first, with optional filters."""
 
     @_abc_1.abstractmethod
     def ListTasks(
         self,
         request: _batch_pb2.ListTasksRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_batch_pb2.ListTasksResponse, _abc.Awaitable[_batch_pb2.ListTasksResponse]]: ...
+    ) -> _typing.Union[_batch_pb2.ListTasksResponse, _abc.Awaitable[_batch_pb2.ListTasksResponse]]:
+        """Tasks of one batch in batch order (batch_index), with optional filters; NOT_FOUND like GetBatch."""
 
     @_abc_1.abstractmethod
     def CancelBatch(

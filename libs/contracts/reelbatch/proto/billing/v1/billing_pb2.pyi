@@ -23,10 +23,13 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class CreateTenantRequest(_message.Message):
+    """A new tenant."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The tenant's display name."""
     def __init__(
         self,
         *,
@@ -42,10 +45,13 @@ Global___CreateTenantRequest: _TypeAlias = CreateTenantRequest  # noqa: Y015
 
 @_typing.final
 class CreateTenantResponse(_message.Message):
+    """The tenant created."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The new tenant's id."""
     def __init__(
         self,
         *,
@@ -61,11 +67,14 @@ Global___CreateTenantResponse: _TypeAlias = CreateTenantResponse  # noqa: Y015
 
 @_typing.final
 class CreateApiKeyRequest(_message.Message):
+    """A new API key for a tenant."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     API_KEY_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant the key acts for."""
     api_key: _builtins.str
     """Optional: register this exact key instead of generating one (demo tenants, migrations)."""
     def __init__(
@@ -84,6 +93,8 @@ Global___CreateApiKeyRequest: _TypeAlias = CreateApiKeyRequest  # noqa: Y015
 
 @_typing.final
 class CreateApiKeyResponse(_message.Message):
+    """The key created."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
@@ -91,6 +102,7 @@ class CreateApiKeyResponse(_message.Message):
     api_key: _builtins.str
     """The clear key, returned only here; billing stores a hash."""
     key_id: _builtins.str
+    """The key's id, for listing and revoking it."""
     def __init__(
         self,
         *,
@@ -107,10 +119,13 @@ Global___CreateApiKeyResponse: _TypeAlias = CreateApiKeyResponse  # noqa: Y015
 
 @_typing.final
 class AuthenticateApiKeyRequest(_message.Message):
+    """An API key as presented in X-API-Key."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
+    """The clear key."""
     def __init__(
         self,
         *,
@@ -126,12 +141,16 @@ Global___AuthenticateApiKeyRequest: _TypeAlias = AuthenticateApiKeyRequest  # no
 
 @_typing.final
 class AuthenticateApiKeyResponse(_message.Message):
+    """Whom the key belongs to."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant the key acts for."""
     key_id: _builtins.str
+    """The key's id."""
     def __init__(
         self,
         *,
@@ -148,13 +167,17 @@ Global___AuthenticateApiKeyResponse: _TypeAlias = AuthenticateApiKeyResponse  # 
 
 @_typing.final
 class TopUpRequest(_message.Message):
+    """Credits granted to a tenant (grants -> available)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant credited."""
     credits: _builtins.int
+    """Credits to grant; positive."""
     reference: _builtins.str
     """Business key of the payment or grant; a repeated reference is a no-op returning the first result."""
     def __init__(
@@ -174,12 +197,16 @@ Global___TopUpRequest: _TypeAlias = TopUpRequest  # noqa: Y015
 
 @_typing.final
 class TopUpResponse(_message.Message):
+    """The balance after the top-up."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BALANCE_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     balance: _builtins.int
+    """The tenant's available balance after the top-up (the current one when replayed)."""
     replayed: _builtins.bool
+    """True when the reference had been used already: nothing was credited this time."""
     def __init__(
         self,
         *,
@@ -196,10 +223,13 @@ Global___TopUpResponse: _TypeAlias = TopUpResponse  # noqa: Y015
 
 @_typing.final
 class GetBalanceRequest(_message.Message):
+    """Whose balance to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant."""
     def __init__(
         self,
         *,
@@ -215,12 +245,16 @@ Global___GetBalanceRequest: _TypeAlias = GetBalanceRequest  # noqa: Y015
 
 @_typing.final
 class GetBalanceResponse(_message.Message):
+    """A tenant's balance."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AVAILABLE_CREDITS_FIELD_NUMBER: _builtins.int
     HELD_CREDITS_FIELD_NUMBER: _builtins.int
     available_credits: _builtins.int
+    """Credits the tenant can spend."""
     held_credits: _builtins.int
+    """Credits frozen in the holds of its unsettled batches."""
     def __init__(
         self,
         *,
@@ -237,6 +271,8 @@ Global___GetBalanceResponse: _TypeAlias = GetBalanceResponse  # noqa: Y015
 
 @_typing.final
 class GetPricingRequest(_message.Message):
+    """Empty: the whole price list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -252,6 +288,8 @@ Global___GetPricingRequest: _TypeAlias = GetPricingRequest  # noqa: Y015
 
 @_typing.final
 class ModelPrice(_message.Message):
+    """One model of the price list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
@@ -263,8 +301,11 @@ class ModelPrice(_message.Message):
     MAX_SECONDS_FIELD_NUMBER: _builtins.int
     DEFAULT_SECONDS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """The model's name, as items name it."""
     provider: _builtins.str
+    """The provider adapter that runs it (e.g. "simulated")."""
     credits_per_video: _builtins.int
+    """Price of one video in credits."""
     provider_cost_usd_micros: _builtins.int
     """Our cost at the provider per video, in US dollar micros (never customer-facing)."""
     credits_per_second: _builtins.int
@@ -273,8 +314,11 @@ class ModelPrice(_message.Message):
     price at default_seconds.
     """
     min_seconds: _builtins.int
+    """Shortest length a per-second model accepts (0 for a model priced per video)."""
     max_seconds: _builtins.int
+    """Longest length a per-second model accepts (0 for a model priced per video)."""
     default_seconds: _builtins.int
+    """Length priced when an item gives none (0 for a model priced per video)."""
     def __init__(
         self,
         *,
@@ -297,11 +341,15 @@ Global___ModelPrice: _TypeAlias = ModelPrice  # noqa: Y015
 
 @_typing.final
 class GetPricingResponse(_message.Message):
+    """The price list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODELS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelPrice]: ...
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelPrice]:
+        """Every model with its price."""
+
     def __init__(
         self,
         *,
@@ -317,6 +365,8 @@ Global___GetPricingResponse: _TypeAlias = GetPricingResponse  # noqa: Y015
 
 @_typing.final
 class QuoteLine(_message.Message):
+    """Items of one model (and one duration) in a quote or reservation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
@@ -324,7 +374,9 @@ class QuoteLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """The model."""
     count: _builtins.int
+    """Number of items of this model (and duration)."""
     unit_price: _builtins.int
     """Filled in by billing."""
     duration_seconds: _builtins.int
@@ -349,13 +401,18 @@ Global___QuoteLine: _TypeAlias = QuoteLine  # noqa: Y015
 
 @_typing.final
 class QuoteRequest(_message.Message):
+    """What a batch would contain."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose balance is reported."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
+        """The items, grouped by model and duration."""
+
     def __init__(
         self,
         *,
@@ -372,15 +429,21 @@ Global___QuoteRequest: _TypeAlias = QuoteRequest  # noqa: Y015
 
 @_typing.final
 class QuoteResponse(_message.Message):
+    """Its price against the tenant's balance."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINES_FIELD_NUMBER: _builtins.int
     TOTAL_CREDITS_FIELD_NUMBER: _builtins.int
     AVAILABLE_CREDITS_FIELD_NUMBER: _builtins.int
     total_credits: _builtins.int
+    """Sum of count x unit_price over the lines."""
     available_credits: _builtins.int
+    """The tenant's available balance now."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
+        """The request's lines with unit_price (and duration) filled in."""
+
     def __init__(
         self,
         *,
@@ -398,13 +461,17 @@ Global___QuoteResponse: _TypeAlias = QuoteResponse  # noqa: Y015
 
 @_typing.final
 class ReserveRequest(_message.Message):
+    """The freeze of one batch's price."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose credits are frozen."""
     batch_id: _builtins.str
+    """The batch: the freeze's business key (one freeze per batch)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
         """Lines as quoted; billing re-prices them and refuses a stale quote."""
@@ -426,6 +493,8 @@ Global___ReserveRequest: _TypeAlias = ReserveRequest  # noqa: Y015
 
 @_typing.final
 class ReserveResponse(_message.Message):
+    """The freeze made (or the first one, when replayed)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FROZEN_CREDITS_FIELD_NUMBER: _builtins.int
@@ -433,9 +502,11 @@ class ReserveResponse(_message.Message):
     AVAILABLE_AFTER_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     frozen_credits: _builtins.int
+    """Credits moved from available into the batch's hold."""
     available_before: _builtins.int
     """Available balance just before and just after the freeze (the create response's snapshot)."""
     available_after: _builtins.int
+    """See available_before."""
     replayed: _builtins.bool
     """True when this batch had been reserved already: the first result is returned unchanged."""
     def __init__(
@@ -456,11 +527,15 @@ Global___ReserveResponse: _TypeAlias = ReserveResponse  # noqa: Y015
 
 @_typing.final
 class ReserveManyRequest(_message.Message):
+    """Several reservations, each decided on its own."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESERVATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveRequest]: ...
+    def reservations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveRequest]:
+        """Each decided as a lone Reserve."""
+
     def __init__(
         self,
         *,
@@ -476,6 +551,8 @@ Global___ReserveManyRequest: _TypeAlias = ReserveManyRequest  # noqa: Y015
 
 @_typing.final
 class ReserveManyResponse(_message.Message):
+    """The outcome of each reservation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OUTCOMES_FIELD_NUMBER: _builtins.int
@@ -498,12 +575,16 @@ Global___ReserveManyResponse: _TypeAlias = ReserveManyResponse  # noqa: Y015
 
 @_typing.final
 class ReserveOutcome(_message.Message):
+    """What one reservation of a ReserveMany came to."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESERVED_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def reserved(self) -> Global___ReserveResponse: ...
+    def reserved(self) -> Global___ReserveResponse:
+        """The reservation was made (or replayed)."""
+
     @_builtins.property
     def refused(self) -> Global___Refusal:
         """What Reserve would have failed with (insufficient_credits, stale_quote, ...)."""
@@ -557,9 +638,13 @@ class Refusal(_message.Message):
     code: _builtins.str
     """The gRPC status code name (FAILED_PRECONDITION, INVALID_ARGUMENT, ...)."""
     reason: _builtins.str
+    """The ErrorInfo reason (insufficient_credits, stale_quote, ...)."""
     message: _builtins.str
+    """A human-readable explanation."""
     @_builtins.property
-    def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The ErrorInfo metadata (e.g. required_credits, available_credits)."""
+
     def __init__(
         self,
         *,
@@ -578,6 +663,8 @@ Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
 
 @_typing.final
 class TaskChargeRequest(_message.Message):
+    """The task whose outcome to apply (Capture or Refund)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -585,8 +672,11 @@ class TaskChargeRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The task's batch (whose hold pays)."""
     task_id: _builtins.str
+    """The task: the charge's business key (one capture or refund per task)."""
     model: _builtins.str
+    """The task's model (picks the hold's line)."""
     unit_price: _builtins.int
     """The task's frozen price (optional): picks the line when the batch froze several prices of the model."""
     def __init__(
@@ -607,12 +697,16 @@ Global___TaskChargeRequest: _TypeAlias = TaskChargeRequest  # noqa: Y015
 
 @_typing.final
 class TaskChargeResponse(_message.Message):
+    """The credits moved."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREDITS_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     credits: _builtins.int
+    """Credits moved (the task's price)."""
     replayed: _builtins.bool
+    """True when this task's outcome had been applied already: nothing moved this time."""
     def __init__(
         self,
         *,
@@ -629,10 +723,13 @@ Global___TaskChargeResponse: _TypeAlias = TaskChargeResponse  # noqa: Y015
 
 @_typing.final
 class SettleRequest(_message.Message):
+    """The batch to settle."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     def __init__(
         self,
         *,
@@ -648,10 +745,13 @@ Global___SettleRequest: _TypeAlias = SettleRequest  # noqa: Y015
 
 @_typing.final
 class GetBatchSettlementRequest(_message.Message):
+    """The batch whose settlement to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     def __init__(
         self,
         *,
@@ -667,6 +767,8 @@ Global___GetBatchSettlementRequest: _TypeAlias = GetBatchSettlementRequest  # no
 
 @_typing.final
 class BatchSettlement(_message.Message):
+    """A batch hold: what was frozen, and where the credits went."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -680,15 +782,23 @@ class BatchSettlement(_message.Message):
     OUTCOMES_APPLIED_FIELD_NUMBER: _builtins.int
     SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     item_count: _builtins.int
+    """Tasks the hold was frozen for."""
     frozen_credits: _builtins.int
+    """Credits frozen at Reserve."""
     captured_credits: _builtins.int
+    """Credits captured as revenue so far."""
     refunded_credits: _builtins.int
+    """Credits refunded to available so far."""
     released_credits: _builtins.int
     """Released back to available at settlement (0 when every outcome was captured or refunded)."""
     held_credits: _builtins.int
+    """Credits still on the hold (0 once settled)."""
     outcomes_applied: _builtins.int
+    """Task outcomes captured or refunded so far; Settle needs item_count of them."""
     settlement_status: _builtins.str
     """"pending", "settled" (no refunds) or "refunded" (some refunds)."""
     def __init__(
@@ -715,6 +825,8 @@ Global___BatchSettlement: _TypeAlias = BatchSettlement  # noqa: Y015
 
 @_typing.final
 class ListLedgerEntriesRequest(_message.Message):
+    """Whose ledger to read, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -722,10 +834,13 @@ class ListLedgerEntriesRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant."""
     batch_id: _builtins.str
     """Optional filter."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
     def __init__(
         self,
         *,
@@ -744,6 +859,8 @@ Global___ListLedgerEntriesRequest: _TypeAlias = ListLedgerEntriesRequest  # noqa
 
 @_typing.final
 class LedgerEntry(_message.Message):
+    """One change of a tenant's available balance, as the customer's ledger shows it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_ID_FIELD_NUMBER: _builtins.int
@@ -754,15 +871,21 @@ class LedgerEntry(_message.Message):
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
+    """The entry's id."""
     ref_type: _builtins.str
-    """"topup", "batch_upfront", "batch_refund", "batch_settle"."""
+    """"topup", "purchase", "batch_upfront", "batch_refund", "batch_settle"."""
     ref_id: _builtins.str
+    """The business key of the transfer (payment reference, batch id or task id)."""
     batch_id: _builtins.str
+    """The batch concerned; empty for a top-up."""
     credits_delta: _builtins.int
     """Change of the tenant's available balance."""
     balance_after: _builtins.int
+    """The tenant's available balance after this entry."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written (UTC)."""
+
     def __init__(
         self,
         *,
@@ -784,13 +907,18 @@ Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
 
 @_typing.final
 class ListLedgerEntriesResponse(_message.Message):
+    """A page of ledger entries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -807,12 +935,16 @@ Global___ListLedgerEntriesResponse: _TypeAlias = ListLedgerEntriesResponse  # no
 
 @_typing.final
 class ListTenantsRequest(_message.Message):
+    """A page of tenants."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
     def __init__(
         self,
         *,
@@ -829,6 +961,8 @@ Global___ListTenantsRequest: _TypeAlias = ListTenantsRequest  # noqa: Y015
 
 @_typing.final
 class TenantSummary(_message.Message):
+    """A tenant with its balances."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -837,11 +971,17 @@ class TenantSummary(_message.Message):
     HELD_CREDITS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant's id."""
     name: _builtins.str
+    """Its display name."""
     available_credits: _builtins.int
+    """Credits it can spend."""
     held_credits: _builtins.int
+    """Credits frozen for its unsettled batches."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was created (UTC)."""
+
     def __init__(
         self,
         *,
@@ -861,13 +1001,18 @@ Global___TenantSummary: _TypeAlias = TenantSummary  # noqa: Y015
 
 @_typing.final
 class ListTenantsResponse(_message.Message):
+    """A page of tenants."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANTS_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantSummary]: ...
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantSummary]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
@@ -884,15 +1029,19 @@ Global___ListTenantsResponse: _TypeAlias = ListTenantsResponse  # noqa: Y015
 
 @_typing.final
 class GetBatchLedgerRequest(_message.Message):
+    """Which batch's transfers to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     cursor: _builtins.str
     """Entries are paged in transfer order; the totals always cover the whole batch."""
     limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
     def __init__(
         self,
         *,
@@ -910,6 +1059,8 @@ Global___GetBatchLedgerRequest: _TypeAlias = GetBatchLedgerRequest  # noqa: Y015
 
 @_typing.final
 class BatchTransfer(_message.Message):
+    """One double-entry transfer of a batch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSFER_ID_FIELD_NUMBER: _builtins.int
@@ -921,17 +1072,23 @@ class BatchTransfer(_message.Message):
     AVAILABLE_DELTA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
+    """The transfer's id."""
     ref_type: _builtins.str
     """"batch_upfront", "batch_capture", "batch_refund", "batch_settle"."""
     ref_id: _builtins.str
+    """Its business key (batch id for the freeze and the release, task id otherwise)."""
     amount: _builtins.int
+    """Credits moved; positive."""
     from_account: _builtins.str
     """Account kinds: "available", "hold", "revenue"."""
     to_account: _builtins.str
+    """See from_account."""
     available_delta: _builtins.int
     """Change of the tenant's available balance (0 for captures, which move held credits to revenue)."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written (UTC)."""
+
     def __init__(
         self,
         *,
@@ -954,6 +1111,8 @@ Global___BatchTransfer: _TypeAlias = BatchTransfer  # noqa: Y015
 
 @_typing.final
 class BatchLedger(_message.Message):
+    """A batch's transfers (a page) and its totals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -968,19 +1127,29 @@ class BatchLedger(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     upfront_total: _builtins.int
+    """Credits frozen (batch_upfront)."""
     capture_total: _builtins.int
+    """Credits captured as revenue (batch_capture)."""
     refund_total: _builtins.int
+    """Credits refunded (batch_refund)."""
     release_total: _builtins.int
     """Released back to available at settlement."""
     net_spent: _builtins.int
     """upfront - refunds - release: what the customer paid for this batch (so far)."""
     held_credits: _builtins.int
+    """Credits still on the hold."""
     settlement_status: _builtins.str
+    """pending, settled (no refunds) or refunded (some refunds)."""
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTransfer]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchTransfer]:
+        """This page of transfers, in transfer order."""
+
     def __init__(
         self,
         *,
@@ -1006,12 +1175,16 @@ Global___BatchLedger: _TypeAlias = BatchLedger  # noqa: Y015
 
 @_typing.final
 class ModelVolume(_message.Message):
+    """Videos delivered with one model."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
     VIDEOS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """The model."""
     videos: _builtins.int
+    """Videos delivered."""
     def __init__(
         self,
         *,
@@ -1028,11 +1201,15 @@ Global___ModelVolume: _TypeAlias = ModelVolume  # noqa: Y015
 
 @_typing.final
 class EstimateMarginRequest(_message.Message):
+    """The delivered videos to price."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def delivered(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVolume]: ...
+    def delivered(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVolume]:
+        """Videos per model."""
+
     def __init__(
         self,
         *,
@@ -1048,6 +1225,8 @@ Global___EstimateMarginRequest: _TypeAlias = EstimateMarginRequest  # noqa: Y015
 
 @_typing.final
 class MarginEstimate(_message.Message):
+    """Revenue, cost and margin of the delivered videos."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REVENUE_CREDITS_FIELD_NUMBER: _builtins.int
@@ -1057,9 +1236,13 @@ class MarginEstimate(_message.Message):
     MARGIN_BASIS_POINTS_FIELD_NUMBER: _builtins.int
     CREDIT_VALUE_USD_MICROS_FIELD_NUMBER: _builtins.int
     revenue_credits: _builtins.int
+    """Credits the videos are priced at."""
     revenue_usd_micros: _builtins.int
+    """Those credits in US dollar micros at the credit's list value."""
     provider_cost_usd_micros: _builtins.int
+    """What the providers charge for them, in US dollar micros."""
     margin_usd_micros: _builtins.int
+    """Revenue minus provider cost, in US dollar micros."""
     margin_basis_points: _builtins.int
     """Margin over revenue in basis points (7600 = 76%); 0 when there is no revenue."""
     credit_value_usd_micros: _builtins.int
@@ -1084,6 +1267,8 @@ Global___MarginEstimate: _TypeAlias = MarginEstimate  # noqa: Y015
 
 @_typing.final
 class ReconcileRequest(_message.Message):
+    """Empty: reconcile everything."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1099,6 +1284,8 @@ Global___ReconcileRequest: _TypeAlias = ReconcileRequest  # noqa: Y015
 
 @_typing.final
 class Discrepancy(_message.Message):
+    """One invariant found broken."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INVARIANT_FIELD_NUMBER: _builtins.int
@@ -1109,6 +1296,7 @@ class Discrepancy(_message.Message):
     subject: _builtins.str
     """What is wrong: "batch <id>", "account <id>", "transfer <key>", "ledger"."""
     message: _builtins.str
+    """What was expected and what was found."""
     def __init__(
         self,
         *,
@@ -1126,6 +1314,8 @@ Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
 
 @_typing.final
 class ReconcileResponse(_message.Message):
+    """What reconciliation found (no discrepancies: the books balance)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DISCREPANCIES_FIELD_NUMBER: _builtins.int
@@ -1133,11 +1323,17 @@ class ReconcileResponse(_message.Message):
     BATCHES_CHECKED_FIELD_NUMBER: _builtins.int
     CHECKED_AT_FIELD_NUMBER: _builtins.int
     accounts_checked: _builtins.int
+    """Accounts whose balance was checked against their entries."""
     batches_checked: _builtins.int
+    """Batch holds checked."""
     @_builtins.property
-    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]: ...
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]:
+        """Every broken invariant found; empty when the books balance."""
+
     @_builtins.property
-    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def checked_at(self) -> _timestamp_pb2.Timestamp:
+        """When the check ran (UTC)."""
+
     def __init__(
         self,
         *,
@@ -1156,6 +1352,8 @@ Global___ReconcileResponse: _TypeAlias = ReconcileResponse  # noqa: Y015
 
 @_typing.final
 class ExportLedgerRequest(_message.Message):
+    """Which ledger entries to export."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -1164,9 +1362,13 @@ class ExportLedgerRequest(_message.Message):
     tenant_id: _builtins.str
     """Empty: every entry of every account (finance); else only that tenant's available account."""
     @_builtins.property
-    def created_from(self) -> _timestamp_pb2.Timestamp: ...
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive lower bound on created_at; unset for none."""
+
     @_builtins.property
-    def created_to(self) -> _timestamp_pb2.Timestamp: ...
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive upper bound on created_at; unset for none."""
+
     def __init__(
         self,
         *,
@@ -1184,6 +1386,8 @@ Global___ExportLedgerRequest: _TypeAlias = ExportLedgerRequest  # noqa: Y015
 
 @_typing.final
 class LedgerExportRow(_message.Message):
+    """One ledger entry (one side of a transfer) of the export."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_ID_FIELD_NUMBER: _builtins.int
@@ -1197,18 +1401,27 @@ class LedgerExportRow(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
+    """The entry's id."""
     transfer_id: _builtins.str
+    """The transfer it is one side of (the two sides sum to 0)."""
     tenant_id: _builtins.str
+    """The account's tenant; empty for a system account."""
     account: _builtins.str
-    """"available", "hold", "revenue", "grants"."""
+    """"available", "hold", "revenue", "grants", "payments"."""
     batch_id: _builtins.str
+    """The batch concerned; empty when none."""
     ref_type: _builtins.str
+    """topup, purchase, batch_upfront, batch_capture, batch_refund or batch_settle."""
     ref_id: _builtins.str
+    """The transfer's business key."""
     amount: _builtins.int
+    """Signed change of the account (the two entries of a transfer cancel out)."""
     balance_after: _builtins.int
     """Empty for system accounts, which keep no running balance."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written (UTC)."""
+
     def __init__(
         self,
         *,
@@ -1235,6 +1448,8 @@ Global___LedgerExportRow: _TypeAlias = LedgerExportRow  # noqa: Y015
 
 @_typing.final
 class ApiKeyInfo(_message.Message):
+    """An API key's metadata (never its secret)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_ID_FIELD_NUMBER: _builtins.int
@@ -1244,17 +1459,23 @@ class ApiKeyInfo(_message.Message):
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The key's id."""
     tenant_id: _builtins.str
+    """The tenant it acts for."""
     prefix: _builtins.str
     """The first characters of the key (e.g. "rb_live_AbCd"), enough to recognise it."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was issued (UTC)."""
+
     @_builtins.property
     def last_used_at(self) -> _timestamp_pb2.Timestamp:
         """Unset when never used / not revoked."""
 
     @_builtins.property
-    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """See last_used_at."""
+
     def __init__(
         self,
         *,
@@ -1275,10 +1496,13 @@ Global___ApiKeyInfo: _TypeAlias = ApiKeyInfo  # noqa: Y015
 
 @_typing.final
 class ListApiKeysRequest(_message.Message):
+    """Whose keys to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose keys to list."""
     def __init__(
         self,
         *,
@@ -1294,6 +1518,8 @@ Global___ListApiKeysRequest: _TypeAlias = ListApiKeysRequest  # noqa: Y015
 
 @_typing.final
 class ListApiKeysResponse(_message.Message):
+    """A tenant's keys."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
@@ -1316,12 +1542,16 @@ Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015
 
 @_typing.final
 class GetApiKeyRequest(_message.Message):
+    """Which key to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant that owns the key."""
     key_id: _builtins.str
+    """The key."""
     def __init__(
         self,
         *,
@@ -1338,6 +1568,8 @@ Global___GetApiKeyRequest: _TypeAlias = GetApiKeyRequest  # noqa: Y015
 
 @_typing.final
 class RevokeApiKeyRequest(_message.Message):
+    """Which key to revoke."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -1345,6 +1577,7 @@ class RevokeApiKeyRequest(_message.Message):
     tenant_id: _builtins.str
     """Empty only for operators (any tenant's key); else the key must belong to this tenant."""
     key_id: _builtins.str
+    """The key to revoke."""
     def __init__(
         self,
         *,
@@ -1361,6 +1594,8 @@ Global___RevokeApiKeyRequest: _TypeAlias = RevokeApiKeyRequest  # noqa: Y015
 
 @_typing.final
 class CreateAdminKeyRequest(_message.Message):
+    """A new operator key."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ROLE_FIELD_NUMBER: _builtins.int
@@ -1385,14 +1620,19 @@ Global___CreateAdminKeyRequest: _TypeAlias = CreateAdminKeyRequest  # noqa: Y015
 
 @_typing.final
 class CreateAdminKeyResponse(_message.Message):
+    """The operator key created, shown once."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
+    """The clear key, returned only here; billing stores a hash."""
     key_id: _builtins.str
+    """The key's id."""
     role: _builtins.str
+    """admin or finance."""
     def __init__(
         self,
         *,
@@ -1410,10 +1650,13 @@ Global___CreateAdminKeyResponse: _TypeAlias = CreateAdminKeyResponse  # noqa: Y0
 
 @_typing.final
 class AuthenticateAdminKeyRequest(_message.Message):
+    """An operator key as presented (Authorization: Bearer)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
+    """The clear key."""
     def __init__(
         self,
         *,
@@ -1429,12 +1672,16 @@ Global___AuthenticateAdminKeyRequest: _TypeAlias = AuthenticateAdminKeyRequest  
 
 @_typing.final
 class AuthenticateAdminKeyResponse(_message.Message):
+    """Whom the operator key belongs to."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The key's id."""
     role: _builtins.str
+    """admin (everything) or finance (read-only)."""
     def __init__(
         self,
         *,
@@ -1451,10 +1698,13 @@ Global___AuthenticateAdminKeyResponse: _TypeAlias = AuthenticateAdminKeyResponse
 
 @_typing.final
 class RevokeAdminKeyRequest(_message.Message):
+    """Which operator key to revoke."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_ID_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The key to revoke."""
     def __init__(
         self,
         *,
@@ -1470,6 +1720,8 @@ Global___RevokeAdminKeyRequest: _TypeAlias = RevokeAdminKeyRequest  # noqa: Y015
 
 @_typing.final
 class AdminKeyInfo(_message.Message):
+    """An operator key's metadata (never its secret)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_ID_FIELD_NUMBER: _builtins.int
@@ -1480,15 +1732,25 @@ class AdminKeyInfo(_message.Message):
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    """The key's id."""
     role: _builtins.str
+    """admin or finance."""
     name: _builtins.str
+    """What the key is for."""
     prefix: _builtins.str
+    """The first characters of the key, enough to recognise it."""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was issued (UTC)."""
+
     @_builtins.property
-    def last_used_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_used_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset when never used."""
+
     @_builtins.property
-    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset when not revoked."""
+
     def __init__(
         self,
         *,
@@ -1510,6 +1772,8 @@ Global___AdminKeyInfo: _TypeAlias = AdminKeyInfo  # noqa: Y015
 
 @_typing.final
 class ListAdminKeysRequest(_message.Message):
+    """Empty: every operator key."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1525,11 +1789,15 @@ Global___ListAdminKeysRequest: _TypeAlias = ListAdminKeysRequest  # noqa: Y015
 
 @_typing.final
 class ListAdminKeysResponse(_message.Message):
+    """The operator keys."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdminKeyInfo]: ...
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdminKeyInfo]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
@@ -1545,6 +1813,8 @@ Global___ListAdminKeysResponse: _TypeAlias = ListAdminKeysResponse  # noqa: Y015
 
 @_typing.final
 class VideoAccess(_message.Message):
+    """One attempt to play, download or embed a video, allowed or not."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -1560,13 +1830,17 @@ class VideoAccess(_message.Message):
     tenant_id: _builtins.str
     """Who: the tenant and key the link or call was issued to (as presented when the link is forged)."""
     key_id: _builtins.str
+    """The API key used or that the link was issued to; empty when unknown."""
     client_address: _builtins.str
+    """The client's IP address."""
     batch_id: _builtins.str
     """What."""
     task_id: _builtins.str
+    """The task whose video it is."""
     mode: _builtins.str
     """How: "play", "download" or "embed"; `via` is "api" (authenticated call) or "signed_url"."""
     via: _builtins.str
+    """See mode."""
     result: _builtins.str
     """Result: "allowed", or why not ("expired", "bad_signature", "key_revoked", "not_found", ...)."""
     access_id: _builtins.str
@@ -1599,10 +1873,13 @@ Global___VideoAccess: _TypeAlias = VideoAccess  # noqa: Y015
 
 @_typing.final
 class RecordVideoAccessResponse(_message.Message):
+    """The audit entry recorded."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCESS_ID_FIELD_NUMBER: _builtins.int
     access_id: _builtins.str
+    """The audit entry's id."""
     def __init__(
         self,
         *,
@@ -1618,6 +1895,8 @@ Global___RecordVideoAccessResponse: _TypeAlias = RecordVideoAccessResponse  # no
 
 @_typing.final
 class ListVideoAccessRequest(_message.Message):
+    """Which access attempts to list, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -1625,9 +1904,13 @@ class ListVideoAccessRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """Only this tenant's attempts; empty for all."""
     batch_id: _builtins.str
+    """Only this batch's attempts; empty for all."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
     def __init__(
         self,
         *,
@@ -1646,13 +1929,18 @@ Global___ListVideoAccessRequest: _TypeAlias = ListVideoAccessRequest  # noqa: Y0
 
 @_typing.final
 class ListVideoAccessResponse(_message.Message):
+    """A page of access attempts."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoAccess]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoAccess]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -1669,6 +1957,8 @@ Global___ListVideoAccessResponse: _TypeAlias = ListVideoAccessResponse  # noqa: 
 
 @_typing.final
 class ListPacksRequest(_message.Message):
+    """Empty: the whole catalog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1684,6 +1974,8 @@ Global___ListPacksRequest: _TypeAlias = ListPacksRequest  # noqa: Y015
 
 @_typing.final
 class CreditPack(_message.Message):
+    """A prepaid pack of credits."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PACK_ID_FIELD_NUMBER: _builtins.int
@@ -1692,9 +1984,13 @@ class CreditPack(_message.Message):
     CREDITS_FIELD_NUMBER: _builtins.int
     BONUS_BASIS_POINTS_FIELD_NUMBER: _builtins.int
     pack_id: _builtins.str
+    """The pack's id, as payments name it."""
     name: _builtins.str
+    """Its display name."""
     price_usd_cents: _builtins.int
+    """Its price in US dollar cents."""
     credits: _builtins.int
+    """Credits it buys, bonus included."""
     bonus_basis_points: _builtins.int
     """Credits beyond what the price buys at list price, in basis points (1200 = 12% more)."""
     def __init__(
@@ -1716,6 +2012,8 @@ Global___CreditPack: _TypeAlias = CreditPack  # noqa: Y015
 
 @_typing.final
 class ListPacksResponse(_message.Message):
+    """The pack catalog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PACKS_FIELD_NUMBER: _builtins.int
@@ -1723,7 +2021,9 @@ class ListPacksResponse(_message.Message):
     credit_value_usd_micros: _builtins.int
     """What one credit is worth at list price, in US dollar micros."""
     @_builtins.property
-    def packs(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditPack]: ...
+    def packs(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditPack]:
+        """Cheapest first."""
+
     def __init__(
         self,
         *,
@@ -1740,6 +2040,8 @@ Global___ListPacksResponse: _TypeAlias = ListPacksResponse  # noqa: Y015
 
 @_typing.final
 class HandleStripeEventRequest(_message.Message):
+    """One Stripe webhook delivery, exactly as received."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYLOAD_FIELD_NUMBER: _builtins.int
@@ -1764,6 +2066,8 @@ Global___HandleStripeEventRequest: _TypeAlias = HandleStripeEventRequest  # noqa
 
 @_typing.final
 class HandleStripeEventResponse(_message.Message):
+    """What the delivery came to."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
@@ -1772,11 +2076,15 @@ class HandleStripeEventResponse(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    """The Stripe event's id."""
     event_type: _builtins.str
+    """The Stripe event's type."""
     outcome: _builtins.str
     """"credited", "duplicate_event", "duplicate_payment", "ignored", "not_paid" or "refused"."""
     tenant_id: _builtins.str
+    """The tenant credited; empty when none."""
     credits: _builtins.int
+    """Credits added by this delivery (0 unless credited)."""
     def __init__(
         self,
         *,
@@ -1796,6 +2104,8 @@ Global___HandleStripeEventResponse: _TypeAlias = HandleStripeEventResponse  # no
 
 @_typing.final
 class RecordPaymentRequest(_message.Message):
+    """An offline payment to credit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -1804,12 +2114,15 @@ class RecordPaymentRequest(_message.Message):
     CREDITS_FIELD_NUMBER: _builtins.int
     AMOUNT_USD_CENTS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant who paid."""
     reference: _builtins.str
     """The invoice number (or bank reference): the payment's business key."""
     pack_id: _builtins.str
     """Either a pack id, or custom credits with the amount paid."""
     credits: _builtins.int
+    """Custom credits (with amount_usd_cents) when no pack_id is given."""
     amount_usd_cents: _builtins.int
+    """What was paid for the custom credits, in US dollar cents."""
     def __init__(
         self,
         *,
@@ -1829,15 +2142,19 @@ Global___RecordPaymentRequest: _TypeAlias = RecordPaymentRequest  # noqa: Y015
 
 @_typing.final
 class RecordPaymentResponse(_message.Message):
+    """The balance after the payment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BALANCE_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     balance: _builtins.int
+    """The tenant's available balance after the payment."""
     credits: _builtins.int
     """Credits this call added (0 when replayed)."""
     replayed: _builtins.bool
+    """True when the reference had been recorded already."""
     def __init__(
         self,
         *,
@@ -1855,11 +2172,14 @@ Global___RecordPaymentResponse: _TypeAlias = RecordPaymentResponse  # noqa: Y015
 
 @_typing.final
 class GetStatementRequest(_message.Message):
+    """Whose statement, for which month."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     MONTH_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant."""
     month: _builtins.str
     """"YYYY-MM" (UTC)."""
     def __init__(
@@ -1878,6 +2198,8 @@ Global___GetStatementRequest: _TypeAlias = GetStatementRequest  # noqa: Y015
 
 @_typing.final
 class ModelUsage(_message.Message):
+    """One model's videos and credits in a statement month."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
@@ -1886,10 +2208,15 @@ class ModelUsage(_message.Message):
     CREDITS_CAPTURED_FIELD_NUMBER: _builtins.int
     CREDITS_REFUNDED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """The model."""
     videos_delivered: _builtins.int
+    """Videos captured in the month."""
     videos_refunded: _builtins.int
+    """Videos refunded in the month."""
     credits_captured: _builtins.int
+    """Credits captured for them."""
     credits_refunded: _builtins.int
+    """Credits refunded for them."""
     def __init__(
         self,
         *,
@@ -1909,6 +2236,8 @@ Global___ModelUsage: _TypeAlias = ModelUsage  # noqa: Y015
 
 @_typing.final
 class Statement(_message.Message):
+    """A tenant's available balance over one UTC month."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MONTH_FIELD_NUMBER: _builtins.int
@@ -1925,24 +2254,37 @@ class Statement(_message.Message):
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
     month: _builtins.str
+    """"YYYY-MM" (UTC)."""
     opening_balance: _builtins.int
+    """Available balance at the start of the month."""
     purchases: _builtins.int
     """Paid credits (packs, invoices) and promotional grants added in the month."""
     grants: _builtins.int
+    """See purchases."""
     spent: _builtins.int
     """Frozen for batches accepted in the month (positive), and what came back."""
     refunded: _builtins.int
+    """Credits refunded to available in the month (failed and cancelled tasks)."""
     released: _builtins.int
+    """Credits released to available at settlement in the month."""
     closing_balance: _builtins.int
+    """Available balance at the end of the month: opening + purchases + grants - spent + refunded + released."""
     closing_paid: _builtins.int
     """The closing balance by source, granted credits spent first."""
     closing_granted: _builtins.int
+    """See closing_paid."""
     @_builtins.property
-    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]: ...
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]:
+        """Usage by model."""
+
     @_builtins.property
-    def period_start(self) -> _timestamp_pb2.Timestamp: ...
+    def period_start(self) -> _timestamp_pb2.Timestamp:
+        """The month's first instant (UTC)."""
+
     @_builtins.property
-    def period_end(self) -> _timestamp_pb2.Timestamp: ...
+    def period_end(self) -> _timestamp_pb2.Timestamp:
+        """The next month's first instant (UTC)."""
+
     def __init__(
         self,
         *,
@@ -1970,6 +2312,8 @@ Global___Statement: _TypeAlias = Statement  # noqa: Y015
 
 @_typing.final
 class GetMonthlyMarginsRequest(_message.Message):
+    """Which month's margins."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MONTH_FIELD_NUMBER: _builtins.int
@@ -1990,6 +2334,8 @@ Global___GetMonthlyMarginsRequest: _TypeAlias = GetMonthlyMarginsRequest  # noqa
 
 @_typing.final
 class ModelMargin(_message.Message):
+    """Revenue, provider cost and margin of one model's captured videos (or of all)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
@@ -2002,10 +2348,15 @@ class ModelMargin(_message.Message):
     model: _builtins.str
     """Empty for the total line."""
     videos: _builtins.int
+    """Videos captured in the month."""
     revenue_credits: _builtins.int
+    """Credits captured for them."""
     revenue_usd_micros: _builtins.int
+    """Those credits in US dollar micros at the credit's list value."""
     provider_cost_usd_micros: _builtins.int
+    """Provider cost frozen with their batches, in US dollar micros."""
     margin_usd_micros: _builtins.int
+    """Revenue minus provider cost, in US dollar micros."""
     margin_basis_points: _builtins.int
     """Margin over revenue in basis points (7600 = 76%); 0 when there is no revenue."""
     def __init__(
@@ -2029,6 +2380,8 @@ Global___ModelMargin: _TypeAlias = ModelMargin  # noqa: Y015
 
 @_typing.final
 class MonthlyMargins(_message.Message):
+    """One month's margins by model, and their total."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MONTH_FIELD_NUMBER: _builtins.int
@@ -2036,11 +2389,17 @@ class MonthlyMargins(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     month: _builtins.str
+    """"YYYY-MM" (UTC)."""
     credit_value_usd_micros: _builtins.int
+    """What one credit sells for at list price, in US dollar micros."""
     @_builtins.property
-    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelMargin]: ...
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelMargin]:
+        """One line per model."""
+
     @_builtins.property
-    def total(self) -> Global___ModelMargin: ...
+    def total(self) -> Global___ModelMargin:
+        """All models together (its model is empty)."""
+
     def __init__(
         self,
         *,

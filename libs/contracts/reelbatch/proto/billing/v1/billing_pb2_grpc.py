@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class BillingServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -202,7 +205,10 @@ class BillingServiceStub:
 
 
 class BillingServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
 
     def CreateTenant(self, request, context):
         """Tenants and credentials (admin).
@@ -212,7 +218,8 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateApiKey(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A new API key for a tenant, shown once in the answer.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -232,7 +239,8 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBalance(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's available and held credits; NOT_FOUND for an unknown tenant.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -245,7 +253,8 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Quote(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Prices the lines (as Reserve would) and reports the tenant's available balance.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -268,13 +277,15 @@ class BillingServiceServicer:
 
     def Capture(self, request, context):
         """Per-task outcome effects; idempotent on task_id.
+        Moves a succeeded task's price from the batch hold to revenue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Refund(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns a failed or cancelled task's price from the hold to the tenant's available balance.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -287,7 +298,8 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBatchSettlement(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The batch hold's totals and settlement status, without changing anything.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -343,13 +355,15 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetApiKey(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One key's metadata (never its secret).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeApiKey(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes a key for good (idempotent); a revoked key authenticates nothing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -369,13 +383,15 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeAdminKey(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes an operator key; idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAdminKeys(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every operator key, oldest first, without secrets.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -608,7 +624,10 @@ def add_BillingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BillingService:
-    """Missing associated documentation comment in .proto file."""
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
 
     @staticmethod
     def CreateTenant(request,

@@ -29,6 +29,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class BillingServiceStub:
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -36,14 +41,17 @@ class BillingServiceStub:
     CreateTenant: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateTenantRequest, _billing_pb2.CreateTenantResponse]
     """Tenants and credentials (admin)."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreateApiKeyResponse]
+    """A new API key for a tenant, shown once in the answer."""
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateApiKeyRequest, _billing_pb2.AuthenticateApiKeyResponse]
     """Resolves a presented API key to its tenant; UNAUTHENTICATED when unknown or revoked."""
     TopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TopUpRequest, _billing_pb2.TopUpResponse]
     """Credits. TopUp is idempotent on `reference`."""
     GetBalance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]
+    """The tenant's available and held credits; NOT_FOUND for an unknown tenant."""
     GetPricing: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetPricingRequest, _billing_pb2.GetPricingResponse]
     """Pricing. Quote prices a batch without moving money; unknown model -> INVALID_ARGUMENT."""
     Quote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]
+    """Prices the lines (as Reserve would) and reports the tenant's available balance."""
     Reserve: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.ReserveResponse]
     """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
     Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
@@ -53,11 +61,15 @@ class BillingServiceStub:
     decided exactly as by Reserve, on its own, and answered in request order.
     """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]
-    """Per-task outcome effects; idempotent on task_id."""
+    """Per-task outcome effects; idempotent on task_id.
+    Moves a succeeded task's price from the batch hold to revenue.
+    """
     Refund: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]
+    """Returns a failed or cancelled task's price from the hold to the tenant's available balance."""
     Settle: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SettleRequest, _billing_pb2.BatchSettlement]
     """Releases what is left on the batch hold once every task outcome is applied; idempotent on batch_id."""
     GetBatchSettlement: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBatchSettlementRequest, _billing_pb2.BatchSettlement]
+    """The batch hold's totals and settlement status, without changing anything."""
     ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
     """The tenant's view of its available balance, newest first."""
     ListTenants: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListTenantsRequest, _billing_pb2.ListTenantsResponse]
@@ -75,13 +87,17 @@ class BillingServiceStub:
     NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
     """
     GetApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    """One key's metadata (never its secret)."""
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    """Revokes a key for good (idempotent); a revoked key authenticates nothing."""
     CreateAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAdminKeyRequest, _billing_pb2.CreateAdminKeyResponse]
     """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once."""
     AuthenticateAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateAdminKeyRequest, _billing_pb2.AuthenticateAdminKeyResponse]
     """UNAUTHENTICATED when unknown or revoked."""
     RevokeAdminKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeAdminKeyRequest, _billing_pb2.AdminKeyInfo]
+    """Revokes an operator key; idempotent."""
     ListAdminKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListAdminKeysRequest, _billing_pb2.ListAdminKeysResponse]
+    """Every operator key, oldest first, without secrets."""
     RecordVideoAccess: _grpc.UnaryUnaryMultiCallable[_billing_pb2.VideoAccess, _billing_pb2.RecordVideoAccessResponse]
     """The video access audit log: every attempt to play, download or embed a video, allowed or not."""
     ListVideoAccess: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListVideoAccessRequest, _billing_pb2.ListVideoAccessResponse]
@@ -102,18 +118,26 @@ class BillingServiceStub:
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTenant: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateTenantRequest, _billing_pb2.CreateTenantResponse]  # type: ignore[assignment]
     """Tenants and credentials (admin)."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
+    """A new API key for a tenant, shown once in the answer."""
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateApiKeyRequest, _billing_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Resolves a presented API key to its tenant; UNAUTHENTICATED when unknown or revoked."""
     TopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.TopUpRequest, _billing_pb2.TopUpResponse]  # type: ignore[assignment]
     """Credits. TopUp is idempotent on `reference`."""
     GetBalance: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.GetBalanceResponse]  # type: ignore[assignment]
+    """The tenant's available and held credits; NOT_FOUND for an unknown tenant."""
     GetPricing: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetPricingRequest, _billing_pb2.GetPricingResponse]  # type: ignore[assignment]
     """Pricing. Quote prices a batch without moving money; unknown model -> INVALID_ARGUMENT."""
     Quote: _aio.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]  # type: ignore[assignment]
+    """Prices the lines (as Reserve would) and reports the tenant's available balance."""
     Reserve: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.ReserveResponse]  # type: ignore[assignment]
     """Freezes price x items of a batch into the batch's hold account; idempotent on batch_id.
     Insufficient credits -> FAILED_PRECONDITION with ErrorInfo reason "insufficient_credits".
@@ -123,11 +147,15 @@ class BillingServiceAsyncStub(BillingServiceStub):
     decided exactly as by Reserve, on its own, and answered in request order.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]  # type: ignore[assignment]
-    """Per-task outcome effects; idempotent on task_id."""
+    """Per-task outcome effects; idempotent on task_id.
+    Moves a succeeded task's price from the batch hold to revenue.
+    """
     Refund: _aio.UnaryUnaryMultiCallable[_billing_pb2.TaskChargeRequest, _billing_pb2.TaskChargeResponse]  # type: ignore[assignment]
+    """Returns a failed or cancelled task's price from the hold to the tenant's available balance."""
     Settle: _aio.UnaryUnaryMultiCallable[_billing_pb2.SettleRequest, _billing_pb2.BatchSettlement]  # type: ignore[assignment]
     """Releases what is left on the batch hold once every task outcome is applied; idempotent on batch_id."""
     GetBatchSettlement: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBatchSettlementRequest, _billing_pb2.BatchSettlement]  # type: ignore[assignment]
+    """The batch hold's totals and settlement status, without changing anything."""
     ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
     """The tenant's view of its available balance, newest first."""
     ListTenants: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListTenantsRequest, _billing_pb2.ListTenantsResponse]  # type: ignore[assignment]
@@ -145,13 +173,17 @@ class BillingServiceAsyncStub(BillingServiceStub):
     NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
     """
     GetApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    """One key's metadata (never its secret)."""
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    """Revokes a key for good (idempotent); a revoked key authenticates nothing."""
     CreateAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAdminKeyRequest, _billing_pb2.CreateAdminKeyResponse]  # type: ignore[assignment]
     """Operator keys with a role: "admin" (everything) or "finance" (read-only). Shown once."""
     AuthenticateAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateAdminKeyRequest, _billing_pb2.AuthenticateAdminKeyResponse]  # type: ignore[assignment]
     """UNAUTHENTICATED when unknown or revoked."""
     RevokeAdminKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeAdminKeyRequest, _billing_pb2.AdminKeyInfo]  # type: ignore[assignment]
+    """Revokes an operator key; idempotent."""
     ListAdminKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListAdminKeysRequest, _billing_pb2.ListAdminKeysResponse]  # type: ignore[assignment]
+    """Every operator key, oldest first, without secrets."""
     RecordVideoAccess: _aio.UnaryUnaryMultiCallable[_billing_pb2.VideoAccess, _billing_pb2.RecordVideoAccessResponse]  # type: ignore[assignment]
     """The video access audit log: every attempt to play, download or embed a video, allowed or not."""
     ListVideoAccess: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListVideoAccessRequest, _billing_pb2.ListVideoAccessResponse]  # type: ignore[assignment]
@@ -171,6 +203,11 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Revenue of the month's captured videos against the provider cost frozen with their batches."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
+    and finance reports; the batch service for Reserve, Capture, Refund and Settle (the money flows of
+    docs/architecture.md); the billing consumer applies the same effects from task events.
+    """
+
     @_abc_1.abstractmethod
     def CreateTenant(
         self,
@@ -184,7 +221,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.CreateApiKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.CreateApiKeyResponse, _abc.Awaitable[_billing_pb2.CreateApiKeyResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.CreateApiKeyResponse, _abc.Awaitable[_billing_pb2.CreateApiKeyResponse]]:
+        """A new API key for a tenant, shown once in the answer."""
 
     @_abc_1.abstractmethod
     def AuthenticateApiKey(
@@ -207,7 +245,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.GetBalanceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.GetBalanceResponse, _abc.Awaitable[_billing_pb2.GetBalanceResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.GetBalanceResponse, _abc.Awaitable[_billing_pb2.GetBalanceResponse]]:
+        """The tenant's available and held credits; NOT_FOUND for an unknown tenant."""
 
     @_abc_1.abstractmethod
     def GetPricing(
@@ -222,7 +261,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.QuoteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.QuoteResponse, _abc.Awaitable[_billing_pb2.QuoteResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.QuoteResponse, _abc.Awaitable[_billing_pb2.QuoteResponse]]:
+        """Prices the lines (as Reserve would) and reports the tenant's available balance."""
 
     @_abc_1.abstractmethod
     def Reserve(
@@ -250,14 +290,17 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.TaskChargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.TaskChargeResponse, _abc.Awaitable[_billing_pb2.TaskChargeResponse]]:
-        """Per-task outcome effects; idempotent on task_id."""
+        """Per-task outcome effects; idempotent on task_id.
+        Moves a succeeded task's price from the batch hold to revenue.
+        """
 
     @_abc_1.abstractmethod
     def Refund(
         self,
         request: _billing_pb2.TaskChargeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.TaskChargeResponse, _abc.Awaitable[_billing_pb2.TaskChargeResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.TaskChargeResponse, _abc.Awaitable[_billing_pb2.TaskChargeResponse]]:
+        """Returns a failed or cancelled task's price from the hold to the tenant's available balance."""
 
     @_abc_1.abstractmethod
     def Settle(
@@ -272,7 +315,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.GetBatchSettlementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.BatchSettlement, _abc.Awaitable[_billing_pb2.BatchSettlement]]: ...
+    ) -> _typing.Union[_billing_pb2.BatchSettlement, _abc.Awaitable[_billing_pb2.BatchSettlement]]:
+        """The batch hold's totals and settlement status, without changing anything."""
 
     @_abc_1.abstractmethod
     def ListLedgerEntries(
@@ -337,14 +381,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.GetApiKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]:
+        """One key's metadata (never its secret)."""
 
     @_abc_1.abstractmethod
     def RevokeApiKey(
         self,
         request: _billing_pb2.RevokeApiKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]:
+        """Revokes a key for good (idempotent); a revoked key authenticates nothing."""
 
     @_abc_1.abstractmethod
     def CreateAdminKey(
@@ -367,14 +413,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.RevokeAdminKeyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.AdminKeyInfo, _abc.Awaitable[_billing_pb2.AdminKeyInfo]]: ...
+    ) -> _typing.Union[_billing_pb2.AdminKeyInfo, _abc.Awaitable[_billing_pb2.AdminKeyInfo]]:
+        """Revokes an operator key; idempotent."""
 
     @_abc_1.abstractmethod
     def ListAdminKeys(
         self,
         request: _billing_pb2.ListAdminKeysRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ListAdminKeysResponse, _abc.Awaitable[_billing_pb2.ListAdminKeysResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.ListAdminKeysResponse, _abc.Awaitable[_billing_pb2.ListAdminKeysResponse]]:
+        """Every operator key, oldest first, without secrets."""
 
     @_abc_1.abstractmethod
     def RecordVideoAccess(

@@ -31,9 +31,13 @@ class TaskDispatch(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     TASK_IDS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch the tasks belong to."""
     tenant_id: _builtins.str
+    """The batch's tenant."""
     @_builtins.property
-    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tasks to claim and run; a task already claimed is skipped, so a redelivery runs nothing twice."""
+
     def __init__(
         self,
         *,
@@ -62,12 +66,19 @@ class BatchQueued(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The queued batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     total_count: _builtins.int
+    """Number of items (tasks) in the batch."""
     required_credits: _builtins.int
+    """Credits frozen for the batch (price x items)."""
     webhook_url: _builtins.str
+    """The batch's own webhook URL; empty when it has none."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch was queued (UTC)."""
+
     def __init__(
         self,
         *,
@@ -97,7 +108,9 @@ class BatchesQueued(_message.Message):
 
     BATCHES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchQueued]: ...
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchQueued]:
+        """One entry per queued batch, each read exactly as a lone BatchQueued."""
+
     def __init__(
         self,
         *,
@@ -127,15 +140,25 @@ class TaskSucceeded(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    """The task; billing's capture is keyed on it (one capture per task)."""
     batch_id: _builtins.str
+    """The task's batch."""
     tenant_id: _builtins.str
+    """The batch's tenant."""
     batch_index: _builtins.int
+    """Position of the item in the batch as submitted, from 0."""
     model: _builtins.str
+    """The model that made the video."""
     unit_price: _builtins.int
+    """The task's frozen price in credits: what the capture moves from the hold to revenue."""
     video_url: _builtins.str
+    """Where the stored video is."""
     attempts: _builtins.int
+    """Provider calls made, the successful one included."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the outcome was recorded (UTC)."""
+
     def __init__(
         self,
         *,
@@ -174,16 +197,27 @@ class TaskFailed(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    """The task; billing's refund is keyed on it (one refund per task)."""
     batch_id: _builtins.str
+    """The task's batch."""
     tenant_id: _builtins.str
+    """The batch's tenant."""
     batch_index: _builtins.int
+    """Position of the item in the batch as submitted, from 0."""
     model: _builtins.str
+    """The model asked for."""
     unit_price: _builtins.int
+    """The task's frozen price in credits: what the refund returns to the tenant's available balance."""
     failure_type: _builtins.str
+    """timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled or internal."""
     error_message: _builtins.str
+    """What went wrong, as the customer reads it in the task list."""
     attempts: _builtins.int
+    """Provider calls made."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the outcome was recorded (UTC)."""
+
     def __init__(
         self,
         *,
@@ -221,11 +255,17 @@ class TaskOutcomes(_message.Message):
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch every entry belongs to."""
     tenant_id: _builtins.str
+    """The batch's tenant."""
     @_builtins.property
-    def succeeded(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskSucceeded]: ...
+    def succeeded(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskSucceeded]:
+        """Tasks that succeeded, each read exactly as a lone TaskSucceeded."""
+
     @_builtins.property
-    def failed(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskFailed]: ...
+    def failed(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskFailed]:
+        """Tasks that failed or were cancelled, each read exactly as a lone TaskFailed."""
+
     def __init__(
         self,
         *,
@@ -257,15 +297,23 @@ class BatchFinished(_message.Message):
     CANCELLED_COUNT_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The finished batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     status: _builtins.str
     """completed, partial, failed, cancelled"""
     total_count: _builtins.int
+    """Number of tasks in the batch."""
     success_count: _builtins.int
+    """Tasks that succeeded."""
     failed_count: _builtins.int
+    """Tasks that failed (cancelled ones not included)."""
     cancelled_count: _builtins.int
+    """Tasks cancelled before they succeeded."""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch finished (UTC)."""
+
     def __init__(
         self,
         *,
@@ -301,15 +349,23 @@ class BatchSettled(_message.Message):
     SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The settled batch."""
     tenant_id: _builtins.str
+    """Its tenant."""
     frozen_credits: _builtins.int
+    """Credits frozen when the batch was accepted."""
     captured_credits: _builtins.int
+    """Credits captured as revenue (succeeded tasks)."""
     refunded_credits: _builtins.int
+    """Credits refunded to the tenant (failed and cancelled tasks)."""
     released_credits: _builtins.int
+    """Credits left on the hold and released back to available at settlement."""
     settlement_status: _builtins.str
     """settled, refunded"""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When billing settled the batch (UTC)."""
+
     def __init__(
         self,
         *,

@@ -23,6 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ListDeliveriesRequest(_message.Message):
+    """Which deliveries to list, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -30,9 +32,13 @@ class ListDeliveriesRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant; empty means admin scope (every tenant)."""
     batch_id: _builtins.str
+    """Only this batch's deliveries; empty for all of the tenant's."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50); more than 200 is cut to 200."""
     def __init__(
         self,
         *,
@@ -51,6 +57,8 @@ Global___ListDeliveriesRequest: _TypeAlias = ListDeliveriesRequest  # noqa: Y015
 
 @_typing.final
 class DeliveryAttempt(_message.Message):
+    """One HTTP attempt to deliver a message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_NUMBER_FIELD_NUMBER: _builtins.int
@@ -60,7 +68,9 @@ class DeliveryAttempt(_message.Message):
     ERROR_CLASS_FIELD_NUMBER: _builtins.int
     RESPONSE_BODY_FIELD_NUMBER: _builtins.int
     attempt_number: _builtins.int
+    """1 for the first attempt, counting on across retries."""
     duration_ms: _builtins.int
+    """How long the attempt took, in milliseconds."""
     http_status: _builtins.int
     """0 when no HTTP response was received."""
     error_class: _builtins.str
@@ -68,7 +78,9 @@ class DeliveryAttempt(_message.Message):
     response_body: _builtins.str
     """First 1 KiB of the response body."""
     @_builtins.property
-    def attempted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def attempted_at(self) -> _timestamp_pb2.Timestamp:
+        """When the request was sent (UTC)."""
+
     def __init__(
         self,
         *,
@@ -89,6 +101,8 @@ Global___DeliveryAttempt: _TypeAlias = DeliveryAttempt  # noqa: Y015
 
 @_typing.final
 class Delivery(_message.Message):
+    """One webhook message to one URL, with every attempt made to deliver it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
@@ -105,22 +119,33 @@ class Delivery(_message.Message):
     message_id: _builtins.str
     """The Standard Webhooks `webhook-id`; the same for every attempt and replay."""
     tenant_id: _builtins.str
+    """The tenant whose event this is."""
     batch_id: _builtins.str
+    """The batch the event is about."""
     event_type: _builtins.str
     """batch.queued, batch.completed, batch.cancelled, task.succeeded, task.failed"""
     url: _builtins.str
+    """Where the message is sent."""
     endpoint_id: _builtins.str
     """Empty for a batch's own webhook_url."""
     status: _builtins.str
     """pending, delivered, failed"""
     @_builtins.property
-    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]: ...
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]:
+        """Every attempt so far, oldest first."""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the message was created (UTC)."""
+
     @_builtins.property
-    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due; unset once delivered or failed."""
+
     @_builtins.property
-    def delivered_at(self) -> _timestamp_pb2.Timestamp: ...
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When an endpoint answered 2xx; unset until then."""
+
     def __init__(
         self,
         *,
@@ -146,13 +171,18 @@ Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
 
 @_typing.final
 class ListDeliveriesResponse(_message.Message):
+    """A page of deliveries."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERIES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -169,10 +199,13 @@ Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y0
 
 @_typing.final
 class ValidateUrlRequest(_message.Message):
+    """A webhook URL to check before it is stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     URL_FIELD_NUMBER: _builtins.int
     url: _builtins.str
+    """The URL as the customer gave it."""
     def __init__(
         self,
         *,
@@ -188,6 +221,8 @@ Global___ValidateUrlRequest: _TypeAlias = ValidateUrlRequest  # noqa: Y015
 
 @_typing.final
 class ValidateUrlResponse(_message.Message):
+    """Empty: the URL is acceptable."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -203,6 +238,8 @@ Global___ValidateUrlResponse: _TypeAlias = ValidateUrlResponse  # noqa: Y015
 
 @_typing.final
 class Endpoint(_message.Message):
+    """An account-level endpoint: every matching event of the tenant is delivered to it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_ID_FIELD_NUMBER: _builtins.int
@@ -213,17 +250,23 @@ class Endpoint(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
+    """The endpoint's id."""
     tenant_id: _builtins.str
+    """The tenant that owns it."""
     url: _builtins.str
+    """Where its messages are sent (https)."""
     status: _builtins.str
     """enabled, disabled (answered 410 Gone)"""
     description: _builtins.str
+    """The customer's note on what the endpoint is for."""
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event types delivered to this endpoint; empty means the batch events (not the task events)."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was registered (UTC)."""
+
     def __init__(
         self,
         *,
@@ -245,6 +288,8 @@ Global___Endpoint: _TypeAlias = Endpoint  # noqa: Y015
 
 @_typing.final
 class CreateEndpointRequest(_message.Message):
+    """A new endpoint for a tenant."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -252,10 +297,15 @@ class CreateEndpointRequest(_message.Message):
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant registering the endpoint."""
     url: _builtins.str
+    """Checked as ValidateUrl does; an unsafe URL is INVALID_ARGUMENT."""
     description: _builtins.str
+    """Optional note shown in lists."""
     @_builtins.property
-    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Event types to deliver (see Endpoint.event_types); empty means the batch events."""
+
     def __init__(
         self,
         *,
@@ -274,6 +324,8 @@ Global___CreateEndpointRequest: _TypeAlias = CreateEndpointRequest  # noqa: Y015
 
 @_typing.final
 class CreateEndpointResponse(_message.Message):
+    """The endpoint created, with its signing secret."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
@@ -281,7 +333,9 @@ class CreateEndpointResponse(_message.Message):
     secret: _builtins.str
     """whsec_<base64>; never returned again."""
     @_builtins.property
-    def endpoint(self) -> Global___Endpoint: ...
+    def endpoint(self) -> Global___Endpoint:
+        """The endpoint as stored."""
+
     def __init__(
         self,
         *,
@@ -298,14 +352,19 @@ Global___CreateEndpointResponse: _TypeAlias = CreateEndpointResponse  # noqa: Y0
 
 @_typing.final
 class ListEndpointsRequest(_message.Message):
+    """Which endpoints to list, a page at a time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose endpoints to list."""
     cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
+    """Page size: 0 for the default (50); more than 200 is cut to 200."""
     def __init__(
         self,
         *,
@@ -323,13 +382,18 @@ Global___ListEndpointsRequest: _TypeAlias = ListEndpointsRequest  # noqa: Y015
 
 @_typing.final
 class ListEndpointsResponse(_message.Message):
+    """A page of endpoints."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
     @_builtins.property
-    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endpoint]: ...
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endpoint]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -346,12 +410,16 @@ Global___ListEndpointsResponse: _TypeAlias = ListEndpointsResponse  # noqa: Y015
 
 @_typing.final
 class DeleteEndpointRequest(_message.Message):
+    """The endpoint to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     ENDPOINT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant that owns the endpoint."""
     endpoint_id: _builtins.str
+    """The endpoint to delete."""
     def __init__(
         self,
         *,
@@ -368,10 +436,13 @@ Global___DeleteEndpointRequest: _TypeAlias = DeleteEndpointRequest  # noqa: Y015
 
 @_typing.final
 class GetSigningSecretRequest(_message.Message):
+    """Whose default signing secret to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant (created with its first secret when it has none yet)."""
     def __init__(
         self,
         *,
@@ -387,10 +458,13 @@ Global___GetSigningSecretRequest: _TypeAlias = GetSigningSecretRequest  # noqa: 
 
 @_typing.final
 class RotateSigningSecretRequest(_message.Message):
+    """Whose default signing secret to replace."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant whose secret is replaced."""
     def __init__(
         self,
         *,
@@ -406,6 +480,8 @@ Global___RotateSigningSecretRequest: _TypeAlias = RotateSigningSecretRequest  # 
 
 @_typing.final
 class SigningSecret(_message.Message):
+    """A tenant's default signing secret, with the previous one while it still signs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SECRET_FIELD_NUMBER: _builtins.int
@@ -413,12 +489,17 @@ class SigningSecret(_message.Message):
     PREVIOUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     secret: _builtins.str
+    """whsec_<base64>: the secret that signs from now on."""
     previous_secret: _builtins.str
     """Still signing during the overlap window; empty when there is none."""
     @_builtins.property
-    def previous_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def previous_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the previous secret stops signing; unset when there is none."""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the current secret was created (UTC)."""
+
     def __init__(
         self,
         *,
@@ -437,6 +518,8 @@ Global___SigningSecret: _TypeAlias = SigningSecret  # noqa: Y015
 
 @_typing.final
 class RedeliverMessageRequest(_message.Message):
+    """The message to send again."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -444,6 +527,7 @@ class RedeliverMessageRequest(_message.Message):
     tenant_id: _builtins.str
     """Empty means admin scope."""
     message_id: _builtins.str
+    """The message's webhook-id (Delivery.message_id)."""
     def __init__(
         self,
         *,
@@ -460,13 +544,18 @@ Global___RedeliverMessageRequest: _TypeAlias = RedeliverMessageRequest  # noqa: 
 
 @_typing.final
 class RecoverFailedRequest(_message.Message):
+    """Which failed messages to send again."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """Only this tenant's messages; empty for every tenant's."""
     @_builtins.property
-    def since(self) -> _timestamp_pb2.Timestamp: ...
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Failed messages created at or after this time are sent again."""
+
     def __init__(
         self,
         *,
@@ -483,10 +572,13 @@ Global___RecoverFailedRequest: _TypeAlias = RecoverFailedRequest  # noqa: Y015
 
 @_typing.final
 class RecoverFailedResponse(_message.Message):
+    """How many messages were sent again."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REDELIVERED_COUNT_FIELD_NUMBER: _builtins.int
     redelivered_count: _builtins.int
+    """Messages put back to pending."""
     def __init__(
         self,
         *,
@@ -502,12 +594,16 @@ Global___RecoverFailedResponse: _TypeAlias = RecoverFailedResponse  # noqa: Y015
 
 @_typing.final
 class RotateEndpointSecretRequest(_message.Message):
+    """The endpoint whose signing secret to replace."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     ENDPOINT_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
+    """The tenant that owns the endpoint."""
     endpoint_id: _builtins.str
+    """The endpoint whose secret is replaced."""
     def __init__(
         self,
         *,
@@ -524,6 +620,8 @@ Global___RotateEndpointSecretRequest: _TypeAlias = RotateEndpointSecretRequest  
 
 @_typing.final
 class RotateEndpointSecretResponse(_message.Message):
+    """The endpoint with its new signing secret."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
@@ -532,7 +630,9 @@ class RotateEndpointSecretResponse(_message.Message):
     secret: _builtins.str
     """whsec_<base64>; never returned again."""
     @_builtins.property
-    def endpoint(self) -> Global___Endpoint: ...
+    def endpoint(self) -> Global___Endpoint:
+        """The endpoint after the rotation."""
+
     @_builtins.property
     def previous_expires_at(self) -> _timestamp_pb2.Timestamp:
         """Until then deliveries carry a signature with the previous secret too."""

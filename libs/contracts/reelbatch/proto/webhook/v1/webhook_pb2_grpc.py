@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class WebhookServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -87,7 +88,8 @@ class WebhookServiceStub:
 
 
 class WebhookServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes.
+    """
 
     def ListDeliveries(self, request, context):
         """Deliveries of a batch (or of a tenant when batch_id is empty), newest first, with every attempt.
@@ -112,7 +114,8 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEndpoints(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's endpoints, newest first (secrets are never listed).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -223,7 +226,8 @@ def add_WebhookServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WebhookService:
-    """Missing associated documentation comment in .proto file."""
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes.
+    """
 
     @staticmethod
     def ListDeliveries(request,

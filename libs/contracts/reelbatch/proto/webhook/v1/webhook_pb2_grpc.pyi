@@ -29,6 +29,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WebhookServiceStub:
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -42,6 +44,7 @@ class WebhookServiceStub:
     CreateEndpoint: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.CreateEndpointRequest, _webhook_pb2.CreateEndpointResponse]
     """Registers an account-level endpoint; the answer carries its signing secret, shown only once."""
     ListEndpoints: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.ListEndpointsRequest, _webhook_pb2.ListEndpointsResponse]
+    """The tenant's endpoints, newest first (secrets are never listed)."""
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.DeleteEndpointRequest, _webhook_pb2.Endpoint]
     """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail."""
     GetSigningSecret: _grpc.UnaryUnaryMultiCallable[_webhook_pb2.GetSigningSecretRequest, _webhook_pb2.SigningSecret]
@@ -60,6 +63,8 @@ class WebhookServiceStub:
 
 @_typing.type_check_only
 class WebhookServiceAsyncStub(WebhookServiceStub):
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhook_pb2.ListDeliveriesRequest, _webhook_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Deliveries of a batch (or of a tenant when batch_id is empty), newest first, with every attempt."""
@@ -70,6 +75,7 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     CreateEndpoint: _aio.UnaryUnaryMultiCallable[_webhook_pb2.CreateEndpointRequest, _webhook_pb2.CreateEndpointResponse]  # type: ignore[assignment]
     """Registers an account-level endpoint; the answer carries its signing secret, shown only once."""
     ListEndpoints: _aio.UnaryUnaryMultiCallable[_webhook_pb2.ListEndpointsRequest, _webhook_pb2.ListEndpointsResponse]  # type: ignore[assignment]
+    """The tenant's endpoints, newest first (secrets are never listed)."""
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_webhook_pb2.DeleteEndpointRequest, _webhook_pb2.Endpoint]  # type: ignore[assignment]
     """Deletes the tenant's endpoint (NOT_FOUND for another tenant's); pending deliveries to it fail."""
     GetSigningSecret: _aio.UnaryUnaryMultiCallable[_webhook_pb2.GetSigningSecretRequest, _webhook_pb2.SigningSecret]  # type: ignore[assignment]
@@ -87,6 +93,8 @@ class WebhookServiceAsyncStub(WebhookServiceStub):
     """Redelivers every failed message created at or after `since` (of one tenant, or all when empty)."""
 
 class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Webhook endpoints, delivery history and signing secrets, for the gateway's customer and admin routes."""
+
     @_abc_1.abstractmethod
     def ListDeliveries(
         self,
@@ -118,7 +126,8 @@ class WebhookServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _webhook_pb2.ListEndpointsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_webhook_pb2.ListEndpointsResponse, _abc.Awaitable[_webhook_pb2.ListEndpointsResponse]]: ...
+    ) -> _typing.Union[_webhook_pb2.ListEndpointsResponse, _abc.Awaitable[_webhook_pb2.ListEndpointsResponse]]:
+        """The tenant's endpoints, newest first (secrets are never listed)."""
 
     @_abc_1.abstractmethod
     def DeleteEndpoint(
