@@ -42,8 +42,8 @@ from prometheus_client import REGISTRY, generate_latest, start_http_server
 from libs.lifecycle import wait_at_most
 
 if TYPE_CHECKING:
-    from libs.bus import Backlog, Bus, QueueSpec
-    from libs.outbox import OutboxRelay
+    from libs.messaging.contract import Backlog, Bus, QueueSpec
+    from libs.messaging.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Runs the whole system in embedded mode (`reelbatch run`, one process) for end-to-end and chaos tests.
 
-It exposes what the tests use of `tests.stack.Stack`: `base_url`, `database_url` (the embedded
-server's, for the invariant checker), `env`, `start`, `kill`, `stop`, `stop_all`, `wait_ready`,
-`log`, `run_cli`. The process runs in its own working directory with no database or broker URL,
-as on a newcomer's machine; its PostgreSQL data lives under that directory.
+It implements `tests.stack_protocol.RunningStack`, as `tests.stack.Stack` does, and shares that
+module's settings and process handling; `database_url` is the embedded server's. The process runs
+in its own working directory with no database or broker URL, as on a newcomer's machine; its
+PostgreSQL data lives under that directory.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import ADMIN_TOKEN, STRIPE_WEBHOOK_SECRET, free_port
+from tests.stack import (
+    fast_settings,
+    free_port,
+    kill_process,
+    log_tail,
+    raise_if_one_exited,
+    spawn,
+    stop_process,
+)
 
 PROCESS = "reelbatch"
 READY_BANNER = "Reelbatch is running"
@@ -51,30 +59,11 @@ class EmbeddedStack:
         }
         self.env = {
             **inherited,
+            **fast_settings(self.workdir, self.http_port),
             "PYTHONPATH": str(REPO_ROOT),
             "REELBATCH_MODE": "embedded",
-            "REELBATCH_ENV": "test",
             "REELBATCH_DATA_DIR": str(self.data_dir),
-            "REELBATCH_HTTP_PORT": str(self.http_port),
-            "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
-            "REELBATCH_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-            "REELBATCH_ASSET_DIR": str(self.workdir / "assets"),
-            "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.http_port}",
             "REELBATCH_WORKERS": str(self.workers),
-            # Fast but real: every code path runs, only the waits are short (as in tests.stack).
-            "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.02",
-            "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "0.3",
-            "REELBATCH_RETRY_BASE_SECONDS": "0.02",
-            "REELBATCH_RETRY_MAX_SECONDS": "0.1",
-            "REELBATCH_TASK_LEASE_SECONDS": "3",
-            "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.5",
-            "REELBATCH_RESERVING_GRACE_SECONDS": "1",
-            "REELBATCH_LOG_LEVEL": "WARNING",
-            "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
-            "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
             **self.overrides,
         }
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -117,14 +106,7 @@ class EmbeddedStack:
         """Starts (or restarts) `reelbatch run`, the only process of embedded mode."""
         assert name == PROCESS, f"embedded mode runs one process, not {name!r}"
         self._banners_before = self._output().count(READY_BANNER)
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run"],
-            env=self.env,
-            cwd=self.workdir,
-            stdout=log,
-            stderr=log,
-        )
+        self.processes[name] = spawn(self.workdir, name, ["run"], self.env, cwd=self.workdir)
 
     def start_all(self) -> None:
         self.start()
@@ -133,9 +115,7 @@ class EmbeddedStack:
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+            raise_if_one_exited(self.processes, self.log)
             try:
                 # Ready once the services answer and the launcher has seeded the demo tenant.
                 if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200 and (
@@ -149,9 +129,7 @@ class EmbeddedStack:
 
     def kill(self, name: str = PROCESS) -> None:
         """SIGKILL of the process: no cleanup at all. Its PostgreSQL, a daemon, keeps running."""
-        process = self.processes[name]
-        process.kill()
-        process.wait(10)
+        kill_process(self.processes[name])
 
     def kill_postgres(self) -> None:
         """SIGKILL of the PostgreSQL server too, as when the whole machine goes down."""
@@ -159,15 +137,7 @@ class EmbeddedStack:
 
     def stop(self, name: str = PROCESS, timeout: float = 15.0) -> int:
         """Ctrl-C (SIGINT), as a user stops it; SIGKILL if it does not stop in time."""
-        process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return int(process.returncode)
+        return stop_process(self.processes[name], signal.SIGINT, timeout)
 
     def stop_all(self) -> dict[str, int]:
         codes = {name: self.stop(name) for name in list(self.processes)}
@@ -180,5 +150,4 @@ class EmbeddedStack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def log(self, name: str = PROCESS) -> str:
-        path = self.workdir / f"{name}.log"
-        return f"--- {name} ---\n" + (path.read_text(errors="replace")[-4000:] if path.exists() else "")
+        return log_tail(self.workdir, name)

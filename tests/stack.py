@@ -1,4 +1,9 @@
-"""Runs the whole system as separate OS processes for end-to-end and chaos tests."""
+"""Runs the whole system as separate OS processes for end-to-end and chaos tests.
+
+Also what both test stacks share (`tests.embedded_stack` runs the system as one process): the
+test secrets, free ports, the settings that make every wait short, and how a stack starts, stops
+and reads the log of its processes. Both implement `tests.stack_protocol.RunningStack`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +51,73 @@ def free_port() -> int:
             return port
 
 
+def fast_settings(workdir: Path, http_port: int) -> dict[str, str]:
+    """The settings both stacks run the system with: free ports, the test secrets, short waits."""
+    return {
+        "REELBATCH_ENV": "test",
+        "REELBATCH_HTTP_PORT": str(http_port),
+        "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
+        "REELBATCH_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "REELBATCH_ASSET_DIR": str(workdir / "assets"),
+        "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
+        # Fast but real: every code path runs, only the waits are short.
+        "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.02",
+        "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "0.3",
+        "REELBATCH_RETRY_BASE_SECONDS": "0.02",
+        "REELBATCH_RETRY_MAX_SECONDS": "0.1",
+        "REELBATCH_TASK_LEASE_SECONDS": "3",
+        "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.5",
+        "REELBATCH_RESERVING_GRACE_SECONDS": "1",
+        "REELBATCH_LOG_LEVEL": "WARNING",
+        "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
+        "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
+    }
+
+
+def spawn(
+    workdir: Path, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Starts `python -m services.cli ARGS`, appending its output to `workdir/NAME.log`."""
+    log = (workdir / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *args], env=env, cwd=cwd, stdout=log, stderr=log
+    )
+
+
+def raise_if_one_exited(processes: dict[str, subprocess.Popen[bytes]], log: Callable[[str], str]) -> None:
+    """Raises with its log if a process of the stack exited (waiting for readiness is then pointless)."""
+    for name, process in processes.items():
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log(name)}")
+
+
+def kill_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no cleanup at all, as in a crash."""
+    process.kill()
+    process.wait(10)
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: signal.Signals, timeout: float) -> int:
+    """Sends `signum` and waits `timeout` for the process to exit, then SIGKILLs it."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return int(process.returncode)
+
+
+def log_tail(workdir: Path, name: str) -> str:
+    """The last 4,000 characters of `workdir/NAME.log`, under a header naming the process."""
+    path = workdir / f"{name}.log"
+    return f"--- {name} ---\n" + (path.read_text(errors="replace")[-4000:] if path.exists() else "")
+
+
 def _accepts(address: str) -> bool:
     """Whether a TCP connection to `host:port` is accepted (the server listens)."""
     host, _, port = address.rpartition(":")
@@ -73,28 +146,9 @@ class Stack:
         self.http_port = free_port()
         self.env = {
             **os.environ,
-            "REELBATCH_ENV": "test",
+            **fast_settings(self.workdir, self.http_port),
             "REELBATCH_DATABASE_URL": self.database_url,
             "REELBATCH_AMQP_URL": self.amqp_url,
-            "REELBATCH_HTTP_PORT": str(self.http_port),
-            "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-            "REELBATCH_ADMIN_TOKEN": ADMIN_TOKEN,
-            "REELBATCH_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
-            "REELBATCH_ASSET_DIR": str(self.workdir / "assets"),
-            "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.http_port}",
-            # Fast but real: every code path runs, only the waits are short.
-            "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.02",
-            "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "0.3",
-            "REELBATCH_RETRY_BASE_SECONDS": "0.02",
-            "REELBATCH_RETRY_MAX_SECONDS": "0.1",
-            "REELBATCH_TASK_LEASE_SECONDS": "3",
-            "REELBATCH_RECOVERY_INTERVAL_SECONDS": "0.5",
-            "REELBATCH_RESERVING_GRACE_SECONDS": "1",
-            "REELBATCH_LOG_LEVEL": "WARNING",
-            "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
-            "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
             **self.overrides,
         }
         self.base_url = f"http://127.0.0.1:{self.http_port}"
@@ -105,10 +159,7 @@ class Stack:
     def start(self, name: str) -> None:
         """Starts (or restarts) one process: billing, batch, gateway or worker-N."""
         args = ["worker"] if name.startswith("worker") else ["serve", name]
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args], env=self.env, stdout=log, stderr=log
-        )
+        self.processes[name] = spawn(self.workdir, name, args, self.env)
 
     def start_all(self) -> None:
         if not self.migrated:
@@ -126,9 +177,7 @@ class Stack:
         # delays readiness by seconds after the servers are up (the gateway starts faster).
         unheard = [self.env[variable] for variable in GRPC_ADDRESS_VARIABLES]
         while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+            raise_if_one_exited(self.processes, self.log)
             unheard = [address for address in unheard if not _accepts(address)]
             if unheard:
                 time.sleep(0.05)
@@ -143,24 +192,14 @@ class Stack:
 
     def kill(self, name: str) -> None:
         """SIGKILL: no cleanup at all, as in a crash."""
-        process = self.processes[name]
-        process.kill()
-        process.wait(10)
+        kill_process(self.processes[name])
 
     def stop(self, name: str, timeout: float = 15.0) -> int:
-        process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return int(process.returncode)
+        """SIGTERM, as a supervisor stops a service; SIGKILL if it does not stop in time."""
+        return stop_process(self.processes[name], signal.SIGTERM, timeout)
 
     def stop_all(self) -> dict[str, int]:
         return {name: self.stop(name) for name in list(self.processes)}
 
     def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return f"--- {name} ---\n" + (path.read_text(errors="replace")[-4000:] if path.exists() else "")
+        return log_tail(self.workdir, name)

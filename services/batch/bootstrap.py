@@ -12,11 +12,12 @@ from pathlib import Path
 import grpc
 import httpx
 
-from libs.bus import Bus, connect_bus
 from libs.config import Settings
 from libs.db import Database
+from libs.messaging.contract import Bus
+from libs.messaging.outbox import OutboxRelay
+from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
-from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
 from libs.s3 import S3Bucket, S3Client, S3Credentials

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import grpc
 
-from libs.bus import Bus, connect_bus
 from libs.config import CreditPack as ConfiguredPack
 from libs.config import ModelPricing, Settings
 from libs.db import Database
+from libs.messaging.contract import Bus
+from libs.messaging.outbox import OutboxRelay
+from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
-from libs.outbox import OutboxRelay
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
 from services.billing.adapters.batch_client import BatchServiceOutcomes

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import grpc
 
-from libs.bus import Bus, connect_bus
 from libs.config import Settings
 from libs.db import Database
+from libs.messaging.contract import Bus
+from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings

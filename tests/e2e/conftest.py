@@ -17,6 +17,7 @@ from tests.invariants import wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import Stack
+from tests.stack_protocol import RunningStack
 
 
 def _distributed(workdir: Path) -> Iterator[Stack]:
@@ -52,9 +53,7 @@ def _assert_stopped_cleanly(codes: dict[str, int], log: Callable[[str], str]) ->
 
 
 @pytest.fixture(scope="package", params=["distributed", "embedded"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack | EmbeddedStack]:
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The running system, once per way of running it."""
     workdir = Path(tmp_path_factory.mktemp(f"stack-{request.param}"))
     if request.param == "embedded":
@@ -64,14 +63,14 @@ def stack(
 
 
 @pytest.fixture(scope="package")
-def api(stack: Stack | EmbeddedStack) -> Iterator[Api]:
+def api(stack: RunningStack) -> Iterator[Api]:
     client = Api(stack.base_url)
     yield client
     client.http.close()
 
 
 @pytest.fixture(autouse=True)
-def money_invariants_hold_afterwards(stack: Stack | EmbeddedStack) -> Iterator[None]:
+def money_invariants_hold_afterwards(stack: RunningStack) -> Iterator[None]:
     """After every end-to-end test: all batches settle and I1-I5 hold over the whole database."""
     yield
     wait_for_all_settled(stack.database_url)

@@ -7,7 +7,7 @@ import re
 
 from tests.embedded_stack import EmbeddedStack
 from tests.rest_api import Api
-from tests.stack import Stack
+from tests.stack_protocol import RunningStack
 
 
 def test_every_response_carries_its_request_id_and_a_trace_id(api: Api) -> None:
@@ -29,7 +29,7 @@ def test_every_response_carries_its_request_id_and_a_trace_id(api: Api) -> None:
 
 
 def test_the_gateway_serves_prometheus_metrics_with_http_latency_and_domain_counters(
-    api: Api, stack: Stack | EmbeddedStack
+    api: Api, stack: RunningStack
 ) -> None:
     customer = api.new_customer(100)
     created = api.create_batch(customer, [{"prompt": "A quiet forest", "model": "sora-2"}])

@@ -8,7 +8,7 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import Envelope
+from libs.messaging.contract import Envelope
 from services.batch.domain.batch import (
     BatchId,
     BatchRecord,

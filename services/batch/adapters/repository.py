@@ -26,9 +26,9 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
-from libs.bus import Envelope
 from libs.db import Database
-from libs.outbox import add_events
+from libs.messaging.contract import Envelope
+from libs.messaging.outbox import add_events
 from services.batch import metrics as batch_metrics
 from services.batch.adapters import events
 from services.batch.adapters.tables import batches, outbox, tasks

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
-from libs.outbox import outbox_table
+from libs.messaging.outbox import outbox_table
 
 SCHEMA = "batch"
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import Delivery
 from libs.lifecycle import wait_at_most
+from libs.messaging.contract import Delivery
 from services.batch.domain.batch import BatchId, Settlement, SettlementStatus, TaskId
 from services.batch.execution import TaskExecutor
 from services.batch.handlers import BatchHandlers

@@ -10,9 +10,9 @@ from dataclasses import astuple
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import BATCH_SETTLEMENTS_QUEUE, DISPATCH_QUEUE
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, sleep_or_stop, supervise
+from libs.messaging.contract import BATCH_SETTLEMENTS_QUEUE, DISPATCH_QUEUE
 from libs.rpc.server import DependencyMonitor, start_grpc_server
 from libs.rpc.tls import tls_from_settings
 from libs.telemetry import backlog_gauges, configure_telemetry

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import DISPATCH_QUEUE
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, spare_the_garbage_collector, supervise
+from libs.messaging.contract import DISPATCH_QUEUE
 from libs.telemetry import configure_telemetry
 from services.batch.bootstrap import build_worker
 from services.batch.domain.provider import VideoProvider

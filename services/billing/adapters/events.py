@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import Envelope
+from libs.messaging.contract import Envelope
 from services.billing.domain.settlement import BatchHold
 
 BATCH_SETTLED = "batch.settled"

@@ -31,9 +31,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.bus import Envelope
 from libs.db import Database
-from libs.outbox import add_events
+from libs.messaging.contract import Envelope
+from libs.messaging.outbox import add_events
 from services.billing.adapters.tables import (
     accounts,
     admin_keys,

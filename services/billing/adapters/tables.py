@@ -20,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 
-from libs.outbox import outbox_table
+from libs.messaging.outbox import outbox_table
 
 SCHEMA = "billing"
 

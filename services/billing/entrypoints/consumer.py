@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from google.protobuf.message import Message
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import BILLING_OUTCOMES_QUEUE, Bus, Delivery
 from libs.errors import ServiceError
+from libs.messaging.contract import BILLING_OUTCOMES_QUEUE, Bus, Delivery
 from services.billing.domain.ids import BatchId, parse_batch_id, parse_task_id
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.handlers import BillingHandlers

@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
+from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
 from services.webhook.handlers import QueuedBatch, SettledBatch, WebhookHandlers, task_event
 

@@ -8,9 +8,9 @@ import logging
 import grpc
 from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
-from libs.bus import WEBHOOK_EVENTS_QUEUE, Bus
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, stop_loops, supervise
+from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus
 from libs.rpc.server import DependencyMonitor, start_grpc_server
 from libs.rpc.tls import tls_from_settings
 from libs.telemetry import backlog_gauges, configure_telemetry

@@ -13,9 +13,9 @@ import pytest
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import EXCHANGE
 from libs.config import Settings
 from libs.db import libpq_url
+from libs.messaging.rabbit import EXCHANGE
 from libs.rpc.server import start_grpc_server
 from services.batch.bootstrap import migrate
 from tests.integration.batch.batch_harness import (

@@ -14,8 +14,9 @@ import pytest
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import DISPATCH_QUEUE, Envelope, RabbitBus
 from libs.config import Settings
+from libs.messaging.contract import DISPATCH_QUEUE, Envelope
+from libs.messaging.rabbit import RabbitBus
 from services.batch.entrypoints.worker import run_worker
 from tests.integration.batch.batch_harness import (
     EventTap,

@@ -11,9 +11,10 @@ import pytest
 from aio_pika.abc import AbstractQueue
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import BILLING_OUTCOMES_QUEUE, EXCHANGE, Envelope, RabbitBus, declare_topology
 from libs.db import Database
-from libs.outbox import OutboxRelay
+from libs.messaging.contract import BILLING_OUTCOMES_QUEUE, Envelope
+from libs.messaging.outbox import OutboxRelay
+from libs.messaging.rabbit import EXCHANGE, RabbitBus, declare_topology
 from services.billing.adapters.tables import outbox
 from services.billing.domain.ids import BatchId
 from services.billing.domain.pricing import QuoteLine

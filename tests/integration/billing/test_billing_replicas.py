@@ -20,9 +20,10 @@ import psycopg
 import pytest
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.bus import Envelope, RabbitBus
 from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.messaging.contract import Envelope
+from libs.messaging.rabbit import RabbitBus
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import price_list
 from services.billing.domain.ids import BatchId, TaskId, TenantId

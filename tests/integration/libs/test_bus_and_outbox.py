@@ -13,10 +13,11 @@ import pytest
 from reelbatch.proto.events.v1 import events_pb2
 from sqlalchemy import MetaData, func, select, text
 
-from libs.bus import Bus, Delivery, Envelope, QueueSpec, RabbitBus
 from libs.db import Database
-from libs.outbox import OutboxRelay, add_events, outbox_notify_ddl, outbox_table
-from libs.postgres_bus import PostgresBus
+from libs.messaging.contract import Bus, Delivery, Envelope, QueueSpec
+from libs.messaging.outbox import OutboxRelay, add_events, outbox_notify_ddl, outbox_table
+from libs.messaging.postgres.bus import PostgresBus
+from libs.messaging.rabbit import RabbitBus
 
 
 async def _until(condition: object, timeout: float = 10.0) -> None:

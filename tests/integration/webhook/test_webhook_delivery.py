@@ -15,9 +15,9 @@ from reelbatch.proto.events.v1 import events_pb2
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from libs.bus import Delivery, Envelope
 from libs.db import Database
 from libs.errors import InvalidArgument
+from libs.messaging.contract import Delivery, Envelope
 from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
 from services.webhook.entrypoints.consumer import WebhookEventConsumer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.bus import routing_key_matches
+from libs.messaging.contract import routing_key_matches
 
 
 @pytest.mark.parametrize(

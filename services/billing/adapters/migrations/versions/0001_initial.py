@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from libs.outbox import outbox_notify_ddl
+from libs.messaging.outbox import outbox_notify_ddl
 
 revision = "0001"
 down_revision = None

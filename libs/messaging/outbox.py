@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from libs.bus import Backlog, Bus, Envelope
 from libs.db import Database, libpq_url
 from libs.lifecycle import sleep_or_stop
+from libs.messaging.contract import Backlog, Bus, Envelope
 
 log = logging.getLogger(__name__)
 

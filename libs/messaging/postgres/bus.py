@@ -1,23 +1,7 @@
-"""A durable message bus in PostgreSQL: the `Bus` protocol on tables of the schema `bus`.
+"""`PostgresBus`: the `Bus` protocol on the tables of `libs.messaging.postgres.schema`.
 
-Embedded mode runs without RabbitMQ, yet the outbox relay deletes its rows once an event is
-"published": so publishing must be durable, or a `kill -9` would lose events. Here a publish is
-a committed row per (message, bound queue), exactly like a persistent message in a durable queue:
-
-- `bus.queues` holds every queue and the routing keys bound to it (the whole `TOPOLOGY` at
-  connect, plus whatever queue a consumer declares); publish fans a message out to every queue with
-  a matching key (topic semantics), and drops it when none matches, as an exchange would.
-- Consumers claim visible messages with `FOR UPDATE SKIP LOCKED` (competing consumers), which
-  hides them for a visibility timeout that a heartbeat keeps extending while they are in hand, so
-  a message comes back only when its consumer died or let go of it; ack deletes the row. A claim
-  also records the claiming bus's session: once that session is gone (its process died, as with
-  RabbitMQ's unacked messages of a closed channel) the message is claimable at once.
-- A delivery counter plays the quorum queue's delivery limit; past it, or when undecodable, a
-  message moves to the queue's dead-letter queue.
-- Publish sends NOTIFY, so consumers wake at once; a short poll covers lost notifications and
-  expired visibility timeouts.
-
-The chunking, decoding and failure handling are `libs.bus.ChunkedConsumer`, shared with RabbitMQ.
+Claims, a heartbeat that keeps claims alive, settlement (ack, requeue, dead-letter) and a LISTEN
+session that wakes consumers; the package docstring describes the guarantees.
 """
 
 from __future__ import annotations
@@ -31,102 +15,30 @@ from typing import Any
 
 import psycopg
 from google.protobuf.message import Message
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import insert, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.bus import TOPOLOGY, Backlog, ChunkedConsumer, Envelope, Handler, QueueSpec, routing_key_matches
 from libs.db import Database, libpq_url
 from libs.lifecycle import wait_at_most
+from libs.messaging.consuming import ChunkedConsumer
+from libs.messaging.contract import TOPOLOGY, Backlog, Envelope, Handler, QueueSpec, routing_key_matches
+from libs.messaging.postgres.schema import (
+    CLAIM,
+    MOVE_TO_DEAD_LETTERS,
+    NOTIFY_CHANNEL,
+    SCHEMA,
+    declare_queue,
+    messages,
+    metadata,
+    notify,
+    queue_bindings,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "bus"
-NOTIFY_CHANNEL = "reelbatch_bus"
 _DDL_LOCK = zlib.crc32(b"reelbatch-postgres-bus-ddl")
 _SESSION_WAIT_SECONDS = 5.0
-
-metadata = MetaData(schema=SCHEMA)
-
-queues = Table(
-    "queues",
-    metadata,
-    Column("name", Text, primary_key=True),
-    Column("routing_keys", ARRAY(Text), nullable=False),
-    Column("delivery_limit", Integer, nullable=False),
-)
-
-messages = Table(
-    "messages",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("queue", Text, nullable=False),
-    Column("message_id", Text, nullable=False),
-    Column("routing_key", Text, nullable=False),
-    Column("message_type", Text, nullable=False),
-    Column("body", LargeBinary, nullable=False),
-    Column("headers", JSONB, nullable=False),
-    # Times the message was handed to a consumer; the delivery limit applies to it.
-    Column("deliveries", Integer, nullable=False, server_default="0"),
-    # Claimable once this moment has passed; a claim pushes it a visibility timeout ahead.
-    Column("visible_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Server pid of the claiming bus's listener session: when that session is gone (its process
-    # died), the message is claimable at once rather than after the visibility timeout.
-    Column("claimed_by", Integer, nullable=True),
-    Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Claims scan one queue in id order and stop after a few rows.
-    Index("messages_queue_id", "queue", "id"),
-)
-
-_CLAIM = text(
-    """
-    UPDATE bus.messages AS m
-    SET deliveries = m.deliveries + 1,
-        visible_at = now() + make_interval(secs => :visibility),
-        claimed_by = :claimed_by
-    FROM (
-        SELECT id FROM bus.messages AS candidate
-        WHERE queue = :queue
-          AND (
-            visible_at <= now()
-            OR (
-                claimed_by IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = candidate.claimed_by)
-            )
-          )
-        ORDER BY id LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ) AS claimable
-    WHERE m.id = claimable.id
-    RETURNING m.id, m.message_id, m.routing_key, m.message_type, m.body, m.headers, m.deliveries
-    """
-)
-
-_MOVE_TO_DEAD_LETTERS = text(
-    """
-    WITH moved AS (DELETE FROM bus.messages WHERE id = :id RETURNING *)
-    INSERT INTO bus.messages (queue, message_id, routing_key, message_type, body, headers)
-    SELECT :dead_queue, message_id, routing_key, message_type, body, headers FROM moved
-    """
-)
-
-_NOTIFY = text("SELECT pg_notify(:channel, name) FROM unnest(CAST(:queues AS text[])) AS name")
 
 
 @dataclass(frozen=True)
@@ -190,7 +102,7 @@ class PostgresBus:
                 await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
                 await conn.run_sync(metadata.create_all)
                 for spec in TOPOLOGY:
-                    await _declare(conn, spec)
+                    await declare_queue(conn, spec)
         except BaseException:
             await bus._db.close()
             raise
@@ -201,7 +113,7 @@ class PostgresBus:
         if not envelopes:
             return
         async with self._db.connection() as conn:
-            bindings = await _bindings(conn)
+            bindings = await queue_bindings(conn)
             rows: list[dict[str, Any]] = [
                 {
                     "queue": queue,
@@ -218,7 +130,7 @@ class PostgresBus:
             if not rows:
                 return
             await conn.execute(insert(messages), rows)
-            await _notify(conn, {row["queue"] for row in rows})
+            await notify(conn, {row["queue"] for row in rows})
 
     async def consume(
         self,
@@ -233,7 +145,7 @@ class PostgresBus:
     ) -> None:
         """Declares `queue` and starts consuming it in the background."""
         async with self._db.connection() as conn:
-            await _declare(conn, queue)
+            await declare_queue(conn, queue)
         if not self._background:
             self._background = [
                 asyncio.create_task(self._listen(), name="postgres-bus-listener"),
@@ -295,7 +207,7 @@ class PostgresBus:
                     await conn.execute(
                         text("UPDATE bus.messages SET visible_at = now() WHERE id = ANY(:ids)"), {"ids": held}
                     )
-                    await _notify(conn, {s.queue.name for s in self._subscriptions if s.in_flight})
+                    await notify(conn, {s.queue.name for s in self._subscriptions if s.in_flight})
             except (SQLAlchemyError, OSError) as error:
                 log.warning(
                     "could not hand back %d messages (%s); they return after the timeout", len(held), error
@@ -332,7 +244,7 @@ class PostgresBus:
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
-                    _CLAIM,
+                    CLAIM,
                     {
                         "queue": queue.name,
                         "limit": limit,
@@ -390,7 +302,7 @@ class PostgresBus:
                 await conn.execute(
                     text("UPDATE bus.messages SET visible_at = now() WHERE id = :id"), {"id": message.id}
                 )
-                await _notify(conn, {queue.name})
+                await notify(conn, {queue.name})
         except (SQLAlchemyError, OSError) as error:
             log.warning("requeue of message %s on %s failed (%s)", message.id, queue.name, error)
         finally:
@@ -412,9 +324,9 @@ class PostgresBus:
             await conn.execute(messages.delete().where(messages.c.id == message_id))
             return
         dead = queue.dead_letters()
-        await _declare(conn, dead)
-        await conn.execute(_MOVE_TO_DEAD_LETTERS, {"id": message_id, "dead_queue": dead.name})
-        await _notify(conn, {dead.name})
+        await declare_queue(conn, dead)
+        await conn.execute(MOVE_TO_DEAD_LETTERS, {"id": message_id, "dead_queue": dead.name})
+        await notify(conn, {dead.name})
 
     async def _keep_claims(self) -> None:
         """Extends the visibility of every message in hand, so only a dead consumer loses them."""
@@ -484,38 +396,3 @@ class _PostgresReceipts:
 
     async def dead_letter(self, raw: ClaimedMessage) -> None:
         await self._bus.dead_letter(self._subscription, raw)
-
-
-async def _declare(conn: AsyncConnection, spec: QueueSpec) -> None:
-    """Creates or updates a queue and its bindings (a dead-letter queue has none)."""
-    values: dict[str, Any] = {
-        "name": spec.name,
-        "routing_keys": list(spec.routing_keys),
-        "delivery_limit": spec.delivery_limit,
-    }
-    statement = pg_insert(queues).values(values)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[queues.c.name],
-            set_={
-                "routing_keys": statement.excluded.routing_keys,
-                "delivery_limit": statement.excluded.delivery_limit,
-            },
-        )
-    )
-    if not spec.is_dead_letter_queue:
-        await _declare(conn, spec.dead_letters())
-
-
-async def _bindings(conn: AsyncConnection) -> dict[str, tuple[str, ...]]:
-    """Routing keys by queue: the declared queues, and `TOPOLOGY` as it is right now."""
-    rows = (await conn.execute(select(queues.c.name, queues.c.routing_keys))).all()
-    bound = {str(row.name): tuple(row.routing_keys) for row in rows}
-    for spec in TOPOLOGY:
-        bound[spec.name] = spec.routing_keys
-    return bound
-
-
-async def _notify(conn: AsyncConnection, queue_names: set[str]) -> None:
-    if queue_names:
-        await conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "queues": sorted(queue_names)})
