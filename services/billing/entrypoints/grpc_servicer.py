@@ -27,7 +27,8 @@ from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import BatchHold
 from services.billing.domain.statements import parse_month
 from services.billing.domain.video_access import VideoAccess
-from services.billing.handlers import BillingHandlers, ReservationRequest
+from services.billing.use_cases.handlers import BillingHandlers
+from services.billing.use_cases.reservations import ReservationRequest
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 
