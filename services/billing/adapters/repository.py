@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,12 +60,39 @@ class LedgerTransaction:
 
     def __init__(self, conn: AsyncConnection, system_accounts: dict[AccountKind, int]) -> None:
         self._conn = conn
-        self.access = AccessQueries(conn)
-        self.accounts = AccountQueries(conn, system_accounts)
-        self.ledger = LedgerQueries(conn)
-        self.payments = PaymentQueries(conn)
-        self.reporting = ReportingQueries(conn)
-        self.audit = AuditQueries(conn)
+        self._system_accounts = system_accounts
+
+    # Built on first use: most transactions touch one or two topics.
+
+    @cached_property
+    def access(self) -> AccessQueries:
+        """Tenants, API keys, operator keys, the video access log."""
+        return AccessQueries(self._conn)
+
+    @cached_property
+    def accounts(self) -> AccountQueries:
+        """Account reads that take no lock."""
+        return AccountQueries(self._conn, self._system_accounts)
+
+    @cached_property
+    def ledger(self) -> LedgerQueries:
+        """Locking reads, transfers, entries, balances, hold counters."""
+        return LedgerQueries(self._conn)
+
+    @cached_property
+    def payments(self) -> PaymentQueries:
+        """Payments and payment-provider deliveries."""
+        return PaymentQueries(self._conn)
+
+    @cached_property
+    def reporting(self) -> ReportingQueries:
+        """Statements, finance pages, exports, margins."""
+        return ReportingQueries(self._conn)
+
+    @cached_property
+    def audit(self) -> AuditQueries:
+        """The reconciliation audit's aggregates."""
+        return AuditQueries(self._conn)
 
     async def add_events(self, envelopes: Sequence[Envelope]) -> None:
         """Writes events to the outbox in this transaction (the relay publishes them after commit)."""

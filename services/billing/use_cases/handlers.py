@@ -31,7 +31,11 @@ class _UseCase(Generic[P, R]):
 
     def __init__(self, function: Callable[Concatenate[Dependencies, P], R]) -> None:
         self._function = function
+        self._name = function.__name__
         self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type[BillingHandlers], name: str) -> None:
+        self._name = name
 
     @overload
     def __get__(self, handlers: None, owner: type[BillingHandlers]) -> Self: ...
@@ -44,7 +48,10 @@ class _UseCase(Generic[P, R]):
     ) -> Self | Callable[P, R]:
         if handlers is None:
             return self
-        return cast(Callable[P, R], partial(self._function, handlers.dependencies))
+        bound = cast(Callable[P, R], partial(self._function, handlers.dependencies))
+        # Kept on the instance, which shadows this (non-data) descriptor: bound once per service.
+        setattr(handlers, self._name, bound)
+        return bound
 
 
 class BillingHandlers:
