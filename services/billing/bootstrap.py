@@ -22,7 +22,7 @@ from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
 from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import ModelPrice
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 
 
 def migrate(database_url: str) -> None:

@@ -16,8 +16,8 @@ from libs.rpc.client import open_channel
 from libs.rpc.server import start_grpc_server
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
-from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
-from services.billing.handlers import BillingHandlers
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
+from services.billing.use_cases.handlers import BillingHandlers
 from tests.invariants import wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api

@@ -16,8 +16,8 @@ from libs.config import Settings
 from libs.rpc.client import open_channel
 from libs.rpc.server import GrpcServer, start_grpc_server
 from libs.rpc.tls import TlsFiles, tls_from_settings
-from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
-from services.billing.handlers import BillingHandlers
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
+from services.billing.use_cases.handlers import BillingHandlers
 
 MAKE_CERTS = Path(__file__).resolve().parents[2] / "scripts" / "make_certs.sh"
 

@@ -20,7 +20,7 @@ from libs.errors import ServiceError
 from libs.messaging.contract import BILLING_OUTCOMES_QUEUE, Bus, Delivery
 from services.billing.domain.ids import BatchId, parse_batch_id, parse_task_id
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 
 log = logging.getLogger(__name__)
 

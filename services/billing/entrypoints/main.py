@@ -16,7 +16,7 @@ from libs.rpc.tls import tls_from_settings
 from libs.telemetry import backlog_gauges, configure_telemetry
 from services.billing.bootstrap import bootstrap
 from services.billing.entrypoints.consumer import start_outcome_consumer
-from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 
 log = logging.getLogger(__name__)
 

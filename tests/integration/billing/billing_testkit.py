@@ -12,7 +12,7 @@ from sqlalchemy import text
 from libs.db import Database
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 
 
 class RecordedOutcomes:

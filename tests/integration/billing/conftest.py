@@ -11,7 +11,8 @@ from libs.config import DEFAULT_PRICING
 from libs.db import Database
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
-from services.billing.handlers import BillingHandlers, TaskOutcomeSource
+from services.billing.use_cases.dependencies import TaskOutcomeSource
+from services.billing.use_cases.handlers import BillingHandlers
 
 from .billing_testkit import Clock, HandlersFactory, RecordedOutcomes
 

@@ -20,7 +20,7 @@ from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.domain.errors import OutcomesMissing
 from services.billing.domain.ids import BatchId
 from services.billing.domain.pricing import QuoteLine
-from services.billing.entrypoints.grpc_servicer import SERVICE_NAME, BillingServicer
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 
 from .billing_testkit import HandlersFactory, assert_ledger_invariants
 

@@ -25,7 +25,7 @@ from services.billing.domain.ids import BatchId, TaskId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import BatchHold, SettlementStatus
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 
 from .billing_testkit import (
     Clock,

@@ -25,7 +25,7 @@ from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.payments import EventOutcome, InvalidSignature
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.statements import Month, month_of
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 
 from .billing_testkit import assert_ledger_invariants, new_batch_id
 

@@ -31,7 +31,7 @@ from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import SettlementStatus
 from services.billing.entrypoints.consumer import start_outcome_consumer
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 from tests.isolation import ADMIN_DSN, create_migrated_database, create_vhost, delete_vhost, drop_database
 
 from .billing_testkit import RecordedOutcomes, assert_ledger_invariants, eventually

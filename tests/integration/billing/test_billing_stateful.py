@@ -37,7 +37,7 @@ from services.billing.domain.ids import BatchId, TaskId, TenantId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.settlement import SettlementStatus
-from services.billing.handlers import BillingHandlers
+from services.billing.use_cases.handlers import BillingHandlers
 from tests.isolation import create_migrated_database, drop_database
 
 from .billing_testkit import assert_ledger_invariants, funded_tenant, new_batch_id

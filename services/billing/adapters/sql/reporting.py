@@ -1,0 +1,331 @@
+"""Read-only SQL of statements, finance pages, exports and margins (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.billing.adapters.tables import (
+    accounts,
+    batch_hold_lines,
+    batch_holds,
+    ledger_entries,
+    tenants,
+    transfers,
+)
+from services.billing.domain.finance import BatchLedgerTotals, BatchTransferLine, ExportRow, TenantSummary
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import AccountKind, RefType, StatementLine
+from services.billing.domain.margins import CapturedVolume
+from services.billing.domain.statements import ModelUsage
+
+# Task outcomes recorded before transfers carried their model.
+UNRECORDED_MODEL = "unrecorded"
+
+
+# Hold accounts, summed per tenant in the tenant list.
+_hold_accounts = accounts.alias("hold_accounts")
+
+
+class ReportingQueries:
+    """What finance and the customer read, inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def statement(
+        self, tenant_id: TenantId, batch_id: BatchId | None, before_entry_id: int | None, limit: int
+    ) -> list[StatementLine]:
+        """Entries of the tenant's available account, newest first."""
+        available_id = (
+            select(accounts.c.id)
+            .where(accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                ledger_entries.c.id,
+                ledger_entries.c.ref_type,
+                ledger_entries.c.ref_id,
+                ledger_entries.c.batch_id,
+                ledger_entries.c.amount,
+                ledger_entries.c.balance_after,
+                ledger_entries.c.created_at,
+            )
+            .where(ledger_entries.c.account_id == available_id)
+            .order_by(ledger_entries.c.id.desc())
+            .limit(limit)
+        )
+        if batch_id is not None:
+            query = query.where(ledger_entries.c.batch_id == batch_id)
+        if before_entry_id is not None:
+            query = query.where(ledger_entries.c.id < before_entry_id)
+        rows = await self._conn.execute(query)
+        return [
+            StatementLine(
+                entry_id=row.id,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                batch_id=BatchId(row.batch_id) if row.batch_id else None,
+                credits_delta=row.amount,
+                balance_after=row.balance_after,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    # Finance reads.
+
+    async def tenant_summaries(self, after_position: int | None, limit: int) -> list[TenantSummary]:
+        """Tenants in creation order (by their available account id) with both balances."""
+        held = (
+            select(func.coalesce(func.sum(_hold_accounts.c.balance), 0))
+            .where(
+                _hold_accounts.c.kind == AccountKind.HOLD.value, _hold_accounts.c.tenant_id == tenants.c.id
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                accounts.c.id.label("position"),
+                tenants.c.id,
+                tenants.c.name,
+                tenants.c.created_at,
+                accounts.c.balance,
+                held.label("held"),
+            )
+            .join(accounts, accounts.c.tenant_id == tenants.c.id)
+            .where(accounts.c.kind == AccountKind.AVAILABLE.value)
+            .order_by(accounts.c.id)
+            .limit(limit)
+        )
+        if after_position is not None:
+            query = query.where(accounts.c.id > after_position)
+        rows = await self._conn.execute(query)
+        return [
+            TenantSummary(
+                position=row.position,
+                tenant_id=TenantId(row.id),
+                name=row.name,
+                available_credits=row.balance,
+                held_credits=int(row.held),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def batch_ledger_totals(self, batch_id: BatchId) -> BatchLedgerTotals | None:
+        """Transfer totals per ref type of a batch (None: billing never reserved it)."""
+        hold = (
+            await self._conn.execute(
+                select(batch_holds.c.tenant_id, batch_holds.c.settlement_status, accounts.c.balance)
+                .join(accounts, accounts.c.id == batch_holds.c.hold_account_id)
+                .where(batch_holds.c.batch_id == batch_id)
+            )
+        ).first()
+        if hold is None:
+            return None
+        sums = await self._conn.execute(
+            select(transfers.c.ref_type, func.sum(transfers.c.amount).label("total"))
+            .where(transfers.c.batch_id == batch_id)
+            .group_by(transfers.c.ref_type)
+        )
+        return BatchLedgerTotals(
+            batch_id=batch_id,
+            tenant_id=TenantId(hold.tenant_id),
+            settlement_status=hold.settlement_status,
+            held_credits=hold.balance,
+            by_ref_type={RefType(row.ref_type): int(row.total) for row in sums},
+        )
+
+    async def batch_transfers(
+        self, batch_id: BatchId, after_transfer_id: int | None, limit: int
+    ) -> list[BatchTransferLine]:
+        """A batch's transfers in the order they happened."""
+        debit = accounts.alias("debit")
+        credit = accounts.alias("credit")
+        query = (
+            select(
+                transfers.c.id,
+                transfers.c.ref_type,
+                transfers.c.ref_id,
+                transfers.c.amount,
+                transfers.c.created_at,
+                debit.c.kind.label("from_kind"),
+                credit.c.kind.label("to_kind"),
+            )
+            .join(debit, debit.c.id == transfers.c.debit_account_id)
+            .join(credit, credit.c.id == transfers.c.credit_account_id)
+            .where(transfers.c.batch_id == batch_id)
+            .order_by(transfers.c.id)
+            .limit(limit)
+        )
+        if after_transfer_id is not None:
+            query = query.where(transfers.c.id > after_transfer_id)
+        rows = await self._conn.execute(query)
+        return [
+            BatchTransferLine(
+                transfer_id=row.id,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                amount=row.amount,
+                from_account=AccountKind(row.from_kind),
+                to_account=AccountKind(row.to_kind),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def export_rows(
+        self,
+        tenant_id: TenantId | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        after_entry_id: int,
+        limit: int,
+    ) -> list[ExportRow]:
+        """Up to `limit` entries after `after_entry_id` in id order (a tenant: its available account only)."""
+        query = (
+            select(
+                ledger_entries.c.id,
+                ledger_entries.c.transfer_id,
+                ledger_entries.c.created_at,
+                accounts.c.tenant_id,
+                accounts.c.kind,
+                ledger_entries.c.batch_id,
+                ledger_entries.c.ref_type,
+                ledger_entries.c.ref_id,
+                ledger_entries.c.amount,
+                ledger_entries.c.balance_after,
+            )
+            .join(accounts, accounts.c.id == ledger_entries.c.account_id)
+            .where(ledger_entries.c.id > after_entry_id)
+            .order_by(ledger_entries.c.id)
+            .limit(limit)
+        )
+        if tenant_id is not None:
+            query = query.where(
+                accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id
+            )
+        if created_from is not None:
+            query = query.where(ledger_entries.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(ledger_entries.c.created_at < created_to)
+        rows = await self._conn.execute(query)
+        return [
+            ExportRow(
+                entry_id=row.id,
+                transfer_id=row.transfer_id,
+                created_at=row.created_at,
+                tenant_id=TenantId(row.tenant_id) if row.tenant_id else None,
+                account=AccountKind(row.kind),
+                batch_id=BatchId(row.batch_id) if row.batch_id else None,
+                ref_type=RefType(row.ref_type),
+                ref_id=row.ref_id,
+                amount=row.amount,
+                balance_after=row.balance_after,
+            )
+            for row in rows
+        ]
+
+    async def available_movements(
+        self, account_id: int, start: datetime, end: datetime
+    ) -> tuple[dict[RefType, int], dict[RefType, int]]:
+        """Signed sums per ref type of an account's entries before `start`, and within [start, end)."""
+        rows = await self._conn.execute(
+            select(
+                ledger_entries.c.ref_type,
+                func.coalesce(
+                    func.sum(ledger_entries.c.amount).filter(ledger_entries.c.created_at < start), 0
+                ),
+                func.coalesce(
+                    func.sum(ledger_entries.c.amount).filter(ledger_entries.c.created_at >= start), 0
+                ),
+            )
+            .where(ledger_entries.c.account_id == account_id, ledger_entries.c.created_at < end)
+            .group_by(ledger_entries.c.ref_type)
+        )
+        before: dict[RefType, int] = {}
+        during: dict[RefType, int] = {}
+        for ref_type, sum_before, sum_during in rows:
+            if sum_before:
+                before[RefType(ref_type)] = int(sum_before)
+            if sum_during:
+                during[RefType(ref_type)] = int(sum_during)
+        return before, during
+
+    async def model_usage(self, tenant_id: TenantId, start: datetime, end: datetime) -> list[ModelUsage]:
+        """Task outcomes of the tenant applied within [start, end), per model."""
+        captured = transfers.c.ref_type == RefType.BATCH_CAPTURE.value
+        refunded = transfers.c.ref_type == RefType.BATCH_REFUND.value
+        rows = await self._conn.execute(
+            select(
+                transfers.c.model,
+                func.count().filter(captured),
+                func.count().filter(refunded),
+                func.coalesce(func.sum(transfers.c.amount).filter(captured), 0),
+                func.coalesce(func.sum(transfers.c.amount).filter(refunded), 0),
+            )
+            .where(
+                transfers.c.tenant_id == tenant_id,
+                transfers.c.ref_type.in_([RefType.BATCH_CAPTURE.value, RefType.BATCH_REFUND.value]),
+                transfers.c.created_at >= start,
+                transfers.c.created_at < end,
+            )
+            .group_by(transfers.c.model)
+        )
+        return [
+            ModelUsage(
+                model=model or UNRECORDED_MODEL,
+                videos_delivered=int(delivered),
+                videos_refunded=int(refunds),
+                credits_captured=int(captured_credits),
+                credits_refunded=int(refunded_credits),
+            )
+            for model, delivered, refunds, captured_credits, refunded_credits in rows
+        ]
+
+    async def captured_volumes(self, start: datetime, end: datetime) -> list[CapturedVolume]:
+        """Captures within [start, end) per model, with the provider cost frozen with their batch."""
+        rows = await self._conn.execute(
+            select(
+                transfers.c.model,
+                func.count(),
+                func.sum(transfers.c.amount),
+                func.sum(batch_hold_lines.c.provider_cost_usd_micros),
+            )
+            .select_from(
+                transfers.outerjoin(
+                    batch_hold_lines,
+                    (batch_hold_lines.c.batch_id == transfers.c.batch_id)
+                    & (batch_hold_lines.c.model == transfers.c.model)
+                    # A model frozen at several prices (durations) has one line per price.
+                    & (batch_hold_lines.c.unit_price == transfers.c.amount),
+                )
+            )
+            .where(
+                transfers.c.ref_type == RefType.BATCH_CAPTURE.value,
+                transfers.c.created_at >= start,
+                transfers.c.created_at < end,
+            )
+            .group_by(transfers.c.model)
+        )
+        return [
+            CapturedVolume(
+                model=model or UNRECORDED_MODEL,
+                videos=int(videos),
+                credits=int(credits),
+                provider_cost_usd_micros=int(cost or 0),
+            )
+            for model, videos, credits, cost in rows
+        ]
+
+    async def existing_holds(self, batch_ids: Collection[BatchId]) -> set[BatchId]:
+        """Those of `batch_ids` that have a hold."""
+        rows = await self._conn.execute(
+            select(batch_holds.c.batch_id).where(batch_holds.c.batch_id.in_(list(batch_ids)))
+        )
+        return {BatchId(row.batch_id) for row in rows}

@@ -1,0 +1,190 @@
+"""SQL of a group of batch reservations (named query strings on a raw psycopg connection).
+
+Reservations lock wallets by `ROW_LOCK`, in the order the `ledger` module's docstring sets out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from services.billing.adapters.sql.accounts import AccountBalance
+from services.billing.adapters.sql.ledger import ROW_LOCK
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import AccountKind, LedgerEntry, Posting, RefType, Transfer, upfront_key
+from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.settlement import BatchHold
+
+# balances, the batch holds and their price lines), in request order: transfer and entry ids
+# follow it, so each wallet's `balance_after` chain reads in id order.
+_CREATE_HOLD_ACCOUNTS = """
+    INSERT INTO billing.accounts (kind, tenant_id, batch_id)
+    SELECT 'hold', r.tenant_id, r.batch_id
+    FROM unnest(CAST(%(tenant_ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[])) AS r(tenant_id, batch_id)
+    WHERE EXISTS (SELECT 1 FROM billing.tenants WHERE id = r.tenant_id)
+    ORDER BY r.batch_id
+    ON CONFLICT (batch_id) WHERE kind = 'hold' DO NOTHING
+    RETURNING id, batch_id
+"""
+_LOCK_WALLETS = f"""
+    SELECT tenant_id, id, balance FROM billing.accounts
+    WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+    ORDER BY id
+    {ROW_LOCK}
+"""
+_DELETE_ACCOUNTS = "DELETE FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[]))"
+_POST_RESERVATIONS = """
+    WITH transfer AS (
+        INSERT INTO billing.transfers
+            (key, ref_type, ref_id, tenant_id, batch_id, debit_account_id, credit_account_id, amount, model)
+        SELECT r.key, %(ref_type)s, r.ref_id, r.tenant_id, r.batch_id, r.debit, r.credit, r.amount, NULL
+        FROM unnest(
+            CAST(%(keys)b AS text[]), CAST(%(ref_ids)b AS text[]), CAST(%(tenant_ids)b AS uuid[]),
+            CAST(%(batch_ids)b AS uuid[]), CAST(%(debits)b AS bigint[]), CAST(%(credits)b AS bigint[]),
+            CAST(%(amounts)b AS bigint[])
+        ) WITH ORDINALITY AS r(key, ref_id, tenant_id, batch_id, debit, credit, amount, n)
+        ORDER BY r.n
+        ON CONFLICT (key) DO NOTHING
+        RETURNING id, key
+    ), entries AS (
+        INSERT INTO billing.ledger_entries
+            (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
+        SELECT transfer.id, e.account_id, e.tenant_id, e.batch_id, %(ref_type)s, e.ref_id, e.amount,
+               e.balance_after
+        FROM unnest(
+            CAST(%(entry_keys)b AS text[]), CAST(%(entry_accounts)b AS bigint[]),
+            CAST(%(entry_tenants)b AS uuid[]), CAST(%(entry_batches)b AS uuid[]),
+            CAST(%(entry_ref_ids)b AS text[]), CAST(%(entry_amounts)b AS bigint[]),
+            CAST(%(entry_balances)b AS bigint[])
+        ) WITH ORDINALITY AS e(key, account_id, tenant_id, batch_id, ref_id, amount, balance_after, n)
+        JOIN transfer ON transfer.key = e.key
+        ORDER BY e.n
+    ), balances AS (
+        UPDATE billing.accounts AS a SET balance = v.balance
+        FROM unnest(CAST(%(ids)b AS bigint[]), CAST(%(balances)b AS bigint[])) AS v(id, balance)
+        WHERE a.id = v.id
+    ), hold AS (
+        INSERT INTO billing.batch_holds
+            (batch_id, tenant_id, hold_account_id, item_count, frozen, available_before, available_after)
+        SELECT * FROM unnest(
+            CAST(%(batch_ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(credits)b AS bigint[]),
+            CAST(%(item_counts)b AS bigint[]), CAST(%(amounts)b AS bigint[]),
+            CAST(%(befores)b AS bigint[]), CAST(%(afters)b AS bigint[])
+        )
+    ), lines AS (
+        INSERT INTO billing.batch_hold_lines
+            (batch_id, model, unit_price, duration_seconds, count, provider_cost_usd_micros)
+        SELECT * FROM unnest(
+            CAST(%(line_batches)b AS uuid[]), CAST(%(models)b AS text[]), CAST(%(unit_prices)b AS bigint[]),
+            CAST(%(durations)b AS integer[]), CAST(%(counts)b AS bigint[]), CAST(%(costs)b AS bigint[])
+        )
+    )
+    SELECT count(*) FROM transfer
+"""
+
+_AVAILABLE_BALANCE = "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s"
+
+
+@dataclass(frozen=True)
+class PlannedReservation:
+    """One accepted reservation of a group: its upfront transfer, its hold and its frozen lines."""
+
+    transfer: Transfer
+    hold: BatchHold
+    lines: tuple[QuoteLine, ...]
+    provider_costs: Mapping[str, int]
+
+
+async def available_balance(conn: psycopg.AsyncConnection[Any], tenant_id: TenantId) -> int | None:
+    """The tenant's available balance, read outside any transaction (None: no such tenant)."""
+    cursor = await conn.execute(_AVAILABLE_BALANCE, (AccountKind.AVAILABLE.value, tenant_id))
+    row = await cursor.fetchone()
+    return int(row[0]) if row is not None else None
+
+
+class ReservationQueries:
+    """What a batch reservation writes, inside one transaction on a raw psycopg connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def create_hold_accounts(self, batches: Mapping[BatchId, TenantId]) -> dict[BatchId, int]:
+        """Creates the hold accounts of the batches (in batch id order); answers those created.
+
+        A batch missing from the answer has its hold account already, or no such tenant. A
+        concurrent creation of one of them makes this wait until that transaction ends.
+        """
+        ordered = sorted(batches)
+        cursor = await self._conn.execute(
+            _CREATE_HOLD_ACCOUNTS,
+            {"tenant_ids": [batches[batch_id] for batch_id in ordered], "batch_ids": ordered},
+        )
+        return {BatchId(row[1]): int(row[0]) for row in await cursor.fetchall()}
+
+    async def lock_wallets(self, tenant_ids: Iterable[TenantId]) -> dict[TenantId, AccountBalance]:
+        """The tenants' available accounts, locked in account id order until the transaction ends."""
+        cursor = await self._conn.execute(_LOCK_WALLETS, {"tenant_ids": sorted(set(tenant_ids))})
+        return {TenantId(row[0]): AccountBalance(int(row[1]), int(row[2])) for row in await cursor.fetchall()}
+
+    async def delete_accounts(self, account_ids: Collection[int]) -> None:
+        """Deletes hold accounts this transaction created for reservations it refused."""
+        if account_ids:
+            await self._conn.execute(_DELETE_ACCOUNTS, {"ids": list(account_ids)})
+
+    async def post_reservations(self, planned: Sequence[PlannedReservation], posting: Posting) -> int:
+        """Writes the reservations of a group in one statement, in request order.
+
+        `posting` holds the entries of all their transfers and the closing balances of the
+        accounts they touch. Returns how many transfers were inserted: fewer than planned means a
+        transfer key existed, and the caller must roll back.
+        """
+        if not planned:
+            return 0
+        by_key = {item.transfer.key: item.transfer for item in planned}
+        entries = posting.entries
+        if any(entry.ref_id != by_key[_entry_key(entry)].ref_id for entry in entries):
+            raise ValueError("a reservation posts the entries of its own transfers only")
+        ids = sorted(posting.balances)
+        lines = [(item.hold.batch_id, line, item.provider_costs) for item in planned for line in item.lines]
+        inserted = await self._conn.execute(
+            _POST_RESERVATIONS,
+            {
+                "ref_type": RefType.BATCH_UPFRONT.value,
+                "keys": [item.transfer.key for item in planned],
+                "ref_ids": [item.transfer.ref_id for item in planned],
+                "tenant_ids": [item.transfer.tenant_id for item in planned],
+                "batch_ids": [item.hold.batch_id for item in planned],
+                "debits": [item.transfer.debit_account_id for item in planned],
+                "credits": [item.transfer.credit_account_id for item in planned],
+                "amounts": [item.transfer.amount for item in planned],
+                "item_counts": [item.hold.item_count for item in planned],
+                "befores": [item.hold.available_before for item in planned],
+                "afters": [item.hold.available_after for item in planned],
+                "entry_keys": [_entry_key(entry) for entry in entries],
+                "entry_accounts": [entry.account_id for entry in entries],
+                "entry_tenants": [entry.tenant_id for entry in entries],
+                "entry_batches": [entry.batch_id for entry in entries],
+                "entry_ref_ids": [entry.ref_id for entry in entries],
+                "entry_amounts": [entry.amount for entry in entries],
+                "entry_balances": [entry.balance_after for entry in entries],
+                "ids": ids,
+                "balances": [posting.balances[account_id] for account_id in ids],
+                "line_batches": [batch_id for batch_id, _, _ in lines],
+                "models": [line.model for _, line, _ in lines],
+                "unit_prices": [line.unit_price for _, line, _ in lines],
+                "durations": [line.duration_seconds for _, line, _ in lines],
+                "counts": [line.count for _, line, _ in lines],
+                "costs": [costs.get(line.model, 0) for _, line, costs in lines],
+            },
+        )
+        row = await inserted.fetchone()
+        return int(row[0]) if row is not None else 0
+
+
+def _entry_key(entry: LedgerEntry) -> str:
+    # A reservation's entries carry its batch id; its transfer key is made from it.
+    assert entry.batch_id is not None
+    return upfront_key(entry.batch_id)

@@ -1,0 +1,31 @@
+"""What every topic's RPCs share: the handlers they translate to, and protobuf timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.billing.use_cases.handlers import BillingHandlers
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+class BillingRpcs:
+    """Base of the topic mixins that `BillingServicer` combines: proto in, handler call, proto out."""
+
+    def __init__(self, handlers: BillingHandlers) -> None:
+        self._handlers = handlers
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """A protobuf Timestamp of an aware datetime."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def optional_timestamp(moment: datetime | None) -> Timestamp | None:
+    """`timestamp`, or None (the field left unset) for None."""
+    return None if moment is None else timestamp(moment)

@@ -1,0 +1,59 @@
+"""gRPC calls of packs and payments (offline invoices, Stripe webhooks)."""
+
+# Method names are fixed by the generated gRPC base class.
+# ruff: noqa: N802
+
+from __future__ import annotations
+
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.billing.domain.ids import parse_tenant_id
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context
+
+
+class PaymentRpcs(BillingRpcs):
+    """ListPacks, HandleStripeEvent and RecordPayment."""
+
+    async def ListPacks(
+        self, request: billing_pb2.ListPacksRequest, context: Context
+    ) -> billing_pb2.ListPacksResponse:
+        credit_value = self._handlers.credit_value_usd_micros
+        return billing_pb2.ListPacksResponse(
+            packs=[
+                billing_pb2.CreditPack(
+                    pack_id=pack.pack_id,
+                    name=pack.name,
+                    price_usd_cents=pack.price_usd_cents,
+                    credits=pack.credits,
+                    bonus_basis_points=pack.bonus_basis_points(credit_value),
+                )
+                for pack in self._handlers.packs()
+            ],
+            credit_value_usd_micros=credit_value,
+        )
+
+    async def HandleStripeEvent(
+        self, request: billing_pb2.HandleStripeEventRequest, context: Context
+    ) -> billing_pb2.HandleStripeEventResponse:
+        result = await self._handlers.handle_stripe_event(request.payload, request.signature)
+        return billing_pb2.HandleStripeEventResponse(
+            event_id=result.event_id,
+            event_type=result.event_type,
+            outcome=result.outcome.value,
+            tenant_id=str(result.tenant_id) if result.tenant_id else "",
+            credits=result.credits,
+        )
+
+    async def RecordPayment(
+        self, request: billing_pb2.RecordPaymentRequest, context: Context
+    ) -> billing_pb2.RecordPaymentResponse:
+        result = await self._handlers.record_invoice_payment(
+            parse_tenant_id(request.tenant_id),
+            request.reference,
+            request.pack_id,
+            request.credits,
+            request.amount_usd_cents,
+        )
+        return billing_pb2.RecordPaymentResponse(
+            balance=result.balance, credits=result.credits, replayed=result.replayed
+        )

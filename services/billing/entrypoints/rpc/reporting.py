@@ -1,0 +1,220 @@
+"""gRPC calls of ledger pages, statements, finance pages, margins, reconciliation and exports."""
+
+# Method names are fixed by the generated gRPC base class.
+# ruff: noqa: N802
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.rpc.timestamps import request_instant
+from services.billing.domain.finance import BatchTransferLine, ExportRow
+from services.billing.domain.ids import parse_batch_id, parse_tenant_id
+from services.billing.domain.ledger import StatementLine
+from services.billing.domain.margins import ModelMargin
+from services.billing.domain.statements import parse_month
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
+
+
+class ReportingRpcs(BillingRpcs):
+    """The read-only RPCs finance and the customer use."""
+
+    async def ListLedgerEntries(
+        self, request: billing_pb2.ListLedgerEntriesRequest, context: Context
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        page = await self._handlers.list_ledger_entries(
+            parse_tenant_id(request.tenant_id),
+            parse_batch_id(request.batch_id) if request.batch_id else None,
+            request.cursor,
+            request.limit,
+        )
+        return billing_pb2.ListLedgerEntriesResponse(
+            entries=[_entry(line) for line in page.lines], next_cursor=page.next_cursor
+        )
+
+    async def ListTenants(
+        self, request: billing_pb2.ListTenantsRequest, context: Context
+    ) -> billing_pb2.ListTenantsResponse:
+        found, next_cursor = await self._handlers.list_tenants(request.cursor, request.limit)
+        return billing_pb2.ListTenantsResponse(
+            tenants=[
+                billing_pb2.TenantSummary(
+                    tenant_id=str(tenant.tenant_id),
+                    name=tenant.name,
+                    available_credits=tenant.available_credits,
+                    held_credits=tenant.held_credits,
+                    created_at=timestamp(tenant.created_at),
+                )
+                for tenant in found
+            ],
+            next_cursor=next_cursor,
+        )
+
+    async def GetBatchLedger(
+        self, request: billing_pb2.GetBatchLedgerRequest, context: Context
+    ) -> billing_pb2.BatchLedger:
+        page = await self._handlers.batch_ledger(
+            parse_batch_id(request.batch_id), request.cursor, request.limit
+        )
+        totals = page.totals
+        return billing_pb2.BatchLedger(
+            batch_id=str(totals.batch_id),
+            tenant_id=str(totals.tenant_id),
+            upfront_total=totals.upfront_total,
+            capture_total=totals.capture_total,
+            refund_total=totals.refund_total,
+            release_total=totals.release_total,
+            net_spent=totals.net_spent,
+            held_credits=totals.held_credits,
+            settlement_status=totals.settlement_status,
+            entries=[_batch_transfer(line) for line in page.transfers],
+            next_cursor=page.next_cursor,
+        )
+
+    async def EstimateMargin(
+        self, request: billing_pb2.EstimateMarginRequest, context: Context
+    ) -> billing_pb2.MarginEstimate:
+        delivered: Counter[str] = Counter()
+        for volume in request.delivered:
+            delivered[volume.model] += volume.videos
+        estimate = self._handlers.estimate_margin(delivered)
+        return billing_pb2.MarginEstimate(
+            revenue_credits=estimate.revenue_credits,
+            revenue_usd_micros=estimate.revenue_usd_micros,
+            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
+            margin_usd_micros=estimate.margin_usd_micros,
+            margin_basis_points=estimate.margin_basis_points,
+            credit_value_usd_micros=self._handlers.credit_value_usd_micros,
+        )
+
+    async def GetStatement(
+        self, request: billing_pb2.GetStatementRequest, context: Context
+    ) -> billing_pb2.Statement:
+        statement = await self._handlers.statement(
+            parse_tenant_id(request.tenant_id), parse_month(request.month)
+        )
+        return billing_pb2.Statement(
+            month=statement.month.label,
+            opening_balance=statement.opening_balance,
+            purchases=statement.purchases,
+            grants=statement.grants,
+            spent=statement.spent,
+            refunded=statement.refunded,
+            released=statement.released,
+            closing_balance=statement.closing_balance,
+            closing_paid=statement.closing_sources.paid,
+            closing_granted=statement.closing_sources.granted,
+            models=[
+                billing_pb2.ModelUsage(
+                    model=usage.model,
+                    videos_delivered=usage.videos_delivered,
+                    videos_refunded=usage.videos_refunded,
+                    credits_captured=usage.credits_captured,
+                    credits_refunded=usage.credits_refunded,
+                )
+                for usage in statement.models
+            ],
+            period_start=timestamp(statement.month.start),
+            period_end=timestamp(statement.month.end),
+        )
+
+    async def GetMonthlyMargins(
+        self, request: billing_pb2.GetMonthlyMarginsRequest, context: Context
+    ) -> billing_pb2.MonthlyMargins:
+        month = parse_month(request.month)
+        report = await self._handlers.monthly_margins(month)
+        return billing_pb2.MonthlyMargins(
+            month=month.label,
+            credit_value_usd_micros=self._handlers.credit_value_usd_micros,
+            models=[_model_margin(line) for line in report.models],
+            total=_model_margin(report.total),
+        )
+
+    async def Reconcile(
+        self, request: billing_pb2.ReconcileRequest, context: Context
+    ) -> billing_pb2.ReconcileResponse:
+        checked_at = datetime.now(UTC)
+        report = await self._handlers.reconcile()
+        return billing_pb2.ReconcileResponse(
+            discrepancies=[
+                billing_pb2.Discrepancy(
+                    invariant=found.invariant, subject=found.subject, message=found.message
+                )
+                for found in report.discrepancies
+            ],
+            accounts_checked=report.accounts_checked,
+            batches_checked=report.batches_checked,
+            checked_at=timestamp(checked_at),
+        )
+
+    async def ExportLedger(
+        self, request: billing_pb2.ExportLedgerRequest, context: Context
+    ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
+        rows = self._handlers.export_ledger(
+            parse_tenant_id(request.tenant_id) if request.tenant_id else None,
+            request_instant(request, "created_from"),
+            request_instant(request, "created_to"),
+        )
+        async for row in rows:
+            yield _export_row(row)
+
+
+def _batch_transfer(line: BatchTransferLine) -> billing_pb2.BatchTransfer:
+    return billing_pb2.BatchTransfer(
+        transfer_id=str(line.transfer_id),
+        ref_type=line.ref_type.value,
+        ref_id=line.ref_id,
+        amount=line.amount,
+        from_account=line.from_account.value,
+        to_account=line.to_account.value,
+        available_delta=line.available_delta,
+        created_at=timestamp(line.created_at),
+    )
+
+
+def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
+    message = billing_pb2.LedgerExportRow(
+        entry_id=str(row.entry_id),
+        transfer_id=str(row.transfer_id),
+        created_at=timestamp(row.created_at),
+        tenant_id=str(row.tenant_id) if row.tenant_id else "",
+        account=row.account.value,
+        batch_id=str(row.batch_id) if row.batch_id else "",
+        ref_type=row.ref_type.value,
+        ref_id=row.ref_id,
+        amount=row.amount,
+    )
+    if row.balance_after is not None:
+        message.balance_after = row.balance_after
+    return message
+
+
+def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
+    created_at = Timestamp()
+    created_at.FromDatetime(line.created_at)
+    return billing_pb2.LedgerEntry(
+        entry_id=str(line.entry_id),
+        ref_type=line.ref_type.value,
+        ref_id=line.ref_id,
+        batch_id=str(line.batch_id) if line.batch_id else "",
+        credits_delta=line.credits_delta,
+        balance_after=line.balance_after,
+        created_at=created_at,
+    )
+
+
+def _model_margin(line: ModelMargin) -> billing_pb2.ModelMargin:
+    return billing_pb2.ModelMargin(
+        model=line.model,
+        videos=line.videos,
+        revenue_credits=line.revenue_credits,
+        revenue_usd_micros=line.revenue_usd_micros,
+        provider_cost_usd_micros=line.provider_cost_usd_micros,
+        margin_usd_micros=line.margin_usd_micros,
+        margin_basis_points=line.margin_basis_points,
+    )

@@ -1,0 +1,122 @@
+"""gRPC calls of prices, quotes and reservations."""
+
+# Method names are fixed by the generated gRPC base class.
+# ruff: noqa: N802
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.errors import ServiceError
+from libs.rpc.errors import status_code_for
+from services.billing.domain.ids import parse_batch_id, parse_tenant_id
+from services.billing.domain.pricing import QuoteLine
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context
+from services.billing.use_cases.reservations import ReservationRequest
+
+
+class ReservationRpcs(BillingRpcs):
+    """GetPricing, Quote, Reserve and ReserveMany."""
+
+    async def GetPricing(
+        self, request: billing_pb2.GetPricingRequest, context: Context
+    ) -> billing_pb2.GetPricingResponse:
+        return billing_pb2.GetPricingResponse(
+            models=[
+                billing_pb2.ModelPrice(
+                    model=price.model,
+                    provider=price.provider,
+                    credits_per_video=price.credits_per_video,
+                    provider_cost_usd_micros=price.provider_cost_usd_micros,
+                    credits_per_second=price.credits_per_second or 0,
+                    min_seconds=price.min_seconds if price.per_second else 0,
+                    max_seconds=price.max_seconds if price.per_second else 0,
+                    default_seconds=price.default_seconds if price.per_second else 0,
+                )
+                for price in self._handlers.price_list()
+            ]
+        )
+
+    async def Quote(self, request: billing_pb2.QuoteRequest, context: Context) -> billing_pb2.QuoteResponse:
+        tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
+        priced = await self._handlers.quote(tenant_id, _lines(request.lines))
+        return billing_pb2.QuoteResponse(
+            lines=[
+                billing_pb2.QuoteLine(
+                    model=line.model,
+                    count=line.count,
+                    unit_price=line.unit_price,
+                    duration_seconds=line.duration_seconds,
+                )
+                for line in priced.quote.lines
+            ],
+            total_credits=priced.quote.total,
+            available_credits=priced.available_credits,
+        )
+
+    async def Reserve(
+        self, request: billing_pb2.ReserveRequest, context: Context
+    ) -> billing_pb2.ReserveResponse:
+        reservation = await self._handlers.reserve(
+            parse_tenant_id(request.tenant_id), parse_batch_id(request.batch_id), _lines(request.lines)
+        )
+        return billing_pb2.ReserveResponse(
+            frozen_credits=reservation.frozen_credits,
+            available_before=reservation.available_before,
+            available_after=reservation.available_after,
+            replayed=reservation.replayed,
+        )
+
+    async def ReserveMany(
+        self, request: billing_pb2.ReserveManyRequest, context: Context
+    ) -> billing_pb2.ReserveManyResponse:
+        asked: list[ReservationRequest] = []
+        malformed: dict[int, ServiceError] = {}
+        for index, item in enumerate(request.reservations):
+            try:
+                asked.append(
+                    ReservationRequest(
+                        parse_tenant_id(item.tenant_id),
+                        parse_batch_id(item.batch_id),
+                        tuple(_lines(item.lines)),
+                    )
+                )
+            except ServiceError as refused:
+                malformed[index] = refused
+        decided = iter(await self._handlers.reserve_many(asked))
+        response = billing_pb2.ReserveManyResponse()
+        for index in range(len(request.reservations)):
+            outcome = malformed.get(index) or next(decided)
+            answer = response.outcomes.add()
+            if isinstance(outcome, ServiceError):
+                answer.refused.CopyFrom(_refusal(outcome))
+            else:
+                answer.reserved.CopyFrom(
+                    billing_pb2.ReserveResponse(
+                        frozen_credits=outcome.frozen_credits,
+                        available_before=outcome.available_before,
+                        available_after=outcome.available_after,
+                        replayed=outcome.replayed,
+                    )
+                )
+        return response
+
+
+def _refusal(error: ServiceError) -> billing_pb2.Refusal:
+    return billing_pb2.Refusal(
+        code=status_code_for(error).name, reason=error.reason, message=error.message, details=error.details
+    )
+
+
+def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
+    return [
+        QuoteLine(
+            model=line.model,
+            count=line.count,
+            unit_price=line.unit_price,
+            duration_seconds=line.duration_seconds,
+        )
+        for line in lines
+    ]

@@ -1,0 +1,30 @@
+"""The BillingService gRPC servicer: proto in, handler call, proto out. Errors are ServiceErrors,
+which the shared interceptor turns into statuses.
+
+Each topic's RPCs are a mixin in the module of the same name as its use cases.
+"""
+
+from __future__ import annotations
+
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+
+from services.billing.entrypoints.rpc.access import AccessRpcs
+from services.billing.entrypoints.rpc.payments import PaymentRpcs
+from services.billing.entrypoints.rpc.reporting import ReportingRpcs
+from services.billing.entrypoints.rpc.reservations import ReservationRpcs
+from services.billing.entrypoints.rpc.settlement import SettlementRpcs
+from services.billing.entrypoints.rpc.wallet import WalletRpcs
+
+SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
+
+
+class BillingServicer(
+    AccessRpcs,
+    WalletRpcs,
+    ReservationRpcs,
+    SettlementRpcs,
+    PaymentRpcs,
+    ReportingRpcs,
+    billing_pb2_grpc.BillingServiceServicer,
+):
+    """Translates BillingService calls to `BillingHandlers`."""

@@ -1,0 +1,50 @@
+"""What billing's use cases run on: the repository, the price list and the outside services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.billing.adapters.repository import BillingRepository
+from services.billing.domain.ids import BatchId
+from services.billing.domain.ledger import TaskOutcome
+from services.billing.domain.packs import CreditPack
+from services.billing.domain.pricing import ModelPrice
+from services.billing.domain.reconciliation import BatchOutcomeTotals
+
+
+class TaskOutcomeSource(Protocol):
+    """Where settlement fetches outcomes it has not received as events (the batch service)."""
+
+    async def terminal_outcomes(self, batch_id: BatchId) -> list[TaskOutcome]: ...
+
+
+class BatchTotalsSource(Protocol):
+    """Where reconciliation reads what every batch's task outcomes are worth (the batch service)."""
+
+    async def batch_totals(self) -> dict[BatchId, BatchOutcomeTotals]: ...
+
+
+class StripeEventVerifier(Protocol):
+    """Verifies a Stripe webhook delivery and decodes its event (InvalidSignature otherwise)."""
+
+    def verify(self, payload: bytes, signature_header: str) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """Everything a billing use case may need; built once per service by `BillingHandlers`."""
+
+    repository: BillingRepository
+    prices: Mapping[str, ModelPrice]
+    # Outcomes applied per transaction (`settlement.apply_task_outcomes`).
+    chunk_size: int
+    clock: Callable[[], datetime]
+    packs: Mapping[str, CreditPack]
+    # What one credit sells for (revenue in margin reports).
+    credit_value_usd_micros: int
+    outcome_source: TaskOutcomeSource | None = None
+    totals_source: BatchTotalsSource | None = None
+    stripe_verifier: StripeEventVerifier | None = None

@@ -1,0 +1,155 @@
+"""Reporting use cases: ledger pages, monthly statements, finance pages, margins, exports, reconciliation.
+
+Read-only: nothing here moves credits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.billing.domain.errors import SettlementNotFound, TenantNotFound
+from services.billing.domain.finance import (
+    EXPORT_PAGE_ROWS,
+    BatchLedgerTotals,
+    BatchTransferLine,
+    ExportRow,
+    TenantSummary,
+)
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import RefType, StatementPage, page_size, parse_cursor, statement_page
+from services.billing.domain.margins import MarginReport, margin_report
+from services.billing.domain.pricing import MarginEstimate, estimate_margin
+from services.billing.domain.reconciliation import Discrepancy, find_discrepancies
+from services.billing.domain.statements import Month, Statement, build_statement
+from services.billing.use_cases.dependencies import Dependencies
+
+
+@dataclass(frozen=True)
+class ReconciliationReport:
+    """Every discrepancy found, and how much was looked at."""
+
+    discrepancies: list[Discrepancy]
+    accounts_checked: int
+    batches_checked: int
+
+
+@dataclass(frozen=True)
+class BatchLedgerPage:
+    """A batch's totals and one page of its transfers ("" cursor on the last page)."""
+
+    totals: BatchLedgerTotals
+    transfers: list[BatchTransferLine]
+    next_cursor: str
+
+
+async def list_ledger_entries(
+    deps: Dependencies, tenant_id: TenantId, batch_id: BatchId | None, cursor: str, limit: int
+) -> StatementPage:
+    """The tenant's available-balance changes, newest first."""
+    size = page_size(limit)
+    before = parse_cursor(cursor)
+    async with deps.repository.transaction() as tx:
+        if await tx.accounts.available(tenant_id) is None:
+            raise TenantNotFound(tenant_id)
+        lines = await tx.reporting.statement(tenant_id, batch_id, before, size + 1)
+    return statement_page(lines, size)
+
+
+async def monthly_statement(deps: Dependencies, tenant_id: TenantId, month: Month) -> Statement:
+    """The tenant's available balance over one UTC month, derived from its ledger entries."""
+    async with deps.repository.transaction() as tx:
+        available = await tx.accounts.available(tenant_id)
+        if available is None:
+            raise TenantNotFound(tenant_id)
+        before, during = await tx.reporting.available_movements(available.id, month.start, month.end)
+        models = await tx.reporting.model_usage(tenant_id, month.start, month.end)
+    opening = sum(before.values())
+    return build_statement(
+        month,
+        opening_balance=opening,
+        movements=during,
+        closing_balance=opening + sum(during.values()),
+        lifetime_purchased=before.get(RefType.PURCHASE, 0) + during.get(RefType.PURCHASE, 0),
+        lifetime_granted=before.get(RefType.TOPUP, 0) + during.get(RefType.TOPUP, 0),
+        models=models,
+    )
+
+
+async def monthly_margins(deps: Dependencies, month: Month) -> MarginReport:
+    """Revenue of the month's captures against the provider cost frozen with their batches."""
+    async with deps.repository.transaction() as tx:
+        volumes = await tx.reporting.captured_volumes(month.start, month.end)
+    return margin_report(volumes, deps.credit_value_usd_micros)
+
+
+def estimate_delivered_margin(deps: Dependencies, delivered: Mapping[str, int]) -> MarginEstimate:
+    """Revenue, provider cost and margin of `{model: videos delivered}` at today's prices."""
+    return estimate_margin(delivered, deps.prices, deps.credit_value_usd_micros)
+
+
+async def list_tenants(deps: Dependencies, cursor: str, limit: int) -> tuple[list[TenantSummary], str]:
+    """Tenants with their balances, oldest first, and the next cursor ("" on the last page)."""
+    size = page_size(limit)
+    async with deps.repository.transaction() as tx:
+        found = await tx.reporting.tenant_summaries(parse_cursor(cursor), size + 1)
+    if len(found) <= size:
+        return found, ""
+    return found[:size], str(found[size - 1].position)
+
+
+async def batch_ledger(deps: Dependencies, batch_id: BatchId, cursor: str, limit: int) -> BatchLedgerPage:
+    """Totals of a batch's transfers (always whole) and one page of them in order."""
+    size = page_size(limit)
+    async with deps.repository.transaction() as tx:
+        totals = await tx.reporting.batch_ledger_totals(batch_id)
+        if totals is None:
+            raise SettlementNotFound(batch_id)
+        lines = await tx.reporting.batch_transfers(batch_id, parse_cursor(cursor), size + 1)
+    more = len(lines) > size
+    lines = lines[:size]
+    return BatchLedgerPage(totals, lines, str(lines[-1].transfer_id) if more and lines else "")
+
+
+async def reconcile(deps: Dependencies) -> ReconciliationReport:
+    """Checks I1-I3 over all billing data, and against the batch service's outcomes when wired."""
+    async with deps.repository.transaction() as tx:
+        audit = await tx.audit.ledger_audit()
+    # Read after the audit: a hold settled in the audit had all its tasks terminal before, so
+    # the totals read now are final for it. Holds still pending are not compared.
+    totals = await deps.totals_source.batch_totals() if deps.totals_source is not None else None
+    reserved_since: frozenset[BatchId] = frozenset()
+    if totals is not None:
+        audited = {hold.batch_id for hold in audit.holds}
+        unheld = [batch_id for batch_id in totals if batch_id not in audited]
+        if unheld:
+            # Batches accepted while the audit ran have their hold by now.
+            async with deps.repository.transaction() as tx:
+                reserved_since = frozenset(await tx.reporting.existing_holds(unheld))
+    return ReconciliationReport(
+        discrepancies=find_discrepancies(audit, totals, reserved_since=reserved_since),
+        accounts_checked=len(audit.accounts),
+        batches_checked=len(audit.holds),
+    )
+
+
+async def export_ledger(
+    deps: Dependencies, tenant_id: TenantId | None, created_from: datetime | None, created_to: datetime | None
+) -> AsyncIterator[ExportRow]:
+    """Ledger entries in id order, read page by page (one short transaction each)."""
+    if tenant_id is not None:
+        async with deps.repository.transaction() as tx:
+            if await tx.accounts.available(tenant_id) is None:
+                raise TenantNotFound(tenant_id)
+    after = 0
+    while True:
+        async with deps.repository.transaction() as tx:
+            rows = await tx.reporting.export_rows(
+                tenant_id, created_from, created_to, after, EXPORT_PAGE_ROWS
+            )
+        for row in rows:
+            yield row
+        if len(rows) < EXPORT_PAGE_ROWS:
+            return
+        after = rows[-1].entry_id

@@ -1,0 +1,248 @@
+"""Reservation use cases: the price list, quotes, and freezing a batch's price in its hold.
+
+Reservations are group-committed: those that arrive while one reservation transaction runs share
+the next (`Reservations`, which owns the group committer), each still refused or replayed on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from libs.errors import ServiceError
+from libs.group_commit import GroupCommitter
+from services.billing import metrics as billing_metrics
+from services.billing.adapters.sql.reservations import PlannedReservation
+from services.billing.domain.errors import (
+    BatchReservedByAnotherTenant,
+    LedgerInvariantViolated,
+    TenantNotFound,
+)
+from services.billing.domain.ids import BatchId, TenantId
+from services.billing.domain.ledger import RefType, Transfer, post_transfers, upfront_key
+from services.billing.domain.pricing import (
+    ModelPrice,
+    Quote,
+    QuoteLine,
+    ensure_affordable,
+    ensure_quote_is_current,
+    quote,
+)
+from services.billing.domain.settlement import BatchHold
+from services.billing.use_cases.dependencies import Dependencies
+
+# At most this many reservations share one transaction: bounds its arrays and the time the
+# wallets stay locked.
+DEFAULT_RESERVATION_GROUP_SIZE = 64
+
+
+@dataclass(frozen=True)
+class PricedQuote:
+    """A quote, with the tenant's available credits when a tenant was given (else 0)."""
+
+    quote: Quote
+    available_credits: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The freeze of a batch as first recorded (replays return it unchanged)."""
+
+    frozen_credits: int
+    available_before: int
+    available_after: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    """One Reserve call waiting for its group (see `Reservations.reserve`)."""
+
+    tenant_id: TenantId
+    batch_id: BatchId
+    lines: tuple[QuoteLine, ...]
+
+
+def price_list(deps: Dependencies) -> list[ModelPrice]:
+    """Every model's price, by model name."""
+    return [deps.prices[model] for model in sorted(deps.prices)]
+
+
+async def quote_lines(
+    deps: Dependencies, tenant_id: TenantId | None, lines: Sequence[QuoteLine]
+) -> PricedQuote:
+    """Prices lines without moving money; the tenant's balance is included when given."""
+    priced = quote(lines, deps.prices)
+    available_credits = 0
+    if tenant_id is not None:
+        # One autocommit read, no transaction: a quote is on every create's path.
+        available = await deps.repository.available_balance(tenant_id)
+        if available is None:
+            raise TenantNotFound(tenant_id)
+        available_credits = available
+    return PricedQuote(quote=priced, available_credits=available_credits)
+
+
+class Reservations:
+    """Reserves batches through one group committer (its state is why this is a class)."""
+
+    def __init__(self, deps: Dependencies, *, group_size: int = DEFAULT_RESERVATION_GROUP_SIZE) -> None:
+        self._deps = deps
+        self._committer: GroupCommitter[ReservationRequest, Reservation] = GroupCommitter(
+            self._reserve_group, max_group_size=group_size, name="billing-reservations"
+        )
+
+    async def reserve(
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+    ) -> Reservation:
+        """Freezes price x items of a batch in its own hold account, once per batch.
+
+        A replay is answered from the stored hold before re-pricing, so a price change after the
+        first reservation never fails the batch service's recovery of that batch.
+
+        Reservations are group-committed (`_reserve_group`): those that arrive while one
+        reservation transaction runs share the next, each still refused or replayed on its own.
+        """
+        return await self._committer.submit(ReservationRequest(tenant_id, batch_id, tuple(lines)))
+
+    async def reserve_many(self, requests: Sequence[ReservationRequest]) -> list[Reservation | ServiceError]:
+        """`reserve` of several batches, answered in order: each its reservation or its own refusal.
+
+        They join the reservation group together. A failure that is not a refusal (the database
+        is down) fails the whole call, as it would fail each Reserve.
+        """
+        outcomes: list[Reservation | ServiceError] = []
+        for outcome in await self._committer.submit_many(requests):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ServiceError):
+                raise outcome
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _reserve_group(
+        self, requests: Sequence[ReservationRequest]
+    ) -> list[Reservation | BaseException]:
+        """One transaction for a group of reservations, in request order (the group commit).
+
+        Four round trips on a raw connection whatever the group's size, the wallets locked for the
+        last two: the hold accounts of the group's batches are created first (a concurrent Reserve
+        of one of them elsewhere waits on its unique index, then replays), then each request is
+        priced and checked against what the requests before it left in its wallet, so each is
+        refused (402) exactly when the remainder cannot cover it, and the accepted ones are posted
+        by one statement. A refused request's hold account is deleted again before the commit.
+        """
+        deps = self._deps
+        outcomes: list[Reservation | BaseException | None] = [None] * len(requests)
+        first_of_batch: dict[BatchId, int] = {}
+        for index, request in enumerate(requests):
+            first_of_batch.setdefault(request.batch_id, index)
+        planned: list[PlannedReservation] = []
+        async with deps.repository.reservation() as tx:
+            created = await tx.create_hold_accounts(
+                {batch_id: requests[index].tenant_id for batch_id, index in first_of_batch.items()}
+            )
+            wallets = (
+                await tx.lock_wallets(requests[first_of_batch[batch_id]].tenant_id for batch_id in created)
+                if created
+                else {}
+            )
+            balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
+            refused_accounts: list[int] = []
+            for batch_id, hold_account_id in sorted(
+                created.items(), key=lambda pair: first_of_batch[pair[0]]
+            ):
+                index = first_of_batch[batch_id]
+                request = requests[index]
+                wallet = wallets.get(request.tenant_id)
+                try:
+                    if wallet is None:
+                        raise TenantNotFound(request.tenant_id)
+                    item = _plan_reservation(
+                        deps, request, hold_account_id, wallet.id, balances[request.tenant_id]
+                    )
+                except ServiceError as refused:
+                    outcomes[index] = refused
+                    refused_accounts.append(hold_account_id)
+                    continue
+                balances[request.tenant_id] = item.hold.available_after
+                planned.append(item)
+            await tx.delete_accounts(refused_accounts)
+            opening = {wallet.id: wallet.balance for wallet in wallets.values()}
+            opening |= {item.hold.hold_account_id: 0 for item in planned}
+            posting = post_transfers(enumerate(item.transfer for item in planned), opening)
+            if await tx.post_reservations(planned, posting) != len(planned):
+                raise LedgerInvariantViolated("a batch was frozen without a batch hold")
+        billing_metrics.record_transfers([item.transfer for item in planned])
+        for item in planned:
+            outcomes[first_of_batch[item.hold.batch_id]] = Reservation(
+                frozen_credits=item.hold.frozen,
+                available_before=item.hold.available_before,
+                available_after=item.hold.available_after,
+                replayed=False,
+            )
+        # The rest are replays: the batch's hold account existed (so did its hold: both are written
+        # by one transaction, which has committed, since the insert above waited for it), or it was
+        # asked twice in this group, or there is no such tenant.
+        for index, request in enumerate(requests):
+            if outcomes[index] is None:
+                try:
+                    outcomes[index] = await _replay_reservation(deps, request.tenant_id, request.batch_id)
+                except ServiceError as refused:
+                    outcomes[index] = refused
+        assert all(outcome is not None for outcome in outcomes), "every request has its outcome"
+        return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _plan_reservation(
+    deps: Dependencies, request: ReservationRequest, hold_account_id: int, wallet_id: int, available: int
+) -> PlannedReservation:
+    """Prices a reservation and checks it against `available` (raises StaleQuote, UnknownModel,
+    InsufficientCredits...); no I/O."""
+    priced = quote(request.lines, deps.prices)
+    ensure_quote_is_current(request.lines, priced)
+    ensure_affordable(priced.total, available)
+    transfer = Transfer(
+        key=upfront_key(request.batch_id),
+        ref_type=RefType.BATCH_UPFRONT,
+        ref_id=str(request.batch_id),
+        tenant_id=request.tenant_id,
+        batch_id=request.batch_id,
+        debit_account_id=wallet_id,
+        credit_account_id=hold_account_id,
+        amount=priced.total,
+    )
+    per_model = priced.per_model()
+    hold = BatchHold(
+        batch_id=request.batch_id,
+        tenant_id=request.tenant_id,
+        hold_account_id=hold_account_id,
+        item_count=priced.item_count,
+        frozen=priced.total,
+        available_before=available,
+        available_after=available - priced.total,
+        unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
+        line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
+    )
+    return PlannedReservation(
+        transfer=transfer,
+        hold=hold,
+        lines=tuple(per_model.values()),
+        provider_costs={model: deps.prices[model].provider_cost_usd_micros for model, _ in per_model},
+    )
+
+
+async def _replay_reservation(deps: Dependencies, tenant_id: TenantId, batch_id: BatchId) -> Reservation:
+    """The reservation of a batch as first recorded; refused when another tenant reserved it."""
+    async with deps.repository.transaction() as tx:
+        if await tx.accounts.available(tenant_id) is None:
+            raise TenantNotFound(tenant_id)
+        reserved = await tx.ledger.find_hold(batch_id)
+    if reserved is None:
+        raise LedgerInvariantViolated(f"batch {batch_id} has a hold account but no batch hold")
+    if reserved.tenant_id != tenant_id:
+        raise BatchReservedByAnotherTenant(reserved.batch_id)
+    return Reservation(
+        frozen_credits=reserved.frozen,
+        available_before=reserved.available_before,
+        available_after=reserved.available_after,
+        replayed=True,
+    )
