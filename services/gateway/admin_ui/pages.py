@@ -54,7 +54,6 @@ def template_environment() -> jinja2.Environment:
         auto_reload=False,
     )
     environment.filters.update(views.FILTERS)
-    environment.filters["progress"] = views.progress
     return environment
 
 

@@ -100,19 +100,6 @@ def prompt_preview(prompt: str) -> str:
     return prompt if len(prompt) <= PROMPT_PREVIEW_CHARS else prompt[:PROMPT_PREVIEW_CHARS] + "…"
 
 
-FILTERS: Mapping[str, Callable[..., str]] = {
-    "when": when,
-    "credits": credits,
-    "signed_credits": signed_credits,
-    "balance_change": balance_change,
-    "usd": usd,
-    "percent": percent,
-    "duration": duration,
-    "short_id": short_id,
-    "prompt_preview": prompt_preview,
-}
-
-
 # ---------------------------------------------------------------------------------- view models
 
 
@@ -233,3 +220,18 @@ def pager(
     if next_cursor:
         links.append(Link(query_link(base, {**filters, "cursor": next_cursor}), next_label, key="next"))
     return links
+
+
+# The filters templates use: `{{ batch.frozen_credits | credits }}`, `{{ batch | progress }}`.
+FILTERS: Mapping[str, Callable[..., object]] = {
+    "when": when,
+    "credits": credits,
+    "signed_credits": signed_credits,
+    "balance_change": balance_change,
+    "usd": usd,
+    "percent": percent,
+    "duration": duration,
+    "short_id": short_id,
+    "prompt_preview": prompt_preview,
+    "progress": progress,
+}
