@@ -18,8 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from libs.config import Settings
-from services.gateway.admin_ui import pages
-from services.gateway.admin_ui.markup import Markup
+from services.gateway.admin_ui import pages, views
 from services.gateway.admin_ui.reads import AdminReads
 from services.gateway.admin_ui.session import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
 from services.gateway.backends import Backends
@@ -29,7 +28,6 @@ from services.gateway.schemas import DeliveryPage
 
 STATIC_DIR = Path(__file__).parent / "static"
 SIGN_IN_PATH = "/admin/sign-in"
-TASK_PAGE_SIZES = {"10": 10, "50": 50, "200": 200}
 
 Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
 Filter = Annotated[str, Query(max_length=64)]
@@ -42,22 +40,6 @@ class SignInRequired(Exception):
 def static_files() -> StaticFiles:
     """The dashboard's CSS (mounted at /admin/static)."""
     return StaticFiles(directory=STATIC_DIR)
-
-
-def _html(markup: Markup, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        str(markup),
-        status_code=status_code,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Frame-Options": "DENY",
-            # Inline style attributes only carry progress-bar widths; no inline scripts at all.
-            "Content-Security-Policy": (
-                "default-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; frame-ancestors 'none'"
-            ),
-            "Referrer-Policy": "same-origin",
-        },
-    )
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -104,8 +86,8 @@ def dashboard_router(
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(target, safe='')}", status_code=303)
 
-    def not_found(message: str, csrf: str | None) -> HTMLResponse:
-        return _html(pages.not_found_page(message, csrf_token=csrf), 404)
+    def not_found(request: Request, message: str, csrf: str | None) -> HTMLResponse:
+        return pages.not_found(request, message, csrf_token=csrf)
 
     @router.get("")
     async def dashboard_home() -> RedirectResponse:
@@ -113,9 +95,10 @@ def dashboard_router(
 
     @router.get("/sign-in")
     async def sign_in_form(
+        request: Request,
         next_path: Annotated[str, Query(alias="next", max_length=2048)] = "",
     ) -> HTMLResponse:
-        return _html(pages.sign_in_page(_safe_next(next_path), None))
+        return pages.sign_in(request, _safe_next(next_path), None)
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
@@ -123,17 +106,17 @@ def dashboard_router(
         token = form.get("token", "")
         target = _safe_next(form.get("next", ""))
         if not same_origin(request):
-            return _html(pages.sign_in_page(target, "The form was sent from another site."), 403)
+            return pages.sign_in(request, target, "The form was sent from another site.", 403)
         address = client_address(request.scope.get("client"))
         wait = sign_in_failures.retry_after(address) if sign_in_failures is not None else 0.0
         if wait > 0:
-            blocked = _html(pages.sign_in_page(target, "Too many failed attempts; try again later."), 429)
+            blocked = pages.sign_in(request, target, "Too many failed attempts; try again later.", 429)
             blocked.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return blocked
         if not sessions.is_admin_token(token):
             if sign_in_failures is not None:
                 sign_in_failures.record_failure(address)
-            return _html(pages.sign_in_page(target, "That is not the admin token."), 401)
+            return pages.sign_in(request, target, "That is not the admin token.", 401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -151,7 +134,7 @@ def dashboard_router(
         csrf_token = (await _form(request)).get("csrf_token", "")
         session = sessions.from_request(request)
         if session is None or not same_origin(request) or not sessions.csrf_ok(session, csrf_token):
-            return _html(pages.sign_in_page("/admin/batches", "Your session has ended; sign in again."), 403)
+            return pages.sign_in(request, "/admin/batches", "Your session has ended; sign in again.", 403)
         response = RedirectResponse(SIGN_IN_PATH, status_code=303)
         response.delete_cookie(
             SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=secure_cookie
@@ -171,8 +154,8 @@ def dashboard_router(
         except SignInRequired:
             return sign_in_redirect(request)
         filters = {
-            "status": status if status in pages.BATCH_STATUSES else "",
-            "settlement_status": settlement_status if settlement_status in pages.SETTLEMENT_STATUSES else "",
+            "status": status if status in views.BATCH_STATUSES else "",
+            "settlement_status": settlement_status if settlement_status in views.SETTLEMENT_STATUSES else "",
             "tenant_id": tenant_id if is_uuid(tenant_id) else "",
         }
         page = await reads.batches(
@@ -181,7 +164,7 @@ def dashboard_router(
             tenant_id=filters["tenant_id"],
             cursor=cursor,
         )
-        return _html(pages.batches_page(page.items, page.next_cursor, filters, csrf_token=csrf))
+        return pages.batches(request, page.items, page.next_cursor, filters, csrf_token=csrf)
 
     @router.get("/batches/{batch_id}")
     async def batch_page(
@@ -198,21 +181,21 @@ def dashboard_router(
         except SignInRequired:
             return sign_in_redirect(request)
         if not is_uuid(batch_id):
-            return not_found("No such batch.", csrf)
+            return not_found(request, "No such batch.", csrf)
         batch_id = batch_id.lower()
         try:
             batch = await reads.batch(batch_id)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return not_found("No such batch.", csrf)
+                return not_found(request, "No such batch.", csrf)
             raise
-        tab = tab if tab in dict(pages.TABS) else "overview"
+        tab = tab if tab in dict(views.TABS) else "overview"
         if tab == "tasks":
             filters = {
                 "tab": "tasks",
-                "status": status if status in pages.TASK_STATUSES else "",
-                "failure_type": failure_type if failure_type in pages.FAILURE_TYPES else "",
-                "limit": limit if limit in TASK_PAGE_SIZES else "",
+                "status": status if status in views.TASK_STATUSES else "",
+                "failure_type": failure_type if failure_type in views.FAILURE_TYPES else "",
+                "limit": limit if limit in views.TASK_PAGE_SIZES else "",
                 "cursor": cursor,
             }
             tasks = await reads.tasks(
@@ -220,12 +203,13 @@ def dashboard_router(
                 status=filters["status"],
                 failure_type=filters["failure_type"],
                 cursor=cursor,
-                limit=TASK_PAGE_SIZES.get(limit, 50),
+                limit=views.TASK_PAGE_SIZES.get(limit, 50),
             )
-            content = pages.tasks_tab(batch_id, tasks, filters)
-        elif tab == "billing":
-            content = pages.billing_tab(batch_id, await reads.billing(batch_id, cursor=cursor), cursor)
-        elif tab == "webhooks":
+            return pages.batch_tasks(request, batch, tasks, filters, csrf_token=csrf)
+        if tab == "billing":
+            billing = await reads.billing(batch_id, cursor=cursor)
+            return pages.batch_billing(request, batch, billing, cursor, csrf_token=csrf)
+        if tab == "webhooks":
             deliveries: DeliveryPage | None
             try:
                 deliveries = await reads.webhooks(batch_id, cursor=cursor)
@@ -233,10 +217,8 @@ def dashboard_router(
                 if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
                 deliveries = None
-            content = pages.webhooks_tab(deliveries, batch.webhook_url)
-        else:
-            content = pages.overview_tab(batch)
-        return _html(pages.batch_page(batch, tab, content, csrf_token=csrf))
+            return pages.batch_webhooks(request, batch, deliveries, csrf_token=csrf)
+        return pages.batch_overview(request, batch, csrf_token=csrf)
 
     @router.get("/tenants")
     async def tenants_page(request: Request, cursor: Cursor = "") -> Response:
@@ -245,7 +227,7 @@ def dashboard_router(
         except SignInRequired:
             return sign_in_redirect(request)
         page = await reads.tenants(cursor=cursor)
-        return _html(pages.tenants_page(page, cursor, csrf_token=csrf))
+        return pages.tenants(request, page, csrf_token=csrf)
 
     @router.get("/tenants/{tenant_id}")
     async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
@@ -254,16 +236,16 @@ def dashboard_router(
         except SignInRequired:
             return sign_in_redirect(request)
         if not is_uuid(tenant_id):
-            return not_found("No such tenant.", csrf)
+            return not_found(request, "No such tenant.", csrf)
         try:
             credits = await reads.tenant_credits(tenant_id)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return not_found("No such tenant.", csrf)
+                return not_found(request, "No such tenant.", csrf)
             raise
         ledger = await reads.tenant_ledger(tenant_id, cursor=cursor)
         recent = await reads.batches(tenant_id=tenant_id, limit=10)
-        return _html(pages.tenant_page(tenant_id, credits, ledger, recent.items, csrf_token=csrf))
+        return pages.tenant(request, tenant_id, credits, ledger, recent.items, csrf_token=csrf)
 
     @router.get("/reconciliation")
     async def reconciliation_page(request: Request) -> Response:
@@ -272,6 +254,6 @@ def dashboard_router(
         except SignInRequired:
             return sign_in_redirect(request)
         report = await reads.reconciliation()
-        return _html(pages.reconciliation_page(report, csrf_token=csrf))
+        return pages.reconciliation(request, report, csrf_token=csrf)
 
     return router
