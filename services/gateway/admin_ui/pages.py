@@ -8,11 +8,11 @@ from urllib.parse import urlencode
 
 from services.gateway.admin_ui.markup import Markup, join, render
 from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchView, FailureGroupView
+from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage
 from services.gateway.schemas.tenants import TenantPage
-from services.gateway.schemas.webhooks import DeliveryPage
 
 STATIC_PREFIX = "/admin/static"
 LIVE_REFRESH_SECONDS = 2

@@ -24,7 +24,7 @@ from services.gateway.admin_ui.markup import Markup
 from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
-from services.gateway.schemas.webhooks import DeliveryPage
+from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.use_cases.admin_reads import AdminReads
 
 STATIC_DIR = Path(__file__).parent / "static"

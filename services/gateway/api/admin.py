@@ -40,6 +40,7 @@ from services.gateway.schemas.admin_batches import (
     FailureType,
     SettlementStatus,
 )
+from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.batches import BatchStatus
 from services.gateway.schemas.credits import (
     BatchBillingView,
@@ -51,7 +52,6 @@ from services.gateway.schemas.credits import (
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
-from services.gateway.schemas.webhooks import DeliveryPage
 from services.gateway.use_cases.admin_reads import AdminReads
 
 TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]

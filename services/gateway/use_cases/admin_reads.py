@@ -13,11 +13,11 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchPage, AdminBatchView
+from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerEntryView, LedgerPage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
-from services.gateway.schemas.webhooks import DeliveryPage, DeliveryView
 
 # Admin scope on batch and webhook reads: no tenant filter (see batch.proto).
 ALL_TENANTS = ""
