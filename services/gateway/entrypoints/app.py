@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 
 from libs.config import Settings
 from libs.telemetry import metrics_text
-from services.gateway.adapters.backends import Backends, ReadinessProbe
+from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
@@ -147,4 +147,4 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     return document
 
 
-__all__ = ["Backends", "ReadinessProbe", "create_app", "openapi_document"]
+__all__ = ["create_app", "openapi_document"]
