@@ -15,7 +15,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 from libs.config import Settings
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
-from services.gateway.backends import Backends, ReadinessProbe
+from services.gateway.adapters.backends import Backends, ReadinessProbe
 
 BILLING_SERVICE = "reelbatch.proto.billing.v1.BillingService"
 BATCH_SERVICE = "reelbatch.proto.batch.v1.BatchService"

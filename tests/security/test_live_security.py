@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from services.gateway.video_links import VideoLinks, VideoMode
+from services.gateway.use_cases.video_links import VideoLinks, VideoMode
 from tests.rest_api import Api, Customer
 from tests.security.conftest import VIDEO_URL_SECRET
 from tests.stack import Stack

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from services.gateway.http_protocol import MALFORMED_REQUEST_MESSAGE
+from services.gateway.http.protocol import MALFORMED_REQUEST_MESSAGE
 from tests.rest_api import Api, Customer
 from tests.stack import Stack
 

@@ -17,17 +17,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.admin_ui import views
-from services.gateway.schemas import (
-    AdminBatchDetail,
-    AdminBatchView,
-    BatchBillingView,
-    CreditsView,
-    DeliveryPage,
-    LedgerPage,
-    ReconciliationView,
-    TaskPage,
-    TenantPage,
-)
+from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchView
+from services.gateway.schemas.admin_webhooks import DeliveryPage
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
+from services.gateway.schemas.reconciliation import ReconciliationView
+from services.gateway.schemas.tasks import TaskPage
+from services.gateway.schemas.tenants import TenantPage
 
 TEMPLATES_DIR = Path(__file__).parents[1] / "templates"
 SECURITY_HEADERS = {

@@ -18,13 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from libs.config import Settings
+from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui import pages, views
-from services.gateway.admin_ui.reads import AdminReads
-from services.gateway.admin_ui.session import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
-from services.gateway.backends import Backends
-from services.gateway.rate_limits import FailedAttemptLimiter, client_address
-from services.gateway.routes.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
-from services.gateway.schemas import DeliveryPage
+from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
+from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
+from services.gateway.schemas.admin_webhooks import DeliveryPage
+from services.gateway.use_cases.admin_reads import AdminReads
 
 STATIC_DIR = Path(__file__).parent / "static"
 SIGN_IN_PATH = "/admin/sign-in"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from services.gateway.schemas import AdminBatchView, FailureGroupView
+from services.gateway.schemas.admin_batches import AdminBatchView, FailureGroupView
 
 LIVE_REFRESH_SECONDS = 2
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("billing", "Billing"), ("webhooks", "Webhooks"))

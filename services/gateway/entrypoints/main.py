@@ -17,9 +17,9 @@ import uvicorn
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process
 from libs.telemetry import configure_telemetry
-from services.gateway.app import create_app
 from services.gateway.bootstrap import build_backends
-from services.gateway.http_protocol import JsonErrorHttpProtocol
+from services.gateway.entrypoints.app import create_app
+from services.gateway.http.protocol import JsonErrorHttpProtocol
 
 log = logging.getLogger(__name__)
 

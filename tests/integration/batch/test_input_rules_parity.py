@@ -19,7 +19,7 @@ from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from libs.config import Settings
 from libs.errors import MAX_FIELD_VIOLATIONS
 from libs.rpc.errors import remote_error
-from services.gateway.app import create_app
+from services.gateway.entrypoints.app import create_app
 from tests.integration.batch.batch_harness import FakeBillingServer, batch_server
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,

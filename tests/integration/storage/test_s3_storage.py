@@ -14,7 +14,7 @@ from libs.s3 import S3Credentials, S3Error
 from services.batch.adapters.s3 import S3Storage, StorageUnavailable
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.provider import FailureType
-from services.gateway.app import create_app
+from services.gateway.entrypoints.app import create_app
 from tests.integration.storage.s3_harness import REGION, S3Server, presigned_urls_allowed, s3_client
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,

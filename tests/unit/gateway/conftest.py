@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from libs.config import Settings
-from services.gateway.app import create_app
+from services.gateway.entrypoints.app import create_app
 from tests.unit.gateway.gateway_fakes import (
     ADMIN_TOKEN,
     FakeBatch,

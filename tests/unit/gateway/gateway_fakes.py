@@ -19,7 +19,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import ErrorCategory, NotFound, ServiceError, Unauthenticated
 from libs.rpc.errors import status_for
-from services.gateway.app import Backends
+from services.gateway.adapters.backends import Backends
 
 TENANT_ID = "7d0c1a52-6f0e-4a4e-9a51-2b8f0f6a1c01"
 OTHER_TENANT_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"

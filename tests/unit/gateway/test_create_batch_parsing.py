@@ -12,7 +12,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.schemas import BatchColumns, CreateBatchRequest, plainly_valid_batch
+from services.gateway.schemas.batches import BatchColumns, CreateBatchRequest, plainly_valid_batch
 
 OK = {"prompt": "a cat", "model": "sora-2"}
 

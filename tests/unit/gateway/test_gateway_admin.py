@@ -14,7 +14,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.errors import NotFound
-from services.gateway.admin_ui.session import SESSION_COOKIE, AdminSessions
+from services.gateway.http.admin_sessions import SESSION_COOKIE, AdminSessions
 from tests.unit.gateway.gateway_fakes import (
     ADMIN,
     ADMIN_TOKEN,

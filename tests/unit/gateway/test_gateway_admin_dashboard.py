@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.admin_ui.session import SESSION_COOKIE, AdminSessions
+from services.gateway.http.admin_sessions import SESSION_COOKIE, AdminSessions
 from tests.unit.gateway.gateway_fakes import ADMIN, ADMIN_TOKEN, BATCH_ID, CUSTOMER, TENANT_ID
 from tests.unit.gateway.test_gateway_admin_fakes import FinanceBilling, ReportingBatch
 

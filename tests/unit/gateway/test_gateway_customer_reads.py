@@ -10,9 +10,10 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
-from services.gateway.routes.videos import video_links
-from services.gateway.schemas import BatchView, TaskView, json_bytes
-from services.gateway.video_links import VideoMode
+from services.gateway.schemas.batches import BatchView
+from services.gateway.schemas.fields import json_bytes
+from services.gateway.schemas.tasks import TaskView
+from services.gateway.use_cases.video_links import VideoMode, video_links
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
     CREATED_AT,

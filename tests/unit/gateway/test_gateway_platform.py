@@ -14,8 +14,8 @@ from reelbatch.proto.billing.v1 import billing_pb2_grpc
 from libs.config import Settings
 from libs.errors import field_location, field_path
 from libs.rpc.errors import RemoteError
-from services.gateway.auth import ApiKeyAuthenticator
-from services.gateway.errors import ApiError, api_error_from_remote
+from services.gateway.http.auth import ApiKeyAuthenticator
+from services.gateway.http.errors import ApiError, api_error_from_remote
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
     CUSTOMER,

@@ -15,11 +15,11 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.config import Settings
 from libs.errors import Unauthenticated
-from services.gateway.app import create_app
-from services.gateway.auth import ApiKeyAuthenticator
-from services.gateway.errors import ApiError
-from services.gateway.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
-from services.gateway.video_links import HmacSha256, LinkRefused, VideoLinks, VideoMode
+from services.gateway.entrypoints.app import create_app
+from services.gateway.http.auth import ApiKeyAuthenticator
+from services.gateway.http.errors import ApiError
+from services.gateway.http.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
+from services.gateway.use_cases.video_links import HmacSha256, LinkRefused, VideoLinks, VideoMode
 from tests.unit.gateway.gateway_fakes import (
     ADMIN,
     API_KEY,

@@ -12,12 +12,12 @@ from starlette.responses import Response
 
 from libs.config import Settings
 from libs.errors import InvalidArgument, NotFound
-from services.gateway.app import create_app
-from services.gateway.auth import ApiKeyAuthenticator
-from services.gateway.batch_creation import BatchCreation
-from services.gateway.batch_reads import BatchReads
-from services.gateway.hot_lane import BATCH_ROUTE, TASKS_ROUTE, HotLane, TaskQuery, plain_read
-from services.gateway.middleware import RequestContextMiddleware
+from services.gateway.api.hot_lane import BATCH_ROUTE, TASKS_ROUTE, HotLane, TaskQuery, plain_read
+from services.gateway.entrypoints.app import create_app
+from services.gateway.http.auth import ApiKeyAuthenticator
+from services.gateway.http.middleware import RequestContextMiddleware
+from services.gateway.use_cases.batch_creation import BatchCreation
+from services.gateway.use_cases.batch_reads import BatchReads
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,

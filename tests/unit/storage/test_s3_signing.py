@@ -22,7 +22,7 @@ from services.batch.adapters.s3 import S3Storage
 from services.batch.adapters.storage import InvalidVideo, LocalDirectoryStorage
 from services.batch.bootstrap import build_storage
 from services.batch.domain.batch import BatchId, TaskId
-from services.gateway.video_store import LocalVideoStore, S3VideoStore, video_store
+from services.gateway.adapters.video_store import LocalVideoStore, S3VideoStore, video_store
 
 AWS_EXAMPLE = S3Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 AWS_EXAMPLE_TIME = datetime(2013, 5, 24, tzinfo=UTC)

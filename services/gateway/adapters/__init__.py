@@ -1,0 +1,1 @@
+"""What the gateway talks to: the backend gRPC stubs and where videos are stored."""

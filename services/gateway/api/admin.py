@@ -1,0 +1,250 @@
+"""Operator endpoints under /api/admin.
+
+Authenticated by `Authorization: Bearer <admin token or operator key>`; reads (GET) also accept
+the dashboard's session cookie, so the dashboard can link to JSON and CSV exports. No state change
+is ever made on a cookie alone.
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.responses import StreamingResponse
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.config import Settings
+from services.gateway.adapters.backends import Backends
+from services.gateway.api.ledger_exports import (
+    CreatedFrom,
+    CreatedTo,
+    csv_download,
+    export_filename,
+    ledger_csv,
+    started,
+)
+from services.gateway.http.admin_sessions import AdminSessions
+from services.gateway.http.auth import AdminAuthenticator, admin_dependency
+from services.gateway.http.params import (
+    DEFAULT_PAGE_SIZE,
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    error_responses,
+)
+from services.gateway.schemas.access import ApiKeyCreated, CreateApiKeyRequest
+from services.gateway.schemas.admin_batches import (
+    AdminBatchDetail,
+    AdminBatchPage,
+    FailureType,
+    SettlementStatus,
+)
+from services.gateway.schemas.admin_webhooks import DeliveryPage
+from services.gateway.schemas.batches import BatchStatus
+from services.gateway.schemas.credits import (
+    BatchBillingView,
+    CreditsView,
+    LedgerPage,
+    TopUpRequest,
+    TopUpResult,
+)
+from services.gateway.schemas.reconciliation import ReconciliationView
+from services.gateway.schemas.tasks import TaskPage, TaskStatus
+from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
+from services.gateway.use_cases.admin_reads import AdminReads
+
+TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
+
+
+def admin_router(
+    settings: Settings, backends: Backends, sessions: AdminSessions, admin_auth: AdminAuthenticator
+) -> APIRouter:
+    """The /api/admin routes: tenants, keys, top-ups, batches of every tenant, reconciliation, exports.
+
+    Operators authenticate with the admin token, an operator key (`finance` keys may only read:
+    403 otherwise) or, on reads, the dashboard's session cookie (see `services.gateway.http.auth`).
+    """
+    router = APIRouter(
+        prefix="/api/admin",
+        tags=["admin"],
+        dependencies=[Depends(admin_dependency(admin_auth))],
+        responses=error_responses(401, 403, 429, 500, 503),
+    )
+    deadline = settings.grpc_deadline_seconds
+    reads = AdminReads(backends, deadline)
+
+    @router.post(
+        "/tenants",
+        status_code=201,
+        response_model=TenantCreated,
+        summary="Create a tenant",
+        responses=error_responses(413, 422),
+    )
+    async def create_tenant(body: CreateTenantRequest) -> TenantCreated:
+        response = await backends.billing.CreateTenant(
+            billing_pb2.CreateTenantRequest(name=body.name), timeout=deadline
+        )
+        return TenantCreated(tenant_id=response.tenant_id)
+
+    @router.post(
+        "/tenants/{tenant_id}/api-keys",
+        status_code=201,
+        response_model=ApiKeyCreated,
+        summary="Issue an API key (the clear key is shown once)",
+        responses=error_responses(404, 409, 413, 422),
+    )
+    async def create_api_key(
+        tenant_id: TenantIdPath, body: Annotated[CreateApiKeyRequest | None, Body()] = None
+    ) -> ApiKeyCreated:
+        api_key = body.api_key if body is not None and body.api_key is not None else ""
+        response = await backends.billing.CreateApiKey(
+            billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id, api_key=api_key), timeout=deadline
+        )
+        return ApiKeyCreated(api_key=response.api_key, key_id=response.key_id)
+
+    @router.post(
+        "/tenants/{tenant_id}/credits",
+        response_model=TopUpResult,
+        summary="Add credits (idempotent on `reference`)",
+        responses=error_responses(404, 409, 413, 422),
+    )
+    async def top_up(tenant_id: TenantIdPath, body: TopUpRequest) -> TopUpResult:
+        response = await backends.billing.TopUp(
+            billing_pb2.TopUpRequest(tenant_id=tenant_id, credits=body.credits, reference=body.reference),
+            timeout=deadline,
+        )
+        return TopUpResult(balance=response.balance, replayed=response.replayed)
+
+    @router.get(
+        "/tenants/{tenant_id}/credits",
+        response_model=CreditsView,
+        summary="A tenant's balances",
+        responses=error_responses(404),
+    )
+    async def get_tenant_credits(tenant_id: TenantIdPath) -> CreditsView:
+        balance = await backends.billing.GetBalance(
+            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return CreditsView.from_proto(balance)
+
+    @router.get(
+        "/tenants",
+        response_model=TenantPage,
+        summary="List tenants with their balances, oldest first",
+        responses=error_responses(422),
+    )
+    async def list_tenants(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE) -> TenantPage:
+        return await reads.tenants(cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
+        "/tenants/{tenant_id}/ledger",
+        response_model=LedgerPage,
+        summary="Changes of a tenant's available balance, newest first",
+        responses=error_responses(404, 422),
+    )
+    async def list_tenant_ledger(
+        tenant_id: TenantIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
+    ) -> LedgerPage:
+        return await reads.tenant_ledger(tenant_id, cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
+        "/batches",
+        response_model=AdminBatchPage,
+        summary="List batches of every tenant (or one), newest first",
+        responses=error_responses(422),
+    )
+    async def list_batches(
+        tenant_id: Annotated[
+            str | None, Query(max_length=64, description="Only this tenant's batches.")
+        ] = None,
+        status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        settlement_status: Annotated[
+            SettlementStatus | None, Query(description="Only batches in this settlement status.")
+        ] = None,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> AdminBatchPage:
+        return await reads.batches(
+            tenant_id=tenant_id or "",
+            status=status or "",
+            settlement_status=settlement_status or "",
+            created_from=created_from,
+            created_to=created_to,
+            cursor=cursor or "",
+            limit=limit,
+        )
+
+    @router.get(
+        "/batches/{batch_id}",
+        response_model=AdminBatchDetail,
+        summary="Any batch: progress, money, net, margin, timing and failures by whose fault",
+        responses=error_responses(404),
+    )
+    async def get_batch(batch_id: BatchIdPath) -> AdminBatchDetail:
+        return await reads.batch(batch_id)
+
+    @router.get(
+        "/batches/{batch_id}/tasks",
+        response_model=TaskPage,
+        summary="List any batch's tasks in batch order",
+        responses=error_responses(404, 422),
+    )
+    async def list_batch_tasks(
+        batch_id: BatchIdPath,
+        status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+        failure_type: Annotated[
+            FailureType | None, Query(description="Only tasks that failed this way.")
+        ] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> TaskPage:
+        return await reads.tasks(
+            batch_id, status=status or "", failure_type=failure_type or "", cursor=cursor or "", limit=limit
+        )
+
+    @router.get(
+        "/batches/{batch_id}/billing",
+        response_model=BatchBillingView,
+        summary="A batch's money: upfront, captures, refunds, net spent and its ledger entries",
+        responses=error_responses(404, 422),
+    )
+    async def get_batch_billing(
+        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = 500
+    ) -> BatchBillingView:
+        return await reads.billing(batch_id, cursor=cursor or "", limit=min(limit, 500))
+
+    @router.get(
+        "/batches/{batch_id}/webhooks",
+        response_model=DeliveryPage,
+        summary="A batch's webhook deliveries with every attempt, newest first",
+        responses=error_responses(404, 422),
+    )
+    async def list_batch_webhooks(
+        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
+    ) -> DeliveryPage:
+        return await reads.webhooks(batch_id, cursor=cursor or "", limit=limit)
+
+    @router.get(
+        "/reconciliation",
+        response_model=ReconciliationView,
+        summary="Check every credit (I1-I3); an empty `discrepancies` list means the books balance",
+    )
+    async def reconcile() -> ReconciliationView:
+        return await reads.reconciliation()
+
+    @router.get(
+        "/ledger.csv",
+        summary="Export every ledger entry created in [created_from, created_to) as CSV (streamed)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}, "description": "One line per ledger entry."}},
+    )
+    async def export_ledger(
+        created_from: CreatedFrom = None, created_to: CreatedTo = None
+    ) -> StreamingResponse:
+        rows = await started(reads.ledger_rows("", created_from, created_to))
+        return csv_download(ledger_csv(rows), export_filename("ledger", created_from, created_to))
+
+    return router

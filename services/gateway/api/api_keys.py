@@ -1,0 +1,151 @@
+"""API key lifecycle: customers list and revoke their own keys; operators manage every key.
+
+A revoked key is dropped from this gateway's cache at once; other gateway processes refuse it
+within their cache lifetime (2 s).
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.config import Settings
+from services.gateway.adapters.backends import Backends
+from services.gateway.http.auth import (
+    AdminAuthenticator,
+    ApiCaller,
+    ApiKeyAuthenticator,
+    admin_dependency,
+    caller_dependency,
+)
+from services.gateway.http.errors import ApiError
+from services.gateway.http.params import error_responses, is_uuid
+from services.gateway.schemas.access import (
+    AdminKeyCreated,
+    AdminKeyList,
+    AdminKeyView,
+    ApiKeyList,
+    ApiKeyView,
+    CreateAdminKeyRequest,
+)
+
+TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
+
+
+def key_id_path(key_id: Annotated[str, Path(description="Identifier of the key (a UUID).")]) -> str:
+    """The key id of the path, lower-cased; a malformed one is simply not found."""
+    if not is_uuid(key_id):
+        raise ApiError(404, "not_found", "API key not found")
+    return key_id.lower()
+
+
+KeyIdPath = Annotated[str, Depends(key_id_path)]
+
+
+def api_keys_router(
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    admin_auth: AdminAuthenticator,
+) -> APIRouter:
+    """Customer routes under /api/enterprise/api-keys and operator routes under /api/admin."""
+    router = APIRouter(responses=error_responses(401, 429, 500, 503))
+    customer = Depends(caller_dependency(authenticator))
+    admin = Depends(admin_dependency(admin_auth))
+    deadline = settings.grpc_deadline_seconds
+    billing = backends.billing
+
+    @router.get(
+        "/api/enterprise/api-keys",
+        response_model=ApiKeyList,
+        tags=["customer"],
+        summary="List the tenant's API keys (prefix, created, last used, revoked; never the secret)",
+    )
+    async def list_own_keys(caller: Annotated[ApiCaller, customer]) -> ApiKeyList:
+        keys = await billing.ListApiKeys(
+            billing_pb2.ListApiKeysRequest(tenant_id=caller.tenant_id), timeout=deadline
+        )
+        return ApiKeyList(items=[ApiKeyView.from_proto(key) for key in keys.keys])
+
+    @router.delete(
+        "/api/enterprise/api-keys/{key_id}",
+        response_model=ApiKeyView,
+        tags=["customer"],
+        summary="Revoke one of the tenant's keys (the one in use included); idempotent",
+        responses=error_responses(404),
+    )
+    async def revoke_own_key(caller: Annotated[ApiCaller, customer], key_id: KeyIdPath) -> ApiKeyView:
+        revoked = await billing.RevokeApiKey(
+            billing_pb2.RevokeApiKeyRequest(tenant_id=caller.tenant_id, key_id=key_id), timeout=deadline
+        )
+        authenticator.forget_key(revoked.key_id)
+        return ApiKeyView.from_proto(revoked)
+
+    @router.get(
+        "/api/admin/tenants/{tenant_id}/api-keys",
+        response_model=ApiKeyList,
+        tags=["admin"],
+        summary="List a tenant's API keys (never the secrets)",
+        responses=error_responses(403, 404, 422),
+    )
+    async def list_tenant_keys(_: Annotated[object, admin], tenant_id: TenantIdPath) -> ApiKeyList:
+        keys = await billing.ListApiKeys(
+            billing_pb2.ListApiKeysRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return ApiKeyList(items=[ApiKeyView.from_proto(key) for key in keys.keys])
+
+    @router.delete(
+        "/api/admin/api-keys/{key_id}",
+        response_model=ApiKeyView,
+        tags=["admin"],
+        summary="Revoke any tenant's API key; idempotent",
+        responses=error_responses(403, 404),
+    )
+    async def revoke_any_key(_: Annotated[object, admin], key_id: KeyIdPath) -> ApiKeyView:
+        revoked = await billing.RevokeApiKey(billing_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=deadline)
+        authenticator.forget_key(revoked.key_id)
+        return ApiKeyView.from_proto(revoked)
+
+    @router.post(
+        "/api/admin/admin-keys",
+        status_code=201,
+        response_model=AdminKeyCreated,
+        tags=["admin"],
+        summary="Issue an operator key with role admin or finance (shown once)",
+        responses=error_responses(403, 413, 422),
+    )
+    async def create_admin_key(_: Annotated[object, admin], body: CreateAdminKeyRequest) -> AdminKeyCreated:
+        created = await billing.CreateAdminKey(
+            billing_pb2.CreateAdminKeyRequest(role=body.role, name=body.name), timeout=deadline
+        )
+        return AdminKeyCreated(api_key=created.api_key, key_id=created.key_id, role=created.role)
+
+    @router.get(
+        "/api/admin/admin-keys",
+        response_model=AdminKeyList,
+        tags=["admin"],
+        summary="List operator keys (never the secrets)",
+        responses=error_responses(403),
+    )
+    async def list_admin_keys(_: Annotated[object, admin]) -> AdminKeyList:
+        keys = await billing.ListAdminKeys(billing_pb2.ListAdminKeysRequest(), timeout=deadline)
+        return AdminKeyList(items=[AdminKeyView.from_proto(key) for key in keys.keys])
+
+    @router.delete(
+        "/api/admin/admin-keys/{key_id}",
+        response_model=AdminKeyView,
+        tags=["admin"],
+        summary="Revoke an operator key; idempotent",
+        responses=error_responses(403, 404),
+    )
+    async def revoke_admin_key(_: Annotated[object, admin], key_id: KeyIdPath) -> AdminKeyView:
+        revoked = await billing.RevokeAdminKey(
+            billing_pb2.RevokeAdminKeyRequest(key_id=key_id), timeout=deadline
+        )
+        admin_auth.forget_key(revoked.key_id)
+        return AdminKeyView.from_proto(revoked)
+
+    return router

@@ -1,0 +1,248 @@
+"""Customer endpoints under /api/enterprise (authenticated by X-API-Key).
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories, which refer to local dependencies.
+"""
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.config import Settings
+from services.gateway.adapters.backends import Backends
+from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
+from services.gateway.http.middleware import REQUEST_ID_HEADER, request_id_of
+from services.gateway.http.params import (
+    DEFAULT_PAGE_SIZE,
+    UUID_PATTERN,
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    error_responses,
+)
+from services.gateway.schemas.batches import (
+    BatchAccepted,
+    BatchPage,
+    BatchStatus,
+    BatchView,
+    RetryFailedRequest,
+)
+from services.gateway.schemas.credits import CreditsView, LedgerEntryView, LedgerPage
+from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, json_bytes
+from services.gateway.schemas.tasks import TaskPage, TaskStatus
+from services.gateway.use_cases.batch_creation import BatchCreation, idempotency_key
+from services.gateway.use_cases.batch_reads import BatchReads
+
+# The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
+# so its schema is declared here for /openapi.json.
+_CREATE_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateBatchRequest"}}},
+    },
+    "parameters": [
+        {
+            "name": REQUEST_ID_HEADER,
+            "in": "header",
+            "required": False,
+            "description": (
+                f"Idempotency key: 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters. The same key and "
+                "body replay the first answer; the same key with another body is a 409. "
+                "Generated when absent."
+            ),
+            "schema": {"type": "string", "maxLength": MAX_REQUEST_ID_CHARS},
+        }
+    ],
+}
+
+
+# On an answer that replays an earlier one (the same batch, nothing frozen again).
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def request_idempotency_key(request: Request) -> str:
+    """The client's X-Request-ID, or the id generated for this request when none was sent."""
+    return idempotency_key(request.headers.get(REQUEST_ID_HEADER, ""), request_id_of(request.scope))
+
+
+def json_answer(document: Mapping[str, Any]) -> Response:
+    """A 200 answering a read's fields as JSON: the route's `response_model` documents the shape,
+    and the fields come from the model's own `fields_of`, so nothing is validated twice."""
+    return Response(json_bytes(document), media_type="application/json")
+
+
+def customer_router(
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    reads: BatchReads,
+    creation: BatchCreation,
+) -> APIRouter:
+    """The /api/enterprise routes, calling batch and billing with the caller's tenant id."""
+    router = APIRouter(
+        prefix="/api/enterprise",
+        tags=["customer"],
+        responses=error_responses(401, 500, 503),
+    )
+    authenticated = Depends(tenant_dependency(authenticator))
+    deadline = settings.grpc_deadline_seconds
+    calling = Depends(caller_dependency(authenticator))
+
+    @router.post(
+        "/video-batch",
+        status_code=202,
+        response_model=BatchAccepted,
+        summary="Create a batch of videos (price frozen up front)",
+        openapi_extra=_CREATE_BATCH_BODY,
+        responses=error_responses(402, 409, 413, 422, 429),
+    )
+    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
+        accepted = await creation.create(
+            tenant_id,
+            request.headers.get(REQUEST_ID_HEADER, ""),
+            request_id_of(request.scope),
+            await request.body(),
+        )
+        # The 202 body's fields as JSON (the route's response_model documents them).
+        return Response(accepted, status_code=202, media_type="application/json")
+
+    @router.get(
+        "/video-batch",
+        response_model=BatchPage,
+        summary="List the tenant's batches, newest first",
+        responses=error_responses(422),
+    )
+    async def list_video_batches(
+        tenant_id: Annotated[str, authenticated],
+        status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> Response:
+        response = await backends.batch.ListBatches(
+            batch_pb2.ListBatchesRequest(
+                tenant_id=tenant_id, status=status or "", cursor=cursor or "", limit=limit
+            ),
+            timeout=deadline,
+        )
+        return json_answer(
+            {
+                "items": [BatchView.fields_of(batch) for batch in response.batches],
+                "next_cursor": response.next_cursor or None,
+            }
+        )
+
+    @router.get(
+        "/video-batch/{batch_id}",
+        response_model=BatchView,
+        summary="Get a batch: progress and money",
+        responses=error_responses(404),
+    )
+    async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> Response:
+        return Response(await reads.batch(tenant_id, batch_id), media_type="application/json")
+
+    @router.get(
+        "/video-batch/{batch_id}/tasks",
+        response_model=TaskPage,
+        summary="List a batch's tasks in batch order",
+        responses=error_responses(404, 422),
+    )
+    async def list_video_batch_tasks(
+        caller: Annotated[ApiCaller, calling],
+        batch_id: BatchIdPath,
+        status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> Response:
+        page = await reads.task_page(caller, batch_id, status=status or "", cursor=cursor or "", limit=limit)
+        return Response(page, media_type="application/json")
+
+    @router.post(
+        "/video-batch/{batch_id}/cancel",
+        response_model=BatchView,
+        summary="Cancel the tasks not yet started (they are refunded)",
+        responses=error_responses(404, 409),
+    )
+    async def cancel_video_batch(
+        tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
+    ) -> BatchView:
+        batch = await backends.batch.CancelBatch(
+            batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=deadline
+        )
+        return BatchView.from_proto(batch)
+
+    @router.post(
+        "/video-batch/{batch_id}/retry-failed",
+        status_code=202,
+        response_model=BatchAccepted,
+        summary="Retry the failed items of a finished batch as a new batch (new reservation), once",
+        description=(
+            "A batch is retried at most once: a repeated, concurrent or later call answers the first "
+            f"retry batch with the header `{REPLAYED_HEADER}: true` and freezes nothing more, whatever "
+            "its X-Request-ID or `failure_types`. Only a retry refused with 402 (nothing frozen) leaves "
+            "room for another call. A retry batch's own failed items can be retried once in turn."
+        ),
+        openapi_extra={"parameters": _CREATE_BATCH_BODY["parameters"]},
+        responses=error_responses(402, 404, 409, 422),
+    )
+    async def retry_failed_video_batch(
+        request: Request,
+        tenant_id: Annotated[str, authenticated],
+        batch_id: BatchIdPath,
+        body: Annotated[RetryFailedRequest | None, Body()] = None,
+    ) -> Response:
+        request_id = request_idempotency_key(request)
+        response = await backends.batch.RetryFailed(
+            batch_pb2.RetryFailedRequest(
+                tenant_id=tenant_id,
+                batch_id=batch_id,
+                request_id=request_id,
+                failure_types=(body.failure_types or []) if body else [],
+            ),
+            timeout=deadline,
+        )
+        return Response(
+            json_bytes(BatchAccepted.fields_of(response, request_id)),
+            status_code=202,
+            media_type="application/json",
+            headers={REPLAYED_HEADER: "true"} if response.replayed else None,
+        )
+
+    @router.get("/credits", response_model=CreditsView, summary="The tenant's balances")
+    async def get_credits(tenant_id: Annotated[str, authenticated]) -> CreditsView:
+        balance = await backends.billing.GetBalance(
+            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return CreditsView.from_proto(balance)
+
+    @router.get(
+        "/ledger",
+        response_model=LedgerPage,
+        summary="Changes of the available balance, newest first",
+        responses=error_responses(422),
+    )
+    async def list_ledger_entries(
+        tenant_id: Annotated[str, authenticated],
+        batch_id: Annotated[
+            str | None, Query(pattern=UUID_PATTERN, description="Only entries of this batch.")
+        ] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> LedgerPage:
+        response = await backends.billing.ListLedgerEntries(
+            billing_pb2.ListLedgerEntriesRequest(
+                tenant_id=tenant_id,
+                batch_id=(batch_id or "").lower(),
+                cursor=cursor or "",
+                limit=limit,
+            ),
+            timeout=deadline,
+        )
+        return LedgerPage(
+            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
+            next_cursor=response.next_cursor or None,
+        )
+
+    return router

@@ -1,0 +1,207 @@
+"""Webhook endpoints, messages and signing secret (customer), and a batch's deliveries (admin).
+
+No `from __future__ import annotations`: FastAPI must resolve the endpoints' local annotations.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from reelbatch.proto.webhook.v1 import webhook_pb2
+
+from libs.config import Settings
+from services.gateway.adapters.backends import Backends
+from services.gateway.http.auth import (
+    AdminAuthenticator,
+    ApiKeyAuthenticator,
+    admin_dependency,
+    tenant_dependency,
+)
+from services.gateway.http.params import (
+    DEFAULT_PAGE_SIZE,
+    UUID_PATTERN,
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    error_responses,
+)
+from services.gateway.schemas.webhooks import (
+    DeliveryPage,
+    DeliveryView,
+    EndpointCreated,
+    EndpointIn,
+    EndpointPage,
+    EndpointSecretRotated,
+    EndpointView,
+    SigningSecretView,
+    utc_or_none,
+)
+
+MessageIdPath = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$", description="The webhook-id.")]
+EndpointIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The endpoint id.")]
+
+
+def webhooks_router(
+    settings: Settings,
+    backends: Backends,
+    authenticator: ApiKeyAuthenticator,
+    admin_auth: AdminAuthenticator,
+) -> APIRouter:
+    """Customer routes under /api/enterprise and the admin route under /api/admin."""
+    router = APIRouter(tags=["webhooks"], responses=error_responses(401, 500, 503))
+    customer = Depends(tenant_dependency(authenticator))
+    admin = Depends(admin_dependency(admin_auth))
+    deadline = settings.grpc_deadline_seconds
+    webhook = backends.webhook
+
+    @router.post(
+        "/api/enterprise/webhook-endpoints",
+        status_code=201,
+        response_model=EndpointCreated,
+        summary="Register a webhook endpoint (its secret is shown once)",
+        responses=error_responses(422),
+    )
+    async def create_endpoint(tenant_id: Annotated[str, customer], body: EndpointIn) -> EndpointCreated:
+        created = await webhook.CreateEndpoint(
+            webhook_pb2.CreateEndpointRequest(
+                tenant_id=tenant_id, url=body.url, event_types=body.event_types, description=body.description
+            ),
+            timeout=deadline,
+        )
+        view = EndpointView.from_proto(created.endpoint)
+        return EndpointCreated(**view.model_dump(), secret=created.secret)
+
+    @router.get(
+        "/api/enterprise/webhook-endpoints",
+        response_model=EndpointPage,
+        summary="List the tenant's webhook endpoints",
+    )
+    async def list_endpoints(
+        tenant_id: Annotated[str, customer], cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
+    ) -> EndpointPage:
+        page = await webhook.ListEndpoints(
+            webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=cursor or "", limit=limit),
+            timeout=deadline,
+        )
+        return EndpointPage(
+            items=[EndpointView.from_proto(endpoint) for endpoint in page.endpoints],
+            next_cursor=page.next_cursor or None,
+        )
+
+    @router.delete(
+        "/api/enterprise/webhook-endpoints/{endpoint_id}",
+        response_model=EndpointView,
+        summary="Delete a webhook endpoint",
+        responses=error_responses(404),
+    )
+    async def delete_endpoint(
+        tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
+    ) -> EndpointView:
+        endpoint = await webhook.DeleteEndpoint(
+            webhook_pb2.DeleteEndpointRequest(tenant_id=tenant_id, endpoint_id=endpoint_id), timeout=deadline
+        )
+        return EndpointView.from_proto(endpoint)
+
+    @router.post(
+        "/api/enterprise/webhook-endpoints/{endpoint_id}/rotate-secret",
+        response_model=EndpointSecretRotated,
+        summary="Rotate an endpoint's signing secret (the old one keeps signing during the overlap)",
+        responses=error_responses(404),
+    )
+    async def rotate_endpoint_secret(
+        tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
+    ) -> EndpointSecretRotated:
+        rotated = await webhook.RotateEndpointSecret(
+            webhook_pb2.RotateEndpointSecretRequest(tenant_id=tenant_id, endpoint_id=endpoint_id),
+            timeout=deadline,
+        )
+        view = EndpointView.from_proto(rotated.endpoint)
+        return EndpointSecretRotated(
+            **view.model_dump(),
+            secret=rotated.secret,
+            previous_expires_at=utc_or_none(
+                rotated.previous_expires_at, rotated.HasField("previous_expires_at")
+            ),
+        )
+
+    @router.get(
+        "/api/enterprise/webhook-messages",
+        response_model=DeliveryPage,
+        summary="The tenant's webhook messages with their attempts, newest first",
+        responses=error_responses(422),
+    )
+    async def list_messages(
+        tenant_id: Annotated[str, customer],
+        batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> DeliveryPage:
+        page = await webhook.ListDeliveries(
+            webhook_pb2.ListDeliveriesRequest(
+                tenant_id=tenant_id, batch_id=(batch_id or "").lower(), cursor=cursor or "", limit=limit
+            ),
+            timeout=deadline,
+        )
+        return DeliveryPage(
+            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
+            next_cursor=page.next_cursor or None,
+        )
+
+    @router.post(
+        "/api/enterprise/webhook-messages/{message_id}/redeliver",
+        status_code=202,
+        response_model=DeliveryView,
+        summary="Send a message again (same webhook-id)",
+        responses=error_responses(404),
+    )
+    async def redeliver(tenant_id: Annotated[str, customer], message_id: MessageIdPath) -> DeliveryView:
+        delivery = await webhook.RedeliverMessage(
+            webhook_pb2.RedeliverMessageRequest(tenant_id=tenant_id, message_id=message_id), timeout=deadline
+        )
+        return DeliveryView.from_proto(delivery)
+
+    @router.get(
+        "/api/enterprise/webhook-secret",
+        response_model=SigningSecretView,
+        summary="The secret signing deliveries to batch webhook_urls",
+    )
+    async def get_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+        secret = await webhook.GetSigningSecret(
+            webhook_pb2.GetSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return SigningSecretView.from_proto(secret)
+
+    @router.post(
+        "/api/enterprise/webhook-secret/rotate",
+        response_model=SigningSecretView,
+        summary="Rotate the signing secret (the old one keeps signing during the overlap)",
+    )
+    async def rotate_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+        secret = await webhook.RotateSigningSecret(
+            webhook_pb2.RotateSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return SigningSecretView.from_proto(secret)
+
+    @router.get(
+        "/api/admin/batches/{batch_id}/webhooks",
+        response_model=DeliveryPage,
+        summary="A batch's webhook deliveries with every attempt",
+        tags=["admin"],
+    )
+    async def admin_batch_webhooks(
+        _: Annotated[object, admin],
+        batch_id: BatchIdPath,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> DeliveryPage:
+        page = await webhook.ListDeliveries(
+            webhook_pb2.ListDeliveriesRequest(
+                tenant_id="", batch_id=batch_id.lower(), cursor=cursor or "", limit=limit
+            ),
+            timeout=deadline,
+        )
+        return DeliveryPage(
+            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
+            next_cursor=page.next_cursor or None,
+        )
+
+    return router

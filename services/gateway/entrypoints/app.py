@@ -1,0 +1,150 @@
+"""The FastAPI application of the public REST API, built from settings and backend stubs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp
+
+from libs.config import Settings
+from libs.telemetry import metrics_text
+from services.gateway.adapters.backends import Backends
+from services.gateway.admin_ui.routes import dashboard_router, static_files
+from services.gateway.api.admin import admin_router
+from services.gateway.api.api_keys import api_keys_router
+from services.gateway.api.customer import customer_router
+from services.gateway.api.health import health_router
+from services.gateway.api.hot_lane import HotLane
+from services.gateway.api.ledger_exports import customer_exports_router
+from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
+from services.gateway.api.videos import videos_router
+from services.gateway.api.webhooks import webhooks_router
+from services.gateway.http.admin_sessions import AdminSessions
+from services.gateway.http.auth import AdminAuthenticator, ApiKeyAuthenticator
+from services.gateway.http.errors import install_error_handlers
+from services.gateway.http.middleware import RequestContextMiddleware
+from services.gateway.http.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
+from services.gateway.schemas.batches import CreateBatchRequest
+from services.gateway.schemas.errors import ErrorResponse
+from services.gateway.use_cases.batch_creation import BatchCreation
+from services.gateway.use_cases.batch_reads import BatchReads
+
+API_TITLE = "Reelbatch API"
+API_VERSION = "1.0.0"
+API_DESCRIPTION = (
+    "Refund-safe batch AI video generation. The price of a batch is frozen before anything runs; "
+    "every failed or cancelled video is refunded at once. Errors are always "
+    '`{"ok": false, "error": {"code", "message", ...}}`.'
+)
+
+
+# Probes and scrapes would drown the traces that matter.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+INVALID_INPUT_DESCRIPTION = (
+    "Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once)."
+)
+
+
+def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> ASGIApp:
+    """The REST gateway: routes, authentication, limits and error mapping; connects to nothing.
+
+    `hot_lane=False` leaves every request to the FastAPI routes (the lane's parity tests).
+    """
+    # FastAPI's own telemetry is off: RequestContextMiddleware traces each request and records
+    # `http.server.request.duration` at a third of its cost, for the hot lane as well (ADR-029).
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=API_DESCRIPTION,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    install_error_handlers(app)
+    authenticator = ApiKeyAuthenticator(
+        backends.billing,
+        settings.grpc_deadline_seconds,
+        rate_limiter=TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+    )
+    admin_sessions = AdminSessions(settings.admin_token)
+    # One failed-attempt counter for the admin API and the dashboard sign-in alike.
+    admin_auth = AdminAuthenticator(
+        admin_sessions,
+        backends.billing,
+        settings.grpc_deadline_seconds,
+        FailedAttemptLimiter(settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds),
+    )
+    app.include_router(health_router(backends))
+    reads = BatchReads(settings, backends)
+    creation = BatchCreation(settings, backends)
+    app.include_router(customer_router(settings, backends, authenticator, reads, creation))
+    app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
+    app.include_router(customer_exports_router(settings, backends, authenticator))
+    app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
+    app.include_router(pricing_router(settings, backends, authenticator))
+    app.include_router(stripe_webhook_router(settings, backends))
+    app.include_router(admin_pricing_router(settings, backends, admin_auth))
+    app.include_router(
+        dashboard_router(settings, backends, admin_sessions, sign_in_failures=admin_auth.failures)
+    )
+    app.mount("/admin/static", static_files(), name="admin-static")
+    app.include_router(videos_router(settings, backends, authenticator, admin_auth))
+    app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
+
+    def in_request_context(inner: ASGIApp) -> ASGIApp:
+        # Server span and metric, request id, last-resort 500 and body size limit, in one layer:
+        # around the app, and around the hot lane's answers, configured once.
+        return RequestContextMiddleware(
+            inner, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
+        )
+
+    app.add_middleware(in_request_context)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text of this process (in embedded mode: of every service in it)."""
+        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    if not hot_lane:
+        return app
+    # In front of FastAPI and the layers Starlette wraps around it (ADR-044).
+    return HotLane(
+        app,
+        reads,
+        creation,
+        authenticator,
+        in_request_context=in_request_context,
+    )
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the hand-parsed create body, with our error shape for 422s."""
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    create_body = CreateBatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(create_body.pop("$defs", {}))
+    schemas["CreateBatchRequest"] = create_body
+    error_ref = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            invalid = operation.get("responses", {}).get("422")
+            if invalid is not None:
+                invalid["description"] = INVALID_INPUT_DESCRIPTION
+                invalid["content"] = {"application/json": {"schema": error_ref}}
+    # FastAPI's own 422 body is never sent (our handler answers instead).
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return document
+
+
+__all__ = ["create_app", "openapi_document"]

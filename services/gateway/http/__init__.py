@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every way in: authentication, errors, middleware, parameters, limits."""

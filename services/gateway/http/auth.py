@@ -1,0 +1,272 @@
+"""Who is calling: customers by `X-API-Key` (resolved by billing), operators by the admin token,
+an operator key (`rb_admin_...`, role `admin` or `finance`) or a dashboard session.
+
+Customer calls are rate limited per key (token bucket); failed operator authentications are rate
+limited per client address. A revoked key stops working within `API_KEY_CACHE_SECONDS` in every
+gateway process (at once in the process that revoked it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import grpc
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+
+from libs.expiring_cache import ExpiringCache
+from services.gateway.http.admin_sessions import AdminSessions
+from services.gateway.http.errors import ApiError
+from services.gateway.http.rate_limits import (
+    FailedAttemptLimiter,
+    TokenBucketLimiter,
+    client_address,
+    rate_limited,
+)
+
+API_KEY_HEADER = "X-API-Key"
+ADMIN_KEY_PREFIX = "rb_admin_"
+
+# A revoked key keeps working for at most this long in another gateway process.
+API_KEY_CACHE_SECONDS = 2.0
+API_KEY_CACHE_ENTRIES = 10_000
+
+# Methods a read-only (`finance`) operator may use.
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+_api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="The tenant's API key (customer endpoints)."
+)
+_admin_scheme = HTTPBearer(
+    auto_error=False,
+    description="The admin token (REELBATCH_ADMIN_TOKEN) or an operator key (`rb_admin_...`).",
+)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """An authenticated customer call: the tenant, and which of its keys was used."""
+
+    tenant_id: str
+    key_id: str
+
+
+class ApiKeyAuthenticator:
+    """Resolves API keys to callers through billing, remembering answers for a moment.
+
+    Only successful lookups are cached, so a burst of requests costs one billing call while an
+    unknown (or revoked) key is always asked again (once per burst of concurrent requests).
+    """
+
+    def __init__(
+        self,
+        billing: billing_pb2_grpc.BillingServiceAsyncStub,
+        deadline_seconds: float,
+        *,
+        rate_limiter: TokenBucketLimiter | None = None,
+        ttl_seconds: float = API_KEY_CACHE_SECONDS,
+        max_entries: int = API_KEY_CACHE_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._billing = billing
+        self._deadline_seconds = deadline_seconds
+        self._rate_limiter = rate_limiter
+        self._callers = ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock)
+        self._lookups: dict[bytes, asyncio.Future[ApiCaller]] = {}
+
+    async def caller_for(self, api_key: str) -> ApiCaller:
+        """The tenant and key id of `api_key`; raises a 401 `ApiError` when billing refuses it.
+
+        Concurrent requests with a key that is not cached share one billing call: when a cached
+        answer expires under load, every request in flight would otherwise ask at once.
+        """
+        digest = _digest(api_key)
+        cached = self._callers.get(digest)
+        if cached is not None:
+            return cached
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(digest, api_key))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(functools.partial(self._lookup_done, digest))
+        # Shielded: one caller giving up does not cancel the answer the others wait for.
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, digest: bytes, lookup: asyncio.Future[ApiCaller]) -> None:
+        self._lookups.pop(digest, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every waiter may have given up
+
+    async def _look_up(self, digest: bytes, api_key: str) -> ApiCaller:
+        try:
+            answer = await self._billing.AuthenticateApiKey(
+                billing_pb2.AuthenticateApiKeyRequest(api_key=api_key), timeout=self._deadline_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise _unauthorized("invalid API key") from None
+            raise
+        caller = ApiCaller(tenant_id=answer.tenant_id, key_id=answer.key_id)
+        self._callers.put(digest, caller)
+        return caller
+
+    async def tenant_for(self, api_key: str) -> str:
+        """The tenant owning `api_key`; raises a 401 `ApiError` when billing does not know it."""
+        return (await self.caller_for(api_key)).tenant_id
+
+    def forget_key(self, key_id: str) -> None:
+        """Drops a revoked key from this process's cache, so it is refused from the next request."""
+        self._callers.forget(lambda caller: caller.key_id == key_id)
+
+    def check_rate(self, caller: ApiCaller) -> None:
+        """Raises 429 `rate_limited` (with Retry-After) when the key exceeds its request rate."""
+        if self._rate_limiter is None:
+            return
+        wait = self._rate_limiter.acquire(caller.key_id)
+        if wait > 0:
+            raise rate_limited("too many requests for this API key", wait)
+
+
+def caller_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Awaitable[ApiCaller]]:
+    """A FastAPI dependency returning the authenticated, rate-checked caller (401 / 429)."""
+
+    # Annotations here are strings (postponed): FastAPI resolves them in this module's globals,
+    # so dependencies refer only to module-level names.
+    async def caller_of_request(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> ApiCaller:
+        return await authenticated_caller(authenticator, api_key)
+
+    return caller_of_request
+
+
+def tenant_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Awaitable[str]]:
+    """A FastAPI dependency returning the calling tenant's id (401 without a valid key, 429)."""
+
+    async def authenticated_tenant(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> str:
+        return (await authenticated_caller(authenticator, api_key)).tenant_id
+
+    return authenticated_tenant
+
+
+async def authenticated_caller(authenticator: ApiKeyAuthenticator, api_key: str | None) -> ApiCaller:
+    """The caller of an `X-API-Key` value, rate-checked: 401 without a valid key, 429 over its rate."""
+    if not api_key:
+        raise _unauthorized(f"missing {API_KEY_HEADER} header")
+    caller = await authenticator.caller_for(api_key)
+    authenticator.check_rate(caller)
+    return caller
+
+
+class AdminRole(StrEnum):
+    """`admin` may do everything; `finance` only reads (GETs and exports)."""
+
+    ADMIN = "admin"
+    FINANCE = "finance"
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    """An authenticated operator: its role, and its key id ("" for the token or a session)."""
+
+    role: AdminRole
+    key_id: str = ""
+
+
+class AdminAuthenticator:
+    """Checks operator credentials: the admin token (constant-time), operator keys, dashboard sessions.
+
+    Every presented-but-wrong credential counts against the client address; an address over the
+    limit gets 429 with Retry-After before its credential is even looked at.
+    """
+
+    def __init__(
+        self,
+        sessions: AdminSessions,
+        billing: billing_pb2_grpc.BillingServiceAsyncStub,
+        deadline_seconds: float,
+        failures: FailedAttemptLimiter,
+        *,
+        ttl_seconds: float = API_KEY_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.failures = failures
+        self._billing = billing
+        self._deadline_seconds = deadline_seconds
+        self._keys = ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock)
+
+    async def authenticate(self, request: Request) -> AdminPrincipal:
+        """The operator behind `request`; 401 when none, 429 when its address is blocked."""
+        address = client_address(request.scope.get("client"))
+        self.failures.ensure_allowed(address)
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        presented = presented.strip()
+        if scheme.lower() == "bearer" and presented:
+            principal = await self._principal_for(presented)
+            if principal is None:
+                self.failures.record_failure(address)
+                raise _unauthorized("invalid admin credentials")
+            return principal
+        # The dashboard's cookie is accepted on reads only: no state change on a cookie alone.
+        if request.method in READ_METHODS and self.sessions.from_request(request) is not None:
+            return AdminPrincipal(role=AdminRole.ADMIN)
+        raise _unauthorized("missing or invalid admin bearer token")
+
+    async def _principal_for(self, presented: str) -> AdminPrincipal | None:
+        if self.sessions.is_admin_token(presented):
+            return AdminPrincipal(role=AdminRole.ADMIN)
+        if not presented.startswith(ADMIN_KEY_PREFIX):
+            return None
+        digest = _digest(presented)
+        cached = self._keys.get(digest)
+        if cached is not None:
+            return cached
+        try:
+            answer = await self._billing.AuthenticateAdminKey(
+                billing_pb2.AuthenticateAdminKeyRequest(api_key=presented), timeout=self._deadline_seconds
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return None
+            raise
+        principal = AdminPrincipal(role=AdminRole(answer.role), key_id=answer.key_id)
+        self._keys.put(digest, principal)
+        return principal
+
+    def forget_key(self, key_id: str) -> None:
+        """Drops a revoked operator key from this process's cache."""
+        self._keys.forget(lambda principal: principal.key_id == key_id)
+
+
+def authorize(principal: AdminPrincipal, method: str) -> None:
+    """Raises 403 `forbidden` when a read-only operator tries to change something."""
+    if principal.role == AdminRole.FINANCE and method not in READ_METHODS:
+        raise ApiError(403, "forbidden", "the finance role is read-only")
+
+
+def admin_dependency(admin_auth: AdminAuthenticator) -> Callable[..., Awaitable[AdminPrincipal]]:
+    """A FastAPI dependency admitting operators (401, 429) allowed to use this method (403)."""
+
+    async def authenticated_admin(
+        request: Request, _: Annotated[object, Depends(_admin_scheme)]
+    ) -> AdminPrincipal:
+        principal = await admin_auth.authenticate(request)
+        authorize(principal, request.method)
+        return principal
+
+    return authenticated_admin

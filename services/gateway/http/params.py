@@ -1,0 +1,92 @@
+"""Path and query parameters shared by the customer and admin routers."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Path, Query
+from pydantic import AfterValidator, AwareDatetime
+
+from services.gateway.http.errors import ApiError
+from services.gateway.schemas.errors import ErrorResponse
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_CURSOR_CHARS = 1024
+
+# Our cursors are URL-safe base64 or digits: printable ASCII. Their content is the backends' to
+# judge (each refuses a position it cannot hold); the edge only bounds their shape.
+CURSOR_PATTERN = r"^[\x21-\x7e]*$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+# A calendar month: the backends judge which months they hold (billing: 1970-01..9999-11).
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, 1..{MAX_PAGE_SIZE}.")]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_CHARS,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page; omit for the first.",
+    ),
+]
+MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
+
+
+def is_page_cursor(value: str) -> bool:
+    """True for a value `PageCursor` accepts (the hot lane's check of the same rule)."""
+    return len(value) <= MAX_CURSOR_CHARS and _CURSOR.fullmatch(value) is not None
+
+
+def _within_calendar(moment: datetime) -> datetime:
+    # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 text but before year 1 once in UTC: no
+    # datetime, protobuf Timestamp or comparison downstream can hold it.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+"""An RFC 3339 instant with its offset, within years 1..9999 in UTC (answered in UTC)."""
+
+
+def is_uuid(value: str) -> bool:
+    """True when `value` is a hyphenated UUID (the only shape our ids have)."""
+    return _UUID.fullmatch(value) is not None
+
+
+async def batch_id_path(
+    batch_id: Annotated[str, Path(description="Identifier of the batch (a UUID).")],
+) -> str:
+    """The batch id of the path, lower-cased; a malformed one is simply not found."""
+    # async although it awaits nothing: FastAPI runs a sync dependency in a worker thread.
+    if not is_uuid(batch_id):
+        # 404, not 422: the shape of ids is nobody's business, and nothing exists there anyway.
+        raise ApiError(404, "not_found", "batch not found")
+    return batch_id.lower()
+
+
+BatchIdPath = Annotated[str, Depends(batch_id_path)]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` documenting the JSON error body for each status."""
+    descriptions = {
+        401: "Missing or invalid credentials (`unauthorized`).",
+        402: "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`).",
+        403: "Authenticated but not allowed (`forbidden`), or a video link expired or tampered with.",
+        404: "No such resource, or not yours (`not_found`).",
+        409: "Conflict, e.g. the X-Request-ID was used with another body (`idempotency_key_reused`).",
+        413: "Request body too large (`payload_too_large`).",
+        422: "Invalid input (`validation_error`, with `errors`: [{field, message}]).",
+        429: "Too many requests (`rate_limited`, with Retry-After).",
+        500: "Unexpected failure (`internal`); no details are disclosed.",
+        503: "A backend is unavailable (`unavailable`, with Retry-After).",
+    }
+    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}

@@ -1,1 +1,0 @@
-"""Thin REST routers: request -> gRPC call -> response model, no business rules."""

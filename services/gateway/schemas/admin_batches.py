@@ -1,0 +1,149 @@
+"""Batches as operators see them: with tenant and idempotency key, and the overview of one batch
+(margin, timing, and whose fault each kind of failure was)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, Field
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.gateway.schemas.batches import BatchView
+from services.gateway.schemas.fields import none_if_empty, optional_time
+
+
+class AdminBatchView(BatchView):
+    """A batch as operators see it: with its tenant and idempotency key."""
+
+    tenant_id: str = Field(description="Owner of the batch.")
+    request_id: str | None = Field(description="The client's X-Request-ID; null if none.")
+
+    @classmethod
+    def from_proto(cls, batch: batch_pb2.Batch) -> Self:
+        """Builds the admin view from batch's Batch message."""
+        view = BatchView.from_proto(batch)
+        return cls(**view.model_dump(), tenant_id=batch.tenant_id, request_id=none_if_empty(batch.request_id))
+
+
+class AdminBatchPage(BaseModel):
+    """One page of batches across tenants."""
+
+    items: list[AdminBatchView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+FailureType = Literal[
+    "timeout", "provider_error", "rate_limited", "content_policy", "invalid_input", "cancelled", "internal"
+]
+SettlementStatus = Literal["pending", "settled", "refunded"]
+Fault = Literal["provider", "customer_input", "us", "cancelled"]
+
+# "Whose fault was it?": who caused each kind of failure (every one is refunded all the same).
+FAULT_BY_FAILURE_TYPE: dict[str, Fault] = {
+    "timeout": "provider",
+    "provider_error": "provider",
+    "rate_limited": "provider",
+    "content_policy": "customer_input",
+    "invalid_input": "customer_input",
+    "internal": "us",
+    "cancelled": "cancelled",
+}
+
+
+class FailureGroupView(BaseModel):
+    """Failed or cancelled tasks of one failure type."""
+
+    failure_type: str = Field(description="timeout, provider_error, rate_limited, content_policy, ...")
+    fault: Fault = Field(description="Whose fault: provider, customer_input, us or cancelled.")
+    count: int = Field(description="Tasks that ended this way.")
+    refunded_credits: int = Field(description="Credits refunded for them.")
+
+
+class MarginView(BaseModel):
+    """What the delivered videos earned against what the provider charged us (USD micros)."""
+
+    revenue_credits: int = Field(description="Credits captured for delivered videos.")
+    revenue_usd_micros: int = Field(description="Revenue in US dollar micros.")
+    provider_cost_usd_micros: int = Field(description="Provider cost of the delivered videos.")
+    margin_usd_micros: int = Field(description="Revenue minus provider cost.")
+    margin_percent: float = Field(description="Margin over revenue, in percent (two decimals).")
+
+    @classmethod
+    def from_proto(cls, estimate: billing_pb2.MarginEstimate) -> Self:
+        """Builds the view from billing's estimate."""
+        return cls(
+            revenue_credits=estimate.revenue_credits,
+            revenue_usd_micros=estimate.revenue_usd_micros,
+            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
+            margin_usd_micros=estimate.margin_usd_micros,
+            margin_percent=estimate.margin_basis_points / 100,
+        )
+
+
+class TimingView(BaseModel):
+    """When the batch moved."""
+
+    created_at: AwareDatetime = Field(description="Accepted.")
+    queued_at: AwareDatetime | None = Field(description="Credits frozen and tasks queued.")
+    first_started_at: AwareDatetime | None = Field(description="First task picked up by a worker.")
+    finished_at: AwareDatetime | None = Field(description="Last task finished.")
+    settled_at: AwareDatetime | None = Field(description="Billing settled the batch.")
+    duration_seconds: float | None = Field(
+        description="From acceptance to the last task; null while running."
+    )
+    total_attempts: int = Field(description="Provider attempts over all tasks (retries included).")
+
+    @classmethod
+    def from_proto(cls, breakdown: batch_pb2.BatchBreakdown) -> Self:
+        """Builds the view from batch's breakdown."""
+        created_at = breakdown.created_at.ToDatetime(tzinfo=UTC)
+        finished_at = optional_time(breakdown.finished_at, breakdown.HasField("finished_at"))
+        return cls(
+            created_at=created_at,
+            queued_at=optional_time(breakdown.queued_at, breakdown.HasField("queued_at")),
+            first_started_at=optional_time(
+                breakdown.first_started_at, breakdown.HasField("first_started_at")
+            ),
+            finished_at=finished_at,
+            settled_at=optional_time(breakdown.settled_at, breakdown.HasField("settled_at")),
+            duration_seconds=(finished_at - created_at).total_seconds() if finished_at else None,
+            total_attempts=breakdown.total_attempts,
+        )
+
+
+class AdminBatchDetail(AdminBatchView):
+    """The admin overview of a batch: progress, money, margin, timing and whose fault failures were."""
+
+    net_spent: int = Field(description="What the customer pays for the batch: frozen minus refunded.")
+    margin: MarginView = Field(description="Earnings of the delivered videos against provider cost.")
+    timing: TimingView = Field(description="When the batch moved.")
+    failures: list[FailureGroupView] = Field(description="Failed and cancelled tasks by failure type.")
+
+    @classmethod
+    def assemble(
+        cls, batch: batch_pb2.Batch, breakdown: batch_pb2.BatchBreakdown, estimate: billing_pb2.MarginEstimate
+    ) -> Self:
+        """Combines the batch, its breakdown and billing's margin estimate."""
+        view = AdminBatchView.from_proto(batch)
+        failures: dict[str, tuple[int, int]] = {}
+        for group in breakdown.groups:
+            if group.failure_type:
+                count, credits = failures.get(group.failure_type, (0, 0))
+                failures[group.failure_type] = (count + group.count, credits + group.credits)
+        return cls(
+            **view.model_dump(),
+            net_spent=batch.frozen_credits - batch.refunded_credits,
+            margin=MarginView.from_proto(estimate),
+            timing=TimingView.from_proto(breakdown),
+            failures=[
+                FailureGroupView(
+                    failure_type=failure_type,
+                    fault=FAULT_BY_FAILURE_TYPE.get(failure_type, "us"),
+                    count=count,
+                    refunded_credits=credits,
+                )
+                for failure_type, (count, credits) in sorted(failures.items(), key=lambda item: -item[1][0])
+            ],
+        )

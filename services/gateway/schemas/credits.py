@@ -1,0 +1,145 @@
+"""Credits: balances, top-ups, the tenant's ledger and a batch's money movements."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN, none_if_empty
+
+
+class TopUpRequest(BaseModel):
+    """Credits added to a tenant's available balance; idempotent on `reference`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credits: int = Field(
+        strict=True, gt=0, le=MAX_CREDITS_PER_REQUEST, description="Whole credits to add (> 0)."
+    )
+    reference: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Business key of the payment or grant; repeating it returns the first result.",
+    )
+
+    @field_validator("reference")
+    @classmethod
+    def _check_reference(cls, reference: str) -> str:
+        if not reference.strip():
+            raise ValueError("reference must not be empty")
+        return reference
+
+
+class TopUpResult(BaseModel):
+    """The balance after a top-up."""
+
+    balance: int = Field(description="Available balance after the top-up.")
+    replayed: bool = Field(description="True when this reference had been applied before (no new credits).")
+
+
+class CreditsView(BaseModel):
+    """A tenant's balances."""
+
+    available_credits: int = Field(description="Credits that new batches can use.")
+    held_credits: int = Field(description="Credits frozen for batches still running.")
+
+    @classmethod
+    def from_proto(cls, balance: billing_pb2.GetBalanceResponse) -> Self:
+        """Builds the view from billing's balance."""
+        return cls(available_credits=balance.available_credits, held_credits=balance.held_credits)
+
+
+class LedgerEntryView(BaseModel):
+    """One change of the tenant's available balance."""
+
+    entry_id: str = Field(description="Identifier of the ledger entry.")
+    ref_type: str = Field(description="topup, batch_upfront, batch_refund or batch_settle.")
+    ref_id: str = Field(description="Business key of the movement (payment reference, batch or task id).")
+    batch_id: str | None = Field(description="The batch concerned; null for top-ups.")
+    credits_delta: int = Field(description="Change of the available balance (negative when credits leave).")
+    balance_after: int = Field(description="Available balance after this entry.")
+    created_at: AwareDatetime = Field(description="When the entry was written (RFC 3339, UTC).")
+
+    @classmethod
+    def from_proto(cls, entry: billing_pb2.LedgerEntry) -> Self:
+        """Builds the view from billing's LedgerEntry."""
+        return cls(
+            entry_id=entry.entry_id,
+            ref_type=entry.ref_type,
+            ref_id=entry.ref_id,
+            batch_id=none_if_empty(entry.batch_id),
+            credits_delta=entry.credits_delta,
+            balance_after=entry.balance_after,
+            created_at=entry.created_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+class LedgerPage(BaseModel):
+    """One page of ledger entries, newest first."""
+
+    items: list[LedgerEntryView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class BatchTransferView(BaseModel):
+    """One movement of a batch's credits."""
+
+    transfer_id: str = Field(description="Identifier of the transfer.")
+    ref_type: str = Field(description="batch_upfront, batch_capture, batch_refund or batch_settle.")
+    ref_id: str = Field(description="The batch (freeze, release) or task (capture, refund) concerned.")
+    amount: int = Field(description="Credits moved.")
+    from_account: str = Field(description="available, hold or revenue.")
+    to_account: str = Field(description="available, hold or revenue.")
+    credits_delta: int = Field(description="Change of the tenant's available balance (0 for captures).")
+    created_at: AwareDatetime = Field(description="When the transfer was written.")
+
+    @classmethod
+    def from_proto(cls, entry: billing_pb2.BatchTransfer) -> Self:
+        """Builds the view from billing's BatchTransfer."""
+        return cls(
+            transfer_id=entry.transfer_id,
+            ref_type=entry.ref_type,
+            ref_id=entry.ref_id,
+            amount=entry.amount,
+            from_account=entry.from_account,
+            to_account=entry.to_account,
+            credits_delta=entry.available_delta,
+            created_at=entry.created_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+class BatchBillingView(BaseModel):
+    """A batch's money: totals per kind of movement and its ledger entries (paged)."""
+
+    batch_id: str
+    tenant_id: str
+    upfront_total: int = Field(description="Credits frozen when the batch was accepted.")
+    capture_total: int = Field(description="Credits captured for delivered videos.")
+    refund_total: int = Field(description="Credits refunded for failed or cancelled videos.")
+    release_total: int = Field(description="Credits released at settlement (normally 0).")
+    net_spent: int = Field(description="upfront - refunds - release: what the customer paid.")
+    held_credits: int = Field(description="Still frozen (0 once settled).")
+    settlement_status: str = Field(description="pending, settled or refunded.")
+    entries: list[BatchTransferView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page of entries.")
+
+    @classmethod
+    def from_proto(cls, ledger: billing_pb2.BatchLedger) -> Self:
+        """Builds the view from billing's BatchLedger."""
+        return cls(
+            batch_id=ledger.batch_id,
+            tenant_id=ledger.tenant_id,
+            upfront_total=ledger.upfront_total,
+            capture_total=ledger.capture_total,
+            refund_total=ledger.refund_total,
+            release_total=ledger.release_total,
+            net_spent=ledger.net_spent,
+            held_credits=ledger.held_credits,
+            settlement_status=ledger.settlement_status,
+            entries=[BatchTransferView.from_proto(entry) for entry in ledger.entries],
+            next_cursor=ledger.next_cursor or None,
+        )

@@ -1,0 +1,51 @@
+"""Field bounds and conversions every schema module shares: the wire's limits, times, JSON bytes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.batch.v1 import batch_pb2
+
+# The idempotency key's bound, as the batch service's contract publishes it.
+MAX_REQUEST_ID_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS
+# What an int32 field of the batch contract can carry: a larger JSON integer cannot be sent at all.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+# The most credits one request may add (a top-up, an offline payment). A balance is bounded
+# further by billing, which refuses a credit that would take it past a bigint (422).
+MAX_CREDITS_PER_REQUEST = 2**62
+# One line of text without control characters: PostgreSQL refuses NUL in text, and names and
+# references are shown in the dashboard and CSV exports.
+SINGLE_LINE_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+
+
+def is_valid_request_id(value: str) -> bool:
+    """True for 1..255 printable ASCII characters (an acceptable X-Request-ID)."""
+    return 0 < len(value) <= MAX_REQUEST_ID_CHARS and _PRINTABLE_ASCII.fullmatch(value) is not None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def optional_time(value: Timestamp, present: bool) -> datetime | None:
+    if not present:
+        return None
+    # `value.ToDatetime(tzinfo=UTC)` (microseconds kept, nanoseconds below them dropped) at half
+    # its cost: a page of tasks converts one per task.
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+def none_if_empty(value: str) -> str | None:
+    return value or None
+
+
+def json_bytes(document: Mapping[str, Any]) -> bytes:
+    """JSON of a view's fields, written as pydantic writes the model (UTC times end in `Z`)."""
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)

@@ -1,0 +1,199 @@
+"""Buying credits: the price list, prepaid packs, monthly statements (with their CSV), offline
+payments, monthly margins and the answer to Stripe's webhook."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from pydantic import BaseModel, ConfigDict, Field
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
+
+
+class ModelPriceView(BaseModel):
+    """What one video of a model costs, in credits (the quote of every batch uses these prices)."""
+
+    model: str
+    credits_per_video: int = Field(
+        description="Price of one video; for a model priced per second, of a video of `default_seconds`."
+    )
+    pricing_unit: str = Field(
+        default="video", description="`video`, or `second`: an item costs credits_per_second x its duration."
+    )
+    credits_per_second: int | None = None
+    min_seconds: int | None = None
+    max_seconds: int | None = None
+    default_seconds: int | None = None
+
+
+class PriceList(BaseModel):
+    """Today's price list; a batch keeps the prices it was accepted at."""
+
+    items: list[ModelPriceView]
+    next_cursor: str | None = None
+
+
+class PackView(BaseModel):
+    """A prepaid pack: credits never expire."""
+
+    pack_id: str
+    name: str
+    price_usd_cents: int
+    credits: int
+    bonus_percent: float = Field(description="Credits beyond what the price buys at list price, in percent.")
+
+
+class PackCatalog(BaseModel):
+    """The packs, cheapest first, and what a credit costs at list price."""
+
+    items: list[PackView]
+    next_cursor: str | None = None
+    credit_value_usd_micros: int
+
+
+class ModelUsageView(BaseModel):
+    """One model's task outcomes applied in the month."""
+
+    model: str
+    videos_delivered: int
+    videos_refunded: int
+    credits_captured: int
+    credits_refunded: int
+
+
+class StatementView(BaseModel):
+    """A month of the available balance: opening + purchases + grants - spent + refunded + released
+    = closing."""
+
+    month: str
+    opening_balance: int
+    purchases: int = Field(description="Paid credits (packs, invoices).")
+    grants: int = Field(description="Promotional credits granted.")
+    spent: int = Field(description="Credits frozen for batches accepted in the month.")
+    refunded: int = Field(description="Failed or cancelled videos given back.")
+    released: int = Field(description="Remainders released when batches settled.")
+    closing_balance: int
+    closing_paid_credits: int = Field(description="Part of the closing balance that was paid for.")
+    closing_granted_credits: int = Field(
+        description="Part of the closing balance that was granted (spent first)."
+    )
+    models: list[ModelUsageView]
+
+    @classmethod
+    def from_proto(cls, statement: billing_pb2.Statement) -> StatementView:
+        """Builds the view from billing's statement."""
+        return cls(
+            month=statement.month,
+            opening_balance=statement.opening_balance,
+            purchases=statement.purchases,
+            grants=statement.grants,
+            spent=statement.spent,
+            refunded=statement.refunded,
+            released=statement.released,
+            closing_balance=statement.closing_balance,
+            closing_paid_credits=statement.closing_paid,
+            closing_granted_credits=statement.closing_granted,
+            models=[
+                ModelUsageView(
+                    model=usage.model,
+                    videos_delivered=usage.videos_delivered,
+                    videos_refunded=usage.videos_refunded,
+                    credits_captured=usage.credits_captured,
+                    credits_refunded=usage.credits_refunded,
+                )
+                for usage in statement.models
+            ],
+        )
+
+    def to_csv(self) -> str:
+        """One line per movement, then one per model and outcome: `month,line,model,credits,videos`."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["month", "line", "model", "credits", "videos"])
+        for line in (
+            "opening_balance",
+            "purchases",
+            "grants",
+            "spent",
+            "refunded",
+            "released",
+            "closing_balance",
+        ):
+            writer.writerow([self.month, line, "", getattr(self, line), ""])
+        for usage in self.models:
+            writer.writerow(
+                [self.month, "captured", usage.model, usage.credits_captured, usage.videos_delivered]
+            )
+            writer.writerow(
+                [self.month, "refunded", usage.model, usage.credits_refunded, usage.videos_refunded]
+            )
+        return out.getvalue()
+
+
+class AdminPaymentRequest(BaseModel):
+    """An offline payment (invoice): a pack, or custom credits with the amount paid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Invoice number: credited once.",
+    )
+    pack_id: str | None = Field(default=None, max_length=64, pattern=SINGLE_LINE_TEXT_PATTERN)
+    # Bounded so a huge number is a 422, never an int64 overflow deeper down.
+    credits: int = Field(default=0, strict=True, ge=0, le=MAX_CREDITS_PER_REQUEST)
+    amount_usd_cents: int = Field(default=0, strict=True, ge=0, le=MAX_CREDITS_PER_REQUEST)
+
+
+class PaymentRecorded(BaseModel):
+    """The balance after the payment; `replayed` when the reference was already credited."""
+
+    balance: int
+    credits: int
+    replayed: bool
+
+
+class ModelMarginView(BaseModel):
+    """Revenue of captured videos against the provider cost frozen with their batches."""
+
+    model: str
+    videos: int
+    revenue_credits: int
+    revenue_usd_micros: int
+    provider_cost_usd_micros: int
+    margin_usd_micros: int
+    margin_percent: float
+
+    @classmethod
+    def from_proto(cls, line: billing_pb2.ModelMargin) -> ModelMarginView:
+        """Builds the view from billing's margin line."""
+        return cls(
+            model=line.model,
+            videos=line.videos,
+            revenue_credits=line.revenue_credits,
+            revenue_usd_micros=line.revenue_usd_micros,
+            provider_cost_usd_micros=line.provider_cost_usd_micros,
+            margin_usd_micros=line.margin_usd_micros,
+            margin_percent=line.margin_basis_points / 100,
+        )
+
+
+class MonthlyMarginsView(BaseModel):
+    """The month's margins per model, and their total."""
+
+    month: str
+    credit_value_usd_micros: int
+    items: list[ModelMarginView]
+    total: ModelMarginView
+
+
+class StripeEventReceived(BaseModel):
+    """What billing did with the event (Stripe only needs the 2xx)."""
+
+    received: bool = True
+    event_id: str
+    outcome: str

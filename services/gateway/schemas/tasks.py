@@ -1,0 +1,60 @@
+"""Tasks: one video of a batch, and a page of them (the hot read answers the same fields)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, Field
+from reelbatch.proto.batch.v1 import batch_pb2
+
+from services.gateway.schemas.fields import none_if_empty, optional_time
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class TaskView(BaseModel):
+    """One video of a batch."""
+
+    task_id: str = Field(description="Identifier of the task.")
+    batch_index: int = Field(description="Position of the item in the submitted `items` (0-based).")
+    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    model: str = Field(description="Model used.")
+    prompt: str = Field(description="The prompt as submitted.")
+    video_url: str | None = Field(description="Where the video can be downloaded; null unless succeeded.")
+    error_message: str | None = Field(description="Why the task failed; null unless failed or cancelled.")
+    failure_type: str | None = Field(
+        description=(
+            "timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled or internal; "
+            "null unless failed or cancelled."
+        )
+    )
+    attempts: int = Field(description="Provider attempts made so far.")
+    finished_at: AwareDatetime | None = Field(description="When the task finished; null until then.")
+
+    @classmethod
+    def from_proto(cls, task: batch_pb2.Task) -> Self:
+        """Builds the view from batch's Task message."""
+        return cls(**cls.fields_of(task))
+
+    @staticmethod
+    def fields_of(task: batch_pb2.Task) -> dict[str, Any]:
+        """The view's fields from batch's Task message, unvalidated (see `BatchView.fields_of`)."""
+        return {
+            "task_id": task.task_id,
+            "batch_index": task.batch_index,
+            "status": task.status,
+            "model": task.model,
+            "prompt": task.prompt,
+            "video_url": none_if_empty(task.video_url),
+            "error_message": none_if_empty(task.error_message),
+            "failure_type": none_if_empty(task.failure_type),
+            "attempts": task.attempts,
+            "finished_at": optional_time(task.finished_at, task.HasField("finished_at")),
+        }
+
+
+class TaskPage(BaseModel):
+    """One page of a batch's tasks, in batch order."""
+
+    items: list[TaskView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

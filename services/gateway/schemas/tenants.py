@@ -1,0 +1,65 @@
+"""Tenants: creating one, and the operator's list of tenants with their balances."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
+
+
+class CreateTenantRequest(BaseModel):
+    """A new customer account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=SINGLE_LINE_TEXT_PATTERN,
+        description="Display name of the tenant.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("name must not be empty")
+        return name
+
+
+class TenantCreated(BaseModel):
+    """The new tenant."""
+
+    tenant_id: str = Field(description="Identifier of the tenant.")
+
+
+class TenantSummaryView(BaseModel):
+    """A tenant and its balances."""
+
+    tenant_id: str
+    name: str
+    available_credits: int
+    held_credits: int
+    created_at: AwareDatetime
+
+    @classmethod
+    def from_proto(cls, tenant: billing_pb2.TenantSummary) -> Self:
+        """Builds the view from billing's TenantSummary."""
+        return cls(
+            tenant_id=tenant.tenant_id,
+            name=tenant.name,
+            available_credits=tenant.available_credits,
+            held_credits=tenant.held_credits,
+            created_at=tenant.created_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+class TenantPage(BaseModel):
+    """One page of tenants, oldest first."""
+
+    items: list[TenantSummaryView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

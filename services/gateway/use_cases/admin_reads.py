@@ -1,0 +1,178 @@
+"""What operators read, gathered from the backends once for both the admin API and the dashboard."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
+from reelbatch.proto.webhook.v1 import webhook_pb2
+
+from services.gateway.adapters.backends import Backends
+from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchPage, AdminBatchView
+from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerEntryView, LedgerPage
+from services.gateway.schemas.reconciliation import ReconciliationView
+from services.gateway.schemas.tasks import TaskPage, TaskView
+from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
+
+# Admin scope on batch and webhook reads: no tenant filter (see batch.proto).
+ALL_TENANTS = ""
+
+# Reconciliation reads everything; it gets more time than an ordinary call.
+RECONCILIATION_DEADLINE_FACTOR = 6
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+class AdminReads:
+    """Admin-scope reads over billing, batch and webhook, returning the REST views."""
+
+    def __init__(self, backends: Backends, deadline_seconds: float) -> None:
+        self._backends = backends
+        self._deadline = deadline_seconds
+
+    async def batches(
+        self,
+        *,
+        tenant_id: str = "",
+        status: str = "",
+        settlement_status: str = "",
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        cursor: str = "",
+        limit: int = 50,
+    ) -> AdminBatchPage:
+        """Batches of every tenant (or one), newest first."""
+        response = await self._backends.batch.ListBatches(
+            batch_pb2.ListBatchesRequest(
+                tenant_id=tenant_id or ALL_TENANTS,
+                status=status,
+                settlement_status=settlement_status,
+                created_from=_timestamp(created_from),
+                created_to=_timestamp(created_to),
+                cursor=cursor,
+                limit=limit,
+            ),
+            timeout=self._deadline,
+        )
+        return AdminBatchPage(
+            items=[AdminBatchView.from_proto(batch) for batch in response.batches],
+            next_cursor=response.next_cursor or None,
+        )
+
+    async def batch(self, batch_id: str) -> AdminBatchDetail:
+        """The overview: the batch, where its tasks ended up, and the margin of what was delivered."""
+        request = batch_pb2.GetBatchRequest(tenant_id=ALL_TENANTS, batch_id=batch_id)
+        batch = await self._backends.batch.GetBatch(request, timeout=self._deadline)
+        breakdown = await self._backends.batch.GetBatchBreakdown(request, timeout=self._deadline)
+        delivered: Counter[str] = Counter()
+        for group in breakdown.groups:
+            if group.status == "succeeded":
+                delivered[group.model] += group.count
+        estimate = await self._backends.billing.EstimateMargin(
+            billing_pb2.EstimateMarginRequest(
+                delivered=[
+                    billing_pb2.ModelVolume(model=model, videos=videos)
+                    for model, videos in sorted(delivered.items())
+                ]
+            ),
+            timeout=self._deadline,
+        )
+        return AdminBatchDetail.assemble(batch, breakdown, estimate)
+
+    async def tasks(
+        self, batch_id: str, *, status: str = "", failure_type: str = "", cursor: str = "", limit: int = 50
+    ) -> TaskPage:
+        """A batch's tasks in batch order."""
+        response = await self._backends.batch.ListTasks(
+            batch_pb2.ListTasksRequest(
+                tenant_id=ALL_TENANTS,
+                batch_id=batch_id,
+                status=status,
+                failure_type=failure_type,
+                cursor=cursor,
+                limit=limit,
+            ),
+            timeout=self._deadline,
+        )
+        return TaskPage(
+            items=[TaskView.from_proto(task) for task in response.tasks],
+            next_cursor=response.next_cursor or None,
+        )
+
+    async def billing(self, batch_id: str, *, cursor: str = "", limit: int = 100) -> BatchBillingView:
+        """A batch's money: totals and ledger entries."""
+        ledger = await self._backends.billing.GetBatchLedger(
+            billing_pb2.GetBatchLedgerRequest(batch_id=batch_id, cursor=cursor, limit=limit),
+            timeout=self._deadline,
+        )
+        return BatchBillingView.from_proto(ledger)
+
+    async def webhooks(self, batch_id: str, *, cursor: str = "", limit: int = 50) -> DeliveryPage:
+        """A batch's webhook deliveries with their attempts, newest first."""
+        response = await self._backends.webhook.ListDeliveries(
+            webhook_pb2.ListDeliveriesRequest(
+                tenant_id=ALL_TENANTS, batch_id=batch_id, cursor=cursor, limit=limit
+            ),
+            timeout=self._deadline,
+        )
+        return DeliveryPage(
+            items=[DeliveryView.from_proto(delivery) for delivery in response.deliveries],
+            next_cursor=response.next_cursor or None,
+        )
+
+    async def tenants(self, *, cursor: str = "", limit: int = 50) -> TenantPage:
+        """Tenants with their balances, oldest first."""
+        response = await self._backends.billing.ListTenants(
+            billing_pb2.ListTenantsRequest(cursor=cursor, limit=limit), timeout=self._deadline
+        )
+        return TenantPage(
+            items=[TenantSummaryView.from_proto(tenant) for tenant in response.tenants],
+            next_cursor=response.next_cursor or None,
+        )
+
+    async def tenant_credits(self, tenant_id: str) -> CreditsView:
+        """One tenant's balances."""
+        balance = await self._backends.billing.GetBalance(
+            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=self._deadline
+        )
+        return CreditsView.from_proto(balance)
+
+    async def tenant_ledger(self, tenant_id: str, *, cursor: str = "", limit: int = 50) -> LedgerPage:
+        """Changes of one tenant's available balance, newest first."""
+        response = await self._backends.billing.ListLedgerEntries(
+            billing_pb2.ListLedgerEntriesRequest(tenant_id=tenant_id, cursor=cursor, limit=limit),
+            timeout=self._deadline,
+        )
+        return LedgerPage(
+            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
+            next_cursor=response.next_cursor or None,
+        )
+
+    async def reconciliation(self) -> ReconciliationView:
+        """Every discrepancy in the books (an empty list when they balance)."""
+        report = await self._backends.billing.Reconcile(
+            billing_pb2.ReconcileRequest(), timeout=self._deadline * RECONCILIATION_DEADLINE_FACTOR
+        )
+        return ReconciliationView.from_proto(report)
+
+    def ledger_rows(
+        self, tenant_id: str, created_from: datetime | None, created_to: datetime | None
+    ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
+        """Ledger entries streamed from billing (no deadline: a large export may take a while)."""
+        call = self._backends.billing.ExportLedger(
+            billing_pb2.ExportLedgerRequest(
+                tenant_id=tenant_id, created_from=_timestamp(created_from), created_to=_timestamp(created_to)
+            )
+        )
+        return aiter(call)
