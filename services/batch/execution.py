@@ -3,7 +3,7 @@
 A worker process holds one `TaskExecutor`. Provider calls are asyncio coroutines bounded by one
 process-wide semaphore (never a thread per task); outcomes completed within a few milliseconds of
 each other are written in one transaction by the `OutcomeWriter`. Provider slots are shared by
-every worker through the database (see `BatchRepository.claim_tasks`): a dispatch message whose
+every worker through the database (see `TaskClaims.claim_dispatches`): a dispatch message whose
 tasks cannot all start yet is kept, unacknowledged, and the rest claimed as slots free up.
 """
 
@@ -18,7 +18,8 @@ from opentelemetry import context as otel_context
 
 from libs.lifecycle import sleep_or_stop, wait_at_most
 from services.batch import metrics as batch_metrics
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.cancel import BatchCancels
+from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import (
     AttemptCounter,
@@ -39,6 +40,15 @@ log = logging.getLogger(__name__)
 _Pending = tuple[TaskOutcome, "asyncio.Future[None]", otel_context.Context]
 
 
+async def write_outcomes(claims: TaskClaims, outcomes: Sequence[TaskOutcome]) -> int:
+    """Writes a group of outcomes in one transaction (see `TaskClaims.write_outcomes`) and counts
+    the tasks and batches it finished; returns how many outcomes were written."""
+    written = await claims.write_outcomes(outcomes)
+    batch_metrics.tasks_finished(written.tasks)
+    batch_metrics.batches_reached(written.finished)
+    return len(written.tasks)
+
+
 class OutcomeWriter:
     """Groups outcomes (up to `max_group`, waiting at most `linger_seconds`) into one transaction.
 
@@ -48,13 +58,13 @@ class OutcomeWriter:
 
     def __init__(
         self,
-        repository: BatchRepository,
+        claims: TaskClaims,
         *,
         max_group: int = 500,
         linger_seconds: float = 0.005,
         write_attempts: int = 5,
     ) -> None:
-        self._repo = repository
+        self._claims = claims
         self._max_group = max_group
         self._linger = linger_seconds
         self._write_attempts = write_attempts
@@ -97,7 +107,7 @@ class OutcomeWriter:
     async def _write_with_retries(self, group: Sequence[_Pending], outcomes: Sequence[TaskOutcome]) -> None:
         for attempt in range(1, self._write_attempts + 1):
             try:
-                await self._repo.write_outcomes(outcomes)
+                await write_outcomes(self._claims, outcomes)
             except Exception as error:
                 if attempt == self._write_attempts:
                     log.exception("could not write %d task outcomes", len(outcomes))
@@ -135,13 +145,13 @@ class ClaimCoalescer:
 
     def __init__(
         self,
-        repository: BatchRepository,
+        claims: TaskClaims,
         *,
         lease_seconds: float,
         slot_limits: Mapping[str, int],
         worker_id: str | None,
     ) -> None:
-        self._repo = repository
+        self._claims = claims
         self._lease_seconds = lease_seconds
         self._slot_limits = dict(slot_limits)
         self._worker_id = worker_id
@@ -151,7 +161,7 @@ class ClaimCoalescer:
     async def claim(
         self, batch_id: BatchId, task_ids: Sequence[TaskId], models: frozenset[str] = frozenset()
     ) -> ClaimResult:
-        """Claims what it can of one message's tasks (see `BatchRepository.claim_dispatches`).
+        """Claims what it can of one message's tasks (see `TaskClaims.claim_dispatches`).
 
         `models` are the tasks' models as an earlier claim reported them (`waiting_models`).
         """
@@ -169,7 +179,7 @@ class ClaimCoalescer:
                     group = await self._answer_full(group)
                     if not group:
                         continue
-                    results = await self._repo.claim_dispatches(
+                    results = await self._claims.claim_dispatches(
                         [(request.batch_id, request.task_ids) for request in group],
                         self._lease_seconds,
                         slot_limits=self._slot_limits,
@@ -198,7 +208,7 @@ class ClaimCoalescer:
         }
         if not limits:
             return group
-        full = await self._repo.models_at_limit(limits)
+        full = await self._claims.models_at_limit(limits)
         claimable: list[_ClaimRequest] = []
         for request in group:
             if request.models and request.models <= full:
@@ -235,7 +245,8 @@ class TaskExecutor:
 
     def __init__(
         self,
-        repository: BatchRepository,
+        claims: TaskClaims,
+        cancels: BatchCancels,
         writer: OutcomeWriter,
         providers: Mapping[str, VideoProvider],
         models: Mapping[str, ModelPolicy],
@@ -249,7 +260,8 @@ class TaskExecutor:
         pacing: ClaimPacing | None = None,
         cancel_check_seconds: float = 1.0,
     ) -> None:
-        self._repo = repository
+        self._claims = claims
+        self._cancels = cancels
         self._writer = writer
         self._providers = providers
         self._models = models
@@ -257,8 +269,8 @@ class TaskExecutor:
         self._lease_seconds = lease_seconds
         self._timeout = provider_timeout_seconds
         self._backoff = backoff
-        self._claims = ClaimCoalescer(
-            repository, lease_seconds=lease_seconds, slot_limits=slot_limits or {}, worker_id=worker_id
+        self._coalescer = ClaimCoalescer(
+            claims, lease_seconds=lease_seconds, slot_limits=slot_limits or {}, worker_id=worker_id
         )
         self._pacing = pacing or ClaimPacing()
         self._cancel_check_seconds = cancel_check_seconds
@@ -324,7 +336,7 @@ class TaskExecutor:
             while waiting and self._claiming:
                 freed = self._freed
                 try:
-                    result = await self._claims.claim(batch_id, waiting, models)
+                    result = await self._coalescer.claim(batch_id, waiting, models)
                 except Exception as error:
                     # Let the tasks already claimed finish before the message is retried.
                     claim_error = error
@@ -402,7 +414,7 @@ class TaskExecutor:
         held = list(self._in_flight.values())
         if not held:
             return 0
-        cancelled = await self._repo.cancelled_batches({task.batch_id for task in held})
+        cancelled = await self._cancels.cancelled_batches({task.batch_id for task in held})
         stopped = 0
         for task in held:
             if task.batch_id not in cancelled or task.task_id in self._cancelling:
@@ -432,7 +444,7 @@ class TaskExecutor:
     async def renew_leases(self) -> int:
         """Extends the leases of every task this worker holds."""
         tokens = [task.claim_token for task in self._in_flight.values()]
-        return await self._repo.renew_leases(tokens, self._lease_seconds)
+        return await self._claims.renew_leases(tokens, self._lease_seconds)
 
     async def keep_leases(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set: watches for cancelled batches, renews leases every third of a lease."""

@@ -12,7 +12,9 @@ from typing import Protocol
 from libs.errors import InvalidArgument, ServiceError
 from libs.group_commit import GroupCommitter
 from services.batch import metrics as batch_metrics
-from services.batch.adapters.repository import SMALL_BATCH_MAX_ITEMS, BatchRepository
+from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
+from services.batch.adapters.sql.queueing import QueuedBatches
+from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import (
     BatchId,
     BatchRecord,
@@ -101,25 +103,25 @@ def _rejection(batch: BatchRecord) -> ServiceError:
 
 
 class BatchHandlers:
-    """The batch service's use cases, over a repository and billing."""
+    """The batch service's use cases, over its SQL store and billing."""
 
     def __init__(
         self,
-        repository: BatchRepository,
+        store: BatchStore,
         billing: Billing,
         *,
         max_batch_items: int,
         max_prompt_chars: int,
         queue_group_size: int = DEFAULT_QUEUE_GROUP_SIZE,
     ) -> None:
-        self._repo = repository
+        self._store = store
         self._billing = billing
         self._limits = create_limits(max_batch_items=max_batch_items, max_prompt_chars=max_prompt_chars)
         # Reserved batches are queued by group commit: those reserved while one queueing
         # transaction runs share the next (one UPDATE, one window top-up per tenant, one outbox
         # insert), instead of each taking the tenant's window lock in turn.
         self._queueing: GroupCommitter[tuple[BatchId, Reservation], BatchRecord | None] = GroupCommitter(
-            repository.mark_queued_many, max_group_size=queue_group_size, name="batch-queueing"
+            self._queue_group, max_group_size=queue_group_size, name="batch-queueing"
         )
         # Small batches are stored the same way: those created while one insert runs share the
         # next statement (one round trip and one commit), each still created or replayed alone.
@@ -148,7 +150,7 @@ class BatchHandlers:
         # below would still find the batch holding it).
         batch: BatchRecord | None = None
         if request_id is not None and not command.request_id_generated:
-            batch = await self._repo.find_by_request_id(tenant_id, request_id)
+            batch = await self._store.intake.find_by_request_id(tenant_id, request_id)
         created = False
         priced: list[QuoteLine] | None = None
         if batch is None:
@@ -173,7 +175,7 @@ class BatchHandlers:
             if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)
             else:
-                batch, created = await self._repo.insert_batch(new)
+                batch, created = await self._store.intake.insert_batch(new)
         # The same key with another body is refused; a retry found by its source's place (it holds
         # another request id) answers whatever this call asked (ADR-048).
         if (
@@ -193,12 +195,21 @@ class BatchHandlers:
         self, group: Sequence[NewBatch]
     ) -> Sequence[tuple[BatchRecord, bool] | BaseException]:
         try:
-            return await self._repo.insert_small_batches(group)
+            return await self._store.intake.insert_small_batches(group)
         except Exception:
             if len(group) == 1:
                 raise
             # One batch the database refuses must not fail the others: each is stored alone.
-            return await asyncio.gather(*map(self._repo.insert_batch, group), return_exceptions=True)
+            return await asyncio.gather(*map(self._store.intake.insert_batch, group), return_exceptions=True)
+
+    async def _queue_group(
+        self, reserved: Sequence[tuple[BatchId, Reservation]]
+    ) -> Sequence[BatchRecord | None]:
+        """Queues a group of reserved batches in one transaction (the queueing group commit)."""
+        queued: QueuedBatches = await self._store.queue.mark_queued_many(reserved)
+        # Batches cancelled while they were reserving end here, their tasks cancelled.
+        batch_metrics.batches_reached(queued.finished)
+        return queued.batches
 
     async def retry_failed(self, command: RetryFailed) -> CreateBatchResult:
         """A new batch (new reservation) from the failed items of a finished batch, at most once.
@@ -210,7 +221,7 @@ class BatchHandlers:
         """
         failure_types = retried_failure_types(command.failure_types)
         source_id = parse_batch_id(command.batch_id)
-        source = await self._repo.get_batch(source_id, parse_tenant_id(command.tenant_id))
+        source = await self._store.listings.get_batch(source_id, parse_tenant_id(command.tenant_id))
         if source is None:
             raise BatchNotFound("batch not found", batch_id=command.batch_id)
         if not source.is_finished:
@@ -218,14 +229,14 @@ class BatchHandlers:
         if len(command.request_id) > self._limits.max_request_id_chars:
             raise InvalidArgument("request_id is too long", field="request_id")
         key_used = bool(command.request_id) and (
-            await self._repo.find_by_request_id(source.tenant_id, command.request_id) is not None
+            await self._store.intake.find_by_request_id(source.tenant_id, command.request_id) is not None
         )
         if not key_used:
             # The common repeat, answered without a quote; the unique key decides the races.
-            retry = await self._repo.live_retry(source_id)
+            retry = await self._store.intake.live_retry(source_id)
             if retry is not None:
                 return accepted_result(await self._complete(retry), replayed=True)
-        items = await self._repo.failed_items(source_id, failure_types)
+        items = await self._store.listings.failed_items(source_id, failure_types)
         if not items:
             raise InvalidArgument(
                 "the batch has no failed items of these failure types to retry",
@@ -247,7 +258,7 @@ class BatchHandlers:
         the same details) and BillingUnavailable while billing cannot be reached (the batch
         stays reserving).
         """
-        batch = await self._repo.get_batch(batch_id)
+        batch = await self._store.listings.get_batch(batch_id)
         if batch is None:
             raise BatchNotFound("batch not found", batch_id=str(batch_id))
         return await self._complete(batch)
@@ -256,12 +267,12 @@ class BatchHandlers:
         """`complete_reservation` of a batch already read; `lines`: its quoted lines, when known."""
         if batch.status is BatchStatus.RESERVING:
             if lines is None:
-                lines = await self._repo.reservation_lines(batch.id)
+                lines = await self._store.reservations.reservation_lines(batch.id)
             changed: BatchRecord | None
             try:
                 reserved = await self._reserve_at_current_prices(batch, lines)
             except InsufficientCredits as refused:
-                changed = await self._repo.mark_rejected(
+                changed = await self._store.reservations.mark_rejected(
                     batch.id,
                     RejectionReason.INSUFFICIENT_CREDITS,
                     refused.required_credits,
@@ -271,18 +282,22 @@ class BatchHandlers:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             except ModelUnavailable:
                 # Withdrawn from the price list since the quote: retrying cannot succeed.
-                changed = await self._repo.mark_rejected(batch.id, RejectionReason.MODEL_UNAVAILABLE)
+                changed = await self._store.reservations.mark_rejected(
+                    batch.id, RejectionReason.MODEL_UNAVAILABLE
+                )
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
                 changed = await self._queueing.submit((batch.id, reserved)) if reserved else None
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.QUEUED)
-                    if not changed.cancel_requested and not self._repo.dispatches_when_queued(changed):
+                    if not changed.cancel_requested and not self._store.windows.dispatches_when_queued(
+                        changed
+                    ):
                         self._dispatch_soon(changed.tenant_id)
             if changed is None:
                 # Someone else (a concurrent retry, the recovery loop) moved it on first.
-                changed = await self._repo.get_batch(batch.id)
+                changed = await self._store.listings.get_batch(batch.id)
                 assert changed is not None, "batches are never deleted"
             batch = changed
         if batch.status is BatchStatus.REJECTED:
@@ -293,7 +308,7 @@ class BatchHandlers:
 
     def _dispatch_soon(self, tenant_id: TenantId) -> None:
         """Tops up the tenant's windows in the background: the answer does not wait for it."""
-        top_up = asyncio.create_task(self._repo.top_up_tenant(tenant_id), name="batch-first-dispatch")
+        top_up = asyncio.create_task(self._store.queue.top_up_tenant(tenant_id), name="batch-first-dispatch")
         self._dispatching.add(top_up)
         top_up.add_done_callback(self._dispatched)
 
@@ -317,14 +332,14 @@ class BatchHandlers:
                 current = await self._billing.quote(
                     batch.tenant_id, [(line.model, line.count, line.duration_seconds) for line in lines]
                 )
-                if await self._repo.reprice_reserving(batch.id, lines, current) is None:
+                if await self._store.intake.reprice_reserving(batch.id, lines, current) is None:
                     return None
                 lines = current
         raise BillingUnavailable("prices keep changing; the batch stays reserving and is retried")
 
     async def get_batch(self, tenant_id: str, batch_id: str) -> BatchView:
         """One batch with its counters; another tenant's batch is not found."""
-        view = await self._repo.batch_view(parse_batch_id(batch_id), _scope(tenant_id))
+        view = await self._store.reads.batch_view(parse_batch_id(batch_id), _scope(tenant_id))
         if view is None:
             raise BatchNotFound("batch not found", batch_id=batch_id)
         return view
@@ -333,7 +348,7 @@ class BatchHandlers:
         """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""
         if limit < 1:
             raise InvalidArgument("limit must be positive", field="limit")
-        return await self._repo.count_open_batches(parse_tenant_id(tenant_id), limit)
+        return await self._store.reads.count_open_batches(parse_tenant_id(tenant_id), limit)
 
     async def list_batches(self, query: ListBatches) -> tuple[list[BatchView], str]:
         """A page of batches and the cursor of the next page ("" on the last one)."""
@@ -344,7 +359,7 @@ class BatchHandlers:
             raise InvalidArgument("unknown settlement status", field="settlement_status")
         limit = page_size(query.limit)
         after = BatchCursor.decode(query.cursor) if query.cursor else None
-        views = await self._repo.list_batches(
+        views = await self._store.listings.list_batches(
             scope,
             query.status,
             after,
@@ -373,7 +388,7 @@ class BatchHandlers:
         after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
         # The scope check and the page are one statement (one round trip per page); a malformed
         # question is refused before it, whoever owns the batch (the answer reveals nothing).
-        found = await self._repo.list_tasks(
+        found = await self._store.reads.list_tasks(
             batch_id, _scope(query.tenant_id), status, after, limit + 1, failure_type=failure_type
         )
         if found is None:
@@ -384,7 +399,7 @@ class BatchHandlers:
 
     async def batch_breakdown(self, tenant_id: str, batch_id: str) -> BatchBreakdown:
         """A batch's tasks grouped by outcome, failure type and model, with its timing."""
-        breakdown = await self._repo.batch_breakdown(parse_batch_id(batch_id), _scope(tenant_id))
+        breakdown = await self._store.listings.batch_breakdown(parse_batch_id(batch_id), _scope(tenant_id))
         if breakdown is None:
             raise BatchNotFound("batch not found", batch_id=batch_id)
         return breakdown
@@ -393,7 +408,7 @@ class BatchHandlers:
         """Per-batch outcome totals of every batch in id order, and the next cursor ("" at the end)."""
         size = page_size(limit)
         after = parse_batch_id(cursor) if cursor else None
-        found = await self._repo.batch_totals(after, size + 1)
+        found = await self._store.listings.batch_totals(after, size + 1)
         if len(found) <= size:
             return found, ""
         return found[:size], str(found[size - 1].batch_id)
@@ -402,20 +417,22 @@ class BatchHandlers:
         """Cancels the batch: queued tasks at once, running ones by their workers; all refunded."""
         parsed = parse_batch_id(batch_id)
         scope = _scope(tenant_id)
-        if not await self._repo.cancel_batch(parsed, scope):
+        finished = await self._store.cancels.cancel_batch(parsed, scope)
+        if finished is None:
             raise BatchNotFound("batch not found", batch_id=batch_id)
-        view = await self._repo.batch_view(parsed, scope)
+        batch_metrics.batches_reached(finished)
+        view = await self._store.reads.batch_view(parsed, scope)
         assert view is not None, "batches are never deleted"
         return view
 
     async def record_settlements(self, settlements: Sequence[Settlement]) -> int:
         """Applies billing's settlements (idempotent); returns how many batches changed."""
-        return await self._repo.record_settlements(settlements)
+        return await self._store.settlements.record_settlements(settlements)
 
     async def recover_once(self, *, reserving_grace_seconds: float, limit: int = 500) -> RecoveryReport:
         """One round of repairs after crashes and outages; safe to run on several replicas."""
         resumed = 0
-        for batch_id in await self._repo.stale_reserving_batches(reserving_grace_seconds, limit):
+        for batch_id in await self._store.recovery.stale_reserving_batches(reserving_grace_seconds, limit):
             try:
                 await self.complete_reservation(batch_id)
             except (InsufficientCredits, ModelUnavailable):
@@ -425,8 +442,14 @@ class BatchHandlers:
                 log.warning("reservation of batch %s not completed: %s", batch_id, refused.message)
             else:
                 resumed += 1
-        expired = await self._repo.expire_deadlines(limit)
-        requeued, lost = await self._repo.recover_expired_leases(limit)
-        finished = await self._repo.finish_forgotten_batches(limit)
-        dispatched = await self._repo.top_up_windows(limit)
-        return RecoveryReport(resumed, requeued, lost, finished, expired, dispatched)
+        recovery = self._store.recovery
+        expired = await recovery.expire_deadlines(limit)
+        batch_metrics.batches_reached(expired.finished)
+        leases = await recovery.recover_expired_leases(limit)
+        batch_metrics.batches_reached(leases.finished)
+        forgotten = await recovery.finish_forgotten_batches(limit)
+        batch_metrics.batches_reached(forgotten.finished)
+        dispatched = await recovery.top_up_windows(limit)
+        return RecoveryReport(
+            resumed, leases.requeued, leases.failed, forgotten.count, expired.count, dispatched
+        )

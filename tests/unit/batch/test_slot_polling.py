@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.cancel import BatchCancels
+from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.execution import ClaimResult
 from services.batch.domain.retry import BackoffPolicy
@@ -41,8 +42,9 @@ class FullModel:
 
 async def _wait_for_slots(repository: FullModel, messages: int, seconds: float) -> None:
     executor = TaskExecutor(
-        cast(BatchRepository, repository),
-        OutcomeWriter(cast(BatchRepository, repository)),
+        cast(TaskClaims, repository),
+        cast(BatchCancels, repository),
+        OutcomeWriter(cast(TaskClaims, repository)),
         {},
         {},
         concurrency=10,
