@@ -35,8 +35,9 @@ from services.batch.adapters.tables import outbox
 from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.provider import VideoProvider
 from services.batch.domain.retry import BackoffPolicy
-from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
 from services.batch.handlers import BatchHandlers
+from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
+from services.batch.use_cases.outcomes import OutcomeWriter
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
@@ -193,7 +194,7 @@ async def build_server(settings: Settings) -> BatchServer:
     bus = await connect_bus(settings)
     channel = open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings))
     repository = _repository(settings, database)
-    handlers = BatchHandlers(
+    handlers = BatchHandlers.build(
         repository,
         MemoizedQuotes(GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds)),
         max_batch_items=settings.max_batch_items,

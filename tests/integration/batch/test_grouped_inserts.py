@@ -97,13 +97,13 @@ async def test_a_group_stores_each_batch_with_its_tasks_and_replays_repeated_req
 async def test_a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_group_is_stored(
     repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
-    handlers = BatchHandlers(repository, billing=None, max_batch_items=10, max_prompt_chars=100)  # type: ignore[arg-type]
+    handlers = BatchHandlers.build(repository, billing=None, max_batch_items=10, max_prompt_chars=100)  # type: ignore[arg-type]
     tenant_id = TenantId(uuid.uuid4())
     # PostgreSQL text cannot hold NUL: the statement of the whole group fails on this one.
     refused = _new(tenant_id, "bad\x00id", ["x"])
     good = [_new(tenant_id, f"good-{n}", [f"shot {n}"]) for n in range(2)]
 
-    outcomes = await handlers._insert_group([good[0], refused, good[1]])
+    outcomes = await handlers.intake._insert_group([good[0], refused, good[1]])
 
     assert isinstance(outcomes[1], psycopg.DataError)
     for new, outcome in zip(good, (outcomes[0], outcomes[2]), strict=True):

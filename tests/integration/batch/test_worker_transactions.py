@@ -22,7 +22,8 @@ from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import TaskOutcome
 from services.batch.domain.provider import FailureType
-from services.batch.execution import ClaimCoalescer, write_outcomes
+from services.batch.use_cases.claims import ClaimCoalescer
+from services.batch.use_cases.outcomes import write_outcomes
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.execution import ClaimResult
 from services.batch.domain.retry import BackoffPolicy
-from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
+from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
+from services.batch.use_cases.outcomes import OutcomeWriter
 
 MODEL = "sora-2"
 
