@@ -36,7 +36,7 @@ _TASK_SUMMARY_COLUMNS = """t.id::text, t.batch_id::text, t.batch_index, t.status
     (extract(epoch FROM t.created_at) * 1000000)::bigint,
     (extract(epoch FROM t.finished_at) * 1000000)::bigint"""
 
-# The batch row and its counters in one statement: the same sums as `_counts`, by FILTER.
+# The batch row, its counters and its retries in one statement.
 # The batch row holds its counters (ADR-031): a poll of a 10,000-task batch reads one row.
 _BATCH_VIEW = f"""
 SELECT {_BATCH_COLUMNS},
