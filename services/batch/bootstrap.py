@@ -28,15 +28,17 @@ from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
 from services.batch.adapters.providers.replicate import ReplicateProvider
 from services.batch.adapters.providers.simulated import SimulatedProvider
 from services.batch.adapters.providers.veo import VeoProvider
-from services.batch.adapters.repository import BatchRepository
 from services.batch.adapters.s3 import S3Storage
+from services.batch.adapters.sql.queueing import DispatchWindows
+from services.batch.adapters.sql.store import BatchStore
 from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.adapters.tables import outbox
 from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.provider import VideoProvider
 from services.batch.domain.retry import BackoffPolicy
-from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
 from services.batch.handlers import BatchHandlers
+from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
+from services.batch.use_cases.outcomes import OutcomeWriter
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
@@ -53,7 +55,7 @@ class BatchServer:
     database: Database
     bus: Bus
     billing_channel: grpc.aio.Channel
-    repository: BatchRepository
+    repository: BatchStore
     handlers: BatchHandlers
     relay: OutboxRelay
 
@@ -70,18 +72,20 @@ class BatchWorker:
 
     database: Database
     bus: Bus
-    repository: BatchRepository
+    repository: BatchStore
     executor: TaskExecutor
     writer: OutcomeWriter
     relay: OutboxRelay
 
 
-def _repository(settings: Settings, database: Database) -> BatchRepository:
-    return BatchRepository(
+def _repository(settings: Settings, database: Database) -> BatchStore:
+    return BatchStore.open(
         database,
-        dispatch_chunk_size=settings.dispatch_chunk_size,
-        batch_window_chunks=settings.dispatch_window_chunks,
-        tenant_window_chunks=settings.tenant_dispatch_window_chunks,
+        DispatchWindows(
+            chunk_size=settings.dispatch_chunk_size,
+            batch_window_chunks=settings.dispatch_window_chunks,
+            tenant_window_chunks=settings.tenant_dispatch_window_chunks,
+        ),
     )
 
 
@@ -191,7 +195,7 @@ async def build_server(settings: Settings) -> BatchServer:
     bus = await connect_bus(settings)
     channel = open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings))
     repository = _repository(settings, database)
-    handlers = BatchHandlers(
+    handlers = BatchHandlers.build(
         repository,
         MemoizedQuotes(GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds)),
         max_batch_items=settings.max_batch_items,
@@ -207,9 +211,10 @@ async def build_worker(
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
     bus = await connect_bus(settings)
     repository = _repository(settings, database)
-    writer = OutcomeWriter(repository)
+    writer = OutcomeWriter(repository.claims)
     executor = TaskExecutor(
-        repository,
+        repository.claims,
+        repository.cancels,
         writer,
         providers if providers is not None else build_providers(settings),
         model_policies(settings),

@@ -38,6 +38,12 @@ def batch_reached(status: BatchStatus) -> None:
     _batches.add(1, {"status": status.value})
 
 
+def batches_reached(statuses: Iterable[BatchStatus]) -> None:
+    """Counts batches entering the given statuses (one each)."""
+    for status in statuses:
+        batch_reached(status)
+
+
 def tasks_finished(tasks: Iterable[TaskRecord]) -> None:
     """Counts final task outcomes and their durations."""
     # One add per (outcome, failure_type) of the group, not one per task.

@@ -13,8 +13,8 @@ from reelbatch.proto.events.v1 import events_pb2
 from libs.lifecycle import wait_at_most
 from libs.messaging.contract import Delivery
 from services.batch.domain.batch import BatchId, Settlement, SettlementStatus, TaskId
-from services.batch.execution import TaskExecutor
 from services.batch.handlers import BatchHandlers
+from services.batch.use_cases.execution import TaskExecutor
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class SettlementConsumer:
                 else datetime.now(UTC)
             )
             settlements.append(Settlement(BatchId(batch_id), status, settled_at))
-        await self._handlers.record_settlements(settlements)
+        await self._handlers.settlements.record_settlements(settlements)
 
 
 class DispatchConsumer:

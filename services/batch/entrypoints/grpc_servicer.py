@@ -165,7 +165,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             deadline_seconds=request.deadline_seconds,
             request_id_generated=request.request_id_generated,
         )
-        return create_response(await self._handlers.create_batch(command))
+        return create_response(await self._handlers.intake.create_batch(command))
 
     async def RetryFailed(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.RetryFailedRequest, context: grpc.aio.ServicerContext[object, object]
@@ -173,17 +173,17 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         command = RetryFailed(
             request.tenant_id, request.batch_id, request.request_id, tuple(request.failure_types)
         )
-        return create_response(await self._handlers.retry_failed(command))
+        return create_response(await self._handlers.retries.retry_failed(command))
 
     async def GetBatch(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.Batch:
-        return batch_message(await self._handlers.get_batch(request.tenant_id, request.batch_id))
+        return batch_message(await self._handlers.reads.get_batch(request.tenant_id, request.batch_id))
 
     async def ListBatches(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListBatchesResponse:
-        views, next_cursor = await self._handlers.list_batches(
+        views, next_cursor = await self._handlers.reads.list_batches(
             ListBatches(
                 request.tenant_id,
                 request.status,
@@ -199,13 +199,13 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def CountOpenBatches(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.CountOpenBatchesRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.CountOpenBatchesResponse:
-        count = await self._handlers.count_open_batches(request.tenant_id, request.limit)
+        count = await self._handlers.reads.count_open_batches(request.tenant_id, request.limit)
         return batch_pb2.CountOpenBatchesResponse(open_batches=count)
 
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:
-        found, next_cursor = await self._handlers.list_tasks(
+        found, next_cursor = await self._handlers.reads.list_tasks(
             ListTasks(
                 request.tenant_id,
                 request.batch_id,
@@ -220,17 +220,21 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def CancelBatch(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.Batch:
-        return batch_message(await self._handlers.cancel_batch(request.tenant_id, request.batch_id))
+        return batch_message(
+            await self._handlers.cancellation.cancel_batch(request.tenant_id, request.batch_id)
+        )
 
     async def GetBatchBreakdown(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.BatchBreakdown:
-        return breakdown_message(await self._handlers.batch_breakdown(request.tenant_id, request.batch_id))
+        return breakdown_message(
+            await self._handlers.reads.batch_breakdown(request.tenant_id, request.batch_id)
+        )
 
     async def ListBatchTotals(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListBatchTotalsResponse:
-        found, next_cursor = await self._handlers.list_batch_totals(request.cursor, request.limit)
+        found, next_cursor = await self._handlers.reads.list_batch_totals(request.cursor, request.limit)
         return batch_pb2.ListBatchTotalsResponse(
             batches=[totals_message(totals) for totals in found], next_cursor=next_cursor
         )

@@ -35,7 +35,9 @@ async def run_recovery(handlers: BatchHandlers, settings: Settings, stopping: as
     """Repairs interrupted work every recovery interval until `stopping` is set."""
     while not stopping.is_set():
         try:
-            report = await handlers.recover_once(reserving_grace_seconds=settings.reserving_grace_seconds)
+            report = await handlers.recovery.recover_once(
+                reserving_grace_seconds=settings.reserving_grace_seconds
+            )
         except Exception:
             # A database outage must not end the loop: the next round repairs what this one could not.
             log.exception("recovery round failed")

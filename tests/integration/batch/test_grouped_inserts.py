@@ -13,7 +13,8 @@ import pytest
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.db import Database
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.queueing import DispatchWindows
+from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import (
     BatchId,
     BatchItem,
@@ -27,10 +28,10 @@ from services.batch.handlers import BatchHandlers
 
 
 @pytest.fixture
-async def repository(batch_database_url: str) -> AsyncIterator[BatchRepository]:
+async def repository(batch_database_url: str) -> AsyncIterator[BatchStore]:
     database = Database(batch_database_url, pool_size=3)
     try:
-        yield BatchRepository(database, dispatch_chunk_size=100)
+        yield BatchStore.open(database, DispatchWindows(chunk_size=100))
     finally:
         await database.close()
 
@@ -64,10 +65,10 @@ async def _tasks(sql: psycopg.AsyncConnection[Any], batch_id: BatchId) -> list[t
 
 
 async def test_a_group_stores_each_batch_with_its_tasks_and_replays_repeated_request_ids(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
     tenant_id, other_tenant = TenantId(uuid.uuid4()), TenantId(uuid.uuid4())
-    (stored, created) = (await repository.insert_small_batches([_new(tenant_id, "earlier", ["x"])]))[0]
+    (stored, created) = (await repository.intake.insert_small_batches([_new(tenant_id, "earlier", ["x"])]))[0]
     assert created
     group = [
         _new(tenant_id, "a", ["a cat", "a dog\twith a tab"]),
@@ -78,7 +79,7 @@ async def test_a_group_stores_each_batch_with_its_tasks_and_replays_repeated_req
         _new(tenant_id, None, ["no request id either"]),
     ]
 
-    answers = await repository.insert_small_batches(group)
+    answers = await repository.intake.insert_small_batches(group)
 
     assert [created for _, created in answers] == [True, False, False, True, True, True]
     first, earlier, repeated, other, anonymous, anonymous_too = (batch for batch, _ in answers)
@@ -94,15 +95,15 @@ async def test_a_group_stores_each_batch_with_its_tasks_and_replays_repeated_req
 
 
 async def test_a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_group_is_stored(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
-    handlers = BatchHandlers(repository, billing=None, max_batch_items=10, max_prompt_chars=100)  # type: ignore[arg-type]
+    handlers = BatchHandlers.build(repository, billing=None, max_batch_items=10, max_prompt_chars=100)  # type: ignore[arg-type]
     tenant_id = TenantId(uuid.uuid4())
     # PostgreSQL text cannot hold NUL: the statement of the whole group fails on this one.
     refused = _new(tenant_id, "bad\x00id", ["x"])
     good = [_new(tenant_id, f"good-{n}", [f"shot {n}"]) for n in range(2)]
 
-    outcomes = await handlers._insert_group([good[0], refused, good[1]])
+    outcomes = await handlers.intake._insert_group([good[0], refused, good[1]])
 
     assert isinstance(outcomes[1], psycopg.DataError)
     for new, outcome in zip(good, (outcomes[0], outcomes[2]), strict=True):
@@ -113,15 +114,20 @@ async def test_a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_grou
 
 
 async def test_a_group_queued_together_is_announced_in_one_message_naming_each_batch_in_order(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
     tenant_id, other_tenant = TenantId(uuid.uuid4()), TenantId(uuid.uuid4())
     group = [_new(tenant_id, None, ["a"]), _new(other_tenant, None, ["b", "c"]), _new(tenant_id, None, ["d"])]
-    await repository.insert_small_batches(group)
+    await repository.intake.insert_small_batches(group)
 
-    queued = await repository.mark_queued_many(
-        [(new.id, Reservation(frozen_credits=new.required_credits, available_before=100)) for new in group]
-    )
+    queued = (
+        await repository.queue.mark_queued_many(
+            [
+                (new.id, Reservation(frozen_credits=new.required_credits, available_before=100))
+                for new in group
+            ]
+        )
+    ).batches
 
     assert [batch.status for batch in queued if batch is not None] == [BatchStatus.QUEUED] * 3
     rows = await (

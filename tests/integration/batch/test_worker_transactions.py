@@ -17,19 +17,21 @@ import pytest
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.db import Database
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.queueing import DispatchWindows
+from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import TaskOutcome
 from services.batch.domain.provider import FailureType
-from services.batch.execution import ClaimCoalescer
+from services.batch.use_cases.claims import ClaimCoalescer
+from services.batch.use_cases.outcomes import write_outcomes
 
 
 @pytest.fixture
-async def repository(batch_database_url: str) -> AsyncIterator[BatchRepository]:
+async def repository(batch_database_url: str) -> AsyncIterator[BatchStore]:
     database = Database(batch_database_url, pool_size=3)
     try:
-        yield BatchRepository(
-            database, dispatch_chunk_size=100, batch_window_chunks=8, tenant_window_chunks=32
+        yield BatchStore.open(
+            database, DispatchWindows(chunk_size=100, batch_window_chunks=8, tenant_window_chunks=32)
         )
     finally:
         await database.close()
@@ -60,11 +62,11 @@ def _model() -> str:
 
 
 async def test_messages_claimed_together_take_the_model_slots_in_turn(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
     model = _model()
     batch_id, ids = await _queued_batch(sql, model, 5)
-    first, second = await repository.claim_dispatches(
+    first, second = await repository.claims.claim_dispatches(
         # The second message repeats a task of the first: it is claimed once, by the first.
         [(batch_id, ids[:2]), (batch_id, [ids[1], *ids[2:5]])],
         30.0,
@@ -82,43 +84,44 @@ async def test_messages_claimed_together_take_the_model_slots_in_turn(
         )
     ).fetchone()
     assert row == (3, 3)
-    batch = await repository.get_batch(batch_id)
+    batch = await repository.listings.get_batch(batch_id)
     assert batch is not None and batch.status.value == "processing"
 
 
 async def test_while_its_model_is_full_a_waiting_message_costs_one_count_and_is_claimed_once_a_slot_frees(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
     model, other = _model(), _model()
     batch_id, ids = await _queued_batch(sql, model, 3)
-    (claim,) = await repository.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 2})
+    (claim,) = await repository.claims.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 2})
     assert (len(claim.claimed), claim.waiting, claim.waiting_models) == (2, [ids[2]], frozenset({model}))
-    assert await repository.models_at_limit({model: 2, other: 2}) == {model}
+    assert await repository.claims.models_at_limit({model: 2, other: 2}) == {model}
 
     claim_transactions: list[int] = []
-    real_claim = repository.claim_dispatches
+    real_claim = repository.claims.claim_dispatches
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         claim_transactions.append(1)
         return await real_claim(*args, **kwargs)
 
-    coalescer = ClaimCoalescer(repository, lease_seconds=30.0, slot_limits={model: 2}, worker_id="w")
-    repository.claim_dispatches = counted  # type: ignore[method-assign]
+    coalescer = ClaimCoalescer(repository.claims, lease_seconds=30.0, slot_limits={model: 2}, worker_id="w")
+    repository.claims.claim_dispatches = counted  # type: ignore[method-assign]
     try:
         waiting = await coalescer.claim(batch_id, claim.waiting, claim.waiting_models)
         assert (waiting.claimed, waiting.waiting, claim_transactions) == ([], [ids[2]], [])
 
         first = claim.claimed[0]
-        await repository.write_outcomes(
+        await write_outcomes(
+            repository.claims,
             [
                 TaskOutcome(
                     first.task_id, first.claim_token, TaskStatus.SUCCEEDED, 1, video_url="http://v/1.mp4"
                 )
-            ]
+            ],
         )
         claimed = await coalescer.claim(batch_id, waiting.waiting, waiting.waiting_models)
     finally:
-        del repository.claim_dispatches
+        del repository.claims.claim_dispatches
     assert ([task.task_id for task in claimed.claimed], claimed.waiting, claim_transactions) == (
         [ids[2]],
         [],
@@ -127,13 +130,14 @@ async def test_while_its_model_is_full_a_waiting_message_costs_one_count_and_is_
 
 
 async def test_one_outcome_write_is_one_event_per_batch_and_the_last_one_finishes_the_batch(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any]
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
 ) -> None:
     model = _model()
     batch_id, ids = await _queued_batch(sql, model, 3)
-    (claim,) = await repository.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 10})
+    (claim,) = await repository.claims.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 10})
     first, second, third = claim.claimed
-    written = await repository.write_outcomes(
+    written = await write_outcomes(
+        repository.claims,
         [
             TaskOutcome(
                 first.task_id, first.claim_token, TaskStatus.SUCCEEDED, 1, video_url="http://v/1.mp4"
@@ -143,17 +147,18 @@ async def test_one_outcome_write_is_one_event_per_batch_and_the_last_one_finishe
             ),
             # A stale claim token: a late result of a claim that was lost, discarded.
             TaskOutcome(third.task_id, uuid.uuid4(), TaskStatus.SUCCEEDED, 1, video_url="http://v/3.mp4"),
-        ]
+        ],
     )
     assert written == 2
-    assert (await repository.get_batch(batch_id)).finished_at is None  # type: ignore[union-attr]
+    assert (await repository.listings.get_batch(batch_id)).finished_at is None  # type: ignore[union-attr]
     assert (
-        await repository.write_outcomes(
+        await write_outcomes(
+            repository.claims,
             [
                 TaskOutcome(
                     third.task_id, third.claim_token, TaskStatus.SUCCEEDED, 2, video_url="http://v/3.mp4"
                 )
-            ]
+            ],
         )
         == 1
     )
@@ -183,23 +188,23 @@ async def test_one_outcome_write_is_one_event_per_batch_and_the_last_one_finishe
     )
     assert isinstance(finished, events_pb2.BatchFinished)
     assert (finished.status, finished.success_count, finished.failed_count) == ("partial", 2, 1)
-    batch = await repository.get_batch(batch_id)
+    batch = await repository.listings.get_batch(batch_id)
     assert batch is not None and batch.finished_at is not None and batch.status.value == "partial"
 
 
 async def test_a_lease_renewal_skips_a_task_whose_outcome_is_being_written(
-    repository: BatchRepository, sql: psycopg.AsyncConnection[Any], batch_database_url: str
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any], batch_database_url: str
 ) -> None:
     model = _model()
     batch_id, ids = await _queued_batch(sql, model, 2)
-    (claim,) = await repository.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 10})
+    (claim,) = await repository.claims.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 10})
     busy, idle = claim.claimed
     conninfo = batch_database_url.replace("postgresql+psycopg://", "postgresql://")
     async with await psycopg.AsyncConnection.connect(conninfo) as writer:
         # An outcome write in progress holds its task's row until it commits.
         await writer.execute("SELECT 1 FROM batch.tasks WHERE id = %s FOR UPDATE", (busy.task_id,))
         renewed = await asyncio.wait_for(
-            repository.renew_leases([busy.claim_token, idle.claim_token], 60.0), timeout=5
+            repository.claims.renew_leases([busy.claim_token, idle.claim_token], 60.0), timeout=5
         )
         await writer.rollback()
     assert renewed == 1

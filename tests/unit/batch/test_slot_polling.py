@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.cancel import BatchCancels
+from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.execution import ClaimResult
 from services.batch.domain.retry import BackoffPolicy
-from services.batch.execution import ClaimPacing, OutcomeWriter, TaskExecutor
+from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
+from services.batch.use_cases.outcomes import OutcomeWriter
 
 MODEL = "sora-2"
 
@@ -41,8 +43,9 @@ class FullModel:
 
 async def _wait_for_slots(repository: FullModel, messages: int, seconds: float) -> None:
     executor = TaskExecutor(
-        cast(BatchRepository, repository),
-        OutcomeWriter(cast(BatchRepository, repository)),
+        cast(TaskClaims, repository),
+        cast(BatchCancels, repository),
+        OutcomeWriter(cast(TaskClaims, repository)),
         {},
         {},
         concurrency=10,

@@ -1,10 +1,10 @@
-"""Use cases of the workers: claim dispatched tasks, run them, write their outcomes in groups.
+"""Execution: a worker runs the tasks of its dispatch messages at their providers.
 
 A worker process holds one `TaskExecutor`. Provider calls are asyncio coroutines bounded by one
-process-wide semaphore (never a thread per task); outcomes completed within a few milliseconds of
-each other are written in one transaction by the `OutcomeWriter`. Provider slots are shared by
-every worker through the database (see `BatchRepository.claim_tasks`): a dispatch message whose
-tasks cannot all start yet is kept, unacknowledged, and the rest claimed as slots free up.
+process-wide semaphore (never a thread per task); their outcomes are written in groups by the
+`OutcomeWriter` (`outcomes`). A dispatch message whose tasks cannot all start yet (their model's
+provider slots are taken, see `claims`) is kept, unacknowledged, and the rest claimed as slots
+free up. Running tasks of a cancelled batch are stopped here.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from opentelemetry import context as otel_context
-
-from libs.lifecycle import sleep_or_stop, wait_at_most
+from libs.lifecycle import sleep_or_stop
 from services.batch import metrics as batch_metrics
-from services.batch.adapters.repository import BatchRepository
+from services.batch.adapters.sql.cancel import BatchCancels
+from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus
 from services.batch.domain.execution import (
     AttemptCounter,
     AttemptPolicy,
     ClaimedTask,
-    ClaimResult,
     ModelPolicy,
     TaskOutcome,
     run_task,
@@ -32,180 +30,10 @@ from services.batch.domain.execution import (
 from services.batch.domain.provider import FailureType, VideoProvider
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
+from services.batch.use_cases.claims import ClaimCoalescer
+from services.batch.use_cases.outcomes import OutcomeWriter
 
 log = logging.getLogger(__name__)
-
-# An outcome, the future its submitter waits on, and the submitter's trace context.
-_Pending = tuple[TaskOutcome, "asyncio.Future[None]", otel_context.Context]
-
-
-class OutcomeWriter:
-    """Groups outcomes (up to `max_group`, waiting at most `linger_seconds`) into one transaction.
-
-    `submit` returns once the outcome is committed (or discarded because the claim was lost), so a
-    dispatch message is acknowledged only after its outcomes are durable.
-    """
-
-    def __init__(
-        self,
-        repository: BatchRepository,
-        *,
-        max_group: int = 500,
-        linger_seconds: float = 0.005,
-        write_attempts: int = 5,
-    ) -> None:
-        self._repo = repository
-        self._max_group = max_group
-        self._linger = linger_seconds
-        self._write_attempts = write_attempts
-        self._inbox: asyncio.Queue[_Pending] = asyncio.Queue()
-
-    async def submit(self, outcome: TaskOutcome) -> None:
-        """Queues the outcome and waits until its group is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._inbox.put((outcome, done, otel_context.get_current()))
-        await done
-
-    async def run(self) -> None:
-        """Writes groups until cancelled."""
-        while True:
-            group = [await self._inbox.get()]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._linger
-            while len(group) < self._max_group:
-                remaining = deadline - loop.time()
-                try:
-                    group.append(
-                        self._inbox.get_nowait()
-                        if remaining <= 0
-                        else await wait_at_most(self._inbox.get(), remaining)
-                    )
-                except (TimeoutError, asyncio.QueueEmpty):
-                    break
-            await self._write(group)
-
-    async def _write(self, group: Sequence[_Pending]) -> None:
-        outcomes = [outcome for outcome, _, _ in group]
-        # The events of the group carry the trace of its first task (this loop has none of its
-        # own); a group usually holds tasks of one batch, and so of one trace.
-        token = otel_context.attach(group[0][2])
-        try:
-            await self._write_with_retries(group, outcomes)
-        finally:
-            otel_context.detach(token)
-
-    async def _write_with_retries(self, group: Sequence[_Pending], outcomes: Sequence[TaskOutcome]) -> None:
-        for attempt in range(1, self._write_attempts + 1):
-            try:
-                await self._repo.write_outcomes(outcomes)
-            except Exception as error:
-                if attempt == self._write_attempts:
-                    log.exception("could not write %d task outcomes", len(outcomes))
-                    for _, done, _ in group:
-                        if not done.done():
-                            done.set_exception(error)
-                    return
-                # A short database hiccup should not cost a provider call: try again before giving
-                # the tasks up to lease expiry and recovery.
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-            else:
-                for _, done, _ in group:
-                    if not done.done():
-                        done.set_result(None)
-                return
-
-
-@dataclass
-class _ClaimRequest:
-    batch_id: BatchId
-    task_ids: list[TaskId]
-    # The models of these tasks when an earlier claim left them waiting (empty on a first claim).
-    models: frozenset[str]
-    done: asyncio.Future[ClaimResult]
-
-
-class ClaimCoalescer:
-    """Claims for dispatch messages, one transaction at a time; requests that arrive meanwhile
-    share the next one.
-
-    Every claim of a model takes the model's slot lock, so claims of all workers queue behind one
-    another; when they do, the messages waiting in this worker are claimed together instead of
-    each taking its turn (and a quiet worker still claims a lone message at once).
-    """
-
-    def __init__(
-        self,
-        repository: BatchRepository,
-        *,
-        lease_seconds: float,
-        slot_limits: Mapping[str, int],
-        worker_id: str | None,
-    ) -> None:
-        self._repo = repository
-        self._lease_seconds = lease_seconds
-        self._slot_limits = dict(slot_limits)
-        self._worker_id = worker_id
-        self._waiting: list[_ClaimRequest] = []
-        self._claiming: asyncio.Task[None] | None = None
-
-    async def claim(
-        self, batch_id: BatchId, task_ids: Sequence[TaskId], models: frozenset[str] = frozenset()
-    ) -> ClaimResult:
-        """Claims what it can of one message's tasks (see `BatchRepository.claim_dispatches`).
-
-        `models` are the tasks' models as an earlier claim reported them (`waiting_models`).
-        """
-        done: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_ClaimRequest(batch_id, list(task_ids), models, done))
-        if self._claiming is None:
-            self._claiming = asyncio.create_task(self._claim_waiting(), name="batch-claims")
-        return await done
-
-    async def _claim_waiting(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                try:
-                    group = await self._answer_full(group)
-                    if not group:
-                        continue
-                    results = await self._repo.claim_dispatches(
-                        [(request.batch_id, request.task_ids) for request in group],
-                        self._lease_seconds,
-                        slot_limits=self._slot_limits,
-                        worker_id=self._worker_id,
-                    )
-                except Exception as error:
-                    for request in group:
-                        if not request.done.done():
-                            request.done.set_exception(error)
-                else:
-                    for request, result in zip(group, results, strict=True):
-                        if not request.done.done():
-                            request.done.set_result(result)
-        finally:
-            self._claiming = None
-
-    async def _answer_full(self, group: list[_ClaimRequest]) -> list[_ClaimRequest]:
-        """Answers, as still waiting, the requests whose models are all at their slot limit; returns
-        the others. While a model is full (1,000 jobs at the provider, 20 messages waiting), each
-        poll then costs one count instead of a claim transaction reading every waiting task."""
-        limits = {
-            model: self._slot_limits[model]
-            for request in group
-            for model in request.models
-            if model in self._slot_limits
-        }
-        if not limits:
-            return group
-        full = await self._repo.models_at_limit(limits)
-        claimable: list[_ClaimRequest] = []
-        for request in group:
-            if request.models and request.models <= full:
-                request.done.set_result(ClaimResult([], request.task_ids, request.models))
-            else:
-                claimable.append(request)
-        return claimable
 
 
 @dataclass(frozen=True)
@@ -235,7 +63,8 @@ class TaskExecutor:
 
     def __init__(
         self,
-        repository: BatchRepository,
+        claims: TaskClaims,
+        cancels: BatchCancels,
         writer: OutcomeWriter,
         providers: Mapping[str, VideoProvider],
         models: Mapping[str, ModelPolicy],
@@ -249,7 +78,8 @@ class TaskExecutor:
         pacing: ClaimPacing | None = None,
         cancel_check_seconds: float = 1.0,
     ) -> None:
-        self._repo = repository
+        self._claims = claims
+        self._cancels = cancels
         self._writer = writer
         self._providers = providers
         self._models = models
@@ -257,8 +87,8 @@ class TaskExecutor:
         self._lease_seconds = lease_seconds
         self._timeout = provider_timeout_seconds
         self._backoff = backoff
-        self._claims = ClaimCoalescer(
-            repository, lease_seconds=lease_seconds, slot_limits=slot_limits or {}, worker_id=worker_id
+        self._coalescer = ClaimCoalescer(
+            claims, lease_seconds=lease_seconds, slot_limits=slot_limits or {}, worker_id=worker_id
         )
         self._pacing = pacing or ClaimPacing()
         self._cancel_check_seconds = cancel_check_seconds
@@ -324,7 +154,7 @@ class TaskExecutor:
             while waiting and self._claiming:
                 freed = self._freed
                 try:
-                    result = await self._claims.claim(batch_id, waiting, models)
+                    result = await self._coalescer.claim(batch_id, waiting, models)
                 except Exception as error:
                     # Let the tasks already claimed finish before the message is retried.
                     claim_error = error
@@ -402,7 +232,7 @@ class TaskExecutor:
         held = list(self._in_flight.values())
         if not held:
             return 0
-        cancelled = await self._repo.cancelled_batches({task.batch_id for task in held})
+        cancelled = await self._cancels.cancelled_batches({task.batch_id for task in held})
         stopped = 0
         for task in held:
             if task.batch_id not in cancelled or task.task_id in self._cancelling:
@@ -432,7 +262,7 @@ class TaskExecutor:
     async def renew_leases(self) -> int:
         """Extends the leases of every task this worker holds."""
         tokens = [task.claim_token for task in self._in_flight.values()]
-        return await self._repo.renew_leases(tokens, self._lease_seconds)
+        return await self._claims.renew_leases(tokens, self._lease_seconds)
 
     async def keep_leases(self, stopping: asyncio.Event) -> None:
         """Until `stopping` is set: watches for cancelled batches, renews leases every third of a lease."""

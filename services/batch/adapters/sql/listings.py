@@ -1,0 +1,209 @@
+"""The read model's filtered lists and reports: batches by filter, a batch's record, its
+outcome breakdown, per-batch totals, and the items of its failed tasks (what a retry resends).
+The polled reads (one batch with its counters, a page of tasks) are `reads`'.
+
+SQL style: SQLAlchemy Core (queries composed from optional filters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from libs.db import Database
+from services.batch.adapters.sql import records
+from services.batch.adapters.tables import batches, tasks
+from services.batch.domain.batch import (
+    BatchId,
+    BatchItem,
+    BatchRecord,
+    BatchView,
+    TaskStatus,
+    TenantId,
+)
+from services.batch.domain.paging import BatchCursor
+from services.batch.domain.provider import FailureType
+from services.batch.domain.reporting import BatchBreakdown, BatchTotals, OutcomeGroup
+
+_RETRY = batches.alias("retry")
+# A batch's retries, oldest first, as a column of a query of `batches` (NULL when there are none).
+_RETRIES_COLUMN = (
+    select(func.array_agg(aggregate_order_by(_RETRY.c.id, _RETRY.c.created_at, _RETRY.c.id)))
+    .where(_RETRY.c.retry_of == batches.c.id)
+    .scalar_subquery()
+    .label("retries")
+)
+
+
+class BatchListings:
+    """Batches and their reports for listings, the admin pages and billing's reconciliation."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def get_batch(self, batch_id: BatchId, tenant_id: TenantId | None = None) -> BatchRecord | None:
+        """The batch, if it exists in the tenant's scope (None: admin scope)."""
+        query = select(batches).where(batches.c.id == batch_id)
+        if tenant_id is not None:
+            query = query.where(batches.c.tenant_id == tenant_id)
+        async with self._db.connection() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return records.batch_record(row) if row is not None else None
+
+    async def list_batches(
+        self,
+        tenant_id: TenantId | None,
+        status: str,
+        after: BatchCursor | None,
+        limit: int,
+        *,
+        settlement_status: str = "",
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> list[BatchView]:
+        """Newest first; at most `limit` batches after the cursor, filtered by whatever is set."""
+        query = select(batches, _RETRIES_COLUMN)
+        if tenant_id is not None:
+            query = query.where(batches.c.tenant_id == tenant_id)
+        if status:
+            query = query.where(batches.c.status == status)
+        if settlement_status:
+            query = query.where(batches.c.settlement_status == settlement_status)
+        if created_from is not None:
+            query = query.where(batches.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(batches.c.created_at < created_to)
+        if after is not None:
+            query = query.where(
+                func.row(batches.c.created_at, batches.c.id) < func.row(after.created_at, after.batch_id)
+            )
+        query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
+        async with self._db.connection() as conn:
+            return [records.batch_view(row) for row in (await conn.execute(query)).all()]
+
+    async def batch_breakdown(self, batch_id: BatchId, tenant_id: TenantId | None) -> BatchBreakdown | None:
+        """The batch's tasks grouped by (status, failure_type, model), with its timing."""
+        query = select(batches).where(batches.c.id == batch_id)
+        if tenant_id is not None:
+            query = query.where(batches.c.tenant_id == tenant_id)
+        async with self._db.connection() as conn:
+            row = (await conn.execute(query)).one_or_none()
+            if row is None:
+                return None
+            batch = records.batch_record(row)
+            groups = (
+                await conn.execute(
+                    select(
+                        tasks.c.status,
+                        tasks.c.failure_type,
+                        tasks.c.model,
+                        func.count().label("n"),
+                        func.coalesce(func.sum(tasks.c.unit_price), 0).label("credits"),
+                        func.coalesce(func.sum(tasks.c.attempts), 0).label("attempts"),
+                        func.min(tasks.c.started_at).label("first_started_at"),
+                    )
+                    .where(tasks.c.batch_id == batch_id)
+                    .group_by(tasks.c.status, tasks.c.failure_type, tasks.c.model)
+                    .order_by(tasks.c.status, tasks.c.failure_type, tasks.c.model)
+                )
+            ).all()
+        starts = [
+            records.utc(group.first_started_at) for group in groups if group.first_started_at is not None
+        ]
+        return BatchBreakdown(
+            batch_id=batch.id,
+            groups=tuple(
+                OutcomeGroup(
+                    status=group.status,
+                    failure_type=group.failure_type,
+                    model=group.model,
+                    count=int(group.n),
+                    credits=int(group.credits),
+                )
+                for group in groups
+            ),
+            created_at=batch.created_at,
+            queued_at=records.utc(row.queued_at),
+            first_started_at=min((s for s in starts if s is not None), default=None),
+            finished_at=batch.finished_at,
+            settled_at=records.utc(row.settled_at),
+            total_attempts=sum(int(group.attempts) for group in groups),
+        )
+
+    async def batch_totals(self, after: BatchId | None, limit: int) -> list[BatchTotals]:
+        """Per-batch outcome totals in batch id order (every tenant)."""
+        terminal = [
+            status.value for status in TaskStatus if status.value not in records.PENDING_STATUS_VALUES
+        ]
+        refundable = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+        page = select(batches).order_by(batches.c.id).limit(limit)
+        if after is not None:
+            page = page.where(batches.c.id > after)
+        chosen = page.subquery()
+        query = (
+            select(
+                chosen.c.id,
+                chosen.c.tenant_id,
+                chosen.c.status,
+                chosen.c.settlement_status,
+                chosen.c.total_count,
+                chosen.c.frozen_credits,
+                func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal"),
+                func.coalesce(
+                    func.sum(tasks.c.unit_price).filter(tasks.c.status == TaskStatus.SUCCEEDED.value), 0
+                ).label("succeeded"),
+                func.coalesce(func.sum(tasks.c.unit_price).filter(tasks.c.status.in_(refundable)), 0).label(
+                    "refundable"
+                ),
+            )
+            .select_from(chosen.outerjoin(tasks, tasks.c.batch_id == chosen.c.id))
+            .group_by(
+                chosen.c.id,
+                chosen.c.tenant_id,
+                chosen.c.status,
+                chosen.c.settlement_status,
+                chosen.c.total_count,
+                chosen.c.frozen_credits,
+            )
+            .order_by(chosen.c.id)
+        )
+        async with self._db.connection() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            BatchTotals(
+                batch_id=BatchId(row.id),
+                tenant_id=TenantId(row.tenant_id),
+                status=row.status,
+                settlement_status=row.settlement_status,
+                total_count=row.total_count,
+                frozen_credits=row.frozen_credits,
+                terminal_count=int(row.terminal),
+                succeeded_credits=int(row.succeeded),
+                refundable_credits=int(row.refundable),
+            )
+            for row in rows
+        ]
+
+    async def failed_items(
+        self, batch_id: BatchId, failure_types: AbstractSet[FailureType]
+    ) -> list[BatchItem]:
+        """The items of the batch's tasks that failed in one of these ways, in batch order."""
+        async with self._db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds)
+                    .where(
+                        tasks.c.batch_id == batch_id,
+                        tasks.c.status == TaskStatus.FAILED.value,
+                        tasks.c.failure_type.in_(sorted(failure_types)),
+                    )
+                    .order_by(tasks.c.batch_index)
+                )
+            ).all()
+        return [
+            BatchItem(prompt=row.prompt, model=row.model, duration_seconds=row.duration_seconds)
+            for row in rows
+        ]

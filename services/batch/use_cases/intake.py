@@ -1,0 +1,270 @@
+"""Intake: a batch validated, priced, stored, its credits frozen and queued; replays of a
+request answer identically, and a batch billing refuses is rejected for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+from libs.errors import ServiceError
+from libs.group_commit import GroupCommitter
+from services.batch import metrics as batch_metrics
+from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
+from services.batch.adapters.sql.queueing import QueuedBatches
+from services.batch.adapters.sql.store import BatchStore
+from services.batch.domain.batch import (
+    BatchId,
+    BatchRecord,
+    BatchStatus,
+    CreateBatchResult,
+    NewBatch,
+    QuoteLine,
+    RejectionReason,
+    Reservation,
+    TenantId,
+    accepted_result,
+    common_unit_price,
+    parse_tenant_id,
+    quote_lines,
+    required_credits,
+)
+from services.batch.domain.commands import CreateBatch
+from services.batch.domain.errors import (
+    BatchNotFound,
+    BillingUnavailable,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    ModelUnavailable,
+    PriceChanged,
+)
+from services.batch.domain.fingerprint import request_fingerprint
+from services.batch.domain.validation import CreateLimits, validate_create
+
+log = logging.getLogger(__name__)
+
+
+# At most this many reserved batches are queued by one transaction.
+DEFAULT_QUEUE_GROUP_SIZE = 64
+# Re-pricings of one reserving batch in a row before it is left to the recovery loop.
+_REPRICE_ATTEMPTS = 3
+
+
+class Billing(Protocol):
+    """What the batch service needs from billing."""
+
+    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
+        """Prices (model, count, duration_seconds) lines in order; bad model or duration: InvalidArgument."""
+        ...
+
+    async def reserve(
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+    ) -> Reservation:
+        """Freezes the batch's price (idempotent on batch_id); raises InsufficientCredits."""
+        ...
+
+
+def _rejection(batch: BatchRecord) -> ServiceError:
+    """The refusal a rejected batch answers with, the same on every replay."""
+    if batch.rejection_reason == RejectionReason.MODEL_UNAVAILABLE:
+        return ModelUnavailable(
+            "a model of this batch is no longer offered; nothing was frozen", field="items"
+        )
+    return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
+
+
+class Intake:
+    """Creates batches and completes their reservations, over the SQL store and billing."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        billing: Billing,
+        limits: CreateLimits,
+        *,
+        queue_group_size: int = DEFAULT_QUEUE_GROUP_SIZE,
+    ) -> None:
+        self._store = store
+        self._billing = billing
+        self._limits = limits
+        # Reserved batches are queued by group commit: those reserved while one queueing
+        # transaction runs share the next (one UPDATE, one window top-up per tenant, one outbox
+        # insert), instead of each taking the tenant's window lock in turn.
+        self._queueing: GroupCommitter[tuple[BatchId, Reservation], BatchRecord | None] = GroupCommitter(
+            self._queue_group, max_group_size=queue_group_size, name="batch-queueing"
+        )
+        # Small batches are stored the same way: those created while one insert runs share the
+        # next statement (one round trip and one commit), each still created or replayed alone.
+        self._inserts: GroupCommitter[NewBatch, tuple[BatchRecord, bool]] = GroupCommitter(
+            self._insert_group, max_group_size=queue_group_size, name="batch-inserts"
+        )
+        # First dispatches of large batches, run after their create answered (see `_dispatch_soon`).
+        self._dispatching: set[asyncio.Task[int]] = set()
+
+    async def create_batch(
+        self, command: CreateBatch, *, retry_of: BatchId | None = None
+    ) -> CreateBatchResult:
+        """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
+        tenant_id = parse_tenant_id(command.tenant_id)
+        validate_create(command, self._limits)
+        fingerprint = request_fingerprint(
+            command.items,
+            command.webhook_url,
+            deadline_seconds=command.deadline_seconds,
+            retry_of=str(retry_of) if retry_of else "",
+        )
+        request_id = command.request_id or None
+
+        # A replay needs neither a quote nor billing at all once its batch was queued. A request
+        # id generated for this very request cannot be a replay (and were it one, the insert
+        # below would still find the batch holding it).
+        batch: BatchRecord | None = None
+        if request_id is not None and not command.request_id_generated:
+            batch = await self._store.intake.find_by_request_id(tenant_id, request_id)
+        created = False
+        priced: list[QuoteLine] | None = None
+        if batch is None:
+            requested = quote_lines(command.items)
+            priced = await self._billing.quote(tenant_id, requested)
+            new = NewBatch(
+                id=BatchId(uuid.uuid4()),
+                tenant_id=tenant_id,
+                request_id=request_id,
+                request_fingerprint=fingerprint,
+                items=command.items,
+                prices={
+                    (model, duration): line
+                    for (model, _, duration), line in zip(requested, priced, strict=True)
+                },
+                required_credits=required_credits(priced),
+                cost_per_video=common_unit_price(priced),
+                webhook_url=command.webhook_url or None,
+                deadline_seconds=command.deadline_seconds,
+                retry_of=retry_of,
+            )
+            if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
+                batch, created = await self._inserts.submit(new)
+            else:
+                batch, created = await self._store.intake.insert_batch(new)
+        # The same key with another body is refused; a retry found by its source's place (it holds
+        # another request id) answers whatever this call asked (ADR-048).
+        if (
+            request_id is not None
+            and batch.request_id == request_id
+            and batch.request_fingerprint != fingerprint
+        ):
+            raise IdempotencyKeyReused(
+                "this request id was already used for a different batch", request_id=command.request_id
+            )
+        # The batch just stored is reserved with the lines just quoted (its tasks were priced from
+        # them); a batch found by its request id is completed from what is stored.
+        batch = await self.complete(batch, priced if created else None)
+        return accepted_result(batch, replayed=not created)
+
+    async def _insert_group(
+        self, group: Sequence[NewBatch]
+    ) -> Sequence[tuple[BatchRecord, bool] | BaseException]:
+        try:
+            return await self._store.intake.insert_small_batches(group)
+        except Exception:
+            if len(group) == 1:
+                raise
+            # One batch the database refuses must not fail the others: each is stored alone.
+            return await asyncio.gather(*map(self._store.intake.insert_batch, group), return_exceptions=True)
+
+    async def _queue_group(
+        self, reserved: Sequence[tuple[BatchId, Reservation]]
+    ) -> Sequence[BatchRecord | None]:
+        """Queues a group of reserved batches in one transaction (the queueing group commit)."""
+        queued: QueuedBatches = await self._store.queue.mark_queued_many(reserved)
+        # Batches cancelled while they were reserving end here, their tasks cancelled.
+        batch_metrics.batches_reached(queued.finished)
+        return queued.batches
+
+    async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
+        """Freezes the credits of a reserving batch and queues it (idempotent).
+
+        Raises, for a rejected batch, InsufficientCredits or ModelUnavailable (every time, with
+        the same details) and BillingUnavailable while billing cannot be reached (the batch
+        stays reserving).
+        """
+        batch = await self._store.listings.get_batch(batch_id)
+        if batch is None:
+            raise BatchNotFound("batch not found", batch_id=str(batch_id))
+        return await self.complete(batch)
+
+    async def complete(self, batch: BatchRecord, lines: Sequence[QuoteLine] | None = None) -> BatchRecord:
+        """`complete_reservation` of a batch already read; `lines`: its quoted lines, when known."""
+        if batch.status is BatchStatus.RESERVING:
+            if lines is None:
+                lines = await self._store.reservations.reservation_lines(batch.id)
+            changed: BatchRecord | None
+            try:
+                reserved = await self._reserve_at_current_prices(batch, lines)
+            except InsufficientCredits as refused:
+                changed = await self._store.reservations.mark_rejected(
+                    batch.id,
+                    RejectionReason.INSUFFICIENT_CREDITS,
+                    refused.required_credits,
+                    refused.available_credits,
+                )
+                if changed is not None:
+                    batch_metrics.batch_reached(BatchStatus.REJECTED)
+            except ModelUnavailable:
+                # Withdrawn from the price list since the quote: retrying cannot succeed.
+                changed = await self._store.reservations.mark_rejected(
+                    batch.id, RejectionReason.MODEL_UNAVAILABLE
+                )
+                if changed is not None:
+                    batch_metrics.batch_reached(BatchStatus.REJECTED)
+            else:
+                changed = await self._queueing.submit((batch.id, reserved)) if reserved else None
+                if changed is not None:
+                    batch_metrics.batch_reached(BatchStatus.QUEUED)
+                    if not changed.cancel_requested and not self._store.windows.dispatches_when_queued(
+                        changed
+                    ):
+                        self._dispatch_soon(changed.tenant_id)
+            if changed is None:
+                # Someone else (a concurrent retry, the recovery loop) moved it on first.
+                changed = await self._store.listings.get_batch(batch.id)
+                assert changed is not None, "batches are never deleted"
+            batch = changed
+        if batch.status is BatchStatus.REJECTED:
+            raise _rejection(batch)
+        if batch.status is BatchStatus.RESERVING:
+            raise BillingUnavailable("the credits of this batch could not be frozen yet; retry")
+        return batch
+
+    def _dispatch_soon(self, tenant_id: TenantId) -> None:
+        """Tops up the tenant's windows in the background: the answer does not wait for it."""
+        top_up = asyncio.create_task(self._store.queue.top_up_tenant(tenant_id), name="batch-first-dispatch")
+        self._dispatching.add(top_up)
+        top_up.add_done_callback(self._dispatched)
+
+    def _dispatched(self, top_up: asyncio.Task[int]) -> None:
+        self._dispatching.discard(top_up)
+        if not top_up.cancelled() and top_up.exception() is not None:
+            # The recovery loop's top-up dispatches the batch instead, within its period.
+            log.error("first dispatch of a large batch failed", exc_info=top_up.exception())
+
+    async def _reserve_at_current_prices(
+        self, batch: BatchRecord, lines: Sequence[QuoteLine]
+    ) -> Reservation | None:
+        """Billing's Reserve. When a price changed since the quote (a price list deployed in
+        between), the batch, still reserving, is re-priced and reserved again: nothing was frozen
+        for it yet, so the customer pays the price in force when its credits are frozen, which the
+        answer shows. None when the batch stopped reserving meanwhile."""
+        for _ in range(_REPRICE_ATTEMPTS):
+            try:
+                return await self._billing.reserve(batch.tenant_id, batch.id, lines)
+            except PriceChanged:
+                current = await self._billing.quote(
+                    batch.tenant_id, [(line.model, line.count, line.duration_seconds) for line in lines]
+                )
+                if await self._store.intake.reprice_reserving(batch.id, lines, current) is None:
+                    return None
+                lines = current
+        raise BillingUnavailable("prices keep changing; the batch stays reserving and is retried")

@@ -1,0 +1,113 @@
+"""Reads: one batch with its counters, pages of batches and of a batch's tasks, a tenant's count
+of unfinished batches, a batch's outcome breakdown and per-batch totals."""
+
+from __future__ import annotations
+
+from libs.errors import InvalidArgument
+from services.batch.adapters.sql.store import BatchStore
+from services.batch.domain.batch import (
+    BatchStatus,
+    BatchView,
+    SettlementStatus,
+    TaskStatus,
+    TaskSummary,
+    TenantId,
+    parse_batch_id,
+    parse_tenant_id,
+)
+from services.batch.domain.commands import ListBatches, ListTasks
+from services.batch.domain.errors import BatchNotFound
+from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
+from services.batch.domain.provider import FailureType
+from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+
+
+def tenant_scope(tenant_id: str) -> TenantId | None:
+    """The tenant a request is scoped to; None (an empty tenant) is the admin scope, which only
+    the gateway's admin routes send."""
+    return parse_tenant_id(tenant_id) if tenant_id else None
+
+
+class Reads:
+    """Answers the read requests from the read model (`reads` and `listings` of the SQL store)."""
+
+    def __init__(self, store: BatchStore) -> None:
+        self._store = store
+
+    async def get_batch(self, tenant_id: str, batch_id: str) -> BatchView:
+        """One batch with its counters; another tenant's batch is not found."""
+        view = await self._store.reads.batch_view(parse_batch_id(batch_id), tenant_scope(tenant_id))
+        if view is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        return view
+
+    async def count_open_batches(self, tenant_id: str, limit: int) -> int:
+        """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""
+        if limit < 1:
+            raise InvalidArgument("limit must be positive", field="limit")
+        return await self._store.reads.count_open_batches(parse_tenant_id(tenant_id), limit)
+
+    async def list_batches(self, query: ListBatches) -> tuple[list[BatchView], str]:
+        """A page of batches and the cursor of the next page ("" on the last one)."""
+        scope = tenant_scope(query.tenant_id)
+        if query.status and query.status not in {status.value for status in BatchStatus}:
+            raise InvalidArgument("unknown batch status", field="status")
+        if query.settlement_status and query.settlement_status not in {s.value for s in SettlementStatus}:
+            raise InvalidArgument("unknown settlement status", field="settlement_status")
+        limit = page_size(query.limit)
+        after = BatchCursor.decode(query.cursor) if query.cursor else None
+        views = await self._store.listings.list_batches(
+            scope,
+            query.status,
+            after,
+            limit + 1,
+            settlement_status=query.settlement_status,
+            created_from=query.created_from,
+            created_to=query.created_to,
+        )
+        if len(views) <= limit:
+            return views, ""
+        last = views[limit - 1].batch
+        return views[:limit], BatchCursor(last.created_at, last.id).encode()
+
+    async def list_tasks(self, query: ListTasks) -> tuple[list[TaskSummary], str]:
+        """A page of a batch's tasks in batch order and the next cursor ("" on the last page)."""
+        batch_id = parse_batch_id(query.batch_id)
+        try:
+            status = TaskStatus(query.status) if query.status else None
+        except ValueError:
+            raise InvalidArgument("unknown task status", field="status") from None
+        try:
+            failure_type = FailureType(query.failure_type) if query.failure_type else None
+        except ValueError:
+            raise InvalidArgument("unknown failure type", field="failure_type") from None
+        limit = page_size(query.limit)
+        after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
+        # The scope check and the page are one statement (one round trip per page); a malformed
+        # question is refused before it, whoever owns the batch (the answer reveals nothing).
+        found = await self._store.reads.list_tasks(
+            batch_id, tenant_scope(query.tenant_id), status, after, limit + 1, failure_type=failure_type
+        )
+        if found is None:
+            raise BatchNotFound("batch not found", batch_id=query.batch_id)
+        if len(found) <= limit:
+            return found, ""
+        return found[:limit], TaskCursor(found[limit - 1].batch_index).encode()
+
+    async def batch_breakdown(self, tenant_id: str, batch_id: str) -> BatchBreakdown:
+        """A batch's tasks grouped by outcome, failure type and model, with its timing."""
+        breakdown = await self._store.listings.batch_breakdown(
+            parse_batch_id(batch_id), tenant_scope(tenant_id)
+        )
+        if breakdown is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        return breakdown
+
+    async def list_batch_totals(self, cursor: str, limit: int) -> tuple[list[BatchTotals], str]:
+        """Per-batch outcome totals of every batch in id order, and the next cursor ("" at the end)."""
+        size = page_size(limit)
+        after = parse_batch_id(cursor) if cursor else None
+        found = await self._store.listings.batch_totals(after, size + 1)
+        if len(found) <= size:
+            return found, ""
+        return found[:size], str(found[size - 1].batch_id)
