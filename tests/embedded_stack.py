@@ -110,7 +110,7 @@ class EmbeddedStack:
 
     def run_cli(self, *args: str) -> None:
         subprocess.run(
-            [sys.executable, "-m", "services.cli", *args], env=self.env, cwd=self.workdir, check=True
+            [sys.executable, "-m", "services.launcher", *args], env=self.env, cwd=self.workdir, check=True
         )
 
     def start(self, name: str = PROCESS) -> None:
@@ -119,7 +119,7 @@ class EmbeddedStack:
         self._banners_before = self._output().count(READY_BANNER)
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run"],
+            [sys.executable, "-m", "services.launcher", "run"],
             env=self.env,
             cwd=self.workdir,
             stdout=log,

@@ -100,14 +100,14 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{self.http_port}"
 
     def run_cli(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, check=True)
+        subprocess.run([sys.executable, "-m", "services.launcher", *args], env=self.env, check=True)
 
     def start(self, name: str) -> None:
         """Starts (or restarts) one process: billing, batch, gateway or worker-N."""
         args = ["worker"] if name.startswith("worker") else ["serve", name]
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "services.launcher", *args], env=self.env, stdout=log, stderr=log
         )
 
     def start_all(self) -> None:
