@@ -104,6 +104,7 @@ class ServiceProcess:
         self.grpc: GrpcServer | None = None
         self._grpc_api: GrpcApi | None = None
         self._listeners: list[Listener] = []
+        self._started_listeners: list[Listener] = []
         self._consumers: list[Callable[[], Awaitable[object]]] = []
         self._loops: list[tuple[str, Loop, bool]] = []
         self._stopping = asyncio.Event()
@@ -171,6 +172,7 @@ class ServiceProcess:
                 self._loops.insert(0, (f"{self.name}-dependency-monitor", monitor.run, False))
         for listener in self._listeners:
             serving = await listener.start()
+            self._started_listeners.append(listener)
             # Waited for, not cancelled, at close: `stop()` ends it gracefully.
             self._watch(f"{self.name}-{type(listener).__name__}", serving, holds_work=True, listener=True)
         for start in self._consumers:
@@ -221,7 +223,7 @@ class ServiceProcess:
         for task, holds_work in self._tasks:
             if not holds_work:
                 task.cancel()
-        stops: list[Awaitable[None]] = [listener.stop(self.grace_seconds) for listener in self._listeners]
+        stops = [listener.stop(self.grace_seconds) for listener in self._started_listeners]
         if self.grpc is not None:
             stops.append(self.grpc.stop(self.grace_seconds))
         await asyncio.gather(*stops)
