@@ -147,7 +147,8 @@ class ServiceProcess:
         self._outer_stopping = stopping
         try:
             await self._start()
-            log.info("%s serving%s", self.name, f" gRPC on port {self.grpc.port}" if self.grpc else "")
+            if self.grpc is not None:
+                log.info("%s serving gRPC on port %d", self.name, self.grpc.port)
             if ready is not None:
                 ready.set()
             outer = asyncio.ensure_future(stopping.wait())
@@ -169,7 +170,7 @@ class ServiceProcess:
             self.grpc = await start_grpc_server(api.address, api.register, api.service_names, tls=api.tls)
             if api.probes:
                 monitor = DependencyMonitor(self.grpc, api.probes, interval_seconds=api.health_check_seconds)
-                self._loops.insert(0, (f"{self.name}-dependency-monitor", monitor.run, False))
+                self._watch(f"{self.name}-dependency-monitor", monitor.run(self._stopping), holds_work=False)
         for listener in self._listeners:
             serving = await listener.start()
             self._started_listeners.append(listener)
