@@ -1,4 +1,5 @@
-"""Process life: run until SIGTERM/SIGINT, then stop components in order within a grace period."""
+"""Process life: run until SIGTERM/SIGINT (`run_process`, the one place signals are handled),
+supervised background loops, and waits that a cancellation always ends."""
 
 from __future__ import annotations
 
@@ -81,20 +82,16 @@ def supervise(name: str, coro: Awaitable[None], stopping: asyncio.Event) -> asyn
     return asyncio.create_task(_guard(), name=name)
 
 
-async def stop_loops(
-    draining: Sequence[asyncio.Task[None]], watchers: Sequence[asyncio.Task[None]], grace_seconds: float
-) -> None:
-    """Ends a process's background loops in order.
+async def stop_loops(loops: Sequence[asyncio.Task[None]], timeout: float) -> None:
+    """Waits up to `timeout` for loops that watch their stopping event to return; cancels the late ones.
 
-    `draining` loops watch `stopping` themselves and get `grace_seconds` each to finish their
-    current work (cancelling only bounds one stuck on I/O); `watchers` hold no work and are
-    cancelled at once.
+    For processes that order their own shutdown (the batch worker); service processes get the
+    same from `libs.service_process.ServiceProcess.close`.
     """
-    for task in draining:
-        try:
-            await asyncio.wait_for(task, grace_seconds)
-        except TimeoutError:
-            log.warning("%s did not stop within %.0f s; cancelled", task.get_name(), grace_seconds)
-    for watcher in watchers:
-        watcher.cancel()
-    await asyncio.gather(*watchers, return_exceptions=True)
+    pending = [loop for loop in loops if not loop.done()]
+    if pending:
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for loop in late:
+            log.warning("%s did not stop within %.1f s; cancelled", loop.get_name(), timeout)
+            loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)

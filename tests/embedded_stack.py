@@ -99,7 +99,7 @@ class EmbeddedStack:
 
     def run_cli(self, *args: str) -> None:
         subprocess.run(
-            [sys.executable, "-m", "services.cli", *args], env=self.env, cwd=self.workdir, check=True
+            [sys.executable, "-m", "services.launcher", *args], env=self.env, cwd=self.workdir, check=True
         )
 
     def start(self, name: str = PROCESS) -> None:

@@ -179,7 +179,7 @@ def _migrate(database_url: str) -> None:
         "REELBATCH_DATABASE_URL": database_url,
         "REELBATCH_LOG_LEVEL": "WARNING",
     }
-    subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, cwd=REPO_ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "services.launcher", "migrate"], env=env, cwd=REPO_ROOT, check=True)
 
 
 def drop_database(name: str) -> None:

@@ -80,10 +80,10 @@ def fast_settings(workdir: Path, http_port: int) -> dict[str, str]:
 def spawn(
     workdir: Path, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Starts `python -m services.cli ARGS`, appending its output to `workdir/NAME.log`."""
+    """Starts `python -m services.launcher ARGS`, appending its output to `workdir/NAME.log`."""
     log = (workdir / f"{name}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *args], env=env, cwd=cwd, stdout=log, stderr=log
+        [sys.executable, "-m", "services.launcher", *args], env=env, cwd=cwd, stdout=log, stderr=log
     )
 
 
@@ -154,7 +154,7 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{self.http_port}"
 
     def run_cli(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, check=True)
+        subprocess.run([sys.executable, "-m", "services.launcher", *args], env=self.env, check=True)
 
     def start(self, name: str) -> None:
         """Starts (or restarts) one process: billing, batch, gateway or worker-N."""

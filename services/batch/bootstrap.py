@@ -50,7 +50,10 @@ def migrate(database_url: str) -> None:
 
 @dataclass
 class BatchServer:
-    """Everything the batch server process runs: API handlers, settlement intake, relay, recovery."""
+    """Everything the batch server process runs: API handlers, settlement intake, relay, recovery.
+
+    Its process (entrypoints/main.py) closes the connections.
+    """
 
     database: Database
     bus: Bus
@@ -58,12 +61,6 @@ class BatchServer:
     repository: BatchStore
     handlers: BatchHandlers
     relay: OutboxRelay
-
-    async def close(self) -> None:
-        """Releases the connections (bus first: its consumers use the database)."""
-        await self.bus.close()
-        await self.billing_channel.close(grace=None)
-        await self.database.close()
 
 
 @dataclass

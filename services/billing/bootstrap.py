@@ -59,28 +59,19 @@ def pack_catalog(packs: dict[str, ConfiguredPack]) -> dict[str, CreditPack]:
 
 @dataclass
 class BillingApp:
-    """Everything a billing process runs on, and what it must close on the way out."""
+    """Everything a billing process runs on; its process (entrypoints/main.py) closes them."""
 
     database: Database
     bus: Bus
-    owns_bus: bool
     batch_channel: grpc.aio.Channel
     handlers: BillingHandlers
     relay: OutboxRelay
 
-    async def close(self) -> None:
-        await self.batch_channel.close(grace=None)
-        if self.owns_bus:
-            await self.bus.close()
-        await self.database.close()
 
-
-async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp:
-    """Builds the billing service. Pass `bus` to share one (embedded mode); else RabbitMQ is used."""
+async def bootstrap(settings: Settings) -> BillingApp:
+    """Builds the billing service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    owns_bus = bus is None
-    if bus is None:
-        bus = await connect_bus(settings)
+    bus = await connect_bus(settings)
     batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
     batch_service = BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
@@ -103,4 +94,4 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> BillingApp
         batch_size=settings.outbox_batch_size,
         poll_seconds=settings.outbox_poll_seconds,
     )
-    return BillingApp(database, bus, owns_bus, batch_channel, handlers, relay)
+    return BillingApp(database, bus, batch_channel, handlers, relay)

@@ -43,29 +43,19 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 
 @dataclass
 class WebhookApp:
-    """Everything a webhook process runs on, and what it must close on the way out."""
+    """Everything a webhook process runs on; its process (entrypoints/main.py) closes them."""
 
     database: Database
     bus: Bus
-    owns_bus: bool
     batch_channel: grpc.aio.Channel
     sender: HttpSender
     handlers: WebhookHandlers
 
-    async def close(self) -> None:
-        await self.sender.close()
-        await self.batch_channel.close(grace=None)
-        if self.owns_bus:
-            await self.bus.close()
-        await self.database.close()
 
-
-async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WebhookApp:
-    """Builds the webhook service. Pass `bus` to share one (embedded mode); else RabbitMQ is used."""
+async def bootstrap(settings: Settings) -> WebhookApp:
+    """Builds the webhook service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
     database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    owns_bus = bus is None
-    if bus is None:
-        bus = await connect_bus(settings)
+    bus = await connect_bus(settings)
     batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
     sender = HttpSender(settings.webhook_timeout_seconds)
     handlers = WebhookHandlers(
@@ -76,4 +66,4 @@ async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WebhookApp
         sender=sender,
         batches=BatchServiceReader(batch_channel, deadline_seconds=settings.grpc_deadline_seconds),
     )
-    return WebhookApp(database, bus, owns_bus, batch_channel, sender, handlers)
+    return WebhookApp(database, bus, batch_channel, sender, handlers)

@@ -1,21 +1,22 @@
-"""The batch server process: gRPC API, settlement consumer, outbox relay and recovery loop."""
+"""The batch server process: gRPC API, settlement consumer, outbox relay and recovery loop
+(see libs/service_process.py for its life). Workers are separate processes (`worker.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import astuple
 
+import grpc
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
 
-from libs.config import Settings, load_settings
-from libs.lifecycle import run_process, sleep_or_stop, supervise
+from libs.config import Settings
+from libs.lifecycle import sleep_or_stop
 from libs.messaging.contract import BATCH_SETTLEMENTS_QUEUE, DISPATCH_QUEUE
-from libs.rpc.server import DependencyMonitor, start_grpc_server
 from libs.rpc.tls import tls_from_settings
-from libs.telemetry import backlog_gauges, configure_telemetry
+from libs.service_process import GrpcApi, Resources, ServiceProcess
+from libs.telemetry import backlog_gauges
 from services.batch.bootstrap import build_server
 from services.batch.entrypoints.consumer import SettlementConsumer
 from services.batch.entrypoints.grpc_servicer import SERVICE_NAME, BatchServicer
@@ -23,8 +24,7 @@ from services.batch.handlers import BatchHandlers
 
 log = logging.getLogger(__name__)
 
-GRPC_GRACE_SECONDS = 5.0
-LOOP_STOP_SECONDS = 5.0
+GRACE_SECONDS = 5.0
 SETTLEMENT_CHUNK = 100
 # A settlement ends a batch's life (the customer polls for it): wait only briefly to fill a chunk,
 # a burst of settlements is already in the prefetch buffer together.
@@ -47,65 +47,52 @@ async def run_recovery(handlers: BatchHandlers, settings: Settings, stopping: as
         await sleep_or_stop(stopping, settings.recovery_interval_seconds)
 
 
-async def stop_loops(loops: Iterable[asyncio.Task[None]], timeout: float) -> None:
-    """Waits for loops that watch `stopping` to return; cancels those that do not in time."""
-    pending = [loop for loop in loops if not loop.done()]
-    if pending:
-        _, late = await asyncio.wait(pending, timeout=timeout)
-        for loop in late:
-            loop.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
+async def build_process(settings: Settings) -> ServiceProcess:
+    """The batch server process, wired and not yet started. Does not migrate."""
+    server = await build_server(settings)
+    servicer = BatchServicer(server.handlers)
+
+    def register(grpc_server: grpc.aio.Server) -> None:
+        batch_pb2_grpc.add_BatchServiceServicer_to_server(servicer, grpc_server)
+
+    gauges = backlog_gauges().watch_outbox("batch", server.relay)
+    gauges.watch_queues(server.bus, [DISPATCH_QUEUE, BATCH_SETTLEMENTS_QUEUE])
+    process = ServiceProcess(
+        "batch",
+        grace_seconds=GRACE_SECONDS,
+        resources=Resources(bus=server.bus, channels=[server.billing_channel], database=server.database),
+    )
+    return (
+        process.serve_grpc(
+            GrpcApi(
+                settings.batch_grpc_addr,
+                [register],
+                [SERVICE_NAME],
+                tls=tls_from_settings(settings),
+                probes={"database": server.database.ping, "broker": server.bus.ping},
+                health_check_seconds=settings.health_check_interval_seconds,
+            )
+        )
+        .add_consumer(
+            lambda: server.bus.consume(
+                BATCH_SETTLEMENTS_QUEUE,
+                SettlementConsumer(server.handlers),
+                [events_pb2.BatchSettled],
+                prefetch=SETTLEMENT_CHUNK,
+                max_batch=SETTLEMENT_CHUNK,
+                max_wait_seconds=SETTLEMENT_CHUNK_WAIT_SECONDS,
+            )
+        )
+        .add_loop("batch-outbox-relay", server.relay.run)
+        .add_loop("batch-recovery", lambda stopping: run_recovery(server.handlers, settings, stopping))
+        .add_loop(
+            "batch-backlog-gauges",
+            lambda stopping: gauges.run(stopping, settings.backlog_sample_seconds),
+            holds_work=False,
+        )
+    )
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    """Runs the batch server until `stopping` is set, then shuts down cleanly. Does not migrate."""
-    server = await build_server(settings)
-    try:
-        servicer = BatchServicer(server.handlers)
-        grpc_server = await start_grpc_server(
-            settings.batch_grpc_addr,
-            [lambda grpc: batch_pb2_grpc.add_BatchServiceServicer_to_server(servicer, grpc)],
-            [SERVICE_NAME],
-            tls=tls_from_settings(settings),
-        )
-        await server.bus.consume(
-            BATCH_SETTLEMENTS_QUEUE,
-            SettlementConsumer(server.handlers),
-            [events_pb2.BatchSettled],
-            prefetch=SETTLEMENT_CHUNK,
-            max_batch=SETTLEMENT_CHUNK,
-            max_wait_seconds=SETTLEMENT_CHUNK_WAIT_SECONDS,
-        )
-        monitor = DependencyMonitor(
-            grpc_server,
-            {"database": server.database.ping, "broker": server.bus.ping},
-            interval_seconds=settings.health_check_interval_seconds,
-        )
-        gauges = backlog_gauges().watch_outbox("batch", server.relay)
-        gauges.watch_queues(server.bus, [DISPATCH_QUEUE, BATCH_SETTLEMENTS_QUEUE])
-        sampling = gauges.run(stopping, settings.backlog_sample_seconds)
-        loops = [
-            supervise("batch-outbox-relay", server.relay.run(stopping), stopping),
-            supervise("batch-recovery", run_recovery(server.handlers, settings, stopping), stopping),
-            supervise("batch-dependency-monitor", monitor.run(stopping), stopping),
-            supervise("batch-backlog-gauges", sampling, stopping),
-        ]
-        log.info("batch server listening on port %d", grpc_server.port)
-        if ready is not None:
-            ready.set()
-        await stopping.wait()
-        await grpc_server.stop(GRPC_GRACE_SECONDS)
-        await stop_loops(loops, LOOP_STOP_SECONDS)
-    finally:
-        await server.close()
-
-
-def main() -> None:
-    """Process entry point: `python -m services.batch.entrypoints.main`."""
-    settings = load_settings()
-    configure_telemetry("batch", settings.log_level)
-    run_process(lambda stopping: serve(settings, stopping))
-
-
-if __name__ == "__main__":
-    main()
+    """Runs the batch server until `stopping` is set, then drains and closes."""
+    await (await build_process(settings)).run(stopping, ready)

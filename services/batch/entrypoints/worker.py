@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.config import Settings, load_settings
-from libs.lifecycle import run_process, spare_the_garbage_collector, supervise
+from libs.lifecycle import run_process, spare_the_garbage_collector, stop_loops, supervise
 from libs.messaging.contract import DISPATCH_QUEUE
 from libs.telemetry import configure_telemetry
 from services.batch.bootstrap import build_worker
 from services.batch.domain.provider import VideoProvider
 from services.batch.entrypoints.consumer import DispatchConsumer
-from services.batch.entrypoints.main import stop_loops
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,4 @@
-"""Runs the gateway's HTTP server until asked to stop.
-
-`python -m services.gateway.entrypoints.main` runs it as its own process (SIGTERM/SIGINT stop it);
-an embedding process calls `serve` with its own stopping event.
-"""
+"""The gateway process: uvicorn serving the REST API (a listener of libs/service_process.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +6,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import uvicorn
 
-from libs.config import Settings, load_settings
-from libs.lifecycle import run_process
-from libs.telemetry import configure_telemetry
+from libs.config import Settings
+from libs.service_process import Resources, ServiceProcess
 from services.gateway.bootstrap import build_backends
 from services.gateway.entrypoints.app import create_app
 from services.gateway.http.protocol import JsonErrorHttpProtocol
@@ -24,7 +19,7 @@ from services.gateway.http.protocol import JsonErrorHttpProtocol
 log = logging.getLogger(__name__)
 
 # In-flight requests get this long to finish once stopping is set.
-SHUTDOWN_GRACE_SECONDS = 10
+GRACE_SECONDS = 10
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -61,50 +56,58 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+class UvicornListener:
+    """The HTTP server as a `libs.service_process.Listener`: uvicorn on a socket bound here."""
+
+    def __init__(self, config: uvicorn.Config, host: str, port: int) -> None:
+        self._server = _EmbeddedServer(config)
+        self._host = host
+        self._port = port
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> Awaitable[None]:
+        listener = _bind(self._host, self._port)
+        serving = asyncio.create_task(self._server.serve(sockets=[listener]), name="gateway-http")
+        self._serving = serving
+        listening = asyncio.ensure_future(self._server.listening.wait())
+        try:
+            await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listening.cancel()
+        if not self._server.listening.is_set():
+            await serving  # raises what made the start-up fail, if anything raised
+            raise RuntimeError("the gateway's HTTP server did not start (see the log above)")
+        host, port = listener.getsockname()[:2]
+        log.info("gateway listening on http://%s:%s", host, port)
+        return serving
+
+    async def stop(self, grace_seconds: float) -> None:
+        # uvicorn drains within its own timeout_graceful_shutdown (set from the same grace period).
+        self._server.should_exit = True
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
+
+
+def build_process(settings: Settings) -> ServiceProcess:
+    """The gateway process: uvicorn serving the REST API, and the channels to the services."""
+    connections = build_backends(settings)
+    config = uvicorn.Config(
+        create_app(settings, connections.backends),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        # Requests the parser refuses get the JSON error envelope too.
+        http=JsonErrorHttpProtocol,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+    process = ServiceProcess(
+        "gateway", grace_seconds=GRACE_SECONDS, resources=Resources(clients=[connections])
+    )
+    return process.add_listener(UvicornListener(config, settings.http_host, settings.http_port))
+
+
 async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     """Serves the REST API on settings.http_host:http_port until `stopping` is set, then drains."""
-    connections = build_backends(settings)
-    try:
-        app = create_app(settings, connections.backends)
-        config = uvicorn.Config(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            lifespan="on",
-            access_log=False,
-            # Requests the parser refuses get the JSON error envelope too.
-            http=JsonErrorHttpProtocol,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        )
-        server = _EmbeddedServer(config)
-        listener = _bind(settings.http_host, settings.http_port)
-        serving = asyncio.create_task(server.serve(sockets=[listener]), name="gateway-http")
-        stop_requested = asyncio.create_task(stopping.wait(), name="gateway-stopping")
-        listening = asyncio.create_task(server.listening.wait(), name="gateway-listening")
-        try:
-            await asyncio.wait({serving, stop_requested, listening}, return_when=asyncio.FIRST_COMPLETED)
-            if server.listening.is_set():
-                host, port = listener.getsockname()[:2]
-                log.info("gateway listening on http://%s:%s", host, port)
-                if ready is not None:
-                    ready.set()
-            await asyncio.wait({serving, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            server.should_exit = True
-            stop_requested.cancel()
-            listening.cancel()
-            await serving
-    finally:
-        await connections.close()
-
-
-def main() -> None:
-    """Runs the gateway as its own process."""
-    settings = load_settings()
-    configure_telemetry("gateway", settings.log_level)
-    run_process(lambda stopping: serve(settings, stopping))
-
-
-if __name__ == "__main__":
-    main()
+    await build_process(settings).run(stopping, ready)

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.cli import DEMO_API_KEY, run_demo
+from services.launcher.demo import DEMO_API_KEY, run_demo
 from tests.integration.observability.conftest import ObservedStack, SpanCollector, WebhookReceiver
 from tests.rest_api import Api, Customer
 from tests.stack import ADMIN_TOKEN

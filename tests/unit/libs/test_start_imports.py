@@ -14,11 +14,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-# Imports every process's entry point the way `reelbatch serve|worker` does (services.cli first),
+# Imports every process's entry point the way `reelbatch serve|worker` does (services.launcher.cli first),
 # configures telemetry with no span exporter, and reports the loaded modules of interest.
 PROBE = """
 import json, sys
-import services.cli
+import services.launcher.cli
 from libs.telemetry import configure_telemetry
 for module in (
     "services.billing.entrypoints.main",
@@ -38,7 +38,7 @@ print(json.dumps(sorted(name for name in watched if sys.modules.get(name) is not
 
 GATEWAY_PROBE = """
 import json, sys
-import services.cli
+import services.launcher.cli
 import services.gateway.entrypoints.main
 from libs.telemetry import configure_telemetry
 configure_telemetry("gateway")
