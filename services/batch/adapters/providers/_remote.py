@@ -81,6 +81,16 @@ def refusal_of_input(message: str) -> ProviderFailure:
     return ProviderFailure(FailureType.INVALID_INPUT, message)
 
 
+def failed_job(message: str, *evidence: str) -> ProviderFailure:
+    """A job that ran and failed, classified from its `evidence` (error code or text).
+
+    Content policy when any evidence reads like a safety refusal, else a transient provider fault.
+    """
+    if any(mentions_content_policy(text) for text in evidence):
+        return ProviderFailure(FailureType.CONTENT_POLICY, message)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, message)
+
+
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
     """The wait a response asks for: delta-seconds or an HTTP date; None when absent or unreadable."""
     value = response.headers.get("retry-after")

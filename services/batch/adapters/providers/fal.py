@@ -19,6 +19,7 @@ from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
+    failed_job,
     mentions_content_policy,
     refusal_classifier,
     refusal_of_input,
@@ -112,9 +113,8 @@ class FalProvider(RemoteJobProvider[FalRequest]):
             raise ProviderFailure(FailureType.CANCELLED, "fal request was cancelled", transient=False)
         error = status.get("error")
         if error:
-            text, policy = _detail_text(f"{status.get('error_type', '')} {error}")
-            failure_type = FailureType.CONTENT_POLICY if policy else FailureType.PROVIDER_ERROR
-            raise ProviderFailure(failure_type, f"fal request failed: {text.strip()}")
+            detail = f"{status.get('error_type', '')} {error}"
+            raise failed_job(f"fal request failed: {detail.strip()}", detail)
         if state == "COMPLETED":
             return video_url(await self._http.send_json("GET", handle.response_url))
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"fal answered an unknown status {state!r}")

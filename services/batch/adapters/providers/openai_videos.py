@@ -18,6 +18,7 @@ from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
+    failed_job,
     mentions_content_policy,
     refusal_classifier,
     refusal_of_input,
@@ -52,10 +53,7 @@ def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> P
 def classify_job_error(error: Any) -> ProviderFailure:
     """A failed job's `error`: moderation is a content-policy refusal, the rest a provider fault."""
     code, message = _error_fields(error)
-    text = f"openai video failed ({code}): {message}"
-    if mentions_content_policy(code) or mentions_content_policy(message):
-        return ProviderFailure(FailureType.CONTENT_POLICY, text)
-    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+    return failed_job(f"openai video failed ({code}): {message}", code, message)
 
 
 class OpenAIVideosProvider(RemoteJobProvider[str]):

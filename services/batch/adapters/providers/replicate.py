@@ -17,7 +17,7 @@ from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
-    mentions_content_policy,
+    failed_job,
     refusal_classifier,
     refusal_of_input,
     snippet,
@@ -54,10 +54,7 @@ def output_url(output: Any) -> str:
 
 def classify_prediction_error(error: Any) -> ProviderFailure:
     """A failed prediction's `error` text: a safety refusal (E005 and kin) or a provider fault."""
-    text = f"replicate prediction failed: {error}"
-    if mentions_content_policy(str(error)):
-        return ProviderFailure(FailureType.CONTENT_POLICY, text)
-    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+    return failed_job(f"replicate prediction failed: {error}", str(error))
 
 
 class ReplicateProvider(RemoteJobProvider[str]):
