@@ -11,13 +11,14 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NotRequired, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -28,6 +29,10 @@ from services.batch.domain.provider import FailureType, ProviderFailure, Provide
 log = logging.getLogger(__name__)
 
 HandleT = TypeVar("HandleT")
+# A provider's reading of a 4xx answer (other than 429) into a failure.
+Refusal = Callable[[httpx.Response], ProviderFailure]
+# The same reading, given the error body as a JSON object (None when it is not one).
+BodyRefusal = Callable[[httpx.Response, dict[str, Any] | None], ProviderFailure]
 
 _MAX_REDIRECTS = 5
 _ERROR_SNIPPET_CHARS = 300
@@ -74,6 +79,16 @@ def refusal_of_input(message: str) -> ProviderFailure:
     if mentions_content_policy(message):
         return ProviderFailure(FailureType.CONTENT_POLICY, message)
     return ProviderFailure(FailureType.INVALID_INPUT, message)
+
+
+def failed_job(message: str, *evidence: str) -> ProviderFailure:
+    """A job that ran and failed, classified from its `evidence` (error code or text).
+
+    Content policy when any evidence reads like a safety refusal, else a transient provider fault.
+    """
+    if any(mentions_content_policy(text) for text in evidence):
+        return ProviderFailure(FailureType.CONTENT_POLICY, message)
+    return ProviderFailure(FailureType.PROVIDER_ERROR, message)
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
@@ -123,6 +138,34 @@ def rejected_credentials(provider: str, response: httpx.Response) -> ProviderFai
         f"{provider} refused our credentials (HTTP {response.status_code})",
         transient=False,
     )
+
+
+def error_body(response: httpx.Response) -> dict[str, Any] | None:
+    """A 4xx answer's body as a JSON object; None when it is anything else."""
+    try:
+        return json_object(response)
+    except ProviderUnavailable:
+        return None
+
+
+def refusal_classifier(provider: str) -> Callable[[BodyRefusal], Refusal]:
+    """Turns a provider's reading of its error bodies into the `refusal` its `ProviderHttp` uses.
+
+    What every provider shares stays here: 401/403 mean our credentials are wrong, whatever the
+    body says (it may echo the key, so it is not quoted), and the body is read once as a JSON
+    object; the decorated function only speaks the provider's error vocabulary.
+    """
+
+    def decorate(classify_body: BodyRefusal) -> Refusal:
+        @functools.wraps(classify_body)
+        def classify(response: httpx.Response) -> ProviderFailure:
+            if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+                return rejected_credentials(provider, response)
+            return classify_body(response, error_body(response))
+
+        return classify
+
+    return decorate
 
 
 class ProviderHttp:
@@ -260,6 +303,15 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+class AdapterWiring(TypedDict):
+    """What every remote adapter is built with besides its provider's URL and credentials."""
+
+    storage: AssetStorage
+    model_ids: Mapping[str, str]
+    settings: RemoteJobSettings
+    transport: NotRequired[httpx.AsyncBaseTransport | None]
+
+
 class RemoteJobProvider(ABC, Generic[HandleT]):
     """A `CancellableProvider` for APIs that create a job, are polled, and then offer a video.
 
@@ -286,6 +338,27 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         self._cancel_requested: set[TaskId] = set()
         self._abandoning: set[asyncio.Task[None]] = set()
 
+    @classmethod
+    def over_http(
+        cls,
+        *,
+        provider: str,
+        base_url: str,
+        credentials: Mapping[str, str],
+        refusal: Refusal,
+        **wiring: Unpack[AdapterWiring],
+    ) -> Self:
+        """An adapter with its own HTTP client (nothing connects before the first call)."""
+        http = ProviderHttp(
+            provider=provider,
+            base_url=base_url,
+            credentials=credentials,
+            refusal=refusal,
+            settings=wiring["settings"],
+            transport=wiring.get("transport"),
+        )
+        return cls(http, wiring["storage"], model_ids=wiring["model_ids"], settings=wiring["settings"])
+
     @property
     def running_jobs(self) -> int:
         """Jobs submitted by this process and not finished yet."""
@@ -294,6 +367,15 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
     def model_id(self, model: str) -> str:
         """The provider's name for one of our models (our name when none is configured)."""
         return self._model_ids.get(model, model)
+
+    def _job_id(self, created: dict[str, Any], field: str, what: str) -> str:
+        """The handle field of a creation answer; a transient failure when the provider left it out."""
+        value = created.get(field)
+        if not isinstance(value, str) or not value:
+            raise ProviderUnavailable(
+                FailureType.PROVIDER_ERROR, f"{self._http.provider} answered without {what}"
+            )
+        return value
 
     @abstractmethod
     async def _submit(self, job: ProviderJob) -> HandleT:

@@ -11,22 +11,20 @@ or 400 ALREADY_COMPLETED. The key travels as `Authorization: Key ...`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._remote import (
-    ProviderHttp,
+    AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
-    RemoteJobSettings,
-    json_object,
+    failed_job,
     mentions_content_policy,
+    refusal_classifier,
     refusal_of_input,
-    rejected_credentials,
     snippet,
 )
-from services.batch.adapters.storage import AssetStorage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "fal"
@@ -56,14 +54,10 @@ def _detail_text(detail: Any) -> tuple[str, bool]:
     return text, mentions_content_policy(text)
 
 
-def classify_refusal(response: httpx.Response) -> ProviderFailure:
+@refusal_classifier(PROVIDER)
+def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> ProviderFailure:
     """A 4xx answer: `{"detail": "..." | [{"loc", "msg", "type"}]}`."""
-    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-        return rejected_credentials(PROVIDER, response)
-    try:
-        text, policy = _detail_text(json_object(response).get("detail", ""))
-    except ProviderUnavailable:
-        text, policy = snippet(response), False
+    text, policy = _detail_text(body.get("detail", "")) if body is not None else (snippet(response), False)
     message = f"fal refused the request (HTTP {response.status_code}): {text}"
     if policy:
         return ProviderFailure(FailureType.CONTENT_POLICY, message)
@@ -86,32 +80,21 @@ class FalProvider(RemoteJobProvider[FalRequest]):
 
     @classmethod
     def connect(
-        cls,
-        *,
-        api_key: str,
-        storage: AssetStorage,
-        model_ids: dict[str, str],
-        settings: RemoteJobSettings,
-        queue_url: str = DEFAULT_QUEUE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
+        cls, *, api_key: str, queue_url: str = DEFAULT_QUEUE_URL, **wiring: Unpack[AdapterWiring]
     ) -> FalProvider:
-        """An adapter with its own HTTP client (nothing connects before the first call)."""
-        http = ProviderHttp(
+        """An adapter sending the key as `Authorization: Key` (nothing connects before the first call)."""
+        return cls.over_http(
             provider=PROVIDER,
             base_url=queue_url,
             credentials={"Authorization": f"Key {api_key}"},
             refusal=classify_refusal,
-            settings=settings,
-            transport=transport,
+            **wiring,
         )
-        return cls(http, storage, model_ids=model_ids, settings=settings)
 
     async def _submit(self, job: ProviderJob) -> FalRequest:
         model_id = self.model_id(job.model)
         queued = await self._http.send_json("POST", f"/{model_id}", json={"prompt": job.prompt})
-        request_id = queued.get("request_id")
-        if not isinstance(request_id, str) or not request_id:
-            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "fal answered without a request id")
+        request_id = self._job_id(queued, "request_id", "a request id")
         # Status and result live under the app id (owner/app), without the endpoint's sub-path.
         base = f"/{'/'.join(model_id.split('/')[:2])}/requests/{request_id}"
         return FalRequest(
@@ -130,9 +113,8 @@ class FalProvider(RemoteJobProvider[FalRequest]):
             raise ProviderFailure(FailureType.CANCELLED, "fal request was cancelled", transient=False)
         error = status.get("error")
         if error:
-            text, policy = _detail_text(f"{status.get('error_type', '')} {error}")
-            failure_type = FailureType.CONTENT_POLICY if policy else FailureType.PROVIDER_ERROR
-            raise ProviderFailure(failure_type, f"fal request failed: {text.strip()}")
+            detail = f"{status.get('error_type', '')} {error}"
+            raise failed_job(f"fal request failed: {detail.strip()}", detail)
         if state == "COMPLETED":
             return video_url(await self._http.send_json("GET", handle.response_url))
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"fal answered an unknown status {state!r}")

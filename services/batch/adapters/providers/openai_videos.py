@@ -10,22 +10,20 @@ shutting the API down for Sora 2 on 2026-09-24; another adapter can take its mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._remote import (
-    ProviderHttp,
+    AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
-    RemoteJobSettings,
-    json_object,
+    failed_job,
     mentions_content_policy,
+    refusal_classifier,
     refusal_of_input,
-    rejected_credentials,
     snippet,
 )
-from services.batch.adapters.storage import AssetStorage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "openai"
@@ -40,14 +38,10 @@ def _error_fields(error: Any) -> tuple[str, str]:
     return str(error.get("code") or error.get("type") or ""), str(error.get("message", ""))
 
 
-def classify_refusal(response: httpx.Response) -> ProviderFailure:
+@refusal_classifier(PROVIDER)
+def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> ProviderFailure:
     """A 4xx answer: `{"error": {"message", "type", "code"}}`."""
-    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-        return rejected_credentials(PROVIDER, response)
-    try:
-        code, message = _error_fields(json_object(response).get("error"))
-    except ProviderUnavailable:
-        code, message = "", snippet(response)
+    code, message = _error_fields(body.get("error")) if body is not None else ("", snippet(response))
     text = f"openai refused the request ({code or response.status_code}): {message}"
     if mentions_content_policy(code):
         return ProviderFailure(FailureType.CONTENT_POLICY, text)
@@ -59,10 +53,7 @@ def classify_refusal(response: httpx.Response) -> ProviderFailure:
 def classify_job_error(error: Any) -> ProviderFailure:
     """A failed job's `error`: moderation is a content-policy refusal, the rest a provider fault."""
     code, message = _error_fields(error)
-    text = f"openai video failed ({code}): {message}"
-    if mentions_content_policy(code) or mentions_content_policy(message):
-        return ProviderFailure(FailureType.CONTENT_POLICY, text)
-    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+    return failed_job(f"openai video failed ({code}): {message}", code, message)
 
 
 class OpenAIVideosProvider(RemoteJobProvider[str]):
@@ -70,34 +61,22 @@ class OpenAIVideosProvider(RemoteJobProvider[str]):
 
     @classmethod
     def connect(
-        cls,
-        *,
-        api_key: str,
-        storage: AssetStorage,
-        model_ids: dict[str, str],
-        settings: RemoteJobSettings,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
+        cls, *, api_key: str, base_url: str = DEFAULT_BASE_URL, **wiring: Unpack[AdapterWiring]
     ) -> OpenAIVideosProvider:
-        """An adapter with its own HTTP client (nothing connects before the first call)."""
-        http = ProviderHttp(
+        """An adapter sending the key as a bearer (nothing connects before the first call)."""
+        return cls.over_http(
             provider=PROVIDER,
             base_url=base_url,
             credentials={"Authorization": f"Bearer {api_key}"},
             refusal=classify_refusal,
-            settings=settings,
-            transport=transport,
+            **wiring,
         )
-        return cls(http, storage, model_ids=model_ids, settings=settings)
 
     async def _submit(self, job: ProviderJob) -> str:
         video = await self._http.send_json(
             "POST", "/v1/videos", json={"model": self.model_id(job.model), "prompt": job.prompt}
         )
-        video_id = video.get("id")
-        if not isinstance(video_id, str) or not video_id:
-            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "openai answered without a video id")
-        return video_id
+        return self._job_id(video, "id", "a video id")
 
     async def _check(self, handle: str) -> str | None:
         video = await self._http.send_json("GET", f"/v1/videos/{handle}")

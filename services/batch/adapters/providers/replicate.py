@@ -9,22 +9,19 @@ processing, succeeded, failed, canceled, with `output` (a URL or a list of URLs)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._remote import (
-    ProviderHttp,
+    AdapterWiring,
     ProviderUnavailable,
     RemoteJobProvider,
-    RemoteJobSettings,
-    json_object,
-    mentions_content_policy,
+    failed_job,
+    refusal_classifier,
     refusal_of_input,
-    rejected_credentials,
     snippet,
 )
-from services.batch.adapters.storage import AssetStorage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "replicate"
@@ -33,15 +30,10 @@ DEFAULT_BASE_URL = "https://api.replicate.com"
 _RUNNING = frozenset({"starting", "processing"})
 
 
-def classify_refusal(response: httpx.Response) -> ProviderFailure:
+@refusal_classifier(PROVIDER)
+def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> ProviderFailure:
     """A 4xx answer (problem details: `{"title", "detail", "status"}`)."""
-    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-        return rejected_credentials(PROVIDER, response)
-    try:
-        body = json_object(response)
-        detail = f"{body.get('title', '')}: {body.get('detail', '')}"
-    except ProviderUnavailable:
-        detail = snippet(response)
+    detail = f"{body.get('title', '')}: {body.get('detail', '')}" if body is not None else snippet(response)
     text = f"replicate refused the request (HTTP {response.status_code}) {detail}"
     if response.status_code in (httpx.codes.BAD_REQUEST, httpx.codes.UNPROCESSABLE_ENTITY):
         return refusal_of_input(text)
@@ -62,10 +54,7 @@ def output_url(output: Any) -> str:
 
 def classify_prediction_error(error: Any) -> ProviderFailure:
     """A failed prediction's `error` text: a safety refusal (E005 and kin) or a provider fault."""
-    text = f"replicate prediction failed: {error}"
-    if mentions_content_policy(str(error)):
-        return ProviderFailure(FailureType.CONTENT_POLICY, text)
-    return ProviderFailure(FailureType.PROVIDER_ERROR, text)
+    return failed_job(f"replicate prediction failed: {error}", str(error))
 
 
 class ReplicateProvider(RemoteJobProvider[str]):
@@ -73,25 +62,16 @@ class ReplicateProvider(RemoteJobProvider[str]):
 
     @classmethod
     def connect(
-        cls,
-        *,
-        api_token: str,
-        storage: AssetStorage,
-        model_ids: dict[str, str],
-        settings: RemoteJobSettings,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
+        cls, *, api_token: str, base_url: str = DEFAULT_BASE_URL, **wiring: Unpack[AdapterWiring]
     ) -> ReplicateProvider:
-        """An adapter with its own HTTP client (nothing connects before the first call)."""
-        http = ProviderHttp(
+        """An adapter sending the token as a bearer (nothing connects before the first call)."""
+        return cls.over_http(
             provider=PROVIDER,
             base_url=base_url,
             credentials={"Authorization": f"Bearer {api_token}"},
             refusal=classify_refusal,
-            settings=settings,
-            transport=transport,
+            **wiring,
         )
-        return cls(http, storage, model_ids=model_ids, settings=settings)
 
     async def _submit(self, job: ProviderJob) -> str:
         model_id = self.model_id(job.model)
@@ -101,10 +81,7 @@ class ReplicateProvider(RemoteJobProvider[str]):
             path = "/v1/predictions"
             payload["version"] = model_id.split(":", 1)[1]
         prediction = await self._http.send_json("POST", path, json=payload)
-        prediction_id = prediction.get("id")
-        if not isinstance(prediction_id, str) or not prediction_id:
-            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "replicate answered without an id")
-        return prediction_id
+        return self._job_id(prediction, "id", "an id")
 
     async def _check(self, handle: str) -> str | None:
         prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}")

@@ -10,21 +10,17 @@ Cancelling is the standard `POST /v1beta/{name}:cancel` (best effort). The key t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._remote import (
-    ProviderHttp,
-    ProviderUnavailable,
+    AdapterWiring,
     RemoteJobProvider,
-    RemoteJobSettings,
-    json_object,
+    refusal_classifier,
     refusal_of_input,
-    rejected_credentials,
     snippet,
 )
-from services.batch.adapters.storage import AssetStorage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "veo"
@@ -45,14 +41,10 @@ def _google_error(body: dict[str, Any]) -> tuple[str, str]:
     return str(error.get("status", "")), str(error.get("message", ""))
 
 
-def classify_refusal(response: httpx.Response) -> ProviderFailure:
+@refusal_classifier(PROVIDER)
+def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> ProviderFailure:
     """A 4xx answer: `{"error": {"code", "message", "status"}}`."""
-    if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-        return rejected_credentials(PROVIDER, response)
-    try:
-        status, message = _google_error(json_object(response))
-    except ProviderUnavailable:
-        status, message = "", snippet(response)
+    status, message = _google_error(body) if body is not None else ("", snippet(response))
     text = f"veo refused the request ({status or response.status_code}): {message}"
     if status in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE") or response.status_code == 400:
         return refusal_of_input(text)
@@ -98,25 +90,16 @@ class VeoProvider(RemoteJobProvider[str]):
 
     @classmethod
     def connect(
-        cls,
-        *,
-        api_key: str,
-        storage: AssetStorage,
-        model_ids: dict[str, str],
-        settings: RemoteJobSettings,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
+        cls, *, api_key: str, base_url: str = DEFAULT_BASE_URL, **wiring: Unpack[AdapterWiring]
     ) -> VeoProvider:
-        """An adapter with its own HTTP client (nothing connects before the first call)."""
-        http = ProviderHttp(
+        """An adapter sending the key as `x-goog-api-key` (nothing connects before the first call)."""
+        return cls.over_http(
             provider=PROVIDER,
             base_url=base_url,
             credentials={"x-goog-api-key": api_key},
             refusal=classify_refusal,
-            settings=settings,
-            transport=transport,
+            **wiring,
         )
-        return cls(http, storage, model_ids=model_ids, settings=settings)
 
     async def _submit(self, job: ProviderJob) -> str:
         operation = await self._http.send_json(
@@ -124,10 +107,7 @@ class VeoProvider(RemoteJobProvider[str]):
             f"/v1beta/models/{self.model_id(job.model)}:predictLongRunning",
             json={"instances": [{"prompt": job.prompt}]},
         )
-        name = operation.get("name")
-        if not isinstance(name, str) or not name:
-            raise ProviderUnavailable(FailureType.PROVIDER_ERROR, "veo answered without an operation name")
-        return name
+        return self._job_id(operation, "name", "an operation name")
 
     async def _check(self, handle: str) -> str | None:
         operation = await self._http.send_json("GET", f"/v1beta/{handle}")
