@@ -65,24 +65,30 @@ class SettlementNotFound(NotFound):
         super().__init__("no credits were reserved for this batch", batch_id=batch_id)
 
 
-class HoldNotFound(ServiceError):
+class BatchRefusal(ServiceError):
+    """A refusal about one batch that says nothing but its fixed `summary` and the batch id: each
+    subclass is data (category, reason, summary), the constructor is written once here."""
+
+    summary: str
+
+    def __init__(self, batch_id: object) -> None:
+        super().__init__(self.summary, batch_id=batch_id)
+
+
+class HoldNotFound(BatchRefusal):
     """A task outcome or a settlement for a batch whose credits were never reserved."""
 
     category = ErrorCategory.FAILED_PRECONDITION
     reason = "hold_not_found"
-
-    def __init__(self, batch_id: object) -> None:
-        super().__init__("no credits are held for this batch", batch_id=batch_id)
+    summary = "no credits are held for this batch"
 
 
-class BatchReservedByAnotherTenant(ServiceError):
+class BatchReservedByAnotherTenant(BatchRefusal):
     """A batch id that is already reserved for a different tenant."""
 
     category = ErrorCategory.ALREADY_EXISTS
     reason = "batch_id_conflict"
-
-    def __init__(self, batch_id: object) -> None:
-        super().__init__("this batch id is already reserved by another tenant", batch_id=batch_id)
+    summary = "this batch id is already reserved by another tenant"
 
 
 class ModelNotReserved(ServiceError):
@@ -95,14 +101,12 @@ class ModelNotReserved(ServiceError):
         super().__init__(f"batch reserved no credits for model {model!r}", batch_id=batch_id, model=model)
 
 
-class AlreadySettled(ServiceError):
+class AlreadySettled(BatchRefusal):
     """A new task outcome for a batch that was already settled."""
 
     category = ErrorCategory.FAILED_PRECONDITION
     reason = "already_settled"
-
-    def __init__(self, batch_id: object) -> None:
-        super().__init__("the batch is already settled", batch_id=batch_id)
+    summary = "the batch is already settled"
 
 
 class TooManyOutcomes(ServiceError):

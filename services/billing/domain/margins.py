@@ -18,11 +18,10 @@ class CapturedVolume:
 
 
 @dataclass(frozen=True)
-class ModelMargin:
-    """Revenue, cost and margin of one model's delivered videos ("" for the total)."""
+class MarginEstimate:
+    """Revenue, provider cost and margin of delivered videos: the one place the margin rule lives
+    (today's estimate and the monthly report per model both use it)."""
 
-    model: str
-    videos: int
     revenue_credits: int
     revenue_usd_micros: int
     provider_cost_usd_micros: int
@@ -37,6 +36,14 @@ class ModelMargin:
         if self.revenue_usd_micros == 0:
             return 0
         return self.margin_usd_micros * 10_000 // self.revenue_usd_micros
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelMargin(MarginEstimate):
+    """Revenue, cost and margin of one model's delivered videos ("" for the total)."""
+
+    model: str
+    videos: int
 
 
 @dataclass(frozen=True)

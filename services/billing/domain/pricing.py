@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import InsufficientCredits, StaleQuote, UnknownModel
+from services.billing.domain.margins import MarginEstimate
 
 # The default money value of one credit, in US dollar micros ($0.01; the setting
 # REELBATCH_CREDIT_VALUE_USD_MICROS overrides it): the seed's 76% margin on sora-2 is
@@ -132,26 +133,6 @@ def ensure_affordable(required_credits: int, available_credits: int) -> None:
     """Refuses a freeze the available balance does not cover."""
     if required_credits > available_credits:
         raise InsufficientCredits(required_credits, available_credits)
-
-
-@dataclass(frozen=True)
-class MarginEstimate:
-    """Revenue, provider cost and margin of delivered videos."""
-
-    revenue_credits: int
-    revenue_usd_micros: int
-    provider_cost_usd_micros: int
-
-    @property
-    def margin_usd_micros(self) -> int:
-        return self.revenue_usd_micros - self.provider_cost_usd_micros
-
-    @property
-    def margin_basis_points(self) -> int:
-        """Margin over revenue in basis points (7600 = 76%), rounded down; 0 without revenue."""
-        if self.revenue_usd_micros == 0:
-            return 0
-        return self.margin_usd_micros * 10_000 // self.revenue_usd_micros
 
 
 def estimate_margin(

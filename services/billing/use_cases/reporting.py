@@ -19,8 +19,8 @@ from services.billing.domain.finance import (
 )
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import RefType, StatementPage, page_size, parse_cursor, statement_page
-from services.billing.domain.margins import MarginReport, margin_report
-from services.billing.domain.pricing import MarginEstimate, estimate_margin
+from services.billing.domain.margins import MarginEstimate, MarginReport, margin_report
+from services.billing.domain.pricing import estimate_margin
 from services.billing.domain.reconciliation import Discrepancy, find_discrepancies
 from services.billing.domain.statements import Month, Statement, build_statement
 from services.billing.use_cases.dependencies import Dependencies

@@ -16,6 +16,7 @@ from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
+from services.batch.adapters.sql.listings import batch_in_scope
 from services.batch.adapters.sql.statements import uuids
 from services.batch.adapters.tables import batches, outbox, tasks
 from services.batch.domain.batch import BatchId, BatchRecord, BatchStatus, TaskStatus, TenantId
@@ -32,11 +33,8 @@ class BatchCancels:
     async def cancel_batch(self, batch_id: BatchId, tenant_id: TenantId | None) -> list[BatchStatus] | None:
         """Cancels the tasks not yet started; None when the batch is not in the tenant's scope, else
         the final statuses of the batches the cancel finished (this one, when nothing was running)."""
-        query = select(batches).where(batches.c.id == batch_id).with_for_update()
-        if tenant_id is not None:
-            query = query.where(batches.c.tenant_id == tenant_id)
         async with self._db.connection() as conn:
-            row = (await conn.execute(query)).one_or_none()
+            row = (await conn.execute(batch_in_scope(batch_id, tenant_id).with_for_update())).one_or_none()
             if row is None:
                 return None
             batch = records.batch_record(row)

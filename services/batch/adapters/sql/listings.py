@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from libs.db import Database
@@ -38,6 +39,13 @@ _RETRIES_COLUMN = (
 )
 
 
+def batch_in_scope(batch_id: BatchId, tenant_id: TenantId | None) -> Select[Any]:
+    """The query of one batch in a tenant's scope (None: the admin scope, any tenant's batch); the
+    one home of that scope rule for the reads and the cancel of a batch."""
+    query = select(batches).where(batches.c.id == batch_id)
+    return query if tenant_id is None else query.where(batches.c.tenant_id == tenant_id)
+
+
 class BatchListings:
     """Batches and their reports for listings, the admin pages and billing's reconciliation."""
 
@@ -46,11 +54,8 @@ class BatchListings:
 
     async def get_batch(self, batch_id: BatchId, tenant_id: TenantId | None = None) -> BatchRecord | None:
         """The batch, if it exists in the tenant's scope (None: admin scope)."""
-        query = select(batches).where(batches.c.id == batch_id)
-        if tenant_id is not None:
-            query = query.where(batches.c.tenant_id == tenant_id)
         async with self._db.connection() as conn:
-            row = (await conn.execute(query)).one_or_none()
+            row = (await conn.execute(batch_in_scope(batch_id, tenant_id))).one_or_none()
         return records.batch_record(row) if row is not None else None
 
     async def list_batches(
@@ -86,11 +91,8 @@ class BatchListings:
 
     async def batch_breakdown(self, batch_id: BatchId, tenant_id: TenantId | None) -> BatchBreakdown | None:
         """The batch's tasks grouped by (status, failure_type, model), with its timing."""
-        query = select(batches).where(batches.c.id == batch_id)
-        if tenant_id is not None:
-            query = query.where(batches.c.tenant_id == tenant_id)
         async with self._db.connection() as conn:
-            row = (await conn.execute(query)).one_or_none()
+            row = (await conn.execute(batch_in_scope(batch_id, tenant_id))).one_or_none()
             if row is None:
                 return None
             batch = records.batch_record(row)
@@ -143,14 +145,18 @@ class BatchListings:
         if after is not None:
             page = page.where(batches.c.id > after)
         chosen = page.subquery()
+        # The batch's own columns, selected and grouped by alike.
+        batch_columns = (
+            chosen.c.id,
+            chosen.c.tenant_id,
+            chosen.c.status,
+            chosen.c.settlement_status,
+            chosen.c.total_count,
+            chosen.c.frozen_credits,
+        )
         query = (
             select(
-                chosen.c.id,
-                chosen.c.tenant_id,
-                chosen.c.status,
-                chosen.c.settlement_status,
-                chosen.c.total_count,
-                chosen.c.frozen_credits,
+                *batch_columns,
                 func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal"),
                 func.coalesce(
                     func.sum(tasks.c.unit_price).filter(tasks.c.status == TaskStatus.SUCCEEDED.value), 0
@@ -160,14 +166,7 @@ class BatchListings:
                 ),
             )
             .select_from(chosen.outerjoin(tasks, tasks.c.batch_id == chosen.c.id))
-            .group_by(
-                chosen.c.id,
-                chosen.c.tenant_id,
-                chosen.c.status,
-                chosen.c.settlement_status,
-                chosen.c.total_count,
-                chosen.c.frozen_credits,
-            )
+            .group_by(*batch_columns)
             .order_by(chosen.c.id)
         )
         async with self._db.connection() as conn:

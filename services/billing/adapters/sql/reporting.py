@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.billing.adapters.tables import (
@@ -28,6 +29,13 @@ UNRECORDED_MODEL = "unrecorded"
 
 # Hold accounts, summed per tenant in the tenant list.
 _hold_accounts = accounts.alias("hold_accounts")
+
+
+def page_after(query: Select[Any], key: ColumnElement[int], after: int | None, limit: int) -> Select[Any]:
+    """One keyset page of `query`: at most `limit` rows in `key` order, those past `after` (None:
+    from the start). The tenant list and a batch's transfers page this way, over an ever-growing id."""
+    page = query.order_by(key).limit(limit)
+    return page if after is None else page.where(key > after)
 
 
 class ReportingQueries:
@@ -99,12 +107,8 @@ class ReportingQueries:
             )
             .join(accounts, accounts.c.tenant_id == tenants.c.id)
             .where(accounts.c.kind == AccountKind.AVAILABLE.value)
-            .order_by(accounts.c.id)
-            .limit(limit)
         )
-        if after_position is not None:
-            query = query.where(accounts.c.id > after_position)
-        rows = await self._conn.execute(query)
+        rows = await self._conn.execute(page_after(query, accounts.c.id, after_position, limit))
         return [
             TenantSummary(
                 position=row.position,
@@ -160,12 +164,8 @@ class ReportingQueries:
             .join(debit, debit.c.id == transfers.c.debit_account_id)
             .join(credit, credit.c.id == transfers.c.credit_account_id)
             .where(transfers.c.batch_id == batch_id)
-            .order_by(transfers.c.id)
-            .limit(limit)
         )
-        if after_transfer_id is not None:
-            query = query.where(transfers.c.id > after_transfer_id)
-        rows = await self._conn.execute(query)
+        rows = await self._conn.execute(page_after(query, transfers.c.id, after_transfer_id, limit))
         return [
             BatchTransferLine(
                 transfer_id=row.id,

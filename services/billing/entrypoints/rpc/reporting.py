@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.rpc.timestamps import request_instant
@@ -195,8 +194,6 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
 
 
 def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
-    created_at = Timestamp()
-    created_at.FromDatetime(line.created_at)
     return billing_pb2.LedgerEntry(
         entry_id=str(line.entry_id),
         ref_type=line.ref_type.value,
@@ -204,7 +201,7 @@ def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
         batch_id=str(line.batch_id) if line.batch_id else "",
         credits_delta=line.credits_delta,
         balance_after=line.balance_after,
-        created_at=created_at,
+        created_at=timestamp(line.created_at),
     )
 
 

@@ -14,7 +14,7 @@ from libs.rpc.errors import status_code_for
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
 from services.billing.domain.pricing import QuoteLine
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
-from services.billing.use_cases.reservations import ReservationRequest
+from services.billing.use_cases.reservations import Reservation, ReservationRequest
 
 
 class ReservationRpcs(BillingRpcs):
@@ -62,12 +62,7 @@ class ReservationRpcs(BillingRpcs):
         reservation = await self._handlers.reserve(
             parse_tenant_id(request.tenant_id), parse_batch_id(request.batch_id), _lines(request.lines)
         )
-        return billing_pb2.ReserveResponse(
-            frozen_credits=reservation.frozen_credits,
-            available_before=reservation.available_before,
-            available_after=reservation.available_after,
-            replayed=reservation.replayed,
-        )
+        return _reserved(reservation)
 
     async def ReserveMany(
         self, request: billing_pb2.ReserveManyRequest, context: Context
@@ -93,15 +88,17 @@ class ReservationRpcs(BillingRpcs):
             if isinstance(outcome, ServiceError):
                 answer.refused.CopyFrom(_refusal(outcome))
             else:
-                answer.reserved.CopyFrom(
-                    billing_pb2.ReserveResponse(
-                        frozen_credits=outcome.frozen_credits,
-                        available_before=outcome.available_before,
-                        available_after=outcome.available_after,
-                        replayed=outcome.replayed,
-                    )
-                )
+                answer.reserved.CopyFrom(_reserved(outcome))
         return response
+
+
+def _reserved(reservation: Reservation) -> billing_pb2.ReserveResponse:
+    return billing_pb2.ReserveResponse(
+        frozen_credits=reservation.frozen_credits,
+        available_before=reservation.available_before,
+        available_after=reservation.available_after,
+        replayed=reservation.replayed,
+    )
 
 
 def _refusal(error: ServiceError) -> billing_pb2.Refusal:
