@@ -8,12 +8,12 @@
   propagate, appear in logs and in the gateway's `X-Trace-ID` header. With an exporter the sampler
   follows `OTEL_TRACES_SAMPLER` (default: parent-based, always on). SQLAlchemy and httpx are
   instrumented here, only when there is an exporter (ADR-024: without one they would record
-  nothing, and importing them costs every process ~1 s at start); gRPC calls by libs.rpc's own
-  interceptors (ADR-027); the gateway by FastAPI's telemetry; the bus carries W3C `traceparent`
-  in headers.
+  nothing, and importing them costs every process ~1 s at start); gRPC calls by OpenTelemetry's
+  gRPC instrumentation (its aio interceptors, installed by libs.rpc); the gateway by its ASGI
+  instrumentation (ADR-061); the bus carries W3C `traceparent` in headers.
 - Metrics: OpenTelemetry metrics read by a Prometheus reader. `metrics_text()` renders them (the
   gateway serves it at `/metrics`); `serve_metrics(port)` exposes them on a port of their own for
-  the other processes. gRPC latency comes from libs.rpc, HTTP latency from FastAPI's telemetry;
+  the other processes. gRPC latency comes from libs.rpc, HTTP latency from the ASGI instrumentation;
   queue depth, queue lag and outbox backlog from `BacklogGauges`, which samples them in the
   background (gauge callbacks are synchronous, so they read the last sample instead of querying).
 """
@@ -33,6 +33,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -48,6 +49,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _configured_service: str | None = None
+
+# The ASGI instrumentation labels its `http.server.*` metrics with the Host header too, which any
+# client chooses (one series per spelling): only method, route template, status and scheme stay.
+_HTTP_SERVER_VIEW = View(
+    instrument_name="http.server.*",
+    attribute_keys={"http.method", "http.target", "http.status_code", "http.scheme"},
+)
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -120,7 +128,9 @@ def configure_telemetry(service: str, level: str = "INFO") -> None:
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()], views=[_HTTP_SERVER_VIEW])
+    )
     if exporter is not None:
         _instrument_sqlalchemy_and_httpx()
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import httpx
 
 from libs.config import Settings
 from libs.db import Database
@@ -111,9 +110,9 @@ def build_storage(settings: Settings) -> AssetStorage:
 def s3_client(settings: Settings) -> S3Client:
     """A client of the configured video bucket (its HTTP pool lives as long as the process)."""
     return S3Client(
-        httpx.AsyncClient(timeout=settings.provider_http_timeout_seconds),
         S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
         S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
+        timeout_seconds=settings.provider_http_timeout_seconds,
     )
 
 

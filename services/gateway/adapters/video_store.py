@@ -12,7 +12,6 @@ import asyncio
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from libs.config import Settings
@@ -95,9 +94,9 @@ def video_store(settings: Settings) -> VideoStore:
     """The store matching REELBATCH_STORAGE (the batch service writes to the same place)."""
     if settings.storage == "s3":
         client = S3Client(
-            httpx.AsyncClient(timeout=settings.grpc_deadline_seconds),
             S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
             S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
+            timeout_seconds=settings.grpc_deadline_seconds,
         )
         return S3VideoStore(client, settings.s3_presign_seconds)
     return LocalVideoStore(Path(settings.asset_dir))

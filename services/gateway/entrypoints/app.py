@@ -94,7 +94,8 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
 
     def in_request_context(inner: ASGIApp) -> ASGIApp:
-        # Server span and metric, request id, last-resort 500 and body size limit, in one layer:
+        # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
+        # 500 and body size limit, in one layer:
         # around the app, and around the hot lane's answers, configured once.
         return RequestContextMiddleware(
             inner, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS

@@ -2,19 +2,19 @@
 request id, a last-resort 500, the body size limit.
 
 One plain ASGI layer (not `BaseHTTPMiddleware`, which buffers responses and hides exceptions from
-the error handlers), not four: each layer costs a coroutine call and a `send` wrapper on every
-request, and this is the gateway's hottest code after the routes themselves. It replaces
-FastAPI's own telemetry, which cost ~0.15 ms per request (ADR-029).
+the error handlers) for the request id, the 500 and the body limit; the span and the latency
+metric are OpenTelemetry's ASGI middleware, which this layer runs its request through (ADR-061).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.http.errors import ApiError, error_response
@@ -31,16 +31,7 @@ ROUTE_TEMPLATE_KEY = "reelbatch.route_template"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _TRACE_ID = TRACE_ID_HEADER.lower().encode()
 _CONTENT_LENGTH = b"content-length"
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-
-_tracer = trace.get_tracer("reelbatch.gateway")
-_request_duration = metrics.get_meter("reelbatch.gateway").create_histogram(
-    "http.server.request.duration",
-    unit="s",
-    description="Latency of HTTP requests served, by method, route and status",
-    explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-)
 
 
 def request_id_of(scope: Scope) -> str:
@@ -62,9 +53,9 @@ def route_template(scope: Scope) -> str:
 class RequestContextMiddleware:
     """What every HTTP request gets, outermost first:
 
-    - a SERVER span (the caller's W3C trace context continued) and the
-      `http.server.request.duration` metric by method, route and status, except on the probe and
-      scrape paths in `untraced_paths`, which would drown the traces that matter;
+    - OpenTelemetry's ASGI middleware: a SERVER span (the caller's W3C trace context continued),
+      renamed after the route template once known, and the `http.server.duration` metric, except
+      on the probe and scrape paths in `untraced_paths`, which would drown the traces that matter;
     - an id (the client's X-Request-ID, or a new uuid4) echoed back, with the request's trace id in
       X-Trace-ID. A malformed client id is not echoed (it could not be a safe header); a fresh one
       is used instead, and the create-batch route refuses the request;
@@ -79,62 +70,44 @@ class RequestContextMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.untraced_paths = frozenset(untraced_paths)
+        # Named by method at the start (a raw path would make one span name per batch id) and by
+        # route template once the app has answered; no spans of their own for ASGI messages.
+        self._traced = OpenTelemetryMiddleware(
+            self._serve_traced,
+            default_span_details=lambda scope: (scope["method"], {}),
+            exclude_spans=["receive", "send"],
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        presented = declared = None
-        carrier: dict[str, str] | None = None
-        for name, value in scope["headers"]:
-            # The first of repeated headers counts, as with Starlette's `Headers.get`.
-            if name == _REQUEST_ID and presented is None:
-                presented = value
-            elif name == _CONTENT_LENGTH and declared is None:
-                declared = value
-            elif name in _TRACE_HEADERS:
-                carrier = carrier or {}
-                carrier.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-        request_id = _request_id(presented)
-        scope.setdefault("state", {})["request_id"] = request_id
-        method: str = scope["method"]
-        status = [0]  # set when the response starts
         if scope["path"] in self.untraced_paths:
-            await self._serve(scope, receive, send, request_id, declared, None, status)
+            await self._serve_untraced(scope, receive, send)
             return
-        started = time.perf_counter()
-        with _tracer.start_as_current_span(
-            method,
-            context=propagate.extract(carrier) if carrier else None,
-            kind=trace.SpanKind.SERVER,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            # Spans carry ids even when none is recorded: X-Trace-ID and the logs still name them.
-            span_context = span.get_span_context()
-            trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
-            try:
-                await self._serve(scope, receive, send, request_id, declared, trace_id, status)
-            finally:
-                route = route_template(scope)
-                code = status[0] or 500
-                _request_duration.record(
-                    time.perf_counter() - started,
-                    {"http.request.method": method, "http.route": route, "http.response.status_code": code},
-                )
-                if span.is_recording():
-                    if route:
-                        span.update_name(f"{method} {route}")
-                    span.set_attributes(
-                        {
-                            "http.request.method": method,
-                            "url.path": scope["path"],
-                            "http.route": route,
-                            "http.response.status_code": code,
-                        }
-                    )
-                    if code >= 500:
-                        span.set_status(trace.StatusCode.ERROR)
+        await self._traced(scope, receive, send)
+
+    async def _serve_untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id, declared = _read_headers(scope)
+        await self._serve(scope, receive, send, request_id, declared, None)
+
+    async def _serve_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id, declared = _read_headers(scope)
+        span = trace.get_current_span()
+        # Spans carry ids even when none is recorded: X-Trace-ID and the logs still name them.
+        span_context = span.get_span_context()
+        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+        try:
+            await self._serve(scope, receive, send, request_id, declared, trace_id)
+        finally:
+            route = route_template(scope)
+            if route and "route" not in scope:
+                # The hot lane answers without Starlette's router: name its template where the
+                # instrumentation looks for it, so the latency metric is by route for it too.
+                scope["route"] = _LaneRoute(route)
+            if route and span.is_recording():
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
 
     async def _serve(
         self,
@@ -144,10 +117,9 @@ class RequestContextMiddleware:
         request_id: str,
         declared: bytes | None,
         trace_id: str | None,
-        status: list[int],
     ) -> None:
         """The app's answer with the ids echoed (the trace id, so a customer complaint maps to a
-        trace), the body limit and the last-resort 500; `status[0]` gets the answer's status."""
+        trace), the body limit and the last-resort 500."""
         echoed = [(_REQUEST_ID, request_id.encode())]
         if trace_id is not None:
             echoed.append((_TRACE_ID, trace_id.encode()))
@@ -157,7 +129,6 @@ class RequestContextMiddleware:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                status[0] = message["status"]
                 headers = [
                     (name, value) for name, value in message.get("headers", ()) if not _is_echoed(name)
                 ]
@@ -223,6 +194,27 @@ class RequestContextMiddleware:
             "payload_too_large",
             f"request body exceeds {self.max_body_bytes} bytes",
         )
+
+
+@dataclass(frozen=True)
+class _LaneRoute:
+    """What OpenTelemetry's ASGI middleware reads of a route: its template."""
+
+    path_format: str
+
+
+def _read_headers(scope: Scope) -> tuple[str, bytes | None]:
+    """The request's id (stored in the scope's state) and its declared Content-Length."""
+    presented = declared = None
+    for name, value in scope["headers"]:
+        # The first of repeated headers counts, as with Starlette's `Headers.get`.
+        if name == _REQUEST_ID and presented is None:
+            presented = value
+        elif name == _CONTENT_LENGTH and declared is None:
+            declared = value
+    request_id = _request_id(presented)
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id, declared
 
 
 def _request_id(presented: bytes | None) -> str:

@@ -172,8 +172,8 @@ def test_one_create_batch_request_is_one_trace_across_every_service(
                     return True
         return False
 
-    assert rpc_hop("gateway", "batch", "reelbatch.proto.batch.v1.BatchService/CreateBatch")
-    assert rpc_hop("batch", "billing", "reelbatch.proto.billing.v1.BillingService/ReserveMany")
+    assert rpc_hop("gateway", "batch", "/reelbatch.proto.batch.v1.BatchService/CreateBatch")
+    assert rpc_hop("batch", "billing", "/reelbatch.proto.billing.v1.BillingService/ReserveMany")
     provider_spans = [s for s in spans if s.name == "provider generate sora-2"]
     assert {s.attributes.get("reelbatch.outcome") for s in provider_spans} == {"succeeded", "failed"}
     # With an exporter, SQLAlchemy and httpx are instrumented (libs.telemetry installs them only then).

@@ -18,7 +18,7 @@ from moto import settings as moto_settings
 from moto.server import ThreadedMotoServer
 
 from libs.s3 import S3Credentials
-from tests.integration.storage.s3_harness import S3Server
+from tests.integration.storage.s3_harness import S3Clients, S3Server
 
 _IAM_SCOPE = (
     "AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"
@@ -74,3 +74,13 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     """A plain HTTP client (no credentials of its own)."""
     async with httpx.AsyncClient(timeout=10.0) as client:
         yield client
+
+
+@pytest.fixture
+async def s3_clients() -> AsyncIterator[S3Clients]:
+    """Clients of test buckets, closed when the test ends."""
+    clients = S3Clients()
+    try:
+        yield clients
+    finally:
+        await clients.close()

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import httpx
 from moto import settings as moto_settings
 
 from libs.s3 import S3Bucket, S3Client, S3Credentials
@@ -22,11 +21,26 @@ class S3Server:
     credentials: S3Credentials
 
 
-def s3_client(
-    server: S3Server, http: httpx.AsyncClient, bucket: str, credentials: S3Credentials | None = None
-) -> S3Client:
-    """A client of `bucket` on the test server, with the server's key unless told otherwise."""
-    return S3Client(http, S3Bucket(server.endpoint_url, bucket, REGION), credentials or server.credentials)
+class S3Clients:
+    """Clients of buckets on a test server, closed together when the test ends."""
+
+    def __init__(self) -> None:
+        self._opened: list[S3Client] = []
+
+    def of(self, server: S3Server, bucket: str, credentials: S3Credentials | None = None) -> S3Client:
+        """A client of `bucket` on `server`, with the server's key unless told otherwise."""
+        client = S3Client(
+            S3Bucket(server.endpoint_url, bucket, REGION),
+            credentials or server.credentials,
+            timeout_seconds=10.0,
+        )
+        self._opened.append(client)
+        return client
+
+    async def close(self) -> None:
+        """Closes every client handed out."""
+        for client in self._opened:
+            await client.close()
 
 
 @contextmanager

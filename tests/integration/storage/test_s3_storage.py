@@ -15,7 +15,7 @@ from services.batch.adapters.s3 import S3Storage, StorageUnavailable
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.provider import FailureType
 from services.gateway.entrypoints.app import create_app
-from tests.integration.storage.s3_harness import REGION, S3Server, presigned_urls_allowed, s3_client
+from tests.integration.storage.s3_harness import REGION, S3Clients, S3Server, presigned_urls_allowed
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
     CUSTOMER,
@@ -34,17 +34,17 @@ def _bucket_name() -> str:
     return f"videos-{uuid.uuid4().hex[:12]}"
 
 
-async def _new_bucket(server: S3Server, http: httpx.AsyncClient) -> str:
+async def _new_bucket(server: S3Server, s3_clients: S3Clients) -> str:
     name = _bucket_name()
-    await s3_client(server, http, name).create_bucket()
+    await s3_clients.of(server, name).create_bucket()
     return name
 
 
 async def test_a_stored_video_round_trips_through_s3_byte_for_byte(
-    s3_server: S3Server, http: httpx.AsyncClient
+    s3_server: S3Server, s3_clients: S3Clients
 ) -> None:
-    bucket = await _new_bucket(s3_server, http)
-    client = s3_client(s3_server, http, bucket)
+    bucket = await _new_bucket(s3_server, s3_clients)
+    client = s3_clients.of(s3_server, bucket)
     batch_id, task_id = BatchId(uuid.uuid4()), TaskId(uuid.uuid4())
 
     asset = await S3Storage(client, "https://api.example.com/").store(batch_id, task_id, VIDEO)
@@ -58,29 +58,29 @@ async def test_a_stored_video_round_trips_through_s3_byte_for_byte(
 
 
 async def test_requests_signed_with_a_wrong_secret_or_an_unknown_key_are_refused(
-    s3_server: S3Server, http: httpx.AsyncClient
+    s3_server: S3Server, s3_clients: S3Clients
 ) -> None:
-    bucket = await _new_bucket(s3_server, http)
+    bucket = await _new_bucket(s3_server, s3_clients)
     wrong_secret = S3Credentials(s3_server.credentials.access_key_id, "not-the-secret")
     unknown_key = S3Credentials("AKIAUNKNOWNKEY000000", s3_server.credentials.secret_access_key)
 
     for credentials in (wrong_secret, unknown_key):
         with pytest.raises(S3Error) as refused:
-            await s3_client(s3_server, http, bucket, credentials).put_object(
+            await s3_clients.of(s3_server, bucket, credentials).put_object(
                 "x.mp4", VIDEO, content_type="video/mp4"
             )
         assert refused.value.status == 403
     with pytest.raises(S3Error) as mismatch:
-        await s3_client(s3_server, http, bucket, wrong_secret).get_object("x.mp4")
+        await s3_clients.of(s3_server, bucket, wrong_secret).get_object("x.mp4")
     assert "SignatureDoesNotMatch" in str(mismatch.value)
     # Nothing was written by the refused uploads.
-    assert not await s3_client(s3_server, http, bucket).object_exists("x.mp4")
+    assert not await s3_clients.of(s3_server, bucket).object_exists("x.mp4")
 
 
 async def test_an_upload_to_a_missing_bucket_is_a_transient_provider_error(
-    s3_server: S3Server, http: httpx.AsyncClient
+    s3_server: S3Server, s3_clients: S3Clients
 ) -> None:
-    storage = S3Storage(s3_client(s3_server, http, _bucket_name()), "http://127.0.0.1:8000")
+    storage = S3Storage(s3_clients.of(s3_server, _bucket_name()), "http://127.0.0.1:8000")
 
     with pytest.raises(StorageUnavailable) as failed:
         await storage.store(BatchId(uuid.uuid4()), TaskId(uuid.uuid4()), VIDEO)
@@ -92,9 +92,9 @@ async def test_an_upload_to_a_missing_bucket_is_a_transient_provider_error(
     assert s3_server.credentials.secret_access_key not in failed.value.message
 
 
-async def test_an_unreachable_s3_is_a_transient_provider_error_too(http: httpx.AsyncClient) -> None:
+async def test_an_unreachable_s3_is_a_transient_provider_error_too(s3_clients: S3Clients) -> None:
     unreachable = S3Server("http://127.0.0.1:9", S3Credentials("AKIAEXAMPLE", "secret-value"))
-    storage = S3Storage(s3_client(unreachable, http, "videos"), "http://127.0.0.1:8000")
+    storage = S3Storage(s3_clients.of(unreachable, "videos"), "http://127.0.0.1:8000")
 
     with pytest.raises(StorageUnavailable) as failed:
         await storage.store(BatchId(uuid.uuid4()), TaskId(uuid.uuid4()), VIDEO)
@@ -104,10 +104,10 @@ async def test_an_unreachable_s3_is_a_transient_provider_error_too(http: httpx.A
 
 
 async def test_a_presigned_url_serves_the_object_without_credentials(
-    s3_server: S3Server, http: httpx.AsyncClient
+    s3_server: S3Server, http: httpx.AsyncClient, s3_clients: S3Clients
 ) -> None:
-    bucket = await _new_bucket(s3_server, http)
-    client = s3_client(s3_server, http, bucket)
+    bucket = await _new_bucket(s3_server, s3_clients)
+    client = s3_clients.of(s3_server, bucket)
     await client.put_object("a/b.mp4", VIDEO, content_type="video/mp4")
 
     url = client.presigned_get_url(
@@ -125,10 +125,10 @@ async def test_a_presigned_url_serves_the_object_without_credentials(
 
 
 async def test_a_signed_video_link_redirects_to_s3_which_serves_the_video(
-    s3_server: S3Server, http: httpx.AsyncClient
+    s3_server: S3Server, http: httpx.AsyncClient, s3_clients: S3Clients
 ) -> None:
-    bucket = await _new_bucket(s3_server, http)
-    await s3_client(s3_server, http, bucket).put_object(
+    bucket = await _new_bucket(s3_server, s3_clients)
+    await s3_clients.of(s3_server, bucket).put_object(
         f"{BATCH_ID}/{TASK_ID}.mp4", VIDEO, content_type="video/mp4"
     )
     settings = Settings(

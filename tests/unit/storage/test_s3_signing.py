@@ -1,23 +1,29 @@
-"""SigV4 signing checked against AWS's published examples, and the S3 storage wiring, without I/O.
+"""S3 requests and presigned URLs signed with SigV4 (checked against AWS's published example and
+the requests the client sends), and the S3 storage wiring, without I/O.
 
-The expected signatures are the worked examples of
-https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html and
-https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html
+The expected presigned URL is the worked example of
+https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html; that the header
+signatures are right is checked by the S3 server of tests/integration/storage, which refuses any
+request it cannot verify.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
+import botocore.auth
 import pytest
+from aiobotocore.awsrequest import AioAWSResponse
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.compat import HTTPHeaders
 from pydantic import SecretStr, ValidationError
 
 from libs.config import Settings
-from libs.s3 import S3Bucket, S3Client, S3Credentials, SigV4Signer
+from libs.s3 import S3Bucket, S3Client, S3Credentials, presigned_get_url
 from services.batch.adapters.s3 import S3Storage
 from services.batch.adapters.storage import InvalidVideo, LocalDirectoryStorage
 from services.batch.bootstrap import build_storage
@@ -25,49 +31,77 @@ from services.batch.domain.batch import BatchId, TaskId
 from services.gateway.adapters.video_store import LocalVideoStore, S3VideoStore, video_store
 
 AWS_EXAMPLE = S3Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-AWS_EXAMPLE_TIME = datetime(2013, 5, 24, tzinfo=UTC)
+# botocore's signers read the clock as naive UTC.
+AWS_EXAMPLE_TIME = datetime(2013, 5, 24)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-def _signature(authorization: str) -> str:
-    return authorization.rsplit("Signature=", 1)[1]
+@pytest.fixture
+def aws_example_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signs as at the moment of AWS's worked examples."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_args, **_kwargs: AWS_EXAMPLE_TIME)
 
 
-def test_a_get_with_a_range_header_is_signed_like_the_aws_example() -> None:
-    headers = SigV4Signer(AWS_EXAMPLE, "us-east-1").sign_headers(
-        "GET",
-        "https://examplebucket.s3.amazonaws.com/test.txt",
-        payload_sha256=EMPTY_SHA256,
-        headers={"Range": "bytes=0-9"},
-        now=AWS_EXAMPLE_TIME,
+async def _sent_requests(client: S3Client) -> list[AWSPreparedRequest]:
+    """Records what `client` would send and answers 200 in place of a server (no I/O)."""
+    sent: list[AWSPreparedRequest] = []
+
+    def answer(request: AWSPreparedRequest, **_kwargs: Any) -> AioAWSResponse:
+        sent.append(request)
+        return AioAWSResponse(request.url, 200, HTTPHeaders(), _EmptyBody())
+
+    library_client = await client._s3()
+    # A before-send handler's answer replaces the HTTP exchange; the stubs type handlers as None-returning.
+    library_client.meta.events.register_first("before-send.s3", answer)  # type: ignore[arg-type]
+    return sent
+
+
+class _EmptyBody:
+    async def read(self) -> bytes:
+        return b""
+
+
+def _header(request: AWSPreparedRequest, name: str) -> str:
+    value = request.headers[name]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def test_a_get_is_signed_with_sigv4_for_the_buckets_region(aws_example_clock: None) -> None:
+    client = S3Client(S3Bucket("http://s3.test", "videos", "eu-west-1"), AWS_EXAMPLE, timeout_seconds=1)
+    sent = await _sent_requests(client)
+
+    assert await client.object_exists("a/b.mp4")
+    await client.close()
+
+    authorization = _header(sent[0], "Authorization")
+    assert authorization.startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/eu-west-1/s3/aws4_request, "
     )
-
-    assert _signature(headers["authorization"]) == (
-        "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-    assert "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date," in headers["authorization"]
-    assert headers["x-amz-date"] == "20130524T000000Z"
-    assert "host" not in headers  # httpx sends it
+    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date," in authorization
+    assert _header(sent[0], "X-Amz-Date") == "20130524T000000Z"
+    assert _header(sent[0], "X-Amz-Content-SHA256") == EMPTY_SHA256
+    assert sent[0].url == "http://s3.test/videos/a/b.mp4"
 
 
-def test_a_put_with_a_payload_is_signed_like_the_aws_example() -> None:
+async def test_a_put_with_a_payload_signs_the_payloads_hash(aws_example_clock: None) -> None:
     content = b"Welcome to Amazon S3."
-    headers = SigV4Signer(AWS_EXAMPLE, "us-east-1").sign_headers(
-        "PUT",
-        "https://examplebucket.s3.amazonaws.com/test%24file.text",
-        payload_sha256=hashlib.sha256(content).hexdigest(),
-        headers={"Date": "Fri, 24 May 2013 00:00:00 GMT", "x-amz-storage-class": "REDUCED_REDUNDANCY"},
-        now=AWS_EXAMPLE_TIME,
-    )
+    client = S3Client(S3Bucket("http://s3.test", "videos", "us-east-1"), AWS_EXAMPLE, timeout_seconds=1)
+    sent = await _sent_requests(client)
 
-    assert _signature(headers["authorization"]) == (
-        "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
-    )
+    await client.put_object("test$file.text", content, content_type="text/plain")
+    await client.close()
+
+    assert _header(sent[0], "X-Amz-Content-SHA256") == hashlib.sha256(content).hexdigest()
+    assert "x-amz-content-sha256" in _header(sent[0], "Authorization")
+    assert AWS_EXAMPLE.secret_access_key not in str(sent[0].headers)
 
 
-def test_a_presigned_get_matches_the_aws_example() -> None:
-    url = SigV4Signer(AWS_EXAMPLE, "us-east-1").presign(
-        "GET", "https://examplebucket.s3.amazonaws.com/test.txt", expires_seconds=86400, now=AWS_EXAMPLE_TIME
+def test_a_presigned_get_matches_the_aws_example(aws_example_clock: None) -> None:
+    url = presigned_get_url(
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        AWS_EXAMPLE,
+        "us-east-1",
+        expires_seconds=86400,
     )
 
     assert url.startswith("https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
@@ -76,16 +110,16 @@ def test_a_presigned_get_matches_the_aws_example() -> None:
 
 
 def test_presigning_refuses_lifetimes_s3_would_refuse() -> None:
-    signer = SigV4Signer(AWS_EXAMPLE, "us-east-1")
+    client = S3Client(S3Bucket("https://s3.example.com", "b", "us-east-1"), AWS_EXAMPLE, timeout_seconds=1)
     for seconds in (0, 7 * 24 * 3600 + 1):
         with pytest.raises(ValueError, match="expires_seconds"):
-            signer.presign("GET", "https://s3.example.com/b/k", expires_seconds=seconds)
+            client.presigned_get_url("k", expires_seconds=seconds)
 
 
 def test_the_secret_key_never_shows_in_a_repr() -> None:
-    signer = SigV4Signer(AWS_EXAMPLE, "us-east-1")
+    client = S3Client(S3Bucket("https://s3.example.com", "b", "us-east-1"), AWS_EXAMPLE, timeout_seconds=1)
     assert AWS_EXAMPLE.secret_access_key not in repr(AWS_EXAMPLE)
-    assert AWS_EXAMPLE.secret_access_key not in repr(signer)
+    assert AWS_EXAMPLE.secret_access_key not in repr(client)
 
 
 def test_object_urls_are_path_style_with_the_key_percent_encoded() -> None:
@@ -93,21 +127,25 @@ def test_object_urls_are_path_style_with_the_key_percent_encoded() -> None:
     assert bucket.object_url("a b/c+d.mp4") == "http://127.0.0.1:9000/videos/a%20b/c%2Bd.mp4"
 
 
+class _RecordingS3Client(S3Client):
+    """Records uploads instead of sending them."""
+
+    def __init__(self) -> None:
+        super().__init__(S3Bucket("http://s3.test", "videos", "us-east-1"), AWS_EXAMPLE, timeout_seconds=1)
+        self.sent: list[str] = []
+
+    async def put_object(self, key: str, content: bytes, *, content_type: str) -> None:
+        self.sent.append(key)
+
+
 async def test_a_file_that_is_not_a_video_is_refused_before_any_upload() -> None:
-    sent: list[httpx.Request] = []
+    client = _RecordingS3Client()
+    with pytest.raises(InvalidVideo):
+        await S3Storage(client, "http://gw.test").store(
+            BatchId(uuid.uuid4()), TaskId(uuid.uuid4()), b"<html>error</html>"
+        )
 
-    def record(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as http:
-        client = S3Client(http, S3Bucket("http://s3.test", "videos", "us-east-1"), AWS_EXAMPLE)
-        with pytest.raises(InvalidVideo):
-            await S3Storage(client, "http://gw.test").store(
-                BatchId(uuid.uuid4()), TaskId(uuid.uuid4()), b"<html>error</html>"
-            )
-
-    assert sent == []
+    assert client.sent == []
 
 
 def _s3_settings(**overrides: object) -> Settings:
