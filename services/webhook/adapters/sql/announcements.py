@@ -9,16 +9,13 @@ from datetime import datetime
 from opentelemetry import propagate
 from sqlalchemy.dialects.postgresql import insert
 
-from libs.db import Database
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import batch_destinations, messages
 from services.webhook.domain.records import NewMessage
 
 
-class AnnouncementQueries:
+class AnnouncementQueries(TopicQueries):
     """Batch URLs remembered from `batch.queued`, and the messages events fan out to."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def remember_batch_urls(self, destinations: Sequence[tuple[str, str, str]]) -> None:
         """Keeps each (batch_id, tenant_id, webhook_url), in one statement (first writer wins; a

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, update
 
-from libs.db import Database
 from services.webhook.adapters.sql.endpoints import fail_pending_of
 from services.webhook.adapters.sql.records import tenant_secret_of
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import attempts, endpoints, messages, signing_secrets
 from services.webhook.domain.records import Attempt, ClaimedMessage, TenantSecret, secrets_signing_at
 
@@ -40,11 +40,8 @@ _CLAIM_SQL = text(
 )
 
 
-class DeliveryQueries:
+class DeliveryQueries(TopicQueries):
     """Claims of due messages and the attempts made on them."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[ClaimedMessage]:
         """Leases up to `limit` due messages and returns them with their signing secrets."""

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from libs.db import Database
 from services.webhook.adapters.sql.paging import encode_cursor, newest_first_page
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import attempts, messages
 from services.webhook.domain.records import Attempt, Message
 
@@ -23,11 +23,8 @@ def _message_key(key: str) -> str:
     return key
 
 
-class DeliveryLogQueries:
+class DeliveryLogQueries(TopicQueries):
     """What was sent where and how each attempt went; replays make messages due again."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def redeliver(self, tenant_id: str, message_id: str, now: datetime) -> bool:
         """Makes a message due again with a fresh attempt budget; False if not found in scope.

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import Database
 from services.webhook.adapters.sql.paging import encode_cursor, newest_first_page
 from services.webhook.adapters.sql.records import endpoint_of
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import endpoints, messages
 from services.webhook.domain.records import Endpoint, RotatedEndpointSecret
 
@@ -25,11 +25,8 @@ async def fail_pending_of(session: AsyncSession, endpoint_id: str) -> None:
     )
 
 
-class EndpointQueries:
+class EndpointQueries(TopicQueries):
     """The `endpoints` table, as the tenant manages it."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def create_endpoint(self, endpoint: Endpoint, secret: str) -> None:
         """Stores a new endpoint with its signing secret."""

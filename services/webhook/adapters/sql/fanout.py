@@ -9,8 +9,8 @@ from typing import Any
 
 from psycopg.rows import namedtuple_row
 
-from libs.db import Database
 from services.webhook.adapters.sql.records import endpoint_of
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import SCHEMA
 from services.webhook.domain.records import Endpoint
 
@@ -21,11 +21,8 @@ WHERE tenant_id = ANY(%s) AND status = 'enabled'
 """
 
 
-class FanoutQueries:
+class FanoutQueries(TopicQueries):
     """Where an event goes: the batch's remembered URL and the tenant's endpoints."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def batch_urls(self, batch_ids: Sequence[str]) -> dict[str, str]:
         """The remembered webhook_urls of those of the batches that have one, in one read."""

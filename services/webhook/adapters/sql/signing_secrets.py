@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import Database
 from services.webhook.adapters.sql.records import tenant_secret_of
+from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import signing_secrets
 from services.webhook.domain.records import TenantSecret
 
@@ -25,11 +25,8 @@ async def _tenant_secret(session: AsyncSession, tenant_id: str) -> TenantSecret:
     return tenant_secret_of(row)
 
 
-class SigningSecretQueries:
+class SigningSecretQueries(TopicQueries):
     """The `signing_secrets` table: one secret per tenant, signing batch-URL messages."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
 
     async def ensure_tenant_secret(self, tenant_id: str, candidate: str) -> TenantSecret:
         """The tenant's default secret, created from `candidate` if it has none yet."""
