@@ -18,7 +18,8 @@ from services.webhook.adapters.batch_client import BatchServiceReader
 from services.webhook.adapters.network import HttpSender, SystemResolver
 from services.webhook.adapters.repository import WebhookRepository
 from services.webhook.domain.destinations import DestinationPolicy
-from services.webhook.handlers import DeliveryPolicy, WebhookHandlers
+from services.webhook.use_cases.dependencies import DeliveryPolicy
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 
 def migrate(database_url: str) -> None:

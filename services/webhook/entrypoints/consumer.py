@@ -11,7 +11,8 @@ from reelbatch.proto.events.v1 import events_pb2
 
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
-from services.webhook.handlers import QueuedBatch, SettledBatch, WebhookHandlers, task_event
+from services.webhook.use_cases.announcements import QueuedBatch, SettledBatch, task_event
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     events_pb2.BatchesQueued,

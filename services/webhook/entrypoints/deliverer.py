@@ -11,7 +11,7 @@ import logging
 
 from libs.lifecycle import sleep_or_stop
 from services.webhook.domain.records import ClaimedMessage
-from services.webhook.handlers import WebhookHandlers
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 log = logging.getLogger(__name__)
 

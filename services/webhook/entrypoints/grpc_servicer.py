@@ -14,7 +14,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import InvalidArgument
 from services.webhook.domain.records import Endpoint, Message, TenantSecret
-from services.webhook.handlers import WebhookHandlers
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 SERVICE_NAME = webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name
 

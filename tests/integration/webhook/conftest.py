@@ -15,7 +15,8 @@ from services.webhook.bootstrap import migrate
 from services.webhook.domain.destinations import DestinationPolicy
 from services.webhook.domain.records import BatchSnapshot
 from services.webhook.entrypoints.deliverer import Deliverer
-from services.webhook.handlers import DeliveryPolicy, WebhookHandlers
+from services.webhook.use_cases.dependencies import DeliveryPolicy
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 from .receiver import Receiver
 

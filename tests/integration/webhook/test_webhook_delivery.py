@@ -21,7 +21,7 @@ from libs.messaging.contract import Delivery, Envelope
 from services.webhook.domain.errors import EndpointNotFound, UnsafeWebhookUrl
 from services.webhook.domain.records import Message
 from services.webhook.entrypoints.consumer import WebhookEventConsumer
-from services.webhook.handlers import WebhookHandlers
+from services.webhook.use_cases.handlers import WebhookHandlers
 
 from .conftest import HandlersFactory
 from .receiver import HANG, Receiver
