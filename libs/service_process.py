@@ -2,7 +2,8 @@
 
 A `ServiceProcess` is described first (its gRPC API, HTTP listeners, bus consumers, background
 loops and the resources it holds) and then `run()`; each service's `entrypoints/main.py` is only a
-builder of one. The shutdown order is written once, here (`close()`), after Temporal's worker:
+builder of one; `backend_process()` describes what the gRPC services (batch, billing, webhook)
+share. The shutdown order is written once, here (`close()`), after Temporal's worker:
 
 1. stop taking work: watchers (health monitor, gauges) are cancelled, health turns NOT_SERVING and
    the servers stop accepting calls; the calls in flight finish within the grace period;
@@ -27,12 +28,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
+from libs.config import Settings
 from libs.rpc.server import DependencyMonitor, DependencyProbe, GrpcServer, start_grpc_server
-from libs.rpc.tls import TlsFiles
+from libs.rpc.tls import TlsFiles, tls_from_settings
+
+if TYPE_CHECKING:
+    # Only named in annotations: the gateway runs a ServiceProcess and must not load SQLAlchemy.
+    from libs.connections import ServiceConnections
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,13 @@ class Listener(Protocol):
 
     async def stop(self, grace_seconds: float) -> None:
         """Stops accepting; requests in flight get `grace_seconds` to finish."""
+
+
+class BacklogSampler(Protocol):
+    """What samples backlog gauges (queue depths, outbox lag) until stopping is set."""
+
+    async def run(self, stopping: asyncio.Event, interval_seconds: float) -> None:
+        """Samples every `interval_seconds` until `stopping` is set."""
 
 
 class ProcessComponentFailed(RuntimeError):
@@ -248,3 +261,56 @@ class ServiceProcess:
             except Exception:
                 # The others must still be closed; the error is logged, not swallowed silently.
                 log.exception("%s: closing %r failed", self.name, close)
+
+
+# Every backend service gets this long to finish the calls and work in flight when it stops.
+BACKEND_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """The one gRPC service a backend process serves: where, how it registers, and its name."""
+
+    address: str
+    register: Callable[[grpc.aio.Server], None]
+    name: str
+
+
+def backend_process(
+    name: str,
+    settings: Settings,
+    service: GrpcService,
+    connections: ServiceConnections,
+    gauges: BacklogSampler,
+    *,
+    clients: Sequence[Closeable] = (),
+) -> ServiceProcess:
+    """A backend service's process, to which its consumers and loops are then added.
+
+    It serves `service` (TLS from the settings) with health turning NOT_SERVING while the database
+    or the broker does not answer, samples the backlog `gauges`, and on the way out closes the
+    bus, `clients`, the channel and the database.
+    """
+    process = ServiceProcess(
+        name,
+        grace_seconds=BACKEND_GRACE_SECONDS,
+        resources=Resources(
+            bus=connections.bus,
+            clients=clients,
+            channels=[connections.channel],
+            database=connections.database,
+        ),
+    )
+    api = GrpcApi(
+        service.address,
+        [service.register],
+        [service.name],
+        tls=tls_from_settings(settings),
+        probes={"database": connections.database.ping, "broker": connections.bus.ping},
+        health_check_seconds=settings.health_check_interval_seconds,
+    )
+    return process.serve_grpc(api).add_loop(
+        f"{name}-backlog-gauges",
+        lambda stopping: gauges.run(stopping, settings.backlog_sample_seconds),
+        holds_work=False,
+    )

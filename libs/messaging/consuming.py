@@ -2,7 +2,8 @@
 
 A transport fills an in-memory inbox with what its broker hands out and settles messages through
 `QueueReceipts` (ack, requeue, dead-letter); `ChunkedConsumer` does everything in between, so
-handlers see the same semantics on RabbitMQ and on PostgreSQL. Consumers may take messages in
+handlers see the same semantics on RabbitMQ and on PostgreSQL. `ChunkedBus.consume` is that one
+way to consume, each transport saying only how it subscribes (`_subscribe`). Consumers may take messages in
 chunks (one handler call for up to `max_batch` messages) so a handler can apply them in one
 database transaction; a failing chunk is retried message by message so one poison message never
 blocks the others.
@@ -12,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from libs.lifecycle import wait_at_most
-from libs.messaging.contract import Delivery, Envelope, Handler
+from libs.messaging.contract import Delivery, Envelope, Handler, QueueSpec
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +196,48 @@ class ChunkedConsumer(Generic[RawT]):
         finally:
             for span in spans:
                 span.end()
+
+
+class ChunkedBus(ABC, Generic[RawT]):
+    """A bus whose consumers are `ChunkedConsumer`s over an inbox its broker fills.
+
+    A transport subclasses it, names its `messaging_system` (for spans) and implements
+    `_subscribe`; `consume` is then the same on every transport.
+    """
+
+    messaging_system: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._consumer_tasks: list[asyncio.Task[None]] = []
+
+    async def consume(
+        self,
+        queue: QueueSpec,
+        handler: Handler,
+        message_types: Sequence[type[Message]],
+        *,
+        prefetch: int,
+        max_batch: int = 1,
+        max_wait_seconds: float = 0.0,
+        concurrency: int = 1,
+    ) -> None:
+        """Subscribes to `queue` and runs `concurrency` consumers of it in the background."""
+        inbox, receipts = await self._subscribe(queue, prefetch)
+        consumer = ChunkedConsumer(
+            queue.name,
+            receipts,
+            handler,
+            message_types,
+            max_batch,
+            max_wait_seconds,
+            messaging_system=self.messaging_system,
+        )
+        for _ in range(concurrency):
+            self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
+
+    @abstractmethod
+    async def _subscribe(
+        self, queue: QueueSpec, prefetch: int
+    ) -> tuple[asyncio.Queue[RawT], QueueReceipts[RawT]]:
+        """Declares `queue` and has the broker fill the inbox returned, `prefetch` messages ahead at most;
+        returns once the subscription is registered. Background tasks go to `_consumer_tasks`."""

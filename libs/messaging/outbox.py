@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from libs.config import Settings
 from libs.db import Database, libpq_url
 from libs.lifecycle import sleep_or_stop
 from libs.messaging.contract import Backlog, Bus, Envelope
@@ -112,6 +113,17 @@ class OutboxRelay:
             " LIMIT %s FOR UPDATE SKIP LOCKED"
         ).format(name)
         self._delete_chunk = sql.SQL("DELETE FROM {} WHERE id = ANY(CAST(%b AS bigint[]))").format(name)
+
+    @classmethod
+    def configured(cls, settings: Settings, database: Database, table: Table, bus: Bus) -> OutboxRelay:
+        """A relay of `table` with the chunk size and poll interval the settings give."""
+        return cls(
+            database,
+            table,
+            bus,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
 
     async def relay_once(self) -> int:
         """Publishes one chunk; returns how many events it published."""

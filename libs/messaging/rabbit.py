@@ -19,10 +19,9 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
-from google.protobuf.message import Message
 
-from libs.messaging.consuming import ChunkedConsumer
-from libs.messaging.contract import TOPOLOGY, Backlog, Envelope, Handler, QueueSpec
+from libs.messaging.consuming import ChunkedBus, QueueReceipts
+from libs.messaging.contract import TOPOLOGY, Backlog, Envelope, QueueSpec
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +32,17 @@ DEAD_LETTER_EXCHANGE = "reelbatch.dead-letter"
 _PUBLISH_WINDOW = 256
 
 
-class RabbitBus:
+class RabbitBus(ChunkedBus[AbstractIncomingMessage]):
     """`Bus` on RabbitMQ. Reconnects by itself (robust connection) and re-declares the topology."""
 
+    messaging_system = "rabbitmq"
+
     def __init__(self, connection: AbstractRobustConnection) -> None:
+        super().__init__()
         self._connection = connection
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._publish_lock = asyncio.Lock()
-        self._consumer_tasks: list[asyncio.Task[None]] = []
         self._inspect_channel: AbstractChannel | None = None
 
     @classmethod
@@ -103,34 +104,16 @@ class RabbitBus:
                     )
                 )
 
-    async def consume(
-        self,
-        queue: QueueSpec,
-        handler: Handler,
-        message_types: Sequence[type[Message]],
-        *,
-        prefetch: int,
-        max_batch: int = 1,
-        max_wait_seconds: float = 0.0,
-        concurrency: int = 1,
-    ) -> None:
-        """Starts consuming in the background; returns once the consumer is registered."""
+    async def _subscribe(
+        self, queue: QueueSpec, prefetch: int
+    ) -> tuple[asyncio.Queue[AbstractIncomingMessage], QueueReceipts[AbstractIncomingMessage]]:
+        """Consumes `queue` on a channel of its own; returns once the consumer is registered."""
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         declared = await declare_topology(channel, only=queue)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         await declared.consume(inbox.put, no_ack=False)
-        consumer = ChunkedConsumer(
-            queue.name,
-            _RabbitReceipts(),
-            handler,
-            message_types,
-            max_batch,
-            max_wait_seconds,
-            messaging_system="rabbitmq",
-        )
-        for _ in range(concurrency):
-            self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
+        return inbox, _RabbitReceipts()
 
     async def ping(self) -> None:
         """Raises while the robust connection is down (it reconnects by itself meanwhile)."""

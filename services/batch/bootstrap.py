@@ -9,16 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from libs.config import Settings
+from libs.connections import ServiceConnections, open_connections
 from libs.db import Database
 from libs.messaging.contract import Bus
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
-from libs.rpc.client import open_channel
-from libs.rpc.tls import tls_from_settings
 from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
 from services.batch.adapters.providers._remote import RemoteJobSettings
@@ -54,9 +51,8 @@ class BatchServer:
     Its process (entrypoints/main.py) closes the connections.
     """
 
-    database: Database
-    bus: Bus
-    billing_channel: grpc.aio.Channel
+    # The channel goes to the billing service.
+    connections: ServiceConnections
     repository: BatchStore
     handlers: BatchHandlers
     relay: OutboxRelay
@@ -88,16 +84,6 @@ def _repository(settings: Settings, database: Database) -> BatchStore:
 def worker_identity() -> str:
     """Who claimed a task (tasks.claimed_by): host, process id and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _relay(settings: Settings, database: Database, bus: Bus) -> OutboxRelay:
-    return OutboxRelay(
-        database,
-        outbox,
-        bus,
-        batch_size=settings.outbox_batch_size,
-        poll_seconds=settings.outbox_poll_seconds,
-    )
 
 
 def build_storage(settings: Settings) -> AssetStorage:
@@ -187,17 +173,16 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
 
 async def build_server(settings: Settings) -> BatchServer:
     """Connects the database pool, the bus and the billing channel of a batch server."""
-    database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await connect_bus(settings)
-    channel = open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings))
-    repository = _repository(settings, database)
+    connections = await open_connections(settings, settings.billing_grpc_addr)
+    repository = _repository(settings, connections.database)
     handlers = BatchHandlers.build(
         repository,
-        MemoizedQuotes(GrpcBilling(channel, deadline_seconds=settings.grpc_deadline_seconds)),
+        MemoizedQuotes(GrpcBilling(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)),
         max_batch_items=settings.max_batch_items,
         max_prompt_chars=settings.max_prompt_chars,
     )
-    return BatchServer(database, bus, channel, repository, handlers, _relay(settings, database, bus))
+    relay = OutboxRelay.configured(settings, connections.database, outbox, connections.bus)
+    return BatchServer(connections, repository, handlers, relay)
 
 
 async def build_worker(
@@ -223,4 +208,5 @@ async def build_worker(
         pacing=ClaimPacing(settings.claim_wait_seconds, settings.claim_wait_max_seconds),
         cancel_check_seconds=settings.cancel_check_seconds,
     )
-    return BatchWorker(database, bus, repository, executor, writer, _relay(settings, database, bus))
+    relay = OutboxRelay.configured(settings, database, outbox, bus)
+    return BatchWorker(database, bus, repository, executor, writer, relay)

@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from libs.config import CreditPack as ConfiguredPack
 from libs.config import ModelPricing, Settings
-from libs.db import Database
-from libs.messaging.contract import Bus
+from libs.connections import ServiceConnections, open_connections
 from libs.messaging.outbox import OutboxRelay
-from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
-from libs.rpc.client import open_channel
-from libs.rpc.tls import tls_from_settings
 from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
@@ -61,21 +55,18 @@ def pack_catalog(packs: dict[str, ConfiguredPack]) -> dict[str, CreditPack]:
 class BillingApp:
     """Everything a billing process runs on; its process (entrypoints/main.py) closes them."""
 
-    database: Database
-    bus: Bus
-    batch_channel: grpc.aio.Channel
+    # The channel goes to the batch service.
+    connections: ServiceConnections
     handlers: BillingHandlers
     relay: OutboxRelay
 
 
 async def bootstrap(settings: Settings) -> BillingApp:
     """Builds the billing service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await connect_bus(settings)
-    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
-    batch_service = BatchServiceOutcomes(batch_channel, deadline_seconds=settings.grpc_deadline_seconds)
+    connections = await open_connections(settings, settings.batch_grpc_addr)
+    batch_service = BatchServiceOutcomes(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
-        BillingRepository(database),
+        BillingRepository(connections.database),
         price_list(settings.pricing),
         outcome_source=batch_service,
         totals_source=batch_service,
@@ -87,11 +78,5 @@ async def bootstrap(settings: Settings) -> BillingApp:
             settings.stripe_webhook_tolerance_seconds,
         ),
     )
-    relay = OutboxRelay(
-        database,
-        outbox,
-        bus,
-        batch_size=settings.outbox_batch_size,
-        poll_seconds=settings.outbox_poll_seconds,
-    )
-    return BillingApp(database, bus, batch_channel, handlers, relay)
+    relay = OutboxRelay.configured(settings, connections.database, outbox, connections.bus)
+    return BillingApp(connections, handlers, relay)

@@ -5,15 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from libs.config import Settings
-from libs.db import Database
-from libs.messaging.contract import Bus
-from libs.messaging.transport import connect_bus
+from libs.connections import ServiceConnections, open_connections
 from libs.migrations import upgrade_to_head
-from libs.rpc.client import open_channel
-from libs.rpc.tls import tls_from_settings
 from services.webhook.adapters.batch_client import BatchServiceReader
 from services.webhook.adapters.network import HttpSender, SystemResolver
 from services.webhook.adapters.repository import WebhookRepository
@@ -46,25 +40,22 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 class WebhookApp:
     """Everything a webhook process runs on; its process (entrypoints/main.py) closes them."""
 
-    database: Database
-    bus: Bus
-    batch_channel: grpc.aio.Channel
+    # The channel goes to the batch service.
+    connections: ServiceConnections
     sender: HttpSender
     handlers: WebhookHandlers
 
 
 async def bootstrap(settings: Settings) -> WebhookApp:
     """Builds the webhook service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    database = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await connect_bus(settings)
-    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls_from_settings(settings))
+    connections = await open_connections(settings, settings.batch_grpc_addr)
     sender = HttpSender(settings.webhook_timeout_seconds)
     handlers = WebhookHandlers(
-        WebhookRepository(database),
+        WebhookRepository(connections.database),
         destinations=destination_policy(settings),
         delivery=delivery_policy(settings),
         resolver=SystemResolver(),
         sender=sender,
-        batches=BatchServiceReader(batch_channel, deadline_seconds=settings.grpc_deadline_seconds),
+        batches=BatchServiceReader(connections.channel, deadline_seconds=settings.grpc_deadline_seconds),
     )
-    return WebhookApp(database, bus, batch_channel, sender, handlers)
+    return WebhookApp(connections, sender, handlers)

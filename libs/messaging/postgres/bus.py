@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from google.protobuf.message import Message
 from sqlalchemy import insert, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.db import Database, libpq_url
 from libs.lifecycle import wait_at_most
-from libs.messaging.consuming import ChunkedConsumer
-from libs.messaging.contract import TOPOLOGY, Backlog, Envelope, Handler, QueueSpec, routing_key_matches
+from libs.messaging.consuming import ChunkedBus, QueueReceipts
+from libs.messaging.contract import TOPOLOGY, Backlog, Envelope, QueueSpec, routing_key_matches
 from libs.messaging.postgres.schema import (
     CLAIM,
     MOVE_TO_DEAD_LETTERS,
@@ -65,8 +64,10 @@ class _Subscription:
         self.wake.set()
 
 
-class PostgresBus:
+class PostgresBus(ChunkedBus[ClaimedMessage]):
     """`Bus` on PostgreSQL tables (schema `bus`); durable, at-least-once, competing consumers."""
+
+    messaging_system = "postgresql"
 
     def __init__(
         self,
@@ -75,6 +76,7 @@ class PostgresBus:
         visibility_seconds: float = 30.0,
         poll_seconds: float = 1.0,
     ) -> None:
+        super().__init__()
         self._db = database
         self._visibility = visibility_seconds
         self._poll = poll_seconds
@@ -82,7 +84,6 @@ class PostgresBus:
         # Backend pid of the listener session, which lives exactly as long as this process does.
         self._session_pid: int | None = None
         self._session_started = asyncio.Event()
-        self._consumer_tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -132,18 +133,10 @@ class PostgresBus:
             await conn.execute(insert(messages), rows)
             await notify(conn, {row["queue"] for row in rows})
 
-    async def consume(
-        self,
-        queue: QueueSpec,
-        handler: Handler,
-        message_types: Sequence[type[Message]],
-        *,
-        prefetch: int,
-        max_batch: int = 1,
-        max_wait_seconds: float = 0.0,
-        concurrency: int = 1,
-    ) -> None:
-        """Declares `queue` and starts consuming it in the background."""
+    async def _subscribe(
+        self, queue: QueueSpec, prefetch: int
+    ) -> tuple[asyncio.Queue[ClaimedMessage], QueueReceipts[ClaimedMessage]]:
+        """Declares `queue` and starts fetching its messages into the inbox returned."""
         async with self._db.connection() as conn:
             await declare_queue(conn, queue)
         if not self._background:
@@ -159,20 +152,10 @@ class PostgresBus:
         subscription = _Subscription(queue, prefetch)
         self._subscriptions.append(subscription)
         inbox: asyncio.Queue[ClaimedMessage] = asyncio.Queue()
-        consumer = ChunkedConsumer(
-            queue.name,
-            _PostgresReceipts(self, subscription),
-            handler,
-            message_types,
-            max_batch,
-            max_wait_seconds,
-            messaging_system="postgresql",
-        )
         self._consumer_tasks.append(
             asyncio.create_task(self._fetch(subscription, inbox), name=f"postgres-bus-fetch-{queue.name}")
         )
-        for _ in range(concurrency):
-            self._consumer_tasks.append(asyncio.create_task(consumer.run(inbox)))
+        return inbox, _PostgresReceipts(self, subscription)
 
     async def ping(self) -> None:
         """Raises if the bus's database does not answer."""

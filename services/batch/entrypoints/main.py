@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import astuple
 
-import grpc
 from reelbatch.proto.batch.v1 import batch_pb2_grpc
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.config import Settings
 from libs.lifecycle import sleep_or_stop
 from libs.messaging.contract import BATCH_SETTLEMENTS_QUEUE, DISPATCH_QUEUE
-from libs.rpc.tls import tls_from_settings
-from libs.service_process import GrpcApi, Resources, ServiceProcess
+from libs.service_process import GrpcService, ServiceProcess, backend_process
 from libs.telemetry import backlog_gauges
 from services.batch.bootstrap import build_server
 from services.batch.entrypoints.consumer import SettlementConsumer
@@ -24,7 +23,6 @@ from services.batch.handlers import BatchHandlers
 
 log = logging.getLogger(__name__)
 
-GRACE_SECONDS = 5.0
 SETTLEMENT_CHUNK = 100
 # A settlement ends a batch's life (the customer polls for it): wait only briefly to fill a chunk,
 # a burst of settlements is already in the prefetch buffer together.
@@ -50,31 +48,18 @@ async def run_recovery(handlers: BatchHandlers, settings: Settings, stopping: as
 async def build_process(settings: Settings) -> ServiceProcess:
     """The batch server process, wired and not yet started. Does not migrate."""
     server = await build_server(settings)
-    servicer = BatchServicer(server.handlers)
-
-    def register(grpc_server: grpc.aio.Server) -> None:
-        batch_pb2_grpc.add_BatchServiceServicer_to_server(servicer, grpc_server)
+    service = GrpcService(
+        settings.batch_grpc_addr,
+        functools.partial(batch_pb2_grpc.add_BatchServiceServicer_to_server, BatchServicer(server.handlers)),
+        SERVICE_NAME,
+    )
 
     gauges = backlog_gauges().watch_outbox("batch", server.relay)
-    gauges.watch_queues(server.bus, [DISPATCH_QUEUE, BATCH_SETTLEMENTS_QUEUE])
-    process = ServiceProcess(
-        "batch",
-        grace_seconds=GRACE_SECONDS,
-        resources=Resources(bus=server.bus, channels=[server.billing_channel], database=server.database),
-    )
+    gauges.watch_queues(server.connections.bus, [DISPATCH_QUEUE, BATCH_SETTLEMENTS_QUEUE])
     return (
-        process.serve_grpc(
-            GrpcApi(
-                settings.batch_grpc_addr,
-                [register],
-                [SERVICE_NAME],
-                tls=tls_from_settings(settings),
-                probes={"database": server.database.ping, "broker": server.bus.ping},
-                health_check_seconds=settings.health_check_interval_seconds,
-            )
-        )
+        backend_process("batch", settings, service, server.connections, gauges)
         .add_consumer(
-            lambda: server.bus.consume(
+            lambda: server.connections.bus.consume(
                 BATCH_SETTLEMENTS_QUEUE,
                 SettlementConsumer(server.handlers),
                 [events_pb2.BatchSettled],
@@ -85,11 +70,6 @@ async def build_process(settings: Settings) -> ServiceProcess:
         )
         .add_loop("batch-outbox-relay", server.relay.run)
         .add_loop("batch-recovery", lambda stopping: run_recovery(server.handlers, settings, stopping))
-        .add_loop(
-            "batch-backlog-gauges",
-            lambda stopping: gauges.run(stopping, settings.backlog_sample_seconds),
-            holds_work=False,
-        )
     )
 
 
