@@ -26,13 +26,7 @@ from services.gateway.api.ledger_exports import (
 )
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.auth import AdminAuthenticator, admin_dependency
-from services.gateway.http.params import (
-    DEFAULT_PAGE_SIZE,
-    BatchIdPath,
-    PageCursor,
-    PageLimit,
-    error_responses,
-)
+from services.gateway.http.params import BatchIdPath, PageCursor, PageLimit, PageQuery, error_responses
 from services.gateway.schemas.access import ApiKeyCreated, CreateApiKeyRequest
 from services.gateway.schemas.admin_batches import (
     AdminBatchDetail,
@@ -123,10 +117,7 @@ def admin_router(
         responses=error_responses(404),
     )
     async def get_tenant_credits(tenant_id: TenantIdPath) -> CreditsView:
-        balance = await backends.billing.GetBalance(
-            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=deadline
-        )
-        return CreditsView.from_proto(balance)
+        return await reads.tenant_credits(tenant_id)
 
     @router.get(
         "/tenants",
@@ -134,8 +125,8 @@ def admin_router(
         summary="List tenants with their balances, oldest first",
         responses=error_responses(422),
     )
-    async def list_tenants(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE) -> TenantPage:
-        return await reads.tenants(cursor=cursor or "", limit=min(limit, 500))
+    async def list_tenants(page: PageQuery) -> TenantPage:
+        return await reads.tenants(cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
         "/tenants/{tenant_id}/ledger",
@@ -143,10 +134,8 @@ def admin_router(
         summary="Changes of a tenant's available balance, newest first",
         responses=error_responses(404, 422),
     )
-    async def list_tenant_ledger(
-        tenant_id: TenantIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
-    ) -> LedgerPage:
-        return await reads.tenant_ledger(tenant_id, cursor=cursor or "", limit=min(limit, 500))
+    async def list_tenant_ledger(tenant_id: TenantIdPath, page: PageQuery) -> LedgerPage:
+        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
         "/batches",
@@ -155,6 +144,7 @@ def admin_router(
         responses=error_responses(422),
     )
     async def list_batches(
+        page: PageQuery,
         tenant_id: Annotated[
             str | None, Query(max_length=64, description="Only this tenant's batches.")
         ] = None,
@@ -164,8 +154,6 @@ def admin_router(
         ] = None,
         created_from: CreatedFrom = None,
         created_to: CreatedTo = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> AdminBatchPage:
         return await reads.batches(
             tenant_id=tenant_id or "",
@@ -173,8 +161,8 @@ def admin_router(
             settlement_status=settlement_status or "",
             created_from=created_from,
             created_to=created_to,
-            cursor=cursor or "",
-            limit=limit,
+            cursor=page.cursor,
+            limit=page.limit,
         )
 
     @router.get(
@@ -194,15 +182,18 @@ def admin_router(
     )
     async def list_batch_tasks(
         batch_id: BatchIdPath,
+        page: PageQuery,
         status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
         failure_type: Annotated[
             FailureType | None, Query(description="Only tasks that failed this way.")
         ] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> TaskPage:
         return await reads.tasks(
-            batch_id, status=status or "", failure_type=failure_type or "", cursor=cursor or "", limit=limit
+            batch_id,
+            status=status or "",
+            failure_type=failure_type or "",
+            cursor=page.cursor,
+            limit=page.limit,
         )
 
     @router.get(
@@ -222,10 +213,8 @@ def admin_router(
         summary="A batch's webhook deliveries with every attempt, newest first",
         responses=error_responses(404, 422),
     )
-    async def list_batch_webhooks(
-        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
-    ) -> DeliveryPage:
-        return await reads.webhooks(batch_id, cursor=cursor or "", limit=limit)
+    async def list_batch_webhooks(batch_id: BatchIdPath, page: PageQuery) -> DeliveryPage:
+        return await reads.webhooks(batch_id, cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/reconciliation",

@@ -63,6 +63,14 @@ class EndpointPage(BaseModel):
     items: list[EndpointView]
     next_cursor: str | None
 
+    @classmethod
+    def from_proto(cls, page: webhook_pb2.ListEndpointsResponse) -> EndpointPage:
+        """Builds the page from the webhook service's answer."""
+        return cls(
+            items=[EndpointView.from_proto(endpoint) for endpoint in page.endpoints],
+            next_cursor=page.next_cursor or None,
+        )
+
 
 class AttemptView(BaseModel):
     attempt_number: int
@@ -114,6 +122,14 @@ class DeliveryView(BaseModel):
 class DeliveryPage(BaseModel):
     items: list[DeliveryView]
     next_cursor: str | None
+
+    @classmethod
+    def from_proto(cls, page: webhook_pb2.ListDeliveriesResponse) -> DeliveryPage:
+        """Builds the page from the webhook service's answer."""
+        return cls(
+            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
+            next_cursor=page.next_cursor or None,
+        )
 
 
 class SigningSecretView(BaseModel):

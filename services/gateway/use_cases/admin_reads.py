@@ -14,7 +14,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchPage, AdminBatchView
 from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
-from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerEntryView, LedgerPage
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
@@ -154,10 +154,7 @@ class AdminReads:
             billing_pb2.ListLedgerEntriesRequest(tenant_id=tenant_id, cursor=cursor, limit=limit),
             timeout=self._deadline,
         )
-        return LedgerPage(
-            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
-            next_cursor=response.next_cursor or None,
-        )
+        return LedgerPage.from_proto(response)
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""
