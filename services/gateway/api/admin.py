@@ -10,7 +10,7 @@ endpoints defined inside the router factories.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 from reelbatch.proto.billing.v1 import billing_pb2
 
@@ -25,8 +25,15 @@ from services.gateway.api.ledger_exports import (
     started,
 )
 from services.gateway.http.admin_sessions import AdminSessions
-from services.gateway.http.auth import AdminAuthenticator, admin_dependency
-from services.gateway.http.params import BatchIdPath, PageCursor, PageLimit, PageQuery, error_responses
+from services.gateway.http.auth import AdminAuthenticator, admin_api_router
+from services.gateway.http.params import (
+    BatchIdPath,
+    PageCursor,
+    PageLimit,
+    PageQuery,
+    TenantIdPath,
+    error_responses,
+)
 from services.gateway.schemas.access import ApiKeyCreated, CreateApiKeyRequest
 from services.gateway.schemas.admin_batches import (
     AdminBatchDetail,
@@ -48,8 +55,6 @@ from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
 from services.gateway.use_cases.admin_reads import AdminReads
 
-TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
-
 
 def admin_router(
     settings: Settings, backends: Backends, sessions: AdminSessions, admin_auth: AdminAuthenticator
@@ -59,12 +64,7 @@ def admin_router(
     Operators authenticate with the admin token, an operator key (`finance` keys may only read:
     403 otherwise) or, on reads, the dashboard's session cookie (see `services.gateway.http.auth`).
     """
-    router = APIRouter(
-        prefix="/api/admin",
-        tags=["admin"],
-        dependencies=[Depends(admin_dependency(admin_auth))],
-        responses=error_responses(401, 403, 429, 500, 503),
-    )
+    router = admin_api_router(admin_auth)
     deadline = settings.grpc_deadline_seconds
     reads = AdminReads(backends, deadline)
 

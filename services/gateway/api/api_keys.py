@@ -22,7 +22,7 @@ from services.gateway.http.auth import (
     caller_dependency,
 )
 from services.gateway.http.errors import ApiError
-from services.gateway.http.params import error_responses, is_uuid
+from services.gateway.http.params import TenantIdPath, error_responses, is_uuid
 from services.gateway.schemas.access import (
     AdminKeyCreated,
     AdminKeyList,
@@ -31,8 +31,6 @@ from services.gateway.schemas.access import (
     ApiKeyView,
     CreateAdminKeyRequest,
 )
-
-TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
 
 def key_id_path(key_id: Annotated[str, Path(description="Identifier of the key (a UUID).")]) -> str:

@@ -86,7 +86,10 @@ def webhooks_router(
             webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=page.cursor, limit=page.limit),
             timeout=deadline,
         )
-        return EndpointPage.from_proto(endpoints)
+        return EndpointPage(
+            items=[EndpointView.from_proto(endpoint) for endpoint in endpoints.endpoints],
+            next_cursor=endpoints.next_cursor or None,
+        )
 
     @router.delete(
         "/api/enterprise/webhook-endpoints/{endpoint_id}",

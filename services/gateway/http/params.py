@@ -94,6 +94,7 @@ async def batch_id_path(
 
 
 BatchIdPath = Annotated[str, Depends(batch_id_path)]
+TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:

@@ -63,14 +63,6 @@ class EndpointPage(BaseModel):
     items: list[EndpointView]
     next_cursor: str | None
 
-    @classmethod
-    def from_proto(cls, page: webhook_pb2.ListEndpointsResponse) -> EndpointPage:
-        """Builds the page from the webhook service's answer."""
-        return cls(
-            items=[EndpointView.from_proto(endpoint) for endpoint in page.endpoints],
-            next_cursor=page.next_cursor or None,
-        )
-
 
 class AttemptView(BaseModel):
     attempt_number: int
