@@ -54,6 +54,7 @@ from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
 from services.gateway.use_cases.admin_reads import AdminReads
+from services.gateway.use_cases.ledger_export import ALL_TENANTS, ledger_rows
 
 
 def admin_router(
@@ -233,7 +234,7 @@ def admin_router(
     async def export_ledger(
         created_from: CreatedFrom = None, created_to: CreatedTo = None
     ) -> StreamingResponse:
-        rows = await started(reads.ledger_rows("", created_from, created_to))
+        rows = await started(ledger_rows(backends.billing, ALL_TENANTS, created_from, created_to))
         return csv_download(ledger_csv(rows), export_filename("ledger", created_from, created_to))
 
     return router
