@@ -44,8 +44,6 @@ from services.gateway.use_cases.video_links import LinkRefused, VideoMode, video
 
 log = logging.getLogger(__name__)
 
-ALLOWED = "allowed"
-
 TaskIdPath = Annotated[str, Path(description="Identifier of the task (a UUID).")]
 ModeQuery = Annotated[
     VideoMode, Query(description="play or embed (served inline), download (as an attachment).")
@@ -88,16 +86,8 @@ def videos_router(
         mode: ModeQuery = VideoMode.DOWNLOAD,
     ) -> VideoLink:
         task_id = task_id.lower()
-        # Anything but a decision (a backend down) is recorded as an error, never as allowed.
-        result = "error"
         try:
-            await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
-            result = ALLOWED
-        except LinkRefused as refused:
-            result = refused.reason
-            raise _refusal(refused) from None
-        finally:
-            await decision.record(
+            async with decision.recorded(
                 request,
                 tenant_id=caller.tenant_id,
                 key_id=caller.key_id,
@@ -105,8 +95,10 @@ def videos_router(
                 task_id=task_id,
                 mode=mode.value,
                 via="api",
-                result=result,
-            )
+            ):
+                await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
+        except LinkRefused as refused:
+            raise _refusal(refused) from None
         grant = links.grant(batch_id, task_id, mode, caller.tenant_id, caller.key_id)
         return VideoLink(
             url=base_url + links.signed_path(grant),
@@ -141,16 +133,8 @@ def videos_router(
             "exp": exp or "",
             "sig": sig or "",
         }
-        result = "error"
         try:
-            grant = links.verify(batch_id, task_id, presented)
-            await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
-            result = ALLOWED
-        except LinkRefused as refused:
-            result = refused.reason
-            raise _refusal(refused) from None
-        finally:
-            await decision.record(
+            async with decision.recorded(
                 request,
                 tenant_id=presented["tenant"],
                 key_id=presented["key"],
@@ -158,8 +142,11 @@ def videos_router(
                 task_id=task_id,
                 mode=presented["mode"],
                 via="signed_url",
-                result=result,
-            )
+            ):
+                grant = links.verify(batch_id, task_id, presented)
+                await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
+        except LinkRefused as refused:
+            raise _refusal(refused) from None
         disposition = "attachment" if grant.mode == VideoMode.DOWNLOAD else "inline"
         headers = {
             "Cache-Control": "private, no-store",

@@ -8,6 +8,8 @@ in billing's video access log.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import grpc
@@ -23,6 +25,9 @@ from services.gateway.http.rate_limits import client_address
 from services.gateway.use_cases.video_links import LinkRefused
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+# The audit log's result of an access that was let through.
+ALLOWED = "allowed"
 
 
 class VideoAccessDecision:
@@ -58,6 +63,40 @@ class VideoAccessDecision:
         # Only UUID-shaped parts reach the store, so no path can escape the asset directory.
         if not await self._store.exists(batch_id.lower(), task_id.lower()):
             raise LinkRefused("not_found", "video not found")
+
+    @asynccontextmanager
+    async def recorded(
+        self,
+        request: Request,
+        *,
+        tenant_id: str,
+        key_id: str,
+        batch_id: str,
+        task_id: str,
+        mode: str,
+        via: str,
+    ) -> AsyncIterator[None]:
+        """Records the attempt made in the block once it ends: `allowed` when it returns, the
+        refusal's reason on LinkRefused (raised on), `error` on anything else (a backend down is
+        never recorded as allowed)."""
+        result = "error"
+        try:
+            yield
+            result = ALLOWED
+        except LinkRefused as refused:
+            result = refused.reason
+            raise
+        finally:
+            await self.record(
+                request,
+                tenant_id=tenant_id,
+                key_id=key_id,
+                batch_id=batch_id,
+                task_id=task_id,
+                mode=mode,
+                via=via,
+                result=result,
+            )
 
     async def record(
         self,
