@@ -31,11 +31,9 @@ from services.gateway.http.auth import (
 )
 from services.gateway.http.errors import ApiError
 from services.gateway.http.params import (
-    DEFAULT_PAGE_SIZE,
     UUID_PATTERN,
     BatchIdPath,
-    PageCursor,
-    PageLimit,
+    PageQuery,
     error_responses,
 )
 from services.gateway.schemas.access import VideoAccessPage, VideoAccessView, VideoLink
@@ -167,25 +165,24 @@ def videos_router(
     )
     async def list_video_access(
         _: Annotated[object, admin],
+        page: PageQuery,
         tenant_id: Annotated[
             str | None, Query(pattern=UUID_PATTERN, description="Only links issued to this tenant.")
         ] = None,
         batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN, description="Only this batch.")] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> VideoAccessPage:
-        page = await backends.billing.ListVideoAccess(
+        access = await backends.billing.ListVideoAccess(
             billing_pb2.ListVideoAccessRequest(
                 tenant_id=(tenant_id or "").lower(),
                 batch_id=(batch_id or "").lower(),
-                cursor=cursor or "",
-                limit=min(limit, 500),
+                cursor=page.cursor,
+                limit=min(page.limit, 500),
             ),
             timeout=deadline,
         )
         return VideoAccessPage(
-            items=[VideoAccessView.from_proto(entry) for entry in page.entries],
-            next_cursor=page.next_cursor or None,
+            items=[VideoAccessView.from_proto(entry) for entry in access.entries],
+            next_cursor=access.next_cursor or None,
         )
 
     return router
