@@ -37,7 +37,7 @@ from services.gateway.http.params import (
     error_responses,
 )
 from services.gateway.schemas.access import VideoAccessPage, VideoAccessView, VideoLink
-from services.gateway.use_cases.video_access import VideoAccessDecision
+from services.gateway.use_cases.video_access import VideoAccessDecision, VideoAttempt
 from services.gateway.use_cases.video_links import LinkRefused, VideoMode, video_links
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,9 @@ def videos_router(
         mode: ModeQuery = VideoMode.DOWNLOAD,
     ) -> VideoLink:
         task_id = task_id.lower()
+        attempt = VideoAttempt(caller.tenant_id, caller.key_id, batch_id, task_id, mode.value, via="api")
         try:
-            async with decision.recorded(
-                request,
-                tenant_id=caller.tenant_id,
-                key_id=caller.key_id,
-                batch_id=batch_id,
-                task_id=task_id,
-                mode=mode.value,
-                via="api",
-            ):
+            async with decision.recorded(request, attempt):
                 await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
         except LinkRefused as refused:
             raise _refusal(refused) from None
@@ -131,16 +124,11 @@ def videos_router(
             "exp": exp or "",
             "sig": sig or "",
         }
+        attempt = VideoAttempt(
+            presented["tenant"], presented["key"], batch_id, task_id, presented["mode"], via="signed_url"
+        )
         try:
-            async with decision.recorded(
-                request,
-                tenant_id=presented["tenant"],
-                key_id=presented["key"],
-                batch_id=batch_id,
-                task_id=task_id,
-                mode=presented["mode"],
-                via="signed_url",
-            ):
+            async with decision.recorded(request, attempt):
                 grant = links.verify(batch_id, task_id, presented)
                 await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
         except LinkRefused as refused:

@@ -57,7 +57,10 @@ def webhooks_router(
             ),
             timeout=deadline,
         )
-        return DeliveryPage.from_proto(answer)
+        return DeliveryPage(
+            items=[DeliveryView.from_proto(delivery) for delivery in answer.deliveries],
+            next_cursor=answer.next_cursor or None,
+        )
 
     @router.post(
         "/api/enterprise/webhook-endpoints",

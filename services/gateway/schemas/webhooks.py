@@ -115,14 +115,6 @@ class DeliveryPage(BaseModel):
     items: list[DeliveryView]
     next_cursor: str | None
 
-    @classmethod
-    def from_proto(cls, page: webhook_pb2.ListDeliveriesResponse) -> DeliveryPage:
-        """Builds the page from the webhook service's answer."""
-        return cls(
-            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
-            next_cursor=page.next_cursor or None,
-        )
-
 
 class SigningSecretView(BaseModel):
     secret: str = Field(description="Signs deliveries to a batch's own webhook_url.")

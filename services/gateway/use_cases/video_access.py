@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
@@ -28,6 +29,18 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 # The audit log's result of an access that was let through.
 ALLOWED = "allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoAttempt:
+    """What the audit log keeps of an attempt at a video, as presented (a forged link included)."""
+
+    tenant_id: str
+    key_id: str
+    batch_id: str
+    task_id: str
+    mode: str
+    via: str = field(kw_only=True)  # api (the link endpoint) or signed_url
 
 
 class VideoAccessDecision:
@@ -65,17 +78,7 @@ class VideoAccessDecision:
             raise LinkRefused("not_found", "video not found")
 
     @asynccontextmanager
-    async def recorded(
-        self,
-        request: Request,
-        *,
-        tenant_id: str,
-        key_id: str,
-        batch_id: str,
-        task_id: str,
-        mode: str,
-        via: str,
-    ) -> AsyncIterator[None]:
+    async def recorded(self, request: Request, attempt: VideoAttempt) -> AsyncIterator[None]:
         """Records the attempt made in the block once it ends: `allowed` when it returns, the
         refusal's reason on LinkRefused (raised on), `error` on anything else (a backend down is
         never recorded as allowed)."""
@@ -87,41 +90,21 @@ class VideoAccessDecision:
             result = refused.reason
             raise
         finally:
-            await self.record(
-                request,
-                tenant_id=tenant_id,
-                key_id=key_id,
-                batch_id=batch_id,
-                task_id=task_id,
-                mode=mode,
-                via=via,
-                result=result,
-            )
+            await self.record(request, attempt, result)
 
-    async def record(
-        self,
-        request: Request,
-        *,
-        tenant_id: str,
-        key_id: str,
-        batch_id: str,
-        task_id: str,
-        mode: str,
-        via: str,
-        result: str,
-    ) -> None:
+    async def record(self, request: Request, attempt: VideoAttempt, result: str) -> None:
         """Writes one attempt to the audit log (fields bounded: a forged link may carry anything)."""
         occurred_at = billing_pb2.VideoAccess().occurred_at
         occurred_at.FromDatetime(datetime.now(UTC))
         await self._backends.billing.RecordVideoAccess(
             billing_pb2.VideoAccess(
-                tenant_id=_audit_text(tenant_id, 100),
-                key_id=_audit_text(key_id, 100),
+                tenant_id=_audit_text(attempt.tenant_id, 100),
+                key_id=_audit_text(attempt.key_id, 100),
                 client_address=_audit_text(client_address(request.scope.get("client")), 100),
-                batch_id=_audit_text(batch_id, 100),
-                task_id=_audit_text(task_id, 100),
-                mode=_audit_text(mode, 20),
-                via=via,
+                batch_id=_audit_text(attempt.batch_id, 100),
+                task_id=_audit_text(attempt.task_id, 100),
+                mode=_audit_text(attempt.mode, 20),
+                via=attempt.via,
                 result=result,
                 occurred_at=occurred_at,
             ),
