@@ -8,13 +8,15 @@ endpoints defined inside the router factories.
 """
 
 import math
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 import grpc
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from libs.config import Settings
@@ -35,6 +37,31 @@ Filter = Annotated[str, Query(max_length=64)]
 
 class SignInRequired(Exception):
     """Raised by a page when the request carries no admin credentials."""
+
+
+def sign_in_redirect(request: Request) -> RedirectResponse:
+    """To the sign-in page, which comes back to the page asked for once signed in."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(target, safe='')}", status_code=303)
+
+
+class DashboardRoute(APIRoute):
+    """A dashboard route: a page that raises `SignInRequired` answers the sign-in redirect.
+
+    Every page asks for credentials the same way, so the answer to their absence lives here once.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler of this route, with a missing sign-in turned into the redirect."""
+        handle = super().get_route_handler()
+
+        async def handle_signed_in(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except SignInRequired:
+                return sign_in_redirect(request)
+
+        return handle_signed_in
 
 
 def static_files() -> StaticFiles:
@@ -69,7 +96,7 @@ def dashboard_router(
     Wrong tokens at sign-in count against the client address in `sign_in_failures` (shared with
     the admin API); an address over the limit is answered 429 with Retry-After.
     """
-    router = APIRouter(prefix="/admin", include_in_schema=False)
+    router = APIRouter(prefix="/admin", include_in_schema=False, route_class=DashboardRoute)
     reads = AdminReads(backends, settings.grpc_deadline_seconds)
     secure_cookie = settings.env == "production"
 
@@ -81,10 +108,6 @@ def dashboard_router(
         if sessions.bearer_ok(request):
             return None
         raise SignInRequired
-
-    def sign_in_redirect(request: Request) -> RedirectResponse:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(target, safe='')}", status_code=303)
 
     def not_found(request: Request, message: str, csrf: str | None) -> HTMLResponse:
         return pages.not_found(request, message, csrf_token=csrf)
@@ -149,10 +172,7 @@ def dashboard_router(
         tenant_id: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        try:
-            csrf = csrf_for(request)
-        except SignInRequired:
-            return sign_in_redirect(request)
+        csrf = csrf_for(request)
         filters = {
             "status": status if status in views.BATCH_STATUSES else "",
             "settlement_status": settlement_status if settlement_status in views.SETTLEMENT_STATUSES else "",
@@ -176,10 +196,7 @@ def dashboard_router(
         limit: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        try:
-            csrf = csrf_for(request)
-        except SignInRequired:
-            return sign_in_redirect(request)
+        csrf = csrf_for(request)
         if not is_uuid(batch_id):
             return not_found(request, "No such batch.", csrf)
         batch_id = batch_id.lower()
@@ -222,19 +239,13 @@ def dashboard_router(
 
     @router.get("/tenants")
     async def tenants_page(request: Request, cursor: Cursor = "") -> Response:
-        try:
-            csrf = csrf_for(request)
-        except SignInRequired:
-            return sign_in_redirect(request)
+        csrf = csrf_for(request)
         page = await reads.tenants(cursor=cursor)
         return pages.tenants(request, page, csrf_token=csrf)
 
     @router.get("/tenants/{tenant_id}")
     async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
-        try:
-            csrf = csrf_for(request)
-        except SignInRequired:
-            return sign_in_redirect(request)
+        csrf = csrf_for(request)
         if not is_uuid(tenant_id):
             return not_found(request, "No such tenant.", csrf)
         try:
@@ -249,10 +260,7 @@ def dashboard_router(
 
     @router.get("/reconciliation")
     async def reconciliation_page(request: Request) -> Response:
-        try:
-            csrf = csrf_for(request)
-        except SignInRequired:
-            return sign_in_redirect(request)
+        csrf = csrf_for(request)
         report = await reads.reconciliation()
         return pages.reconciliation(request, report, csrf_token=csrf)
 

@@ -10,7 +10,7 @@ endpoints defined inside the router factories.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 from reelbatch.proto.billing.v1 import billing_pb2
 
@@ -25,12 +25,13 @@ from services.gateway.api.ledger_exports import (
     started,
 )
 from services.gateway.http.admin_sessions import AdminSessions
-from services.gateway.http.auth import AdminAuthenticator, admin_dependency
+from services.gateway.http.auth import AdminAuthenticator, admin_api_router
 from services.gateway.http.params import (
-    DEFAULT_PAGE_SIZE,
     BatchIdPath,
     PageCursor,
     PageLimit,
+    PageQuery,
+    TenantIdPath,
     error_responses,
 )
 from services.gateway.schemas.access import ApiKeyCreated, CreateApiKeyRequest
@@ -53,8 +54,7 @@ from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
 from services.gateway.use_cases.admin_reads import AdminReads
-
-TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
+from services.gateway.use_cases.ledger_export import ALL_TENANTS, ledger_rows
 
 
 def admin_router(
@@ -65,12 +65,7 @@ def admin_router(
     Operators authenticate with the admin token, an operator key (`finance` keys may only read:
     403 otherwise) or, on reads, the dashboard's session cookie (see `services.gateway.http.auth`).
     """
-    router = APIRouter(
-        prefix="/api/admin",
-        tags=["admin"],
-        dependencies=[Depends(admin_dependency(admin_auth))],
-        responses=error_responses(401, 403, 429, 500, 503),
-    )
+    router = admin_api_router(admin_auth)
     deadline = settings.grpc_deadline_seconds
     reads = AdminReads(backends, deadline)
 
@@ -123,10 +118,7 @@ def admin_router(
         responses=error_responses(404),
     )
     async def get_tenant_credits(tenant_id: TenantIdPath) -> CreditsView:
-        balance = await backends.billing.GetBalance(
-            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=deadline
-        )
-        return CreditsView.from_proto(balance)
+        return await reads.tenant_credits(tenant_id)
 
     @router.get(
         "/tenants",
@@ -134,8 +126,8 @@ def admin_router(
         summary="List tenants with their balances, oldest first",
         responses=error_responses(422),
     )
-    async def list_tenants(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE) -> TenantPage:
-        return await reads.tenants(cursor=cursor or "", limit=min(limit, 500))
+    async def list_tenants(page: PageQuery) -> TenantPage:
+        return await reads.tenants(cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
         "/tenants/{tenant_id}/ledger",
@@ -143,10 +135,8 @@ def admin_router(
         summary="Changes of a tenant's available balance, newest first",
         responses=error_responses(404, 422),
     )
-    async def list_tenant_ledger(
-        tenant_id: TenantIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
-    ) -> LedgerPage:
-        return await reads.tenant_ledger(tenant_id, cursor=cursor or "", limit=min(limit, 500))
+    async def list_tenant_ledger(tenant_id: TenantIdPath, page: PageQuery) -> LedgerPage:
+        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
         "/batches",
@@ -155,6 +145,7 @@ def admin_router(
         responses=error_responses(422),
     )
     async def list_batches(
+        page: PageQuery,
         tenant_id: Annotated[
             str | None, Query(max_length=64, description="Only this tenant's batches.")
         ] = None,
@@ -164,8 +155,6 @@ def admin_router(
         ] = None,
         created_from: CreatedFrom = None,
         created_to: CreatedTo = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> AdminBatchPage:
         return await reads.batches(
             tenant_id=tenant_id or "",
@@ -173,8 +162,8 @@ def admin_router(
             settlement_status=settlement_status or "",
             created_from=created_from,
             created_to=created_to,
-            cursor=cursor or "",
-            limit=limit,
+            cursor=page.cursor,
+            limit=page.limit,
         )
 
     @router.get(
@@ -194,15 +183,18 @@ def admin_router(
     )
     async def list_batch_tasks(
         batch_id: BatchIdPath,
+        page: PageQuery,
         status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
         failure_type: Annotated[
             FailureType | None, Query(description="Only tasks that failed this way.")
         ] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> TaskPage:
         return await reads.tasks(
-            batch_id, status=status or "", failure_type=failure_type or "", cursor=cursor or "", limit=limit
+            batch_id,
+            status=status or "",
+            failure_type=failure_type or "",
+            cursor=page.cursor,
+            limit=page.limit,
         )
 
     @router.get(
@@ -222,10 +214,8 @@ def admin_router(
         summary="A batch's webhook deliveries with every attempt, newest first",
         responses=error_responses(404, 422),
     )
-    async def list_batch_webhooks(
-        batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
-    ) -> DeliveryPage:
-        return await reads.webhooks(batch_id, cursor=cursor or "", limit=limit)
+    async def list_batch_webhooks(batch_id: BatchIdPath, page: PageQuery) -> DeliveryPage:
+        return await reads.webhooks(batch_id, cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/reconciliation",
@@ -244,7 +234,7 @@ def admin_router(
     async def export_ledger(
         created_from: CreatedFrom = None, created_to: CreatedTo = None
     ) -> StreamingResponse:
-        rows = await started(reads.ledger_rows("", created_from, created_to))
+        rows = await started(ledger_rows(backends.billing, ALL_TENANTS, created_from, created_to))
         return csv_download(ledger_csv(rows), export_filename("ledger", created_from, created_to))
 
     return router

@@ -22,7 +22,7 @@ from services.gateway.http.auth import (
     caller_dependency,
 )
 from services.gateway.http.errors import ApiError
-from services.gateway.http.params import error_responses, is_uuid
+from services.gateway.http.params import TenantIdPath, error_responses, is_uuid
 from services.gateway.schemas.access import (
     AdminKeyCreated,
     AdminKeyList,
@@ -31,8 +31,6 @@ from services.gateway.schemas.access import (
     ApiKeyView,
     CreateAdminKeyRequest,
 )
-
-TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
 
 def key_id_path(key_id: Annotated[str, Path(description="Identifier of the key (a UUID).")]) -> str:
@@ -43,6 +41,9 @@ def key_id_path(key_id: Annotated[str, Path(description="Identifier of the key (
 
 
 KeyIdPath = Annotated[str, Depends(key_id_path)]
+
+# An operator's revocation names the key alone: billing finds it in whichever tenant holds it.
+ANY_TENANT = ""
 
 
 def api_keys_router(
@@ -58,6 +59,21 @@ def api_keys_router(
     deadline = settings.grpc_deadline_seconds
     billing = backends.billing
 
+    # One call per rule, whoever asks: a customer for its own tenant, an operator for any.
+    async def tenant_keys(tenant_id: str) -> ApiKeyList:
+        keys = await billing.ListApiKeys(
+            billing_pb2.ListApiKeysRequest(tenant_id=tenant_id), timeout=deadline
+        )
+        return ApiKeyList(items=[ApiKeyView.from_proto(key) for key in keys.keys])
+
+    async def revoke_api_key(tenant_id: str, key_id: str) -> ApiKeyView:
+        revoked = await billing.RevokeApiKey(
+            billing_pb2.RevokeApiKeyRequest(tenant_id=tenant_id, key_id=key_id), timeout=deadline
+        )
+        # Refused by this process at once, not when its cache entry expires.
+        authenticator.forget_key(revoked.key_id)
+        return ApiKeyView.from_proto(revoked)
+
     @router.get(
         "/api/enterprise/api-keys",
         response_model=ApiKeyList,
@@ -65,10 +81,7 @@ def api_keys_router(
         summary="List the tenant's API keys (prefix, created, last used, revoked; never the secret)",
     )
     async def list_own_keys(caller: Annotated[ApiCaller, customer]) -> ApiKeyList:
-        keys = await billing.ListApiKeys(
-            billing_pb2.ListApiKeysRequest(tenant_id=caller.tenant_id), timeout=deadline
-        )
-        return ApiKeyList(items=[ApiKeyView.from_proto(key) for key in keys.keys])
+        return await tenant_keys(caller.tenant_id)
 
     @router.delete(
         "/api/enterprise/api-keys/{key_id}",
@@ -78,11 +91,7 @@ def api_keys_router(
         responses=error_responses(404),
     )
     async def revoke_own_key(caller: Annotated[ApiCaller, customer], key_id: KeyIdPath) -> ApiKeyView:
-        revoked = await billing.RevokeApiKey(
-            billing_pb2.RevokeApiKeyRequest(tenant_id=caller.tenant_id, key_id=key_id), timeout=deadline
-        )
-        authenticator.forget_key(revoked.key_id)
-        return ApiKeyView.from_proto(revoked)
+        return await revoke_api_key(caller.tenant_id, key_id)
 
     @router.get(
         "/api/admin/tenants/{tenant_id}/api-keys",
@@ -92,10 +101,7 @@ def api_keys_router(
         responses=error_responses(403, 404, 422),
     )
     async def list_tenant_keys(_: Annotated[object, admin], tenant_id: TenantIdPath) -> ApiKeyList:
-        keys = await billing.ListApiKeys(
-            billing_pb2.ListApiKeysRequest(tenant_id=tenant_id), timeout=deadline
-        )
-        return ApiKeyList(items=[ApiKeyView.from_proto(key) for key in keys.keys])
+        return await tenant_keys(tenant_id)
 
     @router.delete(
         "/api/admin/api-keys/{key_id}",
@@ -105,9 +111,7 @@ def api_keys_router(
         responses=error_responses(403, 404),
     )
     async def revoke_any_key(_: Annotated[object, admin], key_id: KeyIdPath) -> ApiKeyView:
-        revoked = await billing.RevokeApiKey(billing_pb2.RevokeApiKeyRequest(key_id=key_id), timeout=deadline)
-        authenticator.forget_key(revoked.key_id)
-        return ApiKeyView.from_proto(revoked)
+        return await revoke_api_key(ANY_TENANT, key_id)
 
     @router.post(
         "/api/admin/admin-keys",

@@ -21,6 +21,7 @@ from services.gateway.http.params import (
     BatchIdPath,
     PageCursor,
     PageLimit,
+    PageQuery,
     error_responses,
 )
 from services.gateway.schemas.batches import (
@@ -30,7 +31,7 @@ from services.gateway.schemas.batches import (
     BatchView,
     RetryFailedRequest,
 )
-from services.gateway.schemas.credits import CreditsView, LedgerEntryView, LedgerPage
+from services.gateway.schemas.credits import CreditsView, LedgerPage
 from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, json_bytes
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.use_cases.batch_creation import BatchCreation, idempotency_key
@@ -225,24 +226,20 @@ def customer_router(
     )
     async def list_ledger_entries(
         tenant_id: Annotated[str, authenticated],
+        page: PageQuery,
         batch_id: Annotated[
             str | None, Query(pattern=UUID_PATTERN, description="Only entries of this batch.")
         ] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> LedgerPage:
         response = await backends.billing.ListLedgerEntries(
             billing_pb2.ListLedgerEntriesRequest(
                 tenant_id=tenant_id,
                 batch_id=(batch_id or "").lower(),
-                cursor=cursor or "",
-                limit=limit,
+                cursor=page.cursor,
+                limit=page.limit,
             ),
             timeout=deadline,
         )
-        return LedgerPage(
-            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
-            next_cursor=response.next_cursor or None,
-        )
+        return LedgerPage.from_proto(response)
 
     return router

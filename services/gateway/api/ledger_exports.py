@@ -12,13 +12,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.http.params import Instant, error_responses
+from services.gateway.use_cases.ledger_export import ledger_rows
 
 CreatedFrom = Annotated[
     Instant | None, Query(description="Only what was created at or after this instant (RFC 3339).")
@@ -128,20 +128,7 @@ def customer_exports_router(
         created_from: CreatedFrom = None,
         created_to: CreatedTo = None,
     ) -> StreamingResponse:
-        call = backends.billing.ExportLedger(
-            billing_pb2.ExportLedgerRequest(
-                tenant_id=tenant_id, created_from=_timestamp(created_from), created_to=_timestamp(created_to)
-            )
-        )
-        rows = await started(aiter(call))
+        rows = await started(ledger_rows(backends.billing, tenant_id, created_from, created_to))
         return csv_download(ledger_csv(rows), export_filename("ledger", created_from, created_to))
 
     return router
-
-
-def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp

@@ -7,7 +7,7 @@ endpoints defined inside the router factories, which refer to local dependencies
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from reelbatch.proto.billing.v1 import billing_pb2
 
@@ -16,10 +16,10 @@ from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import (
     AdminAuthenticator,
     ApiKeyAuthenticator,
-    admin_dependency,
+    admin_api_router,
     tenant_dependency,
 )
-from services.gateway.http.params import MonthQuery, error_responses
+from services.gateway.http.params import MonthQuery, TenantIdPath, error_responses
 from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.schemas.pricing import (
     AdminPaymentRequest,
@@ -34,7 +34,6 @@ from services.gateway.schemas.pricing import (
     StripeEventReceived,
 )
 
-TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 CSV_MEDIA_TYPE = "text/csv"
 
 
@@ -144,12 +143,7 @@ def stripe_webhook_router(settings: Settings, backends: Backends) -> APIRouter:
 
 def admin_pricing_router(settings: Settings, backends: Backends, admin_auth: AdminAuthenticator) -> APIRouter:
     """Operator routes: offline payments and monthly margins."""
-    router = APIRouter(
-        prefix="/api/admin",
-        tags=["admin"],
-        dependencies=[Depends(admin_dependency(admin_auth))],
-        responses=error_responses(401, 403, 429, 500, 503),
-    )
+    router = admin_api_router(admin_auth)
     deadline = settings.grpc_deadline_seconds
 
     @router.post(

@@ -31,20 +31,16 @@ from services.gateway.http.auth import (
 )
 from services.gateway.http.errors import ApiError
 from services.gateway.http.params import (
-    DEFAULT_PAGE_SIZE,
     UUID_PATTERN,
     BatchIdPath,
-    PageCursor,
-    PageLimit,
+    PageQuery,
     error_responses,
 )
 from services.gateway.schemas.access import VideoAccessPage, VideoAccessView, VideoLink
-from services.gateway.use_cases.video_access import VideoAccessDecision
+from services.gateway.use_cases.video_access import VideoAccessDecision, VideoAttempt
 from services.gateway.use_cases.video_links import LinkRefused, VideoMode, video_links
 
 log = logging.getLogger(__name__)
-
-ALLOWED = "allowed"
 
 TaskIdPath = Annotated[str, Path(description="Identifier of the task (a UUID).")]
 ModeQuery = Annotated[
@@ -88,25 +84,12 @@ def videos_router(
         mode: ModeQuery = VideoMode.DOWNLOAD,
     ) -> VideoLink:
         task_id = task_id.lower()
-        # Anything but a decision (a backend down) is recorded as an error, never as allowed.
-        result = "error"
+        attempt = VideoAttempt(caller.tenant_id, caller.key_id, batch_id, task_id, mode.value, via="api")
         try:
-            await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
-            result = ALLOWED
+            async with decision.recorded(request, attempt):
+                await decision.decide(caller.tenant_id, caller.key_id, batch_id, task_id)
         except LinkRefused as refused:
-            result = refused.reason
             raise _refusal(refused) from None
-        finally:
-            await decision.record(
-                request,
-                tenant_id=caller.tenant_id,
-                key_id=caller.key_id,
-                batch_id=batch_id,
-                task_id=task_id,
-                mode=mode.value,
-                via="api",
-                result=result,
-            )
         grant = links.grant(batch_id, task_id, mode, caller.tenant_id, caller.key_id)
         return VideoLink(
             url=base_url + links.signed_path(grant),
@@ -141,25 +124,15 @@ def videos_router(
             "exp": exp or "",
             "sig": sig or "",
         }
-        result = "error"
+        attempt = VideoAttempt(
+            presented["tenant"], presented["key"], batch_id, task_id, presented["mode"], via="signed_url"
+        )
         try:
-            grant = links.verify(batch_id, task_id, presented)
-            await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
-            result = ALLOWED
+            async with decision.recorded(request, attempt):
+                grant = links.verify(batch_id, task_id, presented)
+                await decision.decide(grant.tenant_id, grant.key_id, grant.batch_id, grant.task_id)
         except LinkRefused as refused:
-            result = refused.reason
             raise _refusal(refused) from None
-        finally:
-            await decision.record(
-                request,
-                tenant_id=presented["tenant"],
-                key_id=presented["key"],
-                batch_id=batch_id,
-                task_id=task_id,
-                mode=presented["mode"],
-                via="signed_url",
-                result=result,
-            )
         disposition = "attachment" if grant.mode == VideoMode.DOWNLOAD else "inline"
         headers = {
             "Cache-Control": "private, no-store",
@@ -180,25 +153,24 @@ def videos_router(
     )
     async def list_video_access(
         _: Annotated[object, admin],
+        page: PageQuery,
         tenant_id: Annotated[
             str | None, Query(pattern=UUID_PATTERN, description="Only links issued to this tenant.")
         ] = None,
         batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN, description="Only this batch.")] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> VideoAccessPage:
-        page = await backends.billing.ListVideoAccess(
+        access = await backends.billing.ListVideoAccess(
             billing_pb2.ListVideoAccessRequest(
                 tenant_id=(tenant_id or "").lower(),
                 batch_id=(batch_id or "").lower(),
-                cursor=cursor or "",
-                limit=min(limit, 500),
+                cursor=page.cursor,
+                limit=min(page.limit, 500),
             ),
             timeout=deadline,
         )
         return VideoAccessPage(
-            items=[VideoAccessView.from_proto(entry) for entry in page.entries],
-            next_cursor=page.next_cursor or None,
+            items=[VideoAccessView.from_proto(entry) for entry in access.entries],
+            next_cursor=access.next_cursor or None,
         )
 
     return router

@@ -16,14 +16,7 @@ from services.gateway.http.auth import (
     admin_dependency,
     tenant_dependency,
 )
-from services.gateway.http.params import (
-    DEFAULT_PAGE_SIZE,
-    UUID_PATTERN,
-    BatchIdPath,
-    PageCursor,
-    PageLimit,
-    error_responses,
-)
+from services.gateway.http.params import UUID_PATTERN, BatchIdPath, PageQuery, PageRequest, error_responses
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
     DeliveryView,
@@ -39,6 +32,9 @@ from services.gateway.schemas.webhooks import (
 MessageIdPath = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$", description="The webhook-id.")]
 EndpointIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The endpoint id.")]
 
+# An operator's read: no tenant filter (see webhook.proto).
+ALL_TENANTS = ""
+
 
 def webhooks_router(
     settings: Settings,
@@ -52,6 +48,19 @@ def webhooks_router(
     admin = Depends(admin_dependency(admin_auth))
     deadline = settings.grpc_deadline_seconds
     webhook = backends.webhook
+
+    async def deliveries(tenant_id: str, batch_id: str, page: PageRequest) -> DeliveryPage:
+        # A customer's messages (tenant_id set) or any tenant's (operators); "" matches every batch.
+        answer = await webhook.ListDeliveries(
+            webhook_pb2.ListDeliveriesRequest(
+                tenant_id=tenant_id, batch_id=batch_id, cursor=page.cursor, limit=page.limit
+            ),
+            timeout=deadline,
+        )
+        return DeliveryPage(
+            items=[DeliveryView.from_proto(delivery) for delivery in answer.deliveries],
+            next_cursor=answer.next_cursor or None,
+        )
 
     @router.post(
         "/api/enterprise/webhook-endpoints",
@@ -75,16 +84,14 @@ def webhooks_router(
         response_model=EndpointPage,
         summary="List the tenant's webhook endpoints",
     )
-    async def list_endpoints(
-        tenant_id: Annotated[str, customer], cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE
-    ) -> EndpointPage:
-        page = await webhook.ListEndpoints(
-            webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=cursor or "", limit=limit),
+    async def list_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
+        endpoints = await webhook.ListEndpoints(
+            webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=page.cursor, limit=page.limit),
             timeout=deadline,
         )
         return EndpointPage(
-            items=[EndpointView.from_proto(endpoint) for endpoint in page.endpoints],
-            next_cursor=page.next_cursor or None,
+            items=[EndpointView.from_proto(endpoint) for endpoint in endpoints.endpoints],
+            next_cursor=endpoints.next_cursor or None,
         )
 
     @router.delete(
@@ -131,20 +138,10 @@ def webhooks_router(
     )
     async def list_messages(
         tenant_id: Annotated[str, customer],
+        page: PageQuery,
         batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> DeliveryPage:
-        page = await webhook.ListDeliveries(
-            webhook_pb2.ListDeliveriesRequest(
-                tenant_id=tenant_id, batch_id=(batch_id or "").lower(), cursor=cursor or "", limit=limit
-            ),
-            timeout=deadline,
-        )
-        return DeliveryPage(
-            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
-            next_cursor=page.next_cursor or None,
-        )
+        return await deliveries(tenant_id, (batch_id or "").lower(), page)
 
     @router.post(
         "/api/enterprise/webhook-messages/{message_id}/redeliver",
@@ -188,20 +185,8 @@ def webhooks_router(
         tags=["admin"],
     )
     async def admin_batch_webhooks(
-        _: Annotated[object, admin],
-        batch_id: BatchIdPath,
-        cursor: PageCursor = None,
-        limit: PageLimit = DEFAULT_PAGE_SIZE,
+        _: Annotated[object, admin], batch_id: BatchIdPath, page: PageQuery
     ) -> DeliveryPage:
-        page = await webhook.ListDeliveries(
-            webhook_pb2.ListDeliveriesRequest(
-                tenant_id="", batch_id=batch_id.lower(), cursor=cursor or "", limit=limit
-            ),
-            timeout=deadline,
-        )
-        return DeliveryPage(
-            items=[DeliveryView.from_proto(delivery) for delivery in page.deliveries],
-            next_cursor=page.next_cursor or None,
-        )
+        return await deliveries(ALL_TENANTS, batch_id, page)
 
     return router

@@ -18,13 +18,14 @@ from enum import StrEnum
 from typing import Annotated
 
 import grpc
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.errors import ApiError
+from services.gateway.http.params import error_responses
 from services.gateway.http.rate_limits import (
     FailedAttemptLimiter,
     TokenBucketLimiter,
@@ -270,3 +271,13 @@ def admin_dependency(admin_auth: AdminAuthenticator) -> Callable[..., Awaitable[
         return principal
 
     return authenticated_admin
+
+
+def admin_api_router(admin_auth: AdminAuthenticator) -> APIRouter:
+    """An empty /api/admin router: every route behind operator authentication, with its errors."""
+    return APIRouter(
+        prefix="/api/admin",
+        tags=["admin"],
+        dependencies=[Depends(admin_dependency(admin_auth))],
+        responses=error_responses(401, 403, 429, 500, 503),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -35,6 +36,26 @@ PageCursor = Annotated[
         description="`next_cursor` of the previous page; omit for the first.",
     ),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Which page a list route was asked for: the cursor ("" for the first page) and its size."""
+
+    cursor: str
+    limit: int
+
+
+async def page_request(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAGE_SIZE) -> PageRequest:
+    """The `cursor` and `limit` query parameters of a paged list route."""
+    # async although it awaits nothing: FastAPI runs a sync dependency in a worker thread.
+    return PageRequest(cursor=cursor or "", limit=limit)
+
+
+# The paged-list parameters of the cold list routes, declared last in a route's signature so that
+# /openapi.json lists them after the route's own. The benchmarked batch and task reads keep
+# `PageCursor`/`PageLimit` in their own signature: one dependency fewer to solve per request.
+PageQuery = Annotated[PageRequest, Depends(page_request)]
 MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
 
 
@@ -73,6 +94,7 @@ async def batch_id_path(
 
 
 BatchIdPath = Annotated[str, Depends(batch_id_path)]
+TenantIdPath = Annotated[str, Path(min_length=1, max_length=64, description="Identifier of the tenant.")]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:

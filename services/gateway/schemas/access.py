@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.pages import CursorPage
 
 
 def _moment(value: Timestamp, present: bool) -> datetime | None:
@@ -148,11 +149,8 @@ class VideoAccessView(BaseModel):
         )
 
 
-class VideoAccessPage(BaseModel):
+class VideoAccessPage(CursorPage[VideoAccessView]):
     """One page of the video access log, newest first."""
-
-    items: list[VideoAccessView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class CreateApiKeyRequest(BaseModel):

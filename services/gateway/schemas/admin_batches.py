@@ -12,6 +12,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.pages import CursorPage
 
 
 class AdminBatchView(BatchView):
@@ -27,11 +28,8 @@ class AdminBatchView(BatchView):
         return cls(**view.model_dump(), tenant_id=batch.tenant_id, request_id=none_if_empty(batch.request_id))
 
 
-class AdminBatchPage(BaseModel):
+class AdminBatchPage(CursorPage[AdminBatchView]):
     """One page of batches across tenants."""
-
-    items: list[AdminBatchView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 FailureType = Literal[

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from services.gateway.schemas.fields import optional_time
+from services.gateway.schemas.pages import CursorPage
 
 
 class DeliveryAttemptView(BaseModel):
@@ -59,8 +60,5 @@ class DeliveryView(BaseModel):
         )
 
 
-class DeliveryPage(BaseModel):
+class DeliveryPage(CursorPage[DeliveryView]):
     """One page of webhook deliveries, newest first."""
-
-    items: list[DeliveryView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

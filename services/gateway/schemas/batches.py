@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from services.gateway.schemas.fields import INT32_MAX, INT32_MIN, none_if_empty, optional_time
+from services.gateway.schemas.pages import CursorPage
 
 BatchStatus = Literal[
     "reserving", "queued", "processing", "completed", "partial", "failed", "cancelled", "rejected"
@@ -278,8 +279,5 @@ class BatchView(BaseModel):
         }
 
 
-class BatchPage(BaseModel):
+class BatchPage(CursorPage[BatchView]):
     """One page of batches, newest first."""
-
-    items: list[BatchView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

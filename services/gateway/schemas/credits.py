@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN, none_if_empty
+from services.gateway.schemas.pages import CursorPage
 
 
 class TopUpRequest(BaseModel):
@@ -78,11 +79,16 @@ class LedgerEntryView(BaseModel):
         )
 
 
-class LedgerPage(BaseModel):
+class LedgerPage(CursorPage[LedgerEntryView]):
     """One page of ledger entries, newest first."""
 
-    items: list[LedgerEntryView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    @classmethod
+    def from_proto(cls, page: billing_pb2.ListLedgerEntriesResponse) -> Self:
+        """Builds the page from billing's answer."""
+        return cls(
+            items=[LedgerEntryView.from_proto(entry) for entry in page.entries],
+            next_cursor=page.next_cursor or None,
+        )
 
 
 class BatchTransferView(BaseModel):

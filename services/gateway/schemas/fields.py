@@ -42,6 +42,15 @@ def optional_time(value: Timestamp, present: bool) -> datetime | None:
     return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
+def optional_timestamp(moment: datetime | None) -> Timestamp | None:
+    """A bound of a time filter for the backends: unset (None) when the client gave none."""
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
 def none_if_empty(value: str) -> str | None:
     return value or None
 

@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.pages import CursorPage
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -53,8 +54,5 @@ class TaskView(BaseModel):
         }
 
 
-class TaskPage(BaseModel):
+class TaskPage(CursorPage[TaskView]):
     """One page of a batch's tasks, in batch order."""
-
-    items: list[TaskView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

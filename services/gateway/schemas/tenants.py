@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.pages import CursorPage
 
 
 class CreateTenantRequest(BaseModel):
@@ -58,8 +59,5 @@ class TenantSummaryView(BaseModel):
         )
 
 
-class TenantPage(BaseModel):
+class TenantPage(CursorPage[TenantSummaryView]):
     """One page of tenants, oldest first."""
-
-    items: list[TenantSummaryView]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

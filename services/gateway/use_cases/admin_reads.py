@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
@@ -14,7 +12,8 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchPage, AdminBatchView
 from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
-from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerEntryView, LedgerPage
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
+from services.gateway.schemas.fields import optional_timestamp
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
@@ -24,14 +23,6 @@ ALL_TENANTS = ""
 
 # Reconciliation reads everything; it gets more time than an ordinary call.
 RECONCILIATION_DEADLINE_FACTOR = 6
-
-
-def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 class AdminReads:
@@ -58,8 +49,8 @@ class AdminReads:
                 tenant_id=tenant_id or ALL_TENANTS,
                 status=status,
                 settlement_status=settlement_status,
-                created_from=_timestamp(created_from),
-                created_to=_timestamp(created_to),
+                created_from=optional_timestamp(created_from),
+                created_to=optional_timestamp(created_to),
                 cursor=cursor,
                 limit=limit,
             ),
@@ -154,10 +145,7 @@ class AdminReads:
             billing_pb2.ListLedgerEntriesRequest(tenant_id=tenant_id, cursor=cursor, limit=limit),
             timeout=self._deadline,
         )
-        return LedgerPage(
-            items=[LedgerEntryView.from_proto(entry) for entry in response.entries],
-            next_cursor=response.next_cursor or None,
-        )
+        return LedgerPage.from_proto(response)
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""
@@ -165,14 +153,3 @@ class AdminReads:
             billing_pb2.ReconcileRequest(), timeout=self._deadline * RECONCILIATION_DEADLINE_FACTOR
         )
         return ReconciliationView.from_proto(report)
-
-    def ledger_rows(
-        self, tenant_id: str, created_from: datetime | None, created_to: datetime | None
-    ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
-        """Ledger entries streamed from billing (no deadline: a large export may take a while)."""
-        call = self._backends.billing.ExportLedger(
-            billing_pb2.ExportLedgerRequest(
-                tenant_id=tenant_id, created_from=_timestamp(created_from), created_to=_timestamp(created_to)
-            )
-        )
-        return aiter(call)

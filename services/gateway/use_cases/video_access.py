@@ -8,6 +8,9 @@ in billing's video access log.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
@@ -23,6 +26,21 @@ from services.gateway.http.rate_limits import client_address
 from services.gateway.use_cases.video_links import LinkRefused
 
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+# The audit log's result of an access that was let through.
+ALLOWED = "allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoAttempt:
+    """What the audit log keeps of an attempt at a video, as presented (a forged link included)."""
+
+    tenant_id: str
+    key_id: str
+    batch_id: str
+    task_id: str
+    mode: str
+    via: str = field(kw_only=True)  # api (the link endpoint) or signed_url
 
 
 class VideoAccessDecision:
@@ -59,30 +77,34 @@ class VideoAccessDecision:
         if not await self._store.exists(batch_id.lower(), task_id.lower()):
             raise LinkRefused("not_found", "video not found")
 
-    async def record(
-        self,
-        request: Request,
-        *,
-        tenant_id: str,
-        key_id: str,
-        batch_id: str,
-        task_id: str,
-        mode: str,
-        via: str,
-        result: str,
-    ) -> None:
+    @asynccontextmanager
+    async def recorded(self, request: Request, attempt: VideoAttempt) -> AsyncIterator[None]:
+        """Records the attempt made in the block once it ends: `allowed` when it returns, the
+        refusal's reason on LinkRefused (raised on), `error` on anything else (a backend down is
+        never recorded as allowed)."""
+        result = "error"
+        try:
+            yield
+            result = ALLOWED
+        except LinkRefused as refused:
+            result = refused.reason
+            raise
+        finally:
+            await self.record(request, attempt, result)
+
+    async def record(self, request: Request, attempt: VideoAttempt, result: str) -> None:
         """Writes one attempt to the audit log (fields bounded: a forged link may carry anything)."""
         occurred_at = billing_pb2.VideoAccess().occurred_at
         occurred_at.FromDatetime(datetime.now(UTC))
         await self._backends.billing.RecordVideoAccess(
             billing_pb2.VideoAccess(
-                tenant_id=_audit_text(tenant_id, 100),
-                key_id=_audit_text(key_id, 100),
+                tenant_id=_audit_text(attempt.tenant_id, 100),
+                key_id=_audit_text(attempt.key_id, 100),
                 client_address=_audit_text(client_address(request.scope.get("client")), 100),
-                batch_id=_audit_text(batch_id, 100),
-                task_id=_audit_text(task_id, 100),
-                mode=_audit_text(mode, 20),
-                via=via,
+                batch_id=_audit_text(attempt.batch_id, 100),
+                task_id=_audit_text(attempt.task_id, 100),
+                mode=_audit_text(attempt.mode, 20),
+                via=attempt.via,
                 result=result,
                 occurred_at=occurred_at,
             ),
