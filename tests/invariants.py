@@ -1,4 +1,4 @@
-"""The money invariants I1-I5 of ARCHITECTURE.md, checked straight from the database.
+"""The money invariants I1-I5 of ARCHITECTURE.md, and I6 of retry-failed, checked straight from the database.
 
 docs/architecture.md (section 3) states each invariant and lists every test that checks it; this
 module is the check run after every end-to-end, chaos and benchmark run.
@@ -28,7 +28,7 @@ class InvariantReport:
 
 
 def check_invariants(database_url: str, *, require_settled: bool = True) -> InvariantReport:
-    """Checks I1-I5 over everything in the database; with `require_settled`, also that every task
+    """Checks I1-I6 over everything in the database; with `require_settled`, also that every task
     has finished and every batch is settled (without it, money in flight is checked as it stands:
     each hold adds up, counters match tasks, nothing is applied twice)."""
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -86,6 +86,23 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
             "GROUP BY tenant_id, request_id HAVING count(*) > 1"
         ):
             problems.append(f"I5: request {request_id} of tenant {tenant_id} made {count} batches")
+
+        # I6 (retry-failed, ADR-048): a batch has at most one retry that was not rejected (a
+        # rejected one froze nothing), and a retry holds no more items than its source failed.
+        for source_id, count in conn.execute(
+            "SELECT retry_of, count(*) FROM batch.batches WHERE retry_of IS NOT NULL"
+            " AND status <> 'rejected' GROUP BY retry_of HAVING count(*) > 1"
+        ):
+            problems.append(f"I6: batch {source_id} has {count} retries that froze credits")
+        for retry_id, source_id, total_count, failed in conn.execute(
+            "SELECT r.id, r.retry_of, r.total_count,"
+            " (SELECT count(*) FROM batch.tasks t WHERE t.batch_id = r.retry_of AND t.status = 'failed')"
+            " FROM batch.batches r WHERE r.retry_of IS NOT NULL"
+        ):
+            if total_count > failed:
+                problems.append(
+                    f"I6: retry {retry_id} holds {total_count} items, its source {source_id} failed {failed}"
+                )
 
         # I1 and I4 per accepted batch.
         batches = conn.execute(
