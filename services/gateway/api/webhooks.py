@@ -1,4 +1,5 @@
-"""Webhook endpoints, messages and signing secret (customer), and a batch's deliveries (admin).
+"""Webhook endpoints, messages and signing secret, for customers (an operator reads a batch's
+deliveries through the admin router, services/gateway/api/admin.py).
 
 No `from __future__ import annotations`: FastAPI must resolve the endpoints' local annotations.
 """
@@ -10,13 +11,8 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
-from services.gateway.http.auth import (
-    AdminAuthenticator,
-    ApiKeyAuthenticator,
-    admin_dependency,
-    tenant_dependency,
-)
-from services.gateway.http.params import UUID_PATTERN, BatchIdPath, PageQuery, PageRequest, error_responses
+from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
+from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, error_responses
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
     DeliveryView,
@@ -32,25 +28,20 @@ from services.gateway.schemas.webhooks import (
 MessageIdPath = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$", description="The webhook-id.")]
 EndpointIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The endpoint id.")]
 
-# An operator's read: no tenant filter (see webhook.proto).
-ALL_TENANTS = ""
-
 
 def webhooks_router(
     settings: Settings,
     backends: Backends,
     authenticator: ApiKeyAuthenticator,
-    admin_auth: AdminAuthenticator,
 ) -> APIRouter:
-    """Customer routes under /api/enterprise and the admin route under /api/admin."""
+    """Customer routes under /api/enterprise."""
     router = APIRouter(tags=["webhooks"], responses=error_responses(401, 500, 503))
     customer = Depends(tenant_dependency(authenticator))
-    admin = Depends(admin_dependency(admin_auth))
     deadline = settings.grpc_deadline_seconds
     webhook = backends.webhook
 
     async def deliveries(tenant_id: str, batch_id: str, page: PageRequest) -> DeliveryPage:
-        # A customer's messages (tenant_id set) or any tenant's (operators); "" matches every batch.
+        # The tenant's messages; batch_id "" matches every batch.
         answer = await webhook.ListDeliveries(
             webhook_pb2.ListDeliveriesRequest(
                 tenant_id=tenant_id, batch_id=batch_id, cursor=page.cursor, limit=page.limit
@@ -177,16 +168,5 @@ def webhooks_router(
             webhook_pb2.RotateSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
         )
         return SigningSecretView.from_proto(secret)
-
-    @router.get(
-        "/api/admin/batches/{batch_id}/webhooks",
-        response_model=DeliveryPage,
-        summary="A batch's webhook deliveries with every attempt",
-        tags=["admin"],
-    )
-    async def admin_batch_webhooks(
-        _: Annotated[object, admin], batch_id: BatchIdPath, page: PageQuery
-    ) -> DeliveryPage:
-        return await deliveries(ALL_TENANTS, batch_id, page)
 
     return router

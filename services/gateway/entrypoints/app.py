@@ -91,7 +91,7 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     )
     app.mount("/admin/static", static_files(), name="admin-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
-    app.include_router(webhooks_router(settings, backends, authenticator, admin_auth))
+    app.include_router(webhooks_router(settings, backends, authenticator))
 
     def in_request_context(inner: ASGIApp) -> ASGIApp:
         # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
