@@ -126,6 +126,14 @@ def webhook_url_violation(url: str, limits: CreateLimits) -> FieldViolation | No
     return None
 
 
+def request_id_violation(request_id: str, limits: CreateLimits) -> FieldViolation | None:
+    """The idempotency key's rule, for creates and retries alike (None: the key is acceptable)."""
+    if len(request_id) > limits.max_request_id_chars:
+        message = f"request_id must be at most {limits.max_request_id_chars} characters"
+        return FieldViolation(("request_id",), TOO_LONG, message)
+    return None
+
+
 def create_violations(command: CreateBatch, limits: CreateLimits) -> list[FieldViolation]:
     """Every broken rule of a create request (items, webhook URL, deadline, request id), capped."""
     found = item_violations(command.items, limits)
@@ -135,9 +143,9 @@ def create_violations(command: CreateBatch, limits: CreateLimits) -> list[FieldV
     if not 0 <= command.deadline_seconds <= limits.max_deadline_seconds:
         message = f"deadline_seconds must be between 1 and {limits.max_deadline_seconds} (0 or absent: none)"
         found.append(FieldViolation(("deadline_seconds",), OUT_OF_RANGE, message))
-    if len(command.request_id) > limits.max_request_id_chars:
-        message = f"request_id must be at most {limits.max_request_id_chars} characters"
-        found.append(FieldViolation(("request_id",), TOO_LONG, message))
+    request_id = request_id_violation(command.request_id, limits)
+    if request_id is not None:
+        found.append(request_id)
     return found[:MAX_FIELD_VIOLATIONS]
 
 

@@ -8,7 +8,7 @@ from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import CreateBatchResult, accepted_result, parse_batch_id, parse_tenant_id
 from services.batch.domain.commands import CreateBatch, RetryFailed
 from services.batch.domain.errors import BatchNotFinished, BatchNotFound
-from services.batch.domain.validation import CreateLimits, retried_failure_types
+from services.batch.domain.validation import CreateLimits, request_id_violation, retried_failure_types
 from services.batch.use_cases.intake import Intake
 
 
@@ -35,8 +35,10 @@ class Retries:
             raise BatchNotFound("batch not found", batch_id=command.batch_id)
         if not source.is_finished:
             raise BatchNotFinished("the batch has not finished yet", batch_id=command.batch_id)
-        if len(command.request_id) > self._limits.max_request_id_chars:
-            raise InvalidArgument("request_id is too long", field="request_id")
+        # Checked before the key is looked up, as a create checks it (one rule for both).
+        too_long = request_id_violation(command.request_id, self._limits)
+        if too_long is not None:
+            raise InvalidArgument.of([too_long])
         key_used = bool(command.request_id) and (
             await self._store.intake.find_by_request_id(source.tenant_id, command.request_id) is not None
         )

@@ -25,6 +25,7 @@ from tests.integration.batch.batch_harness import (
     batch_worker,
     eventually,
     rpc_reason,
+    rpc_violations,
     tenant,
 )
 
@@ -102,6 +103,22 @@ async def test_retry_failed_without_a_request_id_freezes_once_however_often_it_i
     assert retried == ["slow 1 #timeout", "slow 3 #timeout"]
     assert await _retries_stored(sql, source.batch_id) == 1
     assert fake_billing.servicer.balances[tenant_id] == BALANCE - 4 * PRICE - 2 * PRICE
+
+
+async def test_a_too_long_request_id_is_refused_as_a_create_refuses_it_even_with_a_retry_standing(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    settings = make_settings(pricing=PRICING)
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = BALANCE
+    async with batch_server(settings) as stub, batch_worker(settings):
+        source = await _finished_batch(stub, tenant_id, PROMPTS)
+        await stub.RetryFailed(_retry(tenant_id, source.batch_id))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RetryFailed(_retry(tenant_id, source.batch_id, request_id="k" * 256))
+    assert rpc_reason(refused.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, "validation_error")
+    assert rpc_violations(refused.value) == ["request_id"]
+    assert await _retries_stored(sql, source.batch_id) == 1
 
 
 async def test_concurrent_retries_of_one_batch_on_two_servers_make_one_batch_and_one_freeze(
