@@ -41,6 +41,9 @@ PRICING = {
     "sora-2": ModelPricing(credits_per_video=10),
     MODEL: ModelPricing(credits_per_video=PRICE, max_attempts=1),
 }
+# One attempt of at most a second: long enough that "ok" items succeed on a loaded CI host (a 0.2 s
+# budget once failed one there), short enough that `#timeout` items end the test quickly.
+SETTINGS: dict[str, Any] = {"pricing": PRICING, "provider_timeout_seconds": 1.0}
 # Two items that can change on retry, one that cannot, one that succeeds.
 PROMPTS = ["ok 0", "slow 1 #timeout", "bad 2 #fail", "slow 3 #timeout"]
 
@@ -86,7 +89,7 @@ async def _retries_stored(sql: psycopg.AsyncConnection[Any], source_id: str) -> 
 async def test_retry_failed_without_a_request_id_freezes_once_however_often_it_is_called(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
 ) -> None:
-    settings = make_settings(pricing=PRICING)
+    settings = make_settings(**SETTINGS)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with batch_server(settings) as stub, batch_worker(settings):
@@ -108,7 +111,7 @@ async def test_retry_failed_without_a_request_id_freezes_once_however_often_it_i
 async def test_a_too_long_request_id_is_refused_as_a_create_refuses_it_even_with_a_retry_standing(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
 ) -> None:
-    settings = make_settings(pricing=PRICING)
+    settings = make_settings(**SETTINGS)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with batch_server(settings) as stub, batch_worker(settings):
@@ -124,8 +127,8 @@ async def test_a_too_long_request_id_is_refused_as_a_create_refuses_it_even_with
 async def test_concurrent_retries_of_one_batch_on_two_servers_make_one_batch_and_one_freeze(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
 ) -> None:
-    settings = make_settings(pricing=PRICING)
-    replica = make_settings(pricing=PRICING)  # the same database, another server (and port)
+    settings = make_settings(**SETTINGS)
+    replica = make_settings(**SETTINGS)  # the same database, another server (and port)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with AsyncExitStack() as stack:
@@ -148,7 +151,7 @@ async def test_concurrent_retries_of_one_batch_on_two_servers_make_one_batch_and
 async def test_failure_types_choose_the_items_and_a_later_call_replays_the_first_retry(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer
 ) -> None:
-    settings = make_settings(pricing=PRICING)
+    settings = make_settings(**SETTINGS)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with batch_server(settings) as stub, batch_worker(settings):
@@ -186,7 +189,7 @@ async def test_failure_types_choose_the_items_and_a_later_call_replays_the_first
 async def test_a_retry_can_be_retried_once_and_every_view_links_retries_and_sources(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer
 ) -> None:
-    settings = make_settings(pricing=PRICING)
+    settings = make_settings(**SETTINGS)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with batch_server(settings) as stub, batch_worker(settings):
@@ -226,7 +229,7 @@ async def test_a_retry_can_be_retried_once_and_every_view_links_retries_and_sour
 async def test_a_rejected_retry_froze_nothing_and_leaves_the_place_to_the_next_call(
     make_settings: SettingsFactory, fake_billing: FakeBillingServer
 ) -> None:
-    settings = make_settings(pricing=PRICING)
+    settings = make_settings(**SETTINGS)
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = BALANCE
     async with batch_server(settings) as stub, batch_worker(settings):
