@@ -16,7 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from libs.messaging.outbox import outbox_table
 
@@ -121,6 +121,13 @@ tasks = Table(
     # which worker process last claimed it.
     Column("dispatched_at", DateTime(timezone=True), nullable=True),
     Column("claimed_by", Text, nullable=True),
+    # 0011 (issue 25): the item's generation settings (NULL: none), its priced options
+    # ("audio=on;resolution=1080p", a quote line's key), and the live detail of a running task:
+    # when its next attempt starts (while it waits to retry) and what its last attempt said.
+    Column("settings", JSONB, nullable=True),
+    Column("price_options", Text, nullable=False, server_default=text("''")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
     UniqueConstraint("batch_id", "batch_index", name="uq_tasks_batch_index"),
     # Counters are derived by one GROUP BY over this index, never stored on the batch row.
     Index("ix_tasks_batch_status", "batch_id", "status"),
@@ -142,6 +149,21 @@ tasks = Table(
         "batch_index",
         postgresql_where=text("dispatched_at IS NULL AND status = 'queued'"),
     ),
+)
+
+# 0011 (issue 25): input images uploaded with `POST /api/enterprise/files`, one row per file;
+# the bytes are in the video storage under `input_key` (tenant-scoped: another tenant's id is
+# unknown to intake and to the worker alike).
+input_files = Table(
+    "input_files",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_input_files_tenant", "tenant_id", "id"),
 )
 
 outbox = outbox_table(metadata, SCHEMA)

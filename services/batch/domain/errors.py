@@ -63,3 +63,10 @@ class BatchNotFound(NotFound):
 
 class InvalidCursor(InvalidArgument):
     """A page cursor this service did not hand out."""
+
+
+class InputFilesUnavailable(ServiceError):
+    """This server has no input file storage wired (a server built without it)."""
+
+    category = ErrorCategory.UNAVAILABLE
+    reason = "unavailable"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import orjson
 
 from services.batch.domain.batch import BatchItem
+from services.batch.domain.generation import NO_SETTINGS
 
 
 def request_fingerprint(
@@ -30,6 +31,12 @@ def request_fingerprint(
         ],
         "webhook_url": webhook_url,
     }
+    if any(item.settings is not NO_SETTINGS for item in items):
+        # Generation settings enter only where an item has them (orjson encodes the dataclass).
+        encoded: list[dict[str, object]] = body["items"]  # type: ignore[assignment]
+        for entry, item in zip(encoded, items, strict=True):
+            if not item.settings.is_empty:
+                entry["settings"] = item.settings
     if deadline_seconds:
         body["deadline_seconds"] = deadline_seconds
     if retry_of:

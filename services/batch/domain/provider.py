@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
 
 
 class FailureType(StrEnum):
@@ -43,6 +44,11 @@ class ProviderJob:
     prompt: str
     model: str
     attempt: int
+    # The video length priced (0: per-video model, the provider's default) and the item's
+    # settings, with its input images already fetched; adapters pass them in their API's terms.
+    duration_seconds: int = 0
+    settings: GenerationSettings = NO_SETTINGS
+    images: ResolvedImages = NO_IMAGES
 
 
 @dataclass(frozen=True)

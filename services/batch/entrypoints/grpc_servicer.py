@@ -14,7 +14,13 @@ from libs.errors import InvalidArgument
 from libs.rpc.timestamps import request_instant
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
+from services.batch.domain.errors import InputFilesUnavailable
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+from services.batch.entrypoints.generation_messages import (
+    input_file_message,
+    settings_from_message,
+    stored_settings_message,
+)
 from services.batch.handlers import BatchHandlers
 
 SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
@@ -116,19 +122,38 @@ def task_page(tasks: Sequence[TaskSummary], next_cursor: str) -> batch_pb2.ListT
             error_message=task.error_message or "",
             failure_type=task.failure_type or "",
             attempts=task.attempts,
+            current_attempt=task.current_attempt,
+            last_error=task.last_error or "",
+            credits_charged=task.credits_charged,
+            credits_refunded=task.credits_refunded,
+            duration_seconds=task.duration_seconds or 0,
         )
         _set_micros(message.created_at, task.created_at_us)
         _set_micros(message.finished_at, task.finished_at_us)
+        _set_micros(message.started_at, task.started_at_us)
+        if task.status == "running":
+            _set_micros(message.next_attempt_at, task.next_attempt_at_us)
+        settings = stored_settings_message(task.settings_json)
+        if settings is not None:
+            message.settings.CopyFrom(settings)
     return response
 
 
 def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...]:
     """The items of a create request, sent as BatchItem messages or as columns (not both)."""
     if not request.HasField("item_columns"):
-        return tuple(BatchItem(item.prompt, item.model, item.duration_seconds) for item in request.items)
+        return tuple(
+            BatchItem(item.prompt, item.model, item.duration_seconds, settings_from_message(item.settings))
+            for item in request.items
+        )
     columns = request.item_columns
     if request.items or not len(columns.prompts) == len(columns.models) == len(columns.duration_seconds):
         raise InvalidArgument("items must be sent as messages or as columns of one length", field="items")
+    if columns.settings:
+        if len(columns.settings) != len(columns.prompts):
+            raise InvalidArgument("settings must have one entry per item (or none)", field="items")
+        settings = map(settings_from_message, columns.settings)
+        return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds, settings))
     return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
 
 
@@ -230,6 +255,15 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         return breakdown_message(
             await self._handlers.reads.batch_breakdown(request.tenant_id, request.batch_id)
         )
+
+    async def UploadInputFile(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.UploadInputFileRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.InputFile:
+        uploads = self._handlers.input_files
+        if uploads is None:
+            raise InputFilesUnavailable("input files are not configured on this server")
+        stored = await uploads.upload(request.tenant_id, request.filename, request.content)
+        return input_file_message(stored)
 
     async def ListBatchTotals(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]

@@ -35,7 +35,7 @@ def test_items_of_one_per_second_model_are_priced_by_their_own_duration() -> Non
 
     assert [line.unit_price for line in priced.lines] == [8, 16]
     assert priced.total == 2 * 8 + 16
-    assert set(priced.per_model()) == {("veo-3-fast", 4), ("veo-3-fast", 8)}
+    assert set(priced.per_model()) == {("veo-3-fast", 4, 8), ("veo-3-fast", 8, 16)}
 
 
 def test_a_per_second_item_without_duration_is_priced_at_the_default_length() -> None:

@@ -19,6 +19,7 @@ from psycopg.rows import namedtuple_row
 
 from libs.db import Database
 from services.batch.adapters.sql import records
+from services.batch.adapters.sql.generation_json import settings_json
 from services.batch.adapters.sql.statements import fetch_one
 from services.batch.domain.batch import (
     BatchId,
@@ -30,10 +31,11 @@ from services.batch.domain.batch import (
     common_unit_price,
     required_credits,
 )
+from services.batch.domain.generation import NO_SETTINGS, GenerationSettings
 
 _COPY_TASKS = (
     "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, duration_seconds,"
-    " status) FROM STDIN"
+    " status, price_options, settings) FROM STDIN"
 )
 # Batches up to this size are stored by one statement, alone or with others created at the same
 # time (`insert_small_batches`: one round trip, atomic without a transaction); larger ones COPY
@@ -52,7 +54,17 @@ _GROUP_BATCH_COLUMNS = {
     "deadlines": "deadline",
     "retry_of": "retry_of",
 }
-_GROUP_TASK_COLUMNS = ("task_batch_ids", "id_heads", "indexes", "prompts", "models", "prices", "durations")
+_GROUP_TASK_COLUMNS = (
+    "task_batch_ids",
+    "id_heads",
+    "indexes",
+    "prompts",
+    "models",
+    "prices",
+    "durations",
+    "options",
+    "settings",
+)
 # A retry takes its source's one place (`retry_slot`, ADR-048): a conflict on it, as on the
 # request id, inserts nothing, and the batch already holding the key is looked up instead.
 _INSERT_BATCH = """
@@ -90,13 +102,14 @@ WITH b AS (
     RETURNING *
 ), t AS (
     INSERT INTO batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price,
-        duration_seconds, status)
+        duration_seconds, status, price_options, settings)
     SELECT (i.id_head || lpad(to_hex(i.batch_index), 6, '0'))::uuid, b.id, b.tenant_id, i.batch_index,
-        i.prompt, i.model, i.price, i.duration, 'queued'
+        i.prompt, i.model, i.price, i.duration, 'queued', i.options, i.settings::jsonb
     FROM unnest(CAST(%(task_batch_ids)b AS uuid[]), CAST(%(id_heads)b AS text[]),
         CAST(%(indexes)b AS int[]), CAST(%(prompts)b AS text[]), CAST(%(models)b AS text[]),
-        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]))
-        AS i(batch_id, id_head, batch_index, prompt, model, price, duration)
+        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]), CAST(%(options)b AS text[]),
+        CAST(%(settings)b AS text[]))
+        AS i(batch_id, id_head, batch_index, prompt, model, price, duration, options, settings)
     JOIN b ON b.id = i.batch_id
 )
 SELECT * FROM b"""
@@ -156,10 +169,10 @@ RETURNING *"""
 _REPRICE_TASKS = """
 UPDATE batch.tasks AS t SET unit_price = v.new_price, duration_seconds = v.new_duration
 FROM unnest(%(models)s::text[], %(old_prices)s::bigint[], %(old_durations)s::int[],
-    %(new_prices)s::bigint[], %(new_durations)s::int[])
-    AS v(model, old_price, old_duration, new_price, new_duration)
+    %(new_prices)s::bigint[], %(new_durations)s::int[], %(options)s::text[])
+    AS v(model, old_price, old_duration, new_price, new_duration, options)
 WHERE t.batch_id = %(id)s AND t.model = v.model AND t.unit_price = v.old_price
-    AND t.duration_seconds = v.old_duration"""
+    AND t.duration_seconds = v.old_duration AND t.price_options = v.options"""
 
 
 async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head: str) -> None:
@@ -169,7 +182,10 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
     batch = f"\t{new.id}\t{new.tenant_id}\t"
     queued = TaskStatus.QUEUED.value
     tails = {
-        key: f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}\n"
+        key: (
+            f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}"
+            f"\t{_copy_text(line.options)}\t"
+        )
         for key, line in new.prices.items()
     }
     async with conn.cursor() as cursor, cursor.copy(_COPY_TASKS) as copy:
@@ -180,11 +196,19 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
                 "".join(
                     [
                         f"{id_head}{index:06x}{batch}{index}\t{_copy_text(item.prompt)}"
-                        f"{tails[(item.model, item.duration_seconds)]}"
+                        f"{tails[new.price_key(index)]}{_copy_settings(item.settings)}\n"
                         for index, item in enumerate(chunk, start)
                     ]
                 )
             )
+
+
+def _copy_settings(settings: GenerationSettings) -> str:
+    """The settings column in COPY text: \\N (NULL) for the many items that set nothing."""
+    if settings is NO_SETTINGS:
+        return "\\N"
+    document = settings_json(settings)
+    return "\\N" if document is None else _copy_text(document)
 
 
 # The create path's idempotency lookup, on the autocommit reader (one round trip, no transaction).
@@ -240,7 +264,7 @@ class BatchIntake:
             for key, value in _GROUP_BATCH_COLUMNS.items():
                 params[key].append(batch[value])
             for index, item in enumerate(new.items):
-                line = new.prices[(item.model, item.duration_seconds)]
+                line = new.prices[new.price_key(index)]
                 params["task_batch_ids"].append(new.id)
                 params["id_heads"].append(batch["id_head"])
                 params["indexes"].append(index)
@@ -248,6 +272,8 @@ class BatchIntake:
                 params["models"].append(item.model)
                 params["prices"].append(line.unit_price)
                 params["durations"].append(line.duration_seconds)
+                params["options"].append(line.options)
+                params["settings"].append(settings_json(item.settings))
         async with self._db.raw_connection() as conn:
             async with conn.cursor(row_factory=namedtuple_row) as cursor:
                 await cursor.execute(_INSERT_BATCHES_WITH_TASKS, params)
@@ -309,6 +335,7 @@ class BatchIntake:
             "old_durations": [line.duration_seconds for line in stored],
             "new_prices": [line.unit_price for line in current],
             "new_durations": [line.duration_seconds for line in current],
+            "options": [line.options for line in stored],
         }
         async with self._db.raw_connection() as conn, conn.transaction():
             repriced = await fetch_one(conn, _REPRICE_BATCH, params)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from libs.db import Database
 from services.batch.adapters.sql import records
+from services.batch.adapters.sql.generation_json import settings_of
 from services.batch.adapters.tables import batches, tasks
 from services.batch.domain.batch import (
     BatchId,
@@ -193,7 +194,7 @@ class BatchListings:
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
-                    select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds)
+                    select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds, tasks.c.settings)
                     .where(
                         tasks.c.batch_id == batch_id,
                         tasks.c.status == TaskStatus.FAILED.value,
@@ -203,6 +204,11 @@ class BatchListings:
                 )
             ).all()
         return [
-            BatchItem(prompt=row.prompt, model=row.model, duration_seconds=row.duration_seconds)
+            BatchItem(
+                prompt=row.prompt,
+                model=row.model,
+                duration_seconds=row.duration_seconds,
+                settings=settings_of(row.settings),
+            )
             for row in rows
         ]

@@ -12,7 +12,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.errors import ServiceError
 from libs.rpc.errors import status_code_for
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
-from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.pricing import ModelCapabilities, QuoteLine
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 from services.billing.use_cases.reservations import Reservation, ReservationRequest
 
@@ -34,6 +34,7 @@ class ReservationRpcs(BillingRpcs):
                     min_seconds=price.min_seconds if price.per_second else 0,
                     max_seconds=price.max_seconds if price.per_second else 0,
                     default_seconds=price.default_seconds if price.per_second else 0,
+                    capabilities=_capabilities(price.capabilities),
                 )
                 for price in self._handlers.price_list()
             ]
@@ -49,6 +50,7 @@ class ReservationRpcs(BillingRpcs):
                     count=line.count,
                     unit_price=line.unit_price,
                     duration_seconds=line.duration_seconds,
+                    options=[billing_pb2.PriceOption(name=name, value=value) for name, value in line.options],
                 )
                 for line in priced.quote.lines
             ],
@@ -114,6 +116,25 @@ def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
             count=line.count,
             unit_price=line.unit_price,
             duration_seconds=line.duration_seconds,
+            options=tuple((option.name, option.value) for option in line.options),
         )
         for line in lines
     ]
+
+
+def _capabilities(capabilities: ModelCapabilities) -> billing_pb2.ModelCapabilities:
+    return billing_pb2.ModelCapabilities(
+        aspect_ratios=capabilities.aspect_ratios,
+        resolutions=[
+            billing_pb2.PricedChoice(value=value, credits=credits)
+            for value, credits in capabilities.resolutions.items()
+        ],
+        seed=capabilities.seed,
+        negative_prompt=capabilities.negative_prompt,
+        audio=capabilities.audio_credits is not None,
+        audio_credits=capabilities.audio_credits or 0,
+        audio_default=capabilities.audio_default,
+        first_frame=capabilities.first_frame,
+        last_frame=capabilities.last_frame,
+        max_reference_images=capabilities.max_reference_images,
+    )
