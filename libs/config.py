@@ -276,7 +276,8 @@ class Settings(BaseSettings):
     # worker fetches at execution, each at most this large and a PNG, JPEG or WebP image. The
     # two allow_* switches are UNSAFE in production, as the webhook ones: tests serve images on
     # plain http from loopback.
-    max_input_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
+    # 5 MiB stays under the request body limit (REELBATCH_MAX_BODY_BYTES, 8 MiB) with room to spare.
+    max_input_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     input_url_allow_http: bool = False
     input_url_allow_private: bool = False
     input_fetch_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -127,7 +127,7 @@ def admin_router(
         responses=error_responses(422),
     )
     async def list_tenants(page: PageQuery) -> TenantPage:
-        return await reads.tenants(cursor=page.cursor, limit=min(page.limit, 500))
+        return await reads.tenants(cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/tenants/{tenant_id}/ledger",
@@ -136,7 +136,7 @@ def admin_router(
         responses=error_responses(404, 422),
     )
     async def list_tenant_ledger(tenant_id: TenantIdPath, page: PageQuery) -> LedgerPage:
-        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=min(page.limit, 500))
+        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/batches",
@@ -206,7 +206,7 @@ def admin_router(
     async def get_batch_billing(
         batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = 500
     ) -> BatchBillingView:
-        return await reads.billing(batch_id, cursor=cursor or "", limit=min(limit, 500))
+        return await reads.billing(batch_id, cursor=cursor or "", limit=limit)
 
     @router.get(
         "/batches/{batch_id}/webhooks",

@@ -13,6 +13,7 @@ from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, error_responses
+from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
     DeliveryView,
@@ -58,9 +59,20 @@ def webhooks_router(
         status_code=201,
         response_model=EndpointCreated,
         summary="Register a webhook endpoint (its secret is shown once)",
-        responses=error_responses(422),
+        responses={
+            **error_responses(422),
+            409: {
+                "model": ErrorResponse,
+                "description": (
+                    "The tenant already has a live endpoint at this URL (`endpoint_already_registered`, "
+                    "with its `endpoint_id`): one endpoint per URL, so no message is delivered twice."
+                ),
+            },
+        },
     )
-    async def create_endpoint(tenant_id: Annotated[str, customer], body: EndpointIn) -> EndpointCreated:
+    async def create_webhook_endpoint(
+        tenant_id: Annotated[str, customer], body: EndpointIn
+    ) -> EndpointCreated:
         created = await webhook.CreateEndpoint(
             webhook_pb2.CreateEndpointRequest(
                 tenant_id=tenant_id, url=body.url, event_types=body.event_types, description=body.description
@@ -75,7 +87,7 @@ def webhooks_router(
         response_model=EndpointPage,
         summary="List the tenant's webhook endpoints",
     )
-    async def list_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
+    async def list_webhook_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
         endpoints = await webhook.ListEndpoints(
             webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=page.cursor, limit=page.limit),
             timeout=deadline,
@@ -91,7 +103,7 @@ def webhooks_router(
         summary="Delete a webhook endpoint",
         responses=error_responses(404),
     )
-    async def delete_endpoint(
+    async def delete_webhook_endpoint(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
     ) -> EndpointView:
         endpoint = await webhook.DeleteEndpoint(
@@ -105,7 +117,7 @@ def webhooks_router(
         summary="Rotate an endpoint's signing secret (the old one keeps signing during the overlap)",
         responses=error_responses(404),
     )
-    async def rotate_endpoint_secret(
+    async def rotate_webhook_endpoint_secret(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
     ) -> EndpointSecretRotated:
         rotated = await webhook.RotateEndpointSecret(
@@ -127,7 +139,7 @@ def webhooks_router(
         summary="The tenant's webhook messages with their attempts, newest first",
         responses=error_responses(422),
     )
-    async def list_messages(
+    async def list_webhook_messages(
         tenant_id: Annotated[str, customer],
         page: PageQuery,
         batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
@@ -141,7 +153,9 @@ def webhooks_router(
         summary="Send a message again (same webhook-id)",
         responses=error_responses(404),
     )
-    async def redeliver(tenant_id: Annotated[str, customer], message_id: MessageIdPath) -> DeliveryView:
+    async def redeliver_webhook_message(
+        tenant_id: Annotated[str, customer], message_id: MessageIdPath
+    ) -> DeliveryView:
         delivery = await webhook.RedeliverMessage(
             webhook_pb2.RedeliverMessageRequest(tenant_id=tenant_id, message_id=message_id), timeout=deadline
         )
@@ -152,7 +166,7 @@ def webhooks_router(
         response_model=SigningSecretView,
         summary="The secret signing deliveries to batch webhook_urls",
     )
-    async def get_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+    async def get_webhook_signing_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.GetSigningSecret(
             webhook_pb2.GetSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
         )
@@ -163,7 +177,7 @@ def webhooks_router(
         response_model=SigningSecretView,
         summary="Rotate the signing secret (the old one keeps signing during the overlap)",
     )
-    async def rotate_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+    async def rotate_webhook_signing_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.RotateSigningSecret(
             webhook_pb2.RotateSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
         )

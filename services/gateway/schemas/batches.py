@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from services.gateway.schemas.fields import INT32_MAX, INT32_MIN, none_if_empty, optional_time
+from services.gateway.schemas.generation import GenerationSettingsIn
 from services.gateway.schemas.pages import CursorPage
 
 BatchStatus = Literal[
@@ -58,6 +59,13 @@ class BatchItemIn(BaseModel):
         examples=[6],
         json_schema_extra={"minimum": 0, "maximum": batch_pb2.CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS},
     )
+    settings: GenerationSettingsIn | None = Field(
+        default=None,
+        description=(
+            "Generation settings (aspect ratio, resolution, seed, negative prompt, audio, input images): "
+            "what the model takes and what each choice costs is in `GET /api/enterprise/models`."
+        ),
+    )
 
 
 class CreateBatchRequest(BaseModel):
@@ -99,16 +107,25 @@ class BatchColumns:
     durations: list[int]
     webhook_url: str | None = None
     deadline_seconds: int | None = None
+    # One message per item when any item has settings; empty otherwise (the common case).
+    settings: list[batch_pb2.GenerationSettings] | None = None
 
     @classmethod
     def of(cls, request: CreateBatchRequest) -> BatchColumns:
         """The columns of a request validated by the model."""
+        with_settings = any(item.settings is not None for item in request.items)
         return cls(
             prompts=[item.prompt for item in request.items],
             models=[item.model for item in request.items],
             durations=[item.duration_seconds or 0 for item in request.items],
             webhook_url=request.webhook_url,
             deadline_seconds=request.deadline_seconds,
+            settings=[
+                item.settings.to_proto() if item.settings is not None else batch_pb2.GenerationSettings()
+                for item in request.items
+            ]
+            if with_settings
+            else None,
         )
 
 
@@ -133,7 +150,9 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     items = document.get("items")
     if type(items) is not list or set(map(type, items)) - {dict}:
         return None
-    if not set().union(*items) <= _ITEM_KEYS:
+    keys = set().union(*items)
+    if not keys <= _ITEM_KEYS or "settings" in keys:
+        # Settings are nested objects: the model checks them (and names any error).
         return None
     prompts = [item.get("prompt") for item in items]
     models = [item.get("model") for item in items]

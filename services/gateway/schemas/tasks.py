@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.generation import GenerationSettingsIn, settings_view
 from services.gateway.schemas.pages import CursorPage
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -31,6 +32,29 @@ class TaskView(BaseModel):
     )
     attempts: int = Field(description="Provider attempts made so far.")
     finished_at: AwareDatetime | None = Field(description="When the task finished; null until then.")
+    settings: GenerationSettingsIn | None = Field(
+        default=None, description="The item's generation settings as submitted; null when it set none."
+    )
+    duration_seconds: int | None = Field(
+        default=None, description="The video length priced, for a model priced per second; null otherwise."
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When a worker first started it; null while queued."
+    )
+    current_attempt: int | None = Field(
+        default=None,
+        description="While running: the attempt under way or waited for (1 = the first); null otherwise.",
+    )
+    next_attempt_at: AwareDatetime | None = Field(
+        default=None, description="While waiting to retry a transient failure: when the next attempt starts."
+    )
+    last_error: str | None = Field(
+        default=None, description="What the last failed attempt said (a retried failure); null if none."
+    )
+    credits_charged: int = Field(default=0, description="Credits captured for it (its price once succeeded).")
+    credits_refunded: int = Field(
+        default=0, description="Credits refunded for it (its price once failed or cancelled)."
+    )
 
     @classmethod
     def from_proto(cls, task: batch_pb2.Task) -> Self:
@@ -51,6 +75,14 @@ class TaskView(BaseModel):
             "failure_type": none_if_empty(task.failure_type),
             "attempts": task.attempts,
             "finished_at": optional_time(task.finished_at, task.HasField("finished_at")),
+            "settings": settings_view(task.settings),
+            "duration_seconds": task.duration_seconds or None,
+            "started_at": optional_time(task.started_at, task.HasField("started_at")),
+            "current_attempt": task.current_attempt or None,
+            "next_attempt_at": optional_time(task.next_attempt_at, task.HasField("next_attempt_at")),
+            "last_error": none_if_empty(task.last_error),
+            "credits_charged": task.credits_charged,
+            "credits_refunded": task.credits_refunded,
         }
 
 

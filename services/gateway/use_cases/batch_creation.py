@@ -83,7 +83,10 @@ class BatchCreation:
                 request_id=request_id,
                 # Columns, not one message per item: three list copies in C for 10,000 items.
                 item_columns=batch_pb2.BatchItemColumns(
-                    prompts=payload.prompts, models=payload.models, duration_seconds=payload.durations
+                    prompts=payload.prompts,
+                    models=payload.models,
+                    duration_seconds=payload.durations,
+                    settings=payload.settings or [],
                 ),
                 webhook_url=payload.webhook_url or "",
                 deadline_seconds=payload.deadline_seconds or 0,
