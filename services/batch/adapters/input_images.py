@@ -11,6 +11,7 @@ import httpx
 
 from libs.outbound.destinations import (
     DestinationPolicy,
+    IpAddress,
     OutboundTarget,
     UnsafeUrl,
     check_resolved,
@@ -131,10 +132,10 @@ class InputImageResolver:
         except (TimeoutError, httpx.HTTPError) as error:
             raise InputImageRefused(f"{name}: fetching the image failed ({type(error).__name__})") from None
 
-    async def _download(self, target: OutboundTarget, address: object, name: str) -> bytes:
+    async def _download(self, target: OutboundTarget, address: IpAddress, name: str) -> bytes:
         request = self._client.build_request(
             "GET",
-            pinned_url(target, address),  # type: ignore[arg-type]
+            pinned_url(target, address),
             headers={"host": host_header(target), "user-agent": "Reelbatch-Inputs/1"},
             extensions={"sni_hostname": target.host},
         )
