@@ -1,4 +1,4 @@
-"""`/docs` (customer API), `/admin/docs` (operator API) and `/redoc` render with no network: every
+"""`/docs` (customer API) and `/admin/docs` (operator API) render with no network: every
 script, style and font comes from the gateway itself (no CDN). The browser is cut off from every
 other origin; any request that tries to leave is recorded and fails the test."""
 
@@ -48,15 +48,3 @@ def test_swagger_ui_renders_every_operation_offline(
     finally:
         page.close()
     assert left == [], f"the docs page reached outside the gateway: {left}"
-
-
-def test_redoc_renders_offline(browser: Browser, stack: Stack) -> None:
-    left: list[str] = []
-    page = _offline_page(browser, stack, left)
-    try:
-        page.goto(f"{stack.base_url}/redoc")
-        page.wait_for_selector("text=Create a batch of videos", timeout=20_000)
-        assert page.locator("h1").first.inner_text().startswith("Reelbatch API")
-    finally:
-        page.close()
-    assert left == [], f"the ReDoc page reached outside the gateway: {left}"

@@ -1,6 +1,7 @@
 """Interactive API documentation served with no external assets (works offline, ADR-094): Swagger
-UI for the customer API at `/docs` and the operator API at `/admin/docs`, ReDoc at `/redoc`, their
-scripts and styles from the `fastapi-offline` wheel under `/docs-assets`."""
+UI for the customer API at `/docs` and the operator API at `/admin/docs`, its script and style from
+the `fastapi-offline` wheel under `/docs-assets`. No ReDoc page: its footer loads a logo from a
+CDN whatever its options."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -22,7 +23,7 @@ def docs_assets() -> StaticFiles:
 
 
 def docs_router(title: str) -> APIRouter:
-    """`/docs`, `/admin/docs` and `/redoc`, outside both OpenAPI documents."""
+    """`/docs` and `/admin/docs`, outside both OpenAPI documents."""
     router = APIRouter(include_in_schema=False)
 
     def swagger(openapi_url: str, page_title: str) -> HTMLResponse:
@@ -41,15 +42,5 @@ def docs_router(title: str) -> APIRouter:
     @router.get("/admin/docs")
     async def operator_docs() -> HTMLResponse:
         return swagger("/admin/openapi.json", f"{title} (operator) - docs")
-
-    @router.get("/redoc")
-    async def customer_redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title=f"{title} - ReDoc",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
-            with_google_fonts=False,
-        )
 
     return router

@@ -75,6 +75,10 @@ def _document(
             if invalid is not None:
                 invalid["description"] = INVALID_INPUT_DESCRIPTION
                 invalid["content"] = {"application/json": {"schema": error_ref}}
+    for operations in document.get("webhooks", {}).values():
+        for operation in operations.values():
+            # A webhook is answered by the customer's server: FastAPI's 422 is not part of it.
+            operation.get("responses", {}).pop("422", None)
     # FastAPI's own 422 body is never sent (our handler answers instead).
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

@@ -30,9 +30,20 @@ def documents(client: TestClient) -> Documents:
     return {url: client.get(url).json() for url in ("/openapi.json", "/admin/openapi.json")}
 
 
-def test_both_documents_validate_as_openapi(documents: Documents) -> None:
+def _refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*map(_refs, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(_refs, node))
+    return set()
+
+
+def test_both_documents_validate_as_openapi_with_no_dangling_reference(documents: Documents) -> None:
     for document in documents.values():
         validate(document)
+        defined = {f"#/components/schemas/{name}" for name in document["components"]["schemas"]}
+        assert _refs(document) <= defined, _refs(document) - defined
 
 
 def test_every_operation_has_a_unique_readable_id_and_a_description(
