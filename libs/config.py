@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +53,12 @@ class ModelSettings(BaseModel):
         if self.last_frame and not self.first_frame:
             raise ValueError("a model taking a last frame must take a first frame")
         return self
+
+    def as_fields(self) -> dict[str, Any]:
+        """The declaration as immutable keyword values (each service builds its own domain type)."""
+        fields = self.model_dump()
+        fields["aspect_ratios"] = tuple(self.aspect_ratios)
+        return fields
 
 
 class ModelPricing(BaseModel):

@@ -186,17 +186,7 @@ def input_url_policy(settings: Settings) -> DestinationPolicy:
 def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
     """What each priced model takes, from the price list (libs.config.ModelSettings)."""
     return {
-        model: ModelCapabilities(
-            aspect_ratios=tuple(price.settings.aspect_ratios),
-            resolutions=dict(price.settings.resolutions),
-            seed=price.settings.seed,
-            negative_prompt=price.settings.negative_prompt,
-            audio_credits=price.settings.audio_credits,
-            audio_default=price.settings.audio_default,
-            first_frame=price.settings.first_frame,
-            last_frame=price.settings.last_frame,
-            max_reference_images=price.settings.max_reference_images,
-        )
+        model: ModelCapabilities(**price.settings.as_fields())
         for model, price in settings.pricing.items()
     }
 

@@ -36,17 +36,7 @@ def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
             min_seconds=row.min_seconds,
             max_seconds=row.max_seconds,
             default_seconds=row.default_seconds,
-            capabilities=ModelCapabilities(
-                aspect_ratios=tuple(row.settings.aspect_ratios),
-                resolutions=dict(row.settings.resolutions),
-                seed=row.settings.seed,
-                negative_prompt=row.settings.negative_prompt,
-                audio_credits=row.settings.audio_credits,
-                audio_default=row.settings.audio_default,
-                first_frame=row.settings.first_frame,
-                last_frame=row.settings.last_frame,
-                max_reference_images=row.settings.max_reference_images,
-            ),
+            capabilities=ModelCapabilities(**row.settings.as_fields()),
         )
         for model, row in pricing.items()
     }

@@ -4,8 +4,9 @@ fal), a multipart file (OpenAI)."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
-from services.batch.domain.generation import InputImage
+from services.batch.domain.generation import GenerationSettings, InputImage
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -23,3 +24,20 @@ def data_uri(image: InputImage) -> str:
 def file_name(stem: str, image: InputImage) -> str:
     """A file name with the extension of the image's type (multipart uploads)."""
     return f"{stem}.{_EXTENSIONS.get(image.mime_type, 'bin')}"
+
+
+def snake_case_settings(settings: GenerationSettings) -> dict[str, Any]:
+    """The settings Replicate's and fal's Veo inputs name alike (aspect_ratio, resolution,
+    negative_prompt, seed, generate_audio), only those the item set."""
+    fields: dict[str, Any] = {}
+    if settings.aspect_ratio:
+        fields["aspect_ratio"] = settings.aspect_ratio
+    if settings.resolution:
+        fields["resolution"] = settings.resolution
+    if settings.negative_prompt:
+        fields["negative_prompt"] = settings.negative_prompt
+    if settings.seed is not None:
+        fields["seed"] = settings.seed
+    if settings.audio is not None:
+        fields["generate_audio"] = settings.audio
+    return fields

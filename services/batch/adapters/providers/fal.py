@@ -15,7 +15,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from services.batch.adapters.providers._inputs import data_uri
+from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
@@ -81,19 +81,9 @@ def request_input(job: ProviderJob) -> dict[str, Any]:
     negative_prompt, seed, generate_audio; images as data URIs: `image_url` (image-to-video),
     `first_frame_url` and `last_frame_url` (first-last-frame), `image_urls` (reference-to-video)."""
     settings, images = job.settings, job.images
-    document: dict[str, Any] = {"prompt": job.prompt}
-    if settings.aspect_ratio:
-        document["aspect_ratio"] = settings.aspect_ratio
-    if settings.resolution:
-        document["resolution"] = settings.resolution
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(settings)}
     if job.duration_seconds:
         document["duration"] = f"{job.duration_seconds}s"
-    if settings.negative_prompt:
-        document["negative_prompt"] = settings.negative_prompt
-    if settings.seed is not None:
-        document["seed"] = settings.seed
-    if settings.audio is not None:
-        document["generate_audio"] = settings.audio
     if images.first_frame is not None and images.last_frame is not None:
         document["first_frame_url"] = data_uri(images.first_frame)
         document["last_frame_url"] = data_uri(images.last_frame)

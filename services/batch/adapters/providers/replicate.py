@@ -13,7 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from services.batch.adapters.providers._inputs import data_uri
+from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
@@ -63,19 +63,9 @@ def prediction_input(job: ProviderJob) -> dict[str, Any]:
     last_frame, reference_images, aspect_ratio, resolution, duration, negative_prompt, seed,
     generate_audio); images as data URIs."""
     settings, images = job.settings, job.images
-    document: dict[str, Any] = {"prompt": job.prompt}
-    if settings.aspect_ratio:
-        document["aspect_ratio"] = settings.aspect_ratio
-    if settings.resolution:
-        document["resolution"] = settings.resolution
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(settings)}
     if job.duration_seconds:
         document["duration"] = job.duration_seconds
-    if settings.negative_prompt:
-        document["negative_prompt"] = settings.negative_prompt
-    if settings.seed is not None:
-        document["seed"] = settings.seed
-    if settings.audio is not None:
-        document["generate_audio"] = settings.audio
     if images.first_frame is not None:
         document["image"] = data_uri(images.first_frame)
     if images.last_frame is not None:
