@@ -23,7 +23,6 @@ MAX_CURSOR_CHARS = 1024
 # Our cursors are URL-safe base64 or digits: printable ASCII. Their content is the backends' to
 # judge (each refuses a position it cannot hold); the edge only bounds their shape.
 CURSOR_PATTERN = r"^[\x21-\x7e]*$"
-_CURSOR = re.compile(CURSOR_PATTERN)
 # A calendar month: the backends judge which months they hold (billing: 1970-01..9999-11).
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -57,11 +56,6 @@ async def page_request(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAG
 # `PageCursor`/`PageLimit` in their own signature: one dependency fewer to solve per request.
 PageQuery = Annotated[PageRequest, Depends(page_request)]
 MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
-
-
-def is_page_cursor(value: str) -> bool:
-    """True for a value `PageCursor` accepts (the hot lane's check of the same rule)."""
-    return len(value) <= MAX_CURSOR_CHARS and _CURSOR.fullmatch(value) is not None
 
 
 def _within_calendar(moment: datetime) -> datetime:

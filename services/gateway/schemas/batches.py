@@ -2,7 +2,7 @@
 
 Requests forbid unknown fields. The create body is checked for its shape only; its rules are the
 batch service's, whose contract publishes the bounds the document shows. Responses are built from
-gRPC messages by their `from_proto` constructors; the hot reads answer the same fields
+gRPC messages by their `from_proto` constructors; the polled reads answer the same fields
 (`fields_of`) as JSON without building the model.
 """
 
@@ -257,7 +257,7 @@ class BatchView(BaseModel):
     @staticmethod
     def fields_of(batch: batch_pb2.Batch) -> dict[str, Any]:
         """The view's fields from batch's Batch message, unvalidated: `json_bytes` of them is the
-        view's JSON (the hot read path answers them without building the model)."""
+        view's JSON (the polled reads answer them without building the model)."""
         return {
             "batch_id": batch.batch_id,
             "status": batch.status,

@@ -1,4 +1,4 @@
-"""Tasks: one video of a batch, and a page of them (the hot read answers the same fields)."""
+"""Tasks: one video of a batch, and a page of them (the polled read answers `fields_of` as JSON)."""
 
 from __future__ import annotations
 
