@@ -13,6 +13,7 @@ from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, error_responses
+from services.gateway.schemas.proto_views import utc_or_none
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
     DeliveryView,
@@ -22,7 +23,6 @@ from services.gateway.schemas.webhooks import (
     EndpointSecretRotated,
     EndpointView,
     SigningSecretView,
-    utc_or_none,
 )
 
 MessageIdPath = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$", description="The webhook-id.")]
@@ -67,8 +67,7 @@ def webhooks_router(
             ),
             timeout=deadline,
         )
-        view = EndpointView.from_proto(created.endpoint)
-        return EndpointCreated(**view.model_dump(), secret=created.secret)
+        return EndpointCreated.by_name(created.endpoint, secret=created.secret)
 
     @router.get(
         "/api/enterprise/webhook-endpoints",
@@ -112,9 +111,8 @@ def webhooks_router(
             webhook_pb2.RotateEndpointSecretRequest(tenant_id=tenant_id, endpoint_id=endpoint_id),
             timeout=deadline,
         )
-        view = EndpointView.from_proto(rotated.endpoint)
-        return EndpointSecretRotated(
-            **view.model_dump(),
+        return EndpointSecretRotated.by_name(
+            rotated.endpoint,
             secret=rotated.secret,
             previous_expires_at=utc_or_none(
                 rotated.previous_expires_at, rotated.HasField("previous_expires_at")
