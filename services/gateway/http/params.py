@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from services.gateway.http.errors import ApiError
 from services.gateway.schemas.errors import ErrorResponse
@@ -106,3 +106,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         503: "A backend is unavailable (`unavailable`, with Retry-After).",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
+
+
+def documented(model: type[BaseModel], summary: str, *error_statuses: int, **more: Any) -> dict[str, Any]:
+    """What a route declares for /openapi.json: the model it answers, its summary, its error answers
+    (`error_responses` of `error_statuses`) and any other route option given (`status_code`...)."""
+    declared: dict[str, Any] = {"response_model": model, "summary": summary, **more}
+    if error_statuses:
+        declared["responses"] = error_responses(*error_statuses)
+    return declared

@@ -15,6 +15,7 @@ from libs.vocabulary import fault_of, listed, one_of
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.fields import none_if_empty, optional_time
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
 class AdminBatchView(BatchView):
@@ -54,7 +55,7 @@ class FailureGroupView(BaseModel):
     refunded_credits: int = Field(description="Credits refunded for them.")
 
 
-class MarginView(BaseModel):
+class MarginView(ProtoView):
     """What the delivered videos earned against what the provider charged us (USD micros)."""
 
     revenue_credits: int = Field(description="Credits captured for delivered videos.")
@@ -66,13 +67,7 @@ class MarginView(BaseModel):
     @classmethod
     def from_proto(cls, estimate: billing_pb2.MarginEstimate) -> Self:
         """Builds the view from billing's estimate."""
-        return cls(
-            revenue_credits=estimate.revenue_credits,
-            revenue_usd_micros=estimate.revenue_usd_micros,
-            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
-            margin_usd_micros=estimate.margin_usd_micros,
-            margin_percent=estimate.margin_basis_points / 100,
-        )
+        return cls.by_name(estimate, margin_percent=estimate.margin_basis_points / 100)
 
 
 class TimingView(BaseModel):
