@@ -175,9 +175,8 @@ def videos_router(
             ),
             timeout=deadline,
         )
-        return VideoAccessPage(
-            items=[VideoAccessView.from_proto(entry) for entry in access.entries],
-            next_cursor=access.next_cursor or None,
+        return VideoAccessPage.of(
+            [VideoAccessView.from_proto(entry) for entry in access.entries], access.next_cursor
         )
 
     return router
