@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import InvalidArgument
+from libs.field_mapping import from_fields
 from services.webhook.domain.records import Endpoint, Message, TenantSecret
 from services.webhook.use_cases.handlers import WebhookHandlers
 
@@ -59,26 +60,16 @@ def endpoint_proto(endpoint: Endpoint) -> webhook_pb2.Endpoint:
 
 
 def delivery_proto(message: Message) -> webhook_pb2.Delivery:
-    return webhook_pb2.Delivery(
-        message_id=message.message_id,
-        tenant_id=message.tenant_id,
+    return from_fields(
+        webhook_pb2.Delivery,
+        message,
         batch_id=message.batch_id or "",
-        event_type=message.event_type,
-        url=message.url,
         endpoint_id=message.endpoint_id or "",
-        status=message.status,
         created_at=_timestamp(message.created_at),
         next_attempt_at=_timestamp(message.next_attempt_at),
         delivered_at=_timestamp(message.delivered_at),
         attempts=[
-            webhook_pb2.DeliveryAttempt(
-                attempt_number=attempt.attempt_number,
-                attempted_at=_timestamp(attempt.attempted_at),
-                duration_ms=attempt.duration_ms,
-                http_status=attempt.http_status,
-                error_class=attempt.error_class,
-                response_body=attempt.response_body,
-            )
+            from_fields(webhook_pb2.DeliveryAttempt, attempt, attempted_at=_timestamp(attempt.attempted_at))
             for attempt in message.attempts
         ],
     )
