@@ -48,15 +48,7 @@ def _limit(limit: int) -> int:
 
 
 def endpoint_proto(endpoint: Endpoint) -> webhook_pb2.Endpoint:
-    return webhook_pb2.Endpoint(
-        endpoint_id=endpoint.endpoint_id,
-        tenant_id=endpoint.tenant_id,
-        url=endpoint.url,
-        event_types=list(endpoint.event_types),
-        status=endpoint.status,
-        created_at=_timestamp(endpoint.created_at),
-        description=endpoint.description,
-    )
+    return from_fields(webhook_pb2.Endpoint, endpoint, created_at=_timestamp(endpoint.created_at))
 
 
 def delivery_proto(message: Message) -> webhook_pb2.Delivery:
