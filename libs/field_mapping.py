@@ -1,5 +1,5 @@
-"""One way to build a dataclass or a protobuf message from an object whose attributes carry the
-same names (a domain record, a table row, a settings entry, another message).
+"""One way to build a dataclass, a pydantic model or a protobuf message from an object whose
+attributes carry the same names (a domain record, a table row, a settings entry, a message).
 
 Transports turn records into messages, adapters turn rows into records, and most of those fields
 carry the same name on both sides; `from_fields` copies them by name and takes only the fields
@@ -9,8 +9,9 @@ default, as a constructor call that does not name it would (a message field unse
 field without a default is then a TypeError).
 
 Cost: the target's field names are read once per type; each call is one getattr per field and one
-keyword call, about twice a hand-written constructor. The per-task hot paths (claims, outcomes,
-the read model's task rows) keep their hand-written constructors for that reason.
+keyword call, a few microseconds (3 to 5 times a hand-written constructor of a four-field message,
+measured with timeit). Fine per request, per batch or per page of a cold list; the per-task hot
+paths (claims, outcomes, the read model's task rows) keep their hand-written constructors.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def field_names(target: type) -> tuple[str, ...]:
-    """The constructor fields of a dataclass or the fields of a protobuf message class."""
+    """The constructor fields of a dataclass, or the fields of a pydantic model or a protobuf message."""
     names = _FIELD_NAMES.get(target)
     if names is None:
         if dataclasses.is_dataclass(target):
             names = tuple(field.name for field in dataclasses.fields(target) if field.init)
+        elif isinstance(model_fields := getattr(target, "model_fields", None), dict):
+            names = tuple(model_fields)
         elif hasattr(target, "DESCRIPTOR"):
             names = tuple(target.DESCRIPTOR.fields_by_name)
         else:
-            raise TypeError(f"{target.__name__} is neither a dataclass nor a protobuf message")
+            raise TypeError(f"{target.__name__} is not a dataclass, a pydantic model or a protobuf message")
         _FIELD_NAMES[target] = names
     return names
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from pydantic import BaseModel
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.field_mapping import field_names, from_fields
@@ -36,3 +37,14 @@ def test_a_required_field_the_source_lacks_is_a_type_error_not_a_silent_default(
         from_fields(Line, billing_pb2.ModelUsage(model="veo"))
     with pytest.raises(TypeError):
         field_names(int)
+
+
+class LineView(BaseModel):
+    model: str
+    count: int
+
+
+def test_a_pydantic_model_is_built_from_its_field_names() -> None:
+    view = from_fields(LineView, billing_pb2.QuoteLine(model="veo", count=2, unit_price=5))
+
+    assert view == LineView(model="veo", count=2)
