@@ -14,6 +14,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import InvalidArgument
 from libs.field_mapping import from_fields
+from libs.rpc.timestamps import request_instant
 from services.webhook.domain.records import Endpoint, Message, TenantSecret
 from services.webhook.use_cases.handlers import WebhookHandlers
 
@@ -166,10 +167,6 @@ class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
     async def RecoverFailed(
         self, request: webhook_pb2.RecoverFailedRequest, context: Context
     ) -> webhook_pb2.RecoverFailedResponse:
-        since = (
-            request.since.ToDatetime(tzinfo=UTC)
-            if request.HasField("since")
-            else datetime.min.replace(tzinfo=UTC)
-        )
+        since = request_instant(request, "since") or datetime.min.replace(tzinfo=UTC)
         count = await self._handlers.recover_failed(_tenant(request.tenant_id, admin_allowed=True), since)
         return webhook_pb2.RecoverFailedResponse(redelivered_count=count)

@@ -12,6 +12,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
 from libs.field_mapping import from_fields
+from libs.rpc.timestamps import request_instant
 from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.video_access import VideoAccess
@@ -88,11 +89,7 @@ class AccessRpcs(BillingRpcs):
     async def RecordVideoAccess(
         self, request: billing_pb2.VideoAccess, context: Context
     ) -> billing_pb2.RecordVideoAccessResponse:
-        occurred_at = (
-            request.occurred_at.ToDatetime(tzinfo=UTC)
-            if request.HasField("occurred_at")
-            else datetime.now(UTC)
-        )
+        occurred_at = request_instant(request, "occurred_at") or datetime.now(UTC)
         access_id = await self._handlers.record_video_access(
             # The message's access_id is the answer's, never the request's: a new entry has none.
             from_fields(VideoAccess, request, occurred_at=occurred_at, access_id=0)
