@@ -2,9 +2,10 @@
 
 Most views of the REST contract are a backend message with its fields renamed nowhere: the same
 names, a protobuf time as a UTC datetime, an empty string as null. `ProtoView.by_name` reads them
-so, and a view states only what differs (a renamed or computed field). How each field is read is
-worked out once per class, from its annotations, not per request. The polled batch and task reads
-keep their own `fields_of` (ADR-064): they are answered without building a model at all.
+so, and a view states only what differs (a renamed or computed field): the fields that need a
+conversion or a rename are read here, the rest copied by `libs.field_mapping.from_fields`
+(ADR-070). Which field needs which is worked out once per class, from its annotations. The polled
+batch and task reads keep their own `fields_of` (ADR-064): they build no model at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, ClassVar, Self, Union, get_args, get_origin
 
 from google.protobuf.message import Message
 from pydantic import AwareDatetime, BaseModel
+
+from libs.field_mapping import from_fields
 
 # Reads one field's value from a message, given the message and the field's name there.
 _Reader = Callable[[Message, str], Any]
@@ -73,15 +76,19 @@ class ProtoView(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._readers = tuple(
+        readers = (
             (name, cls.proto_names.get(name, name), _reader(field.annotation))
             for name, field in cls.model_fields.items()
+        )
+        # A same-named field read as it is needs nothing here: `from_fields` copies it.
+        cls._readers = tuple(
+            reader for reader in readers if reader[2] is not _plain or reader[0] != reader[1]
         )
 
     @classmethod
     def by_name(cls, message: Message, **computed: Any) -> Self:
         """The view of `message`: every field read by name, but those given in `computed`."""
-        fields = {
+        converted = {
             name: read(message, proto_name) for name, proto_name, read in cls._readers if name not in computed
         }
-        return cls(**fields, **computed)
+        return from_fields(cls, message, **converted, **computed)

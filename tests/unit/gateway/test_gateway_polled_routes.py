@@ -20,6 +20,7 @@ from services.gateway.entrypoints.app import create_app
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,
+    BATCH_VIEW,
     TASK_ID,
     FakeBatch,
     FakeBilling,
@@ -43,24 +44,6 @@ BACKEND_DOWN = [
     (ConnectionRefusedError("batch is down"), 503),
 ]
 
-BATCH = {
-    "batch_id": BATCH_ID,
-    "status": "processing",
-    "total_count": 2,
-    "success_count": 1,
-    "failed_count": 0,
-    "cancelled_count": 0,
-    "pending_count": 1,
-    "frozen_credits": 20,
-    "credits_spent": 10,
-    "refunded_credits": 0,
-    "settlement_status": "pending",
-    "created_at": "2026-01-20T10:00:00Z",
-    "finished_at": None,
-    "webhook_url": None,
-    "retry_of": None,
-    "retries": [],
-}
 TASKS = {
     "items": [
         {
@@ -187,9 +170,9 @@ BAD_CURSOR = _invalid(
 @pytest.mark.parametrize(
     ("path", "headers", "expected"),
     [
-        (BATCH_URL, ASKED, _expected(200, BATCH)),
-        (f"/api/enterprise/video-batch/{BATCH_ID.upper()}", ASKED, _expected(200, BATCH)),
-        (f"{BATCH_URL}?unused=1", ASKED, _expected(200, BATCH)),
+        (BATCH_URL, ASKED, _expected(200, BATCH_VIEW)),
+        (f"/api/enterprise/video-batch/{BATCH_ID.upper()}", ASKED, _expected(200, BATCH_VIEW)),
+        (f"{BATCH_URL}?unused=1", ASKED, _expected(200, BATCH_VIEW)),
         (f"{BATCH_URL}/tasks", ASKED, _expected(200, TASKS)),
         (f"{BATCH_URL}/tasks?status=succeeded&limit=1&cursor=abc", ASKED, _expected(200, TASKS)),
         (
@@ -218,7 +201,7 @@ BAD_CURSOR = _invalid(
         ),
         (f"{BATCH_URL}/tasks?limit=5&limit=6", ASKED, _expected(200, TASKS)),
         ("/api/enterprise/video-batch/not-a-uuid", ASKED, _expected(404, NOT_FOUND)),
-        (f"{BATCH_URL}/", ASKED, _expected(200, BATCH)),
+        (f"{BATCH_URL}/", ASKED, _expected(200, BATCH_VIEW)),
         (BATCH_URL, {"X-Request-ID": "parity-2"}, _expected(401, NO_KEY, "parity-2")),
         (
             f"{BATCH_URL}/tasks",
@@ -344,6 +327,12 @@ def _created(client: TestClient, path: str, headers: dict[str, str], body: bytes
 
 
 NOT_AN_INTEGER = "Input should be a valid integer"
+DURATION_NOT_AN_INTEGER = _expected(
+    422, _invalid("items[0].duration_seconds", ["items", 0, "duration_seconds"], "int_type", NOT_AN_INTEGER)
+)
+DEADLINE_NOT_AN_INTEGER = _expected(
+    422, _invalid("deadline_seconds", ["deadline_seconds"], "int_type", NOT_AN_INTEGER)
+)
 
 
 @pytest.mark.parametrize(
@@ -417,41 +406,31 @@ NOT_AN_INTEGER = "Input should be a valid integer"
             CREATE_URL,
             ASKED,
             b'{"items": [{"prompt": "a cat", "model": "sora-2", "duration_seconds": "6"}]}',
-            _expected(
-                422,
-                _invalid(
-                    "items[0].duration_seconds", ["items", 0, "duration_seconds"], "int_type", NOT_AN_INTEGER
-                ),
-            ),
+            DURATION_NOT_AN_INTEGER,
         ),
         (
             CREATE_URL,
             ASKED,
             b'{"items": [{"prompt": "a cat", "model": "sora-2", "duration_seconds": 6.0}]}',
-            _expected(
-                422,
-                _invalid(
-                    "items[0].duration_seconds", ["items", 0, "duration_seconds"], "int_type", NOT_AN_INTEGER
-                ),
-            ),
+            DURATION_NOT_AN_INTEGER,
         ),
         (
             CREATE_URL,
             ASKED,
             b'{"items": [{"prompt": "a cat", "model": "sora-2"}], "deadline_seconds": "60"}',
-            _expected(422, _invalid("deadline_seconds", ["deadline_seconds"], "int_type", NOT_AN_INTEGER)),
+            DEADLINE_NOT_AN_INTEGER,
         ),
         (
             CREATE_URL,
             ASKED,
             b'{"items": [{"prompt": "a cat", "model": "sora-2"}], "deadline_seconds": 60.0}',
-            _expected(422, _invalid("deadline_seconds", ["deadline_seconds"], "int_type", NOT_AN_INTEGER)),
+            DEADLINE_NOT_AN_INTEGER,
         ),
         (
             CREATE_URL,
             ASKED,
             b'{"items": [{"prompt": "a cat", "model": "sora-2"}], "deadline_seconds": true}',
-            _expected(422, _invalid("deadline_seconds", ["deadline_seconds"], "int_type", NOT_AN_INTEGER)),
+            DEADLINE_NOT_AN_INTEGER,
         ),
     ],
     ids=[
