@@ -186,8 +186,7 @@ def input_url_policy(settings: Settings) -> DestinationPolicy:
 def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
     """What each priced model takes, from the price list (libs.config.ModelSettings)."""
     return {
-        model: ModelCapabilities(**price.settings.as_fields())
-        for model, price in settings.pricing.items()
+        model: ModelCapabilities(**price.settings.as_fields()) for model, price in settings.pricing.items()
     }
 
 

@@ -11,6 +11,7 @@ import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
+from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
@@ -44,13 +45,7 @@ def _reserve_request(item: _Reserve) -> billing_pb2.ReserveRequest:
         tenant_id=str(item.tenant_id),
         batch_id=str(item.batch_id),
         lines=[
-            billing_pb2.QuoteLine(
-                model=line.model,
-                count=line.count,
-                unit_price=line.unit_price,
-                duration_seconds=line.duration_seconds,
-                options=_price_options(line.options),
-            )
+            from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
             for line in item.lines
         ],
     )
@@ -106,14 +101,9 @@ class GrpcBilling:
             response = await self._stub.Quote(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             raise self._translate(error) from None
+        # Billing answers the options it priced in its own form; the line keeps the stored key.
         return [
-            QuoteLine(
-                model=line.model,
-                count=line.count,
-                unit_price=line.unit_price,
-                duration_seconds=line.duration_seconds,
-                options=asked.options,
-            )
+            from_fields(QuoteLine, line, options=asked.options)
             for line, asked in zip(response.lines, lines, strict=True)
         ]
 

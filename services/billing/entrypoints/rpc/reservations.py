@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import ServiceError
+from libs.field_mapping import from_fields
 from libs.rpc.errors import status_code_for
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
 from services.billing.domain.pricing import ModelCapabilities, QuoteLine
@@ -25,11 +26,9 @@ class ReservationRpcs(BillingRpcs):
     ) -> billing_pb2.GetPricingResponse:
         return billing_pb2.GetPricingResponse(
             models=[
-                billing_pb2.ModelPrice(
-                    model=price.model,
-                    provider=price.provider,
-                    credits_per_video=price.credits_per_video,
-                    provider_cost_usd_micros=price.provider_cost_usd_micros,
+                from_fields(
+                    billing_pb2.ModelPrice,
+                    price,
                     credits_per_second=price.credits_per_second or 0,
                     min_seconds=price.min_seconds if price.per_second else 0,
                     max_seconds=price.max_seconds if price.per_second else 0,
@@ -45,13 +44,7 @@ class ReservationRpcs(BillingRpcs):
         priced = await self._handlers.quote(tenant_id, _lines(request.lines))
         return billing_pb2.QuoteResponse(
             lines=[
-                billing_pb2.QuoteLine(
-                    model=line.model,
-                    count=line.count,
-                    unit_price=line.unit_price,
-                    duration_seconds=line.duration_seconds,
-                    options=[billing_pb2.PriceOption(name=name, value=value) for name, value in line.options],
-                )
+                from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
                 for line in priced.quote.lines
             ],
             total_credits=priced.quote.total,
@@ -95,12 +88,7 @@ class ReservationRpcs(BillingRpcs):
 
 
 def _reserved(reservation: Reservation) -> billing_pb2.ReserveResponse:
-    return billing_pb2.ReserveResponse(
-        frozen_credits=reservation.frozen_credits,
-        available_before=reservation.available_before,
-        available_after=reservation.available_after,
-        replayed=reservation.replayed,
-    )
+    return from_fields(billing_pb2.ReserveResponse, reservation)
 
 
 def _refusal(error: ServiceError) -> billing_pb2.Refusal:
@@ -111,30 +99,23 @@ def _refusal(error: ServiceError) -> billing_pb2.Refusal:
 
 def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
     return [
-        QuoteLine(
-            model=line.model,
-            count=line.count,
-            unit_price=line.unit_price,
-            duration_seconds=line.duration_seconds,
-            options=tuple((option.name, option.value) for option in line.options),
-        )
+        from_fields(QuoteLine, line, options=tuple((option.name, option.value) for option in line.options))
         for line in lines
     ]
 
 
+def _price_options(options: Iterable[tuple[str, str]]) -> list[billing_pb2.PriceOption]:
+    return [billing_pb2.PriceOption(name=name, value=value) for name, value in options]
+
+
 def _capabilities(capabilities: ModelCapabilities) -> billing_pb2.ModelCapabilities:
-    return billing_pb2.ModelCapabilities(
-        aspect_ratios=capabilities.aspect_ratios,
+    return from_fields(
+        billing_pb2.ModelCapabilities,
+        capabilities,
         resolutions=[
             billing_pb2.PricedChoice(value=value, credits=credits)
             for value, credits in capabilities.resolutions.items()
         ],
-        seed=capabilities.seed,
-        negative_prompt=capabilities.negative_prompt,
         audio=capabilities.audio_credits is not None,
         audio_credits=capabilities.audio_credits or 0,
-        audio_default=capabilities.audio_default,
-        first_frame=capabilities.first_frame,
-        last_frame=capabilities.last_frame,
-        max_reference_images=capabilities.max_reference_images,
     )
