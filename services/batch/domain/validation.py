@@ -87,7 +87,10 @@ def _labels_valid(items: Sequence[BatchItem], limits: CreateLimits) -> bool:
         or _has_forbidden_control("\n".join(custom_ids))
     ):
         return False
-    return all(not metadata or not _metadata_violations(("items", 0), metadata, limits) for metadata in map(_METADATA, items))
+    return all(
+        not metadata or not _metadata_violations(("items", 0), metadata, limits)
+        for metadata in map(_METADATA, items)
+    )
 
 
 def _metadata_violations(
@@ -104,7 +107,7 @@ def _metadata_violations(
             found.append(FieldViolation((*where, key), EMPTY, "a metadata key must not be empty"))
         elif len(key) > limits.max_metadata_key_chars:
             message = f"a metadata key must be at most {limits.max_metadata_key_chars} characters"
-            found.append(FieldViolation((*where, key[:limits.max_metadata_key_chars]), TOO_LONG, message))
+            found.append(FieldViolation((*where, key[: limits.max_metadata_key_chars]), TOO_LONG, message))
         elif len(value) > limits.max_metadata_value_chars:
             message = f"a metadata value must be at most {limits.max_metadata_value_chars} characters"
             found.append(FieldViolation((*where, key), TOO_LONG, message))

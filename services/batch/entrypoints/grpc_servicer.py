@@ -150,7 +150,9 @@ def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...
         return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
     custom_ids = columns.custom_ids or [""] * count
     labels = [_pairs(entry.pairs) for entry in columns.metadata] if columns.metadata else [()] * count
-    return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds, custom_ids, labels))
+    return tuple(
+        map(BatchItem, columns.prompts, columns.models, columns.duration_seconds, custom_ids, labels)
+    )
 
 
 def create_command(request: batch_pb2.CreateBatchRequest, items: tuple[BatchItem, ...]) -> CreateBatch:

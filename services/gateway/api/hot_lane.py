@@ -6,7 +6,8 @@ solving, response handling and the middleware stack Starlette builds around ever
 CPU than the request's own work (ADR-029, ADR-035, ADR-044). The lane answers the plainly valid
 GETs of a batch and of a page of its tasks (a UUID batch id and, for tasks, nothing but `status`,
 `cursor` and `limit`, each once, with values FastAPI would accept as they are) and every POST to
-the create path. Everything else goes on to the FastAPI app, whose routes answer it (errors
+the create path sent as plain JSON with a Content-Length (no gzip, no JSONL, no query string, no
+Idempotency-Key: those forms are the FastAPI route's alone). Everything else goes on to the FastAPI app, whose routes answer it (errors
 included) as /openapi.json documents. Both share the authentication, the backend calls and
 rendering (`BatchReads`, `BatchCreation`) and the error answers (`failure_response`), and both run
 inside the app's `RequestContextMiddleware` configuration (`create_app` wraps both), so span,
@@ -44,6 +45,10 @@ _PAGE_PARAMETERS = frozenset({"status", "cursor", "limit"})
 _PLAIN_READ_KEY = "reelbatch.plain_read"
 # As Starlette's `Response(media_type="application/json")` starts an answer (the length first).
 _JSON = b"application/json"
+_IDEMPOTENCY_KEY = b"idempotency-key"
+_CONTENT_ENCODING = b"content-encoding"
+_CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,21 @@ def _task_query(query_string: bytes) -> TaskQuery | None:
     return TaskQuery(status or "", cursor or "", int(limit) if limit else DEFAULT_PAGE_SIZE)
 
 
+def _plain_create(scope: Scope) -> bool:
+    """A create the lane answers: JSON (or no type) with a declared length, nothing else to read
+    (the middleware checked the length against the create limit)."""
+    if scope["query_string"]:
+        return False
+    sized = False
+    for name, value in scope["headers"]:
+        if name in (_IDEMPOTENCY_KEY, _CONTENT_ENCODING):
+            return False
+        if name == _CONTENT_TYPE and not value.lower().startswith(_JSON):
+            return False
+        sized = sized or name == _CONTENT_LENGTH
+    return sized
+
+
 def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
     # The first of repeated headers counts, as with Starlette's `Headers.get`.
     for name, value in headers:
@@ -152,7 +172,7 @@ class HotLane:
                     scope[_PLAIN_READ_KEY] = read
                     await self._in_context(scope, receive, send)
                     return
-            elif scope["method"] == "POST" and scope["path"] == CREATE_ROUTE:
+            elif scope["method"] == "POST" and scope["path"] == CREATE_ROUTE and _plain_create(scope):
                 scope[ROUTE_TEMPLATE_KEY] = CREATE_ROUTE
                 await self._in_context(scope, receive, send)
                 return

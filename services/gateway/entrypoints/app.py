@@ -17,7 +17,7 @@ from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
 from services.gateway.api.customer import customer_router
 from services.gateway.api.health import health_router
-from services.gateway.api.hot_lane import HotLane
+from services.gateway.api.hot_lane import CREATE_ROUTE, HotLane
 from services.gateway.api.ledger_exports import customer_exports_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
 from services.gateway.api.videos import videos_router
@@ -98,7 +98,10 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
         # 500 and body size limit, in one layer:
         # around the app, and around the hot lane's answers, configured once.
         return RequestContextMiddleware(
-            inner, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
+            inner,
+            max_body_bytes=settings.max_body_bytes,
+            untraced_paths=UNTRACED_PATHS,
+            streamed_bodies={CREATE_ROUTE: settings.max_create_body_bytes},
         )
 
     app.add_middleware(in_request_context)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -64,11 +64,21 @@ class RequestContextMiddleware:
     - a 413 `payload_too_large` before the app parses a body larger than `max_body_bytes`.
       Content-Length is checked first; a body without it (chunked) is read and counted up front,
       so the app never sees more than the limit and is never called for an oversized body.
+      A POST to a path of `streamed_bodies` has that path's own limit instead, and its body is
+      not read up front: the route reads it as a stream and counts it itself (a 64 MiB create
+      is never held whole).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, untraced_paths: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        untraced_paths: Collection[str] = (),
+        streamed_bodies: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.streamed_bodies = dict(streamed_bodies or {})
         self.untraced_paths = frozenset(untraced_paths)
         # Named by method at the start (a raw path would make one span name per batch id) and by
         # route template once the app has answered; no spans of their own for ASGI messages.
@@ -135,6 +145,8 @@ class RequestContextMiddleware:
                 message["headers"] = headers + echoed
             await send(message)
 
+        streamed_limit = self.streamed_bodies.get(scope["path"]) if scope.get("method") == "POST" else None
+        limit = self.max_body_bytes if streamed_limit is None else streamed_limit
         try:
             if declared is not None:
                 length = declared.decode("latin-1")
@@ -142,11 +154,11 @@ class RequestContextMiddleware:
                     await _refuse(
                         scope, receive, send_with_ids, 400, "bad_request", "invalid Content-Length header"
                     )
-                elif int(length) > self.max_body_bytes:
+                elif int(length) > limit:
                     await self._refuse_too_large(scope, receive, send_with_ids)
                 else:
                     await self.app(scope, receive, send_with_ids)
-            elif scope.get("method") in _BODYLESS_METHODS:
+            elif scope.get("method") in _BODYLESS_METHODS or streamed_limit is not None:
                 await self.app(scope, receive, send_with_ids)
             else:
                 await self._call_with_counted_body(scope, receive, send_with_ids)
@@ -186,14 +198,8 @@ class RequestContextMiddleware:
         await self.app(scope, replay_body, send)
 
     async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _refuse(
-            scope,
-            receive,
-            send,
-            413,
-            "payload_too_large",
-            f"request body exceeds {self.max_body_bytes} bytes",
-        )
+        limit = self.streamed_bodies.get(scope["path"], self.max_body_bytes)
+        await _refuse(scope, receive, send, 413, "payload_too_large", f"request body exceeds {limit} bytes")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ BATCH_FIELDS = {
     "webhook_url",
     "retry_of",
     "retries",
+    "name",
+    "metadata",
 }
 
 
@@ -72,6 +74,8 @@ def test_batch_has_exactly_the_documented_fields_with_rfc3339_utc_times(
         "created_at": "2026-01-20T10:00:00Z",
         "finished_at": None,
         "webhook_url": None,
+        "name": None,
+        "metadata": {},
         "retry_of": None,
         "retries": [],
     }
@@ -167,6 +171,8 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "failure_type": None,
                 "attempts": 1,
                 "finished_at": "2026-01-20T10:00:00Z",
+                "custom_id": None,
+                "metadata": {},
             },
             {
                 "task_id": "b3c1d9a0-0000-4000-8000-000000000001",
@@ -179,6 +185,8 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "failure_type": "content_policy",
                 "attempts": 1,
                 "finished_at": None,
+                "custom_id": None,
+                "metadata": {},
             },
         ],
         "next_cursor": None,
