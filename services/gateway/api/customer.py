@@ -43,6 +43,8 @@ from services.gateway.use_cases.batch_creation import (
 from services.gateway.use_cases.batch_input import read_create_body
 from services.gateway.use_cases.batch_reads import BatchReads
 
+MAX_BATCH_NAME_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS
+
 # On an answer that replays an earlier one (the same batch, nothing frozen again).
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -124,6 +126,15 @@ def request_idempotency_key(request: Request) -> tuple[str, bool]:
     return idempotency_key(presented, request_id_of(request.scope), header), not presented
 
 
+def metadata_filter(query: list[tuple[str, str]]) -> dict[str, str]:
+    """The `metadata[key]=value` pairs of a query string."""
+    return {
+        key[len("metadata[") : -1]: value
+        for key, value in query
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+
+
 def replayed_headers(replayed: bool) -> dict[str, str] | None:
     """`Idempotent-Replayed: true` on an answer that replays an earlier one."""
     return {REPLAYED_HEADER: "true"} if replayed else None
@@ -182,17 +193,38 @@ def customer_router(
         "/video-batch",
         response_model=BatchPage,
         summary="List the tenant's batches, newest first",
+        description="Filter by `name`, and by metadata with `metadata[key]=value` (every pair must match).",
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "metadata[key]",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only batches whose metadata has this value at `key` (repeatable).",
+                    "schema": {"type": "string"},
+                }
+            ]
+        },
         responses=error_responses(422),
     )
     async def list_video_batches(
+        request: Request,
         tenant_id: Annotated[str, authenticated],
         status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        name: Annotated[
+            str | None, Query(max_length=MAX_BATCH_NAME_CHARS, description="Only batches of this name.")
+        ] = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> Response:
         response = await backends.batch.ListBatches(
             batch_pb2.ListBatchesRequest(
-                tenant_id=tenant_id, status=status or "", cursor=cursor or "", limit=limit
+                tenant_id=tenant_id,
+                status=status or "",
+                cursor=cursor or "",
+                limit=limit,
+                name=name or "",
+                metadata=metadata_filter(request.query_params.multi_items()),
             ),
             timeout=deadline,
         )

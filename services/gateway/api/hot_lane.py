@@ -7,11 +7,12 @@ CPU than the request's own work (ADR-029, ADR-035, ADR-044). The lane answers th
 GETs of a batch and of a page of its tasks (a UUID batch id and, for tasks, nothing but `status`,
 `cursor` and `limit`, each once, with values FastAPI would accept as they are) and every POST to
 the create path sent as plain JSON with a Content-Length (no gzip, no JSONL, no query string, no
-Idempotency-Key: those forms are the FastAPI route's alone). Everything else goes on to the FastAPI app, whose routes answer it (errors
-included) as /openapi.json documents. Both share the authentication, the backend calls and
-rendering (`BatchReads`, `BatchCreation`) and the error answers (`failure_response`), and both run
-inside the app's `RequestContextMiddleware` configuration (`create_app` wraps both), so span,
-metric, request id, body limit and last-resort 500 are the same too.
+Idempotency-Key: those forms are the FastAPI route's alone). Everything else goes on to the
+FastAPI app, whose routes answer it (errors included) as /openapi.json documents. Both share
+the authentication, the backend calls and rendering (`BatchReads`, `BatchCreation`) and the
+error answers (`failure_response`), and both run inside the app's `RequestContextMiddleware`
+configuration (`create_app` wraps both), so span, metric, request id, body limit and
+last-resort 500 are the same too.
 """
 
 from __future__ import annotations

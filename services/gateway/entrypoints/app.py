@@ -20,6 +20,7 @@ from services.gateway.api.health import health_router
 from services.gateway.api.hot_lane import CREATE_ROUTE, HotLane
 from services.gateway.api.ledger_exports import customer_exports_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
+from services.gateway.api.results import results_router
 from services.gateway.api.videos import videos_router
 from services.gateway.api.webhooks import webhooks_router
 from services.gateway.http.admin_sessions import AdminSessions
@@ -80,6 +81,7 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     reads = BatchReads(settings, backends)
     creation = BatchCreation(settings, backends)
     app.include_router(customer_router(settings, backends, authenticator, reads, creation))
+    app.include_router(results_router(settings, backends, authenticator))
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
