@@ -104,6 +104,7 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
             max_body_bytes=settings.max_body_bytes,
             untraced_paths=UNTRACED_PATHS,
             streamed_bodies={CREATE_ROUTE: settings.max_create_body_bytes},
+            rate_limit_burst=settings.rate_limit_burst,
         )
 
     app.add_middleware(in_request_context)

@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.http.errors import ApiError, error_response
+from services.gateway.http.rate_limits import RateLimitReport, current_rate_limit
 from services.gateway.schemas.fields import is_valid_request_id
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,10 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         untraced_paths: Collection[str] = (),
         streamed_bodies: Mapping[str, int] | None = None,
+        rate_limit_burst: int = 0,
     ) -> None:
         self.app = app
+        self.rate_limit_burst = rate_limit_burst
         self.max_body_bytes = max_body_bytes
         self.streamed_bodies = dict(streamed_bodies or {})
         self.untraced_paths = frozenset(untraced_paths)
@@ -134,6 +137,9 @@ class RequestContextMiddleware:
         if trace_id is not None:
             echoed.append((_TRACE_ID, trace_id.encode()))
         response_started = False
+        # Every answer tells the caller its quota; the key's rate check fills in its own.
+        quota = RateLimitReport(self.rate_limit_burst, self.rate_limit_burst)
+        current_rate_limit.set(quota)
 
         async def send_with_ids(message: Message) -> None:
             nonlocal response_started
@@ -142,7 +148,7 @@ class RequestContextMiddleware:
                 headers = [
                     (name, value) for name, value in message.get("headers", ()) if not _is_echoed(name)
                 ]
-                message["headers"] = headers + echoed
+                message["headers"] = headers + echoed + quota.headers()
             await send(message)
 
         streamed_limit = self.streamed_bodies.get(scope["path"]) if scope.get("method") == "POST" else None
@@ -232,9 +238,11 @@ def _request_id(presented: bytes | None) -> str:
     return str(uuid.uuid4())
 
 
+_ECHOED = frozenset({_REQUEST_ID, _TRACE_ID, b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"})
+
+
 def _is_echoed(name: bytes) -> bool:
-    lowered = name.lower()
-    return lowered in (_REQUEST_ID, _TRACE_ID)
+    return name.lower() in _ECHOED
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:

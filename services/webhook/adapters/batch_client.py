@@ -41,4 +41,6 @@ class BatchServiceReader:
             created_at=batch.created_at.ToDatetime(tzinfo=UTC) if batch.HasField("created_at") else None,
             finished_at=batch.finished_at.ToDatetime(tzinfo=UTC) if batch.HasField("finished_at") else None,
             webhook_url=batch.webhook_url,
+            name=batch.name,
+            metadata=dict(batch.metadata),
         )

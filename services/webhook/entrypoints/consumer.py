@@ -10,7 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
-from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
+from services.webhook.domain.events import (
+    TASK_FAILED,
+    TASK_SUCCEEDED,
+    WebhookEvent,
+    batch_file_urls,
+    video_link_url,
+)
 from services.webhook.use_cases.announcements import QueuedBatch, SettledBatch, task_event
 from services.webhook.use_cases.handlers import WebhookHandlers
 
@@ -72,6 +78,7 @@ class WebhookEventConsumer:
                         refunded_credits=message.refunded_credits,
                         settlement_status=message.settlement_status,
                         occurred_at=_moment(message.occurred_at),
+                        file_urls=batch_file_urls(self._public_base_url, message.batch_id),
                     )
                 )
         await self._record(task_events=task_events, queued=queued, settled=settled)
@@ -86,9 +93,16 @@ class WebhookEventConsumer:
             message.tenant_id,
             {
                 "batch_index": message.batch_index,
+                "custom_id": message.custom_id or None,
+                "metadata": dict(message.metadata),
                 "status": "succeeded",
+                "model": message.model,
                 "video_link_url": link,
                 "attempts": message.attempts,
+                "credits_charged": message.unit_price,
+                "credits_refunded": 0,
+                # The item's receipt: the ledger transfer of this type whose ref_id is the task id.
+                "ledger_ref_type": "batch_capture",
             },
             _moment(message.occurred_at),
         )
@@ -131,10 +145,16 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
         message.tenant_id,
         {
             "batch_index": message.batch_index,
+            "custom_id": message.custom_id or None,
+            "metadata": dict(message.metadata),
             "status": "cancelled" if message.failure_type == "cancelled" else "failed",
+            "model": message.model,
             "failure_type": message.failure_type,
             "error_message": message.error_message,
             "attempts": message.attempts,
+            "credits_charged": 0,
+            "credits_refunded": message.unit_price,
+            "ledger_ref_type": "batch_refund",
         },
         _moment(message.occurred_at),
     )
