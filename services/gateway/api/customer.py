@@ -169,7 +169,7 @@ def customer_router(
         response_model=BatchAccepted,
         summary="Create a batch of videos (price frozen up front)",
         openapi_extra=_CREATE_BATCH_BODY,
-        responses=error_responses(402, 409, 413, 422, 429),
+        responses=error_responses(402, 409, 413, 415, 422, 429),
     )
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
         request_id, generated = request_idempotency_key(request)

@@ -50,6 +50,7 @@ _IDEMPOTENCY_KEY = b"idempotency-key"
 _CONTENT_ENCODING = b"content-encoding"
 _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
+_REPLAYED = b"idempotent-replayed"
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _plain_create(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name in (_IDEMPOTENCY_KEY, _CONTENT_ENCODING):
             return False
-        if name == _CONTENT_TYPE and not value.lower().startswith(_JSON):
+        if name == _CONTENT_TYPE and value.split(b";")[0].strip().lower() != _JSON:
             return False
         sized = sized or name == _CONTENT_LENGTH
     return sized
@@ -186,16 +187,17 @@ class HotLane:
         else:
             await self._answer(self._create(scope, receive), scope, receive, send, status=202)
 
-    async def _read(self, read: PlainRead, scope: Scope) -> bytes:
+    async def _read(self, read: PlainRead, scope: Scope) -> tuple[bytes, bool]:
         caller = await authenticated_caller(self._authenticator, _header(scope["headers"], _API_KEY))
         if read.page is None:
-            return await self._reads.batch(caller.tenant_id, read.batch_id)
+            return await self._reads.batch(caller.tenant_id, read.batch_id), False
         page = read.page
-        return await self._reads.task_page(
+        body = await self._reads.task_page(
             caller, read.batch_id, status=page.status, cursor=page.cursor, limit=page.limit
         )
+        return body, False
 
-    async def _create(self, scope: Scope, receive: Receive) -> bytes:
+    async def _create(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
         headers = scope["headers"]
         caller = await authenticated_caller(self._authenticator, _header(headers, _API_KEY))
         return await self._creation.create(
@@ -203,10 +205,12 @@ class HotLane:
         )
 
     async def _answer(
-        self, work: Awaitable[bytes], scope: Scope, receive: Receive, send: Send, *, status: int
+        self, work: Awaitable[tuple[bytes, bool]], scope: Scope, receive: Receive, send: Send, *, status: int
     ) -> None:
+        """Sends the JSON `work` answers; its flag marks a replayed create (Idempotent-Replayed, as
+        the FastAPI route says it)."""
         try:
-            body = await work
+            body, replayed = await work
         except Exception as error:
             failed = failure_response(error, scope["method"], scope["path"])
             if failed is None:
@@ -215,5 +219,7 @@ class HotLane:
             return
         # The two messages a starlette `Response` would send, without building one.
         headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+        if replayed:
+            headers.append((_REPLAYED, b"true"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

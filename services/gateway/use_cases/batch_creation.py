@@ -102,13 +102,14 @@ class BatchCreation:
 
     async def create(
         self, tenant_id: str, presented_request_id: str, generated_request_id: str, body: bytes
-    ) -> bytes:
-        """The 202 body (`BatchAccepted`) as JSON; refusals raise (`ApiError`, gRPC errors)."""
+    ) -> tuple[bytes, bool]:
+        """The 202 body (`BatchAccepted`) as JSON, and whether it replays an earlier create;
+        refusals raise (`ApiError`, gRPC errors)."""
         request_id = idempotency_key(presented_request_id, generated_request_id)
         response = await self.create_columns(
             tenant_id, request_id, parse_json_batch(body), generated=not presented_request_id
         )
-        return json_bytes(BatchAccepted.fields_of(response, request_id))
+        return json_bytes(BatchAccepted.fields_of(response, request_id)), response.replayed
 
     async def create_columns(
         self, tenant_id: str, request_id: str, payload: BatchColumns, *, generated: bool
