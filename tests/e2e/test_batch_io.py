@@ -48,7 +48,8 @@ def test_a_ten_thousand_line_jsonl_batch_comes_back_as_results_and_errors_matche
     lines: list[dict[str, Any]] = []
     for n in range(10_000):
         item = {
-            "prompt": f"frame {n} 海の上の猫 " + ("#fail" if n % 97 == 0 else "x" * 40),
+            # 250 characters an item: 2.5 M in all, which reach the batch service as a stream of parts.
+            "prompt": f"frame {n} 海の上の猫 " + ("#fail" if n % 97 == 0 else "x" * 250),
             "model": "sora-2",
             "metadata": {"shot": str(n)},
         }

@@ -9,6 +9,7 @@ of a batch are the batch service's: it answers every violation at once, which `e
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 
 import grpc
@@ -31,9 +32,9 @@ from services.gateway.use_cases.batch_input import parse_json_batch
 MAX_PART_CHARS = 2 * 1024 * 1024
 
 
-def request_parts(payload: BatchColumns) -> list[batch_pb2.CreateBatchRequest]:
-    """The items as CreateBatchRequest parts of at most MAX_PART_CHARS prompt characters each
-    (one part for most batches); the caller sets the batch's fields on the first."""
+def part_bounds(payload: BatchColumns) -> list[int]:
+    """Where the parts of at most MAX_PART_CHARS prompt characters each begin, and the end (two
+    bounds, one part, for nearly every batch)."""
     count = len(payload.prompts)
     bounds = [0]
     chars = 0
@@ -43,10 +44,18 @@ def request_parts(payload: BatchColumns) -> list[batch_pb2.CreateBatchRequest]:
             bounds.append(index)
             chars = len(prompt)
     bounds.append(count)
-    return [
-        batch_pb2.CreateBatchRequest(item_columns=_columns(payload, start, end))
-        for start, end in itertools.pairwise(bounds)
-    ]
+    return bounds
+
+
+def request_parts(
+    payload: BatchColumns, first: batch_pb2.CreateBatchRequest
+) -> Iterator[batch_pb2.CreateBatchRequest]:
+    """`first` (the batch's fields) with the first part's items, then a request per further part,
+    each built when the stream asks for it: one part's message exists at a time."""
+    for start, end in itertools.pairwise(part_bounds(payload)):
+        part = first if start == 0 else batch_pb2.CreateBatchRequest()
+        part.item_columns.CopyFrom(_columns(payload, start, end))
+        yield part
 
 
 def _columns(payload: BatchColumns, start: int, end: int) -> batch_pb2.BatchItemColumns:
@@ -119,18 +128,21 @@ class BatchCreation:
         await self._open_batches.ensure_room(tenant_id)
         if payload.webhook_url:
             await self._check_webhook_url(payload.webhook_url)
-        parts = request_parts(payload)
-        first = parts[0]
-        first.tenant_id = tenant_id
-        first.request_id = request_id
-        first.webhook_url = payload.webhook_url or ""
-        first.deadline_seconds = payload.deadline_seconds or 0
-        first.request_id_generated = generated
-        first.name = payload.name or ""
-        first.metadata.update(payload.batch_metadata or {})
-        if len(parts) == 1:
+        first = batch_pb2.CreateBatchRequest(
+            tenant_id=tenant_id,
+            request_id=request_id,
+            webhook_url=payload.webhook_url or "",
+            deadline_seconds=payload.deadline_seconds or 0,
+            request_id_generated=generated,
+            name=payload.name or "",
+            metadata=payload.batch_metadata or {},
+        )
+        if len(part_bounds(payload)) <= 2:
+            first.item_columns.CopyFrom(_columns(payload, 0, len(payload.prompts)))
             return await self._batch.CreateBatch(first, timeout=self._deadline)
-        return await self._batch.CreateBatchStream(iter(parts), timeout=self._stream_deadline)
+        return await self._batch.CreateBatchStream(
+            request_parts(payload, first), timeout=self._stream_deadline
+        )
 
     async def _check_webhook_url(self, url: str) -> None:
         """The SSRF rule lives in the webhook service; a refusal answers 422 before any charge, as
