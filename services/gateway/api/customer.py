@@ -22,6 +22,7 @@ from services.gateway.http.params import (
     PageCursor,
     PageLimit,
     PageQuery,
+    documented,
     error_responses,
 )
 from services.gateway.schemas.batches import (
@@ -44,6 +45,8 @@ from services.gateway.use_cases.batch_input import read_create_body
 from services.gateway.use_cases.batch_reads import BatchReads
 
 MAX_BATCH_NAME_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS
+# The create path: its body is read as a stream, with its own size limit (the middleware's).
+CREATE_BATCH_PATH = "/api/enterprise/video-batch"
 
 # On an answer that replays an earlier one (the same batch, nothing frozen again).
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -165,11 +168,18 @@ def customer_router(
 
     @router.post(
         "/video-batch",
-        status_code=202,
-        response_model=BatchAccepted,
-        summary="Create a batch of videos (price frozen up front)",
-        openapi_extra=_CREATE_BATCH_BODY,
-        responses=error_responses(402, 409, 413, 415, 422, 429),
+        **documented(
+            BatchAccepted,
+            "Create a batch of videos (price frozen up front)",
+            402,
+            409,
+            413,
+            415,
+            422,
+            429,
+            status_code=202,
+            openapi_extra=_CREATE_BATCH_BODY,
+        ),
     )
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
         request_id, generated = request_idempotency_key(request)
@@ -180,7 +190,7 @@ def customer_router(
             query=request.query_params.multi_items(),
             limit=settings.max_create_body_bytes,
         )
-        response = await creation.create_columns(tenant_id, request_id, payload, generated=generated)
+        response = await creation.create(tenant_id, request_id, payload, generated=generated)
         # The 202 body's fields as JSON (the route's response_model documents them).
         return Response(
             json_bytes(BatchAccepted.fields_of(response, request_id)),
@@ -191,21 +201,23 @@ def customer_router(
 
     @router.get(
         "/video-batch",
-        response_model=BatchPage,
-        summary="List the tenant's batches, newest first",
-        description="Filter by `name`, and by metadata with `metadata[key]=value` (every pair must match).",
-        openapi_extra={
-            "parameters": [
-                {
-                    "name": "metadata[key]",
-                    "in": "query",
-                    "required": False,
-                    "description": "Only batches whose metadata has this value at `key` (repeatable).",
-                    "schema": {"type": "string"},
-                }
-            ]
-        },
-        responses=error_responses(422),
+        **documented(
+            BatchPage,
+            "List the tenant's batches, newest first",
+            422,
+            description="Filter by `name`, and by metadata: `metadata[key]=value` (every pair must match).",
+            openapi_extra={
+                "parameters": [
+                    {
+                        "name": "metadata[key]",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only batches whose metadata has this value at `key` (repeatable).",
+                        "schema": {"type": "string"},
+                    }
+                ]
+            },
+        ),
     )
     async def list_video_batches(
         request: Request,
@@ -235,20 +247,13 @@ def customer_router(
             }
         )
 
-    @router.get(
-        "/video-batch/{batch_id}",
-        response_model=BatchView,
-        summary="Get a batch: progress and money",
-        responses=error_responses(404),
-    )
+    @router.get("/video-batch/{batch_id}", **documented(BatchView, "Get a batch: progress and money", 404))
     async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> Response:
         return Response(await reads.batch(tenant_id, batch_id), media_type="application/json")
 
     @router.get(
         "/video-batch/{batch_id}/tasks",
-        response_model=TaskPage,
-        summary="List a batch's tasks in batch order",
-        responses=error_responses(404, 422),
+        **documented(TaskPage, "List a batch's tasks in batch order", 404, 422),
     )
     async def list_video_batch_tasks(
         caller: Annotated[ApiCaller, calling],
@@ -262,9 +267,7 @@ def customer_router(
 
     @router.post(
         "/video-batch/{batch_id}/cancel",
-        response_model=BatchView,
-        summary="Cancel the tasks not yet started (they are refunded)",
-        responses=error_responses(404, 409),
+        **documented(BatchView, "Cancel the tasks not yet started (they are refunded)", 404, 409),
     )
     async def cancel_video_batch(
         tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
@@ -318,12 +321,7 @@ def customer_router(
         )
         return CreditsView.from_proto(balance)
 
-    @router.get(
-        "/ledger",
-        response_model=LedgerPage,
-        summary="Changes of the available balance, newest first",
-        responses=error_responses(422),
-    )
+    @router.get("/ledger", **documented(LedgerPage, "Changes of the available balance, newest first", 422))
     async def list_ledger_entries(
         tenant_id: Annotated[str, authenticated],
         page: PageQuery,

@@ -1,9 +1,9 @@
-"""Creating a batch (POST /api/enterprise/video-batch), answered as the 202 body's JSON bytes.
+"""Creating a batch (POST /api/enterprise/video-batch): the idempotency key, the tenant's room for
+another batch, the webhook URL's check, and the call to the batch service (one message, or a stream
+of parts for a very large batch, ADR-086).
 
-Shared by the FastAPI route (services/gateway/api/customer.py), which documents it and answers
-every request, and the hot lane (services/gateway/api/hot_lane.py), which answers the plainly routed
-ones without FastAPI's layers: one parse, one shape check and one backend call for both. The rules
-of a batch are the batch service's: it answers every violation at once, which `errors` maps.
+The body was read and shape-checked by `batch_input`; the rules of a batch are the batch
+service's: it answers every violation at once, which `errors` maps.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from services.gateway.adapters.backends import Backends
 from services.gateway.http.errors import api_error_from_remote, validation_error
 from services.gateway.http.middleware import REQUEST_ID_HEADER
 from services.gateway.http.rate_limits import OpenBatchLimit
-from services.gateway.schemas.batches import BatchAccepted, BatchColumns
-from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, is_valid_request_id, json_bytes
-from services.gateway.use_cases.batch_input import parse_json_batch
+from services.gateway.schemas.batches import BatchColumns
+from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, is_valid_request_id
 
 # Prompt characters per gRPC message: at most 4 bytes each in UTF-8, 8 MiB with their other
 # columns, well inside the 64 MiB message limit (and a small batch is one unary call).
@@ -110,17 +109,6 @@ class BatchCreation:
         self._stream_deadline = self._deadline * 6
 
     async def create(
-        self, tenant_id: str, presented_request_id: str, generated_request_id: str, body: bytes
-    ) -> tuple[bytes, bool]:
-        """The 202 body (`BatchAccepted`) as JSON, and whether it replays an earlier create;
-        refusals raise (`ApiError`, gRPC errors)."""
-        request_id = idempotency_key(presented_request_id, generated_request_id)
-        response = await self.create_columns(
-            tenant_id, request_id, parse_json_batch(body), generated=not presented_request_id
-        )
-        return json_bytes(BatchAccepted.fields_of(response, request_id)), response.replayed
-
-    async def create_columns(
         self, tenant_id: str, request_id: str, payload: BatchColumns, *, generated: bool
     ) -> batch_pb2.CreateBatchResponse:
         """Creates a shape-checked batch (`generated`: the key was not the client's); a request

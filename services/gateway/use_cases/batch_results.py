@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import VideoStore
-from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
 from services.gateway.schemas.fields import json_bytes, optional_time
 
 RESULTS_STATUSES = ("succeeded",)
@@ -111,7 +111,7 @@ class ResultLines:
             "status": task.status,
             "model": task.model,
             "failure_type": failure_type,
-            "fault": FAULT_BY_FAILURE_TYPE.get(failure_type, "us") if failure_type else None,
+            "fault": fault_of(failure_type) if failure_type else None,
             "reason": task.error_message or None,
             "attempts": task.attempts,
             # Each item's price is captured when it succeeds and refunded otherwise (never both).
