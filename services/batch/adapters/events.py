@@ -80,6 +80,8 @@ def _succeeded(task: TaskRecord) -> events_pb2.TaskSucceeded:
         video_url=task.video_url or "",
         attempts=task.attempts,
         occurred_at=_timestamp(task.finished_at),
+        custom_id=task.custom_id or "",
+        metadata=task.metadata or {},
     )
 
 
@@ -97,6 +99,8 @@ def _failed(task: TaskRecord) -> events_pb2.TaskFailed:
         error_message=task.error_message or "",
         attempts=task.attempts,
         occurred_at=_timestamp(task.finished_at),
+        custom_id=task.custom_id or "",
+        metadata=task.metadata or {},
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,13 +25,23 @@ TaskId = NewType("TaskId", uuid.UUID)
 TenantId = NewType("TenantId", uuid.UUID)
 
 
+# A client's labels of an item or a batch: string pairs, in the order given (hashable, immutable).
+Metadata = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class BatchItem:
-    """One requested video; `duration_seconds` only for a model priced per second (0: its default)."""
+    """One requested video; `duration_seconds` only for a model priced per second (0: its default).
+
+    `custom_id` and `metadata` are the client's own id and labels, stored and echoed, never
+    interpreted ("" and () for none).
+    """
 
     prompt: str
     model: str
     duration_seconds: int = 0
+    custom_id: str = ""
+    metadata: Metadata = ()
     # What else the item sets (aspect ratio, resolution, input images...); most items none.
     settings: GenerationSettings = NO_SETTINGS
 
@@ -130,6 +140,9 @@ class BatchRecord:
     retry_of: BatchId | None = None
     # Why a rejected batch was rejected (`RejectionReason`); None on others.
     rejection_reason: str | None = None
+    # The client's name and labels of the batch (None for none).
+    name: str | None = None
+    metadata: Mapping[str, str] | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -172,6 +185,8 @@ class TaskRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    custom_id: str | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 class TaskSummary(NamedTuple):
@@ -192,6 +207,8 @@ class TaskSummary(NamedTuple):
     attempts: int
     created_at_us: int
     finished_at_us: int | None
+    custom_id: str | None = None
+    metadata: Mapping[str, str] | None = None
     # Issue 25: when it started, the live retry detail, the stored settings (JSON text) and length.
     started_at_us: int | None = None
     next_attempt_at_us: int | None = None
@@ -346,6 +363,8 @@ class NewBatch:
     webhook_url: str | None
     deadline_seconds: int = 0
     retry_of: BatchId | None = None
+    name: str | None = None
+    metadata: Metadata = ()
     # Item i's priced options (`generation.options_key`); empty when no item has any.
     options: tuple[str, ...] = ()
 

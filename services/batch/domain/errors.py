@@ -60,4 +60,3 @@ class InvalidCursor(InvalidArgument):
 
 class InputFilesUnavailable(Unavailable):
     """This server has no input file storage wired (a server built without it)."""
-

@@ -64,6 +64,8 @@ class Reads:
             settlement_status=query.settlement_status,
             created_from=query.created_from,
             created_to=query.created_to,
+            name=query.name,
+            metadata=query.metadata,
         )
         if len(views) <= limit:
             return views, ""
@@ -81,12 +83,22 @@ class Reads:
             failure_type = FailureType(query.failure_type) if query.failure_type else None
         except ValueError:
             raise InvalidArgument("unknown failure type", field="failure_type") from None
+        try:
+            statuses = tuple(TaskStatus(name) for name in dict.fromkeys(query.statuses))
+        except ValueError:
+            raise InvalidArgument("unknown task status", field="statuses") from None
         limit = page_size(query.limit)
         after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
         # The scope check and the page are one statement (one round trip per page); a malformed
         # question is refused before it, whoever owns the batch (the answer reveals nothing).
         found = await self._store.reads.list_tasks(
-            batch_id, tenant_scope(query.tenant_id), status, after, limit + 1, failure_type=failure_type
+            batch_id,
+            tenant_scope(query.tenant_id),
+            status,
+            after,
+            limit + 1,
+            failure_type=failure_type,
+            statuses=statuses,
         )
         if found is None:
             raise BatchNotFound("batch not found", batch_id=query.batch_id)

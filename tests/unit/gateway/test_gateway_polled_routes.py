@@ -44,7 +44,7 @@ BACKEND_DOWN = [
     (ConnectionRefusedError("batch is down"), 503),
 ]
 
-TASKS = {
+TASKS: dict[str, Any] = {
     "items": [
         {
             "task_id": TASK_ID,
@@ -58,6 +58,16 @@ TASKS = {
             "failure_type": None,
             "attempts": 1,
             "finished_at": "2026-01-20T10:00:00Z",
+            "custom_id": None,
+            "metadata": {},
+            "settings": None,
+            "duration_seconds": None,
+            "started_at": None,
+            "current_attempt": None,
+            "next_attempt_at": None,
+            "last_error": None,
+            "credits_charged": 0,
+            "credits_refunded": 0,
         }
     ],
     "next_cursor": None,
