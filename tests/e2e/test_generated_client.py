@@ -47,6 +47,8 @@ def test_a_generated_client_submits_a_batch_and_collects_its_results(api: Api, t
         get_batch = _module(package, "api.customer.get_video_batch")
         list_tasks = _module(package, "api.customer.list_video_batch_tasks")
         list_models = _module(package, "api.models.list_models")
+        results_file = _module(package, "api.customer.get_batch_results")
+        errors_file = _module(package, "api.customer.get_batch_errors")
         client = client_module.AuthenticatedClient(
             base_url=str(api.http.base_url), token=customer.api_key, prefix="", auth_header_name="X-API-Key"
         )
@@ -81,5 +83,11 @@ def test_a_generated_client_submits_a_batch_and_collects_its_results(api: Api, t
         assert (results[1].failure_type, results[1].credits_refunded) == ("content_policy", 10)
         assert (results[2].credits_charged, results[2].settings.resolution) == (25, "1080p")
         assert api.http.get(results[0].video_url).status_code == 200
+        # The results and errors files (JSONL) through the generated client: one line per item.
+        succeeded = results_file.sync_detailed(accepted.batch_id, client=client)
+        failed = errors_file.sync_detailed(accepted.batch_id, client=client)
+        assert succeeded.status_code == 200 and failed.status_code == 200
+        assert len(succeeded.content.splitlines()) == 2
+        assert len(failed.content.splitlines()) == 1
     finally:
         sys.path.remove(str(tmp_path))
