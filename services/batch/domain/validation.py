@@ -111,6 +111,10 @@ def _metadata_violations(
         elif len(value) > limits.max_metadata_value_chars:
             message = f"a metadata value must be at most {limits.max_metadata_value_chars} characters"
             found.append(FieldViolation((*where, key), TOO_LONG, message))
+        elif _has_forbidden_control(key + value):
+            # NUL cannot be stored; the other controls would garble CSV files and the console.
+            message = "metadata contains a control character"
+            found.append(FieldViolation((*where, key), CONTROL_CHARACTER, message))
     return found
 
 

@@ -44,7 +44,7 @@ BACKEND_DOWN = [
     (ConnectionRefusedError("batch is down"), 503),
 ]
 
-TASKS = {
+TASKS: dict[str, Any] = {
     "items": [
         {
             "task_id": TASK_ID,
