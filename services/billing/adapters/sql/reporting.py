@@ -66,11 +66,11 @@ class ReportingQueries:
         )
         query = (
             select(
-                ledger_entries.c.id,
+                ledger_entries.c.id.label("entry_id"),
                 ledger_entries.c.ref_type,
                 ledger_entries.c.ref_id,
                 ledger_entries.c.batch_id,
-                ledger_entries.c.amount,
+                ledger_entries.c.amount.label("credits_delta"),
                 ledger_entries.c.balance_after,
                 ledger_entries.c.created_at,
             )
@@ -84,14 +84,11 @@ class ReportingQueries:
             query = query.where(ledger_entries.c.id < before_entry_id)
         rows = await self._conn.execute(query)
         return [
-            StatementLine(
-                entry_id=row.id,
+            from_fields(
+                StatementLine,
+                row,
                 ref_type=RefType(row.ref_type),
-                ref_id=row.ref_id,
                 batch_id=BatchId(row.batch_id) if row.batch_id else None,
-                credits_delta=row.amount,
-                balance_after=row.balance_after,
-                created_at=row.created_at,
             )
             for row in rows
         ]
