@@ -43,6 +43,8 @@ class Tenant:
 
     customer: Customer
     batch_id: str
+    # A task of that batch with a video.
+    task_id: str
     emails: dict[str, str] = field(default_factory=dict)
     user_ids: dict[str, str] = field(default_factory=dict)
     clients: dict[str, httpx.Client] = field(default_factory=dict)
@@ -105,7 +107,8 @@ def _tenant(api: Api, stack: Stack) -> Tenant:
     assert created.status_code == 202, created.text
     batch_id = created.json()["batch_id"]
     api.wait_until_settled(customer, batch_id)
-    tenant = Tenant(customer, batch_id)
+    delivered = [task for task in api.tasks(customer, batch_id) if task["status"] == "succeeded"]
+    tenant = Tenant(customer, batch_id, delivered[0]["task_id"])
     for role in ROLES:
         email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
         client = _accept(stack.base_url, _invite_url(api, customer.tenant_id, email, role))
@@ -153,6 +156,7 @@ def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant)
     """The route's path with a fresh (or the standing) object of `owner_of_objects` in it."""
     values: dict[str, Callable[[], str]] = {
         "batch_id": lambda: owner_of_objects.batch_id,
+        "task_id": lambda: owner_of_objects.task_id,
         "invite_id": lambda: _fresh_invite(api, owner_of_objects),
         "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
         "token": lambda: _invite_url(

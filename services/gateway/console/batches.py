@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
@@ -25,6 +26,8 @@ from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uu
 from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
 from services.gateway.schemas.batches import BatchView
 from services.gateway.use_cases.console_reads import NotTheTenants, ResultRow
+from services.gateway.use_cases.video_access import VideoAccessDecision, VideoAttempt
+from services.gateway.use_cases.video_links import LinkRefused, VideoMode
 
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("ledger", "Ledger"), ("webhooks", "Webhooks"))
 RESULT_COLUMNS = (
@@ -108,8 +111,10 @@ async def _csv_rows(rows: AsyncIterator[ResultRow]) -> AsyncIterator[bytes]:
 
 
 def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """batches, batch, batch_progress, batch_results_csv."""
+    """batches, batch, batch_progress, batch_results_csv, task_video."""
     reads = deps.reads
+    store = video_store(deps.settings)
+    videos = VideoAccessDecision(deps.settings, deps.backends, store)
 
     async def batches(
         request: Request,
@@ -223,6 +228,34 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         view = await reads.batch_view(user.tenant_id, batch_id.lower())
         return JSONResponse(progress_fields(view), headers={"Cache-Control": "no-store"})
 
+    async def task_video(request: Request, batch_id: str, task_id: str, mode: Filter = "play") -> Response:
+        user = signed_in_user(request)
+        if not (is_uuid(batch_id) and is_uuid(task_id)):
+            raise NotTheTenants(batch_id)
+        batch_id, task_id = batch_id.lower(), task_id.lower()
+        video_mode = VideoMode.DOWNLOAD if mode == VideoMode.DOWNLOAD.value else VideoMode.PLAY
+        attempt = VideoAttempt(
+            user.tenant_id, f"console:{user.user_id}", batch_id, task_id, video_mode.value, via="console"
+        )
+        try:
+            async with videos.recorded(request, attempt):
+                # The batch is the tenant's (its files are under its id), and the file is there.
+                try:
+                    await reads.batch_view(user.tenant_id, batch_id)
+                except NotTheTenants:
+                    raise LinkRefused("not_found", "video not found") from None
+                if not await store.exists(batch_id, task_id):
+                    raise LinkRefused("not_found", "video not found")
+        except LinkRefused:
+            raise NotTheTenants(batch_id) from None
+        disposition = "attachment" if video_mode == VideoMode.DOWNLOAD else "inline"
+        headers = {
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+        }
+        return store.response(batch_id, task_id, disposition=disposition, headers=headers)
+
     async def batch_results_csv(request: Request, batch_id: str) -> Response:
         user = signed_in_user(request)
         if not is_uuid(batch_id):
@@ -238,4 +271,5 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         "batch": batch,
         "batch_progress": batch_progress,
         "batch_results_csv": batch_results_csv,
+        "task_video": task_video,
     }

@@ -7,6 +7,12 @@ that is not declared here is not served, and a declared one cannot escape the te
 `roles` empty means public (sign-in, invite links). `tenant_object` names the path parameter of a
 tenant-owned object (another tenant's is a 404, like an unknown one). `form` marks a state change
 (POST): it must carry the session's CSRF token. `nav` puts a page in the top bar.
+
+Adding a page: declare its `ConsoleRoute` here, write its endpoint in a topic module whose factory
+returns `{name: endpoint}` (see `console/batches.py`), and list that factory in
+`CONSOLE_ENDPOINTS` of `services/gateway/entrypoints/app.py`. The matrices then cover it; a path
+parameter other than batch_id, invite_id, user_id, task_id or token needs its fresh-object maker
+in `tests/security/test_console_matrix.py` (`_path`).
 """
 
 from __future__ import annotations
@@ -70,6 +76,14 @@ ROUTES: tuple[ConsoleRoute, ...] = (
         "batch_results_csv",
         "GET",
         "/console/batches/{batch_id}/results.csv",
+        "export",
+        ALL_ROLES,
+        tenant_object="batch_id",
+    ),
+    ConsoleRoute(
+        "task_video",
+        "GET",
+        "/console/batches/{batch_id}/tasks/{task_id}/video",
         "export",
         ALL_ROLES,
         tenant_object="batch_id",

@@ -1838,7 +1838,9 @@ class VideoAccess(_message.Message):
     task_id: _builtins.str
     """The task whose video it is."""
     mode: _builtins.str
-    """How: "play", "download" or "embed"; `via` is "api" (authenticated call) or "signed_url"."""
+    """How: "play", "download" or "embed"; `via` is "api" (authenticated call), "signed_url" or
+    "console" (a signed-in console user; `key_id` is then "console:<user id>").
+    """
     via: _builtins.str
     """See mode."""
     result: _builtins.str
