@@ -11,7 +11,11 @@ operator API, signed up through the invite link) and a settled batch.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from libs.config import Settings
 from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
 from tests.rest_api import Api, Customer
-from tests.stack import Stack
+from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
 PASSWORD = "a long enough console password"
@@ -381,3 +385,107 @@ def test_signing_out_everywhere_ends_every_session(
         assert client.get("/console/batches").status_code == 303
     # Other users' sessions are untouched.
     assert own.clients["finance"].get("/console/batches").status_code == 200
+
+
+def test_the_operator_invite_endpoint_refuses_precisely(api: Api, tenants: tuple[Tenant, Tenant]) -> None:
+    own, other = tenants
+    url = f"/api/admin/tenants/{own.customer.tenant_id}/console-invites"
+    cases = [
+        (url, {"email": "someone@studio.example", "role": "admin"}, 422, "validation_error"),
+        (url, {"email": "someone@studio.example"}, 422, "validation_error"),
+        (url, {"email": "not an email", "role": "owner"}, 422, "validation_error"),
+        # An email that already signs in (to any tenant's console) cannot be invited again.
+        (url, {"email": other.emails["owner"], "role": "owner"}, 409, "console_user_exists"),
+        (
+            f"/api/admin/tenants/{uuid.uuid4()}/console-invites",
+            {"email": "someone@studio.example", "role": "owner"},
+            404,
+            "not_found",
+        ),
+    ]
+    for path, body, status, code in cases:
+        response = api.http.post(path, json=body, headers=api.admin)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
+    assert api.http.post(url, json={"email": "a@b.example", "role": "owner"}).status_code == 401
+    finance_key = api.http.post(
+        "/api/admin/admin-keys", json={"role": "finance", "name": "books"}, headers=api.admin
+    )
+    assert finance_key.status_code == 201, finance_key.text
+    read_only = {"Authorization": f"Bearer {finance_key.json()['api_key']}"}
+    assert (
+        api.http.post(url, json={"email": "a@b.example", "role": "owner"}, headers=read_only).status_code
+        == 403
+    )
+
+
+def test_the_cli_prints_a_working_invite_link(api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    email = f"cli-{uuid.uuid4().hex[:8]}@studio.example"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.launcher",
+            "console-invite",
+            own.customer.tenant_id,
+            email,
+            "--role",
+            "developer",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    link = done.stdout.strip()
+    assert link.startswith(f"{stack.base_url}/console/invites/")
+    client = _accept(stack.base_url, link)
+    assert email in client.get("/console/team").text
+    client.close()
+
+
+def test_the_admin_tenant_page_invites_to_the_console(stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    with httpx.Client(base_url=stack.base_url, timeout=30) as operator:
+        signed = operator.post("/admin/sign-in", data={"token": ADMIN_TOKEN, "next": "/admin/tenants"})
+        assert signed.status_code == 303
+        page = operator.get(f"/admin/tenants/{own.customer.tenant_id}")
+        csrf = CSRF.search(page.text)
+        assert csrf is not None and 'id="console-invite"' in page.text
+        email = f"button-{uuid.uuid4().hex[:8]}@studio.example"
+        path = f"/admin/tenants/{own.customer.tenant_id}/console-invites"
+        forged = operator.post(path, data={"csrf_token": "forged", "email": email, "role": "finance"})
+        assert forged.status_code == 403
+        created = operator.post(path, data={"csrf_token": csrf.group(1), "email": email, "role": "finance"})
+        assert created.status_code == 201
+        link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
+        assert link is not None
+    _accept(stack.base_url, link.group(1)).close()
+
+
+def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
+    stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, other = tenants
+    owner = own.clients["owner"]
+    email = f"joiner-{uuid.uuid4().hex[:8]}@studio.example"
+    created = owner.post(
+        "/console/team/invites", data={"csrf_token": csrf_of(owner), "email": email, "role": "finance"}
+    )
+    assert created.status_code == 201
+    link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
+    assert link is not None
+    _accept(stack.base_url, link.group(1)).close()
+    joined = signed_in(stack.base_url, email)
+    assert joined.get("/console/activity").status_code == 200  # finance reads the log
+    export = joined.get("/console/activity.csv")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    invited = [row for row in rows if row["action"] == "member.invited" and email in row["detail"]]
+    assert [row["actor"] for row in invited] == [own.emails["owner"]]
+    assert any(row["action"] == "member.joined" and row["actor"] == email for row in rows)
+    assert any(row["action"] == "console.signed_in" and row["actor"] == email for row in rows)
+    for secret in other.emails.values():
+        assert secret not in export.text
+    joined.close()
