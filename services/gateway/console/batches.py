@@ -57,20 +57,10 @@ def _day(value: str) -> date | None:
 
 
 def progress_fields(batch: BatchView) -> dict[str, object]:
-    """What the page's script updates: counts, money, statuses and the bar's segments."""
+    """What the page's script updates: the batch's figures, net, and the bar's segments."""
     bar = views.progress(batch)
     return {
-        "batch_id": batch.batch_id,
-        "status": batch.status,
-        "settlement_status": batch.settlement_status,
-        "total_count": batch.total_count,
-        "success_count": batch.success_count,
-        "failed_count": batch.failed_count,
-        "cancelled_count": batch.cancelled_count,
-        "pending_count": batch.pending_count,
-        "frozen_credits": batch.frozen_credits,
-        "credits_spent": batch.credits_spent,
-        "refunded_credits": batch.refunded_credits,
+        **batch.model_dump(mode="json"),
         "net_spent": batch.frozen_credits - batch.refunded_credits,
         "done": bar.done,
         "segments": [{"kind": segment.kind, "width": segment.width} for segment in bar.segments],
