@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -489,3 +490,28 @@ def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
     for secret in other.emails.values():
         assert secret not in export.text
     joined.close()
+
+
+def test_the_batch_list_filters_by_status_and_date_range(tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    client = own.clients["finance"]
+    today = datetime.now(UTC).date()
+    shown = {
+        "": True,
+        "?status=partial": True,
+        "?status=completed": False,
+        f"?created_from={today.isoformat()}&created_to={today.isoformat()}": True,
+        f"?created_from={(today + timedelta(days=1)).isoformat()}": False,
+        f"?created_to={(today - timedelta(days=1)).isoformat()}": False,
+    }
+    for query, listed in shown.items():
+        page = client.get(f"/console/batches{query}")
+        assert page.status_code == 200
+        assert (f'data-batch="{own.batch_id}"' in page.text) is listed, query
+
+
+def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    page = own.clients["owner"].get("/console/activity?action=member.joined")
+    actions = re.findall(r'<tr data-action="([^"]+)">', page.text)
+    assert actions and set(actions) == {"member.joined"}
