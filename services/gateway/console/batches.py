@@ -20,7 +20,7 @@ from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
-from services.gateway.console.auth import ConsoleUser, signed_in_user
+from services.gateway.console.auth import CurrentUser
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
@@ -108,12 +108,12 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def batches(
         request: Request,
+        user: CurrentUser,
         status: Filter = "",
         created_from: Filter = "",
         created_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         first_day, last_day = _day(created_from), _day(created_to)
         filters = {
             "status": status if status in views.BATCH_STATUSES else "",
@@ -143,13 +143,13 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def batch(
         request: Request,
+        user: CurrentUser,
         batch_id: str,
         tab: Filter = "overview",
         status: Filter = "",
         failure_type: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         batch_id = batch_id.lower()
@@ -211,15 +211,15 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             **values,
         )
 
-    async def batch_progress(request: Request, batch_id: str) -> Response:
-        user: ConsoleUser = signed_in_user(request)
+    async def batch_progress(request: Request, user: CurrentUser, batch_id: str) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         view = await reads.batch_view(user.tenant_id, batch_id.lower())
         return JSONResponse(progress_fields(view), headers={"Cache-Control": "no-store"})
 
-    async def task_video(request: Request, batch_id: str, task_id: str, mode: Filter = "play") -> Response:
-        user = signed_in_user(request)
+    async def task_video(
+        request: Request, user: CurrentUser, batch_id: str, task_id: str, mode: Filter = "play"
+    ) -> Response:
         if not (is_uuid(batch_id) and is_uuid(task_id)):
             raise NotTheTenants(batch_id)
         batch_id, task_id = batch_id.lower(), task_id.lower()
@@ -246,8 +246,7 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         }
         return store.response(batch_id, task_id, disposition=disposition, headers=headers)
 
-    async def batch_results_csv(request: Request, batch_id: str) -> Response:
-        user = signed_in_user(request)
+    async def batch_results_csv(request: Request, user: CurrentUser, batch_id: str) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         batch_id = batch_id.lower()

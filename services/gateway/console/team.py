@@ -23,7 +23,7 @@ from libs.rpc.errors import remote_error
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
-from services.gateway.console.auth import ConsoleUser, form_fields, signed_in_user
+from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
@@ -85,11 +85,10 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             error=error,
         )
 
-    async def team(request: Request) -> Response:
-        return await team_page(request, signed_in_user(request))
+    async def team(request: Request, user: CurrentUser) -> Response:
+        return await team_page(request, user)
 
-    async def invite_member(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def invite_member(request: Request, user: CurrentUser) -> Response:
         form = await form_fields(request)
         try:
             created = await create_console_invite(
@@ -108,8 +107,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             raise
         return await team_page(request, user, created_url=created.invite_url, status_code=201)
 
-    async def revoke_invite(request: Request, invite_id: str) -> Response:
-        user = signed_in_user(request)
+    async def revoke_invite(request: Request, user: CurrentUser, invite_id: str) -> Response:
         if not is_uuid(invite_id):
             raise NotTheTenants(invite_id)
         await _owned(
@@ -123,8 +121,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
         return RedirectResponse(TEAM_PATH, status_code=303)
 
-    async def remove_member(request: Request, user_id: str) -> Response:
-        user = signed_in_user(request)
+    async def remove_member(request: Request, user: CurrentUser, user_id: str) -> Response:
         if not is_uuid(user_id):
             raise NotTheTenants(user_id)
         try:
@@ -157,12 +154,12 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def activity(
         request: Request,
+        user: CurrentUser,
         action: Filter = "",
         occurred_from: Filter = "",
         occurred_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         filters = {"action": action, "occurred_from": occurred_from, "occurred_to": occurred_to}
         page = await billing.ListTenantActivity(
             activity_request(user, action, occurred_from, occurred_to, cursor, 50), timeout=deadline
@@ -181,9 +178,12 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
 
     async def activity_csv(
-        request: Request, action: Filter = "", occurred_from: Filter = "", occurred_to: Filter = ""
+        request: Request,
+        user: CurrentUser,
+        action: Filter = "",
+        occurred_from: Filter = "",
+        occurred_to: Filter = "",
     ) -> Response:
-        user = signed_in_user(request)
 
         async def rows() -> AsyncIterator[bytes]:
             buffer = io.StringIO()
