@@ -515,3 +515,22 @@ def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> 
     page = own.clients["owner"].get("/console/activity?action=member.joined")
     actions = re.findall(r'<tr data-action="([^"]+)">', page.text)
     assert actions and set(actions) == {"member.joined"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/batches?created_from=0001-01-01&created_to=9999-12-31",
+        "/console/batches?created_from=not-a-day&status=nonsense",
+        "/console/activity?occurred_from=0001-01-01&occurred_to=9999-12-31",
+        "/console/activity?action=" + "x" * 64,
+        "/console/batches/not-a-uuid",
+        "/console/batches/00000000-0000-0000-0000-000000000000?tab=nonsense",
+        "/console/activity?cursor=99999999999999999999999",
+    ],
+)
+def test_odd_filter_values_get_a_page_or_a_precise_4xx(path: str, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    response = own.clients["owner"].get(path)
+    assert response.status_code in (200, 404, 422), (response.status_code, response.text[:300])
+    assert "Traceback" not in response.text

@@ -10,7 +10,6 @@ endpoints defined inside the router factories.
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request
@@ -21,6 +20,7 @@ from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
 from services.gateway.console.auth import CurrentUser
+from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
@@ -46,14 +46,6 @@ RESULT_COLUMNS = (
 
 Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
 Filter = Annotated[str, Query(max_length=64)]
-
-
-def _day(value: str) -> date | None:
-    """A `YYYY-MM-DD` filter value; None when empty or not a date (the filter is then ignored)."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def progress_fields(batch: BatchView) -> dict[str, object]:
@@ -114,18 +106,16 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         created_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        first_day, last_day = _day(created_from), _day(created_to)
+        days = DayRange.parse(created_from, created_to)
         filters = {
             "status": status if status in views.BATCH_STATUSES else "",
-            "created_from": first_day.isoformat() if first_day else "",
-            "created_to": last_day.isoformat() if last_day else "",
+            **days.form_values("created_from", "created_to"),
         }
         items, next_cursor = await reads.batches(
             user.tenant_id,
             status=filters["status"],
-            created_from=datetime.combine(first_day, time(), UTC) if first_day else None,
-            # The last day is included: the bound is the start of the next day.
-            created_to=datetime.combine(last_day + timedelta(days=1), time(), UTC) if last_day else None,
+            created_from=days.start,
+            created_to=days.end,
             cursor=cursor,
         )
         return pages.render(

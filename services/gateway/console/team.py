@@ -10,7 +10,7 @@ endpoints defined inside the router factories.
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import grpc
@@ -24,6 +24,7 @@ from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
 from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
+from services.gateway.console.dates import DayRange
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
@@ -48,15 +49,11 @@ Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTER
 Filter = Annotated[str, Query(max_length=64)]
 
 
-def _moment(day: str, *, next_day: bool = False) -> Timestamp | None:
-    try:
-        parsed = date.fromisoformat(day) if day else None
-    except ValueError:
-        return None
-    if parsed is None:
+def _stamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
         return None
     stamp = Timestamp()
-    stamp.FromDatetime(datetime.combine(parsed + timedelta(days=1 if next_day else 0), time(), UTC))
+    stamp.FromDatetime(moment)
     return stamp
 
 
@@ -143,11 +140,12 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     def activity_request(
         user: ConsoleUser, action: str, occurred_from: str, occurred_to: str, cursor: str, limit: int
     ) -> billing_pb2.ListTenantActivityRequest:
+        days = DayRange.parse(occurred_from, occurred_to)
         return billing_pb2.ListTenantActivityRequest(
             tenant_id=user.tenant_id,
             action=action,
-            occurred_from=_moment(occurred_from),
-            occurred_to=_moment(occurred_to, next_day=True),
+            occurred_from=_stamp(days.start),
+            occurred_to=_stamp(days.end),
             cursor=cursor,
             limit=limit,
         )
