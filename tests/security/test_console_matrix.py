@@ -30,13 +30,11 @@ from starlette.routing import BaseRoute
 from libs.config import Settings
 from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
+from tests.console_users import CSRF, PASSWORD, accept, csrf_of, invite_url, sign_in, signed_in
 from tests.rest_api import Api, Customer
 from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
-PASSWORD = "a long enough console password"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 ROLES = sorted(ALL_ROLES)
 # The per-email lock-out of the stack (the default of REELBATCH_CONSOLE_SIGN_IN_MAX_FAILURES).
 MAX_FAILURES = Settings().console_sign_in_max_failures
@@ -55,55 +53,6 @@ class Tenant:
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
 
-def _invite_url(api: Api, tenant_id: str, email: str, role: str) -> str:
-    response = api.http.post(
-        f"/api/admin/tenants/{tenant_id}/console-invites",
-        json={"email": email, "role": role},
-        headers=api.admin,
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert set(body) == {"invite_id", "invite_url"}
-    return str(body["invite_url"])
-
-
-def _accept(base_url: str, invite_url: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    page = client.get(invite_url)
-    assert page.status_code == 200 and 'name="password"' in page.text, page.text
-    accepted = client.post(invite_url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
-    assert accepted.status_code == 303, accepted.text
-    return client
-
-
-def sign_in(base_url: str, email: str, password: str = PASSWORD) -> httpx.Response:
-    """One sign-in through the form, as a browser does it (the form's token, then the post)."""
-    client = httpx.Client(base_url=base_url, timeout=30)
-    form = client.get("/console/login")
-    token = LOGIN_TOKEN.search(form.text)
-    assert token is not None, form.text
-    response = client.post(
-        "/console/login", data={"email": email, "password": password, "login_token": token.group(1)}
-    )
-    response.extensions["client"] = client
-    return response
-
-
-def signed_in(base_url: str, email: str) -> httpx.Client:
-    """A new session of `email`."""
-    response = sign_in(base_url, email)
-    assert response.status_code == 303, response.text
-    client: httpx.Client = response.extensions["client"]
-    return client
-
-
-def csrf_of(client: httpx.Client) -> str:
-    page = client.get("/console/logout")
-    found = CSRF.search(page.text)
-    assert found is not None, page.text
-    return found.group(1)
-
-
 def _tenant(api: Api, stack: Stack) -> Tenant:
     customer = api.new_customer(1000)
     items = [{"prompt": f"A lighthouse, take {n}", "model": "sora-2"} for n in range(3)]
@@ -116,7 +65,7 @@ def _tenant(api: Api, stack: Stack) -> Tenant:
     tenant = Tenant(customer, batch_id, delivered[0]["task_id"])
     for role in ROLES:
         email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
-        client = _accept(stack.base_url, _invite_url(api, customer.tenant_id, email, role))
+        client = accept(stack.base_url, invite_url(api, customer.tenant_id, email, role))
         tenant.emails[role] = email
         tenant.clients[role] = client
     with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
@@ -138,7 +87,7 @@ def tenants(api: Api, stack: Stack) -> Iterator[tuple[Tenant, Tenant]]:
 
 def _fresh_member(api: Api, stack: Stack, tenant: Tenant) -> str:
     email = f"member-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, tenant.customer.tenant_id, email, "developer")).close()
+    accept(stack.base_url, invite_url(api, tenant.customer.tenant_id, email, "developer")).close()
     with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
         row = conn.execute("SELECT id FROM billing.console_users WHERE email = %s", (email,)).fetchone()
     assert row is not None
@@ -164,7 +113,7 @@ def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant)
         "task_id": lambda: owner_of_objects.task_id,
         "invite_id": lambda: _fresh_invite(api, owner_of_objects),
         "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
-        "token": lambda: _invite_url(
+        "token": lambda: invite_url(
             api, owner_of_objects.customer.tenant_id, f"x-{uuid.uuid4().hex[:8]}@studio.example", "finance"
         ).rsplit("/", 1)[1],
     }
@@ -334,7 +283,7 @@ def test_sign_in_locks_the_account_after_repeated_failures(
 ) -> None:
     own, _ = tenants
     email = f"locked-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    accept(stack.base_url, invite_url(api, own.customer.tenant_id, email, "finance")).close()
     for _ in range(MAX_FAILURES):
         assert sign_in(stack.base_url, email, "not the password at all").status_code == 401
     locked = sign_in(stack.base_url, email)
@@ -345,8 +294,8 @@ def test_sign_in_locks_the_account_after_repeated_failures(
 
 def test_an_invite_link_works_once(api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
     own, _ = tenants
-    url = _invite_url(api, own.customer.tenant_id, f"once-{uuid.uuid4().hex[:8]}@studio.example", "developer")
-    _accept(stack.base_url, url).close()
+    url = invite_url(api, own.customer.tenant_id, f"once-{uuid.uuid4().hex[:8]}@studio.example", "developer")
+    accept(stack.base_url, url).close()
     with httpx.Client(base_url=stack.base_url, timeout=30) as second:
         assert second.get(url).status_code == 404
         reused = second.post(url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
@@ -377,7 +326,7 @@ def test_signing_out_everywhere_ends_every_session(
 ) -> None:
     own, _ = tenants
     email = f"everywhere-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    accept(stack.base_url, invite_url(api, own.customer.tenant_id, email, "finance")).close()
     first = signed_in(stack.base_url, email)
     second = signed_in(stack.base_url, email)
     ended = first.post("/console/logout", data={"csrf_token": csrf_of(first), "everywhere": "1"})
@@ -441,7 +390,7 @@ def test_the_cli_prints_a_working_invite_link(api: Api, stack: Stack, tenants: t
     )
     link = done.stdout.strip()
     assert link.startswith(f"{stack.base_url}/console/invites/")
-    client = _accept(stack.base_url, link)
+    client = accept(stack.base_url, link)
     assert email in client.get("/console/team").text
     client.close()
 
@@ -462,7 +411,7 @@ def test_the_admin_tenant_page_invites_to_the_console(stack: Stack, tenants: tup
         assert created.status_code == 201
         link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
         assert link is not None
-    _accept(stack.base_url, link.group(1)).close()
+    accept(stack.base_url, link.group(1)).close()
 
 
 def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
@@ -477,7 +426,7 @@ def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
     assert created.status_code == 201
     link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
     assert link is not None
-    _accept(stack.base_url, link.group(1)).close()
+    accept(stack.base_url, link.group(1)).close()
     joined = signed_in(stack.base_url, email)
     assert joined.get("/console/activity").status_code == 200  # finance reads the log
     export = joined.get("/console/activity.csv")
