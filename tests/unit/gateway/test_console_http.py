@@ -1,5 +1,6 @@
-"""The console when billing does not answer: pages say so with a 503 and Retry-After (never a
-500, never a stack trace); JSON and exports answer the API's 503 body."""
+"""The console's HTTP edges on fake backends: when billing does not answer, pages say so with a
+503 and Retry-After (never a 500, never a stack trace) and JSON answers the API's 503 body; a
+signed-out request never reaches a backend; cookies are Secure behind an https public URL."""
 
 from __future__ import annotations
 
@@ -62,3 +63,31 @@ def test_without_a_cookie_no_backend_is_asked_and_the_page_redirects_to_sign_in(
     response = console.get("/console/batches")
     assert response.status_code == 303
     assert response.headers["location"] == "/console/login?next=%2Fconsole%2Fbatches"
+
+
+class SigningBilling(FakeBilling):
+    """Billing that signs anyone in (the cookie's flags are the gateway's business)."""
+
+    async def SignInConsole(
+        self, request: billing_pb2.SignInConsoleRequest, timeout: float | None = None
+    ) -> billing_pb2.ConsoleSessionIssued:
+        return billing_pb2.ConsoleSessionIssued(session_token="new-session-token")
+
+
+def test_cookies_are_secure_when_the_public_url_is_https(settings: Settings) -> None:
+    https = settings.model_copy(update={"public_base_url": "https://console.studio.example"})
+    backends = fake_backends(SigningBilling(), FakeBatch(), Readiness(), FakeWebhook())
+    browser = TestClient(create_app(https, backends), base_url="https://testserver", follow_redirects=False)
+    form = browser.get("/console/login")
+    login_cookie = form.headers["set-cookie"]
+    token = form.text.split('name="login_token" value="')[1].split('"')[0]
+    signed = browser.post(
+        "/console/login", data={"email": "a@b.example", "password": "x", "login_token": token}
+    )
+    assert signed.status_code == 303
+    session_cookie = next(
+        header for header in signed.headers.get_list("set-cookie") if header.startswith("reelbatch_console=")
+    )
+    for cookie, same_site in ((login_cookie, "strict"), (session_cookie, "lax")):
+        flags = [flag.strip().lower() for flag in cookie.split(";")]
+        assert {"secure", "httponly", "path=/console", f"samesite={same_site}"} <= set(flags), cookie
