@@ -1,6 +1,7 @@
 """The console's HTTP edges on fake backends: when billing does not answer, pages say so with a
 503 and Retry-After (never a 500, never a stack trace) and JSON answers the API's 503 body; a
-signed-out request never reaches a backend; cookies are Secure behind an https public URL."""
+signed-out request never reaches a backend; cookies are Secure behind an https public URL; an
+address with too many failed sign-ins is turned away before billing is asked."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
+from libs.errors import Unauthenticated
 from services.gateway.entrypoints.app import create_app
 from tests.unit.gateway.gateway_fakes import (
     FakeBatch,
@@ -17,6 +19,7 @@ from tests.unit.gateway.gateway_fakes import (
     FakeWebhook,
     Readiness,
     fake_backends,
+    rpc_error,
     transport_error,
 )
 
@@ -91,3 +94,35 @@ def test_cookies_are_secure_when_the_public_url_is_https(settings: Settings) -> 
     for cookie, same_site in ((login_cookie, "strict"), (session_cookie, "lax")):
         flags = [flag.strip().lower() for flag in cookie.split(";")]
         assert {"secure", "httponly", "path=/console", f"samesite={same_site}"} <= set(flags), cookie
+
+
+class RefusingBilling(FakeBilling):
+    """Billing that refuses every password, counting the attempts it was asked."""
+
+    attempts = 0
+
+    async def SignInConsole(
+        self, request: billing_pb2.SignInConsoleRequest, timeout: float | None = None
+    ) -> billing_pb2.ConsoleSessionIssued:
+        RefusingBilling.attempts += 1
+        raise rpc_error(Unauthenticated("wrong email or password"))
+
+
+def test_an_address_with_too_many_failed_sign_ins_is_turned_away_before_billing_is_asked(
+    settings: Settings,
+) -> None:
+    strict = settings.model_copy(update={"admin_auth_max_failures": 2})
+    RefusingBilling.attempts = 0
+    backends = fake_backends(RefusingBilling(), FakeBatch(), Readiness(), FakeWebhook())
+    browser = TestClient(create_app(strict, backends), follow_redirects=False)
+    answers = []
+    for _ in range(4):
+        form = browser.get("/console/login")
+        token = form.text.split('name="login_token" value="')[1].split('"')[0]
+        answer = browser.post(
+            "/console/login", data={"email": "a@b.example", "password": "guess", "login_token": token}
+        )
+        answers.append(answer.status_code)
+    assert answers == [401, 401, 429, 429]
+    assert RefusingBilling.attempts == 2
+    assert int(answer.headers["retry-after"]) > 0
