@@ -106,21 +106,28 @@ def _fresh_invite(api: Api, tenant: Tenant) -> str:
     return str(response.json()["invite_id"])
 
 
+def _fresh_token(api: Api, stack: Stack, tenant: Tenant) -> str:
+    email = f"x-{uuid.uuid4().hex[:8]}@studio.example"
+    return invite_url(api, tenant.customer.tenant_id, email, "finance").rsplit("/", 1)[1]
+
+
+# Each path parameter of the route table: how to make (or find) an object of a tenant to put there.
+OBJECT_MAKERS: dict[str, Callable[[Api, Stack, Tenant], str]] = {
+    "batch_id": lambda api, stack, tenant: tenant.batch_id,
+    "task_id": lambda api, stack, tenant: tenant.task_id,
+    "invite_id": lambda api, stack, tenant: _fresh_invite(api, tenant),
+    "user_id": lambda api, stack, tenant: _fresh_member(api, stack, tenant),
+    "token": _fresh_token,
+}
+
+
 def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant) -> str:
     """The route's path with a fresh (or the standing) object of `owner_of_objects` in it."""
-    values: dict[str, Callable[[], str]] = {
-        "batch_id": lambda: owner_of_objects.batch_id,
-        "task_id": lambda: owner_of_objects.task_id,
-        "invite_id": lambda: _fresh_invite(api, owner_of_objects),
-        "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
-        "token": lambda: invite_url(
-            api, owner_of_objects.customer.tenant_id, f"x-{uuid.uuid4().hex[:8]}@studio.example", "finance"
-        ).rsplit("/", 1)[1],
-    }
     path = route.path
-    for name, value in values.items():
-        if "{" + name + "}" in path:
-            path = path.replace("{" + name + "}", value())
+    for name in re.findall(r"{(\w+)}", route.path):
+        # A new kind of path parameter needs its maker above, or no matrix could test the route.
+        assert name in OBJECT_MAKERS, f"no fresh-object maker for {{{name}}} of {route.path}"
+        path = path.replace("{" + name + "}", OBJECT_MAKERS[name](api, stack, owner_of_objects))
     return path
 
 
@@ -157,6 +164,12 @@ def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
         included = getattr(route, "original_router", None)
         if included is not None:
             yield from _api_routes(included.routes)
+
+
+def test_every_path_parameter_of_the_route_table_has_a_maker() -> None:
+    for route in ROUTES:
+        for name in re.findall(r"{(\w+)}", route.path):
+            assert name in OBJECT_MAKERS, f"{route.path}: add a fresh-object maker for {{{name}}}"
 
 
 def test_every_console_route_is_declared_in_the_route_table() -> None:
