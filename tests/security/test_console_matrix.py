@@ -131,10 +131,14 @@ def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant)
     return path
 
 
+# The fields a form needs to succeed (besides its CSRF token), by route name; none when absent.
+FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
+    "invite_member": lambda: {"email": f"new-{uuid.uuid4().hex[:8]}@studio.example", "role": "developer"},
+}
+
+
 def _form_for(route: ConsoleRoute) -> dict[str, str]:
-    if route.name == "invite_member":
-        return {"email": f"new-{uuid.uuid4().hex[:8]}@studio.example", "role": "developer"}
-    return {}
+    return FORM_FIELDS.get(route.name, dict)()
 
 
 def _request(client: httpx.Client, route: ConsoleRoute, path: str, *, csrf: str | None) -> httpx.Response:
