@@ -178,7 +178,7 @@ def test_every_path_parameter_of_the_route_table_has_a_maker() -> None:
 
 def test_every_console_route_is_declared_in_the_route_table() -> None:
     backends = fake_backends(FakeBilling(), FakeBatch(), Readiness(), FakeWebhook())
-    app = create_app(Settings(), backends, hot_lane=False)
+    app = create_app(Settings(), backends)
     served = {
         (method, route.path)
         for route in _api_routes(getattr(app, "routes", []))
