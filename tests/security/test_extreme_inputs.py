@@ -1,7 +1,8 @@
 """Every parameter of every operation, fed the values at the edges of what storage holds: no 5xx.
 
 The walk reads the live `/openapi.json` (customer and operator operations alike) plus the
-dashboard's pages (hidden from the document), and for each path, query and header parameter and
+dashboard's and the customer console's pages (hidden from the document; the console's signed in
+as the customer's owner), and for each path, query and header parameter and
 each JSON body field sends, one at a time with the others valid, a table of extreme values chosen
 by the parameter's type: integers past int32/int64, datetimes at years 1 and 9999 with +-14:00
 offsets (outside the calendar once in UTC), months past the calendar, 10 KB and crafted cursors
