@@ -20,7 +20,6 @@ from services.batch.domain.errors import BatchNotFound
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
-from services.batch.domain.validation import label_filter_violation
 
 
 def tenant_scope(tenant_id: str) -> TenantId | None:
@@ -55,9 +54,11 @@ class Reads:
             raise InvalidArgument("unknown batch status", field="status")
         if query.settlement_status and query.settlement_status not in {s.value for s in SettlementStatus}:
             raise InvalidArgument("unknown settlement status", field="settlement_status")
-        refused = label_filter_violation(query.name, query.metadata)
-        if refused is not None:
-            raise refused
+        if "\x00" in query.name:
+            raise InvalidArgument("name must not contain NUL", field="name")
+        if any("\x00" in text for pair in query.metadata for text in pair):
+            # No stored name or label holds NUL (the create rules refuse control characters).
+            raise InvalidArgument("metadata must not contain NUL", field="metadata")
         limit = page_size(query.limit)
         after = BatchCursor.decode(query.cursor) if query.cursor else None
         views = await self._store.listings.list_batches(

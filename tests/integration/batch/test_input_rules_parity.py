@@ -102,6 +102,10 @@ CASES: dict[str, tuple[dict[str, Any], Verdict]] = {
         _refused((["items", 0, "metadata"], "too_many"), (["metadata", "k"], "too_long")),
     ),
     "name too long": ({"name": "n" * 257, "items": [CAT]}, _refused((["name"], "too_long"))),
+    "NUL in metadata": (
+        {"items": [{**CAT, "metadata": {"k": "a\u0000b"}}], "name": "bell\u0007"},
+        _refused((["items", 0, "metadata", "k"], "control_character"), (["name"], "control_character")),
+    ),
     "negative duration": (
         {"items": [{**CAT, "duration_seconds": -1}]},
         _refused((["items", 0, "duration_seconds"], "out_of_range")),
