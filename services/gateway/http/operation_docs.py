@@ -78,6 +78,10 @@ OPERATION_DESCRIPTIONS: dict[str, str] = {
     "healthz": "Liveness: the gateway process answers (no backend is asked).",
     "readyz": "Readiness: every backend service answers its health check; 503 with the ones that do not.",
     "create_tenant": "Creates a tenant (a customer account) with an empty wallet.",
+    "create_invite": (
+        "Invites a tenant's console user (owner, developer or finance): answers a single-use invite "
+        "URL that expires; opening it sets the user's password and signs them in."
+    ),
     "list_tenants": "Every tenant with its balances, a page at a time.",
     "create_api_key": "Creates an API key for a tenant; the key is shown once.",
     "list_tenant_keys": "A tenant's API keys (never their secrets).",
