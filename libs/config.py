@@ -34,8 +34,9 @@ class ModelSettings(BaseModel):
     negative_prompt: bool = False
     # None: audio cannot be switched; otherwise the extra credits of a video with audio on.
     audio_credits: int | None = Field(default=None, ge=0)
-    # Whether audio is on when an item does not say (for a model that can switch it).
-    audio_default: bool = True
+    # Whether audio is on when an item does not say (for a model that can switch it); a priced
+    # audio must default to off, so an item that sets nothing keeps the base price.
+    audio_default: bool = False
     # Image-to-video: a first frame, a last frame (only with a first frame), reference images.
     first_frame: bool = False
     last_frame: bool = False
@@ -52,6 +53,11 @@ class ModelSettings(BaseModel):
     def _last_frame_needs_a_first(self) -> ModelSettings:
         if self.last_frame and not self.first_frame:
             raise ValueError("a model taking a last frame must take a first frame")
+        # An item that sets nothing costs the model's base price: its defaults are free.
+        if self.resolutions and next(iter(self.resolutions.values())) != 0:
+            raise ValueError("the default (first) resolution must cost no extra credits")
+        if self.audio_default and self.audio_credits:
+            raise ValueError("audio on by default must cost no extra credits (or default it off)")
         return self
 
     def as_fields(self) -> dict[str, Any]:

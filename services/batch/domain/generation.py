@@ -81,7 +81,7 @@ class ModelCapabilities:
     seed: bool = False
     negative_prompt: bool = False
     audio_credits: int | None = None
-    audio_default: bool = True
+    audio_default: bool = False
     first_frame: bool = False
     last_frame: bool = False
     max_reference_images: int = 0

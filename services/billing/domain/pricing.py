@@ -27,7 +27,7 @@ class ModelCapabilities:
     negative_prompt: bool = False
     # None: audio cannot be switched; else the extra credits of audio on.
     audio_credits: int | None = None
-    audio_default: bool = True
+    audio_default: bool = False
     first_frame: bool = False
     last_frame: bool = False
     max_reference_images: int = 0

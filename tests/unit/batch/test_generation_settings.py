@@ -3,6 +3,10 @@ the priced options of an item, and input images recognised by their bytes."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from libs.config import DEFAULT_PRICING, ModelSettings
 from services.batch.domain.generation import (
     NO_SETTINGS,
     GenerationSettings,
@@ -27,7 +31,7 @@ VEO = ModelCapabilities(
     max_reference_images=2,
 )
 SORA = ModelCapabilities(aspect_ratios=("16:9", "9:16"), resolutions={"720p": 0}, first_frame=True)
-AUDIO = ModelCapabilities(audio_credits=1, audio_default=True, resolutions={"720p": 0, "1080p": 1})
+AUDIO = ModelCapabilities(audio_credits=1, resolutions={"720p": 0, "1080p": 1})
 FILE = "file-" + "a" * 32
 HTTPS = UrlPolicy()
 
@@ -100,14 +104,15 @@ def test_a_last_frame_needs_a_first_frame_and_a_seed_fits_32_bits() -> None:
 
 
 def test_priced_options_are_the_effective_resolution_and_audio() -> None:
-    assert price_options(NO_SETTINGS, AUDIO) == (("audio", "on"), ("resolution", "720p"))
+    # An item that sets nothing gets the free defaults (audio off, the first resolution).
+    assert price_options(NO_SETTINGS, AUDIO) == (("audio", "off"), ("resolution", "720p"))
     assert price_options(GenerationSettings(audio=False, resolution="1080p"), AUDIO) == (
         ("audio", "off"),
         ("resolution", "1080p"),
     )
     # Settings billing does not price never split a quote line.
     assert price_options(GenerationSettings(aspect_ratio="9:16", seed=1), SORA) == (("resolution", "720p"),)
-    key = options_key(price_options(NO_SETTINGS, AUDIO))
+    key = options_key(price_options(GenerationSettings(audio=True), AUDIO))
     assert key == "audio=on;resolution=720p"
     assert options_of_key(key) == (("audio", "on"), ("resolution", "720p"))
     assert options_of_key("") == ()
@@ -122,3 +127,20 @@ def test_images_are_recognised_by_their_bytes_not_their_name() -> None:
     assert image_problem(b"", 100) == "the image is empty"
     assert image_problem(b"\x89PNG\r\n\x1a\n" + b"0" * 100, 100) == "the image is larger than 100 bytes"
     assert image_problem(b"<svg/>", 100) == "the image is not a PNG, JPEG or WebP file"
+
+
+def test_the_price_list_refuses_settings_whose_defaults_would_cost_extra() -> None:
+    # An item that sets nothing must keep the model's base price (clients written before settings
+    # existed pay what they paid).
+    with pytest.raises(ValidationError):
+        ModelSettings(resolutions={"1080p": 5, "720p": 0})
+    with pytest.raises(ValidationError):
+        ModelSettings(audio_credits=1, audio_default=True)
+    with pytest.raises(ValidationError):
+        ModelSettings(last_frame=True)
+    assert ModelSettings(audio_credits=1, resolutions={"720p": 0, "1080p": 1}).audio_default is False
+    for model, price in DEFAULT_PRICING.items():
+        capabilities = ModelCapabilities(**price.settings.as_fields())
+        defaults = dict(price_options(NO_SETTINGS, capabilities))
+        assert defaults.get("audio", "off") == "off", model
+        assert price.settings.resolutions.get(defaults.get("resolution", ""), 0) == 0, model
