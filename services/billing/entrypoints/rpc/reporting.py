@@ -14,7 +14,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
-from services.billing.domain.ledger import StatementLine
+from services.billing.domain.ledger import LedgerFilter, StatementLine, parse_ledger_ref_type
 from services.billing.domain.margins import ModelMargin
 from services.billing.domain.statements import parse_month
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
@@ -31,6 +31,11 @@ class ReportingRpcs(BillingRpcs):
             parse_batch_id(request.batch_id) if request.batch_id else None,
             request.cursor,
             request.limit,
+            LedgerFilter(
+                ref_type=parse_ledger_ref_type(request.ref_type),
+                created_from=request_instant(request, "created_from"),
+                created_to=request_instant(request, "created_to"),
+            ),
         )
         return billing_pb2.ListLedgerEntriesResponse(
             entries=[_entry(line) for line in page.lines], next_cursor=page.next_cursor
@@ -202,6 +207,7 @@ def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
         credits_delta=line.credits_delta,
         balance_after=line.balance_after,
         created_at=timestamp(line.created_at),
+        model=line.model or "",
     )
 
 
