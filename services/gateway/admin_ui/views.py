@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from services.gateway.schemas.admin_batches import AdminBatchView, FailureGroupView
+from services.gateway.schemas.admin_batches import FailureGroupView
+from services.gateway.schemas.batches import BatchView
 
 LIVE_REFRESH_SECONDS = 2
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("billing", "Billing"), ("webhooks", "Webhooks"))
@@ -45,6 +46,10 @@ FAULT_LABELS = {
     "cancelled": "Cancelled by the customer",
 }
 PROMPT_PREVIEW_CHARS = 80
+# A payment reference on a ledger line (e.g. "pilot:cs_test_a1..."): its end tells payments apart.
+REFERENCE_PREVIEW_CHARS = 16
+# The settlement shown for a rejected batch: nothing was frozen, so nothing is pending.
+NOT_CHARGED = "not_charged"
 NAVIGATION = (
     ("batches", "/admin/batches", "Batches"),
     ("tenants", "/admin/tenants", "Tenants"),
@@ -132,11 +137,29 @@ class BarSegment:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A batch's stacked progress bar: succeeded, failed, cancelled; the rest is pending."""
+    """A batch's stacked progress bar: succeeded, failed, cancelled; the rest is pending.
+
+    A rejected batch never ran: nothing of it is done, and its bar says so instead of a count.
+    """
 
     total: int
     done: int
     segments: tuple[BarSegment, ...]
+    rejected: bool = False
+
+    @property
+    def summary(self) -> str:
+        """What the bar stands for, in words: "3 / 10" or "never ran (rejected)"."""
+        return "never ran (rejected)" if self.rejected else f"{self.done:,} / {self.total:,}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A ledger line's reference, shortened: linked to its batch when it has one; `title` in full."""
+
+    label: str
+    title: str
+    href: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +183,10 @@ def options(values: Iterable[str], selected: str, all_label: str) -> list[Option
     return [Option("", all_label), *(Option(value, value, value == selected) for value in values)]
 
 
-def progress(batch: AdminBatchView) -> Progress:
+def progress(batch: BatchView) -> Progress:
     """The progress bar of a batch."""
+    if batch.status == "rejected":
+        return Progress(total=batch.total_count, done=0, segments=(), rejected=True)
     total = max(batch.total_count, 1)
     counts = (
         ("ok", batch.success_count),
@@ -175,7 +200,25 @@ def progress(batch: AdminBatchView) -> Progress:
     )
 
 
-def is_live(batch: AdminBatchView) -> bool:
+def settlement(batch: BatchView) -> str:
+    """The settlement a page shows: a rejected batch froze nothing, so it has none ("not_charged")."""
+    return NOT_CHARGED if batch.status == "rejected" else batch.settlement_status
+
+
+def ledger_reference(ref_id: str, batch_id: str | None, batch_path: str = "/admin/batches") -> Reference:
+    """A ledger line's reference made readable: the batch's short id linked to its page (and the
+    task's short id for a task's refund); a payment reference cut to its last characters."""
+    if batch_id:
+        href = f"{batch_path}/{batch_id}"
+        if ref_id == batch_id:
+            return Reference(f"batch {short_id(batch_id)}", ref_id, href)
+        return Reference(f"task {short_id(ref_id)} · batch {short_id(batch_id)}", ref_id, href)
+    if len(ref_id) <= REFERENCE_PREVIEW_CHARS:
+        return Reference(ref_id, ref_id)
+    return Reference("…" + ref_id[-REFERENCE_PREVIEW_CHARS:], ref_id)
+
+
+def is_live(batch: BatchView) -> bool:
     """True while tasks run or billing has not settled yet."""
     return batch.status not in ("rejected",) and (
         batch.pending_count > 0 or batch.settlement_status == "pending"
@@ -234,4 +277,6 @@ FILTERS: Mapping[str, Callable[..., object]] = {
     "short_id": short_id,
     "prompt_preview": prompt_preview,
     "progress": progress,
+    "settlement": settlement,
+    "ledger_reference": ledger_reference,
 }
