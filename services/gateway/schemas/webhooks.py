@@ -9,6 +9,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
+# The event types an endpoint may subscribe to, as the webhook service accepts them (it validates
+# every request): the batch events, delivered by default, then the opt-in task events.
+WEBHOOK_EVENT_TYPES = ("batch.queued", "batch.completed", "batch.cancelled", "task.succeeded", "task.failed")
+
 
 def utc_or_none(value: Timestamp, present: bool) -> datetime | None:
     """A protobuf time as a UTC datetime, None when the field is not set."""
@@ -21,9 +25,8 @@ class EndpointIn(BaseModel):
     url: str = Field(max_length=2048, description="https:// URL receiving Standard Webhooks POSTs.")
     event_types: list[str] = Field(
         default_factory=list,
-        max_length=5,
-        description="batch.queued, batch.completed, batch.cancelled, task.succeeded, task.failed; "
-        "empty means the batch events.",
+        max_length=len(WEBHOOK_EVENT_TYPES),
+        description=f"{', '.join(WEBHOOK_EVENT_TYPES)}; empty means the batch events.",
     )
     description: str = Field(default="", max_length=500)
 
