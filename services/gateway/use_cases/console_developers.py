@@ -8,7 +8,7 @@ another tenant's key, endpoint or message is NOT_FOUND (the pages answer 404).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,6 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from services.gateway.adapters.backends import Backends
-from services.gateway.http.auth import ApiKeyAuthenticator
 from services.gateway.schemas.access import ApiKeyView
 from services.gateway.schemas.fields import optional_timestamp
 from services.gateway.schemas.webhooks import DeliveryView, EndpointView
@@ -50,11 +49,12 @@ class ConsoleDevelopers:
     """One tenant's keys, endpoints and webhook messages, as its developers manage them."""
 
     def __init__(
-        self, backends: Backends, deadline_seconds: float, authenticator: ApiKeyAuthenticator
+        self, backends: Backends, deadline_seconds: float, forget_key: Callable[[str], None] | None = None
     ) -> None:
         self._backends = backends
         self._deadline = deadline_seconds
-        self._authenticator = authenticator
+        # Drops a revoked key from this gateway's key cache at once (others refuse it within seconds).
+        self._forget_key = forget_key
 
     async def keys(self, tenant_id: str) -> tuple[ApiKeyView, ...]:
         """The tenant's API keys, oldest first, never their secrets."""
@@ -75,7 +75,8 @@ class ConsoleDevelopers:
         revoked = await self._backends.billing.RevokeApiKey(
             billing_pb2.RevokeApiKeyRequest(tenant_id=tenant_id, key_id=key_id), timeout=self._deadline
         )
-        self._authenticator.forget_key(revoked.key_id)
+        if self._forget_key is not None:
+            self._forget_key(revoked.key_id)
         return ApiKeyView.from_proto(revoked)
 
     async def endpoints(self, tenant_id: str) -> tuple[EndpointView, ...]:
