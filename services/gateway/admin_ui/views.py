@@ -278,5 +278,6 @@ FILTERS: Mapping[str, Callable[..., object]] = {
     "prompt_preview": prompt_preview,
     "progress": progress,
     "settlement": settlement,
+    "is_live": is_live,
     "ledger_reference": ledger_reference,
 }
