@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import OpenedCheckout
+from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
 from services.billing.domain.packs import CreditPack
@@ -59,3 +60,5 @@ class Dependencies:
     stripe_verifier: StripeEventVerifier | None = None
     # None: no Stripe secret key, so no online purchases.
     checkout: CheckoutOpener | None = None
+    # Invite and session lifetimes, sign-in lock-out (console access).
+    console_policy: ConsolePolicy = field(default_factory=ConsolePolicy)

@@ -119,6 +119,14 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteNotice:
+    """The outcome of the tenant page's console invite form: the link to copy, or why not."""
+
+    url: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
     """One choice of a filter's select box."""
 

@@ -6,7 +6,7 @@ and the totals of its top-ups; without (tenant_id, ref_type, created_at) each wo
 transfer of the tenant. Built CONCURRENTLY, so a live ledger keeps taking writes.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,48 @@
+// Reelbatch console overview: the open batches' progress, updated in place without reloading.
+// Each open batch's row names its progress endpoint (same origin, the session cookie); rows are
+// polled while their batch runs or awaits settlement.
+(function () {
+  "use strict";
+  var POLL_MS = 1500;
+
+  function update(row, progress) {
+    var done = row.querySelector('[data-field="done"]');
+    if (done) { done.textContent = String(progress.done); }
+    var badge = row.querySelector('[data-field="status"] .badge');
+    if (badge) {
+      badge.textContent = progress.status;
+      badge.className = "badge badge-" + progress.status;
+    }
+    var bar = row.querySelector(".progress");
+    if (!bar) { return; }
+    bar.setAttribute("aria-valuenow", String(progress.done));
+    while (bar.firstChild) { bar.removeChild(bar.firstChild); }
+    progress.segments.forEach(function (segment) {
+      var part = document.createElement("span");
+      part.className = "bar bar-" + segment.kind;
+      part.style.width = segment.width + "%";
+      bar.appendChild(part);
+    });
+  }
+
+  function poll(row) {
+    fetch(row.getAttribute("data-progress-url"), {
+      credentials: "same-origin", headers: { Accept: "application/json" }
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (progress) {
+        if (progress === null) { return; }
+        update(row, progress);
+        row.setAttribute("data-live", progress.live ? "true" : "false");
+        if (progress.live) { window.setTimeout(function () { poll(row); }, POLL_MS); }
+      })
+      .catch(function () { window.setTimeout(function () { poll(row); }, POLL_MS * 2); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var rows = document.querySelectorAll('#open-batches [data-live="true"]');
+    for (var i = 0; i < rows.length; i++) {
+      (function (row) { window.setTimeout(function () { poll(row); }, POLL_MS); })(rows[i]);
+    }
+  });
+})();

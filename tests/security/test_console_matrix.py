@@ -1,0 +1,460 @@
+"""The customer console's security, on the whole system (every service its own process).
+
+The role matrix, the cross-tenant matrix, the signed-out matrix and the CSRF matrix are generated
+from the console's route table (`services.gateway.console.route_table.ROUTES`): a route added to
+the table is tested here without anyone writing a test for it, and a route served under /console
+but missing from the table fails `test_every_console_route_is_declared_in_the_route_table`.
+
+Two tenants, A and B, each with an owner, a developer and a finance user (invited through the
+operator API, signed up through the invite link) and a settled batch.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from libs.config import Settings
+from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
+from services.gateway.entrypoints.app import create_app
+from tests.rest_api import Api, Customer
+from tests.stack import Stack
+from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
+
+PASSWORD = "a long enough console password"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+ROLES = sorted(ALL_ROLES)
+# The per-email lock-out of the stack (the default of REELBATCH_CONSOLE_SIGN_IN_MAX_FAILURES).
+MAX_FAILURES = Settings().console_sign_in_max_failures
+
+
+@dataclass
+class Tenant:
+    """A tenant of the matrix: its API customer, users by role, a settled batch."""
+
+    customer: Customer
+    batch_id: str
+    # A task of that batch with a video.
+    task_id: str
+    emails: dict[str, str] = field(default_factory=dict)
+    user_ids: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, httpx.Client] = field(default_factory=dict)
+    # Made on first use by the routes that name one (see `_path`).
+    message_id: str = ""
+    payment_id: str = ""
+
+
+def _invite_url(api: Api, tenant_id: str, email: str, role: str) -> str:
+    response = api.http.post(
+        f"/api/admin/tenants/{tenant_id}/console-invites",
+        json={"email": email, "role": role},
+        headers=api.admin,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == {"invite_id", "invite_url"}
+    return str(body["invite_url"])
+
+
+def _accept(base_url: str, invite_url: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=30)
+    page = client.get(invite_url)
+    assert page.status_code == 200 and 'name="password"' in page.text, page.text
+    accepted = client.post(invite_url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
+    assert accepted.status_code == 303, accepted.text
+    return client
+
+
+def sign_in(base_url: str, email: str, password: str = PASSWORD) -> httpx.Response:
+    """One sign-in through the form, as a browser does it (the form's token, then the post)."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    form = client.get("/console/login")
+    token = LOGIN_TOKEN.search(form.text)
+    assert token is not None, form.text
+    response = client.post(
+        "/console/login", data={"email": email, "password": password, "login_token": token.group(1)}
+    )
+    response.extensions["client"] = client
+    return response
+
+
+def signed_in(base_url: str, email: str) -> httpx.Client:
+    """A new session of `email`."""
+    response = sign_in(base_url, email)
+    assert response.status_code == 303, response.text
+    client: httpx.Client = response.extensions["client"]
+    return client
+
+
+def csrf_of(client: httpx.Client) -> str:
+    page = client.get("/console/logout")
+    found = CSRF.search(page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def _tenant(api: Api, stack: Stack) -> Tenant:
+    customer = api.new_customer(1000)
+    items = [{"prompt": f"A lighthouse, take {n}", "model": "sora-2"} for n in range(3)]
+    items.append({"prompt": "Forbidden #fail", "model": "sora-2"})
+    created = api.create_batch(customer, items)
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["batch_id"]
+    api.wait_until_settled(customer, batch_id)
+    delivered = [task for task in api.tasks(customer, batch_id) if task["status"] == "succeeded"]
+    tenant = Tenant(customer, batch_id, delivered[0]["task_id"])
+    for role in ROLES:
+        email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
+        client = _accept(stack.base_url, _invite_url(api, customer.tenant_id, email, role))
+        tenant.emails[role] = email
+        tenant.clients[role] = client
+    with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
+        for role, email in tenant.emails.items():
+            row = conn.execute("SELECT id FROM billing.console_users WHERE email = %s", (email,)).fetchone()
+            assert row is not None
+            tenant.user_ids[role] = str(row[0])
+    # The owner lets finance buy credits, so the matrix sees each role the route table admits served.
+    owner = tenant.clients["owner"]
+    allowed = owner.post(
+        "/console/credits/settings", data={"csrf_token": csrf_of(owner), "finance_may_buy_credits": "on"}
+    )
+    assert allowed.status_code == 303, allowed.text
+    return tenant
+
+
+@pytest.fixture(scope="module")
+def tenants(api: Api, stack: Stack) -> Iterator[tuple[Tenant, Tenant]]:
+    pair = (_tenant(api, stack), _tenant(api, stack))
+    yield pair
+    for tenant in pair:
+        for client in tenant.clients.values():
+            client.close()
+
+
+def _fresh_member(api: Api, stack: Stack, tenant: Tenant) -> str:
+    email = f"member-{uuid.uuid4().hex[:8]}@studio.example"
+    _accept(stack.base_url, _invite_url(api, tenant.customer.tenant_id, email, "developer")).close()
+    with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
+        row = conn.execute("SELECT id FROM billing.console_users WHERE email = %s", (email,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _fresh_invite(api: Api, tenant: Tenant) -> str:
+    """A new open invite of the tenant; returns its id."""
+    email = f"invitee-{uuid.uuid4().hex[:8]}@studio.example"
+    response = api.http.post(
+        f"/api/admin/tenants/{tenant.customer.tenant_id}/console-invites",
+        json={"email": email, "role": "finance"},
+        headers=api.admin,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["invite_id"])
+
+
+def _fresh_api_key(api: Api, tenant: Tenant) -> str:
+    """A new API key of the tenant (revoking it leaves the tenant's own key working); its id."""
+    created = api.http.post(f"/api/admin/tenants/{tenant.customer.tenant_id}/api-keys", headers=api.admin)
+    assert created.status_code == 201, created.text
+    return str(created.json()["key_id"])
+
+
+def _fresh_endpoint(api: Api, tenant: Tenant) -> str:
+    """A new webhook endpoint of the tenant (to a port nothing listens on); its id."""
+    created = api.http.post(
+        "/api/enterprise/webhook-endpoints",
+        json={"url": "http://127.0.0.1:9/hooks"},
+        headers=tenant.customer.headers,
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["endpoint_id"])
+
+
+def _a_message(api: Api, tenant: Tenant) -> str:
+    """A webhook message of the tenant: an endpoint, then a batch whose events it is sent."""
+    if not tenant.message_id:
+        _fresh_endpoint(api, tenant)
+        created = api.create_batch(tenant.customer, [{"prompt": "A quiet pond", "model": "sora-2"}])
+        assert created.status_code == 202, created.text
+        api.wait_until_settled(tenant.customer, created.json()["batch_id"])
+        deadline = time.monotonic() + 30
+        while not tenant.message_id:
+            assert time.monotonic() < deadline, "no webhook message in time"
+            page = api.http.get("/api/enterprise/webhook-messages", headers=tenant.customer.headers)
+            assert page.status_code == 200, page.text
+            tenant.message_id = next((item["message_id"] for item in page.json()["items"]), "")
+            time.sleep(0.1)
+    return tenant.message_id
+
+
+def _a_payment(api: Api, stack: Stack, tenant: Tenant) -> str:
+    """A payment of the tenant (an invoice of a pack); its id."""
+    if not tenant.payment_id:
+        paid = api.http.post(
+            f"/api/admin/tenants/{tenant.customer.tenant_id}/payments",
+            json={"reference": f"INV-{uuid.uuid4().hex[:8]}", "pack_id": "pilot"},
+            headers=api.admin,
+        )
+        assert paid.status_code == 200, paid.text
+        with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
+            row = conn.execute(
+                "SELECT max(id) FROM billing.payments WHERE tenant_id = %s", (tenant.customer.tenant_id,)
+            ).fetchone()
+        assert row is not None and row[0] is not None
+        tenant.payment_id = str(row[0])
+    return tenant.payment_id
+
+
+def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant) -> str:
+    """The route's path with a fresh (or the standing) object of `owner_of_objects` in it."""
+    values: dict[str, Callable[[], str]] = {
+        "batch_id": lambda: owner_of_objects.batch_id,
+        "invite_id": lambda: _fresh_invite(api, owner_of_objects),
+        "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
+        "token": lambda: _invite_url(
+            api, owner_of_objects.customer.tenant_id, f"x-{uuid.uuid4().hex[:8]}@studio.example", "finance"
+        ).rsplit("/", 1)[1],
+        "month": lambda: f"{datetime.now(UTC):%Y-%m}",
+        "payment_id": lambda: _a_payment(api, stack, owner_of_objects),
+        "key_id": lambda: _fresh_api_key(api, owner_of_objects),
+        "endpoint_id": lambda: _fresh_endpoint(api, owner_of_objects),
+        "message_id": lambda: _a_message(api, owner_of_objects),
+    }
+    path = route.path
+    for name, value in values.items():
+        if "{" + name + "}" in path:
+            path = path.replace("{" + name + "}", value())
+    return path
+
+
+# What each form posts besides its CSRF token (the settings form keeps finance allowed to buy).
+FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
+    "invite_member": lambda: {"email": f"new-{uuid.uuid4().hex[:8]}@studio.example", "role": "developer"},
+    "buy_credits": lambda: {"pack_id": "pilot"},
+    "credit_settings": lambda: {"finance_may_buy_credits": "on"},
+    "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
+    "replay_failed": lambda: {"since": "2000-01-01T00:00"},
+}
+
+
+def _form_for(route: ConsoleRoute) -> dict[str, str]:
+    fields = FORM_FIELDS.get(route.name)
+    return fields() if fields is not None else {}
+
+
+def _request(client: httpx.Client, route: ConsoleRoute, path: str, *, csrf: str | None) -> httpx.Response:
+    if route.method == "GET":
+        return client.get(path)
+    data = _form_for(route)
+    if csrf is not None:
+        data["csrf_token"] = csrf
+    return client.post(path, data=data)
+
+
+PROTECTED = [route for route in ROUTES if not route.public]
+FORMS = [route for route in PROTECTED if route.method == "POST"]
+TENANT_OBJECTS = [route for route in ROUTES if route.tenant_object]
+
+
+def _route_id(route: ConsoleRoute) -> str:
+    return f"{route.method} {route.path}"
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute of an app, included routers too (FastAPI keeps those as included-router
+    nodes; ours are included without a prefix, so their paths are the served ones)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _api_routes(included.routes)
+
+
+def test_every_console_route_is_declared_in_the_route_table() -> None:
+    backends = fake_backends(FakeBilling(), FakeBatch(), Readiness(), FakeWebhook())
+    app = create_app(Settings(), backends, hot_lane=False)
+    served = {
+        (method, route.path)
+        for route in _api_routes(getattr(app, "routes", []))
+        if route.path.startswith("/console")
+        for method in route.methods or ()
+    }
+    declared = {(route.method, route.path) for route in ROUTES}
+    assert served == declared
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", PROTECTED, ids=_route_id)
+def test_role_matrix(
+    route: ConsoleRoute, role: str, tenants: tuple[Tenant, Tenant], api: Api, stack: Stack
+) -> None:
+    """Each route, each role, on the user's own tenant: allowed roles are served, others get 403."""
+    own, _ = tenants
+    # A form post acts: on a fresh session (sign-out would end the shared one) and fresh objects.
+    client = signed_in(stack.base_url, own.emails[role]) if route.method == "POST" else own.clients[role]
+    response = _request(
+        client, route, _path(route, api, stack, own), csrf=csrf_of(client) if route.method == "POST" else None
+    )
+    if role in route.roles:
+        assert response.status_code in (200, 201, 303), (response.status_code, response.text[:500])
+        assert "/console/login?next=" not in response.headers.get("location", "")
+    else:
+        assert response.status_code == 403, (response.status_code, response.text[:500])
+
+
+@pytest.mark.parametrize("route", TENANT_OBJECTS, ids=_route_id)
+def test_cross_tenant_matrix(
+    route: ConsoleRoute, tenants: tuple[Tenant, Tenant], api: Api, stack: Stack
+) -> None:
+    """Tenant A's users asking for tenant B's object get the 404 of an unknown one, with nothing
+    of B in the answer, whatever their role."""
+    own, other = tenants
+    for role in sorted(route.roles or ALL_ROLES):
+        client = signed_in(stack.base_url, own.emails[role]) if route.method == "POST" else own.clients[role]
+        path = _path(route, api, stack, other)
+        response = _request(client, route, path, csrf=csrf_of(client) if route.method == "POST" else None)
+        if route.public:
+            # Invite links carry no tenant: a valid link is a valid link (for its own tenant).
+            continue
+        assert response.status_code == 404, (role, response.status_code, response.text[:500])
+        for secret in (
+            other.batch_id,
+            other.customer.tenant_id,
+            *other.emails.values(),
+            *other.user_ids.values(),
+        ):
+            assert secret not in response.text
+        unknown_path = route.path.replace("{" + route.tenant_object + "}", str(uuid.uuid4()))
+        csrf = csrf_of(client) if route.method == "POST" else None
+        assert _request(client, route, unknown_path, csrf=csrf).status_code == 404
+
+
+@pytest.mark.parametrize("route", [route for route in PROTECTED if route.method == "GET"], ids=_route_id)
+def test_no_page_shows_another_tenants_data(
+    route: ConsoleRoute, tenants: tuple[Tenant, Tenant], api: Api, stack: Stack
+) -> None:
+    own, other = tenants
+    path = _path(route, api, stack, own)
+    response = own.clients["owner"].get(path)
+    assert response.status_code in (200, 303)
+    for secret in (other.batch_id, other.customer.tenant_id, *other.emails.values()):
+        assert secret not in response.text
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=_route_id)
+def test_signed_out_matrix(
+    route: ConsoleRoute, tenants: tuple[Tenant, Tenant], api: Api, stack: Stack
+) -> None:
+    """Without a session: pages redirect to the sign-in page, JSON and exports answer 401."""
+    own, _ = tenants
+    with httpx.Client(base_url=stack.base_url, timeout=30) as anonymous:
+        response = _request(anonymous, route, _path(route, api, stack, own), csrf="forged")
+    if route.kind == "page":
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/console/login?next=")
+    else:
+        assert response.status_code == 401
+    assert own.batch_id not in response.text
+
+
+@pytest.mark.parametrize("route", FORMS, ids=_route_id)
+def test_csrf_matrix(route: ConsoleRoute, tenants: tuple[Tenant, Tenant], api: Api, stack: Stack) -> None:
+    """Every form refuses a post without the session's token, with another session's token, and
+    from another origin even with the right token."""
+    own, _ = tenants
+    role = sorted(route.roles)[0]
+    client = signed_in(stack.base_url, own.emails[role])
+    other_session = signed_in(stack.base_url, own.emails[role])
+    path = _path(route, api, stack, own)
+    assert _request(client, route, path, csrf=None).status_code == 403
+    assert _request(client, route, path, csrf=csrf_of(other_session)).status_code == 403
+    cross_site = client.post(
+        path,
+        data={**_form_for(route), "csrf_token": csrf_of(client)},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403
+    # The session was not ended by any refused post.
+    assert client.get("/console/batches").status_code == 200
+
+
+def test_session_cookie_flags(tenants: tuple[Tenant, Tenant], stack: Stack) -> None:
+    own, _ = tenants
+    response = sign_in(stack.base_url, own.emails["finance"])
+    cookie = response.headers["set-cookie"]
+    assert "reelbatch_console=" in cookie
+    for flag in ("HttpOnly", "Path=/console", "SameSite=lax"):
+        assert flag.lower() in cookie.lower(), cookie
+    # http://: no Secure flag (a browser would drop the cookie); https public URLs get it.
+    assert "secure" not in cookie.lower()
+
+
+def test_sign_in_locks_the_account_after_repeated_failures(
+    api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, _ = tenants
+    email = f"locked-{uuid.uuid4().hex[:8]}@studio.example"
+    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    for _ in range(MAX_FAILURES):
+        assert sign_in(stack.base_url, email, "not the password at all").status_code == 401
+    locked = sign_in(stack.base_url, email)
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) > 0
+    assert "reelbatch_console=" not in locked.headers.get("set-cookie", "")
+
+
+def test_an_invite_link_works_once(api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    url = _invite_url(api, own.customer.tenant_id, f"once-{uuid.uuid4().hex[:8]}@studio.example", "developer")
+    _accept(stack.base_url, url).close()
+    with httpx.Client(base_url=stack.base_url, timeout=30) as second:
+        assert second.get(url).status_code == 404
+        reused = second.post(url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
+        assert reused.status_code == 404
+        assert "reelbatch_console=" not in reused.headers.get("set-cookie", "")
+
+
+def test_an_idle_or_too_old_session_ends(stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    idle = signed_in(stack.base_url, own.emails["developer"])
+    old = signed_in(stack.base_url, own.emails["developer"])
+    assert idle.get("/console/batches").status_code == 200
+    with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
+        for client, column in ((idle, "last_seen_at"), (old, "expires_at")):
+            token = client.cookies["reelbatch_console"]
+            conn.execute(
+                f"UPDATE billing.console_sessions SET {column} = now() - interval '1 day' "
+                "WHERE token_hash = encode(sha256(%s::bytea), 'hex')",
+                (token.encode(),),
+            )
+    for client in (idle, old):
+        response = client.get("/console/batches")
+        assert response.status_code == 303 and response.headers["location"].startswith("/console/login")
+
+
+def test_signing_out_everywhere_ends_every_session(
+    api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, _ = tenants
+    email = f"everywhere-{uuid.uuid4().hex[:8]}@studio.example"
+    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    first = signed_in(stack.base_url, email)
+    second = signed_in(stack.base_url, email)
+    ended = first.post("/console/logout", data={"csrf_token": csrf_of(first), "everywhere": "1"})
+    assert ended.status_code == 303
+    for client in (first, second):
+        assert client.get("/console/batches").status_code == 303
+    # Other users' sessions are untouched.
+    assert own.clients["finance"].get("/console/batches").status_code == 200
