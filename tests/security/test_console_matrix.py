@@ -220,6 +220,7 @@ def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant)
     """The route's path with a fresh (or the standing) object of `owner_of_objects` in it."""
     values: dict[str, Callable[[], str]] = {
         "batch_id": lambda: owner_of_objects.batch_id,
+        "task_id": lambda: owner_of_objects.task_id,
         "invite_id": lambda: _fresh_invite(api, owner_of_objects),
         "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
         "token": lambda: _invite_url(

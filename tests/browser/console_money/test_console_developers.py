@@ -77,6 +77,15 @@ def test_a_developer_creates_a_key_shown_once_registers_an_endpoint_and_replays_
     assert SwitchableReceiver.received.count(message_id) >= 3
     context.close()
 
+    # The owner reads who did it in the activity log.
+    owner, owner_page = signed_in_page(browser, money_stack.base_url, tenant.emails["owner"])
+    owner_page.goto("/console/activity")
+    log = owner_page.locator("main")
+    for action in ("api_key.created", "webhook_endpoint.created", "webhook.message_replayed"):
+        expect(log).to_contain_text(action)
+    expect(log).to_contain_text(tenant.emails["developer"])
+    owner.close()
+
 
 def test_every_failed_message_since_a_time_is_replayed_at_once(
     browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant
@@ -108,6 +117,9 @@ def test_finance_sees_no_developer_page_and_is_refused_its_actions(
     refused = page.goto("/console/developers")
     assert refused is not None and refused.status == 403
     csrf = page.request.get("/console/logout").text().split('name="csrf_token" value="')[1].split('"')[0]
-    created = page.request.post("/console/developers/keys", form={"csrf_token": csrf})
+    created = page.request.post(
+        "/console/developers/keys", form={"csrf_token": csrf}, headers={"Origin": money_stack.base_url}
+    )
     assert created.status == 403
+    assert "Your role does not give access" in created.text()
     context.close()
