@@ -36,7 +36,7 @@ from tests.stack import STRIPE_WEBHOOK_SECRET, Stack
 DOCS = Path(__file__).parents[2] / "docs"
 SHOTS = DOCS / "console"
 # Who looks at each page: the first role of this order the route admits.
-VIEWER_ORDER = ("finance", "owner", "developer")
+VIEWER_ORDER = ("owner", "finance", "developer")
 BATCH_TABS = ("overview", "tasks", "ledger", "webhooks")
 
 
@@ -140,6 +140,8 @@ def shoot(
             paths = [sample]
         for path in paths:
             page.goto(path)
+            if page.url.split(stack.base_url, 1)[-1] != path:
+                continue  # a page that only redirects (e.g. the statement picker) has no picture
             slug = re.sub(
                 r"[^a-z0-9]+", "-", f"{route.name} {path.split('?tab=')[-1] if '?tab=' in path else ''}"
             )
@@ -153,28 +155,37 @@ def shoot(
     return taken
 
 
+def _shown_path(route: ConsoleRoute, path: str) -> str:
+    """The route's declared path (a batch page with its tab), not the seed's ids."""
+    return route.path + (f"?tab={path.split('?tab=')[1]}" if "?tab=" in path else "")
+
+
 def write_index(taken: list[tuple[ConsoleRoute, str, str]]) -> None:
-    """docs/console.md: every page with its roles and screenshot."""
+    """docs/console.md: every page with its roles and screenshot, then every route of the table."""
     lines = [
         "# Customer console: every page",
         "",
         "Screenshots of each console page on the seed demo data (a tenant with 5,000 credits, the",
-        "20-video batch with one refused item, a paid pilot pack, a webhook endpoint that is down).",
-        "Refreshed by `make console-screenshots` (not on CI). Roles come from the console's route table",
-        "(`services/gateway/console/route_table.py`), which the role and cross-tenant matrices are",
-        "generated from.",
+        "20-video batch with one refused item, a paid pilot pack, a webhook endpoint that is down),",
+        "seen by the tenant's owner (public pages signed out). Refreshed by `make console-screenshots`",
+        "(not on CI). Roles come from the console's route table (`services/gateway/console/route_table.py`),",
+        "which the role, cross-tenant, signed-out and CSRF matrices are generated from.",
         "",
         "| page | path | roles |",
         "|---|---|---|",
     ]
-    for route, path, _ in taken:
+    for route, path, image in taken:
         roles = ", ".join(sorted(route.roles)) or "public"
-        lines.append(
-            f"| {route.name} | `{path.split('?')[0] if route.name != 'batch' else path}` | {roles} |"
-        )
+        lines.append(f"| [{route.name}](#{image[:-4]}) | `{_shown_path(route, path)}` | {roles} |")
+    lines += ["", "Every route (pages, forms, exports, JSON):", ""]
+    lines += ["| route | method | path | kind | roles |", "|---|---|---|---|---|"]
+    for route in ROUTES:
+        roles = ", ".join(sorted(route.roles)) or "public"
+        lines.append(f"| {route.name} | {route.method} | `{route.path}` | {route.kind} | {roles} |")
     lines.append("")
     for route, path, image in taken:
-        lines += [f"## {route.name}: `{path}`", "", f"![{route.name}](console/{image})", ""]
+        lines += [f'<a id="{image[:-4]}"></a>', f"## {route.name}: `{_shown_path(route, path)}`", ""]
+        lines += [f"![{route.name}](console/{image})", ""]
     (DOCS / "console.md").write_text("\n".join(lines))
 
 

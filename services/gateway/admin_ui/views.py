@@ -85,6 +85,11 @@ def usd(micros: int) -> str:
     return f"${micros / 1_000_000:,.4f}"
 
 
+def dollars(micros: int) -> str:
+    """US dollar micros as dollars and cents (what a customer paid or spent)."""
+    return f"${micros / 1_000_000:,.2f}"
+
+
 def percent(value: float) -> str:
     """A percentage to one decimal."""
     return f"{value:.1f}%"
@@ -280,6 +285,7 @@ FILTERS: Mapping[str, Callable[..., object]] = {
     "signed_credits": signed_credits,
     "balance_change": balance_change,
     "usd": usd,
+    "dollars": dollars,
     "percent": percent,
     "duration": duration,
     "short_id": short_id,
