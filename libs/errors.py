@@ -112,3 +112,21 @@ class NotFound(ServiceError):
 class Unauthenticated(ServiceError):
     category = ErrorCategory.UNAUTHENTICATED
     reason = "unauthorized"
+
+
+class FailedPrecondition(ServiceError):
+    """A well-formed request the current state refuses (credits, settlement, a batch not finished)."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+
+
+class AlreadyExists(ServiceError):
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "already_exists"
+
+
+class Unavailable(ServiceError):
+    """A dependency could not be reached; the same request may be retried."""
+
+    category = ErrorCategory.UNAVAILABLE
+    reason = "unavailable"

@@ -16,7 +16,6 @@ from psycopg import sql
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     LargeBinary,
     MetaData,
     Table,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from libs.columns import created_at_column
 from libs.config import Settings
 from libs.db import Database, libpq_url
 from libs.lifecycle import sleep_or_stop
@@ -47,7 +47,7 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
         Column("message_type", Text, nullable=False),
         Column("body", LargeBinary, nullable=False),
         Column("headers", JSONB, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        created_at_column(),
         schema=schema,
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from libs.config import CreditPack as ConfiguredPack
 from libs.config import ModelPricing, Settings
 from libs.connections import ServiceConnections, open_connections
+from libs.field_mapping import from_fields
 from libs.messaging.outbox import OutboxRelay
 from libs.migrations import upgrade_to_head
 from services.billing.adapters.batch_client import BatchServiceOutcomes
@@ -28,29 +29,12 @@ def migrate(database_url: str) -> None:
 
 def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
     """The configured price list in domain terms."""
-    return {
-        model: ModelPrice(
-            model=model,
-            provider=row.provider,
-            credits_per_video=row.credits_per_video,
-            provider_cost_usd_micros=row.provider_cost_usd_micros,
-            credits_per_second=row.credits_per_second,
-            min_seconds=row.min_seconds,
-            max_seconds=row.max_seconds,
-            default_seconds=row.default_seconds,
-        )
-        for model, row in pricing.items()
-    }
+    return {model: from_fields(ModelPrice, row, model=model) for model, row in pricing.items()}
 
 
 def pack_catalog(packs: dict[str, ConfiguredPack]) -> dict[str, CreditPack]:
     """The configured prepaid packs in domain terms."""
-    return {
-        pack_id: CreditPack(
-            pack_id=pack_id, name=row.name, price_usd_cents=row.price_usd_cents, credits=row.credits
-        )
-        for pack_id, row in packs.items()
-    }
+    return {pack_id: from_fields(CreditPack, row, pack_id=pack_id) for pack_id, row in packs.items()}
 
 
 @dataclass

@@ -11,12 +11,16 @@ operator API, signed up through the invite link) and a settled batch.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -28,7 +32,7 @@ from libs.config import Settings
 from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
 from tests.rest_api import Api, Customer
-from tests.stack import Stack
+from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
 PASSWORD = "a long enough console password"
@@ -459,3 +463,151 @@ def test_signing_out_everywhere_ends_every_session(
         assert client.get("/console/batches").status_code == 303
     # Other users' sessions are untouched.
     assert own.clients["finance"].get("/console/batches").status_code == 200
+
+
+def test_the_operator_invite_endpoint_refuses_precisely(api: Api, tenants: tuple[Tenant, Tenant]) -> None:
+    own, other = tenants
+    url = f"/api/admin/tenants/{own.customer.tenant_id}/console-invites"
+    cases = [
+        (url, {"email": "someone@studio.example", "role": "admin"}, 422, "validation_error"),
+        (url, {"email": "someone@studio.example"}, 422, "validation_error"),
+        (url, {"email": "not an email", "role": "owner"}, 422, "validation_error"),
+        # An email that already signs in (to any tenant's console) cannot be invited again.
+        (url, {"email": other.emails["owner"], "role": "owner"}, 409, "console_user_exists"),
+        (
+            f"/api/admin/tenants/{uuid.uuid4()}/console-invites",
+            {"email": "someone@studio.example", "role": "owner"},
+            404,
+            "not_found",
+        ),
+    ]
+    for path, body, status, code in cases:
+        response = api.http.post(path, json=body, headers=api.admin)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
+    assert api.http.post(url, json={"email": "a@b.example", "role": "owner"}).status_code == 401
+    finance_key = api.http.post(
+        "/api/admin/admin-keys", json={"role": "finance", "name": "books"}, headers=api.admin
+    )
+    assert finance_key.status_code == 201, finance_key.text
+    read_only = {"Authorization": f"Bearer {finance_key.json()['api_key']}"}
+    assert (
+        api.http.post(url, json={"email": "a@b.example", "role": "owner"}, headers=read_only).status_code
+        == 403
+    )
+
+
+def test_the_cli_prints_a_working_invite_link(api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    email = f"cli-{uuid.uuid4().hex[:8]}@studio.example"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.launcher",
+            "console-invite",
+            own.customer.tenant_id,
+            email,
+            "--role",
+            "developer",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    link = done.stdout.strip()
+    assert link.startswith(f"{stack.base_url}/console/invites/")
+    client = _accept(stack.base_url, link)
+    assert email in client.get("/console/team").text
+    client.close()
+
+
+def test_the_admin_tenant_page_invites_to_the_console(stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    with httpx.Client(base_url=stack.base_url, timeout=30) as operator:
+        signed = operator.post("/admin/sign-in", data={"token": ADMIN_TOKEN, "next": "/admin/tenants"})
+        assert signed.status_code == 303
+        page = operator.get(f"/admin/tenants/{own.customer.tenant_id}")
+        csrf = CSRF.search(page.text)
+        assert csrf is not None and 'id="console-invite"' in page.text
+        email = f"button-{uuid.uuid4().hex[:8]}@studio.example"
+        path = f"/admin/tenants/{own.customer.tenant_id}/console-invites"
+        forged = operator.post(path, data={"csrf_token": "forged", "email": email, "role": "finance"})
+        assert forged.status_code == 403
+        created = operator.post(path, data={"csrf_token": csrf.group(1), "email": email, "role": "finance"})
+        assert created.status_code == 201
+        link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
+        assert link is not None
+    _accept(stack.base_url, link.group(1)).close()
+
+
+def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
+    stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, other = tenants
+    owner = own.clients["owner"]
+    email = f"joiner-{uuid.uuid4().hex[:8]}@studio.example"
+    created = owner.post(
+        "/console/team/invites", data={"csrf_token": csrf_of(owner), "email": email, "role": "finance"}
+    )
+    assert created.status_code == 201
+    link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
+    assert link is not None
+    _accept(stack.base_url, link.group(1)).close()
+    joined = signed_in(stack.base_url, email)
+    assert joined.get("/console/activity").status_code == 200  # finance reads the log
+    export = joined.get("/console/activity.csv")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    invited = [row for row in rows if row["action"] == "member.invited" and email in row["detail"]]
+    assert [row["actor"] for row in invited] == [own.emails["owner"]]
+    assert any(row["action"] == "member.joined" and row["actor"] == email for row in rows)
+    assert any(row["action"] == "console.signed_in" and row["actor"] == email for row in rows)
+    for secret in other.emails.values():
+        assert secret not in export.text
+    joined.close()
+
+
+def test_the_batch_list_filters_by_status_and_date_range(tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    client = own.clients["finance"]
+    today = datetime.now(UTC).date()
+    shown = {
+        "": True,
+        "?status=partial": True,
+        "?status=completed": False,
+        f"?created_from={today.isoformat()}&created_to={today.isoformat()}": True,
+        f"?created_from={(today + timedelta(days=1)).isoformat()}": False,
+        f"?created_to={(today - timedelta(days=1)).isoformat()}": False,
+    }
+    for query, listed in shown.items():
+        page = client.get(f"/console/batches{query}")
+        assert page.status_code == 200
+        assert (f'data-batch="{own.batch_id}"' in page.text) is listed, query
+
+
+def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    page = own.clients["owner"].get("/console/activity?action=member.joined")
+    actions = re.findall(r'<tr data-action="([^"]+)">', page.text)
+    assert actions and set(actions) == {"member.joined"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/batches?created_from=0001-01-01&created_to=9999-12-31",
+        "/console/batches?created_from=not-a-day&status=nonsense",
+        "/console/activity?occurred_from=0001-01-01&occurred_to=9999-12-31",
+        "/console/activity?action=" + "x" * 64,
+        "/console/batches/not-a-uuid",
+        "/console/batches/00000000-0000-0000-0000-000000000000?tab=nonsense",
+        "/console/activity?cursor=99999999999999999999999",
+    ],
+)
+def test_odd_filter_values_get_a_page_or_a_precise_4xx(path: str, tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    response = own.clients["owner"].get(path)
+    assert response.status_code in (200, 404, 422), (response.status_code, response.text[:300])
+    assert "Traceback" not in response.text

@@ -11,6 +11,7 @@ import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
+from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
@@ -42,15 +43,7 @@ def _reserve_request(item: _Reserve) -> billing_pb2.ReserveRequest:
     return billing_pb2.ReserveRequest(
         tenant_id=str(item.tenant_id),
         batch_id=str(item.batch_id),
-        lines=[
-            billing_pb2.QuoteLine(
-                model=line.model,
-                count=line.count,
-                unit_price=line.unit_price,
-                duration_seconds=line.duration_seconds,
-            )
-            for line in item.lines
-        ],
+        lines=[from_fields(billing_pb2.QuoteLine, line) for line in item.lines],
     )
 
 
@@ -94,15 +87,7 @@ class GrpcBilling:
             response = await self._stub.Quote(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             raise self._translate(error) from None
-        return [
-            QuoteLine(
-                model=line.model,
-                count=line.count,
-                unit_price=line.unit_price,
-                duration_seconds=line.duration_seconds,
-            )
-            for line in response.lines
-        ]
+        return [from_fields(QuoteLine, line) for line in response.lines]
 
     async def reserve(
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]

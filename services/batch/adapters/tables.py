@@ -13,11 +13,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 
+from libs.columns import created_at_column
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "batch"
@@ -42,7 +42,7 @@ batches = Table(
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("webhook_url", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("queued_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("settled_at", DateTime(timezone=True), nullable=True),
@@ -114,7 +114,7 @@ tasks = Table(
     Column("failure_type", Text, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("video_url", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     # 0002: when the task was put in a dispatch message (NULL: waiting for the batch's window), and

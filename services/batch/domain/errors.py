@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError
+from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 # Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
 
 
-class InsufficientCredits(ServiceError):
+class InsufficientCredits(FailedPrecondition):
     """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "insufficient_credits"
 
     def __init__(self, required_credits: int, available_credits: int) -> None:
@@ -28,32 +27,26 @@ class ModelUnavailable(InvalidArgument):
     there); a batch that was stored for it is recorded as rejected and owes nothing."""
 
 
-class IdempotencyKeyReused(ServiceError):
+class IdempotencyKeyReused(AlreadyExists):
     """The request id was already used for a batch with another body."""
 
-    category = ErrorCategory.ALREADY_EXISTS
     reason = "idempotency_key_reused"
 
 
-class BillingUnavailable(ServiceError):
+class BillingUnavailable(Unavailable):
     """Billing could not be reached; the request may be retried with the same request id."""
 
-    category = ErrorCategory.UNAVAILABLE
-    reason = "unavailable"
 
-
-class PriceChanged(ServiceError):
+class PriceChanged(FailedPrecondition):
     """Billing's price of a line changed between the quote and the reservation (a price list
     deployed meanwhile); the batch is re-priced before anything is frozen."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "stale_quote"
 
 
-class BatchNotFinished(ServiceError):
+class BatchNotFinished(FailedPrecondition):
     """The batch still has tasks to run; only a finished batch can have its failures retried."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "batch_not_finished"
 
 

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.errors import InvalidArgument
+from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
@@ -245,13 +246,7 @@ def breakdown_message(breakdown: BatchBreakdown) -> batch_pb2.BatchBreakdown:
     return batch_pb2.BatchBreakdown(
         batch_id=str(breakdown.batch_id),
         groups=[
-            batch_pb2.OutcomeGroup(
-                status=group.status,
-                failure_type=group.failure_type or "",
-                model=group.model,
-                count=group.count,
-                credits=group.credits,
-            )
+            from_fields(batch_pb2.OutcomeGroup, group, failure_type=group.failure_type or "")
             for group in breakdown.groups
         ],
         created_at=_timestamp(breakdown.created_at),
@@ -265,14 +260,6 @@ def breakdown_message(breakdown: BatchBreakdown) -> batch_pb2.BatchBreakdown:
 
 def totals_message(totals: BatchTotals) -> batch_pb2.BatchTotals:
     """The BatchTotals message of one batch."""
-    return batch_pb2.BatchTotals(
-        batch_id=str(totals.batch_id),
-        tenant_id=str(totals.tenant_id),
-        status=totals.status,
-        settlement_status=totals.settlement_status,
-        total_count=totals.total_count,
-        frozen_credits=totals.frozen_credits,
-        terminal_count=totals.terminal_count,
-        succeeded_credits=totals.succeeded_credits,
-        refundable_credits=totals.refundable_credits,
+    return from_fields(
+        batch_pb2.BatchTotals, totals, batch_id=str(totals.batch_id), tenant_id=str(totals.tenant_id)
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.field_mapping import from_fields
 from libs.rpc.errors import as_service_error, remote_error
 from services.billing.domain.ids import BatchId, TaskId, parse_batch_id
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
@@ -59,15 +60,7 @@ class BatchServiceOutcomes:
                 raise as_service_error(remote_error(error)) from error
             for batch in page.batches:
                 batch_id = parse_batch_id(batch.batch_id)
-                totals[batch_id] = BatchOutcomeTotals(
-                    batch_id=batch_id,
-                    status=batch.status,
-                    settlement_status=batch.settlement_status,
-                    total_count=batch.total_count,
-                    terminal_count=batch.terminal_count,
-                    succeeded_credits=batch.succeeded_credits,
-                    refundable_credits=batch.refundable_credits,
-                )
+                totals[batch_id] = from_fields(BatchOutcomeTotals, batch, batch_id=batch_id)
             if not page.next_cursor:
                 return totals
             cursor = page.next_cursor

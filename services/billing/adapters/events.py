@@ -18,14 +18,5 @@ def batch_settled_event(hold: BatchHold) -> Envelope:
         occurred_at.FromDatetime(hold.settled_at)
     return Envelope.of(
         BATCH_SETTLED,
-        events_pb2.BatchSettled(
-            batch_id=str(hold.batch_id),
-            tenant_id=str(hold.tenant_id),
-            frozen_credits=hold.frozen,
-            captured_credits=hold.captured,
-            refunded_credits=hold.refunded,
-            released_credits=hold.released,
-            settlement_status=hold.settlement_status.value,
-            occurred_at=occurred_at,
-        ),
+        events_pb2.BatchSettled(**hold.credit_totals(), occurred_at=occurred_at),
     )

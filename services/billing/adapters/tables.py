@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 
+from libs.columns import created_at_column
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "billing"
@@ -32,7 +33,7 @@ tenants = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("name", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
 )
 
 api_keys = Table(
@@ -42,7 +43,7 @@ api_keys = Table(
     Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
     Column("key_hash", Text, nullable=False, unique=True),
     Column("key_prefix", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Index("ix_billing_api_keys_tenant_id", "tenant_id"),
@@ -57,7 +58,7 @@ admin_keys = Table(
     Column("key_prefix", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("name", Text, nullable=False, server_default=text("''")),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("role IN ('admin', 'finance')", name="ck_admin_keys_role"),
@@ -93,7 +94,7 @@ accounts = Table(
     Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=True),
     Column("batch_id", Uuid, nullable=True),
     Column("balance", BigInteger, nullable=False, server_default=text("0")),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
     # Tenant accounts can never go negative, whatever the code does.
     CheckConstraint(f"kind IN {SYSTEM_KINDS_SQL} OR balance >= 0", name="ck_accounts_not_negative"),
@@ -134,7 +135,7 @@ transfers = Table(
     Column("debit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("credit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     # The model of a task outcome (per-model statements and margins); NULL on other transfers.
     Column("model", Text, nullable=True),
     CheckConstraint(f"ref_type IN {REF_TYPES_SQL}", name="ck_transfers_ref_type"),
@@ -163,7 +164,7 @@ ledger_entries = Table(
     Column("ref_id", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     CheckConstraint("amount <> 0", name="ck_ledger_entries_amount_nonzero"),
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
     Index("ix_ledger_entries_transfer_id", "transfer_id"),
@@ -186,7 +187,7 @@ batch_holds = Table(
     Column("released", BigInteger, nullable=False, server_default=text("0")),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("settled_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     CheckConstraint(
         "settlement_status IN ('pending', 'settled', 'refunded')", name="ck_batch_holds_settlement_status"
     ),
@@ -225,7 +226,7 @@ payments = Table(
     Column("credits", BigInteger, nullable=False),
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     CheckConstraint("provider IN ('stripe', 'invoice')", name="ck_payments_provider"),
     CheckConstraint("credits > 0", name="ck_payments_credits_positive"),
     CheckConstraint("amount_usd_cents >= 0", name="ck_payments_amount_not_negative"),
@@ -285,7 +286,7 @@ console_users = Table(
     Column("role", Text, nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("invite_id", Uuid, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("removed_at", DateTime(timezone=True), nullable=True),
     CheckConstraint(f"role IN {CONSOLE_ROLES_SQL}", name="ck_console_users_role"),
     # One active user per email across tenants: the sign-in form asks for no tenant (ADR-075).
@@ -304,7 +305,7 @@ console_invites = Table(
     Column("invited_by_kind", Text, nullable=False),
     Column("invited_by_id", Text, nullable=False, server_default=text("''")),
     Column("invited_by_label", Text, nullable=False, server_default=text("''")),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("accepted_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),

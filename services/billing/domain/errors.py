@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError, Unauthenticated
+from libs.errors import (
+    AlreadyExists,
+    ErrorCategory,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unauthenticated,
+)
 
 
-class InsufficientCredits(ServiceError):
+class InsufficientCredits(FailedPrecondition):
     """The tenant's available balance does not cover the batch."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "insufficient_credits"
 
     def __init__(self, required_credits: int, available_credits: int) -> None:
@@ -26,10 +33,9 @@ class UnknownModel(InvalidArgument):
         super().__init__(f"unknown model {model!r}", model=model)
 
 
-class StaleQuote(ServiceError):
+class StaleQuote(FailedPrecondition):
     """The caller quoted a unit price that is no longer current."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "stale_quote"
 
     def __init__(self, model: str, quoted_price: int, current_price: int) -> None:
@@ -91,10 +97,9 @@ class BatchReservedByAnotherTenant(BatchRefusal):
     summary = "this batch id is already reserved by another tenant"
 
 
-class ModelNotReserved(ServiceError):
+class ModelNotReserved(FailedPrecondition):
     """A task outcome names a model the batch did not reserve credits for."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "model_not_reserved"
 
     def __init__(self, batch_id: object, model: str) -> None:
@@ -109,10 +114,9 @@ class AlreadySettled(BatchRefusal):
     summary = "the batch is already settled"
 
 
-class TooManyOutcomes(ServiceError):
+class TooManyOutcomes(FailedPrecondition):
     """More distinct task outcomes than the batch has items."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "too_many_outcomes"
 
     def __init__(self, batch_id: object, item_count: int) -> None:
@@ -121,20 +125,18 @@ class TooManyOutcomes(ServiceError):
         )
 
 
-class OutcomeConflict(ServiceError):
+class OutcomeConflict(FailedPrecondition):
     """A task already has the opposite outcome (captured vs refunded)."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "outcome_conflict"
 
     def __init__(self, task_id: str, applied: str) -> None:
         super().__init__(f"task already has outcome {applied}", task_id=task_id, applied=applied)
 
 
-class OutcomesMissing(ServiceError):
+class OutcomesMissing(FailedPrecondition):
     """Settlement refused: billing has not yet applied an outcome for every task of the batch."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "outcomes_missing"
 
     def __init__(self, batch_id: object, outcomes_applied: int, item_count: int) -> None:
@@ -146,10 +148,9 @@ class OutcomesMissing(ServiceError):
         )
 
 
-class ApiKeyAlreadyExists(ServiceError):
+class ApiKeyAlreadyExists(AlreadyExists):
     """The exact key to register is already registered."""
 
-    category = ErrorCategory.ALREADY_EXISTS
     reason = "api_key_exists"
 
     def __init__(self) -> None:
@@ -238,10 +239,9 @@ class InviteNotFound(NotFound):
         super().__init__("this invite link is not valid any more")
 
 
-class ConsoleUserExists(ServiceError):
+class ConsoleUserExists(AlreadyExists):
     """An active console user already signs in with this email."""
 
-    category = ErrorCategory.ALREADY_EXISTS
     reason = "console_user_exists"
 
     def __init__(self, email: str) -> None:
@@ -265,10 +265,9 @@ class NotAnOwner(ServiceError):
         super().__init__("only an owner of this tenant may manage its members")
 
 
-class LastOwner(ServiceError):
+class LastOwner(FailedPrecondition):
     """Removing the tenant's last owner would leave nobody able to manage the console."""
 
-    category = ErrorCategory.FAILED_PRECONDITION
     reason = "last_owner"
 
     def __init__(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 from services.billing.domain.errors import (
     AlreadySettled,
@@ -24,6 +25,18 @@ class SettlementStatus(StrEnum):
     PENDING = "pending"
     SETTLED = "settled"
     REFUNDED = "refunded"
+
+
+class CreditTotals(TypedDict):
+    """A hold's batch, tenant and counters under the contracts' names (see `BatchHold.credit_totals`)."""
+
+    batch_id: str
+    tenant_id: str
+    frozen_credits: int
+    captured_credits: int
+    refunded_credits: int
+    released_credits: int
+    settlement_status: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,19 @@ class BatchHold:
         if price is None:
             raise ModelNotReserved(self.batch_id, model)
         return price
+
+    def credit_totals(self) -> CreditTotals:
+        """The batch, its tenant and its counters as the contracts name them (`BatchSettlement`
+        and the `batch.settled` event share these fields): ids as text, `*_credits` counters."""
+        return CreditTotals(
+            batch_id=str(self.batch_id),
+            tenant_id=str(self.tenant_id),
+            frozen_credits=self.frozen,
+            captured_credits=self.captured,
+            refunded_credits=self.refunded,
+            released_credits=self.released,
+            settlement_status=self.settlement_status.value,
+        )
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from services.gateway.console.auth import (
     LOGIN_COOKIE,
     LOGIN_PATH,
     SESSION_COOKIE,
+    CurrentUser,
     form_fields,
     safe_next,
-    signed_in_user,
     tokens_match,
 )
 from services.gateway.console.router import ConsoleDeps, Endpoint
@@ -105,8 +105,8 @@ def access_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
         return response
 
-    async def logout_form(request: Request) -> Response:
-        return pages.render(request, "logout.html", user=signed_in_user(request))
+    async def logout_form(request: Request, user: CurrentUser) -> Response:
+        return pages.render(request, "logout.html", user=user)
 
     async def logout(request: Request) -> Response:
         form = await form_fields(request)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hmac
 import math
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import parse_qs, quote
 
 import grpc
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
@@ -85,10 +86,14 @@ async def form_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def signed_in_user(request: Request) -> ConsoleUser:
-    """The user the guard admitted (only for routes with roles)."""
+async def signed_in_user(request: Request) -> ConsoleUser:
+    """The user the guard admitted (only for routes with roles; the guard runs first)."""
     user: ConsoleUser = request.state.console_user
     return user
+
+
+# An endpoint's parameter `user: CurrentUser` is the signed-in user of its request.
+CurrentUser = Annotated[ConsoleUser, Depends(signed_in_user)]
 
 
 def sign_in_redirect(request: Request) -> RedirectResponse:

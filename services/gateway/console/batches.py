@@ -10,7 +10,6 @@ endpoints defined inside the router factories.
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request
@@ -20,7 +19,8 @@ from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
-from services.gateway.console.auth import ConsoleUser, signed_in_user
+from services.gateway.console.auth import CurrentUser
+from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
@@ -48,29 +48,11 @@ Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTER
 Filter = Annotated[str, Query(max_length=64)]
 
 
-def _day(value: str) -> date | None:
-    """A `YYYY-MM-DD` filter value; None when empty or not a date (the filter is then ignored)."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 def progress_fields(batch: BatchView) -> dict[str, object]:
-    """What the page's script updates: counts, money, statuses and the bar's segments."""
+    """What the page's script updates: the batch's figures, net, and the bar's segments."""
     bar = views.progress(batch)
     return {
-        "batch_id": batch.batch_id,
-        "status": batch.status,
-        "settlement_status": batch.settlement_status,
-        "total_count": batch.total_count,
-        "success_count": batch.success_count,
-        "failed_count": batch.failed_count,
-        "cancelled_count": batch.cancelled_count,
-        "pending_count": batch.pending_count,
-        "frozen_credits": batch.frozen_credits,
-        "credits_spent": batch.credits_spent,
-        "refunded_credits": batch.refunded_credits,
+        **batch.model_dump(mode="json"),
         "net_spent": batch.frozen_credits - batch.refunded_credits,
         "done": bar.done,
         "segments": [{"kind": segment.kind, "width": segment.width} for segment in bar.segments],
@@ -118,24 +100,22 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def batches(
         request: Request,
+        user: CurrentUser,
         status: Filter = "",
         created_from: Filter = "",
         created_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
-        first_day, last_day = _day(created_from), _day(created_to)
+        days = DayRange.parse(created_from, created_to)
         filters = {
             "status": status if status in views.BATCH_STATUSES else "",
-            "created_from": first_day.isoformat() if first_day else "",
-            "created_to": last_day.isoformat() if last_day else "",
+            **days.form_values("created_from", "created_to"),
         }
         items, next_cursor = await reads.batches(
             user.tenant_id,
             status=filters["status"],
-            created_from=datetime.combine(first_day, time(), UTC) if first_day else None,
-            # The last day is included: the bound is the start of the next day.
-            created_to=datetime.combine(last_day + timedelta(days=1), time(), UTC) if last_day else None,
+            created_from=days.start,
+            created_to=days.end,
             cursor=cursor,
         )
         return pages.render(
@@ -153,13 +133,13 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def batch(
         request: Request,
+        user: CurrentUser,
         batch_id: str,
         tab: Filter = "overview",
         status: Filter = "",
         failure_type: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         batch_id = batch_id.lower()
@@ -221,15 +201,15 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             **values,
         )
 
-    async def batch_progress(request: Request, batch_id: str) -> Response:
-        user: ConsoleUser = signed_in_user(request)
+    async def batch_progress(request: Request, user: CurrentUser, batch_id: str) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         view = await reads.batch_view(user.tenant_id, batch_id.lower())
         return JSONResponse(progress_fields(view), headers={"Cache-Control": "no-store"})
 
-    async def task_video(request: Request, batch_id: str, task_id: str, mode: Filter = "play") -> Response:
-        user = signed_in_user(request)
+    async def task_video(
+        request: Request, user: CurrentUser, batch_id: str, task_id: str, mode: Filter = "play"
+    ) -> Response:
         if not (is_uuid(batch_id) and is_uuid(task_id)):
             raise NotTheTenants(batch_id)
         batch_id, task_id = batch_id.lower(), task_id.lower()
@@ -256,8 +236,7 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         }
         return store.response(batch_id, task_id, disposition=disposition, headers=headers)
 
-    async def batch_results_csv(request: Request, batch_id: str) -> Response:
-        user = signed_in_user(request)
+    async def batch_results_csv(request: Request, user: CurrentUser, batch_id: str) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         batch_id = batch_id.lower()

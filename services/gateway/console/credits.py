@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from services.gateway.console import pages
 from services.gateway.console.audit import record_activity
-from services.gateway.console.auth import ConsoleUser, Refused, form_fields, signed_in_user
+from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, form_fields
 from services.gateway.console.route_table import FINANCE, OWNER
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS
@@ -42,8 +42,9 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
     base_url = deps.settings.public_base_url.rstrip("/")
 
-    async def credits(request: Request, checkout: Filter = "", cursor: Cursor = "") -> Response:
-        user = signed_in_user(request)
+    async def credits(
+        request: Request, user: CurrentUser, checkout: Filter = "", cursor: Cursor = ""
+    ) -> Response:
         finance_may_buy = await money.finance_may_buy(user.tenant_id)
         packs = await money.packs()
         receipts, next_cursor = await money.receipts(user.tenant_id, cursor)
@@ -61,8 +62,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             notice=CHECKOUT_NOTICES.get(checkout, ""),
         )
 
-    async def buy_credits(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def buy_credits(request: Request, user: CurrentUser) -> Response:
         if not may_buy(user, await money.finance_may_buy(user.tenant_id)):
             raise Refused(403, "Your account's owner has not allowed finance members to buy credits.")
         pack_id = (await form_fields(request)).get("pack_id", "")
@@ -90,8 +90,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         await record_activity(deps, request, user, "credits.checkout_opened", "pack", pack_id)
         return RedirectResponse(url, status_code=303)
 
-    async def receipt(request: Request, payment_id: str) -> Response:
-        user = signed_in_user(request)
+    async def receipt(request: Request, user: CurrentUser, payment_id: str) -> Response:
         if not payment_id.isdigit():
             raise NotTheTenants(payment_id)
         try:
@@ -102,8 +101,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             raise
         return pages.render(request, "credits/receipt.html", user=user, active="credits", receipt=found)
 
-    async def credit_settings(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def credit_settings(request: Request, user: CurrentUser) -> Response:
         allowed = (await form_fields(request)).get("finance_may_buy_credits") == "on"
         stored = await money.set_finance_may_buy(user.tenant_id, allowed)
         await record_activity(

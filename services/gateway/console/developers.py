@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from libs.rpc.errors import remote_error
 from services.gateway.console import pages
 from services.gateway.console.audit import record_activity
-from services.gateway.console.auth import ConsoleUser, form_fields, signed_in_user
+from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
 from services.gateway.schemas.webhooks import WEBHOOK_EVENT_TYPES
@@ -94,25 +94,22 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             error=error,
         )
 
-    async def developers_page(request: Request) -> Response:
-        return await page(request, signed_in_user(request))
+    async def developers_page(request: Request, user: CurrentUser) -> Response:
+        return await page(request, user)
 
-    async def create_api_key(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def create_api_key(request: Request, user: CurrentUser) -> Response:
         created = await developers.create_key(user.tenant_id)
         await record_activity(deps, request, user, "api_key.created", "api_key", created.identifier)
         return await page(request, user, created_key=created, status_code=201)
 
-    async def revoke_api_key(request: Request, key_id: str) -> Response:
-        user = signed_in_user(request)
+    async def revoke_api_key(request: Request, user: CurrentUser, key_id: str) -> Response:
         revoked = await _scoped(developers.revoke_key(user.tenant_id, _object_id(key_id)))
         await record_activity(
             deps, request, user, "api_key.revoked", "api_key", revoked.key_id, revoked.prefix
         )
         return RedirectResponse("/console/developers", status_code=303)
 
-    async def create_webhook_endpoint(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def create_webhook_endpoint(request: Request, user: CurrentUser) -> Response:
         form = await form_fields(request)
         url = form.get("url", "").strip()
         description = form.get("description", "").strip()
@@ -132,8 +129,7 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
         return await page(request, user, endpoint_secret=created, status_code=201)
 
-    async def rotate_endpoint_secret(request: Request, endpoint_id: str) -> Response:
-        user = signed_in_user(request)
+    async def rotate_endpoint_secret(request: Request, user: CurrentUser, endpoint_id: str) -> Response:
         rotated = await _scoped(developers.rotate_endpoint_secret(user.tenant_id, _object_id(endpoint_id)))
         await record_activity(
             deps, request, user, "webhook_endpoint.secret_rotated", "webhook_endpoint", rotated.identifier
@@ -141,9 +137,8 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return await page(request, user, endpoint_secret=rotated)
 
     async def deliveries(
-        request: Request, batch_id: Filter = "", cursor: Cursor = "", replayed: Filter = ""
+        request: Request, user: CurrentUser, batch_id: Filter = "", cursor: Cursor = "", replayed: Filter = ""
     ) -> Response:
-        user = signed_in_user(request)
         timeline = await developers.timeline(
             user.tenant_id, batch_id.lower() if is_uuid(batch_id) else "", cursor
         )
@@ -159,16 +154,14 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             next_cursor=timeline.next_cursor,
         )
 
-    async def replay_message(request: Request, message_id: str) -> Response:
-        user = signed_in_user(request)
+    async def replay_message(request: Request, user: CurrentUser, message_id: str) -> Response:
         if not MESSAGE_ID.match(message_id):
             raise NotTheTenants(message_id)
         await _scoped(developers.replay(user.tenant_id, message_id))
         await record_activity(deps, request, user, "webhook.message_replayed", "webhook_message", message_id)
         return RedirectResponse(f"{DELIVERIES_PATH}?replayed={message_id}", status_code=303)
 
-    async def replay_failed(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def replay_failed(request: Request, user: CurrentUser) -> Response:
         since_text = (await form_fields(request)).get("since", "")
         try:
             since = datetime.fromisoformat(since_text)

@@ -9,7 +9,7 @@ endpoints defined inside the router factories.
 """
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import grpc
@@ -19,7 +19,8 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
-from services.gateway.console.auth import ConsoleUser, signed_in_user
+from services.gateway.console.auth import ConsoleUser, CurrentUser
+from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.console_ui.exports import exact_usd, ledger_csv, statement_csv, usage_csv
 from services.gateway.console_ui.usage_chart import model_label, usage_chart
@@ -43,23 +44,15 @@ Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTER
 Filter = Annotated[str, Query(max_length=64)]
 
 
-def _day(value: str) -> date | None:
-    """A `YYYY-MM-DD` filter value; None when empty or not a date (the filter is then ignored)."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 def usage_period(first: str, last: str, today: date) -> tuple[date, date]:
     """[start, end) of the usage filters (the last day included); the last 30 days by default, and
     never more than a year."""
     start, end = default_usage_period(today)
-    first_day, last_day = _day(first), _day(last)
-    if first_day is not None:
-        start = first_day
-    if last_day is not None:
-        end = last_day + timedelta(days=1)
+    days = DayRange.parse(first, last)
+    if days.first is not None:
+        start = days.first
+    if days.last is not None and days.last < date.max:
+        end = days.last + timedelta(days=1)
     if end <= start:
         end = start + timedelta(days=1)
     return max(start, end - timedelta(days=MAX_USAGE_DAYS)), end
@@ -67,12 +60,12 @@ def usage_period(first: str, last: str, today: date) -> tuple[date, date]:
 
 def ledger_query(batch_id: str, ref_type: str, first: str, last: str) -> LedgerQuery:
     """The books' filters, each ignored when it is not valid."""
-    first_day, last_day = _day(first), _day(last)
+    days = DayRange.parse(first, last)
     return LedgerQuery(
         batch_id=batch_id.lower() if is_uuid(batch_id) else "",
         ref_type=ref_type if ref_type in LEDGER_TYPES else "",
-        created_from=datetime.combine(first_day, time(), UTC) if first_day else None,
-        created_to=datetime.combine(last_day + timedelta(days=1), time(), UTC) if last_day else None,
+        created_from=days.start,
+        created_to=days.end,
     )
 
 
@@ -90,8 +83,9 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     """usage, usage_csv, books, books_csv, statement_pick, statement, statement_csv, statement_print."""
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
 
-    async def usage(request: Request, created_from: Filter = "", created_to: Filter = "") -> Response:
-        user = signed_in_user(request)
+    async def usage(
+        request: Request, user: CurrentUser, created_from: Filter = "", created_to: Filter = ""
+    ) -> Response:
         start, end = usage_period(created_from, created_to, datetime.now(UTC).date())
         report = await money.usage(user.tenant_id, start, end)
         filters = {"created_from": start.isoformat(), "created_to": (end - timedelta(days=1)).isoformat()}
@@ -108,8 +102,9 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             exact_usd=exact_usd,
         )
 
-    async def usage_export(request: Request, created_from: Filter = "", created_to: Filter = "") -> Response:
-        user = signed_in_user(request)
+    async def usage_export(
+        request: Request, user: CurrentUser, created_from: Filter = "", created_to: Filter = ""
+    ) -> Response:
         start, end = usage_period(created_from, created_to, datetime.now(UTC).date())
         report = await money.usage(user.tenant_id, start, end)
         return Response(
@@ -122,13 +117,13 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def books(
         request: Request,
+        user: CurrentUser,
         batch_id: Filter = "",
         ref_type: Filter = "",
         created_from: Filter = "",
         created_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         query = ledger_query(batch_id, ref_type, created_from, created_to)
         page = await money.ledger(user.tenant_id, query, cursor)
         filters = _filters(query)
@@ -150,47 +145,45 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def books_export(
         request: Request,
+        user: CurrentUser,
         batch_id: Filter = "",
         ref_type: Filter = "",
         created_from: Filter = "",
         created_to: Filter = "",
     ) -> StreamingResponse:
-        user = signed_in_user(request)
         query = ledger_query(batch_id, ref_type, created_from, created_to)
         return csv_download(ledger_csv(money.ledger_lines(user.tenant_id, query)), "ledger.csv")
 
-    async def _statement(request: Request, month: str) -> tuple[ConsoleUser, StatementView]:
-        user = signed_in_user(request)
+    async def _statement(user: ConsoleUser, month: str) -> StatementView:
         if not MONTH.match(month):
             raise NotTheTenants(month)
         try:
-            return user, await money.statement(user.tenant_id, month)
+            return await money.statement(user.tenant_id, month)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
                 raise NotTheTenants(month) from None
             raise
 
-    async def statement_pick(request: Request, month: Filter = "") -> Response:
-        signed_in_user(request)
+    async def statement_pick(month: Filter = "") -> Response:
         chosen = month if MONTH.match(month) else month_label(datetime.now(UTC))
         return RedirectResponse(f"/console/books/statements/{chosen}", status_code=303)
 
-    async def statement(request: Request, month: str) -> Response:
-        user, view = await _statement(request, month)
+    async def statement(request: Request, user: CurrentUser, month: str) -> Response:
+        view = await _statement(user, month)
         return pages.render(
             request, "books/statement.html", user=user, active="books", statement=view, months=_around(month)
         )
 
-    async def statement_export(request: Request, month: str) -> Response:
-        _, view = await _statement(request, month)
+    async def statement_export(user: CurrentUser, month: str) -> Response:
+        view = await _statement(user, month)
         return Response(
             statement_csv(view),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="statement_{month}.csv"'},
         )
 
-    async def statement_print(request: Request, month: str) -> Response:
-        user, view = await _statement(request, month)
+    async def statement_print(request: Request, user: CurrentUser, month: str) -> Response:
+        view = await _statement(user, month)
         return pages.render(request, "books/statement_print.html", user=user, statement=view)
 
     return {

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from services.gateway.admin_ui import views
 from services.gateway.console import pages
-from services.gateway.console.auth import signed_in_user
+from services.gateway.console.auth import CurrentUser
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.use_cases.console_money import ConsoleMoney
 
@@ -21,8 +21,7 @@ def overview_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     """home (the overview)."""
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
 
-    async def overview(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def overview(request: Request, user: CurrentUser) -> Response:
         figures = await money.overview(user.tenant_id, datetime.now(UTC))
         return pages.render(
             request,

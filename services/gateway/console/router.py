@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -24,7 +25,7 @@ from services.gateway.adapters.backends import Backends
 from services.gateway.console import pages
 from services.gateway.console.auth import ConsoleAuth, ConsoleUser, Refused, SignInRequired, sign_in_redirect
 from services.gateway.console.route_table import ROUTES, ConsoleRoute
-from services.gateway.http.errors import ApiError, error_response
+from services.gateway.http.errors import RETRY_AFTER_SECONDS, ApiError, error_response
 from services.gateway.http.rate_limits import FailedAttemptLimiter
 from services.gateway.use_cases.console_reads import ConsoleReads, NotTheTenants
 
@@ -47,6 +48,7 @@ class ConsoleDeps:
 
 EndpointFactory = Callable[[ConsoleDeps], Mapping[str, Endpoint]]
 
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _ROUTE_BY_KEY: dict[tuple[str, str], ConsoleRoute] = {(route.method, route.path): route for route in ROUTES}
 
 
@@ -90,6 +92,19 @@ class ConsoleApiRoute(APIRoute):
                 if html:
                     return pages.not_found(request, getattr(request.state, "console_user", None))
                 return error_response(ApiError(404, "not_found", "not found"))
+            except grpc.aio.AioRpcError as error:
+                # A backend out of reach: a page says so (503, Retry-After); JSON keeps the API's answer.
+                if not html or error.code() not in UNREACHABLE:
+                    raise
+                user = getattr(request.state, "console_user", None)
+                return pages.message(
+                    request,
+                    user,
+                    503,
+                    "Temporarily unavailable",
+                    "A Reelbatch service is not answering; try again in a moment.",
+                    **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
 
         return handle_console
 

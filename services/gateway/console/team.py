@@ -10,7 +10,7 @@ endpoints defined inside the router factories.
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import grpc
@@ -23,7 +23,8 @@ from libs.rpc.errors import remote_error
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
-from services.gateway.console.auth import ConsoleUser, form_fields, signed_in_user
+from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
+from services.gateway.console.dates import DayRange
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
@@ -48,15 +49,11 @@ Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTER
 Filter = Annotated[str, Query(max_length=64)]
 
 
-def _moment(day: str, *, next_day: bool = False) -> Timestamp | None:
-    try:
-        parsed = date.fromisoformat(day) if day else None
-    except ValueError:
-        return None
-    if parsed is None:
+def _stamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
         return None
     stamp = Timestamp()
-    stamp.FromDatetime(datetime.combine(parsed + timedelta(days=1 if next_day else 0), time(), UTC))
+    stamp.FromDatetime(moment)
     return stamp
 
 
@@ -85,11 +82,10 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             error=error,
         )
 
-    async def team(request: Request) -> Response:
-        return await team_page(request, signed_in_user(request))
+    async def team(request: Request, user: CurrentUser) -> Response:
+        return await team_page(request, user)
 
-    async def invite_member(request: Request) -> Response:
-        user = signed_in_user(request)
+    async def invite_member(request: Request, user: CurrentUser) -> Response:
         form = await form_fields(request)
         try:
             created = await create_console_invite(
@@ -108,8 +104,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             raise
         return await team_page(request, user, created_url=created.invite_url, status_code=201)
 
-    async def revoke_invite(request: Request, invite_id: str) -> Response:
-        user = signed_in_user(request)
+    async def revoke_invite(request: Request, user: CurrentUser, invite_id: str) -> Response:
         if not is_uuid(invite_id):
             raise NotTheTenants(invite_id)
         await _owned(
@@ -123,8 +118,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
         return RedirectResponse(TEAM_PATH, status_code=303)
 
-    async def remove_member(request: Request, user_id: str) -> Response:
-        user = signed_in_user(request)
+    async def remove_member(request: Request, user: CurrentUser, user_id: str) -> Response:
         if not is_uuid(user_id):
             raise NotTheTenants(user_id)
         try:
@@ -146,23 +140,24 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     def activity_request(
         user: ConsoleUser, action: str, occurred_from: str, occurred_to: str, cursor: str, limit: int
     ) -> billing_pb2.ListTenantActivityRequest:
+        days = DayRange.parse(occurred_from, occurred_to)
         return billing_pb2.ListTenantActivityRequest(
             tenant_id=user.tenant_id,
             action=action,
-            occurred_from=_moment(occurred_from),
-            occurred_to=_moment(occurred_to, next_day=True),
+            occurred_from=_stamp(days.start),
+            occurred_to=_stamp(days.end),
             cursor=cursor,
             limit=limit,
         )
 
     async def activity(
         request: Request,
+        user: CurrentUser,
         action: Filter = "",
         occurred_from: Filter = "",
         occurred_to: Filter = "",
         cursor: Cursor = "",
     ) -> Response:
-        user = signed_in_user(request)
         filters = {"action": action, "occurred_from": occurred_from, "occurred_to": occurred_to}
         page = await billing.ListTenantActivity(
             activity_request(user, action, occurred_from, occurred_to, cursor, 50), timeout=deadline
@@ -181,9 +176,12 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
 
     async def activity_csv(
-        request: Request, action: Filter = "", occurred_from: Filter = "", occurred_to: Filter = ""
+        request: Request,
+        user: CurrentUser,
+        action: Filter = "",
+        occurred_from: Filter = "",
+        occurred_to: Filter = "",
     ) -> Response:
-        user = signed_in_user(request)
 
         async def rows() -> AsyncIterator[bytes]:
             buffer = io.StringIO()

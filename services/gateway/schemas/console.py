@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
-from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE, FailureGroupView, TimingView
+from services.gateway.schemas.admin_batches import FailureGroupView, TimingView, failure_groups
 from services.gateway.schemas.batches import BatchView
 
 
@@ -23,22 +23,9 @@ class ConsoleBatchDetail(BatchView):
     @classmethod
     def assemble(cls, batch: batch_pb2.Batch, breakdown: batch_pb2.BatchBreakdown) -> Self:
         """Combines the batch and its breakdown."""
-        failures: dict[str, tuple[int, int]] = {}
-        for group in breakdown.groups:
-            if group.failure_type:
-                count, credits = failures.get(group.failure_type, (0, 0))
-                failures[group.failure_type] = (count + group.count, credits + group.credits)
         return cls(
             **BatchView.from_proto(batch).model_dump(),
             net_spent=batch.frozen_credits - batch.refunded_credits,
             timing=TimingView.from_proto(breakdown),
-            failures=[
-                FailureGroupView(
-                    failure_type=failure_type,
-                    fault=FAULT_BY_FAILURE_TYPE.get(failure_type, "us"),
-                    count=count,
-                    refunded_credits=credits,
-                )
-                for failure_type, (count, credits) in sorted(failures.items(), key=lambda item: -item[1][0])
-            ],
+            failures=failure_groups(breakdown),
         )

@@ -15,16 +15,16 @@ from datetime import datetime
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
-from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
-from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
+from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.console import ConsoleBatchDetail
 from services.gateway.schemas.credits import BatchBillingView
 from services.gateway.schemas.fields import optional_timestamp
 from services.gateway.schemas.tasks import TaskPage, TaskView
+from services.gateway.use_cases.admin_reads import AdminReads
 
 # Pages read in full for an export (the ledger's and the task list's largest pages).
 EXPORT_LEDGER_PAGE = 500
@@ -61,6 +61,8 @@ class ConsoleReads:
     def __init__(self, backends: Backends, deadline_seconds: float) -> None:
         self._backends = backends
         self._deadline = deadline_seconds
+        # The operators' reads, always called here with the tenant.
+        self._reads = AdminReads(backends, deadline_seconds)
 
     async def batches(
         self,
@@ -122,20 +124,13 @@ class ConsoleReads:
         limit: int = 50,
     ) -> TaskPage:
         """A page of the batch's tasks in batch order."""
-        response = await self._backends.batch.ListTasks(
-            batch_pb2.ListTasksRequest(
-                tenant_id=_scope(tenant_id),
-                batch_id=batch_id,
-                status=status,
-                failure_type=failure_type,
-                cursor=cursor,
-                limit=limit,
-            ),
-            timeout=self._deadline,
-        )
-        return TaskPage(
-            items=[TaskView.from_proto(task) for task in response.tasks],
-            next_cursor=response.next_cursor or None,
+        return await self._reads.tasks(
+            batch_id,
+            status=status,
+            failure_type=failure_type,
+            cursor=cursor,
+            limit=limit,
+            tenant_id=_scope(tenant_id),
         )
 
     async def ledger(
@@ -154,16 +149,7 @@ class ConsoleReads:
         self, tenant_id: str, batch_id: str, *, cursor: str = "", limit: int = 50
     ) -> DeliveryPage:
         """The batch's webhook deliveries with their attempts, newest first."""
-        response = await self._backends.webhook.ListDeliveries(
-            webhook_pb2.ListDeliveriesRequest(
-                tenant_id=_scope(tenant_id), batch_id=batch_id, cursor=cursor, limit=limit
-            ),
-            timeout=self._deadline,
-        )
-        return DeliveryPage(
-            items=[DeliveryView.from_proto(delivery) for delivery in response.deliveries],
-            next_cursor=response.next_cursor or None,
-        )
+        return await self._reads.webhooks(batch_id, cursor=cursor, limit=limit, tenant_id=_scope(tenant_id))
 
     async def results(self, tenant_id: str, batch_id: str) -> AsyncIterator[ResultRow]:
         """Every task of the batch with the credits the ledger charged and refunded for it, so the

@@ -7,6 +7,7 @@ from datetime import UTC
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.field_mapping import from_fields
 from libs.rpc.errors import as_service_error, remote_error
 from services.webhook.domain.records import BatchSnapshot
 
@@ -25,20 +26,9 @@ class BatchServiceReader:
             )
         except grpc.aio.AioRpcError as error:
             raise as_service_error(remote_error(error)) from error
-        return BatchSnapshot(
-            batch_id=batch.batch_id,
-            tenant_id=batch.tenant_id,
-            status=batch.status,
-            total_count=batch.total_count,
-            success_count=batch.success_count,
-            failed_count=batch.failed_count,
-            cancelled_count=batch.cancelled_count,
-            pending_count=batch.pending_count,
-            frozen_credits=batch.frozen_credits,
-            credits_spent=batch.credits_spent,
-            refunded_credits=batch.refunded_credits,
-            settlement_status=batch.settlement_status,
+        return from_fields(
+            BatchSnapshot,
+            batch,
             created_at=batch.created_at.ToDatetime(tzinfo=UTC) if batch.HasField("created_at") else None,
             finished_at=batch.finished_at.ToDatetime(tzinfo=UTC) if batch.HasField("finished_at") else None,
-            webhook_url=batch.webhook_url,
         )

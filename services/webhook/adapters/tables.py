@@ -18,9 +18,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    func,
     text,
 )
+
+from libs.columns import created_at_column
 
 SCHEMA = "webhook"
 
@@ -40,7 +41,7 @@ endpoints = Table(
     Column("previous_secret", Text, nullable=True),
     Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
     Column("status", Text, nullable=False, server_default="enabled"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("status IN ('enabled', 'disabled', 'deleted')", name="ck_endpoints_status"),
     Index("ix_webhook_endpoints_tenant_id", "tenant_id", "created_at"),
@@ -53,7 +54,7 @@ signing_secrets = Table(
     Column("secret", Text, nullable=False),
     Column("previous_secret", Text, nullable=True),
     Column("previous_expires_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
 )
 
 batch_destinations = Table(
@@ -62,7 +63,7 @@ batch_destinations = Table(
     Column("batch_id", Uuid, primary_key=True),
     Column("tenant_id", Uuid, nullable=False),
     Column("webhook_url", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
 )
 
 messages = Table(
@@ -84,7 +85,7 @@ messages = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("claim_token", Uuid, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at_column(),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
     # W3C traceparent of the event that created the message: its deliveries join that trace.
     Column("traceparent", Text, nullable=True),

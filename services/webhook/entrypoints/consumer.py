@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
+from libs.field_mapping import from_fields
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
 from services.webhook.use_cases.announcements import QueuedBatch, SettledBatch, task_event
@@ -63,17 +64,7 @@ class WebhookEventConsumer:
                 queued += (_queued(batch) for batch in announced)
             elif isinstance(message, events_pb2.BatchSettled):
                 await self._record(task_events=task_events, queued=queued)
-                settled.append(
-                    SettledBatch(
-                        batch_id=message.batch_id,
-                        tenant_id=message.tenant_id,
-                        frozen_credits=message.frozen_credits,
-                        captured_credits=message.captured_credits,
-                        refunded_credits=message.refunded_credits,
-                        settlement_status=message.settlement_status,
-                        occurred_at=_moment(message.occurred_at),
-                    )
-                )
+                settled.append(from_fields(SettledBatch, message, occurred_at=_moment(message.occurred_at)))
         await self._record(task_events=task_events, queued=queued, settled=settled)
 
     def _succeeded(self, message: events_pb2.TaskSucceeded) -> WebhookEvent:
@@ -113,14 +104,7 @@ class WebhookEventConsumer:
 
 
 def _queued(message: events_pb2.BatchQueued) -> QueuedBatch:
-    return QueuedBatch(
-        batch_id=message.batch_id,
-        tenant_id=message.tenant_id,
-        webhook_url=message.webhook_url,
-        total_count=message.total_count,
-        required_credits=message.required_credits,
-        occurred_at=_moment(message.occurred_at),
-    )
+    return from_fields(QueuedBatch, message, occurred_at=_moment(message.occurred_at))
 
 
 def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:

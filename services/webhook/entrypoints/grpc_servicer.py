@@ -13,6 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import InvalidArgument
+from libs.field_mapping import from_fields
+from libs.rpc.timestamps import request_instant
 from services.webhook.domain.records import Endpoint, Message, TenantSecret
 from services.webhook.use_cases.handlers import WebhookHandlers
 
@@ -47,38 +49,20 @@ def _limit(limit: int) -> int:
 
 
 def endpoint_proto(endpoint: Endpoint) -> webhook_pb2.Endpoint:
-    return webhook_pb2.Endpoint(
-        endpoint_id=endpoint.endpoint_id,
-        tenant_id=endpoint.tenant_id,
-        url=endpoint.url,
-        event_types=list(endpoint.event_types),
-        status=endpoint.status,
-        created_at=_timestamp(endpoint.created_at),
-        description=endpoint.description,
-    )
+    return from_fields(webhook_pb2.Endpoint, endpoint, created_at=_timestamp(endpoint.created_at))
 
 
 def delivery_proto(message: Message) -> webhook_pb2.Delivery:
-    return webhook_pb2.Delivery(
-        message_id=message.message_id,
-        tenant_id=message.tenant_id,
+    return from_fields(
+        webhook_pb2.Delivery,
+        message,
         batch_id=message.batch_id or "",
-        event_type=message.event_type,
-        url=message.url,
         endpoint_id=message.endpoint_id or "",
-        status=message.status,
         created_at=_timestamp(message.created_at),
         next_attempt_at=_timestamp(message.next_attempt_at),
         delivered_at=_timestamp(message.delivered_at),
         attempts=[
-            webhook_pb2.DeliveryAttempt(
-                attempt_number=attempt.attempt_number,
-                attempted_at=_timestamp(attempt.attempted_at),
-                duration_ms=attempt.duration_ms,
-                http_status=attempt.http_status,
-                error_class=attempt.error_class,
-                response_body=attempt.response_body,
-            )
+            from_fields(webhook_pb2.DeliveryAttempt, attempt, attempted_at=_timestamp(attempt.attempted_at))
             for attempt in message.attempts
         ],
     )
@@ -183,10 +167,6 @@ class WebhookServicer(webhook_pb2_grpc.WebhookServiceServicer):
     async def RecoverFailed(
         self, request: webhook_pb2.RecoverFailedRequest, context: Context
     ) -> webhook_pb2.RecoverFailedResponse:
-        since = (
-            request.since.ToDatetime(tzinfo=UTC)
-            if request.HasField("since")
-            else datetime.min.replace(tzinfo=UTC)
-        )
+        since = request_instant(request, "since") or datetime.min.replace(tzinfo=UTC)
         count = await self._handlers.recover_failed(_tenant(request.tenant_id, admin_allowed=True), since)
         return webhook_pb2.RecoverFailedResponse(redelivered_count=count)

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from libs.db import Database
+from libs.field_mapping import from_fields
 from services.batch.adapters.sql import records
 from services.batch.adapters.tables import batches, tasks
 from services.batch.domain.batch import (
@@ -157,12 +158,12 @@ class BatchListings:
         query = (
             select(
                 *batch_columns,
-                func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal"),
+                func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal_count"),
                 func.coalesce(
                     func.sum(tasks.c.unit_price).filter(tasks.c.status == TaskStatus.SUCCEEDED.value), 0
-                ).label("succeeded"),
+                ).label("succeeded_credits"),
                 func.coalesce(func.sum(tasks.c.unit_price).filter(tasks.c.status.in_(refundable)), 0).label(
-                    "refundable"
+                    "refundable_credits"
                 ),
             )
             .select_from(chosen.outerjoin(tasks, tasks.c.batch_id == chosen.c.id))
@@ -172,16 +173,13 @@ class BatchListings:
         async with self._db.connection() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            BatchTotals(
+            # Sums of integers come back as Decimal: the domain's counters are ints.
+            from_fields(
+                BatchTotals,
+                row,
                 batch_id=BatchId(row.id),
-                tenant_id=TenantId(row.tenant_id),
-                status=row.status,
-                settlement_status=row.settlement_status,
-                total_count=row.total_count,
-                frozen_credits=row.frozen_credits,
-                terminal_count=int(row.terminal),
-                succeeded_credits=int(row.succeeded),
-                refundable_credits=int(row.refundable),
+                succeeded_credits=int(row.succeeded_credits),
+                refundable_credits=int(row.refundable_credits),
             )
             for row in rows
         ]

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import from_fields
 from services.billing.adapters.tables import accounts, admin_keys, api_keys, tenants, video_access_log
 from services.billing.domain.api_keys import AdminKeyInfo, AdminRole, ApiKeyInfo
 from services.billing.domain.ids import TenantId
@@ -29,19 +30,20 @@ class ApiKeyRecord:
     last_used_at: datetime | None
 
 
+# The columns of what may be shown about a key, labelled as ApiKeyInfo / AdminKeyInfo name them.
 _API_KEY_INFO_COLUMNS = (
-    api_keys.c.id,
+    api_keys.c.id.label("key_id"),
     api_keys.c.tenant_id,
-    api_keys.c.key_prefix,
+    api_keys.c.key_prefix.label("prefix"),
     api_keys.c.created_at,
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
 )
 _ADMIN_KEY_INFO_COLUMNS = (
-    admin_keys.c.id,
+    admin_keys.c.id.label("key_id"),
     admin_keys.c.role,
     admin_keys.c.name,
-    admin_keys.c.key_prefix,
+    admin_keys.c.key_prefix.label("prefix"),
     admin_keys.c.created_at,
     admin_keys.c.last_used_at,
     admin_keys.c.revoked_at,
@@ -49,26 +51,11 @@ _ADMIN_KEY_INFO_COLUMNS = (
 
 
 def _api_key_info(row: Row[*tuple[Any, ...]]) -> ApiKeyInfo:
-    return ApiKeyInfo(
-        key_id=row.id,
-        tenant_id=row.tenant_id,
-        prefix=row.key_prefix,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return from_fields(ApiKeyInfo, row)
 
 
 def _admin_key_info(row: Row[*tuple[Any, ...]]) -> AdminKeyInfo:
-    return AdminKeyInfo(
-        key_id=row.id,
-        role=AdminRole(row.role),
-        name=row.name,
-        prefix=row.key_prefix,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return from_fields(AdminKeyInfo, row, role=AdminRole(row.role))
 
 
 class AccessQueries:
@@ -217,18 +204,4 @@ class AccessQueries:
         if before_id is not None:
             query = query.where(log.id < before_id)
         rows = await self._conn.execute(query)
-        return [
-            VideoAccess(
-                tenant_id=row.tenant_id,
-                key_id=row.key_id,
-                client_address=row.client_address,
-                batch_id=row.batch_id,
-                task_id=row.task_id,
-                mode=row.mode,
-                via=row.via,
-                result=row.result,
-                occurred_at=row.occurred_at,
-                access_id=row.id,
-            )
-            for row in rows
-        ]
+        return [from_fields(VideoAccess, row, access_id=row.id) for row in rows]

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
+from libs.field_mapping import from_fields
+from libs.rpc.timestamps import request_instant
 from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.video_access import VideoAccess
@@ -87,23 +89,10 @@ class AccessRpcs(BillingRpcs):
     async def RecordVideoAccess(
         self, request: billing_pb2.VideoAccess, context: Context
     ) -> billing_pb2.RecordVideoAccessResponse:
-        occurred_at = (
-            request.occurred_at.ToDatetime(tzinfo=UTC)
-            if request.HasField("occurred_at")
-            else datetime.now(UTC)
-        )
+        occurred_at = request_instant(request, "occurred_at") or datetime.now(UTC)
         access_id = await self._handlers.record_video_access(
-            VideoAccess(
-                tenant_id=request.tenant_id,
-                key_id=request.key_id,
-                client_address=request.client_address,
-                batch_id=request.batch_id,
-                task_id=request.task_id,
-                mode=request.mode,
-                via=request.via,
-                result=request.result,
-                occurred_at=occurred_at,
-            )
+            # The message's access_id is the answer's, never the request's: a new entry has none.
+            from_fields(VideoAccess, request, occurred_at=occurred_at, access_id=0)
         )
         return billing_pb2.RecordVideoAccessResponse(access_id=str(access_id))
 
@@ -126,38 +115,27 @@ def _parse_key_id(value: str) -> uuid.UUID:
 
 
 def _api_key_info(key: ApiKeyInfo) -> billing_pb2.ApiKeyInfo:
-    return billing_pb2.ApiKeyInfo(
-        key_id=str(key.key_id),
-        tenant_id=str(key.tenant_id),
-        prefix=key.prefix,
-        created_at=timestamp(key.created_at),
-        last_used_at=optional_timestamp(key.last_used_at),
-        revoked_at=optional_timestamp(key.revoked_at),
-    )
+    return from_fields(billing_pb2.ApiKeyInfo, key, tenant_id=str(key.tenant_id), **_key_identity(key))
 
 
 def _admin_key_info(key: AdminKeyInfo) -> billing_pb2.AdminKeyInfo:
-    return billing_pb2.AdminKeyInfo(
-        key_id=str(key.key_id),
-        role=key.role.value,
-        name=key.name,
-        prefix=key.prefix,
-        created_at=timestamp(key.created_at),
-        last_used_at=optional_timestamp(key.last_used_at),
-        revoked_at=optional_timestamp(key.revoked_at),
-    )
+    return from_fields(billing_pb2.AdminKeyInfo, key, role=key.role.value, **_key_identity(key))
+
+
+def _key_identity(key: ApiKeyInfo | AdminKeyInfo) -> dict[str, object]:
+    """The fields API keys and operator keys share whose types differ from the message's."""
+    return {
+        "key_id": str(key.key_id),
+        "created_at": timestamp(key.created_at),
+        "last_used_at": optional_timestamp(key.last_used_at),
+        "revoked_at": optional_timestamp(key.revoked_at),
+    }
 
 
 def _video_access(entry: VideoAccess) -> billing_pb2.VideoAccess:
-    return billing_pb2.VideoAccess(
+    return from_fields(
+        billing_pb2.VideoAccess,
+        entry,
         access_id=str(entry.access_id),
-        tenant_id=entry.tenant_id,
-        key_id=entry.key_id,
-        client_address=entry.client_address,
-        batch_id=entry.batch_id,
-        task_id=entry.task_id,
-        mode=entry.mode,
-        via=entry.via,
-        result=entry.result,
         occurred_at=timestamp(entry.occurred_at),
     )

@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
+from libs.rpc.timestamps import request_instant
 from services.billing.domain.console_access import (
     ActivityEntry,
     Actor,
@@ -102,9 +101,7 @@ class ConsoleAccessRpcs(BillingRpcs):
                 target_id=request.target_id,
                 detail=request.detail,
                 client_address=request.client_address,
-                occurred_at=(
-                    request.occurred_at.ToDatetime(tzinfo=UTC) if request.HasField("occurred_at") else None
-                ),
+                occurred_at=request_instant(request, "occurred_at"),
             )
         )
         return billing_pb2.RecordTenantActivityResponse(activity_id=str(activity_id))
@@ -116,12 +113,8 @@ class ConsoleAccessRpcs(BillingRpcs):
             parse_tenant_id(request.tenant_id),
             action=request.action,
             actor_id=request.actor_id,
-            occurred_from=(
-                request.occurred_from.ToDatetime(tzinfo=UTC) if request.HasField("occurred_from") else None
-            ),
-            occurred_to=request.occurred_to.ToDatetime(tzinfo=UTC)
-            if request.HasField("occurred_to")
-            else None,
+            occurred_from=request_instant(request, "occurred_from"),
+            occurred_to=request_instant(request, "occurred_to"),
             cursor=request.cursor,
             limit=request.limit,
         )

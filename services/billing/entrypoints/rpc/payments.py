@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.field_mapping import from_fields
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 
@@ -20,12 +21,8 @@ class PaymentRpcs(BillingRpcs):
         credit_value = self._handlers.credit_value_usd_micros
         return billing_pb2.ListPacksResponse(
             packs=[
-                billing_pb2.CreditPack(
-                    pack_id=pack.pack_id,
-                    name=pack.name,
-                    price_usd_cents=pack.price_usd_cents,
-                    credits=pack.credits,
-                    bonus_basis_points=pack.bonus_basis_points(credit_value),
+                from_fields(
+                    billing_pb2.CreditPack, pack, bonus_basis_points=pack.bonus_basis_points(credit_value)
                 )
                 for pack in self._handlers.packs()
             ],

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
@@ -47,11 +48,10 @@ class ReportingRpcs(BillingRpcs):
         found, next_cursor = await self._handlers.list_tenants(request.cursor, request.limit)
         return billing_pb2.ListTenantsResponse(
             tenants=[
-                billing_pb2.TenantSummary(
+                from_fields(
+                    billing_pb2.TenantSummary,
+                    tenant,
                     tenant_id=str(tenant.tenant_id),
-                    name=tenant.name,
-                    available_credits=tenant.available_credits,
-                    held_credits=tenant.held_credits,
                     created_at=timestamp(tenant.created_at),
                 )
                 for tenant in found
@@ -66,16 +66,11 @@ class ReportingRpcs(BillingRpcs):
             parse_batch_id(request.batch_id), request.cursor, request.limit
         )
         totals = page.totals
-        return billing_pb2.BatchLedger(
+        return from_fields(
+            billing_pb2.BatchLedger,
+            totals,
             batch_id=str(totals.batch_id),
             tenant_id=str(totals.tenant_id),
-            upfront_total=totals.upfront_total,
-            capture_total=totals.capture_total,
-            refund_total=totals.refund_total,
-            release_total=totals.release_total,
-            net_spent=totals.net_spent,
-            held_credits=totals.held_credits,
-            settlement_status=totals.settlement_status,
             entries=[_batch_transfer(line) for line in page.transfers],
             next_cursor=page.next_cursor,
         )
@@ -87,12 +82,9 @@ class ReportingRpcs(BillingRpcs):
         for volume in request.delivered:
             delivered[volume.model] += volume.videos
         estimate = self._handlers.estimate_margin(delivered)
-        return billing_pb2.MarginEstimate(
-            revenue_credits=estimate.revenue_credits,
-            revenue_usd_micros=estimate.revenue_usd_micros,
-            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
-            margin_usd_micros=estimate.margin_usd_micros,
-            margin_basis_points=estimate.margin_basis_points,
+        return from_fields(
+            billing_pb2.MarginEstimate,
+            estimate,
             credit_value_usd_micros=self._handlers.credit_value_usd_micros,
         )
 
@@ -102,27 +94,13 @@ class ReportingRpcs(BillingRpcs):
         statement = await self._handlers.statement(
             parse_tenant_id(request.tenant_id), parse_month(request.month)
         )
-        return billing_pb2.Statement(
+        return from_fields(
+            billing_pb2.Statement,
+            statement,
             month=statement.month.label,
-            opening_balance=statement.opening_balance,
-            purchases=statement.purchases,
-            grants=statement.grants,
-            spent=statement.spent,
-            refunded=statement.refunded,
-            released=statement.released,
-            closing_balance=statement.closing_balance,
             closing_paid=statement.closing_sources.paid,
             closing_granted=statement.closing_sources.granted,
-            models=[
-                billing_pb2.ModelUsage(
-                    model=usage.model,
-                    videos_delivered=usage.videos_delivered,
-                    videos_refunded=usage.videos_refunded,
-                    credits_captured=usage.credits_captured,
-                    credits_refunded=usage.credits_refunded,
-                )
-                for usage in statement.models
-            ],
+            models=[from_fields(billing_pb2.ModelUsage, usage) for usage in statement.models],
             period_start=timestamp(statement.month.start),
             period_end=timestamp(statement.month.end),
         )
@@ -145,12 +123,7 @@ class ReportingRpcs(BillingRpcs):
         checked_at = datetime.now(UTC)
         report = await self._handlers.reconcile()
         return billing_pb2.ReconcileResponse(
-            discrepancies=[
-                billing_pb2.Discrepancy(
-                    invariant=found.invariant, subject=found.subject, message=found.message
-                )
-                for found in report.discrepancies
-            ],
+            discrepancies=[from_fields(billing_pb2.Discrepancy, found) for found in report.discrepancies],
             accounts_checked=report.accounts_checked,
             batches_checked=report.batches_checked,
             checked_at=timestamp(checked_at),
@@ -169,14 +142,13 @@ class ReportingRpcs(BillingRpcs):
 
 
 def _batch_transfer(line: BatchTransferLine) -> billing_pb2.BatchTransfer:
-    return billing_pb2.BatchTransfer(
+    return from_fields(
+        billing_pb2.BatchTransfer,
+        line,
         transfer_id=str(line.transfer_id),
         ref_type=line.ref_type.value,
-        ref_id=line.ref_id,
-        amount=line.amount,
         from_account=line.from_account.value,
         to_account=line.to_account.value,
-        available_delta=line.available_delta,
         created_at=timestamp(line.created_at),
     )
 
@@ -199,25 +171,16 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
 
 
 def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
-    return billing_pb2.LedgerEntry(
+    return from_fields(
+        billing_pb2.LedgerEntry,
+        line,
         entry_id=str(line.entry_id),
         ref_type=line.ref_type.value,
-        ref_id=line.ref_id,
         batch_id=str(line.batch_id) if line.batch_id else "",
-        credits_delta=line.credits_delta,
-        balance_after=line.balance_after,
         created_at=timestamp(line.created_at),
         model=line.model or "",
     )
 
 
 def _model_margin(line: ModelMargin) -> billing_pb2.ModelMargin:
-    return billing_pb2.ModelMargin(
-        model=line.model,
-        videos=line.videos,
-        revenue_credits=line.revenue_credits,
-        revenue_usd_micros=line.revenue_usd_micros,
-        provider_cost_usd_micros=line.provider_cost_usd_micros,
-        margin_usd_micros=line.margin_usd_micros,
-        margin_basis_points=line.margin_basis_points,
-    )
+    return from_fields(billing_pb2.ModelMargin, line)

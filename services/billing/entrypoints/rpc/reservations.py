@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import ServiceError
+from libs.field_mapping import from_fields
 from libs.rpc.errors import status_code_for
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
 from services.billing.domain.pricing import QuoteLine
@@ -25,11 +26,9 @@ class ReservationRpcs(BillingRpcs):
     ) -> billing_pb2.GetPricingResponse:
         return billing_pb2.GetPricingResponse(
             models=[
-                billing_pb2.ModelPrice(
-                    model=price.model,
-                    provider=price.provider,
-                    credits_per_video=price.credits_per_video,
-                    provider_cost_usd_micros=price.provider_cost_usd_micros,
+                from_fields(
+                    billing_pb2.ModelPrice,
+                    price,
                     credits_per_second=price.credits_per_second or 0,
                     min_seconds=price.min_seconds if price.per_second else 0,
                     max_seconds=price.max_seconds if price.per_second else 0,
@@ -43,15 +42,7 @@ class ReservationRpcs(BillingRpcs):
         tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
         priced = await self._handlers.quote(tenant_id, _lines(request.lines))
         return billing_pb2.QuoteResponse(
-            lines=[
-                billing_pb2.QuoteLine(
-                    model=line.model,
-                    count=line.count,
-                    unit_price=line.unit_price,
-                    duration_seconds=line.duration_seconds,
-                )
-                for line in priced.quote.lines
-            ],
+            lines=[from_fields(billing_pb2.QuoteLine, line) for line in priced.quote.lines],
             total_credits=priced.quote.total,
             available_credits=priced.available_credits,
         )
@@ -93,12 +84,7 @@ class ReservationRpcs(BillingRpcs):
 
 
 def _reserved(reservation: Reservation) -> billing_pb2.ReserveResponse:
-    return billing_pb2.ReserveResponse(
-        frozen_credits=reservation.frozen_credits,
-        available_before=reservation.available_before,
-        available_after=reservation.available_after,
-        replayed=reservation.replayed,
-    )
+    return from_fields(billing_pb2.ReserveResponse, reservation)
 
 
 def _refusal(error: ServiceError) -> billing_pb2.Refusal:
@@ -108,12 +94,4 @@ def _refusal(error: ServiceError) -> billing_pb2.Refusal:
 
 
 def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
-    return [
-        QuoteLine(
-            model=line.model,
-            count=line.count,
-            unit_price=line.unit_price,
-            duration_seconds=line.duration_seconds,
-        )
-        for line in lines
-    ]
+    return [from_fields(QuoteLine, line) for line in lines]

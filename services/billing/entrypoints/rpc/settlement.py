@@ -52,14 +52,8 @@ class SettlementRpcs(BillingRpcs):
 
 def _settlement(hold: BatchHold) -> billing_pb2.BatchSettlement:
     return billing_pb2.BatchSettlement(
-        batch_id=str(hold.batch_id),
-        tenant_id=str(hold.tenant_id),
+        **hold.credit_totals(),
         item_count=hold.item_count,
-        frozen_credits=hold.frozen,
-        captured_credits=hold.captured,
-        refunded_credits=hold.refunded,
-        released_credits=hold.released,
         held_credits=hold.held,
         outcomes_applied=hold.outcomes_applied,
-        settlement_status=hold.settlement_status.value,
     )

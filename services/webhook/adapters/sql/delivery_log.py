@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from libs.field_mapping import from_fields
 from services.webhook.adapters.sql.paging import encode_cursor, newest_first_page
 from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import attempts, messages
@@ -90,28 +91,15 @@ class DeliveryLogQueries(TopicQueries):
                     .order_by(attempts.c.message_id, attempts.c.attempt_number)
                 )
                 for attempt in result:
-                    by_message[attempt.message_id].append(
-                        Attempt(
-                            attempt_number=attempt.attempt_number,
-                            attempted_at=attempt.attempted_at,
-                            duration_ms=attempt.duration_ms,
-                            http_status=attempt.http_status,
-                            error_class=attempt.error_class,
-                            response_body=attempt.response_body,
-                        )
-                    )
+                    by_message[attempt.message_id].append(from_fields(Attempt, attempt))
         found = [
-            Message(
+            from_fields(
+                Message,
+                row,
                 message_id=row.id,
                 tenant_id=str(row.tenant_id),
                 batch_id=str(row.batch_id) if row.batch_id else None,
-                event_type=row.event_type,
-                url=row.url,
                 endpoint_id=str(row.endpoint_id) if row.endpoint_id else None,
-                status=row.status,
-                created_at=row.created_at,
-                next_attempt_at=row.next_attempt_at,
-                delivered_at=row.delivered_at,
                 attempts=tuple(by_message[row.id]),
             )
             for row in page

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.field_mapping import from_fields
 from services.webhook.domain.records import Endpoint, TenantSecret
 
 
 def endpoint_of(row: Any) -> Endpoint:
     """An `endpoints` row (every column but the secrets) as an Endpoint."""
-    return Endpoint(
+    return from_fields(
+        Endpoint,
+        row,
         endpoint_id=str(row.id),
         tenant_id=str(row.tenant_id),
-        url=row.url,
         event_types=tuple(row.event_types),
-        status=row.status,
-        created_at=row.created_at,
-        description=row.description,
     )
 
 
 def tenant_secret_of(row: Any) -> TenantSecret:
     """A `signing_secrets` row as the tenant's TenantSecret."""
-    return TenantSecret(
-        secret=row.secret,
-        created_at=row.created_at,
-        previous_secret=row.previous_secret,
-        previous_expires_at=row.previous_expires_at,
-    )
+    return from_fields(TenantSecret, row)
