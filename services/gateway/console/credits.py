@@ -6,10 +6,8 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
-from typing import Annotated
-
 import grpc
-from fastapi import Query, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.gateway.console import pages
@@ -17,7 +15,7 @@ from services.gateway.console.audit import record_activity
 from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, form_fields
 from services.gateway.console.route_table import FINANCE, OWNER
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS
+from services.gateway.http.params import CursorText, FilterText
 from services.gateway.use_cases.console_money import ConsoleMoney
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -27,9 +25,6 @@ CHECKOUT_NOTICES = {
     "done": "Thank you: your payment is being confirmed. The credits appear below once Stripe confirms it.",
     "cancelled": "The checkout was cancelled; nothing was charged.",
 }
-
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 
 
 def may_buy(user: ConsoleUser, finance_may_buy: bool) -> bool:
@@ -43,7 +38,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     base_url = deps.settings.public_base_url.rstrip("/")
 
     async def credits(
-        request: Request, user: CurrentUser, checkout: Filter = "", cursor: Cursor = ""
+        request: Request, user: CurrentUser, checkout: FilterText = "", cursor: CursorText = ""
     ) -> Response:
         finance_may_buy = await money.finance_may_buy(user.tenant_id)
         packs = await money.packs()

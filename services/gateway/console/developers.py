@@ -11,11 +11,11 @@ endpoints defined inside the router factories.
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import grpc
-from fastapi import Query, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from libs.rpc.errors import remote_error
@@ -23,7 +23,7 @@ from services.gateway.console import pages
 from services.gateway.console.audit import record_activity
 from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.schemas.webhooks import WEBHOOK_EVENT_TYPES
 from services.gateway.use_cases.console_developers import (
     ConsoleDevelopers,
@@ -36,9 +36,6 @@ DELIVERIES_PATH = "/console/developers/deliveries"
 MESSAGE_ID = re.compile(r"^msg_[0-9a-f]{32}$")
 MAX_URL_CHARS = 2048
 MAX_DESCRIPTION_CHARS = 500
-
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 
 
 def _object_id(value: str) -> str:
@@ -137,7 +134,11 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return await page(request, user, endpoint_secret=rotated)
 
     async def deliveries(
-        request: Request, user: CurrentUser, batch_id: Filter = "", cursor: Cursor = "", replayed: Filter = ""
+        request: Request,
+        user: CurrentUser,
+        batch_id: FilterText = "",
+        cursor: CursorText = "",
+        replayed: FilterText = "",
     ) -> Response:
         timeline = await developers.timeline(
             user.tenant_id, batch_id.lower() if is_uuid(batch_id) else "", cursor

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import grpc
-from fastapi import Query, Request
+from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from services.gateway.admin_ui import views
@@ -22,10 +22,10 @@ from services.gateway.console import pages
 from services.gateway.console.auth import ConsoleUser, CurrentUser
 from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.console_ui.exports import exact_usd, ledger_csv, statement_csv, usage_csv
+from services.gateway.console_ui.exports import exact_usd, ledger_csv, usage_csv
 from services.gateway.console_ui.usage_chart import model_label, usage_chart
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
-from services.gateway.schemas.console_money import StatementView
+from services.gateway.http.params import MONTH_PATTERN, CursorText, FilterText, is_uuid
+from services.gateway.schemas.pricing import StatementView
 from services.gateway.use_cases.console_money import (
     ConsoleMoney,
     LedgerQuery,
@@ -36,12 +36,9 @@ from services.gateway.use_cases.console_reads import NotTheTenants
 
 # The ledger's types, as a customer's available balance shows them.
 LEDGER_TYPES = ("topup", "purchase", "batch_upfront", "batch_refund", "batch_settle")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(MONTH_PATTERN)
 # The longest usage period a page asks for (billing refuses more).
 MAX_USAGE_DAYS = 366
-
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 
 
 def usage_period(first: str, last: str, today: date) -> tuple[date, date]:
@@ -58,15 +55,23 @@ def usage_period(first: str, last: str, today: date) -> tuple[date, date]:
     return max(start, end - timedelta(days=MAX_USAGE_DAYS)), end
 
 
-def ledger_query(batch_id: str, ref_type: str, first: str, last: str) -> LedgerQuery:
-    """The books' filters, each ignored when it is not valid."""
-    days = DayRange.parse(first, last)
+def ledger_query(
+    batch_id: FilterText = "",
+    ref_type: FilterText = "",
+    created_from: FilterText = "",
+    created_to: FilterText = "",
+) -> LedgerQuery:
+    """The books' filters from the query string, each ignored when it is not valid."""
+    days = DayRange.parse(created_from, created_to)
     return LedgerQuery(
         batch_id=batch_id.lower() if is_uuid(batch_id) else "",
         ref_type=ref_type if ref_type in LEDGER_TYPES else "",
         created_from=days.start,
         created_to=days.end,
     )
+
+
+LedgerFilters = Annotated[LedgerQuery, Depends(ledger_query)]
 
 
 def _filters(query: LedgerQuery) -> dict[str, str]:
@@ -84,7 +89,7 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
 
     async def usage(
-        request: Request, user: CurrentUser, created_from: Filter = "", created_to: Filter = ""
+        request: Request, user: CurrentUser, created_from: FilterText = "", created_to: FilterText = ""
     ) -> Response:
         start, end = usage_period(created_from, created_to, datetime.now(UTC).date())
         report = await money.usage(user.tenant_id, start, end)
@@ -103,7 +108,7 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
 
     async def usage_export(
-        request: Request, user: CurrentUser, created_from: Filter = "", created_to: Filter = ""
+        request: Request, user: CurrentUser, created_from: FilterText = "", created_to: FilterText = ""
     ) -> Response:
         start, end = usage_period(created_from, created_to, datetime.now(UTC).date())
         report = await money.usage(user.tenant_id, start, end)
@@ -116,15 +121,8 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
 
     async def books(
-        request: Request,
-        user: CurrentUser,
-        batch_id: Filter = "",
-        ref_type: Filter = "",
-        created_from: Filter = "",
-        created_to: Filter = "",
-        cursor: Cursor = "",
+        request: Request, user: CurrentUser, query: LedgerFilters, cursor: CursorText = ""
     ) -> Response:
-        query = ledger_query(batch_id, ref_type, created_from, created_to)
         page = await money.ledger(user.tenant_id, query, cursor)
         filters = _filters(query)
         return pages.render(
@@ -143,15 +141,7 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             ),
         )
 
-    async def books_export(
-        request: Request,
-        user: CurrentUser,
-        batch_id: Filter = "",
-        ref_type: Filter = "",
-        created_from: Filter = "",
-        created_to: Filter = "",
-    ) -> StreamingResponse:
-        query = ledger_query(batch_id, ref_type, created_from, created_to)
+    async def books_export(user: CurrentUser, query: LedgerFilters) -> StreamingResponse:
         return csv_download(ledger_csv(money.ledger_lines(user.tenant_id, query)), "ledger.csv")
 
     async def _statement(user: ConsoleUser, month: str) -> StatementView:
@@ -164,7 +154,7 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
                 raise NotTheTenants(month) from None
             raise
 
-    async def statement_pick(month: Filter = "") -> Response:
+    async def statement_pick(month: FilterText = "") -> Response:
         chosen = month if MONTH.match(month) else month_label(datetime.now(UTC))
         return RedirectResponse(f"/console/books/statements/{chosen}", status_code=303)
 
@@ -177,7 +167,7 @@ def money_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     async def statement_export(user: CurrentUser, month: str) -> Response:
         view = await _statement(user, month)
         return Response(
-            statement_csv(view),
+            view.to_csv(),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="statement_{month}.csv"'},
         )

@@ -1,4 +1,5 @@
-"""The console's CSV exports: usage, the filtered ledger and a monthly statement.
+"""The console's CSV exports: usage and the filtered ledger (a statement's is the API's,
+`StatementView.to_csv`).
 
 Every figure is the one the page shows, from the same view models: credits as integers, dollars
 exactly (US dollar micros written as dollars with six decimals, never through a float).
@@ -11,7 +12,7 @@ import io
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from services.gateway.console_ui.usage_chart import model_label
-from services.gateway.schemas.console_money import LedgerLine, StatementView, UsageReport
+from services.gateway.schemas.console_money import LedgerLine, UsageReport
 
 LEDGER_COLUMNS = (
     "created_at",
@@ -37,7 +38,6 @@ USAGE_COLUMNS = (
     "net_usd",
     "usd_per_credit",
 )
-STATEMENT_COLUMNS = ("month", "line", "credits")
 # Ledger rows per chunk written to the response.
 ROWS_PER_CHUNK = 500
 
@@ -76,23 +76,6 @@ def usage_csv(report: UsageReport) -> str:
             for row in report.rows
         ),
     )
-
-
-def statement_csv(statement: StatementView) -> str:
-    """The statement's lines: opening, each movement (signed), closing, then usage per model."""
-    lines: list[tuple[str, str, int]] = [(statement.month, "opening_balance", statement.opening_balance)]
-    lines += [(statement.month, key, credits) for key, _, credits in statement.movements]
-    lines += [
-        (statement.month, "closing_balance", statement.closing_balance),
-        (statement.month, "closing_paid", statement.closing_paid),
-        (statement.month, "closing_granted", statement.closing_granted),
-    ]
-    for usage in statement.models:
-        lines += [
-            (statement.month, f"model:{usage.model}:credits_captured", usage.credits_captured),
-            (statement.month, f"model:{usage.model}:credits_refunded", usage.credits_refunded),
-        ]
-    return _table(STATEMENT_COLUMNS, lines)
 
 
 def _ledger_row(line: LedgerLine) -> tuple[object, ...]:

@@ -1,5 +1,6 @@
 """What the customer console shows of a tenant's money: balances by source, usage with its value in
-dollars, ledger lines with their reasons, statements, packs and receipts.
+dollars, ledger lines with their reasons and receipts (statements and packs are the API's views,
+`schemas/pricing.py`).
 
 Plain frozen dataclasses: they feed templates and CSV exports only, never the JSON API. Dollar
 values are integer US dollar micros; credits are integers.
@@ -182,82 +183,6 @@ class LedgerLines:
 
     lines: tuple[LedgerLine, ...]
     next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class StatementModel:
-    """One model's videos and credits in a statement month."""
-
-    model: str
-    videos_delivered: int
-    videos_refunded: int
-    credits_captured: int
-    credits_refunded: int
-
-
-@dataclass(frozen=True)
-class StatementView:
-    """A month of the available balance: opening + movements = closing."""
-
-    month: str
-    opening_balance: int
-    purchases: int
-    grants: int
-    spent: int
-    refunded: int
-    released: int
-    closing_balance: int
-    closing_paid: int
-    closing_granted: int
-    models: tuple[StatementModel, ...]
-
-    @classmethod
-    def from_proto(cls, statement: billing_pb2.Statement) -> StatementView:
-        """The view of billing's statement."""
-        return cls(
-            month=statement.month,
-            opening_balance=statement.opening_balance,
-            purchases=statement.purchases,
-            grants=statement.grants,
-            spent=statement.spent,
-            refunded=statement.refunded,
-            released=statement.released,
-            closing_balance=statement.closing_balance,
-            closing_paid=statement.closing_paid,
-            closing_granted=statement.closing_granted,
-            models=tuple(
-                StatementModel(
-                    usage.model,
-                    usage.videos_delivered,
-                    usage.videos_refunded,
-                    usage.credits_captured,
-                    usage.credits_refunded,
-                )
-                for usage in statement.models
-            ),
-        )
-
-    @property
-    def movements(self) -> tuple[tuple[str, str, int], ...]:
-        """(key, label, signed credits) of each movement, in the order they add up to the closing."""
-        return (
-            ("purchases", "Purchased", self.purchases),
-            ("grants", "Granted", self.grants),
-            ("spent", "Frozen for batches", -self.spent),
-            ("refunded", "Refunded (failed and cancelled videos)", self.refunded),
-            ("released", "Released at settlement", self.released),
-        )
-
-
-@dataclass(frozen=True)
-class PackView:
-    """A prepaid pack of credits."""
-
-    pack_id: str
-    name: str
-    price_usd_cents: int
-    credits: int
-    bonus_basis_points: int
 
 
 @dataclass(frozen=True)

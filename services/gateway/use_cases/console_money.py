@@ -23,13 +23,12 @@ from services.gateway.schemas.console_money import (
     LedgerLine,
     LedgerLines,
     MonthMoney,
-    PackView,
     Receipt,
     RecentFailure,
-    StatementView,
     UsageReport,
 )
 from services.gateway.schemas.fields import optional_time, optional_timestamp
+from services.gateway.schemas.pricing import PackCatalog, StatementView
 
 # Batches that have not finished yet (the overview's "open batches").
 OPEN_STATUSES = ("reserving", "queued", "processing")
@@ -227,15 +226,12 @@ class ConsoleMoney:
         )
         return StatementView.from_proto(statement)
 
-    async def packs(self) -> tuple[PackView, ...]:
+    async def packs(self) -> PackCatalog:
         """The pack catalog, cheapest first."""
         catalog = await self._backends.billing.ListPacks(
             billing_pb2.ListPacksRequest(), timeout=self._deadline
         )
-        return tuple(
-            PackView(pack.pack_id, pack.name, pack.price_usd_cents, pack.credits, pack.bonus_basis_points)
-            for pack in catalog.packs
-        )
+        return PackCatalog.from_proto(catalog)
 
     async def receipts(self, tenant_id: str, cursor: str = "") -> tuple[tuple[Receipt, ...], str | None]:
         """A page of the tenant's payments, newest first, and the next cursor."""

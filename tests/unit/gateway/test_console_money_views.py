@@ -8,13 +8,11 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
-from services.gateway.console_ui.exports import exact_usd, ledger_csv, statement_csv, usage_csv
+from services.gateway.console_ui.exports import exact_usd, ledger_csv, usage_csv
 from services.gateway.console_ui.usage_chart import usage_chart
 from services.gateway.schemas.console_money import (
     FailureReason,
     LedgerLine,
-    StatementModel,
-    StatementView,
     UsageReport,
     UsageRow,
 )
@@ -77,20 +75,6 @@ def test_the_usage_csv_sums_to_the_report_and_values_each_credit_at_the_average_
         assert row["spent_usd"] == exact_usd(int(row["spent_credits"]) * PRICE)
         assert row["net_usd"] == exact_usd((int(row["spent_credits"]) - int(row["refunded_credits"])) * PRICE)
     assert rows[-1]["model"] == "released at settlement"
-
-
-def test_the_statement_csv_adds_up_from_opening_to_closing() -> None:
-    statement = StatementView(
-        "2026-12", 100, 300, 50, 200, 10, 5, 265, 215, 50, (StatementModel("sora-2", 19, 1, 190, 10),)
-    )
-
-    rows = list(csv.DictReader(io.StringIO(statement_csv(statement))))
-    by_line = {row["line"]: int(row["credits"]) for row in rows}
-
-    movements = ("purchases", "grants", "spent", "refunded", "released")
-    assert by_line["opening_balance"] + sum(by_line[key] for key in movements) == by_line["closing_balance"]
-    assert by_line["spent"] == -200
-    assert by_line["model:sora-2:credits_refunded"] == 10
 
 
 async def test_the_ledger_csv_carries_each_refunds_task_model_and_fault() -> None:

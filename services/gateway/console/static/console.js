@@ -53,6 +53,9 @@
       .catch(function () { window.setTimeout(function () { poll(root); }, POLL_MS * 2); });
   }
 
+  // The bar's drawing, shared with the overview's script (overview.js): one way to draw a bar.
+  window.ReelbatchConsole = { setBar: setBar };
+
   document.addEventListener("DOMContentLoaded", function () {
     var root = document.getElementById("batch-live");
     if (root && root.getAttribute("data-live") === "true") {

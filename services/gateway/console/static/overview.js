@@ -1,6 +1,6 @@
 // Reelbatch console overview: the open batches' progress, updated in place without reloading.
 // Each open batch's row names its progress endpoint (same origin, the session cookie); rows are
-// polled while their batch runs or awaits settlement.
+// polled while their batch runs or awaits settlement. The bar is drawn by console.js (loaded first).
 (function () {
   "use strict";
   var POLL_MS = 1500;
@@ -13,16 +13,7 @@
       badge.textContent = progress.status;
       badge.className = "badge badge-" + progress.status;
     }
-    var bar = row.querySelector(".progress");
-    if (!bar) { return; }
-    bar.setAttribute("aria-valuenow", String(progress.done));
-    while (bar.firstChild) { bar.removeChild(bar.firstChild); }
-    progress.segments.forEach(function (segment) {
-      var part = document.createElement("span");
-      part.className = "bar bar-" + segment.kind;
-      part.style.width = segment.width + "%";
-      bar.appendChild(part);
-    });
+    window.ReelbatchConsole.setBar(row, progress);
   }
 
   function poll(row) {
