@@ -27,8 +27,7 @@ from playwright.sync_api import Browser, sync_playwright
 from services.gateway.console.route_table import ROUTES, ConsoleRoute
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.console_money.seeding import ConsoleTenant, invite, seed_tenant, signed_in_page
-from tests.fakes.server import serving
-from tests.fakes.stripe_checkout import SECRET_KEY, FakeStripe, stripe_app
+from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
 from tests.stack import STRIPE_WEBHOOK_SECRET, Stack
@@ -58,8 +57,7 @@ def running_system(workdir: Path) -> Iterator[tuple[Stack, FakeStripe]]:
     """The system as processes on a fresh database and vhost, paying through the fake Stripe."""
     db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
-    state = FakeStripe(webhook_secret=STRIPE_WEBHOOK_SECRET)
-    with serving(stripe_app(state), state):
+    with running_fake_stripe(STRIPE_WEBHOOK_SECRET) as state:
         stack = Stack(
             database_url,
             amqp_url,
@@ -67,12 +65,11 @@ def running_system(workdir: Path) -> Iterator[tuple[Stack, FakeStripe]]:
             workers=1,
             migrated=True,
             overrides={
-                "REELBATCH_STRIPE_SECRET_KEY": SECRET_KEY,
-                "REELBATCH_STRIPE_API_BASE": state.api_url,
+                **stack_settings(state),
                 "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]",
             },
         )
-        state.webhook_url = f"{stack.base_url}/api/payments/stripe/webhook"
+        state.webhook_url = webhook_url_of(stack.base_url)
         try:
             stack.start_all()
             yield stack, state

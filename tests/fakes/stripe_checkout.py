@@ -21,6 +21,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,6 +30,8 @@ from urllib.parse import parse_qsl
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from tests.fakes.server import serving
 
 SECRET_KEY = "sk_test_fake_0123456789"
 _KEY_PART = re.compile(r"\[([^\]]*)\]")
@@ -191,3 +195,21 @@ def stripe_app(state: FakeStripe) -> FastAPI:
         return RedirectResponse(target, status_code=303)
 
     return app
+
+
+@contextmanager
+def running_fake_stripe(webhook_secret: str) -> Iterator[FakeStripe]:
+    """The fake served on a free port until the block ends (set `webhook_url` once it is known)."""
+    state = FakeStripe(webhook_secret=webhook_secret)
+    with serving(stripe_app(state), state):
+        yield state
+
+
+def stack_settings(state: FakeStripe) -> dict[str, str]:
+    """The settings that make a stack's billing open its Checkout Sessions at the fake."""
+    return {"REELBATCH_STRIPE_SECRET_KEY": SECRET_KEY, "REELBATCH_STRIPE_API_BASE": state.api_url}
+
+
+def webhook_url_of(base_url: str) -> str:
+    """Where the fake delivers the paid-session events of a stack answering at `base_url`."""
+    return f"{base_url}/api/payments/stripe/webhook"

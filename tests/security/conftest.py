@@ -18,9 +18,7 @@ from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
 from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.fakes.server import serving
-from tests.fakes.stripe_checkout import SECRET_KEY as STRIPE_SECRET_KEY
-from tests.fakes.stripe_checkout import FakeStripe, stripe_app
+from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
 from tests.invariants import wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
@@ -65,8 +63,7 @@ async def billing(
 @pytest.fixture(scope="package")
 def fake_stripe() -> Iterator[FakeStripe]:
     """Stripe's API as a local fake: the console's "buy credits" opens real Checkout Sessions."""
-    state = FakeStripe(webhook_secret=STRIPE_WEBHOOK_SECRET)
-    with serving(stripe_app(state), state):
+    with running_fake_stripe(STRIPE_WEBHOOK_SECRET) as state:
         yield state
 
 
@@ -88,12 +85,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStripe) -> 
             "REELBATCH_RATE_LIMIT_PER_SECOND": "1000",
             "REELBATCH_RATE_LIMIT_BURST": "10000",
             "REELBATCH_ADMIN_AUTH_MAX_FAILURES": "10000",
-            "REELBATCH_STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
-            "REELBATCH_STRIPE_API_BASE": fake_stripe.api_url,
+            **stack_settings(fake_stripe),
         },
         migrated=True,
     )
-    fake_stripe.webhook_url = f"{running.base_url}/api/payments/stripe/webhook"
+    fake_stripe.webhook_url = webhook_url_of(running.base_url)
     try:
         running.start_all()
         yield running

@@ -14,8 +14,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.console_money.seeding import ConsoleTenant, seed_tenant
-from tests.fakes.server import serving
-from tests.fakes.stripe_checkout import SECRET_KEY, FakeStripe, stripe_app
+from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
 from tests.invariants import wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
@@ -42,8 +41,7 @@ class SwitchableReceiver(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="package")
 def fake_stripe() -> Iterator[FakeStripe]:
-    state = FakeStripe(webhook_secret=STRIPE_WEBHOOK_SECRET)
-    with serving(stripe_app(state), state):
+    with running_fake_stripe(STRIPE_WEBHOOK_SECRET) as state:
         yield state
 
 
@@ -59,8 +57,7 @@ def money_stack(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStrip
         workers=1,
         migrated=True,
         overrides={
-            "REELBATCH_STRIPE_SECRET_KEY": SECRET_KEY,
-            "REELBATCH_STRIPE_API_BASE": fake_stripe.api_url,
+            **stack_settings(fake_stripe),
             # A failing endpoint gives up after two quick attempts (the timeline's "failed").
             "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]",
             # Videos take a fifth of a second, two at a time: a batch is still open while a page
@@ -70,7 +67,7 @@ def money_stack(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStrip
             "REELBATCH_WORKER_CONCURRENCY": "2",
         },
     )
-    fake_stripe.webhook_url = f"{running.base_url}/api/payments/stripe/webhook"
+    fake_stripe.webhook_url = webhook_url_of(running.base_url)
     try:
         running.start_all()
         yield running

@@ -26,8 +26,7 @@ from services.billing.domain.ledger import LedgerFilter, OutcomeKind, RefType, T
 from services.billing.domain.payments import EventOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.fakes.server import serving
-from tests.fakes.stripe_checkout import SECRET_KEY, FakeStripe, stripe_app
+from tests.fakes.stripe_checkout import SECRET_KEY, FakeStripe, running_fake_stripe
 
 from .billing_testkit import assert_ledger_invariants, new_batch_id
 
@@ -37,8 +36,7 @@ PILOT = DEFAULT_PACKS["pilot"]
 
 @pytest.fixture(scope="module")
 def fake_stripe() -> Iterator[FakeStripe]:
-    state = FakeStripe(webhook_secret=WEBHOOK_SECRET)
-    with serving(stripe_app(state), state):
+    with running_fake_stripe(WEBHOOK_SECRET) as state:
         yield state
 
 
