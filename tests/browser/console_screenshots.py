@@ -195,7 +195,7 @@ def main() -> int:
         api = Api(stack.base_url)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            tenant = seed_tenant(api, browser, stack.base_url)
+            tenant = seed_tenant(api, stack.base_url)
             decorate(api, tenant, f"http://127.0.0.1:{receiver.server_address[1]}/hooks")
             taken = shoot(browser, stack, api, tenant)
             browser.close()

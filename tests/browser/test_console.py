@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
+from tests.console_users import join_in_browser
 from tests.invariants import check_invariants, wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
-from tests.rest_api import Api, Customer
+from tests.rest_api import Api
 from tests.stack import Stack
-
-PASSWORD = "finance reconciles alone"
 
 
 @pytest.fixture(scope="module")
@@ -60,25 +59,6 @@ def slow_api(slow_stack: Stack) -> Iterator[Api]:
     client.http.close()
 
 
-def _join_as(context: BrowserContext, api: Api, customer: Customer, role: str) -> Page:
-    """The operator invites a `role` user; they open the link, choose a password, land signed in."""
-    email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
-    invite = api.http.post(
-        f"/api/admin/tenants/{customer.tenant_id}/console-invites",
-        json={"email": email, "role": role},
-        headers=api.admin,
-    )
-    assert invite.status_code == 201, invite.text
-    page = context.new_page()
-    page.goto(invite.json()["invite_url"])
-    expect(page.locator("#invite-email")).to_have_text(email)
-    page.fill("#password", PASSWORD)
-    page.fill("#password_confirmation", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("#user-role")).to_have_text(role)
-    return page
-
-
 def _stat(page: Page, key: str) -> str:
     return page.locator(f'[data-stat="{key}"]').inner_text()
 
@@ -100,7 +80,7 @@ def test_finance_reads_the_seed_demo_batch_and_its_csv_matches_the_ledger(
     api.wait_until_settled(customer, batch_id)
 
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-    page = _join_as(context, api, customer, "finance")
+    page = join_in_browser(context, api, customer, "finance")
     page.click(f'a[href="/console/batches/{batch_id}"]')
 
     assert {key: _stat(page, key) for key in ("total_count", "success_count", "failed_count")} == {
@@ -159,7 +139,7 @@ def test_progress_advances_on_an_open_page_without_navigation(
     api = slow_api
     customer = api.new_customer(1000)
     context = browser.new_context()
-    page = _join_as(context, api, customer, "developer")
+    page = join_in_browser(context, api, customer, "developer")
     items = [{"prompt": f"A slow river, shot {n}", "model": "sora-2"} for n in range(16)]
     created = api.create_batch(customer, items)
     assert created.status_code == 202, created.text

@@ -31,13 +31,11 @@ from starlette.routing import BaseRoute
 from libs.config import Settings
 from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
+from tests.console_users import CSRF, PASSWORD, accept, csrf_of, invite_url, sign_in, signed_in
 from tests.rest_api import Api, Customer
 from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
-PASSWORD = "a long enough console password"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 ROLES = sorted(ALL_ROLES)
 # The per-email lock-out of the stack (the default of REELBATCH_CONSOLE_SIGN_IN_MAX_FAILURES).
 MAX_FAILURES = Settings().console_sign_in_max_failures
@@ -59,55 +57,6 @@ class Tenant:
     payment_id: str = ""
 
 
-def _invite_url(api: Api, tenant_id: str, email: str, role: str) -> str:
-    response = api.http.post(
-        f"/api/admin/tenants/{tenant_id}/console-invites",
-        json={"email": email, "role": role},
-        headers=api.admin,
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert set(body) == {"invite_id", "invite_url"}
-    return str(body["invite_url"])
-
-
-def _accept(base_url: str, invite_url: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    page = client.get(invite_url)
-    assert page.status_code == 200 and 'name="password"' in page.text, page.text
-    accepted = client.post(invite_url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
-    assert accepted.status_code == 303, accepted.text
-    return client
-
-
-def sign_in(base_url: str, email: str, password: str = PASSWORD) -> httpx.Response:
-    """One sign-in through the form, as a browser does it (the form's token, then the post)."""
-    client = httpx.Client(base_url=base_url, timeout=30)
-    form = client.get("/console/login")
-    token = LOGIN_TOKEN.search(form.text)
-    assert token is not None, form.text
-    response = client.post(
-        "/console/login", data={"email": email, "password": password, "login_token": token.group(1)}
-    )
-    response.extensions["client"] = client
-    return response
-
-
-def signed_in(base_url: str, email: str) -> httpx.Client:
-    """A new session of `email`."""
-    response = sign_in(base_url, email)
-    assert response.status_code == 303, response.text
-    client: httpx.Client = response.extensions["client"]
-    return client
-
-
-def csrf_of(client: httpx.Client) -> str:
-    page = client.get("/console/logout")
-    found = CSRF.search(page.text)
-    assert found is not None, page.text
-    return found.group(1)
-
-
 def _tenant(api: Api, stack: Stack) -> Tenant:
     customer = api.new_customer(1000)
     items = [{"prompt": f"A lighthouse, take {n}", "model": "sora-2"} for n in range(3)]
@@ -120,7 +69,7 @@ def _tenant(api: Api, stack: Stack) -> Tenant:
     tenant = Tenant(customer, batch_id, delivered[0]["task_id"])
     for role in ROLES:
         email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
-        client = _accept(stack.base_url, _invite_url(api, customer.tenant_id, email, role))
+        client = accept(stack.base_url, invite_url(api, customer.tenant_id, email, role))
         tenant.emails[role] = email
         tenant.clients[role] = client
     with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
@@ -148,7 +97,7 @@ def tenants(api: Api, stack: Stack) -> Iterator[tuple[Tenant, Tenant]]:
 
 def _fresh_member(api: Api, stack: Stack, tenant: Tenant) -> str:
     email = f"member-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, tenant.customer.tenant_id, email, "developer")).close()
+    accept(stack.base_url, invite_url(api, tenant.customer.tenant_id, email, "developer")).close()
     with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
         row = conn.execute("SELECT id FROM billing.console_users WHERE email = %s", (email,)).fetchone()
     assert row is not None
@@ -220,33 +169,41 @@ def _a_payment(api: Api, stack: Stack, tenant: Tenant) -> str:
     return tenant.payment_id
 
 
+def _fresh_token(api: Api, stack: Stack, tenant: Tenant) -> str:
+    email = f"x-{uuid.uuid4().hex[:8]}@studio.example"
+    return invite_url(api, tenant.customer.tenant_id, email, "finance").rsplit("/", 1)[1]
+
+
+# Each path parameter of the route table: how to make (or find) an object of a tenant to put there.
+OBJECT_MAKERS: dict[str, Callable[[Api, Stack, Tenant], str]] = {
+    "batch_id": lambda api, stack, tenant: tenant.batch_id,
+    "task_id": lambda api, stack, tenant: tenant.task_id,
+    "invite_id": lambda api, stack, tenant: _fresh_invite(api, tenant),
+    "user_id": lambda api, stack, tenant: _fresh_member(api, stack, tenant),
+    "token": _fresh_token,
+    "month": lambda api, stack, tenant: f"{datetime.now(UTC):%Y-%m}",
+    "payment_id": _a_payment,
+    "key_id": lambda api, stack, tenant: _fresh_api_key(api, tenant),
+    "endpoint_id": lambda api, stack, tenant: _fresh_endpoint(api, tenant),
+    "message_id": lambda api, stack, tenant: _a_message(api, tenant),
+}
+
+
 def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant) -> str:
     """The route's path with a fresh (or the standing) object of `owner_of_objects` in it."""
-    values: dict[str, Callable[[], str]] = {
-        "batch_id": lambda: owner_of_objects.batch_id,
-        "task_id": lambda: owner_of_objects.task_id,
-        "invite_id": lambda: _fresh_invite(api, owner_of_objects),
-        "user_id": lambda: _fresh_member(api, stack, owner_of_objects),
-        "token": lambda: _invite_url(
-            api, owner_of_objects.customer.tenant_id, f"x-{uuid.uuid4().hex[:8]}@studio.example", "finance"
-        ).rsplit("/", 1)[1],
-        "month": lambda: f"{datetime.now(UTC):%Y-%m}",
-        "payment_id": lambda: _a_payment(api, stack, owner_of_objects),
-        "key_id": lambda: _fresh_api_key(api, owner_of_objects),
-        "endpoint_id": lambda: _fresh_endpoint(api, owner_of_objects),
-        "message_id": lambda: _a_message(api, owner_of_objects),
-    }
     path = route.path
-    for name, value in values.items():
-        if "{" + name + "}" in path:
-            path = path.replace("{" + name + "}", value())
+    for name in re.findall(r"{(\w+)}", route.path):
+        # A new kind of path parameter needs its maker above, or no matrix could test the route.
+        assert name in OBJECT_MAKERS, f"no fresh-object maker for {{{name}}} of {route.path}"
+        path = path.replace("{" + name + "}", OBJECT_MAKERS[name](api, stack, owner_of_objects))
     return path
 
 
-# What each form posts besides its CSRF token (the settings form keeps finance allowed to buy).
+# The fields a form needs to succeed (besides its CSRF token), by route name; none when absent.
 FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     "invite_member": lambda: {"email": f"new-{uuid.uuid4().hex[:8]}@studio.example", "role": "developer"},
     "buy_credits": lambda: {"pack_id": "pilot"},
+    # The owner keeps finance allowed to buy, so `buy_credits` serves every role it admits.
     "credit_settings": lambda: {"finance_may_buy_credits": "on"},
     "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
     "replay_failed": lambda: {"since": "2000-01-01T00:00"},
@@ -254,8 +211,7 @@ FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
 
 
 def _form_for(route: ConsoleRoute) -> dict[str, str]:
-    fields = FORM_FIELDS.get(route.name)
-    return fields() if fields is not None else {}
+    return FORM_FIELDS.get(route.name, dict)()
 
 
 def _request(client: httpx.Client, route: ConsoleRoute, path: str, *, csrf: str | None) -> httpx.Response:
@@ -287,9 +243,15 @@ def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
             yield from _api_routes(included.routes)
 
 
+def test_every_path_parameter_of_the_route_table_has_a_maker() -> None:
+    for route in ROUTES:
+        for name in re.findall(r"{(\w+)}", route.path):
+            assert name in OBJECT_MAKERS, f"{route.path}: add a fresh-object maker for {{{name}}}"
+
+
 def test_every_console_route_is_declared_in_the_route_table() -> None:
     backends = fake_backends(FakeBilling(), FakeBatch(), Readiness(), FakeWebhook())
-    app = create_app(Settings(), backends, hot_lane=False)
+    app = create_app(Settings(), backends)
     served = {
         (method, route.path)
         for route in _api_routes(getattr(app, "routes", []))
@@ -411,7 +373,7 @@ def test_sign_in_locks_the_account_after_repeated_failures(
 ) -> None:
     own, _ = tenants
     email = f"locked-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    accept(stack.base_url, invite_url(api, own.customer.tenant_id, email, "finance")).close()
     for _ in range(MAX_FAILURES):
         assert sign_in(stack.base_url, email, "not the password at all").status_code == 401
     locked = sign_in(stack.base_url, email)
@@ -422,8 +384,8 @@ def test_sign_in_locks_the_account_after_repeated_failures(
 
 def test_an_invite_link_works_once(api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]) -> None:
     own, _ = tenants
-    url = _invite_url(api, own.customer.tenant_id, f"once-{uuid.uuid4().hex[:8]}@studio.example", "developer")
-    _accept(stack.base_url, url).close()
+    url = invite_url(api, own.customer.tenant_id, f"once-{uuid.uuid4().hex[:8]}@studio.example", "developer")
+    accept(stack.base_url, url).close()
     with httpx.Client(base_url=stack.base_url, timeout=30) as second:
         assert second.get(url).status_code == 404
         reused = second.post(url, data={"password": PASSWORD, "password_confirmation": PASSWORD})
@@ -454,7 +416,7 @@ def test_signing_out_everywhere_ends_every_session(
 ) -> None:
     own, _ = tenants
     email = f"everywhere-{uuid.uuid4().hex[:8]}@studio.example"
-    _accept(stack.base_url, _invite_url(api, own.customer.tenant_id, email, "finance")).close()
+    accept(stack.base_url, invite_url(api, own.customer.tenant_id, email, "finance")).close()
     first = signed_in(stack.base_url, email)
     second = signed_in(stack.base_url, email)
     ended = first.post("/console/logout", data={"csrf_token": csrf_of(first), "everywhere": "1"})
@@ -518,7 +480,7 @@ def test_the_cli_prints_a_working_invite_link(api: Api, stack: Stack, tenants: t
     )
     link = done.stdout.strip()
     assert link.startswith(f"{stack.base_url}/console/invites/")
-    client = _accept(stack.base_url, link)
+    client = accept(stack.base_url, link)
     assert email in client.get("/console/team").text
     client.close()
 
@@ -539,7 +501,7 @@ def test_the_admin_tenant_page_invites_to_the_console(stack: Stack, tenants: tup
         assert created.status_code == 201
         link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
         assert link is not None
-    _accept(stack.base_url, link.group(1)).close()
+    accept(stack.base_url, link.group(1)).close()
 
 
 def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
@@ -554,7 +516,7 @@ def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
     assert created.status_code == 201
     link = re.search(r'id="invite-url" class="mono" readonly value="([^"]+)"', created.text)
     assert link is not None
-    _accept(stack.base_url, link.group(1)).close()
+    accept(stack.base_url, link.group(1)).close()
     joined = signed_in(stack.base_url, email)
     assert joined.get("/console/activity").status_code == 200  # finance reads the log
     export = joined.get("/console/activity.csv")

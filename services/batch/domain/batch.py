@@ -10,50 +10,18 @@ from enum import StrEnum
 from typing import NamedTuple, NewType
 
 from libs.errors import InvalidArgument
+
+# The statuses are the shared vocabulary's (libs/vocabulary.py), named here for the batch domain.
+from libs.vocabulary import PENDING_TASK_STATUSES as PENDING_TASK_STATUSES
+from libs.vocabulary import TERMINAL_TASK_STATUSES as TERMINAL_TASK_STATUSES
+from libs.vocabulary import BatchStatus as BatchStatus
+from libs.vocabulary import SettlementStatus as SettlementStatus
+from libs.vocabulary import TaskStatus as TaskStatus
 from services.batch.domain.errors import BatchNotFound
 
 BatchId = NewType("BatchId", uuid.UUID)
 TaskId = NewType("TaskId", uuid.UUID)
 TenantId = NewType("TenantId", uuid.UUID)
-
-
-class BatchStatus(StrEnum):
-    """Life of a batch: reserving -> queued -> processing -> a final status (or rejected)."""
-
-    RESERVING = "reserving"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-
-class TaskStatus(StrEnum):
-    """Life of a task: queued -> running -> succeeded | failed, or queued -> cancelled."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_TASK_STATUSES
-
-
-TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-PENDING_TASK_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
-
-
-class SettlementStatus(StrEnum):
-    """What billing did with the batch hold once every outcome was applied."""
-
-    PENDING = "pending"
-    SETTLED = "settled"
-    REFUNDED = "refunded"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class RetryFailed:
     tenant_id: str
     batch_id: str
     request_id: str
-    # Failure types to retry; empty: all but content_policy and invalid_input (never cancelled).
+    # Failure types to retry; empty: `libs.vocabulary.DEFAULT_RETRIED_FAILURES` (never cancelled).
     failure_types: tuple[str, ...] = ()
 
 

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
+from libs.vocabulary import TRANSIENT_FAILURES
+
+# The failure types are the shared vocabulary's (libs/vocabulary.py), named here for the batch domain.
+from libs.vocabulary import FailureType as FailureType
 from services.batch.domain.batch import BatchId, TaskId
-
-
-class FailureType(StrEnum):
-    """Why a task failed; recorded on the task and in its TaskFailed event."""
-
-    TIMEOUT = "timeout"
-    PROVIDER_ERROR = "provider_error"
-    RATE_LIMITED = "rate_limited"
-    CONTENT_POLICY = "content_policy"
-    INVALID_INPUT = "invalid_input"
-    CANCELLED = "cancelled"
-    INTERNAL = "internal"
-
-
-TRANSIENT_FAILURES = frozenset({FailureType.TIMEOUT, FailureType.PROVIDER_ERROR, FailureType.RATE_LIMITED})
-# retry-failed (ADR-048): a cancelled item is never retried (the customer stopped it); the same
-# prompt is refused again for content policy or invalid input, so those are retried only on request.
-RETRYABLE_FAILURES = frozenset(FailureType) - {FailureType.CANCELLED}
-INPUT_FAILURES = frozenset({FailureType.CONTENT_POLICY, FailureType.INVALID_INPUT})
-DEFAULT_RETRIED_FAILURES = RETRYABLE_FAILURES - INPUT_FAILURES
 
 
 def is_transient(failure_type: FailureType) -> bool:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, InvalidArgument
+from libs.vocabulary import DEFAULT_RETRIED_FAILURES, RETRYABLE_FAILURES, FailureType
 from services.batch.domain.batch import BatchItem
 from services.batch.domain.commands import CreateBatch
-from services.batch.domain.provider import DEFAULT_RETRIED_FAILURES, RETRYABLE_FAILURES, FailureType
 
 # Unicode category "Cc" is exactly U+0000-U+001F and U+007F-U+009F (NUL, the C0/C1 controls and
 # DEL); tab and line breaks (LF, and CR of a CRLF a Windows client sends) are ordinary prose. One

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import TypedDict
 
+# The settlement statuses are the shared vocabulary's (libs/vocabulary.py).
+from libs.vocabulary import SettlementStatus as SettlementStatus
 from services.billing.domain.errors import (
     AlreadySettled,
     LedgerInvariantViolated,
@@ -17,14 +18,6 @@ from services.billing.domain.errors import (
 )
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import OutcomeKind, RefType, TaskOutcome, Transfer, settle_key
-
-
-class SettlementStatus(StrEnum):
-    """`pending` until settled; then `settled` (nothing returned) or `refunded` (some returned)."""
-
-    PENDING = "pending"
-    SETTLED = "settled"
-    REFUNDED = "refunded"
 
 
 class CreditTotals(TypedDict):

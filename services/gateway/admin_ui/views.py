@@ -12,38 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
+from libs import vocabulary
+from libs.vocabulary import Fault, values_of
 from services.gateway.schemas.admin_batches import FailureGroupView
 from services.gateway.schemas.batches import BatchView
 
 LIVE_REFRESH_SECONDS = 2
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("billing", "Billing"), ("webhooks", "Webhooks"))
-BATCH_STATUSES = (
-    "reserving",
-    "queued",
-    "processing",
-    "completed",
-    "partial",
-    "failed",
-    "cancelled",
-    "rejected",
-)
-SETTLEMENT_STATUSES = ("pending", "settled", "refunded")
-TASK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FAILURE_TYPES = (
-    "timeout",
-    "provider_error",
-    "rate_limited",
-    "content_policy",
-    "invalid_input",
-    "internal",
-    "cancelled",
-)
+# The filters' choices: the shared vocabulary's values (libs/vocabulary.py).
+BATCH_STATUSES = values_of(vocabulary.BatchStatus)
+SETTLEMENT_STATUSES = values_of(vocabulary.SettlementStatus)
+TASK_STATUSES = values_of(vocabulary.TaskStatus)
+FAILURE_TYPES = values_of(vocabulary.FailureType)
 TASK_PAGE_SIZES = {"10": 10, "50": 50, "200": 200}
 FAULT_LABELS = {
-    "provider": "Provider",
-    "customer_input": "Customer input",
-    "us": "Us (internal)",
-    "cancelled": "Cancelled by the customer",
+    Fault.PROVIDER: "Provider",
+    Fault.CUSTOMER_INPUT: "Customer input",
+    Fault.US: "Us (internal)",
+    Fault.CANCELLED: "Cancelled by the customer",
 }
 PROMPT_PREVIEW_CHARS = 80
 # A payment reference on a ledger line (e.g. "pilot:cs_test_a1..."): its end tells payments apart.

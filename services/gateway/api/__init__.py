@@ -1,3 +1,3 @@
-"""The ways in: thin REST routers (request -> gRPC call -> response model, no business rules) and
-the hot lane, a routing shortcut in front of them over the same use cases (ADR-029, ADR-035).
+"""The ways in: thin REST routers (request -> gRPC call -> response model, no business rules).
+FastAPI answers every request (ADR-065 removed the hot lane that answered some in front of it).
 """

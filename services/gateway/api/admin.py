@@ -32,7 +32,7 @@ from services.gateway.http.params import (
     PageLimit,
     PageQuery,
     TenantIdPath,
-    error_responses,
+    documented,
 )
 from services.gateway.schemas.access import ApiKeyCreated, CreateApiKeyRequest
 from services.gateway.schemas.admin_batches import (
@@ -69,13 +69,7 @@ def admin_router(
     deadline = settings.grpc_deadline_seconds
     reads = AdminReads(backends, deadline)
 
-    @router.post(
-        "/tenants",
-        status_code=201,
-        response_model=TenantCreated,
-        summary="Create a tenant",
-        responses=error_responses(413, 422),
-    )
+    @router.post("/tenants", **documented(TenantCreated, "Create a tenant", 413, 422, status_code=201))
     async def create_tenant(body: CreateTenantRequest) -> TenantCreated:
         response = await backends.billing.CreateTenant(
             billing_pb2.CreateTenantRequest(name=body.name), timeout=deadline
@@ -84,10 +78,15 @@ def admin_router(
 
     @router.post(
         "/tenants/{tenant_id}/api-keys",
-        status_code=201,
-        response_model=ApiKeyCreated,
-        summary="Issue an API key (the clear key is shown once)",
-        responses=error_responses(404, 409, 413, 422),
+        **documented(
+            ApiKeyCreated,
+            "Issue an API key (the clear key is shown once)",
+            404,
+            409,
+            413,
+            422,
+            status_code=201,
+        ),
     )
     async def create_api_key(
         tenant_id: TenantIdPath, body: Annotated[CreateApiKeyRequest | None, Body()] = None
@@ -100,9 +99,7 @@ def admin_router(
 
     @router.post(
         "/tenants/{tenant_id}/credits",
-        response_model=TopUpResult,
-        summary="Add credits (idempotent on `reference`)",
-        responses=error_responses(404, 409, 413, 422),
+        **documented(TopUpResult, "Add credits (idempotent on `reference`)", 404, 409, 413, 422),
     )
     async def top_up(tenant_id: TenantIdPath, body: TopUpRequest) -> TopUpResult:
         response = await backends.billing.TopUp(
@@ -111,38 +108,23 @@ def admin_router(
         )
         return TopUpResult(balance=response.balance, replayed=response.replayed)
 
-    @router.get(
-        "/tenants/{tenant_id}/credits",
-        response_model=CreditsView,
-        summary="A tenant's balances",
-        responses=error_responses(404),
-    )
+    @router.get("/tenants/{tenant_id}/credits", **documented(CreditsView, "A tenant's balances", 404))
     async def get_tenant_credits(tenant_id: TenantIdPath) -> CreditsView:
         return await reads.tenant_credits(tenant_id)
 
-    @router.get(
-        "/tenants",
-        response_model=TenantPage,
-        summary="List tenants with their balances, oldest first",
-        responses=error_responses(422),
-    )
+    @router.get("/tenants", **documented(TenantPage, "List tenants with their balances, oldest first", 422))
     async def list_tenants(page: PageQuery) -> TenantPage:
         return await reads.tenants(cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
         "/tenants/{tenant_id}/ledger",
-        response_model=LedgerPage,
-        summary="Changes of a tenant's available balance, newest first",
-        responses=error_responses(404, 422),
+        **documented(LedgerPage, "Changes of a tenant's available balance, newest first", 404, 422),
     )
     async def list_tenant_ledger(tenant_id: TenantIdPath, page: PageQuery) -> LedgerPage:
         return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=min(page.limit, 500))
 
     @router.get(
-        "/batches",
-        response_model=AdminBatchPage,
-        summary="List batches of every tenant (or one), newest first",
-        responses=error_responses(422),
+        "/batches", **documented(AdminBatchPage, "List batches of every tenant (or one), newest first", 422)
     )
     async def list_batches(
         page: PageQuery,
@@ -168,18 +150,17 @@ def admin_router(
 
     @router.get(
         "/batches/{batch_id}",
-        response_model=AdminBatchDetail,
-        summary="Any batch: progress, money, net, margin, timing and failures by whose fault",
-        responses=error_responses(404),
+        **documented(
+            AdminBatchDetail,
+            "Any batch: progress, money, net, margin, timing and failures by whose fault",
+            404,
+        ),
     )
     async def get_batch(batch_id: BatchIdPath) -> AdminBatchDetail:
         return await reads.batch(batch_id)
 
     @router.get(
-        "/batches/{batch_id}/tasks",
-        response_model=TaskPage,
-        summary="List any batch's tasks in batch order",
-        responses=error_responses(404, 422),
+        "/batches/{batch_id}/tasks", **documented(TaskPage, "List any batch's tasks in batch order", 404, 422)
     )
     async def list_batch_tasks(
         batch_id: BatchIdPath,
@@ -199,9 +180,12 @@ def admin_router(
 
     @router.get(
         "/batches/{batch_id}/billing",
-        response_model=BatchBillingView,
-        summary="A batch's money: upfront, captures, refunds, net spent and its ledger entries",
-        responses=error_responses(404, 422),
+        **documented(
+            BatchBillingView,
+            "A batch's money: upfront, captures, refunds, net spent and its ledger entries",
+            404,
+            422,
+        ),
     )
     async def get_batch_billing(
         batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = 500
@@ -210,17 +194,17 @@ def admin_router(
 
     @router.get(
         "/batches/{batch_id}/webhooks",
-        response_model=DeliveryPage,
-        summary="A batch's webhook deliveries with every attempt, newest first",
-        responses=error_responses(404, 422),
+        **documented(DeliveryPage, "A batch's webhook deliveries with every attempt, newest first", 404, 422),
     )
     async def list_batch_webhooks(batch_id: BatchIdPath, page: PageQuery) -> DeliveryPage:
         return await reads.webhooks(batch_id, cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/reconciliation",
-        response_model=ReconciliationView,
-        summary="Check every credit (I1-I3); an empty `discrepancies` list means the books balance",
+        **documented(
+            ReconciliationView,
+            "Check every credit (I1-I3); an empty `discrepancies` list means the books balance",
+        ),
     )
     async def reconcile() -> ReconciliationView:
         return await reads.reconciliation()

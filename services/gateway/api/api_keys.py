@@ -22,7 +22,7 @@ from services.gateway.http.auth import (
     caller_dependency,
 )
 from services.gateway.http.errors import ApiError
-from services.gateway.http.params import TenantIdPath, error_responses, is_uuid
+from services.gateway.http.params import TenantIdPath, documented, error_responses, is_uuid
 from services.gateway.schemas.access import (
     AdminKeyCreated,
     AdminKeyList,
@@ -76,50 +76,54 @@ def api_keys_router(
 
     @router.get(
         "/api/enterprise/api-keys",
-        response_model=ApiKeyList,
-        tags=["customer"],
-        summary="List the tenant's API keys (prefix, created, last used, revoked; never the secret)",
+        **documented(
+            ApiKeyList,
+            "List the tenant's API keys (prefix, created, last used, revoked; never the secret)",
+            tags=["customer"],
+        ),
     )
     async def list_own_keys(caller: Annotated[ApiCaller, customer]) -> ApiKeyList:
         return await tenant_keys(caller.tenant_id)
 
     @router.delete(
         "/api/enterprise/api-keys/{key_id}",
-        response_model=ApiKeyView,
-        tags=["customer"],
-        summary="Revoke one of the tenant's keys (the one in use included); idempotent",
-        responses=error_responses(404),
+        **documented(
+            ApiKeyView,
+            "Revoke one of the tenant's keys (the one in use included); idempotent",
+            404,
+            tags=["customer"],
+        ),
     )
     async def revoke_own_key(caller: Annotated[ApiCaller, customer], key_id: KeyIdPath) -> ApiKeyView:
         return await revoke_api_key(caller.tenant_id, key_id)
 
     @router.get(
         "/api/admin/tenants/{tenant_id}/api-keys",
-        response_model=ApiKeyList,
-        tags=["admin"],
-        summary="List a tenant's API keys (never the secrets)",
-        responses=error_responses(403, 404, 422),
+        **documented(
+            ApiKeyList, "List a tenant's API keys (never the secrets)", 403, 404, 422, tags=["admin"]
+        ),
     )
     async def list_tenant_keys(_: Annotated[object, admin], tenant_id: TenantIdPath) -> ApiKeyList:
         return await tenant_keys(tenant_id)
 
     @router.delete(
         "/api/admin/api-keys/{key_id}",
-        response_model=ApiKeyView,
-        tags=["admin"],
-        summary="Revoke any tenant's API key; idempotent",
-        responses=error_responses(403, 404),
+        **documented(ApiKeyView, "Revoke any tenant's API key; idempotent", 403, 404, tags=["admin"]),
     )
     async def revoke_any_key(_: Annotated[object, admin], key_id: KeyIdPath) -> ApiKeyView:
         return await revoke_api_key(ANY_TENANT, key_id)
 
     @router.post(
         "/api/admin/admin-keys",
-        status_code=201,
-        response_model=AdminKeyCreated,
-        tags=["admin"],
-        summary="Issue an operator key with role admin or finance (shown once)",
-        responses=error_responses(403, 413, 422),
+        **documented(
+            AdminKeyCreated,
+            "Issue an operator key with role admin or finance (shown once)",
+            403,
+            413,
+            422,
+            status_code=201,
+            tags=["admin"],
+        ),
     )
     async def create_admin_key(_: Annotated[object, admin], body: CreateAdminKeyRequest) -> AdminKeyCreated:
         created = await billing.CreateAdminKey(
@@ -129,10 +133,7 @@ def api_keys_router(
 
     @router.get(
         "/api/admin/admin-keys",
-        response_model=AdminKeyList,
-        tags=["admin"],
-        summary="List operator keys (never the secrets)",
-        responses=error_responses(403),
+        **documented(AdminKeyList, "List operator keys (never the secrets)", 403, tags=["admin"]),
     )
     async def list_admin_keys(_: Annotated[object, admin]) -> AdminKeyList:
         keys = await billing.ListAdminKeys(billing_pb2.ListAdminKeysRequest(), timeout=deadline)
@@ -140,10 +141,7 @@ def api_keys_router(
 
     @router.delete(
         "/api/admin/admin-keys/{key_id}",
-        response_model=AdminKeyView,
-        tags=["admin"],
-        summary="Revoke an operator key; idempotent",
-        responses=error_responses(403, 404),
+        **documented(AdminKeyView, "Revoke an operator key; idempotent", 403, 404, tags=["admin"]),
     )
     async def revoke_admin_key(_: Annotated[object, admin], key_id: KeyIdPath) -> AdminKeyView:
         revoked = await billing.RevokeAdminKey(

@@ -22,6 +22,7 @@ from services.gateway.http.params import (
     PageCursor,
     PageLimit,
     PageQuery,
+    documented,
     error_responses,
 )
 from services.gateway.schemas.batches import (
@@ -94,11 +95,17 @@ def customer_router(
 
     @router.post(
         "/video-batch",
-        status_code=202,
-        response_model=BatchAccepted,
-        summary="Create a batch of videos (price frozen up front)",
-        openapi_extra=_CREATE_BATCH_BODY,
-        responses=error_responses(402, 409, 413, 422, 429),
+        **documented(
+            BatchAccepted,
+            "Create a batch of videos (price frozen up front)",
+            402,
+            409,
+            413,
+            422,
+            429,
+            status_code=202,
+            openapi_extra=_CREATE_BATCH_BODY,
+        ),
     )
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
         accepted = await creation.create(
@@ -110,12 +117,7 @@ def customer_router(
         # The 202 body's fields as JSON (the route's response_model documents them).
         return Response(accepted, status_code=202, media_type="application/json")
 
-    @router.get(
-        "/video-batch",
-        response_model=BatchPage,
-        summary="List the tenant's batches, newest first",
-        responses=error_responses(422),
-    )
+    @router.get("/video-batch", **documented(BatchPage, "List the tenant's batches, newest first", 422))
     async def list_video_batches(
         tenant_id: Annotated[str, authenticated],
         status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
@@ -135,20 +137,13 @@ def customer_router(
             }
         )
 
-    @router.get(
-        "/video-batch/{batch_id}",
-        response_model=BatchView,
-        summary="Get a batch: progress and money",
-        responses=error_responses(404),
-    )
+    @router.get("/video-batch/{batch_id}", **documented(BatchView, "Get a batch: progress and money", 404))
     async def get_video_batch(tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath) -> Response:
         return Response(await reads.batch(tenant_id, batch_id), media_type="application/json")
 
     @router.get(
         "/video-batch/{batch_id}/tasks",
-        response_model=TaskPage,
-        summary="List a batch's tasks in batch order",
-        responses=error_responses(404, 422),
+        **documented(TaskPage, "List a batch's tasks in batch order", 404, 422),
     )
     async def list_video_batch_tasks(
         caller: Annotated[ApiCaller, calling],
@@ -162,9 +157,7 @@ def customer_router(
 
     @router.post(
         "/video-batch/{batch_id}/cancel",
-        response_model=BatchView,
-        summary="Cancel the tasks not yet started (they are refunded)",
-        responses=error_responses(404, 409),
+        **documented(BatchView, "Cancel the tasks not yet started (they are refunded)", 404, 409),
     )
     async def cancel_video_batch(
         tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath
@@ -218,12 +211,7 @@ def customer_router(
         )
         return CreditsView.from_proto(balance)
 
-    @router.get(
-        "/ledger",
-        response_model=LedgerPage,
-        summary="Changes of the available balance, newest first",
-        responses=error_responses(422),
-    )
+    @router.get("/ledger", **documented(LedgerPage, "Changes of the available balance, newest first", 422))
     async def list_ledger_entries(
         tenant_id: Annotated[str, authenticated],
         page: PageQuery,

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.errors import unavailable_error
-from services.gateway.http.params import error_responses
+from services.gateway.http.params import documented
 from services.gateway.schemas.health import Liveness, Readiness
 
 log = logging.getLogger(__name__)
@@ -20,12 +20,7 @@ def health_router(backends: Backends) -> APIRouter:
     async def healthz() -> Liveness:
         return Liveness()
 
-    @router.get(
-        "/readyz",
-        response_model=Readiness,
-        summary="Every backend answers its gRPC health check",
-        responses=error_responses(503),
-    )
+    @router.get("/readyz", **documented(Readiness, "Every backend answers its gRPC health check", 503))
     async def readyz() -> Readiness:
         serving = await backends.readiness()
         dependencies = {name: "up" if up else "down" for name, up in serving.items()}

@@ -19,7 +19,7 @@ from services.gateway.http.auth import (
     admin_api_router,
     tenant_dependency,
 )
-from services.gateway.http.params import MonthQuery, TenantIdPath, error_responses
+from services.gateway.http.params import MonthQuery, TenantIdPath, documented, error_responses
 from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.schemas.pricing import (
     AdminPaymentRequest,
@@ -135,9 +135,9 @@ def admin_pricing_router(settings: Settings, backends: Backends, admin_auth: Adm
 
     @router.post(
         "/tenants/{tenant_id}/payments",
-        response_model=PaymentRecorded,
-        summary="Record an offline payment (invoice), credited once per reference",
-        responses=error_responses(404, 413, 422),
+        **documented(
+            PaymentRecorded, "Record an offline payment (invoice), credited once per reference", 404, 413, 422
+        ),
     )
     async def record_payment(tenant_id: TenantIdPath, body: AdminPaymentRequest) -> PaymentRecorded:
         response = await backends.billing.RecordPayment(
@@ -154,9 +154,7 @@ def admin_pricing_router(settings: Settings, backends: Backends, admin_auth: Adm
 
     @router.get(
         "/margins",
-        response_model=MonthlyMarginsView,
-        summary="Gross margin of the month's delivered videos, per model",
-        responses=error_responses(422),
+        **documented(MonthlyMarginsView, "Gross margin of the month's delivered videos, per model", 422),
     )
     async def monthly_margins(month: MonthQuery) -> MonthlyMarginsView:
         response = await backends.billing.GetMonthlyMargins(

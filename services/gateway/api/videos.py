@@ -34,6 +34,7 @@ from services.gateway.http.params import (
     UUID_PATTERN,
     BatchIdPath,
     PageQuery,
+    documented,
     error_responses,
 )
 from services.gateway.schemas.access import VideoAccessPage, VideoAccessView, VideoLink
@@ -72,9 +73,9 @@ def videos_router(
 
     @router.get(
         "/api/enterprise/video-batch/{batch_id}/tasks/{task_id}/video",
-        response_model=VideoLink,
-        summary="A short-lived signed link to play, download or embed a video",
-        responses=error_responses(401, 404, 422, 429, 503),
+        **documented(
+            VideoLink, "A short-lived signed link to play, download or embed a video", 401, 404, 422, 429, 503
+        ),
     )
     async def get_video_link(
         request: Request,
@@ -146,10 +147,16 @@ def videos_router(
 
     @router.get(
         "/api/admin/video-access",
-        response_model=VideoAccessPage,
-        tags=["admin"],
-        summary="The video access audit log: every play, download and embed attempt, newest first",
-        responses=error_responses(401, 403, 422, 429, 503),
+        **documented(
+            VideoAccessPage,
+            "The video access audit log: every play, download and embed attempt, newest first",
+            401,
+            403,
+            422,
+            429,
+            503,
+            tags=["admin"],
+        ),
     )
     async def list_video_access(
         _: Annotated[object, admin],
@@ -168,9 +175,8 @@ def videos_router(
             ),
             timeout=deadline,
         )
-        return VideoAccessPage(
-            items=[VideoAccessView.from_proto(entry) for entry in access.entries],
-            next_cursor=access.next_cursor or None,
+        return VideoAccessPage.of(
+            [VideoAccessView.from_proto(entry) for entry in access.entries], access.next_cursor
         )
 
     return router

@@ -12,7 +12,8 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
-from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, error_responses
+from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, documented, error_responses
+from services.gateway.schemas.proto_views import utc_or_none
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
     DeliveryView,
@@ -22,7 +23,6 @@ from services.gateway.schemas.webhooks import (
     EndpointSecretRotated,
     EndpointView,
     SigningSecretView,
-    utc_or_none,
 )
 
 MessageIdPath = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$", description="The webhook-id.")]
@@ -55,10 +55,9 @@ def webhooks_router(
 
     @router.post(
         "/api/enterprise/webhook-endpoints",
-        status_code=201,
-        response_model=EndpointCreated,
-        summary="Register a webhook endpoint (its secret is shown once)",
-        responses=error_responses(422),
+        **documented(
+            EndpointCreated, "Register a webhook endpoint (its secret is shown once)", 422, status_code=201
+        ),
     )
     async def create_endpoint(tenant_id: Annotated[str, customer], body: EndpointIn) -> EndpointCreated:
         created = await webhook.CreateEndpoint(
@@ -67,13 +66,10 @@ def webhooks_router(
             ),
             timeout=deadline,
         )
-        view = EndpointView.from_proto(created.endpoint)
-        return EndpointCreated(**view.model_dump(), secret=created.secret)
+        return EndpointCreated.by_name(created.endpoint, secret=created.secret)
 
     @router.get(
-        "/api/enterprise/webhook-endpoints",
-        response_model=EndpointPage,
-        summary="List the tenant's webhook endpoints",
+        "/api/enterprise/webhook-endpoints", **documented(EndpointPage, "List the tenant's webhook endpoints")
     )
     async def list_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
         endpoints = await webhook.ListEndpoints(
@@ -87,9 +83,7 @@ def webhooks_router(
 
     @router.delete(
         "/api/enterprise/webhook-endpoints/{endpoint_id}",
-        response_model=EndpointView,
-        summary="Delete a webhook endpoint",
-        responses=error_responses(404),
+        **documented(EndpointView, "Delete a webhook endpoint", 404),
     )
     async def delete_endpoint(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
@@ -101,9 +95,11 @@ def webhooks_router(
 
     @router.post(
         "/api/enterprise/webhook-endpoints/{endpoint_id}/rotate-secret",
-        response_model=EndpointSecretRotated,
-        summary="Rotate an endpoint's signing secret (the old one keeps signing during the overlap)",
-        responses=error_responses(404),
+        **documented(
+            EndpointSecretRotated,
+            "Rotate an endpoint's signing secret (the old one keeps signing during the overlap)",
+            404,
+        ),
     )
     async def rotate_endpoint_secret(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
@@ -112,9 +108,8 @@ def webhooks_router(
             webhook_pb2.RotateEndpointSecretRequest(tenant_id=tenant_id, endpoint_id=endpoint_id),
             timeout=deadline,
         )
-        view = EndpointView.from_proto(rotated.endpoint)
-        return EndpointSecretRotated(
-            **view.model_dump(),
+        return EndpointSecretRotated.by_name(
+            rotated.endpoint,
             secret=rotated.secret,
             previous_expires_at=utc_or_none(
                 rotated.previous_expires_at, rotated.HasField("previous_expires_at")
@@ -123,9 +118,7 @@ def webhooks_router(
 
     @router.get(
         "/api/enterprise/webhook-messages",
-        response_model=DeliveryPage,
-        summary="The tenant's webhook messages with their attempts, newest first",
-        responses=error_responses(422),
+        **documented(DeliveryPage, "The tenant's webhook messages with their attempts, newest first", 422),
     )
     async def list_messages(
         tenant_id: Annotated[str, customer],
@@ -136,10 +129,7 @@ def webhooks_router(
 
     @router.post(
         "/api/enterprise/webhook-messages/{message_id}/redeliver",
-        status_code=202,
-        response_model=DeliveryView,
-        summary="Send a message again (same webhook-id)",
-        responses=error_responses(404),
+        **documented(DeliveryView, "Send a message again (same webhook-id)", 404, status_code=202),
     )
     async def redeliver(tenant_id: Annotated[str, customer], message_id: MessageIdPath) -> DeliveryView:
         delivery = await webhook.RedeliverMessage(
@@ -149,8 +139,7 @@ def webhooks_router(
 
     @router.get(
         "/api/enterprise/webhook-secret",
-        response_model=SigningSecretView,
-        summary="The secret signing deliveries to batch webhook_urls",
+        **documented(SigningSecretView, "The secret signing deliveries to batch webhook_urls"),
     )
     async def get_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.GetSigningSecret(
@@ -160,8 +149,9 @@ def webhooks_router(
 
     @router.post(
         "/api/enterprise/webhook-secret/rotate",
-        response_model=SigningSecretView,
-        summary="Rotate the signing secret (the old one keeps signing during the overlap)",
+        **documented(
+            SigningSecretView, "Rotate the signing secret (the old one keeps signing during the overlap)"
+        ),
     )
     async def rotate_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.RotateSigningSecret(

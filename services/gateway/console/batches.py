@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
@@ -23,7 +24,6 @@ from services.gateway.console.auth import CurrentUser
 from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
-from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
 from services.gateway.schemas.batches import BatchView
 from services.gateway.use_cases.console_reads import NotTheTenants, ResultRow
 from services.gateway.use_cases.video_access import VideoAccessDecision, VideoAttempt
@@ -163,8 +163,8 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             values = {
                 "tasks": tasks.items,
                 "fault_of": {
-                    failure_type: views.FAULT_LABELS[fault]
-                    for failure_type, fault in FAULT_BY_FAILURE_TYPE.items()
+                    failure_type: views.FAULT_LABELS[fault_of(failure_type)]
+                    for failure_type in views.FAILURE_TYPES
                 },
                 "base": base,
                 "status_options": views.options(views.TASK_STATUSES, filters["status"], "any"),

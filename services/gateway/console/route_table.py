@@ -12,7 +12,7 @@ Adding a page: declare its `ConsoleRoute` here, write its endpoint in a topic mo
 returns `{name: endpoint}` (see `console/batches.py`), and list that factory in
 `CONSOLE_ENDPOINTS` of `services/gateway/entrypoints/app.py`. The matrices then cover it; a path
 parameter other than batch_id, invite_id, user_id, task_id or token needs its fresh-object maker
-in `tests/security/test_console_matrix.py` (`_path`).
+in `OBJECT_MAKERS` of `tests/security/test_console_matrix.py` (a test fails until it has one).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp
 
 from libs.config import Settings
 from libs.telemetry import metrics_text
@@ -18,7 +17,6 @@ from services.gateway.api.api_keys import api_keys_router
 from services.gateway.api.console_invites import console_invites_router
 from services.gateway.api.customer import customer_router
 from services.gateway.api.health import health_router
-from services.gateway.api.hot_lane import HotLane
 from services.gateway.api.ledger_exports import customer_exports_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
 from services.gateway.api.videos import videos_router
@@ -70,13 +68,13 @@ INVALID_INPUT_DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True) -> ASGIApp:
+def create_app(settings: Settings, backends: Backends) -> FastAPI:
     """The REST gateway: routes, authentication, limits and error mapping; connects to nothing.
 
-    `hot_lane=False` leaves every request to the FastAPI routes (the lane's parity tests).
+    FastAPI answers every request (ADR-065).
     """
     # FastAPI's own telemetry is off: RequestContextMiddleware traces each request and records
-    # `http.server.request.duration` at a third of its cost, for the hot lane as well (ADR-029).
+    # `http.server.request.duration` at a third of its cost (ADR-029).
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -127,15 +125,11 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator))
 
-    def in_request_context(inner: ASGIApp) -> ASGIApp:
-        # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
-        # 500 and body size limit, in one layer:
-        # around the app, and around the hot lane's answers, configured once.
-        return RequestContextMiddleware(
-            inner, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
-        )
-
-    app.add_middleware(in_request_context)
+    # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
+    # 500 and body size limit, in one layer around the app.
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -148,16 +142,7 @@ def create_app(settings: Settings, backends: Backends, *, hot_lane: bool = True)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    if not hot_lane:
-        return app
-    # In front of FastAPI and the layers Starlette wraps around it (ADR-044).
-    return HotLane(
-        app,
-        reads,
-        creation,
-        authenticator,
-        in_request_context=in_request_context,
-    )
+    return app
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -24,9 +23,6 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 TRACE_ID_HEADER = "X-Trace-ID"
-# Where a route not served by FastAPI's router (services/gateway/api/hot_lane.py) names its template;
-# FastAPI's routes are found in `scope["route"]`.
-ROUTE_TEMPLATE_KEY = "reelbatch.route_template"
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _TRACE_ID = TRACE_ID_HEADER.lower().encode()
@@ -44,10 +40,7 @@ def request_id_of(scope: Scope) -> str:
 def route_template(scope: Scope) -> str:
     """The template of the route that answered (`/api/enterprise/video-batch/{batch_id}`), or ""."""
     path = getattr(scope.get("route"), "path", None)
-    if isinstance(path, str):
-        return path
-    template = scope.get(ROUTE_TEMPLATE_KEY, "")
-    return template if isinstance(template, str) else ""
+    return path if isinstance(path, str) else ""
 
 
 class RequestContextMiddleware:
@@ -101,10 +94,6 @@ class RequestContextMiddleware:
             await self._serve(scope, receive, send, request_id, declared, trace_id)
         finally:
             route = route_template(scope)
-            if route and "route" not in scope:
-                # The hot lane answers without Starlette's router: name its template where the
-                # instrumentation looks for it, so the latency metric is by route for it too.
-                scope["route"] = _LaneRoute(route)
             if route and span.is_recording():
                 span.update_name(f"{scope['method']} {route}")
                 span.set_attribute("http.route", route)
@@ -194,13 +183,6 @@ class RequestContextMiddleware:
             "payload_too_large",
             f"request body exceeds {self.max_body_bytes} bytes",
         )
-
-
-@dataclass(frozen=True)
-class _LaneRoute:
-    """What OpenTelemetry's ASGI middleware reads of a route: its template."""
-
-    path_format: str
 
 
 def _read_headers(scope: Scope) -> tuple[str, bytes | None]:

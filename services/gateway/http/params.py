@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from services.gateway.http.errors import ApiError
 from services.gateway.schemas.errors import ErrorResponse
@@ -23,7 +23,6 @@ MAX_CURSOR_CHARS = 1024
 # Our cursors are URL-safe base64 or digits: printable ASCII. Their content is the backends' to
 # judge (each refuses a position it cannot hold); the edge only bounds their shape.
 CURSOR_PATTERN = r"^[\x21-\x7e]*$"
-_CURSOR = re.compile(CURSOR_PATTERN)
 # A calendar month: the backends judge which months they hold (billing: 1970-01..9999-11).
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -61,11 +60,6 @@ PageQuery = Annotated[PageRequest, Depends(page_request)]
 CursorText = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
 FilterText = Annotated[str, Query(max_length=64)]
 MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
-
-
-def is_page_cursor(value: str) -> bool:
-    """True for a value `PageCursor` accepts (the hot lane's check of the same rule)."""
-    return len(value) <= MAX_CURSOR_CHARS and _CURSOR.fullmatch(value) is not None
 
 
 def _within_calendar(moment: datetime) -> datetime:
@@ -116,3 +110,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         503: "A backend is unavailable (`unavailable`, with Retry-After).",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
+
+
+def documented(model: type[BaseModel], summary: str, *error_statuses: int, **more: Any) -> dict[str, Any]:
+    """What a route declares for /openapi.json: the model it answers, its summary, its error answers
+    (`error_responses` of `error_statuses`) and any other route option given (`status_code`...)."""
+    declared: dict[str, Any] = {"response_model": model, "summary": summary, **more}
+    if error_statuses:
+        declared["responses"] = error_responses(*error_statuses)
+    return declared

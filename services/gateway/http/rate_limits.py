@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.vocabulary import OPEN_BATCH_STATUSES, values_of
 from services.gateway.http.errors import ApiError
 
 MAX_TRACKED_ENTRIES = 100_000
@@ -136,8 +137,6 @@ def client_address(scope_client: tuple[str, int] | None) -> str:
     return scope_client[0] if scope_client else "unknown"
 
 
-# Batch statuses that still occupy a tenant's concurrency (not finished, not rejected).
-OPEN_BATCH_STATUSES = ("reserving", "queued", "processing")
 # A batch takes seconds to minutes: asking again sooner than this is pointless.
 OPEN_BATCHES_RETRY_AFTER_SECONDS = 5
 
@@ -177,7 +176,7 @@ class OpenBatchLimit:
                     batch_pb2.ListBatchesRequest(tenant_id=tenant_id, status=status, limit=self._max_open),
                     timeout=self._deadline,
                 )
-                for status in OPEN_BATCH_STATUSES
+                for status in values_of(OPEN_BATCH_STATUSES)
             )
         )
         return sum(len(page.batches) for page in pages)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal, Self
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
-def _moment(value: Timestamp, present: bool) -> datetime | None:
-    return value.ToDatetime(tzinfo=UTC) if present else None
-
-
-class ApiKeyView(BaseModel):
+class ApiKeyView(ProtoView):
     """One API key of a tenant. The secret is never shown again: only its first characters."""
 
     key_id: str = Field(description="Identifier of the key.")
@@ -30,17 +25,7 @@ class ApiKeyView(BaseModel):
     @classmethod
     def from_proto(cls, key: billing_pb2.ApiKeyInfo) -> Self:
         """Builds the view from billing's ApiKeyInfo."""
-        revoked_at = _moment(key.revoked_at, key.HasField("revoked_at"))
-        created_at = _moment(key.created_at, True)
-        assert created_at is not None  # always set by billing
-        return cls(
-            key_id=key.key_id,
-            prefix=key.prefix,
-            created_at=created_at,
-            last_used_at=_moment(key.last_used_at, key.HasField("last_used_at")),
-            revoked_at=revoked_at,
-            revoked=revoked_at is not None,
-        )
+        return cls.by_name(key, revoked=key.HasField("revoked_at"))
 
 
 class ApiKeyList(BaseModel):
@@ -72,7 +57,7 @@ class AdminKeyCreated(BaseModel):
     role: str
 
 
-class AdminKeyView(BaseModel):
+class AdminKeyView(ProtoView):
     """One operator key (never its secret)."""
 
     key_id: str
@@ -86,17 +71,7 @@ class AdminKeyView(BaseModel):
     @classmethod
     def from_proto(cls, key: billing_pb2.AdminKeyInfo) -> Self:
         """Builds the view from billing's AdminKeyInfo."""
-        created_at = _moment(key.created_at, True)
-        assert created_at is not None  # always set by billing
-        return cls(
-            key_id=key.key_id,
-            role=key.role,
-            name=key.name,
-            prefix=key.prefix,
-            created_at=created_at,
-            last_used_at=_moment(key.last_used_at, key.HasField("last_used_at")),
-            revoked_at=_moment(key.revoked_at, key.HasField("revoked_at")),
-        )
+        return cls.by_name(key)
 
 
 class AdminKeyList(BaseModel):
@@ -114,7 +89,7 @@ class VideoLink(BaseModel):
     expires_at: AwareDatetime = Field(description="When the link stops working.")
 
 
-class VideoAccessView(BaseModel):
+class VideoAccessView(ProtoView):
     """One attempt to use a video: who, what, how, when, and the result."""
 
     access_id: str
@@ -133,20 +108,7 @@ class VideoAccessView(BaseModel):
     @classmethod
     def from_proto(cls, entry: billing_pb2.VideoAccess) -> Self:
         """Builds the view from billing's VideoAccess."""
-        occurred_at = _moment(entry.occurred_at, True)
-        assert occurred_at is not None  # always set by billing
-        return cls(
-            access_id=entry.access_id,
-            occurred_at=occurred_at,
-            tenant_id=entry.tenant_id,
-            key_id=entry.key_id,
-            client_address=entry.client_address,
-            batch_id=entry.batch_id,
-            task_id=entry.task_id,
-            mode=entry.mode,
-            via=entry.via,
-            result=entry.result,
-        )
+        return cls.by_name(entry)
 
 
 class VideoAccessPage(CursorPage[VideoAccessView]):

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs import vocabulary
+from libs.vocabulary import fault_of, listed, one_of
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.fields import none_if_empty, optional_time
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
 class AdminBatchView(BatchView):
@@ -32,34 +35,27 @@ class AdminBatchPage(CursorPage[AdminBatchView]):
     """One page of batches across tenants."""
 
 
-FailureType = Literal[
-    "timeout", "provider_error", "rate_limited", "content_policy", "invalid_input", "cancelled", "internal"
-]
-SettlementStatus = Literal["pending", "settled", "refunded"]
-Fault = Literal["provider", "customer_input", "us", "cancelled"]
-
-# "Whose fault was it?": who caused each kind of failure (every one is refunded all the same).
-FAULT_BY_FAILURE_TYPE: dict[str, Fault] = {
-    "timeout": "provider",
-    "provider_error": "provider",
-    "rate_limited": "provider",
-    "content_policy": "customer_input",
-    "invalid_input": "customer_input",
-    "internal": "us",
-    "cancelled": "cancelled",
-}
+if TYPE_CHECKING:
+    FailureType = str
+    SettlementStatus = str
+    Fault = str
+else:
+    # The REST filters accept the shared vocabulary's values (libs/vocabulary.py).
+    FailureType = one_of(vocabulary.FailureType)
+    SettlementStatus = one_of(vocabulary.SettlementStatus)
+    Fault = one_of(vocabulary.Fault)
 
 
 class FailureGroupView(BaseModel):
     """Failed or cancelled tasks of one failure type."""
 
-    failure_type: str = Field(description="timeout, provider_error, rate_limited, content_policy, ...")
-    fault: Fault = Field(description="Whose fault: provider, customer_input, us or cancelled.")
+    failure_type: str = Field(description=f"{listed(vocabulary.FailureType)}.")
+    fault: Fault = Field(description=f"Whose fault: {listed(vocabulary.Fault)}.")
     count: int = Field(description="Tasks that ended this way.")
     refunded_credits: int = Field(description="Credits refunded for them.")
 
 
-class MarginView(BaseModel):
+class MarginView(ProtoView):
     """What the delivered videos earned against what the provider charged us (USD micros)."""
 
     revenue_credits: int = Field(description="Credits captured for delivered videos.")
@@ -71,13 +67,7 @@ class MarginView(BaseModel):
     @classmethod
     def from_proto(cls, estimate: billing_pb2.MarginEstimate) -> Self:
         """Builds the view from billing's estimate."""
-        return cls(
-            revenue_credits=estimate.revenue_credits,
-            revenue_usd_micros=estimate.revenue_usd_micros,
-            provider_cost_usd_micros=estimate.provider_cost_usd_micros,
-            margin_usd_micros=estimate.margin_usd_micros,
-            margin_percent=estimate.margin_basis_points / 100,
-        )
+        return cls.by_name(estimate, margin_percent=estimate.margin_basis_points / 100)
 
 
 class TimingView(BaseModel):
@@ -143,7 +133,7 @@ def failure_groups(breakdown: batch_pb2.BatchBreakdown) -> list[FailureGroupView
     return [
         FailureGroupView(
             failure_type=failure_type,
-            fault=FAULT_BY_FAILURE_TYPE.get(failure_type, "us"),
+            fault=fault_of(failure_type),
             count=count,
             refunded_credits=credits,
         )

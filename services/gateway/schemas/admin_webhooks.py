@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
-from services.gateway.schemas.fields import optional_time
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
-class DeliveryAttemptView(BaseModel):
+class DeliveryAttemptView(ProtoView):
     """One HTTP attempt at delivering a webhook."""
 
     attempt_number: int
@@ -22,8 +21,13 @@ class DeliveryAttemptView(BaseModel):
     error_class: str | None = Field(description="timeout, connection, 4xx, 5xx or blocked; null on success.")
     response_body: str = Field(description="First 1 KiB of the response body.")
 
+    @classmethod
+    def from_proto(cls, attempt: webhook_pb2.DeliveryAttempt) -> Self:
+        """Builds the view from one attempt of the webhook service's Delivery (0: no HTTP status)."""
+        return cls.by_name(attempt, http_status=attempt.http_status or None)
 
-class DeliveryView(BaseModel):
+
+class DeliveryView(ProtoView):
     """One webhook message and its attempts."""
 
     message_id: str
@@ -38,25 +42,8 @@ class DeliveryView(BaseModel):
     @classmethod
     def from_proto(cls, delivery: webhook_pb2.Delivery) -> Self:
         """Builds the view from the webhook service's Delivery."""
-        return cls(
-            message_id=delivery.message_id,
-            event_type=delivery.event_type,
-            url=delivery.url,
-            status=delivery.status,
-            attempts=[
-                DeliveryAttemptView(
-                    attempt_number=attempt.attempt_number,
-                    attempted_at=attempt.attempted_at.ToDatetime(tzinfo=UTC),
-                    duration_ms=attempt.duration_ms,
-                    http_status=attempt.http_status or None,
-                    error_class=attempt.error_class or None,
-                    response_body=attempt.response_body,
-                )
-                for attempt in delivery.attempts
-            ],
-            created_at=delivery.created_at.ToDatetime(tzinfo=UTC),
-            next_attempt_at=optional_time(delivery.next_attempt_at, delivery.HasField("next_attempt_at")),
-            delivered_at=optional_time(delivery.delivered_at, delivery.HasField("delivered_at")),
+        return cls.by_name(
+            delivery, attempts=[DeliveryAttemptView.from_proto(attempt) for attempt in delivery.attempts]
         )
 
 

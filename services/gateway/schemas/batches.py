@@ -2,24 +2,31 @@
 
 Requests forbid unknown fields. The create body is checked for its shape only; its rules are the
 batch service's, whose contract publishes the bounds the document shows. Responses are built from
-gRPC messages by their `from_proto` constructors; the hot reads answer the same fields
+gRPC messages by their `from_proto` constructors; the polled reads answer the same fields
 (`fields_of`) as JSON without building the model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
+from libs import vocabulary
+from libs.vocabulary import listed, one_of
 from services.gateway.schemas.fields import INT32_MAX, INT32_MIN, none_if_empty, optional_time
 from services.gateway.schemas.pages import CursorPage
 
-BatchStatus = Literal[
-    "reserving", "queued", "processing", "completed", "partial", "failed", "cancelled", "rejected"
-]
+if TYPE_CHECKING:
+    BatchStatus = str
+    RetryableFailureType = str
+else:
+    # The REST filter and retry-failed accept the shared vocabulary's values (libs/vocabulary.py):
+    # every failure type but `cancelled`, which is never retried.
+    BatchStatus = one_of(vocabulary.BatchStatus)
+    RetryableFailureType = one_of(vocabulary.RETRYABLE_FAILURES)
 
 
 # The create body is checked here for its shape only (JSON types, and integers the contract's int32
@@ -160,12 +167,6 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     )
 
 
-# What a retry-failed may ask for: every failure type but `cancelled`, which is never retried.
-RetryableFailureType = Literal[
-    "timeout", "provider_error", "rate_limited", "internal", "content_policy", "invalid_input"
-]
-
-
 class RetryFailedRequest(BaseModel):
     """Which failed items of a finished batch to retry (the body is optional)."""
 
@@ -174,10 +175,10 @@ class RetryFailedRequest(BaseModel):
     failure_types: list[RetryableFailureType] | None = Field(
         default=None,
         min_length=1,
-        max_length=len(get_args(RetryableFailureType)),
+        max_length=len(vocabulary.RETRYABLE_FAILURES),
         description=(
             "Retry the items that failed in these ways. Absent or null: every failure a new attempt "
-            "can change (all but `content_policy` and `invalid_input`). Cancelled items are never retried."
+            f"can change ({listed(vocabulary.DEFAULT_RETRIED_FAILURES)}). Cancelled items are never retried."
         ),
         examples=[["timeout", "provider_error", "content_policy"]],
     )
@@ -225,9 +226,7 @@ class BatchView(BaseModel):
     """A batch, its progress counters and its money."""
 
     batch_id: str = Field(description="Identifier of the batch.")
-    status: str = Field(
-        description="reserving, queued, processing, completed, partial, failed, cancelled or rejected."
-    )
+    status: str = Field(description=f"{listed(vocabulary.BatchStatus)}.")
     total_count: int = Field(description="Number of videos in the batch.")
     success_count: int = Field(description="Videos generated.")
     failed_count: int = Field(description="Videos that failed (refunded).")
@@ -258,7 +257,7 @@ class BatchView(BaseModel):
     @staticmethod
     def fields_of(batch: batch_pb2.Batch) -> dict[str, Any]:
         """The view's fields from batch's Batch message, unvalidated: `json_bytes` of them is the
-        view's JSON (the hot read path answers them without building the model)."""
+        view's JSON (the polled reads answer them without building the model)."""
         return {
             "batch_id": batch.batch_id,
             "status": batch.status,

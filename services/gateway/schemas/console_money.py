@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
+from libs.vocabulary import fault_of
 from services.gateway.schemas.fields import none_if_empty
 
 MICROS_PER_CENT = 10_000
@@ -59,7 +59,7 @@ class FailureReason:
     @classmethod
     def of(cls, failure_type: str, message: str) -> FailureReason:
         """The reason of a failure type (an unknown one is ours to explain)."""
-        return cls(failure_type, FAULT_BY_FAILURE_TYPE.get(failure_type, "us"), message)
+        return cls(failure_type, fault_of(failure_type).value, message)
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN, none_if_empty
+from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
 class TopUpRequest(BaseModel):
@@ -42,7 +42,7 @@ class TopUpResult(BaseModel):
     replayed: bool = Field(description="True when this reference had been applied before (no new credits).")
 
 
-class CreditsView(BaseModel):
+class CreditsView(ProtoView):
     """A tenant's balances."""
 
     available_credits: int = Field(description="Credits that new batches can use.")
@@ -51,10 +51,10 @@ class CreditsView(BaseModel):
     @classmethod
     def from_proto(cls, balance: billing_pb2.GetBalanceResponse) -> Self:
         """Builds the view from billing's balance."""
-        return cls(available_credits=balance.available_credits, held_credits=balance.held_credits)
+        return cls.by_name(balance)
 
 
-class LedgerEntryView(BaseModel):
+class LedgerEntryView(ProtoView):
     """One change of the tenant's available balance."""
 
     entry_id: str = Field(description="Identifier of the ledger entry.")
@@ -68,15 +68,7 @@ class LedgerEntryView(BaseModel):
     @classmethod
     def from_proto(cls, entry: billing_pb2.LedgerEntry) -> Self:
         """Builds the view from billing's LedgerEntry."""
-        return cls(
-            entry_id=entry.entry_id,
-            ref_type=entry.ref_type,
-            ref_id=entry.ref_id,
-            batch_id=none_if_empty(entry.batch_id),
-            credits_delta=entry.credits_delta,
-            balance_after=entry.balance_after,
-            created_at=entry.created_at.ToDatetime(tzinfo=UTC),
-        )
+        return cls.by_name(entry)
 
 
 class LedgerPage(CursorPage[LedgerEntryView]):
@@ -91,7 +83,7 @@ class LedgerPage(CursorPage[LedgerEntryView]):
         )
 
 
-class BatchTransferView(BaseModel):
+class BatchTransferView(ProtoView):
     """One movement of a batch's credits."""
 
     transfer_id: str = Field(description="Identifier of the transfer.")
@@ -103,22 +95,15 @@ class BatchTransferView(BaseModel):
     credits_delta: int = Field(description="Change of the tenant's available balance (0 for captures).")
     created_at: AwareDatetime = Field(description="When the transfer was written.")
 
+    proto_names: ClassVar[dict[str, str]] = {"credits_delta": "available_delta"}
+
     @classmethod
     def from_proto(cls, entry: billing_pb2.BatchTransfer) -> Self:
         """Builds the view from billing's BatchTransfer."""
-        return cls(
-            transfer_id=entry.transfer_id,
-            ref_type=entry.ref_type,
-            ref_id=entry.ref_id,
-            amount=entry.amount,
-            from_account=entry.from_account,
-            to_account=entry.to_account,
-            credits_delta=entry.available_delta,
-            created_at=entry.created_at.ToDatetime(tzinfo=UTC),
-        )
+        return cls.by_name(entry)
 
 
-class BatchBillingView(BaseModel):
+class BatchBillingView(ProtoView):
     """A batch's money: totals per kind of movement and its ledger entries (paged)."""
 
     batch_id: str
@@ -136,16 +121,4 @@ class BatchBillingView(BaseModel):
     @classmethod
     def from_proto(cls, ledger: billing_pb2.BatchLedger) -> Self:
         """Builds the view from billing's BatchLedger."""
-        return cls(
-            batch_id=ledger.batch_id,
-            tenant_id=ledger.tenant_id,
-            upfront_total=ledger.upfront_total,
-            capture_total=ledger.capture_total,
-            refund_total=ledger.refund_total,
-            release_total=ledger.release_total,
-            net_spent=ledger.net_spent,
-            held_credits=ledger.held_credits,
-            settlement_status=ledger.settlement_status,
-            entries=[BatchTransferView.from_proto(entry) for entry in ledger.entries],
-            next_cursor=ledger.next_cursor or None,
-        )
+        return cls.by_name(ledger, entries=[BatchTransferView.from_proto(entry) for entry in ledger.entries])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Iterable
+from typing import Generic, Self, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -17,3 +18,8 @@ class CursorPage(BaseModel, Generic[ItemT]):
 
     items: list[ItemT]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, items: Iterable[ItemT], next_cursor: str) -> Self:
+        """The page of `items`; a backend's empty `next_cursor` (the last page) answered as null."""
+        return cls(items=list(items), next_cursor=next_cursor or None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.proto_views import ProtoView
 
 
 class ModelPriceView(BaseModel):
@@ -70,7 +72,7 @@ class PackCatalog(BaseModel):
         )
 
 
-class ModelUsageView(BaseModel):
+class ModelUsageView(ProtoView):
     """One model's task outcomes applied in the month."""
 
     model: str
@@ -79,8 +81,13 @@ class ModelUsageView(BaseModel):
     credits_captured: int
     credits_refunded: int
 
+    @classmethod
+    def from_proto(cls, usage: billing_pb2.ModelUsage) -> ModelUsageView:
+        """Builds the view from one model's line of billing's statement."""
+        return cls.by_name(usage)
 
-class StatementView(BaseModel):
+
+class StatementView(ProtoView):
     """A month of the available balance: opening + purchases + grants - spent + refunded + released
     = closing."""
 
@@ -98,31 +105,15 @@ class StatementView(BaseModel):
     )
     models: list[ModelUsageView]
 
+    proto_names: ClassVar[dict[str, str]] = {
+        "closing_paid_credits": "closing_paid",
+        "closing_granted_credits": "closing_granted",
+    }
+
     @classmethod
     def from_proto(cls, statement: billing_pb2.Statement) -> StatementView:
         """Builds the view from billing's statement."""
-        return cls(
-            month=statement.month,
-            opening_balance=statement.opening_balance,
-            purchases=statement.purchases,
-            grants=statement.grants,
-            spent=statement.spent,
-            refunded=statement.refunded,
-            released=statement.released,
-            closing_balance=statement.closing_balance,
-            closing_paid_credits=statement.closing_paid,
-            closing_granted_credits=statement.closing_granted,
-            models=[
-                ModelUsageView(
-                    model=usage.model,
-                    videos_delivered=usage.videos_delivered,
-                    videos_refunded=usage.videos_refunded,
-                    credits_captured=usage.credits_captured,
-                    credits_refunded=usage.credits_refunded,
-                )
-                for usage in statement.models
-            ],
-        )
+        return cls.by_name(statement, models=[ModelUsageView.from_proto(usage) for usage in statement.models])
 
     def to_csv(self) -> str:
         """One line per movement, then one per model and outcome: `month,line,model,credits,videos`."""
@@ -174,7 +165,7 @@ class PaymentRecorded(BaseModel):
     replayed: bool
 
 
-class ModelMarginView(BaseModel):
+class ModelMarginView(ProtoView):
     """Revenue of captured videos against the provider cost frozen with their batches."""
 
     model: str
@@ -188,15 +179,7 @@ class ModelMarginView(BaseModel):
     @classmethod
     def from_proto(cls, line: billing_pb2.ModelMargin) -> ModelMarginView:
         """Builds the view from billing's margin line."""
-        return cls(
-            model=line.model,
-            videos=line.videos,
-            revenue_credits=line.revenue_credits,
-            revenue_usd_micros=line.revenue_usd_micros,
-            provider_cost_usd_micros=line.provider_cost_usd_micros,
-            margin_usd_micros=line.margin_usd_micros,
-            margin_percent=line.margin_basis_points / 100,
-        )
+        return cls.by_name(line, margin_percent=line.margin_basis_points / 100)
 
 
 class MonthlyMarginsView(BaseModel):

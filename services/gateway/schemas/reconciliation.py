@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from services.gateway.schemas.proto_views import ProtoView
 
-class DiscrepancyView(BaseModel):
+
+class DiscrepancyView(ProtoView):
     """One broken money invariant."""
 
     invariant: str = Field(
@@ -19,7 +20,7 @@ class DiscrepancyView(BaseModel):
     message: str = Field(description="What does not add up.")
 
 
-class ReconciliationView(BaseModel):
+class ReconciliationView(ProtoView):
     """The result of checking every credit: empty `discrepancies` means the books balance."""
 
     discrepancies: list[DiscrepancyView]
@@ -30,12 +31,5 @@ class ReconciliationView(BaseModel):
     @classmethod
     def from_proto(cls, report: billing_pb2.ReconcileResponse) -> Self:
         """Builds the view from billing's report."""
-        return cls(
-            discrepancies=[
-                DiscrepancyView(invariant=found.invariant, subject=found.subject, message=found.message)
-                for found in report.discrepancies
-            ],
-            accounts_checked=report.accounts_checked,
-            batches_checked=report.batches_checked,
-            checked_at=report.checked_at.ToDatetime(tzinfo=UTC),
-        )
+        discrepancies = [DiscrepancyView.by_name(found) for found in report.discrepancies]
+        return cls.by_name(report, discrepancies=discrepancies)

@@ -1,16 +1,22 @@
-"""Tasks: one video of a batch, and a page of them (the hot read answers the same fields)."""
+"""Tasks: one video of a batch, and a page of them (the polled read answers `fields_of` as JSON)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
+from libs import vocabulary
+from libs.vocabulary import listed, one_of
 from services.gateway.schemas.fields import none_if_empty, optional_time
 from services.gateway.schemas.pages import CursorPage
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+if TYPE_CHECKING:
+    TaskStatus = str
+else:
+    # The REST filter accepts the shared vocabulary's values (libs/vocabulary.py).
+    TaskStatus = one_of(vocabulary.TaskStatus)
 
 
 class TaskView(BaseModel):
@@ -18,16 +24,13 @@ class TaskView(BaseModel):
 
     task_id: str = Field(description="Identifier of the task.")
     batch_index: int = Field(description="Position of the item in the submitted `items` (0-based).")
-    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    status: str = Field(description=f"{listed(vocabulary.TaskStatus)}.")
     model: str = Field(description="Model used.")
     prompt: str = Field(description="The prompt as submitted.")
     video_url: str | None = Field(description="Where the video can be downloaded; null unless succeeded.")
     error_message: str | None = Field(description="Why the task failed; null unless failed or cancelled.")
     failure_type: str | None = Field(
-        description=(
-            "timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled or internal; "
-            "null unless failed or cancelled."
-        )
+        description=(f"{listed(vocabulary.FailureType)}; null unless failed or cancelled.")
     )
     attempts: int = Field(description="Provider attempts made so far.")
     finished_at: AwareDatetime | None = Field(description="When the task finished; null until then.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -10,6 +9,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.pages import CursorPage
+from services.gateway.schemas.proto_views import ProtoView
 
 
 class CreateTenantRequest(BaseModel):
@@ -38,7 +38,7 @@ class TenantCreated(BaseModel):
     tenant_id: str = Field(description="Identifier of the tenant.")
 
 
-class TenantSummaryView(BaseModel):
+class TenantSummaryView(ProtoView):
     """A tenant and its balances."""
 
     tenant_id: str
@@ -50,13 +50,7 @@ class TenantSummaryView(BaseModel):
     @classmethod
     def from_proto(cls, tenant: billing_pb2.TenantSummary) -> Self:
         """Builds the view from billing's TenantSummary."""
-        return cls(
-            tenant_id=tenant.tenant_id,
-            name=tenant.name,
-            available_credits=tenant.available_credits,
-            held_credits=tenant.held_credits,
-            created_at=tenant.created_at.ToDatetime(tzinfo=UTC),
-        )
+        return cls.by_name(tenant)
 
 
 class TenantPage(CursorPage[TenantSummaryView]):

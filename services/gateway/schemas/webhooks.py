@@ -3,20 +3,16 @@ secret."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
+
+from services.gateway.schemas.proto_views import ProtoView
 
 # The event types an endpoint may subscribe to, as the webhook service accepts them (it validates
 # every request): the batch events, delivered by default, then the opt-in task events.
 WEBHOOK_EVENT_TYPES = ("batch.queued", "batch.completed", "batch.cancelled", "task.succeeded", "task.failed")
-
-
-def utc_or_none(value: Timestamp, present: bool) -> datetime | None:
-    """A protobuf time as a UTC datetime, None when the field is not set."""
-    return value.ToDatetime(tzinfo=UTC) if present else None
 
 
 class EndpointIn(BaseModel):
@@ -31,7 +27,7 @@ class EndpointIn(BaseModel):
     description: str = Field(default="", max_length=500)
 
 
-class EndpointView(BaseModel):
+class EndpointView(ProtoView):
     endpoint_id: str
     url: str
     event_types: list[str]
@@ -41,14 +37,8 @@ class EndpointView(BaseModel):
 
     @classmethod
     def from_proto(cls, endpoint: webhook_pb2.Endpoint) -> EndpointView:
-        return cls(
-            endpoint_id=endpoint.endpoint_id,
-            url=endpoint.url,
-            event_types=list(endpoint.event_types),
-            status=endpoint.status,
-            description=endpoint.description,
-            created_at=utc_or_none(endpoint.created_at, endpoint.HasField("created_at")),
-        )
+        """Builds the view from the webhook service's Endpoint."""
+        return cls.by_name(endpoint)
 
 
 class EndpointCreated(EndpointView):
@@ -67,7 +57,7 @@ class EndpointPage(BaseModel):
     next_cursor: str | None
 
 
-class AttemptView(BaseModel):
+class AttemptView(ProtoView):
     attempt_number: int
     attempted_at: datetime | None
     duration_ms: int
@@ -75,8 +65,13 @@ class AttemptView(BaseModel):
     error_class: str | None
     response_body: str
 
+    @classmethod
+    def from_proto(cls, attempt: webhook_pb2.DeliveryAttempt) -> AttemptView:
+        """Builds the view from one attempt of the webhook service's Delivery (0: no HTTP status)."""
+        return cls.by_name(attempt, http_status=attempt.http_status or None)
 
-class DeliveryView(BaseModel):
+
+class DeliveryView(ProtoView):
     message_id: str
     batch_id: str | None
     event_type: str
@@ -90,27 +85,9 @@ class DeliveryView(BaseModel):
 
     @classmethod
     def from_proto(cls, delivery: webhook_pb2.Delivery) -> DeliveryView:
-        return cls(
-            message_id=delivery.message_id,
-            batch_id=delivery.batch_id or None,
-            event_type=delivery.event_type,
-            url=delivery.url,
-            endpoint_id=delivery.endpoint_id or None,
-            status=delivery.status,
-            created_at=utc_or_none(delivery.created_at, delivery.HasField("created_at")),
-            next_attempt_at=utc_or_none(delivery.next_attempt_at, delivery.HasField("next_attempt_at")),
-            delivered_at=utc_or_none(delivery.delivered_at, delivery.HasField("delivered_at")),
-            attempts=[
-                AttemptView(
-                    attempt_number=attempt.attempt_number,
-                    attempted_at=utc_or_none(attempt.attempted_at, attempt.HasField("attempted_at")),
-                    duration_ms=attempt.duration_ms,
-                    http_status=attempt.http_status or None,
-                    error_class=attempt.error_class or None,
-                    response_body=attempt.response_body,
-                )
-                for attempt in delivery.attempts
-            ],
+        """Builds the view from the webhook service's Delivery, its attempts included."""
+        return cls.by_name(
+            delivery, attempts=[AttemptView.from_proto(attempt) for attempt in delivery.attempts]
         )
 
 
@@ -119,7 +96,7 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
-class SigningSecretView(BaseModel):
+class SigningSecretView(ProtoView):
     secret: str = Field(description="Signs deliveries to a batch's own webhook_url.")
     previous_secret: str | None = Field(description="Still signing (alongside) until previous_expires_at.")
     previous_expires_at: datetime | None
@@ -127,10 +104,4 @@ class SigningSecretView(BaseModel):
     @classmethod
     def from_proto(cls, secret: webhook_pb2.SigningSecret) -> SigningSecretView:
         """Builds the view from the webhook service's signing secret."""
-        return cls(
-            secret=secret.secret,
-            previous_secret=secret.previous_secret or None,
-            previous_expires_at=utc_or_none(
-                secret.previous_expires_at, secret.HasField("previous_expires_at")
-            ),
-        )
+        return cls.by_name(secret)

@@ -56,9 +56,8 @@ class AdminReads:
             ),
             timeout=self._deadline,
         )
-        return AdminBatchPage(
-            items=[AdminBatchView.from_proto(batch) for batch in response.batches],
-            next_cursor=response.next_cursor or None,
+        return AdminBatchPage.of(
+            [AdminBatchView.from_proto(batch) for batch in response.batches], response.next_cursor
         )
 
     async def batch(self, batch_id: str) -> AdminBatchDetail:
@@ -103,10 +102,7 @@ class AdminReads:
             ),
             timeout=self._deadline,
         )
-        return TaskPage(
-            items=[TaskView.from_proto(task) for task in response.tasks],
-            next_cursor=response.next_cursor or None,
-        )
+        return TaskPage.of([TaskView.from_proto(task) for task in response.tasks], response.next_cursor)
 
     async def billing(self, batch_id: str, *, cursor: str = "", limit: int = 100) -> BatchBillingView:
         """A batch's money: totals and ledger entries."""
@@ -127,9 +123,8 @@ class AdminReads:
             ),
             timeout=self._deadline,
         )
-        return DeliveryPage(
-            items=[DeliveryView.from_proto(delivery) for delivery in response.deliveries],
-            next_cursor=response.next_cursor or None,
+        return DeliveryPage.of(
+            [DeliveryView.from_proto(delivery) for delivery in response.deliveries], response.next_cursor
         )
 
     async def tenants(self, *, cursor: str = "", limit: int = 50) -> TenantPage:
@@ -137,9 +132,8 @@ class AdminReads:
         response = await self._backends.billing.ListTenants(
             billing_pb2.ListTenantsRequest(cursor=cursor, limit=limit), timeout=self._deadline
         )
-        return TenantPage(
-            items=[TenantSummaryView.from_proto(tenant) for tenant in response.tenants],
-            next_cursor=response.next_cursor or None,
+        return TenantPage.of(
+            [TenantSummaryView.from_proto(tenant) for tenant in response.tenants], response.next_cursor
         )
 
     async def tenant_credits(self, tenant_id: str) -> CreditsView:

@@ -1,9 +1,8 @@
 """Creating a batch (POST /api/enterprise/video-batch), answered as the 202 body's JSON bytes.
 
-Shared by the FastAPI route (services/gateway/api/customer.py), which documents it and answers
-every request, and the hot lane (services/gateway/api/hot_lane.py), which answers the plainly routed
-ones without FastAPI's layers: one parse, one shape check and one backend call for both. The rules
-of a batch are the batch service's: it answers every violation at once, which `errors` maps.
+Used by the FastAPI route (services/gateway/api/customer.py), which documents it: one parse, one
+shape check and one backend call. The rules of a batch are the batch service's: it answers every
+violation at once, which `errors` maps.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The two reads clients poll, a batch and a page of its tasks, answered as JSON bytes.
 
-Shared by the FastAPI routes (services/gateway/api/customer.py), which document them and answer
-every request, and the hot lane (services/gateway/api/hot_lane.py), which answers the plainly
-valid ones without FastAPI's layers: one backend call and one rendering for both.
+Used by the FastAPI routes (services/gateway/api/customer.py), which document them: one backend call
+and the view's fields (`fields_of`) serialised once, without validating a model the backend's
+message already satisfies.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.vocabulary import OPEN_BATCH_STATUSES, TaskStatus, values_of
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.console_money import (
@@ -30,8 +31,6 @@ from services.gateway.schemas.console_money import (
 from services.gateway.schemas.fields import optional_time, optional_timestamp
 from services.gateway.schemas.pricing import PackCatalog, StatementView
 
-# Batches that have not finished yet (the overview's "open batches").
-OPEN_STATUSES = ("reserving", "queued", "processing")
 # The overview's last failures: from this many recent batches with failures, this many in all.
 FAILURE_BATCHES = 5
 RECENT_FAILURES = 10
@@ -111,7 +110,7 @@ class ConsoleMoney:
                     batch_pb2.ListBatchesRequest(tenant_id=tenant_id, status=status, limit=20),
                     timeout=self._deadline,
                 )
-                for status in OPEN_STATUSES
+                for status in values_of(OPEN_BATCH_STATUSES)
             )
         )
         batches = [BatchView.from_proto(batch) for page in pages for batch in page.batches]
@@ -154,7 +153,7 @@ class ConsoleMoney:
                     ),
                     timeout=self._deadline,
                 )
-                for status in ("failed", "cancelled")
+                for status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
             )
         )
         return [task for page in pages for task in page.tasks]

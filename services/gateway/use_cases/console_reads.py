@@ -16,8 +16,8 @@ import grpc
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.vocabulary import fault_of
 from services.gateway.adapters.backends import Backends
-from services.gateway.schemas.admin_batches import FAULT_BY_FAILURE_TYPE
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.console import ConsoleBatchDetail
@@ -174,7 +174,7 @@ class ConsoleReads:
             for task in tasks.items:
                 yield ResultRow(
                     task=task,
-                    fault=FAULT_BY_FAILURE_TYPE.get(task.failure_type, "us") if task.failure_type else "",
+                    fault=fault_of(task.failure_type).value if task.failure_type else "",
                     credits_charged=charged.get(task.task_id, 0),
                     credits_refunded=refunded.get(task.task_id, 0),
                 )

@@ -102,4 +102,4 @@ def receiver_url() -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def tenant(money_api: Api, browser: Browser, money_stack: Stack) -> ConsoleTenant:
-    return seed_tenant(money_api, browser, money_stack.base_url)
+    return seed_tenant(money_api, money_stack.base_url)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from tests.console_users import PASSWORD, accept, invite_url
 from tests.rest_api import Api, Customer
 
-PASSWORD = "a long enough console password"
 ROLES = ("owner", "developer", "finance")
 
 
@@ -27,16 +27,10 @@ class ConsoleTenant:
 def invite(api: Api, tenant_id: str, role: str) -> tuple[str, str]:
     """A console invite of the tenant: (email, invite URL)."""
     email = f"{role}-{uuid.uuid4().hex[:8]}@studio.example"
-    response = api.http.post(
-        f"/api/admin/tenants/{tenant_id}/console-invites",
-        json={"email": email, "role": role},
-        headers=api.admin,
-    )
-    assert response.status_code == 201, response.text
-    return email, str(response.json()["invite_url"])
+    return email, invite_url(api, tenant_id, email, role)
 
 
-def seed_tenant(api: Api, browser: Browser, base_url: str) -> ConsoleTenant:
+def seed_tenant(api: Api, base_url: str) -> ConsoleTenant:
     """The seed demo: 5,000 credits, 20 sora-2 videos of which one fails; a member per role."""
     customer = api.new_customer(5000)
     items = [{"prompt": f"A cat playing piano, take {n}", "model": "sora-2"} for n in range(19)]
@@ -48,14 +42,7 @@ def seed_tenant(api: Api, browser: Browser, base_url: str) -> ConsoleTenant:
     tenant = ConsoleTenant(customer, batch_id)
     for role in ROLES:
         email, url = invite(api, customer.tenant_id, role)
-        context = browser.new_context(base_url=base_url)
-        page = context.new_page()
-        page.goto(url)
-        page.fill("#password", PASSWORD)
-        page.fill("#password_confirmation", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/console" in url and "/console/invites" not in url)
-        context.close()
+        accept(base_url, url).close()
         tenant.emails[role] = email
     return tenant
 

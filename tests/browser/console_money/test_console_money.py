@@ -78,11 +78,11 @@ def test_open_batches_progress_on_the_overview_without_navigating(
     page.evaluate("window.__stillTheSamePage = true")
     row = page.locator(f"#open-batches li:has(a[href='/console/batches/{batch_id}'])")
     expect(row).to_have_count(1)
-    first = int(row.locator('[data-field="done"]').inner_text())
+    first = int(row.locator('[data-live-field="done"]').inner_text())
     assert first < 30, "the batch finished before the overview opened: the stack is too fast for this test"
 
-    expect(row.locator('[data-field="done"]')).not_to_have_text(str(first), timeout=15_000)
-    expect(row.locator('[data-field="done"]')).to_have_text("30", timeout=30_000)
+    expect(row.locator('[data-live-field="done"]')).not_to_have_text(str(first), timeout=15_000)
+    expect(row.locator('[data-live-field="done"]')).to_have_text("30", timeout=30_000)
     expect(row).to_have_attribute("data-live", "false", timeout=15_000)
     assert page.evaluate("window.__stillTheSamePage") is True
     assert navigations == []

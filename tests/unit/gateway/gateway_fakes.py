@@ -30,6 +30,25 @@ API_KEY = "demo-key"
 KEY_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 ADMIN_TOKEN = "test-admin-token-123"
 CREATED_AT = datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
+# BatchView JSON of `FakeBatch`'s batch (processing: one task succeeded, one pending).
+BATCH_VIEW = {
+    "batch_id": BATCH_ID,
+    "status": "processing",
+    "total_count": 2,
+    "success_count": 1,
+    "failed_count": 0,
+    "cancelled_count": 0,
+    "pending_count": 1,
+    "frozen_credits": 20,
+    "credits_spent": 10,
+    "refunded_credits": 0,
+    "settlement_status": "pending",
+    "created_at": "2026-01-20T10:00:00Z",
+    "finished_at": None,
+    "webhook_url": None,
+    "retry_of": None,
+    "retries": [],
+}
 
 
 class InsufficientCreditsError(ServiceError):

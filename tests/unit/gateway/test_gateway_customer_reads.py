@@ -16,6 +16,7 @@ from services.gateway.schemas.tasks import TaskView
 from services.gateway.use_cases.video_links import VideoMode, video_links
 from tests.unit.gateway.gateway_fakes import (
     BATCH_ID,
+    BATCH_VIEW,
     CREATED_AT,
     CUSTOMER,
     KEY_ID,
@@ -57,24 +58,7 @@ def test_batch_has_exactly_the_documented_fields_with_rfc3339_utc_times(
     response = client.get(BATCH_URL, headers=CUSTOMER)
 
     assert response.status_code == 200
-    assert response.json() == {
-        "batch_id": BATCH_ID,
-        "status": "processing",
-        "total_count": 2,
-        "success_count": 1,
-        "failed_count": 0,
-        "cancelled_count": 0,
-        "pending_count": 1,
-        "frozen_credits": 20,
-        "credits_spent": 10,
-        "refunded_credits": 0,
-        "settlement_status": "pending",
-        "created_at": "2026-01-20T10:00:00Z",
-        "finished_at": None,
-        "webhook_url": None,
-        "retry_of": None,
-        "retries": [],
-    }
+    assert response.json() == BATCH_VIEW
     [sent] = batch.requests("GetBatch")
     assert (sent.tenant_id, sent.batch_id) == (TENANT_ID, BATCH_ID)
 

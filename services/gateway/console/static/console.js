@@ -1,9 +1,12 @@
-// Reelbatch console: live batch progress without reloading the page. A batch page marks its
-// header with data-live="true" while tasks run or settlement is pending; this polls the batch's
-// progress endpoint (same origin, the session cookie) and updates the figures and bar in place.
+// Reelbatch console: live batch progress without reloading the page. Any element with
+// data-progress-url and data-live="true" (a batch page, a row of open batches) is a live root: this
+// polls its progress endpoint (same origin, the session cookie) and updates, inside the root, the
+// elements marked data-live-field="<field>" and the progress bar, until the batch is settled.
 (function () {
   "use strict";
   var POLL_MS = 1500;
+  var FIELDS = ["status", "settlement_status", "done", "total_count", "success_count", "failed_count",
+    "cancelled_count", "pending_count", "frozen_credits", "credits_spent", "refunded_credits", "net_spent"];
 
   function setText(root, field, value) {
     var nodes = root.querySelectorAll('[data-live-field="' + field + '"]');
@@ -33,33 +36,27 @@
   }
 
   function poll(root) {
-    var url = root.getAttribute("data-progress-url");
-    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(root.getAttribute("data-progress-url"), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (progress) {
         if (progress === null) { return; }
-        ["status", "settlement_status", "done", "total_count", "success_count", "failed_count",
-          "cancelled_count", "pending_count", "frozen_credits", "credits_spent", "refunded_credits",
-          "net_spent"].forEach(function (field) { setText(document, field, progress[field]); });
+        FIELDS.forEach(function (field) { setText(root, field, progress[field]); });
         setBar(root, progress);
         root.setAttribute("data-live", progress.live ? "true" : "false");
         if (progress.live) {
           window.setTimeout(function () { poll(root); }, POLL_MS);
         } else {
-          var marker = document.getElementById("live-marker");
+          var marker = root.querySelector("[data-live-marker]");
           if (marker) { marker.textContent = "✓ up to date"; }
         }
       })
       .catch(function () { window.setTimeout(function () { poll(root); }, POLL_MS * 2); });
   }
 
-  // The bar's drawing, shared with the overview's script (overview.js): one way to draw a bar.
-  window.ReelbatchConsole = { setBar: setBar };
-
   document.addEventListener("DOMContentLoaded", function () {
-    var root = document.getElementById("batch-live");
-    if (root && root.getAttribute("data-live") === "true") {
-      window.setTimeout(function () { poll(root); }, POLL_MS);
+    var roots = document.querySelectorAll('[data-progress-url][data-live="true"]');
+    for (var i = 0; i < roots.length; i++) {
+      (function (root) { window.setTimeout(function () { poll(root); }, POLL_MS); })(roots[i]);
     }
   });
 })();
