@@ -16,7 +16,6 @@ import io
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
 from tests.console_users import CSRF, PASSWORD, accept, csrf_of, invite_url, sign_in, signed_in
 from tests.rest_api import Api, Customer
+from tests.security.console_objects import a_message, a_payment, fresh_api_key, fresh_endpoint
 from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
@@ -52,9 +52,6 @@ class Tenant:
     emails: dict[str, str] = field(default_factory=dict)
     user_ids: dict[str, str] = field(default_factory=dict)
     clients: dict[str, httpx.Client] = field(default_factory=dict)
-    # Made on first use by the routes that name one (see `_path`).
-    message_id: str = ""
-    payment_id: str = ""
 
 
 def _tenant(api: Api, stack: Stack) -> Tenant:
@@ -116,59 +113,6 @@ def _fresh_invite(api: Api, tenant: Tenant) -> str:
     return str(response.json()["invite_id"])
 
 
-def _fresh_api_key(api: Api, tenant: Tenant) -> str:
-    """A new API key of the tenant (revoking it leaves the tenant's own key working); its id."""
-    created = api.http.post(f"/api/admin/tenants/{tenant.customer.tenant_id}/api-keys", headers=api.admin)
-    assert created.status_code == 201, created.text
-    return str(created.json()["key_id"])
-
-
-def _fresh_endpoint(api: Api, tenant: Tenant) -> str:
-    """A new webhook endpoint of the tenant (to a port nothing listens on); its id."""
-    created = api.http.post(
-        "/api/enterprise/webhook-endpoints",
-        json={"url": "http://127.0.0.1:9/hooks"},
-        headers=tenant.customer.headers,
-    )
-    assert created.status_code == 201, created.text
-    return str(created.json()["endpoint_id"])
-
-
-def _a_message(api: Api, tenant: Tenant) -> str:
-    """A webhook message of the tenant: an endpoint, then a batch whose events it is sent."""
-    if not tenant.message_id:
-        _fresh_endpoint(api, tenant)
-        created = api.create_batch(tenant.customer, [{"prompt": "A quiet pond", "model": "sora-2"}])
-        assert created.status_code == 202, created.text
-        api.wait_until_settled(tenant.customer, created.json()["batch_id"])
-        deadline = time.monotonic() + 30
-        while not tenant.message_id:
-            assert time.monotonic() < deadline, "no webhook message in time"
-            page = api.http.get("/api/enterprise/webhook-messages", headers=tenant.customer.headers)
-            assert page.status_code == 200, page.text
-            tenant.message_id = next((item["message_id"] for item in page.json()["items"]), "")
-            time.sleep(0.1)
-    return tenant.message_id
-
-
-def _a_payment(api: Api, stack: Stack, tenant: Tenant) -> str:
-    """A payment of the tenant (an invoice of a pack); its id."""
-    if not tenant.payment_id:
-        paid = api.http.post(
-            f"/api/admin/tenants/{tenant.customer.tenant_id}/payments",
-            json={"reference": f"INV-{uuid.uuid4().hex[:8]}", "pack_id": "pilot"},
-            headers=api.admin,
-        )
-        assert paid.status_code == 200, paid.text
-        with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "SELECT max(id) FROM billing.payments WHERE tenant_id = %s", (tenant.customer.tenant_id,)
-            ).fetchone()
-        assert row is not None and row[0] is not None
-        tenant.payment_id = str(row[0])
-    return tenant.payment_id
-
-
 def _fresh_token(api: Api, stack: Stack, tenant: Tenant) -> str:
     email = f"x-{uuid.uuid4().hex[:8]}@studio.example"
     return invite_url(api, tenant.customer.tenant_id, email, "finance").rsplit("/", 1)[1]
@@ -182,10 +126,10 @@ OBJECT_MAKERS: dict[str, Callable[[Api, Stack, Tenant], str]] = {
     "user_id": lambda api, stack, tenant: _fresh_member(api, stack, tenant),
     "token": _fresh_token,
     "month": lambda api, stack, tenant: f"{datetime.now(UTC):%Y-%m}",
-    "payment_id": _a_payment,
-    "key_id": lambda api, stack, tenant: _fresh_api_key(api, tenant),
-    "endpoint_id": lambda api, stack, tenant: _fresh_endpoint(api, tenant),
-    "message_id": lambda api, stack, tenant: _a_message(api, tenant),
+    "payment_id": lambda api, stack, tenant: a_payment(api, stack.database_url, tenant.customer),
+    "key_id": lambda api, stack, tenant: fresh_api_key(api, tenant.customer),
+    "endpoint_id": lambda api, stack, tenant: fresh_endpoint(api, tenant.customer),
+    "message_id": lambda api, stack, tenant: a_message(api, tenant.customer),
 }
 
 

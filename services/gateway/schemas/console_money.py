@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.field_mapping import from_fields
 from libs.vocabulary import fault_of
 from services.gateway.schemas.fields import none_if_empty
 
@@ -201,13 +202,10 @@ class Receipt:
     @classmethod
     def from_proto(cls, payment: billing_pb2.PaymentRecord) -> Receipt:
         """The receipt of billing's payment record."""
-        return cls(
-            payment_id=payment.payment_id,
-            provider=payment.provider,
-            reference=payment.reference,
+        return from_fields(
+            cls,
+            payment,
             pack_id=none_if_empty(payment.pack_id),
-            credits=payment.credits,
-            amount_usd_cents=payment.amount_usd_cents,
             payment_intent=none_if_empty(payment.payment_intent),
             created_at=_utc(payment.created_at),
         )

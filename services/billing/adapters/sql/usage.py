@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, Row, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import from_fields
 from services.billing.adapters.sql.reporting import UNRECORDED_MODEL
 from services.billing.adapters.tables import batch_hold_lines, payments, transfers
 from services.billing.domain.ids import TenantId
@@ -119,14 +120,10 @@ class UsageQueries:
 
 
 def _receipt(row: Row[Any]) -> PaymentReceipt:
-    return PaymentReceipt(
+    return from_fields(
+        PaymentReceipt,
+        row,
         payment_id=row.id,
         tenant_id=TenantId(row.tenant_id),
         provider=PaymentProvider(row.provider),
-        reference=row.reference,
-        pack_id=row.pack_id,
-        credits=row.credits,
-        amount_usd_cents=row.amount_usd_cents,
-        payment_intent=row.payment_intent,
-        created_at=row.created_at,
     )

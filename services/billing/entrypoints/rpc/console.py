@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.console_settings import ConsoleSettings
 from services.billing.domain.ids import parse_tenant_id
@@ -78,14 +79,13 @@ class ConsoleRpcs(BillingRpcs):
 
 
 def _receipt(row: PaymentReceipt) -> billing_pb2.PaymentRecord:
-    return billing_pb2.PaymentRecord(
+    return from_fields(
+        billing_pb2.PaymentRecord,
+        row,
         payment_id=str(row.payment_id),
         tenant_id=str(row.tenant_id),
         provider=row.provider.value,
-        reference=row.reference,
         pack_id=row.pack_id or "",
-        credits=row.credits,
-        amount_usd_cents=row.amount_usd_cents,
         payment_intent=row.payment_intent or "",
         created_at=timestamp(row.created_at),
     )
