@@ -24,6 +24,7 @@ from services.gateway.console.audit import record_activity
 from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CursorText, FilterText, is_uuid
+from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.webhooks import WEBHOOK_EVENT_TYPES
 from services.gateway.use_cases.console_developers import (
     ConsoleDevelopers,
@@ -34,6 +35,7 @@ from services.gateway.use_cases.console_reads import NotTheTenants
 
 DELIVERIES_PATH = "/console/developers/deliveries"
 MESSAGE_ID = re.compile(r"^msg_[0-9a-f]{32}$")
+SINGLE_LINE = re.compile(SINGLE_LINE_TEXT_PATTERN)
 MAX_URL_CHARS = 2048
 MAX_DESCRIPTION_CHARS = 500
 
@@ -111,7 +113,12 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         url = form.get("url", "").strip()
         description = form.get("description", "").strip()
         chosen = [value for value in await _checked(request, "event_types") if value in WEBHOOK_EVENT_TYPES]
-        if not url or len(url) > MAX_URL_CHARS or len(description) > MAX_DESCRIPTION_CHARS:
+        if (
+            not url
+            or len(url) > MAX_URL_CHARS
+            or len(description) > MAX_DESCRIPTION_CHARS
+            or not SINGLE_LINE.fullmatch(url + description)
+        ):
             return await page(
                 request, user, error="Give an https:// URL (and a short description).", status_code=422
             )
