@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from libs.config import Settings
 from libs.connections import ServiceConnections, open_connections
@@ -18,7 +20,7 @@ from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
 from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
-from services.batch.adapters.providers._remote import RemoteJobSettings
+from services.batch.adapters.providers._remote import AdapterWiring, RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
 from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
 from services.batch.adapters.providers.replicate import ReplicateProvider
@@ -113,12 +115,13 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
         http_timeout_seconds=settings.provider_http_timeout_seconds,
     )
 
-    def model_ids(provider: str) -> dict[str, str]:
-        return {
+    def wiring(provider: str) -> AdapterWiring:
+        model_ids = {
             model: price.provider_model or model
             for model, price in settings.pricing.items()
             if price.provider == provider
         }
+        return AdapterWiring(storage=storage, model_ids=model_ids, settings=remote)
 
     providers: dict[str, VideoProvider] = {
         "simulated": SimulatedProvider(
@@ -128,38 +131,33 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             storage=storage,
         )
     }
-    if settings.gemini_api_key is not None:
-        providers["veo"] = VeoProvider.connect(
-            api_key=settings.gemini_api_key.get_secret_value(),
-            storage=storage,
-            model_ids=model_ids("veo"),
-            settings=remote,
-            base_url=settings.gemini_base_url,
-        )
-    if settings.replicate_api_token is not None:
-        providers["replicate"] = ReplicateProvider.connect(
-            api_token=settings.replicate_api_token.get_secret_value(),
-            storage=storage,
-            model_ids=model_ids("replicate"),
-            settings=remote,
-            base_url=settings.replicate_base_url,
-        )
-    if settings.fal_key is not None:
-        providers["fal"] = FalProvider.connect(
-            api_key=settings.fal_key.get_secret_value(),
-            storage=storage,
-            model_ids=model_ids("fal"),
-            settings=remote,
-            queue_url=settings.fal_queue_url,
-        )
-    if settings.openai_api_key is not None:
-        providers["openai"] = OpenAIVideosProvider.connect(
-            api_key=settings.openai_api_key.get_secret_value(),
-            storage=storage,
-            model_ids=model_ids("openai"),
-            settings=remote,
-            base_url=settings.openai_base_url,
-        )
+    # Each real provider: the credential that enables it, and how it connects with that credential
+    # (the adapters name their credential and URL in their own API's words).
+    remote_providers: dict[str, tuple[SecretStr | None, Callable[[str, AdapterWiring], VideoProvider]]] = {
+        "veo": (
+            settings.gemini_api_key,
+            lambda key, wired: VeoProvider.connect(api_key=key, base_url=settings.gemini_base_url, **wired),
+        ),
+        "replicate": (
+            settings.replicate_api_token,
+            lambda key, wired: ReplicateProvider.connect(
+                api_token=key, base_url=settings.replicate_base_url, **wired
+            ),
+        ),
+        "fal": (
+            settings.fal_key,
+            lambda key, wired: FalProvider.connect(api_key=key, queue_url=settings.fal_queue_url, **wired),
+        ),
+        "openai": (
+            settings.openai_api_key,
+            lambda key, wired: OpenAIVideosProvider.connect(
+                api_key=key, base_url=settings.openai_base_url, **wired
+            ),
+        ),
+    }
+    for name, (credential, connect) in remote_providers.items():
+        if credential is not None:
+            providers[name] = connect(credential.get_secret_value(), wiring(name))
     return providers
 
 

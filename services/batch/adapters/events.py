@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
@@ -68,35 +69,36 @@ def task_dispatches(
     ]
 
 
-def _succeeded(task: TaskRecord) -> events_pb2.TaskSucceeded:
+# The two kinds of task outcome message; they share every field but their kind's particulars.
+_Outcome = TypeVar("_Outcome", events_pb2.TaskSucceeded, events_pb2.TaskFailed)
+
+
+def _outcome(task: TaskRecord, message: type[_Outcome], **particulars: str) -> _Outcome:
     assert task.finished_at is not None, "only a finished task has an outcome"
-    return events_pb2.TaskSucceeded(
+    return message(
         task_id=str(task.id),
         batch_id=str(task.batch_id),
         tenant_id=str(task.tenant_id),
         batch_index=task.batch_index,
         model=task.model,
         unit_price=task.unit_price,
-        video_url=task.video_url or "",
         attempts=task.attempts,
         occurred_at=_timestamp(task.finished_at),
+        **particulars,
     )
 
 
+def _succeeded(task: TaskRecord) -> events_pb2.TaskSucceeded:
+    return _outcome(task, events_pb2.TaskSucceeded, video_url=task.video_url or "")
+
+
 def _failed(task: TaskRecord) -> events_pb2.TaskFailed:
-    assert task.finished_at is not None, "only a finished task has an outcome"
     assert task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED), task.status
-    return events_pb2.TaskFailed(
-        task_id=str(task.id),
-        batch_id=str(task.batch_id),
-        tenant_id=str(task.tenant_id),
-        batch_index=task.batch_index,
-        model=task.model,
-        unit_price=task.unit_price,
+    return _outcome(
+        task,
+        events_pb2.TaskFailed,
         failure_type=task.failure_type or "",
         error_message=task.error_message or "",
-        attempts=task.attempts,
-        occurred_at=_timestamp(task.finished_at),
     )
 
 

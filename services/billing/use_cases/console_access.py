@@ -39,6 +39,9 @@ from services.billing.domain.errors import (
 from services.billing.domain.ids import TenantId
 from services.billing.use_cases.dependencies import Dependencies
 
+# Each failed sign-in deletes at most this many counters of other emails whose window is over.
+STALE_FAILURES_PER_SIGN_IN = 100
+
 
 @dataclass(frozen=True)
 class IssuedInvite:
@@ -193,6 +196,9 @@ async def sign_in(deps: Dependencies, email: str, password: str, client_address:
         if user is None or not matches:
             after = rules.after_failure(failures, now, policy)
             await tx.console_access.save_sign_in_failures(email, after)
+            await tx.console_access.forget_stale_failures(
+                now - timedelta(seconds=policy.failure_window_seconds), now, STALE_FAILURES_PER_SIGN_IN
+            )
             if user is not None:
                 action = "console.locked_out" if after.locked_until else "console.sign_in_failed"
                 await tx.activity.record(

@@ -230,3 +230,26 @@ async def test_each_change_is_logged_in_its_own_transaction(
         ).scalar_one()
     assert count == 0
     assert len((await console.list_activity(tenant_id, action="member.invited"))[0]) == 2
+
+
+async def test_counters_of_made_up_emails_do_not_pile_up(console: BillingHandlers, clock: Clock) -> None:
+    guessed = [_email() for _ in range(5)]
+    for email in guessed:
+        with pytest.raises(InvalidCredentials):
+            await console.sign_in_console(email, PASSWORD, "")
+    repo = console.dependencies.repository
+
+    async def counted() -> set[str]:
+        async with repo.transaction() as tx:
+            found = set()
+            for email in guessed:
+                if await tx.console_access.sign_in_failures(email) is not None:
+                    found.add(email)
+            return found
+
+    assert await counted() == set(guessed)
+    # Once their window is over, the next failed sign-in (of anyone) removes them.
+    clock.now += timedelta(seconds=POLICY.failure_window_seconds + 1)
+    with pytest.raises(InvalidCredentials):
+        await console.sign_in_console(_email(), PASSWORD, "")
+    assert await counted() == set()

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import from_fields
 from services.billing.adapters.tables import tenant_activity
 from services.billing.domain.console_access import ActivityEntry, Actor, ActorKind
 from services.billing.domain.ids import TenantId
@@ -63,15 +64,11 @@ class ActivityQueries:
         if before_id is not None:
             query = query.where(log.id < before_id)
         return [
-            ActivityEntry(
+            from_fields(
+                ActivityEntry,
+                row,
                 tenant_id=TenantId(row.tenant_id),
                 actor=Actor(ActorKind(row.actor_kind), row.actor_id, row.actor_label),
-                action=row.action,
-                target_kind=row.target_kind,
-                target_id=row.target_id,
-                detail=row.detail,
-                client_address=row.client_address,
-                occurred_at=row.occurred_at,
                 activity_id=row.id,
             )
             for row in await self._conn.execute(query)

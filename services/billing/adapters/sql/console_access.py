@@ -338,6 +338,22 @@ class ConsoleAccessQueries:
             .on_conflict_do_update(index_elements=[console_sign_in_failures.c.email], set_=values)
         )
 
+    async def forget_stale_failures(self, window_started_before: datetime, now: datetime, limit: int) -> int:
+        """Deletes up to `limit` counters whose window is over and whose lock (if any) has ended, so
+        guesses at many made-up emails do not pile up rows; how many were deleted."""
+        f = console_sign_in_failures.c
+        stale = (
+            select(f.email)
+            .where(f.window_started_at < window_started_before)
+            .where((f.locked_until.is_(None)) | (f.locked_until < now))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        deleted = await self._conn.execute(
+            console_sign_in_failures.delete().where(f.email.in_(stale.scalar_subquery())).returning(f.email)
+        )
+        return len(deleted.all())
+
     async def clear_sign_in_failures(self, email: str) -> None:
         await self._conn.execute(
             console_sign_in_failures.delete().where(console_sign_in_failures.c.email == email)

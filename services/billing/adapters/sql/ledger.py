@@ -118,6 +118,20 @@ WHERE batch_id = ANY(CAST(%(ids)b AS uuid[]))"""
 _FIND_TRANSFER = "SELECT ref_type, amount FROM billing.transfers WHERE key = :key"
 
 
+def transfer_arrays(transfers: Sequence[Transfer]) -> dict[str, list[Any]]:
+    """The columns every insert of transfers takes as arrays (`unnest`), one element per transfer:
+    the ledger's own insert and the reservation's (which adds its holds to the same statement)."""
+    return {
+        "keys": [t.key for t in transfers],
+        "ref_ids": [t.ref_id for t in transfers],
+        "tenant_ids": [t.tenant_id for t in transfers],
+        "batch_ids": [t.batch_id for t in transfers],
+        "debits": [t.debit_account_id for t in transfers],
+        "credits": [t.credit_account_id for t in transfers],
+        "amounts": [t.amount for t in transfers],
+    }
+
+
 @dataclass(frozen=True)
 class StoredTransfer:
     """What an existing transfer did, for answering a replayed request."""
@@ -166,14 +180,8 @@ class LedgerQueries:
         rows = await self._rows(
             _INSERT_TRANSFERS,
             {
-                "keys": [t.key for t in transfers],
+                **transfer_arrays(transfers),
                 "ref_types": [t.ref_type.value for t in transfers],
-                "ref_ids": [t.ref_id for t in transfers],
-                "tenant_ids": [t.tenant_id for t in transfers],
-                "batch_ids": [t.batch_id for t in transfers],
-                "debits": [t.debit_account_id for t in transfers],
-                "credits": [t.credit_account_id for t in transfers],
-                "amounts": [t.amount for t in transfers],
                 "models": [t.model for t in transfers],
             },
         )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import from_fields
 from services.billing.adapters.tables import (
     accounts,
     batch_hold_lines,
@@ -38,6 +39,16 @@ def page_after(query: Select[Any], key: ColumnElement[int], after: int | None, l
     return page if after is None else page.where(key > after)
 
 
+def _per_model_within(start: datetime, end: datetime, *figures: ColumnElement[Any]) -> Select[Any]:
+    """`figures` of the transfers created within [start, end), one row per model (the model first):
+    the per-model statements and margins narrow it further with their own conditions."""
+    return (
+        select(transfers.c.model, *figures)
+        .where(transfers.c.created_at >= start, transfers.c.created_at < end)
+        .group_by(transfers.c.model)
+    )
+
+
 class ReportingQueries:
     """What finance and the customer read, inside one transaction."""
 
@@ -56,11 +67,11 @@ class ReportingQueries:
         )
         query = (
             select(
-                ledger_entries.c.id,
+                ledger_entries.c.id.label("entry_id"),
                 ledger_entries.c.ref_type,
                 ledger_entries.c.ref_id,
                 ledger_entries.c.batch_id,
-                ledger_entries.c.amount,
+                ledger_entries.c.amount.label("credits_delta"),
                 ledger_entries.c.balance_after,
                 ledger_entries.c.created_at,
                 transfers.c.model,
@@ -82,14 +93,11 @@ class ReportingQueries:
             query = query.where(ledger_entries.c.id < before_entry_id)
         rows = await self._conn.execute(query)
         return [
-            StatementLine(
-                entry_id=row.id,
+            from_fields(
+                StatementLine,
+                row,
                 ref_type=RefType(row.ref_type),
-                ref_id=row.ref_id,
                 batch_id=BatchId(row.batch_id) if row.batch_id else None,
-                credits_delta=row.amount,
-                balance_after=row.balance_after,
-                created_at=row.created_at,
                 model=row.model if row.ref_type == RefType.BATCH_REFUND.value else None,
             )
             for row in rows
@@ -109,27 +117,17 @@ class ReportingQueries:
         query = (
             select(
                 accounts.c.id.label("position"),
-                tenants.c.id,
+                tenants.c.id.label("tenant_id"),
                 tenants.c.name,
                 tenants.c.created_at,
-                accounts.c.balance,
+                accounts.c.balance.label("available_credits"),
                 held.label("held"),
             )
             .join(accounts, accounts.c.tenant_id == tenants.c.id)
             .where(accounts.c.kind == AccountKind.AVAILABLE.value)
         )
         rows = await self._conn.execute(page_after(query, accounts.c.id, after_position, limit))
-        return [
-            TenantSummary(
-                position=row.position,
-                tenant_id=TenantId(row.id),
-                name=row.name,
-                available_credits=row.balance,
-                held_credits=int(row.held),
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+        return [from_fields(TenantSummary, row, held_credits=int(row.held)) for row in rows]
 
     async def batch_ledger_totals(self, batch_id: BatchId) -> BatchLedgerTotals | None:
         """Transfer totals per ref type of a batch (None: billing never reserved it)."""
@@ -272,20 +270,17 @@ class ReportingQueries:
         captured = transfers.c.ref_type == RefType.BATCH_CAPTURE.value
         refunded = transfers.c.ref_type == RefType.BATCH_REFUND.value
         rows = await self._conn.execute(
-            select(
-                transfers.c.model,
+            _per_model_within(
+                start,
+                end,
                 func.count().filter(captured),
                 func.count().filter(refunded),
                 func.coalesce(func.sum(transfers.c.amount).filter(captured), 0),
                 func.coalesce(func.sum(transfers.c.amount).filter(refunded), 0),
-            )
-            .where(
+            ).where(
                 transfers.c.tenant_id == tenant_id,
                 transfers.c.ref_type.in_([RefType.BATCH_CAPTURE.value, RefType.BATCH_REFUND.value]),
-                transfers.c.created_at >= start,
-                transfers.c.created_at < end,
             )
-            .group_by(transfers.c.model)
         )
         return [
             ModelUsage(
@@ -301,8 +296,9 @@ class ReportingQueries:
     async def captured_volumes(self, start: datetime, end: datetime) -> list[CapturedVolume]:
         """Captures within [start, end) per model, with the provider cost frozen with their batch."""
         rows = await self._conn.execute(
-            select(
-                transfers.c.model,
+            _per_model_within(
+                start,
+                end,
                 func.count(),
                 func.sum(transfers.c.amount),
                 func.sum(batch_hold_lines.c.provider_cost_usd_micros),
@@ -316,12 +312,7 @@ class ReportingQueries:
                     & (batch_hold_lines.c.unit_price == transfers.c.amount),
                 )
             )
-            .where(
-                transfers.c.ref_type == RefType.BATCH_CAPTURE.value,
-                transfers.c.created_at >= start,
-                transfers.c.created_at < end,
-            )
-            .group_by(transfers.c.model)
+            .where(transfers.c.ref_type == RefType.BATCH_CAPTURE.value)
         )
         return [
             CapturedVolume(

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from services.billing.adapters.sql.accounts import AccountBalance
-from services.billing.adapters.sql.ledger import ROW_LOCK
+from services.billing.adapters.sql.ledger import ROW_LOCK, transfer_arrays
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, LedgerEntry, Posting, RefType, Transfer, upfront_key
 from services.billing.domain.pricing import QuoteLine
@@ -153,13 +153,9 @@ class ReservationQueries:
             _POST_RESERVATIONS,
             {
                 "ref_type": RefType.BATCH_UPFRONT.value,
-                "keys": [item.transfer.key for item in planned],
-                "ref_ids": [item.transfer.ref_id for item in planned],
-                "tenant_ids": [item.transfer.tenant_id for item in planned],
-                "batch_ids": [item.hold.batch_id for item in planned],
-                "debits": [item.transfer.debit_account_id for item in planned],
-                "credits": [item.transfer.credit_account_id for item in planned],
-                "amounts": [item.transfer.amount for item in planned],
+                # The holds are inserted by the same statement: batch ids, tenant ids, hold
+                # accounts (`credits`) and frozen amounts are their transfers'.
+                **transfer_arrays([item.transfer for item in planned]),
                 "item_counts": [item.hold.item_count for item in planned],
                 "befores": [item.hold.available_before for item in planned],
                 "afters": [item.hold.available_after for item in planned],

@@ -8,6 +8,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
+from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.console_access import (
     ActivityEntry,
@@ -93,15 +94,13 @@ class ConsoleAccessRpcs(BillingRpcs):
         self, request: billing_pb2.TenantActivity, context: Context
     ) -> billing_pb2.RecordTenantActivityResponse:
         activity_id = await self._handlers.record_activity(
-            ActivityEntry(
+            from_fields(
+                ActivityEntry,
+                request,
                 tenant_id=parse_tenant_id(request.tenant_id),
                 actor=_actor(request.actor),
-                action=request.action,
-                target_kind=request.target_kind,
-                target_id=request.target_id,
-                detail=request.detail,
-                client_address=request.client_address,
                 occurred_at=request_instant(request, "occurred_at"),
+                activity_id=0,
             )
         )
         return billing_pb2.RecordTenantActivityResponse(activity_id=str(activity_id))
@@ -179,14 +178,11 @@ def _invite(invite: ConsoleInvite) -> billing_pb2.ConsoleInvite:
 
 
 def _activity(entry: ActivityEntry) -> billing_pb2.TenantActivity:
-    return billing_pb2.TenantActivity(
+    return from_fields(
+        billing_pb2.TenantActivity,
+        entry,
         activity_id=str(entry.activity_id),
         tenant_id=str(entry.tenant_id),
         actor=_actor_proto(entry.actor),
-        action=entry.action,
-        target_kind=entry.target_kind,
-        target_id=entry.target_id,
-        detail=entry.detail,
-        client_address=entry.client_address,
         occurred_at=optional_timestamp(entry.occurred_at),
     )
