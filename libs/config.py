@@ -137,6 +137,9 @@ class Settings(BaseSettings):
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # A batch create (JSON or JSONL) may be larger: this many bytes as sent and, when gzip-encoded,
+    # as decompressed (10,000 items of 2,000 characters in any script fit).
+    max_create_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The batch service enforces them; their defaults are the ones its contract publishes.
     max_batch_items: int = Field(default=batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_BATCH_ITEMS, ge=1)
     max_prompt_chars: int = Field(default=batch_pb2.CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS, ge=1)
@@ -165,6 +168,9 @@ class Settings(BaseSettings):
     # Signed video links: HMAC key (refused in production when left at the default) and lifetime.
     video_url_secret: SecretStr = SecretStr(DEV_VIDEO_URL_SECRET)
     video_url_ttl_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    # How long a generated video stays available after its task finished (days; 0: for ever).
+    # Past it, its link and file answer 410 `video_expired`; results lines give the expiry.
+    video_retention_days: int = Field(default=30, ge=0)
     # Optional mutual TLS on internal gRPC (PEM file paths). With all three set, servers require
     # client certificates signed by the CA and clients present theirs; unset means plaintext
     # (embedded mode always runs plaintext on localhost). `make certs` writes a local CA.

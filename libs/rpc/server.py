@@ -71,7 +71,8 @@ class ServedHandlers:
         self._server.add_generic_rpc_handlers(tuple(_WrappedLookup(self, h) for h in generic_handlers))
 
     def _wrap(self, method: str, handler: Any) -> Any:
-        if handler is None or handler.unary_unary is None:
+        # Unary and client-streaming handlers answer once: both get the metric and error mapping.
+        if handler is None or (handler.unary_unary is None and handler.stream_unary is None):
             return handler
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
@@ -91,8 +92,9 @@ class _WrappedLookup(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
 
 def _served(handler: Any, method: str) -> Any:
-    """`handler` wrapped with latency and error translation (inside the interceptor's span)."""
-    inner = handler.unary_unary
+    """`handler` (unary, or client-streaming) wrapped with latency and error translation (inside
+    the interceptor's span)."""
+    inner = handler.unary_unary or handler.stream_unary
     service, _, name = method.lstrip("/").rpartition("/")
 
     async def served(request: Any, context: Any) -> Any:
@@ -123,7 +125,12 @@ def _served(handler: Any, method: str) -> Any:
                     span.set_attribute("rpc.grpc.status_code", status)
                     span.set_status(trace.StatusCode.ERROR, status)
 
-    return grpc.unary_unary_rpc_method_handler(
+    build = (
+        grpc.unary_unary_rpc_method_handler
+        if handler.unary_unary is not None
+        else grpc.stream_unary_rpc_method_handler
+    )
+    return build(
         served,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,

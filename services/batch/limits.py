@@ -18,4 +18,10 @@ def create_limits(*, max_batch_items: int, max_prompt_chars: int) -> CreateLimit
         max_webhook_url_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS,
         max_deadline_seconds=batch_pb2.CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS,
         max_request_id_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS,
+        max_custom_id_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS,
+        max_metadata_pairs=batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS,
+        # The contract publishes a key's bound as a custom_id's (enum values must differ).
+        max_metadata_key_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS,
+        max_metadata_value_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_VALUE_CHARS,
+        max_name_chars=batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS,
     )

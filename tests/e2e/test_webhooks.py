@@ -65,9 +65,14 @@ def test_seed_demo_batch_completed_arrives_once_signed_with_the_settled_figures(
     headers, body = completed()[0]
     secret = api.http.get("/api/enterprise/webhook-secret", headers=customer.headers).json()["secret"]
     data = Webhook(secret).verify(body, headers)["data"]
-    # The webhook carries exactly the batch fields the REST API shows once settled.
+    # The webhook carries exactly the batch fields the REST API shows once settled, and where the
+    # batch's results and errors files are (complete now).
+    files = {key: data.pop(key) for key in ("results_url", "errors_url")}
     view = api.batch(customer, batch_id)
     assert data == {key: view[key] for key in data}
+    results = api.http.get(files["results_url"], headers=customer.headers)
+    errors = api.http.get(files["errors_url"], headers=customer.headers)
+    assert (len(results.text.splitlines()), len(errors.text.splitlines())) == (19, 1)
     assert set(data) >= {"batch_id", "status", "success_count", "failed_count", "credits_spent"}
     assert (data["frozen_credits"], data["credits_spent"] + data["refunded_credits"]) == (200, 200)
     assert data["settlement_status"] in ("settled", "refunded")

@@ -84,6 +84,8 @@ def _outcome(task: TaskRecord, message: type[_Outcome], **particulars: str) -> _
         unit_price=task.unit_price,
         attempts=task.attempts,
         occurred_at=_timestamp(task.finished_at),
+        custom_id=task.custom_id or "",
+        metadata=task.metadata or {},
         **particulars,
     )
 

@@ -15,7 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from libs.columns import created_at_column
 from libs.messaging.outbox import outbox_table
@@ -63,6 +63,9 @@ batches = Table(
     Column("undispatched_count", BigInteger, nullable=False, server_default=text("0")),
     # 0009: the source batch of a retry that was not rejected (ADR-048); NULL otherwise.
     Column("retry_slot", UUID(as_uuid=True), nullable=True),
+    # 0010: the client's name and labels of the batch (a JSON object of strings); NULL for none.
+    Column("name", Text, nullable=True),
+    Column("metadata", JSONB, nullable=True),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     # One live retry per source batch is this index, not an application check (ADR-048).
@@ -75,6 +78,22 @@ batches = Table(
         postgresql_where=text("retry_of IS NOT NULL"),
     ),
     Index("ix_batches_tenant_created", "tenant_id", "created_at", "id"),
+    # 0010: lists filtered by name, and by metadata containment (`@>`).
+    Index(
+        "ix_batches_tenant_name",
+        "tenant_id",
+        "name",
+        "created_at",
+        "id",
+        postgresql_where=text("name IS NOT NULL"),
+    ),
+    Index(
+        "ix_batches_metadata",
+        "metadata",
+        postgresql_using="gin",
+        postgresql_ops={"metadata": "jsonb_path_ops"},
+        postgresql_where=text("metadata IS NOT NULL"),
+    ),
     Index("ix_batches_created", "created_at", "id"),
     Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),
     # 0005: the window top-up reads one tenant's open batches in creation order.
@@ -121,6 +140,10 @@ tasks = Table(
     # which worker process last claimed it.
     Column("dispatched_at", DateTime(timezone=True), nullable=True),
     Column("claimed_by", Text, nullable=True),
+    # 0010: the client's id of the item (unique within the batch by the create rule) and its
+    # labels (a JSON object of strings); NULL for none.
+    Column("custom_id", Text, nullable=True),
+    Column("metadata", JSONB, nullable=True),
     UniqueConstraint("batch_id", "batch_index", name="uq_tasks_batch_index"),
     # Counters are derived by one GROUP BY over this index, never stored on the batch row.
     Index("ix_tasks_batch_status", "batch_id", "status"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,13 +24,23 @@ TaskId = NewType("TaskId", uuid.UUID)
 TenantId = NewType("TenantId", uuid.UUID)
 
 
+# A client's labels of an item or a batch: string pairs, in the order given (hashable, immutable).
+Metadata = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class BatchItem:
-    """One requested video; `duration_seconds` only for a model priced per second (0: its default)."""
+    """One requested video; `duration_seconds` only for a model priced per second (0: its default).
+
+    `custom_id` and `metadata` are the client's own id and labels, stored and echoed, never
+    interpreted ("" and () for none).
+    """
 
     prompt: str
     model: str
     duration_seconds: int = 0
+    custom_id: str = ""
+    metadata: Metadata = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,9 @@ class BatchRecord:
     retry_of: BatchId | None = None
     # Why a rejected batch was rejected (`RejectionReason`); None on others.
     rejection_reason: str | None = None
+    # The client's name and labels of the batch (None for none).
+    name: str | None = None
+    metadata: Mapping[str, str] | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -169,6 +182,8 @@ class TaskRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    custom_id: str | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 class TaskSummary(NamedTuple):
@@ -189,6 +204,8 @@ class TaskSummary(NamedTuple):
     attempts: int
     created_at_us: int
     finished_at_us: int | None
+    custom_id: str | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +315,8 @@ class NewBatch:
     webhook_url: str | None
     deadline_seconds: int = 0
     retry_of: BatchId | None = None
+    name: str | None = None
+    metadata: Metadata = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.batch.domain.batch import BatchItem
+from services.batch.domain.batch import BatchItem, Metadata
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class CreateBatch:
     deadline_seconds: int = 0
     # The request id was generated for this request (the client sent none): nothing to replay.
     request_id_generated: bool = False
+    # The client's name and labels of the batch ("" and () for none).
+    name: str = ""
+    metadata: Metadata = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class ListBatches:
     # created_at in [created_from, created_to) when set.
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # Only batches of this name, and whose metadata holds every one of these pairs.
+    name: str = ""
+    metadata: Metadata = ()
 
 
 @dataclass(frozen=True)
@@ -58,3 +64,5 @@ class ListTasks:
     cursor: str = ""
     limit: int = 0
     failure_type: str = ""
+    # Only tasks in one of these statuses (empty: any).
+    statuses: tuple[str, ...] = ()

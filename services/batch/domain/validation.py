@@ -8,13 +8,13 @@ their own wire format and pass these on.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, InvalidArgument
+from libs.errors import MAX_FIELD_VIOLATIONS, FieldViolation, InvalidArgument, ServiceError
 from libs.vocabulary import DEFAULT_RETRIED_FAILURES, RETRYABLE_FAILURES, FailureType
-from services.batch.domain.batch import BatchItem
+from services.batch.domain.batch import BatchItem, Metadata
 from services.batch.domain.commands import CreateBatch
 
 # Unicode category "Cc" is exactly U+0000-U+001F and U+007F-U+009F (NUL, the C0/C1 controls and
@@ -23,6 +23,7 @@ from services.batch.domain.commands import CreateBatch
 _FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 _PROMPT, _MODEL, _DURATION = attrgetter("prompt"), attrgetter("model"), attrgetter("duration_seconds")
+_CUSTOM_ID, _METADATA = attrgetter("custom_id"), attrgetter("metadata")
 
 # The codes of the violations (BadRequest.FieldViolation.reason; `code` in the REST error).
 EMPTY = "empty"
@@ -31,6 +32,7 @@ TOO_MANY = "too_many"
 CONTROL_CHARACTER = "control_character"
 OUT_OF_RANGE = "out_of_range"
 INVALID_URL = "invalid_url"
+DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class CreateLimits:
     max_webhook_url_chars: int
     max_deadline_seconds: int
     max_request_id_chars: int
+    # The client's ids and labels (OpenAI's metadata bounds: 16 pairs, 64-character keys,
+    # 512-character values; a custom_id as long as a key).
+    max_custom_id_chars: int = 64
+    max_metadata_pairs: int = 16
+    max_metadata_key_chars: int = 64
+    max_metadata_value_chars: int = 512
+    max_name_chars: int = 256
 
 
 def _has_forbidden_control(text: str) -> bool:
@@ -65,7 +74,48 @@ def _all_valid(items: Sequence[BatchItem], limits: CreateLimits) -> bool:
         and not _has_forbidden_control("\n".join(models))
         and min(durations) >= 0
         and max(durations) <= limits.max_duration_seconds
+        and _labels_valid(items, limits)
     )
+
+
+def _labels_valid(items: Sequence[BatchItem], limits: CreateLimits) -> bool:
+    """True when every custom_id and metadata pair is within bounds and no custom_id repeats."""
+    custom_ids = [custom_id for custom_id in map(_CUSTOM_ID, items) if custom_id]
+    if custom_ids and (
+        max(map(len, custom_ids)) > limits.max_custom_id_chars
+        or len(set(custom_ids)) != len(custom_ids)
+        or _has_forbidden_control("\n".join(custom_ids))
+    ):
+        return False
+    return all(
+        not metadata or not _metadata_violations(("items", 0), metadata, limits)
+        for metadata in map(_METADATA, items)
+    )
+
+
+def _metadata_violations(
+    location: tuple[str | int, ...], metadata: Metadata, limits: CreateLimits
+) -> list[FieldViolation]:
+    """The broken bounds of one metadata map (pairs, key and value lengths)."""
+    where = (*location, "metadata")
+    found: list[FieldViolation] = []
+    if len(metadata) > limits.max_metadata_pairs:
+        message = f"metadata holds at most {limits.max_metadata_pairs} pairs, got {len(metadata)}"
+        found.append(FieldViolation(where, TOO_MANY, message))
+    for key, value in metadata:
+        if not key:
+            found.append(FieldViolation((*where, key), EMPTY, "a metadata key must not be empty"))
+        elif len(key) > limits.max_metadata_key_chars:
+            message = f"a metadata key must be at most {limits.max_metadata_key_chars} characters"
+            found.append(FieldViolation((*where, key[: limits.max_metadata_key_chars]), TOO_LONG, message))
+        elif len(value) > limits.max_metadata_value_chars:
+            message = f"a metadata value must be at most {limits.max_metadata_value_chars} characters"
+            found.append(FieldViolation((*where, key), TOO_LONG, message))
+        elif _has_forbidden_control(key + value):
+            # NUL cannot be stored; the other controls would garble CSV files and the console.
+            message = "metadata contains a control character"
+            found.append(FieldViolation((*where, key), CONTROL_CHARACTER, message))
+    return found
 
 
 def _text_violation(location: tuple[str | int, ...], text: str, max_chars: int) -> FieldViolation | None:
@@ -89,7 +139,36 @@ def _item_violations(index: int, item: BatchItem, limits: CreateLimits) -> list[
         maximum = limits.max_duration_seconds
         message = f"duration_seconds must be between 1 and {maximum} (0 or absent: the model's default)"
         found.append(FieldViolation(("items", index, "duration_seconds"), OUT_OF_RANGE, message))
+    if item.custom_id:
+        found.append(_custom_id_violation(("items", index, "custom_id"), item.custom_id, limits))
+    if item.metadata:
+        found += _metadata_violations(("items", index), item.metadata, limits)
     return [violation for violation in found if violation is not None]
+
+
+def _custom_id_violation(
+    location: tuple[str | int, ...], custom_id: str, limits: CreateLimits
+) -> FieldViolation | None:
+    if len(custom_id) > limits.max_custom_id_chars:
+        message = f"custom_id must be at most {limits.max_custom_id_chars} characters"
+        return FieldViolation(location, TOO_LONG, message)
+    if _has_forbidden_control(custom_id):
+        return FieldViolation(location, CONTROL_CHARACTER, "custom_id contains a control character")
+    return None
+
+
+def _duplicate_custom_ids(items: Sequence[BatchItem]) -> list[FieldViolation]:
+    """A violation at each item whose custom_id an earlier item already has."""
+    first: dict[str, int] = {}
+    found: list[FieldViolation] = []
+    for index, custom_id in enumerate(map(_CUSTOM_ID, items)):
+        if not custom_id:
+            continue
+        earlier = first.setdefault(custom_id, index)
+        if earlier != index:
+            message = f"custom_id {custom_id!r} is already the custom_id of item {earlier}"
+            found.append(FieldViolation(("items", index, "custom_id"), DUPLICATE, message))
+    return found
 
 
 def item_violations(items: Sequence[BatchItem], limits: CreateLimits) -> list[FieldViolation]:
@@ -107,7 +186,34 @@ def item_violations(items: Sequence[BatchItem], limits: CreateLimits) -> list[Fi
         found += _item_violations(index, item, limits)
         if len(found) >= MAX_FIELD_VIOLATIONS:
             break
+    found += _duplicate_custom_ids(items)
     return found[:MAX_FIELD_VIOLATIONS]
+
+
+UNKNOWN_MODEL = "unknown_model"
+
+
+def priced_line_violations(
+    items: Sequence[BatchItem], refusals: Mapping[tuple[str, int], ServiceError]
+) -> list[FieldViolation]:
+    """Billing's refusals of (model, duration) lines as violations of the items that asked for
+    them, in item order, up to MAX_FIELD_VIOLATIONS: an unknown model at `items[i].model`, a
+    duration the model does not take at `items[i].duration_seconds`."""
+    found: list[FieldViolation] = []
+    for index, item in enumerate(items):
+        refusal = refusals.get((item.model, item.duration_seconds))
+        if refusal is None:
+            continue
+        if refusal.details.get("field") == "duration_seconds":
+            location: tuple[str | int, ...] = ("items", index, "duration_seconds")
+            message = f"{refusal.message} for model {item.model!r}"
+            found.append(FieldViolation(location, OUT_OF_RANGE, message))
+        else:
+            message = f"unknown model {item.model!r}; GET /api/enterprise/pricing lists the models"
+            found.append(FieldViolation(("items", index, "model"), UNKNOWN_MODEL, message))
+        if len(found) >= MAX_FIELD_VIOLATIONS:
+            break
+    return found
 
 
 def webhook_url_violation(url: str, limits: CreateLimits) -> FieldViolation | None:
@@ -146,6 +252,11 @@ def create_violations(command: CreateBatch, limits: CreateLimits) -> list[FieldV
     request_id = request_id_violation(command.request_id, limits)
     if request_id is not None:
         found.append(request_id)
+    if command.name:
+        name = _text_violation(("name",), command.name, limits.max_name_chars)
+        if name is not None:
+            found.append(name)
+    found += _metadata_violations((), command.metadata, limits)
     return found[:MAX_FIELD_VIOLATIONS]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from libs.errors import InvalidArgument
 from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
-from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, TaskSummary
+from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, Metadata, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.handlers import BatchHandlers
@@ -74,6 +74,8 @@ def _batch_fields(view: BatchView) -> dict[str, Any]:
         "webhook_url": batch.webhook_url or "",
         "retry_of_batch_id": str(batch.retry_of) if batch.retry_of else "",
         "retry_batch_ids": [str(retry) for retry in view.retries],
+        "name": batch.name or "",
+        "metadata": batch.metadata or {},
     }
 
 
@@ -117,20 +119,55 @@ def task_page(tasks: Sequence[TaskSummary], next_cursor: str) -> batch_pb2.ListT
             error_message=task.error_message or "",
             failure_type=task.failure_type or "",
             attempts=task.attempts,
+            custom_id=task.custom_id or "",
+            metadata=task.metadata or {},
         )
         _set_micros(message.created_at, task.created_at_us)
         _set_micros(message.finished_at, task.finished_at_us)
     return response
 
 
+def _pairs(metadata: Mapping[str, str]) -> Metadata:
+    return tuple(metadata.items())
+
+
 def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...]:
     """The items of a create request, sent as BatchItem messages or as columns (not both)."""
     if not request.HasField("item_columns"):
-        return tuple(BatchItem(item.prompt, item.model, item.duration_seconds) for item in request.items)
+        return tuple(
+            BatchItem(item.prompt, item.model, item.duration_seconds, item.custom_id, _pairs(item.metadata))
+            for item in request.items
+        )
     columns = request.item_columns
-    if request.items or not len(columns.prompts) == len(columns.models) == len(columns.duration_seconds):
+    count = len(columns.prompts)
+    if (
+        request.items
+        or not count == len(columns.models) == len(columns.duration_seconds)
+        or len(columns.custom_ids) not in (0, count)
+        or len(columns.metadata) not in (0, count)
+    ):
         raise InvalidArgument("items must be sent as messages or as columns of one length", field="items")
-    return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
+    if not columns.custom_ids and not columns.metadata:
+        return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
+    custom_ids = columns.custom_ids or [""] * count
+    labels = [_pairs(entry.pairs) for entry in columns.metadata] if columns.metadata else [()] * count
+    return tuple(
+        map(BatchItem, columns.prompts, columns.models, columns.duration_seconds, custom_ids, labels)
+    )
+
+
+def create_command(request: batch_pb2.CreateBatchRequest, items: tuple[BatchItem, ...]) -> CreateBatch:
+    """The CreateBatch command of a request (its items read apart: a stream sends them in parts)."""
+    return CreateBatch(
+        tenant_id=request.tenant_id,
+        request_id=request.request_id,
+        items=items,
+        webhook_url=request.webhook_url,
+        deadline_seconds=request.deadline_seconds,
+        request_id_generated=request.request_id_generated,
+        name=request.name,
+        metadata=_pairs(request.metadata),
+    )
 
 
 def create_response(result: CreateBatchResult) -> batch_pb2.CreateBatchResponse:
@@ -158,14 +195,27 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def CreateBatch(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.CreateBatchResponse:
-        command = CreateBatch(
-            tenant_id=request.tenant_id,
-            request_id=request.request_id,
-            items=request_items(request),
-            webhook_url=request.webhook_url,
-            deadline_seconds=request.deadline_seconds,
-            request_id_generated=request.request_id_generated,
-        )
+        command = create_command(request, request_items(request))
+        return create_response(await self._handlers.intake.create_batch(command))
+
+    async def CreateBatchStream(  # noqa: N802 (gRPC method name)
+        self,
+        requests: AsyncIterator[batch_pb2.CreateBatchRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> batch_pb2.CreateBatchResponse:
+        first: batch_pb2.CreateBatchRequest | None = None
+        items: list[BatchItem] = []
+        async for request in requests:
+            # Each part's items are read as it arrives: no part is kept once read.
+            items += request_items(request)
+            if first is None:
+                first = request
+                first.ClearField("item_columns")
+                first.ClearField("items")
+        if first is None:
+            raise InvalidArgument("a create stream needs at least one message", field="items")
+        command = create_command(first, tuple(items))
+        del items
         return create_response(await self._handlers.intake.create_batch(command))
 
     async def RetryFailed(  # noqa: N802 (gRPC method name)
@@ -193,6 +243,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 settlement_status=request.settlement_status,
                 created_from=request_instant(request, "created_from"),
                 created_to=request_instant(request, "created_to"),
+                name=request.name,
+                metadata=_pairs(request.metadata),
             )
         )
         return batch_page(views, next_cursor)
@@ -214,6 +266,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 request.cursor,
                 request.limit,
                 failure_type=request.failure_type,
+                statuses=tuple(request.statuses),
             )
         )
         return task_page(found, next_cursor)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from libs.errors import ServiceError
+from libs.errors import ErrorCategory, InvalidArgument, ServiceError
 from libs.group_commit import GroupCommitter
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
@@ -17,6 +17,7 @@ from services.batch.adapters.sql.queueing import QueuedBatches
 from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import (
     BatchId,
+    BatchItem,
     BatchRecord,
     BatchStatus,
     CreateBatchResult,
@@ -41,7 +42,7 @@ from services.batch.domain.errors import (
     PriceChanged,
 )
 from services.batch.domain.fingerprint import request_fingerprint
-from services.batch.domain.validation import CreateLimits, validate_create
+from services.batch.domain.validation import CreateLimits, priced_line_violations, validate_create
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Intake:
             command.webhook_url,
             deadline_seconds=command.deadline_seconds,
             retry_of=str(retry_of) if retry_of else "",
+            name=command.name,
+            metadata=command.metadata,
         )
         request_id = command.request_id or None
 
@@ -127,7 +130,7 @@ class Intake:
         priced: list[QuoteLine] | None = None
         if batch is None:
             requested = quote_lines(command.items)
-            priced = await self._billing.quote(tenant_id, requested)
+            priced = await self._quote_items(tenant_id, requested, command.items)
             new = NewBatch(
                 id=BatchId(uuid.uuid4()),
                 tenant_id=tenant_id,
@@ -143,6 +146,8 @@ class Intake:
                 webhook_url=command.webhook_url or None,
                 deadline_seconds=command.deadline_seconds,
                 retry_of=retry_of,
+                name=command.name or None,
+                metadata=command.metadata,
             )
             if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)
@@ -156,12 +161,42 @@ class Intake:
             and batch.request_fingerprint != fingerprint
         ):
             raise IdempotencyKeyReused(
-                "this request id was already used for a different batch", request_id=command.request_id
+                f"this idempotency key was already used for batch {batch.id}, with another body",
+                request_id=command.request_id,
+                batch_id=batch.id,
             )
         # The batch just stored is reserved with the lines just quoted (its tasks were priced from
         # them); a batch found by its request id is completed from what is stored.
         batch = await self.complete(batch, priced if created else None)
         return accepted_result(batch, replayed=not created)
+
+    async def _quote_items(
+        self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]], items: Sequence[BatchItem]
+    ) -> list[QuoteLine]:
+        """Billing's quote of the lines; a refused quote is answered as every item it concerns.
+
+        Billing stops at the first bad line, so on a refusal each line is asked about alone (only
+        then: a valid batch costs one call) and every item of every refused line is named.
+        """
+        try:
+            return await self._billing.quote(tenant_id, lines)
+        except ServiceError as refused:
+            if refused.category is not ErrorCategory.INVALID_ARGUMENT:
+                raise
+        answers = await asyncio.gather(
+            *(self._billing.quote(tenant_id, [line]) for line in lines), return_exceptions=True
+        )
+        refusals: dict[tuple[str, int], ServiceError] = {}
+        for (model, _, duration), answer in zip(lines, answers, strict=True):
+            if isinstance(answer, ServiceError) and answer.category is ErrorCategory.INVALID_ARGUMENT:
+                refusals[(model, duration)] = answer
+            elif isinstance(answer, BaseException):
+                raise answer
+        violations = priced_line_violations(items, refusals)
+        if not violations:
+            # The lines priced alone but not together (a price list deployed in between): ask again.
+            return await self._billing.quote(tenant_id, lines)
+        raise InvalidArgument.of(violations)
 
     async def _insert_group(
         self, group: Sequence[NewBatch]

@@ -54,6 +54,11 @@ class Reads:
             raise InvalidArgument("unknown batch status", field="status")
         if query.settlement_status and query.settlement_status not in {s.value for s in SettlementStatus}:
             raise InvalidArgument("unknown settlement status", field="settlement_status")
+        if "\x00" in query.name:
+            raise InvalidArgument("name must not contain NUL", field="name")
+        if any("\x00" in text for pair in query.metadata for text in pair):
+            # No stored name or label holds NUL (the create rules refuse control characters).
+            raise InvalidArgument("metadata must not contain NUL", field="metadata")
         limit = page_size(query.limit)
         after = BatchCursor.decode(query.cursor) if query.cursor else None
         views = await self._store.listings.list_batches(
@@ -64,6 +69,8 @@ class Reads:
             settlement_status=query.settlement_status,
             created_from=query.created_from,
             created_to=query.created_to,
+            name=query.name,
+            metadata=query.metadata,
         )
         if len(views) <= limit:
             return views, ""
@@ -81,12 +88,22 @@ class Reads:
             failure_type = FailureType(query.failure_type) if query.failure_type else None
         except ValueError:
             raise InvalidArgument("unknown failure type", field="failure_type") from None
+        try:
+            statuses = tuple(TaskStatus(name) for name in dict.fromkeys(query.statuses))
+        except ValueError:
+            raise InvalidArgument("unknown task status", field="statuses") from None
         limit = page_size(query.limit)
         after = TaskCursor.decode(query.cursor).batch_index if query.cursor else None
         # The scope check and the page are one statement (one round trip per page); a malformed
         # question is refused before it, whoever owns the batch (the answer reveals nothing).
         found = await self._store.reads.list_tasks(
-            batch_id, tenant_scope(query.tenant_id), status, after, limit + 1, failure_type=failure_type
+            batch_id,
+            tenant_scope(query.tenant_id),
+            status,
+            after,
+            limit + 1,
+            failure_type=failure_type,
+            statuses=statuses,
         )
         if found is None:
             raise BatchNotFound("batch not found", batch_id=query.batch_id)

@@ -35,6 +35,10 @@ class VideoStore(Protocol):
         """The answer that delivers the video (`disposition`: inline or attachment)."""
         ...
 
+    async def read(self, batch_id: str, task_id: str) -> bytes | None:
+        """The video's bytes (for a batch's zip); None when it is not stored."""
+        ...
+
 
 class LocalVideoStore:
     """Videos in the local asset directory, streamed by the gateway."""
@@ -49,6 +53,14 @@ class LocalVideoStore:
     async def exists(self, batch_id: str, task_id: str) -> bool:
         """True when the file is there."""
         return await asyncio.to_thread(self._path(batch_id, task_id).is_file)
+
+    async def read(self, batch_id: str, task_id: str) -> bytes | None:
+        """The file's bytes; None when it is not there."""
+        path = self._path(batch_id, task_id)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
 
     def response(self, batch_id: str, task_id: str, *, disposition: str, headers: dict[str, str]) -> Response:
         """The file itself (FileResponse handles Range requests)."""
@@ -72,6 +84,17 @@ class S3VideoStore:
         """HEAD on the object; an unreachable or refusing S3 is a 503, never a 404."""
         try:
             return await self._client.object_exists(video_key(batch_id, task_id))
+        except S3Error:
+            raise ApiError(
+                503, "unavailable", "video storage is unavailable", headers={"Retry-After": "5"}
+            ) from None
+
+    async def read(self, batch_id: str, task_id: str) -> bytes | None:
+        """The object's bytes; None when it is not there; 503 when S3 cannot be asked."""
+        if not await self.exists(batch_id, task_id):
+            return None
+        try:
+            return await self._client.get_object(video_key(batch_id, task_id))
         except S3Error:
             raise ApiError(
                 503, "unavailable", "video storage is unavailable", headers={"Retry-After": "5"}

@@ -35,39 +35,112 @@ from services.gateway.schemas.batches import (
 from services.gateway.schemas.credits import CreditsView, LedgerPage
 from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, json_bytes
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
-from services.gateway.use_cases.batch_creation import BatchCreation, idempotency_key
+from services.gateway.use_cases.batch_creation import (
+    IDEMPOTENCY_KEY_HEADER,
+    BatchCreation,
+    idempotency_key,
+    presented_key,
+)
+from services.gateway.use_cases.batch_input import read_create_body
 from services.gateway.use_cases.batch_reads import BatchReads
 
-# The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
-# so its schema is declared here for /openapi.json.
-_CREATE_BATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateBatchRequest"}}},
-    },
-    "parameters": [
-        {
-            "name": REQUEST_ID_HEADER,
-            "in": "header",
-            "required": False,
-            "description": (
-                f"Idempotency key: 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters. The same key and "
-                "body replay the first answer; the same key with another body is a 409. "
-                "Generated when absent."
-            ),
-            "schema": {"type": "string", "maxLength": MAX_REQUEST_ID_CHARS},
-        }
-    ],
-}
-
+MAX_BATCH_NAME_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS
+# The create path: its body is read as a stream, with its own size limit (the middleware's).
+CREATE_BATCH_PATH = "/api/enterprise/video-batch"
 
 # On an answer that replays an earlier one (the same batch, nothing frozen again).
 REPLAYED_HEADER = "Idempotent-Replayed"
 
+# The create body is parsed by hand (bytes -> model_validate_json, with the configured limits),
+# so its schema is declared here for /openapi.json.
+_KEY_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": IDEMPOTENCY_KEY_HEADER,
+        "in": "header",
+        "required": False,
+        "description": (
+            f"Idempotency key: 1..{MAX_REQUEST_ID_CHARS} printable ASCII characters. The same key and "
+            f"body replay the first answer (with `{REPLAYED_HEADER}: true`); the same key with another "
+            "body is a 409 naming the batch that holds it. Generated when absent."
+        ),
+        "schema": {"type": "string", "maxLength": MAX_REQUEST_ID_CHARS},
+    },
+    {
+        "name": REQUEST_ID_HEADER,
+        "in": "header",
+        "required": False,
+        "description": (
+            f"The idempotency key's older name, still accepted. Sent with a different "
+            f"{IDEMPOTENCY_KEY_HEADER}: 422."
+        ),
+        "schema": {"type": "string", "maxLength": MAX_REQUEST_ID_CHARS},
+    },
+]
+_CREATE_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "JSON (`CreateBatchRequest`), or JSONL (`application/jsonl`): one item per line, or an "
+            'OpenAI Batch-style line `{"custom_id": "..", "body": {..item fields..}}`, with the '
+            "batch's own fields as query parameters. Either may be sent with `Content-Encoding: gzip`. "
+            "At most REELBATCH_MAX_CREATE_BODY_BYTES (default 64 MiB) as sent and decompressed."
+        ),
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CreateBatchRequest"}},
+            "application/jsonl": {"schema": {"type": "string", "description": "One JSON item per line."}},
+        },
+    },
+    "parameters": [
+        *_KEY_PARAMETERS,
+        {
+            "name": "Content-Encoding",
+            "in": "header",
+            "required": False,
+            "description": "`gzip` for a compressed body (JSON or JSONL).",
+            "schema": {"type": "string", "enum": ["gzip", "identity"]},
+        },
+        *(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": f"JSONL bodies only: the batch's `{name}` (as in the JSON body).",
+                "schema": {"type": "integer" if name == "deadline_seconds" else "string"},
+            }
+            for name in ("webhook_url", "deadline_seconds", "name")
+        ),
+        {
+            "name": "metadata[key]",
+            "in": "query",
+            "required": False,
+            "description": "JSONL bodies only: one pair of the batch's `metadata` per parameter.",
+            "schema": {"type": "string"},
+        },
+    ],
+}
 
-def request_idempotency_key(request: Request) -> str:
-    """The client's X-Request-ID, or the id generated for this request when none was sent."""
-    return idempotency_key(request.headers.get(REQUEST_ID_HEADER, ""), request_id_of(request.scope))
+
+def request_idempotency_key(request: Request) -> tuple[str, bool]:
+    """The client's Idempotency-Key (or X-Request-ID), else the id generated for this request; and
+    whether it was generated."""
+    headers = request.headers
+    presented = presented_key(headers.get(IDEMPOTENCY_KEY_HEADER), headers.get(REQUEST_ID_HEADER))
+    header = IDEMPOTENCY_KEY_HEADER if headers.get(IDEMPOTENCY_KEY_HEADER) else REQUEST_ID_HEADER
+    return idempotency_key(presented, request_id_of(request.scope), header), not presented
+
+
+def metadata_filter(query: list[tuple[str, str]]) -> dict[str, str]:
+    """The `metadata[key]=value` pairs of a query string."""
+    return {
+        key[len("metadata[") : -1]: value
+        for key, value in query
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+
+
+def replayed_headers(replayed: bool) -> dict[str, str] | None:
+    """`Idempotent-Replayed: true` on an answer that replays an earlier one."""
+    return {REPLAYED_HEADER: "true"} if replayed else None
 
 
 def json_answer(document: Mapping[str, Any]) -> Response:
@@ -101,6 +174,7 @@ def customer_router(
             402,
             409,
             413,
+            415,
             422,
             429,
             status_code=202,
@@ -108,25 +182,61 @@ def customer_router(
         ),
     )
     async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
-        accepted = await creation.create(
-            tenant_id,
-            request.headers.get(REQUEST_ID_HEADER, ""),
-            request_id_of(request.scope),
-            await request.body(),
+        request_id, generated = request_idempotency_key(request)
+        payload = await read_create_body(
+            request.stream(),
+            content_type=request.headers.get("content-type", ""),
+            content_encoding=request.headers.get("content-encoding", ""),
+            query=request.query_params.multi_items(),
+            limit=settings.max_create_body_bytes,
         )
+        response = await creation.create(tenant_id, request_id, payload, generated=generated)
         # The 202 body's fields as JSON (the route's response_model documents them).
-        return Response(accepted, status_code=202, media_type="application/json")
+        return Response(
+            json_bytes(BatchAccepted.fields_of(response, request_id)),
+            status_code=202,
+            media_type="application/json",
+            headers=replayed_headers(response.replayed),
+        )
 
-    @router.get("/video-batch", **documented(BatchPage, "List the tenant's batches, newest first", 422))
+    @router.get(
+        "/video-batch",
+        **documented(
+            BatchPage,
+            "List the tenant's batches, newest first",
+            422,
+            description="Filter by `name`, and by metadata: `metadata[key]=value` (every pair must match).",
+            openapi_extra={
+                "parameters": [
+                    {
+                        "name": "metadata[key]",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only batches whose metadata has this value at `key` (repeatable).",
+                        "schema": {"type": "string"},
+                    }
+                ]
+            },
+        ),
+    )
     async def list_video_batches(
+        request: Request,
         tenant_id: Annotated[str, authenticated],
         status: Annotated[BatchStatus | None, Query(description="Only batches in this status.")] = None,
+        name: Annotated[
+            str | None, Query(max_length=MAX_BATCH_NAME_CHARS, description="Only batches of this name.")
+        ] = None,
         cursor: PageCursor = None,
         limit: PageLimit = DEFAULT_PAGE_SIZE,
     ) -> Response:
         response = await backends.batch.ListBatches(
             batch_pb2.ListBatchesRequest(
-                tenant_id=tenant_id, status=status or "", cursor=cursor or "", limit=limit
+                tenant_id=tenant_id,
+                status=status or "",
+                cursor=cursor or "",
+                limit=limit,
+                name=name or "",
+                metadata=metadata_filter(request.query_params.multi_items()),
             ),
             timeout=deadline,
         )
@@ -178,7 +288,7 @@ def customer_router(
             "its X-Request-ID or `failure_types`. Only a retry refused with 402 (nothing frozen) leaves "
             "room for another call. A retry batch's own failed items can be retried once in turn."
         ),
-        openapi_extra={"parameters": _CREATE_BATCH_BODY["parameters"]},
+        openapi_extra={"parameters": _KEY_PARAMETERS},
         responses=error_responses(402, 404, 409, 422),
     )
     async def retry_failed_video_batch(
@@ -187,7 +297,7 @@ def customer_router(
         batch_id: BatchIdPath,
         body: Annotated[RetryFailedRequest | None, Body()] = None,
     ) -> Response:
-        request_id = request_idempotency_key(request)
+        request_id, _ = request_idempotency_key(request)
         response = await backends.batch.RetryFailed(
             batch_pb2.RetryFailedRequest(
                 tenant_id=tenant_id,
@@ -201,7 +311,7 @@ def customer_router(
             json_bytes(BatchAccepted.fields_of(response, request_id)),
             status_code=202,
             media_type="application/json",
-            headers={REPLAYED_HEADER: "true"} if response.replayed else None,
+            headers=replayed_headers(response.replayed),
         )
 
     @router.get("/credits", response_model=CreditsView, summary="The tenant's balances")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
@@ -52,6 +52,8 @@ ModeQuery = Annotated[
 def _refusal(refused: LinkRefused) -> ApiError:
     if refused.reason == "not_found":
         return ApiError(404, "not_found", refused.message)
+    if refused.reason == "video_expired":
+        return ApiError(410, "video_expired", refused.message)
     return ApiError(403, "forbidden", refused.message, extra={"reason": refused.reason})
 
 
@@ -73,9 +75,17 @@ def videos_router(
 
     @router.get(
         "/api/enterprise/video-batch/{batch_id}/tasks/{task_id}/video",
-        **documented(
-            VideoLink, "A short-lived signed link to play, download or embed a video", 401, 404, 422, 429, 503
+        response_model=VideoLink,
+        summary="A short-lived signed link to play, download or embed a video",
+        description=(
+            "This path is the long-lived link of a video (results files and webhooks carry it): "
+            "with `redirect=true` it answers 307 to a freshly signed URL. A video is kept "
+            "REELBATCH_VIDEO_RETENTION_DAYS days (default 30) after its batch finished, then 410."
         ),
+        responses={
+            307: {"description": "redirect=true: to the signed URL."},
+            **error_responses(401, 404, 410, 422, 429, 503),
+        },
     )
     async def get_video_link(
         request: Request,
@@ -83,7 +93,10 @@ def videos_router(
         batch_id: BatchIdPath,
         task_id: TaskIdPath,
         mode: ModeQuery = VideoMode.DOWNLOAD,
-    ) -> VideoLink:
+        redirect: Annotated[
+            bool, Query(description="Answer 307 to the signed URL instead of describing it.")
+        ] = False,
+    ) -> Response:
         task_id = task_id.lower()
         attempt = VideoAttempt(caller.tenant_id, caller.key_id, batch_id, task_id, mode.value, via="api")
         try:
@@ -92,11 +105,11 @@ def videos_router(
         except LinkRefused as refused:
             raise _refusal(refused) from None
         grant = links.grant(batch_id, task_id, mode, caller.tenant_id, caller.key_id)
-        return VideoLink(
-            url=base_url + links.signed_path(grant),
-            mode=mode.value,
-            expires_at=datetime.fromtimestamp(grant.expires_at, UTC),
-        )
+        url = base_url + links.signed_path(grant)
+        if redirect:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+        link = VideoLink(url=url, mode=mode.value, expires_at=datetime.fromtimestamp(grant.expires_at, UTC))
+        return Response(link.model_dump_json(), media_type="application/json")
 
     @router.get(
         "/videos/{batch_id}/{task_id}.mp4",

@@ -15,10 +15,11 @@ from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
 from services.gateway.api.console_invites import console_invites_router
-from services.gateway.api.customer import customer_router
+from services.gateway.api.customer import CREATE_BATCH_PATH, customer_router
 from services.gateway.api.health import health_router
 from services.gateway.api.ledger_exports import customer_exports_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
+from services.gateway.api.results import results_router
 from services.gateway.api.videos import videos_router
 from services.gateway.api.webhooks import webhooks_router
 from services.gateway.console import pages as console_pages
@@ -99,6 +100,7 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     reads = BatchReads(settings, backends)
     creation = BatchCreation(settings, backends)
     app.include_router(customer_router(settings, backends, authenticator, reads, creation))
+    app.include_router(results_router(settings, backends, authenticator))
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
@@ -126,9 +128,14 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     app.include_router(webhooks_router(settings, backends, authenticator))
 
     # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
-    # 500 and body size limit, in one layer around the app.
+    # 500 and body size limits (the create path's own, read as a stream), the RateLimit headers,
+    # in one layer around the app.
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, untraced_paths=UNTRACED_PATHS
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        untraced_paths=UNTRACED_PATHS,
+        streamed_bodies={CREATE_BATCH_PATH: settings.max_create_body_bytes},
+        rate_limit_burst=settings.rate_limit_burst,
     )
 
     @app.get("/metrics", include_in_schema=False)

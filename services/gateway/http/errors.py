@@ -178,11 +178,24 @@ def field_errors(violations: Sequence[FieldViolation]) -> list[dict[str, object]
     ]
 
 
+# The prefixes pydantic puts before the text of an error a validator raised: the client reads
+# what is wrong, not which Python exception said so.
+_LIBRARY_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _message(text: str) -> str:
+    for prefix in _LIBRARY_PREFIXES:
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
 def _violation(error: Mapping[str, Any]) -> FieldViolation:
     location = tuple(error.get("loc", ()))
     if location and location[0] in _REQUEST_PARTS:
         location = location[1:]  # where in the request is clear from `loc` itself
-    return FieldViolation(location or ("body",), str(error.get("type", "invalid")), str(error.get("msg", "")))
+    message = _message(str(error.get("msg", "")))
+    return FieldViolation(location or ("body",), str(error.get("type", "invalid")), message)
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.http.errors import ApiError, error_response
+from services.gateway.http.rate_limits import RateLimitReport, current_rate_limit
 from services.gateway.schemas.fields import is_valid_request_id
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,23 @@ class RequestContextMiddleware:
     - a 413 `payload_too_large` before the app parses a body larger than `max_body_bytes`.
       Content-Length is checked first; a body without it (chunked) is read and counted up front,
       so the app never sees more than the limit and is never called for an oversized body.
+      A POST to a path of `streamed_bodies` has that path's own limit instead, and its body is
+      not read up front: the route reads it as a stream and counts it itself (a 64 MiB create
+      is never held whole).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, untraced_paths: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        untraced_paths: Collection[str] = (),
+        streamed_bodies: Mapping[str, int] | None = None,
+        rate_limit_burst: int = 0,
+    ) -> None:
         self.app = app
+        self.rate_limit_burst = rate_limit_burst
         self.max_body_bytes = max_body_bytes
+        self.streamed_bodies = dict(streamed_bodies or {})
         self.untraced_paths = frozenset(untraced_paths)
         # Named by method at the start (a raw path would make one span name per batch id) and by
         # route template once the app has answered; no spans of their own for ASGI messages.
@@ -113,6 +126,9 @@ class RequestContextMiddleware:
         if trace_id is not None:
             echoed.append((_TRACE_ID, trace_id.encode()))
         response_started = False
+        # Every answer tells the caller its quota; the key's rate check fills in its own.
+        quota = RateLimitReport(self.rate_limit_burst, self.rate_limit_burst)
+        current_rate_limit.set(quota)
 
         async def send_with_ids(message: Message) -> None:
             nonlocal response_started
@@ -121,9 +137,11 @@ class RequestContextMiddleware:
                 headers = [
                     (name, value) for name, value in message.get("headers", ()) if not _is_echoed(name)
                 ]
-                message["headers"] = headers + echoed
+                message["headers"] = headers + echoed + quota.headers()
             await send(message)
 
+        streamed_limit = self.streamed_bodies.get(scope["path"]) if scope.get("method") == "POST" else None
+        limit = self.max_body_bytes if streamed_limit is None else streamed_limit
         try:
             if declared is not None:
                 length = declared.decode("latin-1")
@@ -131,11 +149,11 @@ class RequestContextMiddleware:
                     await _refuse(
                         scope, receive, send_with_ids, 400, "bad_request", "invalid Content-Length header"
                     )
-                elif int(length) > self.max_body_bytes:
+                elif int(length) > limit:
                     await self._refuse_too_large(scope, receive, send_with_ids)
                 else:
                     await self.app(scope, receive, send_with_ids)
-            elif scope.get("method") in _BODYLESS_METHODS:
+            elif scope.get("method") in _BODYLESS_METHODS or streamed_limit is not None:
                 await self.app(scope, receive, send_with_ids)
             else:
                 await self._call_with_counted_body(scope, receive, send_with_ids)
@@ -175,14 +193,8 @@ class RequestContextMiddleware:
         await self.app(scope, replay_body, send)
 
     async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _refuse(
-            scope,
-            receive,
-            send,
-            413,
-            "payload_too_large",
-            f"request body exceeds {self.max_body_bytes} bytes",
-        )
+        limit = self.streamed_bodies.get(scope["path"], self.max_body_bytes)
+        await _refuse(scope, receive, send, 413, "payload_too_large", f"request body exceeds {limit} bytes")
 
 
 def _read_headers(scope: Scope) -> tuple[str, bytes | None]:
@@ -208,9 +220,11 @@ def _request_id(presented: bytes | None) -> str:
     return str(uuid.uuid4())
 
 
+_ECHOED = frozenset({_REQUEST_ID, _TRACE_ID, b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"})
+
+
 def _is_echoed(name: bytes) -> bool:
-    lowered = name.lower()
-    return lowered in (_REQUEST_ID, _TRACE_ID)
+    return name.lower() in _ECHOED
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:

@@ -102,8 +102,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         402: "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`).",
         403: "Authenticated but not allowed (`forbidden`), or a video link expired or tampered with.",
         404: "No such resource, or not yours (`not_found`).",
-        409: "Conflict, e.g. the X-Request-ID was used with another body (`idempotency_key_reused`).",
+        409: (
+            "Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, "
+            "with the `batch_id` holding it)."
+        ),
+        410: "Gone: the video's retention period is over (`video_expired`).",
         413: "Request body too large (`payload_too_large`).",
+        415: "Content-Type or Content-Encoding not supported (`unsupported_media_type`).",
         422: "Invalid input (`validation_error`, with `errors`: [{field, message}]).",
         429: "Too many requests (`rate_limited`, with Retry-After).",
         500: "Unexpected failure (`internal`); no details are disclosed.",

@@ -12,6 +12,7 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import grpc
@@ -33,6 +34,30 @@ def rate_limited(message: str, retry_after_seconds: float) -> ApiError:
         extra={"retry_after_seconds": seconds},
         headers={"Retry-After": str(seconds)},
     )
+
+
+@dataclass
+class RateLimitReport:
+    """What a response says of its caller's quota (IETF draft `RateLimit-*` headers): the burst,
+    the requests left now, and the seconds until the bucket is full again. A request that no key
+    limits (an unauthenticated one, an operator's) reports the whole quota."""
+
+    limit: int
+    remaining: int
+    reset_seconds: int = 0
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The three headers, as ASGI header pairs."""
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_seconds).encode()),
+        ]
+
+
+# The report of the request being answered: set by `RequestContextMiddleware`, filled in by the
+# key's rate check (a mutable report, so a dependency's copy of the context still reaches it).
+current_rate_limit: ContextVar[RateLimitReport | None] = ContextVar("current_rate_limit", default=None)
 
 
 @dataclass
@@ -76,8 +101,14 @@ class TokenBucketLimiter:
             bucket.updated_at = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self._rate
+            wait = 0.0
+        else:
+            wait = (1.0 - bucket.tokens) / self._rate
+        report = current_rate_limit.get()
+        if report is not None:
+            report.remaining = int(bucket.tokens)
+            report.reset_seconds = math.ceil((self._burst - bucket.tokens) / self._rate)
+        return wait
 
 
 class FailedAttemptLimiter:

@@ -8,7 +8,7 @@ gRPC messages by their `from_proto` constructors; the polled reads answer the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -33,6 +33,21 @@ else:
 # fields can carry); its rules (prompt text, lengths, ranges, URL) are the batch service's, which
 # answers every violation at once. The bounds below are published from the contract, not enforced.
 _Int32 = Annotated[int, Field(strict=True, ge=INT32_MIN, le=INT32_MAX)]
+_MAX_METADATA_PAIRS = batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS
+_MAX_KEY_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS
+_MAX_VALUE_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_VALUE_CHARS
+# String pairs, as OpenAI's `metadata` (bounds published from the contract, enforced by batch).
+MetadataIn = Annotated[
+    dict[str, Annotated[str, Field(strict=True)]],
+    Field(
+        description=(
+            f"Up to {_MAX_METADATA_PAIRS} string pairs of your own: keys up to {_MAX_KEY_CHARS} characters, "
+            f"values up to {_MAX_VALUE_CHARS}. Stored and echoed, never interpreted."
+        ),
+        examples=[{"project": "june-campaign"}],
+        json_schema_extra={"maxProperties": _MAX_METADATA_PAIRS},
+    ),
+]
 
 
 class BatchItemIn(BaseModel):
@@ -65,6 +80,17 @@ class BatchItemIn(BaseModel):
         examples=[6],
         json_schema_extra={"minimum": 0, "maximum": batch_pb2.CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS},
     )
+    custom_id: str | None = Field(
+        default=None,
+        strict=True,
+        description=(
+            "Your own id of the item, unique within the batch: every task view, webhook, export and "
+            "results line echoes it."
+        ),
+        examples=["shot-0001"],
+        json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS},
+    )
+    metadata: MetadataIn | None = None
 
 
 class CreateBatchRequest(BaseModel):
@@ -94,11 +120,24 @@ class CreateBatchRequest(BaseModel):
         ),
         json_schema_extra={"minimum": 0, "maximum": batch_pb2.CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS},
     )
+    name: str | None = Field(
+        default=None,
+        strict=True,
+        description="Your name for the batch; `GET /api/enterprise/video-batch?name=` finds it.",
+        examples=["june campaign"],
+        json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS},
+    )
+    metadata: MetadataIn | None = None
 
 
-@dataclass(frozen=True)
+# The batch's own fields (everything but `items`): JSONL bodies give them as query parameters.
+BATCH_FIELDS = frozenset(CreateBatchRequest.model_fields) - {"items"}
+
+
+@dataclass
 class BatchColumns:
-    """A validated create request with its items as columns (as the batch service is sent them)."""
+    """A shape-checked create request with its items as columns (as the batch service is sent
+    them). `custom_ids` and `metadata` stay empty unless some item has one (most batches)."""
 
     prompts: list[str]
     models: list[str]
@@ -106,21 +145,37 @@ class BatchColumns:
     durations: list[int]
     webhook_url: str | None = None
     deadline_seconds: int | None = None
+    # "" / {} where an item gave none; empty lists when no item gave any.
+    custom_ids: list[str] = field(default_factory=list)
+    metadata: list[dict[str, str]] = field(default_factory=list)
+    name: str | None = None
+    batch_metadata: dict[str, str] | None = None
 
     @classmethod
     def of(cls, request: CreateBatchRequest) -> BatchColumns:
         """The columns of a request validated by the model."""
+        items = request.items
+        custom_ids = [item.custom_id or "" for item in items]
+        metadata = [item.metadata or {} for item in items]
         return cls(
-            prompts=[item.prompt for item in request.items],
-            models=[item.model for item in request.items],
-            durations=[item.duration_seconds or 0 for item in request.items],
+            prompts=[item.prompt for item in items],
+            models=[item.model for item in items],
+            durations=[item.duration_seconds or 0 for item in items],
             webhook_url=request.webhook_url,
             deadline_seconds=request.deadline_seconds,
+            custom_ids=custom_ids if any(custom_ids) else [],
+            metadata=metadata if any(metadata) else [],
+            name=request.name,
+            batch_metadata=request.metadata,
         )
 
 
 _BODY_KEYS = frozenset(CreateBatchRequest.model_fields)
 _ITEM_KEYS = frozenset(BatchItemIn.model_fields)
+
+
+def _is_string_pairs(value: object) -> bool:
+    return type(value) is dict and all(type(key) is str and type(text) is str for key, text in value.items())
 
 
 def _is_int32(value: object) -> bool:
@@ -145,7 +200,13 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     prompts = [item.get("prompt") for item in items]
     models = [item.get("model") for item in items]
     durations = [item.get("duration_seconds") for item in items]
+    custom_ids = [item.get("custom_id") for item in items]
+    metadata = [item.get("metadata") for item in items]
     if set(map(type, prompts)) - {str} or set(map(type, models)) - {str}:
+        return None
+    if set(map(type, custom_ids)) - {str, type(None)}:
+        return None
+    if any(labels is not None and not _is_string_pairs(labels) for labels in metadata):
         return None
     if set(map(type, durations)) - {int, type(None)}:  # also keeps unhashable values out of the set
         return None
@@ -158,12 +219,22 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
         return None
     if deadline is not None and not _is_int32(deadline):
         return None
+    name = document.get("name")
+    batch_metadata = document.get("metadata")
+    if (name is not None and type(name) is not str) or (
+        batch_metadata is not None and not _is_string_pairs(batch_metadata)
+    ):
+        return None
     return BatchColumns(
         prompts=prompts,
         models=models,
         durations=[0] * len(items) if distinct_durations <= {None} else [d or 0 for d in durations],
         webhook_url=webhook_url,
         deadline_seconds=deadline,
+        custom_ids=[custom_id or "" for custom_id in custom_ids] if any(custom_ids) else [],
+        metadata=[labels or {} for labels in metadata] if any(metadata) else [],
+        name=name,
+        batch_metadata=batch_metadata,
     )
 
 
@@ -248,6 +319,8 @@ class BatchView(BaseModel):
             "rejected (a rejected retry froze nothing)."
         )
     )
+    name: str | None = Field(default=None, description="Your name for the batch; null if none.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Your labels of the batch.")
 
     @classmethod
     def from_proto(cls, batch: batch_pb2.Batch) -> Self:
@@ -275,6 +348,8 @@ class BatchView(BaseModel):
             "webhook_url": none_if_empty(batch.webhook_url),
             "retry_of": none_if_empty(batch.retry_of_batch_id),
             "retries": list(batch.retry_batch_ids),
+            "name": none_if_empty(batch.name),
+            "metadata": dict(batch.metadata),
         }
 
 

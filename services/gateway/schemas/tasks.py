@@ -34,6 +34,8 @@ class TaskView(BaseModel):
     )
     attempts: int = Field(description="Provider attempts made so far.")
     finished_at: AwareDatetime | None = Field(description="When the task finished; null until then.")
+    custom_id: str | None = Field(default=None, description="Your id of the item; null if none.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Your labels of the item.")
 
     @classmethod
     def from_proto(cls, task: batch_pb2.Task) -> Self:
@@ -54,6 +56,8 @@ class TaskView(BaseModel):
             "failure_type": none_if_empty(task.failure_type),
             "attempts": task.attempts,
             "finished_at": optional_time(task.finished_at, task.HasField("finished_at")),
+            "custom_id": none_if_empty(task.custom_id),
+            "metadata": dict(task.metadata),
         }
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from fastapi import Request
@@ -50,6 +50,9 @@ class VideoAccessDecision:
         self._store = store
         self._backends = backends
         self._deadline = settings.grpc_deadline_seconds
+        # Videos are served this long after their batch finished (None: for ever).
+        days = settings.video_retention_days
+        self._retention = timedelta(days=days) if days else None
 
     async def decide(self, tenant_id: str, key_id: str, batch_id: str, task_id: str) -> None:
         """Returns if allowed; LinkRefused when the key is revoked, the batch not the tenant's, or no file."""
@@ -66,13 +69,17 @@ class VideoAccessDecision:
         if key.HasField("revoked_at"):
             raise LinkRefused("key_revoked", "the API key of this link is no longer valid")
         try:
-            await self._backends.batch.GetBatch(
+            batch = await self._backends.batch.GetBatch(
                 batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=self._deadline
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise LinkRefused("not_found", "video not found") from None
             raise
+        if self._retention is not None and batch.HasField("finished_at"):
+            kept_until = batch.finished_at.ToDatetime(tzinfo=UTC) + self._retention
+            if datetime.now(UTC) >= kept_until:
+                raise LinkRefused("video_expired", "this video was deleted: its retention period is over")
         # Only UUID-shaped parts reach the store, so no path can escape the asset directory.
         if not await self._store.exists(batch_id.lower(), task_id.lower()):
             raise LinkRefused("not_found", "video not found")

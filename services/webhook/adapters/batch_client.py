@@ -31,4 +31,6 @@ class BatchServiceReader:
             batch,
             created_at=batch.created_at.ToDatetime(tzinfo=UTC) if batch.HasField("created_at") else None,
             finished_at=batch.finished_at.ToDatetime(tzinfo=UTC) if batch.HasField("finished_at") else None,
+            # A map field is copied as a plain dict (the snapshot outlives the message).
+            metadata=dict(batch.metadata),
         )

@@ -29,6 +29,13 @@ def video_link_url(public_base_url: str, batch_id: str, task_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/api/enterprise/video-batch/{batch_id}/tasks/{task_id}/video"
 
 
+def batch_file_urls(public_base_url: str, batch_id: str) -> dict[str, str]:
+    """The customer API's results and errors files of a batch (JSONL; `?format=csv` for CSV), which
+    `batch.completed` announces: complete once the batch settled."""
+    base = f"{public_base_url.rstrip('/')}/api/enterprise/video-batch/{batch_id}"
+    return {"results_url": f"{base}/results", "errors_url": f"{base}/errors"}
+
+
 def normalize_event_types(requested: Iterable[str]) -> tuple[str, ...]:
     """The endpoint's filter, deduplicated and validated; empty means the batch events."""
     chosen = tuple(dict.fromkeys(requested))

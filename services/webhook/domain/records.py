@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,3 +130,6 @@ class BatchSnapshot:
     created_at: datetime | None
     finished_at: datetime | None
     webhook_url: str
+    # The client's name and labels of the batch.
+    name: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)

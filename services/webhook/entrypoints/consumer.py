@@ -11,7 +11,13 @@ from reelbatch.proto.events.v1 import events_pb2
 
 from libs.field_mapping import from_fields
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
-from services.webhook.domain.events import TASK_FAILED, TASK_SUCCEEDED, WebhookEvent, video_link_url
+from services.webhook.domain.events import (
+    TASK_FAILED,
+    TASK_SUCCEEDED,
+    WebhookEvent,
+    batch_file_urls,
+    video_link_url,
+)
 from services.webhook.use_cases.announcements import QueuedBatch, SettledBatch, task_event
 from services.webhook.use_cases.handlers import WebhookHandlers
 
@@ -64,7 +70,14 @@ class WebhookEventConsumer:
                 queued += (_queued(batch) for batch in announced)
             elif isinstance(message, events_pb2.BatchSettled):
                 await self._record(task_events=task_events, queued=queued)
-                settled.append(from_fields(SettledBatch, message, occurred_at=_moment(message.occurred_at)))
+                settled.append(
+                    from_fields(
+                        SettledBatch,
+                        message,
+                        occurred_at=_moment(message.occurred_at),
+                        file_urls=batch_file_urls(self._public_base_url, message.batch_id),
+                    )
+                )
         await self._record(task_events=task_events, queued=queued, settled=settled)
 
     def _succeeded(self, message: events_pb2.TaskSucceeded) -> WebhookEvent:
@@ -77,9 +90,16 @@ class WebhookEventConsumer:
             message.tenant_id,
             {
                 "batch_index": message.batch_index,
+                "custom_id": message.custom_id or None,
+                "metadata": dict(message.metadata),
                 "status": "succeeded",
+                "model": message.model,
                 "video_link_url": link,
                 "attempts": message.attempts,
+                "credits_charged": message.unit_price,
+                "credits_refunded": 0,
+                # The item's receipt: the ledger transfer of this type whose ref_id is the task id.
+                "ledger_ref_type": "batch_capture",
             },
             _moment(message.occurred_at),
         )
@@ -115,10 +135,16 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
         message.tenant_id,
         {
             "batch_index": message.batch_index,
+            "custom_id": message.custom_id or None,
+            "metadata": dict(message.metadata),
             "status": "cancelled" if message.failure_type == "cancelled" else "failed",
+            "model": message.model,
             "failure_type": message.failure_type,
             "error_message": message.error_message,
             "attempts": message.attempts,
+            "credits_charged": 0,
+            "credits_refunded": message.unit_price,
+            "ledger_ref_type": "batch_refund",
         },
         _moment(message.occurred_at),
     )

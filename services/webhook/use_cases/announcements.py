@@ -4,8 +4,8 @@ them (the batch's own webhook_url and the tenant's matching endpoints), idempote
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.webhook.domain.events import (
@@ -44,6 +44,8 @@ class SettledBatch:
     refunded_credits: int
     settlement_status: str
     occurred_at: datetime
+    # Where the batch's results and errors files are (`batch_file_urls`); none when not known.
+    file_urls: Mapping[str, str] = field(default_factory=dict)
 
 
 def batch_data(batch: BatchSnapshot) -> dict[str, object]:
@@ -66,6 +68,8 @@ def batch_data(batch: BatchSnapshot) -> dict[str, object]:
         "settlement_status": batch.settlement_status,
         "created_at": moment(batch.created_at),
         "finished_at": moment(batch.finished_at),
+        "name": batch.name or None,
+        "metadata": dict(batch.metadata),
     }
 
 
@@ -221,7 +225,7 @@ async def batches_settled(deps: Dependencies, settled: Sequence[SettledBatch]) -
             batch_id=batch.batch_id,
             source_key=batch.batch_id,
             occurred_at=batch.occurred_at,
-            data=batch_data(figures),
+            data={**batch_data(figures), **batch.file_urls},
         )
         events.append((event, remembered.get(batch.batch_id) or snapshot.webhook_url or None))
     return await record_events(deps, events)

@@ -74,7 +74,38 @@ CASES: dict[str, tuple[dict[str, Any], Verdict]] = {
         {"items": [{**CAT, "model": "m" * 201}]},
         _refused((["items", 0, "model"], "too_long")),
     ),
-    "unknown model": ({"items": [{**CAT, "model": "sora-9"}]}, _refused()),
+    "unknown model": (
+        {"items": [CAT, {**CAT, "model": "sora-9"}]},
+        _refused((["items", 1, "model"], "unknown_model")),
+    ),
+    "custom ids and labels": (
+        {
+            "name": "june shoot",
+            "metadata": {"project": "june"},
+            "items": [{**CAT, "custom_id": "a-1", "metadata": {"shot": "1"}}, {**CAT, "custom_id": "a-2"}],
+        },
+        ACCEPTED,
+    ),
+    "repeated custom_id": (
+        {"items": [{**CAT, "custom_id": "same"}, CAT, {**CAT, "custom_id": "same"}]},
+        _refused((["items", 2, "custom_id"], "duplicate")),
+    ),
+    "custom_id too long": (
+        {"items": [{**CAT, "custom_id": "x" * 65}]},
+        _refused((["items", 0, "custom_id"], "too_long")),
+    ),
+    "too much metadata": (
+        {
+            "items": [{**CAT, "metadata": {f"k{n}": "v" for n in range(17)}}],
+            "metadata": {"k": "v" * 513},
+        },
+        _refused((["items", 0, "metadata"], "too_many"), (["metadata", "k"], "too_long")),
+    ),
+    "name too long": ({"name": "n" * 257, "items": [CAT]}, _refused((["name"], "too_long"))),
+    "NUL in metadata": (
+        {"items": [{**CAT, "metadata": {"k": "a\u0000b"}}], "name": "bell\u0007"},
+        _refused((["items", 0, "metadata", "k"], "control_character"), (["name"], "control_character")),
+    ),
     "negative duration": (
         {"items": [{**CAT, "duration_seconds": -1}]},
         _refused((["items", 0, "duration_seconds"], "out_of_range")),
@@ -127,12 +158,18 @@ def _grpc_request(body: dict[str, Any]) -> batch_pb2.CreateBatchRequest:
         tenant_id=TENANT_ID,
         items=[
             batch_pb2.BatchItem(
-                prompt=item["prompt"], model=item["model"], duration_seconds=item.get("duration_seconds", 0)
+                prompt=item["prompt"],
+                model=item["model"],
+                duration_seconds=item.get("duration_seconds", 0),
+                custom_id=item.get("custom_id", ""),
+                metadata=item.get("metadata", {}),
             )
             for item in body["items"]
         ],
         webhook_url=body.get("webhook_url", ""),
         deadline_seconds=body.get("deadline_seconds", 0),
+        name=body.get("name", ""),
+        metadata=body.get("metadata", {}),
     )
 
 

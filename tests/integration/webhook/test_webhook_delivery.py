@@ -97,6 +97,8 @@ async def test_settled_batch_is_delivered_once_with_a_signature_standardwebhooks
         "settlement_status": "refunded",
         "created_at": "2026-01-20T00:00:00Z",
         "finished_at": "2026-01-20T00:01:00Z",
+        "name": None,
+        "metadata": {},
     }
 
 

@@ -26,6 +26,7 @@ def settings(tmp_path: Path) -> Settings:
         admin_token=ADMIN_TOKEN,
         grpc_deadline_seconds=3.5,
         max_body_bytes=64 * 1024,
+        max_create_body_bytes=64 * 1024,
         max_batch_items=10_000,
         max_prompt_chars=100,
         asset_dir=str(tmp_path / "assets"),
@@ -74,7 +75,9 @@ def roomy_client(
     webhook: FakeWebhook,
 ) -> Iterator[TestClient]:
     """A client whose body limit is the production one (8 MiB), for 10,000-item batches."""
-    roomy = settings.model_copy(update={"max_body_bytes": 8 * 1024 * 1024})
+    roomy = settings.model_copy(
+        update={"max_body_bytes": 8 * 1024 * 1024, "max_create_body_bytes": 8 * 1024 * 1024}
+    )
     backends = fake_backends(billing, batch, readiness, webhook)
     with TestClient(create_app(roomy, backends)) as test_client:
         yield test_client

@@ -6,7 +6,7 @@ Refusals are raised as real `grpc.aio.AioRpcError`s whose trailing metadata is b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -48,6 +48,8 @@ BATCH_VIEW = {
     "webhook_url": None,
     "retry_of": None,
     "retries": [],
+    "name": None,
+    "metadata": {},
 }
 
 
@@ -259,6 +261,23 @@ class FakeBatch(FakeStub):
         if len(unit_prices) == 1:
             response.cost_per_video = unit_prices.pop()
         return response
+
+    async def CreateBatchStream(
+        self, parts: Iterable[batch_pb2.CreateBatchRequest], timeout: float | None = None
+    ) -> batch_pb2.CreateBatchResponse:
+        """As CreateBatch of the parts joined (each part recorded as a `CreateBatchStream` call)."""
+        joined = batch_pb2.CreateBatchRequest()
+        for part in parts:
+            self._record("CreateBatchStream", part, timeout)
+            columns = part.item_columns
+            part_copy = batch_pb2.CreateBatchRequest()
+            part_copy.CopyFrom(part)
+            part_copy.ClearField("item_columns")
+            joined.MergeFrom(part_copy)
+            joined.item_columns.prompts.extend(columns.prompts)
+            joined.item_columns.models.extend(columns.models)
+            joined.item_columns.duration_seconds.extend(columns.duration_seconds)
+        return await self.CreateBatch(joined, timeout)
 
     async def RetryFailed(
         self, request: batch_pb2.RetryFailedRequest, timeout: float | None = None

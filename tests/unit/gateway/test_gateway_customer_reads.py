@@ -49,6 +49,8 @@ BATCH_FIELDS = {
     "webhook_url",
     "retry_of",
     "retries",
+    "name",
+    "metadata",
 }
 
 
@@ -151,6 +153,8 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "failure_type": None,
                 "attempts": 1,
                 "finished_at": "2026-01-20T10:00:00Z",
+                "custom_id": None,
+                "metadata": {},
             },
             {
                 "task_id": "b3c1d9a0-0000-4000-8000-000000000001",
@@ -163,6 +167,8 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "failure_type": "content_policy",
                 "attempts": 1,
                 "finished_at": None,
+                "custom_id": None,
+                "metadata": {},
             },
         ],
         "next_cursor": None,

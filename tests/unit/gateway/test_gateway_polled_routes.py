@@ -44,7 +44,7 @@ BACKEND_DOWN = [
     (ConnectionRefusedError("batch is down"), 503),
 ]
 
-TASKS = {
+TASKS: dict[str, Any] = {
     "items": [
         {
             "task_id": TASK_ID,
@@ -58,6 +58,8 @@ TASKS = {
             "failure_type": None,
             "attempts": 1,
             "finished_at": "2026-01-20T10:00:00Z",
+            "custom_id": None,
+            "metadata": {},
         }
     ],
     "next_cursor": None,

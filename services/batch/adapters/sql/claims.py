@@ -57,7 +57,7 @@ FROM unnest(
 WHERE t.id = o.id AND t.claim_token = o.token AND t.status = 'running'
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
     t.status, t.attempts, t.claims, t.failure_type, t.error_message, t.video_url,
-    t.created_at, t.started_at, t.finished_at
+    t.created_at, t.started_at, t.finished_at, t.custom_id, t.metadata
 """
 _RENEW_LEASES = """
 UPDATE batch.tasks SET lease_expires_at = clock_timestamp() + %(lease)s

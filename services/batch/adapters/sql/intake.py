@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 
@@ -22,7 +23,9 @@ from services.batch.adapters.sql import records
 from services.batch.adapters.sql.statements import fetch_one
 from services.batch.domain.batch import (
     BatchId,
+    BatchItem,
     BatchRecord,
+    Metadata,
     NewBatch,
     QuoteLine,
     TaskStatus,
@@ -33,7 +36,7 @@ from services.batch.domain.batch import (
 
 _COPY_TASKS = (
     "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, duration_seconds,"
-    " status) FROM STDIN"
+    " status, custom_id, metadata) FROM STDIN"
 )
 # Batches up to this size are stored by one statement, alone or with others created at the same
 # time (`insert_small_batches`: one round trip, atomic without a transaction); larger ones COPY
@@ -51,17 +54,29 @@ _GROUP_BATCH_COLUMNS = {
     "webhook_urls": "webhook_url",
     "deadlines": "deadline",
     "retry_of": "retry_of",
+    "names": "name",
+    "batch_metadata": "metadata",
 }
-_GROUP_TASK_COLUMNS = ("task_batch_ids", "id_heads", "indexes", "prompts", "models", "prices", "durations")
+_GROUP_TASK_COLUMNS = (
+    "task_batch_ids",
+    "id_heads",
+    "indexes",
+    "prompts",
+    "models",
+    "prices",
+    "durations",
+    "custom_ids",
+    "item_metadata",
+)
 # A retry takes its source's one place (`retry_slot`, ADR-048): a conflict on it, as on the
 # request id, inserts nothing, and the batch already holding the key is looked up instead.
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
     undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
-    retry_slot)
+    retry_slot, name, metadata)
 VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
     %(required)s, %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second',
-    %(retry_of)s, %(retry_of)s)
+    %(retry_of)s, %(retry_of)s, %(name)s, %(metadata)s::jsonb)
 ON CONFLICT DO NOTHING
 RETURNING *"""
 # The retry holding a batch's place; else (it was rejected meanwhile) the batch's latest retry.
@@ -76,27 +91,30 @@ _FIND_LIVE_RETRY = "SELECT * FROM batch.batches WHERE retry_slot = %s"
 _INSERT_BATCHES_WITH_TASKS = """
 WITH b AS (
     INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
-        undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of)
+        undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
+        name, metadata)
     SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.total, v.required,
-        v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of
+        v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of,
+        v.name, v.metadata::jsonb
     FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(request_ids)b AS text[]),
         CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]), CAST(%(required)b AS bigint[]),
         CAST(%(costs)b AS bigint[]), CAST(%(webhook_urls)b AS text[]), CAST(%(deadlines)b AS int[]),
-        CAST(%(retry_of)b AS uuid[]))
+        CAST(%(retry_of)b AS uuid[]), CAST(%(names)b AS text[]), CAST(%(batch_metadata)b AS text[]))
         WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
-            webhook_url, deadline, retry_of, n)
+            webhook_url, deadline, retry_of, name, metadata, n)
     ORDER BY v.n
     ON CONFLICT (tenant_id, request_id) DO NOTHING
     RETURNING *
 ), t AS (
     INSERT INTO batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price,
-        duration_seconds, status)
+        duration_seconds, status, custom_id, metadata)
     SELECT (i.id_head || lpad(to_hex(i.batch_index), 6, '0'))::uuid, b.id, b.tenant_id, i.batch_index,
-        i.prompt, i.model, i.price, i.duration, 'queued'
+        i.prompt, i.model, i.price, i.duration, 'queued', i.custom_id, i.metadata::jsonb
     FROM unnest(CAST(%(task_batch_ids)b AS uuid[]), CAST(%(id_heads)b AS text[]),
         CAST(%(indexes)b AS int[]), CAST(%(prompts)b AS text[]), CAST(%(models)b AS text[]),
-        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]))
-        AS i(batch_id, id_head, batch_index, prompt, model, price, duration)
+        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]), CAST(%(custom_ids)b AS text[]),
+        CAST(%(item_metadata)b AS text[]))
+        AS i(batch_id, id_head, batch_index, prompt, model, price, duration, custom_id, metadata)
     JOIN b ON b.id = i.batch_id
 )
 SELECT * FROM b"""
@@ -111,6 +129,25 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _copy_text(value: str) -> str:
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def metadata_json(metadata: Metadata) -> str | None:
+    """A metadata column's value: a JSON object of the pairs, NULL (None) for none."""
+    return orjson.dumps(dict(metadata)).decode() if metadata else None
+
+
+_COPY_NULL = "\\N"
+# The custom_id and metadata columns of an item without either (most batches), and the row's end.
+_UNLABELLED = f"{_COPY_NULL}\t{_COPY_NULL}\n"
+
+
+def _copy_labels(item: BatchItem) -> str:
+    """The custom_id and metadata columns of a task's COPY row, and the row's end."""
+    if not (item.custom_id or item.metadata):
+        return _UNLABELLED
+    custom_id = _copy_text(item.custom_id) if item.custom_id else _COPY_NULL
+    metadata = metadata_json(item.metadata)
+    return f"{custom_id}\t{_copy_text(metadata) if metadata is not None else _COPY_NULL}\n"
 
 
 # Rows per write of a COPY of tasks.
@@ -145,6 +182,8 @@ def _batch_params(new: NewBatch) -> dict[str, Any]:
         "deadline": new.deadline_seconds or None,
         "retry_of": new.retry_of,
         "id_head": _task_id_head(),
+        "name": new.name,
+        "metadata": metadata_json(new.metadata),
     }
 
 
@@ -169,7 +208,7 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
     batch = f"\t{new.id}\t{new.tenant_id}\t"
     queued = TaskStatus.QUEUED.value
     tails = {
-        key: f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}\n"
+        key: f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}\t"
         for key, line in new.prices.items()
     }
     async with conn.cursor() as cursor, cursor.copy(_COPY_TASKS) as copy:
@@ -181,6 +220,7 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
                     [
                         f"{id_head}{index:06x}{batch}{index}\t{_copy_text(item.prompt)}"
                         f"{tails[(item.model, item.duration_seconds)]}"
+                        f"{_copy_labels(item)}"
                         for index, item in enumerate(chunk, start)
                     ]
                 )
@@ -248,6 +288,8 @@ class BatchIntake:
                 params["models"].append(item.model)
                 params["prices"].append(line.unit_price)
                 params["durations"].append(line.duration_seconds)
+                params["custom_ids"].append(item.custom_id or None)
+                params["item_metadata"].append(metadata_json(item.metadata))
         async with self._db.raw_connection() as conn:
             async with conn.cursor(row_factory=namedtuple_row) as cursor:
                 await cursor.execute(_INSERT_BATCHES_WITH_TASKS, params)

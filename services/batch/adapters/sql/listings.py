@@ -23,6 +23,7 @@ from services.batch.domain.batch import (
     BatchItem,
     BatchRecord,
     BatchView,
+    Metadata,
     TaskStatus,
     TenantId,
 )
@@ -69,6 +70,8 @@ class BatchListings:
         settlement_status: str = "",
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        name: str = "",
+        metadata: Metadata = (),
     ) -> list[BatchView]:
         """Newest first; at most `limit` batches after the cursor, filtered by whatever is set."""
         query = select(batches, _RETRIES_COLUMN)
@@ -82,6 +85,10 @@ class BatchListings:
             query = query.where(batches.c.created_at >= created_from)
         if created_to is not None:
             query = query.where(batches.c.created_at < created_to)
+        if name:
+            query = query.where(batches.c.name == name)
+        if metadata:
+            query = query.where(batches.c.metadata.contains(dict(metadata)))
         if after is not None:
             query = query.where(
                 func.row(batches.c.created_at, batches.c.id) < func.row(after.created_at, after.batch_id)
@@ -191,7 +198,13 @@ class BatchListings:
         async with self._db.connection() as conn:
             rows = (
                 await conn.execute(
-                    select(tasks.c.prompt, tasks.c.model, tasks.c.duration_seconds)
+                    select(
+                        tasks.c.prompt,
+                        tasks.c.model,
+                        tasks.c.duration_seconds,
+                        tasks.c.custom_id,
+                        tasks.c.metadata,
+                    )
                     .where(
                         tasks.c.batch_id == batch_id,
                         tasks.c.status == TaskStatus.FAILED.value,
@@ -200,7 +213,14 @@ class BatchListings:
                     .order_by(tasks.c.batch_index)
                 )
             ).all()
+        # A retried item keeps the client's id and labels: its result is matched back the same way.
         return [
-            BatchItem(prompt=row.prompt, model=row.model, duration_seconds=row.duration_seconds)
+            BatchItem(
+                prompt=row.prompt,
+                model=row.model,
+                duration_seconds=row.duration_seconds,
+                custom_id=row.custom_id or "",
+                metadata=tuple((row.metadata or {}).items()),
+            )
             for row in rows
         ]

@@ -34,7 +34,7 @@ _BATCH_COLUMNS = ", ".join(f"b.{column.name}" for column in batches.c)
 _TASK_SUMMARY_COLUMNS = """t.id::text, t.batch_id::text, t.batch_index, t.status, t.model, t.prompt,
     t.unit_price, t.video_url, t.error_message, t.failure_type, t.attempts,
     (extract(epoch FROM t.created_at) * 1000000)::bigint,
-    (extract(epoch FROM t.finished_at) * 1000000)::bigint"""
+    (extract(epoch FROM t.finished_at) * 1000000)::bigint, t.custom_id, t.metadata"""
 
 # The batch row, its counters and its retries in one statement.
 # The batch row holds its counters (ADR-031): a poll of a 10,000-task batch reads one row.
@@ -49,7 +49,7 @@ _IN_TENANT = " AND b.tenant_id = %(tenant_id)s"
 
 
 @functools.cache
-def _tasks_page_sql(in_tenant: bool, status: bool, failure_type: bool, after: bool) -> str:
+def _tasks_page_sql(in_tenant: bool, status: bool, failure_type: bool, after: bool, statuses: bool) -> str:
     """The batch (in scope) joined to one page of its tasks: no row when the batch is not in scope,
     one row of NULL task columns when the page is empty."""
     filters = "".join(
@@ -58,6 +58,7 @@ def _tasks_page_sql(in_tenant: bool, status: bool, failure_type: bool, after: bo
             (status, " AND t.status = %(status)s"),
             (failure_type, " AND t.failure_type = %(failure_type)s"),
             (after, " AND t.batch_index > %(after)s"),
+            (statuses, " AND t.status = ANY(%(statuses)s)"),
         )
         if wanted
     )
@@ -108,11 +109,16 @@ class BatchReads:
         limit: int,
         *,
         failure_type: FailureType | None = None,
+        statuses: Sequence[TaskStatus] = (),
     ) -> list[TaskSummary] | None:
         """Tasks in batch order, after the cursor; None when the batch is not in the tenant's scope
         (None: admin scope). One statement answers both."""
         query = _tasks_page_sql(
-            tenant_id is not None, status is not None, failure_type is not None, after_index is not None
+            tenant_id is not None,
+            status is not None,
+            failure_type is not None,
+            after_index is not None,
+            bool(statuses),
         )
         params = {
             "batch_id": batch_id,
@@ -121,6 +127,7 @@ class BatchReads:
             "failure_type": failure_type.value if failure_type is not None else None,
             "after": after_index,
             "limit": limit,
+            "statuses": [status.value for status in statuses],
         }
         async with self._db.raw_connection() as conn, conn.cursor(row_factory=_task_summaries) as cursor:
             # Binary results: numbers load without parsing text.

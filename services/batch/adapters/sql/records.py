@@ -57,6 +57,8 @@ def batch_record(row: Any) -> BatchRecord:
         cancel_reason=row.cancel_reason,
         retry_of=BatchId(row.retry_of) if row.retry_of is not None else None,
         rejection_reason=row.rejection_reason,
+        name=row.name,
+        metadata=row.metadata,
     )
 
 
@@ -86,6 +88,8 @@ def task_record(row: Any) -> TaskRecord:
         created_at=created_at,
         started_at=utc(row.started_at),
         finished_at=utc(row.finished_at),
+        custom_id=row.custom_id,
+        metadata=row.metadata,
     )
 
 

@@ -37,6 +37,16 @@ class _CreateBatchLimitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Crea
     """Characters of the idempotency key (request_id)."""
     CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: _CreateBatchLimit.ValueType  # 2048
     """Characters of the webhook URL."""
+    CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS: _CreateBatchLimit.ValueType  # 64
+    """Characters of an item's custom_id (unique within its batch)."""
+    CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS: _CreateBatchLimit.ValueType  # 16
+    """Key-value pairs of an item's or a batch's metadata (as OpenAI's metadata; a key has at most
+    CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS characters, as a custom_id).
+    """
+    CREATE_BATCH_LIMIT_MAX_METADATA_VALUE_CHARS: _CreateBatchLimit.ValueType  # 512
+    """Characters of a metadata value."""
+    CREATE_BATCH_LIMIT_MAX_NAME_CHARS: _CreateBatchLimit.ValueType  # 256
+    """Characters of a batch's name."""
     CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: _CreateBatchLimit.ValueType  # 3600
     """Seconds of one video (BatchItem.duration_seconds)."""
     CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: _CreateBatchLimit.ValueType  # 4000
@@ -60,6 +70,16 @@ CREATE_BATCH_LIMIT_MAX_REQUEST_ID_CHARS: CreateBatchLimit.ValueType  # 255
 """Characters of the idempotency key (request_id)."""
 CREATE_BATCH_LIMIT_MAX_WEBHOOK_URL_CHARS: CreateBatchLimit.ValueType  # 2048
 """Characters of the webhook URL."""
+CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS: CreateBatchLimit.ValueType  # 64
+"""Characters of an item's custom_id (unique within its batch)."""
+CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS: CreateBatchLimit.ValueType  # 16
+"""Key-value pairs of an item's or a batch's metadata (as OpenAI's metadata; a key has at most
+CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS characters, as a custom_id).
+"""
+CREATE_BATCH_LIMIT_MAX_METADATA_VALUE_CHARS: CreateBatchLimit.ValueType  # 512
+"""Characters of a metadata value."""
+CREATE_BATCH_LIMIT_MAX_NAME_CHARS: CreateBatchLimit.ValueType  # 256
+"""Characters of a batch's name."""
 CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS: CreateBatchLimit.ValueType  # 3600
 """Seconds of one video (BatchItem.duration_seconds)."""
 CREATE_BATCH_LIMIT_DEFAULT_MAX_PROMPT_CHARS: CreateBatchLimit.ValueType  # 4000
@@ -76,9 +96,31 @@ class BatchItem(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PROMPT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
     """What to generate; not empty, no control characters."""
     model: _builtins.str
@@ -87,26 +129,100 @@ class BatchItem(_message.Message):
     """Video length for a model priced per second (0: the model's default), at most
     CREATE_BATCH_LIMIT_MAX_DURATION_SECONDS; must be 0 otherwise.
     """
+    custom_id: _builtins.str
+    """The client's own id of the item, echoed in its task, events, webhooks and results; empty for
+    none. At most CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS characters, unique within the batch.
+    """
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The client's labels of the item (string pairs, bounded as CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS says)."""
+
     def __init__(
         self,
         *,
         prompt: _builtins.str = ...,
         model: _builtins.str = ...,
         duration_seconds: _builtins.int = ...,
+        custom_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "model", b"model", "prompt", b"prompt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_id", b"custom_id", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "model", b"model", "prompt", b"prompt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchItem: _TypeAlias = BatchItem  # noqa: Y015
 
 @_typing.final
+class Metadata(_message.Message):
+    """String pairs a client attaches to an item or a batch (one entry of BatchItemColumns.metadata)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PairsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAIRS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pairs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The pairs; keys and values bounded as CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS says."""
+
+    def __init__(
+        self,
+        *,
+        pairs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairs", b"pairs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Metadata: _TypeAlias = Metadata  # noqa: Y015
+
+@_typing.final
 class CreateBatchRequest(_message.Message):
     """A new batch: its items (as `items` or as `item_columns`) and options."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -115,6 +231,8 @@ class CreateBatchRequest(_message.Message):
     DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
     ITEM_COLUMNS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_GENERATED_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the batch is created for (the gateway authenticated its key)."""
     request_id: _builtins.str
@@ -129,6 +247,8 @@ class CreateBatchRequest(_message.Message):
     """True when request_id was generated for this request (the client sent no X-Request-ID): no
     earlier batch can hold it, so the lookup for a replay is skipped.
     """
+    name: _builtins.str
+    """The client's name of the batch (at most CREATE_BATCH_LIMIT_MAX_NAME_CHARS); empty for none."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
         """The items, in order (their batch_index is their position)."""
@@ -140,6 +260,10 @@ class CreateBatchRequest(_message.Message):
         read than 10,000 BatchItem messages.
         """
 
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The client's labels of the batch (as BatchItem.metadata)."""
+
     def __init__(
         self,
         *,
@@ -150,10 +274,12 @@ class CreateBatchRequest(_message.Message):
         deadline_seconds: _builtins.int = ...,
         item_columns: Global___BatchItemColumns | None = ...,
         request_id_generated: _builtins.bool = ...,
+        name: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -168,6 +294,8 @@ class BatchItemColumns(_message.Message):
     PROMPTS_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    CUSTOM_IDS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def prompts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Item i's prompt."""
@@ -180,16 +308,26 @@ class BatchItemColumns(_message.Message):
     def duration_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """0: the model's default (see BatchItem.duration_seconds)."""
 
+    @_builtins.property
+    def custom_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Item i's custom_id; empty (no entries at all) when no item has one."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___Metadata]:
+        """Item i's metadata; empty (no entries at all) when no item has any."""
+
     def __init__(
         self,
         *,
         prompts: _abc.Iterable[_builtins.str] | None = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         duration_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        custom_ids: _abc.Iterable[_builtins.str] | None = ...,
+        metadata: _abc.Iterable[Global___Metadata] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "models", b"models", "prompts", b"prompts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_ids", b"custom_ids", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "models", b"models", "prompts", b"prompts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -318,6 +456,26 @@ class Batch(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BATCH_ID_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
@@ -337,6 +495,8 @@ class Batch(_message.Message):
     DEADLINE_AT_FIELD_NUMBER: _builtins.int
     RETRY_OF_BATCH_ID_FIELD_NUMBER: _builtins.int
     RETRY_BATCH_IDS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     """The batch's id."""
     tenant_id: _builtins.str
@@ -367,6 +527,8 @@ class Batch(_message.Message):
     """Its own webhook URL; empty for none."""
     retry_of_batch_id: _builtins.str
     """The batch whose failed items this batch retries; empty otherwise."""
+    name: _builtins.str
+    """The client's name of the batch; empty for none."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the batch was created (UTC)."""
@@ -384,6 +546,10 @@ class Batch(_message.Message):
         """The batches retrying this batch's failed items, oldest first: at most one that was not
         rejected (a rejected retry froze nothing and freed the place for another).
         """
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The client's labels of the batch."""
 
     def __init__(
         self,
@@ -407,10 +573,12 @@ class Batch(_message.Message):
         deadline_at: _timestamp_pb2.Timestamp | None = ...,
         retry_of_batch_id: _builtins.str = ...,
         retry_batch_ids: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline_at", b"deadline_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "deadline_at", b"deadline_at", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "retry_batch_ids", b"retry_batch_ids", "retry_of_batch_id", b"retry_of_batch_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cancelled_count", b"cancelled_count", "created_at", b"created_at", "credits_spent", b"credits_spent", "deadline_at", b"deadline_at", "failed_count", b"failed_count", "finished_at", b"finished_at", "frozen_credits", b"frozen_credits", "metadata", b"metadata", "name", b"name", "pending_count", b"pending_count", "refunded_credits", b"refunded_credits", "request_id", b"request_id", "retry_batch_ids", b"retry_batch_ids", "retry_of_batch_id", b"retry_of_batch_id", "settlement_status", b"settlement_status", "status", b"status", "success_count", b"success_count", "tenant_id", b"tenant_id", "total_count", b"total_count", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,6 +590,26 @@ class ListBatchesRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TENANT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
@@ -429,6 +617,8 @@ class ListBatchesRequest(_message.Message):
     SETTLEMENT_STATUS_FIELD_NUMBER: _builtins.int
     CREATED_FROM_FIELD_NUMBER: _builtins.int
     CREATED_TO_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The caller's tenant; empty means admin scope (see the file comment)."""
     status: _builtins.str
@@ -439,6 +629,8 @@ class ListBatchesRequest(_message.Message):
     """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
     settlement_status: _builtins.str
     """Optional filters: settlement status, and created_at in [created_from, created_to)."""
+    name: _builtins.str
+    """Optional filter: batches with exactly this name."""
     @_builtins.property
     def created_from(self) -> _timestamp_pb2.Timestamp:
         """Inclusive lower bound on created_at; unset for none."""
@@ -446,6 +638,10 @@ class ListBatchesRequest(_message.Message):
     @_builtins.property
     def created_to(self) -> _timestamp_pb2.Timestamp:
         """Exclusive upper bound on created_at; unset for none."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional filter: batches whose metadata holds every one of these pairs."""
 
     def __init__(
         self,
@@ -457,10 +653,12 @@ class ListBatchesRequest(_message.Message):
         settlement_status: _builtins.str = ...,
         created_from: _timestamp_pb2.Timestamp | None = ...,
         created_to: _timestamp_pb2.Timestamp | None = ...,
+        name: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "cursor", b"cursor", "limit", b"limit", "settlement_status", b"settlement_status", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "cursor", b"cursor", "limit", b"limit", "metadata", b"metadata", "name", b"name", "settlement_status", b"settlement_status", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -554,6 +752,7 @@ class ListTasksRequest(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     FAILURE_TYPE_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The caller's tenant; empty means admin scope (see the file comment)."""
     batch_id: _builtins.str
@@ -566,6 +765,12 @@ class ListTasksRequest(_message.Message):
     """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
     failure_type: _builtins.str
     """Optional filter: timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal."""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional filter: tasks in any of these statuses (with `status` set too, a task must match both);
+        the errors file asks for failed and cancelled.
+        """
+
     def __init__(
         self,
         *,
@@ -575,10 +780,11 @@ class ListTasksRequest(_message.Message):
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
         failure_type: _builtins.str = ...,
+        statuses: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "failure_type", b"failure_type", "limit", b"limit", "status", b"status", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "failure_type", b"failure_type", "limit", b"limit", "status", b"status", "statuses", b"statuses", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -589,6 +795,26 @@ class Task(_message.Message):
     """One item of a batch and what became of it."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -603,6 +829,8 @@ class Task(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id: the key of its capture or refund."""
     batch_id: _builtins.str
@@ -625,6 +853,8 @@ class Task(_message.Message):
     """timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal"""
     attempts: _builtins.int
     """Provider calls made so far."""
+    custom_id: _builtins.str
+    """The item's custom_id; empty for none."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the task was created with its batch (UTC)."""
@@ -632,6 +862,10 @@ class Task(_message.Message):
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When it reached a terminal state; unset until then."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The item's metadata."""
 
     def __init__(
         self,
@@ -649,10 +883,12 @@ class Task(_message.Message):
         attempts: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        custom_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "model", b"model", "prompt", b"prompt", "status", b"status", "task_id", b"task_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "metadata", b"metadata", "model", b"model", "prompt", b"prompt", "status", b"status", "task_id", b"task_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
                 _registered_method=True)
+        self.CreateBatchStream = channel.stream_unary(
+                '/reelbatch.proto.batch.v1.BatchService/CreateBatchStream',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
+                _registered_method=True)
         self.GetBatch = channel.unary_unary(
                 '/reelbatch.proto.batch.v1.BatchService/GetBatch',
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.GetBatchRequest.SerializeToString,
@@ -96,6 +101,16 @@ class BatchServiceServicer:
         with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
         "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
         "out_of_range", "too_many", "invalid_url").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBatchStream(self, request_iterator, context):
+        """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
+        carries the batch's fields and the first items, every later one only more `item_columns`
+        (items in order). Nothing is stored before the stream ends; then it is one CreateBatch (one
+        freeze, all or nothing), answered and refused exactly as CreateBatch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +191,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.SerializeToString,
             ),
+            'CreateBatchStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.CreateBatchStream,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.SerializeToString,
+            ),
             'GetBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBatch,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.GetBatchRequest.FromString,
@@ -244,6 +264,33 @@ class BatchService:
             request,
             target,
             '/reelbatch.proto.batch.v1.BatchService/CreateBatch',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/CreateBatchStream',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
             options,

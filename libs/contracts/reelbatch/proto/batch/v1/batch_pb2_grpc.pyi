@@ -47,6 +47,12 @@ class BatchServiceStub:
     "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
     "out_of_range", "too_many", "invalid_url").
     """
+    CreateBatchStream: _grpc.StreamUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.CreateBatchResponse]
+    """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
+    carries the batch's fields and the first items, every later one only more `item_columns`
+    (items in order). Nothing is stored before the stream ends; then it is one CreateBatch (one
+    freeze, all or nothing), answered and refused exactly as CreateBatch.
+    """
     GetBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]
     """One batch with its counters; NOT_FOUND when absent or another tenant's."""
     ListBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchesRequest, _batch_pb2.ListBatchesResponse]
@@ -93,6 +99,12 @@ class BatchServiceAsyncStub(BatchServiceStub):
     with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
     "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
     "out_of_range", "too_many", "invalid_url").
+    """
+    CreateBatchStream: _aio.StreamUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.CreateBatchResponse]  # type: ignore[assignment]
+    """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
+    carries the batch's fields and the first items, every later one only more `item_columns`
+    (items in order). Nothing is stored before the stream ends; then it is one CreateBatch (one
+    freeze, all or nothing), answered and refused exactly as CreateBatch.
     """
     GetBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.Batch]  # type: ignore[assignment]
     """One batch with its counters; NOT_FOUND when absent or another tenant's."""
@@ -143,6 +155,18 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
         "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
         "out_of_range", "too_many", "invalid_url").
+        """
+
+    @_abc_1.abstractmethod
+    def CreateBatchStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_batch_pb2.CreateBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.CreateBatchResponse, _abc.Awaitable[_batch_pb2.CreateBatchResponse]]:
+        """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
+        carries the batch's fields and the first items, every later one only more `item_columns`
+        (items in order). Nothing is stored before the stream ends; then it is one CreateBatch (one
+        freeze, all or nothing), answered and refused exactly as CreateBatch.
         """
 
     @_abc_1.abstractmethod

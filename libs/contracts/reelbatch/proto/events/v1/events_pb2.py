@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&reelbatch/proto/events/v1/events.proto\x12\x19reelbatch.proto.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\x0cTaskDispatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"\xa7\x01\n\x0b\x42\x61tchQueued\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\x12\x18\n\x10required_credits\x18\x04 \x01(\x03\x12\x13\n\x0bwebhook_url\x18\x05 \x01(\t\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\rBatchesQueued\x12\x37\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32&.reelbatch.proto.events.v1.BatchQueued\"\xd3\x01\n\rTaskSucceeded\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\x03\x12\x11\n\tvideo_url\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xea\x01\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\x03\x12\x14\n\x0c\x66\x61ilure_type\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x0cTaskOutcomes\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12;\n\tsucceeded\x18\x03 \x03(\x0b\x32(.reelbatch.proto.events.v1.TaskSucceeded\x12\x35\n\x06\x66\x61iled\x18\x04 \x03(\x0b\x32%.reelbatch.proto.events.v1.TaskFailed\"\xd0\x01\n\rBatchFinished\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x13\n\x0btotal_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe5\x01\n\x0c\x42\x61tchSettled\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x16\n\x0e\x66rozen_credits\x18\x03 \x01(\x03\x12\x18\n\x10\x63\x61ptured_credits\x18\x04 \x01(\x03\x12\x18\n\x10refunded_credits\x18\x05 \x01(\x03\x12\x18\n\x10released_credits\x18\x06 \x01(\x03\x12\x19\n\x11settlement_status\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&reelbatch/proto/events/v1/events.proto\x12\x19reelbatch.proto.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\x0cTaskDispatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"\xa7\x01\n\x0b\x42\x61tchQueued\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0btotal_count\x18\x03 \x01(\x03\x12\x18\n\x10required_credits\x18\x04 \x01(\x03\x12\x13\n\x0bwebhook_url\x18\x05 \x01(\t\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\rBatchesQueued\x12\x37\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32&.reelbatch.proto.events.v1.BatchQueued\"\xe1\x02\n\rTaskSucceeded\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\x03\x12\x11\n\tvideo_url\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcustom_id\x18\n \x01(\t\x12H\n\x08metadata\x18\x0b \x03(\x0b\x32\x36.reelbatch.proto.events.v1.TaskSucceeded.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf5\x02\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62\x61tch_index\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nunit_price\x18\x06 \x01(\x03\x12\x14\n\x0c\x66\x61ilure_type\x18\x07 \x01(\t\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcustom_id\x18\x0b \x01(\t\x12\x45\n\x08metadata\x18\x0c \x03(\x0b\x32\x33.reelbatch.proto.events.v1.TaskFailed.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa7\x01\n\x0cTaskOutcomes\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12;\n\tsucceeded\x18\x03 \x03(\x0b\x32(.reelbatch.proto.events.v1.TaskSucceeded\x12\x35\n\x06\x66\x61iled\x18\x04 \x03(\x0b\x32%.reelbatch.proto.events.v1.TaskFailed\"\xd0\x01\n\rBatchFinished\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x13\n\x0btotal_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe5\x01\n\x0c\x42\x61tchSettled\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x16\n\x0e\x66rozen_credits\x18\x03 \x01(\x03\x12\x18\n\x10\x63\x61ptured_credits\x18\x04 \x01(\x03\x12\x18\n\x10refunded_credits\x18\x05 \x01(\x03\x12\x18\n\x10released_credits\x18\x06 \x01(\x03\x12\x19\n\x11settlement_status\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reelbatch.proto.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TASKSUCCEEDED_METADATAENTRY']._loaded_options = None
+  _globals['_TASKSUCCEEDED_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_TASKFAILED_METADATAENTRY']._loaded_options = None
+  _globals['_TASKFAILED_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_TASKDISPATCH']._serialized_start=102
   _globals['_TASKDISPATCH']._serialized_end=171
   _globals['_BATCHQUEUED']._serialized_start=174
@@ -39,13 +43,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHESQUEUED']._serialized_start=343
   _globals['_BATCHESQUEUED']._serialized_end=415
   _globals['_TASKSUCCEEDED']._serialized_start=418
-  _globals['_TASKSUCCEEDED']._serialized_end=629
-  _globals['_TASKFAILED']._serialized_start=632
-  _globals['_TASKFAILED']._serialized_end=866
-  _globals['_TASKOUTCOMES']._serialized_start=869
-  _globals['_TASKOUTCOMES']._serialized_end=1036
-  _globals['_BATCHFINISHED']._serialized_start=1039
-  _globals['_BATCHFINISHED']._serialized_end=1247
-  _globals['_BATCHSETTLED']._serialized_start=1250
-  _globals['_BATCHSETTLED']._serialized_end=1479
+  _globals['_TASKSUCCEEDED']._serialized_end=771
+  _globals['_TASKSUCCEEDED_METADATAENTRY']._serialized_start=724
+  _globals['_TASKSUCCEEDED_METADATAENTRY']._serialized_end=771
+  _globals['_TASKFAILED']._serialized_start=774
+  _globals['_TASKFAILED']._serialized_end=1147
+  _globals['_TASKFAILED_METADATAENTRY']._serialized_start=724
+  _globals['_TASKFAILED_METADATAENTRY']._serialized_end=771
+  _globals['_TASKOUTCOMES']._serialized_start=1150
+  _globals['_TASKOUTCOMES']._serialized_end=1317
+  _globals['_BATCHFINISHED']._serialized_start=1320
+  _globals['_BATCHFINISHED']._serialized_end=1528
+  _globals['_BATCHSETTLED']._serialized_start=1531
+  _globals['_BATCHSETTLED']._serialized_end=1760
 # @@protoc_insertion_point(module_scope)

@@ -130,6 +130,26 @@ class TaskSucceeded(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TASK_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -139,6 +159,8 @@ class TaskSucceeded(_message.Message):
     VIDEO_URL_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's capture is keyed on it (one capture per task)."""
     batch_id: _builtins.str
@@ -155,9 +177,15 @@ class TaskSucceeded(_message.Message):
     """Where the stored video is."""
     attempts: _builtins.int
     """Provider calls made, the successful one included."""
+    custom_id: _builtins.str
+    """The item's custom_id; empty for none."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The item's metadata."""
 
     def __init__(
         self,
@@ -171,10 +199,12 @@ class TaskSucceeded(_message.Message):
         video_url: _builtins.str = ...,
         attempts: _builtins.int = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        custom_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -186,6 +216,26 @@ class TaskFailed(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TASK_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
@@ -196,6 +246,8 @@ class TaskFailed(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOM_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's refund is keyed on it (one refund per task)."""
     batch_id: _builtins.str
@@ -214,9 +266,15 @@ class TaskFailed(_message.Message):
     """What went wrong, as the customer reads it in the task list."""
     attempts: _builtins.int
     """Provider calls made."""
+    custom_id: _builtins.str
+    """The item's custom_id; empty for none."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The item's metadata."""
 
     def __init__(
         self,
@@ -231,10 +289,12 @@ class TaskFailed(_message.Message):
         error_message: _builtins.str = ...,
         attempts: _builtins.int = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        custom_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "error_message", b"error_message", "failure_type", b"failure_type", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
