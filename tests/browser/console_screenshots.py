@@ -28,9 +28,8 @@ from services.gateway.console.route_table import ROUTES, ConsoleRoute
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.console_money.seeding import ConsoleTenant, invite, seed_tenant, signed_in_page
 from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
-from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
-from tests.stack import STRIPE_WEBHOOK_SECRET, Stack
+from tests.stack import STRIPE_WEBHOOK_SECRET, Stack, fresh_stack
 
 DOCS = Path(__file__).parents[2] / "docs"
 SHOTS = DOCS / "console"
@@ -55,28 +54,14 @@ class FailingReceiver(BaseHTTPRequestHandler):
 @contextmanager
 def running_system(workdir: Path) -> Iterator[tuple[Stack, FakeStripe]]:
     """The system as processes on a fresh database and vhost, paying through the fake Stripe."""
-    db_name, database_url = create_migrated_database()
-    vhost, amqp_url = create_vhost()
     with running_fake_stripe(STRIPE_WEBHOOK_SECRET) as state:
-        stack = Stack(
-            database_url,
-            amqp_url,
-            workdir,
-            workers=1,
-            migrated=True,
-            overrides={
-                **stack_settings(state),
-                "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]",
-            },
-        )
-        state.webhook_url = webhook_url_of(stack.base_url)
-        try:
-            stack.start_all()
+        overrides = {**stack_settings(state), "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]"}
+
+        def send_payments_here(stack: Stack) -> None:
+            state.webhook_url = webhook_url_of(stack.base_url)
+
+        with fresh_stack(workdir, overrides, before_start=send_payments_here) as stack:
             yield stack, state
-        finally:
-            stack.stop_all()
-            drop_database(db_name)
-            delete_vhost(vhost)
 
 
 def decorate(api: Api, tenant: ConsoleTenant, receiver_url: str) -> None:

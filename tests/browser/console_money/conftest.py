@@ -16,9 +16,8 @@ from playwright.sync_api import Browser
 from tests.browser.console_money.seeding import ConsoleTenant, seed_tenant
 from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
 from tests.invariants import wait_for_all_settled
-from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
-from tests.stack import STRIPE_WEBHOOK_SECRET, Stack
+from tests.stack import STRIPE_WEBHOOK_SECRET, Stack, fresh_stack
 
 
 class SwitchableReceiver(BaseHTTPRequestHandler):
@@ -48,33 +47,24 @@ def fake_stripe() -> Iterator[FakeStripe]:
 @pytest.fixture(scope="package")
 def money_stack(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStripe) -> Iterator[Stack]:
     """The system on its own database and vhost, buying through the fake Stripe."""
-    db_name, database_url = create_migrated_database()
-    vhost, amqp_url = create_vhost()
-    running = Stack(
-        database_url,
-        amqp_url,
-        Path(tmp_path_factory.mktemp("console-money")),
-        workers=1,
-        migrated=True,
-        overrides={
-            **stack_settings(fake_stripe),
-            # A failing endpoint gives up after two quick attempts (the timeline's "failed").
-            "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]",
-            # Videos take a fifth of a second, two at a time: a batch is still open while a page
-            # watches it (the overview's live progress).
-            "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.2",
-            "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "1.0",
-            "REELBATCH_WORKER_CONCURRENCY": "2",
-        },
-    )
-    fake_stripe.webhook_url = webhook_url_of(running.base_url)
-    try:
-        running.start_all()
+    overrides = {
+        **stack_settings(fake_stripe),
+        # A failing endpoint gives up after two quick attempts (the timeline's "failed").
+        "REELBATCH_WEBHOOK_RETRY_SCHEDULE_SECONDS": "[0.0, 0.2]",
+        # Videos take a fifth of a second, two at a time: a batch is still open while a page
+        # watches it (the overview's live progress).
+        "REELBATCH_SIMULATED_LATENCY_SECONDS": "0.2",
+        "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "1.0",
+        "REELBATCH_WORKER_CONCURRENCY": "2",
+    }
+
+    def send_payments_here(stack: Stack) -> None:
+        fake_stripe.webhook_url = webhook_url_of(stack.base_url)
+
+    with fresh_stack(
+        Path(tmp_path_factory.mktemp("console-money")), overrides, before_start=send_payments_here
+    ) as running:
         yield running
-    finally:
-        running.stop_all()
-        drop_database(db_name)
-        delete_vhost(vhost)
 
 
 @pytest.fixture(scope="package")
