@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # and how old a signed delivery may be. Without a secret every delivery is refused (and recorded).
     stripe_webhook_secret: SecretStr | None = None
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # Stripe Checkout (billing opens a session per purchase from the console): the secret API key
+    # ("sk_..."; unset: no online purchases) and the API's address (a local fake in tests).
+    stripe_secret_key: SecretStr | None = None
+    stripe_api_base: str | None = None
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
