@@ -16,7 +16,7 @@ from libs.config import Settings
 from services.launcher.demo import print_banner, seed_demo
 from services.launcher.migrate import migrate
 from services.launcher.registry import SERVICES
-from services.launcher.replicas import ReplicaPlan, plan_replicas
+from services.launcher.replicas import ReplicaPlan, plan_replicas, worker_metrics_port
 
 # Children get this long to stop after SIGTERM before they are killed.
 CHILDREN_STOP_SECONDS = 10
@@ -29,17 +29,22 @@ def run_distributed(settings: Settings, workers: int, replicas: int = 1) -> int:
     plan = plan_replicas(settings, replicas)
     migrate(settings)
     serve = [sys.executable, "-m", "services.launcher", "serve"]
-    children = []
+    pools: dict[str, list[subprocess.Popen[bytes]]] = {}
     for name in SERVICES:
         # One replica keeps the configured settings as they are (a dns:/// target, say).
-        for environment in plan.environments[name] if replicas > 1 else [{}]:
-            children.append(subprocess.Popen([*serve, name], env={**os.environ, **environment}))  # noqa: S603
+        pools[name] = [
+            subprocess.Popen([*serve, name], env={**os.environ, **environment})  # noqa: S603
+            for environment in (plan.environments[name] if replicas > 1 else [{}])
+        ]
+    children = [child for pool in pools.values() for child in pool]
     worker = [sys.executable, "-m", "services.launcher", "worker"]
     worker_environment = dict(os.environ)
     if replicas > 1:
         worker_environment.update(plan.environments["gateway"][0])
         del worker_environment["REELBATCH_HTTP_PORT"]
-    children += [subprocess.Popen(worker, env=worker_environment) for _ in range(workers)]  # noqa: S603
+        worker_environment["REELBATCH_METRICS_PORT"] = str(worker_metrics_port(settings))
+    worker_processes = [subprocess.Popen(worker, env=worker_environment) for _ in range(workers)]  # noqa: S603
+    children += worker_processes
     stop = {"requested": False}
 
     def _forward(signum: int, _frame: Any) -> None:
@@ -54,7 +59,13 @@ def run_distributed(settings: Settings, workers: int, replicas: int = 1) -> int:
         print_banner(settings, tenant_id, how)
         if replicas > 1:
             print("Gateways (put a load balancer in front of them):", *plan.gateway_urls, flush=True)
-        while not stop["requested"] and all(child.poll() is None for child in children):
+        # A pool outlives a replica that dies (its clients move to the others); the run stops when
+        # a service has no replica left or a worker exits.
+        while (
+            not stop["requested"]
+            and all(any(child.poll() is None for child in pool) for pool in pools.values())
+            and all(child.poll() is None for child in worker_processes)
+        ):
             time.sleep(0.2)
     finally:
         for child in children:

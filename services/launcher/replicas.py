@@ -5,7 +5,8 @@ the gateway. Replica i of a gRPC service listens on its configured port + i x RE
 every process's targets list all replicas of each service (clients balance over them), gateway i
 answers HTTP on the configured port + i, and replica i of billing, batch and webhook serves
 metrics on its usual port + i x REPLICA_PORT_STEP (with REELBATCH_METRICS_PORT set, that is the
-base: billing on it, batch on it + 1, webhook on it + 2, as the defaults 9101-9103 are spaced).
+base: billing on it, batch on it + 1, webhook on it + 2, workers on it + 3, as the defaults
+9101-9104 are spaced).
 """
 
 from __future__ import annotations
@@ -69,10 +70,15 @@ def plan_replicas(settings: Settings, replicas: int) -> ReplicaPlan:
     return ReplicaPlan(replicas, environments, urls)
 
 
-def _metrics_port(settings: Settings, service: GrpcServiceName, replica: int) -> int:
+def worker_metrics_port(settings: Settings) -> int:
+    """The metrics port of the workers of a replicated run (beside the services', never on one)."""
+    return _metrics_port(settings, "worker", 0)
+
+
+def _metrics_port(settings: Settings, process: str, replica: int) -> int:
     if settings.metrics_port == 0:
         return 0
-    port = METRICS_PORT_DEFAULTS[service]
+    port = METRICS_PORT_DEFAULTS[process]
     if settings.metrics_port is not None:
         port += settings.metrics_port - METRICS_PORT_DEFAULTS["billing"]
     return port + replica * REPLICA_PORT_STEP

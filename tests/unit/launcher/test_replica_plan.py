@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from libs.config import Settings
-from services.launcher.replicas import plan_replicas
+from services.launcher.replicas import plan_replicas, worker_metrics_port
 
 
 def test_two_replicas_of_every_service_listen_apart_and_are_all_targeted() -> None:
@@ -31,6 +31,7 @@ def test_every_replica_gets_a_metrics_port_of_its_own() -> None:
     assert len(ports) == 9
     based = plan_replicas(Settings(metrics_port=20000), 2).environments
     assert [env["REELBATCH_METRICS_PORT"] for env in based["batch"]] == ["20001", "20101"]
+    assert worker_metrics_port(Settings(metrics_port=20000)) == 20003
     off = plan_replicas(Settings(metrics_port=0), 2).environments
     assert {env["REELBATCH_METRICS_PORT"] for env in off["webhook"]} == {"0"}
 
