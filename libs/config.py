@@ -283,21 +283,16 @@ class Settings(BaseSettings):
 
     def grpc_listen(self, service: GrpcServiceName) -> str:
         """The address `service`'s gRPC server binds (host:port)."""
-        listen = {
-            "billing": (self.billing_grpc_listen, self.billing_grpc_addr),
-            "batch": (self.batch_grpc_listen, self.batch_grpc_addr),
-            "webhook": (self.webhook_grpc_listen, self.webhook_grpc_addr),
-        }[service]
-        return listen[0] or listen[1]
+        return self._grpc_address(service, "listen")
 
     def grpc_target(self, service: GrpcServiceName) -> str:
         """Where clients of `service` send calls: one address, a list of replicas, or a gRPC name."""
-        target = {
-            "billing": (self.billing_grpc_target, self.billing_grpc_addr),
-            "batch": (self.batch_grpc_target, self.batch_grpc_addr),
-            "webhook": (self.webhook_grpc_target, self.webhook_grpc_addr),
-        }[service]
-        return target[0] or target[1]
+        return self._grpc_address(service, "target")
+
+    def _grpc_address(self, service: GrpcServiceName, role: Literal["listen", "target"]) -> str:
+        # `{service}_grpc_{role}` when set, else the one-replica `{service}_grpc_addr`.
+        chosen: str | None = getattr(self, f"{service}_grpc_{role}")
+        return chosen or str(getattr(self, f"{service}_grpc_addr"))
 
     def metrics_port_for(self, process: str) -> int:
         """The metrics port of `process` (billing, batch, webhook, worker); 0 when disabled."""
