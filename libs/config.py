@@ -165,6 +165,17 @@ class Settings(BaseSettings):
     # Failed admin sign-ins (token, admin key, dashboard) per client address within the window.
     admin_auth_max_failures: int = Field(default=10, ge=1)
     admin_auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Customer console (issue 24; billing enforces them): invite links last `console_invite_seconds`;
+    # a session ends after `console_session_idle_seconds` unused or `console_session_max_seconds` in
+    # all; `console_sign_in_max_failures` wrong passwords for one email within
+    # `console_sign_in_failure_window_seconds` lock it for `console_lockout_seconds` (counted in
+    # PostgreSQL, so every replica shares them).
+    console_invite_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    console_session_idle_seconds: int = Field(default=30 * 60, ge=1)
+    console_session_max_seconds: int = Field(default=12 * 3600, ge=1)
+    console_sign_in_max_failures: int = Field(default=5, ge=1)
+    console_sign_in_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    console_lockout_seconds: int = Field(default=15 * 60, ge=1)
     # Signed video links: HMAC key (refused in production when left at the default) and lifetime.
     video_url_secret: SecretStr = SecretStr(DEV_VIDEO_URL_SECRET)
     video_url_ttl_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)

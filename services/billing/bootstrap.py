@@ -15,6 +15,7 @@ from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
+from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import ModelPrice
 from services.billing.use_cases.handlers import BillingHandlers
@@ -61,6 +62,19 @@ async def bootstrap(settings: Settings) -> BillingApp:
             settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None,
             settings.stripe_webhook_tolerance_seconds,
         ),
+        console_policy=console_policy(settings),
     )
     relay = OutboxRelay.configured(settings, connections.database, outbox, connections.bus)
     return BillingApp(connections, handlers, relay)
+
+
+def console_policy(settings: Settings) -> ConsolePolicy:
+    """The console's invite and session lifetimes and sign-in lock-out, from settings."""
+    return ConsolePolicy(
+        invite_seconds=settings.console_invite_seconds,
+        session_idle_seconds=settings.console_session_idle_seconds,
+        session_max_seconds=settings.console_session_max_seconds,
+        max_failures=settings.console_sign_in_max_failures,
+        failure_window_seconds=settings.console_sign_in_failure_window_seconds,
+        lockout_seconds=settings.console_lockout_seconds,
+    )

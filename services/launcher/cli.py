@@ -13,6 +13,9 @@ reelbatch run [--workers N] [--replicas N]
                                      --replicas N, on distinct ports, clients balancing)
 reelbatch demo                       replay the seed live demo against a running system
                                      (REELBATCH_DEMO_URL, default http://127.0.0.1:8000)
+reelbatch console-invite TENANT_ID EMAIL [--role owner|developer|finance] [--url URL]
+                                     print a single-use link to the tenant's console
+                                     (REELBATCH_PUBLIC_BASE_URL by default)
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import os
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, spare_the_garbage_collector
 from libs.telemetry import configure_logging, configure_telemetry, shutdown_telemetry, start_metrics_endpoint
+from services.gateway.schemas.console_invites import CONSOLE_ROLES
+from services.launcher.console_invite import invite_to_console
 from services.launcher.demo import DEMO_URL, run_demo, seed_demo
 from services.launcher.migrate import migrate
 from services.launcher.registry import PROCESSES, SERVICES, WORKER, ProcessKind
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed-demo", help="create the demo tenant (idempotent)")
     demo = commands.add_parser("demo", help="replay the seed live demo against a running system")
     demo.add_argument("--url", default=os.environ.get("REELBATCH_DEMO_URL", DEMO_URL))
+    invite = commands.add_parser("console-invite", help="invite someone to a tenant's customer console")
+    invite.add_argument("tenant_id")
+    invite.add_argument("email")
+    invite.add_argument("--role", choices=CONSOLE_ROLES, default="owner")
+    invite.add_argument("--url", default="", help="the gateway (default: the public base URL)")
     run = commands.add_parser("run", help="run the whole system locally")
     run.add_argument("--workers", type=int, default=int(os.environ.get("REELBATCH_WORKERS", "2")))
     run.add_argument(
@@ -97,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         print(asyncio.run(seed_demo(settings)))
     elif args.command == "demo":
         return run_demo(args.url)
+    elif args.command == "console-invite":
+        url = args.url or settings.public_base_url
+        return invite_to_console(settings, url, args.tenant_id, args.email, args.role)
     elif args.command == "run":
         return run_system(settings, args.workers, args.replicas)
     return 0

@@ -64,6 +64,8 @@ def print_banner(settings: Settings, tenant_id: str, how: str) -> None:
         f"  REST API      {base}/api/enterprise/video-batch\n"
         f"  OpenAPI docs  {base}/docs  ({base}/openapi.json)\n"
         f"  Admin pages   {base}/admin/batches  (admin token: REELBATCH_ADMIN_TOKEN)\n"
+        f"  Console       {base}/console\n"
+        f"                (invite someone: reelbatch console-invite {tenant_id} you@example.com)\n"
         f"  Health        {base}/readyz\n"
         f"  Demo tenant   {tenant_id}  API key: {DEMO_API_KEY}  ({DEMO_CREDITS} credits)\n\n"
         f"Try:\n  curl -s -X POST {base}/api/enterprise/video-batch -H 'X-API-Key: {DEMO_API_KEY}' \\\n"

@@ -1,7 +1,8 @@
 """Every parameter of every operation, fed the values at the edges of what storage holds: no 5xx.
 
 The walk reads the live `/openapi.json` (customer and operator operations alike) plus the
-dashboard's pages (hidden from the document), and for each path, query and header parameter and
+dashboard's and the customer console's pages (hidden from the document; the console's signed in
+as the customer's owner), and for each path, query and header parameter and
 each JSON body field sends, one at a time with the others valid, a table of extreme values chosen
 by the parameter's type: integers past int32/int64, datetimes at years 1 and 9999 with +-14:00
 offsets (outside the calendar once in UTC), months past the calendar, 10 KB and crafted cursors
@@ -27,6 +28,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from services.gateway.console.auth import SESSION_COOKIE
+from tests.console_users import accept, invite_url
 from tests.rest_api import Api, Customer
 from tests.stack import ADMIN_TOKEN, Stack
 
@@ -344,6 +347,48 @@ DASHBOARD_OPERATIONS = (
 )
 
 
+# The customer console's pages (hidden from the document too), probed signed in as the customer's
+# owner: every GET route of its route table with its query parameters.
+CONSOLE_OPERATIONS = (
+    Operation("get", "/console/login", [_query("next")], None),
+    Operation("get", "/console/invites/{token}", [_path("token")], None),
+    Operation(
+        "get",
+        "/console/batches",
+        [_query(name) for name in ("status", "created_from", "created_to", "cursor")],
+        None,
+    ),
+    *(
+        Operation(
+            "get",
+            "/console/batches/{batch_id}",
+            [
+                _path("batch_id"),
+                _query("tab", tab),
+                *(_query(name) for name in ("status", "failure_type", "cursor")),
+            ],
+            None,
+        )
+        for tab in ("overview", "tasks", "ledger", "webhooks")
+    ),
+    Operation("get", "/console/batches/{batch_id}/progress", [_path("batch_id")], None),
+    Operation("get", "/console/batches/{batch_id}/results.csv", [_path("batch_id")], None),
+    Operation(
+        "get",
+        "/console/batches/{batch_id}/tasks/{task_id}/video",
+        [_path("batch_id"), _path("task_id"), _query("mode")],
+        None,
+    ),
+    Operation("get", "/console/team", [], None),
+    *(
+        Operation(
+            "get", path, [_query(name) for name in ("action", "occurred_from", "occurred_to", "cursor")], None
+        )
+        for path in ("/console/activity", "/console/activity.csv")
+    ),
+)
+
+
 @pytest.fixture(scope="module")
 def customer(api: Api) -> Customer:
     return api.new_customer(credits=1_000_000)
@@ -371,8 +416,8 @@ def valid_values(api: Api, customer: Customer) -> dict[str, str]:
 
 
 # Credentials are not parameters of the document; each is sent at extreme values on a customer
-# route, an operator route and a dashboard page.
-CREDENTIAL_PATHS = ("/api/enterprise/credits", "/api/admin/tenants", "/admin/batches")
+# route, an operator route, a dashboard page and a console page.
+CREDENTIAL_PATHS = ("/api/enterprise/credits", "/api/admin/tenants", "/admin/batches", "/console/batches")
 CREDENTIAL_VALUES: tuple[bytes, ...] = (
     b"",
     b"x" * 10_240,
@@ -386,7 +431,12 @@ CREDENTIAL_VALUES: tuple[bytes, ...] = (
 def credential_probes() -> Iterator[Probe]:
     for path in CREDENTIAL_PATHS:
         for value in CREDENTIAL_VALUES:
-            for name, prefix in (("X-API-Key", b""), ("Authorization", b"Bearer "), ("Cookie", b"rb_admin=")):
+            for name, prefix in (
+                ("X-API-Key", b""),
+                ("Authorization", b"Bearer "),
+                ("Cookie", b"rb_admin="),
+                ("Cookie", f"{SESSION_COOKIE}=".encode()),
+            ):
                 yield Probe(
                     f"GET {path} header {name}={_short(value)}",
                     "GET",
@@ -420,12 +470,18 @@ def test_no_parameter_at_an_extreme_value_reaches_a_server_error(
     stack: Stack, api: Api, customer: Customer, valid_values: dict[str, str]
 ) -> None:
     document = api.http.get("/openapi.json").json()
-    credentials = {"X-API-Key": customer.api_key, "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    email = f"owner-{uuid.uuid4().hex[:8]}@studio.example"
+    console = accept(stack.base_url, invite_url(api, customer.tenant_id, email, "owner"))
+    credentials = {
+        "X-API-Key": customer.api_key,
+        "Authorization": f"Bearer {ADMIN_TOKEN}",
+        "Cookie": f"{SESSION_COOKIE}={console.cookies[SESSION_COOKIE]}",
+    }
     walk = Walk(document, valid_values, credentials)
     failures: list[str] = []
     started = time.monotonic()
     log_offsets = {path: path.stat().st_size for path in stack.workdir.glob("*.log")}
-    operations = [*walk.operations(), *DASHBOARD_OPERATIONS]
+    operations = [*walk.operations(), *DASHBOARD_OPERATIONS, *CONSOLE_OPERATIONS]
     probes = [*(probe for operation in operations for probe in walk.probes(operation)), *credential_probes()]
     with httpx.Client(base_url=stack.base_url, timeout=30) as http:
         for probe in probes:

@@ -18,7 +18,9 @@ from libs.messaging.outbox import add_events
 from services.billing.adapters.sql import reservations
 from services.billing.adapters.sql.access import AccessQueries
 from services.billing.adapters.sql.accounts import AccountQueries
+from services.billing.adapters.sql.activity import ActivityQueries
 from services.billing.adapters.sql.audit import AuditQueries
+from services.billing.adapters.sql.console_access import ConsoleAccessQueries
 from services.billing.adapters.sql.ledger import LedgerQueries
 from services.billing.adapters.sql.payments import PaymentQueries
 from services.billing.adapters.sql.reporting import ReportingQueries
@@ -68,6 +70,16 @@ class LedgerTransaction:
     def access(self) -> AccessQueries:
         """Tenants, API keys, operator keys, the video access log."""
         return AccessQueries(self._conn)
+
+    @cached_property
+    def console_access(self) -> ConsoleAccessQueries:
+        """Console users, invites, sessions, failed sign-ins."""
+        return ConsoleAccessQueries(self._conn)
+
+    @cached_property
+    def activity(self) -> ActivityQueries:
+        """Tenants' activity logs (written in the transaction of each audited change)."""
+        return ActivityQueries(self._conn)
 
     @cached_property
     def accounts(self) -> AccountQueries:

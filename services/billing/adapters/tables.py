@@ -261,4 +261,87 @@ payment_events = Table(
     ),
 )
 
+# Customer console access (issue 24, migration 0006): people of a tenant, their invites and
+# sessions, failed sign-ins per email, and the tenant's activity log.
+CONSOLE_ROLES_SQL = "('owner', 'developer', 'finance')"
+
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("invite_id", Uuid, nullable=True),
+    created_at_column(),
+    Column("removed_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(f"role IN {CONSOLE_ROLES_SQL}", name="ck_console_users_role"),
+    # One active user per email across tenants: the sign-in form asks for no tenant (ADR-075).
+    Index("uq_console_users_active_email", "email", unique=True, postgresql_where=text("removed_at IS NULL")),
+    Index("ix_console_users_tenant_id", "tenant_id"),
+)
+
+console_invites = Table(
+    "console_invites",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("invited_by_kind", Text, nullable=False),
+    Column("invited_by_id", Text, nullable=False, server_default=text("''")),
+    Column("invited_by_label", Text, nullable=False, server_default=text("''")),
+    created_at_column(),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("user_id", Uuid, nullable=True),
+    CheckConstraint(f"role IN {CONSOLE_ROLES_SQL}", name="ck_console_invites_role"),
+    Index("ix_console_invites_tenant_id", "tenant_id"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("user_id", Uuid, ForeignKey("billing.console_users.id"), nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("client_address", Text, nullable=False, server_default=text("''")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_console_sessions_user_id", "user_id"),
+)
+
+# Failed sign-ins per (normalized) email, in the database so every replica counts the same ones.
+console_sign_in_failures = Table(
+    "console_sign_in_failures",
+    metadata,
+    Column("email", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_started_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+)
+
+tenant_activity = Table(
+    "tenant_activity",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("actor_kind", Text, nullable=False),
+    Column("actor_id", Text, nullable=False),
+    Column("actor_label", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target_kind", Text, nullable=False),
+    Column("target_id", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("client_address", Text, nullable=False),
+    Index("ix_tenant_activity_tenant_id", "tenant_id", "id"),
+)
+
 outbox = outbox_table(metadata, SCHEMA)

@@ -173,3 +173,75 @@ class ApiKeyNotFound(NotFound):
 
     def __init__(self, key_id: object) -> None:
         super().__init__("API key not found", key_id=key_id)
+
+
+class InvalidCredentials(Unauthenticated):
+    """A console sign-in with a wrong email or password (deliberately not saying which)."""
+
+    reason = "invalid_credentials"
+
+    def __init__(self) -> None:
+        super().__init__("wrong email or password")
+
+
+class AccountLocked(ServiceError):
+    """Too many failed sign-ins for this email: locked until the lock-out is over."""
+
+    category = ErrorCategory.RESOURCE_EXHAUSTED
+    reason = "account_locked"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__("too many failed sign-ins; try again later", retry_after_seconds=retry_after_seconds)
+
+
+class SessionExpired(Unauthenticated):
+    """An unknown, signed-out, idle or too old console session."""
+
+    reason = "session_expired"
+
+    def __init__(self) -> None:
+        super().__init__("the session has ended; sign in again")
+
+
+class InviteNotFound(NotFound):
+    """An invite link that is unknown, used, withdrawn or expired (deliberately not saying which)."""
+
+    reason = "invite_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("this invite link is not valid any more")
+
+
+class ConsoleUserExists(AlreadyExists):
+    """An active console user already signs in with this email."""
+
+    reason = "console_user_exists"
+
+    def __init__(self, email: str) -> None:
+        super().__init__("a console user with this email already exists", email=email)
+
+
+class MemberNotFound(NotFound):
+    """No such member (or invite) in this tenant; another tenant's is not found either."""
+
+    def __init__(self, what: str, identifier: object) -> None:
+        super().__init__(f"{what} not found", id=identifier)
+
+
+class NotAnOwner(ServiceError):
+    """A console user who is not an owner of the tenant tried to manage its members."""
+
+    category = ErrorCategory.PERMISSION_DENIED
+    reason = "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("only an owner of this tenant may manage its members")
+
+
+class LastOwner(FailedPrecondition):
+    """Removing the tenant's last owner would leave nobody able to manage the console."""
+
+    reason = "last_owner"
+
+    def __init__(self) -> None:
+        super().__init__("the last owner cannot be removed; make someone else an owner first")

@@ -9,7 +9,8 @@ from datetime import datetime
 from libs.errors import InvalidArgument
 
 MODES = frozenset({"play", "download", "embed"})
-CHANNELS = frozenset({"api", "signed_url"})
+# "console": a signed-in console user opened the video from the batch page (no API key).
+CHANNELS = frozenset({"api", "signed_url", "console"})
 # Free-text fields come from the gateway (some from a presented, maybe forged, link): bounded.
 MAX_FIELD_CHARS = 200
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from services.billing.adapters.repository import BillingRepository
+from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.ids import BatchId
 from services.billing.domain.ledger import TaskOutcome
 from services.billing.domain.packs import CreditPack
@@ -48,3 +49,5 @@ class Dependencies:
     outcome_source: TaskOutcomeSource | None = None
     totals_source: BatchTotalsSource | None = None
     stripe_verifier: StripeEventVerifier | None = None
+    # Invite and session lifetimes, sign-in lock-out (console access).
+    console_policy: ConsolePolicy = field(default_factory=ConsolePolicy)

@@ -12,9 +12,19 @@ from functools import partial
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 from services.billing.adapters.repository import BillingRepository
+from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import DEFAULT_CREDIT_VALUE_USD_MICROS, ModelPrice
-from services.billing.use_cases import access, payments, reporting, reservations, settlement, wallet
+from services.billing.use_cases import (
+    access,
+    activity,
+    console_access,
+    payments,
+    reporting,
+    reservations,
+    settlement,
+    wallet,
+)
 from services.billing.use_cases.dependencies import (
     BatchTotalsSource,
     Dependencies,
@@ -70,6 +80,7 @@ class BillingHandlers:
         credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
         stripe_verifier: StripeEventVerifier | None = None,
         reservation_group_size: int = reservations.DEFAULT_RESERVATION_GROUP_SIZE,
+        console_policy: ConsolePolicy | None = None,
     ) -> None:
         self.dependencies = Dependencies(
             repository=repository,
@@ -81,6 +92,7 @@ class BillingHandlers:
             outcome_source=outcome_source,
             totals_source=totals_source,
             stripe_verifier=stripe_verifier,
+            console_policy=console_policy or ConsolePolicy(),
         )
         self._reservations = reservations.Reservations(self.dependencies, group_size=reservation_group_size)
         # Bound once: a reservation is on every create's path.
@@ -105,6 +117,19 @@ class BillingHandlers:
     list_admin_keys = _UseCase(access.list_admin_keys)
     record_video_access = _UseCase(access.record_video_access)
     list_video_access = _UseCase(access.list_video_access)
+
+    # Console users, invites, sessions; tenants' activity logs.
+    create_console_invite = _UseCase(console_access.create_invite)
+    get_console_invite = _UseCase(console_access.get_invite)
+    accept_console_invite = _UseCase(console_access.accept_invite)
+    sign_in_console = _UseCase(console_access.sign_in)
+    authenticate_console_session = _UseCase(console_access.authenticate_session)
+    sign_out_console = _UseCase(console_access.sign_out)
+    list_console_members = _UseCase(console_access.list_members)
+    remove_console_member = _UseCase(console_access.remove_member)
+    revoke_console_invite = _UseCase(console_access.revoke_invite)
+    record_activity = _UseCase(activity.record_activity)
+    list_activity = _UseCase(activity.list_activity)
 
     # Wallet.
     top_up = _UseCase(wallet.top_up)

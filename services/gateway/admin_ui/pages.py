@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from services.gateway.admin_ui import views
 from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchView
 from services.gateway.schemas.admin_webhooks import DeliveryPage
+from services.gateway.schemas.console_invites import CONSOLE_ROLES
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage
@@ -228,13 +229,19 @@ def tenant(
     recent_batches: Sequence[AdminBatchView],
     *,
     csrf_token: str | None,
+    invite: views.InviteNotice | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
-    """One tenant: balances, recent batches and the ledger of its available balance."""
+    """One tenant: balances, recent batches, the ledger of its available balance, and the console
+    invite form (with the link just created, or why not)."""
     return _page(
         request,
         "admin/tenant.html",
         csrf_token=csrf_token,
         active="tenants",
+        status_code=status_code,
+        invite=invite,
+        console_roles=CONSOLE_ROLES,
         tenant_id=tenant_id,
         balance=balance,
         ledger=ledger,

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from libs.config import Settings
+from libs.rpc.errors import remote_error
 from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui import pages, views
 from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
@@ -27,6 +28,7 @@ from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uu
 from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.use_cases.admin_reads import AdminReads
+from services.gateway.use_cases.console_invites import OPERATOR, create_console_invite
 
 STATIC_DIR = Path(__file__).parent / "static"
 SIGN_IN_PATH = "/admin/sign-in"
@@ -243,9 +245,15 @@ def dashboard_router(
         page = await reads.tenants(cursor=cursor)
         return pages.tenants(request, page, csrf_token=csrf)
 
-    @router.get("/tenants/{tenant_id}")
-    async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
-        csrf = csrf_for(request)
+    async def show_tenant(
+        request: Request,
+        tenant_id: str,
+        csrf: str | None,
+        *,
+        cursor: str = "",
+        invite: views.InviteNotice | None = None,
+        status_code: int = 200,
+    ) -> Response:
         if not is_uuid(tenant_id):
             return not_found(request, "No such tenant.", csrf)
         try:
@@ -256,7 +264,54 @@ def dashboard_router(
             raise
         ledger = await reads.tenant_ledger(tenant_id, cursor=cursor)
         recent = await reads.batches(tenant_id=tenant_id, limit=10)
-        return pages.tenant(request, tenant_id, credits, ledger, recent.items, csrf_token=csrf)
+        return pages.tenant(
+            request,
+            tenant_id,
+            credits,
+            ledger,
+            recent.items,
+            csrf_token=csrf,
+            invite=invite,
+            status_code=status_code,
+        )
+
+    @router.get("/tenants/{tenant_id}")
+    async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
+        return await show_tenant(request, tenant_id, csrf_for(request), cursor=cursor)
+
+    @router.post("/tenants/{tenant_id}/console-invites")
+    async def invite_to_console(request: Request, tenant_id: str) -> Response:
+        """The tenant page's "Invite to console" button: a single-use link shown once."""
+        form = await _form(request)
+        session = sessions.from_request(request)
+        if (
+            session is None
+            or not same_origin(request)
+            or not sessions.csrf_ok(session, form.get("csrf_token", ""))
+        ):
+            return pages.sign_in(
+                request, f"/admin/tenants/{tenant_id}", "Your session has ended; sign in again.", 403
+            )
+        csrf = sessions.csrf_token(session)
+        if not is_uuid(tenant_id):
+            return not_found(request, "No such tenant.", csrf)
+        try:
+            created = await create_console_invite(
+                backends.billing,
+                settings.grpc_deadline_seconds,
+                settings.public_base_url,
+                tenant_id=tenant_id,
+                email=form.get("email", "")[:320],
+                role=form.get("role", "")[:32],
+                actor=OPERATOR,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
+                raise
+            notice = views.InviteNotice(error=remote_error(error).message)
+            return await show_tenant(request, tenant_id, csrf, invite=notice, status_code=422)
+        notice = views.InviteNotice(url=created.invite_url)
+        return await show_tenant(request, tenant_id, csrf, invite=notice, status_code=201)
 
     @router.get("/reconciliation")
     async def reconciliation_page(request: Request) -> Response:

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 from libs import vocabulary
 from libs.vocabulary import Fault, values_of
-from services.gateway.schemas.admin_batches import AdminBatchView, FailureGroupView
+from services.gateway.schemas.admin_batches import FailureGroupView
+from services.gateway.schemas.batches import BatchView
 
 LIVE_REFRESH_SECONDS = 2
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("billing", "Billing"), ("webhooks", "Webhooks"))
@@ -100,6 +101,14 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteNotice:
+    """The outcome of the tenant page's console invite form: the link to copy, or why not."""
+
+    url: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
     """One choice of a filter's select box."""
 
@@ -146,7 +155,7 @@ def options(values: Iterable[str], selected: str, all_label: str) -> list[Option
     return [Option("", all_label), *(Option(value, value, value == selected) for value in values)]
 
 
-def progress(batch: AdminBatchView) -> Progress:
+def progress(batch: BatchView) -> Progress:
     """The progress bar of a batch."""
     total = max(batch.total_count, 1)
     counts = (
@@ -161,7 +170,7 @@ def progress(batch: AdminBatchView) -> Progress:
     )
 
 
-def is_live(batch: AdminBatchView) -> bool:
+def is_live(batch: BatchView) -> bool:
     """True while tasks run or billing has not settled yet."""
     return batch.status not in ("rejected",) and (
         batch.pending_count > 0 or batch.settlement_status == "pending"

@@ -14,6 +14,7 @@ from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
+from services.gateway.api.console_invites import console_invites_router
 from services.gateway.api.customer import CREATE_BATCH_PATH, customer_router
 from services.gateway.api.health import health_router
 from services.gateway.api.ledger_exports import customer_exports_router
@@ -21,6 +22,11 @@ from services.gateway.api.pricing import admin_pricing_router, pricing_router, s
 from services.gateway.api.results import results_router
 from services.gateway.api.videos import videos_router
 from services.gateway.api.webhooks import webhooks_router
+from services.gateway.console import pages as console_pages
+from services.gateway.console.access import access_endpoints
+from services.gateway.console.batches import batch_endpoints
+from services.gateway.console.router import console_router
+from services.gateway.console.team import team_endpoints
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.auth import AdminAuthenticator, ApiKeyAuthenticator
 from services.gateway.http.errors import install_error_handlers
@@ -39,6 +45,9 @@ API_DESCRIPTION = (
     '`{"ok": false, "error": {"code", "message", ...}}`.'
 )
 
+
+# The console's endpoint modules: each route of `console.route_table` finds its endpoint in one.
+CONSOLE_ENDPOINTS = (access_endpoints, batch_endpoints, team_endpoints)
 
 # Probes and scrapes would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -90,6 +99,18 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
         dashboard_router(settings, backends, admin_sessions, sign_in_failures=admin_auth.failures)
     )
     app.mount("/admin/static", static_files(), name="admin-static")
+    app.include_router(console_invites_router(settings, backends, admin_auth))
+    app.include_router(
+        console_router(
+            settings,
+            backends,
+            CONSOLE_ENDPOINTS,
+            sign_in_failures=FailedAttemptLimiter(
+                settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds
+            ),
+        )
+    )
+    app.mount("/console/static", console_pages.static_files(), name="console-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator))
 

@@ -114,24 +114,28 @@ class AdminBatchDetail(AdminBatchView):
         cls, batch: batch_pb2.Batch, breakdown: batch_pb2.BatchBreakdown, estimate: billing_pb2.MarginEstimate
     ) -> Self:
         """Combines the batch, its breakdown and billing's margin estimate."""
-        view = AdminBatchView.from_proto(batch)
-        failures: dict[str, tuple[int, int]] = {}
-        for group in breakdown.groups:
-            if group.failure_type:
-                count, credits = failures.get(group.failure_type, (0, 0))
-                failures[group.failure_type] = (count + group.count, credits + group.credits)
         return cls(
-            **view.model_dump(),
+            **AdminBatchView.from_proto(batch).model_dump(),
             net_spent=batch.frozen_credits - batch.refunded_credits,
             margin=MarginView.from_proto(estimate),
             timing=TimingView.from_proto(breakdown),
-            failures=[
-                FailureGroupView(
-                    failure_type=failure_type,
-                    fault=fault_of(failure_type),
-                    count=count,
-                    refunded_credits=credits,
-                )
-                for failure_type, (count, credits) in sorted(failures.items(), key=lambda item: -item[1][0])
-            ],
+            failures=failure_groups(breakdown),
         )
+
+
+def failure_groups(breakdown: batch_pb2.BatchBreakdown) -> list[FailureGroupView]:
+    """Failed and cancelled tasks by failure type, most frequent first, each with whose fault it was."""
+    failures: dict[str, tuple[int, int]] = {}
+    for group in breakdown.groups:
+        if group.failure_type:
+            count, credits = failures.get(group.failure_type, (0, 0))
+            failures[group.failure_type] = (count + group.count, credits + group.credits)
+    return [
+        FailureGroupView(
+            failure_type=failure_type,
+            fault=fault_of(failure_type),
+            count=count,
+            refunded_credits=credits,
+        )
+        for failure_type, (count, credits) in sorted(failures.items(), key=lambda item: -item[1][0])
+    ]

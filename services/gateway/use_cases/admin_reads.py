@@ -81,12 +81,19 @@ class AdminReads:
         return AdminBatchDetail.assemble(batch, breakdown, estimate)
 
     async def tasks(
-        self, batch_id: str, *, status: str = "", failure_type: str = "", cursor: str = "", limit: int = 50
+        self,
+        batch_id: str,
+        *,
+        status: str = "",
+        failure_type: str = "",
+        cursor: str = "",
+        limit: int = 50,
+        tenant_id: str = ALL_TENANTS,
     ) -> TaskPage:
-        """A batch's tasks in batch order."""
+        """A batch's tasks in batch order (of one tenant's batch when `tenant_id` is given)."""
         response = await self._backends.batch.ListTasks(
             batch_pb2.ListTasksRequest(
-                tenant_id=ALL_TENANTS,
+                tenant_id=tenant_id,
                 batch_id=batch_id,
                 status=status,
                 failure_type=failure_type,
@@ -105,11 +112,14 @@ class AdminReads:
         )
         return BatchBillingView.from_proto(ledger)
 
-    async def webhooks(self, batch_id: str, *, cursor: str = "", limit: int = 50) -> DeliveryPage:
-        """A batch's webhook deliveries with their attempts, newest first."""
+    async def webhooks(
+        self, batch_id: str, *, cursor: str = "", limit: int = 50, tenant_id: str = ALL_TENANTS
+    ) -> DeliveryPage:
+        """A batch's webhook deliveries with their attempts, newest first (of one tenant's batch
+        when `tenant_id` is given)."""
         response = await self._backends.webhook.ListDeliveries(
             webhook_pb2.ListDeliveriesRequest(
-                tenant_id=ALL_TENANTS, batch_id=batch_id, cursor=cursor, limit=limit
+                tenant_id=tenant_id, batch_id=batch_id, cursor=cursor, limit=limit
             ),
             timeout=self._deadline,
         )

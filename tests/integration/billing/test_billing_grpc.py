@@ -291,3 +291,57 @@ async def test_settle_pulls_missing_outcomes_from_the_batch_service_over_grpc(
         await assert_ledger_invariants(database)
     finally:
         await channel.close(grace=None)
+
+
+async def test_other_services_changes_reach_the_tenants_activity_log_over_grpc(
+    billing: billing_pb2_grpc.BillingServiceAsyncStub,
+) -> None:
+    tenant_id = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="studio"))).tenant_id
+    actor = billing_pb2.ConsoleActor(kind="user", id=str(uuid.uuid4()), label="dev@studio.example")
+    recorded = await billing.RecordTenantActivity(
+        billing_pb2.TenantActivity(
+            tenant_id=tenant_id,
+            actor=actor,
+            action="webhook_endpoint.created",
+            target_kind="webhook_endpoint",
+            target_id="ep_1",
+            detail="https://hooks.studio.example/reelbatch",
+            client_address="10.1.2.3",
+        )
+    )
+    page = await billing.ListTenantActivity(
+        billing_pb2.ListTenantActivityRequest(tenant_id=tenant_id, action="webhook_endpoint.created")
+    )
+    [entry] = page.entries
+    assert entry.activity_id == recorded.activity_id
+    assert (entry.actor.label, entry.target_id, entry.client_address) == (
+        "dev@studio.example",
+        "ep_1",
+        "10.1.2.3",
+    )
+    assert entry.HasField("occurred_at")
+    other = await billing.ListTenantActivity(
+        billing_pb2.ListTenantActivityRequest(tenant_id=tenant_id, action="member.removed")
+    )
+    assert list(other.entries) == []
+
+    refusals = [
+        billing_pb2.TenantActivity(tenant_id=tenant_id, actor=actor, action=""),
+        billing_pb2.TenantActivity(
+            tenant_id=tenant_id, actor=billing_pb2.ConsoleActor(kind="robot"), action="x.y"
+        ),
+    ]
+    for refused in refusals:
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await billing.RecordTenantActivity(refused)
+        assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await billing.RecordTenantActivity(
+            billing_pb2.TenantActivity(tenant_id=str(uuid.uuid4()), actor=actor, action="x.y")
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    far = billing_pb2.ListTenantActivityRequest(tenant_id=tenant_id)
+    far.occurred_from.seconds = 400_000_000_000  # past year 9999
+    with pytest.raises(grpc.aio.AioRpcError) as out_of_calendar:
+        await billing.ListTenantActivity(far)
+    assert remote_error(out_of_calendar.value).violations[0].field == "occurred_from"

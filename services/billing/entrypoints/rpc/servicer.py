@@ -9,6 +9,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.billing.entrypoints.rpc.access import AccessRpcs
+from services.billing.entrypoints.rpc.console_access import ConsoleAccessRpcs
 from services.billing.entrypoints.rpc.payments import PaymentRpcs
 from services.billing.entrypoints.rpc.reporting import ReportingRpcs
 from services.billing.entrypoints.rpc.reservations import ReservationRpcs
@@ -20,6 +21,7 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_na
 
 class BillingServicer(
     AccessRpcs,
+    ConsoleAccessRpcs,
     WalletRpcs,
     ReservationRpcs,
     SettlementRpcs,

@@ -1838,7 +1838,9 @@ class VideoAccess(_message.Message):
     task_id: _builtins.str
     """The task whose video it is."""
     mode: _builtins.str
-    """How: "play", "download" or "embed"; `via` is "api" (authenticated call) or "signed_url"."""
+    """How: "play", "download" or "embed"; `via` is "api" (authenticated call), "signed_url" or
+    "console" (a signed-in console user; `key_id` is then "console:<user id>").
+    """
     via: _builtins.str
     """See mode."""
     result: _builtins.str
@@ -2415,3 +2417,711 @@ class MonthlyMargins(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MonthlyMargins: _TypeAlias = MonthlyMargins  # noqa: Y015
+
+@_typing.final
+class ConsoleActor(_message.Message):
+    """Who did something to a tenant's console data (activity log, invites)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"user" (a console user), "operator" (the vendor's admin), "api_key" or "system"."""
+    id: _builtins.str
+    """The user's or key's id; empty for operators without a key and for the system."""
+    label: _builtins.str
+    """What people read: the user's email, the key's prefix, "operator"."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        id: _builtins.str = ...,
+        label: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "label", b"label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleActor: _TypeAlias = ConsoleActor  # noqa: Y015
+
+@_typing.final
+class ConsoleUser(_message.Message):
+    """A person who may sign in to a tenant's console."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    REMOVED_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user's id."""
+    tenant_id: _builtins.str
+    """The tenant whose console it is."""
+    email: _builtins.str
+    """The sign-in email (lower case; unique among active users of every tenant)."""
+    role: _builtins.str
+    """"owner", "developer" or "finance"."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the user accepted their invite (UTC)."""
+
+    @_builtins.property
+    def removed_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset while the user is a member."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        role: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        removed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "removed_at", b"removed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "removed_at", b"removed_at", "role", b"role", "tenant_id", b"tenant_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleUser: _TypeAlias = ConsoleUser  # noqa: Y015
+
+@_typing.final
+class ConsoleInvite(_message.Message):
+    """An invitation to a tenant's console (never its token)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITE_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    INVITED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ACCEPTED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    invite_id: _builtins.str
+    """The invite's id."""
+    tenant_id: _builtins.str
+    """The tenant the invitee joins."""
+    email: _builtins.str
+    """Who is invited."""
+    role: _builtins.str
+    """The role they get."""
+    @_builtins.property
+    def invited_by(self) -> Global___ConsoleActor:
+        """Who invited them."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When (UTC)."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """The link stops working at this instant."""
+
+    @_builtins.property
+    def accepted_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once used."""
+
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once withdrawn."""
+
+    def __init__(
+        self,
+        *,
+        invite_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        role: _builtins.str = ...,
+        invited_by: Global___ConsoleActor | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        accepted_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "created_at", b"created_at", "expires_at", b"expires_at", "invited_by", b"invited_by", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "created_at", b"created_at", "email", b"email", "expires_at", b"expires_at", "invite_id", b"invite_id", "invited_by", b"invited_by", "revoked_at", b"revoked_at", "role", b"role", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleInvite: _TypeAlias = ConsoleInvite  # noqa: Y015
+
+@_typing.final
+class CreateConsoleInviteRequest(_message.Message):
+    """A new invitation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant to join."""
+    email: _builtins.str
+    """The invitee's email."""
+    role: _builtins.str
+    """"owner", "developer" or "finance"."""
+    @_builtins.property
+    def actor(self) -> Global___ConsoleActor:
+        """Who invites: an operator, or an owner of the tenant (checked)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        role: _builtins.str = ...,
+        actor: Global___ConsoleActor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "email", b"email", "role", b"role", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConsoleInviteRequest: _TypeAlias = CreateConsoleInviteRequest  # noqa: Y015
+
+@_typing.final
+class ConsoleInviteCreated(_message.Message):
+    """The invitation created."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITE_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The one-time link token in clear, returned only here (billing stores its hash)."""
+    @_builtins.property
+    def invite(self) -> Global___ConsoleInvite:
+        """The invite."""
+
+    def __init__(
+        self,
+        *,
+        invite: Global___ConsoleInvite | None = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invite", b"invite"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invite", b"invite", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleInviteCreated: _TypeAlias = ConsoleInviteCreated  # noqa: Y015
+
+@_typing.final
+class GetConsoleInviteRequest(_message.Message):
+    """Which invite a link stands for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The link's token."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsoleInviteRequest: _TypeAlias = GetConsoleInviteRequest  # noqa: Y015
+
+@_typing.final
+class AcceptConsoleInviteRequest(_message.Message):
+    """Using an invite link."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The link's token."""
+    password: _builtins.str
+    """The new user's password (hashed with argon2id; never stored in clear)."""
+    client_address: _builtins.str
+    """The browser's address, for the activity log."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "password", b"password", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptConsoleInviteRequest: _TypeAlias = AcceptConsoleInviteRequest  # noqa: Y015
+
+@_typing.final
+class SignInConsoleRequest(_message.Message):
+    """A console sign-in attempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The user's email."""
+    password: _builtins.str
+    """The user's password."""
+    client_address: _builtins.str
+    """The browser's address, for the activity log."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInConsoleRequest: _TypeAlias = SignInConsoleRequest  # noqa: Y015
+
+@_typing.final
+class ConsoleSessionIssued(_message.Message):
+    """A signed-in session: what the browser keeps, and who it is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    session_token: _builtins.str
+    """The session token in clear, returned only here (the cookie's value; billing stores its hash)."""
+    @_builtins.property
+    def session(self) -> Global___ConsoleSessionInfo:
+        """The session."""
+
+    def __init__(
+        self,
+        *,
+        session_token: _builtins.str = ...,
+        session: Global___ConsoleSessionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleSessionIssued: _TypeAlias = ConsoleSessionIssued  # noqa: Y015
+
+@_typing.final
+class AuthenticateConsoleSessionRequest(_message.Message):
+    """A session token presented by a browser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    session_token: _builtins.str
+    """The cookie's value."""
+    def __init__(
+        self,
+        *,
+        session_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateConsoleSessionRequest: _TypeAlias = AuthenticateConsoleSessionRequest  # noqa: Y015
+
+@_typing.final
+class ConsoleSessionInfo(_message.Message):
+    """A valid session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CSRF_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    IDLE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session's id."""
+    csrf_token: _builtins.str
+    """The synchronizer token every form of this session must carry."""
+    @_builtins.property
+    def user(self) -> Global___ConsoleUser:
+        """Who is signed in."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the session was opened (UTC)."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ends if used without pause: the absolute lifetime."""
+
+    @_builtins.property
+    def idle_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ends if not used before: last seen + the idle timeout."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        user: Global___ConsoleUser | None = ...,
+        csrf_token: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        idle_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "idle_expires_at", b"idle_expires_at", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "csrf_token", b"csrf_token", "expires_at", b"expires_at", "idle_expires_at", b"idle_expires_at", "session_id", b"session_id", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleSessionInfo: _TypeAlias = ConsoleSessionInfo  # noqa: Y015
+
+@_typing.final
+class SignOutConsoleRequest(_message.Message):
+    """Ending sessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    ALL_SESSIONS_FIELD_NUMBER: _builtins.int
+    session_token: _builtins.str
+    """The session to end."""
+    all_sessions: _builtins.bool
+    """True: every session of the same user ("sign out everywhere")."""
+    def __init__(
+        self,
+        *,
+        session_token: _builtins.str = ...,
+        all_sessions: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_sessions", b"all_sessions", "session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutConsoleRequest: _TypeAlias = SignOutConsoleRequest  # noqa: Y015
+
+@_typing.final
+class SignOutConsoleResponse(_message.Message):
+    """The sessions ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_ENDED_FIELD_NUMBER: _builtins.int
+    sessions_ended: _builtins.int
+    """How many sessions this call ended."""
+    def __init__(
+        self,
+        *,
+        sessions_ended: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions_ended", b"sessions_ended"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutConsoleResponse: _TypeAlias = SignOutConsoleResponse  # noqa: Y015
+
+@_typing.final
+class ListConsoleMembersRequest(_message.Message):
+    """Whose members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsoleMembersRequest: _TypeAlias = ListConsoleMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListConsoleMembersResponse(_message.Message):
+    """A tenant's console members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    INVITES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsoleUser]:
+        """Active users, oldest first."""
+
+    @_builtins.property
+    def invites(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsoleInvite]:
+        """Invites neither used, revoked nor expired, newest first."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___ConsoleUser] | None = ...,
+        invites: _abc.Iterable[Global___ConsoleInvite] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invites", b"invites", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsoleMembersResponse: _TypeAlias = ListConsoleMembersResponse  # noqa: Y015
+
+@_typing.final
+class RemoveConsoleMemberRequest(_message.Message):
+    """A member to remove."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant (another tenant's user is NOT_FOUND)."""
+    user_id: _builtins.str
+    """The user."""
+    @_builtins.property
+    def actor(self) -> Global___ConsoleActor:
+        """Who removes them (an operator, or an owner of the tenant)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        actor: Global___ConsoleActor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "tenant_id", b"tenant_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveConsoleMemberRequest: _TypeAlias = RemoveConsoleMemberRequest  # noqa: Y015
+
+@_typing.final
+class RevokeConsoleInviteRequest(_message.Message):
+    """An invite to withdraw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    INVITE_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant (another tenant's invite is NOT_FOUND)."""
+    invite_id: _builtins.str
+    """The invite."""
+    @_builtins.property
+    def actor(self) -> Global___ConsoleActor:
+        """Who withdraws it (an operator, or an owner of the tenant)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        invite_id: _builtins.str = ...,
+        actor: Global___ConsoleActor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "invite_id", b"invite_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeConsoleInviteRequest: _TypeAlias = RevokeConsoleInviteRequest  # noqa: Y015
+
+@_typing.final
+class TenantActivity(_message.Message):
+    """One entry of a tenant's activity log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_KIND_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    activity_id: _builtins.str
+    """Filled in by billing when listed."""
+    tenant_id: _builtins.str
+    """Whose log."""
+    action: _builtins.str
+    """What, as a dotted verb: "console.signed_in", "member.invited", "api_key.created", ..."""
+    target_kind: _builtins.str
+    """What it was done to: "user", "invite", "api_key", "webhook_endpoint", ... (may be empty)."""
+    target_id: _builtins.str
+    """The target's id (may be empty)."""
+    detail: _builtins.str
+    """A short human-readable detail (e.g. the invited email and role)."""
+    client_address: _builtins.str
+    """The client's address, when a browser or API call did it."""
+    @_builtins.property
+    def actor(self) -> Global___ConsoleActor:
+        """Who did it."""
+
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When (set by billing when recorded if left empty)."""
+
+    def __init__(
+        self,
+        *,
+        activity_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        actor: Global___ConsoleActor | None = ...,
+        action: _builtins.str = ...,
+        target_kind: _builtins.str = ...,
+        target_id: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "activity_id", b"activity_id", "actor", b"actor", "client_address", b"client_address", "detail", b"detail", "occurred_at", b"occurred_at", "target_id", b"target_id", "target_kind", b"target_kind", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantActivity: _TypeAlias = TenantActivity  # noqa: Y015
+
+@_typing.final
+class RecordTenantActivityResponse(_message.Message):
+    """The activity entry recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_ID_FIELD_NUMBER: _builtins.int
+    activity_id: _builtins.str
+    """Its id."""
+    def __init__(
+        self,
+        *,
+        activity_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordTenantActivityResponse: _TypeAlias = RecordTenantActivityResponse  # noqa: Y015
+
+@_typing.final
+class ListTenantActivityRequest(_message.Message):
+    """Which activity to list, a page at a time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_FROM_FIELD_NUMBER: _builtins.int
+    OCCURRED_TO_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Whose log (required)."""
+    action: _builtins.str
+    """Only this action (exact); empty for all."""
+    actor_id: _builtins.str
+    """Only this actor's id; empty for all."""
+    cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
+    limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
+    @_builtins.property
+    def occurred_from(self) -> _timestamp_pb2.Timestamp:
+        """Only entries at or after this instant; unset for no bound."""
+
+    @_builtins.property
+    def occurred_to(self) -> _timestamp_pb2.Timestamp:
+        """Only entries before this instant; unset for no bound."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        occurred_from: _timestamp_pb2.Timestamp | None = ...,
+        occurred_to: _timestamp_pb2.Timestamp | None = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_from", b"occurred_from", "occurred_to", b"occurred_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "cursor", b"cursor", "limit", b"limit", "occurred_from", b"occurred_from", "occurred_to", b"occurred_to", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantActivityRequest: _TypeAlias = ListTenantActivityRequest  # noqa: Y015
+
+@_typing.final
+class ListTenantActivityResponse(_message.Message):
+    """A page of activity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantActivity]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___TenantActivity] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantActivityResponse: _TypeAlias = ListTenantActivityResponse  # noqa: Y015

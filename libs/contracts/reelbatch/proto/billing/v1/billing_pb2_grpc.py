@@ -202,6 +202,61 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.FromString,
                 _registered_method=True)
+        self.CreateConsoleInvite = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/CreateConsoleInvite',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateConsoleInviteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInviteCreated.FromString,
+                _registered_method=True)
+        self.GetConsoleInvite = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetConsoleInvite',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetConsoleInviteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.FromString,
+                _registered_method=True)
+        self.AcceptConsoleInvite = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/AcceptConsoleInvite',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AcceptConsoleInviteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.FromString,
+                _registered_method=True)
+        self.SignInConsole = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/SignInConsole',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignInConsoleRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.FromString,
+                _registered_method=True)
+        self.AuthenticateConsoleSession = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/AuthenticateConsoleSession',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateConsoleSessionRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionInfo.FromString,
+                _registered_method=True)
+        self.SignOutConsole = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/SignOutConsole',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleResponse.FromString,
+                _registered_method=True)
+        self.ListConsoleMembers = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListConsoleMembers',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersResponse.FromString,
+                _registered_method=True)
+        self.RemoveConsoleMember = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RemoveConsoleMember',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
+                _registered_method=True)
+        self.RevokeConsoleInvite = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RevokeConsoleInvite',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeConsoleInviteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.FromString,
+                _registered_method=True)
+        self.RecordTenantActivity = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/RecordTenantActivity',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TenantActivity.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordTenantActivityResponse.FromString,
+                _registered_method=True)
+        self.ListTenantActivity = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ListTenantActivity',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -447,6 +502,89 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateConsoleInvite(self, request, context):
+        """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
+        manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
+        change below writes the tenant's activity log in the same transaction.
+        An invitation: a one-time link token (returned only here; billing keeps its hash) for `email`
+        with a role. An owner's invite names the owner as actor (PERMISSION_DENIED for anyone else).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleInvite(self, request, context):
+        """The invite a link token stands for; NOT_FOUND when unknown, used, revoked or expired (alike).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptConsoleInvite(self, request, context):
+        """Uses an invite once: creates the user with the password and opens a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInConsole(self, request, context):
+        """Email and password -> a new session. UNAUTHENTICATED "invalid_credentials" for a wrong pair;
+        RESOURCE_EXHAUSTED "account_locked" (retry_after_seconds) once the account is locked out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateConsoleSession(self, request, context):
+        """The user a session token stands for; UNAUTHENTICATED "session_expired" when unknown, signed
+        out, idle too long or past its absolute lifetime. Records the session as seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOutConsole(self, request, context):
+        """Ends one session, or every session of its user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsoleMembers(self, request, context):
+        """A tenant's console users and open invites.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConsoleMember(self, request, context):
+        """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeConsoleInvite(self, request, context):
+        """Withdraws an open invite (idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordTenantActivity(self, request, context):
+        """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenantActivity(self, request, context):
+        """A tenant's activity log, newest first, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -614,6 +752,61 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetMonthlyMargins,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.SerializeToString,
+            ),
+            'CreateConsoleInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConsoleInvite,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateConsoleInviteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInviteCreated.SerializeToString,
+            ),
+            'GetConsoleInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleInvite,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetConsoleInviteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.SerializeToString,
+            ),
+            'AcceptConsoleInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptConsoleInvite,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AcceptConsoleInviteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.SerializeToString,
+            ),
+            'SignInConsole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInConsole,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignInConsoleRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.SerializeToString,
+            ),
+            'AuthenticateConsoleSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateConsoleSession,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateConsoleSessionRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionInfo.SerializeToString,
+            ),
+            'SignOutConsole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOutConsole,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleResponse.SerializeToString,
+            ),
+            'ListConsoleMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsoleMembers,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersResponse.SerializeToString,
+            ),
+            'RemoveConsoleMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConsoleMember,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.SerializeToString,
+            ),
+            'RevokeConsoleInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeConsoleInvite,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeConsoleInviteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.SerializeToString,
+            ),
+            'RecordTenantActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTenantActivity,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TenantActivity.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordTenantActivityResponse.SerializeToString,
+            ),
+            'ListTenantActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenantActivity,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1510,6 +1703,303 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/GetMonthlyMargins',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetMonthlyMarginsRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.MonthlyMargins.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConsoleInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/CreateConsoleInvite',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateConsoleInviteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInviteCreated.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetConsoleInvite',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetConsoleInviteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptConsoleInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/AcceptConsoleInvite',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AcceptConsoleInviteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInConsole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/SignInConsole',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignInConsoleRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionIssued.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateConsoleSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/AuthenticateConsoleSession',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AuthenticateConsoleSessionRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleSessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOutConsole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/SignOutConsole',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SignOutConsoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsoleMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListConsoleMembers',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListConsoleMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConsoleMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RemoveConsoleMember',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeConsoleInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RevokeConsoleInvite',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeConsoleInviteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleInvite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTenantActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/RecordTenantActivity',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TenantActivity.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RecordTenantActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenantActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ListTenantActivity',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,6 +115,37 @@ class BillingServiceStub:
     """The tenant's available balance over one UTC month: opening + movements = closing."""
     GetMonthlyMargins: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]
     """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+    CreateConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateConsoleInviteRequest, _billing_pb2.ConsoleInviteCreated]
+    """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
+    manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
+    change below writes the tenant's activity log in the same transaction.
+    An invitation: a one-time link token (returned only here; billing keeps its hash) for `email`
+    with a role. An owner's invite names the owner as actor (PERMISSION_DENIED for anyone else).
+    """
+    GetConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetConsoleInviteRequest, _billing_pb2.ConsoleInvite]
+    """The invite a link token stands for; NOT_FOUND when unknown, used, revoked or expired (alike)."""
+    AcceptConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AcceptConsoleInviteRequest, _billing_pb2.ConsoleSessionIssued]
+    """Uses an invite once: creates the user with the password and opens a session."""
+    SignInConsole: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SignInConsoleRequest, _billing_pb2.ConsoleSessionIssued]
+    """Email and password -> a new session. UNAUTHENTICATED "invalid_credentials" for a wrong pair;
+    RESOURCE_EXHAUSTED "account_locked" (retry_after_seconds) once the account is locked out.
+    """
+    AuthenticateConsoleSession: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateConsoleSessionRequest, _billing_pb2.ConsoleSessionInfo]
+    """The user a session token stands for; UNAUTHENTICATED "session_expired" when unknown, signed
+    out, idle too long or past its absolute lifetime. Records the session as seen.
+    """
+    SignOutConsole: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SignOutConsoleRequest, _billing_pb2.SignOutConsoleResponse]
+    """Ends one session, or every session of its user."""
+    ListConsoleMembers: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListConsoleMembersRequest, _billing_pb2.ListConsoleMembersResponse]
+    """A tenant's console users and open invites."""
+    RemoveConsoleMember: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RemoveConsoleMemberRequest, _billing_pb2.ConsoleUser]
+    """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+    RevokeConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeConsoleInviteRequest, _billing_pb2.ConsoleInvite]
+    """Withdraws an open invite (idempotent)."""
+    RecordTenantActivity: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TenantActivity, _billing_pb2.RecordTenantActivityResponse]
+    """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
+    ListTenantActivity: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]
+    """A tenant's activity log, newest first, with filters."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -201,6 +232,37 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """The tenant's available balance over one UTC month: opening + movements = closing."""
     GetMonthlyMargins: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]  # type: ignore[assignment]
     """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+    CreateConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateConsoleInviteRequest, _billing_pb2.ConsoleInviteCreated]  # type: ignore[assignment]
+    """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
+    manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
+    change below writes the tenant's activity log in the same transaction.
+    An invitation: a one-time link token (returned only here; billing keeps its hash) for `email`
+    with a role. An owner's invite names the owner as actor (PERMISSION_DENIED for anyone else).
+    """
+    GetConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetConsoleInviteRequest, _billing_pb2.ConsoleInvite]  # type: ignore[assignment]
+    """The invite a link token stands for; NOT_FOUND when unknown, used, revoked or expired (alike)."""
+    AcceptConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.AcceptConsoleInviteRequest, _billing_pb2.ConsoleSessionIssued]  # type: ignore[assignment]
+    """Uses an invite once: creates the user with the password and opens a session."""
+    SignInConsole: _aio.UnaryUnaryMultiCallable[_billing_pb2.SignInConsoleRequest, _billing_pb2.ConsoleSessionIssued]  # type: ignore[assignment]
+    """Email and password -> a new session. UNAUTHENTICATED "invalid_credentials" for a wrong pair;
+    RESOURCE_EXHAUSTED "account_locked" (retry_after_seconds) once the account is locked out.
+    """
+    AuthenticateConsoleSession: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateConsoleSessionRequest, _billing_pb2.ConsoleSessionInfo]  # type: ignore[assignment]
+    """The user a session token stands for; UNAUTHENTICATED "session_expired" when unknown, signed
+    out, idle too long or past its absolute lifetime. Records the session as seen.
+    """
+    SignOutConsole: _aio.UnaryUnaryMultiCallable[_billing_pb2.SignOutConsoleRequest, _billing_pb2.SignOutConsoleResponse]  # type: ignore[assignment]
+    """Ends one session, or every session of its user."""
+    ListConsoleMembers: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListConsoleMembersRequest, _billing_pb2.ListConsoleMembersResponse]  # type: ignore[assignment]
+    """A tenant's console users and open invites."""
+    RemoveConsoleMember: _aio.UnaryUnaryMultiCallable[_billing_pb2.RemoveConsoleMemberRequest, _billing_pb2.ConsoleUser]  # type: ignore[assignment]
+    """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+    RevokeConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeConsoleInviteRequest, _billing_pb2.ConsoleInvite]  # type: ignore[assignment]
+    """Withdraws an open invite (idempotent)."""
+    RecordTenantActivity: _aio.UnaryUnaryMultiCallable[_billing_pb2.TenantActivity, _billing_pb2.RecordTenantActivityResponse]  # type: ignore[assignment]
+    """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
+    ListTenantActivity: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]  # type: ignore[assignment]
+    """A tenant's activity log, newest first, with filters."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
@@ -482,5 +544,102 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.MonthlyMargins, _abc.Awaitable[_billing_pb2.MonthlyMargins]]:
         """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+
+    @_abc_1.abstractmethod
+    def CreateConsoleInvite(
+        self,
+        request: _billing_pb2.CreateConsoleInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleInviteCreated, _abc.Awaitable[_billing_pb2.ConsoleInviteCreated]]:
+        """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
+        manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
+        change below writes the tenant's activity log in the same transaction.
+        An invitation: a one-time link token (returned only here; billing keeps its hash) for `email`
+        with a role. An owner's invite names the owner as actor (PERMISSION_DENIED for anyone else).
+        """
+
+    @_abc_1.abstractmethod
+    def GetConsoleInvite(
+        self,
+        request: _billing_pb2.GetConsoleInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleInvite, _abc.Awaitable[_billing_pb2.ConsoleInvite]]:
+        """The invite a link token stands for; NOT_FOUND when unknown, used, revoked or expired (alike)."""
+
+    @_abc_1.abstractmethod
+    def AcceptConsoleInvite(
+        self,
+        request: _billing_pb2.AcceptConsoleInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleSessionIssued, _abc.Awaitable[_billing_pb2.ConsoleSessionIssued]]:
+        """Uses an invite once: creates the user with the password and opens a session."""
+
+    @_abc_1.abstractmethod
+    def SignInConsole(
+        self,
+        request: _billing_pb2.SignInConsoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleSessionIssued, _abc.Awaitable[_billing_pb2.ConsoleSessionIssued]]:
+        """Email and password -> a new session. UNAUTHENTICATED "invalid_credentials" for a wrong pair;
+        RESOURCE_EXHAUSTED "account_locked" (retry_after_seconds) once the account is locked out.
+        """
+
+    @_abc_1.abstractmethod
+    def AuthenticateConsoleSession(
+        self,
+        request: _billing_pb2.AuthenticateConsoleSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleSessionInfo, _abc.Awaitable[_billing_pb2.ConsoleSessionInfo]]:
+        """The user a session token stands for; UNAUTHENTICATED "session_expired" when unknown, signed
+        out, idle too long or past its absolute lifetime. Records the session as seen.
+        """
+
+    @_abc_1.abstractmethod
+    def SignOutConsole(
+        self,
+        request: _billing_pb2.SignOutConsoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignOutConsoleResponse, _abc.Awaitable[_billing_pb2.SignOutConsoleResponse]]:
+        """Ends one session, or every session of its user."""
+
+    @_abc_1.abstractmethod
+    def ListConsoleMembers(
+        self,
+        request: _billing_pb2.ListConsoleMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListConsoleMembersResponse, _abc.Awaitable[_billing_pb2.ListConsoleMembersResponse]]:
+        """A tenant's console users and open invites."""
+
+    @_abc_1.abstractmethod
+    def RemoveConsoleMember(
+        self,
+        request: _billing_pb2.RemoveConsoleMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleUser, _abc.Awaitable[_billing_pb2.ConsoleUser]]:
+        """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+
+    @_abc_1.abstractmethod
+    def RevokeConsoleInvite(
+        self,
+        request: _billing_pb2.RevokeConsoleInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleInvite, _abc.Awaitable[_billing_pb2.ConsoleInvite]]:
+        """Withdraws an open invite (idempotent)."""
+
+    @_abc_1.abstractmethod
+    def RecordTenantActivity(
+        self,
+        request: _billing_pb2.TenantActivity,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RecordTenantActivityResponse, _abc.Awaitable[_billing_pb2.RecordTenantActivityResponse]]:
+        """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
+
+    @_abc_1.abstractmethod
+    def ListTenantActivity(
+        self,
+        request: _billing_pb2.ListTenantActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListTenantActivityResponse, _abc.Awaitable[_billing_pb2.ListTenantActivityResponse]]:
+        """A tenant's activity log, newest first, with filters."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

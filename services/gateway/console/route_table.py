@@ -1,0 +1,121 @@
+"""Every route of the customer console, declared once with the roles that may use it.
+
+The router registers exactly these routes (`console.router`), the guard admits exactly these
+roles, and the role matrix and cross-tenant matrix tests are generated from this table: a route
+that is not declared here is not served, and a declared one cannot escape the tests.
+
+`roles` empty means public (sign-in, invite links). `tenant_object` names the path parameter of a
+tenant-owned object (another tenant's is a 404, like an unknown one). `form` marks a state change
+(POST): it must carry the session's CSRF token. `nav` puts a page in the top bar.
+
+Adding a page: declare its `ConsoleRoute` here, write its endpoint in a topic module whose factory
+returns `{name: endpoint}` (see `console/batches.py`), and list that factory in
+`CONSOLE_ENDPOINTS` of `services/gateway/entrypoints/app.py`. The matrices then cover it; a path
+parameter other than batch_id, invite_id, user_id, task_id or token needs its fresh-object maker
+in `OBJECT_MAKERS` of `tests/security/test_console_matrix.py` (a test fails until it has one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from services.gateway.schemas.console_invites import CONSOLE_ROLES
+
+OWNER, DEVELOPER, FINANCE = CONSOLE_ROLES
+ALL_ROLES = frozenset(CONSOLE_ROLES)
+OWNERS = frozenset({OWNER})
+MONEY_READERS = frozenset({OWNER, FINANCE})
+PUBLIC: frozenset[str] = frozenset()
+
+# What a route answers: an HTML page, a file download, JSON for the page's script, or a form post
+# (which redirects or re-renders).
+RouteKind = Literal["page", "export", "json", "form"]
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    """One console route: its endpoint's name, method, path, kind and who may use it."""
+
+    name: str
+    method: Literal["GET", "POST"]
+    path: str
+    kind: RouteKind
+    roles: frozenset[str]
+    tenant_object: str = ""
+    nav: str = ""
+
+    @property
+    def public(self) -> bool:
+        """True for routes used before signing in."""
+        return not self.roles
+
+
+ROUTES: tuple[ConsoleRoute, ...] = (
+    # Signing in and out, invite links.
+    ConsoleRoute("login_form", "GET", "/console/login", "page", PUBLIC),
+    ConsoleRoute("login", "POST", "/console/login", "form", PUBLIC),
+    ConsoleRoute("invite_form", "GET", "/console/invites/{token}", "page", PUBLIC),
+    ConsoleRoute("accept_invite", "POST", "/console/invites/{token}", "form", PUBLIC),
+    ConsoleRoute("logout_form", "GET", "/console/logout", "page", ALL_ROLES),
+    ConsoleRoute("logout", "POST", "/console/logout", "form", ALL_ROLES),
+    # Home (the Overview page takes its place once it exists).
+    ConsoleRoute("home", "GET", "/console", "page", ALL_ROLES),
+    # Batches.
+    ConsoleRoute("batches", "GET", "/console/batches", "page", ALL_ROLES, nav="Batches"),
+    ConsoleRoute("batch", "GET", "/console/batches/{batch_id}", "page", ALL_ROLES, tenant_object="batch_id"),
+    ConsoleRoute(
+        "batch_progress",
+        "GET",
+        "/console/batches/{batch_id}/progress",
+        "json",
+        ALL_ROLES,
+        tenant_object="batch_id",
+    ),
+    ConsoleRoute(
+        "batch_results_csv",
+        "GET",
+        "/console/batches/{batch_id}/results.csv",
+        "export",
+        ALL_ROLES,
+        tenant_object="batch_id",
+    ),
+    ConsoleRoute(
+        "task_video",
+        "GET",
+        "/console/batches/{batch_id}/tasks/{task_id}/video",
+        "export",
+        ALL_ROLES,
+        tenant_object="batch_id",
+    ),
+    # Team.
+    ConsoleRoute("team", "GET", "/console/team", "page", ALL_ROLES, nav="Team"),
+    ConsoleRoute("invite_member", "POST", "/console/team/invites", "form", OWNERS),
+    ConsoleRoute(
+        "revoke_invite",
+        "POST",
+        "/console/team/invites/{invite_id}/revoke",
+        "form",
+        OWNERS,
+        tenant_object="invite_id",
+    ),
+    ConsoleRoute(
+        "remove_member",
+        "POST",
+        "/console/team/members/{user_id}/remove",
+        "form",
+        OWNERS,
+        tenant_object="user_id",
+    ),
+    # Activity (the tenant's audit log).
+    ConsoleRoute("activity", "GET", "/console/activity", "page", MONEY_READERS, nav="Activity"),
+    ConsoleRoute("activity_csv", "GET", "/console/activity.csv", "export", MONEY_READERS),
+)
+
+
+def route_named(name: str) -> ConsoleRoute:
+    """The declared route of an endpoint name (KeyError for an undeclared one)."""
+    for route in ROUTES:
+        if route.name == name:
+            return route
+    raise KeyError(name)
