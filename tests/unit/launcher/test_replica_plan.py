@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from libs.config import Settings
+from services.launcher.cli import run_system
 from services.launcher.replicas import plan_replicas, worker_metrics_port
 
 
@@ -39,3 +40,8 @@ def test_every_replica_gets_a_metrics_port_of_its_own() -> None:
 def test_a_replica_count_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         plan_replicas(Settings(), 0)
+
+
+def test_replicas_are_refused_in_embedded_mode() -> None:
+    with pytest.raises(SystemExit, match="--replicas needs REELBATCH_MODE=distributed"):
+        run_system(Settings(mode="embedded"), workers=1, replicas=2)
