@@ -49,7 +49,7 @@ class BillingApp:
 
 async def bootstrap(settings: Settings) -> BillingApp:
     """Builds the billing service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    connections = await open_connections(settings, settings.batch_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("batch"))
     batch_service = BatchServiceOutcomes(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
         BillingRepository(connections.database),
