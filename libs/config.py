@@ -166,6 +166,10 @@ DEFAULT_PACKS: dict[str, CreditPack] = {
 }
 
 
+# The services that serve gRPC (each has listen and target settings).
+GrpcServiceName = Literal["billing", "batch", "webhook"]
+
+
 # Default Prometheus ports of the processes that have no HTTP server of their own.
 METRICS_PORT_DEFAULTS: dict[str, int] = {"billing": 9101, "batch": 9102, "webhook": 9103, "worker": 9104}
 
@@ -192,10 +196,21 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    # Where gRPC servers listen and where clients find them (host:port).
+    # One replica of each gRPC service: where it listens and where its clients find it (host:port).
     billing_grpc_addr: str = "127.0.0.1:50051"
     batch_grpc_addr: str = "127.0.0.1:50052"
     webhook_grpc_addr: str = "127.0.0.1:50053"
+    # Replicated (ARCHITECTURE.md section 11): `*_grpc_listen` is the address this replica binds
+    # (host:port) and `*_grpc_target` where its clients send calls: one host:port, a comma-separated
+    # list of replicas ("10.0.0.5:50051,10.0.0.6:50051"), or a gRPC name ("dns:///billing:50051",
+    # every address the name resolves to). Each defaults to `*_grpc_addr`. Clients balance round
+    # robin over the replicas whose gRPC health check answers SERVING (libs/rpc/client.py).
+    billing_grpc_listen: str | None = None
+    billing_grpc_target: str | None = None
+    batch_grpc_listen: str | None = None
+    batch_grpc_target: str | None = None
+    webhook_grpc_listen: str | None = None
+    webhook_grpc_target: str | None = None
     grpc_deadline_seconds: float = Field(default=10.0, gt=0)
 
     admin_token: str = DEV_ADMIN_TOKEN
@@ -210,6 +225,10 @@ class Settings(BaseSettings):
     # and how old a signed delivery may be. Without a secret every delivery is refused (and recorded).
     stripe_webhook_secret: SecretStr | None = None
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # Stripe Checkout (billing opens a session per purchase from the console): the secret API key
+    # ("sk_..."; unset: no online purchases) and the API's address (a local fake in tests).
+    stripe_secret_key: SecretStr | None = None
+    stripe_api_base: str | None = None
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -365,6 +384,19 @@ class Settings(BaseSettings):
     health_check_interval_seconds: float = Field(default=2.0, gt=0)
     # How often queue depth/lag and outbox backlog gauges are sampled.
     backlog_sample_seconds: float = Field(default=5.0, gt=0)
+
+    def grpc_listen(self, service: GrpcServiceName) -> str:
+        """The address `service`'s gRPC server binds (host:port)."""
+        return self._grpc_address(service, "listen")
+
+    def grpc_target(self, service: GrpcServiceName) -> str:
+        """Where clients of `service` send calls: one address, a list of replicas, or a gRPC name."""
+        return self._grpc_address(service, "target")
+
+    def _grpc_address(self, service: GrpcServiceName, role: Literal["listen", "target"]) -> str:
+        # `{service}_grpc_{role}` when set, else the one-replica `{service}_grpc_addr`.
+        chosen: str | None = getattr(self, f"{service}_grpc_{role}")
+        return chosen or str(getattr(self, f"{service}_grpc_addr"))
 
     def metrics_port_for(self, process: str) -> int:
         """The metrics port of `process` (billing, batch, webhook, worker); 0 when disabled."""

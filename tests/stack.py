@@ -14,11 +14,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 # The Stripe webhook signing secret of the test stacks (tests sign Checkout events with it).
@@ -206,3 +209,29 @@ class Stack:
 
     def log(self, name: str) -> str:
         return log_tail(self.workdir, name)
+
+
+@contextmanager
+def fresh_stack(
+    workdir: Path,
+    overrides: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    before_start: Callable[[Stack], None] | None = None,
+) -> Iterator[Stack]:
+    """The system as processes on a new migrated database and vhost, both dropped afterwards;
+    `before_start` sees the stack (its ports chosen) before any process starts."""
+    db_name, database_url = create_migrated_database()
+    vhost, amqp_url = create_vhost()
+    running = Stack(
+        database_url, amqp_url, workdir, workers=workers, overrides=overrides or {}, migrated=True
+    )
+    try:
+        if before_start is not None:
+            before_start(running)
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+        drop_database(db_name)
+        delete_vhost(vhost)

@@ -198,7 +198,7 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
 
 async def build_server(settings: Settings) -> BatchServer:
     """Connects the database pool, the bus and the billing channel of a batch server."""
-    connections = await open_connections(settings, settings.billing_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("billing"))
     repository = _repository(settings, connections.database)
     url_policy = input_url_policy(settings)
     handlers = BatchHandlers.build(

@@ -13,6 +13,7 @@ from libs.messaging.outbox import OutboxRelay
 from libs.migrations import upgrade_to_head
 from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
+from services.billing.adapters.stripe_checkout import StripeCheckout
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
 from services.billing.domain.console_access import ConsolePolicy
@@ -53,7 +54,7 @@ class BillingApp:
 
 async def bootstrap(settings: Settings) -> BillingApp:
     """Builds the billing service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    connections = await open_connections(settings, settings.batch_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("batch"))
     batch_service = BatchServiceOutcomes(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
         BillingRepository(connections.database),
@@ -66,6 +67,11 @@ async def bootstrap(settings: Settings) -> BillingApp:
         stripe_verifier=StripeWebhookVerifier(
             settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None,
             settings.stripe_webhook_tolerance_seconds,
+        ),
+        checkout=(
+            StripeCheckout(settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base)
+            if settings.stripe_secret_key
+            else None
         ),
         console_policy=console_policy(settings),
     )

@@ -81,6 +81,8 @@ def test_finance_reads_the_seed_demo_batch_and_its_csv_matches_the_ledger(
 
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     page = join_in_browser(context, api, customer, "finance")
+    # The console opens on the overview; the batches are one click away in the top bar.
+    page.click('nav a[data-nav="batches"]')
     page.click(f'a[href="/console/batches/{batch_id}"]')
 
     assert {key: _stat(page, key) for key in ("total_count", "success_count", "failed_count")} == {

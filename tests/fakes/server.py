@@ -10,18 +10,25 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
-from tests.fakes.provider_state import FakeProvider
 
+class Listening(Protocol):
+    """A fake's state: told the port its server listens on."""
+
+    def listening_on(self, port: int) -> None: ...
+
+
+State = TypeVar("State", bound=Listening)
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 
 @contextmanager
-def serving(app: FastAPI, state: FakeProvider) -> Iterator[FakeProvider]:
+def serving(app: FastAPI, state: State) -> Iterator[State]:
     """Serves `app` until the block ends; `state.api_url` points at it."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)

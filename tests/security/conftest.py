@@ -18,10 +18,11 @@ from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
 from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
+from tests.fakes.stripe_checkout import FakeStripe, running_fake_stripe, stack_settings, webhook_url_of
 from tests.invariants import wait_for_all_settled
 from tests.isolation import create_migrated_database, create_vhost, delete_vhost, drop_database
 from tests.rest_api import Api
-from tests.stack import Stack
+from tests.stack import STRIPE_WEBHOOK_SECRET, Stack
 
 # Known to the tests so they can sign links themselves (an expired link with a valid signature).
 VIDEO_URL_SECRET = "security-tests-video-secret-0123456789"
@@ -60,7 +61,14 @@ async def billing(
 
 
 @pytest.fixture(scope="package")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fake_stripe() -> Iterator[FakeStripe]:
+    """Stripe's API as a local fake: the console's "buy credits" opens real Checkout Sessions."""
+    with running_fake_stripe(STRIPE_WEBHOOK_SECRET) as state:
+        yield state
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake_stripe: FakeStripe) -> Iterator[Stack]:
     """The whole system as separate processes, with security limits the tests can reach."""
     db_name, database_url = create_migrated_database()
     vhost, amqp_url = create_vhost()
@@ -77,9 +85,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "REELBATCH_RATE_LIMIT_PER_SECOND": "1000",
             "REELBATCH_RATE_LIMIT_BURST": "10000",
             "REELBATCH_ADMIN_AUTH_MAX_FAILURES": "10000",
+            **stack_settings(fake_stripe),
         },
         migrated=True,
     )
+    fake_stripe.webhook_url = webhook_url_of(running.base_url)
     try:
         running.start_all()
         yield running

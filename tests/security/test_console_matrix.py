@@ -32,6 +32,7 @@ from services.gateway.console.route_table import ALL_ROLES, ROUTES, ConsoleRoute
 from services.gateway.entrypoints.app import create_app
 from tests.console_users import CSRF, PASSWORD, accept, csrf_of, invite_url, sign_in, signed_in
 from tests.rest_api import Api, Customer
+from tests.security.console_objects import a_message, a_payment, fresh_api_key, fresh_endpoint
 from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
@@ -73,6 +74,12 @@ def _tenant(api: Api, stack: Stack) -> Tenant:
             row = conn.execute("SELECT id FROM billing.console_users WHERE email = %s", (email,)).fetchone()
             assert row is not None
             tenant.user_ids[role] = str(row[0])
+    # The owner lets finance buy credits, so the matrix sees each role the route table admits served.
+    owner = tenant.clients["owner"]
+    allowed = owner.post(
+        "/console/credits/settings", data={"csrf_token": csrf_of(owner), "finance_may_buy_credits": "on"}
+    )
+    assert allowed.status_code == 303, allowed.text
     return tenant
 
 
@@ -118,6 +125,11 @@ OBJECT_MAKERS: dict[str, Callable[[Api, Stack, Tenant], str]] = {
     "invite_id": lambda api, stack, tenant: _fresh_invite(api, tenant),
     "user_id": lambda api, stack, tenant: _fresh_member(api, stack, tenant),
     "token": _fresh_token,
+    "month": lambda api, stack, tenant: f"{datetime.now(UTC):%Y-%m}",
+    "payment_id": lambda api, stack, tenant: a_payment(api, stack.database_url, tenant.customer),
+    "key_id": lambda api, stack, tenant: fresh_api_key(api, tenant.customer),
+    "endpoint_id": lambda api, stack, tenant: fresh_endpoint(api, tenant.customer),
+    "message_id": lambda api, stack, tenant: a_message(api, tenant.customer),
 }
 
 
@@ -134,6 +146,11 @@ def _path(route: ConsoleRoute, api: Api, stack: Stack, owner_of_objects: Tenant)
 # The fields a form needs to succeed (besides its CSRF token), by route name; none when absent.
 FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     "invite_member": lambda: {"email": f"new-{uuid.uuid4().hex[:8]}@studio.example", "role": "developer"},
+    "buy_credits": lambda: {"pack_id": "pilot"},
+    # The owner keeps finance allowed to buy, so `buy_credits` serves every role it admits.
+    "credit_settings": lambda: {"finance_may_buy_credits": "on"},
+    "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
+    "replay_failed": lambda: {"since": "2000-01-01T00:00"},
 }
 
 

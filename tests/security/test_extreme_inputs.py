@@ -380,6 +380,38 @@ CONSOLE_OPERATIONS = (
         None,
     ),
     Operation("get", "/console/team", [], None),
+    Operation("get", "/console", [], None),
+    *(
+        Operation("get", path, [_query(name) for name in ("created_from", "created_to")], None)
+        for path in ("/console/usage", "/console/usage.csv")
+    ),
+    *(
+        Operation(
+            "get",
+            path,
+            [_query(name) for name in ("batch_id", "ref_type", "created_from", "created_to", "cursor")],
+            None,
+        )
+        for path in ("/console/books", "/console/books.csv")
+    ),
+    Operation("get", "/console/books/statements", [_query("month")], None),
+    *(
+        Operation("get", path, [_path("month")], None)
+        for path in (
+            "/console/books/statements/{month}",
+            "/console/books/statements/{month}/csv",
+            "/console/books/statements/{month}/print",
+        )
+    ),
+    Operation("get", "/console/credits", [_query("checkout"), _query("cursor")], None),
+    Operation("get", "/console/credits/receipts/{payment_id}", [_path("payment_id")], None),
+    Operation("get", "/console/developers", [], None),
+    Operation(
+        "get",
+        "/console/developers/deliveries",
+        [_query(name) for name in ("batch_id", "cursor", "replayed")],
+        None,
+    ),
     *(
         Operation(
             "get", path, [_query(name) for name in ("action", "occurred_from", "occurred_to", "cursor")], None

@@ -21,10 +21,12 @@ from services.billing.adapters.sql.accounts import AccountQueries
 from services.billing.adapters.sql.activity import ActivityQueries
 from services.billing.adapters.sql.audit import AuditQueries
 from services.billing.adapters.sql.console_access import ConsoleAccessQueries
+from services.billing.adapters.sql.console_settings import ConsoleSettingsQueries
 from services.billing.adapters.sql.ledger import LedgerQueries
 from services.billing.adapters.sql.payments import PaymentQueries
 from services.billing.adapters.sql.reporting import ReportingQueries
 from services.billing.adapters.sql.reservations import ReservationQueries
+from services.billing.adapters.sql.usage import UsageQueries
 from services.billing.adapters.tables import outbox
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import AccountKind
@@ -100,6 +102,16 @@ class LedgerTransaction:
     def reporting(self) -> ReportingQueries:
         """Statements, finance pages, exports, margins."""
         return ReportingQueries(self._conn)
+
+    @cached_property
+    def usage(self) -> UsageQueries:
+        """The console's usage sums and payment receipts."""
+        return UsageQueries(self._conn)
+
+    @cached_property
+    def console_settings(self) -> ConsoleSettingsQueries:
+        """A tenant's console settings."""
+        return ConsoleSettingsQueries(self._conn)
 
     @cached_property
     def audit(self) -> AuditQueries:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -147,6 +148,8 @@ transfers = Table(
     Index(
         "ix_transfers_capture_created_at", "created_at", postgresql_where=text("ref_type = 'batch_capture'")
     ),
+    # A tenant's transfers of one kind over a period (console usage, granted totals) (0007).
+    Index("ix_transfers_tenant_ref_type_created_at", "tenant_id", "ref_type", "created_at"),
 )
 
 ledger_entries = Table(
@@ -260,6 +263,15 @@ payment_events = Table(
         unique=True,
         postgresql_where=text("event_id IS NOT NULL"),
     ),
+)
+
+# What a tenant's console owner decides for its members (issue 24); no row: the defaults.
+tenant_console_settings = Table(
+    "tenant_console_settings",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
+    Column("finance_may_buy_credits", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # Customer console access (issue 24, migration 0006): people of a tenant, their invites and

@@ -175,6 +175,33 @@ class ApiKeyNotFound(NotFound):
         super().__init__("API key not found", key_id=key_id)
 
 
+class PaymentNotFound(NotFound):
+    """No such payment for this tenant (another tenant's payment is not found either)."""
+
+    def __init__(self, payment_id: object) -> None:
+        super().__init__("payment not found", payment_id=payment_id)
+
+
+class PaymentsNotConfigured(ServiceError):
+    """Buying credits online needs a Stripe secret key, and none is configured."""
+
+    category = ErrorCategory.FAILED_PRECONDITION
+    reason = "payments_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__("online payments are not configured (no Stripe secret key)")
+
+
+class CheckoutUnavailable(ServiceError):
+    """Stripe did not open the Checkout Session (down, or refused the request)."""
+
+    category = ErrorCategory.UNAVAILABLE
+    reason = "checkout_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the payment provider did not open a checkout: {detail}")
+
+
 class InvalidCredentials(Unauthenticated):
     """A console sign-in with a wrong email or password (deliberately not saying which)."""
 

@@ -196,6 +196,36 @@ class StatementLine:
     credits_delta: int
     balance_after: int
     created_at: datetime
+    # The task's model on a refund line; None on other lines.
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Which of a tenant's ledger lines to list: all of them by default."""
+
+    batch_id: BatchId | None = None
+    ref_type: RefType | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+# Ref types of a tenant's available balance (captures move held credits, never available ones).
+AVAILABLE_REF_TYPES = frozenset(
+    {RefType.TOPUP, RefType.PURCHASE, RefType.BATCH_UPFRONT, RefType.BATCH_REFUND, RefType.BATCH_SETTLE}
+)
+
+
+def parse_ledger_ref_type(value: str) -> RefType | None:
+    """A ledger filter's ref type ("" for any); InvalidArgument for one the ledger never shows."""
+    if not value:
+        return None
+    if value not in {ref_type.value for ref_type in AVAILABLE_REF_TYPES}:
+        raise InvalidArgument(
+            f"ref_type must be one of {sorted(ref_type.value for ref_type in AVAILABLE_REF_TYPES)}",
+            field="ref_type",
+        )
+    return RefType(value)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Protocol
 
 from services.billing.adapters.repository import BillingRepository
+from services.billing.adapters.stripe_checkout import OpenedCheckout
 from services.billing.domain.console_access import ConsolePolicy
-from services.billing.domain.ids import BatchId
+from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
 from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import ModelPrice
@@ -34,6 +35,14 @@ class StripeEventVerifier(Protocol):
     def verify(self, payload: bytes, signature_header: str) -> Mapping[str, object]: ...
 
 
+class CheckoutOpener(Protocol):
+    """Opens a payment provider's hosted checkout for a pack (Stripe Checkout)."""
+
+    async def open(
+        self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str
+    ) -> OpenedCheckout: ...
+
+
 @dataclass(frozen=True)
 class Dependencies:
     """Everything a billing use case may need; built once per service by `BillingHandlers`."""
@@ -49,5 +58,7 @@ class Dependencies:
     outcome_source: TaskOutcomeSource | None = None
     totals_source: BatchTotalsSource | None = None
     stripe_verifier: StripeEventVerifier | None = None
+    # None: no Stripe secret key, so no online purchases.
+    checkout: CheckoutOpener | None = None
     # Invite and session lifetimes, sign-in lock-out (console access).
     console_policy: ConsolePolicy = field(default_factory=ConsolePolicy)

@@ -19,14 +19,17 @@ from services.billing.use_cases import (
     access,
     activity,
     console_access,
+    console_settings,
     payments,
     reporting,
     reservations,
     settlement,
+    usage,
     wallet,
 )
 from services.billing.use_cases.dependencies import (
     BatchTotalsSource,
+    CheckoutOpener,
     Dependencies,
     StripeEventVerifier,
     TaskOutcomeSource,
@@ -79,6 +82,7 @@ class BillingHandlers:
         packs: Mapping[str, CreditPack] | None = None,
         credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
         stripe_verifier: StripeEventVerifier | None = None,
+        checkout: CheckoutOpener | None = None,
         reservation_group_size: int = reservations.DEFAULT_RESERVATION_GROUP_SIZE,
         console_policy: ConsolePolicy | None = None,
     ) -> None:
@@ -92,6 +96,7 @@ class BillingHandlers:
             outcome_source=outcome_source,
             totals_source=totals_source,
             stripe_verifier=stripe_verifier,
+            checkout=checkout,
             console_policy=console_policy or ConsolePolicy(),
         )
         self._reservations = reservations.Reservations(self.dependencies, group_size=reservation_group_size)
@@ -150,6 +155,14 @@ class BillingHandlers:
     packs = _UseCase(payments.list_packs)
     record_invoice_payment = _UseCase(payments.record_invoice_payment)
     handle_stripe_event = _UseCase(payments.handle_stripe_event)
+    list_receipts = _UseCase(payments.list_receipts)
+    get_receipt = _UseCase(payments.get_receipt)
+    open_checkout = _UseCase(payments.open_checkout)
+
+    # The customer console's usage and settings.
+    usage = _UseCase(usage.tenant_usage)
+    get_console_settings = _UseCase(console_settings.get_console_settings)
+    update_console_settings = _UseCase(console_settings.update_console_settings)
 
     # Ledger pages, statements, finance, margins, reconciliation.
     list_ledger_entries = _UseCase(reporting.list_ledger_entries)

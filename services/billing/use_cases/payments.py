@@ -1,4 +1,5 @@
-"""Payment use cases: the pack catalog, offline (invoice) payments and Stripe checkout webhooks.
+"""Payment use cases: the pack catalog, offline (invoice) payments, Stripe checkout webhooks, the
+Checkout Sessions that start a purchase, and the receipts of payments received.
 
 Every payment moves its credits `payments -> available` once: unique keys on recorded events, on
 payments and on the purchase transfer make each delivery and each payment count once.
@@ -11,13 +12,22 @@ from dataclasses import dataclass, replace
 from libs.errors import InvalidArgument
 from services.billing.adapters.repository import LedgerTransaction
 from services.billing.adapters.sql.payments import PaymentEventRecord
-from services.billing.domain.errors import LedgerInvariantViolated, TenantNotFound
+from services.billing.adapters.stripe_checkout import OpenedCheckout
+from services.billing.domain.errors import (
+    LedgerInvariantViolated,
+    PaymentNotFound,
+    PaymentsNotConfigured,
+    TenantNotFound,
+)
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import (
+    BIGINT_MAX,
     AccountKind,
     RefType,
     Transfer,
     ensure_room_for_credit,
+    page_size,
+    parse_cursor,
     post_transfers,
 )
 from services.billing.domain.packs import CreditPack, find_pack, packs_by_price
@@ -31,6 +41,7 @@ from services.billing.domain.payments import (
     checkout_payment,
     parse_stripe_event,
 )
+from services.billing.domain.receipts import PaymentReceipt
 from services.billing.use_cases.dependencies import Dependencies
 
 
@@ -177,3 +188,44 @@ async def _credit_payment(tx: LedgerTransaction, payment: Payment) -> PaymentRes
     await tx.ledger.write_posting(posting)
     await tx.payments.link_payment_transfer(payment_id, inserted[transfer.key])
     return PaymentResult(balance=posting.balances[available.id], credits=payment.credits, replayed=False)
+
+
+async def list_receipts(
+    deps: Dependencies, tenant_id: TenantId, cursor: str, limit: int
+) -> tuple[list[PaymentReceipt], str]:
+    """The tenant's payments, newest first, and the next cursor ("" on the last page)."""
+    size = page_size(limit)
+    async with deps.repository.transaction() as tx:
+        if not await tx.access.tenant_exists(tenant_id):
+            raise TenantNotFound(tenant_id)
+        found = await tx.usage.receipts(tenant_id, parse_cursor(cursor), size + 1)
+    if len(found) <= size:
+        return found, ""
+    return found[:size], str(found[size - 1].payment_id)
+
+
+async def get_receipt(deps: Dependencies, tenant_id: TenantId, payment_id: str) -> PaymentReceipt:
+    """One payment of the tenant; PaymentNotFound for an unknown one or another tenant's."""
+    if not payment_id.isascii() or not payment_id.isdigit() or not 0 < int(payment_id) <= BIGINT_MAX:
+        raise PaymentNotFound(payment_id)
+    async with deps.repository.transaction() as tx:
+        found = await tx.usage.receipt(tenant_id, int(payment_id))
+    if found is None:
+        raise PaymentNotFound(payment_id)
+    return found
+
+
+async def open_checkout(
+    deps: Dependencies, tenant_id: TenantId, pack_id: str, success_url: str, cancel_url: str
+) -> OpenedCheckout:
+    """A Stripe Checkout Session for one pack; the paid-session webhook credits it (once)."""
+    if deps.checkout is None:
+        raise PaymentsNotConfigured
+    pack = find_pack(deps.packs, pack_id)
+    for field, url in (("success_url", success_url), ("cancel_url", cancel_url)):
+        if not url.startswith(("https://", "http://")):
+            raise InvalidArgument(f"{field} must be an absolute http(s) URL", field=field)
+    async with deps.repository.transaction() as tx:
+        if not await tx.access.tenant_exists(tenant_id):
+            raise TenantNotFound(tenant_id)
+    return await deps.checkout.open(tenant_id, pack, success_url, cancel_url)

@@ -6,7 +6,7 @@ Read-only: nothing here moves credits.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.billing.domain.errors import SettlementNotFound, TenantNotFound
@@ -18,7 +18,14 @@ from services.billing.domain.finance import (
     TenantSummary,
 )
 from services.billing.domain.ids import BatchId, TenantId
-from services.billing.domain.ledger import RefType, StatementPage, page_size, parse_cursor, statement_page
+from services.billing.domain.ledger import (
+    LedgerFilter,
+    RefType,
+    StatementPage,
+    page_size,
+    parse_cursor,
+    statement_page,
+)
 from services.billing.domain.margins import MarginEstimate, MarginReport, margin_report
 from services.billing.domain.pricing import estimate_margin
 from services.billing.domain.reconciliation import Discrepancy, find_discrepancies
@@ -45,15 +52,21 @@ class BatchLedgerPage:
 
 
 async def list_ledger_entries(
-    deps: Dependencies, tenant_id: TenantId, batch_id: BatchId | None, cursor: str, limit: int
+    deps: Dependencies,
+    tenant_id: TenantId,
+    batch_id: BatchId | None,
+    cursor: str,
+    limit: int,
+    only: LedgerFilter | None = None,
 ) -> StatementPage:
-    """The tenant's available-balance changes, newest first."""
+    """The tenant's available-balance changes, newest first (those `only` selects, and of `batch_id`)."""
     size = page_size(limit)
     before = parse_cursor(cursor)
+    selection = replace(only or LedgerFilter(), batch_id=batch_id)
     async with deps.repository.transaction() as tx:
         if await tx.accounts.available(tenant_id) is None:
             raise TenantNotFound(tenant_id)
-        lines = await tx.reporting.statement(tenant_id, batch_id, before, size + 1)
+        lines = await tx.reporting.statement(tenant_id, selection, before, size + 1)
     return statement_page(lines, size)
 
 

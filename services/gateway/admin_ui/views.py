@@ -32,6 +32,10 @@ FAULT_LABELS = {
     Fault.CANCELLED: "Cancelled by the customer",
 }
 PROMPT_PREVIEW_CHARS = 80
+# A payment reference on a ledger line (e.g. "pilot:cs_test_a1..."): its end tells payments apart.
+REFERENCE_PREVIEW_CHARS = 16
+# The settlement shown for a rejected batch: nothing was frozen, so nothing is pending.
+NOT_CHARGED = "not_charged"
 NAVIGATION = (
     ("batches", "/admin/batches", "Batches"),
     ("tenants", "/admin/tenants", "Tenants"),
@@ -65,6 +69,11 @@ def balance_change(value: int) -> str:
 def usd(micros: int) -> str:
     """US dollar micros as dollars to four decimals."""
     return f"${micros / 1_000_000:,.4f}"
+
+
+def dollars(micros: int) -> str:
+    """US dollar micros as dollars and cents (what a customer paid or spent)."""
+    return f"${micros / 1_000_000:,.2f}"
 
 
 def percent(value: float) -> str:
@@ -127,11 +136,29 @@ class BarSegment:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A batch's stacked progress bar: succeeded, failed, cancelled; the rest is pending."""
+    """A batch's stacked progress bar: succeeded, failed, cancelled; the rest is pending.
+
+    A rejected batch never ran: nothing of it is done, and its bar says so instead of a count.
+    """
 
     total: int
     done: int
     segments: tuple[BarSegment, ...]
+    rejected: bool = False
+
+    @property
+    def summary(self) -> str:
+        """What the bar stands for, in words: "3 / 10" or "never ran (rejected)"."""
+        return "never ran (rejected)" if self.rejected else f"{self.done:,} / {self.total:,}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A ledger line's reference, shortened: linked to its batch when it has one; `title` in full."""
+
+    label: str
+    title: str
+    href: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +184,8 @@ def options(values: Iterable[str], selected: str, all_label: str) -> list[Option
 
 def progress(batch: BatchView) -> Progress:
     """The progress bar of a batch."""
+    if batch.status == "rejected":
+        return Progress(total=batch.total_count, done=0, segments=(), rejected=True)
     total = max(batch.total_count, 1)
     counts = (
         ("ok", batch.success_count),
@@ -168,6 +197,24 @@ def progress(batch: BatchView) -> Progress:
         done=batch.total_count - batch.pending_count,
         segments=tuple(BarSegment(kind, f"{count * 100 / total:.2f}") for kind, count in counts if count),
     )
+
+
+def settlement(batch: BatchView) -> str:
+    """The settlement a page shows: a rejected batch froze nothing, so it has none ("not_charged")."""
+    return NOT_CHARGED if batch.status == "rejected" else batch.settlement_status
+
+
+def ledger_reference(ref_id: str, batch_id: str | None, batch_path: str = "/admin/batches") -> Reference:
+    """A ledger line's reference made readable: the batch's short id linked to its page (and the
+    task's short id for a task's refund); a payment reference cut to its last characters."""
+    if batch_id:
+        href = f"{batch_path}/{batch_id}"
+        if ref_id == batch_id:
+            return Reference(f"batch {short_id(batch_id)}", ref_id, href)
+        return Reference(f"task {short_id(ref_id)} · batch {short_id(batch_id)}", ref_id, href)
+    if len(ref_id) <= REFERENCE_PREVIEW_CHARS:
+        return Reference(ref_id, ref_id)
+    return Reference("…" + ref_id[-REFERENCE_PREVIEW_CHARS:], ref_id)
 
 
 def is_live(batch: BatchView) -> bool:
@@ -224,9 +271,13 @@ FILTERS: Mapping[str, Callable[..., object]] = {
     "signed_credits": signed_credits,
     "balance_change": balance_change,
     "usd": usd,
+    "dollars": dollars,
     "percent": percent,
     "duration": duration,
     "short_id": short_id,
     "prompt_preview": prompt_preview,
     "progress": progress,
+    "settlement": settlement,
+    "is_live": is_live,
+    "ledger_reference": ledger_reference,
 }

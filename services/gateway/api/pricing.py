@@ -26,7 +26,6 @@ from services.gateway.schemas.pricing import (
     ModelMarginView,
     MonthlyMarginsView,
     PackCatalog,
-    PackView,
     PaymentRecorded,
     StatementView,
     StripeEventReceived,
@@ -51,19 +50,7 @@ def pricing_router(settings: Settings, backends: Backends, authenticator: ApiKey
     @router.get("/packs", response_model=PackCatalog, summary="Prepaid packs (credits never expire)")
     async def list_packs(_: Annotated[str, authenticated]) -> PackCatalog:
         response = await backends.billing.ListPacks(billing_pb2.ListPacksRequest(), timeout=deadline)
-        return PackCatalog(
-            items=[
-                PackView(
-                    pack_id=pack.pack_id,
-                    name=pack.name,
-                    price_usd_cents=pack.price_usd_cents,
-                    credits=pack.credits,
-                    bonus_percent=pack.bonus_basis_points / 100,
-                )
-                for pack in response.packs
-            ],
-            credit_value_usd_micros=response.credit_value_usd_micros,
-        )
+        return PackCatalog.from_proto(response)
 
     @router.get(
         "/statement",

@@ -175,9 +175,6 @@ def access_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         auth.set_session(response, issued.session_token, deps.settings.console_session_max_seconds)
         return response
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse("/console/batches", status_code=303)
-
     return {
         "login_form": login_form,
         "login": login,
@@ -185,7 +182,6 @@ def access_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         "logout": logout,
         "invite_form": invite_form,
         "accept_invite": accept_invite,
-        "home": home,
     }
 
 

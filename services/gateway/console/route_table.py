@@ -26,6 +26,7 @@ OWNER, DEVELOPER, FINANCE = CONSOLE_ROLES
 ALL_ROLES = frozenset(CONSOLE_ROLES)
 OWNERS = frozenset({OWNER})
 MONEY_READERS = frozenset({OWNER, FINANCE})
+DEVELOPERS = frozenset({OWNER, DEVELOPER})
 PUBLIC: frozenset[str] = frozenset()
 
 # What a route answers: an HTML page, a file download, JSON for the page's script, or a form post
@@ -59,8 +60,8 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("accept_invite", "POST", "/console/invites/{token}", "form", PUBLIC),
     ConsoleRoute("logout_form", "GET", "/console/logout", "page", ALL_ROLES),
     ConsoleRoute("logout", "POST", "/console/logout", "form", ALL_ROLES),
-    # Home (the Overview page takes its place once it exists).
-    ConsoleRoute("home", "GET", "/console", "page", ALL_ROLES),
+    # Home: the overview (credits, this month's money, open batches live, the last failures).
+    ConsoleRoute("home", "GET", "/console", "page", ALL_ROLES, nav="Overview"),
     # Batches.
     ConsoleRoute("batches", "GET", "/console/batches", "page", ALL_ROLES, nav="Batches"),
     ConsoleRoute("batch", "GET", "/console/batches/{batch_id}", "page", ALL_ROLES, tenant_object="batch_id"),
@@ -87,6 +88,57 @@ ROUTES: tuple[ConsoleRoute, ...] = (
         "export",
         ALL_ROLES,
         tenant_object="batch_id",
+    ),
+    # Usage and books (money: owners and finance).
+    ConsoleRoute("usage", "GET", "/console/usage", "page", MONEY_READERS, nav="Usage"),
+    ConsoleRoute("usage_csv", "GET", "/console/usage.csv", "export", MONEY_READERS),
+    ConsoleRoute("books", "GET", "/console/books", "page", MONEY_READERS, nav="Books"),
+    ConsoleRoute("books_csv", "GET", "/console/books.csv", "export", MONEY_READERS),
+    ConsoleRoute("statement_pick", "GET", "/console/books/statements", "page", MONEY_READERS),
+    ConsoleRoute("statement", "GET", "/console/books/statements/{month}", "page", MONEY_READERS),
+    ConsoleRoute("statement_csv", "GET", "/console/books/statements/{month}/csv", "export", MONEY_READERS),
+    ConsoleRoute("statement_print", "GET", "/console/books/statements/{month}/print", "page", MONEY_READERS),
+    # Credits: packs, buying (finance only when the owner allows it), receipts, the owner's setting.
+    ConsoleRoute("credits", "GET", "/console/credits", "page", MONEY_READERS, nav="Credits"),
+    ConsoleRoute("buy_credits", "POST", "/console/credits/checkout", "form", MONEY_READERS),
+    ConsoleRoute(
+        "receipt",
+        "GET",
+        "/console/credits/receipts/{payment_id}",
+        "page",
+        MONEY_READERS,
+        tenant_object="payment_id",
+    ),
+    ConsoleRoute("credit_settings", "POST", "/console/credits/settings", "form", OWNERS),
+    # Developers: API keys, webhook endpoints, the delivery log and replays.
+    ConsoleRoute("developers", "GET", "/console/developers", "page", DEVELOPERS, nav="Developers"),
+    ConsoleRoute("create_api_key", "POST", "/console/developers/keys", "form", DEVELOPERS),
+    ConsoleRoute(
+        "revoke_api_key",
+        "POST",
+        "/console/developers/keys/{key_id}/revoke",
+        "form",
+        DEVELOPERS,
+        tenant_object="key_id",
+    ),
+    ConsoleRoute("create_webhook_endpoint", "POST", "/console/developers/endpoints", "form", DEVELOPERS),
+    ConsoleRoute(
+        "rotate_endpoint_secret",
+        "POST",
+        "/console/developers/endpoints/{endpoint_id}/rotate",
+        "form",
+        DEVELOPERS,
+        tenant_object="endpoint_id",
+    ),
+    ConsoleRoute("deliveries", "GET", "/console/developers/deliveries", "page", DEVELOPERS),
+    ConsoleRoute("replay_failed", "POST", "/console/developers/deliveries/replay-failed", "form", DEVELOPERS),
+    ConsoleRoute(
+        "replay_message",
+        "POST",
+        "/console/developers/deliveries/{message_id}/replay",
+        "form",
+        DEVELOPERS,
+        tenant_object="message_id",
     ),
     # Team.
     ConsoleRoute("team", "GET", "/console/team", "page", ALL_ROLES, nav="Team"),

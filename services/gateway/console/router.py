@@ -42,6 +42,8 @@ class ConsoleDeps:
     auth: ConsoleAuth
     reads: ConsoleReads
     sign_in_failures: FailedAttemptLimiter
+    # Drops a revoked API key from this gateway's key cache at once.
+    forget_api_key: Callable[[str], None] | None = None
 
 
 EndpointFactory = Callable[[ConsoleDeps], Mapping[str, Endpoint]]
@@ -120,6 +122,7 @@ def console_router(
     factories: Sequence[EndpointFactory],
     *,
     sign_in_failures: FailedAttemptLimiter,
+    forget_api_key: Callable[[str], None] | None = None,
 ) -> APIRouter:
     """Every route of the route table with the endpoint of the same name from `factories`."""
     auth = ConsoleAuth(
@@ -128,7 +131,12 @@ def console_router(
         secure_cookies=settings.public_base_url.lower().startswith("https://"),
     )
     deps = ConsoleDeps(
-        settings, backends, auth, ConsoleReads(backends, settings.grpc_deadline_seconds), sign_in_failures
+        settings,
+        backends,
+        auth,
+        ConsoleReads(backends, settings.grpc_deadline_seconds),
+        sign_in_failures,
+        forget_api_key,
     )
     endpoints: dict[str, Endpoint] = {}
     for factory in factories:

@@ -29,6 +29,10 @@ from services.gateway.api.webhooks import webhooks_router
 from services.gateway.console import pages as console_pages
 from services.gateway.console.access import access_endpoints
 from services.gateway.console.batches import batch_endpoints
+from services.gateway.console.credits import credits_endpoints
+from services.gateway.console.developers import developer_endpoints
+from services.gateway.console.money import money_endpoints
+from services.gateway.console.overview import overview_endpoints
 from services.gateway.console.router import console_router
 from services.gateway.console.team import team_endpoints
 from services.gateway.http.admin_sessions import AdminSessions
@@ -50,7 +54,15 @@ API_DESCRIPTION = (
 
 
 # The console's endpoint modules: each route of `console.route_table` finds its endpoint in one.
-CONSOLE_ENDPOINTS = (access_endpoints, batch_endpoints, team_endpoints)
+CONSOLE_ENDPOINTS = (
+    access_endpoints,
+    overview_endpoints,
+    batch_endpoints,
+    money_endpoints,
+    credits_endpoints,
+    developer_endpoints,
+    team_endpoints,
+)
 
 # Probes and scrapes would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -113,6 +125,7 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
             sign_in_failures=FailedAttemptLimiter(
                 settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds
             ),
+            forget_api_key=authenticator.forget_key,
         )
     )
     app.mount("/console/static", console_pages.static_files(), name="console-static")

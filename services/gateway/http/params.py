@@ -55,6 +55,10 @@ async def page_request(cursor: PageCursor = None, limit: PageLimit = DEFAULT_PAG
 # /openapi.json lists them after the route's own. The benchmarked batch and task reads keep
 # `PageCursor`/`PageLimit` in their own signature: one dependency fewer to solve per request.
 PageQuery = Annotated[PageRequest, Depends(page_request)]
+# The HTML pages' query values: a page's cursor, and a filter ("" when absent; an unknown value
+# is ignored by the page rather than refused).
+CursorText = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
+FilterText = Annotated[str, Query(max_length=64)]
 MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
 
 

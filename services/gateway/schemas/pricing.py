@@ -62,6 +62,23 @@ class PackCatalog(BaseModel):
     next_cursor: str | None = None
     credit_value_usd_micros: int
 
+    @classmethod
+    def from_proto(cls, catalog: billing_pb2.ListPacksResponse) -> PackCatalog:
+        """Builds the catalog from billing's packs."""
+        return cls(
+            items=[
+                PackView(
+                    pack_id=pack.pack_id,
+                    name=pack.name,
+                    price_usd_cents=pack.price_usd_cents,
+                    credits=pack.credits,
+                    bonus_percent=pack.bonus_basis_points / 100,
+                )
+                for pack in catalog.packs
+            ],
+            credit_value_usd_micros=catalog.credit_value_usd_micros,
+        )
+
 
 class ModelUsageView(ProtoView):
     """One model's task outcomes applied in the month."""

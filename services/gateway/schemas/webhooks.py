@@ -10,6 +10,10 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 
 from services.gateway.schemas.proto_views import ProtoView
 
+# The event types an endpoint may subscribe to, as the webhook service accepts them (it validates
+# every request): the batch events, delivered by default, then the opt-in task events.
+WEBHOOK_EVENT_TYPES = ("batch.queued", "batch.completed", "batch.cancelled", "task.succeeded", "task.failed")
+
 
 class EndpointIn(BaseModel):
     """An account-level webhook endpoint to register."""
@@ -17,9 +21,8 @@ class EndpointIn(BaseModel):
     url: str = Field(max_length=2048, description="https:// URL receiving Standard Webhooks POSTs.")
     event_types: list[str] = Field(
         default_factory=list,
-        max_length=5,
-        description="batch.queued, batch.completed, batch.cancelled, task.succeeded, task.failed; "
-        "empty means the batch events.",
+        max_length=len(WEBHOOK_EVENT_TYPES),
+        description=f"{', '.join(WEBHOOK_EVENT_TYPES)}; empty means the batch events.",
     )
     description: str = Field(default="", max_length=500)
 

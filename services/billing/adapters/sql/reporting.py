@@ -20,7 +20,7 @@ from services.billing.adapters.tables import (
 )
 from services.billing.domain.finance import BatchLedgerTotals, BatchTransferLine, ExportRow, TenantSummary
 from services.billing.domain.ids import BatchId, TenantId
-from services.billing.domain.ledger import AccountKind, RefType, StatementLine
+from services.billing.domain.ledger import AccountKind, LedgerFilter, RefType, StatementLine
 from services.billing.domain.margins import CapturedVolume
 from services.billing.domain.statements import ModelUsage
 
@@ -56,9 +56,10 @@ class ReportingQueries:
         self._conn = conn
 
     async def statement(
-        self, tenant_id: TenantId, batch_id: BatchId | None, before_entry_id: int | None, limit: int
+        self, tenant_id: TenantId, only: LedgerFilter, before_entry_id: int | None, limit: int
     ) -> list[StatementLine]:
-        """Entries of the tenant's available account, newest first."""
+        """Entries of the tenant's available account matching `only`, newest first, with the model
+        of each refund (from its transfer)."""
         available_id = (
             select(accounts.c.id)
             .where(accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id)
@@ -73,13 +74,21 @@ class ReportingQueries:
                 ledger_entries.c.amount.label("credits_delta"),
                 ledger_entries.c.balance_after,
                 ledger_entries.c.created_at,
+                transfers.c.model,
             )
+            .join(transfers, transfers.c.id == ledger_entries.c.transfer_id)
             .where(ledger_entries.c.account_id == available_id)
             .order_by(ledger_entries.c.id.desc())
             .limit(limit)
         )
-        if batch_id is not None:
-            query = query.where(ledger_entries.c.batch_id == batch_id)
+        if only.batch_id is not None:
+            query = query.where(ledger_entries.c.batch_id == only.batch_id)
+        if only.ref_type is not None:
+            query = query.where(ledger_entries.c.ref_type == only.ref_type.value)
+        if only.created_from is not None:
+            query = query.where(ledger_entries.c.created_at >= only.created_from)
+        if only.created_to is not None:
+            query = query.where(ledger_entries.c.created_at < only.created_to)
         if before_entry_id is not None:
             query = query.where(ledger_entries.c.id < before_entry_id)
         rows = await self._conn.execute(query)
@@ -89,6 +98,7 @@ class ReportingQueries:
                 row,
                 ref_type=RefType(row.ref_type),
                 batch_id=BatchId(row.batch_id) if row.batch_id else None,
+                model=row.model if row.ref_type == RefType.BATCH_REFUND.value else None,
             )
             for row in rows
         ]

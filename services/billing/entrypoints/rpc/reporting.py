@@ -15,7 +15,7 @@ from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
-from services.billing.domain.ledger import StatementLine
+from services.billing.domain.ledger import LedgerFilter, StatementLine, parse_ledger_ref_type
 from services.billing.domain.margins import ModelMargin
 from services.billing.domain.statements import parse_month
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
@@ -32,6 +32,11 @@ class ReportingRpcs(BillingRpcs):
             parse_batch_id(request.batch_id) if request.batch_id else None,
             request.cursor,
             request.limit,
+            LedgerFilter(
+                ref_type=parse_ledger_ref_type(request.ref_type),
+                created_from=request_instant(request, "created_from"),
+                created_to=request_instant(request, "created_to"),
+            ),
         )
         return billing_pb2.ListLedgerEntriesResponse(
             entries=[_entry(line) for line in page.lines], next_cursor=page.next_cursor
@@ -173,6 +178,7 @@ def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
         ref_type=line.ref_type.value,
         batch_id=str(line.batch_id) if line.batch_id else "",
         created_at=timestamp(line.created_at),
+        model=line.model or "",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.billing.entrypoints.rpc.access import AccessRpcs
+from services.billing.entrypoints.rpc.console import ConsoleRpcs
 from services.billing.entrypoints.rpc.console_access import ConsoleAccessRpcs
 from services.billing.entrypoints.rpc.payments import PaymentRpcs
 from services.billing.entrypoints.rpc.reporting import ReportingRpcs
@@ -27,6 +28,7 @@ class BillingServicer(
     SettlementRpcs,
     PaymentRpcs,
     ReportingRpcs,
+    ConsoleRpcs,
     billing_pb2_grpc.BillingServiceServicer,
 ):
     """Translates BillingService calls to `BillingHandlers`."""

@@ -963,6 +963,9 @@ class ListLedgerEntriesRequest(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    REF_TYPE_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant."""
     batch_id: _builtins.str
@@ -971,6 +974,18 @@ class ListLedgerEntriesRequest(_message.Message):
     """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
     """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
+    ref_type: _builtins.str
+    """Optional filter: only entries of this ref_type (topup, purchase, batch_upfront, batch_refund,
+    batch_settle); anything else is INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Optional: only entries created at or after this instant."""
+
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Optional: only entries created before this instant."""
+
     def __init__(
         self,
         *,
@@ -978,10 +993,13 @@ class ListLedgerEntriesRequest(_message.Message):
         batch_id: _builtins.str = ...,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        ref_type: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "created_from", b"created_from", "created_to", b"created_to", "cursor", b"cursor", "limit", b"limit", "ref_type", b"ref_type", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1000,6 +1018,7 @@ class LedgerEntry(_message.Message):
     CREDITS_DELTA_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry's id."""
     ref_type: _builtins.str
@@ -1012,6 +1031,8 @@ class LedgerEntry(_message.Message):
     """Change of the tenant's available balance."""
     balance_after: _builtins.int
     """The tenant's available balance after this entry."""
+    model: _builtins.str
+    """The model of a task's refund; empty for other entries."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1026,10 +1047,11 @@ class LedgerEntry(_message.Message):
         credits_delta: _builtins.int = ...,
         balance_after: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "model", b"model", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2547,6 +2569,364 @@ class MonthlyMargins(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MonthlyMargins: _TypeAlias = MonthlyMargins  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    """Whose usage, over which UTC days."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
+    CREATED_TO_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive start (truncated to its UTC day); required."""
+
+    @_builtins.property
+    def created_to(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive end; required, at most 366 days after created_from (else INVALID_ARGUMENT)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
+        created_to: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from", "created_to", b"created_to", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class UsageDay(_message.Message):
+    """One UTC day and model of a tenant's usage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """"YYYY-MM-DD" (UTC)."""
+    model: _builtins.str
+    """The model; empty for credits released at settlement (not attributable to one model)."""
+    spent: _builtins.int
+    """Credits frozen for the model's items of batches accepted that day (the ledger's batch_upfront)."""
+    refunded: _builtins.int
+    """Credits given back that day: refunds of failed and cancelled tasks, and settlement releases."""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        model: _builtins.str = ...,
+        spent: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "model", b"model", "refunded", b"refunded", "spent", b"spent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageDay: _TypeAlias = UsageDay  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """A tenant's usage and what its credits cost it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    PAID_USD_CENTS_FIELD_NUMBER: _builtins.int
+    PURCHASED_CREDITS_FIELD_NUMBER: _builtins.int
+    GRANTED_CREDITS_FIELD_NUMBER: _builtins.int
+    AVERAGE_PRICE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    paid_usd_cents: _builtins.int
+    """Everything the tenant ever paid (packs, invoices), in US dollar cents."""
+    purchased_credits: _builtins.int
+    """Credits bought with those payments."""
+    granted_credits: _builtins.int
+    """Credits granted for free (top-ups, promotions)."""
+    average_price_usd_micros: _builtins.int
+    """paid_usd_cents over every credit received, paid or granted (granted credits count as $0), in
+    US dollar micros per credit, rounded half up; 0 when nothing was received.
+    """
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageDay]:
+        """Days with activity, oldest first, models in name order within a day."""
+
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[Global___UsageDay] | None = ...,
+        paid_usd_cents: _builtins.int = ...,
+        purchased_credits: _builtins.int = ...,
+        granted_credits: _builtins.int = ...,
+        average_price_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_price_usd_micros", b"average_price_usd_micros", "days", b"days", "granted_credits", b"granted_credits", "paid_usd_cents", b"paid_usd_cents", "purchased_credits", b"purchased_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015
+
+@_typing.final
+class ListPaymentsRequest(_message.Message):
+    """Whose payments, a page at a time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    cursor: _builtins.str
+    """The next_cursor of the previous page; empty for the first page."""
+    limit: _builtins.int
+    """Page size: 0 for the default (50), at most 500 (more is INVALID_ARGUMENT)."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsRequest: _TypeAlias = ListPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class PaymentRecord(_message.Message):
+    """A payment received, as its receipt shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    AMOUNT_USD_CENTS_FIELD_NUMBER: _builtins.int
+    PAYMENT_INTENT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    """The payment's id."""
+    tenant_id: _builtins.str
+    """The tenant who paid."""
+    provider: _builtins.str
+    """"stripe" or "invoice"."""
+    reference: _builtins.str
+    """The Checkout Session id or the invoice number."""
+    pack_id: _builtins.str
+    """The pack bought; empty for custom credits."""
+    credits: _builtins.int
+    """Credits added."""
+    amount_usd_cents: _builtins.int
+    """What was paid, in US dollar cents."""
+    payment_intent: _builtins.str
+    """The Stripe PaymentIntent; empty for invoices."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was credited (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        pack_id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+        amount_usd_cents: _builtins.int = ...,
+        payment_intent: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_usd_cents", b"amount_usd_cents", "created_at", b"created_at", "credits", b"credits", "pack_id", b"pack_id", "payment_id", b"payment_id", "payment_intent", b"payment_intent", "provider", b"provider", "reference", b"reference", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRecord: _TypeAlias = PaymentRecord  # noqa: Y015
+
+@_typing.final
+class ListPaymentsResponse(_message.Message):
+    """A page of payments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Pass as `cursor` for the next page; empty on the last page."""
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentRecord]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        payments: _abc.Iterable[Global___PaymentRecord] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class GetPaymentRequest(_message.Message):
+    """Which payment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant asking (another tenant's payment is NOT_FOUND)."""
+    payment_id: _builtins.str
+    """The payment."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentRequest: _TypeAlias = GetPaymentRequest  # noqa: Y015
+
+@_typing.final
+class CreateCheckoutSessionRequest(_message.Message):
+    """A pack to buy through Stripe Checkout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    SUCCESS_URL_FIELD_NUMBER: _builtins.int
+    CANCEL_URL_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant to credit once paid."""
+    pack_id: _builtins.str
+    """The pack (unknown -> INVALID_ARGUMENT)."""
+    success_url: _builtins.str
+    """Where Checkout sends the buyer after paying ("{CHECKOUT_SESSION_ID}" is filled in by Stripe)."""
+    cancel_url: _builtins.str
+    """Where Checkout sends the buyer who gives up."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        pack_id: _builtins.str = ...,
+        success_url: _builtins.str = ...,
+        cancel_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_url", b"cancel_url", "pack_id", b"pack_id", "success_url", b"success_url", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCheckoutSessionRequest: _TypeAlias = CreateCheckoutSessionRequest  # noqa: Y015
+
+@_typing.final
+class CheckoutSessionCreated(_message.Message):
+    """The Checkout Session opened."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The Checkout Session id (the payment's reference once paid)."""
+    url: _builtins.str
+    """Stripe's hosted payment page: send the buyer there."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutSessionCreated: _TypeAlias = CheckoutSessionCreated  # noqa: Y015
+
+@_typing.final
+class GetConsoleSettingsRequest(_message.Message):
+    """Whose console settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsoleSettingsRequest: _TypeAlias = GetConsoleSettingsRequest  # noqa: Y015
+
+@_typing.final
+class ConsoleSettings(_message.Message):
+    """What a tenant's console owner decides for its members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FINANCE_MAY_BUY_CREDITS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    finance_may_buy_credits: _builtins.bool
+    """Whether members with the finance role may buy credits (owners always may)."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        finance_may_buy_credits: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finance_may_buy_credits", b"finance_may_buy_credits", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleSettings: _TypeAlias = ConsoleSettings  # noqa: Y015
 
 @_typing.final
 class ConsoleActor(_message.Message):

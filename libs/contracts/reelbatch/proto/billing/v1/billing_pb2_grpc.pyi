@@ -115,6 +115,23 @@ class BillingServiceStub:
     """The tenant's available balance over one UTC month: opening + movements = closing."""
     GetMonthlyMargins: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]
     """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetUsageRequest, _billing_pb2.Usage]
+    """Customer console (issue 24). A tenant's spend and refunds per UTC day and model, with what
+    its credits cost it on average; NOT_FOUND for an unknown tenant.
+    """
+    ListPayments: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListPaymentsRequest, _billing_pb2.ListPaymentsResponse]
+    """The tenant's payments received (packs and invoices), newest first."""
+    GetPayment: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetPaymentRequest, _billing_pb2.PaymentRecord]
+    """One payment of the tenant (its receipt); NOT_FOUND for another tenant's."""
+    CreateCheckoutSession: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateCheckoutSessionRequest, _billing_pb2.CheckoutSessionCreated]
+    """Opens a Stripe Checkout Session for one pack; the tenant is credited by the
+    checkout.session.completed webhook (HandleStripeEvent), never by this call.
+    FAILED_PRECONDITION reason "payments_not_configured" without a Stripe secret key.
+    """
+    GetConsoleSettings: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetConsoleSettingsRequest, _billing_pb2.ConsoleSettings]
+    """The tenant's console settings (defaults when never set)."""
+    UpdateConsoleSettings: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ConsoleSettings, _billing_pb2.ConsoleSettings]
+    """Replaces the tenant's console settings."""
     CreateConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateConsoleInviteRequest, _billing_pb2.ConsoleInviteCreated]
     """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
     manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
@@ -232,6 +249,23 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """The tenant's available balance over one UTC month: opening + movements = closing."""
     GetMonthlyMargins: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetMonthlyMarginsRequest, _billing_pb2.MonthlyMargins]  # type: ignore[assignment]
     """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetUsageRequest, _billing_pb2.Usage]  # type: ignore[assignment]
+    """Customer console (issue 24). A tenant's spend and refunds per UTC day and model, with what
+    its credits cost it on average; NOT_FOUND for an unknown tenant.
+    """
+    ListPayments: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListPaymentsRequest, _billing_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    """The tenant's payments received (packs and invoices), newest first."""
+    GetPayment: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetPaymentRequest, _billing_pb2.PaymentRecord]  # type: ignore[assignment]
+    """One payment of the tenant (its receipt); NOT_FOUND for another tenant's."""
+    CreateCheckoutSession: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateCheckoutSessionRequest, _billing_pb2.CheckoutSessionCreated]  # type: ignore[assignment]
+    """Opens a Stripe Checkout Session for one pack; the tenant is credited by the
+    checkout.session.completed webhook (HandleStripeEvent), never by this call.
+    FAILED_PRECONDITION reason "payments_not_configured" without a Stripe secret key.
+    """
+    GetConsoleSettings: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetConsoleSettingsRequest, _billing_pb2.ConsoleSettings]  # type: ignore[assignment]
+    """The tenant's console settings (defaults when never set)."""
+    UpdateConsoleSettings: _aio.UnaryUnaryMultiCallable[_billing_pb2.ConsoleSettings, _billing_pb2.ConsoleSettings]  # type: ignore[assignment]
+    """Replaces the tenant's console settings."""
     CreateConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateConsoleInviteRequest, _billing_pb2.ConsoleInviteCreated]  # type: ignore[assignment]
     """Customer console access (issue 24): people of a tenant, not API keys. Roles "owner" (everything,
     manages members), "developer" (keys, webhooks, batches), "finance" (read-only money). Every
@@ -544,6 +578,59 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.MonthlyMargins, _abc.Awaitable[_billing_pb2.MonthlyMargins]]:
         """Revenue of the month's captured videos against the provider cost frozen with their batches."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _billing_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Usage, _abc.Awaitable[_billing_pb2.Usage]]:
+        """Customer console (issue 24). A tenant's spend and refunds per UTC day and model, with what
+        its credits cost it on average; NOT_FOUND for an unknown tenant.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPayments(
+        self,
+        request: _billing_pb2.ListPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListPaymentsResponse, _abc.Awaitable[_billing_pb2.ListPaymentsResponse]]:
+        """The tenant's payments received (packs and invoices), newest first."""
+
+    @_abc_1.abstractmethod
+    def GetPayment(
+        self,
+        request: _billing_pb2.GetPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.PaymentRecord, _abc.Awaitable[_billing_pb2.PaymentRecord]]:
+        """One payment of the tenant (its receipt); NOT_FOUND for another tenant's."""
+
+    @_abc_1.abstractmethod
+    def CreateCheckoutSession(
+        self,
+        request: _billing_pb2.CreateCheckoutSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CheckoutSessionCreated, _abc.Awaitable[_billing_pb2.CheckoutSessionCreated]]:
+        """Opens a Stripe Checkout Session for one pack; the tenant is credited by the
+        checkout.session.completed webhook (HandleStripeEvent), never by this call.
+        FAILED_PRECONDITION reason "payments_not_configured" without a Stripe secret key.
+        """
+
+    @_abc_1.abstractmethod
+    def GetConsoleSettings(
+        self,
+        request: _billing_pb2.GetConsoleSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleSettings, _abc.Awaitable[_billing_pb2.ConsoleSettings]]:
+        """The tenant's console settings (defaults when never set)."""
+
+    @_abc_1.abstractmethod
+    def UpdateConsoleSettings(
+        self,
+        request: _billing_pb2.ConsoleSettings,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleSettings, _abc.Awaitable[_billing_pb2.ConsoleSettings]]:
+        """Replaces the tenant's console settings."""
 
     @_abc_1.abstractmethod
     def CreateConsoleInvite(

@@ -1,0 +1,118 @@
+"""Console endpoints of credits: packs and prices, buying a pack through Stripe Checkout (a session
+the server opens; the paid-session webhook credits the pack), payments received and a receipt per
+payment, and the owner's choice whether finance members may buy.
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+import grpc
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from services.gateway.console import pages
+from services.gateway.console.audit import record_activity
+from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, form_fields
+from services.gateway.console.route_table import FINANCE, OWNER
+from services.gateway.console.router import ConsoleDeps, Endpoint
+from services.gateway.http.params import CursorText, FilterText
+from services.gateway.use_cases.console_money import ConsoleMoney
+from services.gateway.use_cases.console_reads import NotTheTenants
+
+CREDITS_PATH = "/console/credits"
+CHECKOUT_RETRY_SECONDS = 30
+CHECKOUT_NOTICES = {
+    "done": "Thank you: your payment is being confirmed. The credits appear below once Stripe confirms it.",
+    "cancelled": "The checkout was cancelled; nothing was charged.",
+}
+
+
+def may_buy(user: ConsoleUser, finance_may_buy: bool) -> bool:
+    """Owners may buy credits; finance members only when the owner allows it."""
+    return user.role == OWNER or (user.role == FINANCE and finance_may_buy)
+
+
+def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
+    """credits, buy_credits, receipt, credit_settings."""
+    money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
+    base_url = deps.settings.public_base_url.rstrip("/")
+
+    async def credits(
+        request: Request, user: CurrentUser, checkout: FilterText = "", cursor: CursorText = ""
+    ) -> Response:
+        finance_may_buy = await money.finance_may_buy(user.tenant_id)
+        packs = await money.packs()
+        receipts, next_cursor = await money.receipts(user.tenant_id, cursor)
+        return pages.render(
+            request,
+            "credits/index.html",
+            user=user,
+            active="credits",
+            packs=packs,
+            receipts=receipts,
+            next_cursor=next_cursor,
+            can_buy=may_buy(user, finance_may_buy),
+            finance_may_buy=finance_may_buy,
+            is_owner=user.role == OWNER,
+            notice=CHECKOUT_NOTICES.get(checkout, ""),
+        )
+
+    async def buy_credits(request: Request, user: CurrentUser) -> Response:
+        if not may_buy(user, await money.finance_may_buy(user.tenant_id)):
+            raise Refused(403, "Your account's owner has not allowed finance members to buy credits.")
+        pack_id = (await form_fields(request)).get("pack_id", "")
+        try:
+            url = await money.open_checkout(
+                user.tenant_id,
+                pack_id,
+                success_url=f"{base_url}{CREDITS_PATH}?checkout=done",
+                cancel_url=f"{base_url}{CREDITS_PATH}?checkout=cancelled",
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                return pages.message(request, user, 422, "Cannot buy", "There is no such pack.")
+            if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE):
+                # Online payments not configured, or Stripe did not answer: nothing was charged.
+                return pages.message(
+                    request,
+                    user,
+                    503,
+                    "Payments unavailable",
+                    "Buying credits online is not available right now; nothing was charged.",
+                    **{"Retry-After": str(CHECKOUT_RETRY_SECONDS)},
+                )
+            raise
+        await record_activity(deps, request, user, "credits.checkout_opened", "pack", pack_id)
+        return RedirectResponse(url, status_code=303)
+
+    async def receipt(request: Request, user: CurrentUser, payment_id: str) -> Response:
+        if not payment_id.isdigit():
+            raise NotTheTenants(payment_id)
+        try:
+            found = await money.receipt(user.tenant_id, payment_id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise NotTheTenants(payment_id) from None
+            raise
+        return pages.render(request, "credits/receipt.html", user=user, active="credits", receipt=found)
+
+    async def credit_settings(request: Request, user: CurrentUser) -> Response:
+        allowed = (await form_fields(request)).get("finance_may_buy_credits") == "on"
+        stored = await money.set_finance_may_buy(user.tenant_id, allowed)
+        await record_activity(
+            deps,
+            request,
+            user,
+            "console.settings_changed",
+            "tenant",
+            user.tenant_id,
+            f"finance may buy credits: {'yes' if stored else 'no'}",
+        )
+        return RedirectResponse(CREDITS_PATH, status_code=303)
+
+    return {
+        "credits": credits,
+        "buy_credits": buy_credits,
+        "receipt": receipt,
+        "credit_settings": credit_settings,
+    }
