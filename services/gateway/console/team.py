@@ -27,7 +27,7 @@ from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.dates import DayRange
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.use_cases.console_invites import create_console_invite
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -45,8 +45,6 @@ ACTIVITY_COLUMNS = (
 )
 ACTIVITY_EXPORT_PAGE = 500
 
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 # Actions are dotted words (`member.invited`); anything else matches nothing and is refused (422).
 Action = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_.]*$")]
 
@@ -156,9 +154,9 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request,
         user: CurrentUser,
         action: Action = "",
-        occurred_from: Filter = "",
-        occurred_to: Filter = "",
-        cursor: Cursor = "",
+        occurred_from: FilterText = "",
+        occurred_to: FilterText = "",
+        cursor: CursorText = "",
     ) -> Response:
         filters = {"action": action, "occurred_from": occurred_from, "occurred_to": occurred_to}
         page = await billing.ListTenantActivity(
@@ -181,8 +179,8 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request,
         user: CurrentUser,
         action: Action = "",
-        occurred_from: Filter = "",
-        occurred_to: Filter = "",
+        occurred_from: FilterText = "",
+        occurred_to: FilterText = "",
     ) -> Response:
         def page_request(cursor: str) -> billing_pb2.ListTenantActivityRequest:
             return activity_request(user, action, occurred_from, occurred_to, cursor, ACTIVITY_EXPORT_PAGE)
