@@ -165,6 +165,7 @@ FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     "credit_settings": lambda: {"finance_may_buy_credits": "on"},
     "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
     "replay_failed": lambda: {"since": "2000-01-01T00:00"},
+    "change_role": lambda: {"role": "finance"},
 }
 
 
@@ -487,6 +488,37 @@ def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
     for secret in other.emails.values():
         assert secret not in export.text
     joined.close()
+
+
+def test_an_owner_changes_a_members_role_but_never_the_last_owners(
+    api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, _ = tenants
+    owner = own.clients["owner"]
+    member_id = _fresh_member(api, stack, own)
+    path = f"/console/team/members/{member_id}/role"
+    forged = owner.post(path, data={"csrf_token": "forged", "role": "finance"})
+    assert forged.status_code == 403
+    changed = owner.post(path, data={"csrf_token": csrf_of(owner), "role": "finance"})
+    assert changed.status_code == 303, changed.text[:300]
+    team = owner.get("/console/team").text
+    row = team[team.index(f'data-member="{member_id}"') :].split("</tr>", 1)[0]
+    assert '<option value="finance" selected>' in row
+    unknown = owner.post(path, data={"csrf_token": csrf_of(owner), "role": "admin"})
+    assert unknown.status_code == 422
+    # The tenant's only owner cannot demote themselves (nor be removed).
+    owner_path = f"/console/team/members/{own.user_ids['owner']}"
+    demoted = owner.post(f"{owner_path}/role", data={"csrf_token": csrf_of(owner), "role": "developer"})
+    assert demoted.status_code == 409 and "last owner" in demoted.text
+    removed = owner.post(f"{owner_path}/remove", data={"csrf_token": csrf_of(owner)})
+    assert removed.status_code == 409
+    assert owner.get("/console/team").status_code == 200  # still an owner: the page and its forms
+    assert "Change role" in owner.get("/console/team").text
+    assert "Change role" not in own.clients["developer"].get("/console/team").text
+    log = owner.get("/console/activity.csv")
+    rows = [row for row in csv.DictReader(io.StringIO(log.text)) if row["action"] == "member.role_changed"]
+    by_owner = [row for row in rows if row["actor"] == own.emails["owner"]]
+    assert any("developer -> finance" in row["detail"] for row in by_owner), rows
 
 
 def test_the_batch_list_filters_by_status_and_date_range(tenants: tuple[Tenant, Tenant]) -> None:

@@ -316,6 +316,38 @@ async def remove_member(deps: Dependencies, tenant_id: TenantId, user_id: str, a
     return removed
 
 
+async def change_role(
+    deps: Dependencies, tenant_id: TenantId, user_id: str, role: str, actor: Actor
+) -> ConsoleUser:
+    """Gives a member another role; demoting the last owner is refused (LastOwner). Logged; the
+    same role again changes and logs nothing."""
+    member_id = parse_uuid(user_id, "user_id")
+    new_role = rules.parse_role(role)
+    now = deps.clock()
+    async with deps.repository.transaction() as tx:
+        actor = await _acting(tx, tenant_id, actor)
+        user = await tx.console_access.get_user(tenant_id, member_id, lock=True)
+        if user is None:
+            raise MemberNotFound("member", user_id)
+        if user.role == new_role:
+            return user
+        if user.role == ConsoleRole.OWNER and await tx.console_access.count_owners(tenant_id) <= 1:
+            raise LastOwner("demoted")
+        changed = await tx.console_access.set_role(member_id, new_role)
+        await tx.activity.record(
+            ActivityEntry(
+                tenant_id,
+                actor,
+                "member.role_changed",
+                "user",
+                user_id,
+                f"{user.email}: {user.role.value} -> {new_role.value}",
+            ),
+            now,
+        )
+    return changed
+
+
 async def revoke_invite(
     deps: Dependencies, tenant_id: TenantId, invite_id: str, actor: Actor
 ) -> ConsoleInvite:

@@ -184,6 +184,14 @@ ROUTES: tuple[ConsoleRoute, ...] = (
         OWNERS,
         tenant_object="user_id",
     ),
+    ConsoleRoute(
+        "change_role",
+        "POST",
+        "/console/team/members/{user_id}/role",
+        "form",
+        OWNERS,
+        tenant_object="user_id",
+    ),
     # Activity (the tenant's audit log).
     ConsoleRoute("activity", "GET", "/console/activity", "page", MONEY_READERS, nav="Activity"),
     ConsoleRoute("activity_csv", "GET", "/console/activity.csv", "export", MONEY_READERS),

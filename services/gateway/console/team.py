@@ -58,7 +58,7 @@ def _stamp(moment: datetime | None) -> Timestamp | None:
 
 
 def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """team, invite_member, revoke_invite, remove_member, activity, activity_csv."""
+    """team, invite_member, revoke_invite, remove_member, change_role, activity, activity_csv."""
     billing = deps.backends.billing
     deadline = deps.settings.grpc_deadline_seconds
 
@@ -134,6 +134,31 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 return await team_page(request, user, error=remote_error(error).message, status_code=409)
+            raise
+        return RedirectResponse(TEAM_PATH, status_code=303)
+
+    async def change_role(request: Request, user: CurrentUser, user_id: str) -> Response:
+        if not is_uuid(user_id):
+            raise NotTheTenants(user_id)
+        form = await form_fields(request)
+        try:
+            await _owned(
+                billing.ChangeConsoleMemberRole(
+                    billing_pb2.ChangeConsoleMemberRoleRequest(
+                        tenant_id=user.tenant_id,
+                        user_id=user_id,
+                        role=form.get("role", "")[:32],
+                        actor=user.actor(),
+                    ),
+                    timeout=deadline,
+                ),
+                user_id,
+            )
+        except grpc.aio.AioRpcError as error:
+            # An unknown role (422) or the last owner (409): the page says why.
+            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                status = 422 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 409
+                return await team_page(request, user, error=remote_error(error).message, status_code=status)
             raise
         return RedirectResponse(TEAM_PATH, status_code=303)
 
@@ -221,6 +246,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         "invite_member": invite_member,
         "revoke_invite": revoke_invite,
         "remove_member": remove_member,
+        "change_role": change_role,
         "activity": activity,
         "activity_csv": activity_csv,
     }
