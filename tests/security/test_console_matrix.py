@@ -630,6 +630,9 @@ def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> 
     [
         "/console/batches?created_from=0001-01-01&created_to=9999-12-31",
         "/console/batches?created_from=not-a-day&status=nonsense",
+        "/console/batches?name=" + "x" * 1000,
+        "/console/batches?metadata[" + "k" * 2000 + "]=" + "v" * 2000,
+        "/console/batches?meta_key=%00&meta_value=%ff",
         "/console/activity?occurred_from=0001-01-01&occurred_to=9999-12-31",
         "/console/activity?action=" + "x" * 64,
         "/console/batches/not-a-uuid",
