@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup run run-distributed demo test test-fast lint format proto proto-check services bench bench-quick certs clean console-screenshots
+.PHONY: uv setup run run-distributed demo test test-fast test-scale lint format proto proto-check services bench bench-quick certs clean console-screenshots
 
 uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
@@ -30,6 +30,9 @@ test: setup services ## the whole suite: unit, integration and end-to-end, again
 
 test-fast: setup ## unit tests only (no services needed)
 	$(RUN) pytest tests/unit
+
+test-scale: setup services ## multi-process scale-out tests (replicated run, replica kills; minutes)
+	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale
 
 lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/
 	$(RUN) ruff check .

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,55 @@ from reelbatch.proto.batch.v1 import batch_pb2
 
 DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - refused outside development
 DEV_VIDEO_URL_SECRET = "dev-video-url-secret"  # noqa: S105 - refused in production
+
+
+class ModelSettings(BaseModel):
+    """What an item of a model may set beyond its prompt and duration, and what each choice costs.
+
+    The price list is the one declaration: the batch service validates items against it, billing
+    prices their choices from it and `GET /api/enterprise/models` publishes it (ADR-090). A list
+    or map left empty means the setting is not offered by the model; a list's first value is
+    the default. Extra credits are per video (per second for a model priced per second).
+    """
+
+    aspect_ratios: list[str] = Field(default_factory=list)
+    # Resolution -> extra credits over the base price (0 for the included one).
+    resolutions: dict[str, int] = Field(default_factory=dict)
+    seed: bool = False
+    negative_prompt: bool = False
+    # None: audio cannot be switched; otherwise the extra credits of a video with audio on.
+    audio_credits: int | None = Field(default=None, ge=0)
+    # Whether audio is on when an item does not say (for a model that can switch it); a priced
+    # audio must default to off, so an item that sets nothing keeps the base price.
+    audio_default: bool = False
+    # Image-to-video: a first frame, a last frame (only with a first frame), reference images.
+    first_frame: bool = False
+    last_frame: bool = False
+    max_reference_images: int = Field(default=0, ge=0, le=8)
+
+    @field_validator("resolutions")
+    @classmethod
+    def _non_negative_surcharges(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(credits < 0 for credits in value.values()):
+            raise ValueError("resolution surcharges must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _last_frame_needs_a_first(self) -> ModelSettings:
+        if self.last_frame and not self.first_frame:
+            raise ValueError("a model taking a last frame must take a first frame")
+        # An item that sets nothing costs the model's base price: its defaults are free.
+        if self.resolutions and next(iter(self.resolutions.values())) != 0:
+            raise ValueError("the default (first) resolution must cost no extra credits")
+        if self.audio_default and self.audio_credits:
+            raise ValueError("audio on by default must cost no extra credits (or default it off)")
+        return self
+
+    def as_fields(self) -> dict[str, Any]:
+        """The declaration as immutable keyword values (each service builds its own domain type)."""
+        fields = self.model_dump()
+        fields["aspect_ratios"] = tuple(self.aspect_ratios)
+        return fields
 
 
 class ModelPricing(BaseModel):
@@ -38,6 +87,8 @@ class ModelPricing(BaseModel):
     max_in_flight: int = Field(default=1000, ge=1)
     # The provider's own name for the model (e.g. "veo-3.0-generate-001"); defaults to `model`.
     provider_model: str | None = None
+    # Generation settings the model takes and their price effect (issue 25).
+    settings: ModelSettings = Field(default_factory=ModelSettings)
 
     @model_validator(mode="after")
     def _price_per_video_or_per_second(self) -> ModelPricing:
@@ -53,10 +104,30 @@ class ModelPricing(BaseModel):
         return self
 
 
+# What the default models take, after their providers' public APIs: OpenAI's videos API (size,
+# one input_reference image), Gemini's Veo (aspectRatio, resolution, negativePrompt, seed, image,
+# lastFrame, up to 3 referenceImages) and fal/Replicate's Veo (generate_audio, priced per second).
+_SORA_SETTINGS = ModelSettings(aspect_ratios=["16:9", "9:16"], resolutions={"720p": 0}, first_frame=True)
+_VEO_SETTINGS = ModelSettings(
+    aspect_ratios=["16:9", "9:16"],
+    resolutions={"720p": 0, "1080p": 5},
+    seed=True,
+    negative_prompt=True,
+    first_frame=True,
+    last_frame=True,
+    max_reference_images=3,
+)
+
 DEFAULT_PRICING: dict[str, ModelPricing] = {
-    "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000),
-    "sora-2-pro": ModelPricing(credits_per_video=30, provider_cost_usd_micros=72_000),
-    "veo-3": ModelPricing(credits_per_video=20, provider_cost_usd_micros=84_000),
+    "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000, settings=_SORA_SETTINGS),
+    "sora-2-pro": ModelPricing(
+        credits_per_video=30,
+        provider_cost_usd_micros=72_000,
+        settings=ModelSettings(
+            aspect_ratios=["16:9", "9:16"], resolutions={"720p": 0, "1024p": 20}, first_frame=True
+        ),
+    ),
+    "veo-3": ModelPricing(credits_per_video=20, provider_cost_usd_micros=84_000, settings=_VEO_SETTINGS),
     # Priced per second (2 credits a second, 4..8 s): a video of the default 6 s still costs 12.
     "veo-3-fast": ModelPricing(
         credits_per_second=2,
@@ -64,6 +135,15 @@ DEFAULT_PRICING: dict[str, ModelPricing] = {
         max_seconds=8,
         default_seconds=6,
         provider_cost_usd_micros=50_000,
+        # Audio doubles the provider's per-second price (fal's Veo 3): 1 more credit a second.
+        settings=ModelSettings(
+            aspect_ratios=["16:9", "9:16"],
+            resolutions={"720p": 0, "1080p": 1},
+            seed=True,
+            negative_prompt=True,
+            audio_credits=1,
+            first_frame=True,
+        ),
     ),
     # The seed's "Veo-Pro": 50 credits ($0.50) against $0.21 at the provider = 58% gross margin.
     "veo-3-pro": ModelPricing(credits_per_video=50, provider_cost_usd_micros=210_000),
@@ -84,6 +164,10 @@ DEFAULT_PACKS: dict[str, CreditPack] = {
     "growth": CreditPack(name="Growth", price_usd_cents=499_900, credits=599_880),
     "enterprise": CreditPack(name="Enterprise", price_usd_cents=1_999_900, credits=2_539_873),
 }
+
+
+# The services that serve gRPC (each has listen and target settings).
+GrpcServiceName = Literal["billing", "batch", "webhook"]
 
 
 # Default Prometheus ports of the processes that have no HTTP server of their own.
@@ -112,10 +196,21 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    # Where gRPC servers listen and where clients find them (host:port).
+    # One replica of each gRPC service: where it listens and where its clients find it (host:port).
     billing_grpc_addr: str = "127.0.0.1:50051"
     batch_grpc_addr: str = "127.0.0.1:50052"
     webhook_grpc_addr: str = "127.0.0.1:50053"
+    # Replicated (ARCHITECTURE.md section 11): `*_grpc_listen` is the address this replica binds
+    # (host:port) and `*_grpc_target` where its clients send calls: one host:port, a comma-separated
+    # list of replicas ("10.0.0.5:50051,10.0.0.6:50051"), or a gRPC name ("dns:///billing:50051",
+    # every address the name resolves to). Each defaults to `*_grpc_addr`. Clients balance round
+    # robin over the replicas whose gRPC health check answers SERVING (libs/rpc/client.py).
+    billing_grpc_listen: str | None = None
+    billing_grpc_target: str | None = None
+    batch_grpc_listen: str | None = None
+    batch_grpc_target: str | None = None
+    webhook_grpc_listen: str | None = None
+    webhook_grpc_target: str | None = None
     grpc_deadline_seconds: float = Field(default=10.0, gt=0)
 
     admin_token: str = DEV_ADMIN_TOKEN
@@ -225,6 +320,15 @@ class Settings(BaseSettings):
     provider_max_retry_after_seconds: float = Field(default=60.0, ge=0)
     provider_http_timeout_seconds: float = Field(default=30.0, gt=0)
     max_asset_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # Input images (issue 25): uploaded files (`POST /api/enterprise/files`) and HTTPS URLs the
+    # worker fetches at execution, each at most this large and a PNG, JPEG or WebP image. The
+    # two allow_* switches are UNSAFE in production, as the webhook ones: tests serve images on
+    # plain http from loopback.
+    # 5 MiB stays under the request body limit (REELBATCH_MAX_BODY_BYTES, 8 MiB) with room to spare.
+    max_input_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
+    input_url_allow_http: bool = False
+    input_url_allow_private: bool = False
+    input_fetch_timeout_seconds: float = Field(default=20.0, gt=0)
 
     # Fair dispatch, provider slots, cancel and deadlines (batch service and workers). A batch has
     # at most dispatch_window_chunks dispatch messages queued or running, a tenant at most
@@ -281,6 +385,19 @@ class Settings(BaseSettings):
     # How often queue depth/lag and outbox backlog gauges are sampled.
     backlog_sample_seconds: float = Field(default=5.0, gt=0)
 
+    def grpc_listen(self, service: GrpcServiceName) -> str:
+        """The address `service`'s gRPC server binds (host:port)."""
+        return self._grpc_address(service, "listen")
+
+    def grpc_target(self, service: GrpcServiceName) -> str:
+        """Where clients of `service` send calls: one address, a list of replicas, or a gRPC name."""
+        return self._grpc_address(service, "target")
+
+    def _grpc_address(self, service: GrpcServiceName, role: Literal["listen", "target"]) -> str:
+        # `{service}_grpc_{role}` when set, else the one-replica `{service}_grpc_addr`.
+        chosen: str | None = getattr(self, f"{service}_grpc_{role}")
+        return chosen or str(getattr(self, f"{service}_grpc_addr"))
+
     def metrics_port_for(self, process: str) -> int:
         """The metrics port of `process` (billing, batch, webhook, worker); 0 when disabled."""
         if self.metrics_port is not None:
@@ -300,6 +417,8 @@ class Settings(BaseSettings):
             raise ValueError("REELBATCH_ADMIN_TOKEN must be set to a secret in production")
         if self.env == "production" and (self.webhook_allow_http or self.webhook_allow_private):
             raise ValueError("REELBATCH_WEBHOOK_ALLOW_HTTP/PRIVATE must be off in production")
+        if self.env == "production" and (self.input_url_allow_http or self.input_url_allow_private):
+            raise ValueError("REELBATCH_INPUT_URL_ALLOW_HTTP/PRIVATE must be off in production")
         if self.env == "production" and self.video_url_secret.get_secret_value() == DEV_VIDEO_URL_SECRET:
             raise ValueError("REELBATCH_VIDEO_URL_SECRET must be set to a secret in production")
         tls_files = (self.grpc_tls_ca_file, self.grpc_tls_cert_file, self.grpc_tls_key_file)

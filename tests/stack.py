@@ -77,6 +77,9 @@ def fast_settings(workdir: Path, http_port: int) -> dict[str, str]:
         "REELBATCH_LOG_LEVEL": "WARNING",
         "REELBATCH_WEBHOOK_ALLOW_HTTP": "1",
         "REELBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
+        # Input images are served by a local file server in the tests (plain http on loopback).
+        "REELBATCH_INPUT_URL_ALLOW_HTTP": "1",
+        "REELBATCH_INPUT_URL_ALLOW_PRIVATE": "1",
     }
 
 

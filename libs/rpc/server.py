@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -145,6 +145,52 @@ def _code_name(code: object) -> str:
 DependencyProbe = Callable[[], Awaitable[None]]
 
 
+class StreamedHealth(health.aio.HealthServicer):  # type: ignore[misc,name-defined]
+    """The reference health servicer with `Watch` written as an async generator.
+
+    Clients' health checking (libs/rpc/client.py) watches every replica; the reference `Watch`
+    writes with `context.write`, which OpenTelemetry's server interceptor cannot wrap (it iterates
+    the handler's answers), so every watch failed and no replica counted as healthy.
+    """
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> AsyncIterator[Any]:  # noqa: N802 - gRPC's name
+        """Answers the current status, then every change, until the caller goes away."""
+        service = request.service
+        condition = self._server_watchers[service]
+        self._watcher_count_by_service[service] += 1
+        last_status = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last_status:
+                        yield health_pb2.HealthCheckResponse(status=status)
+                    last_status = status
+                    await condition.wait()
+        finally:
+            self._watcher_count_by_service[service] -= 1
+            if self._watcher_count_by_service[service] == 0:
+                del self._server_watchers[service]
+                del self._watcher_count_by_service[service]
+
+
+class AddressUnavailable(RuntimeError):
+    """A gRPC server could not bind its listen address: the port is taken (by another process or
+    replica) or the address is not one of this host's."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"cannot listen for gRPC on {address}: the port is already in use or the address is not "
+            "this host's (give each replica its own *_GRPC_LISTEN address)"
+        )
+        self.address = address
+
+
+# How long a stopping server keeps serving after turning NOT_SERVING when clients watch its health
+# (they balance over replicas): their watch hears it at once; this covers calls already sent.
+DRAIN_NOTICE_SECONDS = 0.5
+
+
 class GrpcServer:
     """A started `grpc.aio` server plus the health servicer that reports its status."""
 
@@ -172,10 +218,19 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stops accepting calls and lets in-flight ones finish within the grace period."""
+        """Turns NOT_SERVING, gives watching clients a moment to move their calls to other
+        replicas, stops accepting calls and lets in-flight ones finish within the grace period."""
         await self.set_serving(False)
         self._stopped = True
+        if self._watched():
+            # A call a client picked this replica for just before it heard NOT_SERVING is still on
+            # its way: stopping at once would cancel it (gRPC cancels calls not yet handled).
+            await asyncio.sleep(min(DRAIN_NOTICE_SECONDS, grace_seconds))
         await self.server.stop(grace_seconds)
+
+    def _watched(self) -> bool:
+        # The reference servicer counts open Watch streams by service; no public accessor exists.
+        return any(self.health._watcher_count_by_service.values())
 
 
 async def start_grpc_server(
@@ -194,6 +249,9 @@ async def start_grpc_server(
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # gRPC sets SO_REUSEPORT by default: a second replica configured with a taken port would
+            # silently share it (and half the connections). Off, a taken port fails the start.
+            ("grpc.so_reuseport", 0),
         ],
     )
     # The generated add_*_to_server functions only register handlers: ServedHandlers is all of a
@@ -201,17 +259,21 @@ async def start_grpc_server(
     served = cast(grpc.aio.Server, ServedHandlers(server))
     for add in register:
         add(served)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_servicer = StreamedHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, served)
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, tls.server_credentials())
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.server_credentials())
+    except RuntimeError as error:  # grpcio's only signal that the bind failed
+        port = 0
+        log.debug("gRPC bind of %s failed: %s", address, error)
     if port == 0:
-        raise RuntimeError(f"cannot bind gRPC server to {address}")
+        raise AddressUnavailable(address)
     await server.start()
     started = GrpcServer(server, health_servicer, service_names, port)
     await started.set_serving(True)

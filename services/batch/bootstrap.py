@@ -18,8 +18,11 @@ from libs.messaging.contract import Bus
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
+from libs.outbound.destinations import DestinationPolicy
 from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
+from services.batch.adapters.input_files import InputFileStore, LocalInputFiles, S3InputFiles
+from services.batch.adapters.input_images import InputImageResolver, UrlScreener
 from services.batch.adapters.providers._remote import AdapterWiring, RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
 from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
@@ -32,10 +35,13 @@ from services.batch.adapters.sql.store import BatchStore
 from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.adapters.tables import outbox
 from services.batch.domain.execution import ModelPolicy
+from services.batch.domain.generation import ModelCapabilities, UrlPolicy
 from services.batch.domain.provider import VideoProvider
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.handlers import BatchHandlers
 from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
+from services.batch.use_cases.input_files import InputFileUploads
+from services.batch.use_cases.item_settings import ItemSettings
 from services.batch.use_cases.outcomes import OutcomeWriter
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
@@ -161,6 +167,27 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
     return providers
 
 
+def build_input_files(settings: Settings) -> InputFileStore:
+    """Where uploaded input images are kept: beside the videos."""
+    if settings.storage == "s3":
+        return S3InputFiles(s3_client(settings))
+    return LocalInputFiles(Path(settings.asset_dir))
+
+
+def input_url_policy(settings: Settings) -> DestinationPolicy:
+    """The SSRF rule's switches for input image URLs (both off in production)."""
+    return DestinationPolicy(
+        allow_http=settings.input_url_allow_http, allow_private=settings.input_url_allow_private
+    )
+
+
+def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
+    """What each priced model takes, from the price list (libs.config.ModelSettings)."""
+    return {
+        model: ModelCapabilities(**price.settings.as_fields()) for model, price in settings.pricing.items()
+    }
+
+
 def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
     """Provider and attempt limit of every priced model."""
     return {
@@ -171,13 +198,23 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
 
 async def build_server(settings: Settings) -> BatchServer:
     """Connects the database pool, the bus and the billing channel of a batch server."""
-    connections = await open_connections(settings, settings.billing_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("billing"))
     repository = _repository(settings, connections.database)
+    url_policy = input_url_policy(settings)
     handlers = BatchHandlers.build(
         repository,
         MemoizedQuotes(GrpcBilling(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)),
         max_batch_items=settings.max_batch_items,
         max_prompt_chars=settings.max_prompt_chars,
+        item_settings=ItemSettings(
+            model_capabilities(settings),
+            repository.input_files,
+            UrlScreener(url_policy),
+            UrlPolicy(allow_http=url_policy.allow_http),
+        ),
+        input_files=InputFileUploads(
+            repository.input_files, build_input_files(settings), max_bytes=settings.max_input_image_bytes
+        ),
     )
     relay = OutboxRelay.configured(settings, connections.database, outbox, connections.bus)
     return BatchServer(connections, repository, handlers, relay)
@@ -205,6 +242,12 @@ async def build_worker(
         worker_id=worker_identity(),
         pacing=ClaimPacing(settings.claim_wait_seconds, settings.claim_wait_max_seconds),
         cancel_check_seconds=settings.cancel_check_seconds,
+        images=InputImageResolver(
+            build_input_files(settings),
+            input_url_policy(settings),
+            max_bytes=settings.max_input_image_bytes,
+            timeout_seconds=settings.input_fetch_timeout_seconds,
+        ),
     )
     relay = OutboxRelay.configured(settings, database, outbox, bus)
     return BatchWorker(database, bus, repository, executor, writer, relay)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from services.batch.adapters.sql.store import BatchStore
 from services.batch.limits import create_limits
 from services.batch.use_cases.cancel import Cancellation
+from services.batch.use_cases.input_files import InputFileUploads
 from services.batch.use_cases.intake import DEFAULT_QUEUE_GROUP_SIZE, Billing, Intake
+from services.batch.use_cases.item_settings import ItemSettings
 from services.batch.use_cases.reads import Reads
 from services.batch.use_cases.recovery import Recovery
 from services.batch.use_cases.retries import Retries
@@ -26,6 +28,8 @@ class BatchHandlers:
     cancellation: Cancellation
     settlements: Settlements
     recovery: Recovery
+    # None where no file storage is wired (unit tests of other use cases).
+    input_files: InputFileUploads | None = None
 
     @classmethod
     def build(
@@ -36,10 +40,15 @@ class BatchHandlers:
         max_batch_items: int,
         max_prompt_chars: int,
         queue_group_size: int = DEFAULT_QUEUE_GROUP_SIZE,
+        item_settings: ItemSettings | None = None,
+        input_files: InputFileUploads | None = None,
     ) -> BatchHandlers:
-        """The use cases over `store` and `billing`, with the configured create limits."""
+        """The use cases over `store` and `billing`, with the configured create limits (and the
+        generation settings' checks and input file uploads, when wired)."""
         limits = create_limits(max_batch_items=max_batch_items, max_prompt_chars=max_prompt_chars)
-        intake = Intake(store, billing, limits, queue_group_size=queue_group_size)
+        intake = Intake(
+            store, billing, limits, queue_group_size=queue_group_size, item_settings=item_settings
+        )
         return cls(
             intake=intake,
             retries=Retries(store, intake, limits),
@@ -47,4 +56,5 @@ class BatchHandlers:
             cancellation=Cancellation(store),
             settlements=Settlements(store),
             recovery=Recovery(store, intake),
+            input_files=input_files,
         )

@@ -18,7 +18,7 @@ from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
 from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.packs import CreditPack
-from services.billing.domain.pricing import ModelPrice
+from services.billing.domain.pricing import ModelCapabilities, ModelPrice
 from services.billing.use_cases.handlers import BillingHandlers
 
 
@@ -29,7 +29,12 @@ def migrate(database_url: str) -> None:
 
 def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:
     """The configured price list in domain terms."""
-    return {model: from_fields(ModelPrice, row, model=model) for model, row in pricing.items()}
+    return {
+        model: from_fields(
+            ModelPrice, row, model=model, capabilities=ModelCapabilities(**row.settings.as_fields())
+        )
+        for model, row in pricing.items()
+    }
 
 
 def pack_catalog(packs: dict[str, ConfiguredPack]) -> dict[str, CreditPack]:
@@ -49,7 +54,7 @@ class BillingApp:
 
 async def bootstrap(settings: Settings) -> BillingApp:
     """Builds the billing service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    connections = await open_connections(settings, settings.batch_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("batch"))
     batch_service = BatchServiceOutcomes(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)
     handlers = BillingHandlers(
         BillingRepository(connections.database),

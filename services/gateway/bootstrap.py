@@ -62,9 +62,9 @@ def health_probe(
 def build_backends(settings: Settings) -> GatewayBackends:
     """Opens (lazily connecting) channels to billing, batch and webhook and wraps them in stubs."""
     tls = tls_from_settings(settings)
-    billing_channel = open_channel(settings.billing_grpc_addr, tls=tls)
-    batch_channel = open_channel(settings.batch_grpc_addr, tls=tls)
-    webhook_channel = open_channel(settings.webhook_grpc_addr, tls=tls)
+    billing_channel = open_channel(settings.grpc_target("billing"), tls=tls)
+    batch_channel = open_channel(settings.grpc_target("batch"), tls=tls)
+    webhook_channel = open_channel(settings.grpc_target("webhook"), tls=tls)
     probe = health_probe(
         {
             "billing": (billing_channel, BILLING_SERVICE),

@@ -4,11 +4,13 @@ reelbatch migrate                    apply every service's migrations
 reelbatch serve billing|batch|webhook|gateway
 reelbatch worker                     one batch execution worker
 reelbatch seed-demo                  the demo tenant (API key `demo-key`, 5,000 credits)
-reelbatch run [--workers N]          the whole system, seeded, with its URLs printed:
+reelbatch run [--workers N] [--replicas N]
+                                     the whole system, seeded, with its URLs printed:
                                      REELBATCH_MODE=embedded (default): one process on an
                                      embedded PostgreSQL 18 and the Postgres bus, nothing to
                                      install; REELBATCH_MODE=distributed: one process per
-                                     service on PostgreSQL and RabbitMQ
+                                     service on PostgreSQL and RabbitMQ (N of each with
+                                     --replicas N, on distinct ports, clients balancing)
 reelbatch demo                       replay the seed live demo against a running system
                                      (REELBATCH_DEMO_URL, default http://127.0.0.1:8000)
 reelbatch console-invite TENANT_ID EMAIL [--role owner|developer|finance] [--url URL]
@@ -48,9 +50,11 @@ def run_one(kind: ProcessKind, settings: Settings) -> None:
         shutdown_telemetry()
 
 
-def run_system(settings: Settings, workers: int) -> int:
+def run_system(settings: Settings, workers: int, replicas: int = 1) -> int:
     """`reelbatch run`: the whole system in the configured mode."""
     if settings.mode == "embedded":
+        if replicas != 1:
+            raise SystemExit("--replicas needs REELBATCH_MODE=distributed (embedded mode is one process)")
         from services.launcher.embedded import run_embedded
 
         # One process, one service name; the gateway's /metrics covers every service in it.
@@ -62,7 +66,7 @@ def run_system(settings: Settings, workers: int) -> int:
     from services.launcher.distributed import run_distributed
 
     configure_logging("reelbatch", settings.log_level)
-    return run_distributed(settings, workers)
+    return run_distributed(settings, workers, replicas)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     invite.add_argument("--url", default="", help="the gateway (default: the public base URL)")
     run = commands.add_parser("run", help="run the whole system locally")
     run.add_argument("--workers", type=int, default=int(os.environ.get("REELBATCH_WORKERS", "2")))
+    run.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REELBATCH_REPLICAS", "1")),
+        help="processes of every service (distributed mode), each on its own ports",
+    )
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -101,5 +111,5 @@ def main(argv: list[str] | None = None) -> int:
         url = args.url or settings.public_base_url
         return invite_to_console(settings, url, args.tenant_id, args.email, args.role)
     elif args.command == "run":
-        return run_system(settings, args.workers)
+        return run_system(settings, args.workers, args.replicas)
     return 0

@@ -27,7 +27,7 @@ async def seed_demo(settings: Settings) -> str:
     from libs.rpc.client import open_channel
     from libs.rpc.tls import tls_from_settings
 
-    async with open_channel(settings.billing_grpc_addr, tls=tls_from_settings(settings)) as channel:
+    async with open_channel(settings.grpc_target("billing"), tls=tls_from_settings(settings)) as channel:
         billing = billing_pb2_grpc.BillingServiceStub(channel)
         deadline = settings.grpc_deadline_seconds
         try:

@@ -48,7 +48,7 @@ class WebhookApp:
 
 async def bootstrap(settings: Settings) -> WebhookApp:
     """Builds the webhook service on the configured bus (RabbitMQ, or PostgreSQL in embedded mode)."""
-    connections = await open_connections(settings, settings.batch_grpc_addr)
+    connections = await open_connections(settings, settings.grpc_target("batch"))
     sender = HttpSender(settings.webhook_timeout_seconds)
     handlers = WebhookHandlers(
         WebhookRepository(connections.database),

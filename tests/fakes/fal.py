@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from tests.fakes.input_contracts import fal_problems
 from tests.fakes.provider_state import FakeJob, FakeProvider, JobState, RateLimited, Rejected
 
 FAL_KEY = "fake-fal-key"
@@ -91,8 +92,13 @@ def fal_app(state: FakeProvider) -> FastAPI:
         if not state.authorized(request):
             return _unauthorized()
         body = await request.json()
+        problems = fal_problems(body)
+        if problems:
+            detail = [{"loc": ["body"], "msg": problem, "type": "value_error"} for problem in problems]
+            return JSONResponse({"detail": detail}, status_code=422)
+        inputs = {k: v for k, v in body.items() if k != "prompt"}
         try:
-            job = state.submit(body["prompt"], model_path)
+            job = state.submit(body["prompt"], model_path, inputs)
         except RateLimited as limited:
             return JSONResponse(
                 {"detail": "Rate limit exceeded"},

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from tests.fakes.input_contracts import openai_problems
 from tests.fakes.provider_state import FakeJob, FakeProvider, JobState, RateLimited, Rejected
 
 API_KEY = "sk-fake-openai-key"
@@ -60,9 +61,24 @@ def openai_videos_app(state: FakeProvider) -> FastAPI:
     async def create(request: Request) -> Response:
         if not state.authorized(request):
             return unauthorized()
-        body = await request.json()
+        files: dict[str, tuple[str, bytes]] = {}
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            body = {}
+            for name, value in form.multi_items():
+                if isinstance(value, str):
+                    body[name] = value
+                else:
+                    files[name] = (value.content_type or "", await value.read())
+        else:
+            body = await request.json()
+        problems = openai_problems({k: v for k, v in body.items()}, files)
+        if problems:
+            return _error(400, "; ".join(problems), "invalid_value")
+        inputs: dict[str, object] = {k: v for k, v in body.items() if k not in ("prompt", "model")}
+        inputs.update(files)
         try:
-            job = state.submit(body["prompt"], body["model"])
+            job = state.submit(body["prompt"], body["model"], inputs)
         except RateLimited as limited:
             return _error(
                 429,

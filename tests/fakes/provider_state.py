@@ -65,6 +65,9 @@ class FakeJob:
     polls: int = 0
     cancelled: bool = False
     finished: bool = False
+    # What the job was asked for besides its prompt, as the provider received it (field -> value;
+    # uploaded files as (content type, bytes)).
+    inputs: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class FakeProvider:
     def authorized(self, request: Request) -> bool:
         return request.headers.get(self.credential_header) == self.credential_value
 
-    def submit(self, prompt: str, model: str) -> FakeJob:
+    def submit(self, prompt: str, model: str, inputs: dict[str, object] | None = None) -> FakeJob:
         """Accepts a job, or raises RateLimited / Rejected as the prompt's scenario says."""
         scenario = self.scenarios.get(prompt, self.default)
         if self._rate_limited[prompt] < scenario.submit_rate_limits:
@@ -151,6 +154,7 @@ class FakeProvider:
             scenario=scenario,
             fails=run < scenario.failing_runs,
             poll_errors_left=scenario.poll_server_errors,
+            inputs=dict(inputs or {}),
         )
         self.jobs[job.id] = job
         return job

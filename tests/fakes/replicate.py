@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from tests.fakes.input_contracts import replicate_problems
 from tests.fakes.provider_state import FakeJob, FakeProvider, JobState, RateLimited, Rejected
 
 API_TOKEN = "r8_fake_token"
@@ -58,8 +59,12 @@ def replicate_app(state: FakeProvider) -> FastAPI:
         if not state.authorized(request):
             return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
         body = await request.json()
+        problems = replicate_problems(body.get("input"))
+        if problems:
+            return _problem(422, "Input validation failed", "; ".join(problems))
+        inputs = {k: v for k, v in body["input"].items() if k != "prompt"}
         try:
-            job = state.submit(body["input"]["prompt"], model)
+            job = state.submit(body["input"]["prompt"], model, inputs)
         except RateLimited as limited:
             return _problem(
                 429,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from tests.fakes.input_contracts import veo_problems
 from tests.fakes.provider_state import FakeProvider, JobState, RateLimited, Rejected
 
 API_KEY = "fake-gemini-key"
@@ -51,8 +52,13 @@ def veo_app(state: FakeProvider) -> FastAPI:
         body = await request.json()
         if action != "predictLongRunning":
             return _error(404, "NOT_FOUND", f"unknown action {action}")
+        problems = veo_problems(body)
+        if problems:
+            return _error(400, "INVALID_ARGUMENT", "; ".join(problems))
+        instance = body["instances"][0]
+        inputs = {**{k: v for k, v in instance.items() if k != "prompt"}, **body.get("parameters", {})}
         try:
-            job = state.submit(body["instances"][0]["prompt"], model)
+            job = state.submit(instance["prompt"], model, inputs)
         except RateLimited as limited:
             return _error(
                 429, "RESOURCE_EXHAUSTED", "Resource exhausted.", {"Retry-After": limited.retry_after}

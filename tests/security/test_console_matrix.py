@@ -163,7 +163,11 @@ FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     "buy_credits": lambda: {"pack_id": "pilot"},
     # The owner keeps finance allowed to buy, so `buy_credits` serves every role it admits.
     "credit_settings": lambda: {"finance_may_buy_credits": "on"},
-    "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
+    # A URL of its own each time: a tenant registers one URL once.
+    "create_webhook_endpoint": lambda: {
+        "url": f"http://127.0.0.1:9/hooks/{uuid.uuid4().hex[:12]}",
+        "event_types": "batch.completed",
+    },
     "replay_failed": lambda: {"since": "2000-01-01T00:00"},
     "change_role": lambda: {"role": "finance"},
 }

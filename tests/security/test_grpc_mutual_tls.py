@@ -55,6 +55,27 @@ async def test_a_client_with_a_certificate_from_the_ca_is_served(
     assert tenant.tenant_id
 
 
+async def test_a_list_of_named_replicas_is_served_over_mutual_tls(
+    tls_billing: GrpcServer, certs: Path, billing_handlers: BillingHandlers
+) -> None:
+    servicer = BillingServicer(billing_handlers)
+
+    def register(server: grpc.aio.Server) -> None:
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+    second = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME], tls=_files(certs, "billing"))
+    target = f"localhost:{tls_billing.port},localhost:{second.port}"
+    try:
+        async with open_channel(target, tls=_files(certs, "gateway")) as channel:
+            for _ in range(4):  # round robin: both replicas answer over mutual TLS
+                tenant = await billing_pb2_grpc.BillingServiceStub(channel).CreateTenant(
+                    billing_pb2.CreateTenantRequest(name="over mTLS, replicated"), timeout=5
+                )
+                assert tenant.tenant_id
+    finally:
+        await second.stop(0)
+
+
 async def test_a_client_without_a_certificate_is_refused(tls_billing: GrpcServer, certs: Path) -> None:
     no_client_cert = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes())
     async with grpc.aio.secure_channel(f"localhost:{tls_billing.port}", no_client_cert) as channel:

@@ -14,13 +14,14 @@ from libs.expiring_cache import ExpiringCache
 from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
-from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
+from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
 from services.batch.domain.errors import (
     BillingUnavailable,
     InsufficientCredits,
     ModelUnavailable,
     PriceChanged,
 )
+from services.batch.domain.generation import options_of_key
 
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # How long billing's price for a (tenant, model, duration) is reused without asking again.
@@ -43,8 +44,16 @@ def _reserve_request(item: _Reserve) -> billing_pb2.ReserveRequest:
     return billing_pb2.ReserveRequest(
         tenant_id=str(item.tenant_id),
         batch_id=str(item.batch_id),
-        lines=[from_fields(billing_pb2.QuoteLine, line) for line in item.lines],
+        lines=[
+            from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
+            for line in item.lines
+        ],
     )
+
+
+def _price_options(key: str) -> list[billing_pb2.PriceOption]:
+    """A line's stored options key as billing's priced options."""
+    return [billing_pb2.PriceOption(name=name, value=value) for name, value in options_of_key(key)]
 
 
 def _reservation(answer: billing_pb2.ReserveResponse) -> Reservation:
@@ -74,20 +83,29 @@ class GrpcBilling:
             self._reserve_group, max_group_size=reserve_group_size, name="billing-reserve-calls"
         )
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
+    async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
         """Prices the lines; an unknown model comes back as billing's INVALID_ARGUMENT, unchanged."""
         request = billing_pb2.QuoteRequest(
             tenant_id=str(tenant_id),
             lines=[
-                billing_pb2.QuoteLine(model=model, count=count, duration_seconds=duration)
-                for model, count, duration in lines
+                billing_pb2.QuoteLine(
+                    model=line.model,
+                    count=line.count,
+                    duration_seconds=line.duration_seconds,
+                    options=_price_options(line.options),
+                )
+                for line in lines
             ],
         )
         try:
             response = await self._stub.Quote(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             raise self._translate(error) from None
-        return [from_fields(QuoteLine, line) for line in response.lines]
+        # Billing answers the options it priced in its own form; the line keeps the stored key.
+        return [
+            from_fields(QuoteLine, line, options=asked.options)
+            for line, asked in zip(response.lines, lines, strict=True)
+        ]
 
     async def reserve(
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
@@ -179,26 +197,33 @@ class MemoizedQuotes:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._billing = billing
-        # (tenant, model, requested duration) -> (unit price, duration priced).
-        self._prices: ExpiringCache[tuple[TenantId, str, int], tuple[int, int]] = ExpiringCache(
+        # (tenant, model, requested duration, options) -> (unit price, duration priced).
+        self._prices: ExpiringCache[tuple[TenantId, str, int, str], tuple[int, int]] = ExpiringCache(
             ttl_seconds, max_entries, clock
         )
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
+    async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
         """Billing's quote, from memory when every line's price was learnt in the last `ttl_seconds`."""
         remembered: list[QuoteLine] = []
-        for model, count, duration in lines:
-            price = self._prices.get((tenant_id, model, duration))
+        for asked in lines:
+            price = self._prices.get((tenant_id, asked.model, asked.duration_seconds, asked.options))
             if price is None:
                 break
             remembered.append(
-                QuoteLine(model=model, count=count, unit_price=price[0], duration_seconds=price[1])
+                QuoteLine(
+                    model=asked.model,
+                    count=asked.count,
+                    unit_price=price[0],
+                    duration_seconds=price[1],
+                    options=asked.options,
+                )
             )
         else:
             return remembered
         priced = await self._billing.quote(tenant_id, lines)
-        for (model, _, duration), line in zip(lines, priced, strict=True):
-            self._prices.put((tenant_id, model, duration), (line.unit_price, line.duration_seconds))
+        for asked, line in zip(lines, priced, strict=True):
+            key = (tenant_id, asked.model, asked.duration_seconds, asked.options)
+            self._prices.put(key, (line.unit_price, line.duration_seconds))
         return priced
 
     async def reserve(

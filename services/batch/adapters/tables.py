@@ -140,6 +140,13 @@ tasks = Table(
     # which worker process last claimed it.
     Column("dispatched_at", DateTime(timezone=True), nullable=True),
     Column("claimed_by", Text, nullable=True),
+    # 0011 (issue 25): the item's generation settings (NULL: none), its priced options
+    # ("audio=on;resolution=1080p", a quote line's key), and the live detail of a running task:
+    # when its next attempt starts (while it waits to retry) and what its last attempt said.
+    Column("settings", JSONB, nullable=True),
+    Column("price_options", Text, nullable=False, server_default=text("''")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
     # 0010: the client's id of the item (unique within the batch by the create rule) and its
     # labels (a JSON object of strings); NULL for none.
     Column("custom_id", Text, nullable=True),
@@ -165,6 +172,21 @@ tasks = Table(
         "batch_index",
         postgresql_where=text("dispatched_at IS NULL AND status = 'queued'"),
     ),
+)
+
+# 0011 (issue 25): input images uploaded with `POST /api/enterprise/files`, one row per file;
+# the bytes are in the video storage under `input_key` (tenant-scoped: another tenant's id is
+# unknown to intake and to the worker alike).
+input_files = Table(
+    "input_files",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    created_at_column(),
+    Index("ix_input_files_tenant", "tenant_id", "id"),
 )
 
 outbox = outbox_table(metadata, SCHEMA)

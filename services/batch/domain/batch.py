@@ -18,6 +18,7 @@ from libs.vocabulary import BatchStatus as BatchStatus
 from libs.vocabulary import SettlementStatus as SettlementStatus
 from libs.vocabulary import TaskStatus as TaskStatus
 from services.batch.domain.errors import BatchNotFound
+from services.batch.domain.generation import NO_SETTINGS, GenerationSettings
 
 BatchId = NewType("BatchId", uuid.UUID)
 TaskId = NewType("TaskId", uuid.UUID)
@@ -41,6 +42,8 @@ class BatchItem:
     duration_seconds: int = 0
     custom_id: str = ""
     metadata: Metadata = ()
+    # What else the item sets (aspect ratio, resolution, input images...); most items none.
+    settings: GenerationSettings = NO_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -206,17 +209,54 @@ class TaskSummary(NamedTuple):
     finished_at_us: int | None
     custom_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # Issue 25: when it started, the live retry detail, the stored settings (JSON text) and length.
+    started_at_us: int | None = None
+    next_attempt_at_us: int | None = None
+    last_error: str | None = None
+    settings_json: str | None = None
+    duration_seconds: int = 0
+
+    @property
+    def current_attempt(self) -> int:
+        """While running, the attempt under way or waited for (attempts counts those that failed)."""
+        return self.attempts + 1 if self.status == TaskStatus.RUNNING else 0
+
+    @property
+    def credits_charged(self) -> int:
+        """What was captured for it: its price once it succeeded."""
+        return self.unit_price if self.status == TaskStatus.SUCCEEDED else 0
+
+    @property
+    def credits_refunded(self) -> int:
+        """What was refunded for it: its price once it failed or was cancelled."""
+        return self.unit_price if self.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else 0
 
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """Items of one model (and duration) and the price billing quoted for each."""
+    """Items of one model (duration and priced options) and the price billing quoted for each."""
 
     model: str
     count: int
     unit_price: int
     # The length billing priced (the model's default when the items gave none); 0: priced per video.
     duration_seconds: int = 0
+    # The items' priced settings (`generation.options_key`, e.g. "audio=on;resolution=1080p").
+    options: str = ""
+
+
+@dataclass(frozen=True)
+class RequestedLine:
+    """Items of one (model, duration, priced options) to be quoted."""
+
+    model: str
+    count: int
+    duration_seconds: int
+    options: str = ""
+
+
+# What an item's price depends on: (model, requested duration, priced options).
+PriceKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True)
@@ -256,13 +296,21 @@ def accepted_result(batch: BatchRecord, *, replayed: bool) -> CreateBatchResult:
     )
 
 
-def quote_lines(items: Sequence[BatchItem]) -> list[tuple[str, int, int]]:
-    """(model, count, duration_seconds) per (model, duration), in order of first appearance, to price."""
-    counts: dict[tuple[str, int], int] = {}
-    for item in items:
-        key = (item.model, item.duration_seconds)
+def price_keys(items: Sequence[BatchItem], options: Sequence[str] = ()) -> list[PriceKey]:
+    """Each item's price key; `options` holds each item's priced options (empty: none at all)."""
+    if not options:
+        return [(item.model, item.duration_seconds, "") for item in items]
+    return [(item.model, item.duration_seconds, option) for item, option in zip(items, options, strict=True)]
+
+
+def quote_lines(keys: Sequence[PriceKey]) -> list[RequestedLine]:
+    """One line per distinct price key, in order of first appearance, to price."""
+    counts: dict[PriceKey, int] = {}
+    for key in keys:
         counts[key] = counts.get(key, 0) + 1
-    return [(model, count, duration) for (model, duration), count in counts.items()]
+    return [
+        RequestedLine(model, count, duration, option) for (model, duration, option), count in counts.items()
+    ]
 
 
 def required_credits(lines: Iterable[QuoteLine]) -> int:
@@ -308,8 +356,8 @@ class NewBatch:
     request_id: str | None
     request_fingerprint: str
     items: tuple[BatchItem, ...]
-    # The priced line of each requested (model, duration_seconds): every item's price and length.
-    prices: dict[tuple[str, int], QuoteLine]
+    # The priced line of each price key (model, requested duration, options): every item's price.
+    prices: dict[PriceKey, QuoteLine]
     required_credits: int
     cost_per_video: int | None
     webhook_url: str | None
@@ -317,6 +365,13 @@ class NewBatch:
     retry_of: BatchId | None = None
     name: str | None = None
     metadata: Metadata = ()
+    # Item i's priced options (`generation.options_key`); empty when no item has any.
+    options: tuple[str, ...] = ()
+
+    def price_key(self, index: int) -> PriceKey:
+        """The key of item `index`'s line in `prices`."""
+        item = self.items[index]
+        return (item.model, item.duration_seconds, self.options[index] if self.options else "")
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,7 @@ class BatchNotFound(NotFound):
 
 class InvalidCursor(InvalidArgument):
     """A page cursor this service did not hand out."""
+
+
+class InputFilesUnavailable(Unavailable):
+    """This server has no input file storage wired (a server built without it)."""

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
+from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoProvider
 from services.batch.domain.retry import BackoffPolicy
 
@@ -30,6 +31,13 @@ class ClaimedTask:
     unit_price: int
     claim_token: uuid.UUID
     claims: int
+    # The video length priced (0: the model's own) and the item's generation settings.
+    duration_seconds: int = 0
+    settings: GenerationSettings = NO_SETTINGS
+
+
+# Called between attempts with (attempts made, the failure, seconds until the next attempt).
+RetryObserver = Callable[[int, ProviderFailure, float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ async def run_task(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     uniform: Callable[[], float] = random.random,
     counter: AttemptCounter | None = None,
+    images: ResolvedImages = NO_IMAGES,
+    on_retry: RetryObserver | None = None,
 ) -> TaskOutcome:
     """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
 
@@ -116,7 +126,16 @@ async def run_task(
         attempt += 1
         if counter is not None:
             counter.started = attempt
-        job = ProviderJob(task.task_id, task.batch_id, task.prompt, task.model, attempt)
+        job = ProviderJob(
+            task.task_id,
+            task.batch_id,
+            task.prompt,
+            task.model,
+            attempt,
+            duration_seconds=task.duration_seconds,
+            settings=task.settings,
+            images=images,
+        )
         try:
             async with slot if slot is not None else nullcontext():
                 # asyncio.timeout, not wait_for: no extra task per attempt.
@@ -140,4 +159,11 @@ async def run_task(
             )
         if not failure.transient or attempt >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
-        await sleep(policy.backoff.delay(attempt, uniform))
+        delay = policy.backoff.delay(attempt, uniform)
+        if on_retry is not None:
+            try:
+                await on_retry(attempt, failure, delay)
+            except Exception:
+                # The live detail is a courtesy; the retry itself must not depend on it.
+                log.warning("could not record the retry of task %s", task.task_id, exc_info=True)
+        await sleep(delay)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import orjson
 
 from services.batch.domain.batch import BatchItem, Metadata
+from services.batch.domain.generation import NO_SETTINGS
 
 
 def _item_encoding(item: BatchItem) -> dict[str, object]:
@@ -19,6 +20,9 @@ def _item_encoding(item: BatchItem) -> dict[str, object]:
         encoded["custom_id"] = item.custom_id
     if item.metadata:
         encoded["metadata"] = dict(item.metadata)
+    if item.settings is not NO_SETTINGS and not item.settings.is_empty:
+        # orjson encodes the dataclass (every field, defaults included).
+        encoded["settings"] = item.settings
     return encoded
 
 
@@ -42,7 +46,9 @@ def request_fingerprint(
         # A duration enters an item's encoding only when given, like the optional fields below.
         "items": [
             {"model": item.model, "prompt": item.prompt}
-            if not (item.duration_seconds or item.custom_id or item.metadata)
+            if not (
+                item.duration_seconds or item.custom_id or item.metadata or item.settings is not NO_SETTINGS
+            )
             else _item_encoding(item)
             for item in items
         ],

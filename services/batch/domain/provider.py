@@ -10,6 +10,7 @@ from libs.vocabulary import TRANSIENT_FAILURES
 # The failure types are the shared vocabulary's (libs/vocabulary.py), named here for the batch domain.
 from libs.vocabulary import FailureType as FailureType
 from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
 
 
 def is_transient(failure_type: FailureType) -> bool:
@@ -26,6 +27,11 @@ class ProviderJob:
     prompt: str
     model: str
     attempt: int
+    # The video length priced (0: per-video model, the provider's default) and the item's
+    # settings, with its input images already fetched; adapters pass them in their API's terms.
+    duration_seconds: int = 0
+    settings: GenerationSettings = NO_SETTINGS
+    images: ResolvedImages = NO_IMAGES
 
 
 @dataclass(frozen=True)

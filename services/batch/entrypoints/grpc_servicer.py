@@ -15,7 +15,14 @@ from libs.field_mapping import from_fields
 from libs.rpc.timestamps import request_instant
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, Metadata, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
+from services.batch.domain.errors import InputFilesUnavailable
+from services.batch.domain.generation import NO_SETTINGS
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+from services.batch.entrypoints.generation_messages import (
+    input_file_message,
+    settings_from_message,
+    stored_settings_message,
+)
 from services.batch.handlers import BatchHandlers
 
 SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
@@ -119,11 +126,22 @@ def task_page(tasks: Sequence[TaskSummary], next_cursor: str) -> batch_pb2.ListT
             error_message=task.error_message or "",
             failure_type=task.failure_type or "",
             attempts=task.attempts,
+            current_attempt=task.current_attempt,
+            last_error=task.last_error or "",
+            credits_charged=task.credits_charged,
+            credits_refunded=task.credits_refunded,
+            duration_seconds=task.duration_seconds or 0,
             custom_id=task.custom_id or "",
             metadata=task.metadata or {},
         )
         _set_micros(message.created_at, task.created_at_us)
         _set_micros(message.finished_at, task.finished_at_us)
+        _set_micros(message.started_at, task.started_at_us)
+        if task.status == "running":
+            _set_micros(message.next_attempt_at, task.next_attempt_at_us)
+        settings = stored_settings_message(task.settings_json)
+        if settings is not None:
+            message.settings.CopyFrom(settings)
     return response
 
 
@@ -135,7 +153,14 @@ def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...
     """The items of a create request, sent as BatchItem messages or as columns (not both)."""
     if not request.HasField("item_columns"):
         return tuple(
-            BatchItem(item.prompt, item.model, item.duration_seconds, item.custom_id, _pairs(item.metadata))
+            BatchItem(
+                item.prompt,
+                item.model,
+                item.duration_seconds,
+                item.custom_id,
+                _pairs(item.metadata),
+                settings_from_message(item.settings),
+            )
             for item in request.items
         )
     columns = request.item_columns
@@ -145,14 +170,20 @@ def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...
         or not count == len(columns.models) == len(columns.duration_seconds)
         or len(columns.custom_ids) not in (0, count)
         or len(columns.metadata) not in (0, count)
+        or len(columns.settings) not in (0, count)
     ):
         raise InvalidArgument("items must be sent as messages or as columns of one length", field="items")
-    if not columns.custom_ids and not columns.metadata:
+    if not columns.custom_ids and not columns.metadata and not columns.settings:
         return tuple(map(BatchItem, columns.prompts, columns.models, columns.duration_seconds))
     custom_ids = columns.custom_ids or [""] * count
     labels = [_pairs(entry.pairs) for entry in columns.metadata] if columns.metadata else [()] * count
+    settings = (
+        list(map(settings_from_message, columns.settings)) if columns.settings else [NO_SETTINGS] * count
+    )
     return tuple(
-        map(BatchItem, columns.prompts, columns.models, columns.duration_seconds, custom_ids, labels)
+        map(
+            BatchItem, columns.prompts, columns.models, columns.duration_seconds, custom_ids, labels, settings
+        )
     )
 
 
@@ -284,6 +315,15 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         return breakdown_message(
             await self._handlers.reads.batch_breakdown(request.tenant_id, request.batch_id)
         )
+
+    async def UploadInputFile(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.UploadInputFileRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.InputFile:
+        uploads = self._handlers.input_files
+        if uploads is None:
+            raise InputFilesUnavailable("input files are not configured on this server")
+        stored = await uploads.upload(request.tenant_id, request.filename, request.content)
+        return input_file_message(stored)
 
     async def ListBatchTotals(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]

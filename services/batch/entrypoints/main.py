@@ -49,7 +49,7 @@ async def build_process(settings: Settings) -> ServiceProcess:
     """The batch server process, wired and not yet started. Does not migrate."""
     server = await build_server(settings)
     service = GrpcService(
-        settings.batch_grpc_addr,
+        settings.grpc_listen("batch"),
         functools.partial(batch_pb2_grpc.add_BatchServiceServicer_to_server, BatchServicer(server.handlers)),
         SERVICE_NAME,
     )

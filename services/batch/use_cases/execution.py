@@ -13,12 +13,13 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
-from services.batch.domain.batch import BatchId, TaskId, TaskStatus
+from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.execution import (
     AttemptCounter,
     AttemptPolicy,
@@ -27,7 +28,8 @@ from services.batch.domain.execution import (
     TaskOutcome,
     run_task,
 )
-from services.batch.domain.provider import FailureType, VideoProvider
+from services.batch.domain.generation import NO_IMAGES, GenerationSettings, ResolvedImages
+from services.batch.domain.provider import FailureType, ProviderFailure, VideoProvider
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
 from services.batch.use_cases.claims import ClaimCoalescer
@@ -44,6 +46,14 @@ class DispatchResult:
     # Tasks still queued when this worker stopped claiming (it is shutting down): the message
     # must not be acknowledged, so another worker gets them.
     unclaimed: int = 0
+
+
+class ImageSource(Protocol):
+    """Where a task's input images come from (uploaded files, fetched URLs)."""
+
+    async def resolve(self, tenant_id: TenantId, settings: GenerationSettings) -> ResolvedImages:
+        """The images' bytes; raises ProviderFailure (invalid_input) for one that cannot be used."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class TaskExecutor:
         worker_id: str | None = None,
         pacing: ClaimPacing | None = None,
         cancel_check_seconds: float = 1.0,
+        images: ImageSource | None = None,
     ) -> None:
         self._claims = claims
         self._cancels = cancels
@@ -92,6 +103,7 @@ class TaskExecutor:
         )
         self._pacing = pacing or ClaimPacing()
         self._cancel_check_seconds = cancel_check_seconds
+        self._images = images
         self._in_flight: dict[TaskId, ClaimedTask] = {}
         self._runners: dict[TaskId, asyncio.Task[TaskOutcome]] = {}
         self._cancelling: dict[TaskId, CancelReason | None] = {}
@@ -221,9 +233,29 @@ class TaskExecutor:
             return TaskOutcome.failed(
                 task, 0, FailureType.INTERNAL, f"no provider configured for {task.model}"
             )
+        images = NO_IMAGES
+        if self._images is not None and not task.settings.is_empty:
+            try:
+                images = await self._images.resolve(task.tenant_id, task.settings)
+            except ProviderFailure as refused:
+                # An image that cannot be fetched or read fails the item before any provider call
+                # (invalid_input, refunded): no attempt was made.
+                return TaskOutcome.failed(task, 0, refused.failure_type, refused.message)
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
+
+        async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
+            await self._claims.record_retry(task.task_id, task.claim_token, attempts, failure.message, delay)
+
         with batch_metrics.provider_span(task.task_id, task.model, model.provider) as span:
-            outcome = await run_task(task, provider, policy, slot=self._slots, counter=counter)
+            outcome = await run_task(
+                task,
+                provider,
+                policy,
+                slot=self._slots,
+                counter=counter,
+                images=images,
+                on_retry=record_retry,
+            )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
         return outcome
 

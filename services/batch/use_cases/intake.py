@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from libs.errors import ErrorCategory, InvalidArgument, ServiceError
+from libs.errors import MAX_FIELD_VIOLATIONS, ErrorCategory, InvalidArgument, ServiceError
 from libs.group_commit import GroupCommitter
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
@@ -24,11 +24,13 @@ from services.batch.domain.batch import (
     NewBatch,
     QuoteLine,
     RejectionReason,
+    RequestedLine,
     Reservation,
     TenantId,
     accepted_result,
     common_unit_price,
     parse_tenant_id,
+    price_keys,
     quote_lines,
     required_credits,
 )
@@ -42,7 +44,8 @@ from services.batch.domain.errors import (
     PriceChanged,
 )
 from services.batch.domain.fingerprint import request_fingerprint
-from services.batch.domain.validation import CreateLimits, priced_line_violations, validate_create
+from services.batch.domain.validation import CreateLimits, create_violations, priced_line_violations
+from services.batch.use_cases.item_settings import ItemSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,8 @@ _REPRICE_ATTEMPTS = 3
 class Billing(Protocol):
     """What the batch service needs from billing."""
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
-        """Prices (model, count, duration_seconds) lines in order; bad model or duration: InvalidArgument."""
+    async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
+        """Prices the lines in order; bad model, duration or option: InvalidArgument."""
         ...
 
     async def reserve(
@@ -86,10 +89,13 @@ class Intake:
         limits: CreateLimits,
         *,
         queue_group_size: int = DEFAULT_QUEUE_GROUP_SIZE,
+        item_settings: ItemSettings | None = None,
     ) -> None:
         self._store = store
         self._billing = billing
         self._limits = limits
+        # None: items' settings are not checked against capabilities (unit tests of other rules).
+        self._item_settings = item_settings
         # Reserved batches are queued by group commit: those reserved while one queueing
         # transaction runs share the next (one UPDATE, one window top-up per tenant, one outbox
         # insert), instead of each taking the tenant's window lock in turn.
@@ -109,7 +115,15 @@ class Intake:
     ) -> CreateBatchResult:
         """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
         tenant_id = parse_tenant_id(command.tenant_id)
-        validate_create(command, self._limits)
+        # Every problem at once: the request's own rules, then each item's settings.
+        violations = create_violations(command, self._limits)
+        options: tuple[str, ...] = ()
+        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
+            checked = await self._item_settings.check(tenant_id, command.items)
+            violations += checked.violations
+            options = checked.options
+        if violations:
+            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
         fingerprint = request_fingerprint(
             command.items,
             command.webhook_url,
@@ -129,7 +143,7 @@ class Intake:
         created = False
         priced: list[QuoteLine] | None = None
         if batch is None:
-            requested = quote_lines(command.items)
+            requested = quote_lines(price_keys(command.items, options))
             priced = await self._quote_items(tenant_id, requested, command.items)
             new = NewBatch(
                 id=BatchId(uuid.uuid4()),
@@ -138,14 +152,15 @@ class Intake:
                 request_fingerprint=fingerprint,
                 items=command.items,
                 prices={
-                    (model, duration): line
-                    for (model, _, duration), line in zip(requested, priced, strict=True)
+                    (asked.model, asked.duration_seconds, asked.options): line
+                    for asked, line in zip(requested, priced, strict=True)
                 },
                 required_credits=required_credits(priced),
                 cost_per_video=common_unit_price(priced),
                 webhook_url=command.webhook_url or None,
                 deadline_seconds=command.deadline_seconds,
                 retry_of=retry_of,
+                options=options,
                 name=command.name or None,
                 metadata=command.metadata,
             )
@@ -171,7 +186,7 @@ class Intake:
         return accepted_result(batch, replayed=not created)
 
     async def _quote_items(
-        self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]], items: Sequence[BatchItem]
+        self, tenant_id: TenantId, lines: Sequence[RequestedLine], items: Sequence[BatchItem]
     ) -> list[QuoteLine]:
         """Billing's quote of the lines; a refused quote is answered as every item it concerns.
 
@@ -187,9 +202,9 @@ class Intake:
             *(self._billing.quote(tenant_id, [line]) for line in lines), return_exceptions=True
         )
         refusals: dict[tuple[str, int], ServiceError] = {}
-        for (model, _, duration), answer in zip(lines, answers, strict=True):
+        for line, answer in zip(lines, answers, strict=True):
             if isinstance(answer, ServiceError) and answer.category is ErrorCategory.INVALID_ARGUMENT:
-                refusals[(model, duration)] = answer
+                refusals[(line.model, line.duration_seconds)] = answer
             elif isinstance(answer, BaseException):
                 raise answer
         violations = priced_line_violations(items, refusals)
@@ -297,7 +312,11 @@ class Intake:
                 return await self._billing.reserve(batch.tenant_id, batch.id, lines)
             except PriceChanged:
                 current = await self._billing.quote(
-                    batch.tenant_id, [(line.model, line.count, line.duration_seconds) for line in lines]
+                    batch.tenant_id,
+                    [
+                        RequestedLine(line.model, line.count, line.duration_seconds, line.options)
+                        for line in lines
+                    ],
                 )
                 if await self._store.intake.reprice_reserving(batch.id, lines, current) is None:
                     return None

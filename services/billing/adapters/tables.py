@@ -208,7 +208,8 @@ batch_hold_lines = Table(
     Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
     # Video length of the line's items for a model priced per second; 0 for per-video models.
     Column("duration_seconds", Integer, nullable=False, server_default=text("0")),
-    PrimaryKeyConstraint("batch_id", "model", "duration_seconds", name="pk_batch_hold_lines"),
+    # 0008: one line per price (priced generation settings, ADR-090).
+    PrimaryKeyConstraint("batch_id", "model", "duration_seconds", "unit_price", name="pk_batch_hold_lines"),
     CheckConstraint("unit_price > 0", name="ck_batch_hold_lines_price_positive"),
     CheckConstraint("count > 0", name="ck_batch_hold_lines_count_positive"),
 )

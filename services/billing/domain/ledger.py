@@ -21,7 +21,8 @@ from services.billing.domain.errors import BalanceLimitExceeded, LedgerInvariant
 from services.billing.domain.ids import BatchId, TaskId, TenantId
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
+# The gateway publishes one page-size rule, 1..1000 for every list (ADR-093): no page is cut shorter.
+MAX_PAGE_SIZE = 1000
 
 # The largest number a PostgreSQL bigint holds: ledger ids, amounts and balances are bigints.
 BIGINT_MAX = 2**63 - 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import InsufficientCredits, StaleQuote, UnknownModel
@@ -13,6 +13,37 @@ from services.billing.domain.margins import MarginEstimate
 # REELBATCH_CREDIT_VALUE_USD_MICROS overrides it): the seed's 76% margin on sora-2 is
 # (10 credits x $0.01 - $0.024 provider cost) / $0.10.
 DEFAULT_CREDIT_VALUE_USD_MICROS = 10_000
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """The generation settings a model takes and what its priced choices add (issue 25); the
+    batch service validates items against the same declaration (libs.config.ModelSettings)."""
+
+    aspect_ratios: tuple[str, ...] = ()
+    # Resolution -> extra credits, the default first.
+    resolutions: Mapping[str, int] = field(default_factory=dict)
+    seed: bool = False
+    negative_prompt: bool = False
+    # None: audio cannot be switched; else the extra credits of audio on.
+    audio_credits: int | None = None
+    audio_default: bool = False
+    first_frame: bool = False
+    last_frame: bool = False
+    max_reference_images: int = 0
+
+    def surcharge(self, model: str, options: Sequence[tuple[str, str]]) -> int:
+        """Extra credits of the priced options (per video, or per second); InvalidArgument for
+        an option or value the model does not price."""
+        extra = 0
+        for name, value in options:
+            if name == "resolution" and value in self.resolutions:
+                extra += self.resolutions[value]
+            elif name == "audio" and self.audio_credits is not None and value in ("on", "off"):
+                extra += self.audio_credits if value == "on" else 0
+            else:
+                raise InvalidArgument(f"{model} does not price {name}={value}", field="options", model=model)
+        return extra
 
 
 @dataclass(frozen=True)
@@ -31,17 +62,20 @@ class ModelPrice:
     min_seconds: int = 1
     max_seconds: int = 60
     default_seconds: int = 8
+    capabilities: ModelCapabilities = field(default_factory=ModelCapabilities)
 
     @property
     def per_second(self) -> bool:
         return self.credits_per_second is not None
 
-    def item_price(self, duration_seconds: int) -> tuple[int, int]:
+    def item_price(self, duration_seconds: int, options: Sequence[tuple[str, str]] = ()) -> tuple[int, int]:
         """(price, duration) of one item; duration 0 means "not given" (the default, per second).
 
         A duration outside [min_seconds, max_seconds], or any duration for a per-video model,
-        is an InvalidArgument.
+        is an InvalidArgument; so is an option the model does not price. Priced options add their
+        extra credits once per video, or once per second for a model priced per second.
         """
+        extra = self.capabilities.surcharge(self.model, options) if options else 0
         if self.credits_per_second is None:
             if duration_seconds:
                 raise InvalidArgument(
@@ -49,7 +83,7 @@ class ModelPrice:
                     field="duration_seconds",
                     model=self.model,
                 )
-            return self.credits_per_video, 0
+            return self.credits_per_video + extra, 0
         seconds = duration_seconds or self.default_seconds
         if not self.min_seconds <= seconds <= self.max_seconds:
             raise InvalidArgument(
@@ -57,17 +91,19 @@ class ModelPrice:
                 field="duration_seconds",
                 model=self.model,
             )
-        return self.credits_per_second * seconds, seconds
+        return (self.credits_per_second + extra) * seconds, seconds
 
 
 @dataclass(frozen=True)
 class QuoteLine:
-    """`count` videos of `model` of `duration_seconds` (0: per video); `unit_price` 0: not quoted yet."""
+    """`count` videos of `model` of `duration_seconds` (0: per video) with the priced `options`;
+    `unit_price` 0: not quoted yet."""
 
     model: str
     count: int
     unit_price: int = 0
     duration_seconds: int = 0
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -88,11 +124,12 @@ class Quote:
     def item_count(self) -> int:
         return sum(line.count for line in self.lines)
 
-    def per_model(self) -> dict[tuple[str, int], QuoteLine]:
-        """The lines merged by (model, duration): one reserved line, at one price, for each."""
-        merged: dict[tuple[str, int], QuoteLine] = {}
+    def per_model(self) -> dict[tuple[str, int, int], QuoteLine]:
+        """The lines merged by (model, duration, unit price): one reserved line for each (lines
+        whose priced options differ but cost the same are one line: a capture is matched by price)."""
+        merged: dict[tuple[str, int, int], QuoteLine] = {}
         for line in self.lines:
-            key = (line.model, line.duration_seconds)
+            key = (line.model, line.duration_seconds, line.unit_price)
             seen = merged.get(key)
             count = line.count + (seen.count if seen else 0)
             merged[key] = QuoteLine(
@@ -115,9 +152,15 @@ def quote(lines: Sequence[QuoteLine], price_list: Mapping[str, ModelPrice]) -> Q
         price = price_list.get(line.model)
         if price is None:
             raise UnknownModel(line.model)
-        unit_price, duration = price.item_price(line.duration_seconds)
+        unit_price, duration = price.item_price(line.duration_seconds, line.options)
         priced.append(
-            QuoteLine(model=line.model, count=line.count, unit_price=unit_price, duration_seconds=duration)
+            QuoteLine(
+                model=line.model,
+                count=line.count,
+                unit_price=unit_price,
+                duration_seconds=duration,
+                options=line.options,
+            )
         )
     return Quote(lines=tuple(priced))
 

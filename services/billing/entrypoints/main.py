@@ -20,7 +20,7 @@ async def build_process(settings: Settings) -> ServiceProcess:
     """The billing process, wired and not yet started. Does not run migrations."""
     app = await bootstrap(settings)
     service = GrpcService(
-        settings.billing_grpc_addr,
+        settings.grpc_listen("billing"),
         functools.partial(
             billing_pb2_grpc.add_BillingServiceServicer_to_server, BillingServicer(app.handlers)
         ),

@@ -219,14 +219,14 @@ def _plan_reservation(
         frozen=priced.total,
         available_before=available,
         available_after=available - priced.total,
-        unit_prices={model: line.unit_price for (model, _), line in per_model.items()},
+        unit_prices={model: line.unit_price for (model, _, _), line in per_model.items()},
         line_prices=frozenset((line.model, line.unit_price) for line in per_model.values()),
     )
     return PlannedReservation(
         transfer=transfer,
         hold=hold,
         lines=tuple(per_model.values()),
-        provider_costs={model: deps.prices[model].provider_cost_usd_micros for model, _ in per_model},
+        provider_costs={model: deps.prices[model].provider_cost_usd_micros for model, _, _ in per_model},
     )
 
 

@@ -114,14 +114,14 @@ def admin_router(
 
     @router.get("/tenants", **documented(TenantPage, "List tenants with their balances, oldest first", 422))
     async def list_tenants(page: PageQuery) -> TenantPage:
-        return await reads.tenants(cursor=page.cursor, limit=min(page.limit, 500))
+        return await reads.tenants(cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/tenants/{tenant_id}/ledger",
         **documented(LedgerPage, "Changes of a tenant's available balance, newest first", 404, 422),
     )
     async def list_tenant_ledger(tenant_id: TenantIdPath, page: PageQuery) -> LedgerPage:
-        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=min(page.limit, 500))
+        return await reads.tenant_ledger(tenant_id, cursor=page.cursor, limit=page.limit)
 
     @router.get(
         "/batches", **documented(AdminBatchPage, "List batches of every tenant (or one), newest first", 422)
@@ -190,7 +190,7 @@ def admin_router(
     async def get_batch_billing(
         batch_id: BatchIdPath, cursor: PageCursor = None, limit: PageLimit = 500
     ) -> BatchBillingView:
-        return await reads.billing(batch_id, cursor=cursor or "", limit=min(limit, 500))
+        return await reads.billing(batch_id, cursor=cursor or "", limit=limit)
 
     @router.get(
         "/batches/{batch_id}/webhooks",

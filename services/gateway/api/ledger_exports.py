@@ -4,8 +4,6 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
@@ -17,6 +15,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
+from services.gateway.http.csv_stream import csv_chunks
 from services.gateway.http.params import Instant, error_responses
 from services.gateway.use_cases.ledger_export import ledger_rows
 
@@ -41,38 +40,26 @@ LEDGER_CSV_COLUMNS = (
     "amount",
     "balance_after",
 )
-# Rows per chunk written to the HTTP response: small enough for flat memory, large enough to be fast.
-CSV_ROWS_PER_CHUNK = 1000
 
 
-async def ledger_csv(rows: AsyncIterator[billing_pb2.LedgerExportRow]) -> AsyncIterator[bytes]:
+def ledger_csv(rows: AsyncIterator[billing_pb2.LedgerExportRow]) -> AsyncIterator[bytes]:
     """CSV lines of exported entries, a chunk at a time (constant memory for any number of rows)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LEDGER_CSV_COLUMNS)
-    pending = 0
-    async for row in rows:
-        writer.writerow(
-            (
-                row.entry_id,
-                row.transfer_id,
-                row.created_at.ToJsonString(),
-                row.tenant_id,
-                row.account,
-                row.batch_id,
-                row.ref_type,
-                row.ref_id,
-                row.amount,
-                row.balance_after if row.HasField("balance_after") else "",
-            )
-        )
-        pending += 1
-        if pending >= CSV_ROWS_PER_CHUNK:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    yield buffer.getvalue().encode()
+    return csv_chunks(LEDGER_CSV_COLUMNS, (_csv_row(row) async for row in rows))
+
+
+def _csv_row(row: billing_pb2.LedgerExportRow) -> tuple[object, ...]:
+    return (
+        row.entry_id,
+        row.transfer_id,
+        row.created_at.ToJsonString(),
+        row.tenant_id,
+        row.account,
+        row.batch_id,
+        row.ref_type,
+        row.ref_id,
+        row.amount,
+        row.balance_after if row.HasField("balance_after") else "",
+    )
 
 
 def csv_download(rows: AsyncIterator[bytes], filename: str) -> StreamingResponse:

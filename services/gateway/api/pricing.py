@@ -24,11 +24,9 @@ from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.schemas.pricing import (
     AdminPaymentRequest,
     ModelMarginView,
-    ModelPriceView,
     MonthlyMarginsView,
     PackCatalog,
     PaymentRecorded,
-    PriceList,
     StatementView,
     StripeEventReceived,
 )
@@ -43,30 +41,11 @@ def wants_csv(request: Request, format_: str | None) -> bool:
     return CSV_MEDIA_TYPE in request.headers.get("accept", "")
 
 
-def _price_view(price: billing_pb2.ModelPrice) -> ModelPriceView:
-    if not price.credits_per_second:
-        return ModelPriceView(model=price.model, credits_per_video=price.credits_per_video)
-    return ModelPriceView(
-        model=price.model,
-        credits_per_video=price.credits_per_video,
-        pricing_unit="second",
-        credits_per_second=price.credits_per_second,
-        min_seconds=price.min_seconds,
-        max_seconds=price.max_seconds,
-        default_seconds=price.default_seconds,
-    )
-
-
 def pricing_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
-    """Customer routes: price list, packs, monthly statement."""
+    """Customer routes: packs and the monthly statement (the price list is `models`')."""
     router = APIRouter(prefix="/api/enterprise", tags=["pricing"], responses=error_responses(401, 500, 503))
     authenticated = Depends(tenant_dependency(authenticator))
     deadline = settings.grpc_deadline_seconds
-
-    @router.get("/pricing", response_model=PriceList, summary="The price list, per model")
-    async def get_pricing(_: Annotated[str, authenticated]) -> PriceList:
-        response = await backends.billing.GetPricing(billing_pb2.GetPricingRequest(), timeout=deadline)
-        return PriceList(items=[_price_view(price) for price in response.models])
 
     @router.get("/packs", response_model=PackCatalog, summary="Prepaid packs (credits never expire)")
     async def list_packs(_: Annotated[str, authenticated]) -> PackCatalog:

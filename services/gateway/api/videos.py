@@ -184,7 +184,7 @@ def videos_router(
                 tenant_id=(tenant_id or "").lower(),
                 batch_id=(batch_id or "").lower(),
                 cursor=page.cursor,
-                limit=min(page.limit, 500),
+                limit=page.limit,
             ),
             timeout=deadline,
         )

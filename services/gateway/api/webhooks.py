@@ -13,6 +13,7 @@ from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.http.params import UUID_PATTERN, PageQuery, PageRequest, documented, error_responses
+from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.schemas.proto_views import utc_or_none
 from services.gateway.schemas.webhooks import (
     DeliveryPage,
@@ -56,10 +57,24 @@ def webhooks_router(
     @router.post(
         "/api/enterprise/webhook-endpoints",
         **documented(
-            EndpointCreated, "Register a webhook endpoint (its secret is shown once)", 422, status_code=201
+            EndpointCreated,
+            "Register a webhook endpoint (its secret is shown once)",
+            status_code=201,
+            responses={
+                **error_responses(422),
+                409: {
+                    "model": ErrorResponse,
+                    "description": (
+                        "The tenant already has a live endpoint at this URL (`endpoint_already_registered`, "
+                        "with its `endpoint_id`): one endpoint per URL, so no message is delivered twice."
+                    ),
+                },
+            },
         ),
     )
-    async def create_endpoint(tenant_id: Annotated[str, customer], body: EndpointIn) -> EndpointCreated:
+    async def create_webhook_endpoint(
+        tenant_id: Annotated[str, customer], body: EndpointIn
+    ) -> EndpointCreated:
         created = await webhook.CreateEndpoint(
             webhook_pb2.CreateEndpointRequest(
                 tenant_id=tenant_id, url=body.url, event_types=body.event_types, description=body.description
@@ -71,7 +86,7 @@ def webhooks_router(
     @router.get(
         "/api/enterprise/webhook-endpoints", **documented(EndpointPage, "List the tenant's webhook endpoints")
     )
-    async def list_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
+    async def list_webhook_endpoints(tenant_id: Annotated[str, customer], page: PageQuery) -> EndpointPage:
         endpoints = await webhook.ListEndpoints(
             webhook_pb2.ListEndpointsRequest(tenant_id=tenant_id, cursor=page.cursor, limit=page.limit),
             timeout=deadline,
@@ -85,7 +100,7 @@ def webhooks_router(
         "/api/enterprise/webhook-endpoints/{endpoint_id}",
         **documented(EndpointView, "Delete a webhook endpoint", 404),
     )
-    async def delete_endpoint(
+    async def delete_webhook_endpoint(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
     ) -> EndpointView:
         endpoint = await webhook.DeleteEndpoint(
@@ -101,7 +116,7 @@ def webhooks_router(
             404,
         ),
     )
-    async def rotate_endpoint_secret(
+    async def rotate_webhook_endpoint_secret(
         tenant_id: Annotated[str, customer], endpoint_id: EndpointIdPath
     ) -> EndpointSecretRotated:
         rotated = await webhook.RotateEndpointSecret(
@@ -120,7 +135,7 @@ def webhooks_router(
         "/api/enterprise/webhook-messages",
         **documented(DeliveryPage, "The tenant's webhook messages with their attempts, newest first", 422),
     )
-    async def list_messages(
+    async def list_webhook_messages(
         tenant_id: Annotated[str, customer],
         page: PageQuery,
         batch_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
@@ -131,7 +146,9 @@ def webhooks_router(
         "/api/enterprise/webhook-messages/{message_id}/redeliver",
         **documented(DeliveryView, "Send a message again (same webhook-id)", 404, status_code=202),
     )
-    async def redeliver(tenant_id: Annotated[str, customer], message_id: MessageIdPath) -> DeliveryView:
+    async def redeliver_webhook_message(
+        tenant_id: Annotated[str, customer], message_id: MessageIdPath
+    ) -> DeliveryView:
         delivery = await webhook.RedeliverMessage(
             webhook_pb2.RedeliverMessageRequest(tenant_id=tenant_id, message_id=message_id), timeout=deadline
         )
@@ -141,7 +158,7 @@ def webhooks_router(
         "/api/enterprise/webhook-secret",
         **documented(SigningSecretView, "The secret signing deliveries to batch webhook_urls"),
     )
-    async def get_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+    async def get_webhook_signing_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.GetSigningSecret(
             webhook_pb2.GetSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
         )
@@ -153,7 +170,7 @@ def webhooks_router(
             SigningSecretView, "Rotate the signing secret (the old one keeps signing during the overlap)"
         ),
     )
-    async def rotate_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
+    async def rotate_webhook_signing_secret(tenant_id: Annotated[str, customer]) -> SigningSecretView:
         secret = await webhook.RotateSigningSecret(
             webhook_pb2.RotateSigningSecretRequest(tenant_id=tenant_id), timeout=deadline
         )

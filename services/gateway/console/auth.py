@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qs, quote
 
 import grpc
@@ -158,15 +158,7 @@ class ConsoleAuth:
 
     def set_session(self, response: Response, token: str, max_age: int) -> None:
         """Stores a new session's token in the browser."""
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            max_age=max_age,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="lax",
-            secure=self.secure_cookies,
-        )
+        self._set_cookie(response, SESSION_COOKIE, token, max_age, "lax")
 
     def clear_session(self, response: Response) -> None:
         """Forgets the session cookie."""
@@ -176,13 +168,19 @@ class ConsoleAuth:
 
     def set_login_token(self, response: Response, token: str) -> None:
         """The pre-session cookie the sign-in form's token must match."""
+        self._set_cookie(response, LOGIN_COOKIE, token, LOGIN_COOKIE_SECONDS, "strict")
+
+    def _set_cookie(
+        self, response: Response, name: str, token: str, max_age: int, samesite: Literal["lax", "strict"]
+    ) -> None:
+        # Every console cookie: scoped to the console, out of scripts' reach, HTTPS-only when served so.
         response.set_cookie(
-            LOGIN_COOKIE,
+            name,
             token,
-            max_age=LOGIN_COOKIE_SECONDS,
+            max_age=max_age,
             path=COOKIE_PATH,
             httponly=True,
-            samesite="strict",
+            samesite=samesite,
             secure=self.secure_cookies,
         )
 

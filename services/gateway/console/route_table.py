@@ -4,9 +4,10 @@ The router registers exactly these routes (`console.router`), the guard admits e
 roles, and the role matrix and cross-tenant matrix tests are generated from this table: a route
 that is not declared here is not served, and a declared one cannot escape the tests.
 
-`roles` empty means public (sign-in, invite links). `tenant_object` names the path parameter of a
-tenant-owned object (another tenant's is a 404, like an unknown one). `form` marks a state change
-(POST): it must carry the session's CSRF token. `nav` puts a page in the top bar.
+`roles` empty means public (sign-in, invite links). `tenant_object` is the path parameter of a
+tenant-owned object, derived from the path (another tenant's is a 404, like an unknown one).
+`form` marks a state change (POST): it must carry the session's CSRF token. `nav` puts a page in
+the top bar.
 
 Adding a page: declare its `ConsoleRoute` here, write its endpoint in a topic module whose factory
 returns `{name: endpoint}` (see `console/batches.py`), and list that factory in
@@ -17,6 +18,7 @@ in `OBJECT_MAKERS` of `tests/security/test_console_matrix.py` (a test fails unti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,12 @@ PUBLIC: frozenset[str] = frozenset()
 # (which redirects or re-renders).
 RouteKind = Literal["page", "export", "json", "form"]
 
+# Path parameters that do not name a tenant-owned object: an invite link's token (the link is the
+# credential) and a statement's month. Every other parameter does, and the first one in the path is
+# the object checked against the session's tenant.
+UNOWNED_PARAMETERS = frozenset({"token", "month"})
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
 
 @dataclass(frozen=True)
 class ConsoleRoute:
@@ -43,8 +51,13 @@ class ConsoleRoute:
     path: str
     kind: RouteKind
     roles: frozenset[str]
-    tenant_object: str = ""
     nav: str = ""
+
+    @property
+    def tenant_object(self) -> str:
+        """The path parameter naming a tenant-owned object: the first one not in `UNOWNED_PARAMETERS`."""
+        owned = [name for name in _PATH_PARAMETER.findall(self.path) if name not in UNOWNED_PARAMETERS]
+        return owned[0] if owned else ""
 
     @property
     def public(self) -> bool:
@@ -64,55 +77,19 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("home", "GET", "/console", "page", ALL_ROLES, nav="Overview"),
     # Batches.
     ConsoleRoute("batches", "GET", "/console/batches", "page", ALL_ROLES, nav="Batches"),
-    ConsoleRoute("batch", "GET", "/console/batches/{batch_id}", "page", ALL_ROLES, tenant_object="batch_id"),
-    ConsoleRoute(
-        "batch_progress",
-        "GET",
-        "/console/batches/{batch_id}/progress",
-        "json",
-        ALL_ROLES,
-        tenant_object="batch_id",
-    ),
+    ConsoleRoute("batch", "GET", "/console/batches/{batch_id}", "page", ALL_ROLES),
+    ConsoleRoute("batch_progress", "GET", "/console/batches/{batch_id}/progress", "json", ALL_ROLES),
     # The batch's results (succeeded items) and errors (failed, cancelled) files, as the API's.
+    ConsoleRoute("batch_results_csv", "GET", "/console/batches/{batch_id}/results.csv", "export", ALL_ROLES),
     ConsoleRoute(
-        "batch_results_csv",
-        "GET",
-        "/console/batches/{batch_id}/results.csv",
-        "export",
-        ALL_ROLES,
-        tenant_object="batch_id",
+        "batch_results_jsonl", "GET", "/console/batches/{batch_id}/results.jsonl", "export", ALL_ROLES
+    ),
+    ConsoleRoute("batch_errors_csv", "GET", "/console/batches/{batch_id}/errors.csv", "export", ALL_ROLES),
+    ConsoleRoute(
+        "batch_errors_jsonl", "GET", "/console/batches/{batch_id}/errors.jsonl", "export", ALL_ROLES
     ),
     ConsoleRoute(
-        "batch_results_jsonl",
-        "GET",
-        "/console/batches/{batch_id}/results.jsonl",
-        "export",
-        ALL_ROLES,
-        tenant_object="batch_id",
-    ),
-    ConsoleRoute(
-        "batch_errors_csv",
-        "GET",
-        "/console/batches/{batch_id}/errors.csv",
-        "export",
-        ALL_ROLES,
-        tenant_object="batch_id",
-    ),
-    ConsoleRoute(
-        "batch_errors_jsonl",
-        "GET",
-        "/console/batches/{batch_id}/errors.jsonl",
-        "export",
-        ALL_ROLES,
-        tenant_object="batch_id",
-    ),
-    ConsoleRoute(
-        "task_video",
-        "GET",
-        "/console/batches/{batch_id}/tasks/{task_id}/video",
-        "export",
-        ALL_ROLES,
-        tenant_object="batch_id",
+        "task_video", "GET", "/console/batches/{batch_id}/tasks/{task_id}/video", "export", ALL_ROLES
     ),
     # Usage and books (money: owners and finance).
     ConsoleRoute("usage", "GET", "/console/usage", "page", MONEY_READERS, nav="Usage"),
@@ -126,26 +103,12 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     # Credits: packs, buying (finance only when the owner allows it), receipts, the owner's setting.
     ConsoleRoute("credits", "GET", "/console/credits", "page", MONEY_READERS, nav="Credits"),
     ConsoleRoute("buy_credits", "POST", "/console/credits/checkout", "form", MONEY_READERS),
-    ConsoleRoute(
-        "receipt",
-        "GET",
-        "/console/credits/receipts/{payment_id}",
-        "page",
-        MONEY_READERS,
-        tenant_object="payment_id",
-    ),
+    ConsoleRoute("receipt", "GET", "/console/credits/receipts/{payment_id}", "page", MONEY_READERS),
     ConsoleRoute("credit_settings", "POST", "/console/credits/settings", "form", OWNERS),
     # Developers: API keys, webhook endpoints, the delivery log and replays.
     ConsoleRoute("developers", "GET", "/console/developers", "page", DEVELOPERS, nav="Developers"),
     ConsoleRoute("create_api_key", "POST", "/console/developers/keys", "form", DEVELOPERS),
-    ConsoleRoute(
-        "revoke_api_key",
-        "POST",
-        "/console/developers/keys/{key_id}/revoke",
-        "form",
-        DEVELOPERS,
-        tenant_object="key_id",
-    ),
+    ConsoleRoute("revoke_api_key", "POST", "/console/developers/keys/{key_id}/revoke", "form", DEVELOPERS),
     ConsoleRoute("create_webhook_endpoint", "POST", "/console/developers/endpoints", "form", DEVELOPERS),
     ConsoleRoute(
         "rotate_endpoint_secret",
@@ -153,45 +116,18 @@ ROUTES: tuple[ConsoleRoute, ...] = (
         "/console/developers/endpoints/{endpoint_id}/rotate",
         "form",
         DEVELOPERS,
-        tenant_object="endpoint_id",
     ),
     ConsoleRoute("deliveries", "GET", "/console/developers/deliveries", "page", DEVELOPERS),
     ConsoleRoute("replay_failed", "POST", "/console/developers/deliveries/replay-failed", "form", DEVELOPERS),
     ConsoleRoute(
-        "replay_message",
-        "POST",
-        "/console/developers/deliveries/{message_id}/replay",
-        "form",
-        DEVELOPERS,
-        tenant_object="message_id",
+        "replay_message", "POST", "/console/developers/deliveries/{message_id}/replay", "form", DEVELOPERS
     ),
     # Team.
     ConsoleRoute("team", "GET", "/console/team", "page", ALL_ROLES, nav="Team"),
     ConsoleRoute("invite_member", "POST", "/console/team/invites", "form", OWNERS),
-    ConsoleRoute(
-        "revoke_invite",
-        "POST",
-        "/console/team/invites/{invite_id}/revoke",
-        "form",
-        OWNERS,
-        tenant_object="invite_id",
-    ),
-    ConsoleRoute(
-        "remove_member",
-        "POST",
-        "/console/team/members/{user_id}/remove",
-        "form",
-        OWNERS,
-        tenant_object="user_id",
-    ),
-    ConsoleRoute(
-        "change_role",
-        "POST",
-        "/console/team/members/{user_id}/role",
-        "form",
-        OWNERS,
-        tenant_object="user_id",
-    ),
+    ConsoleRoute("revoke_invite", "POST", "/console/team/invites/{invite_id}/revoke", "form", OWNERS),
+    ConsoleRoute("remove_member", "POST", "/console/team/members/{user_id}/remove", "form", OWNERS),
+    ConsoleRoute("change_role", "POST", "/console/team/members/{user_id}/role", "form", OWNERS),
     # Activity (the tenant's audit log).
     ConsoleRoute("activity", "GET", "/console/activity", "page", MONEY_READERS, nav="Activity"),
     ConsoleRoute("activity_csv", "GET", "/console/activity.csv", "export", MONEY_READERS),

@@ -12,6 +12,7 @@ import io
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from services.gateway.console_ui.usage_chart import model_label
+from services.gateway.http.csv_stream import csv_chunks
 from services.gateway.schemas.console_money import LedgerLine, UsageReport
 
 LEDGER_COLUMNS = (
@@ -38,8 +39,6 @@ USAGE_COLUMNS = (
     "net_usd",
     "usd_per_credit",
 )
-# Ledger rows per chunk written to the response.
-ROWS_PER_CHUNK = 500
 
 
 def exact_usd(micros: int) -> str:
@@ -94,18 +93,6 @@ def _ledger_row(line: LedgerLine) -> tuple[object, ...]:
     )
 
 
-async def ledger_csv(lines: AsyncIterator[LedgerLine]) -> AsyncIterator[bytes]:
+def ledger_csv(lines: AsyncIterator[LedgerLine]) -> AsyncIterator[bytes]:
     """The ledger lines as CSV, a chunk at a time (constant memory for any number of lines)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LEDGER_COLUMNS)
-    pending = 0
-    async for line in lines:
-        writer.writerow(_ledger_row(line))
-        pending += 1
-        if pending >= ROWS_PER_CHUNK:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    yield buffer.getvalue().encode()
+    return csv_chunks(LEDGER_COLUMNS, (_ledger_row(line) async for line in lines))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Response
-from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from libs.config import Settings
@@ -16,11 +16,15 @@ from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
 from services.gateway.api.console_invites import console_invites_router
 from services.gateway.api.customer import CREATE_BATCH_PATH, customer_router
+from services.gateway.api.docs import ASSETS_PATH, docs_assets, docs_router
+from services.gateway.api.files import files_router
 from services.gateway.api.health import health_router
 from services.gateway.api.ledger_exports import customer_exports_router
+from services.gateway.api.models import models_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
 from services.gateway.api.results import results_router
 from services.gateway.api.videos import videos_router
+from services.gateway.api.webhook_events import webhook_events
 from services.gateway.api.webhooks import webhooks_router
 from services.gateway.console import pages as console_pages
 from services.gateway.console.access import access_endpoints
@@ -35,9 +39,8 @@ from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.auth import AdminAuthenticator, ApiKeyAuthenticator
 from services.gateway.http.errors import install_error_handlers
 from services.gateway.http.middleware import RequestContextMiddleware
+from services.gateway.http.openapi import customer_document, operation_id, operator_document
 from services.gateway.http.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
-from services.gateway.schemas.batches import CreateBatchRequest
-from services.gateway.schemas.errors import ErrorResponse
 from services.gateway.use_cases.batch_creation import BatchCreation
 from services.gateway.use_cases.batch_reads import BatchReads
 
@@ -64,10 +67,6 @@ CONSOLE_ENDPOINTS = (
 # Probes and scrapes would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-INVALID_INPUT_DESCRIPTION = (
-    "Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once)."
-)
-
 
 def create_app(settings: Settings, backends: Backends) -> FastAPI:
     """The REST gateway: routes, authentication, limits and error mapping; connects to nothing.
@@ -81,6 +80,10 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
         version=API_VERSION,
         description=API_DESCRIPTION,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Our own offline pages (api/docs.py) replace FastAPI's CDN-backed ones.
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     authenticator = ApiKeyAuthenticator(
@@ -104,6 +107,8 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
+    app.include_router(models_router(settings, backends, authenticator))
+    app.include_router(files_router(settings, backends, authenticator))
     app.include_router(pricing_router(settings, backends, authenticator))
     app.include_router(stripe_webhook_router(settings, backends))
     app.include_router(admin_pricing_router(settings, backends, admin_auth))
@@ -126,6 +131,9 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     app.mount("/console/static", console_pages.static_files(), name="console-static")
     app.include_router(videos_router(settings, backends, authenticator, admin_auth))
     app.include_router(webhooks_router(settings, backends, authenticator))
+    app.webhooks.include_router(webhook_events())
+    app.include_router(docs_router(API_TITLE))
+    app.mount(ASSETS_PATH, docs_assets(), name="docs-assets")
 
     # Server span and metric (OpenTelemetry's ASGI middleware, ADR-061), request id, last-resort
     # 500 and body size limits (the create path's own, read as a stream), the RateLimit headers,
@@ -145,33 +153,25 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = openapi_document(app)
+            app.openapi_schema = customer_document(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    operator_schema: dict[str, Any] = {}
+
+    @app.get("/admin/openapi.json", include_in_schema=False)
+    async def operator_openapi() -> JSONResponse:
+        """The operator API's OpenAPI document (the customer API's is /openapi.json)."""
+        if not operator_schema:
+            operator_schema.update(operator_document(app))
+        return JSONResponse(operator_schema)
+
     return app
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, plus the hand-parsed create body, with our error shape for 422s."""
-    document = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
-    create_body = CreateBatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(create_body.pop("$defs", {}))
-    schemas["CreateBatchRequest"] = create_body
-    error_ref = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
-            invalid = operation.get("responses", {}).get("422")
-            if invalid is not None:
-                invalid["description"] = INVALID_INPUT_DESCRIPTION
-                invalid["content"] = {"application/json": {"schema": error_ref}}
-    # FastAPI's own 422 body is never sent (our handler answers instead).
-    schemas.pop("HTTPValidationError", None)
-    schemas.pop("ValidationError", None)
-    return document
+    """The customer API's document (see services/gateway/http/openapi.py)."""
+    return customer_document(app)
 
 
 __all__ = ["create_app", "openapi_document"]

@@ -17,6 +17,7 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from libs import vocabulary
 from libs.vocabulary import listed, one_of
 from services.gateway.schemas.fields import INT32_MAX, INT32_MIN, none_if_empty, optional_time
+from services.gateway.schemas.generation import GenerationSettingsIn
 from services.gateway.schemas.pages import CursorPage
 
 if TYPE_CHECKING:
@@ -91,6 +92,13 @@ class BatchItemIn(BaseModel):
         json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS},
     )
     metadata: MetadataIn | None = None
+    settings: GenerationSettingsIn | None = Field(
+        default=None,
+        description=(
+            "Generation settings (aspect ratio, resolution, seed, negative prompt, audio, input images): "
+            "what the model takes and what each choice costs is in `GET /api/enterprise/models`."
+        ),
+    )
 
 
 class CreateBatchRequest(BaseModel):
@@ -150,6 +158,8 @@ class BatchColumns:
     metadata: list[dict[str, str]] = field(default_factory=list)
     name: str | None = None
     batch_metadata: dict[str, str] | None = None
+    # One message per item when any item has settings; None otherwise (the common case).
+    settings: list[batch_pb2.GenerationSettings] | None = None
 
     @classmethod
     def of(cls, request: CreateBatchRequest) -> BatchColumns:
@@ -157,6 +167,7 @@ class BatchColumns:
         items = request.items
         custom_ids = [item.custom_id or "" for item in items]
         metadata = [item.metadata or {} for item in items]
+        with_settings = any(item.settings is not None for item in items)
         return cls(
             prompts=[item.prompt for item in items],
             models=[item.model for item in items],
@@ -167,6 +178,12 @@ class BatchColumns:
             metadata=metadata if any(metadata) else [],
             name=request.name,
             batch_metadata=request.metadata,
+            settings=[
+                item.settings.to_proto() if item.settings is not None else batch_pb2.GenerationSettings()
+                for item in items
+            ]
+            if with_settings
+            else None,
         )
 
 
@@ -195,7 +212,9 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
     items = document.get("items")
     if type(items) is not list or set(map(type, items)) - {dict}:
         return None
-    if not set().union(*items) <= _ITEM_KEYS:
+    keys = set().union(*items)
+    if not keys <= _ITEM_KEYS or "settings" in keys:
+        # Settings are nested objects: the model checks them (and names any error).
         return None
     prompts = [item.get("prompt") for item in items]
     models = [item.get("model") for item in items]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.generation import ModelSettingsView
 from services.gateway.schemas.proto_views import ProtoView
 
 
@@ -30,11 +31,18 @@ class ModelPriceView(BaseModel):
     default_seconds: int | None = None
 
 
-class PriceList(BaseModel):
-    """Today's price list; a batch keeps the prices it was accepted at."""
+class ModelView(ModelPriceView):
+    """A model of the price list: its price, its length limits and the settings it takes (with
+    what each priced choice adds)."""
 
-    items: list[ModelPriceView]
-    next_cursor: str | None = None
+    settings: ModelSettingsView = Field(description="What an item of this model may set.")
+
+
+class PriceList(BaseModel):
+    """Today's price list, every model with its settings; a batch keeps the prices it was accepted at."""
+
+    items: list[ModelView]
+    next_cursor: str | None = Field(default=None, description="Always null: the whole list is one page.")
 
 
 class PackView(BaseModel):

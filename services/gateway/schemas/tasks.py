@@ -10,6 +10,7 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from libs import vocabulary
 from libs.vocabulary import listed, one_of
 from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.generation import GenerationSettingsIn, settings_view
 from services.gateway.schemas.pages import CursorPage
 
 if TYPE_CHECKING:
@@ -36,6 +37,29 @@ class TaskView(BaseModel):
     finished_at: AwareDatetime | None = Field(description="When the task finished; null until then.")
     custom_id: str | None = Field(default=None, description="Your id of the item; null if none.")
     metadata: dict[str, str] = Field(default_factory=dict, description="Your labels of the item.")
+    settings: GenerationSettingsIn | None = Field(
+        default=None, description="The item's generation settings as submitted; null when it set none."
+    )
+    duration_seconds: int | None = Field(
+        default=None, description="The video length priced, for a model priced per second; null otherwise."
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None, description="When a worker first started it; null while queued."
+    )
+    current_attempt: int | None = Field(
+        default=None,
+        description="While running: the attempt under way or waited for (1 = the first); null otherwise.",
+    )
+    next_attempt_at: AwareDatetime | None = Field(
+        default=None, description="While waiting to retry a transient failure: when the next attempt starts."
+    )
+    last_error: str | None = Field(
+        default=None, description="What the last failed attempt said (a retried failure); null if none."
+    )
+    credits_charged: int = Field(default=0, description="Credits captured for it (its price once succeeded).")
+    credits_refunded: int = Field(
+        default=0, description="Credits refunded for it (its price once failed or cancelled)."
+    )
 
     @classmethod
     def from_proto(cls, task: batch_pb2.Task) -> Self:
@@ -58,6 +82,14 @@ class TaskView(BaseModel):
             "finished_at": optional_time(task.finished_at, task.HasField("finished_at")),
             "custom_id": none_if_empty(task.custom_id),
             "metadata": dict(task.metadata),
+            "settings": settings_view(task.settings),
+            "duration_seconds": task.duration_seconds or None,
+            "started_at": optional_time(task.started_at, task.HasField("started_at")),
+            "current_attempt": task.current_attempt or None,
+            "next_attempt_at": optional_time(task.next_attempt_at, task.HasField("next_attempt_at")),
+            "last_error": none_if_empty(task.last_error),
+            "credits_charged": task.credits_charged,
+            "credits_refunded": task.credits_refunded,
         }
 
 

@@ -65,6 +65,8 @@ def _columns(payload: BatchColumns, start: int, end: int) -> batch_pb2.BatchItem
         duration_seconds=payload.durations[start:end],
         custom_ids=payload.custom_ids[start:end],
     )
+    if payload.settings:
+        columns.settings.extend(payload.settings[start:end])
     if payload.metadata:
         add = columns.metadata.add
         for labels in payload.metadata[start:end]:

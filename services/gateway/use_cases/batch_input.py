@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.errors import MAX_FIELD_VIOLATIONS
 from services.gateway.http.errors import ApiError, validation_error
@@ -27,6 +28,7 @@ from services.gateway.schemas.batches import (
     CreateBatchRequest,
     plainly_valid_batch,
 )
+from services.gateway.schemas.generation import GenerationSettingsIn
 
 JSON_TYPE = "application/json"
 # `application/jsonl` is the contract's; the others name the same format in other tools.
@@ -152,6 +154,8 @@ class JsonlItems:
         self.columns = BatchColumns(prompts=[], models=[], durations=[])
         self._custom_ids: list[str] = []
         self._metadata: list[dict[str, str]] = []
+        # Item i's generation settings (an empty message for none); sent only if some item has any.
+        self._settings: list[batch_pb2.GenerationSettings] = []
         self._problems: list[dict[str, Any]] = []
         self._rest = b""
 
@@ -174,6 +178,8 @@ class JsonlItems:
             columns.custom_ids = self._custom_ids
         if any(self._metadata):
             columns.metadata = self._metadata
+        if any(settings.ByteSize() for settings in self._settings):
+            columns.settings = self._settings
         columns.webhook_url = batch_fields.get("webhook_url")
         columns.deadline_seconds = batch_fields.get("deadline_seconds")
         columns.name = batch_fields.get("name")
@@ -204,6 +210,7 @@ class JsonlItems:
             item.get("duration_seconds") or 0,
             item.get("custom_id") or "",
             item.get("metadata") or {},
+            item.get("settings"),
         )
 
     def _item_of(self, index: int, document: Any) -> Mapping[str, Any] | None:
@@ -231,8 +238,20 @@ class JsonlItems:
             return None
 
     def _append(
-        self, prompt: str, model: str, duration: int, custom_id: str, metadata: dict[str, str]
+        self,
+        prompt: str,
+        model: str,
+        duration: int,
+        custom_id: str,
+        metadata: dict[str, str],
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
+        # Settings were shape-checked with the line's item; here they only become their message.
+        self._settings.append(
+            GenerationSettingsIn.model_validate(settings).to_proto()
+            if settings
+            else batch_pb2.GenerationSettings()
+        )
         self.columns.prompts.append(prompt)
         self.columns.models.append(model)
         self.columns.durations.append(duration)

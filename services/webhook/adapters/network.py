@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from libs.outbound.network import SystemResolver as SystemResolver  # re-exported for the wiring
+from libs.outbound.network import host_header as pinned_host_header
+from libs.outbound.network import pinned_url
 from services.webhook.domain.delivery import AttemptResult, ErrorClass, classify_status, truncate_body
-from services.webhook.domain.destinations import IpAddress, WebhookTarget, literal_address
-
-
-class SystemResolver:
-    """Resolves host names with the system resolver, without blocking the event loop."""
-
-    async def resolve(self, host: str, port: int) -> list[IpAddress]:
-        """Every address of `host` (the literal itself for an IP); empty when it does not resolve."""
-        literal = literal_address(host)
-        if literal is not None:
-            return [literal]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
-            return []
-        found: dict[IpAddress, None] = {}
-        for *_, sockaddr in infos:
-            found[ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])] = None
-        return list(found)
-
-
-def pinned_url(target: WebhookTarget, address: IpAddress) -> str:
-    """The target URL with its host replaced by `address`, so no second DNS lookup can differ."""
-    parts = urlsplit(target.url)
-    literal = f"[{address}]" if address.version == 6 else str(address)
-    return urlunsplit((target.scheme, f"{literal}:{target.port}", parts.path or "/", parts.query, ""))
+from services.webhook.domain.destinations import IpAddress, WebhookTarget
 
 
 class HttpSender:
@@ -51,7 +25,7 @@ class HttpSender:
         self, target: WebhookTarget, address: IpAddress, headers: dict[str, str], body: bytes
     ) -> AttemptResult:
         """One attempt; transport failures become classified results, never exceptions."""
-        host_header = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+        host_header = pinned_host_header(target)
         started = time.monotonic()
 
         def elapsed_ms() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.errors import InvalidArgument, NotFound
+from libs.errors import ErrorCategory, InvalidArgument, NotFound, ServiceError
 
 
 class UnsafeWebhookUrl(InvalidArgument):
@@ -25,3 +25,11 @@ class MessageNotFound(NotFound):
     """No such webhook message for this tenant."""
 
     reason = "message_not_found"
+
+
+class EndpointAlreadyRegistered(ServiceError):
+    """The tenant already has a live endpoint at this URL (its id is in `endpoint_id`): a second
+    one would deliver every message twice."""
+
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "endpoint_already_registered"

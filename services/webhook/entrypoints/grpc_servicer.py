@@ -23,7 +23,8 @@ SERVICE_NAME = webhook_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_na
 Context = grpc.aio.ServicerContext[object, object]
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
+# Up to the gateway's one page-size rule (1..1000, ADR-093), so a page is never silently shorter.
+MAX_PAGE_SIZE = 1000
 
 
 def _timestamp(moment: datetime | None) -> Timestamp | None:

@@ -25,7 +25,7 @@ async def build_process(settings: Settings) -> ServiceProcess:
     """The webhook process, wired and not yet started. Does not run migrations."""
     app = await bootstrap(settings)
     service = GrpcService(
-        settings.webhook_grpc_addr,
+        settings.grpc_listen("webhook"),
         functools.partial(
             webhook_pb2_grpc.add_WebhookServiceServicer_to_server, WebhookServicer(app.handlers)
         ),

@@ -46,7 +46,7 @@ def _new(
         request_id=request_id,
         request_fingerprint=fingerprint,
         items=items,
-        prices={("sora-2", 0): QuoteLine(model="sora-2", count=len(items), unit_price=10)},
+        prices={("sora-2", 0, ""): QuoteLine(model="sora-2", count=len(items), unit_price=10)},
         required_credits=10 * len(items),
         cost_per_video=10,
         webhook_url=None,

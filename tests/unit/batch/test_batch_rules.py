@@ -14,6 +14,7 @@ from services.batch.domain.batch import (
     BatchRecord,
     BatchStatus,
     QuoteLine,
+    RequestedLine,
     SettlementStatus,
     TaskCounts,
     TaskId,
@@ -26,6 +27,7 @@ from services.batch.domain.batch import (
     final_status,
     outcome_counts,
     parse_batch_id,
+    price_keys,
     quote_lines,
     required_credits,
 )
@@ -86,7 +88,19 @@ def test_dispatch_chunk_size_must_be_positive() -> None:
 
 def test_quote_lines_count_items_per_model_in_order_of_appearance() -> None:
     items = [BatchItem("a", "veo-3"), BatchItem("b", "sora-2"), BatchItem("c", "veo-3")]
-    assert quote_lines(items) == [("veo-3", 2, 0), ("sora-2", 1, 0)]
+    assert quote_lines(price_keys(items)) == [
+        RequestedLine("veo-3", 2, 0),
+        RequestedLine("sora-2", 1, 0),
+    ]
+
+
+def test_items_whose_priced_options_differ_are_quoted_on_lines_of_their_own() -> None:
+    items = [BatchItem("a", "veo-3"), BatchItem("b", "veo-3"), BatchItem("c", "veo-3")]
+    keys = price_keys(items, ("resolution=720p", "resolution=1080p", "resolution=720p"))
+    assert quote_lines(keys) == [
+        RequestedLine("veo-3", 2, 0, "resolution=720p"),
+        RequestedLine("veo-3", 1, 0, "resolution=1080p"),
+    ]
 
 
 def test_required_credits_and_cost_per_video_of_a_single_price_batch() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from libs.errors import InvalidArgument
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
-from services.batch.domain.batch import BatchId, QuoteLine, Reservation, TenantId
+from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
 from services.batch.domain.errors import PriceChanged
 
 TENANT = TenantId(uuid.uuid4())
@@ -25,11 +25,11 @@ class CountingBilling:
         self.quotes = 0
         self.stale = False
 
-    async def quote(self, tenant_id: TenantId, lines: Sequence[tuple[str, int, int]]) -> list[QuoteLine]:
+    async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
         self.quotes += 1
-        if any(model != "sora-2" for model, _, _ in lines):
+        if any(line.model != "sora-2" for line in lines):
             raise InvalidArgument("unknown model", field="model")
-        return [QuoteLine(model, count, self.price, duration or 8) for model, count, duration in lines]
+        return [QuoteLine(line.model, line.count, self.price, line.duration_seconds or 8) for line in lines]
 
     async def reserve(
         self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
@@ -57,29 +57,29 @@ async def test_a_tenants_prices_are_asked_once_per_ttl_whatever_the_counts() -> 
     billing, clock = CountingBilling(), Clock()
     quotes = memo(billing, clock)
 
-    first = await quotes.quote(TENANT, [("sora-2", 10, 0)])
+    first = await quotes.quote(TENANT, [RequestedLine("sora-2", 10, 0)])
     clock.now += 0.9
-    again = await quotes.quote(TENANT, [("sora-2", 3, 0)])
+    again = await quotes.quote(TENANT, [RequestedLine("sora-2", 3, 0)])
 
     assert first == [QuoteLine("sora-2", 10, 10, 8)]
     assert again == [QuoteLine("sora-2", 3, 10, 8)]
     assert billing.quotes == 1
     clock.now += 0.2
     billing.price = 12
-    assert await quotes.quote(TENANT, [("sora-2", 3, 0)]) == [QuoteLine("sora-2", 3, 12, 8)]
+    assert await quotes.quote(TENANT, [RequestedLine("sora-2", 3, 0)]) == [QuoteLine("sora-2", 3, 12, 8)]
     assert billing.quotes == 2
 
 
 async def test_another_tenant_another_duration_or_an_unknown_model_asks_billing() -> None:
     billing, clock = CountingBilling(), Clock()
     quotes = memo(billing, clock)
-    await quotes.quote(TENANT, [("sora-2", 1, 0)])
+    await quotes.quote(TENANT, [RequestedLine("sora-2", 1, 0)])
 
-    await quotes.quote(OTHER, [("sora-2", 1, 0)])
-    await quotes.quote(TENANT, [("sora-2", 1, 0), ("sora-2", 1, 12)])
+    await quotes.quote(OTHER, [RequestedLine("sora-2", 1, 0)])
+    await quotes.quote(TENANT, [RequestedLine("sora-2", 1, 0), RequestedLine("sora-2", 1, 12)])
     for _ in range(2):
         with pytest.raises(InvalidArgument):
-            await quotes.quote(TENANT, [("veo-9", 1, 0)])
+            await quotes.quote(TENANT, [RequestedLine("veo-9", 1, 0)])
 
     assert billing.quotes == 5
 
@@ -87,11 +87,11 @@ async def test_another_tenant_another_duration_or_an_unknown_model_asks_billing(
 async def test_a_stale_quote_refusal_forgets_the_remembered_prices() -> None:
     billing, clock = CountingBilling(), Clock()
     quotes = memo(billing, clock)
-    lines = await quotes.quote(TENANT, [("sora-2", 2, 0)])
+    lines = await quotes.quote(TENANT, [RequestedLine("sora-2", 2, 0)])
     billing.stale = True
 
     with pytest.raises(PriceChanged):
         await quotes.reserve(TENANT, BatchId(uuid.uuid4()), lines)
-    await quotes.quote(TENANT, [("sora-2", 2, 0)])
+    await quotes.quote(TENANT, [RequestedLine("sora-2", 2, 0)])
 
     assert billing.quotes == 2

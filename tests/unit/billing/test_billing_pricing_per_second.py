@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +11,7 @@ from libs.config import ModelPricing
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import ModelNotReserved
 from services.billing.domain.ids import BatchId, TenantId
-from services.billing.domain.pricing import ModelPrice, QuoteLine, quote
+from services.billing.domain.pricing import ModelCapabilities, ModelPrice, QuoteLine, quote
 from services.billing.domain.settlement import BatchHold
 
 PRICES = {
@@ -35,7 +36,7 @@ def test_items_of_one_per_second_model_are_priced_by_their_own_duration() -> Non
 
     assert [line.unit_price for line in priced.lines] == [8, 16]
     assert priced.total == 2 * 8 + 16
-    assert set(priced.per_model()) == {("veo-3-fast", 4), ("veo-3-fast", 8)}
+    assert set(priced.per_model()) == {("veo-3-fast", 4, 8), ("veo-3-fast", 8, 16)}
 
 
 def test_a_per_second_item_without_duration_is_priced_at_the_default_length() -> None:
@@ -84,3 +85,38 @@ def test_a_hold_prices_each_task_at_the_frozen_line_of_its_own_price() -> None:
     # A price the batch never froze for that model moves nothing.
     with pytest.raises(ModelNotReserved):
         hold.unit_price("veo-3-fast", 12)
+
+
+def test_priced_options_add_their_extra_credits_per_video_or_per_second() -> None:
+    capabilities = ModelCapabilities(resolutions={"720p": 0, "1080p": 1}, audio_credits=1)
+    per_second = replace(PRICES["veo-3-fast"], capabilities=capabilities)
+    per_video = ModelPrice(
+        model="veo-3",
+        provider="simulated",
+        credits_per_video=20,
+        capabilities=ModelCapabilities(resolutions={"720p": 0, "1080p": 5}),
+    )
+    prices = {"veo-3-fast": per_second, "veo-3": per_video}
+
+    priced = quote(
+        [
+            QuoteLine(
+                "veo-3-fast", 1, duration_seconds=6, options=(("audio", "on"), ("resolution", "1080p"))
+            ),
+            QuoteLine(
+                "veo-3-fast", 1, duration_seconds=6, options=(("audio", "off"), ("resolution", "720p"))
+            ),
+            QuoteLine("veo-3", 2, options=(("resolution", "1080p"),)),
+        ],
+        prices,
+    )
+
+    assert [line.unit_price for line in priced.lines] == [(2 + 1 + 1) * 6, 2 * 6, 25]
+    assert priced.per_model()[("veo-3", 0, 25)].count == 2
+
+
+def test_an_option_a_model_does_not_price_is_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        quote([QuoteLine("veo-3-fast", 1, options=(("resolution", "8k"),))], PRICES)
+    with pytest.raises(InvalidArgument):
+        quote([QuoteLine("veo-3-fast", 1, options=(("audio", "on"),))], PRICES)

@@ -47,7 +47,10 @@ def test_lines_of_one_model_merge_into_one_reserved_line() -> None:
         [QuoteLine("sora-2", 2), QuoteLine("veo-3", 1), QuoteLine("sora-2", 3)], PRICES
     ).per_model()
 
-    assert merged == {("sora-2", 0): QuoteLine("sora-2", 5, 10), ("veo-3", 0): QuoteLine("veo-3", 1, 20)}
+    assert merged == {
+        ("sora-2", 0, 10): QuoteLine("sora-2", 5, 10),
+        ("veo-3", 0, 20): QuoteLine("veo-3", 1, 20),
+    }
 
 
 def test_a_quoted_price_that_changed_is_stale_but_an_unquoted_line_is_fine() -> None:

@@ -367,6 +367,19 @@ class Readiness:
         return dict(self.serving)
 
 
+# The fields a task view has for a task of a fake that sets no settings and no live detail.
+NO_TASK_DETAIL: dict[str, object] = {
+    "settings": None,
+    "duration_seconds": None,
+    "started_at": None,
+    "current_attempt": None,
+    "next_attempt_at": None,
+    "last_error": None,
+    "credits_charged": 0,
+    "credits_refunded": 0,
+}
+
+
 def fake_backends(
     billing: FakeBilling,
     batch: FakeBatch,

@@ -20,6 +20,7 @@ from tests.unit.gateway.gateway_fakes import (
     CREATED_AT,
     CUSTOMER,
     KEY_ID,
+    NO_TASK_DETAIL,
     OTHER_TENANT_ID,
     TASK_ID,
     TENANT_ID,
@@ -155,6 +156,7 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "finished_at": "2026-01-20T10:00:00Z",
                 "custom_id": None,
                 "metadata": {},
+                **NO_TASK_DETAIL,
             },
             {
                 "task_id": "b3c1d9a0-0000-4000-8000-000000000001",
@@ -169,6 +171,7 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "finished_at": None,
                 "custom_id": None,
                 "metadata": {},
+                **NO_TASK_DETAIL,
             },
         ],
         "next_cursor": None,

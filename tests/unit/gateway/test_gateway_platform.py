@@ -96,6 +96,7 @@ def test_a_request_id_is_generated_when_none_is_sent(client: TestClient) -> None
 
 def test_openapi_documents_every_route_and_the_error_shape(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
+    operator = client.get("/admin/openapi.json").json()
 
     paths = document["paths"]
     assert {
@@ -105,6 +106,13 @@ def test_openapi_documents_every_route_and_the_error_shape(client: TestClient) -
         "/api/enterprise/video-batch/{batch_id}/cancel",
         "/api/enterprise/credits",
         "/api/enterprise/ledger",
+        "/api/enterprise/models",
+        "/api/enterprise/pricing",
+        "/api/enterprise/files",
+        "/videos/{batch_id}/{task_id}.mp4",
+    } <= set(paths)
+    # The operator API is a document of its own: neither lists the other's operations.
+    assert {
         "/api/admin/tenants",
         "/api/admin/tenants/{tenant_id}/api-keys",
         "/api/admin/tenants/{tenant_id}/credits",
@@ -113,8 +121,9 @@ def test_openapi_documents_every_route_and_the_error_shape(client: TestClient) -
         "/api/admin/batches/{batch_id}/tasks",
         "/healthz",
         "/readyz",
-        "/videos/{batch_id}/{task_id}.mp4",
-    } <= set(paths)
+    } <= set(operator["paths"])
+    assert not [path for path in paths if path.startswith("/api/admin")]
+    assert not [path for path in operator["paths"] if path.startswith("/api/enterprise")]
     create = paths["/api/enterprise/video-batch"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateBatchRequest"

@@ -21,6 +21,7 @@ from tests.unit.gateway.gateway_fakes import (
     API_KEY,
     BATCH_ID,
     BATCH_VIEW,
+    NO_TASK_DETAIL,
     TASK_ID,
     FakeBatch,
     FakeBilling,
@@ -60,6 +61,7 @@ TASKS: dict[str, Any] = {
             "finished_at": "2026-01-20T10:00:00Z",
             "custom_id": None,
             "metadata": {},
+            **NO_TASK_DETAIL,
         }
     ],
     "next_cursor": None,

@@ -212,14 +212,22 @@ class ProviderHttp:
             self._client.base_url.join(url) if not url.startswith(("http://", "https://")) else httpx.URL(url)
         )
 
-    async def send(self, method: str, url: str, *, json: Any = None) -> httpx.Response:
-        """Sends one API request; waits out 429s up to the configured bound; raises on errors."""
+    async def send(
+        self, method: str, url: str, *, json: Any = None, form: Multipart | None = None
+    ) -> httpx.Response:
+        """Sends one API request (a JSON body, or a multipart `form` of fields and files); waits
+        out 429s up to the configured bound; raises on errors."""
         target = self._resolve(url)
         waited = 0.0
         while True:
             try:
                 response = await self._client.request(
-                    method, target, json=json, headers=self._headers_for(target)
+                    method,
+                    target,
+                    json=json,
+                    data=form.fields if form is not None else None,
+                    files=form.files if form is not None else None,
+                    headers=self._headers_for(target),
                 )
             except httpx.TimeoutException as error:
                 raise ProviderUnavailable(
@@ -248,9 +256,11 @@ class ProviderHttp:
                 raise self._refusal(response)
             return response
 
-    async def send_json(self, method: str, url: str, *, json: Any = None) -> dict[str, Any]:
+    async def send_json(
+        self, method: str, url: str, *, json: Any = None, form: Multipart | None = None
+    ) -> dict[str, Any]:
         """`send`, then the body as a JSON object."""
-        return json_object(await self.send(method, url, json=json))
+        return json_object(await self.send(method, url, json=json, form=form))
 
     async def download(self, url: str) -> bytes:
         """Fetches a video, following redirects by hand so credentials never leave the API origin.
@@ -297,6 +307,14 @@ class ProviderHttp:
     async def close(self) -> None:
         """Closes the connection pool."""
         await self._client.aclose()
+
+
+@dataclass(frozen=True)
+class Multipart:
+    """A multipart/form-data body: text fields, and files as (field, (name, bytes, type))."""
+
+    fields: dict[str, str]
+    files: list[tuple[str, tuple[str, bytes, str]]]
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

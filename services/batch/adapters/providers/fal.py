@@ -15,6 +15,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
@@ -75,6 +76,24 @@ def video_url(result: dict[str, Any]) -> str:
     raise ProviderFailure(FailureType.PROVIDER_ERROR, "fal result has no video URL")
 
 
+def request_input(job: ProviderJob) -> dict[str, Any]:
+    """The queue request's input, in fal's Veo names: aspect_ratio, resolution, duration ("8s"),
+    negative_prompt, seed, generate_audio; images as data URIs: `image_url` (image-to-video),
+    `first_frame_url` and `last_frame_url` (first-last-frame), `image_urls` (reference-to-video)."""
+    settings, images = job.settings, job.images
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(settings)}
+    if job.duration_seconds:
+        document["duration"] = f"{job.duration_seconds}s"
+    if images.first_frame is not None and images.last_frame is not None:
+        document["first_frame_url"] = data_uri(images.first_frame)
+        document["last_frame_url"] = data_uri(images.last_frame)
+    elif images.first_frame is not None:
+        document["image_url"] = data_uri(images.first_frame)
+    if images.reference_images:
+        document["image_urls"] = [data_uri(image) for image in images.reference_images]
+    return document
+
+
 class FalProvider(RemoteJobProvider[FalRequest]):
     """fal.ai queue models; the job handle is the request with its URLs."""
 
@@ -93,7 +112,7 @@ class FalProvider(RemoteJobProvider[FalRequest]):
 
     async def _submit(self, job: ProviderJob) -> FalRequest:
         model_id = self.model_id(job.model)
-        queued = await self._http.send_json("POST", f"/{model_id}", json={"prompt": job.prompt})
+        queued = await self._http.send_json("POST", f"/{model_id}", json=request_input(job))
         request_id = self._job_id(queued, "request_id", "a request id")
         # Status and result live under the app id (owner/app), without the endpoint's sub-path.
         base = f"/{'/'.join(model_id.split('/')[:2])}/requests/{request_id}"

@@ -14,8 +14,10 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.providers._inputs import file_name
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
+    Multipart,
     ProviderUnavailable,
     RemoteJobProvider,
     failed_job,
@@ -56,6 +58,32 @@ def classify_job_error(error: Any) -> ProviderFailure:
     return failed_job(f"openai video failed ({code}): {message}", code, message)
 
 
+# Our (aspect ratio, resolution) as the videos API's `size` (width x height).
+_SIZES = {
+    ("16:9", "720p"): "1280x720",
+    ("9:16", "720p"): "720x1280",
+    ("16:9", "1024p"): "1792x1024",
+    ("9:16", "1024p"): "1024x1792",
+}
+
+
+def create_fields(model_id: str, job: ProviderJob) -> dict[str, str]:
+    """The create call's fields: model, prompt, `seconds` (a string) and `size` when the item set
+    them (the first frame, if any, is the `input_reference` file)."""
+    fields = {"model": model_id, "prompt": job.prompt}
+    if job.duration_seconds:
+        fields["seconds"] = str(job.duration_seconds)
+    settings = job.settings
+    if settings.aspect_ratio or settings.resolution:
+        wanted = (settings.aspect_ratio or "16:9", settings.resolution or "720p")
+        size = _SIZES.get(wanted)
+        if size is None:
+            message = f"openai has no video size for aspect ratio {wanted[0]} at {wanted[1]}"
+            raise ProviderFailure(FailureType.INVALID_INPUT, message, transient=False)
+        fields["size"] = size
+    return fields
+
+
 class OpenAIVideosProvider(RemoteJobProvider[str]):
     """OpenAI video models; the job handle is the video id."""
 
@@ -73,9 +101,19 @@ class OpenAIVideosProvider(RemoteJobProvider[str]):
         )
 
     async def _submit(self, job: ProviderJob) -> str:
-        video = await self._http.send_json(
-            "POST", "/v1/videos", json={"model": self.model_id(job.model), "prompt": job.prompt}
-        )
+        fields = create_fields(self.model_id(job.model), job)
+        reference = job.images.first_frame
+        if reference is None:
+            video = await self._http.send_json("POST", "/v1/videos", json=fields)
+        else:
+            # An input reference travels as a file: the create call is then multipart/form-data.
+            upload = (
+                "input_reference",
+                (file_name("input_reference", reference), reference.content, reference.mime_type),
+            )
+            video = await self._http.send_json(
+                "POST", "/v1/videos", form=Multipart(fields=fields, files=[upload])
+            )
         return self._job_id(video, "id", "a video id")
 
     async def _check(self, handle: str) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
@@ -57,6 +58,23 @@ def classify_prediction_error(error: Any) -> ProviderFailure:
     return failed_job(f"replicate prediction failed: {error}", str(error))
 
 
+def prediction_input(job: ProviderJob) -> dict[str, Any]:
+    """The prediction's `input`, in the names Replicate's video models use (google/veo-3.1: image,
+    last_frame, reference_images, aspect_ratio, resolution, duration, negative_prompt, seed,
+    generate_audio); images as data URIs."""
+    settings, images = job.settings, job.images
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(settings)}
+    if job.duration_seconds:
+        document["duration"] = job.duration_seconds
+    if images.first_frame is not None:
+        document["image"] = data_uri(images.first_frame)
+    if images.last_frame is not None:
+        document["last_frame"] = data_uri(images.last_frame)
+    if images.reference_images:
+        document["reference_images"] = [data_uri(image) for image in images.reference_images]
+    return document
+
+
 class ReplicateProvider(RemoteJobProvider[str]):
     """Replicate models; the job handle is the prediction id."""
 
@@ -75,7 +93,7 @@ class ReplicateProvider(RemoteJobProvider[str]):
 
     async def _submit(self, job: ProviderJob) -> str:
         model_id = self.model_id(job.model)
-        payload: dict[str, Any] = {"input": {"prompt": job.prompt}}
+        payload: dict[str, Any] = {"input": prediction_input(job)}
         path = f"/v1/models/{model_id}/predictions"
         if ":" in model_id:
             path = "/v1/predictions"

@@ -1,6 +1,8 @@
 """Google Veo through the Gemini API: `predictLongRunning`, then operation polling.
 
-Contract: `POST /v1beta/models/{model}:predictLongRunning` with `{"instances": [{"prompt"}]}`
+Contract: `POST /v1beta/models/{model}:predictLongRunning` with `{"instances": [{"prompt", "image"?,
+"lastFrame"?, "referenceImages"?}], "parameters"?: {"aspectRatio", "resolution", "negativePrompt",
+"seed", "durationSeconds", "generateAudio"}}` (images as `{"bytesBase64Encoded", "mimeType"}`)
 answers an operation `{"name"}`; `GET /v1beta/{name}` answers `{"done", "error"?, "response"?}`
 where a success carries `response.generateVideoResponse.generatedSamples[].video.uri` (downloaded
 with the API key) and a safety refusal carries `raiMediaFilteredCount`/`raiMediaFilteredReasons`.
@@ -14,6 +16,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.providers._inputs import base64_text
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     RemoteJobProvider,
@@ -21,6 +24,7 @@ from services.batch.adapters.providers._remote import (
     refusal_of_input,
     snippet,
 )
+from services.batch.domain.generation import InputImage
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "veo"
@@ -85,6 +89,42 @@ def video_uri(operation: dict[str, Any]) -> str:
     raise ProviderFailure(FailureType.PROVIDER_ERROR, "veo operation finished without a video")
 
 
+def _image(image: InputImage) -> dict[str, str]:
+    return {"bytesBase64Encoded": base64_text(image), "mimeType": image.mime_type}
+
+
+def predict_request(job: ProviderJob) -> dict[str, Any]:
+    """The predictLongRunning body: the instance (prompt, first frame `image`, `lastFrame`,
+    `referenceImages` of type asset) and only the `parameters` the item set."""
+    settings, images = job.settings, job.images
+    instance: dict[str, Any] = {"prompt": job.prompt}
+    if images.first_frame is not None:
+        instance["image"] = _image(images.first_frame)
+    if images.last_frame is not None:
+        instance["lastFrame"] = _image(images.last_frame)
+    if images.reference_images:
+        instance["referenceImages"] = [
+            {"image": _image(image), "referenceType": "asset"} for image in images.reference_images
+        ]
+    parameters: dict[str, Any] = {}
+    if settings.aspect_ratio:
+        parameters["aspectRatio"] = settings.aspect_ratio
+    if settings.resolution:
+        parameters["resolution"] = settings.resolution
+    if settings.negative_prompt:
+        parameters["negativePrompt"] = settings.negative_prompt
+    if settings.seed is not None:
+        parameters["seed"] = settings.seed
+    if job.duration_seconds:
+        parameters["durationSeconds"] = job.duration_seconds
+    if settings.audio is not None:
+        parameters["generateAudio"] = settings.audio
+    body: dict[str, Any] = {"instances": [instance]}
+    if parameters:
+        body["parameters"] = parameters
+    return body
+
+
 class VeoProvider(RemoteJobProvider[str]):
     """Veo models through the Gemini API; the job handle is the operation name."""
 
@@ -105,7 +145,7 @@ class VeoProvider(RemoteJobProvider[str]):
         operation = await self._http.send_json(
             "POST",
             f"/v1beta/models/{self.model_id(job.model)}:predictLongRunning",
-            json={"instances": [{"prompt": job.prompt}]},
+            json=predict_request(job),
         )
         return self._job_id(operation, "name", "an operation name")
 

@@ -22,6 +22,7 @@ from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
+from services.batch.adapters.sql.generation_json import settings_of
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
 from services.batch.adapters.sql.statements import advisory_lock, run_sql
 from services.batch.adapters.tables import outbox
@@ -48,7 +49,7 @@ _WRITE_OUTCOMES = """
 UPDATE batch.tasks AS t
 SET status = o.status, attempts = o.attempts, failure_type = o.failure_type,
     error_message = o.error_message, video_url = o.video_url,
-    finished_at = now(), lease_expires_at = NULL
+    finished_at = now(), lease_expires_at = NULL, next_attempt_at = NULL
 FROM unnest(
     CAST(%(ids)b AS uuid[]), CAST(%(tokens)b AS uuid[]), CAST(%(statuses)b AS text[]),
     CAST(%(attempts)b AS int[]), CAST(%(failure_types)b AS text[]),
@@ -92,8 +93,14 @@ WHERE t.id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
-    t.claim_token, t.claims
+    t.claim_token, t.claims, t.duration_seconds, t.settings
 """
+# A running task's live detail between two attempts (issue 25): the attempts made, what the last
+# one said and when the next starts; only while the claim holds.
+_RECORD_RETRY = """
+UPDATE batch.tasks SET attempts = %(attempts)s, last_error = %(error)s,
+    next_attempt_at = clock_timestamp() + %(delay)s * interval '1 second'
+WHERE id = %(id)s AND claim_token = %(token)s AND status = 'running'"""
 
 
 def _queued_by_dispatch(
@@ -126,6 +133,8 @@ def _claimed_task(row: Any) -> ClaimedTask:
         unit_price=row.unit_price,
         claim_token=row.claim_token,
         claims=row.claims,
+        duration_seconds=row.duration_seconds,
+        settings=settings_of(row.settings),
     )
 
 
@@ -259,6 +268,20 @@ class TaskClaims:
                 {"tokens": list(claim_tokens), "lease": timedelta(seconds=lease_seconds)},
             )
             return len(renewed)
+
+    async def record_retry(
+        self, task_id: TaskId, claim_token: uuid.UUID, attempts: int, error: str, delay_seconds: float
+    ) -> None:
+        """Shows a running task's failed attempt and its next attempt's time (a retry is coming)."""
+        params = {
+            "id": task_id,
+            "token": claim_token,
+            "attempts": attempts,
+            "error": error,
+            "delay": delay_seconds,
+        }
+        async with self._db.raw_connection() as conn:
+            await conn.execute(_RECORD_RETRY, params)
 
     async def write_outcomes(self, outcomes: Sequence[TaskOutcome]) -> WrittenOutcomes:
         """Writes outcomes whose claim still holds, their events, and the finish check.

@@ -20,6 +20,7 @@ from psycopg.rows import namedtuple_row
 
 from libs.db import Database
 from services.batch.adapters.sql import records
+from services.batch.adapters.sql.generation_json import settings_json
 from services.batch.adapters.sql.statements import fetch_one
 from services.batch.domain.batch import (
     BatchId,
@@ -33,10 +34,11 @@ from services.batch.domain.batch import (
     common_unit_price,
     required_credits,
 )
+from services.batch.domain.generation import NO_SETTINGS, GenerationSettings
 
 _COPY_TASKS = (
     "COPY batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price, duration_seconds,"
-    " status, custom_id, metadata) FROM STDIN"
+    " status, price_options, settings, custom_id, metadata) FROM STDIN"
 )
 # Batches up to this size are stored by one statement, alone or with others created at the same
 # time (`insert_small_batches`: one round trip, atomic without a transaction); larger ones COPY
@@ -65,6 +67,8 @@ _GROUP_TASK_COLUMNS = (
     "models",
     "prices",
     "durations",
+    "options",
+    "settings",
     "custom_ids",
     "item_metadata",
 )
@@ -107,14 +111,16 @@ WITH b AS (
     RETURNING *
 ), t AS (
     INSERT INTO batch.tasks (id, batch_id, tenant_id, batch_index, prompt, model, unit_price,
-        duration_seconds, status, custom_id, metadata)
+        duration_seconds, status, price_options, settings, custom_id, metadata)
     SELECT (i.id_head || lpad(to_hex(i.batch_index), 6, '0'))::uuid, b.id, b.tenant_id, i.batch_index,
-        i.prompt, i.model, i.price, i.duration, 'queued', i.custom_id, i.metadata::jsonb
+        i.prompt, i.model, i.price, i.duration, 'queued', i.options, i.settings::jsonb, i.custom_id,
+        i.metadata::jsonb
     FROM unnest(CAST(%(task_batch_ids)b AS uuid[]), CAST(%(id_heads)b AS text[]),
         CAST(%(indexes)b AS int[]), CAST(%(prompts)b AS text[]), CAST(%(models)b AS text[]),
-        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]), CAST(%(custom_ids)b AS text[]),
-        CAST(%(item_metadata)b AS text[]))
-        AS i(batch_id, id_head, batch_index, prompt, model, price, duration, custom_id, metadata)
+        CAST(%(prices)b AS bigint[]), CAST(%(durations)b AS int[]), CAST(%(options)b AS text[]),
+        CAST(%(settings)b AS text[]), CAST(%(custom_ids)b AS text[]), CAST(%(item_metadata)b AS text[]))
+        AS i(batch_id, id_head, batch_index, prompt, model, price, duration, options, settings, custom_id,
+            metadata)
     JOIN b ON b.id = i.batch_id
 )
 SELECT * FROM b"""
@@ -195,10 +201,10 @@ RETURNING *"""
 _REPRICE_TASKS = """
 UPDATE batch.tasks AS t SET unit_price = v.new_price, duration_seconds = v.new_duration
 FROM unnest(%(models)s::text[], %(old_prices)s::bigint[], %(old_durations)s::int[],
-    %(new_prices)s::bigint[], %(new_durations)s::int[])
-    AS v(model, old_price, old_duration, new_price, new_duration)
+    %(new_prices)s::bigint[], %(new_durations)s::int[], %(options)s::text[])
+    AS v(model, old_price, old_duration, new_price, new_duration, options)
 WHERE t.batch_id = %(id)s AND t.model = v.model AND t.unit_price = v.old_price
-    AND t.duration_seconds = v.old_duration"""
+    AND t.duration_seconds = v.old_duration AND t.price_options = v.options"""
 
 
 async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head: str) -> None:
@@ -208,7 +214,10 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
     batch = f"\t{new.id}\t{new.tenant_id}\t"
     queued = TaskStatus.QUEUED.value
     tails = {
-        key: f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}\t"
+        key: (
+            f"\t{_copy_text(line.model)}\t{line.unit_price}\t{line.duration_seconds}\t{queued}"
+            f"\t{_copy_text(line.options)}\t"
+        )
         for key, line in new.prices.items()
     }
     async with conn.cursor() as cursor, cursor.copy(_COPY_TASKS) as copy:
@@ -219,12 +228,20 @@ async def _copy_tasks(conn: psycopg.AsyncConnection[Any], new: NewBatch, id_head
                 "".join(
                     [
                         f"{id_head}{index:06x}{batch}{index}\t{_copy_text(item.prompt)}"
-                        f"{tails[(item.model, item.duration_seconds)]}"
+                        f"{tails[new.price_key(index)]}{_copy_settings(item.settings)}\t"
                         f"{_copy_labels(item)}"
                         for index, item in enumerate(chunk, start)
                     ]
                 )
             )
+
+
+def _copy_settings(settings: GenerationSettings) -> str:
+    """The settings column in COPY text: \\N (NULL) for the many items that set nothing."""
+    if settings is NO_SETTINGS:
+        return _COPY_NULL
+    document = settings_json(settings)
+    return _COPY_NULL if document is None else _copy_text(document)
 
 
 # The create path's idempotency lookup, on the autocommit reader (one round trip, no transaction).
@@ -280,7 +297,7 @@ class BatchIntake:
             for key, value in _GROUP_BATCH_COLUMNS.items():
                 params[key].append(batch[value])
             for index, item in enumerate(new.items):
-                line = new.prices[(item.model, item.duration_seconds)]
+                line = new.prices[new.price_key(index)]
                 params["task_batch_ids"].append(new.id)
                 params["id_heads"].append(batch["id_head"])
                 params["indexes"].append(index)
@@ -288,6 +305,8 @@ class BatchIntake:
                 params["models"].append(item.model)
                 params["prices"].append(line.unit_price)
                 params["durations"].append(line.duration_seconds)
+                params["options"].append(line.options)
+                params["settings"].append(settings_json(item.settings))
                 params["custom_ids"].append(item.custom_id or None)
                 params["item_metadata"].append(metadata_json(item.metadata))
         async with self._db.raw_connection() as conn:
@@ -351,6 +370,7 @@ class BatchIntake:
             "old_durations": [line.duration_seconds for line in stored],
             "new_prices": [line.unit_price for line in current],
             "new_durations": [line.duration_seconds for line in current],
+            "options": [line.options for line in stored],
         }
         async with self._db.raw_connection() as conn, conn.transaction():
             repriced = await fetch_one(conn, _REPRICE_BATCH, params)

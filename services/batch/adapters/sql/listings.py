@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from libs.db import Database
 from libs.field_mapping import from_fields
 from services.batch.adapters.sql import records
+from services.batch.adapters.sql.generation_json import settings_of
 from services.batch.adapters.tables import batches, tasks
 from services.batch.domain.batch import (
     BatchId,
@@ -204,6 +205,7 @@ class BatchListings:
                         tasks.c.duration_seconds,
                         tasks.c.custom_id,
                         tasks.c.metadata,
+                        tasks.c.settings,
                     )
                     .where(
                         tasks.c.batch_id == batch_id,
@@ -221,6 +223,7 @@ class BatchListings:
                 duration_seconds=row.duration_seconds,
                 custom_id=row.custom_id or "",
                 metadata=tuple((row.metadata or {}).items()),
+                settings=settings_of(row.settings),
             )
             for row in rows
         ]

@@ -34,7 +34,10 @@ _BATCH_COLUMNS = ", ".join(f"b.{column.name}" for column in batches.c)
 _TASK_SUMMARY_COLUMNS = """t.id::text, t.batch_id::text, t.batch_index, t.status, t.model, t.prompt,
     t.unit_price, t.video_url, t.error_message, t.failure_type, t.attempts,
     (extract(epoch FROM t.created_at) * 1000000)::bigint,
-    (extract(epoch FROM t.finished_at) * 1000000)::bigint, t.custom_id, t.metadata"""
+    (extract(epoch FROM t.finished_at) * 1000000)::bigint, t.custom_id, t.metadata,
+    (extract(epoch FROM t.started_at) * 1000000)::bigint,
+    (extract(epoch FROM t.next_attempt_at) * 1000000)::bigint,
+    t.last_error, t.settings::text, t.duration_seconds"""
 
 # The batch row, its counters and its retries in one statement.
 # The batch row holds its counters (ADR-031): a poll of a 10,000-task batch reads one row.

@@ -26,16 +26,26 @@ class BatchReservations:
             rows = (
                 await conn.execute(
                     select(
-                        tasks.c.model, tasks.c.unit_price, tasks.c.duration_seconds, func.count().label("n")
+                        tasks.c.model,
+                        tasks.c.unit_price,
+                        tasks.c.duration_seconds,
+                        tasks.c.price_options,
+                        func.count().label("n"),
                     )
                     .where(tasks.c.batch_id == batch_id)
-                    .group_by(tasks.c.model, tasks.c.unit_price, tasks.c.duration_seconds)
+                    .group_by(
+                        tasks.c.model, tasks.c.unit_price, tasks.c.duration_seconds, tasks.c.price_options
+                    )
                     .order_by(func.min(tasks.c.batch_index))
                 )
             ).all()
         return [
             QuoteLine(
-                model=row.model, count=row.n, unit_price=row.unit_price, duration_seconds=row.duration_seconds
+                model=row.model,
+                count=row.n,
+                unit_price=row.unit_price,
+                duration_seconds=row.duration_seconds,
+                options=row.price_options,
             )
             for row in rows
         ]

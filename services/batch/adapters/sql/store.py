@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from libs.db import Database
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
+from services.batch.adapters.sql.input_files import InputFiles
 from services.batch.adapters.sql.intake import BatchIntake
 from services.batch.adapters.sql.listings import BatchListings
 from services.batch.adapters.sql.queueing import BatchQueue, DispatchWindows
@@ -30,6 +31,7 @@ class BatchStore:
     settlements: BatchSettlements
     reads: BatchReads
     listings: BatchListings
+    input_files: InputFiles
 
     @classmethod
     def open(cls, database: Database, windows: DispatchWindows) -> BatchStore:
@@ -45,4 +47,5 @@ class BatchStore:
             settlements=BatchSettlements(database),
             reads=BatchReads(database),
             listings=BatchListings(database),
+            input_files=InputFiles(database),
         )

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import from_fields
 from services.billing.adapters.tables import (
     console_invites,
     console_sessions,
@@ -39,27 +40,19 @@ _USER_COLUMNS = (
 
 
 def _user(row: Row[*tuple[Any, ...]]) -> ConsoleUser:
-    return ConsoleUser(
-        user_id=row.id,
-        tenant_id=TenantId(row.tenant_id),
-        email=row.email,
-        role=ConsoleRole(row.role),
-        created_at=row.created_at,
-        removed_at=row.removed_at,
+    return from_fields(
+        ConsoleUser, row, user_id=row.id, tenant_id=TenantId(row.tenant_id), role=ConsoleRole(row.role)
     )
 
 
 def _invite(row: Row[*tuple[Any, ...]]) -> ConsoleInvite:
-    return ConsoleInvite(
+    return from_fields(
+        ConsoleInvite,
+        row,
         invite_id=row.id,
         tenant_id=TenantId(row.tenant_id),
-        email=row.email,
         role=ConsoleRole(row.role),
         invited_by=Actor(ActorKind(row.invited_by_kind), row.invited_by_id, row.invited_by_label),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        accepted_at=row.accepted_at,
-        revoked_at=row.revoked_at,
     )
 
 
@@ -295,15 +288,7 @@ class ConsoleAccessQueries:
         ).first()
         if row is None:
             return None
-        return ConsoleSession(
-            session_id=row.session_id,
-            user=_user(row),
-            csrf_token=row.csrf_token,
-            created_at=row.session_created_at,
-            last_seen_at=row.last_seen_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-        )
+        return from_fields(ConsoleSession, row, user=_user(row), created_at=row.session_created_at)
 
     async def touch_session(self, session_id: uuid.UUID, now: datetime) -> None:
         await self._conn.execute(

@@ -161,10 +161,11 @@ def _actor_proto(actor: Actor) -> billing_pb2.ConsoleActor:
 
 
 def _user(user: ConsoleUser) -> billing_pb2.ConsoleUser:
-    return billing_pb2.ConsoleUser(
+    return from_fields(
+        billing_pb2.ConsoleUser,
+        user,
         user_id=str(user.user_id),
         tenant_id=str(user.tenant_id),
-        email=user.email,
         role=user.role.value,
         created_at=timestamp(user.created_at),
         removed_at=optional_timestamp(user.removed_at),
@@ -172,10 +173,11 @@ def _user(user: ConsoleUser) -> billing_pb2.ConsoleUser:
 
 
 def _invite(invite: ConsoleInvite) -> billing_pb2.ConsoleInvite:
-    return billing_pb2.ConsoleInvite(
+    return from_fields(
+        billing_pb2.ConsoleInvite,
+        invite,
         invite_id=str(invite.invite_id),
         tenant_id=str(invite.tenant_id),
-        email=invite.email,
         role=invite.role.value,
         invited_by=_actor_proto(invite.invited_by),
         created_at=timestamp(invite.created_at),

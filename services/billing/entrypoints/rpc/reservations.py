@@ -13,7 +13,7 @@ from libs.errors import ServiceError
 from libs.field_mapping import from_fields
 from libs.rpc.errors import status_code_for
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
-from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.pricing import ModelCapabilities, QuoteLine
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 from services.billing.use_cases.reservations import Reservation, ReservationRequest
 
@@ -33,6 +33,7 @@ class ReservationRpcs(BillingRpcs):
                     min_seconds=price.min_seconds if price.per_second else 0,
                     max_seconds=price.max_seconds if price.per_second else 0,
                     default_seconds=price.default_seconds if price.per_second else 0,
+                    capabilities=_capabilities(price.capabilities),
                 )
                 for price in self._handlers.price_list()
             ]
@@ -42,7 +43,10 @@ class ReservationRpcs(BillingRpcs):
         tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
         priced = await self._handlers.quote(tenant_id, _lines(request.lines))
         return billing_pb2.QuoteResponse(
-            lines=[from_fields(billing_pb2.QuoteLine, line) for line in priced.quote.lines],
+            lines=[
+                from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
+                for line in priced.quote.lines
+            ],
             total_credits=priced.quote.total,
             available_credits=priced.available_credits,
         )
@@ -94,4 +98,24 @@ def _refusal(error: ServiceError) -> billing_pb2.Refusal:
 
 
 def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
-    return [from_fields(QuoteLine, line) for line in lines]
+    return [
+        from_fields(QuoteLine, line, options=tuple((option.name, option.value) for option in line.options))
+        for line in lines
+    ]
+
+
+def _price_options(options: Iterable[tuple[str, str]]) -> list[billing_pb2.PriceOption]:
+    return [billing_pb2.PriceOption(name=name, value=value) for name, value in options]
+
+
+def _capabilities(capabilities: ModelCapabilities) -> billing_pb2.ModelCapabilities:
+    return from_fields(
+        billing_pb2.ModelCapabilities,
+        capabilities,
+        resolutions=[
+            billing_pb2.PricedChoice(value=value, credits=credits)
+            for value, credits in capabilities.resolutions.items()
+        ],
+        audio=capabilities.audio_credits is not None,
+        audio_credits=capabilities.audio_credits or 0,
+    )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.webhook.adapters.sql.paging import encode_cursor, newest_first_page
 from services.webhook.adapters.sql.records import endpoint_of
 from services.webhook.adapters.sql.topic import TopicQueries
 from services.webhook.adapters.tables import endpoints, messages
+from services.webhook.domain.errors import EndpointAlreadyRegistered
 from services.webhook.domain.records import Endpoint, RotatedEndpointSecret
 
 
@@ -29,8 +30,25 @@ class EndpointQueries(TopicQueries):
     """The `endpoints` table, as the tenant manages it."""
 
     async def create_endpoint(self, endpoint: Endpoint, secret: str) -> None:
-        """Stores a new endpoint with its signing secret."""
+        """Stores a new endpoint with its signing secret; EndpointAlreadyRegistered when the tenant
+        has a live endpoint at the same URL (checked under a lock on (tenant, URL), so two
+        concurrent registrations cannot both pass)."""
         async with self._database.transaction() as session:
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": f"webhook-endpoint:{endpoint.tenant_id}:{endpoint.url}"},
+            )
+            existing = await session.scalar(
+                select(endpoints.c.id).where(
+                    endpoints.c.tenant_id == uuid.UUID(endpoint.tenant_id),
+                    endpoints.c.url == endpoint.url,
+                    endpoints.c.status != "deleted",
+                )
+            )
+            if existing is not None:
+                raise EndpointAlreadyRegistered(
+                    "an endpoint with this URL is already registered", endpoint_id=str(existing)
+                )
             await session.execute(
                 endpoints.insert().values(
                     id=uuid.UUID(endpoint.endpoint_id),

@@ -91,6 +91,169 @@ CREATE_BATCH_LIMIT_MAX_DEADLINE_SECONDS: CreateBatchLimit.ValueType  # 604800
 Global___CreateBatchLimit: _TypeAlias = CreateBatchLimit  # noqa: Y015
 
 @_typing.final
+class ImageInput(_message.Message):
+    """An input image of an item: an HTTPS URL fetched by the worker at execution, or the id of a file
+    uploaded with UploadInputFile (set exactly one).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Absolute https URL (SSRF rules apply at intake and at fetch)."""
+    file_id: _builtins.str
+    """An UploadInputFile id of the same tenant."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageInput: _TypeAlias = ImageInput  # noqa: Y015
+
+@_typing.final
+class GenerationSettings(_message.Message):
+    """Generation settings of one item, checked against its model's capabilities (the price list's
+    `settings`); unset fields take the model's defaults. Violations name "items[i].settings.<field>".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    NEGATIVE_PROMPT_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_FIELD_NUMBER: _builtins.int
+    LAST_FRAME_FIELD_NUMBER: _builtins.int
+    REFERENCE_IMAGES_FIELD_NUMBER: _builtins.int
+    aspect_ratio: _builtins.str
+    """One of the model's aspect ratios (e.g. "16:9"); empty: its default."""
+    resolution: _builtins.str
+    """One of the model's resolutions (e.g. "1080p", may cost more); empty: its default."""
+    seed: _builtins.int
+    """Seed for reproducible output, 0..4294967295, for a model that takes one."""
+    negative_prompt: _builtins.str
+    """What the video must not show, for a model that takes it."""
+    audio: _builtins.bool
+    """Audio on or off, for a model that can switch it (may cost more); unset: its default."""
+    @_builtins.property
+    def first_frame(self) -> Global___ImageInput:
+        """The first frame of the video (image-to-video)."""
+
+    @_builtins.property
+    def last_frame(self) -> Global___ImageInput:
+        """The last frame (with a first frame), for a model that takes it."""
+
+    @_builtins.property
+    def reference_images(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageInput]:
+        """Reference images (subject consistency), up to the model's limit."""
+
+    def __init__(
+        self,
+        *,
+        aspect_ratio: _builtins.str = ...,
+        resolution: _builtins.str = ...,
+        seed: _builtins.int | None = ...,
+        negative_prompt: _builtins.str = ...,
+        audio: _builtins.bool | None = ...,
+        first_frame: Global___ImageInput | None = ...,
+        last_frame: Global___ImageInput | None = ...,
+        reference_images: _abc.Iterable[Global___ImageInput] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audio", b"_audio", "_seed", b"_seed", "audio", b"audio", "first_frame", b"first_frame", "last_frame", b"last_frame", "seed", b"seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audio", b"_audio", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "audio", b"audio", "first_frame", b"first_frame", "last_frame", b"last_frame", "negative_prompt", b"negative_prompt", "reference_images", b"reference_images", "resolution", b"resolution", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__audio: _TypeAlias = _typing.Literal["audio"]  # noqa: Y015
+    _WhichOneofArgType__audio: _TypeAlias = _typing.Literal["_audio", b"_audio"]  # noqa: Y015
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__audio) -> _WhichOneofReturnType__audio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+
+Global___GenerationSettings: _TypeAlias = GenerationSettings  # noqa: Y015
+
+@_typing.final
+class UploadInputFileRequest(_message.Message):
+    """An input image to store."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The owner: only this tenant's items may name the file."""
+    filename: _builtins.str
+    """The client's file name (kept for display only)."""
+    content: _builtins.bytes
+    """The image's bytes."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadInputFileRequest: _TypeAlias = UploadInputFileRequest  # noqa: Y015
+
+@_typing.final
+class InputFile(_message.Message):
+    """A stored input image."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """"file-" and 32 hex digits."""
+    filename: _builtins.str
+    """As uploaded."""
+    content_type: _builtins.str
+    """image/png, image/jpeg or image/webp (from the bytes, not from the client)."""
+    size_bytes: _builtins.int
+    """Size of the image."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "created_at", b"created_at", "file_id", b"file_id", "filename", b"filename", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InputFile: _TypeAlias = InputFile  # noqa: Y015
+
+@_typing.final
 class BatchItem(_message.Message):
     """One requested video."""
 
@@ -119,6 +282,7 @@ class BatchItem(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
@@ -134,6 +298,10 @@ class BatchItem(_message.Message):
     none. At most CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS characters, unique within the batch.
     """
     @_builtins.property
+    def settings(self) -> Global___GenerationSettings:
+        """Generation settings; unset: the model's defaults."""
+
+    @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The client's labels of the item (string pairs, bounded as CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS says)."""
 
@@ -143,12 +311,13 @@ class BatchItem(_message.Message):
         prompt: _builtins.str = ...,
         model: _builtins.str = ...,
         duration_seconds: _builtins.int = ...,
+        settings: Global___GenerationSettings | None = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_id", b"custom_id", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "model", b"model", "prompt", b"prompt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_id", b"custom_id", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "model", b"model", "prompt", b"prompt", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -294,6 +463,7 @@ class BatchItemColumns(_message.Message):
     PROMPTS_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     CUSTOM_IDS_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     @_builtins.property
@@ -309,6 +479,10 @@ class BatchItemColumns(_message.Message):
         """0: the model's default (see BatchItem.duration_seconds)."""
 
     @_builtins.property
+    def settings(self) -> _containers.RepeatedCompositeFieldContainer[Global___GenerationSettings]:
+        """Item i's settings; empty when no item sets any (otherwise one entry per item)."""
+
+    @_builtins.property
     def custom_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Item i's custom_id; empty (no entries at all) when no item has one."""
 
@@ -322,12 +496,13 @@ class BatchItemColumns(_message.Message):
         prompts: _abc.Iterable[_builtins.str] | None = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         duration_seconds: _abc.Iterable[_builtins.int] | None = ...,
+        settings: _abc.Iterable[Global___GenerationSettings] | None = ...,
         custom_ids: _abc.Iterable[_builtins.str] | None = ...,
         metadata: _abc.Iterable[Global___Metadata] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_ids", b"custom_ids", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "models", b"models", "prompts", b"prompts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custom_ids", b"custom_ids", "duration_seconds", b"duration_seconds", "metadata", b"metadata", "models", b"models", "prompts", b"prompts", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -829,6 +1004,14 @@ class Task(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    CURRENT_ATTEMPT_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREDITS_CHARGED_FIELD_NUMBER: _builtins.int
+    CREDITS_REFUNDED_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
@@ -853,6 +1036,16 @@ class Task(_message.Message):
     """timeout, provider_error, rate_limited, content_policy, invalid_input, cancelled, internal"""
     attempts: _builtins.int
     """Provider calls made so far."""
+    current_attempt: _builtins.int
+    """While running: the attempt under way or waited for (1 = first); 0 otherwise."""
+    last_error: _builtins.str
+    """What the last failed attempt said (a retried transient failure); empty if none."""
+    credits_charged: _builtins.int
+    """Credits captured for it (its price once succeeded; 0 otherwise)."""
+    credits_refunded: _builtins.int
+    """Credits refunded for it (its price once failed or cancelled; 0 otherwise)."""
+    duration_seconds: _builtins.int
+    """The video length priced (0: a model priced per video)."""
     custom_id: _builtins.str
     """The item's custom_id; empty for none."""
     @_builtins.property
@@ -862,6 +1055,18 @@ class Task(_message.Message):
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp:
         """When it reached a terminal state; unset until then."""
+
+    @_builtins.property
+    def settings(self) -> Global___GenerationSettings:
+        """The item's generation settings (unset: the model's defaults)."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When a worker first started it; unset while queued."""
+
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """While waiting to retry: when the next attempt starts; unset otherwise."""
 
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -883,12 +1088,20 @@ class Task(_message.Message):
         attempts: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        settings: Global___GenerationSettings | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        current_attempt: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        credits_charged: _builtins.int = ...,
+        credits_refunded: _builtins.int = ...,
+        duration_seconds: _builtins.int = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at", "next_attempt_at", b"next_attempt_at", "settings", b"settings", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "metadata", b"metadata", "model", b"model", "prompt", b"prompt", "status", b"status", "task_id", b"task_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "credits_charged", b"credits_charged", "credits_refunded", b"credits_refunded", "current_attempt", b"current_attempt", "custom_id", b"custom_id", "duration_seconds", b"duration_seconds", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "last_error", b"last_error", "metadata", b"metadata", "model", b"model", "next_attempt_at", b"next_attempt_at", "prompt", b"prompt", "settings", b"settings", "started_at", b"started_at", "status", b"status", "task_id", b"task_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,6 +86,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.FromString,
                 _registered_method=True)
+        self.UploadInputFile = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/UploadInputFile',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -183,6 +188,15 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadInputFile(self, request, context):
+        """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
+        and answers its id, which items name as an image's file_id. Another type or size ->
+        INVALID_ARGUMENT (reason "validation_error", field "file").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +249,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.CountOpenBatches,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.SerializeToString,
+            ),
+            'UploadInputFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadInputFile,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -509,6 +528,33 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/CountOpenBatches',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CountOpenBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadInputFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/UploadInputFile',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,11 @@ class BatchServiceStub:
     """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
     to `limit`: the gateway's open-batch limit asks on every create.
     """
+    UploadInputFile: _grpc.UnaryUnaryMultiCallable[_batch_pb2.UploadInputFileRequest, _batch_pb2.InputFile]
+    """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
+    and answers its id, which items name as an image's file_id. Another type or size ->
+    INVALID_ARGUMENT (reason "validation_error", field "file").
+    """
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -135,6 +140,11 @@ class BatchServiceAsyncStub(BatchServiceStub):
     CountOpenBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.CountOpenBatchesRequest, _batch_pb2.CountOpenBatchesResponse]  # type: ignore[assignment]
     """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
     to `limit`: the gateway's open-batch limit asks on every create.
+    """
+    UploadInputFile: _aio.UnaryUnaryMultiCallable[_batch_pb2.UploadInputFileRequest, _batch_pb2.InputFile]  # type: ignore[assignment]
+    """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
+    and answers its id, which items name as an image's file_id. Another type or size ->
+    INVALID_ARGUMENT (reason "validation_error", field "file").
     """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -245,6 +255,17 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_batch_pb2.CountOpenBatchesResponse, _abc.Awaitable[_batch_pb2.CountOpenBatchesResponse]]:
         """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
         to `limit`: the gateway's open-batch limit asks on every create.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadInputFile(
+        self,
+        request: _batch_pb2.UploadInputFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.InputFile, _abc.Awaitable[_batch_pb2.InputFile]]:
+        """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
+        and answers its id, which items name as an image's file_id. Another type or size ->
+        INVALID_ARGUMENT (reason "validation_error", field "file").
         """
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

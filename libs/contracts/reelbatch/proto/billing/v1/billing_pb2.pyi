@@ -300,6 +300,7 @@ class ModelPrice(_message.Message):
     MIN_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_SECONDS_FIELD_NUMBER: _builtins.int
     DEFAULT_SECONDS_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model's name, as items name it."""
     provider: _builtins.str
@@ -319,6 +320,10 @@ class ModelPrice(_message.Message):
     """Longest length a per-second model accepts (0 for a model priced per video)."""
     default_seconds: _builtins.int
     """Length priced when an item gives none (0 for a model priced per video)."""
+    @_builtins.property
+    def capabilities(self) -> Global___ModelCapabilities:
+        """The generation settings the model takes and what each priced choice adds (issue 25)."""
+
     def __init__(
         self,
         *,
@@ -330,14 +335,131 @@ class ModelPrice(_message.Message):
         min_seconds: _builtins.int = ...,
         max_seconds: _builtins.int = ...,
         default_seconds: _builtins.int = ...,
+        capabilities: Global___ModelCapabilities | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits_per_second", b"credits_per_second", "credits_per_video", b"credits_per_video", "default_seconds", b"default_seconds", "max_seconds", b"max_seconds", "min_seconds", b"min_seconds", "model", b"model", "provider", b"provider", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "credits_per_second", b"credits_per_second", "credits_per_video", b"credits_per_video", "default_seconds", b"default_seconds", "max_seconds", b"max_seconds", "min_seconds", b"min_seconds", "model", b"model", "provider", b"provider", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelPrice: _TypeAlias = ModelPrice  # noqa: Y015
+
+@_typing.final
+class ModelCapabilities(_message.Message):
+    """What an item of a model may set beyond prompt and duration. Extra credits are per video, or per
+    second for a model priced per second.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASPECT_RATIOS_FIELD_NUMBER: _builtins.int
+    RESOLUTIONS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    NEGATIVE_PROMPT_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    AUDIO_CREDITS_FIELD_NUMBER: _builtins.int
+    AUDIO_DEFAULT_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_FIELD_NUMBER: _builtins.int
+    LAST_FRAME_FIELD_NUMBER: _builtins.int
+    MAX_REFERENCE_IMAGES_FIELD_NUMBER: _builtins.int
+    seed: _builtins.bool
+    """Whether an item may set a seed."""
+    negative_prompt: _builtins.bool
+    """Whether an item may set a negative prompt."""
+    audio: _builtins.bool
+    """Whether audio can be switched on and off."""
+    audio_credits: _builtins.int
+    """Extra credits of a video with audio on (when audio can be switched)."""
+    audio_default: _builtins.bool
+    """Whether audio is on when an item does not say."""
+    first_frame: _builtins.bool
+    """Image-to-video: a first frame, a last frame (with a first one), up to N reference images."""
+    last_frame: _builtins.bool
+    """See first_frame."""
+    max_reference_images: _builtins.int
+    """See first_frame."""
+    @_builtins.property
+    def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aspect ratios offered, the default first; empty: not settable."""
+
+    @_builtins.property
+    def resolutions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricedChoice]:
+        """Resolutions offered with their extra credits, the default first; empty: not settable."""
+
+    def __init__(
+        self,
+        *,
+        aspect_ratios: _abc.Iterable[_builtins.str] | None = ...,
+        resolutions: _abc.Iterable[Global___PricedChoice] | None = ...,
+        seed: _builtins.bool = ...,
+        negative_prompt: _builtins.bool = ...,
+        audio: _builtins.bool = ...,
+        audio_credits: _builtins.int = ...,
+        audio_default: _builtins.bool = ...,
+        first_frame: _builtins.bool = ...,
+        last_frame: _builtins.bool = ...,
+        max_reference_images: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "audio", b"audio", "audio_credits", b"audio_credits", "audio_default", b"audio_default", "first_frame", b"first_frame", "last_frame", b"last_frame", "max_reference_images", b"max_reference_images", "negative_prompt", b"negative_prompt", "resolutions", b"resolutions", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCapabilities: _TypeAlias = ModelCapabilities  # noqa: Y015
+
+@_typing.final
+class PricedChoice(_message.Message):
+    """One value of a priced setting and its extra credits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    value: _builtins.str
+    """The value, e.g. "1080p"."""
+    credits: _builtins.int
+    """Extra credits over the base price (0: included)."""
+    def __init__(
+        self,
+        *,
+        value: _builtins.str = ...,
+        credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PricedChoice: _TypeAlias = PricedChoice  # noqa: Y015
+
+@_typing.final
+class PriceOption(_message.Message):
+    """One priced setting of a quote line's items, e.g. ("resolution", "1080p") or ("audio", "on")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The setting: "resolution" or "audio"."""
+    value: _builtins.str
+    """Its value for every item of the line."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceOption: _TypeAlias = PriceOption  # noqa: Y015
 
 @_typing.final
 class GetPricingResponse(_message.Message):
@@ -373,6 +495,7 @@ class QuoteLine(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """The model."""
     count: _builtins.int
@@ -383,6 +506,12 @@ class QuoteLine(_message.Message):
     """Length of each video, for a model priced per second (0: the model's default length; in a
     response, the length priced). Must be 0 for a model priced per video (INVALID_ARGUMENT).
     """
+    @_builtins.property
+    def options(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceOption]:
+        """The items' priced settings, each adding the model's extra credits to unit_price; a value the
+        model does not price is INVALID_ARGUMENT.
+        """
+
     def __init__(
         self,
         *,
@@ -390,10 +519,11 @@ class QuoteLine(_message.Message):
         count: _builtins.int = ...,
         unit_price: _builtins.int = ...,
         duration_seconds: _builtins.int = ...,
+        options: _abc.Iterable[Global___PriceOption] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "duration_seconds", b"duration_seconds", "model", b"model", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "duration_seconds", b"duration_seconds", "model", b"model", "options", b"options", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

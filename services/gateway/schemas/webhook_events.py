@@ -1,0 +1,71 @@
+"""The bodies of the webhooks we send (Standard Webhooks), as the OpenAPI `webhooks` section
+documents them. The webhook service builds them; these models describe them for SDK generators."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SIGNING_STORY = (
+    "Every delivery, to an account endpoint (`POST /api/enterprise/webhook-endpoints`) or to a batch's "
+    "own `webhook_url`, is signed the same way (Standard Webhooks): headers `webhook-id` (the message "
+    "id, the same on every retry and replay: deduplicate on it), `webhook-timestamp` (Unix seconds) and "
+    '`webhook-signature`: `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), '
+    "where key is the base64 part of the secret after `whsec_`. The secret is the endpoint's own one "
+    "(shown once at registration, rotated with `.../rotate-secret`) for account endpoints, and the "
+    "tenant's signing secret (`GET /api/enterprise/webhook-secret`, rotated with "
+    "`POST /api/enterprise/webhook-secret/rotate`) for batch `webhook_url`s. During a rotation's overlap "
+    "the header carries one signature per valid secret, space-separated: accept the delivery when any "
+    "matches, and refuse timestamps more than 5 minutes away from your clock."
+)
+
+
+class BatchEventData(BaseModel):
+    """A batch's fields as the REST API shows them (`GET /api/enterprise/video-batch/{id}`)."""
+
+    batch_id: str
+    status: str = Field(description="queued, completed, partial, failed or cancelled.")
+    total_count: int
+    success_count: int | None = None
+    failed_count: int | None = None
+    cancelled_count: int | None = None
+    pending_count: int | None = None
+    frozen_credits: int
+    credits_spent: int | None = None
+    refunded_credits: int | None = None
+    settlement_status: str | None = Field(default=None, description="pending, settled or refunded.")
+    created_at: str | None = None
+    finished_at: str | None = None
+
+
+class TaskEventData(BaseModel):
+    """One item's outcome (sent only to endpoints that subscribed to task events)."""
+
+    task_id: str
+    batch_id: str
+    batch_index: int
+    status: str = Field(description="succeeded, failed or cancelled.")
+    attempts: int
+    video_link_url: str | None = Field(
+        default=None,
+        description="On success: the API link that answers your API key with a fresh signed video URL.",
+    )
+    failure_type: str | None = Field(default=None, description="On failure: why (see the task view).")
+    error_message: str | None = None
+
+
+class BatchEvent(BaseModel):
+    """`batch.queued`, `batch.completed` or `batch.cancelled`."""
+
+    type: Literal["batch.queued", "batch.completed", "batch.cancelled"]
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: BatchEventData
+
+
+class TaskEvent(BaseModel):
+    """`task.succeeded` or `task.failed`."""
+
+    type: Literal["task.succeeded", "task.failed"]
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: TaskEventData
