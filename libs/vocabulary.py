@@ -1,5 +1,6 @@
 """The words every service and page uses for a batch's life: task and batch statuses, settlement
-statuses, failure types, whose fault a failure was, and which failures are retried.
+statuses, failure types, whose fault a failure was, which failures are retried, and why money
+moved on the ledger.
 
 One home (issue 23): the batch domain records these values, the gateway validates, documents and
 filters by them, the operator dashboard and the customer console show them. The values are the
@@ -98,6 +99,19 @@ FAULT_BY_FAILURE_TYPE: Mapping[FailureType, Fault] = {
     FailureType.INTERNAL: Fault.US,
     FailureType.CANCELLED: Fault.CANCELLED,
 }
+
+
+class RefType(StrEnum):
+    """Why money moved on billing's ledger (a transfer's `ref_type`); shown to customers."""
+
+    TOPUP = "topup"
+    # Paid credits: a pack or an invoice, moved from the `payments` source account.
+    PURCHASE = "purchase"
+    BATCH_UPFRONT = "batch_upfront"
+    # A succeeded item's price, from the batch's hold to revenue (never on the available account).
+    BATCH_CAPTURE = "batch_capture"
+    BATCH_REFUND = "batch_refund"
+    BATCH_SETTLE = "batch_settle"
 
 
 def fault_of(failure_type: str) -> Fault:

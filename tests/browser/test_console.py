@@ -116,10 +116,12 @@ def test_finance_reads_the_seed_demo_batch_and_its_csv_matches_the_ledger(
     expect(failed.locator('td[data-label="Whose fault"]')).to_have_text("Provider")
     assert failed.locator('td[data-label="Reason"]').inner_text() not in ("", "—")
 
-    with page.expect_download() as download_info:
-        page.click("#results-csv")
-    download = download_info.value
-    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    # The results file (succeeded items) and the errors file (failed and cancelled), as the API's.
+    rows = []
+    for button in ("#results-csv", "#errors-csv"):
+        with page.expect_download() as download_info:
+            page.click(button)
+        rows += list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
     assert len(rows) == 20
     charged = sum(int(row["credits_charged"]) for row in rows)
     refunded = sum(int(row["credits_refunded"]) for row in rows)

@@ -27,7 +27,8 @@ def fresh_endpoint(api: Api, customer: Customer) -> str:
     """A new webhook endpoint of the tenant (to a port nothing listens on); its id."""
     created = api.http.post(
         "/api/enterprise/webhook-endpoints",
-        json={"url": "http://127.0.0.1:9/hooks"},
+        # A URL of its own: a tenant registers one URL once (endpoint_already_registered).
+        json={"url": f"http://127.0.0.1:9/hooks/{uuid.uuid4().hex[:12]}"},
         headers=customer.headers,
     )
     assert created.status_code == 201, created.text

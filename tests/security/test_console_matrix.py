@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -37,6 +39,7 @@ from tests.stack import ADMIN_TOKEN, Stack
 from tests.unit.gateway.gateway_fakes import FakeBatch, FakeBilling, FakeWebhook, Readiness, fake_backends
 
 ROLES = sorted(ALL_ROLES)
+BATCH_NAME = "harbour-teaser"
 # The per-email lock-out of the stack (the default of REELBATCH_CONSOLE_SIGN_IN_MAX_FAILURES).
 MAX_FAILURES = Settings().console_sign_in_max_failures
 
@@ -56,9 +59,20 @@ class Tenant:
 
 def _tenant(api: Api, stack: Stack) -> Tenant:
     customer = api.new_customer(1000)
-    items = [{"prompt": f"A lighthouse, take {n}", "model": "sora-2"} for n in range(3)]
-    items.append({"prompt": "Forbidden #fail", "model": "sora-2"})
-    created = api.create_batch(customer, items)
+    items = [
+        {"prompt": f"A lighthouse, take {n}", "model": "sora-2", "custom_id": f"shot-{n}"} for n in range(3)
+    ]
+    items.append({"prompt": "Forbidden #fail", "model": "sora-2", "custom_id": "shot-forbidden"})
+    # Named and labelled (batch I/O), so the console's name and metadata filters have a batch to find.
+    created = api.http.post(
+        "/api/enterprise/video-batch",
+        json={
+            "items": items,
+            "name": BATCH_NAME,
+            "metadata": {"project": "harbour", "tenant": customer.tenant_id},
+        },
+        headers=customer.headers,
+    )
     assert created.status_code == 202, created.text
     batch_id = created.json()["batch_id"]
     api.wait_until_settled(customer, batch_id)
@@ -149,8 +163,13 @@ FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     "buy_credits": lambda: {"pack_id": "pilot"},
     # The owner keeps finance allowed to buy, so `buy_credits` serves every role it admits.
     "credit_settings": lambda: {"finance_may_buy_credits": "on"},
-    "create_webhook_endpoint": lambda: {"url": "http://127.0.0.1:9/hooks", "event_types": "batch.completed"},
+    # A URL of its own each time: a tenant registers one URL once.
+    "create_webhook_endpoint": lambda: {
+        "url": f"http://127.0.0.1:9/hooks/{uuid.uuid4().hex[:12]}",
+        "event_types": "batch.completed",
+    },
     "replay_failed": lambda: {"since": "2000-01-01T00:00"},
+    "change_role": lambda: {"role": "finance"},
 }
 
 
@@ -475,6 +494,37 @@ def test_an_owner_invites_a_member_who_joins_and_the_activity_log_shows_it(
     joined.close()
 
 
+def test_an_owner_changes_a_members_role_but_never_the_last_owners(
+    api: Api, stack: Stack, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, _ = tenants
+    owner = own.clients["owner"]
+    member_id = _fresh_member(api, stack, own)
+    path = f"/console/team/members/{member_id}/role"
+    forged = owner.post(path, data={"csrf_token": "forged", "role": "finance"})
+    assert forged.status_code == 403
+    changed = owner.post(path, data={"csrf_token": csrf_of(owner), "role": "finance"})
+    assert changed.status_code == 303, changed.text[:300]
+    team = owner.get("/console/team").text
+    row = team[team.index(f'data-member="{member_id}"') :].split("</tr>", 1)[0]
+    assert '<option value="finance" selected>' in row
+    unknown = owner.post(path, data={"csrf_token": csrf_of(owner), "role": "admin"})
+    assert unknown.status_code == 422
+    # The tenant's only owner cannot demote themselves (nor be removed).
+    owner_path = f"/console/team/members/{own.user_ids['owner']}"
+    demoted = owner.post(f"{owner_path}/role", data={"csrf_token": csrf_of(owner), "role": "developer"})
+    assert demoted.status_code == 409 and "last owner" in demoted.text
+    removed = owner.post(f"{owner_path}/remove", data={"csrf_token": csrf_of(owner)})
+    assert removed.status_code == 409
+    assert owner.get("/console/team").status_code == 200  # still an owner: the page and its forms
+    assert "Change role" in owner.get("/console/team").text
+    assert "Change role" not in own.clients["developer"].get("/console/team").text
+    log = owner.get("/console/activity.csv")
+    rows = [row for row in csv.DictReader(io.StringIO(log.text)) if row["action"] == "member.role_changed"]
+    by_owner = [row for row in rows if row["actor"] == own.emails["owner"]]
+    assert any("developer -> finance" in row["detail"] for row in by_owner), rows
+
+
 def test_the_batch_list_filters_by_status_and_date_range(tenants: tuple[Tenant, Tenant]) -> None:
     own, _ = tenants
     client = own.clients["finance"]
@@ -493,6 +543,85 @@ def test_the_batch_list_filters_by_status_and_date_range(tenants: tuple[Tenant, 
         assert (f'data-batch="{own.batch_id}"' in page.text) is listed, query
 
 
+def test_the_batch_list_filters_by_name_and_metadata(tenants: tuple[Tenant, Tenant]) -> None:
+    own, other = tenants
+    client = own.clients["developer"]
+    tenant_id = own.customer.tenant_id
+    shown = {
+        f"?name={BATCH_NAME}": True,
+        "?name=another-name": False,
+        "?metadata[project]=harbour": True,
+        f"?metadata[project]=harbour&metadata[tenant]={tenant_id}": True,
+        "?metadata[project]=lighthouse": False,
+        "?meta_key=project&meta_value=harbour": True,
+        "?meta_key=project&meta_value=elsewhere": False,
+        f"?name={BATCH_NAME}&meta_key=tenant&meta_value={other.customer.tenant_id}": False,
+    }
+    for query, listed in shown.items():
+        page = client.get(f"/console/batches{query}")
+        assert page.status_code == 200, (query, page.text[:300])
+        assert (f'data-batch="{own.batch_id}"' in page.text) is listed, query
+        # The other tenant's batch has the same name and project: never listed here.
+        assert other.batch_id not in page.text, query
+    listed_page = client.get(f"/console/batches?name={BATCH_NAME}")
+    assert f'<small class="batch-name">{BATCH_NAME}</small>' in listed_page.text
+    # The form carries the metadata filter on (to the next filter and the pager).
+    assert (
+        'name="metadata[project]" value="harbour"'
+        in client.get("/console/batches?meta_key=project&meta_value=harbour").text
+    )
+
+
+def test_the_batch_page_shows_its_name_and_each_items_custom_id(tenants: tuple[Tenant, Tenant]) -> None:
+    own, _ = tenants
+    client = own.clients["finance"]
+    overview = client.get(f"/console/batches/{own.batch_id}")
+    assert f'id="batch-name">{BATCH_NAME}<' in overview.text
+    tasks = client.get(f"/console/batches/{own.batch_id}?tab=tasks")
+    shown = re.findall(r'class="custom-id mono">([^<]+)<', tasks.text)
+    assert sorted(shown) == ["shot-0", "shot-1", "shot-2", "shot-forbidden"]
+
+
+def test_the_results_and_errors_files_match_the_batch_and_its_ledger(
+    api: Api, tenants: tuple[Tenant, Tenant]
+) -> None:
+    own, _ = tenants
+    ledger = api.http.get(f"/api/admin/batches/{own.batch_id}/billing", headers=api.admin).json()
+    tasks = {task["task_id"]: task for task in api.tasks(own.customer, own.batch_id)}
+    for role in ROLES:
+        client = own.clients[role]
+        files: dict[str, list[dict[str, Any]]] = {}
+        for kind in ("results", "errors"):
+            jsonl = client.get(f"/console/batches/{own.batch_id}/{kind}.jsonl")
+            assert jsonl.status_code == 200, jsonl.text[:300]
+            assert jsonl.headers["content-type"].startswith("application/jsonl")
+            lines = [json.loads(line) for line in jsonl.text.splitlines()]
+            as_csv = client.get(f"/console/batches/{own.batch_id}/{kind}.csv")
+            assert as_csv.status_code == 200, as_csv.text[:300]
+            rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+            assert [row["custom_id"] for row in rows] == [line["custom_id"] for line in lines]
+            assert [int(row["credits_charged"]) for row in rows] == [
+                line["credits_charged"] for line in lines
+            ]
+            files[kind] = lines
+        assert [line["custom_id"] for line in files["results"]] == ["shot-0", "shot-1", "shot-2"]
+        [failed] = files["errors"]
+        assert (failed["custom_id"], failed["status"], failed["fault"]) == (
+            "shot-forbidden",
+            "failed",
+            "customer_input",
+        )
+        every = files["results"] + files["errors"]
+        # Each line is the batch's task (same custom_id), and the sums are the ledger's.
+        assert {line["task_id"]: line["custom_id"] for line in every} == {
+            task_id: task["custom_id"] for task_id, task in tasks.items()
+        }
+        charged = sum(line["credits_charged"] for line in every)
+        refunded = sum(line["credits_refunded"] for line in every)
+        assert (charged, refunded) == (ledger["capture_total"], ledger["refund_total"])
+        assert charged > 0 and refunded > 0
+
+
 def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> None:
     own, _ = tenants
     page = own.clients["owner"].get("/console/activity?action=member.joined")
@@ -505,6 +634,9 @@ def test_the_activity_page_filters_by_action(tenants: tuple[Tenant, Tenant]) -> 
     [
         "/console/batches?created_from=0001-01-01&created_to=9999-12-31",
         "/console/batches?created_from=not-a-day&status=nonsense",
+        "/console/batches?name=" + "x" * 1000,
+        "/console/batches?metadata[" + "k" * 2000 + "]=" + "v" * 2000,
+        "/console/batches?meta_key=%00&meta_value=%ff",
         "/console/activity?occurred_from=0001-01-01&occurred_to=9999-12-31",
         "/console/activity?action=" + "x" * 64,
         "/console/batches/not-a-uuid",

@@ -355,7 +355,10 @@ CONSOLE_OPERATIONS = (
     Operation(
         "get",
         "/console/batches",
-        [_query(name) for name in ("status", "created_from", "created_to", "cursor")],
+        [
+            _query(name)
+            for name in ("status", "created_from", "created_to", "name", "meta_key", "meta_value", "cursor")
+        ],
         None,
     ),
     *(
@@ -372,7 +375,11 @@ CONSOLE_OPERATIONS = (
         for tab in ("overview", "tasks", "ledger", "webhooks")
     ),
     Operation("get", "/console/batches/{batch_id}/progress", [_path("batch_id")], None),
-    Operation("get", "/console/batches/{batch_id}/results.csv", [_path("batch_id")], None),
+    *(
+        Operation("get", f"/console/batches/{{batch_id}}/{kind}.{suffix}", [_path("batch_id")], None)
+        for kind in ("results", "errors")
+        for suffix in ("csv", "jsonl")
+    ),
     Operation(
         "get",
         "/console/batches/{batch_id}/tasks/{task_id}/video",

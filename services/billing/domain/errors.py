@@ -266,9 +266,9 @@ class NotAnOwner(ServiceError):
 
 
 class LastOwner(FailedPrecondition):
-    """Removing the tenant's last owner would leave nobody able to manage the console."""
+    """Removing or demoting the tenant's last owner would leave nobody able to manage the console."""
 
     reason = "last_owner"
 
-    def __init__(self) -> None:
-        super().__init__("the last owner cannot be removed; make someone else an owner first")
+    def __init__(self, change: str = "removed") -> None:
+        super().__init__(f"the last owner cannot be {change}; make someone else an owner first")

@@ -14,6 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from libs.errors import InvalidArgument
+
+# The ledger's reasons are the shared vocabulary's (libs/vocabulary.py): the console filters by them.
+from libs.vocabulary import RefType as RefType
 from services.billing.domain.errors import BalanceLimitExceeded, LedgerInvariantViolated
 from services.billing.domain.ids import BatchId, TaskId, TenantId
 
@@ -23,18 +26,6 @@ MAX_PAGE_SIZE = 1000
 
 # The largest number a PostgreSQL bigint holds: ledger ids, amounts and balances are bigints.
 BIGINT_MAX = 2**63 - 1
-
-
-class RefType(StrEnum):
-    """Why money moved; shown to customers on their ledger."""
-
-    TOPUP = "topup"
-    # Paid credits: a pack or an invoice, moved from the `payments` source account.
-    PURCHASE = "purchase"
-    BATCH_UPFRONT = "batch_upfront"
-    BATCH_CAPTURE = "batch_capture"
-    BATCH_REFUND = "batch_refund"
-    BATCH_SETTLE = "batch_settle"
 
 
 class AccountKind(StrEnum):

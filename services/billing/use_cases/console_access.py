@@ -294,17 +294,25 @@ async def list_members(deps: Dependencies, tenant_id: TenantId) -> Members:
     return Members(users=users, invites=invites)
 
 
+async def _no_longer_owner(
+    tx: LedgerTransaction, tenant_id: TenantId, member_id: uuid.UUID, user_id: str, change: str
+) -> ConsoleUser:
+    """The member (locked) about to stop being what they are; LastOwner for the tenant's last owner."""
+    user = await tx.console_access.get_user(tenant_id, member_id, lock=True)
+    if user is None:
+        raise MemberNotFound("member", user_id)
+    if user.role == ConsoleRole.OWNER and await tx.console_access.count_owners(tenant_id) <= 1:
+        raise LastOwner(change)
+    return user
+
+
 async def remove_member(deps: Dependencies, tenant_id: TenantId, user_id: str, actor: Actor) -> ConsoleUser:
     """Removes a member and ends their sessions; the last owner stays (LastOwner)."""
     member_id = parse_uuid(user_id, "user_id")
     now = deps.clock()
     async with deps.repository.transaction() as tx:
         actor = await _acting(tx, tenant_id, actor)
-        user = await tx.console_access.get_user(tenant_id, member_id, lock=True)
-        if user is None:
-            raise MemberNotFound("member", user_id)
-        if user.role == ConsoleRole.OWNER and await tx.console_access.count_owners(tenant_id) <= 1:
-            raise LastOwner()
+        user = await _no_longer_owner(tx, tenant_id, member_id, user_id, "removed")
         removed = await tx.console_access.remove_user(member_id, now)
         await tx.console_access.revoke_sessions(now, user_id=member_id)
         await tx.activity.record(
@@ -314,6 +322,35 @@ async def remove_member(deps: Dependencies, tenant_id: TenantId, user_id: str, a
             now,
         )
     return removed
+
+
+async def change_role(
+    deps: Dependencies, tenant_id: TenantId, user_id: str, role: str, actor: Actor
+) -> ConsoleUser:
+    """Gives a member another role; demoting the last owner is refused (LastOwner). Logged; the
+    same role again changes and logs nothing."""
+    member_id = parse_uuid(user_id, "user_id")
+    new_role = rules.parse_role(role)
+    now = deps.clock()
+    async with deps.repository.transaction() as tx:
+        actor = await _acting(tx, tenant_id, actor)
+        user = await tx.console_access.get_user(tenant_id, member_id)
+        if user is not None and user.role == new_role:
+            return user
+        user = await _no_longer_owner(tx, tenant_id, member_id, user_id, "demoted")
+        changed = await tx.console_access.set_role(member_id, new_role)
+        await tx.activity.record(
+            ActivityEntry(
+                tenant_id,
+                actor,
+                "member.role_changed",
+                "user",
+                user_id,
+                f"{user.email}: {user.role.value} -> {new_role.value}",
+            ),
+            now,
+        )
+    return changed
 
 
 async def revoke_invite(

@@ -132,6 +132,7 @@ class BillingHandlers:
     sign_out_console = _UseCase(console_access.sign_out)
     list_console_members = _UseCase(console_access.list_members)
     remove_console_member = _UseCase(console_access.remove_member)
+    change_console_member_role = _UseCase(console_access.change_role)
     revoke_console_invite = _UseCase(console_access.revoke_invite)
     record_activity = _UseCase(activity.record_activity)
     list_activity = _UseCase(activity.list_activity)

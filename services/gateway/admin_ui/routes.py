@@ -24,7 +24,7 @@ from libs.rpc.errors import remote_error
 from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui import pages, views
 from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.use_cases.admin_reads import AdminReads
@@ -32,9 +32,6 @@ from services.gateway.use_cases.console_invites import OPERATOR, create_console_
 
 STATIC_DIR = Path(__file__).parent / "static"
 SIGN_IN_PATH = "/admin/sign-in"
-
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 
 
 class SignInRequired(Exception):
@@ -169,10 +166,10 @@ def dashboard_router(
     @router.get("/batches")
     async def batches_page(
         request: Request,
-        status: Filter = "",
-        settlement_status: Filter = "",
-        tenant_id: Filter = "",
-        cursor: Cursor = "",
+        status: FilterText = "",
+        settlement_status: FilterText = "",
+        tenant_id: FilterText = "",
+        cursor: CursorText = "",
     ) -> Response:
         csrf = csrf_for(request)
         filters = {
@@ -192,11 +189,11 @@ def dashboard_router(
     async def batch_page(
         request: Request,
         batch_id: str,
-        tab: Filter = "overview",
-        status: Filter = "",
-        failure_type: Filter = "",
-        limit: Filter = "",
-        cursor: Cursor = "",
+        tab: FilterText = "overview",
+        status: FilterText = "",
+        failure_type: FilterText = "",
+        limit: FilterText = "",
+        cursor: CursorText = "",
     ) -> Response:
         csrf = csrf_for(request)
         if not is_uuid(batch_id):
@@ -240,7 +237,7 @@ def dashboard_router(
         return pages.batch_overview(request, batch, csrf_token=csrf)
 
     @router.get("/tenants")
-    async def tenants_page(request: Request, cursor: Cursor = "") -> Response:
+    async def tenants_page(request: Request, cursor: CursorText = "") -> Response:
         csrf = csrf_for(request)
         page = await reads.tenants(cursor=cursor)
         return pages.tenants(request, page, csrf_token=csrf)
@@ -276,7 +273,7 @@ def dashboard_router(
         )
 
     @router.get("/tenants/{tenant_id}")
-    async def tenant_page(request: Request, tenant_id: str, cursor: Cursor = "") -> Response:
+    async def tenant_page(request: Request, tenant_id: str, cursor: CursorText = "") -> Response:
         return await show_tenant(request, tenant_id, csrf_for(request), cursor=cursor)
 
     @router.post("/tenants/{tenant_id}/console-invites")

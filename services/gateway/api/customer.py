@@ -24,6 +24,7 @@ from services.gateway.http.params import (
     PageQuery,
     documented,
     error_responses,
+    metadata_filter,
 )
 from services.gateway.schemas.batches import (
     BatchAccepted,
@@ -127,15 +128,6 @@ def request_idempotency_key(request: Request) -> tuple[str, bool]:
     presented = presented_key(headers.get(IDEMPOTENCY_KEY_HEADER), headers.get(REQUEST_ID_HEADER))
     header = IDEMPOTENCY_KEY_HEADER if headers.get(IDEMPOTENCY_KEY_HEADER) else REQUEST_ID_HEADER
     return idempotency_key(presented, request_id_of(request.scope), header), not presented
-
-
-def metadata_filter(query: list[tuple[str, str]]) -> dict[str, str]:
-    """The `metadata[key]=value` pairs of a query string."""
-    return {
-        key[len("metadata[") : -1]: value
-        for key, value in query
-        if key.startswith("metadata[") and key.endswith("]")
-    }
 
 
 def replayed_headers(replayed: bool) -> dict[str, str] | None:

@@ -46,33 +46,46 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def results_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
-    """The results and errors files of a batch, and the zip of its videos."""
-    router = APIRouter(prefix="/api/enterprise", tags=["customer"], responses=error_responses(401, 500, 503))
-    authenticated = Depends(tenant_dependency(authenticator))
+def result_lines(settings: Settings, backends: Backends) -> ResultLines:
+    """The results use case as the settings configure it (public links, video retention)."""
     retention = timedelta(days=settings.video_retention_days) if settings.video_retention_days else None
-    lines = ResultLines(
+    return ResultLines(
         backends.batch,
         base_url=settings.public_base_url.rstrip("/"),
         retention=retention,
         deadline_seconds=settings.grpc_deadline_seconds,
     )
+
+
+async def file_response(
+    lines: ResultLines, tenant_id: str, batch_id: str, statuses: Sequence[str], format_: str, name: str
+) -> StreamingResponse:
+    """A batch's results or errors file (`statuses` picks which) streamed as JSONL or CSV; the
+    first page is read before the 200 starts, so an unknown batch is refused, not an empty file."""
+    pages = await started(lines.pages(tenant_id, batch_id, statuses))
+    render: Callable[[AsyncIterator[list[dict[str, Any]]]], AsyncIterator[bytes]]
+    if format_ == "csv":
+        render, media_type, suffix = csv_lines, "text/csv; charset=utf-8", "csv"
+    else:
+        render, media_type, suffix = jsonl, JSONL_MEDIA_TYPE, "jsonl"
+    return StreamingResponse(
+        render(pages),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}-{batch_id}.{suffix}"'},
+    )
+
+
+def results_router(settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator) -> APIRouter:
+    """The results and errors files of a batch, and the zip of its videos."""
+    router = APIRouter(prefix="/api/enterprise", tags=["customer"], responses=error_responses(401, 500, 503))
+    authenticated = Depends(tenant_dependency(authenticator))
+    lines = result_lines(settings, backends)
     store = video_store(settings)
 
     async def file(
         tenant_id: str, batch_id: str, statuses: Sequence[str], format_: str, name: str
     ) -> StreamingResponse:
-        pages = await started(lines.pages(tenant_id, batch_id, statuses))
-        render: Callable[[AsyncIterator[list[dict[str, Any]]]], AsyncIterator[bytes]]
-        if format_ == "csv":
-            render, media_type, suffix = csv_lines, "text/csv; charset=utf-8", "csv"
-        else:
-            render, media_type, suffix = jsonl, JSONL_MEDIA_TYPE, "jsonl"
-        return StreamingResponse(
-            render(pages),
-            media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="{name}-{batch_id}.{suffix}"'},
-        )
+        return await file_response(lines, tenant_id, batch_id, statuses, format_, name)
 
     @router.get(
         "/video-batch/{batch_id}/results",

@@ -1,5 +1,5 @@
 """Console endpoints of batches: the list, a batch's tabs, its live progress (JSON for the page's
-script) and its results export (CSV whose sums are the ledger's).
+script) and its results and errors files (the API's, JSONL or CSV: the one results use case).
 
 Every read names the signed-in user's tenant; another tenant's batch is the 404 of an unknown one.
 
@@ -7,45 +7,31 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
+from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
-from services.gateway.api.ledger_exports import csv_download
+from services.gateway.api.results import file_response, result_lines
 from services.gateway.console import pages
 from services.gateway.console.auth import CurrentUser
 from services.gateway.console.dates import DayRange
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.params import CursorText, FilterText, is_uuid, metadata_filter
 from services.gateway.schemas.batches import BatchView
-from services.gateway.use_cases.console_reads import NotTheTenants, ResultRow
+from services.gateway.use_cases.batch_results import ERRORS_STATUSES, RESULTS_STATUSES
+from services.gateway.use_cases.console_reads import NotTheTenants
 from services.gateway.use_cases.video_access import VideoAccessDecision, VideoAttempt
 from services.gateway.use_cases.video_links import LinkRefused, VideoMode
 
+# The batch name and metadata filters, bounded as the batch service bounds them.
+NameText = Annotated[str, Query(max_length=batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS)]
+MetadataText = Annotated[str, Query(max_length=batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_VALUE_CHARS)]
 TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("ledger", "Ledger"), ("webhooks", "Webhooks"))
-RESULT_COLUMNS = (
-    "batch_index",
-    "task_id",
-    "status",
-    "model",
-    "failure_type",
-    "fault",
-    "error_message",
-    "attempts",
-    "credits_charged",
-    "credits_refunded",
-    "finished_at",
-)
-
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 
 
 def progress_fields(batch: BatchView) -> dict[str, object]:
@@ -66,56 +52,42 @@ def _tabs(batch_id: str, active: str) -> list[views.Link]:
     ]
 
 
-async def _csv_rows(rows: AsyncIterator[ResultRow]) -> AsyncIterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(RESULT_COLUMNS)
-    async for row in rows:
-        task = row.task
-        writer.writerow(
-            (
-                task.batch_index,
-                task.task_id,
-                task.status,
-                task.model,
-                task.failure_type or "",
-                row.fault,
-                task.error_message or "",
-                task.attempts,
-                row.credits_charged,
-                row.credits_refunded,
-                task.finished_at.isoformat() if task.finished_at else "",
-            )
-        )
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-
-
 def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """batches, batch, batch_progress, batch_results_csv, task_video."""
+    """batches, batch, batch_progress, the results and errors files, task_video."""
     reads = deps.reads
+    lines = result_lines(deps.settings, deps.backends)
     store = video_store(deps.settings)
     videos = VideoAccessDecision(deps.settings, deps.backends, store)
 
     async def batches(
         request: Request,
         user: CurrentUser,
-        status: Filter = "",
-        created_from: Filter = "",
-        created_to: Filter = "",
-        cursor: Cursor = "",
+        status: FilterText = "",
+        created_from: FilterText = "",
+        created_to: FilterText = "",
+        name: NameText = "",
+        meta_key: MetadataText = "",
+        meta_value: MetadataText = "",
+        cursor: CursorText = "",
     ) -> Response:
         days = DayRange.parse(created_from, created_to)
+        # `metadata[key]=value` pairs as the API's list takes them, and the form's one pair.
+        metadata = metadata_filter(request.query_params.multi_items())
+        if meta_key:
+            metadata[meta_key] = meta_value
         filters = {
             "status": status if status in views.BATCH_STATUSES else "",
             **days.form_values("created_from", "created_to"),
+            "name": name,
+            **{f"metadata[{key}]": value for key, value in metadata.items()},
         }
         items, next_cursor = await reads.batches(
             user.tenant_id,
             status=filters["status"],
             created_from=days.start,
             created_to=days.end,
+            name=name,
+            metadata=metadata,
             cursor=cursor,
         )
         return pages.render(
@@ -125,6 +97,8 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             active="batches",
             batches=items,
             filters=filters,
+            metadata=metadata,
+            name_max=batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS,
             status_options=views.options(views.BATCH_STATUSES, filters["status"], "any"),
             pages=views.pager(
                 "/console/batches", filters, on_later_page=bool(cursor), next_cursor=next_cursor
@@ -135,10 +109,10 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request,
         user: CurrentUser,
         batch_id: str,
-        tab: Filter = "overview",
-        status: Filter = "",
-        failure_type: Filter = "",
-        cursor: Cursor = "",
+        tab: FilterText = "overview",
+        status: FilterText = "",
+        failure_type: FilterText = "",
+        cursor: CursorText = "",
     ) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
@@ -208,7 +182,7 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return JSONResponse(progress_fields(view), headers={"Cache-Control": "no-store"})
 
     async def task_video(
-        request: Request, user: CurrentUser, batch_id: str, task_id: str, mode: Filter = "play"
+        request: Request, user: CurrentUser, batch_id: str, task_id: str, mode: FilterText = "play"
     ) -> Response:
         if not (is_uuid(batch_id) and is_uuid(task_id)):
             raise NotTheTenants(batch_id)
@@ -236,19 +210,27 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         }
         return store.response(batch_id, task_id, disposition=disposition, headers=headers)
 
-    async def batch_results_csv(request: Request, user: CurrentUser, batch_id: str) -> Response:
-        if not is_uuid(batch_id):
-            raise NotTheTenants(batch_id)
-        batch_id = batch_id.lower()
-        # Read before the 200 starts: another tenant's batch is a 404, not an empty file.
-        await reads.batch_view(user.tenant_id, batch_id)
-        rows = reads.results(user.tenant_id, batch_id)
-        return csv_download(_csv_rows(rows), f"batch_{batch_id}_results.csv")
+    def file_download(statuses: tuple[str, ...], format_: str, name: str) -> Endpoint:
+        async def download(request: Request, user: CurrentUser, batch_id: str) -> Response:
+            if not is_uuid(batch_id):
+                raise NotTheTenants(batch_id)
+            batch_id = batch_id.lower()
+            # Read with the tenant first: another tenant's batch is a 404, not an empty file.
+            await reads.batch_view(user.tenant_id, batch_id)
+            response = await file_response(lines, user.tenant_id, batch_id, statuses, format_, name)
+            response.headers["Cache-Control"] = "private, no-store"
+            return response
+
+        return download
 
     return {
         "batches": batches,
         "batch": batch,
         "batch_progress": batch_progress,
-        "batch_results_csv": batch_results_csv,
+        # The API's results and errors files (one use case), through the console's session.
+        "batch_results_csv": file_download(RESULTS_STATUSES, "csv", "results"),
+        "batch_results_jsonl": file_download(RESULTS_STATUSES, "jsonl", "results"),
+        "batch_errors_csv": file_download(ERRORS_STATUSES, "csv", "errors"),
+        "batch_errors_jsonl": file_download(ERRORS_STATUSES, "jsonl", "errors"),
         "task_video": task_video,
     }

@@ -16,6 +16,7 @@ import grpc
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from libs.vocabulary import RefType, values_of
 from services.gateway.admin_ui import views
 from services.gateway.api.ledger_exports import csv_download
 from services.gateway.console import pages
@@ -34,8 +35,8 @@ from services.gateway.use_cases.console_money import (
 )
 from services.gateway.use_cases.console_reads import NotTheTenants
 
-# The ledger's types, as a customer's available balance shows them.
-LEDGER_TYPES = ("topup", "purchase", "batch_upfront", "batch_refund", "batch_settle")
+# The ledger's types as a customer's available balance shows them: captures move hold to revenue.
+LEDGER_TYPES = values_of(set(RefType) - {RefType.BATCH_CAPTURE})
 MONTH = re.compile(MONTH_PATTERN)
 # The longest usage period a page asks for (billing refuses more).
 MAX_USAGE_DAYS = 366

@@ -79,7 +79,15 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("batches", "GET", "/console/batches", "page", ALL_ROLES, nav="Batches"),
     ConsoleRoute("batch", "GET", "/console/batches/{batch_id}", "page", ALL_ROLES),
     ConsoleRoute("batch_progress", "GET", "/console/batches/{batch_id}/progress", "json", ALL_ROLES),
+    # The batch's results (succeeded items) and errors (failed, cancelled) files, as the API's.
     ConsoleRoute("batch_results_csv", "GET", "/console/batches/{batch_id}/results.csv", "export", ALL_ROLES),
+    ConsoleRoute(
+        "batch_results_jsonl", "GET", "/console/batches/{batch_id}/results.jsonl", "export", ALL_ROLES
+    ),
+    ConsoleRoute("batch_errors_csv", "GET", "/console/batches/{batch_id}/errors.csv", "export", ALL_ROLES),
+    ConsoleRoute(
+        "batch_errors_jsonl", "GET", "/console/batches/{batch_id}/errors.jsonl", "export", ALL_ROLES
+    ),
     ConsoleRoute(
         "task_video", "GET", "/console/batches/{batch_id}/tasks/{task_id}/video", "export", ALL_ROLES
     ),
@@ -119,6 +127,7 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("invite_member", "POST", "/console/team/invites", "form", OWNERS),
     ConsoleRoute("revoke_invite", "POST", "/console/team/invites/{invite_id}/revoke", "form", OWNERS),
     ConsoleRoute("remove_member", "POST", "/console/team/members/{user_id}/remove", "form", OWNERS),
+    ConsoleRoute("change_role", "POST", "/console/team/members/{user_id}/role", "form", OWNERS),
     # Activity (the tenant's audit log).
     ConsoleRoute("activity", "GET", "/console/activity", "page", MONEY_READERS, nav="Activity"),
     ConsoleRoute("activity_csv", "GET", "/console/activity.csv", "export", MONEY_READERS),

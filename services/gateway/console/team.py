@@ -27,7 +27,7 @@ from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.dates import DayRange
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
-from services.gateway.http.params import CURSOR_PATTERN, MAX_CURSOR_CHARS, is_uuid
+from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.use_cases.console_invites import create_console_invite
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -45,8 +45,6 @@ ACTIVITY_COLUMNS = (
 )
 ACTIVITY_EXPORT_PAGE = 500
 
-Cursor = Annotated[str, Query(max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN)]
-Filter = Annotated[str, Query(max_length=64)]
 # Actions are dotted words (`member.invited`); anything else matches nothing and is refused (422).
 Action = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_.]*$")]
 
@@ -60,7 +58,7 @@ def _stamp(moment: datetime | None) -> Timestamp | None:
 
 
 def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """team, invite_member, revoke_invite, remove_member, activity, activity_csv."""
+    """team, invite_member, revoke_invite, remove_member, change_role, activity, activity_csv."""
     billing = deps.backends.billing
     deadline = deps.settings.grpc_deadline_seconds
 
@@ -139,6 +137,31 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             raise
         return RedirectResponse(TEAM_PATH, status_code=303)
 
+    async def change_role(request: Request, user: CurrentUser, user_id: str) -> Response:
+        if not is_uuid(user_id):
+            raise NotTheTenants(user_id)
+        form = await form_fields(request)
+        try:
+            await _owned(
+                billing.ChangeConsoleMemberRole(
+                    billing_pb2.ChangeConsoleMemberRoleRequest(
+                        tenant_id=user.tenant_id,
+                        user_id=user_id,
+                        role=form.get("role", "")[:32],
+                        actor=user.actor(),
+                    ),
+                    timeout=deadline,
+                ),
+                user_id,
+            )
+        except grpc.aio.AioRpcError as error:
+            # An unknown role (422) or the last owner (409): the page says why.
+            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                status = 422 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 409
+                return await team_page(request, user, error=remote_error(error).message, status_code=status)
+            raise
+        return RedirectResponse(TEAM_PATH, status_code=303)
+
     def activity_request(
         user: ConsoleUser, action: str, occurred_from: str, occurred_to: str, cursor: str, limit: int
     ) -> billing_pb2.ListTenantActivityRequest:
@@ -156,9 +179,9 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request,
         user: CurrentUser,
         action: Action = "",
-        occurred_from: Filter = "",
-        occurred_to: Filter = "",
-        cursor: Cursor = "",
+        occurred_from: FilterText = "",
+        occurred_to: FilterText = "",
+        cursor: CursorText = "",
     ) -> Response:
         filters = {"action": action, "occurred_from": occurred_from, "occurred_to": occurred_to}
         page = await billing.ListTenantActivity(
@@ -181,8 +204,8 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request,
         user: CurrentUser,
         action: Action = "",
-        occurred_from: Filter = "",
-        occurred_to: Filter = "",
+        occurred_from: FilterText = "",
+        occurred_to: FilterText = "",
     ) -> Response:
         def page_request(cursor: str) -> billing_pb2.ListTenantActivityRequest:
             return activity_request(user, action, occurred_from, occurred_to, cursor, ACTIVITY_EXPORT_PAGE)
@@ -223,6 +246,7 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         "invite_member": invite_member,
         "revoke_invite": revoke_invite,
         "remove_member": remove_member,
+        "change_role": change_role,
         "activity": activity,
         "activity_csv": activity_csv,
     }

@@ -62,6 +62,15 @@ FilterText = Annotated[str, Query(max_length=64)]
 MonthQuery = Annotated[str, Query(pattern=MONTH_PATTERN, description="A calendar month in UTC, `YYYY-MM`.")]
 
 
+def metadata_filter(query: list[tuple[str, str]]) -> dict[str, str]:
+    """The `metadata[key]=value` pairs of a query string (the batch lists' metadata filter)."""
+    return {
+        key[len("metadata[") : -1]: value
+        for key, value in query
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+
+
 def _within_calendar(moment: datetime) -> datetime:
     # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 text but before year 1 once in UTC: no
     # datetime, protobuf Timestamp or comparison downstream can hold it.

@@ -8,41 +8,25 @@ another tenant's) and the ledger's own tenant is checked as well.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.vocabulary import fault_of
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.console import ConsoleBatchDetail
 from services.gateway.schemas.credits import BatchBillingView
 from services.gateway.schemas.fields import optional_timestamp
-from services.gateway.schemas.tasks import TaskPage, TaskView
+from services.gateway.schemas.tasks import TaskPage
 from services.gateway.use_cases.admin_reads import AdminReads
-
-# Pages read in full for an export (the ledger's and the task list's largest pages).
-EXPORT_LEDGER_PAGE = 500
-EXPORT_TASK_PAGE = 1000
 
 
 class NotTheTenants(Exception):
     """The object is not the tenant's (or does not exist): answered as a 404."""
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One line of a batch's results export: the task, and what it cost and gave back."""
-
-    task: TaskView
-    fault: str
-    credits_charged: int
-    credits_refunded: int
 
 
 def _scope(tenant_id: str) -> str:
@@ -71,16 +55,21 @@ class ConsoleReads:
         status: str = "",
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        name: str = "",
+        metadata: Mapping[str, str] | None = None,
         cursor: str = "",
         limit: int = 50,
     ) -> tuple[list[BatchView], str | None]:
-        """The tenant's batches, newest first, and the next page's cursor."""
+        """The tenant's batches, newest first, and the next page's cursor; `name` and each pair of
+        `metadata` must match when given (as the API's list)."""
         response = await self._backends.batch.ListBatches(
             batch_pb2.ListBatchesRequest(
                 tenant_id=_scope(tenant_id),
                 status=status,
                 created_from=optional_timestamp(created_from),
                 created_to=optional_timestamp(created_to),
+                name=name,
+                metadata=dict(metadata or {}),
                 cursor=cursor,
                 limit=limit,
             ),
@@ -150,34 +139,3 @@ class ConsoleReads:
     ) -> DeliveryPage:
         """The batch's webhook deliveries with their attempts, newest first."""
         return await self._reads.webhooks(batch_id, cursor=cursor, limit=limit, tenant_id=_scope(tenant_id))
-
-    async def results(self, tenant_id: str, batch_id: str) -> AsyncIterator[ResultRow]:
-        """Every task of the batch with the credits the ledger charged and refunded for it, so the
-        export's sums are the ledger's (captures and refunds are keyed by task id)."""
-        await self.batch_view(tenant_id, batch_id)
-        charged: dict[str, int] = {}
-        refunded: dict[str, int] = {}
-        cursor = ""
-        while True:
-            page = await self.ledger(tenant_id, batch_id, cursor=cursor, limit=EXPORT_LEDGER_PAGE)
-            for entry in page.entries:
-                if entry.ref_type == "batch_capture":
-                    charged[entry.ref_id] = charged.get(entry.ref_id, 0) + entry.amount
-                elif entry.ref_type == "batch_refund":
-                    refunded[entry.ref_id] = refunded.get(entry.ref_id, 0) + entry.amount
-            if not page.next_cursor:
-                break
-            cursor = page.next_cursor
-        cursor = ""
-        while True:
-            tasks = await self.tasks(tenant_id, batch_id, cursor=cursor, limit=EXPORT_TASK_PAGE)
-            for task in tasks.items:
-                yield ResultRow(
-                    task=task,
-                    fault=fault_of(task.failure_type).value if task.failure_type else "",
-                    credits_charged=charged.get(task.task_id, 0),
-                    credits_refunded=refunded.get(task.task_id, 0),
-                )
-            if not tasks.next_cursor:
-                return
-            cursor = tasks.next_cursor

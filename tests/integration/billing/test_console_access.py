@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from libs.db import Database
+from libs.errors import InvalidArgument
 from services.billing.domain.console_access import OPERATOR, Actor, ActorKind, ConsolePolicy
 from services.billing.domain.errors import (
     AccountLocked,
@@ -194,6 +195,36 @@ async def test_only_an_owner_of_the_tenant_manages_members_and_the_last_owner_st
     assert removed.removed_at is not None
     members = await console.list_console_members(tenant_id)
     assert [str(user.user_id) for user in members.users] == [owner_id]
+
+
+async def test_an_owner_changes_roles_but_the_last_owner_is_never_demoted(console: BillingHandlers) -> None:
+    tenant_id = await console.create_tenant("studio")
+    _, owner_id = await _member(console, tenant_id, "owner")
+    _, developer_id = await _member(console, tenant_id, "developer")
+    _, rival_id = await _member(console, await console.create_tenant("rival"), "owner")
+    owner = Actor(ActorKind.USER, owner_id)
+    with pytest.raises(NotAnOwner):
+        await console.change_console_member_role(
+            tenant_id, owner_id, "developer", Actor(ActorKind.USER, developer_id)
+        )
+    with pytest.raises(MemberNotFound):
+        await console.change_console_member_role(tenant_id, rival_id, "finance", owner)
+    with pytest.raises(InvalidArgument):
+        await console.change_console_member_role(tenant_id, developer_id, "admin", owner)
+    with pytest.raises(LastOwner):
+        await console.change_console_member_role(tenant_id, owner_id, "finance", owner)
+    promoted = await console.change_console_member_role(tenant_id, developer_id, "owner", owner)
+    assert promoted.role.value == "owner"
+    # Two owners now: the first may step down, and then the second is the last one.
+    stepped_down = await console.change_console_member_role(tenant_id, owner_id, "finance", owner)
+    assert stepped_down.role.value == "finance"
+    with pytest.raises(LastOwner):
+        await console.change_console_member_role(
+            tenant_id, developer_id, "developer", Actor(ActorKind.USER, developer_id)
+        )
+    members = (await console.list_console_members(tenant_id)).users
+    roles = {str(user.user_id): user.role.value for user in members}
+    assert roles == {owner_id: "finance", developer_id: "owner"}
 
 
 async def test_an_email_signs_in_to_one_console_only(console: BillingHandlers) -> None:

@@ -162,6 +162,18 @@ class ConsoleAccessQueries:
         ).one()
         return _user(row)
 
+    async def set_role(self, user_id: uuid.UUID, role: ConsoleRole) -> ConsoleUser:
+        """Gives the user another role."""
+        row = (
+            await self._conn.execute(
+                update(console_users)
+                .where(console_users.c.id == user_id)
+                .values(role=role.value)
+                .returning(*_USER_COLUMNS)
+            )
+        ).one()
+        return _user(row)
+
     # Invites.
 
     async def insert_invite(self, invite: ConsoleInvite, token_hash: str) -> None:

@@ -82,6 +82,14 @@ class ConsoleAccessRpcs(BillingRpcs):
         )
         return _user(removed)
 
+    async def ChangeConsoleMemberRole(
+        self, request: billing_pb2.ChangeConsoleMemberRoleRequest, context: Context
+    ) -> billing_pb2.ConsoleUser:
+        changed = await self._handlers.change_console_member_role(
+            parse_tenant_id(request.tenant_id), request.user_id, request.role, _actor(request.actor)
+        )
+        return _user(changed)
+
     async def RevokeConsoleInvite(
         self, request: billing_pb2.RevokeConsoleInviteRequest, context: Context
     ) -> billing_pb2.ConsoleInvite:

@@ -3447,6 +3447,42 @@ class RemoveConsoleMemberRequest(_message.Message):
 Global___RemoveConsoleMemberRequest: _TypeAlias = RemoveConsoleMemberRequest  # noqa: Y015
 
 @_typing.final
+class ChangeConsoleMemberRoleRequest(_message.Message):
+    """A member's new role."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant (another tenant's user is NOT_FOUND)."""
+    user_id: _builtins.str
+    """The user."""
+    role: _builtins.str
+    """The new role: owner, developer or finance."""
+    @_builtins.property
+    def actor(self) -> Global___ConsoleActor:
+        """Who changes it (an operator, or an owner of the tenant)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        actor: Global___ConsoleActor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "role", b"role", "tenant_id", b"tenant_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeConsoleMemberRoleRequest: _TypeAlias = ChangeConsoleMemberRoleRequest  # noqa: Y015
+
+@_typing.final
 class RevokeConsoleInviteRequest(_message.Message):
     """An invite to withdraw."""
 

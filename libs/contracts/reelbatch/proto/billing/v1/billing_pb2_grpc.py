@@ -272,6 +272,11 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
                 _registered_method=True)
+        self.ChangeConsoleMemberRole = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/ChangeConsoleMemberRole',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ChangeConsoleMemberRoleRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
+                _registered_method=True)
         self.RevokeConsoleInvite = channel.unary_unary(
                 '/reelbatch.proto.billing.v1.BillingService/RevokeConsoleInvite',
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RevokeConsoleInviteRequest.SerializeToString,
@@ -639,6 +644,14 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeConsoleMemberRole(self, request, context):
+        """Gives a member another role (owner, developer or finance); FAILED_PRECONDITION "last_owner"
+        when that would leave the tenant without an owner. Written to the activity log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeConsoleInvite(self, request, context):
         """Withdraws an open invite (idempotent).
         """
@@ -896,6 +909,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
             'RemoveConsoleMember': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveConsoleMember,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.SerializeToString,
+            ),
+            'ChangeConsoleMemberRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeConsoleMemberRole,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ChangeConsoleMemberRoleRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.SerializeToString,
             ),
             'RevokeConsoleInvite': grpc.unary_unary_rpc_method_handler(
@@ -2185,6 +2203,33 @@ class BillingService:
             target,
             '/reelbatch.proto.billing.v1.BillingService/RemoveConsoleMember',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.RemoveConsoleMemberRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeConsoleMemberRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ChangeConsoleMemberRole',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ChangeConsoleMemberRoleRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ConsoleUser.FromString,
             options,
             channel_credentials,

@@ -157,6 +157,10 @@ class BillingServiceStub:
     """A tenant's console users and open invites."""
     RemoveConsoleMember: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RemoveConsoleMemberRequest, _billing_pb2.ConsoleUser]
     """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+    ChangeConsoleMemberRole: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ChangeConsoleMemberRoleRequest, _billing_pb2.ConsoleUser]
+    """Gives a member another role (owner, developer or finance); FAILED_PRECONDITION "last_owner"
+    when that would leave the tenant without an owner. Written to the activity log.
+    """
     RevokeConsoleInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeConsoleInviteRequest, _billing_pb2.ConsoleInvite]
     """Withdraws an open invite (idempotent)."""
     RecordTenantActivity: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TenantActivity, _billing_pb2.RecordTenantActivityResponse]
@@ -291,6 +295,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """A tenant's console users and open invites."""
     RemoveConsoleMember: _aio.UnaryUnaryMultiCallable[_billing_pb2.RemoveConsoleMemberRequest, _billing_pb2.ConsoleUser]  # type: ignore[assignment]
     """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+    ChangeConsoleMemberRole: _aio.UnaryUnaryMultiCallable[_billing_pb2.ChangeConsoleMemberRoleRequest, _billing_pb2.ConsoleUser]  # type: ignore[assignment]
+    """Gives a member another role (owner, developer or finance); FAILED_PRECONDITION "last_owner"
+    when that would leave the tenant without an owner. Written to the activity log.
+    """
     RevokeConsoleInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeConsoleInviteRequest, _billing_pb2.ConsoleInvite]  # type: ignore[assignment]
     """Withdraws an open invite (idempotent)."""
     RecordTenantActivity: _aio.UnaryUnaryMultiCallable[_billing_pb2.TenantActivity, _billing_pb2.RecordTenantActivityResponse]  # type: ignore[assignment]
@@ -704,6 +712,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ConsoleUser, _abc.Awaitable[_billing_pb2.ConsoleUser]]:
         """Removes a user (their sessions end); FAILED_PRECONDITION "last_owner" for the last owner."""
+
+    @_abc_1.abstractmethod
+    def ChangeConsoleMemberRole(
+        self,
+        request: _billing_pb2.ChangeConsoleMemberRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ConsoleUser, _abc.Awaitable[_billing_pb2.ConsoleUser]]:
+        """Gives a member another role (owner, developer or finance); FAILED_PRECONDITION "last_owner"
+        when that would leave the tenant without an owner. Written to the activity log.
+        """
 
     @_abc_1.abstractmethod
     def RevokeConsoleInvite(
