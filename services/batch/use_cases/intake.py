@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from libs.errors import MAX_FIELD_VIOLATIONS, ErrorCategory, InvalidArgument, ServiceError
+from libs.errors import MAX_FIELD_VIOLATIONS, ErrorCategory, FieldViolation, InvalidArgument, ServiceError
 from libs.group_commit import GroupCommitter
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
@@ -123,6 +123,8 @@ class Intake:
             violations += checked.violations
             options = checked.options
         if violations:
+            if len(violations) < MAX_FIELD_VIOLATIONS:
+                violations += await self._price_list_violations(tenant_id, command.items, violations)
             raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
         fingerprint = request_fingerprint(
             command.items,
@@ -212,6 +214,31 @@ class Intake:
             # The lines priced alone but not together (a price list deployed in between): ask again.
             return await self._billing.quote(tenant_id, lines)
         raise InvalidArgument.of(violations)
+
+    async def _price_list_violations(
+        self, tenant_id: TenantId, items: Sequence[BatchItem], found: Sequence[FieldViolation]
+    ) -> list[FieldViolation]:
+        """The price list's refusals of a request already refused for other problems, so that one
+        422 names every problem (ADR-088): each distinct (model, duration) line of the items whose
+        model and duration broke no rule of their own is asked about, on this error path only.
+        Nothing is added while billing cannot answer: the other problems are answered alone."""
+        # Items whose model or duration already broke a rule are not asked about again.
+        broken = {
+            violation.location[1:2]
+            for violation in found
+            if violation.location[:1] == ("items",)
+            and violation.location[2:3] in (("model",), ("duration_seconds",))
+        }
+        asked = [item for index, item in enumerate(items) if (index,) not in broken]
+        if not asked:
+            return []
+        try:
+            await self._quote_items(tenant_id, quote_lines(price_keys(asked)), items)
+        except InvalidArgument as refused:
+            return [violation for violation in refused.violations if violation.location[1:2] not in broken]
+        except ServiceError:
+            return []
+        return []
 
     async def _insert_group(
         self, group: Sequence[NewBatch]

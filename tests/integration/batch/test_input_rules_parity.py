@@ -78,6 +78,15 @@ CASES: dict[str, tuple[dict[str, Any], Verdict]] = {
         {"items": [CAT, {**CAT, "model": "sora-9"}]},
         _refused((["items", 1, "model"], "unknown_model")),
     ),
+    "an unknown model beside another item's broken rule, in one answer (ADR-088)": (
+        {"items": [{**CAT, "prompt": ""}, {**CAT, "model": "sora-9"}, {**CAT, "model": "", "prompt": ""}]},
+        _refused(
+            (["items", 0, "prompt"], "empty"),
+            (["items", 2, "prompt"], "empty"),
+            (["items", 2, "model"], "empty"),
+            (["items", 1, "model"], "unknown_model"),
+        ),
+    ),
     "custom ids and labels": (
         {
             "name": "june shoot",
