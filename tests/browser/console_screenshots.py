@@ -142,6 +142,9 @@ def _shown_path(route: ConsoleRoute, path: str) -> str:
     return route.path + (f"?tab={path.split('?tab=')[1]}" if "?tab=" in path else "")
 
 
+HAND_WRITTEN_MARKER = "<!-- written by hand below: kept by make console-screenshots -->"
+
+
 def write_index(taken: list[tuple[ConsoleRoute, str, str]]) -> None:
     """docs/console.md: every page with its roles and screenshot, then every route of the table."""
     lines = [
@@ -168,7 +171,12 @@ def write_index(taken: list[tuple[ConsoleRoute, str, str]]) -> None:
     for route, path, image in taken:
         lines += [f'<a id="{image[:-4]}"></a>', f"## {route.name}: `{_shown_path(route, path)}`", ""]
         lines += [f"![{route.name}](console/{image})", ""]
-    (DOCS / "console.md").write_text("\n".join(lines))
+    index = DOCS / "console.md"
+    # What is written by hand below the marker (how files, filters and roles work) is kept.
+    kept = index.read_text().partition(HAND_WRITTEN_MARKER)[2] if index.exists() else ""
+    if kept:
+        lines += [HAND_WRITTEN_MARKER + kept.rstrip("\n"), ""]
+    index.write_text("\n".join(lines))
 
 
 def main() -> int:
