@@ -1,4 +1,5 @@
-"""schemathesis against the live `/openapi.json` of a running stack, bounded in examples and time:
+"""schemathesis against the live OpenAPI documents of a running stack (the customer API's
+`/openapi.json` and the operator API's `/admin/openapi.json`), bounded in examples and time:
 no 5xx, every response matches the documented schema, every 4xx has the JSON error shape.
 
 Requests carry both a tenant's API key and the admin token, so customer and admin operations are
@@ -30,10 +31,11 @@ def credentials(api: Api) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def openapi_schema(stack: Stack) -> Any:
-    return schemathesis.openapi.from_url(f"{stack.base_url}/openapi.json").exclude(
-        path_regex=r"^/api/payments/"
-    )
+def openapi_schemas(stack: Stack) -> list[Any]:
+    return [
+        schemathesis.openapi.from_url(f"{stack.base_url}{document}").exclude(path_regex=r"^/api/payments/")
+        for document in ("/openapi.json", "/admin/openapi.json")
+    ]
 
 
 def _error_shape(response: Any) -> None:
@@ -45,10 +47,12 @@ def _error_shape(response: Any) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_every_operation_answers_as_documented(openapi_schema: Any, credentials: dict[str, str]) -> None:
+def test_every_operation_answers_as_documented(
+    openapi_schemas: list[Any], credentials: dict[str, str]
+) -> None:
     failures: dict[str, str] = {}
     calls: list[str] = []
-    operations = [result.ok() for result in openapi_schema.get_all_operations()]
+    operations = [result.ok() for schema in openapi_schemas for result in schema.get_all_operations()]
     assert len(operations) > 40
 
     for operation in operations:
