@@ -158,8 +158,11 @@ def test_a_bad_request_is_answered_with_every_problem_at_once_naming_each_item(a
         (["items", 1, "prompt"], "empty"),
         (["items", 4, "metadata"], "too_many"),
         (["items", 1, "custom_id"], "duplicate"),
+        # The price list's refusals are in the same answer (ADR-088).
+        (["items", 2, "model"], "unknown_model"),
+        (["items", 3, "duration_seconds"], "out_of_range"),
     ]
-    # Once the rules of the items hold, the price list's refusals name their items too.
+    # The price list's refusals alone name their items too.
     priced = _jsonl(
         [
             {"prompt": "fine", "model": "sora-9"},
