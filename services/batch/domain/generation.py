@@ -9,11 +9,14 @@ own terms. Every broken rule is a field violation with the item's index, reporte
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from libs.errors import FieldViolation
+from libs.model_capabilities import (
+    ModelCapabilities as ModelCapabilities,
+)  # re-exported: the batch domain's name for it
 
 # Violation codes of settings (beside validation's own).
 NOT_SUPPORTED = "not_supported"
@@ -70,21 +73,6 @@ class GenerationSettings:
 
 
 NO_SETTINGS = GenerationSettings()
-
-
-@dataclass(frozen=True)
-class ModelCapabilities:
-    """What a model takes (from the price list's `settings`); see libs.config.ModelSettings."""
-
-    aspect_ratios: tuple[str, ...] = ()
-    resolutions: Mapping[str, int] = field(default_factory=dict)
-    seed: bool = False
-    negative_prompt: bool = False
-    audio_credits: int | None = None
-    audio_default: bool = False
-    first_frame: bool = False
-    last_frame: bool = False
-    max_reference_images: int = 0
 
 
 @dataclass(frozen=True)

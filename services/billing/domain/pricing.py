@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from libs.errors import InvalidArgument
+from libs.model_capabilities import ModelCapabilities as SharedCapabilities
 from services.billing.domain.errors import InsufficientCredits, StaleQuote, UnknownModel
 from services.billing.domain.margins import MarginEstimate
 
@@ -16,21 +17,9 @@ DEFAULT_CREDIT_VALUE_USD_MICROS = 10_000
 
 
 @dataclass(frozen=True)
-class ModelCapabilities:
-    """The generation settings a model takes and what its priced choices add (issue 25); the
-    batch service validates items against the same declaration (libs.config.ModelSettings)."""
-
-    aspect_ratios: tuple[str, ...] = ()
-    # Resolution -> extra credits, the default first.
-    resolutions: Mapping[str, int] = field(default_factory=dict)
-    seed: bool = False
-    negative_prompt: bool = False
-    # None: audio cannot be switched; else the extra credits of audio on.
-    audio_credits: int | None = None
-    audio_default: bool = False
-    first_frame: bool = False
-    last_frame: bool = False
-    max_reference_images: int = 0
+class ModelCapabilities(SharedCapabilities):
+    """The price list's declaration of a model's settings (libs.model_capabilities), with what its
+    priced choices add; the batch service validates items against the same declaration."""
 
     def surcharge(self, model: str, options: Sequence[tuple[str, str]]) -> int:
         """Extra credits of the priced options (per video, or per second); InvalidArgument for
