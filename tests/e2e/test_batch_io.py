@@ -11,6 +11,7 @@ import io
 import json
 import uuid
 import zipfile
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -180,8 +181,22 @@ def test_a_ten_thousand_line_jsonl_batch_with_settings_and_images_round_trips_ma
     }
 
     # The tasks show the settings as sent; a refused image fails its item before any attempt.
-    tasks = {task["custom_id"]: task for task in api.tasks(customer, batch_id)}
-    for n, kind in kinds.items():
+    # (The results lines above already hold every item's model, price and status: the first page of
+    # tasks and the failed ones are enough to see every kind's settings, 110 of the 200.)
+    def task_page(**only: Any) -> list[dict[str, Any]]:
+        page = api.http.get(
+            f"{CREATE}/{batch_id}/tasks", params={"limit": 1000, **only}, headers=customer.headers
+        )
+        assert page.status_code == 200, page.text
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
+
+    failed_tasks = task_page(status="failed")
+    assert len(failed_tasks) == 202
+    tasks = {task["custom_id"]: task for task in task_page() + failed_tasks}
+    shown = {n: kind for n, kind in kinds.items() if f"c-{n}" in tasks}
+    assert sorted(Counter(shown.values()).items()) == [(0, 5), (1, 5), (2, 50), (3, 50)]
+    for n, kind in shown.items():
         task, sent = tasks[f"c-{n}"], _image_item(n, kind, images, file_id)
         assert task["settings"] == sent["settings"]
         if kind == FAST_WITH_SETTINGS:

@@ -257,7 +257,7 @@ def test_a_task_webhooks_ledger_transfer_id_is_the_id_of_its_line_in_the_custome
             json.loads,
             api.http.get(
                 f"/api/enterprise/video-batch/{batch_id}/{kind}", headers=owner.headers
-            ).text.split(),
+            ).text.splitlines(),
         )
     }
     for custom_id, event in events.items():
