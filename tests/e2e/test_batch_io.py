@@ -139,7 +139,10 @@ def test_a_ten_thousand_line_jsonl_batch_with_settings_and_images_round_trips_ma
     blocked = {n for n in range(0, 10_000, 97) if n not in kinds}
     failing = {f"c-{n}" for n in blocked | refused_images}
     assert (len(blocked), len(refused_images)) == (102, 100)
-    assert {line["custom_id"] for line in errors} == failing
+    unexpected = Counter(
+        (line["failure_type"], line["reason"]) for line in errors if line["custom_id"] not in failing
+    )
+    assert {line["custom_id"] for line in errors} == failing, f"unexpected failures: {unexpected}"
     assert {line["custom_id"] for line in results} == {f"c-{n}" for n in range(10_000)} - failing
     assert (batch["success_count"], batch["failed_count"]) == (9_798, 202)
     for line in results + errors:
