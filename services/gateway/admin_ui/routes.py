@@ -2,9 +2,6 @@
 
 Pages accept the session cookie or `Authorization: Bearer <admin token>`; without either they
 redirect to the sign-in page. Forms that change anything (sign-out) carry the session's CSRF token.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import math

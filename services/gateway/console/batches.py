@@ -2,9 +2,6 @@
 script) and its results and errors files (the API's, JSONL or CSV: the one results use case).
 
 Every read names the signed-in user's tenant; another tenant's batch is the 404 of an unknown one.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from typing import Annotated, Any

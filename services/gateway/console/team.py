@@ -2,9 +2,6 @@
 
 Owners invite by a one-time link shown once to copy (no e-mail server is assumed); billing checks
 again that the acting user is an owner of this tenant, and logs every change in its transaction.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import csv
