@@ -15,12 +15,15 @@ paths (claims, outcomes, the read model's task rows) keep their hand-written con
 
 `to_message` is its counterpart for a protobuf message built from a domain record: the field's
 wire type decides the conversion (ids and enums as text, datetimes as Timestamps, None unset), so
-a record's converter names only the fields that are another rule.
+a record's converter names only the fields that are another rule. `to_record` is the way back
+for a dataclass read from a row: a field typed by an enum gets the member of the stored value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
@@ -117,3 +120,44 @@ def _wire_form(field: Any) -> Callable[[Any], Any]:
     if field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
         return _as_timestamp
     return _as_is
+
+
+def to_record(target: type[T], source: object, /, **differing: Any) -> T:
+    """`from_fields` for a domain dataclass read from a row: a field typed by an enum (optional or
+    not) gets the member of the stored value; ids typed by a `NewType` pass as stored (a NewType is
+    its base type at run time). Fields built from several columns come as `differing` keywords.
+    """
+    values: dict[str, Any] = {}
+    for name, from_stored in _stored_forms(target):
+        if name in differing or (value := getattr(source, name, _ABSENT)) is _ABSENT:
+            continue
+        values[name] = value if value is None else from_stored(value)
+    values.update(differing)
+    construct = cast(Callable[..., T], target)
+    return construct(**values)
+
+
+_STORED_FORMS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
+
+
+def _stored_forms(target: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Each constructor field of a dataclass with the conversion from its stored value (once per type)."""
+    forms = _STORED_FORMS.get(target)
+    if forms is None:
+        if not dataclasses.is_dataclass(target):
+            raise TypeError(f"{target.__name__} is not a dataclass")
+        hints = typing.get_type_hints(target)
+        forms = tuple(
+            (field.name, _stored_form(hints[field.name]))
+            for field in dataclasses.fields(target)
+            if field.init
+        )
+        _STORED_FORMS[target] = forms
+    return forms
+
+
+def _stored_form(annotation: Any) -> Callable[[Any], Any]:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    enums = [member for member in members if isinstance(member, type) and issubclass(member, Enum)]
+    return enums[0] if len(enums) == 1 else _as_is
