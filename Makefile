@@ -37,7 +37,7 @@ test-scale: setup services ## multi-process scale-out tests (replicated run, rep
 lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tests bench
+	$(RUN) mypy libs services tests bench clients/python/src
 	$(RUN) lint-imports
 	$(RUN) buf lint protos
 	$(RUN) scripts/check_proto_breaking.sh
