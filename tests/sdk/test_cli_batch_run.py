@@ -38,9 +38,9 @@ def test_submit_wait_download_of_500_rows_accounts_for_every_row_and_every_credi
 ) -> None:
     prompts = write_sheet(tmp_path / "prompts.csv")
     out = tmp_path / "out"
+    command = [CLI, "submit", str(tmp_path / "prompts.csv"), "--model", "veo-3", "--wait"]
     run = subprocess.run(
-        [CLI, "submit", str(tmp_path / "prompts.csv"), "--model", "veo-3", "--wait", "--download", str(out)]
-        + ["--poll", "0.3", "--json"],
+        [*command, "--download", str(out), "--poll", "0.3", "--json"],
         env=cli_env,
         capture_output=True,
         text=True,
@@ -92,7 +92,9 @@ def test_status_credits_ledger_and_errors_answer_json_and_exit_codes(
         done = subprocess.run([CLI, *args, "--json"], env=cli_env, capture_output=True, text=True, timeout=60)
         return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
 
-    code, submitted = cli("submit", str(tmp_path / "small.csv"), "--model", "sora-2", "--wait", "--poll", "0.2")
+    code, submitted = cli(
+        "submit", str(tmp_path / "small.csv"), "--model", "sora-2", "--wait", "--poll", "0.2"
+    )
     assert code == 0, submitted
     assert isinstance(submitted, dict)
     batch_id = submitted["batch"]["batch_id"]
@@ -106,7 +108,9 @@ def test_status_credits_ledger_and_errors_answer_json_and_exit_codes(
     assert (code, missing["error"]["detail"]["code"]) == (3, "not_found")  # type: ignore[index]
     code, _ = cli("credits", "--api-key", "rb_live_wrong")
     assert code == 4
-    code, broke = cli("submit", str(tmp_path / "small.csv"), "--model", "sora-2", "--api-key", _poor_key(cli_env))
+    code, broke = cli(
+        "submit", str(tmp_path / "small.csv"), "--model", "sora-2", "--api-key", _poor_key(cli_env)
+    )
     assert code == 5 and broke["error"]["detail"]["required_credits"] == 30  # type: ignore[index]
 
 

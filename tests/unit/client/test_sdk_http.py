@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
 from reelbatch_client import (
     APIConnectionError,
     AuthenticationFailed,
@@ -56,7 +55,9 @@ def _error(status: int, code: str, headers: dict[str, str] | None = None, **extr
 
 
 def test_a_402_is_insufficient_credits_with_its_figures() -> None:
-    client = _client(lambda _: _error(402, "insufficient_credits", required_credits=200, available_credits=50))
+    client = _client(
+        lambda _: _error(402, "insufficient_credits", required_credits=200, available_credits=50)
+    )
     with pytest.raises(InsufficientCredits) as raised:
         client.create_batch([{"prompt": "a cat", "model": "sora-2"}])
     error = raised.value
@@ -70,7 +71,12 @@ def test_a_402_is_insufficient_credits_with_its_figures() -> None:
 
 def test_a_422_lists_every_located_problem() -> None:
     problems = [
-        {"loc": ["items", 150, "prompt"], "code": "too_long", "message": "too long", "field": "items[150].prompt"},
+        {
+            "loc": ["items", 150, "prompt"],
+            "code": "too_long",
+            "message": "too long",
+            "field": "items[150].prompt",
+        },
         {"loc": ["items", 3, "model"], "code": "unknown_model", "message": "no", "field": "items[3].model"},
     ]
     client = _client(lambda _: _error(422, "validation_error", errors=problems))
@@ -208,7 +214,9 @@ def test_submit_file_sends_jsonl_with_the_default_model_and_batch_fields_as_quer
     from pathlib import Path
 
     sheet = Path(str(tmp_path)) / "prompts.csv"
-    sheet.write_text("custom_id,prompt,model,resolution,metadata.scene\nA,a cat,,1080p,s1\nB,a dog,sora-2,,\n")
+    sheet.write_text(
+        "custom_id,prompt,model,resolution,metadata.scene\nA,a cat,,1080p,s1\nB,a dog,sora-2,,\n"
+    )
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

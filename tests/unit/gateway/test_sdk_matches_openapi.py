@@ -12,9 +12,9 @@ from typing import Any, Union, get_args, get_origin
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from reelbatch_client import calls, models
 
 from libs.config import Settings
-from reelbatch_client import calls, models
 from services.gateway.entrypoints.app import create_app
 from services.gateway.use_cases.batch_results import RESULT_COLUMNS
 from tests.unit.gateway.gateway_fakes import (
@@ -28,7 +28,15 @@ from tests.unit.gateway.gateway_fakes import (
 
 # Schemas the SDK reads through other means: pages are unwrapped by the iterators, the upload's
 # multipart body is built from a path, and VideoMode is a plain string parameter.
-NOT_MODELLED = {"BatchPage", "TaskPage", "LedgerPage", "EndpointPage", "DeliveryPage", "Body_upload_file", "VideoMode"}
+NOT_MODELLED = {
+    "BatchPage",
+    "TaskPage",
+    "LedgerPage",
+    "EndpointPage",
+    "DeliveryPage",
+    "Body_upload_file",
+    "VideoMode",
+}
 REQUEST_MODELS = {
     models.BatchItem,
     models.CreateBatchRequest,

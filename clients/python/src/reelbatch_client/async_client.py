@@ -23,7 +23,6 @@ from reelbatch_client import models as m
 from reelbatch_client.client import BatchItems
 from reelbatch_client.config import ClientSettings
 from reelbatch_client.downloads import (
-    CHUNK_BYTES,
     DownloadProgress,
     DownloadSummary,
     FileFormat,
@@ -311,7 +310,7 @@ class AsyncClient:
                         raise error_from_response(response)
                     mode = "ab" if response.status_code == 206 else "wb"
                     with target.part.open(mode) as sink:
-                        async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                        async for chunk in response.aiter_bytes():
                             sink.write(chunk)
                             progress.bytes_downloaded += len(chunk)
                 finally:

@@ -24,7 +24,6 @@ from reelbatch_client import calls
 from reelbatch_client import models as m
 from reelbatch_client.config import ClientSettings
 from reelbatch_client.downloads import (
-    CHUNK_BYTES,
     DownloadProgress,
     DownloadSummary,
     FileFormat,
@@ -395,7 +394,7 @@ class Client:
             # 206: the rest of the file; 200: the server ignored the Range, start over.
             mode = "ab" if response.status_code == 206 else "wb"
             with target.part.open(mode) as sink:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in response.iter_bytes():
                     sink.write(chunk)
                     progress.bytes_downloaded += len(chunk)
         finally:

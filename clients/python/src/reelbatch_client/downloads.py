@@ -23,7 +23,6 @@ from reelbatch_client.models import ResultLine
 FileFormat = Literal["jsonl", "csv"]
 PART_SUFFIX = ".part"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
