@@ -8,7 +8,7 @@ until it is empty.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -78,6 +78,24 @@ def _metadata_query(metadata: Mapping[str, str] | None) -> dict[str, str]:
 def idempotency_headers(key: str | None) -> dict[str, str]:
     """An `Idempotency-Key` (a fresh UUID unless given): the same on every retry of this call."""
     return {"Idempotency-Key": key or str(uuid.uuid4())}
+
+
+def create_request(
+    items: Sequence[m.BatchItem | Mapping[str, Any]],
+    *,
+    webhook_url: str | None,
+    name: str | None,
+    metadata: Mapping[str, str] | None,
+    deadline_seconds: int | None,
+) -> m.CreateBatchRequest:
+    """The JSON create body of items given as models or dicts (validated here, before sending)."""
+    return m.CreateBatchRequest(
+        items=[m.BatchItem.model_validate(item) for item in items],
+        webhook_url=webhook_url,
+        name=name,
+        metadata=dict(metadata) if metadata else None,
+        deadline_seconds=deadline_seconds,
+    )
 
 
 def create_batch(request: m.CreateBatchRequest, idempotency_key: str | None) -> Call[m.BatchAccepted]:

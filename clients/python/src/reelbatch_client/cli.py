@@ -91,6 +91,27 @@ def _show_followed(output: Output, report: dict[str, Any]) -> ExitCode:
     return finished_code(batch)
 
 
+def _after_accepted(
+    client: Client, output: Output, accepted: m.BatchAccepted, args: argparse.Namespace
+) -> ExitCode:
+    """Shows an accepted batch, or follows it with --wait / --download."""
+    report = _follow(client, output, accepted.batch_id, args) if args.wait or args.download else {}
+    if output.as_json:
+        output.document({"accepted": accepted, **report})
+        return _show_followed(output, report) if report else ExitCode.OK
+    if not report:
+        output.fields("accepted", accepted.model_dump())
+    return _show_followed(output, report)
+
+
+def _show_batch(output: Output, batch: m.Batch) -> ExitCode:
+    if output.as_json:
+        output.document(batch)
+    else:
+        output.fields(f"batch {batch.batch_id}", _batch_fields(batch))
+    return ExitCode.OK
+
+
 def cmd_submit(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:
     """Submits a CSV/JSONL file; --wait follows it, --download fetches its results and videos."""
     metadata = dict(pair.split("=", 1) for pair in args.metadata)
@@ -106,23 +127,12 @@ def cmd_submit(client: Client, output: Output, args: argparse.Namespace) -> Exit
         f"batch {accepted.batch_id}: {accepted.total_count} items, {accepted.required_credits} credits "
         f"frozen (of {accepted.available_credits} available)"
     )
-    report = _follow(client, output, accepted.batch_id, args) if args.wait or args.download else {}
-    if output.as_json:
-        output.document({"accepted": accepted, **report})
-        return _show_followed(output, report) if report else ExitCode.OK
-    if not report:
-        output.fields("accepted", accepted.model_dump())
-    return _show_followed(output, report)
+    return _after_accepted(client, output, accepted, args)
 
 
 def cmd_status(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:
     """One batch's counts and money."""
-    batch = client.get_batch(args.batch_id)
-    if output.as_json:
-        output.document(batch)
-    else:
-        output.fields(f"batch {batch.batch_id}", _batch_fields(batch))
-    return ExitCode.OK
+    return _show_batch(output, client.get_batch(args.batch_id))
 
 
 def cmd_wait(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:
@@ -136,25 +146,14 @@ def cmd_wait(client: Client, output: Output, args: argparse.Namespace) -> ExitCo
 
 def cmd_cancel(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:
     """Cancels what has not started; it is refunded at once."""
-    batch = client.cancel(args.batch_id)
-    if output.as_json:
-        output.document(batch)
-    else:
-        output.fields(f"batch {batch.batch_id}", _batch_fields(batch))
-    return ExitCode.OK
+    return _show_batch(output, client.cancel(args.batch_id))
 
 
 def cmd_retry_failed(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:
     """A new batch of the failed items (idempotent per source batch)."""
     accepted = client.retry_failed(args.batch_id, failure_types=args.failure_type or None)
     output.note(f"retry batch {accepted.batch_id}: {accepted.total_count} items")
-    report = _follow(client, output, accepted.batch_id, args) if args.wait or args.download else {}
-    if output.as_json:
-        output.document({"accepted": accepted, **report})
-        return _show_followed(output, report) if report else ExitCode.OK
-    if not report:
-        output.fields("accepted", accepted.model_dump())
-    return _show_followed(output, report)
+    return _after_accepted(client, output, accepted, args)
 
 
 def cmd_results(client: Client, output: Output, args: argparse.Namespace) -> ExitCode:

@@ -138,12 +138,8 @@ class Client:
         idempotency_key: str | None = None,
     ) -> m.BatchAccepted:
         """Submits items (models or dicts); the price is frozen before anything runs."""
-        request = m.CreateBatchRequest(
-            items=[m.BatchItem.model_validate(item) for item in items],
-            webhook_url=webhook_url,
-            name=name,
-            metadata=dict(metadata) if metadata else None,
-            deadline_seconds=deadline_seconds,
+        request = calls.create_request(
+            items, webhook_url=webhook_url, name=name, metadata=metadata, deadline_seconds=deadline_seconds
         )
         return self._run(calls.create_batch(request, idempotency_key))
 
