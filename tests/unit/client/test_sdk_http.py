@@ -238,3 +238,21 @@ def test_submit_file_sends_jsonl_with_the_default_model_and_batch_fields_as_quer
         },
         {"prompt": "a dog", "model": "sora-2", "custom_id": "B"},
     ]
+
+
+def test_with_no_tokens_left_the_client_paces_itself_instead_of_earning_a_429() -> None:
+    headers = {"RateLimit-Limit": "200", "RateLimit-Remaining": "0", "RateLimit-Reset": "4"}
+    sleeps: list[float] = []
+    client = _client(
+        lambda _: httpx.Response(200, json={"available_credits": 1, "held_credits": 0}, headers=headers),
+        sleeps,
+    )
+    client.credits()
+    assert sleeps == [0.02]
+    sleeps.clear()
+    plenty = {**headers, "RateLimit-Remaining": "150"}
+    _client(
+        lambda _: httpx.Response(200, json={"available_credits": 1, "held_credits": 0}, headers=plenty),
+        sleeps,
+    ).credits()
+    assert sleeps == []

@@ -91,6 +91,8 @@ class AsyncClient:
             self.rate_limit = RateLimit.of(response)
             wait = self.retry.wait_after_response(response, attempt)
             if wait is None:
+                if pause := self.rate_limit.pause():
+                    await self._sleep(pause)  # pace the next request instead of earning a 429
                 return response
             await response.aclose()
             await self._sleep(wait)
@@ -287,7 +289,7 @@ class AsyncClient:
 
     async def _download_video(self, batch_id: str, target: VideoTarget, progress: DownloadProgress) -> None:
         if target.path.exists():
-            progress.videos_skipped += 1
+            progress.count("skipped")
             return
         target.path.parent.mkdir(parents=True, exist_ok=True)
         resumed = resume_offset(target) > 0
@@ -308,7 +310,7 @@ class AsyncClient:
                     with target.part.open(mode) as sink:
                         async for chunk in response.aiter_bytes():
                             sink.write(chunk)
-                            progress.bytes_downloaded += len(chunk)
+                            progress.count(None, len(chunk))
                 finally:
                     await response.aclose()
                 break
@@ -318,7 +320,4 @@ class AsyncClient:
                     raise APIConnectionError(f"video {target.task_id}: {error!r}") from error
                 await self._sleep(wait)
         target.part.replace(target.path)
-        if resumed:
-            progress.videos_resumed += 1
-        else:
-            progress.videos_downloaded += 1
+        progress.count("resumed" if resumed else "downloaded")

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,18 @@ class DownloadProgress:
     videos_skipped: int = 0
     bytes_downloaded: int = 0
     files_skipped: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, what: Literal["downloaded", "resumed", "skipped"] | None, data: int = 0) -> None:
+        """Adds a finished video (`what`) and/or `data` bytes (safe from several threads)."""
+        with self._lock:
+            self.bytes_downloaded += data
+            if what == "downloaded":
+                self.videos_downloaded += 1
+            elif what == "resumed":
+                self.videos_resumed += 1
+            elif what == "skipped":
+                self.videos_skipped += 1
 
     @property
     def videos_done(self) -> int:

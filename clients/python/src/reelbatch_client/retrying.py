@@ -60,3 +60,11 @@ class RateLimit:
             return int(value) if value is not None and value.isdigit() else None
 
         return cls(number("ratelimit-limit"), number("ratelimit-remaining"), number("ratelimit-reset"))
+
+    def pause(self) -> float:
+        """Seconds to wait before the next request so it is not refused: none while tokens remain;
+        with none left, the time one token takes to come back (reset / limit: the bucket refills
+        `limit` tokens in `reset` seconds). A 429 would cost a whole second of Retry-After instead."""
+        if self.remaining is None or self.remaining > 0 or not self.limit or not self.reset_seconds:
+            return 0.0
+        return self.reset_seconds / self.limit
