@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.rest_api import Api, Customer
@@ -83,6 +84,33 @@ def test_submit_wait_download_of_500_rows_accounts_for_every_row_and_every_credi
     assert cost["credits_spent"] == sum(int(row["credits_charged"]) for row in results.values())
     assert api.credits(customer)["available_credits"] == 100_000 - cost["credits_spent"]
 
+    # retry-failed of the timeouts only: a new batch of exactly those rows, which time out again.
+    retry = subprocess.run(
+        [
+            CLI,
+            "retry-failed",
+            batch["batch_id"],
+            "--failure-type",
+            "timeout",
+            "--wait",
+            "--poll",
+            "0.3",
+            "--json",
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert retry.returncode == 6, retry.stdout + retry.stderr
+    retried = json.loads(retry.stdout)
+    timeouts = [cid for cid in failing if "#timeout" in prompts[cid]]
+    assert (retried["batch"]["total_count"], retried["batch"]["failed_count"]) == (
+        len(timeouts),
+        len(timeouts),
+    )
+    assert retried["batch"]["retry_of"] == batch["batch_id"]
+
 
 def test_status_credits_ledger_and_errors_answer_json_and_exit_codes(
     customer: Customer, cli_env: dict[str, str], tmp_path: Path
@@ -103,6 +131,9 @@ def test_status_credits_ledger_and_errors_answer_json_and_exit_codes(
     assert cli("credits")[1] == {"available_credits": 100_000 - 30, "held_credits": 0}
     code, ledger = cli("ledger", "--batch", batch_id)
     assert code == 0 and ledger["totals"] == {"batch_upfront": -30}  # type: ignore[index]
+    code, month = cli("ledger", "--month", datetime.now(UTC).strftime("%Y-%m"))
+    assert code == 0 and sum(month["totals"].values()) == 100_000 - 30  # type: ignore[index]
+    assert cli("ledger", "--month", "2001-01")[1]["entries"] == []  # type: ignore[index]
     assert cli("results", batch_id)[0] == 0
     # A batch nobody has: exit 3 (refused) with the API's code; a bad key: exit 4.
     code, missing = cli("status", "00000000-0000-4000-8000-000000000000")

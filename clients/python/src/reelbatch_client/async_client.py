@@ -28,6 +28,7 @@ from reelbatch_client.downloads import (
     FileFormat,
     ProgressCallback,
     VideoTarget,
+    parse_lines,
     range_headers,
     read_result_lines,
     resume_offset,
@@ -148,6 +149,7 @@ class AsyncClient:
         webhook_url: str | None = None,
         name: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        deadline_seconds: int | None = None,
         idempotency_key: str | None = None,
     ) -> m.BatchAccepted:
         """Submits a CSV or JSONL file of prompts."""
@@ -156,6 +158,7 @@ class AsyncClient:
             to_jsonl(items),
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
+            deadline_seconds=deadline_seconds,
             name=name if name is not None else Path(path).name,
             metadata=metadata,
         )
@@ -165,9 +168,11 @@ class AsyncClient:
         """One batch."""
         return await self._run(calls.get_batch(batch_id))
 
-    def iter_batches(self, *, status: str | None = None, name: str | None = None) -> AsyncIterator[m.Batch]:
+    def iter_batches(
+        self, *, status: str | None = None, name: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> AsyncIterator[m.Batch]:
         """Every batch of the tenant, newest first."""
-        return self._iterate(calls.list_batches(status=status, name=name))
+        return self._iterate(calls.list_batches(status=status, name=name, metadata=metadata))
 
     def iter_tasks(self, batch_id: str, *, status: str | None = None) -> AsyncIterator[m.Task]:
         """Every item of a batch, in batch order."""
@@ -191,6 +196,18 @@ class AsyncClient:
         """The results (or errors) file as the API sends it."""
         return await self._run(calls.batch_file(batch_id, which, fmt))
 
+    async def results(self, batch_id: str) -> list[m.ResultLine]:
+        """The succeeded items' result lines."""
+        return parse_lines(await self.results_file(batch_id, "results"))
+
+    async def errors(self, batch_id: str) -> list[m.ResultLine]:
+        """The failed and cancelled items' lines."""
+        return parse_lines(await self.results_file(batch_id, "errors"))
+
+    async def videos_zip(self, batch_id: str) -> bytes:
+        """Every video of the batch in one zip."""
+        return await self._run(calls.videos_zip(batch_id))
+
     async def video_link(self, batch_id: str, task_id: str, mode: str = "download") -> m.VideoLink:
         """A short-lived signed URL of one video."""
         return await self._run(calls.video_link(batch_id, task_id, mode))
@@ -210,6 +227,51 @@ class AsyncClient:
     async def models(self) -> list[m.VideoModel]:
         """Every model with its settings and prices."""
         return (await self._run(calls.list_models())).items
+
+    async def ledger_csv(self, created_from: str | None = None, created_to: str | None = None) -> bytes:
+        """The ledger as CSV (RFC 3339 bounds)."""
+        return await self._run(calls.ledger_csv(created_from, created_to))
+
+    async def packs(self) -> m.PackCatalog:
+        """The credit packs on sale."""
+        return await self._run(calls.list_packs())
+
+    async def upload_file(self, path: str | Path, content_type: str = "image/png") -> m.InputFile:
+        """Uploads an input image; use its `file_id` in `ImageInput`."""
+        source = Path(path)
+        content = await asyncio.to_thread(source.read_bytes)
+        return await self._run(calls.upload_file(source.name, content, content_type))
+
+    async def api_keys(self) -> list[m.ApiKey]:
+        """The tenant's API keys."""
+        return (await self._run(calls.list_api_keys())).items
+
+    async def revoke_api_key(self, key_id: str) -> m.ApiKey:
+        """Revokes a key of the tenant."""
+        return await self._run(calls.revoke_api_key(key_id))
+
+    async def create_webhook_endpoint(
+        self, url: str, event_types: list[str] | None = None, description: str = ""
+    ) -> m.WebhookEndpointCreated:
+        """Registers an endpoint; its `secret` is shown once."""
+        endpoint = m.EndpointIn(url=url, event_types=event_types or [], description=description)
+        return await self._run(calls.create_webhook_endpoint(endpoint))
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> m.WebhookEndpoint:
+        """Removes an endpoint."""
+        return await self._run(calls.delete_webhook_endpoint(endpoint_id))
+
+    async def rotate_webhook_endpoint_secret(self, endpoint_id: str) -> m.WebhookEndpointSecretRotated:
+        """A new secret for an endpoint."""
+        return await self._run(calls.rotate_webhook_endpoint_secret(endpoint_id))
+
+    async def redeliver_webhook_message(self, message_id: str) -> m.WebhookMessage:
+        """Sends a message again."""
+        return await self._run(calls.redeliver_webhook_message(message_id))
+
+    async def rotate_signing_secret(self) -> m.SigningSecret:
+        """A new signing secret."""
+        return await self._run(calls.rotate_signing_secret())
 
     def iter_webhook_messages(self, *, batch_id: str | None = None) -> AsyncIterator[m.WebhookMessage]:
         """Webhook messages with their attempts."""

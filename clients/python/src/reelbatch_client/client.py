@@ -30,6 +30,7 @@ from reelbatch_client.downloads import (
     FileFormat,
     ProgressCallback,
     VideoTarget,
+    parse_lines,
     range_headers,
     read_result_lines,
     resume_offset,
@@ -199,13 +200,11 @@ class Client:
 
     def results(self, batch_id: str) -> list[m.ResultLine]:
         """The succeeded items' result lines."""
-        content = self._run(calls.batch_file(batch_id, "results", "jsonl"))
-        return [m.ResultLine.model_validate_json(line) for line in content.splitlines() if line.strip()]
+        return parse_lines(self.results_file(batch_id, "results"))
 
     def errors(self, batch_id: str) -> list[m.ResultLine]:
         """The failed and cancelled items' lines."""
-        content = self._run(calls.batch_file(batch_id, "errors", "jsonl"))
-        return [m.ResultLine.model_validate_json(line) for line in content.splitlines() if line.strip()]
+        return parse_lines(self.results_file(batch_id, "errors"))
 
     def results_file(self, batch_id: str, which: str = "results", fmt: FileFormat = "jsonl") -> bytes:
         """The results (or errors) file as the API sends it, JSONL or CSV."""

@@ -95,11 +95,16 @@ def write_atomically(path: Path, content: bytes) -> None:
     part.replace(path)
 
 
+def parse_lines(jsonl: bytes) -> list[ResultLine]:
+    """The lines of a results or errors file in its JSONL form."""
+    return [ResultLine.model_validate_json(line) for line in jsonl.splitlines() if line.strip()]
+
+
 def read_result_lines(path: Path, fmt: FileFormat) -> list[ResultLine]:
     """The lines of a downloaded results or errors file, in either format."""
     text = path.read_text(encoding="utf-8")
     if fmt == "jsonl":
-        return [ResultLine.model_validate_json(line) for line in text.splitlines() if line.strip()]
+        return parse_lines(text.encode())
     rows = []
     for row in csv.DictReader(io.StringIO(text)):
         cells = {key: value for key, value in row.items() if value != ""}
