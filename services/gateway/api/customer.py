@@ -173,7 +173,7 @@ def customer_router(
             openapi_extra=_CREATE_BATCH_BODY,
         ),
     )
-    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
+    async def create_video_batch(request: Request, caller: Annotated[ApiCaller, calling]) -> Response:
         request_id, generated = request_idempotency_key(request)
         payload = await read_create_body(
             request.stream(),
@@ -182,7 +182,9 @@ def customer_router(
             query=request.query_params.multi_items(),
             limit=settings.max_create_body_bytes,
         )
-        response = await creation.create(tenant_id, request_id, payload, generated=generated)
+        response = await creation.create(
+            caller.tenant_id, request_id, payload, generated=generated, api_key_id=caller.key_id
+        )
         # The 202 body's fields as JSON (the route's response_model documents them).
         return Response(
             json_bytes(BatchAccepted.fields_of(response, request_id)),

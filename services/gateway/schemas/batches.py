@@ -33,6 +33,8 @@ else:
 # The create body is checked here for its shape only (JSON types, and integers the contract's int32
 # fields can carry); its rules (prompt text, lengths, ranges, URL) are the batch service's, which
 # answers every violation at once. The bounds below are published from the contract, not enforced.
+# A quote id is a UUID (any case).
+QUOTE_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _Int32 = Annotated[int, Field(strict=True, ge=INT32_MIN, le=INT32_MAX)]
 _MAX_METADATA_PAIRS = batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS
 _MAX_KEY_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS
@@ -136,6 +138,16 @@ class CreateBatchRequest(BaseModel):
         json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS},
     )
     metadata: MetadataIn | None = None
+    quote_id: str | None = Field(
+        default=None,
+        strict=True,
+        description=(
+            "A quote of this very body (`POST /api/enterprise/quotes`), still valid and unused: the batch "
+            "is charged exactly its price, even if prices changed since. The metadata key `project` "
+            "names the batch's project (its project budget applies)."
+        ),
+        pattern=QUOTE_ID_PATTERN,
+    )
 
 
 # The batch's own fields (everything but `items`): JSONL bodies give them as query parameters.
@@ -158,6 +170,7 @@ class BatchColumns:
     metadata: list[dict[str, str]] = field(default_factory=list)
     name: str | None = None
     batch_metadata: dict[str, str] | None = None
+    quote_id: str | None = None
     # One message per item when any item has settings; None otherwise (the common case).
     settings: list[batch_pb2.GenerationSettings] | None = None
 
@@ -178,6 +191,7 @@ class BatchColumns:
             metadata=metadata if any(metadata) else [],
             name=request.name,
             batch_metadata=request.metadata,
+            quote_id=request.quote_id,
             settings=[
                 item.settings.to_proto() if item.settings is not None else batch_pb2.GenerationSettings()
                 for item in items
