@@ -31,6 +31,7 @@ from services.batch.domain.errors import (
     InsufficientCredits,
     ModelUnavailable,
     PriceChanged,
+    QuoteNotFound,
     QuoteRefused,
 )
 from services.batch.domain.generation import options_of_key
@@ -158,13 +159,13 @@ class GrpcBilling:
     async def stored_quote(
         self, tenant_id: TenantId, quote_id: str, asked: Sequence[RequestedLine]
     ) -> StoredQuote:
-        """One of the tenant's quotes; QuoteRefused(quote_not_found) for an unknown one."""
+        """One of the tenant's quotes; QuoteNotFound for an unknown one."""
         request = billing_pb2.GetQuoteRequest(tenant_id=str(tenant_id), quote_id=quote_id)
         try:
             stored = await self._stub.GetQuote(request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
-                raise QuoteRefused("quote_not_found", quote_id=quote_id) from None
+                raise QuoteNotFound("quote not found", quote_id=quote_id) from None
             raise self._translate(error) from None
         return _stored_quote(stored, asked)
 

@@ -82,6 +82,12 @@ class BudgetExceeded(FailedPrecondition):
         self.remaining_credits = remaining_credits
 
 
+class QuoteNotFound(NotFound):
+    """No such quote for this tenant (another tenant's is not found either)."""
+
+    reason = "quote_not_found"
+
+
 class QuoteRefused(FailedPrecondition):
     """The cited quote cannot be honoured (`reason`: quote_used, quote_expired, quote_mismatch or
     quote_not_found); nothing was frozen."""

@@ -28,12 +28,17 @@ class BudgetScope(StrEnum):
     PROJECT = "project"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class BudgetKey:
     """Which budget: its scope and the key id or project it names ("" for the tenant's)."""
 
     scope: BudgetScope
     scope_id: str = ""
+
+    @property
+    def listing_order(self) -> tuple[int, str]:
+        """The tenant's budget first, then keys', then projects' (each by id)."""
+        return list(BudgetScope).index(self.scope), self.scope_id
 
 
 TENANT_BUDGET = BudgetKey(BudgetScope.TENANT)

@@ -54,7 +54,11 @@ async def get_budgets(
             await _ensure_own_key(tx, tenant_id, asked.scope_id)
         caps = await tx.spend_control.caps(tenant_id)
         used = await tx.spend_control.use(tenant_id, period.start)
-    keys: Sequence[BudgetKey] = [asked] if asked is not None else sorted(caps.keys() | {TENANT_BUDGET})
+    keys: Sequence[BudgetKey] = (
+        [asked]
+        if asked is not None
+        else sorted(caps.keys() | {TENANT_BUDGET}, key=lambda key: key.listing_order)
+    )
     return [BudgetStatus(key, caps.get(key), used.get(key, 0), period) for key in keys]
 
 

@@ -53,6 +53,7 @@ HTTP_RULES: Mapping[tuple[grpc.StatusCode, str | None], HttpErrorRule] = {
     # A payment-provider webhook that does not verify: 400, as the provider expects.
     (grpc.StatusCode.INVALID_ARGUMENT, "invalid_signature"): HttpErrorRule(400, "invalid_signature"),
     (grpc.StatusCode.NOT_FOUND, None): HttpErrorRule(404, "not_found"),
+    (grpc.StatusCode.NOT_FOUND, "quote_not_found"): HttpErrorRule(404, "quote_not_found"),
     (grpc.StatusCode.ALREADY_EXISTS, None): HttpErrorRule(409, None),
     (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits"): HttpErrorRule(402, "insufficient_credits"),
     # A monthly budget would be exceeded (issue 29): payment required, as for credits.

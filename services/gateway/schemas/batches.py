@@ -8,6 +8,7 @@ gRPC messages by their `from_proto` constructors; the polled reads answer the sa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -202,6 +203,7 @@ class BatchColumns:
 
 
 _BODY_KEYS = frozenset(CreateBatchRequest.model_fields)
+_QUOTE_ID = re.compile(QUOTE_ID_PATTERN)
 _ITEM_KEYS = frozenset(BatchItemIn.model_fields)
 
 
@@ -258,6 +260,9 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
         batch_metadata is not None and not _is_string_pairs(batch_metadata)
     ):
         return None
+    quote_id = document.get("quote_id")
+    if quote_id is not None and (type(quote_id) is not str or not _QUOTE_ID.match(quote_id)):
+        return None
     return BatchColumns(
         prompts=prompts,
         models=models,
@@ -268,6 +273,7 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
         metadata=[labels or {} for labels in metadata] if any(metadata) else [],
         name=name,
         batch_metadata=batch_metadata,
+        quote_id=quote_id,
     )
 
 

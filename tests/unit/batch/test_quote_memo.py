@@ -10,7 +10,14 @@ import pytest
 
 from libs.errors import InvalidArgument
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
-from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, ReservationTerms, TenantId
+from services.batch.domain.batch import (
+    BatchId,
+    QuoteLine,
+    RequestedLine,
+    Reservation,
+    ReservationTerms,
+    TenantId,
+)
 from services.batch.domain.errors import PriceChanged
 
 TENANT = TenantId(uuid.uuid4())
