@@ -148,6 +148,7 @@ class BillingHandlers:
 
     # Budgets and stored quotes (enforced by `reserve`).
     get_budgets = _UseCase(spend_control.get_budgets)
+    month_budgets = _UseCase(spend_control.month_budgets)
     set_budget = _UseCase(spend_control.set_budget)
     create_quote = _UseCase(spend_control.create_quote)
     get_quote = _UseCase(spend_control.get_quote)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from libs.errors import InvalidArgument
 from services.billing.adapters.repository import LedgerTransaction
@@ -16,6 +17,7 @@ from services.billing.domain.budgets import (
     BudgetKey,
     BudgetScope,
     BudgetStatus,
+    Period,
     period_of,
     validated_cap,
     validated_key,
@@ -38,15 +40,25 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         raise InvalidArgument(f"{field} must be a UUID", field=field) from None
 
 
-async def get_budgets(
-    deps: Dependencies, tenant_id: TenantId, scope: str = "", scope_id: str = ""
-) -> list[BudgetStatus]:
-    """The tenant's budgets with their use this month (the tenant's first, then keys', projects').
+async def month_budgets(deps: Dependencies, tenant_id: TenantId, month_start: datetime) -> list[BudgetStatus]:
+    """The tenant's budgets (today's caps) with their use in the month starting at `month_start`
+    (the monthly statement's)."""
+    return await get_budgets(deps, tenant_id, period=period_of(month_start))
 
-    With a scope, only that budget, answered with its use even when it has no cap.
+
+async def get_budgets(
+    deps: Dependencies,
+    tenant_id: TenantId,
+    scope: str = "",
+    scope_id: str = "",
+    *,
+    period: Period | None = None,
+) -> list[BudgetStatus]:
+    """The tenant's budgets with their use this month (or in `period`): the tenant's first, then
+    keys', projects'. With a scope, only that budget, answered with its use even without a cap.
     """
     asked = validated_key(scope, _canonical(scope, scope_id)) if scope else None
-    period = period_of(deps.clock())
+    period = period or period_of(deps.clock())
     async with deps.repository.transaction() as tx:
         if not await tx.access.tenant_exists(tenant_id):
             raise TenantNotFound(tenant_id)
