@@ -108,6 +108,21 @@ def _rejection(batch: BatchRecord) -> ServiceError:
     return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
 
 
+def _rejection_record(
+    refused: InsufficientCredits | BudgetExceeded | QuoteRefused | ModelUnavailable,
+) -> tuple[RejectionReason, int | None, int | None]:
+    """What a rejected batch stores of billing's refusal: its reason and the credits compared (the
+    required, and the available balance or the budget's remaining) that `_rejection` answers again."""
+    if isinstance(refused, InsufficientCredits):
+        return RejectionReason.INSUFFICIENT_CREDITS, refused.required_credits, refused.available_credits
+    if isinstance(refused, BudgetExceeded):
+        return RejectionReason.BUDGET_EXCEEDED, refused.required_credits, refused.remaining_credits
+    if isinstance(refused, QuoteRefused):
+        return RejectionReason(refused.reason), None, None
+    # A model withdrawn from the price list since the quote.
+    return RejectionReason.MODEL_UNAVAILABLE, None, None
+
+
 class Intake:
     """Creates batches and completes their reservations, over the SQL store and billing."""
 
@@ -144,17 +159,7 @@ class Intake:
     ) -> CreateBatchResult:
         """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
         tenant_id = parse_tenant_id(command.tenant_id)
-        # Every problem at once: the request's own rules, then each item's settings.
-        violations = create_violations(command, self._limits)
-        options: tuple[str, ...] = ()
-        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
-            checked = await self._item_settings.check(tenant_id, command.items)
-            violations += checked.violations
-            options = checked.options
-        if violations:
-            if len(violations) < MAX_FIELD_VIOLATIONS:
-                violations += await self._price_list_violations(tenant_id, command.items, violations)
-            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
+        options = await self._validated_options(tenant_id, command)
         fingerprint = self._fingerprint(command, retry_of)
         request_id = command.request_id or None
         terms = ReservationTerms(
@@ -222,16 +227,7 @@ class Intake:
         """Validates and prices a batch as `create_batch` would and stores the price as a quote a
         create of the same body may cite; answers it with each item's price. Nothing is frozen."""
         tenant_id = parse_tenant_id(command.tenant_id)
-        violations = create_violations(command, self._limits)
-        options: tuple[str, ...] = ()
-        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
-            checked = await self._item_settings.check(tenant_id, command.items)
-            violations += checked.violations
-            options = checked.options
-        if violations:
-            if len(violations) < MAX_FIELD_VIOLATIONS:
-                violations += await self._price_list_violations(tenant_id, command.items, violations)
-            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
+        options = await self._validated_options(tenant_id, command)
         keys = price_keys(command.items, options)
         requested = quote_lines(keys)
         priced = await self._quote_items(tenant_id, requested, command.items)
@@ -243,6 +239,21 @@ class Intake:
             for asked, line in zip(requested, stored.lines, strict=True)
         }
         return stored, [by_key[key] for key in keys]
+
+    async def _validated_options(self, tenant_id: TenantId, command: CreateBatch) -> tuple[str, ...]:
+        """Each item's priced options, once the request is valid; every problem at once otherwise
+        (the request's own rules, then each item's settings, then the price list's), as one 422."""
+        violations = create_violations(command, self._limits)
+        options: tuple[str, ...] = ()
+        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
+            checked = await self._item_settings.check(tenant_id, command.items)
+            violations += checked.violations
+            options = checked.options
+        if violations:
+            if len(violations) < MAX_FIELD_VIOLATIONS:
+                violations += await self._price_list_violations(tenant_id, command.items, violations)
+            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
+        return options
 
     @staticmethod
     def _fingerprint(command: CreateBatch, retry_of: BatchId | None = None) -> str:
@@ -372,35 +383,9 @@ class Intake:
             changed: BatchRecord | None
             try:
                 reserved = await self._reserve_at_current_prices(batch, lines, terms)
-            except InsufficientCredits as refused:
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id,
-                    RejectionReason.INSUFFICIENT_CREDITS,
-                    refused.required_credits,
-                    refused.available_credits,
-                )
-                if changed is not None:
-                    batch_metrics.batch_reached(BatchStatus.REJECTED)
-            except BudgetExceeded as refused:
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id,
-                    RejectionReason.BUDGET_EXCEEDED,
-                    refused.required_credits,
-                    refused.remaining_credits,
-                )
-                if changed is not None:
-                    batch_metrics.batch_reached(BatchStatus.REJECTED)
-            except QuoteRefused as refused:
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id, RejectionReason(refused.reason)
-                )
-                if changed is not None:
-                    batch_metrics.batch_reached(BatchStatus.REJECTED)
-            except ModelUnavailable:
-                # Withdrawn from the price list since the quote: retrying cannot succeed.
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id, RejectionReason.MODEL_UNAVAILABLE
-                )
+            except (InsufficientCredits, BudgetExceeded, QuoteRefused, ModelUnavailable) as refused:
+                # Refused for good (retrying cannot succeed): the batch owes nothing and never runs.
+                changed = await self._store.reservations.mark_rejected(batch.id, *_rejection_record(refused))
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:

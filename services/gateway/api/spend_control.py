@@ -17,12 +17,12 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.api.api_keys import KeyIdPath
+from services.gateway.api.customer import create_body_of
 from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency
 from services.gateway.http.params import documented, error_responses
 from services.gateway.schemas.fields import json_bytes
 from services.gateway.schemas.spend_control import BudgetList, BudgetUpdate, BudgetView, QuoteView
 from services.gateway.use_cases.batch_creation import BatchCreation
-from services.gateway.use_cases.batch_input import read_create_body
 
 # The quote path reads a create body: the same streamed size limit as the create's.
 QUOTES_PATH = "/api/enterprise/quotes"
@@ -175,13 +175,7 @@ def spend_control_router(
         ),
     )
     async def create_quote(request: Request, caller: Annotated[ApiCaller, customer]) -> Response:
-        payload = await read_create_body(
-            request.stream(),
-            content_type=request.headers.get("content-type", ""),
-            content_encoding=request.headers.get("content-encoding", ""),
-            query=request.query_params.multi_items(),
-            limit=settings.max_create_body_bytes,
-        )
+        payload = await create_body_of(request, settings)
         quote = await creation.quote(caller.tenant_id, payload, caller.key_id)
         return Response(
             json_bytes(QuoteView.from_proto(quote).model_dump(mode="json")),
