@@ -248,6 +248,7 @@ async def build_worker(
             max_bytes=settings.max_input_image_bytes,
             timeout_seconds=settings.input_fetch_timeout_seconds,
         ),
+        provider_jobs=repository.provider_jobs,
     )
     relay = OutboxRelay.configured(settings, database, outbox, bus)
     return BatchWorker(database, bus, repository, executor, writer, relay)

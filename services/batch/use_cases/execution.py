@@ -19,6 +19,7 @@ from libs.lifecycle import sleep_or_stop
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
+from services.batch.adapters.sql.provider_jobs import ProviderJobs
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.execution import (
     AttemptCounter,
@@ -30,6 +31,7 @@ from services.batch.domain.execution import (
 )
 from services.batch.domain.generation import NO_IMAGES, GenerationSettings, ResolvedImages
 from services.batch.domain.provider import FailureType, ProviderFailure, VideoProvider
+from services.batch.domain.provider_jobs import FRESH_START, JobJournal, RecordedJob, ResumePlan, plan_resume
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
 from services.batch.use_cases.claims import ClaimCoalescer
@@ -88,8 +90,10 @@ class TaskExecutor:
         pacing: ClaimPacing | None = None,
         cancel_check_seconds: float = 1.0,
         images: ImageSource | None = None,
+        provider_jobs: ProviderJobs | None = None,
     ) -> None:
         self._claims = claims
+        self._provider_jobs = provider_jobs
         self._cancels = cancels
         self._writer = writer
         self._providers = providers
@@ -122,8 +126,16 @@ class TaskExecutor:
         return len(self._in_flight)
 
     def stop_claiming(self) -> None:
-        """Claims nothing more (shutdown); dispatches waiting for slots give their tasks up."""
+        """Claims nothing more (shutdown); dispatches waiting for slots give their tasks up.
+
+        Remote jobs still running when the drain ends are left running at their providers (not
+        cancelled): the next worker to claim their tasks resumes them (ADR-110).
+        """
         self._claiming = False
+        for provider in self._providers.values():
+            detach = getattr(provider, "detach", None)
+            if detach is not None:
+                detach()
         self._notify_freed()
 
     def _notify_freed(self) -> None:
@@ -242,6 +254,27 @@ class TaskExecutor:
                 # (invalid_input, refunded): no attempt was made.
                 return TaskOutcome.failed(task, 0, refused.failure_type, refused.message)
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
+        jobs = self._provider_jobs if getattr(provider, "durable_jobs", False) else None
+        plan = await self._resume_plan(jobs, task, model.max_attempts)
+        if plan.exhausted is not None:
+            # Every attempt was used (or a permanent failure decided it) before the last worker
+            # could write the outcome: the task fails as its last job did, refunded.
+            last = plan.exhausted
+            message = last.error_message or f"the provider job of attempt {last.attempt} was lost"
+            return TaskOutcome.failed(
+                task, last.attempt, last.failure_type or FailureType.PROVIDER_ERROR, message
+            )
+
+        def journal_for(attempt: int, resumed: RecordedJob | None) -> JobJournal:
+            assert jobs is not None
+            return jobs.journal(
+                task_id=task.task_id,
+                batch_id=task.batch_id,
+                attempt=attempt,
+                model=task.model,
+                claim_token=task.claim_token,
+                resumed=resumed,
+            )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
             await self._claims.record_retry(task.task_id, task.claim_token, attempts, failure.message, delay)
@@ -255,9 +288,22 @@ class TaskExecutor:
                 counter=counter,
                 images=images,
                 on_retry=record_retry,
+                first_attempt=plan.first_attempt,
+                resume=plan.resume,
+                journal_for=journal_for if jobs is not None else None,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
         return outcome
+
+    @staticmethod
+    async def _resume_plan(jobs: ProviderJobs | None, task: ClaimedTask, max_attempts: int) -> ResumePlan:
+        """Where a task continues at a remote provider: one read of its journal, on a claim after
+        the first only (a first claim has no earlier worker whose job it could resume)."""
+        if jobs is None or task.claims <= 1:
+            return FRESH_START
+        plan = plan_resume(await jobs.recorded(task.task_id), max_attempts)
+        await jobs.mark_in_doubt(plan.in_doubt)
+        return plan
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""

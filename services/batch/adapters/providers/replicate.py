@@ -5,19 +5,22 @@ Contract: `POST /v1/models/{owner}/{name}/predictions` (or `POST /v1/predictions
 prediction `{"id", "status"}`; `GET /v1/predictions/{id}` answers `status` in starting,
 processing, succeeded, failed, canceled, with `output` (a URL or a list of URLs) or `error`;
 `POST /v1/predictions/{id}/cancel` stops it. Errors are `{"title", "detail", "status"}`.
+Replicate's create call documents the `Prefer` and `Cancel-After` headers and no idempotency key
+(ADR-110): an intent without a prediction id is a job in doubt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
-    RemoteJobProvider,
     failed_job,
     refusal_classifier,
     refusal_of_input,
@@ -75,7 +78,7 @@ def prediction_input(job: ProviderJob) -> dict[str, Any]:
     return document
 
 
-class ReplicateProvider(RemoteJobProvider[str]):
+class ReplicateProvider(StringHandles, RemoteJobProvider[str]):
     """Replicate models; the job handle is the prediction id."""
 
     @classmethod
@@ -91,18 +94,18 @@ class ReplicateProvider(RemoteJobProvider[str]):
             **wiring,
         )
 
-    async def _submit(self, job: ProviderJob) -> str:
+    async def _submit(self, job: ProviderJob, headers: Mapping[str, str]) -> str:
         model_id = self.model_id(job.model)
         payload: dict[str, Any] = {"input": prediction_input(job)}
         path = f"/v1/models/{model_id}/predictions"
         if ":" in model_id:
             path = "/v1/predictions"
             payload["version"] = model_id.split(":", 1)[1]
-        prediction = await self._http.send_json("POST", path, json=payload)
+        prediction = await self._http.send_json("POST", path, json=payload, headers=headers)
         return self._job_id(prediction, "id", "an id")
 
     async def _check(self, handle: str) -> str | None:
-        prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}")
+        prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}", job_lookup=True)
         status = prediction.get("status")
         if status == "succeeded":
             return output_url(prediction.get("output"))
