@@ -37,6 +37,8 @@ class Scenario:
     """How the fake treats jobs of one prompt."""
 
     polls_until_done: int = 1
+    # Besides the polls: the job renders for this long after its creation (a slow provider).
+    render_seconds: float = 0.0
     outcome: Literal["success", "content_policy", "error"] = "success"
     # The first N jobs of this prompt end in a (transient) provider error, later ones in `outcome`.
     failing_runs: int = 0
@@ -62,6 +64,7 @@ class FakeJob:
     scenario: Scenario
     fails: bool
     poll_errors_left: int
+    created_at: float = field(default_factory=time.monotonic)
     polls: int = 0
     cancelled: bool = False
     finished: bool = False
@@ -169,7 +172,8 @@ class FakeProvider:
         if job.scenario.hang:
             return JobState.RUNNING
         job.polls += 1
-        if job.polls < job.scenario.polls_until_done:
+        rendering = time.monotonic() - job.created_at < job.scenario.render_seconds
+        if rendering or job.polls < job.scenario.polls_until_done:
             return JobState.RUNNING
         job.finished = True
         if job.fails or job.scenario.outcome == "error":
@@ -188,6 +192,11 @@ class FakeProvider:
 
     def asset_link(self, job: FakeJob) -> str:
         return f"{self.asset_url}/assets/{job.id}.mp4"
+
+    def creates_per_prompt(self) -> Counter[str]:
+        """How many jobs the fake created for each prompt (its own count of create calls that
+        made a job)."""
+        return Counter(job.prompt for job in list(self.jobs.values()))
 
     def requests_to(self, path_part: str) -> list[SeenRequest]:
         return [seen for seen in self.seen if path_part in seen.path]

@@ -185,7 +185,17 @@ class TaskExecutor:
                     break
                 for task in result.claimed:
                     self._in_flight[task.task_id] = task
-                    runners.append(asyncio.create_task(self._run_and_record(task)))
+                try:
+                    plans = await self._resume_plans(result.claimed)
+                except Exception as error:
+                    # Not one of them starts blind: their leases expire and they come back.
+                    for task in result.claimed:
+                        self._in_flight.pop(task.task_id, None)
+                    claim_error = error
+                    break
+                for task in result.claimed:
+                    plan = plans.get(task.task_id, FRESH_START)
+                    runners.append(asyncio.create_task(self._run_and_record(task, plan)))
                 waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
@@ -205,9 +215,9 @@ class TaskExecutor:
             raise failures[0]
         return DispatchResult(len(runners), len(waiting))
 
-    async def _run_and_record(self, task: ClaimedTask) -> None:
+    async def _run_and_record(self, task: ClaimedTask, plan: ResumePlan) -> None:
         counter = AttemptCounter()
-        runner = asyncio.create_task(self._run(task, counter))
+        runner = asyncio.create_task(self._run(task, counter, plan))
         self._runners[task.task_id] = runner
         try:
             try:
@@ -238,7 +248,7 @@ class TaskExecutor:
             return outcome
         return TaskOutcome.cancelled(task, outcome.attempts, message)
 
-    async def _run(self, task: ClaimedTask, counter: AttemptCounter) -> TaskOutcome:
+    async def _run(self, task: ClaimedTask, counter: AttemptCounter, plan: ResumePlan) -> TaskOutcome:
         model = self._models.get(task.model)
         provider = self._providers.get(model.provider) if model is not None else None
         if model is None or provider is None:
@@ -255,7 +265,6 @@ class TaskExecutor:
                 return TaskOutcome.failed(task, 0, refused.failure_type, refused.message)
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
         jobs = self._provider_jobs if getattr(provider, "durable_jobs", False) else None
-        plan = await self._resume_plan(jobs, task, model.max_attempts)
         if plan.exhausted is not None:
             # Every attempt was used (or a permanent failure decided it) before the last worker
             # could write the outcome: the task fails as its last job did, refunded.
@@ -295,15 +304,28 @@ class TaskExecutor:
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
         return outcome
 
-    @staticmethod
-    async def _resume_plan(jobs: ProviderJobs | None, task: ClaimedTask, max_attempts: int) -> ResumePlan:
-        """Where a task continues at a remote provider: one read of its journal, on a claim after
-        the first only (a first claim has no earlier worker whose job it could resume)."""
-        if jobs is None or task.claims <= 1:
-            return FRESH_START
-        plan = plan_resume(await jobs.recorded(task.task_id), max_attempts)
-        await jobs.mark_in_doubt(plan.in_doubt)
-        return plan
+    async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:
+        """Where the claimed tasks continue at their remote providers, by one read of the journal
+        for the whole claim (ADR-110). Only claims after a task's first can find jobs: a first
+        claim has no earlier worker whose job it could resume, so it costs no read at all."""
+        if self._provider_jobs is None:
+            return {}
+        again = [task for task in claimed if task.claims > 1 and self._journals(task.model)]
+        if not again:
+            return {}
+        recorded = await self._provider_jobs.recorded([task.task_id for task in again])
+        plans: dict[TaskId, ResumePlan] = {}
+        for task in again:
+            model = self._models[task.model]
+            plans[task.task_id] = plan_resume(recorded.get(task.task_id, []), model.max_attempts)
+        await self._provider_jobs.mark_in_doubt([row for plan in plans.values() for row in plan.in_doubt])
+        return plans
+
+    def _journals(self, model_name: str) -> bool:
+        """Whether tasks of the model run at a remote provider whose jobs are journaled."""
+        model = self._models.get(model_name)
+        provider = self._providers.get(model.provider) if model is not None else None
+        return bool(getattr(provider, "durable_jobs", False))
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""

@@ -26,7 +26,7 @@ from services.batch.domain.provider_jobs import (
 _RECORDED = """
 SELECT id, task_id, attempt, provider, status, provider_job_id, handle, failure_type,
     error_message, retryable, submitted_at
-FROM batch.provider_jobs WHERE task_id = %(task_id)s
+FROM batch.provider_jobs WHERE task_id = ANY(%(task_ids)s)
 """
 _MARK_IN_DOUBT = """
 UPDATE batch.provider_jobs SET status = 'in_doubt', finished_at = clock_timestamp()
@@ -88,11 +88,17 @@ class ProviderJobs:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def recorded(self, task_id: TaskId) -> list[RecordedJob]:
-        """Every job recorded for the task."""
+    async def recorded(self, task_ids: Sequence[TaskId]) -> dict[TaskId, list[RecordedJob]]:
+        """Every job recorded for the tasks, by task (one statement for a whole claim)."""
+        if not task_ids:
+            return {}
         async with self._db.raw_connection() as conn:
-            rows = await (await conn.execute(_RECORDED, {"task_id": task_id})).fetchall()
-        return [_recorded(row) for row in rows]
+            rows = await (await conn.execute(_RECORDED, {"task_ids": list(task_ids)})).fetchall()
+        by_task: dict[TaskId, list[RecordedJob]] = {task_id: [] for task_id in task_ids}
+        for row in rows:
+            job = _recorded(row)
+            by_task[job.task_id].append(job)
+        return by_task
 
     async def mark_in_doubt(self, ids: Sequence[uuid.UUID]) -> None:
         """Intents left `submitting` by a dead process become `in_doubt` (the audit reports them)."""
