@@ -253,6 +253,17 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
             log.warning("%s refused to cancel task %s: %s", self._http.provider, task_id, failure.message)
             return False
 
+    async def stop_recorded(self, handle: str) -> bool:
+        """Asks the provider to stop a job recorded by any worker (its journal `handle`); False
+        when the provider cannot stop jobs or refused."""
+        if not self.cancels_jobs:
+            return False
+        try:
+            return await self._cancel_remote(self._restore(handle))
+        except ProviderFailure as failure:
+            log.warning("%s refused to stop an orphaned job: %s", self._http.provider, failure.message)
+            return False
+
     async def _poll(self, handle: HandleT) -> str:
         delay = self._settings.poll_seconds
         errors = 0

@@ -48,6 +48,22 @@ UPDATE batch.provider_jobs SET status = %(status)s, failure_type = %(failure_typ
     error_message = %(message)s, retryable = %(retryable)s, finished_at = clock_timestamp()
 WHERE id = %(id)s
 """
+# Jobs still running for tasks that ended (their batch was cancelled while no worker watched them,
+# or the task failed for good after a crash) a while ago: taken over by one worker, in one
+# statement, as abandoned; the ones the provider stops become cancelled.
+_TAKE_ORPHANS = """
+UPDATE batch.provider_jobs AS j SET status = 'abandoned', finished_at = clock_timestamp()
+WHERE j.id IN (
+    SELECT j2.id FROM batch.provider_jobs j2 JOIN batch.tasks t ON t.id = j2.task_id
+    WHERE j2.status = 'running' AND t.status IN ('succeeded', 'failed', 'cancelled')
+      AND t.finished_at < clock_timestamp() - %(grace)s * interval '1 second'
+    ORDER BY j2.submitted_at
+    LIMIT %(limit)s
+    FOR UPDATE OF j2 SKIP LOCKED
+)
+RETURNING j.id, j.provider, j.handle
+"""
+_STOPPED = "UPDATE batch.provider_jobs SET status = 'cancelled' WHERE id = ANY(%(ids)s)"
 # Rows the audit must judge: jobs in doubt, and every job of an attempt holding more than one.
 _AUDIT = """
 SELECT task_id, attempt, provider, status, provider_job_id, submitted_at
@@ -106,6 +122,21 @@ class ProviderJobs:
             return
         async with self._db.raw_connection() as conn:
             await conn.execute(_MARK_IN_DOUBT, {"ids": list(ids)})
+
+    async def take_orphans(self, grace_seconds: float, limit: int) -> list[tuple[uuid.UUID, str, str]]:
+        """Running jobs of tasks that ended more than `grace_seconds` ago, now marked abandoned
+        (each taken by one caller only): (row id, provider, handle)."""
+        async with self._db.raw_connection() as conn:
+            rows = await (
+                await conn.execute(_TAKE_ORPHANS, {"grace": grace_seconds, "limit": limit})
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def mark_stopped(self, ids: Sequence[uuid.UUID]) -> None:
+        """Abandoned jobs the provider agreed to stop."""
+        if ids:
+            async with self._db.raw_connection() as conn:
+                await conn.execute(_STOPPED, {"ids": list(ids)})
 
     def journal(
         self,
