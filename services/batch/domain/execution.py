@@ -170,7 +170,8 @@ async def run_task(
             )
         if not failure.transient or attempt >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
-        delay = policy.backoff.delay(attempt, uniform)
+        # The provider's own Retry-After holds between attempts too, when longer than our backoff.
+        delay = max(policy.backoff.delay(attempt, uniform), failure.retry_after or 0.0)
         if on_retry is not None:
             try:
                 await on_retry(attempt, failure, delay)

@@ -53,11 +53,21 @@ class VideoAsset:
 class ProviderFailure(Exception):
     """A classified failure of one attempt."""
 
-    def __init__(self, failure_type: FailureType, message: str, *, transient: bool | None = None) -> None:
+    def __init__(
+        self,
+        failure_type: FailureType,
+        message: str,
+        *,
+        transient: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.failure_type = failure_type
         self.message = message
         self.transient = is_transient(failure_type) if transient is None else transient
+        # The wait the provider asked for (Retry-After, a RetryInfo body) before trying again:
+        # the next attempt never starts sooner.
+        self.retry_after = retry_after
 
 
 class VideoProvider(Protocol):

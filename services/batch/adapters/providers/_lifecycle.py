@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Generic, Self, TypeVar, Unpack
 
 from libs import fault_points
+from services.batch import metrics as batch_metrics
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     JobUnknown,
     NoAnswer,
     ProviderHttp,
     ProviderUnavailable,
+    QuotaCheck,
+    QuotaExhausted,
     Refusal,
     RemoteJobSettings,
 )
@@ -95,6 +99,8 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         self._cancel_requested: set[TaskId] = set()
         self._abandoning: set[asyncio.Task[None]] = set()
         self._detached = False
+        # Models whose provider account is out of quota: (until when on the monotonic clock, why).
+        self._cooldowns: dict[str, tuple[float, QuotaExhausted]] = {}
 
     @classmethod
     def over_http(
@@ -104,6 +110,7 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         base_url: str,
         credentials: Mapping[str, str],
         refusal: Refusal,
+        quota: QuotaCheck | None = None,
         **wiring: Unpack[AdapterWiring],
     ) -> Self:
         """An adapter with its own HTTP client (nothing connects before the first call)."""
@@ -114,6 +121,7 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
             refusal=refusal,
             settings=wiring["settings"],
             transport=wiring.get("transport"),
+            quota=quota,
         )
         return cls(http, wiring["storage"], model_ids=wiring["model_ids"], settings=wiring["settings"])
 
@@ -182,6 +190,7 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         return await self._follow(job, await self._create(job, journal), journal)
 
     async def _create(self, job: ProviderJob, journal: JobJournal) -> HandleT:
+        self._check_cooldown(job.model)
         key = idempotency_key(job.task_id, job.attempt) if self.idempotency_header else None
         await journal.intend(self._http.provider, key)
         headers = {self.idempotency_header: key} if self.idempotency_header and key else {}
@@ -190,6 +199,10 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         except NoAnswer as lost:
             # The create call may have made a job we will never hear of.
             await journal.finished(ProviderJobStatus.IN_DOUBT, lost)
+            raise
+        except QuotaExhausted as exhausted:
+            await journal.finished(ProviderJobStatus.REFUSED, exhausted)
+            self._cool_down(job.model, exhausted)
             raise
         except ProviderFailure as refused:
             await journal.finished(ProviderJobStatus.REFUSED, refused)
@@ -204,6 +217,29 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         provider_job_id, text = self._describe(handle)
         await journal.submitted(provider_job_id, text)
         return handle
+
+    def _check_cooldown(self, model: str) -> None:
+        cooling = self._cooldowns.get(model)
+        if cooling is None:
+            return
+        until, why = cooling
+        if time.monotonic() >= until:
+            del self._cooldowns[model]
+            return
+        # Not one more call while the account is out of quota: the task fails as the last did.
+        raise QuotaExhausted(f"{why.message} (cooling down, not called)")
+
+    def _cool_down(self, model: str, exhausted: QuotaExhausted) -> None:
+        # The operator's signal: a metric and an error log, once per exhausted answer.
+        batch_metrics.provider_quota_exhausted(self._http.provider, model)
+        log.error(
+            "%s: our account is out of quota for %s (%s); its tasks fail (refunded) for %.0fs",
+            self._http.provider,
+            model,
+            exhausted.message,
+            self._settings.quota_cooldown_seconds,
+        )
+        self._cooldowns[model] = (time.monotonic() + self._settings.quota_cooldown_seconds, exhausted)
 
     async def _follow(self, job: ProviderJob, handle: HandleT, journal: JobJournal) -> VideoAsset:
         self._running[job.task_id] = handle

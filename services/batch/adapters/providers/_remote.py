@@ -27,6 +27,8 @@ from services.batch.domain.provider import FailureType, ProviderFailure
 
 log = logging.getLogger(__name__)
 
+# A provider's reading of a 429 answer: the account's quota is spent (None: a plain rate limit).
+QuotaCheck = Callable[[httpx.Response], "QuotaExhausted | None"]
 # A provider's reading of a 4xx answer (other than 429) into a failure.
 Refusal = Callable[[httpx.Response], ProviderFailure]
 # The same reading, given the error body as a JSON object (None when it is not one).
@@ -42,6 +44,8 @@ _CONTENT_POLICY_HINTS = (
     "sensitive",
     "nsfw",
     "(e005)",
+    # OpenAI's safety system refusing a create call (`sentinel_block`), beside `moderation_blocked`.
+    "sentinel",
     "responsible ai",
     "prohibited",
 )
@@ -59,6 +63,9 @@ class RemoteJobSettings:
     max_poll_errors: int = 3
     max_asset_bytes: int = 512 * 1024 * 1024
     http_timeout_seconds: float = 30.0
+    # After the provider said our account is out of quota, tasks of that model fail at once
+    # (refunded) for this long instead of hammering its API.
+    quota_cooldown_seconds: float = 300.0
 
 
 class ProviderUnavailable(ProviderFailure):
@@ -67,6 +74,14 @@ class ProviderUnavailable(ProviderFailure):
 
 class NoAnswer(ProviderUnavailable):
     """The request got no answer (timeout, connection lost): it may or may not have taken effect."""
+
+
+class QuotaExhausted(ProviderFailure):
+    """The provider account is out of quota or credit (e.g. OpenAI's `429 insufficient_quota`):
+    retrying cannot help until an operator acts, so the attempt fails for good (refunded)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureType.PROVIDER_ERROR, message, transient=False)
 
 
 class JobUnknown(ProviderFailure):
@@ -104,10 +119,16 @@ def failed_job(message: str, *evidence: str) -> ProviderFailure:
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """The wait a response asks for: delta-seconds or an HTTP date; None when absent or unreadable."""
+    """The wait a response asks for: its Retry-After (delta-seconds or an HTTP date), else a
+    `google.rpc.RetryInfo` in its error body; None when neither is there or readable.
+
+    Google APIs (the Gemini API among them) carry the wait of a 429 in the body, often without
+    the header: `{"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+    "retryDelay": "38s"}]}}` (a protobuf Duration in JSON: seconds with an "s").
+    """
     value = response.headers.get("retry-after")
     if value is None:
-        return None
+        return _retry_info_delay(response)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -119,6 +140,22 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _retry_info_delay(response: httpx.Response) -> float | None:
+    body = error_body(response)
+    error = body.get("error") if body is not None else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
@@ -196,10 +233,12 @@ class ProviderHttp:
         settings: RemoteJobSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        quota: QuotaCheck | None = None,
     ) -> None:
         self.provider = provider
         self._credentials = dict(credentials)
         self._refusal = refusal
+        self._quota = quota
         self._settings = settings
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -260,19 +299,26 @@ class ProviderHttp:
                     FailureType.PROVIDER_ERROR, f"{self.provider} unreachable: {type(error).__name__}"
                 ) from error
             if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
+                exhausted = self._quota(response) if self._quota is not None else None
+                if exhausted is not None:
+                    raise exhausted
                 delay = retry_after_seconds(response)
                 delay = self._settings.poll_seconds if delay is None else delay
                 if waited + delay > self._settings.max_retry_after_seconds:
                     raise ProviderUnavailable(
-                        FailureType.RATE_LIMITED, f"{self.provider} rate limited us (retry after {delay:g}s)"
+                        FailureType.RATE_LIMITED,
+                        f"{self.provider} rate limited us (retry after {delay:g}s)",
+                        retry_after=delay,
                     )
                 waited += delay
                 await self._sleep(delay)
                 continue
             if response.status_code >= httpx.codes.INTERNAL_SERVER_ERROR:
+                # A 503 may say when to come back: the next attempt waits at least that long.
                 raise ProviderUnavailable(
                     FailureType.PROVIDER_ERROR,
                     f"{self.provider} answered HTTP {response.status_code}: {snippet(response)}",
+                    retry_after=retry_after_seconds(response),
                 )
             if job_lookup and response.status_code in _UNKNOWN_JOB_STATUSES:
                 raise JobUnknown(f"{self.provider} does not know the job (HTTP {response.status_code})")

@@ -23,6 +23,8 @@ from services.batch.adapters.providers._remote import (
     AdapterWiring,
     Multipart,
     ProviderUnavailable,
+    QuotaExhausted,
+    error_body,
     failed_job,
     mentions_content_policy,
     refusal_classifier,
@@ -53,6 +55,16 @@ def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> P
     if response.status_code == httpx.codes.BAD_REQUEST:
         return refusal_of_input(text)
     return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+
+
+def quota_exhausted(response: httpx.Response) -> QuotaExhausted | None:
+    """A 429 whose error is `insufficient_quota`: the account ran out of credit or hit its
+    monthly budget; retrying cannot help (unlike a rate limit, `rate_limit_exceeded`)."""
+    body = error_body(response)
+    code, message = _error_fields(body.get("error")) if body is not None else ("", "")
+    if code != "insufficient_quota":
+        return None
+    return QuotaExhausted(f"openai: our account is out of quota (insufficient_quota): {message}")
 
 
 def classify_job_error(error: Any) -> ProviderFailure:
@@ -102,6 +114,7 @@ class OpenAIVideosProvider(StringHandles, RemoteJobProvider[str]):
             base_url=base_url,
             credentials={"Authorization": f"Bearer {api_key}"},
             refusal=classify_refusal,
+            quota=quota_exhausted,
             **wiring,
         )
 

@@ -3,7 +3,8 @@
 Contract: `POST /v1/models/{owner}/{name}/predictions` (or `POST /v1/predictions` with a
 `version` when the model id is `owner/name:version`) with `{"input": {"prompt"}}` answers a
 prediction `{"id", "status"}`; `GET /v1/predictions/{id}` answers `status` in starting,
-processing, succeeded, failed, canceled, with `output` (a URL or a list of URLs) or `error`;
+processing, succeeded, failed, canceled, aborted (its deadline passed before it started:
+terminal, not billed), with `output` (a URL or a list of URLs) or `error`;
 `POST /v1/predictions/{id}/cancel` stops it. Errors are `{"title", "detail", "status"}`.
 Replicate's create call documents the `Prefer` and `Cancel-After` headers and no idempotency key
 (ADR-110): an intent without a prediction id is a job in doubt.
@@ -113,6 +114,10 @@ class ReplicateProvider(StringHandles, RemoteJobProvider[str]):
             raise classify_prediction_error(prediction.get("error"))
         if status == "canceled":
             raise ProviderFailure(FailureType.CANCELLED, "replicate prediction was canceled", transient=False)
+        if status == "aborted":
+            # Terminal: its deadline passed before it started (not billed, per Replicate). Another
+            # attempt may start in time; nothing left to poll or cancel.
+            raise ProviderFailure(FailureType.TIMEOUT, "replicate aborted the prediction before it started")
         if status in _RUNNING:
             return None
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"replicate answered status {status!r}")
