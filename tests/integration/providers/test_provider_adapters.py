@@ -138,6 +138,9 @@ async def test_a_retry_after_longer_than_allowed_fails_the_attempt_as_rate_limit
     with pytest.raises(ProviderFailure) as refused:
         await adapter.generate(_job(_task("very busy")))
     assert (refused.value.failure_type, refused.value.transient) == (FailureType.RATE_LIMITED, True)
+    # The wait asked for (a header, or Gemini's RetryInfo body) goes with the failure: the next
+    # attempt does not start sooner.
+    assert refused.value.retry_after == 30.0
     assert asyncio.get_running_loop().time() - started < 5.0
 
 
