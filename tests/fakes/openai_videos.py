@@ -88,7 +88,7 @@ def openai_videos_app(state: FakeProvider) -> FastAPI:
             )
         except OutOfQuota:
             # OpenAI's answer when the account's credit or budget is spent: a 429 that no wait fixes.
-            body = {
+            body: dict[str, dict[str, str | None]] = {
                 "error": {
                     "message": "You exceeded your current quota, please check your plan and billing details.",
                     "type": "insufficient_quota",
