@@ -88,7 +88,7 @@ def openai_videos_app(state: FakeProvider) -> FastAPI:
             )
         except OutOfQuota:
             # OpenAI's answer when the account's credit or budget is spent: a 429 that no wait fixes.
-            body: dict[str, dict[str, str | None]] = {
+            quota: dict[str, dict[str, str | None]] = {
                 "error": {
                     "message": "You exceeded your current quota, please check your plan and billing details.",
                     "type": "insufficient_quota",
@@ -96,7 +96,7 @@ def openai_videos_app(state: FakeProvider) -> FastAPI:
                     "code": "insufficient_quota",
                 }
             }
-            return JSONResponse(body, status_code=429)
+            return JSONResponse(quota, status_code=429)
         except Rejected as refused:
             if refused.kind == "content_policy":
                 return _error(400, "Your request was blocked by our moderation system.", "moderation_blocked")
