@@ -6,7 +6,6 @@ The fake counts the jobs its create call made: that count, not ours, proves how 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -14,12 +13,10 @@ from contextlib import contextmanager
 
 import psycopg
 
-from libs.db import Database
-from services.batch.adapters.sql.provider_jobs import ProviderJobs
-from services.batch.domain.provider_jobs import ProviderJobFinding
 from tests.fakes import replicate
 from tests.fakes.provider_state import FakeProvider
 from tests.fakes.server import serving
+from tests.rest_api import Api
 from tests.stack import Stack
 
 MODEL = "veo-3"
@@ -92,14 +89,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
         time.sleep(0.1)
 
 
-def audit(stack: Stack) -> list[ProviderJobFinding]:
-    """What the provider job audit (reconciliation) reports for the stack's database."""
-
-    async def audit() -> list[ProviderJobFinding]:
-        database = Database(stack.database_url, pool_size=1)
-        try:
-            return await ProviderJobs(database).audit()
-        finally:
-            await database.close()
-
-    return asyncio.run(audit())
+def reconciliation_findings(api: Api) -> list[dict[str, str]]:
+    """The operator's reconciliation (`/api/admin/reconciliation`): every discrepancy, provider
+    job findings (I7) among them."""
+    answer = api.http.get("/api/admin/reconciliation", headers=api.admin)
+    assert answer.status_code == 200, answer.text
+    findings: list[dict[str, str]] = answer.json()["discrepancies"]
+    return findings

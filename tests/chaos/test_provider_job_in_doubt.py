@@ -18,10 +18,10 @@ from tests.fakes.provider_state import FakeProvider, Scenario
 from tests.invariants import wait_for_all_settled
 from tests.provider_jobs_stack import (
     MODEL,
-    audit,
     failures,
     fake_replicate,
     provider_overrides,
+    reconciliation_findings,
 )
 from tests.rest_api import Api
 from tests.stack import fresh_stack
@@ -62,6 +62,9 @@ def test_a_crash_between_the_create_call_and_its_record_leaves_a_job_in_doubt_th
         # No idempotency key at Replicate: the job in doubt could not be found again, so the
         # next attempt made a second one, and the audit says so.
         assert slow_replicate.creates_per_prompt() == {"the only take": 2}
-        findings = audit(stack)
-        assert [(finding.check, finding.attempt) for finding in findings] == [(IN_DOUBT_JOB, 1)]
+        findings = reconciliation_findings(api)
+        assert [(found["invariant"], found["subject"].split(" attempt ")[1]) for found in findings] == [
+            ("I7", "1")
+        ]
+        assert findings[0]["message"].startswith(IN_DOUBT_JOB)
         wait_for_all_settled(stack.database_url)

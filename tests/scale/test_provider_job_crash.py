@@ -16,10 +16,10 @@ from tests.fakes.provider_state import FakeProvider, Scenario
 from tests.invariants import wait_for_all_settled
 from tests.provider_jobs_stack import (
     MODEL,
-    audit,
     failures,
     fake_replicate,
     provider_overrides,
+    reconciliation_findings,
     recorded_jobs,
     wait_for,
 )
@@ -65,5 +65,5 @@ def test_a_worker_killed_while_200_tasks_render_resumes_every_job_and_pays_each_
         creates = slow_replicate.creates_per_prompt()
         assert sum(creates.values()) / TASKS == 1.00
         assert set(creates.values()) == {1}
-        assert audit(stack) == []
+        assert reconciliation_findings(api) == []
         wait_for_all_settled(stack.database_url)
