@@ -3,14 +3,18 @@ before the first poll, and a recorded job is resumed instead of submitted again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
+
+import pytest
 
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.provider import ProviderFailure, ProviderJob
 from services.batch.domain.provider_jobs import ProviderJobStatus, RecordedJob
 from tests.fakes.provider_state import Scenario
 from tests.integration.providers.conftest import ProviderRig
+from tests.integration.providers.test_provider_adapters import _until
 
 
 @dataclass
@@ -105,3 +109,21 @@ async def test_a_recorded_job_the_provider_no_longer_knows_is_submitted_anew(rig
     assert [entry[:2] for entry in again.entries[:1]] == [("finished", ProviderJobStatus.LOST)]
     assert [entry[0] for entry in again.entries[1:]] == ["intend", "submitted", "finished"]
     assert len(rig.fake.jobs) == 1
+
+
+async def test_a_job_running_when_the_worker_shuts_down_is_left_running_for_the_next_worker(
+    rig: ProviderRig,
+) -> None:
+    rig.fake.script("endless", Scenario(hang=True))
+    adapter = rig.adapter()
+    journal = JournalLog(rig)
+    running = asyncio.create_task(adapter.generate(_job("endless", journal)))
+    await _until(lambda: adapter.running_jobs == 1, "the job is submitted")
+    adapter.detach()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await adapter.close()
+    # Not cancelled at the provider and still recorded as running: the next claim resumes it.
+    assert rig.fake.cancels == []
+    assert [entry[0] for entry in journal.entries] == ["intend", "submitted"]
