@@ -20,6 +20,8 @@ from tests.rest_api import Api
 from tests.stack import Stack
 
 MODEL = "veo-3"
+# What one job costs us at the fake provider (price list), recorded with each job.
+JOB_COST_USD_MICROS = 84_000
 
 
 @contextmanager
@@ -41,6 +43,7 @@ def provider_overrides(
             "provider": "replicate",
             "provider_model": "google/veo-3",
             "credits_per_video": 20,
+            "provider_cost_usd_micros": JOB_COST_USD_MICROS,
             "max_attempts": 3,
         }
     }
@@ -68,6 +71,15 @@ def recorded_jobs(stack: Stack) -> int:
             "WHERE status = 'running' AND provider_job_id IS NOT NULL"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def job_costs(stack: Stack) -> list[tuple[str, int | None]]:
+    """(status, cost) of every recorded provider job, by attempt."""
+    with psycopg.connect(_dsn(stack)) as conn:
+        rows = conn.execute(
+            "SELECT status, cost_usd_micros FROM batch.provider_jobs ORDER BY attempt, submitted_at"
+        ).fetchall()
+    return [(str(status), cost) for status, cost in rows]
 
 
 def failures(stack: Stack) -> list[tuple[str, str, int]]:

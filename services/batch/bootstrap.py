@@ -193,7 +193,13 @@ def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
 def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
     """Provider and attempt limit of every priced model."""
     return {
-        model: ModelPolicy(provider=price.provider, max_attempts=price.max_attempts)
+        model: ModelPolicy(
+            provider=price.provider,
+            max_attempts=price.max_attempts,
+            provider_cost_usd_micros=price.provider_cost_usd_micros,
+            per_second=price.credits_per_second is not None,
+            default_seconds=price.default_seconds,
+        )
         for model, price in settings.pricing.items()
     }
 

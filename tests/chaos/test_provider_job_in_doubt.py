@@ -17,9 +17,11 @@ from services.batch.domain.provider_jobs import IN_DOUBT_JOB
 from tests.fakes.provider_state import FakeProvider, Scenario
 from tests.invariants import wait_for_all_settled
 from tests.provider_jobs_stack import (
+    JOB_COST_USD_MICROS,
     MODEL,
     failures,
     fake_replicate,
+    job_costs,
     provider_overrides,
     reconciliation_findings,
 )
@@ -58,7 +60,7 @@ def test_a_crash_between_the_create_call_and_its_record_leaves_a_job_in_doubt_th
 
         stack.start("worker-0")
         batch = api.wait_until_settled(customer, batch_id, timeout=60)
-        assert (batch["status"], batch["success_count"]) == ("completed", 1), failures(stack)
+        assert (batch["status"], batch["success_count"]) == ("completed", 1), (failures(stack), stack.log("worker-0"))
         # No idempotency key at Replicate: the job in doubt could not be found again, so the
         # next attempt made a second one, and the audit says so.
         assert slow_replicate.creates_per_prompt() == {"the only take": 2}
@@ -67,4 +69,6 @@ def test_a_crash_between_the_create_call_and_its_record_leaves_a_job_in_doubt_th
             ("I7", "1")
         ]
         assert findings[0]["message"].startswith(IN_DOUBT_JOB)
+        # The job we know of carries its cost; the one in doubt has no id and no recorded cost.
+        assert job_costs(stack) == [("in_doubt", None), ("succeeded", JOB_COST_USD_MICROS)]
         wait_for_all_settled(stack.database_url)

@@ -208,6 +208,7 @@ provider_jobs = Table(
     Column("error_message", Text, nullable=True),
     Column("retryable", Boolean, nullable=False, server_default=text("true")),
     Column("claim_token", UUID(as_uuid=True), nullable=True),
+    Column("cost_usd_micros", BigInteger, nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
     Column("job_recorded_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),

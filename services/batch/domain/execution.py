@@ -45,10 +45,22 @@ JournalFactory = Callable[[int, RecordedJob | None], JobJournal]
 
 @dataclass(frozen=True)
 class ModelPolicy:
-    """Which provider makes a model's videos, and how many attempts a task of it gets."""
+    """Which provider makes a model's videos, how many attempts a task of it gets, and what one
+    job costs us there (US dollar micros for a video of `default_seconds`; 0: unknown)."""
 
     provider: str
     max_attempts: int
+    provider_cost_usd_micros: int = 0
+    # Set for a model the provider bills by the second: a job's cost scales with its length.
+    per_second: bool = False
+    default_seconds: int = 8
+
+    def job_cost(self, duration_seconds: int) -> int:
+        """What the provider charges us for one job of a video of `duration_seconds` (0: the
+        model's default length), from the price list's provider cost."""
+        if not self.per_second or duration_seconds <= 0:
+            return self.provider_cost_usd_micros
+        return self.provider_cost_usd_micros * duration_seconds // self.default_seconds
 
 
 @dataclass(frozen=True)

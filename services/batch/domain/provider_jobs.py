@@ -154,6 +154,8 @@ class JobAuditRow:
     status: ProviderJobStatus
     provider_job_id: str | None
     submitted_at: datetime | None
+    # What the provider charges us for it (price list, US dollar micros).
+    cost_usd_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,12 +185,14 @@ def audit_provider_jobs(rows: Iterable[JobAuditRow]) -> list[ProviderJobFinding]
         billable = [job for job in jobs if job.status in BILLABLE]
         if len(billable) > 1:
             ids = ", ".join(str(job.provider_job_id) for job in billable)
+            extra = sum(job.cost_usd_micros for job in billable[1:]) / 1_000_000
             findings.append(
                 ProviderJobFinding(
                     DOUBLE_JOB,
                     task_id,
                     attempt,
-                    f"{len(billable)} provider jobs for one attempt ({billable[0].provider}: {ids})",
+                    f"{len(billable)} provider jobs for one attempt ({billable[0].provider}: {ids}), "
+                    f"${extra:.2f} paid beyond the first",
                 )
             )
         for job in jobs:

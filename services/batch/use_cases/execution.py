@@ -282,6 +282,7 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
+                cost_usd_micros=model.job_cost(task.duration_seconds),
                 resumed=resumed,
             )
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.batch.domain.batch import TaskId
+from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.provider import FailureType
 from services.batch.domain.provider_jobs import (
     DOUBLE_JOB,
@@ -88,7 +89,7 @@ def test_the_idempotency_key_is_the_same_for_the_same_task_and_attempt_only() ->
 
 
 def _row(attempt: int, status: ProviderJobStatus, job_id: str | None = None) -> JobAuditRow:
-    return JobAuditRow(TASK, attempt, "replicate", status, job_id, T0)
+    return JobAuditRow(TASK, attempt, "replicate", status, job_id, T0, cost_usd_micros=84_000)
 
 
 def test_the_audit_flags_two_billable_jobs_for_one_attempt() -> None:
@@ -97,6 +98,7 @@ def test_the_audit_flags_two_billable_jobs_for_one_attempt() -> None:
     )
     assert [(finding.check, finding.attempt) for finding in findings] == [(DOUBLE_JOB, 1)]
     assert "a, b" in findings[0].message
+    assert "$0.08 paid beyond the first" in findings[0].message
 
 
 def test_the_audit_ignores_jobs_the_provider_never_made_or_no_longer_knows() -> None:
@@ -114,3 +116,14 @@ def test_the_audit_reports_every_job_in_doubt() -> None:
         [_row(1, ProviderJobStatus.IN_DOUBT), _row(2, ProviderJobStatus.SUCCEEDED, "b")]
     )
     assert [(finding.check, finding.attempt) for finding in findings] == [(IN_DOUBT_JOB, 1)]
+
+
+def test_a_job_costs_the_price_lists_provider_cost_scaled_by_length_for_per_second_models() -> None:
+    per_video = ModelPolicy("veo", 3, provider_cost_usd_micros=84_000)
+    per_second = ModelPolicy("fal", 3, provider_cost_usd_micros=60_000, per_second=True, default_seconds=6)
+    assert (per_video.job_cost(0), per_video.job_cost(8)) == (84_000, 84_000)
+    assert (per_second.job_cost(0), per_second.job_cost(4), per_second.job_cost(8)) == (
+        60_000,
+        40_000,
+        80_000,
+    )

@@ -40,7 +40,7 @@ VALUES (%(id)s, %(task_id)s, %(batch_id)s, %(attempt)s, %(provider)s, %(model)s,
 """
 _SUBMITTED = """
 UPDATE batch.provider_jobs SET status = 'running', provider_job_id = %(job_id)s, handle = %(handle)s,
-    job_recorded_at = clock_timestamp()
+    cost_usd_micros = %(cost)s, job_recorded_at = clock_timestamp()
 WHERE id = %(id)s
 """
 _FINISHED = """
@@ -66,7 +66,7 @@ RETURNING j.id, j.provider, j.handle
 _STOPPED = "UPDATE batch.provider_jobs SET status = 'cancelled' WHERE id = ANY(%(ids)s)"
 # Rows the audit must judge: jobs in doubt, and every job of an attempt holding more than one.
 _AUDIT = """
-SELECT task_id, attempt, provider, status, provider_job_id, submitted_at
+SELECT task_id, attempt, provider, status, provider_job_id, submitted_at, cost_usd_micros
 FROM batch.provider_jobs
 WHERE status = 'in_doubt'
    OR (task_id, attempt) IN (
@@ -146,17 +146,23 @@ class ProviderJobs:
         attempt: int,
         model: str,
         claim_token: uuid.UUID,
+        cost_usd_micros: int = 0,
         resumed: RecordedJob | None = None,
     ) -> AttemptJournal:
-        """The journal of one attempt (continuing `resumed`, the attempt's recorded job, if any)."""
-        return AttemptJournal(self._db, task_id, batch_id, attempt, model, claim_token, resumed)
+        """The journal of one attempt (continuing `resumed`, the attempt's recorded job, if any);
+        each job it records costs us `cost_usd_micros` at the provider."""
+        return AttemptJournal(
+            self._db, task_id, batch_id, attempt, model, claim_token, resumed, cost_usd_micros
+        )
 
     async def audit(self) -> list[ProviderJobFinding]:
         """Every (task, attempt) with more than one job the provider may bill, every job in doubt."""
         async with self._db.raw_connection() as conn:
             rows = await (await conn.execute(_AUDIT, {"unbilled": _UNBILLED})).fetchall()
         return audit_provider_jobs(
-            JobAuditRow(TaskId(row[0]), row[1], row[2], ProviderJobStatus(row[3]), row[4], row[5])
+            JobAuditRow(
+                TaskId(row[0]), row[1], row[2], ProviderJobStatus(row[3]), row[4], row[5], row[6] or 0
+            )
             for row in rows
         )
 
@@ -173,8 +179,10 @@ class AttemptJournal:
         model: str,
         claim_token: uuid.UUID,
         resumed: RecordedJob | None,
+        cost_usd_micros: int = 0,
     ) -> None:
         self._db = database
+        self._cost = cost_usd_micros
         self._task_id = task_id
         self._batch_id = batch_id
         self._attempt = attempt
@@ -203,7 +211,8 @@ class AttemptJournal:
         """Records the provider's job id (committed before the first poll)."""
         async with self._db.raw_connection() as conn:
             await conn.execute(
-                _SUBMITTED, {"id": self._current(), "job_id": provider_job_id, "handle": handle}
+                _SUBMITTED,
+                {"id": self._current(), "job_id": provider_job_id, "handle": handle, "cost": self._cost},
             )
 
     async def finished(self, status: ProviderJobStatus, failure: ProviderFailure | None = None) -> None:

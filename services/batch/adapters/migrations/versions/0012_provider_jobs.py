@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("retryable", sa.Boolean(), nullable=False, server_default=sa.text("true")),
         sa.Column("claim_token", postgresql.UUID(as_uuid=True), nullable=True),
+        # What the provider charges us for the job (price list, US dollar micros), set with its id.
+        sa.Column("cost_usd_micros", sa.BigInteger(), nullable=True),
         sa.Column(
             "submitted_at",
             sa.DateTime(timezone=True),
