@@ -2,9 +2,6 @@
 
 A revoked key is dropped from this gateway's cache at once; other gateway processes refuse it
 within their cache lifetime (2 s).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from typing import Annotated

@@ -2,9 +2,6 @@
 
 Sign-in failures count twice: per client address in this process (`FailedAttemptLimiter`, as the
 admin sign-in) and per email in billing's database (lock-out shared by every replica).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import secrets
