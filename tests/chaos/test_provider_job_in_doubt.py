@@ -60,7 +60,10 @@ def test_a_crash_between_the_create_call_and_its_record_leaves_a_job_in_doubt_th
 
         stack.start("worker-0")
         batch = api.wait_until_settled(customer, batch_id, timeout=60)
-        assert (batch["status"], batch["success_count"]) == ("completed", 1), (failures(stack), stack.log("worker-0"))
+        assert (batch["status"], batch["success_count"]) == ("completed", 1), (
+            failures(stack),
+            stack.log("worker-0"),
+        )
         # No idempotency key at Replicate: the job in doubt could not be found again, so the
         # next attempt made a second one, and the audit says so.
         assert slow_replicate.creates_per_prompt() == {"the only take": 2}
