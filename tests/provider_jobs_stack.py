@@ -103,7 +103,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
 
 def reconciliation_findings(api: Api) -> list[dict[str, str]]:
     """The operator's reconciliation (`/api/admin/reconciliation`): every discrepancy, provider
-    job findings (I7) among them."""
+    job findings (I9) among them."""
     answer = api.http.get("/api/admin/reconciliation", headers=api.admin)
     assert answer.status_code == 200, answer.text
     findings: list[dict[str, str]] = answer.json()["discrepancies"]

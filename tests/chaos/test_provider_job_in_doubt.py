@@ -69,7 +69,7 @@ def test_a_crash_between_the_create_call_and_its_record_leaves_a_job_in_doubt_th
         assert slow_replicate.creates_per_prompt() == {"the only take": 2}
         findings = reconciliation_findings(api)
         assert [(found["invariant"], found["subject"].split(" attempt ")[1]) for found in findings] == [
-            ("I7", "1")
+            ("I9", "1")
         ]
         assert findings[0]["message"].startswith(IN_DOUBT_JOB)
         # The job we know of carries its cost; the one in doubt has no id and no recorded cost.

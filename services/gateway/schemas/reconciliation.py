@@ -1,5 +1,5 @@
 """Reconciliation: the check of every credit against the invariants I1-I3, of our provider jobs
-(I7: one billable job per task attempt, none in doubt), and what it found."""
+(I9: one billable job per task attempt, none in doubt), and what it found."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class DiscrepancyView(ProtoView):
 
     invariant: str = Field(
         description=(
-            "I1 (batch money), I2 (balances and entries), I3 (each effect once) or I7 (provider "
+            "I1 (batch money), I2 (balances and entries), I3 (each effect once) or I9 (provider "
             "jobs: more than one billable job for a task attempt, or a job in doubt)."
         )
     )
@@ -43,7 +43,7 @@ class ReconciliationView(ProtoView):
         discrepancies = [DiscrepancyView.by_name(found) for found in report.discrepancies]
         discrepancies += [
             DiscrepancyView(
-                invariant="I7",
+                invariant="I9",
                 subject=f"task {found.task_id} attempt {found.attempt}",
                 message=f"{found.check}: {found.message}",
             )

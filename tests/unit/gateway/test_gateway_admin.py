@@ -400,7 +400,7 @@ def test_reconciliation_lists_every_discrepancy(
     assert broken["discrepancies"] == [
         {"invariant": "I2", "subject": "available account 7", "message": "balance 11 != 10"},
         {
-            "invariant": "I7",
+            "invariant": "I9",
             "subject": "task t-1 attempt 1",
             "message": "provider_job_in_doubt: create call answer lost",
         },
