@@ -1,8 +1,9 @@
 """What an API key's scopes let it do (ADR-124): one table from (method, path) to the scope needed.
 
 `read` covers every GET; `billing` covers changing money settings (budgets, alert thresholds) and
-keys; `batches` covers every other change (creating, cancelling, retrying batches, quotes, files, webhooks). A key
-created without scopes has all three, so every key issued before scopes existed works as before.
+keys; `batches` covers every other change (creating, cancelling, retrying batches, quotes, files,
+webhooks). A key created without scopes has all three, so every key issued before scopes existed
+works as before.
 """
 
 from __future__ import annotations
