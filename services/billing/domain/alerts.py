@@ -84,6 +84,34 @@ def is_low(thresholds: AlertThresholds, available: int) -> bool:
     return line is not None and available < line
 
 
+@dataclass(frozen=True)
+class AlertStatus:
+    """The thresholds and which side of them the tenant is on now (the console's banner)."""
+
+    thresholds: AlertThresholds
+    credits_low: bool = False
+    # The capped budgets whose use this month is at or over the percent.
+    budgets_reached: tuple[BudgetKey, ...] = ()
+
+
+def alert_status(
+    thresholds: AlertThresholds, available: int, caps: Mapping[BudgetKey, int], used: Mapping[BudgetKey, int]
+) -> AlertStatus:
+    """Where the tenant stands against its thresholds: below the low-balance line, and which
+    budgets have reached the percent."""
+    percent = thresholds.budget_percent
+    reached = (
+        tuple(
+            key
+            for key in sorted(caps, key=lambda key: key.listing_order)
+            if caps[key] > 0 and used.get(key, 0) >= percent_line(caps[key], percent)
+        )
+        if percent is not None
+        else ()
+    )
+    return AlertStatus(thresholds, is_low(thresholds, available), reached)
+
+
 def crossings(
     thresholds: AlertThresholds,
     available_before: int,

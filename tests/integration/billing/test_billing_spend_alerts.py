@@ -95,14 +95,18 @@ async def test_the_budget_alert_fires_at_80_percent_of_the_cap(
     await assert_ledger_invariants(database)
 
 
-async def test_thresholds_are_read_back_and_bad_ones_refused(handlers: BillingHandlers) -> None:
+async def test_thresholds_are_read_back_with_the_tenants_state_and_bad_ones_refused(
+    handlers: BillingHandlers,
+) -> None:
     tenant = await funded_tenant(handlers, 10)
-    assert await handlers.get_alert_thresholds(tenant) == await handlers.set_alert_thresholds(
-        tenant, None, None
-    )
-    await handlers.set_alert_thresholds(tenant, 25, 90)
-    stored = await handlers.get_alert_thresholds(tenant)
-    assert (stored.low_balance_credits, stored.budget_percent) == (25, 90)
+    cleared = await handlers.set_alert_thresholds(tenant, None, None)
+    assert await handlers.get_alert_thresholds(tenant) == cleared
+    assert not cleared.credits_low and cleared.budgets_reached == ()
+    await handlers.set_budget(tenant, "tenant", "", 10)
+    await freeze(handlers, tenant, 1)  # 10 credits: the balance is 0, the whole budget used
+    stored = await handlers.set_alert_thresholds(tenant, 25, 90)
+    assert (stored.thresholds.low_balance_credits, stored.thresholds.budget_percent) == (25, 90)
+    assert stored.credits_low and [key.scope.value for key in stored.budgets_reached] == ["tenant"]
     for low, percent, field in ((0, None, "low_balance_credits"), (None, 101, "budget_percent")):
         with pytest.raises(InvalidArgument) as refused:
             await handlers.set_alert_thresholds(tenant, low, percent)

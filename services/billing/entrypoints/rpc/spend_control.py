@@ -8,7 +8,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.field_mapping import from_fields
-from services.billing.domain.alerts import AlertThresholds
+from services.billing.domain.alerts import AlertStatus
 from services.billing.domain.budgets import BudgetStatus
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.quotes import StoredQuote
@@ -99,8 +99,13 @@ def _stored_quote(stored: StoredQuote) -> billing_pb2.StoredQuote:
     )
 
 
-def alert_thresholds(thresholds: AlertThresholds) -> billing_pb2.AlertThresholds:
-    """The thresholds as answered (unset fields: that alert is off)."""
+def alert_thresholds(status: AlertStatus) -> billing_pb2.AlertThresholds:
+    """The thresholds as answered (unset fields: that alert is off), with the tenant's state."""
     return billing_pb2.AlertThresholds(
-        low_balance_credits=thresholds.low_balance_credits, budget_percent=thresholds.budget_percent
+        low_balance_credits=status.thresholds.low_balance_credits,
+        budget_percent=status.thresholds.budget_percent,
+        credits_low=status.credits_low,
+        budgets_reached=[
+            key.scope.value + (f":{key.scope_id}" if key.scope_id else "") for key in status.budgets_reached
+        ],
     )

@@ -3897,25 +3897,35 @@ Global___SetAlertThresholdsRequest: _TypeAlias = SetAlertThresholdsRequest  # no
 
 @_typing.final
 class AlertThresholds(_message.Message):
-    """A tenant's spend alert thresholds; unset: that alert is off."""
+    """A tenant's spend alert thresholds (unset: that alert is off) and where it stands against them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     LOW_BALANCE_CREDITS_FIELD_NUMBER: _builtins.int
     BUDGET_PERCENT_FIELD_NUMBER: _builtins.int
+    CREDITS_LOW_FIELD_NUMBER: _builtins.int
+    BUDGETS_REACHED_FIELD_NUMBER: _builtins.int
     low_balance_credits: _builtins.int
     """The low-balance line in credits."""
     budget_percent: _builtins.int
     """The percent of each capped budget."""
+    credits_low: _builtins.bool
+    """The available credits are below the low-balance line now."""
+    @_builtins.property
+    def budgets_reached(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The capped budgets whose use this month reached the percent ("tenant", "api_key:<id>", "project:<name>")."""
+
     def __init__(
         self,
         *,
         low_balance_credits: _builtins.int | None = ...,
         budget_percent: _builtins.int | None = ...,
+        credits_low: _builtins.bool = ...,
+        budgets_reached: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "budgets_reached", b"budgets_reached", "credits_low", b"credits_low", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_percent: _TypeAlias = _typing.Literal["budget_percent"]  # noqa: Y015
     _WhichOneofArgType__budget_percent: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent"]  # noqa: Y015
