@@ -167,6 +167,15 @@ class BillingServiceStub:
     """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
     ListTenantActivity: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]
     """A tenant's activity log, newest first, with filters."""
+    TakeRateTokens: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]
+    """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+    Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+    rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+    """
+    WatchInvalidations: _grpc.UnaryStreamMultiCallable[_billing_pb2.WatchInvalidationsRequest, _billing_pb2.WatchInvalidationsResponse]
+    """What other processes must forget (a revoked key, a changed price list), streamed as each
+    change commits, for as long as the caller listens; the first message is `subscribed`.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -305,6 +314,15 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
     ListTenantActivity: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]  # type: ignore[assignment]
     """A tenant's activity log, newest first, with filters."""
+    TakeRateTokens: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]  # type: ignore[assignment]
+    """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+    Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+    rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+    """
+    WatchInvalidations: _aio.UnaryStreamMultiCallable[_billing_pb2.WatchInvalidationsRequest, _billing_pb2.WatchInvalidationsResponse]  # type: ignore[assignment]
+    """What other processes must forget (a revoked key, a changed price list), streamed as each
+    change commits, for as long as the caller listens; the first message is `subscribed`.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
@@ -746,5 +764,26 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ListTenantActivityResponse, _abc.Awaitable[_billing_pb2.ListTenantActivityResponse]]:
         """A tenant's activity log, newest first, with filters."""
+
+    @_abc_1.abstractmethod
+    def TakeRateTokens(
+        self,
+        request: _billing_pb2.TakeRateTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.TakeRateTokensResponse, _abc.Awaitable[_billing_pb2.TakeRateTokensResponse]]:
+        """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+        Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+        rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchInvalidations(
+        self,
+        request: _billing_pb2.WatchInvalidationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_billing_pb2.WatchInvalidationsResponse], _abc.AsyncIterator[_billing_pb2.WatchInvalidationsResponse]]:
+        """What other processes must forget (a revoked key, a changed price list), streamed as each
+        change commits, for as long as the caller listens; the first message is `subscribed`.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,133 @@
+"""Invalidations: what a process must forget when billing commits a change (issue 27, ADR-130).
+
+The contract: billing sends `pg_notify(NOTIFY_CHANNEL, encode(kind, id))` in the transaction of
+the change (PostgreSQL delivers it only if and when that commits), every billing replica LISTENs
+on the channel, and every subscriber of its `WatchInvalidations` stream gets each one; a revoked
+key or a new price list reaches every gateway and batch replica within milliseconds.
+
+`InvalidationFeed` is the subscriber's side. A cache may trust its entries only while the feed is
+`live` (subscribed, so nothing is missed); whenever the stream starts or breaks, the feed says
+`everything`, and a cache forgets all it holds. `generation` grows with every invalidation: an
+answer fetched before an invalidation arrived is not stored after it (it may be the old truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+
+import grpc
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
+
+from libs.lifecycle import sleep_or_stop
+
+log = logging.getLogger(__name__)
+
+# The PostgreSQL channel billing notifies and listens on.
+NOTIFY_CHANNEL = "reelbatch_invalidations"
+
+# A broken stream is opened again after this pause (while it is down, caches are not trusted).
+RESUBSCRIBE_SECONDS = 0.2
+
+
+class InvalidationKind(StrEnum):
+    """What an invalidation is about (the `kind` of `WatchInvalidationsResponse`)."""
+
+    SUBSCRIBED = "subscribed"
+    API_KEY = "api_key"
+    ADMIN_KEY = "admin_key"
+    PRICES = "prices"
+    EVERYTHING = "everything"
+
+
+def encode(kind: InvalidationKind, subject: str = "") -> str:
+    """The NOTIFY payload of an invalidation."""
+    return f"{kind.value}:{subject}"
+
+
+def decode(payload: str) -> tuple[InvalidationKind, str]:
+    """An invalidation from its NOTIFY payload; an unknown kind means `everything` (a newer
+    release's kind is still forgotten by an older subscriber, at the price of its whole cache)."""
+    kind, _, subject = payload.partition(":")
+    try:
+        return InvalidationKind(kind), subject
+    except ValueError:
+        return InvalidationKind.EVERYTHING, ""
+
+
+InvalidationHandler = Callable[[InvalidationKind, str], None]
+
+
+class InvalidationFeed:
+    """Follows billing's `WatchInvalidations` stream and hands each invalidation to handlers."""
+
+    def __init__(
+        self,
+        billing: billing_pb2_grpc.BillingServiceAsyncStub,
+        *,
+        resubscribe_seconds: float = RESUBSCRIBE_SECONDS,
+    ) -> None:
+        self._billing = billing
+        self._resubscribe = resubscribe_seconds
+        self._handlers: list[InvalidationHandler] = []
+        self.live = False
+        self.generation = 0
+
+    def subscribe(self, handler: InvalidationHandler) -> None:
+        """Calls `handler(kind, subject)` for every invalidation (and `everything` on (re)connects)."""
+        self._handlers.append(handler)
+
+    def _deliver(self, kind: InvalidationKind, subject: str) -> None:
+        self.generation += 1
+        for handler in self._handlers:
+            handler(kind, subject)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Subscribes, and subscribes again after every break, until `stopping` is set."""
+        while not stopping.is_set():
+            try:
+                await self._follow()
+            except grpc.aio.AioRpcError as error:
+                log.info("invalidation stream broke (%s); caches are bypassed until it is back", error.code())
+            finally:
+                self._went_down()
+            if await sleep_or_stop(stopping, self._resubscribe):
+                return
+
+    async def _follow(self) -> None:
+        call = self._billing.WatchInvalidations(billing_pb2.WatchInvalidationsRequest())
+        try:
+            async for message in call:
+                kind, subject = decode(f"{message.kind}:{message.id}")
+                if kind is InvalidationKind.SUBSCRIBED:
+                    # What happened before the subscription is unknown: start from nothing.
+                    self._deliver(InvalidationKind.EVERYTHING, "")
+                    self.live = True
+                else:
+                    self._deliver(kind, subject)
+        finally:
+            call.cancel()
+
+    def _went_down(self) -> None:
+        if self.live:
+            self.live = False
+        self._deliver(InvalidationKind.EVERYTHING, "")
+
+
+def cache_trusted(feed: InvalidationFeed | None) -> bool:
+    """May a cache answer from memory? Always without a feed (its entries' lifetime bounds their
+    staleness), only while subscribed with one."""
+    return feed is None or feed.live
+
+
+def generation_of(feed: InvalidationFeed | None) -> int:
+    """The feed's generation now (0 without a feed): pass it to `may_store` with the answer."""
+    return 0 if feed is None else feed.generation
+
+
+def may_store(feed: InvalidationFeed | None, generation: int) -> bool:
+    """May an answer fetched at `generation` be remembered? Not when an invalidation arrived
+    meanwhile (the answer may predate it), nor while the feed is down."""
+    return feed is None or (feed.live and feed.generation == generation)
