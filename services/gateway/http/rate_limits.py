@@ -98,6 +98,7 @@ LEASE_SECONDS = 0.25
 # A lease covers about this much of the key's full rate (so a saturating key draws ~20 times a
 # second per replica), and never more than a tenth of the burst (which other replicas may need).
 LEASE_RATE_SECONDS = 0.05
+MIN_EMPTY_SECONDS = 0.001
 
 
 def lease_size(rate_per_second: float, burst: int) -> int:
@@ -192,7 +193,9 @@ class SharedRateLimiter:
             lease.shared_left = level.tokens_left
             lease.drawn_at = now
             if level.granted == 0:
-                lease.empty_until = now + seconds_until_token(level.tokens_left, self._rate)
+                # At least a millisecond: a level a rounding error under 1 must not be asked again at once.
+                wait = seconds_until_token(level.tokens_left, self._rate)
+                lease.empty_until = now + max(wait, MIN_EMPTY_SECONDS)
         finally:
             lease.drawing = None
 
