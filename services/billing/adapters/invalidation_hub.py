@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -80,7 +80,7 @@ class InvalidationHub:
             queue.put_nowait(None)
         self._subscribers.clear()
 
-    async def follow(self) -> AsyncIterator[tuple[InvalidationKind, str]]:
+    async def follow(self) -> AsyncGenerator[tuple[InvalidationKind, str], None]:
         """`subscribed` once this replica listens, then every invalidation, until listening stops."""
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         if self.listening:

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.db import Database
-from libs.invalidations import InvalidationKind
-from libs.token_bucket import BucketState, draw
+from libs.invalidations import InvalidationFeed, InvalidationKind
+from libs.rpc.client import open_channel
+from libs.rpc.server import start_grpc_server
+from libs.token_bucket import draw
 from services.billing.adapters.invalidation_hub import InvalidationHub, announce_prices
 from services.billing.adapters.sql.limits import draw_tokens, sweep_full_buckets
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
 
 
@@ -106,7 +111,16 @@ async def hub(billing_database_url: str) -> AsyncIterator[InvalidationHub]:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def _next(stream: AsyncIterator[tuple[InvalidationKind, str]]) -> tuple[InvalidationKind, str]:
+async def _end_listen_connections(database: Database) -> None:
+    """Ends the hub's LISTEN connection from the server side, as a PostgreSQL restart would."""
+    async with database.raw_connection() as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+        )
+
+
+async def _next(stream: AsyncGenerator[tuple[InvalidationKind, str], None]) -> tuple[InvalidationKind, str]:
     return await asyncio.wait_for(anext(stream), 5)
 
 
@@ -129,10 +143,68 @@ async def test_a_broken_listen_connection_ends_every_stream(hub: InvalidationHub
     stream = hub.follow()
     assert await _next(stream) == (InvalidationKind.SUBSCRIBED, "")
 
-    async with database.raw_connection() as conn:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
-        )
+    await _end_listen_connections(database)
 
     with pytest.raises(StopAsyncIteration):
         await _next(stream)
+
+
+@pytest.fixture
+async def billing_stub(
+    hub: InvalidationHub, handlers: BillingHandlers
+) -> AsyncIterator[billing_pb2_grpc.BillingServiceAsyncStub]:
+    servicer = BillingServicer(handlers, hub)
+
+    def register(server: grpc.aio.Server) -> None:
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME])
+    channel = open_channel(f"127.0.0.1:{server.port}")
+    yield billing_pb2_grpc.BillingServiceStub(channel)
+    await channel.close(grace=None)
+    await server.stop(0)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
+
+
+async def test_a_feed_follows_billing_over_grpc_and_distrusts_caches_when_it_breaks(
+    billing_stub: billing_pb2_grpc.BillingServiceAsyncStub, handlers: BillingHandlers, database: Database
+) -> None:
+    feed = InvalidationFeed(billing_stub, resubscribe_seconds=0.05)
+    seen: list[tuple[InvalidationKind, str]] = []
+    feed.subscribe(lambda kind, subject: seen.append((kind, subject)))
+    stopping = asyncio.Event()
+    following = asyncio.create_task(feed.run(stopping))
+    try:
+        await _until(lambda: feed.live)
+        tenant_id = await handlers.create_tenant("Followed")
+        issued = await handlers.create_api_key(tenant_id)
+        await handlers.revoke_api_key(None, issued.key_id)
+        await _until(lambda: (InvalidationKind.API_KEY, str(issued.key_id)) in seen)
+
+        # The LISTEN connection dies: the stream ends, the feed stops trusting caches, then
+        # subscribes again once billing listens again.
+        await _end_listen_connections(database)
+        await _until(lambda: not feed.live)
+        await _until(lambda: feed.live)
+        assert seen.count((InvalidationKind.EVERYTHING, "")) >= 2
+    finally:
+        stopping.set()
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+
+async def test_a_draw_over_grpc_refuses_a_nonsense_rate(
+    billing_stub: billing_pb2_grpc.BillingServiceAsyncStub,
+) -> None:
+    request = billing_pb2.TakeRateTokensRequest(bucket="x", wanted=1, rate_per_second=0, burst=1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await billing_stub.TakeRateTokens(request)
+
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -20,7 +20,7 @@ import pytest
 
 from tests.invariants import wait_for_all_settled
 from tests.rest_api import Api, Customer
-from tests.stack import Stack, fresh_stack, free_port, spawn
+from tests.stack import Stack, free_port, fresh_stack, spawn
 
 RATE_PER_SECOND = 5.0
 BURST = 10
@@ -93,9 +93,6 @@ def test_one_rate_limit_holds_across_both_gateways(gateways: TwoGateways) -> Non
     elapsed = time.monotonic() - began
 
     admitted = statuses.count(200)
-    print(
-        f"admitted {admitted} of {len(statuses)} in {elapsed:.2f} s (bound {BURST + RATE_PER_SECOND * elapsed:.1f})"
-    )
     assert set(statuses) <= {200, 429}
     # Every admitted request spent a token of the one shared bucket.
     assert admitted <= BURST + RATE_PER_SECOND * elapsed
