@@ -71,7 +71,7 @@ async def test_the_shared_limit_holds_under_load_from_both_replicas(
     rate, burst = 200.0, 100
     replicas = [replica(billing, clock, rate, burst) for _ in range(2)]
     admitted = 0
-    for step in range(200):  # 2 s in steps of 10 ms, 15 requests per replica per step
+    for _ in range(200):  # 2 s in steps of 10 ms, 15 requests per replica per step
         clock.now += 0.01
         for limiter in replicas:
             waits = await asyncio.gather(*(limiter.acquire("key") for _ in range(15)))
