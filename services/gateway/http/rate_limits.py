@@ -99,11 +99,13 @@ LEASE_SECONDS = 0.25
 # second per replica), and never more than a tenth of the burst (which other replicas may need).
 LEASE_RATE_SECONDS = 0.05
 MIN_EMPTY_SECONDS = 0.001
+# Far below what billing accepts in one draw (10,000), whatever the configured rate.
+MAX_LEASE = 1000
 
 
 def lease_size(rate_per_second: float, burst: int) -> int:
     """Tokens drawn at once: 1 (every request asks) for small limits, more for busy keys."""
-    return max(1, min(burst // 10, math.ceil(rate_per_second * LEASE_RATE_SECONDS)))
+    return max(1, min(burst // 10, math.ceil(rate_per_second * LEASE_RATE_SECONDS), MAX_LEASE))
 
 
 @dataclass

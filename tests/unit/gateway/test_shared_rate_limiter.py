@@ -55,6 +55,7 @@ def test_small_limits_draw_one_token_at_a_time_and_busy_keys_lease_more() -> Non
     assert lease_size(50.0, 200) == 3
     assert lease_size(1000.0, 2000) == 50
     assert lease_size(1000.0, 20) == 2
+    assert lease_size(1e9, 10**9) == 1000
 
 
 async def test_two_replicas_admit_one_burst_between_them(billing: FakeBilling, clock: Clock) -> None:
