@@ -43,6 +43,9 @@ class InvalidationHub:
         )
         self._subscribers: set[asyncio.Queue[_Item]] = set()
         self.listening = False
+        # Set once `run` has returned: a stream opened later (a stopping replica still accepts
+        # calls for a moment) ends at once instead of waiting out the server's grace period.
+        self._closed = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Listens until `stopping` is set (or the task is cancelled), listening again after breaks."""
@@ -57,6 +60,7 @@ class InvalidationHub:
                 if await sleep_or_stop(stopping, RELISTEN_SECONDS):
                     return
         finally:
+            self._closed = True
             self._stop_listening()
 
     async def _listen(self) -> None:
@@ -82,6 +86,8 @@ class InvalidationHub:
 
     async def follow(self) -> AsyncGenerator[tuple[InvalidationKind, str], None]:
         """`subscribed` once this replica listens, then every invalidation, until listening stops."""
+        if self._closed:
+            return
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         if self.listening:
             queue.put_nowait((InvalidationKind.SUBSCRIBED, ""))

@@ -208,3 +208,12 @@ async def test_a_draw_over_grpc_refuses_a_nonsense_rate(
         await billing_stub.TakeRateTokens(request)
 
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_stream_opened_after_the_hub_stopped_ends_at_once(billing_database_url: str) -> None:
+    stopped = InvalidationHub(billing_database_url)
+    stopping = asyncio.Event()
+    stopping.set()
+    await stopped.run(stopping)
+
+    assert [item async for item in stopped.follow()] == []
