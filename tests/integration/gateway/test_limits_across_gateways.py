@@ -1,6 +1,7 @@
 """Two gateway processes in front of one billing and one batch service (real processes on
 localhost ports, real PostgreSQL and RabbitMQ): one rate limit per key, one open-batch limit per
-tenant, and a revoked key refused by both gateways within 200 ms (issue 27, ADR-128..130).
+tenant, one failed sign-in limit per address, and a revoked key refused by both gateways within
+200 ms (issue 27, ADR-128..130).
 
 No worker runs, so every accepted batch stays open; the batches are cancelled at the end and the
 money invariants checked once they settle.
@@ -26,6 +27,9 @@ RATE_PER_SECOND = 5.0
 BURST = 10
 MAX_OPEN_BATCHES = 3
 REVOCATION_BOUND_SECONDS = 0.2
+# Failed operator sign-ins per address: 4 at once, then one per 2 s.
+MAX_ADMIN_FAILURES = 4
+ADMIN_FAILURE_WINDOW_SECONDS = 8
 
 
 @dataclass
@@ -66,6 +70,8 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
         "REELBATCH_RATE_LIMIT_PER_SECOND": str(RATE_PER_SECOND),
         "REELBATCH_RATE_LIMIT_BURST": str(BURST),
         "REELBATCH_MAX_OPEN_BATCHES": str(MAX_OPEN_BATCHES),
+        "REELBATCH_ADMIN_AUTH_MAX_FAILURES": str(MAX_ADMIN_FAILURES),
+        "REELBATCH_ADMIN_AUTH_FAILURE_WINDOW_SECONDS": str(ADMIN_FAILURE_WINDOW_SECONDS),
     }
     workdir = Path(tmp_path_factory.mktemp("two-gateways"))
     with fresh_stack(workdir, overrides, workers=0) as stack:
@@ -148,3 +154,20 @@ def test_a_revoked_key_is_refused_by_both_gateways_within_200_ms(gateways: TwoGa
         refused_after[name] = time.monotonic() - committed
 
     assert max(refused_after.values()) < REVOCATION_BOUND_SECONDS, refused_after
+
+
+def test_failed_sign_ins_are_counted_across_both_gateways(gateways: TwoGateways) -> None:
+    wrong = {"Authorization": "Bearer not-the-admin-token"}
+    attempts = [*gateways.both()] * (MAX_ADMIN_FAILURES // 2)
+    failed = [api.http.get("/api/admin/tenants", headers=wrong).status_code for api in attempts]
+    # Blocked on both gateways, even with the right token: the address spent its attempts on both.
+    blocked = [api.http.get("/api/admin/tenants", headers=api.admin) for api in gateways.both()]
+
+    assert failed == [401] * MAX_ADMIN_FAILURES
+    assert [answer.status_code for answer in blocked] == [429, 429]
+    assert all(int(answer.headers["Retry-After"]) >= 1 for answer in blocked)
+    # The bucket refills: the address may sign in again (and the other tests' admin calls work).
+    deadline = time.monotonic() + ADMIN_FAILURE_WINDOW_SECONDS
+    while gateways.first.http.get("/api/admin/tenants", headers=gateways.first.admin).status_code == 429:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
