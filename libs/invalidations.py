@@ -5,23 +5,29 @@ the change (PostgreSQL delivers it only if and when that commits), every billing
 on the channel, and every subscriber of its `WatchInvalidations` stream gets each one; a revoked
 key or a new price list reaches every gateway and batch replica within milliseconds.
 
-`InvalidationFeed` is the subscriber's side. A cache may trust its entries only while the feed is
-`live` (subscribed, so nothing is missed); whenever the stream starts or breaks, the feed says
-`everything`, and a cache forgets all it holds. `generation` grows with every invalidation: an
-answer fetched before an invalidation arrived is not stored after it (it may be the old truth).
+`InvalidationFeed` is the subscriber's side, `InvalidatedCache` a cache that follows one. A cache
+may trust its entries only while the feed is `live` (subscribed, so nothing is missed); whenever
+the stream starts or breaks, the feed says `everything`, and a cache forgets all it holds.
+`generation` grows with every invalidation: an answer fetched before an invalidation arrived is
+not stored after it (it may be the old truth).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
+from libs.expiring_cache import ExpiringCache
 from libs.lifecycle import sleep_or_stop
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +122,54 @@ class InvalidationFeed:
         self._deliver(InvalidationKind.EVERYTHING, "")
 
 
-def cache_trusted(feed: InvalidationFeed | None) -> bool:
-    """May a cache answer from memory? Always without a feed (its entries' lifetime bounds their
-    staleness), only while subscribed with one."""
-    return feed is None or feed.live
+class InvalidatedCache(Generic[K, V]):
+    """An `ExpiringCache` kept honest by a feed: it answers from memory only while the feed is live
+    (always without a feed: the entries' lifetime then bounds their staleness), forgets the values
+    an invalidation of `kind` names (by `subject_of`; every value for a subject of "") and all of
+    them on `everything`, and does not store an answer fetched before an invalidation arrived.
+    """
 
+    def __init__(
+        self,
+        entries: ExpiringCache[K, V],
+        feed: InvalidationFeed | None,
+        kind: InvalidationKind,
+        subject_of: Callable[[V], str],
+    ) -> None:
+        self._entries = entries
+        self._feed = feed
+        self._kind = kind
+        self._subject_of = subject_of
+        if feed is not None:
+            feed.subscribe(self._invalidated)
 
-def generation_of(feed: InvalidationFeed | None) -> int:
-    """The feed's generation now (0 without a feed): pass it to `may_store` with the answer."""
-    return 0 if feed is None else feed.generation
+    def _invalidated(self, kind: InvalidationKind, subject: str) -> None:
+        if kind is InvalidationKind.EVERYTHING or (kind is self._kind and not subject):
+            self._entries.clear()
+        elif kind is self._kind:
+            self.forget(lambda value: self._subject_of(value) == subject)
 
+    def get(self, key: K) -> V | None:
+        """The remembered value, unless it expired or the feed is down (then always None)."""
+        if self._feed is not None and not self._feed.live:
+            return None
+        return self._entries.get(key)
 
-def may_store(feed: InvalidationFeed | None, generation: int) -> bool:
-    """May an answer fetched at `generation` be remembered? Not when an invalidation arrived
-    meanwhile (the answer may predate it), nor while the feed is down."""
-    return feed is None or (feed.live and feed.generation == generation)
+    def ticket(self) -> int:
+        """Taken before asking for an answer; `put` it back with the answer."""
+        return 0 if self._feed is None else self._feed.generation
+
+    def put(self, key: K, value: V, ticket: int) -> None:
+        """Remembers an answer asked for at `ticket`, unless an invalidation arrived since (the
+        answer may predate it) or the feed is down."""
+        feed = self._feed
+        if feed is None or (feed.live and feed.generation == ticket):
+            self._entries.put(key, value)
+
+    def forget(self, matches: Callable[[V], bool]) -> None:
+        """Drops every value that `matches` (this process's own change, known before the feed's)."""
+        self._entries.forget(matches)
+
+    def clear(self) -> None:
+        """Drops every value."""
+        self._entries.clear()

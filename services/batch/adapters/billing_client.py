@@ -13,7 +13,7 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 from libs.expiring_cache import ExpiringCache
 from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
-from libs.invalidations import InvalidationFeed, InvalidationKind, cache_trusted, generation_of, may_store
+from libs.invalidations import InvalidatedCache, InvalidationFeed, InvalidationKind
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
 from services.batch.domain.errors import (
@@ -201,22 +201,17 @@ class MemoizedQuotes:
         feed: InvalidationFeed | None = None,
     ) -> None:
         self._billing = billing
-        self._feed = feed
-        if feed is not None:
-            feed.subscribe(self._invalidated)
         # (tenant, model, requested duration, options) -> (unit price, duration priced).
-        self._prices: ExpiringCache[tuple[TenantId, str, int, str], tuple[int, int]] = ExpiringCache(
-            ttl_seconds, max_entries, clock
+        # A `prices` invalidation names no subject: it empties the memo.
+        self._prices = InvalidatedCache(
+            ExpiringCache[tuple[TenantId, str, int, str], tuple[int, int]](ttl_seconds, max_entries, clock),
+            feed,
+            InvalidationKind.PRICES,
+            lambda _: "",
         )
-
-    def _invalidated(self, kind: InvalidationKind, subject: str) -> None:
-        if kind in (InvalidationKind.PRICES, InvalidationKind.EVERYTHING):
-            self._prices.clear()
 
     async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
         """Billing's quote, from memory when every line's price was learnt in the last `ttl_seconds`."""
-        if not cache_trusted(self._feed):
-            return await self._billing.quote(tenant_id, lines)
         remembered: list[QuoteLine] = []
         for asked in lines:
             price = self._prices.get((tenant_id, asked.model, asked.duration_seconds, asked.options))
@@ -233,13 +228,11 @@ class MemoizedQuotes:
             )
         else:
             return remembered
-        generation = generation_of(self._feed)
+        ticket = self._prices.ticket()
         priced = await self._billing.quote(tenant_id, lines)
-        if not may_store(self._feed, generation):
-            return priced
         for asked, line in zip(lines, priced, strict=True):
             key = (tenant_id, asked.model, asked.duration_seconds, asked.options)
-            self._prices.put(key, (line.unit_price, line.duration_seconds))
+            self._prices.put(key, (line.unit_price, line.duration_seconds), ticket)
         return priced
 
     async def reserve(

@@ -25,7 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
-from libs.invalidations import InvalidationFeed, InvalidationKind, cache_trusted, generation_of, may_store
+from libs.invalidations import InvalidatedCache, InvalidationFeed, InvalidationKind
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.errors import ApiError
 from services.gateway.http.params import error_responses
@@ -93,17 +93,13 @@ class ApiKeyAuthenticator:
         self._billing = billing
         self._deadline_seconds = deadline_seconds
         self._rate_limiter = rate_limiter
-        self._feed = feed
-        self._callers = ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock)
+        self._callers = InvalidatedCache(
+            ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock),
+            feed,
+            InvalidationKind.API_KEY,
+            lambda caller: caller.key_id,
+        )
         self._lookups: dict[bytes, asyncio.Future[ApiCaller]] = {}
-        if feed is not None:
-            feed.subscribe(self._invalidated)
-
-    def _invalidated(self, kind: InvalidationKind, subject: str) -> None:
-        if kind is InvalidationKind.API_KEY:
-            self.forget_key(subject)
-        elif kind is InvalidationKind.EVERYTHING:
-            self._callers.clear()
 
     async def caller_for(self, api_key: str) -> ApiCaller:
         """The tenant and key id of `api_key`; raises a 401 `ApiError` when billing refuses it.
@@ -112,7 +108,7 @@ class ApiKeyAuthenticator:
         answer expires under load, every request in flight would otherwise ask at once.
         """
         digest = _digest(api_key)
-        cached = self._callers.get(digest) if cache_trusted(self._feed) else None
+        cached = self._callers.get(digest)
         if cached is not None:
             return cached
         lookup = self._lookups.get(digest)
@@ -129,7 +125,7 @@ class ApiKeyAuthenticator:
             lookup.exception()  # retrieved: every waiter may have given up
 
     async def _look_up(self, digest: bytes, api_key: str) -> ApiCaller:
-        generation = generation_of(self._feed)
+        ticket = self._callers.ticket()
         try:
             answer = await self._billing.AuthenticateApiKey(
                 billing_pb2.AuthenticateApiKeyRequest(api_key=api_key), timeout=self._deadline_seconds
@@ -139,8 +135,7 @@ class ApiKeyAuthenticator:
                 raise _unauthorized("invalid API key") from None
             raise
         caller = ApiCaller(tenant_id=answer.tenant_id, key_id=answer.key_id)
-        if may_store(self._feed, generation):
-            self._callers.put(digest, caller)
+        self._callers.put(digest, caller, ticket)
         return caller
 
     async def tenant_for(self, api_key: str) -> str:
@@ -226,16 +221,12 @@ class AdminAuthenticator:
         self.failures = failures
         self._billing = billing
         self._deadline_seconds = deadline_seconds
-        self._feed = feed
-        self._keys = ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock)
-        if feed is not None:
-            feed.subscribe(self._invalidated)
-
-    def _invalidated(self, kind: InvalidationKind, subject: str) -> None:
-        if kind is InvalidationKind.ADMIN_KEY:
-            self.forget_key(subject)
-        elif kind is InvalidationKind.EVERYTHING:
-            self._keys.clear()
+        self._keys = InvalidatedCache(
+            ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock),
+            feed,
+            InvalidationKind.ADMIN_KEY,
+            lambda principal: principal.key_id,
+        )
 
     async def authenticate(self, request: Request) -> AdminPrincipal:
         """The operator behind `request`; 401 when none, 429 when its address is blocked."""
@@ -260,10 +251,10 @@ class AdminAuthenticator:
         if not presented.startswith(ADMIN_KEY_PREFIX):
             return None
         digest = _digest(presented)
-        cached = self._keys.get(digest) if cache_trusted(self._feed) else None
+        cached = self._keys.get(digest)
         if cached is not None:
             return cached
-        generation = generation_of(self._feed)
+        ticket = self._keys.ticket()
         try:
             answer = await self._billing.AuthenticateAdminKey(
                 billing_pb2.AuthenticateAdminKeyRequest(api_key=presented), timeout=self._deadline_seconds
@@ -273,8 +264,7 @@ class AdminAuthenticator:
                 return None
             raise
         principal = AdminPrincipal(role=AdminRole(answer.role), key_id=answer.key_id)
-        if may_store(self._feed, generation):
-            self._keys.put(digest, principal)
+        self._keys.put(digest, principal, ticket)
         return principal
 
     def forget_key(self, key_id: str) -> None:

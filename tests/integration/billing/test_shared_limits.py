@@ -15,13 +15,13 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.db import Database
 from libs.invalidations import InvalidationFeed, InvalidationKind
-from libs.rpc.client import open_channel
-from libs.rpc.server import start_grpc_server
 from libs.token_bucket import draw
 from services.billing.adapters.invalidation_hub import InvalidationHub, announce_prices
 from services.billing.adapters.sql.limits import draw_tokens, sweep_full_buckets
-from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
+from services.billing.entrypoints.rpc.servicer import BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
+
+from .billing_testkit import serving
 
 
 def _bucket() -> str:
@@ -153,16 +153,8 @@ async def test_a_broken_listen_connection_ends_every_stream(hub: InvalidationHub
 async def billing_stub(
     hub: InvalidationHub, handlers: BillingHandlers
 ) -> AsyncIterator[billing_pb2_grpc.BillingServiceAsyncStub]:
-    servicer = BillingServicer(handlers, hub)
-
-    def register(server: grpc.aio.Server) -> None:
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
-
-    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME])
-    channel = open_channel(f"127.0.0.1:{server.port}")
-    yield billing_pb2_grpc.BillingServiceStub(channel)
-    await channel.close(grace=None)
-    await server.stop(0)
+    async with serving(BillingServicer(handlers, hub)) as stub:
+        yield stub
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -73,23 +73,30 @@ async def feed(billing: StreamingBilling) -> AsyncIterator[InvalidationFeed]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.fixture
+def authenticator(billing: StreamingBilling, feed: InvalidationFeed) -> ApiKeyAuthenticator:
+    return ApiKeyAuthenticator(cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0, feed=feed)
+
+
+async def subscribed(billing: StreamingBilling) -> None:
+    """Billing says the feed's stream is subscribed, and the feed has heard it."""
+    billing.send("subscribed")
+    await settled()
+
+
 def lookups(billing: FakeBilling) -> Callable[[], int]:
     return lambda: len(billing.requests("AuthenticateApiKey"))
 
 
 async def test_the_key_cache_is_used_only_while_the_feed_is_live(
-    billing: StreamingBilling, feed: InvalidationFeed
+    billing: StreamingBilling, authenticator: ApiKeyAuthenticator
 ) -> None:
-    authenticator = ApiKeyAuthenticator(
-        cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0, feed=feed
-    )
     asked = lookups(billing)
     await authenticator.caller_for(API_KEY)
     await authenticator.caller_for(API_KEY)
     assert asked() == 2  # not subscribed yet: every request asks billing
 
-    billing.send("subscribed")
-    await settled()
+    await subscribed(billing)
     await authenticator.caller_for(API_KEY)
     await authenticator.caller_for(API_KEY)
     assert asked() == 3  # live: the second answer came from memory
@@ -101,13 +108,9 @@ async def test_the_key_cache_is_used_only_while_the_feed_is_live(
 
 
 async def test_a_revocation_on_the_feed_empties_the_key_cache_at_once(
-    billing: StreamingBilling, feed: InvalidationFeed
+    billing: StreamingBilling, authenticator: ApiKeyAuthenticator
 ) -> None:
-    authenticator = ApiKeyAuthenticator(
-        cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0, feed=feed
-    )
-    billing.send("subscribed")
-    await settled()
+    await subscribed(billing)
     await authenticator.caller_for(API_KEY)
     del billing.api_keys[API_KEY]  # revoked in billing
 
@@ -120,13 +123,9 @@ async def test_a_revocation_on_the_feed_empties_the_key_cache_at_once(
 
 
 async def test_an_answer_older_than_an_invalidation_is_not_remembered(
-    billing: StreamingBilling, feed: InvalidationFeed
+    billing: StreamingBilling, authenticator: ApiKeyAuthenticator
 ) -> None:
-    authenticator = ApiKeyAuthenticator(
-        cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0, feed=feed
-    )
-    billing.send("subscribed")
-    await settled()
+    await subscribed(billing)
     original = billing.AuthenticateApiKey
 
     async def revoked_while_answering(
@@ -170,8 +169,7 @@ async def test_a_new_price_list_empties_the_quote_memo(
     billing: StreamingBilling, feed: InvalidationFeed, quotes: CountingQuotes
 ) -> None:
     memo = MemoizedQuotes(cast(GrpcBilling, quotes), feed=feed, ttl_seconds=3600)
-    billing.send("subscribed")
-    await settled()
+    await subscribed(billing)
     tenant = TenantId(uuid.UUID(TENANT_ID))
     line = RequestedLine(model="sora-2", count=1, duration_seconds=4)
     assert (await memo.quote(tenant, [line]))[0].unit_price == 10
