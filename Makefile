@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup run run-distributed demo test test-fast test-scale lint format proto proto-check services bench bench-quick certs clean console-screenshots
+.PHONY: uv setup run run-distributed demo test test-fast test-scale lint format proto proto-check ts-check services bench bench-quick certs clean console-screenshots
 
 uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
@@ -37,7 +37,7 @@ test-scale: setup services ## multi-process scale-out tests (replicated run, rep
 lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tests bench
+	$(RUN) mypy libs services tests bench clients/python/src
 	$(RUN) lint-imports
 	$(RUN) buf lint protos
 	$(RUN) scripts/check_proto_breaking.sh
@@ -51,6 +51,9 @@ proto: setup ## regenerate libs/contracts from protos/
 
 proto-check: proto ## fail when the committed generated code is stale
 	git diff --exit-code -- libs/contracts
+
+ts-check: setup ## fail when the committed TypeScript client (clients/typescript) is stale
+	scripts/check_typescript_client.sh
 
 bench: setup services ## every benchmark against its floor, in one run (about 5 minutes)
 	$(RUN) python -m bench.run_all
