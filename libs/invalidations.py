@@ -36,6 +36,7 @@ NOTIFY_CHANNEL = "reelbatch_invalidations"
 
 # A broken stream is opened again after this pause (while it is down, caches are not trusted).
 RESUBSCRIBE_SECONDS = 0.2
+PREVIOUS_RELEASE_RETRY_SECONDS = 5.0
 
 
 class InvalidationKind(StrEnum):
@@ -93,13 +94,17 @@ class InvalidationFeed:
     async def run(self, stopping: asyncio.Event) -> None:
         """Subscribes, and subscribes again after every break, until `stopping` is set."""
         while not stopping.is_set():
+            pause = self._resubscribe
             try:
                 await self._follow()
             except grpc.aio.AioRpcError as error:
                 log.info("invalidation stream broke (%s); caches are bypassed until it is back", error.code())
+                if error.code() is grpc.StatusCode.UNIMPLEMENTED:
+                    # A billing of the previous release (a rolling deploy): ask again now and then.
+                    pause = PREVIOUS_RELEASE_RETRY_SECONDS
             finally:
                 self._went_down()
-            if await sleep_or_stop(stopping, self._resubscribe):
+            if await sleep_or_stop(stopping, pause):
                 return
 
     async def _follow(self) -> None:

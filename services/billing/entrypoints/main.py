@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 
+import psycopg
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
 from libs.config import Settings
@@ -17,6 +19,8 @@ from services.billing.bootstrap import bootstrap
 from services.billing.entrypoints.consumer import start_outcome_consumer
 from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
+
+log = logging.getLogger(__name__)
 
 
 async def build_process(settings: Settings) -> ServiceProcess:
@@ -48,11 +52,20 @@ async def build_process(settings: Settings) -> ServiceProcess:
         # Holds no work: cancelled at once on stop, which ends every invalidation stream, so
         # subscribers move to another replica instead of holding this one's shutdown.
         .add_loop("billing-invalidations", invalidations.run, holds_work=False)
-        .add_loop("billing-price-announcement", lambda _: announce_prices(settings.database_url))
+        .add_loop("billing-price-announcement", lambda _: announce_prices_once(settings.database_url))
         .add_loop(
             "billing-rate-bucket-sweep", functools.partial(sweep_rate_buckets, app.handlers), holds_work=False
         )
     )
+
+
+async def announce_prices_once(database_url: str) -> None:
+    """Tells every replica to forget remembered prices; a database outage only logs (the quote
+    memo's own lifetime, 1 s, then bounds how long an old price is reused)."""
+    try:
+        await announce_prices(database_url)
+    except psycopg.OperationalError:
+        log.exception("could not announce this process's price list")
 
 
 # Full buckets are deleted about this often (by every replica: a DELETE is safe concurrently).
@@ -62,7 +75,11 @@ RATE_BUCKET_SWEEP_SECONDS = 60.0
 async def sweep_rate_buckets(handlers: BillingHandlers, stopping: asyncio.Event) -> None:
     """Deletes token buckets that are full again, every RATE_BUCKET_SWEEP_SECONDS, until stopping."""
     while not await sleep_or_stop(stopping, RATE_BUCKET_SWEEP_SECONDS):
-        await handlers.sweep_rate_buckets()
+        try:
+            await handlers.sweep_rate_buckets()
+        except Exception:
+            # A database outage must not end the process: the next round sweeps what this one could not.
+            log.exception("rate-bucket sweep failed")
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Event | None = None) -> None:

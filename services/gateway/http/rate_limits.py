@@ -22,7 +22,7 @@ import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
-from libs.token_bucket import seconds_until_full, seconds_until_token
+from libs.token_bucket import BucketState, draw, seconds_until_full, seconds_until_token
 from libs.vocabulary import OPEN_BATCH_STATUSES, values_of
 from services.gateway.http.errors import ApiError
 
@@ -74,21 +74,48 @@ class BucketLevel:
 
 
 class SharedBuckets:
-    """The token buckets every gateway replica shares, kept by billing in PostgreSQL (ADR-128)."""
+    """The token buckets every gateway replica shares, kept by billing in PostgreSQL (ADR-128).
 
-    def __init__(self, billing: billing_pb2_grpc.BillingServiceAsyncStub, deadline_seconds: float) -> None:
+    A billing of the previous release (a rolling deploy) answers UNIMPLEMENTED: the same rule
+    then runs in this process's memory, per replica as before, until billing is upgraded.
+    """
+
+    def __init__(
+        self,
+        billing: billing_pb2_grpc.BillingServiceAsyncStub,
+        deadline_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._billing = billing
         self._deadline = deadline_seconds
+        self._clock = clock
+        self._local: OrderedDict[str, BucketState] = OrderedDict()
 
     async def take(self, bucket: str, wanted: int, rate: float, burst: int, returned: int = 0) -> BucketLevel:
         """Up to `wanted` tokens of `bucket` after giving back `returned`; `wanted` 0 only reads it."""
-        answer = await self._billing.TakeRateTokens(
-            billing_pb2.TakeRateTokensRequest(
-                bucket=bucket, wanted=wanted, rate_per_second=rate, burst=burst, returned=returned
-            ),
-            timeout=self._deadline,
-        )
+        try:
+            answer = await self._billing.TakeRateTokens(
+                billing_pb2.TakeRateTokensRequest(
+                    bucket=bucket, wanted=wanted, rate_per_second=rate, burst=burst, returned=returned
+                ),
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return self._take_locally(bucket, wanted, rate, burst, returned)
         return BucketLevel(answer.granted, answer.tokens_left)
+
+    def _take_locally(self, bucket: str, wanted: int, rate: float, burst: int, returned: int) -> BucketLevel:
+        taken = draw(
+            self._local.get(bucket), self._clock(), wanted=wanted, rate=rate, burst=burst, returned=returned
+        )
+        self._local[bucket] = taken.bucket
+        self._local.move_to_end(bucket)
+        while len(self._local) > MAX_TRACKED_ENTRIES:
+            self._local.popitem(last=False)
+        return BucketLevel(taken.granted, taken.bucket.tokens)
 
 
 # Leased tokens not spent within this long are given back with the next draw: a token drawn from

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import grpc
 import pytest
-from reelbatch.proto.billing.v1 import billing_pb2_grpc
+from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.gateway.http.rate_limits import (
     LEASE_SECONDS,
@@ -20,7 +21,7 @@ from services.gateway.http.rate_limits import (
     current_rate_limit,
     lease_size,
 )
-from tests.unit.gateway.gateway_fakes import FakeBilling
+from tests.unit.gateway.gateway_fakes import FakeBilling, transport_error
 
 
 class Clock:
@@ -142,3 +143,21 @@ async def test_a_rate_of_zero_disables_the_limit(billing: FakeBilling, clock: Cl
 
     assert [await limiter.acquire("key") for _ in range(5)] == [0.0] * 5
     assert billing.draws == 0
+
+
+class PreviousBilling(FakeBilling):
+    """A billing of the previous release: it has no TakeRateTokens."""
+
+    async def TakeRateTokens(
+        self, request: billing_pb2.TakeRateTokensRequest, timeout: float | None = None
+    ) -> billing_pb2.TakeRateTokensResponse:
+        raise transport_error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+
+async def test_a_billing_without_shared_buckets_leaves_the_limit_per_replica(clock: Clock) -> None:
+    limiter = replica(PreviousBilling(), clock, 1.0, 3)
+
+    waits = [await limiter.acquire("key") for _ in range(4)]
+
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] > 0
