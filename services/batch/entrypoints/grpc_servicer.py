@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.errors import InvalidArgument
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_message
 from libs.rpc.timestamps import request_instant
 from services.batch.domain.batch import BatchItem, BatchView, CreateBatchResult, Metadata, TaskSummary
 from services.batch.domain.commands import CreateBatch, ListBatches, ListTasks, RetryFailed
@@ -189,32 +189,12 @@ def request_items(request: batch_pb2.CreateBatchRequest) -> tuple[BatchItem, ...
 
 def create_command(request: batch_pb2.CreateBatchRequest, items: tuple[BatchItem, ...]) -> CreateBatch:
     """The CreateBatch command of a request (its items read apart: a stream sends them in parts)."""
-    return CreateBatch(
-        tenant_id=request.tenant_id,
-        request_id=request.request_id,
-        items=items,
-        webhook_url=request.webhook_url,
-        deadline_seconds=request.deadline_seconds,
-        request_id_generated=request.request_id_generated,
-        name=request.name,
-        metadata=_pairs(request.metadata),
-    )
+    return from_fields(CreateBatch, request, items=items, metadata=_pairs(request.metadata))
 
 
 def create_response(result: CreateBatchResult) -> batch_pb2.CreateBatchResponse:
     """The CreateBatch response (cost_per_video unset for a batch of mixed prices)."""
-    response = batch_pb2.CreateBatchResponse(
-        batch_id=str(result.batch_id),
-        total_count=result.total_count,
-        required_credits=result.required_credits,
-        available_credits=result.available_credits,
-        status=result.status,
-        request_id=result.request_id,
-        replayed=result.replayed,
-    )
-    if result.cost_per_video is not None:
-        response.cost_per_video = result.cost_per_video
-    return response
+    return to_message(batch_pb2.CreateBatchResponse, result)
 
 
 class BatchServicer(batch_pb2_grpc.BatchServiceServicer):

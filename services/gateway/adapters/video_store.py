@@ -9,6 +9,8 @@ access decision (signature, expiry, key, owner) is taken before either, and audi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -82,23 +84,15 @@ class S3VideoStore:
 
     async def exists(self, batch_id: str, task_id: str) -> bool:
         """HEAD on the object; an unreachable or refusing S3 is a 503, never a 404."""
-        try:
+        with _storage_unavailable_as_503():
             return await self._client.object_exists(video_key(batch_id, task_id))
-        except S3Error:
-            raise ApiError(
-                503, "unavailable", "video storage is unavailable", headers={"Retry-After": "5"}
-            ) from None
 
     async def read(self, batch_id: str, task_id: str) -> bytes | None:
         """The object's bytes; None when it is not there; 503 when S3 cannot be asked."""
         if not await self.exists(batch_id, task_id):
             return None
-        try:
+        with _storage_unavailable_as_503():
             return await self._client.get_object(video_key(batch_id, task_id))
-        except S3Error:
-            raise ApiError(
-                503, "unavailable", "video storage is unavailable", headers={"Retry-After": "5"}
-            ) from None
 
     def response(self, batch_id: str, task_id: str, *, disposition: str, headers: dict[str, str]) -> Response:
         """307 to the presigned URL; S3 answers with our Content-Type and Content-Disposition."""
@@ -123,3 +117,14 @@ def video_store(settings: Settings) -> VideoStore:
         )
         return S3VideoStore(client, settings.s3_presign_seconds)
     return LocalVideoStore(Path(settings.asset_dir))
+
+
+@contextmanager
+def _storage_unavailable_as_503() -> Iterator[None]:
+    """An S3 error in the block answers 503 (retry shortly), never a 404 or a 500."""
+    try:
+        yield
+    except S3Error:
+        raise ApiError(
+            503, "unavailable", "video storage is unavailable", headers={"Retry-After": "5"}
+        ) from None

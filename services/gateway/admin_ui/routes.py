@@ -2,9 +2,6 @@
 
 Pages accept the session cookie or `Authorization: Bearer <admin token>`; without either they
 redirect to the sign-in page. Forms that change anything (sign-out) carry the session's CSRF token.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import math
@@ -23,6 +20,7 @@ from libs.config import Settings
 from libs.rpc.errors import remote_error
 from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui import pages, views
+from services.gateway.admin_ui.filters import BatchTabFilters
 from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS, AdminSessions, same_origin
 from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
@@ -187,13 +185,7 @@ def dashboard_router(
 
     @router.get("/batches/{batch_id}")
     async def batch_page(
-        request: Request,
-        batch_id: str,
-        tab: FilterText = "overview",
-        status: FilterText = "",
-        failure_type: FilterText = "",
-        limit: FilterText = "",
-        cursor: CursorText = "",
+        request: Request, batch_id: str, query: BatchTabFilters, limit: FilterText = ""
     ) -> Response:
         csrf = csrf_for(request)
         if not is_uuid(batch_id):
@@ -205,12 +197,12 @@ def dashboard_router(
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return not_found(request, "No such batch.", csrf)
             raise
-        tab = tab if tab in dict(views.TABS) else "overview"
+        tab, cursor = (query.tab if query.tab in dict(views.TABS) else "overview"), query.cursor
         if tab == "tasks":
             filters = {
                 "tab": "tasks",
-                "status": status if status in views.TASK_STATUSES else "",
-                "failure_type": failure_type if failure_type in views.FAILURE_TYPES else "",
+                "status": query.status,
+                "failure_type": query.failure_type,
                 "limit": limit if limit in views.TASK_PAGE_SIZES else "",
                 "cursor": cursor,
             }

@@ -3,9 +3,6 @@
 Authenticated by `Authorization: Bearer <admin token or operator key>`; reads (GET) also accept
 the dashboard's session cookie, so the dashboard can link to JSON and CSV exports. No state change
 is ever made on a cookie alone.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from typing import Annotated

@@ -2,9 +2,6 @@
 
 A revoked key is dropped from this gateway's cache at once; every other gateway replica drops it
 when billing's invalidation stream announces the revocation (milliseconds, ADR-130).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from typing import Annotated

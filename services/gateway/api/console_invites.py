@@ -1,8 +1,4 @@
-"""The operator's endpoint that invites a tenant's first console user (or any other).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
-"""
+"""The operator's endpoint that invites a tenant's first console user (or any other)."""
 
 from fastapi import APIRouter
 

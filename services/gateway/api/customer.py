@@ -1,8 +1,4 @@
-"""Customer endpoints under /api/enterprise (authenticated by X-API-Key).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories, which refer to local dependencies.
-"""
+"""Customer endpoints under /api/enterprise (authenticated by X-API-Key)."""
 
 from collections.abc import Mapping
 from typing import Annotated, Any

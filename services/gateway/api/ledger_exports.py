@@ -1,8 +1,4 @@
-"""Ledger exports as CSV, streamed from billing: finance's (every entry) and a customer's own.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
-"""
+"""Ledger exports as CSV, streamed from billing: finance's (every entry) and a customer's own."""
 
 from collections.abc import AsyncIterator
 from datetime import datetime

@@ -1,8 +1,5 @@
 """Buying credits: the price list, prepaid packs and monthly statements (customers), offline
 payments and monthly margins (operators), and the Stripe Checkout webhook.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories, which refer to local dependencies.
 """
 
 from typing import Annotated

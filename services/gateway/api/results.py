@@ -1,8 +1,4 @@
-"""A batch's results and errors files (JSONL, or CSV with `?format=csv`) and its videos as a zip.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
-"""
+"""A batch's results and errors files (JSONL, or CSV with `?format=csv`) and its videos as a zip."""
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta

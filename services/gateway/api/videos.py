@@ -6,9 +6,6 @@ the file inline (play, embed) or as an attachment (download). Both go through `V
 (`use_cases/video_access.py`: owner tenant, key not revoked, file present; plus signature and
 expiry for links), and every attempt, allowed or not, is written to billing's video access log,
 which admins read at `GET /api/admin/video-access`. An unsigned, tampered or expired link is 403.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import logging

@@ -3,9 +3,6 @@
 Sign-in failures count twice, both shared by every gateway replica: per client address in a
 token bucket billing keeps (`FailedAttemptLimiter`, as the admin sign-in, ADR-128) and per email
 in billing's lock-out table (ADR-076).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import secrets

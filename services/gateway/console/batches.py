@@ -2,9 +2,6 @@
 script) and its results and errors files (the API's, JSONL or CSV: the one results use case).
 
 Every read names the signed-in user's tenant; another tenant's batch is the 404 of an unknown one.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from typing import Annotated, Any
@@ -16,6 +13,7 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import video_store
 from services.gateway.admin_ui import views
+from services.gateway.admin_ui.filters import BatchTabFilters
 from services.gateway.api.results import file_response, result_lines
 from services.gateway.console import pages
 from services.gateway.console.auth import CurrentUser
@@ -105,27 +103,15 @@ def batch_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             ),
         )
 
-    async def batch(
-        request: Request,
-        user: CurrentUser,
-        batch_id: str,
-        tab: FilterText = "overview",
-        status: FilterText = "",
-        failure_type: FilterText = "",
-        cursor: CursorText = "",
-    ) -> Response:
+    async def batch(request: Request, user: CurrentUser, batch_id: str, query: BatchTabFilters) -> Response:
         if not is_uuid(batch_id):
             raise NotTheTenants(batch_id)
         batch_id = batch_id.lower()
         detail = await reads.batch(user.tenant_id, batch_id)
-        tab = tab if tab in dict(TABS) else "overview"
+        tab, cursor = (query.tab if query.tab in dict(TABS) else "overview"), query.cursor
         values: dict[str, Any] = {}
         if tab == "tasks":
-            filters = {
-                "tab": "tasks",
-                "status": status if status in views.TASK_STATUSES else "",
-                "failure_type": failure_type if failure_type in views.FAILURE_TYPES else "",
-            }
+            filters = {"tab": "tasks", "status": query.status, "failure_type": query.failure_type}
             tasks = await reads.tasks(
                 user.tenant_id,
                 batch_id,

@@ -1,9 +1,6 @@
 """Console endpoints of credits: packs and prices, buying a pack through Stripe Checkout (a session
 the server opens; the paid-session webhook credits the pack), payments received and a receipt per
 payment, and the owner's choice whether finance members may buy.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import grpc

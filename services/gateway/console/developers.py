@@ -4,9 +4,6 @@ per message, with a replay of one message or of every failed message since a tim
 
 A new key's or endpoint's secret is shown in the answer to the form that created it, never again
 (no redirect: the page carrying it is the POST's answer, and the pages are never cached).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import re

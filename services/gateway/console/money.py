@@ -3,9 +3,6 @@ line's reason, its CSV, and monthly statements as page, CSV and print view).
 
 Every read names the signed-in user's tenant. Figures on a page and in its CSV come from the same
 view models, so each CSV's sums are the page's (and the ledger's).
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import re

@@ -1,8 +1,5 @@
 """The console's overview: available credits (paid and granted), this month's spend and refunds,
 open batches with live progress (polled by the page's script) and the last failures with reasons.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from datetime import UTC, datetime

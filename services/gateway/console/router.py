@@ -6,9 +6,6 @@ application refuses to start. Failures are answered here once per kind of route:
 session redirects to the sign-in page, a refused role or CSRF token is a 403 page, another
 tenant's object (`NotTheTenants`) the same 404 page as an unknown one; JSON and exports answer
 the API's JSON errors instead.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence

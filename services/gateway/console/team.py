@@ -2,21 +2,18 @@
 
 Owners invite by a one-time link shown once to copy (no e-mail server is assumed); billing checks
 again that the acting user is an owner of this tenant, and logs every change in its transaction.
-
-No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
-endpoints defined inside the router factories.
 """
 
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC
 from typing import Annotated, TypeVar
 
 import grpc
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.rpc.errors import remote_error
@@ -28,6 +25,7 @@ from services.gateway.console.dates import DayRange
 from services.gateway.console.route_table import ALL_ROLES
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CursorText, FilterText, is_uuid
+from services.gateway.schemas.fields import optional_timestamp
 from services.gateway.use_cases.console_invites import create_console_invite
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -49,12 +47,24 @@ ACTIVITY_EXPORT_PAGE = 500
 Action = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_.]*$")]
 
 
-def _stamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    """The activity log's filters as the page and its CSV take them."""
+
+    action: str
+    occurred_from: str
+    occurred_to: str
+
+
+async def activity_query(
+    action: Action = "", occurred_from: FilterText = "", occurred_to: FilterText = ""
+) -> ActivityQuery:
+    """The activity filters of the query string (a day that does not parse is ignored later)."""
+    # async although it awaits nothing: FastAPI runs a sync dependency in a worker thread.
+    return ActivityQuery(action, occurred_from, occurred_to)
+
+
+ActivityFilters = Annotated[ActivityQuery, Depends(activity_query)]
 
 
 def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
@@ -163,30 +173,23 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return RedirectResponse(TEAM_PATH, status_code=303)
 
     def activity_request(
-        user: ConsoleUser, action: str, occurred_from: str, occurred_to: str, cursor: str, limit: int
+        user: ConsoleUser, query: ActivityQuery, cursor: str, limit: int
     ) -> billing_pb2.ListTenantActivityRequest:
-        days = DayRange.parse(occurred_from, occurred_to)
+        days = DayRange.parse(query.occurred_from, query.occurred_to)
         return billing_pb2.ListTenantActivityRequest(
             tenant_id=user.tenant_id,
-            action=action,
-            occurred_from=_stamp(days.start),
-            occurred_to=_stamp(days.end),
+            action=query.action,
+            occurred_from=optional_timestamp(days.start),
+            occurred_to=optional_timestamp(days.end),
             cursor=cursor,
             limit=limit,
         )
 
     async def activity(
-        request: Request,
-        user: CurrentUser,
-        action: Action = "",
-        occurred_from: FilterText = "",
-        occurred_to: FilterText = "",
-        cursor: CursorText = "",
+        request: Request, user: CurrentUser, query: ActivityFilters, cursor: CursorText = ""
     ) -> Response:
-        filters = {"action": action, "occurred_from": occurred_from, "occurred_to": occurred_to}
-        page = await billing.ListTenantActivity(
-            activity_request(user, action, occurred_from, occurred_to, cursor, 50), timeout=deadline
-        )
+        filters = asdict(query)
+        page = await billing.ListTenantActivity(activity_request(user, query, cursor, 50), timeout=deadline)
         return pages.render(
             request,
             "activity.html",
@@ -200,15 +203,9 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             ),
         )
 
-    async def activity_csv(
-        request: Request,
-        user: CurrentUser,
-        action: Action = "",
-        occurred_from: FilterText = "",
-        occurred_to: FilterText = "",
-    ) -> Response:
+    async def activity_csv(request: Request, user: CurrentUser, query: ActivityFilters) -> Response:
         def page_request(cursor: str) -> billing_pb2.ListTenantActivityRequest:
-            return activity_request(user, action, occurred_from, occurred_to, cursor, ACTIVITY_EXPORT_PAGE)
+            return activity_request(user, query, cursor, ACTIVITY_EXPORT_PAGE)
 
         # The first page is read before the 200 starts: a refusal is answered, not a cut download.
         first = await billing.ListTenantActivity(page_request(""), timeout=deadline)

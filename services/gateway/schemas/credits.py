@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, NonBlankLine
 from services.gateway.schemas.pages import CursorPage
 from services.gateway.schemas.proto_views import ProtoView
 
@@ -20,19 +20,10 @@ class TopUpRequest(BaseModel):
     credits: int = Field(
         strict=True, gt=0, le=MAX_CREDITS_PER_REQUEST, description="Whole credits to add (> 0)."
     )
-    reference: str = Field(
-        min_length=1,
+    reference: NonBlankLine = Field(
         max_length=255,
-        pattern=SINGLE_LINE_TEXT_PATTERN,
         description="Business key of the payment or grant; repeating it returns the first result.",
     )
-
-    @field_validator("reference")
-    @classmethod
-    def _check_reference(cls, reference: str) -> str:
-        if not reference.strip():
-            raise ValueError("reference must not be empty")
-        return reference
 
 
 class TopUpResult(BaseModel):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import AfterValidator, Field, ValidationInfo
 from reelbatch.proto.batch.v1 import batch_pb2
 
 # The idempotency key's bound, as the batch service's contract publishes it.
@@ -22,6 +23,19 @@ MAX_CREDITS_PER_REQUEST = 2**62
 # One line of text without control characters: PostgreSQL refuses NUL in text, and names and
 # references are shown in the dashboard and CSV exports.
 SINGLE_LINE_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _not_blank(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError(f"{info.field_name} must not be empty")
+    return value
+
+
+# A required line of text that is not only white space (a tenant's name, a top-up's reference);
+# each field adds its own `max_length` and description.
+NonBlankLine = Annotated[
+    str, Field(min_length=1, pattern=SINGLE_LINE_TEXT_PATTERN), AfterValidator(_not_blank)
+]
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.fields import NonBlankLine
 from services.gateway.schemas.pages import CursorPage
 from services.gateway.schemas.proto_views import ProtoView
 
@@ -17,19 +17,7 @@ class CreateTenantRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
-        min_length=1,
-        max_length=200,
-        pattern=SINGLE_LINE_TEXT_PATTERN,
-        description="Display name of the tenant.",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, name: str) -> str:
-        if not name.strip():
-            raise ValueError("name must not be empty")
-        return name
+    name: NonBlankLine = Field(max_length=200, description="Display name of the tenant.")
 
 
 class TenantCreated(BaseModel):

@@ -8,8 +8,8 @@ in billing's video access log.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -58,24 +58,17 @@ class VideoAccessDecision:
         """Returns if allowed; LinkRefused when the key is revoked, the batch not the tenant's, or no file."""
         if not (is_uuid(batch_id) and is_uuid(task_id) and is_uuid(tenant_id) and is_uuid(key_id)):
             raise LinkRefused("not_found", "video not found")
-        try:
+        key_revoked = LinkRefused("key_revoked", "the API key of this link is no longer valid")
+        with _unknown_as(key_revoked):
             key = await self._backends.billing.GetApiKey(
                 billing_pb2.GetApiKeyRequest(tenant_id=tenant_id, key_id=key_id), timeout=self._deadline
             )
-        except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise LinkRefused("key_revoked", "the API key of this link is no longer valid") from None
-            raise
         if key.HasField("revoked_at"):
-            raise LinkRefused("key_revoked", "the API key of this link is no longer valid")
-        try:
+            raise key_revoked
+        with _unknown_as(LinkRefused("not_found", "video not found")):
             batch = await self._backends.batch.GetBatch(
                 batch_pb2.GetBatchRequest(tenant_id=tenant_id, batch_id=batch_id), timeout=self._deadline
             )
-        except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise LinkRefused("not_found", "video not found") from None
-            raise
         if self._retention is not None and batch.HasField("finished_at"):
             kept_until = batch.finished_at.ToDatetime(tzinfo=UTC) + self._retention
             if datetime.now(UTC) >= kept_until:
@@ -123,3 +116,14 @@ def _audit_text(value: str, limit: int) -> str:
     """`value` as the audit log keeps it: at most `limit` printable ASCII characters, anything else
     as `?` (a forged link may carry NUL, which PostgreSQL text cannot hold, or lone surrogates)."""
     return _UNPRINTABLE.sub("?", value[:limit])
+
+
+@contextmanager
+def _unknown_as(refusal: LinkRefused) -> Iterator[None]:
+    """A backend's NOT_FOUND or INVALID_ARGUMENT in the block is `refusal`; other errors propagate."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            raise refusal from None
+        raise

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_record
 from libs.invalidations import NOTIFY_CHANNEL, InvalidationKind, encode
 from services.billing.adapters.tables import accounts, admin_keys, api_keys, tenants, video_access_log
 from services.billing.domain.api_keys import AdminKeyInfo, AdminRole, ApiKeyInfo
@@ -62,7 +62,7 @@ def _api_key_info(row: Row[*tuple[Any, ...]]) -> ApiKeyInfo:
 
 
 def _admin_key_info(row: Row[*tuple[Any, ...]]) -> AdminKeyInfo:
-    return from_fields(AdminKeyInfo, row, role=AdminRole(row.role))
+    return to_record(AdminKeyInfo, row)
 
 
 class AccessQueries:

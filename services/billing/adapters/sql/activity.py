@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import to_record
 from services.billing.adapters.tables import tenant_activity
 from services.billing.domain.console_access import ActivityEntry, Actor, ActorKind
 from services.billing.domain.ids import TenantId
@@ -64,10 +64,9 @@ class ActivityQueries:
         if before_id is not None:
             query = query.where(log.id < before_id)
         return [
-            from_fields(
+            to_record(
                 ActivityEntry,
                 row,
-                tenant_id=TenantId(row.tenant_id),
                 actor=Actor(ActorKind(row.actor_kind), row.actor_id, row.actor_label),
                 activity_id=row.id,
             )

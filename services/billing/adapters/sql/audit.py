@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import to_record
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
 from services.billing.domain.reconciliation import (
@@ -94,17 +95,7 @@ class AuditQueries:
                 EffectCount(RefType(row.ref_type), row.ref_id, int(row.n)) for row in effect_rows
             ],
             holds=[
-                HoldAudit(
-                    batch_id=BatchId(row.batch_id),
-                    tenant_id=TenantId(row.tenant_id),
-                    settlement_status=row.settlement_status,
-                    frozen=row.frozen,
-                    captured=row.captured,
-                    refunded=row.refunded,
-                    released=row.released,
-                    held=row.held,
-                    transferred=moved.get(BatchId(row.batch_id), {}),
-                )
+                to_record(HoldAudit, row, transferred=moved.get(BatchId(row.batch_id), {}))
                 for row in hold_rows
             ],
         )

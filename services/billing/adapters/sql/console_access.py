@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_record
 from services.billing.adapters.tables import (
     console_invites,
     console_sessions,
@@ -40,20 +40,12 @@ _USER_COLUMNS = (
 
 
 def _user(row: Row[*tuple[Any, ...]]) -> ConsoleUser:
-    return from_fields(
-        ConsoleUser, row, user_id=row.id, tenant_id=TenantId(row.tenant_id), role=ConsoleRole(row.role)
-    )
+    return to_record(ConsoleUser, row, user_id=row.id)
 
 
 def _invite(row: Row[*tuple[Any, ...]]) -> ConsoleInvite:
-    return from_fields(
-        ConsoleInvite,
-        row,
-        invite_id=row.id,
-        tenant_id=TenantId(row.tenant_id),
-        role=ConsoleRole(row.role),
-        invited_by=Actor(ActorKind(row.invited_by_kind), row.invited_by_id, row.invited_by_label),
-    )
+    invited_by = Actor(ActorKind(row.invited_by_kind), row.invited_by_id, row.invited_by_label)
+    return to_record(ConsoleInvite, row, invite_id=row.id, invited_by=invited_by)
 
 
 class ConsoleAccessQueries:

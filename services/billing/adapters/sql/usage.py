@@ -12,12 +12,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, Row, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import to_record
 from services.billing.adapters.sql.reporting import UNRECORDED_MODEL
 from services.billing.adapters.tables import batch_hold_lines, payments, transfers
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import RefType
-from services.billing.domain.payments import PaymentProvider
 from services.billing.domain.receipts import PaymentReceipt
 from services.billing.domain.usage import RELEASED_MODEL, PaidCredits
 
@@ -120,10 +119,4 @@ class UsageQueries:
 
 
 def _receipt(row: Row[Any]) -> PaymentReceipt:
-    return from_fields(
-        PaymentReceipt,
-        row,
-        payment_id=row.id,
-        tenant_id=TenantId(row.tenant_id),
-        provider=PaymentProvider(row.provider),
-    )
+    return to_record(PaymentReceipt, row, payment_id=row.id)

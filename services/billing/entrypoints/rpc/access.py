@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_message
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.video_access import VideoAccess
-from services.billing.entrypoints.rpc.base import BillingRpcs, Context, optional_timestamp, timestamp
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 
 
 class AccessRpcs(BillingRpcs):
@@ -115,27 +115,12 @@ def _parse_key_id(value: str) -> uuid.UUID:
 
 
 def _api_key_info(key: ApiKeyInfo) -> billing_pb2.ApiKeyInfo:
-    return from_fields(billing_pb2.ApiKeyInfo, key, tenant_id=str(key.tenant_id), **_key_identity(key))
+    return to_message(billing_pb2.ApiKeyInfo, key)
 
 
 def _admin_key_info(key: AdminKeyInfo) -> billing_pb2.AdminKeyInfo:
-    return from_fields(billing_pb2.AdminKeyInfo, key, role=key.role.value, **_key_identity(key))
-
-
-def _key_identity(key: ApiKeyInfo | AdminKeyInfo) -> dict[str, object]:
-    """The fields API keys and operator keys share whose types differ from the message's."""
-    return {
-        "key_id": str(key.key_id),
-        "created_at": timestamp(key.created_at),
-        "last_used_at": optional_timestamp(key.last_used_at),
-        "revoked_at": optional_timestamp(key.revoked_at),
-    }
+    return to_message(billing_pb2.AdminKeyInfo, key)
 
 
 def _video_access(entry: VideoAccess) -> billing_pb2.VideoAccess:
-    return from_fields(
-        billing_pb2.VideoAccess,
-        entry,
-        access_id=str(entry.access_id),
-        occurred_at=timestamp(entry.occurred_at),
-    )
+    return to_message(billing_pb2.VideoAccess, entry)

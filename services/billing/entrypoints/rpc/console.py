@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import to_message
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.console_settings import ConsoleSettings
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.receipts import PaymentReceipt
-from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 
 
 class ConsoleRpcs(BillingRpcs):
@@ -79,16 +79,7 @@ class ConsoleRpcs(BillingRpcs):
 
 
 def _receipt(row: PaymentReceipt) -> billing_pb2.PaymentRecord:
-    return from_fields(
-        billing_pb2.PaymentRecord,
-        row,
-        payment_id=str(row.payment_id),
-        tenant_id=str(row.tenant_id),
-        provider=row.provider.value,
-        pack_id=row.pack_id or "",
-        payment_intent=row.payment_intent or "",
-        created_at=timestamp(row.created_at),
-    )
+    return to_message(billing_pb2.PaymentRecord, row)
 
 
 def _settings(settings: ConsoleSettings) -> billing_pb2.ConsoleSettings:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.errors import InvalidArgument
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_message
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.console_access import (
     ActivityEntry,
@@ -19,7 +19,7 @@ from services.billing.domain.console_access import (
     ConsoleUser,
 )
 from services.billing.domain.ids import parse_tenant_id
-from services.billing.entrypoints.rpc.base import BillingRpcs, Context, optional_timestamp, timestamp
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
 from services.billing.use_cases.console_access import IssuedSession
 
 
@@ -161,38 +161,16 @@ def _actor_proto(actor: Actor) -> billing_pb2.ConsoleActor:
 
 
 def _user(user: ConsoleUser) -> billing_pb2.ConsoleUser:
-    return from_fields(
-        billing_pb2.ConsoleUser,
-        user,
-        user_id=str(user.user_id),
-        tenant_id=str(user.tenant_id),
-        role=user.role.value,
-        created_at=timestamp(user.created_at),
-        removed_at=optional_timestamp(user.removed_at),
-    )
+    return to_message(billing_pb2.ConsoleUser, user)
 
 
 def _invite(invite: ConsoleInvite) -> billing_pb2.ConsoleInvite:
-    return from_fields(
+    return to_message(
         billing_pb2.ConsoleInvite,
         invite,
-        invite_id=str(invite.invite_id),
-        tenant_id=str(invite.tenant_id),
-        role=invite.role.value,
         invited_by=_actor_proto(invite.invited_by),
-        created_at=timestamp(invite.created_at),
-        expires_at=timestamp(invite.expires_at),
-        accepted_at=optional_timestamp(invite.accepted_at),
-        revoked_at=optional_timestamp(invite.revoked_at),
     )
 
 
 def _activity(entry: ActivityEntry) -> billing_pb2.TenantActivity:
-    return from_fields(
-        billing_pb2.TenantActivity,
-        entry,
-        activity_id=str(entry.activity_id),
-        tenant_id=str(entry.tenant_id),
-        actor=_actor_proto(entry.actor),
-        occurred_at=optional_timestamp(entry.occurred_at),
-    )
+    return to_message(billing_pb2.TenantActivity, entry, actor=_actor_proto(entry.actor))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_message
 from libs.rpc.timestamps import request_instant
 from services.billing.domain.finance import BatchTransferLine, ExportRow
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
@@ -142,15 +142,7 @@ class ReportingRpcs(BillingRpcs):
 
 
 def _batch_transfer(line: BatchTransferLine) -> billing_pb2.BatchTransfer:
-    return from_fields(
-        billing_pb2.BatchTransfer,
-        line,
-        transfer_id=str(line.transfer_id),
-        ref_type=line.ref_type.value,
-        from_account=line.from_account.value,
-        to_account=line.to_account.value,
-        created_at=timestamp(line.created_at),
-    )
+    return to_message(billing_pb2.BatchTransfer, line)
 
 
 def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
@@ -171,15 +163,7 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
 
 
 def _entry(line: StatementLine) -> billing_pb2.LedgerEntry:
-    return from_fields(
-        billing_pb2.LedgerEntry,
-        line,
-        entry_id=str(line.entry_id),
-        ref_type=line.ref_type.value,
-        batch_id=str(line.batch_id) if line.batch_id else "",
-        created_at=timestamp(line.created_at),
-        model=line.model or "",
-    )
+    return to_message(billing_pb2.LedgerEntry, line)
 
 
 def _model_margin(line: ModelMargin) -> billing_pb2.ModelMargin:
