@@ -44,6 +44,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/api-keys/{key_id}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One API key's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_key_budget"];
+        /**
+         * Set or remove one API key's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_key_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_tenant_budget"];
+        /**
+         * Set or remove the tenant's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_tenant_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every budget of the tenant with its use this month
+         * @description The tenant's own budget first (listed even without a cap), then keys', then projects'.
+         */
+        get: operations["list_budgets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/credits": {
         parameters: {
             query?: never;
@@ -178,6 +246,50 @@ export interface paths {
         get: operations["get_pricing"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/projects/{project}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One project's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_project_budget"];
+        /**
+         * Set or remove one project's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_project_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/quotes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Price a batch without freezing anything, and keep the price for a while
+         * @description Takes the create body (JSON or JSONL, as `POST /api/enterprise/video-batch`), validates and prices it exactly as a create would, and stores the quote: a create that cites `quote_id` before `expires_at`, with the same body, is charged exactly `required_credits` even if prices changed meanwhile. A quote is used once; cited after its expiry it is a 410 `quote_expired`, with another body a 409 `quote_mismatch`, a second time a 409 `quote_used`. Nothing is frozen and no batch exists until the create.
+         */
+        post: operations["create_quote"];
         delete?: never;
         options?: never;
         head?: never;
@@ -692,6 +804,11 @@ export interface components {
              */
             created_at: string;
             /**
+             * Expires At
+             * @description When the key stops working; null: never.
+             */
+            expires_at: string | null;
+            /**
              * Key Id
              * @description Identifier of the key.
              */
@@ -716,6 +833,11 @@ export interface components {
              * @description When the key was revoked; null while active.
              */
             revoked_at: string | null;
+            /**
+             * Scopes
+             * @description What the key may do: `batches`, `read`, `billing`.
+             */
+            scopes: string[];
         };
         /** AttemptView */
         AttemptView: {
@@ -1019,6 +1141,68 @@ export interface components {
             purpose?: string;
         };
         /**
+         * BudgetList
+         * @description The tenant's budgets: its own first (always listed, capped or not), then keys', projects'.
+         */
+        BudgetList: {
+            /** Items */
+            items: components["schemas"]["BudgetView"][];
+        };
+        /**
+         * BudgetUpdate
+         * @description A monthly budget to set, or `null` to remove it.
+         */
+        BudgetUpdate: {
+            /**
+             * Monthly Credits
+             * @description Credits that may be frozen per UTC calendar month (0 stops every new batch); `null` removes the budget. A batch over it is refused with 402 `budget_exceeded`.
+             */
+            monthly_credits: number | null;
+        };
+        /**
+         * BudgetView
+         * @description A budget and its use in the current UTC calendar month.
+         */
+        BudgetView: {
+            /**
+             * Monthly Credits
+             * @description The cap; null when there is none.
+             */
+            monthly_credits: number | null;
+            /**
+             * Period End
+             * Format: date-time
+             * @description The next month's first instant (UTC): the use resets then.
+             */
+            period_end: string;
+            /**
+             * Period Start
+             * Format: date-time
+             * @description The month's first instant (UTC).
+             */
+            period_start: string;
+            /**
+             * Remaining Credits
+             * @description What can still be frozen this month; null without a cap.
+             */
+            remaining_credits: number | null;
+            /**
+             * Scope
+             * @description `tenant`, `api_key` or `project`.
+             */
+            scope: string;
+            /**
+             * Scope Id
+             * @description The key id or the project; null for the tenant's budget.
+             */
+            scope_id: string | null;
+            /**
+             * Used Credits
+             * @description Net credits frozen this month (frozen minus refunded and released): spend counts in the month of its freeze, and a refund gives that month's budget back.
+             */
+            used_credits: number;
+        };
+        /**
          * CreateBatchRequest
          * @description A batch of videos to generate; the whole price is frozen before anything runs.
          */
@@ -1048,6 +1232,12 @@ export interface components {
              * @example june campaign
              */
             name?: string | null;
+            /**
+             * Quote Id
+             * @description A quote of this very body (`POST /api/enterprise/quotes`), still valid and unused: the batch is charged exactly its price, even if prices changed since. The metadata key `project` names the batch's project (its project budget applies).
+             * @default null
+             */
+            quote_id?: string | null;
             /**
              * Webhook Url
              * @description Absolute http(s) URL that receives signed batch events.
@@ -1598,6 +1788,43 @@ export interface components {
             value: string;
         };
         /**
+         * QuoteView
+         * @description A stored quote: cite `quote_id` in a create of the same body to be charged exactly this.
+         */
+        QuoteView: {
+            /**
+             * Expires At
+             * Format: date-time
+             * @description Until when a create may cite it (UTC); single use.
+             */
+            expires_at: string;
+            /**
+             * Item Prices
+             * @description Each item's price in credits, in item order.
+             */
+            item_prices: number[];
+            /**
+             * Ok
+             * @default true
+             */
+            ok?: boolean;
+            /**
+             * Quote Id
+             * @description Cite it as `quote_id` in `POST /api/enterprise/video-batch`.
+             */
+            quote_id: string;
+            /**
+             * Required Credits
+             * @description What the batch will be charged (nothing is frozen yet).
+             */
+            required_credits: number;
+            /**
+             * Total Count
+             * @description Items in the batch.
+             */
+            total_count: number;
+        };
+        /**
          * RetryFailedRequest
          * @description Which failed items of a finished batch to retry (the body is optional).
          */
@@ -1634,6 +1861,11 @@ export interface components {
          *     = closing.
          */
         StatementView: {
+            /**
+             * Budgets
+             * @description The tenant's budgets (today's caps) with their use in this month (issue 29).
+             */
+            budgets?: components["schemas"]["BudgetView"][];
             /** Closing Balance */
             closing_balance: number;
             /**
@@ -1980,6 +2212,390 @@ export interface operations {
             };
             /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of the key (a UUID). */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of the key (a UUID). */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_tenant_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_tenant_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_budgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetList"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2424,6 +3040,261 @@ export interface operations {
             };
         };
     };
+    get_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project: the value of the batches' metadata key `project`. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project: the value of the batches' metadata key `project`. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_quote: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBatchRequest"];
+                "application/jsonl": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuoteView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Content-Type or Content-Encoding not supported (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_statement: {
         parameters: {
             query: {
@@ -2601,7 +3472,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -2610,7 +3481,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2782,7 +3653,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3021,7 +3892,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -3039,7 +3910,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3205,7 +4076,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Gone: the video's retention period is over (`video_expired`). */
+            /** @description Gone: the video's retention period is over (`video_expired`), or the quote expired (`quote_expired`). */
             410: {
                 headers: {
                     [name: string]: unknown;
@@ -3851,7 +4722,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Authenticated but not allowed (`forbidden`), or a video link expired or tampered with. */
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
             403: {
                 headers: {
                     [name: string]: unknown;

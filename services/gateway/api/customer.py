@@ -24,6 +24,7 @@ from services.gateway.http.params import (
 )
 from services.gateway.schemas.batches import (
     BatchAccepted,
+    BatchColumns,
     BatchPage,
     BatchStatus,
     BatchView,
@@ -126,6 +127,18 @@ def request_idempotency_key(request: Request) -> tuple[str, bool]:
     return idempotency_key(presented, request_id_of(request.scope), header), not presented
 
 
+async def create_body_of(request: Request, settings: Settings) -> BatchColumns:
+    """The create body of `request` (JSON or JSONL, gzip or not), read as a stream and shape-checked:
+    the create's and the quote's (same body)."""
+    return await read_create_body(
+        request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_encoding=request.headers.get("content-encoding", ""),
+        query=request.query_params.multi_items(),
+        limit=settings.max_create_body_bytes,
+    )
+
+
 def replayed_headers(replayed: bool) -> dict[str, str] | None:
     """`Idempotent-Replayed: true` on an answer that replays an earlier one."""
     return {REPLAYED_HEADER: "true"} if replayed else None
@@ -169,16 +182,12 @@ def customer_router(
             openapi_extra=_CREATE_BATCH_BODY,
         ),
     )
-    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
+    async def create_video_batch(request: Request, caller: Annotated[ApiCaller, calling]) -> Response:
         request_id, generated = request_idempotency_key(request)
-        payload = await read_create_body(
-            request.stream(),
-            content_type=request.headers.get("content-type", ""),
-            content_encoding=request.headers.get("content-encoding", ""),
-            query=request.query_params.multi_items(),
-            limit=settings.max_create_body_bytes,
+        payload = await create_body_of(request, settings)
+        response = await creation.create(
+            caller.tenant_id, request_id, payload, generated=generated, api_key_id=caller.key_id
         )
-        response = await creation.create(tenant_id, request_id, payload, generated=generated)
         # The 202 body's fields as JSON (the route's response_model documents them).
         return Response(
             json_bytes(BatchAccepted.fields_of(response, request_id)),

@@ -203,3 +203,31 @@ def test_buying_a_pack_through_stripe_checkout_shows_the_payment_and_its_receipt
     finance_page.screenshot(path=str(artifacts / "console-receipt.png"), full_page=True)
     finance.close()
     owner.close()
+
+
+def test_the_owner_sets_the_monthly_budget_on_the_credits_page_and_a_batch_over_it_is_refused(
+    browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant, artifacts: Path
+) -> None:
+    owner, page = signed_in_page(browser, money_stack.base_url, tenant.emails["owner"])
+    page.goto("/console/credits")
+    row = page.locator('#budgets tr[data-budget="tenant"]')
+    expect(row.locator("td").nth(1)).to_have_text("none")
+    used = int(row.locator("td").nth(2).inner_text().replace(",", ""))
+    page.fill("#budget-form input[name=monthly_credits]", str(used + 5))
+    page.click("#budget-form button")
+    expect(row.locator("td").nth(1)).to_have_text(f"{used + 5:,}")
+    expect(row.locator("td").nth(3)).to_have_text("5")
+
+    refused = money_api.create_batch(tenant.customer, [{"prompt": "over budget", "model": "sora-2"}])
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded"
+    finance, finance_page = signed_in_page(browser, money_stack.base_url, tenant.emails["finance"])
+    finance_page.goto("/console/credits")
+    expect(finance_page.locator('#budgets tr[data-budget="tenant"]')).to_be_visible()
+    expect(finance_page.locator("#budget-form")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "console-budgets.png"), full_page=True)
+
+    page.fill("#budget-form input[name=monthly_credits]", "")
+    page.click("#budget-form button")
+    expect(row.locator("td").nth(1)).to_have_text("none")
+    finance.close()
+    owner.close()

@@ -250,6 +250,24 @@ class AsyncClient:
         """Revokes a key of the tenant."""
         return await self._run(calls.revoke_api_key(key_id))
 
+    async def budget(self, *, key_id: str | None = None, project: str | None = None) -> m.Budget:
+        """A monthly budget and its use (the tenant's, or one key's, or one project's)."""
+        return await self._run(calls.get_budget(key_id=key_id, project=project))
+
+    async def set_budget(
+        self, monthly_credits: int | None, *, key_id: str | None = None, project: str | None = None
+    ) -> m.Budget:
+        """Sets (None: removes) a monthly budget; needs a key with the `billing` scope."""
+        return await self._run(calls.set_budget(monthly_credits, key_id=key_id, project=project))
+
+    async def budgets(self) -> list[m.Budget]:
+        """Every budget of the tenant with its use this month."""
+        return (await self._run(calls.list_budgets())).items
+
+    async def quote(self, request: m.CreateBatchRequest) -> m.Quote:
+        """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
+        return await self._run(calls.create_quote(request))
+
     async def create_webhook_endpoint(
         self, url: str, event_types: list[str] | None = None, description: str = ""
     ) -> m.WebhookEndpointCreated:

@@ -257,6 +257,24 @@ class Client:
         """Revokes a key of the tenant."""
         return self._run(calls.revoke_api_key(key_id))
 
+    def budget(self, *, key_id: str | None = None, project: str | None = None) -> m.Budget:
+        """A monthly budget and its use (the tenant's, or one key's, or one project's)."""
+        return self._run(calls.get_budget(key_id=key_id, project=project))
+
+    def set_budget(
+        self, monthly_credits: int | None, *, key_id: str | None = None, project: str | None = None
+    ) -> m.Budget:
+        """Sets (None: removes) a monthly budget; needs a key with the `billing` scope."""
+        return self._run(calls.set_budget(monthly_credits, key_id=key_id, project=project))
+
+    def budgets(self) -> list[m.Budget]:
+        """Every budget of the tenant with its use this month."""
+        return self._run(calls.list_budgets()).items
+
+    def quote(self, request: m.CreateBatchRequest) -> m.Quote:
+        """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
+        return self._run(calls.create_quote(request))
+
     # --- webhooks -------------------------------------------------------------------------------
 
     def create_webhook_endpoint(

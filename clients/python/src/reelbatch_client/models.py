@@ -73,6 +73,14 @@ class CreateBatchRequest(RequestModel):
     deadline_seconds: int | None = None
     name: str | None = None
     metadata: dict[str, str] | None = None
+    # A quote of this very body (`Client.quote`): charged exactly its price, once.
+    quote_id: str | None = None
+
+
+class BudgetUpdate(RequestModel):
+    """A monthly budget to set (None removes it)."""
+
+    monthly_credits: int | None
 
 
 class RetryFailedRequest(RequestModel):
@@ -226,6 +234,35 @@ class ModelUsage(ApiModel):
     credits_refunded: int
 
 
+class Budget(ApiModel):
+    """A monthly budget (the tenant's, a key's, a project's) and its use this UTC month."""
+
+    scope: str
+    scope_id: str | None
+    monthly_credits: int | None
+    used_credits: int
+    remaining_credits: int | None
+    period_start: datetime
+    period_end: datetime
+
+
+class BudgetList(ApiModel):
+    """Every budget of the tenant, its own first."""
+
+    items: list[Budget]
+
+
+class Quote(ApiModel):
+    """A stored price of a create body: cite `quote_id` in the create to be charged exactly it."""
+
+    ok: bool = True
+    quote_id: str
+    required_credits: int
+    total_count: int
+    item_prices: list[int]
+    expires_at: datetime
+
+
 class Statement(ApiModel):
     """A calendar month's statement (UTC): opening balance, movements, closing balance."""
 
@@ -240,6 +277,7 @@ class Statement(ApiModel):
     closing_paid_credits: int
     closing_granted_credits: int
     models: list[ModelUsage]
+    budgets: list[Budget] = Field(default_factory=list)
 
 
 class Pack(ApiModel):
@@ -329,6 +367,8 @@ class ApiKey(ApiModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     revoked: bool
+    scopes: list[str]
+    expires_at: datetime | None
 
 
 class ApiKeyList(ApiModel):
@@ -487,6 +527,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "BatchEventData": BatchEventData,
     "BatchItemIn": BatchItem,
     "BatchView": Batch,
+    "BudgetList": BudgetList,
+    "BudgetUpdate": BudgetUpdate,
+    "BudgetView": Budget,
     "CreateBatchRequest": CreateBatchRequest,
     "CreditsView": Credits,
     "DeliveryView": WebhookMessage,
@@ -508,6 +551,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "PackView": Pack,
     "PriceList": PriceList,
     "PricedChoice": PricedChoice,
+    "QuoteView": Quote,
     "RetryFailedRequest": RetryFailedRequest,
     "SigningSecretView": SigningSecret,
     "StatementView": Statement,

@@ -5,7 +5,7 @@ at `updated_at` (seconds since the epoch, PostgreSQL's clock) and the rate and b
 drawn with (and what that draw granted), so a sweep can delete the buckets that are full again (a missing bucket is a full one).
 
 Revision ID: 0011
-Revises: 0008 (the lead relinks it after 0009/0010 at merge)
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
