@@ -360,6 +360,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/video-batch/{batch_id}/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A batch's money: totals and every ledger transfer
+         * @description The batch's money: frozen, captured, refunded, released and net spent, and every ledger transfer of the batch in order (freeze, each item's capture or refund, the settlement), a page at a time. An item's capture or refund carries the `ledger_transfer_id` its task webhook, task view and results line carry. Another tenant's batch is a 404.
+         */
+        get: operations["get_video_batch_billing"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/video-batch/{batch_id}/cancel": {
         parameters: {
             query?: never;
@@ -389,7 +409,7 @@ export interface paths {
         };
         /**
          * The batch's errors file: its failed and cancelled items (JSONL, or CSV)
-         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it). `failure_type`, `fault` (provider, customer_input, us or cancelled) and `reason` say why.
+         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_transfer_id`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it). `failure_type`, `fault` (provider, customer_input, us or cancelled) and `reason` say why.
          */
         get: operations["get_batch_errors"];
         put?: never;
@@ -409,7 +429,7 @@ export interface paths {
         };
         /**
          * The batch's results file: its succeeded items (JSONL, or CSV)
-         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it).
+         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_transfer_id`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it).
          */
         get: operations["get_batch_results"];
         put?: never;
@@ -916,6 +936,58 @@ export interface components {
             total_count: number;
         };
         /**
+         * BatchBillingView
+         * @description A batch's money: totals per kind of movement and its ledger entries (paged).
+         */
+        BatchBillingView: {
+            /** Batch Id */
+            batch_id: string;
+            /**
+             * Capture Total
+             * @description Credits captured for delivered videos.
+             */
+            capture_total: number;
+            /** Entries */
+            entries: components["schemas"]["BatchTransferView"][];
+            /**
+             * Held Credits
+             * @description Still frozen (0 once settled).
+             */
+            held_credits: number;
+            /**
+             * Net Spent
+             * @description upfront - refunds - release: what the customer paid.
+             */
+            net_spent: number;
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page of entries.
+             */
+            next_cursor: string | null;
+            /**
+             * Refund Total
+             * @description Credits refunded for failed or cancelled videos.
+             */
+            refund_total: number;
+            /**
+             * Release Total
+             * @description Credits released at settlement (normally 0).
+             */
+            release_total: number;
+            /**
+             * Settlement Status
+             * @description pending, settled or refunded.
+             */
+            settlement_status: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /**
+             * Upfront Total
+             * @description Credits frozen when the batch was accepted.
+             */
+            upfront_total: number;
+        };
+        /**
          * BatchEvent
          * @description `batch.queued`, `batch.completed` or `batch.cancelled`.
          */
@@ -945,6 +1017,11 @@ export interface components {
             created_at?: string | null;
             /** Credits Spent */
             credits_spent?: number | null;
+            /**
+             * Errors Url
+             * @description `batch.completed`: the batch's errors file (failed and cancelled items).
+             */
+            errors_url?: string | null;
             /** Failed Count */
             failed_count?: number | null;
             /** Finished At */
@@ -955,6 +1032,11 @@ export interface components {
             pending_count?: number | null;
             /** Refunded Credits */
             refunded_credits?: number | null;
+            /**
+             * Results Url
+             * @description `batch.completed`: the batch's results file (succeeded items, JSONL).
+             */
+            results_url?: string | null;
             /**
              * Settlement Status
              * @description pending, settled or refunded.
@@ -1026,6 +1108,58 @@ export interface components {
              * @description Pass as `cursor` for the next page; null on the last page.
              */
             next_cursor: string | null;
+        };
+        /**
+         * BatchTransferView
+         * @description One movement of a batch's credits.
+         */
+        BatchTransferView: {
+            /**
+             * Amount
+             * @description Credits moved.
+             */
+            amount: number;
+            /**
+             * Created At
+             * Format: date-time
+             * @description When the transfer was written.
+             */
+            created_at: string;
+            /**
+             * Credits Delta
+             * @description Change of the tenant's available balance (0 for captures).
+             */
+            credits_delta: number;
+            /**
+             * From Account
+             * @description available, hold or revenue.
+             */
+            from_account: string;
+            /**
+             * Ledger Transfer Id
+             * @description Public id of the transfer (a UUIDv5 of its ledger key): on a task's capture or refund it equals the task's `ledger_transfer_id` (webhook, task view, results and errors files).
+             */
+            ledger_transfer_id: string;
+            /**
+             * Ref Id
+             * @description The batch (freeze, release) or task (capture, refund) concerned.
+             */
+            ref_id: string;
+            /**
+             * Ref Type
+             * @description batch_upfront, batch_capture, batch_refund or batch_settle.
+             */
+            ref_type: string;
+            /**
+             * To Account
+             * @description available, hold or revenue.
+             */
+            to_account: string;
+            /**
+             * Transfer Id
+             * @description Sequence number of the transfer (its order in the ledger).
+             */
+            transfer_id: string;
         };
         /**
          * BatchView
@@ -1602,6 +1736,11 @@ export interface components {
              */
             entry_id: string;
             /**
+             * Ledger Transfer Id
+             * @description Public id of the transfer this entry belongs to (a UUIDv5 of its ledger key); on a task's refund it equals the task's `ledger_transfer_id` (webhook, task view, errors file).
+             */
+            ledger_transfer_id: string;
+            /**
              * Ref Id
              * @description Business key of the movement (payment reference, batch or task id).
              */
@@ -1938,6 +2077,21 @@ export interface components {
             batch_id: string;
             /** Batch Index */
             batch_index: number;
+            /**
+             * Credits Charged
+             * @description Credits captured for this item (its price when it succeeded).
+             */
+            credits_charged: number;
+            /**
+             * Credits Refunded
+             * @description Credits refunded for this item (its price when it did not).
+             */
+            credits_refunded: number;
+            /**
+             * Custom Id
+             * @description The item's own id, as you sent it.
+             */
+            custom_id?: string | null;
             /** Error Message */
             error_message?: string | null;
             /**
@@ -1945,6 +2099,25 @@ export interface components {
              * @description On failure: why (see the task view).
              */
             failure_type?: string | null;
+            /**
+             * Ledger Ref Type
+             * @description batch_capture or batch_refund: the kind of that ledger line.
+             */
+            ledger_ref_type: string;
+            /**
+             * Ledger Transfer Id
+             * @description The item's receipt: the id of its capture (`batch_capture`) or refund (`batch_refund`) in the ledger, as `GET /api/enterprise/video-batch/{id}/billing`, `GET /api/enterprise/ledger` and the ledger export show it (`ledger_transfer_id`). A UUIDv5 of the ledger key `task_outcome:{task_id}`; the ledger line may appear a moment after the event.
+             */
+            ledger_transfer_id: string;
+            /**
+             * Metadata
+             * @description The item's labels, as you sent them.
+             */
+            metadata?: {
+                [key: string]: string;
+            };
+            /** Model */
+            model: string;
             /**
              * Status
              * @description succeeded, failed or cancelled.
@@ -2033,6 +2206,11 @@ export interface components {
              * @description What the last failed attempt said (a retried failure); null if none.
              */
             last_error?: string | null;
+            /**
+             * Ledger Transfer Id
+             * @description Once finished: its receipt, the id of its capture or refund in the ledger (`ledger_transfer_id` of the batch's billing entries and of its task webhook); null before.
+             */
+            ledger_transfer_id?: string | null;
             /**
              * Metadata
              * @description Your labels of the item.
@@ -3565,6 +3743,79 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BatchView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_video_batch_billing: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the previous page; omit for the first. */
+                cursor?: string | null;
+                /** @description Page size, 1..1000. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Identifier of the batch (a UUID). */
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchBillingView"];
                 };
             };
             /** @description Missing or invalid credentials (`unauthorized`). */

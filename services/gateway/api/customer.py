@@ -10,6 +10,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
+from services.gateway.http.errors import ApiError
 from services.gateway.http.middleware import REQUEST_ID_HEADER, request_id_of
 from services.gateway.http.params import (
     DEFAULT_PAGE_SIZE,
@@ -30,7 +31,7 @@ from services.gateway.schemas.batches import (
     BatchView,
     RetryFailedRequest,
 )
-from services.gateway.schemas.credits import CreditsView, LedgerPage
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, json_bytes
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.use_cases.batch_creation import (
@@ -336,5 +337,24 @@ def customer_router(
             timeout=deadline,
         )
         return LedgerPage.from_proto(response)
+
+    @router.get(
+        "/video-batch/{batch_id}/billing",
+        **documented(BatchBillingView, "A batch's money: totals and every ledger transfer", 404, 422),
+    )
+    async def get_video_batch_billing(
+        tenant_id: Annotated[str, authenticated],
+        batch_id: BatchIdPath,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> BatchBillingView:
+        ledger = await backends.billing.GetBatchLedger(
+            billing_pb2.GetBatchLedgerRequest(batch_id=batch_id, cursor=cursor or "", limit=limit),
+            timeout=deadline,
+        )
+        # Billing reads any batch's ledger: another tenant's batch is not found, like a batch read.
+        if ledger.tenant_id != tenant_id:
+            raise ApiError(404, "not_found", "batch not found")
+        return BatchBillingView.from_proto(ledger)
 
     return router

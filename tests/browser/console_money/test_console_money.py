@@ -150,6 +150,15 @@ def test_every_csv_of_the_books_and_usage_sums_to_the_ledger(
     filtered = download(page, "#ledger-csv")
     assert sum(int(row["credits_delta"]) for row in filtered) == -190
     expect(page.locator("#ledger tr.ref-batch_refund")).to_contain_text("Customer input")
+    # The refund's receipt, as the API's ledger and the task's webhook name it (ADR-104).
+    [api_refund] = [
+        e
+        for e in whole_ledger(money_api, tenant.customer)
+        if e["ref_type"] == "batch_refund" and e["batch_id"] == tenant.batch_id
+    ]
+    receipt = api_refund["ledger_transfer_id"]
+    assert refund["ledger_transfer_id"] == receipt
+    expect(page.locator("#ledger tr.ref-batch_refund .receipt")).to_have_text(receipt)
 
     page.goto("/console/usage")
     usage = download(page, "#usage-csv")

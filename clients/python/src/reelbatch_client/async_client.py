@@ -228,6 +228,11 @@ class AsyncClient:
         """Every model with its settings and prices."""
         return (await self._run(calls.list_models())).items
 
+    async def batch_billing(self, batch_id: str, cursor: str | None = None) -> m.BatchBilling:
+        """A batch's money: its totals and a page of its transfers; each item's capture or refund
+        carries the `ledger_transfer_id` of its task webhook and results line."""
+        return await self._run(calls.batch_billing(batch_id, cursor))
+
     async def ledger_csv(self, created_from: str | None = None, created_to: str | None = None) -> bytes:
         """The ledger as CSV (RFC 3339 bounds)."""
         return await self._run(calls.ledger_csv(created_from, created_to))

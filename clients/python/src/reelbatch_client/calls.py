@@ -207,6 +207,12 @@ def list_ledger(*, batch_id: str | None = None) -> PageCall[m.LedgerEntry]:
     )
 
 
+def batch_billing(batch_id: str, cursor: str | None = None) -> Call[m.BatchBilling]:
+    """A batch's money: totals and a page of its transfers (captures included), in order."""
+    params = _query(cursor=cursor, limit=1000)
+    return Call("GET", f"{BATCHES}/{batch_id}/billing", _model(m.BatchBilling), params=params)
+
+
 def ledger_csv(created_from: str | None = None, created_to: str | None = None) -> Call[bytes]:
     """The ledger as CSV between two RFC 3339 instants."""
     params = _query(created_from=created_from, created_to=created_to)
@@ -355,6 +361,7 @@ OPERATIONS: dict[str, Callable[..., object]] = {
     "retry_failed_video_batch": retry_failed,
     "get_credits": get_credits,
     "list_ledger_entries": list_ledger,
+    "get_video_batch_billing": batch_billing,
     "get_batch_results": batch_file,
     "get_batch_errors": batch_file,
     "get_batch_videos_zip": videos_zip,

@@ -228,6 +228,11 @@ class Client:
         """Every movement of the available balance, newest first."""
         return self._iterate(calls.list_ledger(batch_id=batch_id))
 
+    def batch_billing(self, batch_id: str, cursor: str | None = None) -> m.BatchBilling:
+        """A batch's money: its totals and a page of its transfers; each item's capture or refund
+        carries the `ledger_transfer_id` of its task webhook and results line."""
+        return self._run(calls.batch_billing(batch_id, cursor))
+
     def ledger_csv(self, created_from: str | None = None, created_to: str | None = None) -> bytes:
         """The ledger as CSV (RFC 3339 bounds)."""
         return self._run(calls.ledger_csv(created_from, created_to))

@@ -171,6 +171,8 @@ class Task(ApiModel):
     last_error: str | None = None
     credits_charged: int = 0
     credits_refunded: int = 0
+    # Once finished: the item's receipt, the id of its capture or refund in the ledger.
+    ledger_transfer_id: str | None = None
 
 
 class ResultLine(ApiModel):
@@ -191,6 +193,7 @@ class ResultLine(ApiModel):
     video_expires_at: str | None = None
     finished_at: str | None = None
     metadata: dict[str, str] | None = None
+    ledger_transfer_id: str | None = None
     ledger_ref_type: str | None = None
 
 
@@ -222,6 +225,38 @@ class LedgerEntry(ApiModel):
     credits_delta: int
     balance_after: int
     created_at: datetime
+    # The transfer's public id: on a refund, the task's `ledger_transfer_id`.
+    ledger_transfer_id: str
+
+
+class BatchTransfer(ApiModel):
+    """One transfer of a batch's credits: its freeze, an item's capture or refund, the release."""
+
+    transfer_id: str
+    ledger_transfer_id: str
+    ref_type: str
+    ref_id: str
+    amount: int
+    from_account: str
+    to_account: str
+    credits_delta: int
+    created_at: datetime
+
+
+class BatchBilling(ApiModel):
+    """A batch's money (`GET .../{id}/billing`): totals and a page of its transfers."""
+
+    batch_id: str
+    tenant_id: str
+    upfront_total: int
+    capture_total: int
+    refund_total: int
+    release_total: int
+    net_spent: int
+    held_credits: int
+    settlement_status: str
+    entries: list[BatchTransfer]
+    next_cursor: str | None
 
 
 class ModelUsage(ApiModel):
@@ -483,6 +518,8 @@ class BatchEventData(ApiModel):
     settlement_status: str | None = None
     created_at: str | None = None
     finished_at: str | None = None
+    results_url: str | None = None
+    errors_url: str | None = None
 
 
 class BatchEvent(ApiModel):
@@ -499,8 +536,16 @@ class TaskEventData(ApiModel):
     task_id: str
     batch_id: str
     batch_index: int
+    custom_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
     status: str
+    model: str
     attempts: int
+    credits_charged: int
+    credits_refunded: int
+    # The item's receipt: the id of its capture or refund in the ledger (`BatchTransfer`).
+    ledger_transfer_id: str
+    ledger_ref_type: str
     video_link_url: str | None = None
     failure_type: str | None = None
     error_message: str | None = None
@@ -523,9 +568,11 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "ApiKeyView": ApiKey,
     "AttemptView": DeliveryAttempt,
     "BatchAccepted": BatchAccepted,
+    "BatchBillingView": BatchBilling,
     "BatchEvent": BatchEvent,
     "BatchEventData": BatchEventData,
     "BatchItemIn": BatchItem,
+    "BatchTransferView": BatchTransfer,
     "BatchView": Batch,
     "BudgetList": BudgetList,
     "BudgetUpdate": BudgetUpdate,

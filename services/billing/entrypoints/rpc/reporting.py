@@ -158,6 +158,7 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
         ref_type=row.ref_type.value,
         ref_id=row.ref_id,
         amount=row.amount,
+        ledger_transfer_id=row.ledger_transfer_id,
     )
     if row.balance_after is not None:
         message.balance_after = row.balance_after

@@ -1059,6 +1059,7 @@ class LedgerEntry(_message.Message):
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry's id."""
     ref_type: _builtins.str
@@ -1073,6 +1074,10 @@ class LedgerEntry(_message.Message):
     """The tenant's available balance after this entry."""
     model: _builtins.str
     """The model of a task's refund; empty for other entries."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py), the id task
+    webhooks and results lines carry as `ledger_transfer_id`.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1088,10 +1093,11 @@ class LedgerEntry(_message.Message):
         balance_after: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         model: _builtins.str = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "model", b"model", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "ledger_transfer_id", b"ledger_transfer_id", "model", b"model", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1263,6 +1269,7 @@ class BatchTransfer(_message.Message):
     TO_ACCOUNT_FIELD_NUMBER: _builtins.int
     AVAILABLE_DELTA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """The transfer's id."""
     ref_type: _builtins.str
@@ -1277,6 +1284,10 @@ class BatchTransfer(_message.Message):
     """See from_account."""
     available_delta: _builtins.int
     """Change of the tenant's available balance (0 for captures, which move held credits to revenue)."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py), the id task
+    webhooks and results lines carry as `ledger_transfer_id`.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1292,10 +1303,11 @@ class BatchTransfer(_message.Message):
         to_account: _builtins.str = ...,
         available_delta: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "available_delta", b"available_delta", "created_at", b"created_at", "from_account", b"from_account", "ref_id", b"ref_id", "ref_type", b"ref_type", "to_account", b"to_account", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "available_delta", b"available_delta", "created_at", b"created_at", "from_account", b"from_account", "ledger_transfer_id", b"ledger_transfer_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "to_account", b"to_account", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1592,6 +1604,7 @@ class LedgerExportRow(_message.Message):
     REF_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry's id."""
     transfer_id: _builtins.str
@@ -1610,6 +1623,8 @@ class LedgerExportRow(_message.Message):
     """Signed change of the account (the two entries of a transfer cancel out)."""
     balance_after: _builtins.int
     """Empty for system accounts, which keep no running balance."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1627,10 +1642,11 @@ class LedgerExportRow(_message.Message):
         ref_id: _builtins.str = ...,
         amount: _builtins.int = ...,
         balance_after: _builtins.int | None = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "balance_after", b"balance_after", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "account", b"account", "amount", b"amount", "balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "entry_id", b"entry_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "tenant_id", b"tenant_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "account", b"account", "amount", b"amount", "balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "entry_id", b"entry_id", "ledger_transfer_id", b"ledger_transfer_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "tenant_id", b"tenant_id", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__balance_after: _TypeAlias = _typing.Literal["balance_after"]  # noqa: Y015
     _WhichOneofArgType__balance_after: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after"]  # noqa: Y015
