@@ -5,7 +5,7 @@ the outbox in its own transaction (before/after balances under the wallet lock),
 armed/fired state to keep in step with the ledger.
 
 Revision ID: 0012
-Revises: 0010 (the lead relinks onto 0011 at merge)
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
