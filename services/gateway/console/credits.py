@@ -115,8 +115,8 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return RedirectResponse(CREDITS_PATH, status_code=303)
 
     async def set_budget(request: Request, user: CurrentUser) -> Response:
-        typed = (await form_fields(request)).get("monthly_credits", "").strip().replace(",", "")
-        if typed and not (typed.isdigit() and int(typed) <= MAX_MONTHLY_CREDITS):
+        typed = _whole((await form_fields(request)).get("monthly_credits", ""), 0, MAX_MONTHLY_CREDITS)
+        if typed is False:
             return pages.message(
                 request,
                 user,
@@ -125,7 +125,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
                 f"A monthly budget is a whole number of credits from 0 to {MAX_MONTHLY_CREDITS:,}, "
                 "or empty for none.",
             )
-        stored = await money.set_tenant_budget(user.tenant_id, int(typed) if typed else None)
+        stored = await money.set_tenant_budget(user.tenant_id, typed)
         shown = "none" if stored.monthly_credits is None else f"{stored.monthly_credits} credits a month"
         await record_activity(
             deps, request, user, "budget.changed", "tenant", user.tenant_id, f"monthly budget: {shown}"
