@@ -14,7 +14,8 @@ from sqlalchemy import text
 from libs.db import Database
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import InsufficientCredits
-from services.billing.domain.ids import TenantId
+from services.billing.domain.ids import TaskId, TenantId
+from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.use_cases.handlers import BillingHandlers
 
@@ -92,6 +93,22 @@ async def test_the_budget_alert_fires_at_80_percent_of_the_cap(
     assert alert.budget_scope == "tenant"
     assert 800 <= alert.value_credits <= 850
     assert alert.period_end.endswith("+00:00")
+    await assert_ledger_invariants(database)
+
+
+async def test_a_refund_under_the_percent_re_arms_the_budget_alert(
+    handlers: BillingHandlers, database: Database
+) -> None:
+    tenant = await funded_tenant(handlers, 1_000)
+    await handlers.set_budget(tenant, "tenant", "", 100)
+    await handlers.set_alert_thresholds(tenant, None, 80)
+    batch = new_batch_id()
+    await handlers.reserve(tenant, batch, [QuoteLine(SORA, 8)])  # 80 of 100: crossed
+    assert len(await alerts_of(database, tenant)) == 1
+    refunded = TaskOutcome(batch_id=batch, task_id=TaskId(f"{batch}-a"), model=SORA, kind=OutcomeKind.REFUND)
+    await handlers.charge_task(refunded)  # 70 of 100: back under the line
+    await freeze(handlers, tenant, 1)  # 80 again: crossed again
+    assert [alert.value_credits for alert in await alerts_of(database, tenant)] == [80, 80]
     await assert_ledger_invariants(database)
 
 
