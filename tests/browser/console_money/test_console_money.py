@@ -257,6 +257,9 @@ def test_the_owner_sets_spend_alerts_on_the_credits_page_and_the_banner_shows_a_
     stored = money_api.http.get("/api/enterprise/alerts", headers=tenant.customer.headers).json()
     assert stored == {"low_balance_credits": available + 1, "budget_percent": 80}
     page.screenshot(path=str(artifacts / "console-alerts.png"), full_page=True)
+    page.goto("/console")
+    expect(page.locator("#alert-credits-low")).to_be_visible()
+    page.goto("/console/credits")
 
     page.fill("#alerts-form input[name=budget_percent]", "120")
     page.click("#alerts-form button")
