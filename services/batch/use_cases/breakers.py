@@ -57,8 +57,10 @@ class ModelGate:
                 breaker, now = await self._breakers.read(self._model)
                 admission = admit(breaker, now, self._policy)
                 if admission.verdict is Verdict.PROBE:
-                    _, probe = await self._breakers.change(self._model, self._probe)
-                    if probe.state is BreakerState.HALF_OPEN and probe != breaker:
+                    before, after = await self._breakers.change(self._model, self._probe)
+                    # Only the asker whose change made it half-open is the probe; the others
+                    # found it taken (or closed) under the lock and ask again.
+                    if after != before:
                         return None
                     continue
             except Exception:
