@@ -127,7 +127,9 @@ async def test_failures_while_the_breaker_is_open_cost_the_task_no_attempt() -> 
 
 async def test_a_task_waiting_past_the_outage_limit_fails_as_provider_error_without_a_new_attempt() -> None:
     provider = ScriptedProvider([ProviderFailure(FailureType.PROVIDER_ERROR, "503")] * 3)
-    outcome = await run_task(TASK, provider, POLICY, sleep=RecordedSleeps(), gate=ScriptedGate(give_up_after=2))
+    outcome = await run_task(
+        TASK, provider, POLICY, sleep=RecordedSleeps(), gate=ScriptedGate(give_up_after=2)
+    )
     assert (outcome.status, outcome.failure_type, outcome.error_message) == (
         TaskStatus.FAILED,
         FailureType.PROVIDER_ERROR,

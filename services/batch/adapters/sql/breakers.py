@@ -8,6 +8,8 @@ two workers failing at once count two failures and only one of them becomes the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from libs.db import Database
@@ -18,7 +20,10 @@ _ENSURE = "INSERT INTO batch.model_breakers (model) VALUES (%(model)s) ON CONFLI
 _COLUMNS = "model, state, failures, outage_since, retry_at, probe_until, opens"
 _READ = f"SELECT {_COLUMNS} FROM batch.model_breakers WHERE model = %(model)s"
 _LOCK = _READ + " FOR UPDATE"
-_ALL = f"SELECT {_COLUMNS}, last_opened_at, last_closed_at FROM batch.model_breakers ORDER BY model"
+_DEGRADED = f"""
+SELECT {_COLUMNS}, last_opened_at, extract(epoch FROM clock_timestamp())::float8
+FROM batch.model_breakers WHERE state <> 'closed' ORDER BY model
+"""
 _WRITE = """
 UPDATE batch.model_breakers SET state = %(state)s, failures = %(failures)s,
     outage_since = %(outage_since)s, retry_at = %(retry_at)s, probe_until = %(probe_until)s,
@@ -27,6 +32,22 @@ UPDATE batch.model_breakers SET state = %(state)s, failures = %(failures)s,
     last_closed_at = CASE WHEN %(closed)s THEN clock_timestamp() ELSE last_closed_at END
 WHERE model = %(model)s
 """
+
+
+@dataclass(frozen=True)
+class DegradedModel:
+    """A model whose breaker is not closed: the breaker, when it last opened, the clock now."""
+
+    breaker: Breaker
+    opened_at: datetime | None
+    now: float
+
+    @property
+    def outage_seconds(self) -> float:
+        """How long the outage has lasted."""
+        since = self.breaker.outage_since
+        return max(0.0, self.now - since) if since is not None else 0.0
+
 
 Transition = Callable[[Breaker, float], Breaker]
 
@@ -75,8 +96,8 @@ class ModelBreakers:
                 )
         return before, after
 
-    async def all(self) -> list[tuple[Breaker, Any, Any]]:
-        """Every model's breaker with when it last opened and closed (admin overview)."""
+    async def degraded(self) -> list[DegradedModel]:
+        """Models whose breaker is not closed, by name (the admin overview)."""
         async with self._db.raw_connection() as conn:
-            rows = await (await conn.execute(_ALL)).fetchall()
-        return [(_breaker(row), row[7], row[8]) for row in rows]
+            rows = await (await conn.execute(_DEGRADED)).fetchall()
+        return [DegradedModel(_breaker(row), row[7], float(row[8])) for row in rows]
