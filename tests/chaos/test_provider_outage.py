@@ -102,6 +102,10 @@ def test_an_outage_past_its_limit_fails_the_waiting_tasks_as_provider_error_refu
         assert {task["failure_type"] for task in tasks} == {"provider_error"}
         assert any("circuit breaker open" in (task["error_message"] or "") for task in tasks)
         assert _breaker(stack)["state"] != "closed"
+        # The operator's overview (gateway -> batch gRPC) shows the model degraded.
+        overview = api.http.get("/admin/batches", headers=api.admin)
+        assert overview.status_code == 200
+        assert f'<li data-model="{MODEL}"><strong>{MODEL}</strong>: degraded' in overview.text
         wait_for_all_settled(stack.database_url)
         # Every task refunded: the customer has all their credits back.
         assert api.credits(customer) == {"available_credits": 20 * TASKS, "held_credits": 0}
