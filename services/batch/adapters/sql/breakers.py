@@ -20,6 +20,10 @@ _ENSURE = "INSERT INTO batch.model_breakers (model) VALUES (%(model)s) ON CONFLI
 _COLUMNS = "model, state, failures, outage_since, retry_at, probe_until, opens"
 _READ = f"SELECT {_COLUMNS} FROM batch.model_breakers WHERE model = %(model)s"
 _LOCK = _READ + " FOR UPDATE"
+_READ_WITH_CLOCK = f"""
+SELECT {_COLUMNS}, extract(epoch FROM clock_timestamp())::float8
+FROM (SELECT 1) AS clock LEFT JOIN batch.model_breakers ON model = %(model)s
+"""
 _DEGRADED = f"""
 SELECT {_COLUMNS}, last_opened_at, extract(epoch FROM clock_timestamp())::float8
 FROM batch.model_breakers WHERE state <> 'closed' ORDER BY model
@@ -63,11 +67,13 @@ class ModelBreakers:
         self._db = database
 
     async def read(self, model: str) -> tuple[Breaker, float]:
-        """The model's breaker (closed when it has no row) and the database's clock."""
+        """The model's breaker (closed when it has no row) and the database's clock, in one
+        statement (every attempt at a remote provider asks first)."""
         async with self._db.raw_connection() as conn:
-            now = (await (await conn.execute(_NOW)).fetchone() or (0.0,))[0]
-            row = await (await conn.execute(_READ, {"model": model})).fetchone()
-        return (_breaker(row) if row is not None else Breaker(model)), float(now)
+            row = await (await conn.execute(_READ_WITH_CLOCK, {"model": model})).fetchone()
+        assert row is not None  # the outer join always yields the clock's row
+        found = _breaker(row) if row[0] is not None else Breaker(model)
+        return found, float(row[7])
 
     async def change(self, model: str, transition: Transition) -> tuple[Breaker, Breaker]:
         """Applies `transition` (given the breaker and the clock) under the row's lock; returns
