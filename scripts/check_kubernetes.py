@@ -83,7 +83,9 @@ def main(argv: list[str]) -> int:
         print(line, file=sys.stderr)
     if not found:
         count = len(documents(directory))
-        print(f"{count} manifests valid (Kubernetes {KUBERNETES_VERSION} strict schemas, vendored CRD schemas)")
+        print(
+            f"{count} manifests valid (Kubernetes {KUBERNETES_VERSION} strict schemas, vendored CRD schemas)",
+        )
     return 1 if found else 0
 
 
