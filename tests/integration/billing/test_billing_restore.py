@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,22 +48,30 @@ def _outcomes(batch: BatchId, kinds: list[OutcomeKind]) -> list[TaskOutcome]:
 
 
 @pytest.fixture
-def source_url() -> Iterator[str]:
-    name, url = create_database()
-    migrate(url)
-    try:
-        yield url
-    finally:
+def fresh_databases() -> Iterator[Callable[[], str]]:
+    """Creates empty databases on demand (their URLs); drops them all after the test."""
+    names: list[str] = []
+
+    def create() -> str:
+        name, url = create_database()
+        names.append(name)
+        return url
+
+    yield create
+    for name in names:
         drop_database(name)
 
 
 @pytest.fixture
-def restored_url() -> Iterator[str]:
-    name, url = create_database()
-    try:
-        yield url
-    finally:
-        drop_database(name)
+def source_url(fresh_databases: Callable[[], str]) -> str:
+    url = fresh_databases()
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def restored_url(fresh_databases: Callable[[], str]) -> str:
+    return fresh_databases()
 
 
 @pytest.fixture
