@@ -1,4 +1,5 @@
-"""The money invariants I1-I5 of ARCHITECTURE.md, and I6 of retry-failed, checked straight from the database.
+"""The money invariants I1-I5 of ARCHITECTURE.md, I6 of retry-failed and I7-I8 of spend control
+(`tests.spend_invariants`), checked straight from the database.
 
 docs/architecture.md (section 3) states each invariant and lists every test that checks it; this
 module is the check run after every end-to-end, chaos and benchmark run.
@@ -14,6 +15,13 @@ from dataclasses import dataclass
 
 import psycopg
 
+from tests.spend_invariants import (
+    REFUSED_BUT_FROZEN,
+    SPEND_QUERIES,
+    refused_but_frozen_discrepancies,
+    spend_control_discrepancies,
+)
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -28,7 +36,7 @@ class InvariantReport:
 
 
 def check_invariants(database_url: str, *, require_settled: bool = True) -> InvariantReport:
-    """Checks I1-I6 over everything in the database; with `require_settled`, also that every task
+    """Checks I1-I8 over everything in the database; with `require_settled`, also that every task
     has finished and every batch is settled (without it, money in flight is checked as it stands:
     each hold adds up, counters match tasks, nothing is applied twice)."""
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -103,6 +111,12 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                 problems.append(
                     f"I6: retry {retry_id} holds {total_count} items, its source {source_id} failed {failed}"
                 )
+
+        # I7 and I8 (spend control, issue 29): budgets per period, quotes honoured or refused.
+        problems += spend_control_discrepancies(
+            {name: conn.execute(sql).fetchall() for name, sql in SPEND_QUERIES.items()}
+        )
+        problems += refused_but_frozen_discrepancies(conn.execute(REFUSED_BUT_FROZEN).fetchall())
 
         # I1 and I4 per accepted batch.
         batches = conn.execute(

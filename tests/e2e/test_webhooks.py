@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from libs.ledger_keys import TRANSFER_ID_NAMESPACE
 from tests.e2e.test_money_path import SEED_PROMPTS
 from tests.rest_api import Api
 
@@ -201,3 +205,87 @@ def test_a_task_succeeded_webhook_links_to_its_video_only_through_the_api_key(
     assert signed.status_code == 200, signed.text
     video = api.http.get(signed.json()["url"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+
+
+def test_a_task_webhooks_ledger_transfer_id_is_the_id_of_its_line_in_the_customers_ledger(
+    api: Api, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = receiver
+    owner, other = api.new_customer(credits=100), api.new_customer(credits=0)
+    endpoint = api.http.post(
+        "/api/enterprise/webhook-endpoints",
+        json={"url": url, "event_types": ["task.succeeded", "task.failed"]},
+        headers=owner.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    items = [
+        {"prompt": "a lighthouse at dawn", "model": "sora-2", "custom_id": "dawn"},
+        {"prompt": "a lighthouse in a storm #fail", "model": "sora-2", "custom_id": "storm"},
+        {"prompt": "a lighthouse at night", "model": "sora-2", "custom_id": "night"},
+    ]
+    created = api.create_batch(owner, items)
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["batch_id"]
+    api.wait_until_settled(owner, batch_id)
+    deadline = time.monotonic() + 30
+    while len(mine := [(h, b) for h, b in received if json.loads(b)["data"]["batch_id"] == batch_id]) < 3:
+        assert time.monotonic() < deadline, f"3 task deliveries expected, got {len(mine)}"
+        time.sleep(0.05)
+    events = {
+        event["data"]["custom_id"]: event
+        for event in (Webhook(endpoint.json()["secret"]).verify(body, headers) for headers, body in mine)
+    }
+
+    assert {custom_id: event["type"] for custom_id, event in events.items()} == {
+        "dawn": "task.succeeded",
+        "storm": "task.failed",
+        "night": "task.succeeded",
+    }
+    # The customer's ledger of the batch: every item's capture or refund, with its public id.
+    billing = api.http.get(f"/api/enterprise/video-batch/{batch_id}/billing", headers=owner.headers)
+    assert billing.status_code == 200, billing.text
+    transfers = {
+        entry["ref_id"]: entry
+        for entry in billing.json()["entries"]
+        if entry["ref_type"] in ("batch_capture", "batch_refund")
+    }
+    tasks = {task["custom_id"]: task for task in api.tasks(owner, batch_id)}
+    lines = {
+        line["custom_id"]: line
+        for kind in ("results", "errors")
+        for line in map(
+            json.loads,
+            api.http.get(
+                f"/api/enterprise/video-batch/{batch_id}/{kind}", headers=owner.headers
+            ).text.splitlines(),
+        )
+    }
+    for custom_id, event in events.items():
+        data = event["data"]
+        receipt = data["ledger_transfer_id"]
+        transfer = transfers[data["task_id"]]
+        assert (transfer["ledger_transfer_id"], transfer["ref_type"]) == (receipt, data["ledger_ref_type"])
+        assert transfer["amount"] == data["credits_charged"] + data["credits_refunded"] == 10
+        assert tasks[custom_id]["ledger_transfer_id"] == lines[custom_id]["ledger_transfer_id"] == receipt
+        # Anyone can derive it from the ledger key of the task's outcome (ADR-003, ADR-104).
+        assert receipt == str(uuid.uuid5(TRANSFER_ID_NAMESPACE, f"task_outcome:{data['task_id']}"))
+    assert len({event["data"]["ledger_transfer_id"] for event in events.values()}) == 3
+    # The refund is also a line of the available balance, in the ledger API and its CSV export.
+    refund_id = events["storm"]["data"]["ledger_transfer_id"]
+    ledger = api.ledger(owner, batch_id)
+    assert [entry["ref_type"] for entry in ledger if entry["ledger_transfer_id"] == refund_id] == [
+        "batch_refund"
+    ]
+    exported = api.http.get("/api/enterprise/ledger.csv", headers=owner.headers)
+    assert exported.status_code == 200, exported.text
+    rows = [
+        row for row in csv.DictReader(io.StringIO(exported.text)) if row["ledger_transfer_id"] == refund_id
+    ]
+    assert [(row["ref_type"], row["ref_id"]) for row in rows] == [
+        ("batch_refund", events["storm"]["data"]["task_id"])
+    ]
+    # Another tenant does not see the batch's money.
+    assert (
+        api.http.get(f"/api/enterprise/video-batch/{batch_id}/billing", headers=other.headers).status_code
+        == 404
+    )

@@ -44,6 +44,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/api-keys/{key_id}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One API key's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_key_budget"];
+        /**
+         * Set or remove one API key's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_key_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_tenant_budget"];
+        /**
+         * Set or remove the tenant's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_tenant_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every budget of the tenant with its use this month
+         * @description The tenant's own budget first (listed even without a cap), then keys', then projects'.
+         */
+        get: operations["list_budgets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/credits": {
         parameters: {
             query?: never;
@@ -184,6 +252,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/projects/{project}/budget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One project's monthly budget and its use
+         * @description The cap (null when none) and this month's use: the net credits frozen this month (refunds and releases give budget back to the month of the freeze), what remains, and when the period ends.
+         */
+        get: operations["get_project_budget"];
+        /**
+         * Set or remove one project's monthly budget
+         * @description Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the `billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same transaction that freezes a batch's credits, so concurrent batches never push the month's spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged.
+         */
+        put: operations["set_project_budget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/enterprise/quotes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Price a batch without freezing anything, and keep the price for a while
+         * @description Takes the create body (JSON or JSONL, as `POST /api/enterprise/video-batch`), validates and prices it exactly as a create would, and stores the quote: a create that cites `quote_id` before `expires_at`, with the same body, is charged exactly `required_credits` even if prices changed meanwhile. A quote is used once; cited after its expiry it is a 410 `quote_expired`, with another body a 409 `quote_mismatch`, a second time a 409 `quote_used`. Nothing is frozen and no batch exists until the create.
+         */
+        post: operations["create_quote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/statement": {
         parameters: {
             query?: never;
@@ -248,6 +360,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/video-batch/{batch_id}/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A batch's money: totals and every ledger transfer
+         * @description The batch's money: frozen, captured, refunded, released and net spent, and every ledger transfer of the batch in order (freeze, each item's capture or refund, the settlement), a page at a time. An item's capture or refund carries the `ledger_transfer_id` its task webhook, task view and results line carry. Another tenant's batch is a 404.
+         */
+        get: operations["get_video_batch_billing"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/video-batch/{batch_id}/cancel": {
         parameters: {
             query?: never;
@@ -277,7 +409,7 @@ export interface paths {
         };
         /**
          * The batch's errors file: its failed and cancelled items (JSONL, or CSV)
-         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it). `failure_type`, `fault` (provider, customer_input, us or cancelled) and `reason` say why.
+         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_transfer_id`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it). `failure_type`, `fault` (provider, customer_input, us or cancelled) and `reason` say why.
          */
         get: operations["get_batch_errors"];
         put?: never;
@@ -297,7 +429,7 @@ export interface paths {
         };
         /**
          * The batch's results file: its succeeded items (JSONL, or CSV)
-         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it).
+         * @description One line per item in a terminal state, in batch order: `custom_id`, `batch_index`, `task_id`, `status`, `model`, `failure_type`, `fault`, `reason`, `attempts`, `credits_charged`, `credits_refunded`, `video_url`, `video_expires_at`, `finished_at`, `metadata`, `ledger_transfer_id`, `ledger_ref_type`. `video_url` is this API's link (send your key; it redirects to a fresh signed URL). `credits_charged` and `credits_refunded` sum to the batch's captured and refunded credits. The file grows while the batch runs and is complete once the batch finished (`batch.completed` announces it).
          */
         get: operations["get_batch_results"];
         put?: never;
@@ -692,6 +824,11 @@ export interface components {
              */
             created_at: string;
             /**
+             * Expires At
+             * @description When the key stops working; null: never.
+             */
+            expires_at: string | null;
+            /**
              * Key Id
              * @description Identifier of the key.
              */
@@ -716,6 +853,11 @@ export interface components {
              * @description When the key was revoked; null while active.
              */
             revoked_at: string | null;
+            /**
+             * Scopes
+             * @description What the key may do: `batches`, `read`, `billing`.
+             */
+            scopes: string[];
         };
         /** AttemptView */
         AttemptView: {
@@ -794,6 +936,58 @@ export interface components {
             total_count: number;
         };
         /**
+         * BatchBillingView
+         * @description A batch's money: totals per kind of movement and its ledger entries (paged).
+         */
+        BatchBillingView: {
+            /** Batch Id */
+            batch_id: string;
+            /**
+             * Capture Total
+             * @description Credits captured for delivered videos.
+             */
+            capture_total: number;
+            /** Entries */
+            entries: components["schemas"]["BatchTransferView"][];
+            /**
+             * Held Credits
+             * @description Still frozen (0 once settled).
+             */
+            held_credits: number;
+            /**
+             * Net Spent
+             * @description upfront - refunds - release: what the customer paid.
+             */
+            net_spent: number;
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page of entries.
+             */
+            next_cursor: string | null;
+            /**
+             * Refund Total
+             * @description Credits refunded for failed or cancelled videos.
+             */
+            refund_total: number;
+            /**
+             * Release Total
+             * @description Credits released at settlement (normally 0).
+             */
+            release_total: number;
+            /**
+             * Settlement Status
+             * @description pending, settled or refunded.
+             */
+            settlement_status: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /**
+             * Upfront Total
+             * @description Credits frozen when the batch was accepted.
+             */
+            upfront_total: number;
+        };
+        /**
          * BatchEvent
          * @description `batch.queued`, `batch.completed` or `batch.cancelled`.
          */
@@ -823,6 +1017,11 @@ export interface components {
             created_at?: string | null;
             /** Credits Spent */
             credits_spent?: number | null;
+            /**
+             * Errors Url
+             * @description `batch.completed`: the batch's errors file (failed and cancelled items).
+             */
+            errors_url?: string | null;
             /** Failed Count */
             failed_count?: number | null;
             /** Finished At */
@@ -833,6 +1032,11 @@ export interface components {
             pending_count?: number | null;
             /** Refunded Credits */
             refunded_credits?: number | null;
+            /**
+             * Results Url
+             * @description `batch.completed`: the batch's results file (succeeded items, JSONL).
+             */
+            results_url?: string | null;
             /**
              * Settlement Status
              * @description pending, settled or refunded.
@@ -904,6 +1108,58 @@ export interface components {
              * @description Pass as `cursor` for the next page; null on the last page.
              */
             next_cursor: string | null;
+        };
+        /**
+         * BatchTransferView
+         * @description One movement of a batch's credits.
+         */
+        BatchTransferView: {
+            /**
+             * Amount
+             * @description Credits moved.
+             */
+            amount: number;
+            /**
+             * Created At
+             * Format: date-time
+             * @description When the transfer was written.
+             */
+            created_at: string;
+            /**
+             * Credits Delta
+             * @description Change of the tenant's available balance (0 for captures).
+             */
+            credits_delta: number;
+            /**
+             * From Account
+             * @description available, hold or revenue.
+             */
+            from_account: string;
+            /**
+             * Ledger Transfer Id
+             * @description Public id of the transfer (a UUIDv5 of its ledger key): on a task's capture or refund it equals the task's `ledger_transfer_id` (webhook, task view, results and errors files).
+             */
+            ledger_transfer_id: string;
+            /**
+             * Ref Id
+             * @description The batch (freeze, release) or task (capture, refund) concerned.
+             */
+            ref_id: string;
+            /**
+             * Ref Type
+             * @description batch_upfront, batch_capture, batch_refund or batch_settle.
+             */
+            ref_type: string;
+            /**
+             * To Account
+             * @description available, hold or revenue.
+             */
+            to_account: string;
+            /**
+             * Transfer Id
+             * @description Sequence number of the transfer (its order in the ledger).
+             */
+            transfer_id: string;
         };
         /**
          * BatchView
@@ -1019,6 +1275,68 @@ export interface components {
             purpose?: string;
         };
         /**
+         * BudgetList
+         * @description The tenant's budgets: its own first (always listed, capped or not), then keys', projects'.
+         */
+        BudgetList: {
+            /** Items */
+            items: components["schemas"]["BudgetView"][];
+        };
+        /**
+         * BudgetUpdate
+         * @description A monthly budget to set, or `null` to remove it.
+         */
+        BudgetUpdate: {
+            /**
+             * Monthly Credits
+             * @description Credits that may be frozen per UTC calendar month (0 stops every new batch); `null` removes the budget. A batch over it is refused with 402 `budget_exceeded`.
+             */
+            monthly_credits: number | null;
+        };
+        /**
+         * BudgetView
+         * @description A budget and its use in the current UTC calendar month.
+         */
+        BudgetView: {
+            /**
+             * Monthly Credits
+             * @description The cap; null when there is none.
+             */
+            monthly_credits: number | null;
+            /**
+             * Period End
+             * Format: date-time
+             * @description The next month's first instant (UTC): the use resets then.
+             */
+            period_end: string;
+            /**
+             * Period Start
+             * Format: date-time
+             * @description The month's first instant (UTC).
+             */
+            period_start: string;
+            /**
+             * Remaining Credits
+             * @description What can still be frozen this month; null without a cap.
+             */
+            remaining_credits: number | null;
+            /**
+             * Scope
+             * @description `tenant`, `api_key` or `project`.
+             */
+            scope: string;
+            /**
+             * Scope Id
+             * @description The key id or the project; null for the tenant's budget.
+             */
+            scope_id: string | null;
+            /**
+             * Used Credits
+             * @description Net credits frozen this month (frozen minus refunded and released): spend counts in the month of its freeze, and a refund gives that month's budget back.
+             */
+            used_credits: number;
+        };
+        /**
          * CreateBatchRequest
          * @description A batch of videos to generate; the whole price is frozen before anything runs.
          */
@@ -1048,6 +1366,12 @@ export interface components {
              * @example june campaign
              */
             name?: string | null;
+            /**
+             * Quote Id
+             * @description A quote of this very body (`POST /api/enterprise/quotes`), still valid and unused: the batch is charged exactly its price, even if prices changed since. The metadata key `project` names the batch's project (its project budget applies).
+             * @default null
+             */
+            quote_id?: string | null;
             /**
              * Webhook Url
              * @description Absolute http(s) URL that receives signed batch events.
@@ -1412,6 +1736,11 @@ export interface components {
              */
             entry_id: string;
             /**
+             * Ledger Transfer Id
+             * @description Public id of the transfer this entry belongs to (a UUIDv5 of its ledger key); on a task's refund it equals the task's `ledger_transfer_id` (webhook, task view, errors file).
+             */
+            ledger_transfer_id: string;
+            /**
              * Ref Id
              * @description Business key of the movement (payment reference, batch or task id).
              */
@@ -1598,6 +1927,43 @@ export interface components {
             value: string;
         };
         /**
+         * QuoteView
+         * @description A stored quote: cite `quote_id` in a create of the same body to be charged exactly this.
+         */
+        QuoteView: {
+            /**
+             * Expires At
+             * Format: date-time
+             * @description Until when a create may cite it (UTC); single use.
+             */
+            expires_at: string;
+            /**
+             * Item Prices
+             * @description Each item's price in credits, in item order.
+             */
+            item_prices: number[];
+            /**
+             * Ok
+             * @default true
+             */
+            ok?: boolean;
+            /**
+             * Quote Id
+             * @description Cite it as `quote_id` in `POST /api/enterprise/video-batch`.
+             */
+            quote_id: string;
+            /**
+             * Required Credits
+             * @description What the batch will be charged (nothing is frozen yet).
+             */
+            required_credits: number;
+            /**
+             * Total Count
+             * @description Items in the batch.
+             */
+            total_count: number;
+        };
+        /**
          * RetryFailedRequest
          * @description Which failed items of a finished batch to retry (the body is optional).
          */
@@ -1634,6 +2000,11 @@ export interface components {
          *     = closing.
          */
         StatementView: {
+            /**
+             * Budgets
+             * @description The tenant's budgets (today's caps) with their use in this month (issue 29).
+             */
+            budgets?: components["schemas"]["BudgetView"][];
             /** Closing Balance */
             closing_balance: number;
             /**
@@ -1706,6 +2077,21 @@ export interface components {
             batch_id: string;
             /** Batch Index */
             batch_index: number;
+            /**
+             * Credits Charged
+             * @description Credits captured for this item (its price when it succeeded).
+             */
+            credits_charged: number;
+            /**
+             * Credits Refunded
+             * @description Credits refunded for this item (its price when it did not).
+             */
+            credits_refunded: number;
+            /**
+             * Custom Id
+             * @description The item's own id, as you sent it.
+             */
+            custom_id?: string | null;
             /** Error Message */
             error_message?: string | null;
             /**
@@ -1713,6 +2099,25 @@ export interface components {
              * @description On failure: why (see the task view).
              */
             failure_type?: string | null;
+            /**
+             * Ledger Ref Type
+             * @description batch_capture or batch_refund: the kind of that ledger line.
+             */
+            ledger_ref_type: string;
+            /**
+             * Ledger Transfer Id
+             * @description The item's receipt: the id of its capture (`batch_capture`) or refund (`batch_refund`) in the ledger, as `GET /api/enterprise/video-batch/{id}/billing`, `GET /api/enterprise/ledger` and the ledger export show it (`ledger_transfer_id`). A UUIDv5 of the ledger key `task_outcome:{task_id}`; the ledger line may appear a moment after the event.
+             */
+            ledger_transfer_id: string;
+            /**
+             * Metadata
+             * @description The item's labels, as you sent them.
+             */
+            metadata?: {
+                [key: string]: string;
+            };
+            /** Model */
+            model: string;
             /**
              * Status
              * @description succeeded, failed or cancelled.
@@ -1801,6 +2206,11 @@ export interface components {
              * @description What the last failed attempt said (a retried failure); null if none.
              */
             last_error?: string | null;
+            /**
+             * Ledger Transfer Id
+             * @description Once finished: its receipt, the id of its capture or refund in the ledger (`ledger_transfer_id` of the batch's billing entries and of its task webhook); null before.
+             */
+            ledger_transfer_id?: string | null;
             /**
              * Metadata
              * @description Your labels of the item.
@@ -1980,6 +2390,390 @@ export interface operations {
             };
             /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of the key (a UUID). */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_key_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of the key (a UUID). */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_tenant_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_tenant_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_budgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetList"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2424,6 +3218,261 @@ export interface operations {
             };
         };
     };
+    get_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project: the value of the batches' metadata key `project`. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_project_budget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project: the value of the batches' metadata key `project`. */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_quote: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBatchRequest"];
+                "application/jsonl": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuoteView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Content-Type or Content-Encoding not supported (`unsupported_media_type`). */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_statement: {
         parameters: {
             query: {
@@ -2601,7 +3650,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -2610,7 +3659,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2743,6 +3792,79 @@ export interface operations {
             };
         };
     };
+    get_video_batch_billing: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the previous page; omit for the first. */
+                cursor?: string | null;
+                /** @description Page size, 1..1000. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Identifier of the batch (a UUID). */
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchBillingView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource, or not yours (`not_found`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     cancel_video_batch: {
         parameters: {
             query?: never;
@@ -2782,7 +3904,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3021,7 +4143,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -3039,7 +4161,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it). */
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3205,7 +4327,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Gone: the video's retention period is over (`video_expired`). */
+            /** @description Gone: the video's retention period is over (`video_expired`), or the quote expired (`quote_expired`). */
             410: {
                 headers: {
                     [name: string]: unknown;
@@ -3851,7 +4973,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Authenticated but not allowed (`forbidden`), or a video link expired or tampered with. */
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 import grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
@@ -14,12 +15,24 @@ from libs.expiring_cache import ExpiringCache
 from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
-from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
+from services.batch.domain.batch import (
+    NO_TERMS,
+    BatchId,
+    QuoteLine,
+    RequestedLine,
+    Reservation,
+    ReservationTerms,
+    StoredQuote,
+    TenantId,
+)
 from services.batch.domain.errors import (
     BillingUnavailable,
+    BudgetExceeded,
     InsufficientCredits,
     ModelUnavailable,
     PriceChanged,
+    QuoteNotFound,
+    QuoteRefused,
 )
 from services.batch.domain.generation import options_of_key
 
@@ -38,17 +51,23 @@ class _Reserve:
     tenant_id: TenantId
     batch_id: BatchId
     lines: tuple[QuoteLine, ...]
+    terms: ReservationTerms = NO_TERMS
 
 
 def _reserve_request(item: _Reserve) -> billing_pb2.ReserveRequest:
     return billing_pb2.ReserveRequest(
         tenant_id=str(item.tenant_id),
         batch_id=str(item.batch_id),
-        lines=[
-            from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
-            for line in item.lines
-        ],
+        lines=_billing_lines(item.lines),
+        api_key_id=item.terms.api_key_id,
+        project=item.terms.project,
+        quote_id=item.terms.quote_id,
+        fingerprint=item.terms.fingerprint,
     )
+
+
+def _billing_lines(lines: Sequence[QuoteLine]) -> list[billing_pb2.QuoteLine]:
+    return [from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options)) for line in lines]
 
 
 def _price_options(key: str) -> list[billing_pb2.PriceOption]:
@@ -108,14 +127,47 @@ class GrpcBilling:
         ]
 
     async def reserve(
-        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+        self,
+        tenant_id: TenantId,
+        batch_id: BatchId,
+        lines: Sequence[QuoteLine],
+        terms: ReservationTerms = NO_TERMS,
     ) -> Reservation:
         """Freezes the batch's price; idempotent on batch_id, so a repeated call is safe.
 
         Concurrent reservations share one ReserveMany call (each still decided on its own): the
         creates of a busy tenant cost one round trip to billing per group, not one each.
         """
-        return await self._reservations.submit(_Reserve(tenant_id, batch_id, tuple(lines)))
+        return await self._reservations.submit(_Reserve(tenant_id, batch_id, tuple(lines), terms))
+
+    async def create_quote(
+        self, tenant_id: TenantId, lines: Sequence[QuoteLine], fingerprint: str, api_key_id: str
+    ) -> StoredQuote:
+        """Billing's stored quote of priced lines (its own prices, in the same order)."""
+        request = billing_pb2.CreateQuoteRequest(
+            tenant_id=str(tenant_id),
+            lines=_billing_lines(lines),
+            fingerprint=fingerprint,
+            api_key_id=api_key_id,
+        )
+        try:
+            stored = await self._stub.CreateQuote(request, timeout=self._deadline)
+        except grpc.aio.AioRpcError as error:
+            raise self._translate(error) from None
+        return _stored_quote(stored, lines)
+
+    async def stored_quote(
+        self, tenant_id: TenantId, quote_id: str, asked: Sequence[RequestedLine]
+    ) -> StoredQuote:
+        """One of the tenant's quotes; QuoteNotFound for an unknown one."""
+        request = billing_pb2.GetQuoteRequest(tenant_id=str(tenant_id), quote_id=quote_id)
+        try:
+            stored = await self._stub.GetQuote(request, timeout=self._deadline)
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                raise QuoteNotFound("quote not found", quote_id=quote_id) from None
+            raise self._translate(error) from None
+        return _stored_quote(stored, asked)
 
     async def _reserve_group(self, group: Sequence[_Reserve]) -> list[Reservation | BaseException]:
         request = billing_pb2.ReserveManyRequest(reservations=[_reserve_request(item) for item in group])
@@ -156,6 +208,15 @@ class GrpcBilling:
             )
         if decoded.reason == PriceChanged.reason:
             return PriceChanged(decoded.message, **decoded.details)
+        if decoded.reason == BudgetExceeded.reason:
+            details = dict(decoded.details)
+            required = _int_detail(details, "required_credits", 0)
+            remaining = _int_detail(details, "remaining_credits", 0)
+            for known in ("required_credits", "remaining_credits", "period_end"):
+                details.pop(known, None)
+            return BudgetExceeded(required, remaining, decoded.details.get("period_end", ""), **details)
+        if decoded.reason in QuoteRefused.MESSAGES:
+            return QuoteRefused(decoded.reason, **decoded.details)
         if decoded.code in _UNREACHABLE:
             return BillingUnavailable("billing is unavailable; retry")
         return _refused(decoded)
@@ -165,6 +226,25 @@ class GrpcBilling:
         if error.code() in _UNREACHABLE:
             return BillingUnavailable("billing is unavailable; retry")
         return _refused(remote_error(error))
+
+
+def _stored_quote(
+    stored: billing_pb2.StoredQuote, asked: Sequence[RequestedLine] | Sequence[QuoteLine]
+) -> StoredQuote:
+    """Billing's quote in our terms; each line keeps the options key of the line asked at its place
+    (billing answers in request order; a quote of other lines has another count of them)."""
+    keys = [line.options for line in asked]
+    if len(keys) != len(stored.lines):
+        keys = [""] * len(stored.lines)
+    return StoredQuote(
+        quote_id=stored.quote_id,
+        lines=tuple(
+            from_fields(QuoteLine, line, options=key) for line, key in zip(stored.lines, keys, strict=True)
+        ),
+        fingerprint=stored.fingerprint,
+        expires_at=stored.expires_at.ToDatetime(tzinfo=UTC),
+        batch_id=stored.batch_id,
+    )
 
 
 def _refused(decoded: RemoteError) -> Exception:
@@ -227,11 +307,27 @@ class MemoizedQuotes:
         return priced
 
     async def reserve(
-        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+        self,
+        tenant_id: TenantId,
+        batch_id: BatchId,
+        lines: Sequence[QuoteLine],
+        terms: ReservationTerms = NO_TERMS,
     ) -> Reservation:
         """`GrpcBilling.reserve`; a PriceChanged refusal forgets every remembered price."""
         try:
-            return await self._billing.reserve(tenant_id, batch_id, lines)
+            return await self._billing.reserve(tenant_id, batch_id, lines, terms)
         except PriceChanged:
             self._prices.clear()
             raise
+
+    async def create_quote(
+        self, tenant_id: TenantId, lines: Sequence[QuoteLine], fingerprint: str, api_key_id: str
+    ) -> StoredQuote:
+        """`GrpcBilling.create_quote` (a stored quote is never remembered here)."""
+        return await self._billing.create_quote(tenant_id, lines, fingerprint, api_key_id)
+
+    async def stored_quote(
+        self, tenant_id: TenantId, quote_id: str, asked: Sequence[RequestedLine]
+    ) -> StoredQuote:
+        """`GrpcBilling.stored_quote`."""
+        return await self._billing.stored_quote(tenant_id, quote_id, asked)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple, NewType
 
@@ -110,6 +110,13 @@ class RejectionReason(StrEnum):
     INSUFFICIENT_CREDITS = "insufficient_credits"
     # A model of the batch left the price list between its quote and its reservation.
     MODEL_UNAVAILABLE = "model_unavailable"
+    # A monthly budget (the tenant's, its key's, its project's) would be exceeded (issue 29).
+    BUDGET_EXCEEDED = "budget_exceeded"
+    # The cited quote was used by another batch, or expired, between the check and the freeze.
+    QUOTE_USED = "quote_used"
+    QUOTE_EXPIRED = "quote_expired"
+    QUOTE_MISMATCH = "quote_mismatch"
+    QUOTE_NOT_FOUND = "quote_not_found"
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,52 @@ class RequestedLine:
 
 # What an item's price depends on: (model, requested duration, priced options).
 PriceKey = tuple[str, int, str]
+
+
+# The batch metadata key whose value names the batch's project (its project budget applies).
+PROJECT_METADATA_KEY = "project"
+
+
+def project_of(metadata: Mapping[str, str] | Metadata | None) -> str:
+    """The batch's project ("" for none)."""
+    if not metadata:
+        return ""
+    pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+    return next((value for key, value in pairs if key == PROJECT_METADATA_KEY), "")
+
+
+@dataclass(frozen=True)
+class ReservationTerms:
+    """Whose budgets a freeze counts against and the quote it honours (issue 29); each optional."""
+
+    api_key_id: str = ""
+    project: str = ""
+    quote_id: str = ""
+    fingerprint: str = ""
+
+
+NO_TERMS = ReservationTerms()
+
+
+def month_end(moment: datetime) -> datetime:
+    """The first instant of the UTC calendar month after `moment`'s: the end of its budget period."""
+    utc = moment.astimezone(UTC)
+    return datetime(utc.year + utc.month // 12, utc.month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class StoredQuote:
+    """A quote billing stored: its priced lines (request order), fingerprint, validity and use."""
+
+    quote_id: str
+    lines: tuple[QuoteLine, ...]
+    fingerprint: str
+    expires_at: datetime
+    batch_id: str = ""
+
+    @property
+    def total(self) -> int:
+        return required_credits(self.lines)
 
 
 @dataclass(frozen=True)

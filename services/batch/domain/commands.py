@@ -23,6 +23,9 @@ class CreateBatch:
     # The client's name and labels of the batch ("" and () for none).
     name: str = ""
     metadata: Metadata = ()
+    # The API key that asked (its budget applies; "" unknown) and a quote of this body ("" none).
+    api_key_id: str = ""
+    quote_id: str = ""
 
 
 @dataclass(frozen=True)

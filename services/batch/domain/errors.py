@@ -60,3 +60,45 @@ class InvalidCursor(InvalidArgument):
 
 class InputFilesUnavailable(Unavailable):
     """This server has no input file storage wired (a server built without it)."""
+
+
+class BudgetExceeded(FailedPrecondition):
+    """A monthly budget of the tenant (its own, its key's, its project's) cannot cover the batch;
+    the batch is recorded as rejected and owes nothing."""
+
+    reason = "budget_exceeded"
+
+    def __init__(
+        self, required_credits: int, remaining_credits: int, period_end: str, **details: object
+    ) -> None:
+        super().__init__(
+            "this batch would exceed a monthly budget; nothing was frozen",
+            required_credits=required_credits,
+            remaining_credits=remaining_credits,
+            period_end=period_end,
+            **details,
+        )
+        self.required_credits = required_credits
+        self.remaining_credits = remaining_credits
+
+
+class QuoteNotFound(NotFound):
+    """No such quote for this tenant (another tenant's is not found either)."""
+
+    reason = "quote_not_found"
+
+
+class QuoteRefused(FailedPrecondition):
+    """The cited quote cannot be honoured (`reason`: quote_used, quote_expired, quote_mismatch or
+    quote_not_found); nothing was frozen."""
+
+    MESSAGES = {
+        "quote_used": "this quote was already used by another batch; request a new quote",
+        "quote_expired": "this quote has expired; request a new quote",
+        "quote_mismatch": "this request's body differs from the one the quote priced; quote this body",
+        "quote_not_found": "quote not found",
+    }
+
+    def __init__(self, reason: str, **details: object) -> None:
+        super().__init__(self.MESSAGES.get(reason, "this quote cannot be used"), **details)
+        self.reason = reason

@@ -209,6 +209,21 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         command = create_command(request, request_items(request))
         return create_response(await self._handlers.intake.create_batch(command))
 
+    async def QuoteBatch(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.BatchQuote:
+        stored, item_prices = await self._handlers.intake.quote_batch(
+            create_command(request, request_items(request))
+        )
+        answer = batch_pb2.BatchQuote(
+            quote_id=stored.quote_id,
+            required_credits=stored.total,
+            item_prices=item_prices,
+            total_count=len(item_prices),
+        )
+        answer.expires_at.FromDatetime(stored.expires_at)
+        return answer
+
     async def CreateBatchStream(  # noqa: N802 (gRPC method name)
         self,
         requests: AsyncIterator[batch_pb2.CreateBatchRequest],

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from libs.errors import MAX_FIELD_VIOLATIONS, ErrorCategory, FieldViolation, InvalidArgument, ServiceError
@@ -26,11 +27,15 @@ from services.batch.domain.batch import (
     RejectionReason,
     RequestedLine,
     Reservation,
+    ReservationTerms,
+    StoredQuote,
     TenantId,
     accepted_result,
     common_unit_price,
+    month_end,
     parse_tenant_id,
     price_keys,
+    project_of,
     quote_lines,
     required_credits,
 )
@@ -38,10 +43,12 @@ from services.batch.domain.commands import CreateBatch
 from services.batch.domain.errors import (
     BatchNotFound,
     BillingUnavailable,
+    BudgetExceeded,
     IdempotencyKeyReused,
     InsufficientCredits,
     ModelUnavailable,
     PriceChanged,
+    QuoteRefused,
 )
 from services.batch.domain.fingerprint import request_fingerprint
 from services.batch.domain.validation import CreateLimits, create_violations, priced_line_violations
@@ -64,9 +71,22 @@ class Billing(Protocol):
         ...
 
     async def reserve(
-        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine], terms: ReservationTerms
     ) -> Reservation:
-        """Freezes the batch's price (idempotent on batch_id); raises InsufficientCredits."""
+        """Freezes the batch's price (idempotent on batch_id); raises InsufficientCredits,
+        BudgetExceeded, QuoteRefused."""
+        ...
+
+    async def create_quote(
+        self, tenant_id: TenantId, lines: Sequence[QuoteLine], fingerprint: str, api_key_id: str
+    ) -> StoredQuote:
+        """Stores a quote of priced lines (nothing frozen)."""
+        ...
+
+    async def stored_quote(
+        self, tenant_id: TenantId, quote_id: str, asked: Sequence[RequestedLine]
+    ) -> StoredQuote:
+        """One of the tenant's quotes; QuoteRefused(quote_not_found) otherwise."""
         ...
 
 
@@ -76,7 +96,31 @@ def _rejection(batch: BatchRecord) -> ServiceError:
         return ModelUnavailable(
             "a model of this batch is no longer offered; nothing was frozen", field="items"
         )
+    if batch.rejection_reason == RejectionReason.BUDGET_EXCEEDED:
+        # The budget period is the batch's month (billing froze, or refused, within its request).
+        return BudgetExceeded(
+            batch.rejected_required or 0,
+            batch.rejected_available or 0,
+            month_end(batch.created_at).isoformat(),
+        )
+    if batch.rejection_reason in QuoteRefused.MESSAGES:
+        return QuoteRefused(batch.rejection_reason or "")
     return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
+
+
+def _rejection_record(
+    refused: InsufficientCredits | BudgetExceeded | QuoteRefused | ModelUnavailable,
+) -> tuple[RejectionReason, int | None, int | None]:
+    """What a rejected batch stores of billing's refusal: its reason and the credits compared (the
+    required, and the available balance or the budget's remaining) that `_rejection` answers again."""
+    if isinstance(refused, InsufficientCredits):
+        return RejectionReason.INSUFFICIENT_CREDITS, refused.required_credits, refused.available_credits
+    if isinstance(refused, BudgetExceeded):
+        return RejectionReason.BUDGET_EXCEEDED, refused.required_credits, refused.remaining_credits
+    if isinstance(refused, QuoteRefused):
+        return RejectionReason(refused.reason), None, None
+    # A model withdrawn from the price list since the quote.
+    return RejectionReason.MODEL_UNAVAILABLE, None, None
 
 
 class Intake:
@@ -115,26 +159,15 @@ class Intake:
     ) -> CreateBatchResult:
         """Validates, prices, stores, freezes credits and queues a batch; replays are identical."""
         tenant_id = parse_tenant_id(command.tenant_id)
-        # Every problem at once: the request's own rules, then each item's settings.
-        violations = create_violations(command, self._limits)
-        options: tuple[str, ...] = ()
-        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
-            checked = await self._item_settings.check(tenant_id, command.items)
-            violations += checked.violations
-            options = checked.options
-        if violations:
-            if len(violations) < MAX_FIELD_VIOLATIONS:
-                violations += await self._price_list_violations(tenant_id, command.items, violations)
-            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
-        fingerprint = request_fingerprint(
-            command.items,
-            command.webhook_url,
-            deadline_seconds=command.deadline_seconds,
-            retry_of=str(retry_of) if retry_of else "",
-            name=command.name,
-            metadata=command.metadata,
-        )
+        options = await self._validated_options(tenant_id, command)
+        fingerprint = self._fingerprint(command, retry_of)
         request_id = command.request_id or None
+        terms = ReservationTerms(
+            api_key_id=command.api_key_id,
+            project=project_of(command.metadata),
+            quote_id=command.quote_id,
+            fingerprint=fingerprint if command.quote_id else "",
+        )
 
         # A replay needs neither a quote nor billing at all once its batch was queued. A request
         # id generated for this very request cannot be a replay (and were it one, the insert
@@ -146,7 +179,10 @@ class Intake:
         priced: list[QuoteLine] | None = None
         if batch is None:
             requested = quote_lines(price_keys(command.items, options))
-            priced = await self._quote_items(tenant_id, requested, command.items)
+            if command.quote_id:
+                priced = await self._quoted_lines(tenant_id, command.quote_id, requested, fingerprint)
+            else:
+                priced = await self._quote_items(tenant_id, requested, command.items)
             new = NewBatch(
                 id=BatchId(uuid.uuid4()),
                 tenant_id=tenant_id,
@@ -184,8 +220,67 @@ class Intake:
             )
         # The batch just stored is reserved with the lines just quoted (its tasks were priced from
         # them); a batch found by its request id is completed from what is stored.
-        batch = await self.complete(batch, priced if created else None)
+        batch = await self.complete(batch, priced if created else None, terms if created else None)
         return accepted_result(batch, replayed=not created)
+
+    async def quote_batch(self, command: CreateBatch) -> tuple[StoredQuote, list[int]]:
+        """Validates and prices a batch as `create_batch` would and stores the price as a quote a
+        create of the same body may cite; answers it with each item's price. Nothing is frozen."""
+        tenant_id = parse_tenant_id(command.tenant_id)
+        options = await self._validated_options(tenant_id, command)
+        keys = price_keys(command.items, options)
+        requested = quote_lines(keys)
+        priced = await self._quote_items(tenant_id, requested, command.items)
+        stored = await self._billing.create_quote(
+            tenant_id, priced, self._fingerprint(command), command.api_key_id
+        )
+        by_key = {
+            (asked.model, asked.duration_seconds, asked.options): line.unit_price
+            for asked, line in zip(requested, stored.lines, strict=True)
+        }
+        return stored, [by_key[key] for key in keys]
+
+    async def _validated_options(self, tenant_id: TenantId, command: CreateBatch) -> tuple[str, ...]:
+        """Each item's priced options, once the request is valid; every problem at once otherwise
+        (the request's own rules, then each item's settings, then the price list's), as one 422."""
+        violations = create_violations(command, self._limits)
+        options: tuple[str, ...] = ()
+        if self._item_settings is not None and len(violations) < MAX_FIELD_VIOLATIONS:
+            checked = await self._item_settings.check(tenant_id, command.items)
+            violations += checked.violations
+            options = checked.options
+        if violations:
+            if len(violations) < MAX_FIELD_VIOLATIONS:
+                violations += await self._price_list_violations(tenant_id, command.items, violations)
+            raise InvalidArgument.of(violations[:MAX_FIELD_VIOLATIONS])
+        return options
+
+    @staticmethod
+    def _fingerprint(command: CreateBatch, retry_of: BatchId | None = None) -> str:
+        """The fingerprint of a create body: its idempotency check and its quote's match."""
+        return request_fingerprint(
+            command.items,
+            command.webhook_url,
+            deadline_seconds=command.deadline_seconds,
+            retry_of=str(retry_of) if retry_of else "",
+            name=command.name,
+            metadata=command.metadata,
+        )
+
+    async def _quoted_lines(
+        self, tenant_id: TenantId, quote_id: str, requested: Sequence[RequestedLine], fingerprint: str
+    ) -> list[QuoteLine]:
+        """The cited quote's priced lines, refused at once (nothing stored) when it is used, expired
+        or of another body; billing checks all of it again in the freeze's transaction."""
+        stored = await self._billing.stored_quote(tenant_id, quote_id, requested)
+        if stored.batch_id:
+            raise QuoteRefused("quote_used", quote_id=quote_id, batch_id=stored.batch_id)
+        if datetime.now(UTC) >= stored.expires_at:
+            raise QuoteRefused("quote_expired", quote_id=quote_id, expires_at=stored.expires_at.isoformat())
+        asked = [(line.model, line.count) for line in requested]
+        if stored.fingerprint != fingerprint or [(line.model, line.count) for line in stored.lines] != asked:
+            raise QuoteRefused("quote_mismatch", quote_id=quote_id)
+        return list(stored.lines)
 
     async def _quote_items(
         self, tenant_id: TenantId, lines: Sequence[RequestedLine], items: Sequence[BatchItem]
@@ -272,28 +367,25 @@ class Intake:
             raise BatchNotFound("batch not found", batch_id=str(batch_id))
         return await self.complete(batch)
 
-    async def complete(self, batch: BatchRecord, lines: Sequence[QuoteLine] | None = None) -> BatchRecord:
-        """`complete_reservation` of a batch already read; `lines`: its quoted lines, when known."""
+    async def complete(
+        self,
+        batch: BatchRecord,
+        lines: Sequence[QuoteLine] | None = None,
+        terms: ReservationTerms | None = None,
+    ) -> BatchRecord:
+        """`complete_reservation` of a batch already read; `lines`: its quoted lines, when known;
+        `terms`: its key, project and quote, when known (otherwise its project, from its metadata)."""
         if batch.status is BatchStatus.RESERVING:
             if lines is None:
                 lines = await self._store.reservations.reservation_lines(batch.id)
+            if terms is None:
+                terms = ReservationTerms(project=project_of(batch.metadata))
             changed: BatchRecord | None
             try:
-                reserved = await self._reserve_at_current_prices(batch, lines)
-            except InsufficientCredits as refused:
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id,
-                    RejectionReason.INSUFFICIENT_CREDITS,
-                    refused.required_credits,
-                    refused.available_credits,
-                )
-                if changed is not None:
-                    batch_metrics.batch_reached(BatchStatus.REJECTED)
-            except ModelUnavailable:
-                # Withdrawn from the price list since the quote: retrying cannot succeed.
-                changed = await self._store.reservations.mark_rejected(
-                    batch.id, RejectionReason.MODEL_UNAVAILABLE
-                )
+                reserved = await self._reserve_at_current_prices(batch, lines, terms)
+            except (InsufficientCredits, BudgetExceeded, QuoteRefused, ModelUnavailable) as refused:
+                # Refused for good (retrying cannot succeed): the batch owes nothing and never runs.
+                changed = await self._store.reservations.mark_rejected(batch.id, *_rejection_record(refused))
                 if changed is not None:
                     batch_metrics.batch_reached(BatchStatus.REJECTED)
             else:
@@ -328,7 +420,7 @@ class Intake:
             log.error("first dispatch of a large batch failed", exc_info=top_up.exception())
 
     async def _reserve_at_current_prices(
-        self, batch: BatchRecord, lines: Sequence[QuoteLine]
+        self, batch: BatchRecord, lines: Sequence[QuoteLine], terms: ReservationTerms
     ) -> Reservation | None:
         """Billing's Reserve. When a price changed since the quote (a price list deployed in
         between), the batch, still reserving, is re-priced and reserved again: nothing was frozen
@@ -336,7 +428,7 @@ class Intake:
         answer shows. None when the batch stopped reserving meanwhile."""
         for _ in range(_REPRICE_ATTEMPTS):
             try:
-                return await self._billing.reserve(batch.tenant_id, batch.id, lines)
+                return await self._billing.reserve(batch.tenant_id, batch.id, lines, terms)
             except PriceChanged:
                 current = await self._billing.quote(
                     batch.tenant_id,

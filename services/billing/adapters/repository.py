@@ -26,6 +26,7 @@ from services.billing.adapters.sql.ledger import LedgerQueries
 from services.billing.adapters.sql.payments import PaymentQueries
 from services.billing.adapters.sql.reporting import ReportingQueries
 from services.billing.adapters.sql.reservations import ReservationQueries
+from services.billing.adapters.sql.spend_control import SpendControlQueries
 from services.billing.adapters.sql.usage import UsageQueries
 from services.billing.adapters.tables import outbox
 from services.billing.domain.ids import TenantId
@@ -112,6 +113,11 @@ class LedgerTransaction:
     def console_settings(self) -> ConsoleSettingsQueries:
         """A tenant's console settings."""
         return ConsoleSettingsQueries(self._conn)
+
+    @cached_property
+    def spend_control(self) -> SpendControlQueries:
+        """Budgets, their use, stored quotes."""
+        return SpendControlQueries(self._conn)
 
     @cached_property
     def audit(self) -> AuditQueries:

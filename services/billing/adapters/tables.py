@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from libs.columns import created_at_column
 from libs.messaging.outbox import outbox_table
@@ -46,6 +48,12 @@ api_keys = Table(
     created_at_column(),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+    # 0009: what the key may do (`batches`, `read`, `billing`), and when it stops working.
+    Column("scopes", ARRAY(Text), nullable=False, server_default=text("'{batches,read,billing}'::text[]")),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(
+        "scopes <@ '{batches,read,billing}'::text[] AND cardinality(scopes) > 0", name="ck_api_keys_scopes"
+    ),
     Index("ix_billing_api_keys_tenant_id", "tenant_id"),
 )
 
@@ -188,6 +196,10 @@ batch_holds = Table(
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("settled_at", DateTime(timezone=True), nullable=True),
     created_at_column(),
+    # 0009: whose budgets the hold counts against, in which month (its first day, UTC).
+    Column("api_key_id", Uuid, nullable=True),
+    Column("project", Text, nullable=True),
+    Column("budget_period", Date, nullable=True),
     CheckConstraint(
         "settlement_status IN ('pending', 'settled', 'refunded')", name="ck_batch_holds_settlement_status"
     ),
@@ -195,6 +207,40 @@ batch_holds = Table(
     CheckConstraint("outcomes_applied <= item_count", name="ck_batch_holds_outcomes_within_items"),
     Index("ix_billing_batch_holds_tenant_id", "tenant_id"),
     Index("ix_batch_holds_hold_account_id", "hold_account_id"),
+    Index("ix_batch_holds_tenant_budget_period", "tenant_id", "budget_period"),
+)
+
+# 0010: stored quotes (ADR-123): priced lines honoured once, by the batch recorded here.
+quotes = Table(
+    "quotes",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("api_key_id", Uuid, nullable=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("batch_id", Uuid, nullable=True, unique=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("total >= 0", name="ck_quotes_total"),
+    CheckConstraint("(batch_id IS NULL) = (used_at IS NULL)", name="ck_quotes_used"),
+    Index("ix_quotes_tenant_id", "tenant_id"),
+)
+
+# 0009: monthly spend caps (ADR-121): the tenant's (scope_id ''), one of its keys', a project's.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("scope_id", Text, nullable=False),
+    Column("monthly_credits", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "scope", "scope_id", name="pk_budgets"),
+    CheckConstraint("scope IN ('tenant', 'api_key', 'project')", name="ck_budgets_scope"),
+    CheckConstraint("monthly_credits >= 0", name="ck_budgets_monthly_credits"),
 )
 
 batch_hold_lines = Table(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -51,6 +52,49 @@ def should_record_use(last_used_at: datetime | None, now: datetime) -> bool:
 ADMIN_KEY_PREFIX = "rb_admin_"
 
 
+class KeyScope(StrEnum):
+    """What a customer key may do (ADR-124): submit and manage batches, read, manage money.
+
+    A key created without scopes has all three (keys issued before scopes existed were migrated
+    to all three), so nothing that worked stops working.
+    """
+
+    BATCHES = "batches"
+    READ = "read"
+    BILLING = "billing"
+
+
+ALL_SCOPES: frozenset[KeyScope] = frozenset(KeyScope)
+
+
+def parse_scopes(names: Iterable[str]) -> frozenset[KeyScope]:
+    """Scopes from their names (none: all of them); InvalidArgument for an unknown name."""
+    scopes: set[KeyScope] = set()
+    for name in names:
+        try:
+            scopes.add(KeyScope(name))
+        except ValueError:
+            known = ", ".join(scope.value for scope in KeyScope)
+            raise InvalidArgument(f"scopes must be among {known}", field="scopes") from None
+    return frozenset(scopes) or ALL_SCOPES
+
+
+def sorted_scopes(scopes: Iterable[KeyScope]) -> list[str]:
+    """Scope names in their declared order (batches, read, billing)."""
+    return [scope.value for scope in KeyScope if scope in set(scopes)]
+
+
+def ensure_future_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """Refuses an expiry that has already passed: such a key could never be used."""
+    if expires_at is not None and expires_at <= now:
+        raise InvalidArgument("expires_at must be in the future", field="expires_at")
+
+
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a key with this expiry no longer authenticates at `now`."""
+    return expires_at is not None and now >= expires_at
+
+
 class AdminRole(StrEnum):
     """What an operator key may do: `admin` everything, `finance` read (GETs and exports) only."""
 
@@ -82,6 +126,8 @@ class ApiKeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: frozenset[KeyScope] = field(default=ALL_SCOPES)
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class BatchTransferLine:
     from_account: AccountKind
     to_account: AccountKind
     created_at: datetime
+    # The public id (libs.ledger_keys.transfer_id of the transfer's key), as webhooks name it.
+    ledger_transfer_id: str
 
     @property
     def available_delta(self) -> int:
@@ -93,3 +95,5 @@ class ExportRow:
     ref_id: str
     amount: int
     balance_after: int | None
+    # The transfer's public id (libs.ledger_keys.transfer_id of its key).
+    ledger_transfer_id: str

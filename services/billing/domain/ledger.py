@@ -15,6 +15,13 @@ from enum import StrEnum
 
 from libs.errors import InvalidArgument
 
+# The transfer keys are shared (libs/ledger_keys.py): the public transfer id other services put in
+# webhooks and results lines is derived from them.
+from libs.ledger_keys import settle_key as settle_key
+from libs.ledger_keys import task_outcome_key as task_outcome_key
+from libs.ledger_keys import topup_key as topup_key
+from libs.ledger_keys import upfront_key as upfront_key
+
 # The ledger's reasons are the shared vocabulary's (libs/vocabulary.py): the console filters by them.
 from libs.vocabulary import RefType as RefType
 from services.billing.domain.errors import BalanceLimitExceeded, LedgerInvariantViolated
@@ -48,26 +55,6 @@ class OutcomeKind(StrEnum):
     @property
     def ref_type(self) -> RefType:
         return RefType.BATCH_CAPTURE if self is OutcomeKind.CAPTURE else RefType.BATCH_REFUND
-
-
-def topup_key(tenant_id: TenantId, reference: str) -> str:
-    """One top-up per (tenant, payment reference)."""
-    return f"topup:{tenant_id}:{reference}"
-
-
-def upfront_key(batch_id: BatchId) -> str:
-    """One freeze per batch."""
-    return f"batch_upfront:{batch_id}"
-
-
-def task_outcome_key(task_id: TaskId) -> str:
-    """One key for both capture and refund, so a task is never both captured and refunded."""
-    return f"task_outcome:{task_id}"
-
-
-def settle_key(batch_id: BatchId) -> str:
-    """One release of the remainder per batch."""
-    return f"batch_settle:{batch_id}"
 
 
 @dataclass(frozen=True)
@@ -189,6 +176,8 @@ class StatementLine:
     created_at: datetime
     # The task's model on a refund line; None on other lines.
     model: str | None = None
+    # The transfer's public id (libs.ledger_keys.transfer_id of its key): a task's receipt.
+    ledger_transfer_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from libs.errors import InvalidArgument
 from services.billing.domain import api_keys
@@ -28,6 +30,8 @@ class AuthenticatedKey:
 
     tenant_id: TenantId
     key_id: uuid.UUID
+    scopes: frozenset[api_keys.KeyScope] = api_keys.ALL_SCOPES
+    expires_at: datetime | None = None
 
 
 async def create_tenant(deps: Dependencies, name: str) -> TenantId:
@@ -41,8 +45,19 @@ async def create_tenant(deps: Dependencies, name: str) -> TenantId:
     return tenant_id
 
 
-async def create_api_key(deps: Dependencies, tenant_id: TenantId, api_key: str = "") -> IssuedApiKey:
-    """Issues a random key, or registers `api_key` exactly (demo tenants); duplicates are refused."""
+async def create_api_key(
+    deps: Dependencies,
+    tenant_id: TenantId,
+    api_key: str = "",
+    scopes: Sequence[str] = (),
+    expires_at: datetime | None = None,
+) -> IssuedApiKey:
+    """Issues a random key, or registers `api_key` exactly (demo tenants); duplicates are refused.
+
+    No scopes: every scope (today's full access). An expiry must be in the future.
+    """
+    granted = api_keys.parse_scopes(scopes)
+    api_keys.ensure_future_expiry(expires_at, deps.clock())
     if api_key:
         api_keys.ensure_registrable(api_key)
     else:
@@ -52,7 +67,12 @@ async def create_api_key(deps: Dependencies, tenant_id: TenantId, api_key: str =
         if not await tx.access.tenant_exists(tenant_id):
             raise TenantNotFound(tenant_id)
         stored = await tx.access.insert_api_key(
-            key_id, tenant_id, api_keys.hash_api_key(api_key), api_keys.key_prefix(api_key)
+            key_id,
+            tenant_id,
+            api_keys.hash_api_key(api_key),
+            api_keys.key_prefix(api_key),
+            granted,
+            expires_at,
         )
     if not stored:
         raise ApiKeyAlreadyExists()
@@ -65,12 +85,14 @@ async def authenticate_api_key(deps: Dependencies, api_key: str) -> Authenticate
         raise InvalidApiKey()
     async with deps.repository.transaction() as tx:
         record = await tx.access.find_api_key(api_keys.hash_api_key(api_key))
-        if record is None or record.revoked:
-            raise InvalidApiKey()
         now = deps.clock()
+        if record is None or record.revoked or api_keys.is_expired(record.expires_at, now):
+            raise InvalidApiKey()
         if api_keys.should_record_use(record.last_used_at, now):
             await tx.access.record_api_key_use(record.key_id, now)
-    return AuthenticatedKey(tenant_id=record.tenant_id, key_id=record.key_id)
+    return AuthenticatedKey(
+        tenant_id=record.tenant_id, key_id=record.key_id, scopes=record.scopes, expires_at=record.expires_at
+    )
 
 
 async def list_api_keys(deps: Dependencies, tenant_id: TenantId) -> list[api_keys.ApiKeyInfo]:

@@ -24,6 +24,7 @@ from services.billing.use_cases import (
     reporting,
     reservations,
     settlement,
+    spend_control,
     usage,
     wallet,
 )
@@ -144,6 +145,13 @@ class BillingHandlers:
     # Prices and quotes (`reserve` and `reserve_many` are bound in __init__).
     price_list = _UseCase(reservations.price_list)
     quote = _UseCase(reservations.quote_lines)
+
+    # Budgets and stored quotes (enforced by `reserve`).
+    get_budgets = _UseCase(spend_control.get_budgets)
+    month_budgets = _UseCase(spend_control.month_budgets)
+    set_budget = _UseCase(spend_control.set_budget)
+    create_quote = _UseCase(spend_control.create_quote)
+    get_quote = _UseCase(spend_control.get_quote)
 
     # Task outcomes and settlement.
     charge_task = _UseCase(settlement.charge_task)

@@ -6,13 +6,16 @@ the next (`Reservations`, which owns the group committer), each still refused or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from libs.errors import ServiceError
 from libs.group_commit import GroupCommitter
 from services.billing import metrics as billing_metrics
 from services.billing.adapters.sql.reservations import PlannedReservation
+from services.billing.domain.budgets import UNATTRIBUTED, Attribution, Period, period_of
 from services.billing.domain.errors import (
     BatchReservedByAnotherTenant,
     LedgerInvariantViolated,
@@ -28,6 +31,7 @@ from services.billing.domain.pricing import (
     ensure_quote_is_current,
     quote,
 )
+from services.billing.domain.quotes import StoredQuote, redeem
 from services.billing.domain.settlement import BatchHold
 from services.billing.use_cases.dependencies import Dependencies
 
@@ -61,6 +65,11 @@ class ReservationRequest:
     tenant_id: TenantId
     batch_id: BatchId
     lines: tuple[QuoteLine, ...]
+    # Whose budgets the freeze counts against (the tenant's always).
+    attribution: Attribution = UNATTRIBUTED
+    # A stored quote the create cited (ADR-123), with the create body's fingerprint.
+    quote_id: uuid.UUID | None = None
+    fingerprint: str = ""
 
 
 def price_list(deps: Dependencies) -> list[ModelPrice]:
@@ -93,7 +102,14 @@ class Reservations:
         )
 
     async def reserve(
-        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+        self,
+        tenant_id: TenantId,
+        batch_id: BatchId,
+        lines: Sequence[QuoteLine],
+        attribution: Attribution = UNATTRIBUTED,
+        *,
+        quote_id: uuid.UUID | None = None,
+        fingerprint: str = "",
     ) -> Reservation:
         """Freezes price x items of a batch in its own hold account, once per batch.
 
@@ -103,7 +119,9 @@ class Reservations:
         Reservations are group-committed (`_reserve_group`): those that arrive while one
         reservation transaction runs share the next, each still refused or replayed on its own.
         """
-        return await self._committer.submit(ReservationRequest(tenant_id, batch_id, tuple(lines)))
+        return await self._committer.submit(
+            ReservationRequest(tenant_id, batch_id, tuple(lines), attribution, quote_id, fingerprint)
+        )
 
     async def reserve_many(self, requests: Sequence[ReservationRequest]) -> list[Reservation | ServiceError]:
         """`reserve` of several batches, answered in order: each its reservation or its own refusal.
@@ -146,6 +164,13 @@ class Reservations:
                 else {}
             )
             balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
+            # The month of the freeze: spend counts there, whenever it is refunded (ADR-122).
+            now = deps.clock()
+            period = period_of(now)
+            budgets = await tx.budget_ledgers(wallets.keys(), period) if wallets else {}
+            citing = (requests[first_of_batch[batch_id]] for batch_id in created)
+            cited = await tx.lock_quotes([r.quote_id for r in citing if r.quote_id is not None])
+            honoured: dict[uuid.UUID, BatchId] = {}
             refused_accounts: list[int] = []
             for batch_id, hold_account_id in sorted(
                 created.items(), key=lambda pair: first_of_batch[pair[0]]
@@ -156,16 +181,25 @@ class Reservations:
                 try:
                     if wallet is None:
                         raise TenantNotFound(request.tenant_id)
+                    priced = _price(deps, request, cited, honoured, now)
                     item = _plan_reservation(
-                        deps, request, hold_account_id, wallet.id, balances[request.tenant_id]
+                        deps, request, priced, hold_account_id, wallet.id, balances[request.tenant_id], period
                     )
+                    ledger = budgets.get(request.tenant_id)
+                    if ledger is not None:
+                        # Checked against what the group's earlier freezes left, like the balance.
+                        ledger.admit(request.attribution, item.hold.frozen)
                 except ServiceError as refused:
                     outcomes[index] = refused
                     refused_accounts.append(hold_account_id)
                     continue
                 balances[request.tenant_id] = item.hold.available_after
                 planned.append(item)
+                if request.quote_id is not None:
+                    honoured[request.quote_id] = request.batch_id
             await tx.delete_accounts(refused_accounts)
+            if await tx.use_quotes(honoured, now) != len(honoured):
+                raise LedgerInvariantViolated("a quote was honoured twice")
             opening = {wallet.id: wallet.balance for wallet in wallets.values()}
             opening |= {item.hold.hold_account_id: 0 for item in planned}
             posting = post_transfers(enumerate(item.transfer for item in planned), opening)
@@ -192,13 +226,38 @@ class Reservations:
         return [outcome for outcome in outcomes if outcome is not None]
 
 
+def _price(
+    deps: Dependencies,
+    request: ReservationRequest,
+    cited: Mapping[uuid.UUID, StoredQuote],
+    honoured: Mapping[uuid.UUID, BatchId],
+    now: datetime,
+) -> Quote:
+    """The price a reservation freezes: its quote's (ADR-123) or today's; no I/O.
+
+    A quote is honoured at its own prices, once: a second citation in the same group is refused
+    as if the first had committed.
+    """
+    if request.quote_id is None:
+        priced = quote(request.lines, deps.prices)
+        ensure_quote_is_current(request.lines, priced)
+        return priced
+    stored = cited.get(request.quote_id)
+    if stored is not None and request.quote_id in honoured:
+        stored = replace(stored, batch_id=honoured[request.quote_id])
+    return redeem(stored, request.tenant_id, request.batch_id, request.lines, request.fingerprint, now)
+
+
 def _plan_reservation(
-    deps: Dependencies, request: ReservationRequest, hold_account_id: int, wallet_id: int, available: int
+    deps: Dependencies,
+    request: ReservationRequest,
+    priced: Quote,
+    hold_account_id: int,
+    wallet_id: int,
+    available: int,
+    period: Period,
 ) -> PlannedReservation:
-    """Prices a reservation and checks it against `available` (raises StaleQuote, UnknownModel,
-    InsufficientCredits...); no I/O."""
-    priced = quote(request.lines, deps.prices)
-    ensure_quote_is_current(request.lines, priced)
+    """A reservation of `priced`, checked against `available` (raises InsufficientCredits); no I/O."""
     ensure_affordable(priced.total, available)
     transfer = Transfer(
         key=upfront_key(request.batch_id),
@@ -226,7 +285,13 @@ def _plan_reservation(
         transfer=transfer,
         hold=hold,
         lines=tuple(per_model.values()),
-        provider_costs={model: deps.prices[model].provider_cost_usd_micros for model, _, _ in per_model},
+        # A quoted model may have left the price list since: its cost is then unknown here.
+        provider_costs={
+            model: deps.prices[model].provider_cost_usd_micros if model in deps.prices else 0
+            for model, _, _ in per_model
+        },
+        attribution=request.attribution,
+        period=period,
     )
 
 

@@ -89,9 +89,12 @@ def admin_router(
         tenant_id: TenantIdPath, body: Annotated[CreateApiKeyRequest | None, Body()] = None
     ) -> ApiKeyCreated:
         api_key = body.api_key if body is not None and body.api_key is not None else ""
-        response = await backends.billing.CreateApiKey(
-            billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id, api_key=api_key), timeout=deadline
+        request = billing_pb2.CreateApiKeyRequest(
+            tenant_id=tenant_id, api_key=api_key, scopes=(body.scopes or []) if body else []
         )
+        if body is not None and body.expires_at is not None:
+            request.expires_at.FromDatetime(body.expires_at)
+        response = await backends.billing.CreateApiKey(request, timeout=deadline)
         return ApiKeyCreated(api_key=response.api_key, key_id=response.key_id)
 
     @router.post(

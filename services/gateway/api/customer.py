@@ -10,6 +10,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency, tenant_dependency
+from services.gateway.http.errors import ApiError
 from services.gateway.http.middleware import REQUEST_ID_HEADER, request_id_of
 from services.gateway.http.params import (
     DEFAULT_PAGE_SIZE,
@@ -24,12 +25,13 @@ from services.gateway.http.params import (
 )
 from services.gateway.schemas.batches import (
     BatchAccepted,
+    BatchColumns,
     BatchPage,
     BatchStatus,
     BatchView,
     RetryFailedRequest,
 )
-from services.gateway.schemas.credits import CreditsView, LedgerPage
+from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, json_bytes
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.use_cases.batch_creation import (
@@ -126,6 +128,18 @@ def request_idempotency_key(request: Request) -> tuple[str, bool]:
     return idempotency_key(presented, request_id_of(request.scope), header), not presented
 
 
+async def create_body_of(request: Request, settings: Settings) -> BatchColumns:
+    """The create body of `request` (JSON or JSONL, gzip or not), read as a stream and shape-checked:
+    the create's and the quote's (same body)."""
+    return await read_create_body(
+        request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_encoding=request.headers.get("content-encoding", ""),
+        query=request.query_params.multi_items(),
+        limit=settings.max_create_body_bytes,
+    )
+
+
 def replayed_headers(replayed: bool) -> dict[str, str] | None:
     """`Idempotent-Replayed: true` on an answer that replays an earlier one."""
     return {REPLAYED_HEADER: "true"} if replayed else None
@@ -169,16 +183,12 @@ def customer_router(
             openapi_extra=_CREATE_BATCH_BODY,
         ),
     )
-    async def create_video_batch(request: Request, tenant_id: Annotated[str, authenticated]) -> Response:
+    async def create_video_batch(request: Request, caller: Annotated[ApiCaller, calling]) -> Response:
         request_id, generated = request_idempotency_key(request)
-        payload = await read_create_body(
-            request.stream(),
-            content_type=request.headers.get("content-type", ""),
-            content_encoding=request.headers.get("content-encoding", ""),
-            query=request.query_params.multi_items(),
-            limit=settings.max_create_body_bytes,
+        payload = await create_body_of(request, settings)
+        response = await creation.create(
+            caller.tenant_id, request_id, payload, generated=generated, api_key_id=caller.key_id
         )
-        response = await creation.create(tenant_id, request_id, payload, generated=generated)
         # The 202 body's fields as JSON (the route's response_model documents them).
         return Response(
             json_bytes(BatchAccepted.fields_of(response, request_id)),
@@ -327,5 +337,24 @@ def customer_router(
             timeout=deadline,
         )
         return LedgerPage.from_proto(response)
+
+    @router.get(
+        "/video-batch/{batch_id}/billing",
+        **documented(BatchBillingView, "A batch's money: totals and every ledger transfer", 404, 422),
+    )
+    async def get_video_batch_billing(
+        tenant_id: Annotated[str, authenticated],
+        batch_id: BatchIdPath,
+        cursor: PageCursor = None,
+        limit: PageLimit = DEFAULT_PAGE_SIZE,
+    ) -> BatchBillingView:
+        ledger = await backends.billing.GetBatchLedger(
+            billing_pb2.GetBatchLedgerRequest(batch_id=batch_id, cursor=cursor or "", limit=limit),
+            timeout=deadline,
+        )
+        # Billing reads any batch's ledger: another tenant's batch is not found, like a batch read.
+        if ledger.tenant_id != tenant_id:
+            raise ApiError(404, "not_found", "batch not found")
+        return BatchBillingView.from_proto(ledger)
 
     return router

@@ -35,6 +35,7 @@ LEDGER_CSV_COLUMNS = (
     "ref_id",
     "amount",
     "balance_after",
+    "ledger_transfer_id",
 )
 
 
@@ -55,6 +56,7 @@ def _csv_row(row: billing_pb2.LedgerExportRow) -> tuple[object, ...]:
         row.ref_id,
         row.amount,
         row.balance_after if row.HasField("balance_after") else "",
+        row.ledger_transfer_id,
     )
 
 

@@ -13,6 +13,7 @@ from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, for
 from services.gateway.console.route_table import FINANCE, OWNER
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CursorText, FilterText
+from services.gateway.schemas.spend_control import MAX_MONTHLY_CREDITS
 from services.gateway.use_cases.console_money import ConsoleMoney
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -30,7 +31,7 @@ def may_buy(user: ConsoleUser, finance_may_buy: bool) -> bool:
 
 
 def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """credits, buy_credits, receipt, credit_settings."""
+    """credits, buy_credits, receipt, credit_settings, set_budget."""
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
     base_url = deps.settings.public_base_url.rstrip("/")
 
@@ -38,6 +39,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         request: Request, user: CurrentUser, checkout: FilterText = "", cursor: CursorText = ""
     ) -> Response:
         finance_may_buy = await money.finance_may_buy(user.tenant_id)
+        budgets = await money.budgets(user.tenant_id)
         packs = await money.packs()
         receipts, next_cursor = await money.receipts(user.tenant_id, cursor)
         return pages.render(
@@ -52,6 +54,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             finance_may_buy=finance_may_buy,
             is_owner=user.role == OWNER,
             notice=CHECKOUT_NOTICES.get(checkout, ""),
+            budgets=budgets,
         )
 
     async def buy_credits(request: Request, user: CurrentUser) -> Response:
@@ -107,7 +110,26 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         )
         return RedirectResponse(CREDITS_PATH, status_code=303)
 
+    async def set_budget(request: Request, user: CurrentUser) -> Response:
+        typed = (await form_fields(request)).get("monthly_credits", "").strip().replace(",", "")
+        if typed and not (typed.isdigit() and int(typed) <= MAX_MONTHLY_CREDITS):
+            return pages.message(
+                request,
+                user,
+                422,
+                "Budget not saved",
+                f"A monthly budget is a whole number of credits from 0 to {MAX_MONTHLY_CREDITS:,}, "
+                "or empty for none.",
+            )
+        stored = await money.set_tenant_budget(user.tenant_id, int(typed) if typed else None)
+        shown = "none" if stored.monthly_credits is None else f"{stored.monthly_credits} credits a month"
+        await record_activity(
+            deps, request, user, "budget.changed", "tenant", user.tenant_id, f"monthly budget: {shown}"
+        )
+        return RedirectResponse(CREDITS_PATH, status_code=303)
+
     return {
+        "set_budget": set_budget,
         "credits": credits,
         "buy_credits": buy_credits,
         "receipt": receipt,

@@ -105,6 +105,8 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("buy_credits", "POST", "/console/credits/checkout", "form", MONEY_READERS),
     ConsoleRoute("receipt", "GET", "/console/credits/receipts/{payment_id}", "page", MONEY_READERS),
     ConsoleRoute("credit_settings", "POST", "/console/credits/settings", "form", OWNERS),
+    # The tenant's monthly budget (issue 29): shown to money readers, changed by owners only.
+    ConsoleRoute("set_budget", "POST", "/console/credits/budget", "form", OWNERS),
     # Developers: API keys, webhook endpoints, the delivery log and replays.
     ConsoleRoute("developers", "GET", "/console/developers", "page", DEVELOPERS, nav="Developers"),
     ConsoleRoute("create_api_key", "POST", "/console/developers/keys", "form", DEVELOPERS),

@@ -27,6 +27,7 @@ LEDGER_COLUMNS = (
     "credits_delta",
     "balance_after",
     "ref_id",
+    "ledger_transfer_id",
 )
 USAGE_COLUMNS = (
     "day",
@@ -90,6 +91,7 @@ def _ledger_row(line: LedgerLine) -> tuple[object, ...]:
         line.credits_delta,
         line.balance_after,
         line.ref_id,
+        line.ledger_transfer_id,
     )
 
 

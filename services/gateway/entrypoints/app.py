@@ -23,6 +23,7 @@ from services.gateway.api.ledger_exports import customer_exports_router
 from services.gateway.api.models import models_router
 from services.gateway.api.pricing import admin_pricing_router, pricing_router, stripe_webhook_router
 from services.gateway.api.results import results_router
+from services.gateway.api.spend_control import QUOTES_PATH, spend_control_router
 from services.gateway.api.videos import videos_router
 from services.gateway.api.webhook_events import webhook_events
 from services.gateway.api.webhooks import webhooks_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     app.include_router(customer_router(settings, backends, authenticator, reads, creation))
     app.include_router(results_router(settings, backends, authenticator))
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
+    app.include_router(spend_control_router(settings, backends, authenticator, creation))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
     app.include_router(models_router(settings, backends, authenticator))
@@ -142,7 +144,10 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         untraced_paths=UNTRACED_PATHS,
-        streamed_bodies={CREATE_BATCH_PATH: settings.max_create_body_bytes},
+        streamed_bodies={
+            CREATE_BATCH_PATH: settings.max_create_body_bytes,
+            QUOTES_PATH: settings.max_create_body_bytes,
+        },
         rate_limit_burst=settings.rate_limit_burst,
     )
 

@@ -25,6 +25,7 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 from libs.expiring_cache import ExpiringCache
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.errors import ApiError
+from services.gateway.http.key_scopes import ALL_SCOPES, ensure_scope
 from services.gateway.http.params import error_responses
 from services.gateway.http.rate_limits import (
     FailedAttemptLimiter,
@@ -62,10 +63,17 @@ def _digest(secret: str) -> bytes:
 
 @dataclass(frozen=True)
 class ApiCaller:
-    """An authenticated customer call: the tenant, and which of its keys was used."""
+    """An authenticated customer call: the tenant, which of its keys was used, what the key may do
+    and until when (epoch seconds; None: no expiry)."""
 
     tenant_id: str
     key_id: str
+    scopes: frozenset[str] = ALL_SCOPES
+    expires_at: float | None = None
+
+    def expired(self) -> bool:
+        """Whether the key's expiry has passed (a cached answer must not outlive it)."""
+        return self.expires_at is not None and time.time() >= self.expires_at
 
 
 class ApiKeyAuthenticator:
@@ -123,7 +131,12 @@ class ApiKeyAuthenticator:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise _unauthorized("invalid API key") from None
             raise
-        caller = ApiCaller(tenant_id=answer.tenant_id, key_id=answer.key_id)
+        caller = ApiCaller(
+            tenant_id=answer.tenant_id,
+            key_id=answer.key_id,
+            scopes=frozenset(answer.scopes) or ALL_SCOPES,
+            expires_at=answer.expires_at.ToSeconds() if answer.HasField("expires_at") else None,
+        )
         self._callers.put(digest, caller)
         return caller
 
@@ -149,8 +162,10 @@ def caller_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Await
 
     # Annotations here are strings (postponed): FastAPI resolves them in this module's globals,
     # so dependencies refer only to module-level names.
-    async def caller_of_request(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> ApiCaller:
-        return await authenticated_caller(authenticator, api_key)
+    async def caller_of_request(
+        request: Request, api_key: Annotated[str | None, Depends(_api_key_scheme)]
+    ) -> ApiCaller:
+        return await authenticated_caller(authenticator, api_key, request)
 
     return caller_of_request
 
@@ -158,18 +173,28 @@ def caller_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Await
 def tenant_dependency(authenticator: ApiKeyAuthenticator) -> Callable[..., Awaitable[str]]:
     """A FastAPI dependency returning the calling tenant's id (401 without a valid key, 429)."""
 
-    async def authenticated_tenant(api_key: Annotated[str | None, Depends(_api_key_scheme)]) -> str:
-        return (await authenticated_caller(authenticator, api_key)).tenant_id
+    async def authenticated_tenant(
+        request: Request, api_key: Annotated[str | None, Depends(_api_key_scheme)]
+    ) -> str:
+        return (await authenticated_caller(authenticator, api_key, request)).tenant_id
 
     return authenticated_tenant
 
 
-async def authenticated_caller(authenticator: ApiKeyAuthenticator, api_key: str | None) -> ApiCaller:
-    """The caller of an `X-API-Key` value, rate-checked: 401 without a valid key, 429 over its rate."""
+async def authenticated_caller(
+    authenticator: ApiKeyAuthenticator, api_key: str | None, request: Request | None = None
+) -> ApiCaller:
+    """The caller of an `X-API-Key` value, rate-checked: 401 without a valid key (or an expired
+    one), 429 over its rate, 403 when the key lacks the scope of `request` (ADR-124)."""
     if not api_key:
         raise _unauthorized(f"missing {API_KEY_HEADER} header")
     caller = await authenticator.caller_for(api_key)
+    if caller.expired():
+        authenticator.forget_key(caller.key_id)
+        raise _unauthorized("this API key has expired")
     authenticator.check_rate(caller)
+    if request is not None:
+        ensure_scope(caller.scopes, request.method, request.url.path)
     return caller
 
 

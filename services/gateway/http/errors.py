@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 2
 
 # Details that carry amounts: sent as integers, not the strings gRPC metadata is limited to.
-_INTEGER_DETAILS = frozenset({"required_credits", "available_credits", "retry_after_seconds"})
+_INTEGER_DETAILS = frozenset(
+    {"required_credits", "available_credits", "retry_after_seconds", "remaining_credits", "monthly_credits"}
+)
 
 # Keys of the error object that backend details may never overwrite.
 _RESERVED_KEYS = frozenset({"code", "message"})
@@ -51,8 +53,13 @@ HTTP_RULES: Mapping[tuple[grpc.StatusCode, str | None], HttpErrorRule] = {
     # A payment-provider webhook that does not verify: 400, as the provider expects.
     (grpc.StatusCode.INVALID_ARGUMENT, "invalid_signature"): HttpErrorRule(400, "invalid_signature"),
     (grpc.StatusCode.NOT_FOUND, None): HttpErrorRule(404, "not_found"),
+    (grpc.StatusCode.NOT_FOUND, "quote_not_found"): HttpErrorRule(404, "quote_not_found"),
     (grpc.StatusCode.ALREADY_EXISTS, None): HttpErrorRule(409, None),
     (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits"): HttpErrorRule(402, "insufficient_credits"),
+    # A monthly budget would be exceeded (issue 29): payment required, as for credits.
+    (grpc.StatusCode.FAILED_PRECONDITION, "budget_exceeded"): HttpErrorRule(402, "budget_exceeded"),
+    # A quote past its validity is gone for good: quote again.
+    (grpc.StatusCode.FAILED_PRECONDITION, "quote_expired"): HttpErrorRule(410, "quote_expired"),
     (grpc.StatusCode.FAILED_PRECONDITION, None): HttpErrorRule(409, None),
     (grpc.StatusCode.UNAUTHENTICATED, None): HttpErrorRule(401, "unauthorized"),
     (grpc.StatusCode.PERMISSION_DENIED, None): HttpErrorRule(403, None),
@@ -73,6 +80,7 @@ _CODE_BY_HTTP_STATUS: Mapping[int, str] = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    410: "gone",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",

@@ -36,6 +36,12 @@ OPERATION_DESCRIPTIONS: dict[str, str] = {
         "The tenant's ledger, newest first: every movement of its available balance (top-up, freeze, "
         "refund, settlement release) with the balance after it; filter by `batch_id`."
     ),
+    "get_video_batch_billing": (
+        "The batch's money: frozen, captured, refunded, released and net spent, and every ledger "
+        "transfer of the batch in order (freeze, each item's capture or refund, the settlement), a "
+        "page at a time. An item's capture or refund carries the `ledger_transfer_id` its task "
+        "webhook, task view and results line carry. Another tenant's batch is a 404."
+    ),
     "export_own_ledger": "The tenant's ledger as CSV, streamed, for a time range (finance's export).",
     "list_packs": "The prepaid credit packs on sale, cheapest first, with their bonus over list price.",
     "get_statement": (

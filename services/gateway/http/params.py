@@ -108,14 +108,25 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI `responses` documenting the JSON error body for each status."""
     descriptions = {
         401: "Missing or invalid credentials (`unauthorized`).",
-        402: "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`).",
-        403: "Authenticated but not allowed (`forbidden`), or a video link expired or tampered with.",
+        402: (
+            "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), "
+            "or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, "
+            "`remaining_credits` and `period_end`)."
+        ),
+        403: (
+            "Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without "
+            "the scope the request needs), or a video link expired or tampered with."
+        ),
         404: "No such resource, or not yours (`not_found`).",
         409: (
             "Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, "
-            "with the `batch_id` holding it)."
+            "with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with "
+            "another body (`quote_mismatch`)."
         ),
-        410: "Gone: the video's retention period is over (`video_expired`).",
+        410: (
+            "Gone: the video's retention period is over (`video_expired`), or the quote expired "
+            "(`quote_expired`)."
+        ),
         413: "Request body too large (`payload_too_large`).",
         415: "Content-Type or Content-Encoding not supported (`unsupported_media_type`).",
         422: "Invalid input (`validation_error`, with `errors`: [{field, message}]).",

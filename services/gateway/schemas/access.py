@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -21,11 +22,18 @@ class ApiKeyView(ProtoView):
     last_used_at: AwareDatetime | None = Field(description="Last use (minute resolution); null if never.")
     revoked_at: AwareDatetime | None = Field(description="When the key was revoked; null while active.")
     revoked: bool = Field(description="True once revoked (refused within seconds everywhere).")
+    scopes: list[str] = Field(description="What the key may do: `batches`, `read`, `billing`.")
+    expires_at: AwareDatetime | None = Field(description="When the key stops working; null: never.")
 
     @classmethod
     def from_proto(cls, key: billing_pb2.ApiKeyInfo) -> Self:
         """Builds the view from billing's ApiKeyInfo."""
-        return cls.by_name(key, revoked=key.HasField("revoked_at"))
+        return cls.by_name(
+            key,
+            revoked=key.HasField("revoked_at"),
+            scopes=list(key.scopes),
+            expires_at=key.expires_at.ToDatetime(tzinfo=UTC) if key.HasField("expires_at") else None,
+        )
 
 
 class ApiKeyList(BaseModel):
@@ -127,6 +135,17 @@ class CreateApiKeyRequest(BaseModel):
         pattern=r"^[\x21-\x7e]+$",
         description="The exact key to register (printable ASCII, no spaces); omit to generate one.",
         examples=["demo-key"],
+    )
+    scopes: list[Literal["batches", "read", "billing"]] | None = Field(
+        default=None,
+        max_length=3,
+        description=(
+            "What the key may do: `batches` (create, cancel, retry batches, quotes, files, webhooks), "
+            "`read` (every GET), `billing` (budgets, keys). Omitted or empty: all three."
+        ),
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working (RFC 3339, in the future); omit for never."
     )
 
 

@@ -8,6 +8,7 @@ gRPC messages by their `from_proto` constructors; the polled reads answer the sa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -33,6 +34,8 @@ else:
 # The create body is checked here for its shape only (JSON types, and integers the contract's int32
 # fields can carry); its rules (prompt text, lengths, ranges, URL) are the batch service's, which
 # answers every violation at once. The bounds below are published from the contract, not enforced.
+# A quote id is a UUID (any case).
+QUOTE_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _Int32 = Annotated[int, Field(strict=True, ge=INT32_MIN, le=INT32_MAX)]
 _MAX_METADATA_PAIRS = batch_pb2.CREATE_BATCH_LIMIT_MAX_METADATA_PAIRS
 _MAX_KEY_CHARS = batch_pb2.CREATE_BATCH_LIMIT_MAX_CUSTOM_ID_CHARS
@@ -136,6 +139,16 @@ class CreateBatchRequest(BaseModel):
         json_schema_extra={"maxLength": batch_pb2.CREATE_BATCH_LIMIT_MAX_NAME_CHARS},
     )
     metadata: MetadataIn | None = None
+    quote_id: str | None = Field(
+        default=None,
+        strict=True,
+        description=(
+            "A quote of this very body (`POST /api/enterprise/quotes`), still valid and unused: the batch "
+            "is charged exactly its price, even if prices changed since. The metadata key `project` "
+            "names the batch's project (its project budget applies)."
+        ),
+        pattern=QUOTE_ID_PATTERN,
+    )
 
 
 # The batch's own fields (everything but `items`): JSONL bodies give them as query parameters.
@@ -158,6 +171,7 @@ class BatchColumns:
     metadata: list[dict[str, str]] = field(default_factory=list)
     name: str | None = None
     batch_metadata: dict[str, str] | None = None
+    quote_id: str | None = None
     # One message per item when any item has settings; None otherwise (the common case).
     settings: list[batch_pb2.GenerationSettings] | None = None
 
@@ -178,6 +192,7 @@ class BatchColumns:
             metadata=metadata if any(metadata) else [],
             name=request.name,
             batch_metadata=request.metadata,
+            quote_id=request.quote_id,
             settings=[
                 item.settings.to_proto() if item.settings is not None else batch_pb2.GenerationSettings()
                 for item in items
@@ -188,6 +203,7 @@ class BatchColumns:
 
 
 _BODY_KEYS = frozenset(CreateBatchRequest.model_fields)
+_QUOTE_ID = re.compile(QUOTE_ID_PATTERN)
 _ITEM_KEYS = frozenset(BatchItemIn.model_fields)
 
 
@@ -244,6 +260,9 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
         batch_metadata is not None and not _is_string_pairs(batch_metadata)
     ):
         return None
+    quote_id = document.get("quote_id")
+    if quote_id is not None and (type(quote_id) is not str or not _QUOTE_ID.match(quote_id)):
+        return None
     return BatchColumns(
         prompts=prompts,
         models=models,
@@ -254,6 +273,7 @@ def plainly_valid_batch(document: object) -> BatchColumns | None:
         metadata=[labels or {} for labels in metadata] if any(metadata) else [],
         name=name,
         batch_metadata=batch_metadata,
+        quote_id=quote_id,
     )
 
 

@@ -159,6 +159,8 @@ class LedgerLine:
     balance_after: int
     created_at: datetime
     reason: FailureReason | None = None
+    # The transfer's public id: a refund's equals its task's `ledger_transfer_id` (webhook, files).
+    ledger_transfer_id: str = ""
 
     @classmethod
     def from_proto(cls, entry: billing_pb2.LedgerEntry, reason: FailureReason | None) -> LedgerLine:
@@ -175,6 +177,7 @@ class LedgerLine:
             balance_after=entry.balance_after,
             created_at=_utc(entry.created_at),
             reason=reason,
+            ledger_transfer_id=entry.ledger_transfer_id,
         )
 
 

@@ -55,6 +55,12 @@ class LedgerEntryView(ProtoView):
     credits_delta: int = Field(description="Change of the available balance (negative when credits leave).")
     balance_after: int = Field(description="Available balance after this entry.")
     created_at: AwareDatetime = Field(description="When the entry was written (RFC 3339, UTC).")
+    ledger_transfer_id: str = Field(
+        description=(
+            "Public id of the transfer this entry belongs to (a UUIDv5 of its ledger key); on a task's "
+            "refund it equals the task's `ledger_transfer_id` (webhook, task view, errors file)."
+        )
+    )
 
     @classmethod
     def from_proto(cls, entry: billing_pb2.LedgerEntry) -> Self:
@@ -77,7 +83,13 @@ class LedgerPage(CursorPage[LedgerEntryView]):
 class BatchTransferView(ProtoView):
     """One movement of a batch's credits."""
 
-    transfer_id: str = Field(description="Identifier of the transfer.")
+    transfer_id: str = Field(description="Sequence number of the transfer (its order in the ledger).")
+    ledger_transfer_id: str = Field(
+        description=(
+            "Public id of the transfer (a UUIDv5 of its ledger key): on a task's capture or refund it "
+            "equals the task's `ledger_transfer_id` (webhook, task view, results and errors files)."
+        )
+    )
     ref_type: str = Field(description="batch_upfront, batch_capture, batch_refund or batch_settle.")
     ref_id: str = Field(description="The batch (freeze, release) or task (capture, refund) concerned.")
     amount: int = Field(description="Credits moved.")

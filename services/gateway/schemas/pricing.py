@@ -13,6 +13,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.generation import ModelSettingsView
 from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.spend_control import BudgetView
 
 
 class ModelPriceView(BaseModel):
@@ -112,6 +113,10 @@ class StatementView(ProtoView):
         description="Part of the closing balance that was granted (spent first)."
     )
     models: list[ModelUsageView]
+    budgets: list[BudgetView] = Field(
+        default_factory=list,
+        description="The tenant's budgets (today's caps) with their use in this month (issue 29).",
+    )
 
     proto_names: ClassVar[dict[str, str]] = {
         "closing_paid_credits": "closing_paid",
@@ -121,7 +126,11 @@ class StatementView(ProtoView):
     @classmethod
     def from_proto(cls, statement: billing_pb2.Statement) -> StatementView:
         """Builds the view from billing's statement."""
-        return cls.by_name(statement, models=[ModelUsageView.from_proto(usage) for usage in statement.models])
+        return cls.by_name(
+            statement,
+            models=[ModelUsageView.from_proto(usage) for usage in statement.models],
+            budgets=[BudgetView.from_proto(status) for status in statement.budgets],
+        )
 
     def to_csv(self) -> str:
         """One line per movement, then one per model and outcome: `month,line,model,credits,videos`."""
@@ -145,6 +154,12 @@ class StatementView(ProtoView):
             writer.writerow(
                 [self.month, "refunded", usage.model, usage.credits_refunded, usage.videos_refunded]
             )
+        for budget in self.budgets:
+            # The model column names the budget (`tenant`, `api_key:<id>`, `project:<name>`).
+            scope = budget.scope if budget.scope_id is None else f"{budget.scope}:{budget.scope_id}"
+            writer.writerow([self.month, "budget_used", scope, budget.used_credits, ""])
+            if budget.monthly_credits is not None:
+                writer.writerow([self.month, "budget_cap", scope, budget.monthly_credits, ""])
         return out.getvalue()
 
 

@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs import vocabulary
+from libs.ledger_keys import task_transfer_id
 from libs.vocabulary import listed, one_of
 from services.gateway.schemas.fields import none_if_empty, optional_time
 from services.gateway.schemas.generation import GenerationSettingsIn, settings_view
@@ -60,6 +61,13 @@ class TaskView(BaseModel):
     credits_refunded: int = Field(
         default=0, description="Credits refunded for it (its price once failed or cancelled)."
     )
+    ledger_transfer_id: str | None = Field(
+        default=None,
+        description=(
+            "Once finished: its receipt, the id of its capture or refund in the ledger "
+            "(`ledger_transfer_id` of the batch's billing entries and of its task webhook); null before."
+        ),
+    )
 
     @classmethod
     def from_proto(cls, task: batch_pb2.Task) -> Self:
@@ -90,6 +98,9 @@ class TaskView(BaseModel):
             "last_error": none_if_empty(task.last_error),
             "credits_charged": task.credits_charged,
             "credits_refunded": task.credits_refunded,
+            "ledger_transfer_id": (
+                task_transfer_id(task.task_id) if task.status in vocabulary.TERMINAL_TASK_STATUSES else None
+            ),
         }
 
 

@@ -37,6 +37,12 @@ class BatchEventData(BaseModel):
     settlement_status: str | None = Field(default=None, description="pending, settled or refunded.")
     created_at: str | None = None
     finished_at: str | None = None
+    results_url: str | None = Field(
+        default=None, description="`batch.completed`: the batch's results file (succeeded items, JSONL)."
+    )
+    errors_url: str | None = Field(
+        default=None, description="`batch.completed`: the batch's errors file (failed and cancelled items)."
+    )
 
 
 class TaskEventData(BaseModel):
@@ -45,8 +51,22 @@ class TaskEventData(BaseModel):
     task_id: str
     batch_id: str
     batch_index: int
+    custom_id: str | None = Field(default=None, description="The item's own id, as you sent it.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="The item's labels, as you sent them.")
     status: str = Field(description="succeeded, failed or cancelled.")
+    model: str
     attempts: int
+    credits_charged: int = Field(description="Credits captured for this item (its price when it succeeded).")
+    credits_refunded: int = Field(description="Credits refunded for this item (its price when it did not).")
+    ledger_transfer_id: str = Field(
+        description=(
+            "The item's receipt: the id of its capture (`batch_capture`) or refund (`batch_refund`) in "
+            "the ledger, as `GET /api/enterprise/video-batch/{id}/billing`, `GET /api/enterprise/ledger` "
+            "and the ledger export show it (`ledger_transfer_id`). A UUIDv5 of the ledger key "
+            "`task_outcome:{task_id}`; the ledger line may appear a moment after the event."
+        )
+    )
+    ledger_ref_type: str = Field(description="batch_capture or batch_refund: the kind of that ledger line.")
     video_link_url: str | None = Field(
         default=None,
         description="On success: the API link that answers your API key with a fresh signed video URL.",

@@ -99,6 +99,19 @@ def idempotency_key(presented: str, generated: str, header: str = REQUEST_ID_HEA
     return presented
 
 
+def _batch_fields(tenant_id: str, payload: BatchColumns, api_key_id: str) -> batch_pb2.CreateBatchRequest:
+    """The batch's own fields of a create (or quote) request, without its items."""
+    return batch_pb2.CreateBatchRequest(
+        tenant_id=tenant_id,
+        webhook_url=payload.webhook_url or "",
+        deadline_seconds=payload.deadline_seconds or 0,
+        name=payload.name or "",
+        metadata=payload.batch_metadata or {},
+        api_key_id=api_key_id,
+        quote_id=(payload.quote_id or "").lower(),
+    )
+
+
 class BatchCreation:
     """Validates a create, checks the tenant's open batches and the webhook URL, and creates."""
 
@@ -111,28 +124,46 @@ class BatchCreation:
         self._stream_deadline = self._deadline * 6
 
     async def create(
-        self, tenant_id: str, request_id: str, payload: BatchColumns, *, generated: bool
+        self,
+        tenant_id: str,
+        request_id: str,
+        payload: BatchColumns,
+        *,
+        generated: bool,
+        api_key_id: str = "",
     ) -> batch_pb2.CreateBatchResponse:
         """Creates a shape-checked batch (`generated`: the key was not the client's); a request
         too large for one gRPC message goes as a stream of parts, still one create."""
         await self._open_batches.ensure_room(tenant_id)
         if payload.webhook_url:
             await self._check_webhook_url(payload.webhook_url)
-        first = batch_pb2.CreateBatchRequest(
-            tenant_id=tenant_id,
-            request_id=request_id,
-            webhook_url=payload.webhook_url or "",
-            deadline_seconds=payload.deadline_seconds or 0,
-            request_id_generated=generated,
-            name=payload.name or "",
-            metadata=payload.batch_metadata or {},
-        )
+        first = _batch_fields(tenant_id, payload, api_key_id)
+        first.request_id = request_id
+        first.request_id_generated = generated
         if len(part_bounds(payload)) <= 2:
             first.item_columns.CopyFrom(_columns(payload, 0, len(payload.prompts)))
             return await self._batch.CreateBatch(first, timeout=self._deadline)
         return await self._batch.CreateBatchStream(
             request_parts(payload, first), timeout=self._stream_deadline
         )
+
+    async def quote(self, tenant_id: str, payload: BatchColumns, api_key_id: str) -> batch_pb2.BatchQuote:
+        """Prices a shape-checked create body and stores the quote (nothing frozen, no batch)."""
+        if payload.quote_id:
+            raise validation_error(
+                [
+                    {
+                        "loc": ("body", "quote_id"),
+                        "msg": "a quote cannot cite a quote",
+                        "type": "extra_forbidden",
+                    }
+                ]
+            )
+        if payload.webhook_url:
+            await self._check_webhook_url(payload.webhook_url)
+        request = _batch_fields(tenant_id, payload, api_key_id)
+        request.item_columns.CopyFrom(_columns(payload, 0, len(payload.prompts)))
+        return await self._batch.QuoteBatch(request, timeout=self._stream_deadline)
 
     async def _check_webhook_url(self, url: str) -> None:
         """The SSRF rule lives in the webhook service; a refusal answers 422 before any charge, as

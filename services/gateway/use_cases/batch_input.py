@@ -184,6 +184,7 @@ class JsonlItems:
         columns.deadline_seconds = batch_fields.get("deadline_seconds")
         columns.name = batch_fields.get("name")
         columns.batch_metadata = batch_fields.get("metadata")
+        columns.quote_id = batch_fields.get("quote_id")
         return columns
 
     def _problem(self, location: tuple[str | int, ...], code: str, message: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
+from libs.ledger_keys import task_transfer_id
 from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import VideoStore
 from services.gateway.schemas.fields import json_bytes, optional_time
@@ -43,6 +44,7 @@ RESULT_COLUMNS = (
     "video_expires_at",
     "finished_at",
     "metadata",
+    "ledger_transfer_id",
     "ledger_ref_type",
 )
 # Tasks per ListTasks call: the batch service's largest page.
@@ -121,7 +123,9 @@ class ResultLines:
             "video_expires_at": expires_at,
             "finished_at": finished_at,
             "metadata": dict(task.metadata),
-            # The ledger entry of this item is the transfer of this type whose ref_id is task_id.
+            # The item's receipt: its capture or refund in the ledger, whose id is derived from the
+            # task id (ADR-104), so the line names it without asking billing.
+            "ledger_transfer_id": task_transfer_id(task.task_id),
             "ledger_ref_type": "batch_capture" if succeeded else "batch_refund",
         }
 

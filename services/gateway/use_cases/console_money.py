@@ -30,6 +30,7 @@ from services.gateway.schemas.console_money import (
 )
 from services.gateway.schemas.fields import optional_time, optional_timestamp
 from services.gateway.schemas.pricing import PackCatalog, StatementView
+from services.gateway.schemas.spend_control import BudgetView
 
 # The overview's last failures: from this many recent batches with failures, this many in all.
 FAILURE_BATCHES = 5
@@ -270,6 +271,20 @@ class ConsoleMoney:
             timeout=self._deadline,
         )
         return stored.finance_may_buy_credits
+
+    async def budgets(self, tenant_id: str) -> list[BudgetView]:
+        """The tenant's budgets with their use this month (its own first)."""
+        answer = await self._backends.billing.GetBudgets(
+            billing_pb2.GetBudgetsRequest(tenant_id=tenant_id), timeout=self._deadline
+        )
+        return [BudgetView.from_proto(status) for status in answer.budgets]
+
+    async def set_tenant_budget(self, tenant_id: str, monthly_credits: int | None) -> BudgetView:
+        """Sets the tenant's monthly budget (None removes it); the console checked the owner."""
+        request = billing_pb2.SetBudgetRequest(tenant_id=tenant_id, scope="tenant")
+        if monthly_credits is not None:
+            request.monthly_credits = monthly_credits
+        return BudgetView.from_proto(await self._backends.billing.SetBudget(request, timeout=self._deadline))
 
 
 def default_usage_period(today: date, days: int = 30) -> tuple[date, date]:

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.events.v1 import events_pb2
 
 from libs.field_mapping import from_fields
+from libs.ledger_keys import task_transfer_id
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import (
     TASK_FAILED,
@@ -98,7 +99,9 @@ class WebhookEventConsumer:
                 "attempts": message.attempts,
                 "credits_charged": message.unit_price,
                 "credits_refunded": 0,
-                # The item's receipt: the ledger transfer of this type whose ref_id is the task id.
+                # The item's receipt: the id of its capture in the ledger, derived from the task id
+                # (billing may write the transfer a moment after this event is sent).
+                "ledger_transfer_id": task_transfer_id(message.task_id),
                 "ledger_ref_type": "batch_capture",
             },
             _moment(message.occurred_at),
@@ -144,6 +147,7 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
             "attempts": message.attempts,
             "credits_charged": 0,
             "credits_refunded": message.unit_price,
+            "ledger_transfer_id": task_transfer_id(message.task_id),
             "ledger_ref_type": "batch_refund",
         },
         _moment(message.occurred_at),

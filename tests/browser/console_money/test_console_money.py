@@ -150,6 +150,15 @@ def test_every_csv_of_the_books_and_usage_sums_to_the_ledger(
     filtered = download(page, "#ledger-csv")
     assert sum(int(row["credits_delta"]) for row in filtered) == -190
     expect(page.locator("#ledger tr.ref-batch_refund")).to_contain_text("Customer input")
+    # The refund's receipt, as the API's ledger and the task's webhook name it (ADR-104).
+    [api_refund] = [
+        e
+        for e in whole_ledger(money_api, tenant.customer)
+        if e["ref_type"] == "batch_refund" and e["batch_id"] == tenant.batch_id
+    ]
+    receipt = api_refund["ledger_transfer_id"]
+    assert refund["ledger_transfer_id"] == receipt
+    expect(page.locator("#ledger tr.ref-batch_refund .receipt")).to_have_text(receipt)
 
     page.goto("/console/usage")
     usage = download(page, "#usage-csv")
@@ -201,5 +210,33 @@ def test_buying_a_pack_through_stripe_checkout_shows_the_payment_and_its_receipt
     session_id = fake_stripe.sent_events[-1]["data"]["object"]["id"]
     expect(finance_page.locator("#receipt")).to_contain_text(session_id)
     finance_page.screenshot(path=str(artifacts / "console-receipt.png"), full_page=True)
+    finance.close()
+    owner.close()
+
+
+def test_the_owner_sets_the_monthly_budget_on_the_credits_page_and_a_batch_over_it_is_refused(
+    browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant, artifacts: Path
+) -> None:
+    owner, page = signed_in_page(browser, money_stack.base_url, tenant.emails["owner"])
+    page.goto("/console/credits")
+    row = page.locator('#budgets tr[data-budget="tenant"]')
+    expect(row.locator("td").nth(1)).to_have_text("none")
+    used = int(row.locator("td").nth(2).inner_text().replace(",", ""))
+    page.fill("#budget-form input[name=monthly_credits]", str(used + 5))
+    page.click("#budget-form button")
+    expect(row.locator("td").nth(1)).to_have_text(f"{used + 5:,}")
+    expect(row.locator("td").nth(3)).to_have_text("5")
+
+    refused = money_api.create_batch(tenant.customer, [{"prompt": "over budget", "model": "sora-2"}])
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded"
+    finance, finance_page = signed_in_page(browser, money_stack.base_url, tenant.emails["finance"])
+    finance_page.goto("/console/credits")
+    expect(finance_page.locator('#budgets tr[data-budget="tenant"]')).to_be_visible()
+    expect(finance_page.locator("#budget-form")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "console-budgets.png"), full_page=True)
+
+    page.fill("#budget-form input[name=monthly_credits]", "")
+    page.click("#budget-form button")
+    expect(row.locator("td").nth(1)).to_have_text("none")
     finance.close()
     owner.close()

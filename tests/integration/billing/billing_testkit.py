@@ -13,6 +13,7 @@ from libs.db import Database
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
 from services.billing.use_cases.handlers import BillingHandlers
+from tests.spend_invariants import SPEND_QUERIES, spend_control_discrepancies
 
 
 class RecordedOutcomes:
@@ -98,6 +99,8 @@ async def assert_ledger_invariants(database: Database) -> None:
             )
         ).scalar()
         assert broken_holds == 0, "I1: frozen = captured + refunded + released + still held"
+        rows = {name: (await conn.execute(text(sql))).all() for name, sql in SPEND_QUERIES.items()}
+        assert not (problems := spend_control_discrepancies(rows)), problems
 
 
 async def eventually(

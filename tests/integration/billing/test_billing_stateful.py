@@ -5,8 +5,10 @@ to a plain model of the money, and the ledger invariants after every step.
 Hypothesis drives a rule-based state machine: each rule calls the handlers and updates the model
 the way the product promises (a reference tops up once, a reservation freezes price x items or is
 refused and writes nothing, the first outcome of a task counts and a refund returns its price at
-once, a batch settles only when every task has its outcome). After every step the balances and
-holds are read back and compared, and I1-I3 are checked from the tables. The example-based flows
+once, a batch settles only when every task has its outcome, a batch over the tenant's monthly
+budget is refused and writes nothing, a stored quote freezes its own price once). After every step
+the balances, holds and budget use are read back and compared, and I1-I3, I7 and I8 are checked
+from the tables. The example-based flows
 in test_billing_ledger_flows.py pin single behaviours; this explores their orders.
 """
 
@@ -32,10 +34,12 @@ from libs.config import DEFAULT_PRICING
 from libs.db import Database
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import price_list
+from services.billing.domain.budgets import BudgetExceeded
 from services.billing.domain.errors import InsufficientCredits, OutcomesMissing
 from services.billing.domain.ids import BatchId, TaskId, TenantId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.quotes import QuoteUsed, StoredQuote
 from services.billing.domain.settlement import SettlementStatus
 from services.billing.use_cases.handlers import BillingHandlers
 from tests.isolation import create_migrated_database, drop_database
@@ -87,6 +91,12 @@ class ModelBatch:
         """What the hold account still holds: frozen minus every applied outcome."""
         return self.frozen - self.total(OutcomeKind.CAPTURE) - self.total(OutcomeKind.REFUND)
 
+    @property
+    def spent(self) -> int:
+        """What the batch counts against its month's budget: refunds and the settlement's release
+        give budget back, so captured plus what is still held."""
+        return self.total(OutcomeKind.CAPTURE) + (0 if self.settled else self.held)
+
 
 class BillingMoney(RuleBasedStateMachine):
     """The billing handlers on a real database, next to a model of what the money must be."""
@@ -108,6 +118,9 @@ class BillingMoney(RuleBasedStateMachine):
         self.available = dict.fromkeys(self.tenants, 0)
         self.references: set[tuple[TenantId, str]] = set()
         self.batches: dict[BatchId, ModelBatch] = {}
+        # Each tenant's monthly cap (None: no budget) and its stored quotes, used or not.
+        self.caps: dict[TenantId, int | None] = dict.fromkeys(self.tenants)
+        self.quotes: list[tuple[StoredQuote, BatchId | None]] = []
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(work)
@@ -149,24 +162,78 @@ class BillingMoney(RuleBasedStateMachine):
         ),
     )
     def reserve_a_new_batch(self, tenant: int, lines: list[tuple[str, int]]) -> None:
-        tenant_id, batch_id = self.tenants[tenant], new_batch_id()
-        quote = [QuoteLine(model, count) for model, count in lines]
+        tenant_id = self.tenants[tenant]
+        self._reserve(tenant_id, [QuoteLine(model, count) for model, count in lines])
+
+    def _used(self, tenant_id: TenantId) -> int:
+        return sum(batch.spent for batch in self.batches.values() if batch.tenant == tenant_id)
+
+    def _reserve(self, tenant_id: TenantId, quote: list[QuoteLine], cited: StoredQuote | None = None) -> None:
+        """Reserves a new batch of `quote` (citing `cited`) and checks the answer against the model:
+        refused for credits first, then for the budget, else frozen at the model's price."""
+        batch_id = new_batch_id()
         tasks = [
-            ModelTask(TaskId(f"{batch_id}-{model}-{n}"), model)
-            for model, count in lines
-            for n in range(count)
+            ModelTask(TaskId(f"{batch_id}-{line.model}-{n}"), line.model)
+            for line in quote
+            for n in range(line.count)
         ]
         batch = ModelBatch(tenant_id, quote, tasks)
+        cap = self.caps[tenant_id]
+        reserve = self.handlers.reserve
+        terms: dict[str, Any] = (
+            {"quote_id": cited.quote_id, "fingerprint": cited.fingerprint} if cited else {}
+        )
         if batch.frozen > self.available[tenant_id]:
             with pytest.raises(InsufficientCredits):
-                self.run(self.handlers.reserve(tenant_id, batch_id, quote))
+                self.run(reserve(tenant_id, batch_id, quote, **terms))
             return
-        reservation = self.run(self.handlers.reserve(tenant_id, batch_id, quote))
+        if cap is not None and self._used(tenant_id) + batch.frozen > cap:
+            with pytest.raises(BudgetExceeded):
+                self.run(reserve(tenant_id, batch_id, quote, **terms))
+            return
+        reservation = self.run(reserve(tenant_id, batch_id, quote, **terms))
+        if cited is not None:
+            self.quotes = [(q, batch_id if q is cited else used) for q, used in self.quotes]
         assert (reservation.frozen_credits, reservation.replayed) == (batch.frozen, False)
         assert reservation.available_before == self.available[tenant_id]
         self.available[tenant_id] -= batch.frozen
         assert reservation.available_after == self.available[tenant_id]
         self.batches[batch_id] = batch
+
+    @rule(tenant=st.integers(0, TENANTS - 1), room=st.none() | st.integers(0, 150))
+    def set_the_monthly_budget(self, tenant: int, room: int | None) -> None:
+        """A cap this month's use fits under (`room` above it), or none: a cap lowered below the use
+        already made would be a breach of I7 that no freeze caused."""
+        tenant_id = self.tenants[tenant]
+        cap = None if room is None else self._used(tenant_id) + room
+        status = self.run(self.handlers.set_budget(tenant_id, "tenant", "", cap))
+        self.caps[tenant_id] = cap
+        assert (status.monthly_credits, status.used_credits) == (cap, self._used(tenant_id))
+
+    @rule(tenant=st.integers(0, TENANTS - 1), model=st.sampled_from(sorted(PRICES)), count=st.integers(1, 4))
+    def quote_a_batch(self, tenant: int, model: str, count: int) -> None:
+        stored = self.run(self.handlers.create_quote(self.tenants[tenant], [QuoteLine(model, count)], "body"))
+        assert stored.total == PRICES[model] * count
+        self.quotes.append((stored, None))
+
+    @precondition(lambda self: self.quotes)
+    @rule(data=st.data())
+    def reserve_a_quoted_batch(self, data: st.DataObject) -> None:
+        """A quote is honoured at its price once; cited again it is refused, nothing frozen."""
+        stored, used_by = data.draw(st.sampled_from(self.quotes))
+        if used_by is not None:
+            with pytest.raises(QuoteUsed):
+                self.run(
+                    self.handlers.reserve(
+                        stored.tenant_id,
+                        new_batch_id(),
+                        list(stored.lines),
+                        quote_id=stored.quote_id,
+                        fingerprint="body",
+                    )
+                )
+            return
+        self._reserve(stored.tenant_id, list(stored.lines), stored)
 
     @precondition(lambda self: self.batches)
     @rule(data=st.data())
@@ -246,6 +313,15 @@ class BillingMoney(RuleBasedStateMachine):
             held = sum(batch.held for batch in self.batches.values() if batch.tenant == tenant_id)
             assert (balance.available_credits, balance.held_credits) == (self.available[tenant_id], held)
             assert balance.available_credits >= 0
+
+    @invariant()
+    def budget_use_is_the_models(self) -> None:
+        for tenant_id in self.tenants:
+            [status] = self.run(self.handlers.get_budgets(tenant_id, "tenant"))
+            assert (status.monthly_credits, status.used_credits) == (
+                self.caps[tenant_id],
+                self._used(tenant_id),
+            )
 
     @invariant()
     def the_ledger_balances(self) -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from libs.errors import InvalidArgument
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
-from services.batch.domain.batch import BatchId, QuoteLine, RequestedLine, Reservation, TenantId
+from services.batch.domain.batch import (
+    BatchId,
+    QuoteLine,
+    RequestedLine,
+    Reservation,
+    ReservationTerms,
+    TenantId,
+)
 from services.batch.domain.errors import PriceChanged
 
 TENANT = TenantId(uuid.uuid4())
@@ -32,7 +39,7 @@ class CountingBilling:
         return [QuoteLine(line.model, line.count, self.price, line.duration_seconds or 8) for line in lines]
 
     async def reserve(
-        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine]
+        self, tenant_id: TenantId, batch_id: BatchId, lines: Sequence[QuoteLine], terms: ReservationTerms
     ) -> Reservation:
         if self.stale:
             raise PriceChanged("the price changed")

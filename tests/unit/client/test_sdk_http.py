@@ -207,6 +207,7 @@ def _entry(n: int) -> dict[str, object]:
         "credits_delta": 10,
         "balance_after": 100 + n,
         "created_at": "2026-12-06T05:00:00Z",
+        "ledger_transfer_id": f"00000000-0000-5000-8000-00000000000{n}",
     }
 
 

@@ -10,6 +10,7 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
+from libs.ledger_keys import task_transfer_id, transfer_id
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.fields import json_bytes
 from services.gateway.schemas.tasks import TaskView
@@ -157,6 +158,8 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "custom_id": None,
                 "metadata": {},
                 **NO_TASK_DETAIL,
+                # A finished task's receipt: derived from its id, as its webhook carries it.
+                "ledger_transfer_id": task_transfer_id(TASK_ID),
             },
             {
                 "task_id": "b3c1d9a0-0000-4000-8000-000000000001",
@@ -172,6 +175,7 @@ def test_tasks_page_turns_empty_strings_into_nulls(client: TestClient, batch: Fa
                 "custom_id": None,
                 "metadata": {},
                 **NO_TASK_DETAIL,
+                "ledger_transfer_id": task_transfer_id("b3c1d9a0-0000-4000-8000-000000000001"),
             },
         ],
         "next_cursor": None,
@@ -243,6 +247,7 @@ def test_ledger_shows_deltas_of_the_available_balance(client: TestClient, billin
             credits_delta=-20,
             balance_after=4980,
             created_at=timestamp(CREATED_AT),
+            ledger_transfer_id=transfer_id(f"batch_upfront:{BATCH_ID}"),
         ),
         billing_pb2.LedgerEntry(
             entry_id="e1",
@@ -251,6 +256,7 @@ def test_ledger_shows_deltas_of_the_available_balance(client: TestClient, billin
             credits_delta=5000,
             balance_after=5000,
             created_at=timestamp(CREATED_AT.replace(hour=9)),
+            ledger_transfer_id=transfer_id(f"topup:{TENANT_ID}:welcome-grant"),
         ),
     ]
 
@@ -267,6 +273,7 @@ def test_ledger_shows_deltas_of_the_available_balance(client: TestClient, billin
                 "credits_delta": -20,
                 "balance_after": 4980,
                 "created_at": "2026-01-20T10:00:00Z",
+                "ledger_transfer_id": transfer_id(f"batch_upfront:{BATCH_ID}"),
             },
             {
                 "entry_id": "e1",
@@ -276,6 +283,7 @@ def test_ledger_shows_deltas_of_the_available_balance(client: TestClient, billin
                 "credits_delta": 5000,
                 "balance_after": 5000,
                 "created_at": "2026-01-20T09:00:00Z",
+                "ledger_transfer_id": transfer_id(f"topup:{TENANT_ID}:welcome-grant"),
             },
         ],
         "next_cursor": None,

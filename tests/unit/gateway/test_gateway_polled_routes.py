@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from libs.config import Settings
 from libs.errors import InvalidArgument, NotFound
+from libs.ledger_keys import task_transfer_id
 from services.gateway.entrypoints.app import create_app
 from tests.unit.gateway.gateway_fakes import (
     API_KEY,
@@ -62,6 +63,7 @@ TASKS: dict[str, Any] = {
             "custom_id": None,
             "metadata": {},
             **NO_TASK_DETAIL,
+            "ledger_transfer_id": task_transfer_id(TASK_ID),
         }
     ],
     "next_cursor": None,

@@ -44,6 +44,7 @@ REQUEST_MODELS = {
     models.ImageInput,
     models.RetryFailedRequest,
     models.EndpointIn,
+    models.BudgetUpdate,
 }
 
 

@@ -228,6 +228,11 @@ class AsyncClient:
         """Every model with its settings and prices."""
         return (await self._run(calls.list_models())).items
 
+    async def batch_billing(self, batch_id: str, cursor: str | None = None) -> m.BatchBilling:
+        """A batch's money: its totals and a page of its transfers; each item's capture or refund
+        carries the `ledger_transfer_id` of its task webhook and results line."""
+        return await self._run(calls.batch_billing(batch_id, cursor))
+
     async def ledger_csv(self, created_from: str | None = None, created_to: str | None = None) -> bytes:
         """The ledger as CSV (RFC 3339 bounds)."""
         return await self._run(calls.ledger_csv(created_from, created_to))
@@ -249,6 +254,24 @@ class AsyncClient:
     async def revoke_api_key(self, key_id: str) -> m.ApiKey:
         """Revokes a key of the tenant."""
         return await self._run(calls.revoke_api_key(key_id))
+
+    async def budget(self, *, key_id: str | None = None, project: str | None = None) -> m.Budget:
+        """A monthly budget and its use (the tenant's, or one key's, or one project's)."""
+        return await self._run(calls.get_budget(key_id=key_id, project=project))
+
+    async def set_budget(
+        self, monthly_credits: int | None, *, key_id: str | None = None, project: str | None = None
+    ) -> m.Budget:
+        """Sets (None: removes) a monthly budget; needs a key with the `billing` scope."""
+        return await self._run(calls.set_budget(monthly_credits, key_id=key_id, project=project))
+
+    async def budgets(self) -> list[m.Budget]:
+        """Every budget of the tenant with its use this month."""
+        return (await self._run(calls.list_budgets())).items
+
+    async def quote(self, request: m.CreateBatchRequest) -> m.Quote:
+        """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
+        return await self._run(calls.create_quote(request))
 
     async def create_webhook_endpoint(
         self, url: str, event_types: list[str] | None = None, description: str = ""

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -206,6 +207,12 @@ def list_ledger(*, batch_id: str | None = None) -> PageCall[m.LedgerEntry]:
     )
 
 
+def batch_billing(batch_id: str, cursor: str | None = None) -> Call[m.BatchBilling]:
+    """A batch's money: totals and a page of its transfers (captures included), in order."""
+    params = _query(cursor=cursor, limit=1000)
+    return Call("GET", f"{BATCHES}/{batch_id}/billing", _model(m.BatchBilling), params=params)
+
+
 def ledger_csv(created_from: str | None = None, created_to: str | None = None) -> Call[bytes]:
     """The ledger as CSV between two RFC 3339 instants."""
     params = _query(created_from=created_from, created_to=created_to)
@@ -306,6 +313,42 @@ def rotate_signing_secret() -> Call[m.SigningSecret]:
     return Call("POST", "/api/enterprise/webhook-secret/rotate", _model(m.SigningSecret))
 
 
+def _budget_path(key_id: str | None, project: str | None) -> str:
+    if key_id is not None:
+        return f"/api/enterprise/api-keys/{key_id}/budget"
+    if project is not None:
+        return f"/api/enterprise/projects/{quote(project, safe='')}/budget"
+    return "/api/enterprise/budget"
+
+
+def get_budget(*, key_id: str | None = None, project: str | None = None) -> Call[m.Budget]:
+    """A monthly budget and its use: the tenant's, one key's or one project's."""
+    return Call("GET", _budget_path(key_id, project), _model(m.Budget))
+
+
+def set_budget(
+    monthly_credits: int | None, *, key_id: str | None = None, project: str | None = None
+) -> Call[m.Budget]:
+    """Sets (None: removes) a monthly budget; the key needs the `billing` scope."""
+    body = m.BudgetUpdate(monthly_credits=monthly_credits).model_dump(mode="json")
+    return Call("PUT", _budget_path(key_id, project), _model(m.Budget), json=body)
+
+
+def list_budgets() -> Call[m.BudgetList]:
+    """Every budget of the tenant with its use this month."""
+    return Call("GET", "/api/enterprise/budgets", _model(m.BudgetList))
+
+
+def create_quote(request: m.CreateBatchRequest) -> Call[m.Quote]:
+    """Prices a create body without freezing anything; cite the quote in the create."""
+    return Call(
+        "POST",
+        "/api/enterprise/quotes",
+        _model(m.Quote),
+        json=request.model_dump(mode="json", exclude_none=True),
+    )
+
+
 # operationId of the customer OpenAPI -> the function above that calls it (the coverage test
 # checks that every customer operation has one). `get_video` is the signed link itself, fetched
 # without credentials by the download helpers; `get_pricing` is the alias of `list_models`.
@@ -318,6 +361,7 @@ OPERATIONS: dict[str, Callable[..., object]] = {
     "retry_failed_video_batch": retry_failed,
     "get_credits": get_credits,
     "list_ledger_entries": list_ledger,
+    "get_video_batch_billing": batch_billing,
     "get_batch_results": batch_file,
     "get_batch_errors": batch_file,
     "get_batch_videos_zip": videos_zip,
@@ -339,4 +383,12 @@ OPERATIONS: dict[str, Callable[..., object]] = {
     "redeliver_webhook_message": redeliver_webhook_message,
     "get_webhook_signing_secret": get_signing_secret,
     "rotate_webhook_signing_secret": rotate_signing_secret,
+    "get_tenant_budget": get_budget,
+    "set_tenant_budget": set_budget,
+    "list_budgets": list_budgets,
+    "get_key_budget": get_budget,
+    "set_key_budget": set_budget,
+    "get_project_budget": get_budget,
+    "set_project_budget": set_budget,
+    "create_quote": create_quote,
 }

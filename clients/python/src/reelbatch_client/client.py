@@ -228,6 +228,11 @@ class Client:
         """Every movement of the available balance, newest first."""
         return self._iterate(calls.list_ledger(batch_id=batch_id))
 
+    def batch_billing(self, batch_id: str, cursor: str | None = None) -> m.BatchBilling:
+        """A batch's money: its totals and a page of its transfers; each item's capture or refund
+        carries the `ledger_transfer_id` of its task webhook and results line."""
+        return self._run(calls.batch_billing(batch_id, cursor))
+
     def ledger_csv(self, created_from: str | None = None, created_to: str | None = None) -> bytes:
         """The ledger as CSV (RFC 3339 bounds)."""
         return self._run(calls.ledger_csv(created_from, created_to))
@@ -256,6 +261,24 @@ class Client:
     def revoke_api_key(self, key_id: str) -> m.ApiKey:
         """Revokes a key of the tenant."""
         return self._run(calls.revoke_api_key(key_id))
+
+    def budget(self, *, key_id: str | None = None, project: str | None = None) -> m.Budget:
+        """A monthly budget and its use (the tenant's, or one key's, or one project's)."""
+        return self._run(calls.get_budget(key_id=key_id, project=project))
+
+    def set_budget(
+        self, monthly_credits: int | None, *, key_id: str | None = None, project: str | None = None
+    ) -> m.Budget:
+        """Sets (None: removes) a monthly budget; needs a key with the `billing` scope."""
+        return self._run(calls.set_budget(monthly_credits, key_id=key_id, project=project))
+
+    def budgets(self) -> list[m.Budget]:
+        """Every budget of the tenant with its use this month."""
+        return self._run(calls.list_budgets()).items
+
+    def quote(self, request: m.CreateBatchRequest) -> m.Quote:
+        """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
+        return self._run(calls.create_quote(request))
 
     # --- webhooks -------------------------------------------------------------------------------
 

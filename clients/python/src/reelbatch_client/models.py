@@ -73,6 +73,14 @@ class CreateBatchRequest(RequestModel):
     deadline_seconds: int | None = None
     name: str | None = None
     metadata: dict[str, str] | None = None
+    # A quote of this very body (`Client.quote`): charged exactly its price, once.
+    quote_id: str | None = None
+
+
+class BudgetUpdate(RequestModel):
+    """A monthly budget to set (None removes it)."""
+
+    monthly_credits: int | None
 
 
 class RetryFailedRequest(RequestModel):
@@ -163,6 +171,8 @@ class Task(ApiModel):
     last_error: str | None = None
     credits_charged: int = 0
     credits_refunded: int = 0
+    # Once finished: the item's receipt, the id of its capture or refund in the ledger.
+    ledger_transfer_id: str | None = None
 
 
 class ResultLine(ApiModel):
@@ -183,6 +193,7 @@ class ResultLine(ApiModel):
     video_expires_at: str | None = None
     finished_at: str | None = None
     metadata: dict[str, str] | None = None
+    ledger_transfer_id: str | None = None
     ledger_ref_type: str | None = None
 
 
@@ -214,6 +225,38 @@ class LedgerEntry(ApiModel):
     credits_delta: int
     balance_after: int
     created_at: datetime
+    # The transfer's public id: on a refund, the task's `ledger_transfer_id`.
+    ledger_transfer_id: str
+
+
+class BatchTransfer(ApiModel):
+    """One transfer of a batch's credits: its freeze, an item's capture or refund, the release."""
+
+    transfer_id: str
+    ledger_transfer_id: str
+    ref_type: str
+    ref_id: str
+    amount: int
+    from_account: str
+    to_account: str
+    credits_delta: int
+    created_at: datetime
+
+
+class BatchBilling(ApiModel):
+    """A batch's money (`GET .../{id}/billing`): totals and a page of its transfers."""
+
+    batch_id: str
+    tenant_id: str
+    upfront_total: int
+    capture_total: int
+    refund_total: int
+    release_total: int
+    net_spent: int
+    held_credits: int
+    settlement_status: str
+    entries: list[BatchTransfer]
+    next_cursor: str | None
 
 
 class ModelUsage(ApiModel):
@@ -224,6 +267,35 @@ class ModelUsage(ApiModel):
     videos_refunded: int
     credits_captured: int
     credits_refunded: int
+
+
+class Budget(ApiModel):
+    """A monthly budget (the tenant's, a key's, a project's) and its use this UTC month."""
+
+    scope: str
+    scope_id: str | None
+    monthly_credits: int | None
+    used_credits: int
+    remaining_credits: int | None
+    period_start: datetime
+    period_end: datetime
+
+
+class BudgetList(ApiModel):
+    """Every budget of the tenant, its own first."""
+
+    items: list[Budget]
+
+
+class Quote(ApiModel):
+    """A stored price of a create body: cite `quote_id` in the create to be charged exactly it."""
+
+    ok: bool = True
+    quote_id: str
+    required_credits: int
+    total_count: int
+    item_prices: list[int]
+    expires_at: datetime
 
 
 class Statement(ApiModel):
@@ -240,6 +312,7 @@ class Statement(ApiModel):
     closing_paid_credits: int
     closing_granted_credits: int
     models: list[ModelUsage]
+    budgets: list[Budget] = Field(default_factory=list)
 
 
 class Pack(ApiModel):
@@ -329,6 +402,8 @@ class ApiKey(ApiModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     revoked: bool
+    scopes: list[str]
+    expires_at: datetime | None
 
 
 class ApiKeyList(ApiModel):
@@ -443,6 +518,8 @@ class BatchEventData(ApiModel):
     settlement_status: str | None = None
     created_at: str | None = None
     finished_at: str | None = None
+    results_url: str | None = None
+    errors_url: str | None = None
 
 
 class BatchEvent(ApiModel):
@@ -459,8 +536,16 @@ class TaskEventData(ApiModel):
     task_id: str
     batch_id: str
     batch_index: int
+    custom_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
     status: str
+    model: str
     attempts: int
+    credits_charged: int
+    credits_refunded: int
+    # The item's receipt: the id of its capture or refund in the ledger (`BatchTransfer`).
+    ledger_transfer_id: str
+    ledger_ref_type: str
     video_link_url: str | None = None
     failure_type: str | None = None
     error_message: str | None = None
@@ -483,10 +568,15 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "ApiKeyView": ApiKey,
     "AttemptView": DeliveryAttempt,
     "BatchAccepted": BatchAccepted,
+    "BatchBillingView": BatchBilling,
     "BatchEvent": BatchEvent,
     "BatchEventData": BatchEventData,
     "BatchItemIn": BatchItem,
+    "BatchTransferView": BatchTransfer,
     "BatchView": Batch,
+    "BudgetList": BudgetList,
+    "BudgetUpdate": BudgetUpdate,
+    "BudgetView": Budget,
     "CreateBatchRequest": CreateBatchRequest,
     "CreditsView": Credits,
     "DeliveryView": WebhookMessage,
@@ -508,6 +598,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "PackView": Pack,
     "PriceList": PriceList,
     "PricedChoice": PricedChoice,
+    "QuoteView": Quote,
     "RetryFailedRequest": RetryFailedRequest,
     "SigningSecretView": SigningSecret,
     "StatementView": Statement,

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields, to_record
 from services.billing.adapters.tables import accounts, admin_keys, api_keys, tenants, video_access_log
-from services.billing.domain.api_keys import AdminKeyInfo, AdminRole, ApiKeyInfo
+from services.billing.domain.api_keys import (
+    ALL_SCOPES,
+    AdminKeyInfo,
+    AdminRole,
+    ApiKeyInfo,
+    KeyScope,
+    sorted_scopes,
+)
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import AccountKind
 from services.billing.domain.video_access import VideoAccess
@@ -28,6 +35,8 @@ class ApiKeyRecord:
     tenant_id: TenantId
     revoked: bool
     last_used_at: datetime | None
+    scopes: frozenset[KeyScope] = ALL_SCOPES
+    expires_at: datetime | None = None
 
 
 # The columns of what may be shown about a key, labelled as ApiKeyInfo / AdminKeyInfo name them.
@@ -38,6 +47,8 @@ _API_KEY_INFO_COLUMNS = (
     api_keys.c.created_at,
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
+    api_keys.c.scopes,
+    api_keys.c.expires_at,
 )
 _ADMIN_KEY_INFO_COLUMNS = (
     admin_keys.c.id.label("key_id"),
@@ -51,7 +62,7 @@ _ADMIN_KEY_INFO_COLUMNS = (
 
 
 def _api_key_info(row: Row[*tuple[Any, ...]]) -> ApiKeyInfo:
-    return from_fields(ApiKeyInfo, row)
+    return from_fields(ApiKeyInfo, row, scopes=frozenset(map(KeyScope, row.scopes)))
 
 
 def _admin_key_info(row: Row[*tuple[Any, ...]]) -> AdminKeyInfo:
@@ -76,12 +87,25 @@ class AccessQueries:
         return found.first() is not None
 
     async def insert_api_key(
-        self, key_id: uuid.UUID, tenant_id: TenantId, key_hash: str, prefix: str
+        self,
+        key_id: uuid.UUID,
+        tenant_id: TenantId,
+        key_hash: str,
+        prefix: str,
+        scopes: frozenset[KeyScope] = ALL_SCOPES,
+        expires_at: datetime | None = None,
     ) -> bool:
         """Stores a key hash; False when that hash is already registered."""
         inserted = await self._conn.execute(
             pg_insert(api_keys)
-            .values(id=key_id, tenant_id=tenant_id, key_hash=key_hash, key_prefix=prefix)
+            .values(
+                id=key_id,
+                tenant_id=tenant_id,
+                key_hash=key_hash,
+                key_prefix=prefix,
+                scopes=sorted_scopes(scopes),
+                expires_at=expires_at,
+            )
             .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
             .returning(api_keys.c.id)
         )
@@ -91,7 +115,12 @@ class AccessQueries:
         row = (
             await self._conn.execute(
                 select(
-                    api_keys.c.id, api_keys.c.tenant_id, api_keys.c.revoked_at, api_keys.c.last_used_at
+                    api_keys.c.id,
+                    api_keys.c.tenant_id,
+                    api_keys.c.revoked_at,
+                    api_keys.c.last_used_at,
+                    api_keys.c.scopes,
+                    api_keys.c.expires_at,
                 ).where(api_keys.c.key_hash == key_hash)
             )
         ).first()
@@ -102,6 +131,8 @@ class AccessQueries:
             tenant_id=TenantId(row.tenant_id),
             revoked=row.revoked_at is not None,
             last_used_at=row.last_used_at,
+            scopes=frozenset(map(KeyScope, row.scopes)),
+            expires_at=row.expires_at,
         )
 
     async def record_api_key_use(self, key_id: uuid.UUID, used_at: datetime) -> None:

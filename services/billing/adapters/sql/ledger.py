@@ -7,7 +7,10 @@ ends in this module's `ROW_LOCK`: here, and `lock_wallets` in `sql.reservations`
 2. then tenant account rows (`available`, `hold`), ascending id, in one statement per transaction
    (`lock_balances`, `lock_wallets`, `lock_available`). System accounts keep no balance and are
    never locked.
-3. Both with `FOR NO KEY UPDATE`, never `FOR UPDATE`: every insert of a transfer, ledger entry or
+3. A reservation citing quotes locks them last, ascending id (`lock_quotes` in `sql.reservations`);
+   only reservations lock quotes. Budgets take no lock: their use is read after the wallets are
+   locked, which serialises every freeze of a tenant (ADR-122).
+4. All with `FOR NO KEY UPDATE`, never `FOR UPDATE`: every insert of a transfer, ledger entry or
    hold line takes `FOR KEY SHARE` on the rows its foreign keys reference (accounts, holds), which
    conflicts with `FOR UPDATE` but not with `FOR NO KEY UPDATE`. With `FOR UPDATE`, two replicas
    posting to one wallet deadlocked: each inserted transfers referencing the wallet (key-share

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields
+from libs.ledger_keys import transfer_id as public_transfer_id
 from services.billing.adapters.tables import (
     accounts,
     batch_hold_lines,
@@ -75,6 +76,7 @@ class ReportingQueries:
                 ledger_entries.c.balance_after,
                 ledger_entries.c.created_at,
                 transfers.c.model,
+                transfers.c.key,
             )
             .join(transfers, transfers.c.id == ledger_entries.c.transfer_id)
             .where(ledger_entries.c.account_id == available_id)
@@ -99,6 +101,7 @@ class ReportingQueries:
                 ref_type=RefType(row.ref_type),
                 batch_id=BatchId(row.batch_id) if row.batch_id else None,
                 model=row.model if row.ref_type == RefType.BATCH_REFUND.value else None,
+                ledger_transfer_id=public_transfer_id(row.key),
             )
             for row in rows
         ]
@@ -166,6 +169,7 @@ class ReportingQueries:
                 transfers.c.ref_id,
                 transfers.c.amount,
                 transfers.c.created_at,
+                transfers.c.key,
                 debit.c.kind.label("from_kind"),
                 credit.c.kind.label("to_kind"),
             )
@@ -183,6 +187,7 @@ class ReportingQueries:
                 from_account=AccountKind(row.from_kind),
                 to_account=AccountKind(row.to_kind),
                 created_at=row.created_at,
+                ledger_transfer_id=public_transfer_id(row.key),
             )
             for row in rows
         ]
@@ -208,8 +213,10 @@ class ReportingQueries:
                 ledger_entries.c.ref_id,
                 ledger_entries.c.amount,
                 ledger_entries.c.balance_after,
+                transfers.c.key,
             )
             .join(accounts, accounts.c.id == ledger_entries.c.account_id)
+            .join(transfers, transfers.c.id == ledger_entries.c.transfer_id)
             .where(ledger_entries.c.id > after_entry_id)
             .order_by(ledger_entries.c.id)
             .limit(limit)
@@ -235,6 +242,7 @@ class ReportingQueries:
                 ref_id=row.ref_id,
                 amount=row.amount,
                 balance_after=row.balance_after,
+                ledger_transfer_id=public_transfer_id(row.key),
             )
             for row in rows
         ]

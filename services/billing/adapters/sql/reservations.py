@@ -5,17 +5,31 @@ Reservations lock wallets by `ROW_LOCK`, in the order the `ledger` module's docs
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from services.billing.adapters.sql.accounts import AccountBalance
 from services.billing.adapters.sql.ledger import ROW_LOCK, transfer_arrays
+from services.billing.adapters.sql.spend_control import QUOTE_COLUMNS, quote_from_row
+from services.billing.domain.budgets import (
+    UNATTRIBUTED,
+    Attribution,
+    BudgetKey,
+    BudgetLedger,
+    BudgetScope,
+    Period,
+    use_by_budget,
+)
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, LedgerEntry, Posting, RefType, Transfer, upfront_key
 from services.billing.domain.pricing import QuoteLine
+from services.billing.domain.quotes import StoredQuote
 from services.billing.domain.settlement import BatchHold
 
 # balances, the batch holds and their price lines), in request order: transfer and entry ids
@@ -68,11 +82,13 @@ _POST_RESERVATIONS = """
         WHERE a.id = v.id
     ), hold AS (
         INSERT INTO billing.batch_holds
-            (batch_id, tenant_id, hold_account_id, item_count, frozen, available_before, available_after)
+            (batch_id, tenant_id, hold_account_id, item_count, frozen, available_before, available_after,
+             api_key_id, project, budget_period)
         SELECT * FROM unnest(
             CAST(%(batch_ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(credits)b AS bigint[]),
             CAST(%(item_counts)b AS bigint[]), CAST(%(amounts)b AS bigint[]),
-            CAST(%(befores)b AS bigint[]), CAST(%(afters)b AS bigint[])
+            CAST(%(befores)b AS bigint[]), CAST(%(afters)b AS bigint[]),
+            CAST(%(api_key_ids)b AS uuid[]), CAST(%(projects)b AS text[]), CAST(%(periods)b AS date[])
         )
     ), lines AS (
         INSERT INTO billing.batch_hold_lines
@@ -83,6 +99,33 @@ _POST_RESERVATIONS = """
         )
     )
     SELECT count(*) FROM transfer
+"""
+
+# The caps of the group's tenants, then the net spend of this period by (tenant, key, project) of
+# those tenants that have any cap: read after their wallets are locked, so every committed freeze
+# of theirs is counted (ADR-122).
+_BUDGETS = """
+    SELECT tenant_id, scope, scope_id, monthly_credits FROM billing.budgets
+    WHERE tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+"""
+_BUDGET_USE = """
+    SELECT tenant_id, COALESCE(api_key_id::text, '') AS api_key_id, COALESCE(project, '') AS project,
+           sum(frozen - refunded - released) AS spent
+    FROM billing.batch_holds
+    WHERE tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[])) AND budget_period = %(period)s
+    GROUP BY 1, 2, 3
+"""
+
+# The quotes the group cites, locked (after the wallets; only reservations lock quotes), and
+# those honoured, marked with their batch in the same transaction.
+_LOCK_QUOTES = f"""
+    SELECT {QUOTE_COLUMNS} FROM billing.quotes WHERE id = ANY(CAST(%(ids)b AS uuid[])) ORDER BY id
+    {ROW_LOCK}
+"""
+_USE_QUOTES = """
+    UPDATE billing.quotes AS q SET batch_id = v.batch_id, used_at = %(now)s
+    FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[])) AS v(id, batch_id)
+    WHERE q.id = v.id AND q.batch_id IS NULL
 """
 
 _AVAILABLE_BALANCE = "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s"
@@ -96,6 +139,9 @@ class PlannedReservation:
     hold: BatchHold
     lines: tuple[QuoteLine, ...]
     provider_costs: Mapping[str, int]
+    # Whose budgets the freeze counts against, and in which month.
+    attribution: Attribution = UNATTRIBUTED
+    period: Period | None = None
 
 
 async def available_balance(conn: psycopg.AsyncConnection[Any], tenant_id: TenantId) -> int | None:
@@ -129,6 +175,49 @@ class ReservationQueries:
         cursor = await self._conn.execute(_LOCK_WALLETS, {"tenant_ids": sorted(set(tenant_ids))})
         return {TenantId(row[0]): AccountBalance(int(row[1]), int(row[2])) for row in await cursor.fetchall()}
 
+    async def budget_ledgers(
+        self, tenant_ids: Collection[TenantId], period: Period
+    ) -> dict[TenantId, BudgetLedger]:
+        """The caps of the tenants that have any, with their use of `period` so far.
+
+        Call it after `lock_wallets`: the wallet locks are what make the use read here final
+        until this transaction commits.
+        """
+        cursor = await self._conn.execute(_BUDGETS, {"tenant_ids": sorted(set(tenant_ids))})
+        caps: dict[TenantId, dict[BudgetKey, int]] = {}
+        for tenant_id, scope, scope_id, monthly_credits in await cursor.fetchall():
+            caps.setdefault(TenantId(tenant_id), {})[BudgetKey(BudgetScope(scope), scope_id)] = int(
+                monthly_credits
+            )
+        if not caps:
+            return {}
+        cursor = await self._conn.execute(_BUDGET_USE, {"tenant_ids": sorted(caps), "period": period.start})
+        spend: dict[TenantId, list[tuple[str, str, int]]] = {}
+        for tenant_id, api_key_id, project, spent in await cursor.fetchall():
+            spend.setdefault(TenantId(tenant_id), []).append((api_key_id, project, int(spent)))
+        return {
+            tenant_id: BudgetLedger(tenant_caps, use_by_budget(spend.get(tenant_id, ())), period)
+            for tenant_id, tenant_caps in caps.items()
+        }
+
+    async def lock_quotes(self, quote_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, StoredQuote]:
+        """The cited quotes that exist, locked (id order) until the transaction ends."""
+        if not quote_ids:
+            return {}
+        async with self._conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(_LOCK_QUOTES, {"ids": sorted(set(quote_ids))})
+            return {row["id"]: quote_from_row(row) for row in await cursor.fetchall()}
+
+    async def use_quotes(self, used: Mapping[uuid.UUID, BatchId], now: datetime) -> int:
+        """Records each quote's batch; answers how many were still unused (all, under the lock)."""
+        if not used:
+            return 0
+        ids = sorted(used)
+        cursor = await self._conn.execute(
+            _USE_QUOTES, {"ids": ids, "batch_ids": [used[quote_id] for quote_id in ids], "now": now}
+        )
+        return cursor.rowcount
+
     async def delete_accounts(self, account_ids: Collection[int]) -> None:
         """Deletes hold accounts this transaction created for reservations it refused."""
         if account_ids:
@@ -159,6 +248,9 @@ class ReservationQueries:
                 "item_counts": [item.hold.item_count for item in planned],
                 "befores": [item.hold.available_before for item in planned],
                 "afters": [item.hold.available_after for item in planned],
+                "api_key_ids": [_uuid_or_none(item.attribution.api_key_id) for item in planned],
+                "projects": [item.attribution.project or None for item in planned],
+                "periods": [item.period.start if item.period else None for item in planned],
                 "entry_keys": [_entry_key(entry) for entry in entries],
                 "entry_accounts": [entry.account_id for entry in entries],
                 "entry_tenants": [entry.tenant_id for entry in entries],
@@ -178,6 +270,10 @@ class ReservationQueries:
         )
         row = await inserted.fetchone()
         return int(row[0]) if row is not None else 0
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    return uuid.UUID(value) if value else None
 
 
 def _entry_key(entry: LedgerEntry) -> str:

@@ -13,7 +13,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 from libs.errors import InvalidArgument
 from libs.field_mapping import from_fields, to_message
 from libs.rpc.timestamps import request_instant
-from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo
+from services.billing.domain.api_keys import AdminKeyInfo, ApiKeyInfo, sorted_scopes
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.video_access import VideoAccess
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
@@ -31,14 +31,19 @@ class AccessRpcs(BillingRpcs):
     async def CreateApiKey(
         self, request: billing_pb2.CreateApiKeyRequest, context: Context
     ) -> billing_pb2.CreateApiKeyResponse:
-        issued = await self._handlers.create_api_key(parse_tenant_id(request.tenant_id), request.api_key)
+        issued = await self._handlers.create_api_key(
+            parse_tenant_id(request.tenant_id),
+            request.api_key,
+            list(request.scopes),
+            request_instant(request, "expires_at"),
+        )
         return billing_pb2.CreateApiKeyResponse(api_key=issued.api_key, key_id=str(issued.key_id))
 
     async def AuthenticateApiKey(
         self, request: billing_pb2.AuthenticateApiKeyRequest, context: Context
     ) -> billing_pb2.AuthenticateApiKeyResponse:
         key = await self._handlers.authenticate_api_key(request.api_key)
-        return billing_pb2.AuthenticateApiKeyResponse(tenant_id=str(key.tenant_id), key_id=str(key.key_id))
+        return to_message(billing_pb2.AuthenticateApiKeyResponse, key, scopes=sorted_scopes(key.scopes))
 
     async def ListApiKeys(
         self, request: billing_pb2.ListApiKeysRequest, context: Context
@@ -115,7 +120,7 @@ def _parse_key_id(value: str) -> uuid.UUID:
 
 
 def _api_key_info(key: ApiKeyInfo) -> billing_pb2.ApiKeyInfo:
-    return to_message(billing_pb2.ApiKeyInfo, key)
+    return to_message(billing_pb2.ApiKeyInfo, key, scopes=sorted_scopes(key.scopes))
 
 
 def _admin_key_info(key: AdminKeyInfo) -> billing_pb2.AdminKeyInfo:

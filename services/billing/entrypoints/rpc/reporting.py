@@ -19,6 +19,7 @@ from services.billing.domain.ledger import LedgerFilter, StatementLine, parse_le
 from services.billing.domain.margins import ModelMargin
 from services.billing.domain.statements import parse_month
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
+from services.billing.entrypoints.rpc.spend_control import budget_status
 
 
 class ReportingRpcs(BillingRpcs):
@@ -91,9 +92,9 @@ class ReportingRpcs(BillingRpcs):
     async def GetStatement(
         self, request: billing_pb2.GetStatementRequest, context: Context
     ) -> billing_pb2.Statement:
-        statement = await self._handlers.statement(
-            parse_tenant_id(request.tenant_id), parse_month(request.month)
-        )
+        tenant_id, month = parse_tenant_id(request.tenant_id), parse_month(request.month)
+        statement = await self._handlers.statement(tenant_id, month)
+        budgets = await self._handlers.month_budgets(tenant_id, month.start)
         return from_fields(
             billing_pb2.Statement,
             statement,
@@ -103,6 +104,7 @@ class ReportingRpcs(BillingRpcs):
             models=[from_fields(billing_pb2.ModelUsage, usage) for usage in statement.models],
             period_start=timestamp(statement.month.start),
             period_end=timestamp(statement.month.end),
+            budgets=[budget_status(status) for status in budgets],
         )
 
     async def GetMonthlyMargins(
@@ -156,6 +158,7 @@ def _export_row(row: ExportRow) -> billing_pb2.LedgerExportRow:
         ref_type=row.ref_type.value,
         ref_id=row.ref_id,
         amount=row.amount,
+        ledger_transfer_id=row.ledger_transfer_id,
     )
     if row.balance_after is not None:
         message.balance_after = row.balance_after

@@ -9,13 +9,15 @@ from collections.abc import Iterable
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.errors import ServiceError
+from libs.errors import InvalidArgument, ServiceError
 from libs.field_mapping import from_fields
 from libs.rpc.errors import status_code_for
+from services.billing.domain.budgets import MAX_PROJECT_CHARS, Attribution
 from services.billing.domain.ids import parse_batch_id, parse_tenant_id
 from services.billing.domain.pricing import ModelCapabilities, QuoteLine
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 from services.billing.use_cases.reservations import Reservation, ReservationRequest
+from services.billing.use_cases.spend_control import parse_uuid
 
 
 class ReservationRpcs(BillingRpcs):
@@ -41,10 +43,10 @@ class ReservationRpcs(BillingRpcs):
 
     async def Quote(self, request: billing_pb2.QuoteRequest, context: Context) -> billing_pb2.QuoteResponse:
         tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
-        priced = await self._handlers.quote(tenant_id, _lines(request.lines))
+        priced = await self._handlers.quote(tenant_id, lines_of(request.lines))
         return billing_pb2.QuoteResponse(
             lines=[
-                from_fields(billing_pb2.QuoteLine, line, options=_price_options(line.options))
+                from_fields(billing_pb2.QuoteLine, line, options=price_options(line.options))
                 for line in priced.quote.lines
             ],
             total_credits=priced.quote.total,
@@ -54,8 +56,14 @@ class ReservationRpcs(BillingRpcs):
     async def Reserve(
         self, request: billing_pb2.ReserveRequest, context: Context
     ) -> billing_pb2.ReserveResponse:
+        asked = _reservation_request(request)
         reservation = await self._handlers.reserve(
-            parse_tenant_id(request.tenant_id), parse_batch_id(request.batch_id), _lines(request.lines)
+            asked.tenant_id,
+            asked.batch_id,
+            asked.lines,
+            asked.attribution,
+            quote_id=asked.quote_id,
+            fingerprint=asked.fingerprint,
         )
         return _reserved(reservation)
 
@@ -66,13 +74,7 @@ class ReservationRpcs(BillingRpcs):
         malformed: dict[int, ServiceError] = {}
         for index, item in enumerate(request.reservations):
             try:
-                asked.append(
-                    ReservationRequest(
-                        parse_tenant_id(item.tenant_id),
-                        parse_batch_id(item.batch_id),
-                        tuple(_lines(item.lines)),
-                    )
-                )
+                asked.append(_reservation_request(item))
             except ServiceError as refused:
                 malformed[index] = refused
         decided = iter(await self._handlers.reserve_many(asked))
@@ -87,6 +89,24 @@ class ReservationRpcs(BillingRpcs):
         return response
 
 
+def _reservation_request(request: billing_pb2.ReserveRequest) -> ReservationRequest:
+    """A Reserve's request in the use case's terms (InvalidArgument for a malformed id)."""
+    project = request.project
+    if len(project) > MAX_PROJECT_CHARS:
+        raise InvalidArgument(f"a project has at most {MAX_PROJECT_CHARS} characters", field="project")
+    return ReservationRequest(
+        parse_tenant_id(request.tenant_id),
+        parse_batch_id(request.batch_id),
+        tuple(lines_of(request.lines)),
+        Attribution(
+            api_key_id=str(parse_uuid(request.api_key_id, "api_key_id")) if request.api_key_id else "",
+            project=project,
+        ),
+        quote_id=parse_uuid(request.quote_id, "quote_id") if request.quote_id else None,
+        fingerprint=request.fingerprint,
+    )
+
+
 def _reserved(reservation: Reservation) -> billing_pb2.ReserveResponse:
     return from_fields(billing_pb2.ReserveResponse, reservation)
 
@@ -97,14 +117,15 @@ def _refusal(error: ServiceError) -> billing_pb2.Refusal:
     )
 
 
-def _lines(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
+def lines_of(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
+    """Quote lines of a request in the domain's terms."""
     return [
         from_fields(QuoteLine, line, options=tuple((option.name, option.value) for option in line.options))
         for line in lines
     ]
 
 
-def _price_options(options: Iterable[tuple[str, str]]) -> list[billing_pb2.PriceOption]:
+def price_options(options: Iterable[tuple[str, str]]) -> list[billing_pb2.PriceOption]:
     return [billing_pb2.PriceOption(name=name, value=value) for name, value in options]
 
 

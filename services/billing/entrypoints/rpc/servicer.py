@@ -15,6 +15,7 @@ from services.billing.entrypoints.rpc.payments import PaymentRpcs
 from services.billing.entrypoints.rpc.reporting import ReportingRpcs
 from services.billing.entrypoints.rpc.reservations import ReservationRpcs
 from services.billing.entrypoints.rpc.settlement import SettlementRpcs
+from services.billing.entrypoints.rpc.spend_control import SpendControlRpcs
 from services.billing.entrypoints.rpc.wallet import WalletRpcs
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
@@ -25,6 +26,7 @@ class BillingServicer(
     ConsoleAccessRpcs,
     WalletRpcs,
     ReservationRpcs,
+    SpendControlRpcs,
     SettlementRpcs,
     PaymentRpcs,
     ReportingRpcs,

@@ -402,6 +402,8 @@ class CreateBatchRequest(_message.Message):
     REQUEST_ID_GENERATED_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the batch is created for (the gateway authenticated its key)."""
     request_id: _builtins.str
@@ -418,6 +420,10 @@ class CreateBatchRequest(_message.Message):
     """
     name: _builtins.str
     """The client's name of the batch (at most CREATE_BATCH_LIMIT_MAX_NAME_CHARS); empty for none."""
+    api_key_id: _builtins.str
+    """The API key that created the batch (its budget applies); empty: unknown."""
+    quote_id: _builtins.str
+    """A quote of this very body (POST /quotes): the batch is charged exactly its price, once."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
         """The items, in order (their batch_index is their position)."""
@@ -445,10 +451,12 @@ class CreateBatchRequest(_message.Message):
         request_id_generated: _builtins.bool = ...,
         name: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        api_key_id: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "quote_id", b"quote_id", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1368,3 +1376,45 @@ class ListBatchTotalsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBatchTotalsResponse: _TypeAlias = ListBatchTotalsResponse  # noqa: Y015
+
+@_typing.final
+class BatchQuote(_message.Message):
+    """A stored quote of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    REQUIRED_CREDITS_FIELD_NUMBER: _builtins.int
+    ITEM_PRICES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    quote_id: _builtins.str
+    """Cite it as CreateBatchRequest.quote_id."""
+    required_credits: _builtins.int
+    """What the batch will be charged."""
+    total_count: _builtins.int
+    """Items in the batch."""
+    @_builtins.property
+    def item_prices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Item i's price, in item order."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until when a create may cite it (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        quote_id: _builtins.str = ...,
+        required_credits: _builtins.int = ...,
+        item_prices: _abc.Iterable[_builtins.int] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        total_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "item_prices", b"item_prices", "quote_id", b"quote_id", "required_credits", b"required_credits", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchQuote: _TypeAlias = BatchQuote  # noqa: Y015

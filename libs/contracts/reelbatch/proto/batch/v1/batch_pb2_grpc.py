@@ -41,6 +41,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
                 _registered_method=True)
+        self.QuoteBatch = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/QuoteBatch',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchQuote.FromString,
+                _registered_method=True)
         self.CreateBatchStream = channel.stream_unary(
                 '/reelbatch.proto.batch.v1.BatchService/CreateBatchStream',
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
@@ -106,6 +111,14 @@ class BatchServiceServicer:
         with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
         "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
         "out_of_range", "too_many", "invalid_url").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QuoteBatch(self, request, context):
+        """Validates and prices a batch exactly as CreateBatch would, freezes nothing, and stores the
+        price as a quote a CreateBatch with the same body may cite (quote_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +218,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.SerializeToString,
             ),
+            'QuoteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuoteBatch,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchQuote.SerializeToString,
+            ),
             'CreateBatchStream': grpc.stream_unary_rpc_method_handler(
                     servicer.CreateBatchStream,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.FromString,
@@ -285,6 +303,33 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/CreateBatch',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/QuoteBatch',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.CreateBatchRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.BatchQuote.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class BatchServiceStub:
     "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
     "out_of_range", "too_many", "invalid_url").
     """
+    QuoteBatch: _grpc.UnaryUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.BatchQuote]
+    """Validates and prices a batch exactly as CreateBatch would, freezes nothing, and stores the
+    price as a quote a CreateBatch with the same body may cite (quote_id).
+    """
     CreateBatchStream: _grpc.StreamUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.CreateBatchResponse]
     """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
     carries the batch's fields and the first items, every later one only more `item_columns`
@@ -104,6 +108,10 @@ class BatchServiceAsyncStub(BatchServiceStub):
     with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
     "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
     "out_of_range", "too_many", "invalid_url").
+    """
+    QuoteBatch: _aio.UnaryUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.BatchQuote]  # type: ignore[assignment]
+    """Validates and prices a batch exactly as CreateBatch would, freezes nothing, and stores the
+    price as a quote a CreateBatch with the same body may cite (quote_id).
     """
     CreateBatchStream: _aio.StreamUnaryMultiCallable[_batch_pb2.CreateBatchRequest, _batch_pb2.CreateBatchResponse]  # type: ignore[assignment]
     """CreateBatch for a request too large for one message (a 64 MiB JSONL body): the first message
@@ -165,6 +173,16 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         with a google.rpc.BadRequest detail: one field violation per problem, its field a path such as
         "items[150].prompt" and its reason a stable code ("empty", "too_long", "control_character",
         "out_of_range", "too_many", "invalid_url").
+        """
+
+    @_abc_1.abstractmethod
+    def QuoteBatch(
+        self,
+        request: _batch_pb2.CreateBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.BatchQuote, _abc.Awaitable[_batch_pb2.BatchQuote]]:
+        """Validates and prices a batch exactly as CreateBatch would, freezes nothing, and stores the
+        price as a quote a CreateBatch with the same body may cite (quote_id).
         """
 
     @_abc_1.abstractmethod

@@ -73,19 +73,31 @@ class CreateApiKeyRequest(_message.Message):
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     API_KEY_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the key acts for."""
     api_key: _builtins.str
     """Optional: register this exact key instead of generating one (demo tenants, migrations)."""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the key may do: "batches", "read", "billing"; empty: all of them (today's full access)."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Optional: when the key stops authenticating (in the future)."""
+
     def __init__(
         self,
         *,
         tenant_id: _builtins.str = ...,
         api_key: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "expires_at", b"expires_at", "scopes", b"scopes", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,19 +159,31 @@ class AuthenticateApiKeyResponse(_message.Message):
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the key acts for."""
     key_id: _builtins.str
     """The key's id."""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the key may do ("batches", "read", "billing")."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the key stops authenticating; unset: never."""
+
     def __init__(
         self,
         *,
         tenant_id: _builtins.str = ...,
         key_id: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "key_id", b"key_id", "scopes", b"scopes", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -598,10 +622,22 @@ class ReserveRequest(_message.Message):
     TENANT_ID_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant whose credits are frozen."""
     batch_id: _builtins.str
     """The batch: the freeze's business key (one freeze per batch)."""
+    api_key_id: _builtins.str
+    """The API key that created the batch (its budget applies); empty: unknown."""
+    project: _builtins.str
+    """The batch's metadata["project"] (its project budget applies); empty: none."""
+    quote_id: _builtins.str
+    """The quote the batch's create cited: its lines are frozen at the quoted prices, once."""
+    fingerprint: _builtins.str
+    """The create body's fingerprint, checked against the quote's."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
         """Lines as quoted; billing re-prices them and refuses a stale quote."""
@@ -612,10 +648,14 @@ class ReserveRequest(_message.Message):
         tenant_id: _builtins.str = ...,
         batch_id: _builtins.str = ...,
         lines: _abc.Iterable[Global___QuoteLine] | None = ...,
+        api_key_id: _builtins.str = ...,
+        project: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+        fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "lines", b"lines", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "batch_id", b"batch_id", "fingerprint", b"fingerprint", "lines", b"lines", "project", b"project", "quote_id", b"quote_id", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1019,6 +1059,7 @@ class LedgerEntry(_message.Message):
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry's id."""
     ref_type: _builtins.str
@@ -1033,6 +1074,10 @@ class LedgerEntry(_message.Message):
     """The tenant's available balance after this entry."""
     model: _builtins.str
     """The model of a task's refund; empty for other entries."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py), the id task
+    webhooks and results lines carry as `ledger_transfer_id`.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1048,10 +1093,11 @@ class LedgerEntry(_message.Message):
         balance_after: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         model: _builtins.str = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "model", b"model", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "credits_delta", b"credits_delta", "entry_id", b"entry_id", "ledger_transfer_id", b"ledger_transfer_id", "model", b"model", "ref_id", b"ref_id", "ref_type", b"ref_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1223,6 +1269,7 @@ class BatchTransfer(_message.Message):
     TO_ACCOUNT_FIELD_NUMBER: _builtins.int
     AVAILABLE_DELTA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """The transfer's id."""
     ref_type: _builtins.str
@@ -1237,6 +1284,10 @@ class BatchTransfer(_message.Message):
     """See from_account."""
     available_delta: _builtins.int
     """Change of the tenant's available balance (0 for captures, which move held credits to revenue)."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py), the id task
+    webhooks and results lines carry as `ledger_transfer_id`.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1252,10 +1303,11 @@ class BatchTransfer(_message.Message):
         to_account: _builtins.str = ...,
         available_delta: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "available_delta", b"available_delta", "created_at", b"created_at", "from_account", b"from_account", "ref_id", b"ref_id", "ref_type", b"ref_type", "to_account", b"to_account", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "available_delta", b"available_delta", "created_at", b"created_at", "from_account", b"from_account", "ledger_transfer_id", b"ledger_transfer_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "to_account", b"to_account", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1552,6 +1604,7 @@ class LedgerExportRow(_message.Message):
     REF_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
+    LEDGER_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry's id."""
     transfer_id: _builtins.str
@@ -1570,6 +1623,8 @@ class LedgerExportRow(_message.Message):
     """Signed change of the account (the two entries of a transfer cancel out)."""
     balance_after: _builtins.int
     """Empty for system accounts, which keep no running balance."""
+    ledger_transfer_id: _builtins.str
+    """The transfer's public id: a UUIDv5 of its business key (libs/ledger_keys.py)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was written (UTC)."""
@@ -1587,10 +1642,11 @@ class LedgerExportRow(_message.Message):
         ref_id: _builtins.str = ...,
         amount: _builtins.int = ...,
         balance_after: _builtins.int | None = ...,
+        ledger_transfer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "balance_after", b"balance_after", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "account", b"account", "amount", b"amount", "balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "entry_id", b"entry_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "tenant_id", b"tenant_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after", "account", b"account", "amount", b"amount", "balance_after", b"balance_after", "batch_id", b"batch_id", "created_at", b"created_at", "entry_id", b"entry_id", "ledger_transfer_id", b"ledger_transfer_id", "ref_id", b"ref_id", "ref_type", b"ref_type", "tenant_id", b"tenant_id", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__balance_after: _TypeAlias = _typing.Literal["balance_after"]  # noqa: Y015
     _WhichOneofArgType__balance_after: _TypeAlias = _typing.Literal["_balance_after", b"_balance_after"]  # noqa: Y015
@@ -1610,6 +1666,8 @@ class ApiKeyInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     """The key's id."""
     tenant_id: _builtins.str
@@ -1628,6 +1686,14 @@ class ApiKeyInfo(_message.Message):
     def revoked_at(self) -> _timestamp_pb2.Timestamp:
         """See last_used_at."""
 
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the key may do ("batches", "read", "billing")."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the key stops authenticating; unset: never."""
+
     def __init__(
         self,
         *,
@@ -1637,10 +1703,12 @@ class ApiKeyInfo(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         last_used_at: _timestamp_pb2.Timestamp | None = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "key_id", b"key_id", "last_used_at", b"last_used_at", "prefix", b"prefix", "revoked_at", b"revoked_at", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "key_id", b"key_id", "last_used_at", b"last_used_at", "prefix", b"prefix", "revoked_at", b"revoked_at", "scopes", b"scopes", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2407,6 +2475,7 @@ class Statement(_message.Message):
     MODELS_FIELD_NUMBER: _builtins.int
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
     month: _builtins.str
     """"YYYY-MM" (UTC)."""
     opening_balance: _builtins.int
@@ -2439,6 +2508,10 @@ class Statement(_message.Message):
     def period_end(self) -> _timestamp_pb2.Timestamp:
         """The next month's first instant (UTC)."""
 
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
+        """The tenant's budgets with their use in this month (issue 29)."""
+
     def __init__(
         self,
         *,
@@ -2455,10 +2528,11 @@ class Statement(_message.Message):
         models: _abc.Iterable[Global___ModelUsage] | None = ...,
         period_start: _timestamp_pb2.Timestamp | None = ...,
         period_end: _timestamp_pb2.Timestamp | None = ...,
+        budgets: _abc.Iterable[Global___BudgetStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_balance", b"closing_balance", "closing_granted", b"closing_granted", "closing_paid", b"closing_paid", "grants", b"grants", "models", b"models", "month", b"month", "opening_balance", b"opening_balance", "period_end", b"period_end", "period_start", b"period_start", "purchases", b"purchases", "refunded", b"refunded", "released", b"released", "spent", b"spent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "closing_balance", b"closing_balance", "closing_granted", b"closing_granted", "closing_paid", b"closing_paid", "grants", b"grants", "models", b"models", "month", b"month", "opening_balance", b"opening_balance", "period_end", b"period_end", "period_start", b"period_start", "purchases", b"purchases", "refunded", b"refunded", "released", b"released", "spent", b"spent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3671,3 +3745,264 @@ class ListTenantActivityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTenantActivityResponse: _TypeAlias = ListTenantActivityResponse  # noqa: Y015
+
+@_typing.final
+class GetBudgetsRequest(_message.Message):
+    """Whose budgets to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SCOPE_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    scope: _builtins.str
+    """Optional: only this scope ("tenant", "api_key", "project")."""
+    scope_id: _builtins.str
+    """Optional, with scope: only this key id or project (the budget's use is answered even without a cap)."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        scope_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope", "scope_id", b"scope_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBudgetsRequest: _TypeAlias = GetBudgetsRequest  # noqa: Y015
+
+@_typing.final
+class GetBudgetsResponse(_message.Message):
+    """A tenant's budgets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetStatus]:
+        """The tenant's own first, then keys', then projects'."""
+
+    def __init__(
+        self,
+        *,
+        budgets: _abc.Iterable[Global___BudgetStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBudgetsResponse: _TypeAlias = GetBudgetsResponse  # noqa: Y015
+
+@_typing.final
+class SetBudgetRequest(_message.Message):
+    """One monthly budget to set or remove."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SCOPE_ID_FIELD_NUMBER: _builtins.int
+    MONTHLY_CREDITS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    scope: _builtins.str
+    """"tenant", "api_key" or "project"."""
+    scope_id: _builtins.str
+    """Empty for the tenant's budget; the key id or the project otherwise."""
+    monthly_credits: _builtins.int
+    """The cap in credits per UTC calendar month; unset removes the budget."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        scope_id: _builtins.str = ...,
+        monthly_credits: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits", "monthly_credits", b"monthly_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits", "monthly_credits", b"monthly_credits", "scope", b"scope", "scope_id", b"scope_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__monthly_credits: _TypeAlias = _typing.Literal["monthly_credits"]  # noqa: Y015
+    _WhichOneofArgType__monthly_credits: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_credits) -> _WhichOneofReturnType__monthly_credits | None: ...
+
+Global___SetBudgetRequest: _TypeAlias = SetBudgetRequest  # noqa: Y015
+
+@_typing.final
+class BudgetStatus(_message.Message):
+    """A budget and its use in the current period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SCOPE_ID_FIELD_NUMBER: _builtins.int
+    MONTHLY_CREDITS_FIELD_NUMBER: _builtins.int
+    USED_CREDITS_FIELD_NUMBER: _builtins.int
+    REMAINING_CREDITS_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    """"tenant", "api_key" or "project"."""
+    scope_id: _builtins.str
+    """Empty for the tenant's budget; the key id or the project otherwise."""
+    monthly_credits: _builtins.int
+    """The cap; unset: no budget."""
+    used_credits: _builtins.int
+    """Net credits frozen in this period (frozen - refunded - released of its batches)."""
+    remaining_credits: _builtins.int
+    """What can still be frozen this period (unset without a cap)."""
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp:
+        """The period's first instant (UTC)."""
+
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp:
+        """The next period's first instant (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        scope: _builtins.str = ...,
+        scope_id: _builtins.str = ...,
+        monthly_credits: _builtins.int | None = ...,
+        used_credits: _builtins.int = ...,
+        remaining_credits: _builtins.int | None = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits", "_remaining_credits", b"_remaining_credits", "monthly_credits", b"monthly_credits", "period_end", b"period_end", "period_start", b"period_start", "remaining_credits", b"remaining_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits", "_remaining_credits", b"_remaining_credits", "monthly_credits", b"monthly_credits", "period_end", b"period_end", "period_start", b"period_start", "remaining_credits", b"remaining_credits", "scope", b"scope", "scope_id", b"scope_id", "used_credits", b"used_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__monthly_credits: _TypeAlias = _typing.Literal["monthly_credits"]  # noqa: Y015
+    _WhichOneofArgType__monthly_credits: _TypeAlias = _typing.Literal["_monthly_credits", b"_monthly_credits"]  # noqa: Y015
+    _WhichOneofReturnType__remaining_credits: _TypeAlias = _typing.Literal["remaining_credits"]  # noqa: Y015
+    _WhichOneofArgType__remaining_credits: _TypeAlias = _typing.Literal["_remaining_credits", b"_remaining_credits"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_credits) -> _WhichOneofReturnType__monthly_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remaining_credits) -> _WhichOneofReturnType__remaining_credits | None: ...
+
+Global___BudgetStatus: _TypeAlias = BudgetStatus  # noqa: Y015
+
+@_typing.final
+class CreateQuoteRequest(_message.Message):
+    """A quote to store."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant asking."""
+    fingerprint: _builtins.str
+    """The create body's fingerprint: a create citing the quote must carry the same."""
+    api_key_id: _builtins.str
+    """The key that asked (for the record); empty: unknown."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
+        """The batch's lines (by model, duration and priced options)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___QuoteLine] | None = ...,
+        fingerprint: _builtins.str = ...,
+        api_key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "fingerprint", b"fingerprint", "lines", b"lines", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateQuoteRequest: _TypeAlias = CreateQuoteRequest  # noqa: Y015
+
+@_typing.final
+class GetQuoteRequest(_message.Message):
+    """Which quote to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant that owns it."""
+    quote_id: _builtins.str
+    """The quote."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        quote_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote_id", b"quote_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuoteRequest: _TypeAlias = GetQuoteRequest  # noqa: Y015
+
+@_typing.final
+class StoredQuote(_message.Message):
+    """A stored quote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    TOTAL_CREDITS_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    quote_id: _builtins.str
+    """The quote's id."""
+    total_credits: _builtins.int
+    """Sum of count x unit_price."""
+    fingerprint: _builtins.str
+    """The create body's fingerprint."""
+    batch_id: _builtins.str
+    """The batch that used it; empty while unused."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___QuoteLine]:
+        """Its lines with unit_price filled in, as quoted."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was made and until when a create may cite it (UTC)."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """See created_at."""
+
+    def __init__(
+        self,
+        *,
+        quote_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___QuoteLine] | None = ...,
+        total_credits: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "created_at", b"created_at", "expires_at", b"expires_at", "fingerprint", b"fingerprint", "lines", b"lines", "quote_id", b"quote_id", "total_credits", b"total_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredQuote: _TypeAlias = StoredQuote  # noqa: Y015

@@ -292,6 +292,26 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.FromString,
                 _registered_method=True)
+        self.GetBudgets = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetBudgets',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsResponse.FromString,
+                _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/SetBudget',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.FromString,
+                _registered_method=True)
+        self.CreateQuote = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/CreateQuote',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateQuoteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
+                _registered_method=True)
+        self.GetQuote = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetQuote',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -673,6 +693,35 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudgets(self, request, context):
+        """A tenant's budgets (the tenant's, its keys', its projects') with their use this month.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudget(self, request, context):
+        """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateQuote(self, request, context):
+        """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
+        within its validity, with the same lines and fingerprint, freezes exactly this price, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuote(self, request, context):
+        """A tenant's quote as stored (NOT_FOUND for another tenant's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -930,6 +979,26 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListTenantActivity,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.SerializeToString,
+            ),
+            'GetBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgets,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.SerializeToString,
+            ),
+            'CreateQuote': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateQuote,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateQuoteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.SerializeToString,
+            ),
+            'GetQuote': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuote,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2312,6 +2381,114 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/ListTenantActivity',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListTenantActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetBudgets',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/SetBudget',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateQuote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/CreateQuote',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateQuoteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetQuote',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
             options,
             channel_credentials,
             insecure,

@@ -167,6 +167,16 @@ class BillingServiceStub:
     """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
     ListTenantActivity: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]
     """A tenant's activity log, newest first, with filters."""
+    GetBudgets: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBudgetsRequest, _billing_pb2.GetBudgetsResponse]
+    """A tenant's budgets (the tenant's, its keys', its projects') with their use this month."""
+    SetBudget: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.BudgetStatus]
+    """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+    CreateQuote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateQuoteRequest, _billing_pb2.StoredQuote]
+    """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
+    within its validity, with the same lines and fingerprint, freezes exactly this price, once.
+    """
+    GetQuote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]
+    """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -305,6 +315,16 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Appends one entry to a tenant's activity log, for changes made outside billing (webhooks...)."""
     ListTenantActivity: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListTenantActivityRequest, _billing_pb2.ListTenantActivityResponse]  # type: ignore[assignment]
     """A tenant's activity log, newest first, with filters."""
+    GetBudgets: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBudgetsRequest, _billing_pb2.GetBudgetsResponse]  # type: ignore[assignment]
+    """A tenant's budgets (the tenant's, its keys', its projects') with their use this month."""
+    SetBudget: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.BudgetStatus]  # type: ignore[assignment]
+    """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+    CreateQuote: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateQuoteRequest, _billing_pb2.StoredQuote]  # type: ignore[assignment]
+    """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
+    within its validity, with the same lines and fingerprint, freezes exactly this price, once.
+    """
+    GetQuote: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]  # type: ignore[assignment]
+    """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
@@ -746,5 +766,39 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ListTenantActivityResponse, _abc.Awaitable[_billing_pb2.ListTenantActivityResponse]]:
         """A tenant's activity log, newest first, with filters."""
+
+    @_abc_1.abstractmethod
+    def GetBudgets(
+        self,
+        request: _billing_pb2.GetBudgetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.GetBudgetsResponse, _abc.Awaitable[_billing_pb2.GetBudgetsResponse]]:
+        """A tenant's budgets (the tenant's, its keys', its projects') with their use this month."""
+
+    @_abc_1.abstractmethod
+    def SetBudget(
+        self,
+        request: _billing_pb2.SetBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.BudgetStatus, _abc.Awaitable[_billing_pb2.BudgetStatus]]:
+        """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+
+    @_abc_1.abstractmethod
+    def CreateQuote(
+        self,
+        request: _billing_pb2.CreateQuoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.StoredQuote, _abc.Awaitable[_billing_pb2.StoredQuote]]:
+        """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
+        within its validity, with the same lines and fingerprint, freezes exactly this price, once.
+        """
+
+    @_abc_1.abstractmethod
+    def GetQuote(
+        self,
+        request: _billing_pb2.GetQuoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.StoredQuote, _abc.Awaitable[_billing_pb2.StoredQuote]]:
+        """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,186 @@
+"""Spend control routes under /api/enterprise: monthly budgets (the tenant's, a key's, a project's)
+and stored quotes (issue 29; contracts in ARCHITECTURE section 11).
+
+Reading a budget needs the `read` scope; changing one needs `billing` (`http.key_scopes`), so a key
+that submits batches cannot lift its own budget. The budget itself is enforced by billing, in the
+transaction that freezes a batch's credits.
+
+No `from __future__ import annotations` in route modules: FastAPI must resolve the annotations of
+endpoints defined inside the router factories.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from reelbatch.proto.billing.v1 import billing_pb2
+
+from libs.config import Settings
+from services.gateway.adapters.backends import Backends
+from services.gateway.api.api_keys import KeyIdPath
+from services.gateway.api.customer import create_body_of
+from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency
+from services.gateway.http.params import documented, error_responses
+from services.gateway.schemas.fields import json_bytes
+from services.gateway.schemas.spend_control import BudgetList, BudgetUpdate, BudgetView, QuoteView
+from services.gateway.use_cases.batch_creation import BatchCreation
+
+# The quote path reads a create body: the same streamed size limit as the create's.
+QUOTES_PATH = "/api/enterprise/quotes"
+
+# A project is the batch metadata value of key `project` (bounded as metadata values are).
+MAX_PROJECT_CHARS = 512
+ProjectPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_PROJECT_CHARS,
+        description="The project: the value of the batches' metadata key `project`.",
+    ),
+]
+
+_SET_DESCRIPTION = (
+    "Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the "
+    "`billing` scope (403 `insufficient_scope` otherwise). Billing checks the cap in the same "
+    "transaction that freezes a batch's credits, so concurrent batches never push the month's "
+    "spend past it: a batch over it is refused with 402 `budget_exceeded` and nothing is charged."
+)
+_GET_DESCRIPTION = (
+    "The cap (null when none) and this month's use: the net credits frozen this month (refunds and "
+    "releases give budget back to the month of the freeze), what remains, and when the period ends."
+)
+
+
+def spend_control_router(
+    settings: Settings, backends: Backends, authenticator: ApiKeyAuthenticator, creation: BatchCreation
+) -> APIRouter:
+    """Budget and quote routes, each for the calling key's tenant."""
+    router = APIRouter(
+        prefix="/api/enterprise", tags=["customer"], responses=error_responses(401, 403, 429, 500, 503)
+    )
+    customer = Depends(caller_dependency(authenticator))
+    deadline = settings.grpc_deadline_seconds
+    billing = backends.billing
+
+    async def read_budget(tenant_id: str, scope: str, scope_id: str = "") -> BudgetView:
+        answer = await billing.GetBudgets(
+            billing_pb2.GetBudgetsRequest(tenant_id=tenant_id, scope=scope, scope_id=scope_id),
+            timeout=deadline,
+        )
+        return BudgetView.from_proto(answer.budgets[0])
+
+    async def write_budget(tenant_id: str, body: BudgetUpdate, scope: str, scope_id: str = "") -> BudgetView:
+        request = billing_pb2.SetBudgetRequest(tenant_id=tenant_id, scope=scope, scope_id=scope_id)
+        if body.monthly_credits is not None:
+            request.monthly_credits = body.monthly_credits
+        return BudgetView.from_proto(await billing.SetBudget(request, timeout=deadline))
+
+    @router.get(
+        "/budget",
+        **documented(BudgetView, "The tenant's monthly budget and its use", description=_GET_DESCRIPTION),
+    )
+    async def get_tenant_budget(caller: Annotated[ApiCaller, customer]) -> BudgetView:
+        return await read_budget(caller.tenant_id, "tenant")
+
+    @router.put(
+        "/budget",
+        **documented(
+            BudgetView, "Set or remove the tenant's monthly budget", 422, description=_SET_DESCRIPTION
+        ),
+    )
+    async def set_tenant_budget(caller: Annotated[ApiCaller, customer], body: BudgetUpdate) -> BudgetView:
+        return await write_budget(caller.tenant_id, body, "tenant")
+
+    @router.get(
+        "/budgets",
+        **documented(
+            BudgetList,
+            "Every budget of the tenant with its use this month",
+            description=(
+                "The tenant's own budget first (listed even without a cap), then keys', then projects'."
+            ),
+        ),
+    )
+    async def list_budgets(caller: Annotated[ApiCaller, customer]) -> BudgetList:
+        answer = await billing.GetBudgets(
+            billing_pb2.GetBudgetsRequest(tenant_id=caller.tenant_id), timeout=deadline
+        )
+        return BudgetList(items=[BudgetView.from_proto(status) for status in answer.budgets])
+
+    @router.get(
+        "/api-keys/{key_id}/budget",
+        **documented(
+            BudgetView, "One API key's monthly budget and its use", 404, description=_GET_DESCRIPTION
+        ),
+    )
+    async def get_key_budget(caller: Annotated[ApiCaller, customer], key_id: KeyIdPath) -> BudgetView:
+        return await read_budget(caller.tenant_id, "api_key", key_id)
+
+    @router.put(
+        "/api-keys/{key_id}/budget",
+        **documented(
+            BudgetView, "Set or remove one API key's monthly budget", 404, 422, description=_SET_DESCRIPTION
+        ),
+    )
+    async def set_key_budget(
+        caller: Annotated[ApiCaller, customer], key_id: KeyIdPath, body: BudgetUpdate
+    ) -> BudgetView:
+        return await write_budget(caller.tenant_id, body, "api_key", key_id)
+
+    @router.get(
+        "/projects/{project}/budget",
+        **documented(
+            BudgetView, "One project's monthly budget and its use", 422, description=_GET_DESCRIPTION
+        ),
+    )
+    async def get_project_budget(caller: Annotated[ApiCaller, customer], project: ProjectPath) -> BudgetView:
+        return await read_budget(caller.tenant_id, "project", project)
+
+    @router.put(
+        "/projects/{project}/budget",
+        **documented(
+            BudgetView, "Set or remove one project's monthly budget", 422, description=_SET_DESCRIPTION
+        ),
+    )
+    async def set_project_budget(
+        caller: Annotated[ApiCaller, customer], project: ProjectPath, body: BudgetUpdate
+    ) -> BudgetView:
+        return await write_budget(caller.tenant_id, body, "project", project)
+
+    @router.post(
+        "/quotes",
+        **documented(
+            QuoteView,
+            "Price a batch without freezing anything, and keep the price for a while",
+            413,
+            415,
+            422,
+            status_code=201,
+            description=(
+                "Takes the create body (JSON or JSONL, as `POST /api/enterprise/video-batch`), validates "
+                "and prices it exactly as a create would, and stores the quote: a create that cites "
+                "`quote_id` before `expires_at`, with the same body, is charged exactly `required_credits` "
+                "even if prices changed meanwhile. A quote is used once; cited after its expiry it is a "
+                "410 `quote_expired`, with another body a 409 `quote_mismatch`, a second time a 409 "
+                "`quote_used`. Nothing is frozen and no batch exists until the create."
+            ),
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/CreateBatchRequest"}},
+                        "application/jsonl": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+        ),
+    )
+    async def create_quote(request: Request, caller: Annotated[ApiCaller, customer]) -> Response:
+        payload = await create_body_of(request, settings)
+        quote = await creation.quote(caller.tenant_id, payload, caller.key_id)
+        return Response(
+            json_bytes(QuoteView.from_proto(quote).model_dump(mode="json")),
+            status_code=201,
+            media_type="application/json",
+        )
+
+    return router

@@ -1,0 +1,91 @@
+"""Spend control: monthly budgets and their use, stored quotes (issue 29)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from reelbatch.proto.batch.v1 import batch_pb2
+from reelbatch.proto.billing.v1 import billing_pb2
+
+# The largest cap billing accepts (billing's MAX_MONTHLY_CREDITS).
+MAX_MONTHLY_CREDITS = 10**15
+
+
+class BudgetUpdate(BaseModel):
+    """A monthly budget to set, or `null` to remove it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_credits: int | None = Field(
+        strict=True,
+        ge=0,
+        le=MAX_MONTHLY_CREDITS,
+        description=(
+            "Credits that may be frozen per UTC calendar month (0 stops every new batch); `null` "
+            "removes the budget. A batch over it is refused with 402 `budget_exceeded`."
+        ),
+    )
+
+
+class BudgetView(BaseModel):
+    """A budget and its use in the current UTC calendar month."""
+
+    scope: str = Field(description="`tenant`, `api_key` or `project`.")
+    scope_id: str | None = Field(description="The key id or the project; null for the tenant's budget.")
+    monthly_credits: int | None = Field(description="The cap; null when there is none.")
+    used_credits: int = Field(
+        description=(
+            "Net credits frozen this month (frozen minus refunded and released): spend counts in the "
+            "month of its freeze, and a refund gives that month's budget back."
+        )
+    )
+    remaining_credits: int | None = Field(
+        description="What can still be frozen this month; null without a cap."
+    )
+    period_start: AwareDatetime = Field(description="The month's first instant (UTC).")
+    period_end: AwareDatetime = Field(
+        description="The next month's first instant (UTC): the use resets then."
+    )
+
+    @classmethod
+    def from_proto(cls, status: billing_pb2.BudgetStatus) -> Self:
+        """The view of billing's BudgetStatus."""
+        return cls(
+            scope=status.scope,
+            scope_id=status.scope_id or None,
+            monthly_credits=status.monthly_credits if status.HasField("monthly_credits") else None,
+            used_credits=status.used_credits,
+            remaining_credits=status.remaining_credits if status.HasField("remaining_credits") else None,
+            period_start=status.period_start.ToDatetime(tzinfo=UTC),
+            period_end=status.period_end.ToDatetime(tzinfo=UTC),
+        )
+
+
+class BudgetList(BaseModel):
+    """The tenant's budgets: its own first (always listed, capped or not), then keys', projects'."""
+
+    items: list[BudgetView]
+
+
+class QuoteView(BaseModel):
+    """A stored quote: cite `quote_id` in a create of the same body to be charged exactly this."""
+
+    ok: bool = True
+    quote_id: str = Field(description="Cite it as `quote_id` in `POST /api/enterprise/video-batch`.")
+    required_credits: int = Field(description="What the batch will be charged (nothing is frozen yet).")
+    total_count: int = Field(description="Items in the batch.")
+    item_prices: list[int] = Field(description="Each item's price in credits, in item order.")
+    expires_at: AwareDatetime = Field(description="Until when a create may cite it (UTC); single use.")
+
+    @classmethod
+    def from_proto(cls, quote: batch_pb2.BatchQuote) -> Self:
+        """The view of the batch service's BatchQuote."""
+        return cls(
+            quote_id=quote.quote_id,
+            required_credits=quote.required_credits,
+            total_count=quote.total_count,
+            item_prices=list(quote.item_prices),
+            expires_at=quote.expires_at.ToDatetime(tzinfo=UTC),
+        )
