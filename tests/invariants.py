@@ -1,5 +1,5 @@
-"""The money invariants I1-I5 of ARCHITECTURE.md, I6 of retry-failed and I7-I8 of spend control
-(`tests.spend_invariants`), checked straight from the database.
+"""The money invariants I1-I5 of ARCHITECTURE.md, I6 of retry-failed, I7-I8 of spend control
+(`tests.spend_invariants`) and I9 of provider jobs, checked straight from the database.
 
 docs/architecture.md (section 3) states each invariant and lists every test that checks it; this
 module is the check run after every end-to-end, chaos and benchmark run.
@@ -36,7 +36,7 @@ class InvariantReport:
 
 
 def check_invariants(database_url: str, *, require_settled: bool = True) -> InvariantReport:
-    """Checks I1-I8 over everything in the database; with `require_settled`, also that every task
+    """Checks I1-I9 over everything in the database; with `require_settled`, also that every task
     has finished and every batch is settled (without it, money in flight is checked as it stands:
     each hold adds up, counters match tasks, nothing is applied twice)."""
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -197,6 +197,14 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                         f"I1: batch {batch_id} settlement {settlement_status} in batch,"
                         f" {billing_settlement} in billing"
                     )
+        # I9 (issue 26, ADR-110): no attempt of a task holds more than one provider job the
+        # provider may bill for (in doubt jobs are reported by the audit, not counted here).
+        for task_id, attempt, jobs in conn.execute(
+            "SELECT task_id, attempt, count(*) FROM batch.provider_jobs "
+            "WHERE status IN ('running', 'succeeded', 'failed', 'cancelled', 'abandoned') "
+            "GROUP BY task_id, attempt HAVING count(*) > 1"
+        ):
+            problems.append(f"I9: task {task_id} attempt {attempt} has {jobs} billable provider jobs")
     return InvariantReport(problems, len(batches), int(tenants[0]) if tenants else 0)
 
 

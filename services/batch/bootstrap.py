@@ -42,6 +42,7 @@ from services.batch.handlers import BatchHandlers
 from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
 from services.batch.use_cases.input_files import InputFileUploads
 from services.batch.use_cases.item_settings import ItemSettings
+from services.batch.use_cases.orphan_jobs import OrphanedJobs
 from services.batch.use_cases.outcomes import OutcomeWriter
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
@@ -76,6 +77,7 @@ class BatchWorker:
     executor: TaskExecutor
     writer: OutcomeWriter
     relay: OutboxRelay
+    orphaned_jobs: OrphanedJobs
 
 
 def _repository(settings: Settings, database: Database) -> BatchStore:
@@ -191,7 +193,13 @@ def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
 def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
     """Provider and attempt limit of every priced model."""
     return {
-        model: ModelPolicy(provider=price.provider, max_attempts=price.max_attempts)
+        model: ModelPolicy(
+            provider=price.provider,
+            max_attempts=price.max_attempts,
+            provider_cost_usd_micros=price.provider_cost_usd_micros,
+            per_second=price.credits_per_second is not None,
+            default_seconds=price.default_seconds,
+        )
         for model, price in settings.pricing.items()
     }
 
@@ -228,11 +236,12 @@ async def build_worker(
     bus = await connect_bus(settings)
     repository = _repository(settings, database)
     writer = OutcomeWriter(repository.claims)
+    providers = providers if providers is not None else build_providers(settings)
     executor = TaskExecutor(
         repository.claims,
         repository.cancels,
         writer,
-        providers if providers is not None else build_providers(settings),
+        providers,
         model_policies(settings),
         concurrency=settings.worker_concurrency,
         lease_seconds=settings.task_lease_seconds,
@@ -248,6 +257,13 @@ async def build_worker(
             max_bytes=settings.max_input_image_bytes,
             timeout_seconds=settings.input_fetch_timeout_seconds,
         ),
+        provider_jobs=repository.provider_jobs,
     )
     relay = OutboxRelay.configured(settings, database, outbox, bus)
-    return BatchWorker(database, bus, repository, executor, writer, relay)
+    orphaned = OrphanedJobs(
+        repository.provider_jobs,
+        providers,
+        interval_seconds=settings.recovery_interval_seconds,
+        grace_seconds=settings.task_lease_seconds,
+    )
+    return BatchWorker(database, bus, repository, executor, writer, relay, orphaned)

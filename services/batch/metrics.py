@@ -6,6 +6,8 @@ the span around a task's provider calls.
 - `reelbatch_tasks_total{outcome, failure_type}`: task outcomes written by workers (a late
   outcome whose claim was lost is discarded and not counted).
 - `reelbatch_task_duration_seconds{model}`: from the first claim to the final outcome.
+- `reelbatch_provider_quota_exhausted_total{provider, model}`: answers saying our provider
+  account is out of quota (OpenAI's `insufficient_quota`): an operator must act.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ _task_duration = _meter.create_histogram(
     # Simulated jobs take well under a second, real providers minutes.
     explicit_bucket_boundaries_advisory=[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
 )
+
+
+_quota_exhausted = _meter.create_counter(
+    "reelbatch_provider_quota_exhausted",
+    description="Provider answers saying our account is out of quota, by provider and model",
+)
+
+
+def provider_quota_exhausted(provider: str, model: str) -> None:
+    """Counts one answer of `provider` saying our account is out of quota for `model`."""
+    _quota_exhausted.add(1, {"provider": provider, "model": model})
 
 
 def batch_reached(status: BatchStatus) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tests.fakes.input_contracts import openai_problems
-from tests.fakes.provider_state import FakeJob, FakeProvider, JobState, RateLimited, Rejected
+from tests.fakes.provider_state import FakeJob, FakeProvider, JobState, OutOfQuota, RateLimited, Rejected
 
 API_KEY = "sk-fake-openai-key"
 
@@ -86,6 +86,17 @@ def openai_videos_app(state: FakeProvider) -> FastAPI:
                 "rate_limit_exceeded",
                 {"retry-after": limited.retry_after},
             )
+        except OutOfQuota:
+            # OpenAI's answer when the account's credit or budget is spent: a 429 that no wait fixes.
+            quota: dict[str, dict[str, str | None]] = {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            }
+            return JSONResponse(quota, status_code=429)
         except Rejected as refused:
             if refused.kind == "content_policy":
                 return _error(400, "Your request was blocked by our moderation system.", "moderation_blocked")

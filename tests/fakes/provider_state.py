@@ -30,6 +30,8 @@ class JobState(StrEnum):
     CONTENT_POLICY = "content_policy"
     CANCELLED = "cancelled"
     SERVER_ERROR = "server_error"
+    # Replicate: the prediction's deadline passed before it started.
+    ABORTED = "aborted"
 
 
 @dataclass
@@ -37,13 +39,17 @@ class Scenario:
     """How the fake treats jobs of one prompt."""
 
     polls_until_done: int = 1
-    outcome: Literal["success", "content_policy", "error"] = "success"
+    # Besides the polls: the job renders for this long after its creation (a slow provider).
+    render_seconds: float = 0.0
+    outcome: Literal["success", "content_policy", "error", "aborted"] = "success"
     # The first N jobs of this prompt end in a (transient) provider error, later ones in `outcome`.
     failing_runs: int = 0
     # Refused at submission with a 4xx.
     rejected: Literal["invalid_input", "content_policy"] | None = None
     # The first N submissions are answered 429 with this Retry-After.
     submit_rate_limits: int = 0
+    # Submissions are answered 429 because our account is out of quota (OpenAI's insufficient_quota).
+    out_of_quota: bool = False
     retry_after: str = "1"
     # The first N status polls of each job are answered 500.
     poll_server_errors: int = 0
@@ -62,6 +68,7 @@ class FakeJob:
     scenario: Scenario
     fails: bool
     poll_errors_left: int
+    created_at: float = field(default_factory=time.monotonic)
     polls: int = 0
     cancelled: bool = False
     finished: bool = False
@@ -86,6 +93,10 @@ class RateLimited(Exception):
     def __init__(self, retry_after: str) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+class OutOfQuota(Exception):
+    """Answer 429: the account is out of quota (retrying cannot help)."""
 
 
 class Rejected(Exception):
@@ -143,6 +154,8 @@ class FakeProvider:
         if self._rate_limited[prompt] < scenario.submit_rate_limits:
             self._rate_limited[prompt] += 1
             raise RateLimited(scenario.retry_after)
+        if scenario.out_of_quota:
+            raise OutOfQuota
         if scenario.rejected is not None:
             raise Rejected(scenario.rejected)
         run = self._runs[prompt]
@@ -169,13 +182,16 @@ class FakeProvider:
         if job.scenario.hang:
             return JobState.RUNNING
         job.polls += 1
-        if job.polls < job.scenario.polls_until_done:
+        rendering = time.monotonic() - job.created_at < job.scenario.render_seconds
+        if rendering or job.polls < job.scenario.polls_until_done:
             return JobState.RUNNING
         job.finished = True
         if job.fails or job.scenario.outcome == "error":
             return JobState.FAILED
         if job.scenario.outcome == "content_policy":
             return JobState.CONTENT_POLICY
+        if job.scenario.outcome == "aborted":
+            return JobState.ABORTED
         return JobState.SUCCEEDED
 
     def cancel(self, job: FakeJob) -> bool:
@@ -188,6 +204,11 @@ class FakeProvider:
 
     def asset_link(self, job: FakeJob) -> str:
         return f"{self.asset_url}/assets/{job.id}.mp4"
+
+    def creates_per_prompt(self) -> Counter[str]:
+        """How many jobs the fake created for each prompt (its own count of create calls that
+        made a job)."""
+        return Counter(job.prompt for job in list(self.jobs.values()))
 
     def requests_to(self, path_part: str) -> list[SeenRequest]:
         return [seen for seen in self.seen if path_part in seen.path]

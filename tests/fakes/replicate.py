@@ -18,6 +18,7 @@ _STATUS = {
     JobState.FAILED: "failed",
     JobState.CONTENT_POLICY: "failed",
     JobState.CANCELLED: "canceled",
+    JobState.ABORTED: "aborted",
 }
 
 

@@ -13,10 +13,13 @@ from tests.fakes.provider_state import FakeProvider, JobState, RateLimited, Reje
 API_KEY = "fake-gemini-key"
 
 
-def _error(code: int, status: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "status": status}}, status_code=code, headers=headers
-    )
+def _error(
+    code: int, status: str, message: str, details: list[dict[str, object]] | None = None
+) -> JSONResponse:
+    error: dict[str, object] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=code)
 
 
 def _operation(name: str, state: JobState, state_of: FakeProvider, job_id: str) -> dict[str, Any]:
@@ -60,8 +63,21 @@ def veo_app(state: FakeProvider) -> FastAPI:
         try:
             job = state.submit(instance["prompt"], model, inputs)
         except RateLimited as limited:
+            # The Gemini API puts the wait in the body (google.rpc.RetryInfo), with no Retry-After.
             return _error(
-                429, "RESOURCE_EXHAUSTED", "Resource exhausted.", {"Retry-After": limited.retry_after}
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing details.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                        "violations": [{"quotaMetric": "generativelanguage.googleapis.com/predict_requests"}],
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{limited.retry_after}s",
+                    },
+                ],
             )
         except Rejected as refused:
             message = (

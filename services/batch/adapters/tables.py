@@ -189,4 +189,43 @@ input_files = Table(
     Index("ix_input_files_tenant", "tenant_id", "id"),
 )
 
+# 0012 (issue 26, ADR-110): every submission of a task's attempt to a remote provider, from the
+# intent written before the create call to the job's end (`ProviderJobStatus`).
+provider_jobs = Table(
+    "provider_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("task_id", UUID(as_uuid=True), nullable=False),
+    Column("batch_id", UUID(as_uuid=True), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("provider_job_id", Text, nullable=True),
+    Column("handle", Text, nullable=True),
+    Column("idempotency_key", Text, nullable=True),
+    Column("failure_type", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("retryable", Boolean, nullable=False, server_default=text("true")),
+    Column("claim_token", UUID(as_uuid=True), nullable=True),
+    Column("cost_usd_micros", BigInteger, nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
+    Column("job_recorded_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_provider_jobs_task", "task_id", "attempt"),
+    Index("ix_provider_jobs_batch", "batch_id"),
+    Index(
+        "uq_provider_jobs_job",
+        "provider",
+        "provider_job_id",
+        unique=True,
+        postgresql_where=text("provider_job_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_provider_jobs_open",
+        "status",
+        postgresql_where=text("status IN ('submitting', 'running', 'in_doubt')"),
+    ),
+)
+
 outbox = outbox_table(metadata, SCHEMA)

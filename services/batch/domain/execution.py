@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoProvider
+from services.batch.domain.provider_jobs import JobJournal, RecordedJob
 from services.batch.domain.retry import BackoffPolicy
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,28 @@ class ClaimedTask:
 
 # Called between attempts with (attempts made, the failure, seconds until the next attempt).
 RetryObserver = Callable[[int, ProviderFailure, float], Awaitable[None]]
+# The journal of one attempt's provider job, given the attempt and the recorded job it resumes.
+JournalFactory = Callable[[int, RecordedJob | None], JobJournal]
 
 
 @dataclass(frozen=True)
 class ModelPolicy:
-    """Which provider makes a model's videos, and how many attempts a task of it gets."""
+    """Which provider makes a model's videos, how many attempts a task of it gets, and what one
+    job costs us there (US dollar micros for a video of `default_seconds`; 0: unknown)."""
 
     provider: str
     max_attempts: int
+    provider_cost_usd_micros: int = 0
+    # Set for a model the provider bills by the second: a job's cost scales with its length.
+    per_second: bool = False
+    default_seconds: int = 8
+
+    def job_cost(self, duration_seconds: int) -> int:
+        """What the provider charges us for one job of a video of `duration_seconds` (0: the
+        model's default length), from the price list's provider cost."""
+        if not self.per_second or duration_seconds <= 0:
+            return self.provider_cost_usd_micros
+        return self.provider_cost_usd_micros * duration_seconds // self.default_seconds
 
 
 @dataclass(frozen=True)
@@ -115,17 +130,23 @@ async def run_task(
     counter: AttemptCounter | None = None,
     images: ResolvedImages = NO_IMAGES,
     on_retry: RetryObserver | None = None,
+    first_attempt: int = 1,
+    resume: RecordedJob | None = None,
+    journal_for: JournalFactory | None = None,
 ) -> TaskOutcome:
     """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
 
     `slot` bounds how many provider calls run at once; it is held only during a call (not while
-    waiting to retry) and the timeout starts once it is acquired.
+    waiting to retry) and the timeout starts once it is acquired. A task continuing after a crash
+    starts at `first_attempt`, polling `resume` (its recorded provider job) if given; each
+    attempt's submission is journaled through `journal_for` (remote providers only).
     """
-    attempt = 0
+    attempt = first_attempt - 1
     while True:
         attempt += 1
         if counter is not None:
             counter.started = attempt
+        resumed = resume if attempt == first_attempt else None
         job = ProviderJob(
             task.task_id,
             task.batch_id,
@@ -135,6 +156,8 @@ async def run_task(
             duration_seconds=task.duration_seconds,
             settings=task.settings,
             images=images,
+            journal=journal_for(attempt, resumed) if journal_for is not None else None,
+            resume=resumed,
         )
         try:
             async with slot if slot is not None else nullcontext():
@@ -159,7 +182,8 @@ async def run_task(
             )
         if not failure.transient or attempt >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
-        delay = policy.backoff.delay(attempt, uniform)
+        # The provider's own Retry-After holds between attempts too, when longer than our backoff.
+        delay = max(policy.backoff.delay(attempt, uniform), failure.retry_after or 0.0)
         if on_retry is not None:
             try:
                 await on_retry(attempt, failure, delay)

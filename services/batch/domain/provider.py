@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from libs.vocabulary import TRANSIENT_FAILURES
 
@@ -11,6 +11,9 @@ from libs.vocabulary import TRANSIENT_FAILURES
 from libs.vocabulary import FailureType as FailureType
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
+
+if TYPE_CHECKING:
+    from services.batch.domain.provider_jobs import JobJournal, RecordedJob
 
 
 def is_transient(failure_type: FailureType) -> bool:
@@ -32,6 +35,10 @@ class ProviderJob:
     duration_seconds: int = 0
     settings: GenerationSettings = NO_SETTINGS
     images: ResolvedImages = NO_IMAGES
+    # Where a remote adapter records its submission (durable provider jobs, ADR-110; None for the
+    # simulated provider), and the recorded job of this attempt to poll instead of submitting.
+    journal: JobJournal | None = None
+    resume: RecordedJob | None = None
 
 
 @dataclass(frozen=True)
@@ -46,11 +53,21 @@ class VideoAsset:
 class ProviderFailure(Exception):
     """A classified failure of one attempt."""
 
-    def __init__(self, failure_type: FailureType, message: str, *, transient: bool | None = None) -> None:
+    def __init__(
+        self,
+        failure_type: FailureType,
+        message: str,
+        *,
+        transient: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.failure_type = failure_type
         self.message = message
         self.transient = is_transient(failure_type) if transient is None else transient
+        # The wait the provider asked for (Retry-After, a RetryInfo body) before trying again:
+        # the next attempt never starts sooner.
+        self.retry_after = retry_after
 
 
 class VideoProvider(Protocol):

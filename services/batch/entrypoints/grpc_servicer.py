@@ -281,6 +281,22 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         count = await self._handlers.reads.count_open_batches(request.tenant_id, request.limit)
         return batch_pb2.CountOpenBatchesResponse(open_batches=count)
 
+    async def AuditProviderJobs(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.AuditProviderJobsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.AuditProviderJobsResponse:
+        findings = await self._handlers.reads.provider_job_findings()
+        return batch_pb2.AuditProviderJobsResponse(
+            findings=[
+                batch_pb2.ProviderJobFinding(
+                    check=found.check,
+                    task_id=str(found.task_id),
+                    attempt=found.attempt,
+                    message=found.message,
+                )
+                for found in findings
+            ]
+        )
+
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:

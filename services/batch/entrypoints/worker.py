@@ -43,6 +43,7 @@ async def run_worker(
     loops = [
         supervise("batch-lease-heartbeat", worker.executor.keep_leases(after_drain), stopping),
         supervise("batch-worker-outbox-relay", worker.relay.run(after_drain), stopping),
+        supervise("batch-orphaned-provider-jobs", worker.orphaned_jobs.run(stopping), stopping),
     ]
     consumer = DispatchConsumer(worker.executor)
     try:

@@ -19,6 +19,7 @@ from libs.lifecycle import sleep_or_stop
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
+from services.batch.adapters.sql.provider_jobs import ProviderJobs
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.execution import (
     AttemptCounter,
@@ -30,6 +31,7 @@ from services.batch.domain.execution import (
 )
 from services.batch.domain.generation import NO_IMAGES, GenerationSettings, ResolvedImages
 from services.batch.domain.provider import FailureType, ProviderFailure, VideoProvider
+from services.batch.domain.provider_jobs import FRESH_START, JobJournal, RecordedJob, ResumePlan, plan_resume
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
 from services.batch.use_cases.claims import ClaimCoalescer
@@ -88,8 +90,10 @@ class TaskExecutor:
         pacing: ClaimPacing | None = None,
         cancel_check_seconds: float = 1.0,
         images: ImageSource | None = None,
+        provider_jobs: ProviderJobs | None = None,
     ) -> None:
         self._claims = claims
+        self._provider_jobs = provider_jobs
         self._cancels = cancels
         self._writer = writer
         self._providers = providers
@@ -122,8 +126,16 @@ class TaskExecutor:
         return len(self._in_flight)
 
     def stop_claiming(self) -> None:
-        """Claims nothing more (shutdown); dispatches waiting for slots give their tasks up."""
+        """Claims nothing more (shutdown); dispatches waiting for slots give their tasks up.
+
+        Remote jobs still running when the drain ends are left running at their providers (not
+        cancelled): the next worker to claim their tasks resumes them (ADR-110).
+        """
         self._claiming = False
+        for provider in self._providers.values():
+            detach = getattr(provider, "detach", None)
+            if detach is not None:
+                detach()
         self._notify_freed()
 
     def _notify_freed(self) -> None:
@@ -173,7 +185,17 @@ class TaskExecutor:
                     break
                 for task in result.claimed:
                     self._in_flight[task.task_id] = task
-                    runners.append(asyncio.create_task(self._run_and_record(task)))
+                try:
+                    plans = await self._resume_plans(result.claimed)
+                except Exception as error:
+                    # Not one of them starts blind: their leases expire and they come back.
+                    for task in result.claimed:
+                        self._in_flight.pop(task.task_id, None)
+                    claim_error = error
+                    break
+                for task in result.claimed:
+                    plan = plans.get(task.task_id, FRESH_START)
+                    runners.append(asyncio.create_task(self._run_and_record(task, plan)))
                 waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
@@ -193,9 +215,9 @@ class TaskExecutor:
             raise failures[0]
         return DispatchResult(len(runners), len(waiting))
 
-    async def _run_and_record(self, task: ClaimedTask) -> None:
+    async def _run_and_record(self, task: ClaimedTask, plan: ResumePlan) -> None:
         counter = AttemptCounter()
-        runner = asyncio.create_task(self._run(task, counter))
+        runner = asyncio.create_task(self._run(task, counter, plan))
         self._runners[task.task_id] = runner
         try:
             try:
@@ -226,7 +248,7 @@ class TaskExecutor:
             return outcome
         return TaskOutcome.cancelled(task, outcome.attempts, message)
 
-    async def _run(self, task: ClaimedTask, counter: AttemptCounter) -> TaskOutcome:
+    async def _run(self, task: ClaimedTask, counter: AttemptCounter, plan: ResumePlan) -> TaskOutcome:
         model = self._models.get(task.model)
         provider = self._providers.get(model.provider) if model is not None else None
         if model is None or provider is None:
@@ -242,6 +264,27 @@ class TaskExecutor:
                 # (invalid_input, refunded): no attempt was made.
                 return TaskOutcome.failed(task, 0, refused.failure_type, refused.message)
         policy = AttemptPolicy(model.max_attempts, self._timeout, self._backoff)
+        jobs = self._provider_jobs if getattr(provider, "durable_jobs", False) else None
+        if plan.exhausted is not None:
+            # Every attempt was used (or a permanent failure decided it) before the last worker
+            # could write the outcome: the task fails as its last job did, refunded.
+            last = plan.exhausted
+            message = last.error_message or f"the provider job of attempt {last.attempt} was lost"
+            return TaskOutcome.failed(
+                task, last.attempt, last.failure_type or FailureType.PROVIDER_ERROR, message
+            )
+
+        def journal_for(attempt: int, resumed: RecordedJob | None) -> JobJournal:
+            assert jobs is not None
+            return jobs.journal(
+                task_id=task.task_id,
+                batch_id=task.batch_id,
+                attempt=attempt,
+                model=task.model,
+                claim_token=task.claim_token,
+                cost_usd_micros=model.job_cost(task.duration_seconds),
+                resumed=resumed,
+            )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
             await self._claims.record_retry(task.task_id, task.claim_token, attempts, failure.message, delay)
@@ -255,9 +298,35 @@ class TaskExecutor:
                 counter=counter,
                 images=images,
                 on_retry=record_retry,
+                first_attempt=plan.first_attempt,
+                resume=plan.resume,
+                journal_for=journal_for if jobs is not None else None,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
         return outcome
+
+    async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:
+        """Where the claimed tasks continue at their remote providers, by one read of the journal
+        for the whole claim (ADR-110). Only claims after a task's first can find jobs: a first
+        claim has no earlier worker whose job it could resume, so it costs no read at all."""
+        if self._provider_jobs is None:
+            return {}
+        again = [task for task in claimed if task.claims > 1 and self._journals(task.model)]
+        if not again:
+            return {}
+        recorded = await self._provider_jobs.recorded([task.task_id for task in again])
+        plans: dict[TaskId, ResumePlan] = {}
+        for task in again:
+            model = self._models[task.model]
+            plans[task.task_id] = plan_resume(recorded.get(task.task_id, []), model.max_attempts)
+        await self._provider_jobs.mark_in_doubt([row for plan in plans.values() for row in plan.in_doubt])
+        return plans
+
+    def _journals(self, model_name: str) -> bool:
+        """Whether tasks of the model run at a remote provider whose jobs are journaled."""
+        model = self._models.get(model_name)
+        provider = self._providers.get(model.provider) if model is not None else None
+        return bool(getattr(provider, "durable_jobs", False))
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""

@@ -19,6 +19,7 @@ from services.batch.domain.commands import ListBatches, ListTasks
 from services.batch.domain.errors import BatchNotFound
 from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
+from services.batch.domain.provider_jobs import ProviderJobFinding
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 
 
@@ -40,6 +41,10 @@ class Reads:
         if view is None:
             raise BatchNotFound("batch not found", batch_id=batch_id)
         return view
+
+    async def provider_job_findings(self) -> list[ProviderJobFinding]:
+        """Double provider jobs and jobs in doubt, for the operator's reconciliation (ADR-110)."""
+        return await self._store.provider_jobs.audit()
 
     async def count_open_batches(self, tenant_id: str, limit: int) -> int:
         """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime
 
@@ -153,7 +154,9 @@ class AdminReads:
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""
-        report = await self._backends.billing.Reconcile(
-            billing_pb2.ReconcileRequest(), timeout=self._deadline * RECONCILIATION_DEADLINE_FACTOR
+        deadline = self._deadline * RECONCILIATION_DEADLINE_FACTOR
+        report, provider_jobs = await asyncio.gather(
+            self._backends.billing.Reconcile(billing_pb2.ReconcileRequest(), timeout=deadline),
+            self._backends.batch.AuditProviderJobs(batch_pb2.AuditProviderJobsRequest(), timeout=deadline),
         )
-        return ReconciliationView.from_proto(report)
+        return ReconciliationView.from_proto(report, provider_jobs)

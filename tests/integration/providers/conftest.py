@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from services.batch.adapters.providers._remote import RemoteJobProvider, RemoteJobSettings
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider
+from services.batch.adapters.providers._remote import RemoteJobSettings
 from services.batch.adapters.providers.fal import FalProvider
 from services.batch.adapters.providers.openai_videos import OpenAIVideosProvider
 from services.batch.adapters.providers.replicate import ReplicateProvider

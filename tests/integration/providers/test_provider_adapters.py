@@ -138,6 +138,9 @@ async def test_a_retry_after_longer_than_allowed_fails_the_attempt_as_rate_limit
     with pytest.raises(ProviderFailure) as refused:
         await adapter.generate(_job(_task("very busy")))
     assert (refused.value.failure_type, refused.value.transient) == (FailureType.RATE_LIMITED, True)
+    # The wait asked for (a header, or Gemini's RetryInfo body) goes with the failure: the next
+    # attempt does not start sooner.
+    assert refused.value.retry_after == 30.0
     assert asyncio.get_running_loop().time() - started < 5.0
 
 
@@ -148,26 +151,50 @@ async def test_status_polls_answered_500_are_tolerated_within_the_attempt(rig: P
     assert len(rig.fake.jobs) == 1
 
 
-async def test_cancel_stops_the_running_job_and_its_task_fails_as_cancelled(rig: ProviderRig) -> None:
+async def test_cancel_stops_the_running_job_where_the_provider_can_and_leaves_it_alone_elsewhere(
+    rig: ProviderRig,
+) -> None:
     rig.fake.script("endless", Scenario(hang=True))
     adapter = rig.adapter()
     task = _task("endless")
     assert not await adapter.cancel(task.task_id)
     running = asyncio.create_task(adapter.generate(_job(task)))
     await _until(lambda: adapter.running_jobs == 1, "the job is submitted")
-    assert await adapter.cancel(task.task_id)
-    with pytest.raises(ProviderFailure) as stopped:
-        await asyncio.wait_for(running, DEADLINE_SECONDS)
-    assert (stopped.value.failure_type, stopped.value.transient) == (FailureType.CANCELLED, False)
-    assert rig.fake.cancels == list(rig.fake.jobs)
+    if adapter.cancels_jobs:
+        assert await adapter.cancel(task.task_id)
+        with pytest.raises(ProviderFailure) as stopped:
+            await asyncio.wait_for(running, DEADLINE_SECONDS)
+        assert (stopped.value.failure_type, stopped.value.transient) == (FailureType.CANCELLED, False)
+        assert rig.fake.cancels == list(rig.fake.jobs)
+    else:
+        # Gemini (Veo) documents no cancel and OpenAI's DELETE deletes a video rather than stop a
+        # render: the worker stops waiting (the task is refunded) and the job runs on, our cost.
+        assert not await adapter.cancel(task.task_id)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await adapter.close()
+        assert rig.fake.cancels == []
     assert adapter.running_jobs == 0
 
 
-async def test_an_attempt_that_times_out_cancels_its_job_at_the_provider(rig: ProviderRig) -> None:
+async def test_an_attempt_that_times_out_cancels_its_job_where_the_provider_can_stop_one(
+    rig: ProviderRig,
+) -> None:
     rig.fake.script("endless", Scenario(hang=True))
-    outcome = await _run(rig.adapter(), "endless", max_attempts=1, timeout=0.3)
+    adapter = rig.adapter()
+    outcome = await _run(adapter, "endless", max_attempts=1, timeout=0.3)
     assert (outcome.status, outcome.failure_type) == (TaskStatus.FAILED, FailureType.TIMEOUT)
-    await _until(lambda: rig.fake.cancels == list(rig.fake.jobs), "the abandoned job is cancelled")
+    if adapter.cancels_jobs:
+        await _until(lambda: rig.fake.cancels == list(rig.fake.jobs), "the abandoned job is cancelled")
+    else:
+        # Gemini (Veo) documents no cancel, OpenAI's DELETE deletes rather than stops: nothing is
+        # sent, the job runs to its end at our cost (ADR-110).
+        await adapter.close()
+        assert rig.fake.cancels == []
+        assert not rig.fake.requests_to(":cancel") and not [
+            seen for seen in rig.fake.seen if seen.method == "DELETE"
+        ]
 
 
 @pytest.mark.parametrize(

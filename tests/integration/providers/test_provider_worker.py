@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.config import Settings
-from services.batch.adapters.providers._remote import RemoteJobProvider
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider
 from services.batch.bootstrap import build_providers
 from services.batch.entrypoints.worker import run_worker
 from tests.fakes import veo

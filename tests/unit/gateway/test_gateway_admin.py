@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from fastapi.testclient import TestClient
+from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
@@ -380,17 +381,29 @@ def test_tenants_are_listed_with_their_balances(client: TestClient) -> None:
     }
 
 
-def test_reconciliation_lists_every_discrepancy(client: TestClient, billing: FinanceBilling) -> None:
+def test_reconciliation_lists_every_discrepancy(
+    client: TestClient, billing: FinanceBilling, batch: ReportingBatch
+) -> None:
     clean = client.get("/api/admin/reconciliation", headers=ADMIN).json()
     billing.discrepancies = [
         billing_pb2.Discrepancy(invariant="I2", subject="available account 7", message="balance 11 != 10")
+    ]
+    batch.provider_job_findings = [
+        batch_pb2.ProviderJobFinding(
+            check="provider_job_in_doubt", task_id="t-1", attempt=1, message="create call answer lost"
+        )
     ]
     broken = client.get("/api/admin/reconciliation", headers=ADMIN).json()
 
     assert clean["discrepancies"] == []
     assert clean["batches_checked"] == 1
     assert broken["discrepancies"] == [
-        {"invariant": "I2", "subject": "available account 7", "message": "balance 11 != 10"}
+        {"invariant": "I2", "subject": "available account 7", "message": "balance 11 != 10"},
+        {
+            "invariant": "I9",
+            "subject": "task t-1 attempt 1",
+            "message": "provider_job_in_doubt: create call answer lost",
+        },
     ]
 
 

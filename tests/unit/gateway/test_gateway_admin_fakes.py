@@ -50,6 +50,13 @@ class ReportingBatch(FakeBatch):
     def __init__(self) -> None:
         super().__init__()
         self.batch = seed_demo_batch()
+        self.provider_job_findings: list[batch_pb2.ProviderJobFinding] = []
+
+    async def AuditProviderJobs(
+        self, request: batch_pb2.AuditProviderJobsRequest, timeout: float | None = None
+    ) -> batch_pb2.AuditProviderJobsResponse:
+        self._record("AuditProviderJobs", request, timeout)
+        return batch_pb2.AuditProviderJobsResponse(findings=self.provider_job_findings)
 
     async def GetBatchBreakdown(
         self, request: batch_pb2.GetBatchRequest, timeout: float | None = None

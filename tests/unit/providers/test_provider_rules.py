@@ -13,10 +13,10 @@ import pytest
 
 from libs.config import Settings
 from services.batch.adapters.providers import fal, openai_videos, replicate, veo
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider
 from services.batch.adapters.providers._remote import (
     ProviderHttp,
     ProviderUnavailable,
-    RemoteJobProvider,
     RemoteJobSettings,
     mentions_content_policy,
     retry_after_seconds,

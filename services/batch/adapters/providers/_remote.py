@@ -1,6 +1,7 @@
 """What the real provider adapters share: classified HTTP calls, the job life cycle, cancellation.
 
 A remote job goes submit -> poll (with a growing interval) -> download the video -> store it.
+The life cycle itself, journaled so a crash never submits a job twice, is `_lifecycle`'s.
 HTTP trouble becomes a `ProviderFailure` the worker's retry loop understands: 429 waits out
 `Retry-After` inside the attempt (up to a bound, then `rate_limited`), 5xx and network errors are
 transient `provider_error`/`timeout`, 4xx refusals are classified by each provider. Credentials are
@@ -13,22 +14,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, NotRequired, Self, TypedDict, TypeVar, Unpack
+from typing import Any, NotRequired, TypedDict
 
 import httpx
 
 from services.batch.adapters.storage import AssetStorage
-from services.batch.domain.batch import TaskId
-from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoAsset
+from services.batch.domain.provider import FailureType, ProviderFailure
 
 log = logging.getLogger(__name__)
 
-HandleT = TypeVar("HandleT")
+# A provider's reading of a 429 answer: the account's quota is spent (None: a plain rate limit).
+QuotaCheck = Callable[[httpx.Response], "QuotaExhausted | None"]
 # A provider's reading of a 4xx answer (other than 429) into a failure.
 Refusal = Callable[[httpx.Response], ProviderFailure]
 # The same reading, given the error body as a JSON object (None when it is not one).
@@ -36,7 +36,6 @@ BodyRefusal = Callable[[httpx.Response, dict[str, Any] | None], ProviderFailure]
 
 _MAX_REDIRECTS = 5
 _ERROR_SNIPPET_CHARS = 300
-_POLL_GROWTH = 1.5
 _CONTENT_POLICY_HINTS = (
     "content policy",
     "content_policy",
@@ -45,6 +44,8 @@ _CONTENT_POLICY_HINTS = (
     "sensitive",
     "nsfw",
     "(e005)",
+    # OpenAI's safety system refusing a create call (`sentinel_block`), beside `moderation_blocked`.
+    "sentinel",
     "responsible ai",
     "prohibited",
 )
@@ -62,10 +63,36 @@ class RemoteJobSettings:
     max_poll_errors: int = 3
     max_asset_bytes: int = 512 * 1024 * 1024
     http_timeout_seconds: float = 30.0
+    # After the provider said our account is out of quota, tasks of that model fail at once
+    # (refunded) for this long instead of hammering its API.
+    quota_cooldown_seconds: float = 300.0
 
 
 class ProviderUnavailable(ProviderFailure):
     """The provider could not be reached, timed out or answered 5xx/429: the job may still run."""
+
+
+class NoAnswer(ProviderUnavailable):
+    """The request got no answer (timeout, connection lost): it may or may not have taken effect."""
+
+
+class QuotaExhausted(ProviderFailure):
+    """The provider account is out of quota or credit (e.g. OpenAI's `429 insufficient_quota`):
+    retrying cannot help until an operator acts, so the attempt fails for good (refunded)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureType.PROVIDER_ERROR, message, transient=False)
+
+
+class JobUnknown(ProviderFailure):
+    """The provider answered 404/410 for a job we recorded: it does not know it (any more)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(FailureType.PROVIDER_ERROR, message)
+
+
+# Answers to a job lookup meaning the provider does not know the job.
+_UNKNOWN_JOB_STATUSES = frozenset({httpx.codes.NOT_FOUND, httpx.codes.GONE})
 
 
 def mentions_content_policy(text: str) -> bool:
@@ -92,10 +119,16 @@ def failed_job(message: str, *evidence: str) -> ProviderFailure:
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """The wait a response asks for: delta-seconds or an HTTP date; None when absent or unreadable."""
+    """The wait a response asks for: its Retry-After (delta-seconds or an HTTP date), else a
+    `google.rpc.RetryInfo` in its error body; None when neither is there or readable.
+
+    Google APIs (the Gemini API among them) carry the wait of a 429 in the body, often without
+    the header: `{"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+    "retryDelay": "38s"}]}}` (a protobuf Duration in JSON: seconds with an "s").
+    """
     value = response.headers.get("retry-after")
     if value is None:
-        return None
+        return _retry_info_delay(response)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -107,6 +140,22 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _retry_info_delay(response: httpx.Response) -> float | None:
+    body = error_body(response)
+    error = body.get("error") if body is not None else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
@@ -184,10 +233,12 @@ class ProviderHttp:
         settings: RemoteJobSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        quota: QuotaCheck | None = None,
     ) -> None:
         self.provider = provider
         self._credentials = dict(credentials)
         self._refusal = refusal
+        self._quota = quota
         self._settings = settings
         self._sleep = sleep
         self._client = httpx.AsyncClient(
@@ -213,10 +264,20 @@ class ProviderHttp:
         )
 
     async def send(
-        self, method: str, url: str, *, json: Any = None, form: Multipart | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        form: Multipart | None = None,
+        headers: Mapping[str, str] | None = None,
+        job_lookup: bool = False,
     ) -> httpx.Response:
         """Sends one API request (a JSON body, or a multipart `form` of fields and files); waits
-        out 429s up to the configured bound; raises on errors."""
+        out 429s up to the configured bound; raises on errors.
+
+        `job_lookup`: the request reads a job we recorded, so 404/410 raise `JobUnknown`.
+        """
         target = self._resolve(url)
         waited = 0.0
         while True:
@@ -227,40 +288,58 @@ class ProviderHttp:
                     json=json,
                     data=form.fields if form is not None else None,
                     files=form.files if form is not None else None,
-                    headers=self._headers_for(target),
+                    headers={**self._headers_for(target), **(headers or {})},
                 )
             except httpx.TimeoutException as error:
-                raise ProviderUnavailable(
+                raise NoAnswer(
                     FailureType.TIMEOUT, f"{self.provider} did not answer {method} in time"
                 ) from error
             except httpx.TransportError as error:
-                raise ProviderUnavailable(
+                raise NoAnswer(
                     FailureType.PROVIDER_ERROR, f"{self.provider} unreachable: {type(error).__name__}"
                 ) from error
             if response.status_code == httpx.codes.TOO_MANY_REQUESTS:
+                exhausted = self._quota(response) if self._quota is not None else None
+                if exhausted is not None:
+                    raise exhausted
                 delay = retry_after_seconds(response)
                 delay = self._settings.poll_seconds if delay is None else delay
                 if waited + delay > self._settings.max_retry_after_seconds:
                     raise ProviderUnavailable(
-                        FailureType.RATE_LIMITED, f"{self.provider} rate limited us (retry after {delay:g}s)"
+                        FailureType.RATE_LIMITED,
+                        f"{self.provider} rate limited us (retry after {delay:g}s)",
+                        retry_after=delay,
                     )
                 waited += delay
                 await self._sleep(delay)
                 continue
             if response.status_code >= httpx.codes.INTERNAL_SERVER_ERROR:
+                # A 503 may say when to come back: the next attempt waits at least that long.
                 raise ProviderUnavailable(
                     FailureType.PROVIDER_ERROR,
                     f"{self.provider} answered HTTP {response.status_code}: {snippet(response)}",
+                    retry_after=retry_after_seconds(response),
                 )
+            if job_lookup and response.status_code in _UNKNOWN_JOB_STATUSES:
+                raise JobUnknown(f"{self.provider} does not know the job (HTTP {response.status_code})")
             if response.status_code >= httpx.codes.BAD_REQUEST:
                 raise self._refusal(response)
             return response
 
     async def send_json(
-        self, method: str, url: str, *, json: Any = None, form: Multipart | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        form: Multipart | None = None,
+        headers: Mapping[str, str] | None = None,
+        job_lookup: bool = False,
     ) -> dict[str, Any]:
         """`send`, then the body as a JSON object."""
-        return json_object(await self.send(method, url, json=json, form=form))
+        return json_object(
+            await self.send(method, url, json=json, form=form, headers=headers, job_lookup=job_lookup)
+        )
 
     async def download(self, url: str) -> bytes:
         """Fetches a video, following redirects by hand so credentials never leave the API origin.
@@ -328,151 +407,3 @@ class AdapterWiring(TypedDict):
     model_ids: Mapping[str, str]
     settings: RemoteJobSettings
     transport: NotRequired[httpx.AsyncBaseTransport | None]
-
-
-class RemoteJobProvider(ABC, Generic[HandleT]):
-    """A `CancellableProvider` for APIs that create a job, are polled, and then offer a video.
-
-    Subclasses say how to submit, how to read a job's state and how to cancel; this class runs the
-    life cycle. A job abandoned by us (attempt timed out, task cancelled, provider unreachable) is
-    cancelled at the provider in the background so it stops costing money.
-    """
-
-    def __init__(
-        self,
-        http: ProviderHttp,
-        storage: AssetStorage,
-        *,
-        model_ids: Mapping[str, str],
-        settings: RemoteJobSettings,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._http = http
-        self._storage = storage
-        self._model_ids = dict(model_ids)
-        self._settings = settings
-        self._sleep = sleep
-        self._running: dict[TaskId, HandleT] = {}
-        self._cancel_requested: set[TaskId] = set()
-        self._abandoning: set[asyncio.Task[None]] = set()
-
-    @classmethod
-    def over_http(
-        cls,
-        *,
-        provider: str,
-        base_url: str,
-        credentials: Mapping[str, str],
-        refusal: Refusal,
-        **wiring: Unpack[AdapterWiring],
-    ) -> Self:
-        """An adapter with its own HTTP client (nothing connects before the first call)."""
-        http = ProviderHttp(
-            provider=provider,
-            base_url=base_url,
-            credentials=credentials,
-            refusal=refusal,
-            settings=wiring["settings"],
-            transport=wiring.get("transport"),
-        )
-        return cls(http, wiring["storage"], model_ids=wiring["model_ids"], settings=wiring["settings"])
-
-    @property
-    def running_jobs(self) -> int:
-        """Jobs submitted by this process and not finished yet."""
-        return len(self._running)
-
-    def model_id(self, model: str) -> str:
-        """The provider's name for one of our models (our name when none is configured)."""
-        return self._model_ids.get(model, model)
-
-    def _job_id(self, created: dict[str, Any], field: str, what: str) -> str:
-        """The handle field of a creation answer; a transient failure when the provider left it out."""
-        value = created.get(field)
-        if not isinstance(value, str) or not value:
-            raise ProviderUnavailable(
-                FailureType.PROVIDER_ERROR, f"{self._http.provider} answered without {what}"
-            )
-        return value
-
-    @abstractmethod
-    async def _submit(self, job: ProviderJob) -> HandleT:
-        """Creates the job at the provider."""
-
-    @abstractmethod
-    async def _check(self, handle: HandleT) -> str | None:
-        """The video's URL once the job succeeded, None while it runs; raises when it failed."""
-
-    @abstractmethod
-    async def _cancel_remote(self, handle: HandleT) -> bool:
-        """Asks the provider to stop the job; whether it accepted."""
-
-    async def generate(self, job: ProviderJob) -> VideoAsset:
-        """Submits, polls, downloads and stores; raises `ProviderFailure` on any failure."""
-        handle = await self._submit(job)
-        self._running[job.task_id] = handle
-        try:
-            video_url = await self._poll(handle)
-            content = await self._http.download(video_url)
-        except ProviderFailure as failure:
-            if isinstance(failure, ProviderUnavailable):
-                self._abandon(handle)
-            if job.task_id in self._cancel_requested:
-                raise ProviderFailure(
-                    FailureType.CANCELLED, f"cancelled at {self._http.provider}", transient=False
-                ) from failure
-            raise
-        except BaseException:
-            # Our own timeout or a cancelled task: the job must not keep running unobserved.
-            self._abandon(handle)
-            raise
-        finally:
-            self._running.pop(job.task_id, None)
-            self._cancel_requested.discard(job.task_id)
-        return await self._storage.store(job.batch_id, job.task_id, content)
-
-    async def cancel(self, task_id: TaskId) -> bool:
-        """Asks the provider to stop the task's running job; its `generate` then fails `cancelled`."""
-        handle = self._running.get(task_id)
-        if handle is None:
-            return False
-        self._cancel_requested.add(task_id)
-        try:
-            return await self._cancel_remote(handle)
-        except ProviderFailure as failure:
-            log.warning("%s refused to cancel task %s: %s", self._http.provider, task_id, failure.message)
-            return False
-
-    async def _poll(self, handle: HandleT) -> str:
-        delay = self._settings.poll_seconds
-        errors = 0
-        while True:
-            await self._sleep(delay)
-            try:
-                video_url = await self._check(handle)
-            except ProviderUnavailable:
-                errors += 1
-                if errors > self._settings.max_poll_errors:
-                    raise
-            else:
-                errors = 0
-                if video_url is not None:
-                    return video_url
-            delay = min(delay * _POLL_GROWTH, self._settings.max_poll_seconds)
-
-    def _abandon(self, handle: HandleT) -> None:
-        task = asyncio.get_running_loop().create_task(self._cancel_quietly(handle))
-        self._abandoning.add(task)
-        task.add_done_callback(self._abandoning.discard)
-
-    async def _cancel_quietly(self, handle: HandleT) -> None:
-        try:
-            await self._cancel_remote(handle)
-        except ProviderFailure as failure:
-            log.warning("%s: could not cancel an abandoned job: %s", self._http.provider, failure.message)
-
-    async def close(self) -> None:
-        """Lets background cancellations finish (bounded by the HTTP timeout), then closes the client."""
-        if self._abandoning:
-            await asyncio.gather(*self._abandoning, return_exceptions=True)
-        await self._http.close()

@@ -5,21 +5,24 @@ Contract: `POST https://queue.fal.run/{model_id}` with the model's input (`{"pro
 in IN_QUEUE, IN_PROGRESS, COMPLETED (a failed request may carry `error`/`error_type`);
 `GET {response_url}` answers the model's output (`{"video": {"url"}}`) or an error
 (`{"detail": ...}`, 422 for refused input); `PUT {cancel_url}` answers 202 CANCELLATION_REQUESTED
-or 400 ALREADY_COMPLETED. The key travels as `Authorization: Key ...`.
+or 400 ALREADY_COMPLETED. The key travels as `Authorization: Key ...`. fal's platform headers
+(timeouts, priority, retries, storage) include no idempotency key (ADR-110).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
-    RemoteJobProvider,
     failed_job,
     mentions_content_policy,
     refusal_classifier,
@@ -110,9 +113,9 @@ class FalProvider(RemoteJobProvider[FalRequest]):
             **wiring,
         )
 
-    async def _submit(self, job: ProviderJob) -> FalRequest:
+    async def _submit(self, job: ProviderJob, headers: Mapping[str, str]) -> FalRequest:
         model_id = self.model_id(job.model)
-        queued = await self._http.send_json("POST", f"/{model_id}", json=request_input(job))
+        queued = await self._http.send_json("POST", f"/{model_id}", json=request_input(job), headers=headers)
         request_id = self._job_id(queued, "request_id", "a request id")
         # Status and result live under the app id (owner/app), without the endpoint's sub-path.
         base = f"/{'/'.join(model_id.split('/')[:2])}/requests/{request_id}"
@@ -124,7 +127,7 @@ class FalProvider(RemoteJobProvider[FalRequest]):
         )
 
     async def _check(self, handle: FalRequest) -> str | None:
-        status = await self._http.send_json("GET", handle.status_url)
+        status = await self._http.send_json("GET", handle.status_url, job_lookup=True)
         state = status.get("status")
         if state in _RUNNING:
             return None
@@ -137,6 +140,12 @@ class FalProvider(RemoteJobProvider[FalRequest]):
         if state == "COMPLETED":
             return video_url(await self._http.send_json("GET", handle.response_url))
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"fal answered an unknown status {state!r}")
+
+    def _describe(self, handle: FalRequest) -> tuple[str, str]:
+        return handle.request_id, json.dumps(asdict(handle))
+
+    def _restore(self, text: str) -> FalRequest:
+        return FalRequest(**json.loads(text))
 
     async def _cancel_remote(self, handle: FalRequest) -> bool:
         try:

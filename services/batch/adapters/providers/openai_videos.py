@@ -4,22 +4,27 @@ Contract: `POST /v1/videos` with `{"model", "prompt"}` answers a video job `{"id
 `GET /v1/videos/{id}` answers `status` in queued, in_progress, completed, failed (with
 `error: {"code", "message"}`); `GET /v1/videos/{id}/content` streams the MP4. Errors are
 `{"error": {"message", "type", "code"}}` (`moderation_blocked` for refused prompts). The API has
-no cancel endpoint: cancelling deletes the job (`DELETE /v1/videos/{id}`). OpenAI reported
-shutting the API down for Sora 2 on 2026-09-24; another adapter can take its models then.
+no cancel endpoint and `DELETE /v1/videos/{id}` deletes a video, it is not documented as stopping
+a render, so a job we stop watching runs to its end at our cost (ADR-110); the create call takes
+no idempotency key. OpenAI reported shutting the API down for Sora 2 on 2026-09-24; another
+adapter can take its models then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._inputs import file_name
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     Multipart,
     ProviderUnavailable,
-    RemoteJobProvider,
+    QuotaExhausted,
+    error_body,
     failed_job,
     mentions_content_policy,
     refusal_classifier,
@@ -50,6 +55,16 @@ def classify_refusal(response: httpx.Response, body: dict[str, Any] | None) -> P
     if response.status_code == httpx.codes.BAD_REQUEST:
         return refusal_of_input(text)
     return ProviderFailure(FailureType.PROVIDER_ERROR, text, transient=False)
+
+
+def quota_exhausted(response: httpx.Response) -> QuotaExhausted | None:
+    """A 429 whose error is `insufficient_quota`: the account ran out of credit or hit its
+    monthly budget; retrying cannot help (unlike a rate limit, `rate_limit_exceeded`)."""
+    body = error_body(response)
+    code, message = _error_fields(body.get("error")) if body is not None else ("", "")
+    if code != "insufficient_quota":
+        return None
+    return QuotaExhausted(f"openai: our account is out of quota (insufficient_quota): {message}")
 
 
 def classify_job_error(error: Any) -> ProviderFailure:
@@ -84,8 +99,10 @@ def create_fields(model_id: str, job: ProviderJob) -> dict[str, str]:
     return fields
 
 
-class OpenAIVideosProvider(RemoteJobProvider[str]):
+class OpenAIVideosProvider(StringHandles, RemoteJobProvider[str]):
     """OpenAI video models; the job handle is the video id."""
+
+    cancels_jobs = False
 
     @classmethod
     def connect(
@@ -97,14 +114,15 @@ class OpenAIVideosProvider(RemoteJobProvider[str]):
             base_url=base_url,
             credentials={"Authorization": f"Bearer {api_key}"},
             refusal=classify_refusal,
+            quota=quota_exhausted,
             **wiring,
         )
 
-    async def _submit(self, job: ProviderJob) -> str:
+    async def _submit(self, job: ProviderJob, headers: Mapping[str, str]) -> str:
         fields = create_fields(self.model_id(job.model), job)
         reference = job.images.first_frame
         if reference is None:
-            video = await self._http.send_json("POST", "/v1/videos", json=fields)
+            video = await self._http.send_json("POST", "/v1/videos", json=fields, headers=headers)
         else:
             # An input reference travels as a file: the create call is then multipart/form-data.
             upload = (
@@ -112,12 +130,12 @@ class OpenAIVideosProvider(RemoteJobProvider[str]):
                 (file_name("input_reference", reference), reference.content, reference.mime_type),
             )
             video = await self._http.send_json(
-                "POST", "/v1/videos", form=Multipart(fields=fields, files=[upload])
+                "POST", "/v1/videos", form=Multipart(fields=fields, files=[upload]), headers=headers
             )
         return self._job_id(video, "id", "a video id")
 
     async def _check(self, handle: str) -> str | None:
-        video = await self._http.send_json("GET", f"/v1/videos/{handle}")
+        video = await self._http.send_json("GET", f"/v1/videos/{handle}", job_lookup=True)
         status = video.get("status")
         if status == "completed":
             return f"/v1/videos/{handle}/content"
@@ -128,5 +146,5 @@ class OpenAIVideosProvider(RemoteJobProvider[str]):
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"openai answered an unknown status {status!r}")
 
     async def _cancel_remote(self, handle: str) -> bool:
-        await self._http.send("DELETE", f"/v1/videos/{handle}")
-        return True
+        # DELETE removes a video; it is not documented as stopping a render: nothing to ask.
+        return False

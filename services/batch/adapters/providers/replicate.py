@@ -3,21 +3,25 @@
 Contract: `POST /v1/models/{owner}/{name}/predictions` (or `POST /v1/predictions` with a
 `version` when the model id is `owner/name:version`) with `{"input": {"prompt"}}` answers a
 prediction `{"id", "status"}`; `GET /v1/predictions/{id}` answers `status` in starting,
-processing, succeeded, failed, canceled, with `output` (a URL or a list of URLs) or `error`;
+processing, succeeded, failed, canceled, aborted (its deadline passed before it started:
+terminal, not billed), with `output` (a URL or a list of URLs) or `error`;
 `POST /v1/predictions/{id}/cancel` stops it. Errors are `{"title", "detail", "status"}`.
+Replicate's create call documents the `Prefer` and `Cancel-After` headers and no idempotency key
+(ADR-110): an intent without a prediction id is a job in doubt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
     ProviderUnavailable,
-    RemoteJobProvider,
     failed_job,
     refusal_classifier,
     refusal_of_input,
@@ -75,7 +79,7 @@ def prediction_input(job: ProviderJob) -> dict[str, Any]:
     return document
 
 
-class ReplicateProvider(RemoteJobProvider[str]):
+class ReplicateProvider(StringHandles, RemoteJobProvider[str]):
     """Replicate models; the job handle is the prediction id."""
 
     @classmethod
@@ -91,18 +95,18 @@ class ReplicateProvider(RemoteJobProvider[str]):
             **wiring,
         )
 
-    async def _submit(self, job: ProviderJob) -> str:
+    async def _submit(self, job: ProviderJob, headers: Mapping[str, str]) -> str:
         model_id = self.model_id(job.model)
         payload: dict[str, Any] = {"input": prediction_input(job)}
         path = f"/v1/models/{model_id}/predictions"
         if ":" in model_id:
             path = "/v1/predictions"
             payload["version"] = model_id.split(":", 1)[1]
-        prediction = await self._http.send_json("POST", path, json=payload)
+        prediction = await self._http.send_json("POST", path, json=payload, headers=headers)
         return self._job_id(prediction, "id", "an id")
 
     async def _check(self, handle: str) -> str | None:
-        prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}")
+        prediction = await self._http.send_json("GET", f"/v1/predictions/{handle}", job_lookup=True)
         status = prediction.get("status")
         if status == "succeeded":
             return output_url(prediction.get("output"))
@@ -110,6 +114,10 @@ class ReplicateProvider(RemoteJobProvider[str]):
             raise classify_prediction_error(prediction.get("error"))
         if status == "canceled":
             raise ProviderFailure(FailureType.CANCELLED, "replicate prediction was canceled", transient=False)
+        if status == "aborted":
+            # Terminal: its deadline passed before it started (not billed, per Replicate). Another
+            # attempt may start in time; nothing left to poll or cancel.
+            raise ProviderFailure(FailureType.TIMEOUT, "replicate aborted the prediction before it started")
         if status in _RUNNING:
             return None
         raise ProviderUnavailable(FailureType.PROVIDER_ERROR, f"replicate answered status {status!r}")

@@ -6,20 +6,24 @@ Contract: `POST /v1beta/models/{model}:predictLongRunning` with `{"instances": [
 answers an operation `{"name"}`; `GET /v1beta/{name}` answers `{"done", "error"?, "response"?}`
 where a success carries `response.generateVideoResponse.generatedSamples[].video.uri` (downloaded
 with the API key) and a safety refusal carries `raiMediaFilteredCount`/`raiMediaFilteredReasons`.
-Cancelling is the standard `POST /v1beta/{name}:cancel` (best effort). The key travels in the
-`x-goog-api-key` header, never in the URL, so it cannot reach an access log.
+The key travels in the `x-goog-api-key` header, never in the URL, so it cannot reach an access log.
+
+No cancel and no idempotency key (ADR-110): the Gemini API documents only getting an operation
+for Veo (the official google-genai SDKs expose `operations.get`, no cancel, for the Gemini API),
+and `predictLongRunning` takes no request id. A job we stop watching runs to its end at our cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
 
 from services.batch.adapters.providers._inputs import base64_text
+from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
     AdapterWiring,
-    RemoteJobProvider,
     refusal_classifier,
     refusal_of_input,
     snippet,
@@ -125,8 +129,10 @@ def predict_request(job: ProviderJob) -> dict[str, Any]:
     return body
 
 
-class VeoProvider(RemoteJobProvider[str]):
+class VeoProvider(StringHandles, RemoteJobProvider[str]):
     """Veo models through the Gemini API; the job handle is the operation name."""
+
+    cancels_jobs = False
 
     @classmethod
     def connect(
@@ -141,16 +147,17 @@ class VeoProvider(RemoteJobProvider[str]):
             **wiring,
         )
 
-    async def _submit(self, job: ProviderJob) -> str:
+    async def _submit(self, job: ProviderJob, headers: Mapping[str, str]) -> str:
         operation = await self._http.send_json(
             "POST",
             f"/v1beta/models/{self.model_id(job.model)}:predictLongRunning",
             json=predict_request(job),
+            headers=headers,
         )
         return self._job_id(operation, "name", "an operation name")
 
     async def _check(self, handle: str) -> str | None:
-        operation = await self._http.send_json("GET", f"/v1beta/{handle}")
+        operation = await self._http.send_json("GET", f"/v1beta/{handle}", job_lookup=True)
         if not operation.get("done"):
             return None
         error = operation.get("error")
@@ -159,5 +166,5 @@ class VeoProvider(RemoteJobProvider[str]):
         return video_uri(operation)
 
     async def _cancel_remote(self, handle: str) -> bool:
-        await self._http.send("POST", f"/v1beta/{handle}:cancel")
-        return True
+        # The Gemini API documents no cancel for Veo operations: nothing to ask.
+        return False

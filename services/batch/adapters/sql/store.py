@@ -10,6 +10,7 @@ from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.adapters.sql.input_files import InputFiles
 from services.batch.adapters.sql.intake import BatchIntake
 from services.batch.adapters.sql.listings import BatchListings
+from services.batch.adapters.sql.provider_jobs import ProviderJobs
 from services.batch.adapters.sql.queueing import BatchQueue, DispatchWindows
 from services.batch.adapters.sql.reads import BatchReads
 from services.batch.adapters.sql.recovery import BatchRecovery
@@ -32,6 +33,7 @@ class BatchStore:
     reads: BatchReads
     listings: BatchListings
     input_files: InputFiles
+    provider_jobs: ProviderJobs
 
     @classmethod
     def open(cls, database: Database, windows: DispatchWindows) -> BatchStore:
@@ -48,4 +50,5 @@ class BatchStore:
             reads=BatchReads(database),
             listings=BatchListings(database),
             input_files=InputFiles(database),
+            provider_jobs=ProviderJobs(database),
         )

@@ -1418,3 +1418,78 @@ class BatchQuote(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchQuote: _TypeAlias = BatchQuote  # noqa: Y015
+
+@_typing.final
+class AuditProviderJobsRequest(_message.Message):
+    """The provider job audit takes no parameters: it reads the whole journal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditProviderJobsRequest: _TypeAlias = AuditProviderJobsRequest  # noqa: Y015
+
+@_typing.final
+class ProviderJobFinding(_message.Message):
+    """One thing wrong with our provider jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """"double_provider_job" or "provider_job_in_doubt"."""
+    task_id: _builtins.str
+    """The task whose attempt it concerns."""
+    attempt: _builtins.int
+    """The attempt (from 1)."""
+    message: _builtins.str
+    """What was found, with the provider and its job ids."""
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "check", b"check", "message", b"message", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderJobFinding: _TypeAlias = ProviderJobFinding  # noqa: Y015
+
+@_typing.final
+class AuditProviderJobsResponse(_message.Message):
+    """Every finding; empty when each attempt holds at most one job and none is in doubt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderJobFinding]:
+        """Ordered by task and attempt."""
+
+    def __init__(
+        self,
+        *,
+        findings: _abc.Iterable[Global___ProviderJobFinding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditProviderJobsResponse: _TypeAlias = AuditProviderJobsResponse  # noqa: Y015

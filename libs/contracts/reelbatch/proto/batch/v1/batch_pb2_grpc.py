@@ -96,6 +96,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.FromString,
                 _registered_method=True)
+        self.AuditProviderJobs = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/AuditProviderJobs',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -210,6 +215,14 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditProviderJobs(self, request, context):
+        """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
+        job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +285,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.UploadInputFile,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.SerializeToString,
+            ),
+            'AuditProviderJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditProviderJobs,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -600,6 +618,33 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/UploadInputFile',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.UploadInputFileRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.InputFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditProviderJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/AuditProviderJobs',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,6 +92,10 @@ class BatchServiceStub:
     and answers its id, which items name as an image's file_id. Another type or size ->
     INVALID_ARGUMENT (reason "validation_error", field "file").
     """
+    AuditProviderJobs: _grpc.UnaryUnaryMultiCallable[_batch_pb2.AuditProviderJobsRequest, _batch_pb2.AuditProviderJobsResponse]
+    """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
+    job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
+    """
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -153,6 +157,10 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
     and answers its id, which items name as an image's file_id. Another type or size ->
     INVALID_ARGUMENT (reason "validation_error", field "file").
+    """
+    AuditProviderJobs: _aio.UnaryUnaryMultiCallable[_batch_pb2.AuditProviderJobsRequest, _batch_pb2.AuditProviderJobsResponse]  # type: ignore[assignment]
+    """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
+    job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
     """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -284,6 +292,16 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         """Stores an input image for the tenant (PNG, JPEG or WebP, at most REELBATCH_MAX_INPUT_IMAGE_BYTES)
         and answers its id, which items name as an image's file_id. Another type or size ->
         INVALID_ARGUMENT (reason "validation_error", field "file").
+        """
+
+    @_abc_1.abstractmethod
+    def AuditProviderJobs(
+        self,
+        request: _batch_pb2.AuditProviderJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.AuditProviderJobsResponse, _abc.Awaitable[_batch_pb2.AuditProviderJobsResponse]]:
+        """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
+        job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
         """
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,233 @@
+"""The provider job journal (ADR-110): intents, job ids and ends of remote submissions, and the
+audit that reports double and in-doubt jobs.
+
+SQL style: plain SQL on the autocommit pool. Each journal write is its own statement and commits
+at once: the intent must be durable before the create call leaves, the job id before the first
+poll. Only remote providers journal (the simulated one costs nothing to run twice).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from libs.db import Database
+from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.provider import FailureType, ProviderFailure
+from services.batch.domain.provider_jobs import (
+    JobAuditRow,
+    ProviderJobFinding,
+    ProviderJobStatus,
+    RecordedJob,
+    audit_provider_jobs,
+)
+
+_RECORDED = """
+SELECT id, task_id, attempt, provider, status, provider_job_id, handle, failure_type,
+    error_message, retryable, submitted_at
+FROM batch.provider_jobs WHERE task_id = ANY(%(task_ids)s)
+"""
+_MARK_IN_DOUBT = """
+UPDATE batch.provider_jobs SET status = 'in_doubt', finished_at = clock_timestamp()
+WHERE id = ANY(%(ids)s) AND status = 'submitting'
+"""
+_INTEND = """
+INSERT INTO batch.provider_jobs (id, task_id, batch_id, attempt, provider, model, status,
+    idempotency_key, claim_token)
+VALUES (%(id)s, %(task_id)s, %(batch_id)s, %(attempt)s, %(provider)s, %(model)s, 'submitting',
+    %(key)s, %(token)s)
+"""
+_SUBMITTED = """
+UPDATE batch.provider_jobs SET status = 'running', provider_job_id = %(job_id)s, handle = %(handle)s,
+    cost_usd_micros = %(cost)s, job_recorded_at = clock_timestamp()
+WHERE id = %(id)s
+"""
+_FINISHED = """
+UPDATE batch.provider_jobs SET status = %(status)s, failure_type = %(failure_type)s,
+    error_message = %(message)s, retryable = %(retryable)s, finished_at = clock_timestamp()
+WHERE id = %(id)s
+"""
+# Jobs still running for tasks that ended (their batch was cancelled while no worker watched them,
+# or the task failed for good after a crash) a while ago: taken over by one worker, in one
+# statement, as abandoned; the ones the provider stops become cancelled.
+_TAKE_ORPHANS = """
+UPDATE batch.provider_jobs AS j SET status = 'abandoned', finished_at = clock_timestamp()
+WHERE j.id IN (
+    SELECT j2.id FROM batch.provider_jobs j2 JOIN batch.tasks t ON t.id = j2.task_id
+    WHERE j2.status = 'running' AND t.status IN ('succeeded', 'failed', 'cancelled')
+      AND t.finished_at < clock_timestamp() - %(grace)s * interval '1 second'
+    ORDER BY j2.submitted_at
+    LIMIT %(limit)s
+    FOR UPDATE OF j2 SKIP LOCKED
+)
+RETURNING j.id, j.provider, j.handle
+"""
+_STOPPED = "UPDATE batch.provider_jobs SET status = 'cancelled' WHERE id = ANY(%(ids)s)"
+# Rows the audit must judge: jobs in doubt, and every job of an attempt holding more than one.
+_AUDIT = """
+SELECT task_id, attempt, provider, status, provider_job_id, submitted_at, cost_usd_micros
+FROM batch.provider_jobs
+WHERE status = 'in_doubt'
+   OR (task_id, attempt) IN (
+       SELECT task_id, attempt FROM batch.provider_jobs
+       WHERE status <> ALL(%(unbilled)s)
+       GROUP BY task_id, attempt HAVING count(*) > 1)
+ORDER BY task_id, attempt, submitted_at
+"""
+_UNBILLED = [
+    ProviderJobStatus.REFUSED.value,
+    ProviderJobStatus.LOST.value,
+    ProviderJobStatus.SUBMITTING.value,
+]
+
+
+def _recorded(row: Any) -> RecordedJob:
+    return RecordedJob(
+        id=row[0],
+        task_id=TaskId(row[1]),
+        attempt=row[2],
+        provider=row[3],
+        status=ProviderJobStatus(row[4]),
+        provider_job_id=row[5],
+        handle=row[6],
+        failure_type=FailureType(row[7]) if row[7] else None,
+        error_message=row[8],
+        retryable=row[9],
+        submitted_at=row[10],
+    )
+
+
+class ProviderJobs:
+    """The journal table: a task's recorded jobs, the journal of one attempt, the audit."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def recorded(self, task_ids: Sequence[TaskId]) -> dict[TaskId, list[RecordedJob]]:
+        """Every job recorded for the tasks, by task (one statement for a whole claim)."""
+        if not task_ids:
+            return {}
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_RECORDED, {"task_ids": list(task_ids)})).fetchall()
+        by_task: dict[TaskId, list[RecordedJob]] = {task_id: [] for task_id in task_ids}
+        for row in rows:
+            job = _recorded(row)
+            by_task[job.task_id].append(job)
+        return by_task
+
+    async def mark_in_doubt(self, ids: Sequence[uuid.UUID]) -> None:
+        """Intents left `submitting` by a dead process become `in_doubt` (the audit reports them)."""
+        if not ids:
+            return
+        async with self._db.raw_connection() as conn:
+            await conn.execute(_MARK_IN_DOUBT, {"ids": list(ids)})
+
+    async def take_orphans(self, grace_seconds: float, limit: int) -> list[tuple[uuid.UUID, str, str]]:
+        """Running jobs of tasks that ended more than `grace_seconds` ago, now marked abandoned
+        (each taken by one caller only): (row id, provider, handle)."""
+        async with self._db.raw_connection() as conn:
+            rows = await (
+                await conn.execute(_TAKE_ORPHANS, {"grace": grace_seconds, "limit": limit})
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def mark_stopped(self, ids: Sequence[uuid.UUID]) -> None:
+        """Abandoned jobs the provider agreed to stop."""
+        if ids:
+            async with self._db.raw_connection() as conn:
+                await conn.execute(_STOPPED, {"ids": list(ids)})
+
+    def journal(
+        self,
+        *,
+        task_id: TaskId,
+        batch_id: BatchId,
+        attempt: int,
+        model: str,
+        claim_token: uuid.UUID,
+        cost_usd_micros: int = 0,
+        resumed: RecordedJob | None = None,
+    ) -> AttemptJournal:
+        """The journal of one attempt (continuing `resumed`, the attempt's recorded job, if any);
+        each job it records costs us `cost_usd_micros` at the provider."""
+        return AttemptJournal(
+            self._db, task_id, batch_id, attempt, model, claim_token, resumed, cost_usd_micros
+        )
+
+    async def audit(self) -> list[ProviderJobFinding]:
+        """Every (task, attempt) with more than one job the provider may bill, every job in doubt."""
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_AUDIT, {"unbilled": _UNBILLED})).fetchall()
+        return audit_provider_jobs(
+            JobAuditRow(
+                TaskId(row[0]), row[1], row[2], ProviderJobStatus(row[3]), row[4], row[5], row[6] or 0
+            )
+            for row in rows
+        )
+
+
+class AttemptJournal:
+    """A `JobJournal` writing one attempt's rows (a new row per submission)."""
+
+    def __init__(
+        self,
+        database: Database,
+        task_id: TaskId,
+        batch_id: BatchId,
+        attempt: int,
+        model: str,
+        claim_token: uuid.UUID,
+        resumed: RecordedJob | None,
+        cost_usd_micros: int = 0,
+    ) -> None:
+        self._db = database
+        self._cost = cost_usd_micros
+        self._task_id = task_id
+        self._batch_id = batch_id
+        self._attempt = attempt
+        self._model = model
+        self._claim_token = claim_token
+        self._row: uuid.UUID | None = resumed.id if resumed is not None else None
+
+    async def intend(self, provider: str, idempotency_key: str | None) -> None:
+        """Writes the intent row (committed before the create call is sent)."""
+        row = uuid.uuid4()
+        params = {
+            "id": row,
+            "task_id": self._task_id,
+            "batch_id": self._batch_id,
+            "attempt": self._attempt,
+            "provider": provider,
+            "model": self._model,
+            "key": idempotency_key,
+            "token": self._claim_token,
+        }
+        async with self._db.raw_connection() as conn:
+            await conn.execute(_INTEND, params)
+        self._row = row
+
+    async def submitted(self, provider_job_id: str, handle: str) -> None:
+        """Records the provider's job id (committed before the first poll)."""
+        async with self._db.raw_connection() as conn:
+            await conn.execute(
+                _SUBMITTED,
+                {"id": self._current(), "job_id": provider_job_id, "handle": handle, "cost": self._cost},
+            )
+
+    async def finished(self, status: ProviderJobStatus, failure: ProviderFailure | None = None) -> None:
+        """Records how the current job ended."""
+        params = {
+            "id": self._current(),
+            "status": status.value,
+            "failure_type": failure.failure_type.value if failure is not None else None,
+            "message": failure.message if failure is not None else None,
+            "retryable": failure.transient if failure is not None else True,
+        }
+        async with self._db.raw_connection() as conn:
+            await conn.execute(_FINISHED, params)
+
+    def _current(self) -> uuid.UUID:
+        if self._row is None:
+            raise RuntimeError("a provider job is recorded only after its intent")
+        return self._row
