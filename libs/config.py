@@ -242,11 +242,13 @@ class Settings(BaseSettings):
     # Security (gateway, issue 8). Per API key: a token bucket of `rate_limit_per_second` requests
     # refilled continuously, at most `rate_limit_burst` at once; per tenant: at most
     # `max_open_batches` batches not yet finished (reserving/queued/processing). 0 disables a limit.
-    # Limits are per gateway process: N replicas allow N times as much.
+    # Every gateway replica shares them: the buckets are billing's (PostgreSQL), the open batches
+    # are counted by the batch service (ADR-128, ADR-129).
     rate_limit_per_second: float = Field(default=50.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
     max_open_batches: int = Field(default=100, ge=0)
-    # Failed admin sign-ins (token, admin key, dashboard) per client address within the window.
+    # Failed sign-ins (admin token, admin key, dashboard; console, counted apart) per client
+    # address: this many at once, then one more per window / max (shared buckets, ADR-129).
     admin_auth_max_failures: int = Field(default=10, ge=1)
     admin_auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     # Customer console (issue 24; billing enforces them): invite links last `console_invite_seconds`;

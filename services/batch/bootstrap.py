@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
+from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
 from libs.config import Settings
 from libs.connections import ServiceConnections, open_connections
 from libs.db import Database
+from libs.invalidations import InvalidationFeed
 from libs.messaging.contract import Bus
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.transport import connect_bus
@@ -65,6 +67,7 @@ class BatchServer:
     repository: BatchStore
     handlers: BatchHandlers
     relay: OutboxRelay
+    invalidations: InvalidationFeed
 
 
 @dataclass
@@ -209,9 +212,14 @@ async def build_server(settings: Settings) -> BatchServer:
     connections = await open_connections(settings, settings.grpc_target("billing"))
     repository = _repository(settings, connections.database)
     url_policy = input_url_policy(settings)
+    # Billing's invalidation stream: a new price list empties the quote memo at once (ADR-130).
+    invalidations = InvalidationFeed(billing_pb2_grpc.BillingServiceStub(connections.channel))
     handlers = BatchHandlers.build(
         repository,
-        MemoizedQuotes(GrpcBilling(connections.channel, deadline_seconds=settings.grpc_deadline_seconds)),
+        MemoizedQuotes(
+            GrpcBilling(connections.channel, deadline_seconds=settings.grpc_deadline_seconds),
+            feed=invalidations,
+        ),
         max_batch_items=settings.max_batch_items,
         max_prompt_chars=settings.max_prompt_chars,
         item_settings=ItemSettings(
@@ -225,7 +233,7 @@ async def build_server(settings: Settings) -> BatchServer:
         ),
     )
     relay = OutboxRelay.configured(settings, connections.database, outbox, connections.bus)
-    return BatchServer(connections, repository, handlers, relay)
+    return BatchServer(connections, repository, handlers, relay, invalidations)
 
 
 async def build_worker(

@@ -13,6 +13,7 @@ from reelbatch.proto.billing.v1 import billing_pb2_grpc
 from reelbatch.proto.webhook.v1 import webhook_pb2_grpc
 
 from libs.config import Settings
+from libs.invalidations import InvalidationFeed
 from libs.rpc.client import open_channel
 from libs.rpc.tls import tls_from_settings
 from services.gateway.adapters.backends import Backends, ReadinessProbe
@@ -73,10 +74,12 @@ def build_backends(settings: Settings) -> GatewayBackends:
         },
         min(HEALTH_CHECK_DEADLINE_SECONDS, settings.grpc_deadline_seconds),
     )
+    billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
     backends = Backends(
-        billing=billing_pb2_grpc.BillingServiceStub(billing_channel),
+        billing=billing,
         batch=batch_pb2_grpc.BatchServiceStub(batch_channel),
         webhook=webhook_pb2_grpc.WebhookServiceStub(webhook_channel),
         readiness=probe,
+        invalidations=InvalidationFeed(billing),
     )
     return GatewayBackends(backends=backends, channels=(billing_channel, batch_channel, webhook_channel))

@@ -14,6 +14,7 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 from libs.expiring_cache import ExpiringCache
 from libs.field_mapping import from_fields
 from libs.group_commit import GroupCommitter
+from libs.invalidations import InvalidatedCache, InvalidationFeed, InvalidationKind
 from libs.rpc.errors import RemoteError, as_service_error, item_refusal, remote_error
 from services.batch.domain.batch import (
     NO_TERMS,
@@ -266,6 +267,8 @@ class MemoizedQuotes:
     (stale_quote), so a remembered price can delay a price change by at most `ttl_seconds`, never
     freeze a wrong amount; a stale_quote answer also forgets everything remembered. Only
     successful answers are remembered: an unknown model or tenant is asked about every time.
+    With a `feed` (billing's invalidation stream, ADR-130), prices are remembered only while it is
+    live and forgotten as soon as a billing process announces a price list.
     """
 
     def __init__(
@@ -275,11 +278,16 @@ class MemoizedQuotes:
         ttl_seconds: float = QUOTE_MEMO_SECONDS,
         max_entries: int = QUOTE_MEMO_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        feed: InvalidationFeed | None = None,
     ) -> None:
         self._billing = billing
         # (tenant, model, requested duration, options) -> (unit price, duration priced).
-        self._prices: ExpiringCache[tuple[TenantId, str, int, str], tuple[int, int]] = ExpiringCache(
-            ttl_seconds, max_entries, clock
+        # A `prices` invalidation names no subject: it empties the memo.
+        self._prices = InvalidatedCache(
+            ExpiringCache[tuple[TenantId, str, int, str], tuple[int, int]](ttl_seconds, max_entries, clock),
+            feed,
+            InvalidationKind.PRICES,
+            lambda _: "",
         )
 
     async def quote(self, tenant_id: TenantId, lines: Sequence[RequestedLine]) -> list[QuoteLine]:
@@ -300,10 +308,11 @@ class MemoizedQuotes:
             )
         else:
             return remembered
+        ticket = self._prices.ticket()
         priced = await self._billing.quote(tenant_id, lines)
         for asked, line in zip(lines, priced, strict=True):
             key = (tenant_id, asked.model, asked.duration_seconds, asked.options)
-            self._prices.put(key, (line.unit_price, line.duration_seconds))
+            self._prices.put(key, (line.unit_price, line.duration_seconds), ticket)
         return priced
 
     async def reserve(

@@ -70,6 +70,7 @@ async def build_process(settings: Settings) -> ServiceProcess:
         )
         .add_loop("batch-outbox-relay", server.relay.run)
         .add_loop("batch-recovery", lambda stopping: run_recovery(server.handlers, settings, stopping))
+        .add_loop("batch-invalidations", server.invalidations.run, holds_work=False)
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.db import Database
 from libs.messaging.contract import Envelope
 from libs.messaging.outbox import add_events
-from services.billing.adapters.sql import reservations
+from services.billing.adapters.sql import limits, reservations
 from services.billing.adapters.sql.access import AccessQueries
 from services.billing.adapters.sql.accounts import AccountQueries
 from services.billing.adapters.sql.activity import ActivityQueries
@@ -53,6 +53,20 @@ class BillingRepository:
         path without the SQLAlchemy layers (committed on success, rolled back on any error)."""
         async with self._db.raw_connection() as conn, conn.transaction():
             yield ReservationQueries(conn)
+
+    async def draw_rate_tokens(
+        self, bucket: str, *, wanted: int, rate: float, burst: int, returned: int = 0
+    ) -> limits.BucketDraw:
+        """One draw from a shared token bucket, one autocommit statement (on every leased request)."""
+        async with self._db.raw_connection() as conn:
+            return await limits.draw_tokens(
+                conn, bucket, wanted=wanted, rate=rate, burst=burst, returned=returned
+            )
+
+    async def sweep_rate_buckets(self) -> int:
+        """Deletes the token buckets that are full again; returns how many."""
+        async with self._db.raw_connection() as conn:
+            return await limits.sweep_full_buckets(conn)
 
     async def available_balance(self, tenant_id: TenantId) -> int | None:
         """The tenant's available balance, read outside any transaction (None: no such tenant)."""

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -384,6 +385,19 @@ console_sign_in_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("window_started_at", DateTime(timezone=True), nullable=False),
     Column("locked_until", DateTime(timezone=True), nullable=True),
+)
+
+# Shared token buckets (an API key's request rate, an address's failed sign-ins), ADR-128. Times
+# are seconds since the epoch on PostgreSQL's clock; a missing bucket is a full one.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("bucket", Text, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("rate", Double, nullable=False),
+    Column("burst", Integer, nullable=False),
+    Column("granted", Integer, nullable=False),
 )
 
 tenant_activity = Table(

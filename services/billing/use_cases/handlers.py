@@ -20,6 +20,7 @@ from services.billing.use_cases import (
     activity,
     console_access,
     console_settings,
+    limits,
     payments,
     reporting,
     reservations,
@@ -137,6 +138,10 @@ class BillingHandlers:
     revoke_console_invite = _UseCase(console_access.revoke_invite)
     record_activity = _UseCase(activity.record_activity)
     list_activity = _UseCase(activity.list_activity)
+
+    # Shared limits (every gateway replica's token buckets).
+    take_rate_tokens = _UseCase(limits.take_rate_tokens)
+    sweep_rate_buckets = _UseCase(limits.sweep_rate_buckets)
 
     # Wallet.
     top_up = _UseCase(wallet.top_up)

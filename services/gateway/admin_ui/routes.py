@@ -128,14 +128,14 @@ def dashboard_router(
         if not same_origin(request):
             return pages.sign_in(request, target, "The form was sent from another site.", 403)
         address = client_address(request.scope.get("client"))
-        wait = sign_in_failures.retry_after(address) if sign_in_failures is not None else 0.0
+        wait = await sign_in_failures.retry_after(address) if sign_in_failures is not None else 0.0
         if wait > 0:
             blocked = pages.sign_in(request, target, "Too many failed attempts; try again later.", 429)
             blocked.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return blocked
         if not sessions.is_admin_token(token):
             if sign_in_failures is not None:
-                sign_in_failures.record_failure(address)
+                await sign_in_failures.record_failure(address)
             return pages.sign_in(request, target, "That is not the admin token.", 401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(

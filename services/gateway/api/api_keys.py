@@ -1,7 +1,7 @@
 """API key lifecycle: customers list and revoke their own keys; operators manage every key.
 
-A revoked key is dropped from this gateway's cache at once; other gateway processes refuse it
-within their cache lifetime (2 s).
+A revoked key is dropped from this gateway's cache at once; every other gateway replica drops it
+when billing's invalidation stream announces the revocation (milliseconds, ADR-130).
 """
 
 from typing import Annotated

@@ -1,7 +1,8 @@
 """Console endpoints of signing in and out and of invite links.
 
-Sign-in failures count twice: per client address in this process (`FailedAttemptLimiter`, as the
-admin sign-in) and per email in billing's database (lock-out shared by every replica).
+Sign-in failures count twice, both shared by every gateway replica: per client address in a
+token bucket billing keeps (`FailedAttemptLimiter`, as the admin sign-in, ADR-128) and per email
+in billing's lock-out table (ADR-076).
 """
 
 import secrets
@@ -71,7 +72,7 @@ def access_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
                 request, target, "The form expired or was sent from another site; try again.", 403
             )
         address = client_address(request.scope.get("client"))
-        wait = deps.sign_in_failures.retry_after(address)
+        wait = await deps.sign_in_failures.retry_after(address)
         if wait > 0:
             return _too_many(
                 login_page(request, target, "Too many failed sign-ins; try again later.", 429), wait
@@ -88,7 +89,7 @@ def access_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         except grpc.aio.AioRpcError as error:
             refusal = remote_error(error)
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
-                deps.sign_in_failures.record_failure(address)
+                await deps.sign_in_failures.record_failure(address)
                 return login_page(request, target, "Wrong email or password.", 401)
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 seconds = float(refusal.details.get("retry_after_seconds", "60"))

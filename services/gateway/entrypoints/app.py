@@ -41,7 +41,7 @@ from services.gateway.http.auth import AdminAuthenticator, ApiKeyAuthenticator
 from services.gateway.http.errors import install_error_handlers
 from services.gateway.http.middleware import RequestContextMiddleware
 from services.gateway.http.openapi import customer_document, operation_id, operator_document
-from services.gateway.http.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
+from services.gateway.http.rate_limits import FailedAttemptLimiter, SharedBuckets, SharedRateLimiter
 from services.gateway.use_cases.batch_creation import BatchCreation
 from services.gateway.use_cases.batch_reads import BatchReads
 
@@ -87,10 +87,13 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    # Every limit is shared by all gateway replicas: token buckets kept by billing (ADR-128).
+    buckets = SharedBuckets(backends.billing, settings.grpc_deadline_seconds)
     authenticator = ApiKeyAuthenticator(
         backends.billing,
         settings.grpc_deadline_seconds,
-        rate_limiter=TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        rate_limiter=SharedRateLimiter(buckets, settings.rate_limit_per_second, settings.rate_limit_burst),
+        feed=backends.invalidations,
     )
     admin_sessions = AdminSessions(settings.admin_token)
     # One failed-attempt counter for the admin API and the dashboard sign-in alike.
@@ -98,7 +101,13 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
         admin_sessions,
         backends.billing,
         settings.grpc_deadline_seconds,
-        FailedAttemptLimiter(settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds),
+        FailedAttemptLimiter(
+            buckets,
+            "admin_sign_in",
+            settings.admin_auth_max_failures,
+            settings.admin_auth_failure_window_seconds,
+        ),
+        feed=backends.invalidations,
     )
     app.include_router(health_router(backends))
     reads = BatchReads(settings, backends)
@@ -125,7 +134,10 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
             backends,
             CONSOLE_ENDPOINTS,
             sign_in_failures=FailedAttemptLimiter(
-                settings.admin_auth_max_failures, settings.admin_auth_failure_window_seconds
+                buckets,
+                "console_sign_in",
+                settings.admin_auth_max_failures,
+                settings.admin_auth_failure_window_seconds,
             ),
             forget_api_key=authenticator.forget_key,
         )

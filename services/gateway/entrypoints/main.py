@@ -105,7 +105,12 @@ def build_process(settings: Settings) -> ServiceProcess:
     process = ServiceProcess(
         "gateway", grace_seconds=GRACE_SECONDS, resources=Resources(clients=[connections])
     )
-    return process.add_listener(UvicornListener(config, settings.http_host, settings.http_port))
+    process.add_listener(UvicornListener(config, settings.http_host, settings.http_port))
+    feed = connections.backends.invalidations
+    if feed is not None:
+        # Holds no work: cancelled at once on stop (caches just stop being trusted).
+        process.add_loop("gateway-invalidations", feed.run, holds_work=False)
+    return process
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Event | None = None) -> None:

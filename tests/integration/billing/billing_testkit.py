@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import grpc
+from reelbatch.proto.billing.v1 import billing_pb2_grpc
 from sqlalchemy import text
 
 from libs.db import Database
+from libs.rpc.client import open_channel
+from libs.rpc.server import start_grpc_server
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
+from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
 from services.billing.use_cases.handlers import BillingHandlers
 from tests.spend_invariants import SPEND_QUERIES, spend_control_discrepancies
+
+
+@asynccontextmanager
+async def serving(servicer: BillingServicer) -> AsyncIterator[billing_pb2_grpc.BillingServiceAsyncStub]:
+    """`servicer` on a real gRPC server on port 0, and a client stub of it."""
+
+    def register(server: grpc.aio.Server) -> None:
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME])
+    channel = open_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield billing_pb2_grpc.BillingServiceStub(channel)
+    finally:
+        await channel.close(grace=None)
+        await server.stop(0)
 
 
 class RecordedOutcomes:

@@ -20,23 +20,15 @@ from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.domain.errors import OutcomesMissing
 from services.billing.domain.ids import BatchId
 from services.billing.domain.pricing import QuoteLine
-from services.billing.entrypoints.rpc.servicer import SERVICE_NAME, BillingServicer
+from services.billing.entrypoints.rpc.servicer import BillingServicer
 
-from .billing_testkit import HandlersFactory, assert_ledger_invariants
+from .billing_testkit import HandlersFactory, assert_ledger_invariants, serving
 
 
 @pytest.fixture
 async def billing(make_handlers: HandlersFactory) -> AsyncIterator[billing_pb2_grpc.BillingServiceAsyncStub]:
-    servicer = BillingServicer(make_handlers(outcome_source=None))
-
-    def register(server: grpc.aio.Server) -> None:
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
-
-    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE_NAME])
-    channel = open_channel(f"127.0.0.1:{server.port}")
-    yield billing_pb2_grpc.BillingServiceStub(channel)
-    await channel.close(grace=None)
-    await server.stop(0)
+    async with serving(BillingServicer(make_handlers(outcome_source=None))) as stub:
+        yield stub
 
 
 async def test_the_seed_demo_numbers_hold_end_to_end_over_grpc(

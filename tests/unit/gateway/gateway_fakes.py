@@ -6,6 +6,7 @@ Refusals are raised as real `grpc.aio.AioRpcError`s whose trailing metadata is b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -19,6 +20,7 @@ from reelbatch.proto.webhook.v1 import webhook_pb2, webhook_pb2_grpc
 
 from libs.errors import ErrorCategory, NotFound, ServiceError, Unauthenticated
 from libs.rpc.errors import status_for
+from libs.token_bucket import BucketState, draw
 from services.gateway.adapters.backends import Backends
 
 TENANT_ID = "7d0c1a52-6f0e-4a4e-9a51-2b8f0f6a1c01"
@@ -138,6 +140,27 @@ class FakeBilling(FakeStub):
         self.api_keys: dict[str, str] = {API_KEY: TENANT_ID}
         self.key_revoked = False
         self.ledger: list[billing_pb2.LedgerEntry] = []
+        # The shared token buckets, by the rule billing applies in SQL; `now` is their clock.
+        self.buckets: dict[str, BucketState] = {}
+        self.now = time.monotonic
+        self.draws = 0
+
+    async def TakeRateTokens(
+        self, request: billing_pb2.TakeRateTokensRequest, timeout: float | None = None
+    ) -> billing_pb2.TakeRateTokensResponse:
+        # Not in `calls`: tests that list the calls a route makes are about the route, not limits.
+        self.draws += 1
+        taken = draw(
+            self.buckets.get(request.bucket),
+            self.now(),
+            wanted=request.wanted,
+            rate=request.rate_per_second,
+            burst=request.burst,
+            returned=request.returned,
+        )
+        if request.wanted or request.returned:
+            self.buckets[request.bucket] = taken.bucket
+        return billing_pb2.TakeRateTokensResponse(granted=taken.granted, tokens_left=taken.bucket.tokens)
 
     async def AuthenticateApiKey(
         self, request: billing_pb2.AuthenticateApiKeyRequest, timeout: float | None = None

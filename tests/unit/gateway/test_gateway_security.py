@@ -18,7 +18,7 @@ from libs.errors import Unauthenticated
 from services.gateway.entrypoints.app import create_app
 from services.gateway.http.auth import ApiKeyAuthenticator
 from services.gateway.http.errors import ApiError
-from services.gateway.http.rate_limits import FailedAttemptLimiter, TokenBucketLimiter
+from services.gateway.http.rate_limits import FailedAttemptLimiter, SharedBuckets, SharedRateLimiter
 from services.gateway.use_cases.video_links import HmacSha256, LinkRefused, VideoLinks, VideoMode
 from tests.unit.gateway.gateway_fakes import (
     ADMIN,
@@ -81,30 +81,35 @@ def strict_client(settings: Settings, billing: OperatorBilling) -> Iterator[Test
         yield client
 
 
-def test_token_bucket_allows_the_burst_then_asks_to_wait_and_refills() -> None:
+async def test_token_bucket_allows_the_burst_then_asks_to_wait_and_refills(billing: OperatorBilling) -> None:
     now = [0.0]
-    bucket = TokenBucketLimiter(2.0, 3, clock=lambda: now[0])
+    billing.now = lambda: now[0]
+    buckets = SharedBuckets(cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0)
+    bucket = SharedRateLimiter(buckets, 2.0, 3, clock=lambda: now[0])
 
-    assert [bucket.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.acquire("k") == pytest.approx(0.5)
-    assert bucket.acquire("other") == 0.0  # per key
+    assert [await bucket.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await bucket.acquire("k") == pytest.approx(0.5)
+    assert await bucket.acquire("other") == 0.0  # per key
     now[0] += 0.5
-    assert bucket.acquire("k") == 0.0
-    assert bucket.acquire("k") > 0
+    assert await bucket.acquire("k") == 0.0
+    assert await bucket.acquire("k") > 0
 
 
-def test_failed_attempts_block_an_address_until_the_window_passes() -> None:
+async def test_failed_attempts_block_an_address_until_it_has_waited(billing: OperatorBilling) -> None:
     now = [100.0]
-    failures = FailedAttemptLimiter(2, 60.0, clock=lambda: now[0])
-    failures.record_failure("10.0.0.1")
-    assert failures.retry_after("10.0.0.1") == 0.0
+    billing.now = lambda: now[0]
+    buckets = SharedBuckets(cast("billing_pb2_grpc.BillingServiceAsyncStub", billing), 1.0)
+    failures = FailedAttemptLimiter(buckets, "admin_sign_in", 2, 60.0)
+    await failures.record_failure("10.0.0.1")
+    assert await failures.retry_after("10.0.0.1") == 0.0
     now[0] += 10
-    failures.record_failure("10.0.0.1")
+    await failures.record_failure("10.0.0.1")
 
-    assert failures.retry_after("10.0.0.1") == pytest.approx(50.0)
-    assert failures.retry_after("10.0.0.2") == 0.0
-    now[0] += 50
-    assert failures.retry_after("10.0.0.1") == 0.0
+    # Two failures at once, then one per 30 s: 10 s after the first, 20 s more to wait.
+    assert await failures.retry_after("10.0.0.1") == pytest.approx(20.0)
+    assert await failures.retry_after("10.0.0.2") == 0.0
+    now[0] += 20.5
+    assert await failures.retry_after("10.0.0.1") == 0.0
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(strict_client: TestClient) -> None:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields, to_record
+from libs.invalidations import NOTIFY_CHANNEL, InvalidationKind, encode
 from services.billing.adapters.tables import accounts, admin_keys, api_keys, tenants, video_access_log
 from services.billing.domain.api_keys import (
     ALL_SCOPES,
@@ -25,6 +26,12 @@ from services.billing.domain.api_keys import (
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import AccountKind
 from services.billing.domain.video_access import VideoAccess
+
+
+async def notify_invalidation(conn: AsyncConnection, kind: InvalidationKind, subject: str = "") -> None:
+    """Queues an invalidation that PostgreSQL delivers to every listener if and when this
+    transaction commits (never for a rolled-back change)."""
+    await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, encode(kind, subject))))
 
 
 @dataclass(frozen=True)
@@ -156,12 +163,14 @@ class AccessQueries:
         return None if row is None else _api_key_info(row)
 
     async def revoke_api_key(self, key_id: uuid.UUID, revoked_at: datetime) -> None:
-        """Marks a key revoked; the first revocation time is kept."""
+        """Marks a key revoked (the first revocation time is kept) and tells every replica that
+        remembers it, when this transaction commits."""
         await self._conn.execute(
             update(api_keys)
             .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=revoked_at)
         )
+        await notify_invalidation(self._conn, InvalidationKind.API_KEY, str(key_id))
 
     async def insert_admin_key(
         self, key_id: uuid.UUID, key_hash: str, prefix: str, role: AdminRole, name: str
@@ -190,11 +199,13 @@ class AccessQueries:
         return [_admin_key_info(row) for row in rows]
 
     async def revoke_admin_key(self, key_id: uuid.UUID, revoked_at: datetime) -> None:
+        """Marks an operator key revoked and tells every replica, as `revoke_api_key` does."""
         await self._conn.execute(
             update(admin_keys)
             .where(admin_keys.c.id == key_id, admin_keys.c.revoked_at.is_(None))
             .values(revoked_at=revoked_at)
         )
+        await notify_invalidation(self._conn, InvalidationKind.ADMIN_KEY, str(key_id))
 
     async def record_admin_key_use(self, key_id: uuid.UUID, used_at: datetime) -> None:
         await self._conn.execute(

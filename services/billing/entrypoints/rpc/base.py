@@ -7,6 +7,7 @@ from datetime import datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.billing.adapters.invalidation_hub import InvalidationHub
 from services.billing.use_cases.handlers import BillingHandlers
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -15,8 +16,10 @@ Context = grpc.aio.ServicerContext[object, object]
 class BillingRpcs:
     """Base of the topic mixins that `BillingServicer` combines: proto in, handler call, proto out."""
 
-    def __init__(self, handlers: BillingHandlers) -> None:
+    def __init__(self, handlers: BillingHandlers, invalidations: InvalidationHub | None = None) -> None:
         self._handlers = handlers
+        # None in tests that serve no invalidation stream.
+        self._invalidations = invalidations
 
 
 def timestamp(moment: datetime) -> Timestamp:

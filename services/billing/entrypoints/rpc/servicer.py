@@ -11,6 +11,7 @@ from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 from services.billing.entrypoints.rpc.access import AccessRpcs
 from services.billing.entrypoints.rpc.console import ConsoleRpcs
 from services.billing.entrypoints.rpc.console_access import ConsoleAccessRpcs
+from services.billing.entrypoints.rpc.limits import LimitRpcs
 from services.billing.entrypoints.rpc.payments import PaymentRpcs
 from services.billing.entrypoints.rpc.reporting import ReportingRpcs
 from services.billing.entrypoints.rpc.reservations import ReservationRpcs
@@ -31,6 +32,7 @@ class BillingServicer(
     PaymentRpcs,
     ReportingRpcs,
     ConsoleRpcs,
+    LimitRpcs,
     billing_pb2_grpc.BillingServiceServicer,
 ):
     """Translates BillingService calls to `BillingHandlers`."""

@@ -4006,3 +4006,112 @@ class StoredQuote(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StoredQuote: _TypeAlias = StoredQuote  # noqa: Y015
+
+@_typing.final
+class TakeRateTokensRequest(_message.Message):
+    """A draw from a shared token bucket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    WANTED_FIELD_NUMBER: _builtins.int
+    RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    RETURNED_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket's name, e.g. `api_key:<key id>` or `admin_sign_in:<address>` (1..200 characters)."""
+    wanted: _builtins.int
+    """Tokens wanted now (0..10,000); fewer are granted when fewer are left, 0 only reads the bucket."""
+    rate_per_second: _builtins.float
+    """Tokens added back per second (> 0)."""
+    burst: _builtins.int
+    """The most tokens the bucket holds (>= 1): a new bucket starts full."""
+    returned: _builtins.int
+    """Unused tokens of an earlier draw given back first (0..10,000; the bucket never exceeds `burst`)."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        wanted: _builtins.int = ...,
+        rate_per_second: _builtins.float = ...,
+        burst: _builtins.int = ...,
+        returned: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "burst", b"burst", "rate_per_second", b"rate_per_second", "returned", b"returned", "wanted", b"wanted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeRateTokensRequest: _TypeAlias = TakeRateTokensRequest  # noqa: Y015
+
+@_typing.final
+class TakeRateTokensResponse(_message.Message):
+    """What a draw got."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    TOKENS_LEFT_FIELD_NUMBER: _builtins.int
+    granted: _builtins.int
+    """Tokens granted (0 when the bucket holds less than one)."""
+    tokens_left: _builtins.float
+    """Tokens left in the bucket after the draw (fractional: it refills continuously)."""
+    def __init__(
+        self,
+        *,
+        granted: _builtins.int = ...,
+        tokens_left: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "tokens_left", b"tokens_left"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeRateTokensResponse: _TypeAlias = TakeRateTokensResponse  # noqa: Y015
+
+@_typing.final
+class WatchInvalidationsRequest(_message.Message):
+    """A subscription to invalidations (no parameters: every subscriber gets every invalidation)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInvalidationsRequest: _TypeAlias = WatchInvalidationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchInvalidationsResponse(_message.Message):
+    """One thing to forget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """`subscribed` (first message: from now on nothing is missed), `api_key` or `admin_key` (revoked,
+    `id` is the key id), `prices` (the price list changed), `everything` (some may have been missed).
+    """
+    id: _builtins.str
+    """The id of what changed ("" for `subscribed`, `prices` and `everything`)."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInvalidationsResponse: _TypeAlias = WatchInvalidationsResponse  # noqa: Y015

@@ -312,6 +312,16 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
                 _registered_method=True)
+        self.TakeRateTokens = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/TakeRateTokens',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensResponse.FromString,
+                _registered_method=True)
+        self.WatchInvalidations = channel.unary_stream(
+                '/reelbatch.proto.billing.v1.BillingService/WatchInvalidations',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -722,6 +732,23 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TakeRateTokens(self, request, context):
+        """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+        Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+        rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchInvalidations(self, request, context):
+        """What other processes must forget (a revoked key, a changed price list), streamed as each
+        change commits, for as long as the caller listens; the first message is `subscribed`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -999,6 +1026,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetQuote,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.SerializeToString,
+            ),
+            'TakeRateTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.TakeRateTokens,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensResponse.SerializeToString,
+            ),
+            'WatchInvalidations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInvalidations,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2489,6 +2526,60 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/GetQuote',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TakeRateTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/TakeRateTokens',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchInvalidations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/WatchInvalidations',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.WatchInvalidationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

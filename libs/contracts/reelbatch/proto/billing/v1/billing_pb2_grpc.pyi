@@ -177,6 +177,15 @@ class BillingServiceStub:
     """
     GetQuote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]
     """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+    TakeRateTokens: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]
+    """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+    Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+    rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+    """
+    WatchInvalidations: _grpc.UnaryStreamMultiCallable[_billing_pb2.WatchInvalidationsRequest, _billing_pb2.WatchInvalidationsResponse]
+    """What other processes must forget (a revoked key, a changed price list), streamed as each
+    change commits, for as long as the caller listens; the first message is `subscribed`.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -325,6 +334,15 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """
     GetQuote: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]  # type: ignore[assignment]
     """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+    TakeRateTokens: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]  # type: ignore[assignment]
+    """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+    Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+    rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+    """
+    WatchInvalidations: _aio.UnaryStreamMultiCallable[_billing_pb2.WatchInvalidationsRequest, _billing_pb2.WatchInvalidationsResponse]  # type: ignore[assignment]
+    """What other processes must forget (a revoked key, a changed price list), streamed as each
+    change commits, for as long as the caller listens; the first message is `subscribed`.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Billing: the owner of money. The gateway calls it for accounts, keys, balances, prices, payments
@@ -800,5 +818,26 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.StoredQuote, _abc.Awaitable[_billing_pb2.StoredQuote]]:
         """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+
+    @_abc_1.abstractmethod
+    def TakeRateTokens(
+        self,
+        request: _billing_pb2.TakeRateTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.TakeRateTokensResponse, _abc.Awaitable[_billing_pb2.TakeRateTokensResponse]]:
+        """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
+        Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
+        rate, an address's failed sign-ins), refilled on PostgreSQL's clock; `wanted` 0 only reads it.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchInvalidations(
+        self,
+        request: _billing_pb2.WatchInvalidationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_billing_pb2.WatchInvalidationsResponse], _abc.AsyncIterator[_billing_pb2.WatchInvalidationsResponse]]:
+        """What other processes must forget (a revoked key, a changed price list), streamed as each
+        change commits, for as long as the caller listens; the first message is `subscribed`.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
