@@ -34,13 +34,14 @@ test-fast: setup ## unit tests only (no services needed)
 test-scale: setup services ## multi-process scale-out tests (replicated run, replica kills; minutes)
 	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale
 
-lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/
+lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/, Kubernetes manifests
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs services tests bench clients/python/src
 	$(RUN) lint-imports
 	$(RUN) buf lint protos
 	$(RUN) scripts/check_proto_breaking.sh
+	$(RUN) python scripts/check_kubernetes.py
 
 format: setup
 	$(RUN) ruff check --fix .

@@ -284,6 +284,13 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
     retry_base_seconds: float = Field(default=1.0, ge=0)
     retry_max_seconds: float = Field(default=30.0, ge=0)
+    # A model's circuit breaker (ADR-113), shared by all workers in PostgreSQL: it opens after this
+    # many consecutive transient failures at a remote provider; while open, tasks of the model
+    # wait (costing no attempt) and one probe is tried every breaker_open_seconds. An outage
+    # longer than breaker_outage_limit_seconds fails the waiting tasks as provider_error, refunded.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    breaker_outage_limit_seconds: float = Field(default=900.0, gt=0)
     simulated_latency_seconds: float = Field(default=0.5, ge=0)
     asset_dir: str = ".reelbatch/assets"
     public_base_url: str = "http://127.0.0.1:8000"

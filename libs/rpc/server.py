@@ -186,6 +186,15 @@ class AddressUnavailable(RuntimeError):
         self.address = address
 
 
+# Every connection a server accepts is closed gracefully (GOAWAY) after about this long (gRPC adds
+# +-10% jitter): the client then reconnects and re-resolves its `dns:///` target, so replicas
+# added since (a scaled-up Deployment behind a headless Service) join its round robin pool within
+# this time. Calls in flight get the grace period to finish; a call racing the GOAWAY is retried
+# by the channels' retry policy (UNAVAILABLE). ADR-132.
+MAX_CONNECTION_AGE_SECONDS = 120.0
+MAX_CONNECTION_AGE_GRACE_SECONDS = 600.0
+
+
 # How long a stopping server keeps serving after turning NOT_SERVING when clients watch its health
 # (they balance over replicas): their watch hears it at once; this covers calls already sent.
 DRAIN_NOTICE_SECONDS = 0.5
@@ -252,6 +261,8 @@ async def start_grpc_server(
             # gRPC sets SO_REUSEPORT by default: a second replica configured with a taken port would
             # silently share it (and half the connections). Off, a taken port fails the start.
             ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_age_ms", int(MAX_CONNECTION_AGE_SECONDS * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(MAX_CONNECTION_AGE_GRACE_SECONDS * 1000)),
         ],
     )
     # The generated add_*_to_server functions only register handlers: ServedHandlers is all of a

@@ -36,6 +36,7 @@ from services.batch.adapters.sql.queueing import DispatchWindows
 from services.batch.adapters.sql.store import BatchStore
 from services.batch.adapters.storage import AssetStorage, LocalDirectoryStorage
 from services.batch.adapters.tables import outbox
+from services.batch.domain.breaker import BreakerPolicy
 from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.generation import ModelCapabilities, UrlPolicy
 from services.batch.domain.provider import VideoProvider
@@ -266,6 +267,13 @@ async def build_worker(
             timeout_seconds=settings.input_fetch_timeout_seconds,
         ),
         provider_jobs=repository.provider_jobs,
+        breakers=repository.breakers,
+        breaker_policy=BreakerPolicy(
+            failure_threshold=settings.breaker_failure_threshold,
+            open_seconds=settings.breaker_open_seconds,
+            outage_limit_seconds=settings.breaker_outage_limit_seconds,
+            probe_seconds=settings.provider_timeout_seconds,
+        ),
     )
     relay = OutboxRelay.configured(settings, database, outbox, bus)
     orphaned = OrphanedJobs(

@@ -8,6 +8,8 @@ the span around a task's provider calls.
 - `reelbatch_task_duration_seconds{model}`: from the first claim to the final outcome.
 - `reelbatch_provider_quota_exhausted_total{provider, model}`: answers saying our provider
   account is out of quota (OpenAI's `insufficient_quota`): an operator must act.
+- `reelbatch_breaker_transitions_total{model, state}`: a model's circuit breaker opened or
+  closed (ADR-113); `open` means its provider is down and its tasks wait.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ _quota_exhausted = _meter.create_counter(
 def provider_quota_exhausted(provider: str, model: str) -> None:
     """Counts one answer of `provider` saying our account is out of quota for `model`."""
     _quota_exhausted.add(1, {"provider": provider, "model": model})
+
+
+_breaker_transitions = _meter.create_counter(
+    "reelbatch_breaker_transitions",
+    description="A model's circuit breaker opened or closed, by model and the state reached",
+)
+
+
+def breaker_changed(model: str, state: str) -> None:
+    """A model's circuit breaker reached `state` (open or closed)."""
+    _breaker_transitions.add(1, {"model": model, "state": state})
 
 
 def batch_reached(status: BatchStatus) -> None:

@@ -124,6 +124,8 @@ class FakeProvider:
     cancels: list[str] = field(default_factory=list)
     api_url: str = ""
     asset_url: str = ""
+    # Until this monotonic time every API call (not asset downloads) answers 503: an outage.
+    down_until: float = 0.0
     _runs: Counter[str] = field(default_factory=Counter)
     _rate_limited: Counter[str] = field(default_factory=Counter)
 
@@ -140,6 +142,11 @@ class FakeProvider:
         self.cancels.clear()
         self._runs.clear()
         self._rate_limited.clear()
+        self.down_until = 0.0
+
+    def go_down(self, seconds: float) -> None:
+        """Answers every API call with 503 for `seconds` (the provider is down), then recovers."""
+        self.down_until = time.monotonic() + seconds
 
     def listening_on(self, port: int) -> None:
         self.api_url = f"http://127.0.0.1:{port}"
@@ -221,6 +228,8 @@ class FakeProvider:
             self.seen.append(
                 SeenRequest(request.method, request.url.path, dict(request.headers), time.monotonic())
             )
+            if time.monotonic() < self.down_until and not request.url.path.startswith("/assets/"):
+                return JSONResponse({"error": "service unavailable"}, status_code=503)
             return await call_next(request)
 
         @app.get("/assets/{job_id}.mp4")

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
@@ -41,6 +42,23 @@ class ClaimedTask:
 RetryObserver = Callable[[int, ProviderFailure, float], Awaitable[None]]
 # The journal of one attempt's provider job, given the attempt and the recorded job it resumes.
 JournalFactory = Callable[[int, RecordedJob | None], JobJournal]
+
+
+class AttemptGate(Protocol):
+    """A model's circuit breaker as seen by one task (ADR-113)."""
+
+    async def admit(self) -> ProviderFailure | None:
+        """Waits while the model's provider is down; the failure to end the task with when it
+        stayed down too long, None when the attempt may start."""
+        ...
+
+    async def failed(self, failure: ProviderFailure) -> bool:
+        """Counts a transient failure; True when it costs the task no attempt."""
+        ...
+
+    async def succeeded(self) -> None:
+        """Counts a success."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -133,16 +151,25 @@ async def run_task(
     first_attempt: int = 1,
     resume: RecordedJob | None = None,
     journal_for: JournalFactory | None = None,
+    gate: AttemptGate | None = None,
 ) -> TaskOutcome:
     """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
 
     `slot` bounds how many provider calls run at once; it is held only during a call (not while
     waiting to retry) and the timeout starts once it is acquired. A task continuing after a crash
     starts at `first_attempt`, polling `resume` (its recorded provider job) if given; each
-    attempt's submission is journaled through `journal_for` (remote providers only).
+    attempt's submission is journaled through `journal_for` (remote providers only). With a
+    `gate` (the model's circuit breaker), an attempt waits while the provider is down, and a
+    transient failure while it is down costs no attempt: the budget is `max_attempts` attempts
+    made while the provider was up.
     """
     attempt = first_attempt - 1
+    forgiven = 0
     while True:
+        if gate is not None:
+            outage = await gate.admit()
+            if outage is not None:
+                return TaskOutcome.failed(task, attempt, outage.failure_type, outage.message)
         attempt += 1
         if counter is not None:
             counter.started = attempt
@@ -177,10 +204,14 @@ async def run_task(
                 task, attempt, FailureType.INTERNAL, f"internal error: {type(error).__name__}"
             )
         else:
+            if gate is not None:
+                await gate.succeeded()
             return TaskOutcome(
                 task.task_id, task.claim_token, TaskStatus.SUCCEEDED, attempt, video_url=asset.url
             )
-        if not failure.transient or attempt >= policy.max_attempts:
+        if failure.transient and gate is not None and await gate.failed(failure):
+            forgiven += 1
+        if not failure.transient or attempt - forgiven >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
         # The provider's own Retry-After holds between attempts too, when longer than our backoff.
         delay = max(policy.backoff.delay(attempt, uniform), failure.retry_after or 0.0)

@@ -297,6 +297,23 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             ]
         )
 
+    async def ListDegradedModels(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListDegradedModelsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListDegradedModelsResponse:
+        degraded = await self._handlers.reads.degraded_models()
+        models = []
+        for found in degraded:
+            model = batch_pb2.DegradedModel(
+                model=found.breaker.model,
+                state=found.breaker.state.value,
+                failures=found.breaker.failures,
+                outage_seconds=found.outage_seconds,
+            )
+            if found.opened_at is not None:
+                model.opened_at.FromDatetime(found.opened_at)
+            models.append(model)
+        return batch_pb2.ListDegradedModelsResponse(models=models)
+
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:

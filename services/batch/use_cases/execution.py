@@ -17,10 +17,12 @@ from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
 from services.batch import metrics as batch_metrics
+from services.batch.adapters.sql.breakers import ModelBreakers
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.adapters.sql.provider_jobs import ProviderJobs
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
+from services.batch.domain.breaker import BreakerPolicy
 from services.batch.domain.execution import (
     AttemptCounter,
     AttemptPolicy,
@@ -34,6 +36,7 @@ from services.batch.domain.provider import FailureType, ProviderFailure, VideoPr
 from services.batch.domain.provider_jobs import FRESH_START, JobJournal, RecordedJob, ResumePlan, plan_resume
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
+from services.batch.use_cases.breakers import ModelGate
 from services.batch.use_cases.claims import ClaimCoalescer
 from services.batch.use_cases.outcomes import OutcomeWriter
 
@@ -91,8 +94,12 @@ class TaskExecutor:
         cancel_check_seconds: float = 1.0,
         images: ImageSource | None = None,
         provider_jobs: ProviderJobs | None = None,
+        breakers: ModelBreakers | None = None,
+        breaker_policy: BreakerPolicy | None = None,
     ) -> None:
         self._claims = claims
+        self._breakers = breakers
+        self._breaker_policy = breaker_policy or BreakerPolicy()
         self._provider_jobs = provider_jobs
         self._cancels = cancels
         self._writer = writer
@@ -301,6 +308,12 @@ class TaskExecutor:
                 first_attempt=plan.first_attempt,
                 resume=plan.resume,
                 journal_for=journal_for if jobs is not None else None,
+                # Only remote providers have a breaker: the simulated one is never down.
+                gate=(
+                    ModelGate(self._breakers, task.model, self._breaker_policy)
+                    if jobs is not None and self._breakers is not None
+                    else None
+                ),
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
         return outcome

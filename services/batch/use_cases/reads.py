@@ -4,6 +4,7 @@ of unfinished batches, a batch's outcome breakdown and per-batch totals."""
 from __future__ import annotations
 
 from libs.errors import InvalidArgument
+from services.batch.adapters.sql.breakers import DegradedModel
 from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import (
     BatchStatus,
@@ -45,6 +46,10 @@ class Reads:
     async def provider_job_findings(self) -> list[ProviderJobFinding]:
         """Double provider jobs and jobs in doubt, for the operator's reconciliation (ADR-110)."""
         return await self._store.provider_jobs.audit()
+
+    async def degraded_models(self) -> list[DegradedModel]:
+        """Models whose circuit breaker is open or probing (ADR-113), for the admin overview."""
+        return await self._store.breakers.degraded()
 
     async def count_open_batches(self, tenant_id: str, limit: int) -> int:
         """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""

@@ -21,6 +21,7 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchV
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.console_invites import CONSOLE_ROLES
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
+from services.gateway.schemas.model_health import DegradedModelView
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage
 from services.gateway.schemas.tenants import TenantPage
@@ -100,10 +101,12 @@ def batches(
     items: Sequence[AdminBatchView],
     next_cursor: str | None,
     filters: Mapping[str, str],
+    degraded: Sequence[DegradedModelView] = (),
     *,
     csrf_token: str | None,
 ) -> HTMLResponse:
-    """Every batch, newest first, with badges and a progress bar per batch."""
+    """Every batch, newest first, with badges and a progress bar per batch; above them, the
+    models whose provider is down (ADR-113)."""
     return _page(
         request,
         "admin/batches.html",
@@ -111,6 +114,7 @@ def batches(
         active="batches",
         live=any(views.is_live(batch) for batch in items),
         batches=items,
+        degraded=degraded,
         status_options=views.options(views.BATCH_STATUSES, filters.get("status", ""), "any"),
         settlement_options=views.options(
             views.SETTLEMENT_STATUSES, filters.get("settlement_status", ""), "any"

@@ -4,6 +4,7 @@ Pages accept the session cookie or `Authorization: Bearer <admin token>`; withou
 redirect to the sign-in page. Forms that change anything (sign-out) carry the session's CSRF token.
 """
 
+import asyncio
 import math
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -175,13 +176,16 @@ def dashboard_router(
             "settlement_status": settlement_status if settlement_status in views.SETTLEMENT_STATUSES else "",
             "tenant_id": tenant_id if is_uuid(tenant_id) else "",
         }
-        page = await reads.batches(
-            status=filters["status"],
-            settlement_status=filters["settlement_status"],
-            tenant_id=filters["tenant_id"],
-            cursor=cursor,
+        page, degraded = await asyncio.gather(
+            reads.batches(
+                status=filters["status"],
+                settlement_status=filters["settlement_status"],
+                tenant_id=filters["tenant_id"],
+                cursor=cursor,
+            ),
+            reads.degraded_models(),
         )
-        return pages.batches(request, page.items, page.next_cursor, filters, csrf_token=csrf)
+        return pages.batches(request, page.items, page.next_cursor, filters, degraded, csrf_token=csrf)
 
     @router.get("/batches/{batch_id}")
     async def batch_page(

@@ -15,6 +15,7 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchP
 from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.fields import optional_timestamp
+from services.gateway.schemas.model_health import DegradedModelView
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
@@ -151,6 +152,13 @@ class AdminReads:
             timeout=self._deadline,
         )
         return LedgerPage.from_proto(response)
+
+    async def degraded_models(self) -> list[DegradedModelView]:
+        """Models whose provider is down (circuit breaker open or probing), by name."""
+        response = await self._backends.batch.ListDegradedModels(
+            batch_pb2.ListDegradedModelsRequest(), timeout=self._deadline
+        )
+        return [DegradedModelView.from_proto(model) for model in response.models]
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""

@@ -6,6 +6,7 @@ clients' health watch hears it, and gets its share again when it reports SERVING
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 
+from libs.rpc import server as server_module
 from libs.rpc.client import open_channel
 from libs.rpc.server import GrpcServer, start_grpc_server
 
@@ -72,3 +74,31 @@ async def test_a_not_serving_replica_gets_no_calls_and_its_share_back_when_servi
         await replicas[0].set_serving(True)
         await _until(channel, {"0", "1"})
         assert min((await _served_by(channel, 200)).values()) >= 70
+
+
+async def test_connections_are_recycled_so_clients_re_resolve_and_find_new_replicas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Short ages so the test sees a reconnection (production: 120 s, ADR-132).
+    monkeypatch.setattr(server_module, "MAX_CONNECTION_AGE_SECONDS", 0.3)
+    monkeypatch.setattr(server_module, "MAX_CONNECTION_AGE_GRACE_SECONDS", 0.3)
+
+    async def peer(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return context.peer().encode()
+
+    def register(server: grpc.aio.Server) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(peer)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Who": handler}),))
+
+    server = await start_grpc_server("127.0.0.1:0", [register], [SERVICE])
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}") as channel:
+            peers: set[str] = set()
+            deadline = time.monotonic() + NOTICE_SECONDS
+            while len(peers) < 2:
+                assert time.monotonic() < deadline, "the connection was never recycled"
+                # Every call succeeds across the recycling (no UNAVAILABLE reaches the caller).
+                peers |= set(await _served_by(channel, 5))
+                await asyncio.sleep(0.1)
+    finally:
+        await server.stop(0)

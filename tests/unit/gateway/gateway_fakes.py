@@ -260,6 +260,8 @@ class FakeBatch(FakeStub):
         self.tasks: list[batch_pb2.Task] = []
         # False: a batch service of the previous release, without CountOpenBatches.
         self.counts_open_batches = True
+        # Models whose circuit breaker is open (the admin overview shows them degraded).
+        self.degraded_models: list[batch_pb2.DegradedModel] = []
 
     def _owned(self, tenant_id: str, batch_id: str) -> batch_pb2.Batch:
         if batch_id != self.batch.batch_id or tenant_id not in ("", self.batch.tenant_id):
@@ -351,6 +353,12 @@ class FakeBatch(FakeStub):
     ) -> batch_pb2.ListBatchesResponse:
         self._record("ListBatches", request, timeout)
         return batch_pb2.ListBatchesResponse(batches=[self.batch], next_cursor="cursor-2")
+
+    async def ListDegradedModels(
+        self, request: batch_pb2.ListDegradedModelsRequest, timeout: float | None = None
+    ) -> batch_pb2.ListDegradedModelsResponse:
+        self._record("ListDegradedModels", request, timeout)
+        return batch_pb2.ListDegradedModelsResponse(models=self.degraded_models)
 
     async def ListTasks(
         self, request: batch_pb2.ListTasksRequest, timeout: float | None = None

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.http.admin_sessions import SESSION_COOKIE, AdminSessions
@@ -215,3 +216,17 @@ def test_stylesheet_is_served(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "@media (max-width: 720px)" in response.text
+
+
+def test_the_batches_overview_shows_a_model_whose_breaker_is_open_as_degraded(
+    client: TestClient, batch: ReportingBatch
+) -> None:
+    assert "Degraded models" not in client.get("/admin/batches", headers=ADMIN).text
+    batch.degraded_models = [
+        batch_pb2.DegradedModel(model="veo-3", state="open", failures=7, outage_seconds=42.4)
+    ]
+    page = client.get("/admin/batches", headers=ADMIN).text
+    assert "Degraded models" in page
+    assert (
+        '<li data-model="veo-3"><strong>veo-3</strong>: degraded (provider down) for 42 s, 7 failures' in page
+    )

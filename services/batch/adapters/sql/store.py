@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from libs.db import Database
+from services.batch.adapters.sql.breakers import ModelBreakers
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.adapters.sql.input_files import InputFiles
@@ -34,6 +35,7 @@ class BatchStore:
     listings: BatchListings
     input_files: InputFiles
     provider_jobs: ProviderJobs
+    breakers: ModelBreakers
 
     @classmethod
     def open(cls, database: Database, windows: DispatchWindows) -> BatchStore:
@@ -51,4 +53,5 @@ class BatchStore:
             listings=BatchListings(database),
             input_files=InputFiles(database),
             provider_jobs=ProviderJobs(database),
+            breakers=ModelBreakers(database),
         )

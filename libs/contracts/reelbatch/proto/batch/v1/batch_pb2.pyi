@@ -1493,3 +1493,84 @@ class AuditProviderJobsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditProviderJobsResponse: _TypeAlias = AuditProviderJobsResponse  # noqa: Y015
+
+@_typing.final
+class ListDegradedModelsRequest(_message.Message):
+    """Asks for the degraded models."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDegradedModelsRequest: _TypeAlias = ListDegradedModelsRequest  # noqa: Y015
+
+@_typing.final
+class DegradedModel(_message.Message):
+    """A model whose provider is down or being probed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    OUTAGE_SECONDS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Our model name (price list)."""
+    state: _builtins.str
+    """"open" (tasks wait) or "half_open" (one probe runs)."""
+    failures: _builtins.int
+    """Consecutive transient failures counted."""
+    outage_seconds: _builtins.float
+    """Seconds since the outage began (its first opening)."""
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp:
+        """When its breaker last opened."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        state: _builtins.str = ...,
+        failures: _builtins.int = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        outage_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failures", b"failures", "model", b"model", "opened_at", b"opened_at", "outage_seconds", b"outage_seconds", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DegradedModel: _TypeAlias = DegradedModel  # noqa: Y015
+
+@_typing.final
+class ListDegradedModelsResponse(_message.Message):
+    """Ordered by model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___DegradedModel]:
+        """The degraded models; empty when every provider answers."""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___DegradedModel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDegradedModelsResponse: _TypeAlias = ListDegradedModelsResponse  # noqa: Y015

@@ -101,6 +101,11 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.FromString,
                 _registered_method=True)
+        self.ListDegradedModels = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/ListDegradedModels',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -223,6 +228,15 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDegradedModels(self, request, context):
+        """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
+        REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
+        shows them as degraded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -290,6 +304,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.AuditProviderJobs,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.SerializeToString,
+            ),
+            'ListDegradedModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDegradedModels,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -645,6 +664,33 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/AuditProviderJobs',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.AuditProviderJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDegradedModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/ListDegradedModels',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

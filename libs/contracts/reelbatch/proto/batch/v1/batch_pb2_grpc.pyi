@@ -96,6 +96,11 @@ class BatchServiceStub:
     """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
     job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
     """
+    ListDegradedModels: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListDegradedModelsRequest, _batch_pb2.ListDegradedModelsResponse]
+    """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
+    REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
+    shows them as degraded.
+    """
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -161,6 +166,11 @@ class BatchServiceAsyncStub(BatchServiceStub):
     AuditProviderJobs: _aio.UnaryUnaryMultiCallable[_batch_pb2.AuditProviderJobsRequest, _batch_pb2.AuditProviderJobsResponse]  # type: ignore[assignment]
     """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
     job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
+    """
+    ListDegradedModels: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListDegradedModelsRequest, _batch_pb2.ListDegradedModelsResponse]  # type: ignore[assignment]
+    """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
+    REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
+    shows them as degraded.
     """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -302,6 +312,17 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_batch_pb2.AuditProviderJobsResponse, _abc.Awaitable[_batch_pb2.AuditProviderJobsResponse]]:
         """Provider jobs an operator must look at (ADR-110): an attempt of a task holding more than one
         job its provider may bill, and jobs in doubt (a create call whose answer was lost in a crash).
+        """
+
+    @_abc_1.abstractmethod
+    def ListDegradedModels(
+        self,
+        request: _batch_pb2.ListDegradedModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.ListDegradedModelsResponse, _abc.Awaitable[_batch_pb2.ListDegradedModelsResponse]]:
+        """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
+        REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
+        shows them as degraded.
         """
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,121 @@
+"""The attempt gate of a model's shared circuit breaker (ADR-113).
+
+Before each attempt at a remote provider a task asks its model's breaker: it runs, runs as the
+probe, waits (costing no attempt) or gives up when the outage outlasted its limit. After the
+attempt it reports the result. The breaker is an optimisation of the provider's side, so a
+database hiccup while asking never fails a task: the attempt then just runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from services.batch import metrics as batch_metrics
+from services.batch.adapters.sql.breakers import ModelBreakers
+from services.batch.domain.breaker import (
+    Breaker,
+    BreakerPolicy,
+    BreakerState,
+    Verdict,
+    admit,
+    after_failure,
+    after_success,
+    forgives,
+    take_probe,
+)
+from services.batch.domain.provider import FailureType, ProviderFailure
+
+log = logging.getLogger(__name__)
+
+# A waiting task asks again at least this often (another worker's probe may have closed it).
+_MAX_WAIT_SECONDS = 1.0
+
+
+class ModelGate:
+    """The breaker of one model, as `run_task`'s `AttemptGate`."""
+
+    def __init__(
+        self,
+        breakers: ModelBreakers,
+        model: str,
+        policy: BreakerPolicy,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._breakers = breakers
+        self._model = model
+        self._policy = policy
+        self._sleep = sleep
+
+    async def admit(self) -> ProviderFailure | None:
+        """Waits while the breaker is open; None when the attempt may start, the failure to end
+        the task with when the outage outlasted its limit."""
+        while True:
+            try:
+                breaker, now = await self._breakers.read(self._model)
+                admission = admit(breaker, now, self._policy)
+                if admission.verdict is Verdict.PROBE:
+                    before, after = await self._breakers.change(self._model, self._probe)
+                    # Only the asker whose change made it half-open is the probe; the others
+                    # found it taken (or closed) under the lock and ask again.
+                    if after != before:
+                        return None
+                    continue
+            except Exception:
+                log.warning("could not read the breaker of %s; attempting anyway", self._model, exc_info=True)
+                return None
+            if admission.verdict is Verdict.GO:
+                return None
+            if admission.verdict is Verdict.GIVE_UP:
+                return ProviderFailure(
+                    FailureType.PROVIDER_ERROR,
+                    f"{self._model}: its provider has been unavailable for over "
+                    f"{self._policy.outage_limit_seconds:g}s (circuit breaker open)",
+                    transient=False,
+                )
+            await self._sleep(min(max(admission.wait_seconds, 0.01), _MAX_WAIT_SECONDS))
+
+    def _probe(self, breaker: Breaker, now: float) -> Breaker:
+        # Under the row lock: only the first asker of a due breaker becomes the probe.
+        if admit(breaker, now, self._policy).verdict is not Verdict.PROBE:
+            return breaker
+        return take_probe(breaker, now, self._policy)
+
+    async def failed(self, failure: ProviderFailure) -> bool:
+        """Counts a transient failure; whether it costs the task no attempt (breaker open)."""
+        try:
+            before, after = await self._breakers.change(
+                self._model, functools.partial(_failed, policy=self._policy)
+            )
+        except Exception:
+            log.warning("could not record a failure in the breaker of %s", self._model, exc_info=True)
+            return False
+        if after.opens > before.opens or (before.state is BreakerState.HALF_OPEN and after != before):
+            batch_metrics.breaker_changed(self._model, after.state.value)
+            log.error(
+                "%s: circuit breaker open after %d consecutive transient failures (%s); tasks wait",
+                self._model,
+                after.failures,
+                failure.message,
+            )
+        return forgives(after)
+
+    async def succeeded(self) -> None:
+        """Closes the breaker if anything was counted (one read when it is clean)."""
+        try:
+            breaker, _ = await self._breakers.read(self._model)
+            if breaker.state is BreakerState.CLOSED and breaker.failures == 0:
+                return
+            before, after = await self._breakers.change(self._model, lambda found, _now: after_success(found))
+        except Exception:
+            log.warning("could not record a success in the breaker of %s", self._model, exc_info=True)
+            return
+        if before.state is not BreakerState.CLOSED:
+            batch_metrics.breaker_changed(self._model, after.state.value)
+            log.warning("%s: circuit breaker closed, its provider answers again", self._model)
+
+
+def _failed(breaker: Breaker, now: float, *, policy: BreakerPolicy) -> Breaker:
+    return after_failure(breaker, now, policy)

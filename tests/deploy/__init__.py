@@ -1,0 +1,1 @@
+"""The deployment configurations (deploy/) run the system."""
