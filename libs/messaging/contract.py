@@ -46,7 +46,8 @@ BILLING_OUTCOMES_QUEUE = QueueSpec(
 )
 BATCH_SETTLEMENTS_QUEUE = QueueSpec("batch.settlements", ("batch.settled",))
 WEBHOOK_EVENTS_QUEUE = QueueSpec(
-    "webhook.events", ("batch.queued", "batch.settled", "task.outcomes", "task.succeeded", "task.failed")
+    "webhook.events",
+    ("batch.queued", "batch.settled", "task.outcomes", "task.succeeded", "task.failed", "billing.alert"),
 )
 
 # Every process declares all of them, so no event is published before its queue exists,

@@ -37,3 +37,14 @@ def record_transfers(transfers: Iterable[Transfer]) -> None:
         counter = _COUNTERS.get(transfer.ref_type)
         if counter is not None:
             counter.add(transfer.amount)
+
+
+_ALERTS = _meter.create_counter(
+    "reelbatch_spend_alerts", description="Spend alert thresholds crossed (label `type`: the event type)"
+)
+
+
+def record_alerts(alert_types: Iterable[str]) -> None:
+    """Counts committed threshold crossings per event type (`credits.low`, `budget.threshold`)."""
+    for alert_type in alert_types:
+        _ALERTS.add(1, {"type": alert_type})

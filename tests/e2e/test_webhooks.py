@@ -5,12 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -18,32 +14,6 @@ from standardwebhooks.webhooks import Webhook
 from libs.ledger_keys import TRANSFER_ID_NAMESPACE
 from tests.e2e.test_money_path import SEED_PROMPTS
 from tests.rest_api import Api
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    received: list[tuple[dict[str, str], bytes]] = []
-    handler = type("Recorder", (_Recorder,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/reelbatch", received
-    server.shutdown()
-    server.server_close()
 
 
 def test_seed_demo_batch_completed_arrives_once_signed_with_the_settled_figures(

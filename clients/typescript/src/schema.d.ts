@@ -4,6 +4,30 @@
  */
 
 export interface paths {
+    "/api/enterprise/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's spend alert thresholds
+         * @description Billing compares the balance and each budget's use before and after every batch freeze, in the freeze's own transaction, so each crossing sends exactly one signed webhook (`credits.low`, `budget.threshold`) to the endpoints that want it, however many batches run at once; a top-up or a refund that goes back over the line re-arms it.
+         */
+        get: operations["get_alert_thresholds"];
+        /**
+         * Set the tenant's spend alert thresholds
+         * @description Billing compares the balance and each budget's use before and after every batch freeze, in the freeze's own transaction, so each crossing sends exactly one signed webhook (`credits.low`, `budget.threshold`) to the endpoints that want it, however many batches run at once; a top-up or a refund that goes back over the line re-arms it. Needs a key with the `billing` scope.
+         */
+        put: operations["set_alert_thresholds"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/api-keys": {
         parameters: {
             query?: never;
@@ -752,6 +776,50 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "budget.threshold": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * budget.threshold: A batch took a budget's use this month to your alert percent of its cap (once per crossing and budget; a refund back under it re-arms the alert).
+         * @description A batch took a budget's use this month to your alert percent of its cap (once per crossing and budget; a refund back under it re-arms the alert).
+         *
+         *     Every delivery, to an account endpoint (`POST /api/enterprise/webhook-endpoints`) or to a batch's own `webhook_url`, is signed the same way (Standard Webhooks): headers `webhook-id` (the message id, the same on every retry and replay: deduplicate on it), `webhook-timestamp` (Unix seconds) and `webhook-signature`: `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), where key is the base64 part of the secret after `whsec_`. The secret is the endpoint's own one (shown once at registration, rotated with `.../rotate-secret`) for account endpoints, and the tenant's signing secret (`GET /api/enterprise/webhook-secret`, rotated with `POST /api/enterprise/webhook-secret/rotate`) for batch `webhook_url`s. During a rotation's overlap the header carries one signature per valid secret, space-separated: accept the delivery when any matches, and refuse timestamps more than 5 minutes away from your clock.
+         */
+        post: operations["budget_threshold_webhookbudget_threshold_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "credits.low": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.low: A batch took the available credits below your low-balance threshold (once per crossing; a top-up back over it re-arms the alert).
+         * @description A batch took the available credits below your low-balance threshold (once per crossing; a top-up back over it re-arms the alert).
+         *
+         *     Every delivery, to an account endpoint (`POST /api/enterprise/webhook-endpoints`) or to a batch's own `webhook_url`, is signed the same way (Standard Webhooks): headers `webhook-id` (the message id, the same on every retry and replay: deduplicate on it), `webhook-timestamp` (Unix seconds) and `webhook-signature`: `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), where key is the base64 part of the secret after `whsec_`. The secret is the endpoint's own one (shown once at registration, rotated with `.../rotate-secret`) for account endpoints, and the tenant's signing secret (`GET /api/enterprise/webhook-secret`, rotated with `POST /api/enterprise/webhook-secret/rotate`) for batch `webhook_url`s. During a rotation's overlap the header carries one signature per valid secret, space-separated: accept the delivery when any matches, and refuse timestamps more than 5 minutes away from your clock.
+         */
+        post: operations["credits_low_webhookcredits_low_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "task.failed": {
         parameters: {
             query?: never;
@@ -799,6 +867,38 @@ export interface webhooks {
 }
 export interface components {
     schemas: {
+        /**
+         * AlertThresholdsUpdate
+         * @description The tenant's spend alert thresholds, replacing the current ones.
+         */
+        AlertThresholdsUpdate: {
+            /**
+             * Budget Percent
+             * @description Send `budget.threshold` when a batch's freeze takes a capped budget's use this month to this percent of its cap (each budget: the tenant's, keys', projects'); `null` (or omitted) turns it off.
+             */
+            budget_percent?: number | null;
+            /**
+             * Low Balance Credits
+             * @description Send `credits.low` when a batch's freeze takes the available credits below this many; `null` (or omitted) turns the alert off.
+             */
+            low_balance_credits?: number | null;
+        };
+        /**
+         * AlertThresholdsView
+         * @description The tenant's spend alert thresholds (null: that alert is off).
+         */
+        AlertThresholdsView: {
+            /**
+             * Budget Percent
+             * @description Send `budget.threshold` when a batch's freeze takes a capped budget's use this month to this percent of its cap (each budget: the tenant's, keys', projects'); `null` (or omitted) turns it off.
+             */
+            budget_percent: number | null;
+            /**
+             * Low Balance Credits
+             * @description Send `credits.low` when a batch's freeze takes the available credits below this many; `null` (or omitted) turns the alert off.
+             */
+            low_balance_credits: number | null;
+        };
         /**
          * ApiKeyList
          * @description Every key of the tenant, oldest first (one page: a tenant has few keys).
@@ -1283,6 +1383,69 @@ export interface components {
             items: components["schemas"]["BudgetView"][];
         };
         /**
+         * BudgetThresholdEvent
+         * @description `budget.threshold`.
+         */
+        BudgetThresholdEvent: {
+            data: components["schemas"]["BudgetThresholdEventData"];
+            /**
+             * Timestamp
+             * @description When it happened (RFC 3339, UTC).
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "budget.threshold";
+        };
+        /**
+         * BudgetThresholdEventData
+         * @description A batch's freeze took a capped budget's use this month to the alert percent of its cap.
+         */
+        BudgetThresholdEventData: {
+            /**
+             * Alert Id
+             * @description Unique per crossing (the same on every retry): deduplicate on it.
+             */
+            alert_id: string;
+            /**
+             * Budget Scope
+             * @description tenant, api_key or project.
+             */
+            budget_scope: string;
+            /**
+             * Budget Scope Id
+             * @description The key id or the project; null for the tenant's.
+             */
+            budget_scope_id?: string | null;
+            /**
+             * Monthly Credits
+             * @description The budget's cap.
+             */
+            monthly_credits: number;
+            /**
+             * Period End
+             * @description When the month ends and the use resets (RFC 3339, UTC).
+             */
+            period_end: string;
+            /**
+             * Threshold Credits
+             * @description The use at which the percent is reached (rounded up).
+             */
+            threshold_credits: number;
+            /**
+             * Threshold Percent
+             * @description The percent reached (`budget_percent` of `/api/enterprise/alerts`).
+             */
+            threshold_percent: number;
+            /**
+             * Used Credits
+             * @description The budget's use this month after the freeze that crossed it.
+             */
+            used_credits: number;
+        };
+        /**
          * BudgetUpdate
          * @description A monthly budget to set, or `null` to remove it.
          */
@@ -1381,6 +1544,44 @@ export interface components {
             webhook_url?: string | null;
         };
         /**
+         * CreditsLowEvent
+         * @description `credits.low`.
+         */
+        CreditsLowEvent: {
+            data: components["schemas"]["CreditsLowEventData"];
+            /**
+             * Timestamp
+             * @description When it happened (RFC 3339, UTC).
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "credits.low";
+        };
+        /**
+         * CreditsLowEventData
+         * @description A batch's freeze took the available credits below the tenant's low-balance threshold.
+         */
+        CreditsLowEventData: {
+            /**
+             * Alert Id
+             * @description Unique per crossing (the same on every retry): deduplicate on it.
+             */
+            alert_id: string;
+            /**
+             * Available Credits
+             * @description The available credits after the freeze that crossed it.
+             */
+            available_credits: number;
+            /**
+             * Threshold Credits
+             * @description The threshold (`low_balance_credits` of `/api/enterprise/alerts`).
+             */
+            threshold_credits: number;
+        };
+        /**
          * CreditsView
          * @description A tenant's balances.
          */
@@ -1458,7 +1659,7 @@ export interface components {
             description?: string;
             /**
              * Event Types
-             * @description batch.queued, batch.completed, batch.cancelled, task.succeeded, task.failed; empty means the batch events.
+             * @description batch.queued, batch.completed, batch.cancelled, credits.low, budget.threshold, task.succeeded, task.failed; empty means the batch and alert events.
              */
             event_types?: string[];
             /**
@@ -2293,6 +2494,149 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_alert_thresholds: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertThresholdsView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_alert_thresholds: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlertThresholdsUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertThresholdsView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_own_keys: {
         parameters: {
             query?: never;
@@ -5083,6 +5427,68 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["BatchEvent"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Received: any 2xx ends the retries of this message. */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    budget_threshold_webhookbudget_threshold_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BudgetThresholdEvent"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Received: any 2xx ends the retries of this message. */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    credits_low_webhookcredits_low_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreditsLowEvent"];
             };
         };
         responses: {

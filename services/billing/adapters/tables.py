@@ -244,6 +244,18 @@ budgets = Table(
     CheckConstraint("monthly_credits >= 0", name="ck_budgets_monthly_credits"),
 )
 
+# A tenant's spend alert thresholds (ADR-125); no row: no alerts.
+alert_thresholds = Table(
+    "alert_thresholds",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
+    Column("low_balance_credits", BigInteger, nullable=True),
+    Column("budget_percent", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("low_balance_credits >= 1", name="ck_alert_thresholds_low_balance"),
+    CheckConstraint("budget_percent BETWEEN 1 AND 100", name="ck_alert_thresholds_percent"),
+)
+
 batch_hold_lines = Table(
     "batch_hold_lines",
     metadata,

@@ -155,6 +155,8 @@ class BillingHandlers:
     get_budgets = _UseCase(spend_control.get_budgets)
     month_budgets = _UseCase(spend_control.month_budgets)
     set_budget = _UseCase(spend_control.set_budget)
+    get_alert_thresholds = _UseCase(spend_control.get_alert_thresholds)
+    set_alert_thresholds = _UseCase(spend_control.set_alert_thresholds)
     create_quote = _UseCase(spend_control.create_quote)
     get_quote = _UseCase(spend_control.get_quote)
 

@@ -13,9 +13,20 @@ from datetime import datetime
 
 from libs.errors import ServiceError
 from libs.group_commit import GroupCommitter
+from libs.messaging.contract import Envelope
 from services.billing import metrics as billing_metrics
+from services.billing.adapters.events import spend_alert_event
+from services.billing.adapters.sql.accounts import AccountBalance
 from services.billing.adapters.sql.reservations import PlannedReservation
-from services.billing.domain.budgets import UNATTRIBUTED, Attribution, Period, period_of
+from services.billing.domain.alerts import AlertThresholds, crossings
+from services.billing.domain.budgets import (
+    UNATTRIBUTED,
+    Attribution,
+    BudgetKey,
+    BudgetLedger,
+    Period,
+    period_of,
+)
 from services.billing.domain.errors import (
     BatchReservedByAnotherTenant,
     LedgerInvariantViolated,
@@ -164,10 +175,12 @@ class Reservations:
                 else {}
             )
             balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
+            thresholds = await tx.alert_thresholds(wallets.keys()) if wallets else {}
             # The month of the freeze: spend counts there, whenever it is refunded (ADR-122).
             now = deps.clock()
             period = period_of(now)
             budgets = await tx.budget_ledgers(wallets.keys(), period) if wallets else {}
+            used_before = {tenant_id: dict(ledger.used) for tenant_id, ledger in budgets.items()}
             citing = (requests[first_of_batch[batch_id]] for batch_id in created)
             cited = await tx.lock_quotes([r.quote_id for r in citing if r.quote_id is not None])
             honoured: dict[uuid.UUID, BatchId] = {}
@@ -198,6 +211,8 @@ class Reservations:
                 if request.quote_id is not None:
                     honoured[request.quote_id] = request.batch_id
             await tx.delete_accounts(refused_accounts)
+            alerts = _alerts(thresholds, wallets, balances, budgets, used_before, now)
+            await tx.add_events([event for _, event in alerts])
             if await tx.use_quotes(honoured, now) != len(honoured):
                 raise LedgerInvariantViolated("a quote was honoured twice")
             opening = {wallet.id: wallet.balance for wallet in wallets.values()}
@@ -206,6 +221,7 @@ class Reservations:
             if await tx.post_reservations(planned, posting) != len(planned):
                 raise LedgerInvariantViolated("a batch was frozen without a batch hold")
         billing_metrics.record_transfers([item.transfer for item in planned])
+        billing_metrics.record_alerts(alert_type for alert_type, _ in alerts)
         for item in planned:
             outcomes[first_of_batch[item.hold.batch_id]] = Reservation(
                 frozen_credits=item.hold.frozen,
@@ -224,6 +240,35 @@ class Reservations:
                     outcomes[index] = refused
         assert all(outcome is not None for outcome in outcomes), "every request has its outcome"
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _alerts(
+    thresholds: Mapping[TenantId, AlertThresholds],
+    wallets: Mapping[TenantId, AccountBalance],
+    balances: Mapping[TenantId, int],
+    budgets: Mapping[TenantId, BudgetLedger],
+    used_before: Mapping[TenantId, Mapping[BudgetKey, int]],
+    now: datetime,
+) -> list[tuple[str, Envelope]]:
+    """The `billing.alert` events (with their types) of the thresholds this group's freezes crossed (ADR-125).
+
+    The group is one transaction under the wallets' locks: comparing each tenant's balance and
+    budget use before the group with after it sees every crossing once, whatever runs concurrently.
+    """
+    events: list[tuple[str, Envelope]] = []
+    for tenant_id, tenant_thresholds in thresholds.items():
+        ledger = budgets.get(tenant_id)
+        for crossing in crossings(
+            tenant_thresholds,
+            wallets[tenant_id].balance,
+            balances[tenant_id],
+            ledger.caps if ledger is not None else {},
+            used_before.get(tenant_id, {}),
+            ledger.used if ledger is not None else {},
+        ):
+            event = spend_alert_event(str(uuid.uuid4()), tenant_id, crossing, period_of(now), now)
+            events.append((crossing.kind.value, event))
+    return events
 
 
 def _price(

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from libs.errors import InvalidArgument
 from services.billing.adapters.repository import LedgerTransaction
+from services.billing.domain.alerts import AlertStatus, alert_status, validated_thresholds
 from services.billing.domain.budgets import (
     TENANT_BUDGET,
     BudgetKey,
@@ -93,6 +94,32 @@ async def set_budget(
         await tx.spend_control.set_cap(tenant_id, key, cap)
         used = await tx.spend_control.use(tenant_id, period.start)
     return BudgetStatus(key, cap, used.get(key, 0), period)
+
+
+async def get_alert_thresholds(deps: Dependencies, tenant_id: TenantId) -> AlertStatus:
+    """The tenant's spend alert thresholds (ADR-125) and which side of them it is on now."""
+    async with deps.repository.transaction() as tx:
+        available = await tx.accounts.available(tenant_id)
+        if available is None:
+            raise TenantNotFound(tenant_id)
+        thresholds = await tx.spend_control.alert_thresholds(tenant_id)
+        caps = await tx.spend_control.caps(tenant_id) if thresholds.budget_percent is not None else {}
+        used = await tx.spend_control.use(tenant_id, period_of(deps.clock()).start) if caps else {}
+    return alert_status(thresholds, available.balance, caps, used)
+
+
+async def set_alert_thresholds(
+    deps: Dependencies, tenant_id: TenantId, low_balance_credits: int | None, budget_percent: int | None
+) -> AlertStatus:
+    """Replaces the tenant's thresholds (None turns an alert off); the caller was authorised as for
+    a budget. The next freeze that crosses one announces it: a line set below where the balance
+    already is fires at the next freeze that goes under it, not now."""
+    thresholds = validated_thresholds(low_balance_credits, budget_percent)
+    async with deps.repository.transaction() as tx:
+        if not await tx.access.tenant_exists(tenant_id):
+            raise TenantNotFound(tenant_id)
+        await tx.spend_control.set_alert_thresholds(tenant_id, thresholds)
+    return await get_alert_thresholds(deps, tenant_id)
 
 
 def _canonical(scope: str, scope_id: str) -> str:

@@ -1,5 +1,5 @@
-"""Spend control routes under /api/enterprise: monthly budgets (the tenant's, a key's, a project's)
-and stored quotes (issue 29; contracts in ARCHITECTURE section 11).
+"""Spend control routes under /api/enterprise: monthly budgets (the tenant's, a key's, a project's),
+spend alert thresholds and stored quotes (issue 29; contracts in ARCHITECTURE section 11).
 
 Reading a budget needs the `read` scope; changing one needs `billing` (`http.key_scopes`), so a key
 that submits batches cannot lift its own budget. The budget itself is enforced by billing, in the
@@ -21,7 +21,14 @@ from services.gateway.api.customer import create_body_of
 from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency
 from services.gateway.http.params import documented, error_responses
 from services.gateway.schemas.fields import json_bytes
-from services.gateway.schemas.spend_control import BudgetList, BudgetUpdate, BudgetView, QuoteView
+from services.gateway.schemas.spend_control import (
+    AlertThresholdsUpdate,
+    AlertThresholdsView,
+    BudgetList,
+    BudgetUpdate,
+    BudgetView,
+    QuoteView,
+)
 from services.gateway.use_cases.batch_creation import BatchCreation
 
 # The quote path reads a create body: the same streamed size limit as the create's.
@@ -47,6 +54,13 @@ _SET_DESCRIPTION = (
 _GET_DESCRIPTION = (
     "The cap (null when none) and this month's use: the net credits frozen this month (refunds and "
     "releases give budget back to the month of the freeze), what remains, and when the period ends."
+)
+
+_ALERTS_DESCRIPTION = (
+    "Billing compares the balance and each budget's use before and after every batch freeze, in the "
+    "freeze's own transaction, so each crossing sends exactly one signed webhook (`credits.low`, "
+    "`budget.threshold`) to the endpoints that want it, however many batches run at once; a top-up "
+    "or a refund that goes back over the line re-arms it."
 )
 
 
@@ -145,6 +159,33 @@ def spend_control_router(
         caller: Annotated[ApiCaller, customer], project: ProjectPath, body: BudgetUpdate
     ) -> BudgetView:
         return await write_budget(caller.tenant_id, body, "project", project)
+
+    @router.get(
+        "/alerts",
+        **documented(
+            AlertThresholdsView, "The tenant's spend alert thresholds", description=_ALERTS_DESCRIPTION
+        ),
+    )
+    async def get_alert_thresholds(caller: Annotated[ApiCaller, customer]) -> AlertThresholdsView:
+        answer = await billing.GetAlertThresholds(
+            billing_pb2.GetAlertThresholdsRequest(tenant_id=caller.tenant_id), timeout=deadline
+        )
+        return AlertThresholdsView.from_proto(answer)
+
+    @router.put(
+        "/alerts",
+        **documented(
+            AlertThresholdsView,
+            "Set the tenant's spend alert thresholds",
+            422,
+            description=_ALERTS_DESCRIPTION + " Needs a key with the `billing` scope.",
+        ),
+    )
+    async def set_alert_thresholds(
+        caller: Annotated[ApiCaller, customer], body: AlertThresholdsUpdate
+    ) -> AlertThresholdsView:
+        request = AlertThresholdsView(**body.model_dump()).to_request(caller.tenant_id)
+        return AlertThresholdsView.from_proto(await billing.SetAlertThresholds(request, timeout=deadline))
 
     @router.post(
         "/quotes",

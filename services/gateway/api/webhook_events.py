@@ -5,7 +5,14 @@ No `from __future__ import annotations`: FastAPI must resolve the endpoints' ann
 
 from fastapi import APIRouter
 
-from services.gateway.schemas.webhook_events import SIGNING_STORY, BatchEvent, TaskEvent
+from services.gateway.schemas.webhook_events import (
+    SIGNING_STORY,
+    BatchEvent,
+    BudgetThresholdEvent,
+    CreditsLowEvent,
+    EventModel,
+    TaskEvent,
+)
 
 _RECEIVED: dict[int | str, dict[str, object]] = {
     "2XX": {"description": "Received: any 2xx ends the retries of this message."}
@@ -21,14 +28,24 @@ def webhook_events() -> APIRouter:
         ("batch.cancelled", BatchEvent, "A batch was cancelled; what did not run is refunded."),
         ("task.succeeded", TaskEvent, "An item's video is ready (task events are opt-in per endpoint)."),
         ("task.failed", TaskEvent, "An item failed or was cancelled; its price is refunded."),
+        (
+            "credits.low",
+            CreditsLowEvent,
+            "A batch took the available credits below your low-balance threshold (once per crossing; "
+            "a top-up back over it re-arms the alert).",
+        ),
+        (
+            "budget.threshold",
+            BudgetThresholdEvent,
+            "A batch took a budget's use this month to your alert percent of its cap (once per "
+            "crossing and budget; a refund back under it re-arms the alert).",
+        ),
     ):
         _declare(router, event_type, model, what)
     return router
 
 
-def _declare(
-    router: APIRouter, event_type: str, model: type[BatchEvent] | type[TaskEvent], what: str
-) -> None:
+def _declare(router: APIRouter, event_type: str, model: EventModel, what: str) -> None:
     async def receive(body: model) -> None:  # type: ignore[valid-type]
         """Never called: the operation only documents what we POST to your endpoint."""
 

@@ -3,6 +3,8 @@ the server opens; the paid-session webhook credits the pack), payments received 
 payment, and the owner's choice whether finance members may buy.
 """
 
+from typing import Literal
+
 import grpc
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -13,7 +15,7 @@ from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, for
 from services.gateway.console.route_table import FINANCE, OWNER
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CursorText, FilterText
-from services.gateway.schemas.spend_control import MAX_MONTHLY_CREDITS
+from services.gateway.schemas.spend_control import MAX_LOW_BALANCE_CREDITS, MAX_MONTHLY_CREDITS
 from services.gateway.use_cases.console_money import ConsoleMoney
 from services.gateway.use_cases.console_reads import NotTheTenants
 
@@ -31,7 +33,7 @@ def may_buy(user: ConsoleUser, finance_may_buy: bool) -> bool:
 
 
 def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """credits, buy_credits, receipt, credit_settings, set_budget."""
+    """credits, buy_credits, receipt, credit_settings, set_budget, set_alerts."""
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
     base_url = deps.settings.public_base_url.rstrip("/")
 
@@ -40,6 +42,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     ) -> Response:
         finance_may_buy = await money.finance_may_buy(user.tenant_id)
         budgets = await money.budgets(user.tenant_id)
+        alerts = await money.alerts(user.tenant_id)
         packs = await money.packs()
         receipts, next_cursor = await money.receipts(user.tenant_id, cursor)
         return pages.render(
@@ -55,6 +58,7 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             is_owner=user.role == OWNER,
             notice=CHECKOUT_NOTICES.get(checkout, ""),
             budgets=budgets,
+            alerts=alerts,
         )
 
     async def buy_credits(request: Request, user: CurrentUser) -> Response:
@@ -111,8 +115,8 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return RedirectResponse(CREDITS_PATH, status_code=303)
 
     async def set_budget(request: Request, user: CurrentUser) -> Response:
-        typed = (await form_fields(request)).get("monthly_credits", "").strip().replace(",", "")
-        if typed and not (typed.isdigit() and int(typed) <= MAX_MONTHLY_CREDITS):
+        typed = _whole((await form_fields(request)).get("monthly_credits", ""), 0, MAX_MONTHLY_CREDITS)
+        if typed is False:
             return pages.message(
                 request,
                 user,
@@ -121,17 +125,48 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
                 f"A monthly budget is a whole number of credits from 0 to {MAX_MONTHLY_CREDITS:,}, "
                 "or empty for none.",
             )
-        stored = await money.set_tenant_budget(user.tenant_id, int(typed) if typed else None)
+        stored = await money.set_tenant_budget(user.tenant_id, typed)
         shown = "none" if stored.monthly_credits is None else f"{stored.monthly_credits} credits a month"
         await record_activity(
             deps, request, user, "budget.changed", "tenant", user.tenant_id, f"monthly budget: {shown}"
         )
         return RedirectResponse(CREDITS_PATH, status_code=303)
 
+    async def set_alerts(request: Request, user: CurrentUser) -> Response:
+        fields = await form_fields(request)
+        low = _whole(fields.get("low_balance_credits", ""), 1, MAX_LOW_BALANCE_CREDITS)
+        percent = _whole(fields.get("budget_percent", ""), 1, 100)
+        if low is False or percent is False:
+            return pages.message(
+                request,
+                user,
+                422,
+                "Alerts not saved",
+                f"The low-balance alert is a whole number of credits from 1 to {MAX_LOW_BALANCE_CREDITS:,} "
+                "and the budget alert a whole percent from 1 to 100; leave one empty to turn it off.",
+            )
+        stored = await money.set_alerts(user.tenant_id, low, percent)
+        thresholds = stored.thresholds
+        shown = f"low balance: {thresholds.low_balance_credits}, budget: {thresholds.budget_percent}%"
+        await record_activity(deps, request, user, "alerts.changed", "tenant", user.tenant_id, shown)
+        return RedirectResponse(CREDITS_PATH, status_code=303)
+
     return {
+        "set_alerts": set_alerts,
         "set_budget": set_budget,
         "credits": credits,
         "buy_credits": buy_credits,
         "receipt": receipt,
         "credit_settings": credit_settings,
     }
+
+
+def _whole(typed: str, low: int, high: int) -> int | Literal[False] | None:
+    """A form's whole number within [low, high] (thousands separators allowed), None when empty,
+    False when it is anything else."""
+    cleaned = typed.strip().replace(",", "")
+    if not cleaned:
+        return None
+    if not cleaned.isdigit() or not low <= int(cleaned) <= high:
+        return False
+    return int(cleaned)

@@ -1,5 +1,6 @@
 """The console's overview: available credits (paid and granted), this month's spend and refunds,
-open batches with live progress (polled by the page's script) and the last failures with reasons.
+open batches with live progress (polled by the page's script), the last failures with reasons, and
+the spend alert banner while the tenant is below one of its lines.
 """
 
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ def overview_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
 
     async def overview(request: Request, user: CurrentUser) -> Response:
         figures = await money.overview(user.tenant_id, datetime.now(UTC))
+        alerts = await money.alerts(user.tenant_id)
         return pages.render(
             request,
             "overview.html",
@@ -28,6 +30,7 @@ def overview_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             overview=figures,
             fault_labels=views.FAULT_LABELS,
             live=any(views.is_live(batch) for batch in figures.open_batches),
+            alerts=alerts,
         )
 
     return {"home": overview}

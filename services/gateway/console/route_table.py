@@ -107,6 +107,8 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("credit_settings", "POST", "/console/credits/settings", "form", OWNERS),
     # The tenant's monthly budget (issue 29): shown to money readers, changed by owners only.
     ConsoleRoute("set_budget", "POST", "/console/credits/budget", "form", OWNERS),
+    # Spend alert thresholds (issue 29, ADR-125): changed by owners only, as budgets are.
+    ConsoleRoute("set_alerts", "POST", "/console/credits/alerts", "form", OWNERS),
     # Developers: API keys, webhook endpoints, the delivery log and replays.
     ConsoleRoute("developers", "GET", "/console/developers", "page", DEVELOPERS, nav="Developers"),
     ConsoleRoute("create_api_key", "POST", "/console/developers/keys", "form", DEVELOPERS),

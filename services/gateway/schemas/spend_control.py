@@ -1,4 +1,4 @@
-"""Spend control: monthly budgets and their use, stored quotes (issue 29)."""
+"""Spend control: monthly budgets and their use, spend alert thresholds, stored quotes (issue 29)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,56 @@ class BudgetUpdate(BaseModel):
             "removes the budget. A batch over it is refused with 402 `budget_exceeded`."
         ),
     )
+
+
+# Billing's bounds of alert thresholds (`domain.alerts`).
+MAX_LOW_BALANCE_CREDITS = MAX_MONTHLY_CREDITS
+_LOW_BALANCE_DESCRIPTION = (
+    "Send `credits.low` when a batch's freeze takes the available credits below this many; `null` "
+    "(or omitted) turns the alert off."
+)
+_PERCENT_DESCRIPTION = (
+    "Send `budget.threshold` when a batch's freeze takes a capped budget's use this month to this "
+    "percent of its cap (each budget: the tenant's, keys', projects'); `null` (or omitted) turns it off."
+)
+
+
+class AlertThresholdsUpdate(BaseModel):
+    """The tenant's spend alert thresholds, replacing the current ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low_balance_credits: int | None = Field(
+        default=None, strict=True, ge=1, le=MAX_LOW_BALANCE_CREDITS, description=_LOW_BALANCE_DESCRIPTION
+    )
+    budget_percent: int | None = Field(
+        default=None, strict=True, ge=1, le=100, description=_PERCENT_DESCRIPTION
+    )
+
+
+class AlertThresholdsView(BaseModel):
+    """The tenant's spend alert thresholds (null: that alert is off)."""
+
+    low_balance_credits: int | None = Field(description=_LOW_BALANCE_DESCRIPTION)
+    budget_percent: int | None = Field(description=_PERCENT_DESCRIPTION)
+
+    @classmethod
+    def from_proto(cls, thresholds: billing_pb2.AlertThresholds) -> Self:
+        """The view of billing's AlertThresholds."""
+        return cls(
+            low_balance_credits=(
+                thresholds.low_balance_credits if thresholds.HasField("low_balance_credits") else None
+            ),
+            budget_percent=thresholds.budget_percent if thresholds.HasField("budget_percent") else None,
+        )
+
+    def to_request(self, tenant_id: str) -> billing_pb2.SetAlertThresholdsRequest:
+        """Billing's request setting these thresholds for the tenant."""
+        return billing_pb2.SetAlertThresholdsRequest(
+            tenant_id=tenant_id,
+            low_balance_credits=self.low_balance_credits,
+            budget_percent=self.budget_percent,
+        )
 
 
 class BudgetView(BaseModel):

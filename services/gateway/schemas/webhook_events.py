@@ -89,3 +89,50 @@ class TaskEvent(BaseModel):
     type: Literal["task.succeeded", "task.failed"]
     timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
     data: TaskEventData
+
+
+class CreditsLowEventData(BaseModel):
+    """A batch's freeze took the available credits below the tenant's low-balance threshold."""
+
+    alert_id: str = Field(description="Unique per crossing (the same on every retry): deduplicate on it.")
+    threshold_credits: int = Field(
+        description="The threshold (`low_balance_credits` of `/api/enterprise/alerts`)."
+    )
+    available_credits: int = Field(description="The available credits after the freeze that crossed it.")
+
+
+class BudgetThresholdEventData(BaseModel):
+    """A batch's freeze took a capped budget's use this month to the alert percent of its cap."""
+
+    alert_id: str = Field(description="Unique per crossing (the same on every retry): deduplicate on it.")
+    threshold_credits: int = Field(description="The use at which the percent is reached (rounded up).")
+    budget_scope: str = Field(description="tenant, api_key or project.")
+    budget_scope_id: str | None = Field(
+        default=None, description="The key id or the project; null for the tenant's."
+    )
+    monthly_credits: int = Field(description="The budget's cap.")
+    threshold_percent: int = Field(
+        description="The percent reached (`budget_percent` of `/api/enterprise/alerts`)."
+    )
+    used_credits: int = Field(description="The budget's use this month after the freeze that crossed it.")
+    period_end: str = Field(description="When the month ends and the use resets (RFC 3339, UTC).")
+
+
+class CreditsLowEvent(BaseModel):
+    """`credits.low`."""
+
+    type: Literal["credits.low"]
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: CreditsLowEventData
+
+
+class BudgetThresholdEvent(BaseModel):
+    """`budget.threshold`."""
+
+    type: Literal["budget.threshold"]
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: BudgetThresholdEventData
+
+
+# Every event body, as `_declare` documents them.
+EventModel = type[BatchEvent] | type[TaskEvent] | type[CreditsLowEvent] | type[BudgetThresholdEvent]

@@ -11,8 +11,16 @@ from reelbatch.proto.webhook.v1 import webhook_pb2
 from services.gateway.schemas.proto_views import ProtoView
 
 # The event types an endpoint may subscribe to, as the webhook service accepts them (it validates
-# every request): the batch events, delivered by default, then the opt-in task events.
-WEBHOOK_EVENT_TYPES = ("batch.queued", "batch.completed", "batch.cancelled", "task.succeeded", "task.failed")
+# every request): the batch and spend alert events, delivered by default, then the opt-in task events.
+WEBHOOK_EVENT_TYPES = (
+    "batch.queued",
+    "batch.completed",
+    "batch.cancelled",
+    "credits.low",
+    "budget.threshold",
+    "task.succeeded",
+    "task.failed",
+)
 
 
 class EndpointIn(BaseModel):
@@ -22,7 +30,7 @@ class EndpointIn(BaseModel):
     event_types: list[str] = Field(
         default_factory=list,
         max_length=len(WEBHOOK_EVENT_TYPES),
-        description=f"{', '.join(WEBHOOK_EVENT_TYPES)}; empty means the batch events.",
+        description=f"{', '.join(WEBHOOK_EVENT_TYPES)}; empty means the batch and alert events.",
     )
     description: str = Field(default="", max_length=500)
 

@@ -30,7 +30,7 @@ from services.gateway.schemas.console_money import (
 )
 from services.gateway.schemas.fields import optional_time, optional_timestamp
 from services.gateway.schemas.pricing import PackCatalog, StatementView
-from services.gateway.schemas.spend_control import BudgetView
+from services.gateway.schemas.spend_control import AlertThresholdsView, BudgetView
 
 # The overview's last failures: from this many recent batches with failures, this many in all.
 FAILURE_BATCHES = 5
@@ -285,6 +285,38 @@ class ConsoleMoney:
         if monthly_credits is not None:
             request.monthly_credits = monthly_credits
         return BudgetView.from_proto(await self._backends.billing.SetBudget(request, timeout=self._deadline))
+
+    async def alerts(self, tenant_id: str) -> ConsoleAlerts:
+        """The tenant's spend alert thresholds and which side of them it is on (the banner)."""
+        answer = await self._backends.billing.GetAlertThresholds(
+            billing_pb2.GetAlertThresholdsRequest(tenant_id=tenant_id), timeout=self._deadline
+        )
+        return ConsoleAlerts.from_proto(answer)
+
+    async def set_alerts(
+        self, tenant_id: str, low_balance_credits: int | None, budget_percent: int | None
+    ) -> ConsoleAlerts:
+        """Replaces the tenant's thresholds (None: that alert off); the console checked the owner."""
+        request = AlertThresholdsView(
+            low_balance_credits=low_balance_credits, budget_percent=budget_percent
+        ).to_request(tenant_id)
+        answer = await self._backends.billing.SetAlertThresholds(request, timeout=self._deadline)
+        return ConsoleAlerts.from_proto(answer)
+
+
+@dataclass(frozen=True)
+class ConsoleAlerts:
+    """The thresholds as the credits page shows them, and the state its banner announces."""
+
+    thresholds: AlertThresholdsView
+    credits_low: bool
+    # "tenant", "api_key:<id>", "project:<name>": the budgets at or over the percent this month.
+    budgets_reached: tuple[str, ...]
+
+    @classmethod
+    def from_proto(cls, answer: billing_pb2.AlertThresholds) -> ConsoleAlerts:
+        """The console's view of billing's AlertThresholds."""
+        return cls(AlertThresholdsView.from_proto(answer), answer.credits_low, tuple(answer.budgets_reached))
 
 
 def default_usage_period(today: date, days: int = 30) -> tuple[date, date]:

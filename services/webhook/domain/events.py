@@ -14,11 +14,17 @@ BATCH_COMPLETED = "batch.completed"
 BATCH_CANCELLED = "batch.cancelled"
 TASK_SUCCEEDED = "task.succeeded"
 TASK_FAILED = "task.failed"
+# Spend alerts (ADR-125): billing's `billing.alert` events, one per threshold crossing.
+CREDITS_LOW = "credits.low"
+BUDGET_THRESHOLD = "budget.threshold"
 
 BATCH_EVENTS = (BATCH_QUEUED, BATCH_COMPLETED, BATCH_CANCELLED)
+ALERT_EVENTS = (CREDITS_LOW, BUDGET_THRESHOLD)
+# What an endpoint without a filter receives: alerts are rare and are what an owner must not miss.
+DEFAULT_EVENTS = BATCH_EVENTS + ALERT_EVENTS
 # Task events can be 10,000 per batch: only endpoints that ask for them get them.
 OPT_IN_EVENTS = (TASK_SUCCEEDED, TASK_FAILED)
-ALL_EVENTS = BATCH_EVENTS + OPT_IN_EVENTS
+ALL_EVENTS = DEFAULT_EVENTS + OPT_IN_EVENTS
 
 
 def video_link_url(public_base_url: str, batch_id: str, task_id: str) -> str:
@@ -37,7 +43,7 @@ def batch_file_urls(public_base_url: str, batch_id: str) -> dict[str, str]:
 
 
 def normalize_event_types(requested: Iterable[str]) -> tuple[str, ...]:
-    """The endpoint's filter, deduplicated and validated; empty means the batch events."""
+    """The endpoint's filter, deduplicated and validated; empty means the batch and alert events."""
     chosen = tuple(dict.fromkeys(requested))
     unknown = [event_type for event_type in chosen if event_type not in ALL_EVENTS]
     if unknown:
@@ -51,7 +57,7 @@ def endpoint_wants(event_types: Iterable[str], event_type: str) -> bool:
     """Whether an endpoint with this filter receives `event_type`."""
     chosen = tuple(event_types)
     if not chosen:
-        return event_type in BATCH_EVENTS
+        return event_type in DEFAULT_EVENTS
     return event_type in chosen
 
 

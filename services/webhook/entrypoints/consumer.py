@@ -13,6 +13,7 @@ from libs.field_mapping import from_fields
 from libs.ledger_keys import task_transfer_id
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import (
+    CREDITS_LOW,
     TASK_FAILED,
     TASK_SUCCEEDED,
     WebhookEvent,
@@ -31,6 +32,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     events_pb2.TaskOutcomes,
     events_pb2.TaskSucceeded,
     events_pb2.TaskFailed,
+    events_pb2.SpendAlert,
 )
 
 
@@ -69,6 +71,10 @@ class WebhookEventConsumer:
                 await self._record(task_events=task_events, settled=settled)
                 announced = message.batches if isinstance(message, events_pb2.BatchesQueued) else [message]
                 queued += (_queued(batch) for batch in announced)
+            elif isinstance(message, events_pb2.SpendAlert):
+                # Rare (one per threshold crossing): recorded on its own, in order.
+                await self._record(task_events=task_events, queued=queued, settled=settled)
+                await self._handlers.spend_alerts([spend_alert(message)])
             elif isinstance(message, events_pb2.BatchSettled):
                 await self._record(task_events=task_events, queued=queued)
                 settled.append(
@@ -151,6 +157,30 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
             "ledger_ref_type": "batch_refund",
         },
         _moment(message.occurred_at),
+    )
+
+
+def spend_alert(message: events_pb2.SpendAlert) -> WebhookEvent:
+    """A `credits.low` or `budget.threshold` event from billing's SpendAlert (ADR-125)."""
+    data: dict[str, object] = {"alert_id": message.alert_id, "threshold_credits": message.threshold_credits}
+    if message.alert_type == CREDITS_LOW:
+        data["available_credits"] = message.value_credits
+    else:
+        data |= {
+            "budget_scope": message.budget_scope,
+            "budget_scope_id": message.budget_scope_id or None,
+            "monthly_credits": message.monthly_credits,
+            "threshold_percent": message.threshold_percent,
+            "used_credits": message.value_credits,
+            "period_end": message.period_end,
+        }
+    return WebhookEvent(
+        event_type=message.alert_type,
+        tenant_id=message.tenant_id,
+        batch_id="",
+        source_key=message.alert_id,
+        occurred_at=_moment(message.occurred_at),
+        data=data,
     )
 
 

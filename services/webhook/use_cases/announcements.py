@@ -255,3 +255,9 @@ async def tasks_finished(deps: Dependencies, events: Sequence[WebhookEvent]) -> 
     no batch URL to go to, so they fan out as events without one.
     """
     return await record_events(deps, [(event, None) for event in events])
+
+
+async def spend_alerts(deps: Dependencies, alerts: Sequence[WebhookEvent]) -> int:
+    """Announces spend alerts (`credits.low`, `budget.threshold`) to the tenant's endpoints that
+    want them: an alert belongs to no batch, so no batch URL gets it. Deduplicated by alert id."""
+    return await record_events(deps, [(alert, None) for alert in alerts])

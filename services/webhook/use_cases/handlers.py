@@ -69,6 +69,7 @@ class WebhookHandlers:
         self.batches_settled = partial(announcements.batches_settled, deps)
         self.task_finished = partial(announcements.task_finished, deps)
         self.tasks_finished = partial(announcements.tasks_finished, deps)
+        self.spend_alerts = partial(announcements.spend_alerts, deps)
 
         # Delivery.
         self.claim_due = partial(_delivery.claim_due, deps)

@@ -240,3 +240,40 @@ def test_the_owner_sets_the_monthly_budget_on_the_credits_page_and_a_batch_over_
     expect(row.locator("td").nth(1)).to_have_text("none")
     finance.close()
     owner.close()
+
+
+def test_the_owner_sets_spend_alerts_on_the_credits_page_and_the_banner_shows_a_low_balance(
+    browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant, artifacts: Path
+) -> None:
+    owner, page = signed_in_page(browser, money_stack.base_url, tenant.emails["owner"])
+    page.goto("/console/credits")
+    expect(page.locator("#alert-credits-low")).to_have_count(0)
+    available = money_api.credits(tenant.customer)["available_credits"]
+    page.fill("#alerts-form input[name=low_balance_credits]", str(available + 1))
+    page.fill("#alerts-form input[name=budget_percent]", "80")
+    page.click("#alerts-form button")
+    expect(page.locator("#alert-credits-low")).to_contain_text(f"{available + 1:,}")
+    expect(page.locator("#alert-thresholds")).to_contain_text("80% of each monthly budget")
+    stored = money_api.http.get("/api/enterprise/alerts", headers=tenant.customer.headers).json()
+    assert stored == {"low_balance_credits": available + 1, "budget_percent": 80}
+    page.screenshot(path=str(artifacts / "console-alerts.png"), full_page=True)
+    page.goto("/console")
+    expect(page.locator("#alert-credits-low")).to_be_visible()
+    page.goto("/console/credits")
+
+    page.fill("#alerts-form input[name=budget_percent]", "120")
+    page.click("#alerts-form button")
+    expect(page.locator("h1")).to_have_text("Alerts not saved")
+    finance, finance_page = signed_in_page(browser, money_stack.base_url, tenant.emails["finance"])
+    finance_page.goto("/console/credits")
+    expect(finance_page.locator("#alert-credits-low")).to_be_visible()
+    expect(finance_page.locator("#alerts-form")).to_have_count(0)
+
+    page.goto("/console/credits")
+    page.fill("#alerts-form input[name=low_balance_credits]", "")
+    page.fill("#alerts-form input[name=budget_percent]", "")
+    page.click("#alerts-form button")
+    expect(page.locator("#alert-credits-low")).to_have_count(0)
+    expect(page.locator("#alert-thresholds")).to_contain_text("off")
+    finance.close()
+    owner.close()

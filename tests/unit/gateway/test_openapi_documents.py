@@ -94,6 +94,8 @@ def test_the_customer_document_lists_every_webhook_with_its_payload_and_signing(
         "batch.cancelled",
         "task.succeeded",
         "task.failed",
+        "credits.low",
+        "budget.threshold",
     }
     for event, operations in webhooks.items():
         post = operations["post"]

@@ -269,6 +269,18 @@ class AsyncClient:
         """Every budget of the tenant with its use this month."""
         return (await self._run(calls.list_budgets())).items
 
+    async def alert_thresholds(self) -> m.AlertThresholds:
+        """The tenant's spend alert thresholds (`credits.low`, `budget.threshold` webhooks)."""
+        return await self._run(calls.get_alert_thresholds())
+
+    async def set_alert_thresholds(
+        self, *, low_balance_credits: int | None = None, budget_percent: int | None = None
+    ) -> m.AlertThresholds:
+        """Replaces the spend alert thresholds (None: that alert off); needs the `billing` scope."""
+        return await self._run(
+            calls.set_alert_thresholds(low_balance_credits=low_balance_credits, budget_percent=budget_percent)
+        )
+
     async def quote(self, request: m.CreateBatchRequest) -> m.Quote:
         """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
         return await self._run(calls.create_quote(request))

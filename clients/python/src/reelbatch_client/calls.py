@@ -339,6 +339,19 @@ def list_budgets() -> Call[m.BudgetList]:
     return Call("GET", "/api/enterprise/budgets", _model(m.BudgetList))
 
 
+def get_alert_thresholds() -> Call[m.AlertThresholds]:
+    """The tenant's spend alert thresholds."""
+    return Call("GET", "/api/enterprise/alerts", _model(m.AlertThresholds))
+
+
+def set_alert_thresholds(
+    *, low_balance_credits: int | None = None, budget_percent: int | None = None
+) -> Call[m.AlertThresholds]:
+    """Replaces the spend alert thresholds (None: that alert off); the key needs the `billing` scope."""
+    body = m.AlertThresholdsUpdate(low_balance_credits=low_balance_credits, budget_percent=budget_percent)
+    return Call("PUT", "/api/enterprise/alerts", _model(m.AlertThresholds), json=body.model_dump(mode="json"))
+
+
 def create_quote(request: m.CreateBatchRequest) -> Call[m.Quote]:
     """Prices a create body without freezing anything; cite the quote in the create."""
     return Call(
@@ -390,5 +403,7 @@ OPERATIONS: dict[str, Callable[..., object]] = {
     "set_key_budget": set_budget,
     "get_project_budget": get_budget,
     "set_project_budget": set_budget,
+    "get_alert_thresholds": get_alert_thresholds,
+    "set_alert_thresholds": set_alert_thresholds,
     "create_quote": create_quote,
 }

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from reelbatch_client.cli_codes import ExitCode
 from reelbatch_client.cli_output import Output, add_common_options
-from reelbatch_client.models import BatchEvent, TaskEvent
+from reelbatch_client.models import WebhookEvent
 
 if TYPE_CHECKING:
     from reelbatch_client.client import Client
 
-Received = tuple[BatchEvent | TaskEvent | None, str | None]
+Received = tuple[WebhookEvent | None, str | None]
 
 
 def _handler(secret: str, received: queue.Queue[Received]) -> type[BaseHTTPRequestHandler]:
@@ -59,7 +59,7 @@ def cmd_webhooks_test(client: Client, output: Output, args: argparse.Namespace) 
     output.note(
         f"listening on http://{host or '127.0.0.1'}:{server.server_address[1]}/ for {args.count} event(s)"
     )
-    events: list[BatchEvent | TaskEvent] = []
+    events: list[WebhookEvent] = []
     code = ExitCode.OK
     try:
         while len(events) < args.count:
@@ -74,7 +74,8 @@ def cmd_webhooks_test(client: Client, output: Output, args: argparse.Namespace) 
                 output.note(f"signature did NOT verify: {problem}")
                 break
             events.append(event)
-            output.note(f"verified {event.type} {event.data.batch_id} at {event.timestamp}")
+            about = getattr(event.data, "batch_id", None) or getattr(event.data, "alert_id", "")
+            output.note(f"verified {event.type} {about} at {event.timestamp}")
     finally:
         server.shutdown()
         server.server_close()

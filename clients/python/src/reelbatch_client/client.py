@@ -276,6 +276,18 @@ class Client:
         """Every budget of the tenant with its use this month."""
         return self._run(calls.list_budgets()).items
 
+    def alert_thresholds(self) -> m.AlertThresholds:
+        """The tenant's spend alert thresholds (`credits.low`, `budget.threshold` webhooks)."""
+        return self._run(calls.get_alert_thresholds())
+
+    def set_alert_thresholds(
+        self, *, low_balance_credits: int | None = None, budget_percent: int | None = None
+    ) -> m.AlertThresholds:
+        """Replaces the spend alert thresholds (None: that alert off); needs the `billing` scope."""
+        return self._run(
+            calls.set_alert_thresholds(low_balance_credits=low_balance_credits, budget_percent=budget_percent)
+        )
+
     def quote(self, request: m.CreateBatchRequest) -> m.Quote:
         """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
         return self._run(calls.create_quote(request))

@@ -83,6 +83,13 @@ class BudgetUpdate(RequestModel):
     monthly_credits: int | None
 
 
+class AlertThresholdsUpdate(RequestModel):
+    """The tenant's spend alert thresholds, replacing the current ones (None: that alert is off)."""
+
+    low_balance_credits: int | None = None
+    budget_percent: int | None = None
+
+
 class RetryFailedRequest(RequestModel):
     """Which failures of a finished batch to retry (None: every retryable one)."""
 
@@ -279,6 +286,13 @@ class Budget(ApiModel):
     remaining_credits: int | None
     period_start: datetime
     period_end: datetime
+
+
+class AlertThresholds(ApiModel):
+    """The tenant's spend alert thresholds (None: that alert is off)."""
+
+    low_balance_credits: int | None
+    budget_percent: int | None
 
 
 class BudgetList(ApiModel):
@@ -559,11 +573,50 @@ class TaskEvent(ApiModel):
     data: TaskEventData
 
 
-WebhookEvent = BatchEvent | TaskEvent
+class CreditsLowEventData(ApiModel):
+    """A freeze took the available credits below the low-balance threshold (once per crossing)."""
+
+    alert_id: str
+    threshold_credits: int
+    available_credits: int
+
+
+class CreditsLowEvent(ApiModel):
+    """`credits.low`."""
+
+    type: Literal["credits.low"]
+    timestamp: str
+    data: CreditsLowEventData
+
+
+class BudgetThresholdEventData(ApiModel):
+    """A freeze took a capped budget's use this month to the alert percent (once per crossing)."""
+
+    alert_id: str
+    threshold_credits: int
+    budget_scope: str
+    budget_scope_id: str | None = None
+    monthly_credits: int
+    threshold_percent: int
+    used_credits: int
+    period_end: str
+
+
+class BudgetThresholdEvent(ApiModel):
+    """`budget.threshold`."""
+
+    type: Literal["budget.threshold"]
+    timestamp: str
+    data: BudgetThresholdEventData
+
+
+WebhookEvent = BatchEvent | TaskEvent | CreditsLowEvent | BudgetThresholdEvent
 
 # OpenAPI schema name -> the model that mirrors it (the drift test walks this table). Pages
 # (`BatchPage`, `TaskPage`, ...) are not models here: the client's iterators unwrap them.
 SCHEMAS: dict[str, type[BaseModel]] = {
+    "AlertThresholdsUpdate": AlertThresholdsUpdate,
+    "AlertThresholdsView": AlertThresholds,
     "ApiKeyList": ApiKeyList,
     "ApiKeyView": ApiKey,
     "AttemptView": DeliveryAttempt,
@@ -575,9 +628,13 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "BatchTransferView": BatchTransfer,
     "BatchView": Batch,
     "BudgetList": BudgetList,
+    "BudgetThresholdEvent": BudgetThresholdEvent,
+    "BudgetThresholdEventData": BudgetThresholdEventData,
     "BudgetUpdate": BudgetUpdate,
     "BudgetView": Budget,
     "CreateBatchRequest": CreateBatchRequest,
+    "CreditsLowEvent": CreditsLowEvent,
+    "CreditsLowEventData": CreditsLowEventData,
     "CreditsView": Credits,
     "DeliveryView": WebhookMessage,
     "EndpointCreated": WebhookEndpointCreated,

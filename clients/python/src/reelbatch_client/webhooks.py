@@ -18,14 +18,14 @@ from typing import Annotated
 from pydantic import Field, TypeAdapter
 
 from reelbatch_client.errors import ReelbatchError
-from reelbatch_client.models import BatchEvent, TaskEvent
+from reelbatch_client.models import WebhookEvent
 
 try:
     from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError("webhook verification needs: pip install 'reelbatch-client[webhooks]'") from missing
 
-_EVENT = TypeAdapter[BatchEvent | TaskEvent](Annotated[BatchEvent | TaskEvent, Field(discriminator="type")])
+_EVENT = TypeAdapter[WebhookEvent](Annotated[WebhookEvent, Field(discriminator="type")])
 
 
 class InvalidSignature(ReelbatchError):
@@ -41,12 +41,12 @@ def verify(body: bytes | str, headers: Mapping[str, str], secret: str) -> None:
         raise InvalidSignature(str(error)) from error
 
 
-def parse_event(body: bytes | str) -> BatchEvent | TaskEvent:
+def parse_event(body: bytes | str) -> WebhookEvent:
     """The typed event of a (verified) body."""
     return _EVENT.validate_json(body)
 
 
-def verify_event(body: bytes | str, headers: Mapping[str, str], secret: str) -> BatchEvent | TaskEvent:
+def verify_event(body: bytes | str, headers: Mapping[str, str], secret: str) -> WebhookEvent:
     """Verifies the signature, then reads the body as a typed event."""
     verify(body, headers, secret)
     return parse_event(body)

@@ -13,10 +13,13 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
+from libs.messaging.contract import Envelope
 from services.billing.adapters.sql.accounts import AccountBalance
 from services.billing.adapters.sql.ledger import ROW_LOCK, transfer_arrays
 from services.billing.adapters.sql.spend_control import QUOTE_COLUMNS, quote_from_row
+from services.billing.domain.alerts import AlertThresholds
 from services.billing.domain.budgets import (
     UNATTRIBUTED,
     Attribution,
@@ -128,6 +131,17 @@ _USE_QUOTES = """
     WHERE q.id = v.id AND q.batch_id IS NULL
 """
 
+# The group's tenants' alert thresholds (ADR-125), and the outbox rows of the crossings the group
+# made: written in the reservation's transaction, so each crossing is announced once, after commit.
+_ALERT_THRESHOLDS = """
+    SELECT tenant_id, low_balance_credits, budget_percent FROM billing.alert_thresholds
+    WHERE tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+"""
+_ADD_EVENTS = """
+    INSERT INTO billing.outbox (message_id, routing_key, message_type, body, headers)
+    VALUES (%s, %s, %s, %s, %s)
+"""
+
 _AVAILABLE_BALANCE = "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s"
 
 
@@ -199,6 +213,29 @@ class ReservationQueries:
             tenant_id: BudgetLedger(tenant_caps, use_by_budget(spend.get(tenant_id, ())), period)
             for tenant_id, tenant_caps in caps.items()
         }
+
+    async def alert_thresholds(self, tenant_ids: Collection[TenantId]) -> dict[TenantId, AlertThresholds]:
+        """The thresholds of those of the tenants that set any."""
+        cursor = await self._conn.execute(_ALERT_THRESHOLDS, {"tenant_ids": sorted(set(tenant_ids))})
+        return {
+            TenantId(tenant_id): AlertThresholds(
+                None if low is None else int(low), None if percent is None else int(percent)
+            )
+            for tenant_id, low, percent in await cursor.fetchall()
+        }
+
+    async def add_events(self, envelopes: Sequence[Envelope]) -> None:
+        """Writes events to billing's outbox in this transaction (the relay publishes them)."""
+        if not envelopes:
+            return
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(
+                _ADD_EVENTS,
+                [
+                    (e.message_id, e.routing_key, e.message_type, e.body, Jsonb(dict(e.headers)))
+                    for e in envelopes
+                ],
+            )
 
     async def lock_quotes(self, quote_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, StoredQuote]:
         """The cited quotes that exist, locked (id order) until the transaction ends."""

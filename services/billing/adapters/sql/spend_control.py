@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.domain.alerts import NO_ALERTS, AlertThresholds
 from services.billing.domain.budgets import BudgetKey, BudgetScope, use_by_budget
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.pricing import QuoteLine
@@ -38,6 +39,13 @@ _INSERT_QUOTE = """
 INSERT INTO billing.quotes (id, tenant_id, api_key_id, fingerprint, lines, total, created_at, expires_at)
 VALUES (:id, :tenant_id, :api_key_id, :fingerprint, CAST(:lines AS jsonb), :total, :created_at,
         :expires_at)"""
+_THRESHOLDS = """
+SELECT low_balance_credits, budget_percent FROM billing.alert_thresholds WHERE tenant_id = :tenant_id"""
+_SET_THRESHOLDS = """
+INSERT INTO billing.alert_thresholds (tenant_id, low_balance_credits, budget_percent)
+VALUES (:tenant_id, :low_balance_credits, :budget_percent)
+ON CONFLICT (tenant_id) DO UPDATE SET low_balance_credits = EXCLUDED.low_balance_credits,
+    budget_percent = EXCLUDED.budget_percent, updated_at = now()"""
 QUOTE_COLUMNS = "id, tenant_id, lines, fingerprint, created_at, expires_at, batch_id"
 _FIND_QUOTE = f"SELECT {QUOTE_COLUMNS} FROM billing.quotes WHERE id = :id"
 
@@ -91,6 +99,25 @@ class SpendControlQueries:
     async def caps(self, tenant_id: TenantId) -> dict[BudgetKey, int]:
         rows = await self._conn.execute(text(_CAPS), {"tenant_id": tenant_id})
         return {BudgetKey(BudgetScope(row.scope), row.scope_id): int(row.monthly_credits) for row in rows}
+
+    async def alert_thresholds(self, tenant_id: TenantId) -> AlertThresholds:
+        """The tenant's alert thresholds (none set: every alert off)."""
+        row = (await self._conn.execute(text(_THRESHOLDS), {"tenant_id": tenant_id})).first()
+        if row is None:
+            return NO_ALERTS
+        low, percent = row.low_balance_credits, row.budget_percent
+        return AlertThresholds(None if low is None else int(low), None if percent is None else int(percent))
+
+    async def set_alert_thresholds(self, tenant_id: TenantId, thresholds: AlertThresholds) -> None:
+        """Replaces the tenant's alert thresholds."""
+        await self._conn.execute(
+            text(_SET_THRESHOLDS),
+            {
+                "tenant_id": tenant_id,
+                "low_balance_credits": thresholds.low_balance_credits,
+                "budget_percent": thresholds.budget_percent,
+            },
+        )
 
     async def use(self, tenant_id: TenantId, period: date) -> dict[BudgetKey, int]:
         """Net spend of every budget of the tenant in the period starting at `period`."""

@@ -1,4 +1,4 @@
-"""gRPC calls of budgets and stored quotes."""
+"""gRPC calls of budgets, spend alert thresholds and stored quotes."""
 
 # Method names are fixed by the generated gRPC base class.
 # ruff: noqa: N802
@@ -8,6 +8,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.field_mapping import from_fields
+from services.billing.domain.alerts import AlertStatus
 from services.billing.domain.budgets import BudgetStatus
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.quotes import StoredQuote
@@ -36,6 +37,21 @@ class SpendControlRpcs(BillingRpcs):
             request.monthly_credits if request.HasField("monthly_credits") else None,
         )
         return budget_status(status)
+
+    async def GetAlertThresholds(
+        self, request: billing_pb2.GetAlertThresholdsRequest, context: Context
+    ) -> billing_pb2.AlertThresholds:
+        return alert_thresholds(await self._handlers.get_alert_thresholds(parse_tenant_id(request.tenant_id)))
+
+    async def SetAlertThresholds(
+        self, request: billing_pb2.SetAlertThresholdsRequest, context: Context
+    ) -> billing_pb2.AlertThresholds:
+        thresholds = await self._handlers.set_alert_thresholds(
+            parse_tenant_id(request.tenant_id),
+            request.low_balance_credits if request.HasField("low_balance_credits") else None,
+            request.budget_percent if request.HasField("budget_percent") else None,
+        )
+        return alert_thresholds(thresholds)
 
     async def CreateQuote(
         self, request: billing_pb2.CreateQuoteRequest, context: Context
@@ -80,4 +96,16 @@ def _stored_quote(stored: StoredQuote) -> billing_pb2.StoredQuote:
         created_at=timestamp(stored.created_at),
         expires_at=timestamp(stored.expires_at),
         batch_id=str(stored.batch_id) if stored.batch_id else "",
+    )
+
+
+def alert_thresholds(status: AlertStatus) -> billing_pb2.AlertThresholds:
+    """The thresholds as answered (unset fields: that alert is off), with the tenant's state."""
+    return billing_pb2.AlertThresholds(
+        low_balance_credits=status.thresholds.low_balance_credits,
+        budget_percent=status.thresholds.budget_percent,
+        credits_low=status.credits_low,
+        budgets_reached=[
+            key.scope.value + (f":{key.scope_id}" if key.scope_id else "") for key in status.budgets_reached
+        ],
     )

@@ -3837,6 +3837,108 @@ class SetBudgetRequest(_message.Message):
 Global___SetBudgetRequest: _TypeAlias = SetBudgetRequest  # noqa: Y015
 
 @_typing.final
+class GetAlertThresholdsRequest(_message.Message):
+    """Whose alert thresholds to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlertThresholdsRequest: _TypeAlias = GetAlertThresholdsRequest  # noqa: Y015
+
+@_typing.final
+class SetAlertThresholdsRequest(_message.Message):
+    """A tenant's new alert thresholds (unset turns that alert off)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    LOW_BALANCE_CREDITS_FIELD_NUMBER: _builtins.int
+    BUDGET_PERCENT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    low_balance_credits: _builtins.int
+    """Alert (`credits.low`) when a freeze takes the available credits below this."""
+    budget_percent: _builtins.int
+    """Alert (`budget.threshold`) when a freeze takes a budget's use to this percent of its cap."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        low_balance_credits: _builtins.int | None = ...,
+        budget_percent: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "low_balance_credits", b"low_balance_credits", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_percent: _TypeAlias = _typing.Literal["budget_percent"]  # noqa: Y015
+    _WhichOneofArgType__budget_percent: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent"]  # noqa: Y015
+    _WhichOneofReturnType__low_balance_credits: _TypeAlias = _typing.Literal["low_balance_credits"]  # noqa: Y015
+    _WhichOneofArgType__low_balance_credits: _TypeAlias = _typing.Literal["_low_balance_credits", b"_low_balance_credits"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_percent) -> _WhichOneofReturnType__budget_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__low_balance_credits) -> _WhichOneofReturnType__low_balance_credits | None: ...
+
+Global___SetAlertThresholdsRequest: _TypeAlias = SetAlertThresholdsRequest  # noqa: Y015
+
+@_typing.final
+class AlertThresholds(_message.Message):
+    """A tenant's spend alert thresholds (unset: that alert is off) and where it stands against them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOW_BALANCE_CREDITS_FIELD_NUMBER: _builtins.int
+    BUDGET_PERCENT_FIELD_NUMBER: _builtins.int
+    CREDITS_LOW_FIELD_NUMBER: _builtins.int
+    BUDGETS_REACHED_FIELD_NUMBER: _builtins.int
+    low_balance_credits: _builtins.int
+    """The low-balance line in credits."""
+    budget_percent: _builtins.int
+    """The percent of each capped budget."""
+    credits_low: _builtins.bool
+    """The available credits are below the low-balance line now."""
+    @_builtins.property
+    def budgets_reached(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The capped budgets whose use this month reached the percent ("tenant", "api_key:<id>", "project:<name>")."""
+
+    def __init__(
+        self,
+        *,
+        low_balance_credits: _builtins.int | None = ...,
+        budget_percent: _builtins.int | None = ...,
+        credits_low: _builtins.bool = ...,
+        budgets_reached: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent", "_low_balance_credits", b"_low_balance_credits", "budget_percent", b"budget_percent", "budgets_reached", b"budgets_reached", "credits_low", b"credits_low", "low_balance_credits", b"low_balance_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_percent: _TypeAlias = _typing.Literal["budget_percent"]  # noqa: Y015
+    _WhichOneofArgType__budget_percent: _TypeAlias = _typing.Literal["_budget_percent", b"_budget_percent"]  # noqa: Y015
+    _WhichOneofReturnType__low_balance_credits: _TypeAlias = _typing.Literal["low_balance_credits"]  # noqa: Y015
+    _WhichOneofArgType__low_balance_credits: _TypeAlias = _typing.Literal["_low_balance_credits", b"_low_balance_credits"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_percent) -> _WhichOneofReturnType__budget_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__low_balance_credits) -> _WhichOneofReturnType__low_balance_credits | None: ...
+
+Global___AlertThresholds: _TypeAlias = AlertThresholds  # noqa: Y015
+
+@_typing.final
 class BudgetStatus(_message.Message):
     """A budget and its use in the current period."""
 

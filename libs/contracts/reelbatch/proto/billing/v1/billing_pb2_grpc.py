@@ -302,6 +302,16 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.FromString,
                 _registered_method=True)
+        self.GetAlertThresholds = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetAlertThresholds',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAlertThresholdsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.FromString,
+                _registered_method=True)
+        self.SetAlertThresholds = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/SetAlertThresholds',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAlertThresholdsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.FromString,
+                _registered_method=True)
         self.CreateQuote = channel.unary_unary(
                 '/reelbatch.proto.billing.v1.BillingService/CreateQuote',
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.CreateQuoteRequest.SerializeToString,
@@ -717,6 +727,20 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAlertThresholds(self, request, context):
+        """A tenant's spend alert thresholds (ADR-125).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlertThresholds(self, request, context):
+        """Replaces a tenant's spend alert thresholds (the caller authorised it: owner or billing scope).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateQuote(self, request, context):
         """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
         within its validity, with the same lines and fingerprint, freezes exactly this price, once.
@@ -1016,6 +1040,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.SetBudget,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.SerializeToString,
+            ),
+            'GetAlertThresholds': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlertThresholds,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAlertThresholdsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.SerializeToString,
+            ),
+            'SetAlertThresholds': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlertThresholds,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAlertThresholdsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.SerializeToString,
             ),
             'CreateQuote': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateQuote,
@@ -2472,6 +2506,60 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/SetBudget',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.BudgetStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlertThresholds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetAlertThresholds',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAlertThresholdsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlertThresholds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/SetAlertThresholds',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAlertThresholdsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AlertThresholds.FromString,
             options,
             channel_credentials,
             insecure,

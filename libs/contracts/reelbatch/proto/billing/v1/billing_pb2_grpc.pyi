@@ -171,6 +171,10 @@ class BillingServiceStub:
     """A tenant's budgets (the tenant's, its keys', its projects') with their use this month."""
     SetBudget: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.BudgetStatus]
     """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+    GetAlertThresholds: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAlertThresholdsRequest, _billing_pb2.AlertThresholds]
+    """A tenant's spend alert thresholds (ADR-125)."""
+    SetAlertThresholds: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetAlertThresholdsRequest, _billing_pb2.AlertThresholds]
+    """Replaces a tenant's spend alert thresholds (the caller authorised it: owner or billing scope)."""
     CreateQuote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateQuoteRequest, _billing_pb2.StoredQuote]
     """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
     within its validity, with the same lines and fingerprint, freezes exactly this price, once.
@@ -328,6 +332,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """A tenant's budgets (the tenant's, its keys', its projects') with their use this month."""
     SetBudget: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.BudgetStatus]  # type: ignore[assignment]
     """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+    GetAlertThresholds: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAlertThresholdsRequest, _billing_pb2.AlertThresholds]  # type: ignore[assignment]
+    """A tenant's spend alert thresholds (ADR-125)."""
+    SetAlertThresholds: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetAlertThresholdsRequest, _billing_pb2.AlertThresholds]  # type: ignore[assignment]
+    """Replaces a tenant's spend alert thresholds (the caller authorised it: owner or billing scope)."""
     CreateQuote: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateQuoteRequest, _billing_pb2.StoredQuote]  # type: ignore[assignment]
     """Prices lines at today's prices and stores the quote (nothing frozen): a Reserve citing it
     within its validity, with the same lines and fingerprint, freezes exactly this price, once.
@@ -800,6 +808,22 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.BudgetStatus, _abc.Awaitable[_billing_pb2.BudgetStatus]]:
         """Sets or removes one monthly budget (the caller authorised the change: owner or billing scope)."""
+
+    @_abc_1.abstractmethod
+    def GetAlertThresholds(
+        self,
+        request: _billing_pb2.GetAlertThresholdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AlertThresholds, _abc.Awaitable[_billing_pb2.AlertThresholds]]:
+        """A tenant's spend alert thresholds (ADR-125)."""
+
+    @_abc_1.abstractmethod
+    def SetAlertThresholds(
+        self,
+        request: _billing_pb2.SetAlertThresholdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AlertThresholds, _abc.Awaitable[_billing_pb2.AlertThresholds]]:
+        """Replaces a tenant's spend alert thresholds (the caller authorised it: owner or billing scope)."""
 
     @_abc_1.abstractmethod
     def CreateQuote(

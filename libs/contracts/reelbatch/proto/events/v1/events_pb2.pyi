@@ -445,3 +445,67 @@ class BatchSettled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchSettled: _TypeAlias = BatchSettled  # noqa: Y015
+
+@_typing.final
+class SpendAlert(_message.Message):
+    """routing key "billing.alert": a freeze crossed one of the tenant's alert thresholds (ADR-125).
+    Written to billing's outbox in the transaction that crossed it, once per crossing.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ALERT_TYPE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_CREDITS_FIELD_NUMBER: _builtins.int
+    VALUE_CREDITS_FIELD_NUMBER: _builtins.int
+    BUDGET_SCOPE_FIELD_NUMBER: _builtins.int
+    BUDGET_SCOPE_ID_FIELD_NUMBER: _builtins.int
+    MONTHLY_CREDITS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.str
+    """Unique per crossing: the webhook's dedupe key and the customer's idempotency key."""
+    tenant_id: _builtins.str
+    """The tenant whose threshold was crossed."""
+    alert_type: _builtins.str
+    """credits.low or budget.threshold (the webhook event type)."""
+    threshold_credits: _builtins.int
+    """The line crossed, in credits (for budget.threshold: percent of the cap, rounded up)."""
+    value_credits: _builtins.int
+    """credits.low: the available credits after the freeze; budget.threshold: the month's use."""
+    budget_scope: _builtins.str
+    """budget.threshold: the budget's scope (tenant, api_key, project) and its id."""
+    budget_scope_id: _builtins.str
+    monthly_credits: _builtins.int
+    """budget.threshold: the cap and the percent that was reached."""
+    threshold_percent: _builtins.int
+    period_end: _builtins.str
+    """budget.threshold: when the budget's period ends (RFC 3339, UTC)."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the freeze committed (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        alert_type: _builtins.str = ...,
+        threshold_credits: _builtins.int = ...,
+        value_credits: _builtins.int = ...,
+        budget_scope: _builtins.str = ...,
+        budget_scope_id: _builtins.str = ...,
+        monthly_credits: _builtins.int = ...,
+        threshold_percent: _builtins.int = ...,
+        period_end: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "alert_type", b"alert_type", "budget_scope", b"budget_scope", "budget_scope_id", b"budget_scope_id", "monthly_credits", b"monthly_credits", "occurred_at", b"occurred_at", "period_end", b"period_end", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits", "threshold_percent", b"threshold_percent", "value_credits", b"value_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendAlert: _TypeAlias = SpendAlert  # noqa: Y015
