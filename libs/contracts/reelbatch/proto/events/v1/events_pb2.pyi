@@ -476,11 +476,13 @@ class SpendAlert(_message.Message):
     value_credits: _builtins.int
     """credits.low: the available credits after the freeze; budget.threshold: the month's use."""
     budget_scope: _builtins.str
-    """budget.threshold: the budget's scope (tenant, api_key, project) and its id."""
+    """budget.threshold: the budget's scope (tenant, api_key, project)."""
     budget_scope_id: _builtins.str
+    """budget.threshold: the scope's id (the key id or the project; empty for the tenant)."""
     monthly_credits: _builtins.int
-    """budget.threshold: the cap and the percent that was reached."""
+    """budget.threshold: the monthly cap, in credits."""
     threshold_percent: _builtins.int
+    """budget.threshold: the percent of the cap that was reached."""
     period_end: _builtins.str
     """budget.threshold: when the budget's period ends (RFC 3339, UTC)."""
     @_builtins.property
