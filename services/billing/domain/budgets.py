@@ -7,6 +7,7 @@ refund or a release gives back that month's budget whenever it happens (ADR-122)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -18,6 +19,9 @@ from libs.errors import FailedPrecondition, InvalidArgument
 MAX_MONTHLY_CREDITS = 10**15
 # A project is a batch's `metadata["project"]`: bounded as a metadata value.
 MAX_PROJECT_CHARS = 512
+# The control characters a batch metadata value may not hold (the batch service's rule; tab and
+# line breaks are allowed there too).
+_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class BudgetScope(StrEnum):
@@ -154,6 +158,10 @@ def validated_key(scope: str, scope_id: str) -> BudgetKey:
         raise InvalidArgument(f"a {parsed.value} budget needs its scope_id", field="scope_id")
     elif parsed is BudgetScope.PROJECT and len(scope_id) > MAX_PROJECT_CHARS:
         raise InvalidArgument(f"a project has at most {MAX_PROJECT_CHARS} characters", field="scope_id")
+    elif _FORBIDDEN_CONTROL.search(scope_id):
+        # PostgreSQL cannot store NUL, and a project is a batch metadata value, which the batch
+        # service refuses with these controls: such a budget could never be spent against.
+        raise InvalidArgument("scope_id contains a control character", field="scope_id")
     return BudgetKey(parsed, scope_id)
 
 

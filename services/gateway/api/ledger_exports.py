@@ -12,7 +12,8 @@ from libs.config import Settings
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.auth import ApiKeyAuthenticator, tenant_dependency
 from services.gateway.http.csv_stream import csv_chunks
-from services.gateway.http.params import Instant, error_responses
+from services.gateway.http.params import error_responses
+from services.gateway.schemas.fields import Instant
 from services.gateway.use_cases.ledger_export import ledger_rows
 
 CreatedFrom = Annotated[

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
-from pydantic import AfterValidator, AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.gateway.http.errors import ApiError
 from services.gateway.schemas.errors import ErrorResponse
@@ -69,19 +68,6 @@ def metadata_filter(query: list[tuple[str, str]]) -> dict[str, str]:
         for key, value in query
         if key.startswith("metadata[") and key.endswith("]")
     }
-
-
-def _within_calendar(moment: datetime) -> datetime:
-    # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 text but before year 1 once in UTC: no
-    # datetime, protobuf Timestamp or comparison downstream can hold it.
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
-"""An RFC 3339 instant with its offset, within years 1..9999 in UTC (answered in UTC)."""
 
 
 def is_uuid(value: str) -> bool:

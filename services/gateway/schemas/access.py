@@ -8,7 +8,7 @@ from typing import Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
+from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN, Instant
 from services.gateway.schemas.pages import CursorPage
 from services.gateway.schemas.proto_views import ProtoView
 
@@ -144,7 +144,7 @@ class CreateApiKeyRequest(BaseModel):
             "`read` (every GET), `billing` (budgets, keys). Omitted or empty: all three."
         ),
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Instant | None = Field(
         default=None, description="When the key stops working (RFC 3339, in the future); omit for never."
     )
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AfterValidator, Field, ValidationInfo
+from pydantic import AfterValidator, AwareDatetime, Field, ValidationInfo
 from reelbatch.proto.batch.v1 import batch_pb2
 
 # The idempotency key's bound, as the batch service's contract publishes it.
@@ -36,6 +36,20 @@ def _not_blank(value: str, info: ValidationInfo) -> str:
 NonBlankLine = Annotated[
     str, Field(min_length=1, pattern=SINGLE_LINE_TEXT_PATTERN), AfterValidator(_not_blank)
 ]
+
+
+def _within_calendar(moment: datetime) -> datetime:
+    # 0001-01-01T00:00:00+14:00 is a valid RFC 3339 text but before year 1 once in UTC: no
+    # datetime, protobuf Timestamp or comparison downstream can hold it.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
+"""An RFC 3339 instant with its offset, within years 1..9999 in UTC (answered in UTC)."""
+
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 

@@ -57,6 +57,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         # False: ReserveMany answers UNIMPLEMENTED, as a billing of the previous release would.
         self.reserve_many_supported = True
         self.reserve_many_calls: list[int] = []
+        # Set once a batch service follows the invalidation feed (its quote memo is then trusted).
+        self.watched = asyncio.Event()
 
     def _price(self, lines: Any) -> list[billing_pb2.QuoteLine]:
         priced = []
@@ -126,6 +128,21 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
                     )
                 )
         return response
+
+    async def WatchInvalidations(
+        self, request: billing_pb2.WatchInvalidationsRequest, context: Any
+    ) -> AsyncIterator[billing_pb2.WatchInvalidationsResponse]:
+        # As billing's feed when nothing changes: subscribed, then quiet until the caller leaves,
+        # so the batch service trusts its quote memo (ADR-130) and a test's price change made
+        # behind its back is the race the stale-quote refusal exists for.
+        yield billing_pb2.WatchInvalidationsResponse(kind="subscribed")
+        self.watched.set()
+        await asyncio.Event().wait()
+
+    async def followed(self) -> None:
+        """Returns once a batch service has taken the feed's `subscribed` (and had time to apply it)."""
+        await asyncio.wait_for(self.watched.wait(), timeout=10)
+        await asyncio.sleep(0.1)
 
     def reserve_effects(self, batch_id: str) -> int:
         """How many times credits were frozen for the batch (replays excluded)."""

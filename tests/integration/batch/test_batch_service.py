@@ -396,6 +396,7 @@ async def test_a_price_changed_between_quote_and_reserve_is_frozen_at_the_new_pr
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 1000
     async with batch_server(make_settings()) as stub:
+        await fake_billing.servicer.followed()
         first = await stub.CreateBatch(_request(tenant_id, ["a cat"]))
         # A new price list while the batch service still remembers the old price (1 s).
         fake_billing.servicer.prices["sora-2"] = 13
@@ -432,6 +433,7 @@ async def test_a_model_withdrawn_between_quote_and_reserve_rejects_the_batch_for
     fake_billing.servicer.balances[tenant_id] = 1000
     request = _request(tenant_id, ["a dog", "a fox"], "req-withdrawn")
     async with batch_server(make_settings()) as stub:
+        await fake_billing.servicer.followed()
         await stub.CreateBatch(_request(tenant_id, ["a cat"]))
         # A new price list without the model while the batch service still remembers its quote.
         del fake_billing.servicer.prices["sora-2"]
