@@ -31,8 +31,8 @@ test: setup services ## the whole suite: unit, integration and end-to-end, again
 test-fast: setup ## unit tests only (no services needed)
 	$(RUN) pytest tests/unit
 
-test-scale: setup services ## multi-process scale-out tests (replicated run, replica kills; minutes)
-	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale
+test-scale: setup services ## the long multi-process tests: replicas, crashes, outages, the SDK/CLI runs (minutes)
+	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale tests/sdk
 
 lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/, Kubernetes manifests
 	$(RUN) ruff check .

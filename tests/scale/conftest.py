@@ -1,4 +1,5 @@
-"""Multi-process scale-out tests: minutes of CPU, so `make test-scale` runs them, not `make test`.
+"""The long multi-process tests (scale-out, crashes, provider outages, the deployment's environment):
+minutes of CPU, so `make test-scale` runs them, not `make test`.
 
 They are collected only with REELBATCH_TEST_SCALE=1 (set by `make test-scale`).
 """

@@ -1,1 +1,0 @@
-"""The deployment configurations (deploy/) run the system."""
