@@ -2,7 +2,8 @@
 resumes the recorded jobs and the provider is paid exactly once per task (issue 26, ADR-110).
 
 About 90 s of wall time on the 2-core machine (200 jobs polled by one worker, a lease to wait out),
-so `make test-scale` runs it, not `make test`; the in-doubt window is tested in tests/chaos.
+so `make test-scale` runs it, not `make test`; the in-doubt window is tested beside it
+(test_provider_job_in_doubt.py).
 """
 
 from __future__ import annotations
