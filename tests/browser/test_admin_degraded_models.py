@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,14 @@ RULES = BreakerPolicy(failure_threshold=3, open_seconds=60, outage_limit_seconds
 DOWN = ProviderFailure(FailureType.PROVIDER_ERROR, "503 Service Unavailable")
 
 
-async def _drive(database_url: str, failures: int, succeed: bool) -> None:
+def _drive(database_url: str, failures: int, succeed: bool) -> None:
+    """Records `failures` transient failures (and then a success) in the model's breaker. In a
+    thread of its own: Playwright's sync API keeps an event loop running in this one."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, _record(database_url, failures, succeed)).result()
+
+
+async def _record(database_url: str, failures: int, succeed: bool) -> None:
     database = Database(database_url, pool_size=1)
     gate = ModelGate(ModelBreakers(database), MODEL, RULES)
     try:
@@ -43,12 +51,12 @@ async def _drive(database_url: str, failures: int, succeed: bool) -> None:
 @pytest.fixture
 def outage(stack: Stack) -> Iterator[None]:
     """The model's provider failed three times in a row: its breaker is open until the test ends."""
-    asyncio.run(_drive(stack.database_url, failures=RULES.failure_threshold, succeed=False))
+    _drive(stack.database_url, failures=RULES.failure_threshold, succeed=False)
     try:
         yield
     finally:
         # The other browser tests share this stack: the banner must not outlive this test.
-        asyncio.run(_drive(stack.database_url, failures=0, succeed=True))
+        _drive(stack.database_url, failures=0, succeed=True)
 
 
 def test_a_model_whose_breaker_is_open_is_shown_degraded_until_its_provider_answers_again(
@@ -68,7 +76,7 @@ def test_a_model_whose_breaker_is_open_is_shown_degraded_until_its_provider_answ
     page.screenshot(path=str(artifacts / "batches-degraded-desktop.png"), full_page=True)
 
     # The probe succeeds (the provider answers again): the breaker closes, the banner goes.
-    asyncio.run(_drive(stack.database_url, failures=0, succeed=True))
+    _drive(stack.database_url, failures=0, succeed=True)
     page.reload()
     expect(page.get_by_role("heading", name="Batches", exact=True)).to_be_visible()
     expect(page.get_by_role("alert", name="Degraded models")).to_have_count(0)
