@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from tests.fakes import fal, veo
+from tests.fakes import fal, openai_videos, veo
 from tests.fakes.provider_state import FakeProvider
 from tests.fakes.server import serving
 from tests.stack_protocol import RunningStack
@@ -29,6 +29,14 @@ def fake_veo() -> Iterator[FakeProvider]:
     """A fake Gemini API serving Veo until the block ends."""
     state = veo.veo_state()
     with serving(veo.veo_app(state), state) as fake:
+        yield fake
+
+
+@contextmanager
+def fake_openai() -> Iterator[FakeProvider]:
+    """A fake OpenAI videos API until the block ends."""
+    state = openai_videos.openai_videos_state()
+    with serving(openai_videos.openai_videos_app(state), state) as fake:
         yield fake
 
 
@@ -87,3 +95,27 @@ def jobs_by_route(stack: RunningStack) -> dict[tuple[str, str], tuple[int, int]]
             "GROUP BY 1, 2"
         ).fetchall()
     return {(str(provider), str(status)): (int(count), int(cost)) for provider, status, count, cost in rows}
+
+
+def quota_route_overrides(openai: FakeProvider, fal_queue: FakeProvider) -> dict[str, str]:
+    """Settings of a stack pricing `sora-2` at OpenAI with fal as its fallback route."""
+    price = {
+        "provider": "openai",
+        "credits_per_video": 10,
+        "provider_cost_usd_micros": 24_000,
+        "max_attempts": 3,
+        "fallback_routes": [
+            {"provider": "fal", "provider_model": "fal-ai/sora-2", "provider_cost_usd_micros": FAL_JOB_COST}
+        ],
+    }
+    return {
+        "REELBATCH_PRICING": json.dumps({"sora-2": price}),
+        "REELBATCH_OPENAI_API_KEY": openai_videos.API_KEY,
+        "REELBATCH_OPENAI_BASE_URL": openai.api_url,
+        "REELBATCH_FAL_KEY": fal.FAL_KEY,
+        "REELBATCH_FAL_QUEUE_URL": fal_queue.api_url,
+        "REELBATCH_PROVIDER_POLL_SECONDS": "0.2",
+        "REELBATCH_PROVIDER_POLL_MAX_SECONDS": "0.2",
+        "REELBATCH_PROVIDER_TIMEOUT_SECONDS": "30",
+        "REELBATCH_TASK_LEASE_SECONDS": "8",
+    }
