@@ -105,3 +105,13 @@ async def test_concurrent_creates_on_two_replicas_never_exceed_the_open_batch_li
         )
         assert sum(isinstance(answer, str) for answer in again) == 1
         assert await _unfinished(sql, tenant_id) == LIMIT + 1
+
+        # No worker ran: the open batches are cancelled, so no later test's worker runs them.
+        cursor = await sql.execute(
+            "SELECT id, tenant_id FROM batch.batches WHERE tenant_id IN (%s, %s) AND finished_at IS NULL",
+            (tenant_id, other),
+        )
+        for batch_id, owner in await cursor.fetchall():
+            await first.CancelBatch(
+                batch_pb2.CancelBatchRequest(tenant_id=str(owner), batch_id=str(batch_id))
+            )

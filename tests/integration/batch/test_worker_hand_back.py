@@ -40,8 +40,12 @@ async def test_a_stopping_worker_hands_its_running_tasks_to_another_at_once(
 ) -> None:
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 10 * TASKS
+    # A prefetch above the dispatch messages other tests of the session may have left queued.
     slow = make_settings(
-        simulated_latency_seconds=120.0, provider_timeout_seconds=300.0, task_lease_seconds=LEASE_SECONDS
+        simulated_latency_seconds=120.0,
+        provider_timeout_seconds=300.0,
+        task_lease_seconds=LEASE_SECONDS,
+        worker_prefetch=64,
     )
     fast = make_settings(task_lease_seconds=LEASE_SECONDS, batch_grpc_addr=slow.batch_grpc_addr)
     async with batch_server(slow) as stub:
