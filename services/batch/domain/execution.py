@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -72,13 +72,18 @@ class ModelPolicy:
     # Set for a model the provider bills by the second: a job's cost scales with its length.
     per_second: bool = False
     default_seconds: int = 8
+    # The cost of a video of `default_seconds` at the resolutions that cost more (ADR-145).
+    resolution_costs: Mapping[str, int] = field(default_factory=dict)
+    # Whether the provider bills a job that failed on its side (ADR-145).
+    failures_billed: bool = False
 
-    def job_cost(self, duration_seconds: int) -> int:
+    def job_cost(self, duration_seconds: int, resolution: str = "") -> int:
         """What the provider charges us for one job of a video of `duration_seconds` (0: the
-        model's default length), from the price list's provider cost."""
+        model's default length) at `resolution` ("": the model's default), from the price list."""
+        cost = self.resolution_costs.get(resolution, self.provider_cost_usd_micros)
         if not self.per_second or duration_seconds <= 0:
-            return self.provider_cost_usd_micros
-        return self.provider_cost_usd_micros * duration_seconds // self.default_seconds
+            return cost
+        return cost * duration_seconds // self.default_seconds
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,9 @@ class TaskOutcome:
     failure_type: FailureType | None = None
     error_message: str | None = None
     video_url: str | None = None
+    # What a provider that journals no job (the simulated one) charges for the task: booked as
+    # the task's provider spend beside the journal's billed jobs (ADR-144).
+    unjournaled_cost_usd_micros: int = 0
 
     @classmethod
     def failed(cls, task: ClaimedTask, attempts: int, failure_type: FailureType, message: str) -> TaskOutcome:

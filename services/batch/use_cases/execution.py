@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
@@ -289,8 +289,9 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
-                cost_usd_micros=model.job_cost(task.duration_seconds),
+                cost_usd_micros=model.job_cost(task.duration_seconds, task.settings.resolution),
                 resumed=resumed,
+                failures_billed=model.failures_billed,
             )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
@@ -316,6 +317,11 @@ class TaskExecutor:
                 ),
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        if jobs is None and outcome.status is TaskStatus.SUCCEEDED:
+            # A provider that journals nothing (the simulated one) bills its delivered video at the
+            # price list's provider cost, booked with the outcome (ADR-144).
+            cost = model.job_cost(task.duration_seconds, task.settings.resolution)
+            return replace(outcome, unjournaled_cost_usd_micros=cost)
         return outcome
 
     async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:
