@@ -205,6 +205,14 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
             "GROUP BY task_id, attempt HAVING count(*) > 1"
         ):
             problems.append(f"I9: task {task_id} attempt {attempt} has {jobs} billable provider jobs")
+        # I9 in the books (ADR-144): the provider spend billing recorded for a task is what the
+        # batch service summed from the task's billed jobs when it ended.
+        for task_id, in_billing, in_batch in conn.execute(
+            "SELECT c.task_id, c.provider_cost_usd_micros, t.provider_cost_usd_micros "
+            "FROM billing.task_provider_costs c JOIN batch.tasks t ON c.task_id = t.id::text "
+            "WHERE c.provider_cost_usd_micros <> t.provider_cost_usd_micros"
+        ):
+            problems.append(f"I9: task {task_id} provider spend {in_billing} in billing, {in_batch} in batch")
     return InvariantReport(problems, len(batches), int(tenants[0]) if tenants else 0)
 
 
