@@ -189,3 +189,27 @@ async def test_the_operator_pages_through_a_batchs_jobs_in_task_order_with_what_
         (1, running, JOB)
     ]
     assert end is None
+
+
+async def test_a_task_cancelled_while_queued_again_after_a_crash_still_reports_its_running_job(
+    repository: BatchStore, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    model = _model()
+    batch_id, ids = await _queued_batch(sql, model, 1)
+    (claim,) = await repository.claims.claim_dispatches([(batch_id, ids)], 30.0, slot_limits={model: 10})
+    (task,) = claim.claimed
+    await _job(repository, task, 1, ProviderJobStatus.RUNNING)
+    # Its worker died: the lease expired and recovery put the task back in the queue.
+    await sql.execute(
+        "UPDATE batch.tasks SET status = 'queued', claim_token = NULL, lease_expires_at = NULL WHERE id = %s",
+        (task.task_id,),
+    )
+
+    assert await repository.cancels.cancel_batch(batch_id, None) is not None
+
+    cancelled = (await _outcome_events(sql, batch_id))[str(task.task_id)]
+    assert (cancelled.failure_type, cancelled.provider_cost_usd_micros, cancelled.provider_jobs) == (
+        "cancelled",
+        JOB,
+        1,
+    )
