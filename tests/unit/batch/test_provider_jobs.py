@@ -136,7 +136,11 @@ def test_a_job_at_a_resolution_that_costs_more_costs_its_own_price_scaled_by_len
     veo_31 = ModelPolicy(
         "veo", 3, provider_cost_usd_micros=3_200_000, per_second=True, resolution_costs={"4k": 4_800_000}
     )
-    assert (veo_31.job_cost(8), veo_31.job_cost(8, "1080p"), veo_31.job_cost(4, "4k")) == (
+    assert (
+        veo_31.job_cost(8),
+        veo_31.job_cost(8, resolution="1080p"),
+        veo_31.job_cost(4, resolution="4k"),
+    ) == (
         3_200_000,
         3_200_000,
         2_400_000,

@@ -26,6 +26,7 @@ from services.batch.domain.provider_jobs import (
     RecordedJob,
     audit_provider_jobs,
 )
+from services.batch.domain.routing import RouteUsage, with_video_shares
 
 _RECORDED = """
 SELECT id, task_id, attempt, provider, status, provider_job_id, handle, failure_type,
@@ -88,6 +89,14 @@ FROM batch.provider_jobs AS j JOIN batch.tasks AS t ON t.id = j.task_id
 WHERE j.batch_id = %(batch_id)s AND (t.batch_index, j.submitted_at, j.id) > (%(index)s, %(at)s, %(row)s)
 ORDER BY t.batch_index, j.submitted_at, j.id
 LIMIT %(limit)s
+"""
+# Per route (model, provider): tasks, jobs, how they ended and what the recorded ones cost us.
+_ROUTE_USAGE = """
+SELECT model, provider, count(DISTINCT task_id), count(*),
+    count(*) FILTER (WHERE status = 'succeeded'),
+    count(*) FILTER (WHERE status IN ('failed', 'refused', 'lost', 'in_doubt')),
+    coalesce(sum(cost_usd_micros), 0)
+FROM batch.provider_jobs GROUP BY model, provider ORDER BY model, provider
 """
 _UNBILLED = [
     ProviderJobStatus.REFUSED.value,
@@ -177,6 +186,18 @@ class ProviderJobs:
             resumed,
             cost_usd_micros,
             failures_billed,
+        )
+
+    async def route_usage(self) -> list[RouteUsage]:
+        """Every route that received jobs, per model, with its share of the model's videos
+        (ADR-149). Reads the whole journal: an operator's page, not a hot path."""
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_ROUTE_USAGE)).fetchall()
+        return with_video_shares(
+            RouteUsage(
+                str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])
+            )
+            for row in rows
         )
 
     async def audit(self) -> list[ProviderJobFinding]:
