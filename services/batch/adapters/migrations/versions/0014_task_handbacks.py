@@ -7,7 +7,7 @@ were lost (claims - handbacks), so rolling restarts and scale-downs never fail a
 column with a constant default rewrites nothing (PostgreSQL 11+).
 
 Revision ID: 0014
-Revises: 0016
+Revises: 0015
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
