@@ -423,6 +423,8 @@ class NewBatch:
     metadata: Metadata = ()
     # Item i's priced options (`generation.options_key`); empty when no item has any.
     options: tuple[str, ...] = ()
+    # Stored only while the tenant has fewer unfinished batches than this (0: no limit).
+    open_batch_limit: int = 0
 
     def price_key(self, index: int) -> PriceKey:
         """The key of item `index`'s line in `prices`."""
