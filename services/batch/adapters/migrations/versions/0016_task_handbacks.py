@@ -6,7 +6,7 @@ A worker told to stop gives the tasks it could not finish within its grace perio
 were lost (claims - handbacks), so rolling restarts and scale-downs never fail a task. Adding a
 column with a constant default rewrites nothing (PostgreSQL 11+).
 
-Revision ID: 0014
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-06
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014"
+revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
