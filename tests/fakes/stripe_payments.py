@@ -198,12 +198,12 @@ def add_payment_routes(app: FastAPI, state: FakeStripe) -> None:
             return stripe_error(404, f"No such customer: '{customer_id}'", "customer")
         kind = request.query_params.get("type")
         limit = int(request.query_params.get("limit", "10"))
+        # Newest first (insertion order: `created` has a resolution of one second).
         found = [
             method
-            for method in state.payment_methods.values()
+            for method in reversed(state.payment_methods.values())
             if method["customer"] == customer_id and kind in (None, method["type"])
         ]
-        found.sort(key=lambda method: method["created"], reverse=True)
         return JSONResponse(_list(f"/v1/customers/{customer_id}/payment_methods", found[:limit]))
 
     @app.post("/v1/payment_methods/{token}/attach")

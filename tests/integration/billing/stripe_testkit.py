@@ -54,7 +54,10 @@ def stripe_handlers(database: Database, clock: Clock, fake: FakeStripe) -> Billi
 
 async def deliver(handlers: BillingHandlers, fake: FakeStripe) -> list[PaymentEventResult]:
     """Delivers what Stripe sent since the last call to billing's webhook path, in order."""
-    return [await handlers.handle_stripe_event(payload, signature) for payload, signature in fake.take_undelivered()]
+    return [
+        await handlers.handle_stripe_event(payload, signature)
+        for payload, signature in fake.take_undelivered()
+    ]
 
 
 async def stripe_call(fake: FakeStripe, path: str, form: dict[str, str]) -> dict[str, object]:
@@ -66,7 +69,9 @@ async def stripe_call(fake: FakeStripe, path: str, form: dict[str, str]) -> dict
     return found
 
 
-async def buy_pack(handlers: BillingHandlers, fake: FakeStripe, tenant: TenantId, pack_id: str = "pilot") -> str:
+async def buy_pack(
+    handlers: BillingHandlers, fake: FakeStripe, tenant: TenantId, pack_id: str = "pilot"
+) -> str:
     """Buys a pack through Checkout (its card is saved for off-session use); the PaymentIntent id."""
     opened = await handlers.open_checkout(tenant, pack_id, "https://studio.test/ok", "https://studio.test/no")
     async with httpx.AsyncClient(base_url=fake.api_url, timeout=10) as client:
