@@ -39,7 +39,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from tests.fakes.server import serving
-from tests.fakes.stripe_api import SECRET_KEY, authorized, nested_form, stripe_error
+from tests.fakes.stripe_api import SECRET_KEY as SECRET_KEY
+from tests.fakes.stripe_api import authorized, nested_form, stripe_error
 from tests.fakes.stripe_payments import add_payment_routes, paid_intent, saved_card
 
 
