@@ -136,16 +136,6 @@ class BillingMoney(PaymentRules, RuleBasedStateMachine):
         return self.loop.run_until_complete(work)
 
     def teardown(self) -> None:
-        import os
-
-        if os.environ.get("DEBUG_STATS"):
-            print(
-                "STATS",
-                sum(self.bought.values()),
-                sum(self.debt.values()),
-                len(self.payments),
-                sum(len(p.disputes) for p in self.payments),
-            )
         self.run(self.database.close())
         self.loop.close()
 
