@@ -136,6 +136,7 @@ class BillingMoney(PaymentRules, RuleBasedStateMachine):
         return self.loop.run_until_complete(work)
 
     def teardown(self) -> None:
+        self.settle_the_purchases()
         self.run(self.database.close())
         self.loop.close()
 
