@@ -28,7 +28,14 @@ RETRY_AFTER_SECONDS = 2
 
 # Details that carry amounts: sent as integers, not the strings gRPC metadata is limited to.
 _INTEGER_DETAILS = frozenset(
-    {"required_credits", "available_credits", "retry_after_seconds", "remaining_credits", "monthly_credits"}
+    {
+        "required_credits",
+        "available_credits",
+        "retry_after_seconds",
+        "remaining_credits",
+        "monthly_credits",
+        "debt_credits",
+    }
 )
 
 # Keys of the error object that backend details may never overwrite.
