@@ -166,10 +166,12 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             settings.fal_key,
             lambda key, wired: FalProvider.connect(api_key=key, queue_url=settings.fal_queue_url, **wired),
         ),
+        # OpenAI's own Videos API is shut down (ADR-146): only a service still serving its
+        # contract, named by REELBATCH_OPENAI_BASE_URL, can be called.
         "openai": (
-            settings.openai_api_key,
+            settings.openai_api_key if settings.openai_base_url else None,
             lambda key, wired: OpenAIVideosProvider.connect(
-                api_key=key, base_url=settings.openai_base_url, **wired
+                api_key=key, base_url=settings.openai_base_url or "", **wired
             ),
         ),
     }
@@ -209,6 +211,8 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
             provider_cost_usd_micros=price.provider_cost_usd_micros,
             per_second=price.credits_per_second is not None,
             default_seconds=price.default_seconds,
+            resolution_costs=dict(price.provider_cost_by_resolution_usd_micros),
+            failures_billed=price.provider_bills_failures,
             routes=model_routes(model, price),
         )
         for model, price in settings.pricing.items()

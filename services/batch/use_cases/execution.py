@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
@@ -299,9 +299,15 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
-                # What this route charges us (each route has its own price list entry).
-                cost_usd_micros=model.job_cost(task.duration_seconds, route_costs.get(route)),
+                # What this route charges us: each fallback route has its own price list entry; the
+                # model's own provider its per-resolution costs too (ADR-145, ADR-149).
+                cost_usd_micros=model.job_cost(
+                    task.duration_seconds,
+                    None if route == model.provider else route_costs.get(route),
+                    task.settings.resolution,
+                ),
                 resumed=resumed,
+                failures_billed=model.failures_billed,
             )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
@@ -338,6 +344,11 @@ class TaskExecutor:
                 pinned_route=plan.pinned_route,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        if jobs is None and outcome.status is TaskStatus.SUCCEEDED:
+            # A provider that journals nothing (the simulated one) bills its delivered video at the
+            # price list's provider cost, booked with the outcome (ADR-144).
+            cost = model.job_cost(task.duration_seconds, resolution=task.settings.resolution)
+            return replace(outcome, unjournaled_cost_usd_micros=cost)
         return outcome
 
     async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:

@@ -7,7 +7,7 @@ dispute of credits already spent), so every tenant balance still equals the sum 
 the available balance never goes below zero.
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0016
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
