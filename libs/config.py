@@ -360,6 +360,10 @@ class Settings(BaseSettings):
     # ("sk_..."; unset: no online purchases) and the API's address (a local fake in tests).
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
+    # How often billing's top-up loop looks for automatic top-ups to charge (ADR-135), and how long
+    # one charge attempt is leased before another replica may retry it (same Idempotency-Key).
+    auto_top_up_interval_seconds: float = Field(default=1.0, gt=0)
+    auto_top_up_lease_seconds: float = Field(default=60.0, gt=0)
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

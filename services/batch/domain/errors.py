@@ -107,6 +107,24 @@ class BudgetExceeded(FailedPrecondition):
         self.remaining_credits = remaining_credits
 
 
+class DebtOutstanding(FailedPrecondition):
+    """The tenant owes credits (a refunded or disputed payment already spent, billing's ADR-134):
+    the batch is recorded as rejected and owes nothing until a payment pays the debt."""
+
+    reason = "debt_outstanding"
+
+    def __init__(self, debt_credits: int, required_credits: int, **details: object) -> None:
+        super().__init__(
+            f"this account owes {debt_credits} credits (a refunded or disputed payment already spent);"
+            " buy credits to pay the debt, then retry; nothing was frozen",
+            debt_credits=debt_credits,
+            required_credits=required_credits,
+            **details,
+        )
+        self.debt_credits = debt_credits
+        self.required_credits = required_credits
+
+
 class QuoteNotFound(NotFound):
     """No such quote for this tenant (another tenant's is not found either)."""
 
