@@ -6,8 +6,8 @@ The `debt` account is debit-normal: its balance is minus the credits the tenant 
 dispute of credits already spent), so every tenant balance still equals the sum of its entries and
 the available balance never goes below zero.
 
-Revision ID: 0013
-Revises: 0016
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0016"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -6,8 +6,8 @@ threshold writes one row in its own transaction; the loop creates the off-sessio
 (Idempotency-Key: the row's crossing key) and the verified `payment_intent.succeeded` webhook
 credits it, like every other payment. At most one purchase per tenant is open at a time.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
