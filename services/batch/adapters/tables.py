@@ -66,6 +66,10 @@ batches = Table(
     # 0010: the client's name and labels of the batch (a JSON object of strings); NULL for none.
     Column("name", Text, nullable=True),
     Column("metadata", JSONB, nullable=True),
+    # 0017: the API key whose budget the create counted and the quote it cited (NULL for none),
+    # so a freeze completed by recovery counts and honours the same (ADR-121).
+    Column("api_key_id", Text, nullable=True),
+    Column("quote_id", Text, nullable=True),
     # Idempotency of CreateBatch is this constraint, not an application check (NULL ids never clash).
     UniqueConstraint("tenant_id", "request_id", name="uq_batches_tenant_request"),
     # One live retry per source batch is this index, not an application check (ADR-048).

@@ -152,6 +152,9 @@ class BatchRecord:
     # The client's name and labels of the batch (None for none).
     name: str | None = None
     metadata: Mapping[str, str] | None = None
+    # The API key whose budget the create counted and the quote it cited (None for none).
+    api_key_id: str | None = None
+    quote_id: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -296,6 +299,18 @@ class ReservationTerms:
 NO_TERMS = ReservationTerms()
 
 
+def recorded_terms(batch: BatchRecord) -> ReservationTerms:
+    """The terms a batch's create froze under, read back from its row: a freeze completed later
+    (by recovery, after a crash between insert and freeze) counts the same budgets and honours
+    the same quote as the create would have."""
+    return ReservationTerms(
+        api_key_id=batch.api_key_id or "",
+        project=project_of(batch.metadata),
+        quote_id=batch.quote_id or "",
+        fingerprint=batch.request_fingerprint if batch.quote_id else "",
+    )
+
+
 def month_end(moment: datetime) -> datetime:
     """The first instant of the UTC calendar month after `moment`'s: the end of its budget period."""
     utc = moment.astimezone(UTC)
@@ -427,6 +442,9 @@ class NewBatch:
     options: tuple[str, ...] = ()
     # Stored only while the tenant has fewer unfinished batches than this (0: no limit).
     open_batch_limit: int = 0
+    # The API key whose budget the freeze counts and the quote it honours ("" for none).
+    api_key_id: str = ""
+    quote_id: str = ""
 
     def price_key(self, index: int) -> PriceKey:
         """The key of item `index`'s line in `prices`."""

@@ -37,6 +37,7 @@ from services.batch.domain.batch import (
     price_keys,
     project_of,
     quote_lines,
+    recorded_terms,
     required_credits,
 )
 from services.batch.domain.commands import CreateBatch
@@ -208,6 +209,8 @@ class Intake:
                 name=command.name or None,
                 metadata=command.metadata,
                 open_batch_limit=max(0, command.open_batch_limit),
+                api_key_id=command.api_key_id,
+                quote_id=command.quote_id,
             )
             if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)
@@ -386,7 +389,7 @@ class Intake:
             if lines is None:
                 lines = await self._store.reservations.reservation_lines(batch.id)
             if terms is None:
-                terms = ReservationTerms(project=project_of(batch.metadata))
+                terms = recorded_terms(batch)
             changed: BatchRecord | None
             try:
                 reserved = await self._reserve_at_current_prices(batch, lines, terms)

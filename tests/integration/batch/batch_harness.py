@@ -53,6 +53,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self.stale_refusals = 0
         self.balances: dict[str, int] = {}
         self.reservations: dict[str, billing_pb2.ReserveResponse] = {}
+        # The budget terms (api_key_id, project, quote_id) each batch's freeze was made under.
+        self.reserved_terms: dict[str, tuple[str, str, str]] = {}
         self.reserve_down = False
         # False: ReserveMany answers UNIMPLEMENTED, as a billing of the previous release would.
         self.reserve_many_supported = True
@@ -103,6 +105,7 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             frozen_credits=required, available_before=available, available_after=available - required
         )
         self.reservations[request.batch_id] = response
+        self.reserved_terms[request.batch_id] = (request.api_key_id, request.project, request.quote_id)
         return response
 
     async def ReserveMany(

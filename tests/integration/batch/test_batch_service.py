@@ -387,6 +387,35 @@ async def test_a_batch_left_reserving_by_a_billing_outage_is_completed_by_recove
     assert fake_billing.servicer.reserve_effects(batch.batch_id) == 1
 
 
+async def test_a_batch_left_reserving_is_frozen_by_recovery_against_its_key_and_project_budgets(
+    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+) -> None:
+    # The key id travels with the batch row (migration 0017): before it, recovery froze such a
+    # batch against its tenant and project only, and a crash let it past its key's budget.
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 1000
+    request = _request(tenant_id, ["a cat", "a dog"], "req-terms")
+    request.api_key_id = "key-studio-7"
+    request.metadata["project"] = "trailer"
+    async with batch_server(make_settings()) as stub:
+        fake_billing.servicer.reserve_down = True
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.CreateBatch(request)
+        stored = await (
+            await sql.execute(
+                "SELECT status, api_key_id, quote_id FROM batch.batches WHERE tenant_id = %s", (tenant_id,)
+            )
+        ).fetchone()
+        assert stored == ("reserving", "key-studio-7", None)
+
+        fake_billing.servicer.reserve_down = False
+        async with batch_worker(make_settings()):
+            listed = await stub.ListBatches(batch_pb2.ListBatchesRequest(tenant_id=tenant_id))
+            batch = await _finished(stub, tenant_id, listed.batches[0].batch_id)
+    assert batch.status == "completed"
+    assert fake_billing.servicer.reserved_terms[batch.batch_id] == ("key-studio-7", "trailer", "")
+
+
 async def _task_prices(sql: psycopg.AsyncConnection[Any], batch_id: str) -> set[int]:
     rows = await (
         await sql.execute("SELECT unit_price FROM batch.tasks WHERE batch_id = %s", (batch_id,))

@@ -61,6 +61,8 @@ _GROUP_BATCH_COLUMNS = {
     "names": "name",
     "batch_metadata": "metadata",
     "open_limits": "open_limit",
+    "api_key_ids": "api_key_id",
+    "quote_ids": "quote_id",
 }
 _GROUP_TASK_COLUMNS = (
     "task_batch_ids",
@@ -83,10 +85,10 @@ _GROUP_TASK_COLUMNS = (
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
     undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
-    retry_slot, name, metadata)
+    retry_slot, name, metadata, api_key_id, quote_id)
 SELECT %(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
     %(required)s, %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second',
-    %(retry_of)s, %(retry_of)s, %(name)s, %(metadata)s::jsonb
+    %(retry_of)s, %(retry_of)s, %(name)s, %(metadata)s::jsonb, %(api_key_id)s, %(quote_id)s
 WHERE %(open_limit)s::int = 0 OR (
     SELECT count(*) FROM (
         SELECT 1 FROM batch.batches
@@ -120,9 +122,10 @@ WITH v AS (
         CAST(%(request_ids)b AS text[]), CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]),
         CAST(%(required)b AS bigint[]), CAST(%(costs)b AS bigint[]), CAST(%(webhook_urls)b AS text[]),
         CAST(%(deadlines)b AS int[]), CAST(%(retry_of)b AS uuid[]), CAST(%(names)b AS text[]),
-        CAST(%(batch_metadata)b AS text[]), CAST(%(open_limits)b AS int[]))
+        CAST(%(batch_metadata)b AS text[]), CAST(%(open_limits)b AS int[]),
+        CAST(%(api_key_ids)b AS text[]), CAST(%(quote_ids)b AS text[]))
         WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
-            webhook_url, deadline, retry_of, name, metadata, open_limit, n)
+            webhook_url, deadline, retry_of, name, metadata, open_limit, api_key_id, quote_id, n)
 ), over_limit AS (
     SELECT ranked.n FROM (
         SELECT v.n, v.tenant_id, v.open_limit,
@@ -138,10 +141,10 @@ WITH v AS (
 ), b AS (
     INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
         undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
-        name, metadata)
+        name, metadata, api_key_id, quote_id)
     SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.total, v.required,
         v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of,
-        v.name, v.metadata::jsonb
+        v.name, v.metadata::jsonb, v.api_key_id, v.quote_id
     FROM v
     WHERE v.n NOT IN (SELECT n FROM over_limit)
     ORDER BY v.n
@@ -229,6 +232,8 @@ def _batch_params(new: NewBatch) -> dict[str, Any]:
         "name": new.name,
         "metadata": metadata_json(new.metadata),
         "open_limit": new.open_batch_limit,
+        "api_key_id": new.api_key_id or None,
+        "quote_id": new.quote_id or None,
     }
 
 

@@ -59,6 +59,8 @@ def batch_record(row: Any) -> BatchRecord:
         rejection_reason=row.rejection_reason,
         name=row.name,
         metadata=row.metadata,
+        api_key_id=row.api_key_id,
+        quote_id=row.quote_id,
     )
 
 
