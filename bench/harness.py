@@ -54,6 +54,18 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
     the accepted batches stay queued, their credits held, and are checked as they stand).
     """
     db_name, database_url = create_migrated_database()
+    try:
+        with stack_on(database_url, workers=workers, **overrides) as stack:
+            yield stack
+            assert_money_invariants(stack.database_url, settled=workers > 0)
+    finally:
+        drop_database(db_name)
+
+
+@contextmanager
+def stack_on(database_url: str, workers: int = 2, **overrides: str) -> Iterator[Stack]:
+    """Every service as its own process on an existing migrated database and a fresh vhost,
+    with production's timings and no fairness limits; stopped (the database kept) afterwards."""
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
         env = {
@@ -78,10 +90,8 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")
             yield stack
-            assert_money_invariants(stack.database_url, settled=workers > 0)
         finally:
             stack.stop_all()
-            drop_database(db_name)
             delete_vhost(vhost)
 
 

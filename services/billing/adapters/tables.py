@@ -209,6 +209,36 @@ batch_holds = Table(
     Index("ix_billing_batch_holds_tenant_id", "tenant_id"),
     Index("ix_batch_holds_hold_account_id", "hold_account_id"),
     Index("ix_batch_holds_tenant_budget_period", "tenant_id", "budget_period"),
+    # 0017: what a tenant holds is in its pending holds (a settled one holds nothing, I1).
+    Index("ix_batch_holds_pending_by_tenant", "tenant_id", postgresql_where=text("settlement_status = 'pending'")),
+)
+
+# 0017 (ADR-152): monthly summaries written by triggers on the inserts of entries and transfers, in
+# the transaction of the movement. Per tenant account (available, hold), UTC month and ref type:
+account_month_totals = Table(
+    "account_month_totals",
+    metadata,
+    Column("account_id", BigInteger, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("ref_type", Text, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "month", "ref_type", name="pk_account_month_totals"),
+)
+
+# ...and per month, tenant, model ('' when unrecorded) and outcome kind (capture, refund), with the
+# provider cost of captures as frozen with their batch.
+tenant_month_outcomes = Table(
+    "tenant_month_outcomes",
+    metadata,
+    Column("month", Date, nullable=False),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("ref_type", Text, nullable=False),
+    Column("transfers", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("provider_cost_usd_micros", BigInteger, nullable=False),
+    PrimaryKeyConstraint("month", "tenant_id", "model", "ref_type", name="pk_tenant_month_outcomes"),
 )
 
 # 0010: stored quotes (ADR-123): priced lines honoured once, by the batch recorded here.
