@@ -8,11 +8,12 @@ messages and attempts, video-access audit rows; cached as a template, `bench/his
 and on an empty one, each on its own stack of every service, and reports each figure with its
 ratio to the empty database's. Target: every ratio <= 1.3x.
 
-The customer on the history side is the largest tenant (about a tenth of all batches); on the
-empty side a new tenant. Each side accepts the same 10,000-item batches first; reads then use
-that side's 10,000-item batch (the history's is settled, months old; the empty side's is the one
-just accepted), the tenant's ledger (a deep cursor: the page 90% of the way back), the statement
-and the margins of a month (the history's busiest complete one; the empty side's current one).
+The customer on the history side is the largest tenant (about a tenth of all batches). The empty
+side is day one: the same generator's single tenant with its first batch, settled, of the size
+the history side reads (10,000 items), so every read finds the same kind of object and only the
+history around it differs. Each side accepts the same 10,000-item batches first; reads then use
+the settled batch, the tenant's ledger (a deep cursor: the page 90% of the way back), and the
+statement and margins of the last complete month with traffic.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,10 +31,10 @@ import psycopg
 
 from bench.harness import Stopwatch, report, stack_on
 from bench.history_checks import money_discrepancies
-from bench.history_data import FULL, QUICK, Shape
+from bench.history_data import FULL, QUICK, Generated, Shape
 from bench.history_template import clone, ensure_template
-from tests.isolation import create_migrated_database, drop_database
-from tests.rest_api import Api, Customer
+from tests.isolation import drop_database
+from tests.rest_api import Customer
 from tests.stack import ADMIN_TOKEN
 
 TARGET_RATIO = 1.3
@@ -75,7 +76,7 @@ def _timed(repeats: int, call: Callable[[], httpx.Response]) -> float:
     for attempt in range(repeats + 1):
         with Stopwatch() as watch:
             response = call()
-        assert response.status_code == 200, f"{response.status_code}: {response.text[:300]}"
+        assert response.status_code == 200, f"{response.request.url}: {response.status_code}: {response.text[:300]}"
         if attempt:
             samples.append(watch.seconds * 1000)
     return statistics.median(samples)
@@ -114,40 +115,33 @@ def _deep_cursor(database_url: str, tenant_id: str) -> str:
     return str(row[0]) if row else ""
 
 
-def measure(plan: Plan, database_url: str, tenant_id: str | None, batch_id: str | None, month: str) -> dict[str, Any]:
+def measure(plan: Plan, database_url: str, generated: Generated) -> dict[str, Any]:
     """Every figure of one database, on a stack of its own (workers away: reads and accepts only)."""
     figures: dict[str, Any] = {}
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with stack_on(database_url, workers=0) as stack:
-        api = Api(stack.base_url)
-        credits = plan.items * 10 * (plan.accepts + 2)
-        if tenant_id is None:
-            customer = api.new_customer(credits=credits)
-        else:
-            key = api.http.post(f"/api/admin/tenants/{tenant_id}/api-keys", headers=admin)
-            assert key.status_code == 201, key.text
-            topup = api.http.post(
-                f"/api/admin/tenants/{tenant_id}/credits",
-                json={"credits": credits, "reference": f"bench-{time.time_ns()}"},
-                headers=admin,
-            )
-            assert topup.status_code == 200, topup.text
-            customer = Customer(tenant_id, key.json()["api_key"])
-        api.http.close()
+    tenant_id = str(generated.tenant_id)
+    # The statement's and margins' month: the last complete one (all of the past behind it).
+    month = generated.months[-2] if len(generated.months) > 1 else generated.months[-1]
+    with stack_on(database_url, workers=0) as stack, httpx.Client(base_url=stack.base_url, timeout=900) as http:
+        key = http.post(f"/api/admin/tenants/{tenant_id}/api-keys", headers=admin)
+        assert key.status_code == 201, key.text
+        topup = http.post(
+            f"/api/admin/tenants/{tenant_id}/credits",
+            json={"credits": plan.items * 10 * (plan.accepts + 2), "reference": f"bench-{time.time_ns()}"},
+            headers=admin,
+        )
+        assert topup.status_code == 200, topup.text
+        customer = Customer(tenant_id, key.json()["api_key"])
         items = {"items": [{"prompt": f"history bench {i}", "model": "sora-2"} for i in range(plan.items)]}
-        with httpx.Client(base_url=stack.base_url, timeout=900) as http:
-            accepted = []
-            samples = []
-            for _ in range(plan.accepts + 1):
-                with Stopwatch() as watch:
-                    response = http.post("/api/enterprise/video-batch", json=items, headers=customer.headers)
-                assert response.status_code == 202, response.text
-                accepted.append(response.json()["batch_id"])
-                samples.append(watch.seconds * 1000)
-            figures["accept a batch"] = statistics.median(samples[1:])
-            side = Side(customer, batch_id or accepted[-1], month, _deep_cursor(database_url, customer.tenant_id))
-            figures.update(_reads(plan, http, side, admin))
-    figures["_batch_id"] = side.batch_id
+        samples = []
+        for _ in range(plan.accepts + 1):
+            with Stopwatch() as watch:
+                response = http.post("/api/enterprise/video-batch", json=items, headers=customer.headers)
+            assert response.status_code == 202, response.text
+            samples.append(watch.seconds * 1000)
+        figures["accept a batch"] = statistics.median(samples[1:])
+        side = Side(customer, str(generated.big_batch_id), month, _deep_cursor(database_url, tenant_id))
+        figures.update(_reads(plan, http, side, admin))
     return figures
 
 
@@ -171,7 +165,7 @@ def _reads(plan: Plan, http: httpx.Client, side: Side, admin: dict[str, str]) ->
         "admin tenant page": (f"/admin/tenants/{side.customer.tenant_id}", admin),
         "monthly margins": (f"/api/admin/margins?month={side.month}", admin),
     }
-    figures = {name: _timed(plan.repeats, lambda p=path, h=headers: http.get(p, headers=h))
+    figures = {name: _timed(plan.repeats, partial(http.get, path, headers=headers))
                for name, (path, headers) in gets.items()}  # fmt: skip
     figures["reconciliation"] = _timed(1, lambda: http.get("/api/admin/reconciliation", headers=admin))
     for name, path, headers in (
@@ -199,15 +193,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             items=plan.items, accepts=plan.accepts, repeats=plan.repeats,
         )  # fmt: skip
     template, generated, build_seconds = ensure_template(plan.shape)
+    # Day one: the same customer's first batch, of the size the history's reads use, settled.
+    first_day = Shape(tenants=1, batches=1, tasks=generated.big_batch_items, months=1)
+    empty_template, empty_generated, _ = ensure_template(first_day)
     with Stopwatch() as cloning:
         history_name, history_url = clone(template)
-    empty_name, empty_url = create_migrated_database()
-    current_month = datetime.now(UTC).strftime("%Y-%m")
-    # The history's statement month: its last complete month (all of the past behind it).
-    month = generated.months[-2] if len(generated.months) > 1 else generated.months[-1]
+    empty_name, empty_url = clone(empty_template)
     try:
-        full = measure(plan, history_url, str(generated.tenant_id), str(generated.big_batch_id), month)
-        empty = measure(plan, empty_url, None, None, current_month)
+        full = measure(plan, history_url, generated)
+        empty = measure(plan, empty_url, empty_generated)
         problems = money_discrepancies(_dsn(history_url)) + money_discrepancies(_dsn(empty_url))
         assert not problems, "money invariants broken:\n" + "\n".join(problems)
     finally:
@@ -226,8 +220,11 @@ def _report(
 ) -> dict[str, object]:
     rows: list[tuple[str, str]] = [
         ("history", ", ".join(f"{name} {count:,}" for name, count in counts.items())),
-        ("template", (f"built now in {build_seconds:.0f} s" if build_seconds is not None else "cached")
-         + f", cloned in {clone_seconds:.1f} s"),
+        (
+            "template",
+            (f"built now in {build_seconds:.0f} s" if build_seconds is not None else "cached")
+            + f", cloned in {clone_seconds:.1f} s",
+        ),
     ]
     ratios: dict[str, float] = {}
     for name, value in full.items():
@@ -248,7 +245,11 @@ def _report(
         "history",
         rows,
         {
-            "shape": {"tenants": plan.shape.tenants, "batches": plan.shape.batches, "tasks": plan.shape.tasks},
+            "shape": {
+                "tenants": plan.shape.tenants,
+                "batches": plan.shape.batches,
+                "tasks": plan.shape.tasks,
+            },
             "counts": counts,
             "build_seconds": build_seconds,
             "clone_seconds": clone_seconds,

@@ -33,7 +33,7 @@ from libs.ledger_keys import task_outcome_key, topup_key, upfront_key
 from tests.ledger_summaries import rebuild_summaries
 
 # Bump when the generated rows change shape: the cached template is keyed by it.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "3"
 MAX_ITEMS = 10_000
 # The model mix of the batches (one model per batch), with their seed prices and provider costs.
 MODELS = (
@@ -59,6 +59,7 @@ LOADED_TABLES = (
     "webhook.attempts",
 )
 _FLUSH_ROWS = 20_000
+NULL = "\\N"  # COPY's text format
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Generated:
 
     tenant_id: uuid.UUID  # the largest tenant (the benchmark's customer)
     big_batch_id: uuid.UUID  # one of its settled 10,000-item batches (or its largest)
+    big_batch_items: int
     months: list[str]  # every month with traffic, oldest first ("YYYY-MM")
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -158,8 +160,9 @@ class _Stream:
         self.lines: list[str] = []
         self.rows = 0
 
-    def row(self, *values: Any) -> None:
-        self.lines.append("\t".join(_copy_text(value) for value in values))
+    def line(self, text: str) -> None:
+        """One row already in COPY's text format."""
+        self.lines.append(text)
         if len(self.lines) >= _FLUSH_ROWS:
             self.flush()
 
@@ -200,7 +203,7 @@ def _definitions(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str
     # Keys and unique constraints first, then plain indexes, then foreign keys (they need the keys).
     keys = [tuple(row) for row in constraints if row[0] in ("p", "u")]
     foreign = [tuple(row) for row in constraints if row[0] == "f"]
-    return [*keys, *[tuple(row) for row in indexes], *foreign]  # type: ignore[list-item]
+    return [*keys, *[tuple(row) for row in indexes], *foreign]
 
 
 def _drop(conn: psycopg.Connection[Any], definitions: list[tuple[str, str, str, str]]) -> None:
@@ -235,8 +238,8 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
     begin = end - timedelta(days=30 * shape.months)
     with psycopg.connect(dsn, autocommit=True) as conn:
         before = _definitions(conn)
-        system = dict(conn.execute("SELECT kind, id FROM billing.accounts").fetchall())
-        next_account = int(conn.execute("SELECT max(id) FROM billing.accounts").fetchone()[0]) + 1  # type: ignore[index]
+        system: dict[str, int] = {kind: id_ for kind, id_ in conn.execute("SELECT kind, id FROM billing.accounts")}
+        next_account = max(system.values()) + 1
         _drop(conn, before)
     revenue, grants = system["revenue"], system["grants"]
     tenants = [_uuid(rng) for _ in range(shape.tenants)]
@@ -290,24 +293,32 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             ref_type: str,
             key: str,
             ref_id: str,
-            tenant: uuid.UUID,
-            batch: uuid.UUID | None,
+            tenant: str,
+            batch: str,
             debit: int,
             credit: int,
             amount: int,
-            at: datetime,
-            model: str | None = None,
+            at: str,
+            model: str = NULL,
         ) -> None:
+            """One transfer and its two entries, as COPY text lines (ids, texts and times formatted
+            once by the caller: this runs once per task)."""
             nonlocal transfer_id, entry_id
             transfer_id += 1
-            transfer_rows.row(transfer_id, key, ref_type, ref_id, tenant, batch, debit, credit, amount, at, model)
+            transfer_rows.line(
+                f"{transfer_id}\t{key}\t{ref_type}\t{ref_id}\t{tenant}\t{batch}\t{debit}\t{credit}\t{amount}"
+                f"\t{at}\t{model}"
+            )
             for account, delta in ((debit, -amount), (credit, amount)):
                 entry_id += 1
-                after = None
+                after = NULL
                 if account in balances:  # a tenant account: its running balance
                     balances[account] += delta
-                    after = balances[account]
-                entry_rows.row(entry_id, transfer_id, account, tenant, batch, ref_type, ref_id, delta, after, at)
+                    after = str(balances[account])
+                entry_rows.line(
+                    f"{entry_id}\t{transfer_id}\t{account}\t{tenant}\t{batch}\t{ref_type}\t{ref_id}\t{delta}"
+                    f"\t{after}\t{at}"
+                )
 
         for wallet in wallets.values():
             balances[wallet.account_id] = 0
@@ -328,49 +339,49 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             model, price, cost, _ = rng.choices(MODELS, weights=[m[3] for m in MODELS])[0]
             wallet = wallets[tenant]
             frozen = size * price
+            tenant_text, batch_text, created_text = str(tenant), str(batch), created.isoformat()
             if wallet.balance < frozen:
                 wallet.payments += 1
                 amount = max(frozen * 3, 10_000)
                 reference = f"payment-{wallet.payments}"
-                move("topup", topup_key(tenant, reference), reference, tenant, None, grants,
-                     wallet.account_id, amount, created - timedelta(minutes=5))  # fmt: skip
+                move("topup", topup_key(tenant, reference), reference, tenant_text, NULL, grants,
+                     wallet.account_id, amount, (created - timedelta(minutes=5)).isoformat())  # fmt: skip
                 wallet.balance += amount
             hold_account = next_account
             next_account += 1
             balances[hold_account] = 0
             hold_accounts.append((hold_account, "hold", tenant, batch, 0, created))
             available_before = wallet.balance
-            move("batch_upfront", upfront_key(batch), str(batch), tenant, batch, wallet.account_id,
-                 hold_account, frozen, created)  # fmt: skip
+            move("batch_upfront", upfront_key(batch), batch_text, tenant_text, batch_text, wallet.account_id,
+                 hold_account, frozen, created_text)  # fmt: skip
             wallet.balance -= frozen
             # Most batches lose a few percent; some a third; one in a hundred everything.
             roll = rng.random()
             failure_rate = 1.0 if roll < 0.01 else 0.3 if roll < 0.06 else 0.03
             succeeded = failed = 0
             finished = created
+            common = f"\t{batch_text}\t{tenant_text}\t"
             for position in range(size):
-                task = _uuid(rng)
+                task = str(_uuid(rng))
                 began = created + timedelta(milliseconds=50 + 10 * position)
                 done = began + timedelta(seconds=30 + rng.random() * 90)
                 finished = max(finished, done)
-                outcome_key = task_outcome_key(task)
+                done_text = done.isoformat()
+                times = f"{created_text}\t{began.isoformat()}\t{done_text}\t{created_text}\tworker-h"
+                prompt = f"{position}\thistory prompt {position} of {batch_text}\t{model}\t{price}"
                 if rng.random() < failure_rate:
                     failed += 1
                     failure, message = FAILURES[position % len(FAILURES)]
-                    task_rows.row(task, batch, tenant, position, f"history prompt {position} of {batch}", model,
-                                  price, "failed", 1, 1, failure, message, None, created, began, done,
-                                  created, "worker-h")  # fmt: skip
-                    move("batch_refund", outcome_key, str(task), tenant, batch, hold_account,
-                         wallet.account_id, price, done, model)  # fmt: skip
+                    task_rows.line(f"{task}{common}{prompt}\tfailed\t1\t1\t{failure}\t{message}\t{NULL}\t{times}")
+                    move("batch_refund", task_outcome_key(task), task, tenant_text, batch_text, hold_account,
+                         wallet.account_id, price, done_text, model)  # fmt: skip
                     wallet.balance += price
                 else:
                     succeeded += 1
-                    url = f"http://127.0.0.1:8000/videos/{batch}/{task}.mp4"
-                    task_rows.row(task, batch, tenant, position, f"history prompt {position} of {batch}", model,
-                                  price, "succeeded", 1, 1, None, None, url, created, began, done, created,
-                                  "worker-h")  # fmt: skip
-                    move("batch_capture", outcome_key, str(task), tenant, batch, hold_account, revenue,
-                         price, done, model)  # fmt: skip
+                    url = f"http://127.0.0.1:8000/videos/{batch_text}/{task}.mp4"
+                    task_rows.line(f"{task}{common}{prompt}\tsucceeded\t1\t1\t{NULL}\t{NULL}\t{url}\t{times}")
+                    move("batch_capture", task_outcome_key(task), task, tenant_text, batch_text, hold_account,
+                         revenue, price, done_text, model)  # fmt: skip
             status = "completed" if not failed else "failed" if not succeeded else "partial"
             settlement = "refunded" if failed else "settled"
             settled = finished + timedelta(milliseconds=500)
@@ -398,11 +409,16 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
                     attempts.append((message_id, number, settled + timedelta(seconds=number), 40, status_code,
                                      "" if status_code == 200 else "http_status", ""))  # fmt: skip
             if log and slot % 10_000 == 0 and slot:
-                print(f"  history: {slot:,} batches, {task_rows.rows:,} tasks ({time.perf_counter() - started:.0f} s)")
+                print(
+                    f"  history: {slot:,} batches, {task_rows.rows:,} tasks ({time.perf_counter() - started:.0f} s)"
+                )
         for stream in (task_rows, transfer_rows, entry_rows):
             stream.flush()
         counts.update(
-            tasks=task_rows.rows, transfers=transfer_rows.rows, ledger_entries=entry_rows.rows, batches=len(holds)
+            tasks=task_rows.rows,
+            transfers=transfer_rows.rows,
+            ledger_entries=entry_rows.rows,
+            batches=len(holds),
         )
     _load_small(dsn, rng, tenants, wallets, begin, hold_accounts, batch_records, holds, lines, messages, attempts,
                 counts, shape)  # fmt: skip
@@ -413,6 +429,17 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             raise AssertionError("the schema after loading differs from the migrations'")
         # The monthly summaries (ADR-152) their triggers would have kept, which were off.
         rebuild_summaries(conn)
+        # The months a regular reconciliation would have sealed (ADR-154); the template is checked
+        # (I1-I3, the summaries) before it is used.
+        conn.execute(
+            """
+            INSERT INTO billing.reconciled_months (month, entries, transfers)
+            SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), count(DISTINCT transfer_id)
+            FROM billing.ledger_entries GROUP BY 1
+            HAVING date_trunc('month', max(created_at) AT TIME ZONE 'UTC') + interval '1 month 1 hour'
+                   <= now() AT TIME ZONE 'UTC'
+            """
+        )
         for table, column in (
             ("billing.accounts", "id"),
             ("billing.transfers", "id"),
@@ -428,6 +455,7 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
     return Generated(
         tenant_id=tenants[0],
         big_batch_id=big_batch,
+        big_batch_items=sizes[0],
         months=sorted(months),
         counts=counts,
         seconds=time.perf_counter() - started,

@@ -28,11 +28,10 @@ from psycopg import sql
 
 from bench.history_checks import money_discrepancies
 from bench.history_data import GENERATOR_VERSION, Generated, Shape, generate
-from tests.ledger_summaries import summary_differences
 from tests.isolation import ADMIN_DSN, create_migrated_database, schema_fingerprint
+from tests.ledger_summaries import summary_differences
 
 PREFIX = "rb_hist_"
-_LOCK = zlib.crc32(b"reelbatch-history-template")
 # Bytes on disk per task of history, measured (tasks, their ledger, indexes, the rest): the free
 # space a build needs is twice this (template and one clone) times the tasks, with a margin.
 BYTES_PER_TASK = 2_400
@@ -67,7 +66,9 @@ def ensure_template(shape: Shape, *, log: bool = True) -> tuple[str, Generated, 
     the build took (None: it was cached)."""
     name = template_name(shape)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        # One builder per template (a build of another size goes on meanwhile).
+        lock = zlib.crc32(f"reelbatch-history-{name}".encode())
+        conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
         try:
             found = _described(conn, name)
             if found is not None:
@@ -88,7 +89,9 @@ def ensure_template(shape: Shape, *, log: bool = True) -> tuple[str, Generated, 
                 generated = generate(url.replace("postgresql+psycopg://", "postgresql://"), shape, log=log)
                 problems = money_discrepancies(_dsn(building))
                 with psycopg.connect(_dsn(building)) as target:
-                    problems += [f"summary {table} differs from the ledger" for table in summary_differences(target)]
+                    problems += [
+                        f"summary {table} differs from the ledger" for table in summary_differences(target)
+                    ]
                 if problems:
                     raise AssertionError("the generated history breaks I1-I3:\n" + "\n".join(problems[:20]))
                 with psycopg.connect(_dsn(building), autocommit=True) as target:
@@ -97,18 +100,26 @@ def ensure_template(shape: Shape, *, log: bool = True) -> tuple[str, Generated, 
                 comment = json.dumps({**asdict(generated), "tenant_id": str(generated.tenant_id),
                                       "big_batch_id": str(generated.big_batch_id)})  # fmt: skip
                 conn.execute(
-                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(building), sql.Literal(comment))
+                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                        sql.Identifier(building), sql.Literal(comment)
+                    )
                 )
-                conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(building)))
                 conn.execute(
-                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(name))
+                    sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(building))
+                )
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(building), sql.Identifier(name)
+                    )
                 )
             except BaseException:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building))
+                )
                 raise
             return name, generated, generated.seconds
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
 
 def _described(conn: psycopg.Connection[Any], name: str) -> Generated | None:
@@ -121,6 +132,7 @@ def _described(conn: psycopg.Connection[Any], name: str) -> Generated | None:
     return Generated(
         tenant_id=uuid.UUID(stored["tenant_id"]),
         big_batch_id=uuid.UUID(stored["big_batch_id"]),
+        big_batch_items=int(stored["big_batch_items"]),
         months=list(stored["months"]),
         counts=dict(stored["counts"]),
         seconds=float(stored["seconds"]),

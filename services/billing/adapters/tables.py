@@ -159,6 +159,8 @@ transfers = Table(
     ),
     # A tenant's transfers of one kind over a period (console usage, granted totals) (0007).
     Index("ix_transfers_tenant_ref_type_created_at", "tenant_id", "ref_type", "created_at"),
+    # 0017: the transfers of the months reconciliation has not sealed yet (ADR-154).
+    Index("ix_transfers_created_at_brin", "created_at", postgresql_using="brin"),
 )
 
 ledger_entries = Table(
@@ -178,6 +180,8 @@ ledger_entries = Table(
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
     Index("ix_ledger_entries_transfer_id", "transfer_id"),
     Index("ix_ledger_entries_account_id_created_at", "account_id", "created_at"),
+    # 0017: the entries of the months reconciliation has not sealed yet (ADR-154).
+    Index("ix_ledger_entries_created_at_brin", "created_at", postgresql_using="brin"),
 )
 
 batch_holds = Table(
@@ -210,7 +214,11 @@ batch_holds = Table(
     Index("ix_batch_holds_hold_account_id", "hold_account_id"),
     Index("ix_batch_holds_tenant_budget_period", "tenant_id", "budget_period"),
     # 0017: what a tenant holds is in its pending holds (a settled one holds nothing, I1).
-    Index("ix_batch_holds_pending_by_tenant", "tenant_id", postgresql_where=text("settlement_status = 'pending'")),
+    Index(
+        "ix_batch_holds_pending_by_tenant",
+        "tenant_id",
+        postgresql_where=text("settlement_status = 'pending'"),
+    ),
 )
 
 # 0017 (ADR-152): monthly summaries written by triggers on the inserts of entries and transfers, in

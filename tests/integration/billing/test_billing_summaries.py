@@ -43,8 +43,8 @@ def test_monthly_summaries_equal_the_ledger_after_any_movements(summaries_databa
     run_state_machine_as_test(
         BillingMoneyAndSummaries,
         settings=settings(
-            max_examples=15,
-            stateful_step_count=20,
+            max_examples=4,
+            stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
@@ -75,6 +75,8 @@ def test_summaries_count_entries_of_tenant_accounts_only(summaries_database_url:
             " (%s, %s, '00000000-0000-4000-8000-000000000001', 'topup', '1', 70, 70)",
             (transfer, grants, transfer, available),
         )
-        rows = conn.execute("SELECT account_id, ref_type, entries, amount FROM billing.account_month_totals").fetchall()
+        rows = conn.execute(
+            "SELECT account_id, ref_type, entries, amount FROM billing.account_month_totals"
+        ).fetchall()
         assert rows == [(available, "topup", 1, 70)]
         assert summary_differences(conn) == {}

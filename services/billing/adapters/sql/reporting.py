@@ -6,7 +6,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields
@@ -29,6 +30,9 @@ from services.billing.domain.statements import ModelUsage
 # Task outcomes recorded before transfers carried their model.
 UNRECORDED_MODEL = "unrecorded"
 
+
+# Many batch ids as one array parameter (not one placeholder per id).
+_UUID_ARRAY = ARRAY(UUID(as_uuid=True))
 
 # Hold accounts, summed per tenant in the tenant list.
 _hold_accounts = accounts.alias("hold_accounts")
@@ -116,7 +120,9 @@ class ReportingQueries:
         # the index of pending holds, not among every hold the tenant ever had (ADR-153).
         held = (
             select(func.coalesce(func.sum(_hold_accounts.c.balance), 0))
-            .select_from(batch_holds.join(_hold_accounts, _hold_accounts.c.id == batch_holds.c.hold_account_id))
+            .select_from(
+                batch_holds.join(_hold_accounts, _hold_accounts.c.id == batch_holds.c.hold_account_id)
+            )
             .where(batch_holds.c.tenant_id == tenants.c.id, batch_holds.c.settlement_status == "pending")
             .scalar_subquery()
         )
@@ -332,8 +338,10 @@ class ReportingQueries:
         ]
 
     async def existing_holds(self, batch_ids: Collection[BatchId]) -> set[BatchId]:
-        """Those of `batch_ids` that have a hold."""
+        """Those of `batch_ids` that have a hold (one array parameter: there may be many)."""
         rows = await self._conn.execute(
-            select(batch_holds.c.batch_id).where(batch_holds.c.batch_id.in_(list(batch_ids)))
+            select(batch_holds.c.batch_id).where(
+                batch_holds.c.batch_id == any_(bindparam("batch_ids", list(batch_ids), type_=_UUID_ARRAY))
+            )
         )
         return {BatchId(row.batch_id) for row in rows}

@@ -17,6 +17,12 @@ Existing rows are summarized here once.
 `ix_batch_holds_pending_by_tenant`: what a tenant holds is the balance of its pending holds (a
 settled hold holds nothing, I1), found through this index instead of every hold it ever had.
 
+Reconciliation by month (ADR-154): `reconciled_months` lists the months a clean reconciliation
+sealed; a run checks the ledger from the first unsealed month on, found through BRIN indexes on
+`created_at` of entries and transfers (append-only tables whose rows arrive in time order: a few
+pages of index, nothing to update per row beyond its range) and the holds settled since through
+`ix_batch_holds_settled_at`.
+
 Revision ID: 0017
 Revises: 0012
 Create Date: 2026-12-06
@@ -135,9 +141,27 @@ def upgrade() -> None:
         f"CREATE INDEX ix_batch_holds_pending_by_tenant ON {S}.batch_holds (tenant_id)"
         " WHERE settlement_status = 'pending'"
     )
+    op.execute(
+        f"""
+        CREATE TABLE {S}.reconciled_months (
+            month date PRIMARY KEY,
+            reconciled_at timestamptz NOT NULL DEFAULT now(),
+            entries bigint NOT NULL,
+            transfers bigint NOT NULL
+        )"""
+    )
+    op.execute(
+        f"CREATE INDEX ix_ledger_entries_created_at_brin ON {S}.ledger_entries USING brin (created_at)"
+    )
+    op.execute(f"CREATE INDEX ix_transfers_created_at_brin ON {S}.transfers USING brin (created_at)")
+    op.execute(f"CREATE INDEX ix_batch_holds_settled_at ON {S}.batch_holds (settled_at)")
 
 
 def downgrade() -> None:
+    op.execute(f"DROP INDEX {S}.ix_batch_holds_settled_at")
+    op.execute(f"DROP INDEX {S}.ix_transfers_created_at_brin")
+    op.execute(f"DROP INDEX {S}.ix_ledger_entries_created_at_brin")
+    op.execute(f"DROP TABLE {S}.reconciled_months")
     op.execute(f"DROP INDEX {S}.ix_batch_holds_pending_by_tenant")
     op.execute(f"DROP TRIGGER transfers_summarized ON {S}.transfers")
     op.execute(f"DROP TRIGGER ledger_entries_summarized ON {S}.ledger_entries")
