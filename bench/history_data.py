@@ -33,7 +33,7 @@ from libs.ledger_keys import task_outcome_key, topup_key, upfront_key
 from tests.ledger_summaries import rebuild_summaries
 
 # Bump when the generated rows change shape: the cached template is keyed by it.
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 MAX_ITEMS = 10_000
 # The model mix of the batches (one model per batch), with their seed prices and provider costs.
 MODELS = (
@@ -102,21 +102,27 @@ class Generated:
 def batch_sizes(rng: random.Random, batches: int, tasks: int) -> list[int]:
     """`batches` sizes in 1..10,000 summing to `tasks`, log-normal (most small, a long tail); the
     first is as large as the total allows (up to 10,000): the benchmark reads that batch."""
-    raw = [rng.lognormvariate(0.0, 1.9) for _ in range(batches)]
-    sizes = [1] * batches
-    for _ in range(30):  # scale, clip, repeat: the clipped ones no longer take their share
-        scale = tasks / sum(raw)
-        sizes = [min(MAX_ITEMS, max(1, round(value * scale))) for value in raw]
-        if abs(sum(sizes) - tasks) <= max(1, tasks // 1000):
-            break
-        raw = [value * (tasks / max(sum(sizes), 1)) for value in raw]
-    sizes[0] = min(MAX_ITEMS, tasks - (batches - 1))
+    raw = [rng.lognormvariate(0.0, 1.9) for _ in range(batches - 1)]
+    first = min(MAX_ITEMS, tasks - (batches - 1))
+    wanted = tasks - first
+
+    def total(scale: float) -> int:
+        return sum(min(MAX_ITEMS, max(1, round(value * scale))) for value in raw)
+
+    low, high = 0.0, float(MAX_ITEMS) * max(1, batches)
+    for _ in range(40):  # the scale whose clipped sizes add up to the tasks wanted (monotone in it)
+        middle = (low + high) / 2
+        low, high = (middle, high) if total(middle) < wanted else (low, middle)
+    sizes = [first, *(min(MAX_ITEMS, max(1, round(value * high))) for value in raw)]
     missing = tasks - sum(sizes)
-    while missing:
-        index = rng.randrange(1, batches) if batches > 1 else 0
+    for index in range(1, batches):  # what rounding left over, one batch at a time
+        if not missing:
+            break
         step = min(missing, MAX_ITEMS - sizes[index]) if missing > 0 else max(missing, 1 - sizes[index])
         sizes[index] += step
         missing -= step
+    if missing:
+        raise ValueError("cannot spread the tasks over the batches")
     return sizes
 
 
