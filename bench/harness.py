@@ -25,6 +25,8 @@ from tests.stack import Stack
 
 # Settings the test stack shortens for speed that a benchmark keeps at their production defaults.
 PRODUCTION_TIMINGS = ("task_lease_seconds", "recovery_interval_seconds", "reserving_grace_seconds")
+# How long every process of a benchmark's stack may take to answer.
+READY_SECONDS = 180.0
 # Where the simulated videos go unless a benchmark is asked to keep them on disk.
 MEMORY_FS = Path("/dev/shm")
 
@@ -85,7 +87,10 @@ def stack_on(database_url: str, workers: int = 2, **overrides: str) -> Iterator[
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
-            stack.start_all()
+            for name in ("billing", "batch", "webhook", "gateway", *(f"worker-{n}" for n in range(workers))):
+                stack.start(name)
+            # A host this shared can take more than the tests' minute to start every process.
+            stack.wait_ready(timeout=READY_SECONDS)
             # The previous benchmark's writes are flushed now, not by a checkpoint during this one.
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")

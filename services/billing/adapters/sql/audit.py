@@ -107,9 +107,14 @@ _BATCH_TRANSFER_TOTALS = """
     WHERE batch_id = ANY(%(batch_ids)s) GROUP BY batch_id, ref_type
 """
 
-# The first month not sealed: the month after the last sealed one (months are sealed in order).
+# The first month not sealed: the month after the last sealed one (months are sealed in order);
+# before any, the ledger's first month (or this one, when it is empty).
 _FIRST_UNSEALED = """
-    SELECT coalesce(max(month) + interval '1 month', '1970-01-01')::date FROM billing.reconciled_months
+    SELECT coalesce(
+        (SELECT max(month) + interval '1 month' FROM billing.reconciled_months),
+        (SELECT min(month) FROM billing.account_month_totals),
+        date_trunc('month', now() AT TIME ZONE 'UTC')
+    )::date
 """
 _COUNTS_OF_MONTHS = """
     SELECT m.month,
