@@ -229,10 +229,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.tasks:
         ratio = args.tasks / FULL.tasks
         plan = Plan(
-            shape=Shape(tenants=max(20, round(FULL.tenants * ratio)), batches=max(200, round(FULL.batches * ratio)),
-                        tasks=args.tasks),
-            items=plan.items, accepts=plan.accepts, repeats=plan.repeats,
-        )  # fmt: skip
+            shape=Shape(
+                tenants=max(20, round(FULL.tenants * ratio)),
+                batches=max(200, round(FULL.batches * ratio)),
+                tasks=args.tasks,
+            ),
+            items=plan.items,
+            accepts=plan.accepts,
+            repeats=plan.repeats,
+        )
     template, generated, build_seconds = ensure_template(plan.shape)
     # Day one: the same customer's first batch, of the size the history's reads use, settled.
     first_day = Shape(tenants=1, batches=1, tasks=generated.big_batch_items, months=1)
@@ -288,8 +293,19 @@ def _report(
         rows.append((name, f"{value:,.1f} {unit} vs {base:,.1f} empty: {ratio:.2f}x{verdict}"))
     over = sorted((name for name, ratio in ratios.items() if ratio > TARGET_RATIO), key=lambda n: -ratios[n])
     met = None if plan.shape != FULL else not over
-    rows.append(("target", f"every ratio <= {TARGET_RATIO}x: " + (
-        "not checked at these sizes" if met is None else "met" if met else "not met: " + ", ".join(over))))  # fmt: skip
+    rows.append(
+        (
+            "target",
+            f"every ratio <= {TARGET_RATIO}x: "
+            + (
+                "not checked at these sizes"
+                if met is None
+                else "met"
+                if met
+                else "not met: " + ", ".join(over)
+            ),
+        )
+    )
     return report(
         "history",
         rows,

@@ -196,8 +196,8 @@ def _definitions(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str
     ).fetchall()
     indexes = conn.execute(
         """
-        SELECT 'i', format('%%I.%%I', i.schemaname, i.tablename), format('%%I.%%I', i.schemaname, i.indexname),
-               i.indexdef
+        SELECT 'i', format('%%I.%%I', i.schemaname, i.tablename),
+               format('%%I.%%I', i.schemaname, i.indexname), i.indexdef
         FROM pg_indexes i
         WHERE format('%%I.%%I', i.schemaname, i.tablename) = ANY(%(tables)s)
           AND NOT EXISTS (SELECT 1 FROM pg_constraint c
@@ -244,7 +244,9 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
     begin = end - timedelta(days=30 * shape.months)
     with psycopg.connect(dsn, autocommit=True) as conn:
         before = _definitions(conn)
-        system: dict[str, int] = {kind: id_ for kind, id_ in conn.execute("SELECT kind, id FROM billing.accounts")}
+        system: dict[str, int] = {
+            kind: id_ for kind, id_ in conn.execute("SELECT kind, id FROM billing.accounts")
+        }
         next_account = max(system.values()) + 1
         _drop(conn, before)
     revenue, grants = system["revenue"], system["grants"]
@@ -270,29 +272,61 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             dsn,
             "batch.tasks",
             (
-                "id", "batch_id", "tenant_id", "batch_index", "prompt", "model", "unit_price", "status",
-                "attempts", "claims", "failure_type", "error_message", "video_url", "created_at",
-                "started_at", "finished_at", "dispatched_at", "claimed_by",
+                "id",
+                "batch_id",
+                "tenant_id",
+                "batch_index",
+                "prompt",
+                "model",
+                "unit_price",
+                "status",
+                "attempts",
+                "claims",
+                "failure_type",
+                "error_message",
+                "video_url",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "dispatched_at",
+                "claimed_by",
             ),
-        )  # fmt: skip
+        )
         transfer_rows = _Stream(
             stack,
             dsn,
             "billing.transfers",
             (
-                "id", "key", "ref_type", "ref_id", "tenant_id", "batch_id", "debit_account_id",
-                "credit_account_id", "amount", "created_at", "model",
+                "id",
+                "key",
+                "ref_type",
+                "ref_id",
+                "tenant_id",
+                "batch_id",
+                "debit_account_id",
+                "credit_account_id",
+                "amount",
+                "created_at",
+                "model",
             ),
-        )  # fmt: skip
+        )
         entry_rows = _Stream(
             stack,
             dsn,
             "billing.ledger_entries",
             (
-                "id", "transfer_id", "account_id", "tenant_id", "batch_id", "ref_type", "ref_id", "amount",
-                "balance_after", "created_at",
+                "id",
+                "transfer_id",
+                "account_id",
+                "tenant_id",
+                "batch_id",
+                "ref_type",
+                "ref_id",
+                "amount",
+                "balance_after",
+                "created_at",
             ),
-        )  # fmt: skip
+        )
         balances: dict[int, int] = {}
 
         def move(
@@ -350,16 +384,34 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
                 wallet.payments += 1
                 amount = max(frozen * 3, 10_000)
                 reference = f"payment-{wallet.payments}"
-                move("topup", topup_key(tenant, reference), reference, tenant_text, NULL, grants,
-                     wallet.account_id, amount, (created - timedelta(minutes=5)).isoformat())  # fmt: skip
+                move(
+                    "topup",
+                    topup_key(tenant, reference),
+                    reference,
+                    tenant_text,
+                    NULL,
+                    grants,
+                    wallet.account_id,
+                    amount,
+                    (created - timedelta(minutes=5)).isoformat(),
+                )
                 wallet.balance += amount
             hold_account = next_account
             next_account += 1
             balances[hold_account] = 0
             hold_accounts.append((hold_account, "hold", tenant, batch, 0, created))
             available_before = wallet.balance
-            move("batch_upfront", upfront_key(batch), batch_text, tenant_text, batch_text, wallet.account_id,
-                 hold_account, frozen, created_text)  # fmt: skip
+            move(
+                "batch_upfront",
+                upfront_key(batch),
+                batch_text,
+                tenant_text,
+                batch_text,
+                wallet.account_id,
+                hold_account,
+                frozen,
+                created_text,
+            )
             wallet.balance -= frozen
             # Most batches lose a few percent; some a third; one in a hundred everything.
             roll = rng.random()
@@ -378,46 +430,121 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
                 if rng.random() < failure_rate:
                     failed += 1
                     failure, message = FAILURES[position % len(FAILURES)]
-                    task_rows.line(f"{task}{common}{prompt}\tfailed\t1\t1\t{failure}\t{message}\t{NULL}\t{times}")
-                    move("batch_refund", task_outcome_key(task), task, tenant_text, batch_text, hold_account,
-                         wallet.account_id, price, done_text, model)  # fmt: skip
+                    task_rows.line(
+                        f"{task}{common}{prompt}\tfailed\t1\t1\t{failure}\t{message}\t{NULL}\t{times}"
+                    )
+                    move(
+                        "batch_refund",
+                        task_outcome_key(task),
+                        task,
+                        tenant_text,
+                        batch_text,
+                        hold_account,
+                        wallet.account_id,
+                        price,
+                        done_text,
+                        model,
+                    )
                     wallet.balance += price
                 else:
                     succeeded += 1
                     url = f"http://127.0.0.1:8000/videos/{batch_text}/{task}.mp4"
                     task_rows.line(f"{task}{common}{prompt}\tsucceeded\t1\t1\t{NULL}\t{NULL}\t{url}\t{times}")
-                    move("batch_capture", task_outcome_key(task), task, tenant_text, batch_text, hold_account,
-                         revenue, price, done_text, model)  # fmt: skip
+                    move(
+                        "batch_capture",
+                        task_outcome_key(task),
+                        task,
+                        tenant_text,
+                        batch_text,
+                        hold_account,
+                        revenue,
+                        price,
+                        done_text,
+                        model,
+                    )
             status = "completed" if not failed else "failed" if not succeeded else "partial"
             settlement = "refunded" if failed else "settled"
             settled = finished + timedelta(milliseconds=500)
             batch_records.append(
-                (batch, tenant, hashlib.sha256(batch.bytes).hexdigest(), status, size, frozen, price,
-                 available_before, frozen, settlement, created, created + timedelta(milliseconds=40), finished,
-                 settled, succeeded, failed, 0, succeeded * price, failed * price, 0)
-            )  # fmt: skip
+                (
+                    batch,
+                    tenant,
+                    hashlib.sha256(batch.bytes).hexdigest(),
+                    status,
+                    size,
+                    frozen,
+                    price,
+                    available_before,
+                    frozen,
+                    settlement,
+                    created,
+                    created + timedelta(milliseconds=40),
+                    finished,
+                    settled,
+                    succeeded,
+                    failed,
+                    0,
+                    succeeded * price,
+                    failed * price,
+                    0,
+                )
+            )
             holds.append(
-                (batch, tenant, hold_account, size, frozen, available_before, available_before - frozen,
-                 succeeded * price, failed * price, size, 0, settlement, settled, created,
-                 created.date().replace(day=1))
-            )  # fmt: skip
+                (
+                    batch,
+                    tenant,
+                    hold_account,
+                    size,
+                    frozen,
+                    available_before,
+                    available_before - frozen,
+                    succeeded * price,
+                    failed * price,
+                    size,
+                    0,
+                    settlement,
+                    settled,
+                    created,
+                    created.date().replace(day=1),
+                )
+            )
             lines.append((batch, model, price, size, cost, 0))
             if rng.random() < 0.3:  # a third of the batches asked for a webhook
                 message_id = f"msg_{batch.hex}"
                 body = f'{{"type":"batch.completed","data":{{"batch_id":"{batch}"}}}}'.encode()
                 tries = 1 if rng.random() < 0.9 else 3
                 messages.append(
-                    (message_id, tenant, batch, "batch.completed", body, "https://example.com/hooks",
-                     f"{batch}:batch.completed", "delivered", tries, tries, settled, settled)
-                )  # fmt: skip
+                    (
+                        message_id,
+                        tenant,
+                        batch,
+                        "batch.completed",
+                        body,
+                        "https://example.com/hooks",
+                        f"{batch}:batch.completed",
+                        "delivered",
+                        tries,
+                        tries,
+                        settled,
+                        settled,
+                    )
+                )
                 for number in range(1, tries + 1):
                     status_code = 200 if number == tries else 503
-                    attempts.append((message_id, number, settled + timedelta(seconds=number), 40, status_code,
-                                     "" if status_code == 200 else "http_status", ""))  # fmt: skip
+                    attempts.append(
+                        (
+                            message_id,
+                            number,
+                            settled + timedelta(seconds=number),
+                            40,
+                            status_code,
+                            "" if status_code == 200 else "http_status",
+                            "",
+                        )
+                    )
             if log and slot % 10_000 == 0 and slot:
-                print(
-                    f"  history: {slot:,} batches, {task_rows.rows:,} tasks ({time.perf_counter() - started:.0f} s)"
-                )
+                elapsed = time.perf_counter() - started
+                print(f"  history: {slot:,} batches, {task_rows.rows:,} tasks ({elapsed:.0f} s)")
         for stream in (task_rows, transfer_rows, entry_rows):
             stream.flush()
         counts.update(
@@ -426,8 +553,21 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             ledger_entries=entry_rows.rows,
             batches=len(holds),
         )
-    _load_small(dsn, rng, tenants, wallets, begin, hold_accounts, batch_records, holds, lines, messages, attempts,
-                counts, shape)  # fmt: skip
+    _load_small(
+        dsn,
+        rng,
+        tenants,
+        wallets,
+        begin,
+        hold_accounts,
+        batch_records,
+        holds,
+        lines,
+        messages,
+        attempts,
+        counts,
+        shape,
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         _recreate(conn, before)
         after = _definitions(conn)
@@ -440,7 +580,7 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
         conn.execute(
             """
             INSERT INTO billing.reconciled_months (month, entries, transfers)
-            SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), count(DISTINCT transfer_id)
+            SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), count(*) / 2
             FROM billing.ledger_entries GROUP BY 1
             HAVING date_trunc('month', max(created_at) AT TIME ZONE 'UTC') + interval '1 month 1 hour'
                    <= now() AT TIME ZONE 'UTC'
@@ -486,31 +626,124 @@ def _load_small(
     """The tables of a few hundred thousand rows at most, from memory; then the audit log."""
     opened = begin - timedelta(days=1)
     tables: list[tuple[str, tuple[str, ...], Iterator[tuple[Any, ...]] | list[tuple[Any, ...]]]] = [
-        ("billing.tenants", ("id", "name", "created_at"),
-         [(tenant, f"history studio {n}", opened) for n, tenant in enumerate(tenants)]),
-        ("billing.api_keys", ("id", "tenant_id", "key_hash", "key_prefix", "created_at"),
-         [(_uuid(rng), tenant, hashlib.sha256(tenant.bytes).hexdigest(), "rb_hist", opened) for tenant in tenants]),
-        ("billing.accounts", ("id", "kind", "tenant_id", "batch_id", "balance", "created_at"),
-         [(wallets[t].account_id, "available", t, None, wallets[t].balance, opened) for t in tenants] + hold_accounts),
-        ("billing.batch_holds", ("batch_id", "tenant_id", "hold_account_id", "item_count", "frozen",
-                                 "available_before", "available_after", "captured", "refunded", "outcomes_applied",
-                                 "released", "settlement_status", "settled_at", "created_at", "budget_period"),
-         holds),
-        ("billing.batch_hold_lines", ("batch_id", "model", "unit_price", "count", "provider_cost_usd_micros",
-                                      "duration_seconds"), lines),
-        ("batch.batches", ("id", "tenant_id", "request_fingerprint", "status", "total_count", "required_credits",
-                           "cost_per_video", "available_snapshot", "frozen_credits", "settlement_status",
-                           "created_at", "queued_at", "finished_at", "settled_at", "succeeded_count",
-                           "failed_count", "cancelled_count", "credits_spent", "refunded_credits",
-                           "undispatched_count"), batch_records),
-        ("webhook.messages", ("id", "tenant_id", "batch_id", "event_type", "body", "url", "dedupe_key", "status",
-                              "attempt_count", "round_attempts", "created_at", "delivered_at"), messages),
-        ("webhook.attempts", ("message_id", "attempt_number", "attempted_at", "duration_ms", "http_status",
-                              "error_class", "response_body"), attempts),
-        ("billing.video_access_log", ("occurred_at", "tenant_id", "key_id", "client_address", "batch_id",
-                                      "task_id", "mode", "via", "result"),
-         _access_rows(rng, batch_records, shape.tasks // 5)),
-    ]  # fmt: skip
+        (
+            "billing.tenants",
+            ("id", "name", "created_at"),
+            [(tenant, f"history studio {n}", opened) for n, tenant in enumerate(tenants)],
+        ),
+        (
+            "billing.api_keys",
+            ("id", "tenant_id", "key_hash", "key_prefix", "created_at"),
+            [
+                (_uuid(rng), tenant, hashlib.sha256(tenant.bytes).hexdigest(), "rb_hist", opened)
+                for tenant in tenants
+            ],
+        ),
+        (
+            "billing.accounts",
+            ("id", "kind", "tenant_id", "batch_id", "balance", "created_at"),
+            [(wallets[t].account_id, "available", t, None, wallets[t].balance, opened) for t in tenants]
+            + hold_accounts,
+        ),
+        (
+            "billing.batch_holds",
+            (
+                "batch_id",
+                "tenant_id",
+                "hold_account_id",
+                "item_count",
+                "frozen",
+                "available_before",
+                "available_after",
+                "captured",
+                "refunded",
+                "outcomes_applied",
+                "released",
+                "settlement_status",
+                "settled_at",
+                "created_at",
+                "budget_period",
+            ),
+            holds,
+        ),
+        (
+            "billing.batch_hold_lines",
+            ("batch_id", "model", "unit_price", "count", "provider_cost_usd_micros", "duration_seconds"),
+            lines,
+        ),
+        (
+            "batch.batches",
+            (
+                "id",
+                "tenant_id",
+                "request_fingerprint",
+                "status",
+                "total_count",
+                "required_credits",
+                "cost_per_video",
+                "available_snapshot",
+                "frozen_credits",
+                "settlement_status",
+                "created_at",
+                "queued_at",
+                "finished_at",
+                "settled_at",
+                "succeeded_count",
+                "failed_count",
+                "cancelled_count",
+                "credits_spent",
+                "refunded_credits",
+                "undispatched_count",
+            ),
+            batch_records,
+        ),
+        (
+            "webhook.messages",
+            (
+                "id",
+                "tenant_id",
+                "batch_id",
+                "event_type",
+                "body",
+                "url",
+                "dedupe_key",
+                "status",
+                "attempt_count",
+                "round_attempts",
+                "created_at",
+                "delivered_at",
+            ),
+            messages,
+        ),
+        (
+            "webhook.attempts",
+            (
+                "message_id",
+                "attempt_number",
+                "attempted_at",
+                "duration_ms",
+                "http_status",
+                "error_class",
+                "response_body",
+            ),
+            attempts,
+        ),
+        (
+            "billing.video_access_log",
+            (
+                "occurred_at",
+                "tenant_id",
+                "key_id",
+                "client_address",
+                "batch_id",
+                "task_id",
+                "mode",
+                "via",
+                "result",
+            ),
+            _access_rows(rng, batch_records, shape.tasks // 5),
+        ),
+    ]
     with psycopg.connect(dsn) as conn:
         conn.execute("SET session_replication_role = replica")
         for table, columns, rows in tables:

@@ -37,7 +37,9 @@ TENANT_MONTH_OUTCOMES = f"""
 """
 
 STORED = {
-    "account_month_totals": "SELECT account_id, month, ref_type, entries, amount FROM billing.account_month_totals",
+    "account_month_totals": (
+        "SELECT account_id, month, ref_type, entries, amount FROM billing.account_month_totals"
+    ),
     "tenant_month_outcomes": (
         "SELECT month, tenant_id, model, ref_type, transfers, amount, provider_cost_usd_micros"
         " FROM billing.tenant_month_outcomes"

@@ -70,10 +70,15 @@ def test_summaries_count_entries_of_tenant_accounts_only(summaries_database_url:
             (grants, available),
         ).fetchall()
         conn.execute(
-            "INSERT INTO billing.ledger_entries (transfer_id, account_id, tenant_id, ref_type, ref_id, amount,"
-            " balance_after) VALUES (%s, %s, '00000000-0000-4000-8000-000000000001', 'topup', '1', -70, NULL),"
-            " (%s, %s, '00000000-0000-4000-8000-000000000001', 'topup', '1', 70, 70)",
-            (transfer, grants, transfer, available),
+            "INSERT INTO billing.ledger_entries"
+            " (transfer_id, account_id, tenant_id, ref_type, ref_id, amount, balance_after) VALUES (%(t)s, %(grants)s, %(tenant)s, 'topup', '1', -70, NULL),"
+            " (%(t)s, %(available)s, %(tenant)s, 'topup', '1', 70, 70)",
+            {
+                "t": transfer,
+                "grants": grants,
+                "available": available,
+                "tenant": "00000000-0000-4000-8000-000000000001",
+            },
         )
         rows = conn.execute(
             "SELECT account_id, ref_type, entries, amount FROM billing.account_month_totals"

@@ -1,4 +1,5 @@
-"""The reconciliation audit's SQL: aggregates over the ledger since the last sealed month (named query strings)."""
+"""The reconciliation audit's SQL: aggregates over the ledger since the last sealed month (named
+query strings)."""
 
 from __future__ import annotations
 
@@ -59,15 +60,17 @@ _SUMMARY_DRIFT = f"""
            coalesce(s.amount, 0) AS stored, coalesce(e.amount, 0) AS recorded
     FROM (SELECT * FROM billing.account_month_totals WHERE month >= %(since)s::date) s
     FULL JOIN (
-        SELECT account_id, {_MONTH.format("created_at")} AS month, ref_type, count(*) AS entries, sum(amount) AS amount
+        SELECT account_id, {_MONTH.format("created_at")} AS month, ref_type, count(*) AS entries,
+               sum(amount) AS amount
         FROM billing.ledger_entries
-        WHERE created_at >= %(since)s
-          AND account_id NOT IN (SELECT id FROM billing.accounts WHERE kind IN ('revenue', 'grants', 'payments'))
+        WHERE created_at >= %(since)s AND account_id NOT IN (
+            SELECT id FROM billing.accounts WHERE kind IN ('revenue', 'grants', 'payments'))
         GROUP BY 1, 2, 3
     ) e ON e.account_id = s.account_id AND e.month = s.month AND e.ref_type = s.ref_type
     WHERE s.amount IS DISTINCT FROM e.amount OR s.entries IS DISTINCT FROM e.entries
     UNION ALL
-    SELECT 'tenant ' || coalesce(s.tenant_id, t.tenant_id) || ' ' || coalesce(s.ref_type, t.ref_type) || ' of '
+    SELECT 'tenant ' || coalesce(s.tenant_id, t.tenant_id) || ' ' || coalesce(s.ref_type, t.ref_type)
+           || ' of '
            || coalesce(nullif(coalesce(s.model, t.model), ''), 'unrecorded') || ' in '
            || to_char(coalesce(s.month, t.month), 'YYYY-MM'),
            coalesce(s.amount, 0), coalesce(t.amount, 0)
