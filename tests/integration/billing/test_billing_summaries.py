@@ -71,7 +71,8 @@ def test_summaries_count_entries_of_tenant_accounts_only(summaries_database_url:
         ).fetchall()
         conn.execute(
             "INSERT INTO billing.ledger_entries"
-            " (transfer_id, account_id, tenant_id, ref_type, ref_id, amount, balance_after) VALUES (%(t)s, %(grants)s, %(tenant)s, 'topup', '1', -70, NULL),"
+            " (transfer_id, account_id, tenant_id, ref_type, ref_id, amount, balance_after)"
+            " VALUES (%(t)s, %(grants)s, %(tenant)s, 'topup', '1', -70, NULL),"
             " (%(t)s, %(available)s, %(tenant)s, 'topup', '1', 70, 70)",
             {
                 "t": transfer,
