@@ -194,6 +194,9 @@ class TaskRecord:
     finished_at: datetime | None
     custom_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # What its billed provider jobs cost us (US dollar micros) and how many there were (ADR-144).
+    provider_cost_usd_micros: int = 0
+    provider_jobs: int = 0
 
 
 class TaskSummary(NamedTuple):
@@ -420,6 +423,8 @@ class NewBatch:
     metadata: Metadata = ()
     # Item i's priced options (`generation.options_key`); empty when no item has any.
     options: tuple[str, ...] = ()
+    # Stored only while the tenant has fewer unfinished batches than this (0: no limit).
+    open_batch_limit: int = 0
 
     def price_key(self, index: int) -> PriceKey:
         """The key of item `index`'s line in `prices`."""

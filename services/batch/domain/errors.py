@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.errors import (
+    AlreadyExists,
+    ErrorCategory,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 
 # Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
 
@@ -42,6 +50,23 @@ class PriceChanged(FailedPrecondition):
     deployed meanwhile); the batch is re-priced before anything is frozen."""
 
     reason = "stale_quote"
+
+
+class TooManyOpenBatches(ServiceError):
+    """The tenant already has as many unfinished batches as the caller allows; nothing was stored
+    (the gateway answers 429 rate_limited with Retry-After)."""
+
+    category = ErrorCategory.RESOURCE_EXHAUSTED
+    reason = "rate_limited"
+    # A batch takes seconds to minutes: asking again sooner than this is pointless.
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} batches may be in progress at once",
+            retry_after_seconds=self.RETRY_AFTER_SECONDS,
+        )
+        self.limit = limit
 
 
 class BatchNotFinished(FailedPrecondition):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
@@ -21,6 +21,7 @@ from services.batch.adapters.sql.breakers import ModelBreakers
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.adapters.sql.provider_jobs import ProviderJobs
+from services.batch.adapters.sql.rate_budgets import RateBudgets
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.breaker import BreakerPolicy
 from services.batch.domain.execution import (
@@ -36,9 +37,9 @@ from services.batch.domain.provider import FailureType, ProviderFailure, VideoPr
 from services.batch.domain.provider_jobs import FRESH_START, JobJournal, RecordedJob, ResumePlan, plan_resume
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
-from services.batch.use_cases.breakers import ModelGate
 from services.batch.use_cases.claims import ClaimCoalescer
 from services.batch.use_cases.outcomes import OutcomeWriter
+from services.batch.use_cases.routing import BudgetHints, RouteChooser
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class DispatchResult:
     # Tasks still queued when this worker stopped claiming (it is shutting down): the message
     # must not be acknowledged, so another worker gets them.
     unclaimed: int = 0
+
+
+# How long a hand-back waits for its stopped tasks to unwind (a provider's cancellation clean-up,
+# an outcome write already under way) before it gives back those still held.
+HAND_BACK_UNWIND_SECONDS = 2.0
 
 
 class ImageSource(Protocol):
@@ -96,8 +102,13 @@ class TaskExecutor:
         provider_jobs: ProviderJobs | None = None,
         breakers: ModelBreakers | None = None,
         breaker_policy: BreakerPolicy | None = None,
+        rate_budgets: RateBudgets | None = None,
+        rate_window_seconds: float = 60.0,
     ) -> None:
         self._claims = claims
+        self._rate_budgets = rate_budgets
+        self._rate_window_seconds = rate_window_seconds
+        self._budget_hints = BudgetHints()
         self._breakers = breakers
         self._breaker_policy = breaker_policy or BreakerPolicy()
         self._provider_jobs = provider_jobs
@@ -118,6 +129,10 @@ class TaskExecutor:
         self._in_flight: dict[TaskId, ClaimedTask] = {}
         self._runners: dict[TaskId, asyncio.Task[TaskOutcome]] = {}
         self._cancelling: dict[TaskId, CancelReason | None] = {}
+        # Each claimed task's run-and-record coroutine, and the tasks stopped to be handed back.
+        self._recording: set[asyncio.Task[None]] = set()
+        self._handing_back = False
+        self._handed_back: list[ClaimedTask] = []
         self._claiming = True
         # Replaced on every notification, so a waiter that took the event before claiming never
         # misses a slot freed while its claim ran.
@@ -144,6 +159,27 @@ class TaskExecutor:
             if detach is not None:
                 detach()
         self._notify_freed()
+
+    async def hand_back(self) -> int:
+        """Stops the tasks still running here and gives them back at once (the worker is stopping
+        and its grace period is over): queued and dispatched again in one transaction, so another
+        worker claims them now rather than after their lease expires (ADR-139). A remote job keeps
+        running at its provider (`stop_claiming` detached it) and the next claim resumes it
+        (ADR-110). Outcomes already computed are still written. Returns how many were given back.
+        """
+        self._handing_back = True
+        for runner in list(self._runners.values()):
+            runner.cancel()
+        if self._recording:
+            _, late = await asyncio.wait(set(self._recording), timeout=HAND_BACK_UNWIND_SECONDS)
+            if late:
+                log.warning(
+                    "%d tasks did not unwind in %.1fs; their leases will expire",
+                    len(late),
+                    HAND_BACK_UNWIND_SECONDS,
+                )
+        stopped, self._handed_back = self._handed_back, []
+        return await self._claims.hand_back([task.claim_token for task in stopped])
 
     def _notify_freed(self) -> None:
         self._freed.set()
@@ -202,7 +238,10 @@ class TaskExecutor:
                     break
                 for task in result.claimed:
                     plan = plans.get(task.task_id, FRESH_START)
-                    runners.append(asyncio.create_task(self._run_and_record(task, plan)))
+                    recording = asyncio.create_task(self._run_and_record(task, plan))
+                    self._recording.add(recording)
+                    recording.add_done_callback(self._recording.discard)
+                    runners.append(recording)
                 waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
@@ -232,6 +271,10 @@ class TaskExecutor:
             except asyncio.CancelledError:
                 runner.cancel()
                 raise
+            if runner.cancelled() and self._handing_back and task.task_id not in self._cancelling:
+                # Stopped by `hand_back`: no outcome, the task is given back to the queue.
+                self._handed_back.append(task)
+                return
             outcome = self._cancelled_outcome(task, runner, counter)
             await self._writer.submit(outcome)
         finally:
@@ -257,11 +300,13 @@ class TaskExecutor:
 
     async def _run(self, task: ClaimedTask, counter: AttemptCounter, plan: ResumePlan) -> TaskOutcome:
         model = self._models.get(task.model)
-        provider = self._providers.get(model.provider) if model is not None else None
-        if model is None or provider is None:
+        routes = model.routes_of(task.model) if model is not None else ()
+        configured = [route for route in routes if route.provider in self._providers]
+        if model is None or not configured:
             return TaskOutcome.failed(
                 task, 0, FailureType.INTERNAL, f"no provider configured for {task.model}"
             )
+        provider = self._providers[configured[0].provider]
         images = NO_IMAGES
         if self._images is not None and not task.settings.is_empty:
             try:
@@ -281,7 +326,9 @@ class TaskExecutor:
                 task, last.attempt, last.failure_type or FailureType.PROVIDER_ERROR, message
             )
 
-        def journal_for(attempt: int, resumed: RecordedJob | None) -> JobJournal:
+        route_costs = {route.provider: route.provider_cost_usd_micros for route in routes}
+
+        def journal_for(attempt: int, resumed: RecordedJob | None, route: str) -> JobJournal:
             assert jobs is not None
             return jobs.journal(
                 task_id=task.task_id,
@@ -289,8 +336,15 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
-                cost_usd_micros=model.job_cost(task.duration_seconds),
+                # What this route charges us: each fallback route has its own price list entry; the
+                # model's own provider its per-resolution costs too (ADR-145, ADR-149).
+                cost_usd_micros=model.job_cost(
+                    task.duration_seconds,
+                    None if route == model.provider else route_costs.get(route),
+                    task.settings.resolution,
+                ),
                 resumed=resumed,
+                failures_billed=model.failures_billed,
             )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
@@ -308,14 +362,30 @@ class TaskExecutor:
                 first_attempt=plan.first_attempt,
                 resume=plan.resume,
                 journal_for=journal_for if jobs is not None else None,
-                # Only remote providers have a breaker: the simulated one is never down.
-                gate=(
-                    ModelGate(self._breakers, task.model, self._breaker_policy)
-                    if jobs is not None and self._breakers is not None
+                # Only remote providers have routes (breakers, quota, rate budgets, failover): the
+                # simulated one is never down.
+                router=(
+                    RouteChooser(
+                        task.model,
+                        routes,
+                        self._providers,
+                        breakers=self._breakers,
+                        budgets=self._rate_budgets,
+                        breaker_policy=self._breaker_policy,
+                        window_seconds=self._rate_window_seconds,
+                        hints=self._budget_hints,
+                    )
+                    if jobs is not None
                     else None
                 ),
+                pinned_route=plan.pinned_route,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        if jobs is None and outcome.status is TaskStatus.SUCCEEDED:
+            # A provider that journals nothing (the simulated one) bills its delivered video at the
+            # price list's provider cost, booked with the outcome (ADR-144).
+            cost = model.job_cost(task.duration_seconds, resolution=task.settings.resolution)
+            return replace(outcome, unjournaled_cost_usd_micros=cost)
         return outcome
 
     async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:
@@ -338,8 +408,8 @@ class TaskExecutor:
     def _journals(self, model_name: str) -> bool:
         """Whether tasks of the model run at a remote provider whose jobs are journaled."""
         model = self._models.get(model_name)
-        provider = self._providers.get(model.provider) if model is not None else None
-        return bool(getattr(provider, "durable_jobs", False))
+        routes = model.routes_of(model_name) if model is not None else ()
+        return any(getattr(self._providers.get(route.provider), "durable_jobs", False) for route in routes)
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""
@@ -362,16 +432,17 @@ class TaskExecutor:
 
     async def _cancel_at_provider(self, task: ClaimedTask) -> None:
         model = self._models.get(task.model)
-        provider = self._providers.get(model.provider) if model is not None else None
-        cancel = getattr(provider, "cancel", None)
-        if cancel is None:
-            return
-        try:
-            await asyncio.wait_for(cancel(task.task_id), self._cancel_check_seconds * 5)
-        except Exception:
-            # The job may still finish at the provider; we stop waiting for it either way and
-            # the task is refunded, so a failed cancel request costs us, never the customer.
-            log.warning("provider did not confirm the cancel of task %s", task.task_id, exc_info=True)
+        # The task may run on any of its model's routes; a route where it has no job answers False.
+        for route in model.routes_of(task.model) if model is not None else ():
+            cancel = getattr(self._providers.get(route.provider), "cancel", None)
+            if cancel is None:
+                continue
+            try:
+                await asyncio.wait_for(cancel(task.task_id), self._cancel_check_seconds * 5)
+            except Exception:
+                # The job may still finish at the provider; we stop waiting for it either way and
+                # the task is refunded, so a failed cancel request costs us, never the customer.
+                log.warning("provider did not confirm the cancel of task %s", task.task_id, exc_info=True)
 
     async def renew_leases(self) -> int:
         """Extends the leases of every task this worker holds."""

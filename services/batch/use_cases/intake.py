@@ -201,6 +201,7 @@ class Intake:
                 options=options,
                 name=command.name or None,
                 metadata=command.metadata,
+                open_batch_limit=max(0, command.open_batch_limit),
             )
             if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)

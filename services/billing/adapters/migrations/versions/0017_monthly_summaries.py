@@ -24,7 +24,7 @@ pages of index, nothing to update per row beyond its range) and the holds settle
 `ix_batch_holds_settled_at`.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 Create Date: 2026-12-06
 """
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0017"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
