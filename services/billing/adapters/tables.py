@@ -150,7 +150,8 @@ transfers = Table(
     CheckConstraint(f"ref_type IN {REF_TYPES_SQL}", name="ck_transfers_ref_type"),
     CheckConstraint("amount > 0", name="ck_transfers_amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="ck_transfers_distinct_accounts"),
-    Index("ix_transfers_batch_id", "batch_id"),
+    # 0017: a batch's transfers in id order (its billing tab's pages), ADR-153.
+    Index("ix_transfers_batch_id_id", "batch_id", "id"),
     # Deleting a hold account (a refused reservation) checks both references by these (0005).
     Index("ix_transfers_debit_account_id", "debit_account_id"),
     Index("ix_transfers_credit_account_id", "credit_account_id"),

@@ -244,9 +244,15 @@ class ReportingQueries:
             .limit(limit)
         )
         if tenant_id is not None:
-            query = query.where(
-                accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id
+            # The account as a value, not a join condition: the planner then reads its entries in id
+            # order through (account_id, id) and stops at the page; through the join it read every
+            # entry of the account and sorted them (490 ms for a tenant of 47,000, ADR-155).
+            available_id = (
+                select(accounts.c.id)
+                .where(accounts.c.kind == AccountKind.AVAILABLE.value, accounts.c.tenant_id == tenant_id)
+                .scalar_subquery()
             )
+            query = query.where(ledger_entries.c.account_id == available_id)
         if created_from is not None:
             query = query.where(ledger_entries.c.created_at >= created_from)
         if created_to is not None:

@@ -14,6 +14,8 @@ statement's new rows first (one row update per account and month touched, in key
 updated columns are in no index, so the updates are HOT (no index churn, little to vacuum).
 Existing rows are summarized here once.
 
+`ix_transfers_batch_id_id` replaces `ix_transfers_batch_id`: a batch's transfers in id order.
+
 `ix_batch_holds_pending_by_tenant`: what a tenant holds is the balance of its pending holds (a
 settled hold holds nothing, I1), found through this index instead of every hold it ever had.
 
@@ -155,9 +157,15 @@ def upgrade() -> None:
     )
     op.execute(f"CREATE INDEX ix_transfers_created_at_brin ON {S}.transfers USING brin (created_at)")
     op.execute(f"CREATE INDEX ix_batch_holds_settled_at ON {S}.batch_holds (settled_at)")
+    # A batch's transfers in id order: its billing tab pages them; with (batch_id) alone the
+    # planner walked the primary key and filtered (1.2 s at 5,000,000 transfers).
+    op.execute(f"CREATE INDEX ix_transfers_batch_id_id ON {S}.transfers (batch_id, id)")
+    op.execute(f"DROP INDEX {S}.ix_transfers_batch_id")
 
 
 def downgrade() -> None:
+    op.execute(f"CREATE INDEX ix_transfers_batch_id ON {S}.transfers (batch_id)")
+    op.execute(f"DROP INDEX {S}.ix_transfers_batch_id_id")
     op.execute(f"DROP INDEX {S}.ix_batch_holds_settled_at")
     op.execute(f"DROP INDEX {S}.ix_transfers_created_at_brin")
     op.execute(f"DROP INDEX {S}.ix_ledger_entries_created_at_brin")
