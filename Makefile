@@ -56,7 +56,7 @@ proto-check: proto ## fail when the committed generated code is stale
 ts-check: setup ## fail when the committed TypeScript client (clients/typescript) is stale
 	scripts/check_typescript_client.sh
 
-bench: setup services ## every benchmark against its floor, in one run (about 5 minutes)
+bench: setup services ## every benchmark against its floor, in one run (about 10 minutes; after a migration change, once, plus the history template build)
 	$(RUN) python -m bench.run_all
 
 bench-quick: setup services ## the benchmarks at tiny sizes (CI runs this so they never rot)

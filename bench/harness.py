@@ -25,6 +25,8 @@ from tests.stack import Stack
 
 # Settings the test stack shortens for speed that a benchmark keeps at their production defaults.
 PRODUCTION_TIMINGS = ("task_lease_seconds", "recovery_interval_seconds", "reserving_grace_seconds")
+# How long every process of a benchmark's stack may take to answer.
+READY_SECONDS = 180.0
 # Where the simulated videos go unless a benchmark is asked to keep them on disk.
 MEMORY_FS = Path("/dev/shm")
 
@@ -54,6 +56,18 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
     the accepted batches stay queued, their credits held, and are checked as they stand).
     """
     db_name, database_url = create_migrated_database()
+    try:
+        with stack_on(database_url, workers=workers, **overrides) as stack:
+            yield stack
+            assert_money_invariants(stack.database_url, settled=workers > 0)
+    finally:
+        drop_database(db_name)
+
+
+@contextmanager
+def stack_on(database_url: str, workers: int = 2, **overrides: str) -> Iterator[Stack]:
+    """Every service as its own process on an existing migrated database and a fresh vhost,
+    with production's timings and no fairness limits; stopped (the database kept) afterwards."""
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
         env = {
@@ -73,15 +87,16 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
-            stack.start_all()
+            for name in ("billing", "batch", "webhook", "gateway", *(f"worker-{n}" for n in range(workers))):
+                stack.start(name)
+            # A host this shared can take more than the tests' minute to start every process.
+            stack.wait_ready(timeout=READY_SECONDS)
             # The previous benchmark's writes are flushed now, not by a checkpoint during this one.
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")
             yield stack
-            assert_money_invariants(stack.database_url, settled=workers > 0)
         finally:
             stack.stop_all()
-            drop_database(db_name)
             delete_vhost(vhost)
 
 

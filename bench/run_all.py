@@ -6,7 +6,15 @@ import argparse
 import json
 import time
 
-from bench import accept_latency, hot_wallet, memory, pipeline_throughput, provider_concurrency, read_path
+from bench import (
+    accept_latency,
+    history,
+    hot_wallet,
+    memory,
+    pipeline_throughput,
+    provider_concurrency,
+    read_path,
+)
 from bench.harness import StolenTime, host_speed_ms
 
 BENCHMARKS = {
@@ -16,6 +24,8 @@ BENCHMARKS = {
     "read_path": read_path.main,
     "provider_concurrency": provider_concurrency.main,
     "memory": memory.main,
+    # Last: the first run after a migration changes builds its history template (minutes, once).
+    "history": history.main,
 }
 
 

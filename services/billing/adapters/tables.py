@@ -158,7 +158,8 @@ transfers = Table(
     CheckConstraint(f"ref_type IN {REF_TYPES_SQL}", name="ck_transfers_ref_type"),
     CheckConstraint("amount > 0", name="ck_transfers_amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="ck_transfers_distinct_accounts"),
-    Index("ix_transfers_batch_id", "batch_id"),
+    # 0017: a batch's transfers in id order (its billing tab's pages), ADR-153.
+    Index("ix_transfers_batch_id_id", "batch_id", "id"),
     # Deleting a hold account (a refused reservation) checks both references by these (0005).
     Index("ix_transfers_debit_account_id", "debit_account_id"),
     Index("ix_transfers_credit_account_id", "credit_account_id"),
@@ -167,6 +168,8 @@ transfers = Table(
     ),
     # A tenant's transfers of one kind over a period (console usage, granted totals) (0007).
     Index("ix_transfers_tenant_ref_type_created_at", "tenant_id", "ref_type", "created_at"),
+    # 0017: the transfers of the months reconciliation has not sealed yet (ADR-154).
+    Index("ix_transfers_created_at_brin", "created_at", postgresql_using="brin"),
 )
 
 ledger_entries = Table(
@@ -186,6 +189,8 @@ ledger_entries = Table(
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
     Index("ix_ledger_entries_transfer_id", "transfer_id"),
     Index("ix_ledger_entries_account_id_created_at", "account_id", "created_at"),
+    # 0017: the entries of the months reconciliation has not sealed yet (ADR-154).
+    Index("ix_ledger_entries_created_at_brin", "created_at", postgresql_using="brin"),
 )
 
 batch_holds = Table(
@@ -217,6 +222,40 @@ batch_holds = Table(
     Index("ix_billing_batch_holds_tenant_id", "tenant_id"),
     Index("ix_batch_holds_hold_account_id", "hold_account_id"),
     Index("ix_batch_holds_tenant_budget_period", "tenant_id", "budget_period"),
+    # 0017: what a tenant holds is in its pending holds (a settled one holds nothing, I1).
+    Index(
+        "ix_batch_holds_pending_by_tenant",
+        "tenant_id",
+        postgresql_where=text("settlement_status = 'pending'"),
+    ),
+)
+
+# 0017 (ADR-152): monthly summaries written by triggers on the inserts of entries and transfers, in
+# the transaction of the movement. Per tenant account (available, hold), UTC month and ref type:
+account_month_totals = Table(
+    "account_month_totals",
+    metadata,
+    Column("account_id", BigInteger, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("ref_type", Text, nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "month", "ref_type", name="pk_account_month_totals"),
+)
+
+# ...and per month, tenant, model ('' when unrecorded) and outcome kind (capture, refund), with the
+# provider cost of captures as frozen with their batch.
+tenant_month_outcomes = Table(
+    "tenant_month_outcomes",
+    metadata,
+    Column("month", Date, nullable=False),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("ref_type", Text, nullable=False),
+    Column("transfers", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("provider_cost_usd_micros", BigInteger, nullable=False),
+    PrimaryKeyConstraint("month", "tenant_id", "model", "ref_type", name="pk_tenant_month_outcomes"),
 )
 
 # 0010: stored quotes (ADR-123): priced lines honoured once, by the batch recorded here.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
@@ -86,14 +87,43 @@ class BatchOutcomeTotals:
 
 
 @dataclass(frozen=True)
+class SummaryDrift:
+    """A monthly total (ADR-152) that differs from the entries or transfers it summarizes."""
+
+    subject: str
+    stored: int
+    recorded: int
+
+
+@dataclass(frozen=True)
 class LedgerAudit:
-    """Everything reconciliation looks at (transfers and effects: only suspicious ones)."""
+    """Everything reconciliation looks at (transfers, effects, totals: only suspicious ones), read
+    from the month `since` on: the months before were sealed by a clean run (ADR-154)."""
 
     ledger_sum: int
     transfers: Sequence[TransferAudit]
     accounts: Sequence[AccountAudit]
     repeated_effects: Sequence[EffectCount]
     holds: Sequence[HoldAudit]
+    summary_drift: Sequence[SummaryDrift] = ()
+    since: date = date(1970, 1, 1)
+
+
+# A month is sealed this long after it ended: a transaction that began in it (its rows carry its
+# start time) has committed by then.
+SEAL_GRACE = timedelta(hours=1)
+
+
+def months_to_seal(since: date, now: datetime) -> list[date]:
+    """The months from `since` on that ended at least SEAL_GRACE before `now` (first days, in order)."""
+    months: list[date] = []
+    month = since.replace(day=1)
+    while True:
+        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        if datetime(following.year, following.month, 1, tzinfo=UTC) + SEAL_GRACE > now:
+            return months
+        months.append(month)
+        month = following
 
 
 def find_discrepancies(
@@ -104,11 +134,18 @@ def find_discrepancies(
 ) -> list[Discrepancy]:
     """Every violation of I1-I3 in `audit`; `batch_totals` adds the cross-check against tasks.
 
-    `reserved_since` are batches whose hold appeared after the audit was read (not missing).
+    `reserved_since` are batches with a hold the audit did not read (appeared after it, or
+    settled in a sealed month): not missing.
     """
     found: list[Discrepancy] = []
     if audit.ledger_sum != 0:
-        found.append(Discrepancy("I2", "ledger", f"all entries sum to {audit.ledger_sum}, not 0"))
+        found.append(
+            Discrepancy("I2", "ledger", f"entries since {audit.since:%Y-%m} sum to {audit.ledger_sum}, not 0")
+        )
+    found += [
+        Discrepancy("I2", drift.subject, f"monthly total {drift.stored} != its ledger rows' {drift.recorded}")
+        for drift in audit.summary_drift
+    ]
     found += _transfer_discrepancies(audit.transfers)
     found += _account_discrepancies(audit.accounts)
     found += [

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from services.billing.domain.errors import SettlementNotFound, TenantNotFound
 from services.billing.domain.finance import (
-    EXPORT_PAGE_ROWS,
     BatchLedgerTotals,
     BatchTransferLine,
     ExportRow,
     TenantSummary,
+    export_page_rows,
 )
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import (
@@ -35,7 +35,7 @@ from services.billing.domain.margins import (
     with_reported_spend,
 )
 from services.billing.domain.pricing import estimate_margin
-from services.billing.domain.reconciliation import Discrepancy, find_discrepancies
+from services.billing.domain.reconciliation import Discrepancy, find_discrepancies, months_to_seal
 from services.billing.domain.statements import Month, Statement, build_statement
 from services.billing.use_cases.dependencies import Dependencies
 
@@ -151,9 +151,11 @@ async def batch_ledger(deps: Dependencies, batch_id: BatchId, cursor: str, limit
 
 
 async def reconcile(deps: Dependencies) -> ReconciliationReport:
-    """Checks I1-I3 over all billing data, and against the batch service's outcomes when wired."""
+    """Checks I1-I3 over billing's data since the last sealed month, and against the batch
+    service's outcomes when wired; a clean run seals the months that have ended (ADR-154)."""
     async with deps.repository.transaction() as tx:
-        audit = await tx.audit.ledger_audit()
+        since = await tx.audit.first_unsealed_month()
+        audit = await tx.audit.ledger_audit(since)
     # Read after the audit: a hold settled in the audit had all its tasks terminal before, so
     # the totals read now are final for it. Holds still pending are not compared.
     totals = await deps.totals_source.batch_totals() if deps.totals_source is not None else None
@@ -162,11 +164,16 @@ async def reconcile(deps: Dependencies) -> ReconciliationReport:
         audited = {hold.batch_id for hold in audit.holds}
         unheld = [batch_id for batch_id in totals if batch_id not in audited]
         if unheld:
-            # Batches accepted while the audit ran have their hold by now.
+            # Batches accepted while the audit ran have their hold by now; those of sealed months
+            # had theirs then.
             async with deps.repository.transaction() as tx:
                 reserved_since = frozenset(await tx.reporting.existing_holds(unheld))
+    discrepancies = find_discrepancies(audit, totals, reserved_since=reserved_since)
+    if not discrepancies:
+        async with deps.repository.transaction() as tx:
+            await tx.audit.seal(months_to_seal(since, datetime.now(UTC)))
     return ReconciliationReport(
-        discrepancies=find_discrepancies(audit, totals, reserved_since=reserved_since),
+        discrepancies=discrepancies,
         accounts_checked=len(audit.accounts),
         batches_checked=len(audit.holds),
     )
@@ -182,12 +189,11 @@ async def export_ledger(
                 raise TenantNotFound(tenant_id)
     after = 0
     while True:
+        limit = export_page_rows(after)
         async with deps.repository.transaction() as tx:
-            rows = await tx.reporting.export_rows(
-                tenant_id, created_from, created_to, after, EXPORT_PAGE_ROWS
-            )
+            rows = await tx.reporting.export_rows(tenant_id, created_from, created_to, after, limit)
         for row in rows:
             yield row
-        if len(rows) < EXPORT_PAGE_ROWS:
+        if len(rows) < limit:
             return
         after = rows[-1].entry_id

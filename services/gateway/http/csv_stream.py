@@ -16,12 +16,16 @@ async def csv_chunks(header: Sequence[str], rows: AsyncIterator[Sequence[object]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     pending = 0
+    # The header and the first row leave at once (the client sees the export start), then
+    # chunks of CSV_ROWS_PER_CHUNK rows (ADR-155).
+    chunk_rows = 1
     async for row in rows:
         writer.writerow(row)
         pending += 1
-        if pending >= CSV_ROWS_PER_CHUNK:
+        if pending >= chunk_rows:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
             pending = 0
+            chunk_rows = CSV_ROWS_PER_CHUNK
     yield buffer.getvalue().encode()

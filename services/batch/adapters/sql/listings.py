@@ -145,47 +145,32 @@ class BatchListings:
         )
 
     async def batch_totals(self, after: BatchId | None, limit: int) -> list[BatchTotals]:
-        """Per-batch outcome totals in batch id order (every tenant)."""
-        terminal = [
-            status.value for status in TaskStatus if status.value not in records.PENDING_STATUS_VALUES
-        ]
-        refundable = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
-        page = select(batches).order_by(batches.c.id).limit(limit)
+        """Per-batch outcome totals in batch id order (every tenant), from the counters each batch
+        keeps on its row in the transaction that finishes its tasks (ADR-031; equal to its tasks'
+        by I4): a page reads its batches' rows, not their tasks (ADR-155)."""
+        query = select(
+            batches.c.id,
+            batches.c.tenant_id,
+            batches.c.status,
+            batches.c.settlement_status,
+            batches.c.total_count,
+            batches.c.frozen_credits,
+            (batches.c.succeeded_count + batches.c.failed_count + batches.c.cancelled_count).label(
+                "terminal_count"
+            ),
+            batches.c.credits_spent.label("succeeded_credits"),
+            batches.c.refunded_credits.label("refundable_credits"),
+        ).order_by(batches.c.id)
         if after is not None:
-            page = page.where(batches.c.id > after)
-        chosen = page.subquery()
-        # The batch's own columns, selected and grouped by alike.
-        batch_columns = (
-            chosen.c.id,
-            chosen.c.tenant_id,
-            chosen.c.status,
-            chosen.c.settlement_status,
-            chosen.c.total_count,
-            chosen.c.frozen_credits,
-        )
-        query = (
-            select(
-                *batch_columns,
-                func.count(tasks.c.id).filter(tasks.c.status.in_(terminal)).label("terminal_count"),
-                func.coalesce(
-                    func.sum(tasks.c.unit_price).filter(tasks.c.status == TaskStatus.SUCCEEDED.value), 0
-                ).label("succeeded_credits"),
-                func.coalesce(func.sum(tasks.c.unit_price).filter(tasks.c.status.in_(refundable)), 0).label(
-                    "refundable_credits"
-                ),
-            )
-            .select_from(chosen.outerjoin(tasks, tasks.c.batch_id == chosen.c.id))
-            .group_by(*batch_columns)
-            .order_by(chosen.c.id)
-        )
+            query = query.where(batches.c.id > after)
         async with self._db.connection() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query.limit(limit))).all()
         return [
-            # Sums of integers come back as Decimal: the domain's counters are ints.
             from_fields(
                 BatchTotals,
                 row,
                 batch_id=BatchId(row.id),
+                terminal_count=int(row.terminal_count),
                 succeeded_credits=int(row.succeeded_credits),
                 refundable_credits=int(row.refundable_credits),
             )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.billing.adapters.tables import accounts
+from services.billing.adapters.tables import accounts, batch_holds
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import AccountKind
 
@@ -52,10 +52,11 @@ class AccountQueries:
         return AccountBalance(row.id, row.balance) if row else None
 
     async def held_total(self, tenant_id: TenantId) -> int:
-        """What all of the tenant's batch holds still hold."""
+        """What all of the tenant's batch holds still hold: its pending holds' balances (a settled
+        hold holds nothing, I1), found through their index, not among every hold it ever had."""
         total = await self._conn.execute(
-            select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
-                accounts.c.kind == AccountKind.HOLD.value, accounts.c.tenant_id == tenant_id
-            )
+            select(func.coalesce(func.sum(accounts.c.balance), 0))
+            .select_from(batch_holds.join(accounts, accounts.c.id == batch_holds.c.hold_account_id))
+            .where(batch_holds.c.tenant_id == tenant_id, batch_holds.c.settlement_status == "pending")
         )
         return int(total.scalar_one())
