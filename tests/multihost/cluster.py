@@ -82,6 +82,8 @@ class Cluster:
         self._database_url = database_url
         self._amqp_url = amqp_url
         self._overrides = overrides or {}
+        # How long the processes took to serve, once started (for the test's figures).
+        self.start_seconds = 0.0
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -104,7 +106,7 @@ class Cluster:
 
     # -- life --------------------------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 120.0) -> None:
+    def start(self, ready_timeout: float = 240.0) -> None:
         """Builds the network and the forwarders, starts every process, waits until all serve."""
         remove_leftovers()
         self.network.create()
@@ -134,9 +136,19 @@ class Cluster:
         plan += [(f"worker-{i + 1}", ["worker"]) for i in range(self.layout.workers)]
         for name, args in plan:
             self.processes[name] = Process(name, self.network.add_host(name), args)
-        for process in self.processes.values():
-            self.start_process(process.name)
-        self.wait_ready(ready_timeout)
+        # Gateways last, once every backend listens: a gateway refused at first puts its channels
+        # into reconnect backoff (1 s, 1.6 s, 2.6 s, ... up to 2 minutes) and would be ready late.
+        began = time.monotonic()
+        deadline = began + ready_timeout
+        others = [name for name in self.processes if not name.startswith("gateway-")]
+        for name in others:
+            self.start_process(name)
+        self.wait_ready(others, deadline)
+        gateways = [name for name in self.processes if name.startswith("gateway-")]
+        for name in gateways:
+            self.start_process(name)
+        self.wait_ready(gateways, deadline)
+        self.start_seconds = time.monotonic() - began
 
     def environment(self, process: Process) -> dict[str, str]:
         """The settings of `process`: shared ones, its own addresses, every replica as a target."""
@@ -149,7 +161,7 @@ class Cluster:
             "REELBATCH_AMQP_URL": self._through_forwarder(self._amqp_url, RABBITMQ),
             "REELBATCH_METRICS_HOST": host.address,
             "REELBATCH_HTTP_HOST": host.address,
-            "REELBATCH_PUBLIC_BASE_URL": f"http://{self.hosts_of('gateway')[0].address}:{HTTP_PORT}",
+            "REELBATCH_PUBLIC_BASE_URL": (self.gateway_urls or [f"http://{host.address}:{HTTP_PORT}"])[0],
             **self._overrides,
         }
         for service, (port, _, _) in BACKENDS.items():
@@ -175,10 +187,10 @@ class Cluster:
             stderr=log,
         )
 
-    def wait_ready(self, timeout: float) -> None:
-        """Until every backend and worker answers on its host's address and every gateway is ready."""
-        deadline = time.monotonic() + timeout
-        waiting = [*self.processes]
+    def wait_ready(self, names: list[str], deadline: float) -> None:
+        """Until each named backend's gRPC server and worker's metrics endpoint accept connections
+        on its host's address and each named gateway answers /readyz."""
+        waiting = list(names)
         while waiting:
             for name in list(waiting):
                 process = self.processes[name]
@@ -187,9 +199,7 @@ class Cluster:
                 if self._serves(name):
                     waiting.remove(name)
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"not ready in {timeout} s: {waiting}\n" + "\n".join(map(self.log, waiting))
-                )
+                raise RuntimeError(f"not ready in time: {waiting}\n" + "\n".join(map(self.log, waiting)))
             time.sleep(0.2)
 
     def _serves(self, name: str) -> bool:
@@ -201,7 +211,7 @@ class Cluster:
                 return httpx.get(f"http://{address}:{HTTP_PORT}/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
-        port = BACKENDS[kind][1] if kind in BACKENDS else WORKER_METRICS_PORT
+        port = BACKENDS[kind][0] if kind in BACKENDS else WORKER_METRICS_PORT
         try:
             socket.create_connection((address, port), timeout=0.5).close()
         except OSError:
@@ -233,6 +243,19 @@ class Cluster:
                 and sample.labels.get("rpc_service") == grpc_service
             )
         return served
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each live process and forwarder."""
+        popens = {name: process.popen for name, process in self.processes.items()}
+        popens.update({f"forwarder-{i + 1}": forwarder for i, forwarder in enumerate(self.forwarders)})
+        used: dict[str, float] = {}
+        for name, popen in popens.items():
+            if popen is None or popen.poll() is not None:
+                continue
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{popen.pid}/stat").read_text().rpartition(")")[2].split()
+                used[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
