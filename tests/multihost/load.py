@@ -22,6 +22,7 @@ from tests.stack import ADMIN_TOKEN
 # Answers that say "try again": the rate limit, or a backend briefly unavailable (a replica
 # killed, the broker restarting).
 RETRY_STATUSES = (429, 503)
+TRANSPORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,17 @@ class Client:
         gateway = next(self._next)
         headers = dict(kwargs.pop("headers", {}))
         headers.update(tenant.headers if tenant else {"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        sent = time.monotonic()
-        response = await self._http[gateway].request(method, path, headers=headers, **kwargs)
+        for attempt in range(TRANSPORT_ATTEMPTS):
+            sent = time.monotonic()
+            try:
+                response = await self._http[gateway].request(method, path, headers=headers, **kwargs)
+                break
+            except (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError):
+                # A kept-alive connection the gateway closed as we reused it (uvicorn closes idle
+                # ones after 5 s): the request never reached it. Every request here may be sent
+                # again (reads, and creates under their request id).
+                if attempt == TRANSPORT_ATTEMPTS - 1:
+                    raise
         if tenant is not None:
             code = None
             if response.status_code >= 400 and response.headers.get("content-type", "").startswith(
@@ -137,7 +147,7 @@ class Client:
         return body
 
     async def wait_until_settled(
-        self, tenant: Tenant, batch_id: str, timeout: float, every: float = 1.0
+        self, tenant: Tenant, batch_id: str, timeout: float, every: float = 1.5
     ) -> dict[str, Any]:
         """Polls (alternating gateways, and listing the tenant's webhook endpoints as a console
         would) until the batch is settled."""
