@@ -30,7 +30,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while chunk := await reader.read(CHUNK_BYTES):
             writer.write(chunk)
             await writer.drain()
-    except (ConnectionError, OSError):
+    except (ConnectionError, OSError, RuntimeError):
+        # The other direction closed this writer first (uvloop raises RuntimeError then).
         pass
     finally:
         writer.close()
