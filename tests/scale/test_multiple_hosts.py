@@ -161,7 +161,9 @@ async def _inject_faults(cluster: Cluster, dsn: str, big_batch: str) -> dict[str
     return faults
 
 
-@pytest.mark.timeout(480)
+# The bound of issue 27 on a host the test has to itself (docs/architecture.md section 5 has
+# the figures of runs on a busy host, which took about 6 minutes).
+@pytest.mark.timeout(240)
 async def test_eleven_hosts_survive_a_partition_a_killed_replica_and_a_broker_restart(
     cluster: Cluster,
 ) -> None:
