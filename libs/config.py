@@ -67,6 +67,33 @@ class ModelSettings(BaseModel):
         return fields
 
 
+# Providers whose jobs are remote and journaled: the only ones a route may name besides a model's
+# own provider (the simulated one is never down, out of quota or rate limited).
+REMOTE_PROVIDERS = frozenset({"veo", "replicate", "fal", "openai"})
+
+
+class ProviderRoute(BaseModel):
+    """Another provider selling the same model (failover, ADR-149): tried, in the listed order,
+    when the routes before it are down (breaker open), out of quota or out of rate budget. The
+    customer pays the model's price whichever route makes the video."""
+
+    provider: str
+    # The provider's own name for the model on this route; defaults to our model name.
+    provider_model: str | None = None
+    # Our cost of one job on this route, in US dollar micros (per video of the model's default
+    # length; scaled by length for a per-second model), recorded with each job.
+    provider_cost_usd_micros: int = Field(default=0, ge=0)
+    # Create calls a minute this route allows, shared by every worker (ADR-148); None: no budget.
+    requests_per_minute: int | None = Field(default=None, ge=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _remote(cls, value: str) -> str:
+        if value not in REMOTE_PROVIDERS:
+            raise ValueError(f"a route goes to a remote provider ({', '.join(sorted(REMOTE_PROVIDERS))})")
+        return value
+
+
 class ModelPricing(BaseModel):
     """One row of the price list: what a video of `model` costs the customer and us."""
 
@@ -89,6 +116,22 @@ class ModelPricing(BaseModel):
     provider_model: str | None = None
     # Generation settings the model takes and their price effect (issue 25).
     settings: ModelSettings = Field(default_factory=ModelSettings)
+    # Create calls a minute `provider` allows for this model, shared by every worker (ADR-148;
+    # Veo on Vertex AI publishes 50 a minute per project, 10 for preview models); None: no budget.
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    # Further routes to the same model at other providers, in order of preference (ADR-149).
+    fallback_routes: list[ProviderRoute] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _routes_are_distinct_remote_providers(self) -> ModelPricing:
+        if not self.fallback_routes:
+            return self
+        if self.provider not in REMOTE_PROVIDERS:
+            raise ValueError("only a model made by a remote provider has fallback routes")
+        providers = [self.provider, *(route.provider for route in self.fallback_routes)]
+        if len(set(providers)) != len(providers):
+            raise ValueError("a model's routes go to distinct providers")
+        return self
 
     @model_validator(mode="after")
     def _price_per_video_or_per_second(self) -> ModelPricing:
@@ -291,6 +334,10 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     breaker_outage_limit_seconds: float = Field(default=900.0, gt=0)
+    # The window a route's requests_per_minute budget counts create calls in (ADR-148): a minute,
+    # as providers count; tests shorten it. Grants are spaced a second more (the time a granted
+    # call takes to reach the provider), so no window of the provider's sees more.
+    provider_rate_window_seconds: float = Field(default=60.0, gt=0)
     simulated_latency_seconds: float = Field(default=0.5, ge=0)
     # A file the simulated provider appends one JSON line to per call (task, attempt, start and
     # end time, pid, outcome): how the multi-host test counts provider calls per host. Unset: none.

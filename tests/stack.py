@@ -42,16 +42,26 @@ GRPC_ADDRESS_VARIABLES = (
 _SERVER_PORTS = range(20_000, 32_768)
 
 
+# Ports this process has handed out: a stack asks for several before any server binds one, and a
+# random pick may repeat (one stack's two servers on one port was bench-quick's AddressUnavailable).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port no process listens on, outside the range outgoing connections take theirs from."""
+    """A port no process listens on and not handed out before, outside the ephemeral range."""
+    if len(_HANDED_OUT) > len(_SERVER_PORTS) // 2:
+        _HANDED_OUT.clear()  # a very long session: the earliest stacks are long gone
     while True:
         port = random.choice(_SERVER_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
 
 
 def fast_settings(workdir: Path, http_port: int) -> dict[str, str]:

@@ -93,6 +93,9 @@ class ResumePlan:
     in_doubt: tuple[uuid.UUID, ...] = ()
     # Set when the task already used every attempt: it fails with the last job's failure.
     exhausted: RecordedJob | None = None
+    # The route (provider) the task must stay on: the job to resume, or a job in doubt, is there
+    # (failover to another route could pay two providers for one video, ADR-149).
+    pinned_route: str | None = None
 
 
 FRESH_START = ResumePlan()
@@ -109,17 +112,21 @@ def plan_resume(jobs: Sequence[RecordedJob], max_attempts: int) -> ResumePlan:
         return FRESH_START
     ordered = sorted(jobs, key=lambda job: (job.attempt, job.submitted_at or datetime.min))
     in_doubt = tuple(job.id for job in ordered if job.status is ProviderJobStatus.SUBMITTING)
+    doubtful = [
+        job for job in ordered if job.status in (ProviderJobStatus.SUBMITTING, ProviderJobStatus.IN_DOUBT)
+    ]
+    pinned = doubtful[-1].provider if doubtful else None
     resumable = [job for job in ordered if job.status in RESUMABLE and job.handle]
     if resumable:
         latest = resumable[-1]
-        return ResumePlan(latest.attempt, latest, in_doubt)
+        return ResumePlan(latest.attempt, latest, in_doubt, pinned_route=latest.provider)
     last = ordered[-1]
     # A permanent failure already decided the task (its outcome was lost with the process), and
     # a task never goes past its attempt budget: an intent of the last attempt whose answer was
     # lost is not sent again (it may be running; the audit shows the doubt).
     if not last.retryable or last.attempt >= max_attempts:
-        return ResumePlan(last.attempt + 1, None, in_doubt, exhausted=last)
-    return ResumePlan(last.attempt + 1, None, in_doubt)
+        return ResumePlan(last.attempt + 1, None, in_doubt, exhausted=last, pinned_route=pinned)
+    return ResumePlan(last.attempt + 1, None, in_doubt, pinned_route=pinned)
 
 
 def idempotency_key(task_id: TaskId, attempt: int) -> str:

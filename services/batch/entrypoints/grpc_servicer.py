@@ -314,6 +314,26 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             models.append(model)
         return batch_pb2.ListDegradedModelsResponse(models=models)
 
+    async def ListProviderRoutes(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListProviderRoutesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListProviderRoutesResponse:
+        usages = await self._handlers.reads.provider_routes()
+        return batch_pb2.ListProviderRoutesResponse(
+            routes=[
+                batch_pb2.ProviderRouteUsage(
+                    model=usage.model,
+                    provider=usage.provider,
+                    tasks=usage.tasks,
+                    jobs=usage.jobs,
+                    succeeded_jobs=usage.succeeded_jobs,
+                    failed_jobs=usage.failed_jobs,
+                    video_share=usage.video_share,
+                    cost_usd_micros=usage.cost_usd_micros,
+                )
+                for usage in usages
+            ]
+        )
+
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListTasksResponse:

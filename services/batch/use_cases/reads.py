@@ -22,6 +22,7 @@ from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
 from services.batch.domain.provider_jobs import ProviderJobFinding
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+from services.batch.domain.routing import RouteUsage
 
 
 def tenant_scope(tenant_id: str) -> TenantId | None:
@@ -50,6 +51,10 @@ class Reads:
     async def degraded_models(self) -> list[DegradedModel]:
         """Models whose circuit breaker is open or probing (ADR-113), for the admin overview."""
         return await self._store.breakers.degraded()
+
+    async def provider_routes(self) -> list[RouteUsage]:
+        """What every provider route of every model did (ADR-149), for the admin overview."""
+        return await self._store.provider_jobs.route_usage()
 
     async def count_open_batches(self, tenant_id: str, limit: int) -> int:
         """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""

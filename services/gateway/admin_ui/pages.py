@@ -21,7 +21,7 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchV
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.console_invites import CONSOLE_ROLES
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
-from services.gateway.schemas.model_health import DegradedModelView
+from services.gateway.schemas.model_health import DegradedModelView, ProviderRouteView
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage
 from services.gateway.schemas.tenants import TenantPage
@@ -103,10 +103,12 @@ def batches(
     filters: Mapping[str, str],
     degraded: Sequence[DegradedModelView] = (),
     *,
+    routes: Sequence[ProviderRouteView] = (),
     csrf_token: str | None,
 ) -> HTMLResponse:
     """Every batch, newest first, with badges and a progress bar per batch; above them, the
-    models whose provider is down (ADR-113)."""
+    models whose provider is down (ADR-113) and, below, what each provider route of a model
+    did (ADR-149)."""
     return _page(
         request,
         "admin/batches.html",
@@ -115,6 +117,7 @@ def batches(
         live=any(views.is_live(batch) for batch in items),
         batches=items,
         degraded=degraded,
+        routes=routes,
         status_options=views.options(views.BATCH_STATUSES, filters.get("status", ""), "any"),
         settlement_options=views.options(
             views.SETTLEMENT_STATUSES, filters.get("settlement_status", ""), "any"

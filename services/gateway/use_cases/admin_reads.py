@@ -15,7 +15,7 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchP
 from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.fields import optional_timestamp
-from services.gateway.schemas.model_health import DegradedModelView
+from services.gateway.schemas.model_health import DegradedModelView, ProviderRouteView
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
@@ -159,6 +159,13 @@ class AdminReads:
             batch_pb2.ListDegradedModelsRequest(), timeout=self._deadline
         )
         return [DegradedModelView.from_proto(model) for model in response.models]
+
+    async def provider_routes(self) -> list[ProviderRouteView]:
+        """What each provider route of each model did: share of videos, jobs, failures, cost."""
+        response = await self._backends.batch.ListProviderRoutes(
+            batch_pb2.ListProviderRoutesRequest(), timeout=self._deadline
+        )
+        return [ProviderRouteView.from_proto(route) for route in response.routes]
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""

@@ -22,6 +22,7 @@ from services.batch.domain.provider_jobs import (
     RecordedJob,
     audit_provider_jobs,
 )
+from services.batch.domain.routing import RouteUsage, with_video_shares
 
 _RECORDED = """
 SELECT id, task_id, attempt, provider, status, provider_job_id, handle, failure_type,
@@ -74,6 +75,14 @@ WHERE status = 'in_doubt'
        WHERE status <> ALL(%(unbilled)s)
        GROUP BY task_id, attempt HAVING count(*) > 1)
 ORDER BY task_id, attempt, submitted_at
+"""
+# Per route (model, provider): tasks, jobs, how they ended and what the recorded ones cost us.
+_ROUTE_USAGE = """
+SELECT model, provider, count(DISTINCT task_id), count(*),
+    count(*) FILTER (WHERE status = 'succeeded'),
+    count(*) FILTER (WHERE status IN ('failed', 'refused', 'lost', 'in_doubt')),
+    coalesce(sum(cost_usd_micros), 0)
+FROM batch.provider_jobs GROUP BY model, provider ORDER BY model, provider
 """
 _UNBILLED = [
     ProviderJobStatus.REFUSED.value,
@@ -153,6 +162,18 @@ class ProviderJobs:
         each job it records costs us `cost_usd_micros` at the provider."""
         return AttemptJournal(
             self._db, task_id, batch_id, attempt, model, claim_token, resumed, cost_usd_micros
+        )
+
+    async def route_usage(self) -> list[RouteUsage]:
+        """Every route that received jobs, per model, with its share of the model's videos
+        (ADR-149). Reads the whole journal: an operator's page, not a hot path."""
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_ROUTE_USAGE)).fetchall()
+        return with_video_shares(
+            RouteUsage(
+                str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])
+            )
+            for row in rows
         )
 
     async def audit(self) -> list[ProviderJobFinding]:

@@ -1574,3 +1574,96 @@ class ListDegradedModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDegradedModelsResponse: _TypeAlias = ListDegradedModelsResponse  # noqa: Y015
+
+@_typing.final
+class ListProviderRoutesRequest(_message.Message):
+    """Asks for the use of every provider route."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderRoutesRequest: _TypeAlias = ListProviderRoutesRequest  # noqa: Y015
+
+@_typing.final
+class ProviderRouteUsage(_message.Message):
+    """One route of one model (the provider that made or tried its videos), from the provider job
+    journal.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_JOBS_FIELD_NUMBER: _builtins.int
+    FAILED_JOBS_FIELD_NUMBER: _builtins.int
+    VIDEO_SHARE_FIELD_NUMBER: _builtins.int
+    COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Our model name (price list)."""
+    provider: _builtins.str
+    """The provider of the route (veo, replicate, fal, openai)."""
+    tasks: _builtins.int
+    """Tasks with at least one job submitted (or refused) on this route."""
+    jobs: _builtins.int
+    """Jobs sent to this route (every submission of every attempt)."""
+    succeeded_jobs: _builtins.int
+    """Jobs that gave a video."""
+    failed_jobs: _builtins.int
+    """Jobs that failed, were refused at create, were lost or are in doubt."""
+    video_share: _builtins.float
+    """Share of the model's videos made on this route, 0..1 (0 when the model made none)."""
+    cost_usd_micros: _builtins.int
+    """What the route's recorded jobs cost us, US dollar micros (price list, per route)."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        tasks: _builtins.int = ...,
+        jobs: _builtins.int = ...,
+        succeeded_jobs: _builtins.int = ...,
+        failed_jobs: _builtins.int = ...,
+        video_share: _builtins.float = ...,
+        cost_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd_micros", b"cost_usd_micros", "failed_jobs", b"failed_jobs", "jobs", b"jobs", "model", b"model", "provider", b"provider", "succeeded_jobs", b"succeeded_jobs", "tasks", b"tasks", "video_share", b"video_share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderRouteUsage: _TypeAlias = ProviderRouteUsage  # noqa: Y015
+
+@_typing.final
+class ListProviderRoutesResponse(_message.Message):
+    """Ordered by model, then by provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderRouteUsage]:
+        """The routes; empty before any remote provider job."""
+
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___ProviderRouteUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderRoutesResponse: _TypeAlias = ListProviderRoutesResponse  # noqa: Y015
