@@ -92,6 +92,11 @@ class Cluster:
         return [process.host for name, process in self.processes.items() if name.rsplit("-", 1)[0] == kind]
 
     @property
+    def database_url(self) -> str:
+        """The database every host uses, as reached from this (the root) namespace."""
+        return self._database_url
+
+    @property
     def gateway_urls(self) -> list[str]:
         return [f"http://{host.address}:{HTTP_PORT}" for host in self.hosts_of("gateway")]
 

@@ -88,7 +88,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def _dsn(cluster: Cluster) -> str:
-    return cluster._database_url.replace("postgresql+psycopg://", "postgresql://")
+    return cluster.database_url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def _pending(dsn: str, batch_id: str) -> int:
@@ -195,7 +195,7 @@ async def test_eleven_hosts_survive_a_partition_a_killed_replica_and_a_broker_re
         await client.close()
     after = {service: cluster.calls_served(service) for service in BACKENDS}
     cpu = cluster.cpu_seconds()
-    await asyncio.to_thread(wait_for_all_settled, cluster._database_url, 90)
+    await asyncio.to_thread(wait_for_all_settled, cluster.database_url, 90)
 
     with psycopg.connect(dsn) as conn:
         statuses: dict[str, int] = dict(
