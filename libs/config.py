@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,6 +109,13 @@ class ModelPricing(BaseModel):
     default_seconds: int = Field(default=8, ge=1)
     # Our cost at the provider per video, in US dollar micros (margins; never customer-facing).
     provider_cost_usd_micros: int = Field(default=0, ge=0)
+    # The provider's cost of a video of `default_seconds` at a resolution that costs it more than
+    # `provider_cost_usd_micros` (e.g. Veo 3.1 at 4k, Veo 3.1 Lite at 1080p); scaled by length
+    # like it for a per-second model (issue 26 item 2, ADR-145).
+    provider_cost_by_resolution_usd_micros: dict[str, int] = Field(default_factory=dict)
+    # Whether the provider bills a job that failed on its side (Replicate bills compute time
+    # used); False where its docs say only generated videos are charged (the Gemini API's Veo).
+    provider_bills_failures: bool = False
     # Attempts per task, the first included, before a transient failure becomes final.
     max_attempts: int = Field(default=3, ge=1, le=10)
     # Jobs of this model running at the provider at once, across every worker process.
@@ -146,6 +154,20 @@ class ModelPricing(BaseModel):
             self.credits_per_video = self.credits_per_second * self.default_seconds
         return self
 
+    @model_validator(mode="after")
+    def _resolution_costs_name_offered_resolutions(self) -> ModelPricing:
+        unknown = set(self.provider_cost_by_resolution_usd_micros) - set(self.settings.resolutions)
+        if unknown:
+            raise ValueError(f"provider costs name resolutions the model does not offer: {sorted(unknown)}")
+        if any(cost < 0 for cost in self.provider_cost_by_resolution_usd_micros.values()):
+            raise ValueError("provider costs must not be negative")
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        """True for a demo model: no provider is called and nothing is paid for its videos."""
+        return self.provider == "simulated"
+
 
 # What the default models take, after their providers' public APIs: OpenAI's videos API (size,
 # one input_reference image), Gemini's Veo (aspectRatio, resolution, negativePrompt, seed, image,
@@ -161,6 +183,51 @@ _VEO_SETTINGS = ModelSettings(
     max_reference_images=3,
 )
 
+# Real models through the Gemini API (provider `veo`, REELBATCH_GEMINI_API_KEY), priced from
+# Google's per-second list prices (ADR-145, with sources): audio is always generated; 4, 6 or 8
+# seconds; 16:9 or 9:16. Our price keeps a margin of about a third over the provider's cost (a
+# credit is $0.01). The Gemini API runs at most 10 Veo jobs at once per project: max_in_flight.
+_VEO_31_SETTINGS = ModelSettings(
+    aspect_ratios=["16:9", "9:16"],
+    resolutions={"720p": 0, "1080p": 0, "4k": 30},
+    negative_prompt=True,
+    seed=True,
+    first_frame=True,
+    last_frame=True,
+    max_reference_images=3,
+)
+
+
+def _gemini_veo(
+    provider_model: str,
+    credits_per_second: int,
+    usd_micros_per_second: int,
+    settings: ModelSettings,
+    **usd_micros_per_second_at: int,
+) -> ModelPricing:
+    """A Veo model on the Gemini API priced per second (4..8 s, 8 by default), with its provider
+    cost per second (and at the resolutions that cost more)."""
+    return ModelPricing(
+        provider="veo",
+        provider_model=provider_model,
+        credits_per_second=credits_per_second,
+        min_seconds=4,
+        max_seconds=8,
+        default_seconds=8,
+        provider_cost_usd_micros=8 * usd_micros_per_second,
+        provider_cost_by_resolution_usd_micros={
+            resolution.removeprefix("r"): 8 * cost for resolution, cost in usd_micros_per_second_at.items()
+        },
+        max_in_flight=10,
+        settings=settings,
+    )
+
+
+# The price list. Every model's `provider` says where its videos come from. `simulated` models
+# (sora-2, sora-2-pro, veo-3, veo-3-fast, veo-3-pro) call no provider: they keep the seed demo's
+# names and prices (sora-2 is the demo's model; OpenAI's Sora 2 itself was shut down on
+# 2026-09-24), and their provider cost is booked per delivered video as if a provider had billed
+# it, so the demo's margins read as the seed's. The veo-3.1 models are real, through the Gemini API.
 DEFAULT_PRICING: dict[str, ModelPricing] = {
     "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000, settings=_SORA_SETTINGS),
     "sora-2-pro": ModelPricing(
@@ -190,6 +257,24 @@ DEFAULT_PRICING: dict[str, ModelPricing] = {
     ),
     # The seed's "Veo-Pro": 50 credits ($0.50) against $0.21 at the provider = 58% gross margin.
     "veo-3-pro": ModelPricing(credits_per_video=50, provider_cost_usd_micros=210_000),
+    # Veo 3.1 (veo-3.1-generate-preview): $0.40 a second at 720p/1080p, $0.60 at 4k.
+    "veo-3.1": _gemini_veo("veo-3.1-generate-preview", 60, 400_000, _VEO_31_SETTINGS, r4k=600_000),
+    # Veo 3.1 Fast (veo-3.1-fast-generate-preview): $0.15 a second at 720p/1080p, $0.35 at 4k.
+    "veo-3.1-fast": _gemini_veo(
+        "veo-3.1-fast-generate-preview",
+        22,
+        150_000,
+        _VEO_31_SETTINGS.model_copy(update={"resolutions": {"720p": 0, "1080p": 0, "4k": 28}}),
+        r4k=350_000,
+    ),
+    # Veo 3.1 Lite (veo-3.1-lite-generate-preview): $0.05 a second at 720p, $0.08 at 1080p, no 4k.
+    "veo-3.1-lite": _gemini_veo(
+        "veo-3.1-lite-generate-preview",
+        7,
+        50_000,
+        ModelSettings(aspect_ratios=["16:9", "9:16"], resolutions={"720p": 0, "1080p": 4}, first_frame=True),
+        r1080p=80_000,
+    ),
 }
 
 
@@ -208,6 +293,9 @@ DEFAULT_PACKS: dict[str, CreditPack] = {
     "enterprise": CreditPack(name="Enterprise", price_usd_cents=1_999_900, credits=2_539_873),
 }
 
+
+# Hosts of APIs their owners shut down: no setting may point at them (ADR-146).
+RETIRED_API_HOSTS = frozenset({"api.openai.com"})
 
 # The services that serve gRPC (each has listen and target settings).
 GrpcServiceName = Literal["billing", "batch", "webhook"]
@@ -272,6 +360,10 @@ class Settings(BaseSettings):
     # ("sk_..."; unset: no online purchases) and the API's address (a local fake in tests).
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
+    # How often billing's top-up loop looks for automatic top-ups to charge (ADR-135), and how long
+    # one charge attempt is leased before another replica may retry it (same Idempotency-Key).
+    auto_top_up_interval_seconds: float = Field(default=1.0, gt=0)
+    auto_top_up_lease_seconds: float = Field(default=60.0, gt=0)
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -347,10 +439,20 @@ class Settings(BaseSettings):
     # Video storage (issue 5): `local` keeps videos in asset_dir; `s3` puts them in an S3-compatible
     # bucket (path-style `{endpoint}/{bucket}/{key}`, SigV4-signed), and the gateway answers a
     # valid signed video link with a redirect to a presigned S3 URL valid for s3_presign_seconds.
-    # The endpoint must be reachable by customers' browsers for those redirects. The secret key is
+    # `auto` (the default, ADR-140): `s3` when the deployment runs more than one replica
+    # (`replicas` > 1), `local` otherwise (embedded `make run` needs no service). The secret key is
     # a SecretStr: it never appears in logs or reprs.
-    storage: Literal["local", "s3"] = "local"
+    storage: Literal["auto", "local", "s3"] = "auto"
+    # Replicas of each service in this deployment: `reelbatch run --replicas N` sets it for its
+    # processes, docker compose and Kubernetes in their configuration. Above 1, processes may run
+    # on several hosts, which share no disk: local storage is then refused at start unless
+    # `asset_dir_shared` says every replica sees the same asset_dir (one host, a shared filesystem).
+    replicas: int = Field(default=1, ge=1)
+    asset_dir_shared: bool = False
     s3_endpoint_url: str = "https://s3.amazonaws.com"
+    # Where customers' browsers reach the endpoint, when not at s3_endpoint_url (the services'
+    # address inside a compose network or cluster): presigned video URLs are signed for it.
+    s3_public_endpoint_url: str | None = None
     s3_bucket: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
@@ -370,8 +472,11 @@ class Settings(BaseSettings):
     replicate_base_url: str = "https://api.replicate.com"
     fal_key: SecretStr | None = None
     fal_queue_url: str = "https://queue.fal.run"
+    # OpenAI shut its Videos API and the Sora 2 models down on 2026-09-24 (ADR-146): the `openai`
+    # adapter speaks that contract only to a service that still serves it, at a URL the operator
+    # names (no default); api.openai.com itself is refused.
     openai_api_key: SecretStr | None = None
-    openai_base_url: str = "https://api.openai.com"
+    openai_base_url: str | None = None
     # Status polls start at this interval and grow by half each time up to the maximum.
     provider_poll_seconds: float = Field(default=5.0, gt=0)
     provider_poll_max_seconds: float = Field(default=30.0, gt=0)
@@ -444,6 +549,13 @@ class Settings(BaseSettings):
     # How often queue depth/lag and outbox backlog gauges are sampled.
     backlog_sample_seconds: float = Field(default=5.0, gt=0)
 
+    @property
+    def video_storage(self) -> Literal["local", "s3"]:
+        """Where videos are kept: REELBATCH_STORAGE, with `auto` resolved by the replica count."""
+        if self.storage == "auto":
+            return "s3" if self.replicas > 1 else "local"
+        return self.storage
+
     def grpc_listen(self, service: GrpcServiceName) -> str:
         """The address `service`'s gRPC server binds (host:port)."""
         return self._grpc_address(service, "listen")
@@ -470,6 +582,16 @@ class Settings(BaseSettings):
             return json.loads(value)
         return value
 
+    @field_validator("openai_base_url")
+    @classmethod
+    def _refuse_the_retired_openai_videos_api(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).hostname in RETIRED_API_HOSTS:
+            raise ValueError(
+                "OpenAI shut its Videos API (Sora 2) down on 2026-09-24: REELBATCH_OPENAI_BASE_URL "
+                "must name a service that still serves /v1/videos (ADR-146)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Settings:
         if self.env == "production" and self.admin_token == DEV_ADMIN_TOKEN:
@@ -483,13 +605,34 @@ class Settings(BaseSettings):
         tls_files = (self.grpc_tls_ca_file, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         if any(tls_files) and not all(tls_files):
             raise ValueError("REELBATCH_GRPC_TLS_CA_FILE, _CERT_FILE and _KEY_FILE must be set together")
-        if self.storage == "s3" and not (
-            self.s3_bucket and self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
-        ):
-            raise ValueError("REELBATCH_STORAGE=s3 needs REELBATCH_S3_BUCKET and an access key pair")
+        self._refuse_unshared_video_storage()
         if len(self.admin_token) < 12:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
         return self
+
+    def _refuse_unshared_video_storage(self) -> None:
+        # Fails at start (ADR-140): a video one host stores on its disk is missing on the others.
+        if self.video_storage == "local" and self.replicas > 1 and not self.asset_dir_shared:
+            raise ValueError(
+                f"REELBATCH_REPLICAS={self.replicas} with REELBATCH_STORAGE=local: replicas on several "
+                "hosts share no disk, so a video stored by one host would be missing on the others. "
+                "Use S3-compatible storage (REELBATCH_STORAGE=s3 or auto, with REELBATCH_S3_BUCKET, "
+                "REELBATCH_S3_ACCESS_KEY_ID and REELBATCH_S3_SECRET_ACCESS_KEY), or set "
+                "REELBATCH_ASSET_DIR_SHARED=true if every replica sees the same REELBATCH_ASSET_DIR "
+                "(one host, or a shared filesystem)"
+            )
+        if self.video_storage == "s3" and not (
+            self.s3_bucket and self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
+        ):
+            chosen = (
+                f"REELBATCH_STORAGE=auto with REELBATCH_REPLICAS={self.replicas} stores videos in S3 and"
+                if self.storage == "auto"
+                else "REELBATCH_STORAGE=s3"
+            )
+            raise ValueError(
+                f"{chosen} needs REELBATCH_S3_BUCKET and an access key pair (REELBATCH_S3_ACCESS_KEY_ID, "
+                "REELBATCH_S3_SECRET_ACCESS_KEY); REELBATCH_S3_ENDPOINT_URL for a server other than AWS"
+            )
 
 
 @lru_cache(maxsize=1)

@@ -103,13 +103,14 @@ def worker_identity() -> str:
 
 def build_storage(settings: Settings) -> AssetStorage:
     """Where videos are kept: the local asset directory, or an S3 bucket (REELBATCH_STORAGE=s3)."""
-    if settings.storage == "s3":
+    if settings.video_storage == "s3":
         return S3Storage(s3_client(settings), settings.public_base_url)
     return LocalDirectoryStorage(Path(settings.asset_dir), settings.public_base_url)
 
 
 def s3_client(settings: Settings) -> S3Client:
-    """A client of the configured video bucket (its HTTP pool lives as long as the process)."""
+    """A client of the configured video bucket (its HTTP pool lives as long as the process); the
+    launcher's migrate step uses it too, to create the bucket."""
     return S3Client(
         S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
         S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
@@ -167,10 +168,12 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             settings.fal_key,
             lambda key, wired: FalProvider.connect(api_key=key, queue_url=settings.fal_queue_url, **wired),
         ),
+        # OpenAI's own Videos API is shut down (ADR-146): only a service still serving its
+        # contract, named by REELBATCH_OPENAI_BASE_URL, can be called.
         "openai": (
-            settings.openai_api_key,
+            settings.openai_api_key if settings.openai_base_url else None,
             lambda key, wired: OpenAIVideosProvider.connect(
-                api_key=key, base_url=settings.openai_base_url, **wired
+                api_key=key, base_url=settings.openai_base_url or "", **wired
             ),
         ),
     }
@@ -182,7 +185,7 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
 
 def build_input_files(settings: Settings) -> InputFileStore:
     """Where uploaded input images are kept: beside the videos."""
-    if settings.storage == "s3":
+    if settings.video_storage == "s3":
         return S3InputFiles(s3_client(settings))
     return LocalInputFiles(Path(settings.asset_dir))
 
@@ -210,6 +213,8 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
             provider_cost_usd_micros=price.provider_cost_usd_micros,
             per_second=price.credits_per_second is not None,
             default_seconds=price.default_seconds,
+            resolution_costs=dict(price.provider_cost_by_resolution_usd_micros),
+            failures_billed=price.provider_bills_failures,
             routes=model_routes(model, price),
         )
         for model, price in settings.pricing.items()

@@ -112,6 +112,8 @@ class RejectionReason(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     # A monthly budget (the tenant's, its key's, its project's) would be exceeded (issue 29).
     BUDGET_EXCEEDED = "budget_exceeded"
+    # The tenant owes credits: a refunded or disputed payment already spent (billing's ADR-134).
+    DEBT_OUTSTANDING = "debt_outstanding"
     # The cited quote was used by another batch, or expired, between the check and the freeze.
     QUOTE_USED = "quote_used"
     QUOTE_EXPIRED = "quote_expired"
@@ -194,6 +196,9 @@ class TaskRecord:
     finished_at: datetime | None
     custom_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # What its billed provider jobs cost us (US dollar micros) and how many there were (ADR-144).
+    provider_cost_usd_micros: int = 0
+    provider_jobs: int = 0
 
 
 class TaskSummary(NamedTuple):
@@ -420,6 +425,8 @@ class NewBatch:
     metadata: Metadata = ()
     # Item i's priced options (`generation.options_key`); empty when no item has any.
     options: tuple[str, ...] = ()
+    # Stored only while the tenant has fewer unfinished batches than this (0: no limit).
+    open_batch_limit: int = 0
 
     def price_key(self, index: int) -> PriceKey:
         """The key of item `index`'s line in `prices`."""

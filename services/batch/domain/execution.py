@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -87,14 +87,26 @@ class ModelPolicy:
     # Set for a model the provider bills by the second: a job's cost scales with its length.
     per_second: bool = False
     default_seconds: int = 8
+    # The cost of a video of `default_seconds` at the resolutions that cost more at the model's
+    # own provider (ADR-145).
+    resolution_costs: Mapping[str, int] = field(default_factory=dict)
+    # Whether the provider bills a job that failed on its side (ADR-145).
+    failures_billed: bool = False
     # Every route of the model in order, its own provider's first (ADR-149); empty: that one only,
     # with no rate budget.
     routes: tuple[RoutePolicy, ...] = ()
 
-    def job_cost(self, duration_seconds: int, route_cost_usd_micros: int | None = None) -> int:
+    def job_cost(
+        self, duration_seconds: int, route_cost_usd_micros: int | None = None, resolution: str = ""
+    ) -> int:
         """What the provider charges us for one job of a video of `duration_seconds` (0: the
-        model's default length), from the price list's provider cost (of the route, if given)."""
-        cost = self.provider_cost_usd_micros if route_cost_usd_micros is None else route_cost_usd_micros
+        model's default length), from the price list's provider cost: of the route, if given, else
+        of the model's own provider at `resolution` ("": the model's default)."""
+        cost = (
+            self.resolution_costs.get(resolution, self.provider_cost_usd_micros)
+            if route_cost_usd_micros is None
+            else route_cost_usd_micros
+        )
         if not self.per_second or duration_seconds <= 0:
             return cost
         return cost * duration_seconds // self.default_seconds
@@ -133,6 +145,9 @@ class TaskOutcome:
     failure_type: FailureType | None = None
     error_message: str | None = None
     video_url: str | None = None
+    # What a provider that journals no job (the simulated one) charges for the task: booked as
+    # the task's provider spend beside the journal's billed jobs (ADR-144).
+    unjournaled_cost_usd_micros: int = 0
 
     @classmethod
     def failed(cls, task: ClaimedTask, attempts: int, failure_type: FailureType, message: str) -> TaskOutcome:

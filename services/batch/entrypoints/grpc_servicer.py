@@ -297,6 +297,32 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             ]
         )
 
+    async def ListProviderJobs(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListProviderJobsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListProviderJobsResponse:
+        jobs, next_cursor = await self._handlers.reads.provider_jobs(
+            request.batch_id, request.cursor, request.limit
+        )
+        return batch_pb2.ListProviderJobsResponse(
+            jobs=[
+                batch_pb2.ProviderJob(
+                    task_id=str(job.task_id),
+                    batch_index=job.batch_index,
+                    attempt=job.attempt,
+                    provider=job.provider,
+                    status=job.status.value,
+                    provider_job_id=job.provider_job_id or "",
+                    billed_usd_micros=job.billed_usd_micros,
+                    submitted_at=_timestamp(job.submitted_at),
+                    finished_at=_timestamp(job.finished_at),
+                    failure_type=job.failure_type or "",
+                    error_message=job.error_message or "",
+                )
+                for job in jobs
+            ],
+            next_cursor=next_cursor,
+        )
+
     async def ListDegradedModels(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListDegradedModelsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListDegradedModelsResponse:

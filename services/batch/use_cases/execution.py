@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
@@ -52,6 +52,11 @@ class DispatchResult:
     # Tasks still queued when this worker stopped claiming (it is shutting down): the message
     # must not be acknowledged, so another worker gets them.
     unclaimed: int = 0
+
+
+# How long a hand-back waits for its stopped tasks to unwind (a provider's cancellation clean-up,
+# an outcome write already under way) before it gives back those still held.
+HAND_BACK_UNWIND_SECONDS = 2.0
 
 
 class ImageSource(Protocol):
@@ -124,6 +129,10 @@ class TaskExecutor:
         self._in_flight: dict[TaskId, ClaimedTask] = {}
         self._runners: dict[TaskId, asyncio.Task[TaskOutcome]] = {}
         self._cancelling: dict[TaskId, CancelReason | None] = {}
+        # Each claimed task's run-and-record coroutine, and the tasks stopped to be handed back.
+        self._recording: set[asyncio.Task[None]] = set()
+        self._handing_back = False
+        self._handed_back: list[ClaimedTask] = []
         self._claiming = True
         # Replaced on every notification, so a waiter that took the event before claiming never
         # misses a slot freed while its claim ran.
@@ -150,6 +159,27 @@ class TaskExecutor:
             if detach is not None:
                 detach()
         self._notify_freed()
+
+    async def hand_back(self) -> int:
+        """Stops the tasks still running here and gives them back at once (the worker is stopping
+        and its grace period is over): queued and dispatched again in one transaction, so another
+        worker claims them now rather than after their lease expires (ADR-139). A remote job keeps
+        running at its provider (`stop_claiming` detached it) and the next claim resumes it
+        (ADR-110). Outcomes already computed are still written. Returns how many were given back.
+        """
+        self._handing_back = True
+        for runner in list(self._runners.values()):
+            runner.cancel()
+        if self._recording:
+            _, late = await asyncio.wait(set(self._recording), timeout=HAND_BACK_UNWIND_SECONDS)
+            if late:
+                log.warning(
+                    "%d tasks did not unwind in %.1fs; their leases will expire",
+                    len(late),
+                    HAND_BACK_UNWIND_SECONDS,
+                )
+        stopped, self._handed_back = self._handed_back, []
+        return await self._claims.hand_back([task.claim_token for task in stopped])
 
     def _notify_freed(self) -> None:
         self._freed.set()
@@ -208,7 +238,10 @@ class TaskExecutor:
                     break
                 for task in result.claimed:
                     plan = plans.get(task.task_id, FRESH_START)
-                    runners.append(asyncio.create_task(self._run_and_record(task, plan)))
+                    recording = asyncio.create_task(self._run_and_record(task, plan))
+                    self._recording.add(recording)
+                    recording.add_done_callback(self._recording.discard)
+                    runners.append(recording)
                 waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
@@ -238,6 +271,10 @@ class TaskExecutor:
             except asyncio.CancelledError:
                 runner.cancel()
                 raise
+            if runner.cancelled() and self._handing_back and task.task_id not in self._cancelling:
+                # Stopped by `hand_back`: no outcome, the task is given back to the queue.
+                self._handed_back.append(task)
+                return
             outcome = self._cancelled_outcome(task, runner, counter)
             await self._writer.submit(outcome)
         finally:
@@ -299,9 +336,15 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
-                # What this route charges us (each route has its own price list entry).
-                cost_usd_micros=model.job_cost(task.duration_seconds, route_costs.get(route)),
+                # What this route charges us: each fallback route has its own price list entry; the
+                # model's own provider its per-resolution costs too (ADR-145, ADR-149).
+                cost_usd_micros=model.job_cost(
+                    task.duration_seconds,
+                    None if route == model.provider else route_costs.get(route),
+                    task.settings.resolution,
+                ),
                 resumed=resumed,
+                failures_billed=model.failures_billed,
             )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
@@ -338,6 +381,11 @@ class TaskExecutor:
                 pinned_route=plan.pinned_route,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        if jobs is None and outcome.status is TaskStatus.SUCCEEDED:
+            # A provider that journals nothing (the simulated one) bills its delivered video at the
+            # price list's provider cost, booked with the outcome (ADR-144).
+            cost = model.job_cost(task.duration_seconds, resolution=task.settings.resolution)
+            return replace(outcome, unjournaled_cost_usd_micros=cost)
         return outcome
 
     async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:

@@ -18,9 +18,9 @@ from services.batch.domain.batch import (
 )
 from services.batch.domain.commands import ListBatches, ListTasks
 from services.batch.domain.errors import BatchNotFound
-from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
+from services.batch.domain.paging import BatchCursor, JobCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
-from services.batch.domain.provider_jobs import ProviderJobFinding
+from services.batch.domain.provider_jobs import ProviderJobFinding, ProviderJobView
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.domain.routing import RouteUsage
 
@@ -47,6 +47,18 @@ class Reads:
     async def provider_job_findings(self) -> list[ProviderJobFinding]:
         """Double provider jobs and jobs in doubt, for the operator's reconciliation (ADR-110)."""
         return await self._store.provider_jobs.audit()
+
+    async def provider_jobs(
+        self, batch_id: str, cursor: str, limit: int
+    ) -> tuple[list[ProviderJobView], str]:
+        """A page of the batch's provider jobs with what each is billed (ADR-144), and the next
+        cursor ("" on the last page); an unknown batch is not found."""
+        batch = parse_batch_id(batch_id)
+        after = JobCursor.decode(cursor) if cursor else None
+        if await self._store.reads.batch_view(batch, None) is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        jobs, following = await self._store.provider_jobs.of_batch(batch, after, page_size(limit))
+        return jobs, following.encode() if following is not None else ""
 
     async def degraded_models(self) -> list[DegradedModel]:
         """Models whose circuit breaker is open or probing (ADR-113), for the admin overview."""

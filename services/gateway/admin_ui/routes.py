@@ -221,6 +221,9 @@ def dashboard_router(
                 limit=views.TASK_PAGE_SIZES.get(limit, 50),
             )
             return pages.batch_tasks(request, batch, tasks, filters, csrf_token=csrf)
+        if tab == "provider_jobs":
+            jobs = await reads.provider_jobs(batch_id, cursor=cursor)
+            return pages.batch_provider_jobs(request, batch, jobs, cursor, csrf_token=csrf)
         if tab == "billing":
             billing = await reads.billing(batch_id, cursor=cursor)
             return pages.batch_billing(request, batch, billing, cursor, csrf_token=csrf)

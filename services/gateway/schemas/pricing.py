@@ -37,6 +37,15 @@ class ModelView(ModelPriceView):
     what each priced choice adds)."""
 
     settings: ModelSettingsView = Field(description="What an item of this model may set.")
+    provider: str = Field(
+        default="simulated",
+        description="Who makes its videos: `simulated` (a demo model: no provider is called), `veo` "
+        "(Google Veo through the Gemini API), `replicate`, `fal`, or `openai` (a service that still "
+        "serves OpenAI's retired Videos API contract).",
+    )
+    simulated: bool = Field(
+        default=True, description="True for a demo model whose videos no real provider makes."
+    )
 
 
 class PriceList(BaseModel):
@@ -98,7 +107,7 @@ class ModelUsageView(ProtoView):
 
 class StatementView(ProtoView):
     """A month of the available balance: opening + purchases + grants - spent + refunded + released
-    = closing."""
+    - reversed - debt_paid + reinstated = closing."""
 
     month: str
     opening_balance: int
@@ -107,7 +116,13 @@ class StatementView(ProtoView):
     spent: int = Field(description="Credits frozen for batches accepted in the month.")
     refunded: int = Field(description="Failed or cancelled videos given back.")
     released: int = Field(description="Remainders released when batches settled.")
+    reversed: int = Field(
+        default=0, description="Credits taken back from available by refunded or disputed payments."
+    )
+    debt_paid: int = Field(default=0, description="Credits of payments that paid a debt first.")
+    reinstated: int = Field(default=0, description="Credits returned by disputes won.")
     closing_balance: int
+    closing_debt: int = Field(default=0, description="Credits owed at the end of the month.")
     closing_paid_credits: int = Field(description="Part of the closing balance that was paid for.")
     closing_granted_credits: int = Field(
         description="Part of the closing balance that was granted (spent first)."
@@ -144,7 +159,11 @@ class StatementView(ProtoView):
             "spent",
             "refunded",
             "released",
+            "reversed",
+            "debt_paid",
+            "reinstated",
             "closing_balance",
+            "closing_debt",
         ):
             writer.writerow([self.month, line, "", getattr(self, line), ""])
         for usage in self.models:

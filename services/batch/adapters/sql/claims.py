@@ -23,6 +23,7 @@ from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
 from services.batch.adapters.sql.generation_json import settings_of
+from services.batch.adapters.sql.provider_spend import SPEND_OF_TASKS
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
 from services.batch.adapters.sql.statements import advisory_lock, run_sql
 from services.batch.adapters.tables import outbox
@@ -43,22 +44,27 @@ WITH started AS (
 SELECT id, batch_id, tenant_id, model, batch_index FROM batch.tasks
 WHERE id = ANY(CAST(%(ids)b AS uuid[])) AND status = 'queued'
 """
-# Outcomes whose claim still holds (a late result of a lost claim matches nothing); returns the
-# columns of a TaskRecord only.
-_WRITE_OUTCOMES = """
+# Outcomes whose claim still holds (a late result of a lost claim matches nothing), with what the
+# task's billed provider jobs cost (ADR-144); returns the columns of a TaskRecord only.
+_WRITE_OUTCOMES = f"""
+WITH spend AS ({SPEND_OF_TASKS})
 UPDATE batch.tasks AS t
 SET status = o.status, attempts = o.attempts, failure_type = o.failure_type,
     error_message = o.error_message, video_url = o.video_url,
-    finished_at = now(), lease_expires_at = NULL, next_attempt_at = NULL
+    finished_at = now(), lease_expires_at = NULL, next_attempt_at = NULL,
+    provider_cost_usd_micros = o.unjournaled + coalesce(s.cost, 0),
+    provider_jobs = coalesce(s.jobs, 0) + CASE WHEN o.unjournaled > 0 THEN 1 ELSE 0 END
 FROM unnest(
     CAST(%(ids)b AS uuid[]), CAST(%(tokens)b AS uuid[]), CAST(%(statuses)b AS text[]),
     CAST(%(attempts)b AS int[]), CAST(%(failure_types)b AS text[]),
-    CAST(%(messages)b AS text[]), CAST(%(urls)b AS text[])
-) AS o(id, token, status, attempts, failure_type, error_message, video_url)
+    CAST(%(messages)b AS text[]), CAST(%(urls)b AS text[]), CAST(%(unjournaled)b AS bigint[])
+) AS o(id, token, status, attempts, failure_type, error_message, video_url, unjournaled)
+    LEFT JOIN spend AS s ON s.task_id = o.id
 WHERE t.id = o.id AND t.claim_token = o.token AND t.status = 'running'
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
     t.status, t.attempts, t.claims, t.failure_type, t.error_message, t.video_url,
-    t.created_at, t.started_at, t.finished_at, t.custom_id, t.metadata
+    t.created_at, t.started_at, t.finished_at, t.custom_id, t.metadata,
+    t.provider_cost_usd_micros, t.provider_jobs
 """
 _RENEW_LEASES = """
 UPDATE batch.tasks SET lease_expires_at = clock_timestamp() + %(lease)s
@@ -94,6 +100,15 @@ WHERE t.id IN (
 )
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
     t.claim_token, t.claims, t.duration_seconds, t.settings
+"""
+# Tasks a stopping worker gives back (ADR-139): queued again at once, the claim counted as handed
+# back rather than lost; only while this worker's claim holds.
+_HAND_BACK = """
+UPDATE batch.tasks
+SET status = 'queued', claim_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+    handbacks = handbacks + 1
+WHERE claim_token = ANY(CAST(%(tokens)b AS uuid[])) AND status = 'running'
+RETURNING id, batch_id, tenant_id, batch_index
 """
 # A running task's live detail between two attempts (issue 25): the attempts made, what the last
 # one said and when the next starts; only while the claim holds.
@@ -269,6 +284,28 @@ class TaskClaims:
             )
             return len(renewed)
 
+    async def hand_back(self, claim_tokens: Sequence[uuid.UUID]) -> int:
+        """Gives back tasks this worker claimed and will not finish (it is stopping): queued and
+        dispatched again in one transaction, so another worker claims them at once instead of
+        after their lease. A task whose claim no longer holds is left alone. Returns how many."""
+        if not claim_tokens:
+            return 0
+        async with self._db.connection() as conn:
+            released = await run_sql(conn, _HAND_BACK, {"tokens": list(claim_tokens)})
+            by_batch: dict[tuple[BatchId, TenantId], list[tuple[int, TaskId]]] = {}
+            for row in released:
+                key = (BatchId(row.batch_id), TenantId(row.tenant_id))
+                by_batch.setdefault(key, []).append((row.batch_index, TaskId(row.id)))
+            dispatches = [
+                envelope
+                for (batch_id, tenant_id), indexed in by_batch.items()
+                for envelope in events.task_dispatches(
+                    batch_id, tenant_id, [task_id for _, task_id in sorted(indexed)], self._windows.chunk_size
+                )
+            ]
+            await add_events(conn, outbox, dispatches)
+        return len(released)
+
     async def record_retry(
         self, task_id: TaskId, claim_token: uuid.UUID, attempts: int, error: str, delay_seconds: float
     ) -> None:
@@ -303,6 +340,7 @@ class TaskClaims:
                     "failure_types": [o.failure_type.value if o.failure_type else None for o in outcomes],
                     "messages": [o.error_message for o in outcomes],
                     "urls": [o.video_url for o in outcomes],
+                    "unjournaled": [o.unjournaled_cost_usd_micros for o in outcomes],
                 },
             )
             written = [records.task_record(row) for row in found]

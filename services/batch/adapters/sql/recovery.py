@@ -21,6 +21,7 @@ from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.cancel import request_cancel
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
+from services.batch.adapters.sql.provider_spend import book_spend
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
 from services.batch.adapters.sql.statements import seconds, uuids
 from services.batch.adapters.tables import batches, outbox, tasks
@@ -107,7 +108,7 @@ class BatchRecovery:
         async with self._db.connection() as conn:
             expired = (
                 await conn.execute(
-                    select(tasks.c.id, tasks.c.claims)
+                    select(tasks.c.id, (tasks.c.claims - tasks.c.handbacks).label("lost_claims"))
                     .where(
                         tasks.c.status == TaskStatus.RUNNING.value,
                         tasks.c.lease_expires_at < func.clock_timestamp(),
@@ -119,8 +120,9 @@ class BatchRecovery:
             ).all()
             if not expired:
                 return RecoveredLeases(0, 0)
-            lost = [row.id for row in expired if row.claims >= MAX_TASK_CLAIMS]
-            retry = [row.id for row in expired if row.claims < MAX_TASK_CLAIMS]
+            # Claims a stopping worker handed back were not lost (ADR-139).
+            lost = [row.id for row in expired if row.lost_claims >= MAX_TASK_CLAIMS]
+            retry = [row.id for row in expired if row.lost_claims < MAX_TASK_CLAIMS]
             failed_rows: Sequence[Any] = []
             if lost:
                 failed_rows = (
@@ -137,7 +139,7 @@ class BatchRecovery:
                         .returning(*tasks.c)
                     )
                 ).all()
-                failed_tasks = [records.task_record(row) for row in failed_rows]
+                failed_tasks = await book_spend(conn, [records.task_record(row) for row in failed_rows])
                 await count_outcomes(conn, failed_tasks)
                 await add_events(conn, outbox, events.task_outcomes(failed_tasks))
             requeued_rows: Sequence[Any] = []

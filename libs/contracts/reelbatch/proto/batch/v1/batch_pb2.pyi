@@ -404,6 +404,7 @@ class CreateBatchRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     API_KEY_ID_FIELD_NUMBER: _builtins.int
     QUOTE_ID_FIELD_NUMBER: _builtins.int
+    OPEN_BATCH_LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the batch is created for (the gateway authenticated its key)."""
     request_id: _builtins.str
@@ -424,6 +425,12 @@ class CreateBatchRequest(_message.Message):
     """The API key that created the batch (its budget applies); empty: unknown."""
     quote_id: _builtins.str
     """A quote of this very body (POST /quotes): the batch is charged exactly its price, once."""
+    open_batch_limit: _builtins.int
+    """At most this many of the tenant's batches may be unfinished once this one is stored (0: no
+    limit). Checked in the create's own transaction under a per-tenant lock, so concurrent creates
+    through any number of gateway replicas never exceed it; a create over it is refused with
+    RESOURCE_EXHAUSTED (reason rate_limited, detail retry_after_seconds) and stores nothing.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
         """The items, in order (their batch_index is their position)."""
@@ -453,10 +460,11 @@ class CreateBatchRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         api_key_id: _builtins.str = ...,
         quote_id: _builtins.str = ...,
+        open_batch_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "quote_id", b"quote_id", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "open_batch_limit", b"open_batch_limit", "quote_id", b"quote_id", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1574,6 +1582,130 @@ class ListDegradedModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDegradedModelsResponse: _TypeAlias = ListDegradedModelsResponse  # noqa: Y015
+
+@_typing.final
+class ListProviderJobsRequest(_message.Message):
+    """A page of a batch's provider jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch."""
+    cursor: _builtins.str
+    """The previous answer's next_cursor; empty for the first page."""
+    limit: _builtins.int
+    """Jobs per page (0: the default, at most 1000)."""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderJobsRequest: _TypeAlias = ListProviderJobsRequest  # noqa: Y015
+
+@_typing.final
+class ProviderJob(_message.Message):
+    """One submission of a task's attempt to a provider, as journaled (ADR-110)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    BATCH_INDEX_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOB_ID_FIELD_NUMBER: _builtins.int
+    BILLED_USD_MICROS_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The task."""
+    batch_index: _builtins.int
+    """The task's position in its batch, from 0."""
+    attempt: _builtins.int
+    """The attempt it belongs to (from 1)."""
+    provider: _builtins.str
+    """The provider ("veo", "replicate", "fal", "openai")."""
+    status: _builtins.str
+    """submitting, running, succeeded, failed, refused, cancelled, abandoned, in_doubt or lost."""
+    provider_job_id: _builtins.str
+    """The provider's job id; empty while the create call's answer is not recorded."""
+    billed_usd_micros: _builtins.int
+    """What the provider bills us for it, in US dollar micros (0: not billed)."""
+    failure_type: _builtins.str
+    """Its failure type when it failed; empty otherwise."""
+    error_message: _builtins.str
+    """What the provider said when it failed; empty otherwise."""
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """When its intent was written, before the create call."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended (unset while it runs)."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        batch_index: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        provider: _builtins.str = ...,
+        status: _builtins.str = ...,
+        provider_job_id: _builtins.str = ...,
+        billed_usd_micros: _builtins.int = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        failure_type: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "batch_index", b"batch_index", "billed_usd_micros", b"billed_usd_micros", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "provider", b"provider", "provider_job_id", b"provider_job_id", "status", b"status", "submitted_at", b"submitted_at", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderJob: _TypeAlias = ProviderJob  # noqa: Y015
+
+@_typing.final
+class ListProviderJobsResponse(_message.Message):
+    """The page, in task order (then submission order)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderJob]:
+        """The jobs of the page."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___ProviderJob] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderJobsResponse: _TypeAlias = ListProviderJobsResponse  # noqa: Y015
 
 @_typing.final
 class ListProviderRoutesRequest(_message.Message):

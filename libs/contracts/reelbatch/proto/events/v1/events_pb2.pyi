@@ -161,6 +161,8 @@ class TaskSucceeded(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOBS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's capture is keyed on it (one capture per task)."""
     batch_id: _builtins.str
@@ -179,6 +181,15 @@ class TaskSucceeded(_message.Message):
     """Provider calls made, the successful one included."""
     custom_id: _builtins.str
     """The item's custom_id; empty for none."""
+    provider_cost_usd_micros: _builtins.int
+    """What the providers bill us for this task's video, in US dollar micros (issue 26, ADR-144):
+    the price list's provider cost of every billed provider job of the task (a job that failed
+    at a provider that bills failures, and a second job of one attempt, included). Set by every
+    publisher since ADR-144; unset (not 0) means the publisher did not know it (billing then
+    keeps the estimate of the batch's frozen provider cost).
+    """
+    provider_jobs: _builtins.int
+    """How many provider jobs the task was billed for (normally 1 per delivered video)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
@@ -201,12 +212,16 @@ class TaskSucceeded(_message.Message):
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        provider_cost_usd_micros: _builtins.int | None = ...,
+        provider_jobs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros", "provider_jobs", b"provider_jobs", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["provider_cost_usd_micros"]  # noqa: Y015
+    _WhichOneofArgType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_cost_usd_micros) -> _WhichOneofReturnType__provider_cost_usd_micros | None: ...
 
 Global___TaskSucceeded: _TypeAlias = TaskSucceeded  # noqa: Y015
 
@@ -248,6 +263,8 @@ class TaskFailed(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOBS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's refund is keyed on it (one refund per task)."""
     batch_id: _builtins.str
@@ -268,6 +285,14 @@ class TaskFailed(_message.Message):
     """Provider calls made."""
     custom_id: _builtins.str
     """The item's custom_id; empty for none."""
+    provider_cost_usd_micros: _builtins.int
+    """What the providers bill us for this task although it failed, in US dollar micros (issue 26,
+    ADR-144): every billed provider job (a job that failed at a provider that bills failures, a
+    job abandoned while it ran, a second job of one attempt). Unset (not 0) means the publisher
+    did not know it.
+    """
+    provider_jobs: _builtins.int
+    """How many provider jobs the task was billed for."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
@@ -291,12 +316,16 @@ class TaskFailed(_message.Message):
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        provider_cost_usd_micros: _builtins.int | None = ...,
+        provider_jobs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros", "provider_jobs", b"provider_jobs", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["provider_cost_usd_micros"]  # noqa: Y015
+    _WhichOneofArgType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_cost_usd_micros) -> _WhichOneofReturnType__provider_cost_usd_micros | None: ...
 
 Global___TaskFailed: _TypeAlias = TaskFailed  # noqa: Y015
 
@@ -448,7 +477,8 @@ Global___BatchSettled: _TypeAlias = BatchSettled  # noqa: Y015
 
 @_typing.final
 class SpendAlert(_message.Message):
-    """routing key "billing.alert": a freeze crossed one of the tenant's alert thresholds (ADR-125).
+    """routing key "billing.alert": a freeze crossed one of the tenant's alert thresholds (ADR-125), or
+    an automatic top-up was declined and turned itself off (alert_type auto_top_up.failed, ADR-135).
     Written to billing's outbox in the transaction that crossed it, once per crossing.
     """
 
@@ -465,6 +495,9 @@ class SpendAlert(_message.Message):
     THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     """Unique per crossing: the webhook's dedupe key and the customer's idempotency key."""
     tenant_id: _builtins.str
@@ -485,6 +518,12 @@ class SpendAlert(_message.Message):
     """budget.threshold: the percent of the cap that was reached."""
     period_end: _builtins.str
     """budget.threshold: when the budget's period ends (RFC 3339, UTC)."""
+    pack_id: _builtins.str
+    """auto_top_up.failed: the pack the automatic top-up tried to buy (ADR-135)."""
+    failure_code: _builtins.str
+    """auto_top_up.failed: Stripe's code (card_declined, authentication_required...)."""
+    failure_message: _builtins.str
+    """auto_top_up.failed: Stripe's message."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the freeze committed (UTC)."""
@@ -503,10 +542,13 @@ class SpendAlert(_message.Message):
         threshold_percent: _builtins.int = ...,
         period_end: _builtins.str = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        pack_id: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "alert_type", b"alert_type", "budget_scope", b"budget_scope", "budget_scope_id", b"budget_scope_id", "monthly_credits", b"monthly_credits", "occurred_at", b"occurred_at", "period_end", b"period_end", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits", "threshold_percent", b"threshold_percent", "value_credits", b"value_credits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "alert_type", b"alert_type", "budget_scope", b"budget_scope", "budget_scope_id", b"budget_scope_id", "failure_code", b"failure_code", "failure_message", b"failure_message", "monthly_credits", b"monthly_credits", "occurred_at", b"occurred_at", "pack_id", b"pack_id", "period_end", b"period_end", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits", "threshold_percent", b"threshold_percent", "value_credits", b"value_credits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
