@@ -166,6 +166,10 @@ class Cluster:
             "REELBATCH_AMQP_URL": self._through_forwarder(self._amqp_url, RABBITMQ),
             "REELBATCH_METRICS_HOST": host.address,
             "REELBATCH_HTTP_HOST": host.address,
+            # A replicated deployment (ADR-140) whose hosts share this machine's disk.
+            "REELBATCH_REPLICAS": "2",
+            "REELBATCH_ASSET_DIR_SHARED": "true",
+            "REELBATCH_STORAGE": "local",
             "REELBATCH_PUBLIC_BASE_URL": (self.gateway_urls or [f"http://{host.address}:{HTTP_PORT}"])[0],
             **self._overrides,
         }
