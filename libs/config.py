@@ -431,6 +431,9 @@ class Settings(BaseSettings):
     # call takes to reach the provider), so no window of the provider's sees more.
     provider_rate_window_seconds: float = Field(default=60.0, gt=0)
     simulated_latency_seconds: float = Field(default=0.5, ge=0)
+    # A file the simulated provider appends one JSON line to per call (task, attempt, start and
+    # end time, pid, outcome): how the multi-host test counts provider calls per host. Unset: none.
+    simulated_call_log: str | None = None
     asset_dir: str = ".reelbatch/assets"
     public_base_url: str = "http://127.0.0.1:8000"
     # Video storage (issue 5): `local` keeps videos in asset_dir; `s3` puts them in an S3-compatible

@@ -82,9 +82,11 @@ class GrpcApi:
     register: Sequence[Callable[[grpc.aio.Server], None]]
     service_names: Sequence[str]
     tls: TlsFiles | None = None
-    # Probed every `health_check_seconds`; health is NOT_SERVING while any of them fails.
+    # Probed every `health_check_seconds`; health is NOT_SERVING while one of `serving_needs`
+    # (None: any of them) fails, the others are only reported.
     probes: Mapping[str, DependencyProbe] = field(default_factory=dict)
     health_check_seconds: float = 2.0
+    serving_needs: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,12 @@ class ServiceProcess:
         if api is not None:
             self.grpc = await start_grpc_server(api.address, api.register, api.service_names, tls=api.tls)
             if api.probes:
-                monitor = DependencyMonitor(self.grpc, api.probes, interval_seconds=api.health_check_seconds)
+                monitor = DependencyMonitor(
+                    self.grpc,
+                    api.probes,
+                    interval_seconds=api.health_check_seconds,
+                    required=api.serving_needs,
+                )
                 self._watch(f"{self.name}-dependency-monitor", monitor.run(self._stopping), holds_work=False)
         for listener in self._listeners:
             serving = await listener.start()
@@ -308,6 +315,9 @@ def backend_process(
         tls=tls_from_settings(settings),
         probes={"database": connections.database.ping, "broker": connections.bus.ping},
         health_check_seconds=settings.health_check_interval_seconds,
+        # Every RPC needs the database; none needs the broker (events wait in the outbox), so a
+        # broker restart must not take the API down with it (ADR-142).
+        serving_needs=frozenset({"database"}),
     )
     return process.serve_grpc(api).add_loop(
         f"{name}-backlog-gauges",

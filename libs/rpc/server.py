@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -294,8 +294,10 @@ async def start_grpc_server(
 class DependencyMonitor:
     """Probes dependencies every `interval_seconds` and flips the server's health accordingly.
 
-    A probe that raises or takes longer than `timeout_seconds` counts as down. Only changes are
-    logged (one line when a dependency goes down, one when every dependency is back).
+    A probe that raises or takes longer than `timeout_seconds` counts as down. Health is
+    NOT_SERVING while a dependency of `required` (default: every probed one) is down; the others
+    are only reported. Only changes are logged (one line when the set of dependencies down
+    changes, one when every dependency is back).
     """
 
     def __init__(
@@ -305,11 +307,13 @@ class DependencyMonitor:
         *,
         interval_seconds: float = 2.0,
         timeout_seconds: float = 1.5,
+        required: Collection[str] | None = None,
     ) -> None:
         self._server = server
         self._probes = dict(probes)
         self._interval = interval_seconds
         self._timeout = timeout_seconds
+        self._required = frozenset(self._probes if required is None else required)
         self.down: frozenset[str] = frozenset()
 
     async def _is_up(self, name: str, probe: DependencyProbe) -> bool:
@@ -328,11 +332,16 @@ class DependencyMonitor:
         results = await asyncio.gather(*(self._is_up(name, self._probes[name]) for name in names))
         down = frozenset(name for name, up in zip(names, results, strict=True) if not up)
         if down != self.down:
+            serving = not down & self._required
             if down:
-                log.warning("dependencies unreachable: %s; health NOT_SERVING", ", ".join(sorted(down)))
+                log.warning(
+                    "dependencies unreachable: %s; health %s",
+                    ", ".join(sorted(down)),
+                    "stays SERVING" if serving else "NOT_SERVING",
+                )
             else:
                 log.info("dependencies reachable again; health SERVING")
-            await self._server.set_serving(not down)
+            await self._server.set_serving(serving)
         self.down = down
         return down
 

@@ -148,6 +148,7 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             asset_dir=Path(settings.asset_dir),
             public_base_url=settings.public_base_url,
             storage=storage,
+            call_log=Path(settings.simulated_call_log) if settings.simulated_call_log else None,
         )
     }
     # Each real provider: the credential that enables it, and how it connects with that credential

@@ -50,6 +50,28 @@ async def test_a_server_is_not_serving_while_a_dependency_is_unreachable_and_ser
         await unreachable.close()
 
 
+async def test_a_dependency_the_server_does_not_need_to_serve_is_reported_but_keeps_it_serving(
+    database_url: str,
+) -> None:
+    reachable = Database(database_url, pool_size=1)
+    unreachable = Database(UNREACHABLE_DATABASE, pool_size=1)
+    server = await start_grpc_server("127.0.0.1:0", [], [SERVICE])
+    probes = {"database": reachable.ping, "broker": unreachable.ping}
+    try:
+        monitor = DependencyMonitor(server, probes, timeout_seconds=3, required={"database"})
+        assert await monitor.check_once() == frozenset({"broker"})
+        assert await _status(server.port, "") == health_pb2.HealthCheckResponse.SERVING
+
+        probes["database"] = unreachable.ping
+        monitor = DependencyMonitor(server, probes, timeout_seconds=3, required={"database"})
+        assert await monitor.check_once() == frozenset({"broker", "database"})
+        assert await _status(server.port, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await server.stop(0)
+        await reachable.close()
+        await unreachable.close()
+
+
 async def test_a_stopped_server_stays_not_serving_whatever_a_late_check_finds(database_url: str) -> None:
     reachable = Database(database_url, pool_size=1)
     server = await start_grpc_server("127.0.0.1:0", [], [SERVICE])
