@@ -46,8 +46,10 @@ def video_directory(on_disk: bool = False) -> Iterator[tuple[str, bool]]:
 
 
 @contextmanager
-def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
+def running_stack(workers: int = 2, ready_timeout: float = 60.0, **overrides: str) -> Iterator[Stack]:
     """Every service as its own process on a fresh database and vhost; removed afterwards.
+
+    `ready_timeout`: how long the stack may take to start (minutes on a host shared with others).
 
     A benchmark that ends normally must leave the money right: I1-I5 are checked before the stack
     goes, once everything has settled when there are workers to run the tasks (without workers
@@ -73,7 +75,7 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
-            stack.start_all()
+            stack.start_all(ready_timeout)
             # The previous benchmark's writes are flushed now, not by a checkpoint during this one.
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")
