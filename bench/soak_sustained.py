@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     batch_items = args.batch_items or (500 if args.quick else 10_000)
     celery_tasks = args.celery_tasks or (500 if args.quick else 100_000)
     warm_up = min(tasks, args.open_batches * batch_items)
-    per_tenant = (tasks + warm_up) // args.tenants + batch_items
+    # Round-robin from the first tenant in each run: the first tenants get one batch more.
+    batches = -(-warm_up // batch_items) + -(-tasks // batch_items)
+    per_tenant = (batches // args.tenants + 2) * batch_items
     with (
         video_directory(args.videos_on_disk) as (videos, in_memory),
         running_stack(workers=2, ready_timeout=READY_TIMEOUT_SECONDS, asset_dir=videos) as stack,
