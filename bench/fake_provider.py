@@ -54,7 +54,15 @@ def stats_app(state: FakeProvider) -> FastAPI:
 def fake_provider_process(port: int, render_seconds: float) -> Iterator[tuple[str, int]]:
     """Runs the fake in a child process on 127.0.0.1:`port`; yields its base URL and pid."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_provider", "--port", str(port), "--render-seconds", str(render_seconds)]
+        [
+            sys.executable,
+            "-m",
+            "bench.fake_provider",
+            "--port",
+            str(port),
+            "--render-seconds",
+            str(render_seconds),
+        ]
     )
     url = f"http://127.0.0.1:{port}"
     try:

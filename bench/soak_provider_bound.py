@@ -56,7 +56,7 @@ def _sample(worker: psutil.Process, fake_url: str, samples: Samples, stop: threa
             rss = worker.memory_info().rss / 2**20
             times = worker.cpu_times()
             in_flight = int(provider_stats(fake_url)["in_flight"])
-        except Exception:  # noqa: BLE001 (a missed sample on a loaded host is not a failure)
+        except Exception:
             continue
         samples.rss_mb.append(rss)
         samples.in_flight.append(in_flight)
@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         sampler = threading.Thread(target=_sample, args=(worker, fake_url, samples, stop), daemon=True)
         sampler.start()
         with Stopwatch() as watch:
-            created = api.create_batch(who, [{"prompt": f"slow take {i}", "model": MODEL} for i in range(jobs)])
+            created = api.create_batch(
+                who, [{"prompt": f"slow take {i}", "model": MODEL} for i in range(jobs)]
+            )
             assert created.status_code == 202, created.text
             batch = api.wait_until_settled(
                 who, created.json()["batch_id"], timeout=10 * (job_seconds + poll_max) + 600, poll_seconds=0.5
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     return report(
         "soak_provider_bound",
         [
-            ("jobs / job time / limit", f"{jobs:,} / {job_seconds:g} s / {jobs:,} in flight, one worker process"),
+            (
+                "jobs / job time / limit",
+                f"{jobs:,} / {job_seconds:g} s / {jobs:,} in flight, one worker process",
+            ),
             ("poll back-off", f"{poll:g} s, x1.5 per poll, at most {poll_max:g} s"),
             ("peak jobs in flight at the provider", f"{peak_in_flight:,} (the fake's own count)"),
             ("makespan (POST -> settled)", f"{watch.seconds:.1f} s"),
@@ -176,8 +181,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"{cores_holding:.3f} cores over {holding_seconds:.0f} s"
                 f" = {cores_holding * 1e6 / jobs:.1f} microcores per job in flight",
             ),
-            ("postgres / rabbitmq CPU over the makespan", f"{cpu['postgres']:.1f} s / {cpu['rabbitmq']:.1f} s"),
-            ("fake provider CPU (own process, not counted)", f"{fake_cpu:.1f} s, {int(stats['requests']):,} requests"),
+            (
+                "postgres / rabbitmq CPU over the makespan",
+                f"{cpu['postgres']:.1f} s / {cpu['rabbitmq']:.1f} s",
+            ),
+            (
+                "fake provider CPU (own process, not counted)",
+                f"{fake_cpu:.1f} s, {int(stats['requests']):,} requests",
+            ),
             ("load average at the end (1/5/15 min)", " / ".join(f"{value:.1f}" for value in load)),
             ("money", "I1-I5 clean after the batch settled"),
         ],

@@ -147,7 +147,7 @@ def backlog(stack: Stack) -> dict[str, int]:
     left: dict[str, int] = {}
     with psycopg.connect(dsn) as conn:
         for table in OUTBOXES:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 (constants)
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             left[table] = int(row[0]) if row else -1
     vhost = stack.amqp_url.rsplit("/", 1)[1]
     listed = subprocess.run(
@@ -244,7 +244,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 if rates
                 else "run shorter than one interval",
             ),
-            ("celery no-op baseline", f"{celery_tasks:,} in {celery_seconds:.1f} s = {celery_rate:.0f} tasks/s"),
+            (
+                "celery no-op baseline",
+                f"{celery_tasks:,} in {celery_seconds:.1f} s = {celery_rate:.0f} tasks/s",
+            ),
             ("reelbatch / celery", f"{rate / celery_rate:.2f}x"),
             *[
                 (
@@ -255,7 +258,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 for name in rss_start
             ],
             ("largest RSS growth", f"{worst} {growth[worst]:+.0%} (target <= +{RSS_GROWTH_TARGET:.0%})"),
-            ("backlog at the end", "0 outbox rows, 0 queued messages" if not any(left.values()) else str(left)),
+            (
+                "backlog at the end",
+                "0 outbox rows, 0 queued messages" if not any(left.values()) else str(left),
+            ),
             ("load average at the end (1/5/15 min)", " / ".join(f"{value:.1f}" for value in load_end)),
             ("money", "I1-I5 clean after every batch settled"),
         ],
