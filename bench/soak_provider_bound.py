@@ -27,6 +27,7 @@ import psutil
 from bench.fake_provider import fake_provider_process, provider_stats
 from bench.harness import CpuMeter, Stopwatch, customer, report, running_stack, video_directory
 from tests.fakes import replicate
+from tests.provider_jobs_stack import failures
 from tests.stack import free_port
 
 MODEL = "veo-3"
@@ -137,13 +138,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 who, created.json()["batch_id"], timeout=10 * (job_seconds + poll_max) + 600, poll_seconds=0.5
             )
         cpu = meter.seconds()
+        failed = failures(stack)
+        worker_log = stack.log("worker-0") if failed else ""
         stop.set()
         sampler.join()
         fake_cpu = sum(fake.cpu_times()[:2]) - fake_cpu_before
         stats = provider_stats(fake_url)
         load = os.getloadavg()
         api.http.close()
-    assert batch["success_count"] == jobs, batch
+    assert batch["success_count"] == jobs, (batch, failed, worker_log)
     assert stats["jobs"] == jobs, stats  # each job created once at the provider
     ideal = job_seconds + poll_max
     ratio = watch.seconds / ideal
