@@ -146,8 +146,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         stats = provider_stats(fake_url)
         load = os.getloadavg()
         api.http.close()
-    assert batch["success_count"] == jobs, (batch, failed, worker_log)
-    assert stats["jobs"] == jobs, stats  # each job created once at the provider
     ideal = job_seconds + poll_max
     ratio = watch.seconds / ideal
     peak_rss = max(samples.rss_mb, default=rss_idle)
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "rss": peak_rss < RSS_TARGET_MB,
         "cpu": cores_overall < CPU_TARGET_CORES,
     }
-    return report(
+    result = report(
         "soak_provider_bound",
         [
             (
@@ -193,6 +191,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"{fake_cpu:.1f} s, {int(stats['requests']):,} requests",
             ),
             ("load average at the end (1/5/15 min)", " / ".join(f"{value:.1f}" for value in load)),
+            (
+                "tasks failed (refunded)",
+                ", ".join(f"{count} {kind}: {why}" for kind, why, count in failed) or "none",
+            ),
             ("money", "I1-I5 clean after the batch settled"),
         ],
         {
@@ -217,9 +219,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "fake_cpu_s": fake_cpu,
             "fake_requests": stats["requests"],
             "met": met,
+            "failed": [{"failure_type": kind, "message": why, "tasks": count} for kind, why, count in failed],
             "load_average_end": load,
         },
     )
+    # Figures first: a run that lost tasks still says what it measured, then fails.
+    assert batch["success_count"] == jobs, (batch, failed, worker_log)
+    assert stats["jobs"] == jobs, stats  # each job created once at the provider
+    return result
 
 
 if __name__ == "__main__":
