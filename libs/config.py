@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,33 @@ class ModelSettings(BaseModel):
         return fields
 
 
+# Providers whose jobs are remote and journaled: the only ones a route may name besides a model's
+# own provider (the simulated one is never down, out of quota or rate limited).
+REMOTE_PROVIDERS = frozenset({"veo", "replicate", "fal", "openai"})
+
+
+class ProviderRoute(BaseModel):
+    """Another provider selling the same model (failover, ADR-149): tried, in the listed order,
+    when the routes before it are down (breaker open), out of quota or out of rate budget. The
+    customer pays the model's price whichever route makes the video."""
+
+    provider: str
+    # The provider's own name for the model on this route; defaults to our model name.
+    provider_model: str | None = None
+    # Our cost of one job on this route, in US dollar micros (per video of the model's default
+    # length; scaled by length for a per-second model), recorded with each job.
+    provider_cost_usd_micros: int = Field(default=0, ge=0)
+    # Create calls a minute this route allows, shared by every worker (ADR-148); None: no budget.
+    requests_per_minute: int | None = Field(default=None, ge=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _remote(cls, value: str) -> str:
+        if value not in REMOTE_PROVIDERS:
+            raise ValueError(f"a route goes to a remote provider ({', '.join(sorted(REMOTE_PROVIDERS))})")
+        return value
+
+
 class ModelPricing(BaseModel):
     """One row of the price list: what a video of `model` costs the customer and us."""
 
@@ -81,6 +109,13 @@ class ModelPricing(BaseModel):
     default_seconds: int = Field(default=8, ge=1)
     # Our cost at the provider per video, in US dollar micros (margins; never customer-facing).
     provider_cost_usd_micros: int = Field(default=0, ge=0)
+    # The provider's cost of a video of `default_seconds` at a resolution that costs it more than
+    # `provider_cost_usd_micros` (e.g. Veo 3.1 at 4k, Veo 3.1 Lite at 1080p); scaled by length
+    # like it for a per-second model (issue 26 item 2, ADR-145).
+    provider_cost_by_resolution_usd_micros: dict[str, int] = Field(default_factory=dict)
+    # Whether the provider bills a job that failed on its side (Replicate bills compute time
+    # used); False where its docs say only generated videos are charged (the Gemini API's Veo).
+    provider_bills_failures: bool = False
     # Attempts per task, the first included, before a transient failure becomes final.
     max_attempts: int = Field(default=3, ge=1, le=10)
     # Jobs of this model running at the provider at once, across every worker process.
@@ -89,6 +124,22 @@ class ModelPricing(BaseModel):
     provider_model: str | None = None
     # Generation settings the model takes and their price effect (issue 25).
     settings: ModelSettings = Field(default_factory=ModelSettings)
+    # Create calls a minute `provider` allows for this model, shared by every worker (ADR-148;
+    # Veo on Vertex AI publishes 50 a minute per project, 10 for preview models); None: no budget.
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    # Further routes to the same model at other providers, in order of preference (ADR-149).
+    fallback_routes: list[ProviderRoute] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _routes_are_distinct_remote_providers(self) -> ModelPricing:
+        if not self.fallback_routes:
+            return self
+        if self.provider not in REMOTE_PROVIDERS:
+            raise ValueError("only a model made by a remote provider has fallback routes")
+        providers = [self.provider, *(route.provider for route in self.fallback_routes)]
+        if len(set(providers)) != len(providers):
+            raise ValueError("a model's routes go to distinct providers")
+        return self
 
     @model_validator(mode="after")
     def _price_per_video_or_per_second(self) -> ModelPricing:
@@ -102,6 +153,20 @@ class ModelPricing(BaseModel):
             # Margins and the price list quote a video of the default length.
             self.credits_per_video = self.credits_per_second * self.default_seconds
         return self
+
+    @model_validator(mode="after")
+    def _resolution_costs_name_offered_resolutions(self) -> ModelPricing:
+        unknown = set(self.provider_cost_by_resolution_usd_micros) - set(self.settings.resolutions)
+        if unknown:
+            raise ValueError(f"provider costs name resolutions the model does not offer: {sorted(unknown)}")
+        if any(cost < 0 for cost in self.provider_cost_by_resolution_usd_micros.values()):
+            raise ValueError("provider costs must not be negative")
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        """True for a demo model: no provider is called and nothing is paid for its videos."""
+        return self.provider == "simulated"
 
 
 # What the default models take, after their providers' public APIs: OpenAI's videos API (size,
@@ -118,6 +183,51 @@ _VEO_SETTINGS = ModelSettings(
     max_reference_images=3,
 )
 
+# Real models through the Gemini API (provider `veo`, REELBATCH_GEMINI_API_KEY), priced from
+# Google's per-second list prices (ADR-145, with sources): audio is always generated; 4, 6 or 8
+# seconds; 16:9 or 9:16. Our price keeps a margin of about a third over the provider's cost (a
+# credit is $0.01). The Gemini API runs at most 10 Veo jobs at once per project: max_in_flight.
+_VEO_31_SETTINGS = ModelSettings(
+    aspect_ratios=["16:9", "9:16"],
+    resolutions={"720p": 0, "1080p": 0, "4k": 30},
+    negative_prompt=True,
+    seed=True,
+    first_frame=True,
+    last_frame=True,
+    max_reference_images=3,
+)
+
+
+def _gemini_veo(
+    provider_model: str,
+    credits_per_second: int,
+    usd_micros_per_second: int,
+    settings: ModelSettings,
+    **usd_micros_per_second_at: int,
+) -> ModelPricing:
+    """A Veo model on the Gemini API priced per second (4..8 s, 8 by default), with its provider
+    cost per second (and at the resolutions that cost more)."""
+    return ModelPricing(
+        provider="veo",
+        provider_model=provider_model,
+        credits_per_second=credits_per_second,
+        min_seconds=4,
+        max_seconds=8,
+        default_seconds=8,
+        provider_cost_usd_micros=8 * usd_micros_per_second,
+        provider_cost_by_resolution_usd_micros={
+            resolution.removeprefix("r"): 8 * cost for resolution, cost in usd_micros_per_second_at.items()
+        },
+        max_in_flight=10,
+        settings=settings,
+    )
+
+
+# The price list. Every model's `provider` says where its videos come from. `simulated` models
+# (sora-2, sora-2-pro, veo-3, veo-3-fast, veo-3-pro) call no provider: they keep the seed demo's
+# names and prices (sora-2 is the demo's model; OpenAI's Sora 2 itself was shut down on
+# 2026-09-24), and their provider cost is booked per delivered video as if a provider had billed
+# it, so the demo's margins read as the seed's. The veo-3.1 models are real, through the Gemini API.
 DEFAULT_PRICING: dict[str, ModelPricing] = {
     "sora-2": ModelPricing(credits_per_video=10, provider_cost_usd_micros=24_000, settings=_SORA_SETTINGS),
     "sora-2-pro": ModelPricing(
@@ -147,6 +257,24 @@ DEFAULT_PRICING: dict[str, ModelPricing] = {
     ),
     # The seed's "Veo-Pro": 50 credits ($0.50) against $0.21 at the provider = 58% gross margin.
     "veo-3-pro": ModelPricing(credits_per_video=50, provider_cost_usd_micros=210_000),
+    # Veo 3.1 (veo-3.1-generate-preview): $0.40 a second at 720p/1080p, $0.60 at 4k.
+    "veo-3.1": _gemini_veo("veo-3.1-generate-preview", 60, 400_000, _VEO_31_SETTINGS, r4k=600_000),
+    # Veo 3.1 Fast (veo-3.1-fast-generate-preview): $0.15 a second at 720p/1080p, $0.35 at 4k.
+    "veo-3.1-fast": _gemini_veo(
+        "veo-3.1-fast-generate-preview",
+        22,
+        150_000,
+        _VEO_31_SETTINGS.model_copy(update={"resolutions": {"720p": 0, "1080p": 0, "4k": 28}}),
+        r4k=350_000,
+    ),
+    # Veo 3.1 Lite (veo-3.1-lite-generate-preview): $0.05 a second at 720p, $0.08 at 1080p, no 4k.
+    "veo-3.1-lite": _gemini_veo(
+        "veo-3.1-lite-generate-preview",
+        7,
+        50_000,
+        ModelSettings(aspect_ratios=["16:9", "9:16"], resolutions={"720p": 0, "1080p": 4}, first_frame=True),
+        r1080p=80_000,
+    ),
 }
 
 
@@ -165,6 +293,9 @@ DEFAULT_PACKS: dict[str, CreditPack] = {
     "enterprise": CreditPack(name="Enterprise", price_usd_cents=1_999_900, credits=2_539_873),
 }
 
+
+# Hosts of APIs their owners shut down: no setting may point at them (ADR-146).
+RETIRED_API_HOSTS = frozenset({"api.openai.com"})
 
 # The services that serve gRPC (each has listen and target settings).
 GrpcServiceName = Literal["billing", "batch", "webhook"]
@@ -291,6 +422,10 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     breaker_outage_limit_seconds: float = Field(default=900.0, gt=0)
+    # The window a route's requests_per_minute budget counts create calls in (ADR-148): a minute,
+    # as providers count; tests shorten it. Grants are spaced a second more (the time a granted
+    # call takes to reach the provider), so no window of the provider's sees more.
+    provider_rate_window_seconds: float = Field(default=60.0, gt=0)
     simulated_latency_seconds: float = Field(default=0.5, ge=0)
     asset_dir: str = ".reelbatch/assets"
     public_base_url: str = "http://127.0.0.1:8000"
@@ -320,8 +455,11 @@ class Settings(BaseSettings):
     replicate_base_url: str = "https://api.replicate.com"
     fal_key: SecretStr | None = None
     fal_queue_url: str = "https://queue.fal.run"
+    # OpenAI shut its Videos API and the Sora 2 models down on 2026-09-24 (ADR-146): the `openai`
+    # adapter speaks that contract only to a service that still serves it, at a URL the operator
+    # names (no default); api.openai.com itself is refused.
     openai_api_key: SecretStr | None = None
-    openai_base_url: str = "https://api.openai.com"
+    openai_base_url: str | None = None
     # Status polls start at this interval and grow by half each time up to the maximum.
     provider_poll_seconds: float = Field(default=5.0, gt=0)
     provider_poll_max_seconds: float = Field(default=30.0, gt=0)
@@ -418,6 +556,16 @@ class Settings(BaseSettings):
     def _parse_pricing(cls, value: object) -> object:
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _refuse_the_retired_openai_videos_api(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).hostname in RETIRED_API_HOSTS:
+            raise ValueError(
+                "OpenAI shut its Videos API (Sora 2) down on 2026-09-24: REELBATCH_OPENAI_BASE_URL "
+                "must name a service that still serves /v1/videos (ADR-146)"
+            )
         return value
 
     @model_validator(mode="after")

@@ -197,14 +197,24 @@ def check_invariants(database_url: str, *, require_settled: bool = True) -> Inva
                         f"I1: batch {batch_id} settlement {settlement_status} in batch,"
                         f" {billing_settlement} in billing"
                     )
-        # I9 (issue 26, ADR-110): no attempt of a task holds more than one provider job the
-        # provider may bill for (in doubt jobs are reported by the audit, not counted here).
+        # I9 (issue 26, ADR-110, ADR-145): no attempt of a task holds more than one provider job
+        # its provider bills (a failed or cancelled one where the provider bills failures; in
+        # doubt jobs are reported by the audit, not counted here).
         for task_id, attempt, jobs in conn.execute(
             "SELECT task_id, attempt, count(*) FROM batch.provider_jobs "
-            "WHERE status IN ('running', 'succeeded', 'failed', 'cancelled', 'abandoned') "
+            "WHERE status IN ('running', 'succeeded', 'abandoned') "
+            "OR (failures_billed AND status IN ('failed', 'cancelled')) "
             "GROUP BY task_id, attempt HAVING count(*) > 1"
         ):
             problems.append(f"I9: task {task_id} attempt {attempt} has {jobs} billable provider jobs")
+        # I9 in the books (ADR-144): the provider spend billing recorded for a task is what the
+        # batch service summed from the task's billed jobs when it ended.
+        for task_id, in_billing, in_batch in conn.execute(
+            "SELECT c.task_id, c.provider_cost_usd_micros, t.provider_cost_usd_micros "
+            "FROM billing.task_provider_costs c JOIN batch.tasks t ON c.task_id = t.id::text "
+            "WHERE c.provider_cost_usd_micros <> t.provider_cost_usd_micros"
+        ):
+            problems.append(f"I9: task {task_id} provider spend {in_billing} in billing, {in_batch} in batch")
     return InvariantReport(problems, len(batches), int(tenants[0]) if tenants else 0)
 
 

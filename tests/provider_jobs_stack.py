@@ -17,7 +17,7 @@ from tests.fakes import replicate
 from tests.fakes.provider_state import FakeProvider
 from tests.fakes.server import serving
 from tests.rest_api import Api
-from tests.stack import Stack
+from tests.stack_protocol import RunningStack
 
 MODEL = "veo-3"
 # What one job costs us at the fake provider (price list), recorded with each job.
@@ -59,11 +59,11 @@ def provider_overrides(
     }
 
 
-def _dsn(stack: Stack) -> str:
+def _dsn(stack: RunningStack) -> str:
     return stack.database_url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def recorded_jobs(stack: Stack) -> int:
+def recorded_jobs(stack: RunningStack) -> int:
     """Jobs whose provider id is recorded and that are still running."""
     with psycopg.connect(_dsn(stack)) as conn:
         row = conn.execute(
@@ -73,7 +73,7 @@ def recorded_jobs(stack: Stack) -> int:
     return int(row[0]) if row else 0
 
 
-def job_costs(stack: Stack) -> list[tuple[str, int | None]]:
+def job_costs(stack: RunningStack) -> list[tuple[str, int | None]]:
     """(status, cost) of every recorded provider job, by attempt."""
     with psycopg.connect(_dsn(stack)) as conn:
         rows = conn.execute(
@@ -82,7 +82,7 @@ def job_costs(stack: Stack) -> list[tuple[str, int | None]]:
     return [(str(status), cost) for status, cost in rows]
 
 
-def failures(stack: Stack) -> list[tuple[str, str, int]]:
+def failures(stack: RunningStack) -> list[tuple[str, str, int]]:
     """What the failed tasks said (for an assertion's message)."""
     with psycopg.connect(_dsn(stack)) as conn:
         rows = conn.execute(

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
-from libs.config import Settings
+from libs.config import ModelPricing, Settings
 from libs.connections import ServiceConnections, open_connections
 from libs.db import Database
 from libs.invalidations import InvalidationFeed
@@ -41,6 +41,7 @@ from services.batch.domain.execution import ModelPolicy
 from services.batch.domain.generation import ModelCapabilities, UrlPolicy
 from services.batch.domain.provider import VideoProvider
 from services.batch.domain.retry import BackoffPolicy
+from services.batch.domain.routing import RoutePolicy, breaker_key, budget_key
 from services.batch.handlers import BatchHandlers
 from services.batch.use_cases.execution import ClaimPacing, TaskExecutor
 from services.batch.use_cases.input_files import InputFileUploads
@@ -133,6 +134,11 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             for model, price in settings.pricing.items()
             if price.provider == provider
         }
+        # A model sold here as a fallback route is sent under the route's own model id.
+        for model, price in settings.pricing.items():
+            for route in price.fallback_routes:
+                if route.provider == provider:
+                    model_ids[model] = route.provider_model or model
         return AdapterWiring(storage=storage, model_ids=model_ids, settings=remote)
 
     providers: dict[str, VideoProvider] = {
@@ -160,10 +166,12 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
             settings.fal_key,
             lambda key, wired: FalProvider.connect(api_key=key, queue_url=settings.fal_queue_url, **wired),
         ),
+        # OpenAI's own Videos API is shut down (ADR-146): only a service still serving its
+        # contract, named by REELBATCH_OPENAI_BASE_URL, can be called.
         "openai": (
-            settings.openai_api_key,
+            settings.openai_api_key if settings.openai_base_url else None,
             lambda key, wired: OpenAIVideosProvider.connect(
-                api_key=key, base_url=settings.openai_base_url, **wired
+                api_key=key, base_url=settings.openai_base_url or "", **wired
             ),
         ),
     }
@@ -195,7 +203,7 @@ def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
 
 
 def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
-    """Provider and attempt limit of every priced model."""
+    """Provider, routes and attempt limit of every priced model."""
     return {
         model: ModelPolicy(
             provider=price.provider,
@@ -203,9 +211,33 @@ def model_policies(settings: Settings) -> dict[str, ModelPolicy]:
             provider_cost_usd_micros=price.provider_cost_usd_micros,
             per_second=price.credits_per_second is not None,
             default_seconds=price.default_seconds,
+            resolution_costs=dict(price.provider_cost_by_resolution_usd_micros),
+            failures_billed=price.provider_bills_failures,
+            routes=model_routes(model, price),
         )
         for model, price in settings.pricing.items()
     }
+
+
+def model_routes(model: str, price: ModelPricing) -> tuple[RoutePolicy, ...]:
+    """A model's routes in order: its own provider's, then its fallback routes (ADR-149)."""
+    declared = [
+        (price.provider, price.provider_model, price.provider_cost_usd_micros, price.requests_per_minute),
+        *(
+            (route.provider, route.provider_model, route.provider_cost_usd_micros, route.requests_per_minute)
+            for route in price.fallback_routes
+        ),
+    ]
+    return tuple(
+        RoutePolicy(
+            provider=provider,
+            breaker_key=breaker_key(model, provider, position),
+            budget_key=budget_key(provider, provider_model or model),
+            requests_per_minute=requests_per_minute,
+            provider_cost_usd_micros=cost,
+        )
+        for position, (provider, provider_model, cost, requests_per_minute) in enumerate(declared)
+    )
 
 
 async def build_server(settings: Settings) -> BatchServer:
@@ -274,6 +306,8 @@ async def build_worker(
             outage_limit_seconds=settings.breaker_outage_limit_seconds,
             probe_seconds=settings.provider_timeout_seconds,
         ),
+        rate_budgets=repository.rate_budgets,
+        rate_window_seconds=settings.provider_rate_window_seconds,
     )
     relay = OutboxRelay.configured(settings, database, outbox, bus)
     orphaned = OrphanedJobs(

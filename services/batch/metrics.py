@@ -10,6 +10,10 @@ the span around a task's provider calls.
   account is out of quota (OpenAI's `insufficient_quota`): an operator must act.
 - `reelbatch_breaker_transitions_total{model, state}`: a model's circuit breaker opened or
   closed (ADR-113); `open` means its provider is down and its tasks wait.
+- `reelbatch_route_failovers_total{model, provider}`: attempts sent to a route other than the
+  model's first (its first route was down, out of quota or out of rate budget, ADR-149).
+- `reelbatch_rate_budget_spent_total{budget}`: draws refused by a route's requests-per-minute
+  budget (ADR-148): tasks waited instead of meeting the provider's 429.
 """
 
 from __future__ import annotations
@@ -57,6 +61,28 @@ _breaker_transitions = _meter.create_counter(
 def breaker_changed(model: str, state: str) -> None:
     """A model's circuit breaker reached `state` (open or closed)."""
     _breaker_transitions.add(1, {"model": model, "state": state})
+
+
+_route_failovers = _meter.create_counter(
+    "reelbatch_route_failovers",
+    description="Attempts sent to a route other than the model's first, by model and provider",
+)
+
+
+def route_failover(model: str, provider: str) -> None:
+    """An attempt of `model` went to its fallback route at `provider`."""
+    _route_failovers.add(1, {"model": model, "provider": provider})
+
+
+_rate_budget_spent = _meter.create_counter(
+    "reelbatch_rate_budget_spent",
+    description="Draws refused by a route's requests-per-minute budget, by budget",
+)
+
+
+def rate_budget_spent(budget: str) -> None:
+    """A draw from `budget` was refused: the window's calls are spent."""
+    _rate_budget_spent.add(1, {"budget": budget})
 
 
 def batch_reached(status: BatchStatus) -> None:

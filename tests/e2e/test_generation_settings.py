@@ -42,6 +42,15 @@ def test_models_document_each_models_settings_limits_and_prices(api: Api) -> Non
         False,
     )
     assert catalogue["veo-3"]["settings"]["max_reference_images"] == 3
+    # The price list says which models are real and through which provider (ADR-146).
+    assert (catalogue["sora-2"]["provider"], catalogue["sora-2"]["simulated"]) == ("simulated", True)
+    veo = catalogue["veo-3.1"]
+    assert (veo["provider"], veo["simulated"], veo["credits_per_second"], veo["max_seconds"]) == (
+        "veo",
+        False,
+        60,
+        8,
+    )
 
 
 def test_every_broken_setting_is_answered_at_once_with_its_item(api: Api) -> None:

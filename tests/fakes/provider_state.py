@@ -126,6 +126,12 @@ class FakeProvider:
     asset_url: str = ""
     # Until this monotonic time every API call (not asset downloads) answers 503: an outage.
     down_until: float = 0.0
+    # The provider's own requests-per-minute limit on create calls, as (calls, window seconds):
+    # one more within the window is answered 429, as the Gemini API does past a project's RPM.
+    create_limit: tuple[int, float] | None = None
+    # When each create call arrived (monotonic), and how many were refused for the limit.
+    create_times: list[float] = field(default_factory=list)
+    limit_refusals: int = 0
     _runs: Counter[str] = field(default_factory=Counter)
     _rate_limited: Counter[str] = field(default_factory=Counter)
 
@@ -143,6 +149,9 @@ class FakeProvider:
         self._runs.clear()
         self._rate_limited.clear()
         self.down_until = 0.0
+        self.create_limit = None
+        self.create_times.clear()
+        self.limit_refusals = 0
 
     def go_down(self, seconds: float) -> None:
         """Answers every API call with 503 for `seconds` (the provider is down), then recovers."""
@@ -158,6 +167,13 @@ class FakeProvider:
     def submit(self, prompt: str, model: str, inputs: dict[str, object] | None = None) -> FakeJob:
         """Accepts a job, or raises RateLimited / Rejected as the prompt's scenario says."""
         scenario = self.scenarios.get(prompt, self.default)
+        now = time.monotonic()
+        self.create_times.append(now)
+        if self.create_limit is not None:
+            calls, window = self.create_limit
+            if sum(now - window < at <= now for at in self.create_times) > calls:
+                self.limit_refusals += 1
+                raise RateLimited("10")
         if self._rate_limited[prompt] < scenario.submit_rate_limits:
             self._rate_limited[prompt] += 1
             raise RateLimited(scenario.retry_after)
@@ -211,6 +227,11 @@ class FakeProvider:
 
     def asset_link(self, job: FakeJob) -> str:
         return f"{self.asset_url}/assets/{job.id}.mp4"
+
+    def busiest_window(self, seconds: float) -> int:
+        """The most create calls that arrived within any `seconds` (the provider's own count)."""
+        times = sorted(self.create_times)
+        return max((sum(start <= at < start + seconds for at in times) for start in times), default=0)
 
     def creates_per_prompt(self) -> Counter[str]:
         """How many jobs the fake created for each prompt (its own count of create calls that

@@ -342,7 +342,7 @@ DASHBOARD_OPERATIONS = (
             ],
             None,
         )
-        for tab in ("overview", "tasks", "billing", "webhooks")
+        for tab in ("overview", "tasks", "provider_jobs", "billing", "webhooks")
     ),
 )
 

@@ -2064,8 +2064,20 @@ export interface components {
              * @default video
              */
             pricing_unit?: string;
+            /**
+             * Provider
+             * @description Who makes its videos: `simulated` (a demo model: no provider is called), `veo` (Google Veo through the Gemini API), `replicate`, `fal`, or `openai` (a service that still serves OpenAI's retired Videos API contract).
+             * @default simulated
+             */
+            provider?: string;
             /** @description What an item of this model may set. */
             settings: components["schemas"]["ModelSettingsView"];
+            /**
+             * Simulated
+             * @description True for a demo model whose videos no real provider makes.
+             * @default true
+             */
+            simulated?: boolean;
         };
         /**
          * PackCatalog

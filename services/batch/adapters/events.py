@@ -86,6 +86,9 @@ def _outcome(task: TaskRecord, message: type[_Outcome], **particulars: str) -> _
         occurred_at=_timestamp(task.finished_at),
         custom_id=task.custom_id or "",
         metadata=task.metadata or {},
+        # What the task's billed provider jobs cost us: billing's real provider spend (ADR-144).
+        provider_cost_usd_micros=task.provider_cost_usd_micros,
+        provider_jobs=task.provider_jobs,
         **particulars,
     )
 

@@ -151,6 +151,10 @@ tasks = Table(
     # labels (a JSON object of strings); NULL for none.
     Column("custom_id", Text, nullable=True),
     Column("metadata", JSONB, nullable=True),
+    # 0015 (ADR-144): what the task's billed provider jobs cost us and how many there were, set
+    # with its outcome (the task-outcome event carries them to billing).
+    Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
+    Column("provider_jobs", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("batch_id", "batch_index", name="uq_tasks_batch_index"),
     # Counters are derived by one GROUP BY over this index, never stored on the batch row.
     Index("ix_tasks_batch_status", "batch_id", "status"),
@@ -212,6 +216,8 @@ provider_jobs = Table(
     Column("submitted_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
     Column("job_recorded_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # 0015: whether its provider bills a failed job (so its cost follows from its row, ADR-144).
+    Column("failures_billed", Boolean, nullable=False, server_default=text("false")),
     Index("ix_provider_jobs_task", "task_id", "attempt"),
     Index("ix_provider_jobs_batch", "batch_id"),
     Index(

@@ -194,6 +194,9 @@ class TaskRecord:
     finished_at: datetime | None
     custom_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # What its billed provider jobs cost us (US dollar micros) and how many there were (ADR-144).
+    provider_cost_usd_micros: int = 0
+    provider_jobs: int = 0
 
 
 class TaskSummary(NamedTuple):

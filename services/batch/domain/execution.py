@@ -6,16 +6,30 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
-from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob, VideoProvider
+from services.batch.domain.provider import (
+    FailureType,
+    ProviderFailure,
+    ProviderJob,
+    VideoAsset,
+    VideoProvider,
+)
 from services.batch.domain.provider_jobs import JobJournal, RecordedJob
 from services.batch.domain.retry import BackoffPolicy
+from services.batch.domain.routing import (
+    AttemptRouter,
+    RoutePick,
+    RoutePolicy,
+    RouteWait,
+    breaker_key,
+    budget_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +54,9 @@ class ClaimedTask:
 
 # Called between attempts with (attempts made, the failure, seconds until the next attempt).
 RetryObserver = Callable[[int, ProviderFailure, float], Awaitable[None]]
-# The journal of one attempt's provider job, given the attempt and the recorded job it resumes.
-JournalFactory = Callable[[int, RecordedJob | None], JobJournal]
+# The journal of one attempt's provider job, given the attempt, the recorded job it resumes and
+# the route (provider) it runs on ("" without a router).
+JournalFactory = Callable[[int, RecordedJob | None, str], JobJournal]
 
 
 class AttemptGate(Protocol):
@@ -72,13 +87,42 @@ class ModelPolicy:
     # Set for a model the provider bills by the second: a job's cost scales with its length.
     per_second: bool = False
     default_seconds: int = 8
+    # The cost of a video of `default_seconds` at the resolutions that cost more at the model's
+    # own provider (ADR-145).
+    resolution_costs: Mapping[str, int] = field(default_factory=dict)
+    # Whether the provider bills a job that failed on its side (ADR-145).
+    failures_billed: bool = False
+    # Every route of the model in order, its own provider's first (ADR-149); empty: that one only,
+    # with no rate budget.
+    routes: tuple[RoutePolicy, ...] = ()
 
-    def job_cost(self, duration_seconds: int) -> int:
+    def job_cost(
+        self, duration_seconds: int, route_cost_usd_micros: int | None = None, resolution: str = ""
+    ) -> int:
         """What the provider charges us for one job of a video of `duration_seconds` (0: the
-        model's default length), from the price list's provider cost."""
+        model's default length), from the price list's provider cost: of the route, if given, else
+        of the model's own provider at `resolution` ("": the model's default)."""
+        cost = (
+            self.resolution_costs.get(resolution, self.provider_cost_usd_micros)
+            if route_cost_usd_micros is None
+            else route_cost_usd_micros
+        )
         if not self.per_second or duration_seconds <= 0:
-            return self.provider_cost_usd_micros
-        return self.provider_cost_usd_micros * duration_seconds // self.default_seconds
+            return cost
+        return cost * duration_seconds // self.default_seconds
+
+    def routes_of(self, model: str) -> tuple[RoutePolicy, ...]:
+        """The model's routes (one, to its provider without a budget, when none is declared)."""
+        if self.routes:
+            return self.routes
+        return (
+            RoutePolicy(
+                self.provider,
+                breaker_key(model, self.provider, 0),
+                budget_key(self.provider, model),
+                provider_cost_usd_micros=self.provider_cost_usd_micros,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +145,9 @@ class TaskOutcome:
     failure_type: FailureType | None = None
     error_message: str | None = None
     video_url: str | None = None
+    # What a provider that journals no job (the simulated one) charges for the task: booked as
+    # the task's provider spend beside the journal's billed jobs (ADR-144).
+    unjournaled_cost_usd_micros: int = 0
 
     @classmethod
     def failed(cls, task: ClaimedTask, attempts: int, failure_type: FailureType, message: str) -> TaskOutcome:
@@ -152,6 +199,8 @@ async def run_task(
     resume: RecordedJob | None = None,
     journal_for: JournalFactory | None = None,
     gate: AttemptGate | None = None,
+    router: AttemptRouter | None = None,
+    pinned_route: str | None = None,
 ) -> TaskOutcome:
     """Attempts the task until it succeeds, fails permanently, or runs out of attempts.
 
@@ -162,54 +211,77 @@ async def run_task(
     `gate` (the model's circuit breaker), an attempt waits while the provider is down, and a
     transient failure while it is down costs no attempt: the budget is `max_attempts` attempts
     made while the provider was up.
+
+    With a `router` (remote providers, ADR-149), each attempt runs on the route it picks, under
+    `slot` (so a granted create call leaves at once) and the route's breaker replaces `gate`;
+    while no route can take it the task waits, holding no slot and spending no attempt. The
+    task stays on `pinned_route` (a job in doubt or to resume is there), and on the route of
+    any job whose create call's answer is lost later.
     """
     attempt = first_attempt - 1
     forgiven = 0
+    pinned = pinned_route
     while True:
-        if gate is not None:
+        if gate is not None and router is None:
             outage = await gate.admit()
             if outage is not None:
                 return TaskOutcome.failed(task, attempt, outage.failure_type, outage.message)
-        attempt += 1
-        if counter is not None:
-            counter.started = attempt
-        resumed = resume if attempt == first_attempt else None
-        job = ProviderJob(
-            task.task_id,
-            task.batch_id,
-            task.prompt,
-            task.model,
-            attempt,
-            duration_seconds=task.duration_seconds,
-            settings=task.settings,
-            images=images,
-            journal=journal_for(attempt, resumed) if journal_for is not None else None,
-            resume=resumed,
-        )
-        try:
-            async with slot if slot is not None else nullcontext():
-                # asyncio.timeout, not wait_for: no extra task per attempt.
-                async with asyncio.timeout(policy.timeout_seconds):
-                    asset = await provider.generate(job)
-        except TimeoutError:
-            failure = ProviderFailure(
-                FailureType.TIMEOUT, f"provider did not answer within {policy.timeout_seconds:g}s"
-            )
-        except ProviderFailure as refused:
-            failure = refused
-        except Exception as error:
-            # A bug or an unclassified provider response: never retried blindly, always recorded.
-            log.exception("task %s failed unexpectedly on attempt %d", task.task_id, attempt)
-            return TaskOutcome.failed(
-                task, attempt, FailureType.INTERNAL, f"internal error: {type(error).__name__}"
-            )
-        else:
-            if gate is not None:
-                await gate.succeeded()
+        picked = RoutePick("", provider, gate)
+        wait: float | None = None
+        async with slot if slot is not None else nullcontext():
+            if router is not None:
+                resuming = resume is not None and attempt + 1 == first_attempt
+                choice = await router.pick(pinned, needs_budget=not resuming)
+                if isinstance(choice, ProviderFailure):
+                    return TaskOutcome.failed(task, attempt, choice.failure_type, choice.message)
+                if isinstance(choice, RouteWait):
+                    wait = choice.seconds
+                else:
+                    picked = choice
+            if wait is None:
+                attempt += 1
+                if counter is not None:
+                    counter.started = attempt
+                resumed = resume if attempt == first_attempt else None
+                job = ProviderJob(
+                    task.task_id,
+                    task.batch_id,
+                    task.prompt,
+                    task.model,
+                    attempt,
+                    duration_seconds=task.duration_seconds,
+                    settings=task.settings,
+                    images=images,
+                    journal=journal_for(attempt, resumed, picked.route) if journal_for is not None else None,
+                    resume=resumed,
+                )
+                result = await _attempt(task, picked.provider, job, policy.timeout_seconds)
+        if wait is not None:
+            # No route can take the attempt yet (breakers open, budgets spent): nothing is spent.
+            await sleep(wait)
+            continue
+        if isinstance(result, TaskOutcome):
+            return result
+        if not isinstance(result, ProviderFailure):
+            if picked.gate is not None:
+                await picked.gate.succeeded()
             return TaskOutcome(
-                task.task_id, task.claim_token, TaskStatus.SUCCEEDED, attempt, video_url=asset.url
+                task.task_id, task.claim_token, TaskStatus.SUCCEEDED, attempt, video_url=result.url
             )
-        if failure.transient and gate is not None and await gate.failed(failure):
+        failure = result
+        if failure.in_doubt and router is not None:
+            pinned = picked.route
+        if (
+            failure.route_down
+            and router is not None
+            and pinned is None
+            and router.has_alternative(picked.route)
+        ):
+            # Refused before any job was made (our account there is out of quota): another route
+            # takes the task at once, and the refusal costs it no attempt.
+            forgiven += 1
+            continue
+        if failure.transient and picked.gate is not None and await picked.gate.failed(failure):
             forgiven += 1
         if not failure.transient or attempt - forgiven >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
@@ -222,3 +294,24 @@ async def run_task(
                 # The live detail is a courtesy; the retry itself must not depend on it.
                 log.warning("could not record the retry of task %s", task.task_id, exc_info=True)
         await sleep(delay)
+
+
+async def _attempt(
+    task: ClaimedTask, provider: VideoProvider, job: ProviderJob, timeout_seconds: float
+) -> VideoAsset | ProviderFailure | TaskOutcome:
+    """One call to the provider under the attempt's timeout: the video, the classified failure,
+    or (for a bug or an unclassified answer) the task's final outcome."""
+    try:
+        # asyncio.timeout, not wait_for: no extra task per attempt.
+        async with asyncio.timeout(timeout_seconds):
+            return await provider.generate(job)
+    except TimeoutError:
+        return ProviderFailure(FailureType.TIMEOUT, f"provider did not answer within {timeout_seconds:g}s")
+    except ProviderFailure as refused:
+        return refused
+    except Exception as error:
+        # A bug or an unclassified provider response: never retried blindly, always recorded.
+        log.exception("task %s failed unexpectedly on attempt %d", task.task_id, job.attempt)
+        return TaskOutcome.failed(
+            task, job.attempt, FailureType.INTERNAL, f"internal error: {type(error).__name__}"
+        )

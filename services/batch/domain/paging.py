@@ -79,3 +79,32 @@ class TaskCursor:
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise InvalidCursor("cursor is not valid", field="cursor")
         return cls(index)
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Position after the last provider job of a page (task order, then submission)."""
+
+    batch_index: int
+    submitted_at: datetime
+    row_id: uuid.UUID
+
+    def encode(self) -> str:
+        return _encode(
+            {"k": "j", "n": self.batch_index, "t": self.submitted_at.isoformat(), "i": str(self.row_id)}
+        )
+
+    @classmethod
+    def decode(cls, cursor: str) -> JobCursor:
+        payload = _decode(cursor, "j")
+        index = payload.get("n")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31:
+            raise InvalidCursor("cursor is not valid", field="cursor")
+        try:
+            submitted_at = datetime.fromisoformat(str(payload["t"]))
+            row_id = uuid.UUID(str(payload["i"]))
+        except (KeyError, ValueError):
+            raise InvalidCursor("cursor is not valid", field="cursor") from None
+        if submitted_at.tzinfo is None:
+            raise InvalidCursor("cursor is not valid", field="cursor")
+        return cls(index, submitted_at, row_id)

@@ -68,6 +68,11 @@ class ProviderFailure(Exception):
         # The wait the provider asked for (Retry-After, a RetryInfo body) before trying again:
         # the next attempt never starts sooner.
         self.retry_after = retry_after
+        # The route cannot serve any task now (our account there is out of quota): another route
+        # may take the task at no attempt's cost (ADR-149).
+        self.route_down = False
+        # The create call's answer was lost: a job may exist at this route, so the task stays on it.
+        self.in_doubt = False
 
 
 class VideoProvider(Protocol):

@@ -49,18 +49,26 @@ class ProviderJobStatus(StrEnum):
     LOST = "lost"
 
 
+# Billed by every provider: a job that made (or may still make) its video, or that we stopped
+# watching while it ran. Failed and cancelled jobs are billed only by a provider that bills
+# failures (the price list's `provider_bills_failures`; Replicate bills compute time used).
+BILLED = frozenset({ProviderJobStatus.RUNNING, ProviderJobStatus.SUCCEEDED, ProviderJobStatus.ABANDONED})
+BILLED_IF_FAILURES_ARE = frozenset({ProviderJobStatus.FAILED, ProviderJobStatus.CANCELLED})
+
+
+def is_billed(status: ProviderJobStatus, failures_billed: bool) -> bool:
+    """Whether the provider charges us for a job in `status` (ADR-144): what it will bill as far
+    as we know now (a running job is counted: it may finish)."""
+    return status in BILLED or (failures_billed and status in BILLED_IF_FAILURES_ARE)
+
+
+def billed_cost(status: ProviderJobStatus, failures_billed: bool, cost_usd_micros: int | None) -> int:
+    """What a job costs us: its recorded cost when billed, else 0."""
+    return (cost_usd_micros or 0) if is_billed(status, failures_billed) else 0
+
+
 # A recorded job in these states may still give us the task's video: resume it, never resubmit.
 RESUMABLE = frozenset({ProviderJobStatus.RUNNING, ProviderJobStatus.SUCCEEDED})
-# States in which the provider holds (or may hold) a job it can bill for.
-BILLABLE = frozenset(
-    {
-        ProviderJobStatus.RUNNING,
-        ProviderJobStatus.SUCCEEDED,
-        ProviderJobStatus.FAILED,
-        ProviderJobStatus.CANCELLED,
-        ProviderJobStatus.ABANDONED,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,9 @@ class ResumePlan:
     in_doubt: tuple[uuid.UUID, ...] = ()
     # Set when the task already used every attempt: it fails with the last job's failure.
     exhausted: RecordedJob | None = None
+    # The route (provider) the task must stay on: the job to resume, or a job in doubt, is there
+    # (failover to another route could pay two providers for one video, ADR-149).
+    pinned_route: str | None = None
 
 
 FRESH_START = ResumePlan()
@@ -109,17 +120,21 @@ def plan_resume(jobs: Sequence[RecordedJob], max_attempts: int) -> ResumePlan:
         return FRESH_START
     ordered = sorted(jobs, key=lambda job: (job.attempt, job.submitted_at or datetime.min))
     in_doubt = tuple(job.id for job in ordered if job.status is ProviderJobStatus.SUBMITTING)
+    doubtful = [
+        job for job in ordered if job.status in (ProviderJobStatus.SUBMITTING, ProviderJobStatus.IN_DOUBT)
+    ]
+    pinned = doubtful[-1].provider if doubtful else None
     resumable = [job for job in ordered if job.status in RESUMABLE and job.handle]
     if resumable:
         latest = resumable[-1]
-        return ResumePlan(latest.attempt, latest, in_doubt)
+        return ResumePlan(latest.attempt, latest, in_doubt, pinned_route=latest.provider)
     last = ordered[-1]
     # A permanent failure already decided the task (its outcome was lost with the process), and
     # a task never goes past its attempt budget: an intent of the last attempt whose answer was
     # lost is not sent again (it may be running; the audit shows the doubt).
     if not last.retryable or last.attempt >= max_attempts:
-        return ResumePlan(last.attempt + 1, None, in_doubt, exhausted=last)
-    return ResumePlan(last.attempt + 1, None, in_doubt)
+        return ResumePlan(last.attempt + 1, None, in_doubt, exhausted=last, pinned_route=pinned)
+    return ResumePlan(last.attempt + 1, None, in_doubt, pinned_route=pinned)
 
 
 def idempotency_key(task_id: TaskId, attempt: int) -> str:
@@ -156,6 +171,31 @@ class JobAuditRow:
     submitted_at: datetime | None
     # What the provider charges us for it (price list, US dollar micros).
     cost_usd_micros: int = 0
+    # Whether its provider bills failed jobs (recorded with the job; ADR-144).
+    failures_billed: bool = True
+
+    @property
+    def billed(self) -> bool:
+        """Whether the provider bills us for this job."""
+        return is_billed(self.status, self.failures_billed)
+
+
+@dataclass(frozen=True)
+class ProviderJobView:
+    """A job of a batch as the operator's batch page lists it (ADR-144)."""
+
+    task_id: TaskId
+    batch_index: int
+    attempt: int
+    provider: str
+    status: ProviderJobStatus
+    provider_job_id: str | None
+    # What the provider bills us for it (0 when not billed), US dollar micros.
+    billed_usd_micros: int
+    submitted_at: datetime
+    finished_at: datetime | None = None
+    failure_type: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +213,9 @@ IN_DOUBT_JOB = "provider_job_in_doubt"
 
 
 def audit_provider_jobs(rows: Iterable[JobAuditRow]) -> list[ProviderJobFinding]:
-    """Flags every (task, attempt) holding more than one job the provider may bill, and every
-    job in doubt (an intent whose create call's answer was lost)."""
+    """Flags every (task, attempt) holding more than one job its provider bills (ADR-144: a failed
+    job counts where the provider bills failures), and every job in doubt (an intent whose create
+    call's answer was lost)."""
     by_attempt: dict[tuple[TaskId, int], list[JobAuditRow]] = defaultdict(list)
     for row in rows:
         by_attempt[(row.task_id, row.attempt)].append(row)
@@ -182,7 +223,7 @@ def audit_provider_jobs(rows: Iterable[JobAuditRow]) -> list[ProviderJobFinding]
     for (task_id, attempt), jobs in sorted(
         by_attempt.items(), key=lambda item: (str(item[0][0]), item[0][1])
     ):
-        billable = [job for job in jobs if job.status in BILLABLE]
+        billable = [job for job in jobs if job.billed]
         if len(billable) > 1:
             ids = ", ".join(str(job.provider_job_id) for job in billable)
             extra = sum(job.cost_usd_micros for job in billable[1:]) / 1_000_000

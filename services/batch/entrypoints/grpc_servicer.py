@@ -297,6 +297,32 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             ]
         )
 
+    async def ListProviderJobs(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListProviderJobsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListProviderJobsResponse:
+        jobs, next_cursor = await self._handlers.reads.provider_jobs(
+            request.batch_id, request.cursor, request.limit
+        )
+        return batch_pb2.ListProviderJobsResponse(
+            jobs=[
+                batch_pb2.ProviderJob(
+                    task_id=str(job.task_id),
+                    batch_index=job.batch_index,
+                    attempt=job.attempt,
+                    provider=job.provider,
+                    status=job.status.value,
+                    provider_job_id=job.provider_job_id or "",
+                    billed_usd_micros=job.billed_usd_micros,
+                    submitted_at=_timestamp(job.submitted_at),
+                    finished_at=_timestamp(job.finished_at),
+                    failure_type=job.failure_type or "",
+                    error_message=job.error_message or "",
+                )
+                for job in jobs
+            ],
+            next_cursor=next_cursor,
+        )
+
     async def ListDegradedModels(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListDegradedModelsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListDegradedModelsResponse:
@@ -313,6 +339,26 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 model.opened_at.FromDatetime(found.opened_at)
             models.append(model)
         return batch_pb2.ListDegradedModelsResponse(models=models)
+
+    async def ListProviderRoutes(  # noqa: N802 (gRPC method name)
+        self, request: batch_pb2.ListProviderRoutesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> batch_pb2.ListProviderRoutesResponse:
+        usages = await self._handlers.reads.provider_routes()
+        return batch_pb2.ListProviderRoutesResponse(
+            routes=[
+                batch_pb2.ProviderRouteUsage(
+                    model=usage.model,
+                    provider=usage.provider,
+                    tasks=usage.tasks,
+                    jobs=usage.jobs,
+                    succeeded_jobs=usage.succeeded_jobs,
+                    failed_jobs=usage.failed_jobs,
+                    video_share=usage.video_share,
+                    cost_usd_micros=usage.cost_usd_micros,
+                )
+                for usage in usages
+            ]
+        )
 
     async def ListTasks(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListTasksRequest, context: grpc.aio.ServicerContext[object, object]

@@ -53,29 +53,53 @@ class ModelGate:
         """Waits while the breaker is open; None when the attempt may start, the failure to end
         the task with when the outage outlasted its limit."""
         while True:
-            try:
-                breaker, now = await self._breakers.read(self._model)
-                admission = admit(breaker, now, self._policy)
-                if admission.verdict is Verdict.PROBE:
-                    before, after = await self._breakers.change(self._model, self._probe)
-                    # Only the asker whose change made it half-open is the probe; the others
-                    # found it taken (or closed) under the lock and ask again.
-                    if after != before:
-                        return None
-                    continue
-            except Exception:
-                log.warning("could not read the breaker of %s; attempting anyway", self._model, exc_info=True)
+            outcome = await self.look()
+            if outcome is None or isinstance(outcome, ProviderFailure):
+                return outcome
+            await self._sleep(outcome)
+
+    async def look(self) -> ProviderFailure | float | None:
+        """One look at the breaker, without waiting: None when the attempt may start (as the probe
+        if one was due and this asker took it), seconds to wait, or the failure that ends the
+        task when the outage outlasted its limit."""
+        verdict = await self.verdict()
+        if isinstance(verdict, Verdict):
+            if verdict is Verdict.GO or await self.become_probe():
                 return None
-            if admission.verdict is Verdict.GO:
-                return None
-            if admission.verdict is Verdict.GIVE_UP:
-                return ProviderFailure(
-                    FailureType.PROVIDER_ERROR,
-                    f"{self._model}: its provider has been unavailable for over "
-                    f"{self._policy.outage_limit_seconds:g}s (circuit breaker open)",
-                    transient=False,
-                )
-            await self._sleep(min(max(admission.wait_seconds, 0.01), _MAX_WAIT_SECONDS))
+            # Another asker took the probe under the lock: ask again shortly.
+            return 0.01
+        return verdict
+
+    async def verdict(self) -> Verdict | ProviderFailure | float:
+        """What the breaker says now: GO, PROBE (due: `become_probe` to take it), seconds to
+        wait, or the give-up failure. A database error says GO (the breaker saves provider
+        calls; it must not fail tasks of its own)."""
+        try:
+            breaker, now = await self._breakers.read(self._model)
+        except Exception:
+            log.warning("could not read the breaker of %s; attempting anyway", self._model, exc_info=True)
+            return Verdict.GO
+        admission = admit(breaker, now, self._policy)
+        if admission.verdict in (Verdict.GO, Verdict.PROBE):
+            return admission.verdict
+        if admission.verdict is Verdict.GIVE_UP:
+            return ProviderFailure(
+                FailureType.PROVIDER_ERROR,
+                f"{self._model}: its provider has been unavailable for over "
+                f"{self._policy.outage_limit_seconds:g}s (circuit breaker open)",
+                transient=False,
+            )
+        return min(max(admission.wait_seconds, 0.01), _MAX_WAIT_SECONDS)
+
+    async def become_probe(self) -> bool:
+        """Takes the due probe under the row's lock; False when another asker took it first."""
+        try:
+            before, after = await self._breakers.change(self._model, self._probe)
+        except Exception:
+            log.warning("could not take the probe of %s; attempting anyway", self._model, exc_info=True)
+            return True
+        # Only the asker whose change made it half-open is the probe.
+        return after != before
 
     def _probe(self, breaker: Breaker, now: float) -> Breaker:
         # Under the row lock: only the first asker of a due breaker becomes the probe.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from libs.lifecycle import sleep_or_stop
@@ -21,6 +21,7 @@ from services.batch.adapters.sql.breakers import ModelBreakers
 from services.batch.adapters.sql.cancel import BatchCancels
 from services.batch.adapters.sql.claims import TaskClaims
 from services.batch.adapters.sql.provider_jobs import ProviderJobs
+from services.batch.adapters.sql.rate_budgets import RateBudgets
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.breaker import BreakerPolicy
 from services.batch.domain.execution import (
@@ -36,9 +37,9 @@ from services.batch.domain.provider import FailureType, ProviderFailure, VideoPr
 from services.batch.domain.provider_jobs import FRESH_START, JobJournal, RecordedJob, ResumePlan, plan_resume
 from services.batch.domain.retry import BackoffPolicy
 from services.batch.domain.scheduling import CancelReason, cancelled_task_message
-from services.batch.use_cases.breakers import ModelGate
 from services.batch.use_cases.claims import ClaimCoalescer
 from services.batch.use_cases.outcomes import OutcomeWriter
+from services.batch.use_cases.routing import BudgetHints, RouteChooser
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,13 @@ class TaskExecutor:
         provider_jobs: ProviderJobs | None = None,
         breakers: ModelBreakers | None = None,
         breaker_policy: BreakerPolicy | None = None,
+        rate_budgets: RateBudgets | None = None,
+        rate_window_seconds: float = 60.0,
     ) -> None:
         self._claims = claims
+        self._rate_budgets = rate_budgets
+        self._rate_window_seconds = rate_window_seconds
+        self._budget_hints = BudgetHints()
         self._breakers = breakers
         self._breaker_policy = breaker_policy or BreakerPolicy()
         self._provider_jobs = provider_jobs
@@ -257,11 +263,13 @@ class TaskExecutor:
 
     async def _run(self, task: ClaimedTask, counter: AttemptCounter, plan: ResumePlan) -> TaskOutcome:
         model = self._models.get(task.model)
-        provider = self._providers.get(model.provider) if model is not None else None
-        if model is None or provider is None:
+        routes = model.routes_of(task.model) if model is not None else ()
+        configured = [route for route in routes if route.provider in self._providers]
+        if model is None or not configured:
             return TaskOutcome.failed(
                 task, 0, FailureType.INTERNAL, f"no provider configured for {task.model}"
             )
+        provider = self._providers[configured[0].provider]
         images = NO_IMAGES
         if self._images is not None and not task.settings.is_empty:
             try:
@@ -281,7 +289,9 @@ class TaskExecutor:
                 task, last.attempt, last.failure_type or FailureType.PROVIDER_ERROR, message
             )
 
-        def journal_for(attempt: int, resumed: RecordedJob | None) -> JobJournal:
+        route_costs = {route.provider: route.provider_cost_usd_micros for route in routes}
+
+        def journal_for(attempt: int, resumed: RecordedJob | None, route: str) -> JobJournal:
             assert jobs is not None
             return jobs.journal(
                 task_id=task.task_id,
@@ -289,8 +299,15 @@ class TaskExecutor:
                 attempt=attempt,
                 model=task.model,
                 claim_token=task.claim_token,
-                cost_usd_micros=model.job_cost(task.duration_seconds),
+                # What this route charges us: each fallback route has its own price list entry; the
+                # model's own provider its per-resolution costs too (ADR-145, ADR-149).
+                cost_usd_micros=model.job_cost(
+                    task.duration_seconds,
+                    None if route == model.provider else route_costs.get(route),
+                    task.settings.resolution,
+                ),
                 resumed=resumed,
+                failures_billed=model.failures_billed,
             )
 
         async def record_retry(attempts: int, failure: ProviderFailure, delay: float) -> None:
@@ -308,14 +325,30 @@ class TaskExecutor:
                 first_attempt=plan.first_attempt,
                 resume=plan.resume,
                 journal_for=journal_for if jobs is not None else None,
-                # Only remote providers have a breaker: the simulated one is never down.
-                gate=(
-                    ModelGate(self._breakers, task.model, self._breaker_policy)
-                    if jobs is not None and self._breakers is not None
+                # Only remote providers have routes (breakers, quota, rate budgets, failover): the
+                # simulated one is never down.
+                router=(
+                    RouteChooser(
+                        task.model,
+                        routes,
+                        self._providers,
+                        breakers=self._breakers,
+                        budgets=self._rate_budgets,
+                        breaker_policy=self._breaker_policy,
+                        window_seconds=self._rate_window_seconds,
+                        hints=self._budget_hints,
+                    )
+                    if jobs is not None
                     else None
                 ),
+                pinned_route=plan.pinned_route,
             )
             batch_metrics.describe_outcome(span, outcome.status.value, outcome.attempts, outcome.failure_type)
+        if jobs is None and outcome.status is TaskStatus.SUCCEEDED:
+            # A provider that journals nothing (the simulated one) bills its delivered video at the
+            # price list's provider cost, booked with the outcome (ADR-144).
+            cost = model.job_cost(task.duration_seconds, resolution=task.settings.resolution)
+            return replace(outcome, unjournaled_cost_usd_micros=cost)
         return outcome
 
     async def _resume_plans(self, claimed: Sequence[ClaimedTask]) -> dict[TaskId, ResumePlan]:
@@ -338,8 +371,8 @@ class TaskExecutor:
     def _journals(self, model_name: str) -> bool:
         """Whether tasks of the model run at a remote provider whose jobs are journaled."""
         model = self._models.get(model_name)
-        provider = self._providers.get(model.provider) if model is not None else None
-        return bool(getattr(provider, "durable_jobs", False))
+        routes = model.routes_of(model_name) if model is not None else ()
+        return any(getattr(self._providers.get(route.provider), "durable_jobs", False) for route in routes)
 
     async def check_cancellations(self) -> int:
         """Stops the running tasks of batches cancelled since they started; returns how many."""
@@ -362,16 +395,17 @@ class TaskExecutor:
 
     async def _cancel_at_provider(self, task: ClaimedTask) -> None:
         model = self._models.get(task.model)
-        provider = self._providers.get(model.provider) if model is not None else None
-        cancel = getattr(provider, "cancel", None)
-        if cancel is None:
-            return
-        try:
-            await asyncio.wait_for(cancel(task.task_id), self._cancel_check_seconds * 5)
-        except Exception:
-            # The job may still finish at the provider; we stop waiting for it either way and
-            # the task is refunded, so a failed cancel request costs us, never the customer.
-            log.warning("provider did not confirm the cancel of task %s", task.task_id, exc_info=True)
+        # The task may run on any of its model's routes; a route where it has no job answers False.
+        for route in model.routes_of(task.model) if model is not None else ():
+            cancel = getattr(self._providers.get(route.provider), "cancel", None)
+            if cancel is None:
+                continue
+            try:
+                await asyncio.wait_for(cancel(task.task_id), self._cancel_check_seconds * 5)
+            except Exception:
+                # The job may still finish at the provider; we stop waiting for it either way and
+                # the task is refunded, so a failed cancel request costs us, never the customer.
+                log.warning("provider did not confirm the cancel of task %s", task.task_id, exc_info=True)
 
     async def renew_leases(self) -> int:
         """Extends the leases of every task this worker holds."""

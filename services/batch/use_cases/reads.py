@@ -18,10 +18,11 @@ from services.batch.domain.batch import (
 )
 from services.batch.domain.commands import ListBatches, ListTasks
 from services.batch.domain.errors import BatchNotFound
-from services.batch.domain.paging import BatchCursor, TaskCursor, page_size
+from services.batch.domain.paging import BatchCursor, JobCursor, TaskCursor, page_size
 from services.batch.domain.provider import FailureType
-from services.batch.domain.provider_jobs import ProviderJobFinding
+from services.batch.domain.provider_jobs import ProviderJobFinding, ProviderJobView
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
+from services.batch.domain.routing import RouteUsage
 
 
 def tenant_scope(tenant_id: str) -> TenantId | None:
@@ -47,9 +48,25 @@ class Reads:
         """Double provider jobs and jobs in doubt, for the operator's reconciliation (ADR-110)."""
         return await self._store.provider_jobs.audit()
 
+    async def provider_jobs(
+        self, batch_id: str, cursor: str, limit: int
+    ) -> tuple[list[ProviderJobView], str]:
+        """A page of the batch's provider jobs with what each is billed (ADR-144), and the next
+        cursor ("" on the last page); an unknown batch is not found."""
+        batch = parse_batch_id(batch_id)
+        after = JobCursor.decode(cursor) if cursor else None
+        if await self._store.reads.batch_view(batch, None) is None:
+            raise BatchNotFound("batch not found", batch_id=batch_id)
+        jobs, following = await self._store.provider_jobs.of_batch(batch, after, page_size(limit))
+        return jobs, following.encode() if following is not None else ""
+
     async def degraded_models(self) -> list[DegradedModel]:
         """Models whose circuit breaker is open or probing (ADR-113), for the admin overview."""
         return await self._store.breakers.degraded()
+
+    async def provider_routes(self) -> list[RouteUsage]:
+        """What every provider route of every model did (ADR-149), for the admin overview."""
+        return await self._store.provider_jobs.route_usage()
 
     async def count_open_batches(self, tenant_id: str, limit: int) -> int:
         """How many of the tenant's batches are unfinished, counted up to `limit` (positive)."""

@@ -24,6 +24,7 @@ from services.billing.adapters.sql.console_access import ConsoleAccessQueries
 from services.billing.adapters.sql.console_settings import ConsoleSettingsQueries
 from services.billing.adapters.sql.ledger import LedgerQueries
 from services.billing.adapters.sql.payments import PaymentQueries
+from services.billing.adapters.sql.provider_spend import ProviderSpendQueries
 from services.billing.adapters.sql.reporting import ReportingQueries
 from services.billing.adapters.sql.reservations import ReservationQueries
 from services.billing.adapters.sql.spend_control import SpendControlQueries
@@ -112,6 +113,11 @@ class LedgerTransaction:
     def payments(self) -> PaymentQueries:
         """Payments and payment-provider deliveries."""
         return PaymentQueries(self._conn)
+
+    @cached_property
+    def provider_spend(self) -> ProviderSpendQueries:
+        """What the providers bill us per task, as task outcomes reported it (ADR-144)."""
+        return ProviderSpendQueries(self._conn)
 
     @cached_property
     def reporting(self) -> ReportingQueries:

@@ -273,6 +273,23 @@ batch_hold_lines = Table(
     CheckConstraint("count > 0", name="ck_batch_hold_lines_count_positive"),
 )
 
+# 0016 (ADR-144): what the providers bill us for each task, as its outcome event reported it.
+task_provider_costs = Table(
+    "task_provider_costs",
+    metadata,
+    # As the outcome's transfer names it (its ref_id).
+    Column("task_id", Text, primary_key=True),
+    Column("batch_id", Uuid, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("captured", Boolean, nullable=False),
+    Column("provider_cost_usd_micros", BigInteger, nullable=False),
+    Column("provider_jobs", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("provider_cost_usd_micros >= 0", name="ck_task_provider_costs_cost"),
+    Index("ix_task_provider_costs_batch", "batch_id"),
+    Index("ix_task_provider_costs_recorded_at", "recorded_at"),
+)
+
 # One row per payment received; (provider, reference) and a Stripe payment intent credit once.
 payments = Table(
     "payments",

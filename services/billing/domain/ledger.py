@@ -68,6 +68,10 @@ class TaskOutcome:
     # The price the batch service froze on the task (0 when unknown): it picks the hold line
     # when a batch froze several prices of one model (items of different durations).
     unit_price: int = 0
+    # What the providers bill us for the task (US dollar micros) and for how many jobs, as its
+    # outcome event reported it; None when it did not (ADR-144).
+    provider_cost_usd_micros: int | None = None
+    provider_jobs: int = 0
 
     @property
     def key(self) -> str:

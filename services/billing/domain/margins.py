@@ -1,10 +1,12 @@
-"""Gross margin of delivered videos: revenue (captured credits at their money value) against the
-provider cost frozen with each batch's price."""
+"""Gross margin of delivered videos: revenue (captured credits at their money value) against what
+the providers bill us (ADR-144): the spend each task outcome reported (every billed provider job,
+failed and doubled ones included, refunded tasks too), or, for a capture that reported none, the
+provider cost frozen with its batch's price."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,29 @@ class CapturedVolume:
     videos: int
     credits: int
     provider_cost_usd_micros: int
+
+
+@dataclass(frozen=True)
+class ProviderSpend:
+    """What the providers bill us for some tasks, and for how many jobs."""
+
+    cost_usd_micros: int = 0
+    jobs: int = 0
+
+
+def with_reported_spend(
+    captured: Sequence[CapturedVolume], reported: Mapping[str, ProviderSpend]
+) -> list[CapturedVolume]:
+    """`captured` (whose cost is the frozen estimate of captures that reported no spend) plus each
+    model's reported spend; a model with spend and no capture (every task refunded) gets a line
+    of its own: spend without revenue."""
+    by_model = {volume.model: volume for volume in captured}
+    for model, spend in reported.items():
+        volume = by_model.get(model, CapturedVolume(model, 0, 0, 0))
+        by_model[model] = replace(
+            volume, provider_cost_usd_micros=volume.provider_cost_usd_micros + spend.cost_usd_micros
+        )
+    return list(by_model.values())
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,32 @@ class MarginEstimate:
         if self.revenue_usd_micros == 0:
             return 0
         return self.margin_usd_micros * 10_000 // self.revenue_usd_micros
+
+
+@dataclass(frozen=True)
+class BatchMargin(MarginEstimate):
+    """A batch's real margin: its captures against the spend its task outcomes reported."""
+
+    provider_jobs: int = 0
+    # Part of the cost is the frozen estimate (captures that reported no spend).
+    provider_cost_estimated: bool = False
+
+
+def batch_margin(
+    captured_credits: int,
+    reported: ProviderSpend,
+    estimated: ProviderSpend,
+    credit_value_usd_micros: int,
+) -> BatchMargin:
+    """The margin of a batch that captured `captured_credits`, at the reported spend plus the
+    frozen estimate of its captures that reported none."""
+    return BatchMargin(
+        revenue_credits=captured_credits,
+        revenue_usd_micros=captured_credits * credit_value_usd_micros,
+        provider_cost_usd_micros=reported.cost_usd_micros + estimated.cost_usd_micros,
+        provider_jobs=reported.jobs + estimated.jobs,
+        provider_cost_estimated=estimated.jobs > 0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

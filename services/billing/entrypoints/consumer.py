@@ -72,6 +72,11 @@ def _outcome(message: events_pb2.TaskSucceeded | events_pb2.TaskFailed, kind: Ou
         model=message.model,
         kind=kind,
         unit_price=message.unit_price,
+        # Unset by publishers older than ADR-144: the margin keeps the frozen estimate then.
+        provider_cost_usd_micros=(
+            message.provider_cost_usd_micros if message.HasField("provider_cost_usd_micros") else None
+        ),
+        provider_jobs=message.provider_jobs,
     )
 
 

@@ -185,6 +185,7 @@ class BillingHandlers:
     statement = _UseCase(reporting.monthly_statement)
     monthly_margins = _UseCase(reporting.monthly_margins)
     estimate_margin = _UseCase(reporting.estimate_delivered_margin)
+    batch_margin = _UseCase(reporting.batch_real_margin)
     list_tenants = _UseCase(reporting.list_tenants)
     batch_ledger = _UseCase(reporting.batch_ledger)
     reconcile = _UseCase(reporting.reconcile)

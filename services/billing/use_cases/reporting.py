@@ -26,7 +26,14 @@ from services.billing.domain.ledger import (
     parse_cursor,
     statement_page,
 )
-from services.billing.domain.margins import MarginEstimate, MarginReport, margin_report
+from services.billing.domain.margins import (
+    BatchMargin,
+    MarginEstimate,
+    MarginReport,
+    batch_margin,
+    margin_report,
+    with_reported_spend,
+)
 from services.billing.domain.pricing import estimate_margin
 from services.billing.domain.reconciliation import Discrepancy, find_discrepancies
 from services.billing.domain.statements import Month, Statement, build_statement
@@ -91,10 +98,19 @@ async def monthly_statement(deps: Dependencies, tenant_id: TenantId, month: Mont
 
 
 async def monthly_margins(deps: Dependencies, month: Month) -> MarginReport:
-    """Revenue of the month's captures against the provider cost frozen with their batches."""
+    """Revenue of the month's captures against the provider spend task outcomes reported in it
+    (the frozen estimate for captures that reported none, ADR-144)."""
     async with deps.repository.transaction() as tx:
         volumes = await tx.reporting.captured_volumes(month.start, month.end)
-    return margin_report(volumes, deps.credit_value_usd_micros)
+        spend = await tx.provider_spend.per_model_within(month.start, month.end)
+    return margin_report(with_reported_spend(volumes, spend), deps.credit_value_usd_micros)
+
+
+async def batch_real_margin(deps: Dependencies, batch_id: BatchId) -> BatchMargin:
+    """A batch's captures against the provider spend its task outcomes reported (ADR-144)."""
+    async with deps.repository.transaction() as tx:
+        captured, reported, estimated = await tx.provider_spend.of_batch(batch_id)
+    return batch_margin(captured, reported, estimated, deps.credit_value_usd_micros)
 
 
 def estimate_delivered_margin(deps: Dependencies, delivered: Mapping[str, int]) -> MarginEstimate:

@@ -96,6 +96,9 @@ async def _apply_chunk(deps: Dependencies, outcomes: Sequence[TaskOutcome]) -> d
             for outcome in outcomes
         ]
         inserted = await tx.ledger.insert_transfers(transfers)
+        # Every outcome's reported provider spend, fresh or not: an outcome applied first from
+        # the batch service's task list (no spend in it) gets its spend from the late event.
+        await tx.provider_spend.record(outcomes)
         if not inserted:
             return {}
         fresh_by_batch: dict[BatchId, list[TaskOutcome]] = defaultdict(list)

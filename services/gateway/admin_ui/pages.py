@@ -21,7 +21,8 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchV
 from services.gateway.schemas.admin_webhooks import DeliveryPage
 from services.gateway.schemas.console_invites import CONSOLE_ROLES
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
-from services.gateway.schemas.model_health import DegradedModelView
+from services.gateway.schemas.model_health import DegradedModelView, ProviderRouteView
+from services.gateway.schemas.provider_jobs import ProviderJobPage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage
 from services.gateway.schemas.tenants import TenantPage
@@ -103,10 +104,12 @@ def batches(
     filters: Mapping[str, str],
     degraded: Sequence[DegradedModelView] = (),
     *,
+    routes: Sequence[ProviderRouteView] = (),
     csrf_token: str | None,
 ) -> HTMLResponse:
     """Every batch, newest first, with badges and a progress bar per batch; above them, the
-    models whose provider is down (ADR-113)."""
+    models whose provider is down (ADR-113) and, below, what each provider route of a model
+    did (ADR-149)."""
     return _page(
         request,
         "admin/batches.html",
@@ -115,6 +118,7 @@ def batches(
         live=any(views.is_live(batch) for batch in items),
         batches=items,
         degraded=degraded,
+        routes=routes,
         status_options=views.options(views.BATCH_STATUSES, filters.get("status", ""), "any"),
         settlement_options=views.options(
             views.SETTLEMENT_STATUSES, filters.get("settlement_status", ""), "any"
@@ -177,6 +181,26 @@ def batch_tasks(
         limit_options=views.options(views.TASK_PAGE_SIZES, filters.get("limit", ""), "default"),
         pages=views.pager(
             base, filters, on_later_page=bool(filters.get("cursor")), next_cursor=tasks.next_cursor
+        ),
+    )
+
+
+def batch_provider_jobs(
+    request: Request, batch: AdminBatchDetail, jobs: ProviderJobPage, cursor: str, *, csrf_token: str | None
+) -> HTMLResponse:
+    """The batch's provider jobs per task: attempt, job id, status and cost (ADR-144)."""
+    return _batch_tab(
+        request,
+        batch,
+        "provider_jobs",
+        csrf_token=csrf_token,
+        jobs=jobs,
+        pages=views.pager(
+            f"/admin/batches/{batch.batch_id}",
+            {"tab": "provider_jobs"},
+            on_later_page=bool(cursor),
+            next_cursor=jobs.next_cursor,
+            next_label="More jobs →",
         ),
     )
 

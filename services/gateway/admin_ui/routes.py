@@ -176,7 +176,7 @@ def dashboard_router(
             "settlement_status": settlement_status if settlement_status in views.SETTLEMENT_STATUSES else "",
             "tenant_id": tenant_id if is_uuid(tenant_id) else "",
         }
-        page, degraded = await asyncio.gather(
+        page, degraded, routes = await asyncio.gather(
             reads.batches(
                 status=filters["status"],
                 settlement_status=filters["settlement_status"],
@@ -184,8 +184,11 @@ def dashboard_router(
                 cursor=cursor,
             ),
             reads.degraded_models(),
+            reads.provider_routes(),
         )
-        return pages.batches(request, page.items, page.next_cursor, filters, degraded, csrf_token=csrf)
+        return pages.batches(
+            request, page.items, page.next_cursor, filters, degraded, routes=routes, csrf_token=csrf
+        )
 
     @router.get("/batches/{batch_id}")
     async def batch_page(
@@ -218,6 +221,9 @@ def dashboard_router(
                 limit=views.TASK_PAGE_SIZES.get(limit, 50),
             )
             return pages.batch_tasks(request, batch, tasks, filters, csrf_token=csrf)
+        if tab == "provider_jobs":
+            jobs = await reads.provider_jobs(batch_id, cursor=cursor)
+            return pages.batch_provider_jobs(request, batch, jobs, cursor, csrf_token=csrf)
         if tab == "billing":
             billing = await reads.billing(batch_id, cursor=cursor)
             return pages.batch_billing(request, batch, billing, cursor, csrf_token=csrf)

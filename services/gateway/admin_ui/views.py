@@ -18,7 +18,13 @@ from services.gateway.schemas.admin_batches import FailureGroupView
 from services.gateway.schemas.batches import BatchView
 
 LIVE_REFRESH_SECONDS = 2
-TABS = (("overview", "Overview"), ("tasks", "Tasks"), ("billing", "Billing"), ("webhooks", "Webhooks"))
+TABS = (
+    ("overview", "Overview"),
+    ("tasks", "Tasks"),
+    ("provider_jobs", "Provider jobs"),
+    ("billing", "Billing"),
+    ("webhooks", "Webhooks"),
+)
 # The filters' choices: the shared vocabulary's values (libs/vocabulary.py).
 BATCH_STATUSES = values_of(vocabulary.BatchStatus)
 SETTLEMENT_STATUSES = values_of(vocabulary.SettlementStatus)

@@ -47,6 +47,7 @@ from services.gateway.schemas.credits import (
     TopUpRequest,
     TopUpResult,
 )
+from services.gateway.schemas.model_health import ProviderRoutePage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
@@ -198,6 +199,16 @@ def admin_router(
     )
     async def list_batch_webhooks(batch_id: BatchIdPath, page: PageQuery) -> DeliveryPage:
         return await reads.webhooks(batch_id, cursor=page.cursor, limit=page.limit)
+
+    @router.get(
+        "/provider-routes",
+        **documented(
+            ProviderRoutePage,
+            "Each provider route of each model: its share of the videos, jobs, failures and cost",
+        ),
+    )
+    async def provider_routes() -> ProviderRoutePage:
+        return ProviderRoutePage(items=await reads.provider_routes())
 
     @router.get(
         "/reconciliation",

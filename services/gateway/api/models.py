@@ -30,11 +30,17 @@ _MODELS_DESCRIPTION = (
 def model_view(price: billing_pb2.ModelPrice) -> ModelView:
     """A model of billing's price list as the API shows it."""
     settings = ModelSettingsView.from_proto(price.capabilities)
+    # Which models are real, and through which provider (ADR-146).
+    provider = price.provider or "simulated"
+    made_by = {"provider": provider, "simulated": provider == "simulated"}
     if not price.credits_per_second:
-        return ModelView(model=price.model, credits_per_video=price.credits_per_video, settings=settings)
+        return ModelView(
+            model=price.model, credits_per_video=price.credits_per_video, settings=settings, **made_by
+        )
     return ModelView(
         model=price.model,
         credits_per_video=price.credits_per_video,
+        **made_by,
         pricing_unit="second",
         credits_per_second=price.credits_per_second,
         min_seconds=price.min_seconds,

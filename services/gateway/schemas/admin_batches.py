@@ -56,13 +56,22 @@ class FailureGroupView(BaseModel):
 
 
 class MarginView(ProtoView):
-    """What the delivered videos earned against what the provider charged us (USD micros)."""
+    """What the delivered videos earned against what the providers billed us (USD micros)."""
 
     revenue_credits: int = Field(description="Credits captured for delivered videos.")
     revenue_usd_micros: int = Field(description="Revenue in US dollar micros.")
-    provider_cost_usd_micros: int = Field(description="Provider cost of the delivered videos.")
+    provider_cost_usd_micros: int = Field(
+        description="What the providers bill us for the batch's tasks: every billed provider job, "
+        "failed and doubled ones and those of refunded tasks included."
+    )
     margin_usd_micros: int = Field(description="Revenue minus provider cost.")
     margin_percent: float = Field(description="Margin over revenue, in percent (two decimals).")
+    provider_jobs: int = Field(default=0, description="Provider jobs the batch's tasks were billed for.")
+    provider_cost_estimated: bool = Field(
+        default=False,
+        description="Part of the cost is the estimate frozen with the batch "
+        "(for outcomes that reported no spend).",
+    )
 
     @classmethod
     def from_proto(cls, estimate: billing_pb2.MarginEstimate) -> Self:

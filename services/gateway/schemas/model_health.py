@@ -1,4 +1,5 @@
-"""Degraded models: those whose provider is down (their circuit breaker is open, ADR-113)."""
+"""Model health for operators: degraded models (their circuit breaker is open, ADR-113) and what
+each provider route of a model did (failover, ADR-149)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,36 @@ class DegradedModelView(ProtoView):
             opened_at=optional_time(model.opened_at, model.HasField("opened_at")),
             outage_seconds=model.outage_seconds,
         )
+
+
+class ProviderRouteView(ProtoView):
+    """One provider route of a model: its share of the model's videos, its jobs and their cost."""
+
+    model: str = Field(description="The model (price list name).")
+    provider: str = Field(description="The route's provider (veo, replicate, fal, openai).")
+    tasks: int = Field(description="Tasks with at least one job sent to (or refused by) this route.")
+    jobs: int = Field(description="Jobs sent to this route, every attempt's submission.")
+    succeeded_jobs: int = Field(description="Jobs that gave a video.")
+    failed_jobs: int = Field(description="Jobs that failed, were refused at create, lost or are in doubt.")
+    video_share: float = Field(description="Share of the model's videos made on this route, 0..1.")
+    cost_usd_micros: int = Field(description="What the route's recorded jobs cost us, US dollar micros.")
+
+    @classmethod
+    def from_proto(cls, route: batch_pb2.ProviderRouteUsage) -> Self:
+        """The view of one route."""
+        return cls(
+            model=route.model,
+            provider=route.provider,
+            tasks=route.tasks,
+            jobs=route.jobs,
+            succeeded_jobs=route.succeeded_jobs,
+            failed_jobs=route.failed_jobs,
+            video_share=route.video_share,
+            cost_usd_micros=route.cost_usd_micros,
+        )
+
+
+class ProviderRoutePage(ProtoView):
+    """Every provider route that received jobs, by model then provider."""
+
+    items: list[ProviderRouteView] = Field(description="The routes.")

@@ -37,6 +37,15 @@ class ModelView(ModelPriceView):
     what each priced choice adds)."""
 
     settings: ModelSettingsView = Field(description="What an item of this model may set.")
+    provider: str = Field(
+        default="simulated",
+        description="Who makes its videos: `simulated` (a demo model: no provider is called), `veo` "
+        "(Google Veo through the Gemini API), `replicate`, `fal`, or `openai` (a service that still "
+        "serves OpenAI's retired Videos API contract).",
+    )
+    simulated: bool = Field(
+        default=True, description="True for a demo model whose videos no real provider makes."
+    )
 
 
 class PriceList(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import datetime
 
 from reelbatch.proto.batch.v1 import batch_pb2
@@ -15,7 +14,8 @@ from services.gateway.schemas.admin_batches import AdminBatchDetail, AdminBatchP
 from services.gateway.schemas.admin_webhooks import DeliveryPage, DeliveryView
 from services.gateway.schemas.credits import BatchBillingView, CreditsView, LedgerPage
 from services.gateway.schemas.fields import optional_timestamp
-from services.gateway.schemas.model_health import DegradedModelView
+from services.gateway.schemas.model_health import DegradedModelView, ProviderRouteView
+from services.gateway.schemas.provider_jobs import ProviderJobPage, ProviderJobView
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskView
 from services.gateway.schemas.tenants import TenantPage, TenantSummaryView
@@ -63,24 +63,15 @@ class AdminReads:
         )
 
     async def batch(self, batch_id: str) -> AdminBatchDetail:
-        """The overview: the batch, where its tasks ended up, and the margin of what was delivered."""
+        """The overview: the batch, where its tasks ended up, and its margin: its captures against
+        what the providers billed us for its tasks (ADR-144)."""
         request = batch_pb2.GetBatchRequest(tenant_id=ALL_TENANTS, batch_id=batch_id)
         batch = await self._backends.batch.GetBatch(request, timeout=self._deadline)
         breakdown = await self._backends.batch.GetBatchBreakdown(request, timeout=self._deadline)
-        delivered: Counter[str] = Counter()
-        for group in breakdown.groups:
-            if group.status == "succeeded":
-                delivered[group.model] += group.count
-        estimate = await self._backends.billing.EstimateMargin(
-            billing_pb2.EstimateMarginRequest(
-                delivered=[
-                    billing_pb2.ModelVolume(model=model, videos=videos)
-                    for model, videos in sorted(delivered.items())
-                ]
-            ),
-            timeout=self._deadline,
+        margin = await self._backends.billing.EstimateMargin(
+            billing_pb2.EstimateMarginRequest(batch_id=batch_id), timeout=self._deadline
         )
-        return AdminBatchDetail.assemble(batch, breakdown, estimate)
+        return AdminBatchDetail.assemble(batch, breakdown, margin)
 
     async def tasks(
         self,
@@ -153,12 +144,30 @@ class AdminReads:
         )
         return LedgerPage.from_proto(response)
 
+    async def provider_jobs(self, batch_id: str, *, cursor: str = "", limit: int = 200) -> ProviderJobPage:
+        """A page of the batch's provider jobs with what each is billed (ADR-144)."""
+        response = await self._backends.batch.ListProviderJobs(
+            batch_pb2.ListProviderJobsRequest(batch_id=batch_id, cursor=cursor, limit=limit),
+            timeout=self._deadline,
+        )
+        return ProviderJobPage(
+            items=[ProviderJobView.from_proto(job) for job in response.jobs],
+            next_cursor=response.next_cursor or None,
+        )
+
     async def degraded_models(self) -> list[DegradedModelView]:
         """Models whose provider is down (circuit breaker open or probing), by name."""
         response = await self._backends.batch.ListDegradedModels(
             batch_pb2.ListDegradedModelsRequest(), timeout=self._deadline
         )
         return [DegradedModelView.from_proto(model) for model in response.models]
+
+    async def provider_routes(self) -> list[ProviderRouteView]:
+        """What each provider route of each model did: share of videos, jobs, failures, cost."""
+        response = await self._backends.batch.ListProviderRoutes(
+            batch_pb2.ListProviderRoutesRequest(), timeout=self._deadline
+        )
+        return [ProviderRouteView.from_proto(route) for route in response.routes]
 
     async def reconciliation(self) -> ReconciliationView:
         """Every discrepancy in the books (an empty list when they balance)."""

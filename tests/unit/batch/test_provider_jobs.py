@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from services.batch.domain.batch import TaskId
@@ -16,7 +17,9 @@ from services.batch.domain.provider_jobs import (
     ProviderJobStatus,
     RecordedJob,
     audit_provider_jobs,
+    billed_cost,
     idempotency_key,
+    is_billed,
     plan_resume,
 )
 
@@ -127,3 +130,40 @@ def test_a_job_costs_the_price_lists_provider_cost_scaled_by_length_for_per_seco
         40_000,
         80_000,
     )
+
+
+def test_a_job_at_a_resolution_that_costs_more_costs_its_own_price_scaled_by_length() -> None:
+    veo_31 = ModelPolicy(
+        "veo", 3, provider_cost_usd_micros=3_200_000, per_second=True, resolution_costs={"4k": 4_800_000}
+    )
+    assert (
+        veo_31.job_cost(8),
+        veo_31.job_cost(8, resolution="1080p"),
+        veo_31.job_cost(4, resolution="4k"),
+    ) == (
+        3_200_000,
+        3_200_000,
+        2_400_000,
+    )
+
+
+def test_what_a_provider_bills_follows_the_job_status_and_whether_it_bills_failures() -> None:
+    billed_always = {ProviderJobStatus.RUNNING, ProviderJobStatus.SUCCEEDED, ProviderJobStatus.ABANDONED}
+    billed_if_failures_are = {ProviderJobStatus.FAILED, ProviderJobStatus.CANCELLED}
+    for status in ProviderJobStatus:
+        assert is_billed(status, failures_billed=False) == (status in billed_always)
+        assert is_billed(status, failures_billed=True) == (status in billed_always | billed_if_failures_are)
+    assert billed_cost(ProviderJobStatus.FAILED, False, 84_000) == 0
+    assert billed_cost(ProviderJobStatus.FAILED, True, 84_000) == 84_000
+    assert billed_cost(ProviderJobStatus.IN_DOUBT, True, None) == 0
+
+
+def test_a_failed_job_beside_the_one_that_delivered_is_a_double_only_where_failures_are_billed() -> None:
+    def rows(failures_billed: bool) -> list[JobAuditRow]:
+        return [
+            replace(_row(1, ProviderJobStatus.FAILED, "a"), failures_billed=failures_billed),
+            replace(_row(1, ProviderJobStatus.SUCCEEDED, "b"), failures_billed=failures_billed),
+        ]
+
+    assert audit_provider_jobs(rows(False)) == []
+    assert [finding.check for finding in audit_provider_jobs(rows(True))] == [DOUBLE_JOB]

@@ -262,6 +262,8 @@ class FakeBatch(FakeStub):
         self.counts_open_batches = True
         # Models whose circuit breaker is open (the admin overview shows them degraded).
         self.degraded_models: list[batch_pb2.DegradedModel] = []
+        # Provider routes of models (the admin overview's table, ADR-149).
+        self.provider_routes: list[batch_pb2.ProviderRouteUsage] = []
 
     def _owned(self, tenant_id: str, batch_id: str) -> batch_pb2.Batch:
         if batch_id != self.batch.batch_id or tenant_id not in ("", self.batch.tenant_id):
@@ -359,6 +361,12 @@ class FakeBatch(FakeStub):
     ) -> batch_pb2.ListDegradedModelsResponse:
         self._record("ListDegradedModels", request, timeout)
         return batch_pb2.ListDegradedModelsResponse(models=self.degraded_models)
+
+    async def ListProviderRoutes(
+        self, request: batch_pb2.ListProviderRoutesRequest, timeout: float | None = None
+    ) -> batch_pb2.ListProviderRoutesResponse:
+        self._record("ListProviderRoutes", request, timeout)
+        return batch_pb2.ListProviderRoutesResponse(routes=self.provider_routes)
 
     async def ListTasks(
         self, request: batch_pb2.ListTasksRequest, timeout: float | None = None

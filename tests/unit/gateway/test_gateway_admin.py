@@ -241,8 +241,10 @@ def test_batch_overview_says_what_it_earned_what_was_refunded_and_whose_fault(
     ]
     assert body["timing"]["duration_seconds"] == 60.0
     assert body["timing"]["total_attempts"] == 21
+    # The batch's real margin: billing reads what its task outcomes reported (ADR-144).
     [margin_request] = billing.requests("EstimateMargin")
-    assert [(v.model, v.videos) for v in margin_request.delivered] == [("sora-2", 19)]
+    assert (margin_request.batch_id, list(margin_request.delivered)) == (BATCH_ID, [])
+    assert (body["margin"]["provider_jobs"], body["margin"]["provider_cost_estimated"]) == (19, False)
     assert batch.requests("GetBatchBreakdown")[0].tenant_id == ""
 
 

@@ -230,3 +230,33 @@ def test_the_batches_overview_shows_a_model_whose_breaker_is_open_as_degraded(
     assert (
         '<li data-model="veo-3"><strong>veo-3</strong>: degraded (provider down) for 42 s, 7 failures' in page
     )
+
+
+def test_the_batches_overview_shows_each_provider_route_with_its_share_failures_and_cost(
+    client: TestClient, batch: ReportingBatch
+) -> None:
+    assert "Provider routes" not in client.get("/admin/batches", headers=ADMIN).text
+    batch.provider_routes = [
+        batch_pb2.ProviderRouteUsage(
+            model="veo-3",
+            provider="fal",
+            tasks=20,
+            jobs=20,
+            succeeded_jobs=20,
+            video_share=1.0,
+            cost_usd_micros=2_000_000,
+        ),
+        batch_pb2.ProviderRouteUsage(model="veo-3", provider="veo", tasks=20, jobs=24, failed_jobs=24),
+    ]
+    page = client.get("/admin/batches", headers=ADMIN).text
+    assert "Provider routes" in page
+    assert '<tr data-route="veo-3@fal">' in page
+    assert '<td class="num" data-stat="share">100%</td>' in page
+    assert '<td class="num" data-stat="cost">2.00</td>' in page
+    assert '<td class="num" data-stat="failed">24</td>' in page
+    listed = client.get("/api/admin/provider-routes", headers=ADMIN)
+    assert listed.status_code == 200
+    assert [(r["provider"], r["video_share"], r["failed_jobs"]) for r in listed.json()["items"]] == [
+        ("fal", 1.0, 0),
+        ("veo", 0.0, 24),
+    ]

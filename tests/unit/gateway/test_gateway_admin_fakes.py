@@ -129,7 +129,8 @@ class FinanceBilling(FakeBilling):
         self, request: billing_pb2.EstimateMarginRequest, timeout: float | None = None
     ) -> billing_pb2.MarginEstimate:
         self._record("EstimateMargin", request, timeout)
-        videos = sum(volume.videos for volume in request.delivered)
+        # The seed batch's real margin: 19 videos, each one billed sora-2 job (ADR-144).
+        videos = 19 if request.batch_id else sum(volume.videos for volume in request.delivered)
         revenue = videos * 10 * 10_000
         cost = videos * 24_000
         return billing_pb2.MarginEstimate(
@@ -139,6 +140,7 @@ class FinanceBilling(FakeBilling):
             margin_usd_micros=revenue - cost,
             margin_basis_points=7600 if videos else 0,
             credit_value_usd_micros=10_000,
+            provider_jobs=videos if request.batch_id else 0,
         )
 
     async def ListTenants(

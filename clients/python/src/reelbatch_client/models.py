@@ -383,6 +383,10 @@ class VideoModel(ApiModel):
     max_seconds: int | None = None
     default_seconds: int | None = None
     settings: ModelSettings
+    # Who makes its videos (`simulated`: a demo model, no provider is called; `veo`: Google Veo
+    # through the Gemini API, ...).
+    provider: str = "simulated"
+    simulated: bool = True
 
 
 class PriceList(ApiModel):

@@ -198,6 +198,7 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
             handle = await self._submit(job, headers)
         except NoAnswer as lost:
             # The create call may have made a job we will never hear of.
+            lost.in_doubt = True
             await journal.finished(ProviderJobStatus.IN_DOUBT, lost)
             raise
         except QuotaExhausted as exhausted:
@@ -217,6 +218,12 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
         provider_job_id, text = self._describe(handle)
         await journal.submitted(provider_job_id, text)
         return handle
+
+    def cooling_down(self, model: str) -> bool:
+        """Whether our account here was found out of quota for `model` within the cooldown: a
+        create call would be refused without being sent (failover skips the route, ADR-149)."""
+        cooling = self._cooldowns.get(model)
+        return cooling is not None and time.monotonic() < cooling[0]
 
     def _check_cooldown(self, model: str) -> None:
         cooling = self._cooldowns.get(model)

@@ -84,6 +84,7 @@ class QuotaExhausted(ProviderFailure):
 
     def __init__(self, message: str) -> None:
         super().__init__(FailureType.PROVIDER_ERROR, message, transient=False)
+        self.route_down = True
 
 
 class JobUnknown(ProviderFailure):

@@ -6,8 +6,11 @@ Contract: `POST /v1/videos` with `{"model", "prompt"}` answers a video job `{"id
 `{"error": {"message", "type", "code"}}` (`moderation_blocked` for refused prompts). The API has
 no cancel endpoint and `DELETE /v1/videos/{id}` deletes a video, it is not documented as stopping
 a render, so a job we stop watching runs to its end at our cost (ADR-110); the create call takes
-no idempotency key. OpenAI reported shutting the API down for Sora 2 on 2026-09-24; another
-adapter can take its models then.
+no idempotency key.
+
+OpenAI shut this API and the Sora 2 models down on 2026-09-24 with no replacement (ADR-146): the
+adapter has no default URL and api.openai.com is refused by the settings; it serves only a
+service that still speaks the contract, at the URL the operator names.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from services.batch.adapters.providers._remote import (
 from services.batch.domain.provider import FailureType, ProviderFailure, ProviderJob
 
 PROVIDER = "openai"
-DEFAULT_BASE_URL = "https://api.openai.com"
 
 _RUNNING = frozenset({"queued", "in_progress"})
 
@@ -100,15 +102,15 @@ def create_fields(model_id: str, job: ProviderJob) -> dict[str, str]:
 
 
 class OpenAIVideosProvider(StringHandles, RemoteJobProvider[str]):
-    """OpenAI video models; the job handle is the video id."""
+    """The retired OpenAI Videos contract (/v1/videos) at a service that still serves it; the job
+    handle is the video id."""
 
     cancels_jobs = False
 
     @classmethod
-    def connect(
-        cls, *, api_key: str, base_url: str = DEFAULT_BASE_URL, **wiring: Unpack[AdapterWiring]
-    ) -> OpenAIVideosProvider:
-        """An adapter sending the key as a bearer (nothing connects before the first call)."""
+    def connect(cls, *, api_key: str, base_url: str, **wiring: Unpack[AdapterWiring]) -> OpenAIVideosProvider:
+        """An adapter of the /v1/videos contract at `base_url` sending the key as a bearer
+        (nothing connects before the first call)."""
         return cls.over_http(
             provider=PROVIDER,
             base_url=base_url,

@@ -17,6 +17,7 @@ from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
 from services.batch.adapters.sql.listings import batch_in_scope
+from services.batch.adapters.sql.provider_spend import book_spend
 from services.batch.adapters.sql.statements import uuids
 from services.batch.adapters.tables import batches, outbox, tasks
 from services.batch.domain.batch import BatchId, BatchRecord, BatchStatus, TaskStatus, TenantId
@@ -95,7 +96,8 @@ async def cancel_queued_tasks(
             .returning(*tasks.c)
         )
     ).all()
-    cancelled = [records.task_record(row) for row in rows]
+    # A queued task may hold billed jobs from an earlier claim (a crash put it back in the queue).
+    cancelled = await book_spend(conn, [records.task_record(row) for row in rows])
     # The one place tasks finish without having been dispatched: their batch's undispatched
     # count (ADR-042) drops with them, or they would be taken off its outstanding tasks twice
     # (as finished and as undispatched) and the tenant's window would admit that many more.

@@ -23,6 +23,7 @@ from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
 from services.batch.adapters.sql.generation_json import settings_of
+from services.batch.adapters.sql.provider_spend import SPEND_OF_TASKS
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
 from services.batch.adapters.sql.statements import advisory_lock, run_sql
 from services.batch.adapters.tables import outbox
@@ -43,22 +44,27 @@ WITH started AS (
 SELECT id, batch_id, tenant_id, model, batch_index FROM batch.tasks
 WHERE id = ANY(CAST(%(ids)b AS uuid[])) AND status = 'queued'
 """
-# Outcomes whose claim still holds (a late result of a lost claim matches nothing); returns the
-# columns of a TaskRecord only.
-_WRITE_OUTCOMES = """
+# Outcomes whose claim still holds (a late result of a lost claim matches nothing), with what the
+# task's billed provider jobs cost (ADR-144); returns the columns of a TaskRecord only.
+_WRITE_OUTCOMES = f"""
+WITH spend AS ({SPEND_OF_TASKS})
 UPDATE batch.tasks AS t
 SET status = o.status, attempts = o.attempts, failure_type = o.failure_type,
     error_message = o.error_message, video_url = o.video_url,
-    finished_at = now(), lease_expires_at = NULL, next_attempt_at = NULL
+    finished_at = now(), lease_expires_at = NULL, next_attempt_at = NULL,
+    provider_cost_usd_micros = o.unjournaled + coalesce(s.cost, 0),
+    provider_jobs = coalesce(s.jobs, 0) + CASE WHEN o.unjournaled > 0 THEN 1 ELSE 0 END
 FROM unnest(
     CAST(%(ids)b AS uuid[]), CAST(%(tokens)b AS uuid[]), CAST(%(statuses)b AS text[]),
     CAST(%(attempts)b AS int[]), CAST(%(failure_types)b AS text[]),
-    CAST(%(messages)b AS text[]), CAST(%(urls)b AS text[])
-) AS o(id, token, status, attempts, failure_type, error_message, video_url)
+    CAST(%(messages)b AS text[]), CAST(%(urls)b AS text[]), CAST(%(unjournaled)b AS bigint[])
+) AS o(id, token, status, attempts, failure_type, error_message, video_url, unjournaled)
+    LEFT JOIN spend AS s ON s.task_id = o.id
 WHERE t.id = o.id AND t.claim_token = o.token AND t.status = 'running'
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
     t.status, t.attempts, t.claims, t.failure_type, t.error_message, t.video_url,
-    t.created_at, t.started_at, t.finished_at, t.custom_id, t.metadata
+    t.created_at, t.started_at, t.finished_at, t.custom_id, t.metadata,
+    t.provider_cost_usd_micros, t.provider_jobs
 """
 _RENEW_LEASES = """
 UPDATE batch.tasks SET lease_expires_at = clock_timestamp() + %(lease)s
@@ -303,6 +309,7 @@ class TaskClaims:
                     "failure_types": [o.failure_type.value if o.failure_type else None for o in outcomes],
                     "messages": [o.error_message for o in outcomes],
                     "urls": [o.video_url for o in outcomes],
+                    "unjournaled": [o.unjournaled_cost_usd_micros for o in outcomes],
                 },
             )
             written = [records.task_record(row) for row in found]

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from libs.db import Database
+from services.batch.adapters.sql.provider_spend import BILLED_COST
 from services.batch.domain.batch import BatchId, TaskId
+from services.batch.domain.paging import JobCursor
 from services.batch.domain.provider import FailureType, ProviderFailure
 from services.batch.domain.provider_jobs import (
     JobAuditRow,
     ProviderJobFinding,
     ProviderJobStatus,
+    ProviderJobView,
     RecordedJob,
     audit_provider_jobs,
 )
+from services.batch.domain.routing import RouteUsage, with_video_shares
 
 _RECORDED = """
 SELECT id, task_id, attempt, provider, status, provider_job_id, handle, failure_type,
@@ -34,9 +39,9 @@ WHERE id = ANY(%(ids)s) AND status = 'submitting'
 """
 _INTEND = """
 INSERT INTO batch.provider_jobs (id, task_id, batch_id, attempt, provider, model, status,
-    idempotency_key, claim_token)
+    idempotency_key, claim_token, failures_billed)
 VALUES (%(id)s, %(task_id)s, %(batch_id)s, %(attempt)s, %(provider)s, %(model)s, 'submitting',
-    %(key)s, %(token)s)
+    %(key)s, %(token)s, %(failures_billed)s)
 """
 _SUBMITTED = """
 UPDATE batch.provider_jobs SET status = 'running', provider_job_id = %(job_id)s, handle = %(handle)s,
@@ -66,7 +71,8 @@ RETURNING j.id, j.provider, j.handle
 _STOPPED = "UPDATE batch.provider_jobs SET status = 'cancelled' WHERE id = ANY(%(ids)s)"
 # Rows the audit must judge: jobs in doubt, and every job of an attempt holding more than one.
 _AUDIT = """
-SELECT task_id, attempt, provider, status, provider_job_id, submitted_at, cost_usd_micros
+SELECT task_id, attempt, provider, status, provider_job_id, submitted_at, cost_usd_micros,
+    failures_billed
 FROM batch.provider_jobs
 WHERE status = 'in_doubt'
    OR (task_id, attempt) IN (
@@ -74,6 +80,23 @@ WHERE status = 'in_doubt'
        WHERE status <> ALL(%(unbilled)s)
        GROUP BY task_id, attempt HAVING count(*) > 1)
 ORDER BY task_id, attempt, submitted_at
+"""
+# A batch's jobs for its operator page (ADR-144), in task order, after the cursor's (index, row id).
+_OF_BATCH = f"""
+SELECT j.id, j.task_id, t.batch_index, j.attempt, j.provider, j.status, j.provider_job_id,
+    {BILLED_COST} AS billed, j.submitted_at, j.finished_at, j.failure_type, j.error_message
+FROM batch.provider_jobs AS j JOIN batch.tasks AS t ON t.id = j.task_id
+WHERE j.batch_id = %(batch_id)s AND (t.batch_index, j.submitted_at, j.id) > (%(index)s, %(at)s, %(row)s)
+ORDER BY t.batch_index, j.submitted_at, j.id
+LIMIT %(limit)s
+"""
+# Per route (model, provider): tasks, jobs, how they ended and what the recorded ones cost us.
+_ROUTE_USAGE = """
+SELECT model, provider, count(DISTINCT task_id), count(*),
+    count(*) FILTER (WHERE status = 'succeeded'),
+    count(*) FILTER (WHERE status IN ('failed', 'refused', 'lost', 'in_doubt')),
+    coalesce(sum(cost_usd_micros), 0)
+FROM batch.provider_jobs GROUP BY model, provider ORDER BY model, provider
 """
 _UNBILLED = [
     ProviderJobStatus.REFUSED.value,
@@ -148,11 +171,33 @@ class ProviderJobs:
         claim_token: uuid.UUID,
         cost_usd_micros: int = 0,
         resumed: RecordedJob | None = None,
+        failures_billed: bool = False,
     ) -> AttemptJournal:
         """The journal of one attempt (continuing `resumed`, the attempt's recorded job, if any);
-        each job it records costs us `cost_usd_micros` at the provider."""
+        each job it records costs us `cost_usd_micros` at the provider, and is billed when it
+        fails only if `failures_billed`."""
         return AttemptJournal(
-            self._db, task_id, batch_id, attempt, model, claim_token, resumed, cost_usd_micros
+            self._db,
+            task_id,
+            batch_id,
+            attempt,
+            model,
+            claim_token,
+            resumed,
+            cost_usd_micros,
+            failures_billed,
+        )
+
+    async def route_usage(self) -> list[RouteUsage]:
+        """Every route that received jobs, per model, with its share of the model's videos
+        (ADR-149). Reads the whole journal: an operator's page, not a hot path."""
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_ROUTE_USAGE)).fetchall()
+        return with_video_shares(
+            RouteUsage(
+                str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])
+            )
+            for row in rows
         )
 
     async def audit(self) -> list[ProviderJobFinding]:
@@ -161,10 +206,46 @@ class ProviderJobs:
             rows = await (await conn.execute(_AUDIT, {"unbilled": _UNBILLED})).fetchall()
         return audit_provider_jobs(
             JobAuditRow(
-                TaskId(row[0]), row[1], row[2], ProviderJobStatus(row[3]), row[4], row[5], row[6] or 0
+                TaskId(row[0]), row[1], row[2], ProviderJobStatus(row[3]), row[4], row[5], row[6] or 0, row[7]
             )
             for row in rows
         )
+
+    async def of_batch(
+        self, batch_id: BatchId, after: JobCursor | None, limit: int
+    ) -> tuple[list[ProviderJobView], JobCursor | None]:
+        """A page of the batch's provider jobs in task order, each with what it is billed; the
+        cursor of the next page (None on the last)."""
+        start = after or JobCursor(-1, datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+        params = {
+            "batch_id": batch_id,
+            "index": start.batch_index,
+            "at": start.submitted_at,
+            "row": start.row_id,
+            "limit": limit + 1,
+        }
+        async with self._db.raw_connection() as conn:
+            rows = await (await conn.execute(_OF_BATCH, params)).fetchall()
+        jobs = [
+            ProviderJobView(
+                task_id=TaskId(row[1]),
+                batch_index=row[2],
+                attempt=row[3],
+                provider=row[4],
+                status=ProviderJobStatus(row[5]),
+                provider_job_id=row[6],
+                billed_usd_micros=int(row[7]),
+                submitted_at=row[8],
+                finished_at=row[9],
+                failure_type=row[10],
+                error_message=row[11],
+            )
+            for row in rows[:limit]
+        ]
+        if len(rows) <= limit:
+            return jobs, None
+        last = rows[limit - 1]
+        return jobs, JobCursor(last[2], last[8], last[0])
 
 
 class AttemptJournal:
@@ -180,9 +261,11 @@ class AttemptJournal:
         claim_token: uuid.UUID,
         resumed: RecordedJob | None,
         cost_usd_micros: int = 0,
+        failures_billed: bool = False,
     ) -> None:
         self._db = database
         self._cost = cost_usd_micros
+        self._failures_billed = failures_billed
         self._task_id = task_id
         self._batch_id = batch_id
         self._attempt = attempt
@@ -202,6 +285,7 @@ class AttemptJournal:
             "model": self._model,
             "key": idempotency_key,
             "token": self._claim_token,
+            "failures_billed": self._failures_billed,
         }
         async with self._db.raw_connection() as conn:
             await conn.execute(_INTEND, params)

@@ -90,6 +90,8 @@ def task_record(row: Any) -> TaskRecord:
         finished_at=utc(row.finished_at),
         custom_id=row.custom_id,
         metadata=row.metadata,
+        provider_cost_usd_micros=row.provider_cost_usd_micros,
+        provider_jobs=row.provider_jobs,
     )
 
 

@@ -21,6 +21,7 @@ from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.cancel import request_cancel
 from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
+from services.batch.adapters.sql.provider_spend import book_spend
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
 from services.batch.adapters.sql.statements import seconds, uuids
 from services.batch.adapters.tables import batches, outbox, tasks
@@ -137,7 +138,7 @@ class BatchRecovery:
                         .returning(*tasks.c)
                     )
                 ).all()
-                failed_tasks = [records.task_record(row) for row in failed_rows]
+                failed_tasks = await book_spend(conn, [records.task_record(row) for row in failed_rows])
                 await count_outcomes(conn, failed_tasks)
                 await add_events(conn, outbox, events.task_outcomes(failed_tasks))
             requeued_rows: Sequence[Any] = []

@@ -13,6 +13,7 @@ from services.batch.adapters.sql.intake import BatchIntake
 from services.batch.adapters.sql.listings import BatchListings
 from services.batch.adapters.sql.provider_jobs import ProviderJobs
 from services.batch.adapters.sql.queueing import BatchQueue, DispatchWindows
+from services.batch.adapters.sql.rate_budgets import RateBudgets
 from services.batch.adapters.sql.reads import BatchReads
 from services.batch.adapters.sql.recovery import BatchRecovery
 from services.batch.adapters.sql.reservations import BatchReservations
@@ -36,6 +37,7 @@ class BatchStore:
     input_files: InputFiles
     provider_jobs: ProviderJobs
     breakers: ModelBreakers
+    rate_budgets: RateBudgets
 
     @classmethod
     def open(cls, database: Database, windows: DispatchWindows) -> BatchStore:
@@ -54,4 +56,5 @@ class BatchStore:
             input_files=InputFiles(database),
             provider_jobs=ProviderJobs(database),
             breakers=ModelBreakers(database),
+            rate_budgets=RateBudgets(database),
         )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields
 from libs.ledger_keys import transfer_id as public_transfer_id
+from services.billing.adapters.sql.provider_spend import frozen_cost_of_captures, unreported
 from services.billing.adapters.tables import (
     accounts,
     batch_hold_lines,
@@ -302,24 +303,17 @@ class ReportingQueries:
         ]
 
     async def captured_volumes(self, start: datetime, end: datetime) -> list[CapturedVolume]:
-        """Captures within [start, end) per model, with the provider cost frozen with their batch."""
+        """Captures within [start, end) per model, with the provider cost frozen with their batch
+        for those whose outcome reported no provider spend (the rest is `ProviderSpendQueries`')."""
         rows = await self._conn.execute(
             _per_model_within(
                 start,
                 end,
                 func.count(),
                 func.sum(transfers.c.amount),
-                func.sum(batch_hold_lines.c.provider_cost_usd_micros),
+                func.sum(batch_hold_lines.c.provider_cost_usd_micros).filter(unreported()),
             )
-            .select_from(
-                transfers.outerjoin(
-                    batch_hold_lines,
-                    (batch_hold_lines.c.batch_id == transfers.c.batch_id)
-                    & (batch_hold_lines.c.model == transfers.c.model)
-                    # A model frozen at several prices (durations) has one line per price.
-                    & (batch_hold_lines.c.unit_price == transfers.c.amount),
-                )
-            )
+            .select_from(frozen_cost_of_captures())
             .where(transfers.c.ref_type == RefType.BATCH_CAPTURE.value)
         )
         return [

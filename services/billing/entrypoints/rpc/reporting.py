@@ -79,6 +79,13 @@ class ReportingRpcs(BillingRpcs):
     async def EstimateMargin(
         self, request: billing_pb2.EstimateMarginRequest, context: Context
     ) -> billing_pb2.MarginEstimate:
+        if request.batch_id:
+            margin = await self._handlers.batch_margin(parse_batch_id(request.batch_id))
+            return from_fields(
+                billing_pb2.MarginEstimate,
+                margin,
+                credit_value_usd_micros=self._handlers.credit_value_usd_micros,
+            )
         delivered: Counter[str] = Counter()
         for volume in request.delivered:
             delivered[volume.model] += volume.videos

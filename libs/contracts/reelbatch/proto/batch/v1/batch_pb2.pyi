@@ -1574,3 +1574,220 @@ class ListDegradedModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDegradedModelsResponse: _TypeAlias = ListDegradedModelsResponse  # noqa: Y015
+
+@_typing.final
+class ListProviderJobsRequest(_message.Message):
+    """A page of a batch's provider jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch."""
+    cursor: _builtins.str
+    """The previous answer's next_cursor; empty for the first page."""
+    limit: _builtins.int
+    """Jobs per page (0: the default, at most 1000)."""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderJobsRequest: _TypeAlias = ListProviderJobsRequest  # noqa: Y015
+
+@_typing.final
+class ProviderJob(_message.Message):
+    """One submission of a task's attempt to a provider, as journaled (ADR-110)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    BATCH_INDEX_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOB_ID_FIELD_NUMBER: _builtins.int
+    BILLED_USD_MICROS_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    FAILURE_TYPE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The task."""
+    batch_index: _builtins.int
+    """The task's position in its batch, from 0."""
+    attempt: _builtins.int
+    """The attempt it belongs to (from 1)."""
+    provider: _builtins.str
+    """The provider ("veo", "replicate", "fal", "openai")."""
+    status: _builtins.str
+    """submitting, running, succeeded, failed, refused, cancelled, abandoned, in_doubt or lost."""
+    provider_job_id: _builtins.str
+    """The provider's job id; empty while the create call's answer is not recorded."""
+    billed_usd_micros: _builtins.int
+    """What the provider bills us for it, in US dollar micros (0: not billed)."""
+    failure_type: _builtins.str
+    """Its failure type when it failed; empty otherwise."""
+    error_message: _builtins.str
+    """What the provider said when it failed; empty otherwise."""
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """When its intent was written, before the create call."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it ended (unset while it runs)."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        batch_index: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        provider: _builtins.str = ...,
+        status: _builtins.str = ...,
+        provider_job_id: _builtins.str = ...,
+        billed_usd_micros: _builtins.int = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        failure_type: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "batch_index", b"batch_index", "billed_usd_micros", b"billed_usd_micros", "error_message", b"error_message", "failure_type", b"failure_type", "finished_at", b"finished_at", "provider", b"provider", "provider_job_id", b"provider_job_id", "status", b"status", "submitted_at", b"submitted_at", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderJob: _TypeAlias = ProviderJob  # noqa: Y015
+
+@_typing.final
+class ListProviderJobsResponse(_message.Message):
+    """The page, in task order (then submission order)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderJob]:
+        """The jobs of the page."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___ProviderJob] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderJobsResponse: _TypeAlias = ListProviderJobsResponse  # noqa: Y015
+
+@_typing.final
+class ListProviderRoutesRequest(_message.Message):
+    """Asks for the use of every provider route."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderRoutesRequest: _TypeAlias = ListProviderRoutesRequest  # noqa: Y015
+
+@_typing.final
+class ProviderRouteUsage(_message.Message):
+    """One route of one model (the provider that made or tried its videos), from the provider job
+    journal.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_JOBS_FIELD_NUMBER: _builtins.int
+    FAILED_JOBS_FIELD_NUMBER: _builtins.int
+    VIDEO_SHARE_FIELD_NUMBER: _builtins.int
+    COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Our model name (price list)."""
+    provider: _builtins.str
+    """The provider of the route (veo, replicate, fal, openai)."""
+    tasks: _builtins.int
+    """Tasks with at least one job submitted (or refused) on this route."""
+    jobs: _builtins.int
+    """Jobs sent to this route (every submission of every attempt)."""
+    succeeded_jobs: _builtins.int
+    """Jobs that gave a video."""
+    failed_jobs: _builtins.int
+    """Jobs that failed, were refused at create, were lost or are in doubt."""
+    video_share: _builtins.float
+    """Share of the model's videos made on this route, 0..1 (0 when the model made none)."""
+    cost_usd_micros: _builtins.int
+    """What the route's recorded jobs cost us, US dollar micros (price list, per route)."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        tasks: _builtins.int = ...,
+        jobs: _builtins.int = ...,
+        succeeded_jobs: _builtins.int = ...,
+        failed_jobs: _builtins.int = ...,
+        video_share: _builtins.float = ...,
+        cost_usd_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd_micros", b"cost_usd_micros", "failed_jobs", b"failed_jobs", "jobs", b"jobs", "model", b"model", "provider", b"provider", "succeeded_jobs", b"succeeded_jobs", "tasks", b"tasks", "video_share", b"video_share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderRouteUsage: _TypeAlias = ProviderRouteUsage  # noqa: Y015
+
+@_typing.final
+class ListProviderRoutesResponse(_message.Message):
+    """Ordered by model, then by provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderRouteUsage]:
+        """The routes; empty before any remote provider job."""
+
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___ProviderRouteUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderRoutesResponse: _TypeAlias = ListProviderRoutesResponse  # noqa: Y015

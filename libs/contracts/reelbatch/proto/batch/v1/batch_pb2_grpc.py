@@ -106,6 +106,16 @@ class BatchServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.FromString,
                 _registered_method=True)
+        self.ListProviderJobs = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/ListProviderJobs',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsResponse.FromString,
+                _registered_method=True)
+        self.ListProviderRoutes = channel.unary_unary(
+                '/reelbatch.proto.batch.v1.BatchService/ListProviderRoutes',
+                request_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -237,6 +247,22 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProviderJobs(self, request, context):
+        """A batch's provider jobs in task order (ADR-144): attempt, the provider's job id, status and
+        what the provider bills us for each. Admin scope; NOT_FOUND for an unknown batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProviderRoutes(self, request, context):
+        """Every provider route that received jobs, per model (ADR-149): the share of the model's
+        videos it made, its jobs, their failures and what they cost us. The admin overview shows them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +335,16 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.ListDegradedModels,
                     request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.SerializeToString,
+            ),
+            'ListProviderJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviderJobs,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsResponse.SerializeToString,
+            ),
+            'ListProviderRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviderRoutes,
+                    request_deserializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -691,6 +727,60 @@ class BatchService:
             '/reelbatch.proto.batch.v1.BatchService/ListDegradedModels',
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsRequest.SerializeToString,
             reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListDegradedModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviderJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/ListProviderJobs',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviderRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.batch.v1.BatchService/ListProviderRoutes',
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesRequest.SerializeToString,
+            reelbatch_dot_proto_dot_batch_dot_v1_dot_batch__pb2.ListProviderRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -101,6 +101,14 @@ class BatchServiceStub:
     REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
     shows them as degraded.
     """
+    ListProviderJobs: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListProviderJobsRequest, _batch_pb2.ListProviderJobsResponse]
+    """A batch's provider jobs in task order (ADR-144): attempt, the provider's job id, status and
+    what the provider bills us for each. Admin scope; NOT_FOUND for an unknown batch.
+    """
+    ListProviderRoutes: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListProviderRoutesRequest, _batch_pb2.ListProviderRoutesResponse]
+    """Every provider route that received jobs, per model (ADR-149): the share of the model's
+    videos it made, its jobs, their failures and what they cost us. The admin overview shows them.
+    """
 
 @_typing.type_check_only
 class BatchServiceAsyncStub(BatchServiceStub):
@@ -171,6 +179,14 @@ class BatchServiceAsyncStub(BatchServiceStub):
     """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
     REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
     shows them as degraded.
+    """
+    ListProviderJobs: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListProviderJobsRequest, _batch_pb2.ListProviderJobsResponse]  # type: ignore[assignment]
+    """A batch's provider jobs in task order (ADR-144): attempt, the provider's job id, status and
+    what the provider bills us for each. Admin scope; NOT_FOUND for an unknown batch.
+    """
+    ListProviderRoutes: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListProviderRoutesRequest, _batch_pb2.ListProviderRoutesResponse]  # type: ignore[assignment]
+    """Every provider route that received jobs, per model (ADR-149): the share of the model's
+    videos it made, its jobs, their failures and what they cost us. The admin overview shows them.
     """
 
 class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -323,6 +339,26 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         """Models whose circuit breaker is not closed (ADR-113): their provider failed transiently
         REELBATCH_BREAKER_FAILURE_THRESHOLD times in a row and their tasks wait. The admin overview
         shows them as degraded.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProviderJobs(
+        self,
+        request: _batch_pb2.ListProviderJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.ListProviderJobsResponse, _abc.Awaitable[_batch_pb2.ListProviderJobsResponse]]:
+        """A batch's provider jobs in task order (ADR-144): attempt, the provider's job id, status and
+        what the provider bills us for each. Admin scope; NOT_FOUND for an unknown batch.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProviderRoutes(
+        self,
+        request: _batch_pb2.ListProviderRoutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_batch_pb2.ListProviderRoutesResponse, _abc.Awaitable[_batch_pb2.ListProviderRoutesResponse]]:
+        """Every provider route that received jobs, per model (ADR-149): the share of the model's
+        videos it made, its jobs, their failures and what they cost us. The admin overview shows them.
         """
 
 def add_BatchServiceServicer_to_server(servicer: BatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

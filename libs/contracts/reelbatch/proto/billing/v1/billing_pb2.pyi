@@ -1410,6 +1410,11 @@ class EstimateMarginRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERED_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """When set, the batch's real margin instead (ADR-144): revenue of its captured tasks against
+    the provider spend its task outcomes reported (`delivered` is then ignored).
+    """
     @_builtins.property
     def delivered(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVolume]:
         """Videos per model."""
@@ -1418,10 +1423,11 @@ class EstimateMarginRequest(_message.Message):
         self,
         *,
         delivered: _abc.Iterable[Global___ModelVolume] | None = ...,
+        batch_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "delivered", b"delivered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1439,6 +1445,8 @@ class MarginEstimate(_message.Message):
     MARGIN_USD_MICROS_FIELD_NUMBER: _builtins.int
     MARGIN_BASIS_POINTS_FIELD_NUMBER: _builtins.int
     CREDIT_VALUE_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOBS_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_ESTIMATED_FIELD_NUMBER: _builtins.int
     revenue_credits: _builtins.int
     """Credits the videos are priced at."""
     revenue_usd_micros: _builtins.int
@@ -1451,6 +1459,12 @@ class MarginEstimate(_message.Message):
     """Margin over revenue in basis points (7600 = 76%); 0 when there is no revenue."""
     credit_value_usd_micros: _builtins.int
     """What one credit sells for."""
+    provider_jobs: _builtins.int
+    """With `batch_id`: the provider jobs the batch's tasks were billed for (ADR-144)."""
+    provider_cost_estimated: _builtins.bool
+    """With `batch_id`: part of the cost is the frozen estimate, for captures whose outcome event
+    reported no provider spend (published before ADR-144, or pulled by settlement).
+    """
     def __init__(
         self,
         *,
@@ -1460,10 +1474,12 @@ class MarginEstimate(_message.Message):
         margin_usd_micros: _builtins.int = ...,
         margin_basis_points: _builtins.int = ...,
         credit_value_usd_micros: _builtins.int = ...,
+        provider_jobs: _builtins.int = ...,
+        provider_cost_estimated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_value_usd_micros", b"credit_value_usd_micros", "margin_basis_points", b"margin_basis_points", "margin_usd_micros", b"margin_usd_micros", "provider_cost_usd_micros", b"provider_cost_usd_micros", "revenue_credits", b"revenue_credits", "revenue_usd_micros", b"revenue_usd_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_value_usd_micros", b"credit_value_usd_micros", "margin_basis_points", b"margin_basis_points", "margin_usd_micros", b"margin_usd_micros", "provider_cost_estimated", b"provider_cost_estimated", "provider_cost_usd_micros", b"provider_cost_usd_micros", "provider_jobs", b"provider_jobs", "revenue_credits", b"revenue_credits", "revenue_usd_micros", b"revenue_usd_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -161,6 +161,8 @@ class TaskSucceeded(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOBS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's capture is keyed on it (one capture per task)."""
     batch_id: _builtins.str
@@ -179,6 +181,15 @@ class TaskSucceeded(_message.Message):
     """Provider calls made, the successful one included."""
     custom_id: _builtins.str
     """The item's custom_id; empty for none."""
+    provider_cost_usd_micros: _builtins.int
+    """What the providers bill us for this task's video, in US dollar micros (issue 26, ADR-144):
+    the price list's provider cost of every billed provider job of the task (a job that failed
+    at a provider that bills failures, and a second job of one attempt, included). Set by every
+    publisher since ADR-144; unset (not 0) means the publisher did not know it (billing then
+    keeps the estimate of the batch's frozen provider cost).
+    """
+    provider_jobs: _builtins.int
+    """How many provider jobs the task was billed for (normally 1 per delivered video)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
@@ -201,12 +212,16 @@ class TaskSucceeded(_message.Message):
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        provider_cost_usd_micros: _builtins.int | None = ...,
+        provider_jobs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros", "provider_jobs", b"provider_jobs", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price", "video_url", b"video_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["provider_cost_usd_micros"]  # noqa: Y015
+    _WhichOneofArgType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_cost_usd_micros) -> _WhichOneofReturnType__provider_cost_usd_micros | None: ...
 
 Global___TaskSucceeded: _TypeAlias = TaskSucceeded  # noqa: Y015
 
@@ -248,6 +263,8 @@ class TaskFailed(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     CUSTOM_ID_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    PROVIDER_COST_USD_MICROS_FIELD_NUMBER: _builtins.int
+    PROVIDER_JOBS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task; billing's refund is keyed on it (one refund per task)."""
     batch_id: _builtins.str
@@ -268,6 +285,14 @@ class TaskFailed(_message.Message):
     """Provider calls made."""
     custom_id: _builtins.str
     """The item's custom_id; empty for none."""
+    provider_cost_usd_micros: _builtins.int
+    """What the providers bill us for this task although it failed, in US dollar micros (issue 26,
+    ADR-144): every billed provider job (a job that failed at a provider that bills failures, a
+    job abandoned while it ran, a second job of one attempt). Unset (not 0) means the publisher
+    did not know it.
+    """
+    provider_jobs: _builtins.int
+    """How many provider jobs the task was billed for."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the outcome was recorded (UTC)."""
@@ -291,12 +316,16 @@ class TaskFailed(_message.Message):
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         custom_id: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        provider_cost_usd_micros: _builtins.int | None = ...,
+        provider_jobs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros", "attempts", b"attempts", "batch_id", b"batch_id", "batch_index", b"batch_index", "custom_id", b"custom_id", "error_message", b"error_message", "failure_type", b"failure_type", "metadata", b"metadata", "model", b"model", "occurred_at", b"occurred_at", "provider_cost_usd_micros", b"provider_cost_usd_micros", "provider_jobs", b"provider_jobs", "task_id", b"task_id", "tenant_id", b"tenant_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["provider_cost_usd_micros"]  # noqa: Y015
+    _WhichOneofArgType__provider_cost_usd_micros: _TypeAlias = _typing.Literal["_provider_cost_usd_micros", b"_provider_cost_usd_micros"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_cost_usd_micros) -> _WhichOneofReturnType__provider_cost_usd_micros | None: ...
 
 Global___TaskFailed: _TypeAlias = TaskFailed  # noqa: Y015
 
