@@ -360,6 +360,10 @@ class Settings(BaseSettings):
     # ("sk_..."; unset: no online purchases) and the API's address (a local fake in tests).
     stripe_secret_key: SecretStr | None = None
     stripe_api_base: str | None = None
+    # How often billing's top-up loop looks for automatic top-ups to charge (ADR-135), and how long
+    # one charge attempt is leased before another replica may retry it (same Idempotency-Key).
+    auto_top_up_interval_seconds: float = Field(default=1.0, gt=0)
+    auto_top_up_lease_seconds: float = Field(default=60.0, gt=0)
 
     # Request limits (gateway: body size; batch service: items per batch and prompt length).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -432,10 +436,20 @@ class Settings(BaseSettings):
     # Video storage (issue 5): `local` keeps videos in asset_dir; `s3` puts them in an S3-compatible
     # bucket (path-style `{endpoint}/{bucket}/{key}`, SigV4-signed), and the gateway answers a
     # valid signed video link with a redirect to a presigned S3 URL valid for s3_presign_seconds.
-    # The endpoint must be reachable by customers' browsers for those redirects. The secret key is
+    # `auto` (the default, ADR-140): `s3` when the deployment runs more than one replica
+    # (`replicas` > 1), `local` otherwise (embedded `make run` needs no service). The secret key is
     # a SecretStr: it never appears in logs or reprs.
-    storage: Literal["local", "s3"] = "local"
+    storage: Literal["auto", "local", "s3"] = "auto"
+    # Replicas of each service in this deployment: `reelbatch run --replicas N` sets it for its
+    # processes, docker compose and Kubernetes in their configuration. Above 1, processes may run
+    # on several hosts, which share no disk: local storage is then refused at start unless
+    # `asset_dir_shared` says every replica sees the same asset_dir (one host, a shared filesystem).
+    replicas: int = Field(default=1, ge=1)
+    asset_dir_shared: bool = False
     s3_endpoint_url: str = "https://s3.amazonaws.com"
+    # Where customers' browsers reach the endpoint, when not at s3_endpoint_url (the services'
+    # address inside a compose network or cluster): presigned video URLs are signed for it.
+    s3_public_endpoint_url: str | None = None
     s3_bucket: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
@@ -532,6 +546,13 @@ class Settings(BaseSettings):
     # How often queue depth/lag and outbox backlog gauges are sampled.
     backlog_sample_seconds: float = Field(default=5.0, gt=0)
 
+    @property
+    def video_storage(self) -> Literal["local", "s3"]:
+        """Where videos are kept: REELBATCH_STORAGE, with `auto` resolved by the replica count."""
+        if self.storage == "auto":
+            return "s3" if self.replicas > 1 else "local"
+        return self.storage
+
     def grpc_listen(self, service: GrpcServiceName) -> str:
         """The address `service`'s gRPC server binds (host:port)."""
         return self._grpc_address(service, "listen")
@@ -581,13 +602,34 @@ class Settings(BaseSettings):
         tls_files = (self.grpc_tls_ca_file, self.grpc_tls_cert_file, self.grpc_tls_key_file)
         if any(tls_files) and not all(tls_files):
             raise ValueError("REELBATCH_GRPC_TLS_CA_FILE, _CERT_FILE and _KEY_FILE must be set together")
-        if self.storage == "s3" and not (
-            self.s3_bucket and self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
-        ):
-            raise ValueError("REELBATCH_STORAGE=s3 needs REELBATCH_S3_BUCKET and an access key pair")
+        self._refuse_unshared_video_storage()
         if len(self.admin_token) < 12:
             raise ValueError("REELBATCH_ADMIN_TOKEN must be at least 12 characters")
         return self
+
+    def _refuse_unshared_video_storage(self) -> None:
+        # Fails at start (ADR-140): a video one host stores on its disk is missing on the others.
+        if self.video_storage == "local" and self.replicas > 1 and not self.asset_dir_shared:
+            raise ValueError(
+                f"REELBATCH_REPLICAS={self.replicas} with REELBATCH_STORAGE=local: replicas on several "
+                "hosts share no disk, so a video stored by one host would be missing on the others. "
+                "Use S3-compatible storage (REELBATCH_STORAGE=s3 or auto, with REELBATCH_S3_BUCKET, "
+                "REELBATCH_S3_ACCESS_KEY_ID and REELBATCH_S3_SECRET_ACCESS_KEY), or set "
+                "REELBATCH_ASSET_DIR_SHARED=true if every replica sees the same REELBATCH_ASSET_DIR "
+                "(one host, or a shared filesystem)"
+            )
+        if self.video_storage == "s3" and not (
+            self.s3_bucket and self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
+        ):
+            chosen = (
+                f"REELBATCH_STORAGE=auto with REELBATCH_REPLICAS={self.replicas} stores videos in S3 and"
+                if self.storage == "auto"
+                else "REELBATCH_STORAGE=s3"
+            )
+            raise ValueError(
+                f"{chosen} needs REELBATCH_S3_BUCKET and an access key pair (REELBATCH_S3_ACCESS_KEY_ID, "
+                "REELBATCH_S3_SECRET_ACCESS_KEY); REELBATCH_S3_ENDPOINT_URL for a server other than AWS"
+            )
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Billing makes each credit movement at most once by a unique key: `batch_upfront:{batch}` freezes a
 batch, `task_outcome:{task}` captures or refunds one task (one key for both, so never both),
-`batch_settle:{batch}` releases the rest, `topup:{tenant}:{reference}` adds credits. The public
+`batch_settle:{batch}` releases the rest, `topup:{tenant}:{reference}` adds credits; payments that
+go back are keyed by the payment and the dispute or refund level (`reversal_key`, ADR-134). The public
 id of a transfer is a UUIDv5 of its key in a fixed namespace: anyone who knows a task's id knows
 its ledger transfer id, so the webhook and results line of a task can name the ledger line billing
 writes after they were sent, with no call to billing. Billing stores its transfers with a
@@ -37,6 +38,24 @@ def task_outcome_key(task_id: uuid.UUID | str) -> str:
 def settle_key(batch_id: uuid.UUID | str) -> str:
     """One release of the remainder per batch."""
     return f"batch_settle:{batch_id}"
+
+
+def reversal_key(provider: str, payment_reference: str, source: str) -> str:
+    """One reversal of a payment per source: a dispute id, or a refund's cumulative level
+    (`refunded:<cents>`, Stripe's `amount_refunded`) (ADR-134). The part taken from the debt account
+    is keyed `<this>:debt`."""
+    return f"payment_reversal:{provider}:{payment_reference}:{source}"
+
+
+def reinstatement_key(provider: str, payment_reference: str, source: str) -> str:
+    """One return of a reversal's credits per source (a dispute won); `<this>:debt` for the part
+    that cancels debt."""
+    return f"payment_reinstated:{provider}:{payment_reference}:{source}"
+
+
+def debt_payment_key(provider: str, payment_reference: str) -> str:
+    """One payment of debt per incoming payment: the payment's credits pay the debt first."""
+    return f"debt_payment:{provider}:{payment_reference}"
 
 
 _NAMESPACE_BYTES = TRANSFER_ID_NAMESPACE.bytes

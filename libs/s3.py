@@ -67,8 +67,19 @@ class S3Client:
     retried by the task's own attempts, and the gateway answers 503 rather than wait.
     """
 
-    def __init__(self, bucket: S3Bucket, credentials: S3Credentials, *, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        bucket: S3Bucket,
+        credentials: S3Credentials,
+        *,
+        timeout_seconds: float,
+        public_endpoint_url: str | None = None,
+    ) -> None:
         self._bucket = bucket
+        # Presigned URLs name the endpoint browsers reach (the signature covers the host).
+        self._public_bucket = (
+            S3Bucket(public_endpoint_url, bucket.bucket, bucket.region) if public_endpoint_url else bucket
+        )
         self._credentials = credentials
         self._timeout_seconds = timeout_seconds
         self._client: BotocoreS3 | None = None
@@ -118,6 +129,21 @@ class S3Client:
         except failed as error:
             raise _unreachable("GET", key, error) from None
 
+    async def bucket_exists(self) -> bool:
+        """True when the bucket exists (HEAD); False when the server says it does not; S3Error when
+        it refuses to say (a key without s3:ListBucket) or cannot be reached."""
+        s3 = await self._s3()
+        refused, failed = _library_errors()
+        try:
+            await s3.head_bucket(Bucket=self._bucket.bucket)
+        except refused as error:
+            if _status(error) == 404:
+                return False
+            raise S3Error(_status(error), f"HEAD bucket refused (HTTP {_status(error)})") from None
+        except failed as error:
+            raise _unreachable("HEAD", self._bucket.bucket, error) from None
+        return True
+
     async def create_bucket(self) -> None:
         """Creates the bucket (an existing bucket we own is fine)."""
         s3 = await self._s3()
@@ -139,9 +165,10 @@ class S3Client:
     def presigned_get_url(
         self, key: str, *, expires_seconds: int, params: Mapping[str, str] | None = None
     ) -> str:
-        """A GET URL for `key` anyone can use until it expires (`params`: response-* overrides)."""
+        """A GET URL for `key` anyone can use until it expires (`params`: response-* overrides),
+        on the public endpoint when one was given."""
         return presigned_get_url(
-            self._bucket.object_url(key),
+            self._public_bucket.object_url(key),
             self._credentials,
             self._bucket.region,
             expires_seconds=expires_seconds,

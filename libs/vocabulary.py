@@ -112,6 +112,13 @@ class RefType(StrEnum):
     BATCH_CAPTURE = "batch_capture"
     BATCH_REFUND = "batch_refund"
     BATCH_SETTLE = "batch_settle"
+    # A refunded or disputed payment takes back what it bought (ADR-134): from available to the
+    # `payments` source, and what was already spent from the tenant's `debt` account.
+    PAYMENT_REVERSAL = "payment_reversal"
+    # Credits that pay a recorded debt back, from available to the `debt` account (ADR-134).
+    DEBT_PAYMENT = "debt_payment"
+    # A dispute won: the credits taken back return, to the debt first, then to available.
+    PAYMENT_REINSTATED = "payment_reinstated"
 
 
 def fault_of(failure_type: str) -> Fault:

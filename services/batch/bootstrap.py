@@ -103,13 +103,14 @@ def worker_identity() -> str:
 
 def build_storage(settings: Settings) -> AssetStorage:
     """Where videos are kept: the local asset directory, or an S3 bucket (REELBATCH_STORAGE=s3)."""
-    if settings.storage == "s3":
+    if settings.video_storage == "s3":
         return S3Storage(s3_client(settings), settings.public_base_url)
     return LocalDirectoryStorage(Path(settings.asset_dir), settings.public_base_url)
 
 
 def s3_client(settings: Settings) -> S3Client:
-    """A client of the configured video bucket (its HTTP pool lives as long as the process)."""
+    """A client of the configured video bucket (its HTTP pool lives as long as the process); the
+    launcher's migrate step uses it too, to create the bucket."""
     return S3Client(
         S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
         S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
@@ -183,7 +184,7 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
 
 def build_input_files(settings: Settings) -> InputFileStore:
     """Where uploaded input images are kept: beside the videos."""
-    if settings.storage == "s3":
+    if settings.video_storage == "s3":
         return S3InputFiles(s3_client(settings))
     return LocalInputFiles(Path(settings.asset_dir))
 

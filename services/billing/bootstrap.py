@@ -14,6 +14,7 @@ from libs.migrations import upgrade_to_head
 from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import StripeCheckout
+from services.billing.adapters.stripe_payments import StripePayments
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.adapters.tables import outbox
 from services.billing.domain.console_access import ConsolePolicy
@@ -70,6 +71,11 @@ async def bootstrap(settings: Settings) -> BillingApp:
         ),
         checkout=(
             StripeCheckout(settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base)
+            if settings.stripe_secret_key
+            else None
+        ),
+        stripe_payments=(
+            StripePayments(settings.stripe_secret_key.get_secret_value(), settings.stripe_api_base)
             if settings.stripe_secret_key
             else None
         ),

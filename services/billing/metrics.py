@@ -48,3 +48,30 @@ def record_alerts(alert_types: Iterable[str]) -> None:
     """Counts committed threshold crossings per event type (`credits.low`, `budget.threshold`)."""
     for alert_type in alert_types:
         _ALERTS.add(1, {"type": alert_type})
+
+
+_AUTO_TOP_UPS = _meter.create_counter(
+    "reelbatch_auto_top_ups",
+    description=(
+        "Automatic top-up purchases by outcome (label `outcome`: requested, submitted, succeeded,"
+        " declined); a declined one turned the tenant's auto top-up off (ADR-135)"
+    ),
+)
+_REVERSED = _meter.create_counter(
+    "reelbatch_credits_reversed",
+    description="Credits taken back by refunded or disputed payments (label `to`: available or debt)",
+)
+
+
+def record_auto_top_ups(outcome: str, count: int = 1) -> None:
+    """Counts automatic top-up purchases reaching `outcome`."""
+    if count:
+        _AUTO_TOP_UPS.add(count, {"outcome": outcome})
+
+
+def record_reversal(from_available: int, to_debt: int) -> None:
+    """Counts the credits one payment reversal took from the available credits and added to debt."""
+    if from_available:
+        _REVERSED.add(from_available, {"to": "available"})
+    if to_debt:
+        _REVERSED.add(to_debt, {"to": "debt"})

@@ -25,6 +25,8 @@ import asyncio
 import logging
 import os
 
+from pydantic import ValidationError
+
 from libs.config import Settings, load_settings
 from libs.lifecycle import run_process, spare_the_garbage_collector
 from libs.telemetry import configure_logging, configure_telemetry, shutdown_telemetry, start_metrics_endpoint
@@ -95,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    if args.command == "run":
+        # Its processes (and the storage default, ADR-140) learn the replica count from here.
+        os.environ["REELBATCH_REPLICAS"] = str(args.replicas)
+    try:
+        settings = load_settings()
+    except ValidationError as invalid:
+        # One line per problem, without pydantic's URL: the operator fixes the environment.
+        problems = "\n".join(f"  {error['msg'].removeprefix('Value error, ')}" for error in invalid.errors())
+        raise SystemExit(f"reelbatch: the configuration is refused:\n{problems}") from None
     if args.command == "migrate":
         configure_logging("migrate", settings.log_level)
         migrate(settings)

@@ -76,7 +76,7 @@ def test_embedded_mode_killed_mid_batch_finishes_the_seed_demo_after_a_restart(t
         assert (batch["frozen_credits"], batch["credits_spent"], batch["refunded_credits"]) == (200, 190, 10)
         ledger = sorted((e["ref_type"], e["credits_delta"]) for e in api.ledger(DEMO, batch_id))
         assert ledger == [("batch_refund", 10), ("batch_upfront", -200)]
-        assert api.credits(DEMO) == {"available_credits": 4810, "held_credits": 0}
+        assert api.credits(DEMO) == {"available_credits": 4810, "held_credits": 0, "debt_credits": 0}
 
         retried = api.create_batch(DEMO, SEED_ITEMS, request_id=request_id)
         assert retried.json()["batch_id"] == batch_id

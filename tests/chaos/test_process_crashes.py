@@ -72,7 +72,7 @@ def test_a_worker_killed_mid_batch_loses_no_task_and_charges_nothing_twice(slow_
 
     batch = api.wait_until_settled(customer, batch_id, timeout=90)
     assert (batch["status"], batch["success_count"], batch["pending_count"]) == ("completed", 100, 0)
-    assert api.credits(customer) == {"available_credits": 1000, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 1000, "held_credits": 0, "debt_credits": 0}
     wait_for_all_settled(slow_stack.database_url)
 
 
@@ -101,7 +101,7 @@ def test_billing_killed_while_outcomes_flow_settles_everything_once_it_is_back(s
         50,
         "refunded",
     )
-    assert api.credits(customer) == {"available_credits": 550, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 550, "held_credits": 0, "debt_credits": 0}
     wait_for_all_settled(slow_stack.database_url)
 
 
@@ -121,5 +121,5 @@ def test_the_batch_service_killed_mid_batch_resumes_and_settles(slow_stack: Stac
 
     batch = api.wait_until_settled(customer, batch_id, timeout=90)
     assert (batch["status"], batch["success_count"]) == ("completed", 40)
-    assert api.credits(customer) == {"available_credits": 600, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 600, "held_credits": 0, "debt_credits": 0}
     wait_for_all_settled(slow_stack.database_url)

@@ -77,7 +77,7 @@ def test_seed_demo_freezes_upfront_refunds_the_failure_and_settles_at_190(api: A
     assert (batch["frozen_credits"], batch["credits_spent"], batch["refunded_credits"]) == (200, 190, 10)
     assert batch["settlement_status"] == "refunded"
     assert batch["finished_at"] is not None
-    assert api.credits(customer) == {"available_credits": 4810, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 4810, "held_credits": 0, "debt_credits": 0}
     ledger = api.ledger(customer)
     assert [(e["ref_type"], e["credits_delta"]) for e in ledger] == [
         ("batch_refund", 10),
@@ -112,7 +112,7 @@ def test_a_batch_costing_more_than_the_balance_is_refused_with_402_and_changes_n
             "available_credits": 100,
         },
     }
-    assert api.credits(customer) == {"available_credits": 100, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 100, "held_credits": 0, "debt_credits": 0}
     assert [e["ref_type"] for e in api.ledger(customer)] == ["topup"]
     again = api.create_batch(customer, items, request_id="too-expensive")
     assert again.status_code == 402 and again.json() == refused.json()
@@ -158,4 +158,4 @@ def test_flaky_items_succeed_after_retries_and_timeouts_fail_and_are_refunded(ap
     assert (tasks[1]["status"], tasks[1]["attempts"]) == ("succeeded", 3)
     assert (tasks[2]["status"], tasks[2]["failure_type"], tasks[2]["attempts"]) == ("failed", "timeout", 3)
     assert (batch["status"], batch["credits_spent"], batch["refunded_credits"]) == ("partial", 20, 10)
-    assert api.credits(customer) == {"available_credits": 80, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 80, "held_credits": 0, "debt_credits": 0}

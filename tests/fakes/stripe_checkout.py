@@ -9,7 +9,15 @@
 - The hosted payment page (`url`): a form whose "Pay" button completes the session
   (`status` `complete`, `payment_status` `paid`, a `payment_intent`), sends the signed
   `checkout.session.completed` event to `webhook_url` (Stripe-Signature `t=...,v1=HMAC-SHA256`)
-  and redirects to `success_url` with `{CHECKOUT_SESSION_ID}` filled in, as Stripe does.
+  and redirects to `success_url` with `{CHECKOUT_SESSION_ID}` filled in, as Stripe does. A
+  session opened with a `customer` and `payment_intent_data[setup_future_usage]` saves the card
+  (a visa ending 4242) to that customer, and every paid session has a PaymentIntent and a Charge
+  that can be refunded or disputed.
+- Customers, saved PaymentMethods, off-session PaymentIntents, refunds and disputes:
+  `tests.fakes.stripe_payments` (routes added to the same app).
+
+Events are signed as Stripe signs them and posted to `webhook_url` when it is set; without one they
+wait in `undelivered` (payload, Stripe-Signature) for the test to deliver.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import hashlib
 import hmac
 import html
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,9 +39,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from tests.fakes.server import serving
-
-SECRET_KEY = "sk_test_fake_0123456789"
-_KEY_PART = re.compile(r"\[([^\]]*)\]")
+from tests.fakes.stripe_api import SECRET_KEY as SECRET_KEY
+from tests.fakes.stripe_api import authorized, nested_form, stripe_error
+from tests.fakes.stripe_payments import add_payment_routes, paid_intent, saved_card
 
 
 @dataclass
@@ -48,9 +55,56 @@ class FakeStripe:
     sent_events: list[dict[str, Any]] = field(default_factory=list)
     # Answers of the webhook endpoint to the events sent, in order.
     webhook_statuses: list[int] = field(default_factory=list)
+    # Signed events not posted (no webhook_url): (payload, Stripe-Signature), oldest first.
+    undelivered: list[tuple[bytes, str]] = field(default_factory=list)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Idempotency-Key -> (request parameters, status, body): Stripe answers a replay identically.
+    idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
+    # How each saved card behaves when charged: "succeed", "decline", "authentication_required".
+    card_behaviour: dict[str, str] = field(default_factory=dict)
+    # How many PaymentIntents were created (not replayed): what a card was charged for.
+    intents_created: int = 0
 
     def listening_on(self, port: int) -> None:
         self.api_url = f"http://127.0.0.1:{port}"
+
+    def event(self, event_type: str, obj: dict[str, Any]) -> tuple[bytes, str]:
+        """A signed Stripe event of `obj` (recorded in `sent_events`; see `deliver`)."""
+        event = {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "api_version": "2025-09-30.clover",
+            "type": event_type,
+            "created": int(time.time()),
+            "livemode": False,
+            "data": {"object": json.loads(json.dumps(obj))},
+        }
+        self.sent_events.append(event)
+        payload = json.dumps(event).encode()
+        return payload, self.sign(payload)
+
+    async def deliver(self, events: list[tuple[bytes, str]]) -> None:
+        """Posts signed events to `webhook_url`, in order; keeps them in `undelivered` without one."""
+        if not self.webhook_url:
+            self.undelivered.extend(events)
+            return
+        async with httpx.AsyncClient(timeout=10) as client:
+            for payload, signature in events:
+                answer = await client.post(
+                    self.webhook_url,
+                    content=payload,
+                    headers={"content-type": "application/json", "stripe-signature": signature},
+                )
+                self.webhook_statuses.append(answer.status_code)
+
+    def take_undelivered(self) -> list[tuple[bytes, str]]:
+        """The events waiting for delivery, oldest first (and forgets them)."""
+        taken, self.undelivered[:] = list(self.undelivered), []
+        return taken
 
     def sign(self, payload: bytes) -> str:
         """Stripe's signature scheme: `t=<unix>,v1=HMAC_SHA256(secret, "<t>.<payload>")`."""
@@ -61,54 +115,20 @@ class FakeStripe:
         return f"t={signed_at},v1={digest}"
 
 
-def nested_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's form encoding (`a[b][0][c]=v`) as nested dicts and lists."""
-    root: dict[str, Any] = {}
-    for key, value in pairs:
-        head = key.split("[", 1)[0]
-        parts = [head, *_KEY_PART.findall(key[len(head) :])]
-        node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    converted: dict[str, Any] = _lists(root)
-    return converted
-
-
-def _lists(node: Any) -> Any:
-    """Dicts keyed 0..n-1 become lists (Stripe's `line_items[0]`)."""
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _lists(value) for key, value in node.items()}
-    if converted and all(key.isdigit() for key in converted):
-        return [converted[key] for key in sorted(converted, key=int)]
-    return converted
-
-
-def _error(
-    status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"
-) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message, "param": param}}, status_code=status)
-
-
-def _authorized(request: Request) -> bool:
-    return request.headers.get("authorization", "") == f"Bearer {SECRET_KEY}"
-
-
 def stripe_app(state: FakeStripe) -> FastAPI:
     """The fake's app."""
     app = FastAPI()
 
     @app.post("/v1/checkout/sessions")
     async def create_session(request: Request) -> Response:
-        if not _authorized(request):
-            return _error(401, "Invalid API Key provided", kind="invalid_request_error")
+        if not authorized(request):
+            return stripe_error(401, "Invalid API Key provided", kind="invalid_request_error")
         params = nested_form(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         if params.get("mode") != "payment":
-            return _error(400, "Missing required param: mode.", "mode")
+            return stripe_error(400, "Missing required param: mode.", "mode")
         items = params.get("line_items")
         if not isinstance(items, list) or not items:
-            return _error(400, "Missing required param: line_items.", "line_items")
+            return stripe_error(400, "Missing required param: line_items.", "line_items")
         amount = 0
         for index, item in enumerate(items):
             price = item.get("price_data") or {}
@@ -116,12 +136,14 @@ def stripe_app(state: FakeStripe) -> FastAPI:
                 unit = int(price["unit_amount"])
                 quantity = int(item.get("quantity", "1"))
             except (KeyError, ValueError):
-                return _error(400, "Invalid line item.", f"line_items[{index}][price_data][unit_amount]")
+                return stripe_error(
+                    400, "Invalid line item.", f"line_items[{index}][price_data][unit_amount]"
+                )
             if price.get("currency") != "usd":
-                return _error(400, "Invalid currency.", f"line_items[{index}][price_data][currency]")
+                return stripe_error(400, "Invalid currency.", f"line_items[{index}][price_data][currency]")
             amount += unit * quantity
         if not str(params.get("success_url", "")).startswith(("http://", "https://")):
-            return _error(400, "Not a valid URL", "success_url")
+            return stripe_error(400, "Not a valid URL", "success_url")
         session_id = f"cs_test_{uuid.uuid4().hex}"
         now = int(time.time())
         session = {
@@ -136,6 +158,8 @@ def stripe_app(state: FakeStripe) -> FastAPI:
             "client_reference_id": params.get("client_reference_id"),
             "metadata": params.get("metadata") or {},
             "payment_intent": None,
+            "customer": params.get("customer"),
+            "payment_intent_data": params.get("payment_intent_data") or {},
             "success_url": params.get("success_url"),
             "cancel_url": params.get("cancel_url"),
             "created": now,
@@ -148,11 +172,11 @@ def stripe_app(state: FakeStripe) -> FastAPI:
 
     @app.get("/v1/checkout/sessions/{session_id}")
     async def retrieve_session(session_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return _error(401, "Invalid API Key provided")
+        if not authorized(request):
+            return stripe_error(401, "Invalid API Key provided")
         session = state.sessions.get(session_id)
         if session is None:
-            return _error(404, f"No such checkout.session: '{session_id}'", "id")
+            return stripe_error(404, f"No such checkout.session: '{session_id}'", "id")
         return JSONResponse(session)
 
     @app.get("/c/pay/{session_id}")
@@ -173,27 +197,16 @@ def stripe_app(state: FakeStripe) -> FastAPI:
         session = state.sessions.get(session_id)
         if session is None or session["status"] != "open":
             return HTMLResponse("<h1>This session is no longer open</h1>", status_code=400)
-        session.update(status="complete", payment_status="paid", payment_intent=f"pi_{uuid.uuid4().hex}")
-        event = {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "object": "event",
-            "type": "checkout.session.completed",
-            "created": int(time.time()),
-            "livemode": False,
-            "data": {"object": session},
-        }
-        payload = json.dumps(event).encode()
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(
-                state.webhook_url,
-                content=payload,
-                headers={"content-type": "application/json", "stripe-signature": state.sign(payload)},
-            )
-        state.sent_events.append(event)
-        state.webhook_statuses.append(answer.status_code)
+        customer = session.get("customer")
+        saving = (session.get("payment_intent_data") or {}).get("setup_future_usage")
+        method = saved_card(state, customer) if customer and saving else None
+        intent = paid_intent(state, session["amount_total"], customer, method, {})
+        session.update(status="complete", payment_status="paid", payment_intent=intent["id"])
+        await state.deliver([state.event("checkout.session.completed", session)])
         target = str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", session_id)
         return RedirectResponse(target, status_code=303)
 
+    add_payment_routes(app, state)
     return app
 
 

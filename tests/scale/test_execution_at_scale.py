@@ -98,7 +98,11 @@ def test_cancel_mid_run_refunds_exactly_what_did_not_succeed(stack: Stack, api: 
     assert 0 < succeeded < 300
     assert (batch["credits_spent"], batch["refunded_credits"]) == (PRICE * succeeded, PRICE * cancelled_count)
     assert batch["settlement_status"] == "refunded"
-    assert api.credits(customer) == {"available_credits": 5_000 - PRICE * succeeded, "held_credits": 0}
+    assert api.credits(customer) == {
+        "available_credits": 5_000 - PRICE * succeeded,
+        "held_credits": 0,
+        "debt_credits": 0,
+    }
     assert again.status_code == 200 and again.json()["cancelled_count"] == cancelled_count
     messages = {
         task["error_message"] for task in api.tasks(customer, batch_id) if task["status"] == "cancelled"
@@ -163,7 +167,7 @@ def test_retry_failed_charges_a_new_batch_for_the_failed_items_only(stack: Stack
     assert [task["status"] for task in tasks] == ["failed"] * 3
     assert (second["failed_count"], second["refunded_credits"], second["retry_of"]) == (3, 30, batch_id)
     assert (source["retry_of"], source["retries"]) == (None, [retry_id])
-    assert api.credits(customer) == {"available_credits": 1_000 - 90, "held_credits": 0}
+    assert api.credits(customer) == {"available_credits": 1_000 - 90, "held_credits": 0, "debt_credits": 0}
     completed = _create(api, customer, {"items": [{"prompt": "fine", "model": "sora-2"}]})
     api.wait_until_settled(customer, completed.json()["batch_id"])
     nothing = api.http.post(
@@ -199,7 +203,7 @@ def test_a_ten_thousand_item_batch_runs_and_settles_with_zero_latency(
         print(f"10,000-item batch settled in {time.monotonic() - started:.1f}s")
         assert (batch["status"], batch["success_count"], batch["failed_count"]) == ("partial", 9_900, 100)
         assert (batch["credits_spent"], batch["refunded_credits"]) == (99_000, 1_000)
-        assert api.credits(customer) == {"available_credits": 1_000, "held_credits": 0}
+        assert api.credits(customer) == {"available_credits": 1_000, "held_credits": 0, "debt_credits": 0}
         wait_for_all_settled(database_url)
     finally:
         big.stop_all()

@@ -55,6 +55,9 @@ def _cluster_settings() -> dict[str, str]:
         "REELBATCH_INPUT_URL_ALLOW_HTTP": "0",
         "REELBATCH_INPUT_URL_ALLOW_PRIVATE": "0",
         "REELBATCH_METRICS_PORT": "0",  # processes of other tests may hold the default ports
+        # One host in place of the cluster's S3: every process sees the same asset directory.
+        "REELBATCH_STORAGE": "local",
+        "REELBATCH_ASSET_DIR_SHARED": "true",
     }
 
 

@@ -108,5 +108,9 @@ def test_an_outage_past_its_limit_fails_the_waiting_tasks_as_provider_error_refu
         assert f'<li data-model="{MODEL}"><strong>{MODEL}</strong>: degraded' in overview.text
         wait_for_all_settled(stack.database_url)
         # Every task refunded: the customer has all their credits back.
-        assert api.credits(customer) == {"available_credits": 20 * TASKS, "held_credits": 0}
+        assert api.credits(customer) == {
+            "available_credits": 20 * TASKS,
+            "held_credits": 0,
+            "debt_credits": 0,
+        }
     replicate_fake.reset()

@@ -69,6 +69,10 @@ class ReplicatedRun:
             "REELBATCH_BILLING_GRPC_ADDR": f"127.0.0.1:{_free_pair()}",
             "REELBATCH_BATCH_GRPC_ADDR": f"127.0.0.1:{_free_pair()}",
             "REELBATCH_WEBHOOK_GRPC_ADDR": f"127.0.0.1:{_free_pair()}",
+            # Every replica runs on this host and sees one asset directory (the default with
+            # replicas, S3, is tested in tests/integration/storage/test_shared_storage.py).
+            "REELBATCH_STORAGE": "local",
+            "REELBATCH_ASSET_DIR_SHARED": "true",
         }
         self.gateways = [f"http://127.0.0.1:{http_port + i}" for i in range(2)]
         self.launcher = spawn(workdir, "launcher", ["run", "--replicas", "2", "--workers", "1"], self.env)

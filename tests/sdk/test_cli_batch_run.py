@@ -128,7 +128,7 @@ def test_status_credits_ledger_and_errors_answer_json_and_exit_codes(
     assert isinstance(submitted, dict)
     batch_id = submitted["batch"]["batch_id"]
     assert cli("status", batch_id)[1]["status"] == "completed"  # type: ignore[index]
-    assert cli("credits")[1] == {"available_credits": 100_000 - 30, "held_credits": 0}
+    assert cli("credits")[1] == {"available_credits": 100_000 - 30, "held_credits": 0, "debt_credits": 0}
     code, ledger = cli("ledger", "--batch", batch_id)
     assert code == 0 and ledger["totals"] == {"batch_upfront": -30}  # type: ignore[index]
     code, month = cli("ledger", "--month", datetime.now(UTC).strftime("%Y-%m"))

@@ -170,6 +170,8 @@ FORM_FIELDS: dict[str, Callable[[], dict[str, str]]] = {
     },
     "replay_failed": lambda: {"since": "2000-01-01T00:00"},
     "change_role": lambda: {"role": "finance"},
+    # Saved turned off: turning it on needs a card saved with Stripe.
+    "set_auto_top_up": lambda: {"threshold_credits": "100", "pack_id": "pilot", "max_per_month": "1"},
 }
 
 

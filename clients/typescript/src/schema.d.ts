@@ -92,6 +92,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/enterprise/auto-top-up": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's automatic top-up
+         * @description When a batch's freeze takes the available credits below `threshold_credits`, billing buys the chosen pack with the card saved with Stripe (an off-session PaymentIntent, one per crossing: concurrent batches buy one pack), at most `max_per_month` times per UTC month. The credits arrive through Stripe's verified webhook, like any pack. A declined payment turns it off, sends the signed webhook `auto_top_up.failed` and shows a banner in the console.
+         */
+        get: operations["get_auto_top_up"];
+        /**
+         * Set the tenant's automatic top-up
+         * @description When a batch's freeze takes the available credits below `threshold_credits`, billing buys the chosen pack with the card saved with Stripe (an off-session PaymentIntent, one per crossing: concurrent batches buy one pack), at most `max_per_month` times per UTC month. The credits arrive through Stripe's verified webhook, like any pack. A declined payment turns it off, sends the signed webhook `auto_top_up.failed` and shows a banner in the console. Needs a key with the `billing` scope. Turning it on without a saved card is a 409 `no_saved_payment_method`; without Stripe configured, 409 `payments_not_configured`.
+         */
+        put: operations["set_auto_top_up"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enterprise/budget": {
         parameters: {
             query?: never;
@@ -710,6 +734,28 @@ export interface paths {
     };
 }
 export interface webhooks {
+    "auto_top_up.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * auto_top_up.failed: Your saved card refused an automatic top-up; automatic top-up turned itself off (turn it on again once the card is fixed).
+         * @description Your saved card refused an automatic top-up; automatic top-up turned itself off (turn it on again once the card is fixed).
+         *
+         *     Every delivery, to an account endpoint (`POST /api/enterprise/webhook-endpoints`) or to a batch's own `webhook_url`, is signed the same way (Standard Webhooks): headers `webhook-id` (the message id, the same on every retry and replay: deduplicate on it), `webhook-timestamp` (Unix seconds) and `webhook-signature`: `v1,` + base64(HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")), where key is the base64 part of the secret after `whsec_`. The secret is the endpoint's own one (shown once at registration, rotated with `.../rotate-secret`) for account endpoints, and the tenant's signing secret (`GET /api/enterprise/webhook-secret`, rotated with `POST /api/enterprise/webhook-secret/rotate`) for batch `webhook_url`s. During a rotation's overlap the header carries one signature per valid secret, space-separated: accept the delivery when any matches, and refuse timestamps more than 5 minutes away from your clock.
+         */
+        post: operations["auto_top_up_failed_webhookauto_top_up_failed_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "batch.cancelled": {
         parameters: {
             query?: never;
@@ -973,6 +1019,162 @@ export interface components {
             http_status: number | null;
             /** Response Body */
             response_body: string;
+        };
+        /**
+         * AutoTopUpFailedEvent
+         * @description `auto_top_up.failed`.
+         */
+        AutoTopUpFailedEvent: {
+            data: components["schemas"]["AutoTopUpFailedEventData"];
+            /**
+             * Timestamp
+             * @description When it happened (RFC 3339, UTC).
+             */
+            timestamp: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "auto_top_up.failed";
+        };
+        /**
+         * AutoTopUpFailedEventData
+         * @description The saved card refused an automatic top-up: automatic top-up is now off.
+         */
+        AutoTopUpFailedEventData: {
+            /**
+             * Alert Id
+             * @description Unique per purchase (the same on every retry): deduplicate on it.
+             */
+            alert_id: string;
+            /**
+             * Auto Top Up Enabled
+             * @description Always false: turn it on again once the card is fixed.
+             */
+            auto_top_up_enabled: boolean;
+            /**
+             * Failure Code
+             * @description Stripe's code: card_declined, authentication_required, ...
+             */
+            failure_code: string;
+            /**
+             * Failure Message
+             * @description Stripe's message.
+             */
+            failure_message: string;
+            /**
+             * Pack Id
+             * @description The pack it tried to buy.
+             */
+            pack_id: string;
+            /**
+             * Threshold Credits
+             * @description The auto top-up threshold whose crossing asked for it.
+             */
+            threshold_credits: number;
+        };
+        /**
+         * AutoTopUpPurchaseView
+         * @description One automatic purchase a crossing asked for.
+         */
+        AutoTopUpPurchaseView: {
+            /** Amount Usd Cents */
+            amount_usd_cents: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Credits */
+            credits: number;
+            /**
+             * Failure Code
+             * @description Stripe's code when it failed (card_declined, ...).
+             */
+            failure_code: string | null;
+            /** Pack Id */
+            pack_id: string;
+            /**
+             * Payment Intent
+             * @description The Stripe PaymentIntent, once created.
+             */
+            payment_intent: string | null;
+            /** Purchase Id */
+            purchase_id: string;
+            /**
+             * Status
+             * @description pending, submitted (charged, waiting for Stripe), succeeded or failed.
+             */
+            status: string;
+        };
+        /**
+         * AutoTopUpUpdate
+         * @description The tenant's automatic top-up settings, replacing the current ones.
+         */
+        AutoTopUpUpdate: {
+            /**
+             * Enabled
+             * @description Turn it on (needs a card saved with Stripe: buy a pack once in the console) or off. A declined payment turns it off by itself.
+             */
+            enabled: boolean;
+            /**
+             * Max Per Month
+             * @description At most this many automatic purchases per UTC calendar month.
+             * @default 1
+             */
+            max_per_month?: number;
+            /**
+             * Pack Id
+             * @description The pack to buy (`GET /api/enterprise/packs`).
+             */
+            pack_id: string;
+            /**
+             * Threshold Credits
+             * @description Buy the pack when a batch's freeze takes the available credits below this many (detected in the freeze's own transaction, so concurrent batches buy one pack).
+             */
+            threshold_credits: number;
+        };
+        /**
+         * AutoTopUpView
+         * @description The tenant's automatic top-up (off until turned on) and its latest purchases.
+         */
+        AutoTopUpView: {
+            /** Disabled At */
+            disabled_at: string | null;
+            /**
+             * Disabled Reason
+             * @description Why it turned itself off (a declined payment); null otherwise.
+             */
+            disabled_reason: string | null;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Max Per Month
+             * @description At most this many automatic purchases per UTC calendar month.
+             */
+            max_per_month: number;
+            /** Pack Id */
+            pack_id: string;
+            /**
+             * Payment Method
+             * @description The saved card charged, e.g. `visa •••• 4242`.
+             */
+            payment_method: string | null;
+            /**
+             * Purchases This Month
+             * @description Purchases this month that did not fail.
+             */
+            purchases_this_month: number;
+            /**
+             * Recent Purchases
+             * @description The latest purchases, newest first.
+             */
+            recent_purchases: components["schemas"]["AutoTopUpPurchaseView"][];
+            /**
+             * Threshold Credits
+             * @description Buy the pack when a batch's freeze takes the available credits below this many (detected in the freeze's own transaction, so concurrent batches buy one pack).
+             */
+            threshold_credits: number;
         };
         /**
          * BatchAccepted
@@ -1592,6 +1794,11 @@ export interface components {
              */
             available_credits: number;
             /**
+             * Debt Credits
+             * @description Credits owed: refunded or disputed payments whose credits were already spent. While above 0, new batches are refused with 402 `debt_outstanding`; the next payment pays it first.
+             */
+            debt_credits: number;
+            /**
              * Held Credits
              * @description Credits frozen for batches still running.
              */
@@ -1659,7 +1866,7 @@ export interface components {
             description?: string;
             /**
              * Event Types
-             * @description batch.queued, batch.completed, batch.cancelled, credits.low, budget.threshold, task.succeeded, task.failed; empty means the batch and alert events.
+             * @description batch.queued, batch.completed, batch.cancelled, credits.low, budget.threshold, auto_top_up.failed, task.succeeded, task.failed; empty means the batch and alert events.
              */
             event_types?: string[];
             /**
@@ -1727,9 +1934,14 @@ export interface components {
             available_credits?: number | null;
             /**
              * Code
-             * @description Stable reason: unauthorized, forbidden, not_found, method_not_allowed, idempotency_key_reused, insufficient_credits, payload_too_large, validation_error, rate_limited, unavailable, internal.
+             * @description Stable reason: unauthorized, forbidden, not_found, method_not_allowed, idempotency_key_reused, insufficient_credits, debt_outstanding, payload_too_large, validation_error, rate_limited, unavailable, internal.
              */
             code: string;
+            /**
+             * Debt Credits
+             * @description Credits owed (debt_outstanding).
+             */
+            debt_credits?: number | null;
             /**
              * Errors
              * @description Every invalid input of the request at once, at most 100 (validation_error).
@@ -2210,7 +2422,7 @@ export interface components {
         /**
          * StatementView
          * @description A month of the available balance: opening + purchases + grants - spent + refunded + released
-         *     = closing.
+         *     - reversed - debt_paid + reinstated = closing.
          */
         StatementView: {
             /**
@@ -2221,6 +2433,12 @@ export interface components {
             /** Closing Balance */
             closing_balance: number;
             /**
+             * Closing Debt
+             * @description Credits owed at the end of the month.
+             * @default 0
+             */
+            closing_debt?: number;
+            /**
              * Closing Granted Credits
              * @description Part of the closing balance that was granted (spent first).
              */
@@ -2230,6 +2448,12 @@ export interface components {
              * @description Part of the closing balance that was paid for.
              */
             closing_paid_credits: number;
+            /**
+             * Debt Paid
+             * @description Credits of payments that paid a debt first.
+             * @default 0
+             */
+            debt_paid?: number;
             /**
              * Grants
              * @description Promotional credits granted.
@@ -2252,10 +2476,22 @@ export interface components {
              */
             refunded: number;
             /**
+             * Reinstated
+             * @description Credits returned by disputes won.
+             * @default 0
+             */
+            reinstated?: number;
+            /**
              * Released
              * @description Remainders released when batches settled.
              */
             released: number;
+            /**
+             * Reversed
+             * @description Credits taken back from available by refunded or disputed payments.
+             * @default 0
+             */
+            reversed?: number;
             /**
              * Spent
              * @description Credits frozen for batches accepted in the month.
@@ -2913,6 +3149,158 @@ export interface operations {
             };
             /** @description No such resource, or not yours (`not_found`). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input (`validation_error`, with `errors`: [{loc, code, message, field}], every one at once). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_auto_top_up: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopUpView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`, with Retry-After). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unexpected failure (`internal`); no details are disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backend is unavailable (`unavailable`, with Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_auto_top_up: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutoTopUpUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopUpView"];
+                };
+            };
+            /** @description Missing or invalid credentials (`unauthorized`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without the scope the request needs), or a video link expired or tampered with. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflict, e.g. the idempotency key was used with another body (`idempotency_key_reused`, with the `batch_id` holding it), or a quote used already (`quote_used`) or cited with another body (`quote_mismatch`). */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4006,7 +4394,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`), or the account owes credits of a refunded or disputed payment (`debt_outstanding`, with `debt_credits`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -4499,7 +4887,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`). */
+            /** @description Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, `remaining_credits` and `period_end`), or the account owes credits of a refunded or disputed payment (`debt_outstanding`, with `debt_credits`). */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -5364,6 +5752,37 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
+            };
+        };
+    };
+    auto_top_up_failed_webhookauto_top_up_failed_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutoTopUpFailedEvent"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Received: any 2xx ends the retries of this message. */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

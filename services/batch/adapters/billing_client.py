@@ -29,6 +29,7 @@ from services.batch.domain.batch import (
 from services.batch.domain.errors import (
     BillingUnavailable,
     BudgetExceeded,
+    DebtOutstanding,
     InsufficientCredits,
     ModelUnavailable,
     PriceChanged,
@@ -216,6 +217,12 @@ class GrpcBilling:
             for known in ("required_credits", "remaining_credits", "period_end"):
                 details.pop(known, None)
             return BudgetExceeded(required, remaining, decoded.details.get("period_end", ""), **details)
+        if decoded.reason == DebtOutstanding.reason:
+            required = sum(line.count * line.unit_price for line in item.lines)
+            return DebtOutstanding(
+                _int_detail(decoded.details, "debt_credits", 0),
+                _int_detail(decoded.details, "required_credits", required),
+            )
         if decoded.reason in QuoteRefused.MESSAGES:
             return QuoteRefused(decoded.reason, **decoded.details)
         if decoded.code in _UNREACHABLE:

@@ -128,6 +128,8 @@ tasks = Table(
     Column("status", Text, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("claims", Integer, nullable=False, server_default=text("0")),
+    # 0014: claims a stopping worker handed back (not lost: the lease sweep does not count them).
+    Column("handbacks", Integer, nullable=False, server_default=text("0")),
     Column("claim_token", UUID(as_uuid=True), nullable=True),
     Column("lease_expires_at", DateTime(timezone=True), nullable=True),
     Column("failure_type", Text, nullable=True),

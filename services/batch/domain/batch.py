@@ -112,6 +112,8 @@ class RejectionReason(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     # A monthly budget (the tenant's, its key's, its project's) would be exceeded (issue 29).
     BUDGET_EXCEEDED = "budget_exceeded"
+    # The tenant owes credits: a refunded or disputed payment already spent (billing's ADR-134).
+    DEBT_OUTSTANDING = "debt_outstanding"
     # The cited quote was used by another batch, or expired, between the check and the freeze.
     QUOTE_USED = "quote_used"
     QUOTE_EXPIRED = "quote_expired"
@@ -423,6 +425,8 @@ class NewBatch:
     metadata: Metadata = ()
     # Item i's priced options (`generation.options_key`); empty when no item has any.
     options: tuple[str, ...] = ()
+    # Stored only while the tenant has fewer unfinished batches than this (0: no limit).
+    open_batch_limit: int = 0
 
     def price_key(self, index: int) -> PriceKey:
         """The key of item `index`'s line in `prices`."""

@@ -26,6 +26,8 @@ class CreateBatch:
     # The API key that asked (its budget applies; "" unknown) and a quote of this body ("" none).
     api_key_id: str = ""
     quote_id: str = ""
+    # At most this many of the tenant's batches unfinished once this one is stored (0: no limit).
+    open_batch_limit: int = 0
 
 
 @dataclass(frozen=True)

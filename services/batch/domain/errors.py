@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from libs.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.errors import (
+    AlreadyExists,
+    ErrorCategory,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 
 # Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
 
@@ -44,6 +52,23 @@ class PriceChanged(FailedPrecondition):
     reason = "stale_quote"
 
 
+class TooManyOpenBatches(ServiceError):
+    """The tenant already has as many unfinished batches as the caller allows; nothing was stored
+    (the gateway answers 429 rate_limited with Retry-After)."""
+
+    category = ErrorCategory.RESOURCE_EXHAUSTED
+    reason = "rate_limited"
+    # A batch takes seconds to minutes: asking again sooner than this is pointless.
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} batches may be in progress at once",
+            retry_after_seconds=self.RETRY_AFTER_SECONDS,
+        )
+        self.limit = limit
+
+
 class BatchNotFinished(FailedPrecondition):
     """The batch still has tasks to run; only a finished batch can have its failures retried."""
 
@@ -80,6 +105,24 @@ class BudgetExceeded(FailedPrecondition):
         )
         self.required_credits = required_credits
         self.remaining_credits = remaining_credits
+
+
+class DebtOutstanding(FailedPrecondition):
+    """The tenant owes credits (a refunded or disputed payment already spent, billing's ADR-134):
+    the batch is recorded as rejected and owes nothing until a payment pays the debt."""
+
+    reason = "debt_outstanding"
+
+    def __init__(self, debt_credits: int, required_credits: int, **details: object) -> None:
+        super().__init__(
+            f"this account owes {debt_credits} credits (a refunded or disputed payment already spent);"
+            " buy credits to pay the debt, then retry; nothing was frozen",
+            debt_credits=debt_credits,
+            required_credits=required_credits,
+            **details,
+        )
+        self.debt_credits = debt_credits
+        self.required_credits = required_credits
 
 
 class QuoteNotFound(NotFound):

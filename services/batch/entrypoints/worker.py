@@ -1,8 +1,9 @@
 """A batch worker process: consumes dispatch messages and runs their tasks on the providers.
 
-Several workers may run (competing consumers). On stop it takes no new messages, lets the tasks
-in progress finish within a grace period, then cancels the rest: their leases expire and the
-recovery loop dispatches them again.
+Several workers may run (competing consumers). On stop (SIGTERM) it takes no new messages, lets
+the tasks in progress finish within a grace period, then stops the rest and hands them back:
+queued and dispatched again at once, for another worker to claim without waiting for their leases
+to expire (ADR-139). Messages it had not started go back to the queue unacknowledged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_GRACE_SECONDS = 10.0
 LOOP_STOP_SECONDS = 5.0
+# After a hand-back, how long the messages of the stopped tasks get to be acknowledged.
+HAND_BACK_ACK_SECONDS = 1.0
 
 
 async def run_worker(
@@ -59,11 +62,19 @@ async def run_worker(
             ready.set()
         await stopping.wait()
         if not await consumer.drain(grace_seconds):
-            log.warning(
-                "%d tasks still running after %.1fs; cancelling them",
-                worker.executor.in_flight,
-                grace_seconds,
-            )
+            running = worker.executor.in_flight
+            try:
+                handed_back = await worker.executor.hand_back()
+            except Exception:
+                # The database is unreachable: the leases expire and recovery dispatches the tasks.
+                log.exception("could not hand back %d running tasks", running)
+            else:
+                log.warning(
+                    "%d tasks still running after %.1fs: %d handed back", running, grace_seconds, handed_back
+                )
+            # The messages of the stopped tasks are finished now (acknowledged); the others go
+            # back to the queue when the bus closes.
+            await consumer.drain(HAND_BACK_ACK_SECONDS)
     finally:
         after_drain.set()
         # Closing the bus cancels the handlers still running; unacked messages go back to the queue.

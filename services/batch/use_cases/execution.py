@@ -54,6 +54,11 @@ class DispatchResult:
     unclaimed: int = 0
 
 
+# How long a hand-back waits for its stopped tasks to unwind (a provider's cancellation clean-up,
+# an outcome write already under way) before it gives back those still held.
+HAND_BACK_UNWIND_SECONDS = 2.0
+
+
 class ImageSource(Protocol):
     """Where a task's input images come from (uploaded files, fetched URLs)."""
 
@@ -124,6 +129,10 @@ class TaskExecutor:
         self._in_flight: dict[TaskId, ClaimedTask] = {}
         self._runners: dict[TaskId, asyncio.Task[TaskOutcome]] = {}
         self._cancelling: dict[TaskId, CancelReason | None] = {}
+        # Each claimed task's run-and-record coroutine, and the tasks stopped to be handed back.
+        self._recording: set[asyncio.Task[None]] = set()
+        self._handing_back = False
+        self._handed_back: list[ClaimedTask] = []
         self._claiming = True
         # Replaced on every notification, so a waiter that took the event before claiming never
         # misses a slot freed while its claim ran.
@@ -150,6 +159,27 @@ class TaskExecutor:
             if detach is not None:
                 detach()
         self._notify_freed()
+
+    async def hand_back(self) -> int:
+        """Stops the tasks still running here and gives them back at once (the worker is stopping
+        and its grace period is over): queued and dispatched again in one transaction, so another
+        worker claims them now rather than after their lease expires (ADR-139). A remote job keeps
+        running at its provider (`stop_claiming` detached it) and the next claim resumes it
+        (ADR-110). Outcomes already computed are still written. Returns how many were given back.
+        """
+        self._handing_back = True
+        for runner in list(self._runners.values()):
+            runner.cancel()
+        if self._recording:
+            _, late = await asyncio.wait(set(self._recording), timeout=HAND_BACK_UNWIND_SECONDS)
+            if late:
+                log.warning(
+                    "%d tasks did not unwind in %.1fs; their leases will expire",
+                    len(late),
+                    HAND_BACK_UNWIND_SECONDS,
+                )
+        stopped, self._handed_back = self._handed_back, []
+        return await self._claims.hand_back([task.claim_token for task in stopped])
 
     def _notify_freed(self) -> None:
         self._freed.set()
@@ -208,7 +238,10 @@ class TaskExecutor:
                     break
                 for task in result.claimed:
                     plan = plans.get(task.task_id, FRESH_START)
-                    runners.append(asyncio.create_task(self._run_and_record(task, plan)))
+                    recording = asyncio.create_task(self._run_and_record(task, plan))
+                    self._recording.add(recording)
+                    recording.add_done_callback(self._recording.discard)
+                    runners.append(recording)
                 waiting, models = result.waiting, result.waiting_models
                 if not waiting:
                     break
@@ -238,6 +271,10 @@ class TaskExecutor:
             except asyncio.CancelledError:
                 runner.cancel()
                 raise
+            if runner.cancelled() and self._handing_back and task.task_id not in self._cancelling:
+                # Stopped by `hand_back`: no outcome, the task is given back to the queue.
+                self._handed_back.append(task)
+                return
             outcome = self._cancelled_outcome(task, runner, counter)
             await self._writer.submit(outcome)
         finally:

@@ -44,6 +44,7 @@ from services.batch.domain.errors import (
     BatchNotFound,
     BillingUnavailable,
     BudgetExceeded,
+    DebtOutstanding,
     IdempotencyKeyReused,
     InsufficientCredits,
     ModelUnavailable,
@@ -103,13 +104,16 @@ def _rejection(batch: BatchRecord) -> ServiceError:
             batch.rejected_available or 0,
             month_end(batch.created_at).isoformat(),
         )
+    if batch.rejection_reason == RejectionReason.DEBT_OUTSTANDING:
+        # Stored as (required, debt) in the columns of (required, available).
+        return DebtOutstanding(batch.rejected_available or 0, batch.rejected_required or 0)
     if batch.rejection_reason in QuoteRefused.MESSAGES:
         return QuoteRefused(batch.rejection_reason or "")
     return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
 
 
 def _rejection_record(
-    refused: InsufficientCredits | BudgetExceeded | QuoteRefused | ModelUnavailable,
+    refused: InsufficientCredits | BudgetExceeded | DebtOutstanding | QuoteRefused | ModelUnavailable,
 ) -> tuple[RejectionReason, int | None, int | None]:
     """What a rejected batch stores of billing's refusal: its reason and the credits compared (the
     required, and the available balance or the budget's remaining) that `_rejection` answers again."""
@@ -117,6 +121,8 @@ def _rejection_record(
         return RejectionReason.INSUFFICIENT_CREDITS, refused.required_credits, refused.available_credits
     if isinstance(refused, BudgetExceeded):
         return RejectionReason.BUDGET_EXCEEDED, refused.required_credits, refused.remaining_credits
+    if isinstance(refused, DebtOutstanding):
+        return RejectionReason.DEBT_OUTSTANDING, refused.required_credits, refused.debt_credits
     if isinstance(refused, QuoteRefused):
         return RejectionReason(refused.reason), None, None
     # A model withdrawn from the price list since the quote.
@@ -201,6 +207,7 @@ class Intake:
                 options=options,
                 name=command.name or None,
                 metadata=command.metadata,
+                open_batch_limit=max(0, command.open_batch_limit),
             )
             if len(new.items) <= SMALL_BATCH_MAX_ITEMS and retry_of is None:
                 batch, created = await self._inserts.submit(new)
@@ -383,7 +390,13 @@ class Intake:
             changed: BatchRecord | None
             try:
                 reserved = await self._reserve_at_current_prices(batch, lines, terms)
-            except (InsufficientCredits, BudgetExceeded, QuoteRefused, ModelUnavailable) as refused:
+            except (
+                InsufficientCredits,
+                BudgetExceeded,
+                DebtOutstanding,
+                QuoteRefused,
+                ModelUnavailable,
+            ) as refused:
                 # Refused for good (retrying cannot succeed): the batch owes nothing and never runs.
                 changed = await self._store.reservations.mark_rejected(batch.id, *_rejection_record(refused))
                 if changed is not None:

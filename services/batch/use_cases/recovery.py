@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from libs.errors import ServiceError
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.store import BatchStore
-from services.batch.domain.errors import BudgetExceeded, InsufficientCredits, ModelUnavailable, QuoteRefused
+from services.batch.domain.errors import (
+    BudgetExceeded,
+    DebtOutstanding,
+    InsufficientCredits,
+    ModelUnavailable,
+    QuoteRefused,
+)
 from services.batch.use_cases.intake import Intake
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,7 @@ class Recovery:
         for batch_id in await self._store.recovery.stale_reserving_batches(reserving_grace_seconds, limit):
             try:
                 await self._intake.complete_reservation(batch_id)
-            except (InsufficientCredits, ModelUnavailable, BudgetExceeded, QuoteRefused):
+            except (InsufficientCredits, ModelUnavailable, BudgetExceeded, DebtOutstanding, QuoteRefused):
                 resumed += 1  # rejected: settled for good
             except ServiceError as refused:
                 # Billing is down or refused: the batch stays reserving and the next round retries.

@@ -20,6 +20,7 @@ from services.billing.adapters.sql.access import AccessQueries
 from services.billing.adapters.sql.accounts import AccountQueries
 from services.billing.adapters.sql.activity import ActivityQueries
 from services.billing.adapters.sql.audit import AuditQueries
+from services.billing.adapters.sql.auto_top_up import AutoTopUpQueries
 from services.billing.adapters.sql.console_access import ConsoleAccessQueries
 from services.billing.adapters.sql.console_settings import ConsoleSettingsQueries
 from services.billing.adapters.sql.ledger import LedgerQueries
@@ -27,6 +28,7 @@ from services.billing.adapters.sql.payments import PaymentQueries
 from services.billing.adapters.sql.provider_spend import ProviderSpendQueries
 from services.billing.adapters.sql.reporting import ReportingQueries
 from services.billing.adapters.sql.reservations import ReservationQueries
+from services.billing.adapters.sql.reversals import ReversalQueries
 from services.billing.adapters.sql.spend_control import SpendControlQueries
 from services.billing.adapters.sql.usage import UsageQueries
 from services.billing.adapters.tables import outbox
@@ -138,6 +140,16 @@ class LedgerTransaction:
     def spend_control(self) -> SpendControlQueries:
         """Budgets, their use, stored quotes."""
         return SpendControlQueries(self._conn)
+
+    @cached_property
+    def reversals(self) -> ReversalQueries:
+        """Refunded and disputed payments, and debts (ADR-134)."""
+        return ReversalQueries(self._conn)
+
+    @cached_property
+    def auto_top_up(self) -> AutoTopUpQueries:
+        """Automatic top-up settings and purchases (ADR-135)."""
+        return AutoTopUpQueries(self._conn)
 
     @cached_property
     def audit(self) -> AuditQueries:

@@ -16,6 +16,7 @@ from services.billing.domain.packs import CreditPack
 
 if TYPE_CHECKING:
     import stripe
+    from stripe.params.checkout import SessionCreateParams
 
 # Stripe answers a Checkout Session create in well under a second; a stuck one must not hold a page.
 CHECKOUT_TIMEOUT_SECONDS = 10
@@ -51,31 +52,37 @@ class StripeCheckout:
         return self._client
 
     async def open(
-        self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str
+        self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str, customer_id: str = ""
     ) -> OpenedCheckout:
-        """A new Checkout Session for `pack`; CheckoutUnavailable when Stripe does not open one."""
+        """A new Checkout Session for `pack`; CheckoutUnavailable when Stripe does not open one.
+
+        With the tenant's Stripe Customer, the card paid with is saved to it for off-session use
+        (`setup_future_usage`): what automatic top-ups charge (ADR-135).
+        """
         import stripe
 
-        try:
-            session = await self._stripe().v1.checkout.sessions.create_async(
+        params: SessionCreateParams = {
+            "mode": "payment",
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": str(tenant_id),
+            "line_items": [
                 {
-                    "mode": "payment",
-                    "success_url": success_url,
-                    "cancel_url": cancel_url,
-                    "client_reference_id": str(tenant_id),
-                    "line_items": [
-                        {
-                            "quantity": 1,
-                            "price_data": {
-                                "currency": "usd",
-                                "unit_amount": pack.price_usd_cents,
-                                "product_data": {"name": f"{pack.name}: {pack.credits:,} credits"},
-                            },
-                        }
-                    ],
-                    "metadata": {"tenant_id": str(tenant_id), "pack_id": pack.pack_id},
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": pack.price_usd_cents,
+                        "product_data": {"name": f"{pack.name}: {pack.credits:,} credits"},
+                    },
                 }
-            )
+            ],
+            "metadata": {"tenant_id": str(tenant_id), "pack_id": pack.pack_id},
+        }
+        if customer_id:
+            params["customer"] = customer_id
+            params["payment_intent_data"] = {"setup_future_usage": "off_session"}
+        try:
+            session = await self._stripe().v1.checkout.sessions.create_async(params)
         except stripe.StripeError as error:
             raise CheckoutUnavailable(str(error.user_message or type(error).__name__)) from None
         if not session.url:

@@ -93,7 +93,7 @@ video_access_log = Table(
 
 # System accounts keep no balance; `grants` and `payments` are the two sources of credits.
 SYSTEM_KINDS_SQL = "('revenue', 'grants', 'payments')"
-ACCOUNT_KINDS_SQL = "('available', 'hold', 'revenue', 'grants', 'payments')"
+ACCOUNT_KINDS_SQL = "('available', 'hold', 'debt', 'revenue', 'grants', 'payments')"
 
 accounts = Table(
     "accounts",
@@ -105,10 +105,14 @@ accounts = Table(
     Column("balance", BigInteger, nullable=False, server_default=text("0")),
     created_at_column(),
     CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
-    # Tenant accounts can never go negative, whatever the code does.
-    CheckConstraint(f"kind IN {SYSTEM_KINDS_SQL} OR balance >= 0", name="ck_accounts_not_negative"),
+    # Tenant accounts can never go negative, whatever the code does; a tenant's `debt` (0013,
+    # ADR-134) is the one debit-normal account: its balance is minus what the tenant owes.
     CheckConstraint(
-        "(kind = 'available' AND tenant_id IS NOT NULL AND batch_id IS NULL)"
+        f"kind IN {SYSTEM_KINDS_SQL} OR kind = 'debt' OR balance >= 0", name="ck_accounts_not_negative"
+    ),
+    CheckConstraint("kind <> 'debt' OR balance <= 0", name="ck_accounts_debt_not_positive"),
+    CheckConstraint(
+        "(kind IN ('available', 'debt') AND tenant_id IS NOT NULL AND batch_id IS NULL)"
         " OR (kind = 'hold' AND tenant_id IS NOT NULL AND batch_id IS NOT NULL)"
         f" OR (kind IN {SYSTEM_KINDS_SQL} AND tenant_id IS NULL AND batch_id IS NULL AND balance = 0)",
         name="ck_accounts_owner",
@@ -119,6 +123,7 @@ accounts = Table(
         unique=True,
         postgresql_where=text("kind = 'available'"),
     ),
+    Index("uq_accounts_debt_per_tenant", "tenant_id", unique=True, postgresql_where=text("kind = 'debt'")),
     Index("uq_accounts_hold_per_batch", "batch_id", unique=True, postgresql_where=text("kind = 'hold'")),
     Index(
         "uq_accounts_system_kind",
@@ -129,7 +134,10 @@ accounts = Table(
     Index("ix_accounts_hold_by_tenant", "tenant_id", postgresql_where=text("kind = 'hold'")),
 )
 
-REF_TYPES_SQL = "('topup', 'purchase', 'batch_upfront', 'batch_capture', 'batch_refund', 'batch_settle')"
+REF_TYPES_SQL = (
+    "('topup', 'purchase', 'batch_upfront', 'batch_capture', 'batch_refund', 'batch_settle',"
+    " 'payment_reversal', 'debt_payment', 'payment_reinstated')"
+)
 
 transfers = Table(
     "transfers",
@@ -304,6 +312,11 @@ payments = Table(
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=True),
     created_at_column(),
+    # 0013 (ADR-134): Stripe's cumulative `amount_refunded` seen so far, and the credits taken back
+    # net of reinstatements (refunds and disputes), never more than `credits`.
+    Column("refunded_usd_cents", BigInteger, nullable=False, server_default=text("0")),
+    Column("reversed_credits", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("reversed_credits BETWEEN 0 AND credits", name="ck_payments_reversed_within_credits"),
     CheckConstraint("provider IN ('stripe', 'invoice')", name="ck_payments_provider"),
     CheckConstraint("credits > 0", name="ck_payments_credits_positive"),
     CheckConstraint("amount_usd_cents >= 0", name="ck_payments_amount_not_negative"),
@@ -339,6 +352,88 @@ payment_events = Table(
         unique=True,
         postgresql_where=text("event_id IS NOT NULL"),
     ),
+)
+
+# 0013 (ADR-134): every reversal of a payment (a refund level, a dispute) and how it was split
+# between the available credits and the debt; a dispute won records what came back.
+payment_reversals = Table(
+    "payment_reversals",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("payment_id", BigInteger, ForeignKey("billing.payments.id"), nullable=False),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    # The dispute id, or `refunded:<cumulative cents>` for a refund.
+    Column("source_id", Text, nullable=False),
+    Column("credits", BigInteger, nullable=False),
+    Column("from_available", BigInteger, nullable=False),
+    Column("to_debt", BigInteger, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'reversed'")),
+    Column("reinstated_to_debt", BigInteger, nullable=False, server_default=text("0")),
+    Column("reinstated_to_available", BigInteger, nullable=False, server_default=text("0")),
+    created_at_column(),
+    Column("reinstated_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("kind IN ('refund', 'dispute')", name="ck_payment_reversals_kind"),
+    CheckConstraint("status IN ('reversed', 'reinstated')", name="ck_payment_reversals_status"),
+    CheckConstraint(
+        "credits >= 0 AND from_available >= 0 AND to_debt >= 0 AND from_available + to_debt = credits",
+        name="ck_payment_reversals_split",
+    ),
+    UniqueConstraint("payment_id", "kind", "source_id", name="uq_payment_reversals_source"),
+    Index("ix_payment_reversals_tenant_id", "tenant_id", "id"),
+)
+
+# 0014 (ADR-135): a tenant's automatic top-up settings and its Stripe customer; no row: off.
+auto_top_up_settings = Table(
+    "auto_top_up_settings",
+    metadata,
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("false")),
+    Column("threshold_credits", BigInteger, nullable=False, server_default=text("0")),
+    Column("pack_id", Text, nullable=False, server_default=text("''")),
+    Column("max_per_month", Integer, nullable=False, server_default=text("1")),
+    Column("stripe_customer_id", Text, nullable=True),
+    Column("payment_method_id", Text, nullable=True),
+    Column("payment_method_label", Text, nullable=False, server_default=text("''")),
+    # Why it turned itself off (a declined payment), shown until the owner turns it on again.
+    Column("disabled_reason", Text, nullable=False, server_default=text("''")),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("threshold_credits >= 0", name="ck_auto_top_up_threshold"),
+    CheckConstraint("max_per_month BETWEEN 1 AND 100", name="ck_auto_top_up_max_per_month"),
+)
+
+# 0014: one row per threshold crossing that buys a pack: the outbox of the top-up loop. Its key is
+# the crossing's (the Stripe Idempotency-Key); one open purchase per tenant at a time.
+auto_top_ups = Table(
+    "auto_top_ups",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    Column("crossing_key", Text, nullable=False, unique=True),
+    Column("pack_id", Text, nullable=False),
+    Column("credits", BigInteger, nullable=False),
+    Column("amount_usd_cents", BigInteger, nullable=False),
+    Column("period", Date, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("payment_intent", Text, nullable=True),
+    Column("failure_code", Text, nullable=False, server_default=text("''")),
+    Column("failure_message", Text, nullable=False, server_default=text("''")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    created_at_column(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('pending', 'submitted', 'succeeded', 'failed')", name="ck_auto_top_ups_status"
+    ),
+    Index(
+        "uq_auto_top_ups_open_per_tenant",
+        "tenant_id",
+        unique=True,
+        postgresql_where=text("status IN ('pending', 'submitted')"),
+    ),
+    Index("ix_auto_top_ups_tenant_period", "tenant_id", "period"),
+    Index("ix_auto_top_ups_pending", "created_at", postgresql_where=text("status = 'pending'")),
 )
 
 # What a tenant's console owner decides for its members (issue 24); no row: the defaults.

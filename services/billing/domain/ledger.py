@@ -8,7 +8,7 @@ of their entries), which keeps them from becoming one hot row that every capture
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -41,6 +41,9 @@ class AccountKind(StrEnum):
 
     AVAILABLE = "available"
     HOLD = "hold"
+    # What a tenant owes (a refunded or disputed payment already spent, ADR-134): debit-normal, its
+    # balance is minus the debt, never above zero.
+    DEBT = "debt"
     REVENUE = "revenue"
     GRANTS = "grants"
     PAYMENTS = "payments"
@@ -123,12 +126,17 @@ class Posting:
     balances: dict[int, int]
 
 
-def post_transfers(transfers: Iterable[tuple[int, Transfer]], opening_balances: Mapping[int, int]) -> Posting:
+def post_transfers(
+    transfers: Iterable[tuple[int, Transfer]],
+    opening_balances: Mapping[int, int],
+    debit_normal: Collection[int] = (),
+) -> Posting:
     """Posts `(transfer_id, transfer)` pairs in id order as two entries each.
 
     `opening_balances` holds the current balance of every tracked account the transfers touch
     (tenant accounts); an account absent from it is a system account without a running balance.
-    A tracked balance never goes negative: that would be a bug upstream (the database refuses it too).
+    A tracked balance never goes negative, except a `debit_normal` one (a tenant's debt), which
+    never goes above zero: either would be a bug upstream (the database refuses it too).
     """
     balances = dict(opening_balances)
     entries: list[LedgerEntry] = []
@@ -140,8 +148,8 @@ def post_transfers(transfers: Iterable[tuple[int, Transfer]], opening_balances: 
             balance_after: int | None = None
             if account_id in balances:
                 balance_after = balances[account_id] + amount
-                if balance_after < 0:
-                    raise LedgerInvariantViolated(f"account {account_id} would go negative by {transfer.key}")
+                if (balance_after > 0) if account_id in debit_normal else (balance_after < 0):
+                    raise LedgerInvariantViolated(f"account {account_id} would cross zero by {transfer.key}")
                 balances[account_id] = balance_after
             entries.append(
                 LedgerEntry(
@@ -196,7 +204,16 @@ class LedgerFilter:
 
 # Ref types of a tenant's available balance (captures move held credits, never available ones).
 AVAILABLE_REF_TYPES = frozenset(
-    {RefType.TOPUP, RefType.PURCHASE, RefType.BATCH_UPFRONT, RefType.BATCH_REFUND, RefType.BATCH_SETTLE}
+    {
+        RefType.TOPUP,
+        RefType.PURCHASE,
+        RefType.BATCH_UPFRONT,
+        RefType.BATCH_REFUND,
+        RefType.BATCH_SETTLE,
+        RefType.PAYMENT_REVERSAL,
+        RefType.DEBT_PAYMENT,
+        RefType.PAYMENT_REINSTATED,
+    }
 )
 
 

@@ -16,10 +16,20 @@ from enum import StrEnum
 from libs.errors import InvalidArgument
 from services.billing.domain.ids import TenantId
 from services.billing.domain.packs import CreditPack
+from services.billing.domain.reversals import (
+    DISPUTE_EVENTS,
+    REFUND_EVENT,
+    ChargeRefunded,
+    DisputeChange,
+    parse_charge_refunded,
+    parse_dispute,
+)
 
 # Stripe event types that mean "this Checkout Session is paid" (card payments complete at once;
 # delayed methods such as bank debits complete later with the async event).
 PAYMENT_EVENT_TYPES = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+# A PaymentIntent billing created itself (an automatic top-up) succeeded or failed (ADR-135).
+INTENT_EVENT_TYPES = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed"})
 # The ref_id of a payment without a pack (an invoice for a custom amount).
 CUSTOM_PURCHASE = "custom"
 
@@ -47,6 +57,11 @@ class EventOutcome(StrEnum):
     REFUSED = "refused"
     # Unsigned, tampered, too old or unreadable: never acted on.
     REJECTED = "rejected"
+    # A refund or a dispute took credits back (ADR-134); `reinstated`: a dispute won returned them.
+    REVERSED = "reversed"
+    REINSTATED = "reinstated"
+    # An automatic top-up's PaymentIntent failed (ADR-135): auto top-up turned itself off.
+    PAYMENT_FAILED = "payment_failed"
 
 
 class PaymentRefused(Exception):
@@ -106,12 +121,28 @@ class CheckoutSession:
 
 
 @dataclass(frozen=True)
+class IntentOutcome:
+    """A PaymentIntent event's fields: an automatic top-up paid or refused."""
+
+    intent_id: str
+    status: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, str]
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+@dataclass(frozen=True)
 class StripeEvent:
-    """A verified Stripe event; `checkout` is set for the payment event types only."""
+    """A verified Stripe event; at most one of its objects is set, by event type."""
 
     event_id: str
     event_type: str
     checkout: CheckoutSession | None
+    refund: ChargeRefunded | None = None
+    dispute: DisputeChange | None = None
+    intent: IntentOutcome | None = None
 
 
 def parse_stripe_event(document: Mapping[str, object]) -> StripeEvent:
@@ -120,10 +151,18 @@ def parse_stripe_event(document: Mapping[str, object]) -> StripeEvent:
     event_type = document.get("type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise InvalidArgument("a Stripe event needs an id and a type")
-    if event_type not in PAYMENT_EVENT_TYPES:
-        return StripeEvent(event_id=event_id, event_type=event_type, checkout=None)
     data = document.get("data")
     session = data.get("object") if isinstance(data, Mapping) else None
+    if event_type in INTENT_EVENT_TYPES | DISPUTE_EVENTS | {REFUND_EVENT}:
+        if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
+            raise InvalidArgument(f"event {event_id} carries no {event_type.split('.')[0]} object")
+        if event_type == REFUND_EVENT:
+            return StripeEvent(event_id, event_type, None, refund=parse_charge_refunded(session))
+        if event_type in DISPUTE_EVENTS:
+            return StripeEvent(event_id, event_type, None, dispute=parse_dispute(event_type, session))
+        return StripeEvent(event_id, event_type, None, intent=_intent(session))
+    if event_type not in PAYMENT_EVENT_TYPES:
+        return StripeEvent(event_id=event_id, event_type=event_type, checkout=None)
     if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
         raise InvalidArgument(f"event {event_id} carries no checkout session")
     metadata = session.get("metadata")
@@ -140,6 +179,25 @@ def parse_stripe_event(document: Mapping[str, object]) -> StripeEvent:
             currency=str(session.get("currency") or "").lower(),
             metadata=({str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}),
         ),
+    )
+
+
+def _metadata(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def _intent(intent: Mapping[str, object]) -> IntentOutcome:
+    error = intent.get("last_payment_error")
+    error = error if isinstance(error, Mapping) else {}
+    amount = intent.get("amount")
+    return IntentOutcome(
+        intent_id=str(intent["id"]),
+        status=str(intent.get("status") or ""),
+        amount=amount if isinstance(amount, int) else -1,
+        currency=str(intent.get("currency") or "").lower(),
+        metadata=_metadata(intent.get("metadata")),
+        failure_code=str(error.get("code") or error.get("decline_code") or ""),
+        failure_message=str(error.get("message") or ""),
     )
 
 

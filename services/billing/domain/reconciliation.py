@@ -14,7 +14,7 @@ from services.billing.domain.ledger import AccountKind, RefType
 
 # Batches in these states never froze credits, so billing holds nothing for them.
 UNRESERVED_BATCH_STATUSES = frozenset({"rejected", "reserving"})
-TRACKED_ACCOUNT_KINDS = frozenset({AccountKind.AVAILABLE, AccountKind.HOLD})
+TRACKED_ACCOUNT_KINDS = frozenset({AccountKind.AVAILABLE, AccountKind.HOLD, AccountKind.DEBT})
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,11 @@ def _account_discrepancies(accounts: Iterable[AccountAudit]) -> list[Discrepancy
                     "I2", subject, f"balance {account.balance} != sum of entries {account.entries_sum}"
                 )
             )
-        if account.balance < 0:
+        if account.kind is AccountKind.DEBT:
+            # Debit-normal (ADR-134): minus what the tenant owes, never above zero.
+            if account.balance > 0:
+                found.append(Discrepancy("I10", subject, f"debt account is positive ({account.balance})"))
+        elif account.balance < 0:
             found.append(Discrepancy("I2", subject, f"balance is negative ({account.balance})"))
         if account.last_balance_after is not None and account.last_balance_after != account.balance:
             found.append(

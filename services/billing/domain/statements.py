@@ -1,7 +1,8 @@
 """Monthly statements: what happened to a tenant's available balance in one calendar month (UTC).
 
 Every line is derived from the ledger entries of the tenant's available account, so the statement
-always reconciles: opening + purchases + grants - spent + refunded + released = closing.
+always reconciles: opening + purchases + grants - spent + refunded + released - reversed - debt_paid
++ reinstated = closing (the last three: payments that went back, ADR-134).
 
 Paid versus granted credits: there is ONE available balance to spend; how much of it is paid and
 how much granted follows a documented spending order, granted credits first (docs/decisions.md).
@@ -113,6 +114,12 @@ class Statement:
     closing_balance: int
     closing_sources: CreditSources
     models: tuple[ModelUsage, ...]
+    # Payments that went back (ADR-134): credits taken from available by refunds and disputes, credits
+    # of payments that paid a debt, credits returned by disputes won; the debt owed at month end.
+    reversed: int = 0
+    debt_paid: int = 0
+    reinstated: int = 0
+    closing_debt: int = 0
 
     @property
     def net_spent(self) -> int:
@@ -128,6 +135,7 @@ def build_statement(
     lifetime_purchased: int,
     lifetime_granted: int,
     models: Sequence[ModelUsage],
+    closing_debt: int = 0,
 ) -> Statement:
     """A statement from the month's signed movements of the available balance, per ref type.
 
@@ -139,6 +147,9 @@ def build_statement(
         RefType.BATCH_UPFRONT,
         RefType.BATCH_REFUND,
         RefType.BATCH_SETTLE,
+        RefType.PAYMENT_REVERSAL,
+        RefType.DEBT_PAYMENT,
+        RefType.PAYMENT_REINSTATED,
     }
     if unknown:
         raise LedgerInvariantViolated(f"unexpected movements of an available balance: {sorted(unknown)}")
@@ -153,8 +164,21 @@ def build_statement(
         closing_balance=closing_balance,
         closing_sources=split_by_source(lifetime_purchased, lifetime_granted, closing_balance),
         models=tuple(sorted(models, key=lambda usage: usage.model)),
+        reversed=-movements.get(RefType.PAYMENT_REVERSAL, 0),
+        debt_paid=-movements.get(RefType.DEBT_PAYMENT, 0),
+        reinstated=movements.get(RefType.PAYMENT_REINSTATED, 0),
+        closing_debt=closing_debt,
     )
-    moved = statement.purchases + statement.grants - statement.spent + statement.refunded + statement.released
+    moved = (
+        statement.purchases
+        + statement.grants
+        - statement.spent
+        + statement.refunded
+        + statement.released
+        - statement.reversed
+        - statement.debt_paid
+        + statement.reinstated
+    )
     if opening_balance + moved != closing_balance:
         raise LedgerInvariantViolated(
             f"statement {month.label}: {opening_balance} + {moved} != closing {closing_balance}"

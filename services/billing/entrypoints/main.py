@@ -56,6 +56,7 @@ async def build_process(settings: Settings) -> ServiceProcess:
         .add_loop(
             "billing-rate-bucket-sweep", functools.partial(sweep_rate_buckets, app.handlers), holds_work=False
         )
+        .add_loop("billing-auto-top-up", functools.partial(charge_top_ups, app.handlers, settings))
     )
 
 
@@ -80,6 +81,30 @@ async def sweep_rate_buckets(handlers: BillingHandlers, stopping: asyncio.Event)
         except Exception:
             # A database outage must not end the process: the next round sweeps what this one could not.
             log.exception("rate-bucket sweep failed")
+
+
+# Purchases the top-up loop charges per round (each one Stripe call).
+AUTO_TOP_UP_ROUND = 10
+
+
+async def charge_top_ups(handlers: BillingHandlers, settings: Settings, stopping: asyncio.Event) -> None:
+    """Charges the automatic top-ups crossings asked for (ADR-135), every
+    `auto_top_up_interval_seconds` (at once again while a round was full), until stopping. Safe in
+    every replica: purchases are leased `SKIP LOCKED`, and each is charged under its own Stripe
+    Idempotency-Key, so a crash or a second replica never buys a second pack."""
+    while True:
+        try:
+            leased = await handlers.charge_due_top_ups(AUTO_TOP_UP_ROUND, settings.auto_top_up_lease_seconds)
+        except Exception:
+            # A database outage must not end the process: the purchase stays pending and is retried.
+            log.exception("automatic top-up round failed")
+            leased = 0
+        if leased < AUTO_TOP_UP_ROUND and await sleep_or_stop(
+            stopping, settings.auto_top_up_interval_seconds
+        ):
+            return
+        if stopping.is_set():
+            return
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, ready: asyncio.Event | None = None) -> None:

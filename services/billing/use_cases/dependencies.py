@@ -9,6 +9,7 @@ from typing import Protocol
 
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import OpenedCheckout
+from services.billing.adapters.stripe_payments import ChargeAttempt, OffSessionCharge, SavedCard
 from services.billing.domain.console_access import ConsolePolicy
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import TaskOutcome
@@ -36,11 +37,22 @@ class StripeEventVerifier(Protocol):
 
 
 class CheckoutOpener(Protocol):
-    """Opens a payment provider's hosted checkout for a pack (Stripe Checkout)."""
+    """Opens a payment provider's hosted checkout for a pack (Stripe Checkout); with a customer, the
+    card paid with is saved to it for automatic top-ups."""
 
     async def open(
-        self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str
+        self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str, customer_id: str = ""
     ) -> OpenedCheckout: ...
+
+
+class OffSessionPayments(Protocol):
+    """Stripe Customers, their saved cards and off-session PaymentIntents (automatic top-ups)."""
+
+    async def ensure_customer(self, tenant_id: TenantId, customer_id: str) -> str: ...
+
+    async def saved_card(self, customer_id: str) -> SavedCard | None: ...
+
+    async def charge(self, charge: OffSessionCharge) -> ChargeAttempt: ...
 
 
 @dataclass(frozen=True)
@@ -60,5 +72,7 @@ class Dependencies:
     stripe_verifier: StripeEventVerifier | None = None
     # None: no Stripe secret key, so no online purchases.
     checkout: CheckoutOpener | None = None
+    # None: no Stripe secret key, so no automatic top-ups.
+    stripe_payments: OffSessionPayments | None = None
     # Invite and session lifetimes, sign-in lock-out (console access).
     console_policy: ConsolePolicy = field(default_factory=ConsolePolicy)

@@ -18,6 +18,7 @@ from services.billing.domain.pricing import DEFAULT_CREDIT_VALUE_USD_MICROS, Mod
 from services.billing.use_cases import (
     access,
     activity,
+    auto_top_up,
     console_access,
     console_settings,
     limits,
@@ -33,6 +34,7 @@ from services.billing.use_cases.dependencies import (
     BatchTotalsSource,
     CheckoutOpener,
     Dependencies,
+    OffSessionPayments,
     StripeEventVerifier,
     TaskOutcomeSource,
 )
@@ -85,6 +87,7 @@ class BillingHandlers:
         credit_value_usd_micros: int = DEFAULT_CREDIT_VALUE_USD_MICROS,
         stripe_verifier: StripeEventVerifier | None = None,
         checkout: CheckoutOpener | None = None,
+        stripe_payments: OffSessionPayments | None = None,
         reservation_group_size: int = reservations.DEFAULT_RESERVATION_GROUP_SIZE,
         console_policy: ConsolePolicy | None = None,
     ) -> None:
@@ -99,6 +102,7 @@ class BillingHandlers:
             totals_source=totals_source,
             stripe_verifier=stripe_verifier,
             checkout=checkout,
+            stripe_payments=stripe_payments,
             console_policy=console_policy or ConsolePolicy(),
         )
         self._reservations = reservations.Reservations(self.dependencies, group_size=reservation_group_size)
@@ -174,6 +178,11 @@ class BillingHandlers:
     list_receipts = _UseCase(payments.list_receipts)
     get_receipt = _UseCase(payments.get_receipt)
     open_checkout = _UseCase(payments.open_checkout)
+
+    # Automatic top-up (the crossing is detected by `reserve`; credits arrive by `handle_stripe_event`).
+    get_auto_top_up = _UseCase(auto_top_up.get_auto_top_up)
+    set_auto_top_up = _UseCase(auto_top_up.set_auto_top_up)
+    charge_due_top_ups = _UseCase(auto_top_up.charge_due_top_ups)
 
     # The customer console's usage and settings.
     usage = _UseCase(usage.tenant_usage)

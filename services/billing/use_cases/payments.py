@@ -1,8 +1,10 @@
-"""Payment use cases: the pack catalog, offline (invoice) payments, Stripe checkout webhooks, the
-Checkout Sessions that start a purchase, and the receipts of payments received.
+"""Payment use cases: the pack catalog, offline (invoice) payments, Stripe webhooks (paid checkout
+sessions, automatic top-ups' PaymentIntents, refunds and disputes), the Checkout Sessions that start
+a purchase, and the receipts of payments received.
 
 Every payment moves its credits `payments -> available` once: unique keys on recorded events, on
-payments and on the purchase transfer make each delivery and each payment count once.
+payments and on the purchase transfer make each delivery and each payment count once. A payment's
+credits pay the tenant's debt first (ADR-134). Refunds and disputes are `use_cases.reversals`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from libs.errors import InvalidArgument
+from libs.ledger_keys import debt_payment_key
 from services.billing.adapters.repository import LedgerTransaction
 from services.billing.adapters.sql.payments import PaymentEventRecord
 from services.billing.adapters.stripe_checkout import OpenedCheckout
@@ -38,31 +41,40 @@ from services.billing.domain.payments import (
     Payment,
     PaymentProvider,
     PaymentRefused,
+    StripeEvent,
     checkout_payment,
     parse_stripe_event,
 )
 from services.billing.domain.receipts import PaymentReceipt
+from services.billing.domain.reversals import debt_paydown
+from services.billing.use_cases import auto_top_up, reversals
 from services.billing.use_cases.dependencies import Dependencies
 
 
 @dataclass(frozen=True)
 class PaymentResult:
-    """The balance after a payment was credited (or found credited: `replayed`)."""
+    """The balance after a payment was credited (or found credited: `replayed`), and how much of
+    it paid the tenant's debt."""
 
     balance: int
     credits: int
     replayed: bool
+    debt_paid: int = 0
 
 
 @dataclass(frozen=True)
 class PaymentEventResult:
-    """What one payment-provider delivery did."""
+    """What one payment-provider delivery did: credits added, or taken back (from the available
+    credits, and recorded as debt), or returned by a dispute won."""
 
     event_id: str
     event_type: str
     outcome: EventOutcome
     tenant_id: TenantId | None = None
     credits: int = 0
+    reversed_credits: int = 0
+    debt_credits: int = 0
+    reinstated_credits: int = 0
 
 
 def list_packs(deps: Dependencies) -> list[CreditPack]:
@@ -125,11 +137,61 @@ async def handle_stripe_event(
             )
             await tx.payments.insert_payment_event(repeat)
             return PaymentEventResult(event.event_id, event.event_type, EventOutcome.DUPLICATE_EVENT)
-        if event.checkout is None:
+        if event.refund is not None or event.dispute is not None:
+            return await _apply_reversal(deps, tx, record, event)
+        if event.intent is not None:
+            record, credited = await auto_top_up.apply_intent_event(
+                deps, tx, record, event.intent, _credit_payment
+            )
+        elif event.checkout is not None:
+            record, credited = await _apply_checkout(deps, tx, record, event.checkout)
+        else:
             return PaymentEventResult(event.event_id, event.event_type, EventOutcome.IGNORED)
-        record, credited = await _apply_checkout(deps, tx, record, event.checkout)
         await tx.payments.set_payment_event_outcome(record)
     return PaymentEventResult(event.event_id, event.event_type, record.outcome, record.tenant_id, credited)
+
+
+async def _apply_reversal(
+    deps: Dependencies, tx: LedgerTransaction, record: PaymentEventRecord, event: StripeEvent
+) -> PaymentEventResult:
+    """A refund or dispute event, applied in the event's transaction (ADR-134)."""
+    now = deps.clock()
+    if event.refund is not None:
+        done = await reversals.apply_refund(tx, event.refund, now)
+        intent = event.refund.payment_intent
+    else:
+        assert event.dispute is not None
+        done = await reversals.apply_dispute(tx, event.dispute, now)
+        intent = event.dispute.payment_intent
+    if done.payment is None:
+        record = replace(
+            record, outcome=EventOutcome.REFUSED, detail=f"no payment of ours has payment intent {intent!r}"
+        )
+    elif not done.applied:
+        record = replace(
+            record,
+            outcome=EventOutcome.IGNORED,
+            detail="already applied, or nothing to take back or return",
+            tenant_id=done.payment.tenant_id,
+            payment_reference=done.payment.reference,
+        )
+    else:
+        record = replace(
+            record,
+            outcome=EventOutcome.REINSTATED if done.reinstated else EventOutcome.REVERSED,
+            tenant_id=done.payment.tenant_id,
+            payment_reference=done.payment.reference,
+        )
+    await tx.payments.set_payment_event_outcome(record)
+    return PaymentEventResult(
+        event.event_id,
+        event.event_type,
+        record.outcome,
+        record.tenant_id,
+        reversed_credits=done.from_available + done.to_debt,
+        debt_credits=done.to_debt,
+        reinstated_credits=done.reinstated,
+    )
 
 
 async def _apply_checkout(
@@ -161,10 +223,12 @@ async def _apply_checkout(
 
 
 async def _credit_payment(tx: LedgerTransaction, payment: Payment) -> PaymentResult:
-    """Moves a payment's credits `payments -> available` once; a repeat returns the balance as is."""
-    available = await tx.ledger.lock_available(payment.tenant_id)
-    if available is None:
+    """Moves a payment's credits `payments -> available` once, then pays the tenant's debt from them
+    first (`available -> debt`, ADR-134); a repeat returns the balance as is."""
+    wallet = await tx.ledger.lock_wallet(payment.tenant_id)
+    if wallet is None:
         raise TenantNotFound(payment.tenant_id)
+    available = wallet.available
     payment_id = await tx.payments.insert_payment(payment)
     if payment_id is None:
         return PaymentResult(balance=available.balance, credits=0, replayed=True)
@@ -178,16 +242,40 @@ async def _credit_payment(tx: LedgerTransaction, payment: Payment) -> PaymentRes
         credit_account_id=available.id,
         amount=payment.credits,
     )
-    inserted = await tx.ledger.insert_transfers([transfer])
-    if transfer.key not in inserted:
+    transfers = [transfer]
+    paid = debt_paydown(payment.credits, wallet.owed)
+    if paid and wallet.debt is not None:
+        transfers.append(
+            Transfer(
+                key=debt_payment_key(payment.provider.value, payment.reference),
+                ref_type=RefType.DEBT_PAYMENT,
+                ref_id=payment.ref_id,
+                tenant_id=payment.tenant_id,
+                batch_id=None,
+                debit_account_id=available.id,
+                credit_account_id=wallet.debt.id,
+                amount=paid,
+            )
+        )
+    inserted = await tx.ledger.insert_transfers(transfers)
+    if len(inserted) != len(transfers):
         raise LedgerInvariantViolated(f"payment {payment.key} was credited without a payment record")
     ensure_room_for_credit(
         available.balance, await tx.accounts.held_total(payment.tenant_id), payment.credits
     )
-    posting = post_transfers([(inserted[transfer.key], transfer)], {available.id: available.balance})
+    opening = {available.id: available.balance}
+    if wallet.debt is not None:
+        opening[wallet.debt.id] = wallet.debt.balance
+    posting = post_transfers(
+        [(inserted[t.key], t) for t in transfers],
+        opening,
+        debit_normal={wallet.debt.id} if wallet.debt is not None else (),
+    )
     await tx.ledger.write_posting(posting)
     await tx.payments.link_payment_transfer(payment_id, inserted[transfer.key])
-    return PaymentResult(balance=posting.balances[available.id], credits=payment.credits, replayed=False)
+    return PaymentResult(
+        balance=posting.balances[available.id], credits=payment.credits, replayed=False, debt_paid=paid
+    )
 
 
 async def list_receipts(
@@ -228,4 +316,5 @@ async def open_checkout(
     async with deps.repository.transaction() as tx:
         if not await tx.access.tenant_exists(tenant_id):
             raise TenantNotFound(tenant_id)
-    return await deps.checkout.open(tenant_id, pack, success_url, cancel_url)
+    customer = await auto_top_up.customer_for_checkout(deps, tenant_id)
+    return await deps.checkout.open(tenant_id, pack, success_url, cancel_url, customer)

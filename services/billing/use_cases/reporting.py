@@ -85,15 +85,24 @@ async def monthly_statement(deps: Dependencies, tenant_id: TenantId, month: Mont
             raise TenantNotFound(tenant_id)
         before, during = await tx.reporting.available_movements(available.id, month.start, month.end)
         models = await tx.reporting.model_usage(tenant_id, month.start, month.end)
+        closing_debt = await tx.reversals.debt_at(tenant_id, month.end)
     opening = sum(before.values())
+    # Paid credits net of what went back (reversals, debts paid) and came back (disputes won).
+    paid_types = (
+        RefType.PURCHASE,
+        RefType.PAYMENT_REVERSAL,
+        RefType.DEBT_PAYMENT,
+        RefType.PAYMENT_REINSTATED,
+    )
     return build_statement(
         month,
         opening_balance=opening,
         movements=during,
         closing_balance=opening + sum(during.values()),
-        lifetime_purchased=before.get(RefType.PURCHASE, 0) + during.get(RefType.PURCHASE, 0),
+        lifetime_purchased=sum(before.get(t, 0) + during.get(t, 0) for t in paid_types),
         lifetime_granted=before.get(RefType.TOPUP, 0) + during.get(RefType.TOPUP, 0),
         models=models,
+        closing_debt=closing_debt,
     )
 
 

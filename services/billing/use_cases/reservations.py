@@ -17,8 +17,9 @@ from libs.messaging.contract import Envelope
 from services.billing import metrics as billing_metrics
 from services.billing.adapters.events import spend_alert_event
 from services.billing.adapters.sql.accounts import AccountBalance
-from services.billing.adapters.sql.reservations import PlannedReservation
+from services.billing.adapters.sql.reservations import PlannedPurchase, PlannedReservation, TenantState
 from services.billing.domain.alerts import AlertThresholds, crossings
+from services.billing.domain.auto_top_up import crossing_key, crossing_step, should_buy
 from services.billing.domain.budgets import (
     UNATTRIBUTED,
     Attribution,
@@ -43,6 +44,7 @@ from services.billing.domain.pricing import (
     quote,
 )
 from services.billing.domain.quotes import StoredQuote, redeem
+from services.billing.domain.reversals import DebtOutstanding
 from services.billing.domain.settlement import BatchHold
 from services.billing.use_cases.dependencies import Dependencies
 
@@ -175,10 +177,15 @@ class Reservations:
                 else {}
             )
             balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
-            thresholds = await tx.alert_thresholds(wallets.keys()) if wallets else {}
             # The month of the freeze: spend counts there, whenever it is refunded (ADR-122).
             now = deps.clock()
             period = period_of(now)
+            states = await tx.tenant_states(wallets.keys(), period) if wallets else {}
+            thresholds = {
+                tenant_id: state.thresholds
+                for tenant_id, state in states.items()
+                if state.thresholds is not None
+            }
             budgets = await tx.budget_ledgers(wallets.keys(), period) if wallets else {}
             used_before = {tenant_id: dict(ledger.used) for tenant_id, ledger in budgets.items()}
             citing = (requests[first_of_batch[batch_id]] for batch_id in created)
@@ -195,6 +202,10 @@ class Reservations:
                     if wallet is None:
                         raise TenantNotFound(request.tenant_id)
                     priced = _price(deps, request, cited, honoured, now)
+                    state = states.get(request.tenant_id)
+                    if state is not None and state.debt > 0:
+                        # A refunded or disputed payment already spent: pay it first (ADR-134).
+                        raise DebtOutstanding(state.debt, priced.total)
                     item = _plan_reservation(
                         deps, request, priced, hold_account_id, wallet.id, balances[request.tenant_id], period
                     )
@@ -213,6 +224,8 @@ class Reservations:
             await tx.delete_accounts(refused_accounts)
             alerts = _alerts(thresholds, wallets, balances, budgets, used_before, now)
             await tx.add_events([event for _, event in alerts])
+            purchases = _top_up_purchases(deps, states, wallets, planned, period)
+            await tx.add_purchases(purchases)
             if await tx.use_quotes(honoured, now) != len(honoured):
                 raise LedgerInvariantViolated("a quote was honoured twice")
             opening = {wallet.id: wallet.balance for wallet in wallets.values()}
@@ -222,6 +235,7 @@ class Reservations:
                 raise LedgerInvariantViolated("a batch was frozen without a batch hold")
         billing_metrics.record_transfers([item.transfer for item in planned])
         billing_metrics.record_alerts(alert_type for alert_type, _ in alerts)
+        billing_metrics.record_auto_top_ups("requested", len(purchases))
         for item in planned:
             outcomes[first_of_batch[item.hold.batch_id]] = Reservation(
                 frozen_credits=item.hold.frozen,
@@ -269,6 +283,33 @@ def _alerts(
             event = spend_alert_event(str(uuid.uuid4()), tenant_id, crossing, period_of(now), now)
             events.append((crossing.kind.value, event))
     return events
+
+
+def _top_up_purchases(
+    deps: Dependencies,
+    states: Mapping[TenantId, TenantState],
+    wallets: Mapping[TenantId, AccountBalance],
+    planned: Sequence[PlannedReservation],
+    period: Period,
+) -> list[PlannedPurchase]:
+    """The auto top-up purchases this group's freezes ask for (ADR-135): one per tenant whose
+    available credits the group took from at or above its threshold to below it, keyed by the freeze
+    that crossed, while the month's purchases are under the tenant's limit; no I/O."""
+    purchases: list[PlannedPurchase] = []
+    for tenant_id, state in states.items():
+        trigger = state.top_up
+        pack = deps.packs.get(trigger.pack_id) if trigger is not None else None
+        if trigger is None or pack is None:
+            continue
+        steps = [
+            (item.transfer.key, -item.hold.frozen) for item in planned if item.hold.tenant_id == tenant_id
+        ]
+        crossed = crossing_step(trigger.threshold_credits, wallets[tenant_id].balance, steps)
+        if crossed is not None and should_buy(trigger, crossed=True):
+            purchases.append(
+                PlannedPurchase(uuid.uuid4(), tenant_id, crossing_key(tenant_id, crossed), pack, period)
+            )
+    return purchases
 
 
 def _price(

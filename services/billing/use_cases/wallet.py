@@ -28,10 +28,12 @@ class TopUpResult:
 
 @dataclass(frozen=True)
 class Balance:
-    """What the tenant can spend, and what its batches' holds still hold."""
+    """What the tenant can spend, what its batches' holds still hold, and what it owes (a refunded
+    or disputed payment already spent, ADR-134: no new batch until paid)."""
 
     available_credits: int
     held_credits: int
+    debt_credits: int = 0
 
 
 async def top_up(deps: Dependencies, tenant_id: TenantId, credits: int, reference: str) -> TopUpResult:
@@ -70,4 +72,5 @@ async def get_balance(deps: Dependencies, tenant_id: TenantId) -> Balance:
         if available is None:
             raise TenantNotFound(tenant_id)
         held = await tx.accounts.held_total(tenant_id)
-    return Balance(available_credits=available.balance, held_credits=held)
+        debt = await tx.reversals.debt(tenant_id)
+    return Balance(available_credits=available.balance, held_credits=held, debt_credits=debt)

@@ -109,11 +109,12 @@ class S3VideoStore:
 
 def video_store(settings: Settings) -> VideoStore:
     """The store matching REELBATCH_STORAGE (the batch service writes to the same place)."""
-    if settings.storage == "s3":
+    if settings.video_storage == "s3":
         client = S3Client(
             S3Bucket(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region),
             S3Credentials(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()),
             timeout_seconds=settings.grpc_deadline_seconds,
+            public_endpoint_url=settings.s3_public_endpoint_url,
         )
         return S3VideoStore(client, settings.s3_presign_seconds)
     return LocalVideoStore(Path(settings.asset_dir))

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from services.gateway.schemas.webhook_events import (
     SIGNING_STORY,
+    AutoTopUpFailedEvent,
     BatchEvent,
     BudgetThresholdEvent,
     CreditsLowEvent,
@@ -39,6 +40,12 @@ def webhook_events() -> APIRouter:
             BudgetThresholdEvent,
             "A batch took a budget's use this month to your alert percent of its cap (once per "
             "crossing and budget; a refund back under it re-arms the alert).",
+        ),
+        (
+            "auto_top_up.failed",
+            AutoTopUpFailedEvent,
+            "Your saved card refused an automatic top-up; automatic top-up turned itself off (turn it "
+            "on again once the card is fixed).",
         ),
     ):
         _declare(router, event_type, model, what)

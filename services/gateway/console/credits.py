@@ -9,12 +9,14 @@ import grpc
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
+from libs.rpc.errors import remote_error
 from services.gateway.console import pages
 from services.gateway.console.audit import record_activity
 from services.gateway.console.auth import ConsoleUser, CurrentUser, Refused, form_fields
 from services.gateway.console.route_table import FINANCE, OWNER
 from services.gateway.console.router import ConsoleDeps, Endpoint
 from services.gateway.http.params import CursorText, FilterText
+from services.gateway.schemas.auto_top_up import MAX_PER_MONTH, MAX_THRESHOLD_CREDITS, AutoTopUpUpdate
 from services.gateway.schemas.spend_control import MAX_LOW_BALANCE_CREDITS, MAX_MONTHLY_CREDITS
 from services.gateway.use_cases.console_money import ConsoleMoney
 from services.gateway.use_cases.console_reads import NotTheTenants
@@ -33,7 +35,7 @@ def may_buy(user: ConsoleUser, finance_may_buy: bool) -> bool:
 
 
 def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
-    """credits, buy_credits, receipt, credit_settings, set_budget, set_alerts."""
+    """credits, buy_credits, receipt, credit_settings, set_budget, set_alerts, set_auto_top_up."""
     money = ConsoleMoney(deps.backends, deps.settings.grpc_deadline_seconds)
     base_url = deps.settings.public_base_url.rstrip("/")
 
@@ -43,6 +45,8 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         finance_may_buy = await money.finance_may_buy(user.tenant_id)
         budgets = await money.budgets(user.tenant_id)
         alerts = await money.alerts(user.tenant_id)
+        auto_top_up = await money.auto_top_up(user.tenant_id)
+        debt = await money.debt(user.tenant_id)
         packs = await money.packs()
         receipts, next_cursor = await money.receipts(user.tenant_id, cursor)
         return pages.render(
@@ -59,6 +63,8 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             notice=CHECKOUT_NOTICES.get(checkout, ""),
             budgets=budgets,
             alerts=alerts,
+            auto_top_up=auto_top_up,
+            debt=debt,
         )
 
     async def buy_credits(request: Request, user: CurrentUser) -> Response:
@@ -151,7 +157,43 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         await record_activity(deps, request, user, "alerts.changed", "tenant", user.tenant_id, shown)
         return RedirectResponse(CREDITS_PATH, status_code=303)
 
+    async def set_auto_top_up(request: Request, user: CurrentUser) -> Response:
+        fields = await form_fields(request)
+        threshold = _whole(fields.get("threshold_credits", ""), 1, MAX_THRESHOLD_CREDITS)
+        per_month = _whole(fields.get("max_per_month", ""), 1, MAX_PER_MONTH)
+        if not threshold or per_month is False:
+            return pages.message(
+                request,
+                user,
+                422,
+                "Automatic top-up not saved",
+                f"The threshold is a whole number of credits from 1 to {MAX_THRESHOLD_CREDITS:,} and the "
+                f"purchases per month a whole number from 1 to {MAX_PER_MONTH}.",
+            )
+        update = AutoTopUpUpdate(
+            enabled=fields.get("enabled") == "on",
+            threshold_credits=threshold,
+            pack_id=fields.get("pack_id", ""),
+            max_per_month=per_month or 1,
+        )
+        try:
+            stored = await money.set_auto_top_up(user.tenant_id, update)
+        except grpc.aio.AioRpcError as error:
+            refusal = _AUTO_TOP_UP_REFUSALS.get(remote_error(error).reason)
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                refusal = (422, "There is no such pack.")
+            if refusal is None:
+                raise
+            return pages.message(request, user, refusal[0], "Automatic top-up not turned on", refusal[1])
+        shown = "off"
+        if stored.enabled:
+            per_month = stored.max_per_month
+            shown = f"on: {stored.pack_id} below {stored.threshold_credits}, at most {per_month}/month"
+        await record_activity(deps, request, user, "auto_top_up.changed", "tenant", user.tenant_id, shown)
+        return RedirectResponse(CREDITS_PATH, status_code=303)
+
     return {
+        "set_auto_top_up": set_auto_top_up,
         "set_alerts": set_alerts,
         "set_budget": set_budget,
         "credits": credits,
@@ -159,6 +201,18 @@ def credits_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         "receipt": receipt,
         "credit_settings": credit_settings,
     }
+
+
+# Why billing refused to turn automatic top-up on, as the console explains it.
+_AUTO_TOP_UP_REFUSALS = {
+    "no_saved_payment_method": (
+        409,
+        "No card is saved for automatic payments yet: buy a pack with Stripe once (the card you pay with"
+        " is saved), then turn automatic top-up on.",
+    ),
+    "payments_not_configured": (503, "Online payments are not available on this installation."),
+    "checkout_unavailable": (503, "Stripe did not answer; nothing was changed. Try again in a moment."),
+}
 
 
 def _whole(typed: str, low: int, high: int) -> int | Literal[False] | None:

@@ -109,6 +109,8 @@ ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("set_budget", "POST", "/console/credits/budget", "form", OWNERS),
     # Spend alert thresholds (issue 29, ADR-125): changed by owners only, as budgets are.
     ConsoleRoute("set_alerts", "POST", "/console/credits/alerts", "form", OWNERS),
+    # Automatic top-up (issue 29, ADR-135): changed by owners only, as budgets are.
+    ConsoleRoute("set_auto_top_up", "POST", "/console/credits/auto-top-up", "form", OWNERS),
     # Developers: API keys, webhook endpoints, the delivery log and replays.
     ConsoleRoute("developers", "GET", "/console/developers", "page", DEVELOPERS, nav="Developers"),
     ConsoleRoute("create_api_key", "POST", "/console/developers/keys", "form", DEVELOPERS),

@@ -14,6 +14,7 @@ from services.gateway.adapters.backends import Backends
 from services.gateway.admin_ui.routes import dashboard_router, static_files
 from services.gateway.api.admin import admin_router
 from services.gateway.api.api_keys import api_keys_router
+from services.gateway.api.auto_top_up import auto_top_up_router
 from services.gateway.api.console_invites import console_invites_router
 from services.gateway.api.customer import CREATE_BATCH_PATH, customer_router
 from services.gateway.api.docs import ASSETS_PATH, docs_assets, docs_router
@@ -116,6 +117,7 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     app.include_router(results_router(settings, backends, authenticator))
     app.include_router(api_keys_router(settings, backends, authenticator, admin_auth))
     app.include_router(spend_control_router(settings, backends, authenticator, creation))
+    app.include_router(auto_top_up_router(settings, backends, authenticator))
     app.include_router(customer_exports_router(settings, backends, authenticator))
     app.include_router(admin_router(settings, backends, admin_sessions, admin_auth))
     app.include_router(models_router(settings, backends, authenticator))

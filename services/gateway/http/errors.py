@@ -28,7 +28,14 @@ RETRY_AFTER_SECONDS = 2
 
 # Details that carry amounts: sent as integers, not the strings gRPC metadata is limited to.
 _INTEGER_DETAILS = frozenset(
-    {"required_credits", "available_credits", "retry_after_seconds", "remaining_credits", "monthly_credits"}
+    {
+        "required_credits",
+        "available_credits",
+        "retry_after_seconds",
+        "remaining_credits",
+        "monthly_credits",
+        "debt_credits",
+    }
 )
 
 # Keys of the error object that backend details may never overwrite.
@@ -58,6 +65,8 @@ HTTP_RULES: Mapping[tuple[grpc.StatusCode, str | None], HttpErrorRule] = {
     (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_credits"): HttpErrorRule(402, "insufficient_credits"),
     # A monthly budget would be exceeded (issue 29): payment required, as for credits.
     (grpc.StatusCode.FAILED_PRECONDITION, "budget_exceeded"): HttpErrorRule(402, "budget_exceeded"),
+    # A refunded or disputed payment already spent is owed (ADR-134): pay it before new batches.
+    (grpc.StatusCode.FAILED_PRECONDITION, "debt_outstanding"): HttpErrorRule(402, "debt_outstanding"),
     # A quote past its validity is gone for good: quote again.
     (grpc.StatusCode.FAILED_PRECONDITION, "quote_expired"): HttpErrorRule(410, "quote_expired"),
     (grpc.StatusCode.FAILED_PRECONDITION, None): HttpErrorRule(409, None),

@@ -1,9 +1,9 @@
 """What an API key's scopes let it do (ADR-124): one table from (method, path) to the scope needed.
 
-`read` covers every GET; `billing` covers changing money settings (budgets, alert thresholds) and
-keys; `batches` covers every other change (creating, cancelling, retrying batches, quotes, files,
-webhooks). A key created without scopes has all three, so every key issued before scopes existed
-works as before.
+`read` covers every GET; `billing` covers changing money settings (budgets, alert thresholds,
+automatic top-up) and keys; `batches` covers every other change (creating, cancelling, retrying
+batches, quotes, files, webhooks). A key created without scopes has all three, so every key
+issued before scopes existed works as before.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class KeyScope(StrEnum):
 ALL_SCOPES = frozenset(scope.value for scope in KeyScope)
 
 # Paths under /api/enterprise whose changes move money settings or credentials.
-_BILLING_PREFIXES = ("/api/enterprise/api-keys", "/api/enterprise/alerts")
+_BILLING_PREFIXES = ("/api/enterprise/api-keys", "/api/enterprise/alerts", "/api/enterprise/auto-top-up")
 _BILLING_SUFFIX = "/budget"
 
 

@@ -106,6 +106,10 @@ OPERATION_DESCRIPTIONS: dict[str, str] = {
     "list_batch_tasks": "Any batch's tasks in submission order, a page at a time (operator view).",
     "get_batch_billing": "A batch's ledger entries and totals: frozen, refunded and net spent.",
     "list_batch_webhooks": "The webhook messages of a batch with their delivery attempts.",
+    "provider_routes": (
+        "For each model, every provider route in its failover order with the share of videos, tasks, "
+        "jobs and failed jobs it took and what its jobs cost us."
+    ),
     "reconcile": (
         "Checks the money invariants (I1-I3) over every batch and the ledger; answers the discrepancies "
         "found (none when the books balance)."

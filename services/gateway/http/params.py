@@ -97,7 +97,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         402: (
             "Not enough credits (`insufficient_credits`, with `required_credits` and `available_credits`), "
             "or a monthly budget would be exceeded (`budget_exceeded`, with `required_credits`, "
-            "`remaining_credits` and `period_end`)."
+            "`remaining_credits` and `period_end`), or the account owes credits of a refunded or "
+            "disputed payment (`debt_outstanding`, with `debt_credits`)."
         ),
         403: (
             "Authenticated but not allowed (`forbidden`; `insufficient_scope` for an API key without "

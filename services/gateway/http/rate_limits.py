@@ -1,11 +1,10 @@
-"""Rate limits of the gateway: requests per API key, unfinished batches per tenant, failed sign-ins
-per client address.
+"""Rate limits of the gateway: requests per API key and failed sign-ins per client address.
 
 Every limit holds across gateway replicas (issue 27): the request rate and the failed sign-ins
-are token buckets billing keeps in PostgreSQL (`SharedBuckets`, ADR-128), the open batches are
-counted by the batch service. A replica remembers only its current lease of each key's tokens,
-bounded in memory (the least recently seen keys are dropped first, which only gives their
-leased tokens up).
+are token buckets billing keeps in PostgreSQL (`SharedBuckets`, ADR-128); the unfinished batches
+per tenant are the batch service's to refuse, in the create's transaction (ADR-138). A replica
+remembers only its current lease of each key's tokens, bounded in memory (the least recently seen
+keys are dropped first, which only gives their leased tokens up).
 """
 
 from __future__ import annotations
@@ -19,11 +18,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import grpc
-from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.token_bucket import BucketState, draw, seconds_until_full, seconds_until_token
-from libs.vocabulary import OPEN_BATCH_STATUSES, values_of
 from services.gateway.http.errors import ApiError
 
 MAX_TRACKED_ENTRIES = 100_000
@@ -277,58 +274,3 @@ class FailedAttemptLimiter:
 def client_address(scope_client: tuple[str, int] | None) -> str:
     """The peer address of a request ("unknown" when the server does not say)."""
     return scope_client[0] if scope_client else "unknown"
-
-
-# A batch takes seconds to minutes: asking again sooner than this is pointless.
-OPEN_BATCHES_RETRY_AFTER_SECONDS = 5
-
-
-class OpenBatchLimit:
-    """At most `max_open` unfinished batches per tenant (0 disables), counted by the batch service.
-
-    The count and the create are not atomic: concurrent creates may overshoot by the number of
-    requests in flight, which is acceptable for a fairness limit (not a money rule).
-    """
-
-    def __init__(
-        self, batch: batch_pb2_grpc.BatchServiceAsyncStub, max_open: int, deadline_seconds: float
-    ) -> None:
-        self._batch = batch
-        self._max_open = max_open
-        self._deadline = deadline_seconds
-
-    async def open_batches(self, tenant_id: str) -> int:
-        """How many of the tenant's batches are unfinished (counted up to `max_open`)."""
-        try:
-            counted = await self._batch.CountOpenBatches(
-                batch_pb2.CountOpenBatchesRequest(tenant_id=tenant_id, limit=self._max_open),
-                timeout=self._deadline,
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            return await self._listed_open_batches(tenant_id)
-        return counted.open_batches
-
-    async def _listed_open_batches(self, tenant_id: str) -> int:
-        # A batch service of the previous release (rolling deploy) has no count: list them.
-        pages = await asyncio.gather(
-            *(
-                self._batch.ListBatches(
-                    batch_pb2.ListBatchesRequest(tenant_id=tenant_id, status=status, limit=self._max_open),
-                    timeout=self._deadline,
-                )
-                for status in values_of(OPEN_BATCH_STATUSES)
-            )
-        )
-        return sum(len(page.batches) for page in pages)
-
-    async def ensure_room(self, tenant_id: str) -> None:
-        """Raises 429 `rate_limited` when the tenant already has `max_open` unfinished batches."""
-        if self._max_open <= 0:
-            return
-        if await self.open_batches(tenant_id) >= self._max_open:
-            raise rate_limited(
-                f"at most {self._max_open} batches may be in progress at once",
-                OPEN_BATCHES_RETRY_AFTER_SECONDS,
-            )

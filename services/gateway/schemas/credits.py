@@ -38,6 +38,12 @@ class CreditsView(ProtoView):
 
     available_credits: int = Field(description="Credits that new batches can use.")
     held_credits: int = Field(description="Credits frozen for batches still running.")
+    debt_credits: int = Field(
+        description=(
+            "Credits owed: refunded or disputed payments whose credits were already spent. While above 0, "
+            "new batches are refused with 402 `debt_outstanding`; the next payment pays it first."
+        )
+    )
 
     @classmethod
     def from_proto(cls, balance: billing_pb2.GetBalanceResponse) -> Self:

@@ -27,7 +27,8 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description=(
             "Stable reason: unauthorized, forbidden, not_found, method_not_allowed, idempotency_key_reused, "
-            "insufficient_credits, payload_too_large, validation_error, rate_limited, unavailable, internal."
+            "insufficient_credits, debt_outstanding, payload_too_large, validation_error, rate_limited, "
+            "unavailable, internal."
         )
     )
     message: str = Field(description="Human-readable explanation.")
@@ -37,6 +38,7 @@ class ErrorDetail(BaseModel):
     )
     required_credits: int | None = Field(default=None, description="Batch price (insufficient_credits).")
     available_credits: int | None = Field(default=None, description="Balance (insufficient_credits).")
+    debt_credits: int | None = Field(default=None, description="Credits owed (debt_outstanding).")
 
 
 class ErrorResponse(BaseModel):

@@ -107,7 +107,7 @@ class ModelUsageView(ProtoView):
 
 class StatementView(ProtoView):
     """A month of the available balance: opening + purchases + grants - spent + refunded + released
-    = closing."""
+    - reversed - debt_paid + reinstated = closing."""
 
     month: str
     opening_balance: int
@@ -116,7 +116,13 @@ class StatementView(ProtoView):
     spent: int = Field(description="Credits frozen for batches accepted in the month.")
     refunded: int = Field(description="Failed or cancelled videos given back.")
     released: int = Field(description="Remainders released when batches settled.")
+    reversed: int = Field(
+        default=0, description="Credits taken back from available by refunded or disputed payments."
+    )
+    debt_paid: int = Field(default=0, description="Credits of payments that paid a debt first.")
+    reinstated: int = Field(default=0, description="Credits returned by disputes won.")
     closing_balance: int
+    closing_debt: int = Field(default=0, description="Credits owed at the end of the month.")
     closing_paid_credits: int = Field(description="Part of the closing balance that was paid for.")
     closing_granted_credits: int = Field(
         description="Part of the closing balance that was granted (spent first)."
@@ -153,7 +159,11 @@ class StatementView(ProtoView):
             "spent",
             "refunded",
             "released",
+            "reversed",
+            "debt_paid",
+            "reinstated",
             "closing_balance",
+            "closing_debt",
         ):
             writer.writerow([self.month, line, "", getattr(self, line), ""])
         for usage in self.models:

@@ -134,5 +134,30 @@ class BudgetThresholdEvent(BaseModel):
     data: BudgetThresholdEventData
 
 
+class AutoTopUpFailedEventData(BaseModel):
+    """The saved card refused an automatic top-up: automatic top-up is now off."""
+
+    alert_id: str = Field(description="Unique per purchase (the same on every retry): deduplicate on it.")
+    threshold_credits: int = Field(description="The auto top-up threshold whose crossing asked for it.")
+    pack_id: str = Field(description="The pack it tried to buy.")
+    failure_code: str = Field(description="Stripe's code: card_declined, authentication_required, ...")
+    failure_message: str = Field(description="Stripe's message.")
+    auto_top_up_enabled: bool = Field(description="Always false: turn it on again once the card is fixed.")
+
+
+class AutoTopUpFailedEvent(BaseModel):
+    """`auto_top_up.failed`."""
+
+    type: Literal["auto_top_up.failed"]
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: AutoTopUpFailedEventData
+
+
 # Every event body, as `_declare` documents them.
-EventModel = type[BatchEvent] | type[TaskEvent] | type[CreditsLowEvent] | type[BudgetThresholdEvent]
+EventModel = (
+    type[BatchEvent]
+    | type[TaskEvent]
+    | type[CreditsLowEvent]
+    | type[BudgetThresholdEvent]
+    | type[AutoTopUpFailedEvent]
+)

@@ -18,6 +18,7 @@ WEBHOOK_EVENT_TYPES = (
     "batch.cancelled",
     "credits.low",
     "budget.threshold",
+    "auto_top_up.failed",
     "task.succeeded",
     "task.failed",
 )

@@ -22,7 +22,6 @@ from libs.rpc.errors import remote_error
 from services.gateway.adapters.backends import Backends
 from services.gateway.http.errors import api_error_from_remote, validation_error
 from services.gateway.http.middleware import REQUEST_ID_HEADER
-from services.gateway.http.rate_limits import OpenBatchLimit
 from services.gateway.schemas.batches import BatchColumns
 from services.gateway.schemas.fields import MAX_REQUEST_ID_CHARS, is_valid_request_id
 
@@ -119,7 +118,9 @@ class BatchCreation:
         self._batch = backends.batch
         self._webhook = backends.webhook
         self._deadline = settings.grpc_deadline_seconds
-        self._open_batches = OpenBatchLimit(backends.batch, settings.max_open_batches, self._deadline)
+        # The tenant's room for another batch is checked by the batch service, in the create's own
+        # transaction (ADR-138): one limit across every gateway replica, and no call of its own.
+        self._max_open_batches = settings.max_open_batches
         # A stream carries up to 64 MiB to a batch service that stores 10,000 tasks: more time.
         self._stream_deadline = self._deadline * 6
 
@@ -134,12 +135,12 @@ class BatchCreation:
     ) -> batch_pb2.CreateBatchResponse:
         """Creates a shape-checked batch (`generated`: the key was not the client's); a request
         too large for one gRPC message goes as a stream of parts, still one create."""
-        await self._open_batches.ensure_room(tenant_id)
         if payload.webhook_url:
             await self._check_webhook_url(payload.webhook_url)
         first = _batch_fields(tenant_id, payload, api_key_id)
         first.request_id = request_id
         first.request_id_generated = generated
+        first.open_batch_limit = self._max_open_batches
         if len(part_bounds(payload)) <= 2:
             first.item_columns.CopyFrom(_columns(payload, 0, len(payload.prompts)))
             return await self._batch.CreateBatch(first, timeout=self._deadline)

@@ -17,6 +17,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.vocabulary import OPEN_BATCH_STATUSES, TaskStatus, values_of
 from services.gateway.adapters.backends import Backends
+from services.gateway.schemas.auto_top_up import AutoTopUpUpdate, AutoTopUpView, update_request
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.console_money import (
     Balances,
@@ -302,6 +303,27 @@ class ConsoleMoney:
         ).to_request(tenant_id)
         answer = await self._backends.billing.SetAlertThresholds(request, timeout=self._deadline)
         return ConsoleAlerts.from_proto(answer)
+
+    async def debt(self, tenant_id: str) -> int:
+        """What the tenant owes (refunded or disputed payments already spent, billing's ADR-134)."""
+        balance = await self._backends.billing.GetBalance(
+            billing_pb2.GetBalanceRequest(tenant_id=tenant_id), timeout=self._deadline
+        )
+        return balance.debt_credits
+
+    async def auto_top_up(self, tenant_id: str) -> AutoTopUpView:
+        """The tenant's automatic top-up and its latest purchases (billing's ADR-135)."""
+        answer = await self._backends.billing.GetAutoTopUp(
+            billing_pb2.GetAutoTopUpRequest(tenant_id=tenant_id), timeout=self._deadline
+        )
+        return AutoTopUpView.from_proto(answer)
+
+    async def set_auto_top_up(self, tenant_id: str, update: AutoTopUpUpdate) -> AutoTopUpView:
+        """Replaces the tenant's automatic top-up settings; the console checked the owner."""
+        answer = await self._backends.billing.SetAutoTopUp(
+            update_request(tenant_id, update), timeout=self._deadline
+        )
+        return AutoTopUpView.from_proto(answer)
 
 
 @dataclass(frozen=True)

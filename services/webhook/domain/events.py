@@ -17,9 +17,11 @@ TASK_FAILED = "task.failed"
 # Spend alerts (ADR-125): billing's `billing.alert` events, one per threshold crossing.
 CREDITS_LOW = "credits.low"
 BUDGET_THRESHOLD = "budget.threshold"
+# An automatic top-up was declined and turned itself off (billing's ADR-135).
+AUTO_TOP_UP_FAILED = "auto_top_up.failed"
 
 BATCH_EVENTS = (BATCH_QUEUED, BATCH_COMPLETED, BATCH_CANCELLED)
-ALERT_EVENTS = (CREDITS_LOW, BUDGET_THRESHOLD)
+ALERT_EVENTS = (CREDITS_LOW, BUDGET_THRESHOLD, AUTO_TOP_UP_FAILED)
 # What an endpoint without a filter receives: alerts are rare and are what an owner must not miss.
 DEFAULT_EVENTS = BATCH_EVENTS + ALERT_EVENTS
 # Task events can be 10,000 per batch: only endpoints that ask for them get them.

@@ -13,6 +13,7 @@ from libs.field_mapping import from_fields
 from libs.ledger_keys import task_transfer_id
 from libs.messaging.contract import WEBHOOK_EVENTS_QUEUE, Bus, Delivery
 from services.webhook.domain.events import (
+    AUTO_TOP_UP_FAILED,
     CREDITS_LOW,
     TASK_FAILED,
     TASK_SUCCEEDED,
@@ -161,10 +162,18 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
 
 
 def spend_alert(message: events_pb2.SpendAlert) -> WebhookEvent:
-    """A `credits.low` or `budget.threshold` event from billing's SpendAlert (ADR-125)."""
+    """A `credits.low`, `budget.threshold` or `auto_top_up.failed` event from billing's SpendAlert
+    (ADR-125, ADR-135)."""
     data: dict[str, object] = {"alert_id": message.alert_id, "threshold_credits": message.threshold_credits}
     if message.alert_type == CREDITS_LOW:
         data["available_credits"] = message.value_credits
+    elif message.alert_type == AUTO_TOP_UP_FAILED:
+        data |= {
+            "pack_id": message.pack_id,
+            "failure_code": message.failure_code,
+            "failure_message": message.failure_message,
+            "auto_top_up_enabled": False,
+        }
     else:
         data |= {
             "budget_scope": message.budget_scope,

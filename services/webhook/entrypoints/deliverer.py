@@ -1,7 +1,10 @@
 """The deliverer loop: claim due messages, send each in its own coroutine, bounded in number.
 
 A hanging endpoint holds only the slots of its own messages; the loop keeps claiming for the
-others as soon as any slot frees up.
+others as soon as any slot frees up. When the process stops, the loop claims nothing more and the
+sends in flight finish within the process's grace period; those still running when it ends are
+cancelled and their messages released at once (due now, same webhook-id) for any deliverer to
+send again, instead of waiting for their lease to expire (ADR-139).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ OUTAGE_BACKOFF_SECONDS = 1.0
 
 
 class Deliverer:
-    """Runs until `stopping`; in-flight sends are cancelled on the way out (their lease expires)."""
+    """Runs until `stopping`, then lets the sends in flight finish until it is cancelled (the end
+    of the grace period); sends still running then are cancelled and their messages released."""
 
     def __init__(
         self, handlers: WebhookHandlers, *, concurrency: int, claim_batch_size: int, poll_seconds: float
@@ -28,7 +32,7 @@ class Deliverer:
         self._concurrency = concurrency
         self._claim_batch_size = claim_batch_size
         self._poll_seconds = poll_seconds
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], ClaimedMessage] = {}
         self._slot_freed = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -46,15 +50,33 @@ class Deliverer:
                         continue
                 for message in claimed:
                     task = asyncio.create_task(self._deliver(message), name=f"webhook-{message.message_id}")
-                    self._in_flight.add(task)
+                    self._in_flight[task] = message
                     task.add_done_callback(self._finished)
                 # A full claim means more may be due: claim again at once while slots remain.
                 if not claimed or len(claimed) < wanted:
                     await self._wait_for_work(stopping)
+            # Stopping: the sends in flight finish; the process cancels this wait when its grace
+            # period ends.
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
         finally:
-            for task in self._in_flight:
-                task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await self._release_unfinished()
+
+    async def _release_unfinished(self) -> None:
+        """Cancels the sends still in flight and releases their messages for an immediate retry."""
+        unfinished = dict(self._in_flight)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        if not unfinished:
+            return
+        try:
+            released = await self._handlers.release(list(unfinished.values()))
+        except Exception:
+            # The database is unreachable: their leases expire and they are sent again then.
+            log.exception("could not release %d webhook messages in flight", len(unfinished))
+        else:
+            log.warning("released %d webhook messages still in flight for another deliverer", released)
 
     async def _wait_for_work(self, stopping: asyncio.Event) -> None:
         self._slot_freed.clear()
@@ -69,7 +91,7 @@ class Deliverer:
                 waiter.cancel()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._in_flight.pop(task, None)
         self._slot_freed.set()
 
     async def _deliver(self, message: ClaimedMessage) -> None:

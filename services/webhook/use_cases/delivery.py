@@ -4,6 +4,7 @@ schedule the next; counts each attempt and traces it in the trace of its event."
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from services.webhook import metrics as webhook_metrics
@@ -20,6 +21,13 @@ log = logging.getLogger(__name__)
 async def claim_due(deps: Dependencies, limit: int) -> list[ClaimedMessage]:
     """Leases up to `limit` due messages for this deliverer."""
     return await deps.repository.delivery.claim_due(deps.clock(), limit, deps.delivery.lease_seconds)
+
+
+async def release(deps: Dependencies, claimed: Sequence[ClaimedMessage]) -> int:
+    """Gives claimed messages back unsent (the deliverer is stopping): due at once, with no attempt
+    recorded (a request cut off may still have arrived: the receiver deduplicates by webhook-id).
+    Returns how many were still held."""
+    return await deps.repository.delivery.release(claimed)
 
 
 async def deliver(deps: Dependencies, claimed: ClaimedMessage) -> Verdict:

@@ -74,6 +74,7 @@ class WebhookHandlers:
         # Delivery.
         self.claim_due = partial(_delivery.claim_due, deps)
         self.deliver = partial(_delivery.deliver, deps)
+        self.release = partial(_delivery.release, deps)
 
         # Endpoints and signing secrets.
         self.create_endpoint = partial(endpoints.create_endpoint, deps)

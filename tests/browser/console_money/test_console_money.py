@@ -277,3 +277,35 @@ def test_the_owner_sets_spend_alerts_on_the_credits_page_and_the_banner_shows_a_
     expect(page.locator("#alert-thresholds")).to_contain_text("off")
     finance.close()
     owner.close()
+
+
+def test_the_owner_turns_automatic_top_up_on_with_the_card_saved_at_checkout(
+    browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant, fake_stripe: FakeStripe
+) -> None:
+    owner, page = signed_in_page(browser, money_stack.base_url, tenant.emails["owner"])
+    page.goto("/console/credits")
+    expect(page.locator("#auto-top-up")).to_contain_text("off")
+    # Checkout saves the card it is paid with to the tenant's Stripe customer (ADR-135).
+    page.locator("tr[data-pack=pilot] button.buy").click()
+    page.wait_for_url(f"{fake_stripe.api_url}/c/pay/**")
+    page.click("#pay")
+    page.wait_for_url("**/console/credits?checkout=done")
+
+    page.check("#auto-top-up-form input[name=enabled]")
+    page.fill("#auto-top-up-form input[name=threshold_credits]", "1000")
+    page.select_option("#auto-top-up-form select[name=pack_id]", "pilot")
+    page.fill("#auto-top-up-form input[name=max_per_month]", "2")
+    page.click("#auto-top-up-form button")
+
+    expect(page.locator("#auto-top-up")).to_contain_text("on: pilot below 1,000 credits, at most 2 a month")
+    expect(page.locator("#auto-top-up")).to_contain_text("visa •••• 4242")
+    stored = money_api.http.get("/api/enterprise/auto-top-up", headers=tenant.customer.headers).json()
+    assert (stored["enabled"], stored["threshold_credits"], stored["payment_method"]) == (
+        True,
+        1000,
+        "visa •••• 4242",
+    )
+    page.uncheck("#auto-top-up-form input[name=enabled]")
+    page.click("#auto-top-up-form button")
+    expect(page.locator("#auto-top-up")).to_contain_text("off")
+    owner.close()

@@ -330,14 +330,18 @@ async def test_expired_leases_are_dispatched_again_or_failed_after_three_claims(
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 1000
     async with batch_server(settings) as stub:
-        created = await stub.CreateBatch(_request(tenant_id, ["lost once", "lost thrice", "never lost"]))
-        # As if workers had died holding two of the tasks (once, and for the third time).
+        created = await stub.CreateBatch(
+            _request(tenant_id, ["lost once", "lost thrice", "never lost", "handed back twice, lost once"])
+        )
+        # As if workers had died holding three of the tasks (once, for the third time, and once
+        # after two stopping workers had handed the last one back: ADR-139).
         await sql.execute(
             """
             UPDATE batch.tasks SET status = 'running', claim_token = gen_random_uuid(),
                    claims = CASE batch_index WHEN 0 THEN 1 ELSE 3 END,
+                   handbacks = CASE batch_index WHEN 3 THEN 2 ELSE 0 END,
                    lease_expires_at = now() - interval '1 second'
-            WHERE batch_id = %s AND batch_index IN (0, 1)
+            WHERE batch_id = %s AND batch_index IN (0, 1, 3)
             """,
             (created.batch_id,),
         )
@@ -349,9 +353,9 @@ async def test_expired_leases_are_dispatched_again_or_failed_after_three_claims(
                 "SELECT claims FROM batch.tasks WHERE batch_id = %s ORDER BY batch_index", (created.batch_id,)
             )
         ).fetchall()
-    assert [t.status for t in tasks] == ["succeeded", "failed", "succeeded"]
+    assert [t.status for t in tasks] == ["succeeded", "failed", "succeeded", "succeeded"]
     assert (tasks[1].failure_type, tasks[1].error_message) == ("internal", "worker lost the task 3 times")
-    assert [row[0] for row in claims] == [2, 3, 1]
+    assert [row[0] for row in claims] == [2, 3, 1, 4]
     assert batch.status == "partial"
 
 

@@ -6,9 +6,11 @@ Hypothesis drives a rule-based state machine: each rule calls the handlers and u
 the way the product promises (a reference tops up once, a reservation freezes price x items or is
 refused and writes nothing, the first outcome of a task counts and a refund returns its price at
 once, a batch settles only when every task has its outcome, a batch over the tenant's monthly
-budget is refused and writes nothing, a stored quote freezes its own price once). After every step
-the balances, holds and budget use are read back and compared, and I1-I3, I7 and I8 are checked
-from the tables. The example-based flows
+budget is refused and writes nothing, a stored quote freezes its own price once; payments that go
+back take their credits from available first and record the rest as debt, which refuses batches
+until a payment pays it; a freeze crossing the auto top-up line buys one pack, credited by its
+webhook; `stateful_payments.py`). After every step the balances, debts, holds and budget use are
+read back and compared, and I1-I3, I7, I8, I10 and I11 are checked from the tables. The example-based flows
 in test_billing_ledger_flows.py pin single behaviours; this explores their orders.
 """
 
@@ -33,6 +35,7 @@ from hypothesis.stateful import (
 from libs.config import DEFAULT_PRICING
 from libs.db import Database
 from services.billing.adapters.repository import BillingRepository
+from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.bootstrap import price_list
 from services.billing.domain.budgets import BudgetExceeded
 from services.billing.domain.errors import InsufficientCredits, OutcomesMissing
@@ -40,11 +43,13 @@ from services.billing.domain.ids import BatchId, TaskId, TenantId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.quotes import QuoteUsed, StoredQuote
+from services.billing.domain.reversals import DebtOutstanding
 from services.billing.domain.settlement import SettlementStatus
 from services.billing.use_cases.handlers import BillingHandlers
 from tests.isolation import create_migrated_database, drop_database
 
 from .billing_testkit import assert_ledger_invariants, funded_tenant, new_batch_id
+from .stateful_payments import MINI, SECRET, PaymentRules, StubCharges
 
 T = TypeVar("T")
 
@@ -98,7 +103,7 @@ class ModelBatch:
         return self.total(OutcomeKind.CAPTURE) + (0 if self.settled else self.held)
 
 
-class BillingMoney(RuleBasedStateMachine):
+class BillingMoney(PaymentRules, RuleBasedStateMachine):
     """The billing handlers on a real database, next to a model of what the money must be."""
 
     database_url: ClassVar[str] = ""
@@ -108,11 +113,15 @@ class BillingMoney(RuleBasedStateMachine):
         # The handlers' pools and group commits live on one loop for the whole example.
         self.loop = asyncio.new_event_loop()
         self.database = Database(self.database_url, pool_size=4)
+        self.stub = StubCharges()
         self.handlers = BillingHandlers(
             BillingRepository(self.database),
             price_list(dict(DEFAULT_PRICING)),
             outcome_source=None,
             chunk_size=CHUNK_SIZE,
+            packs={MINI.pack_id: MINI},
+            stripe_verifier=StripeWebhookVerifier(SECRET, tolerance_seconds=300),
+            stripe_payments=self.stub,
         )
         self.tenants = [self.run(funded_tenant(self.handlers, 0)) for _ in range(TENANTS)]
         self.available = dict.fromkeys(self.tenants, 0)
@@ -121,11 +130,13 @@ class BillingMoney(RuleBasedStateMachine):
         # Each tenant's monthly cap (None: no budget) and its stored quotes, used or not.
         self.caps: dict[TenantId, int | None] = dict.fromkeys(self.tenants)
         self.quotes: list[tuple[StoredQuote, BatchId | None]] = []
+        self.init_payments()
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(work)
 
     def teardown(self) -> None:
+        self.settle_the_purchases()
         self.run(self.database.close())
         self.loop.close()
 
@@ -183,6 +194,10 @@ class BillingMoney(RuleBasedStateMachine):
         terms: dict[str, Any] = (
             {"quote_id": cited.quote_id, "fingerprint": cited.fingerprint} if cited else {}
         )
+        if self.debt_outstanding(tenant_id):
+            with pytest.raises(DebtOutstanding):
+                self.run(reserve(tenant_id, batch_id, quote, **terms))
+            return
         if batch.frozen > self.available[tenant_id]:
             with pytest.raises(InsufficientCredits):
                 self.run(reserve(tenant_id, batch_id, quote, **terms))
@@ -199,6 +214,7 @@ class BillingMoney(RuleBasedStateMachine):
         self.available[tenant_id] -= batch.frozen
         assert reservation.available_after == self.available[tenant_id]
         self.batches[batch_id] = batch
+        self.after_freeze(tenant_id, reservation.available_before, reservation.available_after)
 
     @rule(tenant=st.integers(0, TENANTS - 1), room=st.none() | st.integers(0, 150))
     def set_the_monthly_budget(self, tenant: int, room: int | None) -> None:
@@ -313,6 +329,7 @@ class BillingMoney(RuleBasedStateMachine):
             held = sum(batch.held for batch in self.batches.values() if batch.tenant == tenant_id)
             assert (balance.available_credits, balance.held_credits) == (self.available[tenant_id], held)
             assert balance.available_credits >= 0
+            assert balance.debt_credits == self.debt[tenant_id]
 
     @invariant()
     def budget_use_is_the_models(self) -> None:

@@ -115,4 +115,9 @@ async def run_deliverer() -> AsyncIterator[Callable[[WebhookHandlers], None]]:
 
     yield start
     stopping.set()
-    await asyncio.gather(*tasks)
+    # As the process does: sends in flight get a grace period, then are cancelled and released.
+    if tasks:
+        await asyncio.wait(tasks, timeout=0.5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

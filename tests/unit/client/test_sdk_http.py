@@ -161,7 +161,7 @@ def test_network_errors_are_retried_then_raised_as_connection_errors() -> None:
         attempts.append(1)
         if len(attempts) < 3:
             raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(200, json={"available_credits": 5, "held_credits": 0})
+        return httpx.Response(200, json={"available_credits": 5, "held_credits": 0, "debt_credits": 0})
 
     assert _client(flaky).credits().available_credits == 5
 
@@ -245,7 +245,9 @@ def test_with_no_tokens_left_the_client_paces_itself_instead_of_earning_a_429() 
     headers = {"RateLimit-Limit": "200", "RateLimit-Remaining": "0", "RateLimit-Reset": "4"}
     sleeps: list[float] = []
     client = _client(
-        lambda _: httpx.Response(200, json={"available_credits": 1, "held_credits": 0}, headers=headers),
+        lambda _: httpx.Response(
+            200, json={"available_credits": 1, "held_credits": 0, "debt_credits": 0}, headers=headers
+        ),
         sleeps,
     )
     client.credits()
@@ -253,7 +255,9 @@ def test_with_no_tokens_left_the_client_paces_itself_instead_of_earning_a_429() 
     sleeps.clear()
     plenty = {**headers, "RateLimit-Remaining": "150"}
     _client(
-        lambda _: httpx.Response(200, json={"available_credits": 1, "held_credits": 0}, headers=plenty),
+        lambda _: httpx.Response(
+            200, json={"available_credits": 1, "held_credits": 0, "debt_credits": 0}, headers=plenty
+        ),
         sleeps,
     ).credits()
     assert sleeps == []

@@ -18,7 +18,8 @@ from libs.config import METRICS_PORT_DEFAULTS, GrpcServiceName, Settings
 from libs.messaging.contract import DISPATCH_QUEUE
 from libs.rpc.server import DRAIN_NOTICE_SECONDS
 from libs.service_process import BACKEND_GRACE_SECONDS
-from services.batch.entrypoints.worker import DRAIN_GRACE_SECONDS, LOOP_STOP_SECONDS
+from services.batch.entrypoints.worker import DRAIN_GRACE_SECONDS, HAND_BACK_ACK_SECONDS, LOOP_STOP_SECONDS
+from services.batch.use_cases.execution import HAND_BACK_UNWIND_SECONDS
 from services.gateway.entrypoints.main import GRACE_SECONDS as GATEWAY_GRACE_SECONDS
 from services.launcher.registry import PROCESSES
 
@@ -124,7 +125,8 @@ def test_each_process_loads_its_production_settings(deployment: str, monkeypatch
         monkeypatch.setenv(name, value)
     settings = Settings()  # refuses unsafe production values
     assert settings.env == "production"
-    assert settings.storage == "s3", "pods on several hosts share no disk"
+    assert settings.video_storage == "s3", "pods on several hosts share no disk"
+    assert settings.replicas > 1, "local storage would then be refused at start (ADR-140)"
     assert settings.metrics_host == "0.0.0.0"  # scraped from outside the pod
     for backend in GRPC_BACKENDS:
         service = _one("Service", backend)["spec"]
@@ -172,7 +174,8 @@ def _grace(deployment: str) -> tuple[float, float]:
 def test_kubernetes_waits_at_least_as_long_as_each_process_drains() -> None:
     drains: dict[str, float] = {
         "gateway": GATEWAY_GRACE_SECONDS,
-        "worker": DRAIN_GRACE_SECONDS + LOOP_STOP_SECONDS,
+        # Drain, then hand back what still runs (ADR-139), then stop the loops.
+        "worker": DRAIN_GRACE_SECONDS + HAND_BACK_UNWIND_SECONDS + HAND_BACK_ACK_SECONDS + LOOP_STOP_SECONDS,
         **{backend: BACKEND_GRACE_SECONDS + DRAIN_NOTICE_SECONDS for backend in GRPC_BACKENDS},
     }
     for deployment, drain in drains.items():

@@ -69,6 +69,16 @@ class IdempotencyKeyReusedError(ServiceError):
     reason = "idempotency_key_reused"
 
 
+class _TooManyOpenBatches(ServiceError):
+    """The batch service's refusal of a create over the tenant's open-batch limit."""
+
+    category = ErrorCategory.RESOURCE_EXHAUSTED
+    reason = "rate_limited"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} batches may be in progress at once", retry_after_seconds=5)
+
+
 def rpc_error(error: ServiceError) -> grpc.aio.AioRpcError:
     """The exception a grpc.aio stub raises when the server refused with `error`."""
     status = status_for(error)
@@ -258,8 +268,8 @@ class FakeBatch(FakeStub):
             request_id="demo-1",
         )
         self.tasks: list[batch_pb2.Task] = []
-        # False: a batch service of the previous release, without CountOpenBatches.
-        self.counts_open_batches = True
+        # The tenant's unfinished batches, as the batch service counts them in a create.
+        self.open_batches = 3
         # Models whose circuit breaker is open (the admin overview shows them degraded).
         self.degraded_models: list[batch_pb2.DegradedModel] = []
         # Provider routes of models (the admin overview's table, ADR-149).
@@ -274,6 +284,8 @@ class FakeBatch(FakeStub):
         self, request: batch_pb2.CreateBatchRequest, timeout: float | None = None
     ) -> batch_pb2.CreateBatchResponse:
         self._record("CreateBatch", request, timeout)
+        if 0 < request.open_batch_limit <= self.open_batches:
+            raise rpc_error(_TooManyOpenBatches(request.open_batch_limit))
         items = sent_items(request)
         unit_prices = {self.prices[item.model] for item in items}
         required = sum(self.prices[item.model] for item in items)
@@ -345,10 +357,7 @@ class FakeBatch(FakeStub):
         self, request: batch_pb2.CountOpenBatchesRequest, timeout: float | None = None
     ) -> batch_pb2.CountOpenBatchesResponse:
         self._record("CountOpenBatches", request, timeout)
-        if not self.counts_open_batches:
-            raise transport_error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
-        # As ListBatches below answers: one batch in each unfinished status.
-        return batch_pb2.CountOpenBatchesResponse(open_batches=min(3, request.limit))
+        return batch_pb2.CountOpenBatchesResponse(open_batches=min(self.open_batches, request.limit))
 
     async def ListBatches(
         self, request: batch_pb2.ListBatchesRequest, timeout: float | None = None

@@ -182,7 +182,7 @@ def test_bad_top_up_is_422(client: TestClient, billing: FakeBilling, body: objec
 def test_admin_reads_a_tenants_balance(client: TestClient, billing: FakeBilling) -> None:
     response = client.get(f"/api/admin/tenants/{TENANT_ID}/credits", headers=ADMIN)
 
-    assert response.json() == {"available_credits": 4980, "held_credits": 20}
+    assert response.json() == {"available_credits": 4980, "held_credits": 20, "debt_credits": 0}
     assert billing.requests("GetBalance")[0].tenant_id == TENANT_ID
 
 

@@ -233,7 +233,7 @@ def test_credits_show_available_and_held(client: TestClient, billing: FakeBillin
     response = client.get("/api/enterprise/credits", headers=CUSTOMER)
 
     assert response.status_code == 200
-    assert response.json() == {"available_credits": 4980, "held_credits": 20}
+    assert response.json() == {"available_credits": 4980, "held_credits": 20, "debt_credits": 0}
     assert billing.requests("GetBalance")[0].tenant_id == TENANT_ID
 
 

@@ -11,6 +11,7 @@ from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
+from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from libs.config import Settings
@@ -120,14 +121,10 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(strict_client: TestClient
     assert assert_error_shape(answers[3].json(), "rate_limited")["retry_after_seconds"] == 2
 
 
-@pytest.mark.parametrize("counts", [True, False], ids=["counted", "listed by a previous batch service"])
-def test_a_tenant_with_too_many_open_batches_gets_429(
-    settings: Settings, billing: OperatorBilling, counts: bool
-) -> None:
-    # The fake batch service reports one batch in each unfinished status: 3 open, counted by
-    # CountOpenBatches or, from a batch service without it, listed status by status.
+def test_a_tenant_with_too_many_open_batches_gets_429(settings: Settings, billing: OperatorBilling) -> None:
+    # The fake batch service holds 3 unfinished batches of the tenant and refuses, as the real one
+    # does in the create's transaction, a create whose limit they reach.
     batch = FakeBatch()
-    batch.counts_open_batches = counts
     limited = settings.model_copy(update={"max_open_batches": 3})
     with TestClient(create_app(limited, fake_backends(billing, batch, Readiness(), FakeWebhook()))) as client:
         response = client.post(
@@ -146,8 +143,13 @@ def test_a_tenant_with_too_many_open_batches_gets_429(
             )
 
     assert accepted.status_code == 202
-    asked = {name for name, _, _ in batch.calls}
-    assert ("ListBatches" in asked) is not counts and "CountOpenBatches" in asked
+    limits = [
+        request.open_batch_limit
+        for name, request, _ in batch.calls
+        if name == "CreateBatch" and isinstance(request, batch_pb2.CreateBatchRequest)
+    ]
+    assert limits == [3, 4], "the gateway sends its limit with each create"
+    assert "CountOpenBatches" not in {name for name, _, _ in batch.calls}, "no call of its own"
     assert response.status_code == 429
     assert response.headers["retry-after"] == "5"
     assert "3 batches" in assert_error_shape(response.json(), "rate_limited")["message"]

@@ -96,6 +96,7 @@ def test_the_customer_document_lists_every_webhook_with_its_payload_and_signing(
         "task.failed",
         "credits.low",
         "budget.threshold",
+        "auto_top_up.failed",
     }
     for event, operations in webhooks.items():
         post = operations["post"]

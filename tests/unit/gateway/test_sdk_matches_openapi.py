@@ -46,6 +46,7 @@ REQUEST_MODELS = {
     models.EndpointIn,
     models.BudgetUpdate,
     models.AlertThresholdsUpdate,
+    models.AutoTopUpUpdate,
 }
 
 

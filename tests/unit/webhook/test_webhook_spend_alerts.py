@@ -46,3 +46,28 @@ def test_alerts_are_in_the_default_subscription_and_can_be_chosen_alone() -> Non
     assert not endpoint_wants((), "task.succeeded")
     assert normalize_event_types(["budget.threshold"]) == ("budget.threshold",)
     assert not endpoint_wants(("budget.threshold",), "credits.low")
+
+
+def test_a_declined_automatic_top_up_tells_the_owner_it_is_off() -> None:
+    event = spend_alert(
+        events_pb2.SpendAlert(
+            alert_id="purchase-1",
+            tenant_id="t",
+            alert_type="auto_top_up.failed",
+            threshold_credits=1_000,
+            pack_id="pilot",
+            failure_code="card_declined",
+            failure_message="Your card was declined.",
+        )
+    )
+    body = json.loads(event.body())
+    assert body["type"] == "auto_top_up.failed"
+    assert body["data"] == {
+        "alert_id": "purchase-1",
+        "threshold_credits": 1_000,
+        "pack_id": "pilot",
+        "failure_code": "card_declined",
+        "failure_message": "Your card was declined.",
+        "auto_top_up_enabled": False,
+    }
+    assert endpoint_wants((), "auto_top_up.failed")

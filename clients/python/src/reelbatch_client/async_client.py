@@ -281,6 +281,23 @@ class AsyncClient:
             calls.set_alert_thresholds(low_balance_credits=low_balance_credits, budget_percent=budget_percent)
         )
 
+    async def auto_top_up(self) -> m.AutoTopUp:
+        """The tenant's automatic top-up settings and latest purchases."""
+        return await self._run(calls.get_auto_top_up())
+
+    async def set_auto_top_up(
+        self, *, enabled: bool, threshold_credits: int, pack_id: str, max_per_month: int = 1
+    ) -> m.AutoTopUp:
+        """Turns automatic top-up on (needs a card saved with Stripe) or off; needs the `billing` scope."""
+        return await self._run(
+            calls.set_auto_top_up(
+                enabled=enabled,
+                threshold_credits=threshold_credits,
+                pack_id=pack_id,
+                max_per_month=max_per_month,
+            )
+        )
+
     async def quote(self, request: m.CreateBatchRequest) -> m.Quote:
         """Prices a batch without freezing; create it with `quote_id` to be charged exactly that."""
         return await self._run(calls.create_quote(request))

@@ -352,6 +352,21 @@ def set_alert_thresholds(
     return Call("PUT", "/api/enterprise/alerts", _model(m.AlertThresholds), json=body.model_dump(mode="json"))
 
 
+def get_auto_top_up() -> Call[m.AutoTopUp]:
+    """The tenant's automatic top-up settings and latest purchases."""
+    return Call("GET", "/api/enterprise/auto-top-up", _model(m.AutoTopUp))
+
+
+def set_auto_top_up(
+    *, enabled: bool, threshold_credits: int, pack_id: str, max_per_month: int = 1
+) -> Call[m.AutoTopUp]:
+    """Replaces the automatic top-up settings; the key needs the `billing` scope."""
+    body = m.AutoTopUpUpdate(
+        enabled=enabled, threshold_credits=threshold_credits, pack_id=pack_id, max_per_month=max_per_month
+    )
+    return Call("PUT", "/api/enterprise/auto-top-up", _model(m.AutoTopUp), json=body.model_dump(mode="json"))
+
+
 def create_quote(request: m.CreateBatchRequest) -> Call[m.Quote]:
     """Prices a create body without freezing anything; cite the quote in the create."""
     return Call(
@@ -405,5 +420,7 @@ OPERATIONS: dict[str, Callable[..., object]] = {
     "set_project_budget": set_budget,
     "get_alert_thresholds": get_alert_thresholds,
     "set_alert_thresholds": set_alert_thresholds,
+    "get_auto_top_up": get_auto_top_up,
+    "set_auto_top_up": set_auto_top_up,
     "create_quote": create_quote,
 }

@@ -90,6 +90,15 @@ class AlertThresholdsUpdate(RequestModel):
     budget_percent: int | None = None
 
 
+class AutoTopUpUpdate(RequestModel):
+    """Automatic top-up settings, replacing the current ones (turning it on needs a saved card)."""
+
+    enabled: bool
+    threshold_credits: int
+    pack_id: str
+    max_per_month: int = 1
+
+
 class RetryFailedRequest(RequestModel):
     """Which failures of a finished batch to retry (None: every retryable one)."""
 
@@ -216,10 +225,12 @@ class VideoLink(ApiModel):
 
 
 class Credits(ApiModel):
-    """The tenant's balance: spendable and frozen by running batches."""
+    """The tenant's balance: spendable, frozen by running batches, and owed (a refunded or disputed
+    payment already spent: new batches are refused with 402 `debt_outstanding` until it is paid)."""
 
     available_credits: int
     held_credits: int
+    debt_credits: int
 
 
 class LedgerEntry(ApiModel):
@@ -295,6 +306,33 @@ class AlertThresholds(ApiModel):
     budget_percent: int | None
 
 
+class AutoTopUpPurchase(ApiModel):
+    """One automatic purchase a crossing of the threshold asked for."""
+
+    purchase_id: str
+    status: str
+    pack_id: str
+    credits: int
+    amount_usd_cents: int
+    payment_intent: str | None
+    failure_code: str | None
+    created_at: datetime
+
+
+class AutoTopUp(ApiModel):
+    """The tenant's automatic top-up and its latest purchases."""
+
+    enabled: bool
+    threshold_credits: int
+    pack_id: str
+    max_per_month: int
+    payment_method: str | None
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    purchases_this_month: int
+    recent_purchases: list[AutoTopUpPurchase]
+
+
 class BudgetList(ApiModel):
     """Every budget of the tenant, its own first."""
 
@@ -322,7 +360,11 @@ class Statement(ApiModel):
     spent: int
     refunded: int
     released: int
+    reversed: int = 0
+    debt_paid: int = 0
+    reinstated: int = 0
     closing_balance: int
+    closing_debt: int = 0
     closing_paid_credits: int
     closing_granted_credits: int
     models: list[ModelUsage]
@@ -508,6 +550,7 @@ class ErrorDetail(ApiModel):
     errors: list[FieldError] | None = None
     required_credits: int | None = None
     available_credits: int | None = None
+    debt_credits: int | None = None
 
 
 class ErrorResponse(ApiModel):
@@ -614,13 +657,37 @@ class BudgetThresholdEvent(ApiModel):
     data: BudgetThresholdEventData
 
 
-WebhookEvent = BatchEvent | TaskEvent | CreditsLowEvent | BudgetThresholdEvent
+class AutoTopUpFailedEventData(ApiModel):
+    """The saved card refused an automatic top-up, which turned itself off."""
+
+    alert_id: str
+    threshold_credits: int
+    pack_id: str
+    failure_code: str
+    failure_message: str
+    auto_top_up_enabled: bool
+
+
+class AutoTopUpFailedEvent(ApiModel):
+    """`auto_top_up.failed`."""
+
+    type: Literal["auto_top_up.failed"]
+    timestamp: str
+    data: AutoTopUpFailedEventData
+
+
+WebhookEvent = BatchEvent | TaskEvent | CreditsLowEvent | BudgetThresholdEvent | AutoTopUpFailedEvent
 
 # OpenAPI schema name -> the model that mirrors it (the drift test walks this table). Pages
 # (`BatchPage`, `TaskPage`, ...) are not models here: the client's iterators unwrap them.
 SCHEMAS: dict[str, type[BaseModel]] = {
     "AlertThresholdsUpdate": AlertThresholdsUpdate,
     "AlertThresholdsView": AlertThresholds,
+    "AutoTopUpFailedEvent": AutoTopUpFailedEvent,
+    "AutoTopUpFailedEventData": AutoTopUpFailedEventData,
+    "AutoTopUpPurchaseView": AutoTopUpPurchase,
+    "AutoTopUpUpdate": AutoTopUpUpdate,
+    "AutoTopUpView": AutoTopUp,
     "ApiKeyList": ApiKeyList,
     "ApiKeyView": ApiKey,
     "AttemptView": DeliveryAttempt,

@@ -101,6 +101,15 @@ WHERE t.id IN (
 RETURNING t.id, t.batch_id, t.tenant_id, t.batch_index, t.prompt, t.model, t.unit_price,
     t.claim_token, t.claims, t.duration_seconds, t.settings
 """
+# Tasks a stopping worker gives back (ADR-139): queued again at once, the claim counted as handed
+# back rather than lost; only while this worker's claim holds.
+_HAND_BACK = """
+UPDATE batch.tasks
+SET status = 'queued', claim_token = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+    handbacks = handbacks + 1
+WHERE claim_token = ANY(CAST(%(tokens)b AS uuid[])) AND status = 'running'
+RETURNING id, batch_id, tenant_id, batch_index
+"""
 # A running task's live detail between two attempts (issue 25): the attempts made, what the last
 # one said and when the next starts; only while the claim holds.
 _RECORD_RETRY = """
@@ -274,6 +283,28 @@ class TaskClaims:
                 {"tokens": list(claim_tokens), "lease": timedelta(seconds=lease_seconds)},
             )
             return len(renewed)
+
+    async def hand_back(self, claim_tokens: Sequence[uuid.UUID]) -> int:
+        """Gives back tasks this worker claimed and will not finish (it is stopping): queued and
+        dispatched again in one transaction, so another worker claims them at once instead of
+        after their lease. A task whose claim no longer holds is left alone. Returns how many."""
+        if not claim_tokens:
+            return 0
+        async with self._db.connection() as conn:
+            released = await run_sql(conn, _HAND_BACK, {"tokens": list(claim_tokens)})
+            by_batch: dict[tuple[BatchId, TenantId], list[tuple[int, TaskId]]] = {}
+            for row in released:
+                key = (BatchId(row.batch_id), TenantId(row.tenant_id))
+                by_batch.setdefault(key, []).append((row.batch_index, TaskId(row.id)))
+            dispatches = [
+                envelope
+                for (batch_id, tenant_id), indexed in by_batch.items()
+                for envelope in events.task_dispatches(
+                    batch_id, tenant_id, [task_id for _, task_id in sorted(indexed)], self._windows.chunk_size
+                )
+            ]
+            await add_events(conn, outbox, dispatches)
+        return len(released)
 
     async def record_retry(
         self, task_id: TaskId, claim_token: uuid.UUID, attempts: int, error: str, delay_seconds: float

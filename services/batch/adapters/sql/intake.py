@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from services.batch.domain.batch import (
     common_unit_price,
     required_credits,
 )
+from services.batch.domain.errors import TooManyOpenBatches
 from services.batch.domain.generation import NO_SETTINGS, GenerationSettings
 
 _COPY_TASKS = (
@@ -58,6 +60,7 @@ _GROUP_BATCH_COLUMNS = {
     "retry_of": "retry_of",
     "names": "name",
     "batch_metadata": "metadata",
+    "open_limits": "open_limit",
 }
 _GROUP_TASK_COLUMNS = (
     "task_batch_ids",
@@ -74,15 +77,31 @@ _GROUP_TASK_COLUMNS = (
 )
 # A retry takes its source's one place (`retry_slot`, ADR-048): a conflict on it, as on the
 # request id, inserts nothing, and the batch already holding the key is looked up instead.
+# A batch over its tenant's open-batch limit (`open_limit` > 0) inserts nothing either: the caller
+# took the tenant's open-batch lock first (`_LOCK_OPEN_BATCHES`), so the count sees every create
+# that committed before it, on every replica.
 _INSERT_BATCH = """
 INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
     undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
     retry_slot, name, metadata)
-VALUES (%(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
+SELECT %(id)s, %(tenant_id)s, %(request_id)s, %(fingerprint)s, 'reserving', %(total)s, %(total)s,
     %(required)s, %(cost_per_video)s, %(webhook_url)s, now() + %(deadline)s::int * interval '1 second',
-    %(retry_of)s, %(retry_of)s, %(name)s, %(metadata)s::jsonb)
+    %(retry_of)s, %(retry_of)s, %(name)s, %(metadata)s::jsonb
+WHERE %(open_limit)s::int = 0 OR (
+    SELECT count(*) FROM (
+        SELECT 1 FROM batch.batches
+        WHERE tenant_id = %(tenant_id)s AND finished_at IS NULL LIMIT %(open_limit)s::int
+    ) AS open_batches
+) < %(open_limit)s::int
 ON CONFLICT DO NOTHING
 RETURNING *"""
+# The open-batch lock of each tenant whose creates are limited, in one order (no deadlock between
+# two groups of creates): held until commit, it makes "count the open batches, then insert one"
+# atomic across every batch replica (ADR-138). Finishing a batch takes no such lock: it only
+# lowers the count, so a concurrent finish can at worst refuse a create that would have fit.
+_LOCK_OPEN_BATCHES = """
+SELECT pg_advisory_xact_lock(hashtextextended('batch.open_batches:' || t::text, 0))
+FROM unnest(CAST(%(tenant_ids)s AS uuid[])) AS t ORDER BY t"""
 # The retry holding a batch's place; else (it was rejected meanwhile) the batch's latest retry.
 _FIND_RETRY = """
 SELECT * FROM batch.batches WHERE retry_of = %s
@@ -92,20 +111,39 @@ _FIND_LIVE_RETRY = "SELECT * FROM batch.batches WHERE retry_slot = %s"
 # Several small batches and all their tasks in one statement (the create path's group commit).
 # A request id repeated within the group or already stored inserts nothing (DO NOTHING also
 # skips the second of two rows of one statement); those batches are looked up afterwards.
+# A batch with an open-batch limit is inserted only while its tenant's unfinished batches, plus
+# those of the tenant before it in the group, stay under the limit (the caller holds the tenants'
+# open-batch locks, `_LOCK_OPEN_BATCHES`).
 _INSERT_BATCHES_WITH_TASKS = """
-WITH b AS (
+WITH v AS (
+    SELECT * FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]),
+        CAST(%(request_ids)b AS text[]), CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]),
+        CAST(%(required)b AS bigint[]), CAST(%(costs)b AS bigint[]), CAST(%(webhook_urls)b AS text[]),
+        CAST(%(deadlines)b AS int[]), CAST(%(retry_of)b AS uuid[]), CAST(%(names)b AS text[]),
+        CAST(%(batch_metadata)b AS text[]), CAST(%(open_limits)b AS int[]))
+        WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
+            webhook_url, deadline, retry_of, name, metadata, open_limit, n)
+), over_limit AS (
+    SELECT ranked.n FROM (
+        SELECT v.n, v.tenant_id, v.open_limit,
+            row_number() OVER (PARTITION BY v.tenant_id ORDER BY v.n) AS rank
+        FROM v WHERE v.open_limit > 0
+    ) AS ranked
+    WHERE ranked.rank + (
+        SELECT count(*) FROM (
+            SELECT 1 FROM batch.batches AS o
+            WHERE o.tenant_id = ranked.tenant_id AND o.finished_at IS NULL LIMIT ranked.open_limit
+        ) AS open_batches
+    ) > ranked.open_limit
+), b AS (
     INSERT INTO batch.batches (id, tenant_id, request_id, request_fingerprint, status, total_count,
         undispatched_count, required_credits, cost_per_video, webhook_url, deadline_at, retry_of,
         name, metadata)
     SELECT v.id, v.tenant_id, v.request_id, v.fingerprint, 'reserving', v.total, v.total, v.required,
         v.cost_per_video, v.webhook_url, now() + v.deadline * interval '1 second', v.retry_of,
         v.name, v.metadata::jsonb
-    FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(tenant_ids)b AS uuid[]), CAST(%(request_ids)b AS text[]),
-        CAST(%(fingerprints)b AS text[]), CAST(%(totals)b AS int[]), CAST(%(required)b AS bigint[]),
-        CAST(%(costs)b AS bigint[]), CAST(%(webhook_urls)b AS text[]), CAST(%(deadlines)b AS int[]),
-        CAST(%(retry_of)b AS uuid[]), CAST(%(names)b AS text[]), CAST(%(batch_metadata)b AS text[]))
-        WITH ORDINALITY AS v(id, tenant_id, request_id, fingerprint, total, required, cost_per_video,
-            webhook_url, deadline, retry_of, name, metadata, n)
+    FROM v
+    WHERE v.n NOT IN (SELECT n FROM over_limit)
     ORDER BY v.n
     ON CONFLICT (tenant_id, request_id) DO NOTHING
     RETURNING *
@@ -190,6 +228,7 @@ def _batch_params(new: NewBatch) -> dict[str, Any]:
         "id_head": _task_id_head(),
         "name": new.name,
         "metadata": metadata_json(new.metadata),
+        "open_limit": new.open_batch_limit,
     }
 
 
@@ -260,17 +299,24 @@ class BatchIntake:
 
         Returns (batch, created). A concurrent insert of the same (tenant, request id), or of
         another retry of the same source, waits on the unique index until the first one commits,
-        then finds that batch. Raw psycopg on the autocommit pool: a small batch is one statement,
+        then finds that batch. With `open_batch_limit`, a new batch that would leave its tenant
+        more unfinished batches than that is not stored: TooManyOpenBatches (a replay is still
+        answered with its batch). Raw psycopg on the autocommit pool: a small batch is one statement,
         a large one (and any retry) a transaction with a COPY.
         """
         # A retry is stored alone, whatever its size: its conflict may be on its source's place.
         if len(new.items) <= SMALL_BATCH_MAX_ITEMS and new.retry_of is None:
-            return (await self.insert_small_batches([new]))[0]
+            answer = (await self.insert_small_batches([new]))[0]
+            if isinstance(answer, TooManyOpenBatches):
+                raise answer
+            return answer
         if len(new.items) > _MAX_TASK_INDEX:
             raise ValueError(f"a batch holds at most {_MAX_TASK_INDEX} tasks")
         params = _batch_params(new)
         async with self._db.raw_connection() as conn:
             async with conn.transaction():
+                if new.open_batch_limit > 0:
+                    await conn.execute(_LOCK_OPEN_BATCHES, {"tenant_ids": [new.tenant_id]})
                 inserted = await fetch_one(conn, _INSERT_BATCH, params)
                 if inserted is not None:
                     await _copy_tasks(conn, new, params["id_head"])
@@ -279,12 +325,17 @@ class BatchIntake:
             existing = await fetch_one(conn, _FIND_BY_REQUEST_ID, (new.tenant_id, new.request_id))
             if existing is None and new.retry_of is not None:
                 existing = await fetch_one(conn, _FIND_RETRY, (new.retry_of,))
+        if existing is None and new.open_batch_limit > 0:
+            raise TooManyOpenBatches(new.open_batch_limit)
         assert existing is not None, "the conflicting batch has committed"
         return records.batch_record(existing), False
 
-    async def insert_small_batches(self, group: Sequence[NewBatch]) -> list[tuple[BatchRecord, bool]]:
+    async def insert_small_batches(
+        self, group: Sequence[NewBatch]
+    ) -> list[tuple[BatchRecord, bool] | TooManyOpenBatches]:
         """`insert_batch` of several batches of at most `SMALL_BATCH_MAX_ITEMS` items, in one
-        statement (one round trip and one commit for the group), answered in order."""
+        statement (one round trip and one commit for the group), answered in order; a batch over
+        its tenant's open-batch limit is answered with the refusal (nothing of it stored)."""
         if any(len(new.items) > SMALL_BATCH_MAX_ITEMS for new in group):
             raise ValueError(f"a grouped insert holds batches of at most {SMALL_BATCH_MAX_ITEMS} items")
         if any(new.retry_of is not None for new in group):
@@ -309,11 +360,16 @@ class BatchIntake:
                 params["settings"].append(settings_json(item.settings))
                 params["custom_ids"].append(item.custom_id or None)
                 params["item_metadata"].append(metadata_json(item.metadata))
+        limited = sorted({new.tenant_id for new in group if new.open_batch_limit > 0})
         async with self._db.raw_connection() as conn:
-            async with conn.cursor(row_factory=namedtuple_row) as cursor:
-                await cursor.execute(_INSERT_BATCHES_WITH_TASKS, params)
-                rows: list[Any] = await cursor.fetchall()
-                inserted = {BatchId(row.id): records.batch_record(row) for row in rows}
+            # One statement is atomic alone; with limits, a transaction holds the tenants' locks.
+            async with conn.transaction() if limited else nullcontext():
+                if limited:
+                    await conn.execute(_LOCK_OPEN_BATCHES, {"tenant_ids": limited})
+                async with conn.cursor(row_factory=namedtuple_row) as cursor:
+                    await cursor.execute(_INSERT_BATCHES_WITH_TASKS, params)
+                    rows: list[Any] = await cursor.fetchall()
+                    inserted = {BatchId(row.id): records.batch_record(row) for row in rows}
             existing: dict[tuple[TenantId, str | None], BatchRecord] = {}
             others = [new for new in group if new.id not in inserted]
             if others:
@@ -329,12 +385,16 @@ class BatchIntake:
                     for row in found_rows:
                         record = records.batch_record(row)
                         existing[(record.tenant_id, record.request_id)] = record
-        answers: list[tuple[BatchRecord, bool]] = []
+        answers: list[tuple[BatchRecord, bool] | TooManyOpenBatches] = []
         for new in group:
             if new.id in inserted:
                 answers.append((inserted[new.id], True))
                 continue
             found = existing.get((new.tenant_id, new.request_id))
+            if found is None and new.open_batch_limit > 0:
+                # Not stored and no batch holds its request id: its tenant was at the limit.
+                answers.append(TooManyOpenBatches(new.open_batch_limit))
+                continue
             assert found is not None, "the conflicting batch has committed"
             answers.append((found, False))
         return answers

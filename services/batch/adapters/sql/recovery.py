@@ -108,7 +108,7 @@ class BatchRecovery:
         async with self._db.connection() as conn:
             expired = (
                 await conn.execute(
-                    select(tasks.c.id, tasks.c.claims)
+                    select(tasks.c.id, (tasks.c.claims - tasks.c.handbacks).label("lost_claims"))
                     .where(
                         tasks.c.status == TaskStatus.RUNNING.value,
                         tasks.c.lease_expires_at < func.clock_timestamp(),
@@ -120,8 +120,9 @@ class BatchRecovery:
             ).all()
             if not expired:
                 return RecoveredLeases(0, 0)
-            lost = [row.id for row in expired if row.claims >= MAX_TASK_CLAIMS]
-            retry = [row.id for row in expired if row.claims < MAX_TASK_CLAIMS]
+            # Claims a stopping worker handed back were not lost (ADR-139).
+            lost = [row.id for row in expired if row.lost_claims >= MAX_TASK_CLAIMS]
+            retry = [row.id for row in expired if row.lost_claims < MAX_TASK_CLAIMS]
             failed_rows: Sequence[Any] = []
             if lost:
                 failed_rows = (

@@ -31,7 +31,7 @@ _ACCOUNT_AUDIT = """
     FROM billing.accounts a
     LEFT JOIN (SELECT account_id, sum(amount) AS total FROM billing.ledger_entries GROUP BY account_id) s
         ON s.account_id = a.id
-    WHERE a.kind IN ('available', 'hold')
+    WHERE a.kind IN ('available', 'hold', 'debt')
 """
 
 # The unique key already makes a repeated key impossible; this catches one effect under two keys.

@@ -4,9 +4,10 @@
 Locking discipline (deadlock-free, ADR-046; every row lock of billing is taken by a statement that
 ends in this module's `ROW_LOCK`: here, and `lock_wallets` in `sql.reservations`):
 1. batch_holds rows first, ascending batch_id, in one statement (`lock_holds`);
-2. then tenant account rows (`available`, `hold`), ascending id, in one statement per transaction
-   (`lock_balances`, `lock_wallets`, `lock_available`). System accounts keep no balance and are
-   never locked.
+2. then tenant account rows (`available`, `hold`, `debt`), ascending id, in one statement per
+   transaction (`lock_balances`, `lock_wallets`, `lock_available`, `lock_wallet`). System accounts
+   keep no balance and are never locked. A payment reversal (ADR-134) locks its payment row
+   (`sql.reversals`) before the tenant's accounts; nothing else locks payment rows.
 3. A reservation citing quotes locks them last, ascending id (`lock_quotes` in `sql.reservations`);
    only reservations lock quotes. Budgets take no lock: their use is read after the wallets are
    locked, which serialises every freeze of a tenant (ADR-122).
@@ -111,6 +112,13 @@ WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))"""
 _LOCK_AVAILABLE = f"""
 SELECT id, balance FROM billing.accounts WHERE kind = 'available' AND tenant_id = %(tenant_id)s
 {ROW_LOCK}"""
+_LOCK_WALLET = f"""
+SELECT id, kind, balance FROM billing.accounts
+WHERE tenant_id = %(tenant_id)s AND kind IN ('available', 'debt') ORDER BY id
+{ROW_LOCK}"""
+_ENSURE_DEBT_ACCOUNT = """
+INSERT INTO billing.accounts (kind, tenant_id) VALUES ('debt', %(tenant_id)s)
+ON CONFLICT (tenant_id) WHERE kind = 'debt' DO NOTHING"""
 _LOCK_BALANCES = f"""
 SELECT id, balance FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[])) ORDER BY id
 {ROW_LOCK}"""
@@ -133,6 +141,19 @@ def transfer_arrays(transfers: Sequence[Transfer]) -> dict[str, list[Any]]:
         "credits": [t.credit_account_id for t in transfers],
         "amounts": [t.amount for t in transfers],
     }
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """A tenant's available account and its debt account (None until it ever owed), locked.
+    `owed` is what the debt account records as owed (minus its debit-normal balance)."""
+
+    available: AccountBalance
+    debt: AccountBalance | None
+
+    @property
+    def owed(self) -> int:
+        return -self.debt.balance if self.debt is not None else 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +183,17 @@ class LedgerQueries:
         """The tenant's available account, locked until the transaction ends (None: no such tenant)."""
         rows = await self._rows(_LOCK_AVAILABLE, {"tenant_id": tenant_id})
         return AccountBalance(rows[0].id, rows[0].balance) if rows else None
+
+    async def lock_wallet(self, tenant_id: TenantId) -> Wallet | None:
+        """The tenant's available and debt accounts, locked in id order (None: no such tenant)."""
+        rows = await self._rows(_LOCK_WALLET, {"tenant_id": tenant_id})
+        by_kind = {row.kind: AccountBalance(row.id, row.balance) for row in rows}
+        available = by_kind.get("available")
+        return Wallet(available, by_kind.get("debt")) if available is not None else None
+
+    async def ensure_debt_account(self, tenant_id: TenantId) -> None:
+        """Creates the tenant's debt account unless it has one (before `lock_wallet`)."""
+        await self._rows(_ENSURE_DEBT_ACCOUNT, {"tenant_id": tenant_id})
 
     async def available_account_ids(self, tenant_ids: Collection[TenantId]) -> dict[TenantId, int]:
         rows = await self._rows(_AVAILABLE_ACCOUNT_IDS, {"tenant_ids": list(tenant_ids)})

@@ -20,6 +20,7 @@ from services.billing.adapters.sql.accounts import AccountBalance
 from services.billing.adapters.sql.ledger import ROW_LOCK, transfer_arrays
 from services.billing.adapters.sql.spend_control import QUOTE_COLUMNS, quote_from_row
 from services.billing.domain.alerts import AlertThresholds
+from services.billing.domain.auto_top_up import TopUpTrigger
 from services.billing.domain.budgets import (
     UNATTRIBUTED,
     Attribution,
@@ -31,6 +32,7 @@ from services.billing.domain.budgets import (
 )
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, LedgerEntry, Posting, RefType, Transfer, upfront_key
+from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.quotes import StoredQuote
 from services.billing.domain.settlement import BatchHold
@@ -131,11 +133,29 @@ _USE_QUOTES = """
     WHERE q.id = v.id AND q.batch_id IS NULL
 """
 
-# The group's tenants' alert thresholds (ADR-125), and the outbox rows of the crossings the group
-# made: written in the reservation's transaction, so each crossing is announced once, after commit.
-_ALERT_THRESHOLDS = """
-    SELECT tenant_id, low_balance_credits, budget_percent FROM billing.alert_thresholds
-    WHERE tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+# What the group must know of its tenants once their wallets are locked, in one round trip: alert
+# thresholds (ADR-125), the debt that refuses new batches (ADR-134; every debt change locks the
+# wallet too, so this read is final), and an enabled auto top-up with its purchases this month
+# (ADR-135). The crossings' outbox rows (alerts, top-up purchases) are written in the same
+# transaction, so each crossing acts once, after commit.
+_TENANT_STATES = """
+    SELECT t.id AS tenant_id, a.tenant_id IS NOT NULL AS has_alerts, a.low_balance_credits, a.budget_percent,
+        COALESCE(-d.balance, 0) AS debt, s.tenant_id IS NOT NULL AS auto_top_up, s.threshold_credits,
+        s.pack_id, s.max_per_month,
+        CASE WHEN s.tenant_id IS NULL THEN 0 ELSE (
+            SELECT count(*) FROM billing.auto_top_ups u
+            WHERE u.tenant_id = t.id AND u.period = %(period)s AND u.status <> 'failed'
+        ) END AS bought
+    FROM unnest(CAST(%(tenant_ids)b AS uuid[])) AS t(id)
+    LEFT JOIN billing.alert_thresholds a ON a.tenant_id = t.id
+    LEFT JOIN billing.accounts d ON d.tenant_id = t.id AND d.kind = 'debt'
+    LEFT JOIN billing.auto_top_up_settings s ON s.tenant_id = t.id AND s.enabled
+        AND s.payment_method_id IS NOT NULL
+"""
+_ADD_PURCHASES = """
+    INSERT INTO billing.auto_top_ups (id, tenant_id, crossing_key, pack_id, credits, amount_usd_cents, period)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT DO NOTHING
 """
 _ADD_EVENTS = """
     INSERT INTO billing.outbox (message_id, routing_key, message_type, body, headers)
@@ -143,6 +163,27 @@ _ADD_EVENTS = """
 """
 
 _AVAILABLE_BALANCE = "SELECT balance FROM billing.accounts WHERE kind = %s AND tenant_id = %s"
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """A tenant of the group, read under its wallet lock: its thresholds (None: no alerts), what it
+    owes, and its auto top-up (None: off)."""
+
+    thresholds: AlertThresholds | None
+    debt: int
+    top_up: TopUpTrigger | None
+
+
+@dataclass(frozen=True)
+class PlannedPurchase:
+    """An auto top-up purchase a crossing asks for (ADR-135)."""
+
+    purchase_id: uuid.UUID
+    tenant_id: TenantId
+    crossing_key: str
+    pack: CreditPack
+    period: Period
 
 
 @dataclass(frozen=True)
@@ -214,15 +255,61 @@ class ReservationQueries:
             for tenant_id, tenant_caps in caps.items()
         }
 
-    async def alert_thresholds(self, tenant_ids: Collection[TenantId]) -> dict[TenantId, AlertThresholds]:
-        """The thresholds of those of the tenants that set any."""
-        cursor = await self._conn.execute(_ALERT_THRESHOLDS, {"tenant_ids": sorted(set(tenant_ids))})
-        return {
-            TenantId(tenant_id): AlertThresholds(
-                None if low is None else int(low), None if percent is None else int(percent)
+    async def tenant_states(
+        self, tenant_ids: Collection[TenantId], period: Period
+    ) -> dict[TenantId, TenantState]:
+        """Thresholds, debt and auto top-up of the tenants (after `lock_wallets`)."""
+        async with self._conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(
+                _TENANT_STATES, {"tenant_ids": sorted(set(tenant_ids)), "period": period.start}
             )
-            for tenant_id, low, percent in await cursor.fetchall()
-        }
+            rows = await cursor.fetchall()
+        states: dict[TenantId, TenantState] = {}
+        for row in rows:
+            low, percent = row["low_balance_credits"], row["budget_percent"]
+            states[TenantId(row["tenant_id"])] = TenantState(
+                thresholds=(
+                    AlertThresholds(
+                        None if low is None else int(low), None if percent is None else int(percent)
+                    )
+                    if row["has_alerts"]
+                    else None
+                ),
+                debt=int(row["debt"]),
+                top_up=(
+                    TopUpTrigger(
+                        int(row["threshold_credits"]),
+                        row["pack_id"],
+                        int(row["max_per_month"]),
+                        int(row["bought"]),
+                    )
+                    if row["auto_top_up"]
+                    else None
+                ),
+            )
+        return states
+
+    async def add_purchases(self, purchases: Sequence[PlannedPurchase]) -> None:
+        """Writes the auto top-up purchases of this group's crossings (the top-up loop's outbox); one
+        open purchase per tenant at most (a unique index: a second one is skipped)."""
+        if not purchases:
+            return
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(
+                _ADD_PURCHASES,
+                [
+                    (
+                        p.purchase_id,
+                        p.tenant_id,
+                        p.crossing_key,
+                        p.pack.pack_id,
+                        p.pack.credits,
+                        p.pack.price_usd_cents,
+                        p.period.start,
+                    )
+                    for p in purchases
+                ],
+            )
 
     async def add_events(self, envelopes: Sequence[Envelope]) -> None:
         """Writes events to billing's outbox in this transaction (the relay publishes them)."""

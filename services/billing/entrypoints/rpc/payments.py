@@ -39,6 +39,9 @@ class PaymentRpcs(BillingRpcs):
             outcome=result.outcome.value,
             tenant_id=str(result.tenant_id) if result.tenant_id else "",
             credits=result.credits,
+            reversed_credits=result.reversed_credits,
+            debt_credits=result.debt_credits,
+            reinstated_credits=result.reinstated_credits,
         )
 
     async def RecordPayment(

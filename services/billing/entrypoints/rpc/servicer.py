@@ -9,6 +9,7 @@ from __future__ import annotations
 from reelbatch.proto.billing.v1 import billing_pb2, billing_pb2_grpc
 
 from services.billing.entrypoints.rpc.access import AccessRpcs
+from services.billing.entrypoints.rpc.auto_top_up import AutoTopUpRpcs
 from services.billing.entrypoints.rpc.console import ConsoleRpcs
 from services.billing.entrypoints.rpc.console_access import ConsoleAccessRpcs
 from services.billing.entrypoints.rpc.limits import LimitRpcs
@@ -28,6 +29,7 @@ class BillingServicer(
     WalletRpcs,
     ReservationRpcs,
     SpendControlRpcs,
+    AutoTopUpRpcs,
     SettlementRpcs,
     PaymentRpcs,
     ReportingRpcs,

@@ -25,5 +25,7 @@ class WalletRpcs(BillingRpcs):
     ) -> billing_pb2.GetBalanceResponse:
         balance = await self._handlers.get_balance(parse_tenant_id(request.tenant_id))
         return billing_pb2.GetBalanceResponse(
-            available_credits=balance.available_credits, held_credits=balance.held_credits
+            available_credits=balance.available_credits,
+            held_credits=balance.held_credits,
+            debt_credits=balance.debt_credits,
         )

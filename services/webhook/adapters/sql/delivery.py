@@ -8,6 +8,7 @@ SQLAlchemy Core. Both halves of a claim stay in this one module: they are one tr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, update
@@ -104,6 +105,24 @@ class DeliveryQueries(TopicQueries):
                 )
             )
         return claimed
+
+    async def release(self, claimed: Sequence[ClaimedMessage]) -> int:
+        """Ends the leases of claimed messages still held by their claim (no attempt recorded), so
+        any deliverer's next claim takes them; returns how many were still held."""
+        if not claimed:
+            return 0
+        async with self._database.transaction() as session:
+            result = await session.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_([message.message_id for message in claimed]),
+                    messages.c.claim_token.in_({uuid.UUID(message.claim_token) for message in claimed}),
+                    messages.c.status == "pending",
+                )
+                .values(lease_until=None, claim_token=None)
+                .returning(messages.c.id)
+            )
+            return len(result.all())
 
     async def record_attempt(
         self,

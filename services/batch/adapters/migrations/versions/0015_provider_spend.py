@@ -7,7 +7,7 @@ hold what the task's billed provider jobs cost, summed in the transaction that w
 outcome: the task-outcome event carries them to billing.
 
 Revision ID: 0015
-Revises: 0016 (main's rate budgets, merged first; numbered apart by the ranges handed out)
+Revises: 0014 (rate budgets)
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0016"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -404,6 +404,7 @@ class CreateBatchRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     API_KEY_ID_FIELD_NUMBER: _builtins.int
     QUOTE_ID_FIELD_NUMBER: _builtins.int
+    OPEN_BATCH_LIMIT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant the batch is created for (the gateway authenticated its key)."""
     request_id: _builtins.str
@@ -424,6 +425,12 @@ class CreateBatchRequest(_message.Message):
     """The API key that created the batch (its budget applies); empty: unknown."""
     quote_id: _builtins.str
     """A quote of this very body (POST /quotes): the batch is charged exactly its price, once."""
+    open_batch_limit: _builtins.int
+    """At most this many of the tenant's batches may be unfinished once this one is stored (0: no
+    limit). Checked in the create's own transaction under a per-tenant lock, so concurrent creates
+    through any number of gateway replicas never exceed it; a create over it is refused with
+    RESOURCE_EXHAUSTED (reason rate_limited, detail retry_after_seconds) and stores nothing.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
         """The items, in order (their batch_index is their position)."""
@@ -453,10 +460,11 @@ class CreateBatchRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         api_key_id: _builtins.str = ...,
         quote_id: _builtins.str = ...,
+        open_batch_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item_columns", b"item_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "quote_id", b"quote_id", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "deadline_seconds", b"deadline_seconds", "item_columns", b"item_columns", "items", b"items", "metadata", b"metadata", "name", b"name", "open_batch_limit", b"open_batch_limit", "quote_id", b"quote_id", "request_id", b"request_id", "request_id_generated", b"request_id_generated", "tenant_id", b"tenant_id", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -275,19 +275,25 @@ class GetBalanceResponse(_message.Message):
 
     AVAILABLE_CREDITS_FIELD_NUMBER: _builtins.int
     HELD_CREDITS_FIELD_NUMBER: _builtins.int
+    DEBT_CREDITS_FIELD_NUMBER: _builtins.int
     available_credits: _builtins.int
     """Credits the tenant can spend."""
     held_credits: _builtins.int
     """Credits frozen in the holds of its unsettled batches."""
+    debt_credits: _builtins.int
+    """Credits the tenant owes: refunded or disputed payments whose credits were already spent
+    (ADR-134). While above 0, new batches are refused (FAILED_PRECONDITION "debt_outstanding").
+    """
     def __init__(
         self,
         *,
         available_credits: _builtins.int = ...,
         held_credits: _builtins.int = ...,
+        debt_credits: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_credits", b"available_credits", "held_credits", b"held_credits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_credits", b"available_credits", "debt_credits", b"debt_credits", "held_credits", b"held_credits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2313,6 +2319,9 @@ class HandleStripeEventResponse(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
+    REVERSED_CREDITS_FIELD_NUMBER: _builtins.int
+    DEBT_CREDITS_FIELD_NUMBER: _builtins.int
+    REINSTATED_CREDITS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The Stripe event's id."""
     event_type: _builtins.str
@@ -2323,6 +2332,12 @@ class HandleStripeEventResponse(_message.Message):
     """The tenant credited; empty when none."""
     credits: _builtins.int
     """Credits added by this delivery (0 unless credited)."""
+    reversed_credits: _builtins.int
+    """Credits a refund or dispute took back (outcome "reversed"), from available and as debt."""
+    debt_credits: _builtins.int
+    """The part of reversed_credits that was already spent and is now owed."""
+    reinstated_credits: _builtins.int
+    """Credits a dispute won returned (outcome "reinstated"), to the debt first."""
     def __init__(
         self,
         *,
@@ -2331,10 +2346,13 @@ class HandleStripeEventResponse(_message.Message):
         outcome: _builtins.str = ...,
         tenant_id: _builtins.str = ...,
         credits: _builtins.int = ...,
+        reversed_credits: _builtins.int = ...,
+        debt_credits: _builtins.int = ...,
+        reinstated_credits: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "event_id", b"event_id", "event_type", b"event_type", "outcome", b"outcome", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "debt_credits", b"debt_credits", "event_id", b"event_id", "event_type", b"event_type", "outcome", b"outcome", "reinstated_credits", b"reinstated_credits", "reversed_credits", b"reversed_credits", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2492,6 +2510,10 @@ class Statement(_message.Message):
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
     BUDGETS_FIELD_NUMBER: _builtins.int
+    REVERSED_FIELD_NUMBER: _builtins.int
+    DEBT_PAID_FIELD_NUMBER: _builtins.int
+    REINSTATED_FIELD_NUMBER: _builtins.int
+    CLOSING_DEBT_FIELD_NUMBER: _builtins.int
     month: _builtins.str
     """"YYYY-MM" (UTC)."""
     opening_balance: _builtins.int
@@ -2512,6 +2534,14 @@ class Statement(_message.Message):
     """The closing balance by source, granted credits spent first."""
     closing_granted: _builtins.int
     """See closing_paid."""
+    reversed: _builtins.int
+    """Credits taken from available by refunded or disputed payments in the month (ADR-134)."""
+    debt_paid: _builtins.int
+    """Credits of the month's payments that paid a debt (they left available for the debt account)."""
+    reinstated: _builtins.int
+    """Credits returned to available by disputes won in the month."""
+    closing_debt: _builtins.int
+    """What the tenant owed at the end of the month."""
     @_builtins.property
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelUsage]:
         """Usage by model."""
@@ -2545,10 +2575,14 @@ class Statement(_message.Message):
         period_start: _timestamp_pb2.Timestamp | None = ...,
         period_end: _timestamp_pb2.Timestamp | None = ...,
         budgets: _abc.Iterable[Global___BudgetStatus] | None = ...,
+        reversed: _builtins.int = ...,
+        debt_paid: _builtins.int = ...,
+        reinstated: _builtins.int = ...,
+        closing_debt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "closing_balance", b"closing_balance", "closing_granted", b"closing_granted", "closing_paid", b"closing_paid", "grants", b"grants", "models", b"models", "month", b"month", "opening_balance", b"opening_balance", "period_end", b"period_end", "period_start", b"period_start", "purchases", b"purchases", "refunded", b"refunded", "released", b"released", "spent", b"spent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "closing_balance", b"closing_balance", "closing_debt", b"closing_debt", "closing_granted", b"closing_granted", "closing_paid", b"closing_paid", "debt_paid", b"debt_paid", "grants", b"grants", "models", b"models", "month", b"month", "opening_balance", b"opening_balance", "period_end", b"period_end", "period_start", b"period_start", "purchases", b"purchases", "refunded", b"refunded", "reinstated", b"reinstated", "released", b"released", "reversed", b"reversed", "spent", b"spent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4233,3 +4267,177 @@ class WatchInvalidationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchInvalidationsResponse: _TypeAlias = WatchInvalidationsResponse  # noqa: Y015
+
+@_typing.final
+class GetAutoTopUpRequest(_message.Message):
+    """Whose automatic top-up to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAutoTopUpRequest: _TypeAlias = GetAutoTopUpRequest  # noqa: Y015
+
+@_typing.final
+class SetAutoTopUpRequest(_message.Message):
+    """A tenant's new automatic top-up settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    THRESHOLD_CREDITS_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    MAX_PER_MONTH_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """The tenant."""
+    enabled: _builtins.bool
+    """On or off."""
+    threshold_credits: _builtins.int
+    """Buy a pack when a freeze takes the available credits below this (>= 1)."""
+    pack_id: _builtins.str
+    """The pack bought (ListPacks)."""
+    max_per_month: _builtins.int
+    """At most this many purchases per UTC calendar month (1..100)."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        enabled: _builtins.bool = ...,
+        threshold_credits: _builtins.int = ...,
+        pack_id: _builtins.str = ...,
+        max_per_month: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "max_per_month", b"max_per_month", "pack_id", b"pack_id", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAutoTopUpRequest: _TypeAlias = SetAutoTopUpRequest  # noqa: Y015
+
+@_typing.final
+class AutoTopUpPurchase(_message.Message):
+    """One automatic purchase a crossing asked for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURCHASE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    AMOUNT_USD_CENTS_FIELD_NUMBER: _builtins.int
+    PAYMENT_INTENT_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    purchase_id: _builtins.str
+    """The purchase's id (Stripe metadata auto_top_up_id)."""
+    status: _builtins.str
+    """"pending" (waiting for the loop), "submitted" (sent to Stripe), "succeeded" (credited) or "failed"."""
+    pack_id: _builtins.str
+    """The pack bought."""
+    credits: _builtins.int
+    """Its credits."""
+    amount_usd_cents: _builtins.int
+    """Its price in US dollar cents."""
+    payment_intent: _builtins.str
+    """The Stripe PaymentIntent, once created."""
+    failure_code: _builtins.str
+    """Why it failed (Stripe's code: card_declined, authentication_required...), else empty."""
+    failure_message: _builtins.str
+    """Stripe's message for the failure."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the crossing asked for it."""
+
+    def __init__(
+        self,
+        *,
+        purchase_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        pack_id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+        amount_usd_cents: _builtins.int = ...,
+        payment_intent: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_usd_cents", b"amount_usd_cents", "created_at", b"created_at", "credits", b"credits", "failure_code", b"failure_code", "failure_message", b"failure_message", "pack_id", b"pack_id", "payment_intent", b"payment_intent", "purchase_id", b"purchase_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoTopUpPurchase: _TypeAlias = AutoTopUpPurchase  # noqa: Y015
+
+@_typing.final
+class AutoTopUp(_message.Message):
+    """A tenant's automatic top-up (off by default)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    THRESHOLD_CREDITS_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    MAX_PER_MONTH_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_LABEL_FIELD_NUMBER: _builtins.int
+    DISABLED_REASON_FIELD_NUMBER: _builtins.int
+    DISABLED_AT_FIELD_NUMBER: _builtins.int
+    BOUGHT_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    RECENT_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """On or off."""
+    threshold_credits: _builtins.int
+    """The line in credits (0 when never set)."""
+    pack_id: _builtins.str
+    """The pack bought."""
+    max_per_month: _builtins.int
+    """Purchases allowed per UTC calendar month."""
+    payment_method_label: _builtins.str
+    """The saved card charged ("visa •••• 4242"), empty when none yet."""
+    disabled_reason: _builtins.str
+    """Why it turned itself off (a declined payment), empty otherwise."""
+    bought_this_month: _builtins.int
+    """Purchases this month that did not fail."""
+    @_builtins.property
+    def disabled_at(self) -> _timestamp_pb2.Timestamp:
+        """When it turned itself off."""
+
+    @_builtins.property
+    def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___AutoTopUpPurchase]:
+        """The latest purchases, newest first."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        threshold_credits: _builtins.int = ...,
+        pack_id: _builtins.str = ...,
+        max_per_month: _builtins.int = ...,
+        payment_method_label: _builtins.str = ...,
+        disabled_reason: _builtins.str = ...,
+        disabled_at: _timestamp_pb2.Timestamp | None = ...,
+        bought_this_month: _builtins.int = ...,
+        recent: _abc.Iterable[Global___AutoTopUpPurchase] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disabled_at", b"disabled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bought_this_month", b"bought_this_month", "disabled_at", b"disabled_at", "disabled_reason", b"disabled_reason", "enabled", b"enabled", "max_per_month", b"max_per_month", "pack_id", b"pack_id", "payment_method_label", b"payment_method_label", "recent", b"recent", "threshold_credits", b"threshold_credits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoTopUp: _TypeAlias = AutoTopUp  # noqa: Y015

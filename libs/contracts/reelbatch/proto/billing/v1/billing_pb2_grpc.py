@@ -322,6 +322,16 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
                 _registered_method=True)
+        self.GetAutoTopUp = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/GetAutoTopUp',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAutoTopUpRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.FromString,
+                _registered_method=True)
+        self.SetAutoTopUp = channel.unary_unary(
+                '/reelbatch.proto.billing.v1.BillingService/SetAutoTopUp',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAutoTopUpRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.FromString,
+                _registered_method=True)
         self.TakeRateTokens = channel.unary_unary(
                 '/reelbatch.proto.billing.v1.BillingService/TakeRateTokens',
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.TakeRateTokensRequest.SerializeToString,
@@ -756,6 +766,22 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAutoTopUp(self, request, context):
+        """A tenant's automatic top-up settings and latest purchases (ADR-135).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutoTopUp(self, request, context):
+        """Replaces a tenant's automatic top-up settings (the caller authorised it: owner or billing scope).
+        Turning it on needs Stripe (FAILED_PRECONDITION "payments_not_configured") and a card saved on
+        the tenant's Stripe Customer (FAILED_PRECONDITION "no_saved_payment_method").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TakeRateTokens(self, request, context):
         """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
         Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
@@ -1060,6 +1086,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.GetQuote,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.SerializeToString,
+            ),
+            'GetAutoTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutoTopUp,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAutoTopUpRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.SerializeToString,
+            ),
+            'SetAutoTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutoTopUp,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAutoTopUpRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.SerializeToString,
             ),
             'TakeRateTokens': grpc.unary_unary_rpc_method_handler(
                     servicer.TakeRateTokens,
@@ -2614,6 +2650,60 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/GetQuote',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetQuoteRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.StoredQuote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAutoTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/GetAutoTopUp',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.GetAutoTopUpRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutoTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/SetAutoTopUp',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.SetAutoTopUpRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.AutoTopUp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -181,6 +181,13 @@ class BillingServiceStub:
     """
     GetQuote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]
     """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+    GetAutoTopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAutoTopUpRequest, _billing_pb2.AutoTopUp]
+    """A tenant's automatic top-up settings and latest purchases (ADR-135)."""
+    SetAutoTopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetAutoTopUpRequest, _billing_pb2.AutoTopUp]
+    """Replaces a tenant's automatic top-up settings (the caller authorised it: owner or billing scope).
+    Turning it on needs Stripe (FAILED_PRECONDITION "payments_not_configured") and a card saved on
+    the tenant's Stripe Customer (FAILED_PRECONDITION "no_saved_payment_method").
+    """
     TakeRateTokens: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]
     """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
     Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
@@ -342,6 +349,13 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """
     GetQuote: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetQuoteRequest, _billing_pb2.StoredQuote]  # type: ignore[assignment]
     """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+    GetAutoTopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAutoTopUpRequest, _billing_pb2.AutoTopUp]  # type: ignore[assignment]
+    """A tenant's automatic top-up settings and latest purchases (ADR-135)."""
+    SetAutoTopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetAutoTopUpRequest, _billing_pb2.AutoTopUp]  # type: ignore[assignment]
+    """Replaces a tenant's automatic top-up settings (the caller authorised it: owner or billing scope).
+    Turning it on needs Stripe (FAILED_PRECONDITION "payments_not_configured") and a card saved on
+    the tenant's Stripe Customer (FAILED_PRECONDITION "no_saved_payment_method").
+    """
     TakeRateTokens: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRateTokensRequest, _billing_pb2.TakeRateTokensResponse]  # type: ignore[assignment]
     """Shared limits and invalidations, for every replica of the gateway and of batch (issue 27).
     Takes up to `wanted` tokens from one token bucket shared by every caller (a key's request
@@ -842,6 +856,25 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.StoredQuote, _abc.Awaitable[_billing_pb2.StoredQuote]]:
         """A tenant's quote as stored (NOT_FOUND for another tenant's)."""
+
+    @_abc_1.abstractmethod
+    def GetAutoTopUp(
+        self,
+        request: _billing_pb2.GetAutoTopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AutoTopUp, _abc.Awaitable[_billing_pb2.AutoTopUp]]:
+        """A tenant's automatic top-up settings and latest purchases (ADR-135)."""
+
+    @_abc_1.abstractmethod
+    def SetAutoTopUp(
+        self,
+        request: _billing_pb2.SetAutoTopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AutoTopUp, _abc.Awaitable[_billing_pb2.AutoTopUp]]:
+        """Replaces a tenant's automatic top-up settings (the caller authorised it: owner or billing scope).
+        Turning it on needs Stripe (FAILED_PRECONDITION "payments_not_configured") and a card saved on
+        the tenant's Stripe Customer (FAILED_PRECONDITION "no_saved_payment_method").
+        """
 
     @_abc_1.abstractmethod
     def TakeRateTokens(

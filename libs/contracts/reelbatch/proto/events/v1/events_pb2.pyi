@@ -477,7 +477,8 @@ Global___BatchSettled: _TypeAlias = BatchSettled  # noqa: Y015
 
 @_typing.final
 class SpendAlert(_message.Message):
-    """routing key "billing.alert": a freeze crossed one of the tenant's alert thresholds (ADR-125).
+    """routing key "billing.alert": a freeze crossed one of the tenant's alert thresholds (ADR-125), or
+    an automatic top-up was declined and turned itself off (alert_type auto_top_up.failed, ADR-135).
     Written to billing's outbox in the transaction that crossed it, once per crossing.
     """
 
@@ -494,6 +495,9 @@ class SpendAlert(_message.Message):
     THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PACK_ID_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     """Unique per crossing: the webhook's dedupe key and the customer's idempotency key."""
     tenant_id: _builtins.str
@@ -514,6 +518,12 @@ class SpendAlert(_message.Message):
     """budget.threshold: the percent of the cap that was reached."""
     period_end: _builtins.str
     """budget.threshold: when the budget's period ends (RFC 3339, UTC)."""
+    pack_id: _builtins.str
+    """auto_top_up.failed: the pack the automatic top-up tried to buy (ADR-135)."""
+    failure_code: _builtins.str
+    """auto_top_up.failed: Stripe's code (card_declined, authentication_required...)."""
+    failure_message: _builtins.str
+    """auto_top_up.failed: Stripe's message."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the freeze committed (UTC)."""
@@ -532,10 +542,13 @@ class SpendAlert(_message.Message):
         threshold_percent: _builtins.int = ...,
         period_end: _builtins.str = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        pack_id: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "alert_type", b"alert_type", "budget_scope", b"budget_scope", "budget_scope_id", b"budget_scope_id", "monthly_credits", b"monthly_credits", "occurred_at", b"occurred_at", "period_end", b"period_end", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits", "threshold_percent", b"threshold_percent", "value_credits", b"value_credits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "alert_type", b"alert_type", "budget_scope", b"budget_scope", "budget_scope_id", b"budget_scope_id", "failure_code", b"failure_code", "failure_message", b"failure_message", "monthly_credits", b"monthly_credits", "occurred_at", b"occurred_at", "pack_id", b"pack_id", "period_end", b"period_end", "tenant_id", b"tenant_id", "threshold_credits", b"threshold_credits", "threshold_percent", b"threshold_percent", "value_credits", b"value_credits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,7 @@ service sums the task's billed provider jobs from its journal): margins and the 
 read real spend from here instead of estimating one provider job per delivered video. One row per
 task, written in the transaction that applies its outcome (first report wins, like the outcome).
 
-Revision ID: 0016
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
