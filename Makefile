@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup run run-distributed demo test test-fast test-scale lint format proto proto-check ts-check services bench bench-quick certs clean console-screenshots
+.PHONY: uv setup run run-distributed demo test test-fast test-scale lint format proto proto-check ts-check services bench bench-quick bench-soak certs clean console-screenshots
 
 uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --user --quiet uv \
@@ -61,6 +61,9 @@ bench: setup services ## every benchmark against its floor, in one run (about 10
 
 bench-quick: setup services ## the benchmarks at tiny sizes (CI runs this so they never rot)
 	$(RUN) python -m bench.run_all --quick
+
+bench-soak: setup services ## the long runs: 1,000,000 tasks sustained beside Celery; one worker holding 10,000 in-flight provider jobs (tens of minutes; not on CI)
+	$(RUN) python -m bench.soak
 
 console-screenshots: setup services ## every console page on the seed demo in Chromium: docs/console/*.png and docs/console.md (not on CI)
 	$(RUN) python -m tests.browser.console_screenshots

@@ -48,8 +48,12 @@ def video_directory(on_disk: bool = False) -> Iterator[tuple[str, bool]]:
 
 
 @contextmanager
-def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
+def running_stack(
+    workers: int = 2, ready_timeout: float = READY_SECONDS, **overrides: str
+) -> Iterator[Stack]:
     """Every service as its own process on a fresh database and vhost; removed afterwards.
+
+    `ready_timeout`: how long the stack may take to start (minutes on a host shared with others).
 
     A benchmark that ends normally must leave the money right: I1-I5 are checked before the stack
     goes, once everything has settled when there are workers to run the tasks (without workers
@@ -57,7 +61,7 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
     """
     db_name, database_url = create_migrated_database()
     try:
-        with stack_on(database_url, workers=workers, **overrides) as stack:
+        with stack_on(database_url, workers=workers, ready_timeout=ready_timeout, **overrides) as stack:
             yield stack
             assert_money_invariants(stack.database_url, settled=workers > 0)
     finally:
@@ -65,9 +69,12 @@ def running_stack(workers: int = 2, **overrides: str) -> Iterator[Stack]:
 
 
 @contextmanager
-def stack_on(database_url: str, workers: int = 2, **overrides: str) -> Iterator[Stack]:
+def stack_on(
+    database_url: str, workers: int = 2, ready_timeout: float = READY_SECONDS, **overrides: str
+) -> Iterator[Stack]:
     """Every service as its own process on an existing migrated database and a fresh vhost,
-    with production's timings and no fairness limits; stopped (the database kept) afterwards."""
+    with production's timings and no fairness limits; stopped (the database kept) afterwards.
+    `ready_timeout`: how long every process may take to answer."""
     vhost, amqp_url = create_vhost()
     with tempfile.TemporaryDirectory(prefix="reelbatch-bench-") as workdir:
         env = {
@@ -87,10 +94,8 @@ def stack_on(database_url: str, workers: int = 2, **overrides: str) -> Iterator[
         env.update({f"REELBATCH_{key.upper()}": value for key, value in overrides.items()})
         stack = Stack(database_url, amqp_url, Path(workdir), workers=workers, overrides=env, migrated=True)
         try:
-            for name in ("billing", "batch", "webhook", "gateway", *(f"worker-{n}" for n in range(workers))):
-                stack.start(name)
             # A host this shared can take more than the tests' minute to start every process.
-            stack.wait_ready(timeout=READY_SECONDS)
+            stack.start_all(ready_timeout)
             # The previous benchmark's writes are flushed now, not by a checkpoint during this one.
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute("CHECKPOINT")

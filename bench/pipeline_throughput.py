@@ -63,7 +63,9 @@ async def broker_floor(amqp_url: str, count: int) -> float:
         return elapsed
 
 
-def celery_baseline(amqp_url: str, count: int) -> float:
+def celery_baseline(amqp_url: str, count: int, timeout: float = 120) -> float:
+    """Seconds for `count` no-op Celery tasks (2 prefork processes) to run on the broker, after one
+    warm-up task; fails after `timeout` seconds of waiting."""
     report_file = Path(tempfile.mkdtemp(prefix="bench-celery-")) / "runs"
     report_file.touch()
     env = {**os.environ, "BENCH_CELERY_BROKER": amqp_url, "BENCH_CELERY_REPORT_FILE": str(report_file)}
@@ -92,7 +94,7 @@ def celery_baseline(amqp_url: str, count: int) -> float:
     def runs() -> int:
         return report_file.stat().st_size
 
-    def wait_for(expected: int, timeout: float = 120) -> None:
+    def wait_for(expected: int) -> None:
         deadline = time.monotonic() + timeout
         while runs() < expected:
             if time.monotonic() > deadline:

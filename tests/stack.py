@@ -177,14 +177,15 @@ class Stack:
         args = ["worker"] if name.startswith("worker") else ["serve", name]
         self.processes[name] = spawn(self.workdir, name, args, self.env)
 
-    def start_all(self) -> None:
+    def start_all(self, ready_timeout: float = 60.0) -> None:
+        """Starts every process and waits up to `ready_timeout` seconds for the stack to be ready."""
         if not self.migrated:
             self.run_cli("migrate")
         for name in ("billing", "batch", "webhook", "gateway"):
             self.start(name)
         for index in range(self.workers):
             self.start(f"worker-{index}")
-        self.wait_ready()
+        self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -35,6 +35,8 @@ Refusal = Callable[[httpx.Response], ProviderFailure]
 BodyRefusal = Callable[[httpx.Response, dict[str, Any] | None], ProviderFailure]
 
 _MAX_REDIRECTS = 5
+# Connections to one provider's API at once (httpx's default), all of them kept alive.
+_CONNECTIONS = 100
 _ERROR_SNIPPET_CHARS = 300
 _CONTENT_POLICY_HINTS = (
     "content policy",
@@ -249,6 +251,10 @@ class ProviderHttp:
             ),
             transport=transport,
             follow_redirects=False,
+            # Every connection kept alive (httpx keeps 20 of its 100): a worker polling thousands
+            # of jobs otherwise closes and reopens ~80 connections per burst, twice the CPU per
+            # request (ADR-157).
+            limits=httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS),
         )
         self._origin = _origin(self._client.base_url)
 
