@@ -34,7 +34,7 @@ test-fast: setup ## unit tests only (no services needed)
 test-scale: setup services ## the long multi-process tests: replicas, crashes, outages, the SDK/CLI runs (minutes)
 	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale tests/sdk
 
-lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/, Kubernetes manifests
+lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/, Kubernetes manifests, compose files
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs services tests bench clients/python/src
@@ -42,6 +42,7 @@ lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking 
 	$(RUN) buf lint protos
 	$(RUN) scripts/check_proto_breaking.sh
 	$(RUN) python scripts/check_kubernetes.py
+	$(RUN) python scripts/check_compose.py
 
 format: setup
 	$(RUN) ruff check --fix .
