@@ -1,4 +1,4 @@
-"""What a model takes, as the price list declares it (`libs.config.ModelSettings`): one declaration
+"""What a model takes, as the price list declares it (`libs.price_list.ModelSettings`): one declaration
 shared by the batch service, which validates items against it, and billing, which prices it."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
-from libs.config import ModelPricing, Settings
+from libs.config import Settings
 from libs.connections import ServiceConnections, open_connections
 from libs.db import Database
 from libs.invalidations import InvalidationFeed
@@ -21,6 +21,7 @@ from libs.messaging.outbox import OutboxRelay
 from libs.messaging.transport import connect_bus
 from libs.migrations import upgrade_to_head
 from libs.outbound.destinations import DestinationPolicy
+from libs.price_list import ModelPricing
 from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.batch.adapters.billing_client import GrpcBilling, MemoizedQuotes
 from services.batch.adapters.input_files import InputFileStore, LocalInputFiles, S3InputFiles
@@ -198,7 +199,7 @@ def input_url_policy(settings: Settings) -> DestinationPolicy:
 
 
 def model_capabilities(settings: Settings) -> dict[str, ModelCapabilities]:
-    """What each priced model takes, from the price list (libs.config.ModelSettings)."""
+    """What each priced model takes, from the price list (libs.price_list.ModelSettings)."""
     return {
         model: ModelCapabilities(**price.settings.as_fields()) for model, price in settings.pricing.items()
     }

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs.config import CreditPack as ConfiguredPack
-from libs.config import ModelPricing, Settings
+from libs.config import Settings
 from libs.connections import ServiceConnections, open_connections
 from libs.field_mapping import from_fields
 from libs.messaging.outbox import OutboxRelay
 from libs.migrations import upgrade_to_head
+from libs.price_list import CreditPack as ConfiguredPack
+from libs.price_list import ModelPricing
 from services.billing.adapters.batch_client import BatchServiceOutcomes
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import StripeCheckout

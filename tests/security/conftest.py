@@ -10,8 +10,8 @@ import grpc
 import pytest
 from reelbatch.proto.billing.v1 import billing_pb2_grpc
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PRICING
 from libs.rpc.client import open_channel
 from libs.rpc.server import start_grpc_server
 from services.billing.adapters.repository import BillingRepository

@@ -12,7 +12,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from libs.config import DEFAULT_PACKS
+from libs.price_list import DEFAULT_PACKS
 from tests.browser.console_money.seeding import ConsoleTenant, signed_in_page
 from tests.fakes.stripe_checkout import FakeStripe
 from tests.rest_api import Api, Customer

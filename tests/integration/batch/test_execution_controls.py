@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from reelbatch.proto.batch.v1 import batch_pb2
 
-from libs.config import ModelPricing, Settings
+from libs.config import Settings
+from libs.price_list import ModelPricing
 from tests.integration.batch.batch_harness import (
     FakeBillingServer,
     batch_server,

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
 from services.billing.use_cases.dependencies import TaskOutcomeSource

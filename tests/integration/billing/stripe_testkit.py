@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from libs.config import DEFAULT_PACKS, DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PACKS, DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import StripeCheckout
 from services.billing.adapters.stripe_payments import StripePayments

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from libs.config import DEFAULT_PACKS, DEFAULT_PRICING
 from libs.db import Database
 from libs.errors import InvalidArgument
+from libs.price_list import DEFAULT_PACKS, DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_checkout import StripeCheckout
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier

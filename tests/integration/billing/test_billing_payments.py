@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from libs.config import DEFAULT_PACKS, DEFAULT_PRICING, ModelPricing
 from libs.db import Database
 from libs.errors import InvalidArgument
+from libs.price_list import DEFAULT_PACKS, DEFAULT_PRICING, ModelPricing
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.bootstrap import pack_catalog, price_list

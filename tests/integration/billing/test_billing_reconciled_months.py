@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database, libpq_url
+from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import price_list
 from services.billing.domain.ids import TaskId

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
 from services.billing.domain.ids import BatchId, TaskId, TenantId

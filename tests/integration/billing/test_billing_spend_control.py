@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
 from libs.errors import InvalidArgument, NotFound, Unauthenticated
+from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import price_list
 from services.billing.domain.budgets import Attribution, BudgetExceeded, BudgetScope

@@ -32,8 +32,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.adapters.stripe_webhooks import StripeWebhookVerifier
 from services.billing.bootstrap import price_list

@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from libs.config import DEFAULT_PRICING
 from libs.db import Database
+from libs.price_list import DEFAULT_PRICING
 from services.billing.domain.ids import BatchId, TaskId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from libs.config import DEFAULT_PRICING, ModelSettings
+from libs.price_list import DEFAULT_PRICING, ModelSettings
 from services.batch.domain.generation import (
     NO_SETTINGS,
     GenerationSettings,

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from libs.config import ModelPricing
+from libs.price_list import ModelPricing
 from services.batch.bootstrap import model_routes
 from services.batch.domain.batch import TaskId, TaskStatus
 from services.batch.domain.execution import run_task

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from libs.config import DEFAULT_PACKS, DEFAULT_PRICING
 from libs.errors import InvalidArgument
+from libs.price_list import DEFAULT_PACKS, DEFAULT_PRICING
 from services.billing.bootstrap import pack_catalog, price_list
 from services.billing.domain.margins import CapturedVolume, margin_report
 from services.billing.domain.packs import UnknownPack, find_pack, packs_by_price

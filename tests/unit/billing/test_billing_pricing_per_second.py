@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from libs.config import ModelPricing
 from libs.errors import InvalidArgument
+from libs.price_list import ModelPricing
 from services.billing.domain.errors import ModelNotReserved
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.pricing import ModelCapabilities, ModelPrice, QuoteLine, quote

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from libs.config import DEFAULT_PRICING, ModelPricing, ModelSettings, Settings
+from libs.config import Settings
+from libs.price_list import DEFAULT_PRICING, ModelPricing, ModelSettings
 
 # What the Gemini API charges a second of Veo 3.1 video (ADR-145), at its default and dearer resolutions.
 GEMINI_VEO_PER_SECOND = {
