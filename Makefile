@@ -31,7 +31,7 @@ test: setup services ## the whole suite: unit, integration and end-to-end, again
 test-fast: setup ## unit tests only (no services needed)
 	$(RUN) pytest tests/unit
 
-test-scale: setup services ## the long multi-process tests: replicas, crashes, outages, the SDK/CLI runs (minutes)
+test-scale: setup services ## the long multi-process tests: replicas, several hosts, crashes, chaos rounds, drains, outages, the SDK/CLI and soak runs (minutes)
 	REELBATCH_TEST_SCALE=1 $(RUN) pytest tests/scale tests/sdk
 
 lint: setup ## ruff, mypy (strict), import contracts, buf lint and buf breaking on protos/, Kubernetes manifests, compose files
