@@ -20,6 +20,7 @@ from services.gateway.console import pages
 from services.gateway.console.audit import record_activity
 from services.gateway.console.auth import ConsoleUser, CurrentUser, form_fields
 from services.gateway.console.router import ConsoleDeps, Endpoint
+from services.gateway.http.key_scopes import ALL_SCOPES, KeyScope
 from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.webhooks import WEBHOOK_EVENT_TYPES
@@ -85,6 +86,7 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
             keys=keys,
             endpoints=endpoints,
             event_types=WEBHOOK_EVENT_TYPES,
+            key_scopes=[scope.value for scope in KeyScope],
             created_key=created_key,
             endpoint_secret=endpoint_secret,
             error=error,
@@ -94,7 +96,16 @@ def developer_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
         return await page(request, user)
 
     async def create_api_key(request: Request, user: CurrentUser) -> Response:
-        created = await developers.create_key(user.tenant_id)
+        form = await form_fields(request)
+        # The page's form always says which scopes were ticked; a form without the marker (an
+        # older page, a script) gets every scope, as a key created without scopes does (ADR-124).
+        scopes = sorted(ALL_SCOPES)
+        if form.get("scopes_chosen"):
+            scopes = [scope for scope in await _checked(request, "scopes") if scope in ALL_SCOPES]
+            if not scopes:
+                refused = "Tick at least one scope for the key."
+                return await page(request, user, error=refused, status_code=422)
+        created = await developers.create_key(user.tenant_id, scopes)
         await record_activity(deps, request, user, "api_key.created", "api_key", created.identifier)
         return await page(request, user, created_key=created, status_code=201)
 

@@ -64,10 +64,10 @@ class ConsoleDevelopers:
         )
         return tuple(ApiKeyView.from_proto(key) for key in answer.keys)
 
-    async def create_key(self, tenant_id: str) -> CreatedSecret:
-        """A new API key of the tenant; its secret is in this answer only."""
+    async def create_key(self, tenant_id: str, scopes: Sequence[str]) -> CreatedSecret:
+        """A new API key of the tenant with these scopes; its secret is in this answer only."""
         created = await self._backends.billing.CreateApiKey(
-            billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id), timeout=self._deadline
+            billing_pb2.CreateApiKeyRequest(tenant_id=tenant_id, scopes=scopes), timeout=self._deadline
         )
         return CreatedSecret(created.key_id, created.api_key)
 

@@ -123,3 +123,28 @@ def test_finance_sees_no_developer_page_and_is_refused_its_actions(
     assert created.status == 403
     assert "Your role does not give access" in created.text()
     context.close()
+
+
+def test_a_key_created_without_the_billing_scope_cannot_lift_its_own_budget(
+    browser: Browser, money_api: Api, money_stack: Stack, tenant: ConsoleTenant
+) -> None:
+    context, page = signed_in_page(browser, money_stack.base_url, tenant.emails["developer"])
+    page.goto("/console/developers")
+    for scope in ("batches", "read", "billing"):
+        page.uncheck(f"#new-key-form input[value='{scope}']")
+    page.click("#create-key")
+    expect(page.locator("#developer-error")).to_contain_text("at least one scope")
+    expect(page.locator("#new-key")).to_have_count(0)
+
+    page.uncheck("#new-key-form input[value='billing']")
+    page.click("#create-key")
+    secret = page.locator("#new-key-secret").input_value()
+    row = page.locator("#keys tbody tr").last
+    expect(row.locator("td.scopes")).to_have_text("batches, read")
+    context.close()
+
+    headers = {"X-API-Key": secret}
+    assert money_api.http.get("/api/enterprise/credits", headers=headers).status_code == 200
+    lifted = money_api.http.put("/api/enterprise/budget", headers=headers, json={"monthly_credits": 10**9})
+    assert lifted.status_code == 403, lifted.text
+    assert lifted.json()["error"]["code"] == "insufficient_scope"
