@@ -84,7 +84,7 @@ def test_the_embedded_system_killed_mid_render_pays_each_job_once_after_a_restar
         # I5: the same request again is the same batch, charged once.
         again = api.create_batch(customer, items, request_id=request_id)
         assert again.json()["batch_id"] == batch_id
-        assert api.credits(customer) == {"available_credits": 0, "held_credits": 0}
+        assert api.credits(customer) == {"available_credits": 0, "held_credits": 0, "debt_credits": 0}
 
         wait_for_all_settled(stack.database_url)
         check_invariants(stack.database_url).assert_clean()
