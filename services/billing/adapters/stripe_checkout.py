@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from services.billing.adapters.stripe_client import LazyStripeClient
 from services.billing.domain.errors import CheckoutUnavailable
 from services.billing.domain.ids import TenantId
 from services.billing.domain.packs import CreditPack
@@ -34,22 +35,12 @@ class StripeCheckout:
     """Opens one Checkout Session per purchase (mode `payment`, one line: the pack at its price)."""
 
     def __init__(self, secret_key: str, api_base: str | None = None) -> None:
-        self._secret_key = secret_key
-        self._api_base = api_base
-        self._client: stripe.StripeClient | None = None
+        self._client = LazyStripeClient(
+            secret_key, api_base, timeout_seconds=CHECKOUT_TIMEOUT_SECONDS, network_retries=1
+        )
 
     def _stripe(self) -> stripe.StripeClient:
-        if self._client is None:
-            # Imported on first use: the SDK costs ~0.5 s of CPU to import (see stripe_webhooks).
-            import stripe
-
-            self._client = stripe.StripeClient(
-                self._secret_key,
-                base_addresses={"api": self._api_base} if self._api_base else None,
-                http_client=stripe.HTTPXClient(timeout=CHECKOUT_TIMEOUT_SECONDS),
-                max_network_retries=1,
-            )
-        return self._client
+        return self._client.get()
 
     async def open(
         self, tenant_id: TenantId, pack: CreditPack, success_url: str, cancel_url: str, customer_id: str = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from services.billing.adapters.stripe_client import LazyStripeClient
 from services.billing.domain.auto_top_up import PURPOSE, card_label
 from services.billing.domain.errors import CheckoutUnavailable
 from services.billing.domain.ids import TenantId
@@ -60,22 +61,12 @@ class StripePayments:
     be reached (a caller retries later)."""
 
     def __init__(self, secret_key: str, api_base: str | None = None) -> None:
-        self._secret_key = secret_key
-        self._api_base = api_base
-        self._client: stripe.StripeClient | None = None
+        self._client = LazyStripeClient(
+            secret_key, api_base, timeout_seconds=PAYMENTS_TIMEOUT_SECONDS, network_retries=2
+        )
 
     def _stripe(self) -> stripe.StripeClient:
-        if self._client is None:
-            # Imported on first use: the SDK costs ~0.5 s of CPU to import (see stripe_webhooks).
-            import stripe
-
-            self._client = stripe.StripeClient(
-                self._secret_key,
-                base_addresses={"api": self._api_base} if self._api_base else None,
-                http_client=stripe.HTTPXClient(timeout=PAYMENTS_TIMEOUT_SECONDS),
-                max_network_retries=2,
-            )
-        return self._client
+        return self._client.get()
 
     async def ensure_customer(self, tenant_id: TenantId, customer_id: str) -> str:
         """The tenant's Stripe Customer: `customer_id` when known, else a new one (idempotent per tenant)."""
