@@ -246,3 +246,24 @@ def fresh_stack(
         running.stop_all()
         drop_database(db_name)
         delete_vhost(vhost)
+
+
+def start_second_gateway(stack: Stack) -> str:
+    """A second gateway process on the stack's settings and its own port; its base URL once ready."""
+    port = free_port()
+    env = {
+        **stack.env,
+        "REELBATCH_HTTP_PORT": str(port),
+        "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    stack.processes["gateway-2"] = spawn(stack.workdir, "gateway-2", ["serve", "gateway"], env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the second gateway did not get ready:\n" + stack.log("gateway-2"))

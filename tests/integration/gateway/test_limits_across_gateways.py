@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.invariants import wait_for_all_settled
 from tests.rest_api import Api, Customer
-from tests.stack import Stack, free_port, fresh_stack, spawn
+from tests.stack import Stack, fresh_stack, start_second_gateway
 
 RATE_PER_SECOND = 5.0
 BURST = 10
@@ -44,26 +43,6 @@ class TwoGateways:
         return self.first, self.second
 
 
-def _start_second_gateway(stack: Stack) -> str:
-    port = free_port()
-    env = {
-        **stack.env,
-        "REELBATCH_HTTP_PORT": str(port),
-        "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-    }
-    stack.processes["gateway-2"] = spawn(stack.workdir, "gateway-2", ["serve", "gateway"], env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the second gateway did not get ready:\n" + stack.log("gateway-2"))
-
-
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     overrides = {
@@ -75,7 +54,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoGateways]:
     }
     workdir = Path(tmp_path_factory.mktemp("two-gateways"))
     with fresh_stack(workdir, overrides, workers=0) as stack:
-        running = TwoGateways(stack, Api(stack.base_url), Api(_start_second_gateway(stack)))
+        running = TwoGateways(stack, Api(stack.base_url), Api(start_second_gateway(stack)))
         try:
             yield running
             wait_for_all_settled(stack.database_url)

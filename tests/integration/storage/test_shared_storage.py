@@ -29,7 +29,7 @@ from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.launcher.migrate import ensure_video_bucket
 from tests.invariants import wait_for_all_settled
 from tests.rest_api import Api
-from tests.stack import Stack, free_port, fresh_stack, spawn
+from tests.stack import free_port, fresh_stack, start_second_gateway
 
 CREATE = "/api/enterprise/video-batch"
 REGION = "us-east-1"
@@ -75,26 +75,6 @@ def _s3_settings(endpoint: str, bucket: str) -> dict[str, str]:
     }
 
 
-def _start_second_gateway(stack: Stack) -> str:
-    port = free_port()
-    env = {
-        **stack.env,
-        "REELBATCH_HTTP_PORT": str(port),
-        "REELBATCH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-    }
-    stack.processes["gateway-2"] = spawn(stack.workdir, "gateway-2", ["serve", "gateway"], env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the second gateway did not get ready:\n" + stack.log("gateway-2"))
-
-
 async def _object(endpoint: str, bucket: str, key: str) -> bytes:
     client = S3Client(
         S3Bucket(endpoint, bucket, REGION), S3Credentials(ACCESS_KEY, SECRET_KEY), timeout_seconds=10
@@ -124,7 +104,7 @@ def test_two_replicas_store_videos_in_s3_by_default_and_any_gateway_serves_them(
     asyncio.run(ensure_video_bucket(settings))  # an existing bucket is left as it is
 
     with fresh_stack(tmp_path, overrides, workers=1) as stack:
-        other = Api(_start_second_gateway(stack))
+        other = Api(start_second_gateway(stack))
         api = Api(stack.base_url)
         customer = api.new_customer(credits=1_000)
         items = [
