@@ -18,7 +18,7 @@ ACCOUNT_MONTH_TOTALS = f"""
     SELECT e.account_id, {_MONTH.format("e.created_at")} AS month, e.ref_type, count(*) AS entries,
            sum(e.amount) AS amount
     FROM billing.ledger_entries e
-    JOIN billing.accounts a ON a.id = e.account_id AND a.kind IN ('available', 'hold')
+    JOIN billing.accounts a ON a.id = e.account_id AND a.kind IN ('available', 'hold', 'debt')
     GROUP BY 1, 2, 3
 """
 

@@ -1,7 +1,7 @@
 """Monthly summaries of the ledger kept by triggers, and held credits found through pending holds
 (issue 30, ADR-152 and ADR-153).
 
-- `account_month_totals`: per tenant account (available and hold: the system accounts would be
+- `account_month_totals`: per tenant account (available, hold and debt: the system accounts would be
   one hot row for every tenant's transaction), month (UTC) and ref type, the number and sum of
   its entries. A statement's opening balance and movements are read from it: months, not entries.
 - `tenant_month_outcomes`: per month, tenant, model and outcome kind (capture or refund), the
