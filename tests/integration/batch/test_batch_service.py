@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from reelbatch.proto.events.v1 import events_pb2
 from libs.config import Settings
 from libs.messaging.contract import DISPATCH_QUEUE, Envelope
 from libs.messaging.rabbit import RabbitBus
+from services.batch import bootstrap as batch_bootstrap
+from services.batch.adapters.billing_client import MemoizedQuotes
 from services.batch.entrypoints.worker import run_worker
 from tests.integration.batch.batch_harness import (
     EventTap,
@@ -424,14 +427,22 @@ async def _task_prices(sql: psycopg.AsyncConnection[Any], batch_id: str) -> set[
 
 
 async def test_a_price_changed_between_quote_and_reserve_is_frozen_at_the_new_price(
-    make_settings: SettingsFactory, fake_billing: FakeBillingServer, sql: psycopg.AsyncConnection[Any]
+    make_settings: SettingsFactory,
+    fake_billing: FakeBillingServer,
+    sql: psycopg.AsyncConnection[Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The memo's second of memory, made an hour: on a loaded host the second create can come more
+    # than a second after the first, and the stale price would then never be offered.
+    monkeypatch.setattr(
+        batch_bootstrap, "MemoizedQuotes", functools.partial(MemoizedQuotes, ttl_seconds=3600)
+    )
     tenant_id = tenant()
     fake_billing.servicer.balances[tenant_id] = 1000
     async with batch_server(make_settings()) as stub:
         await fake_billing.servicer.followed()
         first = await stub.CreateBatch(_request(tenant_id, ["a cat"]))
-        # A new price list while the batch service still remembers the old price (1 s).
+        # A new price list while the batch service still remembers the old price.
         fake_billing.servicer.prices["sora-2"] = 13
         second = await stub.CreateBatch(_request(tenant_id, ["a dog", "a fox", "an owl"]))
     assert fake_billing.servicer.stale_refusals == 1
