@@ -1,0 +1,102 @@
+"""Reconciliation checkpoints (ADR-159): what a clean run verified, recorded for the next run
+(named query strings).
+
+A checkpoint is a cutoff time and, per key of the monthly totals (ADR-152), what the entries and
+transfers created before it add up to. A run adds what it verified between the previous cutoff and
+the new one (a full run: everything before the new one); an amended account or tenant-month is
+summed again from all its rows. Checkpoints are written one at a time (a table lock), and only by
+the run that read from the latest one: two runs never add the same slice twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.billing.adapters.sql.audit import (
+    AMENDED_TENANT_MONTHS,
+    BEGINNING,
+    MONTH,
+    SYSTEM_ACCOUNTS,
+    Amended,
+    fetch_rows,
+)
+
+_LOCK = "LOCK TABLE billing.reconciliation_checkpoints IN EXCLUSIVE MODE"
+_LATEST_CUTOFF = "SELECT max(cutoff) AS cutoff FROM billing.reconciliation_checkpoints"
+
+_FORGET_ACCOUNT_TOTALS = """
+    DELETE FROM billing.reconciled_account_totals
+    WHERE %(full)s OR account_id = ANY(%(account_ids)s::bigint[])
+"""
+_FORGET_OUTCOMES = f"""
+    DELETE FROM billing.reconciled_tenant_outcomes o
+    WHERE %(full)s OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS}
+                              WHERE a.tenant_id = o.tenant_id AND a.month = o.month)
+"""
+
+# Entries between the cutoffs, and every entry before the new one of an amended account (the
+# history benchmark's generator checkpoints its template with these too: a full run's figures).
+ADD_ACCOUNT_TOTALS = f"""
+    INSERT INTO billing.reconciled_account_totals AS r (account_id, month, ref_type, entries, amount)
+    SELECT account_id, {MONTH.format("created_at")}, ref_type, count(*), sum(amount)
+    FROM billing.ledger_entries
+    WHERE created_at < %(cutoff)s AND account_id NOT IN {SYSTEM_ACCOUNTS}
+      AND ((created_at >= %(since)s AND NOT account_id = ANY(%(account_ids)s::bigint[]))
+           OR account_id = ANY(%(account_ids)s::bigint[]))
+    GROUP BY 1, 2, 3
+    ON CONFLICT (account_id, month, ref_type) DO UPDATE
+    SET entries = r.entries + excluded.entries, amount = r.amount + excluded.amount
+"""
+
+ADD_OUTCOMES = f"""
+    INSERT INTO billing.reconciled_tenant_outcomes AS r (month, tenant_id, model, ref_type, transfers, amount)
+    SELECT {MONTH.format("t.created_at")}, t.tenant_id, coalesce(t.model, ''), t.ref_type, count(*),
+           sum(t.amount)
+    FROM billing.transfers t
+    WHERE t.created_at < %(cutoff)s AND t.ref_type IN ('batch_capture', 'batch_refund')
+      AND (t.created_at >= %(since)s
+           OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS}
+                      WHERE a.tenant_id = t.tenant_id AND a.month = {MONTH.format("t.created_at")}))
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (tenant_id, month, model, ref_type) DO UPDATE
+    SET transfers = r.transfers + excluded.transfers, amount = r.amount + excluded.amount
+"""
+
+RECORD_CHECKPOINT = """
+    INSERT INTO billing.reconciliation_checkpoints (cutoff, entries_read, transfers_read)
+    VALUES (%(cutoff)s, %(entries)s, %(transfers)s)
+"""
+
+
+class CheckpointQueries:
+    """Writes a clean run's checkpoint, inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record(
+        self, since: datetime | None, cutoff: datetime, amended: Amended, *, entries: int, transfers: int
+    ) -> bool:
+        """Checkpoints what a clean run read from `since` (None: a full run) as verified up to
+        `cutoff`; False (nothing written) when another run checkpointed since it started."""
+        await fetch_rows(self._conn, _LOCK, {})
+        [latest] = await fetch_rows(self._conn, _LATEST_CUTOFF, {})
+        if latest.cutoff != since or (since is not None and cutoff <= since):
+            return False
+        # An amended tenant-month's transfers are summed again in full: its rows between the
+        # cutoffs are among them, so they are not added twice.
+        params: dict[str, Any] = {
+            "since": since or BEGINNING,
+            "cutoff": cutoff,
+            "full": since is None,
+            **amended.params(),
+        }
+        await fetch_rows(self._conn, _FORGET_ACCOUNT_TOTALS, params)
+        await fetch_rows(self._conn, _FORGET_OUTCOMES, params)
+        await fetch_rows(self._conn, ADD_ACCOUNT_TOTALS, params)
+        await fetch_rows(self._conn, ADD_OUTCOMES, params)
+        await fetch_rows(self._conn, RECORD_CHECKPOINT, {"cutoff": cutoff, "entries": entries, "transfers": transfers})
+        return True
