@@ -10,7 +10,6 @@ from libs.errors import InvalidArgument
 from services.batch.adapters.sql.breakers import DegradedModel
 from services.batch.adapters.sql.store import BatchStore
 from services.batch.domain.batch import (
-    BatchId,
     BatchStatus,
     BatchView,
     SettlementStatus,
@@ -27,7 +26,6 @@ from services.batch.domain.provider import FailureType
 from services.batch.domain.provider_jobs import ProviderJobFinding, ProviderJobView
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.domain.routing import RouteUsage
-
 
 # Batch ids one ListBatchTotals request may name.
 MAX_NAMED_BATCHES = 1000

@@ -85,7 +85,8 @@ def _checkpoints(dsn: str) -> list[tuple[datetime, int, int]]:
         return [
             (row[0], row[1], row[2])
             for row in conn.execute(
-                "SELECT cutoff, entries_read, transfers_read FROM billing.reconciliation_checkpoints ORDER BY id"
+                "SELECT cutoff, entries_read, transfers_read"
+                " FROM billing.reconciliation_checkpoints ORDER BY id"
             )
         ]
 
@@ -98,7 +99,7 @@ def _execute(dsn: str, statement: str) -> None:
 def test_a_checkpoint_is_an_hour_before_the_run_that_records_it() -> None:
     started = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
     assert checkpoint_cutoff(started) == datetime(2026, 2, 28, 23, 30, tzinfo=UTC)
-    assert CHECKPOINT_GRACE == timedelta(hours=1)
+    assert timedelta(hours=1) == CHECKPOINT_GRACE
 
 
 async def test_a_clean_run_checkpoints_and_the_next_reads_only_what_moved_since(
@@ -234,7 +235,11 @@ async def test_a_monthly_total_that_drifts_after_a_checkpoint_is_found_when_its_
     assert (await billing.reconcile()).discrepancies == []
     # A capture whose monthly total the trigger did not keep (as after a restore without triggers).
     await _settled_batch(billing)
-    _execute(dsn, "UPDATE billing.tenant_month_outcomes SET amount = amount - 10 WHERE ref_type = 'batch_capture'")
+    _execute(
+        dsn,
+        "UPDATE billing.tenant_month_outcomes SET amount = amount - 10"
+        " WHERE ref_type = 'batch_capture' AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date",
+    )
     found = (await billing.reconcile()).discrepancies
     assert [d.invariant for d in found] == ["I2"]
     assert "monthly total 10 != its ledger rows' 20" in found[0].message

@@ -10,7 +10,6 @@ BRIN indexes on `created_at` (append-only tables in time order), amended rows th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -143,15 +142,18 @@ _OUTCOMES_DRIFT = f"""
         UNION ALL
         SELECT a.month, a.tenant_id, coalesce(t.model, ''), t.ref_type, count(*), sum(t.amount)
         FROM {AMENDED_TENANT_MONTHS}
-        JOIN billing.transfers t ON t.tenant_id = a.tenant_id AND t.ref_type IN ('batch_capture', 'batch_refund')
+        JOIN billing.transfers t
+            ON t.tenant_id = a.tenant_id AND t.ref_type IN ('batch_capture', 'batch_refund')
             AND t.created_at >= a.month::timestamp AT TIME ZONE 'UTC'
             AND t.created_at < (a.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
         GROUP BY 1, 2, 3, 4
     ), stored AS (
         SELECT * FROM billing.tenant_month_outcomes o
         WHERE %(full)s
-           OR (o.month, o.tenant_id, o.model, o.ref_type) IN (SELECT month, tenant_id, model, ref_type FROM slice)
-           OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS} WHERE a.tenant_id = o.tenant_id AND a.month = o.month)
+           OR (o.month, o.tenant_id, o.model, o.ref_type)
+              IN (SELECT month, tenant_id, model, ref_type FROM slice)
+           OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS}
+                      WHERE a.tenant_id = o.tenant_id AND a.month = o.month)
     )
     SELECT 'tenant ' || coalesce(s.tenant_id, e.tenant_id) || ' ' || coalesce(s.ref_type, e.ref_type)
            || ' of ' || coalesce(nullif(coalesce(s.model, e.model), ''), 'unrecorded') || ' in '

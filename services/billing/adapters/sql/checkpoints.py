@@ -98,5 +98,7 @@ class CheckpointQueries:
         await fetch_rows(self._conn, _FORGET_OUTCOMES, params)
         await fetch_rows(self._conn, ADD_ACCOUNT_TOTALS, params)
         await fetch_rows(self._conn, ADD_OUTCOMES, params)
-        await fetch_rows(self._conn, RECORD_CHECKPOINT, {"cutoff": cutoff, "entries": entries, "transfers": transfers})
+        await fetch_rows(
+            self._conn, RECORD_CHECKPOINT, {"cutoff": cutoff, "entries": entries, "transfers": transfers}
+        )
         return True

@@ -44,7 +44,9 @@ def upgrade() -> None:
             transfers_read bigint NOT NULL
         )"""
     )
-    op.execute(f"CREATE INDEX ix_reconciliation_checkpoints_cutoff ON {S}.reconciliation_checkpoints (cutoff)")
+    op.execute(
+        f"CREATE INDEX ix_reconciliation_checkpoints_cutoff ON {S}.reconciliation_checkpoints (cutoff)"
+    )
     op.execute(
         f"""
         CREATE TABLE {S}.reconciled_account_totals (

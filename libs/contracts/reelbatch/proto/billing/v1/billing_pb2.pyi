@@ -1558,8 +1558,9 @@ class ReconcileResponse(_message.Message):
     batches_checked: _builtins.int
     """Batch holds checked."""
     entries_read: _builtins.int
-    """Ledger entries and transfers created since read_since."""
+    """Ledger entries created since read_since."""
     transfers_read: _builtins.int
+    """Transfers created since read_since."""
     amendments_read: _builtins.int
     """Rows changed since read_since that the application never changes (re-read in full)."""
     checkpointed: _builtins.bool
