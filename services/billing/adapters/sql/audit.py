@@ -39,6 +39,9 @@ AMENDED_TENANT_MONTHS = "unnest(%(tenants)s::uuid[], %(months)s::date[]) AS a(te
 
 # The whole audit reads one snapshot: a balance and the entries it is compared with agree.
 _CONSISTENT_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# The queries' ORs and subplans inflate their cost estimates past the JIT threshold: compiling
+# took 1.07 s of the account query's 1.15 s on a slice of 3,280 entries (300,000-task history).
+_NO_JIT = "SET LOCAL jit = off"
 
 _LATEST_CHECKPOINT = """
     SELECT now() AS started_at,
@@ -56,16 +59,27 @@ _LEDGER_SUM = """
     FROM billing.ledger_entries WHERE created_at >= %(since)s
 """
 
-# Transfers created since, those an entry since was added to, and amended ones.
+# Transfers created since, those an entry since was added to, and amended ones: each one's
+# entries through `ix_ledger_entries_transfer_id` (the planner, misled by the union's estimate,
+# hashed every transfer otherwise); a full run groups all entries by transfer instead.
 _SUSPICIOUS_TRANSFERS = """
     WITH checked AS (
         SELECT id FROM billing.transfers WHERE created_at >= %(since)s
         UNION SELECT transfer_id FROM billing.ledger_entries WHERE created_at >= %(since)s
         UNION SELECT unnest(%(transfer_ids)s::bigint[])
     )
+    SELECT c.id, (SELECT t.key FROM billing.transfers t WHERE t.id = c.id) AS key, e.entry_count,
+           e.entries_sum
+    FROM checked c CROSS JOIN LATERAL (
+        SELECT count(*) AS entry_count, coalesce(sum(amount), 0) AS entries_sum
+        FROM billing.ledger_entries WHERE transfer_id = c.id
+    ) e
+    WHERE (e.entry_count <> 2 OR e.entries_sum <> 0)
+      AND EXISTS (SELECT 1 FROM billing.transfers t WHERE t.id = c.id)
+"""
+_SUSPICIOUS_TRANSFERS_ALL = """
     SELECT t.id, t.key, count(e.id) AS entry_count, coalesce(sum(e.amount), 0) AS entries_sum
-    FROM checked c JOIN billing.transfers t ON t.id = c.id
-    LEFT JOIN billing.ledger_entries e ON e.transfer_id = t.id
+    FROM billing.transfers t LEFT JOIN billing.ledger_entries e ON e.transfer_id = t.id
     GROUP BY t.id HAVING count(e.id) <> 2 OR coalesce(sum(e.amount), 0) <> 0
 """
 
@@ -104,17 +118,29 @@ _ACCOUNT_TOTALS_DRIFT = f"""
     ), expected AS (
         SELECT s.account_id, s.month, s.ref_type,
                s.entries + coalesce(r.entries, 0) AS entries, s.amount + coalesce(r.amount, 0) AS amount
-        FROM slice s LEFT JOIN billing.reconciled_account_totals r
-            ON NOT %(full)s AND r.account_id = s.account_id AND r.month = s.month AND r.ref_type = s.ref_type
+        FROM slice s LEFT JOIN LATERAL (
+            SELECT r.entries, r.amount FROM billing.reconciled_account_totals r
+            WHERE NOT %(full)s AND r.account_id = s.account_id AND r.month = s.month
+              AND r.ref_type = s.ref_type
+            LIMIT 1
+        ) r ON true
         UNION ALL
         SELECT account_id, {MONTH.format("created_at")}, ref_type, count(*), sum(amount)
         FROM billing.ledger_entries
         WHERE account_id = ANY(%(account_ids)s::bigint[]) AND account_id NOT IN {SYSTEM_ACCOUNTS}
         GROUP BY 1, 2, 3
     ), stored AS (
-        SELECT * FROM billing.account_month_totals t
-        WHERE %(full)s OR t.account_id = ANY(%(account_ids)s::bigint[])
-           OR (t.account_id, t.month, t.ref_type) IN (SELECT account_id, month, ref_type FROM slice)
+        SELECT t.* FROM slice s CROSS JOIN LATERAL (
+            SELECT * FROM billing.account_month_totals t
+            WHERE NOT %(full)s AND t.account_id = s.account_id AND t.month = s.month
+              AND t.ref_type = s.ref_type
+            LIMIT 1
+        ) t
+        UNION ALL
+        SELECT * FROM billing.account_month_totals
+        WHERE NOT %(full)s AND account_id = ANY(%(account_ids)s::bigint[])
+        UNION ALL
+        SELECT * FROM billing.account_month_totals WHERE %(full)s
     )
     SELECT 'account ' || coalesce(s.account_id, e.account_id) || ' ' || coalesce(s.ref_type, e.ref_type)
            || ' in ' || to_char(coalesce(s.month, e.month), 'YYYY-MM') AS subject,
@@ -136,9 +162,12 @@ _OUTCOMES_DRIFT = f"""
     ), expected AS (
         SELECT s.month, s.tenant_id, s.model, s.ref_type, s.transfers + coalesce(r.transfers, 0) AS transfers,
                s.amount + coalesce(r.amount, 0) AS amount
-        FROM slice s LEFT JOIN billing.reconciled_tenant_outcomes r
-            ON NOT %(full)s AND r.tenant_id = s.tenant_id AND r.month = s.month AND r.model = s.model
-               AND r.ref_type = s.ref_type
+        FROM slice s LEFT JOIN LATERAL (
+            SELECT r.transfers, r.amount FROM billing.reconciled_tenant_outcomes r
+            WHERE NOT %(full)s AND r.tenant_id = s.tenant_id AND r.month = s.month AND r.model = s.model
+              AND r.ref_type = s.ref_type
+            LIMIT 1
+        ) r ON true
         UNION ALL
         SELECT a.month, a.tenant_id, coalesce(t.model, ''), t.ref_type, count(*), sum(t.amount)
         FROM {AMENDED_TENANT_MONTHS}
@@ -148,12 +177,18 @@ _OUTCOMES_DRIFT = f"""
             AND t.created_at < (a.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
         GROUP BY 1, 2, 3, 4
     ), stored AS (
-        SELECT * FROM billing.tenant_month_outcomes o
-        WHERE %(full)s
-           OR (o.month, o.tenant_id, o.model, o.ref_type)
-              IN (SELECT month, tenant_id, model, ref_type FROM slice)
-           OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS}
-                      WHERE a.tenant_id = o.tenant_id AND a.month = o.month)
+        SELECT o.* FROM slice s CROSS JOIN LATERAL (
+            SELECT * FROM billing.tenant_month_outcomes o
+            WHERE NOT %(full)s AND o.month = s.month AND o.tenant_id = s.tenant_id AND o.model = s.model
+              AND o.ref_type = s.ref_type
+            LIMIT 1
+        ) o
+        UNION ALL
+        SELECT o.* FROM {AMENDED_TENANT_MONTHS}
+        JOIN billing.tenant_month_outcomes o ON o.tenant_id = a.tenant_id AND o.month = a.month
+        WHERE NOT %(full)s
+        UNION ALL
+        SELECT * FROM billing.tenant_month_outcomes WHERE %(full)s
     )
     SELECT 'tenant ' || coalesce(s.tenant_id, e.tenant_id) || ' ' || coalesce(s.ref_type, e.ref_type)
            || ' of ' || coalesce(nullif(coalesce(s.model, e.model), ''), 'unrecorded') || ' in '
@@ -237,6 +272,7 @@ class AuditQueries:
         """Begins the audit's snapshot (call first in the transaction): the database's time, and the
         latest checkpoint's cutoff (None: there is none, the run is a full one)."""
         await self._rows(_CONSISTENT_SNAPSHOT, {})
+        await self._rows(_NO_JIT, {})
         [row] = await self._rows(_LATEST_CHECKPOINT, {})
         return row.started_at, row.cutoff
 
@@ -260,7 +296,9 @@ class AuditQueries:
         database (suspicious rows only)."""
         params = {"since": since or BEGINNING, "full": since is None, **amended.params()}
         [window] = await self._rows(_LEDGER_SUM, params)
-        transfer_rows = await self._rows(_SUSPICIOUS_TRANSFERS, params)
+        transfer_rows = await self._rows(
+            _SUSPICIOUS_TRANSFERS_ALL if since is None else _SUSPICIOUS_TRANSFERS, params
+        )
         account_rows = await self._rows(_ACCOUNT_AUDIT, params)
         drift_rows = await self._rows(_ACCOUNT_TOTALS_DRIFT, params)
         drift_rows += await self._rows(_OUTCOMES_DRIFT, params)

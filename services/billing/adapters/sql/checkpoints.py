@@ -27,14 +27,13 @@ from services.billing.adapters.sql.audit import (
 _LOCK = "LOCK TABLE billing.reconciliation_checkpoints IN EXCLUSIVE MODE"
 _LATEST_CUTOFF = "SELECT max(cutoff) AS cutoff FROM billing.reconciliation_checkpoints"
 
-_FORGET_ACCOUNT_TOTALS = """
-    DELETE FROM billing.reconciled_account_totals
-    WHERE %(full)s OR account_id = ANY(%(account_ids)s::bigint[])
-"""
-_FORGET_OUTCOMES = f"""
-    DELETE FROM billing.reconciled_tenant_outcomes o
-    WHERE %(full)s OR EXISTS (SELECT 1 FROM {AMENDED_TENANT_MONTHS}
-                              WHERE a.tenant_id = o.tenant_id AND a.month = o.month)
+_FORGET_ALL = "DELETE FROM billing.reconciled_account_totals; DELETE FROM billing.reconciled_tenant_outcomes"
+_FORGET_AMENDED = f"""
+    WITH accounts AS (
+        DELETE FROM billing.reconciled_account_totals WHERE account_id = ANY(%(account_ids)s::bigint[])
+    )
+    DELETE FROM billing.reconciled_tenant_outcomes o USING {AMENDED_TENANT_MONTHS}
+    WHERE o.tenant_id = a.tenant_id AND o.month = a.month
 """
 
 # Entries between the cutoffs, and every entry before the new one of an amended account (the
@@ -94,8 +93,10 @@ class CheckpointQueries:
             "full": since is None,
             **amended.params(),
         }
-        await fetch_rows(self._conn, _FORGET_ACCOUNT_TOTALS, params)
-        await fetch_rows(self._conn, _FORGET_OUTCOMES, params)
+        if since is None:
+            await fetch_rows(self._conn, _FORGET_ALL, {})
+        else:
+            await fetch_rows(self._conn, _FORGET_AMENDED, params)
         await fetch_rows(self._conn, ADD_ACCOUNT_TOTALS, params)
         await fetch_rows(self._conn, ADD_OUTCOMES, params)
         await fetch_rows(
