@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from libs import db as db_module
 from libs.db import Database, libpq_url
 from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
@@ -132,6 +133,18 @@ async def test_a_clean_run_checkpoints_and_the_next_reads_only_what_moved_since(
     full = await billing.reconcile()
     assert full.discrepancies == [] and full.read_since is None
     assert (full.entries_read, full.transfers_read, full.batches_checked) == (20, 10, 2)
+
+
+async def test_a_run_on_a_pooled_connection_that_sat_idle_reads_one_snapshot(
+    handlers: tuple[BillingHandlers, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    billing, _ = handlers
+    # Every checkout pings the connection first: the audit's transaction still begins with its
+    # own SET TRANSACTION (the ping leaves no transaction open).
+    monkeypatch.setattr(db_module, "IDLE_CHECK_SECONDS", 0.0)
+    await _settled_batch(billing)
+    for _ in range(2):
+        assert (await billing.reconcile()).discrepancies == []
 
 
 async def test_a_balance_changed_behind_the_ledger_is_found_after_a_checkpoint(
