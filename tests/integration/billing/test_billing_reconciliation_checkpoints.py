@@ -13,15 +13,16 @@ import pytest
 
 from libs import db as db_module
 from libs.db import Database, libpq_url
+from libs.migrations import upgrade_to
 from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
-from services.billing.bootstrap import price_list
+from services.billing.bootstrap import MIGRATIONS, price_list
 from services.billing.domain.ids import TaskId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.reconciliation import CHECKPOINT_GRACE, checkpoint_cutoff
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.isolation import create_migrated_database, drop_database
+from tests.isolation import create_database, create_migrated_database, drop_database
 from tests.ledger_summaries import rebuild_summaries
 
 from .billing_testkit import funded_tenant, new_batch_id
@@ -67,7 +68,7 @@ async def _settled_batch(handlers: BillingHandlers) -> None:
     await handlers.settle(batch_id)
 
 
-def _move_everything_back(dsn: str) -> None:
+def _move_everything_back(dsn: str, *, recorded: bool = True) -> None:
     with psycopg.connect(dsn) as conn:
         for table, column in (
             ("ledger_entries", "created_at"),
@@ -77,8 +78,8 @@ def _move_everything_back(dsn: str) -> None:
         ):
             conn.execute(f"UPDATE billing.{table} SET {column} = %s WHERE {column} IS NOT NULL", (OLD_MONTH,))
         rebuild_summaries(conn)
-        # That history was written then, not amended now.
-        conn.execute("DELETE FROM billing.ledger_amendments")
+        if recorded:  # that history was written then, not amended now
+            conn.execute("DELETE FROM billing.ledger_amendments")
 
 
 def _checkpoints(dsn: str) -> list[tuple[datetime, int, int]]:
@@ -256,3 +257,30 @@ async def test_a_monthly_total_that_drifts_after_a_checkpoint_is_found_when_its_
     found = (await billing.reconcile()).discrepancies
     assert [d.invariant for d in found] == ["I2"]
     assert "monthly total 10 != its ledger rows' 20" in found[0].message
+
+
+async def test_the_months_sealed_before_the_upgrade_become_the_first_checkpoint() -> None:
+    name, url = create_database()
+    database = Database(url, pool_size=2)
+    try:
+        upgrade_to(MIGRATIONS, url, "0016")
+        billing = BillingHandlers(
+            BillingRepository(database), price_list(dict(DEFAULT_PRICING)), outcome_source=None, chunk_size=50
+        )
+        dsn = libpq_url(url)
+        await _settled_batch(billing)
+        _move_everything_back(dsn, recorded=False)  # before 0017: nothing records amendments
+        _execute(
+            dsn,
+            "INSERT INTO billing.reconciled_months (month, entries, transfers) VALUES ('2026-01-01', 10, 5)",
+        )
+        await _settled_batch(billing)  # this month's, never sealed
+        upgrade_to(MIGRATIONS, url, "0017")
+
+        report = await billing.reconcile()
+        assert report.discrepancies == []
+        assert report.read_since == datetime(2026, 2, 1, tzinfo=UTC)
+        assert (report.entries_read, report.transfers_read, report.batches_checked) == (10, 5, 1)
+    finally:
+        await database.close()
+        drop_database(name)

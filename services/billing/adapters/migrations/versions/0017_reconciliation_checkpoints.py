@@ -13,7 +13,9 @@
   only on what the application never does; the one on accounts runs on every balance update (one
   index probe per account per statement: the money path's cost, ADR-159).
 
-`reconciled_months` (ADR-154) is superseded and dropped.
+`reconciled_months` (ADR-154) is superseded and dropped; the months it sealed become the first
+checkpoint (their end; the figures are their monthly totals, which the sealing run verified), so
+the first run after the upgrade reads what it read before, not all of history.
 
 Revision ID: 0017
 Revises: 0016
@@ -157,6 +159,24 @@ def upgrade() -> None:
         CREATE TRIGGER accounts_balance_checked AFTER UPDATE ON {S}.accounts
         REFERENCING NEW TABLE AS new_accounts
         FOR EACH STATEMENT EXECUTE FUNCTION {S}.note_balance_off_the_ledger()"""
+    )
+    op.execute(
+        f"""
+        INSERT INTO {S}.reconciled_account_totals (account_id, month, ref_type, entries, amount)
+        SELECT account_id, month, ref_type, entries, amount FROM {S}.account_month_totals
+        WHERE month < (SELECT (max(month) + interval '1 month')::date FROM {S}.reconciled_months)"""
+    )
+    op.execute(
+        f"""
+        INSERT INTO {S}.reconciled_tenant_outcomes (month, tenant_id, model, ref_type, transfers, amount)
+        SELECT month, tenant_id, model, ref_type, transfers, amount FROM {S}.tenant_month_outcomes
+        WHERE month < (SELECT (max(month) + interval '1 month')::date FROM {S}.reconciled_months)"""
+    )
+    op.execute(
+        f"""
+        INSERT INTO {S}.reconciliation_checkpoints (cutoff, entries_read, transfers_read)
+        SELECT (max(month) + interval '1 month')::timestamp AT TIME ZONE 'UTC', sum(entries), sum(transfers)
+        FROM {S}.reconciled_months HAVING count(*) > 0"""
     )
     op.execute(f"DROP TABLE {S}.reconciled_months")
 
