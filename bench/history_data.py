@@ -577,10 +577,11 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             raise AssertionError("the schema after loading differs from the migrations'")
         # The monthly summaries (ADR-152) their triggers would have kept, which were off.
         rebuild_summaries(conn)
-        # The checkpoint a daily reconciliation would have left (ADR-159): a day before the
-        # history's last movement; the template is checked (I1-I3, the summaries) before it is used.
+        # The checkpoint a monthly reconciliation would have left (ADR-159; what migrating a
+        # template of sealed months, ADR-154, makes of them): the start of the month an hour ago.
+        # The template is checked (I1-I3, the summaries) before it is used.
         [(cutoff,)] = conn.execute(
-            "SELECT coalesce(max(created_at), now()) - interval '1 day' FROM billing.ledger_entries"
+            "SELECT date_trunc('month', (now() - interval '1 hour') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
         ).fetchall()
         checkpoint = {"since": BEGINNING, "cutoff": cutoff, "full": True, **Amended().params()}
         conn.execute(ADD_ACCOUNT_TOTALS, checkpoint)
