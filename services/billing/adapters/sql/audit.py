@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.db import run_sql
 from libs.field_mapping import to_record
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
@@ -249,16 +248,6 @@ class Amended:
         }
 
 
-async def fetch_rows(conn: AsyncConnection, statement: str, params: dict[str, Any]) -> list[Any]:
-    """Runs one named statement on the transaction's psycopg connection (rows as named tuples)."""
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] | None = raw.driver_connection
-    assert driver is not None
-    async with driver.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(statement, params)
-        return await cursor.fetchall() if cursor.description is not None else []
-
-
 class AuditQueries:
     """The figures reconciliation checks, inside one transaction."""
 
@@ -266,7 +255,7 @@ class AuditQueries:
         self._conn = conn
 
     async def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        return await fetch_rows(self._conn, statement, params)
+        return await run_sql(self._conn, statement, params)
 
     async def start(self) -> tuple[datetime, datetime | None]:
         """Begins the audit's snapshot (call first in the transaction): the database's time, and the

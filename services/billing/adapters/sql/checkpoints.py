@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.db import run_sql
 from services.billing.adapters.sql.audit import (
     AMENDED_TENANT_MONTHS,
     BEGINNING,
     MONTH,
     SYSTEM_ACCOUNTS,
     Amended,
-    fetch_rows,
 )
 
 _LOCK = "LOCK TABLE billing.reconciliation_checkpoints IN EXCLUSIVE MODE"
@@ -104,8 +104,8 @@ class CheckpointQueries:
     ) -> bool:
         """Checkpoints what a clean run read from `since` (None: a full run) as verified up to
         `cutoff`; False (nothing written) when another run checkpointed since it started."""
-        await fetch_rows(self._conn, _LOCK, {})
-        [latest] = await fetch_rows(self._conn, _LATEST_CUTOFF, {})
+        await run_sql(self._conn, _LOCK, {})
+        [latest] = await run_sql(self._conn, _LATEST_CUTOFF, {})
         if latest.cutoff != since or (since is not None and cutoff <= since):
             return False
         # An amended account's or tenant-month's rows are summed again in full (forgotten first);
@@ -117,16 +117,16 @@ class CheckpointQueries:
             **amended.params(),
         }
         if since is None:
-            await fetch_rows(self._conn, _FORGET_ALL, {})
+            await run_sql(self._conn, _FORGET_ALL, {})
         else:
-            await fetch_rows(self._conn, _FORGET_AMENDED, params)
-        await fetch_rows(self._conn, ADD_ACCOUNT_TOTALS, params)
-        await fetch_rows(self._conn, ADD_OUTCOMES, params)
+            await run_sql(self._conn, _FORGET_AMENDED, params)
+        await run_sql(self._conn, ADD_ACCOUNT_TOTALS, params)
+        await run_sql(self._conn, ADD_OUTCOMES, params)
         if amended.account_ids:
-            await fetch_rows(self._conn, _ADD_AMENDED_ACCOUNT_TOTALS, params)
+            await run_sql(self._conn, _ADD_AMENDED_ACCOUNT_TOTALS, params)
         if amended.tenant_months:
-            await fetch_rows(self._conn, _ADD_AMENDED_OUTCOMES, params)
-        await fetch_rows(
+            await run_sql(self._conn, _ADD_AMENDED_OUTCOMES, params)
+        await run_sql(
             self._conn, RECORD_CHECKPOINT, {"cutoff": cutoff, "entries": entries, "transfers": transfers}
         )
         return True
