@@ -12,7 +12,7 @@ the trigger's `WHEN` queues nothing for the updates of other accounts (freezes, 
 Zero on every other account (a check). Existing debts are copied here once.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-06
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
