@@ -14,8 +14,8 @@ import psycopg
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.config import Settings
-from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
 from libs.db import libpq_url
+from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
 from tests.integration.batch.batch_harness import (
     FakeBillingServer,
     batch_server,
