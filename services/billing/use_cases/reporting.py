@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from services.billing.domain.errors import SettlementNotFound, TenantNotFound
 from services.billing.domain.finance import (
+    EXPORT_MESSAGE_ROWS,
     BatchLedgerTotals,
     BatchTransferLine,
     ExportRow,
@@ -181,8 +182,9 @@ async def reconcile(deps: Dependencies) -> ReconciliationReport:
 
 async def export_ledger(
     deps: Dependencies, tenant_id: TenantId | None, created_from: datetime | None, created_to: datetime | None
-) -> AsyncIterator[ExportRow]:
-    """Ledger entries in id order, read page by page (one short transaction each)."""
+) -> AsyncIterator[list[ExportRow]]:
+    """Ledger entries in id order, in pages of at most `EXPORT_MESSAGE_ROWS` (never empty), read
+    page by page (one short transaction each)."""
     if tenant_id is not None:
         async with deps.repository.transaction() as tx:
             if await tx.accounts.available(tenant_id) is None:
@@ -192,8 +194,8 @@ async def export_ledger(
         limit = export_page_rows(after)
         async with deps.repository.transaction() as tx:
             rows = await tx.reporting.export_rows(tenant_id, created_from, created_to, after, limit)
-        for row in rows:
-            yield row
+        for start in range(0, len(rows), EXPORT_MESSAGE_ROWS):
+            yield rows[start : start + EXPORT_MESSAGE_ROWS]
         if len(rows) < limit:
             return
         after = rows[-1].entry_id

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.db import run_sql
 from libs.field_mapping import to_record
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
@@ -142,12 +141,7 @@ class AuditQueries:
         self._conn = conn
 
     async def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        raw = await self._conn.get_raw_connection()
-        driver: psycopg.AsyncConnection[Any] | None = raw.driver_connection
-        assert driver is not None
-        async with driver.cursor(row_factory=namedtuple_row) as cursor:
-            await cursor.execute(statement, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+        return await run_sql(self._conn, statement, params)
 
     async def first_unsealed_month(self) -> date:
         """The first month no clean reconciliation sealed (its ledger is checked from there on)."""

@@ -1677,6 +1677,30 @@ class LedgerExportRow(_message.Message):
 Global___LedgerExportRow: _TypeAlias = LedgerExportRow  # noqa: Y015
 
 @_typing.final
+class LedgerExportPage(_message.Message):
+    """Consecutive entries of an export, oldest first; never empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerExportRow]:
+        """The entries, in the export's order."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___LedgerExportRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerExportPage: _TypeAlias = LedgerExportPage  # noqa: Y015
+
+@_typing.final
 class ApiKeyInfo(_message.Message):
     """An API key's metadata (never its secret)."""
 
