@@ -40,11 +40,18 @@ LIST_INDEXES = {
 
 def upgrade() -> None:
     op.execute("ALTER TABLE batch.tasks SET (fillfactor = 90)")
-    for name, columns in LIST_INDEXES.items():
-        op.create_index(name, "batches", columns, schema=SCHEMA)
+    # Built CONCURRENTLY: creates and outcomes keep writing batches meanwhile.
+    with op.get_context().autocommit_block():
+        for name, columns in LIST_INDEXES.items():
+            op.create_index(
+                name, "batches", columns, schema=SCHEMA, postgresql_concurrently=True, if_not_exists=True
+            )
 
 
 def downgrade() -> None:
-    for name in LIST_INDEXES:
-        op.drop_index(name, table_name="batches", schema=SCHEMA)
+    with op.get_context().autocommit_block():
+        for name in LIST_INDEXES:
+            op.drop_index(
+                name, table_name="batches", schema=SCHEMA, postgresql_concurrently=True, if_exists=True
+            )
     op.execute("ALTER TABLE batch.tasks RESET (fillfactor)")
