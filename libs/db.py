@@ -160,6 +160,9 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
             cursor.execute("SELECT 1")
         finally:
             cursor.close()
+        # The ping opened a transaction (psycopg begins one implicitly): end it, so the caller's
+        # transaction starts with the caller's first statement (which may be SET TRANSACTION).
+        dbapi_connection.rollback()
     except Exception as error:
         raise InvalidatePoolError(f"idle connection is dead: {error}") from error
 

@@ -358,7 +358,12 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def ListBatchTotals(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListBatchTotalsResponse:
-        found, next_cursor = await self._handlers.reads.list_batch_totals(request.cursor, request.limit)
+        found, next_cursor = await self._handlers.reads.list_batch_totals(
+            request.cursor,
+            request.limit,
+            batch_ids=list(request.batch_ids),
+            created_from=request_instant(request, "created_from"),
+        )
         return batch_pb2.ListBatchTotalsResponse(
             batches=[totals_message(totals) for totals in found], next_cursor=next_cursor
         )

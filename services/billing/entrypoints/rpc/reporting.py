@@ -136,6 +136,11 @@ class ReportingRpcs(BillingRpcs):
             accounts_checked=report.accounts_checked,
             batches_checked=report.batches_checked,
             checked_at=timestamp(checked_at),
+            read_since=timestamp(report.read_since) if report.read_since is not None else None,
+            entries_read=report.entries_read,
+            transfers_read=report.transfers_read,
+            amendments_read=report.amendments_read,
+            checkpointed=report.checkpointed,
         )
 
     async def ExportLedger(
