@@ -61,7 +61,7 @@ def from_fields(target: type[T], source: object, /, **differing: Any) -> T:
         if name not in differing and (value := getattr(source, name, _ABSENT)) is not _ABSENT
     }
     values.update(differing)
-    construct = cast(Callable[..., T], target)
+    construct = cast("Callable[..., T]", target)
     return construct(**values)
 
 
@@ -77,7 +77,7 @@ def to_message(target: type[T], source: object, /, **differing: Any) -> T:
             continue
         values[name] = to_wire(value)
     values.update(differing)
-    construct = cast(Callable[..., T], target)
+    construct = cast("Callable[..., T]", target)
     return construct(**values)
 
 
@@ -133,7 +133,7 @@ def to_record(target: type[T], source: object, /, **differing: Any) -> T:
             continue
         values[name] = value if value is None else from_stored(value)
     values.update(differing)
-    construct = cast(Callable[..., T], target)
+    construct = cast("Callable[..., T]", target)
     return construct(**values)
 
 

@@ -10,7 +10,8 @@ budget froze nothing (checked with the batch schema by `tests.invariants`).
 I10 debt recorded, never hidden (ADR-134): no available balance is negative, no debt account is
 above zero, and what each tenant's debt account records as owed equals the credits its reversed
 payments took from spent credits, less what disputes won returned to the debt and what payments
-paid towards it.
+paid towards it; what each tenant's available account row says it owes (`owed`, read by every
+freeze with the wallet it locks, ADR-165) equals what its debt account records.
 I11 no top-up applied twice (ADR-135): every automatic purchase is credited by one payment at most
 (one per PaymentIntent, one PaymentIntent per purchase), a succeeded purchase was credited, and a
 tenant has one open purchase at most.
@@ -53,6 +54,11 @@ SPEND_QUERIES: Mapping[str, str] = {
         " WHERE COALESCE(a.balance, 0) < 0 OR COALESCE(d.balance, 0) > 0"
         " OR -COALESCE(d.balance, 0) <> COALESCE(r.to_debt, 0) - COALESCE(r.back, 0) - COALESCE(p.paid, 0)"
     ),
+    "debt_not_on_wallet": (
+        "SELECT a.tenant_id, a.owed, -COALESCE(d.balance, 0) FROM billing.accounts a"
+        " LEFT JOIN billing.accounts d ON d.tenant_id = a.tenant_id AND d.kind = 'debt'"
+        " WHERE a.kind = 'available' AND a.owed <> -COALESCE(d.balance, 0)"
+    ),
     "top_up_twice": (
         "SELECT u.id, u.status, count(p.id) FROM billing.auto_top_ups u"
         " LEFT JOIN billing.payments p ON p.provider = 'stripe' AND p.payment_intent = u.payment_intent"
@@ -86,6 +92,10 @@ def spend_control_discrepancies(rows: Mapping[str, Sequence[Sequence[Any]]]) -> 
         f"I10: tenant {tenant} available {available}, debt account {debt} (owes {-debt}),"
         f" its reversals and debt payments say it owes {expected}"
         for tenant, available, debt, expected in rows["debt_not_recorded"]
+    ]
+    problems += [
+        f"I10: tenant {tenant}'s wallet says it owes {owed}, its debt account {recorded}"
+        for tenant, owed, recorded in rows["debt_not_on_wallet"]
     ]
     problems += [
         f"I11: automatic top-up {purchase} ({status}) credited by {count} payments"

@@ -104,6 +104,9 @@ accounts = Table(
     Column("batch_id", Uuid, nullable=True),
     Column("balance", BigInteger, nullable=False, server_default=text("0")),
     created_at_column(),
+    # What the tenant owes (minus its debt account's balance), on its available row: a freeze reads
+    # it with the wallet it locks. Kept by the `debt_kept_on_wallet` trigger (0018, ADR-165).
+    Column("owed", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
     # Tenant accounts can never go negative, whatever the code does; a tenant's `debt` (0013,
     # ADR-134) is the one debit-normal account: its balance is minus what the tenant owes.
@@ -111,6 +114,7 @@ accounts = Table(
         f"kind IN {SYSTEM_KINDS_SQL} OR kind = 'debt' OR balance >= 0", name="ck_accounts_not_negative"
     ),
     CheckConstraint("kind <> 'debt' OR balance <= 0", name="ck_accounts_debt_not_positive"),
+    CheckConstraint("owed >= 0 AND (owed = 0 OR kind = 'available')", name="ck_accounts_owed"),
     CheckConstraint(
         "(kind IN ('available', 'debt') AND tenant_id IS NOT NULL AND batch_id IS NULL)"
         " OR (kind = 'hold' AND tenant_id IS NOT NULL AND batch_id IS NOT NULL)"

@@ -154,12 +154,14 @@ class Reservations:
     ) -> list[Reservation | BaseException]:
         """One transaction for a group of reservations, in request order (the group commit).
 
-        Four round trips on a raw connection whatever the group's size, the wallets locked for the
-        last two: the hold accounts of the group's batches are created first (a concurrent Reserve
-        of one of them elsewhere waits on its unique index, then replays), then each request is
-        priced and checked against what the requests before it left in its wallet, so each is
-        refused (402) exactly when the remainder cannot cover it, and the accepted ones are posted
-        by one statement. A refused request's hold account is deleted again before the commit.
+        Three statements on a raw connection whatever the group's size (more only for what a
+        tenant has set: an auto top-up, budgets, quotes, or for refusals and alerts): the hold
+        accounts of the group's batches are created first (a concurrent Reserve of one of them
+        elsewhere waits on its unique index, then replays), then the wallets are locked with what
+        the freezes must know of their tenants (debt, thresholds, auto top-up, ADR-165), then each
+        request is priced and checked against what the requests before it left in its wallet, so
+        each is refused (402) exactly when the remainder cannot cover it, and the accepted ones are
+        posted by one statement. A refused request's hold account is deleted again before the commit.
         """
         deps = self._deps
         outcomes: list[Reservation | BaseException | None] = [None] * len(requests)
@@ -171,22 +173,27 @@ class Reservations:
             created = await tx.create_hold_accounts(
                 {batch_id: requests[index].tenant_id for batch_id, index in first_of_batch.items()}
             )
-            wallets = (
-                await tx.lock_wallets(requests[first_of_batch[batch_id]].tenant_id for batch_id in created)
-                if created
-                else {}
-            )
-            balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
             # The month of the freeze: spend counts there, whenever it is refunded (ADR-122).
             now = deps.clock()
             period = period_of(now)
-            states = await tx.tenant_states(wallets.keys(), period) if wallets else {}
+            locked = (
+                await tx.lock_wallets(
+                    (requests[first_of_batch[batch_id]].tenant_id for batch_id in created), period
+                )
+                if created
+                else {}
+            )
+            wallets = {tenant_id: wallet.account for tenant_id, wallet in locked.items()}
+            states = {tenant_id: wallet.state for tenant_id, wallet in locked.items()}
+            balances = {tenant_id: wallet.balance for tenant_id, wallet in wallets.items()}
             thresholds = {
                 tenant_id: state.thresholds
                 for tenant_id, state in states.items()
                 if state.thresholds is not None
             }
-            budgets = await tx.budget_ledgers(wallets.keys(), period) if wallets else {}
+            budgets = await tx.budget_ledgers(
+                [tenant_id for tenant_id, wallet in locked.items() if wallet.has_budgets], period
+            )
             used_before = {tenant_id: dict(ledger.used) for tenant_id, ledger in budgets.items()}
             citing = (requests[first_of_batch[batch_id]] for batch_id in created)
             cited = await tx.lock_quotes([r.quote_id for r in citing if r.quote_id is not None])

@@ -2,7 +2,8 @@
 (named query strings run on the psycopg connection of the transaction).
 
 Locking discipline (deadlock-free, ADR-046; every row lock of billing is taken by a statement that
-ends in this module's `ROW_LOCK`: here, and `lock_wallets` in `sql.reservations`):
+ends in this module's `ROW_LOCK`: here, and `lock_wallets` in `sql.reservations`, which locks only
+the wallet rows of its join (`OF`) and reads the debt from them, ADR-165):
 1. batch_holds rows first, ascending batch_id, in one statement (`lock_holds`);
 2. then tenant account rows (`available`, `hold`, `debt`), ascending id, in one statement per
    transaction (`lock_balances`, `lock_wallets`, `lock_available`, `lock_wallet`). System accounts
@@ -129,6 +130,19 @@ WHERE batch_id = ANY(CAST(%(ids)b AS uuid[]))"""
 _FIND_TRANSFER = "SELECT ref_type, amount FROM billing.transfers WHERE key = :key"
 
 
+async def driver_rows(conn: AsyncConnection, statement: str, params: Mapping[str, Any]) -> list[Any]:
+    """Runs a statement on the psycopg connection of `conn`'s transaction; its rows (named tuples).
+
+    For the statements of every outcome chunk: their arrays go in binary, without SQLAlchemy's layers.
+    """
+    raw = await conn.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] | None = raw.driver_connection
+    assert driver is not None
+    async with driver.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
 def transfer_arrays(transfers: Sequence[Transfer]) -> dict[str, list[Any]]:
     """The columns every insert of transfers takes as arrays (`unnest`), one element per transfer:
     the ledger's own insert and the reservation's (which adds its holds to the same statement)."""
@@ -171,13 +185,7 @@ class LedgerQueries:
         self._conn = conn
 
     async def _rows(self, statement: str, params: Mapping[str, Any]) -> list[Any]:
-        """Runs a statement on the psycopg connection of this transaction; its rows."""
-        raw = await self._conn.get_raw_connection()
-        driver: psycopg.AsyncConnection[Any] | None = raw.driver_connection
-        assert driver is not None
-        async with driver.cursor(row_factory=namedtuple_row) as cursor:
-            await cursor.execute(statement, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+        return await driver_rows(self._conn, statement, params)
 
     async def lock_available(self, tenant_id: TenantId) -> AccountBalance | None:
         """The tenant's available account, locked until the transaction ends (None: no such tenant)."""

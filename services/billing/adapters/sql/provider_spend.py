@@ -1,5 +1,6 @@
 """Provider spend SQL (ADR-144): what the providers bill us per task, as task outcomes reported it,
-and the reads margins need (SQLAlchemy Core, in the caller's transaction).
+and the reads margins need (SQLAlchemy Core; the write of every outcome chunk on the raw driver
+connection; in the caller's transaction).
 
 A capture whose outcome reported no spend (published before ADR-144, or pulled by settlement from
 the batch service) keeps the estimate frozen with its batch (`batch_hold_lines`): `unreported`
@@ -13,13 +14,27 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.ledger import driver_rows
 from services.billing.adapters.tables import batch_hold_lines, task_provider_costs, transfers
 from services.billing.domain.ids import BatchId
 from services.billing.domain.ledger import OutcomeKind, RefType, TaskOutcome
 from services.billing.domain.margins import ProviderSpend
+
+# A chunk's reported spend in one statement, in the chunk's order (an `executemany` was one insert
+# per outcome, on both sides of the connection: ADR-165).
+_RECORD = """
+INSERT INTO billing.task_provider_costs
+    (task_id, batch_id, model, captured, provider_cost_usd_micros, provider_jobs)
+SELECT r.task_id, r.batch_id, r.model, r.captured, r.cost, r.jobs
+FROM unnest(
+    CAST(%(task_ids)b AS text[]), CAST(%(batch_ids)b AS uuid[]), CAST(%(models)b AS text[]),
+    CAST(%(captured)b AS boolean[]), CAST(%(costs)b AS bigint[]), CAST(%(jobs)b AS integer[])
+) WITH ORDINALITY AS r(task_id, batch_id, model, captured, cost, jobs, n)
+ORDER BY r.n
+ON CONFLICT DO NOTHING
+"""
 
 
 def unreported() -> ColumnElement[bool]:
@@ -48,20 +63,20 @@ class ProviderSpendQueries:
     async def record(self, outcomes: Sequence[TaskOutcome]) -> None:
         """Stores the spend each outcome reported (those that reported one), first report wins:
         a redelivered or late event changes nothing (the same key rule as the outcome's)."""
-        rows = [
-            {
-                "task_id": str(outcome.task_id),
-                "batch_id": outcome.batch_id,
-                "model": outcome.model,
-                "captured": outcome.kind is OutcomeKind.CAPTURE,
-                "provider_cost_usd_micros": outcome.provider_cost_usd_micros,
-                "provider_jobs": outcome.provider_jobs,
-            }
-            for outcome in outcomes
-            if outcome.provider_cost_usd_micros is not None
-        ]
-        if rows:
-            await self._conn.execute(insert(task_provider_costs).on_conflict_do_nothing(), rows)
+        reported = [outcome for outcome in outcomes if outcome.provider_cost_usd_micros is not None]
+        if reported:
+            await driver_rows(
+                self._conn,
+                _RECORD,
+                {
+                    "task_ids": [str(outcome.task_id) for outcome in reported],
+                    "batch_ids": [outcome.batch_id for outcome in reported],
+                    "models": [outcome.model for outcome in reported],
+                    "captured": [outcome.kind is OutcomeKind.CAPTURE for outcome in reported],
+                    "costs": [outcome.provider_cost_usd_micros for outcome in reported],
+                    "jobs": [outcome.provider_jobs for outcome in reported],
+                },
+            )
 
     async def per_model_within(self, start: datetime, end: datetime) -> dict[str, ProviderSpend]:
         """Reported spend recorded within [start, end) per model, captured and refunded tasks alike."""

@@ -48,11 +48,26 @@ _CREATE_HOLD_ACCOUNTS = """
     ON CONFLICT (batch_id) WHERE kind = 'hold' DO NOTHING
     RETURNING id, batch_id
 """
+# The group's wallets, locked, with what the freezes must know of their tenants (one round trip):
+# what each owes (`owed`, ADR-134: kept on the wallet row by the debt's own writes, 0018, so it is
+# read at the row's latest version like the balance, ADR-165), its alert thresholds (ADR-125), its
+# enabled auto top-up (ADR-135) and whether it has any budget (ADR-122). Only the wallet rows are
+# locked; the settings are read as of the statement's start, as a read after the lock would see
+# them had they changed just after it (they take no wallet lock). What other freezes wrote under
+# the lock (the month's top-up purchases, the budgets' use) is read after it, and only for tenants
+# that have an auto top-up or a budget.
 _LOCK_WALLETS = f"""
-    SELECT tenant_id, id, balance FROM billing.accounts
-    WHERE kind = 'available' AND tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
-    ORDER BY id
-    {ROW_LOCK}
+    SELECT w.tenant_id, w.id, w.balance, w.owed, a.tenant_id IS NOT NULL AS has_alerts,
+        a.low_balance_credits, a.budget_percent, s.tenant_id IS NOT NULL AS auto_top_up,
+        s.threshold_credits, s.pack_id, s.max_per_month,
+        EXISTS (SELECT 1 FROM billing.budgets b WHERE b.tenant_id = w.tenant_id) AS has_budgets
+    FROM billing.accounts w
+    LEFT JOIN billing.alert_thresholds a ON a.tenant_id = w.tenant_id
+    LEFT JOIN billing.auto_top_up_settings s ON s.tenant_id = w.tenant_id AND s.enabled
+        AND s.payment_method_id IS NOT NULL
+    WHERE w.kind = 'available' AND w.tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[]))
+    ORDER BY w.id
+    {ROW_LOCK} OF w
 """
 _DELETE_ACCOUNTS = "DELETE FROM billing.accounts WHERE id = ANY(CAST(%(ids)b AS bigint[]))"
 _POST_RESERVATIONS = """
@@ -133,24 +148,12 @@ _USE_QUOTES = """
     WHERE q.id = v.id AND q.batch_id IS NULL
 """
 
-# What the group must know of its tenants once their wallets are locked, in one round trip: alert
-# thresholds (ADR-125), the debt that refuses new batches (ADR-134; every debt change locks the
-# wallet too, so this read is final), and an enabled auto top-up with its purchases this month
-# (ADR-135). The crossings' outbox rows (alerts, top-up purchases) are written in the same
-# transaction, so each crossing acts once, after commit.
-_TENANT_STATES = """
-    SELECT t.id AS tenant_id, a.tenant_id IS NOT NULL AS has_alerts, a.low_balance_credits, a.budget_percent,
-        COALESCE(-d.balance, 0) AS debt, s.tenant_id IS NOT NULL AS auto_top_up, s.threshold_credits,
-        s.pack_id, s.max_per_month,
-        CASE WHEN s.tenant_id IS NULL THEN 0 ELSE (
-            SELECT count(*) FROM billing.auto_top_ups u
-            WHERE u.tenant_id = t.id AND u.period = %(period)s AND u.status <> 'failed'
-        ) END AS bought
-    FROM unnest(CAST(%(tenant_ids)b AS uuid[])) AS t(id)
-    LEFT JOIN billing.alert_thresholds a ON a.tenant_id = t.id
-    LEFT JOIN billing.accounts d ON d.tenant_id = t.id AND d.kind = 'debt'
-    LEFT JOIN billing.auto_top_up_settings s ON s.tenant_id = t.id AND s.enabled
-        AND s.payment_method_id IS NOT NULL
+# The automatic purchases of this month of the tenants with an auto top-up (after `lock_wallets`:
+# every freeze that adds one holds the wallet lock, so the count is final).
+_TOP_UPS_BOUGHT = """
+    SELECT tenant_id, count(*) FROM billing.auto_top_ups
+    WHERE tenant_id = ANY(CAST(%(tenant_ids)b AS uuid[])) AND period = %(period)s AND status <> 'failed'
+    GROUP BY 1
 """
 _ADD_PURCHASES = """
     INSERT INTO billing.auto_top_ups (id, tenant_id, crossing_key, pack_id, credits, amount_usd_cents, period)
@@ -167,12 +170,22 @@ _AVAILABLE_BALANCE = "SELECT balance FROM billing.accounts WHERE kind = %s AND t
 
 @dataclass(frozen=True)
 class TenantState:
-    """A tenant of the group, read under its wallet lock: its thresholds (None: no alerts), what it
-    owes, and its auto top-up (None: off)."""
+    """A tenant of the group, read with its wallet lock: its thresholds (None: no alerts), what it
+    owes, and its auto top-up (None: off) with its purchases this month."""
 
     thresholds: AlertThresholds | None
     debt: int
     top_up: TopUpTrigger | None
+
+
+@dataclass(frozen=True)
+class LockedWallet:
+    """A tenant's available account, locked by a group of reservations, with its tenant's state and
+    whether it has any budget (whose use must then be read under the lock)."""
+
+    account: AccountBalance
+    state: TenantState
+    has_budgets: bool
 
 
 @dataclass(frozen=True)
@@ -225,10 +238,22 @@ class ReservationQueries:
         )
         return {BatchId(row[1]): int(row[0]) for row in await cursor.fetchall()}
 
-    async def lock_wallets(self, tenant_ids: Iterable[TenantId]) -> dict[TenantId, AccountBalance]:
-        """The tenants' available accounts, locked in account id order until the transaction ends."""
-        cursor = await self._conn.execute(_LOCK_WALLETS, {"tenant_ids": sorted(set(tenant_ids))})
-        return {TenantId(row[0]): AccountBalance(int(row[1]), int(row[2])) for row in await cursor.fetchall()}
+    async def lock_wallets(
+        self, tenant_ids: Iterable[TenantId], period: Period
+    ) -> dict[TenantId, LockedWallet]:
+        """The tenants' available accounts, locked in account id order until the transaction ends,
+        with what their freezes must know of them (`period`: the month of the freeze)."""
+        async with self._conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(_LOCK_WALLETS, {"tenant_ids": sorted(set(tenant_ids))})
+            rows = await cursor.fetchall()
+        topping_up = [row["tenant_id"] for row in rows if row["auto_top_up"]]
+        bought: dict[TenantId, int] = {}
+        if topping_up:
+            counted = await self._conn.execute(
+                _TOP_UPS_BOUGHT, {"tenant_ids": sorted(topping_up), "period": period.start}
+            )
+            bought = {TenantId(row[0]): int(row[1]) for row in await counted.fetchall()}
+        return {TenantId(row["tenant_id"]): _locked_wallet(row, bought) for row in rows}
 
     async def budget_ledgers(
         self, tenant_ids: Collection[TenantId], period: Period
@@ -238,6 +263,8 @@ class ReservationQueries:
         Call it after `lock_wallets`: the wallet locks are what make the use read here final
         until this transaction commits.
         """
+        if not tenant_ids:
+            return {}
         cursor = await self._conn.execute(_BUDGETS, {"tenant_ids": sorted(set(tenant_ids))})
         caps: dict[TenantId, dict[BudgetKey, int]] = {}
         for tenant_id, scope, scope_id, monthly_credits in await cursor.fetchall():
@@ -254,40 +281,6 @@ class ReservationQueries:
             tenant_id: BudgetLedger(tenant_caps, use_by_budget(spend.get(tenant_id, ())), period)
             for tenant_id, tenant_caps in caps.items()
         }
-
-    async def tenant_states(
-        self, tenant_ids: Collection[TenantId], period: Period
-    ) -> dict[TenantId, TenantState]:
-        """Thresholds, debt and auto top-up of the tenants (after `lock_wallets`)."""
-        async with self._conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(
-                _TENANT_STATES, {"tenant_ids": sorted(set(tenant_ids)), "period": period.start}
-            )
-            rows = await cursor.fetchall()
-        states: dict[TenantId, TenantState] = {}
-        for row in rows:
-            low, percent = row["low_balance_credits"], row["budget_percent"]
-            states[TenantId(row["tenant_id"])] = TenantState(
-                thresholds=(
-                    AlertThresholds(
-                        None if low is None else int(low), None if percent is None else int(percent)
-                    )
-                    if row["has_alerts"]
-                    else None
-                ),
-                debt=int(row["debt"]),
-                top_up=(
-                    TopUpTrigger(
-                        int(row["threshold_credits"]),
-                        row["pack_id"],
-                        int(row["max_per_month"]),
-                        int(row["bought"]),
-                    )
-                    if row["auto_top_up"]
-                    else None
-                ),
-            )
-        return states
 
     async def add_purchases(self, purchases: Sequence[PlannedPurchase]) -> None:
         """Writes the auto top-up purchases of this group's crossings (the top-up loop's outbox); one
@@ -394,6 +387,30 @@ class ReservationQueries:
         )
         row = await inserted.fetchone()
         return int(row[0]) if row is not None else 0
+
+
+def _locked_wallet(row: Mapping[str, Any], bought: Mapping[TenantId, int]) -> LockedWallet:
+    low, percent = row["low_balance_credits"], row["budget_percent"]
+    tenant_id = TenantId(row["tenant_id"])
+    state = TenantState(
+        thresholds=(
+            AlertThresholds(None if low is None else int(low), None if percent is None else int(percent))
+            if row["has_alerts"]
+            else None
+        ),
+        debt=int(row["owed"]),
+        top_up=(
+            TopUpTrigger(
+                int(row["threshold_credits"]),
+                row["pack_id"],
+                int(row["max_per_month"]),
+                bought.get(tenant_id, 0),
+            )
+            if row["auto_top_up"]
+            else None
+        ),
+    )
+    return LockedWallet(AccountBalance(int(row["id"]), int(row["balance"])), state, bool(row["has_budgets"]))
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:
