@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ READY_TIMEOUT_SECONDS = 300.0
 CREDITS_PER_VIDEO = 20
 CHUNK = 100
 SAMPLE_SECONDS = 1.0
+PROGRESS_SECONDS = 10
 MAKESPAN_TARGET = 1.1
 RSS_TARGET_MB = 1024
 CPU_TARGET_CORES = 0.5
@@ -52,16 +54,29 @@ class Samples:
 
 
 def _sample(worker: psutil.Process, fake_url: str, samples: Samples, stop: threading.Event) -> None:
+    started = time.monotonic()
+    printed = 0
     while not stop.wait(SAMPLE_SECONDS):
         try:
             rss = worker.memory_info().rss / 2**20
             times = worker.cpu_times()
-            in_flight = int(provider_stats(fake_url)["in_flight"])
+            stats = provider_stats(fake_url)
         except Exception:
             continue
+        in_flight = int(stats["in_flight"])
         samples.rss_mb.append(rss)
         samples.in_flight.append(in_flight)
         samples.cpu.append((time.monotonic(), times.user + times.system, in_flight))
+        elapsed = time.monotonic() - started
+        if elapsed >= printed + PROGRESS_SECONDS:
+            # The shape of the run: how fast jobs start, how long they are all held, how they end.
+            printed = int(elapsed // PROGRESS_SECONDS) * PROGRESS_SECONDS
+            print(
+                f"  t={elapsed:5.0f}s created {int(stats['jobs']):,} in flight {in_flight:,}"
+                f" finished {int(stats['finished']):,} worker {rss:.0f} MB"
+                f" {times.user + times.system:.1f} s CPU",
+                flush=True,
+            )
 
 
 def holding_cores(samples: Samples, jobs: int) -> tuple[float, float]:
@@ -82,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--poll-seconds", type=float, help="first poll interval (default 5)")
     parser.add_argument("--poll-max-seconds", type=float, help="largest poll interval (default 30)")
     parser.add_argument("--videos-on-disk", action="store_true")
+    parser.add_argument("--worker-log", help="copy the worker's whole log here at the end")
     args = parser.parse_args(argv)
     jobs = args.jobs or (50 if args.quick else 10_000)
     job_seconds = args.job_seconds or (2.0 if args.quick else 120.0)
@@ -139,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             )
         cpu = meter.seconds()
         failed = failures(stack)
+        if args.worker_log:
+            shutil.copyfile(stack.workdir / "worker-0.log", args.worker_log)
         worker_log = stack.log("worker-0") if failed else ""
         stop.set()
         sampler.join()

@@ -257,6 +257,11 @@ class ProviderHttp:
             limits=httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS),
         )
         self._origin = _origin(self._client.base_url)
+        # At most one request per connection handed to httpx at a time; the others wait here.
+        # httpcore's pool scans every waiting request against every connection each time one
+        # frees up: 2,000 jobs starting at once held its event loop for minutes (ADR-161), where
+        # an asyncio semaphore's queue costs nothing per waiter.
+        self._gate = asyncio.Semaphore(_CONNECTIONS)
 
     def __repr__(self) -> str:
         # Never let a credential reach a log line through a repr.
@@ -289,14 +294,15 @@ class ProviderHttp:
         waited = 0.0
         while True:
             try:
-                response = await self._client.request(
-                    method,
-                    target,
-                    json=json,
-                    data=form.fields if form is not None else None,
-                    files=form.files if form is not None else None,
-                    headers={**self._headers_for(target), **(headers or {})},
-                )
+                async with self._gate:
+                    response = await self._client.request(
+                        method,
+                        target,
+                        json=json,
+                        data=form.fields if form is not None else None,
+                        files=form.files if form is not None else None,
+                        headers={**self._headers_for(target), **(headers or {})},
+                    )
             except httpx.TimeoutException as error:
                 raise NoAnswer(
                     FailureType.TIMEOUT, f"{self.provider} did not answer {method} in time"
@@ -357,7 +363,10 @@ class ProviderHttp:
         target = self._resolve(url)
         for _ in range(_MAX_REDIRECTS + 1):
             try:
-                async with self._client.stream("GET", target, headers=self._headers_for(target)) as response:
+                async with (
+                    self._gate,
+                    self._client.stream("GET", target, headers=self._headers_for(target)) as response,
+                ):
                     if response.is_redirect and "location" in response.headers:
                         target = target.join(response.headers["location"])
                         continue
