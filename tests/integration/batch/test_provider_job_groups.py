@@ -18,9 +18,10 @@ from libs.db import Database
 from services.batch.adapters.sql.breakers import ModelBreakers
 from services.batch.adapters.sql.provider_jobs import AttemptJournal, ProviderJobs
 from services.batch.domain.batch import BatchId, TaskId
-from services.batch.domain.breaker import BreakerState
+from services.batch.domain.breaker import BreakerPolicy, BreakerState
 from services.batch.domain.provider import FailureType, ProviderFailure
 from services.batch.domain.provider_jobs import ProviderJobStatus
+from services.batch.use_cases.breakers import ModelGate
 from tests.integration.batch.test_worker_transactions import _model, _queued_batch
 
 JOBS = 300
@@ -49,7 +50,12 @@ async def database(batch_database_url: str) -> AsyncIterator[CountingDatabase]:
 
 def _journal(jobs: ProviderJobs, batch_id: BatchId, task_id: TaskId, model: str) -> AttemptJournal:
     return jobs.journal(
-        task_id=task_id, batch_id=batch_id, attempt=1, model=model, claim_token=uuid.uuid4(), cost_usd_micros=7
+        task_id=task_id,
+        batch_id=batch_id,
+        attempt=1,
+        model=model,
+        claim_token=uuid.uuid4(),
+        cost_usd_micros=7,
     )
 
 
@@ -141,3 +147,19 @@ async def test_a_change_is_seen_at_once_here_and_within_the_recent_window_elsewh
     finally:
         await here_db.close()
         await there_db.close()
+
+
+async def test_attempts_failing_together_count_in_a_few_transactions_and_open_the_breaker_once(
+    database: CountingDatabase,
+) -> None:
+    breakers = ModelBreakers(database)
+    model = _model()
+    gate = ModelGate(breakers, model, BreakerPolicy(failure_threshold=5, open_seconds=30))
+    down = ProviderFailure(FailureType.TIMEOUT, "provider did not answer within 300s")
+    forgiven = await asyncio.gather(*(gate.failed(down) for _ in range(1000)))
+    # Each change waited for a connection and the row's lock: 1,000 timeouts at once emptied the
+    # pool for 30 s (ADR-161). Now a handful of transactions, counting every failure in order.
+    assert database.checkouts <= 10, database.checkouts
+    breaker, _ = await breakers.read(model)
+    assert (breaker.state, breaker.failures, breaker.opens) == (BreakerState.OPEN, 1000, 1)
+    assert forgiven == [False] * 4 + [True] * 996

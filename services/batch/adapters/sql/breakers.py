@@ -14,14 +14,16 @@ are seen within `recent_seconds`. Changes themselves always go to the row under 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from libs.db import Database
 from libs.expiring_cache import ExpiringCache
+from libs.group_commit import GroupCommitter
 from services.batch.domain.breaker import Breaker, BreakerState
 
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
@@ -72,6 +74,8 @@ def _breaker(row: Any) -> Breaker:
 # How old a breaker read an attempt may be answered with (see the module docstring).
 RECENT_SECONDS = 1.0
 _RECENT_MODELS = 1024
+# Changes of one model applied in one transaction at most (each is a few comparisons).
+_CHANGE_GROUP_SIZE = 1000
 
 
 class ModelBreakers:
@@ -91,6 +95,7 @@ class ModelBreakers:
             recent_seconds, _RECENT_MODELS, clock
         )
         self._reading: dict[str, asyncio.Future[tuple[Breaker, float]]] = {}
+        self._changes: dict[str, GroupCommitter[Transition, tuple[Breaker, Breaker]]] = {}
 
     async def recent(self, model: str) -> tuple[Breaker, float]:
         """`read`, answered from one at most `recent_seconds` old (its clock moved on by the time
@@ -123,32 +128,56 @@ class ModelBreakers:
 
     async def change(self, model: str, transition: Transition) -> tuple[Breaker, Breaker]:
         """Applies `transition` (given the breaker and the clock) under the row's lock; returns
-        the breaker before and after."""
+        the breaker before and after.
+
+        Changes of one model asked while another runs share the next transaction, applied in
+        arrival order (group commit, ADR-161): thousands of attempts timing out together once
+        queued a connection and a row lock each and emptied the pool for everyone else.
+        """
+        committer = self._changes.get(model)
+        if committer is None:
+            committer = GroupCommitter(
+                functools.partial(self._change_group, model),
+                max_group_size=_CHANGE_GROUP_SIZE,
+                name=f"breaker-{model}",
+            )
+            self._changes[model] = committer
+        return await committer.submit(transition)
+
+    async def _change_group(
+        self, model: str, transitions: Sequence[Transition]
+    ) -> list[tuple[Breaker, Breaker]]:
+        changes: list[tuple[Breaker, Breaker]] = []
         async with self._db.raw_connection() as conn, conn.transaction():
             await conn.execute(_ENSURE, {"model": model})
-            now = (await (await conn.execute(_NOW)).fetchone() or (0.0,))[0]
+            now = float((await (await conn.execute(_NOW)).fetchone() or (0.0,))[0])
             row = await (await conn.execute(_LOCK, {"model": model})).fetchone()
-            before = _breaker(row)
-            after = transition(before, float(now))
-            if after != before:
+            first = current = _breaker(row)
+            for transition in transitions:
+                after = transition(current, now)
+                changes.append((current, after))
+                current = after
+            if current != first:
                 await conn.execute(
                     _WRITE,
                     {
                         "model": model,
-                        "state": after.state.value,
-                        "failures": after.failures,
-                        "outage_since": after.outage_since,
-                        "retry_at": after.retry_at,
-                        "probe_until": after.probe_until,
-                        "opens": after.opens,
-                        "opened": after.opens > before.opens,
-                        "closed": before.state is not BreakerState.CLOSED
-                        and after.state is BreakerState.CLOSED,
+                        "state": current.state.value,
+                        "failures": current.failures,
+                        "outage_since": current.outage_since,
+                        "retry_at": current.retry_at,
+                        "probe_until": current.probe_until,
+                        "opens": current.opens,
+                        "opened": any(after.opens > before.opens for before, after in changes),
+                        "closed": any(
+                            before.state is not BreakerState.CLOSED and after.state is BreakerState.CLOSED
+                            for before, after in changes
+                        ),
                     },
                 )
         # This process's attempts see its own change at once.
-        self._recent.put(model, (after, float(now), self._clock()))
-        return before, after
+        self._recent.put(model, (current, now, self._clock()))
+        return changes
 
     async def degraded(self) -> list[DegradedModel]:
         """Models whose breaker is not closed, by name (the admin overview)."""
