@@ -156,7 +156,7 @@ class ProviderJobs:
         """Commits one journal statement, with those of other jobs that arrive meanwhile."""
         await self._writes.submit(_JournalWrite(statement, params))
 
-    async def _write_group(self, writes: Sequence[_JournalWrite]) -> list[None | BaseException]:
+    async def _write_group(self, writes: Sequence[_JournalWrite]) -> list[BaseException | None]:
         # One transaction for the group: every write of it is durable when any caller goes on,
         # and none is if the commit fails (each caller then sees the error, nothing was sent).
         try:
@@ -175,7 +175,7 @@ class ProviderJobs:
                 if params:
                     await cursor.executemany(statement, params)
 
-    async def _alone(self, write: _JournalWrite) -> None | BaseException:
+    async def _alone(self, write: _JournalWrite) -> BaseException | None:
         try:
             await self._commit([write])
         except Exception as error:
