@@ -30,6 +30,8 @@ from typing import Any
 import psycopg
 
 from libs.ledger_keys import task_outcome_key, topup_key, upfront_key
+from services.billing.adapters.sql.audit import BEGINNING, Amended
+from services.billing.adapters.sql.checkpoints import ADD_ACCOUNT_TOTALS, ADD_OUTCOMES, RECORD_CHECKPOINT
 from tests.ledger_summaries import rebuild_summaries
 
 # Bump when the generated rows change shape: the cached template is keyed by it.
@@ -575,17 +577,21 @@ def generate(dsn: str, shape: Shape, *, end: datetime | None = None, log: bool =
             raise AssertionError("the schema after loading differs from the migrations'")
         # The monthly summaries (ADR-152) their triggers would have kept, which were off.
         rebuild_summaries(conn)
-        # The months a regular reconciliation would have sealed (ADR-154); the template is checked
-        # (I1-I3, the summaries) before it is used.
-        conn.execute(
-            """
-            INSERT INTO billing.reconciled_months (month, entries, transfers)
-            SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date, count(*), count(*) / 2
-            FROM billing.ledger_entries GROUP BY 1
-            HAVING date_trunc('month', max(created_at) AT TIME ZONE 'UTC') + interval '1 month 1 hour'
-                   <= now() AT TIME ZONE 'UTC'
-            """
-        )
+        # The checkpoint a monthly reconciliation would have left (ADR-159; what migrating a
+        # template of sealed months, ADR-154, makes of them): the start of the month an hour ago.
+        # The template is checked (I1-I3, the summaries) before it is used.
+        [(cutoff,)] = conn.execute(
+            "SELECT date_trunc('month', (now() - interval '1 hour') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        ).fetchall()
+        checkpoint = {"since": BEGINNING, "cutoff": cutoff, "full": True, **Amended().params()}
+        conn.execute(ADD_ACCOUNT_TOTALS, checkpoint)
+        conn.execute(ADD_OUTCOMES, checkpoint)
+        [(entries, transfers)] = conn.execute(
+            "SELECT (SELECT count(*) FROM billing.ledger_entries WHERE created_at < %(cutoff)s),"
+            " (SELECT count(*) FROM billing.transfers WHERE created_at < %(cutoff)s)",
+            checkpoint,
+        ).fetchall()
+        conn.execute(RECORD_CHECKPOINT, {"cutoff": cutoff, "entries": entries, "transfers": transfers})
         for table, column in (
             ("billing.accounts", "id"),
             ("billing.transfers", "id"),

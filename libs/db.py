@@ -6,11 +6,12 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 from sqlalchemy.exc import InvalidatePoolError
@@ -159,6 +160,9 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
             cursor.execute("SELECT 1")
         finally:
             cursor.close()
+        # The ping opened a transaction (psycopg begins one implicitly): end it, so the caller's
+        # transaction starts with the caller's first statement (which may be SET TRANSACTION).
+        dbapi_connection.rollback()
     except Exception as error:
         raise InvalidatePoolError(f"idle connection is dead: {error}") from error
 
@@ -168,6 +172,22 @@ async def _sweep(pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> Non
         await pool.check()
     except Exception as error:  # the pool's own checkout check remains; log and carry on
         log.warning("checking the direct pool after a lost connection failed: %s", error)
+
+
+async def run_sql(conn: AsyncConnection, statement: str, params: Mapping[str, Any]) -> list[Any]:
+    """Runs a plain SQL statement on the psycopg connection under `conn` (in its transaction,
+    without SQLAlchemy's statement layers); its rows as named tuples."""
+    async with (await driver(conn)).cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under a SQLAlchemy one (statements on it join its transaction)."""
+    raw = await conn.get_raw_connection()
+    connection = raw.driver_connection
+    assert connection is not None
+    return connection  # type: ignore[no-any-return]
 
 
 def sync_url(url: str) -> str:

@@ -152,7 +152,7 @@ def _ensure_template() -> str:
             building = f"{BUILDING_PREFIX}{uuid.uuid4().hex[:12]}"
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
             try:
-                _migrate(_url_of(building))
+                migrate(_url_of(building))
                 conn.execute(
                     sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(building))
                 )
@@ -172,7 +172,8 @@ def _ensure_template() -> str:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_TEMPLATE_LOCK,))
 
 
-def _migrate(database_url: str) -> None:
+def migrate(database_url: str) -> None:
+    """Brings the database at `database_url` to every service's head with `reelbatch migrate`."""
     env = {
         **os.environ,
         "REELBATCH_ENV": "test",

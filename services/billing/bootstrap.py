@@ -23,10 +23,13 @@ from services.billing.domain.packs import CreditPack
 from services.billing.domain.pricing import ModelCapabilities, ModelPrice
 from services.billing.use_cases.handlers import BillingHandlers
 
+# Billing's schema migrations (alembic).
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+
 
 def migrate(database_url: str) -> None:
     """Brings the billing schema to the latest migration (safe to run from several processes)."""
-    upgrade_to_head(Path(__file__).parent / "adapters" / "migrations", database_url)
+    upgrade_to_head(MIGRATIONS, database_url)
 
 
 def price_list(pricing: dict[str, ModelPricing]) -> dict[str, ModelPrice]:

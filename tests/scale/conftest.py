@@ -8,4 +8,4 @@ from __future__ import annotations
 
 import os
 
-collect_ignore_glob = [] if os.environ.get("REELBATCH_TEST_SCALE") == "1" else ["test_*.py"]
+collect_ignore_glob = [] if os.environ.get("REELBATCH_TEST_SCALE") == "1" else ["test_*.py", "*/test_*.py"]

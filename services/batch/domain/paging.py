@@ -41,6 +41,18 @@ def _decode(cursor: str, kind: str) -> dict[str, object]:
     return payload
 
 
+def _moment_and_id(payload: dict[str, object]) -> tuple[datetime, uuid.UUID]:
+    """The aware time ("t") and the row id ("i") a keyset cursor resumes after."""
+    try:
+        moment = datetime.fromisoformat(str(payload["t"]))
+        row_id = uuid.UUID(str(payload["i"]))
+    except (KeyError, ValueError):
+        raise InvalidCursor("cursor is not valid", field="cursor") from None
+    if moment.tzinfo is None:
+        raise InvalidCursor("cursor is not valid", field="cursor")
+    return moment, row_id
+
+
 @dataclass(frozen=True)
 class BatchCursor:
     """Position after the last batch of a page (newest first)."""
@@ -53,15 +65,7 @@ class BatchCursor:
 
     @classmethod
     def decode(cls, cursor: str) -> BatchCursor:
-        payload = _decode(cursor, "b")
-        try:
-            created_at = datetime.fromisoformat(str(payload["t"]))
-            batch_id = uuid.UUID(str(payload["i"]))
-        except (KeyError, ValueError):
-            raise InvalidCursor("cursor is not valid", field="cursor") from None
-        if created_at.tzinfo is None:
-            raise InvalidCursor("cursor is not valid", field="cursor")
-        return cls(created_at, batch_id)
+        return cls(*_moment_and_id(_decode(cursor, "b")))
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,4 @@ class JobCursor:
         index = payload.get("n")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**31:
             raise InvalidCursor("cursor is not valid", field="cursor")
-        try:
-            submitted_at = datetime.fromisoformat(str(payload["t"]))
-            row_id = uuid.UUID(str(payload["i"]))
-        except (KeyError, ValueError):
-            raise InvalidCursor("cursor is not valid", field="cursor") from None
-        if submitted_at.tzinfo is None:
-            raise InvalidCursor("cursor is not valid", field="cursor")
-        return cls(index, submitted_at, row_id)
+        return cls(index, *_moment_and_id(payload))

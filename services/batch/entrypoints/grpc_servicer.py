@@ -32,14 +32,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    _set_time(stamp, moment)
-    return stamp
-
-
 def _set_time(field: Timestamp, moment: datetime | None) -> None:
     """Sets a message's timestamp field in place (unset for None).
 
@@ -286,15 +278,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     ) -> batch_pb2.AuditProviderJobsResponse:
         findings = await self._handlers.reads.provider_job_findings()
         return batch_pb2.AuditProviderJobsResponse(
-            findings=[
-                batch_pb2.ProviderJobFinding(
-                    check=found.check,
-                    task_id=str(found.task_id),
-                    attempt=found.attempt,
-                    message=found.message,
-                )
-                for found in findings
-            ]
+            findings=[to_message(batch_pb2.ProviderJobFinding, found) for found in findings]
         )
 
     async def ListProviderJobs(  # noqa: N802 (gRPC method name)
@@ -304,23 +288,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             request.batch_id, request.cursor, request.limit
         )
         return batch_pb2.ListProviderJobsResponse(
-            jobs=[
-                batch_pb2.ProviderJob(
-                    task_id=str(job.task_id),
-                    batch_index=job.batch_index,
-                    attempt=job.attempt,
-                    provider=job.provider,
-                    status=job.status.value,
-                    provider_job_id=job.provider_job_id or "",
-                    billed_usd_micros=job.billed_usd_micros,
-                    submitted_at=_timestamp(job.submitted_at),
-                    finished_at=_timestamp(job.finished_at),
-                    failure_type=job.failure_type or "",
-                    error_message=job.error_message or "",
-                )
-                for job in jobs
-            ],
-            next_cursor=next_cursor,
+            jobs=[to_message(batch_pb2.ProviderJob, job) for job in jobs], next_cursor=next_cursor
         )
 
     async def ListDegradedModels(  # noqa: N802 (gRPC method name)
@@ -345,19 +313,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     ) -> batch_pb2.ListProviderRoutesResponse:
         usages = await self._handlers.reads.provider_routes()
         return batch_pb2.ListProviderRoutesResponse(
-            routes=[
-                batch_pb2.ProviderRouteUsage(
-                    model=usage.model,
-                    provider=usage.provider,
-                    tasks=usage.tasks,
-                    jobs=usage.jobs,
-                    succeeded_jobs=usage.succeeded_jobs,
-                    failed_jobs=usage.failed_jobs,
-                    video_share=usage.video_share,
-                    cost_usd_micros=usage.cost_usd_micros,
-                )
-                for usage in usages
-            ]
+            routes=[to_message(batch_pb2.ProviderRouteUsage, usage) for usage in usages]
         )
 
     async def ListTasks(  # noqa: N802 (gRPC method name)
@@ -402,7 +358,12 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def ListBatchTotals(  # noqa: N802 (gRPC method name)
         self, request: batch_pb2.ListBatchTotalsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> batch_pb2.ListBatchTotalsResponse:
-        found, next_cursor = await self._handlers.reads.list_batch_totals(request.cursor, request.limit)
+        found, next_cursor = await self._handlers.reads.list_batch_totals(
+            request.cursor,
+            request.limit,
+            batch_ids=list(request.batch_ids),
+            created_from=request_instant(request, "created_from"),
+        )
         return batch_pb2.ListBatchTotalsResponse(
             batches=[totals_message(totals) for totals in found], next_cursor=next_cursor
         )
@@ -410,18 +371,13 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
 
 def breakdown_message(breakdown: BatchBreakdown) -> batch_pb2.BatchBreakdown:
     """The BatchBreakdown message (unset timestamps for what has not happened yet)."""
-    return batch_pb2.BatchBreakdown(
-        batch_id=str(breakdown.batch_id),
+    return to_message(
+        batch_pb2.BatchBreakdown,
+        breakdown,
         groups=[
             from_fields(batch_pb2.OutcomeGroup, group, failure_type=group.failure_type or "")
             for group in breakdown.groups
         ],
-        created_at=_timestamp(breakdown.created_at),
-        queued_at=_timestamp(breakdown.queued_at),
-        first_started_at=_timestamp(breakdown.first_started_at),
-        finished_at=_timestamp(breakdown.finished_at),
-        settled_at=_timestamp(breakdown.settled_at),
-        total_attempts=breakdown.total_attempts,
     )
 
 

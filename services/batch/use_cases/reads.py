@@ -3,6 +3,9 @@ of unfinished batches, a batch's outcome breakdown and per-batch totals."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from libs.errors import InvalidArgument
 from services.batch.adapters.sql.breakers import DegradedModel
 from services.batch.adapters.sql.store import BatchStore
@@ -23,6 +26,9 @@ from services.batch.domain.provider import FailureType
 from services.batch.domain.provider_jobs import ProviderJobFinding, ProviderJobView
 from services.batch.domain.reporting import BatchBreakdown, BatchTotals
 from services.batch.domain.routing import RouteUsage
+
+# Batch ids one ListBatchTotals request may name.
+MAX_NAMED_BATCHES = 1000
 
 
 def tenant_scope(tenant_id: str) -> TenantId | None:
@@ -147,11 +153,22 @@ class Reads:
             raise BatchNotFound("batch not found", batch_id=batch_id)
         return breakdown
 
-    async def list_batch_totals(self, cursor: str, limit: int) -> tuple[list[BatchTotals], str]:
-        """Per-batch outcome totals of every batch in id order, and the next cursor ("" at the end)."""
+    async def list_batch_totals(
+        self,
+        cursor: str,
+        limit: int,
+        *,
+        batch_ids: Sequence[str] = (),
+        created_from: datetime | None = None,
+    ) -> tuple[list[BatchTotals], str]:
+        """Per-batch outcome totals in id order (every batch, or those named and/or created since),
+        and the next cursor ("" at the end). A malformed id: NOT_FOUND; more than 1000: INVALID_ARGUMENT."""
         size = page_size(limit)
         after = parse_batch_id(cursor) if cursor else None
-        found = await self._store.listings.batch_totals(after, size + 1)
+        if len(batch_ids) > MAX_NAMED_BATCHES:
+            raise InvalidArgument(f"at most {MAX_NAMED_BATCHES} batch ids", field="batch_ids")
+        named = [parse_batch_id(value) for value in batch_ids] if batch_ids else None
+        found = await self._store.listings.batch_totals(after, size + 1, named, created_from)
         if len(found) <= size:
             return found, ""
         return found[:size], str(found[size - 1].batch_id)

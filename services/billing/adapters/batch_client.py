@@ -3,7 +3,11 @@ reconciliation."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
+
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.field_mapping import from_fields
@@ -48,12 +52,31 @@ class BatchServiceOutcomes:
                 return outcomes
             cursor = page.next_cursor
 
-    async def batch_totals(self) -> dict[BatchId, BatchOutcomeTotals]:
-        """What every batch's task outcomes are worth; a refusal or outage is raised as a ServiceError."""
+    async def batch_totals(
+        self, batch_ids: Collection[BatchId] | None = None, created_from: datetime | None = None
+    ) -> dict[BatchId, BatchOutcomeTotals]:
+        """What every batch's task outcomes are worth (with a filter: those of `batch_ids` and of
+        the batches created since `created_from`); a refusal or outage is raised as a ServiceError."""
+        if batch_ids is None and created_from is None:
+            return await self._totals(batch_pb2.ListBatchTotalsRequest())
+        totals: dict[BatchId, BatchOutcomeTotals] = {}
+        named = sorted(str(batch_id) for batch_id in batch_ids or ())
+        # One request names at most a page of batches (the batch service's limit is 1,000).
+        for start in range(0, len(named), self._page_size):
+            chunk = named[start : start + self._page_size]
+            totals |= await self._totals(batch_pb2.ListBatchTotalsRequest(batch_ids=chunk))
+        if created_from is not None:
+            since = Timestamp()
+            since.FromDatetime(created_from)
+            totals |= await self._totals(batch_pb2.ListBatchTotalsRequest(created_from=since))
+        return totals
+
+    async def _totals(self, filters: batch_pb2.ListBatchTotalsRequest) -> dict[BatchId, BatchOutcomeTotals]:
         totals: dict[BatchId, BatchOutcomeTotals] = {}
         cursor = ""
         while True:
             request = batch_pb2.ListBatchTotalsRequest(cursor=cursor, limit=self._page_size)
+            request.MergeFrom(filters)
             try:
                 page = await self._stub.ListBatchTotals(request, timeout=self._deadline)
             except grpc.aio.AioRpcError as error:

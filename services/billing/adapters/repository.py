@@ -21,6 +21,7 @@ from services.billing.adapters.sql.accounts import AccountQueries
 from services.billing.adapters.sql.activity import ActivityQueries
 from services.billing.adapters.sql.audit import AuditQueries
 from services.billing.adapters.sql.auto_top_up import AutoTopUpQueries
+from services.billing.adapters.sql.checkpoints import CheckpointQueries
 from services.billing.adapters.sql.console_access import ConsoleAccessQueries
 from services.billing.adapters.sql.console_settings import ConsoleSettingsQueries
 from services.billing.adapters.sql.ledger import LedgerQueries
@@ -155,6 +156,11 @@ class LedgerTransaction:
     def audit(self) -> AuditQueries:
         """The reconciliation audit's aggregates."""
         return AuditQueries(self._conn)
+
+    @cached_property
+    def checkpoints(self) -> CheckpointQueries:
+        """Reconciliation checkpoints (ADR-159)."""
+        return CheckpointQueries(self._conn)
 
     async def add_events(self, envelopes: Sequence[Envelope]) -> None:
         """Writes events to the outbox in this transaction (the relay publishes them after commit)."""

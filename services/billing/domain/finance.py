@@ -14,6 +14,9 @@ EXPORT_PAGE_ROWS = 5_000
 # ...after a first page this small, so its first line leaves at once (ADR-154: 5,000 rows took
 # ~0.7 s to read, convert and send before the first byte).
 FIRST_EXPORT_PAGE_ROWS = 100
+# ...and sends at most this many to a stream message (ADR-169): a message of 1,000 entries is about
+# 250 kB, far below gRPC's 4 MB limit, and costs one message's overhead instead of 1,000.
+EXPORT_MESSAGE_ROWS = 1_000
 
 
 def export_page_rows(after_entry_id: int) -> int:

@@ -2,13 +2,17 @@
 
 The repository reads the figures (sums, counts, balances); these rules decide what is wrong and
 say it in words a finance person can act on. Every discrepancy names its invariant and subject.
+
+A run is incremental (ADR-159): it reads what moved since the last clean run's checkpoint (entries
+and transfers created since its cutoff, the accounts and monthly totals they touch, the holds
+pending or settled since, the rows amended since) against the figures the checkpoint verified.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
@@ -98,7 +102,7 @@ class SummaryDrift:
 @dataclass(frozen=True)
 class LedgerAudit:
     """Everything reconciliation looks at (transfers, effects, totals: only suspicious ones), read
-    from the month `since` on: the months before were sealed by a clean run (ADR-154)."""
+    from the checkpoint's cutoff `since` on (None: a full run, every row since the first)."""
 
     ledger_sum: int
     transfers: Sequence[TransferAudit]
@@ -106,24 +110,22 @@ class LedgerAudit:
     repeated_effects: Sequence[EffectCount]
     holds: Sequence[HoldAudit]
     summary_drift: Sequence[SummaryDrift] = ()
-    since: date = date(1970, 1, 1)
+    since: datetime | None = None
+    # What the run read: entries and transfers created since, and rows amended since.
+    entries_read: int = 0
+    transfers_read: int = 0
+    amendments_read: int = 0
 
 
-# A month is sealed this long after it ended: a transaction that began in it (its rows carry its
-# start time) has committed by then.
-SEAL_GRACE = timedelta(hours=1)
+# A checkpoint's cutoff is this long before the clean run that records it started: rows carry
+# their transaction's start time, and a transaction that began before the cutoff has committed
+# by then, so no row older than the cutoff can appear after it (the next run reads from it on).
+CHECKPOINT_GRACE = timedelta(hours=1)
 
 
-def months_to_seal(since: date, now: datetime) -> list[date]:
-    """The months from `since` on that ended at least SEAL_GRACE before `now` (first days, in order)."""
-    months: list[date] = []
-    month = since.replace(day=1)
-    while True:
-        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-        if datetime(following.year, following.month, 1, tzinfo=UTC) + SEAL_GRACE > now:
-            return months
-        months.append(month)
-        month = following
+def checkpoint_cutoff(started_at: datetime) -> datetime:
+    """The cutoff a clean run that started at `started_at` (database time) checkpoints."""
+    return started_at - CHECKPOINT_GRACE
 
 
 def find_discrepancies(
@@ -135,13 +137,12 @@ def find_discrepancies(
     """Every violation of I1-I3 in `audit`; `batch_totals` adds the cross-check against tasks.
 
     `reserved_since` are batches with a hold the audit did not read (appeared after it, or
-    settled in a sealed month): not missing.
+    settled before the checkpoint): not missing.
     """
     found: list[Discrepancy] = []
     if audit.ledger_sum != 0:
-        found.append(
-            Discrepancy("I2", "ledger", f"entries since {audit.since:%Y-%m} sum to {audit.ledger_sum}, not 0")
-        )
+        window = "entries" if audit.since is None else f"entries since {audit.since:%Y-%m-%d %H:%M}"
+        found.append(Discrepancy("I2", "ledger", f"{window} sum to {audit.ledger_sum}, not 0"))
     found += [
         Discrepancy("I2", drift.subject, f"monthly total {drift.stored} != its ledger rows' {drift.recorded}")
         for drift in audit.summary_drift

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from libs.errors import InvalidArgument
 from services.billing.domain.errors import LedgerInvariantViolated
-from services.billing.domain.ledger import RefType
+from services.billing.domain.ledger import AVAILABLE_REF_TYPES, RefType
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -141,16 +141,7 @@ def build_statement(
 
     Refuses (as a bug) a month whose movements do not lead from the opening to the closing balance.
     """
-    unknown = set(movements) - {
-        RefType.PURCHASE,
-        RefType.TOPUP,
-        RefType.BATCH_UPFRONT,
-        RefType.BATCH_REFUND,
-        RefType.BATCH_SETTLE,
-        RefType.PAYMENT_REVERSAL,
-        RefType.DEBT_PAYMENT,
-        RefType.PAYMENT_REINSTATED,
-    }
+    unknown = set(movements) - AVAILABLE_REF_TYPES
     if unknown:
         raise LedgerInvariantViolated(f"unexpected movements of an available balance: {sorted(unknown)}")
     statement = Statement(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -25,9 +25,13 @@ class TaskOutcomeSource(Protocol):
 
 
 class BatchTotalsSource(Protocol):
-    """Where reconciliation reads what every batch's task outcomes are worth (the batch service)."""
+    """Where reconciliation reads what batches' task outcomes are worth (the batch service): every
+    batch's, or (incremental runs) those of `batch_ids` and of the batches created since
+    `created_from`."""
 
-    async def batch_totals(self) -> dict[BatchId, BatchOutcomeTotals]: ...
+    async def batch_totals(
+        self, batch_ids: Collection[BatchId] | None = None, created_from: datetime | None = None
+    ) -> dict[BatchId, BatchOutcomeTotals]: ...
 
 
 class StripeEventVerifier(Protocol):

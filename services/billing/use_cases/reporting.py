@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
+from services.billing.adapters.sql.audit import Amended
 from services.billing.domain.errors import SettlementNotFound, TenantNotFound
 from services.billing.domain.finance import (
+    EXPORT_MESSAGE_ROWS,
     BatchLedgerTotals,
     BatchTransferLine,
     ExportRow,
@@ -35,18 +37,24 @@ from services.billing.domain.margins import (
     with_reported_spend,
 )
 from services.billing.domain.pricing import estimate_margin
-from services.billing.domain.reconciliation import Discrepancy, find_discrepancies, months_to_seal
+from services.billing.domain.reconciliation import Discrepancy, checkpoint_cutoff, find_discrepancies
 from services.billing.domain.statements import Month, Statement, build_statement
 from services.billing.use_cases.dependencies import Dependencies
 
 
 @dataclass(frozen=True)
 class ReconciliationReport:
-    """Every discrepancy found, and how much was looked at."""
+    """Every discrepancy found, and how much was looked at (since the checkpoint `read_since`;
+    None: a full run)."""
 
     discrepancies: list[Discrepancy]
     accounts_checked: int
     batches_checked: int
+    read_since: datetime | None = None
+    entries_read: int = 0
+    transfers_read: int = 0
+    amendments_read: int = 0
+    checkpointed: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,38 +159,60 @@ async def batch_ledger(deps: Dependencies, batch_id: BatchId, cursor: str, limit
 
 
 async def reconcile(deps: Dependencies) -> ReconciliationReport:
-    """Checks I1-I3 over billing's data since the last sealed month, and against the batch
-    service's outcomes when wired; a clean run seals the months that have ended (ADR-154)."""
+    """Checks I1-I3 over what moved since the last checkpoint (ADR-159), and against the batch
+    service's outcomes of the batches it touches when wired; a clean run checkpoints."""
     async with deps.repository.transaction() as tx:
-        since = await tx.audit.first_unsealed_month()
-        audit = await tx.audit.ledger_audit(since)
+        started_at, since = await tx.audit.start()
+        amended = await tx.audit.amended_since(since) if since is not None else Amended()
+        audit = await tx.audit.ledger_audit(since, amended)
     # Read after the audit: a hold settled in the audit had all its tasks terminal before, so
     # the totals read now are final for it. Holds still pending are not compared.
-    totals = await deps.totals_source.batch_totals() if deps.totals_source is not None else None
+    totals = None
+    if deps.totals_source is not None:
+        if since is None:
+            totals = await deps.totals_source.batch_totals()
+        else:
+            # The batches whose hold the audit read, and those accepted since: a batch accepted
+            # before the checkpoint had its hold when the checkpointing run asked.
+            held = [hold.batch_id for hold in audit.holds]
+            totals = await deps.totals_source.batch_totals(held, created_from=since)
     reserved_since: frozenset[BatchId] = frozenset()
     if totals is not None:
         audited = {hold.batch_id for hold in audit.holds}
         unheld = [batch_id for batch_id in totals if batch_id not in audited]
         if unheld:
-            # Batches accepted while the audit ran have their hold by now; those of sealed months
-            # had theirs then.
+            # Batches accepted while the audit ran have their hold by now; those settled before
+            # the checkpoint had theirs then.
             async with deps.repository.transaction() as tx:
                 reserved_since = frozenset(await tx.reporting.existing_holds(unheld))
     discrepancies = find_discrepancies(audit, totals, reserved_since=reserved_since)
+    checkpointed = False
     if not discrepancies:
         async with deps.repository.transaction() as tx:
-            await tx.audit.seal(months_to_seal(since, datetime.now(UTC)))
+            checkpointed = await tx.checkpoints.record(
+                since,
+                checkpoint_cutoff(started_at),
+                amended,
+                entries=audit.entries_read,
+                transfers=audit.transfers_read,
+            )
     return ReconciliationReport(
         discrepancies=discrepancies,
         accounts_checked=len(audit.accounts),
         batches_checked=len(audit.holds),
+        read_since=since,
+        entries_read=audit.entries_read,
+        transfers_read=audit.transfers_read,
+        amendments_read=audit.amendments_read,
+        checkpointed=checkpointed,
     )
 
 
 async def export_ledger(
     deps: Dependencies, tenant_id: TenantId | None, created_from: datetime | None, created_to: datetime | None
-) -> AsyncIterator[ExportRow]:
-    """Ledger entries in id order, read page by page (one short transaction each)."""
+) -> AsyncIterator[list[ExportRow]]:
+    """Ledger entries in id order, in pages of at most `EXPORT_MESSAGE_ROWS` (never empty), read
+    page by page (one short transaction each)."""
     if tenant_id is not None:
         async with deps.repository.transaction() as tx:
             if await tx.accounts.available(tenant_id) is None:
@@ -192,8 +222,8 @@ async def export_ledger(
         limit = export_page_rows(after)
         async with deps.repository.transaction() as tx:
             rows = await tx.reporting.export_rows(tenant_id, created_from, created_to, after, limit)
-        for row in rows:
-            yield row
+        for start in range(0, len(rows), EXPORT_MESSAGE_ROWS):
+            yield rows[start : start + EXPORT_MESSAGE_ROWS]
         if len(rows) < limit:
             return
         after = rows[-1].entry_id

@@ -195,13 +195,7 @@ def batch_provider_jobs(
         "provider_jobs",
         csrf_token=csrf_token,
         jobs=jobs,
-        pages=views.pager(
-            f"/admin/batches/{batch.batch_id}",
-            {"tab": "provider_jobs"},
-            on_later_page=bool(cursor),
-            next_cursor=jobs.next_cursor,
-            next_label="More jobs →",
-        ),
+        pages=_tab_pages(batch, "provider_jobs", cursor, jobs.next_cursor, "More jobs →"),
     )
 
 
@@ -220,13 +214,20 @@ def batch_billing(
         "billing",
         csrf_token=csrf_token,
         billing=billing,
-        pages=views.pager(
-            f"/admin/batches/{batch.batch_id}",
-            {"tab": "billing"},
-            on_later_page=bool(cursor),
-            next_cursor=billing.next_cursor,
-            next_label="More entries →",
-        ),
+        pages=_tab_pages(batch, "billing", cursor, billing.next_cursor, "More entries →"),
+    )
+
+
+def _tab_pages(
+    batch: AdminBatchDetail, tab: str, cursor: str, next_cursor: str | None, next_label: str
+) -> list[views.Link]:
+    """The pager of a batch tab listed by cursor alone (its links keep only the tab)."""
+    return views.pager(
+        f"/admin/batches/{batch.batch_id}",
+        {"tab": tab},
+        on_later_page=bool(cursor),
+        next_cursor=next_cursor,
+        next_label=next_label,
     )
 
 

@@ -10,7 +10,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import SINGLE_LINE_TEXT_PATTERN, Instant
 from services.gateway.schemas.pages import CursorPage
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 
 class ApiKeyView(ProtoView):
@@ -65,7 +65,7 @@ class AdminKeyCreated(BaseModel):
     role: str
 
 
-class AdminKeyView(ProtoView):
+class AdminKeyView(MessageView[billing_pb2.AdminKeyInfo]):
     """One operator key (never its secret)."""
 
     key_id: str
@@ -75,11 +75,6 @@ class AdminKeyView(ProtoView):
     created_at: AwareDatetime
     last_used_at: AwareDatetime | None
     revoked_at: AwareDatetime | None
-
-    @classmethod
-    def from_proto(cls, key: billing_pb2.AdminKeyInfo) -> Self:
-        """Builds the view from billing's AdminKeyInfo."""
-        return cls.by_name(key)
 
 
 class AdminKeyList(BaseModel):
@@ -97,7 +92,7 @@ class VideoLink(BaseModel):
     expires_at: AwareDatetime = Field(description="When the link stops working.")
 
 
-class VideoAccessView(ProtoView):
+class VideoAccessView(MessageView[billing_pb2.VideoAccess]):
     """One attempt to use a video: who, what, how, when, and the result."""
 
     access_id: str
@@ -112,11 +107,6 @@ class VideoAccessView(ProtoView):
     result: str = Field(
         description="`allowed`, or why not: expired, bad_signature, key_revoked, not_found..."
     )
-
-    @classmethod
-    def from_proto(cls, entry: billing_pb2.VideoAccess) -> Self:
-        """Builds the view from billing's VideoAccess."""
-        return cls.by_name(entry)
 
 
 class VideoAccessPage(CursorPage[VideoAccessView]):

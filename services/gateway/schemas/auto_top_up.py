@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.proto_views import utc_or_none
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 # Billing's bounds (`domain.auto_top_up`).
 MAX_THRESHOLD_CREDITS = 10**15
@@ -40,7 +39,7 @@ class AutoTopUpUpdate(BaseModel):
     max_per_month: int = Field(default=1, strict=True, ge=1, le=MAX_PER_MONTH, description=_MAX_PER_MONTH)
 
 
-class AutoTopUpPurchaseView(BaseModel):
+class AutoTopUpPurchaseView(MessageView[billing_pb2.AutoTopUpPurchase]):
     """One automatic purchase a crossing asked for."""
 
     purchase_id: str
@@ -52,23 +51,14 @@ class AutoTopUpPurchaseView(BaseModel):
     failure_code: str | None = Field(description="Stripe's code when it failed (card_declined, ...).")
     created_at: AwareDatetime
 
-    @classmethod
-    def from_proto(cls, purchase: billing_pb2.AutoTopUpPurchase) -> Self:
-        """The view of one of billing's purchases."""
-        return cls(
-            purchase_id=purchase.purchase_id,
-            status=purchase.status,
-            pack_id=purchase.pack_id,
-            credits=purchase.credits,
-            amount_usd_cents=purchase.amount_usd_cents,
-            payment_intent=purchase.payment_intent or None,
-            failure_code=purchase.failure_code or None,
-            created_at=purchase.created_at.ToDatetime(tzinfo=UTC),
-        )
 
-
-class AutoTopUpView(BaseModel):
+class AutoTopUpView(ProtoView):
     """The tenant's automatic top-up (off until turned on) and its latest purchases."""
+
+    proto_names: ClassVar[dict[str, str]] = {
+        "payment_method": "payment_method_label",
+        "purchases_this_month": "bought_this_month",
+    }
 
     enabled: bool
     threshold_credits: int = Field(description=_THRESHOLD)
@@ -85,16 +75,8 @@ class AutoTopUpView(BaseModel):
     @classmethod
     def from_proto(cls, answer: billing_pb2.AutoTopUp) -> Self:
         """The view of billing's AutoTopUp."""
-        return cls(
-            enabled=answer.enabled,
-            threshold_credits=answer.threshold_credits,
-            pack_id=answer.pack_id,
-            max_per_month=answer.max_per_month,
-            payment_method=answer.payment_method_label or None,
-            disabled_reason=answer.disabled_reason or None,
-            disabled_at=utc_or_none(answer.disabled_at, answer.HasField("disabled_at")),
-            purchases_this_month=answer.bought_this_month,
-            recent_purchases=[AutoTopUpPurchaseView.from_proto(p) for p in answer.recent],
+        return cls.by_name(
+            answer, recent_purchases=[AutoTopUpPurchaseView.from_proto(bought) for bought in answer.recent]
         )
 
 

@@ -9,7 +9,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, NonBlankLine
 from services.gateway.schemas.pages import CursorPage
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 
 class TopUpRequest(BaseModel):
@@ -33,7 +33,7 @@ class TopUpResult(BaseModel):
     replayed: bool = Field(description="True when this reference had been applied before (no new credits).")
 
 
-class CreditsView(ProtoView):
+class CreditsView(MessageView[billing_pb2.GetBalanceResponse]):
     """A tenant's balances."""
 
     available_credits: int = Field(description="Credits that new batches can use.")
@@ -45,13 +45,8 @@ class CreditsView(ProtoView):
         )
     )
 
-    @classmethod
-    def from_proto(cls, balance: billing_pb2.GetBalanceResponse) -> Self:
-        """Builds the view from billing's balance."""
-        return cls.by_name(balance)
 
-
-class LedgerEntryView(ProtoView):
+class LedgerEntryView(MessageView[billing_pb2.LedgerEntry]):
     """One change of the tenant's available balance."""
 
     entry_id: str = Field(description="Identifier of the ledger entry.")
@@ -68,11 +63,6 @@ class LedgerEntryView(ProtoView):
         )
     )
 
-    @classmethod
-    def from_proto(cls, entry: billing_pb2.LedgerEntry) -> Self:
-        """Builds the view from billing's LedgerEntry."""
-        return cls.by_name(entry)
-
 
 class LedgerPage(CursorPage[LedgerEntryView]):
     """One page of ledger entries, newest first."""
@@ -86,7 +76,7 @@ class LedgerPage(CursorPage[LedgerEntryView]):
         )
 
 
-class BatchTransferView(ProtoView):
+class BatchTransferView(MessageView[billing_pb2.BatchTransfer]):
     """One movement of a batch's credits."""
 
     transfer_id: str = Field(description="Sequence number of the transfer (its order in the ledger).")
@@ -105,11 +95,6 @@ class BatchTransferView(ProtoView):
     created_at: AwareDatetime = Field(description="When the transfer was written.")
 
     proto_names: ClassVar[dict[str, str]] = {"credits_delta": "available_delta"}
-
-    @classmethod
-    def from_proto(cls, entry: billing_pb2.BatchTransfer) -> Self:
-        """Builds the view from billing's BatchTransfer."""
-        return cls.by_name(entry)
 
 
 class BatchBillingView(ProtoView):

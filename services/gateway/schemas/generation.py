@@ -7,13 +7,14 @@ what each choice costs) is the price list's, checked by the batch service and pu
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.fields import none_if_empty
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 
 class ImageInputIn(BaseModel):
@@ -124,8 +125,10 @@ def _image_view(image: batch_pb2.ImageInput) -> dict[str, str]:
     return {"url": image.url} if image.url else {"file_id": image.file_id}
 
 
-class InputFileView(BaseModel):
+class InputFileView(MessageView[batch_pb2.InputFile]):
     """An uploaded input image (as OpenAI's file object)."""
+
+    proto_names: ClassVar[dict[str, str]] = {"bytes": "size_bytes"}
 
     file_id: str = Field(description="Name it as an image's `file_id` in items.")
     object: str = Field(default="file", description="Always `file`.")
@@ -135,17 +138,6 @@ class InputFileView(BaseModel):
     purpose: str = Field(default="video_input", description="Always `video_input`.")
     created_at: AwareDatetime | None = Field(description="When it was stored (RFC 3339, UTC).")
 
-    @classmethod
-    def from_proto(cls, file: batch_pb2.InputFile) -> Self:
-        """The view of the batch service's answer."""
-        return cls(
-            file_id=file.file_id,
-            filename=file.filename,
-            content_type=file.content_type,
-            bytes=file.size_bytes,
-            created_at=optional_time(file.created_at, file.HasField("created_at")),
-        )
-
 
 class PricedChoice(BaseModel):
     """One value of a priced setting."""
@@ -154,8 +146,10 @@ class PricedChoice(BaseModel):
     extra_credits: int = Field(description="Credits added to the base price (per video, or per second).")
 
 
-class ModelSettingsView(BaseModel):
+class ModelSettingsView(ProtoView):
     """The settings a model takes; an empty list or false means it does not take that setting."""
+
+    proto_names: ClassVar[dict[str, str]] = {"audio_extra_credits": "audio_credits"}
 
     aspect_ratios: list[str] = Field(description="Aspect ratios offered, the default first.")
     resolutions: list[PricedChoice] = Field(description="Resolutions offered, the default first.")
@@ -171,20 +165,13 @@ class ModelSettingsView(BaseModel):
     @classmethod
     def from_proto(cls, capabilities: billing_pb2.ModelCapabilities) -> Self:
         """The view of the price list's capabilities."""
-        return cls(
-            aspect_ratios=list(capabilities.aspect_ratios),
+        return cls.by_name(
+            capabilities,
             resolutions=[
                 PricedChoice(value=choice.value, extra_credits=choice.credits)
                 for choice in capabilities.resolutions
             ],
-            seed=capabilities.seed,
-            negative_prompt=capabilities.negative_prompt,
-            audio=capabilities.audio,
             audio_default=capabilities.audio_default if capabilities.audio else None,
-            audio_extra_credits=capabilities.audio_credits,
-            first_frame=capabilities.first_frame,
-            last_frame=capabilities.last_frame,
-            max_reference_images=capabilities.max_reference_images,
         )
 
 

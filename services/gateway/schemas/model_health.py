@@ -3,16 +3,13 @@ each provider route of a model did (failover, ADR-149)."""
 
 from __future__ import annotations
 
-from typing import Self
-
 from pydantic import AwareDatetime, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
-from services.gateway.schemas.fields import optional_time
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 
-class DegradedModelView(ProtoView):
+class DegradedModelView(MessageView[batch_pb2.DegradedModel]):
     """A model whose tasks wait because its provider failed again and again."""
 
     model: str = Field(description="The model (price list name).")
@@ -21,19 +18,8 @@ class DegradedModelView(ProtoView):
     opened_at: AwareDatetime | None = Field(description="When its breaker last opened.")
     outage_seconds: float = Field(description="How long the outage has lasted.")
 
-    @classmethod
-    def from_proto(cls, model: batch_pb2.DegradedModel) -> Self:
-        """The view of one degraded model."""
-        return cls(
-            model=model.model,
-            state=model.state,
-            failures=model.failures,
-            opened_at=optional_time(model.opened_at, model.HasField("opened_at")),
-            outage_seconds=model.outage_seconds,
-        )
 
-
-class ProviderRouteView(ProtoView):
+class ProviderRouteView(MessageView[batch_pb2.ProviderRouteUsage]):
     """One provider route of a model: its share of the model's videos, its jobs and their cost."""
 
     model: str = Field(description="The model (price list name).")
@@ -44,20 +30,6 @@ class ProviderRouteView(ProtoView):
     failed_jobs: int = Field(description="Jobs that failed, were refused at create, lost or are in doubt.")
     video_share: float = Field(description="Share of the model's videos made on this route, 0..1.")
     cost_usd_micros: int = Field(description="What the route's recorded jobs cost us, US dollar micros.")
-
-    @classmethod
-    def from_proto(cls, route: batch_pb2.ProviderRouteUsage) -> Self:
-        """The view of one route."""
-        return cls(
-            model=route.model,
-            provider=route.provider,
-            tasks=route.tasks,
-            jobs=route.jobs,
-            succeeded_jobs=route.succeeded_jobs,
-            failed_jobs=route.failed_jobs,
-            video_share=route.video_share,
-            cost_usd_micros=route.cost_usd_micros,
-        )
 
 
 class ProviderRoutePage(ProtoView):

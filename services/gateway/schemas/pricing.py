@@ -12,7 +12,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import MAX_CREDITS_PER_REQUEST, SINGLE_LINE_TEXT_PATTERN
 from services.gateway.schemas.generation import ModelSettingsView
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 from services.gateway.schemas.spend_control import BudgetView
 
 
@@ -90,7 +90,7 @@ class PackCatalog(BaseModel):
         )
 
 
-class ModelUsageView(ProtoView):
+class ModelUsageView(MessageView[billing_pb2.ModelUsage]):
     """One model's task outcomes applied in the month."""
 
     model: str
@@ -98,11 +98,6 @@ class ModelUsageView(ProtoView):
     videos_refunded: int
     credits_captured: int
     credits_refunded: int
-
-    @classmethod
-    def from_proto(cls, usage: billing_pb2.ModelUsage) -> ModelUsageView:
-        """Builds the view from one model's line of billing's statement."""
-        return cls.by_name(usage)
 
 
 class StatementView(ProtoView):

@@ -6,6 +6,8 @@ so, and a view states only what differs (a renamed or computed field): the field
 conversion or a rename are read here, the rest copied by `libs.field_mapping.from_fields`
 (ADR-070). Which field needs which is worked out once per class, from its annotations. The polled
 batch and task reads keep their own `fields_of` (ADR-064): they build no model at all.
+A view that is its message and nothing more is a `MessageView[TheMessage]`: its `from_proto` is
+`by_name`, so it states no converter at all.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import types
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self, Union, get_args, get_origin
+from typing import Any, ClassVar, Generic, Self, TypeVar, Union, get_args, get_origin
 
 from google.protobuf.message import Message
 from pydantic import AwareDatetime, BaseModel
 
 from libs.field_mapping import from_fields
+
+MessageT = TypeVar("MessageT", bound=Message)
 
 # Reads one field's value from a message, given the message and the field's name there.
 _Reader = Callable[[Message, str], Any]
@@ -92,3 +96,12 @@ class ProtoView(BaseModel):
             name: read(message, proto_name) for name, proto_name, read in cls._readers if name not in computed
         }
         return from_fields(cls, message, **converted, **computed)
+
+
+class MessageView(ProtoView, Generic[MessageT]):
+    """A ProtoView built from its message by name alone (`MessageT`: the message it views)."""
+
+    @classmethod
+    def from_proto(cls, message: MessageT) -> Self:
+        """Builds the view from its backend message."""
+        return cls.by_name(message)

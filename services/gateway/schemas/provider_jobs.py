@@ -3,15 +3,13 @@ provider's job id, its status and what the provider bills us for it."""
 
 from __future__ import annotations
 
-from typing import Self
-
 from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
-from services.gateway.schemas.fields import optional_time
+from services.gateway.schemas.proto_views import MessageView
 
 
-class ProviderJobView(BaseModel):
+class ProviderJobView(MessageView[batch_pb2.ProviderJob]):
     """One submission of a task's attempt to a provider."""
 
     task_id: str = Field(description="The task.")
@@ -25,23 +23,6 @@ class ProviderJobView(BaseModel):
     finished_at: AwareDatetime | None = Field(description="When it ended.")
     failure_type: str = Field(description="Its failure type when it failed.")
     error_message: str = Field(description="What the provider said when it failed.")
-
-    @classmethod
-    def from_proto(cls, job: batch_pb2.ProviderJob) -> Self:
-        """The view of one journaled job."""
-        return cls(
-            task_id=job.task_id,
-            batch_index=job.batch_index,
-            attempt=job.attempt,
-            provider=job.provider,
-            status=job.status,
-            provider_job_id=job.provider_job_id,
-            billed_usd_micros=job.billed_usd_micros,
-            submitted_at=optional_time(job.submitted_at, job.HasField("submitted_at")),
-            finished_at=optional_time(job.finished_at, job.HasField("finished_at")),
-            failure_type=job.failure_type,
-            error_message=job.error_message,
-        )
 
 
 class ProviderJobPage(BaseModel):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
+
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 # The largest cap billing accepts (billing's MAX_MONTHLY_CREDITS).
 MAX_MONTHLY_CREDITS = 10**15
@@ -79,7 +80,7 @@ class AlertThresholdsView(BaseModel):
         )
 
 
-class BudgetView(BaseModel):
+class BudgetView(ProtoView):
     """A budget and its use in the current UTC calendar month."""
 
     scope: str = Field(description="`tenant`, `api_key` or `project`.")
@@ -102,14 +103,10 @@ class BudgetView(BaseModel):
     @classmethod
     def from_proto(cls, status: billing_pb2.BudgetStatus) -> Self:
         """The view of billing's BudgetStatus."""
-        return cls(
-            scope=status.scope,
-            scope_id=status.scope_id or None,
+        return cls.by_name(
+            status,
             monthly_credits=status.monthly_credits if status.HasField("monthly_credits") else None,
-            used_credits=status.used_credits,
             remaining_credits=status.remaining_credits if status.HasField("remaining_credits") else None,
-            period_start=status.period_start.ToDatetime(tzinfo=UTC),
-            period_end=status.period_end.ToDatetime(tzinfo=UTC),
         )
 
 
@@ -119,7 +116,7 @@ class BudgetList(BaseModel):
     items: list[BudgetView]
 
 
-class QuoteView(BaseModel):
+class QuoteView(MessageView[batch_pb2.BatchQuote]):
     """A stored quote: cite `quote_id` in a create of the same body to be charged exactly this."""
 
     ok: bool = True
@@ -128,14 +125,3 @@ class QuoteView(BaseModel):
     total_count: int = Field(description="Items in the batch.")
     item_prices: list[int] = Field(description="Each item's price in credits, in item order.")
     expires_at: AwareDatetime = Field(description="Until when a create may cite it (UTC); single use.")
-
-    @classmethod
-    def from_proto(cls, quote: batch_pb2.BatchQuote) -> Self:
-        """The view of the batch service's BatchQuote."""
-        return cls(
-            quote_id=quote.quote_id,
-            required_credits=quote.required_credits,
-            total_count=quote.total_count,
-            item_prices=list(quote.item_prices),
-            expires_at=quote.expires_at.ToDatetime(tzinfo=UTC),
-        )

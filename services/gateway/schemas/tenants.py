@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Self
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from services.gateway.schemas.fields import NonBlankLine
 from services.gateway.schemas.pages import CursorPage
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView
 
 
 class CreateTenantRequest(BaseModel):
@@ -26,7 +24,7 @@ class TenantCreated(BaseModel):
     tenant_id: str = Field(description="Identifier of the tenant.")
 
 
-class TenantSummaryView(ProtoView):
+class TenantSummaryView(MessageView[billing_pb2.TenantSummary]):
     """A tenant and its balances."""
 
     tenant_id: str
@@ -34,11 +32,6 @@ class TenantSummaryView(ProtoView):
     available_credits: int
     held_credits: int
     created_at: AwareDatetime
-
-    @classmethod
-    def from_proto(cls, tenant: billing_pb2.TenantSummary) -> Self:
-        """Builds the view from billing's TenantSummary."""
-        return cls.by_name(tenant)
 
 
 class TenantPage(CursorPage[TenantSummaryView]):

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 from reelbatch.proto.webhook.v1 import webhook_pb2
 
-from services.gateway.schemas.proto_views import ProtoView
+from services.gateway.schemas.proto_views import MessageView, ProtoView
 
 # The event types an endpoint may subscribe to, as the webhook service accepts them (it validates
 # every request): the batch and spend alert events, delivered by default, then the opt-in task events.
@@ -36,18 +36,13 @@ class EndpointIn(BaseModel):
     description: str = Field(default="", max_length=500)
 
 
-class EndpointView(ProtoView):
+class EndpointView(MessageView[webhook_pb2.Endpoint]):
     endpoint_id: str
     url: str
     event_types: list[str]
     status: str
     description: str
     created_at: datetime | None
-
-    @classmethod
-    def from_proto(cls, endpoint: webhook_pb2.Endpoint) -> EndpointView:
-        """Builds the view from the webhook service's Endpoint."""
-        return cls.by_name(endpoint)
 
 
 class EndpointCreated(EndpointView):
@@ -105,12 +100,7 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None
 
 
-class SigningSecretView(ProtoView):
+class SigningSecretView(MessageView[webhook_pb2.SigningSecret]):
     secret: str = Field(description="Signs deliveries to a batch's own webhook_url.")
     previous_secret: str | None = Field(description="Still signing (alongside) until previous_expires_at.")
     previous_expires_at: datetime | None
-
-    @classmethod
-    def from_proto(cls, secret: webhook_pb2.SigningSecret) -> SigningSecretView:
-        """Builds the view from the webhook service's signing secret."""
-        return cls.by_name(secret)

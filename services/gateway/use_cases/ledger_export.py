@@ -13,21 +13,24 @@ from services.gateway.schemas.fields import optional_timestamp
 ALL_TENANTS = ""
 
 
-def ledger_rows(
+async def ledger_rows(
     billing: billing_pb2_grpc.BillingServiceAsyncStub,
     tenant_id: str,
     created_from: datetime | None,
     created_to: datetime | None,
 ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
-    """Ledger entries created in [created_from, created_to), streamed from billing.
+    """Ledger entries created in [created_from, created_to), streamed from billing many to a
+    message (ADR-169).
 
     No deadline: a large export may take a while.
     """
-    call = billing.ExportLedger(
+    call = billing.ExportLedgerPages(
         billing_pb2.ExportLedgerRequest(
             tenant_id=tenant_id,
             created_from=optional_timestamp(created_from),
             created_to=optional_timestamp(created_to),
         )
     )
-    return aiter(call)
+    async for page in call:
+        for row in page.rows:
+            yield row

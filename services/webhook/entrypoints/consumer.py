@@ -91,27 +91,14 @@ class WebhookEventConsumer:
     def _succeeded(self, message: events_pb2.TaskSucceeded) -> WebhookEvent:
         # The stored video URL is not given out: it only opens with a signature (issue 8).
         link = video_link_url(self._public_base_url, message.batch_id, message.task_id)
-        return task_event(
+        return _outcome(
             TASK_SUCCEEDED,
-            message.task_id,
-            message.batch_id,
-            message.tenant_id,
-            {
-                "batch_index": message.batch_index,
-                "custom_id": message.custom_id or None,
-                "metadata": dict(message.metadata),
-                "status": "succeeded",
-                "model": message.model,
-                "video_link_url": link,
-                "attempts": message.attempts,
-                "credits_charged": message.unit_price,
-                "credits_refunded": 0,
-                # The item's receipt: the id of its capture in the ledger, derived from the task id
-                # (billing may write the transfer a moment after this event is sent).
-                "ledger_transfer_id": task_transfer_id(message.task_id),
-                "ledger_ref_type": "batch_capture",
-            },
-            _moment(message.occurred_at),
+            message,
+            "succeeded",
+            {"video_link_url": link},
+            charged=message.unit_price,
+            refunded=0,
+            ledger_ref_type="batch_capture",
         )
 
     async def _record(
@@ -138,8 +125,30 @@ def _queued(message: events_pb2.BatchQueued) -> QueuedBatch:
 
 
 def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
-    return task_event(
+    return _outcome(
         TASK_FAILED,
+        message,
+        "cancelled" if message.failure_type == "cancelled" else "failed",
+        {"failure_type": message.failure_type, "error_message": message.error_message},
+        charged=0,
+        refunded=message.unit_price,
+        ledger_ref_type="batch_refund",
+    )
+
+
+def _outcome(
+    event_type: str,
+    message: events_pb2.TaskSucceeded | events_pb2.TaskFailed,
+    status: str,
+    particulars: dict[str, object],
+    *,
+    charged: int,
+    refunded: int,
+    ledger_ref_type: str,
+) -> WebhookEvent:
+    """A task outcome's event: the item, its status, the outcome's `particulars`, then its money."""
+    return task_event(
+        event_type,
         message.task_id,
         message.batch_id,
         message.tenant_id,
@@ -147,15 +156,16 @@ def _failed(message: events_pb2.TaskFailed) -> WebhookEvent:
             "batch_index": message.batch_index,
             "custom_id": message.custom_id or None,
             "metadata": dict(message.metadata),
-            "status": "cancelled" if message.failure_type == "cancelled" else "failed",
+            "status": status,
             "model": message.model,
-            "failure_type": message.failure_type,
-            "error_message": message.error_message,
+            **particulars,
             "attempts": message.attempts,
-            "credits_charged": 0,
-            "credits_refunded": message.unit_price,
+            "credits_charged": charged,
+            "credits_refunded": refunded,
+            # The item's receipt: the id of its capture or refund in the ledger, derived from the
+            # task id (billing may write the transfer a moment after this event is sent).
             "ledger_transfer_id": task_transfer_id(message.task_id),
-            "ledger_ref_type": "batch_refund",
+            "ledger_ref_type": ledger_ref_type,
         },
         _moment(message.occurred_at),
     )

@@ -17,10 +17,12 @@ from libs.rpc.client import open_channel
 from libs.rpc.errors import remote_error
 from libs.rpc.server import GrpcServer, start_grpc_server
 from services.billing.adapters.batch_client import BatchServiceOutcomes
+from services.billing.domain import finance
 from services.billing.domain.errors import OutcomesMissing
 from services.billing.domain.ids import BatchId
 from services.billing.domain.pricing import QuoteLine
 from services.billing.entrypoints.rpc.servicer import BillingServicer
+from services.billing.use_cases import reporting
 
 from .billing_testkit import HandlersFactory, assert_ledger_invariants, serving
 
@@ -337,3 +339,30 @@ async def test_other_services_changes_reach_the_tenants_activity_log_over_grpc(
     with pytest.raises(grpc.aio.AioRpcError) as out_of_calendar:
         await billing.ListTenantActivity(far)
     assert remote_error(out_of_calendar.value).violations[0].field == "occurred_from"
+
+
+async def test_the_paged_export_streams_the_same_entries_as_the_row_stream_many_to_a_message(
+    billing: billing_pb2_grpc.BillingServiceAsyncStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small pages and messages, so a few dozen entries cross every boundary (ADR-169).
+    monkeypatch.setattr(finance, "FIRST_EXPORT_PAGE_ROWS", 5)
+    monkeypatch.setattr(finance, "EXPORT_PAGE_ROWS", 20)
+    monkeypatch.setattr(reporting, "EXPORT_MESSAGE_ROWS", 7)
+    tenant_id = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="books"))).tenant_id
+    for n in range(31):
+        await billing.TopUp(billing_pb2.TopUpRequest(tenant_id=tenant_id, credits=n + 1, reference=f"t{n}"))
+    request = billing_pb2.ExportLedgerRequest(tenant_id=tenant_id)
+
+    pages = [page async for page in billing.ExportLedgerPages(request)]
+    rows = [row async for row in billing.ExportLedger(request)]
+
+    # The first page read (5) is sent alone, then each page of 20 in messages of at most 7.
+    assert [len(page.rows) for page in pages] == [5, 7, 7, 6, 6]
+    assert [row for page in pages for row in page.rows] == rows
+    assert [row.amount for row in rows] == list(range(1, 32))
+    assert [int(row.entry_id) for row in rows] == sorted(int(row.entry_id) for row in rows)
+    # A tenant with no entries: an empty stream, no empty message.
+    empty = (await billing.CreateTenant(billing_pb2.CreateTenantRequest(name="new"))).tenant_id
+    assert [
+        page async for page in billing.ExportLedgerPages(billing_pb2.ExportLedgerRequest(tenant_id=empty))
+    ] == []

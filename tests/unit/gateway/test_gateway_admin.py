@@ -443,7 +443,7 @@ def test_ledger_export_streams_csv_for_the_date_range(client: TestClient, billin
     assert rows[0]["amount"] == "-1"
     assert rows[0]["balance_after"] == "4999"
     assert rows[-1]["balance_after"] == ""
-    [sent] = billing.requests("ExportLedger")
+    [sent] = billing.requests("ExportLedgerPages")
     assert sent.tenant_id == ""
     assert sent.created_from.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -456,7 +456,7 @@ def test_customer_exports_only_its_own_ledger(client: TestClient, billing: Finan
 
     assert response.status_code == 200
     assert response.text.splitlines()[0].startswith("entry_id,transfer_id,created_at")
-    assert billing.requests("ExportLedger")[0].tenant_id == TENANT_ID
+    assert billing.requests("ExportLedgerPages")[0].tenant_id == TENANT_ID
     assert anonymous.status_code == 401
 
 

@@ -171,14 +171,14 @@ class FinanceBilling(FakeBilling):
             checked_at=timestamp(FINISHED_AT),
         )
 
-    def ExportLedger(
+    def ExportLedgerPages(
         self, request: billing_pb2.ExportLedgerRequest, timeout: float | None = None
-    ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
-        self._record("ExportLedger", request, timeout)
+    ) -> AsyncIterator[billing_pb2.LedgerExportPage]:
+        self._record("ExportLedgerPages", request, timeout)
         rows = list(self.export)
 
-        async def stream() -> AsyncIterator[billing_pb2.LedgerExportRow]:
-            for row in rows:
-                yield row
+        async def stream() -> AsyncIterator[billing_pb2.LedgerExportPage]:
+            for start in range(0, len(rows), 1000):
+                yield billing_pb2.LedgerExportPage(rows=rows[start : start + 1000])
 
         return stream()

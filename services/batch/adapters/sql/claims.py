@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.db import Database
+from libs.db import Database, run_sql
 from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
@@ -25,7 +25,7 @@ from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
 from services.batch.adapters.sql.generation_json import settings_of
 from services.batch.adapters.sql.provider_spend import SPEND_OF_TASKS
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
-from services.batch.adapters.sql.statements import advisory_lock, run_sql
+from services.batch.adapters.sql.statements import advisory_lock
 from services.batch.adapters.tables import outbox
 from services.batch.domain.batch import BatchId, BatchStatus, TaskId, TaskRecord, TenantId
 from services.batch.domain.execution import ClaimedTask, ClaimResult, TaskOutcome

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from sqlalchemy import any_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.db import run_sql
 from libs.messaging.contract import Envelope
 from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
-from services.batch.adapters.sql.statements import run_sql, uuids
+from services.batch.adapters.sql.statements import uuids
 from services.batch.adapters.tables import batches, outbox
 from services.batch.domain.batch import BatchId, BatchStatus, TaskRecord, final_status, outcome_counts
 

@@ -7,6 +7,7 @@ SQL style: SQLAlchemy Core (queries composed from optional filters).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
@@ -144,10 +145,17 @@ class BatchListings:
             total_attempts=sum(int(group.attempts) for group in groups),
         )
 
-    async def batch_totals(self, after: BatchId | None, limit: int) -> list[BatchTotals]:
-        """Per-batch outcome totals in batch id order (every tenant), from the counters each batch
-        keeps on its row in the transaction that finishes its tasks (ADR-031; equal to its tasks'
-        by I4): a page reads its batches' rows, not their tasks (ADR-155)."""
+    async def batch_totals(
+        self,
+        after: BatchId | None,
+        limit: int,
+        named: Sequence[BatchId] | None = None,
+        created_from: datetime | None = None,
+    ) -> list[BatchTotals]:
+        """Per-batch outcome totals in batch id order (every tenant; only `named` ones and those
+        created since `created_from` when given), from the counters each batch keeps on its row in
+        the transaction that finishes its tasks (ADR-031; equal to its tasks' by I4): a page reads
+        its batches' rows, not their tasks (ADR-155)."""
         query = select(
             batches.c.id,
             batches.c.tenant_id,
@@ -163,6 +171,10 @@ class BatchListings:
         ).order_by(batches.c.id)
         if after is not None:
             query = query.where(batches.c.id > after)
+        if named is not None:
+            query = query.where(batches.c.id.in_(named))
+        if created_from is not None:
+            query = query.where(batches.c.created_at >= created_from)
         async with self._db.connection() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.batch.adapters.sql.statements import run_sql
+from libs.db import run_sql
 from services.batch.domain.batch import TaskRecord
 from services.batch.domain.provider_jobs import BILLED, BILLED_IF_FAILURES_ARE, ProviderJobStatus
 

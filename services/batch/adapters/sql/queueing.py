@@ -16,13 +16,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.db import Database
+from libs.db import Database, driver, run_sql
 from libs.messaging.contract import Envelope
 from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.cancel import cancel_queued_tasks
-from services.batch.adapters.sql.statements import advisory_lock, driver, run_sql
+from services.batch.adapters.sql.statements import advisory_lock
 from services.batch.adapters.tables import outbox
 from services.batch.domain.batch import BatchId, BatchRecord, BatchStatus, Reservation, TaskId, TenantId
 from services.batch.domain.scheduling import WindowState, plan_dispatch

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from libs.db import Database
-from services.batch.adapters.sql.statements import run_sql
+from libs.db import Database, run_sql
 from services.batch.domain.batch import BatchId, Settlement
 
 _RECORD_SETTLEMENTS = """

@@ -1,7 +1,7 @@
 """How the SQL modules run their statements (no queries of their own but the advisory lock).
 
-Plain SQL runs on the psycopg connection under a SQLAlchemy one (`run_sql`): it joins that
-connection's transaction without the SQLAlchemy statement layers, arrays sent in binary
+Plain SQL runs on the psycopg connection under a SQLAlchemy one (`libs.db.run_sql`): it joins
+that connection's transaction without the SQLAlchemy statement layers, arrays sent in binary
 (psycopg's text format dumps arrays element by element in Python, several times slower).
 SQLAlchemy Core queries pass id lists as one array parameter (`uuids`).
 """
@@ -9,7 +9,7 @@ SQLAlchemy Core queries pass id lists as one array parameter (`uuids`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -21,23 +21,10 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
+from libs.db import run_sql
+
 # Advisory lock keys: one per tenant for its dispatch window, one per model for its provider slots.
 _ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
-
-
-async def run_sql(conn: AsyncConnection, statement: str, params: Mapping[str, Any]) -> list[Any]:
-    """Runs a statement on the psycopg connection under `conn` (in its transaction); its rows."""
-    async with (await driver(conn)).cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(statement, params)
-        return await cursor.fetchall() if cursor.description is not None else []
-
-
-async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under a SQLAlchemy one (statements on it join its transaction)."""
-    raw = await conn.get_raw_connection()
-    connection = raw.driver_connection
-    assert connection is not None
-    return connection  # type: ignore[no-any-return]
 
 
 async def fetch_one(conn: psycopg.AsyncConnection[Any], query: str, params: Any) -> Any:

@@ -6,6 +6,7 @@ The reservation group writes purchases itself (`sql.reservations`); this module 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import to_record
 from services.billing.domain.auto_top_up import AUTO_TOP_UP_OFF, AutoTopUpSettings, PurchaseStatus
 from services.billing.domain.ids import TenantId
 
@@ -98,30 +100,20 @@ class AutoTopUpQueries:
         row = (await self._conn.execute(text(_SETTINGS), {"tenant_id": tenant_id})).first()
         if row is None:
             return AUTO_TOP_UP_OFF
-        return AutoTopUpSettings(
-            enabled=row.enabled,
-            threshold_credits=int(row.threshold_credits),
-            pack_id=row.pack_id,
-            max_per_month=int(row.max_per_month),
+        # The Stripe ids are NULL until a card is saved; the settings hold "" then.
+        return to_record(
+            AutoTopUpSettings,
+            row,
             stripe_customer_id=row.stripe_customer_id or "",
             payment_method_id=row.payment_method_id or "",
-            payment_method_label=row.payment_method_label,
-            disabled_reason=row.disabled_reason,
-            disabled_at=row.disabled_at,
         )
 
     async def store_settings(self, tenant_id: TenantId, settings: AutoTopUpSettings) -> None:
         values: dict[str, Any] = {
+            **dataclasses.asdict(settings),
             "tenant_id": tenant_id,
-            "enabled": settings.enabled,
-            "threshold_credits": settings.threshold_credits,
-            "pack_id": settings.pack_id,
-            "max_per_month": settings.max_per_month,
             "stripe_customer_id": settings.stripe_customer_id or None,
             "payment_method_id": settings.payment_method_id or None,
-            "payment_method_label": settings.payment_method_label,
-            "disabled_reason": settings.disabled_reason,
-            "disabled_at": settings.disabled_at,
         }
         await self._conn.execute(text(_UPSERT_SETTINGS), values)
 
@@ -132,18 +124,7 @@ class AutoTopUpQueries:
     async def claim_pending(self, limit: int, lease_seconds: float) -> list[ClaimedPurchase]:
         """Leases up to `limit` pending purchases (skipping those another replica holds)."""
         rows = await self._conn.execute(text(_CLAIM), {"limit": limit, "lease_seconds": lease_seconds})
-        return [
-            ClaimedPurchase(
-                purchase_id=row.id,
-                tenant_id=TenantId(row.tenant_id),
-                crossing_key=row.crossing_key,
-                pack_id=row.pack_id,
-                credits=int(row.credits),
-                amount_usd_cents=int(row.amount_usd_cents),
-                attempts=int(row.attempts),
-            )
-            for row in rows
-        ]
+        return [to_record(ClaimedPurchase, row, purchase_id=row.id) for row in rows]
 
     async def set_status(
         self,
@@ -174,17 +155,7 @@ class AutoTopUpQueries:
     async def purchases(self, tenant_id: TenantId, limit: int) -> list[PurchaseLine]:
         rows = await self._conn.execute(text(_PURCHASES), {"tenant_id": tenant_id, "limit": limit})
         return [
-            PurchaseLine(
-                purchase_id=row.id,
-                status=PurchaseStatus(row.status),
-                pack_id=row.pack_id,
-                credits=int(row.credits),
-                amount_usd_cents=int(row.amount_usd_cents),
-                payment_intent=row.payment_intent or "",
-                failure_code=row.failure_code,
-                failure_message=row.failure_message,
-                created_at=row.created_at,
-            )
+            to_record(PurchaseLine, row, purchase_id=row.id, payment_intent=row.payment_intent or "")
             for row in rows
         ]
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.field_mapping import to_message
 from services.billing.domain.ids import parse_tenant_id
-from services.billing.entrypoints.rpc.base import BillingRpcs, Context, optional_timestamp, timestamp
+from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 from services.billing.use_cases.auto_top_up import AutoTopUpStatus
 
 
@@ -35,28 +36,9 @@ class AutoTopUpRpcs(BillingRpcs):
 
 def auto_top_up_message(status: AutoTopUpStatus) -> billing_pb2.AutoTopUp:
     """The settings and purchases as the message."""
-    settings = status.settings
-    return billing_pb2.AutoTopUp(
-        enabled=settings.enabled,
-        threshold_credits=settings.threshold_credits,
-        pack_id=settings.pack_id,
-        max_per_month=settings.max_per_month,
-        payment_method_label=settings.payment_method_label,
-        disabled_reason=settings.disabled_reason,
-        disabled_at=optional_timestamp(settings.disabled_at),
+    return to_message(
+        billing_pb2.AutoTopUp,
+        status.settings,
         bought_this_month=status.bought_this_month,
-        recent=[
-            billing_pb2.AutoTopUpPurchase(
-                purchase_id=str(line.purchase_id),
-                status=line.status.value,
-                pack_id=line.pack_id,
-                credits=line.credits,
-                amount_usd_cents=line.amount_usd_cents,
-                payment_intent=line.payment_intent,
-                failure_code=line.failure_code,
-                failure_message=line.failure_message,
-                created_at=timestamp(line.created_at),
-            )
-            for line in status.recent
-        ],
+        recent=[to_message(billing_pb2.AutoTopUpPurchase, line) for line in status.recent],
     )

@@ -136,18 +136,32 @@ class ReportingRpcs(BillingRpcs):
             accounts_checked=report.accounts_checked,
             batches_checked=report.batches_checked,
             checked_at=timestamp(checked_at),
+            read_since=timestamp(report.read_since) if report.read_since is not None else None,
+            entries_read=report.entries_read,
+            transfers_read=report.transfers_read,
+            amendments_read=report.amendments_read,
+            checkpointed=report.checkpointed,
         )
 
     async def ExportLedger(
         self, request: billing_pb2.ExportLedgerRequest, context: Context
     ) -> AsyncIterator[billing_pb2.LedgerExportRow]:
-        rows = self._handlers.export_ledger(
+        async for page in self._export(request):
+            for row in page:
+                yield _export_row(row)
+
+    async def ExportLedgerPages(
+        self, request: billing_pb2.ExportLedgerRequest, context: Context
+    ) -> AsyncIterator[billing_pb2.LedgerExportPage]:
+        async for page in self._export(request):
+            yield billing_pb2.LedgerExportPage(rows=[_export_row(row) for row in page])
+
+    def _export(self, request: billing_pb2.ExportLedgerRequest) -> AsyncIterator[list[ExportRow]]:
+        return self._handlers.export_ledger(
             parse_tenant_id(request.tenant_id) if request.tenant_id else None,
             request_instant(request, "created_from"),
             request_instant(request, "created_to"),
         )
-        async for row in rows:
-            yield _export_row(row)
 
 
 def _batch_transfer(line: BatchTransferLine) -> billing_pb2.BatchTransfer:

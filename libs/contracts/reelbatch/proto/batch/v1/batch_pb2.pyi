@@ -1285,19 +1285,33 @@ class ListBatchTotalsRequest(_message.Message):
 
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    BATCH_IDS_FIELD_NUMBER: _builtins.int
+    CREATED_FROM_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """The next_cursor of the previous page; empty for the first page."""
     limit: _builtins.int
     """Page size: 0 for the default (50); more than 1000 is cut to 1000."""
+    @_builtins.property
+    def batch_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these batches (empty: no filter; at most 1000). Billing's incremental reconciliation
+        asks for the batches whose billing moved since its checkpoint (ADR-159).
+        """
+
+    @_builtins.property
+    def created_from(self) -> _timestamp_pb2.Timestamp:
+        """Only batches created at or after this time (unset: no filter); with batch_ids, both apply."""
+
     def __init__(
         self,
         *,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        batch_ids: _abc.Iterable[_builtins.str] | None = ...,
+        created_from: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_from", b"created_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_ids", b"batch_ids", "created_from", b"created_from", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -207,7 +207,8 @@ class BatchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListBatchTotals(self, request, context):
-        """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation.
+        """Per-batch task outcome totals of every accepted batch (admin scope), or of those the
+        request's filters name, for reconciliation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

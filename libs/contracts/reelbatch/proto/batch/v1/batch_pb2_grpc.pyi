@@ -82,7 +82,9 @@ class BatchServiceStub:
     GetBatchBreakdown: _grpc.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
     ListBatchTotals: _grpc.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]
-    """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+    """Per-batch task outcome totals of every accepted batch (admin scope), or of those the
+    request's filters name, for reconciliation.
+    """
     CountOpenBatches: _grpc.UnaryUnaryMultiCallable[_batch_pb2.CountOpenBatchesRequest, _batch_pb2.CountOpenBatchesResponse]
     """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
     to `limit`: the gateway's open-batch limit asks on every create.
@@ -161,7 +163,9 @@ class BatchServiceAsyncStub(BatchServiceStub):
     GetBatchBreakdown: _aio.UnaryUnaryMultiCallable[_batch_pb2.GetBatchRequest, _batch_pb2.BatchBreakdown]  # type: ignore[assignment]
     """Task outcomes of one batch grouped by (status, failure_type, model), with its timing."""
     ListBatchTotals: _aio.UnaryUnaryMultiCallable[_batch_pb2.ListBatchTotalsRequest, _batch_pb2.ListBatchTotalsResponse]  # type: ignore[assignment]
-    """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+    """Per-batch task outcome totals of every accepted batch (admin scope), or of those the
+    request's filters name, for reconciliation.
+    """
     CountOpenBatches: _aio.UnaryUnaryMultiCallable[_batch_pb2.CountOpenBatchesRequest, _batch_pb2.CountOpenBatchesResponse]  # type: ignore[assignment]
     """How many of a tenant's batches are unfinished (reserving, queued or processing), counted up
     to `limit`: the gateway's open-batch limit asks on every create.
@@ -297,7 +301,9 @@ class BatchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _batch_pb2.ListBatchTotalsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_batch_pb2.ListBatchTotalsResponse, _abc.Awaitable[_batch_pb2.ListBatchTotalsResponse]]:
-        """Per-batch task outcome totals of every accepted batch (admin scope), for reconciliation."""
+        """Per-batch task outcome totals of every accepted batch (admin scope), or of those the
+        request's filters name, for reconciliation.
+        """
 
     @_abc_1.abstractmethod
     def CountOpenBatches(

@@ -1548,10 +1548,23 @@ class ReconcileResponse(_message.Message):
     ACCOUNTS_CHECKED_FIELD_NUMBER: _builtins.int
     BATCHES_CHECKED_FIELD_NUMBER: _builtins.int
     CHECKED_AT_FIELD_NUMBER: _builtins.int
+    READ_SINCE_FIELD_NUMBER: _builtins.int
+    ENTRIES_READ_FIELD_NUMBER: _builtins.int
+    TRANSFERS_READ_FIELD_NUMBER: _builtins.int
+    AMENDMENTS_READ_FIELD_NUMBER: _builtins.int
+    CHECKPOINTED_FIELD_NUMBER: _builtins.int
     accounts_checked: _builtins.int
     """Accounts whose balance was checked against their entries."""
     batches_checked: _builtins.int
     """Batch holds checked."""
+    entries_read: _builtins.int
+    """Ledger entries created since read_since."""
+    transfers_read: _builtins.int
+    """Transfers created since read_since."""
+    amendments_read: _builtins.int
+    """Rows changed since read_since that the application never changes (re-read in full)."""
+    checkpointed: _builtins.bool
+    """Whether this (clean) run recorded a checkpoint the next one reads from."""
     @_builtins.property
     def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]:
         """Every broken invariant found; empty when the books balance."""
@@ -1560,6 +1573,12 @@ class ReconcileResponse(_message.Message):
     def checked_at(self) -> _timestamp_pb2.Timestamp:
         """When the check ran (UTC)."""
 
+    @_builtins.property
+    def read_since(self) -> _timestamp_pb2.Timestamp:
+        """The checkpoint the run read from (ADR-159): entries and transfers created at or after it;
+        unset for a full run (no checkpoint: every row).
+        """
+
     def __init__(
         self,
         *,
@@ -1567,10 +1586,15 @@ class ReconcileResponse(_message.Message):
         accounts_checked: _builtins.int = ...,
         batches_checked: _builtins.int = ...,
         checked_at: _timestamp_pb2.Timestamp | None = ...,
+        read_since: _timestamp_pb2.Timestamp | None = ...,
+        entries_read: _builtins.int = ...,
+        transfers_read: _builtins.int = ...,
+        amendments_read: _builtins.int = ...,
+        checkpointed: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "read_since", b"read_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "batches_checked", b"batches_checked", "checked_at", b"checked_at", "discrepancies", b"discrepancies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "amendments_read", b"amendments_read", "batches_checked", b"batches_checked", "checked_at", b"checked_at", "checkpointed", b"checkpointed", "discrepancies", b"discrepancies", "entries_read", b"entries_read", "read_since", b"read_since", "transfers_read", b"transfers_read"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1675,6 +1699,30 @@ class LedgerExportRow(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__balance_after) -> _WhichOneofReturnType__balance_after | None: ...
 
 Global___LedgerExportRow: _TypeAlias = LedgerExportRow  # noqa: Y015
+
+@_typing.final
+class LedgerExportPage(_message.Message):
+    """Consecutive entries of an export, oldest first; never empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerExportRow]:
+        """The entries, in the export's order."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___LedgerExportRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerExportPage: _TypeAlias = LedgerExportPage  # noqa: Y015
 
 @_typing.final
 class ApiKeyInfo(_message.Message):

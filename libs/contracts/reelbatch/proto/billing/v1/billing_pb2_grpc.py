@@ -132,6 +132,11 @@ class BillingServiceStub:
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
                 response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
                 _registered_method=True)
+        self.ExportLedgerPages = channel.unary_stream(
+                '/reelbatch.proto.billing.v1.BillingService/ExportLedgerPages',
+                request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
+                response_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportPage.FromString,
+                _registered_method=True)
         self.ListApiKeys = channel.unary_unary(
                 '/reelbatch.proto.billing.v1.BillingService/ListApiKeys',
                 request_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ListApiKeysRequest.SerializeToString,
@@ -480,7 +485,16 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportLedger(self, request, context):
-        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory.
+        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory,
+        one message per entry. Kept for gateways of the previous release; ExportLedgerPages is faster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportLedgerPages(self, request, context):
+        """The same entries in the same order, many to a message (ADR-169): the first message holds the
+        first page read (up to 100 entries, so the first line leaves at once), then up to 1,000 each.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -896,6 +910,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ExportLedger,
                     request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.FromString,
                     response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.SerializeToString,
+            ),
+            'ExportLedgerPages': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportLedgerPages,
+                    request_deserializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.FromString,
+                    response_serializer=reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportPage.SerializeToString,
             ),
             'ListApiKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListApiKeys,
@@ -1624,6 +1643,33 @@ class BillingService:
             '/reelbatch.proto.billing.v1.BillingService/ExportLedger',
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
             reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportLedgerPages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/reelbatch.proto.billing.v1.BillingService/ExportLedgerPages',
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.ExportLedgerRequest.SerializeToString,
+            reelbatch_dot_proto_dot_billing_dot_v1_dot_billing__pb2.LedgerExportPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,7 +81,13 @@ class BillingServiceStub:
     Reconcile: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReconcileRequest, _billing_pb2.ReconcileResponse]
     """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
     ExportLedger: _grpc.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]
-    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory,
+    one message per entry. Kept for gateways of the previous release; ExportLedgerPages is faster.
+    """
+    ExportLedgerPages: _grpc.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportPage]
+    """The same entries in the same order, many to a message (ADR-169): the first message holds the
+    first page read (up to 100 entries, so the first line leaves at once), then up to 1,000 each.
+    """
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]
     """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
     NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
@@ -249,7 +255,13 @@ class BillingServiceAsyncStub(BillingServiceStub):
     Reconcile: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReconcileRequest, _billing_pb2.ReconcileResponse]  # type: ignore[assignment]
     """Checks I1-I3 over all billing data, cross-checked with the batch service's task outcomes."""
     ExportLedger: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportRow]  # type: ignore[assignment]
-    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+    """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory,
+    one message per entry. Kept for gateways of the previous release; ExportLedgerPages is faster.
+    """
+    ExportLedgerPages: _aio.UnaryStreamMultiCallable[_billing_pb2.ExportLedgerRequest, _billing_pb2.LedgerExportPage]  # type: ignore[assignment]
+    """The same entries in the same order, many to a message (ADR-169): the first message holds the
+    first page read (up to 100 entries, so the first line leaves at once), then up to 1,000 each.
+    """
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     """API key lifecycle (issue 8). `tenant_id` scopes every call: a key of another tenant is
     NOT_FOUND. Revocation is idempotent and final; ListApiKeys never returns a secret.
@@ -528,7 +540,19 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ExportLedgerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_billing_pb2.LedgerExportRow], _abc.AsyncIterator[_billing_pb2.LedgerExportRow]]:
-        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory."""
+        """Ledger entries created in [created_from, created_to), oldest first, streamed in constant memory,
+        one message per entry. Kept for gateways of the previous release; ExportLedgerPages is faster.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportLedgerPages(
+        self,
+        request: _billing_pb2.ExportLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_billing_pb2.LedgerExportPage], _abc.AsyncIterator[_billing_pb2.LedgerExportPage]]:
+        """The same entries in the same order, many to a message (ADR-169): the first message holds the
+        first page read (up to 100 entries, so the first line leaves at once), then up to 1,000 each.
+        """
 
     @_abc_1.abstractmethod
     def ListApiKeys(
