@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--poll-max-seconds", type=float, help="largest poll interval (default 30)")
     parser.add_argument("--videos-on-disk", action="store_true")
     parser.add_argument("--worker-log", help="copy the worker's whole log here at the end")
+    parser.add_argument(
+        "--connections", type=int, default=100, help="the worker's pooled connections to the provider"
+    )
     args = parser.parse_args(argv)
     jobs = args.jobs or (50 if args.quick else 10_000)
     job_seconds = args.job_seconds or (2.0 if args.quick else 120.0)
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             replicate_base_url=fake_url,
             provider_poll_seconds=str(poll),
             provider_poll_max_seconds=str(poll_max),
+            provider_connections=str(args.connections),
             # Never the attempt's timeout: the provider's job time, every poll, and a margin.
             provider_timeout_seconds=str(job_seconds + 4 * poll_max + 60),
             # One worker holds the whole limit: enough concurrency, prefetched chunks and window.
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"{jobs:,} / {job_seconds:g} s / {jobs:,} in flight, one worker process",
             ),
             ("poll back-off", f"{poll:g} s, x1.5 per poll, at most {poll_max:g} s"),
+            ("pooled connections to the provider", f"{args.connections}"),
             ("peak jobs in flight at the provider", f"{peak_in_flight:,} (the fake's own count)"),
             ("makespan (POST -> settled)", f"{watch.seconds:.1f} s"),
             ("ideal: job time + largest poll interval", f"{ideal:.1f} s"),
@@ -220,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "job_seconds": job_seconds,
             "poll_seconds": poll,
             "poll_max_seconds": poll_max,
+            "connections": args.connections,
             "videos_in_memory": in_memory,
             "peak_in_flight": peak_in_flight,
             "makespan_s": watch.seconds,
