@@ -99,6 +99,11 @@ batches = Table(
         postgresql_where=text("metadata IS NOT NULL"),
     ),
     Index("ix_batches_created", "created_at", "id"),
+    # 0019 (ADR-164): lists filtered by status or settlement (and a tenant's by status), each page
+    # an index range in its keyset order however rare the value.
+    Index("ix_batches_status_created", "status", "created_at", "id"),
+    Index("ix_batches_settlement_created", "settlement_status", "created_at", "id"),
+    Index("ix_batches_tenant_status_created", "tenant_id", "status", "created_at", "id"),
     Index("ix_batches_unfinished", "status", postgresql_where=text("finished_at IS NULL")),
     # 0005: the window top-up reads one tenant's open batches in creation order.
     Index(
@@ -115,6 +120,8 @@ batches = Table(
     ),
 )
 
+# 0019 (ADR-163): stored with fillfactor 90, so a batch's COPY appends rather than filling the
+# small holes of old pages one row each.
 tasks = Table(
     "tasks",
     metadata,

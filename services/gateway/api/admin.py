@@ -8,7 +8,7 @@ is ever made on a cookie alone.
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
@@ -138,8 +138,9 @@ def admin_router(
         ] = None,
         created_from: CreatedFrom = None,
         created_to: CreatedTo = None,
-    ) -> AdminBatchPage:
-        return await reads.batches(
+    ) -> Response:
+        # The documented AdminBatchPage, written from the backend's fields (ADR-164).
+        page_json = await reads.batches_json(
             tenant_id=tenant_id or "",
             status=status or "",
             settlement_status=settlement_status or "",
@@ -148,6 +149,7 @@ def admin_router(
             cursor=page.cursor,
             limit=page.limit,
         )
+        return Response(page_json, media_type="application/json")
 
     @router.get(
         "/batches/{batch_id}",

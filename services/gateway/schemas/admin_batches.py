@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, Field
 from reelbatch.proto.batch.v1 import batch_pb2
@@ -24,11 +24,16 @@ class AdminBatchView(BatchView):
     tenant_id: str = Field(description="Owner of the batch.")
     request_id: str | None = Field(description="The client's X-Request-ID; null if none.")
 
-    @classmethod
-    def from_proto(cls, batch: batch_pb2.Batch) -> Self:
-        """Builds the admin view from batch's Batch message."""
-        view = BatchView.from_proto(batch)
-        return cls(**view.model_dump(), tenant_id=batch.tenant_id, request_id=none_if_empty(batch.request_id))
+    @staticmethod
+    def fields_of(batch: batch_pb2.Batch) -> dict[str, Any]:
+        """The admin view's fields from batch's Batch message, unvalidated: `json_bytes` of them is
+        the view's JSON (the admin API's list answers them without building the model: a page of
+        50 batches validated twice cost more than the page's query, ADR-164)."""
+        return {
+            **BatchView.fields_of(batch),
+            "tenant_id": batch.tenant_id,
+            "request_id": none_if_empty(batch.request_id),
+        }
 
 
 class AdminBatchPage(CursorPage[AdminBatchView]):

@@ -14,8 +14,15 @@ import psycopg
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.config import Settings
+from libs.db import libpq_url
 from services.batch.adapters.sql.intake import SMALL_BATCH_MAX_ITEMS
-from tests.integration.batch.batch_harness import FakeBillingServer, batch_server, rpc_reason, tenant
+from tests.integration.batch.batch_harness import (
+    FakeBillingServer,
+    batch_server,
+    eventually,
+    rpc_reason,
+    tenant,
+)
 
 if TYPE_CHECKING:
     from tests.integration.batch.batch_harness import BatchStub as Stub
@@ -115,3 +122,57 @@ async def test_concurrent_creates_on_two_replicas_never_exceed_the_open_batch_li
             await first.CancelBatch(
                 batch_pb2.CancelBatchRequest(tenant_id=str(owner), batch_id=str(batch_id))
             )
+
+
+# The tenant's open-batch lock as `_LOCK_OPEN_BATCHES` takes it, and the waiters on it (pg_locks
+# splits an advisory lock's 64-bit key into classid and objid).
+_TAKE_TENANT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('batch.open_batches:' || %s, 0))"
+_WAITERS_ON_TENANT_LOCK = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND NOT granted
+    AND (classid::bigint << 32 | objid::bigint) = hashtextextended('batch.open_batches:' || %s, 0)"""
+
+
+async def test_a_create_without_a_limit_never_waits_for_the_tenants_open_batch_lock(
+    make_settings: SettingsFactory,
+    fake_billing: FakeBillingServer,
+    sql: psycopg.AsyncConnection[Any],
+    batch_database_url: str,
+) -> None:
+    tenant_id = tenant()
+    fake_billing.servicer.balances[tenant_id] = 10_000_000
+    async with (
+        batch_server(make_settings()) as stub,
+        await psycopg.AsyncConnection.connect(libpq_url(batch_database_url)) as holder,
+    ):
+        # Another create of the tenant holds its open-batch lock (an open transaction).
+        await holder.execute(_TAKE_TENANT_LOCK, (tenant_id,))
+
+        # Without a limit both insert paths (a grouped small batch, a COPYed large one) go ahead.
+        unlimited = await asyncio.wait_for(
+            asyncio.gather(
+                _create(stub, _request(tenant_id, "free-small", limit=0)),
+                _create(stub, _request(tenant_id, "free-large", SMALL_BATCH_MAX_ITEMS + 1, limit=0)),
+            ),
+            timeout=10,
+        )
+        assert all(isinstance(answer, str) for answer in unlimited), unlimited
+
+        # With a limit the create waits for the lock: the limit is still enforced under it.
+        limited = asyncio.create_task(_create(stub, _request(tenant_id, "limited", limit=LIMIT)))
+
+        async def waiting() -> bool | None:
+            row = await (await sql.execute(_WAITERS_ON_TENANT_LOCK, (tenant_id,))).fetchone()
+            return True if row is not None and row[0] > 0 else None
+
+        await eventually(waiting)
+        assert not limited.done()
+        await holder.commit()
+        assert isinstance(await asyncio.wait_for(limited, timeout=10), str)
+        assert await _unfinished(sql, tenant_id) == 3
+
+        cursor = await sql.execute(
+            "SELECT id FROM batch.batches WHERE tenant_id = %s AND finished_at IS NULL", (tenant_id,)
+        )
+        for (batch_id,) in await cursor.fetchall():
+            await stub.CancelBatch(batch_pb2.CancelBatchRequest(tenant_id=tenant_id, batch_id=str(batch_id)))

@@ -11,6 +11,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
 from libs.ledger_keys import task_transfer_id, transfer_id
+from services.gateway.schemas.admin_batches import AdminBatchView
 from services.gateway.schemas.batches import BatchView
 from services.gateway.schemas.fields import json_bytes
 from services.gateway.schemas.tasks import TaskView
@@ -379,6 +380,12 @@ def test_reads_answer_exactly_the_json_of_their_models(finished: datetime | None
 
     assert json_bytes(BatchView.fields_of(batch)) == BatchView.from_proto(batch).model_dump_json().encode()
     assert json_bytes(TaskView.fields_of(task)) == TaskView.from_proto(task).model_dump_json().encode()
+    # The admin list answers its views' fields the same way (ADR-164).
+    batch.tenant_id, batch.request_id = TENANT_ID, "request-1" if finished else ""
+    assert (
+        json_bytes(AdminBatchView.fields_of(batch))
+        == AdminBatchView.from_proto(batch).model_dump_json().encode()
+    )
 
 
 def test_every_link_of_a_tasks_page_is_signed_for_the_caller_and_verifies(
