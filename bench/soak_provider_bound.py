@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ READY_TIMEOUT_SECONDS = 300.0
 CREDITS_PER_VIDEO = 20
 CHUNK = 100
 SAMPLE_SECONDS = 1.0
+PROGRESS_SECONDS = 10
 MAKESPAN_TARGET = 1.1
 RSS_TARGET_MB = 1024
 CPU_TARGET_CORES = 0.5
@@ -52,16 +54,29 @@ class Samples:
 
 
 def _sample(worker: psutil.Process, fake_url: str, samples: Samples, stop: threading.Event) -> None:
+    started = time.monotonic()
+    printed = 0
     while not stop.wait(SAMPLE_SECONDS):
         try:
             rss = worker.memory_info().rss / 2**20
             times = worker.cpu_times()
-            in_flight = int(provider_stats(fake_url)["in_flight"])
+            stats = provider_stats(fake_url)
         except Exception:
             continue
+        in_flight = int(stats["in_flight"])
         samples.rss_mb.append(rss)
         samples.in_flight.append(in_flight)
         samples.cpu.append((time.monotonic(), times.user + times.system, in_flight))
+        elapsed = time.monotonic() - started
+        if elapsed >= printed + PROGRESS_SECONDS:
+            # The shape of the run: how fast jobs start, how long they are all held, how they end.
+            printed = int(elapsed // PROGRESS_SECONDS) * PROGRESS_SECONDS
+            print(
+                f"  t={elapsed:5.0f}s created {int(stats['jobs']):,} in flight {in_flight:,}"
+                f" finished {int(stats['finished']):,} worker {rss:.0f} MB"
+                f" {times.user + times.system:.1f} s CPU",
+                flush=True,
+            )
 
 
 def holding_cores(samples: Samples, jobs: int) -> tuple[float, float]:
@@ -82,6 +97,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--poll-seconds", type=float, help="first poll interval (default 5)")
     parser.add_argument("--poll-max-seconds", type=float, help="largest poll interval (default 30)")
     parser.add_argument("--videos-on-disk", action="store_true")
+    parser.add_argument("--worker-log", help="copy the worker's whole log here at the end")
+    parser.add_argument(
+        "--connections", type=int, default=100, help="the worker's pooled connections to the provider"
+    )
     args = parser.parse_args(argv)
     jobs = args.jobs or (50 if args.quick else 10_000)
     job_seconds = args.job_seconds or (2.0 if args.quick else 120.0)
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             replicate_base_url=fake_url,
             provider_poll_seconds=str(poll),
             provider_poll_max_seconds=str(poll_max),
+            provider_connections=str(args.connections),
             # Never the attempt's timeout: the provider's job time, every poll, and a margin.
             provider_timeout_seconds=str(job_seconds + 4 * poll_max + 60),
             # One worker holds the whole limit: enough concurrency, prefetched chunks and window.
@@ -139,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             )
         cpu = meter.seconds()
         failed = failures(stack)
+        if args.worker_log:
+            shutil.copyfile(stack.workdir / "worker-0.log", args.worker_log)
         worker_log = stack.log("worker-0") if failed else ""
         stop.set()
         sampler.join()
@@ -166,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"{jobs:,} / {job_seconds:g} s / {jobs:,} in flight, one worker process",
             ),
             ("poll back-off", f"{poll:g} s, x1.5 per poll, at most {poll_max:g} s"),
+            ("pooled connections to the provider", f"{args.connections}"),
             ("peak jobs in flight at the provider", f"{peak_in_flight:,} (the fake's own count)"),
             ("makespan (POST -> settled)", f"{watch.seconds:.1f} s"),
             ("ideal: job time + largest poll interval", f"{ideal:.1f} s"),
@@ -202,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "job_seconds": job_seconds,
             "poll_seconds": poll,
             "poll_max_seconds": poll_max,
+            "connections": args.connections,
             "videos_in_memory": in_memory,
             "peak_in_flight": peak_in_flight,
             "makespan_s": watch.seconds,

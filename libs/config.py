@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     # A 429 asking to wait longer than this fails the attempt as `rate_limited` (retried later).
     provider_max_retry_after_seconds: float = Field(default=60.0, ge=0)
     provider_http_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Pooled connections per provider API per worker, all kept alive: about requests/s x answer
+    # time. Fewer idle ones are cheaper: httpcore checks each on every request (ADR-161).
+    provider_connections: int = Field(default=100, ge=1)
     max_asset_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     # Input images (issue 25): uploaded files (`POST /api/enterprise/files`) and HTTPS URLs the
     # worker fetches at execution, each at most this large and a PNG, JPEG or WebP image. The

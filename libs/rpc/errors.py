@@ -12,6 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from libs.dependency_down import is_dependency_down
 from libs.errors import ErrorCategory, FieldViolation, ServiceError, field_location
 
 log = logging.getLogger(__name__)
@@ -82,30 +83,6 @@ def status_code_for(error: ServiceError) -> grpc.StatusCode:
     return STATUS_BY_CATEGORY[error.category]
 
 
-def _is_dependency_down(error: BaseException) -> bool:
-    """Whether `error` says the database (or another dependency) is out of reach for now.
-
-    SQLAlchemy wraps the driver's errors, but the hot paths run statements on the psycopg
-    connection itself, so its errors arrive unwrapped: both spellings count. PostgreSQL ending a
-    connection (`pg_terminate_backend`, a restart, a failover) raises `psycopg.OperationalError`
-    (`AdminShutdown` is one), as do a pool that has no connection to give and a lost socket.
-    """
-    # Imported here: the gateway uses this module only as a gRPC client and has no database;
-    # importing SQLAlchemy would cost it ~0.7 s of CPU at start. Servers have it loaded already.
-    import psycopg
-    from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.exc import OperationalError as WrappedOperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    if isinstance(error, (psycopg.OperationalError, WrappedOperationalError, PoolTimeout)):
-        return True
-    if isinstance(error, DBAPIError) and (
-        error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError)
-    ):
-        return True
-    return isinstance(error, (ConnectionError, TimeoutError))
-
-
 def _is_value_refused_by_storage(error: BaseException) -> bool:
     # PostgreSQL's "data exception" class (SQLSTATE 22: a number past bigint, NUL in text, a date
     # out of range) judges a value, never the system's state: the request's value, when a rule
@@ -125,7 +102,7 @@ def failure_status(error: Exception, method: str) -> grpc.Status:
     """
     if isinstance(error, ServiceError):
         return status_for(error)
-    if _is_dependency_down(error):
+    if is_dependency_down(error):
         log.warning("dependency unavailable in %s: %s", method, error)
         return _status(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable", {})
     if _is_value_refused_by_storage(error):

@@ -128,6 +128,7 @@ def build_providers(settings: Settings) -> Mapping[str, VideoProvider]:
         max_retry_after_seconds=settings.provider_max_retry_after_seconds,
         max_asset_bytes=settings.max_asset_bytes,
         http_timeout_seconds=settings.provider_http_timeout_seconds,
+        connections=settings.provider_connections,
     )
 
     def wiring(provider: str) -> AdapterWiring:

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from libs.dependency_down import is_dependency_down
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
 from services.batch.domain.generation import NO_IMAGES, NO_SETTINGS, GenerationSettings, ResolvedImages
 from services.batch.domain.provider import (
@@ -281,7 +282,14 @@ async def run_task(
             # takes the task at once, and the refusal costs it no attempt.
             forgiven += 1
             continue
-        if failure.transient and picked.gate is not None and await picked.gate.failed(failure):
+        # The breaker counts the provider's failures only: our database being out of reach
+        # (an internal failure) says nothing about the provider.
+        if (
+            failure.transient
+            and failure.failure_type is not FailureType.INTERNAL
+            and picked.gate is not None
+            and await picked.gate.failed(failure)
+        ):
             forgiven += 1
         if not failure.transient or attempt - forgiven >= policy.max_attempts:
             return TaskOutcome.failed(task, attempt, failure.failure_type, failure.message)
@@ -310,6 +318,17 @@ async def _attempt(
     except ProviderFailure as refused:
         return refused
     except Exception as error:
+        if is_dependency_down(error):
+            # Our own database out of reach for a moment (a pool with no connection to give under
+            # a burst of job starts, a restart): the attempt is retried like a provider's hiccup,
+            # never the task failed for it (ADR-161). Nothing was sent whose answer we lost: the
+            # adapter journals a job before polling it and stops one it could not journal.
+            log.warning(
+                "task %s attempt %d: a dependency is unavailable: %r", task.task_id, job.attempt, error
+            )
+            return ProviderFailure(
+                FailureType.INTERNAL, f"our database was unavailable: {type(error).__name__}", transient=True
+            )
         # A bug or an unclassified provider response: never retried blindly, always recorded.
         log.exception("task %s failed unexpectedly on attempt %d", task.task_id, job.attempt)
         return TaskOutcome.failed(

@@ -3,7 +3,8 @@
 Before each attempt at a remote provider a task asks its model's breaker: it runs, runs as the
 probe, waits (costing no attempt) or gives up when the outage outlasted its limit. After the
 attempt it reports the result. The breaker is an optimisation of the provider's side, so a
-database hiccup while asking never fails a task: the attempt then just runs.
+database hiccup while asking never fails a task: the attempt then just runs. Looks are answered
+from a read at most a second old (`ModelBreakers.recent`, ADR-161); changes take the row's lock.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ModelGate:
         wait, or the give-up failure. A database error says GO (the breaker saves provider
         calls; it must not fail tasks of its own)."""
         try:
-            breaker, now = await self._breakers.read(self._model)
+            # A read up to a second old (ADR-161): thousands of attempts starting together ask once.
+            breaker, now = await self._breakers.recent(self._model)
         except Exception:
             log.warning("could not read the breaker of %s; attempting anyway", self._model, exc_info=True)
             return Verdict.GO
@@ -129,7 +131,9 @@ class ModelGate:
     async def succeeded(self) -> None:
         """Closes the breaker if anything was counted (one read when it is clean)."""
         try:
-            breaker, _ = await self._breakers.read(self._model)
+            # A clean breaker seen up to a second ago costs no read: a count of failures made
+            # since by another worker is closed by its own next success, or by ours once seen.
+            breaker, _ = await self._breakers.recent(self._model)
             if breaker.state is BreakerState.CLOSED and breaker.failures == 0:
                 return
             before, after = await self._breakers.change(self._model, lambda found, _now: after_success(found))

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from psycopg_pool import PoolTimeout
 
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.provider import ProviderFailure, ProviderJob
@@ -127,3 +128,44 @@ async def test_a_job_running_when_the_worker_shuts_down_is_left_running_for_the_
     # Not cancelled at the provider and still recorded as running: the next claim resumes it.
     assert rig.fake.cancels == []
     assert [entry[0] for entry in journal.entries] == ["intend", "submitted"]
+
+
+@dataclass
+class DatabaseDownAt(JournalLog):
+    """A journal whose write of `failing` meets a pool with no connection to give."""
+
+    failing: str = "submitted"
+
+    def _seen(self, what: str, detail: object) -> None:
+        super()._seen(what, detail)
+        if what == self.failing and len([entry for entry in self.entries if entry[0] == what]) == 1:
+            raise PoolTimeout("couldn't get a connection after 30.00 sec")
+
+
+async def test_a_job_whose_id_cannot_be_journaled_is_stopped_not_left_running_unwatched(
+    rig: ProviderRig,
+) -> None:
+    rig.fake.script("a calm lake", Scenario(hang=True))
+    adapter = rig.adapter()
+    journal = DatabaseDownAt(rig, failing="submitted")
+    with pytest.raises(PoolTimeout):
+        await adapter.generate(_job("a calm lake", journal))
+    await adapter.close()  # lets the background stop finish
+    (job_id,) = rig.fake.jobs
+    # The task's next attempt makes a new job: this one must not render on, unwatched and unrecorded.
+    if adapter.cancels_jobs:
+        assert rig.fake.cancels == [job_id]
+        assert journal.entries[-1][:2] == ("finished", ProviderJobStatus.CANCELLED)
+    else:
+        assert journal.entries[-1][:2] == ("finished", ProviderJobStatus.ABANDONED)
+
+
+async def test_a_stored_video_is_delivered_even_when_its_end_cannot_be_journaled(rig: ProviderRig) -> None:
+    rig.fake.script("a calm lake", Scenario(polls_until_done=1))
+    journal = DatabaseDownAt(rig, failing="finished")
+    asset = await rig.adapter().generate(_job("a calm lake", journal))
+    # Failing the task would refund a video we paid for and retry would pay for another: the row
+    # stays `running` (billed, as the job is) for the orphan sweep to end.
+    assert asset.size_bytes > 0
+    assert len(rig.fake.jobs) == 1
+    assert [entry[0] for entry in journal.entries] == ["intend", "submitted", "finished"]

@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 
 from services.batch.adapters.providers.simulated import SimulatedProvider
 from services.batch.domain.batch import BatchId, TaskId, TaskStatus, TenantId
@@ -177,6 +179,47 @@ async def test_an_unexpected_exception_is_an_internal_failure_without_retry() ->
     assert outcome.failure_type is FailureType.INTERNAL
     assert outcome.attempts == 1
     assert outcome.error_message == "internal error: KeyError"
+
+
+async def test_a_pool_timeout_is_retried_not_a_task_failure() -> None:
+    # A worker starting thousands of jobs at once can find its pool empty for a moment (ADR-161).
+    provider = ScriptedProvider([PoolTimeout("couldn't get a connection after 30.00 sec"), None])
+    sleeps = RecordedSleeps()
+    outcome = await run_task(TASK, provider, POLICY, sleep=sleeps, uniform=lambda: 0.5)
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert outcome.attempts == 2
+    assert sleeps.delays == [0.5]
+
+
+async def test_a_database_that_stays_down_fails_the_task_as_internal_after_its_attempts() -> None:
+    provider = ScriptedProvider([psycopg.OperationalError("server closed the connection")] * 3)
+    outcome = await run_task(TASK, provider, POLICY, sleep=RecordedSleeps())
+    assert outcome.status is TaskStatus.FAILED
+    assert outcome.failure_type is FailureType.INTERNAL
+    assert outcome.attempts == 3
+    assert outcome.error_message == "our database was unavailable: OperationalError"
+
+
+async def test_our_database_being_down_is_not_counted_against_the_providers_breaker() -> None:
+    counted: list[ProviderFailure] = []
+
+    class Gate:
+        async def admit(self) -> ProviderFailure | None:
+            return None
+
+        async def failed(self, failure: ProviderFailure) -> bool:
+            counted.append(failure)
+            return False
+
+        async def succeeded(self) -> None:
+            return None
+
+    provider = ScriptedProvider(
+        [PoolTimeout("no connection"), ProviderFailure(FailureType.PROVIDER_ERROR, "5xx"), None]
+    )
+    outcome = await run_task(TASK, provider, POLICY, sleep=RecordedSleeps(), gate=Gate())
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert [failure.message for failure in counted] == ["5xx"]
 
 
 async def test_the_concurrency_slot_is_held_only_during_a_call() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -299,3 +300,32 @@ async def test_real_adapters_are_registered_only_for_configured_credentials() ->
     assert "g-key" not in repr(settings)
     await veo_adapter.close()
     await fal_adapter.close()
+
+
+async def test_no_more_requests_reach_httpx_at_once_than_the_provider_has_pooled_connections() -> None:
+    # httpcore scans every waiting request and every connection each time one frees: thousands
+    # queued inside it held the worker's event loop for minutes (ADR-161). They wait before it.
+    running, most = 0, 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return httpx.Response(200, json={"status": "processing"})
+
+    http = ProviderHttp(
+        provider="test",
+        base_url="https://api.example",
+        credentials={},
+        refusal=lambda response: ProviderFailure(FailureType.INVALID_INPUT, "refused"),
+        settings=RemoteJobSettings(connections=3),
+        transport=httpx.MockTransport(handler),
+    )
+    try:
+        answers = await asyncio.gather(*(http.send_json("GET", f"/v1/predictions/{n}") for n in range(50)))
+    finally:
+        await http.close()
+    assert len(answers) == 50
+    assert most == 3

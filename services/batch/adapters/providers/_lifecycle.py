@@ -216,7 +216,14 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
             raise
         fault_points.reach(FAULT_AFTER_CREATE)
         provider_job_id, text = self._describe(handle)
-        await journal.submitted(provider_job_id, text)
+        try:
+            await journal.submitted(provider_job_id, text)
+        except Exception:
+            # The job exists but its id could not be written (our database out of reach): it
+            # must not run unobserved while the task's next attempt makes another one, so it is
+            # stopped now (recorded as its end, if the database is back by then).
+            self._abandon(handle, journal, cancel_sent=False)
+            raise
         return handle
 
     def cooling_down(self, model: str) -> bool:
@@ -278,7 +285,10 @@ class RemoteJobProvider(ABC, Generic[HandleT]):
             self._running.pop(job.task_id, None)
             self._cancel_requested.discard(job.task_id)
         asset = await self._storage.store(job.batch_id, job.task_id, content)
-        await journal.finished(ProviderJobStatus.SUCCEEDED)
+        # The video exists and is stored: it is delivered even if its end cannot be written now.
+        # The row then stays `running` (billed, as the job is) and the orphan sweep ends it once
+        # the task has succeeded, so a journal hiccup never pays for the video twice.
+        await self._record_quietly(journal, ProviderJobStatus.SUCCEEDED)
         return asset
 
     async def cancel(self, task_id: TaskId) -> bool:

@@ -35,7 +35,8 @@ Refusal = Callable[[httpx.Response], ProviderFailure]
 BodyRefusal = Callable[[httpx.Response, dict[str, Any] | None], ProviderFailure]
 
 _MAX_REDIRECTS = 5
-# Connections to one provider's API at once (httpx's default), all of them kept alive.
+# Connections to one provider's API at once (httpx's default), all of them kept alive: the
+# default of `RemoteJobSettings.connections`.
 _CONNECTIONS = 100
 _ERROR_SNIPPET_CHARS = 300
 _CONTENT_POLICY_HINTS = (
@@ -65,6 +66,8 @@ class RemoteJobSettings:
     max_poll_errors: int = 3
     max_asset_bytes: int = 512 * 1024 * 1024
     http_timeout_seconds: float = 30.0
+    # Pooled connections to the provider's API, all kept alive (ADR-157, ADR-161).
+    connections: int = _CONNECTIONS
     # After the provider said our account is out of quota, tasks of that model fail at once
     # (refunded) for this long instead of hammering its API.
     quota_cooldown_seconds: float = 300.0
@@ -254,9 +257,16 @@ class ProviderHttp:
             # Every connection kept alive (httpx keeps 20 of its 100): a worker polling thousands
             # of jobs otherwise closes and reopens ~80 connections per burst, twice the CPU per
             # request (ADR-157).
-            limits=httpx.Limits(max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS),
+            limits=httpx.Limits(
+                max_connections=settings.connections, max_keepalive_connections=settings.connections
+            ),
         )
         self._origin = _origin(self._client.base_url)
+        # At most one request per connection handed to httpx at a time; the others wait here.
+        # httpcore's pool scans every waiting request against every connection each time one
+        # frees up: 2,000 jobs starting at once held its event loop for minutes (ADR-161), where
+        # an asyncio semaphore's queue costs nothing per waiter.
+        self._gate = asyncio.Semaphore(settings.connections)
 
     def __repr__(self) -> str:
         # Never let a credential reach a log line through a repr.
@@ -289,14 +299,15 @@ class ProviderHttp:
         waited = 0.0
         while True:
             try:
-                response = await self._client.request(
-                    method,
-                    target,
-                    json=json,
-                    data=form.fields if form is not None else None,
-                    files=form.files if form is not None else None,
-                    headers={**self._headers_for(target), **(headers or {})},
-                )
+                async with self._gate:
+                    response = await self._client.request(
+                        method,
+                        target,
+                        json=json,
+                        data=form.fields if form is not None else None,
+                        files=form.files if form is not None else None,
+                        headers={**self._headers_for(target), **(headers or {})},
+                    )
             except httpx.TimeoutException as error:
                 raise NoAnswer(
                     FailureType.TIMEOUT, f"{self.provider} did not answer {method} in time"
@@ -357,7 +368,10 @@ class ProviderHttp:
         target = self._resolve(url)
         for _ in range(_MAX_REDIRECTS + 1):
             try:
-                async with self._client.stream("GET", target, headers=self._headers_for(target)) as response:
+                async with (
+                    self._gate,
+                    self._client.stream("GET", target, headers=self._headers_for(target)) as response,
+                ):
                     if response.is_redirect and "location" in response.headers:
                         target = target.join(response.headers["location"])
                         continue

@@ -3,16 +3,27 @@
 SQL style: plain SQL on the autocommit pool. A change reads the row FOR UPDATE, applies the pure
 transition of `domain.breaker` at the database's clock, and writes it back in one transaction, so
 two workers failing at once count two failures and only one of them becomes the probe.
+
+Every attempt at a remote provider asks its breaker first and every success asks again: a worker
+starting thousands of jobs at once asked thousands of times in the same second (ADR-161). An
+attempt's look (`recent`) is therefore answered from a read at most `recent_seconds` old, one read
+per model in flight at a time; this process's own changes replace it at once, another worker's
+are seen within `recent_seconds`. Changes themselves always go to the row under its lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from libs.db import Database
+from libs.expiring_cache import ExpiringCache
+from libs.group_commit import GroupCommitter
 from services.batch.domain.breaker import Breaker, BreakerState
 
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
@@ -60,11 +71,51 @@ def _breaker(row: Any) -> Breaker:
     return Breaker(row[0], BreakerState(row[1]), row[2], row[3], row[4], row[5], row[6])
 
 
+# How old a breaker read an attempt may be answered with (see the module docstring).
+RECENT_SECONDS = 1.0
+_RECENT_MODELS = 1024
+# Changes of one model applied in one transaction at most (each is a few comparisons).
+_CHANGE_GROUP_SIZE = 1000
+
+
 class ModelBreakers:
     """The breakers table."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        recent_seconds: float = RECENT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = database
+        self._clock = clock
+        # By model: the breaker, the database's clock when read, and our clock then.
+        self._recent: ExpiringCache[str, tuple[Breaker, float, float]] = ExpiringCache(
+            recent_seconds, _RECENT_MODELS, clock
+        )
+        self._reading: dict[str, asyncio.Future[tuple[Breaker, float]]] = {}
+        self._changes: dict[str, GroupCommitter[Transition, tuple[Breaker, Breaker]]] = {}
+
+    async def recent(self, model: str) -> tuple[Breaker, float]:
+        """`read`, answered from one at most `recent_seconds` old (its clock moved on by the time
+        since): the look every attempt takes. Askers while a read runs share it."""
+        cached = self._recent.get(model)
+        if cached is not None:
+            breaker, database_now, read_at = cached
+            return breaker, database_now + (self._clock() - read_at)
+        reading = self._reading.get(model)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_fresh(model))
+            self._reading[model] = reading
+            reading.add_done_callback(lambda _done: self._reading.pop(model, None))
+        # Shielded: one asker cancelled (its attempt's timeout) must not fail the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read_fresh(self, model: str) -> tuple[Breaker, float]:
+        breaker, now = await self.read(model)
+        self._recent.put(model, (breaker, now, self._clock()))
+        return breaker, now
 
     async def read(self, model: str) -> tuple[Breaker, float]:
         """The model's breaker (closed when it has no row) and the database's clock, in one
@@ -77,30 +128,56 @@ class ModelBreakers:
 
     async def change(self, model: str, transition: Transition) -> tuple[Breaker, Breaker]:
         """Applies `transition` (given the breaker and the clock) under the row's lock; returns
-        the breaker before and after."""
+        the breaker before and after.
+
+        Changes of one model asked while another runs share the next transaction, applied in
+        arrival order (group commit, ADR-161): thousands of attempts timing out together once
+        queued a connection and a row lock each and emptied the pool for everyone else.
+        """
+        committer = self._changes.get(model)
+        if committer is None:
+            committer = GroupCommitter(
+                functools.partial(self._change_group, model),
+                max_group_size=_CHANGE_GROUP_SIZE,
+                name=f"breaker-{model}",
+            )
+            self._changes[model] = committer
+        return await committer.submit(transition)
+
+    async def _change_group(
+        self, model: str, transitions: Sequence[Transition]
+    ) -> list[tuple[Breaker, Breaker]]:
+        changes: list[tuple[Breaker, Breaker]] = []
         async with self._db.raw_connection() as conn, conn.transaction():
             await conn.execute(_ENSURE, {"model": model})
-            now = (await (await conn.execute(_NOW)).fetchone() or (0.0,))[0]
+            now = float((await (await conn.execute(_NOW)).fetchone() or (0.0,))[0])
             row = await (await conn.execute(_LOCK, {"model": model})).fetchone()
-            before = _breaker(row)
-            after = transition(before, float(now))
-            if after != before:
+            first = current = _breaker(row)
+            for transition in transitions:
+                after = transition(current, now)
+                changes.append((current, after))
+                current = after
+            if current != first:
                 await conn.execute(
                     _WRITE,
                     {
                         "model": model,
-                        "state": after.state.value,
-                        "failures": after.failures,
-                        "outage_since": after.outage_since,
-                        "retry_at": after.retry_at,
-                        "probe_until": after.probe_until,
-                        "opens": after.opens,
-                        "opened": after.opens > before.opens,
-                        "closed": before.state is not BreakerState.CLOSED
-                        and after.state is BreakerState.CLOSED,
+                        "state": current.state.value,
+                        "failures": current.failures,
+                        "outage_since": current.outage_since,
+                        "retry_at": current.retry_at,
+                        "probe_until": current.probe_until,
+                        "opens": current.opens,
+                        "opened": any(after.opens > before.opens for before, after in changes),
+                        "closed": any(
+                            before.state is not BreakerState.CLOSED and after.state is BreakerState.CLOSED
+                            for before, after in changes
+                        ),
                     },
                 )
-        return before, after
+        # This process's attempts see its own change at once.
+        self._recent.put(model, (current, now, self._clock()))
+        return changes
 
     async def degraded(self) -> list[DegradedModel]:
         """Models whose breaker is not closed, by name (the admin overview)."""

@@ -1,19 +1,26 @@
 """The provider job journal (ADR-110): intents, job ids and ends of remote submissions, and the
 audit that reports double and in-doubt jobs.
 
-SQL style: plain SQL on the autocommit pool. Each journal write is its own statement and commits
-at once: the intent must be durable before the create call leaves, the job id before the first
-poll. Only remote providers journal (the simulated one costs nothing to run twice).
+SQL style: plain SQL on the autocommit pool. Each journal write is committed before its caller
+goes on: the intent before the create call leaves, the job id before the first poll. The writes
+of jobs starting or ending together are group-committed (`libs.group_commit`, ADR-161): those
+that arrive while one group's transaction runs share the next one (one connection, one round
+trip per statement kind, one commit), so a burst of thousands of job starts takes one pooled
+connection instead of the whole pool. Only remote providers journal (the simulated one costs
+nothing to run twice).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from libs.db import Database
+from libs.dependency_down import is_dependency_down
+from libs.group_commit import GroupCommitter
 from services.batch.adapters.sql.provider_spend import BILLED_COST
 from services.batch.domain.batch import BatchId, TaskId
 from services.batch.domain.paging import JobCursor
@@ -98,6 +105,21 @@ SELECT model, provider, count(DISTINCT task_id), count(*),
     coalesce(sum(cost_usd_micros), 0)
 FROM batch.provider_jobs GROUP BY model, provider ORDER BY model, provider
 """
+# The journal's writes in the order a group runs them: an intent's row exists before any update
+# (a caller never has its intent and its job id in one group: it waits for the first).
+_WRITE_ORDER = (_INTEND, _SUBMITTED, _FINISHED)
+# Writes per group: ~1 ms each inside the transaction, so a group stays well under a second.
+JOURNAL_GROUP_SIZE = 500
+
+
+@dataclass(frozen=True)
+class _JournalWrite:
+    """One journal statement and its parameters, waiting for its group."""
+
+    statement: str
+    params: dict[str, Any]
+
+
 _UNBILLED = [
     ProviderJobStatus.REFUSED.value,
     ProviderJobStatus.LOST.value,
@@ -124,8 +146,41 @@ def _recorded(row: Any) -> RecordedJob:
 class ProviderJobs:
     """The journal table: a task's recorded jobs, the journal of one attempt, the audit."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, group_size: int = JOURNAL_GROUP_SIZE) -> None:
         self._db = database
+        self._writes: GroupCommitter[_JournalWrite, None] = GroupCommitter(
+            self._write_group, max_group_size=group_size, name="provider-job-journal"
+        )
+
+    async def _write(self, statement: str, params: dict[str, Any]) -> None:
+        """Commits one journal statement, with those of other jobs that arrive meanwhile."""
+        await self._writes.submit(_JournalWrite(statement, params))
+
+    async def _write_group(self, writes: Sequence[_JournalWrite]) -> list[BaseException | None]:
+        # One transaction for the group: every write of it is durable when any caller goes on,
+        # and none is if the commit fails (each caller then sees the error, nothing was sent).
+        try:
+            await self._commit(writes)
+        except Exception as error:
+            if len(writes) == 1 or is_dependency_down(error):
+                raise
+            # One bad row must not fail the jobs that share its group: each alone, its own outcome.
+            return [await self._alone(write) for write in writes]
+        return [None] * len(writes)
+
+    async def _commit(self, writes: Sequence[_JournalWrite]) -> None:
+        async with self._db.raw_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            for statement in _WRITE_ORDER:
+                params = [write.params for write in writes if write.statement == statement]
+                if params:
+                    await cursor.executemany(statement, params)
+
+    async def _alone(self, write: _JournalWrite) -> BaseException | None:
+        try:
+            await self._commit([write])
+        except Exception as error:
+            return error
+        return None
 
     async def recorded(self, task_ids: Sequence[TaskId]) -> dict[TaskId, list[RecordedJob]]:
         """Every job recorded for the tasks, by task (one statement for a whole claim)."""
@@ -177,7 +232,7 @@ class ProviderJobs:
         each job it records costs us `cost_usd_micros` at the provider, and is billed when it
         fails only if `failures_billed`."""
         return AttemptJournal(
-            self._db,
+            self._write,
             task_id,
             batch_id,
             attempt,
@@ -248,12 +303,16 @@ class ProviderJobs:
         return jobs, JobCursor(last[2], last[8], last[0])
 
 
+# How an attempt's journal commits one statement (its `ProviderJobs`' group committer).
+JournalWrite = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
 class AttemptJournal:
     """A `JobJournal` writing one attempt's rows (a new row per submission)."""
 
     def __init__(
         self,
-        database: Database,
+        write: JournalWrite,
         task_id: TaskId,
         batch_id: BatchId,
         attempt: int,
@@ -263,7 +322,7 @@ class AttemptJournal:
         cost_usd_micros: int = 0,
         failures_billed: bool = False,
     ) -> None:
-        self._db = database
+        self._write = write
         self._cost = cost_usd_micros
         self._failures_billed = failures_billed
         self._task_id = task_id
@@ -287,17 +346,15 @@ class AttemptJournal:
             "token": self._claim_token,
             "failures_billed": self._failures_billed,
         }
-        async with self._db.raw_connection() as conn:
-            await conn.execute(_INTEND, params)
+        await self._write(_INTEND, params)
         self._row = row
 
     async def submitted(self, provider_job_id: str, handle: str) -> None:
         """Records the provider's job id (committed before the first poll)."""
-        async with self._db.raw_connection() as conn:
-            await conn.execute(
-                _SUBMITTED,
-                {"id": self._current(), "job_id": provider_job_id, "handle": handle, "cost": self._cost},
-            )
+        await self._write(
+            _SUBMITTED,
+            {"id": self._current(), "job_id": provider_job_id, "handle": handle, "cost": self._cost},
+        )
 
     async def finished(self, status: ProviderJobStatus, failure: ProviderFailure | None = None) -> None:
         """Records how the current job ended."""
@@ -308,8 +365,7 @@ class AttemptJournal:
             "message": failure.message if failure is not None else None,
             "retryable": failure.transient if failure is not None else True,
         }
-        async with self._db.raw_connection() as conn:
-            await conn.execute(_FINISHED, params)
+        await self._write(_FINISHED, params)
 
     def _current(self) -> uuid.UUID:
         if self._row is None:
