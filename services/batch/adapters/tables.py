@@ -99,7 +99,7 @@ batches = Table(
         postgresql_where=text("metadata IS NOT NULL"),
     ),
     Index("ix_batches_created", "created_at", "id"),
-    # 0019 (ADR-164): lists filtered by status or settlement (and a tenant's by status), each page
+    # 0018 (ADR-164): lists filtered by status or settlement (and a tenant's by status), each page
     # an index range in its keyset order however rare the value.
     Index("ix_batches_status_created", "status", "created_at", "id"),
     Index("ix_batches_settlement_created", "settlement_status", "created_at", "id"),
@@ -120,7 +120,7 @@ batches = Table(
     ),
 )
 
-# 0019 (ADR-163): stored with fillfactor 90, so a batch's COPY appends rather than filling the
+# 0018 (ADR-163): stored with fillfactor 90, so a batch's COPY appends rather than filling the
 # small holes of old pages one row each.
 tasks = Table(
     "tasks",

@@ -1,6 +1,6 @@
 """Batch lists (ADR-164): newest first with ties broken by id, every filter, pages that add up to
 the whole list, and a page of a rare status read from an index in that order (no sort, no scan of
-every batch) since migration 0019."""
+every batch) since migration 0018."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Migration 0019 (ADR-163): a batch's COPY appends its tasks instead of filling the small holes
+"""Migration 0018 (ADR-163): a batch's COPY appends its tasks instead of filling the small holes
 older pages of `batch.tasks` have left.
 
 The history is rows long enough that each full page keeps a few hundred bytes, room for a short
-task; the free space map records them (VACUUM). Before 0019 a new batch's rows go into those old
+task; the free space map records them (VACUUM). Before 0018 a new batch's rows go into those old
 pages, one or a few per page; after it, only to pages of the table's new end."""
 
 from __future__ import annotations
@@ -88,12 +88,12 @@ def _blocks(conn: psycopg.Connection[tuple[object, ...]], batch_id: BatchId | No
     return [int(row[0]) for row in rows]  # type: ignore[call-overload]
 
 
-async def test_a_batch_is_appended_after_0019_where_it_filled_old_pages_before(database_at_0017: str) -> None:
+async def test_a_batch_is_appended_after_0018_where_it_filled_old_pages_before(database_at_0017: str) -> None:
     with psycopg.connect(libpq_url(database_at_0017), autocommit=True) as conn:
         _store_history(conn)
         history_end = max(_blocks(conn))
 
-        # Before 0019: the batch's rows are spread over the history's pages.
+        # Before 0018: the batch's rows are spread over the history's pages.
         before = _blocks(conn, await _store_batch(database_at_0017))
         assert sum(block <= history_end for block in before) > BATCH_ITEMS // 2
 

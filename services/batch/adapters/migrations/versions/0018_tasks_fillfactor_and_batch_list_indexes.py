@@ -16,7 +16,7 @@ Batches: a list filtered by a status few batches have (cancelled, rejected) walk
 growing with them). `(status | settlement_status, created_at, id)` answer any such page in its
 order, and `(tenant_id, status, created_at, id)` a tenant's (the customer list and console).
 
-Revision ID: 0019
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-06
 """
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0019"
+revision: str = "0018"
 down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
