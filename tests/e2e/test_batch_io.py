@@ -9,23 +9,9 @@ import io
 import json
 import uuid
 import zipfile
-from typing import Any
 
-import httpx
-
+from tests.e2e.jsonl_bodies import CREATE, JSONL, json_lines, jsonl_body
 from tests.rest_api import Api
-
-CREATE = "/api/enterprise/video-batch"
-JSONL = {"Content-Type": "application/jsonl"}
-
-
-def _jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-
-
-def _lines(response: httpx.Response) -> list[dict[str, Any]]:
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 def test_gzip_bodies_json_and_jsonl_create_batches_that_echo_custom_ids(api: Api) -> None:
@@ -36,7 +22,7 @@ def test_gzip_bodies_json_and_jsonl_create_batches_that_echo_custom_ids(api: Api
         ).encode()
     )
     as_jsonl = gzip.compress(
-        _jsonl([{"custom_id": "jsonl-1", "body": {"prompt": "a dog", "model": "veo-3"}}])
+        jsonl_body([{"custom_id": "jsonl-1", "body": {"prompt": "a dog", "model": "veo-3"}}])
     )
 
     from_json = api.http.post(
@@ -61,7 +47,7 @@ def test_gzip_bodies_json_and_jsonl_create_batches_that_echo_custom_ids(api: Api
 
 def test_a_bad_request_is_answered_with_every_problem_at_once_naming_each_item(api: Api) -> None:
     customer = api.new_customer(credits=1_000)
-    body = _jsonl(
+    body = jsonl_body(
         [
             {"prompt": "fine", "model": "sora-2", "custom_id": "a"},
             {"prompt": "", "model": "sora-2", "custom_id": "a"},
@@ -84,7 +70,7 @@ def test_a_bad_request_is_answered_with_every_problem_at_once_naming_each_item(a
         (["items", 3, "duration_seconds"], "out_of_range"),
     ]
     # The price list's refusals alone name their items too.
-    priced = _jsonl(
+    priced = jsonl_body(
         [
             {"prompt": "fine", "model": "sora-9"},
             {"prompt": "fine", "model": "veo-3-fast", "duration_seconds": 60},
@@ -181,7 +167,7 @@ def test_videos_come_as_one_zip_with_a_manifest_and_links_redirect_to_the_file(a
     api.wait_until_settled(customer, batch_id)
 
     archive = api.http.get(f"{CREATE}/{batch_id}/videos.zip", headers=customer.headers)
-    results = _lines(api.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))
+    results = json_lines(api.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))
     link = api.http.get(results[0]["video_url"], headers=customer.headers)
 
     assert archive.status_code == 200, archive.text

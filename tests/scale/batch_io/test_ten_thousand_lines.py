@@ -7,27 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import uuid
 from collections import Counter
 from typing import Any
 
-import httpx
-
 from tests.e2e.input_images import PNG, image_server, upload_image
+from tests.e2e.jsonl_bodies import CREATE, JSONL, json_lines, jsonl_body
 from tests.rest_api import Api, Customer
-
-CREATE = "/api/enterprise/video-batch"
-JSONL = {"Content-Type": "application/jsonl"}
-
-
-def _jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-
-
-def _lines(response: httpx.Response) -> list[dict[str, Any]]:
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines()]
 
 
 def _ledger(api: Api, customer: Customer, batch_id: str) -> list[dict[str, Any]]:
@@ -115,7 +101,7 @@ def test_a_ten_thousand_line_jsonl_batch_with_settings_and_images_round_trips_ma
 
         created = api.http.post(
             CREATE,
-            content=_jsonl(lines),
+            content=jsonl_body(lines),
             params={"name": name, "metadata[project]": "june"},
             headers={**customer.headers, **JSONL, "Idempotency-Key": f"big-{uuid.uuid4()}"},
             timeout=120,
@@ -130,8 +116,8 @@ def test_a_ten_thousand_line_jsonl_batch_with_settings_and_images_round_trips_ma
         # Items of several prices: no single price per video.
         assert created.json()["cost_per_video"] is None
         batch = api.wait_until_settled(customer, batch_id, timeout=240)
-    results = _lines(api.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))
-    errors = _lines(api.http.get(f"{CREATE}/{batch_id}/errors", headers=customer.headers))
+    results = json_lines(api.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))
+    errors = json_lines(api.http.get(f"{CREATE}/{batch_id}/errors", headers=customer.headers))
 
     refused_images = {n for n, kind in kinds.items() if kind in (MISSING_IMAGE, NOT_AN_IMAGE)}
     blocked = {n for n in range(0, 10_000, 97) if n not in kinds}
