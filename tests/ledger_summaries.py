@@ -25,7 +25,11 @@ ACCOUNT_MONTH_TOTALS = f"""
 TENANT_MONTH_OUTCOMES = f"""
     SELECT {_MONTH.format("t.created_at")} AS month, t.tenant_id, coalesce(t.model, '') AS model, t.ref_type,
            count(*) AS transfers, sum(t.amount) AS amount,
-           coalesce(sum(line.cost), 0) AS provider_cost_usd_micros
+           coalesce(sum(line.cost), 0) AS provider_cost_usd_micros,
+           -- ADR-170: the frozen cost of the captures whose task reported a provider spend.
+           coalesce(sum(line.cost) FILTER (WHERE EXISTS (
+               SELECT 1 FROM billing.task_provider_costs p WHERE p.task_id = t.ref_id)), 0)
+               AS reported_frozen_cost_usd_micros
     FROM billing.transfers t
     LEFT JOIN LATERAL (
         SELECT max(l.provider_cost_usd_micros) AS cost FROM billing.batch_hold_lines l
@@ -41,8 +45,8 @@ STORED = {
         "SELECT account_id, month, ref_type, entries, amount FROM billing.account_month_totals"
     ),
     "tenant_month_outcomes": (
-        "SELECT month, tenant_id, model, ref_type, transfers, amount, provider_cost_usd_micros"
-        " FROM billing.tenant_month_outcomes"
+        "SELECT month, tenant_id, model, ref_type, transfers, amount, provider_cost_usd_micros,"
+        " reported_frozen_cost_usd_micros FROM billing.tenant_month_outcomes"
     ),
 }
 RECOMPUTED = {"account_month_totals": ACCOUNT_MONTH_TOTALS, "tenant_month_outcomes": TENANT_MONTH_OUTCOMES}

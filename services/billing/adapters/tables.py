@@ -264,6 +264,8 @@ tenant_month_outcomes = Table(
     Column("transfers", BigInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("provider_cost_usd_micros", BigInteger, nullable=False),
+    # 0019 (ADR-170): the part of it frozen for captures whose task reported a provider spend.
+    Column("reported_frozen_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("month", "tenant_id", "model", "ref_type", name="pk_tenant_month_outcomes"),
 )
 

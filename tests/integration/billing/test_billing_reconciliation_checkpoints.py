@@ -267,6 +267,12 @@ async def test_the_months_sealed_before_the_upgrade_become_the_first_checkpoint(
         # Today's freeze reads the debt kept on the wallet row (0018, ADR-165): the column is added
         # by hand so that today's code can make the money of that time (0017 leaves accounts alone).
         _execute(libpq_url(url), "ALTER TABLE billing.accounts ADD COLUMN owed bigint NOT NULL DEFAULT 0")
+        # So is the summary column the recomputation of the summaries fills (0019, ADR-170).
+        _execute(
+            libpq_url(url),
+            "ALTER TABLE billing.tenant_month_outcomes"
+            " ADD COLUMN reported_frozen_cost_usd_micros bigint NOT NULL DEFAULT 0",
+        )
         billing = BillingHandlers(
             BillingRepository(database), price_list(dict(DEFAULT_PRICING)), outcome_source=None, chunk_size=50
         )

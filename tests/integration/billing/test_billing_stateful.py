@@ -58,6 +58,9 @@ T = TypeVar("T")
 PRICES = {model: DEFAULT_PRICING[model].credits_per_video for model in ("sora-2", "veo-3")}
 REFERENCES = ("pay-1", "pay-2", "pay-3")  # few, so that replays are frequent
 TENANTS = 2
+# What the providers billed for a task, as its outcome reported it; None: no report (ADR-144).
+SPEND = st.none() | st.integers(0, 50_000)
+
 # Small chunks: a list of outcomes spans several transactions.
 CHUNK_SIZE = 3
 
@@ -270,15 +273,20 @@ class BillingMoney(PaymentRules, RuleBasedStateMachine):
         candidates = [(batch_id, task) for batch_id in chosen for task in self.batches[batch_id].tasks]
         picks = data.draw(
             st.lists(
-                st.tuples(st.sampled_from(candidates), st.sampled_from(list(OutcomeKind))),
+                st.tuples(st.sampled_from(candidates), st.sampled_from(list(OutcomeKind)), SPEND),
                 min_size=1,
                 max_size=8,
             )
         )
-        outcomes = [TaskOutcome(batch_id, task.task_id, task.model, kind) for (batch_id, task), kind in picks]
+        outcomes = [
+            TaskOutcome(
+                batch_id, task.task_id, task.model, kind, provider_cost_usd_micros=spend, provider_jobs=1
+            )
+            for (batch_id, task), kind, spend in picks
+        ]
         applied = self.run(self.handlers.apply_task_outcomes(outcomes))
         expected: dict[str, int] = {}
-        for (batch_id, task), kind in picks:
+        for (batch_id, task), kind, _ in picks:
             key = TaskOutcome(batch_id, task.task_id, task.model, kind).key
             if task.outcome is not None or key in expected:
                 continue  # a task's first outcome is its only one
@@ -313,7 +321,11 @@ class BillingMoney(PaymentRules, RuleBasedStateMachine):
         batch = self.batches[batch_id]
         task = data.draw(st.sampled_from(batch.tasks))
         kind = data.draw(st.sampled_from(list(OutcomeKind)))
-        again = TaskOutcome(batch_id, task.task_id, task.model, kind)
+        # A late event may report the provider spend of an outcome applied without one.
+        spend = data.draw(SPEND)
+        again = TaskOutcome(
+            batch_id, task.task_id, task.model, kind, provider_cost_usd_micros=spend, provider_jobs=1
+        )
         assert self.run(self.handlers.apply_task_outcomes([again])) == {}
         hold = self.run(self.handlers.settle(batch_id))
         assert (hold.settlement_status, hold.captured) == (

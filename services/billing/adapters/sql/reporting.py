@@ -12,11 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields
 from libs.ledger_keys import transfer_id as public_transfer_id
-from services.billing.adapters.sql.provider_spend import frozen_cost_of_captures, unreported
 from services.billing.adapters.tables import (
     account_month_totals,
     accounts,
-    batch_hold_lines,
     batch_holds,
     ledger_entries,
     tenant_month_outcomes,
@@ -325,31 +323,26 @@ class ReportingQueries:
         ]
 
     async def captured_volumes(self, start: datetime, end: datetime) -> list[CapturedVolume]:
-        """Captures within [start, end) per model, with the provider cost frozen with their batch
-        for those whose outcome reported no provider spend (the rest is `ProviderSpendQueries`').
-        Still read from the month's captures (not yet from the monthly totals, ADR-152: which
-        captures reported a spend is not summarized)."""
+        """Captures within [start, end) (months) per model, with the provider cost frozen with their
+        batch for those whose outcome reported no provider spend (the rest is
+        `ProviderSpendQueries`'): read from the monthly outcome totals (ADR-152, ADR-170), the
+        frozen cost of all captures less that of the captures that reported a spend."""
+        outcomes = tenant_month_outcomes.c
         rows = await self._conn.execute(
-            select(
-                transfers.c.model,
-                func.count(),
-                func.sum(transfers.c.amount),
-                func.sum(batch_hold_lines.c.provider_cost_usd_micros).filter(unreported()),
-            )
-            .select_from(frozen_cost_of_captures())
-            .where(
-                transfers.c.ref_type == RefType.BATCH_CAPTURE.value,
-                transfers.c.created_at >= start,
-                transfers.c.created_at < end,
-            )
-            .group_by(transfers.c.model)
+            _outcomes_within(
+                start,
+                end,
+                func.sum(outcomes.transfers),
+                func.sum(outcomes.amount),
+                func.sum(outcomes.provider_cost_usd_micros - outcomes.reported_frozen_cost_usd_micros),
+            ).where(outcomes.ref_type == RefType.BATCH_CAPTURE.value)
         )
         return [
             CapturedVolume(
                 model=model or UNRECORDED_MODEL,
                 videos=int(videos),
                 credits=int(credits),
-                provider_cost_usd_micros=int(cost or 0),
+                provider_cost_usd_micros=int(cost),
             )
             for model, videos, credits, cost in rows
         ]
