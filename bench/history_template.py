@@ -130,6 +130,8 @@ def _upgraded(conn: psycopg.Connection[Any], name: str, *, log: bool) -> Generat
         except subprocess.CalledProcessError:
             # Migrations this checkout does not know (a template of another branch): not an ancestor.
             _drop(conn, building)
+            if log:
+                print(f"  history: {older} passed over (the migrate error above: another branch's history)")
             continue
         except BaseException:
             _drop(conn, building)
