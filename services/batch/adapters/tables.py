@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from libs.columns import created_at_column
+from libs.columns import created_at_column, timestamp_column
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "batch"
@@ -43,11 +43,11 @@ batches = Table(
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("webhook_url", Text, nullable=True),
     created_at_column(),
-    Column("queued_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("settled_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("queued_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
+    timestamp_column("settled_at", nullable=True),
     # 0002: optional deadline, why the batch was cancelled ('customer' or 'deadline'), retried batch.
-    Column("deadline_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("deadline_at", nullable=True),
     Column("cancel_reason", Text, nullable=True),
     Column("retry_of", UUID(as_uuid=True), nullable=True),
     # 0004: outcome counters, written in the transaction that finishes the tasks (ADR-031).
@@ -142,23 +142,23 @@ tasks = Table(
     # 0014: claims a stopping worker handed back (not lost: the lease sweep does not count them).
     Column("handbacks", Integer, nullable=False, server_default=text("0")),
     Column("claim_token", UUID(as_uuid=True), nullable=True),
-    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("lease_expires_at", nullable=True),
     Column("failure_type", Text, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("video_url", Text, nullable=True),
     created_at_column(),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("started_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
     # 0002: when the task was put in a dispatch message (NULL: waiting for the batch's window), and
     # which worker process last claimed it.
-    Column("dispatched_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("dispatched_at", nullable=True),
     Column("claimed_by", Text, nullable=True),
     # 0011 (issue 25): the item's generation settings (NULL: none), its priced options
     # ("audio=on;resolution=1080p", a quote line's key), and the live detail of a running task:
     # when its next attempt starts (while it waits to retry) and what its last attempt said.
     Column("settings", JSONB, nullable=True),
     Column("price_options", Text, nullable=False, server_default=text("''")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("next_attempt_at", nullable=True),
     Column("last_error", Text, nullable=True),
     # 0010: the client's id of the item (unique within the batch by the create rule) and its
     # labels (a JSON object of strings); NULL for none.
@@ -227,8 +227,8 @@ provider_jobs = Table(
     Column("claim_token", UUID(as_uuid=True), nullable=True),
     Column("cost_usd_micros", BigInteger, nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
-    Column("job_recorded_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("job_recorded_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
     # 0015: whether its provider bills a failed job (so its cost follows from its row, ADR-144).
     Column("failures_billed", Boolean, nullable=False, server_default=text("false")),
     Index("ix_provider_jobs_task", "task_id", "attempt"),
