@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Uuid, func
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Uuid, func, text
 
 
 def serial_id_column() -> Column[int]:
@@ -30,6 +30,14 @@ def tenant_id_column(*, references: str | None = None, primary_key: bool = False
     if primary_key:
         return Column("tenant_id", Uuid, *keys, primary_key=True)
     return Column("tenant_id", Uuid, *keys, nullable=False)
+
+
+def credits_column(name: str, *, nullable: bool = False, zero_default: bool = False) -> Column[int]:
+    """An amount of credits (money is a whole number of credits, a BIGINT); `zero_default` for a
+    required total that starts at 0 (a balance, what a hold captured so far)."""
+    if zero_default:
+        return Column(name, BigInteger, nullable=False, server_default=text("0"))
+    return Column(name, BigInteger, nullable=nullable)
 
 
 def timestamp_column(name: str, *, nullable: bool) -> Column[datetime]:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from libs.columns import created_at_column, timestamp_column
+from libs.columns import created_at_column, credits_column, timestamp_column
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "batch"
@@ -33,12 +33,12 @@ batches = Table(
     Column("request_fingerprint", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("total_count", Integer, nullable=False),
-    Column("required_credits", BigInteger, nullable=False),
-    Column("cost_per_video", BigInteger, nullable=True),
-    Column("available_snapshot", BigInteger, nullable=True),
-    Column("frozen_credits", BigInteger, nullable=False, server_default=text("0")),
-    Column("rejected_required", BigInteger, nullable=True),
-    Column("rejected_available", BigInteger, nullable=True),
+    credits_column("required_credits"),
+    credits_column("cost_per_video", nullable=True),
+    credits_column("available_snapshot", nullable=True),
+    credits_column("frozen_credits", zero_default=True),
+    credits_column("rejected_required", nullable=True),
+    credits_column("rejected_available", nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("webhook_url", Text, nullable=True),
@@ -54,8 +54,8 @@ batches = Table(
     Column("succeeded_count", BigInteger, nullable=False, server_default=text("0")),
     Column("failed_count", BigInteger, nullable=False, server_default=text("0")),
     Column("cancelled_count", BigInteger, nullable=False, server_default=text("0")),
-    Column("credits_spent", BigInteger, nullable=False, server_default=text("0")),
-    Column("refunded_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("credits_spent", zero_default=True),
+    credits_column("refunded_credits", zero_default=True),
     # 0007: why a rejected batch was rejected (`RejectionReason`).
     Column("rejection_reason", Text, nullable=True),
     # 0008: tasks still queued and not yet in a dispatch message (ADR-042), less as they are
@@ -133,7 +133,7 @@ tasks = Table(
     Column("batch_index", Integer, nullable=False),
     Column("prompt", Text, nullable=False),
     Column("model", Text, nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
+    credits_column("unit_price"),
     # The video length priced, for a model priced per second; 0 for a per-video model.
     Column("duration_seconds", Integer, nullable=False, server_default=text("0")),
     Column("status", Text, nullable=False),

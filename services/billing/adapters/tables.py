@@ -1,8 +1,7 @@
 """The billing schema as SQLAlchemy Core tables (the migrations create exactly these).
 
-Over 500 lines on purpose: one declaration per table of the schema (~30) and nothing else, kept
-in one file so a reader sees every table, key and constraint together, next to the migrations that
-make them.
+Over 500 lines on purpose: one declaration per table of the schema (~30) and nothing else, in one
+file so a reader sees every table, key and constraint together (conventions from `libs.columns`).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from libs.columns import (
     created_at_column,
+    credits_column,
     database_clock_column,
     serial_id_column,
     tenant_id_column,
@@ -113,11 +113,11 @@ accounts = Table(
     Column("kind", Text, nullable=False),
     Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=True),
     Column("batch_id", Uuid, nullable=True),
-    Column("balance", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("balance", zero_default=True),
     created_at_column(),
     # What the tenant owes (minus its debt account's balance), on its available row: a freeze reads
     # it with the wallet it locks. Kept by the `debt_kept_on_wallet` trigger (0018, ADR-165).
-    Column("owed", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("owed", zero_default=True),
     CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
     # Tenant accounts can never go negative, whatever the code does; a tenant's `debt` (0013,
     # ADR-134) is the one debit-normal account: its balance is minus what the tenant owes.
@@ -166,7 +166,7 @@ transfers = Table(
     Column("batch_id", Uuid, nullable=True),
     Column("debit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("credit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     created_at_column(),
     # The model of a task outcome (per-model statements and margins); NULL on other transfers.
     Column("model", Text, nullable=True),
@@ -197,8 +197,8 @@ ledger_entries = Table(
     Column("batch_id", Uuid, nullable=True),
     Column("ref_type", Text, nullable=False),
     Column("ref_id", Text, nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("balance_after", BigInteger, nullable=True),
+    credits_column("amount"),
+    credits_column("balance_after", nullable=True),
     created_at_column(),
     CheckConstraint("amount <> 0", name="ck_ledger_entries_amount_nonzero"),
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
@@ -215,13 +215,13 @@ batch_holds = Table(
     tenant_id_column(references="billing.tenants.id"),
     Column("hold_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("item_count", BigInteger, nullable=False),
-    Column("frozen", BigInteger, nullable=False),
-    Column("available_before", BigInteger, nullable=False),
-    Column("available_after", BigInteger, nullable=False),
-    Column("captured", BigInteger, nullable=False, server_default=text("0")),
-    Column("refunded", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("frozen"),
+    credits_column("available_before"),
+    credits_column("available_after"),
+    credits_column("captured", zero_default=True),
+    credits_column("refunded", zero_default=True),
     Column("outcomes_applied", BigInteger, nullable=False, server_default=text("0")),
-    Column("released", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("released", zero_default=True),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     timestamp_column("settled_at", nullable=True),
     created_at_column(),
@@ -254,7 +254,7 @@ account_month_totals = Table(
     Column("month", Date, nullable=False),
     Column("ref_type", Text, nullable=False),
     Column("entries", BigInteger, nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     PrimaryKeyConstraint("account_id", "month", "ref_type", name="pk_account_month_totals"),
 )
 
@@ -268,7 +268,7 @@ tenant_month_outcomes = Table(
     Column("model", Text, nullable=False),
     Column("ref_type", Text, nullable=False),
     Column("transfers", BigInteger, nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     Column("provider_cost_usd_micros", BigInteger, nullable=False),
     # 0019 (ADR-170): the part of it frozen for captures whose task reported a provider spend.
     Column("reported_frozen_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
@@ -284,7 +284,7 @@ quotes = Table(
     Column("api_key_id", Uuid, nullable=True),
     Column("fingerprint", Text, nullable=False),
     Column("lines", JSONB, nullable=False),
-    Column("total", BigInteger, nullable=False),
+    credits_column("total"),
     timestamp_column("created_at", nullable=False),
     timestamp_column("expires_at", nullable=False),
     Column("batch_id", Uuid, nullable=True, unique=True),
@@ -301,7 +301,7 @@ budgets = Table(
     tenant_id_column(references="billing.tenants.id"),
     Column("scope", Text, nullable=False),
     Column("scope_id", Text, nullable=False),
-    Column("monthly_credits", BigInteger, nullable=False),
+    credits_column("monthly_credits"),
     updated_at_column(),
     PrimaryKeyConstraint("tenant_id", "scope", "scope_id", name="pk_budgets"),
     CheckConstraint("scope IN ('tenant', 'api_key', 'project')", name="ck_budgets_scope"),
@@ -313,7 +313,7 @@ alert_thresholds = Table(
     "alert_thresholds",
     metadata,
     tenant_id_column(references="billing.tenants.id", primary_key=True),
-    Column("low_balance_credits", BigInteger, nullable=True),
+    credits_column("low_balance_credits", nullable=True),
     Column("budget_percent", Integer, nullable=True),
     updated_at_column(),
     CheckConstraint("low_balance_credits >= 1", name="ck_alert_thresholds_low_balance"),
@@ -325,7 +325,7 @@ batch_hold_lines = Table(
     metadata,
     Column("batch_id", Uuid, ForeignKey("billing.batch_holds.batch_id"), nullable=False),
     Column("model", Text, nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
+    credits_column("unit_price"),
     Column("count", BigInteger, nullable=False),
     # Our provider cost per video when the batch was accepted (margins use the frozen cost).
     Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
@@ -364,14 +364,14 @@ payments = Table(
     Column("reference", Text, nullable=False),
     Column("payment_intent", Text, nullable=True),
     Column("pack_id", Text, nullable=True),
-    Column("credits", BigInteger, nullable=False),
+    credits_column("credits"),
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=True),
     created_at_column(),
     # 0013 (ADR-134): Stripe's cumulative `amount_refunded` seen so far, and the credits taken back
     # net of reinstatements (refunds and disputes), never more than `credits`.
     Column("refunded_usd_cents", BigInteger, nullable=False, server_default=text("0")),
-    Column("reversed_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("reversed_credits", zero_default=True),
     CheckConstraint("reversed_credits BETWEEN 0 AND credits", name="ck_payments_reversed_within_credits"),
     CheckConstraint("provider IN ('stripe', 'invoice')", name="ck_payments_provider"),
     CheckConstraint("credits > 0", name="ck_payments_credits_positive"),
@@ -421,12 +421,12 @@ payment_reversals = Table(
     Column("kind", Text, nullable=False),
     # The dispute id, or `refunded:<cumulative cents>` for a refund.
     Column("source_id", Text, nullable=False),
-    Column("credits", BigInteger, nullable=False),
-    Column("from_available", BigInteger, nullable=False),
-    Column("to_debt", BigInteger, nullable=False),
+    credits_column("credits"),
+    credits_column("from_available"),
+    credits_column("to_debt"),
     Column("status", Text, nullable=False, server_default=text("'reversed'")),
-    Column("reinstated_to_debt", BigInteger, nullable=False, server_default=text("0")),
-    Column("reinstated_to_available", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("reinstated_to_debt", zero_default=True),
+    credits_column("reinstated_to_available", zero_default=True),
     created_at_column(),
     timestamp_column("reinstated_at", nullable=True),
     CheckConstraint("kind IN ('refund', 'dispute')", name="ck_payment_reversals_kind"),
@@ -445,7 +445,7 @@ auto_top_up_settings = Table(
     metadata,
     tenant_id_column(references="billing.tenants.id", primary_key=True),
     Column("enabled", Boolean, nullable=False, server_default=text("false")),
-    Column("threshold_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("threshold_credits", zero_default=True),
     Column("pack_id", Text, nullable=False, server_default=text("''")),
     Column("max_per_month", Integer, nullable=False, server_default=text("1")),
     Column("stripe_customer_id", Text, nullable=True),
@@ -468,7 +468,7 @@ auto_top_ups = Table(
     tenant_id_column(references="billing.tenants.id"),
     Column("crossing_key", Text, nullable=False, unique=True),
     Column("pack_id", Text, nullable=False),
-    Column("credits", BigInteger, nullable=False),
+    credits_column("credits"),
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("period", Date, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),
