@@ -36,6 +36,8 @@ def credits_column(name: str, *, nullable: bool = False, zero_default: bool = Fa
     """An amount of credits (money is a whole number of credits, a BIGINT); `zero_default` for a
     required total that starts at 0 (a balance, what a hold captured so far)."""
     if zero_default:
+        if nullable:
+            raise ValueError(f"{name}: a total that starts at 0 is never NULL")
         return Column(name, BigInteger, nullable=False, server_default=text("0"))
     return Column(name, BigInteger, nullable=nullable)
 
