@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 from sqlalchemy import (
-    BigInteger,
     Column,
     LargeBinary,
     MetaData,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from libs.columns import created_at_column
+from libs.columns import created_at_column, serial_id_column
 from libs.config import Settings
 from libs.db import Database, libpq_url
 from libs.lifecycle import sleep_or_stop
@@ -41,7 +40,7 @@ def outbox_table(metadata: MetaData, schema: str) -> Table:
     return Table(
         "outbox",
         metadata,
-        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        serial_id_column(),
         Column("message_id", Text, nullable=False, unique=True),
         Column("routing_key", Text, nullable=False),
         Column("message_type", Text, nullable=False),

@@ -6,16 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     Table,
     Text,
-    func,
     select,
     text,
 )
@@ -23,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.columns import database_clock_column, serial_id_column
 from libs.messaging.contract import TOPOLOGY, QueueSpec
 
 SCHEMA = "bus"
@@ -41,7 +39,7 @@ queues = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     Column("queue", Text, nullable=False),
     Column("message_id", Text, nullable=False),
     Column("routing_key", Text, nullable=False),
@@ -51,11 +49,11 @@ messages = Table(
     # Times the message was handed to a consumer; the delivery limit applies to it.
     Column("deliveries", Integer, nullable=False, server_default="0"),
     # Claimable once this moment has passed; a claim pushes it a visibility timeout ahead.
-    Column("visible_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    database_clock_column("visible_at"),
     # Server pid of the claiming bus's listener session: when that session is gone (its process
     # died), the message is claimable at once rather than after the visibility timeout.
     Column("claimed_by", Integer, nullable=True),
-    Column("enqueued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    database_clock_column("enqueued_at"),
     # Claims scan one queue in id order and stop after a few rows.
     Index("messages_queue_id", "queue", "id"),
 )

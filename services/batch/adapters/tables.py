@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from libs.columns import created_at_column
+from libs.columns import created_at_column, credits_column, timestamp_column
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "batch"
@@ -33,29 +33,29 @@ batches = Table(
     Column("request_fingerprint", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("total_count", Integer, nullable=False),
-    Column("required_credits", BigInteger, nullable=False),
-    Column("cost_per_video", BigInteger, nullable=True),
-    Column("available_snapshot", BigInteger, nullable=True),
-    Column("frozen_credits", BigInteger, nullable=False, server_default=text("0")),
-    Column("rejected_required", BigInteger, nullable=True),
-    Column("rejected_available", BigInteger, nullable=True),
+    credits_column("required_credits"),
+    credits_column("cost_per_video", nullable=True),
+    credits_column("available_snapshot", nullable=True),
+    credits_column("frozen_credits", zero_default=True),
+    credits_column("rejected_required", nullable=True),
+    credits_column("rejected_available", nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
     Column("webhook_url", Text, nullable=True),
     created_at_column(),
-    Column("queued_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("settled_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("queued_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
+    timestamp_column("settled_at", nullable=True),
     # 0002: optional deadline, why the batch was cancelled ('customer' or 'deadline'), retried batch.
-    Column("deadline_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("deadline_at", nullable=True),
     Column("cancel_reason", Text, nullable=True),
     Column("retry_of", UUID(as_uuid=True), nullable=True),
     # 0004: outcome counters, written in the transaction that finishes the tasks (ADR-031).
     Column("succeeded_count", BigInteger, nullable=False, server_default=text("0")),
     Column("failed_count", BigInteger, nullable=False, server_default=text("0")),
     Column("cancelled_count", BigInteger, nullable=False, server_default=text("0")),
-    Column("credits_spent", BigInteger, nullable=False, server_default=text("0")),
-    Column("refunded_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("credits_spent", zero_default=True),
+    credits_column("refunded_credits", zero_default=True),
     # 0007: why a rejected batch was rejected (`RejectionReason`).
     Column("rejection_reason", Text, nullable=True),
     # 0008: tasks still queued and not yet in a dispatch message (ADR-042), less as they are
@@ -133,7 +133,7 @@ tasks = Table(
     Column("batch_index", Integer, nullable=False),
     Column("prompt", Text, nullable=False),
     Column("model", Text, nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
+    credits_column("unit_price"),
     # The video length priced, for a model priced per second; 0 for a per-video model.
     Column("duration_seconds", Integer, nullable=False, server_default=text("0")),
     Column("status", Text, nullable=False),
@@ -142,23 +142,23 @@ tasks = Table(
     # 0014: claims a stopping worker handed back (not lost: the lease sweep does not count them).
     Column("handbacks", Integer, nullable=False, server_default=text("0")),
     Column("claim_token", UUID(as_uuid=True), nullable=True),
-    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("lease_expires_at", nullable=True),
     Column("failure_type", Text, nullable=True),
     Column("error_message", Text, nullable=True),
     Column("video_url", Text, nullable=True),
     created_at_column(),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("started_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
     # 0002: when the task was put in a dispatch message (NULL: waiting for the batch's window), and
     # which worker process last claimed it.
-    Column("dispatched_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("dispatched_at", nullable=True),
     Column("claimed_by", Text, nullable=True),
     # 0011 (issue 25): the item's generation settings (NULL: none), its priced options
     # ("audio=on;resolution=1080p", a quote line's key), and the live detail of a running task:
     # when its next attempt starts (while it waits to retry) and what its last attempt said.
     Column("settings", JSONB, nullable=True),
     Column("price_options", Text, nullable=False, server_default=text("''")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("next_attempt_at", nullable=True),
     Column("last_error", Text, nullable=True),
     # 0010: the client's id of the item (unique within the batch by the create rule) and its
     # labels (a JSON object of strings); NULL for none.
@@ -227,8 +227,8 @@ provider_jobs = Table(
     Column("claim_token", UUID(as_uuid=True), nullable=True),
     Column("cost_usd_micros", BigInteger, nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")),
-    Column("job_recorded_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("job_recorded_at", nullable=True),
+    timestamp_column("finished_at", nullable=True),
     # 0015: whether its provider bills a failed job (so its cost follows from its row, ADR-144).
     Column("failures_billed", Boolean, nullable=False, server_default=text("false")),
     Index("ix_provider_jobs_task", "task_id", "attempt"),

@@ -1,8 +1,7 @@
 """The billing schema as SQLAlchemy Core tables (the migrations create exactly these).
 
-Over 500 lines on purpose: one declaration per table of the schema (~30) and nothing else, kept
-in one file so a reader sees every table, key and constraint together, next to the migrations that
-make them.
+Over 500 lines on purpose: one declaration per table of the schema (~30) and nothing else, in one
+file so a reader sees every table, key and constraint together (conventions from `libs.columns`).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    DateTime,
     Double,
     ForeignKey,
     Index,
@@ -24,12 +22,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from libs.columns import created_at_column
+from libs.columns import (
+    created_at_column,
+    credits_column,
+    database_clock_column,
+    serial_id_column,
+    tenant_id_column,
+    timestamp_column,
+    updated_at_column,
+    uuid_id_column,
+)
 from libs.messaging.outbox import outbox_table
 
 SCHEMA = "billing"
@@ -39,7 +45,7 @@ metadata = MetaData(schema=SCHEMA)
 tenants = Table(
     "tenants",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_id_column(),
     Column("name", Text, nullable=False),
     created_at_column(),
 )
@@ -47,16 +53,16 @@ tenants = Table(
 api_keys = Table(
     "api_keys",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    uuid_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("key_hash", Text, nullable=False, unique=True),
     Column("key_prefix", Text, nullable=False),
     created_at_column(),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
-    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("revoked_at", nullable=True),
+    timestamp_column("last_used_at", nullable=True),
     # 0009: what the key may do (`batches`, `read`, `billing`), and when it stops working.
     Column("scopes", ARRAY(Text), nullable=False, server_default=text("'{batches,read,billing}'::text[]")),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("expires_at", nullable=True),
     CheckConstraint(
         "scopes <@ '{batches,read,billing}'::text[] AND cardinality(scopes) > 0", name="ck_api_keys_scopes"
     ),
@@ -67,14 +73,14 @@ api_keys = Table(
 admin_keys = Table(
     "admin_keys",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_id_column(),
     Column("key_hash", Text, nullable=False, unique=True),
     Column("key_prefix", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("name", Text, nullable=False, server_default=text("''")),
     created_at_column(),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
-    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("revoked_at", nullable=True),
+    timestamp_column("last_used_at", nullable=True),
     CheckConstraint("role IN ('admin', 'finance')", name="ck_admin_keys_role"),
 )
 
@@ -82,8 +88,8 @@ admin_keys = Table(
 video_access_log = Table(
     "video_access_log",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    serial_id_column(),
+    timestamp_column("occurred_at", nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("key_id", Text, nullable=False),
     Column("client_address", Text, nullable=False),
@@ -103,15 +109,15 @@ ACCOUNT_KINDS_SQL = "('available', 'hold', 'debt', 'revenue', 'grants', 'payment
 accounts = Table(
     "accounts",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     Column("kind", Text, nullable=False),
     Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=True),
     Column("batch_id", Uuid, nullable=True),
-    Column("balance", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("balance", zero_default=True),
     created_at_column(),
     # What the tenant owes (minus its debt account's balance), on its available row: a freeze reads
     # it with the wallet it locks. Kept by the `debt_kept_on_wallet` trigger (0018, ADR-165).
-    Column("owed", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("owed", zero_default=True),
     CheckConstraint(f"kind IN {ACCOUNT_KINDS_SQL}", name="ck_accounts_kind"),
     # Tenant accounts can never go negative, whatever the code does; a tenant's `debt` (0013,
     # ADR-134) is the one debit-normal account: its balance is minus what the tenant owes.
@@ -151,16 +157,16 @@ REF_TYPES_SQL = (
 transfers = Table(
     "transfers",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     # The business key: the database, not the code, guarantees each effect happens once (I3).
     Column("key", Text, nullable=False, unique=True),
     Column("ref_type", Text, nullable=False),
     Column("ref_id", Text, nullable=False),
-    Column("tenant_id", Uuid, nullable=False),
+    tenant_id_column(),
     Column("batch_id", Uuid, nullable=True),
     Column("debit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("credit_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     created_at_column(),
     # The model of a task outcome (per-model statements and margins); NULL on other transfers.
     Column("model", Text, nullable=True),
@@ -184,15 +190,15 @@ transfers = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=False),
     Column("account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("tenant_id", Uuid, nullable=True),
     Column("batch_id", Uuid, nullable=True),
     Column("ref_type", Text, nullable=False),
     Column("ref_id", Text, nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("balance_after", BigInteger, nullable=True),
+    credits_column("amount"),
+    credits_column("balance_after", nullable=True),
     created_at_column(),
     CheckConstraint("amount <> 0", name="ck_ledger_entries_amount_nonzero"),
     Index("ix_ledger_entries_account_id_id", "account_id", "id"),
@@ -206,18 +212,18 @@ batch_holds = Table(
     "batch_holds",
     metadata,
     Column("batch_id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    tenant_id_column(references="billing.tenants.id"),
     Column("hold_account_id", BigInteger, ForeignKey("billing.accounts.id"), nullable=False),
     Column("item_count", BigInteger, nullable=False),
-    Column("frozen", BigInteger, nullable=False),
-    Column("available_before", BigInteger, nullable=False),
-    Column("available_after", BigInteger, nullable=False),
-    Column("captured", BigInteger, nullable=False, server_default=text("0")),
-    Column("refunded", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("frozen"),
+    credits_column("available_before"),
+    credits_column("available_after"),
+    credits_column("captured", zero_default=True),
+    credits_column("refunded", zero_default=True),
     Column("outcomes_applied", BigInteger, nullable=False, server_default=text("0")),
-    Column("released", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("released", zero_default=True),
     Column("settlement_status", Text, nullable=False, server_default=text("'pending'")),
-    Column("settled_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("settled_at", nullable=True),
     created_at_column(),
     # 0009: whose budgets the hold counts against, in which month (its first day, UTC).
     Column("api_key_id", Uuid, nullable=True),
@@ -248,7 +254,7 @@ account_month_totals = Table(
     Column("month", Date, nullable=False),
     Column("ref_type", Text, nullable=False),
     Column("entries", BigInteger, nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     PrimaryKeyConstraint("account_id", "month", "ref_type", name="pk_account_month_totals"),
 )
 
@@ -258,11 +264,11 @@ tenant_month_outcomes = Table(
     "tenant_month_outcomes",
     metadata,
     Column("month", Date, nullable=False),
-    Column("tenant_id", Uuid, nullable=False),
+    tenant_id_column(),
     Column("model", Text, nullable=False),
     Column("ref_type", Text, nullable=False),
     Column("transfers", BigInteger, nullable=False),
-    Column("amount", BigInteger, nullable=False),
+    credits_column("amount"),
     Column("provider_cost_usd_micros", BigInteger, nullable=False),
     # 0019 (ADR-170): the part of it frozen for captures whose task reported a provider spend.
     Column("reported_frozen_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
@@ -273,16 +279,16 @@ tenant_month_outcomes = Table(
 quotes = Table(
     "quotes",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    uuid_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("api_key_id", Uuid, nullable=True),
     Column("fingerprint", Text, nullable=False),
     Column("lines", JSONB, nullable=False),
-    Column("total", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    credits_column("total"),
+    timestamp_column("created_at", nullable=False),
+    timestamp_column("expires_at", nullable=False),
     Column("batch_id", Uuid, nullable=True, unique=True),
-    Column("used_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("used_at", nullable=True),
     CheckConstraint("total >= 0", name="ck_quotes_total"),
     CheckConstraint("(batch_id IS NULL) = (used_at IS NULL)", name="ck_quotes_used"),
     Index("ix_quotes_tenant_id", "tenant_id"),
@@ -292,11 +298,11 @@ quotes = Table(
 budgets = Table(
     "budgets",
     metadata,
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    tenant_id_column(references="billing.tenants.id"),
     Column("scope", Text, nullable=False),
     Column("scope_id", Text, nullable=False),
-    Column("monthly_credits", BigInteger, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    credits_column("monthly_credits"),
+    updated_at_column(),
     PrimaryKeyConstraint("tenant_id", "scope", "scope_id", name="pk_budgets"),
     CheckConstraint("scope IN ('tenant', 'api_key', 'project')", name="ck_budgets_scope"),
     CheckConstraint("monthly_credits >= 0", name="ck_budgets_monthly_credits"),
@@ -306,10 +312,10 @@ budgets = Table(
 alert_thresholds = Table(
     "alert_thresholds",
     metadata,
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
-    Column("low_balance_credits", BigInteger, nullable=True),
+    tenant_id_column(references="billing.tenants.id", primary_key=True),
+    credits_column("low_balance_credits", nullable=True),
     Column("budget_percent", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    updated_at_column(),
     CheckConstraint("low_balance_credits >= 1", name="ck_alert_thresholds_low_balance"),
     CheckConstraint("budget_percent BETWEEN 1 AND 100", name="ck_alert_thresholds_percent"),
 )
@@ -319,7 +325,7 @@ batch_hold_lines = Table(
     metadata,
     Column("batch_id", Uuid, ForeignKey("billing.batch_holds.batch_id"), nullable=False),
     Column("model", Text, nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
+    credits_column("unit_price"),
     Column("count", BigInteger, nullable=False),
     # Our provider cost per video when the batch was accepted (margins use the frozen cost).
     Column("provider_cost_usd_micros", BigInteger, nullable=False, server_default=text("0")),
@@ -342,7 +348,7 @@ task_provider_costs = Table(
     Column("captured", Boolean, nullable=False),
     Column("provider_cost_usd_micros", BigInteger, nullable=False),
     Column("provider_jobs", Integer, nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    database_clock_column("recorded_at"),
     CheckConstraint("provider_cost_usd_micros >= 0", name="ck_task_provider_costs_cost"),
     Index("ix_task_provider_costs_batch", "batch_id"),
     Index("ix_task_provider_costs_recorded_at", "recorded_at"),
@@ -352,20 +358,20 @@ task_provider_costs = Table(
 payments = Table(
     "payments",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    serial_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("provider", Text, nullable=False),
     Column("reference", Text, nullable=False),
     Column("payment_intent", Text, nullable=True),
     Column("pack_id", Text, nullable=True),
-    Column("credits", BigInteger, nullable=False),
+    credits_column("credits"),
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("transfer_id", BigInteger, ForeignKey("billing.transfers.id"), nullable=True),
     created_at_column(),
     # 0013 (ADR-134): Stripe's cumulative `amount_refunded` seen so far, and the credits taken back
     # net of reinstatements (refunds and disputes), never more than `credits`.
     Column("refunded_usd_cents", BigInteger, nullable=False, server_default=text("0")),
-    Column("reversed_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("reversed_credits", zero_default=True),
     CheckConstraint("reversed_credits BETWEEN 0 AND credits", name="ck_payments_reversed_within_credits"),
     CheckConstraint("provider IN ('stripe', 'invoice')", name="ck_payments_provider"),
     CheckConstraint("credits > 0", name="ck_payments_credits_positive"),
@@ -385,7 +391,7 @@ payments = Table(
 payment_events = Table(
     "payment_events",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     Column("provider", Text, nullable=False),
     # NULL when the delivery did not verify: an unverified id is not trusted as a key.
     Column("event_id", Text, nullable=True),
@@ -394,7 +400,7 @@ payment_events = Table(
     Column("detail", Text, nullable=False, server_default=text("''")),
     Column("tenant_id", Uuid, nullable=True),
     Column("payment_reference", Text, nullable=True),
-    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    database_clock_column("received_at"),
     Index(
         "uq_payment_events_provider_event_id",
         "provider",
@@ -409,20 +415,20 @@ payment_events = Table(
 payment_reversals = Table(
     "payment_reversals",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    serial_id_column(),
     Column("payment_id", BigInteger, ForeignKey("billing.payments.id"), nullable=False),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    tenant_id_column(references="billing.tenants.id"),
     Column("kind", Text, nullable=False),
     # The dispute id, or `refunded:<cumulative cents>` for a refund.
     Column("source_id", Text, nullable=False),
-    Column("credits", BigInteger, nullable=False),
-    Column("from_available", BigInteger, nullable=False),
-    Column("to_debt", BigInteger, nullable=False),
+    credits_column("credits"),
+    credits_column("from_available"),
+    credits_column("to_debt"),
     Column("status", Text, nullable=False, server_default=text("'reversed'")),
-    Column("reinstated_to_debt", BigInteger, nullable=False, server_default=text("0")),
-    Column("reinstated_to_available", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("reinstated_to_debt", zero_default=True),
+    credits_column("reinstated_to_available", zero_default=True),
     created_at_column(),
-    Column("reinstated_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("reinstated_at", nullable=True),
     CheckConstraint("kind IN ('refund', 'dispute')", name="ck_payment_reversals_kind"),
     CheckConstraint("status IN ('reversed', 'reinstated')", name="ck_payment_reversals_status"),
     CheckConstraint(
@@ -437,9 +443,9 @@ payment_reversals = Table(
 auto_top_up_settings = Table(
     "auto_top_up_settings",
     metadata,
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
+    tenant_id_column(references="billing.tenants.id", primary_key=True),
     Column("enabled", Boolean, nullable=False, server_default=text("false")),
-    Column("threshold_credits", BigInteger, nullable=False, server_default=text("0")),
+    credits_column("threshold_credits", zero_default=True),
     Column("pack_id", Text, nullable=False, server_default=text("''")),
     Column("max_per_month", Integer, nullable=False, server_default=text("1")),
     Column("stripe_customer_id", Text, nullable=True),
@@ -447,8 +453,8 @@ auto_top_up_settings = Table(
     Column("payment_method_label", Text, nullable=False, server_default=text("''")),
     # Why it turned itself off (a declined payment), shown until the owner turns it on again.
     Column("disabled_reason", Text, nullable=False, server_default=text("''")),
-    Column("disabled_at", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    timestamp_column("disabled_at", nullable=True),
+    updated_at_column(),
     CheckConstraint("threshold_credits >= 0", name="ck_auto_top_up_threshold"),
     CheckConstraint("max_per_month BETWEEN 1 AND 100", name="ck_auto_top_up_max_per_month"),
 )
@@ -458,11 +464,11 @@ auto_top_up_settings = Table(
 auto_top_ups = Table(
     "auto_top_ups",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    uuid_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("crossing_key", Text, nullable=False, unique=True),
     Column("pack_id", Text, nullable=False),
-    Column("credits", BigInteger, nullable=False),
+    credits_column("credits"),
     Column("amount_usd_cents", BigInteger, nullable=False),
     Column("period", Date, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),
@@ -470,9 +476,9 @@ auto_top_ups = Table(
     Column("failure_code", Text, nullable=False, server_default=text("''")),
     Column("failure_message", Text, nullable=False, server_default=text("''")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    timestamp_column("lease_until", nullable=True),
     created_at_column(),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    updated_at_column(),
     CheckConstraint(
         "status IN ('pending', 'submitted', 'succeeded', 'failed')", name="ck_auto_top_ups_status"
     ),
@@ -490,9 +496,9 @@ auto_top_ups = Table(
 tenant_console_settings = Table(
     "tenant_console_settings",
     metadata,
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), primary_key=True),
+    tenant_id_column(references="billing.tenants.id", primary_key=True),
     Column("finance_may_buy_credits", Boolean, nullable=False, server_default=text("false")),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    updated_at_column(),
 )
 
 # Customer console access (issue 24, migration 0006): people of a tenant, their invites and
@@ -502,14 +508,14 @@ CONSOLE_ROLES_SQL = "('owner', 'developer', 'finance')"
 console_users = Table(
     "console_users",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    uuid_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("email", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("invite_id", Uuid, nullable=True),
     created_at_column(),
-    Column("removed_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("removed_at", nullable=True),
     CheckConstraint(f"role IN {CONSOLE_ROLES_SQL}", name="ck_console_users_role"),
     # One active user per email across tenants: the sign-in form asks for no tenant (ADR-075).
     Index("uq_console_users_active_email", "email", unique=True, postgresql_where=text("removed_at IS NULL")),
@@ -519,8 +525,8 @@ console_users = Table(
 console_invites = Table(
     "console_invites",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
+    uuid_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
     Column("email", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("token_hash", Text, nullable=False, unique=True),
@@ -528,9 +534,9 @@ console_invites = Table(
     Column("invited_by_id", Text, nullable=False, server_default=text("''")),
     Column("invited_by_label", Text, nullable=False, server_default=text("''")),
     created_at_column(),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("accepted_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("expires_at", nullable=False),
+    timestamp_column("accepted_at", nullable=True),
+    timestamp_column("revoked_at", nullable=True),
     Column("user_id", Uuid, nullable=True),
     CheckConstraint(f"role IN {CONSOLE_ROLES_SQL}", name="ck_console_invites_role"),
     Index("ix_console_invites_tenant_id", "tenant_id"),
@@ -539,15 +545,15 @@ console_invites = Table(
 console_sessions = Table(
     "console_sessions",
     metadata,
-    Column("id", Uuid, primary_key=True),
+    uuid_id_column(),
     Column("token_hash", Text, nullable=False, unique=True),
     Column("user_id", Uuid, ForeignKey("billing.console_users.id"), nullable=False),
     Column("csrf_token", Text, nullable=False),
     Column("client_address", Text, nullable=False, server_default=text("''")),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("last_seen_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("created_at", nullable=False),
+    timestamp_column("last_seen_at", nullable=False),
+    timestamp_column("expires_at", nullable=False),
+    timestamp_column("revoked_at", nullable=True),
     Index("ix_console_sessions_user_id", "user_id"),
 )
 
@@ -557,8 +563,8 @@ console_sign_in_failures = Table(
     metadata,
     Column("email", Text, primary_key=True),
     Column("failures", Integer, nullable=False),
-    Column("window_started_at", DateTime(timezone=True), nullable=False),
-    Column("locked_until", DateTime(timezone=True), nullable=True),
+    timestamp_column("window_started_at", nullable=False),
+    timestamp_column("locked_until", nullable=True),
 )
 
 # Shared token buckets (an API key's request rate, an address's failed sign-ins), ADR-128. Times
@@ -577,9 +583,9 @@ rate_buckets = Table(
 tenant_activity = Table(
     "tenant_activity",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("tenant_id", Uuid, ForeignKey("billing.tenants.id"), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    serial_id_column(),
+    tenant_id_column(references="billing.tenants.id"),
+    timestamp_column("occurred_at", nullable=False),
     Column("actor_kind", Text, nullable=False),
     Column("actor_id", Text, nullable=False),
     Column("actor_label", Text, nullable=False),

@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Identity,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 
-from libs.columns import created_at_column
+from libs.columns import created_at_column, tenant_id_column, timestamp_column, uuid_id_column
 
 SCHEMA = "webhook"
 
@@ -30,8 +29,8 @@ metadata = MetaData(schema=SCHEMA)
 endpoints = Table(
     "endpoints",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
+    uuid_id_column(),
+    tenant_id_column(),
     Column("url", Text, nullable=False),
     Column("event_types", ARRAY(Text), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
@@ -39,10 +38,10 @@ endpoints = Table(
     Column("secret", Text, nullable=False),
     # The secret a rotation replaced: it still signs, alongside, until previous_secret_expires_at.
     Column("previous_secret", Text, nullable=True),
-    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("previous_secret_expires_at", nullable=True),
     Column("status", Text, nullable=False, server_default="enabled"),
     created_at_column(),
-    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("disabled_at", nullable=True),
     CheckConstraint("status IN ('enabled', 'disabled', 'deleted')", name="ck_endpoints_status"),
     Index("ix_webhook_endpoints_tenant_id", "tenant_id", "created_at"),
 )
@@ -50,10 +49,10 @@ endpoints = Table(
 signing_secrets = Table(
     "signing_secrets",
     metadata,
-    Column("tenant_id", Uuid, primary_key=True),
+    tenant_id_column(primary_key=True),
     Column("secret", Text, nullable=False),
     Column("previous_secret", Text, nullable=True),
-    Column("previous_expires_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("previous_expires_at", nullable=True),
     created_at_column(),
 )
 
@@ -61,7 +60,7 @@ batch_destinations = Table(
     "batch_destinations",
     metadata,
     Column("batch_id", Uuid, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
+    tenant_id_column(),
     Column("webhook_url", Text, nullable=False),
     created_at_column(),
 )
@@ -71,7 +70,7 @@ messages = Table(
     metadata,
     # The Standard Webhooks `webhook-id`: fixed at creation, reused by every attempt and replay.
     Column("id", Text, primary_key=True),
-    Column("tenant_id", Uuid, nullable=False),
+    tenant_id_column(),
     Column("batch_id", Uuid, nullable=True),
     Column("event_type", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
@@ -82,11 +81,11 @@ messages = Table(
     Column("attempt_count", Integer, nullable=False, server_default=text("0")),
     # Attempts since creation or the last replay: the retry schedule is indexed by this.
     Column("round_attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    timestamp_column("next_attempt_at", nullable=True),
+    timestamp_column("lease_until", nullable=True),
     Column("claim_token", Uuid, nullable=True),
     created_at_column(),
-    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    timestamp_column("delivered_at", nullable=True),
     # W3C traceparent of the event that created the message: its deliveries join that trace.
     Column("traceparent", Text, nullable=True),
     CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_messages_status"),
@@ -101,7 +100,7 @@ attempts = Table(
     Column("id", BigInteger, Identity(always=False), primary_key=True),
     Column("message_id", Text, ForeignKey("webhook.messages.id"), nullable=False),
     Column("attempt_number", Integer, nullable=False),
-    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    timestamp_column("attempted_at", nullable=False),
     Column("duration_ms", BigInteger, nullable=False),
     Column("http_status", Integer, nullable=False),
     Column("error_class", Text, nullable=False),
