@@ -53,35 +53,34 @@ class ItemImages(Protocol[_Image_co]):
         ...
 
 
-def set_settings(settings: GenerationSettings, names: SettingNames) -> dict[str, Any]:
-    """The scalar settings the item set, under the document's names."""
-    values = (
-        settings.aspect_ratio,
-        settings.resolution,
-        settings.negative_prompt,
-        settings.seed,
-        settings.audio,
-    )
-    # An unset text is "", an unset seed or audio None; a seed of 0 and audio off are set.
-    return {
-        name: value for name, value in zip(names, values, strict=True) if value is not None and value != ""
-    }
+def add_settings(document: dict[str, Any], settings: GenerationSettings, names: SettingNames) -> None:
+    """Adds the scalar settings the item set to `document`, under the document's names (an unset
+    text is "", an unset seed or audio None; a seed of 0 and audio off are set)."""
+    if settings.aspect_ratio:
+        document[names.aspect_ratio] = settings.aspect_ratio
+    if settings.resolution:
+        document[names.resolution] = settings.resolution
+    if settings.negative_prompt:
+        document[names.negative_prompt] = settings.negative_prompt
+    if settings.seed is not None:
+        document[names.seed] = settings.seed
+    if settings.audio is not None:
+        document[names.audio] = settings.audio
 
 
-def set_images(
+def add_images(
+    document: dict[str, Any],
     images: ItemImages[_Image],
     names: ImageNames,
     encode: Callable[[_Image], Any],
     *,
     encode_reference: Callable[[_Image], Any] | None = None,
-) -> dict[str, Any]:
-    """The input images the item set, each in the document's form (`encode`; reference images by
-    `encode_reference` when the document wraps them apart), under the document's names."""
-    fields: dict[str, Any] = {}
+) -> None:
+    """Adds the input images the item set to `document`, each in the document's form (`encode`;
+    reference images by `encode_reference` when the document wraps them apart), under its names."""
     if images.first_frame is not None:
-        fields[names.first_frame] = encode(images.first_frame)
+        document[names.first_frame] = encode(images.first_frame)
     if images.last_frame is not None:
-        fields[names.last_frame] = encode(images.last_frame)
+        document[names.last_frame] = encode(images.last_frame)
     if images.reference_images:
-        fields[names.reference_images] = list(map(encode_reference or encode, images.reference_images))
-    return fields
+        document[names.reference_images] = list(map(encode_reference or encode, images.reference_images))

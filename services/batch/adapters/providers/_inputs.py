@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from services.batch.adapters.generation_fields import SettingNames, set_settings
+from services.batch.adapters.generation_fields import SettingNames, add_settings
 from services.batch.domain.generation import GenerationSettings, InputImage
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -31,4 +31,6 @@ def file_name(stem: str, image: InputImage) -> str:
 def snake_case_settings(settings: GenerationSettings) -> dict[str, Any]:
     """The settings Replicate's and fal's Veo inputs name alike (aspect_ratio, resolution,
     negative_prompt, seed, generate_audio), only those the item set."""
-    return set_settings(settings, _SNAKE_CASE)
+    fields: dict[str, Any] = {}
+    add_settings(fields, settings, _SNAKE_CASE)
+    return fields

@@ -17,7 +17,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from services.batch.adapters.generation_fields import ImageNames, set_images
+from services.batch.adapters.generation_fields import ImageNames, add_images
 from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
@@ -68,13 +68,10 @@ def prediction_input(job: ProviderJob) -> dict[str, Any]:
     """The prediction's `input`, in the names Replicate's video models use (google/veo-3.1: image,
     last_frame, reference_images, aspect_ratio, resolution, duration, negative_prompt, seed,
     generate_audio); images as data URIs."""
-    document: dict[str, Any] = {
-        "prompt": job.prompt,
-        **snake_case_settings(job.settings),
-        **set_images(job.images, _IMAGES, data_uri),
-    }
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(job.settings)}
     if job.duration_seconds:
         document["duration"] = job.duration_seconds
+    add_images(document, job.images, _IMAGES, data_uri)
     return document
 
 

@@ -20,7 +20,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from services.batch.adapters.generation_fields import ImageNames, SettingNames, set_images, set_settings
+from services.batch.adapters.generation_fields import ImageNames, SettingNames, add_images, add_settings
 from services.batch.adapters.providers._inputs import base64_text
 from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
@@ -109,11 +109,10 @@ def _reference_image(image: InputImage) -> dict[str, Any]:
 def predict_request(job: ProviderJob) -> dict[str, Any]:
     """The predictLongRunning body: the instance (prompt, first frame `image`, `lastFrame`,
     `referenceImages` of type asset) and only the `parameters` the item set."""
-    instance = {
-        "prompt": job.prompt,
-        **set_images(job.images, _IMAGES, _image, encode_reference=_reference_image),
-    }
-    parameters = set_settings(job.settings, _PARAMETERS)
+    instance: dict[str, Any] = {"prompt": job.prompt}
+    add_images(instance, job.images, _IMAGES, _image, encode_reference=_reference_image)
+    parameters: dict[str, Any] = {}
+    add_settings(parameters, job.settings, _PARAMETERS)
     if job.duration_seconds:
         parameters["durationSeconds"] = job.duration_seconds
     body: dict[str, Any] = {"instances": [instance]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.batch.adapters.generation_fields import ImageNames, SettingNames, set_images, set_settings
+from services.batch.adapters.generation_fields import ImageNames, SettingNames, add_images, add_settings
 from services.batch.domain.generation import NO_SETTINGS, GenerationSettings, ImageRef
 
 # The column's names: the domain's own.
@@ -21,10 +21,9 @@ def settings_json(settings: GenerationSettings) -> str | None:
     """The column's value: only what the item set, None when it set nothing."""
     if settings is NO_SETTINGS or settings.is_empty:
         return None
-    document = {
-        **set_settings(settings, _STORED_SETTINGS),
-        **set_images(settings, _STORED_IMAGES, _image),
-    }
+    document: dict[str, Any] = {}
+    add_settings(document, settings, _STORED_SETTINGS)
+    add_images(document, settings, _STORED_IMAGES, _image)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
