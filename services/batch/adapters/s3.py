@@ -7,9 +7,8 @@ the attempts are used up, the task fails and is refunded; it is never paid witho
 from __future__ import annotations
 
 from libs.s3 import S3Client, S3Error
-from services.batch.adapters.storage import asset_key, require_mp4
-from services.batch.domain.batch import BatchId, TaskId
-from services.batch.domain.provider import FailureType, ProviderFailure, VideoAsset
+from services.batch.adapters.storage import GatewayServedStorage
+from services.batch.domain.provider import FailureType, ProviderFailure
 
 
 class StorageUnavailable(ProviderFailure):
@@ -19,23 +18,17 @@ class StorageUnavailable(ProviderFailure):
         super().__init__(FailureType.PROVIDER_ERROR, message)
 
 
-class S3Storage:
+class S3Storage(GatewayServedStorage):
     """An `AssetStorage` over S3: objects `{batch_id}/{task_id}.mp4`, URLs on the gateway."""
 
     def __init__(self, client: S3Client, public_base_url: str) -> None:
+        super().__init__(public_base_url)
         self._client = client
-        self._public_base_url = public_base_url.rstrip("/")
 
-    async def store(self, batch_id: BatchId, task_id: TaskId, content: bytes) -> VideoAsset:
+    async def _write(self, key: str, content: bytes) -> str:
         """Uploads the video in one PUT (S3 makes it visible only once complete)."""
-        require_mp4(content)
-        key = asset_key(batch_id, task_id)
         try:
             await self._client.put_object(key, content, content_type="video/mp4")
         except S3Error as error:
             raise StorageUnavailable(f"could not store the video: {error}") from None
-        return VideoAsset(
-            path=f"s3://{self._client.bucket.bucket}/{key}",
-            url=f"{self._public_base_url}/videos/{key}",
-            size_bytes=len(content),
-        )
+        return f"s3://{self._client.bucket.bucket}/{key}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol
 
@@ -51,26 +52,43 @@ class AssetStorage(Protocol):
         ...
 
 
-class LocalDirectoryStorage:
-    """Videos under `asset_dir/{batch_id}/{task_id}.mp4`, served at `{public_base_url}/videos/...`."""
+class GatewayServedStorage(ABC):
+    """An `AssetStorage` whose videos are objects named by `asset_key` and served by the gateway at
+    `{public_base_url}/videos/{key}`: the MP4 check, the name and the URL around each backend's write."""
 
-    def __init__(self, asset_dir: Path, public_base_url: str) -> None:
-        self._asset_dir = asset_dir
+    def __init__(self, public_base_url: str) -> None:
         self._public_base_url = public_base_url.rstrip("/")
 
     async def store(self, batch_id: BatchId, task_id: TaskId, content: bytes) -> VideoAsset:
-        """Writes to a temporary name, then renames: the gateway never serves half a video."""
+        """Validates the video, writes it under its object name and tells where it is served."""
         require_mp4(content)
-        path = self._asset_dir / asset_key(batch_id, task_id)
+        key = asset_key(batch_id, task_id)
+        return VideoAsset(
+            path=await self._write(key, content),
+            url=f"{self._public_base_url}/videos/{key}",
+            size_bytes=len(content),
+        )
+
+    @abstractmethod
+    async def _write(self, key: str, content: bytes) -> str:
+        """Stores a valid video under `key` (replacing an earlier one); returns where it is kept."""
+
+
+class LocalDirectoryStorage(GatewayServedStorage):
+    """Videos under `asset_dir/{batch_id}/{task_id}.mp4`, served at `{public_base_url}/videos/...`."""
+
+    def __init__(self, asset_dir: Path, public_base_url: str) -> None:
+        super().__init__(public_base_url)
+        self._asset_dir = asset_dir
+
+    async def _write(self, key: str, content: bytes) -> str:
+        """Writes to a temporary name, then renames: the gateway never serves half a video."""
+        path = self._asset_dir / key
         if len(content) <= _INLINE_WRITE_BYTES:
             _write_atomically(path, content)
         else:
             await asyncio.to_thread(_write_atomically, path, content)
-        return VideoAsset(
-            path=str(path),
-            url=f"{self._public_base_url}/videos/{asset_key(batch_id, task_id)}",
-            size_bytes=len(content),
-        )
+        return str(path)
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from services.batch.adapters.generation_fields import SettingNames, add_settings
 from services.batch.domain.generation import GenerationSettings, InputImage
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_SNAKE_CASE = SettingNames("aspect_ratio", "resolution", "negative_prompt", "seed", "generate_audio")
 
 
 def base64_text(image: InputImage) -> str:
@@ -30,14 +32,5 @@ def snake_case_settings(settings: GenerationSettings) -> dict[str, Any]:
     """The settings Replicate's and fal's Veo inputs name alike (aspect_ratio, resolution,
     negative_prompt, seed, generate_audio), only those the item set."""
     fields: dict[str, Any] = {}
-    if settings.aspect_ratio:
-        fields["aspect_ratio"] = settings.aspect_ratio
-    if settings.resolution:
-        fields["resolution"] = settings.resolution
-    if settings.negative_prompt:
-        fields["negative_prompt"] = settings.negative_prompt
-    if settings.seed is not None:
-        fields["seed"] = settings.seed
-    if settings.audio is not None:
-        fields["generate_audio"] = settings.audio
+    add_settings(fields, settings, _SNAKE_CASE)
     return fields

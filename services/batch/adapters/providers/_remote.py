@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import httpx
 
@@ -344,20 +344,9 @@ class ProviderHttp:
                 raise self._refusal(response)
             return response
 
-    async def send_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        form: Multipart | None = None,
-        headers: Mapping[str, str] | None = None,
-        job_lookup: bool = False,
-    ) -> dict[str, Any]:
+    async def send_json(self, method: str, url: str, **request: Unpack[RequestOptions]) -> dict[str, Any]:
         """`send`, then the body as a JSON object."""
-        return json_object(
-            await self.send(method, url, json=json, form=form, headers=headers, job_lookup=job_lookup)
-        )
+        return json_object(await self.send(method, url, **request))
 
     async def download(self, url: str) -> bytes:
         """Fetches a video, following redirects by hand so credentials never leave the API origin.
@@ -415,6 +404,15 @@ class Multipart:
 
     fields: dict[str, str]
     files: list[tuple[str, tuple[str, bytes, str]]]
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keywords of `ProviderHttp.send`, which `send_json` passes on as they are."""
+
+    json: Any
+    form: Multipart | None
+    headers: Mapping[str, str] | None
+    job_lookup: bool
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

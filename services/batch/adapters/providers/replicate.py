@@ -17,6 +17,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.generation_fields import ImageNames, add_images
 from services.batch.adapters.providers._inputs import data_uri, snake_case_settings
 from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
@@ -33,6 +34,7 @@ PROVIDER = "replicate"
 DEFAULT_BASE_URL = "https://api.replicate.com"
 
 _RUNNING = frozenset({"starting", "processing"})
+_IMAGES = ImageNames("image", "last_frame", "reference_images")
 
 
 @refusal_classifier(PROVIDER)
@@ -66,16 +68,10 @@ def prediction_input(job: ProviderJob) -> dict[str, Any]:
     """The prediction's `input`, in the names Replicate's video models use (google/veo-3.1: image,
     last_frame, reference_images, aspect_ratio, resolution, duration, negative_prompt, seed,
     generate_audio); images as data URIs."""
-    settings, images = job.settings, job.images
-    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(settings)}
+    document: dict[str, Any] = {"prompt": job.prompt, **snake_case_settings(job.settings)}
     if job.duration_seconds:
         document["duration"] = job.duration_seconds
-    if images.first_frame is not None:
-        document["image"] = data_uri(images.first_frame)
-    if images.last_frame is not None:
-        document["last_frame"] = data_uri(images.last_frame)
-    if images.reference_images:
-        document["reference_images"] = [data_uri(image) for image in images.reference_images]
+    add_images(document, job.images, _IMAGES, data_uri)
     return document
 
 

@@ -20,6 +20,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from services.batch.adapters.generation_fields import ImageNames, SettingNames, add_images, add_settings
 from services.batch.adapters.providers._inputs import base64_text
 from services.batch.adapters.providers._lifecycle import RemoteJobProvider, StringHandles
 from services.batch.adapters.providers._remote import (
@@ -40,6 +41,10 @@ _INVALID_INPUT_CODES = frozenset({3, 9, 11})  # INVALID_ARGUMENT, FAILED_PRECOND
 _DEADLINE_EXCEEDED = 4
 _RESOURCE_EXHAUSTED = 8
 _CREDENTIAL_CODES = frozenset({7, 16})  # PERMISSION_DENIED, UNAUTHENTICATED
+
+# The Gemini API's names of the instance's images and of the parameters.
+_IMAGES = ImageNames("image", "lastFrame", "referenceImages")
+_PARAMETERS = SettingNames("aspectRatio", "resolution", "negativePrompt", "seed", "generateAudio")
 
 
 def _google_error(body: dict[str, Any]) -> tuple[str, str]:
@@ -97,32 +102,19 @@ def _image(image: InputImage) -> dict[str, str]:
     return {"bytesBase64Encoded": base64_text(image), "mimeType": image.mime_type}
 
 
+def _reference_image(image: InputImage) -> dict[str, Any]:
+    return {"image": _image(image), "referenceType": "asset"}
+
+
 def predict_request(job: ProviderJob) -> dict[str, Any]:
     """The predictLongRunning body: the instance (prompt, first frame `image`, `lastFrame`,
     `referenceImages` of type asset) and only the `parameters` the item set."""
-    settings, images = job.settings, job.images
     instance: dict[str, Any] = {"prompt": job.prompt}
-    if images.first_frame is not None:
-        instance["image"] = _image(images.first_frame)
-    if images.last_frame is not None:
-        instance["lastFrame"] = _image(images.last_frame)
-    if images.reference_images:
-        instance["referenceImages"] = [
-            {"image": _image(image), "referenceType": "asset"} for image in images.reference_images
-        ]
+    add_images(instance, job.images, _IMAGES, _image, encode_reference=_reference_image)
     parameters: dict[str, Any] = {}
-    if settings.aspect_ratio:
-        parameters["aspectRatio"] = settings.aspect_ratio
-    if settings.resolution:
-        parameters["resolution"] = settings.resolution
-    if settings.negative_prompt:
-        parameters["negativePrompt"] = settings.negative_prompt
-    if settings.seed is not None:
-        parameters["seed"] = settings.seed
+    add_settings(parameters, job.settings, _PARAMETERS)
     if job.duration_seconds:
         parameters["durationSeconds"] = job.duration_seconds
-    if settings.audio is not None:
-        parameters["generateAudio"] = settings.audio
     body: dict[str, Any] = {"instances": [instance]}
     if parameters:
         body["parameters"] = parameters

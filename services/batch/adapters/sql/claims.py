@@ -25,21 +25,16 @@ from services.batch.adapters.sql.finishing import count_outcomes, finish_batches
 from services.batch.adapters.sql.generation_json import settings_of
 from services.batch.adapters.sql.provider_spend import SPEND_OF_TASKS
 from services.batch.adapters.sql.queueing import DispatchWindows, top_up_windows
-from services.batch.adapters.sql.statements import advisory_lock
+from services.batch.adapters.sql.statements import advisory_lock, locked_batch_ids
 from services.batch.adapters.tables import outbox
 from services.batch.domain.batch import BatchId, BatchStatus, TaskId, TaskRecord, TenantId
 from services.batch.domain.execution import ClaimedTask, ClaimResult, TaskOutcome
 from services.batch.domain.scheduling import allot_slots
 
-_QUEUED_OF_DISPATCHES = """
+_QUEUED_OF_DISPATCHES = f"""
 WITH started AS (
     UPDATE batch.batches SET status = 'processing'
-    WHERE id IN (
-        SELECT id FROM batch.batches
-        WHERE id = ANY(CAST(%(batch_ids)b AS uuid[])) AND status = 'queued'
-        ORDER BY id
-        FOR UPDATE
-    )
+    WHERE id IN ({locked_batch_ids("status = 'queued'", ids="batch_ids")})
 )
 SELECT id, batch_id, tenant_id, model, batch_index FROM batch.tasks
 WHERE id = ANY(CAST(%(ids)b AS uuid[])) AND status = 'queued'

@@ -21,16 +21,14 @@ from libs.messaging.contract import Envelope
 from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
-from services.batch.adapters.sql.statements import uuids
+from services.batch.adapters.sql.statements import locked_batch_ids, uuids
 from services.batch.adapters.tables import batches, outbox
 from services.batch.domain.batch import BatchId, BatchStatus, TaskRecord, final_status, outcome_counts
 
 # Finished tasks added to their batches' counters; the rows locked in id order first, as every
 # writer of batch rows does, so two writers never deadlock.
-_COUNT_OUTCOMES = """
-WITH locked AS (
-    SELECT id FROM batch.batches WHERE id = ANY(CAST(%(ids)b AS uuid[])) ORDER BY id FOR UPDATE
-)
+_COUNT_OUTCOMES = f"""
+WITH locked AS ({locked_batch_ids()})
 UPDATE batch.batches AS b
 SET succeeded_count = b.succeeded_count + v.succeeded, failed_count = b.failed_count + v.failed,
     cancelled_count = b.cancelled_count + v.cancelled, credits_spent = b.credits_spent + v.spent,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services.batch.adapters.generation_fields import ImageNames, SettingNames, add_images, add_settings
 from services.batch.domain.generation import NO_SETTINGS, GenerationSettings, ImageRef
+
+# The column's names: the domain's own.
+_STORED_SETTINGS = SettingNames("aspect_ratio", "resolution", "negative_prompt", "seed", "audio")
+_STORED_IMAGES = ImageNames("first_frame", "last_frame", "reference_images")
 
 
 def _image(image: ImageRef) -> dict[str, str]:
@@ -17,22 +22,8 @@ def settings_json(settings: GenerationSettings) -> str | None:
     if settings is NO_SETTINGS or settings.is_empty:
         return None
     document: dict[str, Any] = {}
-    if settings.aspect_ratio:
-        document["aspect_ratio"] = settings.aspect_ratio
-    if settings.resolution:
-        document["resolution"] = settings.resolution
-    if settings.seed is not None:
-        document["seed"] = settings.seed
-    if settings.negative_prompt:
-        document["negative_prompt"] = settings.negative_prompt
-    if settings.audio is not None:
-        document["audio"] = settings.audio
-    if settings.first_frame is not None:
-        document["first_frame"] = _image(settings.first_frame)
-    if settings.last_frame is not None:
-        document["last_frame"] = _image(settings.last_frame)
-    if settings.reference_images:
-        document["reference_images"] = [_image(image) for image in settings.reference_images]
+    add_settings(document, settings, _STORED_SETTINGS)
+    add_images(document, settings, _STORED_IMAGES, _image)
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 

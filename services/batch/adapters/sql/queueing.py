@@ -22,19 +22,14 @@ from libs.messaging.outbox import add_events
 from services.batch.adapters import events
 from services.batch.adapters.sql import records
 from services.batch.adapters.sql.cancel import cancel_queued_tasks
-from services.batch.adapters.sql.statements import advisory_lock
+from services.batch.adapters.sql.statements import advisory_lock, locked_batch_ids
 from services.batch.adapters.tables import outbox
 from services.batch.domain.batch import BatchId, BatchRecord, BatchStatus, Reservation, TaskId, TenantId
 from services.batch.domain.scheduling import WindowState, plan_dispatch
 
 # reserving -> queued for a group of batches (`mark_queued_many`), their rows locked in id order.
-_MARK_QUEUED = """
-WITH reserving AS (
-    SELECT id FROM batch.batches
-    WHERE id = ANY(CAST(%(ids)b AS uuid[])) AND status = 'reserving'
-    ORDER BY id
-    FOR UPDATE
-)
+_MARK_QUEUED = f"""
+WITH reserving AS ({locked_batch_ids("status = 'reserving'")})
 UPDATE batch.batches AS b
 SET status = 'queued', frozen_credits = v.frozen, available_snapshot = v.available, queued_at = now()
 FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(frozen)b AS bigint[]), CAST(%(available)b AS bigint[]))

@@ -8,15 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from libs.db import Database, run_sql
+from services.batch.adapters.sql.statements import locked_batch_ids
 from services.batch.domain.batch import BatchId, Settlement
 
-_RECORD_SETTLEMENTS = """
-WITH pending AS (
-    SELECT id FROM batch.batches
-    WHERE id = ANY(CAST(%(ids)b AS uuid[])) AND settlement_status = 'pending'
-    ORDER BY id
-    FOR UPDATE
-)
+_RECORD_SETTLEMENTS = f"""
+WITH pending AS ({locked_batch_ids("settlement_status = 'pending'")})
 UPDATE batch.batches AS b SET settlement_status = v.status, settled_at = v.settled_at
 FROM unnest(CAST(%(ids)b AS uuid[]), CAST(%(statuses)b AS text[]), CAST(%(settled_at)b AS timestamptz[]))
     AS v(id, status, settled_at)

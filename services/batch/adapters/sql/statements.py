@@ -1,4 +1,5 @@
-"""How the SQL modules run their statements (no queries of their own but the advisory lock).
+"""How the SQL modules run their statements (no queries of their own but the advisory lock and
+the lock of batch rows).
 
 Plain SQL runs on the psycopg connection under a SQLAlchemy one (`libs.db.run_sql`): it joins
 that connection's transaction without the SQLAlchemy statement layers, arrays sent in binary
@@ -25,6 +26,14 @@ from libs.db import run_sql
 
 # Advisory lock keys: one per tenant for its dispatch window, one per model for its provider slots.
 _ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+def locked_batch_ids(condition: str = "", *, ids: str = "ids") -> str:
+    """A query of the ids among `%(ids)b` of the batches meeting `condition` (all of them when it
+    is empty), their rows locked in id order: every writer of batch rows locks them in that order,
+    so two writers never deadlock."""
+    where = f"id = ANY(CAST(%({ids})b AS uuid[]))" + (f" AND {condition}" if condition else "")
+    return f"SELECT id FROM batch.batches WHERE {where} ORDER BY id FOR UPDATE"
 
 
 async def fetch_one(conn: psycopg.AsyncConnection[Any], query: str, params: Any) -> Any:
