@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields, to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import (
     console_invites,
     console_sessions,
@@ -48,11 +48,8 @@ def _invite(row: Row[*tuple[Any, ...]]) -> ConsoleInvite:
     return to_record(ConsoleInvite, row, invite_id=row.id, invited_by=invited_by)
 
 
-class ConsoleAccessQueries:
+class ConsoleAccessQueries(TransactionQueries):
     """Console users, invites, sessions and sign-in failures, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     # Users.
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.sql.ledger import ROW_LOCK
 from services.billing.domain.ids import TenantId
 from services.billing.domain.reversals import ReversalKind, ReversalSplit
@@ -94,11 +94,8 @@ class ReversalLine:
     created_at: datetime
 
 
-class ReversalQueries:
+class ReversalQueries(TransactionQueries):
     """Payments' reversals and debts, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def lock_payment(self, provider: str, payment_intent: str) -> LockedPayment | None:
         """The payment of a Stripe PaymentIntent, locked (None: no payment of ours)."""
