@@ -141,23 +141,19 @@ class ConsoleAccessQueries(TransactionQueries):
 
     async def remove_user(self, user_id: uuid.UUID, now: datetime) -> ConsoleUser:
         """Marks the user removed (the row stays for the activity log)."""
-        row = (
-            await self._conn.execute(
-                update(console_users)
-                .where(console_users.c.id == user_id)
-                .values(removed_at=func.coalesce(console_users.c.removed_at, now))
-                .returning(*_USER_COLUMNS)
-            )
-        ).one()
-        return _user(row)
+        return await self._update_user(user_id, removed_at=func.coalesce(console_users.c.removed_at, now))
 
     async def set_role(self, user_id: uuid.UUID, role: ConsoleRole) -> ConsoleUser:
         """Gives the user another role."""
+        return await self._update_user(user_id, role=role.value)
+
+    async def _update_user(self, user_id: uuid.UUID, **values: Any) -> ConsoleUser:
+        """Changes columns of one user's row; the user as changed."""
         row = (
             await self._conn.execute(
                 update(console_users)
                 .where(console_users.c.id == user_id)
-                .values(role=role.value)
+                .values(**values)
                 .returning(*_USER_COLUMNS)
             )
         ).one()
