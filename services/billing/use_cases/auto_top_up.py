@@ -34,7 +34,12 @@ from services.billing.domain.auto_top_up import (
 from services.billing.domain.budgets import period_of
 from services.billing.domain.errors import CheckoutUnavailable, PaymentsNotConfigured
 from services.billing.domain.ids import TenantId
-from services.billing.domain.payments import EventOutcome, IntentOutcome, Payment, PaymentProvider
+from services.billing.domain.payments import (
+    EventOutcome,
+    IntentOutcome,
+    Payment,
+    stripe_pack_payment,
+)
 from services.billing.use_cases.dependencies import Dependencies
 from services.billing.use_cases.tenants import require_tenant
 
@@ -250,15 +255,7 @@ async def apply_intent_event(
     if not await tx.access.tenant_exists(tenant_id):
         return replace(stated, outcome=EventOutcome.REFUSED, detail="unknown tenant"), 0
     try:
-        payment = Payment(
-            tenant_id=tenant_id,
-            provider=PaymentProvider.STRIPE,
-            reference=intent.intent_id,
-            credits=pack.credits,
-            amount_usd_cents=pack.price_usd_cents,
-            pack_id=pack.pack_id,
-            payment_intent=intent.intent_id,
-        )
+        payment = stripe_pack_payment(tenant_id, pack, intent.intent_id, intent.intent_id)
     except InvalidArgument as refusal:
         return replace(stated, outcome=EventOutcome.REFUSED, detail=refusal.message), 0
     credited = await credit(tx, payment)
