@@ -57,28 +57,44 @@ class BalanceLimitExceeded(InvalidArgument):
         )
 
 
-class TenantNotFound(NotFound):
-    """No such tenant."""
-
-    def __init__(self, tenant_id: object) -> None:
-        super().__init__("tenant not found", tenant_id=tenant_id)
-
-
-class SettlementNotFound(NotFound):
-    """No hold (hence no settlement) for this batch."""
-
-    def __init__(self, batch_id: object) -> None:
-        super().__init__("no credits were reserved for this batch", batch_id=batch_id)
-
-
-class BatchRefusal(ServiceError):
-    """A refusal about one batch that says nothing but its fixed `summary` and the batch id: each
-    subclass is data (category, reason, summary), the constructor is written once here."""
+class FixedRefusal(ServiceError):
+    """A refusal that says nothing but its fixed `summary`: each subclass is data (its category, by
+    a category base such as `NotFound` or set, its reason and summary); the constructor is here."""
 
     summary: str
 
-    def __init__(self, batch_id: object) -> None:
-        super().__init__(self.summary, batch_id=batch_id)
+    def __init__(self) -> None:
+        super().__init__(self.summary)
+
+
+class SubjectRefusal(ServiceError):
+    """A refusal that says nothing but its fixed `summary` and the id of what it is about, as the
+    detail named `subject`: each subclass is data, as with `FixedRefusal`."""
+
+    summary: str
+    subject: str
+
+    def __init__(self, subject_id: object) -> None:
+        super().__init__(self.summary, **{self.subject: subject_id})
+
+
+class TenantNotFound(SubjectRefusal, NotFound):
+    """No such tenant."""
+
+    summary = "tenant not found"
+    subject = "tenant_id"
+
+
+class BatchRefusal(SubjectRefusal):
+    """A refusal about one batch: its detail is the batch id."""
+
+    subject = "batch_id"
+
+
+class SettlementNotFound(BatchRefusal, NotFound):
+    """No hold (hence no settlement) for this batch."""
+
+    summary = "no credits were reserved for this batch"
 
 
 class HoldNotFound(BatchRefusal):
@@ -148,48 +164,43 @@ class OutcomesMissing(FailedPrecondition):
         )
 
 
-class ApiKeyAlreadyExists(AlreadyExists):
+class ApiKeyAlreadyExists(FixedRefusal, AlreadyExists):
     """The exact key to register is already registered."""
 
     reason = "api_key_exists"
-
-    def __init__(self) -> None:
-        super().__init__("this API key is already registered")
+    summary = "this API key is already registered"
 
 
-class InvalidApiKey(Unauthenticated):
+class InvalidApiKey(FixedRefusal, Unauthenticated):
     """An unknown or revoked API key (deliberately not saying which)."""
 
-    def __init__(self) -> None:
-        super().__init__("invalid API key")
+    summary = "invalid API key"
 
 
 class LedgerInvariantViolated(Exception):
     """A bug, never a customer error: the ledger would break one of its invariants."""
 
 
-class ApiKeyNotFound(NotFound):
+class ApiKeyNotFound(SubjectRefusal, NotFound):
     """No such key for this tenant (another tenant's key is not found either)."""
 
-    def __init__(self, key_id: object) -> None:
-        super().__init__("API key not found", key_id=key_id)
+    summary = "API key not found"
+    subject = "key_id"
 
 
-class PaymentNotFound(NotFound):
+class PaymentNotFound(SubjectRefusal, NotFound):
     """No such payment for this tenant (another tenant's payment is not found either)."""
 
-    def __init__(self, payment_id: object) -> None:
-        super().__init__("payment not found", payment_id=payment_id)
+    summary = "payment not found"
+    subject = "payment_id"
 
 
-class PaymentsNotConfigured(ServiceError):
+class PaymentsNotConfigured(FixedRefusal):
     """Buying credits online needs a Stripe secret key, and none is configured."""
 
     category = ErrorCategory.FAILED_PRECONDITION
     reason = "payments_not_configured"
-
-    def __init__(self) -> None:
-        super().__init__("online payments are not configured (no Stripe secret key)")
+    summary = "online payments are not configured (no Stripe secret key)"
 
 
 class CheckoutUnavailable(ServiceError):
@@ -202,13 +213,11 @@ class CheckoutUnavailable(ServiceError):
         super().__init__(f"the payment provider did not open a checkout: {detail}")
 
 
-class InvalidCredentials(Unauthenticated):
+class InvalidCredentials(FixedRefusal, Unauthenticated):
     """A console sign-in with a wrong email or password (deliberately not saying which)."""
 
     reason = "invalid_credentials"
-
-    def __init__(self) -> None:
-        super().__init__("wrong email or password")
+    summary = "wrong email or password"
 
 
 class AccountLocked(ServiceError):
@@ -221,22 +230,18 @@ class AccountLocked(ServiceError):
         super().__init__("too many failed sign-ins; try again later", retry_after_seconds=retry_after_seconds)
 
 
-class SessionExpired(Unauthenticated):
+class SessionExpired(FixedRefusal, Unauthenticated):
     """An unknown, signed-out, idle or too old console session."""
 
     reason = "session_expired"
-
-    def __init__(self) -> None:
-        super().__init__("the session has ended; sign in again")
+    summary = "the session has ended; sign in again"
 
 
-class InviteNotFound(NotFound):
+class InviteNotFound(FixedRefusal, NotFound):
     """An invite link that is unknown, used, withdrawn or expired (deliberately not saying which)."""
 
     reason = "invite_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("this invite link is not valid any more")
+    summary = "this invite link is not valid any more"
 
 
 class ConsoleUserExists(AlreadyExists):
@@ -255,14 +260,12 @@ class MemberNotFound(NotFound):
         super().__init__(f"{what} not found", id=identifier)
 
 
-class NotAnOwner(ServiceError):
+class NotAnOwner(FixedRefusal):
     """A console user who is not an owner of the tenant tried to manage its members."""
 
     category = ErrorCategory.PERMISSION_DENIED
     reason = "forbidden"
-
-    def __init__(self) -> None:
-        super().__init__("only an owner of this tenant may manage its members")
+    summary = "only an owner of this tenant may manage its members"
 
 
 class LastOwner(FailedPrecondition):

@@ -220,12 +220,20 @@ def checkout_payment(session: CheckoutSession, pack: CreditPack | None) -> Payme
             f"checkout session {session.session_id} paid {session.amount_total} {session.currency or '?'},"
             f" pack {pack.pack_id} costs {pack.price_usd_cents} usd"
         )
+    return stripe_pack_payment(checkout_tenant(session), pack, session.session_id, session.payment_intent)
+
+
+def stripe_pack_payment(
+    tenant_id: TenantId, pack: CreditPack, reference: str, payment_intent: str | None
+) -> Payment:
+    """A pack paid through Stripe: its credits for its price, under the paying object's id (a
+    Checkout Session's, or an automatic top-up's PaymentIntent's)."""
     return Payment(
-        tenant_id=checkout_tenant(session),
+        tenant_id=tenant_id,
         provider=PaymentProvider.STRIPE,
-        reference=session.session_id,
+        reference=reference,
         credits=pack.credits,
         amount_usd_cents=pack.price_usd_cents,
         pack_id=pack.pack_id,
-        payment_intent=session.payment_intent,
+        payment_intent=payment_intent,
     )

@@ -9,11 +9,12 @@ from datetime import datetime
 
 from libs.errors import InvalidArgument
 from services.billing.domain import api_keys
-from services.billing.domain.errors import ApiKeyAlreadyExists, ApiKeyNotFound, InvalidApiKey, TenantNotFound
+from services.billing.domain.errors import ApiKeyAlreadyExists, ApiKeyNotFound, InvalidApiKey
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import page_size, parse_cursor
 from services.billing.domain.video_access import VideoAccess, optional_uuid, validated_access
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import require_tenant
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,7 @@ async def create_api_key(
         api_key = api_keys.generate_api_key()
     key_id = uuid.uuid4()
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         stored = await tx.access.insert_api_key(
             key_id,
             tenant_id,
@@ -98,8 +98,7 @@ async def authenticate_api_key(deps: Dependencies, api_key: str) -> Authenticate
 async def list_api_keys(deps: Dependencies, tenant_id: TenantId) -> list[api_keys.ApiKeyInfo]:
     """The tenant's keys (prefix and history only), oldest first."""
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         return await tx.access.list_api_keys(tenant_id)
 
 

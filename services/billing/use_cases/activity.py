@@ -10,10 +10,10 @@ from datetime import datetime
 
 from libs.errors import InvalidArgument
 from services.billing.domain.console_access import ActivityEntry
-from services.billing.domain.errors import TenantNotFound
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import page_size, parse_cursor
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import require_tenant
 
 MAX_ACTION_CHARS = 64
 MAX_DETAIL_CHARS = 500
@@ -26,8 +26,7 @@ async def record_activity(deps: Dependencies, entry: ActivityEntry) -> int:
     if len(entry.detail) > MAX_DETAIL_CHARS:
         raise InvalidArgument(f"detail must be at most {MAX_DETAIL_CHARS} characters", field="detail")
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(entry.tenant_id):
-            raise TenantNotFound(entry.tenant_id)
+        await require_tenant(tx, entry.tenant_id)
         return await tx.activity.record(entry, deps.clock())
 
 

@@ -32,10 +32,16 @@ from services.billing.domain.auto_top_up import (
     validated_settings,
 )
 from services.billing.domain.budgets import period_of
-from services.billing.domain.errors import CheckoutUnavailable, PaymentsNotConfigured, TenantNotFound
+from services.billing.domain.errors import CheckoutUnavailable, PaymentsNotConfigured
 from services.billing.domain.ids import TenantId
-from services.billing.domain.payments import EventOutcome, IntentOutcome, Payment, PaymentProvider
+from services.billing.domain.payments import (
+    EventOutcome,
+    IntentOutcome,
+    Payment,
+    stripe_pack_payment,
+)
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import require_tenant
 
 # Purchases listed with the settings (the console shows the latest few).
 RECENT_PURCHASES = 10
@@ -54,8 +60,7 @@ class AutoTopUpStatus:
 async def get_auto_top_up(deps: Dependencies, tenant_id: TenantId) -> AutoTopUpStatus:
     """The tenant's automatic top-up settings and purchases."""
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         settings = await tx.auto_top_up.settings(tenant_id)
         bought = await tx.auto_top_up.bought_in(tenant_id, period_of(deps.clock()).start)
         recent = await tx.auto_top_up.purchases(tenant_id, RECENT_PURCHASES)
@@ -80,8 +85,7 @@ async def set_auto_top_up(
         enabled, threshold_credits, pack_id, max_per_month, deps.packs.keys()
     )
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         current = await tx.auto_top_up.settings(tenant_id)
     chosen = replace(
         current, enabled=enabled, threshold_credits=threshold, pack_id=pack, max_per_month=per_month
@@ -251,15 +255,7 @@ async def apply_intent_event(
     if not await tx.access.tenant_exists(tenant_id):
         return replace(stated, outcome=EventOutcome.REFUSED, detail="unknown tenant"), 0
     try:
-        payment = Payment(
-            tenant_id=tenant_id,
-            provider=PaymentProvider.STRIPE,
-            reference=intent.intent_id,
-            credits=pack.credits,
-            amount_usd_cents=pack.price_usd_cents,
-            pack_id=pack.pack_id,
-            payment_intent=intent.intent_id,
-        )
+        payment = stripe_pack_payment(tenant_id, pack, intent.intent_id, intent.intent_id)
     except InvalidArgument as refusal:
         return replace(stated, outcome=EventOutcome.REFUSED, detail=refusal.message), 0
     credited = await credit(tx, payment)

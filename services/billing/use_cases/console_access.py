@@ -34,10 +34,10 @@ from services.billing.domain.errors import (
     MemberNotFound,
     NotAnOwner,
     SessionExpired,
-    TenantNotFound,
 )
 from services.billing.domain.ids import TenantId
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import require_tenant
 
 # Each failed sign-in deletes at most this many counters of other emails whose window is over.
 STALE_FAILURES_PER_SIGN_IN = 100
@@ -78,8 +78,7 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
 async def _acting(tx: LedgerTransaction, tenant_id: TenantId, actor: Actor) -> Actor:
     """The actor as the log names them, after checking they may manage the tenant's members:
     operators may; a console user only as an active owner of this very tenant."""
-    if not await tx.access.tenant_exists(tenant_id):
-        raise TenantNotFound(tenant_id)
+    await require_tenant(tx, tenant_id)
     if actor.kind == ActorKind.OPERATOR:
         return actor
     if actor.kind != ActorKind.USER:
@@ -287,8 +286,7 @@ async def sign_out(deps: Dependencies, token: str, all_sessions: bool) -> int:
 async def list_members(deps: Dependencies, tenant_id: TenantId) -> Members:
     """The tenant's active users (oldest first) and open invites (newest first)."""
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         users = await tx.console_access.list_users(tenant_id)
         invites = await tx.console_access.open_invites(tenant_id, deps.clock())
     return Members(users=users, invites=invites)

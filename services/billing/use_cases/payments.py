@@ -49,6 +49,7 @@ from services.billing.domain.receipts import PaymentReceipt
 from services.billing.domain.reversals import debt_paydown
 from services.billing.use_cases import auto_top_up, reversals
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import require_tenant
 
 
 @dataclass(frozen=True)
@@ -284,8 +285,7 @@ async def list_receipts(
     """The tenant's payments, newest first, and the next cursor ("" on the last page)."""
     size = page_size(limit)
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         found = await tx.usage.receipts(tenant_id, parse_cursor(cursor), size + 1)
     if len(found) <= size:
         return found, ""
@@ -314,7 +314,6 @@ async def open_checkout(
         if not url.startswith(("https://", "http://")):
             raise InvalidArgument(f"{field} must be an absolute http(s) URL", field=field)
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
     customer = await auto_top_up.customer_for_checkout(deps, tenant_id)
     return await deps.checkout.open(tenant_id, pack, success_url, cancel_url, customer)

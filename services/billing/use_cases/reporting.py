@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.billing.adapters.sql.audit import Amended
-from services.billing.domain.errors import SettlementNotFound, TenantNotFound
+from services.billing.domain.errors import SettlementNotFound
 from services.billing.domain.finance import (
     EXPORT_MESSAGE_ROWS,
     BatchLedgerTotals,
@@ -40,6 +40,7 @@ from services.billing.domain.pricing import estimate_margin
 from services.billing.domain.reconciliation import Discrepancy, checkpoint_cutoff, find_discrepancies
 from services.billing.domain.statements import Month, Statement, build_statement
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import available_account
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ async def list_ledger_entries(
     before = parse_cursor(cursor)
     selection = replace(only or LedgerFilter(), batch_id=batch_id)
     async with deps.repository.transaction() as tx:
-        if await tx.accounts.available(tenant_id) is None:
-            raise TenantNotFound(tenant_id)
+        await available_account(tx, tenant_id)
         lines = await tx.reporting.statement(tenant_id, selection, before, size + 1)
     return statement_page(lines, size)
 
@@ -88,9 +88,7 @@ async def list_ledger_entries(
 async def monthly_statement(deps: Dependencies, tenant_id: TenantId, month: Month) -> Statement:
     """The tenant's available balance over one UTC month, derived from its ledger entries."""
     async with deps.repository.transaction() as tx:
-        available = await tx.accounts.available(tenant_id)
-        if available is None:
-            raise TenantNotFound(tenant_id)
+        available = await available_account(tx, tenant_id)
         before, during = await tx.reporting.available_movements(available.id, month.start, month.end)
         models = await tx.reporting.model_usage(tenant_id, month.start, month.end)
         closing_debt = await tx.reversals.debt_at(tenant_id, month.end)
@@ -215,8 +213,7 @@ async def export_ledger(
     page by page (one short transaction each)."""
     if tenant_id is not None:
         async with deps.repository.transaction() as tx:
-            if await tx.accounts.available(tenant_id) is None:
-                raise TenantNotFound(tenant_id)
+            await available_account(tx, tenant_id)
     after = 0
     while True:
         limit = export_page_rows(after)

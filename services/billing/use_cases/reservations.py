@@ -47,6 +47,7 @@ from services.billing.domain.quotes import StoredQuote, redeem
 from services.billing.domain.reversals import DebtOutstanding
 from services.billing.domain.settlement import BatchHold
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import available_account
 
 # At most this many reservations share one transaction: bounds its arrays and the time the
 # wallets stay locked.
@@ -391,8 +392,7 @@ def _plan_reservation(
 async def _replay_reservation(deps: Dependencies, tenant_id: TenantId, batch_id: BatchId) -> Reservation:
     """The reservation of a batch as first recorded; refused when another tenant reserved it."""
     async with deps.repository.transaction() as tx:
-        if await tx.accounts.available(tenant_id) is None:
-            raise TenantNotFound(tenant_id)
+        await available_account(tx, tenant_id)
         reserved = await tx.ledger.find_hold(batch_id)
     if reserved is None:
         raise LedgerInvariantViolated(f"batch {batch_id} has a hold account but no batch hold")

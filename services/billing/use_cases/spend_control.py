@@ -23,11 +23,12 @@ from services.billing.domain.budgets import (
     validated_cap,
     validated_key,
 )
-from services.billing.domain.errors import ApiKeyNotFound, TenantNotFound
+from services.billing.domain.errors import ApiKeyNotFound
 from services.billing.domain.ids import TenantId
 from services.billing.domain.pricing import QuoteLine, quote
 from services.billing.domain.quotes import QuoteNotFound, StoredQuote, new_quote
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import available_account, require_tenant
 
 # A fingerprint is a hash the batch service computes; bounded so a bad caller cannot store a novel.
 MAX_FINGERPRINT_CHARS = 200
@@ -61,8 +62,7 @@ async def get_budgets(
     asked = validated_key(scope, _canonical(scope, scope_id)) if scope else None
     period = period or period_of(deps.clock())
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         if asked is not None and asked.scope is BudgetScope.API_KEY:
             await _ensure_own_key(tx, tenant_id, asked.scope_id)
         caps = await tx.spend_control.caps(tenant_id)
@@ -87,8 +87,7 @@ async def set_budget(
     cap = validated_cap(monthly_credits) if monthly_credits is not None else None
     period = period_of(deps.clock())
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         if key.scope is BudgetScope.API_KEY:
             await _ensure_own_key(tx, tenant_id, key.scope_id)
         await tx.spend_control.set_cap(tenant_id, key, cap)
@@ -99,9 +98,7 @@ async def set_budget(
 async def get_alert_thresholds(deps: Dependencies, tenant_id: TenantId) -> AlertStatus:
     """The tenant's spend alert thresholds (ADR-125) and which side of them it is on now."""
     async with deps.repository.transaction() as tx:
-        available = await tx.accounts.available(tenant_id)
-        if available is None:
-            raise TenantNotFound(tenant_id)
+        available = await available_account(tx, tenant_id)
         thresholds = await tx.spend_control.alert_thresholds(tenant_id)
         caps = await tx.spend_control.caps(tenant_id) if thresholds.budget_percent is not None else {}
         used = await tx.spend_control.use(tenant_id, period_of(deps.clock()).start) if caps else {}
@@ -116,8 +113,7 @@ async def set_alert_thresholds(
     already is fires at the next freeze that goes under it, not now."""
     thresholds = validated_thresholds(low_balance_credits, budget_percent)
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         await tx.spend_control.set_alert_thresholds(tenant_id, thresholds)
     return await get_alert_thresholds(deps, tenant_id)
 
@@ -149,8 +145,7 @@ async def create_quote(
     key_id = parse_uuid(api_key_id, "api_key_id") if api_key_id else None
     stored = new_quote(tenant_id, quote(lines, deps.prices), fingerprint, deps.clock())
     async with deps.repository.transaction() as tx:
-        if not await tx.access.tenant_exists(tenant_id):
-            raise TenantNotFound(tenant_id)
+        await require_tenant(tx, tenant_id)
         await tx.spend_control.insert_quote(stored, key_id)
     return stored
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.billing.domain.errors import TenantNotFound
 from services.billing.domain.ids import TenantId
 from services.billing.domain.usage import Usage, merge_usage, usage_period
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import available_account
 
 
 async def tenant_usage(
@@ -19,8 +19,7 @@ async def tenant_usage(
     """The tenant's spend and refunds per UTC day and model in the period, and its paid credits."""
     period = usage_period(created_from, created_to)
     async with deps.repository.transaction() as tx:
-        if await tx.accounts.available(tenant_id) is None:
-            raise TenantNotFound(tenant_id)
+        await available_account(tx, tenant_id)
         spent = await tx.usage.spent_by_day(tenant_id, period.start, period.end)
         refunded = await tx.usage.refunded_by_day(tenant_id, period.start, period.end)
         paid = await tx.usage.paid_credits(tenant_id)

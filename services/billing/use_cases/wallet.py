@@ -16,6 +16,7 @@ from services.billing.domain.ledger import (
     topup_key,
 )
 from services.billing.use_cases.dependencies import Dependencies
+from services.billing.use_cases.tenants import available_account
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,7 @@ async def top_up(deps: Dependencies, tenant_id: TenantId, credits: int, referenc
 async def get_balance(deps: Dependencies, tenant_id: TenantId) -> Balance:
     """The tenant's available and held credits."""
     async with deps.repository.transaction() as tx:
-        available = await tx.accounts.available(tenant_id)
-        if available is None:
-            raise TenantNotFound(tenant_id)
+        available = await available_account(tx, tenant_id)
         held = await tx.accounts.held_total(tenant_id)
         debt = await tx.reversals.debt(tenant_id)
     return Balance(available_credits=available.balance, held_credits=held, debt_credits=debt)

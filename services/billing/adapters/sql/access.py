@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields, to_record
 from libs.invalidations import NOTIFY_CHANNEL, InvalidationKind, encode
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import accounts, admin_keys, api_keys, tenants, video_access_log
 from services.billing.domain.api_keys import (
     ALL_SCOPES,
@@ -76,11 +77,8 @@ def _admin_key_info(row: Row[*tuple[Any, ...]]) -> AdminKeyInfo:
     return to_record(AdminKeyInfo, row)
 
 
-class AccessQueries:
+class AccessQueries(TransactionQueries):
     """Tenants, API keys, operator keys and the video access log, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def insert_tenant(self, tenant_id: TenantId, name: str) -> None:
         """Creates a tenant and its available account."""
@@ -216,22 +214,7 @@ class AccessQueries:
 
     async def insert_video_access(self, access: VideoAccess) -> int:
         """Appends one attempt; returns its id."""
-        inserted = await self._conn.execute(
-            insert(video_access_log)
-            .values(
-                occurred_at=access.occurred_at,
-                tenant_id=access.tenant_id,
-                key_id=access.key_id,
-                client_address=access.client_address,
-                batch_id=access.batch_id,
-                task_id=access.task_id,
-                mode=access.mode,
-                via=access.via,
-                result=access.result,
-            )
-            .returning(video_access_log.c.id)
-        )
-        return int(inserted.scalar_one())
+        return await self._insert_returning_id(video_access_log, access)
 
     async def list_video_access(
         self, tenant_id: str, batch_id: str, before_id: int | None, limit: int

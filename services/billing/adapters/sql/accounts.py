@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import accounts, batch_holds
 from services.billing.domain.ids import TenantId
 from services.billing.domain.ledger import AccountKind
@@ -23,11 +24,11 @@ class AccountBalance:
     balance: int
 
 
-class AccountQueries:
+class AccountQueries(TransactionQueries):
     """Account reads without locks, inside one transaction."""
 
     def __init__(self, conn: AsyncConnection, system_accounts: dict[AccountKind, int]) -> None:
-        self._conn = conn
+        super().__init__(conn)
         # Shared by every transaction of a repository: system account ids never change.
         self._system_accounts = system_accounts
 

@@ -4,40 +4,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select
 
 from libs.field_mapping import to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import tenant_activity
 from services.billing.domain.console_access import ActivityEntry, Actor, ActorKind
 from services.billing.domain.ids import TenantId
 
 
-class ActivityQueries:
+class ActivityQueries(TransactionQueries):
     """A tenant's activity log, inside the transaction of the change it records."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def record(self, entry: ActivityEntry, now: datetime) -> int:
         """Appends one entry (at `entry.occurred_at`, or `now`); returns its id."""
-        inserted = await self._conn.execute(
-            insert(tenant_activity)
-            .values(
-                tenant_id=entry.tenant_id,
-                occurred_at=entry.occurred_at or now,
-                actor_kind=entry.actor.kind.value,
-                actor_id=entry.actor.actor_id,
-                actor_label=entry.actor.label,
-                action=entry.action,
-                target_kind=entry.target_kind,
-                target_id=entry.target_id,
-                detail=entry.detail,
-                client_address=entry.client_address,
-            )
-            .returning(tenant_activity.c.id)
+        return await self._insert_returning_id(
+            tenant_activity,
+            entry,
+            occurred_at=entry.occurred_at or now,
+            actor_kind=entry.actor.kind.value,
+            actor_id=entry.actor.actor_id,
+            actor_label=entry.actor.label,
         )
-        return int(inserted.scalar_one())
 
     async def list(
         self,

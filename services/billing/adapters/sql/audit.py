@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from libs.db import run_sql
 from libs.field_mapping import to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.domain.ids import BatchId, TenantId
 from services.billing.domain.ledger import AccountKind, RefType
 from services.billing.domain.reconciliation import (
@@ -248,11 +247,8 @@ class Amended:
         }
 
 
-class AuditQueries:
+class AuditQueries(TransactionQueries):
     """The figures reconciliation checks, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
         return await run_sql(self._conn, statement, params)

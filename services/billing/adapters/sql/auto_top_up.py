@@ -13,9 +13,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.domain.auto_top_up import AUTO_TOP_UP_OFF, AutoTopUpSettings, PurchaseStatus
 from services.billing.domain.ids import TenantId
 
@@ -90,11 +90,8 @@ class PurchaseLine:
     created_at: datetime
 
 
-class AutoTopUpQueries:
+class AutoTopUpQueries(TransactionQueries):
     """Auto top-up settings and purchases, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def settings(self, tenant_id: TenantId) -> AutoTopUpSettings:
         row = (await self._conn.execute(text(_SETTINGS), {"tenant_id": tenant_id})).first()

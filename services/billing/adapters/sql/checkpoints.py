@@ -13,8 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from libs.db import run_sql
 from services.billing.adapters.sql.audit import (
     AMENDED_TENANT_MONTHS,
@@ -23,6 +21,7 @@ from services.billing.adapters.sql.audit import (
     SYSTEM_ACCOUNTS,
     Amended,
 )
+from services.billing.adapters.sql.base import TransactionQueries
 
 _LOCK = "LOCK TABLE billing.reconciliation_checkpoints IN EXCLUSIVE MODE"
 _LATEST_CUTOFF = "SELECT max(cutoff) AS cutoff FROM billing.reconciliation_checkpoints"
@@ -93,11 +92,8 @@ RECORD_CHECKPOINT = """
 """
 
 
-class CheckpointQueries:
+class CheckpointQueries(TransactionQueries):
     """Writes a clean run's checkpoint, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def record(
         self, since: datetime | None, cutoff: datetime, amended: Amended, *, entries: int, transfers: int

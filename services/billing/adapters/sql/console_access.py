@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields, to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import (
     console_invites,
     console_sessions,
@@ -48,11 +48,8 @@ def _invite(row: Row[*tuple[Any, ...]]) -> ConsoleInvite:
     return to_record(ConsoleInvite, row, invite_id=row.id, invited_by=invited_by)
 
 
-class ConsoleAccessQueries:
+class ConsoleAccessQueries(TransactionQueries):
     """Console users, invites, sessions and sign-in failures, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     # Users.
 
@@ -144,23 +141,19 @@ class ConsoleAccessQueries:
 
     async def remove_user(self, user_id: uuid.UUID, now: datetime) -> ConsoleUser:
         """Marks the user removed (the row stays for the activity log)."""
-        row = (
-            await self._conn.execute(
-                update(console_users)
-                .where(console_users.c.id == user_id)
-                .values(removed_at=func.coalesce(console_users.c.removed_at, now))
-                .returning(*_USER_COLUMNS)
-            )
-        ).one()
-        return _user(row)
+        return await self._update_user(user_id, removed_at=func.coalesce(console_users.c.removed_at, now))
 
     async def set_role(self, user_id: uuid.UUID, role: ConsoleRole) -> ConsoleUser:
         """Gives the user another role."""
+        return await self._update_user(user_id, role=role.value)
+
+    async def _update_user(self, user_id: uuid.UUID, **values: Any) -> ConsoleUser:
+        """Changes columns of one user's row; the user as changed."""
         row = (
             await self._conn.execute(
                 update(console_users)
                 .where(console_users.c.id == user_id)
-                .values(role=role.value)
+                .values(**values)
                 .returning(*_USER_COLUMNS)
             )
         ).one()

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import tenant_console_settings
 from services.billing.domain.console_settings import ConsoleSettings
 from services.billing.domain.ids import TenantId
 
 
-class ConsoleSettingsQueries:
+class ConsoleSettingsQueries(TransactionQueries):
     """Read and replace a tenant's console settings, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def get(self, tenant_id: TenantId) -> ConsoleSettings:
         """The tenant's settings; the defaults when it never changed them."""

@@ -32,8 +32,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.billing.adapters.sql.accounts import AccountBalance
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.domain.ids import BatchId, TenantId
-from services.billing.domain.ledger import Posting, RefType, Transfer
+from services.billing.domain.ledger import LedgerEntry, Posting, RefType, Transfer
 from services.billing.domain.settlement import BatchHold, OutcomeTally, SettlementStatus
 
 # The row lock of every billing locking read (see the module's docstring for the order).
@@ -60,10 +61,10 @@ _INSERT_ENTRIES = """
 INSERT INTO billing.ledger_entries
     (transfer_id, account_id, tenant_id, batch_id, ref_type, ref_id, amount, balance_after)
 SELECT * FROM unnest(
-    CAST(%(transfer_ids)b AS bigint[]), CAST(%(account_ids)b AS bigint[]),
-    CAST(%(tenant_ids)b AS uuid[]), CAST(%(batch_ids)b AS uuid[]),
-    CAST(%(ref_types)b AS text[]), CAST(%(ref_ids)b AS text[]),
-    CAST(%(amounts)b AS bigint[]), CAST(%(balances)b AS bigint[])
+    CAST(%(transfer_ids)b AS bigint[]), CAST(%(entry_accounts)b AS bigint[]),
+    CAST(%(entry_tenants)b AS uuid[]), CAST(%(entry_batches)b AS uuid[]),
+    CAST(%(ref_types)b AS text[]), CAST(%(entry_ref_ids)b AS text[]),
+    CAST(%(entry_amounts)b AS bigint[]), CAST(%(entry_balances)b AS bigint[])
 )
 """
 
@@ -157,6 +158,20 @@ def transfer_arrays(transfers: Sequence[Transfer]) -> dict[str, list[Any]]:
     }
 
 
+def entry_arrays(entries: Sequence[LedgerEntry]) -> dict[str, list[Any]]:
+    """The columns every insert of ledger entries takes as arrays (`unnest`), one element per entry:
+    the ledger's own insert (which adds transfer ids and ref types) and the reservation's (which adds
+    the keys of its transfers, their ids being known only inside the statement)."""
+    return {
+        "entry_accounts": [e.account_id for e in entries],
+        "entry_tenants": [e.tenant_id for e in entries],
+        "entry_batches": [e.batch_id for e in entries],
+        "entry_ref_ids": [e.ref_id for e in entries],
+        "entry_amounts": [e.amount for e in entries],
+        "entry_balances": [e.balance_after for e in entries],
+    }
+
+
 @dataclass(frozen=True)
 class Wallet:
     """A tenant's available account and its debt account (None until it ever owed), locked.
@@ -178,11 +193,8 @@ class StoredTransfer:
     amount: int
 
 
-class LedgerQueries:
+class LedgerQueries(TransactionQueries):
     """The ledger's writes and locking reads, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def _rows(self, statement: str, params: Mapping[str, Any]) -> list[Any]:
         return await driver_rows(self._conn, statement, params)
@@ -242,13 +254,8 @@ class LedgerQueries:
                 _INSERT_ENTRIES,
                 {
                     "transfer_ids": [e.transfer_id for e in entries],
-                    "account_ids": [e.account_id for e in entries],
-                    "tenant_ids": [e.tenant_id for e in entries],
-                    "batch_ids": [e.batch_id for e in entries],
                     "ref_types": [e.ref_type.value for e in entries],
-                    "ref_ids": [e.ref_id for e in entries],
-                    "amounts": [e.amount for e in entries],
-                    "balances": [e.balance_after for e in entries],
+                    **entry_arrays(entries),
                 },
             )
         if posting.balances:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries, record_values
 from services.billing.adapters.tables import payment_events, payments
 from services.billing.domain.ids import TenantId
 from services.billing.domain.payments import EventOutcome, Payment, PaymentProvider
@@ -26,11 +26,8 @@ class PaymentEventRecord:
     payment_reference: str | None = None
 
 
-class PaymentQueries:
+class PaymentQueries(TransactionQueries):
     """Payments and the deliveries that credit them, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def insert_payment_event(self, event: PaymentEventRecord) -> bool:
         """Records one payment-provider delivery; False when its (verified) event id is already recorded.
@@ -72,15 +69,7 @@ class PaymentQueries:
         """Records a payment; None when this payment (reference or payment intent) is already recorded."""
         inserted = await self._conn.execute(
             pg_insert(payments)
-            .values(
-                tenant_id=payment.tenant_id,
-                provider=payment.provider.value,
-                reference=payment.reference,
-                payment_intent=payment.payment_intent,
-                pack_id=payment.pack_id,
-                credits=payment.credits,
-                amount_usd_cents=payment.amount_usd_cents,
-            )
+            .values(record_values(payments, payment, provider=payment.provider.value))
             .on_conflict_do_nothing()
             .returning(payments.c.id)
         )

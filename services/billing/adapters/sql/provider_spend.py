@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.sql.ledger import driver_rows
 from services.billing.adapters.tables import batch_hold_lines, task_provider_costs, transfers
 from services.billing.domain.ids import BatchId
@@ -54,11 +54,8 @@ def frozen_cost_of_captures() -> Any:
     )
 
 
-class ProviderSpendQueries:
+class ProviderSpendQueries(TransactionQueries):
     """Reported provider spend: its writes and reads, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def record(self, outcomes: Sequence[TaskOutcome]) -> None:
         """Stores the spend each outcome reported (those that reported one), first report wins:

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import from_fields
 from libs.ledger_keys import transfer_id as public_transfer_id
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.tables import (
     account_month_totals,
     accounts,
@@ -56,11 +56,8 @@ def _outcomes_within(start: datetime, end: datetime, *figures: ColumnElement[Any
     )
 
 
-class ReportingQueries:
+class ReportingQueries(TransactionQueries):
     """What finance and the customer read, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def statement(
         self, tenant_id: TenantId, only: LedgerFilter, before_entry_id: int | None, limit: int

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from libs.messaging.contract import Envelope
 from services.billing.adapters.sql.accounts import AccountBalance
-from services.billing.adapters.sql.ledger import ROW_LOCK, transfer_arrays
+from services.billing.adapters.sql.ledger import ROW_LOCK, entry_arrays, transfer_arrays
 from services.billing.adapters.sql.spend_control import QUOTE_COLUMNS, quote_from_row
 from services.billing.domain.alerts import AlertThresholds
 from services.billing.domain.auto_top_up import TopUpTrigger
@@ -369,12 +369,7 @@ class ReservationQueries:
                 "projects": [item.attribution.project or None for item in planned],
                 "periods": [item.period.start if item.period else None for item in planned],
                 "entry_keys": [_entry_key(entry) for entry in entries],
-                "entry_accounts": [entry.account_id for entry in entries],
-                "entry_tenants": [entry.tenant_id for entry in entries],
-                "entry_batches": [entry.batch_id for entry in entries],
-                "entry_ref_ids": [entry.ref_id for entry in entries],
-                "entry_amounts": [entry.amount for entry in entries],
-                "entry_balances": [entry.balance_after for entry in entries],
+                **entry_arrays(entries),
                 "ids": ids,
                 "balances": [posting.balances[account_id] for account_id in ids],
                 "line_batches": [batch_id for batch_id, _, _ in lines],

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.field_mapping import to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.sql.ledger import ROW_LOCK
 from services.billing.domain.ids import TenantId
 from services.billing.domain.reversals import ReversalKind, ReversalSplit
@@ -94,11 +95,8 @@ class ReversalLine:
     created_at: datetime
 
 
-class ReversalQueries:
+class ReversalQueries(TransactionQueries):
     """Payments' reversals and debts, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def lock_payment(self, provider: str, payment_intent: str) -> LockedPayment | None:
         """The payment of a Stripe PaymentIntent, locked (None: no payment of ours)."""
@@ -109,18 +107,7 @@ class ReversalQueries:
                 text(_LOCK_PAYMENT), {"provider": provider, "payment_intent": payment_intent}
             )
         ).first()
-        if row is None:
-            return None
-        return LockedPayment(
-            payment_id=row.id,
-            tenant_id=TenantId(row.tenant_id),
-            provider=row.provider,
-            reference=row.reference,
-            credits=row.credits,
-            amount_usd_cents=row.amount_usd_cents,
-            refunded_usd_cents=row.refunded_usd_cents,
-            reversed_credits=row.reversed_credits,
-        )
+        return to_record(LockedPayment, row, payment_id=row.id) if row is not None else None
 
     async def set_payment_reversed(
         self, payment_id: int, refunded_usd_cents: int, reversed_credits: int

@@ -14,8 +14,8 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.domain.alerts import NO_ALERTS, AlertThresholds
 from services.billing.domain.budgets import BudgetKey, BudgetScope, use_by_budget
 from services.billing.domain.ids import BatchId, TenantId
@@ -90,11 +90,8 @@ def quote_from_row(row: Mapping[str, Any]) -> StoredQuote:
     )
 
 
-class SpendControlQueries:
+class SpendControlQueries(TransactionQueries):
     """Budgets, their use, and quotes, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def caps(self, tenant_id: TenantId) -> dict[BudgetKey, int]:
         rows = await self._conn.execute(text(_CAPS), {"tenant_id": tenant_id})

@@ -10,9 +10,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Date, Row, case, cast, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.field_mapping import to_record
+from services.billing.adapters.sql.base import TransactionQueries
 from services.billing.adapters.sql.reporting import UNRECORDED_MODEL
 from services.billing.adapters.tables import batch_hold_lines, payments, transfers
 from services.billing.domain.ids import TenantId
@@ -26,11 +26,8 @@ def _utc_day(column: ColumnElement[datetime]) -> ColumnElement[date]:
     return cast(func.timezone("UTC", column), Date)
 
 
-class UsageQueries:
+class UsageQueries(TransactionQueries):
     """A tenant's spend, refunds, payments and grants, inside one transaction."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
 
     async def spent_by_day(
         self, tenant_id: TenantId, start: datetime, end: datetime

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.field_mapping import from_fields
+from libs.field_mapping import from_fields, to_message
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context
 
@@ -33,16 +33,7 @@ class PaymentRpcs(BillingRpcs):
         self, request: billing_pb2.HandleStripeEventRequest, context: Context
     ) -> billing_pb2.HandleStripeEventResponse:
         result = await self._handlers.handle_stripe_event(request.payload, request.signature)
-        return billing_pb2.HandleStripeEventResponse(
-            event_id=result.event_id,
-            event_type=result.event_type,
-            outcome=result.outcome.value,
-            tenant_id=str(result.tenant_id) if result.tenant_id else "",
-            credits=result.credits,
-            reversed_credits=result.reversed_credits,
-            debt_credits=result.debt_credits,
-            reinstated_credits=result.reinstated_credits,
-        )
+        return to_message(billing_pb2.HandleStripeEventResponse, result)
 
     async def RecordPayment(
         self, request: billing_pb2.RecordPaymentRequest, context: Context
@@ -54,6 +45,4 @@ class PaymentRpcs(BillingRpcs):
             request.credits,
             request.amount_usd_cents,
         )
-        return billing_pb2.RecordPaymentResponse(
-            balance=result.balance, credits=result.credits, replayed=result.replayed
-        )
+        return from_fields(billing_pb2.RecordPaymentResponse, result)

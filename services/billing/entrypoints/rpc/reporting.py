@@ -131,16 +131,11 @@ class ReportingRpcs(BillingRpcs):
     ) -> billing_pb2.ReconcileResponse:
         checked_at = datetime.now(UTC)
         report = await self._handlers.reconcile()
-        return billing_pb2.ReconcileResponse(
+        return to_message(
+            billing_pb2.ReconcileResponse,
+            report,
             discrepancies=[from_fields(billing_pb2.Discrepancy, found) for found in report.discrepancies],
-            accounts_checked=report.accounts_checked,
-            batches_checked=report.batches_checked,
             checked_at=timestamp(checked_at),
-            read_since=timestamp(report.read_since) if report.read_since is not None else None,
-            entries_read=report.entries_read,
-            transfers_read=report.transfers_read,
-            amendments_read=report.amendments_read,
-            checkpointed=report.checkpointed,
         )
 
     async def ExportLedger(

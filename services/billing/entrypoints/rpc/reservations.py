@@ -45,10 +45,7 @@ class ReservationRpcs(BillingRpcs):
         tenant_id = parse_tenant_id(request.tenant_id) if request.tenant_id else None
         priced = await self._handlers.quote(tenant_id, lines_of(request.lines))
         return billing_pb2.QuoteResponse(
-            lines=[
-                from_fields(billing_pb2.QuoteLine, line, options=price_options(line.options))
-                for line in priced.quote.lines
-            ],
+            lines=quote_line_messages(priced.quote.lines),
             total_credits=priced.quote.total,
             available_credits=priced.available_credits,
         )
@@ -125,8 +122,16 @@ def lines_of(lines: Iterable[billing_pb2.QuoteLine]) -> list[QuoteLine]:
     ]
 
 
-def price_options(options: Iterable[tuple[str, str]]) -> list[billing_pb2.PriceOption]:
-    return [billing_pb2.PriceOption(name=name, value=value) for name, value in options]
+def quote_line_messages(lines: Iterable[QuoteLine]) -> list[billing_pb2.QuoteLine]:
+    """Quote lines as messages (a quote's answer and a stored quote's), the inverse of `lines_of`."""
+    return [
+        from_fields(
+            billing_pb2.QuoteLine,
+            line,
+            options=[billing_pb2.PriceOption(name=name, value=value) for name, value in line.options],
+        )
+        for line in lines
+    ]
 
 
 def _capabilities(capabilities: ModelCapabilities) -> billing_pb2.ModelCapabilities:

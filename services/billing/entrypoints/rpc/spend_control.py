@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from reelbatch.proto.billing.v1 import billing_pb2
 
-from libs.field_mapping import from_fields
 from services.billing.domain.alerts import AlertStatus
 from services.billing.domain.budgets import BudgetStatus
 from services.billing.domain.ids import parse_tenant_id
 from services.billing.domain.quotes import StoredQuote
 from services.billing.entrypoints.rpc.base import BillingRpcs, Context, timestamp
-from services.billing.entrypoints.rpc.reservations import lines_of, price_options
+from services.billing.entrypoints.rpc.reservations import lines_of, quote_line_messages
 
 
 class SpendControlRpcs(BillingRpcs):
@@ -87,10 +86,7 @@ def budget_status(status: BudgetStatus) -> billing_pb2.BudgetStatus:
 def _stored_quote(stored: StoredQuote) -> billing_pb2.StoredQuote:
     return billing_pb2.StoredQuote(
         quote_id=str(stored.quote_id),
-        lines=[
-            from_fields(billing_pb2.QuoteLine, line, options=price_options(line.options))
-            for line in stored.lines
-        ],
+        lines=quote_line_messages(stored.lines),
         total_credits=stored.total,
         fingerprint=stored.fingerprint,
         created_at=timestamp(stored.created_at),
