@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import libs.errors
 from libs.errors import (
     AlreadyExists,
     ErrorCategory,
@@ -15,19 +16,13 @@ from libs.errors import (
 # Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
 
 
-class InsufficientCredits(FailedPrecondition):
-    """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing."""
+class InsufficientCredits(libs.errors.InsufficientCredits):
+    """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing.
 
-    reason = "insufficient_credits"
+    Billing's refusal (same reason and details), worded for the customer who sees it: the
+    figures are in its details."""
 
-    def __init__(self, required_credits: int, available_credits: int) -> None:
-        super().__init__(
-            "insufficient credits for this batch",
-            required_credits=required_credits,
-            available_credits=available_credits,
-        )
-        self.required_credits = required_credits
-        self.available_credits = available_credits
+    summary = "insufficient credits for this batch"
 
 
 class ModelUnavailable(InvalidArgument):
