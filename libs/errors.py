@@ -120,6 +120,18 @@ class FailedPrecondition(ServiceError):
     category = ErrorCategory.FAILED_PRECONDITION
 
 
+class AlreadyExists(ServiceError):
+    category = ErrorCategory.ALREADY_EXISTS
+    reason = "already_exists"
+
+
+class Unavailable(ServiceError):
+    """A dependency could not be reached; the same request may be retried."""
+
+    category = ErrorCategory.UNAVAILABLE
+    reason = "unavailable"
+
+
 class InsufficientCredits(FailedPrecondition):
     """The tenant's available credits do not cover a batch: billing refuses the freeze, and the
     batch service records the batch as rejected (it owes nothing). One class for both services, so
@@ -137,15 +149,3 @@ class InsufficientCredits(FailedPrecondition):
         )
         self.required_credits = required_credits
         self.available_credits = available_credits
-
-
-class AlreadyExists(ServiceError):
-    category = ErrorCategory.ALREADY_EXISTS
-    reason = "already_exists"
-
-
-class Unavailable(ServiceError):
-    """A dependency could not be reached; the same request may be retried."""
-
-    category = ErrorCategory.UNAVAILABLE
-    reason = "unavailable"

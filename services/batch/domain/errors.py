@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import libs.errors
 from libs.errors import (
     AlreadyExists,
@@ -140,3 +142,11 @@ class QuoteRefused(FailedPrecondition):
     def __init__(self, reason: str, **details: object) -> None:
         super().__init__(self.MESSAGES.get(reason, "this quote cannot be used"), **details)
         self.reason = reason
+
+
+# Billing's refusals that reject a batch for good: retrying cannot succeed, so the batch is recorded
+# as rejected, owes nothing and never runs (whether its create or the recovery loop froze it).
+BatchRejection: TypeAlias = (
+    InsufficientCredits | BudgetExceeded | DebtOutstanding | QuoteRefused | ModelUnavailable
+)
+BATCH_REJECTIONS = (InsufficientCredits, BudgetExceeded, DebtOutstanding, QuoteRefused, ModelUnavailable)
