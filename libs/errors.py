@@ -130,3 +130,22 @@ class Unavailable(ServiceError):
 
     category = ErrorCategory.UNAVAILABLE
     reason = "unavailable"
+
+
+class InsufficientCredits(FailedPrecondition):
+    """The tenant's available credits do not cover a batch: billing refuses the freeze, and the
+    batch service records the batch as rejected (it owes nothing). One class for both services, so
+    the reason and the details callers read (`required_credits`, `available_credits`) are written
+    once; a service may word its own `summary` (a format string over the two figures)."""
+
+    reason = "insufficient_credits"
+    summary = "insufficient credits: {required_credits} required, {available_credits} available"
+
+    def __init__(self, required_credits: int, available_credits: int) -> None:
+        super().__init__(
+            self.summary.format(required_credits=required_credits, available_credits=available_credits),
+            required_credits=required_credits,
+            available_credits=available_credits,
+        )
+        self.required_credits = required_credits
+        self.available_credits = available_credits

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
+import libs.errors
 from libs.errors import (
     AlreadyExists,
     ErrorCategory,
@@ -15,19 +18,13 @@ from libs.errors import (
 # Names follow libs.errors (InvalidArgument, NotFound): the refusal itself, no "Error" suffix.
 
 
-class InsufficientCredits(FailedPrecondition):
-    """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing."""
+class InsufficientCredits(libs.errors.InsufficientCredits):
+    """The tenant cannot afford the batch; the batch is recorded as rejected and owes nothing.
 
-    reason = "insufficient_credits"
+    Billing's refusal (same reason and details), worded for the customer who sees it: the
+    figures are in its details."""
 
-    def __init__(self, required_credits: int, available_credits: int) -> None:
-        super().__init__(
-            "insufficient credits for this batch",
-            required_credits=required_credits,
-            available_credits=available_credits,
-        )
-        self.required_credits = required_credits
-        self.available_credits = available_credits
+    summary = "insufficient credits for this batch"
 
 
 class ModelUnavailable(InvalidArgument):
@@ -145,3 +142,11 @@ class QuoteRefused(FailedPrecondition):
     def __init__(self, reason: str, **details: object) -> None:
         super().__init__(self.MESSAGES.get(reason, "this quote cannot be used"), **details)
         self.reason = reason
+
+
+# Billing's refusals that reject a batch for good: retrying cannot succeed, so the batch is recorded
+# as rejected, owes nothing and never runs (whether its create or the recovery loop froze it).
+BatchRejection: TypeAlias = (
+    InsufficientCredits | BudgetExceeded | DebtOutstanding | QuoteRefused | ModelUnavailable
+)
+BATCH_REJECTIONS = (InsufficientCredits, BudgetExceeded, DebtOutstanding, QuoteRefused, ModelUnavailable)

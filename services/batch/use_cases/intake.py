@@ -42,7 +42,9 @@ from services.batch.domain.batch import (
 )
 from services.batch.domain.commands import CreateBatch
 from services.batch.domain.errors import (
+    BATCH_REJECTIONS,
     BatchNotFound,
+    BatchRejection,
     BillingUnavailable,
     BudgetExceeded,
     DebtOutstanding,
@@ -113,9 +115,7 @@ def _rejection(batch: BatchRecord) -> ServiceError:
     return InsufficientCredits(batch.rejected_required or 0, batch.rejected_available or 0)
 
 
-def _rejection_record(
-    refused: InsufficientCredits | BudgetExceeded | DebtOutstanding | QuoteRefused | ModelUnavailable,
-) -> tuple[RejectionReason, int | None, int | None]:
+def _rejection_record(refused: BatchRejection) -> tuple[RejectionReason, int | None, int | None]:
     """What a rejected batch stores of billing's refusal: its reason and the credits compared (the
     required, and the available balance or the budget's remaining) that `_rejection` answers again."""
     if isinstance(refused, InsufficientCredits):
@@ -368,7 +368,7 @@ class Intake:
     async def complete_reservation(self, batch_id: BatchId) -> BatchRecord:
         """Freezes the credits of a reserving batch and queues it (idempotent).
 
-        Raises, for a rejected batch, InsufficientCredits or ModelUnavailable (every time, with
+        Raises, for a rejected batch, its refusal (one of `BATCH_REJECTIONS`, every time, with
         the same details) and BillingUnavailable while billing cannot be reached (the batch
         stays reserving).
         """
@@ -393,13 +393,7 @@ class Intake:
             changed: BatchRecord | None
             try:
                 reserved = await self._reserve_at_current_prices(batch, lines, terms)
-            except (
-                InsufficientCredits,
-                BudgetExceeded,
-                DebtOutstanding,
-                QuoteRefused,
-                ModelUnavailable,
-            ) as refused:
+            except BATCH_REJECTIONS as refused:
                 # Refused for good (retrying cannot succeed): the batch owes nothing and never runs.
                 changed = await self._store.reservations.mark_rejected(batch.id, *_rejection_record(refused))
                 if changed is not None:

@@ -9,13 +9,7 @@ from dataclasses import dataclass
 from libs.errors import ServiceError
 from services.batch import metrics as batch_metrics
 from services.batch.adapters.sql.store import BatchStore
-from services.batch.domain.errors import (
-    BudgetExceeded,
-    DebtOutstanding,
-    InsufficientCredits,
-    ModelUnavailable,
-    QuoteRefused,
-)
+from services.batch.domain.errors import BATCH_REJECTIONS
 from services.batch.use_cases.intake import Intake
 
 log = logging.getLogger(__name__)
@@ -46,7 +40,7 @@ class Recovery:
         for batch_id in await self._store.recovery.stale_reserving_batches(reserving_grace_seconds, limit):
             try:
                 await self._intake.complete_reservation(batch_id)
-            except (InsufficientCredits, ModelUnavailable, BudgetExceeded, DebtOutstanding, QuoteRefused):
+            except BATCH_REJECTIONS:
                 resumed += 1  # rejected: settled for good
             except ServiceError as refused:
                 # Billing is down or refused: the batch stays reserving and the next round retries.

@@ -12,18 +12,8 @@ from libs.errors import (
     Unauthenticated,
 )
 
-
-class InsufficientCredits(FailedPrecondition):
-    """The tenant's available balance does not cover the batch."""
-
-    reason = "insufficient_credits"
-
-    def __init__(self, required_credits: int, available_credits: int) -> None:
-        super().__init__(
-            f"insufficient credits: {required_credits} required, {available_credits} available",
-            required_credits=required_credits,
-            available_credits=available_credits,
-        )
+# The refusal billing and the batch service share (its one home is libs.errors).
+from libs.errors import InsufficientCredits as InsufficientCredits
 
 
 class UnknownModel(InvalidArgument):
