@@ -1,8 +1,9 @@
-"""Reading the instants of requests: a Timestamp a datetime cannot hold is the caller's error."""
+"""Reading instants: a request's (a Timestamp a datetime cannot hold is the caller's error) and a
+response's (converted fast: views convert one per row)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,3 +24,15 @@ def request_instant(request: Message, field: str) -> datetime | None:
         return stamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument(f"{field} must be between years 1 and 9999", field=field) from None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def optional_time(value: Timestamp, present: bool) -> datetime | None:
+    """The UTC datetime of a response's Timestamp, None when the field is not `present`."""
+    if not present:
+        return None
+    # `value.ToDatetime(tzinfo=UTC)` (microseconds kept, nanoseconds below them dropped) at half
+    # its cost: a page of tasks converts one per task.
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)

@@ -26,7 +26,7 @@ from services.gateway.http.admin_sessions import SESSION_COOKIE, SESSION_SECONDS
 from services.gateway.http.params import CursorText, FilterText, is_uuid
 from services.gateway.http.rate_limits import FailedAttemptLimiter, client_address
 from services.gateway.schemas.admin_webhooks import DeliveryPage
-from services.gateway.use_cases.admin_reads import AdminReads
+from services.gateway.use_cases.admin_reads import AdminReads, BatchListQuery
 from services.gateway.use_cases.console_invites import OPERATOR, create_console_invite
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -178,10 +178,12 @@ def dashboard_router(
         }
         page, degraded, routes = await asyncio.gather(
             reads.batches(
-                status=filters["status"],
-                settlement_status=filters["settlement_status"],
-                tenant_id=filters["tenant_id"],
-                cursor=cursor,
+                BatchListQuery(
+                    status=filters["status"],
+                    settlement_status=filters["settlement_status"],
+                    tenant_id=filters["tenant_id"],
+                    cursor=cursor,
+                )
             ),
             reads.degraded_models(),
             reads.provider_routes(),
@@ -262,7 +264,7 @@ def dashboard_router(
                 return not_found(request, "No such tenant.", csrf)
             raise
         ledger = await reads.tenant_ledger(tenant_id, cursor=cursor)
-        recent = await reads.batches(tenant_id=tenant_id, limit=10)
+        recent = await reads.batches(BatchListQuery(tenant_id=tenant_id, limit=10))
         return pages.tenant(
             request,
             tenant_id,

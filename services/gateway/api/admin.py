@@ -51,7 +51,7 @@ from services.gateway.schemas.model_health import ProviderRoutePage
 from services.gateway.schemas.reconciliation import ReconciliationView
 from services.gateway.schemas.tasks import TaskPage, TaskStatus
 from services.gateway.schemas.tenants import CreateTenantRequest, TenantCreated, TenantPage
-from services.gateway.use_cases.admin_reads import AdminReads
+from services.gateway.use_cases.admin_reads import AdminReads, BatchListQuery
 from services.gateway.use_cases.ledger_export import ALL_TENANTS, ledger_rows
 
 
@@ -141,13 +141,15 @@ def admin_router(
     ) -> Response:
         # The documented AdminBatchPage, written from the backend's fields (ADR-164).
         page_json = await reads.batches_json(
-            tenant_id=tenant_id or "",
-            status=status or "",
-            settlement_status=settlement_status or "",
-            created_from=created_from,
-            created_to=created_to,
-            cursor=page.cursor,
-            limit=page.limit,
+            BatchListQuery(
+                tenant_id=tenant_id or "",
+                status=status or "",
+                settlement_status=settlement_status or "",
+                created_from=created_from,
+                created_to=created_to,
+                cursor=page.cursor,
+                limit=page.limit,
+            )
         )
         return Response(page_json, media_type="application/json")
 

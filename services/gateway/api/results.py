@@ -78,35 +78,34 @@ def results_router(settings: Settings, backends: Backends, authenticator: ApiKey
     lines = result_lines(settings, backends)
     store = video_store(settings)
 
-    async def file(
-        tenant_id: str, batch_id: str, statuses: Sequence[str], format_: str, name: str
-    ) -> StreamingResponse:
-        return await file_response(lines, tenant_id, batch_id, statuses, format_, name)
+    def line_file_route(name: str, statuses: Sequence[str], summary: str, description: str) -> None:
+        # GET .../{name} (`get_batch_{name}`): the batch's items in `statuses`, as JSONL or CSV.
+        @router.get(
+            f"/video-batch/{{batch_id}}/{name}",
+            summary=summary,
+            description=description,
+            response_class=StreamingResponse,
+            responses=_FILE_RESPONSES,
+            name=f"get_batch_{name}",
+        )
+        async def get_line_file(
+            tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath, format_: FormatQuery = "jsonl"
+        ) -> StreamingResponse:
+            return await file_response(lines, tenant_id, batch_id, statuses, format_, name)
 
-    @router.get(
-        "/video-batch/{batch_id}/results",
-        summary="The batch's results file: its succeeded items (JSONL, or CSV)",
-        description=_LINE_DESCRIPTION,
-        response_class=StreamingResponse,
-        responses=_FILE_RESPONSES,
+    line_file_route(
+        "results",
+        RESULTS_STATUSES,
+        "The batch's results file: its succeeded items (JSONL, or CSV)",
+        _LINE_DESCRIPTION,
     )
-    async def get_batch_results(
-        tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath, format_: FormatQuery = "jsonl"
-    ) -> StreamingResponse:
-        return await file(tenant_id, batch_id, RESULTS_STATUSES, format_, "results")
-
-    @router.get(
-        "/video-batch/{batch_id}/errors",
-        summary="The batch's errors file: its failed and cancelled items (JSONL, or CSV)",
-        description=_LINE_DESCRIPTION
+    line_file_route(
+        "errors",
+        ERRORS_STATUSES,
+        "The batch's errors file: its failed and cancelled items (JSONL, or CSV)",
+        _LINE_DESCRIPTION
         + " `failure_type`, `fault` (provider, customer_input, us or cancelled) and `reason` say why.",
-        response_class=StreamingResponse,
-        responses=_FILE_RESPONSES,
     )
-    async def get_batch_errors(
-        tenant_id: Annotated[str, authenticated], batch_id: BatchIdPath, format_: FormatQuery = "jsonl"
-    ) -> StreamingResponse:
-        return await file(tenant_id, batch_id, ERRORS_STATUSES, format_, "errors")
 
     @router.get(
         "/video-batch/{batch_id}/videos.zip",

@@ -9,6 +9,8 @@ No `from __future__ import annotations` in route modules: FastAPI must resolve t
 endpoints defined inside the router factories.
 """
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -16,7 +18,7 @@ from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs.config import Settings
 from services.gateway.adapters.backends import Backends
-from services.gateway.api.api_keys import KeyIdPath
+from services.gateway.api.api_keys import key_id_path
 from services.gateway.api.customer import create_body_of
 from services.gateway.http.auth import ApiCaller, ApiKeyAuthenticator, caller_dependency
 from services.gateway.http.params import documented, error_responses
@@ -44,6 +46,31 @@ ProjectPath = Annotated[
         description="The project: the value of the batches' metadata key `project`.",
     ),
 ]
+
+
+async def tenant_scope_id() -> str:
+    """The scope id of the tenant's own budget: none."""
+    return ""
+
+
+async def project_path(project: ProjectPath) -> str:
+    """The scope id of a project's budget: the project of the path."""
+    return project
+
+
+@dataclass(frozen=True)
+class BudgetRoutes:
+    """The GET and PUT routes of one budget scope: `get_{name}_budget`, `set_{name}_budget`."""
+
+    name: str
+    # The scope billing knows the budget by, and the dependency giving its id from the path.
+    scope: str
+    path: str
+    whose: str
+    scope_id: Callable[..., Awaitable[str]] | Callable[..., str]
+    get_errors: tuple[int, ...]
+    set_errors: tuple[int, ...]
+
 
 _SET_DESCRIPTION = (
     "Sets the monthly cap (UTC calendar month) or removes it with `null`. Needs a key with the "
@@ -75,34 +102,54 @@ def spend_control_router(
     deadline = settings.grpc_deadline_seconds
     billing = backends.billing
 
-    async def read_budget(tenant_id: str, scope: str, scope_id: str = "") -> BudgetView:
-        answer = await billing.GetBudgets(
-            billing_pb2.GetBudgetsRequest(tenant_id=tenant_id, scope=scope, scope_id=scope_id),
-            timeout=deadline,
+    def budget_routes(budget: BudgetRoutes) -> None:
+        # GET and PUT of one scope's budget; the scope id comes from the path (the tenant's: "").
+        whose = budget.whose[0].upper() + budget.whose[1:]
+
+        @router.get(
+            budget.path,
+            **documented(
+                BudgetView,
+                f"{whose} monthly budget and its use",
+                *budget.get_errors,
+                description=_GET_DESCRIPTION,
+            ),
+            name=f"get_{budget.name}_budget",
         )
-        return BudgetView.from_proto(answer.budgets[0])
+        async def get_budget(
+            caller: Annotated[ApiCaller, customer], scope_id: Annotated[str, Depends(budget.scope_id)]
+        ) -> BudgetView:
+            answer = await billing.GetBudgets(
+                billing_pb2.GetBudgetsRequest(
+                    tenant_id=caller.tenant_id, scope=budget.scope, scope_id=scope_id
+                ),
+                timeout=deadline,
+            )
+            return BudgetView.from_proto(answer.budgets[0])
 
-    async def write_budget(tenant_id: str, body: BudgetUpdate, scope: str, scope_id: str = "") -> BudgetView:
-        request = billing_pb2.SetBudgetRequest(tenant_id=tenant_id, scope=scope, scope_id=scope_id)
-        if body.monthly_credits is not None:
-            request.monthly_credits = body.monthly_credits
-        return BudgetView.from_proto(await billing.SetBudget(request, timeout=deadline))
+        @router.put(
+            budget.path,
+            **documented(
+                BudgetView,
+                f"Set or remove {budget.whose} monthly budget",
+                *budget.set_errors,
+                description=_SET_DESCRIPTION,
+            ),
+            name=f"set_{budget.name}_budget",
+        )
+        async def set_budget(
+            caller: Annotated[ApiCaller, customer],
+            scope_id: Annotated[str, Depends(budget.scope_id)],
+            body: BudgetUpdate,
+        ) -> BudgetView:
+            request = billing_pb2.SetBudgetRequest(
+                tenant_id=caller.tenant_id, scope=budget.scope, scope_id=scope_id
+            )
+            if body.monthly_credits is not None:
+                request.monthly_credits = body.monthly_credits
+            return BudgetView.from_proto(await billing.SetBudget(request, timeout=deadline))
 
-    @router.get(
-        "/budget",
-        **documented(BudgetView, "The tenant's monthly budget and its use", description=_GET_DESCRIPTION),
-    )
-    async def get_tenant_budget(caller: Annotated[ApiCaller, customer]) -> BudgetView:
-        return await read_budget(caller.tenant_id, "tenant")
-
-    @router.put(
-        "/budget",
-        **documented(
-            BudgetView, "Set or remove the tenant's monthly budget", 422, description=_SET_DESCRIPTION
-        ),
-    )
-    async def set_tenant_budget(caller: Annotated[ApiCaller, customer], body: BudgetUpdate) -> BudgetView:
-        return await write_budget(caller.tenant_id, body, "tenant")
+    budget_routes(BudgetRoutes("tenant", "tenant", "/budget", "the tenant's", tenant_scope_id, (), (422,)))
 
     @router.get(
         "/budgets",
@@ -120,45 +167,16 @@ def spend_control_router(
         )
         return BudgetList(items=[BudgetView.from_proto(status) for status in answer.budgets])
 
-    @router.get(
-        "/api-keys/{key_id}/budget",
-        **documented(
-            BudgetView, "One API key's monthly budget and its use", 404, description=_GET_DESCRIPTION
-        ),
+    budget_routes(
+        BudgetRoutes(
+            "key", "api_key", "/api-keys/{key_id}/budget", "one API key's", key_id_path, (404,), (404, 422)
+        )
     )
-    async def get_key_budget(caller: Annotated[ApiCaller, customer], key_id: KeyIdPath) -> BudgetView:
-        return await read_budget(caller.tenant_id, "api_key", key_id)
-
-    @router.put(
-        "/api-keys/{key_id}/budget",
-        **documented(
-            BudgetView, "Set or remove one API key's monthly budget", 404, 422, description=_SET_DESCRIPTION
-        ),
+    budget_routes(
+        BudgetRoutes(
+            "project", "project", "/projects/{project}/budget", "one project's", project_path, (422,), (422,)
+        )
     )
-    async def set_key_budget(
-        caller: Annotated[ApiCaller, customer], key_id: KeyIdPath, body: BudgetUpdate
-    ) -> BudgetView:
-        return await write_budget(caller.tenant_id, body, "api_key", key_id)
-
-    @router.get(
-        "/projects/{project}/budget",
-        **documented(
-            BudgetView, "One project's monthly budget and its use", 422, description=_GET_DESCRIPTION
-        ),
-    )
-    async def get_project_budget(caller: Annotated[ApiCaller, customer], project: ProjectPath) -> BudgetView:
-        return await read_budget(caller.tenant_id, "project", project)
-
-    @router.put(
-        "/projects/{project}/budget",
-        **documented(
-            BudgetView, "Set or remove one project's monthly budget", 422, description=_SET_DESCRIPTION
-        ),
-    )
-    async def set_project_budget(
-        caller: Annotated[ApiCaller, customer], project: ProjectPath, body: BudgetUpdate
-    ) -> BudgetView:
-        return await write_budget(caller.tenant_id, body, "project", project)
 
     @router.get(
         "/alerts",

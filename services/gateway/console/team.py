@@ -6,7 +6,7 @@ again that the acting user is an owner of this tenant, and logs every change in 
 
 import csv
 import io
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from typing import Annotated, TypeVar
@@ -95,6 +95,36 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
     async def team(request: Request, user: CurrentUser) -> Response:
         return await team_page(request, user)
 
+    async def explained(
+        request: Request,
+        user: ConsoleUser,
+        error: grpc.aio.AioRpcError,
+        statuses: Mapping[grpc.StatusCode, int],
+    ) -> Response:
+        """The team page saying why billing refused a change, for the refusals it explains (`statuses`:
+        the page's HTTP status per gRPC code); any other error is raised again."""
+        status = statuses.get(error.code())
+        if status is None:
+            raise error
+        return await team_page(request, user, error=remote_error(error).message, status_code=status)
+
+    async def change_member(
+        request: Request,
+        user: ConsoleUser,
+        object_id: str,
+        change: Callable[[], Awaitable[object]],
+        statuses: Mapping[grpc.StatusCode, int],
+    ) -> Response:
+        """Applies a change to one of the tenant's members or invites, then back to the team page;
+        another tenant's (or a malformed) id is NotTheTenants."""
+        if not is_uuid(object_id):
+            raise NotTheTenants(object_id)
+        try:
+            await _owned(change(), object_id)
+        except grpc.aio.AioRpcError as error:
+            return await explained(request, user, error, statuses)
+        return RedirectResponse(TEAM_PATH, status_code=303)
+
     async def invite_member(request: Request, user: CurrentUser) -> Response:
         form = await form_fields(request)
         try:
@@ -108,69 +138,64 @@ def team_endpoints(deps: ConsoleDeps) -> dict[str, Endpoint]:
                 actor=user.actor(),
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
-                status = 422 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 409
-                return await team_page(request, user, error=remote_error(error).message, status_code=status)
-            raise
+            return await explained(
+                request,
+                user,
+                error,
+                {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.ALREADY_EXISTS: 409},
+            )
         return await team_page(request, user, created_url=created.invite_url, status_code=201)
 
     async def revoke_invite(request: Request, user: CurrentUser, invite_id: str) -> Response:
-        if not is_uuid(invite_id):
-            raise NotTheTenants(invite_id)
-        await _owned(
-            billing.RevokeConsoleInvite(
+        return await change_member(
+            request,
+            user,
+            invite_id,
+            lambda: billing.RevokeConsoleInvite(
                 billing_pb2.RevokeConsoleInviteRequest(
                     tenant_id=user.tenant_id, invite_id=invite_id, actor=user.actor()
                 ),
                 timeout=deadline,
             ),
-            invite_id,
+            {},
         )
-        return RedirectResponse(TEAM_PATH, status_code=303)
 
     async def remove_member(request: Request, user: CurrentUser, user_id: str) -> Response:
-        if not is_uuid(user_id):
-            raise NotTheTenants(user_id)
-        try:
-            await _owned(
-                billing.RemoveConsoleMember(
-                    billing_pb2.RemoveConsoleMemberRequest(
-                        tenant_id=user.tenant_id, user_id=user_id, actor=user.actor()
-                    ),
-                    timeout=deadline,
+        return await change_member(
+            request,
+            user,
+            user_id,
+            lambda: billing.RemoveConsoleMember(
+                billing_pb2.RemoveConsoleMemberRequest(
+                    tenant_id=user.tenant_id, user_id=user_id, actor=user.actor()
                 ),
-                user_id,
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                return await team_page(request, user, error=remote_error(error).message, status_code=409)
-            raise
-        return RedirectResponse(TEAM_PATH, status_code=303)
+                timeout=deadline,
+            ),
+            # The last owner cannot be removed: the page says so.
+            {grpc.StatusCode.FAILED_PRECONDITION: 409},
+        )
 
     async def change_role(request: Request, user: CurrentUser, user_id: str) -> Response:
-        if not is_uuid(user_id):
-            raise NotTheTenants(user_id)
-        form = await form_fields(request)
-        try:
-            await _owned(
-                billing.ChangeConsoleMemberRole(
-                    billing_pb2.ChangeConsoleMemberRoleRequest(
-                        tenant_id=user.tenant_id,
-                        user_id=user_id,
-                        role=form.get("role", "")[:32],
-                        actor=user.actor(),
-                    ),
-                    timeout=deadline,
+        async def change() -> object:
+            form = await form_fields(request)
+            return await billing.ChangeConsoleMemberRole(
+                billing_pb2.ChangeConsoleMemberRoleRequest(
+                    tenant_id=user.tenant_id,
+                    user_id=user_id,
+                    role=form.get("role", "")[:32],
+                    actor=user.actor(),
                 ),
-                user_id,
+                timeout=deadline,
             )
-        except grpc.aio.AioRpcError as error:
-            # An unknown role (422) or the last owner (409): the page says why.
-            if error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                status = 422 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 409
-                return await team_page(request, user, error=remote_error(error).message, status_code=status)
-            raise
-        return RedirectResponse(TEAM_PATH, status_code=303)
+
+        # An unknown role (422) or the last owner (409): the page says why.
+        return await change_member(
+            request,
+            user,
+            user_id,
+            change,
+            {grpc.StatusCode.INVALID_ARGUMENT: 422, grpc.StatusCode.FAILED_PRECONDITION: 409},
+        )
 
     def activity_request(
         user: ConsoleUser, query: ActivityQuery, cursor: str, limit: int

@@ -11,9 +11,10 @@ from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
 from libs import vocabulary
+from libs.rpc.timestamps import optional_time
 from libs.vocabulary import fault_of, listed, one_of
 from services.gateway.schemas.batches import BatchView
-from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.fields import none_if_empty
 from services.gateway.schemas.pages import CursorPage
 from services.gateway.schemas.proto_views import ProtoView
 

@@ -16,8 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs import vocabulary
+from libs.public_batch import batch_fields
 from libs.vocabulary import listed, one_of
-from services.gateway.schemas.fields import INT32_MAX, INT32_MIN, none_if_empty, optional_time
+from services.gateway.schemas.fields import INT32_MAX, INT32_MIN
 from services.gateway.schemas.generation import GenerationSettingsIn
 from services.gateway.schemas.pages import CursorPage
 
@@ -369,27 +370,9 @@ class BatchView(BaseModel):
     @staticmethod
     def fields_of(batch: batch_pb2.Batch) -> dict[str, Any]:
         """The view's fields from batch's Batch message, unvalidated: `json_bytes` of them is the
-        view's JSON (the polled reads answer them without building the model)."""
-        return {
-            "batch_id": batch.batch_id,
-            "status": batch.status,
-            "total_count": batch.total_count,
-            "success_count": batch.success_count,
-            "failed_count": batch.failed_count,
-            "cancelled_count": batch.cancelled_count,
-            "pending_count": batch.pending_count,
-            "frozen_credits": batch.frozen_credits,
-            "credits_spent": batch.credits_spent,
-            "refunded_credits": batch.refunded_credits,
-            "settlement_status": batch.settlement_status,
-            "created_at": optional_time(batch.created_at, True),
-            "finished_at": optional_time(batch.finished_at, batch.HasField("finished_at")),
-            "webhook_url": none_if_empty(batch.webhook_url),
-            "retry_of": none_if_empty(batch.retry_of_batch_id),
-            "retries": list(batch.retry_batch_ids),
-            "name": none_if_empty(batch.name),
-            "metadata": dict(batch.metadata),
-        }
+        view's JSON (the polled reads answer them without building the model). Written once for
+        this view and the batch webhooks (`libs.public_batch`)."""
+        return batch_fields(batch)
 
 
 class BatchPage(CursorPage[BatchView]):

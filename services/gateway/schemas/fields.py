@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -57,17 +57,6 @@ _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
 def is_valid_request_id(value: str) -> bool:
     """True for 1..255 printable ASCII characters (an acceptable X-Request-ID)."""
     return 0 < len(value) <= MAX_REQUEST_ID_CHARS and _PRINTABLE_ASCII.fullmatch(value) is not None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def optional_time(value: Timestamp, present: bool) -> datetime | None:
-    if not present:
-        return None
-    # `value.ToDatetime(tzinfo=UTC)` (microseconds kept, nanoseconds below them dropped) at half
-    # its cost: a page of tasks converts one per task.
-    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
 def optional_timestamp(moment: datetime | None) -> Timestamp | None:

@@ -9,8 +9,9 @@ from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs import vocabulary
 from libs.ledger_keys import task_transfer_id
+from libs.rpc.timestamps import optional_time
 from libs.vocabulary import listed, one_of
-from services.gateway.schemas.fields import none_if_empty, optional_time
+from services.gateway.schemas.fields import none_if_empty
 from services.gateway.schemas.generation import GenerationSettingsIn, settings_view
 from services.gateway.schemas.pages import CursorPage
 

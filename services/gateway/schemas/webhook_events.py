@@ -3,9 +3,11 @@ documents them. The webhook service builds them; these models describe them for 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
+
+EventData = TypeVar("EventData", bound=BaseModel)
 
 SIGNING_STORY = (
     "Every delivery, to an account endpoint (`POST /api/enterprise/webhook-endpoints`) or to a batch's "
@@ -19,6 +21,15 @@ SIGNING_STORY = (
     "the header carries one signature per valid secret, space-separated: accept the delivery when any "
     "matches, and refuse timestamps more than 5 minutes away from your clock."
 )
+
+
+class WebhookBody(BaseModel, Generic[EventData]):
+    """A webhook's body: its event type (each subclass narrows it to its own), when it happened, and
+    the event's data."""
+
+    type: str
+    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
+    data: EventData
 
 
 class BatchEventData(BaseModel):
@@ -75,20 +86,16 @@ class TaskEventData(BaseModel):
     error_message: str | None = None
 
 
-class BatchEvent(BaseModel):
+class BatchEvent(WebhookBody[BatchEventData]):
     """`batch.queued`, `batch.completed` or `batch.cancelled`."""
 
     type: Literal["batch.queued", "batch.completed", "batch.cancelled"]
-    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
-    data: BatchEventData
 
 
-class TaskEvent(BaseModel):
+class TaskEvent(WebhookBody[TaskEventData]):
     """`task.succeeded` or `task.failed`."""
 
     type: Literal["task.succeeded", "task.failed"]
-    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
-    data: TaskEventData
 
 
 class CreditsLowEventData(BaseModel):
@@ -118,20 +125,16 @@ class BudgetThresholdEventData(BaseModel):
     period_end: str = Field(description="When the month ends and the use resets (RFC 3339, UTC).")
 
 
-class CreditsLowEvent(BaseModel):
+class CreditsLowEvent(WebhookBody[CreditsLowEventData]):
     """`credits.low`."""
 
     type: Literal["credits.low"]
-    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
-    data: CreditsLowEventData
 
 
-class BudgetThresholdEvent(BaseModel):
+class BudgetThresholdEvent(WebhookBody[BudgetThresholdEventData]):
     """`budget.threshold`."""
 
     type: Literal["budget.threshold"]
-    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
-    data: BudgetThresholdEventData
 
 
 class AutoTopUpFailedEventData(BaseModel):
@@ -145,12 +148,10 @@ class AutoTopUpFailedEventData(BaseModel):
     auto_top_up_enabled: bool = Field(description="Always false: turn it on again once the card is fixed.")
 
 
-class AutoTopUpFailedEvent(BaseModel):
+class AutoTopUpFailedEvent(WebhookBody[AutoTopUpFailedEventData]):
     """`auto_top_up.failed`."""
 
     type: Literal["auto_top_up.failed"]
-    timestamp: str = Field(description="When it happened (RFC 3339, UTC).")
-    data: AutoTopUpFailedEventData
 
 
 # Every event body, as `_declare` documents them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 
 from reelbatch.proto.batch.v1 import batch_pb2
@@ -27,6 +28,20 @@ ALL_TENANTS = ""
 RECONCILIATION_DEADLINE_FACTOR = 6
 
 
+@dataclass(frozen=True)
+class BatchListQuery:
+    """Which batches an operator lists: every tenant's (or one's), by status, settlement status
+    and creation time, one page at a time."""
+
+    tenant_id: str = ""
+    status: str = ""
+    settlement_status: str = ""
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    cursor: str = ""
+    limit: int = 50
+
+
 class AdminReads:
     """Admin-scope reads over billing, batch and webhook, returning the REST views."""
 
@@ -34,41 +49,17 @@ class AdminReads:
         self._backends = backends
         self._deadline = deadline_seconds
 
-    async def batches(
-        self,
-        *,
-        tenant_id: str = "",
-        status: str = "",
-        settlement_status: str = "",
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        cursor: str = "",
-        limit: int = 50,
-    ) -> AdminBatchPage:
+    async def batches(self, query: BatchListQuery) -> AdminBatchPage:
         """Batches of every tenant (or one), newest first."""
-        response = await self._batch_list(
-            tenant_id, status, settlement_status, created_from, created_to, cursor, limit
-        )
+        response = await self._batch_list(query)
         return AdminBatchPage.of(
             [AdminBatchView.from_proto(batch) for batch in response.batches], response.next_cursor
         )
 
-    async def batches_json(
-        self,
-        *,
-        tenant_id: str = "",
-        status: str = "",
-        settlement_status: str = "",
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        cursor: str = "",
-        limit: int = 50,
-    ) -> bytes:
+    async def batches_json(self, query: BatchListQuery) -> bytes:
         """`batches` as the admin API answers it: the page's JSON, written from the messages'
         fields without validating each view twice (ADR-164; the same document, tested equal)."""
-        response = await self._batch_list(
-            tenant_id, status, settlement_status, created_from, created_to, cursor, limit
-        )
+        response = await self._batch_list(query)
         return json_bytes(
             {
                 "items": [AdminBatchView.fields_of(batch) for batch in response.batches],
@@ -76,25 +67,16 @@ class AdminReads:
             }
         )
 
-    async def _batch_list(
-        self,
-        tenant_id: str,
-        status: str,
-        settlement_status: str,
-        created_from: datetime | None,
-        created_to: datetime | None,
-        cursor: str,
-        limit: int,
-    ) -> batch_pb2.ListBatchesResponse:
+    async def _batch_list(self, query: BatchListQuery) -> batch_pb2.ListBatchesResponse:
         response: batch_pb2.ListBatchesResponse = await self._backends.batch.ListBatches(
             batch_pb2.ListBatchesRequest(
-                tenant_id=tenant_id or ALL_TENANTS,
-                status=status,
-                settlement_status=settlement_status,
-                created_from=optional_timestamp(created_from),
-                created_to=optional_timestamp(created_to),
-                cursor=cursor,
-                limit=limit,
+                tenant_id=query.tenant_id or ALL_TENANTS,
+                status=query.status,
+                settlement_status=query.settlement_status,
+                created_from=optional_timestamp(query.created_from),
+                created_to=optional_timestamp(query.created_to),
+                cursor=query.cursor,
+                limit=query.limit,
             ),
             timeout=self._deadline,
         )

@@ -21,9 +21,10 @@ import orjson
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
 from libs.ledger_keys import task_transfer_id
+from libs.rpc.timestamps import optional_time
 from libs.vocabulary import fault_of
 from services.gateway.adapters.video_store import VideoStore
-from services.gateway.schemas.fields import json_bytes, optional_time
+from services.gateway.schemas.fields import json_bytes
 
 RESULTS_STATUSES = ("succeeded",)
 ERRORS_STATUSES = ("failed", "cancelled")

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from reelbatch.proto.batch.v1 import batch_pb2
 from reelbatch.proto.billing.v1 import billing_pb2
 
+from libs.rpc.timestamps import optional_time
 from libs.vocabulary import OPEN_BATCH_STATUSES, TaskStatus, values_of
 from services.gateway.adapters.backends import Backends
 from services.gateway.schemas.auto_top_up import AutoTopUpUpdate, AutoTopUpView, update_request
@@ -29,7 +30,7 @@ from services.gateway.schemas.console_money import (
     RecentFailure,
     UsageReport,
 )
-from services.gateway.schemas.fields import optional_time, optional_timestamp
+from services.gateway.schemas.fields import optional_timestamp
 from services.gateway.schemas.pricing import PackCatalog, StatementView
 from services.gateway.schemas.spend_control import AlertThresholdsView, BudgetView
 

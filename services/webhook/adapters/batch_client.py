@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import grpc
 from reelbatch.proto.batch.v1 import batch_pb2, batch_pb2_grpc
 
-from libs.field_mapping import from_fields
+from libs.public_batch import batch_event_fields
 from libs.rpc.errors import as_service_error, remote_error
 from services.webhook.domain.records import BatchSnapshot
 
@@ -26,11 +24,11 @@ class BatchServiceReader:
             )
         except grpc.aio.AioRpcError as error:
             raise as_service_error(remote_error(error)) from error
-        return from_fields(
-            BatchSnapshot,
-            batch,
-            created_at=batch.created_at.ToDatetime(tzinfo=UTC) if batch.HasField("created_at") else None,
-            finished_at=batch.finished_at.ToDatetime(tzinfo=UTC) if batch.HasField("finished_at") else None,
-            # A map field is copied as a plain dict (the snapshot outlives the message).
-            metadata=dict(batch.metadata),
-        )
+        return batch_snapshot(batch)
+
+
+def batch_snapshot(batch: batch_pb2.Batch) -> BatchSnapshot:
+    """The snapshot of batch's Batch message, its event fields the REST view's (`libs.public_batch`)."""
+    return BatchSnapshot(
+        status=batch.status, webhook_url=batch.webhook_url, event_fields=batch_event_fields(batch)
+    )

@@ -113,23 +113,9 @@ class ClaimedMessage:
 
 @dataclass(frozen=True)
 class BatchSnapshot:
-    """The batch as the REST API shows it."""
+    """A batch as the batch service answers it: its status, its own webhook_url ("" when none),
+    and the fields its batch events carry, as the REST API shows them (`event_fields`)."""
 
-    batch_id: str
-    tenant_id: str
     status: str
-    total_count: int
-    success_count: int
-    failed_count: int
-    cancelled_count: int
-    pending_count: int
-    frozen_credits: int
-    credits_spent: int
-    refunded_credits: int
-    settlement_status: str
-    created_at: datetime | None
-    finished_at: datetime | None
     webhook_url: str
-    # The client's name and labels of the batch.
-    name: str = ""
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_fields: Mapping[str, object]

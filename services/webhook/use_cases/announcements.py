@@ -15,7 +15,7 @@ from services.webhook.domain.events import (
     endpoint_wants,
     settled_event_type,
 )
-from services.webhook.domain.records import BatchSnapshot, NewMessage
+from services.webhook.domain.records import NewMessage
 from services.webhook.use_cases.dependencies import Dependencies
 from services.webhook.use_cases.ids import new_message_id
 from services.webhook.use_cases.signing_secrets import new_secret
@@ -46,31 +46,6 @@ class SettledBatch:
     occurred_at: datetime
     # Where the batch's results and errors files are (`batch_file_urls`); none when not known.
     file_urls: Mapping[str, str] = field(default_factory=dict)
-
-
-def batch_data(batch: BatchSnapshot) -> dict[str, object]:
-    """The batch fields of the REST API (GET /api/enterprise/video-batch/{id})."""
-
-    def moment(value: datetime | None) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value else None
-
-    return {
-        "batch_id": batch.batch_id,
-        "status": batch.status,
-        "total_count": batch.total_count,
-        "success_count": batch.success_count,
-        "failed_count": batch.failed_count,
-        "cancelled_count": batch.cancelled_count,
-        "pending_count": batch.pending_count,
-        "frozen_credits": batch.frozen_credits,
-        "credits_spent": batch.credits_spent,
-        "refunded_credits": batch.refunded_credits,
-        "settlement_status": batch.settlement_status,
-        "created_at": moment(batch.created_at),
-        "finished_at": moment(batch.finished_at),
-        "name": batch.name or None,
-        "metadata": dict(batch.metadata),
-    }
 
 
 def task_event(
@@ -209,23 +184,21 @@ async def batches_settled(deps: Dependencies, settled: Sequence[SettledBatch]) -
     remembered = await deps.repository.fanout.batch_urls([batch.batch_id for batch in settled])
     events: list[tuple[WebhookEvent, str | None]] = []
     for batch, snapshot in zip(settled, snapshots, strict=True):
-        figures = BatchSnapshot(
-            **{
-                **snapshot.__dict__,
-                "frozen_credits": batch.frozen_credits,
-                "credits_spent": batch.captured_credits,
-                "refunded_credits": batch.refunded_credits,
-                "settlement_status": batch.settlement_status,
-                "pending_count": 0,
-            }
-        )
         event = WebhookEvent(
             event_type=settled_event_type(snapshot.status),
             tenant_id=batch.tenant_id,
             batch_id=batch.batch_id,
             source_key=batch.batch_id,
             occurred_at=batch.occurred_at,
-            data={**batch_data(figures), **batch.file_urls},
+            data={
+                **snapshot.event_fields,
+                "frozen_credits": batch.frozen_credits,
+                "credits_spent": batch.captured_credits,
+                "refunded_credits": batch.refunded_credits,
+                "settlement_status": batch.settlement_status,
+                "pending_count": 0,
+                **batch.file_urls,
+            },
         )
         events.append((event, remembered.get(batch.batch_id) or snapshot.webhook_url or None))
     return await record_events(deps, events)

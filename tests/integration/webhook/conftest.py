@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
+from reelbatch.proto.batch.v1 import batch_pb2
 
 from libs.db import Database
+from services.webhook.adapters.batch_client import batch_snapshot
 from services.webhook.adapters.network import HttpSender, SystemResolver
 from services.webhook.adapters.repository import WebhookRepository
 from services.webhook.bootstrap import migrate
@@ -28,7 +30,7 @@ class FixedBatches:
         self.status = "partial"
 
     async def batch(self, batch_id: str) -> BatchSnapshot:
-        return BatchSnapshot(
+        answer = batch_pb2.Batch(
             batch_id=batch_id,
             tenant_id="",
             status=self.status,
@@ -41,10 +43,11 @@ class FixedBatches:
             credits_spent=190,
             refunded_credits=10,
             settlement_status="pending",
-            created_at=datetime(2026, 1, 20, tzinfo=UTC),
-            finished_at=datetime(2026, 1, 20, 0, 1, tzinfo=UTC),
             webhook_url="",
         )
+        answer.created_at.FromDatetime(datetime(2026, 1, 20, tzinfo=UTC))
+        answer.finished_at.FromDatetime(datetime(2026, 1, 20, 0, 1, tzinfo=UTC))
+        return batch_snapshot(answer)
 
 
 @pytest.fixture(scope="module")
