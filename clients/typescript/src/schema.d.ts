@@ -1330,6 +1330,18 @@ export interface components {
             finished_at?: string | null;
             /** Frozen Credits */
             frozen_credits: number;
+            /**
+             * Metadata
+             * @description The batch's metadata string pairs, as given at creation.
+             */
+            metadata?: {
+                [key: string]: string;
+            };
+            /**
+             * Name
+             * @description Your name for the batch, as given at creation.
+             */
+            name?: string | null;
             /** Pending Count */
             pending_count?: number | null;
             /** Refunded Credits */

@@ -48,6 +48,10 @@ class BatchEventData(BaseModel):
     settlement_status: str | None = Field(default=None, description="pending, settled or refunded.")
     created_at: str | None = None
     finished_at: str | None = None
+    name: str | None = Field(default=None, description="Your name for the batch, as given at creation.")
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The batch's metadata string pairs, as given at creation."
+    )
     results_url: str | None = Field(
         default=None, description="`batch.completed`: the batch's results file (succeeded items, JSONL)."
     )

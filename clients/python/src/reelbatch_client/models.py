@@ -579,6 +579,8 @@ class BatchEventData(ApiModel):
     settlement_status: str | None = None
     created_at: str | None = None
     finished_at: str | None = None
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
     results_url: str | None = None
     errors_url: str | None = None
 
