@@ -9,11 +9,15 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from libs.migrations import upgrade_to
 
 ADMIN_DSN = os.environ.get("REELBATCH_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("REELBATCH_TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
@@ -181,6 +185,29 @@ def migrate(database_url: str) -> None:
         "REELBATCH_LOG_LEVEL": "WARNING",
     }
     subprocess.run([sys.executable, "-m", "services.launcher", "migrate"], env=env, cwd=REPO_ROOT, check=True)
+
+
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """A database of the caller's own with every service at head (`create_migrated_database`),
+    dropped afterwards: for tests that read whole tables or break money on purpose."""
+    name, url = create_migrated_database()
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@contextmanager
+def database_at(script_location: Path, revision: str) -> Iterator[str]:
+    """A database of the caller's own with one service's migrations (`script_location`) applied up
+    to `revision`, dropped afterwards: for tests of an upgrade over the rows of its time."""
+    name, url = create_database()
+    try:
+        upgrade_to(script_location, url, revision)
+        yield url
+    finally:
+        drop_database(name)
 
 
 def drop_database(name: str) -> None:

@@ -54,6 +54,14 @@ class Api:
             headers["X-Request-ID"] = request_id
         return self.http.post("/api/enterprise/video-batch", json={"items": items}, headers=headers)
 
+    def create_settled_batch(self, customer: Customer, items: list[dict[str, str]]) -> str:
+        """Creates a batch of `items`, waits until it is settled, and returns its id."""
+        created = self.create_batch(customer, items)
+        assert created.status_code == 202, created.text
+        batch_id: str = created.json()["batch_id"]
+        self.wait_until_settled(customer, batch_id)
+        return batch_id
+
     def batch(self, customer: Customer, batch_id: str) -> dict[str, Any]:
         response = self.http.get(f"/api/enterprise/video-batch/{batch_id}", headers=customer.headers)
         assert response.status_code == 200, response.text

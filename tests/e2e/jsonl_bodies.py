@@ -9,6 +9,12 @@ import httpx
 
 CREATE = "/api/enterprise/video-batch"
 JSONL = {"Content-Type": "application/jsonl"}
+# Three items, the second failing on the simulated provider (`#fail`): two videos, cat and fox.
+CAT_DOG_FOX = [
+    {"prompt": "a cat", "model": "sora-2", "custom_id": "cat"},
+    {"prompt": "a dog #fail", "model": "sora-2", "custom_id": "dog"},
+    {"prompt": "a fox", "model": "sora-2", "custom_id": "fox"},
+]
 
 
 def jsonl_body(lines: list[dict[str, Any]]) -> bytes:

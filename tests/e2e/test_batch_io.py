@@ -10,7 +10,7 @@ import json
 import uuid
 import zipfile
 
-from tests.e2e.jsonl_bodies import CREATE, JSONL, json_lines, jsonl_body
+from tests.e2e.jsonl_bodies import CAT_DOG_FOX, CREATE, JSONL, json_lines, jsonl_body
 from tests.rest_api import Api
 
 
@@ -156,15 +156,7 @@ def test_every_answer_carries_the_rate_limit_headers(api: Api) -> None:
 
 def test_videos_come_as_one_zip_with_a_manifest_and_links_redirect_to_the_file(api: Api) -> None:
     customer = api.new_customer(credits=1_000)
-    items = [
-        {"prompt": "a cat", "model": "sora-2", "custom_id": "cat"},
-        {"prompt": "a dog #fail", "model": "sora-2", "custom_id": "dog"},
-        {"prompt": "a fox", "model": "sora-2", "custom_id": "fox"},
-    ]
-    created = api.http.post(CREATE, json={"items": items}, headers=customer.headers)
-    assert created.status_code == 202, created.text
-    batch_id = created.json()["batch_id"]
-    api.wait_until_settled(customer, batch_id)
+    batch_id = api.create_settled_batch(customer, CAT_DOG_FOX)
 
     archive = api.http.get(f"{CREATE}/{batch_id}/videos.zip", headers=customer.headers)
     results = json_lines(api.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))

@@ -20,7 +20,7 @@ from libs.migrations import upgrade_to
 from services.batch.adapters.sql.intake import BatchIntake
 from services.batch.bootstrap import MIGRATIONS
 from services.batch.domain.batch import BatchId, BatchItem, NewBatch, QuoteLine, TenantId
-from tests.isolation import create_database, drop_database
+from tests.isolation import database_at
 
 # Rows of ~1,900 bytes (under the TOAST threshold, incompressible): four fill a page and leave it
 # ~500 bytes, room for three short tasks.
@@ -31,12 +31,8 @@ BATCH_ITEMS = 300  # over SMALL_BATCH_MAX_ITEMS: the COPY path
 
 @pytest.fixture
 def database_at_0017() -> Iterator[str]:
-    name, url = create_database()
-    try:
-        upgrade_to(MIGRATIONS, url, "0017")
+    with database_at(MIGRATIONS, "0017") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 def _store_history(conn: psycopg.Connection[tuple[object, ...]]) -> None:

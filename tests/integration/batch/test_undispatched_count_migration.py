@@ -14,17 +14,13 @@ import pytest
 from libs.db import libpq_url
 from libs.migrations import upgrade_to
 from services.batch.bootstrap import MIGRATIONS
-from tests.isolation import create_database, drop_database
+from tests.isolation import database_at
 
 
 @pytest.fixture
 def database_at_0007() -> Iterator[str]:
-    name, url = create_database()
-    try:
-        upgrade_to(MIGRATIONS, url, "0007")
+    with database_at(MIGRATIONS, "0007") as url:
         yield url
-    finally:
-        drop_database(name)
 
 
 def _batch(

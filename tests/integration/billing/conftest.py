@@ -3,7 +3,7 @@ a Database per test, handlers wired with a controllable clock and outcome source
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -13,6 +13,7 @@ from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import migrate, price_list
 from services.billing.use_cases.dependencies import TaskOutcomeSource
 from services.billing.use_cases.handlers import BillingHandlers
+from tests.isolation import migrated_database
 
 from .billing_testkit import Clock, HandlersFactory, RecordedOutcomes
 
@@ -57,3 +58,11 @@ def make_handlers(database: Database, clock: Clock) -> HandlersFactory:
 @pytest.fixture
 def handlers(make_handlers: HandlersFactory, outcomes: RecordedOutcomes) -> BillingHandlers:
     return make_handlers(outcome_source=outcomes)
+
+
+@pytest.fixture
+def own_database_url() -> Iterator[str]:
+    """A database of this test's own: the ledger checks read whole tables, and the module's shared
+    database holds other tests' money (some of it broken on purpose, for the reconciliation)."""
+    with migrated_database() as url:
+        yield url

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
-from libs.db import Database
+from libs.db import Database, libpq_url
 from libs.price_list import DEFAULT_PRICING
 from services.billing.adapters.repository import BillingRepository
 from services.billing.bootstrap import price_list
@@ -18,7 +16,6 @@ from services.billing.domain.ids import TenantId
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.reversals import DebtOutstanding
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.isolation import create_migrated_database, drop_database
 
 from .billing_testkit import funded_tenant, new_batch_id
 
@@ -27,19 +24,6 @@ _LOCK_WALLET = (
     "SELECT id FROM billing.accounts WHERE tenant_id = %s AND kind IN ('available', 'debt')"
     " ORDER BY id FOR NO KEY UPDATE"
 )
-
-
-@pytest.fixture
-def own_database_url() -> Iterator[str]:
-    name, url = create_migrated_database()
-    try:
-        yield url
-    finally:
-        drop_database(name)
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 async def _waiting_on_a_lock(dsn: str) -> None:
@@ -68,7 +52,7 @@ async def _freeze_while_a_debt_is_written(url: str, commit: bool) -> BaseExcepti
             chunk_size=200,
         )
         tenant: TenantId = await funded_tenant(handlers, 100)
-        async with await psycopg.AsyncConnection.connect(_dsn(url)) as writer:
+        async with await psycopg.AsyncConnection.connect(libpq_url(url)) as writer:
             await writer.execute(
                 "INSERT INTO billing.accounts (kind, tenant_id) VALUES ('debt', %s)", (tenant,)
             )
@@ -78,7 +62,7 @@ async def _freeze_while_a_debt_is_written(url: str, commit: bool) -> BaseExcepti
                 "UPDATE billing.accounts SET balance = -5 WHERE tenant_id = %s AND kind = 'debt'", (tenant,)
             )
             freeze = asyncio.create_task(handlers.reserve(tenant, new_batch_id(), [QuoteLine("sora-2", 1)]))
-            await _waiting_on_a_lock(_dsn(url))
+            await _waiting_on_a_lock(libpq_url(url))
             await (writer.commit() if commit else writer.rollback())
         try:
             await freeze
@@ -103,7 +87,7 @@ async def test_a_debt_rolled_back_while_the_freeze_waits_refuses_nothing(own_dat
 
 async def test_the_wallet_row_keeps_what_the_debt_account_records(own_database_url: str) -> None:
     tenant = uuid.uuid4()
-    with psycopg.connect(_dsn(own_database_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(own_database_url), autocommit=True) as conn:
         conn.execute("INSERT INTO billing.tenants (id, name) VALUES (%s, 'owes')", (tenant,))
         for kind in ("available", "debt"):
             conn.execute("INSERT INTO billing.accounts (kind, tenant_id) VALUES (%s, %s)", (kind, tenant))

@@ -18,7 +18,7 @@ from services.billing.domain.ids import BatchId, TaskId
 from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.isolation import create_database, create_migrated_database, drop_database
+from tests.isolation import database_at
 from tests.ledger_summaries import summary_differences
 
 from .billing_testkit import funded_tenant, new_batch_id
@@ -31,14 +31,12 @@ def _handlers(database: Database) -> BillingHandlers:
 
 
 @pytest.fixture
-async def billing() -> AsyncIterator[tuple[BillingHandlers, str]]:
-    name, url = create_migrated_database()
-    database = Database(url, pool_size=2)
+async def billing(own_database_url: str) -> AsyncIterator[tuple[BillingHandlers, str]]:
+    database = Database(own_database_url, pool_size=2)
     try:
-        yield _handlers(database), libpq_url(url)
+        yield _handlers(database), libpq_url(own_database_url)
     finally:
         await database.close()
-        drop_database(name)
 
 
 async def _batch_of(handlers: BillingHandlers, videos: int) -> BatchId:
@@ -97,19 +95,17 @@ async def test_a_capture_and_its_report_count_once_in_either_order(
 
 
 async def test_the_upgrade_summarizes_the_reports_already_there() -> None:
-    name, url = create_database()
-    database = Database(url, pool_size=2)
-    try:
-        upgrade_to(MIGRATIONS, url, "0018")
-        handlers = _handlers(database)
-        batch_id = await _batch_of(handlers, 3)
-        await handlers.apply_task_outcomes(
-            [_capture(batch_id, 0, spend=900), _capture(batch_id, 1), _capture(batch_id, 2, spend=0)]
-        )
-        upgrade_to(MIGRATIONS, url, "0019")
-        frozen, reported = _capture_costs(libpq_url(url))
-        assert frozen > 0
-        assert reported == frozen * 2 // 3
-    finally:
-        await database.close()
-        drop_database(name)
+    with database_at(MIGRATIONS, "0018") as url:
+        database = Database(url, pool_size=2)
+        try:
+            handlers = _handlers(database)
+            batch_id = await _batch_of(handlers, 3)
+            await handlers.apply_task_outcomes(
+                [_capture(batch_id, 0, spend=900), _capture(batch_id, 1), _capture(batch_id, 2, spend=0)]
+            )
+            upgrade_to(MIGRATIONS, url, "0019")
+            frozen, reported = _capture_costs(libpq_url(url))
+            assert frozen > 0
+            assert reported == frozen * 2 // 3
+        finally:
+            await database.close()

@@ -22,7 +22,7 @@ from services.billing.domain.ledger import OutcomeKind, TaskOutcome
 from services.billing.domain.pricing import QuoteLine
 from services.billing.domain.reconciliation import CHECKPOINT_GRACE, checkpoint_cutoff
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.isolation import create_database, create_migrated_database, drop_database
+from tests.isolation import database_at
 from tests.ledger_summaries import rebuild_summaries
 
 from .billing_testkit import funded_tenant, new_batch_id
@@ -32,9 +32,8 @@ OLD_MONTH = "2026-01-15T12:00:00Z"
 
 
 @pytest.fixture
-async def handlers() -> AsyncIterator[tuple[BillingHandlers, str]]:
-    name, url = create_migrated_database()
-    database = Database(url, pool_size=4)
+async def handlers(own_database_url: str) -> AsyncIterator[tuple[BillingHandlers, str]]:
+    database = Database(own_database_url, pool_size=4)
     try:
         yield (
             BillingHandlers(
@@ -43,11 +42,10 @@ async def handlers() -> AsyncIterator[tuple[BillingHandlers, str]]:
                 outcome_source=None,
                 chunk_size=50,
             ),
-            libpq_url(url),
+            libpq_url(own_database_url),
         )
     finally:
         await database.close()
-        drop_database(name)
 
 
 async def _settled_batch(handlers: BillingHandlers) -> None:
@@ -260,36 +258,38 @@ async def test_a_monthly_total_that_drifts_after_a_checkpoint_is_found_when_its_
 
 
 async def test_the_months_sealed_before_the_upgrade_become_the_first_checkpoint() -> None:
-    name, url = create_database()
-    database = Database(url, pool_size=2)
-    try:
-        upgrade_to(MIGRATIONS, url, "0016")
-        # Today's freeze reads the debt kept on the wallet row (0018, ADR-165): the column is added
-        # by hand so that today's code can make the money of that time (0017 leaves accounts alone).
-        _execute(libpq_url(url), "ALTER TABLE billing.accounts ADD COLUMN owed bigint NOT NULL DEFAULT 0")
-        # So is the summary column the recomputation of the summaries fills (0019, ADR-170).
-        _execute(
-            libpq_url(url),
-            "ALTER TABLE billing.tenant_month_outcomes"
-            " ADD COLUMN reported_frozen_cost_usd_micros bigint NOT NULL DEFAULT 0",
-        )
-        billing = BillingHandlers(
-            BillingRepository(database), price_list(dict(DEFAULT_PRICING)), outcome_source=None, chunk_size=50
-        )
-        dsn = libpq_url(url)
-        await _settled_batch(billing)
-        _move_everything_back(dsn, recorded=False)  # before 0017: nothing records amendments
-        _execute(
-            dsn,
-            "INSERT INTO billing.reconciled_months (month, entries, transfers) VALUES ('2026-01-01', 10, 5)",
-        )
-        await _settled_batch(billing)  # this month's, never sealed
-        upgrade_to(MIGRATIONS, url, "0017")
+    with database_at(MIGRATIONS, "0016") as url:
+        database = Database(url, pool_size=2)
+        try:
+            # Today's freeze reads the debt kept on the wallet row (0018, ADR-165): the column is added
+            # by hand so that today's code can make the money of that time (0017 leaves accounts alone).
+            _execute(libpq_url(url), "ALTER TABLE billing.accounts ADD COLUMN owed bigint NOT NULL DEFAULT 0")
+            # So is the summary column the recomputation of the summaries fills (0019, ADR-170).
+            _execute(
+                libpq_url(url),
+                "ALTER TABLE billing.tenant_month_outcomes"
+                " ADD COLUMN reported_frozen_cost_usd_micros bigint NOT NULL DEFAULT 0",
+            )
+            billing = BillingHandlers(
+                BillingRepository(database),
+                price_list(dict(DEFAULT_PRICING)),
+                outcome_source=None,
+                chunk_size=50,
+            )
+            dsn = libpq_url(url)
+            await _settled_batch(billing)
+            _move_everything_back(dsn, recorded=False)  # before 0017: nothing records amendments
+            _execute(
+                dsn,
+                "INSERT INTO billing.reconciled_months (month, entries, transfers)"
+                " VALUES ('2026-01-01', 10, 5)",
+            )
+            await _settled_batch(billing)  # this month's, never sealed
+            upgrade_to(MIGRATIONS, url, "0017")
 
-        report = await billing.reconcile()
-        assert report.discrepancies == []
-        assert report.read_since == datetime(2026, 2, 1, tzinfo=UTC)
-        assert (report.entries_read, report.transfers_read, report.batches_checked) == (10, 5, 1)
-    finally:
-        await database.close()
-        drop_database(name)
+            report = await billing.reconcile()
+            assert report.discrepancies == []
+            assert report.read_since == datetime(2026, 2, 1, tzinfo=UTC)
+            assert (report.entries_read, report.transfers_read, report.batches_checked) == (10, 5, 1)
+        finally:
+            await database.close()

@@ -17,7 +17,7 @@ in test_billing_ledger_flows.py pin single behaviours; this explores their order
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -47,7 +47,6 @@ from services.billing.domain.quotes import QuoteUsed, StoredQuote
 from services.billing.domain.reversals import DebtOutstanding
 from services.billing.domain.settlement import SettlementStatus
 from services.billing.use_cases.handlers import BillingHandlers
-from tests.isolation import create_migrated_database, drop_database
 
 from .billing_testkit import assert_ledger_invariants, funded_tenant, new_batch_id
 from .stateful_payments import MINI, SECRET, PaymentRules, StubCharges
@@ -371,17 +370,6 @@ class BillingMoney(PaymentRules, RuleBasedStateMachine):
     @rule()
     def reconcile(self) -> None:
         assert self.run(self.handlers.reconcile()).discrepancies == []
-
-
-@pytest.fixture
-def own_database_url() -> Iterator[str]:
-    """A database of this test's own: the ledger checks read whole tables, and the module's shared
-    database holds other tests' money (some of it broken on purpose, for the reconciliation)."""
-    name, url = create_migrated_database()
-    try:
-        yield url
-    finally:
-        drop_database(name)
 
 
 def test_any_order_of_money_movements_keeps_the_balances_and_the_ledger(own_database_url: str) -> None:

@@ -6,15 +6,11 @@ PostgreSQL), with that equality checked after every step as one more invariant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from libs.db import libpq_url
-from tests.isolation import create_migrated_database, drop_database
 from tests.ledger_summaries import summary_differences
 
 from .test_billing_stateful import BillingMoney
@@ -29,17 +25,8 @@ class BillingMoneyAndSummaries(BillingMoney):
             assert summary_differences(conn) == {}
 
 
-@pytest.fixture
-def summaries_database_url() -> Iterator[str]:
-    name, url = create_migrated_database()
-    try:
-        yield url
-    finally:
-        drop_database(name)
-
-
-def test_monthly_summaries_equal_the_ledger_after_any_movements(summaries_database_url: str) -> None:
-    BillingMoneyAndSummaries.database_url = summaries_database_url
+def test_monthly_summaries_equal_the_ledger_after_any_movements(own_database_url: str) -> None:
+    BillingMoneyAndSummaries.database_url = own_database_url
     run_state_machine_as_test(
         BillingMoneyAndSummaries,
         settings=settings(
@@ -51,10 +38,10 @@ def test_monthly_summaries_equal_the_ledger_after_any_movements(summaries_databa
     )
 
 
-def test_summaries_count_entries_of_tenant_accounts_only(summaries_database_url: str) -> None:
+def test_summaries_count_entries_of_tenant_accounts_only(own_database_url: str) -> None:
     # The system accounts (revenue, grants, payments) would be one row every tenant's transaction
     # updates: they are left out, and nothing reads them from the summary.
-    with psycopg.connect(libpq_url(summaries_database_url)) as conn:
+    with psycopg.connect(libpq_url(own_database_url)) as conn:
         conn.execute(
             "INSERT INTO billing.tenants (id, name) VALUES ('00000000-0000-4000-8000-000000000001', 't')"
         )

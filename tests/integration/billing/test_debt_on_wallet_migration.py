@@ -11,7 +11,7 @@ import psycopg
 from libs.db import libpq_url
 from libs.migrations import upgrade_to
 from services.billing.bootstrap import MIGRATIONS
-from tests.isolation import create_database, drop_database
+from tests.isolation import database_at
 
 
 def _tenant(conn: psycopg.Connection, debt: int | None) -> uuid.UUID:
@@ -27,9 +27,7 @@ def _tenant(conn: psycopg.Connection, debt: int | None) -> uuid.UUID:
 
 
 def test_the_upgrade_copies_each_debt_to_its_wallet_and_keeps_it_from_then_on() -> None:
-    name, url = create_database()
-    try:
-        upgrade_to(MIGRATIONS, url, "0017")
+    with database_at(MIGRATIONS, "0017") as url:
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             owing, paid, never = _tenant(conn, 40), _tenant(conn, 0), _tenant(conn, None)
         upgrade_to(MIGRATIONS, url, "0018")
@@ -40,5 +38,3 @@ def test_the_upgrade_copies_each_debt_to_its_wallet_and_keeps_it_from_then_on() 
                 "UPDATE billing.accounts SET balance = -15 WHERE kind = 'debt' AND tenant_id = %s", (owing,)
             )
             assert conn.execute(owed, (owing,)).fetchone() == (15,)
-    finally:
-        drop_database(name)

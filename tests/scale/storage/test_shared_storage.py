@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import subprocess
 import sys
 import time
@@ -27,11 +26,11 @@ from pydantic import SecretStr
 from libs.config import Settings
 from libs.s3 import S3Bucket, S3Client, S3Credentials
 from services.launcher.migrate import ensure_video_bucket
+from tests.e2e.jsonl_bodies import CAT_DOG_FOX, CREATE, json_lines
 from tests.invariants import wait_for_all_settled
 from tests.rest_api import Api
 from tests.stack import free_port, fresh_stack, start_second_gateway
 
-CREATE = "/api/enterprise/video-batch"
 REGION = "us-east-1"
 # moto's server accepts any key pair while its IAM authentication is off (its default).
 ACCESS_KEY, SECRET_KEY = "reelbatch-test-key", "reelbatch-test-secret"
@@ -107,23 +106,10 @@ def test_two_replicas_store_videos_in_s3_by_default_and_any_gateway_serves_them(
         other = Api(start_second_gateway(stack))
         api = Api(stack.base_url)
         customer = api.new_customer(credits=1_000)
-        items = [
-            {"prompt": "a cat", "model": "sora-2", "custom_id": "cat"},
-            {"prompt": "a dog #fail", "model": "sora-2", "custom_id": "dog"},
-            {"prompt": "a fox", "model": "sora-2", "custom_id": "fox"},
-        ]
-        created = api.http.post(CREATE, json={"items": items}, headers=customer.headers)
-        assert created.status_code == 202, created.text
-        batch_id = created.json()["batch_id"]
-        api.wait_until_settled(customer, batch_id)
+        batch_id = api.create_settled_batch(customer, CAT_DOG_FOX)
 
         # The second gateway serves what the worker process uploaded.
-        results = [
-            json.loads(line)
-            for line in other.http.get(
-                f"{CREATE}/{batch_id}/results", headers=customer.headers
-            ).text.splitlines()
-        ]
+        results = json_lines(other.http.get(f"{CREATE}/{batch_id}/results", headers=customer.headers))
         assert [line["custom_id"] for line in results] == ["cat", "fox"]
         task_ids = [line["task_id"] for line in results]
         stored = [asyncio.run(_object(s3_endpoint, bucket, f"{batch_id}/{task}.mp4")) for task in task_ids]
@@ -168,29 +154,27 @@ def test_a_replicated_process_on_local_disk_refuses_to_start(tmp_path: Path) -> 
         "REELBATCH_STORAGE": "local",
         "REELBATCH_ADMIN_TOKEN": "an-admin-token-long-enough",
     }
+    refused = _refused_start(["serve", "gateway"], env)
+    assert "the configuration is refused" in refused
+    assert "REELBATCH_REPLICAS=2 with REELBATCH_STORAGE=local" in refused
+    assert "REELBATCH_ASSET_DIR_SHARED=true" in refused
+    assert "Traceback" not in refused
+
+    # S3 chosen by default with replicas, but no bucket: refused as clearly.
+    without_bucket = {**env, "REELBATCH_STORAGE": "auto"}
+    refused = _refused_start(["worker"], without_bucket)
+    assert "REELBATCH_STORAGE=auto with REELBATCH_REPLICAS=2 stores videos in S3" in refused
+
+
+def _refused_start(arguments: list[str], env: dict[str, str]) -> str:
+    """What `reelbatch ARGUMENTS` printed when it refused to start (exit status 1)."""
     refused = subprocess.run(
-        [sys.executable, "-m", "services.launcher", "serve", "gateway"],
+        [sys.executable, "-m", "services.launcher", *arguments],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert refused.returncode == 1
-    assert "the configuration is refused" in refused.stderr
-    assert "REELBATCH_REPLICAS=2 with REELBATCH_STORAGE=local" in refused.stderr
-    assert "REELBATCH_ASSET_DIR_SHARED=true" in refused.stderr
-    assert "Traceback" not in refused.stderr
-
-    # S3 chosen by default with replicas, but no bucket: refused as clearly.
-    without_bucket = {**env, "REELBATCH_STORAGE": "auto"}
-    refused = subprocess.run(
-        [sys.executable, "-m", "services.launcher", "worker"],
-        env=without_bucket,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert refused.returncode == 1
-    assert "REELBATCH_STORAGE=auto with REELBATCH_REPLICAS=2 stores videos in S3" in refused.stderr
+    assert refused.returncode == 1, refused.stderr
+    return refused.stderr
