@@ -80,6 +80,16 @@ def _move_everything_back(dsn: str, *, recorded: bool = True) -> None:
             conn.execute("DELETE FROM billing.ledger_amendments")
 
 
+@pytest.fixture
+async def checkpointed(handlers: tuple[BillingHandlers, str]) -> tuple[BillingHandlers, str]:
+    """A settled batch moved back to an old month and reconciled clean: a checkpoint to read after."""
+    billing, dsn = handlers
+    await _settled_batch(billing)
+    _move_everything_back(dsn)
+    assert (await billing.reconcile()).discrepancies == []
+    return billing, dsn
+
+
 def _checkpoints(dsn: str) -> list[tuple[datetime, int, int]]:
     with psycopg.connect(dsn) as conn:
         return [
@@ -147,12 +157,9 @@ async def test_a_run_on_a_pooled_connection_that_sat_idle_reads_one_snapshot(
 
 
 async def test_a_balance_changed_behind_the_ledger_is_found_after_a_checkpoint(
-    handlers: tuple[BillingHandlers, str],
+    checkpointed: tuple[BillingHandlers, str],
 ) -> None:
-    billing, dsn = handlers
-    await _settled_batch(billing)
-    _move_everything_back(dsn)
-    assert (await billing.reconcile()).discrepancies == []
+    billing, dsn = checkpointed
     # No entry moves the account: only the change itself says it must be read again.
     _execute(dsn, "UPDATE billing.accounts SET balance = balance + 5 WHERE kind = 'available'")
     report = await billing.reconcile()
@@ -164,11 +171,10 @@ async def test_a_balance_changed_behind_the_ledger_is_found_after_a_checkpoint(
     assert not report.checkpointed and len(_checkpoints(dsn)) == 1
 
 
-async def test_an_entry_edited_after_a_checkpoint_is_found(handlers: tuple[BillingHandlers, str]) -> None:
-    billing, dsn = handlers
-    await _settled_batch(billing)
-    _move_everything_back(dsn)
-    assert (await billing.reconcile()).discrepancies == []
+async def test_an_entry_edited_after_a_checkpoint_is_found(
+    checkpointed: tuple[BillingHandlers, str],
+) -> None:
+    billing, dsn = checkpointed
     _execute(
         dsn,
         "UPDATE billing.ledger_entries SET amount = amount + 1"
@@ -183,12 +189,9 @@ async def test_an_entry_edited_after_a_checkpoint_is_found(handlers: tuple[Billi
 
 
 async def test_a_transfer_unbalanced_after_a_checkpoint_is_found(
-    handlers: tuple[BillingHandlers, str],
+    checkpointed: tuple[BillingHandlers, str],
 ) -> None:
-    billing, dsn = handlers
-    await _settled_batch(billing)
-    _move_everything_back(dsn)
-    assert (await billing.reconcile()).discrepancies == []
+    billing, dsn = checkpointed
     # A third entry on a transfer of the checkpointed history (on a system account: no balance
     # or monthly total of a tenant moves).
     _execute(
@@ -209,12 +212,9 @@ async def test_a_transfer_unbalanced_after_a_checkpoint_is_found(
 
 
 async def test_a_settled_hold_edited_after_a_checkpoint_is_found(
-    handlers: tuple[BillingHandlers, str],
+    checkpointed: tuple[BillingHandlers, str],
 ) -> None:
-    billing, dsn = handlers
-    await _settled_batch(billing)
-    _move_everything_back(dsn)
-    assert (await billing.reconcile()).discrepancies == []
+    billing, dsn = checkpointed
     _execute(dsn, "UPDATE billing.batch_holds SET captured = captured + 10, refunded = refunded - 10")
     report = await billing.reconcile()
     assert report.batches_checked == 1
@@ -239,12 +239,9 @@ async def test_a_monthly_total_that_drifted_from_the_ledger_is_found(
 
 
 async def test_a_monthly_total_that_drifts_after_a_checkpoint_is_found_when_its_key_moves(
-    handlers: tuple[BillingHandlers, str],
+    checkpointed: tuple[BillingHandlers, str],
 ) -> None:
-    billing, dsn = handlers
-    await _settled_batch(billing)
-    _move_everything_back(dsn)
-    assert (await billing.reconcile()).discrepancies == []
+    billing, dsn = checkpointed
     # A capture whose monthly total the trigger did not keep (as after a restore without triggers).
     await _settled_batch(billing)
     _execute(
